@@ -1,0 +1,282 @@
+"""Command line: ``python -m recsys COMMAND ...``.
+
+Every command has ``--help`` and ``--json``; with ``--json`` the last line of standard output is one
+JSON object (counts, timings, paths, errors) that scripts and benchmarks can read. Progress bars
+go to standard error. A failing command exits non-zero with its message on standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .atomic import _json_default
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], dict[str, Any]], str, Callable | None]] = {}
+
+
+class CommandError(RuntimeError):
+    """A failure whose message is meant for the person at the terminal, plus JSON details."""
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.details = details or {}
+
+
+def command(name: str, help_text: str, arguments: Callable[[argparse.ArgumentParser], None] | None = None):
+    """Register ``func(args) -> dict`` as a sub-command; ``arguments`` adds its options."""
+    def register(func):
+        _COMMANDS[name] = (func, help_text, arguments)
+        return func
+    return register
+
+
+class TqdmProgress:
+    """Adapter from the engine's ``progress(stage, done, total)`` callbacks to tqdm bars on stderr."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self._bars: dict[str, Any] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        bar = self._bars.get(stage)
+        if bar is None:
+            bar = self._bars[stage] = tqdm(total=total, desc=stage, unit="it", file=sys.stderr, leave=True)
+        bar.total = total
+        bar.update(max(0, done - bar.n))
+        if done >= total:
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+
+
+# ----------------------------------------------------------------------------- commands
+
+def _workspace(args: argparse.Namespace):
+    from .workspace import Workspace
+
+    return Workspace(args.workspace)
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="demo-bundle", help="folder to write the bundle to (default: ./demo-bundle)")
+    p.add_argument("--users", type=int, default=1000, help="number of users (default 1000)")
+    p.add_argument("--items", type=int, default=800, help="number of items (default 800)")
+    p.add_argument("--interactions", type=int, default=30000, help="approximate number of interactions")
+    p.add_argument("--seed", type=int, default=2026, help="random seed; the same seed gives the same files")
+    p.add_argument("--import", dest="do_import", action="store_true", help="also import it into the workspace")
+    p.add_argument("--name", default=None, help="dataset name when importing (default: demo)")
+
+
+@command("demo", "write the built-in demo catalog as a bundle folder (and optionally import it)", _demo_arguments)
+def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
+    from .data.demo import DEMO_DATASET_NAME, generate_demo_bundle
+
+    started = time.perf_counter()
+    out = Path(args.out)
+    generate_demo_bundle(out, n_users=args.users, n_items=args.items, n_interactions=args.interactions,
+                         seed=args.seed)
+    result: dict[str, Any] = {"bundle": str(out.resolve()), "seconds": round(time.perf_counter() - started, 2)}
+    if args.do_import:
+        imported = _workspace(args).import_bundle(out, name=args.name or DEMO_DATASET_NAME)
+        result["import"] = imported.to_dict()
+        if not imported.ok:
+            raise CommandError("the demo bundle failed validation:\n" + imported.report.format(), result)
+        result["counts"] = imported.report.counts
+    _say(args, f"demo catalog written to {result['bundle']} in {result['seconds']} s"
+         + (f" and imported as '{args.name or DEMO_DATASET_NAME}'" if args.do_import else ""))
+    return result
+
+
+def _import_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="bundle folder or .zip")
+    p.add_argument("--name", default=None, help="dataset name (default: the folder or zip name)")
+    p.add_argument("--schema", default=None, help="JSON file with column roles overriding the inferred ones")
+    p.add_argument("--check", action="store_true", help="validate only; write nothing to the workspace")
+
+
+@command("import", "validate a bundle (folder or .zip) and import it into the workspace", _import_arguments)
+def cmd_import(args: argparse.Namespace) -> dict[str, Any]:
+    from .data.schema import Schema, SchemaError
+
+    schema = None
+    if args.schema:
+        try:
+            schema = Schema.read(args.schema)
+        except (OSError, ValueError, SchemaError) as exc:
+            raise CommandError(f"cannot read schema file {args.schema}: {exc}") from exc
+    started = time.perf_counter()
+    progress = TqdmProgress(not args.quiet)
+    workspace = _workspace(args)
+    if args.check:
+        from .data.bundle import load_bundle
+
+        loaded = load_bundle(args.source, schema=schema, name=args.name, progress=progress)
+        report, ok, path = loaded.report, loaded.ok, None
+        name = args.name or (loaded.bundle.name if loaded.bundle else None)
+    else:
+        imported = workspace.import_bundle(args.source, name=args.name, schema=schema, progress=progress)
+        report, ok, path, name = imported.report, imported.ok, imported.path, imported.name
+    progress.close()
+    result = {"dataset": name, "path": str(path) if path else None, "imported": bool(path),
+              "seconds": round(time.perf_counter() - started, 2), **report.to_dict()}
+    if not ok:
+        raise CommandError(f"the bundle has {len(report.errors)} error(s); nothing was imported:\n" + report.format(),
+                           result)
+    counts = report.counts
+    _say(args, report.format())
+    _say(args, f"{'checked' if args.check else 'imported'} '{name}': {counts.get('users', 0):,} users, "
+               f"{counts.get('items', 0):,} items, {counts.get('interactions', 0):,} interactions, "
+               f"{counts.get('items_with_image', 0):,} items with a picture"
+               + (f" -> {path}" if path else ""))
+    return result
+
+
+@command("datasets", "list the datasets in the workspace")
+def cmd_datasets(args: argparse.Namespace) -> dict[str, Any]:
+    infos = _workspace(args).list_datasets()
+    for info in infos:
+        counts = info.counts
+        _say(args, f"{info.name:<28} {counts.get('users', 0):>7,} users {counts.get('items', 0):>8,} items "
+                   f"{counts.get('interactions', 0):>10,} interactions")
+    if not infos:
+        _say(args, "no datasets yet: run `python -m recsys demo --import` or `python -m recsys import BUNDLE`")
+    return {"datasets": [{"name": i.name, "path": str(i.path), "counts": i.counts} for i in infos]}
+
+
+@command("encoders", "list the feature encoders and whether their weights are on this machine")
+def cmd_encoders(args: argparse.Namespace) -> dict[str, Any]:
+    from .features.registry import list_encoders
+
+    rows = []
+    for info in list_encoders():
+        row = {k: getattr(info, k) for k in ("name", "modality", "dim", "available", "description")}
+        rows.append(row)
+        _say(args, f"{row['name']:<24} {row['modality']:<6} {str(row['dim']):>6}  "
+                   f"{'available' if row['available'] else 'not available offline':<22} {row['description']}")
+    return {"encoders": rows}
+
+
+def _features_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", help="dataset name in the workspace")
+    p.add_argument("--text-encoder", default="minilm", help="text encoder name (see `encoders`), default minilm")
+    p.add_argument("--image-encoder", default="efficientnet-lite0", help="image encoder name, default efficientnet-lite0")
+    p.add_argument("--modalities", nargs="+", default=["text", "image", "attributes"],
+                   choices=["text", "image", "attributes"], help="which modalities to extract")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    p.add_argument("--batch-size", type=int, default=64, help="encoder batch size (default 64)")
+
+
+@command("features", "extract and cache item features (text, image, attributes) for a dataset", _features_arguments)
+def cmd_features(args: argparse.Namespace) -> dict[str, Any]:
+    from .device import select_device
+    from .features.extract import extract_item_features
+    from .workspace import DatasetNotFound
+
+    workspace = _workspace(args)
+    try:
+        bundle = workspace.load_dataset(args.dataset)
+    except DatasetNotFound as exc:
+        raise CommandError(str(exc)) from exc
+    try:
+        device = select_device(args.device)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    progress = TqdmProgress(not args.quiet)
+    started = time.perf_counter()
+    try:
+        features = extract_item_features(
+            bundle.items, bundle.schema.items, bundle.root, workspace.features_dir,
+            text_encoder=args.text_encoder, image_encoder=args.image_encoder,
+            modalities=tuple(args.modalities), device=str(device), batch_size=args.batch_size, progress=progress)
+    except RuntimeError as exc:  # EncoderUnavailableError and friends carry plain messages
+        raise CommandError(str(exc)) from exc
+    finally:
+        progress.close()
+    seconds = time.perf_counter() - started
+    result = {
+        "dataset": bundle.name, "device": str(device), "items": int(len(bundle.items)),
+        "seconds": round(seconds, 3), "timings": features.timings,
+        "text": _modality_summary(features.text, features.text_mask),
+        "image": _modality_summary(features.image, features.image_mask),
+        "cache_dir": str(workspace.features_dir),
+    }
+    _say(args, f"features for {result['items']:,} items of '{bundle.name}' on {device} in {seconds:.1f} s: "
+               f"text {result['text']}, image {result['image']}")
+    return result
+
+
+def _modality_summary(matrix: Any, mask: Any) -> dict[str, Any] | None:
+    if matrix is None:
+        return None
+    return {"dim": int(matrix.shape[1]), "present": int(mask.sum()), "missing": int((~mask).sum())}
+
+
+# ----------------------------------------------------------------------------- plumbing
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON object as the last line of output")
+    common.add_argument("--workspace", default=None,
+                        help="workspace folder (default: $RECSYS_WORKSPACE or ./workspace)")
+    common.add_argument("--quiet", action="store_true", help="no progress bars or messages (the JSON still prints)")
+
+    parser = argparse.ArgumentParser(prog="python -m recsys", description="Multimodal recommender studio engine.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text, arguments) in _COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+        if arguments is not None:
+            arguments(command_parser)
+    return parser
+
+
+# engine layers that add commands of their own (train, evaluate, recommend, explain) register them on import
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def _load_command_modules() -> None:
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _load_command_modules()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    func = _COMMANDS[args.command][0]
+    try:
+        result = {"command": args.command, "ok": True, **func(args)}
+        code = EXIT_OK
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        result = {"command": args.command, "ok": False, "error": str(exc), **exc.details}
+        code = EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        result = {"command": args.command, "ok": False, "error": "interrupted"}
+        code = 130
+    if args.json:
+        sys.stdout.flush()
+        print(json.dumps(result, default=_json_default))
+    return code

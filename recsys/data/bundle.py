@@ -1,0 +1,533 @@
+"""Catalog bundles: a folder or a ``.zip`` with items, interactions, optional users and images.
+
+:func:`load_bundle` never raises on bad *data*: it returns a :class:`LoadResult` whose report lists
+every problem (errors block, warnings don't), each naming file, column and example rows. A bundle
+is only usable when ``result.ok``. Nothing here writes to the workspace.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from . import schema as S
+from .report import BundleError, ValidationReport
+
+TABLE_EXTENSIONS = (".csv", ".parquet", ".jsonl", ".ndjson")
+DEFAULT_MAX_ARCHIVE_BYTES = 2 * 1024**3  # uncompressed; MovieLens-small with posters is ~30 MB
+DEFAULT_MAX_ARCHIVE_ENTRIES = 200_000
+MAX_COMPRESSION_RATIO = 200  # a zip bomb's entries compress far better than any real CSV or picture
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass
+class CatalogBundle:
+    """Tables of a validated bundle, ids as strings, plus where its pictures live."""
+
+    items: pd.DataFrame
+    interactions: pd.DataFrame
+    users: pd.DataFrame | None
+    schema: S.Schema
+    root: Path  # image paths in the items' image column are relative to this folder
+    name: str = "dataset"
+    files: dict[str, str] = field(default_factory=dict)  # table -> file name it came from
+
+    def image_path(self, value: Any) -> Path | None:
+        """Absolute path of a picture named in the image column, or None if missing/unsafe."""
+        relative = safe_relative_path(value)
+        return None if relative is None else self.root / relative
+
+    def counts(self) -> dict[str, int]:
+        image_column = self.schema.image_column
+        with_image = 0
+        if image_column:
+            with_image = int(sum(1 for v in self.items[image_column] if (p := self.image_path(v)) and p.is_file()))
+        return {
+            "users": int(self.interactions["user_id"].nunique()),
+            "items": int(len(self.items)),
+            "interactions": int(len(self.interactions)),
+            "items_with_image": with_image,
+        }
+
+
+@dataclass
+class LoadResult:
+    bundle: CatalogBundle | None
+    report: ValidationReport
+
+    @property
+    def ok(self) -> bool:
+        return self.bundle is not None and self.report.ok
+
+    def unwrap(self) -> CatalogBundle:
+        if not self.ok:
+            raise BundleError(self.report)
+        assert self.bundle is not None
+        return self.bundle
+
+
+def safe_relative_path(value: Any) -> PurePosixPath | None:
+    """A relative path that stays inside its root, or None (empty, absolute, ``..``, drive letters)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    text = str(value).strip().replace("\\", "/")
+    if not text or text.lower() in ("nan", "none", "null"):
+        return None
+    path = PurePosixPath(text)
+    if path.is_absolute() or ".." in path.parts or (len(text) > 1 and text[1] == ":"):
+        return None
+    return path
+
+
+def _unsafe_path(value: Any) -> bool:
+    text = "" if value is None else str(value).strip()
+    return bool(text) and text.lower() not in ("nan", "none", "null") and safe_relative_path(text) is None
+
+
+# ----------------------------------------------------------------------------- opening sources
+
+class _Extracted:
+    """A zip's contents unpacked into a private temporary folder, removed on close."""
+
+    def __init__(self, folder: Path, cleanup: Path | None):
+        self.folder = folder
+        self._cleanup = cleanup
+
+    def close(self) -> None:
+        if self._cleanup is not None:
+            shutil.rmtree(self._cleanup, ignore_errors=True)
+            self._cleanup = None
+
+
+def _check_zip(archive: zipfile.ZipFile, report: ValidationReport, name: str, max_bytes: int) -> bool:
+    entries = archive.infolist()
+    if len(entries) > DEFAULT_MAX_ARCHIVE_ENTRIES:
+        report.error("archive_too_many_entries",
+                     f"the archive holds {len(entries):,} entries; the limit is {DEFAULT_MAX_ARCHIVE_ENTRIES:,}", name)
+        return False
+    escaping = [e.filename for e in entries if safe_relative_path(e.filename) is None and e.filename.strip("/")]
+    if escaping:
+        report.error("archive_path_escape",
+                     f"{len(escaping)} entries would be written outside the bundle folder (absolute paths or '..'); "
+                     "the archive was not unpacked", name, rows=escaping)
+        return False
+    links = [e.filename for e in entries if stat.S_ISLNK(e.external_attr >> 16)]
+    if links:
+        report.error("archive_symlink", f"{len(links)} entries are symbolic links, which bundles may not contain",
+                     name, rows=links)
+        return False
+    total = sum(e.file_size for e in entries)
+    if total > max_bytes:
+        report.error("archive_too_large",
+                     f"the archive unpacks to {total / 1e6:,.1f} MB, over the limit of {max_bytes / 1e6:,.0f} MB",
+                     name)
+        return False
+    bombs = [e.filename for e in entries
+             if e.compress_size > 0 and e.file_size > 10_000_000 and e.file_size / e.compress_size > MAX_COMPRESSION_RATIO]
+    if bombs:
+        report.error("archive_suspicious_compression",
+                     "entries compress more than any real data does (a 'zip bomb'); the archive was not unpacked",
+                     name, rows=bombs)
+        return False
+    return True
+
+
+def _open_source(source: str | os.PathLike | bytes | io.IOBase, report: ValidationReport,
+                 max_archive_bytes: int) -> _Extracted | None:
+    if isinstance(source, (bytes, bytearray)) or hasattr(source, "read"):
+        data = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+        return _unzip(data, "upload.zip", report, max_archive_bytes)
+    path = Path(source)
+    if not path.exists():
+        report.error("not_found", f"'{path}' does not exist", str(path))
+        return None
+    if path.is_dir():
+        return _Extracted(_find_root(path), None)
+    if path.suffix.lower() == ".zip":
+        if path.stat().st_size > max_archive_bytes:
+            report.error("archive_too_large",
+                         f"the archive is {path.stat().st_size / 1e6:,.1f} MB, over the limit of "
+                         f"{max_archive_bytes / 1e6:,.0f} MB", path.name)
+            return None
+        with open(path, "rb") as handle:
+            return _unzip(handle, path.name, report, max_archive_bytes)
+    report.error("unsupported_source", "a bundle is a folder or a .zip file", path.name)
+    return None
+
+
+def _unzip(handle: Any, name: str, report: ValidationReport, max_bytes: int) -> _Extracted | None:
+    try:
+        archive = zipfile.ZipFile(handle)
+    except zipfile.BadZipFile:
+        report.error("archive_unreadable", "this is not a readable .zip archive", name)
+        return None
+    with archive:
+        if not _check_zip(archive, report, name, max_bytes):
+            return None
+        tmp = Path(tempfile.mkdtemp(prefix="recsys-bundle-"))
+        try:
+            for entry in archive.infolist():
+                relative = safe_relative_path(entry.filename)
+                if relative is None or entry.is_dir():
+                    continue
+                target = tmp.joinpath(*relative.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(entry) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            report.error("archive_unreadable", f"the archive is damaged: {exc}", name)
+            return None
+    return _Extracted(_find_root(tmp), tmp)
+
+
+def _find_root(folder: Path) -> Path:
+    """The folder holding the tables: the given one, or its single sub-folder (zips often wrap one)."""
+    if _find_table(folder, "items") or _find_table(folder, "interactions"):
+        return folder
+    children = [c for c in folder.iterdir() if c.is_dir() and not c.name.startswith((".", "__MACOSX"))]
+    if len(children) == 1:
+        return _find_root(children[0])
+    return folder
+
+
+def _find_table(folder: Path, table: str) -> Path | None:
+    for ext in TABLE_EXTENSIONS:
+        candidate = folder / f"{table}{ext}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+# ----------------------------------------------------------------------------- reading tables
+
+def read_table(path: Path, report: ValidationReport) -> pd.DataFrame | None:
+    """Read one table; identifiers and text stay strings. Problems go into the report."""
+    name = path.name
+    if path.stat().st_size == 0:
+        report.error("empty_file", "the file is empty", name)
+        return None
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            raw = path.read_bytes()
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                line = raw[: exc.start].count(b"\n") + 1
+                report.error("wrong_encoding",
+                             f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
+                             "save it as UTF-8 (in Excel: 'CSV UTF-8') and upload it again", name, rows=[line])
+                return None
+            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[])
+        elif suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+    except (pd.errors.EmptyDataError,) as exc:
+        report.error("empty_file", f"the file has no header or rows ({exc})", name)
+        return None
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        report.error("unreadable_file", f"the file could not be parsed: {str(exc).splitlines()[0]}", name)
+        return None
+    except Exception as exc:  # pyarrow raises its own exception types for broken parquet
+        report.error("unreadable_file", f"the file could not be parsed: {type(exc).__name__}: {exc}", name)
+        return None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if len(frame) == 0:
+        report.error("empty_file", "the file has a header but no rows", name)
+        return None
+    return frame
+
+
+def _row_numbers(mask: pd.Series | np.ndarray) -> list[int]:
+    # row 1 is the header in a spreadsheet, so data row i (0-based) is line i + 2
+    return [int(i) + 2 for i in np.flatnonzero(np.asarray(mask))[:10]]
+
+
+# ----------------------------------------------------------------------------- the loader
+
+def load_bundle(source: str | os.PathLike | bytes | io.IOBase, *, schema: Mapping[str, Any] | S.Schema | None = None,
+                name: str | None = None, max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
+                check_images: bool = True, keep_extracted: bool = False,
+                progress: ProgressFn | None = None) -> LoadResult:
+    """Load, normalise and validate a bundle.
+
+    ``schema`` overrides roles (same shape as ``schema.json``, which is read from the bundle too).
+    For a zip, files are unpacked to a private temporary folder; with ``keep_extracted`` the
+    returned bundle's ``root`` points there (the caller copies what it needs and deletes it via
+    :func:`discard_bundle`), otherwise images are checked and the folder is removed.
+    """
+    report = ValidationReport()
+    opened = _open_source(source, report, max_archive_bytes)
+    if opened is None:
+        return LoadResult(None, report)
+    try:
+        bundle = _load_from_folder(opened.folder, report, schema, name or _default_name(source), check_images, progress)
+    except Exception:
+        opened.close()
+        raise
+    if bundle is None or not keep_extracted:
+        opened.close()
+    if bundle is not None:
+        bundle._extracted = opened  # type: ignore[attr-defined]
+    return LoadResult(bundle, report)
+
+
+def discard_bundle(bundle: CatalogBundle | None) -> None:
+    """Remove the temporary folder a zip was unpacked into (no-op for folders)."""
+    extracted = getattr(bundle, "_extracted", None)
+    if extracted is not None:
+        extracted.close()
+
+
+def _default_name(source: Any) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        return path.stem if path.suffix.lower() == ".zip" else path.resolve().name
+    return "upload"
+
+
+def _load_from_folder(folder: Path, report: ValidationReport, overrides: Any, name: str, check_images: bool,
+                      progress: ProgressFn | None) -> CatalogBundle | None:
+    files = {table: _find_table(folder, table) for table in S.TABLES}
+    for table in ("items", "interactions"):
+        if files[table] is None:
+            report.error("missing_file",
+                         f"no {table} table found: the bundle needs {table}.csv, {table}.parquet or {table}.jsonl",
+                         f"{table}.*")
+    tables: dict[str, pd.DataFrame | None] = {}
+    for table, path in files.items():
+        tables[table] = read_table(path, report) if path is not None else None
+    if not report.ok:
+        return None
+
+    bundle_schema: dict[str, Any] | None = None
+    schema_file = folder / "schema.json"
+    if schema_file.is_file():
+        try:
+            bundle_schema = S.Schema.read(schema_file).to_dict()
+        except (ValueError, UnicodeDecodeError) as exc:
+            report.error("bad_schema", f"schema.json is not valid: {exc}", "schema.json")
+            return None
+    separator = (overrides.multi_label_separator if isinstance(overrides, S.Schema) else
+                 (overrides or {}).get("multi_label_separator")) or (bundle_schema or {}).get(
+                     "multi_label_separator") or S.DEFAULT_SEPARATOR
+    inferred = S.infer_schema(tables, separator)
+    try:
+        schema = inferred.merged(bundle_schema).merged(overrides)
+    except S.SchemaError as exc:
+        report.error("bad_schema", str(exc), "schema")
+        return None
+    # columns a schema names but the tables lack are a mistake the user wants to hear about
+    for table in S.TABLES:
+        frame = tables.get(table)
+        for column in list(schema.table(table)):
+            if frame is None or column not in frame.columns:
+                if frame is not None:
+                    report.warning("schema_unknown_column", f"the schema names column '{column}', which the file lacks",
+                                   files[table].name if files[table] else table, column)
+                schema.table(table).pop(column)
+
+    items = _validate_items(tables["items"], schema, report, files["items"].name)
+    interactions = _validate_interactions(tables["interactions"], schema, report, files["interactions"].name)
+    users = None
+    if tables["users"] is not None:
+        users = _validate_users(tables["users"], schema, report, files["users"].name)
+    if items is None or interactions is None:
+        return None
+    interactions = _check_references(items, interactions, report, files["interactions"].name)
+    if users is not None:
+        unknown_users = ~users["user_id"].isin(set(interactions["user_id"]))
+        if unknown_users.any():
+            report.warning("users_without_interactions",
+                           f"{int(unknown_users.sum())} users have no interactions", files["users"].name, "user_id",
+                           _row_numbers(unknown_users))
+    bundle = CatalogBundle(items, interactions, users, schema, folder, name,
+                           {t: p.name for t, p in files.items() if p is not None})
+    if check_images and schema.image_column:
+        _check_images(bundle, report, files["items"].name, progress)
+    report.counts = bundle.counts() if report.ok else {}
+    return bundle if report.ok else None
+
+
+def _require_columns(frame: pd.DataFrame, table: str, report: ValidationReport, file: str) -> bool:
+    missing = [c for c in S.REQUIRED_COLUMNS[table] if c not in frame.columns]
+    if missing:
+        report.error("missing_column",
+                     f"required column(s) {', '.join(repr(m) for m in missing)} missing; found "
+                     f"{', '.join(repr(c) for c in frame.columns[:12])}", file, missing[0])
+        return False
+    return True
+
+
+def _ids(series: pd.Series) -> pd.Series:
+    """Identifiers as clean strings: 1, 1.0 and ' 1 ' are the same id."""
+    text = series.astype("string").str.strip()
+    text = text.str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
+    return text.fillna("").astype(object)
+
+
+def _blank_ids(frame: pd.DataFrame, column: str, report: ValidationReport, file: str) -> pd.DataFrame:
+    blank = frame[column] == ""
+    if blank.any():
+        report.error("missing_id", f"{int(blank.sum())} rows have no {column}", file, column, _row_numbers(blank))
+    return frame
+
+
+def _normalise_feature_columns(frame: pd.DataFrame, roles: dict[str, str], report: ValidationReport,
+                               file: str) -> pd.DataFrame:
+    for column, role in roles.items():
+        if role == S.NUMERIC:
+            parsed = S.parse_numeric(frame[column])
+            given = frame[column].astype("string").str.strip().fillna("") != ""
+            bad = given & parsed.isna()
+            if bad.any():
+                report.warning("non_numeric_values",
+                               f"{int(bad.sum())} values are not numbers and are treated as missing", file, column,
+                               _row_numbers(bad))
+            frame[column] = parsed
+        elif role in (S.TEXT, S.CATEGORICAL, S.MULTI_LABEL, S.IMAGE):
+            frame[column] = frame[column].astype("string").fillna("").str.strip().astype(object)
+    return frame
+
+
+def _validate_items(frame: pd.DataFrame, schema: S.Schema, report: ValidationReport, file: str) -> pd.DataFrame | None:
+    if not _require_columns(frame, "items", report, file):
+        return None
+    frame = frame.copy()
+    frame["item_id"] = _ids(frame["item_id"])
+    _blank_ids(frame, "item_id", report, file)
+    duplicated = frame["item_id"].duplicated(keep=False) & (frame["item_id"] != "")
+    if duplicated.any():
+        examples = frame.loc[duplicated, "item_id"].unique()[:5]
+        report.error("duplicate_item_ids",
+                     f"{int(frame['item_id'].duplicated().sum())} item ids appear more than once "
+                     f"(e.g. {', '.join(map(str, examples))}); each item needs exactly one row", file, "item_id",
+                     _row_numbers(duplicated))
+    frame = _normalise_feature_columns(frame, schema.items, report, file)
+    for column in schema.columns_with("items", S.TEXT, S.CATEGORICAL, S.MULTI_LABEL, S.IMAGE, S.NUMERIC):
+        if S.coverage(frame[column]) == 0:
+            report.warning("empty_column", "the column is empty in every row and is ignored", file, column)
+    return frame
+
+
+def _validate_interactions(frame: pd.DataFrame, schema: S.Schema, report: ValidationReport,
+                           file: str) -> pd.DataFrame | None:
+    if not _require_columns(frame, "interactions", report, file):
+        return None
+    frame = frame.copy()
+    frame["user_id"] = _ids(frame["user_id"])
+    frame["item_id"] = _ids(frame["item_id"])
+    _blank_ids(frame, "user_id", report, file)
+    _blank_ids(frame, "item_id", report, file)
+    rating = schema.rating_column
+    if rating:
+        parsed = S.parse_numeric(frame[rating])
+        given = frame[rating].astype("string").str.strip().fillna("") != ""
+        bad = given & parsed.isna()
+        if bad.any():
+            examples = frame.loc[bad, rating].astype(str).unique()[:3]
+            report.error("non_numeric_ratings",
+                         f"{int(bad.sum())} ratings are not numbers (e.g. {', '.join(repr(e) for e in examples)}); "
+                         "fix them, or set this column's role to 'ignore' to treat the data as implicit feedback",
+                         file, rating, _row_numbers(bad))
+        frame[rating] = parsed
+    stamp = schema.timestamp_column
+    if stamp:
+        parsed = S.parse_timestamp(frame[stamp])
+        bad = parsed.isna() & (frame[stamp].astype("string").str.strip().fillna("") != "")
+        if bad.any():
+            report.warning("bad_timestamps", f"{int(bad.sum())} timestamps could not be read and are left empty",
+                           file, stamp, _row_numbers(bad))
+        frame[stamp] = parsed
+    frame = _normalise_feature_columns(
+        frame, {c: r for c, r in schema.interactions.items() if c not in ("user_id", "item_id")}, report, file)
+    duplicates = frame.duplicated(["user_id", "item_id"], keep="first")
+    if duplicates.any():
+        report.warning("duplicate_interactions",
+                       f"{int(duplicates.sum())} (user, item) pairs repeat; training counts each pair once",
+                       file, None, _row_numbers(duplicates))
+    return frame
+
+
+def _validate_users(frame: pd.DataFrame, schema: S.Schema, report: ValidationReport, file: str) -> pd.DataFrame | None:
+    if not _require_columns(frame, "users", report, file):
+        return None
+    frame = frame.copy()
+    frame["user_id"] = _ids(frame["user_id"])
+    duplicated = frame["user_id"].duplicated(keep=False)
+    if duplicated.any():
+        report.error("duplicate_user_ids", f"{int(frame['user_id'].duplicated().sum())} user ids appear more than once",
+                     file, "user_id", _row_numbers(duplicated))
+    return _normalise_feature_columns(frame, schema.users, report, file)
+
+
+def _check_references(items: pd.DataFrame, interactions: pd.DataFrame, report: ValidationReport,
+                      file: str) -> pd.DataFrame:
+    unknown = ~interactions["item_id"].isin(set(items["item_id"])) & (interactions["item_id"] != "")
+    if not unknown.any():
+        return interactions
+    share = float(unknown.mean())
+    examples = interactions.loc[unknown, "item_id"].unique()[:5]
+    message = (f"{int(unknown.sum()):,} interactions ({share:.1%}) point at items that are not in the items table "
+               f"(e.g. {', '.join(map(str, examples))})")
+    if share > 0.01:
+        report.error("unknown_items", message + "; check that both files use the same item ids", file, "item_id",
+                     _row_numbers(unknown))
+        return interactions
+    report.warning("unknown_items", message + "; these rows are dropped", file, "item_id", _row_numbers(unknown))
+    return interactions.loc[~unknown].reset_index(drop=True)
+
+
+def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, progress: ProgressFn | None) -> None:
+    column = bundle.schema.image_column
+    assert column is not None
+    values = bundle.items[column]
+    escaping = values.map(_unsafe_path)
+    if escaping.any():
+        report.error("image_path_escape",
+                     f"{int(escaping.sum())} picture paths leave the bundle folder (absolute paths or '..'); "
+                     "paths must be relative to the bundle, like images/123.jpg", file, column,
+                     _row_numbers(escaping))
+    missing, unreadable = [], []
+    total = len(values)
+    for position, value in enumerate(values):
+        relative = safe_relative_path(value)
+        if relative is not None:
+            path = bundle.root / relative
+            if not path.is_file():
+                missing.append(position)
+            else:
+                try:
+                    with Image.open(path) as picture:
+                        picture.verify()
+                except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+                    unreadable.append(position)
+        if progress is not None and (position % 500 == 0 or position == total - 1):
+            progress("images", position + 1, total)
+    if missing:
+        report.warning("missing_images",
+                       f"{len(missing)} pictures named in the items table are not in the bundle; those items are "
+                       "treated as having no picture", file, column, [p + 2 for p in missing])
+    if unreadable:
+        report.warning("unreadable_images",
+                       f"{len(unreadable)} pictures could not be read as images; those items are treated as having "
+                       "no picture", file, column, [p + 2 for p in unreadable])
+    # blank out what cannot be used so later stages see "no picture" rather than a broken path
+    bad = set(missing) | set(unreadable) | set(np.flatnonzero(escaping.to_numpy()))
+    if bad:
+        cleaned = values.copy()
+        cleaned.iloc[sorted(bad)] = ""
+        bundle.items[column] = cleaned

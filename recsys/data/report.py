@@ -1,0 +1,77 @@
+"""Validation report: errors block an import, warnings don't. Each names file, column and rows."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass
+class Issue:
+    level: str  # "error" or "warning"
+    code: str  # stable machine-readable name, e.g. "duplicate_item_ids"
+    message: str  # one plain sentence a person can act on
+    file: str | None = None
+    column: str | None = None
+    rows: list[Any] = field(default_factory=list)  # example row numbers (1-based, as in a spreadsheet) or values
+
+    def format(self) -> str:
+        where = ", ".join(part for part in (self.file, f"column '{self.column}'" if self.column else None) if part)
+        rows = f" (e.g. rows {', '.join(map(str, self.rows[:5]))})" if self.rows else ""
+        return f"[{self.level}] {where + ': ' if where else ''}{self.message}{rows}"
+
+
+@dataclass
+class ValidationReport:
+    issues: list[Issue] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [issue for issue in self.issues if issue.level == ERROR]
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [issue for issue in self.issues if issue.level == WARNING]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def error(self, code: str, message: str, file: str | None = None, column: str | None = None,
+              rows: Sequence[Any] = ()) -> None:
+        self.issues.append(Issue(ERROR, code, message, file, column, list(rows)[:10]))
+
+    def warning(self, code: str, message: str, file: str | None = None, column: str | None = None,
+                rows: Sequence[Any] = ()) -> None:
+        self.issues.append(Issue(WARNING, code, message, file, column, list(rows)[:10]))
+
+    def codes(self, level: str | None = None) -> list[str]:
+        return [issue.code for issue in self.issues if level is None or issue.level == level]
+
+    def format(self) -> str:
+        lines = [issue.format() for issue in self.errors + self.warnings]
+        if not lines:
+            lines = ["no problems found"]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "errors": [asdict(issue) for issue in self.errors],
+            "warnings": [asdict(issue) for issue in self.warnings],
+            "counts": dict(self.counts),
+        }
+
+
+class BundleError(ValueError):
+    """Raised when a bundle cannot be used; carries the full report."""
+
+    def __init__(self, report: ValidationReport):
+        self.report = report
+        first = report.errors[0].format() if report.errors else "invalid bundle"
+        more = f" (+{len(report.errors) - 1} more errors)" if len(report.errors) > 1 else ""
+        super().__init__(first + more)

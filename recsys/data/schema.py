@@ -1,0 +1,249 @@
+"""Column roles: what each column of a bundle means to the recommender.
+
+Every column gets one role. Roles are inferred from names and values (:func:`infer_roles`), and a
+``schema.json`` in the bundle or an explicit argument overrides any of them (:meth:`Schema.merged`).
+Each inference carries a short reason so the app can show *why* a column got its role.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+ID = "id"
+TEXT = "text"
+CATEGORICAL = "categorical"
+MULTI_LABEL = "multi_label"
+NUMERIC = "numeric"
+IMAGE = "image"
+TIMESTAMP = "timestamp"
+RATING = "rating"
+IGNORE = "ignore"
+
+ROLES: tuple[str, ...] = (ID, TEXT, CATEGORICAL, MULTI_LABEL, NUMERIC, IMAGE, TIMESTAMP, RATING, IGNORE)
+TABLES: tuple[str, ...] = ("items", "interactions", "users")
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "items": ("item_id",),
+    "interactions": ("user_id", "item_id"),
+    "users": ("user_id",),
+}
+DEFAULT_SEPARATOR = "|"
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+_IMAGE_NAME = re.compile(r"(image|img|picture|photo|poster|thumbnail|cover)", re.I)
+_TIME_NAME = re.compile(r"(^|_)(timestamp|time|date|datetime|ts|created|created_at|updated_at)($|_)", re.I)
+_RATING_NAME = re.compile(r"^(rating|ratings|score|stars|star_rating|overall|label)$", re.I)
+_CATEGORY_NAME = re.compile(
+    r"(brand|categor|genre|type|colou?r|author|artist|director|publisher|manufacturer|maker|country|language|"
+    r"segment|band|department|style|material|size|gender|occupation|city|region)", re.I)
+_ID_NAME = re.compile(r"(^id$|_id$|^id_|uuid|asin|sku|isbn)", re.I)
+_NUMBER = re.compile(r"^\s*[-+]?[$€£¥]?\s*[-+]?(\d{1,3}(,\d{3})+|\d+)?(\.\d+)?([eE][-+]?\d+)?\s*%?\s*$")
+
+
+@dataclass(frozen=True)
+class RoleGuess:
+    role: str
+    reason: str
+
+
+def parse_numeric(series: pd.Series) -> pd.Series:
+    """Parse numbers written as text ("$40.00", "1,299", "12%") into floats; unparseable -> NaN."""
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype(float)
+    if pd.api.types.is_numeric_dtype(series):
+        return series.astype(float)
+    text = series.astype("string").str.strip()
+    cleaned = text.str.replace(r"[$€£¥,%\s]", "", regex=True)
+    return pd.to_numeric(cleaned, errors="coerce").astype(float)
+
+
+def parse_timestamp(series: pd.Series) -> pd.Series:
+    """Unix seconds (float) from epoch numbers (s or ms) or date strings; unparseable -> NaN."""
+    numbers = parse_numeric(series)
+    if numbers.notna().mean() > 0.9 and numbers.notna().any():
+        # epoch milliseconds are 1000x larger than any plausible epoch second
+        return numbers / 1000.0 if numbers.median() > 1e11 else numbers
+    parsed = pd.to_datetime(series.astype("string"), errors="coerce", utc=True, format="mixed")
+    seconds = (parsed - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(seconds=1)
+    return seconds.astype(float)
+
+
+def _non_empty(series: pd.Series) -> pd.Series:
+    if series.dtype == object or pd.api.types.is_string_dtype(series):
+        values = series.dropna().astype(str).str.strip()
+        return values[values != ""]
+    return series.dropna()
+
+
+def infer_role(name: str, series: pd.Series, table: str, separator: str = DEFAULT_SEPARATOR) -> RoleGuess:
+    """Guess the role of one column. Order matters: names first, then values."""
+    lowered = name.lower()
+    if lowered in REQUIRED_COLUMNS.get(table, ()) or (table == "interactions" and lowered in ("user_id", "item_id")):
+        return RoleGuess(ID, "required identifier column")
+    values = _non_empty(series)
+    n = len(values)
+    if n == 0:
+        return RoleGuess(IGNORE, "column is empty")
+    text_values = values.astype(str)
+    numeric = parse_numeric(values)
+    numeric_share = float(numeric.notna().mean())
+
+    if _IMAGE_NAME.search(lowered) or text_values.str.lower().str.endswith(IMAGE_EXTENSIONS).mean() > 0.8:
+        if text_values.str.lower().str.endswith(IMAGE_EXTENSIONS).mean() > 0.5:
+            return RoleGuess(IMAGE, "values are picture file paths")
+    if table == "interactions" and _RATING_NAME.match(lowered) and numeric_share > 0.9:
+        return RoleGuess(RATING, f"named '{name}' and numeric")
+    if _TIME_NAME.search(lowered):
+        stamps = parse_timestamp(values)
+        if stamps.notna().mean() > 0.9:
+            return RoleGuess(TIMESTAMP, "named like a time and parses as dates/epoch seconds")
+    unique_ratio = values.nunique() / n
+    has_space = text_values.str.contains(r"\s", regex=True).mean()
+    if _ID_NAME.search(lowered) and unique_ratio > 0.5:
+        return RoleGuess(IGNORE, "an identifier of another system (not a feature)")
+    if pd.api.types.is_bool_dtype(series) or set(text_values.str.lower().unique()) <= {"true", "false", "0", "1", "yes", "no"}:
+        return RoleGuess(CATEGORICAL, "two values (yes/no)")
+    if numeric_share > 0.95:
+        if unique_ratio > 0.98 and n > 50 and (numeric == numeric.round()).all() and not has_space:
+            return RoleGuess(IGNORE, "unique whole numbers: looks like an identifier")
+        return RoleGuess(NUMERIC, "numbers" if numeric_share == 1.0 else "numbers (currency or thousands separators parsed)")
+    if separator and text_values.str.contains(re.escape(separator), regex=True).mean() > 0.02:
+        tokens = text_values.str.split(re.escape(separator), regex=True).explode().str.strip()
+        tokens = tokens[tokens != ""]
+        mean_words = tokens.str.split().str.len().mean()
+        if mean_words <= 4 and tokens.str.len().mean() <= 40:
+            return RoleGuess(MULTI_LABEL, f"short labels joined by '{separator}'")
+        return RoleGuess(TEXT, f"long passages joined by '{separator}' (read as text)")
+    mean_words = text_values.str.split().str.len().mean()
+    if unique_ratio > 0.9 and has_space < 0.05 and n > 20:
+        return RoleGuess(IGNORE, "unique codes without spaces: looks like an identifier")
+    distinct = values.nunique()
+    if _CATEGORY_NAME.search(lowered) and mean_words <= 6:
+        return RoleGuess(CATEGORICAL, f"named like an attribute; {distinct} distinct values")
+    if mean_words <= 4 and (distinct <= 50 or unique_ratio <= 0.2):
+        return RoleGuess(CATEGORICAL, f"{distinct} distinct short values")
+    return RoleGuess(TEXT, "free text")
+
+
+def infer_roles(frame: pd.DataFrame, table: str, separator: str = DEFAULT_SEPARATOR) -> dict[str, RoleGuess]:
+    return {str(col): infer_role(str(col), frame[col], table, separator) for col in frame.columns}
+
+
+@dataclass
+class Schema:
+    """Roles for every column of every table, plus the multi-label separator."""
+
+    items: dict[str, str] = field(default_factory=dict)
+    interactions: dict[str, str] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict)
+    multi_label_separator: str = DEFAULT_SEPARATOR
+    reasons: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def table(self, name: str) -> dict[str, str]:
+        return getattr(self, name)
+
+    def columns_with(self, table: str, *roles: str) -> list[str]:
+        return [col for col, role in self.table(table).items() if role in roles]
+
+    @property
+    def image_column(self) -> str | None:
+        columns = self.columns_with("items", IMAGE)
+        return columns[0] if columns else None
+
+    @property
+    def rating_column(self) -> str | None:
+        columns = self.columns_with("interactions", RATING)
+        return columns[0] if columns else None
+
+    @property
+    def timestamp_column(self) -> str | None:
+        columns = self.columns_with("interactions", TIMESTAMP)
+        return columns[0] if columns else None
+
+    def merged(self, overrides: "Mapping[str, Any] | Schema | None") -> "Schema":
+        """A copy with ``overrides`` (same shape as ``schema.json``) applied over these roles."""
+        if overrides is None:
+            return Schema(**{k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()})
+        if isinstance(overrides, Schema):
+            overrides = overrides.to_dict()
+        check_schema_dict(overrides)
+        result = self.merged(None)
+        for table in TABLES:
+            for column, role in (overrides.get(table) or {}).items():
+                getattr(result, table)[column] = role
+                result.reasons.setdefault(table, {})[column] = "set by schema"
+        if overrides.get("multi_label_separator"):
+            result.multi_label_separator = overrides["multi_label_separator"]
+        return result
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "items": dict(self.items),
+            "interactions": dict(self.interactions),
+            "users": dict(self.users),
+            "multi_label_separator": self.multi_label_separator,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Schema":
+        check_schema_dict(data)
+        return cls(
+            items=dict(data.get("items") or {}),
+            interactions=dict(data.get("interactions") or {}),
+            users=dict(data.get("users") or {}),
+            multi_label_separator=data.get("multi_label_separator") or DEFAULT_SEPARATOR,
+        )
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Schema":
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+class SchemaError(ValueError):
+    pass
+
+
+def check_schema_dict(data: Mapping[str, Any]) -> None:
+    """Raise :class:`SchemaError` with a plain message if a schema mapping is malformed."""
+    if not isinstance(data, Mapping):
+        raise SchemaError("schema must be a JSON object like {\"items\": {\"title\": \"text\"}}")
+    unknown_keys = set(data) - set(TABLES) - {"multi_label_separator"}
+    if unknown_keys:
+        raise SchemaError(f"schema has unknown keys {sorted(unknown_keys)}; expected {list(TABLES)} and 'multi_label_separator'")
+    for table in TABLES:
+        roles = data.get(table) or {}
+        if not isinstance(roles, Mapping):
+            raise SchemaError(f"schema['{table}'] must map column names to roles")
+        for column, role in roles.items():
+            if role not in ROLES:
+                raise SchemaError(f"schema['{table}']['{column}'] = {role!r} is not a role; choose one of {', '.join(ROLES)}")
+
+
+def infer_schema(tables: Mapping[str, pd.DataFrame | None], separator: str = DEFAULT_SEPARATOR) -> Schema:
+    schema = Schema(multi_label_separator=separator)
+    for table in TABLES:
+        frame = tables.get(table)
+        if frame is None:
+            continue
+        guesses = infer_roles(frame, table, separator)
+        setattr(schema, table, {col: guess.role for col, guess in guesses.items()})
+        schema.reasons[table] = {col: guess.reason for col, guess in guesses.items()}
+    return schema
+
+
+def coverage(series: pd.Series) -> float:
+    """Share of rows with a non-empty value."""
+    if len(series) == 0:
+        return 0.0
+    return float(len(_non_empty(series)) / len(series))
+
+
+__all__ = [
+    "ROLES", "TABLES", "REQUIRED_COLUMNS", "RoleGuess", "Schema", "SchemaError", "infer_role", "infer_roles",
+    "infer_schema", "parse_numeric", "parse_timestamp", "coverage", "check_schema_dict",
+]

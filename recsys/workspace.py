@@ -1,0 +1,230 @@
+"""The workspace: one folder holding imported datasets, feature caches and training runs.
+
+Layout::
+
+    workspace/
+      datasets/<name>/  items.parquet, interactions.parquet, users.parquet?, schema.json,
+                        manifest.json, images/...
+      features/         cached encoder outputs (see recsys.features.cache)
+      runs/<run id>/    one folder per training run
+
+It is the single source of truth the app reads. The location is, in order: the ``root`` argument,
+the ``RECSYS_WORKSPACE`` environment variable, ``./workspace``. Every write goes to a temporary
+name and is renamed into place, so a crash or a failed import never leaves half a dataset and never
+replaces a good one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import pandas as pd
+
+from .atomic import atomic_directory, atomic_write_json, recover_directory
+from .data import schema as S
+from .data.bundle import CatalogBundle, LoadResult, discard_bundle, load_bundle, safe_relative_path
+from .data.report import ValidationReport
+
+ENV_VAR = "RECSYS_WORKSPACE"
+DEFAULT_ROOT = "workspace"
+_NAME = re.compile(r"[^a-z0-9_-]+")
+
+
+def dataset_name(text: str) -> str:
+    """A folder-safe dataset name: lowercase letters, digits, '-' and '_'."""
+    name = _NAME.sub("-", str(text).strip().lower()).strip("-_")
+    return name[:64] or "dataset"
+
+
+@dataclass
+class DatasetInfo:
+    name: str
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.manifest.get("counts", {})
+
+
+@dataclass
+class ImportResult:
+    report: ValidationReport
+    name: str
+    path: Path | None  # None when the import was refused
+
+    @property
+    def ok(self) -> bool:
+        return self.path is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "dataset": self.name, "path": str(self.path) if self.path else None,
+                **self.report.to_dict()}
+
+
+class DatasetNotFound(LookupError):
+    pass
+
+
+class Workspace:
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root or os.environ.get(ENV_VAR) or DEFAULT_ROOT).resolve()
+        self.datasets_dir = self.root / "datasets"
+        self.features_dir = self.root / "features"
+        self.runs_dir = self.root / "runs"
+        for folder in (self.datasets_dir, self.features_dir, self.runs_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._recover()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+    # ------------------------------------------------------------------ datasets
+    def dataset_path(self, name: str) -> Path:
+        return self.datasets_dir / dataset_name(name)
+
+    def list_datasets(self) -> list[DatasetInfo]:
+        infos = []
+        for folder in sorted(self.datasets_dir.iterdir()):
+            manifest = folder / "manifest.json"
+            if folder.name.startswith(".") or not manifest.is_file():
+                continue
+            infos.append(DatasetInfo(folder.name, folder, json.loads(manifest.read_text())))
+        return infos
+
+    def _recover(self) -> None:
+        """Put back datasets an import interrupted between its two renames (see atomic_directory)."""
+        for trash in self.datasets_dir.glob(".trash-*"):
+            recover_directory(self.datasets_dir / trash.name[len(".trash-"):].rsplit("-", 1)[0])
+
+    def has_dataset(self, name: str) -> bool:
+        return (self.dataset_path(name) / "manifest.json").is_file()
+
+    def import_bundle(self, source: Any, *, name: str | None = None,
+                      schema: Mapping[str, Any] | S.Schema | None = None,
+                      progress: Callable[[str, int, int], None] | None = None,
+                      **load_options: Any) -> ImportResult:
+        """Validate ``source`` and, only if it has no errors, store it as dataset ``name``.
+
+        A bundle with errors changes nothing in the workspace; the report says why.
+        """
+        result: LoadResult = load_bundle(source, schema=schema, name=name, keep_extracted=True, progress=progress,
+                                         **load_options)
+        final_name = dataset_name(name or (result.bundle.name if result.bundle else "upload"))
+        if not result.ok:
+            discard_bundle(result.bundle)
+            return ImportResult(result.report, final_name, None)
+        bundle = result.bundle
+        assert bundle is not None
+        try:
+            target = self.dataset_path(final_name)
+            with atomic_directory(target) as staging:
+                self._write_dataset(bundle, staging, final_name, result.report, source, progress)
+        finally:
+            discard_bundle(bundle)
+        return ImportResult(result.report, final_name, target)
+
+    def _write_dataset(self, bundle: CatalogBundle, folder: Path, name: str, report: ValidationReport, source: Any,
+                       progress: Callable[[str, int, int], None] | None) -> None:
+        items = bundle.items.copy()
+        image_column = bundle.schema.image_column
+        copied = 0
+        if image_column:
+            # pictures are copied under images/ with their relative path kept, so the stored
+            # dataset is self-contained and the original bundle may be deleted
+            values = items[image_column].tolist()
+            for position, value in enumerate(values):
+                relative = safe_relative_path(value)
+                if relative is None:
+                    continue
+                source_path = bundle.root / relative
+                stored = Path("images") / relative if relative.parts[0] != "images" else Path(relative)
+                destination = folder / stored
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source_path, destination)
+                values[position] = stored.as_posix()
+                copied += 1
+                if progress is not None and (copied % 500 == 0):
+                    progress("copy images", position + 1, len(values))
+            items[image_column] = values
+        _write_parquet(items, folder / "items.parquet")
+        _write_parquet(bundle.interactions, folder / "interactions.parquet")
+        if bundle.users is not None:
+            _write_parquet(bundle.users, folder / "users.parquet")
+        atomic_write_json(folder / "schema.json", bundle.schema.to_dict())
+        # extra material a bundle carries (e.g. the demo's ground truth) travels along untouched
+        for extra in ("ground_truth", "README.md", "SOURCE.md"):
+            path = bundle.root / extra
+            if path.is_dir():
+                shutil.copytree(path, folder / extra)
+            elif path.is_file():
+                shutil.copyfile(path, folder / extra)
+        atomic_write_json(folder / "manifest.json", {
+            "name": name,
+            "source": str(source) if isinstance(source, (str, os.PathLike)) else "upload",
+            "imported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "counts": bundle.counts() | {"images_copied": copied},
+            "files": bundle.files,
+            "warnings": [issue.format() for issue in report.warnings],
+            "reasons": bundle.schema.reasons,
+        })
+
+    def load_dataset(self, name: str) -> CatalogBundle:
+        """The stored dataset as a :class:`CatalogBundle` whose pictures live in its folder."""
+        folder = self.dataset_path(name)
+        if not (folder / "manifest.json").is_file():
+            available = ", ".join(info.name for info in self.list_datasets()) or "none yet"
+            raise DatasetNotFound(f"no dataset named '{name}' in {self.datasets_dir} (available: {available})")
+        schema = S.Schema.read(folder / "schema.json")
+        manifest = json.loads((folder / "manifest.json").read_text())
+        schema.reasons = manifest.get("reasons", {})
+        users_file = folder / "users.parquet"
+        return CatalogBundle(
+            items=pd.read_parquet(folder / "items.parquet"),
+            interactions=pd.read_parquet(folder / "interactions.parquet"),
+            users=pd.read_parquet(users_file) if users_file.is_file() else None,
+            schema=schema,
+            root=folder,
+            name=folder.name,
+            files={"items": "items.parquet", "interactions": "interactions.parquet"},
+        )
+
+    def delete_dataset(self, name: str) -> None:
+        folder = self.dataset_path(name)
+        if folder.exists():
+            trash = folder.with_name(f".deleted-{folder.name}-{int(time.time())}")
+            os.replace(folder, trash)  # one rename: readers never see half a folder
+            shutil.rmtree(trash, ignore_errors=True)
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            # mixed object columns (e.g. a JSON Lines table) would make pyarrow guess; store text
+            kinds = {type(v) for v in frame[column].dropna().head(1000)}
+            if len(kinds) > 1 or (kinds and not kinds <= {str}):
+                frame[column] = frame[column].map(lambda v: None if v is None else str(v))
+    frame.to_parquet(path, index=False)
+
+
+def ensure_demo_dataset(workspace: Workspace, progress: Callable[[str, int, int], None] | None = None) -> str:
+    """Generate and import the built-in demo catalog once; return its dataset name."""
+    from .data.demo import DEMO_DATASET_NAME, generate_demo_bundle
+    import tempfile
+
+    if workspace.has_dataset(DEMO_DATASET_NAME):
+        return DEMO_DATASET_NAME
+    with tempfile.TemporaryDirectory(prefix="recsys-demo-") as tmp:
+        bundle_dir = generate_demo_bundle(Path(tmp) / DEMO_DATASET_NAME)
+        result = workspace.import_bundle(bundle_dir, name=DEMO_DATASET_NAME, progress=progress)
+    if not result.ok:  # the generator is ours: a failure here is a bug, not a user error
+        raise RuntimeError("the built-in demo catalog failed validation:\n" + result.report.format())
+    return DEMO_DATASET_NAME

@@ -115,7 +115,7 @@ class Workspace:
 
         A bundle with errors changes nothing in the workspace; the report says why.
         """
-        result: LoadResult = load_bundle(source, schema=schema, name=name, keep_extracted=True, progress=progress,
+        result: LoadResult = load_bundle(source, schema=schema, name=name, progress=progress,
                                          **load_options)
         final_name = dataset_name(name or (result.bundle.name if result.bundle else "upload"))
         if not result.ok:

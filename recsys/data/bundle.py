@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 import tempfile
+import weakref
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -260,14 +261,12 @@ def _row_numbers(mask: pd.Series | np.ndarray) -> list[int]:
 
 def load_bundle(source: str | os.PathLike | bytes | io.IOBase, *, schema: Mapping[str, Any] | S.Schema | None = None,
                 name: str | None = None, max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
-                check_images: bool = True, keep_extracted: bool = False,
-                progress: ProgressFn | None = None) -> LoadResult:
+                check_images: bool = True, progress: ProgressFn | None = None) -> LoadResult:
     """Load, normalise and validate a bundle.
 
     ``schema`` overrides roles (same shape as ``schema.json``, which is read from the bundle too).
-    For a zip, files are unpacked to a private temporary folder; with ``keep_extracted`` the
-    returned bundle's ``root`` points there (the caller copies what it needs and deletes it via
-    :func:`discard_bundle`), otherwise images are checked and the folder is removed.
+    A zip is unpacked to a private temporary folder that the returned bundle owns: it is removed
+    when the bundle is garbage-collected or passed to :func:`discard_bundle`.
     """
     report = ValidationReport()
     opened = _open_source(source, report, max_archive_bytes)
@@ -278,18 +277,18 @@ def load_bundle(source: str | os.PathLike | bytes | io.IOBase, *, schema: Mappin
     except Exception:
         opened.close()
         raise
-    if bundle is None or not keep_extracted:
+    if bundle is None:
         opened.close()
-    if bundle is not None:
-        bundle._extracted = opened  # type: ignore[attr-defined]
+    else:
+        bundle._cleanup = weakref.finalize(bundle, opened.close)  # type: ignore[attr-defined]
     return LoadResult(bundle, report)
 
 
 def discard_bundle(bundle: CatalogBundle | None) -> None:
-    """Remove the temporary folder a zip was unpacked into (no-op for folders)."""
-    extracted = getattr(bundle, "_extracted", None)
-    if extracted is not None:
-        extracted.close()
+    """Remove now the temporary folder a zip was unpacked into (no-op for folders)."""
+    cleanup = getattr(bundle, "_cleanup", None)
+    if cleanup is not None:
+        cleanup()
 
 
 def _default_name(source: Any) -> str:

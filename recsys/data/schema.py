@@ -93,10 +93,13 @@ def infer_role(name: str, series: pd.Series, table: str, separator: str = DEFAUL
     numeric = parse_numeric(values)
     numeric_share = float(numeric.notna().mean())
 
-    if _IMAGE_NAME.search(lowered) or text_values.str.lower().str.endswith(IMAGE_EXTENSIONS).mean() > 0.8:
-        if text_values.str.lower().str.endswith(IMAGE_EXTENSIONS).mean() > 0.5:
-            return RoleGuess(IMAGE, "values are picture file paths")
-    if table == "interactions" and _RATING_NAME.match(lowered) and numeric_share > 0.9:
+    picture_share = text_values.str.lower().str.endswith(IMAGE_EXTENSIONS).mean()
+    if picture_share > 0.5:
+        return RoleGuess(IMAGE, "values are picture file paths")
+    if _IMAGE_NAME.search(lowered) and numeric_share < 0.5:
+        return RoleGuess(IMAGE, f"named '{name}'")
+    if table == "interactions" and _RATING_NAME.match(lowered) and numeric_share >= 0.5:
+        # mostly numbers: a rating column with a few typos, which validation then points at
         return RoleGuess(RATING, f"named '{name}' and numeric")
     if _TIME_NAME.search(lowered):
         stamps = parse_timestamp(values)

@@ -1,0 +1,892 @@
+"""Built-in demo catalog: a seeded, download-free multimodal catalog bundle with known ground truth.
+
+``generate_demo_bundle(out_dir)`` writes a catalog bundle (see docs/DESIGN.md) whose interactions were
+produced by a known generative story, so that a model's modality weights can be checked against the
+truth:
+
+* every item has latent factors: a *topic* (visible in the words of title/description/tags and,
+  loosely, in the category), a *visual style* (visible only in the pixels of its picture: palette,
+  background pattern, shape), a *brand* with a price level and a *price band* (visible in the
+  attributes), a *behaviour cluster* (visible only in who-bought-what co-occurrence) and a *popularity*;
+* every user belongs to one of four segments (``visual``, ``text``, ``attributes``, ``behaviour``)
+  that sets the weights the user gives to the four modalities, and has one preferred latent value
+  per modality;
+* utility(u, i) = SCALE * sum_m w[u, m] * match_m(u, i) + POP * log-popularity(i) + noise, and each
+  user's items are drawn without replacement from softmax(utility) (Gumbel top-k); ratings grow with
+  utility.
+
+The ground truth lives in ``ground_truth/`` (users.csv, items.csv, README.md), a sub-folder that the
+bundle loader does not treat as tables. Everything is drawn from ``np.random.default_rng`` seeded by
+``seed``: the same seed gives byte-identical files, another seed different ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw
+
+__all__ = [
+    "DEMO_DATASET_NAME",
+    "SEGMENTS",
+    "MODALITIES",
+    "TOPICS",
+    "VISUAL_STYLES",
+    "PRICE_BANDS",
+    "BRANDS",
+    "DEMO_SCHEMA",
+    "generate_demo_bundle",
+    "demo_ground_truth",
+]
+
+DEMO_DATASET_NAME = "demo"
+
+# Segment -> the modality it mostly follows. Weight columns in ground_truth/users.csv are w_<modality>.
+SEGMENTS: tuple[str, ...] = ("visual", "text", "attributes", "behaviour")
+MODALITIES: tuple[str, ...] = ("text", "image", "attributes", "behaviour")
+_SEGMENT_MAIN_MODALITY = {"visual": "image", "text": "text", "attributes": "attributes", "behaviour": "behaviour"}
+_SEGMENT_SHARES = (0.25, 0.25, 0.22, 0.28)
+_MAIN_WEIGHT = 0.7  # the segment's own modality; the other three share the rest equally (0.1 each)
+_WEIGHT_CONCENTRATION = 60.0  # Dirichlet concentration of the per-user jitter around the segment's weights
+
+_UTILITY_SCALE = 5.0  # multiplies the weighted match (in [0, 1]) inside the softmax
+_POPULARITY_COEF = 0.9  # global popularity term (log-popularity, standardised)
+_UTILITY_NOISE = 0.5  # sd of the per (user, item) Gaussian taste noise
+_RATING_BASE, _RATING_SLOPE = 2.6, 0.8  # rating = round(BASE + SLOPE * z(utility) + user bias + noise)
+_N_BEHAVIOUR_CLUSTERS = 10
+_MISSING_IMAGE_SHARE = 0.10
+_MISSING_DESCRIPTION_SHARE = 0.08
+_T0 = 1609459200  # 2021-01-01 00:00:00 UTC
+_T_END = 1735603200  # 2024-12-31 00:00:00 UTC
+
+DEMO_SCHEMA: dict = {
+    "items": {
+        "item_id": "id",
+        "title": "text",
+        "description": "text",
+        "category": "categorical",
+        "brand": "categorical",
+        "price": "numeric",
+        "tags": "multi_label",
+        "image_file": "image",
+    },
+    "interactions": {"user_id": "id", "item_id": "id", "rating": "rating", "timestamp": "timestamp"},
+    "users": {"user_id": "id", "age_band": "categorical", "country": "categorical"},
+    "multi_label_separator": "|",
+}
+
+# --------------------------------------------------------------------------------------------------
+# The world: topics (text), visual styles (image), brands and price bands (attributes)
+# --------------------------------------------------------------------------------------------------
+
+# Each topic: primary category, two related categories (category noise), nouns, adjectives,
+# activities, audiences, features (with article), tags.
+_TOPIC_DATA: dict[str, dict] = {
+    "outdoor": dict(
+        category="Outdoor & Camping",
+        related=("Sports & Fitness", "Clothing & Accessories"),
+        nouns=["backpack", "tent", "trekking poles", "headlamp", "sleeping bag", "water filter",
+               "camp stove", "hiking boots", "rain shell", "compass", "hammock", "daypack",
+               "thermal flask", "bivy sack"],
+        adjectives=["rugged", "weatherproof", "ultralight", "packable", "trail-ready", "windproof",
+                    "four-season"],
+        activities=["hiking", "camping under the stars", "backpacking trips", "trail running",
+                    "long weekends in the mountains", "overnight treks"],
+        audiences=["weekend hikers", "thru-hikers", "families who camp", "mountaineers"],
+        features=["a reinforced base", "taped seams", "a quick-release buckle", "reflective trim",
+                  "a rain cover that packs into its own pocket"],
+        tags=["hiking", "camping", "outdoor", "trail"],
+    ),
+    "kitchen": dict(
+        category="Home & Kitchen",
+        related=("Garden & Patio", "Books & Stationery"),
+        nouns=["chef's knife", "cast iron skillet", "dutch oven", "spice rack", "cutting board",
+               "stand mixer", "saucepan set", "pepper mill", "baking sheet", "french press",
+               "salad spinner", "rolling pin", "wok", "mixing bowl set"],
+        adjectives=["nonstick", "dishwasher-safe", "heavy-gauge", "precision-forged", "heat-resistant",
+                    "enamelled"],
+        activities=["weeknight dinners", "baking bread", "meal prep", "slow cooking", "stir-frying",
+                    "hosting dinner parties"],
+        audiences=["home cooks", "aspiring bakers", "busy parents", "culinary students"],
+        features=["an ergonomic handle", "an even-heating base", "measurement markings",
+                  "a non-slip grip", "a tight-fitting lid"],
+        tags=["kitchen", "cooking", "baking", "cookware"],
+    ),
+    "space": dict(
+        category="Science & Education",
+        related=("Books & Stationery", "Video Games"),
+        nouns=["telescope", "star chart", "planetarium projector", "microscope kit", "chemistry set",
+               "moon lamp", "model rocket", "solar system mobile", "astronomy binoculars",
+               "circuit kit", "meteorite sample", "globe of Mars"],
+        adjectives=["educational", "high-magnification", "hands-on", "STEM-certified", "precision",
+                    "observatory-grade"],
+        activities=["stargazing", "backyard astronomy", "science experiments",
+                    "learning about the planets", "tracking the night sky", "spotting Saturn's rings"],
+        audiences=["curious kids", "amateur astronomers", "science teachers", "lifelong learners"],
+        features=["a sturdy tripod", "a detailed instruction booklet", "adjustable focus",
+                  "glow-in-the-dark markings", "a red-light finder"],
+        tags=["science", "astronomy", "STEM", "space"],
+    ),
+    "fashion": dict(
+        category="Clothing & Accessories",
+        related=("Sports & Fitness", "Outdoor & Camping"),
+        nouns=["denim jacket", "silk scarf", "leather belt", "wool coat", "sneakers", "handbag",
+               "sunglasses", "knit sweater", "linen shirt", "ankle boots", "tote bag", "wristwatch"],
+        adjectives=["tailored", "stylish", "timeless", "slim-fit", "breathable", "handcrafted"],
+        activities=["everyday wear", "evenings out", "the office", "weekend brunches",
+                    "layering in autumn", "city breaks"],
+        audiences=["trend-setters", "busy professionals", "minimalists",
+                   "anyone building a capsule wardrobe"],
+        features=["hand-finished stitching", "a relaxed silhouette", "brushed metal hardware",
+                  "a soft lining", "a signature monogram"],
+        tags=["fashion", "style", "apparel", "accessories"],
+    ),
+    "gaming": dict(
+        category="Video Games",
+        related=("Science & Education", "Books & Stationery"),
+        nouns=["gaming mouse", "mechanical keyboard", "gaming headset", "wireless controller",
+               "gaming chair", "mouse pad", "capture card", "streaming microphone", "charging dock",
+               "strategy board game", "card game expansion", "VR headset"],
+        adjectives=["RGB-lit", "low-latency", "tournament-grade", "wireless", "customizable",
+                    "pro-level"],
+        activities=["competitive play", "late-night raids", "streaming", "couch co-op",
+                    "speedrunning", "game nights with friends"],
+        audiences=["competitive gamers", "streamers", "casual players", "tabletop fans"],
+        features=["programmable buttons", "a braided cable", "memory foam cushions",
+                  "hot-swappable switches", "a 1000 Hz polling rate"],
+        tags=["gaming", "esports", "PC", "tabletop"],
+    ),
+    "gardening": dict(
+        category="Garden & Patio",
+        related=("Home & Kitchen", "Outdoor & Camping"),
+        nouns=["pruning shears", "watering can", "raised garden bed", "seed starter kit",
+               "garden gloves", "compost bin", "hose reel", "trowel set", "planter pot",
+               "herb garden kit", "kneeling pad", "bird feeder"],
+        adjectives=["rust-resistant", "organic", "heavy-duty", "self-watering", "biodegradable",
+                    "frost-proof"],
+        activities=["growing tomatoes", "planting herbs", "tending roses", "balcony gardening",
+                    "composting", "spring planting"],
+        audiences=["green thumbs", "urban gardeners", "beginner gardeners", "allotment growers"],
+        features=["a cushioned grip", "drainage holes", "a locking mechanism", "UV-stable resin",
+                  "a carbon-steel blade"],
+        tags=["garden", "plants", "outdoor living", "organic"],
+    ),
+    "music": dict(
+        category="Musical Instruments",
+        related=("Video Games", "Books & Stationery"),
+        nouns=["acoustic guitar", "ukulele", "digital piano", "guitar strings", "studio headphones",
+               "audio interface", "metronome", "drum pad", "microphone stand", "guitar pedal",
+               "music stand", "harmonica"],
+        adjectives=["warm-toned", "studio-quality", "beginner-friendly", "resonant", "portable",
+                    "hand-wound"],
+        activities=["practising scales", "home recording", "jamming with friends", "live gigs",
+                    "songwriting", "learning your first chords"],
+        audiences=["beginner musicians", "session players", "bedroom producers", "music students"],
+        features=["a solid spruce top", "low-noise circuitry", "adjustable tension",
+                  "a padded gig bag", "true-bypass switching"],
+        tags=["music", "instruments", "recording", "audio"],
+    ),
+    "fitness": dict(
+        category="Sports & Fitness",
+        related=("Outdoor & Camping", "Clothing & Accessories"),
+        nouns=["yoga mat", "dumbbell set", "resistance bands", "kettlebell", "foam roller",
+               "jump rope", "fitness tracker", "pull-up bar", "running shoes", "gym bag",
+               "protein shaker", "ab roller"],
+        adjectives=["non-slip", "sweat-resistant", "adjustable", "high-density", "lightweight",
+                    "performance"],
+        activities=["home workouts", "morning runs", "yoga sessions", "strength training",
+                    "HIIT classes", "marathon training"],
+        audiences=["gym regulars", "runners", "yoga beginners", "athletes"],
+        features=["a textured grip", "a quick-adjust dial", "moisture-wicking fabric",
+                  "a built-in heart-rate sensor", "a carry strap"],
+        tags=["fitness", "workout", "health", "training"],
+    ),
+    "books": dict(
+        category="Books & Stationery",
+        related=("Science & Education", "Home & Kitchen"),
+        nouns=["hardcover novel", "reading lamp", "bookends", "e-reader case", "leather journal",
+               "poetry collection", "mystery thriller", "fountain pen", "bookmark set",
+               "reading pillow", "box set", "graphic novel"],
+        adjectives=["beautifully bound", "page-turning", "illustrated", "award-winning", "cosy",
+                    "collectible"],
+        activities=["quiet evenings", "book club meetings", "long commutes", "journaling",
+                    "reading in bed", "rainy Sunday afternoons"],
+        audiences=["avid readers", "book collectors", "students", "aspiring writers"],
+        features=["gilded page edges", "acid-free paper", "a ribbon marker", "a warm dimmable light",
+                  "an author's foreword"],
+        tags=["books", "reading", "stationery", "literature"],
+    ),
+    "pets": dict(
+        category="Pet Supplies",
+        related=("Home & Kitchen", "Garden & Patio"),
+        nouns=["dog bed", "cat tree", "chew toy", "pet carrier", "dog leash", "grooming brush",
+               "automatic feeder", "aquarium kit", "scratching post", "pet fountain", "cat collar",
+               "treat pouch"],
+        adjectives=["chew-proof", "machine-washable", "orthopedic", "vet-approved", "cozy",
+                    "escape-proof"],
+        activities=["daily walks", "playtime", "long car trips", "grooming sessions",
+                    "training a new puppy", "lazy afternoons on the sofa"],
+        audiences=["dog owners", "cat lovers", "new pet parents", "busy owners"],
+        features=["a removable washable cover", "a reflective strip", "a whisper-quiet motor",
+                  "reinforced seams", "a non-tip base"],
+        tags=["pets", "dogs", "cats", "pet care"],
+    ),
+}
+TOPICS: tuple[str, ...] = tuple(_TOPIC_DATA)
+_CATEGORIES: tuple[str, ...] = tuple(d["category"] for d in _TOPIC_DATA.values())
+
+_GENERIC_ADJECTIVES = ["premium", "compact", "versatile", "classic", "everyday", "essential", "modern",
+                       "reliable", "thoughtfully designed", "well-made"]
+_SERIES = ["Pro", "Lite", "Classic", "Max", "Mini", "Plus", "X2", "Edition 3", "Core", "Signature"]
+_CLOSERS = [
+    "Backed by a two-year warranty.",
+    "Ships in plastic-free packaging.",
+    "Care instructions are included in the box.",
+    "Designed in-house and tested for everyday use.",
+    "Available in limited quantities.",
+    "Customers often buy it as a gift.",
+]
+
+# Visual styles: background palette, foreground (shape) palette, background pattern, shape.
+VISUAL_STYLES: dict[str, dict] = {
+    "sunset": dict(
+        bg=[(255, 94, 58), (255, 149, 0), (255, 204, 0), (230, 80, 110)],
+        fg=[(120, 20, 60), (255, 240, 200), (90, 30, 20)],
+        pattern="gradient", shape="circle"),
+    "ocean": dict(
+        bg=[(0, 105, 148), (0, 168, 204), (72, 202, 228), (0, 62, 110)],
+        fg=[(240, 250, 255), (255, 220, 120), (0, 30, 60)],
+        pattern="stripes", shape="triangle"),
+    "forest": dict(
+        bg=[(34, 85, 51), (76, 133, 60), (139, 166, 84), (60, 100, 40)],
+        fg=[(101, 67, 33), (230, 220, 170), (200, 120, 40)],
+        pattern="dots", shape="star"),
+    "candy": dict(
+        bg=[(255, 105, 180), (255, 182, 193), (218, 112, 214), (255, 228, 240)],
+        fg=[(199, 21, 133), (255, 255, 255), (120, 40, 160)],
+        pattern="checks", shape="diamond"),
+    "monochrome": dict(
+        bg=[(20, 20, 20), (90, 90, 90), (170, 170, 170), (240, 240, 240)],
+        fg=[(0, 0, 0), (255, 255, 255), (128, 128, 128)],
+        pattern="diagonal", shape="square"),
+    "neon": dict(
+        bg=[(12, 12, 30), (30, 10, 45), (5, 25, 35), (20, 20, 20)],
+        fg=[(57, 255, 20), (255, 0, 255), (0, 255, 255), (255, 255, 0)],
+        pattern="grid", shape="ring"),
+    "earth": dict(
+        bg=[(204, 119, 34), (194, 178, 128), (160, 82, 45), (222, 184, 135)],
+        fg=[(85, 107, 47), (92, 64, 51), (245, 235, 215)],
+        pattern="plain", shape="hexagon"),
+    "pastel": dict(
+        bg=[(179, 229, 252), (200, 230, 201), (255, 224, 178), (225, 190, 231), (255, 249, 196)],
+        fg=[(150, 170, 230), (240, 150, 170), (120, 200, 170)],
+        pattern="waves", shape="cross"),
+}
+_STYLE_NAMES: tuple[str, ...] = tuple(VISUAL_STYLES)
+
+PRICE_BANDS: tuple[str, ...] = ("budget", "mid", "upper", "premium")
+_PRICE_BAND_EDGES = (20.0, 50.0, 120.0)  # budget < 20 <= mid < 50 <= upper < 120 <= premium
+
+# 20 made-up brands: (name, typical price, focus topics).
+BRANDS: tuple[tuple[str, float, tuple[str, ...]], ...] = (
+    ("Northwind", 75.0, ("outdoor", "fitness")),
+    ("Aurelia", 160.0, ("fashion", "books")),
+    ("Kestrel & Co", 32.0, ("outdoor", "gardening")),
+    ("Bramblewood", 14.0, ("gardening", "kitchen")),
+    ("Lumora", 38.0, ("space", "books")),
+    ("Vantor", 85.0, ("gaming", "music")),
+    ("Pinecrest", 12.0, ("outdoor", "pets")),
+    ("Solvik", 28.0, ("kitchen", "fitness")),
+    ("Halcyon", 190.0, ("music", "kitchen")),
+    ("Orbis Lab", 65.0, ("space", "gaming")),
+    ("Quillmark", 16.0, ("books", "fashion")),
+    ("Tidewater", 42.0, ("pets", "outdoor")),
+    ("Ember & Oak", 95.0, ("kitchen", "gardening")),
+    ("Zentrix", 150.0, ("gaming", "space")),
+    ("Marlowe", 30.0, ("fashion", "music")),
+    ("Cobalt Fox", 13.0, ("gaming", "pets")),
+    ("Juniper Row", 26.0, ("gardening", "fashion")),
+    ("Atlas Forge", 70.0, ("fitness", "outdoor")),
+    ("Velora", 175.0, ("fashion", "fitness")),
+    ("Nimbus Works", 18.0, ("music", "space")),
+)
+_BRAND_NAMES = tuple(b[0] for b in BRANDS)
+
+_AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55+")
+_AGE_SHARES = (0.17, 0.30, 0.24, 0.17, 0.12)
+_COUNTRIES = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "SE", "PL", "JP", "CA", "BR")
+
+# Independent random streams (so e.g. the items do not change when n_users changes).
+_STREAM_ITEMS, _STREAM_TEXT, _STREAM_IMAGES, _STREAM_USERS, _STREAM_INTERACTIONS = 1, 2, 3, 4, 5
+
+
+def _rng(seed: int, stream: int, *more: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), stream, *more])
+
+
+def _price_band(price: float) -> str:
+    return PRICE_BANDS[int(np.searchsorted(_PRICE_BAND_EDGES, price, side="right"))]
+
+
+# --------------------------------------------------------------------------------------------------
+# Items
+# --------------------------------------------------------------------------------------------------
+
+def _a(word: str) -> str:
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + word
+
+
+_SMALL_WORDS = frozenset({"a", "an", "and", "the", "of", "for", "in", "on", "with", "your", "to", "under"})
+
+
+def _title_case(text: str) -> str:
+    return " ".join(w if (w[:1].isupper() or not w[:1].isalpha() or w in _SMALL_WORDS) else w[:1].upper() + w[1:]
+                    for w in text.split(" "))
+
+
+def _pick(rng: np.random.Generator, seq, k: int | None = None):
+    if k is None:
+        return seq[int(rng.integers(len(seq)))]
+    idx = rng.choice(len(seq), size=k, replace=False)
+    return [seq[int(i)] for i in idx]
+
+
+def _compose_text(rng: np.random.Generator, topic: str, brand: str) -> tuple[str, str, str]:
+    """(noun, title, description) for one item of a topic."""
+    d = _TOPIC_DATA[topic]
+    noun = _pick(rng, d["nouns"])
+    adj, adj2 = _pick(rng, d["adjectives"], 2)
+    gadj = _pick(rng, _GENERIC_ADJECTIVES)
+    act, act2 = _pick(rng, d["activities"], 2)
+    aud = _pick(rng, d["audiences"])
+    feat, feat2 = _pick(rng, d["features"], 2)
+    other_noun = _pick(rng, [n for n in d["nouns"] if n != noun])
+
+    t = int(rng.integers(5))
+    if t == 0:
+        title = f"{brand} {_title_case(adj)} {_title_case(noun)}"
+    elif t == 1:
+        title = f"{brand} {_title_case(noun)} {_pick(rng, _SERIES)}"
+    elif t == 2:
+        title = f"{_title_case(adj)} {_title_case(noun)} by {brand}"
+    elif t == 3:
+        title = f"{brand} {_title_case(gadj)} {_title_case(noun)} for {_title_case(act)}"
+    else:
+        title = f"{_title_case(noun)} {_pick(rng, _SERIES)} - {_title_case(adj)}, {_title_case(adj2)}"
+
+    s = int(rng.integers(4))
+    if s == 0:
+        first = f"This {adj} {noun} is made for {act}."
+    elif s == 1:
+        first = f"Meet the {adj} {noun} from {brand}, built for {act}."
+    elif s == 2:
+        first = f"{_a(adj).capitalize()} {noun} that makes {act} easier."
+    else:
+        first = f"Designed for {aud}, this {noun} is {adj} and {adj2}."
+    s = int(rng.integers(3))
+    if s == 0:
+        second = f"It features {feat} and {feat2}."
+    elif s == 1:
+        second = f"Highlights include {feat}, plus {feat2}."
+    else:
+        second = f"With {feat}, it is ready for {act2}."
+    sentences = [first, second]
+    s = int(rng.integers(4))
+    if s == 0:
+        sentences.append(f"A thoughtful gift for {aud}.")
+    elif s == 1:
+        sentences.append(f"{_title_case(gadj).split(' ')[0]} enough for {act2}, {adj2} enough for every day.")
+    elif s == 2:
+        sentences.append(f"Pairs well with our {other_noun}.")
+    if rng.random() < 0.5:
+        sentences.append(_pick(rng, _CLOSERS))
+    return noun, title, " ".join(sentences)
+
+
+def _make_items(n_items: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    rng = _rng(seed, _STREAM_ITEMS)
+    n_topics, n_styles = len(TOPICS), len(_STYLE_NAMES)
+    # Balanced-then-shuffled latent factors: every topic/style/cluster is present even for small catalogs.
+    topic = rng.permutation(np.resize(np.arange(n_topics), n_items))
+    style = rng.permutation(np.resize(np.arange(n_styles), n_items))
+    cluster = rng.permutation(np.resize(np.arange(_N_BEHAVIOUR_CLUSTERS), n_items))
+    log_pop = rng.normal(0.0, 1.0, n_items)
+    popularity = np.exp(log_pop)
+
+    # Category follows the topic 80 % of the time, else one of the topic's related categories.
+    category = []
+    for t in topic:
+        d = _TOPIC_DATA[TOPICS[t]]
+        category.append(d["category"] if rng.random() < 0.8 else d["related"][int(rng.integers(2))])
+
+    # Brand: 75 % one that focuses on the topic, else any; price lognormal around the brand's level.
+    brand_idx = np.empty(n_items, dtype=int)
+    for i, t in enumerate(topic):
+        focus = [b for b, (_, _, tops) in enumerate(BRANDS) if TOPICS[t] in tops]
+        brand_idx[i] = focus[int(rng.integers(len(focus)))] if rng.random() < 0.75 else int(rng.integers(len(BRANDS)))
+    level = np.array([BRANDS[b][1] for b in brand_idx])
+    price = np.maximum(1.99, np.round(level * rng.lognormal(0.0, 0.3, n_items)) - 0.01)
+    band = [_price_band(p) for p in price]
+
+    # Missing modalities: ~10 % without picture, ~8 % without description, a bit more often in the tail.
+    tail_w = np.exp(-0.5 * log_pop)
+    tail_w = tail_w / tail_w.sum()
+    no_image = np.zeros(n_items, bool)
+    no_image[rng.choice(n_items, size=int(round(_MISSING_IMAGE_SHARE * n_items)), replace=False, p=tail_w)] = True
+    no_desc = np.zeros(n_items, bool)
+    no_desc[rng.choice(n_items, size=int(round(_MISSING_DESCRIPTION_SHARE * n_items)), replace=False, p=tail_w)] = True
+
+    width = max(4, len(str(n_items)))
+    item_ids = [f"D{i + 1:0{width}d}" for i in range(n_items)]
+    pop_rank = np.argsort(np.argsort(-log_pop))  # 0 = most popular
+    trng = _rng(seed, _STREAM_TEXT)
+    titles, descs, tags = [], [], []
+    for i in range(n_items):
+        tname = TOPICS[topic[i]]
+        _, title, desc = _compose_text(trng, tname, _BRAND_NAMES[brand_idx[i]])
+        titles.append(title)
+        descs.append("" if no_desc[i] else desc)
+        k = 1 + int(trng.integers(2))
+        tg = _pick(trng, _TOPIC_DATA[tname]["tags"], k)
+        if pop_rank[i] < max(1, n_items // 20) and trng.random() < 0.7:
+            tg.append("bestseller")
+        if band[i] == "budget" and trng.random() < 0.4:
+            tg.append("budget pick")
+        if band[i] == "premium" and trng.random() < 0.4:
+            tg.append("premium")
+        if trng.random() < 0.12:
+            tg.append(_pick(trng, ["gift idea", "eco-friendly", "new arrival", "limited edition"]))
+        tags.append("|".join(tg))
+
+    items = pd.DataFrame({
+        "item_id": item_ids,
+        "title": titles,
+        "description": descs,
+        "category": category,
+        "brand": [_BRAND_NAMES[b] for b in brand_idx],
+        "price": price,
+        "tags": tags,
+        "image_file": ["" if no_image[i] else f"images/{item_ids[i]}.png" for i in range(n_items)],
+    })
+    gt = pd.DataFrame({
+        "item_id": item_ids,
+        "topic": [TOPICS[t] for t in topic],
+        "visual_style": [_STYLE_NAMES[s] for s in style],
+        "pattern": [VISUAL_STYLES[_STYLE_NAMES[s]]["pattern"] for s in style],
+        "shape": [VISUAL_STYLES[_STYLE_NAMES[s]]["shape"] for s in style],
+        "price_band": band,
+        "brand": [_BRAND_NAMES[b] for b in brand_idx],
+        "category": category,
+        "behaviour_cluster": cluster,
+        "popularity": np.round(popularity, 4),
+        "has_image": ~no_image,
+        "has_description": ~no_desc,
+    })
+    latent = dict(
+        topic=topic, style=style, cluster=cluster, brand=brand_idx,
+        band=np.array([PRICE_BANDS.index(b) for b in band]),
+        category=np.array([_CATEGORIES.index(c) for c in category]),
+        log_pop=log_pop,
+    )
+    return items, gt, latent
+
+
+# --------------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------------
+
+def _jitter(rng: np.random.Generator, color, amount: int = 12) -> np.ndarray:
+    return np.clip(np.asarray(color, float) + rng.integers(-amount, amount + 1, 3), 0, 255)
+
+
+def _shape_points(shape: str, cx: float, cy: float, r: float, rot: float) -> list[tuple[float, float]]:
+    def poly(n, radii):
+        pts = []
+        for k in range(n * len(radii)):
+            a = rot + 2 * math.pi * k / (n * len(radii))
+            rr = radii[k % len(radii)]
+            pts.append((cx + rr * math.cos(a), cy + rr * math.sin(a)))
+        return pts
+
+    if shape == "triangle":
+        return poly(3, [r])
+    if shape == "square":
+        return poly(4, [r])
+    if shape == "diamond":
+        return [(cx, cy - r * 1.15), (cx + r * 0.75, cy), (cx, cy + r * 1.15), (cx - r * 0.75, cy)]
+    if shape == "hexagon":
+        return poly(6, [r])
+    if shape == "star":
+        return poly(5, [r, r * 0.42])
+    if shape == "cross":
+        a, b = r, r * 0.36
+        base = [(-b, -a), (b, -a), (b, -b), (a, -b), (a, b), (b, b), (b, a), (-b, a), (-b, b), (-a, b),
+                (-a, -b), (-b, -b)]
+        c, s = math.cos(rot), math.sin(rot)
+        return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in base]
+    raise ValueError(shape)
+
+
+def _render_image(style_name: str, rng: np.random.Generator, size: int) -> Image.Image:
+    spec = VISUAL_STYLES[style_name]
+    S = 2 * size  # draw at 2x, then downsample (anti-aliasing)
+    bg = spec["bg"]
+    i1, i2 = rng.choice(len(bg), size=2, replace=False)
+    c1, c2 = _jitter(rng, bg[i1]), _jitter(rng, bg[i2])
+    yy, xx = np.mgrid[0:S, 0:S].astype(np.float32) / S
+    pattern = spec["pattern"]
+    if pattern == "gradient":
+        ang = rng.uniform(0, 2 * math.pi)
+        t = (math.cos(ang) * (xx - 0.5) + math.sin(ang) * (yy - 0.5)) / 0.71 + 0.5
+        mask = np.clip(t, 0, 1)
+    elif pattern == "stripes":  # roughly horizontal bands
+        f, ph, tilt = rng.uniform(4, 7), rng.uniform(0, 1), rng.uniform(-0.15, 0.15)
+        mask = (np.floor((yy + tilt * xx) * f + ph) % 2).astype(np.float32)
+    elif pattern == "diagonal":
+        f, ph = rng.uniform(5, 8), rng.uniform(0, 1)
+        sign = 1.0 if rng.random() < 0.5 else -1.0
+        mask = (np.floor((xx + sign * yy) * f + ph) % 2).astype(np.float32)
+    elif pattern == "dots":
+        f = rng.uniform(5, 8)
+        ox, oy = rng.uniform(0, 1, 2)
+        dx = (xx * f + ox) % 1 - 0.5
+        dy = (yy * f + oy) % 1 - 0.5
+        mask = ((dx * dx + dy * dy) < rng.uniform(0.06, 0.11)).astype(np.float32)
+    elif pattern == "checks":
+        f = rng.uniform(3, 6)
+        ox, oy = rng.uniform(0, 1, 2)
+        mask = ((np.floor(xx * f + ox) + np.floor(yy * f + oy)) % 2).astype(np.float32)
+    elif pattern == "grid":
+        f, w = rng.uniform(5, 9), rng.uniform(0.08, 0.14)
+        ox, oy = rng.uniform(0, 1, 2)
+        mask = (((xx * f + ox) % 1 < w) | ((yy * f + oy) % 1 < w)).astype(np.float32)
+    elif pattern == "waves":
+        f, amp, k, ph = rng.uniform(4, 7), rng.uniform(0.03, 0.06), rng.uniform(2, 4), rng.uniform(0, 6.3)
+        mask = (np.floor((yy + amp * np.sin(2 * math.pi * k * xx + ph)) * f) % 2).astype(np.float32)
+    else:  # plain, with a faint vignette so it is not perfectly flat
+        r2 = (xx - 0.5) ** 2 + (yy - 0.5) ** 2
+        mask = np.clip(r2 * 0.6, 0, 1)
+    arr = c1[None, None, :] * (1 - mask[..., None]) + c2[None, None, :] * mask[..., None]
+    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+
+    # Foreground shape: the style's fg colour farthest from the background (among the 2 best, at random).
+    bg_mean = (c1 + c2) / 2
+    fg = spec["fg"]
+    order = np.argsort([-np.abs(np.asarray(c, float) - bg_mean).sum() for c in fg])
+    fgc = _jitter(rng, fg[int(order[int(rng.integers(min(2, len(fg))))])], 10)
+    fill = tuple(int(v) for v in fgc)
+    r = rng.uniform(0.22, 0.33) * S
+    cx, cy = S / 2 + rng.uniform(-0.1, 0.1) * S, S / 2 + rng.uniform(-0.1, 0.1) * S
+    rot = rng.uniform(0, 2 * math.pi)
+    draw = ImageDraw.Draw(img)
+    shape = spec["shape"]
+    if shape == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif shape == "ring":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=fill, width=max(2, int(r * 0.3)))
+    else:
+        draw.polygon(_shape_points(shape, cx, cy, r, rot), fill=fill)
+    return img.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def _write_images(out: Path, items: pd.DataFrame, gt: pd.DataFrame, seed: int, image_size: int) -> None:
+    img_dir = out / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    for idx, (item_id, rel, style) in enumerate(zip(items["item_id"], items["image_file"], gt["visual_style"])):
+        if not rel:
+            continue
+        img = _render_image(style, _rng(seed, _STREAM_IMAGES, idx), image_size)
+        # No metadata chunks, fixed compression: the bytes depend only on the pixels.
+        img.save(out / rel, format="PNG", optimize=False, compress_level=6)
+
+
+# --------------------------------------------------------------------------------------------------
+# Users and interactions
+# --------------------------------------------------------------------------------------------------
+
+def _allocate_counts(rng: np.random.Generator, n_users: int, total: int, cap: int) -> np.ndarray:
+    """Heavy-tailed per-user activity: min 5, lognormal body, sums exactly to ``total``."""
+    raw = rng.lognormal(0.0, 0.85, n_users)
+
+    def counts(c: float) -> np.ndarray:
+        return np.clip(np.round(raw * c), 5, cap).astype(int)
+
+    lo, hi = 0.0, float(total)
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if counts(mid).sum() < total:
+            lo = mid
+        else:
+            hi = mid
+    n = counts(hi)
+    diff = total - int(n.sum())
+    while diff != 0:
+        cand = np.flatnonzero(n < cap) if diff > 0 else np.flatnonzero(n > 5)
+        pick = rng.choice(cand, size=min(abs(diff), len(cand)), replace=False)
+        n[pick] += 1 if diff > 0 else -1
+        diff = total - int(n.sum())
+    return n
+
+
+def _make_users(n_users: int, seed: int, item_latent: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    rng = _rng(seed, _STREAM_USERS)
+    seg_counts = np.floor(np.asarray(_SEGMENT_SHARES) * n_users).astype(int)
+    seg_counts = np.maximum(seg_counts, 1)
+    while seg_counts.sum() < n_users:
+        seg_counts[int(np.argmax(np.asarray(_SEGMENT_SHARES) * n_users - seg_counts))] += 1
+    while seg_counts.sum() > n_users:
+        seg_counts[int(np.argmax(seg_counts))] -= 1
+    segment = rng.permutation(np.repeat(np.arange(len(SEGMENTS)), seg_counts))
+
+    # Weights over MODALITIES (text, image, attributes, behaviour): Dirichlet jitter around the segment's.
+    weights = np.empty((n_users, len(MODALITIES)))
+    for u in range(n_users):
+        main = MODALITIES.index(_SEGMENT_MAIN_MODALITY[SEGMENTS[segment[u]]])
+        base = np.full(len(MODALITIES), (1 - _MAIN_WEIGHT) / (len(MODALITIES) - 1))
+        base[main] = _MAIN_WEIGHT
+        w = np.round(rng.dirichlet(base * _WEIGHT_CONCENTRATION), 4)
+        w[main] = round(1.0 - (w.sum() - w[main]), 4)  # exact sum to 1 at 4 decimals
+        weights[u] = w
+
+    pref_topic = rng.integers(len(TOPICS), size=n_users)
+    pref_style = rng.integers(len(_STYLE_NAMES), size=n_users)
+    pref_cluster = rng.integers(_N_BEHAVIOUR_CLUSTERS, size=n_users)
+    pref_band = rng.choice(len(PRICE_BANDS), size=n_users, p=[0.3, 0.35, 0.22, 0.13])
+    pref_category = rng.integers(len(_CATEGORIES), size=n_users)
+    brand_band = np.array([PRICE_BANDS.index(_price_band(b[1])) for b in BRANDS])
+    pref_brands = np.empty((n_users, 2), dtype=int)
+    for u in range(n_users):
+        pool = np.flatnonzero(brand_band == pref_band[u])
+        pref_brands[u] = rng.choice(pool, size=2, replace=False)
+
+    width = max(4, len(str(n_users)))
+    user_ids = [f"U{u + 1:0{width}d}" for u in range(n_users)]
+    users = pd.DataFrame({
+        "user_id": user_ids,
+        "age_band": [_AGE_BANDS[i] for i in rng.choice(len(_AGE_BANDS), size=n_users, p=_AGE_SHARES)],
+        "country": [_COUNTRIES[i] for i in rng.integers(len(_COUNTRIES), size=n_users)],
+    })
+    gt = pd.DataFrame({
+        "user_id": user_ids,
+        "segment": [SEGMENTS[s] for s in segment],
+        **{f"w_{m}": weights[:, k] for k, m in enumerate(MODALITIES)},
+        "pref_topic": [TOPICS[t] for t in pref_topic],
+        "pref_visual_style": [_STYLE_NAMES[s] for s in pref_style],
+        "pref_price_band": [PRICE_BANDS[b] for b in pref_band],
+        "pref_brands": ["|".join(_BRAND_NAMES[b] for b in pb) for pb in pref_brands],
+        "pref_category": [_CATEGORIES[c] for c in pref_category],
+        "pref_behaviour_cluster": pref_cluster,
+    })
+    latent = dict(weights=weights, topic=pref_topic, style=pref_style, cluster=pref_cluster,
+                  band=pref_band, brands=pref_brands, category=pref_category)
+    return users, gt, latent
+
+
+def _make_interactions(n_interactions: int, seed: int, user_ids: list[str], item_ids: list[str],
+                       ul: dict, il: dict) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = _rng(seed, _STREAM_INTERACTIONS)
+    n_users, n_items = len(user_ids), len(item_ids)
+    cap = max(5, min(n_items - 1, n_items // 2))
+    counts = _allocate_counts(rng, n_users, n_interactions, cap)
+
+    pop_z = (il["log_pop"] - il["log_pop"].mean()) / (il["log_pop"].std() + 1e-12)
+    pop_pct = np.argsort(np.argsort(il["log_pop"])) / max(1, n_items - 1)
+    m_text = (ul["topic"][:, None] == il["topic"][None, :]).astype(float)
+    m_image = (ul["style"][:, None] == il["style"][None, :]).astype(float)
+    m_attr = (0.5 * (ul["band"][:, None] == il["band"][None, :])
+              + 0.3 * ((ul["brands"][:, :1] == il["brand"][None, :]) | (ul["brands"][:, 1:] == il["brand"][None, :]))
+              + 0.2 * (ul["category"][:, None] == il["category"][None, :]))
+    m_beh = 0.75 * (ul["cluster"][:, None] == il["cluster"][None, :]) + 0.25 * pop_pct[None, :]
+    w = ul["weights"]
+    utility = (_UTILITY_SCALE * (w[:, 0:1] * m_text + w[:, 1:2] * m_image + w[:, 2:3] * m_attr + w[:, 3:4] * m_beh)
+               + _POPULARITY_COEF * pop_z[None, :]
+               + rng.normal(0.0, _UTILITY_NOISE, (n_users, n_items)))
+    # Sampling without replacement from softmax(utility) == top-k of utility + Gumbel noise.
+    keys = utility + rng.gumbel(0.0, 1.0, (n_users, n_items))
+    order = np.argsort(-keys, axis=1, kind="stable")
+    z = (utility - utility.mean(1, keepdims=True)) / (utility.std(1, keepdims=True) + 1e-12)
+    user_bias = rng.normal(0.0, 0.35, n_users)
+
+    rows_u, rows_i, rows_r, rows_t = [], [], [], []
+    span = _T_END - _T0
+    for u in range(n_users):
+        k = int(counts[u])
+        chosen = rng.permutation(order[u, :k])  # the time order is not the preference order
+        rating = np.clip(np.round(_RATING_BASE + _RATING_SLOPE * z[u, chosen] + user_bias[u]
+                                  + rng.normal(0, 0.6, k)), 1, 5)
+        gap_mean = rng.lognormal(math.log(4 * 86400), 0.8)
+        gap_mean = min(gap_mean, 0.9 * span / k)
+        gaps = np.floor(rng.exponential(gap_mean, k)).astype(np.int64) + 60
+        if gaps.sum() > 0.95 * span:  # keep every timestamp inside [2021, 2024]
+            gaps = np.floor(gaps * (0.95 * span / gaps.sum())).astype(np.int64) + 1
+        start = _T0 + int(rng.uniform(0, max(1.0, span - gaps.sum())))
+        rows_u.extend([user_ids[u]] * k)
+        rows_i.extend(item_ids[j] for j in chosen)
+        rows_r.append(rating.astype(int))
+        rows_t.append(start + np.cumsum(gaps))
+    inter = pd.DataFrame({
+        "user_id": rows_u,
+        "item_id": rows_i,
+        "rating": np.concatenate(rows_r),
+        "timestamp": np.concatenate(rows_t).astype(np.int64),
+    })
+    return inter, counts
+
+
+# --------------------------------------------------------------------------------------------------
+# READMEs
+# --------------------------------------------------------------------------------------------------
+
+def _bundle_readme(n_users: int, n_items: int, n_inter: int, n_img: int, n_desc: int, seed: int, size: int) -> str:
+    return f"""# Demo catalog ("{DEMO_DATASET_NAME}")
+
+A synthetic multimodal shop catalog generated by `recsys.data.demo.generate_demo_bundle` (seed {seed}).
+No download, no third-party material: every title, description and picture was composed by the generator.
+
+| table | rows | columns |
+|---|---|---|
+| items.csv | {n_items} | item_id, title, description, category, brand, price, tags (`|`-separated), image_file |
+| interactions.csv | {n_inter} | user_id, item_id, rating (1-5), timestamp (unix seconds) |
+| users.csv | {n_users} | user_id, age_band, country |
+
+- `images/<item_id>.png`: {n_img} pictures, {size}x{size} pixels; {n_items - n_img} items have no picture
+  (empty `image_file`).
+- {n_items - n_desc} items have an empty description (missing modalities are part of the exercise).
+- `schema.json`: the role of every column (id, text, categorical, numeric, multi_label, image, rating,
+  timestamp).
+- `ground_truth/`: how the interactions were generated (user segments and modality weights, item
+  latent factors). It is not a table of the bundle: use it only to check what a model has learned.
+  See `ground_truth/README.md`.
+"""
+
+
+def _ground_truth_readme(seg_counts: dict[str, int]) -> str:
+    styles = "\n".join(
+        f"| {name} | {spec['pattern']} | {spec['shape']} | "
+        + ", ".join("#%02x%02x%02x" % c for c in spec["bg"]) + " |"
+        for name, spec in VISUAL_STYLES.items())
+    brands = ", ".join(f"{n} (~{p:.0f})" for n, p, _ in BRANDS)
+    segs = ", ".join(f"{s}: {seg_counts.get(s, 0)}" for s in SEGMENTS)
+    return f"""# Ground truth of the demo catalog
+
+The interactions of this bundle were simulated from a known generative story. These files are for
+checking a model (does it give image weight to the users who care about pictures?), never for training.
+
+## Items (`items.csv`)
+Each item has latent factors, drawn independently of each other unless stated:
+- `topic` (one of {len(TOPICS)}: {", ".join(TOPICS)}): drives the words of the title, description and tags.
+  `category` equals the topic's category 80 % of the time, else one of two related categories.
+- `visual_style` (one of {len(VISUAL_STYLES)}): drives the picture only: background palette, background
+  pattern and foreground shape, with per-item jitter of colours, frequencies, size, position, rotation.
+
+  | style | pattern | shape | background palette |
+  |---|---|---|---|
+{chr(10).join('  ' + line for line in styles.splitlines())}
+
+- `brand` (20 made-up brands, each with a typical price and two focus topics; 75 % of an item's brand is
+  one focusing on its topic): {brands}. `price` is lognormal (sd 0.3 in log space) around the brand's
+  level; `price_band` is budget < 20 <= mid < 50 <= upper < 120 <= premium.
+- `behaviour_cluster` (one of {_N_BEHAVIOUR_CLUSTERS}): a purely collaborative factor, invisible in the
+  content; it shows only in which items are bought by the same users.
+- `popularity`: lognormal (log-popularity ~ N(0, 1)); the 5 % most popular items usually carry the
+  `bestseller` tag. Items lacking a picture (`has_image`, ~{_MISSING_IMAGE_SHARE:.0%}) or a description
+  (`has_description`, ~{_MISSING_DESCRIPTION_SHARE:.0%}) are drawn with a mild bias towards the unpopular tail.
+
+## Users (`users.csv`)
+Every user belongs to a `segment` ({segs}) that fixes the weights over the four modalities:
+the segment's own modality gets about {_MAIN_WEIGHT}, the three others about
+{(1 - _MAIN_WEIGHT) / 3:.1f} each, with per-user Dirichlet jitter (concentration {_WEIGHT_CONCENTRATION:.0f});
+`w_text + w_image + w_attributes + w_behaviour = 1`.
+- visual -> `w_image` (follows `pref_visual_style`)
+- text -> `w_text` (follows `pref_topic`)
+- attributes -> `w_attributes` (follows `pref_price_band`, `pref_brands`, `pref_category`)
+- behaviour -> `w_behaviour` (follows `pref_behaviour_cluster` and popularity)
+
+Every user has a preferred value for every modality, whatever the segment. The public `users.csv`
+attributes (age band, country) are independent of all of this.
+
+## Interactions
+For user u and item i, with matches in [0, 1]:
+- text: 1 if topic(i) = pref_topic(u)
+- image: 1 if visual_style(i) = pref_visual_style(u)
+- attributes: 0.5 [price band matches] + 0.3 [brand in pref_brands] + 0.2 [category matches]
+- behaviour: 0.75 [behaviour cluster matches] + 0.25 popularity percentile(i)
+
+utility(u, i) = {_UTILITY_SCALE} * sum_m w_m(u) match_m(u, i) + {_POPULARITY_COEF} * z(log popularity(i))
++ N(0, {_UTILITY_NOISE}^2).
+
+Each user's number of interactions is heavy-tailed (lognormal, at least 5, at most half the catalog);
+the items are drawn without replacement with probabilities softmax(utility) (Gumbel top-k). The
+rating is round({_RATING_BASE} + {_RATING_SLOPE} z + b_u + N(0, 0.6^2)) clipped to 1..5, where z is the item's utility
+standardised over the user's utilities for all items and b_u ~ N(0, 0.35^2) a user bias. Timestamps
+are increasing per user with exponential gaps (user-specific mean of a few days) between 2021 and 2024;
+the time order carries no preference information.
+"""
+
+
+# --------------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------------
+
+def _write_csv(df: pd.DataFrame, path: Path, float_format: str | None = None) -> None:
+    df.to_csv(path, index=False, lineterminator="\n", float_format=float_format, encoding="utf-8")
+
+
+def generate_demo_bundle(out_dir, *, n_users: int = 1000, n_items: int = 800, n_interactions: int = 30000,
+                         seed: int = 2026, image_size: int = 96) -> Path:
+    """Write the demo catalog bundle into ``out_dir`` (created if needed) and return its path.
+
+    The total number of interactions is exactly ``n_interactions``; every user has at least 5 and at most
+    half the catalog. Same arguments give byte-identical files.
+    """
+    n_users, n_items, n_interactions, image_size = int(n_users), int(n_items), int(n_interactions), int(image_size)
+    if n_users < len(SEGMENTS):
+        raise ValueError(f"n_users must be at least {len(SEGMENTS)} (one per segment), got {n_users}")
+    if n_items < 20:
+        raise ValueError(f"n_items must be at least 20, got {n_items}")
+    cap = max(5, min(n_items - 1, n_items // 2))
+    if not 5 * n_users <= n_interactions <= cap * n_users:
+        raise ValueError(
+            f"n_interactions must be between {5 * n_users} (5 per user) and {cap * n_users} "
+            f"(half the catalog per user) for {n_users} users and {n_items} items, got {n_interactions}")
+    if image_size < 16:
+        raise ValueError(f"image_size must be at least 16 pixels, got {image_size}")
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ground_truth").mkdir(exist_ok=True)
+
+    items, items_gt, il = _make_items(n_items, seed)
+    users, users_gt, ul = _make_users(n_users, seed, il)
+    inter, counts = _make_interactions(n_interactions, seed, list(users["user_id"]), list(items["item_id"]), ul, il)
+    users_gt["n_interactions"] = counts
+
+    _write_csv(items, out / "items.csv", float_format="%.2f")
+    _write_csv(inter, out / "interactions.csv")
+    _write_csv(users, out / "users.csv")
+    _write_csv(users_gt, out / "ground_truth" / "users.csv", float_format="%.4f")
+    _write_csv(items_gt, out / "ground_truth" / "items.csv", float_format="%.4f")
+    (out / "schema.json").write_text(json.dumps(DEMO_SCHEMA, indent=2) + "\n", encoding="utf-8")
+    _write_images(out, items, items_gt, seed, image_size)
+
+    n_img = int((items["image_file"] != "").sum())
+    n_desc = int((items["description"] != "").sum())
+    (out / "README.md").write_text(
+        _bundle_readme(n_users, n_items, len(inter), n_img, n_desc, seed, image_size), encoding="utf-8")
+    seg_counts = users_gt["segment"].value_counts().to_dict()
+    (out / "ground_truth" / "README.md").write_text(_ground_truth_readme(seg_counts), encoding="utf-8")
+    return out
+
+
+def demo_ground_truth(bundle_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read ``(users, items)`` ground-truth frames of a demo bundle (ids as strings)."""
+    gt = Path(bundle_dir) / "ground_truth"
+    if not (gt / "users.csv").is_file() or not (gt / "items.csv").is_file():
+        raise FileNotFoundError(f"{bundle_dir} has no ground_truth/users.csv and items.csv: not a demo bundle?")
+    users = pd.read_csv(gt / "users.csv", dtype={"user_id": str, "segment": str, "pref_brands": str})
+    items = pd.read_csv(gt / "items.csv", dtype={"item_id": str, "brand": str})
+    return users, items

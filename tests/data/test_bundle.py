@@ -1,0 +1,225 @@
+"""Bundle loading and validation: every error a user can make gets a clear, specific message."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pandas as pd
+import pytest
+
+from recsys.data.bundle import load_bundle
+from tests.conftest import png_bytes, write_bundle
+
+ITEMS = pd.DataFrame({"item_id": ["a", "b", "c"], "title": ["Alpha one", "Beta two", "Gamma three"]})
+INTERACTIONS = pd.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["a", "b", "c"], "rating": [5, 4, 3]})
+
+
+def only_error(result, code):
+    assert not result.ok
+    errors = [issue for issue in result.report.errors if issue.code == code]
+    assert errors, f"expected error {code}, got {result.report.format()}"
+    return errors[0]
+
+
+def test_small_bundle_loads_and_normalises(small_bundle):
+    result = load_bundle(small_bundle)
+    assert result.ok, result.report.format()
+    bundle = result.bundle
+    assert bundle.schema.items["genres"] == "multi_label"
+    assert bundle.schema.items["price"] == "numeric"
+    assert bundle.schema.items["image_file"] == "image"
+    assert bundle.schema.interactions["rating"] == "rating"
+    assert bundle.items["price"].tolist() == [12.5, 89.0, 1299.0]  # currency and thousands parsed
+    assert bundle.counts() == {"users": 3, "items": 3, "interactions": 5, "items_with_image": 2}
+
+
+def test_missing_required_column(tmp_path):
+    bundle = write_bundle(tmp_path / "b", ITEMS.rename(columns={"item_id": "sku"}), INTERACTIONS)
+    issue = only_error(load_bundle(bundle), "missing_column")
+    assert issue.file == "items.csv" and issue.column == "item_id"
+    assert "'item_id'" in issue.message and "'sku'" in issue.message  # says what it found instead
+
+
+def test_missing_interactions_user_column(tmp_path):
+    bundle = write_bundle(tmp_path / "b", ITEMS, INTERACTIONS.drop(columns="user_id"))
+    issue = only_error(load_bundle(bundle), "missing_column")
+    assert issue.file == "interactions.csv" and issue.column == "user_id"
+
+
+def test_missing_table(tmp_path):
+    bundle = write_bundle(tmp_path / "b", ITEMS, None)
+    issue = only_error(load_bundle(bundle), "missing_file")
+    assert "interactions.csv" in issue.message
+
+
+def test_duplicate_item_ids(tmp_path):
+    items = pd.DataFrame({"item_id": ["a", "b", "a"], "title": ["x one", "y two", "z three"]})
+    issue = only_error(load_bundle(write_bundle(tmp_path / "b", items, INTERACTIONS.iloc[:2])), "duplicate_item_ids")
+    assert issue.column == "item_id" and issue.rows == [2, 4]
+    assert "a" in issue.message and "more than once" in issue.message
+
+
+def test_interactions_pointing_at_unknown_items(tmp_path):
+    interactions = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "item_id": ["a", "zzz", "yyy"]})
+    issue = only_error(load_bundle(write_bundle(tmp_path / "b", ITEMS, interactions)), "unknown_items")
+    assert "zzz" in issue.message and issue.rows == [3, 4]
+
+
+def test_few_unknown_items_are_a_warning_and_dropped(tmp_path):
+    interactions = pd.DataFrame({"user_id": [f"u{i}" for i in range(200)],
+                                 "item_id": ["a"] * 199 + ["missing-item"]})
+    result = load_bundle(write_bundle(tmp_path / "b", ITEMS, interactions))
+    assert result.ok and "unknown_items" in result.report.codes("warning")
+    assert len(result.bundle.interactions) == 199
+
+
+def test_missing_and_unreadable_images(tmp_path):
+    items = ITEMS.assign(image_file=["images/a.png", "images/gone.png", "images/broken.jpg"])
+    bundle = write_bundle(tmp_path / "b", items, INTERACTIONS,
+                          images={"images/a.png": png_bytes(), "images/broken.jpg": b"not a jpeg at all"})
+    result = load_bundle(bundle)
+    assert result.ok  # a missing picture is a missing modality, not a broken bundle
+    warnings = {issue.code: issue for issue in result.report.warnings}
+    assert warnings["missing_images"].rows == [3] and warnings["unreadable_images"].rows == [4]
+    assert "treated as having no picture" in warnings["missing_images"].message
+    assert result.bundle.items["image_file"].tolist() == ["images/a.png", "", ""]
+
+
+def test_non_numeric_ratings(tmp_path):
+    interactions = INTERACTIONS.assign(rating=["5", "great", "3"])
+    issue = only_error(load_bundle(write_bundle(tmp_path / "b", ITEMS, interactions)), "non_numeric_ratings")
+    assert issue.column == "rating" and issue.rows == [3] and "'great'" in issue.message
+
+
+def test_empty_file(tmp_path):
+    bundle = write_bundle(tmp_path / "b", ITEMS, INTERACTIONS)
+    (bundle / "items.csv").write_bytes(b"")
+    issue = only_error(load_bundle(bundle), "empty_file")
+    assert issue.file == "items.csv" and "empty" in issue.message
+
+
+def test_header_only_file(tmp_path):
+    bundle = write_bundle(tmp_path / "b", ITEMS, INTERACTIONS)
+    (bundle / "interactions.csv").write_text("user_id,item_id\n")
+    issue = only_error(load_bundle(bundle), "empty_file")
+    assert issue.file == "interactions.csv" and "no rows" in issue.message
+
+
+def test_wrong_encoding(tmp_path):
+    bundle = write_bundle(tmp_path / "b", None, INTERACTIONS)
+    (bundle / "items.csv").write_bytes("item_id,title\na,Caf\u00e9 cr\u00e8me\nb,Beta two\nc,Gamma\n".encode("latin-1"))
+    issue = only_error(load_bundle(bundle), "wrong_encoding")
+    assert issue.file == "items.csv" and "UTF-8" in issue.message and issue.rows == [2]
+
+
+@pytest.mark.parametrize("path", ["../outside.png", "/etc/passwd", "images/../../x.png", "C:\\Windows\\x.png"])
+def test_image_paths_escaping_the_bundle(tmp_path, path):
+    items = ITEMS.assign(image_file=[path, "", ""])
+    issue = only_error(load_bundle(write_bundle(tmp_path / "b", items, INTERACTIONS)), "image_path_escape")
+    assert issue.rows == [2] and "relative to the bundle" in issue.message
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _csv(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode()
+
+
+@pytest.mark.parametrize("evil", ["../evil.txt", "/tmp/evil.txt", "images/../../evil.txt"])
+def test_zip_entries_outside_root_are_rejected(tmp_path, evil):
+    archive = tmp_path / "bundle.zip"
+    archive.write_bytes(_zip({"items.csv": _csv(ITEMS), "interactions.csv": _csv(INTERACTIONS), evil: b"x"}))
+    issue = only_error(load_bundle(archive), "archive_path_escape")
+    assert evil in issue.rows and "outside the bundle folder" in issue.message
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path.parent / "evil.txt").exists()
+
+
+def test_oversized_archive(tmp_path):
+    archive = tmp_path / "bundle.zip"
+    archive.write_bytes(_zip({"items.csv": _csv(ITEMS), "interactions.csv": _csv(INTERACTIONS),
+                              "images/big.bin": b"\0" * 50_000}))
+    issue = only_error(load_bundle(archive, max_archive_bytes=20_000), "archive_too_large")
+    assert "over the limit" in issue.message
+
+
+def test_not_a_zip(tmp_path):
+    fake = tmp_path / "bundle.zip"
+    fake.write_bytes(b"this is not a zip")
+    only_error(load_bundle(fake), "archive_unreadable")
+
+
+def test_zip_with_wrapper_folder_and_pictures(tmp_path):
+    items = ITEMS.assign(image_file=["images/a.png", "", ""])
+    data = _zip({"shop/items.csv": _csv(items), "shop/interactions.csv": _csv(INTERACTIONS),
+                 "shop/images/a.png": png_bytes()})
+    result = load_bundle(data)  # bytes, as an upload arrives
+    assert result.ok, result.report.format()
+    assert result.bundle.counts()["items_with_image"] == 1
+
+
+def test_parquet_and_jsonl_tables(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    ITEMS.to_parquet(folder / "items.parquet")
+    INTERACTIONS.to_json(folder / "interactions.jsonl", orient="records", lines=True)
+    result = load_bundle(folder)
+    assert result.ok, result.report.format()
+    assert result.bundle.files == {"items": "items.parquet", "interactions": "interactions.jsonl"}
+    assert result.bundle.interactions["rating"].tolist() == [5.0, 4.0, 3.0]
+
+
+def test_numeric_ids_are_the_same_whatever_the_format(tmp_path):
+    items = pd.DataFrame({"item_id": [1, 2, 3], "title": ["a x", "b y", "c z"]})
+    interactions = pd.DataFrame({"user_id": [1, 2], "item_id": [1.0, 3.0]})  # floats from a spreadsheet
+    result = load_bundle(write_bundle(tmp_path / "b", items, interactions))
+    assert result.ok, result.report.format()
+    assert result.bundle.interactions["item_id"].tolist() == ["1", "3"]
+
+
+def test_schema_json_and_argument_override_inferred_roles(tmp_path):
+    bundle = write_bundle(tmp_path / "b", ITEMS, INTERACTIONS)
+    (bundle / "schema.json").write_text('{"items": {"title": "categorical"}}')
+    assert load_bundle(bundle).bundle.schema.items["title"] == "categorical"
+    overridden = load_bundle(bundle, schema={"items": {"title": "ignore"}, "interactions": {"rating": "ignore"}})
+    assert overridden.bundle.schema.items["title"] == "ignore"
+    assert overridden.bundle.schema.rating_column is None
+
+
+def test_bad_schema_role_is_explained(tmp_path):
+    bundle = write_bundle(tmp_path / "b", ITEMS, INTERACTIONS)
+    issue = only_error(load_bundle(bundle, schema={"items": {"title": "words"}}), "bad_schema")
+    assert "'words' is not a role" in issue.message and "categorical" in issue.message
+
+
+def test_role_inference_on_movielens(movielens):
+    result = load_bundle(movielens)
+    assert result.ok, result.report.format()
+    roles = result.bundle.schema.items
+    assert roles == {"item_id": "id", "title": "text", "genres": "multi_label", "description": "text",
+                     "directors": "multi_label", "cast_top5": "multi_label", "user_tags": "multi_label",
+                     "imdb_id": "ignore", "tmdb_id": "ignore", "image_file": "image"}
+    assert result.bundle.schema.interactions == {"user_id": "id", "item_id": "id", "rating": "rating",
+                                                 "timestamp": "timestamp"}
+    # the counts in the dataset's README
+    assert result.report.counts == {"users": 610, "items": 9742, "interactions": 100836, "items_with_image": 2947}
+
+
+def test_role_inference_on_amazon_giftcards(giftcards):
+    result = load_bundle(giftcards)
+    assert result.ok, result.report.format()
+    roles = result.bundle.schema.items
+    assert roles["title"] == roles["description"] == roles["features"] == "text"
+    assert roles["brand"] == roles["category"] == "categorical"
+    assert roles["price"] == "numeric" and roles["image_file"] == "image"
+    assert result.bundle.items["price"].dropna().between(1, 2000).all()  # "$40.00" parsed
+    assert result.bundle.schema.interactions["rating"] == "rating"
+    assert result.bundle.schema.interactions["review_text"] == "text"
+    assert result.report.counts == {"users": 458, "items": 148, "interactions": 2972, "items_with_image": 115}
+    assert "duplicate_interactions" in result.report.codes("warning")

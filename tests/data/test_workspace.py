@@ -1,0 +1,80 @@
+"""The workspace: atomic imports, and a bad bundle never replacing a good dataset."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from recsys.workspace import Workspace, dataset_name
+from tests.conftest import write_bundle
+
+
+def test_import_roundtrip(workspace, small_bundle):
+    result = workspace.import_bundle(small_bundle, name="Shop Catalog!")
+    assert result.ok and result.name == "shop-catalog"
+    stored = workspace.load_dataset("shop-catalog")
+    assert stored.items["item_id"].tolist() == ["a", "b", "c"]
+    assert stored.image_path(stored.items["image_file"][0]).is_file()  # pictures copied into the dataset
+    assert stored.schema.items["genres"] == "multi_label"
+    assert [info.name for info in workspace.list_datasets()] == ["shop-catalog"]
+
+
+def test_invalid_bundle_leaves_existing_dataset_untouched(workspace, small_bundle, tmp_path):
+    assert workspace.import_bundle(small_bundle, name="shop").ok
+    before = {p.relative_to(workspace.root): p.read_bytes() for p in workspace.root.rglob("*") if p.is_file()}
+    broken = write_bundle(tmp_path / "broken", pd.DataFrame({"item_id": ["x", "x"], "title": ["a b", "c d"]}),
+                          pd.DataFrame({"user_id": ["u"], "item_id": ["x"]}))
+    result = workspace.import_bundle(broken, name="shop")
+    assert not result.ok and result.path is None
+    assert "duplicate_item_ids" in result.report.codes("error")
+    after = {p.relative_to(workspace.root): p.read_bytes() for p in workspace.root.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_crash_during_import_keeps_the_old_dataset(workspace, small_bundle, monkeypatch):
+    assert workspace.import_bundle(small_bundle, name="shop").ok
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Workspace, "_write_dataset", explode)
+    with pytest.raises(OSError):
+        workspace.import_bundle(small_bundle, name="shop")
+    assert len(workspace.load_dataset("shop").items) == 3
+    assert not [p for p in workspace.datasets_dir.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_interrupted_swap_is_recovered(workspace, small_bundle):
+    import os
+
+    assert workspace.import_bundle(small_bundle, name="shop").ok
+    # simulate a crash between "move old aside" and "move new in"
+    os.replace(workspace.dataset_path("shop"), workspace.datasets_dir / ".trash-shop-deadbeef")
+    reopened = Workspace(workspace.root)
+    assert len(reopened.load_dataset("shop").items) == 3
+
+
+def test_workspace_location_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECSYS_WORKSPACE", str(tmp_path / "elsewhere"))
+    assert Workspace().root == (tmp_path / "elsewhere").resolve()
+    assert Workspace(tmp_path / "arg").root == (tmp_path / "arg").resolve()
+
+
+def test_missing_dataset_message_lists_what_exists(workspace, small_bundle):
+    workspace.import_bundle(small_bundle, name="shop")
+    from recsys.workspace import DatasetNotFound
+
+    with pytest.raises(DatasetNotFound, match="available: shop"):
+        workspace.load_dataset("nope")
+
+
+def test_delete_dataset(workspace, small_bundle):
+    workspace.import_bundle(small_bundle, name="shop")
+    workspace.delete_dataset("shop")
+    assert workspace.list_datasets() == []
+
+
+def test_dataset_names_are_folder_safe():
+    assert dataset_name("../../etc") == "etc"
+    assert dataset_name("My Data (v2)") == "my-data-v2"
+    assert dataset_name("") == "dataset"

@@ -632,7 +632,7 @@ def _allocate_counts(rng: np.random.Generator, n_users: int, total: int, cap: in
     return n
 
 
-def _make_users(n_users: int, seed: int, item_latent: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def _make_users(n_users: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     rng = _rng(seed, _STREAM_USERS)
     seg_counts = np.floor(np.asarray(_SEGMENT_SHARES) * n_users).astype(int)
     seg_counts = np.maximum(seg_counts, 1)
@@ -861,7 +861,7 @@ def generate_demo_bundle(out_dir, *, n_users: int = 1000, n_items: int = 800, n_
     (out / "ground_truth").mkdir(exist_ok=True)
 
     items, items_gt, il = _make_items(n_items, seed)
-    users, users_gt, ul = _make_users(n_users, seed, il)
+    users, users_gt, ul = _make_users(n_users, seed)
     inter, counts = _make_interactions(n_interactions, seed, list(users["user_id"]), list(items["item_id"]), ul, il)
     users_gt["n_interactions"] = counts
 

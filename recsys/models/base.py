@@ -1,0 +1,246 @@
+"""One interface for every recommender, in the spirit of Cornac's ``Recommender``.
+
+Every model — the attention-fusion model and each baseline — is fitted on a :class:`TrainData`
+and then answers ``score`` (a users x items matrix, vectorised), ``recommend`` (top-K for one
+user, with filters), ``save`` and ``load``. The app, the evaluator and the benchmarks treat them
+alike. Models are saved as ``config.json`` + ``weights.safetensors`` + ``ids.json``: never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..atomic import atomic_write_json
+
+MODEL_REGISTRY: dict[str, type["Recommender"]] = {}
+
+
+@dataclass
+class TrainData:
+    """What every recommender fits on: indexed interactions, plus item content when there is some.
+
+    Rows of ``train`` are users and columns items, in the order of ``user_ids`` / ``item_ids``.
+    The item axis is the whole catalogue, so items without any training interaction (cold
+    items) exist and can be scored by content-aware models.
+    """
+
+    user_ids: np.ndarray  # str, one per row
+    item_ids: np.ndarray  # str, one per column
+    train: sp.csr_matrix  # binary float32 [n_users, n_items]
+    ratings: sp.csr_matrix | None = None  # explicit values on the same pattern, when the data has them
+    valid: sp.csr_matrix | None = None  # validation positives, for early stopping / model selection
+    item_features: Any = None  # recsys.features.extract.ItemFeatures aligned with item_ids, or None
+    timestamps: sp.csr_matrix | None = None  # interaction times on the train pattern, when known
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def __post_init__(self) -> None:
+        self.user_ids = np.asarray(self.user_ids).astype(str)
+        self.item_ids = np.asarray(self.item_ids).astype(str)
+        self.train = sp.csr_matrix(self.train, dtype=np.float32)
+        if self.train.shape != (self.n_users, self.n_items):
+            raise ValueError(f"train matrix is {self.train.shape}, expected ({self.n_users}, {self.n_items})")
+
+
+Filter = Callable[[np.ndarray], np.ndarray]  # item indices -> bool keep-mask
+
+
+class Recommender(ABC):
+    """Base class. Subclasses set ``name`` and implement ``fit`` and ``score`` (and state I/O)."""
+
+    name: ClassVar[str] = "recommender"
+    #: True when the model can score items that had no training interactions (from content).
+    scores_cold_items: ClassVar[bool] = False
+
+    def __init__(self, **config: Any):
+        self.config: dict[str, Any] = dict(config)
+        self.user_ids: np.ndarray | None = None
+        self.item_ids: np.ndarray | None = None
+        self.seen: sp.csr_matrix | None = None  # training interactions, masked in recommend()
+        self.fit_seconds: float | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            MODEL_REGISTRY[cls.name] = cls
+
+    # ------------------------------------------------------------------ to implement
+    @abstractmethod
+    def fit(self, data: TrainData) -> "Recommender":
+        """Learn from ``data``; must call :meth:`_remember` so ids and seen items are known."""
+
+    @abstractmethod
+    def score(self, users: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Scores ``float32 [len(users), n_items]`` for user row indices; higher is better."""
+
+    def _state(self) -> dict[str, np.ndarray]:
+        """Arrays to save (safetensors). Override in models with parameters."""
+        return {}
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        """Inverse of :meth:`_state`."""
+
+    # ------------------------------------------------------------------ shared behaviour
+    def _remember(self, data: TrainData) -> None:
+        self.user_ids = data.user_ids
+        self.item_ids = data.item_ids
+        self.seen = data.train.tocsr()
+        self._user_index = {u: i for i, u in enumerate(self.user_ids)}
+        self._item_index = {v: i for i, v in enumerate(self.item_ids)}
+
+    @property
+    def n_users(self) -> int:
+        return 0 if self.user_ids is None else len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return 0 if self.item_ids is None else len(self.item_ids)
+
+    def user_index(self, user: int | str) -> int:
+        if isinstance(user, (int, np.integer)) and not isinstance(user, bool):
+            if not 0 <= int(user) < self.n_users:
+                raise KeyError(f"user index {user} out of range (0..{self.n_users - 1})")
+            return int(user)
+        try:
+            return self._user_index[str(user)]
+        except KeyError:
+            raise KeyError(f"unknown user '{user}': not in this model's training data") from None
+
+    def item_index(self, item: int | str) -> int:
+        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            return int(item)
+        try:
+            return self._item_index[str(item)]
+        except KeyError:
+            raise KeyError(f"unknown item '{item}'") from None
+
+    def recommend(self, user: int | str, k: int = 10, exclude_seen: bool = True,
+                  filters: np.ndarray | Iterable[Filter] | None = None,
+                  candidates: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """Top-``k`` (item_id, score) for one user.
+
+        ``filters`` is a boolean keep-mask over items or callables returning one; ``candidates``
+        restricts ranking to those item indices.
+        """
+        row = self.user_index(user)
+        scores = np.asarray(self.score(np.array([row]))[0], dtype=np.float64)
+        keep = self._keep_mask(row, exclude_seen, filters, candidates)
+        scores[~keep] = -np.inf
+        k = int(min(k, keep.sum()))
+        if k <= 0:
+            return []
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.lexsort((top, -scores[top]))]
+        return [(str(self.item_ids[i]), float(scores[i])) for i in top]
+
+    def _keep_mask(self, row: int, exclude_seen: bool, filters: Any, candidates: np.ndarray | None) -> np.ndarray:
+        keep = np.ones(self.n_items, dtype=bool)
+        if candidates is not None:
+            keep[:] = False
+            keep[np.asarray(candidates, dtype=np.int64)] = True
+        if exclude_seen and self.seen is not None:
+            keep[self.seen.indices[self.seen.indptr[row]:self.seen.indptr[row + 1]]] = False
+        if filters is not None:
+            if isinstance(filters, np.ndarray):
+                keep &= filters.astype(bool)
+            else:
+                all_items = np.arange(self.n_items)
+                for item_filter in filters:
+                    keep &= np.asarray(item_filter(all_items), dtype=bool)
+        return keep
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, folder: str | Path) -> Path:
+        """Write ``config.json``, ``ids.json`` and ``weights.safetensors`` into ``folder``."""
+        from safetensors.numpy import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: np.ascontiguousarray(v) for k, v in self._state().items()}
+        if self.seen is not None:
+            seen = self.seen.tocsr()
+            state |= {"_seen.indptr": seen.indptr.astype(np.int64), "_seen.indices": seen.indices.astype(np.int64)}
+        tmp = folder / ".weights.safetensors.tmp"
+        save_file(state, str(tmp))
+        tmp.replace(folder / "weights.safetensors")
+        atomic_write_json(folder / "ids.json", {"user_ids": [str(u) for u in self.user_ids],
+                                                "item_ids": [str(i) for i in self.item_ids]})
+        atomic_write_json(folder / "config.json", {"model": self.name, "config": self.config,
+                                                   "fit_seconds": self.fit_seconds})
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Recommender":
+        """Load any saved model; the class comes from ``config.json`` (no code is unpickled)."""
+        from safetensors.numpy import load_file
+
+        folder = Path(folder)
+        meta = json.loads((folder / "config.json").read_text())
+        model_cls = MODEL_REGISTRY.get(meta["model"])
+        if model_cls is None:
+            raise ValueError(f"unknown model type {meta['model']!r} in {folder}; known: {sorted(MODEL_REGISTRY)}")
+        if cls is not Recommender and not issubclass(model_cls, cls):
+            raise TypeError(f"{folder} holds a {meta['model']} model, not a {cls.name}")
+        model = model_cls(**meta["config"])
+        ids = json.loads((folder / "ids.json").read_text())
+        model.user_ids = np.asarray(ids["user_ids"], dtype=str)
+        model.item_ids = np.asarray(ids["item_ids"], dtype=str)
+        model._user_index = {u: i for i, u in enumerate(model.user_ids)}
+        model._item_index = {v: i for i, v in enumerate(model.item_ids)}
+        state = load_file(str(folder / "weights.safetensors"))
+        if "_seen.indptr" in state:
+            indptr, indices = state.pop("_seen.indptr"), state.pop("_seen.indices")
+            model.seen = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr),
+                                       shape=(len(model.user_ids), len(model.item_ids)))
+        model.fit_seconds = meta.get("fit_seconds")
+        model._restore(state)
+        return model
+
+
+def get_model(name: str, **config: Any) -> Recommender:
+    """A fresh model by registry name (``list_models()`` lists them)."""
+    _import_all_models()
+    try:
+        return MODEL_REGISTRY[name](**config)
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())}") from None
+
+
+def list_models() -> list[str]:
+    _import_all_models()
+    return sorted(MODEL_REGISTRY)
+
+
+def _import_all_models() -> None:
+    import importlib
+
+    for module in ("baselines", "fusion"):
+        try:
+            importlib.import_module(f"{__package__}.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{module}":
+                raise
+
+
+def batched_scores(model: Recommender, users: np.ndarray, batch_size: int = 1024) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(user_rows, scores)`` in batches so memory stays bounded on big catalogues."""
+    users = np.asarray(users, dtype=np.int64)
+    for start in range(0, len(users), batch_size):
+        rows = users[start:start + batch_size]
+        yield rows, model.score(rows)
+
+
+__all__ = ["TrainData", "Recommender", "MODEL_REGISTRY", "get_model", "list_models", "batched_scores"]

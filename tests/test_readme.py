@@ -1,0 +1,38 @@
+"""The README stays true: its test command is what CI runs, and its CLI examples exist."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import REPO_ROOT
+
+
+def readme_commands() -> list[str]:
+    text = (REPO_ROOT / "README.md").read_text()
+    return re.findall(r"```bash\n(python3 -m venv[^\n]+)\n```", text)
+
+
+def test_readme_has_exactly_two_setup_commands():
+    commands = readme_commands()
+    assert len(commands) == 2
+    assert "streamlit run app.py" in commands[0]
+    assert "pytest" in commands[1]
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    ci = (REPO_ROOT / ".ci" / "run").read_text().splitlines()
+    assert readme_commands()[1] in ci
+
+
+def test_requirements_pin_torch_exactly():
+    requirements = (REPO_ROOT / "requirements.txt").read_text().splitlines()
+    assert "torch==2.14.1" in requirements and "torchvision==0.29.1" in requirements
+
+
+def test_readme_cli_commands_exist():
+    from recsys.cli import _COMMANDS, _load_command_modules
+
+    _load_command_modules()
+    text = (REPO_ROOT / "README.md").read_text()
+    for name in re.findall(r"python -m recsys (\w+)", text):
+        assert name in _COMMANDS, f"README mentions `python -m recsys {name}`, which does not exist"

@@ -1,0 +1,672 @@
+"""The attention-fusion recommender: one token per modality per item, attention with the user as query.
+
+Per item ``i`` and modality ``m`` in (behaviour, text, image, attributes) a token ``e[i, m]`` of width
+``d``; the user vector ``u`` is a learned user embedding plus a pooling of the user's history items
+(leave-one-out during training, so a model never learns to find an item through itself). Then::
+
+    a[u, i, m] = softmax_m( q(u) . k(e[i, m]) / sqrt(d) + bias_m )      (masked where m is missing)
+    score(u, i) = sum_m a[u, i, m] * (u . v(e[i, m]))                    = sum_m share[u, i, m]
+
+so each modality's share of the score is exact and additive (the explanation and attention pages
+show it). Variants for ablation: ``mean`` (equal weights over present modalities), ``item_gate``
+(user-independent weights) and ``concat`` (an MLP over the concatenated tokens; no shares).
+
+Items never seen in training get a shared "unknown" behaviour token and are scored from content;
+behaviour dropout during training (the token swapped for the unknown one) teaches the model to do
+that. Modality dropout masks content tokens at random so a missing picture or text is not a shock.
+The default loss is the softmax over the whole catalogue (the exact log-sum-exp normalisation) in a
+cloze set-up: per user, a random part of the history is hidden from the input pooling and predicted
+from the rest, which is exactly the test-time task. For catalogues over ``full_softmax_max_items`` it
+trains on (user, item) pairs with sampled negatives (in-batch + uniform, logQ-corrected); ``bpr`` and
+``mse`` also train on pairs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .base import Recommender, TrainData
+
+MODALITIES = ("behaviour", "text", "image", "attributes")
+FUSIONS = ("attention", "mean", "item_gate", "concat")
+LOSSES = ("softmax", "bpr", "mse")
+
+DEFAULTS: dict[str, Any] = {
+    "dim": 64,                      # width d of every modality token
+    "modalities": list(MODALITIES),  # which tokens exist
+    "fusion": "attention",          # attention | mean | item_gate | concat
+    "loss": "softmax",              # softmax (full or sampled) | bpr | mse (explicit ratings)
+    "epochs": 200,
+    "batch_size": 128,              # users per step (cloze training) or pairs per step x 8 (pair training)
+    "cloze_ratio": 0.5,             # share of a user's history hidden from the input and predicted
+    "lr": 3e-3,
+    "weight_decay": 0.0,
+    "embedding_l2": 1e-5,           # L2 on the embeddings used in a batch (scaled per example)
+    "dropout": 0.1,
+    "modality_dropout": 0.1,        # chance a present content token is hidden during training
+    "behaviour_dropout": 0.1,       # chance an item's behaviour token is swapped for "unknown"
+    "history_exponent": 0.5,        # pooled history = sum / n^exponent (0.5: FISM-style)
+    "use_user_embedding": True,
+    "graph_layers": 0,              # LightGCN-style propagation of behaviour embeddings (0 = off)
+    "temperature": 1.0,
+    "full_softmax_max_items": 50_000,
+    "num_negatives": 1024,          # sampled softmax / BPR negatives when the catalogue is large
+    "patience": 5,                  # epochs without valid NDCG@20 improvement before stopping
+    "eval_every": 1,
+    "seed": 2026,
+    "device": "auto",
+    "amp": True,                    # bf16/fp16 autocast on CUDA
+}
+
+
+# ----------------------------------------------------------------------------- content arrays
+
+@dataclass
+class ContentArrays:
+    """Item content as plain arrays aligned with the model's items (saved with the model)."""
+
+    text: np.ndarray | None
+    text_mask: np.ndarray | None
+    image: np.ndarray | None
+    image_mask: np.ndarray | None
+    cat_index: np.ndarray | None  # int64 [N, C], 0 = none; columns offset into one table
+    n_cat: int
+    multi: sp.csr_matrix | None  # [N, V] row-normalised multi-hot
+    numeric: np.ndarray | None  # float32 [N, F] values and missing indicators
+    attr_mask: np.ndarray | None
+
+    @classmethod
+    def from_features(cls, features: Any, n_items: int) -> "ContentArrays":
+        if features is None:
+            return cls(None, None, None, None, None, 0, None, None, None)
+        if isinstance(features, np.ndarray):  # plain matrix: treat it as text-like content
+            return cls(features.astype(np.float32), np.ones(n_items, bool), None, None, None, 0, None, None, None)
+        text = getattr(features, "text", None)
+        image = getattr(features, "image", None)
+        cat_index, n_cat, multi, numeric, attr_mask = None, 0, None, None, None
+        attributes = getattr(features, "attributes", None)
+        if attributes is not None:
+            present = np.zeros(n_items, dtype=bool)
+            columns = []
+            offset = 0
+            for name, index in attributes.categorical.items():
+                index = np.asarray(index, dtype=np.int64)
+                columns.append(np.where(index > 0, index + offset, 0))
+                present |= index > 0
+                offset += len(attributes.categorical_vocab[name]) + 1
+            if columns:
+                cat_index, n_cat = np.stack(columns, axis=1), offset + 1
+            blocks = [sp.csr_matrix(m, dtype=np.float32) for m in attributes.multi_label.values()]
+            if blocks:
+                multi = sp.hstack(blocks).tocsr()
+                counts = np.asarray(multi.sum(axis=1)).ravel()
+                present |= counts > 0
+                multi = sp.diags(1.0 / np.maximum(counts, 1)).dot(multi).tocsr().astype(np.float32)
+            if attributes.numeric is not None and attributes.numeric.size:
+                missing = np.asarray(attributes.numeric_missing, dtype=bool)
+                numeric = np.concatenate([np.nan_to_num(attributes.numeric).astype(np.float32),
+                                          missing.astype(np.float32)], axis=1)
+                present |= ~missing.all(axis=1)
+            attr_mask = present if (columns or blocks or numeric is not None) else None
+        return cls(
+            None if text is None else np.asarray(text, np.float32),
+            None if text is None else np.asarray(features.text_mask, bool),
+            None if image is None else np.asarray(image, np.float32),
+            None if image is None else np.asarray(features.image_mask, bool),
+            cat_index, n_cat, multi, numeric, attr_mask)
+
+    def to_state(self) -> dict[str, np.ndarray]:
+        state: dict[str, np.ndarray] = {}
+        for name in ("text", "text_mask", "image", "image_mask", "cat_index", "numeric", "attr_mask"):
+            value = getattr(self, name)
+            if value is not None:
+                state[f"content.{name}"] = np.ascontiguousarray(value)
+        state["content.n_cat"] = np.array([self.n_cat], dtype=np.int64)
+        if self.multi is not None:
+            state["content.multi.indptr"] = self.multi.indptr.astype(np.int64)
+            state["content.multi.indices"] = self.multi.indices.astype(np.int64)
+            state["content.multi.data"] = self.multi.data.astype(np.float32)
+            state["content.multi.shape"] = np.array(self.multi.shape, dtype=np.int64)
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> "ContentArrays":
+        get = lambda name: state.get(f"content.{name}")  # noqa: E731
+        multi = None
+        if "content.multi.indptr" in state:
+            multi = sp.csr_matrix((get("multi.data"), get("multi.indices"), get("multi.indptr")),
+                                  shape=tuple(get("multi.shape")))
+        mask = lambda name: None if get(name) is None else get(name).astype(bool)  # noqa: E731
+        return cls(get("text"), mask("text_mask"), get("image"), mask("image_mask"), get("cat_index"),
+                   int(get("n_cat")[0]), multi, get("numeric"), mask("attr_mask"))
+
+
+def _sparse_tensor(matrix: sp.csr_matrix, device: torch.device) -> torch.Tensor:
+    coo = matrix.tocoo()
+    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data.astype(np.float32)), coo.shape,
+                                   device=device).coalesce()
+
+
+# ----------------------------------------------------------------------------- the network
+
+class FusionNetwork(nn.Module):
+    def __init__(self, n_users: int, n_items: int, content: ContentArrays, config: dict[str, Any]):
+        super().__init__()
+        d = int(config["dim"])
+        self.d = d
+        self.fusion = config["fusion"]
+        wanted = list(config["modalities"])
+        available = {"behaviour": True, "text": content.text is not None, "image": content.image is not None,
+                     "attributes": content.attr_mask is not None}
+        self.modalities = [m for m in MODALITIES if m in wanted and available[m]]
+        if not self.modalities:
+            raise ValueError(f"none of the requested modalities {wanted} has data")
+        self.use_user_embedding = bool(config["use_user_embedding"])
+        self.history_exponent = float(config["history_exponent"])
+        self.graph_layers = int(config["graph_layers"])
+        self.dropout = nn.Dropout(float(config["dropout"]))
+
+        self.user_embedding = nn.Embedding(n_users, d)
+        self.item_embedding = nn.Embedding(n_items, d)  # behaviour token
+        self.history_embedding = nn.Embedding(n_items, d)  # item as part of a user's history
+        self.unknown_item = nn.Parameter(torch.zeros(d))
+        for table in (self.user_embedding, self.item_embedding, self.history_embedding):
+            nn.init.normal_(table.weight, std=0.05)
+        nn.init.normal_(self.unknown_item, std=0.05)
+        if content.text is not None:
+            self.text_proj = nn.Sequential(nn.Linear(content.text.shape[1], d), nn.LayerNorm(d))
+        if content.image is not None:
+            self.image_proj = nn.Sequential(nn.Linear(content.image.shape[1], d), nn.LayerNorm(d))
+        if content.attr_mask is not None:
+            self.cat_table = nn.Embedding(max(content.n_cat, 1), d, padding_idx=0) if content.cat_index is not None else None
+            self.multi_table = nn.Parameter(torch.randn(content.multi.shape[1], d) * 0.05) if content.multi is not None else None
+            self.numeric_proj = nn.Linear(content.numeric.shape[1], d) if content.numeric is not None else None
+            self.attr_norm = nn.LayerNorm(d)
+        self.content_to_history = nn.Linear(d, d, bias=False)
+        nn.init.zeros_(self.content_to_history.weight)
+
+        m = len(self.modalities)
+        self.query = nn.Linear(d, d, bias=False)
+        self.key = nn.Linear(d, d, bias=False)
+        self.value = nn.Linear(d, d, bias=False)
+        with torch.no_grad():
+            self.value.weight.copy_(torch.eye(d))
+        self.modality_bias = nn.Parameter(torch.zeros(m))
+        self.gate = nn.Linear(d, 1)  # item_gate variant
+        if self.fusion == "concat":
+            self.concat_mlp = nn.Sequential(nn.Linear(m * d, d), nn.GELU(), nn.Linear(d, d))
+
+    # --- item side
+    def content_tokens(self, buffers: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Content tokens [N, d] and presence masks [N] in ``self.modalities`` order (behaviour excluded)."""
+        tokens, masks = [], []
+        for modality in self.modalities[1:] if self.modalities[0] == "behaviour" else self.modalities:
+            if modality == "text":
+                tokens.append(self.text_proj(buffers["text"]))
+                masks.append(buffers["text_mask"])
+            elif modality == "image":
+                tokens.append(self.image_proj(buffers["image"]))
+                masks.append(buffers["image_mask"])
+            elif modality == "attributes":
+                total = 0
+                if self.cat_table is not None:
+                    total = total + self.cat_table(buffers["cat_index"]).sum(dim=1)
+                if self.multi_table is not None:
+                    total = total + torch.sparse.mm(buffers["multi"], self.multi_table)
+                if self.numeric_proj is not None:
+                    total = total + self.numeric_proj(buffers["numeric"])
+                tokens.append(self.attr_norm(total))
+                masks.append(buffers["attr_mask"])
+        return tokens, masks
+
+    def behaviour_tokens(self, buffers: dict[str, torch.Tensor]) -> torch.Tensor:
+        items = self.item_embedding.weight
+        if self.graph_layers > 0:
+            # LightGCN: mean over layers of the normalised-adjacency propagation of [users; items]
+            layer = torch.cat([self.user_embedding.weight, items])
+            total = layer
+            for _ in range(self.graph_layers):
+                layer = torch.sparse.mm(buffers["adjacency"], layer)
+                total = total + layer
+            items = (total / (self.graph_layers + 1))[self.user_embedding.num_embeddings:]
+        known = buffers["known"].unsqueeze(1)
+        return torch.where(known, items, self.unknown_item.expand_as(items))
+
+    def item_tokens(self, buffers: dict[str, torch.Tensor], drop: dict[str, float] | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Tokens [N, M, d], presence mask [N, M], and history vectors [N, d]."""
+        content, masks = self.content_tokens(buffers)
+        parts, mask_parts = [], []
+        n = buffers["known"].shape[0]
+        device = buffers["known"].device
+        if "behaviour" in self.modalities:
+            behaviour = self.behaviour_tokens(buffers)
+            if drop and drop.get("behaviour", 0) > 0:
+                swap = torch.rand(n, device=device) < drop["behaviour"]
+                behaviour = torch.where(swap.unsqueeze(1), self.unknown_item.expand_as(behaviour), behaviour)
+            parts.append(behaviour)
+            mask_parts.append(torch.ones(n, dtype=torch.bool, device=device))
+        for token, mask in zip(content, masks):
+            if drop and drop.get("modality", 0) > 0:
+                mask = mask & (torch.rand(n, device=device) >= drop["modality"])
+            parts.append(token)
+            mask_parts.append(mask)
+        tokens = torch.stack(parts, dim=1)
+        present = torch.stack(mask_parts, dim=1)
+        # every item keeps at least one token (dropout may not hide all of them)
+        empty = ~present.any(dim=1)
+        if empty.any():
+            present = present.clone()
+            present[empty, 0] = True
+        content_mean = None
+        if content:
+            stacked = torch.stack(content, dim=1)
+            content_mask = torch.stack(masks, dim=1).unsqueeze(-1).float()
+            content_mean = (stacked * content_mask).sum(1) / content_mask.sum(1).clamp(min=1)
+        history = self.history_embedding.weight
+        if content_mean is not None:
+            history = history + self.content_to_history(content_mean)
+        return tokens, present, history
+
+    # --- user side
+    def user_vectors(self, users: torch.Tensor, history_sum: torch.Tensor, history_count: torch.Tensor
+                     ) -> torch.Tensor:
+        pooled = history_sum / history_count.clamp(min=1).pow(self.history_exponent).unsqueeze(1)
+        if self.use_user_embedding:
+            pooled = pooled + self.user_embedding(users)
+        return self.dropout(pooled)
+
+    # --- fusion
+    def fuse_pairs(self, user: torch.Tensor, tokens: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Scores [B] for row-aligned pairs: users [B, d], their items' tokens [B, M, d]."""
+        b, m, d = tokens.shape
+        values = self.value(tokens)
+        part_scores = torch.einsum("bd,bmd->bm", user, values)
+        if self.fusion == "concat":
+            fused = self.concat_mlp((tokens * present.unsqueeze(-1)).reshape(b, m * d))
+            return (user * fused).sum(-1)
+        if self.fusion == "attention":
+            logits = torch.einsum("bd,bmd->bm", self.query(user), self.key(tokens)) / math.sqrt(d) + self.modality_bias
+        elif self.fusion == "item_gate":
+            logits = self.gate(tokens).squeeze(-1) + self.modality_bias
+        else:
+            logits = torch.zeros(b, m, device=user.device, dtype=user.dtype)
+        weights = torch.softmax(logits.masked_fill(~present, float("-inf")), dim=-1)
+        return (weights * part_scores).sum(-1)
+
+    def fuse(self, user: torch.Tensor, tokens: torch.Tensor, present: torch.Tensor, with_parts: bool = False):
+        """Scores [B, N] for users [B, d] against item tokens [N, M, d]; optionally weights and shares."""
+        b, (n, m, d) = user.shape[0], tokens.shape
+        values = self.value(tokens)  # [N, M, d]
+        part_scores = (user @ values.reshape(n * m, d).T).reshape(b, n, m)  # u . v(e_m)
+        if self.fusion == "concat":
+            fused = self.concat_mlp((tokens * present.unsqueeze(-1)).reshape(n, m * d))
+            scores = user @ fused.T
+            return (scores, None, None) if with_parts else scores
+        if self.fusion == "attention":
+            keys = self.key(tokens).reshape(n * m, d)
+            logits = (self.query(user) @ keys.T).reshape(b, n, m) / math.sqrt(d) + self.modality_bias
+        elif self.fusion == "item_gate":
+            logits = (self.gate(tokens).squeeze(-1) + self.modality_bias).unsqueeze(0).expand(b, n, m)
+        else:  # mean
+            logits = torch.zeros(b, n, m, device=user.device, dtype=user.dtype)
+        logits = logits.masked_fill(~present.unsqueeze(0), float("-inf"))
+        weights = torch.softmax(logits, dim=-1)
+        shares = weights * part_scores
+        scores = shares.sum(-1)
+        return (scores, weights, shares) if with_parts else scores
+
+
+# ----------------------------------------------------------------------------- the recommender
+
+class FusionRecommender(Recommender):
+    """Attention over modality tokens with the user as query (see the module docstring)."""
+
+    name = "fusion"
+    scores_cold_items = True
+
+    def __init__(self, **config: Any):
+        unknown = set(config) - set(DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown fusion options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+        merged = {**DEFAULTS, **config}
+        if merged["fusion"] not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, not {merged['fusion']!r}")
+        if merged["loss"] not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, not {merged['loss']!r}")
+        merged["modalities"] = [m for m in MODALITIES if m in merged["modalities"]]
+        super().__init__(**merged)
+        self.network: FusionNetwork | None = None
+        self.content: ContentArrays | None = None
+        self.history: dict[str, Any] = {"epochs": []}
+        self.device = torch.device("cpu")
+
+    # --- setup
+    def _build(self, n_users: int, n_items: int, content: ContentArrays, known: np.ndarray,
+               train: sp.csr_matrix, device: torch.device) -> None:
+        self.content = content
+        self.device = device
+        self.network = FusionNetwork(n_users, n_items, content, self.config).to(device)
+        self._buffers = self._make_buffers(content, known, train, device)
+        self._known = known
+
+    def _make_buffers(self, content: ContentArrays, known: np.ndarray, train: sp.csr_matrix,
+                      device: torch.device) -> dict[str, torch.Tensor]:
+        as_tensor = lambda a, dtype=None: torch.as_tensor(a, device=device, dtype=dtype)  # noqa: E731
+        buffers: dict[str, torch.Tensor] = {"known": as_tensor(known, torch.bool)}
+        if content.text is not None:
+            buffers["text"], buffers["text_mask"] = as_tensor(content.text), as_tensor(content.text_mask, torch.bool)
+        if content.image is not None:
+            buffers["image"], buffers["image_mask"] = as_tensor(content.image), as_tensor(content.image_mask, torch.bool)
+        if content.attr_mask is not None:
+            buffers["attr_mask"] = as_tensor(content.attr_mask, torch.bool)
+            if content.cat_index is not None:
+                buffers["cat_index"] = as_tensor(content.cat_index, torch.long)
+            if content.multi is not None:
+                buffers["multi"] = _sparse_tensor(content.multi, device)
+            if content.numeric is not None:
+                buffers["numeric"] = as_tensor(content.numeric)
+        if int(self.config["graph_layers"]) > 0:
+            buffers["adjacency"] = _sparse_tensor(_normalised_adjacency(train), device)
+        return buffers
+
+    def _history_tensors(self, matrix: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
+        return _sparse_tensor(matrix, self.device), torch.as_tensor(
+            np.diff(matrix.indptr).astype(np.float32), device=self.device)
+
+    # --- training
+    def fit(self, data: TrainData, callbacks: Sequence[Any] = (), resume_state: dict[str, Any] | None = None
+            ) -> "FusionRecommender":
+        from ..device import select_device
+        from ..evaluate import evaluate_ranking
+
+        started = time.perf_counter()
+        self._remember(data)
+        config = self.config
+        torch.manual_seed(int(config["seed"]))
+        rng = np.random.default_rng(int(config["seed"]))
+        device = select_device(config["device"])
+        content = ContentArrays.from_features(data.item_features, data.n_items)
+        known = np.asarray(data.train.sum(axis=0)).ravel() > 0
+        self._build(data.n_users, data.n_items, content, known, data.train, device)
+        network = self.network
+        assert network is not None
+        optimiser = torch.optim.AdamW(network.parameters(), lr=float(config["lr"]),
+                                      weight_decay=float(config["weight_decay"]))
+        train = data.train.tocsr()
+        history_matrix, history_count = self._history_tensors(train)
+        coo = train.tocoo()
+        pair_users, pair_items = coo.row.astype(np.int64), coo.col.astype(np.int64)
+        ratings = None
+        if config["loss"] == "mse":
+            if data.ratings is None:
+                raise ValueError("the mse loss needs explicit ratings; this data has none")
+            ratings = np.asarray(data.ratings.tocsr()[pair_users, pair_items]).ravel().astype(np.float32)
+        batch_size = int(config["batch_size"])
+        use_amp = bool(config["amp"]) and device.type == "cuda"
+        amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+        drop = {"modality": float(config["modality_dropout"]), "behaviour": float(config["behaviour_dropout"])}
+
+        best = {"ndcg@20": -1.0, "epoch": -1, "state": None}
+        start_epoch = 0
+        if resume_state is not None:
+            network.load_state_dict(resume_state["network"])
+            optimiser.load_state_dict(resume_state["optimiser"])
+            start_epoch = int(resume_state["epoch"]) + 1
+            best = resume_state.get("best", best)
+            self.history = resume_state.get("history", self.history)
+            rng = np.random.default_rng(int(config["seed"]) + start_epoch)
+        bad_epochs = 0
+        cloze = config["loss"] == "softmax" and data.n_items <= int(config["full_softmax_max_items"])
+        active_users = np.flatnonzero(np.diff(train.indptr) >= 2) if cloze else None
+        for epoch in range(start_epoch, int(config["epochs"])):
+            network.train()
+            epoch_loss, epoch_started = 0.0, time.perf_counter()
+            if cloze:
+                order = rng.permutation(active_users)
+                size = batch_size
+            else:
+                order = rng.permutation(len(pair_users))
+                size = batch_size * 8
+            n_batches = max(1, math.ceil(len(order) / size))
+            for batch_number in range(n_batches):
+                batch = order[batch_number * size:(batch_number + 1) * size]
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    if cloze:
+                        loss = self._cloze_loss(batch, train, drop, rng)
+                    else:
+                        users = torch.as_tensor(pair_users[batch], device=device)
+                        items = torch.as_tensor(pair_items[batch], device=device)
+                        loss = self._batch_loss(users, items, history_matrix, history_count, drop,
+                                                None if ratings is None else torch.as_tensor(ratings[batch], device=device),
+                                                rng)
+                optimiser.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimiser)
+                scaler.update()
+                epoch_loss += float(loss.detach())
+                for callback in callbacks:
+                    if hasattr(callback, "on_step"):
+                        callback.on_step(epoch=epoch, step=batch_number + 1, steps=n_batches, loss=float(loss.detach()))
+                if any(getattr(callback, "stop_requested", False) for callback in callbacks):
+                    break  # a stop signal: finish this epoch's bookkeeping, keep the best checkpoint
+            record: dict[str, Any] = {"epoch": epoch, "loss": epoch_loss / n_batches,
+                                      "seconds": time.perf_counter() - epoch_started}
+            improved = False
+            if data.valid is not None and data.valid.nnz and (epoch + 1) % int(config["eval_every"]) == 0:
+                metrics = evaluate_ranking(self._score_fn(), train, data.valid, ks=(10, 20))
+                record.update({f"valid_{k}": v for k, v in metrics.items() if k != "n_users_evaluated"})
+                if metrics["ndcg@20"] > best["ndcg@20"] + 1e-5:
+                    best = {"ndcg@20": metrics["ndcg@20"], "epoch": epoch,
+                            "state": {k: v.detach().clone() for k, v in network.state_dict().items()}}
+                    improved, bad_epochs = True, 0
+                else:
+                    bad_epochs += 1
+            elif data.valid is None:
+                best = {"ndcg@20": float("nan"), "epoch": epoch,
+                        "state": {k: v.detach().clone() for k, v in network.state_dict().items()}}
+                improved = True
+            record["improved"] = improved
+            self.history["epochs"].append(record)
+            stop = bad_epochs >= int(config["patience"])
+            for callback in callbacks:
+                if hasattr(callback, "on_epoch_end"):
+                    callback.on_epoch_end(model=self, record=record, improved=improved,
+                                          resume_state=lambda: {"network": network.state_dict(),
+                                                                "optimiser": optimiser.state_dict(),
+                                                                "epoch": epoch, "best": best,
+                                                                "history": self.history})
+                if getattr(callback, "stop_requested", False):
+                    stop = True
+            if stop:
+                break
+        if best["state"] is not None:
+            network.load_state_dict(best["state"])
+        self.history["best_epoch"] = best["epoch"]
+        self.history["best_valid_ndcg@20"] = best["ndcg@20"]
+        network.eval()
+        self._cache_eval_tensors()
+        self.fit_seconds = time.perf_counter() - started
+        return self
+
+    def _cloze_loss(self, users: np.ndarray, train: sp.csr_matrix, drop: dict[str, float],
+                    rng: np.random.Generator) -> torch.Tensor:
+        """Hide part of each user's history, predict it from the rest (softmax over the catalogue)."""
+        network, config, device = self.network, self.config, self.device
+        rows = train[users]
+        hidden = rng.random(rows.nnz) < float(config["cloze_ratio"])
+        # every user keeps at least one visible and one hidden item
+        for r in range(rows.shape[0]):
+            lo, hi = rows.indptr[r], rows.indptr[r + 1]
+            segment = hidden[lo:hi]
+            if segment.all():
+                segment[rng.integers(hi - lo)] = False
+            if not segment.any():
+                segment[rng.integers(hi - lo)] = True
+        coo = rows.tocoo()
+        visible = sp.csr_matrix((np.ones((~hidden).sum(), np.float32), (coo.row[~hidden], coo.col[~hidden])),
+                                shape=rows.shape)
+        target = sp.csr_matrix((np.ones(hidden.sum(), np.float32), (coo.row[hidden], coo.col[hidden])),
+                               shape=rows.shape)
+        tokens, present, history = network.item_tokens(self._buffers, drop)
+        visible_t, visible_count = self._history_tensors(visible)
+        user_rows = torch.as_tensor(users, device=device)
+        user = network.user_vectors(user_rows, torch.sparse.mm(visible_t, history), visible_count)
+        scores = network.fuse(user, tokens, present).float() / float(config["temperature"])
+        visible_dense = torch.as_tensor(visible.toarray(), device=device) > 0
+        log_probs = torch.log_softmax(scores.masked_fill(visible_dense, float("-inf")), dim=-1)
+        target_dense = torch.as_tensor(target.toarray(), device=device)
+        per_user = -(log_probs.masked_fill(target_dense == 0, 0.0) * target_dense).sum(-1) / target_dense.sum(-1)
+        regulariser = float(config["embedding_l2"]) * (
+            network.user_embedding(user_rows).pow(2).sum() / len(users)
+            + network.item_embedding.weight.pow(2).sum() / max(1, network.item_embedding.num_embeddings) * 10)
+        return per_user.mean() + regulariser
+
+    def _batch_loss(self, users, items, history_matrix, history_count, drop, ratings, rng) -> torch.Tensor:
+        network = self.network
+        config = self.config
+        tokens, present, history = network.item_tokens(self._buffers, drop)
+        history_sum = torch.sparse.mm(history_matrix, history)[users] - history[items]  # leave the target out
+        user = network.user_vectors(users, history_sum, history_count[users] - 1)
+        n_items = tokens.shape[0]
+        regulariser = float(config["embedding_l2"]) * (
+            network.item_embedding(items).pow(2).sum() + network.user_embedding(users).pow(2).sum()
+            + network.history_embedding(items).pow(2).sum()) / len(users)
+        if config["loss"] == "mse":
+            predicted = network.fuse_pairs(user, tokens[items], present[items])
+            return F.mse_loss(predicted.float(), ratings) + regulariser
+        if config["loss"] == "softmax" and n_items <= int(config["full_softmax_max_items"]):
+            scores = network.fuse(user, tokens, present) / float(config["temperature"])
+            return F.cross_entropy(scores.float(), items) + regulariser
+        # sampled: the batch's own positives plus uniform negatives, with the logQ correction
+        negatives = torch.as_tensor(rng.integers(0, n_items, int(config["num_negatives"])), device=users.device)
+        candidates = torch.cat([items, negatives])
+        scores = network.fuse(user, tokens[candidates], present[candidates]) / float(config["temperature"])
+        if config["loss"] == "bpr":
+            positive = scores[torch.arange(len(users)), torch.arange(len(users))]
+            negative = scores[:, len(users):]
+            return -F.logsigmoid(positive.unsqueeze(1) - negative).mean() + regulariser
+        counts = torch.bincount(candidates, minlength=n_items).float()
+        log_q = torch.log(counts[candidates] / counts.sum())
+        scores = scores - log_q
+        # a positive that is also another row's candidate is not a negative for that row
+        same = items.unsqueeze(1) == candidates.unsqueeze(0)
+        same[torch.arange(len(users)), torch.arange(len(users))] = False
+        scores = scores.masked_fill(same, float("-inf"))
+        return F.cross_entropy(scores.float(), torch.arange(len(users), device=users.device)) + regulariser
+
+    # --- inference
+    def _cache_eval_tensors(self) -> None:
+        with torch.no_grad():
+            tokens, present, history = self.network.item_tokens(self._buffers)
+        self._eval_tokens, self._eval_present, self._eval_history = tokens, present, history
+        seen = self.seen.tocsr()
+        self._seen_matrix, self._seen_count = self._history_tensors(seen)
+        with torch.no_grad():
+            self._user_history_sum = torch.sparse.mm(self._seen_matrix, history)
+
+    def _score_fn(self) -> Callable[[np.ndarray], np.ndarray]:
+        """Scores with the current (training-mode) parameters, for validation during fit."""
+        def score(users: np.ndarray) -> np.ndarray:
+            self.network.eval()
+            self._cache_eval_tensors()
+            try:
+                return self.score(users)
+            finally:
+                self.network.train()
+        return score
+
+    def user_vectors_for(self, users: np.ndarray) -> torch.Tensor:
+        rows = torch.as_tensor(np.asarray(users, dtype=np.int64), device=self.device)
+        return self.network.user_vectors(rows, self._user_history_sum[rows], self._seen_count[rows])
+
+    def user_vector_from_history(self, item_indices: Sequence[int]) -> torch.Tensor:
+        """A new user's vector from a few liked items, without retraining (no user embedding)."""
+        items = torch.as_tensor(np.asarray(item_indices, dtype=np.int64), device=self.device)
+        pooled = self._eval_history[items].sum(0, keepdim=True)
+        return pooled / max(len(item_indices), 1) ** float(self.config["history_exponent"])
+
+    @torch.no_grad()
+    def score(self, users: Sequence[int] | np.ndarray, batch_size: int = 512) -> np.ndarray:
+        users = np.asarray(users, dtype=np.int64)
+        out = np.empty((len(users), self.n_items), dtype=np.float32)
+        for start in range(0, len(users), batch_size):
+            rows = users[start:start + batch_size]
+            scores = self.network.fuse(self.user_vectors_for(rows), self._eval_tokens, self._eval_present)
+            out[start:start + len(rows)] = scores.float().cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def score_user_vector(self, user_vector: torch.Tensor) -> np.ndarray:
+        return self.network.fuse(user_vector, self._eval_tokens, self._eval_present).float().cpu().numpy()[0]
+
+    @torch.no_grad()
+    def explain_scores(self, user: int | str, items: Sequence[int | str]) -> dict[str, Any]:
+        """Attention weights and additive shares per modality for (user, items); shares sum to the score."""
+        row = self.user_index(user)
+        index = np.array([self.item_index(i) for i in items], dtype=np.int64)
+        user_vector = self.user_vectors_for(np.array([row]))
+        scores, weights, shares = self.network.fuse(user_vector, self._eval_tokens[index], self._eval_present[index],
+                                                    with_parts=True)
+        present = self._eval_present[index].cpu().numpy()
+        return {
+            "modalities": list(self.network.modalities),
+            "items": [str(self.item_ids[i]) for i in index],
+            "score": scores[0].float().cpu().numpy(),
+            "attention": None if weights is None else weights[0].float().cpu().numpy(),
+            "shares": None if shares is None else shares[0].float().cpu().numpy(),
+            "present": present,
+        }
+
+    @torch.no_grad()
+    def attention_matrix(self, users: Sequence[int], items: Sequence[int] | None = None) -> np.ndarray:
+        """Attention weights [len(users), len(items), M] (NaN-free; missing modalities get 0)."""
+        index = np.arange(self.n_items) if items is None else np.asarray(items, dtype=np.int64)
+        vectors = self.user_vectors_for(np.asarray(users))
+        _, weights, _ = self.network.fuse(vectors, self._eval_tokens[index], self._eval_present[index], with_parts=True)
+        return np.zeros((len(users), len(index), len(self.network.modalities)), np.float32) if weights is None \
+            else weights.float().cpu().numpy()
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.network.modalities) if self.network is not None else []
+
+    # --- persistence
+    def _state(self) -> dict[str, np.ndarray]:
+        state = {f"network.{k}": v.detach().float().cpu().numpy() for k, v in self.network.state_dict().items()}
+        state |= self.content.to_state()
+        state["known"] = self._known.astype(np.uint8)
+        return state
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        from ..device import select_device
+
+        content = ContentArrays.from_state(state)
+        known = state["known"].astype(bool)
+        device = select_device(self.config.get("device", "auto"))
+        self._build(len(self.user_ids), len(self.item_ids), content, known, self.seen, device)
+        self.network.load_state_dict({k[len("network."):]: torch.from_numpy(v.copy())
+                                      for k, v in state.items() if k.startswith("network.")})
+        self.network.eval()
+        self._cache_eval_tensors()
+
+
+def _normalised_adjacency(train: sp.csr_matrix) -> sp.csr_matrix:
+    """D^-1/2 A D^-1/2 of the bipartite user-item graph (LightGCN)."""
+    n_users, n_items = train.shape
+    binary = (train > 0).astype(np.float32)
+    adjacency = sp.bmat([[None, binary], [binary.T, None]], format="csr")
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    inv_sqrt = np.where(degree > 0, 1.0 / np.sqrt(np.maximum(degree, 1e-12)), 0.0)
+    return (sp.diags(inv_sqrt) @ adjacency @ sp.diags(inv_sqrt)).tocsr().astype(np.float32)

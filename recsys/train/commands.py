@@ -1,0 +1,170 @@
+"""CLI commands of the training layer: ``train``, ``evaluate``, ``recommend``, ``runs``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from typing import Any
+
+from ..cli import CommandError, TqdmProgress, _say, _workspace, command
+from .run import RunConfig, list_runs, read_progress, read_status, train_run
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", dest="dataset", default=None,
+                   help="dataset name in the workspace, or a bundle folder/.zip to import first (default: demo)")
+    p.add_argument("--run-id", default=None, help="name of the run folder (default: time-dataset-model-xxxx)")
+    p.add_argument("--resume", default=None, metavar="RUN_ID", help="continue a stopped or interrupted run")
+    for item in dataclasses.fields(RunConfig):
+        if item.name == "dataset":
+            continue
+        flag = "--" + item.name.replace("_", "-")
+        help_text = f"{item.metadata['help']} (default: {item.default if item.default is not dataclasses.MISSING else item.default_factory()})".replace("%", "%%")
+        if isinstance(item.default, bool):
+            p.add_argument(flag, dest=item.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif item.default is dataclasses.MISSING:  # lists
+            p.add_argument(flag, dest=item.name, nargs="*", default=None, help=help_text)
+        else:
+            p.add_argument(flag, dest=item.name, type=type(item.default), default=None, help=help_text)
+
+
+@command("train", "train a model (and its baselines) on a dataset and evaluate it under protocol P1", _train_arguments)
+def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    from pathlib import Path
+
+    workspace = _workspace(args)
+    if args.resume:
+        config = None
+    else:
+        options = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
+                   if f.name != "dataset" and getattr(args, f.name) is not None}
+        dataset = args.dataset or "demo"
+        if Path(dataset).exists():  # a bundle on disk: import it first, then train on it
+            imported = workspace.import_bundle(dataset)
+            if not imported.ok:
+                raise CommandError("the bundle has errors; nothing was trained:\n" + imported.report.format(),
+                                   imported.to_dict())
+            dataset = imported.name
+        elif dataset == "demo" and not workspace.has_dataset("demo"):
+            from ..workspace import ensure_demo_dataset
+
+            ensure_demo_dataset(workspace)
+        if not workspace.has_dataset(dataset):
+            names = ", ".join(i.name for i in workspace.list_datasets()) or "none yet"
+            raise CommandError(f"no dataset named '{dataset}' (available: {names})")
+        try:
+            config = RunConfig.from_dict({"dataset": dataset, **options})
+        except (TypeError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+    progress = TqdmProgress(not args.quiet)
+    started = time.perf_counter()
+    try:
+        run_dir = train_run(workspace, config, run_id=args.resume or args.run_id, resume=bool(args.resume),
+                            progress=progress) if config else train_run(workspace, RunConfig(), run_id=args.resume,
+                                                                          resume=True, progress=progress)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError, KeyError) as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        progress.close()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    status = read_status(run_dir)
+    _print_metrics(args, metrics)
+    _say(args, f"run {run_dir.name} {status['state']} in {time.perf_counter() - started:.1f} s -> {run_dir}")
+    return {"run_id": run_dir.name, "run_dir": str(run_dir), "state": status["state"],
+            "seconds": round(time.perf_counter() - started, 2), "metrics": _compact(metrics)}
+
+
+def _compact(metrics: dict[str, Any]) -> dict[str, Any]:
+    out = {"model": {k: v for k, v in metrics.get("model", {}).items() if k != "history"}}
+    out["baselines"] = metrics.get("baselines", {})
+    out["cold_start"] = metrics.get("cold_start", {})
+    out["split"] = metrics.get("split", {})
+    return out
+
+
+def _print_metrics(args: argparse.Namespace, metrics: dict[str, Any]) -> None:
+    rows = [(metrics["model"].get("name", "model"), metrics["model"])] + list(metrics.get("baselines", {}).items())
+    _say(args, f"{'model':<12} {'recall@10':>9} {'recall@20':>9} {'ndcg@10':>8} {'ndcg@20':>8} {'fit s':>7}")
+    for name, result in rows:
+        test = result["test"]
+        _say(args, f"{name:<12} {test['recall@10']:>9.4f} {test['recall@20']:>9.4f} {test['ndcg@10']:>8.4f} "
+                   f"{test['ndcg@20']:>8.4f} {result.get('fit_seconds') or 0:>7.1f}")
+    for name, result in metrics.get("cold_start", {}).items():
+        _say(args, f"cold start {name:<12} recall@20 {result['test']['recall@20']:.4f} "
+                   f"ndcg@20 {result['test']['ndcg@20']:.4f}")
+
+
+def _run_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run id (folder name under workspace/runs)")
+
+
+@command("evaluate", "print the stored evaluation of a run (test metrics against its baselines)", _run_argument)
+def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    run_dir = _run_dir(args)
+    metrics_file = run_dir / "metrics.json"
+    status = read_status(run_dir)
+    if not metrics_file.is_file():
+        raise CommandError(f"run {args.run} has no metrics yet (state: {status['state']})")
+    metrics = json.loads(metrics_file.read_text())
+    _print_metrics(args, metrics)
+    return {"run_id": run_dir.name, "state": status["state"], "metrics": _compact(metrics)}
+
+
+def _run_dir(args: argparse.Namespace):
+    workspace = _workspace(args)
+    run_dir = workspace.runs_dir / args.run
+    if not (run_dir / "config.json").is_file():
+        known = ", ".join(r["run_id"] for r in list_runs(workspace)[:5]) or "none yet"
+        raise CommandError(f"no run '{args.run}' in {workspace.runs_dir} (recent: {known})")
+    return run_dir
+
+
+def _recommend_arguments(p: argparse.ArgumentParser) -> None:
+    _run_argument(p)
+    p.add_argument("--user", required=True, help="user id")
+    p.add_argument("--k", type=int, default=10, help="how many items (default 10)")
+    p.add_argument("--include-seen", action="store_true", help="do not exclude items the user already has")
+
+
+@command("recommend", "top-K recommendations for a user from a trained run", _recommend_arguments)
+def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
+    from ..models import Recommender
+
+    run_dir = _run_dir(args)
+    if not (run_dir / "model" / "config.json").is_file():
+        raise CommandError(f"run {args.run} has no saved model yet (state: {read_status(run_dir)['state']})")
+    model = Recommender.load(run_dir / "model")
+    try:
+        items = model.recommend(args.user, k=args.k, exclude_seen=not args.include_seen)
+    except KeyError as exc:
+        raise CommandError(str(exc.args[0])) from exc
+    workspace = _workspace(args)
+    dataset = json.loads((run_dir / "config.json").read_text())["config"]["dataset"]
+    titles = {}
+    if workspace.has_dataset(dataset):
+        bundle = workspace.load_dataset(dataset)
+        text_columns = bundle.schema.columns_with("items", "text")
+        if text_columns:
+            titles = dict(zip(bundle.items["item_id"].astype(str), bundle.items[text_columns[0]].astype(str)))
+    rows = [{"rank": r + 1, "item_id": item, "score": score, "title": titles.get(item)}
+            for r, (item, score) in enumerate(items)]
+    for row in rows:
+        _say(args, f"{row['rank']:>3}. {row['item_id']:<12} {row['score']:>9.4f}  {row['title'] or ''}")
+    return {"run_id": run_dir.name, "user": args.user, "recommendations": rows}
+
+
+@command("runs", "list the training runs in the workspace")
+def cmd_runs(args: argparse.Namespace) -> dict[str, Any]:
+    runs = list_runs(_workspace(args))
+    out = []
+    for run in runs:
+        test = ((run["metrics"] or {}).get("model") or {}).get("test") or {}
+        out.append({"run_id": run["run_id"], "state": run["status"]["state"], "dataset": run["config"]["dataset"],
+                    "model": run["config"]["model"], "ndcg@20": test.get("ndcg@20")})
+        ndcg = f"{test['ndcg@20']:.4f}" if test.get("ndcg@20") is not None else "-"
+        _say(args, f"{run['run_id']:<48} {run['status']['state']:<11} ndcg@20 {ndcg}")
+    if not runs:
+        _say(args, "no runs yet: python -m recsys train --data demo")
+    return {"runs": out, "progress_events": {r["run_id"]: len(read_progress(r["path"])) for r in runs[:1]}}

@@ -1,0 +1,370 @@
+"""A training run: features -> split -> fit (model + baselines) -> honest evaluation -> saved run folder.
+
+Run folder (``workspace/runs/<run id>/``), the single thing the app polls::
+
+    config.json      the RunConfig
+    status.json      state (running / finished / stopped / failed), pid, times, error
+    progress.jsonl   one JSON line per event: stage, step (periodic), epoch, result
+    model/           best checkpoint so far: config.json + weights.safetensors + ids.json (never pickle)
+    checkpoint/      latest resumable state (network + optimiser), removed when the run ends
+    metrics.json     test metrics of the model and each baseline (+ cold-start rows), at the end
+
+SIGTERM/SIGINT stop training cleanly: the loop ends after the current step, the best checkpoint is
+kept and evaluated, and the status says "stopped". A SIGKILL leaves the last best checkpoint, which
+is written atomically, and the status still says "running" with a pid that no longer exists, which
+:func:`read_status` reports as "interrupted". ``resume=True`` continues from ``checkpoint/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..atomic import atomic_directory, atomic_write_json
+from ..workspace import Workspace
+
+STATES = ("running", "finished", "stopped", "failed", "interrupted")
+
+
+def _option(default: Any, help_text: str, **kw: Any) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help_text, **kw})
+    return field(default=default, metadata={"help": help_text, **kw})
+
+
+@dataclass
+class RunConfig:
+    """Every option of a training run, in one place, each with a default and a one-line description."""
+
+    dataset: str = _option("demo", "dataset name in the workspace")
+    model: str = _option("fusion", "fusion, or a baseline: mostpop, itemknn, bpr, ease, lightgcn, content")
+    modalities: list = _option(["behaviour", "text", "image", "attributes"], "modality tokens the fusion model uses")
+    fusion: str = _option("attention", "attention (user as query), mean, item_gate or concat")
+    loss: str = _option("softmax", "softmax over the catalogue, bpr, or mse (explicit ratings)")
+    dim: int = _option(64, "width of every modality token")
+    epochs: int = _option(200, "maximum epochs (early stopping on valid NDCG@20 usually ends sooner)")
+    patience: int = _option(10, "epochs without a valid NDCG@20 gain before stopping")
+    lr: float = _option(0.01, "learning rate (AdamW)")
+    batch_size: int = _option(128, "users per step")
+    modality_dropout: float = _option(0.1, "chance a present content token is hidden while training")
+    graph_layers: int = _option(0, "LightGCN-style propagation layers for the behaviour token (0 = off)")
+    text_encoder: str = _option("minilm", "text encoder (python -m recsys encoders)")
+    image_encoder: str = _option("efficientnet-lite0", "image encoder")
+    protocol: str = _option("p1", "p1 (random 80/10/10 per user), temporal (leave last out)")
+    cold_start: bool = _option(False, "also evaluate on the P1 cold-start split (10 % of items held out)")
+    k_core: int = _option(5, "keep users and items with at least this many interactions")
+    seed: int = _option(2026, "random seed for the split and the model")
+    baselines: list = _option(["mostpop", "ease"], "baselines trained and evaluated beside the model")
+    device: str = _option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+
+    def model_options(self) -> dict[str, Any]:
+        if self.model != "fusion":
+            return {}
+        return {"modalities": list(self.modalities), "fusion": self.fusion, "loss": self.loss, "dim": self.dim,
+                "epochs": self.epochs, "patience": self.patience, "lr": self.lr, "batch_size": self.batch_size,
+                "modality_dropout": self.modality_dropout, "graph_layers": self.graph_layers, "seed": self.seed,
+                "device": self.device}
+
+    def needs_content(self) -> bool:
+        content_models = {"fusion", "content"}
+        wanted = {self.model, *self.baselines} & content_models
+        return bool(wanted) and any(m in self.modalities for m in ("text", "image", "attributes"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown run options {sorted(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------- run folder I/O
+
+class ProgressLog:
+    """Appends one JSON object per line; each line is flushed so a poller never sees half of one."""
+
+    def __init__(self, run_dir: Path, step_every_s: float = 1.0):
+        self.path = run_dir / "progress.jsonl"
+        self.step_every_s = step_every_s
+        self._last_step = 0.0
+
+    def write(self, kind: str, **fields: Any) -> None:
+        line = json.dumps({"type": kind, "time": time.time(), **fields}, default=_jsonable)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+
+    def step(self, **fields: Any) -> None:
+        now = time.time()
+        if now - self._last_step >= self.step_every_s:
+            self._last_step = now
+            self.write("step", **fields)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def read_progress(run_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "progress.jsonl"
+    if not path.is_file():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:  # a line being written right now
+            continue
+    return events
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (exited, not yet reaped by its parent) is not running
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def read_status(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / "status.json"
+    if not path.is_file():
+        return {"state": "unknown"}
+    status = json.loads(path.read_text())
+    if status.get("state") == "running" and not _pid_alive(status.get("pid")):
+        status["state"] = "interrupted"
+    return status
+
+
+def write_status(run_dir: Path, **fields: Any) -> None:
+    path = run_dir / "status.json"
+    current = json.loads(path.read_text()) if path.is_file() else {}
+    atomic_write_json(path, current | fields)
+
+
+def new_run_id(config: RunConfig) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{config.dataset}-{config.model}-{uuid.uuid4().hex[:4]}"
+
+
+# ----------------------------------------------------------------------------- the run
+
+class _TrainingCallbacks:
+    """Connects the model's training loop to the run folder and to stop signals."""
+
+    def __init__(self, run_dir: Path, log: ProgressLog, save_best: Callable[[Any], None]):
+        self.run_dir = run_dir
+        self.log = log
+        self.save_best = save_best
+        self.stop_requested = False
+        self._started = time.time()
+
+    def on_step(self, epoch: int, step: int, steps: int, loss: float) -> None:
+        self.log.step(epoch=epoch, step=step, steps=steps, loss=loss)
+
+    def on_epoch_end(self, model: Any, record: dict[str, Any], improved: bool, resume_state: Callable) -> None:
+        from .checkpoint import save_checkpoint
+
+        self.log.write("epoch", **record, max_epochs=model.config.get("epochs"),
+                       elapsed=time.time() - self._started)
+        if improved:
+            self.save_best(model)
+        save_checkpoint(self.run_dir / "checkpoint", resume_state())
+
+
+def train_run(workspace: Workspace, config: RunConfig, run_id: str | None = None, resume: bool = False,
+              progress: Callable[[str, int, int], None] | None = None) -> Path:
+    """Execute a run end to end; returns its folder. Installs SIGTERM/SIGINT handlers while running."""
+    run_id = run_id or new_run_id(config)
+    run_dir = workspace.runs_dir / run_id
+    if resume:
+        if not (run_dir / "config.json").is_file():
+            raise FileNotFoundError(f"no run {run_id} to resume in {workspace.runs_dir}")
+        config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())["config"])
+    else:
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise FileExistsError(f"run folder {run_dir} already exists")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", {"run_id": run_id, "config": config.to_dict()})
+    log = ProgressLog(run_dir)
+    write_status(run_dir, state="running", pid=os.getpid(), started=time.time(), run_id=run_id,
+                 dataset=config.dataset, model=config.model)
+    callbacks = _TrainingCallbacks(run_dir, log, lambda model: _save_model(model, run_dir / "model"))
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def request_stop(signum, frame):  # noqa: ARG001
+        callbacks.stop_requested = True
+        log.write("stage", stage="stopping", message="stop requested; finishing the current step")
+
+    try:
+        for sig in previous:
+            signal.signal(sig, request_stop)
+    except ValueError:  # not the main thread (e.g. a test runner thread): no signal handling
+        previous = {}
+    try:
+        metrics = _execute(workspace, config, run_dir, log, callbacks, resume, progress)
+        state = "stopped" if callbacks.stop_requested else "finished"
+        write_status(run_dir, state=state, ended=time.time(), metrics_summary=_summary(metrics))
+        log.write("end", state=state)
+    except Exception as exc:
+        write_status(run_dir, state="failed", ended=time.time(), error=f"{type(exc).__name__}: {exc}",
+                     traceback=traceback.format_exc(limit=8))
+        log.write("end", state="failed", error=str(exc))
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return run_dir
+
+
+def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    test = metrics.get("model", {}).get("test", {})
+    return {k: test.get(k) for k in ("ndcg@20", "recall@20", "ndcg@10", "recall@10")}
+
+
+def _save_model(model: Any, folder: Path) -> None:
+    with atomic_directory(folder) as staging:
+        model.save(staging)
+
+
+def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: ProgressLog, callbacks: _TrainingCallbacks,
+             resume: bool, progress: Callable[[str, int, int], None] | None) -> dict[str, Any]:
+    from ..evaluate import evaluate_ranking
+    from ..models import get_model
+    from .checkpoint import load_checkpoint, remove_checkpoint
+    from .data import prepare_data
+
+    bundle = workspace.load_dataset(config.dataset)
+    features = None
+    if config.needs_content():
+        features = _extract_features(workspace, bundle, config, log, progress)
+    log.write("stage", stage="split", protocol=config.protocol)
+    prepare = lambda protocol: prepare_data(  # noqa: E731
+        bundle.interactions, protocol=protocol, seed=config.seed, k_core=config.k_core,
+        rating_column=bundle.schema.rating_column,
+        timestamp_column=bundle.schema.timestamp_column if protocol == "temporal" else None,
+        item_features=features, catalogue_ids=bundle.items["item_id"].to_numpy(str))
+    prepared = prepare(config.protocol)
+    log.write("stage", stage="data", **prepared.summary)
+
+    metrics: dict[str, Any] = {"split": prepared.summary, "baselines": {}, "cold_start": {}}
+    model = get_model(config.model, **config.model_options())
+    log.write("stage", stage="fit", model=config.model)
+    resume_state = None
+    if resume and (run_dir / "checkpoint" / "structure.json").is_file():
+        resume_state = load_checkpoint(run_dir / "checkpoint")
+        log.write("stage", stage="resume", epoch=int(resume_state["epoch"]))
+    if config.model == "fusion":
+        model.fit(prepared.data, callbacks=[callbacks], resume_state=resume_state)
+    else:
+        model.fit(prepared.data)
+    _save_model(model, run_dir / "model")
+    remove_checkpoint(run_dir / "checkpoint")
+    metrics["model"] = _evaluate(model, prepared, evaluate_ranking)
+    metrics["model"]["name"] = config.model
+    if getattr(model, "history", None):
+        metrics["model"]["history"] = model.history
+    log.write("result", model=config.model, test=metrics["model"]["test"])
+    atomic_write_json(run_dir / "metrics.json", metrics)
+
+    for name in config.baselines:
+        if callbacks.stop_requested:
+            break
+        if name == config.model:
+            continue
+        log.write("stage", stage="baseline", model=name)
+        baseline = get_model(name)
+        baseline.fit(prepared.data)
+        metrics["baselines"][name] = _evaluate(baseline, prepared, evaluate_ranking)
+        log.write("result", model=name, test=metrics["baselines"][name]["test"])
+        atomic_write_json(run_dir / "metrics.json", metrics)
+
+    if config.cold_start and not callbacks.stop_requested:
+        log.write("stage", stage="cold_start")
+        cold = prepare("cold")
+        for name in [config.model, *[b for b in config.baselines if b != config.model]]:
+            cold_model = get_model(name, **(config.model_options() if name == config.model else {}))
+            cold_model.fit(cold.data)
+            result = evaluate_ranking(cold_model.score, cold.data.train, cold.cold_test, ks=(10, 20),
+                                      candidate_items=cold.cold_items)
+            metrics["cold_start"][name] = {"test": result, "fit_seconds": cold_model.fit_seconds}
+            log.write("result", model=name, cold_start=result)
+        atomic_write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _evaluate(model: Any, prepared: Any, evaluate_ranking: Callable) -> dict[str, Any]:
+    """Valid metrics (for selection) and test metrics (train masked, valid excluded at test time)."""
+    from ..evaluate import mae, rmse
+
+    data = prepared.data
+    started = time.perf_counter()
+    test = evaluate_ranking(model.score, data.train, prepared.test, exclude=prepared.valid, ks=(10, 20))
+    scoring_seconds = time.perf_counter() - started
+    valid = evaluate_ranking(model.score, data.train, prepared.valid, ks=(10, 20))
+    result = {"test": test, "valid": valid, "fit_seconds": model.fit_seconds,
+              "items_scored_per_second": float(test["n_users_evaluated"] * data.n_items / max(scoring_seconds, 1e-9))}
+    if model.config.get("loss") == "mse" and prepared.test_ratings is not None:
+        coo = prepared.test_ratings.tocoo()
+        predicted = np.concatenate([model.score(np.array([u]))[0, [i]] for u, i in zip(coo.row, coo.col)])
+        result["test"] |= {"rmse": rmse(coo.data, predicted), "mae": mae(coo.data, predicted)}
+    return result
+
+
+def _extract_features(workspace: Workspace, bundle: Any, config: RunConfig, log: ProgressLog,
+                      progress: Callable[[str, int, int], None] | None) -> Any:
+    from ..features.extract import extract_item_features
+
+    modalities = tuple(m for m in ("text", "image", "attributes") if m in config.modalities)
+    log.write("stage", stage="features", modalities=list(modalities))
+
+    def report(stage: str, done: int, total: int) -> None:
+        log.step(stage=f"features:{stage}", done=done, total=total)
+        if progress is not None:
+            progress(stage, done, total)
+
+    features = extract_item_features(bundle.items, bundle.schema.items, bundle.root, workspace.features_dir,
+                                     text_encoder=config.text_encoder, image_encoder=config.image_encoder,
+                                     modalities=modalities, device=config.device, progress=report)
+    log.write("stage", stage="features_done", timings=features.timings)
+    return features
+
+
+def list_runs(workspace: Workspace) -> list[dict[str, Any]]:
+    """Every run with its config, status and (if finished) metrics, newest first."""
+    runs = []
+    for folder in sorted(workspace.runs_dir.iterdir(), reverse=True):
+        if folder.name.startswith(".") or not (folder / "config.json").is_file():
+            continue
+        metrics_file = folder / "metrics.json"
+        runs.append({"run_id": folder.name, "path": folder,
+                     "config": json.loads((folder / "config.json").read_text())["config"],
+                     "status": read_status(folder),
+                     "metrics": json.loads(metrics_file.read_text()) if metrics_file.is_file() else None})
+    return runs

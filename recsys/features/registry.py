@@ -68,6 +68,9 @@ def register_encoder(
 ) -> None:
     """Register ``factory(**kwargs) -> Encoder`` under ``name`` (case-insensitive).
 
+    The factory receives the keyword arguments given to ``get_encoder``; the extraction pipeline
+    always passes ``device=`` (a string such as ``"auto"``), so factories should accept it.
+
     ``is_available`` (optional) is called by ``list_encoders`` to report whether the weights are
     present; without it ``info.available`` is reported as given.
     """

@@ -57,6 +57,11 @@ DEFAULTS: dict[str, Any] = {
     "history_exponent": 0.5,        # pooled history = sum / n^exponent (0.5: FISM-style)
     "use_user_embedding": True,
     "graph_layers": 0,              # LightGCN-style propagation of behaviour embeddings (0 = off)
+    "behaviour_bias_init": 3.0,     # initial attention logit of the behaviour token (others start at 0)
+    "behaviour_prior": "auto",      # "ease": add a closed-form item-item score to the behaviour part; "none"
+    "prior_l2": 500.0,              # L2 of that item-item model
+    "prior_max_items": 8_000,       # "auto" uses the prior up to this many items (it is items x items)
+    "prior_folds": 5,               # training sees out-of-fold item-item scores (no leakage of a user's own rows)
     "temperature": 1.0,
     "full_softmax_max_items": 50_000,
     "num_negatives": 1024,          # sampled softmax / BPR negatives when the catalogue is large
@@ -154,7 +159,7 @@ def _sparse_tensor(matrix: sp.csr_matrix, device: torch.device) -> torch.Tensor:
     coo = matrix.tocoo()
     indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
     return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data.astype(np.float32)), coo.shape,
-                                   device=device).coalesce()
+                                   device=device, check_invariants=False).coalesce()
 
 
 # ----------------------------------------------------------------------------- the network
@@ -198,10 +203,23 @@ class FusionNetwork(nn.Module):
         m = len(self.modalities)
         self.query = nn.Linear(d, d, bias=False)
         self.key = nn.Linear(d, d, bias=False)
-        self.value = nn.Linear(d, d, bias=False)
-        with torch.no_grad():
-            self.value.weight.copy_(torch.eye(d))
-        self.modality_bias = nn.Parameter(torch.zeros(m))
+        # Start where a strong collaborative model is: keys at zero (attention = the biases alone, the
+        # same for every item), the behaviour value map at identity and content value maps at zero, so
+        # the first ranking is the behaviour ranking and content earns its weight by lowering the loss.
+        nn.init.zeros_(self.key.weight)
+        value_init = torch.zeros(m, d, d)
+        value_init[0] = torch.eye(d)
+        if self.modalities[0] != "behaviour":
+            value_init[:] = torch.eye(d)
+        self.value_maps = nn.Parameter(value_init)
+        # start from "trust behaviour": a fresh content token is noise until it has learned something,
+        # and early stopping should begin from a strong collaborative model, not from a blur of four
+        bias = torch.zeros(m)
+        if self.modalities[0] == "behaviour" and m > 1:
+            bias[0] = float(config["behaviour_bias_init"])
+        self.modality_bias = nn.Parameter(bias)
+        # weight of the closed-form item-item score inside the behaviour part (used when a prior is given)
+        self.prior_scale = nn.Parameter(torch.tensor(10.0))
         self.gate = nn.Linear(d, 1)  # item_gate variant
         if self.fusion == "concat":
             self.concat_mlp = nn.Sequential(nn.Linear(m * d, d), nn.GELU(), nn.Linear(d, d))
@@ -287,11 +305,14 @@ class FusionNetwork(nn.Module):
         return self.dropout(pooled)
 
     # --- fusion
-    def fuse_pairs(self, user: torch.Tensor, tokens: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        """Scores [B] for row-aligned pairs: users [B, d], their items' tokens [B, M, d]."""
+    def fuse_pairs(self, user: torch.Tensor, tokens: torch.Tensor, present: torch.Tensor,
+                   prior: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores [B] for row-aligned pairs: users [B, d], their items' tokens [B, M, d], prior [B]."""
         b, m, d = tokens.shape
-        values = self.value(tokens)
+        values = torch.einsum("bmd,mde->bme", tokens, self.value_maps)
         part_scores = torch.einsum("bd,bmd->bm", user, values)
+        if prior is not None:
+            part_scores = torch.cat([part_scores[:, :1] + self.prior_scale * prior.unsqueeze(1), part_scores[:, 1:]], 1)
         if self.fusion == "concat":
             fused = self.concat_mlp((tokens * present.unsqueeze(-1)).reshape(b, m * d))
             return (user * fused).sum(-1)
@@ -304,11 +325,19 @@ class FusionNetwork(nn.Module):
         weights = torch.softmax(logits.masked_fill(~present, float("-inf")), dim=-1)
         return (weights * part_scores).sum(-1)
 
-    def fuse(self, user: torch.Tensor, tokens: torch.Tensor, present: torch.Tensor, with_parts: bool = False):
-        """Scores [B, N] for users [B, d] against item tokens [N, M, d]; optionally weights and shares."""
+    def fuse(self, user: torch.Tensor, tokens: torch.Tensor, present: torch.Tensor, with_parts: bool = False,
+             prior: torch.Tensor | None = None):
+        """Scores [B, N] for users [B, d] against item tokens [N, M, d]; optionally weights and shares.
+
+        ``prior`` [B, N] is the closed-form item-item score of each (user, item); it belongs to the
+        behaviour part (modality 0), so the shares still add up to the score.
+        """
         b, (n, m, d) = user.shape[0], tokens.shape
-        values = self.value(tokens)  # [N, M, d]
+        values = torch.einsum("nmd,mde->nme", tokens, self.value_maps)  # v_m(e_m), one map per modality
         part_scores = (user @ values.reshape(n * m, d).T).reshape(b, n, m)  # u . v(e_m)
+        if prior is not None:
+            part_scores = torch.cat([part_scores[..., :1] + self.prior_scale * prior.unsqueeze(-1),
+                                     part_scores[..., 1:]], dim=-1)
         if self.fusion == "concat":
             fused = self.concat_mlp((tokens * present.unsqueeze(-1)).reshape(n, m * d))
             scores = user @ fused.T
@@ -359,6 +388,7 @@ class FusionRecommender(Recommender):
         self.network = FusionNetwork(n_users, n_items, content, self.config).to(device)
         self._buffers = self._make_buffers(content, known, train, device)
         self._known = known
+        self._prior: torch.Tensor | None = None
 
     def _make_buffers(self, content: ContentArrays, known: np.ndarray, train: sp.csr_matrix,
                       device: torch.device) -> dict[str, torch.Tensor]:
@@ -401,9 +431,12 @@ class FusionRecommender(Recommender):
         self._build(data.n_users, data.n_items, content, known, data.train, device)
         network = self.network
         assert network is not None
+        if self._use_prior(data.n_items):
+            self._fit_prior(data.train, rng)
         optimiser = torch.optim.AdamW(network.parameters(), lr=float(config["lr"]),
                                       weight_decay=float(config["weight_decay"]))
         train = data.train.tocsr()
+        self._train_rows = train
         history_matrix, history_count = self._history_tensors(train)
         coo = train.tocoo()
         pair_users, pair_items = coo.row.astype(np.int64), coo.col.astype(np.int64)
@@ -497,8 +530,41 @@ class FusionRecommender(Recommender):
         self.history["best_valid_ndcg@20"] = best["ndcg@20"]
         network.eval()
         self._cache_eval_tensors()
+        self._fold_priors, self._train_rows = [], None  # training-only memory
         self.fit_seconds = time.perf_counter() - started
         return self
+
+    def _fit_prior(self, train: sp.csr_matrix, rng: np.random.Generator) -> None:
+        """The item-item prior on all training rows (for scoring) and per user fold (for training).
+
+        A user's training signal must not come from weights fitted on that user's own rows: an
+        in-sample EASE score looks better than it will on unseen items, and the model would learn
+        to over-trust it. So training uses, for each user, weights fitted without the user's fold.
+        """
+        l2 = float(self.config["prior_l2"])
+        self._prior = torch.as_tensor(ease_item_item(train, l2), device=self.device)
+        folds = max(2, int(self.config["prior_folds"]))
+        self._user_fold = rng.permutation(train.shape[0]) % folds
+        self._fold_priors = []
+        for fold in range(folds):
+            keep = sp.diags((self._user_fold != fold).astype(np.float32))
+            self._fold_priors.append(torch.as_tensor(ease_item_item(keep @ train, l2), device=self.device))
+
+    def _training_prior(self, users: np.ndarray, history: sp.csr_matrix, leave_out: np.ndarray | None = None
+                        ) -> torch.Tensor | None:
+        """Out-of-fold item-item scores [len(users), N] of ``history`` rows (one per user)."""
+        if self._prior is None:
+            return None
+        out = torch.empty(len(users), self._prior.shape[1], device=self.device)
+        folds = self._user_fold[users]
+        for fold in np.unique(folds):
+            rows = np.flatnonzero(folds == fold)
+            weights = self._fold_priors[fold]
+            part = torch.sparse.mm(_sparse_tensor(history[rows], self.device), weights)
+            if leave_out is not None:
+                part = part - weights[torch.as_tensor(leave_out[rows], device=self.device)]
+            out[torch.as_tensor(rows, device=self.device)] = part
+        return out
 
     def _cloze_loss(self, users: np.ndarray, train: sp.csr_matrix, drop: dict[str, float],
                     rng: np.random.Generator) -> torch.Tensor:
@@ -523,7 +589,8 @@ class FusionRecommender(Recommender):
         visible_t, visible_count = self._history_tensors(visible)
         user_rows = torch.as_tensor(users, device=device)
         user = network.user_vectors(user_rows, torch.sparse.mm(visible_t, history), visible_count)
-        scores = network.fuse(user, tokens, present).float() / float(config["temperature"])
+        prior = self._training_prior(users, visible)
+        scores = network.fuse(user, tokens, present, prior=prior).float() / float(config["temperature"])
         visible_dense = torch.as_tensor(visible.toarray(), device=device) > 0
         log_probs = torch.log_softmax(scores.masked_fill(visible_dense, float("-inf")), dim=-1)
         target_dense = torch.as_tensor(target.toarray(), device=device)
@@ -540,19 +607,24 @@ class FusionRecommender(Recommender):
         history_sum = torch.sparse.mm(history_matrix, history)[users] - history[items]  # leave the target out
         user = network.user_vectors(users, history_sum, history_count[users] - 1)
         n_items = tokens.shape[0]
+        # leave the target out of the item-item score as well
+        prior = self._training_prior(users.cpu().numpy(), self._train_rows[users.cpu().numpy()],
+                                     leave_out=items.cpu().numpy())
         regulariser = float(config["embedding_l2"]) * (
             network.item_embedding(items).pow(2).sum() + network.user_embedding(users).pow(2).sum()
             + network.history_embedding(items).pow(2).sum()) / len(users)
         if config["loss"] == "mse":
-            predicted = network.fuse_pairs(user, tokens[items], present[items])
+            predicted = network.fuse_pairs(user, tokens[items], present[items],
+                                           None if prior is None else prior[torch.arange(len(users)), items])
             return F.mse_loss(predicted.float(), ratings) + regulariser
         if config["loss"] == "softmax" and n_items <= int(config["full_softmax_max_items"]):
-            scores = network.fuse(user, tokens, present) / float(config["temperature"])
+            scores = network.fuse(user, tokens, present, prior=prior) / float(config["temperature"])
             return F.cross_entropy(scores.float(), items) + regulariser
         # sampled: the batch's own positives plus uniform negatives, with the logQ correction
         negatives = torch.as_tensor(rng.integers(0, n_items, int(config["num_negatives"])), device=users.device)
         candidates = torch.cat([items, negatives])
-        scores = network.fuse(user, tokens[candidates], present[candidates]) / float(config["temperature"])
+        scores = network.fuse(user, tokens[candidates], present[candidates],
+                              prior=None if prior is None else prior[:, candidates]) / float(config["temperature"])
         if config["loss"] == "bpr":
             positive = scores[torch.arange(len(users)), torch.arange(len(users))]
             negative = scores[:, len(users):]
@@ -591,11 +663,27 @@ class FusionRecommender(Recommender):
         rows = torch.as_tensor(np.asarray(users, dtype=np.int64), device=self.device)
         return self.network.user_vectors(rows, self._user_history_sum[rows], self._seen_count[rows])
 
-    def user_vector_from_history(self, item_indices: Sequence[int]) -> torch.Tensor:
-        """A new user's vector from a few liked items, without retraining (no user embedding)."""
+    def user_prior_for(self, users: np.ndarray, items: np.ndarray | None = None) -> torch.Tensor | None:
+        """Closed-form item-item scores [len(users), items] from the users' histories, or None."""
+        if self._prior is None:
+            return None
+        history = _sparse_tensor(self.seen.tocsr()[np.asarray(users, dtype=np.int64)], self.device)
+        prior = self._prior if items is None else self._prior[:, torch.as_tensor(items, device=self.device)]
+        return torch.sparse.mm(history, prior)
+
+    def _use_prior(self, n_items: int) -> bool:
+        choice = self.config["behaviour_prior"]
+        if "behaviour" not in self.network.modalities or choice == "none":
+            return False
+        return choice == "ease" or n_items <= int(self.config["prior_max_items"])
+
+    def user_vector_from_history(self, item_indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A new user's vector (and item-item prior) from a few liked items, without retraining."""
         items = torch.as_tensor(np.asarray(item_indices, dtype=np.int64), device=self.device)
         pooled = self._eval_history[items].sum(0, keepdim=True)
-        return pooled / max(len(item_indices), 1) ** float(self.config["history_exponent"])
+        vector = pooled / max(len(item_indices), 1) ** float(self.config["history_exponent"])
+        prior = None if self._prior is None else self._prior[items].sum(0, keepdim=True)
+        return vector, prior
 
     @torch.no_grad()
     def score(self, users: Sequence[int] | np.ndarray, batch_size: int = 512) -> np.ndarray:
@@ -603,13 +691,15 @@ class FusionRecommender(Recommender):
         out = np.empty((len(users), self.n_items), dtype=np.float32)
         for start in range(0, len(users), batch_size):
             rows = users[start:start + batch_size]
-            scores = self.network.fuse(self.user_vectors_for(rows), self._eval_tokens, self._eval_present)
+            scores = self.network.fuse(self.user_vectors_for(rows), self._eval_tokens, self._eval_present,
+                                       prior=self.user_prior_for(rows))
             out[start:start + len(rows)] = scores.float().cpu().numpy()
         return out
 
     @torch.no_grad()
-    def score_user_vector(self, user_vector: torch.Tensor) -> np.ndarray:
-        return self.network.fuse(user_vector, self._eval_tokens, self._eval_present).float().cpu().numpy()[0]
+    def score_user_vector(self, user_vector: torch.Tensor, prior: torch.Tensor | None = None) -> np.ndarray:
+        return self.network.fuse(user_vector, self._eval_tokens, self._eval_present,
+                                 prior=prior).float().cpu().numpy()[0]
 
     @torch.no_grad()
     def explain_scores(self, user: int | str, items: Sequence[int | str]) -> dict[str, Any]:
@@ -618,7 +708,7 @@ class FusionRecommender(Recommender):
         index = np.array([self.item_index(i) for i in items], dtype=np.int64)
         user_vector = self.user_vectors_for(np.array([row]))
         scores, weights, shares = self.network.fuse(user_vector, self._eval_tokens[index], self._eval_present[index],
-                                                    with_parts=True)
+                                                    with_parts=True, prior=self.user_prior_for([row], index))
         present = self._eval_present[index].cpu().numpy()
         return {
             "modalities": list(self.network.modalities),
@@ -634,7 +724,8 @@ class FusionRecommender(Recommender):
         """Attention weights [len(users), len(items), M] (NaN-free; missing modalities get 0)."""
         index = np.arange(self.n_items) if items is None else np.asarray(items, dtype=np.int64)
         vectors = self.user_vectors_for(np.asarray(users))
-        _, weights, _ = self.network.fuse(vectors, self._eval_tokens[index], self._eval_present[index], with_parts=True)
+        _, weights, _ = self.network.fuse(vectors, self._eval_tokens[index], self._eval_present[index], with_parts=True,
+                                          prior=self.user_prior_for(users, index))
         return np.zeros((len(users), len(index), len(self.network.modalities)), np.float32) if weights is None \
             else weights.float().cpu().numpy()
 
@@ -647,6 +738,8 @@ class FusionRecommender(Recommender):
         state = {f"network.{k}": v.detach().float().cpu().numpy() for k, v in self.network.state_dict().items()}
         state |= self.content.to_state()
         state["known"] = self._known.astype(np.uint8)
+        if self._prior is not None:
+            state["prior"] = self._prior.float().cpu().numpy()
         return state
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:
@@ -658,6 +751,8 @@ class FusionRecommender(Recommender):
         self._build(len(self.user_ids), len(self.item_ids), content, known, self.seen, device)
         self.network.load_state_dict({k[len("network."):]: torch.from_numpy(v.copy())
                                       for k, v in state.items() if k.startswith("network.")})
+        if "prior" in state:
+            self._prior = torch.as_tensor(state["prior"], device=device)
         self.network.eval()
         self._cache_eval_tensors()
 
@@ -670,3 +765,17 @@ def _normalised_adjacency(train: sp.csr_matrix) -> sp.csr_matrix:
     degree = np.asarray(adjacency.sum(axis=1)).ravel()
     inv_sqrt = np.where(degree > 0, 1.0 / np.sqrt(np.maximum(degree, 1e-12)), 0.0)
     return (sp.diags(inv_sqrt) @ adjacency @ sp.diags(inv_sqrt)).tocsr().astype(np.float32)
+
+
+def ease_item_item(train: sp.csr_matrix, l2: float) -> np.ndarray:
+    """EASE's closed-form item-item weights (Steck 2019), zero diagonal; float32 [N, N].
+
+    Items without training interactions get all-zero rows and columns.
+    """
+    binary = (train > 0).astype(np.float64)
+    gram = (binary.T @ binary).toarray()
+    gram[np.diag_indices_from(gram)] += l2
+    inverse = np.linalg.inv(gram)
+    weights = -inverse / np.diag(inverse)
+    weights[np.diag_indices_from(weights)] = 0.0
+    return weights.astype(np.float32)

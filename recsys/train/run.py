@@ -31,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..atomic import atomic_directory, atomic_write_json
+from ..models.fusion import DEFAULTS as FUSION
 from ..workspace import Workspace
 
 STATES = ("running", "finished", "stopped", "failed", "interrupted")
@@ -51,13 +52,14 @@ class RunConfig:
     modalities: list = _option(["behaviour", "text", "image", "attributes"], "modality tokens the fusion model uses")
     fusion: str = _option("attention", "attention (user as query), mean, item_gate or concat")
     loss: str = _option("softmax", "softmax over the catalogue, bpr, or mse (explicit ratings)")
-    dim: int = _option(64, "width of every modality token")
-    epochs: int = _option(200, "maximum epochs (early stopping on valid NDCG@20 usually ends sooner)")
-    patience: int = _option(10, "epochs without a valid NDCG@20 gain before stopping")
-    lr: float = _option(0.01, "learning rate (AdamW)")
-    batch_size: int = _option(128, "users per step")
-    modality_dropout: float = _option(0.1, "chance a present content token is hidden while training")
-    graph_layers: int = _option(0, "LightGCN-style propagation layers for the behaviour token (0 = off)")
+    dim: int = _option(FUSION["dim"], "width of every modality token")
+    epochs: int = _option(FUSION["epochs"], "maximum epochs (early stopping on valid NDCG@20 usually ends sooner)")
+    patience: int = _option(FUSION["patience"], "epochs without a valid NDCG@20 gain before stopping")
+    lr: float = _option(FUSION["lr"], "learning rate (AdamW)")
+    batch_size: int = _option(FUSION["batch_size"], "users per step")
+    modality_dropout: float = _option(FUSION["modality_dropout"], "chance a present content token is hidden while training")
+    graph_layers: int = _option(FUSION["graph_layers"], "LightGCN-style propagation layers for the behaviour token (0 = off)")
+    behaviour_prior: str = _option(FUSION["behaviour_prior"], "auto/ease: closed-form item-item score inside the behaviour part; none")
     text_encoder: str = _option("minilm", "text encoder (python -m recsys encoders)")
     image_encoder: str = _option("efficientnet-lite0", "image encoder")
     protocol: str = _option("p1", "p1 (random 80/10/10 per user), temporal (leave last out)")
@@ -73,6 +75,7 @@ class RunConfig:
         return {"modalities": list(self.modalities), "fusion": self.fusion, "loss": self.loss, "dim": self.dim,
                 "epochs": self.epochs, "patience": self.patience, "lr": self.lr, "batch_size": self.batch_size,
                 "modality_dropout": self.modality_dropout, "graph_layers": self.graph_layers, "seed": self.seed,
+                "behaviour_prior": self.behaviour_prior,
                 "device": self.device}
 
     def needs_content(self) -> bool:
@@ -178,12 +181,14 @@ def new_run_id(config: RunConfig) -> str:
 class _TrainingCallbacks:
     """Connects the model's training loop to the run folder and to stop signals."""
 
-    def __init__(self, run_dir: Path, log: ProgressLog, save_best: Callable[[Any], None]):
+    def __init__(self, run_dir: Path, log: ProgressLog, save_best: Callable[[Any], None], save_every_s: float = 30.0):
         self.run_dir = run_dir
         self.log = log
         self.save_best = save_best
+        self.save_every_s = save_every_s  # a model can be tens of MB: don't rewrite it every epoch
         self.stop_requested = False
         self._started = time.time()
+        self._last_save = 0.0
 
     def on_step(self, epoch: int, step: int, steps: int, loss: float) -> None:
         self.log.step(epoch=epoch, step=step, steps=steps, loss=loss)
@@ -193,8 +198,9 @@ class _TrainingCallbacks:
 
         self.log.write("epoch", **record, max_epochs=model.config.get("epochs"),
                        elapsed=time.time() - self._started)
-        if improved:
+        if improved and time.time() - self._last_save >= self.save_every_s:
             self.save_best(model)
+            self._last_save = time.time()
         save_checkpoint(self.run_dir / "checkpoint", resume_state())
 
 

@@ -189,6 +189,7 @@ class Recommender(ABC):
 
         folder = Path(folder)
         meta = json.loads((folder / "config.json").read_text())
+        _import_all_models()
         model_cls = MODEL_REGISTRY.get(meta["model"])
         if model_cls is None:
             raise ValueError(f"unknown model type {meta['model']!r} in {folder}; known: {sorted(MODEL_REGISTRY)}")

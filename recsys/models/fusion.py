@@ -46,20 +46,22 @@ DEFAULTS: dict[str, Any] = {
     "fusion": "attention",          # attention | mean | item_gate | concat
     "loss": "softmax",              # softmax (full or sampled) | bpr | mse (explicit ratings)
     "epochs": 200,
-    "batch_size": 128,              # users per step (cloze training) or pairs per step x 8 (pair training)
-    "cloze_ratio": 0.5,             # share of a user's history hidden from the input and predicted
+    "batch_size": 32,              # users per step (cloze training) or pairs per step x 8 (pair training)
+    "cloze_ratio": 0.1,             # share of a user's history hidden from the input and predicted
     "lr": 3e-3,
-    "weight_decay": 0.0,
+    "weight_decay": 0.05,
     "embedding_l2": 1e-5,           # L2 on the embeddings used in a batch (scaled per example)
     "dropout": 0.1,
     "modality_dropout": 0.1,        # chance a present content token is hidden during training
-    "behaviour_dropout": 0.1,       # chance an item's behaviour token is swapped for "unknown"
+    "behaviour_dropout": 0.0,       # chance an item's behaviour token is swapped for "unknown" while training
     "history_exponent": 0.5,        # pooled history = sum / n^exponent (0.5: FISM-style)
-    "use_user_embedding": True,
+    "use_user_embedding": False,
     "graph_layers": 0,              # LightGCN-style propagation of behaviour embeddings (0 = off)
-    "behaviour_bias_init": 3.0,     # initial attention logit of the behaviour token (others start at 0)
+    "behaviour_bias_init": 0.0,
+    "content_value_init": 0.0,      # content parts start at 0 x similarity: they earn weight from the loss
+    "learned_behaviour": "auto",    # per-item learned behaviour embeddings; "auto": off when the prior is on     # initial attention logit of the behaviour token (others start at 0)
     "behaviour_prior": "auto",      # "ease": add a closed-form item-item score to the behaviour part; "none"
-    "prior_l2": 500.0,              # L2 of that item-item model
+    "prior_l2": 250.0,              # L2 of that item-item model
     "prior_max_items": 8_000,       # "auto" uses the prior up to this many items (it is items x items)
     "prior_folds": 5,               # training sees out-of-fold item-item scores (no leakage of a user's own rows)
     "temperature": 1.0,
@@ -185,6 +187,8 @@ class FusionNetwork(nn.Module):
         self.item_embedding = nn.Embedding(n_items, d)  # behaviour token
         self.history_embedding = nn.Embedding(n_items, d)  # item as part of a user's history
         self.unknown_item = nn.Parameter(torch.zeros(d))
+        self.known_item = nn.Parameter(torch.zeros(d))  # shared behaviour token when embeddings are not learned
+        self.learned_behaviour = True
         for table in (self.user_embedding, self.item_embedding, self.history_embedding):
             nn.init.normal_(table.weight, std=0.05)
         nn.init.normal_(self.unknown_item, std=0.05)
@@ -207,11 +211,19 @@ class FusionNetwork(nn.Module):
         # same for every item), the behaviour value map at identity and content value maps at zero, so
         # the first ranking is the behaviour ranking and content earns its weight by lowering the loss.
         nn.init.zeros_(self.key.weight)
-        value_init = torch.zeros(m, d, d)
-        value_init[0] = torch.eye(d)
-        if self.modalities[0] != "behaviour":
-            value_init[:] = torch.eye(d)
+        # content maps start as a scaled identity: a content part is then the similarity of the item to
+        # the user's history *in that modality*, scaled by what training finds it is worth
+        value_init = torch.eye(d).repeat(m, 1, 1) / d
+        if self.modalities[0] == "behaviour":
+            value_init[0] = torch.eye(d)
         self.value_maps = nn.Parameter(value_init)
+        # How much content counts for warm items (row 0) and for cold ones (row 1). A warm item has
+        # behaviour evidence and content must earn its place (starts at content_value_init, 0 by
+        # default); a cold item has nothing else, so its content counts fully from the start.
+        self.has_behaviour = self.modalities[0] == "behaviour"
+        scale = torch.ones(2, m)
+        scale[0, 1:] = float(config["content_value_init"])
+        self.content_scale = nn.Parameter(scale)
         # start from "trust behaviour": a fresh content token is noise until it has learned something,
         # and early stopping should begin from a strong collaborative model, not from a blur of four
         bias = torch.zeros(m)
@@ -249,6 +261,10 @@ class FusionNetwork(nn.Module):
 
     def behaviour_tokens(self, buffers: dict[str, torch.Tensor]) -> torch.Tensor:
         items = self.item_embedding.weight
+        if not self.learned_behaviour:
+            # the closed-form prior carries the item-level behaviour signal; the token only tells the
+            # attention whether an item has behaviour at all (warm) or not (cold)
+            items = self.known_item.expand_as(items)
         if self.graph_layers > 0:
             # LightGCN: mean over layers of the normalised-adjacency propagation of [users; items]
             layer = torch.cat([self.user_embedding.weight, items])
@@ -267,11 +283,15 @@ class FusionNetwork(nn.Module):
         parts, mask_parts = [], []
         n = buffers["known"].shape[0]
         device = buffers["known"].device
+        # items whose behaviour is hidden in this step (simulated cold items); the trainer also drops
+        # their item-item prior so the model learns to score an item from content alone
+        self.swapped: torch.Tensor | None = None
         if "behaviour" in self.modalities:
             behaviour = self.behaviour_tokens(buffers)
             if drop and drop.get("behaviour", 0) > 0:
                 swap = torch.rand(n, device=device) < drop["behaviour"]
                 behaviour = torch.where(swap.unsqueeze(1), self.unknown_item.expand_as(behaviour), behaviour)
+                self.swapped = swap
             parts.append(behaviour)
             mask_parts.append(torch.ones(n, dtype=torch.bool, device=device))
         for token, mask in zip(content, masks):
@@ -304,26 +324,71 @@ class FusionNetwork(nn.Module):
             pooled = pooled + self.user_embedding(users)
         return self.dropout(pooled)
 
+    def pool_modalities(self, history: torch.Tensor, tokens: torch.Tensor, present: torch.Tensor,
+                        query: torch.Tensor, leave_out: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-modality user vectors [B, M, d]: the mean of the history items' tokens in each modality.
+
+        The behaviour slot is the learned user vector ``query`` (history embeddings pooled). A
+        modality's part score compares the item with the user's history in that modality's own
+        space, so "likes things that look like this" and "likes things described like this" stay
+        separate and the attention can weigh them.
+        """
+        n, m, d = tokens.shape
+        masked = tokens * present.unsqueeze(-1)
+        sums = torch.sparse.mm(history, masked.reshape(n, m * d)).reshape(-1, m, d)
+        counts = torch.sparse.mm(history, present.float())
+        if leave_out is not None:
+            sums = sums - masked[leave_out]
+            counts = counts - present[leave_out].float()
+        pooled = sums / counts.clamp(min=1).unsqueeze(-1)
+        if self.modalities[0] == "behaviour":
+            pooled = torch.cat([query.unsqueeze(1), pooled[:, 1:]], dim=1)
+        return self.dropout(pooled)
+
+    def _scale_parts(self, part_scores: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Apply the warm/cold content scale; an item is cold when its behaviour token is "unknown"."""
+        if not self.has_behaviour or part_scores.shape[-1] == 1:
+            return part_scores
+        cold = (tokens[..., 0, :] == self.unknown_item).all(-1)  # [N] (or [B] for pairs)
+        scale = self.content_scale[cold.long()]  # [N, M]
+        scale = torch.cat([torch.ones_like(scale[..., :1]), scale[..., 1:]], dim=-1)
+        return part_scores * scale
+
+    @staticmethod
+    def _query(user: torch.Tensor) -> torch.Tensor:
+        return user if user.dim() == 2 else user[:, 0]
+
+    @staticmethod
+    def _parts(user: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """u . v(e_m) for users [B, d] or per-modality users [B, M, d] against values [N, M, d] -> [B, N, M]."""
+        n, m, d = values.shape
+        if user.dim() == 2:
+            return (user @ values.reshape(n * m, d).T).reshape(user.shape[0], n, m)
+        return torch.stack([user[:, k] @ values[:, k].T for k in range(m)], dim=-1)
+
     # --- fusion
     def fuse_pairs(self, user: torch.Tensor, tokens: torch.Tensor, present: torch.Tensor,
                    prior: torch.Tensor | None = None) -> torch.Tensor:
         """Scores [B] for row-aligned pairs: users [B, d], their items' tokens [B, M, d], prior [B]."""
         b, m, d = tokens.shape
         values = torch.einsum("bmd,mde->bme", tokens, self.value_maps)
-        part_scores = torch.einsum("bd,bmd->bm", user, values)
-        if prior is not None:
-            part_scores = torch.cat([part_scores[:, :1] + self.prior_scale * prior.unsqueeze(1), part_scores[:, 1:]], 1)
+        part_scores = (torch.einsum("bd,bmd->bm", user, values) if user.dim() == 2
+                       else torch.einsum("bmd,bmd->bm", user, values))
+        part_scores = self._scale_parts(part_scores, tokens)
+        queries = self.query(user) if user.dim() == 3 else self.query(user).unsqueeze(1)
+        user = self._query(user)
         if self.fusion == "concat":
             fused = self.concat_mlp((tokens * present.unsqueeze(-1)).reshape(b, m * d))
-            return (user * fused).sum(-1)
+            return (user * fused).sum(-1) + (0 if prior is None else self.prior_scale * prior)
         if self.fusion == "attention":
-            logits = torch.einsum("bd,bmd->bm", self.query(user), self.key(tokens)) / math.sqrt(d) + self.modality_bias
+            logits = (queries * self.key(tokens)).sum(-1) / math.sqrt(d) + self.modality_bias
         elif self.fusion == "item_gate":
             logits = self.gate(tokens).squeeze(-1) + self.modality_bias
         else:
             logits = torch.zeros(b, m, device=user.device, dtype=user.dtype)
         weights = torch.softmax(logits.masked_fill(~present, float("-inf")), dim=-1)
-        return (weights * part_scores).sum(-1)
+        scores = (weights * part_scores).sum(-1)
+        return scores if prior is None else scores + self.prior_scale * prior
 
     def fuse(self, user: torch.Tensor, tokens: torch.Tensor, present: torch.Tensor, with_parts: bool = False,
              prior: torch.Tensor | None = None):
@@ -334,17 +399,19 @@ class FusionNetwork(nn.Module):
         """
         b, (n, m, d) = user.shape[0], tokens.shape
         values = torch.einsum("nmd,mde->nme", tokens, self.value_maps)  # v_m(e_m), one map per modality
-        part_scores = (user @ values.reshape(n * m, d).T).reshape(b, n, m)  # u . v(e_m)
-        if prior is not None:
-            part_scores = torch.cat([part_scores[..., :1] + self.prior_scale * prior.unsqueeze(-1),
-                                     part_scores[..., 1:]], dim=-1)
+        part_scores = self._scale_parts(self._parts(user, values), tokens)  # u_m . v_m(e_m)
+        # the user is the query; with per-modality user vectors each modality is asked by the user's
+        # own profile in that modality, so attention rises where the item matches the user's taste there
+        queries = self.query(user)
+        user = self._query(user)
         if self.fusion == "concat":
             fused = self.concat_mlp((tokens * present.unsqueeze(-1)).reshape(n, m * d))
             scores = user @ fused.T
+            if prior is not None:
+                scores = scores + self.prior_scale * prior
             return (scores, None, None) if with_parts else scores
         if self.fusion == "attention":
-            keys = self.key(tokens).reshape(n * m, d)
-            logits = (self.query(user) @ keys.T).reshape(b, n, m) / math.sqrt(d) + self.modality_bias
+            logits = self._parts(queries, self.key(tokens)) / math.sqrt(d) + self.modality_bias
         elif self.fusion == "item_gate":
             logits = (self.gate(tokens).squeeze(-1) + self.modality_bias).unsqueeze(0).expand(b, n, m)
         else:  # mean
@@ -352,6 +419,11 @@ class FusionNetwork(nn.Module):
         logits = logits.masked_fill(~present.unsqueeze(0), float("-inf"))
         weights = torch.softmax(logits, dim=-1)
         shares = weights * part_scores
+        if prior is not None:
+            # the item-item score sits beside the attention, not under it: attention cannot distort a
+            # strong collaborative ranking, it can only add to it. It is behaviour evidence, so it joins
+            # the behaviour share and the shares still add up to the score.
+            shares = torch.cat([shares[..., :1] + self.prior_scale * prior.unsqueeze(-1), shares[..., 1:]], dim=-1)
         scores = shares.sum(-1)
         return (scores, weights, shares) if with_parts else scores
 
@@ -433,6 +505,7 @@ class FusionRecommender(Recommender):
         assert network is not None
         if self._use_prior(data.n_items):
             self._fit_prior(data.train, rng)
+        self.network.learned_behaviour = self._learned_behaviour()
         optimiser = torch.optim.AdamW(network.parameters(), lr=float(config["lr"]),
                                       weight_decay=float(config["weight_decay"]))
         train = data.train.tocsr()
@@ -543,7 +616,11 @@ class FusionRecommender(Recommender):
         """
         l2 = float(self.config["prior_l2"])
         self._prior = torch.as_tensor(ease_item_item(train, l2), device=self.device)
-        folds = max(2, int(self.config["prior_folds"]))
+        folds = int(self.config["prior_folds"])
+        if folds <= 1:  # in-sample: train on the same weights that will score
+            self._user_fold = np.zeros(train.shape[0], dtype=np.int64)
+            self._fold_priors = [self._prior]
+            return
         self._user_fold = rng.permutation(train.shape[0]) % folds
         self._fold_priors = []
         for fold in range(folds):
@@ -589,7 +666,10 @@ class FusionRecommender(Recommender):
         visible_t, visible_count = self._history_tensors(visible)
         user_rows = torch.as_tensor(users, device=device)
         user = network.user_vectors(user_rows, torch.sparse.mm(visible_t, history), visible_count)
+        user = network.pool_modalities(visible_t, tokens, present, user)
         prior = self._training_prior(users, visible)
+        if prior is not None and network.swapped is not None:
+            prior = prior.masked_fill(network.swapped.unsqueeze(0), 0.0)
         scores = network.fuse(user, tokens, present, prior=prior).float() / float(config["temperature"])
         visible_dense = torch.as_tensor(visible.toarray(), device=device) > 0
         log_probs = torch.log_softmax(scores.masked_fill(visible_dense, float("-inf")), dim=-1)
@@ -606,10 +686,14 @@ class FusionRecommender(Recommender):
         tokens, present, history = network.item_tokens(self._buffers, drop)
         history_sum = torch.sparse.mm(history_matrix, history)[users] - history[items]  # leave the target out
         user = network.user_vectors(users, history_sum, history_count[users] - 1)
+        rows = _sparse_tensor(self._train_rows[users.cpu().numpy()], users.device)
+        user = network.pool_modalities(rows, tokens, present, user, leave_out=items)
         n_items = tokens.shape[0]
         # leave the target out of the item-item score as well
         prior = self._training_prior(users.cpu().numpy(), self._train_rows[users.cpu().numpy()],
                                      leave_out=items.cpu().numpy())
+        if prior is not None and network.swapped is not None:
+            prior = prior.masked_fill(network.swapped.unsqueeze(0), 0.0)
         regulariser = float(config["embedding_l2"]) * (
             network.item_embedding(items).pow(2).sum() + network.user_embedding(users).pow(2).sum()
             + network.history_embedding(items).pow(2).sum()) / len(users)
@@ -660,8 +744,12 @@ class FusionRecommender(Recommender):
         return score
 
     def user_vectors_for(self, users: np.ndarray) -> torch.Tensor:
-        rows = torch.as_tensor(np.asarray(users, dtype=np.int64), device=self.device)
-        return self.network.user_vectors(rows, self._user_history_sum[rows], self._seen_count[rows])
+        """Per-modality user vectors [B, M, d] from the users' training histories."""
+        users = np.asarray(users, dtype=np.int64)
+        rows = torch.as_tensor(users, device=self.device)
+        query = self.network.user_vectors(rows, self._user_history_sum[rows], self._seen_count[rows])
+        history = _sparse_tensor(self.seen.tocsr()[users], self.device)
+        return self.network.pool_modalities(history, self._eval_tokens, self._eval_present, query)
 
     def user_prior_for(self, users: np.ndarray, items: np.ndarray | None = None) -> torch.Tensor | None:
         """Closed-form item-item scores [len(users), items] from the users' histories, or None."""
@@ -670,6 +758,10 @@ class FusionRecommender(Recommender):
         history = _sparse_tensor(self.seen.tocsr()[np.asarray(users, dtype=np.int64)], self.device)
         prior = self._prior if items is None else self._prior[:, torch.as_tensor(items, device=self.device)]
         return torch.sparse.mm(history, prior)
+
+    def _learned_behaviour(self) -> bool:
+        choice = self.config["learned_behaviour"]
+        return self._prior is None if choice == "auto" else bool(choice)
 
     def _use_prior(self, n_items: int) -> bool:
         choice = self.config["behaviour_prior"]
@@ -681,7 +773,12 @@ class FusionRecommender(Recommender):
         """A new user's vector (and item-item prior) from a few liked items, without retraining."""
         items = torch.as_tensor(np.asarray(item_indices, dtype=np.int64), device=self.device)
         pooled = self._eval_history[items].sum(0, keepdim=True)
-        vector = pooled / max(len(item_indices), 1) ** float(self.config["history_exponent"])
+        query = pooled / max(len(item_indices), 1) ** float(self.config["history_exponent"])
+        indicator = sp.csr_matrix((np.ones(len(item_indices), np.float32),
+                                   (np.zeros(len(item_indices), np.int64), np.asarray(item_indices, np.int64))),
+                                  shape=(1, self.n_items))
+        vector = self.network.pool_modalities(_sparse_tensor(indicator, self.device), self._eval_tokens,
+                                              self._eval_present, query)
         prior = None if self._prior is None else self._prior[items].sum(0, keepdim=True)
         return vector, prior
 
@@ -753,6 +850,7 @@ class FusionRecommender(Recommender):
                                       for k, v in state.items() if k.startswith("network.")})
         if "prior" in state:
             self._prior = torch.as_tensor(state["prior"], device=device)
+        self.network.learned_behaviour = self._learned_behaviour()
         self.network.eval()
         self._cache_eval_tensors()
 

@@ -291,7 +291,8 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
     else:
         model.fit(prepared.data)
     _save_model(model, run_dir / "model")
-    remove_checkpoint(run_dir / "checkpoint")
+    if not callbacks.stop_requested:  # a stopped run keeps its checkpoint so that --resume can continue it
+        remove_checkpoint(run_dir / "checkpoint")
     metrics["model"] = _evaluate(model, prepared, evaluate_ranking)
     metrics["model"]["name"] = config.model
     if getattr(model, "history", None):

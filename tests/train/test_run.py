@@ -1,0 +1,137 @@
+"""Training runs: the run folder, clean stops on SIGTERM, kills, resume, and the CLI around them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from recsys.data.demo import generate_demo_bundle
+from recsys.models import Recommender
+from recsys.train.checkpoint import load_checkpoint, save_checkpoint
+from recsys.train.run import RunConfig, list_runs, read_progress, read_status, train_run
+from recsys.workspace import Workspace
+from tests.conftest import REPO_ROOT
+
+SMALL_RUN = ["--modalities", "behaviour", "text", "attributes", "--text-encoder", "tfidf", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    bundle = generate_demo_bundle(root / "bundle", n_users=150, n_items=100, n_interactions=3500, seed=5)
+    workspace = Workspace(root / "ws")
+    assert workspace.import_bundle(bundle, name="demo").ok
+    return workspace
+
+
+def start_training(workspace, run_id, *extra):
+    command = [sys.executable, "-m", "recsys", "train", "--workspace", str(workspace.root), "--data", "demo",
+               "--run-id", run_id, *SMALL_RUN, "--baselines", "mostpop", *extra]
+    return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_epoch(run_dir, process, count=1, timeout=600):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if sum(e["type"] == "epoch" for e in read_progress(run_dir)) >= count:
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"training ended early: {process.stderr.read()}")
+        time.sleep(0.5)
+    raise AssertionError("no epoch finished in time")
+
+
+def test_finished_run_folder(workspace):
+    run_dir = train_run(workspace, RunConfig(dataset="demo", modalities=["behaviour", "text", "attributes"],
+                                             text_encoder="tfidf", epochs=4, baselines=["mostpop", "ease"],
+                                             device="cpu"), run_id="complete")
+    status = read_status(run_dir)
+    assert status["state"] == "finished"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["baselines"]) == {"mostpop", "ease"}
+    assert 0 < metrics["model"]["test"]["ndcg@20"] < 1
+    kinds = [event["type"] for event in read_progress(run_dir)]
+    assert kinds.count("epoch") >= 1 and kinds[-1] == "end"
+    assert not (run_dir / "checkpoint").exists()
+    model = Recommender.load(run_dir / "model")
+    assert len(model.recommend(model.user_ids[0], k=5)) == 5
+    assert [r["run_id"] for r in list_runs(workspace)][0] == "complete"
+
+
+def test_sigterm_stops_cleanly_and_keeps_the_best_checkpoint(workspace):
+    process = start_training(workspace, "stopped", "--epochs", "40", "--patience", "500")
+    run_dir = workspace.runs_dir / "stopped"
+    wait_for_epoch(run_dir, process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=600) == 0, process.stderr.read()
+    assert read_status(run_dir)["state"] == "stopped"
+    model = Recommender.load(run_dir / "model")
+    assert np.isfinite(model.score(np.arange(3))).all()
+    assert (run_dir / "metrics.json").is_file()
+    assert (run_dir / "checkpoint" / "structure.json").is_file()  # resumable
+
+    resumed = subprocess.run([sys.executable, "-m", "recsys", "train", "--workspace", str(workspace.root),
+                              "--resume", "stopped", "--json"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=900)
+    # the stopped run continues from its checkpoint up to its 40-epoch limit
+    assert resumed.returncode == 0, resumed.stderr
+    events = read_progress(run_dir)
+    resumed_at = [e for e in events if e.get("stage") == "resume"]
+    assert resumed_at and resumed_at[0]["epoch"] >= 0
+    assert read_status(run_dir)["state"] == "finished"
+
+
+def test_killed_training_leaves_the_workspace_readable(workspace):
+    process = start_training(workspace, "killed", "--epochs", "500", "--patience", "500")
+    run_dir = workspace.runs_dir / "killed"
+    wait_for_epoch(run_dir, process)
+    process.kill()
+    process.wait(timeout=60)
+    assert read_status(run_dir)["state"] == "interrupted"
+    if (run_dir / "model" / "config.json").is_file():  # the last best checkpoint, written atomically
+        assert np.isfinite(Recommender.load(run_dir / "model").score(np.arange(2))).all()
+    assert any(r["run_id"] == "killed" for r in list_runs(workspace))
+    assert workspace.load_dataset("demo").items.shape[0] == 100
+
+
+def test_checkpoint_roundtrip_without_pickle(tmp_path):
+    import torch
+
+    state = {"network": {"w": torch.arange(6.0).reshape(2, 3)}, "optimiser": {"state": {0: {"step": torch.tensor(3.0)}},
+             "param_groups": [{"lr": 0.01, "betas": [0.9, 0.999], "params": [0]}]}, "epoch": 4,
+             "best": {"ndcg@20": float("nan"), "epoch": -1, "state": None}}
+    save_checkpoint(tmp_path / "ckpt", state)
+    loaded = load_checkpoint(tmp_path / "ckpt")
+    assert torch.equal(loaded["network"]["w"], state["network"]["w"])
+    assert loaded["optimiser"]["state"][0]["step"].item() == 3.0
+    assert loaded["epoch"] == 4 and loaded["best"]["state"] is None
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["structure.json", "tensors.safetensors"]
+
+
+def test_cli_train_evaluate_recommend(workspace):
+    def cli(*args):
+        done = subprocess.run([sys.executable, "-m", "recsys", *args, "--workspace", str(workspace.root), "--json"],
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+        return done, json.loads(done.stdout.strip().splitlines()[-1])
+
+    done, result = cli("train", "--data", "demo", "--model", "ease", "--baselines", "mostpop", "--run-id", "ease-run")
+    assert done.returncode == 0, done.stderr
+    assert result["metrics"]["model"]["test"]["ndcg@20"] > result["metrics"]["baselines"]["mostpop"]["test"]["ndcg@20"]
+    done, result = cli("evaluate", "ease-run")
+    assert done.returncode == 0 and result["state"] == "finished"
+    model = Recommender.load(workspace.runs_dir / "ease-run" / "model")
+    done, result = cli("recommend", "ease-run", "--user", str(model.user_ids[0]), "--k", "3")
+    assert done.returncode == 0 and len(result["recommendations"]) == 3
+    seen = set(model.item_ids[model.seen[0].indices])
+    assert not seen & {r["item_id"] for r in result["recommendations"]}
+    done, result = cli("recommend", "ease-run", "--user", "nobody")
+    assert done.returncode == 1 and "unknown user 'nobody'" in done.stderr
+    done, result = cli("train", "--data", "no-such-dataset")
+    assert done.returncode == 1 and "no dataset named 'no-such-dataset'" in done.stderr

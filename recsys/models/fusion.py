@@ -58,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "use_user_embedding": False,
     "graph_layers": 0,              # LightGCN-style propagation of behaviour embeddings (0 = off)
     "behaviour_bias_init": 0.0,
-    "content_value_init": 0.0,      # content parts start at 0 x similarity: they earn weight from the loss
+    "content_value_init": 0.5,      # weight of content parts for warm items at the start (0: behaviour first)
     "learned_behaviour": "auto",    # per-item learned behaviour embeddings; "auto": off when the prior is on     # initial attention logit of the behaviour token (others start at 0)
     "behaviour_prior": "auto",      # "ease": add a closed-form item-item score to the behaviour part; "none"
     "prior_l2": 250.0,              # L2 of that item-item model

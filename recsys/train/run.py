@@ -59,7 +59,9 @@ class RunConfig:
     batch_size: int = _option(FUSION["batch_size"], "users per step")
     modality_dropout: float = _option(FUSION["modality_dropout"], "chance a present content token is hidden while training")
     graph_layers: int = _option(FUSION["graph_layers"], "LightGCN-style propagation layers for the behaviour token (0 = off)")
-    behaviour_prior: str = _option(FUSION["behaviour_prior"], "auto/ease: closed-form item-item score inside the behaviour part; none")
+    behaviour_prior: str = _option(FUSION["behaviour_prior"], "auto/ease: closed-form item-item score in the behaviour part; none")
+    content_value_init: float = _option(FUSION["content_value_init"],
+                                        "how much content counts for warm items at the start (0 = behaviour first)")
     text_encoder: str = _option("minilm", "text encoder (python -m recsys encoders)")
     image_encoder: str = _option("efficientnet-lite0", "image encoder")
     protocol: str = _option("p1", "p1 (random 80/10/10 per user), temporal (leave last out)")
@@ -75,7 +77,7 @@ class RunConfig:
         return {"modalities": list(self.modalities), "fusion": self.fusion, "loss": self.loss, "dim": self.dim,
                 "epochs": self.epochs, "patience": self.patience, "lr": self.lr, "batch_size": self.batch_size,
                 "modality_dropout": self.modality_dropout, "graph_layers": self.graph_layers, "seed": self.seed,
-                "behaviour_prior": self.behaviour_prior,
+                "behaviour_prior": self.behaviour_prior, "content_value_init": self.content_value_init,
                 "device": self.device}
 
     def needs_content(self) -> bool:

@@ -53,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "embedding_l2": 1e-5,           # L2 on the embeddings used in a batch (scaled per example)
     "dropout": 0.1,
     "modality_dropout": 0.1,        # chance a present content token is hidden during training
-    "behaviour_dropout": 0.0,       # chance an item's behaviour token is swapped for "unknown" while training
+    "behaviour_dropout": 0.2,       # chance an item's behaviour token is swapped for "unknown" while training
     "history_exponent": 0.5,        # pooled history = sum / n^exponent (0.5: FISM-style)
     "use_user_embedding": False,
     "graph_layers": 0,              # LightGCN-style propagation of behaviour embeddings (0 = off)

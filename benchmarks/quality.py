@@ -70,47 +70,42 @@ def fit_ours(name: str, prepared, **config) -> tuple[Any, float]:
     return model, time.perf_counter() - started
 
 
-class VBPRPeer:
-    """Cornac's VBPR fed the same EfficientNet-Lite0 image features (zeros where an item has no poster)."""
+def _vbpr_peer():
+    from peers import CornacRunner
 
-    def __init__(self, image: np.ndarray, **config: Any):
-        self.image, self.config = image, config
+    class VBPRPeer(CornacRunner):
+        """Cornac's VBPR fed the same EfficientNet-Lite0 image features (zeros where an item has no poster)."""
 
-    def fit(self, train: sp.csr_matrix, seed: int = 2026) -> "VBPRPeer":
-        import cornac
-        from cornac.data import ImageModality
-        from cornac.eval_methods import BaseMethod
+        def __init__(self, image: np.ndarray, **config: Any):
+            super().__init__("cornac-vbpr", config)
+            self.image = image
 
-        coo = train.tocoo()
-        triplets = list(zip(coo.row.astype(str), coo.col.astype(str), np.ones(coo.nnz)))
-        n_items = train.shape[1]
-        modality = ImageModality(features=self.image, ids=[str(i) for i in range(n_items)], normalized=True)
-        method = BaseMethod.from_splits(train_data=triplets, test_data=triplets[:1], item_image=modality,
-                                        exclude_unknowns=True, verbose=False, seed=seed)
-        self.model = cornac.models.VBPR(verbose=False, seed=seed, **self.config)
-        started = time.perf_counter()
-        self.model.fit(method.train_set)
-        self.fit_seconds = time.perf_counter() - started
-        dataset = method.train_set
-        self.user_rows = np.full(train.shape[0], -1, dtype=np.int64)
-        for raw, idx in dataset.uid_map.items():
-            self.user_rows[int(raw)] = idx
-        self.item_cols = np.empty(len(dataset.iid_map), dtype=np.int64)
-        for raw, idx in dataset.iid_map.items():
-            self.item_cols[idx] = int(raw)
-        self.n_items = n_items
-        return self
+        def fit(self, train: sp.csr_matrix) -> "VBPRPeer":
+            import cornac
+            from cornac.data import ImageModality
+            from cornac.eval_methods import BaseMethod
 
-    def score(self, users: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(users), self.n_items), dtype=np.float32)
-        for row, user in enumerate(np.asarray(users, dtype=np.int64)):
-            cu = self.user_rows[user]
-            if cu < 0:
-                continue
-            known = np.asarray(self.model.score(int(cu)), dtype=np.float32).ravel()
-            out[row] = known.min() - 1.0
-            out[row, self.item_cols] = known[: len(self.item_cols)]
-        return out
+            coo = train.tocoo()
+            triplets = list(zip(coo.row.astype(str), coo.col.astype(str), np.ones(coo.nnz)))
+            self.n_items = train.shape[1]
+            modality = ImageModality(features=self.image, ids=[str(i) for i in range(self.n_items)], normalized=True)
+            method = BaseMethod.from_splits(train_data=triplets, test_data=triplets[:1], item_image=modality,
+                                            exclude_unknowns=True, verbose=False, seed=self.seed)
+            self.model = cornac.models.VBPR(verbose=False, seed=self.seed, **self.config)
+            started = time.perf_counter()
+            self.model.fit(method.train_set)
+            self.fit_seconds = time.perf_counter() - started
+            # the id maps the inherited score() needs: our user -> Cornac's, Cornac's item -> ours
+            dataset = method.train_set
+            self.user_rows = np.full(train.shape[0], -1, dtype=np.int64)
+            for raw, idx in dataset.uid_map.items():
+                self.user_rows[int(raw)] = idx
+            self.item_cols = np.empty(len(dataset.iid_map), dtype=np.int64)
+            for raw, idx in dataset.iid_map.items():
+                self.item_cols[idx] = int(raw)
+            return self
+
+    return VBPRPeer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             print(name, peers[name], flush=True)
         item_rows = {v: i for i, v in enumerate(catalogue)}
         warm_image = image[[item_rows[i] for i in prepared.data.item_ids]].astype(np.float32)
-        vbpr = VBPRPeer(warm_image, k=10, k2=10, n_epochs=20, batch_size=256, learning_rate=0.005,
+        vbpr = _vbpr_peer()(warm_image, k=10, k2=10, n_epochs=20, batch_size=256, learning_rate=0.005,
                         lambda_w=0.01, lambda_b=0.01).fit(prepared.data.train)
         peers["cornac-vbpr"] = {**evaluate(vbpr.score, prepared), "fit_s": vbpr.fit_seconds}
         speed["fusion_fit_over_vbpr_fit"] = rows["fusion"]["fit_s"] / vbpr.fit_seconds
@@ -196,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_peers:
             item_rows = {v: i for i, v in enumerate(catalogue)}
             cold_image = image[[item_rows[i] for i in cold_data.data.item_ids]].astype(np.float32)
-            vbpr = VBPRPeer(cold_image, k=10, k2=10, n_epochs=20, batch_size=256, learning_rate=0.005,
+            vbpr = _vbpr_peer()(cold_image, k=10, k2=10, n_epochs=20, batch_size=256, learning_rate=0.005,
                             lambda_w=0.01, lambda_b=0.01).fit(cold_data.data.train)
             result = evaluate_ranking(vbpr.score, cold_data.data.train, cold_data.cold_test, ks=(20,),
                                       candidate_items=cold_data.cold_items)

@@ -1,49 +1,146 @@
 """Multimodal recommender studio — Streamlit entry point.
 
-Run with ``streamlit run app.py``. Pages only lay out widgets and call into ``recsys``.
+Run with ``streamlit run app.py``. This file holds the navigation and the Home page; every other
+page is a file in ``pages/``. Pages only lay out widgets and call into ``recsys``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
-from pages.common import demo_dataset_name, get_workspace, load_dataset_frames
+from pages.common import (ASSETS, ensure_demo, fmt_metric, fmt_time, get_workspace, list_all_runs,
+                          load_dataset_frames, navigation_scope, run_page, state_badge)
+
+QUICK_START = {"epochs": 15, "baselines": ["mostpop", "ease"]}
+
+
+@st.cache_resource(show_spinner=False)
+def _device_description() -> tuple[str, bool]:
+    from recsys.device import describe_device, select_device
+
+    device = select_device("auto")
+    return describe_device(device), device.type != "cpu"
 
 
 def home() -> None:
     st.title("Multimodal recommender studio")
     st.write(
-        "Bring a catalog — items with text, pictures and attributes — and a log of who rated or bought what. "
-        "The studio learns recommendations from all of it and shows you *why* each item was picked."
+        "Bring a catalog — items with titles, descriptions, pictures and attributes — and a log of who bought or "
+        "rated what; the studio learns recommendations from all of it and measures them honestly against baselines. "
+        "For every recommendation it shows *why*: which modality drove the score, which past items it resembles, "
+        "and what they share."
     )
     workspace = get_workspace()
-    demo = demo_dataset_name()
-    datasets = workspace.list_datasets()
-    active = st.selectbox("Dataset", [info.name for info in datasets],
-                          index=[info.name for info in datasets].index(demo), key="home_dataset")
-    info = next(i for i in datasets if i.name == active)
-    counts = info.counts
-    cols = st.columns(4)
-    cols[0].metric("Users", f"{counts.get('users', 0):,}")
-    cols[1].metric("Items", f"{counts.get('items', 0):,}")
-    cols[2].metric("Interactions", f"{counts.get('interactions', 0):,}")
-    cols[3].metric("Items with a picture", f"{counts.get('items_with_image', 0):,}")
+    if not workspace.list_datasets():
+        with st.spinner("Preparing the built-in demo catalog (first start only, a few seconds)…"):
+            ensure_demo()
+    datasets = [info.name for info in workspace.list_datasets()]
+    active = st.session_state.get("app_dataset")
+    if active not in datasets:
+        active = "demo" if "demo" in datasets else (datasets[0] if datasets else None)
+    runs = list_all_runs()
 
-    items, _, schema, root = load_dataset_frames(active, info.manifest.get("imported_at", ""))
-    image_column = next((c for c, r in schema["items"].items() if r == "image"), None)
-    title_column = next((c for c, r in schema["items"].items() if r == "text"), "item_id")
-    st.subheader("A few items")
-    sample = items[items[image_column].astype(str) != ""].head(8) if image_column else items.head(8)
-    grid = st.columns(4)
-    for position, (_, row) in enumerate(sample.iterrows()):
-        with grid[position % 4]:
-            if image_column and row[image_column]:
-                st.image(str(Path(root) / row[image_column]), width="stretch")
-            st.caption(str(row[title_column]))
+    cards = st.columns(3)
+    with cards[0].container(border=True, height="stretch"):
+        st.markdown("**:material/database: Active dataset**")
+        if active:
+            counts = load_dataset_frames(active).manifest.get("counts", {})
+            st.subheader(active, anchor=False)
+            st.caption(f"{counts.get('users', 0):,} users · {counts.get('items', 0):,} items · "
+                       f"{counts.get('interactions', 0):,} interactions · "
+                       f"{counts.get('items_with_image', 0):,} pictures")
+            st.page_link("pages/data.py", label="Explore or import data", icon=":material/arrow_forward:")
+        else:
+            st.write("No dataset yet.")
+            st.page_link("pages/data.py", label="Import a catalog", icon=":material/arrow_forward:")
+    with cards[1].container(border=True, height="stretch"):
+        st.markdown("**:material/model_training: Latest run**")
+        if runs:
+            latest = runs[0]
+            config = latest.get("config") or {}
+            st.subheader(f"{config.get('model', '?')} on {config.get('dataset', '?')}", anchor=False)
+            state_badge(latest["status"].get("state", "unknown"))
+            test = (((latest.get("metrics") or {}).get("model") or {}).get("test") or {})
+            baselines = (latest.get("metrics") or {}).get("baselines") or {}
+            best = max(baselines.items(), key=lambda kv: kv[1]["test"].get("ndcg@20") or 0, default=None)
+            line = f"Started {fmt_time(latest['status'].get('started'))}"
+            if test:
+                line += f" · NDCG@20 **{fmt_metric(test.get('ndcg@20'))}** · Recall@20 {fmt_metric(test.get('recall@20'))}"
+            if best:
+                line += f" · best baseline {best[0]} {fmt_metric(best[1]['test'].get('ndcg@20'))}"
+            st.caption(line)
+            st.page_link("pages/train.py", label="Follow or start training", icon=":material/arrow_forward:")
+        else:
+            st.write("No model trained yet — use the quick start below or the Train page.")
+            st.page_link("pages/train.py", label="Train a model", icon=":material/arrow_forward:")
+    with cards[2].container(border=True, height="stretch"):
+        st.markdown("**:material/memory: Device**")
+        description, accelerated = _device_description()
+        st.subheader("GPU" if accelerated else "CPU", anchor=False)
+        st.caption(f"{description} · " + ("training and feature extraction run on the GPU" if accelerated
+                                          else "no GPU detected: training runs on the CPU (small catalogs train in minutes)"))
+
+    st.subheader("Quick start", anchor=False)
+    with st.container(border=True):
+        active_runs = [r for r in runs if r["status"].get("state") in ("starting", "running")]
+        st.write(f"One click prepares the built-in demo catalog (if needed) and trains a small multimodal model "
+                 f"({QUICK_START['epochs']} epochs) beside two baselines, MostPop and EASE. It runs in the background: "
+                 "you can switch pages or close the tab meanwhile.")
+        clicked = st.button("Train on the demo catalog", type="primary", icon=":material/rocket_launch:",
+                            key="home_quick_start", disabled=bool(active_runs))
+        if active_runs:
+            st.info(f"A training run is in progress ({active_runs[0]['run_id']}): follow it on the Train page.",
+                    icon=":material/autorenew:")
+        if clicked:
+            from recsys.train.launch import start_run
+            from recsys.train.run import RunConfig
+
+            with st.spinner("Preparing the demo catalog and starting the training…"):
+                name = ensure_demo()
+                run_id = start_run(workspace, RunConfig(dataset=name, **QUICK_START))
+            st.session_state["home_started"] = run_id
+            st.session_state["train_watch"] = run_id
+            st.session_state["app_dataset"] = name
+        if st.session_state.get("home_started"):
+            st.success(f"Training started (run {st.session_state['home_started']}). Watch its progress on the Train "
+                       "page; when it has finished, see what it recommends on the Recommendations page.",
+                       icon=":material/check_circle:")
+            links = st.columns(2)
+            links[0].page_link("pages/train.py", label="Watch the training", icon=":material/monitoring:")
+            links[1].page_link("pages/recommendations.py", label="See recommendations", icon=":material/recommend:")
+
+    st.subheader("What you can do here", anchor=False)
+    steps = st.columns(5)
+    for col, (page, label, icon, text) in zip(steps, [
+        ("pages/data.py", "Data", ":material/database:", "Import items, interactions and pictures; check roles and quality."),
+        ("pages/train.py", "Train", ":material/model_training:", "Pick modalities, encoders and options; watch live curves."),
+        ("pages/recommendations.py", "Recommendations", ":material/recommend:", "Top items for any user, each with a reason."),
+        ("pages/attention.py", "Attention", ":material/visibility:", "How much each modality weighs, by user and category."),
+        ("pages/experiments.py", "Experiments", ":material/science:", "Compare runs and baselines; download models."),
+    ]):
+        with col.container(border=True, height="stretch"):
+            st.page_link(page, label=label, icon=icon)
+            st.caption(text)
 
 
-st.set_page_config(page_title="Recommender studio", page_icon="🧭", layout="wide")
-navigation = st.navigation([st.Page(home, title="Home", icon="🏠", default=True)])
-navigation.run()
+def home_page() -> None:
+    run_page(home)
+
+
+def main() -> None:
+    st.set_page_config(page_title="Recommender studio", page_icon=str(ASSETS / "icon.svg"), layout="wide")
+    st.logo(str(ASSETS / "logo.svg"), icon_image=str(ASSETS / "icon.svg"), size="large")
+    navigation = st.navigation([
+        st.Page(home_page, title="Home", icon=":material/home:", default=True),
+        st.Page("pages/data.py", title="Data", icon=":material/database:"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/recommendations.py", title="Recommendations", icon=":material/recommend:"),
+        st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
+        st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
+    ])
+    with navigation_scope():
+        navigation.run()
+
+
+if __name__ == "__main__":  # Streamlit runs the entry point as __main__; pages may import it as a module
+    main()

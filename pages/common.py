@@ -1,24 +1,585 @@
-"""Helpers shared by the pages: workspace access and cached engine calls. No model code here."""
+"""Helpers shared by the pages: workspace access, cached engine calls and the studio's UI pieces.
+
+No model code here: everything that computes goes through ``recsys``. Models are cached with
+``st.cache_resource`` (keyed by run folder and the model's modification time), frames with
+``st.cache_data``. Session keys are prefixed by page (``data_``, ``train_``, ``rec_``, ``att_``,
+``exp_``, ``home_``); ``app_dataset`` and ``app_run`` are the shared ones (the dataset and run in use).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import os
+import threading
+import time
+import traceback
+import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
 import streamlit as st
 
-from recsys.workspace import Workspace, ensure_demo_dataset
+from recsys.workspace import ENV_VAR, DEFAULT_ROOT, Workspace, ensure_demo_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "assets"
+PLACEHOLDER = str(ASSETS / "no-picture.png")
+
+PAGES = {
+    "home": "app.py",
+    "data": "pages/data.py",
+    "train": "pages/train.py",
+    "recommendations": "pages/recommendations.py",
+    "attention": "pages/attention.py",
+    "experiments": "pages/experiments.py",
+}
+
+STATE_STYLE = {  # state -> (label, badge colour, material icon)
+    "starting": ("Starting", "yellow", ":material/hourglass_top:"),
+    "running": ("Running", "blue", ":material/autorenew:"),
+    "finished": ("Finished", "green", ":material/check_circle:"),
+    "stopped": ("Stopped", "orange", ":material/stop_circle:"),
+    "failed": ("Failed", "red", ":material/error:"),
+    "interrupted": ("Interrupted", "red", ":material/warning:"),
+    "unknown": ("Unknown", "gray", ":material/help:"),
+}
+MODALITY_COLOURS = {"behaviour": "#4C6EF5", "text": "#12B886", "image": "#FAB005", "attributes": "#E64980"}
+MODALITY_NAMES = {"behaviour": "Behaviour", "text": "Text", "image": "Picture", "attributes": "Attributes"}
+METRIC_COLUMNS = [("recall@10", "Recall@10"), ("recall@20", "Recall@20"), ("ndcg@10", "NDCG@10"),
+                  ("ndcg@20", "NDCG@20"), ("hit@10", "Hit@10"), ("hit@20", "Hit@20")]
+
+
+# ----------------------------------------------------------------------------- page frame
+
+_NAVIGATION = threading.local()
+
+
+@contextmanager
+def navigation_scope():
+    """Marks the pages that ``app.py``'s navigation runs (see :func:`_ensure_navigation`)."""
+    _NAVIGATION.active = True
+    try:
+        yield
+    finally:
+        _NAVIGATION.active = False
+
+
+def _ensure_navigation() -> None:
+    """Draw the page through ``app.py`` (navigation, logo, page config) when Streamlit ran it on its own.
+
+    Streamlit 1.67 still treats a folder named ``pages/`` as a legacy multipage folder until
+    ``st.navigation`` has run once: when the first request a fresh server gets is a deep link
+    (``/train``), it runs ``pages/train.py`` by itself and lists every file of the folder in the
+    sidebar. Then run ``app.py``'s navigation here (it draws the requested page) and stop.
+    """
+    if getattr(_NAVIGATION, "active", False):
+        return
+    import app
+
+    app.main()
+    st.stop()
+
+
+def run_page(body: Callable[[], None]) -> None:
+    """Draw a page; any error is explained in words, with the details folded away (never a raw traceback)."""
+    _ensure_navigation()
+    try:
+        body()
+    except Exception as exc:  # Streamlit's rerun/stop signals are BaseExceptions and pass through
+        show_error("This page ran into a problem and could not be drawn completely", exc)
+
+
+def show_error(headline: str, exc: BaseException | str, details: str | None = None) -> None:
+    message = plain_error(exc)
+    st.error(f"**{headline}.** {message}", icon=":material/error:")
+    trace = details if details is not None else (
+        "".join(traceback.format_exception(exc)) if isinstance(exc, BaseException) else "")
+    if trace:
+        with st.expander("Technical details"):
+            st.code(trace, language=None)
+
+
+def plain_error(exc: BaseException | str) -> str:
+    if isinstance(exc, str):
+        return exc
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    text = text.strip() or type(exc).__name__
+    if isinstance(exc, MemoryError):
+        text = "the machine ran out of memory"
+    return text[0].upper() + text[1:] if text else text
+
+
+def page_header(title: str, caption: str) -> None:
+    st.title(title)
+    st.caption(caption)
+
+
+def empty_state(message: str, page: str | None = None, label: str | None = None, icon: str = ":material/info:") -> None:
+    """A friendly "nothing here yet" box that says what to do next (with a link to the page)."""
+    with st.container(border=True):
+        st.markdown(f"{icon} {message}")
+        if page:
+            st.page_link(PAGES[page], label=label or f"Go to the {page.title()} page", icon=":material/arrow_forward:")
+
+
+def state_badge(state: str) -> None:
+    label, colour, icon = STATE_STYLE.get(state, STATE_STYLE["unknown"])
+    st.badge(label, icon=icon, color=colour)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or not np.isfinite(seconds):
+        return "–"
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def fmt_time(stamp: float | None) -> str:
+    if not stamp:
+        return "–"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
+
+
+def fmt_metric(value: Any) -> str:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    return "–" if not np.isfinite(value) else f"{value:.3f}"
+
+
+# ----------------------------------------------------------------------------- workspace
+
+def workspace_root() -> str:
+    return str(Path(os.environ.get(ENV_VAR) or DEFAULT_ROOT).resolve())
 
 
 @st.cache_resource(show_spinner=False)
+def _workspace_at(root: str) -> Workspace:
+    return Workspace(root)
+
+
 def get_workspace() -> Workspace:
-    return Workspace()
+    """The workspace named by RECSYS_WORKSPACE (or ./workspace), one object per folder."""
+    return _workspace_at(workspace_root())
 
 
-@st.cache_resource(show_spinner="Preparing the built-in demo catalog (first start only)…")
-def demo_dataset_name() -> str:
-    return ensure_demo_dataset(get_workspace())
+def ensure_demo(progress: Callable[[str, int, int], None] | None = None) -> str:
+    return ensure_demo_dataset(get_workspace(), progress=progress)
 
 
-@st.cache_data(show_spinner=False)
-def load_dataset_frames(name: str, imported_at: str):
-    """Items and interactions of a dataset; ``imported_at`` keys the cache to the stored version."""
-    bundle = get_workspace().load_dataset(name)
-    return bundle.items, bundle.interactions, bundle.schema.to_dict(), str(bundle.root)
+def dataset_names() -> list[str]:
+    return [info.name for info in get_workspace().list_datasets()]
+
+
+def dataset_info(name: str):
+    return next((info for info in get_workspace().list_datasets() if info.name == name), None)
+
+
+def dataset_stamp(name: str) -> str:
+    info = dataset_info(name)
+    return "" if info is None else str(info.manifest.get("imported_at", ""))
+
+
+@dataclass
+class DatasetFrames:
+    name: str
+    items: pd.DataFrame
+    interactions: pd.DataFrame
+    users: pd.DataFrame | None
+    schema: dict[str, Any]
+    root: str
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def roles(self) -> dict[str, str]:
+        return self.schema.get("items", {})
+
+    @property
+    def separator(self) -> str:
+        return self.schema.get("multi_label_separator") or "|"
+
+    @property
+    def rating_column(self) -> str | None:
+        return next((c for c, r in self.schema.get("interactions", {}).items() if r == "rating"), None)
+
+    @property
+    def image_column(self) -> str | None:
+        return next((c for c, r in self.roles.items() if r == "image"), None)
+
+
+@st.cache_data(show_spinner="Reading the dataset…", max_entries=8)
+def _load_frames(root: str, name: str, stamp: str) -> tuple:
+    bundle = _workspace_at(root).load_dataset(name)
+    manifest = json.loads((Path(bundle.root) / "manifest.json").read_text())
+    return bundle.items, bundle.interactions, bundle.users, bundle.schema.to_dict(), str(bundle.root), manifest
+
+
+def load_dataset_frames(name: str) -> DatasetFrames:
+    """Items, interactions, users and roles of a stored dataset (cached per imported version)."""
+    items, interactions, users, schema, root, manifest = _load_frames(workspace_root(), name, dataset_stamp(name))
+    return DatasetFrames(name, items, interactions, users, schema, root, manifest)
+
+
+def dataset_picker(label: str, key: str, names: list[str] | None = None, help: str | None = None) -> str | None:
+    """A dataset selectbox that starts on the dataset the user last worked on (``app_dataset``)."""
+    names = dataset_names() if names is None else names
+    if not names:
+        return None
+    preferred = st.session_state.get("app_dataset")
+    if key in st.session_state and st.session_state[key] not in names:
+        del st.session_state[key]
+    index = names.index(preferred) if preferred in names else (names.index("demo") if "demo" in names else 0)
+    choice = st.selectbox(label, names, index=index, key=key, help=help)
+    st.session_state["app_dataset"] = choice
+    return choice
+
+
+def image_file(root: str | Path, value: Any) -> str:
+    """The picture of an item (an absolute path), or the studio's "no picture" placeholder."""
+    from recsys.data.bundle import safe_relative_path
+
+    relative = safe_relative_path(value)
+    if relative is not None:
+        path = Path(root) / relative
+        if path.is_file():
+            return str(path)
+    return PLACEHOLDER
+
+
+# ----------------------------------------------------------------------------- runs
+
+def list_all_runs() -> list[dict[str, Any]]:
+    """Every run (newest first) with a fresh state, including runs that are still starting."""
+    from recsys.train.launch import run_state
+    from recsys.train.run import list_runs
+
+    workspace = get_workspace()
+    runs = list_runs(workspace)
+    known = {run["run_id"] for run in runs}
+    for run in runs:
+        run["status"] = run_state(run["path"])
+    launch = workspace.runs_dir / ".launch"
+    if launch.is_dir():
+        for record_file in launch.glob("*.json"):
+            run_id = record_file.stem
+            if run_id in known:
+                continue
+            try:
+                record = json.loads(record_file.read_text())
+            except (OSError, ValueError):
+                continue
+            command = record.get("command") or []
+            dataset = command[command.index("--data") + 1] if "--data" in command else "?"
+            model = command[command.index("--model") + 1] if "--model" in command else "fusion"
+            runs.append({"run_id": run_id, "path": workspace.runs_dir / run_id,
+                         "config": {"dataset": dataset, "model": model},
+                         "status": run_state(workspace.runs_dir / run_id), "metrics": None})
+    runs.sort(key=lambda r: r["run_id"], reverse=True)
+    return runs
+
+
+def has_model(run: dict[str, Any]) -> bool:
+    return (Path(run["path"]) / "model" / "config.json").is_file()
+
+
+def model_runs() -> list[dict[str, Any]]:
+    """Runs with a usable model: finished, stopped or interrupted, and a saved model folder."""
+    return [r for r in list_all_runs()
+            if r["status"].get("state") in ("finished", "stopped", "interrupted") and has_model(r)]
+
+
+def run_label(run: dict[str, Any]) -> str:
+    config = run.get("config") or {}
+    test = (((run.get("metrics") or {}).get("model") or {}).get("test") or {})
+    score = f" · NDCG@20 {test['ndcg@20']:.3f}" if test.get("ndcg@20") is not None else ""
+    state = run["status"].get("state", "unknown")
+    state_note = "" if state == "finished" else f" · {STATE_STYLE.get(state, STATE_STYLE['unknown'])[0].lower()}"
+    started = fmt_time(run["status"].get("started"))
+    return f"{config.get('model', '?')} on {config.get('dataset', '?')} · {started}{score}{state_note}"
+
+
+def run_picker(label: str, key: str, runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not runs:
+        return None
+    ids = [r["run_id"] for r in runs]
+    if key in st.session_state and st.session_state[key] not in ids:
+        del st.session_state[key]
+    preferred = st.session_state.get("app_run")
+    index = ids.index(preferred) if preferred in ids else 0
+    labels = {r["run_id"]: run_label(r) for r in runs}
+    choice = st.selectbox(label, ids, index=index, key=key, format_func=lambda i: labels[i])
+    st.session_state["app_run"] = choice
+    return runs[ids.index(choice)]
+
+
+def _model_stamp(run_dir: Path) -> float:
+    weights = run_dir / "model" / "weights.safetensors"
+    try:
+        return weights.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+class ModelUnavailable(RuntimeError):
+    """A run's saved model cannot be used (incomplete, or from an incompatible version)."""
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def _load_model(model_dir: str, stamp: float):
+    from recsys.models import Recommender, list_models
+
+    list_models()  # registers every model class before loading one by name
+    try:
+        return Recommender.load(model_dir)
+    except FileNotFoundError as exc:
+        raise ModelUnavailable(f"this run's model files are incomplete ({exc}); train it again on the Train page") \
+            from exc
+    except Exception as exc:  # torch/safetensors errors: shape or key mismatches, damaged files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelUnavailable("this run's model could not be loaded — it was probably saved by an older version "
+                               f"of the studio ({first}). Train it again on the Train page, or pick another run") \
+            from exc
+
+
+@dataclass
+class RunContext:
+    """A trained model with everything the pages need around it, built once per model version."""
+
+    run_id: str
+    run_dir: str
+    stamp: float  # the model's modification time: keys caches derived from it
+    model: Any
+    data: DatasetFrames
+    items_by_id: pd.DataFrame  # indexed by item id (string)
+    aligned: pd.DataFrame  # items in the model's item order
+    vectors: np.ndarray  # L2-normalised item vectors [n_items, d]
+    title_column: str
+    image_column: str | None
+    price_column: str | None
+    category_columns: list[str]
+    user_options: list[str]  # user ids, most active first
+    activity: dict[str, int]
+    user_rows: dict[str, np.ndarray]  # user id -> row positions in data.interactions
+    explain_context: Any  # recsys.explain.ExplainContext: labels, TF-IDF, bands, popularity, built once
+
+    def title(self, item_id: str) -> str:
+        if item_id in self.items_by_id.index and self.title_column in self.items_by_id.columns:
+            value = self.items_by_id.at[item_id, self.title_column]
+            if isinstance(value, str) and value.strip():
+                return value
+        return str(item_id)
+
+    def picture(self, item_id: str) -> str:
+        if self.image_column and item_id in self.items_by_id.index:
+            return image_file(self.data.root, self.items_by_id.at[item_id, self.image_column])
+        return PLACEHOLDER
+
+
+@st.cache_resource(show_spinner="Preparing the model's items…", max_entries=4)
+def _run_context(run_dir: str, model_stamp: float, dataset: str, data_stamp: str, root: str) -> RunContext:
+    from recsys.data import stats
+    from recsys.explain import ExplainContext, item_vectors
+
+    model = _load_model(str(Path(run_dir) / "model"), model_stamp)
+    data = load_dataset_frames(dataset)
+    items = data.items.copy()
+    items["item_id"] = items["item_id"].astype(str)
+    items_by_id = items.drop_duplicates("item_id").set_index("item_id", drop=False)
+    aligned = items_by_id.reindex(pd.Index(model.item_ids, name="item_idx"))
+    price = stats.price_column(items, data.roles)
+    seen = model.seen
+    counts = np.diff(seen.indptr) if seen is not None else np.zeros(model.n_users, int)
+    order = np.argsort(-counts, kind="stable")
+    users = [str(model.user_ids[i]) for i in order]
+    return RunContext(
+        run_id=Path(run_dir).name, run_dir=str(run_dir), stamp=model_stamp, model=model, data=data, items_by_id=items_by_id, aligned=aligned,
+        vectors=item_vectors(model), title_column=stats.title_column(data.roles, items),
+        image_column=data.image_column, price_column=price,
+        category_columns=stats.category_columns(items, data.roles)[:3], user_options=users,
+        activity={str(model.user_ids[i]): int(counts[i]) for i in range(len(counts))},
+        user_rows=data.interactions.groupby(data.interactions["user_id"].astype(str)).indices,
+        explain_context=ExplainContext(model, data.items, data.roles, separator=data.separator,
+                                       interactions=data.interactions, rating_column=data.rating_column))
+
+
+def run_context(run: dict[str, Any]) -> RunContext:
+    """The cached :class:`RunContext` of a run (raises a plain error when its dataset is gone)."""
+    run_dir = Path(run["path"])
+    dataset = (run.get("config") or {}).get("dataset")
+    if not dataset or dataset not in dataset_names():
+        raise LookupError(f"the dataset '{dataset}' this run was trained on is no longer in the workspace; "
+                          "import it again on the Data page")
+    return _run_context(str(run_dir), _model_stamp(run_dir), dataset, dataset_stamp(dataset), workspace_root())
+
+
+def usable_context(run: dict[str, Any]) -> RunContext | None:
+    """:func:`run_context`, or a plain warning (and None) when the run's model or dataset cannot be used."""
+    try:
+        return run_context(run)
+    except (ModelUnavailable, LookupError) as exc:
+        st.warning(f"**This run cannot be shown.** {plain_error(exc)}.", icon=":material/warning:")
+        st.page_link(PAGES["train"], label="Go to the Train page", icon=":material/arrow_forward:")
+        return None
+
+
+def metrics_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
+    """Test metrics of the model and its baselines (plus cold-start rows) as one table."""
+    rows = []
+    if not metrics:
+        return pd.DataFrame()
+    model = metrics.get("model") or {}
+    if model.get("test"):
+        rows.append({"Model": f"{model.get('name', 'model')} (this run)", "Split": "test", **{
+            label: model["test"].get(key) for key, label in METRIC_COLUMNS}, "Fit time": model.get("fit_seconds")})
+    for name, result in (metrics.get("baselines") or {}).items():
+        rows.append({"Model": name, "Split": "test",
+                     **{label: result["test"].get(key) for key, label in METRIC_COLUMNS},
+                     "Fit time": result.get("fit_seconds")})
+    for name, result in (metrics.get("cold_start") or {}).items():
+        rows.append({"Model": name, "Split": "cold-start items",
+                     **{label: result["test"].get(key) for key, label in METRIC_COLUMNS},
+                     "Fit time": result.get("fit_seconds")})
+    return pd.DataFrame(rows)
+
+
+def metric_column_config() -> dict[str, Any]:
+    config = {label: st.column_config.NumberColumn(label, format="%.4f") for _, label in METRIC_COLUMNS}
+    config["Fit time"] = st.column_config.NumberColumn("Fit time", format="%.1f s")
+    return config
+
+
+# ----------------------------------------------------------------------------- uploads
+
+TABLE_EXTENSIONS = (".csv", ".parquet", ".jsonl", ".ndjson")
+
+
+class UploadError(ValueError):
+    pass
+
+
+def assemble_bundle_zip(tables: dict[str, tuple[str, bytes]], images_zip: bytes | None = None) -> bytes:
+    """One bundle ``.zip`` (in memory) from separately uploaded tables and an optional pictures zip.
+
+    ``tables`` maps ``items`` / ``interactions`` / ``users`` to ``(uploaded file name, bytes)``;
+    each is stored under its table name (``items.csv`` …), so only known names enter the bundle.
+    The pictures zip is not unpacked here: the tables are appended to it, and the import then
+    checks every entry (paths leaving the bundle, links, sizes, zip bombs) like any bundle zip.
+    """
+    allowed = {"items", "interactions", "users"}
+    for table, (filename, _) in tables.items():
+        if table not in allowed:
+            raise UploadError(f"unknown table {table!r}")
+        if Path(filename).suffix.lower() not in TABLE_EXTENSIONS:
+            raise UploadError(f"{filename}: the {table} file must be .csv, .parquet or .jsonl")
+    if images_zip is not None:
+        try:  # append mode would silently start a new archive after anything that is not a zip
+            with zipfile.ZipFile(io.BytesIO(images_zip)) as probe:
+                probe.infolist()
+        except (zipfile.BadZipFile, OSError, EOFError):
+            raise UploadError("the pictures file is not a readable .zip archive") from None
+    buffer = io.BytesIO(images_zip or b"")
+    archive = zipfile.ZipFile(buffer, "a" if images_zip else "w", compression=zipfile.ZIP_DEFLATED)
+    with archive:
+        roots = {name.strip("/").split("/")[-1].lower() for name in archive.namelist() if "/" not in name.strip("/")}
+        clash = sorted(n for n in roots if n.split(".")[0] in allowed and Path(n).suffix in TABLE_EXTENSIONS)
+        if clash:
+            raise UploadError(f"the pictures .zip already holds {', '.join(clash)}: upload it as a whole bundle "
+                              "(the '.zip bundle' option) instead")
+        for table, (filename, data) in tables.items():
+            archive.writestr(f"{table}{Path(filename).suffix.lower()}", data)
+    return buffer.getvalue()
+
+
+def zip_entry_examples(data: bytes, limit: int = 3) -> list[str]:
+    """A few picture paths inside a zip (for a hint when pictures are not found)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = [n for n in archive.namelist() if not n.endswith("/") and not n.lower().endswith(TABLE_EXTENSIONS)]
+    except zipfile.BadZipFile:
+        return []
+    return names[:limit]
+
+
+def digest(data: bytes | str) -> str:
+    return hashlib.sha1(data if isinstance(data, bytes) else data.encode()).hexdigest()[:16]
+
+
+def upload_limit_mb() -> int:
+    try:
+        return int(st.get_option("server.maxUploadSize"))
+    except Exception:
+        return 200
+
+
+# ----------------------------------------------------------------------------- drawing items
+
+def item_caption(row: pd.Series | dict, columns: list[str], price_column: str | None = None, limit: int = 3) -> str:
+    parts = []
+    for column in columns[:limit]:
+        value = row.get(column) if hasattr(row, "get") else None
+        if value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == "":
+            continue
+        text = str(value).replace("|", " · ")
+        parts.append(text if len(text) <= 40 else text[:38] + "…")
+    if price_column:
+        value = row.get(price_column)
+        try:
+            if value is not None and np.isfinite(float(value)):
+                parts.append(f"{price_column.replace('_', ' ')} {float(value):,.2f}")
+        except (TypeError, ValueError):
+            pass
+    return " · ".join(parts)
+
+
+def gallery(entries: list[dict[str, Any]], per_row: int = 6) -> None:
+    """Pictures with a title and a caption line, ``per_row`` to a row. Entries: picture, title, caption."""
+    for start in range(0, len(entries), per_row):
+        cols = st.columns(per_row)
+        for col, entry in zip(cols, entries[start:start + per_row]):
+            with col:
+                st.image(entry["picture"], width="stretch")
+                st.markdown(f"**{_short(entry['title'], 60)}**")
+                if entry.get("caption"):
+                    st.caption(entry["caption"])
+
+
+def _short(text: str, n: int) -> str:
+    text = str(text)
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# ----------------------------------------------------------------------------- charts
+
+PRIMARY = "#4C6EF5"
+
+
+def style_figure(fig, height: int = 320, legend: bool = True, title: str | None = None):
+    """One look for every chart: white background, small margins, title top left, legend under the title."""
+    top = (38 if title else 8) + (28 if legend else 0)
+    fig.update_layout(
+        template="plotly_white", height=height, margin=dict(l=10, r=10, t=top, b=10),
+        title=dict(text=title, x=0, xanchor="left", y=1.0, yanchor="top", pad=dict(t=8), font=dict(size=15))
+        if title else None,
+        showlegend=legend,
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0, title=None),
+        font=dict(size=12), hoverlabel=dict(bgcolor="white"),
+    )
+    return fig
+
+
+def chart(fig, key: str | None = None, **kwargs):
+    return st.plotly_chart(fig, key=key, config={"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+                           if not kwargs.get("on_select") else {"displaylogo": False}, **kwargs)

@@ -1,0 +1,419 @@
+"""Data: import a catalog (upload, bundle zip, demo, folder), check its column roles and its
+validation report, then explore what it holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages.common import (PRIMARY, UploadError, assemble_bundle_zip, chart, dataset_info, dataset_names,
+                          dataset_picker, digest, empty_state, ensure_demo, gallery, get_workspace, image_file,
+                          item_caption, load_dataset_frames, page_header, run_page, show_error, style_figure,
+                          upload_limit_mb, workspace_root, zip_entry_examples)
+from recsys.data import stats
+from recsys.data.schema import ROLES
+
+SOURCES = ["Upload files", "Upload a .zip bundle", "Built-in demo catalog", "Folder on disk"]
+TABLE_TYPES = ["csv", "parquet", "jsonl", "ndjson"]
+ROLE_HELP = ("id: identifier · text: titles, descriptions · categorical: one label (brand) · multi_label: "
+             "several labels joined by '|' (genres) · numeric: numbers (price) · image: picture path · timestamp · "
+             "rating · ignore: not used")
+
+
+# ----------------------------------------------------------------------------- import
+
+def _session_cache(name: str) -> dict:
+    return st.session_state.setdefault(name, {})
+
+
+def _preview(key: str, source: Any) -> tuple[dict[str, pd.DataFrame], dict | None, list[str]]:
+    cache = _session_cache("data_preview_cache")
+    if key not in cache:
+        cache.clear()  # keep one source's tables at a time
+        cache[key] = stats.read_bundle_tables(source)
+    return cache[key]
+
+
+def _validate(key: str, source: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The validation report of ``source`` with role ``overrides`` (cached per source and overrides)."""
+    from recsys.data.bundle import discard_bundle, load_bundle
+
+    cache = _session_cache("data_validation_cache")
+    cache_key = f"{key}:{json.dumps(overrides, sort_keys=True)}"
+    if cache_key not in cache:
+        if len(cache) > 8:
+            cache.clear()
+        with st.spinner("Checking the bundle…"):
+            try:
+                result = load_bundle(source, schema=overrides or None)
+            except Exception as exc:  # a bug, not bad data: say so plainly
+                return {"ok": False, "errors": [{"message": f"the bundle could not be checked: {exc}", "file": None,
+                                                 "column": None, "rows": [], "code": "internal"}],
+                        "warnings": [], "counts": {}}
+            report = result.report.to_dict()
+            discard_bundle(result.bundle)
+        cache[cache_key] = report
+    return cache[cache_key]
+
+
+def _issue_text(issue: dict[str, Any]) -> str:
+    where = " · ".join(part for part in (f"`{issue['file']}`" if issue.get("file") else None,
+                                         f"column `{issue['column']}`" if issue.get("column") else None) if part)
+    rows = issue.get("rows") or []
+    example = ""
+    if rows:
+        shown = ", ".join(str(r) for r in rows[:6])
+        example = f" — e.g. {'rows' if all(isinstance(r, int) for r in rows) else 'entries'} {shown}"
+    message = issue["message"][0].upper() + issue["message"][1:]
+    return f"{'**' + where + '**: ' if where else ''}{message}{example}."
+
+
+def _draw_report(report: dict[str, Any], hint_entries: list[str] | None = None) -> None:
+    errors, warnings = report.get("errors", []), report.get("warnings", [])
+    if errors:
+        st.error(f"**{len(errors)} problem{'s' if len(errors) > 1 else ''} block{'' if len(errors) > 1 else 's'} "
+                 "the import.** Fix them in your files (or change a column's role above) and try again.",
+                 icon=":material/block:")
+        for issue in errors:
+            st.markdown(f":red[:material/error:] {_issue_text(issue)}")
+    if warnings:
+        with st.expander(f"{len(warnings)} warning{'s' if len(warnings) > 1 else ''} — the import can go ahead",
+                         expanded=not errors, icon=":material/warning:"):
+            for issue in warnings:
+                st.markdown(f":orange[:material/warning:] {_issue_text(issue)}")
+                if issue.get("code") == "missing_images" and hint_entries:
+                    st.caption("Pictures are looked up at the paths the items table names, relative to the bundle "
+                               f"(e.g. `images/42.jpg`). Your pictures zip holds paths like "
+                               f"{', '.join(f'`{e}`' for e in hint_entries)}.")
+    if not errors and not warnings:
+        st.success("No problems found: the bundle is ready to import.", icon=":material/check_circle:")
+    counts = report.get("counts") or {}
+    if counts:
+        cols = st.columns(4)
+        for col, (label, key) in zip(cols, [("Users", "users"), ("Items", "items"), ("Interactions", "interactions"),
+                                            ("Items with a picture", "items_with_image")]):
+            col.metric(label, f"{counts.get(key, 0):,}")
+
+
+def _review_and_import(source: Any, key: str, default_name: str, hint_entries: list[str] | None = None) -> None:
+    tables, schema_json, problems = _preview(key, source)
+    if not tables:
+        st.error("**The bundle could not be read.** " + ("; ".join(problems) or "no items or interactions table found")
+                 + ". Nothing was imported.", icon=":material/error:")
+        return
+    base = stats.role_table(tables, schema_json)
+    st.markdown("##### Column roles")
+    st.caption("Each column's role was inferred from its name and values (the reason is shown). Change a role "
+               "if it is wrong: the bundle is checked again at once.")
+    edited = st.data_editor(
+        base, key=f"data_roles_{key}", hide_index=True, width="stretch",
+        disabled=["table", "column", "reason", "example"],
+        column_config={
+            "table": st.column_config.TextColumn("Table", width="small"),
+            "column": st.column_config.TextColumn("Column"),
+            "role": st.column_config.SelectboxColumn("Role", options=list(ROLES), required=True, help=ROLE_HELP),
+            "reason": st.column_config.TextColumn("Why this role", width="medium"),
+            "example": st.column_config.TextColumn("Example value", width="medium"),
+        })
+    overrides = stats.roles_from_table(edited, base)
+    if overrides:
+        changed = ", ".join(f"{c} → {r}" for t in overrides.values() for c, r in t.items())
+        st.caption(f":material/edit: Your changes: {changed}")
+
+    st.markdown("##### Validation")
+    report = _validate(key, source, overrides)
+    _draw_report(report, hint_entries)
+
+    cols = st.columns([2, 1], vertical_alignment="bottom")
+    name = cols[0].text_input("Dataset name", value=default_name, key=f"data_name_{key}",
+                              help="Lowercase letters, digits, '-' and '_'; other characters become '-'.")
+    from recsys.workspace import dataset_name
+
+    final = dataset_name(name)
+    clicked = cols[1].button("Import dataset", type="primary", icon=":material/download:", key=f"data_import_{key}",
+                             disabled=not report.get("ok"), width="stretch")
+    if final in dataset_names():
+        st.caption(f":material/info: A dataset named **{final}** exists; importing replaces it only if this bundle "
+                   "has no errors.")
+    if clicked:
+        workspace = get_workspace()
+        bar = st.progress(0.0, text="Importing…")
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.progress(min(1.0, done / max(total, 1)), text=f"Importing: {stage} {done:,}/{total:,}")
+
+        try:
+            result = workspace.import_bundle(source, name=final, schema=overrides or None, progress=progress)
+        except Exception as exc:
+            bar.empty()
+            show_error("The import failed; nothing in the workspace changed", exc)
+            return
+        bar.empty()
+        if result.ok:
+            st.session_state["app_dataset"] = result.name
+            st.session_state["data_dataset"] = result.name
+            st.session_state["data_imported"] = result.name
+            _session_cache("data_validation_cache").clear()
+            st.rerun()
+        else:
+            previous = "the dataset already stored under that name is unchanged" if final in dataset_names() \
+                else "nothing was added to the workspace"
+            st.error(f"**The import was refused**: {previous}.", icon=":material/block:")
+            _draw_report(result.report.to_dict(), hint_entries)
+
+
+def _uploads() -> None:
+    limit = upload_limit_mb()
+    st.caption(f"Tables as CSV (UTF-8), Parquet or JSON Lines; pictures as one .zip whose paths match the items' "
+               f"picture column (e.g. `images/42.jpg`). **Up to {limit:,} MB per file**: a larger file is refused "
+               "(it shows a red mark) — import it from **Folder on disk** instead, or raise `server.maxUploadSize` "
+               "in `.streamlit/config.toml`.")
+    left, right = st.columns(2)
+    items = left.file_uploader("Items (required)", type=TABLE_TYPES, key="data_items_file",
+                               help="`item_id` plus any columns: title, description, category, brand, price, image_file…")
+    interactions = right.file_uploader("Interactions (required)", type=TABLE_TYPES, key="data_interactions_file",
+                                       help="`user_id`, `item_id`; optional `rating`, `timestamp`.")
+    users = left.file_uploader("Users (optional)", type=TABLE_TYPES, key="data_users_file",
+                               help="`user_id` plus attributes.")
+    images = right.file_uploader("Pictures (.zip, optional)", type=["zip"], key="data_images_file",
+                                 help="The pictures named in the items table, at the same relative paths.")
+    if not items or not interactions:
+        empty_state("Upload at least an **items** file and an **interactions** file to check them here.",
+                    icon=":material/upload_file:")
+        return
+    files = {"items": items, "interactions": interactions, **({"users": users} if users else {})}
+    ids = "|".join(f"{t}:{f.file_id}" for t, f in files.items()) + (f"|images:{images.file_id}" if images else "")
+    cache = _session_cache("data_assembled")
+    if ids not in cache:
+        cache.clear()
+        try:
+            cache[ids] = assemble_bundle_zip({t: (f.name, f.getvalue()) for t, f in files.items()},
+                                             images.getvalue() if images else None)
+        except UploadError as exc:
+            st.error(f"**These files cannot be imported**: {exc}. Nothing was imported.", icon=":material/error:")
+            return
+    data = cache[ids]
+    hint = zip_entry_examples(images.getvalue()) if images else None
+    _review_and_import(data, digest(ids), Path(items.name).stem.replace("items", "").strip("-_ ") or "my-catalog",
+                       hint)
+
+
+def _zip_bundle() -> None:
+    limit = upload_limit_mb()
+    st.caption("One .zip holding `items.*`, `interactions.*`, optionally `users.*`, `schema.json` and the pictures "
+               f"folder (a single top-level folder inside the zip is fine). **Up to {limit:,} MB**: a larger file is "
+               "refused (it shows a red mark) — import it from **Folder on disk** instead, or raise "
+               "`server.maxUploadSize` in `.streamlit/config.toml`.")
+    bundle = st.file_uploader("Bundle (.zip)", type=["zip"], key="data_bundle_file")
+    if not bundle:
+        empty_state("Upload a bundle .zip to check it here.", icon=":material/folder_zip:")
+        return
+    _review_and_import(bundle.getvalue(), digest(bundle.file_id), Path(bundle.name).stem)
+
+
+def _demo() -> None:
+    st.write("A generated catalog of 800 products (titles, descriptions, categories, brands, prices, tags and "
+             "pictures) and 1,000 shoppers with 30,000 ratings. Its users follow known tastes — some look at "
+             "pictures, some read descriptions, some follow brands and prices, some follow the crowd — so the "
+             "Attention page can compare what the model learned with the truth.")
+    exists = "demo" in dataset_names()
+    if exists:
+        st.success("The demo catalog is in the workspace as **demo**: explore it in the Explore tab.",
+                   icon=":material/check_circle:")
+    if st.button("Import the demo catalog", type="primary", icon=":material/download:", key="data_demo_import",
+                 disabled=exists):
+        with st.spinner("Generating and importing the demo catalog…"):
+            name = ensure_demo()
+        st.session_state["app_dataset"] = name
+        st.session_state["data_dataset"] = name
+        st.session_state["data_imported"] = name
+        st.rerun()
+
+
+def _folder() -> None:
+    st.caption("A bundle folder or .zip file on the machine that runs the studio (e.g. one of the shared datasets).")
+    path = st.text_input("Path", key="data_folder_path", placeholder="/data/my-catalog or /data/my-catalog.zip")
+    if not path.strip():
+        empty_state("Type the path of a bundle folder or .zip to check it here.", icon=":material/folder_open:")
+        return
+    folder = Path(path.strip()).expanduser()
+    if not folder.exists():
+        st.error(f"**`{folder}` does not exist** on this machine. Check the path and try again.",
+                 icon=":material/error:")
+        return
+    if not (folder.is_dir() or folder.suffix.lower() == ".zip"):
+        st.error("**A bundle is a folder or a .zip file.** This path is neither.", icon=":material/error:")
+        return
+    stamp = folder.stat().st_mtime
+    _review_and_import(str(folder), digest(f"{folder.resolve()}:{stamp}"), folder.stem)
+
+
+def import_section() -> None:
+    imported = st.session_state.pop("data_imported", None)
+    if imported:
+        st.success(f"Imported **{imported}**. Explore it in the Explore tab, then train a model on the Train page.",
+                   icon=":material/check_circle:")
+        st.page_link("pages/train.py", label="Train a model on it", icon=":material/arrow_forward:")
+    source = st.segmented_control("Where is your catalog?", SOURCES, default=SOURCES[0], key="data_source",
+                                  required=True)
+    {"Upload files": _uploads, "Upload a .zip bundle": _zip_bundle, "Built-in demo catalog": _demo,
+     "Folder on disk": _folder}[source or SOURCES[0]]()
+
+
+# ----------------------------------------------------------------------------- explore
+
+@st.cache_data(show_spinner="Computing statistics…", max_entries=8)
+def dataset_statistics(root: str, name: str, stamp: str) -> dict[str, Any]:
+    data = load_dataset_frames(name)
+    roles = data.roles
+    categories = stats.category_columns(data.items, roles)
+    return {
+        "overview": stats.overview(data.items, data.interactions, data.users, data.rating_column),
+        "items_curve": stats.long_tail_curve(data.interactions, "item"),
+        "users_curve": stats.long_tail_curve(data.interactions, "user"),
+        "ratings": stats.rating_distribution(data.interactions, data.rating_column),
+        "coverage": stats.modality_coverage(data.items, roles, data.root),
+        "categories": categories,
+        "title": stats.title_column(roles, data.items),
+        "price": stats.price_column(data.items, roles),
+    }
+
+
+def explore_section() -> None:
+    name = dataset_picker("Dataset", "data_dataset")
+    if not name:
+        empty_state("No dataset yet — import one in the **Import** tab, or pick the built-in demo catalog there.")
+        return
+    info = dataset_info(name)
+    data = load_dataset_frames(name)
+    summary = dataset_statistics(workspace_root(), name, info.manifest.get("imported_at", ""))
+    ov = summary["overview"]
+    origin = str(info.manifest.get("source", "?"))
+    origin = "the built-in demo generator" if "recsys-demo-" in origin else ("an upload" if origin == "upload" else
+                                                                          f"`{origin}`")
+    st.caption(f"Imported {info.manifest.get('imported_at', '?').replace('T', ' ').rstrip('Z')} UTC from {origin}")
+    cols = st.columns(6)
+    cols[0].metric("Users", f"{ov['users']:,}")
+    cols[1].metric("Items", f"{ov['items']:,}")
+    cols[2].metric("Interactions", f"{ov['interactions']:,}")
+    cols[3].metric("Density", f"{ov['density']:.2%}", help=f"Sparsity {ov['sparsity']:.2%}: the share of "
+                   "user × item pairs without an interaction.")
+    cols[4].metric("Median items per user", f"{ov['median_per_user']:,.0f}")
+    cols[5].metric("Median users per item", f"{ov['median_per_item']:,.0f}")
+
+    left, right = st.columns(2)
+    with left:
+        curve = summary["items_curve"]
+        fig = go.Figure(go.Scatter(x=curve["rank"], y=curve["count"], mode="lines", line=dict(color=PRIMARY, width=2),
+                                   fill="tozeroy", fillcolor="rgba(76,110,245,0.12)",
+                                   hovertemplate="item rank %{x}<br>%{y} users<extra></extra>"))
+        fig.update_yaxes(type="log", dtick=1, title="users per item (log)")
+        fig.update_xaxes(title="items, most popular first")
+        style_figure(fig, title=f"Interactions per item — the 20 % most popular items take "
+                                f"{ov['top20_item_share']:.0%}", legend=False)
+        chart(fig, key="data_items_curve")
+    with right:
+        curve = summary["users_curve"]
+        fig = go.Figure(go.Scatter(x=curve["rank"], y=curve["count"], mode="lines", line=dict(color="#12B886", width=2),
+                                   fill="tozeroy", fillcolor="rgba(18,184,134,0.12)",
+                                   hovertemplate="user rank %{x}<br>%{y} items<extra></extra>"))
+        fig.update_yaxes(type="log", dtick=1, title="items per user (log)")
+        fig.update_xaxes(title="users, most active first")
+        style_figure(fig, title=f"Interactions per user — median {ov['median_per_user']:,.0f}, "
+                                f"most active {ov['max_per_user']:,}", legend=False)
+        chart(fig, key="data_users_curve")
+
+    left, right = st.columns(2)
+    with left:
+        ratings = summary["ratings"]
+        if len(ratings):
+            fig = px.bar(ratings, x=ratings["rating"].astype(str), y="count", color_discrete_sequence=[PRIMARY],
+                         hover_data={"share": ":.1%"})
+            fig.update_xaxes(title="rating", type="category")
+            fig.update_yaxes(title="interactions")
+            style_figure(fig, title=f"Ratings — mean {ov.get('mean_rating') or 0:.2f}", legend=False)
+            chart(fig, key="data_ratings")
+        else:
+            with st.container(border=True):
+                st.markdown("**Ratings**")
+                st.caption("This dataset has no rating column: every interaction counts as a positive "
+                           "(implicit feedback).")
+    with right:
+        coverage = summary["coverage"]
+        if len(coverage):
+            frame = coverage.iloc[::-1]
+            colours = [PRIMARY if kind == "modality" else "#ADB5BD" for kind in frame["kind"]]
+            labels = [f"{n} ({r})" if k == "column" else f"{n.upper()}" for n, r, k in
+                      zip(frame["name"], frame["role"], frame["kind"])]
+            fig = go.Figure(go.Bar(x=frame["share"], y=labels, orientation="h", marker_color=colours,
+                                   text=[f"{s:.0%}" for s in frame["share"]], textposition="outside",
+                                   hovertemplate="%{y}: %{x:.1%} of items<extra></extra>"))
+            fig.update_xaxes(range=[0, 1.15], tickformat=".0%", title="share of items")
+            style_figure(fig, height=max(260, 28 * len(frame) + 60),
+                         title="Modality coverage — share of items with each modality and column", legend=False)
+            chart(fig, key="data_coverage")
+
+    categories = summary["categories"]
+    if categories:
+        column = st.selectbox("Break the catalog down by", categories, key="data_category_column")
+        breakdown = stats.category_breakdown(data.items, column, data.roles.get(column, "categorical"),
+                                             data.separator, data.interactions)
+        breakdown = breakdown.iloc[::-1]
+        from plotly.subplots import make_subplots
+
+        fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.03,
+                            subplot_titles=("items", "interactions with them"))
+        fig.add_trace(go.Bar(y=breakdown["value"], x=breakdown["items"], orientation="h", marker_color=PRIMARY,
+                             hovertemplate="%{y}: %{x:,} items<extra></extra>"), row=1, col=1)
+        fig.add_trace(go.Bar(y=breakdown["value"], x=breakdown["interactions"], orientation="h",
+                             marker_color="#FAB005", hovertemplate="%{y}: %{x:,} interactions<extra></extra>"),
+                      row=1, col=2)
+        style_figure(fig, height=max(300, 26 * len(breakdown) + 90), legend=False)
+        fig.update_layout(margin=dict(t=40))
+        chart(fig, key="data_categories")
+
+    st.markdown("##### A look at the catalog")
+    seed = st.session_state.get("data_gallery_seed", 0)
+    sample = stats.sample_items(data.items, data.roles, data.root, n=12, seed=seed,
+                                category=categories[0] if categories else None)
+    caption_columns = [c for c in categories[:2]]
+    gallery([{"picture": image_file(data.root, row.get(data.image_column)) if data.image_column else image_file("", None),
+              "title": row.get(summary["title"], row["item_id"]),
+              "caption": item_caption(row, caption_columns, summary["price"])} for _, row in sample.iterrows()])
+    if st.button("Show other items", icon=":material/shuffle:", key="data_gallery_shuffle"):
+        st.session_state["data_gallery_seed"] = seed + 1
+        st.rerun()
+
+    with st.expander("Column roles and import warnings"):
+        roles = pd.DataFrame([{"table": table, "column": column, "role": role,
+                               "why": (info.manifest.get("reasons", {}).get(table, {}) or {}).get(column, "")}
+                              for table in ("items", "interactions", "users")
+                              for column, role in (data.schema.get(table) or {}).items()])
+        st.dataframe(roles, hide_index=True, width="stretch")
+        warnings = info.manifest.get("warnings") or []
+        if warnings:
+            st.markdown("**Warnings at import**")
+            for warning in warnings:
+                st.caption(warning)
+
+
+def main() -> None:
+    page_header("Data", "Import a catalog — items with text, pictures and attributes, and who interacted with what "
+                        "— check it, and see what it holds.")
+    has_data = bool(dataset_names())
+    labels = [":material/insights: Explore", ":material/upload: Import"]
+    tabs = st.tabs(labels if has_data else labels[::-1])
+    explore_tab, import_tab = (tabs[0], tabs[1]) if has_data else (tabs[1], tabs[0])
+    with import_tab:
+        import_section()
+    with explore_tab:
+        explore_section()
+
+
+run_page(main)

@@ -1,0 +1,295 @@
+"""Recommendations: a user's history and their top-K items, each with the evidence behind it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, empty_state, gallery, item_caption,
+                          model_runs, page_header, run_page, usable_context, run_picker, show_error, style_figure)
+from recsys.explain import explain
+from recsys.models.rerank import filter_mask, mmr_rerank, seen_mask
+
+MAX_USER_OPTIONS = 5000
+
+
+def stars(value) -> str:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return ""
+    if not np.isfinite(value):
+        return ""
+    full = int(round(min(max(value, 0), 5)))
+    return "★" * full + "☆" * (5 - full) if value <= 5 else f"rating {value:g}"
+
+
+def user_history(ctx: RunContext, user: str) -> pd.DataFrame:
+    data = ctx.data
+    rows = ctx.user_rows.get(user)
+    if rows is None:
+        return data.interactions.head(0)
+    history = data.interactions.iloc[rows]
+    order = []
+    if data.rating_column:
+        order.append(data.rating_column)
+    stamp = next((c for c, r in data.schema.get("interactions", {}).items() if r == "timestamp"), None)
+    if stamp:
+        order.append(stamp)
+    return history.sort_values(order, ascending=False) if order else history
+
+
+def modality_chart(explanation: dict) -> go.Figure | None:
+    """Two panels per modality: its attention weight, and its contribution to the score (can be negative)."""
+    from plotly.subplots import make_subplots
+
+    rows = explanation.get("modalities") or []
+    if not explanation.get("has_attention") or not rows:
+        return None
+    rows = rows[::-1]
+    names = [MODALITY_NAMES.get(m["modality"], m["modality"]) + ("" if m["present"] else " (missing)") for m in rows]
+    colours = [MODALITY_COLOURS.get(m["modality"], "#868E96") for m in rows]
+    attention = [m["attention"] for m in rows]
+    shares = [m["share"] for m in rows]
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.08,
+                        subplot_titles=("attention weight", "contribution to the score"))
+    fig.add_trace(go.Bar(y=names, x=attention, orientation="h", marker_color=colours,
+                         text=[f"{a:.0%}" for a in attention], textposition="auto", cliponaxis=False,
+                         hovertemplate="%{y}: attention %{x:.1%}<extra></extra>"), row=1, col=1)
+    fig.update_xaxes(tickformat=".0%", range=[0, 1], row=1, col=1)
+    fig.add_trace(go.Bar(y=names, x=shares, orientation="h",
+                         marker_color=["#4C6EF5" if v >= 0 else "#FA5252" for v in shares],
+                         text=[f"{v:+.2f}" if abs(v) >= 0.005 else "0" for v in shares], textposition="auto",
+                         cliponaxis=False, hovertemplate="%{y}: %{x:+.3f} of the score<extra></extra>"), row=1, col=2)
+    low, high = min(0.0, min(shares)), max(0.0, max(shares))
+    pad = 0.1 * (high - low or 1.0)
+    fig.update_xaxes(range=[low - pad, high + pad], zeroline=True, zerolinecolor="#868E96", row=1, col=2)
+    fig.update_annotations(font_size=12)
+    style_figure(fig, height=60 + 40 * len(rows), legend=False)
+    fig.update_layout(margin=dict(t=30))
+    return fig
+
+
+def evidence_lines(explanation: dict) -> list[str]:
+    """The shared evidence of an explanation, one short line each."""
+    evidence = explanation.get("evidence") or {}
+    lines = []
+    for label in evidence.get("labels") or []:
+        shared = label.get("shared_values") or []
+        if shared:
+            values = ", ".join(f"“{v}”" for v in shared[:3])
+            others = label.get("shared_with") or []
+            also = f"“{others[0]}”" + (f" and {len(others) - 1} more" if len(others) > 1 else "") if others else ""
+            lines.append(f"**{label['column_label']}** {values}" + (f" — also on {also}" if also else ""))
+        else:
+            top = (label.get("history_counts") or [{}])[0]
+            if top.get("count"):
+                lines.append(f"**{label['column_label']}** “{top['value']}” — {top['count']} of the "
+                             f"{label['history_size']} items in the history")
+    words = evidence.get("words") or []
+    if words:
+        lines.append("**words** " + ", ".join(f"“{w['word']}”" for w in words[:5]) + " — also in the texts above")
+    price = evidence.get("price") or {}
+    if price.get("band"):
+        lines.append(f"**price band** {price['band']} — {price.get('history_share_pct', 0)}% of the history is in it")
+    visual = evidence.get("visual") or {}
+    if visual.get("percentile") is not None:
+        lines.append(f"**picture** looks like “{visual['title']}” (closer than {visual['percentile']}% of the "
+                     "catalogue)")
+    popularity = evidence.get("popularity") or {}
+    if popularity:
+        lines.append("**popularity** new: no one has it yet" if popularity.get("new_item") else
+                     f"**popularity** {popularity.get('count', 0):,} users, more than {popularity.get('percentile', 0)}% "
+                     "of the catalogue")
+    return lines
+
+
+def explanation_body(ctx: RunContext, explanation: dict) -> None:
+    if explanation.get("error") is not None:
+        show_error("The explanation could not be computed", explanation["error"])
+        return
+    st.markdown(explanation["sentence"])
+    fig = modality_chart(explanation)
+    if fig is not None:
+        st.caption(f"How much each modality weighs for this user and item, and what it adds to the score "
+                   f"({explanation['score']:.2f} in total):")
+        st.plotly_chart(fig, width=560, config={"displayModeBar": False})
+    else:
+        st.caption(f"This model ({explanation.get('model')}) has no modality attention: the evidence comes from the "
+                   "user's history.")
+    history = explanation.get("history") or []
+    if history:
+        st.markdown("**The history items behind it**")
+        cols = st.columns(3)
+        for col, item in zip(cols, history):
+            with col:
+                st.image(ctx.picture(item["item_id"]), width=96)
+                rating = f" · {stars(item['rating'])}" if item.get("rating") is not None else ""
+                st.caption(f"{item['title']} · adds {item['contribution']:+.2f}{rating}")
+    lines = evidence_lines(explanation)
+    if lines:
+        st.markdown("**Shared evidence**")
+        st.markdown("\n".join(f"- {line}" for line in lines))
+
+
+def ranked_items(ctx: RunContext, user: str, k: int, diversity: float, exclude_seen: bool,
+                 mask: np.ndarray | None) -> list[tuple[str, float]]:
+    """Top-``k`` (item_id, score): the model's scores, seen items and filters masked, MMR at ``diversity``."""
+    model = ctx.model
+    row = model.user_index(user)
+    scores = np.asarray(model.score(np.array([row]))[0], dtype=np.float64)
+    keep = seen_mask(model, row) if exclude_seen else np.ones(model.n_items, dtype=bool)
+    if mask is not None:
+        keep &= np.asarray(mask, dtype=bool)
+    top = mmr_rerank(scores, ctx.vectors, k, diversity, candidates=keep)
+    return [(str(model.item_ids[i]), float(scores[i])) for i in top]
+
+
+def explained(ctx: RunContext, user: str, item_id: str) -> dict:
+    """The engine's explanation of (user, item), computed once per session and model."""
+    cache = st.session_state.setdefault("rec_explained", {})
+    key = (ctx.run_dir, ctx.stamp, user, item_id)
+    if key not in cache:
+        if len(cache) > 100:
+            cache.clear()
+        try:
+            cache[key] = explain(ctx.model, user, item_id, context=ctx.explain_context).to_dict()
+        except Exception as exc:  # the card stays; its "Why this?" says what went wrong
+            cache[key] = {"error": exc}
+    return cache[key]
+
+
+def card(ctx: RunContext, user: str, rank: int, item_id: str, score: float) -> None:
+    row = ctx.items_by_id.loc[item_id] if item_id in ctx.items_by_id.index else pd.Series(dtype=object)
+    with st.container(border=True, height="stretch"):
+        st.image(ctx.picture(item_id), width="stretch")
+        st.markdown(f"**{rank}. {ctx.title(item_id)}**")
+        caption = item_caption(row, ctx.category_columns, ctx.price_column) if len(row) else ""
+        st.caption(caption or item_id)
+        st.caption(f"score {score:.3f}")
+        # the explanation is computed only when its popover opens: the list itself stays fast
+        with st.popover("Why this?", icon=":material/lightbulb:", width="stretch", key=f"rec_why_{rank}",
+                        on_change="rerun") as popover:
+            if popover.open:
+                explanation_body(ctx, explained(ctx, user, item_id))
+
+
+def csv_export(ctx: RunContext, user: str, ranked: list[tuple[str, float]]) -> bytes:
+    """The list with attributes, modality shares and the explanation sentence (computed on download)."""
+    rows = []
+    for rank, (item_id, score) in enumerate(ranked, start=1):
+        explanation = explained(ctx, user, item_id)
+        row = {"rank": rank, "item_id": item_id, "title": ctx.title(item_id), "score": round(score, 5)}
+        for column in ctx.category_columns + ([ctx.price_column] if ctx.price_column else []):
+            row[column] = ctx.items_by_id[column].get(item_id, "")
+        for part in explanation.get("modalities") or []:
+            row[f"{part['modality']} attention"] = round(part["attention"], 4)
+            row[f"{part['modality']} share"] = round(part["share"], 4)
+        row["why"] = explanation.get("sentence", "")
+        rows.append(row)
+    return pd.DataFrame(rows).to_csv(index=False).encode("utf-8")
+
+
+def filters(ctx: RunContext) -> tuple[dict, dict]:
+    selections: dict[str, list[str]] = {}
+    ranges: dict[str, tuple[float, float]] = {}
+    columns = ctx.category_columns
+    if not columns and not ctx.price_column:
+        return selections, ranges
+    cols = st.columns(len(columns) + (1 if ctx.price_column else 0))
+    for col, column in zip(cols, columns):
+        values = ctx.items_by_id[column].astype("string").fillna("")
+        if ctx.data.roles.get(column) == "multi_label":
+            values = values.str.split(ctx.data.separator, regex=False).explode().str.strip()
+        options = values[values != ""].value_counts().index.tolist()
+        selections[column] = col.multiselect(column.replace("_", " ").capitalize(), options, key=f"rec_filter_{column}",
+                                             placeholder="any")
+    if ctx.price_column:
+        prices = pd.to_numeric(ctx.items_by_id[ctx.price_column], errors="coerce").dropna()
+        if len(prices) and prices.min() < prices.max():
+            low, high = float(np.floor(prices.min())), float(np.ceil(prices.max()))
+            chosen = cols[-1].slider(ctx.price_column.replace("_", " ").capitalize(), low, high, (low, high),
+                                     key=f"rec_price_{ctx.run_id}")
+            if chosen != (low, high):
+                ranges[ctx.price_column] = chosen
+    return selections, ranges
+
+
+def main() -> None:
+    page_header("Recommendations", "What a trained model recommends to each user — and why.")
+    runs = model_runs()
+    if not runs:
+        empty_state("No model trained yet — train one on the Train page (the quick start on Home takes a few "
+                    "minutes).", page="train", label="Train a model")
+        return
+    top = st.columns([3, 2])
+    with top[0]:
+        run = run_picker("Model", "rec_run", runs)
+    ctx = usable_context(run)
+    if ctx is None:
+        return
+    options = ctx.user_options[:MAX_USER_OPTIONS]
+    if st.session_state.get("rec_user") not in ctx.activity:
+        st.session_state.pop("rec_user", None)
+    elif st.session_state["rec_user"] not in options:
+        options = [st.session_state["rec_user"], *options]
+    user = top[1].selectbox("User", options, key="rec_user", format_func=lambda u: f"{u} · {ctx.activity[u]} items",
+                            help="Type to search. Users are listed most active first; the count is their training "
+                                 "items.")
+    with st.container(border=True):
+        row = st.columns([1, 2, 1], vertical_alignment="center")
+        k = row[0].slider("How many", 5, 40, 10, 5, key="rec_k")
+        diversity = row[1].slider("Diversity", 0.0, 1.0, 0.0, 0.05, key="rec_diversity",
+                                  help="Re-ranks the list for variety (maximal marginal relevance over item vectors): "
+                                       "0 = pure relevance, higher = fewer look-alikes.")
+        exclude_seen = row[2].toggle("Hide items the user already has", True, key="rec_exclude_seen")
+        selections, ranges = filters(ctx)
+
+    mask = None
+    if any(selections.values()) or ranges:
+        price = None
+        if ranges:
+            column, (low, high) = next(iter(ranges.items()))
+            price = (column, low, high)
+        multi = [c for c, r in ctx.data.roles.items() if r == "multi_label"]
+        mask = filter_mask(ctx.aligned, categories=selections, price=price, multi_label_columns=multi,
+                           separator=ctx.data.separator)
+    ranked = ranked_items(ctx, user, k, diversity, exclude_seen, mask)
+    signature = (ctx.run_dir, user, tuple(ranked))
+    if st.session_state.get("rec_signature") != signature:  # another list: close the open explanations
+        for key in [key for key in st.session_state if str(key).startswith("rec_why_")]:
+            del st.session_state[key]
+        st.session_state["rec_signature"] = signature
+
+    history = user_history(ctx, user)
+    st.markdown(f"#### :material/history: History of {user}")
+    rating = ctx.data.rating_column
+    shown = history.head(12)
+    st.caption(f"{len(history):,} interactions" + (", best rated first" if rating else "") +
+               (f" — showing {len(shown)}" if len(history) > len(shown) else ""))
+    gallery([{"picture": ctx.picture(str(i)), "title": ctx.title(str(i)),
+              "caption": stars(r) if rating else ""}
+             for i, r in zip(shown["item_id"], shown[rating] if rating else [None] * len(shown))], per_row=6)
+
+    st.markdown(f"#### :material/recommend: Top {k} for {user}")
+    if diversity > 0:
+        st.caption(f"Re-ranked for variety (diversity {diversity:.2f}).")
+    if not ranked:
+        empty_state("No item passes these filters for this user — widen the filters above.",
+                    icon=":material/filter_alt_off:")
+        return
+    per_row = 5
+    for start in range(0, len(ranked), per_row):
+        cols = st.columns(per_row)
+        for offset, (col, (item_id, score)) in enumerate(zip(cols, ranked[start:start + per_row])):
+            with col:
+                card(ctx, user, start + offset + 1, item_id, score)
+    st.download_button("Download this list (CSV)", lambda: csv_export(ctx, user, ranked),
+                       file_name=f"recommendations-{user}.csv", mime="text/csv", icon=":material/download:",
+                       key="rec_download", help="With each item's modality shares and explanation (computed now, "
+                                               "which takes a moment).")
+
+
+run_page(main)

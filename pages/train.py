@@ -1,0 +1,426 @@
+"""Train: configure a run, start it in the background, watch it live, read its results.
+
+Training runs in its own process (recsys.train.launch), so reruns, page switches, closed tabs and
+other sessions never stop it; this page only polls the run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages.common import (METRIC_COLUMNS, PRIMARY, chart, dataset_names, dataset_picker, empty_state, fmt_duration, fmt_time,
+                          get_workspace, list_all_runs, load_dataset_frames, metric_column_config, metrics_table,
+                          page_header, run_label, run_page, show_error, state_badge, style_figure)
+from recsys.train.launch import (ACTIVE_STATES, read_log_tail, resume_run, run_state, start_run, stop_run,
+                                 summarize_progress)
+from recsys.train.run import RunConfig, read_progress
+
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+DEFAULTS = RunConfig()
+MODEL_NAMES = {"fusion": "Multimodal fusion", "mostpop": "MostPop (popularity)",
+               "itemknn": "ItemKNN", "bpr": "BPR-MF", "ease": "EASE", "lightgcn": "LightGCN",
+               "content": "Content only"}
+BASELINES = ["mostpop", "itemknn", "bpr", "ease", "lightgcn", "content"]
+FUSION_NAMES = {"attention": "attention (the user decides the weights)", "concat": "concat + MLP",
+                "mean": "mean (equal weights)", "item_gate": "item gate (same weights for every user)"}
+MODALITY_OPTIONS = ["behaviour", "text", "image", "attributes"]
+STAGES = {
+    "features": "Extracting item features",
+    "features_done": "Features ready",
+    "split": "Splitting the data",
+    "data": "Data ready",
+    "fit": "Training",
+    "resume": "Resuming from the last checkpoint",
+    "baseline": "Training and evaluating baselines",
+    "cold_start": "Evaluating on cold-start items",
+    "stopping": "Stopping after the current step…",
+}
+
+
+def helptext(name: str) -> str:
+    item = FIELDS[name]
+    default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
+    return f"{item.metadata.get('help', '')} (default: {default})"
+
+
+@st.cache_data(ttl=120, show_spinner=False)
+def encoder_options() -> dict[str, dict[str, list[str]]]:
+    from recsys.features.registry import list_encoders
+
+    out: dict[str, dict[str, list[str]]] = {}
+    for modality in ("text", "image"):
+        infos = list_encoders(modality)
+        out[modality] = {"available": [e.name for e in infos if e.available],
+                         "missing": [e.name for e in infos if not e.available]}
+    return out
+
+
+@st.cache_resource(show_spinner=False)
+def device_options() -> tuple[list[str], str]:
+    import torch
+
+    from recsys.device import describe_device, select_device
+
+    options = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        options.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        options.append("mps")
+    return options, describe_device(select_device("auto"))
+
+
+def dataset_modalities(name: str) -> list[str]:
+    data = load_dataset_frames(name)
+    roles = set(data.roles.values())
+    found = ["behaviour"]
+    if "text" in roles:
+        found.append("text")
+    if "image" in roles and data.manifest.get("counts", {}).get("items_with_image", 0) > 0:
+        found.append("image")
+    if roles & {"categorical", "multi_label", "numeric"}:
+        found.append("attributes")
+    return found
+
+
+HANDLED = {"dataset", "model", "modalities", "fusion", "loss", "dim", "epochs", "patience", "lr", "batch_size",
+           "modality_dropout", "graph_layers", "text_encoder", "image_encoder", "protocol", "cold_start", "k_core",
+           "seed", "baselines", "device"}
+
+
+def generic_field(name: str) -> Any:
+    """A widget for a RunConfig option this page has no special widget for, typed by its default."""
+    default = getattr(DEFAULTS, name)
+    label = name.replace("_", " ").capitalize()
+    key = f"train_opt_{name}"
+    if isinstance(default, bool):
+        return st.toggle(label, default, key=key, help=helptext(name))
+    if isinstance(default, int):
+        return int(st.number_input(label, value=default, step=1, key=key, help=helptext(name)))
+    if isinstance(default, float):
+        return float(st.number_input(label, value=default, format="%.4g", key=key, help=helptext(name)))
+    if isinstance(default, list):
+        text = st.text_input(label, " ".join(map(str, default)), key=key, help=helptext(name) + " — separate by spaces")
+        return text.split()
+    return st.text_input(label, str(default), key=key, help=helptext(name)).strip() or default
+
+
+def _index(options: list, value: Any) -> int:
+    return options.index(value) if value in options else 0
+
+
+# ----------------------------------------------------------------------------- the form
+
+def config_form() -> None:
+    if not dataset_names():
+        empty_state("No dataset yet — import one on the Data page (or use the quick start on Home) and come back "
+                    "to train a model on it.", page="data")
+        return
+    with st.container(border=True):
+        st.markdown("#### :material/tune: New training run")
+        top = st.columns(3)
+        with top[0]:
+            dataset = dataset_picker("Dataset", "train_dataset", help=FIELDS["dataset"].metadata["help"])
+        model = top[1].selectbox("Model", list(MODEL_NAMES), key="train_model", help=helptext("model"),
+                                 format_func=lambda m: MODEL_NAMES.get(m, m))
+        devices, detected = device_options()
+        device = top[2].selectbox("Device", devices, key="train_device", help=helptext("device"))
+        top[2].caption(f"Detected: {detected}")
+
+        options: dict[str, Any] = {"dataset": dataset, "model": model, "device": device}
+        if model in ("fusion", "content"):
+            available = dataset_modalities(dataset)
+            missing = [m for m in MODALITY_OPTIONS if m not in available]
+            modalities = st.pills("Modalities", available, selection_mode="multi", default=available,
+                                  key=f"train_modalities_{dataset}", help=helptext("modalities"),
+                                  format_func=lambda m: {"behaviour": "Behaviour", "text": "Text", "image": "Pictures",
+                                                         "attributes": "Attributes"}[m])
+            if missing:
+                st.caption(f"Not in this dataset: {', '.join(missing)}.")
+            if not modalities:
+                st.warning("Choose at least one modality.", icon=":material/warning:")
+            options["modalities"] = list(modalities or [])
+            encoders = encoder_options()
+            row = st.columns(3)
+            if model == "fusion":
+                options["fusion"] = row[0].selectbox("Fusion", list(FUSION_NAMES), key="train_fusion",
+                                                     format_func=FUSION_NAMES.get, help=helptext("fusion"))
+            options["text_encoder"] = row[1].selectbox(
+                "Text encoder", encoders["text"]["available"], key="train_text_encoder", help=helptext("text_encoder"),
+                index=_index(encoders["text"]["available"], DEFAULTS.text_encoder),
+                disabled="text" not in options["modalities"])
+            options["image_encoder"] = row[2].selectbox(
+                "Image encoder", encoders["image"]["available"], key="train_image_encoder",
+                help=helptext("image_encoder"), index=_index(encoders["image"]["available"], DEFAULTS.image_encoder),
+                disabled="image" not in options["modalities"])
+            unavailable = encoders["text"]["missing"] + encoders["image"]["missing"]
+            if unavailable:
+                row[2].caption(f"{len(unavailable)} more encoders need weights that are not on this machine.",
+                               help="Not available offline: " + ", ".join(unavailable))
+        if model == "fusion":
+            row = st.columns(5)
+            options["epochs"] = row[0].number_input("Epochs (at most)", 1, 2000, DEFAULTS.epochs, key="train_epochs",
+                                                    help=helptext("epochs"))
+            widths = sorted({16, 32, 64, 128, 256, int(DEFAULTS.dim)})
+            options["dim"] = row[1].selectbox("Token width", widths, index=widths.index(int(DEFAULTS.dim)),
+                                              key="train_dim", help=helptext("dim"))
+            options["lr"] = row[2].number_input("Learning rate", 1e-5, 1.0, DEFAULTS.lr, format="%.4f", step=0.001,
+                                                key="train_lr", help=helptext("lr"))
+            options["batch_size"] = row[3].number_input("Batch size", 1, 8192, DEFAULTS.batch_size, step=16,
+                                                        key="train_batch_size", help=helptext("batch_size"))
+            options["loss"] = row[4].selectbox("Loss", ["softmax", "bpr", "mse"], key="train_loss",
+                                               help=helptext("loss"))
+            with st.expander("More options"):
+                row = st.columns(4)
+                options["patience"] = row[0].number_input("Patience (epochs)", 1, 500, DEFAULTS.patience,
+                                                          key="train_patience", help=helptext("patience"))
+                options["modality_dropout"] = row[1].slider("Modality dropout", 0.0, 0.9, DEFAULTS.modality_dropout,
+                                                            0.05, key="train_modality_dropout",
+                                                            help=helptext("modality_dropout"))
+                options["graph_layers"] = row[2].number_input("Graph layers", 0, 4, DEFAULTS.graph_layers,
+                                                              key="train_graph_layers", help=helptext("graph_layers"))
+                options["seed"] = row[3].number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, key="train_seed",
+                                                      help=helptext("seed"))
+                row = st.columns(4)
+                options["protocol"] = row[0].selectbox("Evaluation protocol", ["p1", "temporal"], key="train_protocol",
+                                                       help=helptext("protocol"))
+                options["k_core"] = row[1].number_input("k-core", 1, 100, DEFAULTS.k_core, key="train_k_core",
+                                                        help=helptext("k_core"))
+                with row[2]:
+                    options["cold_start"] = st.toggle("Cold-start evaluation", DEFAULTS.cold_start,
+                                                      key="train_cold_start", help=helptext("cold_start"))
+                extra = [name for name in FIELDS if name not in HANDLED]
+                if extra:  # options added to RunConfig later appear here with their own help text
+                    row = st.columns(4)
+                    for position, name in enumerate(extra):
+                        with row[position % 4]:
+                            options[name] = generic_field(name)
+        baseline_options = [b for b in BASELINES if b != model]
+        options["baselines"] = st.multiselect(
+            "Baselines trained beside it", baseline_options, default=[b for b in DEFAULTS.baselines if b != model],
+            key=f"train_baselines_{model}", help=helptext("baselines"), format_func=lambda m: MODEL_NAMES.get(m, m))
+
+        active = [r for r in list_all_runs() if r["status"].get("state") in ACTIVE_STATES]
+        cols = st.columns([1, 3], vertical_alignment="center")
+        start = cols[0].button("Start training", type="primary", icon=":material/play_arrow:", key="train_start",
+                               disabled=model in ("fusion", "content") and not options.get("modalities"),
+                               width="stretch")
+        if active:
+            cols[1].caption(f":material/info: {len(active)} run{'s are' if len(active) > 1 else ' is'} already "
+                            "training; another one will share the machine with it.")
+        else:
+            cols[1].caption("The run trains in the background: you can switch pages or close the tab.")
+        if start:
+            try:
+                config = RunConfig(**options)
+                run_id = start_run(get_workspace(), config)
+            except Exception as exc:
+                show_error("The training could not be started", exc)
+                return
+            st.session_state["train_watch"] = run_id
+            st.session_state["app_run"] = run_id
+            st.toast(f"Training started: {run_id}", icon=":material/rocket_launch:")
+
+
+# ----------------------------------------------------------------------------- watching a run
+
+def _curves(summary: dict[str, Any]) -> None:
+    epochs = summary["epochs"]
+    if not epochs:
+        return
+    x = [e.get("epoch", i) + 1 for i, e in enumerate(epochs)]
+    left, right = st.columns(2)
+    with left:
+        fig = go.Figure(go.Scatter(x=x, y=[e.get("loss") for e in epochs], mode="lines+markers",
+                                   line=dict(color=PRIMARY, width=2), name="training loss"))
+        fig.update_xaxes(title="epoch", dtick=max(1, len(x) // 10))
+        fig.update_yaxes(title="loss")
+        style_figure(fig, height=280, title="Training loss", legend=False)
+        chart(fig)
+    with right:
+        fig = go.Figure()
+        for key, name, colour in (("valid_ndcg@20", "NDCG@20", PRIMARY), ("valid_recall@20", "Recall@20", "#12B886")):
+            fig.add_trace(go.Scatter(x=x, y=[e.get(key) for e in epochs], mode="lines+markers", name=name,
+                                     line=dict(color=colour, width=2)))
+        if summary.get("best_epoch") is not None:
+            fig.add_vline(x=summary["best_epoch"] + 1, line_dash="dot", line_color="#868E96",
+                          annotation_text="best", annotation_position="bottom right")
+        fig.update_xaxes(title="epoch", dtick=max(1, len(x) // 10))
+        fig.update_yaxes(title="validation")
+        style_figure(fig, height=280, title="Validation metrics")
+        chart(fig)
+
+
+def _progress(summary: dict[str, Any], status: dict[str, Any], config: dict[str, Any]) -> None:
+    stage = summary.get("stage")
+    label = STAGES.get(stage or "", "Starting")
+    if stage == "fit":
+        label = f"Training {config.get('model', 'the model')}"
+    elif stage == "baseline":
+        label = "Training and evaluating baselines"
+    st.markdown(f"**{label}**")
+    if summary.get("data") and stage not in ("features",):
+        d = summary["data"]
+        st.caption(f"{d.get('users', 0):,} users · {d.get('items', 0):,} items · {d.get('train', 0):,} training, "
+                   f"{d.get('valid', 0):,} validation and {d.get('test', 0):,} test interactions")
+    for name, (done, total) in summary["features"].items():
+        if stage in ("features",) or done < total:
+            kind = name.split(":", 1)[1]
+            st.progress(min(1.0, done / max(total, 1)),
+                        text=f"Features — {'pictures' if kind == 'image' else kind}: {done:,} of {total:,} items")
+    if summary.get("max_epochs") or stage in ("fit", "resume"):
+        max_epochs = summary.get("max_epochs") or config.get("epochs")
+        text = f"Epoch {min(summary['epoch'] + (1 if summary['steps'] else 0), max_epochs or 0)} of {max_epochs}"
+        if summary["steps"]:
+            text += f" · step {summary['step']} of {summary['steps']}"
+        if summary.get("eta_seconds") is not None and status.get("state") in ACTIVE_STATES and stage == "fit":
+            text += f" · at most {fmt_duration(summary['eta_seconds'])} left (early stopping may end it sooner)"
+        st.progress(summary["fraction"] if summary["fraction"] else 0.0, text=text)
+
+
+def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> None:
+    state = status.get("state", "unknown")
+    events = read_progress(run_dir)
+    summary = summarize_progress(events)
+    head = st.columns([5, 1], vertical_alignment="center")
+    with head[0]:
+        state_badge(state)
+        started = status.get("started")
+        ended = status.get("ended")
+        elapsed = (ended or summary.get("last_time") or started or 0) - (started or 0) if started else None
+        details = [f"started {fmt_time(started)}"]
+        if elapsed:
+            details.append(f"{'took' if ended else 'running for'} {fmt_duration(elapsed)}")
+        encoder_bits = []
+        if config.get("model") in ("fusion", "content"):
+            mods = config.get("modalities") or []
+            encoder_bits.append("modalities " + ", ".join(mods))
+            if config.get("model") == "fusion":
+                encoder_bits.append(f"{config.get('fusion')} fusion")
+            if "text" in mods:
+                encoder_bits.append(f"text: {config.get('text_encoder')}")
+            if "image" in mods:
+                encoder_bits.append(f"pictures: {config.get('image_encoder')}")
+        st.caption(" · ".join(details + encoder_bits))
+    if state in ACTIVE_STATES:
+        if head[1].button("Stop", icon=":material/stop:", key=f"train_stop_{run_dir.name}", width="stretch",
+                          help="Stops after the current step, keeps the best checkpoint and evaluates it."):
+            if stop_run(run_dir):
+                st.session_state.setdefault("train_stopping", set()).add(run_dir.name)
+                st.toast("Stop requested: the trainer finishes the current step and keeps its best checkpoint.",
+                         icon=":material/stop_circle:")
+            else:
+                st.toast("The run is not training any more.", icon=":material/info:")
+        if run_dir.name in st.session_state.get("train_stopping", set()):
+            st.info("Stopping: the trainer finishes its current step, keeps the best checkpoint and evaluates it.",
+                    icon=":material/hourglass_top:")
+    if state == "starting":
+        st.info("Starting the training process (loading libraries)…", icon=":material/hourglass_top:")
+    if state in ACTIVE_STATES or summary["epochs"]:
+        if state in ACTIVE_STATES:
+            _progress(summary, status, config)
+        _curves(summary)
+
+    if state == "failed":
+        show_error("The training failed", status.get("error") or "the process ended with an error",
+                   details=status.get("traceback") or read_log_tail(run_dir, 40))
+    elif state == "interrupted":
+        has_model = (run_dir / "model" / "config.json").is_file()
+        st.warning("**Interrupted**: the training process ended without finishing (it was killed, or the machine "
+                   "restarted). " + ("The best checkpoint saved before that is kept and usable on the "
+                                     "Recommendations page. " if has_model else "No model was saved before that. ")
+                   + "You can resume it from its last checkpoint.", icon=":material/warning:")
+        if st.button("Resume training", icon=":material/replay:", key=f"train_resume_{run_dir.name}"):
+            try:
+                resume_run(get_workspace(), run_dir.name)
+                st.toast("Resuming the run…", icon=":material/replay:")
+                st.rerun()
+            except Exception as exc:
+                show_error("The run could not be resumed", exc)
+    elif state == "stopped":
+        best = summary.get("best_epoch")
+        st.info("**Stopped on request.** " + (f"The best checkpoint (epoch {best + 1}) was kept and evaluated."
+                                              if best is not None else "The best checkpoint was kept and evaluated."),
+                icon=":material/stop_circle:")
+    metrics_file = run_dir / "metrics.json"
+    if state not in ACTIVE_STATES and metrics_file.is_file():
+        import json
+
+        metrics = json.loads(metrics_file.read_text())
+        table = metrics_table(metrics)
+        if len(table):
+            st.markdown("##### Test metrics against the baselines")
+            split = metrics.get("split") or {}
+            st.caption("Protocol P1: full ranking over all items, the user's training items masked"
+                       + (f"; {split.get('users', 0):,} users, {split.get('items', 0):,} items." if split else "."))
+            st.dataframe(styled_metrics(table), hide_index=True, width="stretch", column_config=metric_column_config())
+            if state == "finished":
+                st.page_link("pages/recommendations.py", label="See what it recommends",
+                             icon=":material/arrow_forward:")
+    from recsys.train.launch import log_path
+
+    if log_path(run_dir).is_file():
+        with st.expander("Process output"):
+            st.code(read_log_tail(run_dir, 40) or "(nothing written yet)", language=None)
+
+
+def styled_metrics(table):
+    """Best test value of each metric in bold on a light background."""
+    labels = [label for _, label in METRIC_COLUMNS if label in table.columns]
+    test = table["Split"] == "test"
+
+    def highlight(column):
+        best = column[test].max()
+        return ["font-weight: 700; background-color: #EDF2FF" if is_test and value == best else ""
+                for value, is_test in zip(column, test)]
+
+    return table.style.apply(highlight, subset=labels).format({label: "{:.4f}" for label in labels} |
+                                                             {"Fit time": "{:.1f} s"}, na_rep="–")
+
+
+@st.fragment(run_every=2.0)
+def live_run(run_dir: str, config: dict[str, Any]) -> None:
+    status = run_state(run_dir)
+    if status.get("state") not in ACTIVE_STATES:
+        st.rerun(scope="app")  # the run has ended: draw the final view
+    try:  # a fragment rerun does not pass through run_page: explain errors here too
+        draw_run(Path(run_dir), status, config)
+    except Exception as exc:
+        show_error("The progress of this run could not be drawn", exc)
+
+
+def monitor() -> None:
+    st.markdown("#### :material/monitoring: Runs")
+    runs = list_all_runs()
+    if not runs:
+        empty_state("No training run yet — set one up above and press **Start training**.",
+                    icon=":material/model_training:")
+        return
+    ids = [r["run_id"] for r in runs]
+    if st.session_state.get("train_watch") not in ids:
+        active = [r["run_id"] for r in runs if r["status"].get("state") in ACTIVE_STATES]
+        st.session_state["train_watch"] = active[0] if active else ids[0]
+    labels = {r["run_id"]: run_label(r) for r in runs}
+    watch = st.selectbox("Run", ids, key="train_watch", format_func=lambda i: f"{labels[i]} · {i}")
+    run = runs[ids.index(watch)]
+    run_dir = Path(run["path"])
+    with st.container(border=True):
+        if run["status"].get("state") in ACTIVE_STATES:
+            live_run(str(run_dir), run.get("config") or {})
+        else:
+            draw_run(run_dir, run["status"], run.get("config") or {})
+
+
+def main() -> None:
+    page_header("Train", "Choose what the model looks at and how it learns; it trains in the background and is "
+                         "evaluated against baselines under protocol P1.")
+    config_form()
+    monitor()
+
+
+run_page(main)

@@ -1,0 +1,328 @@
+"""Start a training run as a detached process, watch it, stop it, delete it.
+
+The app never trains in its own process: :func:`start_run` spawns the same entry point as the
+command line (``python -m recsys train --workspace WS --data NAME --run-id ID --flag value ...``)
+in a new session, so a page rerun, a closed tab, a second browser session or even a restart of
+the app server does not stop it. The run folder is the only channel back (see
+:mod:`recsys.train.run`); :func:`stop_run` sends SIGTERM, on which the trainer finishes the
+current step, keeps the best checkpoint, evaluates it and marks the run "stopped".
+
+Launch records live in ``runs/.launch/<run id>.json`` (pid, command, start time) beside the
+process output ``runs/.launch/<run id>.log``: the trainer refuses a run folder that already
+holds files, and for the first seconds (imports) there is no run folder yet, so the record is what
+tells "starting" from "never started" (:func:`run_state`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_write_json
+from ..workspace import Workspace
+from .run import RunConfig, new_run_id, read_status
+
+__all__ = [
+    "start_run", "resume_run", "stop_run", "delete_run", "run_state", "log_path", "read_log_tail",
+    "training_command", "summarize_progress", "model_zip", "ACTIVE_STATES", "RunBusyError",
+]
+
+ACTIVE_STATES = ("starting", "running")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+class RunBusyError(RuntimeError):
+    """The run is still training: stop it first."""
+
+
+def _launch_dir(workspace_or_runs: Workspace | Path) -> Path:
+    runs = workspace_or_runs.runs_dir if isinstance(workspace_or_runs, Workspace) else Path(workspace_or_runs)
+    folder = runs / ".launch"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def training_command(workspace: Workspace, config: RunConfig, run_id: str) -> list[str]:
+    """The command line of a run: ``python -m recsys train`` with one flag per RunConfig field."""
+    command = [sys.executable, "-m", "recsys", "train", "--quiet", "--workspace", str(workspace.root),
+               "--data", config.dataset, "--run-id", run_id]
+    for item in dataclasses.fields(RunConfig):
+        if item.name == "dataset":
+            continue
+        value = getattr(config, item.name)
+        flag = "--" + item.name.replace("_", "-")
+        if isinstance(value, bool):
+            command.append(flag if value else "--no-" + item.name.replace("_", "-"))
+        elif isinstance(value, (list, tuple)):
+            command += [flag, *[str(v) for v in value]]
+        else:
+            command += [flag, str(value)]
+    return command
+
+
+def _spawn(workspace: Workspace, run_id: str, command: list[str]) -> int:
+    launch = _launch_dir(workspace)
+    log_file = launch / f"{run_id}.log"
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    options: dict[str, Any] = {}
+    if os.name == "nt":  # pragma: no cover - the studio is developed on Linux
+        options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+    else:
+        options["start_new_session"] = True
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen(command, cwd=str(PROJECT_ROOT), env=env, stdin=subprocess.DEVNULL,
+                                   stdout=log, stderr=subprocess.STDOUT, close_fds=True, **options)
+    atomic_write_json(launch / f"{run_id}.json", {"run_id": run_id, "pid": process.pid, "command": command,
+                                                  "launched": time.time()})
+    # reap the child when it ends (a zombie would look alive to os.kill); daemon: never blocks exit
+    _CHILDREN[process.pid] = process
+    threading.Thread(target=_reap, args=(process,), daemon=True, name=f"reap-{run_id}").start()
+    return process.pid
+
+
+def _pid_alive(pid: Any) -> bool:
+    """The process exists and is not a zombie."""
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OSError, ValueError, OverflowError):
+        return False
+    try:
+        with open(f"/proc/{int(pid)}/stat") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _reap(process: subprocess.Popen) -> None:
+    process.wait()
+    _CHILDREN.pop(process.pid, None)
+
+
+def start_run(workspace: Workspace, config: RunConfig, run_id: str | None = None) -> str:
+    """Spawn a detached training process for ``config``; return its run id at once.
+
+    Raises ``ValueError`` for a dataset the workspace does not have (the process would only fail)
+    and ``FileExistsError`` when ``run_id`` is taken.
+    """
+    if not workspace.has_dataset(config.dataset):
+        names = ", ".join(i.name for i in workspace.list_datasets()) or "none yet"
+        raise ValueError(f"no dataset named '{config.dataset}' in the workspace (available: {names})")
+    run_id = run_id or new_run_id(config)
+    if (workspace.runs_dir / run_id).exists() or (_launch_dir(workspace) / f"{run_id}.json").exists():
+        raise FileExistsError(f"a run named {run_id} already exists")
+    _spawn(workspace, run_id, training_command(workspace, config, run_id))
+    return run_id
+
+
+def resume_run(workspace: Workspace, run_id: str) -> str:
+    """Continue a stopped or interrupted run from its last checkpoint, in a detached process."""
+    run_dir = workspace.runs_dir / run_id
+    if not (run_dir / "config.json").is_file():
+        raise FileNotFoundError(f"no run {run_id} to resume")
+    if run_state(run_dir)["state"] in ACTIVE_STATES:
+        raise RunBusyError(f"run {run_id} is still training")
+    command = [sys.executable, "-m", "recsys", "train", "--quiet", "--workspace", str(workspace.root),
+               "--resume", run_id]
+    _spawn(workspace, run_id, command)
+    return run_id
+
+
+def _launch_record(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir.parent / ".launch" / f"{run_dir.name}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run_state(run_dir: str | Path) -> dict[str, Any]:
+    """:func:`read_status` plus what only the launcher knows.
+
+    ``state`` is one of running / finished / stopped / failed / interrupted (from the run folder),
+    ``starting`` (launched, the process is alive but has not written its status yet) or
+    ``failed`` with an ``error`` when the process ended before it could (e.g. a bad option).
+    """
+    run_dir = Path(run_dir)
+    status = read_status(run_dir)
+    record = _launch_record(run_dir)
+    if record is not None:
+        launched_pid = record.get("pid")
+        # a resumed run: the status still names the previous pid until the new process writes its own
+        if status.get("state") in ("interrupted", "stopped", "failed") and launched_pid != status.get("pid") \
+                and _pid_alive(launched_pid) and record.get("launched", 0) > status.get("started", 0):
+            return status | {"state": "starting", "pid": launched_pid}
+    if status.get("state") != "unknown":
+        return status
+    if record is None:
+        return {"state": "unknown"}
+    if _pid_alive(record.get("pid")):
+        return {"state": "starting", "pid": record.get("pid"), "started": record.get("launched")}
+    tail = read_log_tail(run_dir, 20).strip()
+    last = tail.splitlines()[-1] if tail else "the training process ended before it wrote anything"
+    return {"state": "failed", "pid": record.get("pid"), "started": record.get("launched"),
+            "error": f"the training process did not start: {last}", "traceback": tail}
+
+
+def log_path(run_dir: str | Path) -> Path:
+    """Where the process output of a run is (``log.txt`` in the run folder, or the launch log)."""
+    run_dir = Path(run_dir)
+    inside = run_dir / "log.txt"
+    return inside if inside.is_file() else run_dir.parent / ".launch" / f"{run_dir.name}.log"
+
+
+def read_log_tail(run_dir: str | Path, lines: int = 40) -> str:
+    path = log_path(run_dir)
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64_000))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    text = text.replace("\r", "\n")
+    return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
+
+
+def _is_trainer(pid: int) -> bool:
+    """The pid still belongs to a recsys process (not a recycled pid of something else)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return b"recsys" in handle.read()
+    except OSError:
+        return os.name == "nt" or not Path("/proc").is_dir()
+
+
+def stop_run(run_dir: str | Path) -> bool:
+    """Ask a running training to stop (SIGTERM): it finishes the current step, keeps the best
+    checkpoint, evaluates it and ends as "stopped". Returns False when it was not running."""
+    run_dir = Path(run_dir)
+    state = run_state(run_dir)
+    pid = state.get("pid")
+    if state["state"] not in ACTIVE_STATES or not pid or not _pid_alive(pid) or not _is_trainer(pid):
+        return False
+    try:
+        os.kill(int(pid), signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def delete_run(workspace: Workspace, run_id: str) -> None:
+    """Remove a run folder (and its launch record). Refuses while the run is training."""
+    run_dir = workspace.runs_dir / run_id
+    if Path(run_id).name != run_id or run_id.startswith("."):
+        raise ValueError(f"not a run id: {run_id!r}")
+    state = run_state(run_dir)["state"]
+    if state in ACTIVE_STATES:
+        raise RunBusyError(f"run {run_id} is still {state}; stop it before deleting it")
+    if run_dir.exists():
+        trash = run_dir.with_name(f".deleted-{run_id}-{int(time.time() * 1000)}")
+        os.replace(run_dir, trash)  # one rename: readers never see half a folder
+        shutil.rmtree(trash, ignore_errors=True)
+    for suffix in (".json", ".log"):
+        (workspace.runs_dir / ".launch" / f"{run_id}{suffix}").unlink(missing_ok=True)
+
+
+def model_zip(run_dir: str | Path) -> bytes:
+    """The run's ``model/`` folder (plus its config.json and metrics.json) as zip bytes."""
+    run_dir = Path(run_dir)
+    model = run_dir / "model"
+    if not (model / "config.json").is_file():
+        raise FileNotFoundError(f"run {run_dir.name} has no saved model")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(model.rglob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                archive.write(path, f"{run_dir.name}/model/{path.relative_to(model).as_posix()}")
+        for extra in ("config.json", "metrics.json"):
+            if (run_dir / extra).is_file():
+                archive.write(run_dir / extra, f"{run_dir.name}/{extra}")
+    return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------- progress
+
+def summarize_progress(events: list[dict[str, Any]], now: float | None = None) -> dict[str, Any]:
+    """What a progress display needs, from the events of ``progress.jsonl``.
+
+    Keys: ``stage`` (last stage name), ``features`` ({stage: (done, total)} for "features:text" /
+    "features:image"), ``epoch`` (epochs completed), ``max_epochs``, ``step``/``steps`` (within the
+    current epoch), ``fraction`` (0..1 of the training loop), ``eta_seconds`` (None when unknown:
+    at most, early stopping may end sooner), ``epochs`` (one dict per epoch record), ``results``
+    ({model: test metrics}), ``ended`` (end event or None), ``best_epoch``.
+    """
+    now = time.time() if now is None else now
+    out: dict[str, Any] = {"stage": None, "features": {}, "epoch": 0, "max_epochs": None, "step": 0, "steps": 0,
+                           "fraction": 0.0, "eta_seconds": None, "epochs": [], "results": {}, "ended": None,
+                           "best_epoch": None, "data": None, "last_time": None, "loss": None}
+    best = -1.0
+    for event in events:
+        kind = event.get("type")
+        out["last_time"] = event.get("time", out["last_time"])
+        if kind == "stage":
+            out["stage"] = event.get("stage")
+            if event.get("stage") == "data":
+                out["data"] = {k: v for k, v in event.items() if k not in ("type", "time", "stage")}
+        elif kind == "step":
+            stage = event.get("stage")
+            if stage and str(stage).startswith("features:"):
+                out["features"][stage] = (int(event.get("done", 0)), int(event.get("total", 0)))
+            else:
+                out["step"], out["steps"] = int(event.get("step", 0)), int(event.get("steps", 0))
+                out["loss"] = event.get("loss")
+                if event.get("epoch") is not None:
+                    out["current_epoch"] = int(event["epoch"])
+        elif kind == "epoch":
+            out["epochs"].append(event)
+            out["epoch"] = int(event.get("epoch", len(out["epochs"]) - 1)) + 1
+            out["max_epochs"] = event.get("max_epochs", out["max_epochs"])
+            out["step"], out["steps"] = 0, 0
+            score = event.get("valid_ndcg@20")
+            if score is not None and score > best:
+                best, out["best_epoch"] = score, int(event.get("epoch", 0))
+        elif kind == "result":
+            name = event.get("model")
+            if name is not None:
+                key = "cold_start" if "cold_start" in event else "test"
+                out["results"].setdefault(name, {})[key] = event.get(key)
+        elif kind == "end":
+            out["ended"] = event
+    epochs, max_epochs = out["epochs"], out["max_epochs"]
+    if max_epochs:
+        within = out["step"] / out["steps"] if out["steps"] and out.get("current_epoch", -1) == out["epoch"] else 0.0
+        out["fraction"] = min(1.0, (out["epoch"] + within) / float(max_epochs))
+        if epochs:
+            first, last = epochs[0], epochs[-1]
+            if len(epochs) >= 2:
+                per_epoch = (last["time"] - first["time"]) / (len(epochs) - 1)
+            else:
+                per_epoch = float(last.get("seconds") or 0.0)
+            remaining = max(0.0, (float(max_epochs) - out["epoch"] - within)) * per_epoch
+            if out["ended"] is None:
+                out["eta_seconds"] = remaining
+            out["seconds_per_epoch"] = per_epoch
+    if out["ended"] is not None:
+        out["fraction"] = 1.0
+        out["eta_seconds"] = 0.0
+    return out

@@ -1,0 +1,102 @@
+"""End to end in a real Chromium: every page of the studio served by ``streamlit run``.
+
+Screenshots of each page go to ``test-artifacts/`` (gitignored). The server runs with
+``--server.maxUploadSize 1`` so that the oversized-upload message can be checked with a small file.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.app.browser import CHROMIUM, chromium_page, open_page, screenshot, streamlit_server, wait_idle
+from tests.app.conftest import ARTIFACTS
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def needs_chromium():
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("the playwright package is not installed (pip install -r requirements-dev.txt)")
+
+
+def visible(page, text: str, timeout: float = 60.0) -> None:
+    page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=timeout * 1000)
+
+
+def test_every_page_in_a_real_browser(trained_workspace, tmp_path):
+    out = ARTIFACTS / "browser"
+    with streamlit_server(trained_workspace, out / "server.log", ["--server.maxUploadSize", "1"]) as url, \
+            chromium_page() as page:
+        try:
+            # a deep link as the very first request still goes through app.py's navigation
+            open_page(page, url, "data")
+            visible(page, "Interactions per item")
+            nav = page.locator('[data-testid="stSidebarNavLink"]').all_inner_texts()
+            assert [n.split()[-1] for n in nav] == ["Home", "Data", "Train", "Recommendations", "Attention",
+                                                   "Experiments"], nav
+            assert page.locator('[data-testid="stImage"]').count() >= 12
+            screenshot(page, out / "data.png")
+            # an upload over the configured limit is refused with a clear message, and nothing breaks
+            page.get_by_role("tab", name="Import").click()
+            big = tmp_path / "too-big.csv"
+            big.write_bytes(b"item_id,title\n" + b"x,y\n" * 400_000)  # 1.6 MB > 1 MB
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(big))
+            page.get_by_text("File must be 1.0MB or smaller").first.wait_for(state="attached", timeout=60_000)
+            page.locator('[data-testid="stFileChipIconError"]').first.wait_for()
+            visible(page, "a larger file is refused")
+            screenshot(page, out / "data-too-big.png", full=False)
+
+            open_page(page, url, "home")
+            visible(page, "Multimodal recommender studio")
+            visible(page, "fusion on demo")
+            screenshot(page, out / "home.png")
+
+            open_page(page, url, "train")
+            visible(page, "New training run")
+            visible(page, "Test metrics against the baselines")
+            screenshot(page, out / "train.png")
+
+            open_page(page, url, "recommendations")
+            visible(page, "Top 10 for")
+            selectbox = page.locator('[data-testid="stSelectbox"]').filter(has_text="User")
+            current = selectbox.inner_text()
+            selectbox.locator("input").click()
+            options = page.locator('[role="option"]')
+            options.nth(2).wait_for()
+            chosen = options.nth(2).inner_text().split(" · ")[0].strip()
+            options.nth(2).click()
+            wait_idle(page)
+            visible(page, f"Top 10 for {chosen}")
+            assert chosen not in current
+            cards = page.locator('[data-testid="stPopover"]')
+            assert cards.count() == 10
+            cards.first.locator("button").click()
+            visible(page, "How much each modality weighs")
+            time.sleep(1.0)
+            screenshot(page, out / "recommendations-why.png", full=False)
+            page.keyboard.press("Escape")
+            screenshot(page, out / "recommendations.png")
+
+            open_page(page, url, "attention")
+            visible(page, "Attention per modality")
+            assert page.locator('[data-testid="stPlotlyChart"]').count() >= 5
+            page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for()
+            screenshot(page, out / "attention.png")
+
+            open_page(page, url, "experiments")
+            visible(page, "Compare runs")
+            visible(page, "Download the model")
+            screenshot(page, out / "experiments.png")
+        except Exception:
+            screenshot(page, out / "failure.png", full=False)  # what the browser showed when it went wrong
+            raise
+    for name in ("home", "data", "train", "recommendations", "attention", "experiments"):
+        assert Path(out / f"{name}.png").stat().st_size > 10_000

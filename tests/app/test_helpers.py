@@ -1,0 +1,148 @@
+"""The engine helpers behind the pages: explanations, filters, MMR, attention aggregates, launching, uploads."""
+
+from __future__ import annotations
+
+import io
+import sys
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.explain import attention_by_category, ground_truth_comparison, pca_2d
+from recsys.explain.evidence import price_bands
+from recsys.train.launch import summarize_progress, training_command
+from recsys.train.run import RunConfig
+
+ITEMS = pd.DataFrame({
+    "item_id": ["a", "b", "c", "d"],
+    "title": ["Tent", "Stove", "Kettle", "Boots"],
+    "category": ["Outdoor", "Outdoor", "Kitchen", "Outdoor"],
+    "tags": ["camping|hiking", "camping", "cooking", "hiking|shoes"],
+    "price": [200.0, 40.0, 30.0, 120.0],
+}).set_index("item_id", drop=False)
+ROLES = {"item_id": "id", "title": "text", "category": "categorical", "tags": "multi_label", "price": "numeric"}
+
+
+def test_price_bands_are_catalogue_terciles():
+    bands = price_bands(ITEMS["price"])
+    assert bands.to_dict() == {"a": "premium", "b": "budget", "c": "budget", "d": "mid-range"}  # cuts at 40, 120
+    assert set(price_bands(pd.Series([1.0, None])).tolist()) == {""}
+
+
+def test_item_vectors_fall_back_to_interactions_for_models_without_tokens():
+    import scipy.sparse as sp
+
+    from recsys.explain import item_vectors
+
+    seen = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1], [1, 0, 0, 1]], float))
+    vectors = item_vectors(type("M", (), {"seen": seen})(), dim=2)
+    assert vectors.shape[0] == 4
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    sims = vectors @ vectors.T
+    assert sims[0, 1] > sims[0, 2]  # items bought by the same users are closer
+
+
+def test_attention_aggregates_and_ground_truth():
+    frame = pd.DataFrame({"user_row": [0, 0, 1], "user_id": ["u1", "u1", "u2"], "rank": [1, 2, 1],
+                          "item_id": ["a", "c", "b"], "behaviour": [0.6, 0.2, 0.5], "text": [0.4, np.nan, 0.5],
+                          "image": [0.0, 0.8, 0.0]})
+    table = attention_by_category(frame, ITEMS, "tags", ["behaviour", "text", "image"], "multi_label")
+    assert table.loc["camping", "pairs"] == 2 and table.loc["camping", "behaviour"] == pytest.approx(0.55)
+    assert table.loc["cooking", "text"] != table.loc["cooking", "text"]  # NaN: the item has no text
+    summary = pd.DataFrame({"user_row": [0, 1], "user_id": ["u1", "u2"], "behaviour": [0.8, 0.2],
+                            "text": [0.2, 0.8]})
+    truth = pd.DataFrame({"user_id": ["u1", "u2"], "segment": ["behaviour", "text"], "w_behaviour": [0.7, 0.1],
+                          "w_text": [0.1, 0.7], "w_image": [0.2, 0.2]})
+    comparison = ground_truth_comparison(summary, truth, ["behaviour", "text"]).set_index(["segment", "modality"])
+    assert comparison.loc[("behaviour", "behaviour"), "learned"] == pytest.approx(0.8)
+    assert comparison.loc[("behaviour", "behaviour"), "true"] == pytest.approx(0.875)  # renormalised over 2
+    assert comparison.loc[("text", "text"), "users"] == 1
+
+
+def test_pca_2d_finds_the_main_direction():
+    rng = np.random.default_rng(0)
+    points = np.outer(rng.normal(size=200), [3.0, 0, 0]) + rng.normal(scale=0.1, size=(200, 3))
+    coords = pca_2d(points)
+    assert coords.shape == (200, 2)
+    assert abs(np.corrcoef(coords[:, 0], points[:, 0])[0, 1]) > 0.99
+    assert pca_2d(np.zeros((0, 3))).shape == (0, 2)
+
+
+def test_training_command_has_one_flag_per_option():
+    config = RunConfig(dataset="shop", epochs=3, baselines=[], cold_start=True, modalities=["behaviour", "text"])
+    command = training_command(type("W", (), {"root": "/tmp/ws"})(), config, "run-1")
+    assert command[:4] == [sys.executable, "-m", "recsys", "train"]
+    assert command[command.index("--data") + 1] == "shop" and command[command.index("--run-id") + 1] == "run-1"
+    assert command[command.index("--epochs") + 1] == "3"
+    assert "--cold-start" in command
+    position = command.index("--modalities")
+    assert command[position + 1:position + 3] == ["behaviour", "text"]
+    assert command[command.index("--baselines") + 1].startswith("--")  # an empty list: the flag alone
+
+    import recsys.train.commands  # noqa: F401  (registers the train command)
+    from recsys.cli import build_parser  # the command line parses it back into the same options
+
+    args = build_parser().parse_args(command[3:])
+    assert args.epochs == 3 and args.baselines == [] and args.cold_start is True and args.dataset == "shop"
+
+
+def test_summarize_progress_gives_epochs_features_and_time_left():
+    events = [
+        {"type": "stage", "time": 0.0, "stage": "features"},
+        {"type": "step", "time": 1.0, "stage": "features:text", "done": 64, "total": 100},
+        {"type": "step", "time": 2.0, "stage": "features:text", "done": 100, "total": 100},
+        {"type": "stage", "time": 3.0, "stage": "data", "users": 10, "items": 20, "train": 50},
+        {"type": "stage", "time": 3.0, "stage": "fit"},
+        {"type": "epoch", "time": 13.0, "epoch": 0, "loss": 2.0, "valid_ndcg@20": 0.1, "max_epochs": 10, "seconds": 10},
+        {"type": "epoch", "time": 23.0, "epoch": 1, "loss": 1.5, "valid_ndcg@20": 0.2, "max_epochs": 10, "seconds": 10},
+        {"type": "epoch", "time": 33.0, "epoch": 2, "loss": 1.2, "valid_ndcg@20": 0.15, "max_epochs": 10},
+        {"type": "step", "time": 38.0, "epoch": 3, "step": 5, "steps": 10, "loss": 1.1},
+    ]
+    summary = summarize_progress(events)
+    assert summary["stage"] == "fit" and summary["features"]["features:text"] == (100, 100)
+    assert summary["epoch"] == 3 and summary["max_epochs"] == 10 and summary["best_epoch"] == 1
+    assert summary["step"] == 5 and summary["steps"] == 10
+    assert summary["fraction"] == pytest.approx(0.35)
+    assert summary["eta_seconds"] == pytest.approx(6.5 * 10)
+    assert summary["data"]["users"] == 10
+    ended = summarize_progress(events + [{"type": "end", "time": 40.0, "state": "finished"}])
+    assert ended["fraction"] == 1.0 and ended["eta_seconds"] == 0.0
+    assert summarize_progress([])["stage"] is None
+
+
+def test_assembled_uploads_become_one_bundle_and_unsafe_pictures_are_refused(tmp_path):
+    from pages.common import UploadError, assemble_bundle_zip
+    from recsys.data.bundle import load_bundle
+    from tests.conftest import png_bytes
+
+    items = b"item_id,title,image_file\na,Red kettle,images/a.png\nb,Blue boots,images/b.png\n"
+    interactions = b"user_id,item_id\nu1,a\nu1,b\nu2,a\n"
+    pictures = io.BytesIO()
+    with zipfile.ZipFile(pictures, "w") as archive:
+        archive.writestr("images/a.png", png_bytes())
+        archive.writestr("images/b.png", png_bytes((0, 0, 200)))
+    data = assemble_bundle_zip({"items": ("my items.CSV", items), "interactions": ("log.csv", interactions)},
+                               pictures.getvalue())
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert sorted(archive.namelist()) == ["images/a.png", "images/b.png", "interactions.csv", "items.csv"]
+    result = load_bundle(data)
+    assert result.ok and result.bundle.counts()["items_with_image"] == 2
+
+    evil = io.BytesIO()
+    with zipfile.ZipFile(evil, "w") as archive:
+        archive.writestr("../../etc/evil.png", png_bytes())
+    refused = load_bundle(assemble_bundle_zip({"items": ("i.csv", items), "interactions": ("x.csv", interactions)},
+                                              evil.getvalue()))
+    assert not refused.ok and "archive_path_escape" in refused.report.codes()
+
+    with pytest.raises(UploadError, match="not a readable .zip"):
+        assemble_bundle_zip({"items": ("i.csv", items)}, b"not a zip")
+    with pytest.raises(UploadError, match=r"\.csv, \.parquet or \.jsonl"):
+        assemble_bundle_zip({"items": ("items.xlsx", items)})
+    clash = io.BytesIO()
+    with zipfile.ZipFile(clash, "w") as archive:
+        archive.writestr("items.csv", items)
+    with pytest.raises(UploadError, match="already holds items.csv"):
+        assemble_bundle_zip({"items": ("i.csv", items)}, clash.getvalue())

@@ -1,0 +1,330 @@
+"""Key interactions through the app: uploads and roles, users and filters, training, stopping, killing, deleting."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import zipfile
+
+import pandas as pd
+import pytest
+
+from tests.app.conftest import assert_clean, read_json, texts, the_run, wait_for
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def shop_tables(bad_rating: bool = False, duplicate_item: bool = False) -> tuple[bytes, bytes]:
+    items = pd.DataFrame({
+        "item_id": [f"i{n}" for n in range(30)],
+        "title": [f"Product number {n} for the garden" for n in range(30)],
+        "category": [["Garden", "Kitchen", "Toys"][n % 3] for n in range(30)],
+        "price": [f"{5 + n}.99" for n in range(30)],
+    })
+    if duplicate_item:
+        items.loc[5, "item_id"] = "i4"
+    rows = [(f"u{u}", f"i{(u * 7 + k) % 30}", str(1 + (u + k) % 5)) for u in range(12) for k in range(8)]
+    interactions = pd.DataFrame(rows, columns=["user_id", "item_id", "rating"])
+    if bad_rating:
+        interactions.loc[3, "rating"] = "five"
+    return items.to_csv(index=False).encode(), interactions.to_csv(index=False).encode()
+
+
+def open_data_page(app):
+    app.switch_page("pages/data.py")
+    app.run()
+    app.segmented_control(key="data_source").set_value("Upload files")
+    app.run()
+    return app
+
+
+def import_button(at):
+    buttons = [b for b in at.button if (b.key or "").startswith("data_import_")]
+    assert len(buttons) == 1, [b.key for b in at.button]
+    return buttons[0]
+
+
+def card_titles(at) -> list[str]:
+    titles = []
+    for element in at.markdown:
+        match = re.fullmatch(r"\*\*(\d+)\. (.+)\*\*", str(element.value))
+        if match:
+            titles.append(match.group(2))
+    return titles
+
+
+# ----------------------------------------------------------------------------- data
+
+def test_upload_with_a_bad_rating_is_blocked_until_the_role_is_changed(app, trained_workspace):
+    at = open_data_page(app)
+    items, interactions = shop_tables(bad_rating=True)
+    at.file_uploader(key="data_items_file").set_value(("shop-items.csv", items, "text/csv"))
+    at.file_uploader(key="data_interactions_file").set_value(("interactions.csv", interactions, "text/csv"))
+    at.run()
+    assert not at.exception
+    shown = texts(at)
+    assert "ratings are not numbers" in shown and "interactions.csv" in shown and "column `rating`" in shown
+    assert import_button(at).disabled
+
+    editor = at.data_editor[0]
+    table = editor.value
+    row = int(table.index[(table["table"] == "interactions") & (table["column"] == "rating")][0])
+    assert table.loc[row, "role"] == "rating"
+    at.session_state[editor.key] = {"edited_rows": {row: {"role": "ignore"}}, "added_rows": [], "deleted_rows": []}
+    at.run()
+    assert not at.exception
+    assert "ratings are not numbers" not in texts(at)
+    button = import_button(at)
+    assert not button.disabled
+    name_input = [t for t in at.text_input if (t.key or "").startswith("data_name_")][0]
+    name_input.set_value("shop")
+    at.run()
+    import_button(at).click()
+    at.run()
+    assert_clean(at)
+    assert "Imported **shop**" in texts(at)
+    schema = read_json(trained_workspace / "datasets" / "shop" / "schema.json")
+    assert schema["interactions"]["rating"] == "ignore"
+
+
+def test_a_failed_upload_leaves_the_previous_dataset_in_place(app, trained_workspace):
+    before = read_json(trained_workspace / "datasets" / "demo" / "manifest.json")
+    at = open_data_page(app)
+    items, interactions = shop_tables(duplicate_item=True)
+    at.file_uploader(key="data_items_file").set_value(("items.csv", items, "text/csv"))
+    at.file_uploader(key="data_interactions_file").set_value(("interactions.csv", interactions, "text/csv"))
+    at.run()
+    name_input = [t for t in at.text_input if (t.key or "").startswith("data_name_")][0]
+    name_input.set_value("demo")
+    at.run()
+    assert not at.exception
+    shown = texts(at)
+    assert "item ids appear more than once" in shown and "column `item_id`" in shown
+    assert "e.g. rows" in shown
+    assert import_button(at).disabled
+    assert read_json(trained_workspace / "datasets" / "demo" / "manifest.json") == before
+
+
+def test_a_bundle_zip_escaping_its_folder_is_refused(app, trained_workspace):
+    items, interactions = shop_tables()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("items.csv", items)
+        archive.writestr("interactions.csv", interactions)
+        archive.writestr("../outside.txt", b"not allowed")
+    at = open_data_page(app)
+    at.segmented_control(key="data_source").set_value("Upload a .zip bundle")
+    at.run()
+    at.file_uploader(key="data_bundle_file").set_value(("bundle.zip", buffer.getvalue(), "application/zip"))
+    at.run()
+    assert not at.exception
+    assert "outside the bundle folder" in texts(at)
+    assert import_button(at).disabled
+    assert not (trained_workspace / "outside.txt").exists()
+
+
+def test_import_a_bundle_folder_from_disk(app, trained_workspace, small_bundle):
+    at = open_data_page(app)
+    at.segmented_control(key="data_source").set_value("Folder on disk")
+    at.run()
+    at.text_input(key="data_folder_path").set_value(str(trained_workspace / "no-such-folder"))
+    at.run()
+    assert "does not exist" in " ".join(e.value for e in at.error)
+    at.text_input(key="data_folder_path").set_value(str(small_bundle))
+    at.run()
+    assert not at.exception
+    assert "No problems found" in texts(at)
+    roles = at.data_editor[0].value.set_index("column")
+    assert roles.loc["genres", "role"] == "multi_label" and roles.loc["genres", "reason"]
+    import_button(at).click()
+    at.run()
+    assert_clean(at)
+    assert "Imported **small**" in texts(at)
+    assert (trained_workspace / "datasets" / "small" / "images").is_dir()
+
+
+# ----------------------------------------------------------------------------- recommendations
+
+def test_switching_users_and_filtering(app, trained_workspace):
+    app.switch_page("pages/recommendations.py")
+    at = app.run()
+    assert_clean(at)
+    users = at.selectbox(key="rec_user").options
+    other = users[3].split(" · ")[0]
+    at.selectbox(key="rec_user").set_value(other)
+    at.run()
+    assert_clean(at)
+    assert f"Top 10 for {other}" in texts(at)
+    assert len(card_titles(at)) == 10
+
+    items = pd.read_parquet(trained_workspace / "datasets" / "demo" / "items.parquet")
+    category = items["category"].value_counts().index[0]
+    at.multiselect(key="rec_filter_category").set_value([category])
+    at.run()
+    assert_clean(at)
+    titles = card_titles(at)
+    assert titles
+    by_title = dict(zip(items["title"], items["category"]))
+    assert {by_title[t] for t in titles} == {category}
+
+    at.toggle(key="rec_exclude_seen").set_value(False)
+    at.slider(key="rec_diversity").set_value(0.6)
+    at.run()
+    assert_clean(at)
+    assert card_titles(at)
+
+
+# ----------------------------------------------------------------------------- training
+
+@pytest.mark.slow
+def test_start_a_tiny_training_from_the_train_page(app, trained_workspace, kill_leftovers):
+    from recsys.train.launch import run_state
+
+    app.switch_page("pages/train.py")
+    at = app.run()
+    assert_clean(at)
+    at.number_input(key="train_epochs").set_value(2)
+    at.selectbox(key="train_text_encoder").set_value("tfidf")
+    at.multiselect(key="train_baselines_fusion").set_value(["mostpop"])
+    at.run()
+    at.button(key="train_start").click()
+    at.run()
+    assert not at.exception
+    run_id = at.session_state["train_watch"]
+    run_dir = trained_workspace / "runs" / run_id
+    record = read_json(trained_workspace / "runs" / ".launch" / f"{run_id}.json")
+    kill_leftovers.append(record["pid"])
+    state = wait_for(lambda: run_state(run_dir)["state"] not in ("starting", "running") and run_state(run_dir),
+                     what="the training to end")
+    assert state["state"] == "finished", state
+    metrics = read_json(run_dir / "metrics.json")
+    assert set(metrics["baselines"]) == {"mostpop"}
+    assert read_json(run_dir / "config.json")["config"]["epochs"] == 2
+    at.run()
+    assert_clean(at)
+    assert "Test metrics against the baselines" in texts(at)
+
+
+def _start_long_run(workspace, kill_leftovers) -> tuple[str, int]:
+    from recsys.train.launch import start_run
+    from recsys.train.run import RunConfig
+    from recsys.workspace import Workspace
+
+    config = RunConfig(dataset="demo", epochs=400, patience=400, text_encoder="tfidf", baselines=[])
+    run_id = start_run(Workspace(workspace), config)
+    pid = read_json(workspace / "runs" / ".launch" / f"{run_id}.json")["pid"]
+    kill_leftovers.append(pid)
+    run_dir = workspace / "runs" / run_id
+    wait_for(lambda: (run_dir / "model" / "config.json").is_file(), what="a first saved model")
+    return run_id, pid
+
+
+@pytest.mark.slow
+def test_stop_a_running_training_from_the_ui(app, trained_workspace, kill_leftovers):
+    from recsys.models import Recommender, list_models
+    from recsys.train.launch import run_state
+
+    run_id, _ = _start_long_run(trained_workspace, kill_leftovers)
+    run_dir = trained_workspace / "runs" / run_id
+    app.switch_page("pages/train.py")
+    at = app.run()
+    assert not at.exception
+    assert at.session_state["train_watch"] == run_id  # the page follows the active run
+    at.button(key=f"train_stop_{run_id}").click()
+    at.run()
+    assert not at.exception
+    state = wait_for(lambda: run_state(run_dir)["state"] not in ("starting", "running") and run_state(run_dir),
+                     what="the run to stop")
+    assert state["state"] == "stopped", state
+    list_models()
+    model = Recommender.load(run_dir / "model")
+    assert model.recommend(model.user_ids[0], k=5)
+    at.run()
+    assert_clean(at)
+    assert "Stopped on request" in texts(at)
+
+
+@pytest.mark.slow
+def test_a_killed_training_leaves_the_workspace_readable(app, trained_workspace, kill_leftovers):
+    from recsys.train.launch import run_state
+    from recsys.train.run import list_runs
+    from recsys.workspace import Workspace
+
+    run_id, pid = _start_long_run(trained_workspace, kill_leftovers)
+    run_dir = trained_workspace / "runs" / run_id
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: run_state(run_dir)["state"] == "interrupted", what="the run to read as interrupted")
+    assert {r["run_id"] for r in list_runs(Workspace(trained_workspace))} >= {run_id}
+
+    app.switch_page("pages/train.py")
+    at = app.run()
+    assert_clean(at)
+    at.selectbox(key="train_watch").set_value(run_id)
+    at.run()
+    assert_clean(at)
+    assert "Interrupted" in texts(at)
+    for page in ("pages/recommendations.py", "pages/experiments.py", "pages/attention.py"):
+        at.switch_page(page)
+        at.run()
+        assert_clean(at)
+
+
+@pytest.mark.slow
+def test_a_failed_training_is_explained(app, trained_workspace, kill_leftovers):
+    from recsys.train.launch import run_state, start_run
+    from recsys.train.run import RunConfig
+    from recsys.workspace import Workspace
+
+    config = RunConfig(dataset="demo", epochs=2, fusion="no-such-fusion", text_encoder="tfidf", baselines=[])
+    run_id = start_run(Workspace(trained_workspace), config)
+    kill_leftovers.append(read_json(trained_workspace / "runs" / ".launch" / f"{run_id}.json")["pid"])
+    run_dir = trained_workspace / "runs" / run_id
+    wait_for(lambda: run_state(run_dir)["state"] == "failed", what="the run to fail")
+    app.switch_page("pages/train.py")
+    at = app.run()
+    assert not at.exception
+    at.selectbox(key="train_watch").set_value(run_id)
+    at.run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "The training failed" in errors and "fusion must be one of" in errors
+    assert any(x.label == "Technical details" for x in at.expander)
+
+
+# ----------------------------------------------------------------------------- experiments
+
+def test_delete_a_run_with_confirmation(app, trained_workspace):
+    run_dir = the_run(trained_workspace)
+    app.switch_page("pages/experiments.py")
+    at = app.run()
+    assert_clean(at)
+    at.selectbox(key="exp_run").set_value(run_dir.name)
+    at.button(key="exp_delete").click()
+    at.run()
+    assert "for good?" in texts(at)
+    assert run_dir.exists()
+    at.button(key="exp_delete_yes").click()
+    at.run()
+    assert_clean(at)
+    assert not run_dir.exists()
+    assert "No runs yet" in texts(at)
+
+
+@pytest.mark.slow
+def test_a_running_training_cannot_be_deleted(trained_workspace, kill_leftovers):
+    from recsys.train.launch import RunBusyError, delete_run, stop_run, run_state
+    from recsys.workspace import Workspace
+
+    run_id, _ = _start_long_run(trained_workspace, kill_leftovers)
+    run_dir = trained_workspace / "runs" / run_id
+    with pytest.raises(RunBusyError):
+        delete_run(Workspace(trained_workspace), run_id)
+    assert run_dir.exists()
+    assert stop_run(run_dir)
+    wait_for(lambda: run_state(run_dir)["state"] == "stopped", what="the run to stop")
+    delete_run(Workspace(trained_workspace), run_id)
+    assert not run_dir.exists()
+    assert json.dumps(os.listdir(trained_workspace / "runs" / ".launch")).count(run_id) == 0

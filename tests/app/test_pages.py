@@ -1,0 +1,112 @@
+"""Every page renders without an exception, on an empty workspace and on one with a trained run."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.app.conftest import assert_clean, texts
+
+PAGES = ["pages/data.py", "pages/train.py", "pages/recommendations.py", "pages/attention.py",
+         "pages/experiments.py"]
+
+EMPTY_STATES = {
+    "pages/data.py": "Upload at least an **items** file",
+    "pages/train.py": "No dataset yet",
+    "pages/recommendations.py": "No model trained yet",
+    "pages/attention.py": "No model trained yet",
+    "pages/experiments.py": "No runs yet",
+}
+
+
+def open_page(app, page: str | None):
+    """Open ``page`` directly (Home never runs first, so an empty workspace stays empty)."""
+    if page is not None:
+        app.switch_page(page)
+    app.run()
+    return app
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_pages_on_an_empty_workspace_say_what_to_do(app, empty_workspace, page):
+    at = open_page(app, page)
+    assert_clean(at)
+    assert EMPTY_STATES[page] in texts(at)
+
+
+def test_home_on_an_empty_workspace_prepares_the_demo(app, empty_workspace):
+    at = open_page(app, None)
+    assert_clean(at)
+    shown = texts(at)
+    assert "Multimodal recommender studio" in shown
+    assert "No model trained yet" in shown
+    assert (empty_workspace / "datasets" / "demo" / "manifest.json").is_file()
+    assert at.button(key="home_quick_start").disabled is False
+
+
+def test_home_with_a_trained_run(app, trained_workspace):
+    at = open_page(app, None)
+    assert_clean(at)
+    shown = texts(at)
+    assert "fusion on demo" in shown
+    assert "NDCG@20" in shown
+    assert "CPU" in shown or "GPU" in shown
+
+
+def test_data_page_explores_the_dataset(app, trained_workspace):
+    at = open_page(app, "pages/data.py")
+    assert_clean(at)
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Users"] == "150" and labels["Items"] == "120" and labels["Interactions"] == "3,000"
+    assert len(at.get("plotly_chart")) >= 4  # long tails, ratings, coverage, categories
+    assert len(at.get("imgs")) >= 12 or len(at.image) >= 12  # the gallery shows pictures
+
+
+def test_train_page_shows_the_finished_run(app, trained_workspace):
+    at = open_page(app, "pages/train.py")
+    assert_clean(at)
+    shown = texts(at)
+    assert "Test metrics against the baselines" in shown
+    assert len(at.dataframe) == 1
+    assert at.selectbox(key="train_text_encoder").options  # only available encoders are offered
+
+
+def test_recommendations_page_shows_cards_with_explanations(app, trained_workspace):
+    at = open_page(app, "pages/recommendations.py")
+    assert_clean(at)
+    user = at.selectbox(key="rec_user").value
+    shown = texts(at)
+    assert f"Top 10 for {user}" in shown
+    assert "How much each modality weighs" not in shown  # explanations are computed when a popover opens
+    assert len(at.get("download_button")) == 1
+    at.session_state["rec_why_1"] = True  # open the first card's "Why this?"
+    at.run()
+    assert_clean(at)
+    shown = texts(at)
+    assert "How much each modality weighs" in shown
+    assert len(at.get("plotly_chart")) == 1  # the modality attention / share chart
+
+
+def test_attention_page_draws_charts(app, trained_workspace):
+    at = open_page(app, "pages/attention.py")
+    assert_clean(at)
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 5  # distribution, category heatmap, history, one user, ground truth, map
+    assert "true weights" in texts(at)
+
+
+def test_experiments_page_lists_the_run(app, trained_workspace):
+    at = open_page(app, "pages/experiments.py")
+    assert_clean(at)
+    assert len(at.dataframe) >= 1
+    assert len(at.get("download_button")) == 1
+
+
+@pytest.mark.parametrize("page", ["pages/recommendations.py", "pages/attention.py"])
+def test_a_run_whose_model_cannot_be_loaded_is_explained(app, trained_workspace, page):
+    from tests.app.conftest import the_run
+
+    (the_run(trained_workspace) / "model" / "weights.safetensors").write_bytes(b"damaged")
+    at = open_page(app, page)
+    assert_clean(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert "This run cannot be shown" in warnings and "could not be loaded" in warnings

@@ -64,6 +64,8 @@ class Recommender(ABC):
     name: ClassVar[str] = "recommender"
     #: True when the model can score items that had no training interactions (from content).
     scores_cold_items: ClassVar[bool] = False
+    #: Bumped whenever the saved weights change shape or meaning; older saves are refused plainly.
+    format_version: ClassVar[int] = 1
 
     def __init__(self, **config: Any):
         self.config: dict[str, Any] = dict(config)
@@ -178,8 +180,8 @@ class Recommender(ABC):
         tmp.replace(folder / "weights.safetensors")
         atomic_write_json(folder / "ids.json", {"user_ids": [str(u) for u in self.user_ids],
                                                 "item_ids": [str(i) for i in self.item_ids]})
-        atomic_write_json(folder / "config.json", {"model": self.name, "config": self.config,
-                                                   "fit_seconds": self.fit_seconds})
+        atomic_write_json(folder / "config.json", {"model": self.name, "format_version": self.format_version,
+                                                   "config": self.config, "fit_seconds": self.fit_seconds})
         return folder
 
     @classmethod
@@ -195,6 +197,10 @@ class Recommender(ABC):
             raise ValueError(f"unknown model type {meta['model']!r} in {folder}; known: {sorted(MODEL_REGISTRY)}")
         if cls is not Recommender and not issubclass(model_cls, cls):
             raise TypeError(f"{folder} holds a {meta['model']} model, not a {cls.name}")
+        saved_version = int(meta.get("format_version", 1))
+        if saved_version != model_cls.format_version:
+            raise ValueError(f"{folder} holds a {meta['model']} model saved in format {saved_version}; this version of "
+                             f"the studio reads format {model_cls.format_version}. Train the model again.")
         model = model_cls(**meta["config"])
         ids = json.loads((folder / "ids.json").read_text())
         model.user_ids = np.asarray(ids["user_ids"], dtype=str)

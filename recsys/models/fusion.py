@@ -435,6 +435,7 @@ class FusionRecommender(Recommender):
 
     name = "fusion"
     scores_cold_items = True
+    format_version = 2  # 2: per-modality value maps, warm/cold content scales, item-item prior
 
     def __init__(self, **config: Any):
         unknown = set(config) - set(DEFAULTS)

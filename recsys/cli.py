@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # engine layers that add commands of their own (train, evaluate, recommend, explain) register them on import
-COMMAND_MODULES: tuple[str, ...] = ("recsys.train.commands",)
+COMMAND_MODULES: tuple[str, ...] = ("recsys.train.commands", "recsys.explain.commands")
 
 
 def _load_command_modules() -> None:

@@ -1,0 +1,168 @@
+"""Attention weights of the fusion model, aggregated for the Attention page.
+
+The unit is a (user, item) pair where the item is one of the user's top-``k`` recommendations
+(seen items excluded): that is where attention matters. A modality the item lacks (no picture,
+no text) has no weight there: it is NaN, not 0, so averages are over items that have it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..data import schema as S
+
+__all__ = ["has_attention", "top_items_attention", "attention_long", "attention_by_category",
+           "user_attention_summary", "pca_2d", "ground_truth_comparison"]
+
+
+def has_attention(model: Any) -> bool:
+    """True for a fusion model whose fusion produces per-modality weights (attention, mean, item_gate)."""
+    if not hasattr(model, "attention_matrix") or not getattr(model, "modalities", None):
+        return False
+    return (getattr(model, "config", {}) or {}).get("fusion", "attention") != "concat"
+
+
+def top_items_attention(model: Any, k: int = 20, max_users: int | None = 2000, seed: int = 0,
+                        users: Sequence[int] | None = None, batch_size: int = 256) -> pd.DataFrame:
+    """Attention over each user's top-``k`` items: one row per (user, item).
+
+    Columns ``user_row``, ``user_id``, ``rank`` (1 = best), ``item_index``, ``item_id``, ``score``,
+    then one column per modality (weights summing to 1 over the item's present modalities; NaN
+    where the item lacks the modality). At most ``max_users`` users (a seeded sample) unless
+    ``users`` lists the rows.
+    """
+    modalities = list(model.modalities)
+    if users is None:
+        users = np.arange(model.n_users)
+        if max_users is not None and len(users) > max_users:
+            users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
+    users = np.asarray(users, dtype=np.int64)
+    present_all = getattr(model, "_eval_present", None)
+    if present_all is not None:
+        present_all = present_all.detach().cpu().numpy().astype(bool)
+    seen = model.seen
+    frames = []
+    k = int(min(k, model.n_items))
+    for start in range(0, len(users), batch_size):
+        rows = users[start:start + batch_size]
+        scores = model.score(rows).astype(np.float64)
+        if seen is not None:
+            block = seen[rows]
+            scores[block.nonzero()] = -np.inf
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        top_scores = np.take_along_axis(top_scores, order, axis=1)
+        union, inverse = np.unique(top, return_inverse=True)
+        weights = model.attention_matrix(rows, union)  # [B, |union|, M]
+        inverse = inverse.reshape(top.shape)
+        picked = weights[np.arange(len(rows))[:, None], inverse]  # [B, k, M]
+        if present_all is not None:
+            picked = np.where(present_all[top], picked, np.nan)
+        frame = pd.DataFrame({
+            "user_row": np.repeat(rows, k),
+            "rank": np.tile(np.arange(1, k + 1), len(rows)),
+            "item_index": top.ravel(),
+            "score": top_scores.ravel(),
+        })
+        for m, name in enumerate(modalities):
+            frame[name] = picked[:, :, m].ravel()
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=["user_row", "user_id", "rank", "item_index", "item_id", "score", *modalities])
+    out = pd.concat(frames, ignore_index=True)
+    out = out[np.isfinite(out["score"])]
+    out.insert(1, "user_id", np.asarray(model.user_ids)[out["user_row"].to_numpy()])
+    out.insert(4, "item_id", np.asarray(model.item_ids)[out["item_index"].to_numpy()])
+    return out.reset_index(drop=True)
+
+
+def attention_long(frame: pd.DataFrame, modalities: Sequence[str]) -> pd.DataFrame:
+    """One row per (user, item, modality) with a weight; missing modalities dropped."""
+    long = frame.melt(id_vars=[c for c in ("user_id", "item_id", "rank") if c in frame.columns],
+                      value_vars=list(modalities), var_name="modality", value_name="weight")
+    return long.dropna(subset=["weight"]).reset_index(drop=True)
+
+
+def attention_by_category(frame: pd.DataFrame, items: pd.DataFrame, column: str, modalities: Sequence[str],
+                          role: str = S.CATEGORICAL, separator: str = S.DEFAULT_SEPARATOR,
+                          top: int = 20) -> pd.DataFrame:
+    """Mean attention per value of an item column (rows) and modality (columns), plus ``pairs``
+    (how many (user, item) pairs each mean is over). ``items`` is indexed by item id. The ``top``
+    most frequent values are kept."""
+    values = items[column].reindex(frame["item_id"]).astype("string").fillna("").str.strip().to_numpy()
+    data = frame[list(modalities)].copy()
+    data["value"] = values
+    if role == S.MULTI_LABEL:
+        data["value"] = data["value"].str.split(re.escape(separator), regex=True)
+        data = data.explode("value")
+        data["value"] = data["value"].astype(str).str.strip()
+    data = data[data["value"] != ""]
+    if data.empty:
+        return pd.DataFrame(columns=[*modalities, "pairs"])
+    grouped = data.groupby("value")
+    table = grouped[list(modalities)].mean()
+    table["pairs"] = grouped.size()
+    return table.sort_values("pairs", ascending=False).head(top)
+
+
+def user_attention_summary(frame: pd.DataFrame, model: Any, modalities: Sequence[str]) -> pd.DataFrame:
+    """Per user: mean attention per modality over their top items and ``history_length`` (training items)."""
+    summary = frame.groupby(["user_row", "user_id"])[list(modalities)].mean().reset_index()
+    seen = model.seen
+    if seen is not None:
+        counts = np.diff(seen.indptr)
+        summary["history_length"] = counts[summary["user_row"].to_numpy()]
+    else:
+        summary["history_length"] = np.nan
+    return summary
+
+
+def pca_2d(vectors: np.ndarray) -> np.ndarray:
+    """The first two principal components of the rows of ``vectors`` (``[n, 2]``)."""
+    x = np.asarray(vectors, dtype=np.float64)
+    if x.ndim != 2 or len(x) == 0:
+        return np.zeros((0, 2))
+    x = x - x.mean(axis=0, keepdims=True)
+    if x.shape[1] < 2:
+        return np.hstack([x, np.zeros((len(x), 2 - x.shape[1]))])
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    coords = x @ vt[:2].T
+    # a deterministic orientation: the largest loading of each component is positive
+    signs = np.sign(vt[:2][np.arange(2), np.abs(vt[:2]).argmax(axis=1)])
+    return coords * np.where(signs == 0, 1, signs)
+
+
+def ground_truth_comparison(summary: pd.DataFrame, truth: pd.DataFrame, modalities: Sequence[str]) -> pd.DataFrame:
+    """Learned attention per ground-truth segment beside the true weights (the demo catalog).
+
+    ``summary`` from :func:`user_attention_summary`; ``truth`` has ``user_id``, ``segment`` and
+    ``w_<modality>`` columns. Learned weights are renormalised over the modalities the model uses
+    that the truth also has, so both sides sum to 1. Returns rows ``segment``, ``modality``,
+    ``learned``, ``true``, ``users``.
+    """
+    truth = truth.copy()
+    truth["user_id"] = truth["user_id"].astype(str)
+    shared = [m for m in modalities if f"w_{m}" in truth.columns]
+    if not shared:
+        return pd.DataFrame(columns=["segment", "modality", "learned", "true", "users"])
+    merged = summary.merge(truth[["user_id", "segment", *[f"w_{m}" for m in shared]]], on="user_id", how="inner")
+    if merged.empty:
+        return pd.DataFrame(columns=["segment", "modality", "learned", "true", "users"])
+    learned = merged[shared].fillna(0.0)
+    learned = learned.div(learned.sum(axis=1).replace(0, np.nan), axis=0)
+    true = merged[[f"w_{m}" for m in shared]].to_numpy(dtype=float)
+    true = true / np.where(true.sum(axis=1, keepdims=True) > 0, true.sum(axis=1, keepdims=True), 1.0)
+    rows = []
+    for segment, index in merged.groupby("segment").groups.items():
+        positions = merged.index.get_indexer(index)
+        for j, modality in enumerate(shared):
+            rows.append({"segment": segment, "modality": modality,
+                         "learned": float(np.nanmean(learned.iloc[positions, j])),
+                         "true": float(true[positions, j].mean()), "users": int(len(positions))})
+    return pd.DataFrame(rows)

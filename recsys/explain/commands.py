@@ -1,0 +1,197 @@
+"""CLI commands of the explanation layer: ``explain``, ``recommend-explained``, ``recommend-new``.
+
+    python -m recsys explain RUN --user ID --item ID [--json]
+    python -m recsys recommend-explained RUN --user ID --k 10 [--diversity 0.2] [--json]
+    python -m recsys recommend-new RUN --like ID ID ... | --query "text" [--user ID] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..cli import CommandError, _say, _workspace, command
+
+
+def load_run(workspace: Any, run: str) -> tuple[Path, Any, Any, dict[str, Any]]:
+    """(run folder, loaded model, the dataset bundle or None, the run's config dict)."""
+    from ..models.base import Recommender, _import_all_models
+
+    run_dir = workspace.runs_dir / run
+    if not (run_dir / "config.json").is_file():
+        raise CommandError(f"no run '{run}' in {workspace.runs_dir}")
+    if not (run_dir / "model" / "config.json").is_file():
+        raise CommandError(f"run {run} has no saved model yet")
+    _import_all_models()
+    model = Recommender.load(run_dir / "model")
+    config = json.loads((run_dir / "config.json").read_text())["config"]
+    bundle = workspace.load_dataset(config["dataset"]) if workspace.has_dataset(config["dataset"]) else None
+    return run_dir, model, bundle, config
+
+
+def _context(model: Any, bundle: Any) -> Any:
+    from .explainer import ExplainContext
+
+    if bundle is None:
+        import numpy as np
+        import pandas as pd
+
+        return ExplainContext(model, pd.DataFrame({"item_id": np.asarray(model.item_ids).astype(str)}), {})
+    schema = bundle.schema
+    return ExplainContext(model, bundle.items, schema.items, separator=schema.multi_label_separator,
+                          interactions=bundle.interactions, rating_column=schema.rating_column)
+
+
+def explanations_for(model: Any, bundle: Any, user: str, item_ids: list[str], k_history: int = 3) -> list[dict]:
+    """JSON-able explanations of ``item_ids`` for ``user`` (``bundle``: the run's dataset, or None)."""
+    from .explainer import explain
+
+    context = _context(model, bundle)
+    return [explain(model, user, item, k_history=k_history, context=context).to_dict() for item in item_ids]
+
+
+def _narrate(explanation: Any, narrator: str | None, context: Any) -> dict[str, Any] | None:
+    if not narrator:
+        return None
+    from .narrator import narrate
+
+    return narrate(explanation, narrator, catalogue_terms=context.catalogue_terms()).to_dict()
+
+
+def _explain_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run id (folder name under workspace/runs)")
+    p.add_argument("--user", required=True, help="user id")
+    p.add_argument("--item", required=True, help="item id")
+    p.add_argument("--k-history", type=int, default=3, help="history items to show (default 3)")
+    p.add_argument("--narrator", default=None, metavar="DIR",
+                   help="a local Hugging Face causal LM folder that rephrases the evidence (optional)")
+
+
+def _print_explanation(args: argparse.Namespace, data: dict[str, Any], rank: int | None = None) -> None:
+    head = f"{rank:>3}. " if rank is not None else ""
+    score = data.get("score")
+    _say(args, f"{head}{data['item_id']}  {data['title']}" + (f"  (score {score:.4f})" if score is not None else ""))
+    _say(args, f"     {data['sentence']}")
+    for modality in data.get("modalities", []):
+        state = "missing" if modality["missing"] else (f"attention {modality['attention']:.2f}  "
+                                                        f"share {modality['share']:+.4f}")
+        _say(args, f"       {modality['modality']:<11} {state}")
+    for item in data.get("history", []):
+        _say(args, f"       like {item['item_id']} {item['title']}  (+{item['contribution']:.4f})")
+    for note in data.get("notes", []):
+        _say(args, f"       note: {note}")
+    if data.get("narration"):
+        _say(args, f"     narrator ({data['narration']['source']}): {data['narration']['text']}")
+
+
+@command("explain", "why a run's model recommends an item to a user: modalities, history, evidence",
+         _explain_arguments)
+def cmd_explain(args: argparse.Namespace) -> dict[str, Any]:
+    from .explainer import explain
+
+    run_dir, model, bundle, _ = load_run(_workspace(args), args.run)
+    context = _context(model, bundle)
+    try:
+        explanation = explain(model, args.user, args.item, k_history=args.k_history, context=context)
+    except KeyError as exc:
+        raise CommandError(str(exc.args[0])) from exc
+    data = explanation.to_dict()
+    data["narration"] = _narrate(explanation, args.narrator, context)
+    _print_explanation(args, data)
+    return {"run_id": run_dir.name, "explanation": data}
+
+
+def _recommend_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run id (folder name under workspace/runs)")
+    p.add_argument("--user", required=True, help="user id")
+    p.add_argument("--k", type=int, default=10, help="how many items (default 10)")
+    p.add_argument("--diversity", type=float, default=0.0, help="MMR diversity weight in [0, 1] (default 0)")
+    p.add_argument("--include-seen", action="store_true", help="do not exclude items the user already has")
+    p.add_argument("--k-history", type=int, default=3, help="history items per explanation (default 3)")
+    p.add_argument("--narrator", default=None, metavar="DIR", help="optional local causal LM folder")
+
+
+def recommend_with_explanations(model: Any, user: str, k: int = 10, diversity: float = 0.0,
+                                exclude_seen: bool = True, context: Any = None, k_history: int = 3,
+                                mask: Any = None) -> list[dict[str, Any]]:
+    """Top-``k`` for ``user`` (MMR at ``diversity``), each with its explanation as a dict."""
+    import numpy as np
+
+    from ..models.rerank import mmr_rerank, seen_mask
+    from .evidence import item_vectors
+    from .explainer import explain
+
+    row = model.user_index(user)
+    scores = np.asarray(model.score(np.array([row]))[0], dtype=np.float64)
+    keep = seen_mask(model, row) if exclude_seen else np.ones(model.n_items, dtype=bool)
+    if mask is not None:
+        keep &= np.asarray(mask, dtype=bool)
+    scores[~keep] = -np.inf
+    vectors = item_vectors(model) if diversity > 0 else np.zeros((model.n_items, 1), dtype=np.float32)
+    top = mmr_rerank(scores, vectors, k, diversity)
+    rows = []
+    for rank, index in enumerate(top, start=1):
+        data = explain(model, row, int(index), k_history=k_history, context=context).to_dict()
+        rows.append({"rank": rank, **data})
+    return rows
+
+
+@command("recommend-explained", "top-K recommendations for a user, each with its explanation", _recommend_arguments)
+def cmd_recommend_explained(args: argparse.Namespace) -> dict[str, Any]:
+    run_dir, model, bundle, _ = load_run(_workspace(args), args.run)
+    context = _context(model, bundle)
+    if not 0.0 <= args.diversity <= 1.0:
+        raise CommandError("--diversity must be between 0 and 1")
+    try:
+        rows = recommend_with_explanations(model, args.user, args.k, args.diversity, not args.include_seen, context,
+                                           args.k_history)
+    except KeyError as exc:
+        raise CommandError(str(exc.args[0])) from exc
+    if args.narrator:
+        from .explainer import explain
+
+        for row in rows:
+            row["narration"] = _narrate(explain(model, args.user, row["item_id"], context=context), args.narrator,
+                                        context)
+    for row in rows:
+        _print_explanation(args, row, row["rank"])
+    return {"run_id": run_dir.name, "user": args.user, "diversity": args.diversity, "recommendations": rows}
+
+
+def _new_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run id (folder name under workspace/runs)")
+    p.add_argument("--like", nargs="+", default=None, metavar="ITEM", help="item ids a new user liked")
+    p.add_argument("--query", default=None, help="a text query (encoded with the run's text encoder)")
+    p.add_argument("--user", default=None, help="a known user to blend the query with")
+    p.add_argument("--blend", type=float, default=0.5, help="weight of the query against the history (default 0.5)")
+    p.add_argument("--k", type=int, default=10, help="how many items (default 10)")
+
+
+@command("recommend-new", "cold start: recommendations from a few liked items or a text query", _new_arguments)
+def cmd_recommend_new(args: argparse.Namespace) -> dict[str, Any]:
+    from .coldstart import query_encoder_for_run, recommend_for_history, recommend_for_text
+
+    if not args.like and not args.query:
+        raise CommandError("give --like ITEM ... (a new user's liked items) or --query TEXT")
+    run_dir, model, bundle, config = load_run(_workspace(args), args.run)
+    try:
+        if args.query:
+            items = recommend_for_text(model, args.query, k=args.k, history=args.like, blend=args.blend,
+                                       encoder=query_encoder_for_run(run_dir), user=args.user,
+                                       items_frame=bundle.items if bundle is not None else None,
+                                       roles=bundle.schema.items if bundle is not None else None)
+        else:
+            items = recommend_for_history(model, args.like, k=args.k)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CommandError(str(exc.args[0]) if exc.args else str(exc)) from exc
+    titles = {}
+    if bundle is not None:
+        context = _context(model, bundle)
+        titles = {item: context.title(item) for item, _ in items}
+    rows = [{"rank": r + 1, "item_id": item, "score": score, "title": titles.get(item)}
+            for r, (item, score) in enumerate(items)]
+    for row in rows:
+        _say(args, f"{row['rank']:>3}. {row['item_id']:<12} {row['score']:>9.4f}  {row['title'] or ''}")
+    return {"run_id": run_dir.name, "like": args.like, "query": args.query, "recommendations": rows}

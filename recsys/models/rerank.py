@@ -1,0 +1,237 @@
+"""Re-ranking for diversity (MMR), filters as item masks, and metrics beside accuracy.
+
+* :func:`mmr_rerank` — maximal marginal relevance over one user's scores: each step picks
+  ``argmax (1 - diversity) * relevance - diversity * max cosine to the items already picked``
+  (relevance min-max scaled to [0, 1] over the candidate pool). ``diversity = 0`` is the plain
+  ranking by score.
+* Filters — boolean keep-masks over the model's items built from an items frame aligned with them:
+  :func:`category_mask`, :func:`price_mask`, :func:`seen_mask`, combined by :func:`filter_mask`.
+* Metrics over a set of recommendation lists (``[n_users, k]`` item indices, ``-1`` padding):
+  :func:`catalogue_coverage`, :func:`intra_list_diversity` (mean pairwise ``1 - cosine``),
+  :func:`novelty` (mean self-information ``-log2 p(i)``, ``p(i)`` = share of training users who
+  have the item), :func:`long_tail_share` (share of recommended items outside the 20 % most
+  popular) and :func:`beyond_accuracy` (all four).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+__all__ = ["mmr_rerank", "rerank_users", "category_mask", "price_mask", "seen_mask", "filter_mask",
+           "catalogue_coverage", "intra_list_diversity", "novelty", "long_tail_share", "beyond_accuracy",
+           "normalise_rows"]
+
+
+def normalise_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
+def mmr_rerank(scores: np.ndarray, item_vectors: np.ndarray, k: int, diversity: float = 0.0,
+               candidates: np.ndarray | Sequence[int] | None = None, pool: int | None = None) -> np.ndarray:
+    """Top-``k`` item indices of one user after MMR re-ranking.
+
+    ``scores``: ``[n_items]`` (``-inf`` = never recommend, e.g. seen or filtered out).
+    ``item_vectors``: ``[n_items, d]`` (cosine is taken on the rows, normalised here).
+    ``candidates``: item indices or a boolean mask restricting the choice. ``pool``: MMR looks at
+    the ``pool`` best-scored candidates only (default ``max(5 k, 50)``); ``diversity`` in [0, 1].
+    """
+    scores = np.asarray(scores, dtype=np.float64).copy()
+    if candidates is not None:
+        keep = np.zeros(len(scores), dtype=bool)
+        candidates = np.asarray(candidates)
+        if candidates.dtype == bool:
+            keep = candidates.copy()
+        else:
+            keep[candidates.astype(np.int64)] = True
+        scores[~keep] = -np.inf
+    finite = np.flatnonzero(np.isfinite(scores))
+    k = int(min(k, len(finite)))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    pool = int(min(len(finite), pool or max(5 * k, 50)))
+    best = finite[np.argpartition(-scores[finite], pool - 1)[:pool]] if pool < len(finite) else finite
+    best = best[np.lexsort((best, -scores[best]))]  # by score, ties by index
+    diversity = float(min(max(diversity, 0.0), 1.0))
+    if diversity <= 0.0 or k == 1:
+        return best[:k].astype(np.int64)
+    relevance = scores[best]
+    low, high = relevance.min(), relevance.max()
+    relevance = (relevance - low) / (high - low) if high > low else np.ones_like(relevance)
+    vectors = normalise_rows(np.asarray(item_vectors)[best])
+    similarity = vectors @ vectors.T
+    chosen = [0]
+    available = np.ones(len(best), dtype=bool)
+    available[0] = False
+    max_sim = similarity[0].astype(np.float64).copy()
+    while len(chosen) < k:
+        gain = (1.0 - diversity) * relevance - diversity * max_sim
+        gain[~available] = -np.inf
+        pick = int(np.argmax(gain))
+        chosen.append(pick)
+        available[pick] = False
+        max_sim = np.maximum(max_sim, similarity[pick])
+    return best[chosen].astype(np.int64)
+
+
+def rerank_users(model: Any, users: Sequence[int], k: int, item_vectors: np.ndarray, diversity: float = 0.0,
+                 exclude: sp.spmatrix | None = None, mask: np.ndarray | None = None, pool: int | None = None,
+                 batch_size: int = 256) -> np.ndarray:
+    """``[len(users), k]`` recommended item indices (``-1`` padding) with training items (and
+    ``exclude``) masked, ``mask`` (keep-mask over items) applied and MMR at ``diversity``."""
+    users = np.asarray(users, dtype=np.int64)
+    out = np.full((len(users), k), -1, dtype=np.int64)
+    seen = model.seen.tocsr() if model.seen is not None else None
+    exclude = sp.csr_matrix(exclude) if exclude is not None else None
+    for start in range(0, len(users), batch_size):
+        rows = users[start:start + batch_size]
+        scores = np.asarray(model.score(rows), dtype=np.float64)
+        if seen is not None:
+            scores[seen[rows].nonzero()] = -np.inf
+        if exclude is not None:
+            scores[exclude[rows].nonzero()] = -np.inf
+        if mask is not None:
+            scores[:, ~np.asarray(mask, dtype=bool)] = -np.inf
+        for r in range(len(rows)):
+            top = mmr_rerank(scores[r], item_vectors, k, diversity, pool=pool)
+            out[start + r, :len(top)] = top
+    return out
+
+
+# ----------------------------------------------------------------------------- filters
+
+def _labels(series: pd.Series, multi_label: bool, separator: str) -> list[set[str]]:
+    out = []
+    for value in series.tolist():
+        text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value).strip()
+        if multi_label:
+            out.append({p.strip() for p in re.split(re.escape(separator), text) if p.strip()})
+        else:
+            out.append({text} if text else set())
+    return out
+
+
+def category_mask(items: pd.DataFrame, column: str, values: Sequence[str], multi_label: bool = False,
+                  separator: str = "|") -> np.ndarray:
+    """Items whose ``column`` (any label of it, for multi-label columns) is among ``values``.
+
+    An empty ``values`` keeps every item; a missing column keeps nothing.
+    """
+    if not values:
+        return np.ones(len(items), dtype=bool)
+    if column not in items.columns:
+        return np.zeros(len(items), dtype=bool)
+    wanted = {str(v) for v in values}
+    return np.array([bool(labels & wanted) for labels in _labels(items[column], multi_label, separator)], dtype=bool)
+
+
+def price_mask(items: pd.DataFrame, column: str, low: float | None = None, high: float | None = None) -> np.ndarray:
+    """Items with ``low <= price <= high`` (inclusive; items without a price are dropped)."""
+    values = pd.to_numeric(items[column], errors="coerce").to_numpy(dtype=float) if column in items.columns \
+        else np.full(len(items), np.nan)
+    keep = ~np.isnan(values)
+    if low is not None:
+        keep &= values >= low
+    if high is not None:
+        keep &= values <= high
+    return keep
+
+
+def seen_mask(model: Any, user: int | str) -> np.ndarray:
+    """Keep-mask that drops the user's training items."""
+    keep = np.ones(model.n_items, dtype=bool)
+    if model.seen is not None:
+        row = model.user_index(user)
+        keep[model.seen.indices[model.seen.indptr[row]:model.seen.indptr[row + 1]]] = False
+    return keep
+
+
+def filter_mask(items: pd.DataFrame, categories: Mapping[str, Sequence[str]] | None = None,
+                price: tuple[str, float | None, float | None] | None = None,
+                multi_label_columns: Sequence[str] = (), separator: str = "|",
+                model: Any = None, user: int | str | None = None) -> np.ndarray:
+    """All filters at once: ``categories`` (column -> allowed values), ``price`` ``(column, low, high)``
+    and, with ``model`` and ``user``, the user's seen items excluded. ``items`` must be aligned with
+    the model's items (row i = item i)."""
+    keep = np.ones(len(items), dtype=bool)
+    for column, values in (categories or {}).items():
+        keep &= category_mask(items, column, values, column in multi_label_columns, separator)
+    if price is not None:
+        keep &= price_mask(items, *price)
+    if model is not None and user is not None:
+        keep &= seen_mask(model, user)
+    return keep
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def _lists(recommendations: Any) -> np.ndarray:
+    arr = np.asarray(recommendations, dtype=np.int64)
+    return arr.reshape(1, -1) if arr.ndim == 1 else arr
+
+
+def catalogue_coverage(recommendations: Any, n_items: int) -> float:
+    """Share of the catalogue recommended to at least one user."""
+    lists = _lists(recommendations)
+    items = lists[lists >= 0]
+    return float(np.unique(items).size / n_items) if n_items else float("nan")
+
+
+def intra_list_diversity(recommendations: Any, item_vectors: np.ndarray) -> float:
+    """Mean over lists of the mean pairwise ``1 - cosine`` of the list's items (lists of >= 2)."""
+    vectors = normalise_rows(item_vectors)
+    values = []
+    for row in _lists(recommendations):
+        row = row[row >= 0]
+        if len(row) < 2:
+            continue
+        v = vectors[row]
+        sims = v @ v.T
+        n = len(row)
+        values.append(1.0 - (sims.sum() - np.trace(sims)) / (n * (n - 1)))
+    return float(np.mean(values)) if values else float("nan")
+
+
+def item_probabilities(train: sp.spmatrix) -> np.ndarray:
+    """``p(i)`` = share of users with a training interaction on item ``i``."""
+    train = sp.csr_matrix(train)
+    return np.asarray((train != 0).sum(axis=0)).ravel() / max(train.shape[0], 1)
+
+
+def novelty(recommendations: Any, train: sp.spmatrix) -> float:
+    """Mean self-information ``-log2 p(i)`` of recommended items (items nobody had count as one user)."""
+    train = sp.csr_matrix(train)
+    p = item_probabilities(train)
+    p = np.where(p > 0, p, 1.0 / max(train.shape[0], 1))
+    lists = _lists(recommendations)
+    items = lists[lists >= 0]
+    return float(np.mean(-np.log2(p[items]))) if items.size else float("nan")
+
+
+def long_tail_share(recommendations: Any, train: sp.spmatrix, head: float = 0.2) -> float:
+    """Share of recommended items outside the ``head`` (20 %) most popular items of the catalogue."""
+    train = sp.csr_matrix(train)
+    counts = np.asarray((train != 0).sum(axis=0)).ravel()
+    n_head = int(np.ceil(head * len(counts)))
+    order = np.lexsort((np.arange(len(counts)), -counts))
+    in_head = np.zeros(len(counts), dtype=bool)
+    in_head[order[:n_head]] = True
+    lists = _lists(recommendations)
+    items = lists[lists >= 0]
+    return float((~in_head[items]).mean()) if items.size else float("nan")
+
+
+def beyond_accuracy(recommendations: Any, train: sp.spmatrix, item_vectors: np.ndarray) -> dict[str, float]:
+    """Coverage, intra-list diversity, novelty and long-tail share of a set of lists."""
+    train = sp.csr_matrix(train)
+    return {"coverage": catalogue_coverage(recommendations, train.shape[1]),
+            "ild": intra_list_diversity(recommendations, item_vectors),
+            "novelty": novelty(recommendations, train),
+            "long_tail": long_tail_share(recommendations, train)}

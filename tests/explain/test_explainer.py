@@ -1,0 +1,195 @@
+"""explain(): modality shares, history contributions, evidence and a sentence made only of evidence."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from recsys.explain.explainer import build_sentence, explain, history_contributions
+from recsys.explain.facts import evidence_vocabulary, unsupported_facts
+
+pytestmark = pytest.mark.slow  # the session fixture trains a model (about 40 s on 2 CPU cores)
+
+
+def _pairs(model, users=8, k=4):
+    out = []
+    for row in range(0, model.n_users, max(1, model.n_users // users)):
+        for item, _ in model.recommend(row, k=k):
+            out.append((str(model.user_ids[row]), item))
+    return out
+
+
+def test_shares_add_up_to_the_score(demo_run, demo_context):
+    model = demo_run.model
+    for user, item in _pairs(model):
+        explanation = explain(model, user, item, context=demo_context)
+        shares = sum(m["share"] for m in explanation.modalities)
+        assert explanation.has_attention
+        assert abs(shares - explanation.score) < 1e-4
+        direct = float(model.score(np.array([model.user_index(user)]))[0, model.item_index(item)])
+        assert abs(explanation.score - direct) < 1e-4
+        present = [m for m in explanation.modalities if m["present"]]
+        assert abs(sum(m["attention"] for m in present) - 1.0) < 1e-4
+        assert all(not m["missing"] for m in present)
+
+
+def test_history_contributions_are_leave_one_out(demo_run):
+    from recsys.explain.coldstart import history_scores
+
+    model = demo_run.model
+    for user, item in _pairs(model, users=4, k=2):
+        row, index = model.user_index(user), model.item_index(item)
+        history = model.seen.indices[model.seen.indptr[row]:model.seen.indptr[row + 1]]
+        contributions, method, _ = history_contributions(model, row, index, history, max_candidates=len(history))
+        assert "leave-one-out" in method and np.isfinite(contributions).all()
+        best = int(np.argmax(contributions))
+        without = np.delete(history, best)
+        expected = history_scores(model, history)[index] - history_scores(model, without)[index]
+        assert abs(contributions[best] - expected) < 1e-5
+        narrowed, _, _ = history_contributions(model, row, index, history, max_candidates=5)
+        assert np.isfinite(narrowed).sum() == min(5, len(history))
+
+
+def test_ease_contributions_are_its_item_item_weights(demo_run):
+    from recsys.models import get_model
+    from recsys.train.data import prepare_data
+
+    model = get_model("ease").fit(prepare_data(demo_run.bundle.interactions).data)
+    row = 7
+    history = model.seen.indices[model.seen.indptr[row]:model.seen.indptr[row + 1]]
+    item = model.item_index(model.recommend(row, k=1)[0][0])
+    contributions, _, _ = history_contributions(model, row, item, history, max_candidates=len(history))
+    assert np.allclose(contributions, model.weights[history, item], atol=1e-4)
+
+
+def test_missing_modalities_are_marked(demo_run, demo_context):
+    model = demo_run.model
+    no_picture = np.flatnonzero(~model.content.image_mask)
+    assert len(no_picture), "the demo catalog has items without pictures"
+    explanation = explain(model, 0, int(no_picture[0]), context=demo_context)
+    image = next(m for m in explanation.modalities if m["modality"] == "image")
+    assert image["missing"] and not image["present"]
+    assert image["share"] == 0.0 and image["attention"] == 0.0
+    assert any("missing" in note for note in explanation.notes)
+    assert explanation.evidence["visual"] is None
+    assert abs(sum(m["share"] for m in explanation.modalities) - explanation.score) < 1e-4
+
+
+def test_evidence_and_json(demo_run, demo_context):
+    model = demo_run.model
+    user, item = _pairs(model, users=1, k=1)[0]
+    explanation = explain(model, user, item, context=demo_context, k_history=3)
+    assert 1 <= len(explanation.history) <= 3
+    contributions = [h["contribution"] for h in explanation.history]
+    assert contributions == sorted(contributions, reverse=True) and min(contributions) > 0
+    popularity = explanation.evidence["popularity"]
+    assert popularity["count"] == int(model.seen[:, model.item_index(item)].sum())
+    assert 0 <= popularity["percentile"] <= 100
+    assert explanation.evidence["price"]["band"] in ("budget", "mid-range", "premium")
+    data = json.loads(json.dumps(explanation.to_dict()))
+    assert data["item_id"] == item and data["sentence"] == explanation.sentence
+
+
+def test_the_sentence_mentions_only_evidence(demo_run, demo_context):
+    model = demo_run.model
+    terms = demo_context.catalogue_terms()
+    assert "kitchen" in terms or "outdoor" in terms
+    checked = 0
+    for user, item in _pairs(model, users=10, k=3):
+        explanation = explain(model, user, item, context=demo_context)
+        facts = explanation.facts()
+        assert build_sentence(facts) == explanation.sentence
+        assert unsupported_facts(explanation.sentence, facts, terms) == [], explanation.sentence
+        assert explanation.sentence.startswith("Recommended mainly for")
+        assert "%" in explanation.sentence
+        checked += 1
+    assert checked >= 20
+    # an invented genre, title or number is caught
+    invented = explanation.sentence.rstrip(".") + ", a Comedy classic from 1987 like “Casablanca”."
+    problems = unsupported_facts(invented, facts, terms)
+    assert {"Comedy", "1987", "casablanca"} <= set(problems)
+
+
+def test_the_check_also_refuses_lower_case_labels(demo_run, demo_context):
+    model = demo_run.model
+    user, item = _pairs(model, users=1, k=1)[0]
+    explanation = explain(model, user, item, context=demo_context)
+    facts = explanation.facts()
+    terms = demo_context.catalogue_terms()
+    words = evidence_vocabulary(facts)["words"]
+    absent = sorted(t for t in terms if t not in words and len(t) > 4 and t.isalpha())
+    assert absent, "some catalogue label is not part of this explanation"
+    assert absent[0] in unsupported_facts(f"it is a great {absent[0]} item", facts, terms)
+
+
+def test_baselines_are_explained_without_attention(demo_run, demo_context):
+    from recsys.explain.explainer import ExplainContext
+    from recsys.models import get_model
+    from recsys.train.data import prepare_data
+
+    bundle = demo_run.bundle
+    prepared = prepare_data(bundle.interactions, protocol="p1")
+    for name in ("mostpop", "ease"):
+        model = get_model(name).fit(prepared.data)
+        context = ExplainContext(model, bundle.items, bundle.schema.items)
+        user = str(model.user_ids[3])
+        item, score = model.recommend(user, k=1)[0]
+        explanation = explain(model, user, item, context=context)
+        assert not explanation.has_attention and explanation.modalities == []
+        assert any("no attention" in note for note in explanation.notes)
+        assert "no per-modality attention" in explanation.sentence
+        assert abs(explanation.score - score) < 1e-5
+        assert explanation.evidence["popularity"]["count"] > 0
+        assert unsupported_facts(explanation.sentence, explanation.facts(), context.catalogue_terms()) == []
+        if name == "ease":
+            assert explanation.history and explanation.history[0]["contribution"] > 0
+
+
+def _cli(args, capsys):
+    from recsys.cli import main
+
+    code = main(args)
+    out = capsys.readouterr().out.strip().splitlines()
+    return code, json.loads(out[-1])
+
+
+def test_cli_explain_and_recommend_explained(demo_run, capsys):
+    model = demo_run.model
+    workspace = str(demo_run.workspace.root)
+    user = str(model.user_ids[0])
+    item, _ = model.recommend(user, k=1)[0]
+    code, data = _cli(["explain", "fusion", "--user", user, "--item", item, "--json", "--workspace", workspace], capsys)
+    assert code == 0 and data["ok"]
+    assert data["explanation"]["item_id"] == item and data["explanation"]["sentence"]
+    code, data = _cli(["recommend-explained", "fusion", "--user", user, "--k", "4", "--diversity", "0.3", "--json",
+                       "--workspace", workspace], capsys)
+    assert code == 0 and len(data["recommendations"]) == 4
+    assert all(r["sentence"] for r in data["recommendations"])
+    code, data = _cli(["explain", "fusion", "--user", "nobody", "--item", item, "--json", "--workspace", workspace],
+                      capsys)
+    assert code == 1 and not data["ok"] and "nobody" in data["error"]
+
+
+def test_cli_recommend_new(demo_run, capsys):
+    workspace = str(demo_run.workspace.root)
+    liked = [str(i) for i in demo_run.model.item_ids[:3]]
+    code, data = _cli(["recommend-new", "fusion", "--like", *liked, "--k", "5", "--json", "--workspace", workspace],
+                      capsys)
+    assert code == 0 and len(data["recommendations"]) == 5
+    assert not set(liked) & {r["item_id"] for r in data["recommendations"]}
+    code, data = _cli(["recommend-new", "fusion", "--query", "telescope for stargazing", "--k", "5", "--json",
+                       "--workspace", workspace], capsys)
+    assert code == 0 and len(data["recommendations"]) == 5
+
+
+def test_explanations_for_helper(demo_run):
+    from recsys.explain.commands import explanations_for
+
+    model = demo_run.model
+    user = str(model.user_ids[2])
+    items = [item for item, _ in model.recommend(user, k=3)]
+    rows = explanations_for(model, demo_run.bundle, user, items)
+    assert [r["item_id"] for r in rows] == items and all(r["sentence"] for r in rows)
+    json.dumps(rows)

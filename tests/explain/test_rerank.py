@@ -1,0 +1,71 @@
+"""MMR re-ranking, filters and the metrics beside accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from recsys.models.rerank import (beyond_accuracy, catalogue_coverage, category_mask, filter_mask,
+                                  intra_list_diversity, long_tail_share, mmr_rerank, novelty, price_mask)
+
+
+def test_mmr_without_diversity_is_the_ranking():
+    scores = np.array([0.1, 0.9, 0.5, -np.inf, 0.7])
+    vectors = np.eye(5)
+    assert mmr_rerank(scores, vectors, 3, 0.0).tolist() == [1, 4, 2]
+    assert mmr_rerank(scores, vectors, 10, 0.0).tolist() == [1, 4, 2, 0]  # -inf never comes back
+    assert mmr_rerank(scores, vectors, 2, 0.0, candidates=[0, 2]).tolist() == [2, 0]
+    mask = np.array([True, False, True, True, True])
+    assert mmr_rerank(scores, vectors, 2, 0.0, candidates=mask).tolist() == [4, 2]
+
+
+def test_mmr_trades_relevance_for_difference():
+    # items 0-2 are near-duplicates with the best scores; item 3 is different and a bit worse
+    vectors = np.array([[1, 0], [1, 0.01], [1, 0.02], [0, 1]], dtype=float)
+    scores = np.array([1.0, 0.99, 0.98, 0.9])
+    assert mmr_rerank(scores, vectors, 2, 0.0).tolist() == [0, 1]
+    assert mmr_rerank(scores, vectors, 2, 0.5).tolist() == [0, 3]
+
+
+def test_metrics_by_hand():
+    lists = np.array([[0, 1], [0, 2], [3, -1]])
+    assert catalogue_coverage(lists, 5) == pytest.approx(4 / 5)
+    vectors = np.array([[1, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
+    # list 1: orthogonal (1 - 0 = 1); list 2: identical (0); list 3 has one item: skipped
+    assert intra_list_diversity(lists, vectors) == pytest.approx(0.5)
+    train = sp.csr_matrix(np.array([[1, 1, 0, 0, 0], [1, 0, 1, 0, 0], [1, 0, 0, 0, 1], [1, 0, 0, 1, 0]]))
+    # p = [1, .25, .25, .25, .25] -> -log2 p = [0, 2, 2, 2, 2]; recommended 0,1,0,2,3
+    assert novelty(lists, train) == pytest.approx((0 + 2 + 0 + 2 + 2) / 5)
+    # head = ceil(0.2 * 5) = 1 item (item 0); outside it: 1, 2, 3 of 0,1,0,2,3
+    assert long_tail_share(lists, train) == pytest.approx(3 / 5)
+    assert set(beyond_accuracy(lists, train, vectors)) == {"coverage", "ild", "novelty", "long_tail"}
+
+
+def test_filters():
+    items = pd.DataFrame({"item_id": list("abcd"), "category": ["Home", "Garden", "Home", None],
+                          "tags": ["x|y", "y", "", "z"], "price": [10, 25, "n/a", 40]})
+    assert category_mask(items, "category", ["Home"]).tolist() == [True, False, True, False]
+    assert category_mask(items, "tags", ["y"], multi_label=True).tolist() == [True, True, False, False]
+    assert category_mask(items, "tags", []).all()
+    assert price_mask(items, "price", 20, 40).tolist() == [False, True, False, True]
+    keep = filter_mask(items, {"category": ["Home", "Garden"]}, ("price", None, 30))
+    assert keep.tolist() == [True, True, False, False]
+
+
+@pytest.mark.slow
+def test_diversity_rises_with_the_mmr_weight_on_the_demo_catalog(demo_run):
+    from recsys.explain.evidence import item_vectors
+    from recsys.models.rerank import rerank_users
+
+    model = demo_run.model
+    vectors = item_vectors(model)
+    users = np.arange(model.n_users)
+    ild = []
+    for weight in (0.0, 0.1, 0.2, 0.3, 0.5, 0.7):
+        lists = rerank_users(model, users, 10, vectors, weight)
+        assert (lists >= 0).all()
+        ild.append(intra_list_diversity(lists, vectors))
+    assert all(b >= a - 1e-6 for a, b in zip(ild, ild[1:])), ild
+    assert ild[-1] > ild[0] + 0.02, ild

@@ -126,6 +126,7 @@ def _recommend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user", required=True, help="user id")
     p.add_argument("--k", type=int, default=10, help="how many items (default 10)")
     p.add_argument("--include-seen", action="store_true", help="do not exclude items the user already has")
+    p.add_argument("--explain", action="store_true", help="add each item's explanation (modality shares, evidence)")
 
 
 @command("recommend", "top-K recommendations for a user from a trained run", _recommend_arguments)
@@ -150,8 +151,16 @@ def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
             titles = dict(zip(bundle.items["item_id"].astype(str), bundle.items[text_columns[0]].astype(str)))
     rows = [{"rank": r + 1, "item_id": item, "score": score, "title": titles.get(item)}
             for r, (item, score) in enumerate(items)]
+    if args.explain:
+        from ..explain.commands import explanations_for
+
+        bundle = workspace.load_dataset(dataset) if workspace.has_dataset(dataset) else None
+        for row, explanation in zip(rows, explanations_for(model, bundle, args.user, [r["item_id"] for r in rows])):
+            row["explanation"] = explanation
     for row in rows:
         _say(args, f"{row['rank']:>3}. {row['item_id']:<12} {row['score']:>9.4f}  {row['title'] or ''}")
+        if row.get("explanation", {}).get("sentence"):
+            _say(args, f"     {row['explanation']['sentence']}")
     return {"run_id": run_dir.name, "user": args.user, "recommendations": rows}
 
 

@@ -131,6 +131,9 @@ def test_cli_train_evaluate_recommend(workspace):
     assert done.returncode == 0 and len(result["recommendations"]) == 3
     seen = set(model.item_ids[model.seen[0].indices])
     assert not seen & {r["item_id"] for r in result["recommendations"]}
+    done, result = cli("recommend", "ease-run", "--user", str(model.user_ids[0]), "--k", "2", "--explain")
+    assert done.returncode == 0, done.stderr
+    assert all(r["explanation"]["sentence"] for r in result["recommendations"])
     done, result = cli("recommend", "ease-run", "--user", "nobody")
     assert done.returncode == 1 and "unknown user 'nobody'" in done.stderr
     done, result = cli("train", "--data", "no-such-dataset")

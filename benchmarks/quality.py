@@ -108,6 +108,40 @@ def _vbpr_peer():
     return VBPRPeer
 
 
+def cold_start_table(bundle, features, catalogue, chosen: float, with_peers: bool) -> dict[str, dict[str, Any]]:
+    """P1 cold start: 10 % of items held out of training, ranked only among themselves."""
+    cold: dict[str, dict[str, Any]] = {}
+    cold_data = prepare_data(bundle.interactions, protocol="cold", item_features=features, catalogue_ids=catalogue)
+    for name in ("fusion", "content", "mostpop"):
+        model, seconds = fit_ours(name, cold_data, **({"content_value_init": chosen} if name == "fusion" else {}))
+        result = evaluate_ranking(model.score, cold_data.data.train, cold_data.cold_test, ks=(20,),
+                                  candidate_items=cold_data.cold_items)
+        cold[name] = {"recall@20": result["recall@20"], "ndcg@20": result["ndcg@20"], "fit_s": seconds}
+        print("cold", name, cold[name], flush=True)
+    if with_peers:
+        image = np.where(features.image_mask[:, None], features.image, 0.0)
+        item_rows = {v: i for i, v in enumerate(catalogue)}
+        cold_image = image[[item_rows[i] for i in cold_data.data.item_ids]].astype(np.float32)
+        vbpr = _vbpr_peer()(cold_image, k=10, k2=10, n_epochs=20, batch_size=256, learning_rate=0.005,
+                            lambda_w=0.01, lambda_b=0.01).fit(cold_data.data.train)
+        result = evaluate_ranking(vbpr.score, cold_data.data.train, cold_data.cold_test, ks=(20,),
+                                  candidate_items=cold_data.cold_items)
+        cold["cornac-vbpr"] = {"recall@20": result["recall@20"], "ndcg@20": result["ndcg@20"], "fit_s": vbpr.fit_seconds}
+        print("cold cornac-vbpr", cold["cornac-vbpr"], flush=True)
+    return cold
+
+
+def _cold_only(args, bundle, features, catalogue) -> int:
+    chosen = 0.5 if args.content_value_init is None else args.content_value_init
+    cold = cold_start_table(bundle, features, catalogue, chosen, not args.skip_peers)
+    print("\ncold start (10 % of items held out; ranking only those)")
+    for name, r in cold.items():
+        print(f"{name:<22} recall@20 {r['recall@20']:.4f}  ndcg@20 {r['ndcg@20']:.4f}")
+    if args.json:
+        print(json.dumps({"cold_start": cold, "content_value_init": chosen}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", default=str(REPO_ROOT / "workspace"))
@@ -115,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-peers", action="store_true", help="do not run Cornac")
     parser.add_argument("--skip-cold", action="store_true", help="do not run the cold-start protocol")
     parser.add_argument("--skip-ablation", action="store_true")
+    parser.add_argument("--only-cold", action="store_true", help="only the cold-start table")
+    parser.add_argument("--content-value-init", type=float, default=None,
+                        help="use this fusion start instead of choosing between 0.5 and 0 on valid")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
@@ -128,12 +165,18 @@ def main(argv: list[str] | None = None) -> int:
 
     # --- fusion (ours): the product default, and the behaviour-first start; the table keeps the one
     # with the better *valid* NDCG@20 (model selection never looks at test)
+    if args.only_cold:
+        args.skip_ablation = True
     candidates = {}
-    for init in (0.5, 0.0):
+    for init in ((args.content_value_init,) if args.content_value_init is not None else (0.5, 0.0)):
+        if args.only_cold:
+            break
         model, seconds = fit_ours("fusion", prepared, content_value_init=init)
         valid = evaluate_ranking(model.score, prepared.data.train, prepared.valid, ks=(20,))["ndcg@20"]
         candidates[init] = (valid, model, seconds)
         print(f"fusion content_value_init={init}: valid NDCG@20 {valid:.4f}", flush=True)
+    if args.only_cold:
+        return _cold_only(args, bundle, features, catalogue)
     chosen = max(candidates, key=lambda init: candidates[init][0])
     _, fusion, seconds = candidates[chosen]
     speed["fusion_content_value_init_chosen_on_valid"] = chosen
@@ -179,25 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             ablation[f"without {removed}"] = {**evaluate(model.score, prepared), "fit_s": seconds}
             print("ablation", removed, ablation[f"without {removed}"], flush=True)
 
-    cold: dict[str, dict[str, Any]] = {}
-    if not args.skip_cold:
-        cold_data = prepare_data(bundle.interactions, protocol="cold", item_features=features, catalogue_ids=catalogue)
-        for name in ("fusion", "content", "mostpop", "bpr"):
-            model, seconds = fit_ours(name, cold_data, **({"content_value_init": chosen} if name == "fusion" else {}))
-            result = evaluate_ranking(model.score, cold_data.data.train, cold_data.cold_test, ks=(20,),
-                                      candidate_items=cold_data.cold_items)
-            cold[name] = {"recall@20": result["recall@20"], "ndcg@20": result["ndcg@20"], "fit_s": seconds}
-            print("cold", name, cold[name], flush=True)
-        if not args.skip_peers:
-            item_rows = {v: i for i, v in enumerate(catalogue)}
-            cold_image = image[[item_rows[i] for i in cold_data.data.item_ids]].astype(np.float32)
-            vbpr = _vbpr_peer()(cold_image, k=10, k2=10, n_epochs=20, batch_size=256, learning_rate=0.005,
-                            lambda_w=0.01, lambda_b=0.01).fit(cold_data.data.train)
-            result = evaluate_ranking(vbpr.score, cold_data.data.train, cold_data.cold_test, ks=(20,),
-                                      candidate_items=cold_data.cold_items)
-            cold["cornac-vbpr"] = {"recall@20": result["recall@20"], "ndcg@20": result["ndcg@20"],
-                                   "fit_s": vbpr.fit_seconds}
-            print("cold cornac-vbpr", cold["cornac-vbpr"], flush=True)
+    cold = {} if args.skip_cold else cold_start_table(bundle, features, catalogue, chosen, not args.skip_peers)
 
     def table(title: str, entries: dict[str, dict[str, Any]]) -> None:
         print(f"\n{title}")

@@ -5,9 +5,8 @@
 * :mod:`.narrator`: an optional local causal LM that rephrases the evidence, checked for facts.
 * :mod:`.faithfulness`: masking test of the modality shares.
 * :mod:`.coldstart`: new items, new users (a few liked items), text queries, cold-start metrics.
-* :mod:`.evidence`: item vectors, similar history items, shared labels (used by the app pages).
-* :mod:`.ranking`: filter masks over the catalogue and MMR re-ranking for the app pages
-  (:mod:`recsys.models.rerank` holds the array-level MMR, filters and diversity metrics).
+* :mod:`.evidence`: item vectors and price bands (MMR re-ranking, filters and diversity metrics live
+  in :mod:`recsys.models.rerank`).
 * :mod:`.attention`: attention weights aggregated over users, items and categories, a 2-D map
   of item vectors, and the demo catalog's ground-truth comparison.
 
@@ -19,16 +18,13 @@ from .attention import (attention_by_category, attention_long, ground_truth_comp
                         top_items_attention, user_attention_summary)
 from .coldstart import (evaluate_by_history_length, evaluate_cold_start, evaluate_short_histories,
                         recommend_for_history, recommend_for_text, recommend_users_for_item)
-from .evidence import (MODALITY_LABELS, explain_recommendations, explanation_sentence, item_vectors, shared_evidence,
-                       similar_history_items)
+from .evidence import MODALITY_LABELS, item_vectors, price_bands
 from .explainer import ExplainContext, Explanation, build_sentence, explain, explain_many
 from .faithfulness import faithfulness_check
 from .narrator import Narration, Narrator, narrate
-from .ranking import filter_mask, mmr_rerank, recommend_list
 
 __all__ = [
-    "MODALITY_LABELS", "item_vectors", "similar_history_items", "shared_evidence", "explanation_sentence",
-    "explain_recommendations", "filter_mask", "mmr_rerank", "recommend_list", "has_attention",
+    "MODALITY_LABELS", "item_vectors", "price_bands", "has_attention",
     "top_items_attention", "attention_long", "attention_by_category", "user_attention_summary", "pca_2d",
     "ground_truth_comparison",
     "explain", "explain_many", "Explanation", "ExplainContext", "build_sentence", "faithfulness_check",

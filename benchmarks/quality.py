@@ -105,6 +105,25 @@ def _vbpr_peer():
                 self.item_cols[idx] = int(raw)
             return self
 
+        def score(self, users: np.ndarray) -> np.ndarray:
+            """Known items as Cornac scores them; items Cornac never saw from their picture alone.
+
+            VBPR's score is beta_i + gamma_u.gamma_i + theta_u.(E f_i) + beta'.f_i; an unseen item has
+            no beta_i or gamma_i, so it gets the visual terms, with Cornac's min-max normalisation.
+            """
+            out = super().score(users)
+            unseen = np.setdiff1d(np.arange(self.n_items), self.item_cols)
+            if len(unseen):
+                features = self.image.astype(np.float64)
+                features = (features - features.min()) / (features.max() - features.min() + 1e-10)
+                visual = features[unseen] @ self.model.emb_matrix  # [unseen, k2]
+                bias = (features[unseen] @ self.model.beta_prime).ravel()
+                for row, user in enumerate(np.asarray(users, dtype=np.int64)):
+                    cu = self.user_rows[user]
+                    if cu >= 0:
+                        out[row, unseen] = bias + visual @ self.model.theta_user[cu]
+            return out
+
     return VBPRPeer
 
 

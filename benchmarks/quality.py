@@ -1,15 +1,20 @@
-"""Quality under protocol P1 on movielens-small-mm: our models, their ablations, and peer libraries.
+"""Quality under protocol P1 on a real bundle (movielens-small-mm by default): our models, their ablations,
+peer libraries, cold items and new users.
 
 One process, one split (P1, seed 2026), one evaluator (ours: full ranking, train items masked, valid
 items masked at test time). Prints:
   1. the warm table: test Recall@10/20, NDCG@10/20, valid NDCG@20, fit seconds, for every model and peer;
   2. the ratio of the fusion model's test NDCG@20 to the best peer's;
-  3. a modality ablation table (each modality removed in turn);
-  4. the cold-start table (10 % of items held out; Recall/NDCG@20 ranking only those items);
-  5. speed: items scored per second (full-catalogue ranking), training examples per second, and the
-     fusion fit time relative to Cornac's VBPR on the same machine in the same run.
+  3. an ablation table (each modality removed in turn; the mean, item-gate and concat fusions);
+  4. the cold-start table (10 % of items held out; Recall/NDCG@20 ranking only those items), with
+     Cornac's VBPR fed the text *and* image features;
+  5. new users with 1, 2, 3 liked items (the new-user path) against MostPop;
+  6. speed: items scored per second (full-catalogue ranking) and the fusion fit time relative to
+     EASE's and Cornac's VBPR on the same machine in the same run.
 
-    python benchmarks/quality.py [--workspace DIR] [--quick] [--skip-peers] [--json]
+EASE's L2 (ours, and the fusion model's behaviour expert) is chosen on valid NDCG@20.
+
+    python benchmarks/quality.py [--dataset NAME] [--workspace DIR] [--quick] [--skip-peers] [--json]
 
 The workspace gets the dataset imported and its features extracted once (cached afterwards; the
 first extraction takes several minutes on a CPU). Peers need ``pip install -r requirements-bench.txt``.
@@ -43,12 +48,12 @@ DATASET = "movielens-small-mm"
 OURS = ("mostpop", "itemknn", "bpr", "lightgcn", "ease", "content")
 
 
-def load(workspace: Workspace) -> tuple[Any, Any]:
-    if not workspace.has_dataset(DATASET):
-        result = workspace.import_bundle(SHARED / DATASET, name=DATASET)
+def load(workspace: Workspace, dataset: str = DATASET) -> tuple[Any, Any]:
+    if not workspace.has_dataset(dataset):
+        result = workspace.import_bundle(SHARED / dataset, name=dataset)
         if not result.ok:
             raise SystemExit(result.report.format())
-    bundle = workspace.load_dataset(DATASET)
+    bundle = workspace.load_dataset(dataset)
     started = time.perf_counter()
     features = extract_item_features(bundle.items, bundle.schema.items, bundle.root, workspace.features_dir)
     print(f"features ready in {time.perf_counter() - started:.1f} s (cached: text "
@@ -127,93 +132,102 @@ def _vbpr_peer():
     return VBPRPeer
 
 
-def cold_start_table(bundle, features, catalogue, chosen: float, with_peers: bool) -> dict[str, dict[str, Any]]:
+def content_features(features, catalogue, item_ids) -> np.ndarray:
+    """Text and image features side by side (zeros where an item lacks one), rows in ``item_ids`` order."""
+    rows = {v: i for i, v in enumerate(catalogue)}
+    order = [rows[i] for i in item_ids]
+    blocks = []
+    for name in ("text", "image"):
+        matrix = getattr(features, name, None)
+        if matrix is not None:
+            mask = getattr(features, f"{name}_mask")
+            blocks.append(np.where(mask[:, None], matrix, 0.0)[order])
+    return np.concatenate(blocks, axis=1).astype(np.float32)
+
+
+def cold_start_table(bundle, features, catalogue, with_peers: bool) -> dict[str, dict[str, Any]]:
     """P1 cold start: 10 % of items held out of training, ranked only among themselves."""
     cold: dict[str, dict[str, Any]] = {}
     cold_data = prepare_data(bundle.interactions, protocol="cold", item_features=features, catalogue_ids=catalogue)
     for name in ("fusion", "content", "mostpop"):
-        model, seconds = fit_ours(name, cold_data, **({"content_value_init": chosen} if name == "fusion" else {}))
+        model, seconds = fit_ours(name, cold_data)
         result = evaluate_ranking(model.score, cold_data.data.train, cold_data.cold_test, ks=(20,),
                                   candidate_items=cold_data.cold_items)
         cold[name] = {"recall@20": result["recall@20"], "ndcg@20": result["ndcg@20"], "fit_s": seconds}
         print("cold", name, cold[name], flush=True)
     if with_peers:
-        image = np.where(features.image_mask[:, None], features.image, 0.0)
-        item_rows = {v: i for i, v in enumerate(catalogue)}
-        cold_image = image[[item_rows[i] for i in cold_data.data.item_ids]].astype(np.float32)
-        vbpr = _vbpr_peer()(cold_image, k=10, k2=10, n_epochs=20, batch_size=256, learning_rate=0.005,
+        both = content_features(features, catalogue, cold_data.data.item_ids)
+        vbpr = _vbpr_peer()(both, k=10, k2=10, n_epochs=20, batch_size=256, learning_rate=0.005,
                             lambda_w=0.01, lambda_b=0.01).fit(cold_data.data.train)
         result = evaluate_ranking(vbpr.score, cold_data.data.train, cold_data.cold_test, ks=(20,),
                                   candidate_items=cold_data.cold_items)
-        cold["cornac-vbpr"] = {"recall@20": result["recall@20"], "ndcg@20": result["ndcg@20"], "fit_s": vbpr.fit_seconds}
-        print("cold cornac-vbpr", cold["cornac-vbpr"], flush=True)
+        cold["cornac-vbpr (text+image)"] = {"recall@20": result["recall@20"], "ndcg@20": result["ndcg@20"],
+                                            "fit_s": vbpr.fit_seconds}
+        print("cold cornac-vbpr (text+image)", cold["cornac-vbpr (text+image)"], flush=True)
     return cold
 
 
-def _cold_only(args, bundle, features, catalogue) -> int:
-    chosen = 0.5 if args.content_value_init is None else args.content_value_init
-    cold = cold_start_table(bundle, features, catalogue, chosen, not args.skip_peers)
-    print("\ncold start (10 % of items held out; ranking only those)")
-    for name, r in cold.items():
-        print(f"{name:<22} recall@20 {r['recall@20']:.4f}  ndcg@20 {r['ndcg@20']:.4f}")
-    if args.json:
-        print(json.dumps({"cold_start": cold, "content_value_init": chosen}))
-    return 0
+def new_user_table(models: dict[str, Any], prepared) -> dict[str, dict[str, float]]:
+    """Users reduced to 1, 2, 3 random liked items, ranked through each model's new-user path."""
+    from recsys.explain import evaluate_short_histories
+
+    out: dict[str, dict[str, float]] = {}
+    for name, model in models.items():
+        rows = evaluate_short_histories(model, prepared.data.train, prepared.test, exclude=prepared.valid,
+                                        lengths=(1, 2, 3), seed=2026)
+        out[name] = {str(r["history_items"]): r["ndcg@20"] for r in rows}
+        print("new users", name, out[name], flush=True)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default=DATASET, help="a bundle under shared/datasets (default: %(default)s)")
     parser.add_argument("--workspace", default=str(REPO_ROOT / "workspace"))
     parser.add_argument("--quick", action="store_true", help="fewer models: fusion, ease, mostpop, peers' EASE")
     parser.add_argument("--skip-peers", action="store_true", help="do not run Cornac")
     parser.add_argument("--skip-cold", action="store_true", help="do not run the cold-start protocol")
     parser.add_argument("--skip-ablation", action="store_true")
     parser.add_argument("--only-cold", action="store_true", help="only the cold-start table")
-    parser.add_argument("--content-value-init", type=float, default=None,
-                        help="use this fusion start instead of choosing between 0.5 and 0 on valid")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
     workspace = Workspace(args.workspace)
-    bundle, features = load(workspace)
+    bundle, features = load(workspace, args.dataset)
     catalogue = bundle.items["item_id"].to_numpy(str)
+    if args.only_cold:
+        cold = cold_start_table(bundle, features, catalogue, not args.skip_peers)
+        print("\ncold start (10 % of items held out; ranking only those)")
+        for name, r in cold.items():
+            print(f"{name:<28} recall@20 {r['recall@20']:.4f}  ndcg@20 {r['ndcg@20']:.4f}")
+        if args.json:
+            print(json.dumps({"cold_start": cold}))
+        return 0
     prepared = prepare_data(bundle.interactions, item_features=features, catalogue_ids=catalogue)
     print(f"P1: {prepared.summary}", flush=True)
     rows: dict[str, dict[str, Any]] = {}
     speed: dict[str, Any] = {}
 
-    # --- fusion (ours): the product default, and the behaviour-first start; the table keeps the one
-    # with the better *valid* NDCG@20 (model selection never looks at test)
-    if args.only_cold:
-        args.skip_ablation = True
-    candidates = {}
-    for init in ((args.content_value_init,) if args.content_value_init is not None else (0.5, 0.0)):
-        if args.only_cold:
-            break
-        model, seconds = fit_ours("fusion", prepared, content_value_init=init)
-        valid = evaluate_ranking(model.score, prepared.data.train, prepared.valid, ks=(20,))["ndcg@20"]
-        candidates[init] = (valid, model, seconds)
-        print(f"fusion content_value_init={init}: valid NDCG@20 {valid:.4f}", flush=True)
-    if args.only_cold:
-        return _cold_only(args, bundle, features, catalogue)
-    chosen = max(candidates, key=lambda init: candidates[init][0])
-    _, fusion, seconds = candidates[chosen]
-    speed["fusion_content_value_init_chosen_on_valid"] = chosen
+    fusion, seconds = fit_ours("fusion", prepared)
     started = time.perf_counter()
     scores = fusion.score(np.arange(prepared.data.n_users))
     speed["fusion_items_scored_per_s"] = scores.size / (time.perf_counter() - started)
-    epochs = len(fusion.history["epochs"])
-    speed["fusion_training_examples_per_s"] = prepared.data.train.nnz * epochs / seconds
-    rows["fusion"] = {**evaluate(fusion.score, prepared), "fit_s": seconds, "best_epoch": fusion.history["best_epoch"]}
+    rows["fusion"] = {**evaluate(fusion.score, prepared), "fit_s": seconds, "best_epoch": fusion.history["best_epoch"],
+                      "ease_l2": fusion.chosen_l2}
     print("fusion", rows["fusion"], flush=True)
 
+    fitted = {}
     for name in (("mostpop", "ease") if args.quick else OURS):
         model, seconds = fit_ours(name, prepared)
+        fitted[name] = model
         rows[name] = {**evaluate(model.score, prepared), "fit_s": seconds}
+        if name == "ease":
+            rows[name]["l2"] = model.chosen_l2
         print(name, rows[name], flush=True)
+    speed["fusion_fit_over_ease_fit"] = rows["fusion"]["fit_s"] / rows["ease"]["fit_s"]
+    ratio_to_ease = rows["fusion"]["ndcg@20"] / rows["ease"]["ndcg@20"]
 
     peers: dict[str, dict[str, Any]] = {}
-    image = np.where(features.image_mask[:, None], features.image, 0.0)
     if not args.skip_peers:
         from peers import CORNAC_CONFIG, CornacRunner
 
@@ -221,13 +235,12 @@ def main(argv: list[str] | None = None) -> int:
             runner = CornacRunner(name, CORNAC_CONFIG[name]).fit(prepared.data.train)
             peers[name] = {**evaluate(runner.score, prepared), "fit_s": runner.fit_seconds}
             print(name, peers[name], flush=True)
-        item_rows = {v: i for i, v in enumerate(catalogue)}
-        warm_image = image[[item_rows[i] for i in prepared.data.item_ids]].astype(np.float32)
-        vbpr = _vbpr_peer()(warm_image, k=10, k2=10, n_epochs=20, batch_size=256, learning_rate=0.005,
-                        lambda_w=0.01, lambda_b=0.01).fit(prepared.data.train)
-        peers["cornac-vbpr"] = {**evaluate(vbpr.score, prepared), "fit_s": vbpr.fit_seconds}
+        both = content_features(features, catalogue, prepared.data.item_ids)
+        vbpr = _vbpr_peer()(both, k=10, k2=10, n_epochs=20, batch_size=256, learning_rate=0.005,
+                            lambda_w=0.01, lambda_b=0.01).fit(prepared.data.train)
+        peers["cornac-vbpr (text+image)"] = {**evaluate(vbpr.score, prepared), "fit_s": vbpr.fit_seconds}
         speed["fusion_fit_over_vbpr_fit"] = rows["fusion"]["fit_s"] / vbpr.fit_seconds
-        print("cornac-vbpr", peers["cornac-vbpr"], flush=True)
+        print("cornac-vbpr", peers["cornac-vbpr (text+image)"], flush=True)
     our_lightgcn = {"lightgcn (ours)": rows["lightgcn"]} if "lightgcn" in rows else {}
     peer_table = {**peers, **our_lightgcn}
     best_peer = max(peer_table, key=lambda n: peer_table[n]["ndcg@20"]) if peer_table else None
@@ -237,34 +250,44 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_ablation:
         for removed in fusion.modalities:
             kept = [m for m in fusion.modalities if m != removed]
-            model, seconds = fit_ours("fusion", prepared, modalities=kept, content_value_init=chosen)
+            model, seconds = fit_ours("fusion", prepared, modalities=kept)
             ablation[f"without {removed}"] = {**evaluate(model.score, prepared), "fit_s": seconds}
             print("ablation", removed, ablation[f"without {removed}"], flush=True)
+        for variant in ("mean", "item_gate", "concat"):
+            model, seconds = fit_ours("fusion", prepared, fusion=variant)
+            ablation[f"fusion={variant}"] = {**evaluate(model.score, prepared), "fit_s": seconds}
+            print("ablation", variant, ablation[f"fusion={variant}"], flush=True)
 
-    cold = {} if args.skip_cold else cold_start_table(bundle, features, catalogue, chosen, not args.skip_peers)
+    new_users = new_user_table({"fusion": fusion, "mostpop": fitted["mostpop"], "ease": fitted["ease"]}, prepared)
+    cold = {} if args.skip_cold else cold_start_table(bundle, features, catalogue, not args.skip_peers)
 
     def table(title: str, entries: dict[str, dict[str, Any]]) -> None:
         print(f"\n{title}")
-        print(f"{'model':<22} {'R@10':>7} {'R@20':>7} {'N@10':>7} {'N@20':>7} {'valid N@20':>10} {'fit s':>8}")
+        print(f"{'model':<28} {'R@10':>7} {'R@20':>7} {'N@10':>7} {'N@20':>7} {'valid N@20':>10} {'fit s':>8}")
         for name, r in entries.items():
-            print(f"{name:<22} {r['recall@10']:>7.4f} {r['recall@20']:>7.4f} {r['ndcg@10']:>7.4f} "
+            print(f"{name:<28} {r['recall@10']:>7.4f} {r['recall@20']:>7.4f} {r['ndcg@10']:>7.4f} "
                   f"{r['ndcg@20']:>7.4f} {r['valid_ndcg@20']:>10.4f} {r['fit_s']:>8.1f}")
 
-    table("P1 test, movielens-small-mm (ours)", rows)
+    table(f"P1 test, {args.dataset} (ours)", rows)
     if peers:
         table("peers (same split, same evaluator)", peers)
     if ablation:
-        table("fusion modality ablation", {"all modalities": rows["fusion"], **ablation})
+        table("fusion ablation", {"all modalities (attention)": rows["fusion"], **ablation})
+    print("\nnew users (NDCG@20 with 1 / 2 / 3 liked items):")
+    for name, r in new_users.items():
+        print(f"{name:<28} " + " / ".join(f"{r[k]:.4f}" for k in ("1", "2", "3")))
     if cold:
         print("\ncold start (10 % of items held out; ranking only those)")
         for name, r in cold.items():
-            print(f"{name:<22} recall@20 {r['recall@20']:.4f}  ndcg@20 {r['ndcg@20']:.4f}")
+            print(f"{name:<28} recall@20 {r['recall@20']:.4f}  ndcg@20 {r['ndcg@20']:.4f}")
+    print(f"\nfusion test NDCG@20 / EASE (L2 {rows['ease'].get('l2')}, chosen on valid) = {ratio_to_ease:.3f}")
     if ratio is not None:
-        print(f"\nfusion test NDCG@20 / best peer ({best_peer}) = {ratio:.3f}")
+        print(f"fusion test NDCG@20 / best peer ({best_peer}) = {ratio:.3f}")
     print("speed:", {k: round(v, 2) for k, v in speed.items()})
     if args.json:
         print(json.dumps({"ours": rows, "peers": peers, "ablation": ablation, "cold_start": cold, "speed": speed,
-                          "best_peer": best_peer, "ratio_to_best_peer": ratio, "split": prepared.summary}))
+                          "new_users": new_users, "ratio_to_ease": ratio_to_ease, "best_peer": best_peer,
+                          "ratio_to_best_peer": ratio, "split": prepared.summary}))
     return 0
 
 

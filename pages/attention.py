@@ -1,4 +1,5 @@
-"""Attention: how much weight the fusion model gives each modality, across users, categories and items."""
+"""Attention: how much weight the fusion model gives each modality, per user first, then across categories,
+history lengths and items. The per-user weights are the gate the scores use (``user_modality_weights``)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import streamlit as st
 
 from pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, chart, empty_state, gallery, item_caption,
                           model_runs, page_header, run_page, usable_context, run_picker, style_figure)
-from recsys.explain import (attention_by_category, attention_long, ground_truth_comparison, has_attention, pca_2d,
-                            top_items_attention, user_attention_summary)
+from recsys.explain import (attention_by_category, has_attention, pca_2d, segment_recovery, top_items_attention,
+                            user_weights_frame)
 
 TOP_K = 20
 MAP_POINTS = 5000
@@ -21,7 +22,12 @@ MAP_POINTS = 5000
 
 @st.cache_data(show_spinner="Computing attention over every user's top items…", max_entries=4)
 def attention_frame(run_dir: str, model_stamp: str, k: int, _ctx: RunContext) -> pd.DataFrame:
-    return top_items_attention(_ctx.model, k=k, max_users=2000)
+    return top_items_attention(_ctx.model, k=k, max_users=500)
+
+
+@st.cache_data(show_spinner="Reading every user's modality weights…", max_entries=4)
+def weights_frame(run_dir: str, model_stamp: str, _ctx: RunContext) -> pd.DataFrame:
+    return user_weights_frame(_ctx.model)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -38,19 +44,48 @@ def map_frame(run_dir: str, model_stamp: str, _ctx: RunContext) -> pd.DataFrame:
     return frame
 
 
-def distribution(long: pd.DataFrame, modalities: list[str]) -> None:
-    means = long.groupby("modality")["weight"].mean()
+def distribution(weights: pd.DataFrame, modalities: list[str]) -> None:
     cols = st.columns(len(modalities))
     for col, modality in zip(cols, modalities):
-        col.metric(f"{MODALITY_NAMES.get(modality, modality)} — mean attention", f"{means.get(modality, 0):.0%}")
+        col.metric(f"{MODALITY_NAMES.get(modality, modality)} — mean weight", f"{weights[modality].mean():.0%}",
+                   help="The mean over users of the weight the model gives this modality when it scores for them.")
+    long = weights.melt(id_vars=["user_id"], value_vars=modalities, var_name="modality", value_name="weight")
     fig = px.box(long, x="modality", y="weight", color="modality", points=False,
                  category_orders={"modality": modalities}, color_discrete_map=MODALITY_COLOURS,
-                 labels={"weight": "attention weight", "modality": ""})
+                 labels={"weight": "weight", "modality": ""})
     fig.update_xaxes(ticktext=[MODALITY_NAMES.get(m, m) for m in modalities], tickvals=modalities)
     fig.update_yaxes(tickformat=".0%", range=[0, 1])
-    style_figure(fig, height=340, legend=False,
-                 title=f"Attention per modality over every user's top-{TOP_K} items")
+    style_figure(fig, height=340, legend=False, title=f"Each user's weight per modality ({len(weights):,} users)")
     chart(fig, key="att_distribution")
+
+
+def dominant_groups(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) -> None:
+    """Users grouped by the modality they lean to most (relative to other users); pick one to look at."""
+    counts = weights["dominant"].value_counts().reindex(modalities, fill_value=0)
+    fig = px.bar(x=[MODALITY_NAMES.get(m, m) for m in modalities], y=counts.to_numpy(),
+                 color=modalities, color_discrete_map=MODALITY_COLOURS, labels={"x": "", "y": "users"},
+                 text=counts.to_numpy())
+    style_figure(fig, height=300, legend=False,
+                 title="Users by the modality they lean to most (their weight minus the average user's)")
+    left, right = st.columns([3, 2])
+    with left:
+        chart(fig, key="att_dominant")
+    with right:
+        group = st.selectbox("Group", modalities, key="att_group", format_func=lambda m: MODALITY_NAMES.get(m, m))
+        members = weights[weights["dominant"] == group].sort_values(group, ascending=False)
+        if members.empty:
+            st.caption("No user leans to this modality.")
+            return
+        shown = members.head(200)
+        user = st.selectbox(f"User ({len(members):,} in this group, strongest first)", shown["user_id"].tolist(),
+                            key="att_group_user",
+                            format_func=lambda u: f"{u} · {int(ctx.activity.get(u, 0))} items")
+        row = members[members["user_id"] == user].iloc[0]
+        st.caption(" · ".join(f"{MODALITY_NAMES.get(m, m)} {row[m]:.0%}" for m in modalities))
+        if st.button("Open this user's recommendations", key="att_open_user", icon=":material/arrow_forward:"):
+            st.session_state["rec_user"] = user
+            st.switch_page("pages/recommendations.py")
+        st.session_state["att_user"] = user
 
 
 def category_heatmap(ctx: RunContext, frame: pd.DataFrame, modalities: list[str]) -> None:
@@ -94,63 +129,81 @@ def history_length(summary: pd.DataFrame, modalities: list[str]) -> None:
                                  line=dict(color=MODALITY_COLOURS.get(modality), width=3),
                                  hovertemplate="history ≈ %{x:.0f} items: %{y:.1%}<extra></extra>"))
     fig.update_xaxes(type="log", dtick=1, title="user's training history (items, log scale)")
-    fig.update_yaxes(tickformat=".0%", title="mean attention")
-    style_figure(fig, height=360, title="Attention vs. history length (dots: users, lines: binned means)")
+    fig.update_yaxes(tickformat=".0%", title="mean weight")
+    style_figure(fig, height=360, title="Weights vs. history length (dots: users, lines: binned means)")
     chart(fig, key="att_history")
 
 
-def user_heatmap(ctx: RunContext, frame: pd.DataFrame, modalities: list[str]) -> None:
-    users = list(dict.fromkeys(frame["user_id"]))
+def user_heatmap(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) -> None:
+    users = weights["user_id"].tolist()
     if st.session_state.get("att_user") not in users:
         st.session_state.pop("att_user", None)
     cols = st.columns([2, 1])
     user = cols[0].selectbox("User", users, key="att_user",
-                             format_func=lambda u: f"{u} · {ctx.activity.get(u, 0)} items")
+                             format_func=lambda u: f"{u} · {int(ctx.activity.get(u, 0))} items")
     k = cols[1].slider("Top items", 5, TOP_K, 10, key="att_user_k")
-    rows = frame[frame["user_id"] == user].sort_values("rank").head(k)
+    row = int(weights.loc[weights["user_id"] == user, "user_row"].iloc[0])
+    rows = top_items_attention(ctx.model, k=k, users=[row])
     labels = [f"{r}. {ctx.title(i)[:48]}" for r, i in zip(rows["rank"], rows["item_id"])]
     fig = px.imshow(rows[modalities].to_numpy(dtype=float), x=[MODALITY_NAMES.get(m, m) for m in modalities],
                     y=labels, color_continuous_scale="Blues", zmin=0, zmax=1, text_auto=".0%", aspect="auto")
     fig.update_traces(hovertemplate="%{y} · %{x}: %{z:.1%}<extra></extra>")
     fig.update_coloraxes(showscale=False)
     style_figure(fig, height=max(300, 28 * len(rows) + 80), legend=False,
-                 title=f"Attention over {user}'s top {len(rows)} items (blank: the item lacks that modality)")
+                 title=f"{user}'s weights on each of their top {len(rows)} items (an item lacking a modality "
+                       "spreads its weight over the others; blank: missing)")
     chart(fig, key="att_user_heatmap")
 
 
-def ground_truth(ctx: RunContext, summary: pd.DataFrame, modalities: list[str]) -> None:
+def ground_truth(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) -> None:
     path = Path(ctx.data.root) / "ground_truth" / "users.csv"
     if not path.is_file():
         return
-    st.markdown("#### :material/fact_check: Learned attention vs. the demo's true weights")
+    st.markdown("#### :material/fact_check: Learned weights vs. the demo's true weights")
     truth = pd.read_csv(path, dtype={"user_id": str})
-    comparison = ground_truth_comparison(summary, truth, modalities)
-    if comparison.empty:
+    recovery = segment_recovery(weights, truth, modalities)
+    if not recovery.get("users"):
         st.caption("The ground-truth users do not overlap with this model's users.")
         return
-    st.caption("Each demo user belongs to a segment that weights one modality most (the true weights, from the "
-               "generator). Learned: the model's mean attention over those users' top items, rescaled to sum to 1. "
-               "Matching shapes mean the model found what drives each segment.")
-    long = comparison.melt(id_vars=["segment", "modality", "users"], value_vars=["learned", "true"],
-                           var_name="source", value_name="weight")
-    long["modality"] = long["modality"].map(lambda m: MODALITY_NAMES.get(m, m))
-    fig = px.bar(long, x="modality", y="weight", color="source", barmode="group", facet_col="segment",
-                 color_discrete_map={"learned": "#4C6EF5", "true": "#ADB5BD"},
-                 labels={"weight": "weight", "modality": ""}, hover_data={"users": True})
-    fig.for_each_annotation(lambda a: a.update(text=f"<b>{a.text.split('=')[-1]}</b> segment", y=-0.16,
-                                               yanchor="top"))
-    fig.update_yaxes(tickformat=".0%", range=[0, 1])
-    style_figure(fig, height=380)
-    fig.update_layout(margin=dict(b=60))
-    chart(fig, key="att_ground_truth")
+    merged = weights.merge(truth.assign(user_id=truth["user_id"].astype(str)), on="user_id")
+    shared = [m for m in modalities if f"w_{m}" in merged]
+    rows = []
+    for segment, group in merged.groupby("segment"):
+        for m in shared:
+            rows.append({"segment": segment, "modality": MODALITY_NAMES.get(m, m), "users": len(group),
+                         "learned": group[m].mean(), "true": group[f"w_{m}"].mean()})
+    comparison = pd.DataFrame(rows)
+    left, right = st.columns([3, 1])
+    with right:
+        st.metric("Segment found", f"{recovery['segment_accuracy']:.0%}",
+                  help="Share of users whose most-leaned-to modality (weight minus the average user's) is their "
+                       "planted segment's. Chance: 25 %.")
+        st.caption("Per segment: " + ", ".join(f"{k} {v:.0%}" for k, v in recovery["per_segment"].items()))
+        st.caption("Rank correlation of learned and true weight over users: "
+                   + ", ".join(f"{MODALITY_NAMES.get(k, k).lower()} {v:.2f}" for k, v in recovery["spearman"].items()))
+    with left:
+        st.caption("Each demo user belongs to a segment that weights one modality most (the true weights come from "
+                   "the generator). Learned: the mean of those users' weights in the model — the weights its scores "
+                   "use. Matching shapes mean the model found what drives each segment.")
+        long = comparison.melt(id_vars=["segment", "modality", "users"], value_vars=["learned", "true"],
+                               var_name="source", value_name="weight")
+        fig = px.bar(long, x="modality", y="weight", color="source", barmode="group", facet_col="segment",
+                     color_discrete_map={"learned": "#4C6EF5", "true": "#ADB5BD"},
+                     labels={"weight": "weight", "modality": ""}, hover_data={"users": True})
+        fig.for_each_annotation(lambda a: a.update(text=f"<b>{a.text.split('=')[-1]}</b> segment", y=-0.16,
+                                                   yanchor="top"))
+        fig.update_yaxes(tickformat=".0%", range=[0, 1])
+        style_figure(fig, height=380)
+        fig.update_layout(margin=dict(b=60))
+        chart(fig, key="att_ground_truth")
 
 
 def embedding_map(ctx: RunContext) -> None:
     st.markdown("#### :material/scatter_plot: Item map")
     frame = map_frame(ctx.run_dir, str(ctx.stamp), ctx)
     column = ctx.category_columns[0] if ctx.category_columns else None
-    source = "the mean of its modality tokens" if hasattr(ctx.model, "_eval_tokens") else \
-        "who interacted with it (SVD of the training interactions)"
+    source = "its text, picture and attribute vectors and who interacted with it" if has_attention(ctx.model) \
+        else "the model's item vectors"
     st.caption(f"Each dot is an item, placed by the first two principal components of its vector ({source}); "
                "close items look alike to the model. Select points (click, box or lasso) to see their pictures.")
     fig = px.scatter(frame, x="x", y="y", color=column, hover_name="title", custom_data=["item_id"],
@@ -202,24 +255,25 @@ def main() -> None:
         embedding_map(ctx)
         return
     modalities = list(model.modalities)
-    frame = attention_frame(ctx.run_dir, str(ctx.stamp), TOP_K, ctx)
-    if frame.empty:
-        empty_state("This model has no users to compute attention for.")
+    weights = weights_frame(ctx.run_dir, str(ctx.stamp), ctx)
+    if weights.empty:
+        empty_state("This model has no users to show weights for.")
         return
-    long = attention_long(frame, modalities)
-    users = frame["user_id"].nunique()
-    st.caption(f"Computed over the top-{TOP_K} recommendations of {users:,} users"
-               f"{' (a sample)' if users < model.n_users else ''}; a modality an item lacks is left out.")
-    distribution(long, modalities)
+    st.caption("A user's weights are what the model multiplies each modality's score by when it ranks items for "
+               "that user: they come from how coherent the user's own history is in each modality, pulled toward "
+               "the average user's for short histories. An item lacking a modality (no picture) spreads that "
+               "weight over the modalities it has.")
+    distribution(weights, modalities)
+    dominant_groups(ctx, weights, modalities)
+    ground_truth(ctx, weights, modalities)
     left, right = st.columns(2)
-    summary = user_attention_summary(frame, model, modalities)
     with left:
+        frame = attention_frame(ctx.run_dir, str(ctx.stamp), TOP_K, ctx)
         category_heatmap(ctx, frame, modalities)
     with right:
-        history_length(summary, modalities)
+        history_length(weights, modalities)
     st.markdown("#### :material/person: One user")
-    user_heatmap(ctx, frame, modalities)
-    ground_truth(ctx, summary, modalities)
+    user_heatmap(ctx, weights, modalities)
     embedding_map(ctx)
 
 

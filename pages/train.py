@@ -26,7 +26,7 @@ MODEL_NAMES = {"fusion": "Multimodal fusion", "mostpop": "MostPop (popularity)",
                "itemknn": "ItemKNN", "bpr": "BPR-MF", "ease": "EASE", "lightgcn": "LightGCN",
                "content": "Content only"}
 BASELINES = ["mostpop", "itemknn", "bpr", "ease", "lightgcn", "content"]
-FUSION_NAMES = {"attention": "attention (the user decides the weights)", "concat": "concat + MLP",
+FUSION_NAMES = {"attention": "per-user gate (the user's history decides the weights)", "concat": "concat + MLP",
                 "mean": "mean (equal weights)", "item_gate": "item gate (same weights for every user)"}
 MODALITY_OPTIONS = ["behaviour", "text", "image", "attributes"]
 STAGES = {
@@ -88,8 +88,8 @@ def dataset_modalities(name: str) -> list[str]:
     return found
 
 
-HANDLED = {"dataset", "model", "modalities", "fusion", "loss", "dim", "epochs", "patience", "lr", "batch_size",
-           "modality_dropout", "graph_layers", "text_encoder", "image_encoder", "protocol", "cold_start", "k_core",
+HANDLED = {"dataset", "model", "modalities", "fusion", "loss", "epochs", "patience", "lr", "ease_l2",
+           "popularity_prior", "text_encoder", "image_encoder", "protocol", "cold_start", "k_core",
            "seed", "baselines", "device"}
 
 
@@ -164,26 +164,20 @@ def config_form() -> None:
                                help="Not available offline: " + ", ".join(unavailable))
         if model == "fusion":
             row = st.columns(5)
-            options["epochs"] = row[0].number_input("Epochs (at most)", 1, 2000, DEFAULTS.epochs, key="train_epochs",
+            options["epochs"] = row[0].number_input("Rounds (at most)", 1, 2000, DEFAULTS.epochs, key="train_epochs",
                                                     help=helptext("epochs"))
-            widths = sorted({16, 32, 64, 128, 256, int(DEFAULTS.dim)})
-            options["dim"] = row[1].selectbox("Token width", widths, index=widths.index(int(DEFAULTS.dim)),
-                                              key="train_dim", help=helptext("dim"))
-            options["lr"] = row[2].number_input("Learning rate", 1e-5, 1.0, DEFAULTS.lr, format="%.4f", step=0.001,
+            options["lr"] = row[1].number_input("Learning rate", 1e-5, 1.0, DEFAULTS.lr, format="%.4f", step=0.001,
                                                 key="train_lr", help=helptext("lr"))
-            options["batch_size"] = row[3].number_input("Batch size", 1, 8192, DEFAULTS.batch_size, step=16,
-                                                        key="train_batch_size", help=helptext("batch_size"))
-            options["loss"] = row[4].selectbox("Loss", ["softmax", "bpr", "mse"], key="train_loss",
-                                               help=helptext("loss"))
+            options["ease_l2"] = row[2].text_input("Behaviour L2", DEFAULTS.ease_l2, key="train_ease_l2",
+                                                   help=helptext("ease_l2")).strip() or "auto"
+            options["loss"] = row[3].selectbox("Loss", ["softmax", "bpr"], key="train_loss", help=helptext("loss"))
+            with row[4]:
+                options["popularity_prior"] = st.toggle("Popularity prior", DEFAULTS.popularity_prior,
+                                                        key="train_popularity_prior", help=helptext("popularity_prior"))
             with st.expander("More options"):
                 row = st.columns(4)
-                options["patience"] = row[0].number_input("Patience (epochs)", 1, 500, DEFAULTS.patience,
+                options["patience"] = row[0].number_input("Patience (rounds)", 1, 500, DEFAULTS.patience,
                                                           key="train_patience", help=helptext("patience"))
-                options["modality_dropout"] = row[1].slider("Modality dropout", 0.0, 0.9, DEFAULTS.modality_dropout,
-                                                            0.05, key="train_modality_dropout",
-                                                            help=helptext("modality_dropout"))
-                options["graph_layers"] = row[2].number_input("Graph layers", 0, 4, DEFAULTS.graph_layers,
-                                                              key="train_graph_layers", help=helptext("graph_layers"))
                 options["seed"] = row[3].number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, key="train_seed",
                                                       help=helptext("seed"))
                 row = st.columns(4)

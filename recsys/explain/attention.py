@@ -16,14 +16,16 @@ import pandas as pd
 from ..data import schema as S
 
 __all__ = ["has_attention", "top_items_attention", "attention_long", "attention_by_category",
-           "user_attention_summary", "pca_2d", "ground_truth_comparison"]
+           "user_attention_summary", "pca_2d", "ground_truth_comparison", "user_weights_frame", "dominant_modality",
+           "segment_recovery", "SEGMENT_MODALITY"]
+
+#: The demo generator's taste segments and the modality each one weights most.
+SEGMENT_MODALITY = {"visual": "image", "text": "text", "attributes": "attributes", "behaviour": "behaviour"}
 
 
 def has_attention(model: Any) -> bool:
     """True for a fusion model whose fusion produces per-modality weights (attention, mean, item_gate)."""
-    if not hasattr(model, "attention_matrix") or not getattr(model, "modalities", None):
-        return False
-    return (getattr(model, "config", {}) or {}).get("fusion", "attention") != "concat"
+    return bool(model.explains_by_modality())
 
 
 def top_items_attention(model: Any, k: int = 20, max_users: int | None = 2000, seed: int = 0,
@@ -41,9 +43,7 @@ def top_items_attention(model: Any, k: int = 20, max_users: int | None = 2000, s
         if max_users is not None and len(users) > max_users:
             users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
     users = np.asarray(users, dtype=np.int64)
-    present_all = getattr(model, "_eval_present", None)
-    if present_all is not None:
-        present_all = present_all.detach().cpu().numpy().astype(bool)
+    present_all = model.item_presence()
     seen = model.seen
     frames = []
     k = int(min(k, model.n_items))
@@ -166,3 +166,62 @@ def ground_truth_comparison(summary: pd.DataFrame, truth: pd.DataFrame, modaliti
                          "learned": float(np.nanmean(learned.iloc[positions, j])),
                          "true": float(true[positions, j].mean()), "users": int(len(positions))})
     return pd.DataFrame(rows)
+
+
+def user_weights_frame(model: Any, users: Sequence[int] | None = None) -> pd.DataFrame:
+    """Per user: the model's modality weights (``model.user_modality_weights``, what the scores use),
+    ``history_length`` (training items) and ``dominant`` (the modality the user weights most *relative
+    to other users*: the arg-max of the weights minus each modality's mean over users)."""
+    modalities = list(model.modalities)
+    rows = np.arange(model.n_users) if users is None else np.asarray(users, dtype=np.int64)
+    weights = np.asarray(model.user_modality_weights(rows), dtype=np.float64)
+    frame = pd.DataFrame(weights, columns=modalities)
+    frame.insert(0, "user_id", np.asarray(model.user_ids)[rows].astype(str))
+    frame.insert(1, "user_row", rows)
+    frame["history_length"] = np.diff(model.seen.indptr)[rows] if model.seen is not None else np.nan
+    frame["dominant"] = dominant_modality(weights, modalities)
+    return frame
+
+
+def dominant_modality(weights: np.ndarray, modalities: Sequence[str]) -> np.ndarray:
+    """Arg-max of each row of ``weights`` centred by the column means (the modality a user leans to)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if len(weights) == 0:
+        return np.asarray([], dtype=object)
+    centred = weights - weights.mean(axis=0, keepdims=True)
+    return np.asarray(modalities, dtype=object)[centred.argmax(axis=1)]
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
+    if len(ra) < 3 or ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def segment_recovery(weights_frame: pd.DataFrame, truth: pd.DataFrame, modalities: Sequence[str]) -> dict[str, Any]:
+    """How well per-user weights recover the demo's planted segments and weights.
+
+    ``weights_frame`` from :func:`user_weights_frame`; ``truth`` has ``user_id``, ``segment`` and
+    ``w_<modality>``. Returns ``users``, ``segment_accuracy`` (dominant modality = the segment's),
+    ``per_segment`` accuracy, ``content_segment_accuracy`` (the text, visual and attribute segments) and
+    ``spearman`` (learned vs true weight, per modality, over users).
+    """
+    truth = truth.assign(user_id=truth["user_id"].astype(str))
+    merged = weights_frame.merge(truth, on="user_id", how="inner")
+    if merged.empty:
+        return {"users": 0}
+    expected = merged["segment"].map(SEGMENT_MODALITY).to_numpy()
+    shared = [m for m in modalities if m in set(expected)]
+    predicted = dominant_modality(merged[list(modalities)].to_numpy(), modalities)
+    hit = predicted == expected
+    content = np.isin(expected, ["text", "image", "attributes"])
+    return {
+        "users": int(len(merged)),
+        "segment_accuracy": float(hit.mean()),
+        "content_segment_accuracy": float(hit[content].mean()) if content.any() else float("nan"),
+        "per_segment": {segment: float(hit[expected == modality].mean())
+                        for segment, modality in SEGMENT_MODALITY.items() if (expected == modality).any()},
+        "spearman": {m: _spearman(merged[m].to_numpy(), merged[f"w_{m}"].to_numpy())
+                     for m in shared if f"w_{m}" in merged},
+    }

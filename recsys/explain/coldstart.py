@@ -20,7 +20,6 @@ through the new-user path).
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -32,7 +31,6 @@ __all__ = ["history_scores", "recommend_for_history", "encode_query", "query_sim
            "evaluate_short_histories", "query_encoder_for_run"]
 
 # baselines whose score() reads the user's history from ``model.seen`` (scored from a one-row history)
-_SEEN_BASED = ("mostpop", "itemknn", "ease", "content")
 
 
 def _indices(model: Any, items: Sequence[int | str]) -> np.ndarray:
@@ -56,50 +54,9 @@ def _ranked(model: Any, scores: np.ndarray, k: int, exclude: np.ndarray | None, 
 
 
 def history_scores(model: Any, item_indices: Sequence[int], weights: Sequence[float] | None = None) -> np.ndarray:
-    """Scores ``[n_items]`` for a user known only by ``item_indices`` (optionally weighted).
-
-    Weights scale each item's part for the baselines (a weighted one-row history, a weighted mean
-    of factors or item vectors); the fusion model takes a history as a set, so for it a weight only
-    says whether the item is in (positive) or out.
-    """
-    items = np.asarray(item_indices, dtype=np.int64)
-    if len(items) == 0:
-        raise ValueError("a history needs at least one item")
-    w = np.ones(len(items)) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != items.shape:
-        raise ValueError("weights must have one value per history item")
-    w = w * (len(items) / w.sum()) if w.sum() > 0 else np.ones(len(items))  # mean weight 1
-    if hasattr(model, "user_vector_from_history"):
-        import torch
-
-        # the fusion model pools a history as a set (its own way, not necessarily linearly), so the
-        # weights only choose the items: those with a positive weight form the history
-        chosen = items[w > 0] if (w > 0).any() else items
-        with torch.no_grad():
-            vector, prior = model.user_vector_from_history(chosen)
-            return np.asarray(model.score_user_vector(vector, prior), dtype=np.float64)
-    if getattr(model, "name", "") in _SEEN_BASED:
-        clone = copy.copy(model)
-        row = sp.csr_matrix((w.astype(np.float32), (np.zeros(len(items), dtype=np.int64), items)),
-                            shape=(1, model.n_items))
-        clone.seen = row
-        return np.asarray(clone.score(np.array([0]))[0], dtype=np.float64)
-    factors = getattr(model, "item_factors", None)
-    if factors is not None:
-        user = (w[:, None] * factors[items]).sum(0) / len(items)
-        scores = factors @ user
-        bias = getattr(model, "item_bias", None)
-        if bias is not None:
-            scores = scores + bias
-        warm = getattr(model, "warm", None)
-        if warm is not None and (~warm).any() and warm.any():
-            scores[~warm] = scores[warm].min() - 1.0
-        return scores.astype(np.float64)
-    from .evidence import item_vectors
-
-    vectors = item_vectors(model)
-    profile = (w[:, None] * vectors[items]).sum(0)
-    return (vectors @ profile).astype(np.float64)
+    """Scores ``[n_items]`` for a user known only by ``item_indices`` (optionally weighted): the model's
+    own new-user path, :meth:`Recommender.score_history`."""
+    return np.asarray(model.score_history(np.asarray(item_indices, dtype=np.int64), weights), dtype=np.float64)
 
 
 def recommend_for_history(model: Any, item_ids: Sequence[int | str], k: int = 10,
@@ -150,20 +107,32 @@ def _text_matrix(model: Any, item_text: np.ndarray | None) -> tuple[np.ndarray, 
     if item_text is not None:
         matrix = np.asarray(item_text, dtype=np.float32)
         return matrix, np.linalg.norm(matrix, axis=1) > 0
-    content = getattr(model, "content", None)
-    if content is None or getattr(content, "text", None) is None:
+    space = model.modality_vectors("text") if hasattr(model, "modality_vectors") else None
+    if space is None:
         raise ValueError(f"the {getattr(model, 'name', 'model')} model holds no text features: pass item_text "
                          "(the catalogue's text features aligned with the model's items)")
-    return np.asarray(content.text, dtype=np.float32), np.asarray(content.text_mask, dtype=bool)
+    return space[0], space[1]
+
+
+def _text_centre(model: Any, item_text: np.ndarray | None) -> np.ndarray | None:
+    """The vector the model centred its text features on (a query is centred the same way), if any."""
+    if item_text is not None or not hasattr(model, "modality_vectors"):
+        return None
+    space = model.modality_vectors("text")
+    return None if space is None else space[2]
 
 
 def query_similarities(model: Any, query_vector: np.ndarray, item_text: np.ndarray | None = None) -> np.ndarray:
-    """Cosine of the query to every item's raw text features (``-inf`` for items without text)."""
+    """Cosine of the query to every item's text features (``-inf`` for items without text), in the model's
+    own text space when it has one (centred on the catalogue mean), else against ``item_text``."""
     matrix, mask = _text_matrix(model, item_text)
     q = np.asarray(query_vector, dtype=np.float32).ravel()
     if q.shape[0] != matrix.shape[1]:
         raise ValueError(f"the query vector has {q.shape[0]} dimensions but the item text features have "
                          f"{matrix.shape[1]}: encode the query with the run's text encoder")
+    centre = _text_centre(model, item_text)
+    if centre is not None:  # the model's text space is centred on the catalogue mean
+        q = q - centre
     norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(q) or 1.0)
     return np.where(mask & (norms > 0), matrix @ q / np.where(norms > 0, norms, 1.0), -np.inf).astype(np.float64)
 

@@ -29,43 +29,11 @@ _REASON_WORDS = {
 }
 
 
-def item_vectors(model: Any, dim: int = 32) -> np.ndarray:
-    """L2-normalised item vectors ``[n_items, d]`` for similarity, maps and diversity.
-
-    The fusion model: the mean of each item's present modality tokens (the fused item space).
-    Any other model: a truncated SVD of its training interactions (items that share users are
-    close). Items without any signal get a zero vector (cosine 0 with everything).
-    """
-    tokens = getattr(model, "_eval_tokens", None)
-    if tokens is not None:
-        present = model._eval_present
-        tokens = tokens.detach().float().cpu().numpy()
-        present = present.detach().cpu().numpy().astype(np.float32)
-        vectors = (tokens * present[..., None]).sum(1) / np.maximum(present.sum(1, keepdims=True), 1.0)
-    else:
-        vectors = _svd_item_vectors(model.seen, dim)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
-
-
-def _svd_item_vectors(seen: Any, dim: int) -> np.ndarray:
-    import scipy.sparse as sp
-    from scipy.sparse.linalg import svds
-
-    matrix = sp.csr_matrix(seen, dtype=np.float32)
-    n_users, n_items = matrix.shape
-    k = int(min(dim, n_users - 1, n_items - 1))
-    if k < 1 or matrix.nnz == 0:
-        return np.zeros((n_items, 1), dtype=np.float32)
-    # tf-idf like column weighting keeps the most popular items from dominating every direction
-    counts = np.asarray(matrix.sum(axis=0)).ravel()
-    weighted = matrix @ sp.diags(1.0 / np.sqrt(np.maximum(counts, 1.0)))
-    try:
-        _, s, vt = svds(weighted.astype(np.float64), k=k, random_state=0)
-    except Exception:  # tiny or degenerate matrices: dense SVD
-        _, s, vt = np.linalg.svd(weighted.toarray(), full_matrices=False)
-        s, vt = s[:k], vt[:k]
-    return (vt.T * s).astype(np.float32)
+def item_vectors(model: Any, dim: int = 32) -> np.ndarray:  # noqa: ARG001 (dim kept for callers)
+    """L2-normalised item vectors ``[n_items, d]`` for similarity, maps and diversity: the model's own
+    :meth:`Recommender.item_embeddings` (the fusion model's fused item space; an SVD of the
+    interactions for models without one). Items without any signal get a zero vector."""
+    return np.asarray(model.item_embeddings(), dtype=np.float32)
 
 
 def price_bands(values: pd.Series) -> pd.Series:

@@ -266,9 +266,8 @@ def history_contributions(model: Any, row: int, item_index: int, history: np.nda
     """How much each history item raises the score of ``item_index`` (leave-one-out).
 
     ``contribution[j] = s(history) - s(history without j)``, both scored through the model's own
-    new-user path (:func:`recsys.explain.coldstart.history_scores`: the fusion model's
-    ``user_vector_from_history``, a one-row history for the history-based baselines, folded-in
-    factors for BPR/LightGCN). Histories longer than ``max_candidates`` are first narrowed to the
+    new-user path (``model.score_histories``, batched: the fusion model's experts over the shorter
+    history, a one-row history for the history-based baselines, folded-in factors for BPR/LightGCN). Histories longer than ``max_candidates`` are first narrowed to the
     items most similar to the candidate (cosine of :func:`recsys.explain.item_vectors`); the others
     get NaN. Returns ``(contributions [len(history)], method, None)``.
     """
@@ -287,15 +286,14 @@ def history_contributions(model: Any, row: int, item_index: int, history: np.nda
             vectors = item_vectors(model)
         similarity = vectors[history] @ vectors[item_index]
         candidates = np.argsort(-similarity, kind="stable")[:max_candidates]
-    base = float(history_scores(model, history)[item_index])
     if len(history) == 1:
-        out[0] = base - float(np.mean(history_scores(model, history)))  # the item against the average item
+        scores = history_scores(model, history)
+        out[0] = float(scores[item_index]) - float(np.mean(scores))  # the item against the average item
         return out, "the history item's effect on the score (single item: against the catalogue average)", None
-    keep = np.ones(len(history), dtype=bool)
-    for position in candidates:
-        keep[position] = False
-        out[position] = base - float(history_scores(model, history[keep])[item_index])
-        keep[position] = True
+    # the full history and each leave-one-out variant, scored in one batch by the model's new-user path
+    variants = [history] + [np.delete(history, position) for position in candidates]
+    scores = model.score_histories(variants)[:, item_index]
+    out[candidates] = float(scores[0]) - scores[1:]
     return out, "leave-one-out: score with the user's history minus the score without this item", None
 
 

@@ -2,7 +2,7 @@
 
 For each (user, recommended item) pair whose item has at least two modalities present: mask the
 modality with the largest share (its token's ``present`` set to False, the item re-fused with the
-remaining tokens, attention renormalised over them; masking behaviour also zeroes the item-item
+remaining modalities, weights renormalised over them; masking behaviour also removes the popularity
 prior, which is behaviour evidence and part of the behaviour share), then separately the modality
 with the smallest share. If the shares mean what an explanation says they mean, removing the largest share
 lowers the score more than removing the smallest. The *rate* is the share of pairs where it does.
@@ -21,11 +21,9 @@ __all__ = ["faithfulness_check", "masked_scores", "recommended_pairs"]
 
 
 def _require_shares(model: Any) -> None:
-    if not hasattr(model, "network") or getattr(model, "_eval_tokens", None) is None:
+    if not model.explains_by_modality():
         raise ValueError(f"{getattr(model, 'name', type(model).__name__)} has no modality shares to check "
-                         "(only the fusion model has them)")
-    if (model.config or {}).get("fusion") == "concat":
-        raise ValueError("the concat fusion has no additive shares to check")
+                         "(only the fusion model with attention, mean or item-gate fusion has them)")
 
 
 def recommended_pairs(model: Any, k: int = 10, max_users: int | None = 300, seed: int = 0,
@@ -51,26 +49,9 @@ def recommended_pairs(model: Any, k: int = 10, max_users: int | None = 300, seed
 
 
 def masked_scores(model: Any, user: int, items: Sequence[int], masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scores of ``items`` for ``user`` as they are and with ``masks`` [len(items), M] (True = hide).
-
-    Returns ``(base [k], masked [k])``; the shares of the base scores come from the same fuse.
-    """
-    import torch
-
-    network = model.network
-    index = torch.as_tensor(np.asarray(items, dtype=np.int64), device=model.device)
-    tokens, present = model._eval_tokens[index], model._eval_present[index]
-    hide = torch.as_tensor(np.asarray(masks, dtype=bool), device=model.device)
-    with torch.no_grad():
-        user_vector = model.user_vectors_for(np.array([user]))
-        prior = model.user_prior_for([user], np.asarray(items, dtype=np.int64))
-        base = network.fuse(user_vector, tokens, present, prior=prior)[0]
-        masked_prior = prior
-        if prior is not None and list(model.modalities)[:1] == ["behaviour"]:
-            # the item-item prior is behaviour evidence: masking behaviour removes it too
-            masked_prior = prior.masked_fill(hide[:, 0].unsqueeze(0), 0.0)
-        masked = network.fuse(user_vector, tokens, present & ~hide, prior=masked_prior)[0]
-    return base.float().cpu().numpy(), masked.float().cpu().numpy()
+    """Scores of ``items`` for ``user`` as they are and with ``masks`` [len(items), M] (True = hide):
+    the model's own :meth:`masked_scores` (the item re-mixed over its remaining modalities)."""
+    return model.masked_scores(int(user), np.asarray(items, dtype=np.int64), np.asarray(masks, dtype=bool))
 
 
 def faithfulness_check(model: Any, pairs: Sequence[tuple[int | str, int | str]] | None = None, *, k: int = 10,

@@ -95,6 +95,42 @@ class Recommender(ABC):
     def _restore(self, state: dict[str, np.ndarray]) -> None:
         """Inverse of :meth:`_state`."""
 
+    # ------------------------------------------------------------------ capabilities
+    def explains_by_modality(self) -> bool:
+        """True when the model has per-user modality weights and exact additive shares per modality
+        (then it also answers ``modalities``, ``user_modality_weights``, ``explain_scores``,
+        ``masked_scores``, ``item_presence`` and ``attention_matrix``)."""
+        return False
+
+    def score_history(self, items: Sequence[int], weights: Sequence[float] | None = None) -> np.ndarray:
+        """Scores ``[n_items]`` for a user known only by the item indices ``items`` (no retraining).
+
+        ``weights`` (one per item, mean 1) scale each item's part. The default treats the items as a
+        one-row history for models whose score is a function of the user's history row."""
+        import copy
+
+        items = np.asarray(items, dtype=np.int64)
+        if len(items) == 0:
+            raise ValueError("a history needs at least one item")
+        w = _history_weights(items, weights)
+        clone = copy.copy(self)
+        clone.seen = sp.csr_matrix((w.astype(np.float32), (np.zeros(len(items), dtype=np.int64), items)),
+                                   shape=(1, self.n_items))
+        return np.asarray(clone.score(np.array([0]))[0], dtype=np.float64)
+
+    def score_histories(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        """Scores ``[len(histories), n_items]``, one row per history (a set of item indices); models with a
+        batched new-user path override this (the explainer's leave-one-out asks for many at once)."""
+        return np.stack([self.score_history(h) for h in histories]) if len(histories) else \
+            np.zeros((0, self.n_items))
+
+    def item_embeddings(self) -> np.ndarray:
+        """L2-normalised item vectors ``[n_items, d]`` ("items like this one", maps, diversity). The default
+        is a truncated SVD of the training interactions; content models override it."""
+        vectors = svd_item_vectors(self.seen, 32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
     # ------------------------------------------------------------------ shared behaviour
     def _remember(self, data: TrainData) -> None:
         self.user_ids = data.user_ids
@@ -215,6 +251,33 @@ class Recommender(ABC):
         model.fit_seconds = meta.get("fit_seconds")
         model._restore(state)
         return model
+
+
+def _history_weights(items: np.ndarray, weights: Sequence[float] | None) -> np.ndarray:
+    w = np.ones(len(items)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != items.shape:
+        raise ValueError("weights must have one value per history item")
+    return w * (len(items) / w.sum()) if w.sum() > 0 else np.ones(len(items))  # mean weight 1
+
+
+def svd_item_vectors(seen: Any, dim: int = 32) -> np.ndarray:
+    """Item vectors ``[n_items, k]`` from a truncated SVD of the interactions (items that share users are
+    close); tf-idf-like column weighting keeps the most popular items from dominating every direction."""
+    from scipy.sparse.linalg import svds
+
+    matrix = sp.csr_matrix(seen, dtype=np.float32)
+    n_users, n_items = matrix.shape
+    k = int(min(dim, n_users - 1, n_items - 1))
+    if k < 1 or matrix.nnz == 0:
+        return np.zeros((n_items, 1), dtype=np.float32)
+    counts = np.asarray(matrix.sum(axis=0)).ravel()
+    weighted = matrix @ sp.diags(1.0 / np.sqrt(np.maximum(counts, 1.0)))
+    try:
+        _, s, vt = svds(weighted.astype(np.float64), k=k, random_state=0)
+    except Exception:  # tiny or degenerate matrices: dense SVD
+        _, s, vt = np.linalg.svd(weighted.toarray(), full_matrices=False)
+        s, vt = s[:k], vt[:k]
+    return (vt.T * s).astype(np.float32)
 
 
 def get_model(name: str, **config: Any) -> Recommender:

@@ -185,20 +185,33 @@ class ItemKNN(Recommender):
 class EASE(Recommender):
     """EASE^R: ``B = I - P / diag(P)`` with ``P = (X^T X + l2 I)^-1`` (float64), ``score(u) = x_u B``.
 
-    Dense ``n_items x n_items``: refuses catalogues larger than ``max_items`` (memory and time grow
-    as n^2 and n^3). ``positive_only`` drops negative weights as Cornac's ``posB`` does.
+    ``l2="auto"`` (the default) chooses the L2 on the validation interactions from ``l2_grid`` (as
+    every peer is tuned); without validation data it falls back to ``fallback_l2``. Dense
+    ``n_items x n_items``: refuses catalogues larger than ``max_items`` (memory and time grow as n^2
+    and n^3). ``positive_only`` drops negative weights as Cornac's ``posB`` does.
     """
 
     name = "ease"
     # movielens P1 valid NDCG@20 by l2: 25 .2205, 50 .2317, 100 .2392, 150 .2396, 250 .2373, 500 .2353,
     # 1000 .2255, 2000 .2138, 5000 .1980; positive_only (l2 500) .2236. Flat around 100-250.
 
-    def __init__(self, l2: float = 100.0, positive_only: bool = False, max_items: int = 20000, **config: Any):
-        super().__init__(l2=float(l2), positive_only=bool(positive_only), max_items=int(max_items), **config)
+    def __init__(self, l2: float | str = "auto", positive_only: bool = False, max_items: int = 20000,
+                 l2_grid: Sequence[float] | None = None, fallback_l2: float = 250.0, **config: Any):
+        from .ease import DEFAULT_L2_GRID
+
+        if l2 != "auto":
+            l2 = float(l2)
+        super().__init__(l2=l2, positive_only=bool(positive_only), max_items=int(max_items),
+                         l2_grid=[float(v) for v in (l2_grid or DEFAULT_L2_GRID)], fallback_l2=float(fallback_l2),
+                         **config)
         self.weights: np.ndarray | None = None
         self.warm: np.ndarray | None = None
+        self.chosen_l2: float | None = None
+        self.l2_table: dict[float, float] = {}
 
     def fit(self, data: TrainData) -> "EASE":
+        from .ease import choose_ease_l2, ease_inverse, ease_weights
+
         if data.n_items > self.config["max_items"]:
             raise ValueError(
                 f"EASE inverts a dense {data.n_items:,} x {data.n_items:,} matrix, which is too large "
@@ -207,16 +220,17 @@ class EASE(Recommender):
                 "or 'lightgcn' for a catalogue this size, or raise max_items if the machine can take it.")
         self._remember(data)
         with _Fitted(self):
-            x = sp.csr_matrix((data.train != 0).astype(np.float64))
-            gram = _dense(x.T @ x).astype(np.float64)
-            diag = np.diag_indices(gram.shape[0])
-            gram[diag] += self.config["l2"]
-            p = np.linalg.inv(gram)
-            b = p / (-np.diag(p))[None, :]
-            b[diag] = 0.0
+            l2 = self.config["l2"]
+            if l2 == "auto" and data.valid is not None and data.valid.nnz:
+                l2, self.l2_table, inverse = choose_ease_l2(data.train, data.valid, self.config["l2_grid"])
+            else:
+                l2 = self.config["fallback_l2"] if l2 == "auto" else float(l2)
+                inverse = ease_inverse(data.train, l2)
+            self.chosen_l2 = float(l2)
+            b = ease_weights(inverse)
             if self.config["positive_only"]:
                 b[b < 0] = 0.0
-            self.weights = b.astype(np.float32)
+            self.weights = b
             self.warm = _warm_mask(data.train)
         return self
 
@@ -226,11 +240,14 @@ class EASE(Recommender):
         return _sink_cold(scores, self.warm)
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"weights": self.weights, "warm": self.warm.astype(np.uint8)}
+        return {"weights": self.weights, "warm": self.warm.astype(np.uint8),
+                "chosen_l2": np.array([self.chosen_l2 or np.nan], dtype=np.float64)}
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:
         self.weights = state["weights"].astype(np.float32)
         self.warm = state["warm"].astype(bool)
+        if "chosen_l2" in state:
+            self.chosen_l2 = float(state["chosen_l2"][0])
 
 
 # --------------------------------------------------------------------------- BPR training loop
@@ -366,6 +383,26 @@ class _BPRTrained(Recommender):
             self.user_factors = user_vec.detach().float().cpu().numpy().copy()
             self.item_factors = item_vec.detach().float().cpu().numpy().copy()
             self.item_bias = None if bias is None else bias.detach().float().cpu().numpy().copy()
+
+    def score_history(self, items: Sequence[int], weights: Sequence[float] | None = None) -> np.ndarray:
+        """A new user as the weighted mean of the history items' factors (folding in)."""
+        from .base import _history_weights
+
+        items = np.asarray(items, dtype=np.int64)
+        if len(items) == 0:
+            raise ValueError("a history needs at least one item")
+        w = _history_weights(items, weights)
+        user = (w[:, None] * self.item_factors[items]).sum(0) / len(items)
+        scores = self.item_factors @ user
+        if self.item_bias is not None:
+            scores = scores + self.item_bias
+        if self.warm is not None and (~self.warm).any() and self.warm.any():
+            scores[~self.warm] = scores[self.warm].min() - 1.0
+        return scores.astype(np.float64)
+
+    def item_embeddings(self) -> np.ndarray:
+        norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
+        return (self.item_factors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
     def _valid_ndcg(self, train: sp.csr_matrix, valid: sp.csr_matrix) -> float:
         from ..evaluate import evaluate_ranking
@@ -594,6 +631,9 @@ class ContentOnly(Recommender):
         norms = np.linalg.norm(profile, axis=1, keepdims=True)
         profile = np.divide(profile, norms, out=np.zeros_like(profile), where=norms > 0)
         return np.ascontiguousarray(profile @ self.item_vectors.T, dtype=np.float32)
+
+    def item_embeddings(self) -> np.ndarray:
+        return self.item_vectors.astype(np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"item_vectors": self.item_vectors}

@@ -1,24 +1,34 @@
-"""The attention-fusion recommender: one token per modality per item, attention with the user as query.
+"""The multimodal fusion recommender: a mixture of modality experts with a per-user gate.
 
-Per item ``i`` and modality ``m`` in (behaviour, text, image, attributes) a token ``e[i, m]`` of width
-``d``; the user vector ``u`` is a learned user embedding plus a pooling of the user's history items
-(leave-one-out during training, so a model never learns to find an item through itself). Then::
+For user ``u`` and item ``i``, one *expert* per modality ``m`` in (behaviour, text, image, attributes)
+scores the item from the user's history in that modality alone:
 
-    a[u, i, m] = softmax_m( q(u) . k(e[i, m]) / sqrt(d) + bias_m )      (masked where m is missing)
-    score(u, i) = sum_m a[u, i, m] * (u . v(e[i, m]))                    = sum_m share[u, i, m]
+* behaviour: EASE's closed-form item-item score ``x_u B`` (L2 chosen on validation), or sparse
+  item-item neighbours for catalogues too large for a dense ``N x N`` matrix;
+* text / image / attributes: the dot product of the item's vector with the sum of the user's history
+  vectors in that modality (centred, L2-normalised features: MiniLM, EfficientNet, attribute one-hots).
 
-so each modality's share of the score is exact and additive (the explanation and attention pages
-show it). Variants for ablation: ``mean`` (equal weights over present modalities), ``item_gate``
-(user-independent weights) and ``concat`` (an MLP over the concatenated tokens; no shares).
+Each expert's scores are standardised per user over the items that have the modality (``z``), so the
+experts are on one scale. A user gate mixes them::
 
-Items never seen in training get a shared "unknown" behaviour token and are scored from content;
-behaviour dropout during training (the token swapped for the unknown one) teaches the model to do
-that. Modality dropout masks content tokens at random so a missing picture or text is not a shock.
-The default loss is the softmax over the whole catalogue (the exact log-sum-exp normalisation) in a
-cloze set-up: per user, a random part of the history is hidden from the input pooling and predicted
-from the rest, which is exactly the test-time task. For catalogues over ``full_softmax_max_items`` it
-trains on (user, item) pairs with sampled negatives (in-batch + uniform, logQ-corrected); ``bpr`` and
-``mse`` also train on pairs.
+    g[u]        = softmax( b + W (phi[u] * n_u / (n_u + kappa)) + w_len * len_u )      [M], sums to 1
+    w[u, i, m]  = g[u, m] * present[i, m] / sum_m' g[u, m'] * present[i, m']            (renormalised)
+    share[u,i,m]= w[u, i, m] * z[u, i, m]   (+ the popularity prior, in the behaviour share)
+    score(u, i) = sum_m share[u, i, m]
+
+``phi[u, m]`` is how well expert ``m`` predicts the user's *own* history, leave-one-out (the mean
+standardised score of each history item from the others): a user whose pictures cohere gets a high
+picture ``phi``. The gate's few parameters (``b``, ``W``, ``kappa``, ``w_len``, a temperature and the
+popularity prior ``c(n) = softplus(a0 + a1 log n)`` that matters for short histories) are learned by a
+cloze objective: for a sample of users, part of the training history is hidden and predicted from the
+rest with a softmax over the catalogue, the behaviour expert fitted *without* those users (Woodbury
+update of EASE's inverse, so no user's signal comes from its own rows). Some cloze users keep only
+1-3 visible items so the gate learns what short histories are worth. Training is seconds, not minutes.
+
+Because ``g[u]`` is what the score uses, the weights the Attention page shows are the weights that
+drive the ranking, and the shares add up to the score exactly. Variants for ablation: ``mean``
+(equal weights), ``item_gate`` (weights from the item's popularity, the same for every user) and
+``concat`` (an MLP over the experts' scores; no additive shares).
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,40 +48,33 @@ from .base import Recommender, TrainData
 
 MODALITIES = ("behaviour", "text", "image", "attributes")
 FUSIONS = ("attention", "mean", "item_gate", "concat")
-LOSSES = ("softmax", "bpr", "mse")
+LOSSES = ("softmax", "bpr")
 
 DEFAULTS: dict[str, Any] = {
-    "dim": 64,                      # width d of every modality token
-    "modalities": list(MODALITIES),  # which tokens exist
-    "fusion": "attention",          # attention | mean | item_gate | concat
-    "loss": "softmax",              # softmax (full or sampled) | bpr | mse (explicit ratings)
-    "epochs": 200,
-    "batch_size": 32,              # users per step (cloze training) or pairs per step x 8 (pair training)
-    "cloze_ratio": 0.1,             # share of a user's history hidden from the input and predicted
-    "lr": 3e-3,
-    "weight_decay": 0.05,
-    "embedding_l2": 1e-5,           # L2 on the embeddings used in a batch (scaled per example)
-    "dropout": 0.1,
-    "modality_dropout": 0.1,        # chance a present content token is hidden during training
-    "behaviour_dropout": 0.2,       # chance an item's behaviour token is swapped for "unknown" while training
-    "history_exponent": 0.5,        # pooled history = sum / n^exponent (0.5: FISM-style)
-    "use_user_embedding": False,
-    "graph_layers": 0,              # LightGCN-style propagation of behaviour embeddings (0 = off)
-    "behaviour_bias_init": 0.0,
-    "content_value_init": 0.5,      # weight of content parts for warm items at the start (0: behaviour first)
-    "learned_behaviour": "auto",    # per-item learned behaviour embeddings; "auto": off when the prior is on     # initial attention logit of the behaviour token (others start at 0)
-    "behaviour_prior": "auto",      # "ease": add a closed-form item-item score to the behaviour part; "none"
-    "prior_l2": 250.0,              # L2 of that item-item model
-    "prior_max_items": 8_000,       # "auto" uses the prior up to this many items (it is items x items)
-    "prior_folds": 5,               # training sees out-of-fold item-item scores (no leakage of a user's own rows)
-    "temperature": 1.0,
-    "full_softmax_max_items": 50_000,
-    "num_negatives": 1024,          # sampled softmax / BPR negatives when the catalogue is large
-    "patience": 5,                  # epochs without valid NDCG@20 improvement before stopping
-    "eval_every": 1,
+    "modalities": list(MODALITIES),  # which experts exist (a modality without data is dropped)
+    "fusion": "attention",          # attention (per-user gate) | mean | item_gate | concat
+    "loss": "softmax",              # softmax over the catalogue (cloze) | bpr (sampled negatives)
+    "epochs": 30,                   # gate-training rounds; each ends with a validation NDCG@20
+    "steps_per_epoch": 10,          # optimiser steps per round
+    "patience": 4,                  # rounds without a valid NDCG@20 gain before stopping
+    "lr": 0.05,                     # Adam on the gate's few parameters
+    "gate_l2": 1e-3,                # L2 on the gate's weights (pulls every user toward the population)
+    "cloze_ratio": 0.2,             # share of a cloze user's history hidden and predicted
+    "short_history_share": 0.3,     # cloze users who keep only 1-3 visible items (new-user regime)
+    "gate_users": 4000,             # at most this many users in the cloze sample
+    "cloze_budget": 40_000_000,     # at most users x modalities x items floats in the cloze tensors
+    "folds": 5,                     # behaviour expert out-of-fold for the cloze users
+    "ease_l2": "auto",              # a number, or "auto": chosen on validation from ease_l2_grid
+    "ease_l2_grid": [50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0],
+    "fallback_l2": 250.0,           # "auto" without validation data
+    "max_dense_items": 20_000,      # above: sparse item-item neighbours for the behaviour expert
+    "neighbours": 200,              # item-item neighbours kept per item in the sparse case
+    "popularity_prior": True,       # the popularity term in the behaviour share (short histories)
+    "rank_weighted": True,
+    "behaviour_shifts": [0.0, 1.0, 2.0, 4.0, 8.0],  # tried on validation after training (see _calibrate_on_valid)          # cloze loss weighted by the DCG discount of each hidden item's rank
+    "renormalise_missing": True,    # an item lacking a modality spreads its weight over the others
     "seed": 2026,
     "device": "auto",
-    "amp": True,                    # bf16/fp16 autocast on CUDA
 }
 
 
@@ -79,7 +82,7 @@ DEFAULTS: dict[str, Any] = {
 
 @dataclass
 class ContentArrays:
-    """Item content as plain arrays aligned with the model's items (saved with the model)."""
+    """Item content as plain arrays aligned with the model's items."""
 
     text: np.ndarray | None
     text_mask: np.ndarray | None
@@ -87,23 +90,25 @@ class ContentArrays:
     image_mask: np.ndarray | None
     cat_index: np.ndarray | None  # int64 [N, C], 0 = none; columns offset into one table
     n_cat: int
+    cat_columns: int
     multi: sp.csr_matrix | None  # [N, V] row-normalised multi-hot
     numeric: np.ndarray | None  # float32 [N, F] values and missing indicators
     attr_mask: np.ndarray | None
+    numeric_buckets: np.ndarray | None = None  # int64 [N, F'] quantile buckets, 0 = missing
 
     @classmethod
     def from_features(cls, features: Any, n_items: int) -> "ContentArrays":
         if features is None:
-            return cls(None, None, None, None, None, 0, None, None, None)
+            return cls(None, None, None, None, None, 0, 0, None, None, None)
         if isinstance(features, np.ndarray):  # plain matrix: treat it as text-like content
-            return cls(features.astype(np.float32), np.ones(n_items, bool), None, None, None, 0, None, None, None)
+            return cls(features.astype(np.float32), np.ones(n_items, bool), None, None, None, 0, 0, None, None, None)
         text = getattr(features, "text", None)
         image = getattr(features, "image", None)
-        cat_index, n_cat, multi, numeric, attr_mask = None, 0, None, None, None
+        cat_index, n_cat, multi, numeric, attr_mask, buckets = None, 0, None, None, None, None
+        columns: list[np.ndarray] = []
         attributes = getattr(features, "attributes", None)
         if attributes is not None:
             present = np.zeros(n_items, dtype=bool)
-            columns = []
             offset = 0
             for name, index in attributes.categorical.items():
                 index = np.asarray(index, dtype=np.int64)
@@ -123,319 +128,226 @@ class ContentArrays:
                 numeric = np.concatenate([np.nan_to_num(attributes.numeric).astype(np.float32),
                                           missing.astype(np.float32)], axis=1)
                 present |= ~missing.all(axis=1)
+                raw_buckets = np.asarray(getattr(attributes, "numeric_buckets", np.zeros((0, 0))), dtype=np.int64)
+                if raw_buckets.ndim == 2 and raw_buckets.shape[0] == n_items and raw_buckets.size:
+                    buckets = raw_buckets
             attr_mask = present if (columns or blocks or numeric is not None) else None
         return cls(
             None if text is None else np.asarray(text, np.float32),
             None if text is None else np.asarray(features.text_mask, bool),
             None if image is None else np.asarray(image, np.float32),
             None if image is None else np.asarray(features.image_mask, bool),
-            cat_index, n_cat, multi, numeric, attr_mask)
+            cat_index, n_cat, len(columns), multi, numeric, attr_mask, buckets)
 
-    def to_state(self) -> dict[str, np.ndarray]:
-        state: dict[str, np.ndarray] = {}
-        for name in ("text", "text_mask", "image", "image_mask", "cat_index", "numeric", "attr_mask"):
-            value = getattr(self, name)
-            if value is not None:
-                state[f"content.{name}"] = np.ascontiguousarray(value)
-        state["content.n_cat"] = np.array([self.n_cat], dtype=np.int64)
+    def attribute_matrix(self) -> np.ndarray | None:
+        """One row per item: IDF-weighted one-hots of the categorical values, the multi-label shares and
+        the standardised numbers, each block weighted equally."""
+        if self.attr_mask is None:
+            return None
+        n = len(self.attr_mask)
+        blocks = []
+        if self.cat_index is not None:
+            rows = np.repeat(np.arange(n), self.cat_index.shape[1])
+            cols = self.cat_index.ravel()
+            keep = cols > 0
+            onehot = sp.csr_matrix((np.ones(keep.sum(), np.float32), (rows[keep], cols[keep])),
+                                   shape=(n, max(self.n_cat, 1)))
+            blocks.append(onehot)
         if self.multi is not None:
-            state["content.multi.indptr"] = self.multi.indptr.astype(np.int64)
-            state["content.multi.indices"] = self.multi.indices.astype(np.int64)
-            state["content.multi.data"] = self.multi.data.astype(np.float32)
-            state["content.multi.shape"] = np.array(self.multi.shape, dtype=np.int64)
-        return state
+            blocks.append(sp.csr_matrix(self.multi > 0, dtype=np.float32))
+        weighted = []
+        for block in blocks:
+            df = np.asarray(block.sum(axis=0)).ravel()
+            idf = np.where(df > 0, np.log((1 + n) / (1 + df)) + 1.0, 0.0).astype(np.float32)
+            block = (block @ sp.diags(idf)).tocsr()
+            norms = np.sqrt(np.asarray(block.multiply(block).sum(axis=1)).ravel())
+            weighted.append(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ block)
+        dense = [np.asarray(b.toarray(), np.float32) for b in weighted if b.shape[1] <= 20_000]
+        if self.numeric_buckets is not None:
+            # quantile buckets with a soft neighbourhood: a price in the next bucket is still close
+            for column in self.numeric_buckets.T:
+                levels = np.arange(1, int(column.max()) + 1)
+                if len(levels) == 0:
+                    continue
+                soft = np.exp(-np.abs(column[:, None] - levels[None, :]).astype(np.float32))
+                soft[column == 0] = 0.0
+                norms = np.linalg.norm(soft, axis=1, keepdims=True)
+                dense.append((soft / np.maximum(norms, 1e-12)).astype(np.float32))
+        elif self.numeric is not None:
+            values = self.numeric.astype(np.float64)
+            std = values.std(axis=0)
+            standard = np.where(std > 0, (values - values.mean(axis=0)) / np.where(std > 0, std, 1), 0.0)
+            norms = np.linalg.norm(standard, axis=1, keepdims=True)
+            dense.append((standard / np.maximum(norms, 1e-12)).astype(np.float32))
+        if not dense:
+            return None
+        return np.concatenate(dense, axis=1)
 
-    @classmethod
-    def from_state(cls, state: dict[str, np.ndarray]) -> "ContentArrays":
-        get = lambda name: state.get(f"content.{name}")  # noqa: E731
-        multi = None
-        if "content.multi.indptr" in state:
-            multi = sp.csr_matrix((get("multi.data"), get("multi.indices"), get("multi.indptr")),
-                                  shape=tuple(get("multi.shape")))
-        mask = lambda name: None if get(name) is None else get(name).astype(bool)  # noqa: E731
-        return cls(get("text"), mask("text_mask"), get("image"), mask("image_mask"), get("cat_index"),
-                   int(get("n_cat")[0]), multi, get("numeric"), mask("attr_mask"))
+
+def _centre(matrix: np.ndarray, present: np.ndarray) -> np.ndarray:
+    matrix = np.where(np.isfinite(matrix), matrix, 0.0).astype(np.float32)
+    return matrix[present].mean(axis=0) if present.any() else np.zeros(matrix.shape[1], np.float32)
 
 
-def _sparse_tensor(matrix: sp.csr_matrix, device: torch.device) -> torch.Tensor:
-    coo = matrix.tocoo()
+def _centred_unit_rows(matrix: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Rows centred on the catalogue's mean (of present items) and scaled to unit length; missing rows 0.
+
+    Centring matters for sentence and CNN embeddings: their raw cosines are all high (one shared
+    direction), which would make every history look coherent.
+    """
+    matrix = np.where(np.isfinite(matrix), matrix, 0.0).astype(np.float32)
+    out = np.zeros_like(matrix)
+    if present.any():
+        centred = matrix[present] - matrix[present].mean(axis=0, keepdims=True)
+        norms = np.linalg.norm(centred, axis=1, keepdims=True)
+        out[present] = centred / np.maximum(norms, 1e-12)
+    return out
+
+
+def _sparse_tensor(matrix: sp.spmatrix, device: torch.device) -> torch.Tensor:
+    coo = sp.coo_matrix(matrix)
     indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
     return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data.astype(np.float32)), coo.shape,
                                    device=device, check_invariants=False).coalesce()
 
 
-# ----------------------------------------------------------------------------- the network
+def _binary_rows(matrix: sp.spmatrix) -> sp.csr_matrix:
+    return sp.csr_matrix((sp.csr_matrix(matrix) != 0).astype(np.float32))
 
-class FusionNetwork(nn.Module):
-    def __init__(self, n_users: int, n_items: int, content: ContentArrays, config: dict[str, Any]):
+
+# ----------------------------------------------------------------------------- the gate
+
+@dataclass
+class Experts:
+    """What the experts say about a batch of users: standardised scores of every item, and how well each
+    modality fits the user's own history (the gate's evidence)."""
+
+    z: torch.Tensor  # [B, M, N]
+    evidence: torch.Tensor  # [B, M] how well each modality fits the user's own history, standardised over users
+    length: torch.Tensor  # [B] history length
+
+
+class ExpertGate(nn.Module):
+    """The few learned parameters: the gate, the popularity prior, a temperature (and the concat MLP)."""
+
+    def __init__(self, n_modalities: int, fusion: str, has_behaviour: bool):
         super().__init__()
-        d = int(config["dim"])
-        self.d = d
-        self.fusion = config["fusion"]
-        wanted = list(config["modalities"])
-        available = {"behaviour": True, "text": content.text is not None, "image": content.image is not None,
-                     "attributes": content.attr_mask is not None}
-        self.modalities = [m for m in MODALITIES if m in wanted and available[m]]
-        if not self.modalities:
-            raise ValueError(f"none of the requested modalities {wanted} has data")
-        self.use_user_embedding = bool(config["use_user_embedding"])
-        self.history_exponent = float(config["history_exponent"])
-        self.graph_layers = int(config["graph_layers"])
-        self.dropout = nn.Dropout(float(config["dropout"]))
-
-        self.user_embedding = nn.Embedding(n_users, d)
-        self.item_embedding = nn.Embedding(n_items, d)  # behaviour token
-        self.history_embedding = nn.Embedding(n_items, d)  # item as part of a user's history
-        self.unknown_item = nn.Parameter(torch.zeros(d))
-        self.known_item = nn.Parameter(torch.zeros(d))  # shared behaviour token when embeddings are not learned
-        self.learned_behaviour = True
-        for table in (self.user_embedding, self.item_embedding, self.history_embedding):
-            nn.init.normal_(table.weight, std=0.05)
-        nn.init.normal_(self.unknown_item, std=0.05)
-        if content.text is not None:
-            self.text_proj = nn.Sequential(nn.Linear(content.text.shape[1], d), nn.LayerNorm(d))
-        if content.image is not None:
-            self.image_proj = nn.Sequential(nn.Linear(content.image.shape[1], d), nn.LayerNorm(d))
-        if content.attr_mask is not None:
-            self.cat_table = nn.Embedding(max(content.n_cat, 1), d, padding_idx=0) if content.cat_index is not None else None
-            self.multi_table = nn.Parameter(torch.randn(content.multi.shape[1], d) * 0.05) if content.multi is not None else None
-            self.numeric_proj = nn.Linear(content.numeric.shape[1], d) if content.numeric is not None else None
-            self.attr_norm = nn.LayerNorm(d)
-        self.content_to_history = nn.Linear(d, d, bias=False)
-        nn.init.zeros_(self.content_to_history.weight)
-
-        m = len(self.modalities)
-        self.query = nn.Linear(d, d, bias=False)
-        self.key = nn.Linear(d, d, bias=False)
-        # Start where a strong collaborative model is: keys at zero (attention = the biases alone, the
-        # same for every item), the behaviour value map at identity and content value maps at zero, so
-        # the first ranking is the behaviour ranking and content earns its weight by lowering the loss.
-        nn.init.zeros_(self.key.weight)
-        # content maps start as a scaled identity: a content part is then the similarity of the item to
-        # the user's history *in that modality*, scaled by what training finds it is worth
-        value_init = torch.eye(d).repeat(m, 1, 1) / d
-        if self.modalities[0] == "behaviour":
-            value_init[0] = torch.eye(d)
-        self.value_maps = nn.Parameter(value_init)
-        # How much content counts for warm items (row 0) and for cold ones (row 1). A warm item has
-        # behaviour evidence and content must earn its place (starts at content_value_init, 0 by
-        # default); a cold item has nothing else, so its content counts fully from the start.
-        self.has_behaviour = self.modalities[0] == "behaviour"
-        scale = torch.ones(2, m)
-        scale[0, 1:] = float(config["content_value_init"])
-        self.content_scale = nn.Parameter(scale)
-        # start from "trust behaviour": a fresh content token is noise until it has learned something,
-        # and early stopping should begin from a strong collaborative model, not from a blur of four
+        m = n_modalities
+        self.fusion = fusion
+        self.has_behaviour = has_behaviour
+        # population weights = softmax(bias). Start from "trust behaviour" (about 0.8 of the weight when
+        # there are four modalities): a strong collaborative ranking is the floor, and content has to
+        # earn its weight on the cloze loss while validation NDCG watches (early stopping keeps the best)
         bias = torch.zeros(m)
-        if self.modalities[0] == "behaviour" and m > 1:
-            bias[0] = float(config["behaviour_bias_init"])
-        self.modality_bias = nn.Parameter(bias)
-        # weight of the closed-form item-item score inside the behaviour part (used when a prior is given)
-        self.prior_scale = nn.Parameter(torch.tensor(10.0))
-        self.gate = nn.Linear(d, 1)  # item_gate variant
-        if self.fusion == "concat":
-            self.concat_mlp = nn.Sequential(nn.Linear(m * d, d), nn.GELU(), nn.Linear(d, d))
+        if has_behaviour and m > 1:
+            bias[0] = math.log(4.0 * (m - 1))
+        self.bias = nn.Parameter(bias)
+        # evidence -> logits through non-negative slopes: a modality's weight rises with how much more the
+        # user's history coheres in it than other users' histories do, and with nothing else. The content
+        # modalities share one slope (their evidence is the same statistic, on one scale), so the order
+        # of a user's content weights is the order of the evidence; behaviour has its own.
+        self.slope_raw = nn.Parameter(torch.full((2,), math.log(math.expm1(1.0))))
+        self.kappa_raw = nn.Parameter(torch.tensor(math.log(math.expm1(3.0))))  # shrinkage, in items
+        # c(n) = exp(a0) * k / (k + n), k = softplus(a1): popularity counts for new users and fades as the
+        # history grows (a history of 1-3 items says little; a long one says what the user likes)
+        self.popularity_raw = nn.Parameter(torch.tensor([0.0, math.log(math.expm1(5.0))]))
+        # how much a history of n items is worth against the population: the experts' scores are scaled
+        # by n / (n + confidence), so for a user with one or two items the popularity prior leads
+        self.confidence_raw = nn.Parameter(torch.tensor(math.log(math.expm1(1.0))))
+        self.item_popularity_weight = nn.Parameter(torch.zeros(m))  # item_gate variant
+        self.log_temperature = nn.Parameter(torch.tensor(0.0))
+        self.mlp = nn.Sequential(nn.Linear(2 * m, 16), nn.GELU(), nn.Linear(16, 1)) if fusion == "concat" else None
+        # chosen on validation after training (not learned): the cloze likelihood rewards content that
+        # lifts long-tail items, validation NDCG@20 says how much of that the top of the list can take
+        self.register_buffer("behaviour_shift", torch.tensor(0.0))
+        self.register_buffer("popularity_scale", torch.tensor(1.0))
 
-    # --- item side
-    def content_tokens(self, buffers: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Content tokens [N, d] and presence masks [N] in ``self.modalities`` order (behaviour excluded)."""
-        tokens, masks = [], []
-        for modality in self.modalities[1:] if self.modalities[0] == "behaviour" else self.modalities:
-            if modality == "text":
-                tokens.append(self.text_proj(buffers["text"]))
-                masks.append(buffers["text_mask"])
-            elif modality == "image":
-                tokens.append(self.image_proj(buffers["image"]))
-                masks.append(buffers["image_mask"])
-            elif modality == "attributes":
-                total = 0
-                if self.cat_table is not None:
-                    total = total + self.cat_table(buffers["cat_index"]).sum(dim=1)
-                if self.multi_table is not None:
-                    total = total + torch.sparse.mm(buffers["multi"], self.multi_table)
-                if self.numeric_proj is not None:
-                    total = total + self.numeric_proj(buffers["numeric"])
-                tokens.append(self.attr_norm(total))
-                masks.append(buffers["attr_mask"])
-        return tokens, masks
+    def logits_bias(self) -> torch.Tensor:
+        if not self.has_behaviour:
+            return self.bias
+        return torch.cat([self.bias[:1] + self.behaviour_shift, self.bias[1:]])
 
-    def behaviour_tokens(self, buffers: dict[str, torch.Tensor]) -> torch.Tensor:
-        items = self.item_embedding.weight
-        if not self.learned_behaviour:
-            # the closed-form prior carries the item-level behaviour signal; the token only tells the
-            # attention whether an item has behaviour at all (warm) or not (cold)
-            items = self.known_item.expand_as(items)
-        if self.graph_layers > 0:
-            # LightGCN: mean over layers of the normalised-adjacency propagation of [users; items]
-            layer = torch.cat([self.user_embedding.weight, items])
-            total = layer
-            for _ in range(self.graph_layers):
-                layer = torch.sparse.mm(buffers["adjacency"], layer)
-                total = total + layer
-            items = (total / (self.graph_layers + 1))[self.user_embedding.num_embeddings:]
-        known = buffers["known"].unsqueeze(1)
-        return torch.where(known, items, self.unknown_item.expand_as(items))
+    def population(self) -> torch.Tensor:
+        return torch.softmax(self.logits_bias(), dim=0)
 
-    def item_tokens(self, buffers: dict[str, torch.Tensor], drop: dict[str, float] | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Tokens [N, M, d], presence mask [N, M], and history vectors [N, d]."""
-        content, masks = self.content_tokens(buffers)
-        parts, mask_parts = [], []
-        n = buffers["known"].shape[0]
-        device = buffers["known"].device
-        # items whose behaviour is hidden in this step (simulated cold items); the trainer also drops
-        # their item-item prior so the model learns to score an item from content alone
-        self.swapped: torch.Tensor | None = None
-        if "behaviour" in self.modalities:
-            behaviour = self.behaviour_tokens(buffers)
-            if drop and drop.get("behaviour", 0) > 0:
-                swap = torch.rand(n, device=device) < drop["behaviour"]
-                behaviour = torch.where(swap.unsqueeze(1), self.unknown_item.expand_as(behaviour), behaviour)
-                self.swapped = swap
-            parts.append(behaviour)
-            mask_parts.append(torch.ones(n, dtype=torch.bool, device=device))
-        for token, mask in zip(content, masks):
-            if drop and drop.get("modality", 0) > 0:
-                mask = mask & (torch.rand(n, device=device) >= drop["modality"])
-            parts.append(token)
-            mask_parts.append(mask)
-        tokens = torch.stack(parts, dim=1)
-        present = torch.stack(mask_parts, dim=1)
-        # every item keeps at least one token (dropout may not hide all of them)
-        empty = ~present.any(dim=1)
-        if empty.any():
-            present = present.clone()
-            present[empty, 0] = True
-        content_mean = None
-        if content:
-            stacked = torch.stack(content, dim=1)
-            content_mask = torch.stack(masks, dim=1).unsqueeze(-1).float()
-            content_mean = (stacked * content_mask).sum(1) / content_mask.sum(1).clamp(min=1)
-        history = self.history_embedding.weight
-        if content_mean is not None:
-            history = history + self.content_to_history(content_mean)
-        return tokens, present, history
+    def slopes(self) -> torch.Tensor:
+        m = self.bias.shape[0]
+        slopes = F.softplus(self.slope_raw)
+        if self.has_behaviour:
+            return torch.cat([slopes[:1], slopes[1:].expand(m - 1)])
+        return slopes[1:].expand(m)
 
-    # --- user side
-    def user_vectors(self, users: torch.Tensor, history_sum: torch.Tensor, history_count: torch.Tensor
-                     ) -> torch.Tensor:
-        pooled = history_sum / history_count.clamp(min=1).pow(self.history_exponent).unsqueeze(1)
-        if self.use_user_embedding:
-            pooled = pooled + self.user_embedding(users)
-        return self.dropout(pooled)
+    def user_weights(self, evidence: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        """Gate ``[B, M]`` (rows sum to 1) from standardised evidence ``[B, M]`` and history lengths ``[B]``.
 
-    def pool_modalities(self, history: torch.Tensor, tokens: torch.Tensor, present: torch.Tensor,
-                        query: torch.Tensor, leave_out: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-modality user vectors [B, M, d]: the mean of the history items' tokens in each modality.
-
-        The behaviour slot is the learned user vector ``query`` (history embeddings pooled). A
-        modality's part score compares the item with the user's history in that modality's own
-        space, so "likes things that look like this" and "likes things described like this" stay
-        separate and the attention can weigh them.
+        ``attention``: ``softmax(b + slope * evidence * n / (n + kappa))``, so a user with no or a short
+        history sits near the population's weights and a long, consistent history decides them.
         """
-        n, m, d = tokens.shape
-        masked = tokens * present.unsqueeze(-1)
-        sums = torch.sparse.mm(history, masked.reshape(n, m * d)).reshape(-1, m, d)
-        counts = torch.sparse.mm(history, present.float())
-        if leave_out is not None:
-            sums = sums - masked[leave_out]
-            counts = counts - present[leave_out].float()
-        pooled = sums / counts.clamp(min=1).unsqueeze(-1)
-        if self.modalities[0] == "behaviour":
-            pooled = torch.cat([query.unsqueeze(1), pooled[:, 1:]], dim=1)
-        return self.dropout(pooled)
+        b, m = evidence.shape
+        if self.fusion == "mean":
+            return torch.full((b, m), 1.0 / m, device=evidence.device)
+        if self.fusion in ("item_gate", "concat"):
+            return self.population().expand(b, m)
+        shrink = (length / (length + F.softplus(self.kappa_raw))).unsqueeze(1)
+        return torch.softmax(self.logits_bias() + self.slopes() * evidence * shrink, dim=1)
 
-    def _scale_parts(self, part_scores: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Apply the warm/cold content scale; an item is cold when its behaviour token is "unknown"."""
-        if not self.has_behaviour or part_scores.shape[-1] == 1:
-            return part_scores
-        cold = (tokens[..., 0, :] == self.unknown_item).all(-1)  # [N] (or [B] for pairs)
-        scale = self.content_scale[cold.long()]  # [N, M]
-        scale = torch.cat([torch.ones_like(scale[..., :1]), scale[..., 1:]], dim=-1)
-        return part_scores * scale
+    def popularity_weight(self, length: torch.Tensor) -> torch.Tensor:
+        a0, a1 = self.popularity_raw
+        k = F.softplus(a1)
+        return self.popularity_scale * torch.exp(a0) * k / (k + length)
 
-    @staticmethod
-    def _query(user: torch.Tensor) -> torch.Tensor:
-        return user if user.dim() == 2 else user[:, 0]
+    def mix(self, z: torch.Tensor, present: torch.Tensor, gate: torch.Tensor, popularity: torch.Tensor | None,
+            length: torch.Tensor, item_popularity_z: torch.Tensor, renormalise: bool, with_parts: bool = False):
+        """Scores ``[B, N]`` from standardised expert scores ``z [B, M, N]``, item presence ``[N, M]``.
 
-    @staticmethod
-    def _parts(user: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """u . v(e_m) for users [B, d] or per-modality users [B, M, d] against values [N, M, d] -> [B, N, M]."""
-        n, m, d = values.shape
-        if user.dim() == 2:
-            return (user @ values.reshape(n * m, d).T).reshape(user.shape[0], n, m)
-        return torch.stack([user[:, k] @ values[:, k].T for k in range(m)], dim=-1)
-
-    # --- fusion
-    def fuse_pairs(self, user: torch.Tensor, tokens: torch.Tensor, present: torch.Tensor,
-                   prior: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores [B] for row-aligned pairs: users [B, d], their items' tokens [B, M, d], prior [B]."""
-        b, m, d = tokens.shape
-        values = torch.einsum("bmd,mde->bme", tokens, self.value_maps)
-        part_scores = (torch.einsum("bd,bmd->bm", user, values) if user.dim() == 2
-                       else torch.einsum("bmd,bmd->bm", user, values))
-        part_scores = self._scale_parts(part_scores, tokens)
-        queries = self.query(user) if user.dim() == 3 else self.query(user).unsqueeze(1)
-        user = self._query(user)
-        if self.fusion == "concat":
-            fused = self.concat_mlp((tokens * present.unsqueeze(-1)).reshape(b, m * d))
-            return (user * fused).sum(-1) + (0 if prior is None else self.prior_scale * prior)
-        if self.fusion == "attention":
-            logits = (queries * self.key(tokens)).sum(-1) / math.sqrt(d) + self.modality_bias
-        elif self.fusion == "item_gate":
-            logits = self.gate(tokens).squeeze(-1) + self.modality_bias
-        else:
-            logits = torch.zeros(b, m, device=user.device, dtype=user.dtype)
-        weights = torch.softmax(logits.masked_fill(~present, float("-inf")), dim=-1)
-        scores = (weights * part_scores).sum(-1)
-        return scores if prior is None else scores + self.prior_scale * prior
-
-    def fuse(self, user: torch.Tensor, tokens: torch.Tensor, present: torch.Tensor, with_parts: bool = False,
-             prior: torch.Tensor | None = None):
-        """Scores [B, N] for users [B, d] against item tokens [N, M, d]; optionally weights and shares.
-
-        ``prior`` [B, N] is the closed-form item-item score of each (user, item); it belongs to the
-        behaviour part (modality 0), so the shares still add up to the score.
+        With ``with_parts``: also the per-item weights ``[B, N, M]`` and the shares ``[B, N, M]``.
         """
-        b, (n, m, d) = user.shape[0], tokens.shape
-        values = torch.einsum("nmd,mde->nme", tokens, self.value_maps)  # v_m(e_m), one map per modality
-        part_scores = self._scale_parts(self._parts(user, values), tokens)  # u_m . v_m(e_m)
-        # the user is the query; with per-modality user vectors each modality is asked by the user's
-        # own profile in that modality, so attention rises where the item matches the user's taste there
-        queries = self.query(user)
-        user = self._query(user)
+        presence = present.T.unsqueeze(0).float()  # [1, M, N]
         if self.fusion == "concat":
-            fused = self.concat_mlp((tokens * present.unsqueeze(-1)).reshape(n, m * d))
-            scores = user @ fused.T
-            if prior is not None:
-                scores = scores + self.prior_scale * prior
+            features = torch.cat([z * presence, presence.expand_as(z)], dim=1).transpose(1, 2)  # [B, N, 2M]
+            scores = self.mlp(features).squeeze(-1)
+            if popularity is not None:
+                scores = scores + self.popularity_weight(length).unsqueeze(1) * popularity.unsqueeze(0)
             return (scores, None, None) if with_parts else scores
-        if self.fusion == "attention":
-            logits = self._parts(queries, self.key(tokens)) / math.sqrt(d) + self.modality_bias
-        elif self.fusion == "item_gate":
-            logits = (self.gate(tokens).squeeze(-1) + self.modality_bias).unsqueeze(0).expand(b, n, m)
-        else:  # mean
-            logits = torch.zeros(b, n, m, device=user.device, dtype=user.dtype)
-        logits = logits.masked_fill(~present.unsqueeze(0), float("-inf"))
-        weights = torch.softmax(logits, dim=-1)
-        shares = weights * part_scores
-        if prior is not None:
-            # the item-item score sits beside the attention, not under it: attention cannot distort a
-            # strong collaborative ranking, it can only add to it. It is behaviour evidence, so it joins
-            # the behaviour share and the shares still add up to the score.
-            shares = torch.cat([shares[..., :1] + self.prior_scale * prior.unsqueeze(-1), shares[..., 1:]], dim=-1)
-        scores = shares.sum(-1)
-        return (scores, weights, shares) if with_parts else scores
+        if self.fusion == "item_gate":
+            logits = self.logits_bias().unsqueeze(1) + self.item_popularity_weight.unsqueeze(1) * item_popularity_z.unsqueeze(0)
+            weights = torch.softmax(logits, dim=0).unsqueeze(0) * presence  # [1, M, N]
+            if renormalise:
+                weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-12)
+        elif self.fusion == "attention":
+            # the user's weights, modulated by how much behaviour evidence the item has: a rarely chosen
+            # item's co-occurrence score is noise, its description is not (one slope per modality, shared
+            # by all users and items; behaviour's is 0 so the user's weights keep their meaning)
+            item = torch.exp(self.item_popularity_weight.unsqueeze(1) * item_popularity_z.unsqueeze(0))  # [M, N]
+            if self.has_behaviour:
+                item = torch.cat([torch.ones_like(item[:1]), item[1:]])
+            raw = gate.unsqueeze(2) * item.unsqueeze(0)  # [B, M, N]
+            weights = raw * presence
+            total = weights.sum(dim=1, keepdim=True) if renormalise else raw.sum(dim=1, keepdim=True)
+            weights = weights / total.clamp(min=1e-12)
+        else:
+            weights = gate.unsqueeze(2) * presence  # [B, M, N]
+            if renormalise:
+                weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-12)
+        confidence = (length / (length + F.softplus(self.confidence_raw))).view(-1, 1, 1)
+        shares = weights * z * confidence
+        if popularity is not None and self.has_behaviour:
+            prior = self.popularity_weight(length).unsqueeze(1) * popularity.unsqueeze(0)  # [B, N]
+            shares = torch.cat([shares[:, :1] + prior.unsqueeze(1) * presence[:, :1], shares[:, 1:]], dim=1)
+        scores = shares.sum(dim=1)
+        if with_parts:
+            return scores, weights.expand_as(z).transpose(1, 2), shares.transpose(1, 2)
+        return scores
 
 
 # ----------------------------------------------------------------------------- the recommender
 
 class FusionRecommender(Recommender):
-    """Attention over modality tokens with the user as query (see the module docstring)."""
+    """Mixture of modality experts with a per-user gate (see the module docstring)."""
 
     name = "fusion"
     scores_cold_items = True
-    format_version = 2  # 2: per-modality value maps, warm/cold content scales, item-item prior
+    format_version = 3  # 3: mixture of modality experts (2 was token attention)
 
     def __init__(self, **config: Any):
         unknown = set(config) - set(DEFAULTS)
@@ -445,49 +357,165 @@ class FusionRecommender(Recommender):
         if merged["fusion"] not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, not {merged['fusion']!r}")
         if merged["loss"] not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, not {merged['loss']!r}")
+            raise ValueError(f"loss must be one of {LOSSES}, not {merged['loss']!r} (the fusion model ranks; "
+                             "rating prediction is not one of its losses)")
         merged["modalities"] = [m for m in MODALITIES if m in merged["modalities"]]
+        if not merged["modalities"]:
+            raise ValueError(f"choose at least one modality of {MODALITIES}")
         super().__init__(**merged)
-        self.network: FusionNetwork | None = None
-        self.content: ContentArrays | None = None
+        self.gate: ExpertGate | None = None
         self.history: dict[str, Any] = {"epochs": []}
         self.device = torch.device("cpu")
+        self.chosen_l2: float | None = None
+        self.l2_table: dict[float, float] = {}
+        self._modalities: list[str] = []
+        self._vectors: dict[str, torch.Tensor] = {}  # content modality -> [N, D] centred unit rows
+        self._centres: dict[str, torch.Tensor] = {}  # content modality -> the catalogue mean it was centred on
+        self._present: torch.Tensor | None = None  # [N, M] bool
+        self._behaviour: torch.Tensor | sp.csr_matrix | None = None  # dense EASE B [N, N], or sparse neighbours
+        self._popularity_z_all: torch.Tensor | None = None  # [N] z of log(1 + count) over all items
+        self._popularity: torch.Tensor | None = None  # [N] z of log(1 + count) over warm items, 0 for cold
+        self._evidence_stats: tuple[torch.Tensor, torch.Tensor] | None = None  # standardises the evidence
 
-    # --- setup
-    def _build(self, n_users: int, n_items: int, content: ContentArrays, known: np.ndarray,
-               train: sp.csr_matrix, device: torch.device) -> None:
-        self.content = content
-        self.device = device
-        self.network = FusionNetwork(n_users, n_items, content, self.config).to(device)
-        self._buffers = self._make_buffers(content, known, train, device)
-        self._known = known
-        self._prior: torch.Tensor | None = None
+    # ------------------------------------------------------------------ capabilities
+    @property
+    def modalities(self) -> list[str]:
+        return list(self._modalities)
 
-    def _make_buffers(self, content: ContentArrays, known: np.ndarray, train: sp.csr_matrix,
-                      device: torch.device) -> dict[str, torch.Tensor]:
-        as_tensor = lambda a, dtype=None: torch.as_tensor(a, device=device, dtype=dtype)  # noqa: E731
-        buffers: dict[str, torch.Tensor] = {"known": as_tensor(known, torch.bool)}
-        if content.text is not None:
-            buffers["text"], buffers["text_mask"] = as_tensor(content.text), as_tensor(content.text_mask, torch.bool)
-        if content.image is not None:
-            buffers["image"], buffers["image_mask"] = as_tensor(content.image), as_tensor(content.image_mask, torch.bool)
-        if content.attr_mask is not None:
-            buffers["attr_mask"] = as_tensor(content.attr_mask, torch.bool)
-            if content.cat_index is not None:
-                buffers["cat_index"] = as_tensor(content.cat_index, torch.long)
-            if content.multi is not None:
-                buffers["multi"] = _sparse_tensor(content.multi, device)
-            if content.numeric is not None:
-                buffers["numeric"] = as_tensor(content.numeric)
-        if int(self.config["graph_layers"]) > 0:
-            buffers["adjacency"] = _sparse_tensor(_normalised_adjacency(train), device)
-        return buffers
+    def explains_by_modality(self) -> bool:
+        return self.gate is not None and self.config["fusion"] != "concat"
 
-    def _history_tensors(self, matrix: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
-        return _sparse_tensor(matrix, self.device), torch.as_tensor(
-            np.diff(matrix.indptr).astype(np.float32), device=self.device)
+    def item_presence(self) -> np.ndarray:
+        """``[n_items, M]`` bool: which modalities each item has (behaviour = seen in training)."""
+        return self._present.cpu().numpy().astype(bool)
 
-    # --- training
+    def user_modality_weights(self, users: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """The gate ``[n, M]`` (rows sum to 1) for user rows; what the scores actually use."""
+        users = np.arange(self.n_users) if users is None else np.asarray(users, dtype=np.int64)
+        out = np.empty((len(users), len(self._modalities)), np.float32)
+        with torch.no_grad():
+            for start in range(0, len(users), 256):
+                rows = users[start:start + 256]
+                experts = self._expert_z(_binary_rows(self.seen[rows]))
+                out[start:start + len(rows)] = self.gate.user_weights(experts.evidence, experts.length).cpu().numpy()
+        return out
+
+    def modality_vectors(self, modality: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(vectors [N, D], present [N], centre [D])`` of a content modality: the items' features centred on
+        ``centre`` and L2-normalised (centre a query's raw features the same way to compare), or None."""
+        if modality not in self._vectors:
+            return None
+        m = self._modalities.index(modality)
+        return (self._vectors[modality].cpu().numpy(), self._present[:, m].cpu().numpy().astype(bool),
+                self._centres[modality].cpu().numpy())
+
+    def population_weights(self) -> np.ndarray:
+        """The weights of a user with no history (the population's)."""
+        with torch.no_grad():
+            return self.gate.population().cpu().numpy()
+
+    def item_embeddings(self) -> np.ndarray:
+        """Items in the fused space: each modality's unit vectors scaled by the population's weight for it
+        (behaviour: an SVD of the interactions), concatenated and L2-normalised."""
+        from .base import svd_item_vectors
+
+        population = self.population_weights()
+        blocks = []
+        for m, modality in enumerate(self._modalities):
+            if modality == "behaviour":
+                block = svd_item_vectors(self.seen, 32)
+                norms = np.linalg.norm(block, axis=1, keepdims=True)
+                block = block / np.maximum(norms, 1e-12)
+            else:
+                block = self._vectors[modality].cpu().numpy()
+            blocks.append(block * math.sqrt(float(population[m])))
+        vectors = np.concatenate(blocks, axis=1)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+    # ------------------------------------------------------------------ experts
+    def _expert_z(self, history: sp.csr_matrix, behaviour_raw: torch.Tensor | None = None,
+                  raw_evidence: bool = False) -> Experts:
+        """Every expert's standardised scores for the users of ``history`` (binary rows), and the evidence
+        of how well each modality fits each user's own history."""
+        device = self.device
+        present = self._present
+        # dense [B, N] rows: a dense product with B or the item vectors is far faster on CPUs than torch's
+        # sparse-dense product, and a batch of rows is small
+        hist_dense = torch.as_tensor(sp.csr_matrix(history).toarray() > 0, device=device)
+        h = hist_dense.float()
+        length = hist_dense.sum(1).float()
+        zs, evidence = [], []
+        for m, modality in enumerate(self._modalities):
+            mask = present[:, m]
+            counted = hist_dense & mask.unsqueeze(0)
+            n_counted = counted.float().sum(1)
+            if modality == "behaviour":
+                raw = behaviour_raw if behaviour_raw is not None else self._behaviour_scores(history, h)
+            else:
+                profile = h @ self._vectors[modality]  # sum of the history's unit vectors
+                raw = profile @ self._vectors[modality].T  # [B, N]
+            count = mask.float().sum().clamp(min=1)
+            mean = (raw * mask).sum(1, keepdim=True) / count
+            std = (((raw - mean) ** 2) * mask).sum(1, keepdim=True).div(count).sqrt().clamp(min=1e-8)
+            zs.append(((raw - mean) / std).masked_fill(~mask.unsqueeze(0), 0.0))
+            if modality == "behaviour":
+                # where each history item ranks among the warm items by the item-item score of the rest of
+                # the history (B has a zero diagonal, so this is leave-one-out), as an AUC in [-1, 1]; ranks
+                # are robust to the heavy tail of item-item scores
+                ordered = torch.sort(raw.masked_fill(~mask.unsqueeze(0), float("inf")), dim=1).values
+                position = torch.searchsorted(ordered.contiguous(), raw.contiguous()).float()
+                fit = ((2.0 * position / count - 1.0) * counted).sum(1) / n_counted.clamp(min=1)
+            else:
+                # how coherent the history is in this modality: the mean pairwise cosine of its items
+                # (centred vectors, so unrelated items give about 0) = (||sum||^2 - n) / (n (n - 1))
+                fit = (profile.pow(2).sum(1) - n_counted) / (n_counted * (n_counted - 1)).clamp(min=1)
+            evidence.append(torch.where(n_counted >= 2, fit, torch.full_like(fit, float("nan"))))
+        evidence = torch.stack(evidence, dim=1)
+        if raw_evidence:
+            return Experts(torch.stack(zs, dim=1), evidence, length)
+        if self._evidence_stats is not None:
+            mean, std = self._evidence_stats
+            evidence = (evidence - mean) / std
+        # no evidence (fewer than two history items with the modality): the population's weight
+        return Experts(torch.stack(zs, dim=1), torch.nan_to_num(evidence, nan=0.0), length)
+
+    def _fit_evidence_stats(self, train: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and spread of the evidence over users: the gate reads how much more a user's history
+        coheres in a modality than other users' histories do."""
+        self._evidence_stats = None
+        users = np.flatnonzero(np.diff(train.indptr) >= 2)
+        if len(users) > 5000:
+            users = np.sort(np.random.default_rng(0).choice(users, 5000, replace=False))
+        with torch.no_grad():
+            raw = [self._expert_z(train[users[s:s + 256]], raw_evidence=True).evidence
+                   for s in range(0, len(users), 256)]
+        raw = torch.cat(raw) if raw else torch.zeros(0, len(self._modalities), device=self.device)
+        mean = torch.nan_to_num(torch.nanmean(raw, dim=0), nan=0.0)
+        spread = torch.sqrt(torch.nan_to_num(torch.nanmean((raw - mean) ** 2, dim=0), nan=1.0)).clamp(min=1e-6)
+        return mean, spread
+
+    def _behaviour_scores(self, history: sp.csr_matrix, h: torch.Tensor | None = None) -> torch.Tensor:
+        if isinstance(self._behaviour, sp.spmatrix):  # sparse neighbours (huge catalogues)
+            return torch.as_tensor(np.asarray((history @ self._behaviour).toarray(), np.float32), device=self.device)
+        h = torch.as_tensor(sp.csr_matrix(history).toarray(), device=self.device) if h is None else h
+        return h @ self._behaviour
+
+    def _mix(self, experts: Experts, with_parts: bool = False, items: torch.Tensor | None = None,
+             present: torch.Tensor | None = None):
+        """Scores (and, ``with_parts``, weights and shares) of ``items`` (default: all) for these users."""
+        gate = self.gate.user_weights(experts.evidence, experts.length)
+        z = experts.z if items is None else experts.z[:, :, items]
+        if present is None:
+            present = self._present if items is None else self._present[items]
+        popularity = None
+        if self.config["popularity_prior"] and "behaviour" in self._modalities:
+            popularity = self._popularity if items is None else self._popularity[items]
+        item_popularity = self._popularity_z_all if items is None else self._popularity_z_all[items]
+        return self.gate.mix(z, present, gate, popularity, experts.length, item_popularity,
+                             bool(self.config["renormalise_missing"]), with_parts=with_parts)
+
+    # ------------------------------------------------------------------ fit
     def fit(self, data: TrainData, callbacks: Sequence[Any] = (), resume_state: dict[str, Any] | None = None
             ) -> "FusionRecommender":
         from ..device import select_device
@@ -498,99 +526,66 @@ class FusionRecommender(Recommender):
         config = self.config
         torch.manual_seed(int(config["seed"]))
         rng = np.random.default_rng(int(config["seed"]))
-        device = select_device(config["device"])
-        content = ContentArrays.from_features(data.item_features, data.n_items)
-        known = np.asarray(data.train.sum(axis=0)).ravel() > 0
-        self._build(data.n_users, data.n_items, content, known, data.train, device)
-        network = self.network
-        assert network is not None
-        if self._use_prior(data.n_items):
-            self._fit_prior(data.train, rng)
-        self.network.learned_behaviour = self._learned_behaviour()
-        optimiser = torch.optim.AdamW(network.parameters(), lr=float(config["lr"]),
-                                      weight_decay=float(config["weight_decay"]))
-        train = data.train.tocsr()
-        self._train_rows = train
-        history_matrix, history_count = self._history_tensors(train)
-        coo = train.tocoo()
-        pair_users, pair_items = coo.row.astype(np.int64), coo.col.astype(np.int64)
-        ratings = None
-        if config["loss"] == "mse":
-            if data.ratings is None:
-                raise ValueError("the mse loss needs explicit ratings; this data has none")
-            ratings = np.asarray(data.ratings.tocsr()[pair_users, pair_items]).ravel().astype(np.float32)
-        batch_size = int(config["batch_size"])
-        use_amp = bool(config["amp"]) and device.type == "cuda"
-        amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-        drop = {"modality": float(config["modality_dropout"]), "behaviour": float(config["behaviour_dropout"])}
-
+        self.device = select_device(config["device"])
+        train = _binary_rows(data.train)
+        self._prepare_items(ContentArrays.from_features(data.item_features, data.n_items), train)
+        inverse = self._fit_behaviour(train, data.valid)
+        self._stage(callbacks, "experts ready")
+        self.gate = ExpertGate(len(self._modalities), config["fusion"], self._modalities[0] == "behaviour"
+                               ).to(self.device)
+        self._evidence_stats = self._fit_evidence_stats(train)
+        cloze = self._cloze_tensors(train, inverse, rng)
+        del inverse
+        self._stage(callbacks, "cloze sample ready")
+        optimiser = torch.optim.Adam(self.gate.parameters(), lr=float(config["lr"]))
         best = {"ndcg@20": -1.0, "epoch": -1, "state": None}
         start_epoch = 0
         if resume_state is not None:
-            network.load_state_dict(resume_state["network"])
+            self.gate.load_state_dict(resume_state["network"])
             optimiser.load_state_dict(resume_state["optimiser"])
             start_epoch = int(resume_state["epoch"]) + 1
             best = resume_state.get("best", best)
             self.history = resume_state.get("history", self.history)
-            rng = np.random.default_rng(int(config["seed"]) + start_epoch)
         bad_epochs = 0
-        cloze = config["loss"] == "softmax" and data.n_items <= int(config["full_softmax_max_items"])
-        active_users = np.flatnonzero(np.diff(train.indptr) >= 2) if cloze else None
+        steps = int(config["steps_per_epoch"])
+        has_valid = data.valid is not None and data.valid.nnz > 0
         for epoch in range(start_epoch, int(config["epochs"])):
-            network.train()
-            epoch_loss, epoch_started = 0.0, time.perf_counter()
-            if cloze:
-                order = rng.permutation(active_users)
-                size = batch_size
-            else:
-                order = rng.permutation(len(pair_users))
-                size = batch_size * 8
-            n_batches = max(1, math.ceil(len(order) / size))
-            for batch_number in range(n_batches):
-                batch = order[batch_number * size:(batch_number + 1) * size]
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    if cloze:
-                        loss = self._cloze_loss(batch, train, drop, rng)
-                    else:
-                        users = torch.as_tensor(pair_users[batch], device=device)
-                        items = torch.as_tensor(pair_items[batch], device=device)
-                        loss = self._batch_loss(users, items, history_matrix, history_count, drop,
-                                                None if ratings is None else torch.as_tensor(ratings[batch], device=device),
-                                                rng)
+            epoch_started, total = time.perf_counter(), 0.0
+            stop_requested = False
+            for step in range(steps):
+                loss = self._cloze_loss(cloze, rng)
                 optimiser.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimiser)
-                scaler.update()
-                epoch_loss += float(loss.detach())
+                loss.backward()
+                optimiser.step()
+                total += float(loss.detach())
                 for callback in callbacks:
                     if hasattr(callback, "on_step"):
-                        callback.on_step(epoch=epoch, step=batch_number + 1, steps=n_batches, loss=float(loss.detach()))
+                        callback.on_step(epoch=epoch, step=step + 1, steps=steps, loss=float(loss.detach()))
                 if any(getattr(callback, "stop_requested", False) for callback in callbacks):
-                    break  # a stop signal: finish this epoch's bookkeeping, keep the best checkpoint
-            record: dict[str, Any] = {"epoch": epoch, "loss": epoch_loss / n_batches,
-                                      "seconds": time.perf_counter() - epoch_started}
+                    stop_requested = True
+                    break
+            record: dict[str, Any] = {"epoch": epoch, "loss": total / max(step + 1, 1),
+                                      "seconds": time.perf_counter() - epoch_started,
+                                      "steps": step + 1, "partial": stop_requested}
             improved = False
-            if data.valid is not None and data.valid.nnz and (epoch + 1) % int(config["eval_every"]) == 0:
-                metrics = evaluate_ranking(self._score_fn(), train, data.valid, ks=(10, 20))
+            if has_valid:
+                metrics = evaluate_ranking(self.score, train, data.valid, ks=(10, 20))
                 record.update({f"valid_{k}": v for k, v in metrics.items() if k != "n_users_evaluated"})
                 if metrics["ndcg@20"] > best["ndcg@20"] + 1e-5:
-                    best = {"ndcg@20": metrics["ndcg@20"], "epoch": epoch,
-                            "state": {k: v.detach().clone() for k, v in network.state_dict().items()}}
+                    best = {"ndcg@20": metrics["ndcg@20"], "epoch": epoch, "state": self._gate_state()}
                     improved, bad_epochs = True, 0
                 else:
                     bad_epochs += 1
-            elif data.valid is None:
-                best = {"ndcg@20": float("nan"), "epoch": epoch,
-                        "state": {k: v.detach().clone() for k, v in network.state_dict().items()}}
+            else:
+                best = {"ndcg@20": float("nan"), "epoch": epoch, "state": self._gate_state()}
                 improved = True
             record["improved"] = improved
             self.history["epochs"].append(record)
-            stop = bad_epochs >= int(config["patience"])
+            stop = bad_epochs >= int(config["patience"]) or stop_requested
             for callback in callbacks:
                 if hasattr(callback, "on_epoch_end"):
                     callback.on_epoch_end(model=self, record=record, improved=improved,
-                                          resume_state=lambda: {"network": network.state_dict(),
+                                          resume_state=lambda: {"network": self.gate.state_dict(),
                                                                 "optimiser": optimiser.state_dict(),
                                                                 "epoch": epoch, "best": best,
                                                                 "history": self.history})
@@ -599,282 +594,339 @@ class FusionRecommender(Recommender):
             if stop:
                 break
         if best["state"] is not None:
-            network.load_state_dict(best["state"])
+            self.gate.load_state_dict(best["state"])
+        if has_valid and not stop_requested_any(callbacks):
+            self._calibrate_on_valid(train, data.valid)
         self.history["best_epoch"] = best["epoch"]
         self.history["best_valid_ndcg@20"] = best["ndcg@20"]
-        network.eval()
-        self._cache_eval_tensors()
-        self._fold_priors, self._train_rows = [], None  # training-only memory
+        self.history["ease_l2"] = self.chosen_l2
+        self.history["ease_l2_valid"] = {str(k): v for k, v in self.l2_table.items()}
         self.fit_seconds = time.perf_counter() - started
         return self
 
-    def _fit_prior(self, train: sp.csr_matrix, rng: np.random.Generator) -> None:
-        """The item-item prior on all training rows (for scoring) and per user fold (for training).
-
-        A user's training signal must not come from weights fitted on that user's own rows: an
-        in-sample EASE score looks better than it will on unseen items, and the model would learn
-        to over-trust it. So training uses, for each user, weights fitted without the user's fold.
-        """
-        l2 = float(self.config["prior_l2"])
-        self._prior = torch.as_tensor(ease_item_item(train, l2), device=self.device)
-        folds = int(self.config["prior_folds"])
-        if folds <= 1:  # in-sample: train on the same weights that will score
-            self._user_fold = np.zeros(train.shape[0], dtype=np.int64)
-            self._fold_priors = [self._prior]
-            return
-        self._user_fold = rng.permutation(train.shape[0]) % folds
-        self._fold_priors = []
-        for fold in range(folds):
-            keep = sp.diags((self._user_fold != fold).astype(np.float32))
-            self._fold_priors.append(torch.as_tensor(ease_item_item(keep @ train, l2), device=self.device))
-
-    def _training_prior(self, users: np.ndarray, history: sp.csr_matrix, leave_out: np.ndarray | None = None
-                        ) -> torch.Tensor | None:
-        """Out-of-fold item-item scores [len(users), N] of ``history`` rows (one per user)."""
-        if self._prior is None:
-            return None
-        out = torch.empty(len(users), self._prior.shape[1], device=self.device)
-        folds = self._user_fold[users]
-        for fold in np.unique(folds):
-            rows = np.flatnonzero(folds == fold)
-            weights = self._fold_priors[fold]
-            part = torch.sparse.mm(_sparse_tensor(history[rows], self.device), weights)
-            if leave_out is not None:
-                part = part - weights[torch.as_tensor(leave_out[rows], device=self.device)]
-            out[torch.as_tensor(rows, device=self.device)] = part
-        return out
-
-    def _cloze_loss(self, users: np.ndarray, train: sp.csr_matrix, drop: dict[str, float],
-                    rng: np.random.Generator) -> torch.Tensor:
-        """Hide part of each user's history, predict it from the rest (softmax over the catalogue)."""
-        network, config, device = self.network, self.config, self.device
-        rows = train[users]
-        hidden = rng.random(rows.nnz) < float(config["cloze_ratio"])
-        # every user keeps at least one visible and one hidden item
-        for r in range(rows.shape[0]):
-            lo, hi = rows.indptr[r], rows.indptr[r + 1]
-            segment = hidden[lo:hi]
-            if segment.all():
-                segment[rng.integers(hi - lo)] = False
-            if not segment.any():
-                segment[rng.integers(hi - lo)] = True
-        coo = rows.tocoo()
-        visible = sp.csr_matrix((np.ones((~hidden).sum(), np.float32), (coo.row[~hidden], coo.col[~hidden])),
-                                shape=rows.shape)
-        target = sp.csr_matrix((np.ones(hidden.sum(), np.float32), (coo.row[hidden], coo.col[hidden])),
-                               shape=rows.shape)
-        tokens, present, history = network.item_tokens(self._buffers, drop)
-        visible_t, visible_count = self._history_tensors(visible)
-        user_rows = torch.as_tensor(users, device=device)
-        user = network.user_vectors(user_rows, torch.sparse.mm(visible_t, history), visible_count)
-        user = network.pool_modalities(visible_t, tokens, present, user)
-        prior = self._training_prior(users, visible)
-        if prior is not None and network.swapped is not None:
-            prior = prior.masked_fill(network.swapped.unsqueeze(0), 0.0)
-        scores = network.fuse(user, tokens, present, prior=prior).float() / float(config["temperature"])
-        visible_dense = torch.as_tensor(visible.toarray(), device=device) > 0
-        log_probs = torch.log_softmax(scores.masked_fill(visible_dense, float("-inf")), dim=-1)
-        target_dense = torch.as_tensor(target.toarray(), device=device)
-        per_user = -(log_probs.masked_fill(target_dense == 0, 0.0) * target_dense).sum(-1) / target_dense.sum(-1)
-        regulariser = float(config["embedding_l2"]) * (
-            network.user_embedding(user_rows).pow(2).sum() / len(users)
-            + network.item_embedding.weight.pow(2).sum() / max(1, network.item_embedding.num_embeddings) * 10)
-        return per_user.mean() + regulariser
-
-    def _batch_loss(self, users, items, history_matrix, history_count, drop, ratings, rng) -> torch.Tensor:
-        network = self.network
-        config = self.config
-        tokens, present, history = network.item_tokens(self._buffers, drop)
-        history_sum = torch.sparse.mm(history_matrix, history)[users] - history[items]  # leave the target out
-        user = network.user_vectors(users, history_sum, history_count[users] - 1)
-        rows = _sparse_tensor(self._train_rows[users.cpu().numpy()], users.device)
-        user = network.pool_modalities(rows, tokens, present, user, leave_out=items)
-        n_items = tokens.shape[0]
-        # leave the target out of the item-item score as well
-        prior = self._training_prior(users.cpu().numpy(), self._train_rows[users.cpu().numpy()],
-                                     leave_out=items.cpu().numpy())
-        if prior is not None and network.swapped is not None:
-            prior = prior.masked_fill(network.swapped.unsqueeze(0), 0.0)
-        regulariser = float(config["embedding_l2"]) * (
-            network.item_embedding(items).pow(2).sum() + network.user_embedding(users).pow(2).sum()
-            + network.history_embedding(items).pow(2).sum()) / len(users)
-        if config["loss"] == "mse":
-            predicted = network.fuse_pairs(user, tokens[items], present[items],
-                                           None if prior is None else prior[torch.arange(len(users)), items])
-            return F.mse_loss(predicted.float(), ratings) + regulariser
-        if config["loss"] == "softmax" and n_items <= int(config["full_softmax_max_items"]):
-            scores = network.fuse(user, tokens, present, prior=prior) / float(config["temperature"])
-            return F.cross_entropy(scores.float(), items) + regulariser
-        # sampled: the batch's own positives plus uniform negatives, with the logQ correction
-        negatives = torch.as_tensor(rng.integers(0, n_items, int(config["num_negatives"])), device=users.device)
-        candidates = torch.cat([items, negatives])
-        scores = network.fuse(user, tokens[candidates], present[candidates],
-                              prior=None if prior is None else prior[:, candidates]) / float(config["temperature"])
-        if config["loss"] == "bpr":
-            positive = scores[torch.arange(len(users)), torch.arange(len(users))]
-            negative = scores[:, len(users):]
-            return -F.logsigmoid(positive.unsqueeze(1) - negative).mean() + regulariser
-        counts = torch.bincount(candidates, minlength=n_items).float()
-        log_q = torch.log(counts[candidates] / counts.sum())
-        scores = scores - log_q
-        # a positive that is also another row's candidate is not a negative for that row
-        same = items.unsqueeze(1) == candidates.unsqueeze(0)
-        same[torch.arange(len(users)), torch.arange(len(users))] = False
-        scores = scores.masked_fill(same, float("-inf"))
-        return F.cross_entropy(scores.float(), torch.arange(len(users), device=users.device)) + regulariser
-
-    # --- inference
-    def _cache_eval_tensors(self) -> None:
-        with torch.no_grad():
-            tokens, present, history = self.network.item_tokens(self._buffers)
-        self._eval_tokens, self._eval_present, self._eval_history = tokens, present, history
-        seen = self.seen.tocsr()
-        self._seen_matrix, self._seen_count = self._history_tensors(seen)
-        with torch.no_grad():
-            self._user_history_sum = torch.sparse.mm(self._seen_matrix, history)
-
-    def _score_fn(self) -> Callable[[np.ndarray], np.ndarray]:
-        """Scores with the current (training-mode) parameters, for validation during fit."""
-        def score(users: np.ndarray) -> np.ndarray:
-            self.network.eval()
-            self._cache_eval_tensors()
-            try:
-                return self.score(users)
-            finally:
-                self.network.train()
-        return score
-
-    def user_vectors_for(self, users: np.ndarray) -> torch.Tensor:
-        """Per-modality user vectors [B, M, d] from the users' training histories."""
-        users = np.asarray(users, dtype=np.int64)
-        rows = torch.as_tensor(users, device=self.device)
-        query = self.network.user_vectors(rows, self._user_history_sum[rows], self._seen_count[rows])
-        history = _sparse_tensor(self.seen.tocsr()[users], self.device)
-        return self.network.pool_modalities(history, self._eval_tokens, self._eval_present, query)
-
-    def user_prior_for(self, users: np.ndarray, items: np.ndarray | None = None) -> torch.Tensor | None:
-        """Closed-form item-item scores [len(users), items] from the users' histories, or None."""
-        if self._prior is None:
-            return None
-        history = _sparse_tensor(self.seen.tocsr()[np.asarray(users, dtype=np.int64)], self.device)
-        prior = self._prior if items is None else self._prior[:, torch.as_tensor(items, device=self.device)]
-        return torch.sparse.mm(history, prior)
-
-    def _learned_behaviour(self) -> bool:
-        choice = self.config["learned_behaviour"]
-        return self._prior is None if choice == "auto" else bool(choice)
-
-    def _use_prior(self, n_items: int) -> bool:
-        choice = self.config["behaviour_prior"]
-        if "behaviour" not in self.network.modalities or choice == "none":
-            return False
-        return choice == "ease" or n_items <= int(self.config["prior_max_items"])
-
-    def user_vector_from_history(self, item_indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A new user's vector (and item-item prior) from a few liked items, without retraining."""
-        items = torch.as_tensor(np.asarray(item_indices, dtype=np.int64), device=self.device)
-        pooled = self._eval_history[items].sum(0, keepdim=True)
-        query = pooled / max(len(item_indices), 1) ** float(self.config["history_exponent"])
-        indicator = sp.csr_matrix((np.ones(len(item_indices), np.float32),
-                                   (np.zeros(len(item_indices), np.int64), np.asarray(item_indices, np.int64))),
-                                  shape=(1, self.n_items))
-        vector = self.network.pool_modalities(_sparse_tensor(indicator, self.device), self._eval_tokens,
-                                              self._eval_present, query)
-        prior = None if self._prior is None else self._prior[items].sum(0, keepdim=True)
-        return vector, prior
-
     @torch.no_grad()
-    def score(self, users: Sequence[int] | np.ndarray, batch_size: int = 512) -> np.ndarray:
+    def _calibrate_on_valid(self, train: sp.csr_matrix, valid: sp.csr_matrix) -> None:
+        """Choose how far to lean toward behaviour (a shift of its logit) and whether to keep the popularity
+        prior, on validation NDCG@20 (ties keep the smaller change)."""
+        from ..evaluate import evaluate_ranking
+
+        gate = self.gate
+        shifts = self.config["behaviour_shifts"] if gate.has_behaviour and self.config["fusion"] in (
+            "attention", "item_gate") else [0.0]
+        scales = [1.0]  # the popularity prior fades with history length by construction
+        table = {}
+        for scale in scales:
+            for shift in shifts:
+                gate.behaviour_shift.fill_(float(shift))
+                gate.popularity_scale.fill_(float(scale))
+                table[(float(shift), scale)] = evaluate_ranking(self.score, train, valid, ks=(20,))["ndcg@20"]
+        best = max(table, key=lambda key: (round(table[key], 6), -abs(key[0]), key[1]))
+        gate.behaviour_shift.fill_(best[0])
+        gate.popularity_scale.fill_(best[1])
+        self.history["calibration"] = {"behaviour_shift": best[0], "popularity_scale": best[1],
+                                       "valid_ndcg@20": table[best],
+                                       "table": {f"shift {k[0]:g}, popularity x{k[1]:g}": v for k, v in table.items()}}
+
+    @staticmethod
+    def _stage(callbacks: Sequence[Any], message: str) -> None:
+        for callback in callbacks:
+            if hasattr(callback, "on_stage"):
+                callback.on_stage(message)
+
+    def _gate_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.gate.state_dict().items()}
+
+    def _prepare_items(self, content: ContentArrays, train: sp.csr_matrix) -> None:
+        n = train.shape[1]
+        wanted = self.config["modalities"]
+        counts = np.asarray(train.sum(axis=0)).ravel()
+        warm = counts > 0
+        sources = {
+            "text": (content.text, content.text_mask),
+            "image": (content.image, content.image_mask),
+            "attributes": (content.attribute_matrix(), content.attr_mask),
+        }
+        modalities, masks = [], []
+        self._vectors, self._centres = {}, {}
+        for modality in MODALITIES:
+            if modality not in wanted:
+                continue
+            if modality == "behaviour":
+                modalities.append(modality)
+                masks.append(warm)
+                continue
+            matrix, mask = sources[modality]
+            if matrix is None or mask is None or not np.asarray(mask).any():
+                continue
+            mask = np.asarray(mask, bool) & (np.abs(matrix).sum(axis=1) > 0)
+            self._vectors[modality] = torch.as_tensor(_centred_unit_rows(matrix, mask), device=self.device)
+            self._centres[modality] = torch.as_tensor(_centre(matrix, mask), device=self.device)
+            modalities.append(modality)
+            masks.append(mask)
+        if not modalities:
+            raise ValueError(f"none of the requested modalities {wanted} has data")
+        self._modalities = modalities
+        self._present = torch.as_tensor(np.stack(masks, axis=1), device=self.device)
+        log_pop = np.log1p(counts)
+        popularity = np.zeros(n, np.float32)
+        if warm.sum() > 1 and log_pop[warm].std() > 0:
+            popularity[warm] = (log_pop[warm] - log_pop[warm].mean()) / log_pop[warm].std()
+        self._popularity = torch.as_tensor(popularity, device=self.device)
+        self._popularity_z_all = torch.as_tensor((log_pop - log_pop.mean()) / max(log_pop.std(), 1e-6),
+                                                 dtype=torch.float32, device=self.device)
+
+    def _fit_behaviour(self, train: sp.csr_matrix, valid: sp.csr_matrix | None) -> np.ndarray | None:
+        """EASE weights (L2 on validation) or, for huge catalogues, sparse cosine neighbours."""
+        from .ease import choose_ease_l2, ease_inverse, ease_weights
+
+        if "behaviour" not in self._modalities:
+            return None
+        n = train.shape[1]
+        config = self.config
+        if n > int(config["max_dense_items"]):
+            self._behaviour = _cosine_neighbours(train, int(config["neighbours"]))
+            return None
+        l2 = config["ease_l2"]
+        if l2 == "auto" and valid is not None and valid.nnz:
+            l2, self.l2_table, inverse = choose_ease_l2(train, valid, config["ease_l2_grid"])
+        else:
+            l2 = float(config["fallback_l2"] if l2 == "auto" else l2)
+            inverse = ease_inverse(train, l2)
+        self.chosen_l2 = float(l2)
+        self._behaviour = torch.as_tensor(ease_weights(inverse), device=self.device)
+        return inverse
+
+    # ------------------------------------------------------------------ cloze training data
+    def _cloze_tensors(self, train: sp.csr_matrix, inverse: np.ndarray | None, rng: np.random.Generator
+                       ) -> dict[str, Any]:
+        """Hide part of sampled users' histories; expert scores from the visible part (behaviour out-of-fold)."""
+        from .ease import ease_scores_without_rows
+
+        config = self.config
+        n_users, n_items = train.shape
+        lengths = np.diff(train.indptr)
+        eligible = np.flatnonzero(lengths >= 2)
+        if len(eligible) == 0:
+            raise ValueError("no user has two or more training interactions: nothing to learn the gate from")
+        budget = int(config["cloze_budget"]) // max(1, len(self._modalities) * n_items)
+        size = int(min(len(eligible), int(config["gate_users"]), max(64, budget)))
+        users = np.sort(rng.choice(eligible, size=size, replace=False))
+        vis_rows, vis_cols, hid_rows, hid_cols = [], [], [], []
+        short = rng.random(size) < float(config["short_history_share"])
+        for r, user in enumerate(users):
+            items = train.indices[train.indptr[user]:train.indptr[user + 1]]
+            items = rng.permutation(items)
+            if short[r] and len(items) >= 3:
+                n_visible = int(rng.integers(1, min(3, len(items) - 1) + 1))
+            else:
+                n_hidden = max(1, int(round(len(items) * float(config["cloze_ratio"]))))
+                n_visible = len(items) - n_hidden
+            vis_rows += [r] * n_visible
+            vis_cols += items[:n_visible].tolist()
+            hid_rows += [r] * (len(items) - n_visible)
+            hid_cols += items[n_visible:].tolist()
+        visible = sp.csr_matrix((np.ones(len(vis_rows), np.float32), (vis_rows, vis_cols)), shape=(size, n_items))
+        hidden = sp.csr_matrix((np.ones(len(hid_rows), np.float32), (hid_rows, hid_cols)), shape=(size, n_items))
+        behaviour_raw = None
+        if inverse is not None:
+            behaviour_raw = np.empty((size, n_items), np.float32)
+            fold = rng.permutation(size) % max(1, int(config["folds"]))
+            fold_size = max(1, math.ceil(size / 600))  # keep each removed block small (m x m solves)
+            for f in range(int(fold.max()) + 1):
+                rows = np.flatnonzero(fold == f)
+                for start in range(0, len(rows), math.ceil(len(rows) / fold_size)):
+                    part = rows[start:start + math.ceil(len(rows) / fold_size)]
+                    # remove these users' *whole* training rows, score their visible part
+                    behaviour_raw[part] = ease_scores_without_rows(inverse, train[users[part]], visible[part])
+            behaviour_raw = torch.as_tensor(behaviour_raw, device=self.device)
+        with torch.no_grad():
+            experts = self._expert_z(visible, behaviour_raw)
+        return {"experts": experts,
+                "visible": torch.as_tensor(visible.toarray() > 0, device=self.device),
+                "hidden": torch.as_tensor(hidden.toarray(), device=self.device)}
+
+    def _cloze_loss(self, cloze: dict[str, Any], rng: np.random.Generator) -> torch.Tensor:
+        gate = self.gate
+        scores = self._mix(cloze["experts"]) / torch.exp(gate.log_temperature)
+        hidden = cloze["hidden"]
+        if self.config["loss"] == "bpr":
+            pos_rows, pos_cols = hidden.nonzero(as_tuple=True)
+            negatives = torch.as_tensor(rng.integers(0, scores.shape[1], len(pos_rows)), device=scores.device)
+            loss = -F.logsigmoid(scores[pos_rows, pos_cols] - scores[pos_rows, negatives]).mean()
+        else:
+            masked = scores.masked_fill(cloze["visible"], float("-inf"))
+            log_probs = torch.log_softmax(masked, dim=1)
+            weight = hidden
+            if self.config["rank_weighted"]:
+                # weight each hidden item by the DCG discount of its current rank: what the metric rewards
+                # is the top of the list, and a content signal that lifts an item from rank 900 to 600
+                # should not outweigh one that pushes a good item out of the top 20
+                with torch.no_grad():
+                    rank = _ranks(masked)
+                weight = hidden / torch.log2(rank + 2.0)
+            per_user = -(log_probs.masked_fill(hidden == 0, 0.0) * weight).sum(1) / weight.sum(1).clamp(min=1e-9)
+            loss = per_user.mean()
+        return loss + float(self.config["gate_l2"]) * gate.item_popularity_weight.pow(2).sum()
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def score(self, users: Sequence[int] | np.ndarray, batch_size: int = 256) -> np.ndarray:
         users = np.asarray(users, dtype=np.int64)
         out = np.empty((len(users), self.n_items), dtype=np.float32)
         for start in range(0, len(users), batch_size):
             rows = users[start:start + batch_size]
-            scores = self.network.fuse(self.user_vectors_for(rows), self._eval_tokens, self._eval_present,
-                                       prior=self.user_prior_for(rows))
-            out[start:start + len(rows)] = scores.float().cpu().numpy()
+            out[start:start + len(rows)] = self._mix(self._expert_z(_binary_rows(self.seen[rows]))).cpu().numpy()
         return out
 
     @torch.no_grad()
-    def score_user_vector(self, user_vector: torch.Tensor, prior: torch.Tensor | None = None) -> np.ndarray:
-        return self.network.fuse(user_vector, self._eval_tokens, self._eval_present,
-                                 prior=prior).float().cpu().numpy()[0]
+    def score_history(self, items: Sequence[int], weights: Sequence[float] | None = None) -> np.ndarray:
+        """Scores ``[n_items]`` for a user known only by ``items`` (a new user; no retraining).
+
+        The history is a set: items with a positive weight are in it."""
+        items = np.asarray(items, dtype=np.int64)
+        if len(items) == 0:
+            raise ValueError("a history needs at least one item")
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            items = items[w > 0] if (w > 0).any() else items
+        row = sp.csr_matrix((np.ones(len(items), np.float32), (np.zeros(len(items), np.int64), items)),
+                            shape=(1, self.n_items))
+        return self._mix(self._expert_z(_binary_rows(row))).cpu().numpy()[0].astype(np.float64)
+
+    @torch.no_grad()
+    def score_histories(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        """One batched pass for many histories (rows of the output), e.g. leave-one-out variants."""
+        rows, cols = [], []
+        for r, items in enumerate(histories):
+            items = np.unique(np.asarray(items, dtype=np.int64))
+            rows += [r] * len(items)
+            cols += items.tolist()
+        matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(histories), self.n_items))
+        out = np.empty((len(histories), self.n_items), np.float64)
+        for start in range(0, len(histories), 256):
+            out[start:start + 256] = self._mix(self._expert_z(matrix[start:start + 256])).cpu().numpy()
+        return out
 
     @torch.no_grad()
     def explain_scores(self, user: int | str, items: Sequence[int | str]) -> dict[str, Any]:
-        """Attention weights and additive shares per modality for (user, items); shares sum to the score."""
+        """Per-item modality weights and additive shares for (user, items); shares sum to the score."""
         row = self.user_index(user)
         index = np.array([self.item_index(i) for i in items], dtype=np.int64)
-        user_vector = self.user_vectors_for(np.array([row]))
-        scores, weights, shares = self.network.fuse(user_vector, self._eval_tokens[index], self._eval_present[index],
-                                                    with_parts=True, prior=self.user_prior_for([row], index))
-        present = self._eval_present[index].cpu().numpy()
-        return {
-            "modalities": list(self.network.modalities),
-            "items": [str(self.item_ids[i]) for i in index],
-            "score": scores[0].float().cpu().numpy(),
-            "attention": None if weights is None else weights[0].float().cpu().numpy(),
-            "shares": None if shares is None else shares[0].float().cpu().numpy(),
-            "present": present,
-        }
+        experts = self._expert_z(_binary_rows(self.seen[[row]]))
+        items_t = torch.as_tensor(index, device=self.device)
+        scores, weights, shares = self._mix(experts, with_parts=True, items=items_t)
+        out = {"modalities": self.modalities, "items": [str(self.item_ids[i]) for i in index],
+               "score": scores[0].cpu().numpy(), "present": self._present[items_t].cpu().numpy(),
+               "user_weights": self.gate.user_weights(experts.evidence, experts.length)[0].cpu().numpy(),
+               "attention": None, "shares": None}
+        if weights is not None:
+            out["attention"] = weights[0].cpu().numpy()
+            out["shares"] = shares[0].cpu().numpy()
+            if self.config["popularity_prior"] and "behaviour" in self._modalities:
+                prior = self.gate.popularity_weight(experts.length) * self._popularity[items_t]
+                out["popularity_share"] = (prior * self._present[items_t, 0]).cpu().numpy()
+        return out
 
     @torch.no_grad()
+    def masked_scores(self, user: int, items: Sequence[int], masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores of ``items`` as they are and with the modalities in ``masks [k, M]`` hidden (the item
+        re-mixed over the rest). Hiding behaviour hides the popularity prior too (it is behaviour)."""
+        index = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.device)
+        experts = self._expert_z(_binary_rows(self.seen[[int(user)]]))
+        present = self._present[index]
+        base = self._mix(experts, items=index)[0]
+        hide = torch.as_tensor(np.asarray(masks, dtype=bool), device=self.device)
+        masked = self._mix(experts, items=index, present=present & ~hide)[0]
+        return base.float().cpu().numpy(), masked.float().cpu().numpy()
+
     def attention_matrix(self, users: Sequence[int], items: Sequence[int] | None = None) -> np.ndarray:
-        """Attention weights [len(users), len(items), M] (NaN-free; missing modalities get 0)."""
+        """Per-item modality weights ``[len(users), len(items), M]`` (0 where an item lacks a modality)."""
         index = np.arange(self.n_items) if items is None else np.asarray(items, dtype=np.int64)
-        vectors = self.user_vectors_for(np.asarray(users))
-        _, weights, _ = self.network.fuse(vectors, self._eval_tokens[index], self._eval_present[index], with_parts=True,
-                                          prior=self.user_prior_for(users, index))
-        return np.zeros((len(users), len(index), len(self.network.modalities)), np.float32) if weights is None \
-            else weights.float().cpu().numpy()
+        users = np.asarray(users, dtype=np.int64)
+        gate = torch.as_tensor(self.user_modality_weights(users), device=self.device)
+        presence = self._present[torch.as_tensor(index, device=self.device)].float()  # [k, M]
+        weights = gate.unsqueeze(1) * presence.unsqueeze(0)
+        if self.config["renormalise_missing"]:
+            weights = weights / weights.sum(-1, keepdim=True).clamp(min=1e-12)
+        return weights.cpu().numpy()
 
-    @property
-    def modalities(self) -> list[str]:
-        return list(self.network.modalities) if self.network is not None else []
-
-    # --- persistence
+    # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, np.ndarray]:
-        state = {f"network.{k}": v.detach().float().cpu().numpy() for k, v in self.network.state_dict().items()}
-        state |= self.content.to_state()
-        state["known"] = self._known.astype(np.uint8)
-        if self._prior is not None:
-            state["prior"] = self._prior.float().cpu().numpy()
+        state = {f"gate.{k}": v.detach().float().cpu().numpy() for k, v in self.gate.state_dict().items()}
+        for modality, vectors in self._vectors.items():
+            state[f"vectors.{modality}"] = vectors.cpu().numpy()
+            state[f"centre.{modality}"] = self._centres[modality].cpu().numpy()
+        state["present"] = self._present.cpu().numpy().astype(np.uint8)
+        state["popularity"] = self._popularity.cpu().numpy()
+        state["popularity_all"] = self._popularity_z_all.cpu().numpy()
+        state["evidence_stats"] = torch.stack(self._evidence_stats).cpu().numpy()
+        state["chosen_l2"] = np.array([np.nan if self.chosen_l2 is None else self.chosen_l2])
+        if self._behaviour is not None:
+            if isinstance(self._behaviour, sp.spmatrix):
+                state["behaviour.indptr"] = self._behaviour.indptr.astype(np.int64)
+                state["behaviour.indices"] = self._behaviour.indices.astype(np.int64)
+                state["behaviour.data"] = self._behaviour.data.astype(np.float32)
+            else:
+                state["behaviour"] = self._behaviour.cpu().numpy()
         return state
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:
         from ..device import select_device
 
-        content = ContentArrays.from_state(state)
-        known = state["known"].astype(bool)
-        device = select_device(self.config.get("device", "auto"))
-        self._build(len(self.user_ids), len(self.item_ids), content, known, self.seen, device)
-        self.network.load_state_dict({k[len("network."):]: torch.from_numpy(v.copy())
-                                      for k, v in state.items() if k.startswith("network.")})
-        if "prior" in state:
-            self._prior = torch.as_tensor(state["prior"], device=device)
-        self.network.learned_behaviour = self._learned_behaviour()
-        self.network.eval()
-        self._cache_eval_tensors()
+        self.device = select_device(self.config.get("device", "auto"))
+        present = state["present"].astype(bool)
+        self._modalities = [m for m in MODALITIES if m in self.config["modalities"]
+                            and (m == "behaviour" or f"vectors.{m}" in state)]
+        self._present = torch.as_tensor(present, device=self.device)
+        self._vectors = {m: torch.as_tensor(state[f"vectors.{m}"], device=self.device)
+                         for m in self._modalities if m != "behaviour"}
+        self._centres = {m: torch.as_tensor(state[f"centre.{m}"], device=self.device) for m in self._vectors}
+        self._popularity = torch.as_tensor(state["popularity"], device=self.device)
+        self._popularity_z_all = torch.as_tensor(state["popularity_all"], device=self.device)
+        stats = torch.as_tensor(state["evidence_stats"], device=self.device)
+        self._evidence_stats = (stats[0], stats[1])
+        chosen = float(state["chosen_l2"][0])
+        self.chosen_l2 = None if math.isnan(chosen) else chosen
+        if "behaviour" in state:
+            self._behaviour = torch.as_tensor(state["behaviour"], device=self.device)
+        elif "behaviour.indptr" in state:
+            n = len(self.item_ids)
+            self._behaviour = sp.csr_matrix((state["behaviour.data"], state["behaviour.indices"],
+                                             state["behaviour.indptr"]), shape=(n, n))
+        self.gate = ExpertGate(len(self._modalities), self.config["fusion"], self._modalities[0] == "behaviour"
+                               ).to(self.device)
+        self.gate.load_state_dict({k[len("gate."):]: torch.from_numpy(v.copy())
+                                   for k, v in state.items() if k.startswith("gate.")})
 
 
-def _normalised_adjacency(train: sp.csr_matrix) -> sp.csr_matrix:
-    """D^-1/2 A D^-1/2 of the bipartite user-item graph (LightGCN)."""
-    n_users, n_items = train.shape
-    binary = (train > 0).astype(np.float32)
-    adjacency = sp.bmat([[None, binary], [binary.T, None]], format="csr")
-    degree = np.asarray(adjacency.sum(axis=1)).ravel()
-    inv_sqrt = np.where(degree > 0, 1.0 / np.sqrt(np.maximum(degree, 1e-12)), 0.0)
-    return (sp.diags(inv_sqrt) @ adjacency @ sp.diags(inv_sqrt)).tocsr().astype(np.float32)
+def stop_requested_any(callbacks: Sequence[Any]) -> bool:
+    return any(getattr(callback, "stop_requested", False) for callback in callbacks)
 
 
-def ease_item_item(train: sp.csr_matrix, l2: float) -> np.ndarray:
-    """EASE's closed-form item-item weights (Steck 2019), zero diagonal; float32 [N, N].
+def _ranks(scores: torch.Tensor) -> torch.Tensor:
+    """0-based rank of every entry within its row (highest score = 0); ties broken by position."""
+    order = torch.argsort(scores, dim=1, descending=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(scores.shape[1], device=scores.device).expand_as(order))
+    return ranks.float()
 
-    Items without training interactions get all-zero rows and columns.
-    """
-    binary = (train > 0).astype(np.float64)
-    gram = (binary.T @ binary).toarray()
-    gram[np.diag_indices_from(gram)] += l2
-    inverse = np.linalg.inv(gram)
-    weights = -inverse / np.diag(inverse)
-    weights[np.diag_indices_from(weights)] = 0.0
-    return weights.astype(np.float32)
+
+def _cosine_neighbours(train: sp.csr_matrix, k: int, block: int = 2048) -> sp.csr_matrix:
+    """Sparse item-item cosine similarities, the ``k`` largest per item, zero diagonal (huge catalogues)."""
+    x = _binary_rows(train).T.tocsr()  # items x users
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+    x = sp.diags(1.0 / np.maximum(norms, 1e-12)) @ x
+    n = x.shape[0]
+    rows, cols, vals = [], [], []
+    for start in range(0, n, block):
+        sims = np.asarray((x[start:start + block] @ x.T).toarray(), np.float32)
+        sims[np.arange(len(sims)), np.arange(start, start + len(sims))] = 0.0
+        kk = min(k, n - 1)
+        top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+        values = np.take_along_axis(sims, top, axis=1)
+        keep = values > 0
+        rows.append(np.repeat(np.arange(start, start + len(sims)), kk)[keep.ravel()])
+        cols.append(top.ravel()[keep.ravel()])
+        vals.append(values.ravel()[keep.ravel()])
+    # score(u) = x_u S with S[i, j] = sim(i, j): row i = a history item, column j = the candidate
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))

@@ -50,18 +50,13 @@ class RunConfig:
     dataset: str = _option("demo", "dataset name in the workspace")
     model: str = _option("fusion", "fusion, or a baseline: mostpop, itemknn, bpr, ease, lightgcn, content")
     modalities: list = _option(["behaviour", "text", "image", "attributes"], "modality tokens the fusion model uses")
-    fusion: str = _option("attention", "attention (user as query), mean, item_gate or concat")
-    loss: str = _option("softmax", "softmax over the catalogue, bpr, or mse (explicit ratings)")
-    dim: int = _option(FUSION["dim"], "width of every modality token")
-    epochs: int = _option(FUSION["epochs"], "maximum epochs (early stopping on valid NDCG@20 usually ends sooner)")
-    patience: int = _option(FUSION["patience"], "epochs without a valid NDCG@20 gain before stopping")
-    lr: float = _option(FUSION["lr"], "learning rate (AdamW)")
-    batch_size: int = _option(FUSION["batch_size"], "users per step")
-    modality_dropout: float = _option(FUSION["modality_dropout"], "chance a present content token is hidden while training")
-    graph_layers: int = _option(FUSION["graph_layers"], "LightGCN-style propagation layers for the behaviour token (0 = off)")
-    behaviour_prior: str = _option(FUSION["behaviour_prior"], "auto/ease: closed-form item-item score in the behaviour part; none")
-    content_value_init: float = _option(FUSION["content_value_init"],
-                                        "how much content counts for warm items at the start (0 = behaviour first)")
+    fusion: str = _option("attention", "attention (a per-user gate over the modality experts), mean, item_gate or concat")
+    loss: str = _option(FUSION["loss"], "softmax over the catalogue (cloze) or bpr (sampled negatives)")
+    epochs: int = _option(FUSION["epochs"], "maximum gate-training rounds (early stopping on valid NDCG@20 usually ends sooner)")
+    patience: int = _option(FUSION["patience"], "rounds without a valid NDCG@20 gain before stopping")
+    lr: float = _option(FUSION["lr"], "learning rate of the gate (Adam)")
+    ease_l2: str = _option(str(FUSION["ease_l2"]), "L2 of the behaviour expert (EASE): a number, or auto = chosen on valid")
+    popularity_prior: bool = _option(FUSION["popularity_prior"], "blend in popularity for users with short histories")
     text_encoder: str = _option("minilm", "text encoder (python -m recsys encoders)")
     image_encoder: str = _option("efficientnet-lite0", "image encoder")
     protocol: str = _option("p1", "p1 (random 80/10/10 per user), temporal (leave last out)")
@@ -71,14 +66,23 @@ class RunConfig:
     baselines: list = _option(["mostpop", "ease"], "baselines trained and evaluated beside the model")
     device: str = _option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
 
+    def __post_init__(self) -> None:
+        if str(self.ease_l2) != "auto":
+            try:
+                value = float(self.ease_l2)
+            except ValueError:
+                value = -1.0
+            if not value > 0:
+                raise ValueError(f"ease_l2 must be 'auto' or a positive number, not {self.ease_l2!r}")
+            self.ease_l2 = str(value)
+
     def model_options(self) -> dict[str, Any]:
         if self.model != "fusion":
             return {}
-        return {"modalities": list(self.modalities), "fusion": self.fusion, "loss": self.loss, "dim": self.dim,
-                "epochs": self.epochs, "patience": self.patience, "lr": self.lr, "batch_size": self.batch_size,
-                "modality_dropout": self.modality_dropout, "graph_layers": self.graph_layers, "seed": self.seed,
-                "behaviour_prior": self.behaviour_prior, "content_value_init": self.content_value_init,
-                "device": self.device}
+        ease_l2 = self.ease_l2 if str(self.ease_l2) == "auto" else float(self.ease_l2)
+        return {"modalities": list(self.modalities), "fusion": self.fusion, "loss": self.loss,
+                "epochs": self.epochs, "patience": self.patience, "lr": self.lr, "seed": self.seed,
+                "ease_l2": ease_l2, "popularity_prior": bool(self.popularity_prior), "device": self.device}
 
     def needs_content(self) -> bool:
         content_models = {"fusion", "content"}
@@ -191,6 +195,9 @@ class _TrainingCallbacks:
         self.stop_requested = False
         self._started = time.time()
         self._last_save = 0.0
+
+    def on_stage(self, message: str) -> None:
+        self.log.write("stage", stage="fit", message=message)
 
     def on_step(self, epoch: int, step: int, steps: int, loss: float) -> None:
         self.log.step(epoch=epoch, step=step, steps=steps, loss=loss)

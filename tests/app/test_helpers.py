@@ -31,13 +31,16 @@ def test_price_bands_are_catalogue_terciles():
     assert set(price_bands(pd.Series([1.0, None])).tolist()) == {""}
 
 
-def test_item_vectors_fall_back_to_interactions_for_models_without_tokens():
+def test_item_vectors_fall_back_to_interactions_for_models_without_content():
     import scipy.sparse as sp
 
     from recsys.explain import item_vectors
+    from recsys.models import get_model
+    from recsys.models.base import TrainData
 
     seen = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1], [1, 0, 0, 1]], float))
-    vectors = item_vectors(type("M", (), {"seen": seen})(), dim=2)
+    model = get_model("mostpop").fit(TrainData(np.arange(5).astype(str), np.arange(4).astype(str), seen))
+    vectors = item_vectors(model, dim=2)
     assert vectors.shape[0] == 4
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     sims = vectors @ vectors.T

@@ -66,7 +66,7 @@ def test_ease_contributions_are_its_item_item_weights(demo_run):
 
 def test_missing_modalities_are_marked(demo_run, demo_context):
     model = demo_run.model
-    no_picture = np.flatnonzero(~model.content.image_mask)
+    no_picture = np.flatnonzero(~model.item_presence()[:, model.modalities.index("image")])
     assert len(no_picture), "the demo catalog has items without pictures"
     explanation = explain(model, 0, int(no_picture[0]), context=demo_context)
     image = next(m for m in explanation.modalities if m["modality"] == "image")

@@ -94,7 +94,7 @@ def test_registry_lists_every_baseline():
 
 
 def test_defaults_are_recorded_in_config():
-    assert EASE().config["l2"] == 100.0
+    assert EASE().config["l2"] == "auto" and EASE().config["fallback_l2"] == 250.0
     assert ItemKNN().config["k_neighbors"] == 100
     bpr = BPRMF(lr=0.01)
     assert bpr.config["dim"] == 64 and bpr.config["batch_size"] == 4096 and bpr.config["lr"] == 0.01

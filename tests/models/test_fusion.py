@@ -1,33 +1,34 @@
-"""The attention-fusion model: attention, share decomposition, training, persistence, ground truth."""
+"""The fusion model: per-user weights, exact shares, experts, training, persistence, ground truth."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
-import torch
+import scipy.sparse as sp
 
 from recsys.data.demo import demo_ground_truth, generate_demo_bundle
 from recsys.evaluate import evaluate_ranking
+from recsys.explain import segment_recovery, user_weights_frame
 from recsys.features.extract import extract_item_features
 from recsys.models import Recommender, get_model
+from recsys.models.ease import ease_inverse, ease_scores_without_rows, ease_weights
 from recsys.models.fusion import FusionRecommender
 from recsys.train.data import prepare_data
 from recsys.workspace import Workspace
 
-FAST = dict(epochs=12, patience=12, dim=32, device="cpu")
+FAST = dict(epochs=6, patience=6, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """A small demo catalogue with real image features (EfficientNet-Lite0) and TF-IDF text."""
+    """A small demo catalogue with the real default encoders (MiniLM text, EfficientNet-Lite0 pictures)."""
     root = tmp_path_factory.mktemp("fusion")
-    bundle_dir = generate_demo_bundle(root / "bundle", n_users=300, n_items=160, n_interactions=7000, seed=11)
+    bundle_dir = generate_demo_bundle(root / "bundle", n_users=400, n_items=240, n_interactions=12000, seed=11)
     workspace = Workspace(root / "ws")
     assert workspace.import_bundle(bundle_dir, name="demo").ok
     bundle = workspace.load_dataset("demo")
     features = extract_item_features(bundle.items, bundle.schema.items, bundle.root, workspace.features_dir,
-                                     text_encoder="tfidf", device="cpu")
+                                     text_encoder="minilm", device="cpu")
     prepared = prepare_data(bundle.interactions, item_features=features,
                             catalogue_ids=bundle.items["item_id"].to_numpy(str))
     return {"bundle": bundle, "bundle_dir": bundle_dir, "features": features, "prepared": prepared}
@@ -41,19 +42,31 @@ def trained(demo):
         def on_epoch_end(self, model, record, improved, resume_state):
             losses.append(record["loss"])
 
-    model = FusionRecommender(**FAST).fit(demo["prepared"].data, callbacks=[Recorder()])
+    model = FusionRecommender(epochs=15, patience=15, device="cpu").fit(demo["prepared"].data, callbacks=[Recorder()])
     return model, losses
 
 
-def test_attention_sums_to_one_over_present_modalities(trained):
+def test_user_weights_sum_to_one_and_items_renormalise_over_what_they_have(trained):
     model, _ = trained
-    weights = model.attention_matrix(np.arange(20))
-    present = model._eval_present.cpu().numpy()
+    assert model.explains_by_modality()
     assert model.modalities == ["behaviour", "text", "image", "attributes"]
-    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
-    missing = ~np.broadcast_to(present, weights.shape)
+    weights = model.user_modality_weights(np.arange(20))
+    np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-5)
+    per_item = model.attention_matrix(np.arange(20))
+    present = model.item_presence()
+    np.testing.assert_allclose(per_item.sum(-1), 1.0, atol=1e-5)
+    missing = ~np.broadcast_to(present, per_item.shape)
     assert missing.any()  # the demo has items without pictures and without descriptions
-    assert np.all(weights[missing] == 0.0)
+    assert np.all(per_item[missing] == 0.0)
+    # an item with every modality uses exactly the user's weights
+    full = np.flatnonzero(present.all(1))[0]
+    np.testing.assert_allclose(per_item[:, full], weights, atol=1e-5)
+
+
+def test_users_get_different_weights(trained):
+    model, _ = trained
+    weights = model.user_modality_weights()
+    assert weights.std(axis=0).min() > 0.01  # not one set of weights for everybody
 
 
 def test_shares_add_up_to_the_score(trained):
@@ -64,30 +77,68 @@ def test_shares_add_up_to_the_score(trained):
     np.testing.assert_allclose(parts["shares"].sum(-1), parts["score"], atol=1e-4)
     full = model.score(np.array([model.user_index(user)]))[0, :50]
     np.testing.assert_allclose(parts["score"], full, atol=1e-4)
+    np.testing.assert_allclose(parts["user_weights"], model.user_modality_weights([3])[0], atol=1e-6)
 
 
-def test_each_modality_has_its_own_slot(trained):
+def test_masking_a_modality_removes_exactly_its_share_when_nothing_is_renormalised(demo):
+    model = FusionRecommender(**FAST, renormalise_missing=False).fit(demo["prepared"].data)
+    items = np.arange(30)
+    parts = model.explain_scores(0, items)
+    masks = np.zeros((30, len(model.modalities)), bool)
+    image = model.modalities.index("image")
+    masks[:, image] = True
+    base, masked = model.masked_scores(0, items, masks)
+    np.testing.assert_allclose(base - masked, parts["shares"][:, image], atol=1e-4)
+
+
+def test_each_expert_reads_only_its_own_modality(trained):
     model, _ = trained
-    buffers = dict(model._buffers)
-    with torch.no_grad():
-        before, _, _ = model.network.item_tokens(buffers)
-        buffers["image"] = buffers["image"] + torch.randn_like(buffers["image"])
-        after, _, _ = model.network.item_tokens(buffers)
+    history = sp.csr_matrix(model.seen[:5])
+    before = model._expert_z(history).z.clone()
+    saved = model._vectors["image"].clone()
+    try:
+        model._vectors["image"] = saved + 0.5 * saved.roll(1, dims=0)
+        after = model._expert_z(history).z
+    finally:
+        model._vectors["image"] = saved
     changed = (before - after).abs().amax(dim=(0, 2))
     image = model.modalities.index("image")
     assert changed[image] > 0
     assert all(changed[m] == 0 for m in range(len(model.modalities)) if m != image)
 
 
-def test_training_lowers_the_loss_and_beats_mostpop(demo, trained):
+def test_training_lowers_the_loss_and_beats_mostpop_and_ease(demo, trained):
     model, losses = trained
     assert losses[-1] < losses[0]
     prepared = demo["prepared"]
     data = prepared.data
-    mostpop = get_model("mostpop").fit(data)
     ours = evaluate_ranking(model.score, data.train, prepared.test, exclude=prepared.valid, ks=(20,))
-    pop = evaluate_ranking(mostpop.score, data.train, prepared.test, exclude=prepared.valid, ks=(20,))
-    assert ours["ndcg@20"] > pop["ndcg@20"] * 1.05
+    for name in ("mostpop", "ease"):
+        baseline = get_model(name).fit(data)
+        theirs = evaluate_ranking(baseline.score, data.train, prepared.test, exclude=prepared.valid, ks=(20,))
+        assert ours["ndcg@20"] > theirs["ndcg@20"], name
+
+
+def test_weights_recover_the_planted_segments(demo, trained):
+    """The demo plants each user's taste segment; the arg-max of the centred weights should find it."""
+    model, _ = trained
+    truth, _ = demo_ground_truth(demo["bundle_dir"])
+    recovery = segment_recovery(user_weights_frame(model), truth, model.modalities)
+    assert recovery["users"] == model.n_users
+    assert recovery["segment_accuracy"] >= 0.7, recovery
+
+
+def test_new_users_with_one_to_three_items_beat_mostpop(demo, trained):
+    from recsys.explain import evaluate_short_histories
+
+    model, _ = trained
+    prepared = demo["prepared"]
+    mostpop = get_model("mostpop").fit(prepared.data)
+    ours = evaluate_short_histories(model, prepared.data.train, prepared.test, lengths=(1, 2, 3), seed=0)
+    pop = evaluate_short_histories(mostpop, prepared.data.train, prepared.test, lengths=(1, 2, 3), seed=0)
+    for mine, theirs in zip(ours, pop):
+        assert mine["history_items"] == theirs["history_items"]
+        assert mine["ndcg@20"] >= theirs["ndcg@20"], (ours, pop)
 
 
 def test_save_and_load_give_identical_scores(trained, tmp_path):
@@ -97,6 +148,7 @@ def test_save_and_load_give_identical_scores(trained, tmp_path):
     assert isinstance(loaded, FusionRecommender)
     users = np.arange(10)
     np.testing.assert_allclose(loaded.score(users), model.score(users), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(loaded.user_modality_weights(users), model.user_modality_weights(users), atol=1e-6)
     assert loaded.recommend(model.user_ids[0], k=5) == model.recommend(model.user_ids[0], k=5)
 
 
@@ -105,9 +157,9 @@ def test_cold_items_get_content_scores(demo):
     prepared = prepare_data(bundle.interactions, protocol="cold", item_features=demo["features"],
                             catalogue_ids=bundle.items["item_id"].to_numpy(str))
     model = FusionRecommender(**FAST).fit(prepared.data)
+    assert not model.item_presence()[prepared.cold_items, 0].any()  # no behaviour for cold items
     scores = model.score(np.arange(model.n_users))[:, prepared.cold_items]
     assert np.isfinite(scores).all() and scores.std() > 0
-    # 16 cold items: rank them for the users who have them; popularity knows nothing about them
     fusion = evaluate_ranking(model.score, prepared.data.train, prepared.cold_test, ks=(3,),
                               candidate_items=prepared.cold_items)
     mostpop = get_model("mostpop").fit(prepared.data)
@@ -121,47 +173,38 @@ def test_fusion_variants_train_and_score(demo, fusion):
     model = FusionRecommender(**{**FAST, "epochs": 2, "fusion": fusion}).fit(demo["prepared"].data)
     scores = model.score(np.arange(5))
     assert scores.shape == (5, model.n_items) and np.isfinite(scores).all()
+    assert model.explains_by_modality() == (fusion != "concat")
+    if fusion == "mean":
+        np.testing.assert_allclose(model.user_modality_weights(np.arange(5)), 0.25, atol=1e-6)
 
 
-@pytest.mark.parametrize("loss", ["bpr", "mse"])
-def test_pair_losses_train(demo, loss):
-    bundle = demo["bundle"]
-    prepared = prepare_data(bundle.interactions, rating_column="rating", item_features=demo["features"],
-                            catalogue_ids=bundle.items["item_id"].to_numpy(str))
-    model = FusionRecommender(**{**FAST, "epochs": 2, "loss": loss, "batch_size": 256}).fit(prepared.data)
+def test_bpr_trains_and_rating_losses_are_refused_plainly(demo):
+    model = FusionRecommender(**{**FAST, "epochs": 2, "loss": "bpr"}).fit(demo["prepared"].data)
     assert np.isfinite(model.score(np.arange(5))).all()
+    with pytest.raises(ValueError, match="loss must be one of"):
+        FusionRecommender(loss="mse")
 
 
-def test_sampled_softmax_for_large_catalogues(demo):
-    model = FusionRecommender(**{**FAST, "epochs": 2, "full_softmax_max_items": 10, "num_negatives": 32,
-                                 "batch_size": 64}).fit(demo["prepared"].data)
-    assert np.isfinite(model.score(np.arange(5))).all()
+def test_sparse_neighbours_for_catalogues_too_large_for_ease(demo, tmp_path):
+    model = FusionRecommender(**{**FAST, "epochs": 2, "max_dense_items": 10, "neighbours": 20}).fit(
+        demo["prepared"].data)
+    assert sp.issparse(model._behaviour)
+    scores = model.score(np.arange(5))
+    assert np.isfinite(scores).all()
+    model.save(tmp_path / "m")
+    np.testing.assert_allclose(Recommender.load(tmp_path / "m").score(np.arange(5)), scores, atol=1e-5)
+
+
+def test_out_of_fold_ease_scores_equal_a_refit_without_those_users():
+    rng = np.random.default_rng(0)
+    train = sp.csr_matrix((rng.random((40, 25)) < 0.3).astype(np.float32))
+    removed = train[:6]
+    visible = sp.csr_matrix((rng.random((6, 25)) < 0.2).astype(np.float32))
+    expected = visible.toarray() @ ease_weights(ease_inverse(train[6:], 10.0))
+    fast = ease_scores_without_rows(ease_inverse(train, 10.0), removed, visible)
+    np.testing.assert_allclose(fast, expected, atol=1e-4)
 
 
 def test_unknown_option_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown fusion options"):
         FusionRecommender(dimension=3)
-
-
-@pytest.mark.slow
-def test_learned_attention_recovers_the_ground_truth_segments(demo):
-    """Users whose true taste follows pictures attend to the image token more than text-taste users do."""
-    prepared = demo["prepared"]
-    model = FusionRecommender(epochs=40, patience=40, dim=32, device="cpu").fit(prepared.data)
-    truth, _ = demo_ground_truth(demo["bundle_dir"])
-    truth = truth.set_index("user_id").loc[model.user_ids]
-    rows = np.arange(model.n_users)
-    # attention each user gives to each modality over the items they rank highest
-    scores = model.score(rows)
-    top = np.argsort(-scores, axis=1)[:, :20]
-    weights = np.stack([model.attention_matrix([u], top[u])[0].mean(0) for u in rows])
-    frame = pd.DataFrame(weights, columns=model.modalities, index=truth.index).assign(segment=truth["segment"].values)
-    by_segment = frame.groupby("segment")[model.modalities].mean()
-    assert by_segment.loc["visual", "image"] > by_segment.loc["text", "image"]
-    assert by_segment.loc["visual", "image"] > by_segment.loc["attributes", "image"]
-    # users differ in how much attention they leave for content at all, so the other segments are
-    # compared by the balance between their own modality and the picture
-    for segment, modality in (("text", "text"), ("attributes", "attributes")):
-        own = by_segment.loc[segment, modality] / by_segment.loc[segment, "image"]
-        visual = by_segment.loc["visual", modality] / by_segment.loc["visual", "image"]
-        assert own > visual, (segment, by_segment)

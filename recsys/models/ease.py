@@ -1,0 +1,113 @@
+"""EASE (Steck 2019) as reusable pieces: the inverse Gram matrix, the weights, the L2 chosen on validation,
+and the weights "without these users" (for out-of-fold training signals) by a low-rank update.
+
+``P = (X^T X + l2 I)^-1`` (float64, through a Cholesky factor: ~1.6x faster than a general inverse),
+``B = I - P / diag(P)`` with a zero diagonal, ``score(u) = x_u B``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+__all__ = ["ease_inverse", "ease_weights", "ease_scores_without_rows", "choose_ease_l2", "DEFAULT_L2_GRID"]
+
+#: The L2 values tried when the L2 is chosen on validation (EASE's optimum moves with density and size).
+DEFAULT_L2_GRID = (50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
+
+
+def _binary(train: sp.spmatrix) -> sp.csr_matrix:
+    return sp.csr_matrix((sp.csr_matrix(train) != 0).astype(np.float64))
+
+
+def _gram(train: sp.spmatrix) -> np.ndarray:
+    x = _binary(train)
+    gram = x.T @ x
+    return np.asarray(gram.toarray() if sp.issparse(gram) else gram, dtype=np.float64)
+
+
+def ease_inverse(train: sp.spmatrix, l2: float, gram: np.ndarray | None = None) -> np.ndarray:
+    """``P = (X^T X + l2 I)^-1`` as float64 ``[N, N]``."""
+    gram = _gram(train) if gram is None else gram
+    matrix = torch.from_numpy(gram.copy())
+    matrix.diagonal().add_(float(l2))
+    factor = torch.linalg.cholesky(matrix)
+    return torch.cholesky_inverse(factor).numpy()
+
+
+def ease_weights(inverse: np.ndarray) -> np.ndarray:
+    """``B = -P / diag(P)`` with a zero diagonal, float32."""
+    weights = inverse / (-np.diag(inverse))[None, :]
+    np.fill_diagonal(weights, 0.0)
+    return weights.astype(np.float32)
+
+
+def ease_scores_without_rows(inverse: np.ndarray, removed: sp.spmatrix, history: sp.spmatrix) -> np.ndarray:
+    """Scores ``history @ B'`` where ``B'`` is EASE fitted *without* the rows ``removed``.
+
+    A user's training signal must not come from weights fitted on that user's own rows: an in-sample
+    EASE score looks better than it will be on unseen items. Refitting per fold would cost one
+    inversion each; the Woodbury identity gives the same scores from the full inverse ``P``:
+    ``P' = P + P Xf^T (I - Xf P Xf^T)^-1 Xf P`` for the removed rows ``Xf`` (m of them), at
+    O(m N^2 / N + m^2 N) for the ``m`` history rows asked for.
+    """
+    xf = _binary(removed)
+    v = _binary(history)
+    q = np.asarray(xf @ inverse)  # [m, N]  Xf P
+    inner = np.eye(xf.shape[0]) - np.asarray(q @ xf.T.toarray())  # I - Xf P Xf^T (positive definite)
+    k = np.linalg.solve(inner, q)  # K Xf P
+    vp = np.asarray(v @ inverse)  # V P
+    vp_new = vp + np.asarray(vp @ xf.T.toarray()) @ k
+    diag_new = np.diag(inverse) + (q * k).sum(axis=0)
+    return np.asarray(v.toarray() - vp_new / diag_new[None, :], dtype=np.float32)
+
+
+def choose_ease_l2(train: sp.spmatrix, valid: sp.spmatrix, grid: Sequence[float] = DEFAULT_L2_GRID,
+                   metric: str = "ndcg@20", start: float = 250.0, log: Callable[[str], None] | None = None
+                   ) -> tuple[float, dict[float, float], np.ndarray]:
+    """The L2 of ``grid`` with the best validation ``metric``; returns ``(l2, {l2: metric}, P at that l2)``.
+
+    Up to 3,000 items every value is tried. Above, where each inversion is O(N^3), the search starts at
+    the grid value nearest ``start`` and climbs toward the better neighbour until neither is better
+    (validation NDCG is close to unimodal in the L2 on larger data): usually 3-4 inversions.
+    """
+    from ..evaluate import evaluate_ranking
+
+    grid = sorted(float(v) for v in grid)
+    gram = _gram(train)
+    history = _binary(train).astype(np.float32)
+    table: dict[float, float] = {}
+    inverses: dict[float, np.ndarray] = {}
+
+    def value(position: int) -> float:
+        l2 = grid[position]
+        if l2 not in table:
+            inverse = ease_inverse(train, l2, gram)
+            weights = ease_weights(inverse)
+            result = evaluate_ranking(lambda rows: np.asarray(history[rows] @ weights), train, valid, ks=(20,))
+            if not table or float(result[metric]) > max(table.values()):
+                inverses.clear()  # keep only the best so far: each is N x N float64
+                inverses[l2] = inverse
+            table[l2] = float(result[metric])
+            if log is not None:
+                log(f"EASE l2 {l2:g}: valid {metric} {table[l2]:.4f}")
+        return table[l2]
+
+    if train.shape[1] <= 3000:  # small catalogues: every value (cheap, and no unimodality assumed)
+        for position in range(len(grid)):
+            value(position)
+        best = max(table, key=table.get)
+        return best, table, inverses[best]
+    position = int(np.argmin([abs(np.log(v / start)) for v in grid]))
+    while True:
+        here = value(position)
+        neighbours = [p for p in (position - 1, position + 1) if 0 <= p < len(grid)]
+        better = [p for p in neighbours if value(p) > here + 1e-9]
+        if not better:
+            break
+        position = max(better, key=lambda p: table[grid[p]])
+    best = grid[position]
+    return best, table, inverses[best]

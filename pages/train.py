@@ -32,6 +32,7 @@ MODALITY_OPTIONS = ["behaviour", "text", "image", "attributes"]
 STAGES = {
     "features": "Extracting item features",
     "features_done": "Features ready",
+    "preflight": "Checking what the protocol keeps",
     "split": "Splitting the data",
     "data": "Data ready",
     "fit": "Training",
@@ -116,6 +117,39 @@ def _index(options: list, value: Any) -> int:
 
 # ----------------------------------------------------------------------------- the form
 
+@st.cache_data(ttl=300, show_spinner="Checking what the evaluation protocol keeps…", max_entries=16)
+def dataset_preflight(dataset: str, k_core: int, stamp: str) -> dict[str, Any]:
+    from recsys.train.data import preflight
+
+    bundle = get_workspace().load_dataset(dataset)
+    return preflight(bundle.interactions, k_core=k_core, has_timestamp=bundle.schema.timestamp_column is not None)
+
+
+def preflight_panel(dataset: str, protocol: str, k_core: int) -> bool:
+    """What the chosen protocol keeps, before anything expensive runs; False when it keeps nothing."""
+    from recsys.train.data import resolve_protocol
+
+    try:
+        stamp = str((get_workspace().dataset_path(dataset) / "manifest.json").stat().st_mtime)
+    except Exception:
+        stamp = ""
+    check = dataset_preflight(dataset, k_core, stamp)
+    try:
+        chosen = resolve_protocol(protocol, check)
+    except ValueError as exc:
+        st.error(f"**This protocol cannot evaluate this dataset.** {exc}", icon=":material/block:")
+        return False
+    kept = check["protocols"]["p1" if chosen in ("p1", "temporal", "cold") else chosen]
+    total = check["total"]
+    label = {"p1": "P1 (k-core, random 80/10/10 per user)", "temporal": "temporal leave-last-out",
+             "sparse": "sparse (leave-last-out, users with 3+ interactions, no filter)"}.get(chosen, chosen)
+    why = f" — chosen automatically: {check['reason']}" if protocol == "auto" else ""
+    st.info(f"**Evaluation: {label}**{why}. The model trains on {kept['users']:,} of {total['users']:,} users and "
+            f"{kept['items']:,} of {total['items']:,} items ({kept['interactions']:,} interactions); "
+            f"{kept['evaluated_users']:,} users are evaluated.", icon=":material/fact_check:")
+    return True
+
+
 def config_form() -> None:
     if not dataset_names():
         empty_state("No dataset yet — import one on the Data page (or use the quick start on Home) and come back "
@@ -181,8 +215,8 @@ def config_form() -> None:
                 options["seed"] = row[3].number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, key="train_seed",
                                                       help=helptext("seed"))
                 row = st.columns(4)
-                options["protocol"] = row[0].selectbox("Evaluation protocol", ["p1", "temporal"], key="train_protocol",
-                                                       help=helptext("protocol"))
+                options["protocol"] = row[0].selectbox("Evaluation protocol", ["auto", "p1", "temporal", "sparse"],
+                                                       key="train_protocol", help=helptext("protocol"))
                 options["k_core"] = row[1].number_input("k-core", 1, 100, DEFAULTS.k_core, key="train_k_core",
                                                         help=helptext("k_core"))
                 with row[2]:
@@ -199,11 +233,13 @@ def config_form() -> None:
             "Baselines trained beside it", baseline_options, default=[b for b in DEFAULTS.baselines if b != model],
             key=f"train_baselines_{model}", help=helptext("baselines"), format_func=lambda m: MODEL_NAMES.get(m, m))
 
+        feasible = preflight_panel(dataset, options.get("protocol", DEFAULTS.protocol),
+                                   int(options.get("k_core", DEFAULTS.k_core)))
         active = [r for r in list_all_runs() if r["status"].get("state") in ACTIVE_STATES]
         cols = st.columns([1, 3], vertical_alignment="center")
         start = cols[0].button("Start training", type="primary", icon=":material/play_arrow:", key="train_start",
-                               disabled=model in ("fusion", "content") and not options.get("modalities"),
-                               width="stretch")
+                               disabled=(model in ("fusion", "content") and not options.get("modalities"))
+                               or not feasible, width="stretch")
         if active:
             cols[1].caption(f":material/info: {len(active)} run{'s are' if len(active) > 1 else ' is'} already "
                             "training; another one will share the machine with it.")

@@ -82,3 +82,46 @@ def small_bundle(tmp_path) -> Path:
     })
     return write_bundle(tmp_path / "small", items, interactions,
                         images={"images/a.png": png_bytes(), "images/b.png": png_bytes((0, 0, 200))})
+
+
+def write_sparse_shop_bundle(folder: Path, n_users: int = 300, n_items: int = 240, seed: int = 7) -> Path:
+    """A fashion-shop-like bundle as real catalogues look: sparse (median ~4 purchases per customer, ~1-2
+    customers per article), integer code columns beside their names, a one-letter index code, dates, and
+    about a third of the articles without a picture."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    types = ["Trousers", "Dress", "Sweater", "T-shirt", "Jacket", "Skirt", "Shorts", "Blouse"]
+    colours = {"Black": (20, 20, 20), "White": (235, 235, 235), "Dark Blue": (20, 40, 110), "Red": (190, 30, 40),
+               "Beige": (210, 190, 150), "Green": (40, 120, 60)}
+    departments = {1010: "Ladieswear", 2020: "Menswear", 3030: "Divided", 4040: "Sport"}
+    colour_names = list(colours)
+    rows, images = [], {}
+    for i in range(n_items):
+        kind = types[i % len(types)]
+        colour = colour_names[rng.integers(len(colour_names))]
+        department = list(departments)[rng.integers(len(departments))]
+        item_id = f"0{700000000 + i * 7919}"
+        has_picture = rng.random() > 0.33
+        rows.append({"item_id": item_id, "prod_name": f"{kind} {['Slim', 'Relaxed', 'Basic', 'Premium'][i % 4]} {i}",
+                     "product_type_name": kind, "colour_group_code": 10 + colour_names.index(colour),
+                     "colour_group_name": colour, "department_no": department,
+                     "department_name": departments[department], "graphical_appearance_no": 1010016 + (i % 3),
+                     "index_code": "ABCD"[department // 1000 - 1],
+                     "detail_desc": f"A {colour.lower()} {kind.lower()} from {departments[department]}.",
+                     "price": round(float(rng.uniform(5, 80)), 2),
+                     "image_file": f"images/{item_id}.png" if has_picture else ""})
+        if has_picture:
+            images[f"images/{item_id}.png"] = png_bytes(colours[colour])
+    items = pd.DataFrame(rows)
+    interactions = []
+    for u in range(n_users):
+        count = 1 + int(rng.poisson(3.2))
+        taste = rng.integers(len(types))
+        for _ in range(count):
+            pool = [j for j in range(n_items) if j % len(types) == taste] if rng.random() < 0.6 else range(n_items)
+            j = int(rng.choice(list(pool)))
+            day = 1 + int(rng.integers(0, 700))
+            interactions.append({"user_id": f"c{u:05d}", "item_id": rows[j]["item_id"],
+                                 "t_dat": f"2019-{1 + day // 60 % 12:02d}-{1 + day % 28:02d}", "timestamp": day})
+    return write_bundle(folder, items, pd.DataFrame(interactions), images=images)

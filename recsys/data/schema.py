@@ -80,6 +80,9 @@ def _non_empty(series: pd.Series) -> pd.Series:
     return series.dropna()
 
 
+_CODE_NAME = re.compile(r"(_no|_nr|_num|_code|_id|_key)$|^(code|no)_|(^|_)code(_|$)")
+
+
 def infer_role(name: str, series: pd.Series, table: str, separator: str = DEFAULT_SEPARATOR) -> RoleGuess:
     """Guess the role of one column. Order matters: names first, then values."""
     lowered = name.lower()
@@ -112,8 +115,12 @@ def infer_role(name: str, series: pd.Series, table: str, separator: str = DEFAUL
     if pd.api.types.is_bool_dtype(series) or set(text_values.str.lower().unique()) <= {"true", "false", "0", "1", "yes", "no"}:
         return RoleGuess(CATEGORICAL, "two values (yes/no)")
     if numeric_share > 0.95:
-        if unique_ratio > 0.98 and n > 50 and (numeric == numeric.round()).all() and not has_space:
+        whole = bool((numeric == numeric.round()).all())
+        if unique_ratio > 0.98 and n > 50 and whole and not has_space:
             return RoleGuess(IGNORE, "unique whole numbers: looks like an identifier")
+        if whole and _CODE_NAME.search(lowered):
+            return RoleGuess(CATEGORICAL, f"whole numbers named like a code ('{name}'): labels, not amounts; "
+                                          f"{values.nunique()} distinct values")
         return RoleGuess(NUMERIC, "numbers" if numeric_share == 1.0 else "numbers (currency or thousands separators parsed)")
     if separator and text_values.str.contains(re.escape(separator), regex=True).mean() > 0.02:
         tokens = text_values.str.split(re.escape(separator), regex=True).explode().str.strip()
@@ -134,7 +141,31 @@ def infer_role(name: str, series: pd.Series, table: str, separator: str = DEFAUL
 
 
 def infer_roles(frame: pd.DataFrame, table: str, separator: str = DEFAULT_SEPARATOR) -> dict[str, RoleGuess]:
-    return {str(col): infer_role(str(col), frame[col], table, separator) for col in frame.columns}
+    guesses = {str(col): infer_role(str(col), frame[col], table, separator) for col in frame.columns}
+    return _drop_duplicate_codes(frame, guesses)
+
+
+def _drop_duplicate_codes(frame: pd.DataFrame, guesses: dict[str, RoleGuess]) -> dict[str, RoleGuess]:
+    """A categorical code column that is one-to-one with another categorical column (``colour_group_code``
+    beside ``colour_group_name``) says the same thing twice: it would pad explanations and double that
+    attribute's weight. The one with the longer values (the readable names) is kept."""
+    categorical = [c for c, g in guesses.items() if g.role == CATEGORICAL]
+    if len(categorical) < 2 or len(frame) == 0:
+        return guesses
+    sample = frame.head(50_000)
+    for code in categorical:
+        for name in categorical:
+            if code == name or guesses[name].role != CATEGORICAL or guesses[code].role != CATEGORICAL:
+                continue
+            pair = sample[[code, name]].dropna().astype(str)
+            if pair.empty or pair[code].nunique() < 2:
+                continue
+            one_to_one = (pair.groupby(code)[name].nunique().max() == 1
+                          and pair.groupby(name)[code].nunique().max() == 1)
+            longer = pair[name].str.len().mean() > pair[code].str.len().mean()
+            if one_to_one and longer:
+                guesses[code] = RoleGuess(IGNORE, f"the same information as '{name}' (one-to-one): kept once")
+    return guesses
 
 
 @dataclass

@@ -23,12 +23,14 @@ from .split import (
     deduplicate,
     k_core_filter,
     kfold_user_split,
+    leave_last_out,
     p1_split,
     prepare_p1,
     temporal_leave_last_out,
 )
 
 __all__ = [
+    "leave_last_out",
     "build_index",
     "catalogue_coverage",
     "cold_item_split",

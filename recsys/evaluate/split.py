@@ -31,6 +31,7 @@ __all__ = [
     "cold_item_split",
     "kfold_user_split",
     "prepare_p1",
+    "leave_last_out",
 ]
 
 USER = "user_id"
@@ -151,6 +152,30 @@ def temporal_leave_last_out(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     eligible = n >= 3
     is_test = eligible & (from_end == 0)
     is_valid = eligible & (from_end == 1)
+    is_train = ~is_test & ~is_valid
+    return {
+        "train": ordered.loc[is_train].reset_index(drop=True),
+        "valid": ordered.loc[is_valid].reset_index(drop=True),
+        "test": ordered.loc[is_test].reset_index(drop=True),
+    }
+
+
+def leave_last_out(df: pd.DataFrame, seed: int = 2026, min_interactions: int = 3) -> dict[str, pd.DataFrame]:
+    """The sparse protocol: per user with >= ``min_interactions`` rows, the last row -> test and the one
+    before -> valid (by ``timestamp`` when the frame has one, else in a seeded random order); every
+    other row, and every row of shorter histories, -> train. No item or user is filtered out."""
+    _check_columns(df, USER, ITEM)
+    if TIME in df.columns:
+        ordered = df.sort_values([USER, TIME, ITEM], kind="stable").reset_index(drop=True)
+        grp = ordered.groupby(USER, sort=False)
+        from_end = grp.cumcount(ascending=False).to_numpy()
+        n = grp[ITEM].transform("size").to_numpy()
+    else:
+        ordered, pos, n = _shuffled_by_user(df, seed)
+        from_end = pos
+    eligible = n >= max(2, int(min_interactions))
+    is_test = eligible & (from_end == 0)
+    is_valid = eligible & (n >= 3) & (from_end == 1)
     is_train = ~is_test & ~is_valid
     return {
         "train": ordered.loc[is_train].reset_index(drop=True),

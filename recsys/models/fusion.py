@@ -71,7 +71,7 @@ DEFAULTS: dict[str, Any] = {
     "neighbours": 200,              # item-item neighbours kept per item in the sparse case
     "popularity_prior": True,       # the popularity term in the behaviour share (short histories)
     "rank_weighted": True,
-    "behaviour_shifts": [0.0, 1.0, 2.0, 4.0, 8.0],  # tried on validation after training (see _calibrate_on_valid)          # cloze loss weighted by the DCG discount of each hidden item's rank
+    "behaviour_scales": [0.5, 1.0, 1.5, 2.5, 4.0, 8.0],  # tried on validation after training (_calibrate_on_valid)          # cloze loss weighted by the DCG discount of each hidden item's rank
     "renormalise_missing": True,    # an item lacking a modality spreads its weight over the others
     "seed": 2026,
     "device": "auto",
@@ -238,10 +238,14 @@ class ExpertGate(nn.Module):
         # population weights = softmax(bias). Start from "trust behaviour" (about 0.8 of the weight when
         # there are four modalities): a strong collaborative ranking is the floor, and content has to
         # earn its weight on the cloze loss while validation NDCG watches (early stopping keeps the best)
-        bias = torch.zeros(m)
+        self.bias = nn.Parameter(torch.zeros(m))  # item_gate's population weights
+        # how decisive each expert's standardised scores are (one constant per modality, shared by all
+        # users). Global importance lives here, so the user weights below carry only what differs
+        # between users; behaviour starts decisive, so the first ranking is close to EASE's
+        scale = torch.zeros(m)
         if has_behaviour and m > 1:
-            bias[0] = math.log(4.0 * (m - 1))
-        self.bias = nn.Parameter(bias)
+            scale[0] = math.log(3.0)
+        self.log_expert_scale = nn.Parameter(scale)
         # evidence -> logits through non-negative slopes: a modality's weight rises with how much more the
         # user's history coheres in it than other users' histories do, and with nothing else. The content
         # modalities share one slope (their evidence is the same statistic, on one scale), so the order
@@ -259,16 +263,21 @@ class ExpertGate(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(2 * m, 16), nn.GELU(), nn.Linear(16, 1)) if fusion == "concat" else None
         # chosen on validation after training (not learned): the cloze likelihood rewards content that
         # lifts long-tail items, validation NDCG@20 says how much of that the top of the list can take
-        self.register_buffer("behaviour_shift", torch.tensor(0.0))
+        # (a scale of the behaviour expert's scores, so the users' weights keep their meaning)
+        self.register_buffer("behaviour_scale", torch.tensor(1.0))
         self.register_buffer("popularity_scale", torch.tensor(1.0))
 
-    def logits_bias(self) -> torch.Tensor:
-        if not self.has_behaviour:
-            return self.bias
-        return torch.cat([self.bias[:1] + self.behaviour_shift, self.bias[1:]])
-
     def population(self) -> torch.Tensor:
-        return torch.softmax(self.logits_bias(), dim=0)
+        if self.fusion == "item_gate":
+            return torch.softmax(self.bias, dim=0)
+        m = self.bias.shape[0]
+        return torch.full((m,), 1.0 / m, device=self.bias.device)
+
+    def expert_scales(self) -> torch.Tensor:
+        scales = torch.exp(self.log_expert_scale)
+        if self.has_behaviour:
+            scales = torch.cat([scales[:1] * self.behaviour_scale, scales[1:]])
+        return scales
 
     def slopes(self) -> torch.Tensor:
         m = self.bias.shape[0]
@@ -289,7 +298,7 @@ class ExpertGate(nn.Module):
         if self.fusion in ("item_gate", "concat"):
             return self.population().expand(b, m)
         shrink = (length / (length + F.softplus(self.kappa_raw))).unsqueeze(1)
-        return torch.softmax(self.logits_bias() + self.slopes() * evidence * shrink, dim=1)
+        return torch.softmax(self.slopes() * evidence * shrink, dim=1)
 
     def popularity_weight(self, length: torch.Tensor) -> torch.Tensor:
         a0, a1 = self.popularity_raw
@@ -310,7 +319,7 @@ class ExpertGate(nn.Module):
                 scores = scores + self.popularity_weight(length).unsqueeze(1) * popularity.unsqueeze(0)
             return (scores, None, None) if with_parts else scores
         if self.fusion == "item_gate":
-            logits = self.logits_bias().unsqueeze(1) + self.item_popularity_weight.unsqueeze(1) * item_popularity_z.unsqueeze(0)
+            logits = self.bias.unsqueeze(1) + self.item_popularity_weight.unsqueeze(1) * item_popularity_z.unsqueeze(0)
             weights = torch.softmax(logits, dim=0).unsqueeze(0) * presence  # [1, M, N]
             if renormalise:
                 weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-12)
@@ -330,7 +339,7 @@ class ExpertGate(nn.Module):
             if renormalise:
                 weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-12)
         confidence = (length / (length + F.softplus(self.confidence_raw))).view(-1, 1, 1)
-        shares = weights * z * confidence
+        shares = weights * z * (self.expert_scales().view(1, -1, 1) * confidence)
         if popularity is not None and self.has_behaviour:
             prior = self.popularity_weight(length).unsqueeze(1) * popularity.unsqueeze(0)  # [B, N]
             shares = torch.cat([shares[:, :1] + prior.unsqueeze(1) * presence[:, :1], shares[:, 1:]], dim=1)
@@ -606,26 +615,27 @@ class FusionRecommender(Recommender):
 
     @torch.no_grad()
     def _calibrate_on_valid(self, train: sp.csr_matrix, valid: sp.csr_matrix) -> None:
-        """Choose how far to lean toward behaviour (a shift of its logit) and whether to keep the popularity
-        prior, on validation NDCG@20 (ties keep the smaller change)."""
+        """Choose how sharp the behaviour expert's scores should be against the content experts' (a scale of
+        its standardised scores) on validation NDCG@20 (ties keep the smaller change). The users' weights
+        are not touched: they stay what the evidence in each user's history says."""
         from ..evaluate import evaluate_ranking
 
         gate = self.gate
-        shifts = self.config["behaviour_shifts"] if gate.has_behaviour and self.config["fusion"] in (
-            "attention", "item_gate") else [0.0]
+        shifts = self.config["behaviour_scales"] if gate.has_behaviour and self.config["fusion"] != "concat" \
+            else [1.0]
         scales = [1.0]  # the popularity prior fades with history length by construction
         table = {}
         for scale in scales:
             for shift in shifts:
-                gate.behaviour_shift.fill_(float(shift))
+                gate.behaviour_scale.fill_(float(shift))
                 gate.popularity_scale.fill_(float(scale))
                 table[(float(shift), scale)] = evaluate_ranking(self.score, train, valid, ks=(20,))["ndcg@20"]
-        best = max(table, key=lambda key: (round(table[key], 6), -abs(key[0]), key[1]))
-        gate.behaviour_shift.fill_(best[0])
+        best = max(table, key=lambda key: (round(table[key], 6), -abs(math.log(key[0])), key[1]))
+        gate.behaviour_scale.fill_(best[0])
         gate.popularity_scale.fill_(best[1])
-        self.history["calibration"] = {"behaviour_shift": best[0], "popularity_scale": best[1],
+        self.history["calibration"] = {"behaviour_scale": best[0], "popularity_scale": best[1],
                                        "valid_ndcg@20": table[best],
-                                       "table": {f"shift {k[0]:g}, popularity x{k[1]:g}": v for k, v in table.items()}}
+                                       "table": {f"behaviour x{k[0]:g}": v for k, v in table.items()}}
 
     @staticmethod
     def _stage(callbacks: Sequence[Any], message: str) -> None:

@@ -2,8 +2,14 @@
 
 The protocols come from ``recsys.evaluate.split`` (DESIGN.md, "Evaluation protocol P1"):
 ``p1`` (dedup, 5-core, per-user random 80/10/10), ``temporal`` (leave last out) and ``cold``
-(10 % of items held out entirely; the rest split as P1). The item axis is every item left after
-the k-core filter, held-out cold items included, so content-aware models can rank them.
+(10 % of items held out entirely; the rest split as P1), and ``sparse`` for real catalogues where a
+5-core filter keeps almost nothing (per-user leave-last-out for users with 3 or more interactions, no
+filter: every item of the catalogue stays on the item axis and is scored from its content when it has
+no behaviour). Under P1 / temporal / cold the item axis is every item left after the k-core filter,
+held-out cold items included, so content-aware models can rank them.
+
+:func:`preflight` says, before anything expensive runs, what each protocol would keep, and which one
+``auto`` picks.
 """
 
 from __future__ import annotations
@@ -17,10 +23,55 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..evaluate import build_index, cold_item_split, deduplicate, interactions_to_csr, k_core_filter, p1_split
-from ..evaluate.split import temporal_leave_last_out
+from ..evaluate.split import leave_last_out, temporal_leave_last_out
 from ..models.base import TrainData
 
-PROTOCOLS = ("p1", "temporal", "cold")
+PROTOCOLS = ("p1", "temporal", "cold", "sparse")
+#: ``auto`` keeps P1 while its k-core filter leaves at least this share of the interactions and users.
+AUTO_MIN_KEPT = 0.5
+AUTO_MIN_USERS = 20
+
+
+def preflight(interactions: pd.DataFrame, k_core: int = 5, seed: int = 2026,
+              has_timestamp: bool = False) -> dict[str, Any]:
+    """What each protocol keeps (users, items, interactions, evaluated users) and which one ``auto``
+    chooses, with the reason; cheap (no features, no model)."""
+    frame = deduplicate(interactions[["user_id", "item_id"]].copy())
+    total = {"users": int(frame["user_id"].nunique()), "items": int(frame["item_id"].nunique()),
+             "interactions": int(len(frame))}
+    core = k_core_filter(frame, k_core) if k_core > 1 else frame
+    p1 = {"users": int(core["user_id"].nunique()), "items": int(core["item_id"].nunique()),
+          "interactions": int(len(core)), "evaluated_users": int((core.groupby("user_id").size() >= 2).sum())}
+    counts = frame.groupby("user_id").size()
+    sparse = {**total, "evaluated_users": int((counts >= 3).sum())}
+    protocols = {"p1": p1, "sparse": sparse}
+    if has_timestamp:
+        protocols["temporal"] = {**p1, "evaluated_users": int((core.groupby("user_id").size() >= 3).sum())}
+    kept = p1["interactions"] / max(total["interactions"], 1)
+    kept_users = p1["users"] / max(total["users"], 1)
+    if p1["users"] >= AUTO_MIN_USERS and kept >= AUTO_MIN_KEPT and kept_users >= AUTO_MIN_KEPT:
+        chosen, reason = "p1", (f"the {k_core}-core filter keeps {kept:.0%} of the interactions and {kept_users:.0%} "
+                                "of the users")
+    else:
+        chosen, reason = "sparse", (f"the {k_core}-core filter would keep only {kept:.0%} of the interactions and "
+                                    f"{kept_users:.0%} of the users ({p1['items']:,} of {total['items']:,} items): "
+                                    "leave-last-out per user with 3+ interactions, every item kept")
+    median = float(counts.median()) if len(counts) else 0.0
+    return {"total": total, "protocols": protocols, "auto": chosen, "reason": reason, "k_core": k_core,
+            "median_interactions_per_user": median}
+
+
+def resolve_protocol(protocol: str, check: dict[str, Any]) -> str:
+    """``auto`` -> the pre-flight's choice; an explicit protocol that keeps nothing is refused plainly."""
+    chosen = check["auto"] if protocol == "auto" else protocol
+    kept = check["protocols"].get("p1" if chosen in ("p1", "temporal", "cold") else chosen, {})
+    if not kept.get("interactions"):
+        raise ValueError(f"the {chosen} protocol keeps no interactions: the {check['k_core']}-core filter removes "
+                         f"every user and item (median {check['median_interactions_per_user']:g} interactions per "
+                         "user). Choose the 'sparse' protocol (or 'auto'), or a smaller k-core.")
+    if not kept.get("evaluated_users"):
+        raise ValueError(f"the {chosen} protocol leaves no user to evaluate (each needs at least 3 interactions)")
+    return chosen
 
 
 @dataclass
@@ -74,13 +125,17 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
     if timestamp_column:
         frame["timestamp"] = interactions[timestamp_column].astype(float)
     frame = deduplicate(frame)
-    if k_core > 1:
+    if k_core > 1 and protocol != "sparse":
         frame = k_core_filter(frame, k_core)
     if frame.empty:
         raise ValueError(f"no interactions are left after the {k_core}-core filter: every user and item needs "
                          f"at least {k_core} interactions; try a smaller k-core")
     user_index = build_index(frame["user_id"])
-    item_index = build_index(frame["item_id"])
+    if protocol == "sparse" and catalogue_ids is not None:
+        # the whole catalogue: items nobody chose yet are scored from their content
+        item_index = build_index(pd.Series(np.asarray(catalogue_ids).astype(str)))
+    else:
+        item_index = build_index(frame["item_id"])
     cold_items = cold_test_matrix = None
     split_source = frame
     if protocol == "cold":
@@ -92,6 +147,8 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
         if "timestamp" not in frame:
             raise ValueError("the temporal protocol needs a timestamp column")
         parts = temporal_leave_last_out(split_source)
+    elif protocol == "sparse":
+        parts = leave_last_out(split_source, seed=seed)
     else:
         parts = p1_split(split_source, seed=seed)
     matrices = {name: interactions_to_csr(parts[name], user_index, item_index) for name in ("train", "valid", "test")}
@@ -108,7 +165,9 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
                                         else item_features.item_ids, item_ids)
     data = TrainData(user_ids, item_ids, matrices["train"], ratings=ratings, valid=matrices["valid"],
                      item_features=features, timestamps=times)
-    summary = {"protocol": protocol, "seed": seed, "k_core": k_core, "users": len(user_ids), "items": len(item_ids),
+    summary = {"protocol": protocol, "seed": seed, "k_core": 0 if protocol == "sparse" else k_core,
+               "users": len(user_ids), "items": len(item_ids),
+               "items_with_interactions": int(frame["item_id"].nunique()),
                "interactions": int(len(frame)), "train": int(matrices["train"].nnz),
                "valid": int(matrices["valid"].nnz), "test": int(matrices["test"].nnz)}
     if cold_items is not None:

@@ -59,7 +59,9 @@ class RunConfig:
     popularity_prior: bool = _option(FUSION["popularity_prior"], "blend in popularity for users with short histories")
     text_encoder: str = _option("minilm", "text encoder (python -m recsys encoders)")
     image_encoder: str = _option("efficientnet-lite0", "image encoder")
-    protocol: str = _option("p1", "p1 (random 80/10/10 per user), temporal (leave last out)")
+    protocol: str = _option("auto", "auto (P1 when its k-core filter keeps enough of the data, else sparse), p1 "
+                                    "(k-core, random 80/10/10 per user), temporal (leave last out), sparse "
+                                    "(leave last out for users with 3+ interactions, no filter, every item kept)")
     cold_start: bool = _option(False, "also evaluate on the P1 cold-start split (10 % of items held out)")
     k_core: int = _option(5, "keep users and items with at least this many interactions")
     seed: int = _option(2026, "random seed for the split and the model")
@@ -275,20 +277,30 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
     from .checkpoint import load_checkpoint, remove_checkpoint
     from .data import prepare_data
 
+    from .data import preflight, resolve_protocol
+
     bundle = workspace.load_dataset(config.dataset)
+    # before anything expensive: what the protocol keeps, and refuse one that keeps nothing
+    check = preflight(bundle.interactions, k_core=config.k_core, seed=config.seed,
+                      has_timestamp=bundle.schema.timestamp_column is not None)
+    protocol = resolve_protocol(config.protocol, check)
+    log.write("stage", stage="preflight", protocol=protocol, requested=config.protocol, reason=check["reason"],
+              kept=check["protocols"].get("p1" if protocol in ("p1", "temporal", "cold") else protocol),
+              total=check["total"])
     features = None
     if config.needs_content():
         features = _extract_features(workspace, bundle, config, log, progress)
-    log.write("stage", stage="split", protocol=config.protocol)
+    log.write("stage", stage="split", protocol=protocol)
     prepare = lambda protocol: prepare_data(  # noqa: E731
         bundle.interactions, protocol=protocol, seed=config.seed, k_core=config.k_core,
         rating_column=bundle.schema.rating_column,
         timestamp_column=bundle.schema.timestamp_column if protocol == "temporal" else None,
         item_features=features, catalogue_ids=bundle.items["item_id"].to_numpy(str))
-    prepared = prepare(config.protocol)
+    prepared = prepare(protocol)
     log.write("stage", stage="data", **prepared.summary)
 
-    metrics: dict[str, Any] = {"split": prepared.summary, "baselines": {}, "cold_start": {}}
+    metrics: dict[str, Any] = {"split": prepared.summary, "baselines": {}, "cold_start": {},
+                               "preflight": {**check, "chosen": protocol}}
     model = get_model(config.model, **config.model_options())
     log.write("stage", stage="fit", model=config.model)
     resume_state = None
@@ -321,7 +333,9 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
         log.write("result", model=name, test=metrics["baselines"][name]["test"])
         atomic_write_json(run_dir / "metrics.json", metrics)
 
-    if config.cold_start and not callbacks.stop_requested:
+    if config.cold_start and protocol == "sparse":
+        log.write("stage", stage="cold_start", message="skipped: the cold-item split needs the P1 k-core data")
+    elif config.cold_start and not callbacks.stop_requested:
         log.write("stage", stage="cold_start")
         cold = prepare("cold")
         for name in [config.model, *[b for b in config.baselines if b != config.model]]:

@@ -39,6 +39,7 @@ STAGES = {
     "resume": "Resuming from the last checkpoint",
     "baseline": "Training and evaluating baselines",
     "cold_start": "Evaluating on cold-start items",
+    "final": "Refitting the final model on every interaction",
     "stopping": "Stopping after the current step…",
 }
 
@@ -89,7 +90,7 @@ def dataset_modalities(name: str) -> list[str]:
     return found
 
 
-HANDLED = {"dataset", "model", "modalities", "fusion", "loss", "epochs", "patience", "lr", "ease_l2",
+HANDLED = {"dataset", "model", "modalities", "fusion", "loss", "epochs", "patience", "lr", "ease_l2", "final_model",
            "popularity_prior", "text_encoder", "image_encoder", "protocol", "cold_start", "k_core",
            "seed", "baselines", "device"}
 
@@ -222,6 +223,9 @@ def config_form() -> None:
                 with row[2]:
                     options["cold_start"] = st.toggle("Cold-start evaluation", DEFAULTS.cold_start,
                                                       key="train_cold_start", help=helptext("cold_start"))
+                with row[3]:
+                    options["final_model"] = st.toggle("Final model on all data", DEFAULTS.final_model,
+                                                       key="train_final_model", help=helptext("final_model"))
                 extra = [name for name in FIELDS if name not in HANDLED]
                 if extra:  # options added to RunConfig later appear here with their own help text
                     row = st.columns(4)

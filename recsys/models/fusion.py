@@ -614,6 +614,14 @@ class FusionRecommender(Recommender):
         return self
 
     @torch.no_grad()
+    def adopt_calibration(self, other: "FusionRecommender") -> None:
+        """Take the validation-chosen calibration of ``other`` (a refit on all data has no validation)."""
+        self.gate.behaviour_scale.copy_(other.gate.behaviour_scale)
+        self.gate.popularity_scale.copy_(other.gate.popularity_scale)
+        if "calibration" in other.history:
+            self.history["calibration"] = {**other.history["calibration"], "adopted": True}
+
+    @torch.no_grad()
     def _calibrate_on_valid(self, train: sp.csr_matrix, valid: sp.csr_matrix) -> None:
         """Choose how sharp the behaviour expert's scores should be against the content experts' (a scale of
         its standardised scores) on validation NDCG@20 (ties keep the smaller change). The users' weights

@@ -66,6 +66,8 @@ class RunConfig:
     k_core: int = _option(5, "keep users and items with at least this many interactions")
     seed: int = _option(2026, "random seed for the split and the model")
     baselines: list = _option(["mostpop", "ease"], "baselines trained and evaluated beside the model")
+    final_model: bool = _option(True, "after evaluation, refit the model on every interaction (train, valid and "
+                                      "test) with the settings chosen on validation; the app recommends with it")
     device: str = _option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
 
     def __post_init__(self) -> None:
@@ -320,6 +322,13 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
         metrics["model"]["history"] = model.history
     log.write("result", model=config.model, test=metrics["model"]["test"])
     atomic_write_json(run_dir / "metrics.json", metrics)
+    if config.final_model and not callbacks.stop_requested:
+        log.write("stage", stage="final", model=config.model)
+        final = _final_model(model, config, prepared)
+        _save_model(final, run_dir / "model")
+        metrics["final_model"] = {"interactions": int(final.seen.nnz), "fit_seconds": final.fit_seconds,
+                                  "users": int(final.n_users), "items": int(final.n_items)}
+        atomic_write_json(run_dir / "metrics.json", metrics)
 
     for name in config.baselines:
         if callbacks.stop_requested:
@@ -347,6 +356,31 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
             log.write("result", model=name, cold_start=result)
         atomic_write_json(run_dir / "metrics.json", metrics)
     return metrics
+
+
+def _final_model(model: Any, config: RunConfig, prepared: Any) -> Any:
+    """The product model: the same model refitted on every interaction of the split (nothing held out), with
+    what validation chose kept (the fusion model's behaviour L2, its number of rounds and calibration), so
+    the app recommends from everything a user did and hides all of it."""
+    import dataclasses as dc
+
+    from ..models import get_model
+    from ..models.base import TrainData
+
+    data = prepared.data
+    everything = (data.train + prepared.valid + prepared.test).tocsr()
+    everything.data[:] = 1.0
+    options = config.model_options()
+    if config.model == "fusion":
+        options |= {"ease_l2": model.chosen_l2 if model.chosen_l2 is not None else "auto",
+                    "epochs": max(1, int(model.history.get("best_epoch", 0)) + 1)}
+    elif getattr(model, "chosen_l2", None) is not None:
+        options |= {"l2": model.chosen_l2}
+    final = get_model(config.model, **options)
+    final.fit(dc.replace(data, train=everything, valid=None, ratings=None, timestamps=None))
+    if config.model == "fusion":
+        final.adopt_calibration(model)
+    return final
 
 
 def _evaluate(model: Any, prepared: Any, evaluate_ranking: Callable) -> dict[str, Any]:

@@ -123,7 +123,8 @@ def dataset_preflight(dataset: str, k_core: int, stamp: str) -> dict[str, Any]:
     from recsys.train.data import preflight
 
     bundle = get_workspace().load_dataset(dataset)
-    return preflight(bundle.interactions, k_core=k_core, has_timestamp=bundle.schema.timestamp_column is not None)
+    return preflight(bundle.interactions, k_core=k_core, has_timestamp=bundle.schema.timestamp_column is not None,
+                     catalogue_items=len(bundle.items))
 
 
 def preflight_panel(dataset: str, protocol: str, k_core: int) -> bool:

@@ -125,9 +125,11 @@ def cmd_import(args: argparse.Namespace) -> dict[str, Any]:
         loaded = load_bundle(args.source, schema=schema, name=args.name, progress=progress)
         report, ok, path = loaded.report, loaded.ok, None
         name = args.name or (loaded.bundle.name if loaded.bundle else None)
+        bundle = loaded.bundle
     else:
         imported = workspace.import_bundle(args.source, name=args.name, schema=schema, progress=progress)
         report, ok, path, name = imported.report, imported.ok, imported.path, imported.name
+        bundle = workspace.load_dataset(name) if ok else None
     progress.close()
     result = {"dataset": name, "path": str(path) if path else None, "imported": bool(path),
               "seconds": round(time.perf_counter() - started, 2), **report.to_dict()}
@@ -136,6 +138,17 @@ def cmd_import(args: argparse.Namespace) -> dict[str, Any]:
                            result)
     counts = report.counts
     _say(args, report.format())
+    if bundle is not None and getattr(bundle, "interactions", None) is not None:
+        from .train.data import preflight
+
+        check = preflight(bundle.interactions, has_timestamp=bundle.schema.timestamp_column is not None,
+                          catalogue_items=len(bundle.items))
+        result["protocols"] = {**check["protocols"], "auto": check["auto"], "reason": check["reason"],
+                               "median_interactions_per_user": check["median_interactions_per_user"]}
+        for protocol, kept in check["protocols"].items():
+            _say(args, f"protocol {protocol:<9} keeps {kept['users']:,} users, {kept['items']:,} items, "
+                       f"{kept['interactions']:,} interactions; evaluates {kept['evaluated_users']:,} users")
+        _say(args, f"auto -> {check['auto']}: {check['reason']}")
     _say(args, f"{'checked' if args.check else 'imported'} '{name}': {counts.get('users', 0):,} users, "
                f"{counts.get('items', 0):,} items, {counts.get('interactions', 0):,} interactions, "
                f"{counts.get('items_with_image', 0):,} items with a picture"

@@ -32,10 +32,11 @@ AUTO_MIN_KEPT = 0.5
 AUTO_MIN_USERS = 20
 
 
-def preflight(interactions: pd.DataFrame, k_core: int = 5, seed: int = 2026,
-              has_timestamp: bool = False) -> dict[str, Any]:
+def preflight(interactions: pd.DataFrame, k_core: int = 5, seed: int = 2026, has_timestamp: bool = False,
+              catalogue_items: int | None = None) -> dict[str, Any]:
     """What each protocol keeps (users, items, interactions, evaluated users) and which one ``auto``
-    chooses, with the reason; cheap (no features, no model)."""
+    chooses, with the reason; cheap (no features, no model). ``catalogue_items``: the catalogue's size
+    (the sparse protocol keeps every item, also those nobody interacted with)."""
     frame = deduplicate(interactions[["user_id", "item_id"]].copy())
     total = {"users": int(frame["user_id"].nunique()), "items": int(frame["item_id"].nunique()),
              "interactions": int(len(frame))}
@@ -44,6 +45,8 @@ def preflight(interactions: pd.DataFrame, k_core: int = 5, seed: int = 2026,
           "interactions": int(len(core)), "evaluated_users": int((core.groupby("user_id").size() >= 2).sum())}
     counts = frame.groupby("user_id").size()
     sparse = {**total, "evaluated_users": int((counts >= 3).sum())}
+    if catalogue_items is not None:
+        sparse["items"] = int(catalogue_items)
     protocols = {"p1": p1, "sparse": sparse}
     if has_timestamp:
         protocols["temporal"] = {**p1, "evaluated_users": int((core.groupby("user_id").size() >= 3).sum())}

@@ -284,7 +284,7 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
     bundle = workspace.load_dataset(config.dataset)
     # before anything expensive: what the protocol keeps, and refuse one that keeps nothing
     check = preflight(bundle.interactions, k_core=config.k_core, seed=config.seed,
-                      has_timestamp=bundle.schema.timestamp_column is not None)
+                      has_timestamp=bundle.schema.timestamp_column is not None, catalogue_items=len(bundle.items))
     protocol = resolve_protocol(config.protocol, check)
     log.write("stage", stage="preflight", protocol=protocol, requested=config.protocol, reason=check["reason"],
               kept=check["protocols"].get("p1" if protocol in ("p1", "temporal", "cold") else protocol),

@@ -30,7 +30,8 @@ def test_the_shop_bundle_is_as_sparse_as_real_catalogues(shop):
     assert check["median_interactions_per_user"] <= 5
     assert check["protocols"]["p1"]["interactions"] == 0  # a 5-core filter keeps nothing
     assert check["auto"] == "sparse" and "5-core" in check["reason"]
-    assert check["protocols"]["sparse"]["items"] == check["total"]["items"]
+    whole = preflight(bundle.interactions, catalogue_items=len(bundle.items))
+    assert whole["protocols"]["sparse"]["items"] == len(bundle.items)
     with pytest.raises(ValueError, match="keeps no interactions"):
         resolve_protocol("p1", check)
 
@@ -66,6 +67,26 @@ def test_default_settings_train_to_the_end_and_every_item_is_scorable(shop):
     never_bought = ~model.item_presence()[:, 0]
     assert never_bought.any()  # items nobody bought in training are still ranked, from their content
     assert scores[:, never_bought].std() > 0
+    # the product view: the final model hides everything a user had, in any split
+    had = shop.load_dataset("shop").interactions.groupby("user_id")["item_id"].apply(set)
+    for user in list(had.index)[:60]:
+        recommended = {item for item, _ in model.recommend(user, k=30)}
+        assert not recommended & had[user], user
+
+
+def test_import_check_reports_what_each_protocol_keeps(shop, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    bundle = write_sparse_shop_bundle(tmp_path / "again")
+    done = subprocess.run([sys.executable, "-m", "recsys", "import", str(bundle), "--check", "--json",
+                           "--workspace", str(tmp_path / "ws")], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    protocols = json.loads(done.stdout.strip().splitlines()[-1])["protocols"]
+    assert protocols["auto"] == "sparse" and protocols["p1"]["interactions"] == 0
+    assert protocols["sparse"]["items"] == 240 and protocols["sparse"]["evaluated_users"] > 0
 
 
 def test_sparse_split_keeps_every_item_and_evaluates_users_with_three_or_more(shop):

@@ -36,40 +36,14 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from recsys.data.demo import demo_ground_truth, generate_demo_bundle  # noqa: E402
 from recsys.evaluate import evaluate_ranking  # noqa: E402
+from recsys.explain import SEGMENT_MODALITY, segment_recovery, user_weights_frame  # noqa: E402
 from recsys.features.extract import extract_item_features  # noqa: E402
 from recsys.models import get_model  # noqa: E402
 from recsys.models.fusion import ContentArrays  # noqa: E402
 from recsys.train.data import prepare_data  # noqa: E402
 from recsys.workspace import Workspace  # noqa: E402
 
-SEGMENT_MODALITY = {"visual": "image", "text": "text", "attributes": "attributes", "behaviour": "behaviour"}
 CONTENT = ("text", "image", "attributes")
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def segment_recovery(weights: np.ndarray, modalities: list[str], truth: pd.DataFrame) -> dict[str, Any]:
-    """Arg-max of centred weights vs the planted segment; Spearman per modality."""
-    centred = weights - weights.mean(axis=0, keepdims=True)
-    predicted = np.asarray(modalities)[centred.argmax(axis=1)]
-    expected = truth["segment"].map(SEGMENT_MODALITY).to_numpy()
-    per_segment = {seg: float((predicted[expected == mod] == mod).mean())
-                   for seg, mod in SEGMENT_MODALITY.items() if (expected == mod).any()}
-    content_users = np.isin(expected, CONTENT)
-    return {
-        "segment_accuracy": float((predicted == expected).mean()),
-        "content_segment_accuracy": float((predicted[content_users] == expected[content_users]).mean()),
-        "per_segment": per_segment,
-        "spearman": {m: spearman(weights[:, k], truth[f"w_{m}"].to_numpy()) for k, m in enumerate(modalities)
-                     if f"w_{m}" in truth},
-        "mean_weights_by_segment": {seg: dict(zip(modalities, np.round(weights[expected == mod].mean(0), 3).tolist()))
-                                    for seg, mod in SEGMENT_MODALITY.items() if (expected == mod).any()},
-    }
 
 
 def coherence_reference(train, content: ContentArrays, truth: pd.DataFrame) -> dict[str, Any]:
@@ -136,13 +110,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     data = prepared.data
     truth_users, _ = demo_ground_truth(bundle_dir)
     truth = truth_users.set_index("user_id").reindex(data.user_ids).reset_index()
+    truth["user_id"] = truth["user_id"].astype(str)
 
     out: dict[str, Any] = {"dataset": name, "users": int(data.n_users), "items": int(data.n_items)}
     started = time.perf_counter()
     model = get_model("fusion").fit(data)
     out["fusion_fit_s"] = time.perf_counter() - started
-    weights = model.user_modality_weights()
-    out["fusion"] = segment_recovery(weights, model.modalities, truth)
+    weights = user_weights_frame(model)
+    out["fusion"] = segment_recovery(weights, truth, model.modalities)
+    by_segment = weights.merge(truth[["user_id", "segment"]], on="user_id").groupby("segment")[model.modalities].mean()
+    out["fusion"]["mean_weights_by_segment"] = by_segment.round(3).to_dict(orient="index")
     out["reference"] = coherence_reference(data.train, ContentArrays.from_features(data.item_features, data.n_items),
                                            truth)
 
@@ -162,6 +139,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{fusion['content_segment_accuracy']:.3f} vs coherence reference {out['reference']['content_segment_accuracy']:.3f}")
     print("per segment:", {k: round(v, 3) for k, v in fusion["per_segment"].items()})
     print("Spearman(learned, true):", {k: round(v, 3) for k, v in fusion["spearman"].items()})
+    print(f"calibration: {model.history.get('calibration', {}).get('behaviour_scale')}, best round "
+          f"{model.history.get('best_epoch')}")
     print("mean weights by segment:", fusion["mean_weights_by_segment"])
     acc = out["accuracy"]
     print(f"test NDCG@20 fusion {acc['fusion']['test_ndcg@20']:.4f} vs EASE (l2 {acc['ease']['l2']:g}, chosen on valid) "

@@ -49,6 +49,7 @@ def runs_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
             "Best baseline (NDCG@20)": f"{best[0]} {best[1]['test'].get('ndcg@20'):.4f}" if best else "–",
             "Modalities": ", ".join(modalities) if fusion_model else "–",
             "Fusion": config.get("fusion") if config.get("model") == "fusion" else "–",
+            "Protocol": (metrics.get("split") or {}).get("protocol") or config.get("protocol") or "–",
             "Encoders": ", ".join(encoders) if fusion_model and encoders else "–",
             "Epochs": f"{len(history.get('epochs') or [])} / {config.get('epochs')}"
             if config.get("model") == "fusion" and history else "–",
@@ -147,7 +148,7 @@ def manage(runs: list[dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    page_header("Experiments", "Every training run with its configuration and test metrics (protocol P1), beside "
+    page_header("Experiments", "Every training run with its configuration and held-out test metrics, beside "
                                "the baselines trained with it.")
     deleted = st.session_state.pop("exp_deleted", None)
     if deleted:

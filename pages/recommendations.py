@@ -101,8 +101,8 @@ def evidence_lines(explanation: dict) -> list[str]:
     popularity = evidence.get("popularity") or {}
     if popularity:
         lines.append("**popularity** new: no one has it yet" if popularity.get("new_item") else
-                     f"**popularity** {popularity.get('count', 0):,} users, more than {popularity.get('percentile', 0)}% "
-                     "of the catalogue")
+                     f"**popularity** {popularity.get('count', 0):,} users: more popular than "
+                     f"{popularity.get('percentile', 0)}% of the catalogue")
     return lines
 
 

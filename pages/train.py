@@ -26,6 +26,9 @@ MODEL_NAMES = {"fusion": "Multimodal fusion", "mostpop": "MostPop (popularity)",
                "itemknn": "ItemKNN", "bpr": "BPR-MF", "ease": "EASE", "lightgcn": "LightGCN",
                "content": "Content only"}
 BASELINES = ["mostpop", "itemknn", "bpr", "ease", "lightgcn", "content"]
+PROTOCOL_LABELS = {"p1": "P1 (k-core, random 80/10/10 per user)", "temporal": "temporal leave-last-out",
+                   "sparse": "sparse (leave-last-out, users with 3+ interactions, no filter)",
+                   "auto": "auto (chosen for the data)"}
 FUSION_NAMES = {"attention": "per-user gate (the user's history decides the weights)", "concat": "concat + MLP",
                 "mean": "mean (equal weights)", "item_gate": "item gate (same weights for every user)"}
 MODALITY_OPTIONS = ["behaviour", "text", "image", "attributes"]
@@ -143,8 +146,7 @@ def preflight_panel(dataset: str, protocol: str, k_core: int) -> bool:
         return False
     kept = check["protocols"]["p1" if chosen in ("p1", "temporal", "cold") else chosen]
     total = check["total"]
-    label = {"p1": "P1 (k-core, random 80/10/10 per user)", "temporal": "temporal leave-last-out",
-             "sparse": "sparse (leave-last-out, users with 3+ interactions, no filter)"}.get(chosen, chosen)
+    label = PROTOCOL_LABELS.get(chosen, chosen)
     why = f" — chosen automatically: {check['reason']}" if protocol == "auto" else ""
     st.info(f"**Evaluation: {label}**{why}. The model trains on {kept['users']:,} of {total['users']:,} users and "
             f"{kept['items']:,} of {total['items']:,} items ({kept['interactions']:,} interactions); "
@@ -218,7 +220,8 @@ def config_form() -> None:
                                                       help=helptext("seed"))
                 row = st.columns(4)
                 options["protocol"] = row[0].selectbox("Evaluation protocol", ["auto", "p1", "temporal", "sparse"],
-                                                       key="train_protocol", help=helptext("protocol"))
+                                                       key="train_protocol", help=helptext("protocol"),
+                                                       format_func=lambda p: PROTOCOL_LABELS.get(p, p))
                 options["k_core"] = row[1].number_input("k-core", 1, 100, DEFAULTS.k_core, key="train_k_core",
                                                         help=helptext("k_core"))
                 with row[2]:
@@ -391,8 +394,11 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
         if len(table):
             st.markdown("##### Test metrics against the baselines")
             split = metrics.get("split") or {}
-            st.caption("Protocol P1: full ranking over all items, the user's training items masked"
-                       + (f"; {split.get('users', 0):,} users, {split.get('items', 0):,} items." if split else "."))
+            st.caption(f"Protocol {PROTOCOL_LABELS.get(split.get('protocol'), split.get('protocol') or 'P1')}: full "
+                       "ranking over all items, the user's training items masked"
+                       + (f"; {split.get('users', 0):,} users, {split.get('items', 0):,} items." if split else ".")
+                       + (" The model the app recommends with was then refitted on every interaction."
+                          if metrics.get("final_model") else ""))
             st.dataframe(styled_metrics(table), hide_index=True, width="stretch", column_config=metric_column_config())
             if state == "finished":
                 st.page_link("pages/recommendations.py", label="See what it recommends",
@@ -423,6 +429,14 @@ def live_run(run_dir: str, config: dict[str, Any]) -> None:
     status = run_state(run_dir)
     if status.get("state") not in ACTIVE_STATES:
         st.rerun(scope="app")  # the run has ended: draw the final view
+    config_file = Path(run_dir) / "config.json"
+    if config_file.is_file():  # a run that was "starting" when the page drew has written its full config now
+        import json
+
+        try:
+            config = json.loads(config_file.read_text())["config"]
+        except (OSError, ValueError, KeyError):
+            pass
     try:  # a fragment rerun does not pass through run_page: explain errors here too
         draw_run(Path(run_dir), status, config)
     except Exception as exc:
@@ -453,7 +467,7 @@ def monitor() -> None:
 
 def main() -> None:
     page_header("Train", "Choose what the model looks at and how it learns; it trains in the background and is "
-                         "evaluated against baselines under protocol P1.")
+                         "evaluated against baselines under a protocol chosen for the data.")
     config_form()
     monitor()
 

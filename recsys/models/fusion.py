@@ -8,22 +8,30 @@ scores the item from the user's history in that modality alone:
 * text / image / attributes: the dot product of the item's vector with the sum of the user's history
   vectors in that modality (centred, L2-normalised features: MiniLM, EfficientNet, attribute one-hots).
 
-Each expert's scores are standardised per user over the items that have the modality (``z``), so the
-experts are on one scale. A user gate mixes them::
+Each expert's scores are standardised per user over the items that have the modality (``z``) and
+scaled by one learned constant per expert (``s_m``: how decisive its scores are). A user gate mixes them::
 
-    g[u]        = softmax( b + W (phi[u] * n_u / (n_u + kappa)) + w_len * len_u )      [M], sums to 1
-    w[u, i, m]  = g[u, m] * present[i, m] / sum_m' g[u, m'] * present[i, m']            (renormalised)
-    share[u,i,m]= w[u, i, m] * z[u, i, m]   (+ the popularity prior, in the behaviour share)
-    score(u, i) = sum_m share[u, i, m]
+    g[u]         = softmax( slope * evidence[u] * n_u / (n_u + kappa) )                 [M], sums to 1
+    w[u, i, m]   = g[u, m] * r[i, m] * present[i, m] / sum_m' (same)                      (per item)
+    share[u,i,m] = w[u, i, m] * s_m * z[u, i, m] * n_u / (n_u + c)   (+ popularity prior, behaviour share)
+    score(u, i)  = sum_m share[u, i, m]
 
-``phi[u, m]`` is how well expert ``m`` predicts the user's *own* history, leave-one-out (the mean
-standardised score of each history item from the others): a user whose pictures cohere gets a high
-picture ``phi``. The gate's few parameters (``b``, ``W``, ``kappa``, ``w_len``, a temperature and the
-popularity prior ``c(n) = softplus(a0 + a1 log n)`` that matters for short histories) are learned by a
-cloze objective: for a sample of users, part of the training history is hidden and predicted from the
-rest with a softmax over the catalogue, the behaviour expert fitted *without* those users (Woodbury
-update of EASE's inverse, so no user's signal comes from its own rows). Some cloze users keep only
-1-3 visible items so the gate learns what short histories are worth. Training is seconds, not minutes.
+``evidence[u, m]`` is how well modality ``m`` fits the user's *own* history: for content, the mean
+pairwise cosine of the history items (how coherent the history is in that space); for behaviour, the
+leave-one-out AUC of the history items under the item-item score; each standardised over users.
+Content modalities share one slope, so a user's content weights follow the order of the evidence; a
+user with no evidence gets equal weights (short histories are pulled there by ``kappa``).
+``r[i, m] = exp(rho_m * popularity_z(i))`` lets content count more for rarely chosen items (whose
+co-occurrence scores are noise); ``rho_behaviour = 0``. ``n_u / (n_u + c)`` and the popularity prior
+``c(n) = exp(a0) k / (k + n)`` make popularity lead for users with one or two items.
+
+The gate's dozen parameters are learned by a cloze objective: for a sample of users, part of the
+training history is hidden and predicted from the rest (softmax over the catalogue, each hidden item
+weighted by the DCG discount of its current rank), the behaviour expert fitted *without* those users
+(Woodbury update of EASE's inverse, so no user's signal comes from its own rows). 30 % of the cloze
+users keep only 1-3 visible items so the gate learns what short histories are worth. Rounds end with
+validation NDCG@20 (early stopping keeps the best); then a multiplier of the behaviour expert's scale
+is chosen on validation. Training is seconds to a minute, not many minutes.
 
 Because ``g[u]`` is what the score uses, the weights the Attention page shows are the weights that
 drive the ranking, and the shares add up to the score exactly. Variants for ablation: ``mean``
@@ -558,6 +566,7 @@ class FusionRecommender(Recommender):
         bad_epochs = 0
         steps = int(config["steps_per_epoch"])
         has_valid = data.valid is not None and data.valid.nnz > 0
+        valid_scores = self._validation_scorer(train, data.valid) if has_valid else None
         for epoch in range(start_epoch, int(config["epochs"])):
             epoch_started, total = time.perf_counter(), 0.0
             stop_requested = False
@@ -578,7 +587,7 @@ class FusionRecommender(Recommender):
                                       "steps": step + 1, "partial": stop_requested}
             improved = False
             if has_valid:
-                metrics = evaluate_ranking(self.score, train, data.valid, ks=(10, 20))
+                metrics = evaluate_ranking(valid_scores, train, data.valid, ks=(10, 20))
                 record.update({f"valid_{k}": v for k, v in metrics.items() if k != "n_users_evaluated"})
                 if metrics["ndcg@20"] > best["ndcg@20"] + 1e-5:
                     best = {"ndcg@20": metrics["ndcg@20"], "epoch": epoch, "state": self._gate_state()}
@@ -605,7 +614,7 @@ class FusionRecommender(Recommender):
         if best["state"] is not None:
             self.gate.load_state_dict(best["state"])
         if has_valid and not stop_requested_any(callbacks):
-            self._calibrate_on_valid(train, data.valid)
+            self._calibrate_on_valid(train, data.valid, valid_scores)
         self.history["best_epoch"] = best["epoch"]
         self.history["best_valid_ndcg@20"] = best["ndcg@20"]
         self.history["ease_l2"] = self.chosen_l2
@@ -622,7 +631,7 @@ class FusionRecommender(Recommender):
             self.history["calibration"] = {**other.history["calibration"], "adopted": True}
 
     @torch.no_grad()
-    def _calibrate_on_valid(self, train: sp.csr_matrix, valid: sp.csr_matrix) -> None:
+    def _calibrate_on_valid(self, train: sp.csr_matrix, valid: sp.csr_matrix, scorer: Any = None) -> None:
         """Choose how sharp the behaviour expert's scores should be against the content experts' (a scale of
         its standardised scores) on validation NDCG@20 (ties keep the smaller change). The users' weights
         are not touched: they stay what the evidence in each user's history says."""
@@ -637,13 +646,39 @@ class FusionRecommender(Recommender):
             for shift in shifts:
                 gate.behaviour_scale.fill_(float(shift))
                 gate.popularity_scale.fill_(float(scale))
-                table[(float(shift), scale)] = evaluate_ranking(self.score, train, valid, ks=(20,))["ndcg@20"]
+                table[(float(shift), scale)] = evaluate_ranking(scorer or self.score, train, valid,
+                                                                ks=(20,))["ndcg@20"]
         best = max(table, key=lambda key: (round(table[key], 6), -abs(math.log(key[0])), key[1]))
         gate.behaviour_scale.fill_(best[0])
         gate.popularity_scale.fill_(best[1])
         self.history["calibration"] = {"behaviour_scale": best[0], "popularity_scale": best[1],
                                        "valid_ndcg@20": table[best],
                                        "table": {f"behaviour x{k[0]:g}": v for k, v in table.items()}}
+
+    def _validation_scorer(self, train: sp.csr_matrix, valid: sp.csr_matrix) -> Any:
+        """A score function for the validation users that computes the experts once: during training only
+        the gate changes, so each round's validation is a re-mix, not a re-scoring (within a memory budget)."""
+        users = np.flatnonzero(np.diff(sp.csr_matrix(valid).indptr) > 0)
+        if len(users) * len(self._modalities) * self.n_items > int(self.config["cloze_budget"]):
+            return self.score
+        with torch.no_grad():
+            parts = [self._expert_z(train[users[s:s + 256]]) for s in range(0, len(users), 256)]
+        cached = Experts(torch.cat([p.z for p in parts]), torch.cat([p.evidence for p in parts]),
+                         torch.cat([p.length for p in parts]))
+        position = np.full(train.shape[0], -1, np.int64)
+        position[users] = np.arange(len(users))
+
+        @torch.no_grad()
+        def score(rows: np.ndarray) -> np.ndarray:
+            rows = np.asarray(rows, dtype=np.int64)
+            at = position[rows]
+            if (at < 0).any():
+                return self.score(rows)
+            index = torch.as_tensor(at, device=self.device)
+            part = Experts(cached.z[index], cached.evidence[index], cached.length[index])
+            return self._mix(part).cpu().numpy()
+
+        return score
 
     @staticmethod
     def _stage(callbacks: Sequence[Any], message: str) -> None:

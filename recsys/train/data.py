@@ -38,30 +38,34 @@ def preflight(interactions: pd.DataFrame, k_core: int = 5, seed: int = 2026, has
     chooses, with the reason; cheap (no features, no model). ``catalogue_items``: the catalogue's size
     (the sparse protocol keeps every item, also those nobody interacted with)."""
     frame = deduplicate(interactions[["user_id", "item_id"]].copy())
-    total = {"users": int(frame["user_id"].nunique()), "items": int(frame["item_id"].nunique()),
+    total = {"users": int(frame["user_id"].nunique()),
+             "items": int(catalogue_items if catalogue_items is not None else frame["item_id"].nunique()),
              "interactions": int(len(frame))}
     core = k_core_filter(frame, k_core) if k_core > 1 else frame
     p1 = {"users": int(core["user_id"].nunique()), "items": int(core["item_id"].nunique()),
           "interactions": int(len(core)), "evaluated_users": int((core.groupby("user_id").size() >= 2).sum())}
     counts = frame.groupby("user_id").size()
     sparse = {**total, "evaluated_users": int((counts >= 3).sum())}
-    if catalogue_items is not None:
-        sparse["items"] = int(catalogue_items)
     protocols = {"p1": p1, "sparse": sparse}
     if has_timestamp:
         protocols["temporal"] = {**p1, "evaluated_users": int((core.groupby("user_id").size() >= 3).sum())}
     kept = p1["interactions"] / max(total["interactions"], 1)
     kept_users = p1["users"] / max(total["users"], 1)
     if p1["users"] >= AUTO_MIN_USERS and kept >= AUTO_MIN_KEPT and kept_users >= AUTO_MIN_KEPT:
-        chosen, reason = "p1", (f"the {k_core}-core filter keeps {kept:.0%} of the interactions and {kept_users:.0%} "
-                                "of the users")
+        chosen, reason = "p1", (f"the {k_core}-core filter keeps {_share(kept)} of the interactions and "
+                                f"{_share(kept_users)} of the users")
     else:
-        chosen, reason = "sparse", (f"the {k_core}-core filter would keep only {kept:.0%} of the interactions and "
-                                    f"{kept_users:.0%} of the users ({p1['items']:,} of {total['items']:,} items): "
+        chosen, reason = "sparse", (f"the {k_core}-core filter would keep only {_share(kept)} of the interactions "
+                                    f"and {_share(kept_users)} of the users ({p1['items']:,} of {total['items']:,} items): "
                                     "leave-last-out per user with 3+ interactions, every item kept")
     median = float(counts.median()) if len(counts) else 0.0
     return {"total": total, "protocols": protocols, "auto": chosen, "reason": reason, "k_core": k_core,
             "median_interactions_per_user": median}
+
+
+def _share(value: float) -> str:
+    """A percentage that never rounds a loss away: 99.8 % stays "99.8%", not "100%"."""
+    return f"{value:.0%}" if value in (0.0, 1.0) or 0.01 <= value <= 0.99 else f"{value:.1%}"
 
 
 def resolve_protocol(protocol: str, check: dict[str, Any]) -> str:

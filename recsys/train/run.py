@@ -409,7 +409,10 @@ def _extract_features(workspace: Workspace, bundle: Any, config: RunConfig, log:
     log.write("stage", stage="features", modalities=list(modalities))
 
     def report(stage: str, done: int, total: int) -> None:
-        log.step(stage=f"features:{stage}", done=done, total=total)
+        if done >= total:  # the last count always lands (steps are otherwise written at most once a second)
+            log.write("step", stage=f"features:{stage}", done=done, total=total)
+        else:
+            log.step(stage=f"features:{stage}", done=done, total=total)
         if progress is not None:
             progress(stage, done, total)
 

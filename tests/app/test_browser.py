@@ -86,7 +86,7 @@ def test_every_page_in_a_real_browser(trained_workspace, tmp_path):
             screenshot(page, out / "recommendations.png")
 
             open_page(page, url, "attention")
-            visible(page, "Attention per modality")
+            visible(page, "Behaviour — mean weight")
             assert page.locator('[data-testid="stPlotlyChart"]').count() >= 5
             page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for()
             screenshot(page, out / "attention.png")

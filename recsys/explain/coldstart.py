@@ -325,7 +325,7 @@ def evaluate_short_histories(model: Any, train: sp.spmatrix, test: sp.spmatrix, 
         test_rows.eliminate_zeros()
 
         def score_fn(batch: np.ndarray, kept: dict = kept) -> np.ndarray:
-            return np.stack([history_scores(model, kept[int(u)]) for u in batch]).astype(np.float32)
+            return np.asarray(model.score_histories([kept[int(u)] for u in batch]), dtype=np.float32)
 
         metrics = evaluate_ranking(score_fn, train, test_rows, exclude=exclude, ks=ks, batch_size=256)
         out.append({"history_items": int(n), "users": metrics.pop("n_users_evaluated"), **metrics})

@@ -242,7 +242,10 @@ def dataset_picker(label: str, key: str, names: list[str] | None = None, help: s
     if key in st.session_state and st.session_state[key] not in names:
         del st.session_state[key]
     index = names.index(preferred) if preferred in names else (names.index("demo") if "demo" in names else 0)
-    choice = st.selectbox(label, names, index=index, key=key, help=help)
+    # a value already set through the session state (e.g. after an import) wins; passing an index too
+    # would make Streamlit warn about two defaults
+    start = {} if key in st.session_state else {"index": index}
+    choice = st.selectbox(label, names, key=key, help=help, **start)
     st.session_state["app_dataset"] = choice
     return choice
 

@@ -100,7 +100,6 @@ class ContentArrays:
     image_mask: np.ndarray | None
     cat_index: np.ndarray | None  # int64 [N, C], 0 = none; columns offset into one table
     n_cat: int
-    cat_columns: int
     multi: sp.csr_matrix | None  # [N, V] row-normalised multi-hot
     numeric: np.ndarray | None  # float32 [N, F] values and missing indicators
     attr_mask: np.ndarray | None
@@ -109,9 +108,9 @@ class ContentArrays:
     @classmethod
     def from_features(cls, features: Any, n_items: int) -> "ContentArrays":
         if features is None:
-            return cls(None, None, None, None, None, 0, 0, None, None, None)
+            return cls(None, None, None, None, None, 0, None, None, None)
         if isinstance(features, np.ndarray):  # plain matrix: treat it as text-like content
-            return cls(features.astype(np.float32), np.ones(n_items, bool), None, None, None, 0, 0, None, None, None)
+            return cls(features.astype(np.float32), np.ones(n_items, bool), None, None, None, 0, None, None, None)
         text = getattr(features, "text", None)
         image = getattr(features, "image", None)
         cat_index, n_cat, multi, numeric, attr_mask, buckets = None, 0, None, None, None, None
@@ -147,7 +146,7 @@ class ContentArrays:
             None if text is None else np.asarray(features.text_mask, bool),
             None if image is None else np.asarray(image, np.float32),
             None if image is None else np.asarray(features.image_mask, bool),
-            cat_index, n_cat, len(columns), multi, numeric, attr_mask, buckets)
+            cat_index, n_cat, multi, numeric, attr_mask, buckets)
 
     def attribute_matrix(self) -> np.ndarray | None:
         """One row per item: IDF-weighted one-hots of the categorical values, the multi-label shares and
@@ -214,13 +213,6 @@ def _centred_unit_rows(matrix: np.ndarray, present: np.ndarray) -> np.ndarray:
     return out
 
 
-def _sparse_tensor(matrix: sp.spmatrix, device: torch.device) -> torch.Tensor:
-    coo = sp.coo_matrix(matrix)
-    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-    return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data.astype(np.float32)), coo.shape,
-                                   device=device, check_invariants=False).coalesce()
-
-
 def _binary_rows(matrix: sp.spmatrix) -> sp.csr_matrix:
     return sp.csr_matrix((sp.csr_matrix(matrix) != 0).astype(np.float32))
 
@@ -275,7 +267,6 @@ class ExpertGate(nn.Module):
         # lifts long-tail items, validation NDCG@20 says how much of that the top of the list can take
         # (a scale of the behaviour expert's scores, so the users' weights keep their meaning)
         self.register_buffer("behaviour_scale", torch.tensor(1.0))
-        self.register_buffer("popularity_scale", torch.tensor(1.0))
         # extra popularity for users known by one to three items, chosen on validation new-user NDCG@20
         self.register_buffer("short_history_boost", torch.tensor(0.0))
 
@@ -316,7 +307,7 @@ class ExpertGate(nn.Module):
         a0, a1 = self.popularity_raw
         k = F.softplus(a1)
         short = (2.0 / (1.0 + length)) ** 2  # 1 for one item, 0.44 for two, 0.25 for three, ~0 for long histories
-        return self.popularity_scale * torch.exp(a0) * k / (k + length) + self.short_history_boost * short
+        return torch.exp(a0) * k / (k + length) + self.short_history_boost * short
 
     def mix(self, z: torch.Tensor, present: torch.Tensor, gate: torch.Tensor, popularity: torch.Tensor | None,
             length: torch.Tensor, item_popularity_z: torch.Tensor, renormalise: bool, with_parts: bool = False):
@@ -631,7 +622,6 @@ class FusionRecommender(Recommender):
     def adopt_calibration(self, other: "FusionRecommender") -> None:
         """Take the validation-chosen calibration of ``other`` (a refit on all data has no validation)."""
         self.gate.behaviour_scale.copy_(other.gate.behaviour_scale)
-        self.gate.popularity_scale.copy_(other.gate.popularity_scale)
         self.gate.short_history_boost.copy_(other.gate.short_history_boost)
         if "calibration" in other.history:
             self.history["calibration"] = {**other.history["calibration"], "adopted": True}
@@ -646,20 +636,14 @@ class FusionRecommender(Recommender):
         gate = self.gate
         shifts = self.config["behaviour_scales"] if gate.has_behaviour and self.config["fusion"] != "concat" \
             else [1.0]
-        scales = [1.0]  # the popularity prior fades with history length by construction
         table = {}
-        for scale in scales:
-            for shift in shifts:
-                gate.behaviour_scale.fill_(float(shift))
-                gate.popularity_scale.fill_(float(scale))
-                table[(float(shift), scale)] = evaluate_ranking(scorer or self.score, train, valid,
-                                                                ks=(20,))["ndcg@20"]
-        best = max(table, key=lambda key: (round(table[key], 6), -abs(math.log(key[0])), key[1]))
-        gate.behaviour_scale.fill_(best[0])
-        gate.popularity_scale.fill_(best[1])
-        self.history["calibration"] = {"behaviour_scale": best[0], "popularity_scale": best[1],
-                                       "valid_ndcg@20": table[best],
-                                       "table": {f"behaviour x{k[0]:g}": v for k, v in table.items()}}
+        for scale in shifts:
+            gate.behaviour_scale.fill_(float(scale))
+            table[float(scale)] = evaluate_ranking(scorer or self.score, train, valid, ks=(20,))["ndcg@20"]
+        best = max(table, key=lambda scale: (round(table[scale], 6), -abs(math.log(scale))))
+        gate.behaviour_scale.fill_(best)
+        self.history["calibration"] = {"behaviour_scale": best, "valid_ndcg@20": table[best],
+                                       "table": {f"behaviour x{k:g}": v for k, v in table.items()}}
         if self.config["popularity_prior"] and gate.has_behaviour:
             self._calibrate_short_histories(train, valid)
 

@@ -13,8 +13,8 @@ import streamlit as st
 
 from pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, chart, empty_state, gallery, item_caption,
                           model_runs, page_header, run_page, usable_context, run_picker, style_figure)
-from recsys.explain import (attention_by_category, has_attention, pca_2d, segment_recovery, top_items_attention,
-                            user_weights_frame)
+from recsys.explain import (attention_by_category, ground_truth_comparison, has_attention, pca_2d,
+                            segment_recovery, top_items_attention, user_weights_frame)
 
 TOP_K = 20
 MAP_POINTS = 5000
@@ -165,14 +165,8 @@ def ground_truth(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) 
     if not recovery.get("users"):
         st.caption("The ground-truth users do not overlap with this model's users.")
         return
-    merged = weights.merge(truth.assign(user_id=truth["user_id"].astype(str)), on="user_id")
-    shared = [m for m in modalities if f"w_{m}" in merged]
-    rows = []
-    for segment, group in merged.groupby("segment"):
-        for m in shared:
-            rows.append({"segment": segment, "modality": MODALITY_NAMES.get(m, m), "users": len(group),
-                         "learned": group[m].mean(), "true": group[f"w_{m}"].mean()})
-    comparison = pd.DataFrame(rows)
+    comparison = ground_truth_comparison(weights, truth, modalities)
+    comparison["modality"] = comparison["modality"].map(lambda m: MODALITY_NAMES.get(m, m))
     left, right = st.columns([3, 1])
     with right:
         st.metric("Segment found", f"{recovery['segment_accuracy']:.0%}",

@@ -14,9 +14,9 @@ Everything works on any :class:`recsys.models.Recommender`; attention-specific f
 plainly (``has_attention``) for models without it.
 """
 
-from .attention import (SEGMENT_MODALITY, attention_by_category, attention_long, dominant_modality,
+from .attention import (SEGMENT_MODALITY, attention_by_category, dominant_modality,
                         ground_truth_comparison, has_attention, pca_2d, segment_recovery, top_items_attention,
-                        user_attention_summary, user_weights_frame)
+                        user_weights_frame)
 from .coldstart import (evaluate_by_history_length, evaluate_cold_start, evaluate_short_histories,
                         recommend_for_history, recommend_for_text, recommend_users_for_item)
 from .evidence import MODALITY_LABELS, item_vectors, price_bands
@@ -26,7 +26,7 @@ from .narrator import Narration, Narrator, narrate
 
 __all__ = [
     "MODALITY_LABELS", "item_vectors", "price_bands", "has_attention",
-    "top_items_attention", "attention_long", "attention_by_category", "user_attention_summary", "pca_2d",
+    "top_items_attention", "attention_by_category", "pca_2d",
     "ground_truth_comparison", "user_weights_frame", "dominant_modality", "segment_recovery", "SEGMENT_MODALITY",
     "explain", "explain_many", "Explanation", "ExplainContext", "build_sentence", "faithfulness_check",
     "Narrator", "Narration", "narrate", "recommend_for_history", "recommend_for_text", "recommend_users_for_item",

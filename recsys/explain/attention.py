@@ -15,8 +15,8 @@ import pandas as pd
 
 from ..data import schema as S
 
-__all__ = ["has_attention", "top_items_attention", "attention_long", "attention_by_category",
-           "user_attention_summary", "pca_2d", "ground_truth_comparison", "user_weights_frame", "dominant_modality",
+__all__ = ["has_attention", "top_items_attention", "attention_by_category",
+           "pca_2d", "ground_truth_comparison", "user_weights_frame", "dominant_modality",
            "segment_recovery", "SEGMENT_MODALITY"]
 
 #: The demo generator's taste segments and the modality each one weights most.
@@ -82,13 +82,6 @@ def top_items_attention(model: Any, k: int = 20, max_users: int | None = 2000, s
     return out.reset_index(drop=True)
 
 
-def attention_long(frame: pd.DataFrame, modalities: Sequence[str]) -> pd.DataFrame:
-    """One row per (user, item, modality) with a weight; missing modalities dropped."""
-    long = frame.melt(id_vars=[c for c in ("user_id", "item_id", "rank") if c in frame.columns],
-                      value_vars=list(modalities), var_name="modality", value_name="weight")
-    return long.dropna(subset=["weight"]).reset_index(drop=True)
-
-
 def attention_by_category(frame: pd.DataFrame, items: pd.DataFrame, column: str, modalities: Sequence[str],
                           role: str = S.CATEGORICAL, separator: str = S.DEFAULT_SEPARATOR,
                           top: int = 20) -> pd.DataFrame:
@@ -111,18 +104,6 @@ def attention_by_category(frame: pd.DataFrame, items: pd.DataFrame, column: str,
     return table.sort_values("pairs", ascending=False).head(top)
 
 
-def user_attention_summary(frame: pd.DataFrame, model: Any, modalities: Sequence[str]) -> pd.DataFrame:
-    """Per user: mean attention per modality over their top items and ``history_length`` (training items)."""
-    summary = frame.groupby(["user_row", "user_id"])[list(modalities)].mean().reset_index()
-    seen = model.seen
-    if seen is not None:
-        counts = np.diff(seen.indptr)
-        summary["history_length"] = counts[summary["user_row"].to_numpy()]
-    else:
-        summary["history_length"] = np.nan
-    return summary
-
-
 def pca_2d(vectors: np.ndarray) -> np.ndarray:
     """The first two principal components of the rows of ``vectors`` (``[n, 2]``)."""
     x = np.asarray(vectors, dtype=np.float64)
@@ -141,7 +122,7 @@ def pca_2d(vectors: np.ndarray) -> np.ndarray:
 def ground_truth_comparison(summary: pd.DataFrame, truth: pd.DataFrame, modalities: Sequence[str]) -> pd.DataFrame:
     """Learned attention per ground-truth segment beside the true weights (the demo catalog).
 
-    ``summary`` from :func:`user_attention_summary`; ``truth`` has ``user_id``, ``segment`` and
+    ``summary`` has ``user_id`` and one weight column per modality (e.g. :func:`user_weights_frame`); ``truth`` has ``user_id``, ``segment`` and
     ``w_<modality>`` columns. Learned weights are renormalised over the modalities the model uses
     that the truth also has, so both sides sum to 1. Returns rows ``segment``, ``modality``,
     ``learned``, ``true``, ``users``.

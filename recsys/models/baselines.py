@@ -543,7 +543,6 @@ class LightGCN(_BPRTrained):
             torch.randn(n_users + n_items, dim, generator=generator).mul_(std).to(device))}
 
     def _embed(self, params: Any) -> tuple[Any, Any, Any]:
-        import torch
 
         layer = params["embedding"]
         total = layer

@@ -362,10 +362,7 @@ def _final_model(model: Any, config: RunConfig, prepared: Any) -> Any:
     """The product model: the same model refitted on every interaction of the split (nothing held out), with
     what validation chose kept (the fusion model's behaviour L2, its number of rounds and calibration), so
     the app recommends from everything a user did and hides all of it."""
-    import dataclasses as dc
-
     from ..models import get_model
-    from ..models.base import TrainData
 
     data = prepared.data
     everything = (data.train + prepared.valid + prepared.test).tocsr()
@@ -377,7 +374,7 @@ def _final_model(model: Any, config: RunConfig, prepared: Any) -> Any:
     elif getattr(model, "chosen_l2", None) is not None:
         options |= {"l2": model.chosen_l2}
     final = get_model(config.model, **options)
-    final.fit(dc.replace(data, train=everything, valid=None, ratings=None, timestamps=None))
+    final.fit(dataclasses.replace(data, train=everything, valid=None, ratings=None, timestamps=None))
     if config.model == "fusion":
         final.adopt_calibration(model)
     return final

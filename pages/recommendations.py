@@ -189,7 +189,9 @@ def csv_export(ctx: RunContext, user: str, ranked: list[tuple[str, float]]) -> b
             row[f"{part['modality']} share"] = round(part["share"], 4)
         row["why"] = explanation.get("sentence", "")
         rows.append(row)
-    return pd.DataFrame(rows).to_csv(index=False).encode("utf-8")
+    from recsys.export import csv_bytes
+
+    return csv_bytes(pd.DataFrame(rows))
 
 
 def filters(ctx: RunContext) -> tuple[dict, dict]:

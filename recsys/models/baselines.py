@@ -205,47 +205,57 @@ class EASE(Recommender):
                          l2_grid=[float(v) for v in (l2_grid or DEFAULT_L2_GRID)], fallback_l2=float(fallback_l2),
                          **config)
         self.weights: np.ndarray | None = None
+        self.columns: np.ndarray | None = None  # the items with behaviour (EASE covers only those)
         self.warm: np.ndarray | None = None
         self.chosen_l2: float | None = None
         self.l2_table: dict[float, float] = {}
 
     def fit(self, data: TrainData) -> "EASE":
-        from .ease import choose_ease_l2, ease_inverse, ease_weights
+        from .ease import behaviour_columns, choose_ease_l2, ease_inverse, ease_weights
 
-        if data.n_items > self.config["max_items"]:
+        # items nobody chose have zero weights: only the active block is inverted (same scores)
+        columns = behaviour_columns(data.train)
+        n = len(columns)
+        if n > self.config["max_items"]:
             raise ValueError(
-                f"EASE inverts a dense {data.n_items:,} x {data.n_items:,} matrix, which is too large "
+                f"EASE inverts a dense {n:,} x {n:,} matrix, which is too large "
                 f"(limit max_items={self.config['max_items']:,}: about "
-                f"{8 * data.n_items ** 2 / 2 ** 30:.1f} GiB per copy in float64). Use 'itemknn', 'bpr' "
+                f"{8 * n ** 2 / 2 ** 30:.1f} GiB per copy in float64). Use 'itemknn', 'bpr' "
                 "or 'lightgcn' for a catalogue this size, or raise max_items if the machine can take it.")
         self._remember(data)
         with _Fitted(self):
             l2 = self.config["l2"]
+            train = sp.csr_matrix(data.train)[:, columns]
             if l2 == "auto" and data.valid is not None and data.valid.nnz:
-                l2, self.l2_table, inverse = choose_ease_l2(data.train, data.valid, self.config["l2_grid"])
+                l2, self.l2_table, inverse = choose_ease_l2(train, sp.csr_matrix(data.valid)[:, columns],
+                                                            self.config["l2_grid"])
             else:
                 l2 = self.config["fallback_l2"] if l2 == "auto" else float(l2)
-                inverse = ease_inverse(data.train, l2)
+                inverse = ease_inverse(train, l2)
             self.chosen_l2 = float(l2)
             b = ease_weights(inverse)
             if self.config["positive_only"]:
                 b[b < 0] = 0.0
             self.weights = b
+            self.columns = columns
             self.warm = _warm_mask(data.train)
         return self
 
     def score(self, users: Sequence[int] | np.ndarray) -> np.ndarray:
         rows = _rows(users)
-        scores = np.asarray(_history(self, rows) @ self.weights, dtype=np.float32)
+        history = sp.csr_matrix(_history(self, rows))
+        scores = np.zeros((len(rows), self.n_items), dtype=np.float32)
+        scores[:, self.columns] = np.asarray(history[:, self.columns] @ self.weights, dtype=np.float32)
         return _sink_cold(scores, self.warm)
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"weights": self.weights, "warm": self.warm.astype(np.uint8),
+        return {"weights": self.weights, "warm": self.warm.astype(np.uint8), "columns": self.columns,
                 "chosen_l2": np.array([self.chosen_l2 or np.nan], dtype=np.float64)}
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:
         self.weights = state["weights"].astype(np.float32)
         self.warm = state["warm"].astype(bool)
+        self.columns = state["columns"].astype(np.int64) if "columns" in state else np.arange(len(self.warm))
         if "chosen_l2" in state:
             self.chosen_l2 = float(state["chosen_l2"][0])
 

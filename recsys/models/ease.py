@@ -13,10 +13,28 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-__all__ = ["ease_inverse", "ease_weights", "ease_scores_without_rows", "choose_ease_l2", "DEFAULT_L2_GRID"]
+__all__ = ["ease_inverse", "ease_weights", "ease_scores_without_rows", "choose_ease_l2", "behaviour_columns",
+           "DEFAULT_L2_GRID"]
 
 #: The L2 values tried when the L2 is chosen on validation (EASE's optimum moves with density and size).
 DEFAULT_L2_GRID = (50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
+
+
+def behaviour_columns(train: sp.spmatrix, limit: int | None = None) -> np.ndarray:
+    """The items EASE needs to cover: those with at least one training interaction (sorted), at most ``limit``
+    of them, the most interacted first.
+
+    An item nobody chose has a zero Gram row, so its EASE weights are exactly zero: inverting only the
+    active block gives the same scores at a fraction of the cost (a whole catalogue stays on the item axis
+    for the content experts while EASE inverts only what behaviour can say something about). Above
+    ``limit`` the rarest items are left to content too: the inversion is O(N^3).
+    """
+    counts = np.diff(sp.csc_matrix(train).indptr)
+    active = np.flatnonzero(counts > 0)
+    if limit is not None and len(active) > limit:
+        order = np.argsort(-counts[active], kind="stable")[:limit]
+        active = np.sort(active[order])
+    return active.astype(np.int64)
 
 
 def _binary(train: sp.spmatrix) -> sp.csr_matrix:

@@ -76,7 +76,8 @@ DEFAULTS: dict[str, Any] = {
     "ease_l2": "auto",              # a number, or "auto": chosen on validation from ease_l2_grid
     "ease_l2_grid": [50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0],
     "fallback_l2": 250.0,           # "auto" without validation data
-    "max_dense_items": 20_000,      # above: sparse item-item neighbours for the behaviour expert
+    "max_dense_items": 20_000,      # above (items with behaviour): sparse item-item neighbours instead of EASE
+    "ease_max_items": 5_000,        # EASE covers at most this many items (the most interacted; the rest: content)
     "neighbours": 200,              # item-item neighbours kept per item in the sparse case
     "popularity_prior": True,       # the popularity term in the behaviour share (short histories)
     "rank_weighted": True,
@@ -385,7 +386,8 @@ class FusionRecommender(Recommender):
         self._vectors: dict[str, torch.Tensor] = {}  # content modality -> [N, D] centred unit rows
         self._centres: dict[str, torch.Tensor] = {}  # content modality -> the catalogue mean it was centred on
         self._present: torch.Tensor | None = None  # [N, M] bool
-        self._behaviour: torch.Tensor | sp.csr_matrix | None = None  # dense EASE B [N, N], or sparse neighbours
+        self._behaviour: torch.Tensor | sp.csr_matrix | None = None  # dense EASE B [A, A], or sparse neighbours
+        self._behaviour_items: torch.Tensor | None = None  # the A items EASE covers (None: all)
         self._popularity_z_all: torch.Tensor | None = None  # [N] z of log(1 + count) over all items
         self._popularity: torch.Tensor | None = None  # [N] z of log(1 + count) over warm items, 0 for cold
         self._evidence_stats: tuple[torch.Tensor, torch.Tensor] | None = None  # standardises the evidence
@@ -512,7 +514,11 @@ class FusionRecommender(Recommender):
         if isinstance(self._behaviour, sp.spmatrix):  # sparse neighbours (huge catalogues)
             return torch.as_tensor(np.asarray((history @ self._behaviour).toarray(), np.float32), device=self.device)
         h = torch.as_tensor(sp.csr_matrix(history).toarray(), device=self.device) if h is None else h
-        return h @ self._behaviour
+        if self._behaviour_items is None:
+            return h @ self._behaviour
+        scores = torch.zeros_like(h)
+        scores[:, self._behaviour_items] = h[:, self._behaviour_items] @ self._behaviour
+        return scores
 
     def _mix(self, experts: Experts, with_parts: bool = False, items: torch.Tensor | None = None,
              present: torch.Tensor | None = None):
@@ -739,16 +745,20 @@ class FusionRecommender(Recommender):
                                                  dtype=torch.float32, device=self.device)
 
     def _fit_behaviour(self, train: sp.csr_matrix, valid: sp.csr_matrix | None) -> np.ndarray | None:
-        """EASE weights (L2 on validation) or, for huge catalogues, sparse cosine neighbours."""
-        from .ease import choose_ease_l2, ease_inverse, ease_weights
+        """EASE weights (L2 on validation) over the items with behaviour, or, for huge catalogues, sparse
+        cosine neighbours. Returns EASE's inverse over those items (for the out-of-fold cloze scores)."""
+        from .ease import behaviour_columns, choose_ease_l2, ease_inverse, ease_weights
 
+        self._behaviour_items = None
         if "behaviour" not in self._modalities:
             return None
-        n = train.shape[1]
         config = self.config
-        if n > int(config["max_dense_items"]):
+        if len(behaviour_columns(train)) > int(config["max_dense_items"]):
             self._behaviour = _cosine_neighbours(train, int(config["neighbours"]))
             return None
+        columns = behaviour_columns(train, int(config["ease_max_items"]))
+        train = train[:, columns]
+        valid = valid[:, columns] if valid is not None else None
         l2 = config["ease_l2"]
         if l2 == "auto" and valid is not None and valid.nnz:
             l2, self.l2_table, inverse = choose_ease_l2(train, valid, config["ease_l2_grid"])
@@ -757,6 +767,8 @@ class FusionRecommender(Recommender):
             inverse = ease_inverse(train, l2)
         self.chosen_l2 = float(l2)
         self._behaviour = torch.as_tensor(ease_weights(inverse), device=self.device)
+        if len(columns) < self.n_items:
+            self._behaviour_items = torch.as_tensor(columns, device=self.device)
         return inverse
 
     # ------------------------------------------------------------------ cloze training data
@@ -800,7 +812,14 @@ class FusionRecommender(Recommender):
                 for start in range(0, len(rows), math.ceil(len(rows) / fold_size)):
                     part = rows[start:start + math.ceil(len(rows) / fold_size)]
                     # remove these users' *whole* training rows, score their visible part
-                    behaviour_raw[part] = ease_scores_without_rows(inverse, train[users[part]], visible[part])
+                    if self._behaviour_items is None:
+                        behaviour_raw[part] = ease_scores_without_rows(inverse, train[users[part]], visible[part])
+                        continue
+                    columns = self._behaviour_items.cpu().numpy()
+                    block = np.zeros((len(part), n_items), np.float32)
+                    block[:, columns] = ease_scores_without_rows(inverse, train[users[part]][:, columns],
+                                                                 visible[part][:, columns])
+                    behaviour_raw[part] = block
             behaviour_raw = torch.as_tensor(behaviour_raw, device=self.device)
         with torch.no_grad():
             experts = self._expert_z(visible, behaviour_raw)
@@ -939,6 +958,8 @@ class FusionRecommender(Recommender):
                 state["behaviour.data"] = self._behaviour.data.astype(np.float32)
             else:
                 state["behaviour"] = self._behaviour.cpu().numpy()
+                if self._behaviour_items is not None:
+                    state["behaviour.items"] = self._behaviour_items.cpu().numpy().astype(np.int64)
         return state
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:
@@ -958,8 +979,11 @@ class FusionRecommender(Recommender):
         self._evidence_stats = (stats[0], stats[1])
         chosen = float(state["chosen_l2"][0])
         self.chosen_l2 = None if math.isnan(chosen) else chosen
+        self._behaviour_items = None
         if "behaviour" in state:
             self._behaviour = torch.as_tensor(state["behaviour"], device=self.device)
+            if "behaviour.items" in state:
+                self._behaviour_items = torch.as_tensor(state["behaviour.items"], device=self.device)
         elif "behaviour.indptr" in state:
             n = len(self.item_ids)
             self._behaviour = sp.csr_matrix((state["behaviour.data"], state["behaviour.indices"],

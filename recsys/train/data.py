@@ -5,8 +5,11 @@ The protocols come from ``recsys.evaluate.split`` (DESIGN.md, "Evaluation protoc
 (10 % of items held out entirely; the rest split as P1), and ``sparse`` for real catalogues where a
 5-core filter keeps almost nothing (per-user leave-last-out for users with 3 or more interactions, no
 filter: every item of the catalogue stays on the item axis and is scored from its content when it has
-no behaviour). Under P1 / temporal / cold the item axis is every item left after the k-core filter,
-held-out cold items included, so content-aware models can rank them.
+no behaviour). Filters decide which users and interactions are *evaluated*, never which items exist:
+under every protocol the item axis is the whole catalogue (when the catalogue is given), so items with
+few or no interactions stay recommendable from their content (pure CF models rank them last).
+``PreparedData.everything`` holds every interaction of every user (no filter, no split): the final
+model is refitted on it, and it is what a user "already has".
 
 :func:`preflight` says, before anything expensive runs, what each protocol would keep, and which one
 ``auto`` picks.
@@ -90,6 +93,8 @@ class PreparedData:
     cold_test: sp.csr_matrix | None = None
     test_ratings: sp.csr_matrix | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    everything: sp.csr_matrix | None = None  # every interaction, every user (rows: everything_users)
+    everything_users: np.ndarray | None = None
 
 
 def subset_item_features(features: Any, catalogue_ids: np.ndarray, wanted_ids: np.ndarray) -> Any:
@@ -132,17 +137,18 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
     if timestamp_column:
         frame["timestamp"] = interactions[timestamp_column].astype(float)
     frame = deduplicate(frame)
+    unfiltered = frame
     if k_core > 1 and protocol != "sparse":
         frame = k_core_filter(frame, k_core)
     if frame.empty:
         raise ValueError(f"no interactions are left after the {k_core}-core filter: every user and item needs "
                          f"at least {k_core} interactions; try a smaller k-core")
     user_index = build_index(frame["user_id"])
-    if protocol == "sparse" and catalogue_ids is not None:
-        # the whole catalogue: items nobody chose yet are scored from their content
+    if catalogue_ids is not None:
+        # the whole catalogue: items nobody chose yet (or too few for the k-core) are scored from content
         item_index = build_index(pd.Series(np.asarray(catalogue_ids).astype(str)))
     else:
-        item_index = build_index(frame["item_id"])
+        item_index = build_index(unfiltered["item_id"] if protocol == "sparse" else frame["item_id"])
     cold_items = cold_test_matrix = None
     split_source = frame
     if protocol == "cold":
@@ -172,6 +178,12 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
                                         else item_features.item_ids, item_ids)
     data = TrainData(user_ids, item_ids, matrices["train"], ratings=ratings, valid=matrices["valid"],
                      item_features=features, timestamps=times)
+    # every user's every interaction: the final model's data, and what the product hides from a user
+    known = unfiltered[unfiltered["item_id"].isin(item_index)]
+    everything_index = build_index(known["user_id"])
+    everything_users = np.array(sorted(everything_index, key=everything_index.get), dtype=str)
+    everything = interactions_to_csr(known, everything_index, item_index)
+    everything.data[:] = 1.0
     summary = {"protocol": protocol, "seed": seed, "k_core": 0 if protocol == "sparse" else k_core,
                "users": len(user_ids), "items": len(item_ids),
                "items_with_interactions": int(frame["item_id"].nunique()),
@@ -179,7 +191,8 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
                "valid": int(matrices["valid"].nnz), "test": int(matrices["test"].nnz)}
     if cold_items is not None:
         summary |= {"cold_items": int(len(cold_items)), "cold_test": int(cold_test_matrix.nnz)}
-    return PreparedData(data, matrices["test"], matrices["valid"], cold_items, cold_test_matrix, test_ratings, summary)
+    return PreparedData(data, matrices["test"], matrices["valid"], cold_items, cold_test_matrix, test_ratings, summary,
+                        everything, everything_users)
 
 
 def _values_csr(frame: pd.DataFrame, user_index: dict, item_index: dict, column: str = "rating") -> sp.csr_matrix:

@@ -359,14 +359,18 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
 
 
 def _final_model(model: Any, config: RunConfig, prepared: Any) -> Any:
-    """The product model: the same model refitted on every interaction of the split (nothing held out), with
-    what validation chose kept (the fusion model's behaviour L2, its number of rounds and calibration), so
-    the app recommends from everything a user did and hides all of it."""
+    """The product model: the same model refitted on every interaction of every user (nothing held out, no
+    k-core filter), with what validation chose kept (the fusion model's behaviour L2, its number of rounds
+    and calibration), so the app recommends from everything a user did and hides all of it."""
     from ..models import get_model
 
     data = prepared.data
-    everything = (data.train + prepared.valid + prepared.test).tocsr()
-    everything.data[:] = 1.0
+    user_ids = data.user_ids
+    if prepared.everything is not None:  # every user and interaction, also those the evaluation filtered out
+        everything, user_ids = prepared.everything, prepared.everything_users
+    else:
+        everything = (data.train + prepared.valid + prepared.test).tocsr()
+        everything.data[:] = 1.0
     options = config.model_options()
     if config.model == "fusion":
         options |= {"ease_l2": model.chosen_l2 if model.chosen_l2 is not None else "auto",
@@ -374,7 +378,8 @@ def _final_model(model: Any, config: RunConfig, prepared: Any) -> Any:
     elif getattr(model, "chosen_l2", None) is not None:
         options |= {"l2": model.chosen_l2}
     final = get_model(config.model, **options)
-    final.fit(dataclasses.replace(data, train=everything, valid=None, ratings=None, timestamps=None))
+    final.fit(dataclasses.replace(data, user_ids=user_ids, train=everything, valid=None, ratings=None,
+                                  timestamps=None))
     if config.model == "fusion":
         final.adopt_calibration(model)
     return final

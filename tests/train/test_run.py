@@ -65,6 +65,30 @@ def test_finished_run_folder(workspace):
     assert [r["run_id"] for r in list_runs(workspace)][0] == "complete"
 
 
+def test_p1_evaluates_the_k_core_but_the_product_covers_every_item_and_user(workspace):
+    """Filters decide who is evaluated, never which items exist: the k-core run's final model scores the
+    whole catalogue (content for the rare items) and never recommends anything a user had, in any split."""
+    bundle = workspace.load_dataset("demo")
+    catalogue = bundle.items["item_id"].astype(str)
+    run_dir = train_run(workspace, RunConfig(dataset="demo", modalities=["behaviour", "text", "attributes"],
+                                             text_encoder="tfidf", epochs=3, k_core=12, protocol="p1",
+                                             baselines=["ease"], device="cpu"), run_id="whole-catalogue")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    split = metrics["split"]
+    assert split["items"] == len(catalogue) > split["items_with_interactions"]  # the 12-core dropped some
+    assert split["users"] < bundle.interactions["user_id"].nunique()  # and some users are not evaluated
+    model = Recommender.load(run_dir / "model")
+    assert sorted(model.item_ids) == sorted(catalogue)
+    assert sorted(model.user_ids) == sorted(bundle.interactions["user_id"].astype(str).unique())
+    assert metrics["final_model"]["items"] == len(catalogue)
+    scores = model.score(np.arange(model.n_users))
+    assert np.isfinite(scores).all() and (scores.std(axis=0) > 0).all()  # every item is scored per user
+    had = bundle.interactions.groupby("user_id")["item_id"].apply(lambda s: set(s.astype(str)))
+    for user in had.index:
+        recommended = {item for item, _ in model.recommend(user, k=20)}
+        assert not recommended & had[user], user
+
+
 def test_sigterm_stops_cleanly_and_keeps_the_best_checkpoint(workspace):
     process = start_training(workspace, "stopped", "--epochs", "40", "--patience", "500")
     run_dir = workspace.runs_dir / "stopped"

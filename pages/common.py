@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from recsys.train.report import METRIC_COLUMNS, metrics_table  # noqa: F401  (re-exported for the pages)
 from recsys.workspace import ENV_VAR, DEFAULT_ROOT, Workspace, ensure_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,8 +52,6 @@ STATE_STYLE = {  # state -> (label, badge colour, material icon)
 }
 MODALITY_COLOURS = {"behaviour": "#4C6EF5", "text": "#12B886", "image": "#FAB005", "attributes": "#E64980"}
 MODALITY_NAMES = {"behaviour": "Behaviour", "text": "Text", "image": "Picture", "attributes": "Attributes"}
-METRIC_COLUMNS = [("recall@10", "Recall@10"), ("recall@20", "Recall@20"), ("ndcg@10", "NDCG@10"),
-                  ("ndcg@20", "NDCG@20"), ("hit@10", "Hit@10"), ("hit@20", "Hit@20")]
 
 
 # ----------------------------------------------------------------------------- page frame
@@ -438,29 +437,10 @@ def usable_context(run: dict[str, Any]) -> RunContext | None:
         return None
 
 
-def metrics_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
-    """Test metrics of the model and its baselines (plus cold-start rows) as one table."""
-    rows = []
-    if not metrics:
-        return pd.DataFrame()
-    model = metrics.get("model") or {}
-    if model.get("test"):
-        rows.append({"Model": f"{model.get('name', 'model')} (this run)", "Split": "test", **{
-            label: model["test"].get(key) for key, label in METRIC_COLUMNS}, "Fit time": model.get("fit_seconds")})
-    for name, result in (metrics.get("baselines") or {}).items():
-        rows.append({"Model": name, "Split": "test",
-                     **{label: result["test"].get(key) for key, label in METRIC_COLUMNS},
-                     "Fit time": result.get("fit_seconds")})
-    for name, result in (metrics.get("cold_start") or {}).items():
-        rows.append({"Model": name, "Split": "cold-start items",
-                     **{label: result["test"].get(key) for key, label in METRIC_COLUMNS},
-                     "Fit time": result.get("fit_seconds")})
-    return pd.DataFrame(rows)
-
-
 def metric_column_config() -> dict[str, Any]:
     config = {label: st.column_config.NumberColumn(label, format="%.4f") for _, label in METRIC_COLUMNS}
     config["Fit time"] = st.column_config.NumberColumn("Fit time", format="%.1f s")
+    config["± NDCG@20"] = st.column_config.NumberColumn("± NDCG@20", format="%.4f", help="standard deviation over folds")
     return config
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "temporal_leave_last_out",
     "cold_item_split",
     "kfold_user_split",
+    "hold_out_valid",
     "prepare_p1",
     "leave_last_out",
 ]
@@ -233,6 +234,17 @@ def kfold_user_split(df: pd.DataFrame, k: int = 5, seed: int = 2026) -> list[dic
         }
         for f in range(k)
     ]
+
+
+def hold_out_valid(df: pd.DataFrame, share: float = 0.1, seed: int = 2026) -> dict[str, pd.DataFrame]:
+    """A validation part carved out of a training part, per user: ``max(1, round(n * share))`` random rows
+    of every user with 3 or more rows (k-fold training folds need one for early stopping and L2 choice)."""
+    _check_columns(df, USER, ITEM)
+    shuffled, pos, n = _shuffled_by_user(df, seed)
+    n_valid = np.where(n >= 3, np.maximum(1, _round_half_up(n * share)), 0)
+    is_valid = pos < n_valid
+    return {"train": shuffled.loc[~is_valid].reset_index(drop=True),
+            "valid": shuffled.loc[is_valid].reset_index(drop=True)}
 
 
 def prepare_p1(interactions: pd.DataFrame, seed: int = 2026, k_core: int = 5) -> dict[str, Any]:

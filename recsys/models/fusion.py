@@ -389,7 +389,7 @@ class FusionRecommender(Recommender):
         self._behaviour: torch.Tensor | sp.csr_matrix | None = None  # dense EASE B [A, A], or sparse neighbours
         self._behaviour_items: torch.Tensor | None = None  # the A items EASE covers (None: all)
         self._popularity_z_all: torch.Tensor | None = None  # [N] z of log(1 + count) over all items
-        self._popularity: torch.Tensor | None = None  # [N] z of log(1 + count) over warm items, 0 for cold
+        self._popularity: torch.Tensor | None = None  # [N] z of log(1 + count), mean and sd of the warm items
         self._evidence_stats: tuple[torch.Tensor, torch.Tensor] | None = None  # standardises the evidence
 
     # ------------------------------------------------------------------ capabilities
@@ -739,7 +739,9 @@ class FusionRecommender(Recommender):
         log_pop = np.log1p(counts)
         popularity = np.zeros(n, np.float32)
         if warm.sum() > 1 and log_pop[warm].std() > 0:
-            popularity[warm] = (log_pop[warm] - log_pop[warm].mean()) / log_pop[warm].std()
+            # an item nobody chose is the least popular: its z is that of a count of 0 (not the mean),
+            # so the popularity prior never lifts the untried part of a large catalogue over the bestsellers
+            popularity = ((log_pop - log_pop[warm].mean()) / log_pop[warm].std()).astype(np.float32)
         self._popularity = torch.as_tensor(popularity, device=self.device)
         self._popularity_z_all = torch.as_tensor((log_pop - log_pop.mean()) / max(log_pop.std(), 1e-6),
                                                  dtype=torch.float32, device=self.device)

@@ -30,7 +30,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, dest=item.name, type=type(item.default), default=None, help=help_text)
 
 
-@command("train", "train a model (and its baselines) on a dataset and evaluate it under protocol P1", _train_arguments)
+@command("train", "train a model (and its baselines) on a dataset and evaluate it on held-out interactions",
+         _train_arguments)
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
@@ -81,6 +82,11 @@ def _compact(metrics: dict[str, Any]) -> dict[str, Any]:
     out["baselines"] = metrics.get("baselines", {})
     out["cold_start"] = metrics.get("cold_start", {})
     out["split"] = metrics.get("split", {})
+    if "kfold" in metrics:
+        out["kfold"] = metrics["kfold"]
+        out["model"].pop("folds", None)
+        out["per_fold"] = {name: result.get("folds", []) for name, result in
+                           [(out["model"].get("name", "model"), metrics["model"]), *metrics["baselines"].items()]}
     return out
 
 
@@ -91,6 +97,19 @@ def _print_metrics(args: argparse.Namespace, metrics: dict[str, Any]) -> None:
         test = result["test"]
         _say(args, f"{name:<12} {test['recall@10']:>9.4f} {test['recall@20']:>9.4f} {test['ndcg@10']:>8.4f} "
                    f"{test['ndcg@20']:>8.4f} {result.get('fit_seconds') or 0:>7.1f}")
+        if "test_std" in result:
+            std = result["test_std"]
+            _say(args, f"{'  ± std':<12} {std['recall@10']:>9.4f} {std['recall@20']:>9.4f} {std['ndcg@10']:>8.4f} "
+                       f"{std['ndcg@20']:>8.4f}")
+    kfold = metrics.get("kfold")
+    if kfold:
+        _say(args, f"{kfold['completed']} of {kfold['folds']} folds; the table shows the mean (± std over folds)")
+        for name, paired in kfold["paired"].items():
+            d = paired["ndcg@20"]
+            verdict = ("a clear difference (the 95 % interval excludes 0)" if d["clear_at_95"]
+                       else "within the fold-to-fold noise")
+            _say(args, f"ndcg@20 minus {name}: {d['mean_difference']:+.4f} (95 % interval {d['interval_95'][0]:+.4f} "
+                       f"to {d['interval_95'][1]:+.4f}; better on {d['folds_better']} of {d['folds']} folds): {verdict}")
     for name, result in metrics.get("cold_start", {}).items():
         _say(args, f"cold start {name:<12} recall@20 {result['test']['recall@20']:.4f} "
                    f"ndcg@20 {result['test']['ndcg@20']:.4f}")

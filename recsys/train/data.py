@@ -12,7 +12,9 @@ few or no interactions stay recommendable from their content (pure CF models ran
 model is refitted on it, and it is what a user "already has".
 
 :func:`preflight` says, before anything expensive runs, what each protocol would keep, and which one
-``auto`` picks.
+``auto`` picks. ``kfold`` (per-user K-fold cross-validation, ``fold`` of ``folds``) filters as ``auto``
+would (the k-core when P1 is chosen, nothing when the data is sparse); a tenth of each training part
+is held out per user for validation.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..evaluate import build_index, cold_item_split, deduplicate, interactions_to_csr, k_core_filter, p1_split
-from ..evaluate.split import leave_last_out, temporal_leave_last_out
+from ..evaluate.split import hold_out_valid, kfold_user_split, leave_last_out, temporal_leave_last_out
 from ..models.base import TrainData
 
-PROTOCOLS = ("p1", "temporal", "cold", "sparse")
+PROTOCOLS = ("p1", "temporal", "cold", "sparse", "kfold")
 #: ``auto`` keeps P1 while its k-core filter leaves at least this share of the interactions and users.
 AUTO_MIN_KEPT = 0.5
 AUTO_MIN_USERS = 20
@@ -54,7 +56,11 @@ def preflight(interactions: pd.DataFrame, k_core: int = 5, seed: int = 2026, has
         protocols["temporal"] = {**p1, "evaluated_users": int((core.groupby("user_id").size() >= 3).sum())}
     kept = p1["interactions"] / max(total["interactions"], 1)
     kept_users = p1["users"] / max(total["users"], 1)
-    if p1["users"] >= AUTO_MIN_USERS and kept >= AUTO_MIN_KEPT and kept_users >= AUTO_MIN_KEPT:
+    p1_fits = p1["users"] >= AUTO_MIN_USERS and kept >= AUTO_MIN_KEPT and kept_users >= AUTO_MIN_KEPT
+    protocols["kfold"] = {**(p1 if p1_fits else total),
+                          "evaluated_users": int(((core if p1_fits else frame).groupby("user_id").size() >= 2).sum()),
+                          "k_core": k_core if p1_fits else 0}
+    if p1_fits:
         chosen, reason = "p1", (f"the {k_core}-core filter keeps {_share(kept)} of the interactions and "
                                 f"{_share(kept_users)} of the users")
     else:
@@ -128,7 +134,8 @@ def subset_item_features(features: Any, catalogue_ids: np.ndarray, wanted_ids: n
 
 def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int = 2026, k_core: int = 5,
                  rating_column: str | None = None, timestamp_column: str | None = None,
-                 item_features: Any = None, catalogue_ids: np.ndarray | None = None) -> PreparedData:
+                 item_features: Any = None, catalogue_ids: np.ndarray | None = None, fold: int = 0,
+                 folds: int = 5) -> PreparedData:
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
     frame = interactions[["user_id", "item_id"]].copy()
@@ -162,6 +169,11 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
         parts = temporal_leave_last_out(split_source)
     elif protocol == "sparse":
         parts = leave_last_out(split_source, seed=seed)
+    elif protocol == "kfold":
+        if not 0 <= fold < folds:
+            raise ValueError(f"fold must be in 0..{folds - 1}, not {fold}")
+        dealt = kfold_user_split(split_source, k=folds, seed=seed)[fold]
+        parts = {**hold_out_valid(dealt["train"], seed=seed + 1 + fold), "test": dealt["test"]}
     else:
         parts = p1_split(split_source, seed=seed)
     matrices = {name: interactions_to_csr(parts[name], user_index, item_index) for name in ("train", "valid", "test")}
@@ -184,11 +196,13 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
     everything_users = np.array(sorted(everything_index, key=everything_index.get), dtype=str)
     everything = interactions_to_csr(known, everything_index, item_index)
     everything.data[:] = 1.0
-    summary = {"protocol": protocol, "seed": seed, "k_core": 0 if protocol == "sparse" else k_core,
+    summary = {"protocol": protocol, "seed": seed, "k_core": k_core if k_core > 1 and protocol != "sparse" else 0,
                "users": len(user_ids), "items": len(item_ids),
                "items_with_interactions": int(frame["item_id"].nunique()),
                "interactions": int(len(frame)), "train": int(matrices["train"].nnz),
                "valid": int(matrices["valid"].nnz), "test": int(matrices["test"].nnz)}
+    if protocol == "kfold":
+        summary |= {"fold": fold, "folds": folds}
     if cold_items is not None:
         summary |= {"cold_items": int(len(cold_items)), "cold_test": int(cold_test_matrix.nnz)}
     return PreparedData(data, matrices["test"], matrices["valid"], cold_items, cold_test_matrix, test_ratings, summary,

@@ -269,7 +269,8 @@ def summarize_progress(events: list[dict[str, Any]], now: float | None = None) -
     Keys: ``stage`` (last stage name), ``features`` ({stage: (done, total)} for "features:text" /
     "features:image"), ``epoch`` (epochs completed), ``max_epochs``, ``step``/``steps`` (within the
     current epoch), ``fraction`` (0..1 of the training loop), ``eta_seconds`` (None when unknown:
-    at most, early stopping may end sooner), ``epochs`` (one dict per epoch record), ``results``
+    at most, early stopping may end sooner), ``epochs`` (one dict per epoch record, of the current fold
+    in cross-validation, where ``fold`` is ``(fold, folds)``), ``results``
     ({model: test metrics}), ``ended`` (end event or None), ``best_epoch``.
     """
     now = time.time() if now is None else now
@@ -284,6 +285,9 @@ def summarize_progress(events: list[dict[str, Any]], now: float | None = None) -
             out["stage"] = event.get("stage")
             if event.get("stage") == "data":
                 out["data"] = {k: v for k, v in event.items() if k not in ("type", "time", "stage")}
+            elif event.get("stage") == "fold":  # cross-validation: each fold trains afresh
+                out["fold"] = (int(event.get("fold", 1)), int(event.get("folds", 1)))
+                out["epochs"], out["epoch"], out["best_epoch"], best = [], 0, None, -1.0
         elif kind == "step":
             stage = event.get("stage")
             if stage and str(stage).startswith("features:"):

@@ -61,7 +61,9 @@ class RunConfig:
     image_encoder: str = _option("efficientnet-lite0", "image encoder")
     protocol: str = _option("auto", "auto (P1 when its k-core filter keeps enough of the data, else sparse), p1 "
                                     "(k-core, random 80/10/10 per user), temporal (leave last out), sparse "
-                                    "(leave last out for users with 3+ interactions, no filter, every item kept)")
+                                    "(leave last out for users with 3+ interactions, no filter, every item kept), "
+                                    "kfold (per-user K-fold cross-validation: mean and std of every metric)")
+    folds: int = _option(5, "number of folds of the kfold protocol")
     cold_start: bool = _option(False, "also evaluate on the P1 cold-start split (10 % of items held out)")
     k_core: int = _option(5, "keep users and items with at least this many interactions")
     seed: int = _option(2026, "random seed for the split and the model")
@@ -71,6 +73,12 @@ class RunConfig:
     device: str = _option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
 
     def __post_init__(self) -> None:
+        from .data import PROTOCOLS
+
+        if self.protocol not in ("auto", *PROTOCOLS):
+            raise ValueError(f"protocol must be auto or one of {', '.join(PROTOCOLS)}, not {self.protocol!r}")
+        if int(self.folds) < 2:
+            raise ValueError(f"folds must be 2 or more, not {self.folds}")
         if str(self.ease_l2) != "auto":
             try:
                 value = float(self.ease_l2)
@@ -289,10 +297,14 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
     log.write("stage", stage="preflight", protocol=protocol, requested=config.protocol, reason=check["reason"],
               kept=check["protocols"].get("p1" if protocol in ("p1", "temporal", "cold") else protocol),
               total=check["total"])
+    if protocol == "kfold" and resume:
+        raise ValueError("a cross-validation run cannot be resumed: start it again")
     features = None
     if config.needs_content():
         features = _extract_features(workspace, bundle, config, log, progress)
     log.write("stage", stage="split", protocol=protocol)
+    if protocol == "kfold":
+        return _cross_validate(bundle, features, config, check, run_dir, log, callbacks)
     prepare = lambda protocol: prepare_data(  # noqa: E731
         bundle.interactions, protocol=protocol, seed=config.seed, k_core=config.k_core,
         rating_column=bundle.schema.rating_column,
@@ -356,6 +368,111 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
             log.write("result", model=name, cold_start=result)
         atomic_write_json(run_dir / "metrics.json", metrics)
     return metrics
+
+
+def _cross_validate(bundle: Any, features: Any, config: RunConfig, check: dict[str, Any], run_dir: Path,
+                    log: ProgressLog, callbacks: _TrainingCallbacks) -> dict[str, Any]:
+    """K-fold cross-validation: the model and each baseline fitted and tested on every fold; mean and std
+    of every metric, the per-fold table, and the paired difference to each baseline. The product model is
+    then refitted on every interaction with what the last fold's validation chose."""
+    from ..evaluate import evaluate_ranking
+    from ..models import get_model
+    from .checkpoint import remove_checkpoint
+    from .data import prepare_data
+
+    names = [config.model, *[b for b in config.baselines if b != config.model]]
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    model = prepared = None
+    for fold in range(config.folds):
+        if callbacks.stop_requested:
+            break
+        log.write("stage", stage="fold", fold=fold + 1, folds=config.folds)
+        prepared_fold = prepare_data(
+            bundle.interactions, protocol="kfold", fold=fold, folds=config.folds, seed=config.seed,
+            k_core=check["protocols"]["kfold"]["k_core"], rating_column=bundle.schema.rating_column,
+            item_features=features, catalogue_ids=bundle.items["item_id"].to_numpy(str))
+        if fold == 0:
+            log.write("stage", stage="data", **prepared_fold.summary)
+        for name in names:
+            if callbacks.stop_requested:
+                break
+            log.write("stage", stage="fit" if name == config.model else "baseline", model=name, fold=fold + 1)
+            fitted = get_model(name, **(config.model_options() if name == config.model else {}))
+            if name == "fusion":
+                fitted.fit(prepared_fold.data, callbacks=[callbacks])
+            else:
+                fitted.fit(prepared_fold.data)
+            if callbacks.stop_requested:  # a fold cut short is not reported beside complete ones
+                break
+            results[name].append(_evaluate(fitted, prepared_fold, evaluate_ranking))
+            log.write("result", model=name, fold=fold + 1, test=results[name][-1]["test"])
+            if name == config.model:
+                model, prepared = fitted, prepared_fold
+    remove_checkpoint(run_dir / "checkpoint")
+    complete = min(len(r) for r in results.values())
+    if complete == 0:
+        raise RuntimeError("stopped before the first fold was complete: nothing to report")
+    metrics: dict[str, Any] = {"split": {**prepared.summary, "fold": None, "folds_completed": complete},
+                               "preflight": {**check, "chosen": "kfold"}, "cold_start": {}, "baselines": {},
+                               "model": {**fold_summary(results[config.model][:complete]), "name": config.model}}
+    if getattr(model, "history", None):
+        metrics["model"]["history"] = model.history
+    for name in names[1:]:
+        metrics["baselines"][name] = fold_summary(results[name][:complete])
+    metrics["kfold"] = {"folds": config.folds, "completed": complete,
+                        "paired": {name: paired_difference(results[config.model][:complete], results[name][:complete])
+                                   for name in names[1:]}}
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    _save_model(model, run_dir / "model")
+    if config.final_model and not callbacks.stop_requested:
+        log.write("stage", stage="final", model=config.model)
+        final = _final_model(model, config, prepared)
+        _save_model(final, run_dir / "model")
+        metrics["final_model"] = {"interactions": int(final.seen.nnz), "fit_seconds": final.fit_seconds,
+                                  "users": int(final.n_users), "items": int(final.n_items)}
+        atomic_write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def fold_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-fold results -> the mean of every metric (``test``/``valid``, so that every reader of a run sees
+    the cross-validated figure), their standard deviations (``test_std``) and the per-fold table."""
+    from ..evaluate import summarise_folds
+
+    out: dict[str, Any] = {}
+    for part in ("test", "valid"):
+        summary = summarise_folds([r[part] for r in results])
+        out[part] = {k: v["mean"] for k, v in summary.items()}
+        if part == "test":
+            out["test_std"] = {k: v["std"] for k, v in summary.items()}
+    out["folds"] = [r["test"] for r in results]
+    out["fit_seconds"] = float(np.mean([r["fit_seconds"] or 0.0 for r in results]))
+    out["items_scored_per_second"] = float(np.mean([r["items_scored_per_second"] for r in results]))
+    return out
+
+
+def paired_difference(model: list[dict[str, Any]], baseline: list[dict[str, Any]],
+                      metrics: tuple[str, ...] = ("ndcg@20", "recall@20")) -> dict[str, dict[str, Any]]:
+    """Model minus baseline on the same folds: mean and std of the per-fold differences, how many folds the
+    model wins, the 95 % interval of the mean difference (paired t over folds), and whether the mean
+    difference is larger than the model's own fold-to-fold spread."""
+    from scipy import stats
+
+    out: dict[str, dict[str, Any]] = {}
+    for metric in metrics:
+        ours = np.array([r["test"][metric] for r in model], dtype=np.float64)
+        theirs = np.array([r["test"][metric] for r in baseline], dtype=np.float64)
+        diff = ours - theirs
+        n = len(diff)
+        std = float(diff.std(ddof=1)) if n > 1 else float("nan")
+        half = float(stats.t.ppf(0.975, n - 1) * std / np.sqrt(n)) if n > 1 else float("nan")
+        spread = float(ours.std(ddof=1)) if n > 1 else float("nan")
+        mean = float(diff.mean())
+        out[metric] = {"mean_difference": mean, "std_difference": std, "folds_better": int((diff > 0).sum()),
+                       "folds": n, "interval_95": [mean - half, mean + half],
+                       "clear_at_95": bool(n > 1 and abs(mean) > half),
+                       "larger_than_fold_spread": bool(n > 1 and abs(mean) > spread)}
+    return out
 
 
 def _final_model(model: Any, config: RunConfig, prepared: Any) -> Any:

@@ -162,3 +162,50 @@ def test_cli_train_evaluate_recommend(workspace):
     assert done.returncode == 1 and "unknown user 'nobody'" in done.stderr
     done, result = cli("train", "--data", "no-such-dataset")
     assert done.returncode == 1 and "no dataset named 'no-such-dataset'" in done.stderr
+
+
+def test_kfold_cross_validation_reports_mean_std_and_paired_differences(workspace):
+    done = subprocess.run([sys.executable, "-m", "recsys", "train", "--workspace", str(workspace.root), "--data", "demo",
+                           "--run-id", "kfold", *SMALL_RUN, "--protocol", "kfold", "--folds", "3", "--epochs", "3",
+                           "--baselines", "mostpop", "ease", "--json", "--quiet"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])["metrics"]
+    assert result["split"]["protocol"] == "kfold" and result["kfold"]["completed"] == 3
+    for name in ("fusion", "mostpop", "ease"):
+        folds = result["per_fold"][name]
+        assert len(folds) == 3
+        row = result["model"] if name == "fusion" else result["baselines"][name]
+        assert row["test"]["ndcg@20"] == pytest.approx(np.mean([f["ndcg@20"] for f in folds]))
+        assert row["test_std"]["ndcg@20"] == pytest.approx(np.std([f["ndcg@20"] for f in folds], ddof=1))
+    paired = result["kfold"]["paired"]["ease"]["ndcg@20"]
+    differences = [a["ndcg@20"] - b["ndcg@20"] for a, b in zip(result["per_fold"]["fusion"], result["per_fold"]["ease"])]
+    assert paired["mean_difference"] == pytest.approx(np.mean(differences))
+    low, high = paired["interval_95"]
+    assert low <= paired["mean_difference"] <= high
+    assert paired["clear_at_95"] == (low > 0 or high < 0)
+
+    from recsys.train.report import fold_table, paired_table
+
+    metrics = json.loads((workspace.runs_dir / "kfold" / "metrics.json").read_text())
+    assert len(fold_table(metrics)) == 3 and set(paired_table(metrics)["Against"]) == {"mostpop", "ease"}
+    printed = subprocess.run([sys.executable, "-m", "recsys", "evaluate", "kfold", "--workspace", str(workspace.root)],
+                             cwd=REPO_ROOT, capture_output=True, text=True)
+    assert "± std" in printed.stdout and "ndcg@20 minus ease" in printed.stdout
+
+
+def test_kfold_folds_test_every_interaction_exactly_once(workspace):
+    from recsys.train.data import prepare_data
+
+    interactions = workspace.load_dataset("demo").interactions
+    tested = []
+    for fold in range(4):
+        prepared = prepare_data(interactions, protocol="kfold", fold=fold, folds=4, k_core=1)
+        test, train, valid = prepared.test, prepared.data.train, prepared.valid
+        assert (test.multiply(train).nnz, test.multiply(valid).nnz, train.multiply(valid).nnz) == (0, 0, 0)
+        ids = np.asarray(prepared.data.item_ids)
+        users = np.asarray(prepared.data.user_ids)
+        coo = test.tocoo()
+        tested += list(zip(users[coo.row], ids[coo.col]))
+    pairs = set(map(tuple, interactions[["user_id", "item_id"]].astype(str).drop_duplicates().to_numpy()))
+    assert len(tested) == len(set(tested)) == len(pairs) and set(tested) == pairs

@@ -1,0 +1,66 @@
+"""A run's metrics as tables (for the app, the CLI and notebooks): the model against its baselines, and for
+cross-validated runs the per-fold table and the paired differences to each baseline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["METRIC_COLUMNS", "metrics_table", "fold_table", "paired_table"]
+
+METRIC_COLUMNS = [("recall@10", "Recall@10"), ("recall@20", "Recall@20"), ("ndcg@10", "NDCG@10"),
+                  ("ndcg@20", "NDCG@20"), ("hit@10", "Hit@10"), ("hit@20", "Hit@20")]
+
+
+def metrics_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
+    """Test metrics of the model and its baselines (plus cold-start rows) as one table. A cross-validated
+    run shows the mean over folds, with the standard deviation in ``± NDCG@20``."""
+    if not metrics:
+        return pd.DataFrame()
+    rows = []
+    model = metrics.get("model") or {}
+    named = []
+    if model.get("test"):
+        named.append((f"{model.get('name', 'model')} (this run)", model))
+    named += list((metrics.get("baselines") or {}).items())
+    for name, result in named:
+        row = {"Model": name, "Split": "test" if "test_std" not in result else "test (mean of folds)",
+               **{label: result["test"].get(key) for key, label in METRIC_COLUMNS}, "Fit time": result.get("fit_seconds")}
+        if "test_std" in result:
+            row["± NDCG@20"] = result["test_std"].get("ndcg@20")
+        rows.append(row)
+    for name, result in (metrics.get("cold_start") or {}).items():
+        rows.append({"Model": name, "Split": "cold-start items",
+                     **{label: result["test"].get(key) for key, label in METRIC_COLUMNS},
+                     "Fit time": result.get("fit_seconds")})
+    return pd.DataFrame(rows)
+
+
+def fold_table(metrics: dict[str, Any] | None, metric: str = "ndcg@20") -> pd.DataFrame:
+    """One row per fold, one column per model: the test ``metric`` of each fold (empty unless k-fold)."""
+    if not metrics or "kfold" not in metrics:
+        return pd.DataFrame()
+    model = metrics["model"]
+    columns = {f"{model.get('name', 'model')} (this run)": model.get("folds", [])}
+    columns |= {name: result.get("folds", []) for name, result in metrics.get("baselines", {}).items()}
+    n = min(len(v) for v in columns.values())
+    return pd.DataFrame({"Fold": list(range(1, n + 1)),
+                         **{name: [fold[metric] for fold in folds[:n]] for name, folds in columns.items()}})
+
+
+def paired_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
+    """The model minus each baseline over the same folds, with the 95 % interval and a plain verdict."""
+    if not metrics or "kfold" not in metrics:
+        return pd.DataFrame()
+    rows = []
+    for name, by_metric in metrics["kfold"]["paired"].items():
+        for metric, d in by_metric.items():
+            verdict = ("clearly better" if d["clear_at_95"] and d["mean_difference"] > 0 else
+                       "clearly worse" if d["clear_at_95"] else "within fold-to-fold noise")
+            rows.append({"Against": name, "Metric": metric, "Mean difference": d["mean_difference"],
+                         "95 % interval": f"{d['interval_95'][0]:+.4f} to {d['interval_95'][1]:+.4f}",
+                         "Folds better": f"{d['folds_better']} of {d['folds']}",
+                         "Larger than the fold spread": "yes" if d["larger_than_fold_spread"] else "no",
+                         "Verdict": verdict})
+    return pd.DataFrame(rows)

@@ -368,6 +368,7 @@ class RunContext:
     items_by_id: pd.DataFrame  # indexed by item id (string)
     aligned: pd.DataFrame  # items in the model's item order
     vectors: np.ndarray  # L2-normalised item vectors [n_items, d]
+    variant_groups: np.ndarray  # near-duplicate groups (colour/size variants of one title) [n_items]
     title_column: str
     image_column: str | None
     price_column: str | None
@@ -394,6 +395,7 @@ class RunContext:
 def _run_context(run_dir: str, model_stamp: float, dataset: str, data_stamp: str, root: str) -> RunContext:
     from recsys.data import stats
     from recsys.explain import ExplainContext, item_vectors
+    from recsys.models.rerank import variant_groups
 
     model = _load_model(str(Path(run_dir) / "model"), model_stamp)
     data = load_dataset_frames(dataset)
@@ -406,9 +408,11 @@ def _run_context(run_dir: str, model_stamp: float, dataset: str, data_stamp: str
     counts = np.diff(seen.indptr) if seen is not None else np.zeros(model.n_users, int)
     order = np.argsort(-counts, kind="stable")
     users = [str(model.user_ids[i]) for i in order]
+    title_column = stats.title_column(data.roles, items)
+    titles = aligned[title_column] if title_column in aligned.columns else pd.Series([None] * len(aligned))
     return RunContext(
         run_id=Path(run_dir).name, run_dir=str(run_dir), stamp=model_stamp, model=model, data=data, items_by_id=items_by_id, aligned=aligned,
-        vectors=item_vectors(model), title_column=stats.title_column(data.roles, items),
+        vectors=item_vectors(model), variant_groups=variant_groups(titles.tolist()), title_column=title_column,
         image_column=data.image_column, price_column=price,
         category_columns=stats.category_columns(items, data.roles)[:3], user_options=users,
         activity={str(model.user_ids[i]): int(counts[i]) for i in range(len(counts))},

@@ -10,7 +10,7 @@ import streamlit as st
 from pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, empty_state, gallery, item_caption,
                           model_runs, page_header, run_page, usable_context, run_picker, show_error, style_figure)
 from recsys.explain import explain
-from recsys.models.rerank import filter_mask, mmr_rerank, seen_mask
+from recsys.models.rerank import filter_mask
 
 MAX_USER_OPTIONS = 5000
 
@@ -135,16 +135,11 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
 
 
 def ranked_items(ctx: RunContext, user: str, k: int, diversity: float, exclude_seen: bool,
-                 mask: np.ndarray | None) -> list[tuple[str, float]]:
-    """Top-``k`` (item_id, score): the model's scores, seen items and filters masked, MMR at ``diversity``."""
-    model = ctx.model
-    row = model.user_index(user)
-    scores = np.asarray(model.score(np.array([row]))[0], dtype=np.float64)
-    keep = seen_mask(model, row) if exclude_seen else np.ones(model.n_items, dtype=bool)
-    if mask is not None:
-        keep &= np.asarray(mask, dtype=bool)
-    top = mmr_rerank(scores, ctx.vectors, k, diversity, candidates=keep)
-    return [(str(model.item_ids[i]), float(scores[i])) for i in top]
+                 mask: np.ndarray | None, one_per_product: bool = True) -> list[tuple[str, float]]:
+    """Top-``k`` (item_id, score) from the engine: seen items and filters masked, at most one variant of a
+    product (``one_per_product``), MMR at ``diversity``."""
+    return ctx.model.recommend(user, k=k, exclude_seen=exclude_seen, filters=mask, diversity=diversity,
+                               item_vectors=ctx.vectors, groups=ctx.variant_groups if one_per_product else None)
 
 
 def explained(ctx: RunContext, user: str, item_id: str) -> dict:
@@ -241,12 +236,15 @@ def main() -> None:
                             help="Type to search. Users are listed most active first; the count is their training "
                                  "items.")
     with st.container(border=True):
-        row = st.columns([1, 2, 1], vertical_alignment="center")
+        row = st.columns([1, 2, 1, 1], vertical_alignment="center")
         k = row[0].slider("How many", 5, 40, 10, 5, key="rec_k")
         diversity = row[1].slider("Diversity", 0.0, 1.0, 0.0, 0.05, key="rec_diversity",
                                   help="Re-ranks the list for variety (maximal marginal relevance over item vectors): "
                                        "0 = pure relevance, higher = fewer look-alikes.")
         exclude_seen = row[2].toggle("Hide items the user already has", True, key="rec_exclude_seen")
+        one_per_product = row[3].toggle("One per product", True, key="rec_one_per_product",
+                                        help="Near-duplicate guard: at most one item per product title (colour and "
+                                             "size variants of one article count as one; the best-scored stays).")
         selections, ranges = filters(ctx)
 
     mask = None
@@ -258,7 +256,7 @@ def main() -> None:
         multi = [c for c, r in ctx.data.roles.items() if r == "multi_label"]
         mask = filter_mask(ctx.aligned, categories=selections, price=price, multi_label_columns=multi,
                            separator=ctx.data.separator)
-    ranked = ranked_items(ctx, user, k, diversity, exclude_seen, mask)
+    ranked = ranked_items(ctx, user, k, diversity, exclude_seen, mask, one_per_product)
     signature = (ctx.run_dir, user, tuple(ranked))
     if st.session_state.get("rec_signature") != signature:  # another list: close the open explanations
         for key in [key for key in st.session_state if str(key).startswith("rec_why_")]:

@@ -167,21 +167,24 @@ class Recommender(ABC):
 
     def recommend(self, user: int | str, k: int = 10, exclude_seen: bool = True,
                   filters: np.ndarray | Iterable[Filter] | None = None,
-                  candidates: np.ndarray | None = None) -> list[tuple[str, float]]:
+                  candidates: np.ndarray | None = None, diversity: float = 0.0,
+                  item_vectors: np.ndarray | None = None, groups: np.ndarray | None = None
+                  ) -> list[tuple[str, float]]:
         """Top-``k`` (item_id, score) for one user.
 
         ``filters`` is a boolean keep-mask over items or callables returning one; ``candidates``
-        restricts ranking to those item indices.
+        restricts ranking to those item indices. ``groups`` (one id per item, e.g. from
+        :func:`recsys.models.rerank.variant_groups`) keeps at most one item per group: the near-duplicate
+        guard. ``diversity`` > 0 re-ranks by MMR over ``item_vectors`` (default: the model's own).
         """
+        from .rerank import select_top
+
         row = self.user_index(user)
         scores = np.asarray(self.score(np.array([row]))[0], dtype=np.float64)
         keep = self._keep_mask(row, exclude_seen, filters, candidates)
-        scores[~keep] = -np.inf
-        k = int(min(k, keep.sum()))
-        if k <= 0:
-            return []
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.lexsort((top, -scores[top]))]
+        if diversity > 0 and item_vectors is None:
+            item_vectors = self.item_embeddings()
+        top = select_top(scores, k, keep, diversity, item_vectors, groups)
         return [(str(self.item_ids[i]), float(scores[i])) for i in top]
 
     def _keep_mask(self, row: int, exclude_seen: bool, filters: Any, candidates: np.ndarray | None) -> np.ndarray:

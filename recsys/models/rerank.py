@@ -4,6 +4,9 @@
   ``argmax (1 - diversity) * relevance - diversity * max cosine to the items already picked``
   (relevance min-max scaled to [0, 1] over the candidate pool). ``diversity = 0`` is the plain
   ranking by score.
+* :func:`variant_groups` — the near-duplicate guard's groups: items whose titles are the same once
+  case, punctuation, bracketed notes, colour and size words are set aside (colour variants of one
+  article) share a group; :func:`select_top` keeps at most one item per group in a list.
 * Filters — boolean keep-masks over the model's items built from an items frame aligned with them:
   :func:`category_mask`, :func:`price_mask`, :func:`seen_mask`, combined by :func:`filter_mask`.
 * Metrics over a set of recommendation lists (``[n_users, k]`` item indices, ``-1`` padding):
@@ -22,7 +25,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["mmr_rerank", "rerank_users", "category_mask", "price_mask", "seen_mask", "filter_mask",
+__all__ = ["mmr_rerank", "select_top", "variant_groups", "rerank_users", "category_mask", "price_mask", "seen_mask", "filter_mask",
            "catalogue_coverage", "intra_list_diversity", "novelty", "long_tail_share", "beyond_accuracy",
            "normalise_rows"]
 
@@ -79,6 +82,59 @@ def mmr_rerank(scores: np.ndarray, item_vectors: np.ndarray, k: int, diversity: 
         available[pick] = False
         max_sim = np.maximum(max_sim, similarity[pick])
     return best[chosen].astype(np.int64)
+
+
+def select_top(scores: np.ndarray, k: int, keep: np.ndarray | None = None, diversity: float = 0.0,
+               item_vectors: np.ndarray | None = None, groups: np.ndarray | None = None) -> np.ndarray:
+    """Top-``k`` item indices of one user's ``scores``: ``keep`` (a boolean mask) applied, at most one item
+    per ``groups`` value (the best-scored one stands for its group), then MMR at ``diversity`` (needs
+    ``item_vectors``; 0 = by score)."""
+    scores = np.asarray(scores, dtype=np.float64).copy()
+    if keep is not None:
+        scores[~np.asarray(keep, dtype=bool)] = -np.inf
+    if groups is not None:
+        groups = np.asarray(groups, dtype=np.int64)
+        finite = np.flatnonzero(np.isfinite(scores))
+        # the best-scored item of each group (ties: lowest index) stands for it
+        order = finite[np.lexsort((finite, -scores[finite]))]
+        _, first = np.unique(groups[order], return_index=True)
+        leaders = np.zeros(len(scores), dtype=bool)
+        leaders[order[first]] = True
+        scores[~leaders] = -np.inf
+    if diversity > 0 and item_vectors is not None:
+        return mmr_rerank(scores, item_vectors, k, diversity)
+    finite = np.flatnonzero(np.isfinite(scores))
+    k = int(min(k, len(finite)))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    top = finite[np.argpartition(-scores[finite], k - 1)[:k]] if k < len(finite) else finite
+    return top[np.lexsort((top, -scores[top]))].astype(np.int64)
+
+
+#: Words that name a variant of an article rather than the article (the guard sets them aside).
+_VARIANT_WORDS = frozenset("""
+black white grey gray silver gold red blue navy green olive khaki beige brown tan cream ivory pink purple
+violet lilac yellow orange turquoise teal burgundy maroon coral mint multicolour multicolor multi dark light
+pale bright neon matt matte xxs xs s m l xl xxl xxxl small medium large size colour color pack
+""".split())
+
+
+def variant_groups(titles: Sequence[Any]) -> np.ndarray:
+    """One group id per item: items whose titles match once lower-cased, with bracketed notes, punctuation,
+    colour and size words set aside, share a group (``"Slim Jeans (Black)"``, ``"slim jeans - blue"``).
+    A title that is empty, or made only of such words, is its own group."""
+    import unicodedata
+
+    keys: dict[str, int] = {}
+    out = np.empty(len(titles), dtype=np.int64)
+    for position, title in enumerate(titles):
+        text = "" if title is None or (isinstance(title, float) and np.isnan(title)) else str(title)
+        text = unicodedata.normalize("NFKC", text).casefold()
+        text = re.sub(r"[\(\[\{][^)\]}]*[\)\]\}]", " ", text)
+        words = [w for w in re.findall(r"[^\W_]+", text) if w not in _VARIANT_WORDS]
+        key = " ".join(words) or f"\x00{position}"
+        out[position] = keys.setdefault(key, len(keys))
+    return out
 
 
 def rerank_users(model: Any, users: Sequence[int], k: int, item_vectors: np.ndarray, diversity: float = 0.0,

@@ -145,6 +145,9 @@ def _recommend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user", required=True, help="user id")
     p.add_argument("--k", type=int, default=10, help="how many items (default 10)")
     p.add_argument("--include-seen", action="store_true", help="do not exclude items the user already has")
+    p.add_argument("--allow-variants", action="store_true",
+                   help="allow several variants of one product (same title but colour/size) in the list")
+    p.add_argument("--diversity", type=float, default=0.0, help="MMR re-ranking for variety, 0 to 1 (default 0)")
     p.add_argument("--explain", action="store_true", help="add each item's explanation (modality shares, evidence)")
 
 
@@ -155,11 +158,9 @@ def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
     run_dir = _run_dir(args)
     if not (run_dir / "model" / "config.json").is_file():
         raise CommandError(f"run {args.run} has no saved model yet (state: {read_status(run_dir)['state']})")
+    from ..models.rerank import variant_groups
+
     model = Recommender.load(run_dir / "model")
-    try:
-        items = model.recommend(args.user, k=args.k, exclude_seen=not args.include_seen)
-    except KeyError as exc:
-        raise CommandError(str(exc.args[0])) from exc
     workspace = _workspace(args)
     dataset = json.loads((run_dir / "config.json").read_text())["config"]["dataset"]
     titles = {}
@@ -168,6 +169,15 @@ def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
         text_columns = bundle.schema.columns_with("items", "text")
         if text_columns:
             titles = dict(zip(bundle.items["item_id"].astype(str), bundle.items[text_columns[0]].astype(str)))
+    groups = variant_groups([titles.get(str(i)) for i in model.item_ids]) if titles and not args.allow_variants \
+        else None
+    if not 0.0 <= args.diversity <= 1.0:
+        raise CommandError(f"--diversity must be between 0 and 1, not {args.diversity}")
+    try:
+        items = model.recommend(args.user, k=args.k, exclude_seen=not args.include_seen, diversity=args.diversity,
+                                groups=groups)
+    except KeyError as exc:
+        raise CommandError(str(exc.args[0])) from exc
     rows = [{"rank": r + 1, "item_id": item, "score": score, "title": titles.get(item)}
             for r, (item, score) in enumerate(items)]
     if args.explain:

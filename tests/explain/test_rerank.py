@@ -8,7 +8,8 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.models.rerank import (beyond_accuracy, catalogue_coverage, category_mask, filter_mask,
-                                  intra_list_diversity, long_tail_share, mmr_rerank, novelty, price_mask)
+                                  intra_list_diversity, long_tail_share, mmr_rerank, novelty, price_mask, select_top,
+                                  variant_groups)
 
 
 def test_mmr_without_diversity_is_the_ranking():
@@ -27,6 +28,38 @@ def test_mmr_trades_relevance_for_difference():
     scores = np.array([1.0, 0.99, 0.98, 0.9])
     assert mmr_rerank(scores, vectors, 2, 0.0).tolist() == [0, 1]
     assert mmr_rerank(scores, vectors, 2, 0.5).tolist() == [0, 3]
+
+
+def test_variant_groups_join_colour_and_size_variants_of_one_title():
+    titles = ["Slim Jeans (Black)", "slim jeans - Dark Blue", "Slim Jeans XL", "Slim Jeans 2", "Relaxed Jeans",
+              "", None, "Black", "Black"]
+    groups = variant_groups(titles)
+    assert groups[0] == groups[1] == groups[2]
+    assert len({groups[0], groups[3], groups[4]}) == 3  # a model number or another cut is another product
+    assert len(set(groups[5:].tolist())) == 4  # an empty title, or one made of variant words only, stands alone
+
+
+def test_the_near_duplicate_guard_keeps_the_best_variant_of_each_group():
+    scores = np.array([0.9, 0.95, 0.5, 0.8, 0.7])
+    groups = np.array([0, 0, 1, 1, 2])
+    assert select_top(scores, 3).tolist() == [1, 0, 3]
+    assert select_top(scores, 3, groups=groups).tolist() == [1, 3, 4]
+    keep = np.array([True, False, True, True, True])  # the best variant is hidden: the next one stands in
+    assert select_top(scores, 3, keep=keep, groups=groups).tolist() == [0, 3, 4]
+    assert select_top(scores, 10, groups=groups).tolist() == [1, 3, 4]
+
+
+def test_recommend_applies_the_guard_and_diversity(block_model):
+    model = block_model
+    user = model.user_ids[0]
+    plain = model.recommend(user, k=5)
+    groups = np.arange(model.n_items)
+    best = model.item_ids.tolist().index(plain[0][0])
+    second = model.item_ids.tolist().index(plain[1][0])
+    groups[second] = groups[best]  # the two best are variants of one product
+    guarded = model.recommend(user, k=5, groups=groups)
+    assert guarded[0] == plain[0] and plain[1] not in guarded and len(guarded) == 5
+    assert len(model.recommend(user, k=5, diversity=0.5)) == 5
 
 
 def test_metrics_by_hand():
@@ -69,3 +102,14 @@ def test_diversity_rises_with_the_mmr_weight_on_the_demo_catalog(demo_run):
         ild.append(intra_list_diversity(lists, vectors))
     assert all(b >= a - 1e-6 for a, b in zip(ild, ild[1:])), ild
     assert ild[-1] > ild[0] + 0.02, ild
+
+
+@pytest.fixture(scope="module")
+def block_model():
+    from recsys.models import get_model
+    from recsys.models.base import TrainData
+
+    rng = np.random.default_rng(3)
+    train = sp.csr_matrix((rng.random((30, 20)) < 0.3).astype(np.float32))
+    data = TrainData(np.array([f"u{i}" for i in range(30)]), np.array([f"i{j}" for j in range(20)]), train)
+    return get_model("itemknn").fit(data)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.common import (ASSETS, ensure_demo, fmt_metric, fmt_time, get_workspace, list_all_runs,
-                          load_dataset_frames, navigation_scope, run_page, state_badge)
+from pages.common import (ASSETS, active_dataset, ensure_demo, fmt_metric, fmt_time, get_workspace, list_all_runs,
+                          load_dataset_frames, navigation_scope, run_page, set_active_dataset, state_badge)
 
 QUICK_START = {"epochs": 15, "baselines": ["mostpop", "ease"]}
 
@@ -35,9 +35,7 @@ def home() -> None:
         with st.spinner("Preparing the built-in demo catalog (first start only, a few seconds)…"):
             ensure_demo()
     datasets = [info.name for info in workspace.list_datasets()]
-    active = st.session_state.get("app_dataset")
-    if active not in datasets:
-        active = "demo" if "demo" in datasets else (datasets[0] if datasets else None)
+    active = active_dataset(datasets)
     runs = list_all_runs()
 
     cards = st.columns(3)
@@ -100,7 +98,7 @@ def home() -> None:
                 run_id = start_run(workspace, RunConfig(dataset=name, **QUICK_START))
             st.session_state["home_started"] = run_id
             st.session_state["train_watch"] = run_id
-            st.session_state["app_dataset"] = name
+            set_active_dataset(name)
         if st.session_state.get("home_started"):
             st.success(f"Training started (run {st.session_state['home_started']}). Watch its progress on the Train "
                        "page; when it has finished, see what it recommends on the Recommendations page.",

@@ -3,7 +3,8 @@
 No model code here: everything that computes goes through ``recsys``. Models are cached with
 ``st.cache_resource`` (keyed by run folder and the model's modification time), frames with
 ``st.cache_data``. Session keys are prefixed by page (``data_``, ``train_``, ``rec_``, ``att_``,
-``exp_``, ``home_``); ``app_dataset`` and ``app_run`` are the shared ones (the dataset and run in use).
+``exp_``, ``home_``); ``app_run`` is the shared one (the run in use). The active dataset is the
+workspace's (``Workspace.active_dataset``), shared by every window.
 """
 
 from __future__ import annotations
@@ -232,20 +233,35 @@ def load_dataset_frames(name: str) -> DatasetFrames:
     return DatasetFrames(name, items, interactions, users, schema, root, manifest)
 
 
+def active_dataset(names: list[str] | None = None) -> str | None:
+    """The workspace's active dataset (the last imported or chosen, in any window), else demo, else the first."""
+    names = dataset_names() if names is None else names
+    active = get_workspace().active_dataset()
+    if active in names:
+        return active
+    return "demo" if "demo" in names else (names[0] if names else None)
+
+
+def set_active_dataset(name: str) -> None:
+    get_workspace().set_active_dataset(name)
+
+
 def dataset_picker(label: str, key: str, names: list[str] | None = None, help: str | None = None) -> str | None:
-    """A dataset selectbox that starts on the dataset the user last worked on (``app_dataset``)."""
+    """A dataset selectbox on the workspace's active dataset; choosing another makes it the active one for
+    every page and window."""
     names = dataset_names() if names is None else names
     if not names:
         return None
-    preferred = st.session_state.get("app_dataset")
-    if key in st.session_state and st.session_state[key] not in names:
-        del st.session_state[key]
-    index = names.index(preferred) if preferred in names else (names.index("demo") if "demo" in names else 0)
-    # a value already set through the session state (e.g. after an import) wins; passing an index too
-    # would make Streamlit warn about two defaults
-    start = {} if key in st.session_state else {"index": index}
-    choice = st.selectbox(label, names, key=key, help=help, **start)
-    st.session_state["app_dataset"] = choice
+    active = active_dataset(names)
+    follows = f"{key}__follows"
+    if st.session_state.get(follows) != active or st.session_state.get(key) not in names:
+        # the active dataset changed (an import, another page or another window): the picker follows it
+        st.session_state[key] = active
+        st.session_state[follows] = active
+    choice = st.selectbox(label, names, key=key, help=help)
+    if choice != active:
+        set_active_dataset(choice)
+        st.session_state[follows] = choice
     return choice
 
 

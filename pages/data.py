@@ -15,7 +15,7 @@ import streamlit as st
 from pages.common import (PRIMARY, UploadError, assemble_bundle_zip, chart, dataset_info, dataset_names,
                           dataset_picker, digest, empty_state, ensure_demo, gallery, get_workspace, image_file,
                           item_caption, load_dataset_frames, page_header, run_page, show_error, style_figure,
-                          upload_limit_mb, workspace_root, zip_entry_examples)
+                          set_active_dataset, upload_limit_mb, workspace_root, zip_entry_examples)
 from recsys.data import stats
 from recsys.data.schema import ROLES
 
@@ -156,7 +156,6 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
             return
         bar.empty()
         if result.ok:
-            st.session_state["app_dataset"] = result.name
             st.session_state["data_dataset"] = result.name
             st.session_state["data_imported"] = result.name
             _session_cache("data_validation_cache").clear()
@@ -230,7 +229,7 @@ def _demo() -> None:
                  disabled=exists):
         with st.spinner("Generating and importing the demo catalog…"):
             name = ensure_demo()
-        st.session_state["app_dataset"] = name
+        set_active_dataset(name)
         st.session_state["data_dataset"] = name
         st.session_state["data_imported"] = name
         st.rerun()

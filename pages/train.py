@@ -314,8 +314,11 @@ def _progress(summary: dict[str, Any], status: dict[str, Any], config: dict[str,
     for name, (done, total) in summary["features"].items():
         if stage in ("features",) or done < total:
             kind = name.split(":", 1)[1]
-            st.progress(min(1.0, done / max(total, 1)),
-                        text=f"Features — {'pictures' if kind == 'image' else kind}: {done:,} of {total:,} items")
+            text = f"Features — {'pictures' if kind == 'image' else kind}: {done:,} of {total:,} items"
+            rate = summary.get("feature_rates", {}).get(name)
+            if rate and done < total and status.get("state") in ACTIVE_STATES:
+                text += f" · {rate['items_per_second']:,.0f} items/s · about {fmt_duration(rate['eta_seconds'])} left"
+            st.progress(min(1.0, done / max(total, 1)), text=text)
     if summary.get("max_epochs") or stage in ("fit", "resume"):
         max_epochs = summary.get("max_epochs") or config.get("epochs")
         text = f"Epoch {min(summary['epoch'] + (1 if summary['steps'] else 0), max_epochs or 0)} of {max_epochs}"

@@ -107,6 +107,21 @@ class Workspace:
     def has_dataset(self, name: str) -> bool:
         return (self.dataset_path(name) / "manifest.json").is_file()
 
+    # the dataset in use, shared by every window of the studio: the last one imported or chosen
+    def active_dataset(self) -> str | None:
+        """The active dataset's name, or None when none is set or it no longer exists (an unreadable record
+        is ignored: it only remembers a choice)."""
+        try:
+            name = json.loads((self.root / "active.json").read_text()).get("dataset")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return name if isinstance(name, str) and self.has_dataset(name) else None
+
+    def set_active_dataset(self, name: str) -> None:
+        if not self.has_dataset(name):
+            raise DatasetNotFound(f"no dataset named '{name}' in {self.datasets_dir}")
+        atomic_write_json(self.root / "active.json", {"dataset": name})
+
     def import_bundle(self, source: Any, *, name: str | None = None,
                       schema: Mapping[str, Any] | S.Schema | None = None,
                       progress: Callable[[str, int, int], None] | None = None,
@@ -129,6 +144,7 @@ class Workspace:
                 self._write_dataset(bundle, staging, final_name, result.report, source, progress)
         finally:
             discard_bundle(bundle)
+        self.set_active_dataset(final_name)
         return ImportResult(result.report, final_name, target)
 
     def _write_dataset(self, bundle: CatalogBundle, folder: Path, name: str, report: ValidationReport, source: Any,

@@ -267,7 +267,8 @@ def summarize_progress(events: list[dict[str, Any]], now: float | None = None) -
     """What a progress display needs, from the events of ``progress.jsonl``.
 
     Keys: ``stage`` (last stage name), ``features`` ({stage: (done, total)} for "features:text" /
-    "features:image"), ``epoch`` (epochs completed), ``max_epochs``, ``step``/``steps`` (within the
+    "features:image"), ``feature_rates`` ({stage: {items_per_second, eta_seconds}} once two counts of a
+    stage are in), ``epoch`` (epochs completed), ``max_epochs``, ``step``/``steps`` (within the
     current epoch), ``fraction`` (0..1 of the training loop), ``eta_seconds`` (None when unknown:
     at most, early stopping may end sooner), ``epochs`` (one dict per epoch record, of the current fold
     in cross-validation, where ``fold`` is ``(fold, folds)``), ``results``
@@ -276,8 +277,9 @@ def summarize_progress(events: list[dict[str, Any]], now: float | None = None) -
     now = time.time() if now is None else now
     out: dict[str, Any] = {"stage": None, "features": {}, "epoch": 0, "max_epochs": None, "step": 0, "steps": 0,
                            "fraction": 0.0, "eta_seconds": None, "epochs": [], "results": {}, "ended": None,
-                           "best_epoch": None, "data": None, "last_time": None, "loss": None}
+                           "best_epoch": None, "data": None, "last_time": None, "loss": None, "feature_rates": {}}
     best = -1.0
+    feature_first: dict[str, tuple[float | None, int]] = {}  # stage -> (time, done) of its first count
     for event in events:
         kind = event.get("type")
         out["last_time"] = event.get("time", out["last_time"])
@@ -291,7 +293,13 @@ def summarize_progress(events: list[dict[str, Any]], now: float | None = None) -
         elif kind == "step":
             stage = event.get("stage")
             if stage and str(stage).startswith("features:"):
-                out["features"][stage] = (int(event.get("done", 0)), int(event.get("total", 0)))
+                done, total = int(event.get("done", 0)), int(event.get("total", 0))
+                out["features"][stage] = (done, total)
+                first = feature_first.setdefault(stage, (event.get("time"), done))
+                if event.get("time") and first[0] and event["time"] > first[0] and done > first[1]:
+                    rate = (done - first[1]) / (event["time"] - first[0])
+                    out["feature_rates"][stage] = {"items_per_second": rate,
+                                                   "eta_seconds": max(0.0, (total - done) / rate)}
             else:
                 out["step"], out["steps"] = int(event.get("step", 0)), int(event.get("steps", 0))
                 out["loss"] = event.get("loss")

@@ -113,6 +113,11 @@ def test_summarize_progress_gives_epochs_features_and_time_left():
     ended = summarize_progress(events + [{"type": "end", "time": 40.0, "state": "finished"}])
     assert ended["fraction"] == 1.0 and ended["eta_seconds"] == 0.0
     assert summarize_progress([])["stage"] is None
+    extracting = summarize_progress(events[:1] + [
+        {"type": "step", "time": 10.0, "stage": "features:image", "done": 100, "total": 1000},
+        {"type": "step", "time": 14.0, "stage": "features:image", "done": 300, "total": 1000}])
+    rate = extracting["feature_rates"]["features:image"]
+    assert rate["items_per_second"] == pytest.approx(50.0) and rate["eta_seconds"] == pytest.approx(14.0)
 
 
 def test_assembled_uploads_become_one_bundle_and_unsafe_pictures_are_refused(tmp_path):

@@ -110,3 +110,19 @@ def test_a_run_whose_model_cannot_be_loaded_is_explained(app, trained_workspace,
     assert_clean(at)
     warnings = " ".join(w.value for w in at.warning)
     assert "This run cannot be shown" in warnings and "could not be loaded" in warnings
+
+
+def test_the_active_dataset_is_shared_by_every_window(app, trained_workspace, small_bundle):
+    from streamlit.testing.v1 import AppTest
+
+    from recsys.workspace import Workspace
+    from tests.app.conftest import APP
+
+    first = open_page(app, "pages/data.py")
+    assert first.selectbox(key="data_dataset").value == "demo"
+    Workspace(trained_workspace).import_bundle(small_bundle, name="shop")  # e.g. from another window or the CLI
+    second = open_page(AppTest.from_file(APP, default_timeout=180), "pages/train.py")
+    assert second.selectbox(key="train_dataset").value == "shop"
+    second.selectbox(key="train_dataset").select("demo").run()
+    first.run()  # the first window follows the choice made in the second
+    assert first.selectbox(key="data_dataset").value == "demo"

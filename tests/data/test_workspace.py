@@ -78,3 +78,19 @@ def test_dataset_names_are_folder_safe():
     assert dataset_name("../../etc") == "etc"
     assert dataset_name("My Data (v2)") == "my-data-v2"
     assert dataset_name("") == "dataset"
+
+
+def test_the_active_dataset_is_the_workspaces_last_import_or_choice(workspace, small_bundle):
+    assert workspace.active_dataset() is None
+    assert workspace.import_bundle(small_bundle, name="first").ok
+    assert workspace.import_bundle(small_bundle, name="second").ok
+    assert workspace.active_dataset() == "second"  # the last import
+    workspace.set_active_dataset("first")
+    assert Workspace(workspace.root).active_dataset() == "first"  # shared by every window / process
+    with pytest.raises(LookupError):
+        workspace.set_active_dataset("missing")
+    (workspace.root / "active.json").write_text("{broken")
+    assert workspace.active_dataset() is None  # a damaged record only forgets the choice
+    workspace.delete_dataset("second")
+    workspace.set_active_dataset("first")
+    assert workspace.active_dataset() == "first"

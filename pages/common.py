@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import threading
 import time
 import traceback
@@ -103,6 +104,15 @@ def show_error(headline: str, exc: BaseException | str, details: str | None = No
     if trace:
         with st.expander("Technical details"):
             st.code(trace, language=None)
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
+
+
+def md_text(value: Any) -> str:
+    """Catalogue text for ``st.markdown``/``st.caption``: every Markdown character escaped, so a title
+    such as ``![x](http://host/p.png)`` shows as those characters (never as an image, a link or a heading)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(value))
 
 
 def plain_error(exc: BaseException | str) -> str:
@@ -554,9 +564,9 @@ def gallery(entries: list[dict[str, Any]], per_row: int = 6) -> None:
         for col, entry in zip(cols, entries[start:start + per_row]):
             with col:
                 st.image(entry["picture"], width="stretch")
-                st.markdown(f"**{_short(entry['title'], 60)}**")
+                st.markdown(f"**{md_text(_short(entry['title'], 60))}**")
                 if entry.get("caption"):
-                    st.caption(entry["caption"])
+                    st.caption(md_text(entry["caption"]))
 
 
 def _short(text: str, n: int) -> str:

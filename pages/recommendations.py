@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, empty_state, gallery, item_caption,
-                          model_runs, page_header, run_page, usable_context, run_picker, show_error, style_figure)
+                          md_text, model_runs, page_header, run_page, usable_context, run_picker, show_error, style_figure)
 from recsys.explain import explain
 from recsys.models.rerank import filter_mask
 
@@ -79,24 +79,24 @@ def evidence_lines(explanation: dict) -> list[str]:
     for label in evidence.get("labels") or []:
         shared = label.get("shared_values") or []
         if shared:
-            values = ", ".join(f"“{v}”" for v in shared[:3])
+            values = ", ".join(f"“{md_text(v)}”" for v in shared[:3])
             others = label.get("shared_with") or []
-            also = f"“{others[0]}”" + (f" and {len(others) - 1} more" if len(others) > 1 else "") if others else ""
-            lines.append(f"**{label['column_label']}** {values}" + (f" — also on {also}" if also else ""))
+            also = f"“{md_text(others[0])}”" + (f" and {len(others) - 1} more" if len(others) > 1 else "") if others else ""
+            lines.append(f"**{md_text(label['column_label'])}** {values}" + (f" — also on {also}" if also else ""))
         else:
             top = (label.get("history_counts") or [{}])[0]
             if top.get("count"):
-                lines.append(f"**{label['column_label']}** “{top['value']}” — {top['count']} of the "
+                lines.append(f"**{md_text(label['column_label'])}** “{md_text(top['value'])}” — {top['count']} of the "
                              f"{label['history_size']} items in the history")
     words = evidence.get("words") or []
     if words:
-        lines.append("**words** " + ", ".join(f"“{w['word']}”" for w in words[:5]) + " — also in the texts above")
+        lines.append("**words** " + ", ".join(f"“{md_text(w['word'])}”" for w in words[:5]) + " — also in the texts above")
     price = evidence.get("price") or {}
     if price.get("band"):
-        lines.append(f"**price band** {price['band']} — {price.get('history_share_pct', 0)}% of the history is in it")
+        lines.append(f"**price band** {md_text(price['band'])} — {price.get('history_share_pct', 0)}% of the history is in it")
     visual = evidence.get("visual") or {}
     if visual.get("percentile") is not None:
-        lines.append(f"**picture** looks like “{visual['title']}” (closer than {visual['percentile']}% of the "
+        lines.append(f"**picture** looks like “{md_text(visual['title'])}” (closer than {visual['percentile']}% of the "
                      "catalogue)")
     popularity = evidence.get("popularity") or {}
     if popularity:
@@ -110,7 +110,7 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
     if explanation.get("error") is not None:
         show_error("The explanation could not be computed", explanation["error"])
         return
-    st.markdown(explanation["sentence"])
+    st.markdown(md_text(explanation["sentence"]))
     fig = modality_chart(explanation)
     if fig is not None:
         st.caption(f"How much each modality weighs for this user and item, and what it adds to the score "
@@ -127,7 +127,7 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
             with col:
                 st.image(ctx.picture(item["item_id"]), width=96)
                 rating = f" · {stars(item['rating'])}" if item.get("rating") is not None else ""
-                st.caption(f"{item['title']} · adds {item['contribution']:+.2f}{rating}")
+                st.caption(f"{md_text(item['title'])} · adds {item['contribution']:+.2f}{rating}")
     lines = evidence_lines(explanation)
     if lines:
         st.markdown("**Shared evidence**")
@@ -160,9 +160,9 @@ def card(ctx: RunContext, user: str, rank: int, item_id: str, score: float) -> N
     row = ctx.items_by_id.loc[item_id] if item_id in ctx.items_by_id.index else pd.Series(dtype=object)
     with st.container(border=True, height="stretch"):
         st.image(ctx.picture(item_id), width="stretch")
-        st.markdown(f"**{rank}. {ctx.title(item_id)}**")
+        st.markdown(f"**{rank}. {md_text(ctx.title(item_id))}**")
         caption = item_caption(row, ctx.category_columns, ctx.price_column) if len(row) else ""
-        st.caption(caption or item_id)
+        st.caption(md_text(caption or item_id))
         st.caption(f"score {score:.3f}")
         # the explanation is computed only when its popover opens: the list itself stays fast
         with st.popover("Why this?", icon=":material/lightbulb:", width="stretch", key=f"rec_why_{rank}",
@@ -264,7 +264,7 @@ def main() -> None:
         st.session_state["rec_signature"] = signature
 
     history = user_history(ctx, user)
-    st.markdown(f"#### :material/history: History of {user}")
+    st.markdown(f"#### :material/history: History of {md_text(user)}")
     rating = ctx.data.rating_column
     shown = history.head(12)
     st.caption(f"{len(history):,} interactions" + (", best rated first" if rating else "") +
@@ -273,7 +273,7 @@ def main() -> None:
               "caption": stars(r) if rating else ""}
              for i, r in zip(shown["item_id"], shown[rating] if rating else [None] * len(shown))], per_row=6)
 
-    st.markdown(f"#### :material/recommend: Top {k} for {user}")
+    st.markdown(f"#### :material/recommend: Top {k} for {md_text(user)}")
     if diversity > 0:
         st.caption(f"Re-ranked for variety (diversity {diversity:.2f}).")
     if not ranked:

@@ -126,3 +126,21 @@ def test_the_active_dataset_is_shared_by_every_window(app, trained_workspace, sm
     second.selectbox(key="train_dataset").select("demo").run()
     first.run()  # the first window follows the choice made in the second
     assert first.selectbox(key="data_dataset").value == "demo"
+
+
+def test_catalogue_text_is_shown_as_text_never_as_markdown(app, trained_workspace):
+    import pandas as pd
+
+    from pages.common import md_text
+
+    planted = "![x](http://127.0.0.1:9/track.png) **bold** [link](http://127.0.0.1:9)"
+    assert "](" not in md_text(planted).replace("\\]\\(", "")
+    items_file = trained_workspace / "datasets" / "demo" / "items.parquet"
+    items = pd.read_parquet(items_file)
+    items.loc[:, "title"] = planted  # every item: whatever the gallery shows carries it
+    items.to_parquet(items_file)
+    at = open_page(app, "pages/data.py")
+    assert_clean(at)
+    shown = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    assert any("track" in value for value in shown)
+    assert not any("![x](" in value or "[link](" in value for value in shown)

@@ -101,6 +101,33 @@ def _draw_report(report: dict[str, Any], hint_entries: list[str] | None = None) 
             col.metric(label, f"{counts.get(key, 0):,}")
 
 
+def _column_mapping(tables: dict[str, Any], schema_json: dict[str, Any] | None, key: str) -> dict[str, dict[str, str]]:
+    """Which column is the item id / user id of each table (a file may call them article_id, customer_id…):
+    returns only the choices that differ from what the studio found."""
+    found = stats.id_columns(tables, schema_json)
+    needs_attention = any(column is None or column != name for ids in found.values() for name, column in ids.items())
+    changes: dict[str, dict[str, str]] = {}
+    with st.expander("Column mapping: which columns are the ids", expanded=needs_attention):
+        st.caption("The studio needs an item id in the items table and a user id and an item id in the interactions. "
+                   "When the files name them otherwise (article_id, customer_id…), choose them here; "
+                   "the choice is kept in the dataset's schema.json.")
+        cols = st.columns(sum(len(ids) for ids in found.values()) or 1)
+        position = 0
+        for table, ids in found.items():
+            options = ["—", *[str(c) for c in tables[table].columns]]
+            for name, column in ids.items():
+                current = column or "—"
+                choice = cols[position].selectbox(f"{table}: {name}", options, index=options.index(current),
+                                                  key=f"data_map_{key}_{table}_{name}")
+                position += 1
+                if choice != current:
+                    if column and column != name:
+                        changes.setdefault(table, {})[column] = ""  # the earlier choice no longer holds
+                    if choice != "—":
+                        changes.setdefault(table, {})[choice] = name
+    return changes
+
+
 def _review_and_import(source: Any, key: str, default_name: str, hint_entries: list[str] | None = None) -> None:
     tables, schema_json, problems = _preview(key, source)
     if not tables:
@@ -125,6 +152,9 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
     if overrides:
         changed = ", ".join(f"{c} → {r}" for t in overrides.values() for c, r in t.items())
         st.caption(f":material/edit: Your changes: {changed}")
+    mapping = _column_mapping(tables, schema_json, key)
+    if mapping:
+        overrides["columns"] = mapping
 
     st.markdown("##### Validation")
     report = _validate(key, source, overrides)

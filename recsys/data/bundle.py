@@ -329,6 +329,8 @@ def _load_from_folder(folder: Path, report: ValidationReport, overrides: Any, na
     except S.SchemaError as exc:
         report.error("bad_schema", str(exc), "schema")
         return None
+    if not _apply_column_mapping(tables, schema, report, files):
+        return None
     # columns a schema names but the tables lack are a mistake the user wants to hear about
     for table in S.TABLES:
         frame = tables.get(table)
@@ -361,12 +363,45 @@ def _load_from_folder(folder: Path, report: ValidationReport, overrides: Any, na
     return bundle if report.ok else None
 
 
+def _apply_column_mapping(tables: dict[str, pd.DataFrame | None], schema: S.Schema, report: ValidationReport,
+                          files: dict[str, Path | None]) -> bool:
+    """Rename the columns the schema maps to ``item_id`` / ``user_id`` (``article_id`` -> ``item_id``), saying
+    so; False (with an error) when a mapping cannot apply."""
+    for table, mapping in schema.columns.items():
+        frame = tables.get(table)
+        if frame is None:
+            continue
+        file = files[table].name if files.get(table) else table
+        for source, target in list(mapping.items()):
+            if source == target:
+                continue
+            if source not in frame.columns:
+                report.error("mapping_unknown_column", f"the column mapping names '{source}' as {target}, but the file "
+                             "has no such column", file, source)
+                return False
+            if target in frame.columns:
+                report.error("mapping_conflict", f"'{source}' cannot be used as {target}: the file already has a "
+                             f"'{target}' column", file, source)
+                return False
+            frame = frame.rename(columns={source: target})
+            roles = schema.table(table)
+            roles.pop(source, None)
+            roles[target] = S.ID
+            reason = schema.reasons.get(table, {}).pop(source, None)
+            schema.reasons.setdefault(table, {})[target] = reason or f"mapped from '{source}'"
+            report.warning("mapped_column", f"column '{source}' is used as {target}", file, source)
+        tables[table] = frame
+    return True
+
+
 def _require_columns(frame: pd.DataFrame, table: str, report: ValidationReport, file: str) -> bool:
     missing = [c for c in S.REQUIRED_COLUMNS[table] if c not in frame.columns]
     if missing:
         report.error("missing_column",
                      f"required column(s) {', '.join(repr(m) for m in missing)} missing; found "
-                     f"{', '.join(repr(c) for c in frame.columns[:12])}", file, missing[0])
+                     f"{', '.join(repr(c) for c in frame.columns[:12])}. If one of those is the {missing[0]}, map it "
+                     f"(the Data page's column mapping, or schema.json: "
+                     f"{{\"columns\": {{\"{table}\": {{\"<column>\": \"{missing[0]}\"}}}}}})", file, missing[0])
         return False
     return True
 

@@ -3,6 +3,12 @@
 Every column gets one role. Roles are inferred from names and values (:func:`infer_roles`), and a
 ``schema.json`` in the bundle or an explicit argument overrides any of them (:meth:`Schema.merged`).
 Each inference carries a short reason so the app can show *why* a column got its role.
+
+Column mapping: a bundle whose id columns have other names (``article_id``, ``customer_id``) says
+which column is ``item_id`` / ``user_id`` in ``schema.json``'s ``columns`` (``{"items": {"article_id":
+"item_id"}}``); without one, :func:`infer_column_mapping` finds them (unique per item row, referenced
+by the interactions) and says so. When interactions have several time columns, the one used is named
+and the others are ignored.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ DEFAULT_SEPARATOR = "|"
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 _IMAGE_NAME = re.compile(r"(image|img|picture|photo|poster|thumbnail|cover)", re.I)
-_TIME_NAME = re.compile(r"(^|_)(timestamp|time|date|datetime|ts|created|created_at|updated_at)($|_)", re.I)
+_TIME_NAME = re.compile(r"(^|_)(timestamp|time|date|datetime|dat|dt|day|ts|created|created_at|updated_at)($|_)", re.I)
 _RATING_NAME = re.compile(r"^(rating|ratings|score|stars|star_rating|overall|label)$", re.I)
 _CATEGORY_NAME = re.compile(
     r"(brand|categor|genre|type|colou?r|author|artist|director|publisher|manufacturer|maker|country|language|"
@@ -177,6 +183,7 @@ class Schema:
     users: dict[str, str] = field(default_factory=dict)
     multi_label_separator: str = DEFAULT_SEPARATOR
     reasons: dict[str, dict[str, str]] = field(default_factory=dict)
+    columns: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> {column in the file: id name}
 
     def table(self, name: str) -> dict[str, str]:
         return getattr(self, name)
@@ -202,7 +209,10 @@ class Schema:
     def merged(self, overrides: "Mapping[str, Any] | Schema | None") -> "Schema":
         """A copy with ``overrides`` (same shape as ``schema.json``) applied over these roles."""
         if overrides is None:
-            return Schema(**{k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()})
+            return Schema(items=dict(self.items), interactions=dict(self.interactions), users=dict(self.users),
+                          multi_label_separator=self.multi_label_separator,
+                          reasons={t: dict(r) for t, r in self.reasons.items()},
+                          columns={t: dict(m) for t, m in self.columns.items()})
         if isinstance(overrides, Schema):
             overrides = overrides.to_dict()
         check_schema_dict(overrides)
@@ -213,15 +223,26 @@ class Schema:
                 result.reasons.setdefault(table, {})[column] = "set by schema"
         if overrides.get("multi_label_separator"):
             result.multi_label_separator = overrides["multi_label_separator"]
+        for table, mapping in (overrides.get("columns") or {}).items():
+            current = result.columns.setdefault(table, {})
+            for source, target in mapping.items():  # one column per id name: a new choice replaces the old
+                current.pop(source, None)  # "" unmaps a column
+                for old in [c for c, t in current.items() if t == target]:
+                    del current[old]
+                if target:
+                    current[source] = target
         return result
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "items": dict(self.items),
             "interactions": dict(self.interactions),
             "users": dict(self.users),
             "multi_label_separator": self.multi_label_separator,
         }
+        if any(self.columns.values()):
+            out["columns"] = {t: dict(m) for t, m in self.columns.items() if m}
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Schema":
@@ -231,6 +252,7 @@ class Schema:
             interactions=dict(data.get("interactions") or {}),
             users=dict(data.get("users") or {}),
             multi_label_separator=data.get("multi_label_separator") or DEFAULT_SEPARATOR,
+            columns={t: dict(m) for t, m in (data.get("columns") or {}).items()},
         )
 
     @classmethod
@@ -246,9 +268,21 @@ def check_schema_dict(data: Mapping[str, Any]) -> None:
     """Raise :class:`SchemaError` with a plain message if a schema mapping is malformed."""
     if not isinstance(data, Mapping):
         raise SchemaError("schema must be a JSON object like {\"items\": {\"title\": \"text\"}}")
-    unknown_keys = set(data) - set(TABLES) - {"multi_label_separator"}
+    unknown_keys = set(data) - set(TABLES) - {"multi_label_separator", "columns"}
     if unknown_keys:
-        raise SchemaError(f"schema has unknown keys {sorted(unknown_keys)}; expected {list(TABLES)} and 'multi_label_separator'")
+        raise SchemaError(f"schema has unknown keys {sorted(unknown_keys)}; expected {list(TABLES)}, "
+                          "'multi_label_separator' and 'columns'")
+    columns = data.get("columns") or {}
+    if not isinstance(columns, Mapping) or set(columns) - set(TABLES):
+        raise SchemaError("schema['columns'] must map a table to {column in the file: id name}, e.g. "
+                          "{\"items\": {\"article_id\": \"item_id\"}}")
+    for table, mapping in columns.items():
+        if not isinstance(mapping, Mapping):
+            raise SchemaError(f"schema['columns']['{table}'] must map column names to id names")
+        for column, target in mapping.items():
+            if target and target not in REQUIRED_COLUMNS[table]:
+                raise SchemaError(f"schema['columns']['{table}']['{column}'] = {target!r}: a column of {table} can be "
+                                  f"mapped to {' or '.join(REQUIRED_COLUMNS[table])}")
     for table in TABLES:
         roles = data.get(table) or {}
         if not isinstance(roles, Mapping):
@@ -265,9 +299,93 @@ def infer_schema(tables: Mapping[str, pd.DataFrame | None], separator: str = DEF
         if frame is None:
             continue
         guesses = infer_roles(frame, table, separator)
+        if table == "interactions":
+            guesses = _one_time_column(frame, guesses)
         setattr(schema, table, {col: guess.role for col, guess in guesses.items()})
         schema.reasons[table] = {col: guess.reason for col, guess in guesses.items()}
+    mapping, reasons = infer_column_mapping(tables)
+    for table, found in mapping.items():
+        schema.columns[table] = found
+        schema.reasons.setdefault(table, {}).update(reasons.get(table, {}))
     return schema
+
+
+def _one_time_column(frame: pd.DataFrame, guesses: dict[str, RoleGuess]) -> dict[str, RoleGuess]:
+    """Several time columns (``t_dat`` and ``timestamp``): the one with the most parseable values orders the
+    interactions; the others are ignored, and both reasons say which one is used."""
+    times = [c for c, g in guesses.items() if g.role == TIMESTAMP]
+    if len(times) < 2:
+        return guesses
+    kept = max(times, key=lambda c: (parse_timestamp(frame[c]).notna().mean(), -times.index(c)))
+    for column in times:
+        if column == kept:
+            guesses[column] = RoleGuess(TIMESTAMP, f"{guesses[column].reason}; the time column used (of "
+                                                   f"{', '.join(times)})")
+        else:
+            guesses[column] = RoleGuess(IGNORE, f"another time column: '{kept}' is the one used")
+    return guesses
+
+
+_USER_NAME = re.compile(r"(user|customer|client|member|visitor|account|buyer|shopper|reader|person)", re.I)
+
+
+def infer_column_mapping(tables: Mapping[str, pd.DataFrame | None]
+                         ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+    """Which columns are ``item_id`` / ``user_id`` when the tables use other names: the items column that is
+    unique per row and whose values the interactions reference most (and that interactions column), then
+    the interactions column named like a user (or, with a users table, sharing its ids). Returns
+    ``(mapping, reasons)``; empty where the standard names are present or nothing fits."""
+    items, interactions, users = (tables.get(t) for t in TABLES)
+    mapping: dict[str, dict[str, str]] = {}
+    reasons: dict[str, dict[str, str]] = {}
+    if items is None or interactions is None or len(items) == 0 or len(interactions) == 0:
+        return mapping, reasons
+
+    def values(series: pd.Series) -> set[str]:
+        return set(series.dropna().astype(str).str.strip().str.replace(r"\.0+$", "", regex=True))
+
+    item_in_interactions = "item_id" if "item_id" in interactions.columns else None
+    if "item_id" not in items.columns:
+        best = (0.0, None, None)
+        sample = interactions.head(20_000)
+        for column in items.columns:
+            series = items[column]
+            if series.isna().any() or not series.astype(str).is_unique:
+                continue
+            known = values(series)
+            for other in ([item_in_interactions] if item_in_interactions else sample.columns):
+                share = sample[other].astype(str).str.strip().str.replace(r"\.0+$", "", regex=True).isin(known).mean()
+                if share > best[0]:
+                    best = (share, column, other)
+        if best[0] >= 0.5:
+            mapping.setdefault("items", {})[best[1]] = "item_id"
+            reasons.setdefault("items", {})[best[1]] = (f"used as item_id: one value per item, and "
+                                                        f"{best[0]:.0%} of the interactions refer to it")
+            item_in_interactions = best[2]
+            if best[2] != "item_id":
+                mapping.setdefault("interactions", {})[best[2]] = "item_id"
+                reasons.setdefault("interactions", {})[best[2]] = f"used as item_id: the values of items.{best[1]}"
+    if "user_id" not in interactions.columns and item_in_interactions:
+        candidates = [c for c in interactions.columns if c != item_in_interactions]
+        chosen = None
+        if users is not None and "user_id" not in users.columns:
+            pass
+        elif users is not None:
+            known = values(users["user_id"])
+            shares = {c: interactions[c].head(20_000).astype(str).isin(known).mean() for c in candidates}
+            chosen = max(shares, key=shares.get) if shares and max(shares.values()) >= 0.5 else None
+        if chosen is None:
+            named = [c for c in candidates if _USER_NAME.search(str(c))]
+            chosen = named[0] if len(named) == 1 else None
+        if chosen is not None:
+            mapping.setdefault("interactions", {})[chosen] = "user_id"
+            reasons.setdefault("interactions", {})[chosen] = "used as user_id: named like a user"
+    if users is not None and "user_id" not in users.columns:
+        named = [c for c in users.columns if _USER_NAME.search(str(c)) or _ID_NAME.search(str(c))]
+        if named:
+            mapping.setdefault("users", {})[named[0]] = "user_id"
+            reasons.setdefault("users", {})[named[0]] = "used as user_id: the first id-like column"
+    return mapping, reasons
 
 
 def coverage(series: pd.Series) -> float:

@@ -411,6 +411,27 @@ def role_table(tables: Mapping[str, pd.DataFrame | None], schema_json: Mapping[s
     return pd.DataFrame(rows, columns=["table", "column", "role", "reason", "example"])
 
 
+def id_columns(tables: Mapping[str, pd.DataFrame | None], schema_json: Mapping[str, Any] | None = None
+               ) -> dict[str, dict[str, str | None]]:
+    """For each table, which column serves as each id it needs (``{"interactions": {"user_id": "customer_id",
+    "item_id": "article_id"}}``): the column with the standard name, else the bundle's or the inferred
+    mapping, else None. The Data page's column mapping starts from it."""
+    inferred = S.infer_schema(tables)
+    if schema_json:
+        try:
+            inferred = inferred.merged(schema_json)
+        except S.SchemaError:
+            pass
+    out: dict[str, dict[str, str | None]] = {}
+    for table, needed in S.REQUIRED_COLUMNS.items():
+        frame = tables.get(table)
+        if frame is None:
+            continue
+        mapped = {target: source for source, target in inferred.columns.get(table, {}).items()}
+        out[table] = {name: name if name in frame.columns else mapped.get(name) for name in needed}
+    return out
+
+
 def roles_from_table(edited: pd.DataFrame, original: pd.DataFrame | None = None) -> dict[str, Any]:
     """Schema overrides (the shape of ``schema.json``) from an edited role table: only rows whose role
     differs from ``original`` (or every row when ``original`` is None)."""

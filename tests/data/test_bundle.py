@@ -8,6 +8,7 @@ import zipfile
 import pandas as pd
 import pytest
 
+from recsys.data import schema as S
 from recsys.data.bundle import load_bundle
 from tests.conftest import png_bytes, write_bundle
 
@@ -35,7 +36,12 @@ def test_small_bundle_loads_and_normalises(small_bundle):
 
 
 def test_missing_required_column(tmp_path):
-    bundle = write_bundle(tmp_path / "b", ITEMS.rename(columns={"item_id": "sku"}), INTERACTIONS)
+    # an id column by another name that the interactions refer to is found (and said so) ...
+    found = load_bundle(write_bundle(tmp_path / "a", ITEMS.rename(columns={"item_id": "sku"}), INTERACTIONS))
+    assert found.ok and found.bundle.schema.columns == {"items": {"sku": "item_id"}}
+    # ... one that nothing refers to is not guessed: the error says what it found instead
+    unrelated = ITEMS.rename(columns={"item_id": "sku"}).assign(sku=["x", "y", "z"])
+    bundle = write_bundle(tmp_path / "b", unrelated, INTERACTIONS)
     issue = only_error(load_bundle(bundle), "missing_column")
     assert issue.file == "items.csv" and issue.column == "item_id"
     assert "'item_id'" in issue.message and "'sku'" in issue.message  # says what it found instead
@@ -223,3 +229,33 @@ def test_role_inference_on_amazon_giftcards(giftcards):
     assert result.bundle.schema.interactions["review_text"] == "text"
     assert result.report.counts == {"users": 458, "items": 148, "interactions": 2972, "items_with_image": 115}
     assert "duplicate_interactions" in result.report.codes("warning")
+
+
+def test_id_columns_with_other_names_are_mapped_and_the_time_column_used_is_named(tmp_path):
+    items = pd.DataFrame({"article_id": ["0101", "0102", "0103"], "prod_name": ["Jeans", "Dress", "Shirt"],
+                          "price": [10.0, 20.0, 5.0]})
+    interactions = pd.DataFrame({"customer_id": ["c1", "c1", "c2", "c2", "c3"],
+                                 "article_id": ["0101", "0102", "0103", "0101", "0102"],
+                                 "t_dat": ["2019-01-01", "2019-01-02", "2019-02-01", "2019-02-02", "2019-03-01"],
+                                 "timestamp": [1, 2, 3, 4, 5]})
+    folder = write_bundle(tmp_path / "fashion", items, interactions)
+    result = load_bundle(folder)
+    assert result.ok, result.report.format()
+    bundle = result.bundle
+    assert bundle.items["item_id"].tolist() == ["0101", "0102", "0103"]  # codes keep their leading zeros
+    assert set(bundle.interactions["user_id"]) == {"c1", "c2", "c3"}
+    assert bundle.schema.columns == {"items": {"article_id": "item_id"},
+                                     "interactions": {"article_id": "item_id", "customer_id": "user_id"}}
+    assert "mapped_column" in result.report.codes("warning")
+    assert bundle.schema.timestamp_column == "t_dat" and bundle.schema.interactions["timestamp"] == "ignore"
+    assert "'t_dat' is the one used" in bundle.schema.reasons["interactions"]["timestamp"]
+    # an explicit mapping wins, and unmapping the user column says plainly what is missing and how to map it
+    unmapped = load_bundle(folder, schema={"columns": {"interactions": {"customer_id": ""}}})
+    assert not unmapped.ok
+    message = unmapped.report.errors[0].message
+    assert "'user_id' missing" in message and '"columns"' in message
+    both = write_bundle(tmp_path / "both", items.assign(item_id=["a", "b", "c"]), interactions)
+    conflict = load_bundle(both, schema={"columns": {"items": {"article_id": "item_id"}}})
+    assert "mapping_conflict" in conflict.report.codes("error")
+    with pytest.raises(Exception, match="can be mapped to"):
+        S.Schema.from_dict({"columns": {"items": {"article_id": "user_id"}}})

@@ -347,7 +347,9 @@ class ExpertGate(nn.Module):
         shares = weights * z * (self.expert_scales().view(1, -1, 1) * confidence)
         if popularity is not None and self.has_behaviour:
             prior = self.popularity_weight(length).unsqueeze(1) * popularity.unsqueeze(0)  # [B, N]
-            shares = torch.cat([shares[:, :1] + prior.unsqueeze(1) * presence[:, :1], shares[:, 1:]], dim=1)
+            # every item, also one nobody chose (whose popularity is that of a count of 0): otherwise a
+            # short history would lift the untried tail of a large catalogue over the bestsellers
+            shares = torch.cat([shares[:, :1] + prior.unsqueeze(1), shares[:, 1:]], dim=1)
         scores = shares.sum(dim=1)
         if with_parts:
             return scores, weights.expand_as(z).transpose(1, 2), shares.transpose(1, 2)
@@ -521,8 +523,9 @@ class FusionRecommender(Recommender):
         return scores
 
     def _mix(self, experts: Experts, with_parts: bool = False, items: torch.Tensor | None = None,
-             present: torch.Tensor | None = None):
-        """Scores (and, ``with_parts``, weights and shares) of ``items`` (default: all) for these users."""
+             present: torch.Tensor | None = None, hide_prior: torch.Tensor | None = None):
+        """Scores (and, ``with_parts``, weights and shares) of ``items`` (default: all) for these users;
+        ``hide_prior`` (bool per item) drops the popularity prior where behaviour is hidden."""
         gate = self.gate.user_weights(experts.evidence, experts.length)
         z = experts.z if items is None else experts.z[:, :, items]
         if present is None:
@@ -530,6 +533,8 @@ class FusionRecommender(Recommender):
         popularity = None
         if self.config["popularity_prior"] and "behaviour" in self._modalities:
             popularity = self._popularity if items is None else self._popularity[items]
+            if hide_prior is not None:
+                popularity = popularity * (~hide_prior).to(popularity.dtype)
         item_popularity = self._popularity_z_all if items is None else self._popularity_z_all[items]
         return self.gate.mix(z, present, gate, popularity, experts.length, item_popularity,
                              bool(self.config["renormalise_missing"]), with_parts=with_parts)
@@ -916,7 +921,7 @@ class FusionRecommender(Recommender):
             out["shares"] = shares[0].cpu().numpy()
             if self.config["popularity_prior"] and "behaviour" in self._modalities:
                 prior = self.gate.popularity_weight(experts.length) * self._popularity[items_t]
-                out["popularity_share"] = (prior * self._present[items_t, 0]).cpu().numpy()
+                out["popularity_share"] = prior.cpu().numpy()
         return out
 
     @torch.no_grad()
@@ -928,7 +933,8 @@ class FusionRecommender(Recommender):
         present = self._present[index]
         base = self._mix(experts, items=index)[0]
         hide = torch.as_tensor(np.asarray(masks, dtype=bool), device=self.device)
-        masked = self._mix(experts, items=index, present=present & ~hide)[0]
+        hide_prior = hide[:, self._modalities.index("behaviour")] if "behaviour" in self._modalities else None
+        masked = self._mix(experts, items=index, present=present & ~hide, hide_prior=hide_prior)[0]
         return base.float().cpu().numpy(), masked.float().cpu().numpy()
 
     def attention_matrix(self, users: Sequence[int], items: Sequence[int] | None = None) -> np.ndarray:

@@ -1,15 +1,15 @@
 """Multimodal recommender studio — Streamlit entry point.
 
 Run with ``streamlit run app.py``. This file holds the navigation and the Home page; every other
-page is a file in ``pages/``. Pages only lay out widgets and call into ``recsys``.
+page is a file in ``app_pages/``. Pages only lay out widgets and call into ``recsys``.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from pages.common import (ASSETS, active_dataset, ensure_demo, fmt_metric, fmt_time, get_workspace, list_all_runs,
-                          load_dataset_frames, navigation_scope, run_page, set_active_dataset, state_badge)
+from app_pages.common import (ASSETS, active_dataset, ensure_demo, fmt_metric, fmt_time, get_workspace, list_all_runs,
+                              load_dataset_frames, run_page, set_active_dataset, state_badge)
 
 QUICK_START = {"epochs": 15, "baselines": ["mostpop", "ease"]}
 
@@ -47,10 +47,10 @@ def home() -> None:
             st.caption(f"{counts.get('users', 0):,} users · {counts.get('items', 0):,} items · "
                        f"{counts.get('interactions', 0):,} interactions · "
                        f"{counts.get('items_with_image', 0):,} pictures")
-            st.page_link("pages/data.py", label="Explore or import data", icon=":material/arrow_forward:")
+            st.page_link("app_pages/data.py", label="Explore or import data", icon=":material/arrow_forward:")
         else:
             st.write("No dataset yet.")
-            st.page_link("pages/data.py", label="Import a catalog", icon=":material/arrow_forward:")
+            st.page_link("app_pages/data.py", label="Import a catalog", icon=":material/arrow_forward:")
     with cards[1].container(border=True, height="stretch"):
         st.markdown("**:material/model_training: Latest run**")
         if runs:
@@ -67,10 +67,10 @@ def home() -> None:
             if best:
                 line += f" · best baseline {best[0]} {fmt_metric(best[1]['test'].get('ndcg@20'))}"
             st.caption(line)
-            st.page_link("pages/train.py", label="Follow or start training", icon=":material/arrow_forward:")
+            st.page_link("app_pages/train.py", label="Follow or start training", icon=":material/arrow_forward:")
         else:
             st.write("No model trained yet — use the quick start below or the Train page.")
-            st.page_link("pages/train.py", label="Train a model", icon=":material/arrow_forward:")
+            st.page_link("app_pages/train.py", label="Train a model", icon=":material/arrow_forward:")
     with cards[2].container(border=True, height="stretch"):
         st.markdown("**:material/memory: Device**")
         description, accelerated = _device_description()
@@ -104,17 +104,17 @@ def home() -> None:
                        "page; when it has finished, see what it recommends on the Recommendations page.",
                        icon=":material/check_circle:")
             links = st.columns(2)
-            links[0].page_link("pages/train.py", label="Watch the training", icon=":material/monitoring:")
-            links[1].page_link("pages/recommendations.py", label="See recommendations", icon=":material/recommend:")
+            links[0].page_link("app_pages/train.py", label="Watch the training", icon=":material/monitoring:")
+            links[1].page_link("app_pages/recommendations.py", label="See recommendations", icon=":material/recommend:")
 
     st.subheader("What you can do here", anchor=False)
     steps = st.columns(5)
     for col, (page, label, icon, text) in zip(steps, [
-        ("pages/data.py", "Data", ":material/database:", "Import items, interactions and pictures; check roles and quality."),
-        ("pages/train.py", "Train", ":material/model_training:", "Pick modalities, encoders and options; watch live curves."),
-        ("pages/recommendations.py", "Recommendations", ":material/recommend:", "Top items for any user, each with a reason."),
-        ("pages/attention.py", "Attention", ":material/visibility:", "How much each modality weighs, by user and category."),
-        ("pages/experiments.py", "Experiments", ":material/science:", "Compare runs and baselines; download models."),
+        ("app_pages/data.py", "Data", ":material/database:", "Import items, interactions and pictures; check roles and quality."),
+        ("app_pages/train.py", "Train", ":material/model_training:", "Pick modalities, encoders and options; watch live curves."),
+        ("app_pages/recommendations.py", "Recommendations", ":material/recommend:", "Top items for any user, each with a reason."),
+        ("app_pages/attention.py", "Attention", ":material/visibility:", "How much each modality weighs, by user and category."),
+        ("app_pages/experiments.py", "Experiments", ":material/science:", "Compare runs and baselines; download models."),
     ]):
         with col.container(border=True, height="stretch"):
             st.page_link(page, label=label, icon=icon)
@@ -130,15 +130,14 @@ def main() -> None:
     st.logo(str(ASSETS / "logo.svg"), icon_image=str(ASSETS / "icon.svg"), size="large")
     navigation = st.navigation([
         st.Page(home_page, title="Home", icon=":material/home:", default=True),
-        st.Page("pages/data.py", title="Data", icon=":material/database:"),
-        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("pages/recommendations.py", title="Recommendations", icon=":material/recommend:"),
-        st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
-        st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
+        st.Page("app_pages/data.py", title="Data", icon=":material/database:"),
+        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("app_pages/recommendations.py", title="Recommendations", icon=":material/recommend:"),
+        st.Page("app_pages/attention.py", title="Attention", icon=":material/visibility:"),
+        st.Page("app_pages/experiments.py", title="Experiments", icon=":material/science:"),
     ])
-    with navigation_scope():
-        navigation.run()
+    navigation.run()
 
 
-if __name__ == "__main__":  # Streamlit runs the entry point as __main__; pages may import it as a module
+if __name__ == "__main__":
     main()

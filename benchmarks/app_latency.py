@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(REPO_ROOT)
     app = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=600)
     app.run()
-    app.switch_page("pages/recommendations.py").run()  # first run: loads the model (not measured)
+    app.switch_page("app_pages/recommendations.py").run()  # first run: loads the model (not measured)
     users = app.selectbox(key="rec_user").options
     unchanged, switched = [], []
     for n in range(args.switches):
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"'Why this?': median {statistics.median(why):.3f} s per card (max {max(why):.3f} s, {len(why)} cards); "
           f"CSV of a 10-item list: median {statistics.median(csv):.3f} s (max {max(csv):.3f} s)")
     started = time.perf_counter()
-    app.switch_page("pages/attention.py").run()
+    app.switch_page("app_pages/attention.py").run()
     attention_first = time.perf_counter() - started
     started = time.perf_counter()
     app.run()

@@ -121,7 +121,7 @@ def test_summarize_progress_gives_epochs_features_and_time_left():
 
 
 def test_assembled_uploads_become_one_bundle_and_unsafe_pictures_are_refused(tmp_path):
-    from pages.common import UploadError, assemble_bundle_zip
+    from recsys.data.upload import UploadError, assemble_bundle_zip
     from recsys.data.bundle import load_bundle
     from tests.conftest import png_bytes
 

@@ -6,15 +6,15 @@ import pytest
 
 from tests.app.conftest import assert_clean, texts
 
-PAGES = ["pages/data.py", "pages/train.py", "pages/recommendations.py", "pages/attention.py",
-         "pages/experiments.py"]
+PAGES = ["app_pages/data.py", "app_pages/train.py", "app_pages/recommendations.py", "app_pages/attention.py",
+         "app_pages/experiments.py"]
 
 EMPTY_STATES = {
-    "pages/data.py": "Upload at least an **items** file",
-    "pages/train.py": "No dataset yet",
-    "pages/recommendations.py": "No model trained yet",
-    "pages/attention.py": "No model trained yet",
-    "pages/experiments.py": "No runs yet",
+    "app_pages/data.py": "Upload at least an **items** file",
+    "app_pages/train.py": "No dataset yet",
+    "app_pages/recommendations.py": "No model trained yet",
+    "app_pages/attention.py": "No model trained yet",
+    "app_pages/experiments.py": "No runs yet",
 }
 
 
@@ -53,7 +53,7 @@ def test_home_with_a_trained_run(app, trained_workspace):
 
 
 def test_data_page_explores_the_dataset(app, trained_workspace):
-    at = open_page(app, "pages/data.py")
+    at = open_page(app, "app_pages/data.py")
     assert_clean(at)
     labels = {m.label: m.value for m in at.metric}
     assert labels["Users"] == "150" and labels["Items"] == "120" and labels["Interactions"] == "3,000"
@@ -62,7 +62,7 @@ def test_data_page_explores_the_dataset(app, trained_workspace):
 
 
 def test_train_page_shows_the_finished_run(app, trained_workspace):
-    at = open_page(app, "pages/train.py")
+    at = open_page(app, "app_pages/train.py")
     assert_clean(at)
     shown = texts(at)
     assert "Test metrics against the baselines" in shown
@@ -71,7 +71,7 @@ def test_train_page_shows_the_finished_run(app, trained_workspace):
 
 
 def test_recommendations_page_shows_cards_with_explanations(app, trained_workspace):
-    at = open_page(app, "pages/recommendations.py")
+    at = open_page(app, "app_pages/recommendations.py")
     assert_clean(at)
     user = at.selectbox(key="rec_user").value
     shown = texts(at)
@@ -87,7 +87,7 @@ def test_recommendations_page_shows_cards_with_explanations(app, trained_workspa
 
 
 def test_attention_page_draws_charts(app, trained_workspace):
-    at = open_page(app, "pages/attention.py")
+    at = open_page(app, "app_pages/attention.py")
     assert_clean(at)
     charts = at.get("plotly_chart")
     assert len(charts) >= 5  # distribution, category heatmap, history, one user, ground truth, map
@@ -95,13 +95,13 @@ def test_attention_page_draws_charts(app, trained_workspace):
 
 
 def test_experiments_page_lists_the_run(app, trained_workspace):
-    at = open_page(app, "pages/experiments.py")
+    at = open_page(app, "app_pages/experiments.py")
     assert_clean(at)
     assert len(at.dataframe) >= 1
     assert len(at.get("download_button")) == 1
 
 
-@pytest.mark.parametrize("page", ["pages/recommendations.py", "pages/attention.py"])
+@pytest.mark.parametrize("page", ["app_pages/recommendations.py", "app_pages/attention.py"])
 def test_a_run_whose_model_cannot_be_loaded_is_explained(app, trained_workspace, page):
     from tests.app.conftest import the_run
 
@@ -118,10 +118,10 @@ def test_the_active_dataset_is_shared_by_every_window(app, trained_workspace, sm
     from recsys.workspace import Workspace
     from tests.app.conftest import APP
 
-    first = open_page(app, "pages/data.py")
+    first = open_page(app, "app_pages/data.py")
     assert first.selectbox(key="data_dataset").value == "demo"
     Workspace(trained_workspace).import_bundle(small_bundle, name="shop")  # e.g. from another window or the CLI
-    second = open_page(AppTest.from_file(APP, default_timeout=180), "pages/train.py")
+    second = open_page(AppTest.from_file(APP, default_timeout=180), "app_pages/train.py")
     assert second.selectbox(key="train_dataset").value == "shop"
     second.selectbox(key="train_dataset").select("demo").run()
     first.run()  # the first window follows the choice made in the second
@@ -131,7 +131,7 @@ def test_the_active_dataset_is_shared_by_every_window(app, trained_workspace, sm
 def test_catalogue_text_is_shown_as_text_never_as_markdown(app, trained_workspace):
     import pandas as pd
 
-    from pages.common import md_text
+    from app_pages.common import md_text
 
     planted = "![x](http://127.0.0.1:9/track.png) **bold** [link](http://127.0.0.1:9)"
     assert "](" not in md_text(planted).replace("\\]\\(", "")
@@ -139,7 +139,7 @@ def test_catalogue_text_is_shown_as_text_never_as_markdown(app, trained_workspac
     items = pd.read_parquet(items_file)
     items.loc[:, "title"] = planted  # every item: whatever the gallery shows carries it
     items.to_parquet(items_file)
-    at = open_page(app, "pages/data.py")
+    at = open_page(app, "app_pages/data.py")
     assert_clean(at)
     shown = [m.value for m in at.markdown] + [c.value for c in at.caption]
     assert any("track" in value for value in shown)

@@ -7,8 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, empty_state, gallery, item_caption,
-                          md_text, model_runs, page_header, run_page, usable_context, run_picker, show_error, style_figure)
+from app_pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, empty_state, gallery, item_caption,
+                              md_text, model_runs, page_header, run_page, usable_context, run_picker, show_error, style_figure)
 from recsys.explain import explain
 from recsys.models.rerank import filter_mask
 

@@ -12,11 +12,12 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import (PRIMARY, UploadError, assemble_bundle_zip, chart, dataset_info, dataset_names,
-                          dataset_picker, digest, empty_state, ensure_demo, gallery, get_workspace, image_file,
-                          item_caption, load_dataset_frames, page_header, run_page, show_error, style_figure,
-                          set_active_dataset, upload_limit_mb, workspace_root, zip_entry_examples)
+from app_pages.common import (PRIMARY, chart, dataset_info, dataset_names,
+                              dataset_picker, digest, empty_state, ensure_demo, gallery, get_workspace, image_file,
+                              item_caption, load_dataset_frames, page_header, run_page, show_error, style_figure,
+                              set_active_dataset, upload_limit_mb, workspace_root)
 from recsys.data import stats
+from recsys.data.upload import UploadError, assemble_bundle_zip, zip_entry_examples
 from recsys.data.schema import ROLES
 
 SOURCES = ["Upload files", "Upload a .zip bundle", "Built-in demo catalog", "Folder on disk"]
@@ -288,7 +289,7 @@ def import_section() -> None:
     if imported:
         st.success(f"Imported **{imported}**. Explore it in the Explore tab, then train a model on the Train page.",
                    icon=":material/check_circle:")
-        st.page_link("pages/train.py", label="Train a model on it", icon=":material/arrow_forward:")
+        st.page_link("app_pages/train.py", label="Train a model on it", icon=":material/arrow_forward:")
     source = st.segmented_control("Where is your catalog?", SOURCES, default=SOURCES[0], key="data_source",
                                   required=True)
     {"Upload files": _uploads, "Upload a .zip bundle": _zip_bundle, "Built-in demo catalog": _demo,

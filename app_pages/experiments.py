@@ -9,8 +9,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.common import (STATE_STYLE, chart, empty_state, fmt_time, get_workspace, has_model, list_all_runs,
-                          page_header, run_label, run_page, show_error, style_figure)
+from app_pages.common import (STATE_STYLE, chart, empty_state, fmt_time, get_workspace, has_model, list_all_runs,
+                              page_header, run_label, run_page, show_error, style_figure)
 from recsys.train.launch import ACTIVE_STATES, RunBusyError, delete_run, model_zip
 
 COMPARED = [("ndcg@20", "NDCG@20"), ("recall@20", "Recall@20")]

@@ -10,15 +10,11 @@ workspace's (``Workspace.active_dataset``), shared by every window.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
-import threading
 import time
 import traceback
-import zipfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -27,7 +23,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from recsys.train.report import METRIC_COLUMNS, metrics_table  # noqa: F401  (re-exported for the pages)
+from recsys.train.report import METRIC_COLUMNS
 from recsys.workspace import ENV_VAR, DEFAULT_ROOT, Workspace, ensure_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,11 +32,11 @@ PLACEHOLDER = str(ASSETS / "no-picture.png")
 
 PAGES = {
     "home": "app.py",
-    "data": "pages/data.py",
-    "train": "pages/train.py",
-    "recommendations": "pages/recommendations.py",
-    "attention": "pages/attention.py",
-    "experiments": "pages/experiments.py",
+    "data": "app_pages/data.py",
+    "train": "app_pages/train.py",
+    "recommendations": "app_pages/recommendations.py",
+    "attention": "app_pages/attention.py",
+    "experiments": "app_pages/experiments.py",
 }
 
 STATE_STYLE = {  # state -> (label, badge colour, material icon)
@@ -58,38 +54,8 @@ MODALITY_NAMES = {"behaviour": "Behaviour", "text": "Text", "image": "Picture", 
 
 # ----------------------------------------------------------------------------- page frame
 
-_NAVIGATION = threading.local()
-
-
-@contextmanager
-def navigation_scope():
-    """Marks the pages that ``app.py``'s navigation runs (see :func:`_ensure_navigation`)."""
-    _NAVIGATION.active = True
-    try:
-        yield
-    finally:
-        _NAVIGATION.active = False
-
-
-def _ensure_navigation() -> None:
-    """Draw the page through ``app.py`` (navigation, logo, page config) when Streamlit ran it on its own.
-
-    Streamlit 1.67 still treats a folder named ``pages/`` as a legacy multipage folder until
-    ``st.navigation`` has run once: when the first request a fresh server gets is a deep link
-    (``/train``), it runs ``pages/train.py`` by itself and lists every file of the folder in the
-    sidebar. Then run ``app.py``'s navigation here (it draws the requested page) and stop.
-    """
-    if getattr(_NAVIGATION, "active", False):
-        return
-    import app
-
-    app.main()
-    st.stop()
-
-
 def run_page(body: Callable[[], None]) -> None:
     """Draw a page; any error is explained in words, with the details folded away (never a raw traceback)."""
-    _ensure_navigation()
     try:
         body()
     except Exception as exc:  # Streamlit's rerun/stop signals are BaseExceptions and pass through
@@ -475,56 +441,6 @@ def metric_column_config() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- uploads
-
-TABLE_EXTENSIONS = (".csv", ".parquet", ".jsonl", ".ndjson")
-
-
-class UploadError(ValueError):
-    pass
-
-
-def assemble_bundle_zip(tables: dict[str, tuple[str, bytes]], images_zip: bytes | None = None) -> bytes:
-    """One bundle ``.zip`` (in memory) from separately uploaded tables and an optional pictures zip.
-
-    ``tables`` maps ``items`` / ``interactions`` / ``users`` to ``(uploaded file name, bytes)``;
-    each is stored under its table name (``items.csv`` …), so only known names enter the bundle.
-    The pictures zip is not unpacked here: the tables are appended to it, and the import then
-    checks every entry (paths leaving the bundle, links, sizes, zip bombs) like any bundle zip.
-    """
-    allowed = {"items", "interactions", "users"}
-    for table, (filename, _) in tables.items():
-        if table not in allowed:
-            raise UploadError(f"unknown table {table!r}")
-        if Path(filename).suffix.lower() not in TABLE_EXTENSIONS:
-            raise UploadError(f"{filename}: the {table} file must be .csv, .parquet or .jsonl")
-    if images_zip is not None:
-        try:  # append mode would silently start a new archive after anything that is not a zip
-            with zipfile.ZipFile(io.BytesIO(images_zip)) as probe:
-                probe.infolist()
-        except (zipfile.BadZipFile, OSError, EOFError):
-            raise UploadError("the pictures file is not a readable .zip archive") from None
-    buffer = io.BytesIO(images_zip or b"")
-    archive = zipfile.ZipFile(buffer, "a" if images_zip else "w", compression=zipfile.ZIP_DEFLATED)
-    with archive:
-        roots = {name.strip("/").split("/")[-1].lower() for name in archive.namelist() if "/" not in name.strip("/")}
-        clash = sorted(n for n in roots if n.split(".")[0] in allowed and Path(n).suffix in TABLE_EXTENSIONS)
-        if clash:
-            raise UploadError(f"the pictures .zip already holds {', '.join(clash)}: upload it as a whole bundle "
-                              "(the '.zip bundle' option) instead")
-        for table, (filename, data) in tables.items():
-            archive.writestr(f"{table}{Path(filename).suffix.lower()}", data)
-    return buffer.getvalue()
-
-
-def zip_entry_examples(data: bytes, limit: int = 3) -> list[str]:
-    """A few picture paths inside a zip (for a hint when pictures are not found)."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            names = [n for n in archive.namelist() if not n.endswith("/") and not n.lower().endswith(TABLE_EXTENSIONS)]
-    except zipfile.BadZipFile:
-        return []
-    return names[:limit]
-
 
 def digest(data: bytes | str) -> str:
     return hashlib.sha1(data if isinstance(data, bytes) else data.encode()).hexdigest()[:16]

@@ -13,11 +13,12 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import (METRIC_COLUMNS, PRIMARY, chart, dataset_names, dataset_picker, empty_state, fmt_duration, fmt_time,
-                          get_workspace, list_all_runs, load_dataset_frames, metric_column_config, metrics_table,
-                          page_header, run_label, run_page, show_error, state_badge, style_figure)
+from app_pages.common import (PRIMARY, chart, dataset_names, dataset_picker, empty_state, fmt_duration, fmt_time,
+                              get_workspace, list_all_runs, load_dataset_frames, metric_column_config,
+                              page_header, run_label, run_page, show_error, state_badge, style_figure)
 from recsys.train.launch import (ACTIVE_STATES, read_log_tail, resume_run, run_state, start_run, stop_run,
                                  summarize_progress)
+from recsys.train.report import METRIC_COLUMNS, metrics_table
 from recsys.train.run import RunConfig, read_progress
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
@@ -411,7 +412,7 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
             if metrics.get("kfold"):
                 cross_validation_tables(metrics)
             if state == "finished":
-                st.page_link("pages/recommendations.py", label="See what it recommends",
+                st.page_link("app_pages/recommendations.py", label="See what it recommends",
                              icon=":material/arrow_forward:")
     from recsys.train.launch import log_path
 

@@ -11,8 +11,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, chart, empty_state, gallery, item_caption,
-                          model_runs, page_header, run_page, usable_context, run_picker, style_figure)
+from app_pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, chart, empty_state, gallery, item_caption,
+                              model_runs, page_header, run_page, usable_context, run_picker, style_figure)
 from recsys.explain import (attention_by_category, ground_truth_comparison, has_attention, pca_2d,
                             segment_recovery, top_items_attention, user_weights_frame)
 
@@ -84,7 +84,7 @@ def dominant_groups(ctx: RunContext, weights: pd.DataFrame, modalities: list[str
         st.caption(" · ".join(f"{MODALITY_NAMES.get(m, m)} {row[m]:.0%}" for m in modalities))
         if st.button("Open this user's recommendations", key="att_open_user", icon=":material/arrow_forward:"):
             st.session_state["rec_user"] = user
-            st.switch_page("pages/recommendations.py")
+            st.switch_page("app_pages/recommendations.py")
         st.session_state["att_user"] = user
 
 
@@ -245,7 +245,7 @@ def main() -> None:
         st.info(f"**Attention exists only for the fusion model** (attention, mean or item-gate fusion). This run "
                 f"trained a {what}, so there are no modality weights to show. Pick a fusion run above, or train one "
                 "on the Train page.", icon=":material/info:")
-        st.page_link("pages/train.py", label="Train a fusion model", icon=":material/arrow_forward:")
+        st.page_link("app_pages/train.py", label="Train a fusion model", icon=":material/arrow_forward:")
         embedding_map(ctx)
         return
     modalities = list(model.modalities)

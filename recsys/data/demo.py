@@ -4,10 +4,11 @@
 produced by a known generative story, so that a model's modality weights can be checked against the
 truth:
 
-* every item has latent factors: a *topic* (visible in the words of title/description/tags and,
-  loosely, in the category), a *visual style* (visible only in the pixels of its picture: palette,
-  background pattern, shape), a *brand* with a price level and a *price band* (visible in the
-  attributes), a *behaviour cluster* (visible only in who-bought-what co-occurrence) and a *popularity*;
+* every item has latent factors: a *topic* (visible in the words of title/description/tags and in the
+  category, one of the topic's sub-categories such as "Home & Kitchen > Cookware"), a *visual style*
+  (visible only in the pixels of its picture: palette, background pattern, shape), a *brand* with a
+  price level and a *price band* (visible in the attributes), a *behaviour cluster* (visible only in
+  who-bought-what co-occurrence) and a *popularity*;
 * every user belongs to one of four segments (``visual``, ``text``, ``attributes``, ``behaviour``)
   that sets the weights the user gives to the four modalities, and has one preferred latent value
   per modality;
@@ -35,6 +36,8 @@ __all__ = [
     "SEGMENTS",
     "MODALITIES",
     "TOPICS",
+    "TOPIC_CATEGORIES",
+    "CATEGORY_NOUNS",
     "VISUAL_STYLES",
     "PRICE_BANDS",
     "BRANDS",
@@ -83,161 +86,398 @@ DEMO_SCHEMA: dict = {
 # The world: topics (text), visual styles (image), brands and price bands (attributes)
 # --------------------------------------------------------------------------------------------------
 
-# Each topic: primary category, two related categories (category noise), nouns, adjectives,
-# activities, audiences, features (with article), tags.
+# Each topic: a department (the first level of its categories), a few adjectives that fit all its items,
+# the audiences and activities its items are written for, lines of shop copy that fit the whole
+# department (most descriptions have one), and two or three sub-categories. A sub-category owns its
+# nouns (a title names one of them), the adjectives, features and tags that fit those nouns, and
+# optionally its own activities and audiences (else the topic's). An item's category is
+# "<department> > <sub-category>": it always agrees with the title and the topic, and says a little
+# more than the topic (which of its sub-categories).
 _TOPIC_DATA: dict[str, dict] = {
     "outdoor": dict(
-        category="Outdoor & Camping",
-        related=("Sports & Fitness", "Clothing & Accessories"),
-        nouns=["backpack", "tent", "trekking poles", "headlamp", "sleeping bag", "water filter",
-               "camp stove", "hiking boots", "rain shell", "compass", "hammock", "daypack",
-               "thermal flask", "bivy sack"],
-        adjectives=["rugged", "weatherproof", "ultralight", "packable", "trail-ready", "windproof",
-                    "four-season"],
-        activities=["hiking", "camping under the stars", "backpacking trips", "trail running",
-                    "long weekends in the mountains", "overnight treks"],
+        department="Outdoor & Camping",
+        adjectives=["trail-tested", "outdoor-ready"],
+        activities=["hiking", "camping under the stars", "backpacking trips", "long weekends in the mountains",
+                    "overnight treks", "wild camping"],
         audiences=["weekend hikers", "thru-hikers", "families who camp", "mountaineers"],
-        features=["a reinforced base", "taped seams", "a quick-release buckle", "reflective trim",
-                  "a rain cover that packs into its own pocket"],
-        tags=["hiking", "camping", "outdoor", "trail"],
+        blurbs=[
+            "Built for life outdoors.",
+            "Ready for your next outdoor adventure.",
+            "Trail-tested by our outdoor team.",
+            "Made for nights under canvas and days outdoors.",
+        ],
+        subcategories={
+            "Tents & Sleeping": {
+                "nouns": ["tent", "sleeping bag", "hammock", "bivy sack", "sleeping pad", "camping pillow"],
+                "adjectives": ["weatherproof", "ultralight", "packable", "four-season", "windproof"],
+                "features": ["taped seams", "a compression stuff sack", "a water-resistant shell",
+                             "reinforced stitching", "a carry bag that packs into its own pocket"],
+                "tags": ["camping", "outdoor", "tents", "sleeping"]},
+            "Backpacks & Bags": {
+                "nouns": ["backpack", "daypack", "dry bag", "hip pack", "hydration pack"],
+                "adjectives": ["rugged", "weatherproof", "ultralight", "trail-ready", "packable"],
+                "features": ["adjustable padded straps", "a quick-release buckle",
+                             "a rain cover that packs into its own pocket", "reflective trim", "a reinforced base"],
+                "tags": ["hiking", "outdoor", "trail", "backpacks"]},
+            "Camping Equipment": {
+                "nouns": ["camp stove", "headlamp", "water filter", "compass", "trekking poles", "thermal flask"],
+                "adjectives": ["rugged", "ultralight", "trail-ready", "weather-sealed", "compact"],
+                "features": ["a weather-sealed body", "a clip-on carry loop", "a protective carry pouch",
+                             "reflective trim", "a lightweight aluminium build"],
+                "tags": ["camping", "hiking", "outdoor", "trail"]},
+        },
     ),
     "kitchen": dict(
-        category="Home & Kitchen",
-        related=("Garden & Patio", "Books & Stationery"),
-        nouns=["chef's knife", "cast iron skillet", "dutch oven", "spice rack", "cutting board",
-               "stand mixer", "saucepan set", "pepper mill", "baking sheet", "french press",
-               "salad spinner", "rolling pin", "wok", "mixing bowl set"],
-        adjectives=["nonstick", "dishwasher-safe", "heavy-gauge", "precision-forged", "heat-resistant",
-                    "enamelled"],
-        activities=["weeknight dinners", "baking bread", "meal prep", "slow cooking", "stir-frying",
-                    "hosting dinner parties"],
-        audiences=["home cooks", "aspiring bakers", "busy parents", "culinary students"],
-        features=["an ergonomic handle", "an even-heating base", "measurement markings",
-                  "a non-slip grip", "a tight-fitting lid"],
-        tags=["kitchen", "cooking", "baking", "cookware"],
+        department="Home & Kitchen",
+        adjectives=["kitchen-tested", "chef-approved"],
+        activities=["weeknight dinners", "meal prep", "everyday cooking", "hosting dinner parties",
+                    "family meals", "cooking for friends"],
+        audiences=["home cooks", "busy parents", "culinary students", "food lovers"],
+        blurbs=[
+            "A must-have in every home kitchen.",
+            "Made for real home cooking in a busy kitchen.",
+            "Tested in our own kitchen, day after day.",
+            "Cooking and baking just got easier in your kitchen.",
+        ],
+        subcategories={
+            "Cookware": {
+                "nouns": ["cast iron skillet", "dutch oven", "saucepan set", "wok", "stockpot", "frying pan"],
+                "adjectives": ["nonstick", "heavy-gauge", "enamelled", "induction-ready", "oven-safe"],
+                "activities": ["weeknight dinners", "slow cooking", "stir-frying", "hosting dinner parties",
+                               "searing steaks", "simmering soups"],
+                "features": ["an even-heating base", "a tight-fitting lid", "a stay-cool handle", "a pouring lip",
+                             "a durable enamel coating"],
+                "tags": ["kitchen", "cooking", "cookware"]},
+            "Kitchen Tools": {
+                "nouns": ["chef's knife", "cutting board", "pepper mill", "salad spinner", "spice rack",
+                          "mixing bowl set"],
+                "adjectives": ["dishwasher-safe", "ergonomic", "durable", "space-saving", "precision-made"],
+                "features": ["a comfortable grip", "food-safe materials", "an easy-clean finish",
+                             "a lifetime guarantee", "a gift box"],
+                "tags": ["kitchen", "cooking", "kitchen tools"]},
+            "Bakeware": {
+                "nouns": ["baking sheet", "rolling pin", "loaf tin", "muffin tray", "cooling rack", "cake tin"],
+                "adjectives": ["nonstick", "heat-resistant", "heavy-duty", "oven-safe", "warp-resistant"],
+                "activities": ["baking bread", "weekend baking", "birthday cakes", "holiday cookies",
+                               "Sunday bakes", "baking with kids"],
+                "features": ["an easy-release surface", "a warp-resistant build", "a dishwasher-safe finish",
+                             "a lifetime guarantee", "a recipe card to get you started"],
+                "tags": ["kitchen", "baking", "bakeware"]},
+        },
     ),
     "space": dict(
-        category="Science & Education",
-        related=("Books & Stationery", "Video Games"),
-        nouns=["telescope", "star chart", "planetarium projector", "microscope kit", "chemistry set",
-               "moon lamp", "model rocket", "solar system mobile", "astronomy binoculars",
-               "circuit kit", "meteorite sample", "globe of Mars"],
-        adjectives=["educational", "high-magnification", "hands-on", "STEM-certified", "precision",
-                    "observatory-grade"],
-        activities=["stargazing", "backyard astronomy", "science experiments",
-                    "learning about the planets", "tracking the night sky", "spotting Saturn's rings"],
+        department="Science & Education",
+        adjectives=["science-backed", "STEM-friendly"],
+        activities=["stargazing", "science experiments", "learning about the planets", "rainy-day projects",
+                    "school science fairs", "learning by doing"],
         audiences=["curious kids", "amateur astronomers", "science teachers", "lifelong learners"],
-        features=["a sturdy tripod", "a detailed instruction booklet", "adjustable focus",
-                  "glow-in-the-dark markings", "a red-light finder"],
-        tags=["science", "astronomy", "STEM", "space"],
+        blurbs=[
+            "Brings science and the night sky home.",
+            "Sparks a lifelong love of science.",
+            "Made for young scientists and stargazers alike.",
+            "Science and discovery for the whole family.",
+        ],
+        subcategories={
+            "Astronomy": {
+                "nouns": ["telescope", "star chart", "astronomy binoculars", "planetarium projector", "moon lamp",
+                          "solar system mobile", "globe of Mars"],
+                "adjectives": ["educational", "observatory-grade", "precision-made", "beautifully detailed",
+                               "high-magnification"],
+                "activities": ["stargazing", "backyard astronomy", "tracking the night sky", "spotting Saturn's rings",
+                               "learning about the planets"],
+                "features": ["a detailed guide to the night sky", "glow-in-the-dark markings",
+                             "a protective carry case", "a printed star map", "a free companion app"],
+                "tags": ["astronomy", "space", "science"]},
+            "Science Kits": {
+                "nouns": ["microscope kit", "chemistry set", "circuit kit", "model rocket", "crystal growing kit",
+                          "fossil dig kit"],
+                "adjectives": ["hands-on", "STEM-certified", "educational", "classroom-tested", "beginner-friendly"],
+                "activities": ["science experiments", "rainy-day projects", "school science fairs",
+                               "learning by doing", "afternoon experiments"],
+                "features": ["a detailed instruction booklet", "safety goggles", "reusable components",
+                             "step-by-step experiment cards", "a sturdy storage box"],
+                "tags": ["science", "STEM", "experiments"]},
+        },
     ),
     "fashion": dict(
-        category="Clothing & Accessories",
-        related=("Sports & Fitness", "Outdoor & Camping"),
-        nouns=["denim jacket", "silk scarf", "leather belt", "wool coat", "sneakers", "handbag",
-               "sunglasses", "knit sweater", "linen shirt", "ankle boots", "tote bag", "wristwatch"],
-        adjectives=["tailored", "stylish", "timeless", "slim-fit", "breathable", "handcrafted"],
-        activities=["everyday wear", "evenings out", "the office", "weekend brunches",
-                    "layering in autumn", "city breaks"],
-        audiences=["trend-setters", "busy professionals", "minimalists",
-                   "anyone building a capsule wardrobe"],
-        features=["hand-finished stitching", "a relaxed silhouette", "brushed metal hardware",
-                  "a soft lining", "a signature monogram"],
-        tags=["fashion", "style", "apparel", "accessories"],
+        department="Clothing & Accessories",
+        adjectives=["on-trend", "easy-to-style"],
+        activities=["everyday wear", "evenings out", "the office", "weekend brunches", "layering in autumn",
+                    "city breaks"],
+        audiences=["trend-setters", "busy professionals", "minimalists", "anyone building a capsule wardrobe"],
+        blurbs=[
+            "A wardrobe staple with timeless style.",
+            "Effortless style for your wardrobe, season after season.",
+            "Dress it up or down: it works with any outfit in your wardrobe.",
+            "Made to be worn and loved, a wardrobe favourite.",
+        ],
+        subcategories={
+            "Clothing": {
+                "nouns": ["denim jacket", "wool coat", "knit sweater", "linen shirt", "cotton t-shirt",
+                          "pleated skirt"],
+                "adjectives": ["tailored", "slim-fit", "breathable", "timeless", "relaxed-fit"],
+                "features": ["hand-finished stitching", "a relaxed silhouette", "pre-shrunk fabric",
+                             "a true-to-size fit", "a soft, breathable weave"],
+                "tags": ["fashion", "apparel", "clothing"]},
+            "Shoes": {
+                "nouns": ["sneakers", "ankle boots", "loafers", "leather sandals", "canvas shoes"],
+                "adjectives": ["handcrafted", "timeless", "cushioned", "stylish", "lightweight"],
+                "features": ["a cushioned insole", "a grippy rubber sole", "hand-finished stitching",
+                             "a full-grain leather upper", "a removable footbed"],
+                "tags": ["fashion", "footwear", "style"]},
+            "Bags & Accessories": {
+                "nouns": ["handbag", "tote bag", "leather belt", "silk scarf", "sunglasses", "wristwatch"],
+                "adjectives": ["stylish", "timeless", "handcrafted", "elegant", "minimalist"],
+                "features": ["brushed metal hardware", "a signature monogram", "gift-ready packaging",
+                             "hand-finished edges", "a protective dust bag"],
+                "tags": ["fashion", "accessories", "style"]},
+        },
     ),
     "gaming": dict(
-        category="Video Games",
-        related=("Science & Education", "Books & Stationery"),
-        nouns=["gaming mouse", "mechanical keyboard", "gaming headset", "wireless controller",
-               "gaming chair", "mouse pad", "capture card", "streaming microphone", "charging dock",
-               "strategy board game", "card game expansion", "VR headset"],
-        adjectives=["RGB-lit", "low-latency", "tournament-grade", "wireless", "customizable",
-                    "pro-level"],
-        activities=["competitive play", "late-night raids", "streaming", "couch co-op",
-                    "speedrunning", "game nights with friends"],
-        audiences=["competitive gamers", "streamers", "casual players", "tabletop fans"],
-        features=["programmable buttons", "a braided cable", "memory foam cushions",
-                  "hot-swappable switches", "a 1000 Hz polling rate"],
-        tags=["gaming", "esports", "PC", "tabletop"],
+        department="Gaming",
+        adjectives=["gamer-approved", "game-ready"],
+        activities=["competitive play", "late-night raids", "streaming", "couch co-op", "speedrunning",
+                    "game nights with friends"],
+        audiences=["competitive gamers", "casual players", "gamers of all ages", "families who game together"],
+        blurbs=[
+            "Level up your gaming setup.",
+            "Made by gamers, for gamers.",
+            "Built for long gaming sessions.",
+            "Game night, upgraded: gaming at its best.",
+        ],
+        subcategories={
+            "PC Gaming Gear": {
+                "nouns": ["gaming mouse", "mechanical keyboard", "gaming headset", "gaming keypad",
+                          "wireless gaming mouse"],
+                "adjectives": ["RGB-lit", "low-latency", "tournament-grade", "customizable", "pro-level"],
+                "features": ["a braided cable", "customisable RGB lighting", "onboard memory for your profiles",
+                             "companion software", "a low-latency wireless mode"],
+                "tags": ["gaming", "PC", "esports"]},
+            "Controllers & Streaming": {
+                "nouns": ["wireless controller", "charging dock", "VR headset", "capture card",
+                          "streaming microphone"],
+                "adjectives": ["wireless", "low-latency", "plug-and-play", "pro-level", "customizable"],
+                "features": ["a USB-C connection", "a detachable cable", "plug-and-play setup", "a two-year warranty",
+                             "a travel pouch"],
+                "tags": ["gaming", "console", "streaming"]},
+            "Board & Card Games": {
+                "nouns": ["strategy board game", "card game expansion", "deck-building game", "party game",
+                          "cooperative board game"],
+                "adjectives": ["award-winning", "family-friendly", "replayable", "beautifully illustrated",
+                               "competitive"],
+                "activities": ["game nights with friends", "family evenings", "rainy weekends", "tabletop sessions",
+                               "holiday get-togethers"],
+                "features": ["premium game pieces", "a clear rulebook", "a sturdy storage insert",
+                             "illustrated cards", "a quick-start guide"],
+                "tags": ["gaming", "tabletop", "board games"]},
+        },
     ),
     "gardening": dict(
-        category="Garden & Patio",
-        related=("Home & Kitchen", "Outdoor & Camping"),
-        nouns=["pruning shears", "watering can", "raised garden bed", "seed starter kit",
-               "garden gloves", "compost bin", "hose reel", "trowel set", "planter pot",
-               "herb garden kit", "kneeling pad", "bird feeder"],
-        adjectives=["rust-resistant", "organic", "heavy-duty", "self-watering", "biodegradable",
-                    "frost-proof"],
-        activities=["growing tomatoes", "planting herbs", "tending roses", "balcony gardening",
-                    "composting", "spring planting"],
+        department="Garden & Patio",
+        adjectives=["garden-tested", "gardener-approved"],
+        activities=["growing tomatoes", "planting herbs", "tending roses", "balcony gardening", "spring planting",
+                    "weekend gardening"],
         audiences=["green thumbs", "urban gardeners", "beginner gardeners", "allotment growers"],
-        features=["a cushioned grip", "drainage holes", "a locking mechanism", "UV-stable resin",
-                  "a carbon-steel blade"],
-        tags=["garden", "plants", "outdoor living", "organic"],
+        blurbs=[
+            "Made for gardeners, by gardeners.",
+            "Brings your garden to life.",
+            "A garden favourite, season after season.",
+            "Grow more, with less effort, in any garden.",
+        ],
+        subcategories={
+            "Garden Tools": {
+                "nouns": ["pruning shears", "trowel set", "garden gloves", "kneeling pad", "hose reel",
+                          "watering can"],
+                "adjectives": ["rust-resistant", "heavy-duty", "ergonomic", "weatherproof", "durable"],
+                "features": ["a cushioned grip", "rust-resistant fittings", "a hanging hook", "UV-stable materials",
+                             "a lifetime guarantee"],
+                "tags": ["garden", "gardening", "garden tools"]},
+            "Planters & Growing": {
+                "nouns": ["planter pot", "raised garden bed", "seed starter kit", "herb garden kit", "compost bin",
+                          "self-watering planter"],
+                "adjectives": ["organic", "self-watering", "frost-proof", "biodegradable", "UV-stable"],
+                "features": ["UV-stable resin", "a removable tray", "frost-proof walls", "easy tool-free assembly",
+                             "a peat-free starter mix"],
+                "tags": ["garden", "plants", "organic"]},
+            "Birds & Wildlife": {
+                "nouns": ["bird feeder", "bird bath", "nesting box", "insect hotel", "hedgehog house"],
+                "adjectives": ["weatherproof", "wildlife-friendly", "FSC-certified", "hand-assembled", "frost-proof"],
+                "activities": ["birdwatching", "wildlife gardening", "quiet mornings in the garden",
+                               "spring nesting season", "winter feeding"],
+                "features": ["a weatherproof finish", "easy mounting", "untreated timber", "a hanging chain",
+                             "a guide to local wildlife"],
+                "tags": ["garden", "wildlife", "outdoor living"]},
+        },
     ),
     "music": dict(
-        category="Musical Instruments",
-        related=("Video Games", "Books & Stationery"),
-        nouns=["acoustic guitar", "ukulele", "digital piano", "guitar strings", "studio headphones",
-               "audio interface", "metronome", "drum pad", "microphone stand", "guitar pedal",
-               "music stand", "harmonica"],
-        adjectives=["warm-toned", "studio-quality", "beginner-friendly", "resonant", "portable",
-                    "hand-wound"],
-        activities=["practising scales", "home recording", "jamming with friends", "live gigs",
-                    "songwriting", "learning your first chords"],
+        department="Musical Instruments",
+        adjectives=["musician-approved", "stage-tested"],
+        activities=["practising scales", "home recording", "jamming with friends", "live gigs", "songwriting",
+                    "learning your first chords"],
         audiences=["beginner musicians", "session players", "bedroom producers", "music students"],
-        features=["a solid spruce top", "low-noise circuitry", "adjustable tension",
-                  "a padded gig bag", "true-bypass switching"],
-        tags=["music", "instruments", "recording", "audio"],
+        blurbs=[
+            "Made for musicians at every level.",
+            "Sounds as good as it looks: music to your ears.",
+            "Your music, your way.",
+            "Trusted by musicians on stage and in the studio.",
+        ],
+        subcategories={
+            "Guitars & Ukuleles": {
+                "nouns": ["acoustic guitar", "electric guitar", "ukulele", "classical guitar", "bass guitar"],
+                "adjectives": ["warm-toned", "resonant", "beginner-friendly", "hand-finished", "stage-ready"],
+                "features": ["a hand-finished neck", "a padded gig bag", "a slim, fast neck", "a set of spare strings",
+                             "a built-in tuner"],
+                "tags": ["music", "instruments", "guitar"]},
+            "Keyboards & Drums": {
+                "nouns": ["digital piano", "MIDI keyboard", "drum pad", "electronic drum kit", "stage piano"],
+                "adjectives": ["velocity-sensitive", "portable", "beginner-friendly", "studio-quality", "compact"],
+                "features": ["a velocity-sensitive response", "a headphone output", "a built-in metronome",
+                             "a USB-MIDI connection", "a sturdy stand"],
+                "tags": ["music", "instruments", "keyboards", "drums"]},
+            "Studio & Recording": {
+                "nouns": ["studio headphones", "audio interface", "condenser microphone", "studio monitors",
+                          "USB microphone"],
+                "adjectives": ["studio-quality", "low-noise", "broadcast-grade", "portable", "professional"],
+                "activities": ["home recording", "podcasting", "mixing tracks", "songwriting", "live streaming"],
+                "features": ["low-noise circuitry", "a detachable cable", "a sturdy metal build",
+                             "a plug-and-play USB connection", "a flat frequency response"],
+                "tags": ["music", "recording", "audio"]},
+        },
     ),
     "fitness": dict(
-        category="Sports & Fitness",
-        related=("Outdoor & Camping", "Clothing & Accessories"),
-        nouns=["yoga mat", "dumbbell set", "resistance bands", "kettlebell", "foam roller",
-               "jump rope", "fitness tracker", "pull-up bar", "running shoes", "gym bag",
-               "protein shaker", "ab roller"],
-        adjectives=["non-slip", "sweat-resistant", "adjustable", "high-density", "lightweight",
-                    "performance"],
-        activities=["home workouts", "morning runs", "yoga sessions", "strength training",
-                    "HIIT classes", "marathon training"],
-        audiences=["gym regulars", "runners", "yoga beginners", "athletes"],
-        features=["a textured grip", "a quick-adjust dial", "moisture-wicking fabric",
-                  "a built-in heart-rate sensor", "a carry strap"],
-        tags=["fitness", "workout", "health", "training"],
+        department="Sports & Fitness",
+        adjectives=["gym-tested", "workout-ready"],
+        activities=["home workouts", "morning runs", "yoga sessions", "strength training", "HIIT classes",
+                    "marathon training"],
+        audiences=["fitness fans", "athletes", "home exercisers", "anyone starting a fitness routine"],
+        blurbs=[
+            "Train harder, recover faster: your fitness, your way.",
+            "Your fitness partner for every workout.",
+            "Built for fitness training, at home or at the gym.",
+            "Made for fitness fans of every level.",
+        ],
+        subcategories={
+            "Strength Training": {
+                "nouns": ["dumbbell set", "kettlebell", "resistance bands", "pull-up bar", "ab roller",
+                          "weight bench"],
+                "adjectives": ["adjustable", "heavy-duty", "space-saving", "gym-grade", "non-slip"],
+                "activities": ["home workouts", "strength training", "HIIT classes", "building muscle",
+                               "garage gym sessions"],
+                "features": ["a textured grip", "a non-slip finish", "a compact storage design",
+                             "a printed exercise guide", "a two-year warranty"],
+                "tags": ["fitness", "workout", "strength"]},
+            "Yoga & Recovery": {
+                "nouns": ["yoga mat", "foam roller", "yoga block set", "massage ball", "stretching strap",
+                          "meditation cushion"],
+                "adjectives": ["non-slip", "high-density", "eco-friendly", "cushioned", "lightweight"],
+                "activities": ["yoga sessions", "stretching after a run", "pilates", "post-workout recovery",
+                               "mindful mornings"],
+                "features": ["a textured surface", "a carry strap", "sweat-resistant materials",
+                             "eco-friendly materials", "a printed stretching guide"],
+                "tags": ["fitness", "yoga", "recovery"]},
+            "Running": {
+                "nouns": ["running shoes", "running socks", "hydration belt", "running cap", "reflective vest",
+                          "armband phone holder"],
+                "adjectives": ["lightweight", "sweat-resistant", "breathable", "high-performance", "reflective"],
+                "activities": ["morning runs", "marathon training", "trail running", "interval sessions",
+                               "the weekly parkrun"],
+                "features": ["moisture-wicking fabric", "reflective details", "a secure, bounce-free fit",
+                             "a machine-washable design", "a lightweight build"],
+                "tags": ["fitness", "running", "training"]},
+        },
     ),
     "books": dict(
-        category="Books & Stationery",
-        related=("Science & Education", "Home & Kitchen"),
-        nouns=["hardcover novel", "reading lamp", "bookends", "e-reader case", "leather journal",
-               "poetry collection", "mystery thriller", "fountain pen", "bookmark set",
-               "reading pillow", "box set", "graphic novel"],
-        adjectives=["beautifully bound", "page-turning", "illustrated", "award-winning", "cosy",
-                    "collectible"],
-        activities=["quiet evenings", "book club meetings", "long commutes", "journaling",
-                    "reading in bed", "rainy Sunday afternoons"],
-        audiences=["avid readers", "book collectors", "students", "aspiring writers"],
-        features=["gilded page edges", "acid-free paper", "a ribbon marker", "a warm dimmable light",
-                  "an author's foreword"],
-        tags=["books", "reading", "stationery", "literature"],
+        department="Books & Stationery",
+        adjectives=["reader-approved", "bookworm-approved"],
+        activities=["quiet evenings", "book club meetings", "long commutes", "reading in bed",
+                    "rainy Sunday afternoons", "journaling"],
+        audiences=["avid readers", "book lovers", "students", "aspiring writers"],
+        blurbs=[
+            "For readers and writers alike.",
+            "A favourite of book lovers and readers.",
+            "Perfect for readers who love a quiet hour with a good book.",
+            "Made for readers and lovers of the written word.",
+        ],
+        subcategories={
+            "Books": {
+                "nouns": ["hardcover novel", "poetry collection", "mystery thriller", "graphic novel",
+                          "short story collection", "box set"],
+                "adjectives": ["page-turning", "award-winning", "illustrated", "beautifully bound", "collectible"],
+                "activities": ["quiet evenings", "book club meetings", "long commutes", "reading in bed",
+                               "rainy Sunday afternoons"],
+                "features": ["gilded page edges", "an author's foreword", "a ribbon marker", "a new afterword",
+                             "a discussion guide"],
+                "tags": ["books", "reading", "literature"]},
+            "Stationery": {
+                "nouns": ["leather journal", "notebook set", "desk planner", "sketchbook", "pocket notebook",
+                          "dot-grid notebook"],
+                "adjectives": ["beautifully bound", "refillable", "handmade", "minimalist", "lay-flat"],
+                "activities": ["journaling", "planning the week", "sketching on the go", "letter writing",
+                               "note-taking in lectures"],
+                "audiences": ["aspiring writers", "students", "planners", "sketchers"],
+                "features": ["acid-free paper", "a lay-flat binding", "an elastic closure", "a ribbon marker",
+                             "a gift box"],
+                "tags": ["stationery", "writing", "journaling"]},
+            "Reading Accessories": {
+                "nouns": ["reading lamp", "bookends", "e-reader case", "reading pillow", "book light", "book stand"],
+                "adjectives": ["cosy", "adjustable", "space-saving", "soft-touch", "portable"],
+                "features": ["a soft-touch finish", "a gift box", "sturdy construction", "a two-year warranty",
+                             "a minimalist design"],
+                "tags": ["books", "reading", "reading accessories"]},
+        },
     ),
     "pets": dict(
-        category="Pet Supplies",
-        related=("Home & Kitchen", "Garden & Patio"),
-        nouns=["dog bed", "cat tree", "chew toy", "pet carrier", "dog leash", "grooming brush",
-               "automatic feeder", "aquarium kit", "scratching post", "pet fountain", "cat collar",
-               "treat pouch"],
-        adjectives=["chew-proof", "machine-washable", "orthopedic", "vet-approved", "cozy",
-                    "escape-proof"],
-        activities=["daily walks", "playtime", "long car trips", "grooming sessions",
-                    "training a new puppy", "lazy afternoons on the sofa"],
-        audiences=["dog owners", "cat lovers", "new pet parents", "busy owners"],
-        features=["a removable washable cover", "a reflective strip", "a whisper-quiet motor",
-                  "reinforced seams", "a non-tip base"],
-        tags=["pets", "dogs", "cats", "pet care"],
+        department="Pet Supplies",
+        adjectives=["pet-safe", "pet-friendly"],
+        activities=["daily walks", "playtime", "long car trips", "grooming sessions", "lazy afternoons on the sofa",
+                    "busy days away"],
+        audiences=["pet owners", "new pet parents", "busy owners", "animal lovers"],
+        blurbs=[
+            "Happy pets, happy pet owners.",
+            "Made for pets and the people who love them.",
+            "Vet-approved for everyday pet care.",
+            "Your pet's new favourite.",
+        ],
+        subcategories={
+            "Dog Supplies": {
+                "nouns": ["dog bed", "dog leash", "chew toy", "dog harness", "treat pouch", "dog collar"],
+                "adjectives": ["chew-proof", "machine-washable", "orthopedic", "vet-approved", "reflective"],
+                "activities": ["daily walks", "playtime in the park", "training a new puppy", "long car trips",
+                               "lazy afternoons on the sofa"],
+                "audiences": ["dog owners", "new puppy parents", "busy pet owners", "animal lovers"],
+                "features": ["reinforced seams", "pet-safe materials", "a reflective strip", "a two-year guarantee",
+                             "durable stitching"],
+                "tags": ["pets", "dogs", "pet care"]},
+            "Cat Supplies": {
+                "nouns": ["cat tree", "scratching post", "cat bed", "cat hammock", "cat condo", "window perch"],
+                "adjectives": ["cozy", "sturdy", "plush", "vet-approved", "space-saving"],
+                "activities": ["playtime", "lazy afternoons", "rainy days indoors", "cat naps in the sun",
+                               "keeping an indoor cat happy"],
+                "audiences": ["cat lovers", "new kitten parents", "busy pet owners", "animal lovers"],
+                "features": ["a non-tip base", "natural sisal rope", "a plush lining", "pet-safe materials",
+                             "easy tool-free assembly"],
+                "tags": ["pets", "cats", "pet care"]},
+            "Feeding & Grooming": {
+                "nouns": ["automatic feeder", "pet fountain", "grooming brush", "nail clippers", "pet carrier"],
+                "activities": ["grooming sessions", "busy days away", "long car trips", "trips to the vet",
+                               "everyday care"],
+                "adjectives": ["vet-approved", "easy-clean", "BPA-free", "reliable", "travel-ready"],
+                "features": ["BPA-free materials", "an ergonomic design", "easy cleaning", "a two-year warranty",
+                             "a non-slip base"],
+                "tags": ["pets", "pet care", "grooming"]},
+        },
     ),
 }
 TOPICS: tuple[str, ...] = tuple(_TOPIC_DATA)
-_CATEGORIES: tuple[str, ...] = tuple(d["category"] for d in _TOPIC_DATA.values())
+# Every category value "<department> > <sub-category>", topic by topic; (topic index, sub-category spec).
+_CATEGORIES: tuple[str, ...] = tuple(f"{d['department']} > {sub}" for d in _TOPIC_DATA.values()
+                                     for sub in d["subcategories"])
+_CATEGORY_TOPIC: tuple[int, ...] = tuple(t for t, d in enumerate(_TOPIC_DATA.values()) for _ in d["subcategories"])
+_CATEGORY_SPEC: tuple[dict, ...] = tuple(spec for d in _TOPIC_DATA.values() for spec in d["subcategories"].values())
+# Public views: topic -> its categories, category -> the product nouns its titles use.
+TOPIC_CATEGORIES: dict[str, tuple[str, ...]] = {
+    topic: tuple(c for c, t in zip(_CATEGORIES, _CATEGORY_TOPIC) if t == k) for k, topic in enumerate(TOPICS)}
+CATEGORY_NOUNS: dict[str, tuple[str, ...]] = {c: tuple(spec["nouns"]) for c, spec in zip(_CATEGORIES, _CATEGORY_SPEC)}
 
 _GENERIC_ADJECTIVES = ["premium", "compact", "versatile", "classic", "everyday", "essential", "modern",
                        "reliable", "thoughtfully designed", "well-made"]
@@ -355,16 +595,18 @@ def _pick(rng: np.random.Generator, seq, k: int | None = None):
     return [seq[int(i)] for i in idx]
 
 
-def _compose_text(rng: np.random.Generator, topic: str, brand: str) -> tuple[str, str, str]:
-    """(noun, title, description) for one item of a topic."""
-    d = _TOPIC_DATA[topic]
-    noun = _pick(rng, d["nouns"])
-    adj, adj2 = _pick(rng, d["adjectives"], 2)
+def _compose_text(rng: np.random.Generator, category: int, brand: str) -> tuple[str, str, str]:
+    """(noun, title, description) for one item of a category (an index into ``_CATEGORIES``)."""
+    d = _TOPIC_DATA[TOPICS[_CATEGORY_TOPIC[category]]]
+    sub = _CATEGORY_SPEC[category]
+    noun = _pick(rng, sub["nouns"])
+    adj, adj2 = _pick(rng, sub["adjectives"] + d["adjectives"], 2)
     gadj = _pick(rng, _GENERIC_ADJECTIVES)
-    act, act2 = _pick(rng, d["activities"], 2)
-    aud = _pick(rng, d["audiences"])
-    feat, feat2 = _pick(rng, d["features"], 2)
-    other_noun = _pick(rng, [n for n in d["nouns"] if n != noun])
+    act, act2 = _pick(rng, sub.get("activities", d["activities"]), 2)
+    aud = _pick(rng, sub.get("audiences", d["audiences"]))
+    feat, feat2 = _pick(rng, sub["features"], 2)
+    # cross-selling within the department
+    other_noun = _pick(rng, [n for spec in d["subcategories"].values() for n in spec["nouns"] if n != noun])
 
     t = int(rng.integers(5))
     if t == 0:
@@ -395,6 +637,8 @@ def _compose_text(rng: np.random.Generator, topic: str, brand: str) -> tuple[str
     else:
         second = f"With {feat}, it is ready for {act2}."
     sentences = [first, second]
+    if rng.random() < 0.95:  # a line of shop copy in the words of the whole department
+        sentences.insert(1, _pick(rng, d["blurbs"]))
     s = int(rng.integers(4))
     if s == 0:
         sentences.append(f"A thoughtful gift for {aud}.")
@@ -417,11 +661,10 @@ def _make_items(n_items: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, di
     log_pop = rng.normal(0.0, 1.0, n_items)
     popularity = np.exp(log_pop)
 
-    # Category follows the topic 80 % of the time, else one of the topic's related categories.
-    category = []
-    for t in topic:
-        d = _TOPIC_DATA[TOPICS[t]]
-        category.append(d["category"] if rng.random() < 0.8 else d["related"][int(rng.integers(2))])
+    # Category: one of the topic's sub-categories, uniformly (the title's noun is then drawn from it).
+    topic_categories = [np.flatnonzero(np.asarray(_CATEGORY_TOPIC) == t) for t in range(n_topics)]
+    category_idx = np.array([topic_categories[t][int(rng.integers(len(topic_categories[t])))] for t in topic])
+    category = [_CATEGORIES[c] for c in category_idx]
 
     # Brand: 75 % one that focuses on the topic, else any; price lognormal around the brand's level.
     brand_idx = np.empty(n_items, dtype=int)
@@ -446,12 +689,11 @@ def _make_items(n_items: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, di
     trng = _rng(seed, _STREAM_TEXT)
     titles, descs, tags = [], [], []
     for i in range(n_items):
-        tname = TOPICS[topic[i]]
-        _, title, desc = _compose_text(trng, tname, _BRAND_NAMES[brand_idx[i]])
+        _, title, desc = _compose_text(trng, int(category_idx[i]), _BRAND_NAMES[brand_idx[i]])
         titles.append(title)
         descs.append("" if no_desc[i] else desc)
         k = 1 + int(trng.integers(2))
-        tg = _pick(trng, _TOPIC_DATA[tname]["tags"], k)
+        tg = _pick(trng, _CATEGORY_SPEC[category_idx[i]]["tags"], k)
         if pop_rank[i] < max(1, n_items // 20) and trng.random() < 0.7:
             tg.append("bestseller")
         if band[i] == "budget" and trng.random() < 0.4:
@@ -489,7 +731,7 @@ def _make_items(n_items: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, di
     latent = dict(
         topic=topic, style=style, cluster=cluster, brand=brand_idx,
         band=np.array([PRICE_BANDS.index(b) for b in band]),
-        category=np.array([_CATEGORIES.index(c) for c in category]),
+        category=category_idx,
         log_pop=log_pop,
     )
     return items, gt, latent
@@ -769,6 +1011,7 @@ def _ground_truth_readme(seg_counts: dict[str, int]) -> str:
         f"| {name} | {spec['pattern']} | {spec['shape']} | "
         + ", ".join("#%02x%02x%02x" % c for c in spec["bg"]) + " |"
         for name, spec in VISUAL_STYLES.items())
+    categories = "\n".join(f"| {topic} | " + "; ".join(cats) + " |" for topic, cats in TOPIC_CATEGORIES.items())
     brands = ", ".join(f"{n} (~{p:.0f})" for n, p, _ in BRANDS)
     segs = ", ".join(f"{s}: {seg_counts.get(s, 0)}" for s in SEGMENTS)
     return f"""# Ground truth of the demo catalog
@@ -779,7 +1022,15 @@ checking a model (does it give image weight to the users who care about pictures
 ## Items (`items.csv`)
 Each item has latent factors, drawn independently of each other unless stated:
 - `topic` (one of {len(TOPICS)}: {", ".join(TOPICS)}): drives the words of the title, description and tags.
-  `category` equals the topic's category 80 % of the time, else one of two related categories.
+- `category` ("<department> > <sub-category>", one of {len(_CATEGORIES)}): one of the topic's 2-3
+  sub-categories, uniformly; the title's product noun, the adjectives, features and tags are drawn from
+  that sub-category's lists, so title, category, description and tags always agree. The category
+  therefore reveals the topic, and a little more.
+
+  | topic | categories |
+  |---|---|
+{chr(10).join('  ' + line for line in categories.splitlines())}
+
 - `visual_style` (one of {len(VISUAL_STYLES)}): drives the picture only: background palette, background
   pattern and foreground shape, with per-item jitter of colours, frequencies, size, position, rotation.
 
@@ -803,7 +1054,8 @@ the segment's own modality gets about {_MAIN_WEIGHT}, the three others about
 `w_text + w_image + w_attributes + w_behaviour = 1`.
 - visual -> `w_image` (follows `pref_visual_style`)
 - text -> `w_text` (follows `pref_topic`)
-- attributes -> `w_attributes` (follows `pref_price_band`, `pref_brands`, `pref_category`)
+- attributes -> `w_attributes` (follows `pref_price_band`, `pref_brands`, `pref_category`, a full
+  "<department> > <sub-category>" value drawn uniformly over the {len(_CATEGORIES)} categories)
 - behaviour -> `w_behaviour` (follows `pref_behaviour_cluster` and popularity)
 
 Every user has a preferred value for every modality, whatever the segment. The public `users.csv`
@@ -813,7 +1065,8 @@ attributes (age band, country) are independent of all of this.
 For user u and item i, with matches in [0, 1]:
 - text: 1 if topic(i) = pref_topic(u)
 - image: 1 if visual_style(i) = pref_visual_style(u)
-- attributes: 0.5 [price band matches] + 0.3 [brand in pref_brands] + 0.2 [category matches]
+- attributes: 0.5 [price band matches] + 0.3 [brand in pref_brands] + 0.2 [category (the full
+  "<department> > <sub-category>" value) matches]
 - behaviour: 0.75 [behaviour cluster matches] + 0.25 popularity percentile(i)
 
 utility(u, i) = {_UTILITY_SCALE} * sum_m w_m(u) match_m(u, i) + {_POPULARITY_COEF} * z(log popularity(i))

@@ -13,10 +13,14 @@ import pytest
 from PIL import Image
 
 from recsys.data.demo import (
+    _CATEGORIES,
+    _CATEGORY_SPEC,
+    CATEGORY_NOUNS,
     DEMO_DATASET_NAME,
     DEMO_SCHEMA,
     MODALITIES,
     SEGMENTS,
+    TOPIC_CATEGORIES,
     TOPICS,
     VISUAL_STYLES,
     demo_ground_truth,
@@ -237,3 +241,35 @@ def test_default_size(tmp_path):
     assert 3.3 <= inter["rating"].mean() <= 4.3
     gt_users, _ = demo_ground_truth(out)
     assert set(gt_users["segment"]) == set(SEGMENTS)
+
+
+def test_title_category_and_tags_agree(small):
+    """Every category is one of the item's topic's; every product noun in a title is one of its category's."""
+    items = _read(small, "items.csv")
+    _, gt_items = demo_ground_truth(small)
+    assert set(TOPIC_CATEGORIES) == set(TOPICS)
+    all_categories = [c for cats in TOPIC_CATEGORIES.values() for c in cats]
+    assert len(all_categories) == len(set(all_categories)) == len(CATEGORY_NOUNS)
+    nouns = [n for ns in CATEGORY_NOUNS.values() for n in ns]
+    assert len(nouns) == len(set(nouns))  # a noun belongs to one category only
+    patterns = {n: re.compile(rf"(?<![\w-]){re.escape(n)}(?![\w-])", re.IGNORECASE) for n in nouns}
+    assert (items["category"] == gt_items["category"]).all()
+    for title, category, topic in zip(items["title"], items["category"], gt_items["topic"]):
+        assert category in TOPIC_CATEGORIES[topic], (category, topic)
+        assert category.split(" > ")[0] == TOPIC_CATEGORIES[topic][0].split(" > ")[0]
+        spans = {n: m.span() for n, pattern in patterns.items() if (m := pattern.search(title))}
+        # a noun inside a longer one ("hammock" in "cat hammock") is that one's
+        found = {n for n, (a, b) in spans.items()
+                 if not any(o != n and oa <= a and b <= ob for o, (oa, ob) in spans.items())}
+        assert found, title
+        assert found <= set(CATEGORY_NOUNS[category]), (title, category, found)
+    # tags: the category's own tags, plus merchandising labels shared by all categories
+    merchandising = {"bestseller", "budget pick", "premium", "gift idea", "eco-friendly", "new arrival",
+                     "limited edition"}
+    category_tags = {c: set(spec["tags"]) for c, spec in zip(_CATEGORIES, _CATEGORY_SPEC)}
+    for tags, category in zip(items["tags"], items["category"]):
+        labels = set(tags.split("|"))
+        assert labels & category_tags[category], (tags, category)
+        assert labels <= category_tags[category] | merchandising, (tags, category)
+    # the category carries information beyond the topic: several categories per topic in use
+    assert items.groupby(gt_items["topic"])["category"].nunique().min() >= 2

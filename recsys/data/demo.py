@@ -4,11 +4,11 @@
 produced by a known generative story, so that a model's modality weights can be checked against the
 truth:
 
-* every item has latent factors: a *topic* (visible in the words of title/description/tags and in the
-  category, one of the topic's sub-categories such as "Home & Kitchen > Cookware"), a *visual style*
-  (visible only in the pixels of its picture: palette, background pattern, shape), a *brand* with a
-  price level and a *price band* (visible in the attributes), a *behaviour cluster* (visible only in
-  who-bought-what co-occurrence) and a *popularity*;
+* every item has latent factors: a *topic* (visible in the words of title/description/tags, in the
+  category, one of the topic's sub-categories such as "Home & Kitchen > Cookware", and in the object
+  drawn in its picture), a *visual style* (visible only in the look of its picture: palette, background
+  pattern, a small motif shape), a *brand* with a price level and a *price band* (visible in the
+  attributes), a *behaviour cluster* (visible only in who-bought-what co-occurrence) and a *popularity*;
 * every user belongs to one of four segments (``visual``, ``text``, ``attributes``, ``behaviour``)
   that sets the weights the user gives to the four modalities, and has one preferred latent value
   per modality;
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 __all__ = [
     "DEMO_DATASET_NAME",
@@ -773,7 +773,140 @@ def _shape_points(shape: str, cx: float, cy: float, r: float, rot: float) -> lis
     raise ValueError(shape)
 
 
-def _render_image(style_name: str, rng: np.random.Generator, size: int) -> Image.Image:
+# Topic silhouettes: the object drawn in an item's picture, one per topic, as a list of parts in unit
+# coordinates (x right, y down, the object inside [-1, 1]^2). A part is (kind, value, geometry): kind
+# "poly" (a list of points) or "ellipse" (cx, cy, rx, ry), value 1 = filled, 0 = cut back out (a hole
+# through which the background shows); parts are drawn in order.
+def _ellipse_pts(cx: float, cy: float, rx: float, ry: float, n: int = 40) -> list[tuple[float, float]]:
+    return [(cx + rx * math.cos(2 * math.pi * k / n), cy + ry * math.sin(2 * math.pi * k / n)) for k in range(n)]
+
+
+def _box(x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, float]]:
+    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+
+
+def _bar(a: tuple[float, float], b: tuple[float, float], wa: float,
+         wb: float | None = None) -> list[tuple[float, float]]:
+    """A quadrilateral along the segment a -> b, wa wide at a and wb at b."""
+    wb = wa if wb is None else wb
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    n = math.hypot(dx, dy) or 1.0
+    px, py = -dy / n, dx / n
+    return [(a[0] + px * wa / 2, a[1] + py * wa / 2), (b[0] + px * wb / 2, b[1] + py * wb / 2),
+            (b[0] - px * wb / 2, b[1] - py * wb / 2), (a[0] - px * wa / 2, a[1] - py * wa / 2)]
+
+
+def _leaf(base: tuple[float, float], tip: tuple[float, float], width: float, n: int = 12) -> list[tuple[float, float]]:
+    """A leaf (two arcs) from base to tip, ``width`` wide at the middle on either side."""
+    dx, dy = tip[0] - base[0], tip[1] - base[1]
+    length = math.hypot(dx, dy) or 1.0
+    px, py = -dy / length, dx / length
+    ts = np.linspace(0, 1, n)
+    bulge = width * np.sin(math.pi * ts)
+    side1 = [(base[0] + dx * t + px * w, base[1] + dy * t + py * w) for t, w in zip(ts, bulge)]
+    side2 = [(base[0] + dx * t - px * w, base[1] + dy * t - py * w) for t, w in zip(ts[::-1], bulge[::-1])]
+    return side1 + side2
+
+
+def _rotated(points, angle: float, about: tuple[float, float] = (0.0, 0.0)):
+    c, s = math.cos(angle), math.sin(angle)
+    return [(about[0] + (x - about[0]) * c - (y - about[1]) * s, about[1] + (x - about[0]) * s + (y - about[1]) * c)
+            for x, y in points]
+
+
+def _guitar() -> list:
+    parts = [("ellipse", 1, (0.0, 0.42, 0.44, 0.42)), ("ellipse", 1, (0.0, -0.08, 0.33, 0.3)),
+             ("poly", 1, _box(-0.07, -0.95, 0.07, -0.2)), ("poly", 1, _box(-0.12, -1.0, 0.12, -0.82)),
+             ("ellipse", 0, (0.0, 0.12, 0.12, 0.12)), ("poly", 0, _box(-0.14, 0.5, 0.14, 0.56))]
+    out = []
+    for kind, value, geo in parts:  # tilted 35 degrees, like a guitar leaning on a wall
+        pts = _ellipse_pts(*geo) if kind == "ellipse" else geo
+        out.append(("poly", value, _rotated(pts, math.radians(35), (0.0, 0.0))))
+    return out
+
+
+_SILHOUETTES: dict[str, list] = {
+    "outdoor": [  # a tent with an open door, its poles crossing at the top, on the ground
+        ("poly", 1, [(-0.95, 0.72), (0.0, -0.72), (0.95, 0.72)]),
+        ("poly", 1, _bar((0.0, -0.72), (-0.2, -0.98), 0.08)),
+        ("poly", 1, _bar((0.0, -0.72), (0.2, -0.98), 0.08)),
+        ("poly", 1, _box(-1.0, 0.7, 1.0, 0.82)),
+        ("poly", 0, [(-0.28, 0.72), (0.0, 0.08), (0.28, 0.72)]),
+    ],
+    "kitchen": [  # a cooking pot with lid, knob and two handles
+        ("poly", 1, [(-0.7, -0.12), (0.7, -0.12), (0.66, 0.62), (0.5, 0.75), (-0.5, 0.75), (-0.66, 0.62)]),
+        ("ellipse", 1, (0.0, -0.22, 0.8, 0.14)),
+        ("ellipse", 1, (0.0, -0.42, 0.13, 0.11)),
+        ("poly", 1, _box(-0.98, 0.0, -0.6, 0.12)),
+        ("poly", 1, _box(0.6, 0.0, 0.98, 0.12)),
+        ("poly", 0, _box(-0.7, -0.1, 0.7, -0.04)),
+    ],
+    "space": [  # a telescope on a tripod
+        ("poly", 1, _bar((-0.8, 0.05), (0.75, -0.62), 0.22, 0.34)),
+        ("poly", 1, _bar((-0.35, -0.3), (0.2, -0.55), 0.07)),
+        ("poly", 1, _bar((0.0, -0.3), (-0.6, 0.95), 0.08)),
+        ("poly", 1, _bar((0.0, -0.3), (0.05, 0.95), 0.08)),
+        ("poly", 1, _bar((0.0, -0.3), (0.6, 0.95), 0.08)),
+        ("ellipse", 1, (0.0, -0.3, 0.12, 0.12)),
+    ],
+    "fashion": [  # a t-shirt
+        ("poly", 1, [(-0.3, -0.8), (-0.95, -0.5), (-0.75, -0.08), (-0.55, -0.18), (-0.55, 0.88), (0.55, 0.88),
+                     (0.55, -0.18), (0.75, -0.08), (0.95, -0.5), (0.3, -0.8), (0.16, -0.64), (0.0, -0.6),
+                     (-0.16, -0.64)]),
+    ],
+    "gaming": [  # a game controller with a d-pad and four buttons
+        ("poly", 1, _box(-0.62, -0.42, 0.62, 0.22)),
+        ("ellipse", 1, (-0.62, -0.1, 0.32, 0.32)),
+        ("ellipse", 1, (0.62, -0.1, 0.32, 0.32)),
+        ("poly", 1, _bar((-0.62, -0.05), (-0.75, 0.6), 0.42, 0.3)),
+        ("poly", 1, _bar((0.62, -0.05), (0.75, 0.6), 0.42, 0.3)),
+        ("ellipse", 1, (-0.75, 0.6, 0.15, 0.12)),
+        ("ellipse", 1, (0.75, 0.6, 0.15, 0.12)),
+        ("poly", 0, _box(-0.72, -0.16, -0.36, -0.06)),
+        ("poly", 0, _box(-0.59, -0.29, -0.49, 0.07)),
+        ("ellipse", 0, (0.52, -0.28, 0.06, 0.06)),
+        ("ellipse", 0, (0.52, 0.06, 0.06, 0.06)),
+        ("ellipse", 0, (0.35, -0.11, 0.06, 0.06)),
+        ("ellipse", 0, (0.69, -0.11, 0.06, 0.06)),
+    ],
+    "gardening": [  # a potted plant
+        ("poly", 1, [(-0.48, 0.22), (0.48, 0.22), (0.36, 0.95), (-0.36, 0.95)]),
+        ("poly", 1, _box(-0.58, 0.1, 0.58, 0.28)),
+        ("poly", 1, _bar((0.0, 0.12), (0.0, -0.6), 0.07)),
+        ("poly", 1, _leaf((0.0, -0.08), (-0.7, -0.42), 0.2)),
+        ("poly", 1, _leaf((0.0, -0.28), (0.68, -0.62), 0.2)),
+        ("poly", 1, _leaf((0.0, -0.5), (-0.08, -1.0), 0.17)),
+    ],
+    "music": _guitar(),
+    "fitness": [  # a dumbbell, tilted
+        ("poly", 1, _rotated(p, math.radians(-20))) for p in (
+            _box(-0.62, -0.07, 0.62, 0.07), _box(-0.82, -0.45, -0.56, 0.45), _box(-0.98, -0.3, -0.82, 0.3),
+            _box(0.56, -0.45, 0.82, 0.45), _box(0.82, -0.3, 0.98, 0.3))
+    ],
+    "books": [  # an open book with lines of text
+        ("poly", 1, [(-0.98, -0.58), (-0.5, -0.68), (-0.04, -0.5), (-0.04, 0.72), (-0.5, 0.56), (-0.98, 0.62)]),
+        ("poly", 1, [(0.98, -0.58), (0.5, -0.68), (0.04, -0.5), (0.04, 0.72), (0.5, 0.56), (0.98, 0.62)]),
+        *[("poly", 0, _bar((-0.84, y + 0.02), (-0.18, y + 0.1), 0.05)) for y in (-0.42, -0.22, -0.02, 0.18, 0.38)],
+        *[("poly", 0, _bar((0.18, y + 0.1), (0.84, y + 0.02), 0.05)) for y in (-0.42, -0.22, -0.02, 0.18, 0.38)],
+    ],
+    "pets": [  # a paw print
+        ("ellipse", 1, (0.0, 0.45, 0.52, 0.4)),
+        ("ellipse", 1, (0.0, 0.25, 0.34, 0.3)),
+        ("ellipse", 1, (-0.68, -0.2, 0.2, 0.26)),
+        ("ellipse", 1, (-0.26, -0.62, 0.2, 0.27)),
+        ("ellipse", 1, (0.26, -0.62, 0.2, 0.27)),
+        ("ellipse", 1, (0.68, -0.2, 0.2, 0.26)),
+    ],
+}
+
+
+_OBJECT_HALF_SIZE = (0.24, 0.28)  # half the side of the topic's object, as a share of the picture's side
+_MOTIF_RADIUS = (0.11, 0.13)  # the style's own shape, drawn in the corners, as a share of the side
+_OUTLINE_PX = 5  # width of the object's outline (a max-filter size, at the 2x drawing scale)
+_N_MOTIFS = 4  # corners that get the style's motif (the more, the more the style outweighs the object)
+
+
+def _render_image(style_name: str, topic: str, rng: np.random.Generator, size: int) -> Image.Image:
     spec = VISUAL_STYLES[style_name]
     S = 2 * size  # draw at 2x, then downsample (anti-aliasing)
     bg = spec["bg"]
@@ -815,33 +948,56 @@ def _render_image(style_name: str, rng: np.random.Generator, size: int) -> Image
     arr = c1[None, None, :] * (1 - mask[..., None]) + c2[None, None, :] * mask[..., None]
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
 
-    # Foreground shape: the style's fg colour farthest from the background (among the 2 best, at random).
+    # Two foreground colours: the style's two fg colours farthest from the background, in random order;
+    # the first draws the topic's object, the second its outline and the style's own shape (a motif in the
+    # corners). The object is kept small and the motif repeated so that, to an image encoder, the picture
+    # still looks more like its style than like its topic.
     bg_mean = (c1 + c2) / 2
     fg = spec["fg"]
     order = np.argsort([-np.abs(np.asarray(c, float) - bg_mean).sum() for c in fg])
-    fgc = _jitter(rng, fg[int(order[int(rng.integers(min(2, len(fg))))])], 10)
-    fill = tuple(int(v) for v in fgc)
-    r = rng.uniform(0.22, 0.33) * S
-    cx, cy = S / 2 + rng.uniform(-0.1, 0.1) * S, S / 2 + rng.uniform(-0.1, 0.1) * S
-    rot = rng.uniform(0, 2 * math.pi)
+    first = int(rng.integers(2))
+    obj_fill = tuple(int(v) for v in _jitter(rng, fg[int(order[first])], 10))
+    motif_fill = tuple(int(v) for v in _jitter(rng, fg[int(order[1 - first])], 10))
+
+    # The object: the topic's silhouette, jittered in size, position, tilt and mirrored half of the time.
+    half = rng.uniform(*_OBJECT_HALF_SIZE) * S
+    cx, cy = S / 2 + rng.uniform(-0.05, 0.05) * S, S / 2 + rng.uniform(-0.05, 0.05) * S
+    tilt = rng.uniform(-0.2, 0.2)
+    mirror = -1.0 if rng.random() < 0.5 else 1.0
+    silhouette = Image.new("L", (S, S), 0)
+    mask_draw = ImageDraw.Draw(silhouette)
+    for kind, value, geometry in _SILHOUETTES[topic]:
+        points = _ellipse_pts(*geometry) if kind == "ellipse" else geometry
+        points = _rotated([(mirror * x, y) for x, y in points], tilt)
+        mask_draw.polygon([(cx + half * x, cy + half * y) for x, y in points], fill=255 * value)
+    # A thin outline in the motif's colour keeps the object visible on a busy background of its colour.
+    img.paste(motif_fill, mask=silhouette.filter(ImageFilter.MaxFilter(_OUTLINE_PX)))
+    img.paste(obj_fill, mask=silhouette)
+
+    # The motif: the style's shape in some of the four corners.
     draw = ImageDraw.Draw(img)
     shape = spec["shape"]
-    if shape == "circle":
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
-    elif shape == "ring":
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=fill, width=max(2, int(r * 0.3)))
-    else:
-        draw.polygon(_shape_points(shape, cx, cy, r, rot), fill=fill)
+    for corner in rng.permutation(4)[:_N_MOTIFS]:
+        r = rng.uniform(*_MOTIF_RADIUS) * S
+        mx = (0.15 if corner % 2 == 0 else 0.85) * S + rng.uniform(-0.02, 0.02) * S
+        my = (0.15 if corner < 2 else 0.85) * S + rng.uniform(-0.02, 0.02) * S
+        rot = rng.uniform(0, 2 * math.pi)
+        if shape == "circle":
+            draw.ellipse([mx - r, my - r, mx + r, my + r], fill=motif_fill)
+        elif shape == "ring":
+            draw.ellipse([mx - r, my - r, mx + r, my + r], outline=motif_fill, width=max(2, int(r * 0.35)))
+        else:
+            draw.polygon(_shape_points(shape, mx, my, r, rot), fill=motif_fill)
     return img.resize((size, size), Image.Resampling.LANCZOS)
 
 
 def _write_images(out: Path, items: pd.DataFrame, gt: pd.DataFrame, seed: int, image_size: int) -> None:
     img_dir = out / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
-    for idx, (item_id, rel, style) in enumerate(zip(items["item_id"], items["image_file"], gt["visual_style"])):
+    for idx, (rel, style, topic) in enumerate(zip(items["image_file"], gt["visual_style"], gt["topic"])):
         if not rel:
             continue
-        img = _render_image(style, _rng(seed, _STREAM_IMAGES, idx), image_size)
+        img = _render_image(style, topic, _rng(seed, _STREAM_IMAGES, idx), image_size)
         # No metadata chunks, fixed compression: the bytes depend only on the pixels.
         img.save(out / rel, format="PNG", optimize=False, compress_level=6)
 
@@ -1021,7 +1177,8 @@ checking a model (does it give image weight to the users who care about pictures
 
 ## Items (`items.csv`)
 Each item has latent factors, drawn independently of each other unless stated:
-- `topic` (one of {len(TOPICS)}: {", ".join(TOPICS)}): drives the words of the title, description and tags.
+- `topic` (one of {len(TOPICS)}: {", ".join(TOPICS)}): drives the words of the title, description and tags,
+  and the object drawn in the picture.
 - `category` ("<department> > <sub-category>", one of {len(_CATEGORIES)}): one of the topic's 2-3
   sub-categories, uniformly; the title's product noun, the adjectives, features and tags are drawn from
   that sub-category's lists, so title, category, description and tags always agree. The category
@@ -1031,10 +1188,14 @@ Each item has latent factors, drawn independently of each other unless stated:
   |---|---|
 {chr(10).join('  ' + line for line in categories.splitlines())}
 
-- `visual_style` (one of {len(VISUAL_STYLES)}): drives the picture only: background palette, background
-  pattern and foreground shape, with per-item jitter of colours, frequencies, size, position, rotation.
+- `visual_style` (one of {len(VISUAL_STYLES)}): drives the look of the picture: background palette and
+  pattern, the colours of the object and of its outline, and a small motif (the style's `shape`) in a
+  corner, with per-item jitter of colours, frequencies, size, position, rotation. The object drawn in
+  the middle is the topic's (a tent, a pot, a telescope, a t-shirt, a game controller, a potted plant,
+  a guitar, a dumbbell, an open book, a paw print), in the style's colours: the picture shows the topic
+  too, the style only through colours, pattern and motif.
 
-  | style | pattern | shape | background palette |
+  | style | pattern | shape (motif) | background palette |
   |---|---|---|---|
 {chr(10).join('  ' + line for line in styles.splitlines())}
 

@@ -273,3 +273,22 @@ def test_title_category_and_tags_agree(small):
         assert labels <= category_tags[category] | merchandising, (tags, category)
     # the category carries information beyond the topic: several categories per topic in use
     assert items.groupby(gt_items["topic"])["category"].nunique().min() >= 2
+
+
+def test_pictures_draw_the_topic_in_the_style():
+    """Same style and random draws, another topic: same background and corner motifs, another object."""
+    from recsys.data.demo import _render_image, _rng
+
+    size = 96
+    corner = slice(0, size // 10), slice(size - size // 10, size)
+    for k, style in enumerate(VISUAL_STYLES):
+        pictures = {t: np.asarray(_render_image(style, t, _rng(5, 3, k), size), dtype=np.int16) for t in TOPICS}
+        for a in TOPICS:
+            for b in TOPICS:
+                if a >= b:
+                    continue
+                differs = np.abs(pictures[a] - pictures[b]).sum(-1) > 30
+                assert differs[size // 4:3 * size // 4, size // 4:3 * size // 4].mean() > 0.05, (style, a, b)
+                for rows in corner:  # the style's motifs and background are untouched by the object
+                    for cols in corner:
+                        assert not differs[rows, cols].any(), (style, a, b)

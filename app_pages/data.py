@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages.common import (PRIMARY, chart, dataset_info, dataset_names,
-                              dataset_picker, digest, empty_state, ensure_demo, gallery, get_workspace, image_file,
+                              dataset_picker, digest, empty_state, md_text, ensure_demo, gallery, get_workspace, image_file,
                               item_caption, load_dataset_frames, page_header, run_page, show_error, style_figure,
                               set_active_dataset, upload_limit_mb, workspace_root)
 from recsys.data import stats
@@ -58,21 +58,40 @@ def _validate(key: str, source: Any, overrides: dict[str, Any]) -> dict[str, Any
                                                  "column": None, "rows": [], "code": "internal"}],
                         "warnings": [], "counts": {}}
             report = result.report.to_dict()
+            if result.ok:  # what each evaluation protocol would keep: known before anything trains
+                from recsys.train.data import preflight
+
+                bundle = result.bundle
+                report["protocols"] = preflight(bundle.interactions, catalogue_items=len(bundle.items),
+                                                has_timestamp=bundle.schema.timestamp_column is not None)
             discard_bundle(result.bundle)
         cache[cache_key] = report
     return cache[cache_key]
 
 
 def _issue_text(issue: dict[str, Any]) -> str:
-    where = " · ".join(part for part in (f"`{issue['file']}`" if issue.get("file") else None,
-                                         f"column `{issue['column']}`" if issue.get("column") else None) if part)
+    where = " · ".join(part for part in (md_text(issue["file"]) if issue.get("file") else None,
+                                         f"column {md_text(issue['column'])}" if issue.get("column") else None)
+                       if part)
     rows = issue.get("rows") or []
     example = ""
     if rows:
         shown = ", ".join(str(r) for r in rows[:6])
         example = f" — e.g. {'rows' if all(isinstance(r, int) for r in rows) else 'entries'} {shown}"
-    message = issue["message"][0].upper() + issue["message"][1:]
-    return f"{'**' + where + '**: ' if where else ''}{message}{example}."
+    message = md_text(issue["message"][0].upper() + issue["message"][1:])
+    return f"{'**' + where + '**: ' if where else ''}{message}{md_text(example)}."
+
+
+def _draw_protocols(check: dict[str, Any]) -> None:
+    """What each evaluation protocol keeps of this bundle, and which one training will use by default."""
+    names = {"p1": "P1 (5-core, random 80/10/10)", "sparse": "sparse (leave-last-out, no filter)",
+             "temporal": "temporal (leave-last-out by time)", "kfold": "K-fold cross-validation"}
+    st.info(f"**Evaluation: {names.get(check['auto'], check['auto'])}** will be chosen automatically — "
+            f"{check['reason']}. Median {check['median_interactions_per_user']:g} interactions per user.",
+            icon=":material/fact_check:")
+    rows = [{"Protocol": names.get(p, p), "Users": k["users"], "Items": k["items"], "Interactions": k["interactions"],
+             "Users evaluated": k["evaluated_users"]} for p, k in check["protocols"].items()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
 def _draw_report(report: dict[str, Any], hint_entries: list[str] | None = None) -> None:
@@ -160,6 +179,8 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
     st.markdown("##### Validation")
     report = _validate(key, source, overrides)
     _draw_report(report, hint_entries)
+    if report.get("protocols"):
+        _draw_protocols(report["protocols"])
 
     cols = st.columns([2, 1], vertical_alignment="bottom")
     name = cols[0].text_input("Dataset name", value=default_name, key=f"data_name_{key}",

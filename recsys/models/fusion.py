@@ -80,9 +80,10 @@ DEFAULTS: dict[str, Any] = {
     "ease_max_items": 5_000,        # EASE covers at most this many items (the most interacted; the rest: content)
     "neighbours": 200,              # item-item neighbours kept per item in the sparse case
     "popularity_prior": True,       # the popularity term in the behaviour share (short histories)
-    "rank_weighted": True,
-    "behaviour_scales": [0.5, 1.0, 1.5, 2.5, 4.0, 8.0],
-    "short_history_boosts": [0.0, 1.0, 2.0, 4.0, 8.0],  # extra popularity for 1-3 items, chosen on validation  # tried on validation after training (_calibrate_on_valid)          # cloze loss weighted by the DCG discount of each hidden item's rank
+    "rank_weighted": True,          # cloze loss weighted by the DCG discount of each hidden item's rank
+    "behaviour_scales": [0.5, 1.0, 1.5, 2.5, 4.0, 8.0],  # tried on validation after training (_calibrate_on_valid)
+    # extra popularity for users known by 1-3 items, chosen on validation (a large value ~ MostPop for them)
+    "short_history_boosts": [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
     "renormalise_missing": True,    # an item lacking a modality spreads its weight over the others
     "seed": 2026,
     "device": "auto",

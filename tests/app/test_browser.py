@@ -100,3 +100,60 @@ def test_every_page_in_a_real_browser(trained_workspace, tmp_path):
             raise
     for name in ("home", "data", "train", "recommendations", "attention", "experiments"):
         assert Path(out / f"{name}.png").stat().st_size > 10_000
+
+
+def test_a_sparse_catalogue_uploaded_in_the_browser_trains_with_defaults(trained_workspace, tmp_path):
+    """The real-catalogue path: a sparse fashion-like bundle (median ~4 purchases per customer, codes, a third
+    of the pictures missing) uploaded as a .zip, trained with the form's defaults, then explored."""
+    import zipfile
+
+    from tests.conftest import write_sparse_shop_bundle
+
+    folder = write_sparse_shop_bundle(tmp_path / "shop")
+    archive = tmp_path / "shop.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for path in folder.rglob("*"):
+            if path.is_file():
+                bundle.write(path, path.relative_to(folder).as_posix())
+    out = ARTIFACTS / "browser-sparse"
+    with streamlit_server(trained_workspace, out / "server.log") as url, chromium_page() as page:
+        try:
+            open_page(page, url, "data")
+            page.get_by_role("tab", name="Import").click()
+            page.get_by_text("Upload a .zip bundle").first.click()
+            wait_idle(page)
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(archive))
+            visible(page, "Each column's role was inferred", timeout=120)
+            # the report says which protocol fits before anything trains
+            visible(page, "Evaluation: sparse (leave-last-out, no filter)", timeout=120)
+            screenshot(page, out / "data-import.png")
+            page.get_by_role("button", name="Import dataset").click()
+            visible(page, "Imported", timeout=180)
+
+            open_page(page, url, "train")  # the dataset just imported is the active one
+            visible(page, "New training run")
+            visible(page, "Evaluation: sparse", timeout=120)
+            screenshot(page, out / "train.png")
+            page.get_by_role("button", name="Start training").click()
+            visible(page, "Test metrics against the baselines", timeout=900)
+            assert page.get_by_text("failed").count() == 0
+            screenshot(page, out / "train-finished.png")
+
+            open_page(page, url, "recommendations")
+            visible(page, "Top 10 for", timeout=120)
+            visible(page, "shop")
+            page.locator('[data-testid="stPopover"]').first.locator("button").click()
+            visible(page, "How much each modality weighs", timeout=120)
+            screenshot(page, out / "recommendations-why.png", full=False)
+            page.keyboard.press("Escape")
+
+            open_page(page, url, "attention")
+            page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=120_000)
+            screenshot(page, out / "attention.png")
+            open_page(page, url, "experiments")
+            visible(page, "Compare runs")
+            screenshot(page, out / "experiments.png")
+            assert page.get_by_text("This page ran into a problem").count() == 0
+        except Exception:
+            screenshot(page, out / "failure.png", full=False)
+            raise

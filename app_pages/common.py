@@ -312,7 +312,10 @@ def run_picker(label: str, key: str, runs: list[dict[str, Any]]) -> dict[str, An
     if key in st.session_state and st.session_state[key] not in ids:
         del st.session_state[key]
     preferred = st.session_state.get("app_run")
-    index = ids.index(preferred) if preferred in ids else 0
+    if preferred not in ids:  # first visit: the newest run on the active dataset, else the newest run
+        active = get_workspace().active_dataset()
+        preferred = next((r["run_id"] for r in runs if r["config"].get("dataset") == active), ids[0])
+    index = ids.index(preferred)
     labels = {r["run_id"]: run_label(r) for r in runs}
     choice = st.selectbox(label, ids, index=index, key=key, format_func=lambda i: labels[i])
     st.session_state["app_run"] = choice

@@ -346,8 +346,9 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
         encoder_bits = []
         if config.get("model") in ("fusion", "content"):
             mods = config.get("modalities") or []
-            encoder_bits.append("modalities " + ", ".join(mods))
-            if config.get("model") == "fusion":
+            if mods:  # a run still starting may not have written its configuration yet
+                encoder_bits.append("modalities " + ", ".join(mods))
+            if config.get("model") == "fusion" and config.get("fusion"):
                 encoder_bits.append(f"{config.get('fusion')} fusion")
             if "text" in mods:
                 encoder_bits.append(f"text: {config.get('text_encoder')}")

@@ -27,6 +27,22 @@ def needs_chromium():
         pytest.skip("the playwright package is not installed (pip install -r requirements-dev.txt)")
 
 
+def wait_for_a_run_on(workspace: Path, dataset: str, timeout: float) -> Path:
+    """The folder of the run on ``dataset`` once it has ended (the run trains in its own process)."""
+    import json
+
+    from recsys.train.run import read_status
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for config in (workspace / "runs").glob("*/config.json"):
+            if json.loads(config.read_text())["config"]["dataset"] == dataset:
+                if read_status(config.parent)["state"] not in ("running", "unknown"):
+                    return config.parent
+        time.sleep(2)
+    raise AssertionError(f"no run on {dataset} ended within {timeout:.0f} s")
+
+
 def visible(page, text: str, timeout: float = 60.0) -> None:
     page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=timeout * 1000)
 
@@ -128,20 +144,25 @@ def test_a_sparse_catalogue_uploaded_in_the_browser_trains_with_defaults(trained
             visible(page, "Evaluation: sparse (leave-last-out, no filter)", timeout=120)
             screenshot(page, out / "data-import.png")
             page.get_by_role("button", name="Import dataset").click()
-            visible(page, "Imported", timeout=180)
+            visible(page, "Explore it in the Explore tab", timeout=180)
 
             open_page(page, url, "train")  # the dataset just imported is the active one
             visible(page, "New training run")
             visible(page, "Evaluation: sparse", timeout=120)
             screenshot(page, out / "train.png")
             page.get_by_role("button", name="Start training").click()
-            visible(page, "Test metrics against the baselines", timeout=900)
-            assert page.get_by_text("failed").count() == 0
+            visible(page, "Training started", timeout=120)
+            run_dir = wait_for_a_run_on(trained_workspace, "shop", timeout=900)
+            from recsys.train.run import read_status
+
+            assert read_status(run_dir)["state"] == "finished", read_status(run_dir)
+            open_page(page, url, "train")
+            visible(page, "Test metrics against the baselines", timeout=120)
             screenshot(page, out / "train-finished.png")
 
-            open_page(page, url, "recommendations")
+            open_page(page, url, "recommendations")  # the latest run on the active dataset
             visible(page, "Top 10 for", timeout=120)
-            visible(page, "shop")
+            assert "fusion on shop" in page.locator('[data-testid="stSelectbox"] input').first.input_value()
             page.locator('[data-testid="stPopover"]').first.locator("button").click()
             visible(page, "How much each modality weighs", timeout=120)
             screenshot(page, out / "recommendations-why.png", full=False)

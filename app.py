@@ -11,7 +11,7 @@ import streamlit as st
 from app_pages.common import (ASSETS, active_dataset, ensure_demo, fmt_metric, fmt_time, get_workspace, list_all_runs,
                               load_dataset_frames, run_page, set_active_dataset, state_badge)
 
-QUICK_START = {"epochs": 15, "baselines": ["mostpop", "ease"]}
+QUICK_START = {"baselines": ["mostpop", "ease"]}  # otherwise the Train form's defaults: the same model
 
 
 @st.cache_resource(show_spinner=False)
@@ -81,8 +81,8 @@ def home() -> None:
     st.subheader("Quick start", anchor=False)
     with st.container(border=True):
         active_runs = [r for r in runs if r["status"].get("state") in ("starting", "running")]
-        st.write(f"One click prepares the built-in demo catalog (if needed) and trains a small multimodal model "
-                 f"({QUICK_START['epochs']} epochs) beside two baselines, MostPop and EASE. It runs in the background: "
+        st.write("One click prepares the built-in demo catalog (if needed) and trains the multimodal model with the "
+                 "Train page's default settings beside two baselines, MostPop and EASE. It runs in the background: "
                  "you can switch pages or close the tab meanwhile.")
         clicked = st.button("Train on the demo catalog", type="primary", icon=":material/rocket_launch:",
                             key="home_quick_start", disabled=bool(active_runs))

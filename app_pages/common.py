@@ -302,7 +302,10 @@ def run_label(run: dict[str, Any]) -> str:
     state = run["status"].get("state", "unknown")
     state_note = "" if state == "finished" else f" · {STATE_STYLE.get(state, STATE_STYLE['unknown'])[0].lower()}"
     started = fmt_time(run["status"].get("started"))
-    return f"{config.get('model', '?')} on {config.get('dataset', '?')} · {started}{score}{state_note}"
+    model = config.get("model", "?")
+    if model == "fusion" and config.get("fusion") not in (None, "attention"):  # variants told apart in pickers
+        model = f"fusion ({config['fusion']})"
+    return f"{model} on {config.get('dataset', '?')} · {started}{score}{state_note}"
 
 
 def run_picker(label: str, key: str, runs: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ import math
 import re
 import unicodedata
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -181,17 +182,21 @@ class TransformerTextEncoder(Encoder):
         self._load()
         batch_size = max(1, int(batch_size))
         order = sorted(range(n), key=lambda i: -len(texts[i]))  # stable: longest first
+        chunks = [order[start : start + batch_size] for start in range(0, n, batch_size)]
         done = 0
-        with torch.inference_mode(), self._autocast():
-            for start in range(0, n, batch_size):
-                idx = order[start : start + batch_size]
-                batch = self._tokenizer(
-                    [texts[i] for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                )
+
+        def tokenize(idx):
+            return self._tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                   max_length=self.max_length, return_tensors="pt")
+
+        # the fast tokenizer releases the GIL: the next batch is tokenised while the model runs this one
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize") as pool, \
+                torch.inference_mode(), self._autocast():
+            pending = pool.submit(tokenize, chunks[0])
+            for c, idx in enumerate(chunks):
+                batch = pending.result()
+                if c + 1 < len(chunks):
+                    pending = pool.submit(tokenize, chunks[c + 1])
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 hidden = self._model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)

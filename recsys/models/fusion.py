@@ -391,6 +391,7 @@ class FusionRecommender(Recommender):
         self._present: torch.Tensor | None = None  # [N, M] bool
         self._behaviour: torch.Tensor | sp.csr_matrix | None = None  # dense EASE B [A, A], or sparse neighbours
         self._behaviour_items: torch.Tensor | None = None  # the A items EASE covers (None: all)
+        self._expert_memo: dict | None = None  # set only while calibration re-mixes the same histories
         self._popularity_z_all: torch.Tensor | None = None  # [N] z of log(1 + count) over all items
         self._popularity: torch.Tensor | None = None  # [N] z of log(1 + count), mean and sd of the warm items
         self._evidence_stats: tuple[torch.Tensor, torch.Tensor] | None = None  # standardises the evidence
@@ -667,11 +668,15 @@ class FusionRecommender(Recommender):
         from ..explain.coldstart import evaluate_short_histories
 
         table = {}
-        for boost in self.config["short_history_boosts"]:
-            self.gate.short_history_boost.fill_(float(boost))
-            rows = evaluate_short_histories(self, train, valid, lengths=(1, 2, 3), max_users=200, seed=1,
-                                            ks=(20,))
-            table[float(boost)] = float(np.mean([r["ndcg@20"] for r in rows]))
+        self._expert_memo = {}  # the boost only changes the mix: each history's experts are computed once
+        try:
+            for boost in self.config["short_history_boosts"]:
+                self.gate.short_history_boost.fill_(float(boost))
+                rows = evaluate_short_histories(self, train, valid, lengths=(1, 2, 3), max_users=200, seed=1,
+                                                ks=(20,))
+                table[float(boost)] = float(np.mean([r["ndcg@20"] for r in rows]))
+        finally:
+            self._expert_memo = None
         best = max(table, key=lambda b: (round(table[b], 6), -b))
         self.gate.short_history_boost.fill_(best)
         self.history["calibration"]["short_history_boost"] = best
@@ -901,8 +906,15 @@ class FusionRecommender(Recommender):
             cols += items.tolist()
         matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(histories), self.n_items))
         out = np.empty((len(histories), self.n_items), np.float64)
+        memo = self._expert_memo
         for start in range(0, len(histories), 256):
-            out[start:start + 256] = self._mix(self._expert_z(matrix[start:start + 256])).cpu().numpy()
+            chunk = matrix[start:start + 256]
+            if memo is None:
+                experts = self._expert_z(chunk)
+            else:  # calibration re-mixes the same histories under several settings: experts once
+                key = (chunk.shape, chunk.indptr.tobytes(), chunk.indices.tobytes())
+                experts = memo[key] if key in memo else memo.setdefault(key, self._expert_z(chunk))
+            out[start:start + 256] = self._mix(experts).cpu().numpy()
         return out
 
     @torch.no_grad()

@@ -406,7 +406,8 @@ def build_sentence(facts: Mapping[str, Any]) -> str:
     modalities = [m for m in facts.get("modalities", []) if m.get("present") and (m.get("share_pct") or 0) > 0]
     modalities.sort(key=lambda m: -m["share_pct"])
     if facts.get("has_attention") and modalities:
-        lead = f"Recommended mainly for {modalities[0]['label']} ({modalities[0]['share_pct']}%)"
+        # "of what raised its score": the chart beside it shows the weights, which are another number
+        lead = f"Recommended mainly for {modalities[0]['label']} ({modalities[0]['share_pct']}% of what raised its score)"
         if len(modalities) > 1 and modalities[1]["share_pct"] >= 20:
             lead += f" and {modalities[1]['label']} ({modalities[1]['share_pct']}%)"
     elif facts.get("has_attention"):

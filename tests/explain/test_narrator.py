@@ -64,7 +64,8 @@ def _tiny_model_dir(tmp_path):
 
 def test_the_plain_sentence_is_made_of_evidence():
     explanation = _explanation()
-    assert explanation.sentence == ("Recommended mainly for its description (52%) and its picture (31%): like "
+    assert explanation.sentence == ("Recommended mainly for its description (52% of what raised its score) and its "
+                                    "picture (31%): like "
                                     "“Alien (1979)” and “Blade Runner (1982)”, which you rated highly, it shares "
                                     "genres “Sci-Fi” and “Thriller” and its text shares the words “crew”.")
     assert check_narration(explanation.sentence, explanation, TERMS) == []

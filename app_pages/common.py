@@ -72,13 +72,16 @@ def show_error(headline: str, exc: BaseException | str, details: str | None = No
             st.code(trace, language=None)
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
+_MARKDOWN_INLINE = re.compile(r"([\\`*_{}\[\]<>|~$:])")
 
 
 def md_text(value: Any) -> str:
-    """Catalogue text for ``st.markdown``/``st.caption``: every Markdown character escaped, so a title
-    such as ``![x](http://host/p.png)`` shows as those characters (never as an image, a link or a heading)."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(value))
+    """Catalogue text for ``st.markdown``/``st.caption``: what Markdown would act on is escaped, so a title
+    such as ``![x](http://host/p.png)`` shows as those characters (never as an image, a link, emphasis, an
+    emoji shortcode or a heading); dots and parentheses mid-line stay as they are."""
+    text = _MARKDOWN_INLINE.sub(r"\\\1", str(value))
+    text = re.sub(r"(?m)^(\s*)(\d+)\.", r"\1\2\\.", text)  # "1. " would start a list
+    return re.sub(r"(?m)^(\s*)([#>+\-=])", r"\1\\\2", text)  # headings, quotes, bullets
 
 
 def plain_error(exc: BaseException | str) -> str:

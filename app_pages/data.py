@@ -70,8 +70,9 @@ def _validate(key: str, source: Any, overrides: dict[str, Any]) -> dict[str, Any
 
 
 def _issue_text(issue: dict[str, Any]) -> str:
-    where = " · ".join(part for part in (md_text(issue["file"]) if issue.get("file") else None,
-                                         f"column {md_text(issue['column'])}" if issue.get("column") else None)
+    code = lambda name: "`" + str(name).replace("`", "'") + "`"  # noqa: E731  (a code span shows text as is)
+    where = " · ".join(part for part in (code(issue["file"]) if issue.get("file") else None,
+                                         f"column {code(issue['column'])}" if issue.get("column") else None)
                        if part)
     rows = issue.get("rows") or []
     example = ""

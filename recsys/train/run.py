@@ -335,12 +335,7 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
     log.write("result", model=config.model, test=metrics["model"]["test"])
     atomic_write_json(run_dir / "metrics.json", metrics)
     if config.final_model and not callbacks.stop_requested:
-        log.write("stage", stage="final", model=config.model)
-        final = _final_model(model, config, prepared)
-        _save_model(final, run_dir / "model")
-        metrics["final_model"] = {"interactions": int(final.seen.nnz), "fit_seconds": final.fit_seconds,
-                                  "users": int(final.n_users), "items": int(final.n_items)}
-        atomic_write_json(run_dir / "metrics.json", metrics)
+        _save_final_model(model, config, prepared, run_dir, log, metrics)
 
     for name in config.baselines:
         if callbacks.stop_requested:
@@ -425,12 +420,7 @@ def _cross_validate(bundle: Any, features: Any, config: RunConfig, check: dict[s
     atomic_write_json(run_dir / "metrics.json", metrics)
     _save_model(model, run_dir / "model")
     if config.final_model and not callbacks.stop_requested:
-        log.write("stage", stage="final", model=config.model)
-        final = _final_model(model, config, prepared)
-        _save_model(final, run_dir / "model")
-        metrics["final_model"] = {"interactions": int(final.seen.nnz), "fit_seconds": final.fit_seconds,
-                                  "users": int(final.n_users), "items": int(final.n_items)}
-        atomic_write_json(run_dir / "metrics.json", metrics)
+        _save_final_model(model, config, prepared, run_dir, log, metrics)
     return metrics
 
 
@@ -473,6 +463,17 @@ def paired_difference(model: list[dict[str, Any]], baseline: list[dict[str, Any]
                        "clear_at_95": bool(n > 1 and abs(mean) > half),
                        "larger_than_fold_spread": bool(n > 1 and abs(mean) > spread)}
     return out
+
+
+def _save_final_model(model: Any, config: RunConfig, prepared: Any, run_dir: Path, log: ProgressLog,
+                      metrics: dict[str, Any]) -> None:
+    """Refit the product model on everything, save it as the run's model and say so in ``metrics.json``."""
+    log.write("stage", stage="final", model=config.model)
+    final = _final_model(model, config, prepared)
+    _save_model(final, run_dir / "model")
+    metrics["final_model"] = {"interactions": int(final.seen.nnz), "fit_seconds": final.fit_seconds,
+                              "users": int(final.n_users), "items": int(final.n_items)}
+    atomic_write_json(run_dir / "metrics.json", metrics)
 
 
 def _final_model(model: Any, config: RunConfig, prepared: Any) -> Any:

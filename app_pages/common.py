@@ -64,7 +64,7 @@ def run_page(body: Callable[[], None]) -> None:
 
 def show_error(headline: str, exc: BaseException | str, details: str | None = None) -> None:
     message = plain_error(exc)
-    st.error(f"**{headline}.** {message}", icon=":material/error:")
+    st.error(f"**{headline}.** {md_text(message)}", icon=":material/error:")
     trace = details if details is not None else (
         "".join(traceback.format_exception(exc)) if isinstance(exc, BaseException) else "")
     if trace:
@@ -437,7 +437,7 @@ def usable_context(run: dict[str, Any]) -> RunContext | None:
     try:
         return run_context(run)
     except (ModelUnavailable, LookupError) as exc:
-        st.warning(f"**This run cannot be shown.** {plain_error(exc)}.", icon=":material/warning:")
+        st.warning(f"**This run cannot be shown.** {md_text(plain_error(exc))}.", icon=":material/warning:")
         st.page_link(PAGES["train"], label="Go to the Train page", icon=":material/arrow_forward:")
         return None
 

@@ -85,8 +85,8 @@ def _issue_text(issue: dict[str, Any]) -> str:
 
 def _draw_protocols(check: dict[str, Any]) -> None:
     """What each evaluation protocol keeps of this bundle, and which one training will use by default."""
-    names = {"p1": "P1 (5-core, random 80/10/10)", "sparse": "sparse (leave-last-out, no filter)",
-             "temporal": "temporal (leave-last-out by time)", "kfold": "K-fold cross-validation"}
+    from recsys.train.data import PROTOCOL_LABELS as names
+
     st.info(f"**Evaluation: {names.get(check['auto'], check['auto'])}** will be chosen automatically — "
             f"{check['reason']}. Median {check['median_interactions_per_user']:g} interactions per user.",
             icon=":material/fact_check:")
@@ -172,7 +172,7 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
     overrides = stats.roles_from_table(edited, base)
     if overrides:
         changed = ", ".join(f"{c} → {r}" for t in overrides.values() for c, r in t.items())
-        st.caption(f":material/edit: Your changes: {changed}")
+        st.caption(f":material/edit: Your changes: {md_text(changed)}")
     mapping = _column_mapping(tables, schema_json, key)
     if mapping:
         overrides["columns"] = mapping
@@ -248,7 +248,8 @@ def _uploads() -> None:
             cache[ids] = assemble_bundle_zip({t: (f.name, f.getvalue()) for t, f in files.items()},
                                              images.getvalue() if images else None)
         except UploadError as exc:
-            st.error(f"**These files cannot be imported**: {exc}. Nothing was imported.", icon=":material/error:")
+            st.error(f"**These files cannot be imported**: {md_text(exc)}. Nothing was imported.",
+                     icon=":material/error:")
             return
     data = cache[ids]
     hint = zip_entry_examples(images.getvalue()) if images else None

@@ -18,6 +18,7 @@ from app_pages.common import (PRIMARY, chart, dataset_names, dataset_picker, emp
                               page_header, run_label, run_page, show_error, state_badge, style_figure)
 from recsys.train.launch import (ACTIVE_STATES, read_log_tail, resume_run, run_state, start_run, stop_run,
                                  summarize_progress)
+from recsys.train.data import PROTOCOL_LABELS as ENGINE_PROTOCOL_LABELS
 from recsys.train.report import METRIC_COLUMNS, metrics_table
 from recsys.train.run import RunConfig, read_progress
 
@@ -27,9 +28,7 @@ MODEL_NAMES = {"fusion": "Multimodal fusion", "mostpop": "MostPop (popularity)",
                "itemknn": "ItemKNN", "bpr": "BPR-MF", "ease": "EASE", "lightgcn": "LightGCN",
                "content": "Content only"}
 BASELINES = ["mostpop", "itemknn", "bpr", "ease", "lightgcn", "content"]
-PROTOCOL_LABELS = {"p1": "P1 (k-core, random 80/10/10 per user)", "temporal": "temporal leave-last-out",
-                   "sparse": "sparse (leave-last-out, users with 3+ interactions, no filter)",
-                   "kfold": "K-fold cross-validation (mean ± std over folds)", "auto": "auto (chosen for the data)"}
+PROTOCOL_LABELS = {**ENGINE_PROTOCOL_LABELS, "auto": "auto (chosen for the data)"}
 FUSION_NAMES = {"attention": "per-user gate (the user's history decides the weights)", "concat": "concat + MLP",
                 "mean": "mean (equal weights)", "item_gate": "item gate (same weights for every user)"}
 MODALITY_OPTIONS = ["behaviour", "text", "image", "attributes"]

@@ -367,19 +367,19 @@ def infer_column_mapping(tables: Mapping[str, pd.DataFrame | None]
                 reasons.setdefault("interactions", {})[best[2]] = f"used as item_id: the values of items.{best[1]}"
     if "user_id" not in interactions.columns and item_in_interactions:
         candidates = [c for c in interactions.columns if c != item_in_interactions]
-        chosen = None
-        if users is not None and "user_id" not in users.columns:
-            pass
-        elif users is not None:
+        chosen, reason = None, ""
+        if users is not None and "user_id" in users.columns:  # the column sharing the users table's ids
             known = values(users["user_id"])
             shares = {c: interactions[c].head(20_000).astype(str).isin(known).mean() for c in candidates}
-            chosen = max(shares, key=shares.get) if shares and max(shares.values()) >= 0.5 else None
-        if chosen is None:
-            named = [c for c in candidates if _USER_NAME.search(str(c))]
-            chosen = named[0] if len(named) == 1 else None
+            if shares and max(shares.values()) >= 0.5:
+                chosen = max(shares, key=shares.get)
+                reason = f"used as user_id: {shares[chosen]:.0%} of its values are users.user_id"
+        named = [c for c in candidates if _USER_NAME.search(str(c))]
+        if chosen is None and len(named) == 1:
+            chosen, reason = named[0], "used as user_id: named like a user"
         if chosen is not None:
             mapping.setdefault("interactions", {})[chosen] = "user_id"
-            reasons.setdefault("interactions", {})[chosen] = "used as user_id: named like a user"
+            reasons.setdefault("interactions", {})[chosen] = reason
     if users is not None and "user_id" not in users.columns:
         named = [c for c in users.columns if _USER_NAME.search(str(c)) or _ID_NAME.search(str(c))]
         if named:

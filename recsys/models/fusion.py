@@ -31,7 +31,7 @@ weighted by the DCG discount of its current rank), the behaviour expert fitted *
 (Woodbury update of EASE's inverse, so no user's signal comes from its own rows). 30 % of the cloze
 users keep only 1-3 visible items so the gate learns what short histories are worth. Rounds end with
 validation NDCG@20 (early stopping keeps the best); then a multiplier of the behaviour expert's scale
-is chosen on validation. Training is seconds to a minute, not many minutes.
+and the short-history boost are chosen on validation. Training is seconds to a minute, not many minutes.
 
 Because ``g[u]`` is what the score uses, the weights the Attention page shows are the weights that
 drive the ranking, and the shares add up to the score exactly. Variants for ablation: ``mean``
@@ -817,7 +817,10 @@ class FusionRecommender(Recommender):
         hidden = sp.csr_matrix((np.ones(len(hid_rows), np.float32), (hid_rows, hid_cols)), shape=(size, n_items))
         behaviour_raw = None
         if inverse is not None:
-            behaviour_raw = np.empty((size, n_items), np.float32)
+            # EASE's inverse covers only the items with behaviour: the others score 0
+            behaviour_raw = np.zeros((size, n_items), np.float32)
+            columns = (np.arange(n_items) if self._behaviour_items is None
+                       else self._behaviour_items.cpu().numpy())
             fold = rng.permutation(size) % max(1, int(config["folds"]))
             fold_size = max(1, math.ceil(size / 600))  # keep each removed block small (m x m solves)
             for f in range(int(fold.max()) + 1):
@@ -825,14 +828,8 @@ class FusionRecommender(Recommender):
                 for start in range(0, len(rows), math.ceil(len(rows) / fold_size)):
                     part = rows[start:start + math.ceil(len(rows) / fold_size)]
                     # remove these users' *whole* training rows, score their visible part
-                    if self._behaviour_items is None:
-                        behaviour_raw[part] = ease_scores_without_rows(inverse, train[users[part]], visible[part])
-                        continue
-                    columns = self._behaviour_items.cpu().numpy()
-                    block = np.zeros((len(part), n_items), np.float32)
-                    block[:, columns] = ease_scores_without_rows(inverse, train[users[part]][:, columns],
-                                                                 visible[part][:, columns])
-                    behaviour_raw[part] = block
+                    behaviour_raw[np.ix_(part, columns)] = ease_scores_without_rows(
+                        inverse, train[users[part]][:, columns], visible[part][:, columns])
             behaviour_raw = torch.as_tensor(behaviour_raw, device=self.device)
         with torch.no_grad():
             experts = self._expert_z(visible, behaviour_raw)

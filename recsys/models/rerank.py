@@ -101,14 +101,7 @@ def select_top(scores: np.ndarray, k: int, keep: np.ndarray | None = None, diver
         leaders = np.zeros(len(scores), dtype=bool)
         leaders[order[first]] = True
         scores[~leaders] = -np.inf
-    if diversity > 0 and item_vectors is not None:
-        return mmr_rerank(scores, item_vectors, k, diversity)
-    finite = np.flatnonzero(np.isfinite(scores))
-    k = int(min(k, len(finite)))
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    top = finite[np.argpartition(-scores[finite], k - 1)[:k]] if k < len(finite) else finite
-    return top[np.lexsort((top, -scores[top]))].astype(np.int64)
+    return mmr_rerank(scores, item_vectors, k, diversity if item_vectors is not None else 0.0)
 
 
 #: Words that name a variant of an article rather than the article (the guard sets them aside).

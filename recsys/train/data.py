@@ -32,6 +32,10 @@ from ..evaluate.split import hold_out_valid, kfold_user_split, leave_last_out, t
 from ..models.base import TrainData
 
 PROTOCOLS = ("p1", "temporal", "cold", "sparse", "kfold")
+#: How the app and the CLI name each protocol.
+PROTOCOL_LABELS = {"p1": "P1 (k-core, random 80/10/10 per user)", "temporal": "temporal (leave-last-out by time)",
+                   "cold": "cold items (10 % of items held out)", "sparse": "sparse (leave-last-out, no filter)",
+                   "kfold": "K-fold cross-validation (mean ± std over folds)"}
 #: ``auto`` keeps P1 while its k-core filter leaves at least this share of the interactions and users.
 AUTO_MIN_KEPT = 0.5
 AUTO_MIN_USERS = 20

@@ -11,15 +11,20 @@ scores the item from the user's history in that modality alone:
 Each expert's scores are standardised per user over the items that have the modality (``z``) and
 scaled by one learned constant per expert (``s_m``: how decisive its scores are). A user gate mixes them::
 
-    g[u]         = softmax( slope * evidence[u] * n_u / (n_u + kappa) )                 [M], sums to 1
+    g[u]         = softmax( (slope_c * coherence[u] + slope_b * choice[u]) * n_u / (n_u + kappa) )   [M]
     w[u, i, m]   = g[u, m] * r[i, m] * present[i, m] / sum_m' (same)                      (per item)
     share[u,i,m] = w[u, i, m] * s_m * z[u, i, m] * n_u / (n_u + c)   (+ popularity prior, behaviour share)
     score(u, i)  = sum_m share[u, i, m]
 
 ``evidence[u, m]`` is how well modality ``m`` fits the user's *own* history: for content, the mean
 pairwise cosine of the history items (how coherent the history is in that space); for behaviour, the
-leave-one-out AUC of the history items under the item-item score; each standardised over users.
-Content modalities share one slope, so a user's content weights follow the order of the evidence; a
+leave-one-out AUC of the history items under the item-item score. ``choice[u, m]`` is the user's own
+conditional-logit coefficient of content expert ``m``: the user's items taken as draws from a softmax
+over the catalogue of ``sum_m beta_m x_m`` (each expert's leave-one-out score, plus popularity), fitted
+per user by a few ridge-penalised Newton steps. Coherence alone credits every modality that agrees with
+the history; the coefficients are partial, so when the category follows the description's topic, the
+modality that explains the choices beyond the other gets the weight. Both are standardised over users.
+Content modalities share each slope, so a user's content weights follow the order of the evidence; a
 user with no evidence gets equal weights (short histories are pulled there by ``kappa``).
 ``r[i, m] = exp(rho_m * popularity_z(i))`` lets content count more for rarely chosen items (whose
 co-occurrence scores are noise); ``rho_behaviour = 0``. ``n_u / (n_u + c)`` and the popularity prior
@@ -85,6 +90,9 @@ DEFAULTS: dict[str, Any] = {
     # extra popularity for users known by 1-3 items, chosen on validation (a large value ~ MostPop for them)
     "short_history_boosts": [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
     "renormalise_missing": True,    # an item lacking a modality spreads its weight over the others
+    # ridge of each user's conditional-logit fit over the content experts (the gate's second evidence):
+    # pulls a short history's coefficients toward 0 (no preference between modalities)
+    "choice_ridge": 3.0,
     "seed": 2026,
     "device": "auto",
 }
@@ -227,7 +235,10 @@ class Experts:
     modality fits the user's own history (the gate's evidence)."""
 
     z: torch.Tensor  # [B, M, N]
-    evidence: torch.Tensor  # [B, M] how well each modality fits the user's own history, standardised over users
+    # [B, 2M] how well each modality fits the user's own history, standardised over users: the history's
+    # coherence in the modality (behaviour: leave-one-out AUC), then the user's conditional-logit
+    # coefficient of the modality's expert (content only; the behaviour slot is 0)
+    evidence: torch.Tensor
     length: torch.Tensor  # [B] history length
 
 
@@ -253,8 +264,9 @@ class ExpertGate(nn.Module):
         # evidence -> logits through non-negative slopes: a modality's weight rises with how much more the
         # user's history coheres in it than other users' histories do, and with nothing else. The content
         # modalities share one slope (their evidence is the same statistic, on one scale), so the order
-        # of a user's content weights is the order of the evidence; behaviour has its own.
-        self.slope_raw = nn.Parameter(torch.full((2,), math.log(math.expm1(1.0))))
+        # of a user's content weights is the order of the evidence; behaviour has its own. Slopes:
+        # behaviour's evidence, content coherence, content choice coefficients
+        self.slope_raw = nn.Parameter(torch.full((3,), math.log(math.expm1(1.0))))
         self.kappa_raw = nn.Parameter(torch.tensor(math.log(math.expm1(3.0))))  # shrinkage, in items
         # c(n) = exp(a0) * k / (k + n), k = softplus(a1): popularity counts for new users and fades as the
         # history grows (a history of 1-3 items says little; a long one says what the user likes)
@@ -284,26 +296,32 @@ class ExpertGate(nn.Module):
             scales = torch.cat([scales[:1] * self.behaviour_scale, scales[1:]])
         return scales
 
-    def slopes(self) -> torch.Tensor:
+    def slopes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-modality slopes of the two evidence blocks (coherence, choice coefficient), each ``[M]``."""
         m = self.bias.shape[0]
         slopes = F.softplus(self.slope_raw)
         if self.has_behaviour:
-            return torch.cat([slopes[:1], slopes[1:].expand(m - 1)])
-        return slopes[1:].expand(m)
+            coherence = torch.cat([slopes[:1], slopes[1:2].expand(m - 1)])
+            choice = torch.cat([torch.zeros_like(slopes[:1]), slopes[2:3].expand(m - 1)])
+            return coherence, choice
+        return slopes[1:2].expand(m), slopes[2:3].expand(m)
 
     def user_weights(self, evidence: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
-        """Gate ``[B, M]`` (rows sum to 1) from standardised evidence ``[B, M]`` and history lengths ``[B]``.
+        """Gate ``[B, M]`` (rows sum to 1) from standardised evidence ``[B, 2M]`` and history lengths ``[B]``.
 
-        ``attention``: ``softmax(b + slope * evidence * n / (n + kappa))``, so a user with no or a short
-        history sits near the population's weights and a long, consistent history decides them.
+        ``attention``: ``softmax((slope_c * coherence + slope_b * choice) * n / (n + kappa))``, so a user
+        with no or a short history sits near the population's weights and a long, consistent history
+        decides them.
         """
-        b, m = evidence.shape
+        b, m = evidence.shape[0], self.bias.shape[0]
         if self.fusion == "mean":
             return torch.full((b, m), 1.0 / m, device=evidence.device)
         if self.fusion in ("item_gate", "concat"):
             return self.population().expand(b, m)
         shrink = (length / (length + F.softplus(self.kappa_raw))).unsqueeze(1)
-        return torch.softmax(self.slopes() * evidence * shrink, dim=1)
+        coherence, choice = self.slopes()
+        logits = coherence * evidence[:, :m] + choice * evidence[:, m:]
+        return torch.softmax(logits * shrink, dim=1)
 
     def popularity_weight(self, length: torch.Tensor) -> torch.Tensor:
         a0, a1 = self.popularity_raw
@@ -364,7 +382,7 @@ class FusionRecommender(Recommender):
 
     name = "fusion"
     scores_cold_items = True
-    format_version = 3  # 3: mixture of modality experts (2 was token attention)
+    format_version = 4  # 4: the gate also reads each user's conditional-logit coefficients; 3: mixture of experts
 
     def __init__(self, **config: Any):
         unknown = set(config) - set(DEFAULTS)
@@ -464,7 +482,7 @@ class FusionRecommender(Recommender):
         hist_dense = torch.as_tensor(sp.csr_matrix(history).toarray() > 0, device=device)
         h = hist_dense.float()
         length = hist_dense.sum(1).float()
-        zs, evidence = [], []
+        zs, evidence, choices = [], [], []
         for m, modality in enumerate(self._modalities):
             mask = present[:, m]
             counted = hist_dense & mask.unsqueeze(0)
@@ -478,6 +496,10 @@ class FusionRecommender(Recommender):
             mean = (raw * mask).sum(1, keepdim=True) / count
             std = (((raw - mean) ** 2) * mask).sum(1, keepdim=True).div(count).sqrt().clamp(min=1e-8)
             zs.append(((raw - mean) / std).masked_fill(~mask.unsqueeze(0), 0.0))
+            if modality != "behaviour":
+                # the same scores with each history item's similarity to itself (1) taken out: what the rest
+                # of the history says about it, the input of the user's choice model below
+                choices.append(zs[-1] - counted.float() / std)
             if modality == "behaviour":
                 # where each history item ranks among the warm items by the item-item score of the rest of
                 # the history (B has a zero diagonal, so this is leave-one-out), as an AUC in [-1, 1]; ranks
@@ -491,6 +513,7 @@ class FusionRecommender(Recommender):
                 fit = (profile.pow(2).sum(1) - n_counted) / (n_counted * (n_counted - 1)).clamp(min=1)
             evidence.append(torch.where(n_counted >= 2, fit, torch.full_like(fit, float("nan"))))
         evidence = torch.stack(evidence, dim=1)
+        evidence = torch.cat([evidence, self._choice_evidence(choices, hist_dense, evidence)], dim=1)
         if raw_evidence:
             return Experts(torch.stack(zs, dim=1), evidence, length)
         if self._evidence_stats is not None:
@@ -498,6 +521,24 @@ class FusionRecommender(Recommender):
             evidence = (evidence - mean) / std
         # no evidence (fewer than two history items with the modality): the population's weight
         return Experts(torch.stack(zs, dim=1), torch.nan_to_num(evidence, nan=0.0), length)
+
+    def _choice_evidence(self, choices: list[torch.Tensor], history: torch.Tensor, coherence: torch.Tensor
+                         ) -> torch.Tensor:
+        """``[B, M]``: each user's conditional-logit coefficients of the content experts (behaviour: NaN).
+
+        The user's items are taken as draws from ``softmax(sum_m beta_m x_m + beta_pop popularity)`` over the
+        catalogue, ``x_m`` the content expert's leave-one-out scores; ``beta`` is fitted per user (ridge,
+        Newton steps). Unlike coherence, the coefficients are *partial*: when two modalities agree (a
+        category that follows the description's topic) the one that explains the choices beyond the other
+        gets the weight. NaN where coherence is (fewer than two history items with the modality)."""
+        out = torch.full_like(coherence, float("nan"))
+        if not choices:
+            return out
+        features = torch.stack(choices + [self._popularity.expand_as(choices[0])], dim=1)  # [B, K, N]
+        beta = _choice_coefficients(features, history.float(), float(self.config["choice_ridge"]))
+        content = [m for m, modality in enumerate(self._modalities) if modality != "behaviour"]
+        out[:, content] = torch.where(torch.isnan(coherence[:, content]), coherence[:, content], beta[:, :-1])
+        return out
 
     def _fit_evidence_stats(self, train: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and spread of the evidence over users: the gate reads how much more a user's history
@@ -1014,6 +1055,31 @@ class FusionRecommender(Recommender):
 
 def stop_requested_any(callbacks: Sequence[Any]) -> bool:
     return any(getattr(callback, "stop_requested", False) for callback in callbacks)
+
+
+def _choice_coefficients(features: torch.Tensor, chosen: torch.Tensor, ridge: float, iterations: int = 10
+                         ) -> torch.Tensor:
+    """Per-row conditional-logit coefficients ``[B, K]``: the ridge-penalised maximum likelihood of the
+    ``chosen [B, N]`` items as draws from ``softmax(beta . features[:, :, i])`` (``features [B, K, N]``).
+
+    Damped Newton steps on all rows at once (K is a handful, so each Hessian is tiny): the objective is
+    concave and the ridge keeps it strictly so; each step is capped at unit length so that a row with
+    two items cannot jump far on its first step."""
+    b, k, _ = features.shape
+    beta = torch.zeros(b, k, device=features.device, dtype=features.dtype)
+    count = chosen.sum(1)
+    observed = torch.bmm(features, chosen.unsqueeze(2)).squeeze(2)  # [B, K]
+    eye = torch.eye(k, device=features.device, dtype=features.dtype)
+    for _ in range(iterations):
+        p = torch.softmax(torch.bmm(beta.unsqueeze(1), features).squeeze(1), dim=1)  # [B, N]
+        expected = torch.bmm(features, p.unsqueeze(2)).squeeze(2)  # [B, K]
+        second = torch.bmm(features * p.unsqueeze(1), features.transpose(1, 2))  # [B, K, K]
+        covariance = second - expected.unsqueeze(2) * expected.unsqueeze(1)
+        gradient = observed - count.unsqueeze(1) * expected - 2.0 * ridge * beta
+        hessian = count.view(-1, 1, 1) * covariance + 2.0 * ridge * eye
+        step = torch.linalg.solve(hessian, gradient.unsqueeze(2)).squeeze(2)
+        beta = beta + step / step.norm(dim=1, keepdim=True).clamp(min=1.0)
+    return beta
 
 
 def _ranks(scores: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,10 @@ scores the item from the user's history in that modality alone:
   item-item neighbours for catalogues too large for a dense ``N x N`` matrix;
 * text / image / attributes: the dot product of the item's vector with the sum of the user's history
   vectors in that modality (centred, L2-normalised features: MiniLM, EfficientNet, attribute one-hots).
+  Items the behaviour expert does not score (nobody chose them, or beyond its cap) are scored through a
+  learned projection instead: a ridge map from the modality's vectors to the behaviour expert's item-item
+  weights, fitted on the items it covers, predicts what the user's history says of them (CB2CF in closed
+  form); cosine similarity alone ranks cold items by likeness, the projection by what is chosen together.
 
 Each expert's scores are standardised per user over the items that have the modality (``z``) and
 scaled by one learned constant per expert (``s_m``: how decisive its scores are). A user gate mixes them::
@@ -93,6 +97,10 @@ DEFAULTS: dict[str, Any] = {
     # ridge of each user's conditional-logit fit over the content experts (the gate's second evidence):
     # pulls a short history's coefficients toward 0 (no preference between modalities)
     "choice_ridge": 3.0,
+    # items outside the behaviour expert (nobody chose them, or beyond ease_max_items): each content expert
+    # scores them through a ridge map from the modality's vectors to the behaviour expert's item-item
+    # weights, learned on the items it covers (0: plain cosine for them too)
+    "projection_ridge": 1.0,
     "seed": 2026,
     "device": "auto",
 }
@@ -413,6 +421,9 @@ class FusionRecommender(Recommender):
         self._popularity_z_all: torch.Tensor | None = None  # [N] z of log(1 + count) over all items
         self._popularity: torch.Tensor | None = None  # [N] z of log(1 + count), mean and sd of the warm items
         self._evidence_stats: tuple[torch.Tensor, torch.Tensor] | None = None  # standardises the evidence
+        self._outside_behaviour: torch.Tensor | None = None  # [N] items the behaviour expert does not score
+        # content modality -> (weights [A, D], vectors of the items outside [D, O]): see _fit_projections
+        self._projections: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ capabilities
     @property
@@ -492,6 +503,8 @@ class FusionRecommender(Recommender):
             else:
                 profile = h @ self._vectors[modality]  # sum of the history's unit vectors
                 raw = profile @ self._vectors[modality].T  # [B, N]
+                if modality in self._projections:
+                    raw = self._with_projection(raw, h, modality, mask)
             count = mask.float().sum().clamp(min=1)
             mean = (raw * mask).sum(1, keepdim=True) / count
             std = (((raw - mean) ** 2) * mask).sum(1, keepdim=True).div(count).sqrt().clamp(min=1e-8)
@@ -521,6 +534,52 @@ class FusionRecommender(Recommender):
             evidence = (evidence - mean) / std
         # no evidence (fewer than two history items with the modality): the population's weight
         return Experts(torch.stack(zs, dim=1), torch.nan_to_num(evidence, nan=0.0), length)
+
+    def _with_projection(self, raw: torch.Tensor, h: torch.Tensor, modality: str, mask: torch.Tensor
+                         ) -> torch.Tensor:
+        """Raw scores of a content expert where the items without behaviour are scored through the learned
+        projection: what the behaviour expert would say of them, predicted from this modality's vectors
+        (``h_A W_m^T`` is the user's history mapped into the modality's space). Each part is standardised
+        per user over its own items with the modality, so the two are on one scale."""
+        outside = self._outside_behaviour & mask
+        inside = mask & ~outside
+        if not outside.any():
+            return raw
+        covered = h if self._behaviour_items is None else h[:, self._behaviour_items]
+        weights, outside_vectors = self._projections[modality]
+        projected = torch.zeros_like(raw)
+        projected[:, self._outside_behaviour] = (covered @ weights) @ outside_vectors
+
+        def standardised(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+            count = where.float().sum().clamp(min=1)
+            mean = (values * where).sum(1, keepdim=True) / count
+            std = (((values - mean) ** 2) * where).sum(1, keepdim=True).div(count).sqrt().clamp(min=1e-8)
+            return (values - mean) / std
+
+        if not inside.any():
+            return standardised(projected, outside)
+        # keep the cosine's own scale inside, so the leave-one-out correction (self-similarity 1) still holds
+        mean_in = (raw * inside).sum(1, keepdim=True) / inside.float().sum()
+        std_in = (((raw - mean_in) ** 2) * inside).sum(1, keepdim=True).div(inside.float().sum()).sqrt()
+        return torch.where(outside.unsqueeze(0), mean_in + std_in * standardised(projected, outside), raw)
+
+    def _fit_projections(self) -> None:
+        """Per content modality, the ridge map ``W_m [D, A]`` from an item's vector to its column of the
+        behaviour expert's weights (how the covered items' histories predict it), fitted on the A covered
+        items; stored transposed ``[A, D]``. The items outside are then scored by what their content
+        predicts their behaviour would be (the CB2CF idea, in closed form)."""
+        self._projections = {}
+        ridge = float(self.config["projection_ridge"])
+        if ridge <= 0 or not isinstance(self._behaviour, torch.Tensor) or not self._outside_behaviour.any():
+            return
+        covered = (torch.arange(self.n_items, device=self.device) if self._behaviour_items is None
+                   else self._behaviour_items)
+        for modality, vectors in self._vectors.items():
+            features = vectors[covered]  # [A, D]
+            gram = features.T @ features + ridge * torch.eye(features.shape[1], device=self.device)
+            weights = torch.linalg.solve(gram, (self._behaviour @ features).T)  # [D, A]
+            # only the items outside are ever scored this way: keep their vectors beside the map
+            self._projections[modality] = (weights.T.contiguous(), vectors[self._outside_behaviour].T.contiguous())
 
     def _choice_evidence(self, choices: list[torch.Tensor], history: torch.Tensor, coherence: torch.Tensor
                          ) -> torch.Tensor:
@@ -597,6 +656,8 @@ class FusionRecommender(Recommender):
         train = _binary_rows(data.train)
         self._prepare_items(ContentArrays.from_features(data.item_features, data.n_items), train)
         inverse = self._fit_behaviour(train, data.valid)
+        self._outside_behaviour = self._behaviour_outside_mask(train)
+        self._fit_projections()
         self._stage(callbacks, "experts ready")
         self.gate = ExpertGate(len(self._modalities), config["fusion"], self._modalities[0] == "behaviour"
                                ).to(self.device)
@@ -797,6 +858,17 @@ class FusionRecommender(Recommender):
         self._popularity = torch.as_tensor(popularity, device=self.device)
         self._popularity_z_all = torch.as_tensor((log_pop - log_pop.mean()) / max(log_pop.std(), 1e-6),
                                                  dtype=torch.float32, device=self.device)
+
+    def _behaviour_outside_mask(self, train: sp.csr_matrix | None = None) -> torch.Tensor:
+        """``[N]`` bool: items the behaviour expert gives no score (never chosen, or beyond its cap)."""
+        outside = torch.ones(self.n_items, dtype=torch.bool, device=self.device)
+        if "behaviour" not in self._modalities or self._behaviour is None:
+            return outside
+        if self._behaviour_items is not None:
+            outside[self._behaviour_items] = False
+        else:
+            outside = ~self._present[:, self._modalities.index("behaviour")]
+        return outside
 
     def _fit_behaviour(self, train: sp.csr_matrix, valid: sp.csr_matrix | None) -> np.ndarray | None:
         """EASE weights (L2 on validation) over the items with behaviour, or, for huge catalogues, sparse
@@ -1009,6 +1081,9 @@ class FusionRecommender(Recommender):
         state["popularity"] = self._popularity.cpu().numpy()
         state["popularity_all"] = self._popularity_z_all.cpu().numpy()
         state["evidence_stats"] = torch.stack(self._evidence_stats).cpu().numpy()
+        for modality, (weights, basis) in self._projections.items():
+            state[f"projection.{modality}"] = weights.cpu().numpy()
+            state[f"projection_vectors.{modality}"] = basis.cpu().numpy()
         state["chosen_l2"] = np.array([np.nan if self.chosen_l2 is None else self.chosen_l2])
         if self._behaviour is not None:
             if isinstance(self._behaviour, sp.spmatrix):
@@ -1047,6 +1122,10 @@ class FusionRecommender(Recommender):
             n = len(self.item_ids)
             self._behaviour = sp.csr_matrix((state["behaviour.data"], state["behaviour.indices"],
                                              state["behaviour.indptr"]), shape=(n, n))
+        self._outside_behaviour = self._behaviour_outside_mask()
+        self._projections = {m: (torch.as_tensor(state[f"projection.{m}"], device=self.device),
+                                 torch.as_tensor(state[f"projection_vectors.{m}"], device=self.device))
+                             for m in self._vectors if f"projection.{m}" in state}
         self.gate = ExpertGate(len(self._modalities), self.config["fusion"], self._modalities[0] == "behaviour"
                                ).to(self.device)
         self.gate.load_state_dict({k[len("gate."):]: torch.from_numpy(v.copy())

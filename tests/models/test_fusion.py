@@ -153,7 +153,7 @@ def test_save_and_load_give_identical_scores(trained, tmp_path):
     assert loaded.recommend(model.user_ids[0], k=5) == model.recommend(model.user_ids[0], k=5)
 
 
-def test_cold_items_get_content_scores(demo):
+def test_cold_items_get_content_scores(demo, tmp_path):
     bundle = demo["bundle"]
     prepared = prepare_data(bundle.interactions, protocol="cold", item_features=demo["features"],
                             catalogue_ids=bundle.items["item_id"].to_numpy(str))
@@ -167,6 +167,13 @@ def test_cold_items_get_content_scores(demo):
     pop = evaluate_ranking(mostpop.score, prepared.data.train, prepared.cold_test, ks=(3,),
                            candidate_items=prepared.cold_items)
     assert fusion["ndcg@3"] > pop["ndcg@3"]
+    # the cold items are scored through the learned projection, and it survives saving
+    plain = FusionRecommender(**FAST, projection_ridge=0.0).fit(prepared.data)
+    users = np.arange(20)
+    assert not np.allclose(plain.score(users)[:, prepared.cold_items], scores[:20], atol=1e-3)
+    model.save(tmp_path / "cold-model")
+    np.testing.assert_allclose(Recommender.load(tmp_path / "cold-model").score(users), model.score(users),
+                               rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("fusion", ["mean", "item_gate", "concat"])

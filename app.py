@@ -55,17 +55,15 @@ def home() -> None:
         st.markdown("**:material/model_training: Latest run**")
         if runs:
             latest = runs[0]
-            config = latest.get("config") or {}
-            st.subheader(f"{config.get('model', '?')} on {config.get('dataset', '?')}", anchor=False)
-            state_badge(latest["status"].get("state", "unknown"))
-            test = (((latest.get("metrics") or {}).get("model") or {}).get("test") or {})
-            baselines = (latest.get("metrics") or {}).get("baselines") or {}
-            best = max(baselines.items(), key=lambda kv: kv[1]["test"].get("ndcg@20") or 0, default=None)
-            line = f"Started {fmt_time(latest['status'].get('started'))}"
+            st.subheader(f"{latest.model_label} on {latest.dataset or '?'}", anchor=False)
+            state_badge(latest.state)
+            test = latest.test_metrics
+            best = latest.best_baseline
+            line = f"Started {fmt_time(latest.started)}"
             if test:
                 line += f" · NDCG@20 **{fmt_metric(test.get('ndcg@20'))}** · Recall@20 {fmt_metric(test.get('recall@20'))}"
             if best:
-                line += f" · best baseline {best[0]} {fmt_metric(best[1]['test'].get('ndcg@20'))}"
+                line += f" · best baseline {best[0]} {fmt_metric(best[1])}"
             st.caption(line)
             st.page_link("app_pages/train.py", label="Follow or start training", icon=":material/arrow_forward:")
         else:
@@ -80,14 +78,14 @@ def home() -> None:
 
     st.subheader("Quick start", anchor=False)
     with st.container(border=True):
-        active_runs = [r for r in runs if r["status"].get("state") in ("starting", "running")]
+        active_runs = [r for r in runs if r.active]
         st.write("One click prepares the built-in demo catalog (if needed) and trains the multimodal model with the "
                  "Train page's default settings beside two baselines, MostPop and EASE. It runs in the background: "
                  "you can switch pages or close the tab meanwhile.")
         clicked = st.button("Train on the demo catalog", type="primary", icon=":material/rocket_launch:",
                             key="home_quick_start", disabled=bool(active_runs))
         if active_runs:
-            st.info(f"A training run is in progress ({active_runs[0]['run_id']}): follow it on the Train page.",
+            st.info(f"A training run is in progress ({active_runs[0].run_id}): follow it on the Train page.",
                     icon=":material/autorenew:")
         if clicked:
             from recsys.train.launch import start_run

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from recsys.train.records import RunRecord
 from recsys.train.report import METRIC_COLUMNS
 from recsys.workspace import ENV_VAR, DEFAULT_ROOT, Workspace, ensure_demo_dataset
 
@@ -258,71 +259,39 @@ def image_file(root: str | Path, value: Any) -> str:
 
 # ----------------------------------------------------------------------------- runs
 
-def list_all_runs() -> list[dict[str, Any]]:
-    """Every run (newest first) with a fresh state, including runs that are still starting."""
-    from recsys.train.launch import run_state
-    from recsys.train.run import list_runs
+def list_all_runs() -> list[RunRecord]:
+    """Every run of the workspace (newest first) with a fresh state, including runs that are still starting."""
+    from recsys.train.launch import list_all_runs as list_workspace_runs
 
-    workspace = get_workspace()
-    runs = list_runs(workspace)
-    known = {run["run_id"] for run in runs}
-    for run in runs:
-        run["status"] = run_state(run["path"])
-    launch = workspace.runs_dir / ".launch"
-    if launch.is_dir():
-        for record_file in launch.glob("*.json"):
-            run_id = record_file.stem
-            if run_id in known:
-                continue
-            try:
-                record = json.loads(record_file.read_text())
-            except (OSError, ValueError):
-                continue
-            command = record.get("command") or []
-            dataset = command[command.index("--data") + 1] if "--data" in command else "?"
-            model = command[command.index("--model") + 1] if "--model" in command else "fusion"
-            runs.append({"run_id": run_id, "path": workspace.runs_dir / run_id,
-                         "config": {"dataset": dataset, "model": model},
-                         "status": run_state(workspace.runs_dir / run_id), "metrics": None})
-    runs.sort(key=lambda r: r["run_id"], reverse=True)
-    return runs
+    return list_workspace_runs(get_workspace())
 
 
-def has_model(run: dict[str, Any]) -> bool:
-    return (Path(run["path"]) / "model" / "config.json").is_file()
+def model_runs() -> list[RunRecord]:
+    """Runs with a usable model: ended (finished, stopped or interrupted) with a saved model folder."""
+    return [run for run in list_all_runs() if run.usable]
 
 
-def model_runs() -> list[dict[str, Any]]:
-    """Runs with a usable model: finished, stopped or interrupted, and a saved model folder."""
-    return [r for r in list_all_runs()
-            if r["status"].get("state") in ("finished", "stopped", "interrupted") and has_model(r)]
+def run_label(run: RunRecord) -> str:
+    """How pickers name a run: model (with its fusion variant) on dataset, start, test NDCG@20, state."""
+    ndcg = run.test_metrics.get("ndcg@20")
+    score = f" · NDCG@20 {ndcg:.3f}" if ndcg is not None else ""
+    state_note = "" if run.state == "finished" else \
+        f" · {STATE_STYLE.get(run.state, STATE_STYLE['unknown'])[0].lower()}"
+    return f"{run.model_label} on {run.dataset or '?'} · {fmt_time(run.started)}{score}{state_note}"
 
 
-def run_label(run: dict[str, Any]) -> str:
-    config = run.get("config") or {}
-    test = (((run.get("metrics") or {}).get("model") or {}).get("test") or {})
-    score = f" · NDCG@20 {test['ndcg@20']:.3f}" if test.get("ndcg@20") is not None else ""
-    state = run["status"].get("state", "unknown")
-    state_note = "" if state == "finished" else f" · {STATE_STYLE.get(state, STATE_STYLE['unknown'])[0].lower()}"
-    started = fmt_time(run["status"].get("started"))
-    model = config.get("model", "?")
-    if model == "fusion" and config.get("fusion") not in (None, "attention"):  # variants told apart in pickers
-        model = f"fusion ({config['fusion']})"
-    return f"{model} on {config.get('dataset', '?')} · {started}{score}{state_note}"
-
-
-def run_picker(label: str, key: str, runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+def run_picker(label: str, key: str, runs: list[RunRecord]) -> RunRecord | None:
     if not runs:
         return None
-    ids = [r["run_id"] for r in runs]
+    ids = [r.run_id for r in runs]
     if key in st.session_state and st.session_state[key] not in ids:
         del st.session_state[key]
     preferred = st.session_state.get("app_run")
     if preferred not in ids:  # first visit: the newest run on the active dataset, else the newest run
         active = get_workspace().active_dataset()
-        preferred = next((r["run_id"] for r in runs if r["config"].get("dataset") == active), ids[0])
+        preferred = next((r.run_id for r in runs if r.dataset == active), ids[0])
     index = ids.index(preferred)
-    labels = {r["run_id"]: run_label(r) for r in runs}
+    labels = {r.run_id: run_label(r) for r in runs}
     choice = st.selectbox(label, ids, index=index, key=key, format_func=lambda i: labels[i])
     st.session_state["app_run"] = choice
     return runs[ids.index(choice)]
@@ -422,17 +391,17 @@ def _run_context(run_dir: str, model_stamp: float, dataset: str, data_stamp: str
                                        interactions=data.interactions, rating_column=data.rating_column))
 
 
-def run_context(run: dict[str, Any]) -> RunContext:
+def run_context(run: RunRecord) -> RunContext:
     """The cached :class:`RunContext` of a run (raises a plain error when its dataset is gone)."""
-    run_dir = Path(run["path"])
-    dataset = (run.get("config") or {}).get("dataset")
+    run_dir = run.path
+    dataset = run.dataset
     if not dataset or dataset not in dataset_names():
         raise LookupError(f"the dataset '{dataset}' this run was trained on is no longer in the workspace; "
                           "import it again on the Data page")
     return _run_context(str(run_dir), _model_stamp(run_dir), dataset, dataset_stamp(dataset), workspace_root())
 
 
-def usable_context(run: dict[str, Any]) -> RunContext | None:
+def usable_context(run: RunRecord) -> RunContext | None:
     """:func:`run_context`, or a plain warning (and None) when the run's model or dataset cannot be used."""
     try:
         return run_context(run)

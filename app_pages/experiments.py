@@ -3,71 +3,66 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages.common import (STATE_STYLE, chart, empty_state, fmt_time, get_workspace, has_model, list_all_runs,
+from app_pages.common import (STATE_STYLE, chart, empty_state, fmt_time, get_workspace, list_all_runs,
                               page_header, run_label, run_page, show_error, style_figure)
-from recsys.train.launch import ACTIVE_STATES, RunBusyError, delete_run, model_zip
+from recsys.train.launch import RunBusyError, delete_run, model_zip
+from recsys.train.records import RunRecord
 
 COMPARED = [("ndcg@20", "NDCG@20"), ("recall@20", "Recall@20")]
 
 
-def short_label(run: dict[str, Any]) -> str:
-    config = run.get("config") or {}
-    started = run["status"].get("started")
-    when = time.strftime("%m-%d %H:%M", time.localtime(started)) if started else run["run_id"][:13]
-    return f"{config.get('model', '?')} · {config.get('dataset', '?')} · {when} ({run['run_id'][-4:]})"
+def short_label(run: RunRecord) -> str:
+    when = time.strftime("%m-%d %H:%M", time.localtime(run.started)) if run.started else run.run_id[:13]
+    return f"{run.model or '?'} · {run.dataset or '?'} · {when} ({run.run_id[-4:]})"
 
 
-def runs_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
+def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
     rows = []
     for run in runs:
-        config = run.get("config") or {}
-        status = run["status"]
-        state = status.get("state", "unknown")
-        metrics = run.get("metrics") or {}
-        test = (metrics.get("model") or {}).get("test") or {}
+        config = run.config
+        metrics = run.metrics or {}
+        test = run.test_metrics
         history = (metrics.get("model") or {}).get("history") or {}
-        baselines = metrics.get("baselines") or {}
-        best = max(baselines.items(), key=lambda kv: kv[1]["test"].get("ndcg@20") or 0, default=None)
-        started, ended = status.get("started"), status.get("ended")
-        fusion_model = config.get("model") in ("fusion", "content")
+        best = run.best_baseline
+        started, ended = run.started, run.ended
+        fusion_model = run.model in ("fusion", "content")
         modalities = config.get("modalities") or []
         encoders = [e for e in (config.get("text_encoder") if "text" in modalities else None,
                                 config.get("image_encoder") if "image" in modalities else None) if e]
         rows.append({
             "Started": fmt_time(started),
-            "State": STATE_STYLE.get(state, STATE_STYLE["unknown"])[0],
-            "Dataset": config.get("dataset"),
-            "Model": config.get("model"),
+            "State": STATE_STYLE.get(run.state, STATE_STYLE["unknown"])[0],
+            "Dataset": run.dataset,
+            "Model": run.model,
             "NDCG@20": test.get("ndcg@20"),
             "Recall@20": test.get("recall@20"),
-            "Best baseline (NDCG@20)": f"{best[0]} {best[1]['test'].get('ndcg@20'):.4f}" if best else "–",
+            "Best baseline (NDCG@20)": f"{best[0]} {best[1]:.4f}" if best and best[1] is not None else "–",
             "Modalities": ", ".join(modalities) if fusion_model else "–",
-            "Fusion": config.get("fusion") if config.get("model") == "fusion" else "–",
+            "Fusion": config.get("fusion") if run.model == "fusion" else "–",
             "Protocol": (metrics.get("split") or {}).get("protocol") or config.get("protocol") or "–",
             "Encoders": ", ".join(encoders) if fusion_model and encoders else "–",
             "Epochs": f"{len(history.get('epochs') or [])} / {config.get('epochs')}"
-            if config.get("model") == "fusion" and history else "–",
+            if run.model == "fusion" and history else "–",
             "Minutes": round((ended - started) / 60, 1) if started and ended else None,
             "NDCG@10": test.get("ndcg@10"),
             "Recall@10": test.get("recall@10"),
-            "Run": run["run_id"],
+            "Run": run.run_id,
         })
     return pd.DataFrame(rows)
 
 
-def comparison(runs: list[dict[str, Any]]) -> None:
-    with_metrics = [r for r in runs if (r.get("metrics") or {}).get("model")]
+def comparison(runs: list[RunRecord]) -> None:
+    with_metrics = [r for r in runs if r.has_test_metrics]
     st.markdown("#### :material/compare_arrows: Compare runs")
     if not with_metrics:
         empty_state("No run has test metrics yet — they appear when a training finishes.", icon=":material/hourglass_empty:")
         return
-    labels = {r["run_id"]: short_label(r) for r in with_metrics}
+    labels = {r.run_id: short_label(r) for r in with_metrics}
     ids = list(labels)
     picked = st.multiselect("Runs", ids, default=ids[:3], key="exp_compare", format_func=labels.get,
                             help="The model of each run beside the baselines trained with it, on the test split.")
@@ -76,8 +71,8 @@ def comparison(runs: list[dict[str, Any]]) -> None:
         return
     rows = []
     for run_id in picked:
-        run = next(r for r in with_metrics if r["run_id"] == run_id)
-        metrics = run["metrics"]
+        run = next(r for r in with_metrics if r.run_id == run_id)
+        metrics = run.metrics
         entries = [(f"{metrics['model'].get('name', 'model')} (model)", metrics["model"])]
         entries += [(name, result) for name, result in (metrics.get("baselines") or {}).items()]
         for name, result in entries:
@@ -95,7 +90,7 @@ def comparison(runs: list[dict[str, Any]]) -> None:
     fig.update_layout(legend=dict(orientation="v", x=1.01, xanchor="left", y=1, yanchor="top"), margin=dict(t=30))
     chart(fig, key="exp_compare_chart")
 
-    configs = {labels[r]: next(x for x in with_metrics if x["run_id"] == r).get("config") or {} for r in picked}
+    configs = {labels[r]: next(x for x in with_metrics if x.run_id == r).config for r in picked}
     options = sorted({k for c in configs.values() for k in c})
     table = pd.DataFrame({label: [str(c.get(o, "–")) for o in options] for label, c in configs.items()}, index=options)
     differing = table.nunique(axis=1) > 1
@@ -104,23 +99,22 @@ def comparison(runs: list[dict[str, Any]]) -> None:
                                                     for _ in row], axis=1), width="stretch")
 
 
-def manage(runs: list[dict[str, Any]]) -> None:
+def manage(runs: list[RunRecord]) -> None:
     st.markdown("#### :material/folder_managed: Download or delete a run")
-    ids = [r["run_id"] for r in runs]
+    ids = [r.run_id for r in runs]
     if st.session_state.get("exp_run") not in ids:
         st.session_state.pop("exp_run", None)
-    labels = {r["run_id"]: run_label(r) for r in runs}
+    labels = {r.run_id: run_label(r) for r in runs}
     run_id = st.selectbox("Run", ids, key="exp_run", format_func=lambda i: f"{labels[i]} · {i}")
     run = runs[ids.index(run_id)]
-    state = run["status"].get("state", "unknown")
     cols = st.columns([1, 1, 2], vertical_alignment="center")
-    if has_model(run):
-        cols[0].download_button("Download the model (.zip)", data=lambda: model_zip(run["path"]),
+    if run.has_model:
+        cols[0].download_button("Download the model (.zip)", data=lambda: model_zip(run.path),
                                 file_name=f"{run_id}-model.zip", mime="application/zip", icon=":material/download:",
                                 key="exp_download", width="stretch")
     else:
         cols[0].caption("This run has no saved model to download.")
-    busy = state in ACTIVE_STATES
+    busy = run.active
     if cols[1].button("Delete run", icon=":material/delete:", key="exp_delete", disabled=busy, width="stretch"):
         st.session_state["exp_confirm_delete"] = run_id
     if busy:

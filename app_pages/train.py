@@ -246,7 +246,7 @@ def config_form() -> None:
 
         feasible = preflight_panel(dataset, options.get("protocol", DEFAULTS.protocol),
                                    int(options.get("k_core", DEFAULTS.k_core)))
-        active = [r for r in list_all_runs() if r["status"].get("state") in ACTIVE_STATES]
+        active = [r for r in list_all_runs() if r.active]
         cols = st.columns([1, 3], vertical_alignment="center")
         start = cols[0].button("Start training", type="primary", icon=":material/play_arrow:", key="train_start",
                                disabled=(model in ("fusion", "content") and not options.get("modalities"))
@@ -477,19 +477,18 @@ def monitor() -> None:
         empty_state("No training run yet — set one up above and press **Start training**.",
                     icon=":material/model_training:")
         return
-    ids = [r["run_id"] for r in runs]
+    ids = [r.run_id for r in runs]
     if st.session_state.get("train_watch") not in ids:
-        active = [r["run_id"] for r in runs if r["status"].get("state") in ACTIVE_STATES]
+        active = [r.run_id for r in runs if r.active]
         st.session_state["train_watch"] = active[0] if active else ids[0]
-    labels = {r["run_id"]: run_label(r) for r in runs}
+    labels = {r.run_id: run_label(r) for r in runs}
     watch = st.selectbox("Run", ids, key="train_watch", format_func=lambda i: f"{labels[i]} · {i}")
     run = runs[ids.index(watch)]
-    run_dir = Path(run["path"])
     with st.container(border=True):
-        if run["status"].get("state") in ACTIVE_STATES:
-            live_run(str(run_dir), run.get("config") or {})
+        if run.active:
+            live_run(str(run.path), run.config)
         else:
-            draw_run(run_dir, run["status"], run.get("config") or {})
+            draw_run(run.path, run.status, run.config)
 
 
 def main() -> None:

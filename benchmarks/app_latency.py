@@ -33,7 +33,7 @@ def ensure_run(workspace_dir: Path) -> None:
     from recsys.workspace import Workspace, ensure_demo_dataset
 
     workspace = Workspace(workspace_dir)
-    if any(r["status"]["state"] == "finished" for r in list_runs(workspace)):
+    if any(r.state == "finished" for r in list_runs(workspace)):
         return
     ensure_demo_dataset(workspace)
     print("training a demo run for the measurement (a few minutes on a CPU)...", flush=True)
@@ -103,9 +103,9 @@ def explanation_latency(n_users: int) -> tuple[list[float], list[float]]:
     from recsys.workspace import Workspace
 
     workspace = Workspace()
-    run = next(r for r in list_runs(workspace) if r["status"]["state"] == "finished")
-    model = Recommender.load(Path(run["path"]) / "model")
-    bundle = workspace.load_dataset(run["config"]["dataset"])
+    run = next(r for r in list_runs(workspace) if r.state == "finished")
+    model = Recommender.load(run.path / "model")
+    bundle = workspace.load_dataset(run.dataset)
     context = ExplainContext(model, bundle.items, bundle.schema.items, separator=bundle.schema.multi_label_separator,
                              interactions=bundle.interactions, rating_column=bundle.schema.rating_column)
     why, csv = [], []

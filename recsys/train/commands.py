@@ -135,7 +135,7 @@ def _run_dir(args: argparse.Namespace):
     workspace = _workspace(args)
     run_dir = workspace.runs_dir / args.run
     if not (run_dir / "config.json").is_file():
-        known = ", ".join(r["run_id"] for r in list_runs(workspace)[:5]) or "none yet"
+        known = ", ".join(r.run_id for r in list_runs(workspace)[:5]) or "none yet"
         raise CommandError(f"no run '{args.run}' in {workspace.runs_dir} (recent: {known})")
     return run_dir
 
@@ -198,11 +198,11 @@ def cmd_runs(args: argparse.Namespace) -> dict[str, Any]:
     runs = list_runs(_workspace(args))
     out = []
     for run in runs:
-        test = ((run["metrics"] or {}).get("model") or {}).get("test") or {}
-        out.append({"run_id": run["run_id"], "state": run["status"]["state"], "dataset": run["config"]["dataset"],
-                    "model": run["config"]["model"], "ndcg@20": test.get("ndcg@20")})
-        ndcg = f"{test['ndcg@20']:.4f}" if test.get("ndcg@20") is not None else "-"
-        _say(args, f"{run['run_id']:<48} {run['status']['state']:<11} ndcg@20 {ndcg}")
+        score = run.test_metrics.get("ndcg@20")
+        out.append({"run_id": run.run_id, "state": run.state, "dataset": run.dataset, "model": run.model,
+                    "ndcg@20": score})
+        ndcg = f"{score:.4f}" if score is not None else "-"
+        _say(args, f"{run.run_id:<48} {run.state:<11} ndcg@20 {ndcg}")
     if not runs:
         _say(args, "no runs yet: python -m recsys train --data demo")
-    return {"runs": out, "progress_events": {r["run_id"]: len(read_progress(r["path"])) for r in runs[:1]}}
+    return {"runs": out, "progress_events": {r.run_id: len(read_progress(r.path)) for r in runs[:1]}}

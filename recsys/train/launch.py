@@ -31,14 +31,14 @@ from typing import Any
 
 from ..atomic import atomic_write_json
 from ..workspace import Workspace
-from .run import RunConfig, new_run_id, read_status
+from .records import ACTIVE_STATES, RunRecord
+from .run import RunConfig, list_runs, new_run_id, read_status
 
 __all__ = [
     "start_run", "resume_run", "stop_run", "delete_run", "run_state", "log_path", "read_log_tail",
-    "training_command", "summarize_progress", "model_zip", "ACTIVE_STATES", "RunBusyError",
+    "training_command", "summarize_progress", "model_zip", "list_all_runs", "ACTIVE_STATES", "RunBusyError",
 ]
 
-ACTIVE_STATES = ("starting", "running")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
@@ -181,6 +181,39 @@ def run_state(run_dir: str | Path) -> dict[str, Any]:
     last = tail.splitlines()[-1] if tail else "the training process ended before it wrote anything"
     return {"state": "failed", "pid": record.get("pid"), "started": record.get("launched"),
             "error": f"the training process did not start: {last}", "traceback": tail}
+
+
+def list_all_runs(workspace: Workspace) -> list[RunRecord]:
+    """Every run, newest first, as the app shows them: :func:`recsys.train.run.list_runs` with the
+    launcher's fresh :func:`run_state`, plus the runs launched but still starting.
+
+    A run still starting has a launch record but no run folder (or no config.json) yet: its record
+    holds only the dataset and model its command line names, and no metrics.
+    """
+    runs = list_runs(workspace, read_state=run_state)
+    known = {run.run_id for run in runs}
+    launch = workspace.runs_dir / ".launch"
+    for record_file in sorted(launch.glob("*.json")) if launch.is_dir() else []:
+        run_id = record_file.stem
+        if run_id in known:
+            continue
+        try:
+            command = json.loads(record_file.read_text()).get("command") or []
+        except (OSError, ValueError, AttributeError):
+            continue
+        if not isinstance(command, list):
+            command = []
+        config = {"dataset": _flag_value(command, "--data", "?"), "model": _flag_value(command, "--model", "fusion")}
+        run_dir = workspace.runs_dir / run_id
+        runs.append(RunRecord(run_id=run_id, path=run_dir, config=config, status=run_state(run_dir)))
+    runs.sort(key=lambda run: run.run_id, reverse=True)
+    return runs
+
+
+def _flag_value(command: list[Any], flag: str, default: str) -> str:
+    """The value after ``flag`` in a launch record's command line."""
+    position = command.index(flag) + 1 if flag in command else len(command)
+    return str(command[position]) if position < len(command) else default
 
 
 def log_path(run_dir: str | Path) -> Path:

@@ -33,6 +33,7 @@ import numpy as np
 from ..atomic import atomic_directory, atomic_write_json
 from ..models.fusion import DEFAULTS as FUSION
 from ..workspace import Workspace
+from .records import RunRecord, read_run_record
 
 STATES = ("running", "finished", "stopped", "failed", "interrupted")
 
@@ -176,9 +177,12 @@ def _pid_alive(pid: int | None) -> bool:
 
 def read_status(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / "status.json"
-    if not path.is_file():
+    try:
+        status = json.loads(path.read_text())
+    except (OSError, ValueError):  # no status yet, or a damaged one: nothing is known of the run
         return {"state": "unknown"}
-    status = json.loads(path.read_text())
+    if not isinstance(status, dict):
+        return {"state": "unknown"}
     if status.get("state") == "running" and not _pid_alive(status.get("pid")):
         status["state"] = "interrupted"
     return status
@@ -543,15 +547,23 @@ def _extract_features(workspace: Workspace, bundle: Any, config: RunConfig, log:
     return features
 
 
-def list_runs(workspace: Workspace) -> list[dict[str, Any]]:
-    """Every run with its config, status and (if finished) metrics, newest first."""
+def list_runs(workspace: Workspace,
+              read_state: Callable[[Path], dict[str, Any]] | None = None) -> list[RunRecord]:
+    """Every run folder as a :class:`RunRecord`, newest first.
+
+    The status is :func:`read_status` unless ``read_state`` says otherwise (the launcher passes its
+    :func:`recsys.train.launch.run_state`). A folder whose config.json is missing or damaged is left out
+    (see :func:`recsys.train.records.read_run_record`); runs still starting have no folder yet:
+    :func:`recsys.train.launch.list_all_runs` adds them.
+    """
+    read_state = read_state or read_status
     runs = []
+    if not workspace.runs_dir.is_dir():
+        return runs
     for folder in sorted(workspace.runs_dir.iterdir(), reverse=True):
         if folder.name.startswith(".") or not (folder / "config.json").is_file():
             continue
-        metrics_file = folder / "metrics.json"
-        runs.append({"run_id": folder.name, "path": folder,
-                     "config": json.loads((folder / "config.json").read_text())["config"],
-                     "status": read_status(folder),
-                     "metrics": json.loads(metrics_file.read_text()) if metrics_file.is_file() else None})
+        record = read_run_record(folder, read_state(folder))
+        if record is not None:
+            runs.append(record)
     return runs

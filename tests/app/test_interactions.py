@@ -257,7 +257,7 @@ def test_a_killed_training_leaves_the_workspace_readable(app, trained_workspace,
     run_dir = trained_workspace / "runs" / run_id
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: run_state(run_dir)["state"] == "interrupted", what="the run to read as interrupted")
-    assert {r["run_id"] for r in list_runs(Workspace(trained_workspace))} >= {run_id}
+    assert {r.run_id for r in list_runs(Workspace(trained_workspace))} >= {run_id}
 
     app.switch_page("app_pages/train.py")
     at = app.run()

@@ -61,7 +61,7 @@ def test_finished_run_folder(workspace):
     assert not (run_dir / "checkpoint").exists()
     model = Recommender.load(run_dir / "model")
     assert len(model.recommend(model.user_ids[0], k=5)) == 5
-    assert [r["run_id"] for r in list_runs(workspace)][0] == "complete"
+    assert [r.run_id for r in list_runs(workspace)][0] == "complete"
 
 
 def test_p1_evaluates_the_k_core_but_the_product_covers_every_item_and_user(workspace):
@@ -120,7 +120,7 @@ def test_killed_training_leaves_the_workspace_readable(workspace):
     assert read_status(run_dir)["state"] == "interrupted"
     if (run_dir / "model" / "config.json").is_file():  # the last best checkpoint, written atomically
         assert np.isfinite(Recommender.load(run_dir / "model").score(np.arange(2))).all()
-    assert any(r["run_id"] == "killed" for r in list_runs(workspace))
+    assert any(r.run_id == "killed" for r in list_runs(workspace))
     assert workspace.load_dataset("demo").items.shape[0] == 100
 
 

@@ -1,0 +1,135 @@
+"""What a listing of runs hands out: one typed :class:`RunRecord` per run.
+
+The run folder is the only channel between a training process and the app (see
+:mod:`recsys.train.run`); a record is what one look at that folder found: the run's configuration,
+its status, its test metrics when it has them. Pages, the command line and the benchmarks read the
+same record through named properties, so what "usable", "active" or "the model's test NDCG" means is
+written once, here. :func:`recsys.train.run.list_runs` lists the run folders;
+:func:`recsys.train.launch.list_all_runs` adds the runs still starting and the launcher's fresh state.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ACTIVE_STATES = ("starting", "running")
+# a run in one of these states trains no more; its model/ folder, if any, is the best checkpoint it kept
+ENDED_STATES = ("finished", "stopped", "interrupted")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as listed: its id and folder, its configuration, its status and (once evaluated) its metrics.
+
+    ``config`` is the RunConfig as a dict (only ``dataset`` and ``model`` for a run still starting, which
+    has not written its config.json yet); ``status`` is the status.json of the run (or what the launcher
+    knows of it); ``metrics`` is metrics.json, None until the run has been evaluated. A record is a
+    snapshot: list the runs again to see a run progress.
+    """
+
+    run_id: str
+    path: Path
+    config: dict[str, Any]
+    status: dict[str, Any]
+    metrics: dict[str, Any] | None = None
+
+    @property
+    def dataset(self) -> str | None:
+        """The dataset the run trains on (None if its configuration does not say)."""
+        return self.config.get("dataset")
+
+    @property
+    def model(self) -> str | None:
+        """The model it trains: fusion, or a baseline's name (mostpop, ease, ...)."""
+        return self.config.get("model")
+
+    @property
+    def model_label(self) -> str:
+        """The model's name with the fusion variant when it is not the default attention one, so that
+        runs of the ablation variants can be told apart in pickers: ``fusion (mean)``."""
+        model = self.model or "?"
+        variant = self.config.get("fusion")
+        if model == "fusion" and variant not in (None, "attention"):
+            return f"fusion ({variant})"
+        return model
+
+    @property
+    def state(self) -> str:
+        """starting / running / finished / stopped / failed / interrupted, or unknown."""
+        return self.status.get("state") or "unknown"
+
+    @property
+    def started(self) -> float | None:
+        """When the run (or its process, while starting) started, in seconds since the epoch."""
+        return self.status.get("started")
+
+    @property
+    def ended(self) -> float | None:
+        """When it ended (None while it is starting or training)."""
+        return self.status.get("ended")
+
+    @property
+    def active(self) -> bool:
+        """Still starting or training: not to be deleted or resumed, worth polling."""
+        return self.state in ACTIVE_STATES
+
+    @property
+    def has_model(self) -> bool:
+        """A saved model (``model/config.json``) is there to load: the final one, or the best checkpoint so
+        far of a run still training."""
+        return (self.path / "model" / "config.json").is_file()
+
+    @property
+    def usable(self) -> bool:
+        """The run has ended (finished, stopped or interrupted) and kept a model: the pages that recommend
+        and explain offer only these (a model still being written is not read)."""
+        return self.state in ENDED_STATES and self.has_model
+
+    @property
+    def test_metrics(self) -> dict[str, Any]:
+        """The model's metrics on the test split ({} until the run has been evaluated)."""
+        return ((self.metrics or {}).get("model") or {}).get("test") or {}
+
+    @property
+    def has_test_metrics(self) -> bool:
+        """The run evaluated its model (metrics.json has a model entry): comparable with other runs."""
+        return bool((self.metrics or {}).get("model"))
+
+    @property
+    def baseline_metrics(self) -> dict[str, dict[str, Any]]:
+        """Each baseline trained beside the model: {name: its result, with ``test`` metrics}."""
+        return (self.metrics or {}).get("baselines") or {}
+
+    @property
+    def best_baseline(self) -> tuple[str, float | None] | None:
+        """The baseline with the best test NDCG@20 and that NDCG@20, None when no baseline was trained."""
+        scores = {name: (result.get("test") or {}).get("ndcg@20") for name, result in self.baseline_metrics.items()}
+        if not scores:
+            return None
+        name = max(scores, key=lambda n: scores[n] or 0)
+        return name, scores[name]
+
+
+def read_run_record(folder: Path, status: dict[str, Any]) -> RunRecord | None:
+    """The record of one run folder with the given status, or None when the folder holds no readable run.
+
+    A folder without config.json, or with one that is not a JSON object with a ``config`` object (damaged
+    by hand or by a full disk: the trainer writes it atomically), is left out rather than failing the
+    whole listing. A metrics.json that cannot be read counts as no metrics yet.
+    """
+    try:
+        config = json.loads((folder / "config.json").read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    metrics = None
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        pass
+    return RunRecord(run_id=folder.name, path=folder, config=config, status=status,
+                     metrics=metrics if isinstance(metrics, dict) else None)

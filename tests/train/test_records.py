@@ -1,0 +1,128 @@
+"""Run listings: a finished run, a run still starting (only a launch record) and a damaged run folder.
+
+A damaged config.json (not JSON, or JSON without a ``config`` object) used to fail the whole listing, and
+with it every page of the app; the folder is now left out and the other runs are still listed. A
+damaged metrics.json reads as "no metrics yet", a damaged status.json as state "unknown".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from recsys.data.demo import generate_demo_bundle
+from recsys.train.launch import list_all_runs
+from recsys.train.records import RunRecord
+from recsys.train.run import RunConfig, list_runs, train_run
+from recsys.workspace import Workspace
+
+FINISHED = "20260101-000000-demo-mostpop-done"
+
+
+@pytest.fixture(scope="module")
+def trained_root(tmp_path_factory):
+    """A tiny demo workspace with one finished run (MostPop beside EASE: seconds on a CPU)."""
+    root = tmp_path_factory.mktemp("records")
+    bundle = generate_demo_bundle(root / "bundle", n_users=60, n_items=40, n_interactions=800, seed=5)
+    workspace = Workspace(root / "ws")
+    assert workspace.import_bundle(bundle, name="demo").ok
+    train_run(workspace, RunConfig(dataset="demo", model="mostpop", baselines=["ease"], device="cpu"),
+              run_id=FINISHED)
+    return workspace.root
+
+
+@pytest.fixture
+def workspace(trained_root, tmp_path):
+    """A private copy, so that each test may add launch records and damaged folders."""
+    shutil.copytree(trained_root, tmp_path / "ws")
+    return Workspace(tmp_path / "ws")
+
+
+def write_launch_record(workspace: Workspace, run_id: str, pid: int, *flags: str) -> None:
+    launch = workspace.runs_dir / ".launch"
+    launch.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "recsys", "train", "--workspace", str(workspace.root), "--run-id", run_id,
+               *flags]
+    (launch / f"{run_id}.json").write_text(json.dumps({"run_id": run_id, "pid": pid, "command": command,
+                                                       "launched": time.time()}))
+
+
+def test_a_finished_run_is_a_typed_record(workspace):
+    [run] = list_runs(workspace)
+    assert isinstance(run, RunRecord)
+    assert run.run_id == FINISHED and run.path == workspace.runs_dir / FINISHED
+    assert (run.dataset, run.model, run.model_label) == ("demo", "mostpop", "mostpop")
+    assert run.state == "finished" and not run.active
+    assert run.started and run.ended and run.ended >= run.started
+    assert run.has_model and run.usable and run.has_test_metrics
+    assert 0 < run.test_metrics["ndcg@20"] <= 1
+    name, score = run.best_baseline
+    assert name == "ease" and score == run.baseline_metrics["ease"]["test"]["ndcg@20"]
+    assert list_all_runs(workspace) == [run]  # no launch record: the same run, the same state
+
+
+def test_a_run_still_starting_comes_from_its_launch_record(workspace):
+    starting = "20260102-000000-demo-ease-wait"
+    write_launch_record(workspace, starting, os.getpid(), "--data", "demo", "--model", "ease")
+    write_launch_record(workspace, FINISHED, os.getpid(), "--data", "demo")  # has a folder: listed once
+
+    assert [r.run_id for r in list_runs(workspace)] == [FINISHED]  # run folders only
+    runs = list_all_runs(workspace)
+    assert [r.run_id for r in runs] == [starting, FINISHED]  # newest first
+    run = runs[0]
+    assert (run.dataset, run.model, run.state) == ("demo", "ease", "starting")
+    assert run.active and not run.has_model and not run.usable
+    assert run.metrics is None and run.test_metrics == {} and run.best_baseline is None
+    assert run.path == workspace.runs_dir / starting
+    assert runs[1].state == "finished"
+
+
+def test_a_launch_whose_process_ended_without_a_folder_reads_as_failed(workspace):
+    probe = subprocess.Popen([sys.executable, "-c", "pass"])
+    probe.wait()
+    write_launch_record(workspace, "20260103-000000-demo-fusion-gone", probe.pid, "--data", "demo")
+    (workspace.runs_dir / ".launch" / "20260103-000000-demo-fusion-gone.log").write_text("error: bad option\n")
+    run = list_all_runs(workspace)[0]
+    assert (run.run_id, run.state, run.model) == ("20260103-000000-demo-fusion-gone", "failed", "fusion")
+    assert "bad option" in run.status["error"] and not run.active
+
+
+def test_a_damaged_run_folder_is_left_out_and_the_others_are_listed(workspace):
+    not_json = workspace.runs_dir / "20260104-000000-demo-fusion-junk"
+    not_json.mkdir()
+    (not_json / "config.json").write_text("{not json")
+    no_config = workspace.runs_dir / "20260105-000000-demo-fusion-nokey"
+    no_config.mkdir()
+    (no_config / "config.json").write_text(json.dumps({"run_id": no_config.name}))
+    assert [r.run_id for r in list_runs(workspace)] == [FINISHED]
+    assert [r.run_id for r in list_all_runs(workspace)] == [FINISHED]
+
+
+def test_damaged_metrics_and_status_read_as_unknown(workspace):
+    damaged = workspace.runs_dir / "20260106-000000-demo-mostpop-torn"
+    shutil.copytree(workspace.runs_dir / FINISHED, damaged)
+    (damaged / "metrics.json").write_text("{")
+    (damaged / "status.json").write_text("")
+    run = list_runs(workspace)[0]
+    assert run.run_id == damaged.name and run.dataset == "demo"
+    assert run.metrics is None and not run.has_test_metrics
+    assert run.state == "unknown" and not run.usable and run.has_model
+
+
+def test_the_model_label_names_the_fusion_variant():
+    def record(**config):
+        return RunRecord(run_id="r", path=Path("r"), config=config, status={})
+
+    assert record(model="fusion", fusion="attention").model_label == "fusion"
+    assert record(model="fusion").model_label == "fusion"
+    assert record(model="fusion", fusion="mean").model_label == "fusion (mean)"
+    assert record(model="ease", fusion="mean").model_label == "ease"
+    assert record().model_label == "?" and record().state == "unknown"
+

@@ -537,31 +537,28 @@ class FusionRecommender(Recommender):
 
     def _with_projection(self, raw: torch.Tensor, h: torch.Tensor, modality: str, mask: torch.Tensor
                          ) -> torch.Tensor:
-        """Raw scores of a content expert where the items without behaviour are scored through the learned
+        """Raw scores of a content expert where the items without behaviour are *ordered* by the learned
         projection: what the behaviour expert would say of them, predicted from this modality's vectors
-        (``h_A W_m^T`` is the user's history mapped into the modality's space). Each part is standardised
-        per user over its own items with the modality, so the two are on one scale."""
+        (``h_A W_m`` maps the user's history into the modality's space).
+
+        The projection decides only the order among those items; they keep the values the cosine gave
+        them (the k-th best by projection gets the k-th best cosine score), so against the items with
+        behaviour they weigh exactly as before: in a catalogue where most items were never chosen, the
+        projection reorders the untried tail and cannot flood the top of a list with it."""
         outside = self._outside_behaviour & mask
-        inside = mask & ~outside
         if not outside.any():
             return raw
         covered = h if self._behaviour_items is None else h[:, self._behaviour_items]
         weights, outside_vectors = self._projections[modality]
-        projected = torch.zeros_like(raw)
-        projected[:, self._outside_behaviour] = (covered @ weights) @ outside_vectors
-
-        def standardised(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-            count = where.float().sum().clamp(min=1)
-            mean = (values * where).sum(1, keepdim=True) / count
-            std = (((values - mean) ** 2) * where).sum(1, keepdim=True).div(count).sqrt().clamp(min=1e-8)
-            return (values - mean) / std
-
-        if not inside.any():
-            return standardised(projected, outside)
-        # keep the cosine's own scale inside, so the leave-one-out correction (self-similarity 1) still holds
-        mean_in = (raw * inside).sum(1, keepdim=True) / inside.float().sum()
-        std_in = (((raw - mean_in) ** 2) * inside).sum(1, keepdim=True).div(inside.float().sum()).sqrt()
-        return torch.where(outside.unsqueeze(0), mean_in + std_in * standardised(projected, outside), raw)
+        projected = (covered @ weights) @ outside_vectors  # [B, O] over self._outside_behaviour
+        projected = projected[:, outside[self._outside_behaviour]]
+        columns = torch.nonzero(outside).squeeze(1)
+        cosine_values = torch.sort(raw[:, columns], dim=1).values  # ascending
+        order = torch.argsort(projected, dim=1)  # ascending
+        reordered = torch.empty_like(cosine_values).scatter_(1, order, cosine_values)
+        out = raw.clone()
+        out[:, columns] = reordered
+        return out
 
     def _fit_projections(self) -> None:
         """Per content modality, the ridge map ``W_m [D, A]`` from an item's vector to its column of the

@@ -7,10 +7,11 @@ scores the item from the user's history in that modality alone:
   item-item neighbours for catalogues too large for a dense ``N x N`` matrix;
 * text / image / attributes: the dot product of the item's vector with the sum of the user's history
   vectors in that modality (centred, L2-normalised features: MiniLM, EfficientNet, attribute one-hots).
-  Items the behaviour expert does not score (nobody chose them, or beyond its cap) are scored through a
-  learned projection instead: a ridge map from the modality's vectors to the behaviour expert's item-item
+  Items the behaviour expert does not score (nobody chose them, or beyond its cap) are ordered through a
+  learned projection: a ridge map from the modality's vectors to the behaviour expert's item-item
   weights, fitted on the items it covers, predicts what the user's history says of them (CB2CF in closed
-  form); cosine similarity alone ranks cold items by likeness, the projection by what is chosen together.
+  form). They keep the cosine's values, so the projection reorders them among themselves (by what is
+  chosen together, not only by likeness) without changing how they weigh against items with behaviour.
 
 Each expert's scores are standardised per user over the items that have the modality (``z``) and
 scaled by one learned constant per expert (``s_m``: how decisive its scores are). A user gate mixes them::
@@ -98,7 +99,7 @@ DEFAULTS: dict[str, Any] = {
     # pulls a short history's coefficients toward 0 (no preference between modalities)
     "choice_ridge": 3.0,
     # items outside the behaviour expert (nobody chose them, or beyond ease_max_items): each content expert
-    # scores them through a ridge map from the modality's vectors to the behaviour expert's item-item
+    # orders them through a ridge map from the modality's vectors to the behaviour expert's item-item
     # weights, learned on the items it covers (0: plain cosine for them too)
     "projection_ridge": 1.0,
     "seed": 2026,

@@ -160,7 +160,10 @@ class Workspace:
                 relative = safe_relative_path(value)
                 if relative is None:
                     continue
-                source_path = bundle.root / relative
+                source_path = bundle.image_path(value)  # None for a symbolic link out of the bundle
+                if source_path is None or not source_path.is_file():
+                    values[position] = ""  # validation blanked these already; never copy from outside
+                    continue
                 stored = Path("images") / relative if relative.parts[0] != "images" else Path(relative)
                 destination = folder / stored
                 destination.parent.mkdir(parents=True, exist_ok=True)
@@ -176,12 +179,11 @@ class Workspace:
             _write_parquet(bundle.users, folder / "users.parquet")
         atomic_write_json(folder / "schema.json", bundle.schema.to_dict())
         # extra material a bundle carries (e.g. the demo's ground truth) travels along untouched
-        for extra in ("ground_truth", "README.md", "SOURCE.md"):
-            path = bundle.root / extra
-            if path.is_dir():
-                shutil.copytree(path, folder / extra)
-            elif path.is_file():
-                shutil.copyfile(path, folder / extra)
+        # (file by file: a symbolic link out of the bundle, or to a folder, is skipped, as validation said)
+        for relative in bundle.extra_files()[0]:
+            destination = folder / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(bundle.root / relative, destination)
         atomic_write_json(folder / "manifest.json", {
             "name": name,
             "source": str(source) if isinstance(source, (str, os.PathLike)) else "upload",

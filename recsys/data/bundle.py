@@ -29,6 +29,7 @@ TABLE_EXTENSIONS = (".csv", ".parquet", ".jsonl", ".ndjson")
 DEFAULT_MAX_ARCHIVE_BYTES = 2 * 1024**3  # uncompressed; MovieLens-small with posters is ~30 MB
 DEFAULT_MAX_ARCHIVE_ENTRIES = 200_000
 MAX_COMPRESSION_RATIO = 200  # a zip bomb's entries compress far better than any real CSV or picture
+EXTRAS = ("ground_truth", "README.md", "SOURCE.md")  # extra material an import carries along (the demo's truth)
 ProgressFn = Callable[[str, int, int], None]
 
 
@@ -45,9 +46,35 @@ class CatalogBundle:
     files: dict[str, str] = field(default_factory=dict)  # table -> file name it came from
 
     def image_path(self, value: Any) -> Path | None:
-        """Absolute path of a picture named in the image column, or None if missing/unsafe."""
+        """Absolute path of a picture named in the image column, or None if missing/unsafe (absolute, '..', or
+        a symbolic link that leads outside the bundle folder)."""
         relative = safe_relative_path(value)
-        return None if relative is None else self.root / relative
+        if relative is None:
+            return None
+        path = self.root / relative
+        return path if resolves_inside(self.root, path) else None
+
+    def extra_files(self) -> tuple[list[PurePosixPath], list[tuple[str, bool]]]:
+        """The files of :data:`EXTRAS` an import copies along (relative to the root), and the symbolic links it
+        skips as ``(relative path, leads outside the bundle)``: links out of the bundle, and links to folders
+        (never followed, so a link loop cannot make a copy endless)."""
+        files: list[PurePosixPath] = []
+        skipped: list[tuple[str, bool]] = []
+
+        def visit(full: Path) -> None:
+            relative = full.relative_to(self.root).as_posix()
+            if full.is_symlink() and (full.is_dir() or not resolves_inside(self.root, full)):
+                skipped.append((relative, not resolves_inside(self.root, full)))
+            elif full.is_file():
+                files.append(PurePosixPath(relative))
+            elif full.is_dir():
+                for entry in sorted(full.iterdir()):
+                    visit(entry)
+
+        for extra in EXTRAS:
+            if (self.root / extra).exists() or (self.root / extra).is_symlink():
+                visit(self.root / extra)
+        return files, skipped
 
     def counts(self) -> dict[str, int]:
         image_column = self.schema.image_column
@@ -89,6 +116,18 @@ def safe_relative_path(value: Any) -> PurePosixPath | None:
     if path.is_absolute() or ".." in path.parts or (len(text) > 1 and text[1] == ":"):
         return None
     return path
+
+
+def resolves_inside(root: Path, path: Path) -> bool:
+    """True when ``path``, every symbolic link followed, is ``root`` or lies under it (``root`` resolved too).
+
+    The rule for every file a bundle names: zips may not hold links at all (:func:`_check_zip`); in a folder,
+    a link is followed and must land inside the bundle.
+    """
+    try:
+        return Path(path).resolve().is_relative_to(Path(root).resolve())
+    except (OSError, RuntimeError):  # a link loop
+        return False
 
 
 def _unsafe_path(value: Any) -> bool:
@@ -197,7 +236,8 @@ def _find_root(folder: Path) -> Path:
     """The folder holding the tables: the given one, or its single sub-folder (zips often wrap one)."""
     if _find_table(folder, "items") or _find_table(folder, "interactions"):
         return folder
-    children = [c for c in folder.iterdir() if c.is_dir() and not c.name.startswith((".", "__MACOSX"))]
+    children = [c for c in folder.iterdir()
+                if c.is_dir() and not c.is_symlink() and not c.name.startswith((".", "__MACOSX"))]
     if len(children) == 1:
         return _find_root(children[0])
     return folder
@@ -306,6 +346,12 @@ def _load_from_folder(folder: Path, report: ValidationReport, overrides: Any, na
             report.error("missing_file",
                          f"no {table} table found: the bundle needs {table}.csv, {table}.parquet or {table}.jsonl",
                          f"{table}.*")
+    for extra in ("schema.json", *(p.name for p in files.values() if p is not None)):
+        if (folder / extra).exists() and not resolves_inside(folder, folder / extra):
+            report.error("file_outside_bundle", "the file is a symbolic link that points outside the bundle; copy "
+                         "the file itself into the bundle folder", extra)
+    if not report.ok:
+        return None
     tables: dict[str, pd.DataFrame | None] = {}
     for table, path in files.items():
         tables[table] = read_table(path, report) if path is not None else None
@@ -359,6 +405,9 @@ def _load_from_folder(folder: Path, report: ValidationReport, overrides: Any, na
                            {t: p.name for t, p in files.items() if p is not None})
     if check_images and schema.image_column:
         _check_images(bundle, report, files["items"].name, progress)
+    for link, outside in bundle.extra_files()[1]:
+        report.warning("link_not_copied", "a symbolic link that points outside the bundle; it is not "
+                       "copied" if outside else "a symbolic link to a folder; it is not copied", link)
     report.counts = bundle.counts() if report.ok else {}
     return bundle if report.ok else None
 
@@ -535,13 +584,15 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
                      f"{int(escaping.sum())} picture paths leave the bundle folder (absolute paths or '..'); "
                      "paths must be relative to the bundle, like images/123.jpg", file, column,
                      _row_numbers(escaping))
-    missing, unreadable = [], []
+    missing, unreadable, outside = [], [], []
     total = len(values)
     for position, value in enumerate(values):
         relative = safe_relative_path(value)
         if relative is not None:
             path = bundle.root / relative
-            if not path.is_file():
+            if not resolves_inside(bundle.root, path):
+                outside.append((position, relative.as_posix()))
+            elif not path.is_file():
                 missing.append(position)
             else:
                 try:
@@ -551,6 +602,15 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
                     unreadable.append(position)
         if progress is not None and (position % 500 == 0 or position == total - 1):
             progress("images", position + 1, total)
+    if outside:
+        names = [name for _, name in outside]
+        if len(outside) == 1:
+            message = (f"{names[0]} points outside the bundle (symbolic link); it is ignored and the item is "
+                       "treated as having no picture")
+        else:
+            message = (f"{len(outside)} pictures point outside the bundle (symbolic links), e.g. "
+                       f"{', '.join(names[:3])}; they are ignored and those items are treated as having no picture")
+        report.warning("image_outside_bundle", message, file, column, [p + 2 for p, _ in outside])
     if missing:
         report.warning("missing_images",
                        f"{len(missing)} pictures named in the items table are not in the bundle; those items are "
@@ -560,7 +620,7 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
                        f"{len(unreadable)} pictures could not be read as images; those items are treated as having "
                        "no picture", file, column, [p + 2 for p in unreadable])
     # blank out what cannot be used so later stages see "no picture" rather than a broken path
-    bad = set(missing) | set(unreadable) | set(np.flatnonzero(escaping.to_numpy()))
+    bad = set(missing) | set(unreadable) | {p for p, _ in outside} | set(np.flatnonzero(escaping.to_numpy()))
     if bad:
         cleaned = values.copy()
         cleaned.iloc[sorted(bad)] = ""

@@ -259,3 +259,57 @@ def test_id_columns_with_other_names_are_mapped_and_the_time_column_used_is_name
     assert "mapping_conflict" in conflict.report.codes("error")
     with pytest.raises(Exception, match="can be mapped to"):
         S.Schema.from_dict({"columns": {"items": {"article_id": "user_id"}}})
+
+
+def _symlink(target, link):
+    import os
+
+    try:
+        os.symlink(target, link)
+    except (OSError, NotImplementedError):
+        pytest.skip("symbolic links are not supported here")
+
+
+def test_pictures_linking_out_of_a_folder_bundle_are_ignored(tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "pics").mkdir(parents=True)
+    (outside / "secret.png").write_bytes(png_bytes((1, 2, 3)))
+    (outside / "pics" / "x.png").write_bytes(png_bytes((4, 5, 6)))
+    items = ITEMS.assign(image_file=["images/a.png", "images/leak.png", "linked/x.png"])
+    bundle = write_bundle(tmp_path / "b", items, INTERACTIONS, images={"images/a.png": png_bytes()})
+    _symlink(outside / "secret.png", bundle / "images" / "leak.png")  # a file link out of the bundle
+    _symlink(outside / "pics", bundle / "linked")  # a folder link out of the bundle
+    result = load_bundle(bundle)
+    assert result.ok, result.report.format()  # a picture out of the bundle is a missing picture, not a broken bundle
+    issue = next(i for i in result.report.warnings if i.code == "image_outside_bundle")
+    assert issue.file == "items.csv" and issue.column == "image_file" and issue.rows == [3, 4]
+    assert "images/leak.png" in issue.message and "linked/x.png" in issue.message
+    assert "outside the bundle (symbolic links)" in issue.message and "ignored" in issue.message
+    assert result.bundle.items["image_file"].tolist() == ["images/a.png", "", ""]
+    assert result.bundle.counts()["items_with_image"] == 1
+    assert result.bundle.image_path("images/leak.png") is None and result.bundle.image_path("linked/x.png") is None
+
+    # one picture: the message names it
+    alone = write_bundle(tmp_path / "c", ITEMS.assign(image_file=["images/x.png", "", ""]), INTERACTIONS)
+    (alone / "images").mkdir()
+    _symlink(outside / "secret.png", alone / "images" / "x.png")
+    issue = next(i for i in load_bundle(alone).report.warnings if i.code == "image_outside_bundle")
+    assert issue.message.startswith("images/x.png points outside the bundle (symbolic link); it is ignored")
+
+
+def test_links_that_stay_inside_a_folder_bundle_are_followed(tmp_path):
+    items = ITEMS.assign(image_file=["images/a.png", "same/a.png", "alias.png"])
+    bundle = write_bundle(tmp_path / "b", items, INTERACTIONS, images={"images/a.png": png_bytes()})
+    _symlink(bundle / "images", bundle / "same")
+    _symlink(bundle / "images" / "a.png", bundle / "alias.png")
+    result = load_bundle(bundle)
+    assert result.ok and "image_outside_bundle" not in result.report.codes()
+    assert result.bundle.counts()["items_with_image"] == 3
+
+
+def test_a_table_linking_out_of_the_bundle_is_refused(tmp_path):
+    elsewhere = write_bundle(tmp_path / "elsewhere", ITEMS, None)
+    bundle = write_bundle(tmp_path / "b", None, INTERACTIONS)
+    _symlink(elsewhere / "items.csv", bundle / "items.csv")
+    issue = only_error(load_bundle(bundle), "file_outside_bundle")
+    assert issue.file == "items.csv" and "points outside the bundle" in issue.message

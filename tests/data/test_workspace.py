@@ -94,3 +94,38 @@ def test_the_active_dataset_is_the_workspaces_last_import_or_choice(workspace, s
     workspace.delete_dataset("second")
     workspace.set_active_dataset("first")
     assert workspace.active_dataset() == "first"
+
+
+def test_import_copies_nothing_from_outside_a_folder_bundle(workspace, tmp_path):
+    import os
+
+    from tests.conftest import png_bytes
+
+    secret = png_bytes((7, 7, 7), size=(9, 9))
+    (tmp_path / "private").mkdir()
+    (tmp_path / "private" / "secret.png").write_bytes(secret)
+    (tmp_path / "private" / "notes.txt").write_text("do not copy")
+    items = pd.DataFrame({"item_id": ["a", "b", "c"], "title": ["A one", "B two", "C three"],
+                          "image_file": ["images/a.png", "images/leak.png", "linked/secret.png"]})
+    bundle = write_bundle(tmp_path / "b", items, pd.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["a", "b", "c"]}),
+                          images={"images/a.png": png_bytes(), "ground_truth/truth.csv": b"item_id\na\n"})
+    try:
+        os.symlink(tmp_path / "private" / "secret.png", bundle / "images" / "leak.png")
+        os.symlink(tmp_path / "private", bundle / "linked")
+        os.symlink(tmp_path / "private" / "notes.txt", bundle / "ground_truth" / "notes.txt")
+        os.symlink(tmp_path / "private", bundle / "ground_truth" / "private")
+        os.symlink(bundle / "ground_truth", bundle / "ground_truth" / "loop")  # a loop must not make the copy endless
+        os.symlink(tmp_path / "private" / "notes.txt", bundle / "README.md")
+    except (OSError, NotImplementedError):
+        pytest.skip("symbolic links are not supported here")
+    result = workspace.import_bundle(bundle, name="shop")
+    assert result.ok, result.report.format()
+    stored = sorted(p.relative_to(result.path).as_posix() for p in result.path.rglob("*") if p.is_file())
+    assert stored == ["ground_truth/truth.csv", "images/a.png", "interactions.parquet", "items.parquet",
+                      "manifest.json", "schema.json"]
+    assert not [p for p in result.path.rglob("*") if p.is_symlink()]
+    assert workspace.load_dataset("shop").items["image_file"].tolist() == ["images/a.png", "", ""]
+    messages = {issue.file: issue.message for issue in result.report.warnings if issue.code == "link_not_copied"}
+    assert set(messages) == {"ground_truth/notes.txt", "ground_truth/private", "ground_truth/loop", "README.md"}
+    assert "points outside the bundle" in messages["README.md"] and "not copied" in messages["README.md"]
+    assert "symbolic link to a folder" in messages["ground_truth/loop"]

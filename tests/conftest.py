@@ -64,6 +64,27 @@ def png_bytes(colour=(200, 30, 30), size=(16, 16)) -> bytes:
     return buffer.getvalue()
 
 
+def huge_png(width: int, height: int) -> bytes:
+    """A valid black-and-white PNG of ``width`` x ``height`` pixels that is small on disk (a decompression
+    bomb: 30000x30000 is ~0.5 MB and would decode to ~1 GB). Written row by row, never held decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" * (1 + (width + 7) // 8)  # filter byte, then one bit per pixel
+    per_block = max(1, (1 << 20) // len(row))
+    compressor, parts, left = zlib.compressobj(1), [], height
+    while left > 0:
+        count = min(left, per_block)
+        parts.append(compressor.compress(row * count))
+        left -= count
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
 @pytest.fixture
 def small_bundle(tmp_path) -> Path:
     """A valid 3-item bundle with pictures, ratings and a multi-label column."""

@@ -20,9 +20,10 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from . import schema as S
+from .pictures import MAX_IMAGE_PIXELS_ENV, PictureTooLarge, describe_size, megapixels, open_picture
 from .report import BundleError, ValidationReport
 
 TABLE_EXTENSIONS = (".csv", ".parquet", ".jsonl", ".ndjson")
@@ -584,7 +585,7 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
                      f"{int(escaping.sum())} picture paths leave the bundle folder (absolute paths or '..'); "
                      "paths must be relative to the bundle, like images/123.jpg", file, column,
                      _row_numbers(escaping))
-    missing, unreadable, outside = [], [], []
+    missing, unreadable, outside, too_large = [], [], [], []
     total = len(values)
     for position, value in enumerate(values):
         relative = safe_relative_path(value)
@@ -596,9 +597,14 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
                 missing.append(position)
             else:
                 try:
-                    with Image.open(path) as picture:
+                    # the size comes from the header; a picture over the cap is never decoded
+                    with open_picture(path, relative.as_posix()) as picture:
                         picture.verify()
+                except PictureTooLarge as exc:
+                    too_large.append((position, exc))
                 except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+                    unreadable.append(position)
+                except Exception:  # a PIL plugin's own error on a damaged file: unreadable, never a crash
                     unreadable.append(position)
         if progress is not None and (position % 500 == 0 or position == total - 1):
             progress("images", position + 1, total)
@@ -611,6 +617,17 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
             message = (f"{len(outside)} pictures point outside the bundle (symbolic links), e.g. "
                        f"{', '.join(names[:3])}; they are ignored and those items are treated as having no picture")
         report.warning("image_outside_bundle", message, file, column, [p + 2 for p, _ in outside])
+    if too_large:
+        limit = too_large[0][1].limit
+        if len(too_large) == 1:
+            message = f"{too_large[0][1]}; it is ignored (not decoded) and the item is treated as having no picture"
+        else:
+            examples = ", ".join(f"{e.name} ({e.size[0]}x{e.size[1]} pixels)" if e.size else
+                                 f"{e.name} ({describe_size(None, e.pixels)})" for _, e in too_large[:3])
+            message = (f"{len(too_large)} pictures are over the limit of {megapixels(limit)}, e.g. {examples}; they "
+                       "are ignored (not decoded) and those items are treated as having no picture")
+        report.warning("image_too_large", message + f"; the limit is set by {MAX_IMAGE_PIXELS_ENV}", file, column,
+                       [p + 2 for p, _ in too_large])
     if missing:
         report.warning("missing_images",
                        f"{len(missing)} pictures named in the items table are not in the bundle; those items are "
@@ -620,7 +637,8 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
                        f"{len(unreadable)} pictures could not be read as images; those items are treated as having "
                        "no picture", file, column, [p + 2 for p in unreadable])
     # blank out what cannot be used so later stages see "no picture" rather than a broken path
-    bad = set(missing) | set(unreadable) | {p for p, _ in outside} | set(np.flatnonzero(escaping.to_numpy()))
+    bad = (set(missing) | set(unreadable) | {p for p, _ in outside} | {p for p, _ in too_large}
+           | set(np.flatnonzero(escaping.to_numpy())))
     if bad:
         cleaned = values.copy()
         cleaned.iloc[sorted(bad)] = ""

@@ -3,8 +3,9 @@ weights are already in the local torch hub cache. Nothing is ever downloaded.
 
 ``encode(paths, batch_size=64, progress=None)`` returns ``(features [n, dim] float32, mask [n] bool)``.
 ``mask`` is True where the picture was read; a missing path (None / NaN / empty), a file that
-does not exist, cannot be decoded or is corrupt gives ``mask=False`` and a zero row that callers
-must not use. Failures never raise; they are logged and kept in ``encoder.failures`` as
+does not exist, cannot be decoded, is corrupt or is over the pixel cap (``MAX_IMAGE_PIXELS`` of
+``recsys.data.pictures``, checked from the header before decoding) gives ``mask=False`` and a zero
+row that callers must not use. Failures never raise; they are logged and kept in ``encoder.failures`` as
 ``(index, path, reason)`` for the last call.
 
 Pictures are decoded by a small thread pool (PIL releases the GIL while decoding), one batch
@@ -52,12 +53,18 @@ def _is_missing(path) -> bool:
 def load_rgb(path: str | os.PathLike, draft_size: int | None = None):
     """Open a picture as an RGB ``PIL.Image`` (fully decoded; transparency composited on white).
 
+    A picture over ``recsys.data.pictures.MAX_IMAGE_PIXELS`` raises ``PictureTooLarge`` before it is decoded.
+
     ``draft_size``: let the JPEG decoder downscale very large pictures by a power of two while
     keeping both sides >= draft_size (much faster; no effect on small pictures).
     """
     from PIL import Image
 
-    with Image.open(path) as img:
+    from ..data.pictures import open_picture
+
+    # the size is checked from the header before anything is decoded: a picture over
+    # recsys.data.pictures.MAX_IMAGE_PIXELS raises PictureTooLarge (a ValueError), never a PIL bomb error
+    with open_picture(path) as img:
         if draft_size and img.format == "JPEG":
             img.draft("RGB", (draft_size, draft_size))
         if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):

@@ -313,3 +313,47 @@ def test_a_table_linking_out_of_the_bundle_is_refused(tmp_path):
     _symlink(elsewhere / "items.csv", bundle / "items.csv")
     issue = only_error(load_bundle(bundle), "file_outside_bundle")
     assert issue.file == "items.csv" and "points outside the bundle" in issue.message
+
+
+def test_decompression_bombs_are_masked_before_decoding(tmp_path):
+    import warnings
+
+    from PIL import Image
+
+    from tests.conftest import huge_png
+
+    # 30000x30000 is over twice PIL's own limit (PIL raises DecompressionBombError on open); 12000x12000 is
+    # between PIL's limit and twice it (PIL only warns, and decoding would take ~1 GB); both are over the cap
+    items = ITEMS.assign(image_file=["images/ok.png", "images/bomb.png", "images/big.png"])
+    bundle = write_bundle(tmp_path / "b", items, INTERACTIONS,
+                          images={"images/ok.png": png_bytes(), "images/bomb.png": huge_png(30000, 30000),
+                                  "images/big.png": huge_png(12000, 12000)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # a warning that escaped would fail here
+        result = load_bundle(bundle)
+    assert result.ok, result.report.format()
+    issue = next(i for i in result.report.warnings if i.code == "image_too_large")
+    assert issue.file == "items.csv" and issue.column == "image_file" and issue.rows == [3, 4]
+    assert "images/bomb.png (900 megapixels)" in issue.message
+    assert "images/big.png (12000x12000 pixels)" in issue.message
+    assert "over the limit of 40 megapixels" in issue.message and "RECSYS_MAX_IMAGE_PIXELS" in issue.message
+    assert result.bundle.items["image_file"].tolist() == ["images/ok.png", "", ""]
+
+
+def test_the_pixel_cap_is_one_setting(tmp_path, monkeypatch):
+    from recsys.data import pictures
+
+    items = ITEMS.assign(image_file=["images/small.png", "images/larger.png", ""])
+    bundle = write_bundle(tmp_path / "b", items, INTERACTIONS,
+                          images={"images/small.png": png_bytes(size=(10, 10)),
+                                  "images/larger.png": png_bytes(size=(16, 16))})
+    assert load_bundle(bundle).report.codes() == []  # 40 megapixels by default
+    monkeypatch.setattr(pictures, "MAX_IMAGE_PIXELS", 200)
+    issue = next(i for i in load_bundle(bundle).report.warnings if i.code == "image_too_large")
+    assert issue.message.startswith("images/larger.png is 16x16 pixels (256 pixels), over the limit of 200 pixels; "
+                                    "it is ignored") and issue.rows == [3]
+    assert pictures.DEFAULT_MAX_IMAGE_PIXELS == 40_000_000
+    monkeypatch.setenv("RECSYS_MAX_IMAGE_PIXELS", "25_000_000")
+    assert pictures._setting() == 25_000_000
+    monkeypatch.setenv("RECSYS_MAX_IMAGE_PIXELS", "lots")
+    assert pictures._setting() == 40_000_000

@@ -129,3 +129,19 @@ def test_import_copies_nothing_from_outside_a_folder_bundle(workspace, tmp_path)
     assert set(messages) == {"ground_truth/notes.txt", "ground_truth/private", "ground_truth/loop", "README.md"}
     assert "points outside the bundle" in messages["README.md"] and "not copied" in messages["README.md"]
     assert "symbolic link to a folder" in messages["ground_truth/loop"]
+
+
+def test_importing_a_decompression_bomb_masks_the_picture(workspace, tmp_path):
+    from tests.conftest import huge_png, png_bytes
+
+    items = pd.DataFrame({"item_id": ["a", "b"], "title": ["A one", "B two"],
+                          "image_file": ["images/a.png", "images/bomb.png"]})
+    bundle = write_bundle(tmp_path / "b", items, pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["a", "b"]}),
+                          images={"images/a.png": png_bytes(), "images/bomb.png": huge_png(30000, 30000)})
+    result = workspace.import_bundle(bundle, name="shop")  # was: a DecompressionBombError traceback
+    assert result.ok, result.report.format()
+    assert "image_too_large" in result.report.codes("warning")
+    assert workspace.load_dataset("shop").items["image_file"].tolist() == ["images/a.png", ""]
+    assert not (result.path / "images" / "bomb.png").exists()
+    manifest = (result.path / "manifest.json").read_text()
+    assert "images/bomb.png is 900 megapixels, over the limit of 40 megapixels" in manifest

@@ -58,3 +58,47 @@ def test_all_missing_loads_no_model(tmp_path):
     assert feats.shape == (2, 1280) and not mask.any()
     assert enc._model is None
     assert enc.encode([])[0].shape == (0, 1280)
+
+
+def test_pictures_over_the_pixel_cap_are_masked_before_decoding(tmp_path, monkeypatch):
+    import warnings
+
+    import pytest
+
+    from recsys.data import pictures
+    from recsys.data.pictures import PictureTooLarge
+    from recsys.features.image import load_rgb
+    from tests.conftest import huge_png
+
+    bomb, big, small = tmp_path / "bomb.png", tmp_path / "big.png", tmp_path / "small.png"
+    bomb.write_bytes(huge_png(30000, 30000))  # PIL itself refuses it on open
+    big.write_bytes(huge_png(12000, 12000))  # PIL only warns; decoding would take ~1 GB
+    small.write_bytes(huge_png(64, 48))
+    decoded = []
+    from PIL import ImageFile
+
+    original_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or original_load(self))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # a warning that escaped would fail here
+        with pytest.raises(PictureTooLarge, match=r"bomb\.png is 900 megapixels, over the limit of 40 megapixels"):
+            load_rgb(bomb)
+        with pytest.raises(PictureTooLarge, match=r"big\.png is 12000x12000 pixels \(144 megapixels\)"):
+            load_rgb(big)
+    assert load_rgb(small).size == (64, 48)
+    monkeypatch.setattr(pictures, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(PictureTooLarge, match=r"small\.png is 64x48 pixels \(3,072 pixels\), over the limit of 1,000"):
+        load_rgb(small)
+    assert decoded == [(64, 48)]  # only the small picture was ever decoded
+
+
+def test_the_encoder_masks_pictures_over_the_cap(lite0, tmp_path):
+    from tests.conftest import huge_png
+
+    bomb, ok = tmp_path / "bomb.png", tmp_path / "ok.png"
+    bomb.write_bytes(huge_png(30000, 30000))
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(ok)
+    feats, mask = lite0.encode([bomb, ok])
+    assert mask.tolist() == [False, True] and not feats[0].any()
+    [(index, path, reason)] = lite0.failures
+    assert index == 0 and path == str(bomb) and "PictureTooLarge" in reason and "900 megapixels" in reason

@@ -183,14 +183,24 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
     if report.get("protocols"):
         _draw_protocols(report["protocols"])
 
-    cols = st.columns([2, 1], vertical_alignment="bottom")
-    name = cols[0].text_input("Dataset name", value=default_name, key=f"data_name_{key}",
-                              help="Lowercase letters, digits, '-' and '_'; other characters become '-'.")
-    from recsys.workspace import dataset_name
+    from recsys.workspace import InvalidName, dataset_name, validate_name
 
-    final = dataset_name(name)
+    cols = st.columns([2, 1], vertical_alignment="bottom")
+    # the suggestion is derived from the file name and always valid ("My Shop (2)" -> my-shop-2); what is typed
+    # is checked as typed, never silently renamed
+    name = cols[0].text_input("Dataset name", value=dataset_name(default_name), key=f"data_name_{key}",
+                              help="Letters, digits, '.', '_' and '-' (no leading dot, at most 100 characters).")
+    final = name.strip()
+    try:
+        validate_name("dataset name", final)
+        name_error = None
+    except InvalidName as exc:
+        name_error = str(exc)
     clicked = cols[1].button("Import dataset", type="primary", icon=":material/download:", key=f"data_import_{key}",
-                             disabled=not report.get("ok"), width="stretch")
+                             disabled=not report.get("ok") or name_error is not None, width="stretch")
+    if name_error:
+        st.error(f"**Choose another name**: {md_text(name_error)}.", icon=":material/edit:")
+        return
     if final in dataset_names():
         st.caption(f":material/info: A dataset named **{final}** exists; importing replaces it only if this bundle "
                    "has no errors.")

@@ -2,7 +2,8 @@
 
 Every command has ``--help`` and ``--json``; with ``--json`` the last line of standard output is one
 JSON object (counts, timings, paths, errors) that scripts and benchmarks can read. Progress bars
-go to standard error. A failing command exits non-zero with its message on standard error.
+go to standard error. A failing command exits non-zero with its message on standard error (never a
+traceback for a bad name: run ids and dataset names are checked by :func:`recsys.workspace.validate_name`).
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     from .data.demo import DEMO_DATASET_NAME, generate_demo_bundle
 
+    from .workspace import validate_name
+
+    if args.do_import and args.name is not None:
+        validate_name("dataset name", args.name)  # before minutes of generating: main prints it plainly
     started = time.perf_counter()
     out = Path(args.out)
     generate_demo_bundle(out, n_users=args.users, n_items=args.items, n_interactions=args.interactions,
@@ -101,7 +106,8 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
 
 def _import_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="bundle folder or .zip")
-    p.add_argument("--name", default=None, help="dataset name (default: the folder or zip name)")
+    p.add_argument("--name", default=None, help="dataset name: letters, digits, '.', '_', '-' (default: derived from "
+                   "the folder or zip name, e.g. 'My Shop (2).zip' -> my-shop-2)")
     p.add_argument("--schema", default=None, help="JSON file with column roles overriding the inferred ones")
     p.add_argument("--check", action="store_true", help="validate only; write nothing to the workspace")
 
@@ -110,6 +116,10 @@ def _import_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_import(args: argparse.Namespace) -> dict[str, Any]:
     from .data.schema import Schema, SchemaError
 
+    from .workspace import validate_name
+
+    if args.name is not None:
+        validate_name("dataset name", args.name)
     schema = None
     if args.schema:
         try:
@@ -195,9 +205,10 @@ def _features_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_features(args: argparse.Namespace) -> dict[str, Any]:
     from .device import select_device
     from .features.extract import extract_item_features
-    from .workspace import DatasetNotFound
+    from .workspace import DatasetNotFound, validate_name
 
     workspace = _workspace(args)
+    validate_name("dataset name", args.dataset)
     try:
         bundle = workspace.load_dataset(args.dataset)
     except DatasetNotFound as exc:
@@ -278,12 +289,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     func = _COMMANDS[args.command][0]
+    from .workspace import InvalidName
+
     try:
         result = {"command": args.command, "ok": True, **func(args)}
         code = EXIT_OK
-    except CommandError as exc:
+    except (CommandError, InvalidName) as exc:  # InvalidName: a run id or dataset name that is a path
         print(f"error: {exc}", file=sys.stderr)
-        result = {"command": args.command, "ok": False, "error": str(exc), **exc.details}
+        result = {"command": args.command, "ok": False, "error": str(exc), **getattr(exc, "details", {})}
         code = EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

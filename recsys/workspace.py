@@ -35,12 +35,34 @@ from .data.report import ValidationReport
 ENV_VAR = "RECSYS_WORKSPACE"
 DEFAULT_ROOT = "workspace"
 _NAME = re.compile(r"[^a-z0-9_-]+")
+MAX_NAME_LENGTH = 100
+# a run id or dataset name is one folder name under runs/ or datasets/: never a path, never hidden
+_VALID_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,%d}" % (MAX_NAME_LENGTH - 1))
+NAME_RULE = f"use letters, digits, '.', '_' and '-' (no leading dot, at most {MAX_NAME_LENGTH} characters)"
+
+
+class InvalidName(ValueError):
+    """A run id or dataset name that is not a plain folder name (a path, a hidden name, odd characters)."""
+
+
+def validate_name(kind: str, value: Any) -> str:
+    """``value`` if it is a valid ``kind`` ("run id", "dataset name"), else :class:`InvalidName`.
+
+    The one check every entry point applies to names it is given (command line, app, Workspace): names
+    are addressed inside the workspace only, so ``../x``, ``/abs/path``, ``a/b`` and ``.hidden`` are refused.
+    Names the studio derives itself (from a file name, a timestamp) go through :func:`dataset_name` or are
+    built from valid parts, so they always pass.
+    """
+    if not isinstance(value, str) or not _VALID_NAME.fullmatch(value):
+        raise InvalidName(f"{kind} {str(value)!r} is not allowed: {NAME_RULE}")
+    return value
 
 
 def dataset_name(text: str) -> str:
-    """A folder-safe dataset name: lowercase letters, digits, '-' and '_'."""
+    """A valid dataset name derived from any text (a file stem such as "My Shop (2)" -> "my-shop-2"):
+    lowercase letters, digits, '-' and '_'. For names people type, use :func:`validate_name` instead."""
     name = _NAME.sub("-", str(text).strip().lower()).strip("-_")
-    return name[:64] or "dataset"
+    return name[:64].strip("-_") or "dataset"
 
 
 @dataclass
@@ -88,13 +110,21 @@ class Workspace:
 
     # ------------------------------------------------------------------ datasets
     def dataset_path(self, name: str) -> Path:
-        return self.datasets_dir / dataset_name(name)
+        """The folder of dataset ``name``; :class:`InvalidName` unless it is a valid dataset name."""
+        return self.datasets_dir / validate_name("dataset name", name)
+
+    def run_path(self, run_id: str) -> Path:
+        """The folder of run ``run_id``; :class:`InvalidName` unless it is a valid run id (runs are
+        addressed by id, never by a path)."""
+        return self.runs_dir / validate_name("run id", run_id)
 
     def list_datasets(self) -> list[DatasetInfo]:
         infos = []
         for folder in sorted(self.datasets_dir.iterdir()):
             manifest = folder / "manifest.json"
-            if folder.name.startswith(".") or not manifest.is_file():
+            # hidden folders are imports or deletions under way; a folder someone made by hand with a name
+            # that is not valid could not be opened by name, so it is not listed either
+            if not _VALID_NAME.fullmatch(folder.name) or not manifest.is_file():
                 continue
             infos.append(DatasetInfo(folder.name, folder, json.loads(manifest.read_text())))
         return infos
@@ -105,7 +135,11 @@ class Workspace:
             recover_directory(self.datasets_dir / trash.name[len(".trash-"):].rsplit("-", 1)[0])
 
     def has_dataset(self, name: str) -> bool:
-        return (self.dataset_path(name) / "manifest.json").is_file()
+        """Whether dataset ``name`` exists (False for a name that is not valid: no such dataset can exist)."""
+        try:
+            return (self.dataset_path(name) / "manifest.json").is_file()
+        except InvalidName:
+            return False
 
     # the dataset in use, shared by every window of the studio: the last one imported or chosen
     def active_dataset(self) -> str | None:
@@ -118,7 +152,7 @@ class Workspace:
         return name if isinstance(name, str) and self.has_dataset(name) else None
 
     def set_active_dataset(self, name: str) -> None:
-        if not self.has_dataset(name):
+        if not (self.dataset_path(name) / "manifest.json").is_file():
             raise DatasetNotFound(f"no dataset named '{name}' in {self.datasets_dir}")
         atomic_write_json(self.root / "active.json", {"dataset": name})
 
@@ -128,11 +162,15 @@ class Workspace:
                       **load_options: Any) -> ImportResult:
         """Validate ``source`` and, only if it has no errors, store it as dataset ``name``.
 
-        A bundle with errors changes nothing in the workspace; the report says why.
+        A bundle with errors changes nothing in the workspace; the report says why. A ``name`` given
+        must be valid (:class:`InvalidName` otherwise, before anything is read); without one the name is
+        derived from the folder or zip name (``My Shop (2).zip`` -> ``my-shop-2``).
         """
+        if name is not None:
+            validate_name("dataset name", name)
         result: LoadResult = load_bundle(source, schema=schema, name=name, progress=progress,
                                          **load_options)
-        final_name = dataset_name(name or (result.bundle.name if result.bundle else "upload"))
+        final_name = name or dataset_name(result.bundle.name if result.bundle else "upload")
         if not result.ok:
             discard_bundle(result.bundle)
             return ImportResult(result.report, final_name, None)

@@ -63,3 +63,72 @@ def test_every_command_has_help(command, tmp_path):
 def test_unknown_dataset_is_a_clear_error(tmp_path):
     done = run_cli("features", "nope", "--json", workspace=tmp_path / "ws")
     assert done.returncode == 1 and "no dataset named 'nope'" in done.stderr
+
+
+# ----------------------------------------------------------------------------- run ids and dataset names are names
+
+NAME_RULE = "use letters, digits, '.', '_' and '-' (no leading dot, at most 100 characters)"
+
+
+def test_a_path_as_run_id_is_refused_plainly_without_a_traceback(tmp_path):
+    done = run_cli("train", "--run-id", "../../x", "--json", workspace=tmp_path / "ws")
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"error: run id '../../x' is not allowed: {NAME_RULE}"
+    result = last_json(done.stdout)
+    assert result == {"command": "train", "ok": False, "error": f"run id '../../x' is not allowed: {NAME_RULE}"}
+    assert not (tmp_path / "x").exists() and not any((tmp_path / "ws" / "runs").iterdir())
+
+
+def _other_workspace_run(tmp_path):
+    """A run folder (config + saved model files) in another workspace, to be addressed by its path."""
+    run = tmp_path / "elsewhere" / "runs" / "r1"
+    (run / "model").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"run_id": "r1", "config": {"dataset": "demo"}}))
+    (run / "model" / "config.json").write_text("{}")
+    (run / "metrics.json").write_text("{}")
+    return run
+
+
+@pytest.mark.parametrize("argv", [
+    ["recommend", "{run}", "--user", "u1"],
+    ["evaluate", "{run}"],
+    ["explain", "{run}", "--user", "u1", "--item", "i1"],
+    ["recommend-explained", "{run}", "--user", "u1"],
+    ["recommend-new", "{run}", "--like", "i1"],
+    ["train", "--resume", "{run}"],
+    ["train", "--data", "../nowhere"],
+    ["import", "{bundle}", "--name", "../../etc"],
+    ["import", "{bundle}", "--name", "/tmp/abs", "--check"],
+    ["demo", "--out", "{tmp}/demo", "--import", "--name", "a/b"],
+    ["features", "../demo"],
+])
+def test_every_command_refuses_a_path_where_a_name_belongs(argv, tmp_path, small_bundle, capsys):
+    from recsys.cli import main
+
+    run = _other_workspace_run(tmp_path)
+    argv = [a.format(run=run, bundle=small_bundle, tmp=tmp_path) for a in argv]
+    code = main([*argv, "--json", "--quiet", "--workspace", str(tmp_path / "ws")])
+    out, err = capsys.readouterr()
+    assert code == 1
+    kind = "dataset name" if argv[0] in ("import", "demo", "features") or "--data" in argv else "run id"
+    assert err.startswith(f"error: {kind} '") and err.rstrip().endswith(f"is not allowed: {NAME_RULE}")
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["ok"] is False and "is not allowed" in result["error"]
+    assert not (tmp_path / "demo").exists()  # the demo was not even generated
+    for folder in (tmp_path / "ws" / "datasets", tmp_path / "ws" / "runs"):
+        assert not folder.exists() or not any(folder.iterdir())
+
+
+def test_import_derives_a_valid_name_from_the_zip_name(tmp_path, small_bundle, capsys):
+    import zipfile
+
+    from recsys.cli import main
+
+    archive = tmp_path / "My Shop (2).zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for path in small_bundle.rglob("*"):
+            if path.is_file():
+                handle.write(path, path.relative_to(small_bundle).as_posix())
+    code = main(["import", str(archive), "--json", "--quiet", "--workspace", str(tmp_path / "ws")])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["dataset"] == "my-shop-2"

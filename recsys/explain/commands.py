@@ -19,7 +19,7 @@ def load_run(workspace: Any, run: str) -> tuple[Path, Any, Any, dict[str, Any]]:
     """(run folder, loaded model, the dataset bundle or None, the run's config dict)."""
     from ..models.base import Recommender, _import_all_models
 
-    run_dir = workspace.runs_dir / run
+    run_dir = workspace.run_path(run)  # a run id, never a path: InvalidName otherwise (the CLI prints it)
     if not (run_dir / "config.json").is_file():
         raise CommandError(f"no run '{run}' in {workspace.runs_dir}")
     if not (run_dir / "model" / "config.json").is_file():

@@ -15,7 +15,8 @@ from .run import RunConfig, list_runs, read_progress, read_status, train_run
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", dest="dataset", default=None,
                    help="dataset name in the workspace, or a bundle folder/.zip to import first (default: demo)")
-    p.add_argument("--run-id", default=None, help="name of the run folder (default: time-dataset-model-xxxx)")
+    p.add_argument("--run-id", default=None, help="name of the run folder under workspace/runs: letters, digits, "
+                   "'.', '_', '-' (default: time-dataset-model-xxxx)")
     p.add_argument("--resume", default=None, metavar="RUN_ID", help="continue a stopped or interrupted run")
     for item in dataclasses.fields(RunConfig):
         if item.name == "dataset":
@@ -35,7 +36,12 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
+    from ..workspace import validate_name
+
     workspace = _workspace(args)
+    for kind, value in (("run id", args.run_id), ("run id", args.resume)):
+        if value is not None:
+            validate_name(kind, value)  # a run id, never a path (InvalidName: main prints it plainly)
     if args.resume:
         config = None
     else:
@@ -48,7 +54,9 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
                 raise CommandError("the bundle has errors; nothing was trained:\n" + imported.report.format(),
                                    imported.to_dict())
             dataset = imported.name
-        elif dataset == "demo" and not workspace.has_dataset("demo"):
+        else:
+            validate_name("dataset name", dataset)
+        if dataset == "demo" and not workspace.has_dataset("demo"):
             from ..workspace import ensure_demo_dataset
 
             ensure_demo_dataset(workspace)
@@ -133,7 +141,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_dir(args: argparse.Namespace):
     workspace = _workspace(args)
-    run_dir = workspace.runs_dir / args.run
+    run_dir = workspace.run_path(args.run)  # a run id, never a path (InvalidName: main prints it plainly)
     if not (run_dir / "config.json").is_file():
         known = ", ".join(r.run_id for r in list_runs(workspace)[:5]) or "none yet"
         raise CommandError(f"no run '{args.run}' in {workspace.runs_dir} (recent: {known})")

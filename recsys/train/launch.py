@@ -121,14 +121,15 @@ def _reap(process: subprocess.Popen) -> None:
 def start_run(workspace: Workspace, config: RunConfig, run_id: str | None = None) -> str:
     """Spawn a detached training process for ``config``; return its run id at once.
 
-    Raises ``ValueError`` for a dataset the workspace does not have (the process would only fail)
-    and ``FileExistsError`` when ``run_id`` is taken.
+    Raises ``ValueError`` for a dataset the workspace does not have (the process would only fail),
+    :class:`recsys.workspace.InvalidName` (a ``ValueError``) for a run id or dataset name that is not
+    a plain name, and ``FileExistsError`` when ``run_id`` is taken.
     """
-    if not workspace.has_dataset(config.dataset):
+    if not (workspace.dataset_path(config.dataset) / "manifest.json").is_file():  # InvalidName for a bad name
         names = ", ".join(i.name for i in workspace.list_datasets()) or "none yet"
         raise ValueError(f"no dataset named '{config.dataset}' in the workspace (available: {names})")
     run_id = run_id or new_run_id(config)
-    if (workspace.runs_dir / run_id).exists() or (_launch_dir(workspace) / f"{run_id}.json").exists():
+    if workspace.run_path(run_id).exists() or (_launch_dir(workspace) / f"{run_id}.json").exists():
         raise FileExistsError(f"a run named {run_id} already exists")
     _spawn(workspace, run_id, training_command(workspace, config, run_id))
     return run_id
@@ -136,7 +137,7 @@ def start_run(workspace: Workspace, config: RunConfig, run_id: str | None = None
 
 def resume_run(workspace: Workspace, run_id: str) -> str:
     """Continue a stopped or interrupted run from its last checkpoint, in a detached process."""
-    run_dir = workspace.runs_dir / run_id
+    run_dir = workspace.run_path(run_id)
     if not (run_dir / "config.json").is_file():
         raise FileNotFoundError(f"no run {run_id} to resume")
     if run_state(run_dir)["state"] in ACTIVE_STATES:
@@ -263,9 +264,7 @@ def stop_run(run_dir: str | Path) -> bool:
 
 def delete_run(workspace: Workspace, run_id: str) -> None:
     """Remove a run folder (and its launch record). Refuses while the run is training."""
-    run_dir = workspace.runs_dir / run_id
-    if Path(run_id).name != run_id or run_id.startswith("."):
-        raise ValueError(f"not a run id: {run_id!r}")
+    run_dir = workspace.run_path(run_id)  # InvalidName (a ValueError) for a path or an odd name
     state = run_state(run_dir)["state"]
     if state in ACTIVE_STATES:
         raise RunBusyError(f"run {run_id} is still {state}; stop it before deleting it")

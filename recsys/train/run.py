@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import time
 import traceback
@@ -32,7 +33,7 @@ import numpy as np
 
 from ..atomic import atomic_directory, atomic_write_json
 from ..models.fusion import DEFAULTS as FUSION
-from ..workspace import Workspace
+from ..workspace import Workspace, validate_name
 from .records import RunRecord, read_run_record
 
 STATES = ("running", "finished", "stopped", "failed", "interrupted")
@@ -194,8 +195,16 @@ def write_status(run_dir: Path, **fields: Any) -> None:
     atomic_write_json(path, current | fields)
 
 
+def _id_part(text: Any, limit: int) -> str:
+    """A piece of a generated run id: characters a run id may not hold become '-', at most ``limit`` long."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", str(text))[:limit].strip("-_") or "x"
+
+
 def new_run_id(config: RunConfig) -> str:
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{config.dataset}-{config.model}-{uuid.uuid4().hex[:4]}"
+    """``time-dataset-model-xxxx``, always a valid run id (see :func:`recsys.workspace.validate_name`)."""
+    run_id = (f"{time.strftime('%Y%m%d-%H%M%S')}-{_id_part(config.dataset, 48)}-{_id_part(config.model, 24)}-"
+              f"{uuid.uuid4().hex[:4]}")
+    return validate_name("run id", run_id)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -233,7 +242,7 @@ def train_run(workspace: Workspace, config: RunConfig, run_id: str | None = None
               progress: Callable[[str, int, int], None] | None = None) -> Path:
     """Execute a run end to end; returns its folder. Installs SIGTERM/SIGINT handlers while running."""
     run_id = run_id or new_run_id(config)
-    run_dir = workspace.runs_dir / run_id
+    run_dir = workspace.run_path(run_id)  # InvalidName (a ValueError) for a path or an odd name
     if resume:
         if not (run_dir / "config.json").is_file():
             raise FileNotFoundError(f"no run {run_id} to resume in {workspace.runs_dir}")

@@ -58,6 +58,24 @@ def card_titles(at) -> list[str]:
 
 # ----------------------------------------------------------------------------- data
 
+def test_the_dataset_name_is_derived_valid_and_a_typed_path_is_refused(app, empty_workspace):
+    at = open_data_page(app)
+    items, interactions = shop_tables()
+    at.file_uploader(key="data_items_file").set_value(("My Shop (2) items.csv", items, "text/csv"))
+    at.file_uploader(key="data_interactions_file").set_value(("interactions.csv", interactions, "text/csv"))
+    at.run()
+    assert not at.exception
+    name_input = [t for t in at.text_input if (t.key or "").startswith("data_name_")][0]
+    assert name_input.value == "my-shop-2" and not import_button(at).disabled  # derived from the file, valid
+    name_input.set_value("../../outside")
+    at.run()
+    assert not at.exception
+    shown = texts(at).replace("\\", "")  # Markdown escapes
+    assert "dataset name '../../outside' is not allowed: use letters, digits" in shown
+    assert import_button(at).disabled
+    assert not (empty_workspace / "datasets").exists() or not any((empty_workspace / "datasets").iterdir())
+
+
 def test_upload_with_a_bad_rating_is_blocked_until_the_role_is_changed(app, trained_workspace):
     at = open_data_page(app)
     items, interactions = shop_tables(bad_rating=True)

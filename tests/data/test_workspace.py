@@ -5,12 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from recsys.workspace import Workspace, dataset_name
+from recsys.workspace import InvalidName, Workspace, dataset_name, validate_name
 from tests.conftest import write_bundle
 
 
 def test_import_roundtrip(workspace, small_bundle):
-    result = workspace.import_bundle(small_bundle, name="Shop Catalog!")
+    result = workspace.import_bundle(small_bundle, name="shop-catalog")
     assert result.ok and result.name == "shop-catalog"
     stored = workspace.load_dataset("shop-catalog")
     assert stored.items["item_id"].tolist() == ["a", "b", "c"]
@@ -145,3 +145,51 @@ def test_importing_a_decompression_bomb_masks_the_picture(workspace, tmp_path):
     assert not (result.path / "images" / "bomb.png").exists()
     manifest = (result.path / "manifest.json").read_text()
     assert "images/bomb.png is 900 megapixels, over the limit of 40 megapixels" in manifest
+
+
+RULE = "use letters, digits, '.', '_' and '-' (no leading dot, at most 100 characters)"
+BAD_NAMES = ["../../x", "/abs/path/to/run", "a/b", "a\\b", ".hidden", "..", "", "My Shop", "x" * 101]
+
+
+@pytest.mark.parametrize("value", BAD_NAMES)
+def test_one_validator_refuses_paths_and_odd_names_with_a_plain_message(value):
+    with pytest.raises(InvalidName) as caught:
+        validate_name("run id", value)
+    assert str(caught.value) == f"run id {value!r} is not allowed: {RULE}"
+    assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize("value", ["demo", "shop-2", "My_Shop.v2", "20260101-120000-demo-fusion-ab12", "x" * 100])
+def test_plain_names_pass(value):
+    assert validate_name("dataset name", value) == value
+
+
+def test_workspace_maps_only_valid_names_to_folders(workspace, small_bundle, tmp_path):
+    outside = tmp_path / "outside"
+    for call in (workspace.dataset_path, workspace.load_dataset, workspace.delete_dataset,
+                 workspace.set_active_dataset):
+        with pytest.raises(InvalidName, match="dataset name '../outside' is not allowed"):
+            call("../outside")
+    with pytest.raises(InvalidName, match="run id '/abs/run' is not allowed"):
+        workspace.run_path("/abs/run")
+    assert workspace.run_path("run-1") == workspace.runs_dir / "run-1"
+    assert workspace.has_dataset("../outside") is False  # a question, not an entry point: no such dataset
+    with pytest.raises(InvalidName, match=r"dataset name '\.\./outside' is not allowed: use letters"):
+        workspace.import_bundle(small_bundle, name="../outside")
+    with pytest.raises(InvalidName, match="dataset name 'Shop Catalog!' is not allowed"):
+        workspace.import_bundle(small_bundle, name="Shop Catalog!")  # typed names are checked, not renamed
+    assert not outside.exists() and not any(workspace.datasets_dir.iterdir())
+
+
+def test_a_name_derived_from_a_file_is_made_valid(workspace, small_bundle, tmp_path):
+    import zipfile
+
+    archive = tmp_path / "My Shop (2).zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for path in small_bundle.rglob("*"):
+            if path.is_file():
+                handle.write(path, path.relative_to(small_bundle).as_posix())
+    result = workspace.import_bundle(archive)
+    assert result.ok and result.name == "my-shop-2"
+    assert workspace.load_dataset("my-shop-2").items["item_id"].tolist() == ["a", "b", "c"]
+    assert validate_name("dataset name", dataset_name("." * 3 + "é" * 80)) == "dataset"

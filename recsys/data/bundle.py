@@ -7,6 +7,7 @@ is only usable when ``result.ok``. Nothing here writes to the workspace.
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import shutil
@@ -272,7 +273,11 @@ def read_table(path: Path, report: ValidationReport) -> pd.DataFrame | None:
                              f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
                              "save it as UTF-8 (in Excel: 'CSV UTF-8') and upload it again", name, rows=[line])
                 return None
-            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[])
+            if not _check_field_counts(raw, text, name, report):
+                return None
+            # index_col=False: never take the first column as the index (pandas does when rows have one more
+            # field than the header); the check above has already refused such rows
+            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[], index_col=False)
         elif suffix == ".parquet":
             frame = pd.read_parquet(path)
         else:
@@ -291,6 +296,83 @@ def read_table(path: Path, report: ValidationReport) -> pd.DataFrame | None:
         report.error("empty_file", "the file has a header but no rows", name)
         return None
     return frame
+
+
+def _ragged_lines_unquoted(raw: bytes, limit: int = 10) -> tuple[int, list[tuple[int, int]], int] | None:
+    """:func:`_ragged_records` for a file without quotes, where a record is a line and its fields are its commas
+    plus one: counted with numpy on the bytes (ASCII commas and line breaks never occur inside a UTF-8
+    character), so a large interactions file costs a fraction of reading it. None when it does not apply."""
+    if b'"' in raw or raw.count(b"\r") != raw.count(b"\r\n"):
+        return None
+    data = np.frombuffer(raw, dtype=np.uint8)
+    ends = np.flatnonzero(data == 10)
+    if len(data) and data[-1] != 10:
+        ends = np.append(ends, len(data))
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    fields = np.diff(np.searchsorted(np.flatnonzero(data == 44), np.concatenate(([-1], ends)))) + 1
+    if not len(fields) or not raw[starts[0]:ends[0]].strip():
+        return None  # no lines, or a blank first line: leave it to the csv module
+    expected = int(fields[0])
+    examples: list[tuple[int, int]] = []
+    count = 0
+    for index in np.flatnonzero(fields != expected):
+        if fields[index] == 1 and not raw[starts[index]:ends[index]].strip():
+            continue  # a blank line
+        count += 1
+        if len(examples) < limit:
+            examples.append((int(index) + 1, int(fields[index])))
+    return expected, examples, count
+
+
+def _ragged_records(text: str, limit: int = 10) -> tuple[int, list[tuple[int, int]], int]:
+    """(fields in the header, the first ``limit`` records whose field count differs as (line, fields), how many
+    differ). Lines are physical lines (1 = the header), as an editor numbers them; blank lines are skipped,
+    as pandas skips them. Quoting follows pandas' defaults (``"``, doubled to escape), so a quoted comma or
+    line break is part of its field."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    expected = 0
+    examples: list[tuple[int, int]] = []
+    count = 0
+    line = 0  # the last physical line read: the next record starts on the line after it
+    for row in reader:
+        start, line = line + 1, reader.line_num
+        fields = len(row)
+        if fields == 0 or (fields == 1 and not row[0].strip()):
+            continue  # a blank line
+        if not expected:
+            expected = fields
+        elif fields != expected:
+            count += 1
+            if len(examples) < limit:
+                examples.append((start, fields))
+    return expected, examples, count
+
+
+def _check_field_counts(raw: bytes, text: str, name: str, report: ValidationReport) -> bool:
+    """Refuse a CSV with rows of more or fewer fields than its header (read as they are, their values would
+    shift into the wrong columns: an item id read as a title, a title as an id). False when it has some."""
+    found = _ragged_lines_unquoted(raw)
+    if found is None:
+        limit = csv.field_size_limit()
+        csv.field_size_limit(max(limit, 1 << 30))  # long descriptions are fine; the default stops at 128 KB
+        try:
+            found = _ragged_records(text)
+        except csv.Error:
+            return True  # what the csv module cannot split, pandas reports as it always did
+        finally:
+            csv.field_size_limit(limit)
+    expected, examples, count = found
+    if not count:
+        return True
+    line, fields = examples[0]
+    cause = ("an unquoted comma in a text field? quote it" if fields > expected else
+             "a value left out without its comma, or a line break in an unquoted text field? keep one comma per "
+             "column and quote text fields")
+    others = count - 1
+    more = f"; {others:,} more line{'s have' if others > 1 else ' has'} a different number of fields" if others else ""
+    report.error("ragged_rows", f"line {line} has {fields} field{'s' if fields != 1 else ''}, the header has "
+                                f"{expected} ({cause}){more}", name, rows=[e[0] for e in examples])
+    return False
 
 
 def _row_numbers(mask: pd.Series | np.ndarray) -> list[int]:

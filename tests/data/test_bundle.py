@@ -357,3 +357,54 @@ def test_the_pixel_cap_is_one_setting(tmp_path, monkeypatch):
     assert pictures._setting() == 25_000_000
     monkeypatch.setenv("RECSYS_MAX_IMAGE_PIXELS", "lots")
     assert pictures._setting() == 40_000_000
+
+
+# ----------------------------------------------------------------------------- rows with more or fewer fields
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["plain", "with-quoted-fields"])
+def test_a_row_with_an_unquoted_comma_is_named_not_read_shifted(tmp_path, quoted):
+    # line 3 has one field more than the header: read shifted, its ids would become titles and the
+    # interactions would "point at items that are not in the items table" although 1, 2, 3 are there
+    bundle = write_bundle(tmp_path / "b", None, pd.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": [1, 2, 3]}))
+    second = '"Kettle, red"' if quoted else "Kettle red"
+    (bundle / "items.csv").write_text(f"item_id,title,price\n1,{second},3\n2,Boots, blue,4\n3,Hose,5\n")
+    result = load_bundle(bundle)
+    issue = only_error(result, "ragged_rows")
+    assert issue.file == "items.csv" and issue.rows == [3]
+    assert issue.message == "line 3 has 4 fields, the header has 3 (an unquoted comma in a text field? quote it)"
+    assert issue.format() == ("[error] items.csv: line 3 has 4 fields, the header has 3 (an unquoted comma in a "
+                              "text field? quote it) (e.g. rows 3)")
+    assert "unknown_items" not in result.report.codes()
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["plain", "with-quoted-fields"])
+def test_the_first_data_row_too_long_is_caught_and_short_rows_too(tmp_path, quoted):
+    # one more field on every data row is what pandas silently reads as an index column
+    bundle = write_bundle(tmp_path / "b", None, pd.DataFrame({"user_id": ["u1"], "item_id": ["a"]}))
+    title = '"Alpha"' if quoted else "Alpha"
+    (bundle / "items.csv").write_text(f"item_id,title\r\na,{title},x\r\nb,Beta,y\r\n\r\nc\r\nd,Delta")
+    issue = only_error(load_bundle(bundle), "ragged_rows")
+    assert issue.message == ("line 2 has 3 fields, the header has 2 (an unquoted comma in a text field? quote it); "
+                             "2 more lines have a different number of fields")
+    assert issue.rows == [2, 3, 5]  # the blank line 4 is skipped, as pandas skips it
+    (bundle / "items.csv").write_text(f"item_id,title,price\na,{title},1\nb Beta 2\n")
+    issue = only_error(load_bundle(bundle), "ragged_rows")
+    assert issue.message.startswith("line 3 has 1 field, the header has 3 (a value left out without its comma")
+
+
+def test_quoted_commas_line_breaks_and_blank_lines_are_fine(tmp_path):
+    bundle = write_bundle(tmp_path / "b", None, pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["a", "c"]}))
+    (bundle / "items.csv").write_text('\ufeffitem_id,title,price\n'
+                                      'a,"Kettle, red",3\n'
+                                      'b,"Two\nlines, and ""quotes""",4\n'
+                                      '   \n'
+                                      'c,Hose,\n')
+    result = load_bundle(bundle)
+    assert result.ok, result.report.format()
+    assert result.bundle.items["title"].tolist() == ["Kettle, red", 'Two\nlines, and "quotes"', "Hose"]
+    assert result.bundle.items["item_id"].tolist() == ["a", "b", "c"]
+    # a line break inside quotes is part of its record: a later bad row is named by its line in an editor
+    with open(bundle / "items.csv", "a") as handle:
+        handle.write("d,Rake, steel,9\n")
+    assert only_error(load_bundle(bundle), "ragged_rows").rows == [7]

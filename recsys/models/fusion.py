@@ -564,8 +564,8 @@ class FusionRecommender(Recommender):
     def _fit_projections(self) -> None:
         """Per content modality, the ridge map ``W_m [D, A]`` from an item's vector to its column of the
         behaviour expert's weights (how the covered items' histories predict it), fitted on the A covered
-        items; stored transposed ``[A, D]``. The items outside are then scored by what their content
-        predicts their behaviour would be (the CB2CF idea, in closed form)."""
+        items; stored transposed ``[A, D]`` beside the vectors of the items outside, which are then ordered
+        by what their content predicts their behaviour would be (the CB2CF idea, in closed form)."""
         self._projections = {}
         ridge = float(self.config["projection_ridge"])
         if ridge <= 0 or not isinstance(self._behaviour, torch.Tensor) or not self._outside_behaviour.any():

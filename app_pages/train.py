@@ -18,6 +18,7 @@ from app_pages.common import (PRIMARY, chart, dataset_names, dataset_picker, emp
                               page_header, run_label, run_page, show_error, state_badge, style_figure)
 from recsys.train.launch import (ACTIVE_STATES, read_log_tail, resume_run, run_state, start_run, stop_run,
                                  summarize_progress)
+from recsys.train.lock import RunRefused
 from recsys.train.data import PROTOCOL_LABELS as ENGINE_PROTOCOL_LABELS
 from recsys.train.report import METRIC_COLUMNS, metrics_table
 from recsys.train.run import RunConfig, read_progress
@@ -387,6 +388,8 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
                 resume_run(get_workspace(), run_dir.name)
                 st.toast("Resuming the run…", icon=":material/replay:")
                 st.rerun()
+            except RunRefused as exc:  # another process is training it (e.g. resumed from a second window)
+                st.error(f"**Not resumed**: {exc}.", icon=":material/block:")
             except Exception as exc:
                 show_error("The run could not be resumed", exc)
     elif state == "stopped":

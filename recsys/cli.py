@@ -289,12 +289,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     func = _COMMANDS[args.command][0]
+    from .train.lock import RunRefused
     from .workspace import InvalidName
 
     try:
         result = {"command": args.command, "ok": True, **func(args)}
         code = EXIT_OK
-    except (CommandError, InvalidName) as exc:  # InvalidName: a run id or dataset name that is a path
+    except (CommandError, InvalidName, RunRefused) as exc:  # InvalidName: a run id or dataset name that is a
+        # path; RunRefused: a run still training, or finished (resume without --force)
         print(f"error: {exc}", file=sys.stderr)
         result = {"command": args.command, "ok": False, "error": str(exc), **getattr(exc, "details", {})}
         code = EXIT_FAILED

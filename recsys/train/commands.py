@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from ..cli import CommandError, TqdmProgress, _say, _workspace, command
+from .lock import RunRefused
 from .run import RunConfig, list_runs, read_progress, read_status, train_run
 
 
@@ -17,7 +18,10 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
                    help="dataset name in the workspace, or a bundle folder/.zip to import first (default: demo)")
     p.add_argument("--run-id", default=None, help="name of the run folder under workspace/runs: letters, digits, "
                    "'.', '_', '-' (default: time-dataset-model-xxxx)")
-    p.add_argument("--resume", default=None, metavar="RUN_ID", help="continue a stopped or interrupted run")
+    p.add_argument("--resume", default=None, metavar="RUN_ID", help="continue a stopped or interrupted run "
+                   "(refused while it is still training, and for a finished run unless --force)")
+    p.add_argument("--force", action="store_true", help="with --resume: train a finished run again "
+                   "(its model and metrics are replaced)")
     for item in dataclasses.fields(RunConfig):
         if item.name == "dataset":
             continue
@@ -42,6 +46,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     for kind, value in (("run id", args.run_id), ("run id", args.resume)):
         if value is not None:
             validate_name(kind, value)  # a run id, never a path (InvalidName: main prints it plainly)
+    if args.force and not args.resume:
+        raise CommandError("--force only applies with --resume RUN_ID")
     if args.resume:
         config = None
     else:
@@ -72,7 +78,10 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     try:
         run_dir = train_run(workspace, config, run_id=args.resume or args.run_id, resume=bool(args.resume),
                             progress=progress) if config else train_run(workspace, RunConfig(), run_id=args.resume,
-                                                                          resume=True, progress=progress)
+                                                                          resume=True, progress=progress,
+                                                                          force=args.force)
+    except RunRefused as exc:  # still training, or finished without --force: a plain message, no traceback
+        raise CommandError(str(exc), exc.details) from exc
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError, KeyError) as exc:
         raise CommandError(str(exc)) from exc
     finally:

@@ -31,20 +31,18 @@ from typing import Any
 
 from ..atomic import atomic_write_json
 from ..workspace import Workspace
+from .lock import RunBusyError, RunFinishedError, busy_message, lock_holder
 from .records import ACTIVE_STATES, RunRecord
 from .run import RunConfig, list_runs, new_run_id, read_status
 
 __all__ = [
     "start_run", "resume_run", "stop_run", "delete_run", "run_state", "log_path", "read_log_tail",
     "training_command", "summarize_progress", "model_zip", "list_all_runs", "ACTIVE_STATES", "RunBusyError",
+    "RunFinishedError",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _CHILDREN: dict[int, subprocess.Popen] = {}
-
-
-class RunBusyError(RuntimeError):
-    """The run is still training: stop it first."""
 
 
 def _launch_dir(workspace_or_runs: Workspace | Path) -> Path:
@@ -135,17 +133,35 @@ def start_run(workspace: Workspace, config: RunConfig, run_id: str | None = None
     return run_id
 
 
-def resume_run(workspace: Workspace, run_id: str) -> str:
-    """Continue a stopped or interrupted run from its last checkpoint, in a detached process."""
+def resume_run(workspace: Workspace, run_id: str, force: bool = False) -> str:
+    """Continue a stopped, interrupted or failed run from its last checkpoint, in a detached process.
+
+    Refuses (before any process starts) a run that is still training (:class:`RunBusyError`) and a
+    finished one (:class:`RunFinishedError`) unless ``force``, which trains it again.
+    """
     run_dir = workspace.run_path(run_id)
     if not (run_dir / "config.json").is_file():
         raise FileNotFoundError(f"no run {run_id} to resume")
-    if run_state(run_dir)["state"] in ACTIVE_STATES:
-        raise RunBusyError(f"run {run_id} is still training")
+    _refuse_if_busy(run_dir, run_id, "stop it first")
+    if run_state(run_dir)["state"] == "finished" and not force:
+        raise RunFinishedError(f"run {run_id} has finished; use --force to train it again",
+                               {"reason": "finished", "run_id": run_id})
     command = [sys.executable, "-m", "recsys", "train", "--quiet", "--workspace", str(workspace.root),
-               "--resume", run_id]
+               "--resume", run_id, *(["--force"] if force else [])]
     _spawn(workspace, run_id, command)
     return run_id
+
+
+def _refuse_if_busy(run_dir: Path, run_id: str, action: str) -> None:
+    """:class:`RunBusyError` while a process holds the run's lock, or the launcher sees it running/starting."""
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        raise RunBusyError(busy_message(run_id, holder.get("pid", "unknown"), action),
+                           {"reason": "busy", "run_id": run_id, "pid": holder.get("pid")})
+    state = run_state(run_dir)
+    if state["state"] in ACTIVE_STATES:
+        raise RunBusyError(busy_message(run_id, state.get("pid", "unknown"), action),
+                           {"reason": "busy", "run_id": run_id, "pid": state.get("pid")})
 
 
 def _launch_record(run_dir: Path) -> dict[str, Any] | None:
@@ -263,11 +279,10 @@ def stop_run(run_dir: str | Path) -> bool:
 
 
 def delete_run(workspace: Workspace, run_id: str) -> None:
-    """Remove a run folder (and its launch record). Refuses while the run is training."""
+    """Remove a run folder (and its launch record). Refuses (:class:`RunBusyError`) while the run is
+    training: a live process holds its lock, or the launcher sees it starting or running."""
     run_dir = workspace.run_path(run_id)  # InvalidName (a ValueError) for a path or an odd name
-    state = run_state(run_dir)["state"]
-    if state in ACTIVE_STATES:
-        raise RunBusyError(f"run {run_id} is still {state}; stop it before deleting it")
+    _refuse_if_busy(run_dir, run_id, "stop it before deleting it")
     if run_dir.exists():
         trash = run_dir.with_name(f".deleted-{run_id}-{int(time.time() * 1000)}")
         os.replace(run_dir, trash)  # one rename: readers never see half a folder

@@ -13,6 +13,11 @@ SIGTERM/SIGINT stop training cleanly: the loop ends after the current step, the 
 kept and evaluated, and the status says "stopped". A SIGKILL leaves the last best checkpoint, which
 is written atomically, and the status still says "running" with a pid that no longer exists, which
 :func:`read_status` reports as "interrupted". ``resume=True`` continues from ``checkpoint/``.
+
+One writer per folder: ``.lock`` (:mod:`recsys.train.lock`, pid + host + start time, created with
+``O_EXCL``) is held for the whole training and removed at its end, also when it fails or is stopped; a
+SIGKILL leaves it behind, and the next start finds its pid gone and takes it over. Resuming a run that
+is still training, or one that has finished (unless ``force``), is refused.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import numpy as np
 from ..atomic import atomic_directory, atomic_write_json
 from ..models.fusion import DEFAULTS as FUSION
 from ..workspace import Workspace, validate_name
+from .lock import LOCK_NAME, RunBusyError, RunFinishedError, RunLock, acquire_run_lock, busy_message
 from .records import RunRecord, read_run_record
 
 STATES = ("running", "finished", "stopped", "failed", "interrupted")
@@ -239,20 +245,52 @@ class _TrainingCallbacks:
 
 
 def train_run(workspace: Workspace, config: RunConfig, run_id: str | None = None, resume: bool = False,
-              progress: Callable[[str, int, int], None] | None = None) -> Path:
-    """Execute a run end to end; returns its folder. Installs SIGTERM/SIGINT handlers while running."""
+              progress: Callable[[str, int, int], None] | None = None, force: bool = False) -> Path:
+    """Execute a run end to end; returns its folder. Installs SIGTERM/SIGINT handlers while running.
+
+    The run folder's lock (:mod:`recsys.train.lock`) is held from the start to the end, so a second
+    writer is refused (:class:`RunBusyError`). Resuming a finished run is refused
+    (:class:`RunFinishedError`) unless ``force``: that trains it again and replaces its model and metrics.
+    """
     run_id = run_id or new_run_id(config)
     run_dir = workspace.run_path(run_id)  # InvalidName (a ValueError) for a path or an odd name
     if resume:
         if not (run_dir / "config.json").is_file():
             raise FileNotFoundError(f"no run {run_id} to resume in {workspace.runs_dir}")
-        config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())["config"])
+        lock = acquire_run_lock(run_dir, run_id)  # RunBusyError while another process trains it
+        try:
+            status = read_status(run_dir)
+            if status.get("state") == "running" and status.get("pid") != os.getpid():  # an older trainer, no lock
+                raise RunBusyError(busy_message(run_id, status.get("pid")),
+                                   {"reason": "busy", "run_id": run_id, "pid": status.get("pid")})
+            if status.get("state") == "finished" and not force:
+                raise RunFinishedError(f"run {run_id} has finished; use --force to train it again",
+                                       {"reason": "finished", "run_id": run_id})
+            config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())["config"])
+        except BaseException:
+            lock.release()
+            raise
     else:
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
             raise FileExistsError(f"run folder {run_dir} already exists")
         run_dir.mkdir(parents=True, exist_ok=True)
+        lock = acquire_run_lock(run_dir, run_id)
+        if any(p.name != LOCK_NAME for p in run_dir.iterdir()):  # another start got there first
+            lock.release()
+            raise FileExistsError(f"run folder {run_dir} already exists")
         atomic_write_json(run_dir / "config.json", {"run_id": run_id, "config": config.to_dict()})
+    try:
+        return _train_locked(workspace, config, run_id, run_dir, resume, progress, lock)
+    finally:
+        lock.release()
+
+
+def _train_locked(workspace: Workspace, config: RunConfig, run_id: str, run_dir: Path, resume: bool,
+                  progress: Callable[[str, int, int], None] | None, lock: RunLock) -> Path:
     log = ProgressLog(run_dir)
+    if lock.taken_over is not None:
+        log.write("stage", stage="lock", message=f"took over the stale lock of pid {lock.taken_over.get('pid')} "
+                                                 "(that process is gone)")
     write_status(run_dir, state="running", pid=os.getpid(), started=time.time(), run_id=run_id,
                  dataset=config.dataset, model=config.model)
     callbacks = _TrainingCallbacks(run_dir, log, lambda model: _save_model(model, run_dir / "model"))

@@ -31,7 +31,7 @@ from typing import Any
 
 from ..atomic import atomic_write_json
 from ..workspace import Workspace
-from .lock import RunBusyError, RunFinishedError, busy_message, lock_holder
+from .lock import RunBusyError, RunFinishedError, busy_message, lock_holder, pid_alive
 from .records import ACTIVE_STATES, RunRecord
 from .run import RunConfig, list_runs, new_run_id, read_status
 
@@ -90,25 +90,6 @@ def _spawn(workspace: Workspace, run_id: str, command: list[str]) -> int:
     _CHILDREN[process.pid] = process
     threading.Thread(target=_reap, args=(process,), daemon=True, name=f"reap-{run_id}").start()
     return process.pid
-
-
-def _pid_alive(pid: Any) -> bool:
-    """The process exists and is not a zombie."""
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except (OSError, ValueError, OverflowError):
-        return False
-    try:
-        with open(f"/proc/{int(pid)}/stat") as handle:
-            return handle.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _reap(process: subprocess.Popen) -> None:
@@ -186,13 +167,13 @@ def run_state(run_dir: str | Path) -> dict[str, Any]:
         launched_pid = record.get("pid")
         # a resumed run: the status still names the previous pid until the new process writes its own
         if status.get("state") in ("interrupted", "stopped", "failed") and launched_pid != status.get("pid") \
-                and _pid_alive(launched_pid) and record.get("launched", 0) > status.get("started", 0):
+                and pid_alive(launched_pid) and record.get("launched", 0) > status.get("started", 0):
             return status | {"state": "starting", "pid": launched_pid}
     if status.get("state") != "unknown":
         return status
     if record is None:
         return {"state": "unknown"}
-    if _pid_alive(record.get("pid")):
+    if pid_alive(record.get("pid")):
         return {"state": "starting", "pid": record.get("pid"), "started": record.get("launched")}
     tail = read_log_tail(run_dir, 20).strip()
     last = tail.splitlines()[-1] if tail else "the training process ended before it wrote anything"
@@ -269,7 +250,7 @@ def stop_run(run_dir: str | Path) -> bool:
     run_dir = Path(run_dir)
     state = run_state(run_dir)
     pid = state.get("pid")
-    if state["state"] not in ACTIVE_STATES or not pid or not _pid_alive(pid) or not _is_trainer(pid):
+    if state["state"] not in ACTIVE_STATES or not pid or not pid_alive(pid) or not _is_trainer(pid):
         return False
     try:
         os.kill(int(pid), signal.SIGTERM)

@@ -51,7 +51,7 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
-def _alive(pid: Any) -> bool:
+def pid_alive(pid: Any) -> bool:
     """The process exists and is not a zombie."""
     try:
         pid = int(pid)
@@ -98,7 +98,7 @@ def _is_live(run_dir: Path, holder: dict[str, Any]) -> bool:
             return False
     if holder.get("host") and holder["host"] != socket.gethostname():
         return True  # another machine's process: it cannot be checked from here, so it is not taken over
-    if not _alive(holder.get("pid")):
+    if not pid_alive(holder.get("pid")):
         return False
     started = holder.get("proc_start")
     now = _process_start(holder["pid"]) if started else None

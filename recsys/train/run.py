@@ -39,7 +39,7 @@ import numpy as np
 from ..atomic import atomic_directory, atomic_write_json
 from ..models.fusion import DEFAULTS as FUSION
 from ..workspace import Workspace, validate_name
-from .lock import LOCK_NAME, RunBusyError, RunFinishedError, RunLock, acquire_run_lock, busy_message
+from .lock import LOCK_NAME, RunBusyError, RunFinishedError, RunLock, acquire_run_lock, busy_message, pid_alive
 from .records import RunRecord, read_run_record
 
 STATES = ("running", "finished", "stopped", "failed", "interrupted")
@@ -165,23 +165,6 @@ def read_progress(run_dir: str | Path) -> list[dict[str, Any]]:
     return events
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (exited, not yet reaped by its parent) is not running
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def read_status(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / "status.json"
     try:
@@ -190,7 +173,7 @@ def read_status(run_dir: str | Path) -> dict[str, Any]:
         return {"state": "unknown"}
     if not isinstance(status, dict):
         return {"state": "unknown"}
-    if status.get("state") == "running" and not _pid_alive(status.get("pid")):
+    if status.get("state") == "running" and not pid_alive(status.get("pid")):
         status["state"] = "interrupted"
     return status
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages.common import (ASSETS, active_dataset, ensure_demo, fmt_metric, fmt_time, get_workspace, list_all_runs,
-                              load_dataset_frames, run_page, set_active_dataset, state_badge)
+                              load_dataset_frames, md_text, run_page, set_active_dataset, state_badge)
 
 QUICK_START = {"baselines": ["mostpop", "ease"]}  # otherwise the Train form's defaults: the same model
 
@@ -85,7 +85,7 @@ def home() -> None:
         clicked = st.button("Train on the demo catalog", type="primary", icon=":material/rocket_launch:",
                             key="home_quick_start", disabled=bool(active_runs))
         if active_runs:
-            st.info(f"A training run is in progress ({active_runs[0].run_id}): follow it on the Train page.",
+            st.info(f"A training run is in progress ({md_text(active_runs[0].run_id)}): follow it on the Train page.",
                     icon=":material/autorenew:")
         if clicked:
             from recsys.train.launch import start_run

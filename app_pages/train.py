@@ -15,7 +15,7 @@ import streamlit as st
 
 from app_pages.common import (PRIMARY, chart, dataset_names, dataset_picker, empty_state, fmt_duration, fmt_time,
                               get_workspace, list_all_runs, load_dataset_frames, metric_column_config,
-                              page_header, run_label, run_page, show_error, state_badge, style_figure)
+                              md_text, page_header, run_label, run_page, show_error, state_badge, style_figure)
 from recsys.train.launch import (ACTIVE_STATES, read_log_tail, resume_run, run_state, start_run, stop_run,
                                  summarize_progress)
 from recsys.train.lock import RunRefused
@@ -389,7 +389,7 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
                 st.toast("Resuming the run…", icon=":material/replay:")
                 st.rerun()
             except RunRefused as exc:  # another process is training it (e.g. resumed from a second window)
-                st.error(f"**Not resumed**: {exc}.", icon=":material/block:")
+                st.error(f"**Not resumed**: {md_text(exc)}.", icon=":material/block:")
             except Exception as exc:
                 show_error("The run could not be resumed", exc)
     elif state == "stopped":

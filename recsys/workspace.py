@@ -70,10 +70,15 @@ class DatasetInfo:
     name: str
     path: Path
     manifest: dict[str, Any]
+    damaged: str | None = None  # what cannot be read and what to do; None when every file reads
 
     @property
     def counts(self) -> dict[str, int]:
-        return self.manifest.get("counts", {})
+        counts = self.manifest.get("counts")
+        return counts if isinstance(counts, dict) else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "path": str(self.path), "counts": self.counts, "damaged": self.damaged}
 
 
 @dataclass
@@ -95,6 +100,20 @@ class DatasetNotFound(LookupError):
     pass
 
 
+class DatasetDamaged(RuntimeError):
+    """A stored dataset with a file that cannot be read; the message names the file and what to do."""
+
+    def __init__(self, name: str, problem: str):
+        super().__init__(f"dataset '{name}' is damaged: {problem}")
+        self.dataset = name
+        self.problem = problem
+
+
+# the files a stored dataset needs (users.parquet only when it was imported with users)
+_JSON_FILES = ("manifest.json", "schema.json")
+_TABLE_FILES = ("items.parquet", "interactions.parquet", "users.parquet")
+
+
 class Workspace:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root or os.environ.get(ENV_VAR) or DEFAULT_ROOT).resolve()
@@ -103,6 +122,7 @@ class Workspace:
         self.runs_dir = self.root / "runs"
         for folder in (self.datasets_dir, self.features_dir, self.runs_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        self._checked: dict[str, tuple[list, tuple[dict[str, Any], str | None]]] = {}
         self._recover()
 
     def __repr__(self) -> str:
@@ -119,6 +139,8 @@ class Workspace:
         return self.runs_dir / validate_name("run id", run_id)
 
     def list_datasets(self) -> list[DatasetInfo]:
+        """Every stored dataset, each checked cheaply (JSON files parse, Parquet footers read): a damaged one
+        is listed with ``damaged`` saying which file and what to do, so one bad file never hides the others."""
         infos = []
         for folder in sorted(self.datasets_dir.iterdir()):
             manifest = folder / "manifest.json"
@@ -126,8 +148,71 @@ class Workspace:
             # that is not valid could not be opened by name, so it is not listed either
             if not _VALID_NAME.fullmatch(folder.name) or not manifest.is_file():
                 continue
-            infos.append(DatasetInfo(folder.name, folder, json.loads(manifest.read_text())))
+            manifest_data, problem = self._check_dataset(folder)
+            infos.append(DatasetInfo(folder.name, folder, manifest_data, problem))
         return infos
+
+    def dataset_damage(self, name: str) -> str | None:
+        """What is damaged in stored dataset ``name`` and what to do (None when its files read, or when there
+        is no such dataset): for refusing to start work on it before anything is written."""
+        folder = self.dataset_path(name)
+        return self._check_dataset(folder)[1] if (folder / "manifest.json").is_file() else None
+
+    def _check_dataset(self, folder: Path) -> tuple[dict[str, Any], str | None]:
+        """(the manifest, or {} when it cannot be read; what is damaged, or None). Cached per Workspace by the
+        files' size and modification time: the app lists datasets several times per page."""
+        signature = []
+        for file in (*_JSON_FILES, *_TABLE_FILES):
+            try:
+                stat = (folder / file).stat()
+                signature.append((stat.st_mtime_ns, stat.st_size))
+            except OSError:
+                signature.append(None)
+        cached = self._checked.get(folder.name)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        result = self._verify_dataset(folder)
+        self._checked[folder.name] = (signature, result)
+        return result
+
+    def _verify_dataset(self, folder: Path) -> tuple[dict[str, Any], str | None]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        manifest: dict[str, Any] = {}
+        for file in _JSON_FILES:
+            try:
+                data = json.loads((folder / file).read_text(encoding="utf-8"))
+                if not isinstance(data, dict):
+                    raise ValueError("not a JSON object")
+                if file == "schema.json":
+                    S.Schema.from_dict(data)
+            except (OSError, ValueError) as exc:  # SchemaError and JSONDecodeError are ValueErrors
+                return manifest, self._damage(folder, file, exc)
+            if file == "manifest.json":
+                manifest = data
+        for file in _TABLE_FILES:
+            path = folder / file
+            if file == "users.parquet" and not path.exists():
+                continue
+            try:
+                pq.read_metadata(path)  # the footer only: cheap, and a truncated file has none
+            except (OSError, ValueError, pa.ArrowException) as exc:
+                return manifest, self._damage(folder, file, exc)
+        return manifest, None
+
+    def _damage(self, folder: Path, file: str, exc: BaseException) -> str:
+        """What :class:`DatasetDamaged` and ``DatasetInfo.damaged`` say: the file (relative to the workspace),
+        why it cannot be read, and what to do."""
+        if isinstance(exc, FileNotFoundError):
+            reason = "is missing"
+        else:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            reason = f"cannot be read ({first[:160].rstrip('.')})"
+        relative = folder.relative_to(self.root).as_posix()
+        # there is no delete command for datasets: importing again under the same name replaces the folder
+        return (f"{relative}/{file} {reason}. Import it again (python -m recsys import BUNDLE --name {folder.name}) "
+                f"or delete the folder {relative}")
 
     def _recover(self) -> None:
         """Put back datasets an import interrupted between its two renames (see atomic_directory)."""
@@ -233,19 +318,32 @@ class Workspace:
         })
 
     def load_dataset(self, name: str) -> CatalogBundle:
-        """The stored dataset as a :class:`CatalogBundle` whose pictures live in its folder."""
+        """The stored dataset as a :class:`CatalogBundle` whose pictures live in its folder;
+        :class:`DatasetDamaged` (naming the file) when one of its files cannot be read."""
+        import pyarrow as pa
+
         folder = self.dataset_path(name)
         if not (folder / "manifest.json").is_file():
             available = ", ".join(info.name for info in self.list_datasets()) or "none yet"
             raise DatasetNotFound(f"no dataset named '{name}' in {self.datasets_dir} (available: {available})")
-        schema = S.Schema.read(folder / "schema.json")
-        manifest = json.loads((folder / "manifest.json").read_text())
-        schema.reasons = manifest.get("reasons", {})
-        users_file = folder / "users.parquet"
+        manifest, problem = self._check_dataset(folder)
+        if problem:
+            raise DatasetDamaged(name, problem)
+        file = "schema.json"
+        try:  # the check reads footers only: a file damaged in its middle fails here, named the same way
+            schema = S.Schema.read(folder / file)
+            reasons = manifest.get("reasons", {})
+            schema.reasons = reasons if isinstance(reasons, dict) else {}
+            tables = {}
+            for file in _TABLE_FILES:
+                path = folder / file
+                tables[file] = pd.read_parquet(path) if file != "users.parquet" or path.is_file() else None
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise DatasetDamaged(name, self._damage(folder, file, exc)) from exc
         return CatalogBundle(
-            items=pd.read_parquet(folder / "items.parquet"),
-            interactions=pd.read_parquet(folder / "interactions.parquet"),
-            users=pd.read_parquet(users_file) if users_file.is_file() else None,
+            items=tables["items.parquet"],
+            interactions=tables["interactions.parquet"],
+            users=tables["users.parquet"],
             schema=schema,
             root=folder,
             name=folder.name,
@@ -272,12 +370,12 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
 
 
 def ensure_demo_dataset(workspace: Workspace, progress: Callable[[str, int, int], None] | None = None) -> str:
-    """Generate and import the built-in demo catalog once; return its dataset name."""
+    """Generate and import the built-in demo catalog once (again when it is damaged); return its dataset name."""
     from .data.demo import DEMO_DATASET_NAME, generate_demo_bundle
     import tempfile
 
-    if workspace.has_dataset(DEMO_DATASET_NAME):
-        return DEMO_DATASET_NAME
+    if workspace.has_dataset(DEMO_DATASET_NAME) and not workspace.dataset_damage(DEMO_DATASET_NAME):
+        return DEMO_DATASET_NAME  # a damaged demo is generated again: it replaces the damaged folder
     with tempfile.TemporaryDirectory(prefix="recsys-demo-") as tmp:
         bundle_dir = generate_demo_bundle(Path(tmp) / DEMO_DATASET_NAME)
         result = workspace.import_bundle(bundle_dir, name=DEMO_DATASET_NAME, progress=progress)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_json
-from ..workspace import Workspace
+from ..workspace import DatasetDamaged, Workspace
 from .lock import RunBusyError, RunFinishedError, busy_message, lock_holder, pid_alive
 from .records import ACTIVE_STATES, RunRecord
 from .run import RunConfig, list_runs, new_run_id, read_status
@@ -101,12 +101,16 @@ def start_run(workspace: Workspace, config: RunConfig, run_id: str | None = None
     """Spawn a detached training process for ``config``; return its run id at once.
 
     Raises ``ValueError`` for a dataset the workspace does not have (the process would only fail),
+    :class:`recsys.workspace.DatasetDamaged` for one with a file that cannot be read,
     :class:`recsys.workspace.InvalidName` (a ``ValueError``) for a run id or dataset name that is not
     a plain name, and ``FileExistsError`` when ``run_id`` is taken.
     """
     if not (workspace.dataset_path(config.dataset) / "manifest.json").is_file():  # InvalidName for a bad name
         names = ", ".join(i.name for i in workspace.list_datasets()) or "none yet"
         raise ValueError(f"no dataset named '{config.dataset}' in the workspace (available: {names})")
+    problem = workspace.dataset_damage(config.dataset)
+    if problem:  # the process would only fail on it, leaving a failed run behind
+        raise DatasetDamaged(config.dataset, problem)
     run_id = run_id or new_run_id(config)
     if workspace.run_path(run_id).exists() or (_launch_dir(workspace) / f"{run_id}.json").exists():
         raise FileExistsError(f"a run named {run_id} already exists")

@@ -171,11 +171,14 @@ def cmd_datasets(args: argparse.Namespace) -> dict[str, Any]:
     infos = _workspace(args).list_datasets()
     for info in infos:
         counts = info.counts
+        if info.damaged:  # listed all the same: one bad file must not hide the other datasets
+            _say(args, f"{info.name:<28} DAMAGED: {info.damaged}")
+            continue
         _say(args, f"{info.name:<28} {counts.get('users', 0):>7,} users {counts.get('items', 0):>8,} items "
                    f"{counts.get('interactions', 0):>10,} interactions")
     if not infos:
         _say(args, "no datasets yet: run `python -m recsys demo --import` or `python -m recsys import BUNDLE`")
-    return {"datasets": [{"name": i.name, "path": str(i.path), "counts": i.counts} for i in infos]}
+    return {"datasets": [info.to_dict() for info in infos]}
 
 
 @command("encoders", "list the feature encoders and whether their weights are on this machine")
@@ -289,14 +292,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     func = _COMMANDS[args.command][0]
+    from .models.base import ModelDamaged
     from .train.lock import RunRefused
-    from .workspace import InvalidName
+    from .workspace import DatasetDamaged, InvalidName
 
     try:
         result = {"command": args.command, "ok": True, **func(args)}
         code = EXIT_OK
-    except (CommandError, InvalidName, RunRefused) as exc:  # InvalidName: a run id or dataset name that is a
-        # path; RunRefused: a run still training, or finished (resume without --force)
+    except (CommandError, InvalidName, RunRefused, DatasetDamaged, ModelDamaged) as exc:  # InvalidName: a run id
+        # or dataset name that is a path; RunRefused: a run still training, or finished (resume without --force);
+        # *Damaged: a stored file that cannot be read, named with what to do
         print(f"error: {exc}", file=sys.stderr)
         result = {"command": args.command, "ok": False, "error": str(exc), **getattr(exc, "details", {})}
         code = EXIT_FAILED
@@ -304,6 +309,16 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         result = {"command": args.command, "ok": False, "error": "interrupted"}
         code = 130
+    except Exception as exc:
+        if not args.json:
+            raise
+        # a bug or an unforeseen failure: the traceback for a person, and still one JSON object last for scripts
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        result = {"command": args.command, "ok": False, "error": str(exc) or type(exc).__name__,
+                  "error_type": type(exc).__name__}
+        code = EXIT_FAILED
     if args.json:
         sys.stdout.flush()
         print(json.dumps(result, default=_json_default))

@@ -17,7 +17,8 @@ from ..cli import CommandError, _say, _workspace, command
 
 def load_run(workspace: Any, run: str) -> tuple[Path, Any, Any, dict[str, Any]]:
     """(run folder, loaded model, the dataset bundle or None, the run's config dict)."""
-    from ..models.base import Recommender, _import_all_models
+    from ..models.base import _import_all_models
+    from ..train.records import load_run_model
 
     run_dir = workspace.run_path(run)  # a run id, never a path: InvalidName otherwise (the CLI prints it)
     if not (run_dir / "config.json").is_file():
@@ -25,7 +26,7 @@ def load_run(workspace: Any, run: str) -> tuple[Path, Any, Any, dict[str, Any]]:
     if not (run_dir / "model" / "config.json").is_file():
         raise CommandError(f"run {run} has no saved model yet")
     _import_all_models()
-    model = Recommender.load(run_dir / "model")
+    model = load_run_model(run_dir)  # ModelDamaged names the file (the CLI prints it plainly)
     config = json.loads((run_dir / "config.json").read_text())["config"]
     bundle = workspace.load_dataset(config["dataset"]) if workspace.has_dataset(config["dataset"]) else None
     return run_dir, model, bundle, config

@@ -20,6 +20,63 @@ import scipy.sparse as sp
 from ..atomic import atomic_write_json
 
 MODEL_REGISTRY: dict[str, type["Recommender"]] = {}
+MODEL_FILES = ("config.json", "ids.json", "weights.safetensors")
+
+
+class ModelDamaged(RuntimeError):
+    """A saved model with a file that cannot be read (truncated, emptied, overwritten): names the file."""
+
+    def __init__(self, file: str | Path, reason: str, action: str = "train the model again"):
+        super().__init__(f"{file} {reason}; {action}")
+        self.file = str(file)
+        self.reason = reason
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "is missing"
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"cannot be read ({first[:160].rstrip('.')})"
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelDamaged(path, _reason(exc)) from exc
+    if not isinstance(data, dict):
+        raise ModelDamaged(path, "cannot be read (not a JSON object)")
+    return data
+
+
+def check_safetensors(path: Path) -> None:
+    """:class:`ModelDamaged` unless ``path`` has a whole safetensors header and is as long as it says: reads
+    the header only (a truncated file is short of the last tensor's end)."""
+    import struct
+
+    try:
+        with open(path, "rb") as handle:
+            size = path.stat().st_size
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if length > size - 8:
+                raise ValueError("the header is cut short")
+            header = json.loads(handle.read(length))
+        ends = [int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"]
+    except (OSError, ValueError, struct.error, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise ModelDamaged(path, _reason(exc) if not isinstance(exc, struct.error)
+                           else "cannot be read (shorter than a header)") from exc
+    if 8 + length + max(ends, default=0) > size:
+        raise ModelDamaged(path, f"cannot be read (truncated: {size} bytes, the header promises "
+                                 f"{8 + length + max(ends)})")
+
+
+def check_saved_model(folder: str | Path) -> None:
+    """:class:`ModelDamaged` naming the first file of a saved model that cannot be read; cheap (JSON parses and
+    the weights' header, no tensor is loaded), for listings."""
+    folder = Path(folder)
+    _read_json_object(folder / "config.json")
+    _read_json_object(folder / "ids.json")
+    check_safetensors(folder / "weights.safetensors")
 
 
 @dataclass
@@ -229,7 +286,9 @@ class Recommender(ABC):
         from safetensors.numpy import load_file
 
         folder = Path(folder)
-        meta = json.loads((folder / "config.json").read_text())
+        meta = _read_json_object(folder / "config.json")
+        if not isinstance(meta.get("model"), str) or not isinstance(meta.get("config"), dict):
+            raise ModelDamaged(folder / "config.json", "cannot be read (no model name or configuration)")
         _import_all_models()
         model_cls = MODEL_REGISTRY.get(meta["model"])
         if model_cls is None:
@@ -241,12 +300,18 @@ class Recommender(ABC):
             raise ValueError(f"{folder} holds a {meta['model']} model saved in format {saved_version}; this version of "
                              f"the studio reads format {model_cls.format_version}. Train the model again.")
         model = model_cls(**meta["config"])
-        ids = json.loads((folder / "ids.json").read_text())
+        ids = _read_json_object(folder / "ids.json")
+        if not isinstance(ids.get("user_ids"), list) or not isinstance(ids.get("item_ids"), list):
+            raise ModelDamaged(folder / "ids.json", "cannot be read (no user or item ids)")
         model.user_ids = np.asarray(ids["user_ids"], dtype=str)
         model.item_ids = np.asarray(ids["item_ids"], dtype=str)
         model._user_index = {u: i for i, u in enumerate(model.user_ids)}
         model._item_index = {v: i for i, v in enumerate(model.item_ids)}
-        state = load_file(str(folder / "weights.safetensors"))
+        check_safetensors(folder / "weights.safetensors")  # a plain ModelDamaged before safetensors' own errors
+        try:
+            state = load_file(str(folder / "weights.safetensors"))
+        except Exception as exc:  # SafetensorError derives from Exception only
+            raise ModelDamaged(folder / "weights.safetensors", _reason(exc)) from exc
         if "_seen.indptr" in state:
             indptr, indices = state.pop("_seen.indptr"), state.pop("_seen.indices")
             model.seen = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr),
@@ -316,4 +381,5 @@ def batched_scores(model: Recommender, users: np.ndarray, batch_size: int = 1024
         yield rows, model.score(rows)
 
 
-__all__ = ["TrainData", "Recommender", "MODEL_REGISTRY", "get_model", "list_models", "batched_scores"]
+__all__ = ["TrainData", "Recommender", "MODEL_REGISTRY", "ModelDamaged", "check_saved_model", "get_model", "list_models",
+           "batched_scores"]

@@ -40,7 +40,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
-    from ..workspace import validate_name
+    from ..workspace import DatasetDamaged, validate_name
 
     workspace = _workspace(args)
     for kind, value in (("run id", args.run_id), ("run id", args.resume)):
@@ -69,6 +69,9 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         if not workspace.has_dataset(dataset):
             names = ", ".join(i.name for i in workspace.list_datasets()) or "none yet"
             raise CommandError(f"no dataset named '{dataset}' (available: {names})")
+        problem = workspace.dataset_damage(dataset)
+        if problem:  # refused before a run folder is made (main prints it plainly)
+            raise DatasetDamaged(dataset, problem)
         try:
             config = RunConfig.from_dict({"dataset": dataset, **options})
         except (TypeError, ValueError) as exc:
@@ -143,9 +146,19 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     status = read_status(run_dir)
     if not metrics_file.is_file():
         raise CommandError(f"run {args.run} has no metrics yet (state: {status['state']})")
-    metrics = json.loads(metrics_file.read_text())
-    _print_metrics(args, metrics)
-    return {"run_id": run_dir.name, "state": status["state"], "metrics": _compact(metrics)}
+    try:
+        metrics = json.loads(metrics_file.read_text())
+        if not isinstance(metrics, dict) or not isinstance(metrics.get("model"), dict):
+            raise ValueError("not the metrics of a model")
+        _print_metrics(args, metrics)
+        compact = _compact(metrics)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # truncated, emptied, hand-edited
+        from .records import _resume_advice
+
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CommandError(f"runs/{run_dir.name}/metrics.json cannot be read ({first}); "
+                           f"{_resume_advice(run_dir.name)}") from exc
+    return {"run_id": run_dir.name, "state": status["state"], "metrics": compact}
 
 
 def _run_dir(args: argparse.Namespace):
@@ -170,14 +183,14 @@ def _recommend_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("recommend", "top-K recommendations for a user from a trained run", _recommend_arguments)
 def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
-    from ..models import Recommender
+    from .records import load_run_model
 
     run_dir = _run_dir(args)
     if not (run_dir / "model" / "config.json").is_file():
         raise CommandError(f"run {args.run} has no saved model yet (state: {read_status(run_dir)['state']})")
     from ..models.rerank import variant_groups
 
-    model = Recommender.load(run_dir / "model")
+    model = load_run_model(run_dir)  # ModelDamaged names the file (main prints it plainly)
     workspace = _workspace(args)
     dataset = json.loads((run_dir / "config.json").read_text())["config"]["dataset"]
     titles = {}

@@ -83,10 +83,18 @@ class RunRecord:
         return (self.path / "model" / "config.json").is_file()
 
     @property
+    def model_damaged(self) -> str | None:
+        """What is wrong with the saved model of an ended run (a file that cannot be read, and what to do), or
+        None: when it is whole, when there is none, and while the run trains (its files are being replaced)."""
+        if self.state not in ENDED_STATES or not self.has_model:
+            return None
+        return model_damage(self.path)
+
+    @property
     def usable(self) -> bool:
-        """The run has ended (finished, stopped or interrupted) and kept a model: the pages that recommend
-        and explain offer only these (a model still being written is not read)."""
-        return self.state in ENDED_STATES and self.has_model
+        """The run has ended (finished, stopped or interrupted) and kept a model whose files read: the pages
+        that recommend and explain offer only these (a model still being written is not read)."""
+        return self.state in ENDED_STATES and self.has_model and self.model_damaged is None
 
     @property
     def test_metrics(self) -> dict[str, Any]:
@@ -133,3 +141,63 @@ def read_run_record(folder: Path, status: dict[str, Any]) -> RunRecord | None:
         pass
     return RunRecord(run_id=folder.name, path=folder, config=config, status=status,
                      metrics=metrics if isinstance(metrics, dict) else None)
+
+
+def _resume_advice(run_id: str) -> str:
+    return (f"train the run again: python -m recsys train --resume {run_id} (add --force for a finished run), "
+            "or start a new run")
+
+
+# run folder -> (the model files' size and modification time, what model_damage found); listings run often
+_MODEL_CHECKS: dict[str, tuple[tuple, str | None]] = {}
+
+
+def model_damage(run_dir: Path) -> str | None:
+    """What is damaged in ``run_dir``'s saved model (the file, relative to the workspace, and what to do), or
+    None when its files read. Cheap: JSON parses and the weights' header, cached by size and modification time."""
+    from ..models.base import MODEL_FILES, ModelDamaged, check_saved_model
+
+    folder = Path(run_dir) / "model"
+    signature = []
+    for name in MODEL_FILES:
+        try:
+            stat = (folder / name).stat()
+            signature.append((stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            signature.append(None)
+    key = str(folder)
+    cached = _MODEL_CHECKS.get(key)
+    if cached is not None and cached[0] == tuple(signature):
+        return cached[1]
+    try:
+        check_saved_model(folder)
+        problem = None
+    except ModelDamaged as exc:
+        problem = str(_for_run(run_dir, exc))
+    _MODEL_CHECKS[key] = (tuple(signature), problem)
+    return problem
+
+
+def _for_run(run_dir: Path, exc: Any) -> Any:
+    """The same :class:`ModelDamaged` with the file named from the workspace (runs/RUN/model/...) and the
+    command that retrains the run."""
+    from ..models.base import ModelDamaged
+
+    run_dir = Path(run_dir)
+    file = Path(exc.file)
+    try:
+        shown = file.relative_to(run_dir.parent.parent).as_posix()
+    except ValueError:
+        shown = file.as_posix()
+    return ModelDamaged(shown, exc.reason, _resume_advice(run_dir.name))
+
+
+def load_run_model(run_dir: Path) -> Any:
+    """The saved model of a run; :class:`recsys.models.ModelDamaged` naming the file and the command that
+    retrains the run when one of its files cannot be read."""
+    from ..models.base import ModelDamaged, Recommender
+
+    try:
+        return Recommender.load(Path(run_dir) / "model")
+    except ModelDamaged as exc:
+        raise _for_run(run_dir, exc) from exc

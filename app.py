@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages.common import (ASSETS, active_dataset, ensure_demo, fmt_metric, fmt_time, get_workspace, list_all_runs,
-                              load_dataset_frames, md_text, run_page, set_active_dataset, state_badge)
+from app_pages.common import (ASSETS, active_dataset, damaged_datasets_notice, dataset_names, ensure_demo, fmt_metric,
+                              fmt_time, get_workspace, list_all_runs, load_dataset_frames, md_text, run_page,
+                              set_active_dataset, state_badge)
 
 QUICK_START = {"baselines": ["mostpop", "ease"]}  # otherwise the Train form's defaults: the same model
 
@@ -34,7 +35,8 @@ def home() -> None:
     if not workspace.list_datasets():
         with st.spinner("Preparing the built-in demo catalog (first start only, a few seconds)…"):
             ensure_demo()
-    datasets = [info.name for info in workspace.list_datasets()]
+    damaged_datasets_notice()
+    datasets = dataset_names()  # the readable ones: a damaged dataset is named in the notice above
     active = active_dataset(datasets)
     runs = list_all_runs()
 

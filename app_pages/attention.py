@@ -11,7 +11,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, chart, empty_state, gallery, item_caption,
+from app_pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, chart, damaged_models_notice, empty_state,
+                              gallery, item_caption,
                               model_runs, page_header, run_page, usable_context, run_picker, style_figure)
 from recsys.explain import (attention_by_category, ground_truth_comparison, has_attention, pca_2d,
                             segment_recovery, top_items_attention, user_weights_frame)
@@ -229,6 +230,7 @@ def embedding_map(ctx: RunContext) -> None:
 def main() -> None:
     page_header("Attention", "How much the fusion model listens to behaviour, text, pictures and attributes — for "
                              "every user, category and item.")
+    damaged_models_notice()
     runs = model_runs()
     if not runs:
         empty_state("No model trained yet — train one on the Train page.", page="train", label="Train a model")

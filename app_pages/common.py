@@ -161,11 +161,29 @@ def ensure_demo(progress: Callable[[str, int, int], None] | None = None) -> str:
 
 
 def dataset_names() -> list[str]:
-    return [info.name for info in get_workspace().list_datasets()]
+    """The datasets whose files read: the ones pickers offer (see :func:`damaged_datasets_notice` for the rest)."""
+    return [info.name for info in get_workspace().list_datasets() if not info.damaged]
 
 
 def dataset_info(name: str):
     return next((info for info in get_workspace().list_datasets() if info.name == name), None)
+
+
+def damaged_datasets_notice() -> None:
+    """A warning per damaged dataset, naming the file and what to do; the other datasets work as usual."""
+    for info in get_workspace().list_datasets():
+        if info.damaged:
+            st.warning(f"**Dataset {md_text(info.name)} cannot be used.** {md_text(info.damaged)}.",
+                       icon=":material/broken_image:")
+
+
+def damaged_models_notice() -> None:
+    """A warning per ended run whose saved model has a file that cannot be read (such runs are not offered)."""
+    for run in list_all_runs():
+        problem = run.model_damaged
+        if problem:
+            st.warning(f"**The model of run {md_text(run.run_id)} could not be loaded.** {md_text(problem)}.",
+                       icon=":material/broken_image:")
 
 
 def dataset_stamp(name: str) -> str:
@@ -311,11 +329,14 @@ class ModelUnavailable(RuntimeError):
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def _load_model(model_dir: str, stamp: float):
-    from recsys.models import Recommender, list_models
+    from recsys.models import ModelDamaged, list_models
+    from recsys.train.records import load_run_model
 
     list_models()  # registers every model class before loading one by name
     try:
-        return Recommender.load(model_dir)
+        return load_run_model(Path(model_dir).parent)
+    except ModelDamaged as exc:  # names the file and the command that retrains the run
+        raise ModelUnavailable(str(exc)) from exc
     except FileNotFoundError as exc:
         raise ModelUnavailable(f"this run's model files are incomplete ({exc}); train it again on the Train page") \
             from exc
@@ -395,6 +416,9 @@ def run_context(run: RunRecord) -> RunContext:
     """The cached :class:`RunContext` of a run (raises a plain error when its dataset is gone)."""
     run_dir = run.path
     dataset = run.dataset
+    info = dataset_info(dataset) if dataset else None
+    if info is not None and info.damaged:
+        raise LookupError(f"the dataset '{dataset}' this run was trained on is damaged: {info.damaged}")
     if not dataset or dataset not in dataset_names():
         raise LookupError(f"the dataset '{dataset}' this run was trained on is no longer in the workspace; "
                           "import it again on the Data page")

@@ -12,7 +12,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import (PRIMARY, chart, dataset_info, dataset_names,
+from app_pages.common import (PRIMARY, chart, damaged_datasets_notice, dataset_info, dataset_names,
                               dataset_picker, digest, empty_state, md_text, ensure_demo, gallery, get_workspace, image_file,
                               item_caption, load_dataset_frames, page_header, run_page, show_error, style_figure,
                               set_active_dataset, upload_limit_mb, workspace_root)
@@ -201,7 +201,7 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
     if name_error:
         st.error(f"**Choose another name**: {md_text(name_error)}.", icon=":material/edit:")
         return
-    if final in dataset_names():
+    if get_workspace().has_dataset(final):  # a damaged one too: the import replaces it
         st.caption(f":material/info: A dataset named **{final}** exists; importing replaces it only if this bundle "
                    "has no errors.")
     if clicked:
@@ -224,7 +224,7 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
             _session_cache("data_validation_cache").clear()
             st.rerun()
         else:
-            previous = "the dataset already stored under that name is unchanged" if final in dataset_names() \
+            previous = "the dataset already stored under that name is unchanged" if get_workspace().has_dataset(final) \
                 else "nothing was added to the workspace"
             st.error(f"**The import was refused**: {previous}.", icon=":material/block:")
             _draw_report(result.report.to_dict(), hint_entries)
@@ -469,6 +469,7 @@ def explore_section() -> None:
 def main() -> None:
     page_header("Data", "Import a catalog — items with text, pictures and attributes, and who interacted with what "
                         "— check it, and see what it holds.")
+    damaged_datasets_notice()
     has_data = bool(dataset_names())
     labels = [":material/insights: Explore", ":material/upload: Import"]
     tabs = st.tabs(labels if has_data else labels[::-1])

@@ -7,7 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, empty_state, gallery, item_caption,
+from app_pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, damaged_models_notice, empty_state, gallery,
+                              item_caption,
                               md_text, model_runs, page_header, run_page, usable_context, run_picker, show_error, style_figure)
 from recsys.explain import explain
 from recsys.models.rerank import filter_mask
@@ -216,6 +217,7 @@ def filters(ctx: RunContext) -> tuple[dict, dict]:
 
 def main() -> None:
     page_header("Recommendations", "What a trained model recommends to each user — and why.")
+    damaged_models_notice()
     runs = model_runs()
     if not runs:
         empty_state("No model trained yet — train one on the Train page (the quick start on Home takes a few "

@@ -13,7 +13,7 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import (PRIMARY, chart, dataset_names, dataset_picker, empty_state, fmt_duration, fmt_time,
+from app_pages.common import (PRIMARY, chart, damaged_datasets_notice, dataset_names, dataset_picker, empty_state, fmt_duration, fmt_time,
                               get_workspace, list_all_runs, load_dataset_frames, metric_column_config,
                               md_text, page_header, run_label, run_page, show_error, state_badge, style_figure)
 from recsys.train.launch import (ACTIVE_STATES, read_log_tail, resume_run, run_state, start_run, stop_run,
@@ -157,6 +157,7 @@ def preflight_panel(dataset: str, protocol: str, k_core: int) -> bool:
 
 
 def config_form() -> None:
+    damaged_datasets_notice()
     if not dataset_names():
         empty_state("No dataset yet — import one on the Data page (or use the quick start on Home) and come back "
                     "to train a model on it.", page="data")

@@ -105,11 +105,35 @@ def test_experiments_page_lists_the_run(app, trained_workspace):
 def test_a_run_whose_model_cannot_be_loaded_is_explained(app, trained_workspace, page):
     from tests.app.conftest import the_run
 
-    (the_run(trained_workspace) / "model" / "weights.safetensors").write_bytes(b"damaged")
+    run = the_run(trained_workspace)
+    (run / "model" / "weights.safetensors").write_bytes(b"damaged")
     at = open_page(app, page)
     assert_clean(at)
     warnings = " ".join(w.value for w in at.warning)
-    assert "This run cannot be shown" in warnings and "could not be loaded" in warnings
+    assert "could not be loaded" in warnings and "weights.safetensors cannot be read" in warnings
+    assert "python -m recsys train --resume" in warnings
+
+
+@pytest.mark.parametrize("page", [None, "app_pages/data.py", "app_pages/train.py"])
+def test_a_damaged_dataset_is_named_and_the_others_still_work(app, tmp_path, monkeypatch, small_bundle, page):
+    from recsys.workspace import Workspace
+
+    workspace = Workspace(tmp_path / "ws")
+    assert workspace.import_bundle(small_bundle, name="good").ok
+    assert workspace.import_bundle(small_bundle, name="shop").ok  # the active one
+    items = workspace.datasets_dir / "shop" / "items.parquet"
+    items.write_bytes(items.read_bytes()[:100])
+    monkeypatch.setenv("RECSYS_WORKSPACE", str(workspace.root))
+    at = open_page(app, page)
+    assert not at.exception, [e.value for e in at.exception]
+    # the Train page's protocol check refuses a 3-item catalogue: the only error box allowed
+    assert all("cannot evaluate this dataset" in e.value for e in at.error), [e.value for e in at.error]
+    warnings = " ".join(w.value for w in at.warning)
+    assert "Dataset shop cannot be used" in warnings and "datasets/shop/items.parquet cannot be read" in warnings
+    if page is None:
+        assert "good" in [h.value for h in at.subheader]  # the active dataset falls back to a readable one
+    else:
+        assert at.selectbox(key=f"{page.split('/')[1][:-3]}_dataset").value == "good"
 
 
 def test_the_active_dataset_is_shared_by_every_window(app, trained_workspace, small_bundle):

@@ -358,7 +358,7 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
         st.caption(" · ".join(details + encoder_bits))
     if state in ACTIVE_STATES:
         if head[1].button("Stop", icon=":material/stop:", key=f"train_stop_{run_dir.name}", width="stretch",
-                          help="Stops after the current step, keeps the best checkpoint and evaluates it."):
+                          help="Stops within a few seconds: keeps the best model so far and a checkpoint to resume from."):
             if stop_run(run_dir):
                 st.session_state.setdefault("train_stopping", set()).add(run_dir.name)
                 st.toast("Stop requested: the trainer finishes the current step and keeps its best checkpoint.",
@@ -366,7 +366,7 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
             else:
                 st.toast("The run is not training any more.", icon=":material/info:")
         if run_dir.name in st.session_state.get("train_stopping", set()):
-            st.info("Stopping: the trainer finishes its current step, keeps the best checkpoint and evaluates it.",
+            st.info("Stopping: the trainer ends its current batch and keeps the best model so far.",
                     icon=":material/hourglass_top:")
     if state == "starting":
         st.info("Starting the training process (loading libraries)…", icon=":material/hourglass_top:")
@@ -378,12 +378,22 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
     if state == "failed":
         show_error("The training failed", status.get("error") or "the process ended with an error",
                    details=status.get("traceback") or read_log_tail(run_dir, 40))
-    elif state == "interrupted":
+    elif state in ("interrupted", "stopped"):
         has_model = (run_dir / "model" / "config.json").is_file()
-        st.warning("**Interrupted**: the training process ended without finishing (it was killed, or the machine "
-                   "restarted). " + ("The best checkpoint saved before that is kept and usable on the "
-                                     "Recommendations page. " if has_model else "No model was saved before that. ")
-                   + "You can resume it from its last checkpoint.", icon=":material/warning:")
+        kept = ("The best model saved before that is kept and usable on the Recommendations page. " if has_model
+                else "No model was saved before that. ")
+        if state == "interrupted":
+            st.warning("**Interrupted**: the training process ended without finishing (it was killed, or the "
+                       "machine restarted). " + kept + "You can resume it from its last checkpoint.",
+                       icon=":material/warning:")
+        else:
+            best = summary.get("best_epoch")
+            during = status.get("stopped_during")
+            st.info("**Stopped on request**" + (f" during {md_text(during)}. " if during else ". ")
+                    + (kept if best is None or not has_model else
+                       f"The best model so far (epoch {best + 1}) is kept and usable on the Recommendations page. ")
+                    + ("It has not been evaluated: resume the run to continue training and evaluate it."
+                       if not (run_dir / "metrics.json").is_file() else ""), icon=":material/stop_circle:")
         if st.button("Resume training", icon=":material/replay:", key=f"train_resume_{run_dir.name}"):
             try:
                 resume_run(get_workspace(), run_dir.name)
@@ -393,11 +403,6 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
                 st.error(f"**Not resumed**: {md_text(exc)}.", icon=":material/block:")
             except Exception as exc:
                 show_error("The run could not be resumed", exc)
-    elif state == "stopped":
-        best = summary.get("best_epoch")
-        st.info("**Stopped on request.** " + (f"The best checkpoint (epoch {best + 1}) was kept and evaluated."
-                                              if best is not None else "The best checkpoint was kept and evaluated."),
-                icon=":material/stop_circle:")
     metrics_file = run_dir / "metrics.json"
     if state not in ACTIVE_STATES and metrics_file.is_file():
         import json

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..stopping import check
 from .metrics import _metrics_from_hits, hit_matrix, topk_from_scores
 
 __all__ = ["build_index", "interactions_to_csr", "evaluate_ranking", "summarise_folds"]
@@ -138,6 +139,7 @@ def evaluate_ranking(
     seen = {k: np.zeros(n_items, dtype=bool) for k in ks}
 
     for start in range(0, users.size, batch_size):
+        check("evaluation")  # a stopped run does not wait for the rest of the users
         batch = users[start : start + batch_size]
         scores = _as_scores(score_fn(batch), batch.size, n_items)
         if non_candidate is not None:

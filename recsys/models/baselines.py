@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from ..stopping import check
 from .base import Recommender, TrainData
 
 __all__ = ["MostPop", "ItemKNN", "EASE", "BPRMF", "LightGCN", "ContentOnly"]
@@ -147,6 +148,7 @@ class ItemKNN(Recommender):
             xt = x.T.tocsr()
             rows, cols, vals = [], [], []
             for start in range(0, n_items, self.config["block_size"]):
+                check("the item-kNN similarities")
                 stop = min(start + self.config["block_size"], n_items)
                 co = _dense(xt @ x[:, start:stop]).astype(np.float32)  # [n_items, block]
                 sim = co / (norms[:, None] * norms[None, start:stop] + shrink + 1e-12)
@@ -329,6 +331,7 @@ class _BPRTrained(Recommender):
                 order = torch.randperm(n_pairs, generator=sample_gen, device=device)
                 total = torch.zeros((), device=device)
                 for start in range(0, n_pairs, batch_size):
+                    check("the training epoch")  # per batch: an epoch of millions of pairs takes minutes
                     idx = order[start:start + batch_size]
                     u, i = users_all[idx], items_all[idx]
                     j = self._negatives(u, pos_keys, n_items, sample_gen)

@@ -13,6 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ..stopping import check
+
 __all__ = ["ease_inverse", "ease_weights", "ease_scores_without_rows", "choose_ease_l2", "behaviour_columns",
            "DEFAULT_L2_GRID"]
 
@@ -103,6 +105,7 @@ def choose_ease_l2(train: sp.spmatrix, valid: sp.spmatrix, grid: Sequence[float]
     def value(position: int) -> float:
         l2 = grid[position]
         if l2 not in table:
+            check("the EASE L2 search")
             inverse = ease_inverse(train, l2, gram)
             weights = ease_weights(inverse)
             result = evaluate_ranking(lambda rows: np.asarray(history[rows] @ weights), train, valid, ks=(20,))

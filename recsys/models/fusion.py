@@ -62,6 +62,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .. import stopping
+from ..stopping import check
 from .base import Recommender, TrainData
 
 MODALITIES = ("behaviour", "text", "image", "attributes")
@@ -652,17 +654,23 @@ class FusionRecommender(Recommender):
         rng = np.random.default_rng(int(config["seed"]))
         self.device = select_device(config["device"])
         train = _binary_rows(data.train)
+        # check(): each of these steps takes minutes on a million interactions; a stop gives up the fit
         self._prepare_items(ContentArrays.from_features(data.item_features, data.n_items), train)
-        inverse = self._fit_behaviour(train, data.valid)
+        check("the content experts")
+        inverse = self._fit_behaviour(train, data.valid, log=lambda message: self._stage(callbacks, message))
+        check("the behaviour expert")
         self._outside_behaviour = self._behaviour_outside_mask(train)
         self._fit_projections()
         self._stage(callbacks, "experts ready")
+        check("the experts")
         self.gate = ExpertGate(len(self._modalities), config["fusion"], self._modalities[0] == "behaviour"
                                ).to(self.device)
         self._evidence_stats = self._fit_evidence_stats(train)
+        check("the gate's evidence")
         cloze = self._cloze_tensors(train, inverse, rng)
         del inverse
         self._stage(callbacks, "cloze sample ready")
+        check("the cloze sample")
         optimiser = torch.optim.Adam(self.gate.parameters(), lr=float(config["lr"]))
         best = {"ndcg@20": -1.0, "epoch": -1, "state": None}
         start_epoch = 0
@@ -688,22 +696,28 @@ class FusionRecommender(Recommender):
                 for callback in callbacks:
                     if hasattr(callback, "on_step"):
                         callback.on_step(epoch=epoch, step=step + 1, steps=steps, loss=float(loss.detach()))
-                if any(getattr(callback, "stop_requested", False) for callback in callbacks):
+                if stop_requested_any(callbacks):
                     stop_requested = True
                     break
             record: dict[str, Any] = {"epoch": epoch, "loss": total / max(step + 1, 1),
                                       "seconds": time.perf_counter() - epoch_started,
                                       "steps": step + 1, "partial": stop_requested}
             improved = False
-            if has_valid:
-                metrics = evaluate_ranking(valid_scores, train, data.valid, ks=(10, 20))
+            # a partial round is not validated: a stop must not wait for a full evaluation
+            metrics = None
+            if has_valid and not stop_requested:
+                try:
+                    metrics = evaluate_ranking(valid_scores, train, data.valid, ks=(10, 20))
+                except stopping.StopRequested:  # asked to stop during the validation: keep the round unscored
+                    stop_requested = True
+            if metrics is not None:
                 record.update({f"valid_{k}": v for k, v in metrics.items() if k != "n_users_evaluated"})
                 if metrics["ndcg@20"] > best["ndcg@20"] + 1e-5:
                     best = {"ndcg@20": metrics["ndcg@20"], "epoch": epoch, "state": self._gate_state()}
                     improved, bad_epochs = True, 0
                 else:
                     bad_epochs += 1
-            else:
+            elif not has_valid:
                 best = {"ndcg@20": float("nan"), "epoch": epoch, "state": self._gate_state()}
                 improved = True
             record["improved"] = improved
@@ -789,7 +803,10 @@ class FusionRecommender(Recommender):
         if len(users) * len(self._modalities) * self.n_items > int(self.config["cloze_budget"]):
             return self.score
         with torch.no_grad():
-            parts = [self._expert_z(train[users[s:s + 256]]) for s in range(0, len(users), 256)]
+            parts = []
+            for start in range(0, len(users), 256):
+                check("the validation experts")
+                parts.append(self._expert_z(train[users[start:start + 256]]))
         cached = Experts(torch.cat([p.z for p in parts]), torch.cat([p.evidence for p in parts]),
                          torch.cat([p.length for p in parts]))
         position = np.full(train.shape[0], -1, np.int64)
@@ -868,7 +885,8 @@ class FusionRecommender(Recommender):
             outside = ~self._present[:, self._modalities.index("behaviour")]
         return outside
 
-    def _fit_behaviour(self, train: sp.csr_matrix, valid: sp.csr_matrix | None) -> np.ndarray | None:
+    def _fit_behaviour(self, train: sp.csr_matrix, valid: sp.csr_matrix | None,
+                       log: Any = None) -> np.ndarray | None:
         """EASE weights (L2 on validation) over the items with behaviour, or, for huge catalogues, sparse
         cosine neighbours. Returns EASE's inverse over those items (for the out-of-fold cloze scores)."""
         from .ease import behaviour_columns, choose_ease_l2, ease_inverse, ease_weights
@@ -885,7 +903,7 @@ class FusionRecommender(Recommender):
         valid = valid[:, columns] if valid is not None else None
         l2 = config["ease_l2"]
         if l2 == "auto" and valid is not None and valid.nnz:
-            l2, self.l2_table, inverse = choose_ease_l2(train, valid, config["ease_l2_grid"])
+            l2, self.l2_table, inverse = choose_ease_l2(train, valid, config["ease_l2_grid"], log=log)
         else:
             l2 = float(config["fallback_l2"] if l2 == "auto" else l2)
             inverse = ease_inverse(train, l2)
@@ -1131,7 +1149,7 @@ class FusionRecommender(Recommender):
 
 
 def stop_requested_any(callbacks: Sequence[Any]) -> bool:
-    return any(getattr(callback, "stop_requested", False) for callback in callbacks)
+    return stopping.requested() or any(getattr(callback, "stop_requested", False) for callback in callbacks)
 
 
 def _choice_coefficients(features: torch.Tensor, chosen: torch.Tensor, ridge: float, iterations: int = 10

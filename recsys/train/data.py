@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from ..evaluate import build_index, cold_item_split, deduplicate, interactions_to_csr, k_core_filter, p1_split
 from ..evaluate.split import hold_out_valid, kfold_user_split, leave_last_out, temporal_leave_last_out
 from ..models.base import TrainData
+from ..stopping import check
 
 PROTOCOLS = ("p1", "temporal", "cold", "sparse", "kfold")
 #: How the app and the CLI name each protocol.
@@ -149,8 +150,10 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
         frame["timestamp"] = interactions[timestamp_column].astype(float)
     frame = deduplicate(frame)
     unfiltered = frame
+    check("the split")  # between the pandas steps: each takes seconds on millions of rows
     if k_core > 1 and protocol != "sparse":
         frame = k_core_filter(frame, k_core)
+        check("the split")
     if frame.empty:
         raise ValueError(f"no interactions are left after the {k_core}-core filter: every user and item needs "
                          f"at least {k_core} interactions; try a smaller k-core")
@@ -180,6 +183,7 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
         parts = {**hold_out_valid(dealt["train"], seed=seed + 1 + fold), "test": dealt["test"]}
     else:
         parts = p1_split(split_source, seed=seed)
+    check("the split")
     matrices = {name: interactions_to_csr(parts[name], user_index, item_index) for name in ("train", "valid", "test")}
     ratings = test_ratings = None
     if rating_column:
@@ -194,6 +198,7 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
                                         else item_features.item_ids, item_ids)
     data = TrainData(user_ids, item_ids, matrices["train"], ratings=ratings, valid=matrices["valid"],
                      item_features=features, timestamps=times)
+    check("the split")
     # every user's every interaction: the final model's data, and what the product hides from a user
     known = unfiltered[unfiltered["item_id"].isin(item_index)]
     everything_index = build_index(known["user_id"])

@@ -4,8 +4,8 @@ The app never trains in its own process: :func:`start_run` spawns the same entry
 command line (``python -m recsys train --workspace WS --data NAME --run-id ID --flag value ...``)
 in a new session, so a page rerun, a closed tab, a second browser session or even a restart of
 the app server does not stop it. The run folder is the only channel back (see
-:mod:`recsys.train.run`); :func:`stop_run` sends SIGTERM, on which the trainer finishes the
-current step, keeps the best checkpoint, evaluates it and marks the run "stopped".
+:mod:`recsys.train.run`); :func:`stop_run` sends SIGTERM, on which the trainer ends its current batch,
+keeps the best model and the checkpoint (resume evaluates them) and marks the run "stopped".
 
 Launch records live in ``runs/.launch/<run id>.json`` (pid, command, start time) beside the
 process output ``runs/.launch/<run id>.log``: the trainer refuses a run folder that already

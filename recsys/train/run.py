@@ -9,8 +9,11 @@ Run folder (``workspace/runs/<run id>/``), the single thing the app polls::
     checkpoint/      latest resumable state (network + optimiser), removed when the run ends
     metrics.json     test metrics of the model and each baseline (+ cold-start rows), at the end
 
-SIGTERM/SIGINT stop training cleanly: the loop ends after the current step, the best checkpoint is
-kept and evaluated, and the status says "stopped". A SIGKILL leaves the last best checkpoint, which
+SIGTERM/SIGINT stop training cleanly and promptly: every long step checks the stop flag between batches
+(:mod:`recsys.stopping`); the gate's loop ends after the current step, the best model so far and the
+checkpoint are kept (not evaluated: an evaluation can take minutes at scale; resume finishes the run) and
+the status says "stopped". A step that cannot be resumed part-way (features, the EASE search, the split)
+is abandoned, and the status names it (``stopped_during``). A SIGKILL leaves the last best checkpoint, which
 is written atomically, and the status still says "running" with a pid that no longer exists, which
 :func:`read_status` reports as "interrupted". ``resume=True`` continues from ``checkpoint/``.
 
@@ -36,6 +39,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import stopping
 from ..atomic import atomic_directory, atomic_write_json
 from ..models.fusion import DEFAULTS as FUSION
 from ..workspace import Workspace, validate_name
@@ -206,9 +210,13 @@ class _TrainingCallbacks:
         self.log = log
         self.save_best = save_best
         self.save_every_s = save_every_s  # a model can be tens of MB: don't rewrite it every epoch
-        self.stop_requested = False
+        self.stop_signal = stopping.StopSignal()
         self._started = time.time()
         self._last_save = 0.0
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.stop_signal.requested
 
     def on_stage(self, message: str) -> None:
         self.log.write("stage", stage="fit", message=message)
@@ -280,7 +288,7 @@ def _train_locked(workspace: Workspace, config: RunConfig, run_id: str, run_dir:
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def request_stop(signum, frame):  # noqa: ARG001
-        callbacks.stop_requested = True
+        callbacks.stop_signal.request()
         log.write("stage", stage="stopping", message="stop requested; finishing the current step")
 
     try:
@@ -289,10 +297,15 @@ def _train_locked(workspace: Workspace, config: RunConfig, run_id: str, run_dir:
     except ValueError:  # not the main thread (e.g. a test runner thread): no signal handling
         previous = {}
     try:
-        metrics = _execute(workspace, config, run_dir, log, callbacks, resume, progress)
+        with stopping.watching(callbacks.stop_signal):
+            metrics = _execute(workspace, config, run_dir, log, callbacks, resume, progress)
         state = "stopped" if callbacks.stop_requested else "finished"
         write_status(run_dir, state=state, ended=time.time(), metrics_summary=_summary(metrics))
         log.write("end", state=state)
+    except stopping.StopRequested as stop:  # a long step gave up at once: what was saved before it stays
+        kept = "the model saved so far is kept" if (run_dir / "model").is_dir() else "no model was saved yet"
+        write_status(run_dir, state="stopped", ended=time.time(), stopped_during=str(stop))
+        log.write("end", state="stopped", message=f"stopped during {stop}; {kept}; resume the run to continue")
     except Exception as exc:
         write_status(run_dir, state="failed", ended=time.time(), error=f"{type(exc).__name__}: {exc}",
                      traceback=traceback.format_exc(limit=8))
@@ -360,8 +373,9 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
     else:
         model.fit(prepared.data)
     _save_model(model, run_dir / "model")
-    if not callbacks.stop_requested:  # a stopped run keeps its checkpoint so that --resume can continue it
-        remove_checkpoint(run_dir / "checkpoint")
+    if callbacks.stop_requested:  # the best model so far and the checkpoint stay; resume continues and evaluates
+        raise stopping.StopRequested("training")
+    remove_checkpoint(run_dir / "checkpoint")
     metrics["model"] = _evaluate(model, prepared, evaluate_ranking)
     metrics["model"]["name"] = config.model
     if getattr(model, "history", None):
@@ -427,20 +441,23 @@ def _cross_validate(bundle: Any, features: Any, config: RunConfig, check: dict[s
                 break
             log.write("stage", stage="fit" if name == config.model else "baseline", model=name, fold=fold + 1)
             fitted = get_model(name, **(config.model_options() if name == config.model else {}))
-            if name == "fusion":
-                fitted.fit(prepared_fold.data, callbacks=[callbacks])
-            else:
-                fitted.fit(prepared_fold.data)
-            if callbacks.stop_requested:  # a fold cut short is not reported beside complete ones
+            try:
+                if name == "fusion":
+                    fitted.fit(prepared_fold.data, callbacks=[callbacks])
+                else:
+                    fitted.fit(prepared_fold.data)
+                if callbacks.stop_requested:  # a fold cut short is not reported beside complete ones
+                    break
+                results[name].append(_evaluate(fitted, prepared_fold, evaluate_ranking))
+            except stopping.StopRequested:  # the folds already complete are still reported
                 break
-            results[name].append(_evaluate(fitted, prepared_fold, evaluate_ranking))
             log.write("result", model=name, fold=fold + 1, test=results[name][-1]["test"])
             if name == config.model:
                 model, prepared = fitted, prepared_fold
     remove_checkpoint(run_dir / "checkpoint")
     complete = min(len(r) for r in results.values())
     if complete == 0:
-        raise RuntimeError("stopped before the first fold was complete: nothing to report")
+        raise stopping.StopRequested("the first fold (no fold was complete: nothing to report)")
     metrics: dict[str, Any] = {"split": {**prepared.summary, "fold": None, "folds_completed": complete},
                                "preflight": {**check, "chosen": "kfold"}, "cold_start": {}, "baselines": {},
                                "model": {**fold_summary(results[config.model][:complete]), "name": config.model}}
@@ -569,6 +586,7 @@ def _extract_features(workspace: Workspace, bundle: Any, config: RunConfig, log:
             log.step(stage=f"features:{stage}", done=done, total=total)
         if progress is not None:
             progress(stage, done, total)
+        stopping.check(f"{stage} feature extraction")  # per batch; the cache keeps only finished encoders
 
     features = extract_item_features(bundle.items, bundle.schema.items, bundle.root, workspace.features_dir,
                                      text_encoder=config.text_encoder, image_encoder=config.image_encoder,

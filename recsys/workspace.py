@@ -17,6 +17,7 @@ replaces a good one.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -27,7 +28,7 @@ from typing import Any, Callable, Mapping
 
 import pandas as pd
 
-from .atomic import atomic_directory, atomic_write_json, recover_directory
+from .atomic import atomic_directory, atomic_write_json, clean_leftovers, leftover_name
 from .data import schema as S
 from .data.bundle import CatalogBundle, LoadResult, discard_bundle, load_bundle, safe_relative_path
 from .data.report import ValidationReport
@@ -38,6 +39,7 @@ _NAME = re.compile(r"[^a-z0-9_-]+")
 MAX_NAME_LENGTH = 100
 # a run id or dataset name is one folder name under runs/ or datasets/: never a path, never hidden
 _VALID_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,%d}" % (MAX_NAME_LENGTH - 1))
+log = logging.getLogger(__name__)
 NAME_RULE = f"use letters, digits, '.', '_' and '-' (no leading dot, at most {MAX_NAME_LENGTH} characters)"
 
 
@@ -123,7 +125,8 @@ class Workspace:
         for folder in (self.datasets_dir, self.features_dir, self.runs_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self._checked: dict[str, tuple[list, tuple[dict[str, Any], str | None]]] = {}
-        self._recover()
+        # what a killed import, training or deletion left behind, one line each ("removed ... (1.2 GB)")
+        self.cleaned: list[str] = self._recover()
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
@@ -214,10 +217,24 @@ class Workspace:
         return (f"{relative}/{file} {reason}. Import it again (python -m recsys import BUNDLE --name {folder.name}) "
                 f"or delete the folder {relative}")
 
-    def _recover(self) -> None:
-        """Put back datasets an import interrupted between its two renames (see atomic_directory)."""
-        for trash in self.datasets_dir.glob(".trash-*"):
-            recover_directory(self.datasets_dir / trash.name[len(".trash-"):].rsplit("-", 1)[0])
+    def _recover(self) -> list[str]:
+        """Put back datasets an import interrupted between its two renames, and remove the staging copies,
+        trash and temporary files of processes that are gone (see :func:`recsys.atomic.clean_leftovers`):
+        one glob per folder, so it is cheap enough for every start."""
+        from .train.lock import lock_holder
+
+        cleaned = [f"datasets/{line}" for line in clean_leftovers(self.datasets_dir)]
+        cleaned += [f"features/{line}" for line in clean_leftovers(self.features_dir, temp_files=True)]
+        cleaned += [f"runs/{line}" for line in clean_leftovers(self.runs_dir)]
+        try:
+            run_dirs = [p for p in self.runs_dir.iterdir() if not p.name.startswith(".") and p.is_dir()]
+        except OSError:
+            run_dirs = []
+        for run_dir in run_dirs:
+            # a run trained by a live process (possibly on another machine) is its writer's business
+            if lock_holder(run_dir) is None:
+                cleaned += [f"runs/{run_dir.name}/{line}" for line in clean_leftovers(run_dir, temp_files=True)]
+        return cleaned
 
     def has_dataset(self, name: str) -> bool:
         """Whether dataset ``name`` exists (False for a name that is not valid: no such dataset can exist)."""
@@ -353,7 +370,7 @@ class Workspace:
     def delete_dataset(self, name: str) -> None:
         folder = self.dataset_path(name)
         if folder.exists():
-            trash = folder.with_name(f".deleted-{folder.name}-{int(time.time())}")
+            trash = folder.with_name(leftover_name("deleted", folder.name, str(int(time.time()))))
             os.replace(folder, trash)  # one rename: readers never see half a folder
             shutil.rmtree(trash, ignore_errors=True)
 

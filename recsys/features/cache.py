@@ -23,6 +23,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..atomic import temp_prefix
+
 __all__ = [
     "FeatureCache",
     "cache_key",
@@ -146,7 +148,7 @@ class FeatureCache:
         return npz
 
     def _atomic_write(self, target: Path, write) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=self.cache_dir)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=self.cache_dir)
         try:
             with os.fdopen(fd, "wb") as fh:
                 write(fh)

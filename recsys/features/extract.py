@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..atomic import temp_prefix
 from .attributes import (
     AttributeFeatures,
     category_value,
@@ -330,7 +331,7 @@ class ItemFeatures:
             "attributes": attr_meta,
         }
         arrays["meta_json"] = np.asarray(json.dumps(meta, default=str))
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(Path(path)), suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, **arrays)

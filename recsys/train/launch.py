@@ -29,7 +29,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_json
+from ..atomic import atomic_write_json, leftover_name
 from ..workspace import DatasetDamaged, Workspace
 from .lock import RunBusyError, RunFinishedError, busy_message, lock_holder, pid_alive
 from .records import ACTIVE_STATES, RunRecord
@@ -269,7 +269,7 @@ def delete_run(workspace: Workspace, run_id: str) -> None:
     run_dir = workspace.run_path(run_id)  # InvalidName (a ValueError) for a path or an odd name
     _refuse_if_busy(run_dir, run_id, "stop it before deleting it")
     if run_dir.exists():
-        trash = run_dir.with_name(f".deleted-{run_id}-{int(time.time() * 1000)}")
+        trash = run_dir.with_name(leftover_name("deleted", run_id, str(int(time.time() * 1000))))
         os.replace(run_dir, trash)  # one rename: readers never see half a folder
         shutil.rmtree(trash, ignore_errors=True)
     for suffix in (".json", ".log"):

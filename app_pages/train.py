@@ -41,6 +41,7 @@ STAGES = {
     "data": "Data ready",
     "fit": "Training",
     "resume": "Resuming from the last checkpoint",
+    "evaluate_saved": "Resuming from the saved model: evaluation only",
     "baseline": "Training and evaluating baselines",
     "cold_start": "Evaluating on cold-start items",
     "final": "Refitting the final model on every interaction",

@@ -18,6 +18,7 @@ from typing import Any
 ACTIVE_STATES = ("starting", "running")
 # a run in one of these states trains no more; its model/ folder, if any, is the best checkpoint it kept
 ENDED_STATES = ("finished", "stopped", "interrupted")
+MODEL_STAGE = ".stage.json"  # in model/: which model it is, written in the same rename as the model
 
 
 @dataclass(frozen=True)
@@ -201,3 +202,14 @@ def load_run_model(run_dir: Path) -> Any:
         return Recommender.load(Path(run_dir) / "model")
     except ModelDamaged as exc:
         raise _for_run(run_dir, exc) from exc
+
+
+def read_model_stage(model_dir: Path) -> dict[str, Any]:
+    """``model/.stage.json``: ``stage`` ("best", "fitted" or "final"), ``fit`` (the id its metrics carry) and the
+    fit's ``history``; {} when there is none (a model saved before these notes, or no model)."""
+    try:
+        info = json.loads((Path(model_dir) / MODEL_STAGE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) and (Path(model_dir) / "config.json").is_file() else {}
+

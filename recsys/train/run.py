@@ -5,9 +5,11 @@ Run folder (``workspace/runs/<run id>/``), the single thing the app polls::
     config.json      the RunConfig
     status.json      state (running / finished / stopped / failed), pid, times, error
     progress.jsonl   one JSON line per event: stage, step (periodic), epoch, result
-    model/           best checkpoint so far: config.json + weights.safetensors + ids.json (never pickle)
+    model/           best checkpoint so far: config.json + weights.safetensors + ids.json (never pickle), and
+                     .stage.json: "best" (mid-fit), "fitted" (the evaluated model) or "final" (the refit)
     checkpoint/      latest resumable state (network + optimiser), removed when the run ends
-    metrics.json     test metrics of the model and each baseline (+ cold-start rows), at the end
+    metrics.json     test metrics of the model and each baseline (+ cold-start rows), rewritten as each is
+                     done; ``complete: true`` once all are
 
 SIGTERM/SIGINT stop training cleanly and promptly: every long step checks the stop flag between batches
 (:mod:`recsys.stopping`); the gate's loop ends after the current step, the best model so far and the
@@ -15,7 +17,8 @@ checkpoint are kept (not evaluated: an evaluation can take minutes at scale; res
 the status says "stopped". A step that cannot be resumed part-way (features, the EASE search, the split)
 is abandoned, and the status names it (``stopped_during``). A SIGKILL leaves the last best checkpoint, which
 is written atomically, and the status still says "running" with a pid that no longer exists, which
-:func:`read_status` reports as "interrupted". ``resume=True`` continues from ``checkpoint/``.
+:func:`read_status` reports as "interrupted". ``resume=True`` continues from ``checkpoint/``; when ``model/`` already holds the fitted (or
+final) model, it loads it and does only what is left of the evaluation instead of fitting again.
 
 One writer per folder: ``.lock`` (:mod:`recsys.train.lock`, pid + host + start time, created with
 ``O_EXCL``) is held for the whole training and removed at its end, also when it fails or is stopped; a
@@ -44,7 +47,7 @@ from ..atomic import atomic_directory, atomic_write_json
 from ..models.fusion import DEFAULTS as FUSION
 from ..workspace import Workspace, validate_name
 from .lock import LOCK_NAME, RunBusyError, RunFinishedError, RunLock, acquire_run_lock, busy_message, pid_alive
-from .records import RunRecord, read_run_record
+from .records import MODEL_STAGE, RunRecord, read_model_stage, read_run_record
 
 STATES = ("running", "finished", "stopped", "failed", "interrupted")
 
@@ -251,6 +254,7 @@ def train_run(workspace: Workspace, config: RunConfig, run_id: str | None = None
         lock = acquire_run_lock(run_dir, run_id)  # RunBusyError while another process trains it
         try:
             status = read_status(run_dir)
+            retrain = status.get("state") == "finished"  # only with force: the saved model is not reused
             if status.get("state") == "running" and status.get("pid") != os.getpid():  # an older trainer, no lock
                 raise RunBusyError(busy_message(run_id, status.get("pid")),
                                    {"reason": "busy", "run_id": run_id, "pid": status.get("pid")})
@@ -270,21 +274,22 @@ def train_run(workspace: Workspace, config: RunConfig, run_id: str | None = None
             lock.release()
             raise FileExistsError(f"run folder {run_dir} already exists")
         atomic_write_json(run_dir / "config.json", {"run_id": run_id, "config": config.to_dict()})
+        retrain = True
     try:
-        return _train_locked(workspace, config, run_id, run_dir, resume, progress, lock)
+        return _train_locked(workspace, config, run_id, run_dir, resume, progress, lock, reuse_model=not retrain)
     finally:
         lock.release()
 
 
 def _train_locked(workspace: Workspace, config: RunConfig, run_id: str, run_dir: Path, resume: bool,
-                  progress: Callable[[str, int, int], None] | None, lock: RunLock) -> Path:
+                  progress: Callable[[str, int, int], None] | None, lock: RunLock, reuse_model: bool = False) -> Path:
     log = ProgressLog(run_dir)
     if lock.taken_over is not None:
         log.write("stage", stage="lock", message=f"took over the stale lock of pid {lock.taken_over.get('pid')} "
                                                  "(that process is gone)")
     write_status(run_dir, state="running", pid=os.getpid(), started=time.time(), run_id=run_id,
                  dataset=config.dataset, model=config.model)
-    callbacks = _TrainingCallbacks(run_dir, log, lambda model: _save_model(model, run_dir / "model"))
+    callbacks = _TrainingCallbacks(run_dir, log, lambda model: _save_model(model, run_dir / "model", "best"))
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def request_stop(signum, frame):  # noqa: ARG001
@@ -298,7 +303,7 @@ def _train_locked(workspace: Workspace, config: RunConfig, run_id: str, run_dir:
         previous = {}
     try:
         with stopping.watching(callbacks.stop_signal):
-            metrics = _execute(workspace, config, run_dir, log, callbacks, resume, progress)
+            metrics = _execute(workspace, config, run_dir, log, callbacks, resume, progress, reuse_model)
         state = "stopped" if callbacks.stop_requested else "finished"
         write_status(run_dir, state=state, ended=time.time(), metrics_summary=_summary(metrics))
         log.write("end", state=state)
@@ -322,13 +327,18 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: test.get(k) for k in ("ndcg@20", "recall@20", "ndcg@10", "recall@10")}
 
 
-def _save_model(model: Any, folder: Path) -> None:
+def _save_model(model: Any, folder: Path, stage: str = "fitted", fit: str | None = None) -> None:
+    """Save ``model`` with a note of which model it is (see the module's docstring), written in the same
+    rename as the model, so that a resume can trust it; ``fit`` ties it to the metrics of that fit."""
     with atomic_directory(folder) as staging:
         model.save(staging)
+        atomic_write_json(staging / MODEL_STAGE, {"stage": stage, "fit": fit,
+                                                  "history": getattr(model, "history", None)})
 
 
 def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: ProgressLog, callbacks: _TrainingCallbacks,
-             resume: bool, progress: Callable[[str, int, int], None] | None) -> dict[str, Any]:
+             resume: bool, progress: Callable[[str, int, int], None] | None,
+             reuse_model: bool = False) -> dict[str, Any]:
     from ..evaluate import evaluate_ranking
     from ..models import get_model
     from .checkpoint import load_checkpoint, remove_checkpoint
@@ -362,33 +372,48 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
 
     metrics: dict[str, Any] = {"split": prepared.summary, "baselines": {}, "cold_start": {},
                                "preflight": {**check, "chosen": protocol}}
-    model = get_model(config.model, **config.model_options())
-    log.write("stage", stage="fit", model=config.model)
-    resume_state = None
-    if resume and (run_dir / "checkpoint" / "structure.json").is_file():
-        resume_state = load_checkpoint(run_dir / "checkpoint")
-        log.write("stage", stage="resume", epoch=int(resume_state["epoch"]))
-    if config.model == "fusion":
-        model.fit(prepared.data, callbacks=[callbacks], resume_state=resume_state)
+    saved = _saved_model(run_dir, config, prepared, log) if resume and reuse_model else None
+    if saved is not None:  # the fit had ended: what the killed run had evaluated is kept, the rest is done
+        model, stage, fit, previous = saved
+        metrics |= {key: previous[key] for key in ("model", "final_model", "baselines", "cold_start")
+                    if key in previous}
+        remove_checkpoint(run_dir / "checkpoint")
     else:
-        model.fit(prepared.data)
-    _save_model(model, run_dir / "model")
-    if callbacks.stop_requested:  # the best model so far and the checkpoint stay; resume continues and evaluates
-        raise stopping.StopRequested("training")
-    remove_checkpoint(run_dir / "checkpoint")
-    metrics["model"] = _evaluate(model, prepared, evaluate_ranking)
-    metrics["model"]["name"] = config.model
-    if getattr(model, "history", None):
-        metrics["model"]["history"] = model.history
-    log.write("result", model=config.model, test=metrics["model"]["test"])
-    atomic_write_json(run_dir / "metrics.json", metrics)
+        model = get_model(config.model, **config.model_options())
+        log.write("stage", stage="fit", model=config.model)
+        resume_state = None
+        if resume and (run_dir / "checkpoint" / "structure.json").is_file():
+            resume_state = load_checkpoint(run_dir / "checkpoint")
+            log.write("stage", stage="resume", epoch=int(resume_state["epoch"]))
+        if config.model == "fusion":
+            model.fit(prepared.data, callbacks=[callbacks], resume_state=resume_state)
+        else:
+            model.fit(prepared.data)
+        fit = uuid.uuid4().hex[:12]
+        stage = "best" if callbacks.stop_requested else "fitted"  # a stopped fit is continued, not reused
+        _save_model(model, run_dir / "model", stage, fit)
+        if callbacks.stop_requested:  # the best model so far and the checkpoint stay; resume continues and evaluates
+            raise stopping.StopRequested("training")
+        remove_checkpoint(run_dir / "checkpoint")
+    metrics["fit"] = fit
+    if "model" not in metrics:
+        metrics["model"] = _evaluate(model, prepared, evaluate_ranking)
+        metrics["model"]["name"] = config.model
+        if getattr(model, "history", None):
+            metrics["model"]["history"] = model.history
+        log.write("result", model=config.model, test=metrics["model"]["test"])
+        atomic_write_json(run_dir / "metrics.json", metrics)
     if config.final_model and not callbacks.stop_requested:
-        _save_final_model(model, config, prepared, run_dir, log, metrics)
+        if stage != "final":
+            _save_final_model(model, config, prepared, run_dir, log, metrics, fit)
+        elif "final_model" not in metrics:  # killed between saving the final model and noting it
+            metrics["final_model"] = _final_summary(model)
+            atomic_write_json(run_dir / "metrics.json", metrics)
 
     for name in config.baselines:
         if callbacks.stop_requested:
             break
-        if name == config.model:
+        if name == config.model or name in metrics["baselines"]:
             continue
         log.write("stage", stage="baseline", model=name)
         baseline = get_model(name)
@@ -399,7 +424,7 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
 
     if config.cold_start and protocol == "sparse":
         log.write("stage", stage="cold_start", message="skipped: the cold-item split needs the P1 k-core data")
-    elif config.cold_start and not callbacks.stop_requested:
+    elif config.cold_start and not callbacks.stop_requested and not metrics["cold_start"]:
         log.write("stage", stage="cold_start")
         cold = prepare("cold")
         for name in [config.model, *[b for b in config.baselines if b != config.model]]:
@@ -410,7 +435,43 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
             metrics["cold_start"][name] = {"test": result, "fit_seconds": cold_model.fit_seconds}
             log.write("result", model=name, cold_start=result)
         atomic_write_json(run_dir / "metrics.json", metrics)
+    metrics["complete"] = not callbacks.stop_requested  # what read_status trusts after a kill
+    atomic_write_json(run_dir / "metrics.json", metrics)
     return metrics
+
+
+def _saved_model(run_dir: Path, config: RunConfig, prepared: Any, log: ProgressLog) -> tuple | None:
+    """``(model, stage, fit, metrics so far)`` when ``model/`` holds the model whose fit ended (the evaluated
+    one, or the final refit once that one's metrics were written), else None: then it is fitted again."""
+    from ..models import Recommender
+
+    info = read_model_stage(run_dir / "model")
+    stage = info.get("stage")
+    if stage not in ("fitted", "final"):
+        return None
+    try:
+        previous = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        previous = {}
+    if not isinstance(previous, dict) or not info.get("fit") or previous.get("fit") != info["fit"]:
+        previous = {}  # metrics of another fit (or none): only the model is trusted
+    if stage == "final" and "model" not in previous:
+        return None  # the final model saw the test split: it cannot stand in for the evaluated one
+    try:
+        model = Recommender.load(run_dir / "model")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.write("stage", stage="fit", message=f"the saved model could not be read ({exc}); fitting again")
+        return None
+    data = prepared.data
+    if model.name != config.model or (stage == "fitted" and (
+            list(model.user_ids) != [str(u) for u in data.user_ids]
+            or list(model.item_ids) != [str(i) for i in data.item_ids])):
+        return None  # not the model of this split (data changed since): fitting again is the honest answer
+    if info.get("history") is not None:
+        model.history = info["history"]
+    log.write("stage", stage="evaluate_saved", model_stage=stage,
+              message="resuming from the saved model: evaluation only")
+    return model, stage, info["fit"], previous
 
 
 def _cross_validate(bundle: Any, features: Any, config: RunConfig, check: dict[str, Any], run_dir: Path,
@@ -468,10 +529,13 @@ def _cross_validate(bundle: Any, features: Any, config: RunConfig, check: dict[s
     metrics["kfold"] = {"folds": config.folds, "completed": complete,
                         "paired": {name: paired_difference(results[config.model][:complete], results[name][:complete])
                                    for name in names[1:]}}
+    fit = metrics["fit"] = uuid.uuid4().hex[:12]
     atomic_write_json(run_dir / "metrics.json", metrics)
-    _save_model(model, run_dir / "model")
+    _save_model(model, run_dir / "model", "fitted", fit)
     if config.final_model and not callbacks.stop_requested:
-        _save_final_model(model, config, prepared, run_dir, log, metrics)
+        _save_final_model(model, config, prepared, run_dir, log, metrics, fit)
+    metrics["complete"] = not callbacks.stop_requested
+    atomic_write_json(run_dir / "metrics.json", metrics)
     return metrics
 
 
@@ -517,14 +581,18 @@ def paired_difference(model: list[dict[str, Any]], baseline: list[dict[str, Any]
 
 
 def _save_final_model(model: Any, config: RunConfig, prepared: Any, run_dir: Path, log: ProgressLog,
-                      metrics: dict[str, Any]) -> None:
+                      metrics: dict[str, Any], fit: str | None = None) -> None:
     """Refit the product model on everything, save it as the run's model and say so in ``metrics.json``."""
     log.write("stage", stage="final", model=config.model)
     final = _final_model(model, config, prepared)
-    _save_model(final, run_dir / "model")
-    metrics["final_model"] = {"interactions": int(final.seen.nnz), "fit_seconds": final.fit_seconds,
-                              "users": int(final.n_users), "items": int(final.n_items)}
+    _save_model(final, run_dir / "model", "final", fit)
+    metrics["final_model"] = _final_summary(final)
     atomic_write_json(run_dir / "metrics.json", metrics)
+
+
+def _final_summary(final: Any) -> dict[str, Any]:
+    return {"interactions": int(final.seen.nnz), "fit_seconds": final.fit_seconds,
+            "users": int(final.n_users), "items": int(final.n_items)}
 
 
 def _final_model(model: Any, config: RunConfig, prepared: Any) -> Any:

@@ -1,0 +1,106 @@
+"""A run killed after its fit ended is not fitted again: resume loads the saved model and does only the
+evaluation that is left."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from recsys.data.demo import generate_demo_bundle
+from recsys.train import run as run_module
+from recsys.train.lock import LOCK_NAME
+from recsys.train.run import RunConfig, read_progress, read_status, train_run
+from recsys.workspace import Workspace
+
+SMALL = dict(dataset="demo", modalities=["behaviour", "text", "attributes"], text_encoder="tfidf", epochs=3,
+             device="cpu")
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL: nothing after it runs, not even the failure status."""
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume")
+    bundle = generate_demo_bundle(root / "bundle", n_users=60, n_items=40, n_interactions=800, seed=5)
+    workspace = Workspace(root / "ws")
+    assert workspace.import_bundle(bundle, name="demo").ok
+    return workspace.root
+
+
+@pytest.fixture
+def workspace(demo_root, tmp_path):
+    shutil.copytree(demo_root, tmp_path / "ws")
+    return Workspace(tmp_path / "ws")
+
+
+def gone_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def as_killed(run_dir) -> None:
+    """What a SIGKILL leaves: status "running" with a pid that is gone, and the lock behind."""
+    status = json.loads((run_dir / "status.json").read_text())
+    pid = gone_pid()
+    (run_dir / "status.json").write_text(json.dumps(status | {"state": "running", "pid": pid}))
+    (run_dir / LOCK_NAME).write_text(json.dumps({"pid": pid, "host": os.uname().nodename}))
+
+
+def model_files(run_dir) -> dict[str, tuple[bytes, int]]:
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (run_dir / "model").iterdir()}
+
+
+def kill_on(monkeypatch, name: str) -> None:
+    def killed(*args, **kwargs):
+        raise Killed(name)
+
+    monkeypatch.setattr(run_module, name, killed)
+
+
+def test_a_kill_during_evaluation_resumes_with_evaluation_only(workspace, monkeypatch):
+    with monkeypatch.context() as patch:
+        kill_on(patch, "_evaluate")
+        with pytest.raises(Killed):
+            train_run(workspace, RunConfig(**SMALL, baselines=["mostpop"], final_model=False), run_id="eval-kill")
+    run_dir = workspace.run_path("eval-kill")
+    as_killed(run_dir)
+    assert not (run_dir / "metrics.json").exists()
+    assert read_status(run_dir)["state"] == "interrupted"
+    saved = model_files(run_dir)
+    epochs = sum(e["type"] == "epoch" for e in read_progress(run_dir))
+
+    train_run(workspace, RunConfig(), run_id="eval-kill", resume=True)
+    assert model_files(run_dir) == saved  # the same bytes, never rewritten: not fitted again
+    events = read_progress(run_dir)
+    assert sum(e["type"] == "epoch" for e in events) == epochs
+    assert any(e.get("message") == "resuming from the saved model: evaluation only" for e in events)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["complete"] is True and 0 < metrics["model"]["test"]["ndcg@20"] < 1
+    assert metrics["model"]["history"]["best_epoch"] >= 0 and set(metrics["baselines"]) == {"mostpop"}
+    assert read_status(run_dir)["state"] == "finished"
+
+
+def test_a_kill_during_the_final_refit_keeps_the_evaluation_and_refits_only_the_final_model(workspace, monkeypatch):
+    with monkeypatch.context() as patch:
+        kill_on(patch, "_final_model")
+        with pytest.raises(Killed):
+            train_run(workspace, RunConfig(**SMALL, baselines=["mostpop"]), run_id="final-kill")
+    run_dir = workspace.run_path("final-kill")
+    as_killed(run_dir)
+    evaluated = json.loads((run_dir / "metrics.json").read_text())["model"]
+    epochs = sum(e["type"] == "epoch" for e in read_progress(run_dir))
+
+    train_run(workspace, RunConfig(), run_id="final-kill", resume=True)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["model"] == evaluated and metrics["complete"] is True
+    assert metrics["final_model"]["items"] == 40 and "mostpop" in metrics["baselines"]
+    assert sum(e["type"] == "epoch" for e in read_progress(run_dir)) == epochs
+    assert json.loads((run_dir / "model" / ".stage.json").read_text())["stage"] == "final"
+    assert read_status(run_dir)["state"] == "finished"

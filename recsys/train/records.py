@@ -213,3 +213,34 @@ def read_model_stage(model_dir: Path) -> dict[str, Any]:
         return {}
     return info if isinstance(info, dict) and (Path(model_dir) / "config.json").is_file() else {}
 
+
+def run_complete(folder: Path) -> bool:
+    """Every result of the run is on disk: metrics.json is complete and the model it promises is saved. A run
+    killed after that (before its status said "finished") lost nothing."""
+    try:
+        config = json.loads((folder / "config.json").read_text())["config"]
+        metrics = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if not isinstance(config, dict) or not isinstance(metrics, dict) or not _metrics_complete(metrics, config):
+        return False
+    if not (folder / "model" / "config.json").is_file():
+        return False
+    stage = read_model_stage(folder / "model")
+    if not stage:  # saved before stage notes: the complete metrics say the final model was noted after saving it
+        return True
+    wanted = ("final",) if config.get("final_model", True) else ("fitted", "final")
+    return stage.get("stage") in wanted and stage.get("fit") == metrics.get("fit")
+
+
+def _metrics_complete(metrics: dict[str, Any], config: dict[str, Any]) -> bool:
+    if "complete" in metrics:
+        return metrics["complete"] is True
+    # written before the flag: complete when every result the configuration asks for is there
+    if not metrics.get("model") or (config.get("final_model", True) and "final_model" not in metrics):
+        return False
+    wanted = set(config.get("baselines") or []) - {config.get("model")}
+    if not wanted <= set(metrics.get("baselines") or {}):
+        return False
+    protocol = (metrics.get("split") or {}).get("protocol")
+    return not (config.get("cold_start") and protocol not in ("sparse", "kfold") and not metrics.get("cold_start"))

@@ -17,7 +17,8 @@ checkpoint are kept (not evaluated: an evaluation can take minutes at scale; res
 the status says "stopped". A step that cannot be resumed part-way (features, the EASE search, the split)
 is abandoned, and the status names it (``stopped_during``). A SIGKILL leaves the last best checkpoint, which
 is written atomically, and the status still says "running" with a pid that no longer exists, which
-:func:`read_status` reports as "interrupted". ``resume=True`` continues from ``checkpoint/``; when ``model/`` already holds the fitted (or
+:func:`read_status` reports as "interrupted" (or "finished" when the killed run had written all its
+results). ``resume=True`` continues from ``checkpoint/``; when ``model/`` already holds the fitted (or
 final) model, it loads it and does only what is left of the evaluation instead of fitting again.
 
 One writer per folder: ``.lock`` (:mod:`recsys.train.lock`, pid + host + start time, created with
@@ -47,7 +48,7 @@ from ..atomic import atomic_directory, atomic_write_json
 from ..models.fusion import DEFAULTS as FUSION
 from ..workspace import Workspace, validate_name
 from .lock import LOCK_NAME, RunBusyError, RunFinishedError, RunLock, acquire_run_lock, busy_message, pid_alive
-from .records import MODEL_STAGE, RunRecord, read_model_stage, read_run_record
+from .records import MODEL_STAGE, RunRecord, read_model_stage, read_run_record, run_complete
 
 STATES = ("running", "finished", "stopped", "failed", "interrupted")
 
@@ -181,7 +182,8 @@ def read_status(run_dir: str | Path) -> dict[str, Any]:
     if not isinstance(status, dict):
         return {"state": "unknown"}
     if status.get("state") == "running" and not pid_alive(status.get("pid")):
-        status["state"] = "interrupted"
+        # killed after its last result was written: nothing is missing, so it is not left "interrupted"
+        status["state"] = "finished" if run_complete(Path(run_dir)) else "interrupted"
     return status
 
 

@@ -1,5 +1,5 @@
 """A run killed after its fit ended is not fitted again: resume loads the saved model and does only the
-evaluation that is left."""
+evaluation that is left; a run killed after its last result was written reads as finished."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from recsys.data.demo import generate_demo_bundle
 from recsys.train import run as run_module
 from recsys.train.lock import LOCK_NAME
-from recsys.train.run import RunConfig, read_progress, read_status, train_run
+from recsys.train.run import RunConfig, list_runs, read_progress, read_status, train_run
 from recsys.workspace import Workspace
 
 SMALL = dict(dataset="demo", modalities=["behaviour", "text", "attributes"], text_encoder="tfidf", epochs=3,
@@ -104,3 +104,31 @@ def test_a_kill_during_the_final_refit_keeps_the_evaluation_and_refits_only_the_
     assert sum(e["type"] == "epoch" for e in read_progress(run_dir)) == epochs
     assert json.loads((run_dir / "model" / ".stage.json").read_text())["stage"] == "final"
     assert read_status(run_dir)["state"] == "finished"
+
+
+def test_a_run_killed_after_its_last_result_reads_as_finished(workspace):
+    run_dir = train_run(workspace, RunConfig(**SMALL, baselines=["mostpop"]), run_id="late-kill")
+    as_killed(run_dir)
+    assert read_status(run_dir)["state"] == "finished"
+    assert [r.state for r in list_runs(workspace) if r.run_id == "late-kill"] == ["finished"]
+    # without the final model the config asks for, or with metrics cut short, it is still interrupted
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    (run_dir / "metrics.json").write_text(json.dumps(metrics | {"complete": False}))
+    assert read_status(run_dir)["state"] == "interrupted"
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    stage = json.loads((run_dir / "model" / ".stage.json").read_text())
+    (run_dir / "model" / ".stage.json").write_text(json.dumps(stage | {"stage": "fitted"}))
+    assert read_status(run_dir)["state"] == "interrupted"
+
+
+def test_metrics_written_before_the_complete_flag_are_judged_by_the_config(workspace):
+    run_dir = train_run(workspace, RunConfig(**SMALL, model="ease", baselines=["mostpop"]), run_id="legacy")
+    as_killed(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    del metrics["complete"], metrics["fit"]
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    (run_dir / "model" / ".stage.json").unlink()
+    assert read_status(run_dir)["state"] == "finished"
+    del metrics["baselines"]["mostpop"]
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    assert read_status(run_dir)["state"] == "interrupted"

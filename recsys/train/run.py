@@ -44,7 +44,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import stopping
-from ..atomic import atomic_directory, atomic_write_json
+from ..atomic import atomic_directory, atomic_write_json, clean_leftovers
 from ..models.fusion import DEFAULTS as FUSION
 from ..workspace import Workspace, validate_name
 from .lock import LOCK_NAME, RunBusyError, RunFinishedError, RunLock, acquire_run_lock, busy_message, pid_alive
@@ -306,6 +306,8 @@ def _train_locked(workspace: Workspace, config: RunConfig, run_id: str, run_dir:
     try:
         with stopping.watching(callbacks.stop_signal):
             metrics = _execute(workspace, config, run_dir, log, callbacks, resume, progress, reuse_model)
+        # we hold the folder's lock: any staging or trash left here is from a killed earlier attempt
+        clean_leftovers(run_dir, temp_files=True, everything=True)
         state = "stopped" if callbacks.stop_requested else "finished"
         write_status(run_dir, state=state, ended=time.time(), metrics_summary=_summary(metrics))
         log.write("end", state=state)

@@ -132,3 +132,16 @@ def test_metrics_written_before_the_complete_flag_are_judged_by_the_config(works
     del metrics["baselines"]["mostpop"]
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
     assert read_status(run_dir)["state"] == "interrupted"
+
+
+def test_a_leftover_checkpoint_staging_is_gone_after_a_resume(workspace, monkeypatch):
+    with monkeypatch.context() as patch:
+        kill_on(patch, "_evaluate")
+        with pytest.raises(Killed):
+            train_run(workspace, RunConfig(**SMALL, baselines=[], final_model=False), run_id="staging")
+    run_dir = workspace.run_path("staging")
+    as_killed(run_dir)
+    (run_dir / ".staging-checkpoint-0123abcd").mkdir()  # a name without a pid: only the age rule at startup
+    (run_dir / ".staging-checkpoint-0123abcd" / "tensors.safetensors").write_bytes(b"0" * 64)
+    train_run(workspace, RunConfig(), run_id="staging", resume=True)
+    assert not [p.name for p in run_dir.iterdir() if p.name.startswith((".staging-", ".trash-"))]

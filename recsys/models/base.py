@@ -225,14 +225,16 @@ class Recommender(ABC):
     def recommend(self, user: int | str, k: int = 10, exclude_seen: bool = True,
                   filters: np.ndarray | Iterable[Filter] | None = None,
                   candidates: np.ndarray | None = None, diversity: float = 0.0,
-                  item_vectors: np.ndarray | None = None, groups: np.ndarray | None = None
-                  ) -> list[tuple[str, float]]:
+                  item_vectors: np.ndarray | None = None, groups: np.ndarray | None = None,
+                  exposure: tuple[np.ndarray, float, float] | None = None) -> list[tuple[str, float]]:
         """Top-``k`` (item_id, score) for one user.
 
         ``filters`` is a boolean keep-mask over items or callables returning one; ``candidates``
         restricts ranking to those item indices. ``groups`` (one id per item, e.g. from
         :func:`recsys.models.rerank.variant_groups`) keeps at most one item per group: the near-duplicate
         guard. ``diversity`` > 0 re-ranks by MMR over ``item_vectors`` (default: the model's own).
+        ``exposure = (membership [n_items] in [0, 1], target share, strength in [0, 1])`` then moves one item
+        group's share of the list toward the target (:func:`recsys.models.rerank.exposure_rerank`).
         """
         from .rerank import select_top
 
@@ -241,7 +243,7 @@ class Recommender(ABC):
         keep = self._keep_mask(row, exclude_seen, filters, candidates)
         if diversity > 0 and item_vectors is None:
             item_vectors = self.item_embeddings()
-        top = select_top(scores, k, keep, diversity, item_vectors, groups)
+        top = select_top(scores, k, keep, diversity, item_vectors, groups, exposure)
         return [(str(self.item_ids[i]), float(scores[i])) for i in top]
 
     def _keep_mask(self, row: int, exclude_seen: bool, filters: Any, candidates: np.ndarray | None) -> np.ndarray:

@@ -4,6 +4,9 @@
   ``argmax (1 - diversity) * relevance - diversity * max cosine to the items already picked``
   (relevance min-max scaled to [0, 1] over the candidate pool). ``diversity = 0`` is the plain
   ranking by score.
+* :func:`exposure_rerank` — exposure-aware re-ranking of one user's scores toward a target share of one
+  item group (e.g. a genre's catalogue share): each step picks ``argmax (1 - strength) * relevance -
+  strength * |group slots so far + g(i) - target * position|``. ``strength = 0`` is the plain ranking.
 * :func:`variant_groups` — the near-duplicate guard's groups: items whose titles are the same once
   case, punctuation, bracketed notes, colour and size words are set aside (colour variants of one
   article) share a group; :func:`select_top` keeps at most one item per group in a list.
@@ -25,7 +28,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["mmr_rerank", "select_top", "variant_groups", "rerank_users", "category_mask", "price_mask", "seen_mask", "filter_mask",
+__all__ = ["mmr_rerank", "exposure_rerank", "group_membership", "select_top", "variant_groups", "rerank_users", "category_mask", "price_mask", "seen_mask", "filter_mask",
            "catalogue_coverage", "intra_list_diversity", "novelty", "long_tail_share", "beyond_accuracy",
            "normalise_rows"]
 
@@ -84,11 +87,71 @@ def mmr_rerank(scores: np.ndarray, item_vectors: np.ndarray, k: int, diversity: 
     return best[chosen].astype(np.int64)
 
 
+def _pool(scores: np.ndarray, k: int, pool: int | None) -> tuple[np.ndarray, int]:
+    """The ``pool`` best-scored finite items (by score, ties by index) and the list length ``k`` they allow."""
+    finite = np.flatnonzero(np.isfinite(scores))
+    k = int(min(k, len(finite)))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64), 0
+    size = int(min(len(finite), pool or max(5 * k, 50)))
+    best = finite[np.argpartition(-scores[finite], size - 1)[:size]] if size < len(finite) else finite
+    return best[np.lexsort((best, -scores[best]))].astype(np.int64), k
+
+
+def exposure_rerank(scores: np.ndarray, membership: np.ndarray, k: int, target: float, strength: float = 0.0,
+                    pool: int | None = None) -> np.ndarray:
+    """Top-``k`` item indices of one user, re-ranked so that one item group's share of the list moves toward
+    ``target``.
+
+    ``membership``: ``[n_items]`` in [0, 1], how much of each item belongs to the group (1/0 for a plain
+    category; ``1 / number of labels`` for a multi-label column, so shares add up to 1 over all labels, as
+    in :mod:`recsys.evaluate.fairness`). ``target``: the wanted share of the list (e.g. the group's share
+    of the catalogue). ``strength`` in [0, 1]: 0 = the ranking by score; 1 = follow the target as closely
+    as the pool allows, best-scored first among equals.
+
+    Greedy, like MMR: at position t (0-based), with ``c`` the group's slots so far, each candidate ``i``
+    gains ``(1 - strength) * relevance(i) - strength * |c + membership(i) - target * (t + 1)|``. The
+    deviation is counted in list slots (not as a share), so the pull toward the target is as strong at
+    rank 20 as at rank 2; relevance is min-max scaled to [0, 1] over the pool, so ``strength / (1 -
+    strength)`` reads as "how much relevance one slot of deviation is worth". Both under- and over-exposed
+    groups are handled: the same rule boosts a group below its target and holds back one above it.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    membership = np.clip(np.asarray(membership, dtype=np.float64), 0.0, 1.0)
+    if membership.shape != scores.shape:
+        raise ValueError(f"membership has shape {membership.shape}, scores {scores.shape}")
+    best, k = _pool(scores, k, pool)
+    strength = float(min(max(strength, 0.0), 1.0))
+    if k == 0:
+        return best
+    if strength <= 0.0:
+        return best[:k]
+    relevance = scores[best]
+    low, high = relevance.min(), relevance.max()
+    relevance = (relevance - low) / (high - low) if high > low else np.ones_like(relevance)
+    weight = membership[best]
+    available = np.ones(len(best), dtype=bool)
+    chosen: list[int] = []
+    slots = 0.0
+    for position in range(k):
+        deviation = np.abs(slots + weight - float(target) * (position + 1))
+        gain = (1.0 - strength) * relevance - strength * deviation
+        gain[~available] = -np.inf
+        pick = int(np.argmax(gain))  # first maximum: ties go to the better-scored item
+        chosen.append(pick)
+        available[pick] = False
+        slots += weight[pick]
+    return best[chosen]
+
+
 def select_top(scores: np.ndarray, k: int, keep: np.ndarray | None = None, diversity: float = 0.0,
-               item_vectors: np.ndarray | None = None, groups: np.ndarray | None = None) -> np.ndarray:
+               item_vectors: np.ndarray | None = None, groups: np.ndarray | None = None,
+               exposure: tuple[np.ndarray, float, float] | None = None) -> np.ndarray:
     """Top-``k`` item indices of one user's ``scores``: ``keep`` (a boolean mask) applied, at most one item
     per ``groups`` value (the best-scored one stands for its group), then MMR at ``diversity`` (needs
-    ``item_vectors``; 0 = by score)."""
+    ``item_vectors``; 0 = by score), then, with ``exposure = (membership, target, strength)``, the
+    exposure-aware re-ranking of :func:`exposure_rerank` over the MMR order (MMR's order stands in for the
+    scores, so the two compose: variety first, then the group's share)."""
     scores = np.asarray(scores, dtype=np.float64).copy()
     if keep is not None:
         scores[~np.asarray(keep, dtype=bool)] = -np.inf
@@ -101,7 +164,16 @@ def select_top(scores: np.ndarray, k: int, keep: np.ndarray | None = None, diver
         leaders = np.zeros(len(scores), dtype=bool)
         leaders[order[first]] = True
         scores[~leaders] = -np.inf
-    return mmr_rerank(scores, item_vectors, k, diversity if item_vectors is not None else 0.0)
+    diversity = diversity if item_vectors is not None else 0.0
+    if exposure is None or exposure[2] <= 0:
+        return mmr_rerank(scores, item_vectors, k, diversity)
+    membership, target, strength = exposure
+    pool = int(max(5 * k, 50))
+    if diversity > 0:  # MMR orders a longer list; its rank becomes the relevance of the exposure step
+        ordered = mmr_rerank(scores, item_vectors, pool, diversity, pool=pool)
+        scores = np.full(len(scores), -np.inf)
+        scores[ordered] = np.arange(len(ordered), 0, -1, dtype=np.float64)
+    return exposure_rerank(scores, membership, k, target, strength, pool=pool)
 
 
 #: Words that name a variant of an article rather than the article (the guard sets them aside).
@@ -179,6 +251,20 @@ def category_mask(items: pd.DataFrame, column: str, values: Sequence[str], multi
         return np.zeros(len(items), dtype=bool)
     wanted = {str(v) for v in values}
     return np.array([bool(labels & wanted) for labels in _labels(items[column], multi_label, separator)], dtype=bool)
+
+
+def group_membership(items: pd.DataFrame, column: str, value: str, multi_label: bool = False,
+                     separator: str = "|") -> np.ndarray:
+    """``[len(items)]`` share of each item that belongs to the group ``column == value``: 1 or 0 for a plain
+    category; ``1 / number of labels`` of the item for a multi-label column (a film that is Drama and Crime
+    is half Drama), the same split the fairness report uses, so that shares add up to 1 over the labels."""
+    if column not in items.columns:
+        raise KeyError(f"the items have no column '{column}'")
+    out = np.zeros(len(items), dtype=np.float64)
+    for position, labels in enumerate(_labels(items[column], multi_label, separator)):
+        if str(value) in labels:
+            out[position] = 1.0 / len(labels)
+    return out
 
 
 def price_mask(items: pd.DataFrame, column: str, low: float | None = None, high: float | None = None) -> np.ndarray:

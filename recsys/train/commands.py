@@ -1,10 +1,11 @@
-"""CLI commands of the training layer: ``train``, ``evaluate``, ``recommend``, ``runs``."""
+"""CLI commands of the training layer: ``train``, ``evaluate``, ``fairness``, ``recommend``, ``runs``."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from typing import Any
 
@@ -179,6 +180,12 @@ def _recommend_arguments(p: argparse.ArgumentParser) -> None:
                    help="allow several variants of one product (same title but colour/size) in the list")
     p.add_argument("--diversity", type=float, default=0.0, help="MMR re-ranking for variety, 0 to 1 (default 0)")
     p.add_argument("--explain", action="store_true", help="add each item's explanation (modality shares, evidence)")
+    p.add_argument("--exposure-group", default=None, metavar="COLUMN=VALUE",
+                   help="exposure-aware re-ranking: the item group whose share of the list to steer, e.g. genres=Drama")
+    p.add_argument("--exposure-strength", type=float, default=0.5,
+                   help="with --exposure-group: 0 = plain ranking, 1 = follow the target share closely (default 0.5)")
+    p.add_argument("--exposure-target", type=float, default=None,
+                   help="with --exposure-group: the wanted share of the list (default: the group's catalogue share)")
 
 
 @command("recommend", "top-K recommendations for a user from a trained run", _recommend_arguments)
@@ -203,9 +210,10 @@ def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
         else None
     if not 0.0 <= args.diversity <= 1.0:
         raise CommandError(f"--diversity must be between 0 and 1, not {args.diversity}")
+    exposure = _exposure_option(args, workspace, dataset, model) if args.exposure_group else None
     try:
         items = model.recommend(args.user, k=args.k, exclude_seen=not args.include_seen, diversity=args.diversity,
-                                groups=groups)
+                                groups=groups, exposure=exposure)
     except KeyError as exc:
         raise CommandError(str(exc.args[0])) from exc
     rows = [{"rank": r + 1, "item_id": item, "score": score, "title": titles.get(item)}
@@ -220,7 +228,90 @@ def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
         _say(args, f"{row['rank']:>3}. {row['item_id']:<12} {row['score']:>9.4f}  {row['title'] or ''}")
         if row.get("explanation", {}).get("sentence"):
             _say(args, f"     {row['explanation']['sentence']}")
-    return {"run_id": run_dir.name, "user": args.user, "recommendations": rows}
+    result: dict[str, Any] = {"run_id": run_dir.name, "user": args.user, "recommendations": rows}
+    if exposure is not None:
+        membership = exposure[0]
+        share = float(sum(membership[model.item_index(r["item_id"])] for r in rows) / max(len(rows), 1))
+        result["exposure"] = {"group": args.exposure_group, "target": exposure[1], "strength": exposure[2],
+                              "share_in_list": share}
+        _say(args, f"{args.exposure_group}: {share:.2f} of this list (target {exposure[1]:.2f}, "
+                   f"strength {exposure[2]:g})")
+    return result
+
+
+def _exposure_option(args: argparse.Namespace, workspace: Any, dataset: str, model: Any) -> tuple[Any, float, float]:
+    """``--exposure-group COLUMN=VALUE`` -> (membership over the model's items, target share, strength)."""
+    import numpy as np
+    import pandas as pd
+
+    from ..data.schema import CATEGORICAL, MULTI_LABEL
+    from ..models.rerank import group_membership
+
+    column, _, value = args.exposure_group.partition("=")
+    if not column or not value:
+        raise CommandError(f"--exposure-group takes COLUMN=VALUE (e.g. genres=Drama), not {args.exposure_group!r}")
+    if not 0.0 <= args.exposure_strength <= 1.0:
+        raise CommandError(f"--exposure-strength must be between 0 and 1, not {args.exposure_strength}")
+    if args.exposure_target is not None and not 0.0 <= args.exposure_target <= 1.0:
+        raise CommandError(f"--exposure-target must be between 0 and 1, not {args.exposure_target}")
+    if not workspace.has_dataset(dataset):
+        raise CommandError(f"the run's dataset '{dataset}' is no longer in the workspace")
+    bundle = workspace.load_dataset(dataset)
+    role = bundle.schema.items.get(column)
+    if column not in bundle.items.columns or role not in (CATEGORICAL, MULTI_LABEL):
+        options = bundle.schema.columns_with("items", CATEGORICAL, MULTI_LABEL)
+        raise CommandError(f"'{column}' is not a categorical item column; choose one of {', '.join(options) or 'none'}")
+    items = bundle.items.drop_duplicates("item_id")
+    aligned = items.set_index(items["item_id"].astype(str).to_numpy()).reindex(pd.Index(model.item_ids))
+    membership = group_membership(aligned, column, value, role == MULTI_LABEL, bundle.schema.multi_label_separator)
+    if not membership.any():
+        raise CommandError(f"no item has {column} = {value!r}")
+    target = float(np.mean(membership)) if args.exposure_target is None else float(args.exposure_target)
+    return membership, target, float(args.exposure_strength)
+
+
+def _fairness_arguments(p: argparse.ArgumentParser) -> None:
+    _run_argument(p)
+    p.add_argument("--item-column", required=True,
+                   help="categorical or multi-label item column that groups items (e.g. genres, category, brand)")
+    p.add_argument("--user-column", default=None, help="categorical column of the users table that groups users")
+    p.add_argument("--k", type=int, default=20, help="length of the lists (default 20)")
+    p.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples of the users (default 500)")
+    p.add_argument("--seed", type=int, default=2026, help="seed of the bootstrap (default 2026)")
+
+
+@command("fairness", "who gets exposure and whom the model serves well, on a run's test split", _fairness_arguments)
+def cmd_fairness(args: argparse.Namespace) -> dict[str, Any]:
+    from ..evaluate.fairness import fairness_report, run_rankings
+
+    run_dir = _run_dir(args)
+    workspace = _workspace(args)
+    if args.k < 1:
+        raise CommandError(f"--k must be 1 or more, not {args.k}")
+    if args.bootstrap < 0:
+        raise CommandError(f"--bootstrap must be 0 or more, not {args.bootstrap}")
+    dataset = json.loads((run_dir / "config.json").read_text())["config"].get("dataset")
+    if not dataset or not workspace.has_dataset(dataset):
+        raise CommandError(f"the run's dataset '{dataset}' is no longer in the workspace")
+    bundle = workspace.load_dataset(dataset)
+    from ..evaluate.fairness import item_group_columns, user_group_columns
+
+    if args.item_column not in item_group_columns(bundle):
+        raise CommandError(f"'{args.item_column}' is not a categorical item column of '{dataset}'; choose one of "
+                           f"{', '.join(item_group_columns(bundle)) or 'none'}")
+    if args.user_column and args.user_column not in user_group_columns(bundle):
+        raise CommandError(f"'{args.user_column}' is not a categorical user column of '{dataset}'; choose one of "
+                           f"{', '.join(user_group_columns(bundle)) or 'none (the dataset has no users table)'}")
+    started = time.perf_counter()
+    try:
+        rankings = run_rankings(workspace, run_dir.name, k=args.k,
+                                progress=None if args.quiet else (lambda m: print(m, file=sys.stderr)))
+    except (ValueError, FileNotFoundError, RuntimeError, KeyError) as exc:
+        raise CommandError(str(exc)) from exc
+    report = fairness_report(rankings, bundle, args.item_column, args.user_column, n_boot=args.bootstrap,
+                             seed=args.seed)
+    _say(args, report.table())
+    return {**report.to_dict(), "seconds": round(time.perf_counter() - started, 2)}
 
 
 @command("runs", "list the training runs in the workspace")

@@ -435,6 +435,22 @@ def usable_context(run: RunRecord) -> RunContext | None:
         return None
 
 
+@st.cache_resource(show_spinner="Ranking the test users' catalogue…", max_entries=4)
+def _fairness_rankings(root: str, run_id: str, model_stamp: float, data_stamp: str, k: int):
+    from recsys.evaluate.fairness import run_rankings
+
+    return run_rankings(get_workspace(), run_id, k=k)
+
+
+def fairness_rankings(run: RunRecord, k: int = 20):
+    """The run's top-``k`` test lists (:func:`recsys.evaluate.fairness.run_rankings`), cached per model version
+    (a refit on the train split can take a while: done once)."""
+    dataset = run.dataset
+    if not dataset or dataset not in dataset_names():
+        raise LookupError(f"the dataset '{dataset}' this run was trained on is no longer in the workspace")
+    return _fairness_rankings(workspace_root(), run.run_id, _model_stamp(run.path), dataset_stamp(dataset), k)
+
+
 def metric_column_config() -> dict[str, Any]:
     config = {label: st.column_config.NumberColumn(label, format="%.4f") for _, label in METRIC_COLUMNS}
     config["Fit time"] = st.column_config.NumberColumn("Fit time", format="%.1f s")

@@ -8,8 +8,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages.common import (STATE_STYLE, chart, empty_state, fmt_time, get_workspace, list_all_runs,
-                              page_header, run_label, run_page, show_error, style_figure)
+from app_pages.common import (STATE_STYLE, chart, empty_state, fairness_rankings, fmt_time, get_workspace,
+                              list_all_runs, md_text, page_header, plain_error, run_label, run_page, show_error,
+                              style_figure)
 from recsys.train.launch import RunBusyError, delete_run, model_zip
 from recsys.train.records import RunRecord
 
@@ -99,6 +100,96 @@ def comparison(runs: list[RunRecord]) -> None:
                                                     for _ in row], axis=1), width="stretch")
 
 
+def fairness(runs: list[RunRecord]) -> None:
+    """Who gets exposure and whom the model serves well, on the selected run's test split (engine:
+    :mod:`recsys.evaluate.fairness`); computed on demand, since it may refit the model on the train split."""
+    from recsys.evaluate.fairness import fairness_report, item_group_columns, user_group_columns
+
+    st.markdown("#### :material/balance: Fairness")
+    usable = [r for r in runs if r.has_test_metrics and not r.active and r.has_model]
+    if not usable:
+        empty_state("No finished run with a model and test metrics yet.", icon=":material/hourglass_empty:")
+        return
+    labels = {r.run_id: short_label(r) for r in usable}
+    ids = list(labels)
+    if st.session_state.get("exp_fair_run") not in ids:
+        st.session_state.pop("exp_fair_run", None)
+    run_id = st.selectbox("Run", ids, key="exp_fair_run", format_func=labels.get,
+                          help="The report ranks the catalogue for every test user, as the evaluation did.")
+    run = usable[ids.index(run_id)]
+    try:
+        bundle = get_workspace().load_dataset(run.dataset)
+    except Exception as exc:
+        st.warning(f"**The run's dataset cannot be read.** {md_text(plain_error(exc))}.", icon=":material/warning:")
+        return
+    item_columns, user_columns = item_group_columns(bundle), user_group_columns(bundle)
+    if not item_columns:
+        st.info("This dataset has no categorical item column to group items by.", icon=":material/info:")
+        return
+    cols = st.columns(3)
+    item_column = cols[0].selectbox("Group items by", item_columns, key="exp_fair_items")
+    user_column = cols[1].selectbox("Group users by (besides history length)", [None, *user_columns],
+                                    key="exp_fair_users", format_func=lambda c: "—" if c is None else c)
+    k = int(cols[2].number_input("List length K", min_value=1, max_value=100, value=20, key="exp_fair_k"))
+    computed = st.session_state.get("exp_fair_done") == (run_id, k)
+    if not computed:
+        if not st.button("Compute the fairness report", icon=":material/balance:", key="exp_fair_go"):
+            st.caption("Ranks the catalogue for every test user of the run (and refits the model on the train split "
+                       "when the saved one was refitted on everything).")
+            return
+        st.session_state["exp_fair_done"] = (run_id, k)
+    try:
+        rankings = fairness_rankings(run, k)
+        report = fairness_report(rankings, bundle, item_column, user_column)
+    except Exception as exc:
+        show_error("The fairness report could not be computed", exc)
+        return
+    metric = st.columns(4)
+    metric[0].metric(f"NDCG@{k}", f"{report.ndcg:.4f}", help=f"{report.n_users:,} test users; model "
+                     f"{report.model_source}" + (f" (stored: {report.stored_ndcg:.4f})" if report.stored_ndcg else ""))
+    metric[1].metric("Gini of item exposure", f"{report.gini:.3f}",
+                     help=f"0 = every item shown equally often; {report.items_recommended:,} of {report.n_items:,} "
+                          "items recommended at least once")
+    metric[2].metric("Popularity percentile", f"{report.popularity['recommended']:.3f}",
+                     f"{report.popularity['lift']:+.3f} vs history", delta_color="off",
+                     help="Mean popularity percentile of recommended items (0 = least, 1 = most popular), against "
+                          "that of the users' history items")
+    metric[3].metric("Calibration (KL)", f"{report.calibration_kl:.3f}",
+                     help="Mean KL divergence of each list's group mix from the user's history mix (0 = the same)")
+    groups = pd.DataFrame([{"Group": g.group, "Items": g.items, "Catalogue share": g.catalogue_share,
+                            "Interaction share": g.interaction_share, "Exposure share": g.exposure_share,
+                            "Exposure / catalogue": g.exposure_ratio} for g in report.groups])
+    groups = groups.sort_values("Exposure share", ascending=False, kind="stable")
+    shown = groups.head(25)
+    long = shown.melt(id_vars="Group", value_vars=["Exposure share", "Catalogue share", "Interaction share"],
+                      var_name="share", value_name="value")
+    fig = px.bar(long, x="Group", y="value", color="share", barmode="group", labels={"value": "", "Group": ""},
+                 color_discrete_sequence=["#4C6EF5", "#ADB5BD", "#FAB005"])
+    style_figure(fig, height=380, title=f"Top-{k} exposure against the catalogue, by {item_column}"
+                 + (f" (the {len(shown)} most exposed of {len(groups)})" if len(groups) > len(shown) else ""))
+    chart(fig, key="exp_fair_exposure")
+    share = st.column_config.NumberColumn(format="%.3f")
+    st.dataframe(groups, hide_index=True, width="stretch",
+                 column_config={c: share for c in groups.columns if c not in ("Group", "Items")})
+    for name, gap in report.user_groups.items():
+        frame = pd.DataFrame([{"Group": g.group, "Users": g.n_users, f"NDCG@{k}": g.ndcg, "Low (95 %)": g.low,
+                               "High (95 %)": g.high} for g in gap.groups])
+        fig = px.bar(frame, x="Group", y=f"NDCG@{k}", error_y=frame["High (95 %)"] - frame[f"NDCG@{k}"],
+                     error_y_minus=frame[f"NDCG@{k}"] - frame["Low (95 %)"], labels={"Group": ""},
+                     color_discrete_sequence=["#4C6EF5"])
+        style_figure(fig, height=320, legend=False, title=f"NDCG@{k} by {gap.by}")
+        chart(fig, key=f"exp_fair_users_{name}")
+        if gap.best is not None:
+            verdict = "a clear gap" if gap.clear else "within the noise: the interval includes 0"
+            st.caption(f"Gap {md_text(gap.best)} − {md_text(gap.worst)}: {gap.gap:+.4f} (95 % interval "
+                       f"{gap.gap_low:+.4f} to {gap.gap_high:+.4f}, {gap.n_boot} bootstrap resamples of the users): "
+                       f"{verdict}." + (f" Groups of fewer than {gap.min_users} users are left out of the gap."
+                                        if any(g.n_users < gap.min_users for g in gap.groups) else ""))
+        st.dataframe(frame, hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.4f")
+                                    for c in (f"NDCG@{k}", "Low (95 %)", "High (95 %)")})
+
+
 def manage(runs: list[RunRecord]) -> None:
     st.markdown("#### :material/folder_managed: Download or delete a run")
     ids = [r.run_id for r in runs]
@@ -158,6 +249,7 @@ def main() -> None:
                                 "Minutes": st.column_config.NumberColumn("Minutes", format="%.1f"),
                                 "Run": st.column_config.TextColumn("Run id")})
     comparison(runs)
+    fairness(runs)
     manage(runs)
 
 

@@ -101,6 +101,22 @@ def test_experiments_page_lists_the_run(app, trained_workspace):
     assert len(at.get("download_button")) == 1
 
 
+def test_experiments_page_shows_the_fairness_report_on_demand(app, trained_workspace):
+    at = open_page(app, "app_pages/experiments.py")
+    assert_clean(at)
+    assert at.selectbox(key="exp_fair_items").value  # a categorical item column of the demo (brand, category...)
+    at.selectbox(key="exp_fair_users").set_value("age_band")
+    at.button(key="exp_fair_go").click().run()
+    assert_clean(at)
+    shown = texts(at)
+    assert "Gap " in shown and "bootstrap resamples" in shown
+    assert len(at.get("plotly_chart")) >= 4  # the comparison, exposure, and NDCG by history length and age band
+    at.selectbox(key="exp_fair_items").set_value("tags").run()  # another column: the report follows at once
+    assert_clean(at)
+    assert not [b for b in at.button if b.key == "exp_fair_go"]
+    assert "Top-20 exposure" in " ".join(str(c.proto.spec) for c in at.get("plotly_chart"))
+
+
 @pytest.mark.parametrize("page", ["app_pages/recommendations.py", "app_pages/attention.py"])
 def test_a_run_whose_model_cannot_be_loaded_is_explained(app, trained_workspace, page):
     from tests.app.conftest import the_run

@@ -90,12 +90,19 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         raise CommandError(str(exc)) from exc
     finally:
         progress.close()
-    metrics = json.loads((run_dir / "metrics.json").read_text())
     status = read_status(run_dir)
-    _print_metrics(args, metrics)
+    metrics_file = run_dir / "metrics.json"
+    # a stopped run may not have been evaluated yet (a stop does not wait for an evaluation)
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    if metrics.get("model"):
+        _print_metrics(args, metrics)
     _say(args, f"run {run_dir.name} {status['state']} in {time.perf_counter() - started:.1f} s -> {run_dir}")
+    if status["state"] == "stopped":
+        _say(args, f"stopped during {status.get('stopped_during') or 'training'}; continue it with: "
+                   f"python -m recsys train --resume {run_dir.name}")
     return {"run_id": run_dir.name, "run_dir": str(run_dir), "state": status["state"],
-            "seconds": round(time.perf_counter() - started, 2), "metrics": _compact(metrics)}
+            "stopped_during": status.get("stopped_during"),
+            "seconds": round(time.perf_counter() - started, 2), "metrics": _compact(metrics) if metrics else {}}
 
 
 def _compact(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -74,13 +74,20 @@ def show_error(headline: str, exc: BaseException | str, details: str | None = No
 
 
 _MARKDOWN_INLINE = re.compile(r"([\\`*_{}\[\]<>|~$:])")
+# GFM turns a bare URL, www. name or e-mail address into a link even when its characters are escaped (the
+# autolink pass runs on the parsed text): an invisible word joiner after ``scheme:``, in ``www.`` and after
+# ``@`` keeps it text that reads the same
+_WORD_JOINER = "\u2060"
+_AUTOLINK_LITERAL = re.compile(r"(?i)(\b(?:https?|ftp):(?=//)|\bwww(?=\.)|@)")
 
 
 def md_text(value: Any) -> str:
     """Catalogue text for ``st.markdown``/``st.caption``: what Markdown would act on is escaped, so a title
     such as ``![x](http://host/p.png)`` shows as those characters (never as an image, a link, emphasis, an
-    emoji shortcode or a heading); dots and parentheses mid-line stay as they are."""
-    text = _MARKDOWN_INLINE.sub(r"\\\1", str(value))
+    emoji shortcode or a heading); dots and parentheses mid-line stay as they are, and a bare URL or e-mail
+    address gets an invisible word joiner (U+2060) so that it is not made a link."""
+    text = _AUTOLINK_LITERAL.sub(r"\1" + _WORD_JOINER, str(value))
+    text = _MARKDOWN_INLINE.sub(r"\\\1", text)
     text = re.sub(r"(?m)^(\s*)(\d+)\.", r"\1\2\\.", text)  # "1. " would start a list
     return re.sub(r"(?m)^(\s*)([#>+\-=])", r"\1\\\2", text)  # headings, quotes, bullets
 

@@ -154,3 +154,16 @@ def test_assembled_uploads_become_one_bundle_and_unsafe_pictures_are_refused(tmp
         archive.writestr("items.csv", items)
     with pytest.raises(UploadError, match="already holds items.csv"):
         assemble_bundle_zip({"items": ("i.csv", items)}, clash.getvalue())
+
+
+def test_md_text_keeps_urls_and_addresses_from_becoming_links():
+    """GFM makes links of bare URLs, www. names and e-mail addresses even when they are escaped: md_text
+    breaks each with an invisible word joiner, and the text reads the same."""
+    import re
+
+    from app_pages.common import md_text
+
+    text = "![x](http://127.0.0.1:9/t.png) see www.example.com, HTTPS://a.org, ftp://f.org or me@shop.example"
+    out = md_text(text)
+    assert not re.search(r"(?i)(https?|ftp)\\?://|www\.|@[-\w]", out), out
+    assert re.sub(r"\\(.)", r"\1", out).replace("\u2060", "") == text

@@ -110,6 +110,9 @@ def _import_arguments(p: argparse.ArgumentParser) -> None:
                    "the folder or zip name, e.g. 'My Shop (2).zip' -> my-shop-2)")
     p.add_argument("--schema", default=None, help="JSON file with column roles overriding the inferred ones")
     p.add_argument("--check", action="store_true", help="validate only; write nothing to the workspace")
+    p.add_argument("--pseudonymise", action="store_true", help="store every user id as a keyed hash (u_ + 16 hex "
+                   "digits, HMAC-SHA256 with the workspace's secret key in .secret/): the same id gets the same "
+                   "pseudonym in every import of this workspace; `forget --user` still takes the raw id")
 
 
 @command("import", "validate a bundle (folder or .zip) and import it into the workspace", _import_arguments)
@@ -137,11 +140,13 @@ def cmd_import(args: argparse.Namespace) -> dict[str, Any]:
         name = args.name or (loaded.bundle.name if loaded.bundle else None)
         bundle = loaded.bundle
     else:
-        imported = workspace.import_bundle(args.source, name=args.name, schema=schema, progress=progress)
+        imported = workspace.import_bundle(args.source, name=args.name, schema=schema, progress=progress,
+                                           pseudonymise=args.pseudonymise)
         report, ok, path, name = imported.report, imported.ok, imported.path, imported.name
         bundle = workspace.load_dataset(name) if ok else None
     progress.close()
     result = {"dataset": name, "path": str(path) if path else None, "imported": bool(path),
+              "pseudonymised": bool(path) and args.pseudonymise,
               "seconds": round(time.perf_counter() - started, 2), **report.to_dict()}
     if not ok:
         raise CommandError(f"the bundle has {len(report.errors)} error(s); nothing was imported:\n" + report.format(),
@@ -179,6 +184,32 @@ def cmd_datasets(args: argparse.Namespace) -> dict[str, Any]:
     if not infos:
         _say(args, "no datasets yet: run `python -m recsys demo --import` or `python -m recsys import BUNDLE`")
     return {"datasets": [info.to_dict() for info in infos]}
+
+
+def _forget_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", help="dataset name in the workspace")
+    p.add_argument("--user", dest="users", action="append", required=True, metavar="ID",
+                   help="a user to forget (repeat for several); on a pseudonymised dataset, the raw id")
+
+
+@command("forget", "remove users' interactions and user rows from a dataset for good, and mark the runs that "
+                   "still hold them for retraining", _forget_arguments)
+def cmd_forget(args: argparse.Namespace) -> dict[str, Any]:
+    from .workspace import DatasetNotFound, UnknownUsers, validate_name
+
+    validate_name("dataset name", args.dataset)
+    try:
+        result = _workspace(args).forget_users(args.dataset, args.users)
+    except (DatasetNotFound, UnknownUsers, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
+    # the ids are not echoed: the output may end up in logs
+    _say(args, f"forgot {result.users} user(s) from '{result.dataset}': {result.interactions_removed:,} interactions "
+               f"and {result.user_rows_removed:,} user rows removed")
+    for run_id in result.runs_marked:
+        _say(args, f"run {run_id} still holds them in its model: retrain it (a new run) and delete it")
+    for file in result.files_dropped:
+        _say(args, f"removed {file}: it named a forgotten user")
+    return result.to_dict()
 
 
 @command("encoders", "list the feature encoders and whether their weights are on this machine")

@@ -102,6 +102,36 @@ class DatasetNotFound(LookupError):
     pass
 
 
+class UnknownUsers(LookupError):
+    """``forget`` was given user ids the dataset does not hold; nothing was changed."""
+
+    def __init__(self, dataset: str, unknown: list[str]):
+        shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        super().__init__(f"dataset '{dataset}' has no user {shown}; nothing was forgotten")
+        self.dataset = dataset
+        self.unknown = unknown
+
+
+@dataclass
+class ForgetResult:
+    """What :meth:`Workspace.forget_users` did: counts only, never the ids."""
+
+    dataset: str
+    users: int
+    interactions_removed: int
+    user_rows_removed: int
+    runs_marked: list[str]
+    files_dropped: list[str]
+    pseudonymised: bool
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "forgotten_users": self.users,
+                "interactions_removed": self.interactions_removed, "user_rows_removed": self.user_rows_removed,
+                "runs_marked": self.runs_marked, "files_dropped": self.files_dropped,
+                "pseudonymised": self.pseudonymised, "at": self.at}
+
+
 class DatasetDamaged(RuntimeError):
     """A stored dataset with a file that cannot be read; the message names the file and what to do."""
 
@@ -261,12 +291,13 @@ class Workspace:
     def import_bundle(self, source: Any, *, name: str | None = None,
                       schema: Mapping[str, Any] | S.Schema | None = None,
                       progress: Callable[[str, int, int], None] | None = None,
-                      **load_options: Any) -> ImportResult:
+                      pseudonymise: bool = False, **load_options: Any) -> ImportResult:
         """Validate ``source`` and, only if it has no errors, store it as dataset ``name``.
 
         A bundle with errors changes nothing in the workspace; the report says why. A ``name`` given
         must be valid (:class:`InvalidName` otherwise, before anything is read); without one the name is
-        derived from the folder or zip name (``My Shop (2).zip`` -> ``my-shop-2``).
+        derived from the folder or zip name (``My Shop (2).zip`` -> ``my-shop-2``). With ``pseudonymise`` every
+        user id is stored as its keyed hash (:func:`recsys.privacy.pseudonym`): the raw ids never reach the disk.
         """
         if name is not None:
             validate_name("dataset name", name)
@@ -281,15 +312,32 @@ class Workspace:
         try:
             target = self.dataset_path(final_name)
             with atomic_directory(target) as staging:
-                self._write_dataset(bundle, staging, final_name, result.report, source, progress)
+                self._write_dataset(bundle, staging, final_name, result.report, source, progress, pseudonymise)
         finally:
             discard_bundle(bundle)
         self.set_active_dataset(final_name)
         return ImportResult(result.report, final_name, target)
 
     def _write_dataset(self, bundle: CatalogBundle, folder: Path, name: str, report: ValidationReport, source: Any,
-                       progress: Callable[[str, int, int], None] | None) -> None:
+                       progress: Callable[[str, int, int], None] | None, pseudonymise: bool = False) -> None:
         items = bundle.items.copy()
+        interactions, users = bundle.interactions, bundle.users
+        warnings = [issue.format() for issue in report.warnings]
+        mapping: dict[str, str] | None = None
+        if pseudonymise:
+            from .privacy import pseudonym, workspace_key
+
+            key = workspace_key(self.root)
+            raw = pd.unique(pd.concat([interactions["user_id"], users["user_id"] if users is not None else
+                                       pd.Series([], dtype=object)]).astype(str))
+            mapping = {user: pseudonym(key, user) for user in raw}
+            if len(set(mapping.values())) != len(mapping):  # 64-bit pseudonyms: never expected, but never silent
+                raise RuntimeError("two user ids got the same pseudonym; import without --pseudonymise")
+            interactions = interactions.assign(user_id=interactions["user_id"].astype(str).map(mapping))
+            if users is not None:
+                users = users.assign(user_id=users["user_id"].astype(str).map(mapping))
+            # a warning may quote a raw id (e.g. a user with no interactions): such warnings are not stored
+            warnings = _scrub_texts(warnings, set(mapping))
         image_column = bundle.schema.image_column
         copied = 0
         if image_column:
@@ -314,9 +362,9 @@ class Workspace:
                     progress("copy images", position + 1, len(values))
             items[image_column] = values
         _write_parquet(items, folder / "items.parquet")
-        _write_parquet(bundle.interactions, folder / "interactions.parquet")
-        if bundle.users is not None:
-            _write_parquet(bundle.users, folder / "users.parquet")
+        _write_parquet(interactions, folder / "interactions.parquet")
+        if users is not None:
+            _write_parquet(users, folder / "users.parquet")
         atomic_write_json(folder / "schema.json", bundle.schema.to_dict())
         # extra material a bundle carries (e.g. the demo's ground truth) travels along untouched
         # (file by file: a symbolic link out of the bundle, or to a folder, is skipped, as validation said)
@@ -324,15 +372,22 @@ class Workspace:
             destination = folder / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(bundle.root / relative, destination)
-        atomic_write_json(folder / "manifest.json", {
+            if mapping is not None:  # extra tables keyed by user (the demo's ground truth) get the pseudonyms too
+                _rewrite_user_table(destination, lambda frame: frame.assign(
+                    user_id=frame["user_id"].astype(str).map(lambda u: mapping.get(u, u))))
+        manifest = {
             "name": name,
             "source": str(source) if isinstance(source, (str, os.PathLike)) else "upload",
             "imported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "counts": bundle.counts() | {"images_copied": copied},
             "files": bundle.files,
-            "warnings": [issue.format() for issue in report.warnings],
+            "warnings": warnings,
             "reasons": bundle.schema.reasons,
-        })
+        }
+        if mapping is not None:
+            # which key is not said: the one in this workspace's .secret/ folder, never copied anywhere
+            manifest["pseudonymised"] = {"method": "HMAC-SHA256, workspace key", "prefix": "u_", "hex_digits": 16}
+        atomic_write_json(folder / "manifest.json", manifest)
 
     def load_dataset(self, name: str) -> CatalogBundle:
         """The stored dataset as a :class:`CatalogBundle` whose pictures live in its folder;
@@ -373,6 +428,145 @@ class Workspace:
             trash = folder.with_name(leftover_name("deleted", folder.name, str(int(time.time()))))
             os.replace(folder, trash)  # one rename: readers never see half a folder
             shutil.rmtree(trash, ignore_errors=True)
+
+    # ------------------------------------------------------------------ privacy
+    def forget_users(self, name: str, user_ids: list[str] | tuple[str, ...]) -> ForgetResult:
+        """Remove users' interactions and user rows from stored dataset ``name``, for good.
+
+        The dataset is written again as a new folder through :func:`atomic_directory` (unchanged files, such as
+        pictures, hard-linked when the filesystem allows, else copied) and swapped in with one rename, so a crash
+        or a SIGKILL at any point leaves the old dataset or the new one, never a mix. Ids the dataset does not
+        hold raise :class:`UnknownUsers` before anything is written. On a pseudonymised dataset the raw ids are
+        given (they are hashed with the workspace key; a pseudonym itself is accepted too).
+
+        The manifest records how many users were forgotten and when, never who. Every run trained on this
+        dataset gets a ``privacy.json`` marker (:func:`recsys.privacy.mark_run`): its saved model still embeds
+        these users until it is retrained. Runs write no explanation caches or exports into their folders (the
+        model zip is built on demand), so there is nothing else in them to scrub.
+        """
+        from .privacy import mark_run, pseudonym, workspace_key
+
+        requested = list(dict.fromkeys(str(u).strip() for u in user_ids if str(u).strip()))
+        if not requested:
+            raise ValueError("name at least one user to forget")
+        bundle = self.load_dataset(name)  # DatasetNotFound / DatasetDamaged: nothing to forget from
+        folder = Path(bundle.root)
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        pseudonymised = bool(manifest.get("pseudonymised"))
+        key = workspace_key(self.root)
+        stored = set(bundle.interactions["user_id"].astype(str))
+        if bundle.users is not None:
+            stored |= set(bundle.users["user_id"].astype(str))
+        forget: set[str] = set()
+        unknown: list[str] = []
+        for user in requested:
+            if user in stored:
+                forget.add(user)
+            elif pseudonymised and pseudonym(key, user) in stored:
+                forget.add(pseudonym(key, user))
+            else:
+                unknown.append(user)
+        if unknown:
+            raise UnknownUsers(name, unknown)
+        at = time.time()
+        # runs first: if the forget is interrupted the marker errs on the safe side (the run does hold these
+        # people), and running the forget again completes it (the ids are still in the old dataset)
+        marked = []
+        from .train.run import list_runs
+
+        for run in list_runs(self):
+            if run.dataset == name:
+                mark_run(run.path, key, name, sorted(forget), at)
+                marked.append(run.run_id)
+        interactions = bundle.interactions[~bundle.interactions["user_id"].astype(str).isin(forget)]
+        users = None if bundle.users is None else bundle.users[~bundle.users["user_id"].astype(str).isin(forget)]
+        needles = [u.encode("utf-8") for u in forget] + [u.encode("utf-8") for u in requested if u not in forget]
+        dropped: list[str] = []
+        with atomic_directory(folder) as staging:
+            for path in sorted(folder.rglob("*")):
+                relative = path.relative_to(folder)
+                target = staging / relative
+                if path.is_dir() or relative.as_posix() in ("interactions.parquet", "users.parquet", "manifest.json"):
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if relative.parts[0] in ("images",) or relative.as_posix() in ("items.parquet", "schema.json"):
+                    _link_or_copy(path, target)  # holds no user id
+                elif _rewrite_user_table(path, lambda frame: frame[~frame["user_id"].astype(str).isin(forget)],
+                                         target):
+                    continue  # an extra table keyed by user (the demo's ground truth): their rows dropped
+                elif any(needle in path.read_bytes() for needle in needles):
+                    dropped.append(relative.as_posix())  # extra material naming them that cannot be edited
+                else:
+                    _link_or_copy(path, target)
+            _write_parquet(interactions, staging / "interactions.parquet")
+            if users is not None:
+                _write_parquet(users, staging / "users.parquet")
+            history = [entry for entry in manifest.get("forgotten") or [] if isinstance(entry, dict)]
+            history.append({"at": at, "at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)),
+                            "users": len(forget), "interactions": int(len(bundle.interactions) - len(interactions)),
+                            **({"files_dropped": dropped} if dropped else {})})
+            counts = dict(manifest.get("counts") or {})
+            counts.update({"users": int(interactions["user_id"].nunique()), "interactions": int(len(interactions))})
+            manifest.update({"counts": counts, "forgotten": history,
+                             "warnings": _scrub_texts(list(manifest.get("warnings") or []), forget | set(requested))})
+            atomic_write_json(staging / "manifest.json", manifest)
+        self._checked.pop(name, None)
+        return ForgetResult(name, len(forget), int(len(bundle.interactions) - len(interactions)),
+                            0 if users is None else int(len(bundle.users) - len(users)), marked, dropped,
+                            pseudonymised, at)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link (instant, no extra space; safe because every write in the workspace replaces a file by rename,
+    never edits one in place), or a copy where the filesystem has none."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+_USER_TABLES = (".csv", ".parquet")
+
+
+def _rewrite_user_table(path: Path, change: Callable[[pd.DataFrame], pd.DataFrame], target: Path | None = None) -> bool:
+    """Apply ``change`` to a CSV/Parquet table with a ``user_id`` column and write it to ``target`` (default: in
+    place); False, writing nothing, for any other file."""
+    if path.suffix.lower() not in _USER_TABLES:
+        return False
+    try:
+        frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, dtype=str,
+                                                                                              keep_default_na=False)
+    except Exception:  # not a table after all: the caller treats it as an opaque file
+        return False
+    if "user_id" not in frame.columns:
+        return False
+    frame = change(frame)
+    target = target or path
+    if path.suffix.lower() == ".parquet":
+        _write_parquet(frame, target)
+    else:
+        target.write_text(frame.to_csv(index=False), encoding="utf-8")
+    return True
+
+
+_TOKEN = re.compile(r"[^\s'\",;:()\[\]{}]+")
+
+
+def _scrub_texts(texts: list[str], ids: set[str]) -> list[str]:
+    """``texts`` (import warnings) without those that quote one of ``ids``; a note says how many were left out.
+    Ids are matched as whole tokens (a short numeric id could otherwise match any row number), and as plain
+    substrings when they hold spaces or punctuation a token cannot."""
+    odd = [i for i in ids if not _TOKEN.fullmatch(i)]
+    kept, removed = [], 0
+    for text in texts:
+        tokens = set(_TOKEN.findall(text)) | {t.rstrip(".") for t in _TOKEN.findall(text)}
+        if tokens & ids or any(i in text for i in odd):
+            removed += 1
+        else:
+            kept.append(text)
+    if removed:
+        kept.append(f"[note] {removed} warning(s) naming a user were removed for privacy")
+    return kept
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:

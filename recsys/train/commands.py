@@ -328,9 +328,12 @@ def cmd_runs(args: argparse.Namespace) -> dict[str, Any]:
     for run in runs:
         score = run.test_metrics.get("ndcg@20")
         out.append({"run_id": run.run_id, "state": run.state, "dataset": run.dataset, "model": run.model,
-                    "ndcg@20": score})
+                    "ndcg@20": score, "needs_retrain_for_privacy": run.needs_retrain_for_privacy,
+                    "forgotten_users": run.forgotten_users})
         ndcg = f"{score:.4f}" if score is not None else "-"
-        _say(args, f"{run.run_id:<48} {run.state:<11} ndcg@20 {ndcg}")
+        _say(args, f"{run.run_id:<48} {run.state:<11} ndcg@20 {ndcg}"
+                   + (f"  RETRAIN: holds {run.forgotten_users} forgotten user(s)" if run.needs_retrain_for_privacy
+                      else ""))
     if not runs:
         _say(args, "no runs yet: python -m recsys train --data demo")
     return {"runs": out, "progress_events": {r.run_id: len(read_progress(r.path)) for r in runs[:1]}}

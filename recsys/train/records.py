@@ -36,6 +36,7 @@ class RunRecord:
     config: dict[str, Any]
     status: dict[str, Any]
     metrics: dict[str, Any] | None = None
+    privacy: dict[str, Any] | None = None  # privacy.json: users since forgotten from its dataset (recsys.privacy)
 
     @property
     def dataset(self) -> str | None:
@@ -98,6 +99,22 @@ class RunRecord:
         return self.state in ENDED_STATES and self.has_model and self.model_damaged is None
 
     @property
+    def needs_retrain_for_privacy(self) -> bool:
+        """Users were forgotten from the run's dataset after it was trained: its saved model still embeds them
+        until the run is retrained as a new run (``python -m recsys forget`` writes the marker)."""
+        return bool((self.privacy or {}).get("needs_retrain"))
+
+    @property
+    def forgotten_users(self) -> int:
+        """How many forgotten users the run still holds (0 when none)."""
+        return int((self.privacy or {}).get("forgotten_users") or 0)
+
+    @property
+    def retrained_as(self) -> list[str]:
+        """The runs started to replace this one after a forget (it still holds the users until deleted)."""
+        return list((self.privacy or {}).get("retrained_as") or [])
+
+    @property
     def test_metrics(self) -> dict[str, Any]:
         """The model's metrics on the test split ({} until the run has been evaluated)."""
         return ((self.metrics or {}).get("model") or {}).get("test") or {}
@@ -140,8 +157,10 @@ def read_run_record(folder: Path, status: dict[str, Any]) -> RunRecord | None:
         metrics = json.loads((folder / "metrics.json").read_text())
     except (OSError, ValueError):
         pass
+    from ..privacy import read_marker
+
     return RunRecord(run_id=folder.name, path=folder, config=config, status=status,
-                     metrics=metrics if isinstance(metrics, dict) else None)
+                     metrics=metrics if isinstance(metrics, dict) else None, privacy=read_marker(folder))
 
 
 def _resume_advice(run_id: str) -> str:

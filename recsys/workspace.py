@@ -454,9 +454,9 @@ class Workspace:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         pseudonymised = bool(manifest.get("pseudonymised"))
         key = workspace_key(self.root)
-        stored = set(bundle.interactions["user_id"].astype(str))
+        stored = set(bundle.interactions["user_id"].astype(str).unique())
         if bundle.users is not None:
-            stored |= set(bundle.users["user_id"].astype(str))
+            stored |= set(bundle.users["user_id"].astype(str).unique())
         forget: set[str] = set()
         unknown: list[str] = []
         for user in requested:
@@ -472,10 +472,11 @@ class Workspace:
         # runs first: if the forget is interrupted the marker errs on the safe side (the run does hold these
         # people), and running the forget again completes it (the ids are still in the old dataset)
         marked = []
-        from .train.run import list_runs
+        from .train.records import read_run_record  # light: no model code is imported for a forget
 
-        for run in list_runs(self):
-            if run.dataset == name:
+        for run_dir in sorted(self.runs_dir.iterdir()):
+            run = None if run_dir.name.startswith(".") else read_run_record(run_dir, {})
+            if run is not None and run.dataset == name:
                 mark_run(run.path, key, name, sorted(forget), at)
                 marked.append(run.run_id)
         interactions = bundle.interactions[~bundle.interactions["user_id"].astype(str).isin(forget)]

@@ -195,7 +195,10 @@ def damaged_models_notice() -> None:
 
 def dataset_stamp(name: str) -> str:
     info = dataset_info(name)
-    return "" if info is None else str(info.manifest.get("imported_at", ""))
+    if info is None:
+        return ""
+    # a forget rewrites the dataset without a new import: its record changes the stamp too
+    return f"{info.manifest.get('imported_at', '')}|{len(info.manifest.get('forgotten') or [])}"
 
 
 @dataclass
@@ -227,9 +230,13 @@ class DatasetFrames:
 
 @st.cache_data(show_spinner="Reading the dataset…", max_entries=8)
 def _load_frames(root: str, name: str, stamp: str) -> tuple:
+    from recsys.data.schema import visible_users
+
     bundle = _workspace_at(root).load_dataset(name)
     manifest = json.loads((Path(bundle.root) / "manifest.json").read_text())
-    return bundle.items, bundle.interactions, bundle.users, bundle.schema.to_dict(), str(bundle.root), manifest
+    # every page reads users from here: columns marked `ignore` are dropped once, for all of them
+    users = visible_users(bundle.users, bundle.schema)
+    return bundle.items, bundle.interactions, users, bundle.schema.to_dict(), str(bundle.root), manifest
 
 
 def load_dataset_frames(name: str) -> DatasetFrames:
@@ -289,6 +296,38 @@ def list_all_runs() -> list[RunRecord]:
     from recsys.train.launch import list_all_runs as list_workspace_runs
 
     return list_workspace_runs(get_workspace())
+
+
+def privacy_retrain_panel(key: str) -> None:
+    """The runs that still hold users forgotten from their dataset, each with a one-click **Retrain** (a new run
+    with the same configuration, which excludes them). Shown on the Train and Experiments pages."""
+    from recsys.train.launch import retrain_run
+
+    flagged = [run for run in list_all_runs() if run.needs_retrain_for_privacy]
+    if not flagged:
+        return
+    with st.container(border=True):
+        st.markdown(f"#### :material/privacy_tip: {len(flagged)} run{'s' if len(flagged) > 1 else ''} must be "
+                    "retrained")
+        st.caption("Users were forgotten from these runs' datasets after they were trained: their saved models "
+                   "still hold those people. Retrain each one (a new run with the same settings, without them), "
+                   "then delete the old run on the Experiments page.")
+        for run in flagged:
+            cols = st.columns([4, 1], vertical_alignment="center")
+            replaced = run.retrained_as
+            cols[0].markdown(f"**{md_text(run_label(run))}** · `{md_text(run.run_id)}` — holds "
+                             f"{run.forgotten_users:,} forgotten user{'s' if run.forgotten_users != 1 else ''}"
+                             + (f"; retrained as `{md_text(replaced[-1])}`" if replaced else ""))
+            if cols[1].button("Retrain", icon=":material/replay:", key=f"{key}_retrain_{run.run_id}",
+                              disabled=run.active, width="stretch"):
+                try:
+                    new_id = retrain_run(get_workspace(), run.run_id)
+                except Exception as exc:
+                    show_error("The retraining could not be started", exc)
+                    return
+                st.session_state["train_watch"] = new_id
+                st.toast(f"Retraining started: {new_id}", icon=":material/rocket_launch:")
+                st.rerun()
 
 
 def model_runs() -> list[RunRecord]:

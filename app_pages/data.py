@@ -185,6 +185,11 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
 
     from recsys.workspace import InvalidName, dataset_name, validate_name
 
+    pseudonymise = st.checkbox(
+        "Pseudonymise user ids", key=f"data_pseudonymise_{key}",
+        help="Store each user id as a keyed hash (u_ + 16 hex digits) made with this workspace's secret key: the "
+             "same person gets the same pseudonym in every import here, and the raw ids are never written. "
+             "`python -m recsys forget` still takes the raw id.")
     cols = st.columns([2, 1], vertical_alignment="bottom")
     # the suggestion is derived from the file name and always valid ("My Shop (2)" -> my-shop-2); what is typed
     # is checked as typed, never silently renamed
@@ -212,7 +217,8 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
             bar.progress(min(1.0, done / max(total, 1)), text=f"Importing: {stage} {done:,}/{total:,}")
 
         try:
-            result = workspace.import_bundle(source, name=final, schema=overrides or None, progress=progress)
+            result = workspace.import_bundle(source, name=final, schema=overrides or None, progress=progress,
+                                             pseudonymise=pseudonymise)
         except Exception as exc:
             bar.empty()
             show_error("The import failed; nothing in the workspace changed", exc)

@@ -9,8 +9,8 @@ import plotly.express as px
 import streamlit as st
 
 from app_pages.common import (STATE_STYLE, chart, empty_state, fairness_rankings, fmt_time, get_workspace,
-                              list_all_runs, md_text, page_header, plain_error, run_label, run_page, show_error,
-                              style_figure)
+                              list_all_runs, md_text, page_header, plain_error, privacy_retrain_panel, run_label,
+                              run_page, show_error, style_figure)
 from recsys.train.launch import RunBusyError, delete_run, model_zip
 from recsys.train.records import RunRecord
 
@@ -38,6 +38,7 @@ def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
         rows.append({
             "Started": fmt_time(started),
             "State": STATE_STYLE.get(run.state, STATE_STYLE["unknown"])[0],
+            "Privacy": f"retrain: holds {run.forgotten_users} forgotten" if run.needs_retrain_for_privacy else "",
             "Dataset": run.dataset,
             "Model": run.model,
             "NDCG@20": test.get("ndcg@20"),
@@ -242,6 +243,7 @@ def main() -> None:
     if not runs:
         empty_state("No runs yet — train a model on the Train page.", page="train", label="Train a model")
         return
+    privacy_retrain_panel("exp")
     table = runs_frame(runs)
     number = st.column_config.NumberColumn(format="%.4f")
     st.dataframe(table, hide_index=True, width="stretch",

@@ -15,7 +15,8 @@ import streamlit as st
 
 from app_pages.common import (PRIMARY, chart, damaged_datasets_notice, dataset_names, dataset_picker, empty_state, fmt_duration, fmt_time,
                               get_workspace, list_all_runs, load_dataset_frames, metric_column_config,
-                              md_text, page_header, run_label, run_page, show_error, state_badge, style_figure)
+                              md_text, page_header, privacy_retrain_panel, run_label, run_page, show_error, state_badge,
+                              style_figure)
 from recsys.train.launch import (ACTIVE_STATES, read_log_tail, resume_run, run_state, start_run, stop_run,
                                  summarize_progress)
 from recsys.train.lock import RunRefused
@@ -504,6 +505,7 @@ def monitor() -> None:
 def main() -> None:
     page_header("Train", "Choose what the model looks at and how it learns; it trains in the background and is "
                          "evaluated against baselines under a protocol chosen for the data.")
+    privacy_retrain_panel("train")
     config_form()
     monitor()
 

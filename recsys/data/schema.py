@@ -174,6 +174,17 @@ def _drop_duplicate_codes(frame: pd.DataFrame, guesses: dict[str, RoleGuess]) ->
     return guesses
 
 
+def visible_users(users: pd.DataFrame | None, schema: "Schema | Mapping[str, Any]") -> pd.DataFrame | None:
+    """The users table without the columns the schema marks ``ignore``: such a column (an e-mail, another
+    system's id) is not a feature, so nothing has a reason to show it. The one filter every page reads users
+    through (``app_pages.common.load_dataset_frames``); ``user_id`` always stays."""
+    if users is None:
+        return None
+    roles = schema.users if isinstance(schema, Schema) else dict(schema.get("users") or {})
+    hidden = [c for c in users.columns if c != "user_id" and roles.get(str(c)) == IGNORE]
+    return users.drop(columns=hidden) if hidden else users
+
+
 @dataclass
 class Schema:
     """Roles for every column of every table, plus the multi-label separator."""

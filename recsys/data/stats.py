@@ -404,8 +404,11 @@ def role_table(tables: Mapping[str, pd.DataFrame | None], schema_json: Mapping[s
             values = frame[column]
             present = values[_present(values)]
             example = str(present.iloc[0]) if len(present) else ""
+            role = inferred.table(table).get(str(column), S.IGNORE)
+            if table == "users" and role == S.IGNORE:
+                example = ""  # an ignored user column is never shown (see schema.visible_users), not even here
             rows.append({"table": table, "column": str(column),
-                         "role": inferred.table(table).get(str(column), S.IGNORE),
+                         "role": role,
                          "reason": inferred.reasons.get(table, {}).get(str(column), ""),
                          "example": example[:80] + ("…" if len(example) > 80 else "")})
     return pd.DataFrame(rows, columns=["table", "column", "role", "reason", "example"])

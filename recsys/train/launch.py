@@ -36,7 +36,7 @@ from .records import ACTIVE_STATES, RunRecord
 from .run import RunConfig, list_runs, new_run_id, read_status
 
 __all__ = [
-    "start_run", "resume_run", "stop_run", "delete_run", "run_state", "log_path", "read_log_tail",
+    "start_run", "retrain_run", "resume_run", "stop_run", "delete_run", "run_state", "log_path", "read_log_tail",
     "training_command", "summarize_progress", "model_zip", "list_all_runs", "ACTIVE_STATES", "RunBusyError",
     "RunFinishedError",
 ]
@@ -117,6 +117,21 @@ def start_run(workspace: Workspace, config: RunConfig, run_id: str | None = None
     _spawn(workspace, run_id, training_command(workspace, config, run_id))
     return run_id
 
+
+def retrain_run(workspace: Workspace, run_id: str) -> str:
+    """Start a new run with the configuration of run ``run_id`` (the same dataset, now without the users forgotten
+    from it); return the new run id. The old run keeps its model, and so the forgotten users, until it is deleted;
+    its privacy marker names the run that replaces it."""
+    from ..privacy import note_retrain
+
+    run_dir = workspace.run_path(run_id)
+    try:
+        config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())["config"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FileNotFoundError(f"run {run_id} has no readable configuration to train again") from exc
+    new_id = start_run(workspace, config)
+    note_retrain(run_dir, new_id)
+    return new_id
 
 def resume_run(workspace: Workspace, run_id: str, force: bool = False) -> str:
     """Continue a stopped, interrupted or failed run from its last checkpoint, in a detached process.

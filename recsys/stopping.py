@@ -14,10 +14,14 @@ each other, and code outside a run (the app, a notebook) never stops.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
-__all__ = ["StopRequested", "StopSignal", "watching", "current", "requested", "check"]
+T = TypeVar("T")
+
+__all__ = ["StopRequested", "StopSignal", "watching", "current", "requested", "check", "interruptible"]
 
 
 class StopRequested(Exception):
@@ -62,3 +66,37 @@ def check(where: str = "") -> None:
     """Raise :class:`StopRequested` if a stop was asked for; ``where`` names the step for the run's log."""
     if requested():
         raise StopRequested(where or "a long step")
+
+
+def interruptible(where: str, function: Callable[..., T], *args: Any, poll_s: float = 0.2, **kwargs: Any) -> T:
+    """``function(*args, **kwargs)``, which is one long call into compiled code (a factorisation, a big sparse
+    product), run so that a stop does not wait for it to return.
+
+    Why a thread: a Python signal handler only runs when the main thread is back in the interpreter, so a
+    30-second LAPACK call would hold a SIGTERM for 30 seconds. Here the call runs in a daemon thread while
+    the caller waits in short joins; on a stop the caller raises :class:`StopRequested` at once and the
+    abandoned result is dropped (a daemon thread does not keep the process alive). Outside a run it is a
+    plain call.
+    """
+    signal = _current.get()
+    if signal is None:
+        return function(*args, **kwargs)
+    check(where)
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = function(*args, **kwargs)
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+
+    context = contextvars.copy_context()  # the call sees the same signal (its own checks, if any, still work)
+    worker = threading.Thread(target=context.run, args=(work,), name=f"recsys: {where}", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(poll_s)
+        if signal.requested:
+            raise StopRequested(where)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

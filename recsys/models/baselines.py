@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from ..stopping import check
+from ..stopping import check, interruptible
 from .base import Recommender, TrainData
 
 __all__ = ["MostPop", "ItemKNN", "EASE", "BPRMF", "LightGCN", "ContentOnly"]
@@ -233,7 +233,7 @@ class EASE(Recommender):
                                                             self.config["l2_grid"])
             else:
                 l2 = self.config["fallback_l2"] if l2 == "auto" else float(l2)
-                inverse = ease_inverse(train, l2)
+                inverse = interruptible("the EASE solve", ease_inverse, train, l2)
             self.chosen_l2 = float(l2)
             b = ease_weights(inverse)
             if self.config["positive_only"]:

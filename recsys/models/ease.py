@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..stopping import check
+from ..stopping import interruptible
 
 __all__ = ["ease_inverse", "ease_weights", "ease_scores_without_rows", "choose_ease_l2", "behaviour_columns",
            "DEFAULT_L2_GRID"]
@@ -97,7 +97,7 @@ def choose_ease_l2(train: sp.spmatrix, valid: sp.spmatrix, grid: Sequence[float]
     from ..evaluate import evaluate_ranking
 
     grid = sorted(float(v) for v in grid)
-    gram = _gram(train)
+    gram = interruptible("the EASE Gram matrix", _gram, train)
     history = _binary(train).astype(np.float32)
     table: dict[float, float] = {}
     inverses: dict[float, np.ndarray] = {}
@@ -105,8 +105,7 @@ def choose_ease_l2(train: sp.spmatrix, valid: sp.spmatrix, grid: Sequence[float]
     def value(position: int) -> float:
         l2 = grid[position]
         if l2 not in table:
-            check("the EASE L2 search")
-            inverse = ease_inverse(train, l2, gram)
+            inverse = interruptible("the EASE L2 search", ease_inverse, train, l2, gram)
             weights = ease_weights(inverse)
             result = evaluate_ranking(lambda rows: np.asarray(history[rows] @ weights), train, valid, ks=(20,))
             if not table or float(result[metric]) > max(table.values()):

@@ -906,7 +906,7 @@ class FusionRecommender(Recommender):
             l2, self.l2_table, inverse = choose_ease_l2(train, valid, config["ease_l2_grid"], log=log)
         else:
             l2 = float(config["fallback_l2"] if l2 == "auto" else l2)
-            inverse = ease_inverse(train, l2)
+            inverse = stopping.interruptible("the EASE solve", ease_inverse, train, l2)
         self.chosen_l2 = float(l2)
         self._behaviour = torch.as_tensor(ease_weights(inverse), device=self.device)
         if len(columns) < self.n_items:
@@ -955,6 +955,7 @@ class FusionRecommender(Recommender):
             for f in range(int(fold.max()) + 1):
                 rows = np.flatnonzero(fold == f)
                 for start in range(0, len(rows), math.ceil(len(rows) / fold_size)):
+                    check("the cloze sample")
                     part = rows[start:start + math.ceil(len(rows) / fold_size)]
                     # remove these users' *whole* training rows, score their visible part
                     behaviour_raw[np.ix_(part, columns)] = ease_scores_without_rows(

@@ -108,3 +108,27 @@ def test_a_stop_during_the_ease_search_does_not_wait_for_the_other_solves(worksp
     status = read_status(run_dir)
     assert status["state"] == "stopped", status  # during the solve's validation or before the next solve
     assert len(solves) == 1  # the grid has several values; only the one under way was finished
+
+
+def test_a_long_compiled_call_does_not_hold_a_stop():
+    """A signal handler waits for the main thread to return from compiled code; interruptible() does not."""
+    import time
+
+    release = threading.Event()
+
+    def long_call(value):
+        release.wait(30)  # stands in for a factorisation that would not return for a long time
+        return value
+
+    release.set()
+    assert stopping.interruptible("a plain call", long_call, 7) == 7  # outside a run: a plain call
+    release.clear()
+    signal = stopping.StopSignal()
+    threading.Timer(0.3, signal.request).start()
+    started = time.perf_counter()
+    with stopping.watching(signal), pytest.raises(stopping.StopRequested, match="the long call"):
+        stopping.interruptible("the long call", long_call, 1, poll_s=0.05)
+    assert time.perf_counter() - started < 5  # not the 30 s the call would have taken
+    release.set()
+    with stopping.watching(stopping.StopSignal()), pytest.raises(ZeroDivisionError):  # errors reach the caller
+        stopping.interruptible("a failing call", lambda: 1 / 0)

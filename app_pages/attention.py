@@ -206,8 +206,8 @@ def embedding_map(ctx: RunContext) -> None:
                      labels={"x": "component 1", "y": "component 2"})
     fig.update_traces(marker=dict(size=7, opacity=0.8, line=dict(width=0)))
     style_figure(fig, height=520)
-    event = st.plotly_chart(fig, key="att_map", on_select="rerun", selection_mode=("points", "box", "lasso"),
-                            config={"displaylogo": False})
+    event = chart(fig, key="att_map", on_select="rerun", selection_mode=("points", "box", "lasso"),
+                  config={"displaylogo": False})
     points = []
     try:
         points = event.selection.points if event is not None else []

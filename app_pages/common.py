@@ -10,6 +10,7 @@ workspace's (``Workspace.active_dataset``), shared by every window.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import re
@@ -573,6 +574,35 @@ def style_figure(fig, height: int = 320, legend: bool = True, title: str | None 
     return fig
 
 
+# trace attributes that can carry catalogue values (titles, categories, group names) as labels
+_CHART_TEXT_FIELDS = ("x", "y", "text", "hovertext", "labels", "name")
+
+
+def _chart_text(value: Any) -> Any:
+    if isinstance(value, str):
+        return html.escape(value, quote=False)
+    if isinstance(value, (list, tuple, np.ndarray, pd.Series, pd.Index)) and any(isinstance(v, str) for v in value):
+        return [html.escape(v, quote=False) if isinstance(v, str) else v for v in value]
+    return value
+
+
+def plain_chart_text(fig):
+    """A copy of ``fig`` whose data labels are text. Plotly reads a few HTML tags in every label (``<a href>``,
+    ``<b>``, ``<br>``), so a title such as ``<a href="http://...">`` would be a link in a chart; escaped
+    (``&lt;``), plotly shows the characters themselves. Only the data is escaped (the page's own titles and
+    annotations may use tags); ``customdata`` keeps the raw ids that selections hand back."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(fig)  # a copy: a cached figure must not be escaped twice
+    for trace in fig.data:
+        for attribute in _CHART_TEXT_FIELDS:
+            value = trace[attribute] if attribute in trace else None
+            if value is not None:
+                trace[attribute] = _chart_text(value)
+    return fig
+
+
 def chart(fig, key: str | None = None, **kwargs):
-    return st.plotly_chart(fig, key=key, config={"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
-                           if not kwargs.get("on_select") else {"displaylogo": False}, **kwargs)
+    config = kwargs.pop("config", None) or ({"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+                                            if not kwargs.get("on_select") else {"displaylogo": False})
+    return st.plotly_chart(plain_chart_text(fig), key=key, config=config, **kwargs)

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, damaged_models_notice, empty_state, gallery,
+from app_pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, chart, damaged_models_notice, empty_state, gallery,
                               item_caption,
                               md_text, model_runs, page_header, run_page, usable_context, run_picker, show_error, style_figure)
 from recsys.explain import explain
@@ -116,7 +116,7 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
     if fig is not None:
         st.caption(f"How much each modality weighs for this user and item, and what it adds to the score "
                    f"({explanation['score']:.2f} in total):")
-        st.plotly_chart(fig, width=560, config={"displayModeBar": False})
+        chart(fig, width=560, config={"displayModeBar": False})
     else:
         st.caption(f"This model ({explanation.get('model')}) has no modality attention: the evidence comes from the "
                    "user's history.")

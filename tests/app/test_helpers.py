@@ -167,3 +167,27 @@ def test_md_text_keeps_urls_and_addresses_from_becoming_links():
     out = md_text(text)
     assert not re.search(r"(?i)(https?|ftp)\\?://|www\.|@[-\w]", out), out
     assert re.sub(r"\\(.)", r"\1", out).replace("\u2060", "") == text
+
+
+def test_chart_labels_from_the_catalogue_are_text_not_plotly_markup():
+    """Plotly turns <a href>, <b>, <br> in labels into links and styling: catalogue values are escaped in the
+    data of every chart (the page's own annotations are left alone); customdata keeps raw ids."""
+    import pandas as pd
+    import plotly.express as px
+
+    from app_pages.common import plain_chart_text
+
+    frame = pd.DataFrame({"x": [1.0, 2.0], "y": [3.0, 4.0], "item_id": ["i<1>", "i2"],
+                          "title": ['<a href="http://127.0.0.1:9/x">t</a>', "Tom & Jerry"],
+                          "category": ["<b>cat</b>", "plain"]})
+    fig = px.scatter(frame, x="x", y="y", color="category", hover_name="title", custom_data=["item_id"])
+    fig.add_annotation(text="<b>ours</b>")
+    safe = plain_chart_text(fig)
+    assert [t.name for t in safe.data] == ["&lt;b&gt;cat&lt;/b&gt;", "plain"]
+    assert list(safe.data[0].hovertext) == ['&lt;a href="http://127.0.0.1:9/x"&gt;t&lt;/a&gt;']
+    assert list(safe.data[1].hovertext) == ["Tom &amp; Jerry"]
+    assert safe.data[0].customdata.tolist() == [["i<1>"]]  # selections hand back the real id
+    assert safe.layout.annotations[0].text == "<b>ours</b>"
+    assert [t.name for t in fig.data] == ["<b>cat</b>", "plain"]  # the original is untouched (cached figures)
+    heatmap = plain_chart_text(px.imshow([[1, 2]], x=["<i>a</i>", "b"], y=["row"]))
+    assert list(heatmap.data[0].x) == ["&lt;i&gt;a&lt;/i&gt;", "b"]

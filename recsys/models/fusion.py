@@ -606,9 +606,11 @@ class FusionRecommender(Recommender):
         users = np.flatnonzero(np.diff(train.indptr) >= 2)
         if len(users) > 5000:
             users = np.sort(np.random.default_rng(0).choice(users, 5000, replace=False))
+        raw = []
         with torch.no_grad():
-            raw = [self._expert_z(train[users[s:s + 256]], raw_evidence=True).evidence
-                   for s in range(0, len(users), 256)]
+            for start in range(0, len(users), 256):
+                check("the gate's evidence")
+                raw.append(self._expert_z(train[users[start:start + 256]], raw_evidence=True).evidence)
         raw = torch.cat(raw) if raw else torch.zeros(0, len(self._modalities), device=self.device)
         mean = torch.nan_to_num(torch.nanmean(raw, dim=0), nan=0.0)
         spread = torch.sqrt(torch.nan_to_num(torch.nanmean((raw - mean) ** 2, dim=0), nan=1.0)).clamp(min=1e-6)

@@ -62,12 +62,14 @@ def mmr_rerank(scores: np.ndarray, item_vectors: np.ndarray, k: int, diversity: 
     k = int(min(k, len(finite)))
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
+    diversity = float(min(max(diversity, 0.0), 1.0))
+    if diversity <= 0.0 or k == 1:  # the plain ranking: the rule batch export shares (score, then lower index)
+        from ..batch import top_k_rows
+
+        return top_k_rows(scores, k)[0][0]
     pool = int(min(len(finite), pool or max(5 * k, 50)))
     best = finite[np.argpartition(-scores[finite], pool - 1)[:pool]] if pool < len(finite) else finite
     best = best[np.lexsort((best, -scores[best]))]  # by score, ties by index
-    diversity = float(min(max(diversity, 0.0), 1.0))
-    if diversity <= 0.0 or k == 1:
-        return best[:k].astype(np.int64)
     relevance = scores[best]
     low, high = relevance.min(), relevance.max()
     relevance = (relevance - low) / (high - low) if high > low else np.ones_like(relevance)

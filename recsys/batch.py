@@ -1,0 +1,228 @@
+"""Batch recommendations: top-K for many users at once, and the streamed export of a whole run.
+
+:func:`top_k_rows` is the one ranking rule shared with :meth:`Recommender.recommend` (through
+:func:`recsys.models.rerank.mmr_rerank` at diversity 0): highest score first, ties by the lower item
+index, ``-inf`` / NaN never chosen. :func:`recommend_batch` applies it to a block of users with each
+user's known (training) items masked, the same mask ``recommend`` uses. :func:`export_recommendations`
+walks every user in chunks and writes one Parquet row group (or CSV block) per chunk to a temporary file
+beside the target, renamed at the end: memory holds one chunk, and a killed export never leaves a half
+file under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from .atomic import temp_prefix
+
+Progress = Callable[[str, int, int], None]
+MAX_K = int(np.iinfo(np.int16).max)  # ranks are stored as int16
+
+
+def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(items [n, k'], values [n, k'])`` of each row's best ``k' = min(k, n_items)`` scores, best first,
+    ties by the lower index; non-finite scores are never chosen (their places hold item -1 and ``-inf``)."""
+    s = np.array(scores, dtype=np.float64, ndmin=2)  # a copy
+    n, m = s.shape
+    kk = int(min(max(k, 0), m))
+    if kk == 0 or n == 0:
+        return np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0), dtype=np.float64)
+    neg = -s
+    neg[~np.isfinite(neg)] = np.inf  # -inf, +inf and NaN all rank last and are dropped below
+    part = np.argpartition(neg, kk - 1, axis=1)[:, :kk] if kk < m else np.tile(np.arange(m), (n, 1))
+    kth = np.take_along_axis(neg, part, 1).max(axis=1)
+    # rows with more items tied at the boundary than places: take the lowest indices among the tied ones
+    for r in np.flatnonzero((neg <= kth[:, None]).sum(axis=1) > kk):
+        candidates = np.flatnonzero(neg[r] <= kth[r])
+        part[r] = candidates[np.lexsort((candidates, neg[r, candidates]))][:kk]
+    values = np.take_along_axis(neg, part, 1)
+    order = np.lexsort((part, values), axis=-1)
+    items = np.take_along_axis(part, order, 1).astype(np.int64)
+    values = -np.take_along_axis(values, order, 1)
+    dropped = ~np.isfinite(values)
+    items[dropped] = -1
+    values[dropped] = -np.inf
+    return items, values
+
+
+def seen_block_mask(model: Any, user_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row positions, item indices) of the users' training items, the pairs ``recommend`` masks."""
+    if model.seen is None or len(user_rows) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    block = model.seen[np.asarray(user_rows, dtype=np.int64)].tocsr()
+    positions = np.repeat(np.arange(len(user_rows)), np.diff(block.indptr))
+    return positions, block.indices.astype(np.int64)
+
+
+def recommend_batch(model: Any, user_rows: Sequence[int] | np.ndarray, k: int,
+                    exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` ``(items [n, k'], scores [n, k'])`` for user rows, as :meth:`Recommender.recommend` ranks them
+    at diversity 0 without groups or exposure (known items masked when ``exclude_seen``); a row with fewer
+    than ``k`` rankable items is padded with item -1 / score ``-inf``."""
+    rows = np.asarray(user_rows, dtype=np.int64)
+    scores = np.asarray(model.score(rows), dtype=np.float64)
+    if exclude_seen:
+        positions, items = seen_block_mask(model, rows)
+        scores[positions, items] = -np.inf
+    return top_k_rows(scores, k)
+
+
+@dataclass
+class ExportSummary:
+    path: Path
+    users: int
+    rows: int
+    k: int
+    chunks: int
+    chunk_size: int
+    format: str
+    seconds: float
+    columns: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "users": self.users, "rows": self.rows, "k": self.k, "chunks": self.chunks,
+                "chunk_size": self.chunk_size, "format": self.format, "seconds": round(self.seconds, 3),
+                "columns": self.columns}
+
+
+def share_columns(model: Any) -> list[str]:
+    return [f"share_{m}" for m in model.modalities()]
+
+
+def _chunk_frames(model: Any, user_rows: np.ndarray, k: int, chunk_size: int, shares: bool,
+                  exclude_seen: bool) -> Iterator[dict[str, np.ndarray]]:
+    user_ids = np.asarray(model.user_ids).astype(str)
+    item_ids = np.asarray(model.item_ids).astype(str)
+    for start in range(0, len(user_rows), chunk_size):
+        rows = user_rows[start:start + chunk_size]
+        items, scores = recommend_batch(model, rows, k, exclude_seen)
+        valid = items >= 0
+        counts = valid.sum(axis=1)
+        ranks = np.tile(np.arange(1, items.shape[1] + 1, dtype=np.int16), (len(rows), 1))
+        columns = {"user_id": np.repeat(user_ids[rows], counts), "rank": ranks[valid],
+                   "item_id": item_ids[items[valid]], "score": scores[valid].astype(np.float32)}
+        if shares:
+            modalities = model.modalities()
+            block = np.zeros((int(counts.sum()), len(modalities)), dtype=np.float32)
+            at = 0
+            for row, row_items, count in zip(rows, items, counts):
+                if count:
+                    parts = model.explain_scores(int(row), row_items[:count].tolist())
+                    if parts.get("shares") is not None:
+                        block[at:at + count] = np.asarray(parts["shares"], dtype=np.float32)
+                at += count
+            for m, name in enumerate(share_columns(model)):
+                columns[name] = block[:, m]
+        yield columns
+
+
+def _arrow_schema(names: list[str]) -> Any:
+    import pyarrow as pa
+
+    types = {"user_id": pa.string(), "rank": pa.int16(), "item_id": pa.string(), "score": pa.float32()}
+    return pa.schema([(name, types.get(name, pa.float32())) for name in names])
+
+
+class _ParquetSink:
+    def __init__(self, path: Path, names: list[str]):
+        import pyarrow.parquet as pq
+
+        self.schema = _arrow_schema(names)
+        self.writer = pq.ParquetWriter(str(path), self.schema)
+
+    def write(self, columns: dict[str, np.ndarray]) -> None:
+        import pyarrow as pa
+
+        self.writer.write_table(pa.Table.from_pydict(columns, schema=self.schema))  # one row group per chunk
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _CsvSink:
+    def __init__(self, path: Path, names: list[str]):
+        self.handle = open(path, "w", encoding="utf-8", newline="")
+        self.header = True
+
+    def write(self, columns: dict[str, np.ndarray]) -> None:
+        import pandas as pd
+
+        from .export import spreadsheet_safe
+
+        spreadsheet_safe(pd.DataFrame(columns)).to_csv(self.handle, header=self.header, index=False)
+        self.header = False
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def export_recommendations(model: Any, out: str | os.PathLike, k: int = 50, user_rows: Sequence[int] | None = None,
+                           chunk_size: int = 2048, shares: bool = False, exclude_seen: bool = True,
+                           progress: Progress | None = None) -> ExportSummary:
+    """Write top-``k`` for ``user_rows`` (default: every user of the model) to ``out`` (``.csv``: CSV with
+    spreadsheet-safe text; anything else: Parquet), ``chunk_size`` users at a time. Columns: ``user_id``,
+    ``rank`` (int16, from 1), ``item_id``, ``score`` (float32) and, with ``shares`` (models that explain by
+    modality), ``share_<modality>``. Written to a temporary file beside ``out``, renamed at the end."""
+    if not 1 <= int(k) <= MAX_K:
+        raise ValueError(f"k must be between 1 and {MAX_K}, not {k}")
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk size must be at least 1, not {chunk_size}")
+    if shares and not (hasattr(model, "explains_by_modality") and model.explains_by_modality()):
+        raise ValueError(f"modality shares need a model that explains by modality (the attention fusion model); "
+                         f"this one is {getattr(model, 'name', type(model).__name__)}")
+    out = Path(out)
+    if out.is_dir():
+        raise IsADirectoryError(f"{out} is a folder; give a file name such as {out / 'recs.parquet'}")
+    rows = np.arange(model.n_users, dtype=np.int64) if user_rows is None else np.asarray(user_rows, dtype=np.int64)
+    fmt = "csv" if out.suffix.lower() == ".csv" else "parquet"
+    names = ["user_id", "rank", "item_id", "score"] + (share_columns(model) if shares else [])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f"{temp_prefix(out)}{uuid.uuid4().hex[:8]}.tmp"
+    started = time.perf_counter()
+    total_rows = chunks = 0
+    sink = None
+    try:
+        sink = (_CsvSink if fmt == "csv" else _ParquetSink)(tmp, names)
+        if progress:
+            progress("export", 0, len(rows))
+        for columns in _chunk_frames(model, rows, int(k), int(chunk_size), shares, exclude_seen):
+            sink.write(columns)
+            chunks += 1
+            total_rows += len(columns["user_id"])
+            if progress:
+                progress("export", min(chunks * int(chunk_size), len(rows)), len(rows))
+        sink.close()
+        sink = None
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        if sink is not None:
+            try:
+                sink.close()
+            except Exception:  # the first failure is the one to report
+                pass
+        tmp.unlink(missing_ok=True)
+        raise
+    return ExportSummary(path=out.resolve(), users=len(rows), rows=total_rows, k=int(k), chunks=chunks,
+                         chunk_size=int(chunk_size), format=fmt, seconds=time.perf_counter() - started,
+                         columns=names)
+
+
+def read_user_ids(path: str | os.PathLike) -> list[str]:
+    """User ids from a text file, one a line (blank lines skipped; a first line ``user_id`` is a header);
+    repeats kept once, in file order."""
+    lines = [line.strip() for line in Path(path).read_text(encoding="utf-8-sig").splitlines()]
+    lines = [line for line in lines if line]
+    if lines and lines[0] == "user_id":
+        lines = lines[1:]
+    return list(dict.fromkeys(lines))
+
+
+__all__ = ["top_k_rows", "recommend_batch", "export_recommendations", "read_user_ids", "ExportSummary"]

@@ -1,4 +1,4 @@
-"""CLI commands of the training layer: ``train``, ``evaluate``, ``fairness``, ``recommend``, ``runs``."""
+"""CLI commands of the training layer: ``train``, ``evaluate``, ``fairness``, ``recommend``, ``export``, ``runs``."""
 
 from __future__ import annotations
 
@@ -275,6 +275,66 @@ def _exposure_option(args: argparse.Namespace, workspace: Any, dataset: str, mod
         raise CommandError(f"no item has {column} = {value!r}")
     target = float(np.mean(membership)) if args.exposure_target is None else float(args.exposure_target)
     return membership, target, float(args.exposure_strength)
+
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    _run_argument(p)
+    p.add_argument("--k", type=int, default=50, help="items per user (default 50; at most 32767)")
+    p.add_argument("--out", required=True, help="file to write: Parquet, or CSV when it ends in .csv (text cells "
+                   "made spreadsheet-safe); written beside itself under a temporary name and renamed at the end")
+    p.add_argument("--users-file", default=None, metavar="FILE",
+                   help="only these users: a text file with one user id a line (default: every user of the run)")
+    p.add_argument("--chunk-size", type=int, default=2048, help="users scored and written at a time (default 2048)")
+    p.add_argument("--shares", action="store_true",
+                   help="add share_<modality> columns (the attention fusion model's additive modality shares)")
+    p.add_argument("--include-seen", action="store_true", help="do not exclude items the user already has")
+
+
+@command("export", "top-K recommendations for every user of a run, streamed in chunks to a Parquet (or CSV) file",
+         _export_arguments)
+def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
+    from pathlib import Path
+
+    from ..batch import MAX_K, export_recommendations, read_user_ids
+    from .records import load_run_model
+
+    if not 1 <= args.k <= MAX_K:
+        raise CommandError(f"--k must be between 1 and {MAX_K}, not {args.k}")
+    if args.chunk_size < 1:
+        raise CommandError(f"--chunk-size must be at least 1, not {args.chunk_size}")
+    out = Path(args.out)
+    if out.is_dir():
+        raise CommandError(f"--out {out} is a folder; give a file name, e.g. {out / 'recs.parquet'}")
+    run_dir = _run_dir(args)
+    if not (run_dir / "model" / "config.json").is_file():
+        raise CommandError(f"run {args.run} has no saved model yet (state: {read_status(run_dir)['state']})")
+    model = load_run_model(run_dir)  # ModelDamaged names the file (main prints it plainly)
+    if args.shares and not model.explains_by_modality():
+        raise CommandError(f"--shares needs a model with modality shares (the attention fusion model); run "
+                           f"{run_dir.name} holds a {model.name} model")
+    rows = None
+    if args.users_file:
+        try:
+            wanted = read_user_ids(args.users_file)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read --users-file {args.users_file}: {exc}") from exc
+        index = {str(u): i for i, u in enumerate(model.user_ids)}
+        unknown = [u for u in wanted if u not in index]
+        if unknown:
+            raise CommandError(f"{len(unknown)} user(s) of {args.users_file} are not in run {run_dir.name}'s "
+                               f"model (first: {', '.join(unknown[:3])})", {"unknown_users": len(unknown)})
+        rows = [index[u] for u in wanted]
+    progress = TqdmProgress(not args.quiet)
+    try:
+        summary = export_recommendations(model, out, k=args.k, user_rows=rows, chunk_size=args.chunk_size,
+                                         shares=args.shares, exclude_seen=not args.include_seen, progress=progress)
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"export failed: {exc}") from exc
+    finally:
+        progress.close()
+    _say(args, f"wrote top-{summary.k} for {summary.users:,} users ({summary.rows:,} rows, {summary.chunks} chunks) "
+               f"to {summary.path} in {summary.seconds:.1f} s")
+    return {"run_id": run_dir.name, **summary.to_dict()}
 
 
 def _fairness_arguments(p: argparse.ArgumentParser) -> None:

@@ -93,7 +93,7 @@ class ExportSummary:
 
 
 def share_columns(model: Any) -> list[str]:
-    return [f"share_{m}" for m in model.modalities()]
+    return [f"share_{m}" for m in list(model.modalities)]
 
 
 def _chunk_frames(model: Any, user_rows: np.ndarray, k: int, chunk_size: int, shares: bool,
@@ -109,7 +109,7 @@ def _chunk_frames(model: Any, user_rows: np.ndarray, k: int, chunk_size: int, sh
         columns = {"user_id": np.repeat(user_ids[rows], counts), "rank": ranks[valid],
                    "item_id": item_ids[items[valid]], "score": scores[valid].astype(np.float32)}
         if shares:
-            modalities = model.modalities()
+            modalities = list(model.modalities)
             block = np.zeros((int(counts.sum()), len(modalities)), dtype=np.float32)
             at = 0
             for row, row_items, count in zip(rows, items, counts):

@@ -236,3 +236,21 @@ def test_choice_coefficients_recover_the_weights_a_user_chose_by():
     few = torch.zeros(users, n).scatter_add_(1, draws[:, :2], torch.ones(users, 2))
     shrunk = _choice_coefficients(features, few, ridge=3.0)
     assert float(shrunk.abs().mean()) < 0.5 * float(fitted.abs().mean())
+
+
+def test_batch_export_shares_add_up_to_the_score(trained, tmp_path):
+    import pandas as pd
+
+    from recsys.batch import export_recommendations
+
+    model, _ = trained
+    summary = export_recommendations(model, tmp_path / "recs.parquet", k=5, user_rows=np.arange(12), chunk_size=5,
+                                     shares=True)
+    frame = pd.read_parquet(summary.path)
+    columns = [f"share_{m}" for m in model.modalities]
+    assert summary.columns[4:] == columns and len(frame) == 60
+    np.testing.assert_allclose(frame[columns].sum(axis=1), frame["score"], atol=1e-4)
+    user = model.user_ids[3]
+    mine = frame[frame["user_id"] == user]
+    parts = model.explain_scores(user, list(mine["item_id"]))
+    np.testing.assert_allclose(mine[columns].to_numpy(), parts["shares"], atol=1e-6)

@@ -304,8 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# engine layers that add commands of their own (train, evaluate, recommend, explain) register them on import
-COMMAND_MODULES: tuple[str, ...] = ("recsys.train.commands", "recsys.explain.commands")
+# engine layers that add commands of their own (train, evaluate, recommend, explain, serve) register them on import
+COMMAND_MODULES: tuple[str, ...] = ("recsys.train.commands", "recsys.explain.commands", "recsys.serve_commands")
 
 
 def _load_command_modules() -> None:

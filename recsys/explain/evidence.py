@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["MODALITY_LABELS", "item_vectors", "price_bands"]
+__all__ = ["MODALITY_LABELS", "item_vectors", "similar_items", "price_bands"]
 
 MODALITY_LABELS = {
     "behaviour": "behaviour",
@@ -34,6 +34,26 @@ def item_vectors(model: Any, dim: int = 32) -> np.ndarray:  # noqa: ARG001 (dim 
     :meth:`Recommender.item_embeddings` (the fusion model's fused item space; an SVD of the
     interactions for models without one). Items without any signal get a zero vector."""
     return np.asarray(model.item_embeddings(), dtype=np.float32)
+
+
+def similar_items(model: Any, item: int | str, k: int = 10, vectors: np.ndarray | None = None
+                  ) -> list[tuple[str, float]]:
+    """The ``k`` items nearest to ``item`` in :func:`item_vectors` (pass ``vectors`` to reuse them): (item id,
+    cosine), best first, ties by catalogue order; the item itself and items without a vector are left out
+    (an item without a vector has no neighbours). ``KeyError`` names an unknown item."""
+    index = model.item_index(item)
+    if not 0 <= index < model.n_items:
+        raise KeyError(f"item index {item} out of range (0..{model.n_items - 1})")
+    vectors = item_vectors(model) if vectors is None else np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1)
+    if norms[index] == 0:
+        return []
+    cosine = (vectors @ vectors[index]).astype(np.float64) / np.where(norms > 0, norms * norms[index], 1.0)
+    keep = norms > 0
+    keep[index] = False
+    candidates = np.flatnonzero(keep)
+    order = candidates[np.lexsort((candidates, -cosine[candidates]))][:max(int(k), 0)]
+    return [(str(model.item_ids[i]), float(cosine[i])) for i in order]
 
 
 def price_bands(values: pd.Series) -> pd.Series:

@@ -195,6 +195,21 @@ def _recommend_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --exposure-group: the wanted share of the list (default: the group's catalogue share)")
 
 
+def run_titles(model: Any, bundle: Any) -> tuple[dict[str, str], Any]:
+    """(item id -> title from the dataset's first text column, the variant group of each of the model's items or
+    None): what ``recommend`` shows and the near-duplicate guard it applies (``bundle``: the run's dataset, or
+    None when it is gone). The HTTP API (:mod:`recsys.serve`) uses the same, so both list the same items."""
+    from ..models.rerank import variant_groups
+
+    titles: dict[str, str] = {}
+    if bundle is not None:
+        text_columns = bundle.schema.columns_with("items", "text")
+        if text_columns:
+            titles = dict(zip(bundle.items["item_id"].astype(str), bundle.items[text_columns[0]].astype(str)))
+    groups = variant_groups([titles.get(str(i)) for i in model.item_ids]) if titles else None
+    return titles, groups
+
+
 @command("recommend", "top-K recommendations for a user from a trained run", _recommend_arguments)
 def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
     from .records import load_run_model
@@ -202,19 +217,13 @@ def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
     run_dir = _run_dir(args)
     if not (run_dir / "model" / "config.json").is_file():
         raise CommandError(f"run {args.run} has no saved model yet (state: {read_status(run_dir)['state']})")
-    from ..models.rerank import variant_groups
-
     model = load_run_model(run_dir)  # ModelDamaged names the file (main prints it plainly)
     workspace = _workspace(args)
     dataset = json.loads((run_dir / "config.json").read_text())["config"]["dataset"]
-    titles = {}
-    if workspace.has_dataset(dataset):
-        bundle = workspace.load_dataset(dataset)
-        text_columns = bundle.schema.columns_with("items", "text")
-        if text_columns:
-            titles = dict(zip(bundle.items["item_id"].astype(str), bundle.items[text_columns[0]].astype(str)))
-    groups = variant_groups([titles.get(str(i)) for i in model.item_ids]) if titles and not args.allow_variants \
-        else None
+    bundle = workspace.load_dataset(dataset) if workspace.has_dataset(dataset) else None
+    titles, groups = run_titles(model, bundle)
+    if args.allow_variants:
+        groups = None
     if not 0.0 <= args.diversity <= 1.0:
         raise CommandError(f"--diversity must be between 0 and 1, not {args.diversity}")
     exposure = _exposure_option(args, workspace, dataset, model) if args.exposure_group else None
@@ -228,7 +237,6 @@ def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
     if args.explain:
         from ..explain.commands import explanations_for
 
-        bundle = workspace.load_dataset(dataset) if workspace.has_dataset(dataset) else None
         for row, explanation in zip(rows, explanations_for(model, bundle, args.user, [r["item_id"] for r in rows])):
             row["explanation"] = explanation
     for row in rows:

@@ -20,6 +20,9 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                    help="uvicorn's log level (default info; debug also logs each request)")
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="torch intra-op threads (default 1: requests are scored one at a time and are small, and "
+                        "more threads spin against the server's own; 1 is 5-8x faster per request on 2 cores)")
 
 
 @command("serve", "serve a trained run over HTTP (FastAPI): recommend, similar, recommend-new, explain",
@@ -34,6 +37,11 @@ def cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
     except ImportError as exc:
         raise CommandError(f"serving needs FastAPI and uvicorn ({exc}); pip install -r requirements.txt") from exc
 
+    if args.torch_threads < 1:
+        raise CommandError(f"--torch-threads must be at least 1, not {args.torch_threads}")
+    import torch
+
+    torch.set_num_threads(args.torch_threads)
     workspace = _workspace(args)
     check_servable(workspace, args.run)
     served = ServedRun(workspace, args.run)  # CommandError / ModelDamaged before any port is bound

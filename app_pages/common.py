@@ -9,6 +9,7 @@ workspace's (``Workspace.active_dataset``), shared by every window.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
@@ -285,9 +286,27 @@ def image_file(root: str | Path, value: Any) -> str:
     relative = safe_relative_path(value)
     if relative is not None:
         path = Path(root) / relative
-        if path.is_file():
+        try:
+            stat = path.stat()
+        except OSError:
+            return PLACEHOLDER
+        if path.is_file() and _displayable(str(path), stat.st_mtime_ns, stat.st_size):
             return str(path)
     return PLACEHOLDER
+
+
+@functools.lru_cache(maxsize=4096)
+def _displayable(path: str, mtime_ns: int, size: int) -> bool:  # noqa: ARG001 - the cache key
+    """Whether the browser may be sent this picture: its header reads and it is under the pixel cap. A dataset
+    imported before the cap existed may hold a 12000x12000 PNG; st.image would decode it (~1 GB) on every
+    page view. Reads the header only; cached by file identity."""
+    from recsys.data.pictures import open_picture
+
+    try:
+        with open_picture(path):
+            return True
+    except Exception:  # noqa: BLE001 - over the cap (PictureTooLarge), or not a picture at all
+        return False
 
 
 # ----------------------------------------------------------------------------- runs

@@ -191,3 +191,22 @@ def test_chart_labels_from_the_catalogue_are_text_not_plotly_markup():
     assert [t.name for t in fig.data] == ["<b>cat</b>", "plain"]  # the original is untouched (cached figures)
     heatmap = plain_chart_text(px.imshow([[1, 2]], x=["<i>a</i>", "b"], y=["row"]))
     assert list(heatmap.data[0].x) == ["&lt;i&gt;a&lt;/i&gt;", "b"]
+
+
+def test_a_picture_over_the_pixel_cap_is_not_sent_to_the_browser(tmp_path, monkeypatch):
+    """A dataset imported before the pixel cap can hold a huge picture: the pages show the placeholder
+    instead of having st.image decode it on every view; a damaged file too."""
+    from PIL import Image
+
+    from app_pages.common import PLACEHOLDER, image_file
+    from recsys.data import pictures
+
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (300, 200), (200, 30, 30)).save(tmp_path / "images" / "big.png")
+    Image.new("RGB", (20, 10), (20, 30, 200)).save(tmp_path / "images" / "small.png")
+    (tmp_path / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    monkeypatch.setattr(pictures, "MAX_IMAGE_PIXELS", 300 * 200 - 1)  # the big one is just over
+    assert image_file(tmp_path, "images/big.png") == PLACEHOLDER
+    assert image_file(tmp_path, "images/broken.png") == PLACEHOLDER
+    assert image_file(tmp_path, "images/small.png") == str(tmp_path / "images" / "small.png")
+    assert image_file(tmp_path, "../outside.png") == PLACEHOLDER

@@ -325,12 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     func = _COMMANDS[args.command][0]
     from .models.base import ModelDamaged
     from .train.lock import RunRefused
+    from .train.records import RunDamaged
     from .workspace import DatasetDamaged, InvalidName
 
     try:
         result = {"command": args.command, "ok": True, **func(args)}
         code = EXIT_OK
-    except (CommandError, InvalidName, RunRefused, DatasetDamaged, ModelDamaged) as exc:  # InvalidName: a run id
+    except (CommandError, InvalidName, RunRefused, DatasetDamaged, ModelDamaged, RunDamaged) as exc:  # InvalidName: a run id
         # or dataset name that is a path; RunRefused: a run still training, or finished (resume without --force);
         # *Damaged: a stored file that cannot be read, named with what to do
         print(f"error: {exc}", file=sys.stderr)

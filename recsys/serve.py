@@ -284,11 +284,13 @@ def create_app(workspace: Any, run_id: str, served: ServedRun | None = None) -> 
 def check_servable(workspace: Any, run_id: str) -> Path:
     """The run folder of a run that can be served, or :class:`recsys.cli.CommandError` saying why not."""
     from .cli import CommandError
-    from .train.records import read_run_record
+    from .train.records import read_run_config, read_run_record
     from .train.run import read_status
 
     run_dir = workspace.run_path(run_id)  # a run id, never a path (InvalidName: main prints it plainly)
     record = read_run_record(run_dir, read_status(run_dir)) if run_dir.is_dir() else None
+    if record is None and run_dir.is_dir():
+        read_run_config(run_dir)  # RunDamaged names a damaged config.json
     if record is None:
         raise CommandError(f"no run '{run_id}' in {workspace.runs_dir}")
     if record.active:

@@ -8,11 +8,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from ..cli import CommandError, _say, _workspace, command
+from ..train.records import read_run_config
 
 
 def load_run(workspace: Any, run: str) -> tuple[Path, Any, Any, dict[str, Any]]:
@@ -27,7 +27,7 @@ def load_run(workspace: Any, run: str) -> tuple[Path, Any, Any, dict[str, Any]]:
         raise CommandError(f"run {run} has no saved model yet")
     _import_all_models()
     model = load_run_model(run_dir)  # ModelDamaged names the file (the CLI prints it plainly)
-    config = json.loads((run_dir / "config.json").read_text())["config"]
+    config = read_run_config(run_dir)
     bundle = workspace.load_dataset(config["dataset"]) if workspace.has_dataset(config["dataset"]) else None
     return run_dir, model, bundle, config
 

@@ -12,6 +12,7 @@ from typing import Any
 from ..cli import CommandError, TqdmProgress, _say, _workspace, command
 from .lock import RunRefused
 from .run import RunConfig, list_runs, read_progress, read_status, train_run
+from .records import read_run_config
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
@@ -219,7 +220,7 @@ def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
         raise CommandError(f"run {args.run} has no saved model yet (state: {read_status(run_dir)['state']})")
     model = load_run_model(run_dir)  # ModelDamaged names the file (main prints it plainly)
     workspace = _workspace(args)
-    dataset = json.loads((run_dir / "config.json").read_text())["config"]["dataset"]
+    dataset = read_run_config(run_dir)["dataset"]  # RunDamaged names a damaged config.json
     bundle = workspace.load_dataset(dataset) if workspace.has_dataset(dataset) else None
     titles, groups = run_titles(model, bundle)
     if args.allow_variants:
@@ -365,7 +366,7 @@ def cmd_fairness(args: argparse.Namespace) -> dict[str, Any]:
         raise CommandError(f"--k must be 1 or more, not {args.k}")
     if args.bootstrap < 0:
         raise CommandError(f"--bootstrap must be 0 or more, not {args.bootstrap}")
-    dataset = json.loads((run_dir / "config.json").read_text())["config"].get("dataset")
+    dataset = read_run_config(run_dir).get("dataset")
     if not dataset or not workspace.has_dataset(dataset):
         raise CommandError(f"the run's dataset '{dataset}' is no longer in the workspace")
     bundle = workspace.load_dataset(dataset)

@@ -212,6 +212,28 @@ def _for_run(run_dir: Path, exc: Any) -> Any:
     return ModelDamaged(shown, exc.reason, _resume_advice(run_dir.name))
 
 
+class RunDamaged(RuntimeError):
+    """A run whose config.json cannot be read: names the file and what to do (the CLI prints it plainly)."""
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """The ``config`` object of ``run_dir/config.json``; :class:`RunDamaged` naming the file (from the workspace)
+    when it is missing, truncated or not a run's config."""
+    run_dir = Path(run_dir)
+    file = run_dir / "config.json"
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))["config"]
+        if not isinstance(config, dict):
+            raise ValueError("its config is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        from ..models.base import _reason
+
+        reason = _reason(exc) if not isinstance(exc, (KeyError, TypeError)) else "cannot be read (not a run's config)"
+        shown = f"runs/{run_dir.name}/config.json"
+        raise RunDamaged(f"{shown} {reason}; delete the run (Experiments page) and train it again") from None
+    return config
+
+
 def load_run_model(run_dir: Path) -> Any:
     """The saved model of a run; :class:`recsys.models.ModelDamaged` naming the file and the command that
     retrains the run when one of its files cannot be read."""

@@ -191,3 +191,15 @@ def test_evaluate_names_a_damaged_metrics_file(trained, capsys):
     code, out, err = cli(capsys, "evaluate", RUN, "--json", workspace=trained)
     assert code == 1 and f"runs/{RUN}/metrics.json cannot be read" in err
     assert last_json(out)["ok"] is False
+
+
+def test_a_damaged_run_config_is_named_by_every_command_that_reads_it(trained, capsys):
+    user = a_user(trained)
+    truncate(trained.run_path(RUN) / "config.json")
+    named = f"runs/{RUN}/config.json cannot be read"
+    for argv in (["recommend", RUN, "--user", user], ["explain", RUN, "--user", user, "--item", "x"],
+                 ["serve", RUN]):
+        code, out, err = cli(capsys, *argv, "--json", workspace=trained)
+        assert code == 1, (argv, err)
+        assert named in err and "Traceback" not in err, argv
+        assert last_json(out)["ok"] is False

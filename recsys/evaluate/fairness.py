@@ -500,23 +500,27 @@ def fairness_report(rankings: RunRankings, bundle: Any, item_column: str, user_c
 
 
 def exposure_sweep(rankings: RunRankings, membership: np.ndarray, strengths: Sequence[float], target: float | None = None,
-                   batch_size: int = 512) -> list[dict[str, float]]:
+                   batch_size: int = 512, carry: bool = True) -> list[dict[str, float]]:
     """For each strength: the group's exposure share in the re-ranked test lists (membership-weighted slots),
     the target, and NDCG@k, with the same masking as the rankings. ``target`` defaults to the group's
-    catalogue share (the mean membership)."""
-    from ..models.rerank import exposure_rerank
+    catalogue share (the mean membership). With ``carry`` (the default) the users' lists are ranked one after
+    the other with the leftover carried over (:class:`recsys.models.rerank.ExposureBalancer`), as batch
+    export does; without it each list is balanced alone, as a single ``recommend`` is."""
+    from ..models.rerank import ExposureBalancer, exposure_rerank
 
     membership = np.asarray(membership, dtype=np.float64)
     target = float(membership.mean()) if target is None else float(target)
     mask = (rankings.train + rankings.exclude).tocsr()
     lists = {s: np.full((len(rankings.users), rankings.k), -1, dtype=np.int64) for s in strengths}
+    balancers = {s: ExposureBalancer(membership, target, s) for s in strengths}
     for start in range(0, len(rankings.users), batch_size):
         rows = rankings.users[start:start + batch_size]
         scores = np.asarray(rankings.recommender.score(rows), dtype=np.float64)
         scores[mask[rows].nonzero()] = -np.inf
         for r in range(len(rows)):
             for s in strengths:
-                top = exposure_rerank(scores[r], membership, rankings.k, target, s)
+                top = balancers[s].rerank(scores[r], rankings.k) if carry else \
+                    exposure_rerank(scores[r], membership, rankings.k, target, s)
                 lists[s][start + r, :len(top)] = top
     out = []
     for s in strengths:

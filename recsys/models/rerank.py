@@ -7,6 +7,9 @@
 * :func:`exposure_rerank` — exposure-aware re-ranking of one user's scores toward a target share of one
   item group (e.g. a genre's catalogue share): each step picks ``argmax (1 - strength) * relevance -
   strength * |group slots so far + g(i) - target * position|``. ``strength = 0`` is the plain ranking.
+  :class:`ExposureBalancer` carries the leftover (the group's surplus or deficit in slots) from one user's
+  list to the next, so that a target below half a slot per list is met over many lists instead of being
+  rounded in each (batch export, the exposure sweep); a single user's ``recommend`` balances its list alone.
 * :func:`variant_groups` — the near-duplicate guard's groups: items whose titles are the same once
   case, punctuation, bracketed notes, colour and size words are set aside (colour variants of one
   article) share a group; :func:`select_top` keeps at most one item per group in a list.
@@ -28,7 +31,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["mmr_rerank", "exposure_rerank", "group_membership", "select_top", "variant_groups", "rerank_users", "category_mask", "price_mask", "seen_mask", "filter_mask",
+__all__ = ["mmr_rerank", "exposure_rerank", "ExposureBalancer", "group_membership", "select_top", "variant_groups", "rerank_users", "category_mask", "price_mask", "seen_mask", "filter_mask",
            "catalogue_coverage", "intra_list_diversity", "novelty", "long_tail_share", "beyond_accuracy",
            "normalise_rows"]
 
@@ -101,7 +104,7 @@ def _pool(scores: np.ndarray, k: int, pool: int | None) -> tuple[np.ndarray, int
 
 
 def exposure_rerank(scores: np.ndarray, membership: np.ndarray, k: int, target: float, strength: float = 0.0,
-                    pool: int | None = None) -> np.ndarray:
+                    pool: int | None = None, carry: float = 0.0) -> np.ndarray:
     """Top-``k`` item indices of one user, re-ranked so that one item group's share of the list moves toward
     ``target``.
 
@@ -117,6 +120,11 @@ def exposure_rerank(scores: np.ndarray, membership: np.ndarray, k: int, target: 
     rank 20 as at rank 2; relevance is min-max scaled to [0, 1] over the pool, so ``strength / (1 -
     strength)`` reads as "how much relevance one slot of deviation is worth". Both under- and over-exposed
     groups are handled: the same rule boosts a group below its target and holds back one above it.
+
+    ``carry``: the group's slots above (positive) or below (negative) the target left over from the lists
+    before this one; it starts the count ``c``, so a group owed 0.6 of a slot gets one in this list and a
+    group 0.4 of a slot ahead is held back. 0 (the default) balances this list alone; :class:`ExposureBalancer`
+    keeps the carry over many lists.
     """
     scores = np.asarray(scores, dtype=np.float64)
     membership = np.clip(np.asarray(membership, dtype=np.float64), 0.0, 1.0)
@@ -134,7 +142,7 @@ def exposure_rerank(scores: np.ndarray, membership: np.ndarray, k: int, target: 
     weight = membership[best]
     available = np.ones(len(best), dtype=bool)
     chosen: list[int] = []
-    slots = 0.0
+    slots = float(carry)
     for position in range(k):
         deviation = np.abs(slots + weight - float(target) * (position + 1))
         gain = (1.0 - strength) * relevance - strength * deviation
@@ -144,6 +152,39 @@ def exposure_rerank(scores: np.ndarray, membership: np.ndarray, k: int, target: 
         available[pick] = False
         slots += weight[pick]
     return best[chosen]
+
+
+class ExposureBalancer:
+    """Exposure-aware re-ranking over many users' lists, one after the other, with the leftover carried over.
+
+    Each list alone can only be balanced to whole slots: a group whose target is 0.2 of a slot per list gets
+    0 slots in every list at any strength (``|0 - 0.2| < |1 - 0.2|``), so its exposure falls below the
+    target as the strength rises. The balancer keeps ``carry``, the group's slots so far minus
+    ``target * slots so far`` over the lists already ranked, and starts each list's count from it
+    (:func:`exposure_rerank`'s ``carry``), like error diffusion: every fifth list or so gets the group's
+    slot. The carry is kept within ``+-limit`` slots (default 1), so a stretch of users whose pools hold no
+    item of the group does not make later users pay for all of them. ``strength = 0`` is the plain ranking.
+    """
+
+    def __init__(self, membership: np.ndarray, target: float, strength: float, limit: float = 1.0):
+        self.membership = np.clip(np.asarray(membership, dtype=np.float64), 0.0, 1.0)
+        self.target = float(target)
+        self.strength = float(min(max(strength, 0.0), 1.0))
+        self.limit = float(limit)
+        self.carry = 0.0
+
+    def rerank(self, scores: np.ndarray, k: int, pool: int | None = None) -> np.ndarray:
+        """One user's top-``k`` (as :func:`exposure_rerank`, from the carried count); the carry is updated."""
+        top = exposure_rerank(scores, self.membership, k, self.target, self.strength, pool, carry=self.carry)
+        self.update(top)
+        return top
+
+    def update(self, items: np.ndarray) -> None:
+        """Count a list ranked elsewhere (``-1`` padding ignored) into the carry."""
+        items = np.asarray(items, dtype=np.int64)
+        items = items[items >= 0]
+        left = self.carry + float(self.membership[items].sum()) - self.target * len(items)
+        self.carry = float(min(max(left, -self.limit), self.limit))
 
 
 def select_top(scores: np.ndarray, k: int, keep: np.ndarray | None = None, diversity: float = 0.0,

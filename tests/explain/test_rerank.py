@@ -113,3 +113,42 @@ def block_model():
     train = sp.csr_matrix((rng.random((30, 20)) < 0.3).astype(np.float32))
     data = TrainData(np.array([f"u{i}" for i in range(30)]), np.array([f"i{j}" for j in range(20)]), train)
     return get_model("itemknn").fit(data)
+
+
+# ----------------------------------------------------------------------------- exposure carried over many lists
+@pytest.mark.parametrize("shift", [-1.0, 1.2])  # the group under-exposed (scored low), over-exposed (scored high)
+def test_the_exposure_balancer_meets_a_target_below_half_a_slot_per_list(shift):
+    from recsys.models.rerank import ExposureBalancer, exposure_rerank
+
+    rng = np.random.default_rng(11)
+    n_items, k, n_users = 400, 10, 500
+    membership = (rng.random(n_items) < 0.05).astype(float)
+    target = 0.2 / k  # 0.2 of a slot per list: each list alone rounds it to 0 slots
+    popularity = rng.normal(size=n_items) + shift * membership
+    users = [popularity + 0.7 * rng.normal(size=n_items) for _ in range(n_users)]
+    plain = [np.lexsort((np.arange(n_items), -u))[:k] for u in users]
+    distance = []
+    for s in [0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0]:
+        balancer = ExposureBalancer(membership, target, s)
+        lists = [balancer.rerank(u, k) for u in users]
+        assert all(len(row) == k and len(set(row.tolist())) == k for row in lists)
+        if s == 0:
+            np.testing.assert_array_equal(np.array(lists), np.array(plain))
+        distance.append(abs(membership[np.array(lists)].mean() - target))
+        assert abs(balancer.carry) <= 1.0
+    assert all(b <= a + 1e-3 for a, b in zip(distance, distance[1:])), distance
+    assert distance[-1] <= 1.0 / (n_users * k) + 1e-12  # at strength 1: within one slot over all the lists
+    # each list alone cannot: at strength 1 the group gets no slot at all (0 is nearer 0.2 than 1 is)
+    alone = [exposure_rerank(u, membership, k, target, 1.0) for u in users]
+    assert membership[np.array(alone)].sum() == 0
+
+
+def test_the_carry_starts_the_count():
+    from recsys.models.rerank import exposure_rerank
+
+    scores = np.linspace(1.0, 0.0, 50)
+    membership = np.zeros(50)
+    membership[30:] = 1.0  # the group is scored last
+    assert membership[exposure_rerank(scores, membership, 10, 0.02, 1.0)].sum() == 0
+    assert membership[exposure_rerank(scores, membership, 10, 0.02, 1.0, carry=-0.6)].sum() == 1  # owed 0.6 slot
+    assert membership[exposure_rerank(scores, membership, 10, 0.3, 1.0, carry=0.6)].sum() == 2  # 0.6 ahead: 3 - 1

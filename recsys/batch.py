@@ -62,16 +62,39 @@ def seen_block_mask(model: Any, user_rows: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def recommend_batch(model: Any, user_rows: Sequence[int] | np.ndarray, k: int,
-                    exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                    exclude_seen: bool = True, exposure: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` ``(items [n, k'], scores [n, k'])`` for user rows, as :meth:`Recommender.recommend` ranks them
-    at diversity 0 without groups or exposure (known items masked when ``exclude_seen``); a row with fewer
-    than ``k`` rankable items is padded with item -1 / score ``-inf``."""
+    at diversity 0 without groups (known items masked when ``exclude_seen``); a row with fewer than ``k``
+    rankable items is padded with item -1 / score ``-inf``.
+
+    ``exposure``: exposure-aware re-ranking of every row, either ``(membership, target, strength)`` (as
+    ``recommend`` takes it) or a :class:`recsys.models.rerank.ExposureBalancer` to keep across calls. Either
+    way the rows are ranked one after the other with the group's leftover slots carried from one user's list
+    to the next (a target of 0.2 slots per list gets a slot in about every fifth list), not balanced per list
+    as a single ``recommend`` is. Strength 0 is the plain ranking."""
     rows = np.asarray(user_rows, dtype=np.int64)
     scores = np.asarray(model.score(rows), dtype=np.float64)
     if exclude_seen:
         positions, items = seen_block_mask(model, rows)
         scores[positions, items] = -np.inf
-    return top_k_rows(scores, k)
+    if exposure is None:
+        return top_k_rows(scores, k)
+    from .models.rerank import ExposureBalancer
+
+    balancer = exposure if isinstance(exposure, ExposureBalancer) else ExposureBalancer(*exposure)
+    if balancer.strength <= 0:  # the plain ranking, counted so that the balancer's share stays right
+        items, values = top_k_rows(scores, k)
+        for row in items:
+            balancer.update(row)
+        return items, values
+    kk = int(min(max(k, 0), scores.shape[1]))
+    items = np.full((len(rows), kk), -1, dtype=np.int64)
+    values = np.full((len(rows), kk), -np.inf, dtype=np.float64)
+    for r in range(len(rows)):
+        top = balancer.rerank(scores[r], kk)
+        items[r, :len(top)] = top
+        values[r, :len(top)] = scores[r, top]
+    return items, values
 
 
 @dataclass
@@ -85,11 +108,15 @@ class ExportSummary:
     format: str
     seconds: float
     columns: list[str] = field(default_factory=list)
+    exposure: dict[str, float] | None = None  # with exposure re-ranking: target, strength, share of the slots
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "users": self.users, "rows": self.rows, "k": self.k, "chunks": self.chunks,
-                "chunk_size": self.chunk_size, "format": self.format, "seconds": round(self.seconds, 3),
-                "columns": self.columns}
+        out = {"path": str(self.path), "users": self.users, "rows": self.rows, "k": self.k, "chunks": self.chunks,
+               "chunk_size": self.chunk_size, "format": self.format, "seconds": round(self.seconds, 3),
+               "columns": self.columns}
+        if self.exposure is not None:
+            out["exposure"] = self.exposure
+        return out
 
 
 def share_columns(model: Any) -> list[str]:
@@ -97,12 +124,12 @@ def share_columns(model: Any) -> list[str]:
 
 
 def _chunk_frames(model: Any, user_rows: np.ndarray, k: int, chunk_size: int, shares: bool,
-                  exclude_seen: bool) -> Iterator[dict[str, np.ndarray]]:
+                  exclude_seen: bool, balancer: Any = None) -> Iterator[dict[str, np.ndarray]]:
     user_ids = np.asarray(model.user_ids).astype(str)
     item_ids = np.asarray(model.item_ids).astype(str)
     for start in range(0, len(user_rows), chunk_size):
         rows = user_rows[start:start + chunk_size]
-        items, scores = recommend_batch(model, rows, k, exclude_seen)
+        items, scores = recommend_batch(model, rows, k, exclude_seen, exposure=balancer)
         valid = items >= 0
         counts = valid.sum(axis=1)
         ranks = np.tile(np.arange(1, items.shape[1] + 1, dtype=np.int16), (len(rows), 1))
@@ -165,11 +192,15 @@ class _CsvSink:
 
 def export_recommendations(model: Any, out: str | os.PathLike, k: int = 50, user_rows: Sequence[int] | None = None,
                            chunk_size: int = 2048, shares: bool = False, exclude_seen: bool = True,
-                           progress: Progress | None = None) -> ExportSummary:
+                           progress: Progress | None = None,
+                           exposure: tuple[np.ndarray, float, float] | None = None) -> ExportSummary:
     """Write top-``k`` for ``user_rows`` (default: every user of the model) to ``out`` (``.csv``: CSV with
     spreadsheet-safe text; anything else: Parquet), ``chunk_size`` users at a time. Columns: ``user_id``,
     ``rank`` (int16, from 1), ``item_id``, ``score`` (float32) and, with ``shares`` (models that explain by
-    modality), ``share_<modality>``. Written to a temporary file beside ``out``, renamed at the end."""
+    modality), ``share_<modality>``. Written to a temporary file beside ``out``, renamed at the end.
+    ``exposure = (membership, target, strength)``: exposure-aware re-ranking with the group's leftover
+    carried from each user's list to the next, over every chunk (:func:`recommend_batch`); the summary then
+    gives the group's share of the exported slots."""
     if not 1 <= int(k) <= MAX_K:
         raise ValueError(f"k must be between 1 and {MAX_K}, not {k}")
     if int(chunk_size) < 1:
@@ -185,6 +216,14 @@ def export_recommendations(model: Any, out: str | os.PathLike, k: int = 50, user
     names = ["user_id", "rank", "item_id", "score"] + (share_columns(model) if shares else [])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f"{temp_prefix(out)}{uuid.uuid4().hex[:8]}.tmp"
+    balancer = None
+    if exposure is not None:
+        from .models.rerank import ExposureBalancer
+
+        membership, target, strength = exposure
+        if len(membership) != model.n_items:
+            raise ValueError(f"the exposure membership has {len(membership)} items, the model {model.n_items}")
+        balancer = ExposureBalancer(membership, target, strength)
     started = time.perf_counter()
     total_rows = chunks = 0
     sink = None
@@ -192,7 +231,7 @@ def export_recommendations(model: Any, out: str | os.PathLike, k: int = 50, user
         sink = (_CsvSink if fmt == "csv" else _ParquetSink)(tmp, names)
         if progress:
             progress("export", 0, len(rows))
-        for columns in _chunk_frames(model, rows, int(k), int(chunk_size), shares, exclude_seen):
+        for columns in _chunk_frames(model, rows, int(k), int(chunk_size), shares, exclude_seen, balancer):
             sink.write(columns)
             chunks += 1
             total_rows += len(columns["user_id"])
@@ -212,7 +251,9 @@ def export_recommendations(model: Any, out: str | os.PathLike, k: int = 50, user
         raise
     return ExportSummary(path=out.resolve(), users=len(rows), rows=total_rows, k=int(k), chunks=chunks,
                          chunk_size=int(chunk_size), format=fmt, seconds=time.perf_counter() - started,
-                         columns=names)
+                         columns=names,
+                         exposure=None if balancer is None else {"target": balancer.target, "strength": balancer.strength,
+                                                                 "share": balancer.share})
 
 
 def read_user_ids(path: str | os.PathLike) -> list[str]:

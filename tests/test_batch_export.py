@@ -188,3 +188,43 @@ def test_recommend_batch_pads_rows_short_of_k(model):
         n_known = len(known(model, row))
         assert (items[row] >= 0).sum() == model.n_items - n_known
         assert np.isneginf(scores[row][items[row] < 0]).all()
+
+
+def test_export_with_exposure_moves_the_group_toward_its_target(trained, model, tmp_path):
+    from recsys.models.rerank import group_membership
+
+    items = Workspace(trained).load_dataset("demo").items.drop_duplicates("item_id")
+    aligned = items.set_index(items["item_id"].astype(str).to_numpy()).reindex(pd.Index([str(i) for i in model.item_ids]))
+    plain_out = tmp_path / "plain.parquet"
+    assert run_cli(trained, "export", RUN, "--k", "5", "--out", str(plain_out))[0] == 0
+    plain = pd.read_parquet(plain_out)
+    # the brand whose exported share is furthest from its catalogue share (its default target)
+    brands = aligned["brand"].dropna().astype(str).unique().tolist()
+    memberships = {b: group_membership(aligned, "brand", b) for b in brands}
+    index = {str(i): n for n, i in enumerate(model.item_ids)}
+    rows = plain["item_id"].map(index).to_numpy()
+
+    def share(frame):
+        return float(memberships[brand][frame["item_id"].map(index).to_numpy()].mean())
+
+    brand = max(brands, key=lambda b: abs(memberships[b][rows].mean() - memberships[b].mean()))
+    target = float(memberships[brand].mean())
+    shares = {}
+    for strength in ("0", "0.5", "1"):
+        out = tmp_path / f"exposure-{strength}.parquet"
+        code, result = run_cli(trained, "export", RUN, "--k", "5", "--out", str(out), "--chunk-size", "7",
+                               "--exposure-group", f"brand={brand}", "--exposure-strength", strength)
+        assert code == 0 and result["exposure"]["group"] == f"brand={brand}"
+        frame = pd.read_parquet(out)
+        assert result["exposure"]["target"] == pytest.approx(target)
+        assert result["exposure"]["share"] == pytest.approx(share(frame))
+        shares[strength] = share(frame)
+        if strength == "0":  # strength 0 is the plain export
+            pd.testing.assert_frame_equal(frame, plain)
+        for _, mine in frame.groupby("user_id"):
+            assert list(mine["rank"]) == list(range(1, len(mine) + 1)) and mine["item_id"].is_unique
+    assert abs(shares["0.5"] - target) < abs(shares["0"] - target)
+    assert abs(shares["1"] - target) <= abs(shares["0.5"] - target) + 1e-9
+    assert abs(shares["1"] - target) <= 1.0 / (5 * model.n_users) + 1e-9  # the carry: within a slot overall
+    code, result = run_cli(trained, "export", RUN, "--out", str(tmp_path / "x.parquet"), "--exposure-group", "brand")
+    assert code != 0 and "COLUMN=VALUE" in result["error"]

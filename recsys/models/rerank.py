@@ -172,6 +172,13 @@ class ExposureBalancer:
         self.strength = float(min(max(strength, 0.0), 1.0))
         self.limit = float(limit)
         self.carry = 0.0
+        self.slots = 0  # list places counted so far (all lists)
+        self.group_slots = 0.0  # the group's membership-weighted share of them
+
+    @property
+    def share(self) -> float:
+        """The group's share of every slot counted so far (NaN before the first list)."""
+        return self.group_slots / self.slots if self.slots else float("nan")
 
     def rerank(self, scores: np.ndarray, k: int, pool: int | None = None) -> np.ndarray:
         """One user's top-``k`` (as :func:`exposure_rerank`, from the carried count); the carry is updated."""
@@ -183,7 +190,10 @@ class ExposureBalancer:
         """Count a list ranked elsewhere (``-1`` padding ignored) into the carry."""
         items = np.asarray(items, dtype=np.int64)
         items = items[items >= 0]
-        left = self.carry + float(self.membership[items].sum()) - self.target * len(items)
+        group = float(self.membership[items].sum())
+        self.slots += len(items)
+        self.group_slots += group
+        left = self.carry + group - self.target * len(items)
         self.carry = float(min(max(left, -self.limit), self.limit))
 
 

@@ -188,12 +188,17 @@ def _recommend_arguments(p: argparse.ArgumentParser) -> None:
                    help="allow several variants of one product (same title but colour/size) in the list")
     p.add_argument("--diversity", type=float, default=0.0, help="MMR re-ranking for variety, 0 to 1 (default 0)")
     p.add_argument("--explain", action="store_true", help="add each item's explanation (modality shares, evidence)")
+    _exposure_arguments(p)
+
+
+def _exposure_arguments(p: argparse.ArgumentParser, lists: str = "the list") -> None:
+    """``--exposure-group/-strength/-target`` (recommend and export; read by :func:`_exposure_option`)."""
     p.add_argument("--exposure-group", default=None, metavar="COLUMN=VALUE",
-                   help="exposure-aware re-ranking: the item group whose share of the list to steer, e.g. genres=Drama")
+                   help=f"exposure-aware re-ranking: the item group whose share of {lists} to steer, e.g. genres=Drama")
     p.add_argument("--exposure-strength", type=float, default=0.5,
                    help="with --exposure-group: 0 = plain ranking, 1 = follow the target share closely (default 0.5)")
     p.add_argument("--exposure-target", type=float, default=None,
-                   help="with --exposure-group: the wanted share of the list (default: the group's catalogue share)")
+                   help=f"with --exposure-group: the wanted share of {lists} (default: the group's catalogue share)")
 
 
 def run_titles(model: Any, bundle: Any) -> tuple[dict[str, str], Any]:
@@ -297,6 +302,7 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shares", action="store_true",
                    help="add share_<modality> columns (the attention fusion model's additive modality shares)")
     p.add_argument("--include-seen", action="store_true", help="do not exclude items the user already has")
+    _exposure_arguments(p, "the exported lists (the leftover carried from each user's list to the next)")
 
 
 @command("export", "top-K recommendations for every user of a run, streamed in chunks to a Parquet (or CSV) file",
@@ -333,16 +339,25 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
             raise CommandError(f"{len(unknown)} user(s) of {args.users_file} are not in run {run_dir.name}'s "
                                f"model (first: {', '.join(unknown[:3])})", {"unknown_users": len(unknown)})
         rows = [index[u] for u in wanted]
+    exposure = None
+    if args.exposure_group:
+        dataset = read_run_config(run_dir)["dataset"]  # RunDamaged names a damaged config.json
+        exposure = _exposure_option(args, _workspace(args), dataset, model)
     progress = TqdmProgress(not args.quiet)
     try:
         summary = export_recommendations(model, out, k=args.k, user_rows=rows, chunk_size=args.chunk_size,
-                                         shares=args.shares, exclude_seen=not args.include_seen, progress=progress)
+                                         shares=args.shares, exclude_seen=not args.include_seen, progress=progress,
+                                         exposure=exposure)
     except (OSError, ValueError) as exc:
         raise CommandError(f"export failed: {exc}") from exc
     finally:
         progress.close()
     _say(args, f"wrote top-{summary.k} for {summary.users:,} users ({summary.rows:,} rows, {summary.chunks} chunks) "
                f"to {summary.path} in {summary.seconds:.1f} s")
+    if summary.exposure is not None:
+        summary.exposure = {"group": args.exposure_group, **summary.exposure}
+        _say(args, f"{args.exposure_group}: {summary.exposure['share']:.4f} of the exported slots (target "
+                   f"{summary.exposure['target']:.4f}, strength {summary.exposure['strength']:g})")
     return {"run_id": run_dir.name, **summary.to_dict()}
 
 

@@ -11,7 +11,7 @@ from app_pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, char
                               item_caption,
                               md_text, model_runs, page_header, run_page, usable_context, run_picker, show_error, style_figure)
 from recsys.explain import explain
-from recsys.models.rerank import filter_mask
+from recsys.models.rerank import filter_mask, group_membership
 
 MAX_USER_OPTIONS = 5000
 
@@ -136,11 +136,60 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
 
 
 def ranked_items(ctx: RunContext, user: str, k: int, diversity: float, exclude_seen: bool,
-                 mask: np.ndarray | None, one_per_product: bool = True) -> list[tuple[str, float]]:
+                 mask: np.ndarray | None, one_per_product: bool = True,
+                 exposure: tuple[np.ndarray, float, float] | None = None) -> list[tuple[str, float]]:
     """Top-``k`` (item_id, score) from the engine: seen items and filters masked, at most one variant of a
-    product (``one_per_product``), MMR at ``diversity``."""
+    product (``one_per_product``), MMR at ``diversity``, then ``exposure = (membership, target, strength)``
+    (the engine's exposure-aware re-ranking of this one list)."""
     return ctx.model.recommend(user, k=k, exclude_seen=exclude_seen, filters=mask, diversity=diversity,
-                               item_vectors=ctx.vectors, groups=ctx.variant_groups if one_per_product else None)
+                               item_vectors=ctx.vectors, groups=ctx.variant_groups if one_per_product else None,
+                               exposure=exposure)
+
+
+def group_columns(ctx: RunContext) -> list[str]:
+    """Item columns that group items (categorical or multi-label), present in the catalogue."""
+    return [c for c, r in ctx.data.roles.items() if r in ("categorical", "multi_label") and c in ctx.aligned.columns]
+
+
+def group_values(ctx: RunContext, column: str) -> list[str]:
+    """The column's values (labels, for a multi-label column) over the model's items, most frequent first."""
+    values = ctx.aligned[column].astype("string").fillna("")
+    if ctx.data.roles.get(column) == "multi_label":
+        values = values.str.split(ctx.data.separator, regex=False).explode().str.strip()
+    return values[values != ""].value_counts().index.tolist()
+
+
+def exposure_controls(ctx: RunContext) -> dict | None:
+    """The "Exposure" expander: an item group, the strength and the target share (default: the group's share
+    of the catalogue). None when the catalogue has no group column; strength 0 is off."""
+    columns = group_columns(ctx)
+    if not columns:
+        return None
+    with st.expander("Exposure", icon=":material/balance:"):
+        row = st.columns([1, 2, 1, 1], vertical_alignment="bottom")
+        column = row[0].selectbox("Item column", columns, key="rec_exposure_column",
+                                  format_func=lambda c: c.replace("_", " ").capitalize())
+        values = group_values(ctx, column)
+        if not values:
+            st.caption("This column has no values in the catalogue.")
+            return None
+        value = row[1].selectbox("Group", values, key=f"rec_exposure_value_{column}",
+                                 format_func=lambda v: v if len(v) <= 80 else v[:79] + "…")
+        membership = group_membership(ctx.aligned, column, value, ctx.data.roles.get(column) == "multi_label",
+                                      ctx.data.separator)
+        share = float(membership.mean())
+        strength = row[2].slider("Strength", 0.0, 1.0, 0.0, 0.05, key="rec_exposure_strength",
+                                 help="Moves the group's share of the list toward the target: 0 = off (pure "
+                                      "relevance), 1 = follow the target as closely as the candidates allow.")
+        target = row[3].number_input("Target share", 0.0, 1.0, round(share, 4), 0.01, format="%.3f",
+                                     key=f"rec_exposure_target_{column}_{value}",
+                                     help="The wanted share of the list; by default the group's share of the "
+                                          "catalogue.")
+        st.caption(f"“{md_text(value)}” is {share:.1%} of the catalogue ({md_text(column)}); target "
+                   f"{target:.1%} of the list. A single list is balanced to whole places: a target below half a "
+                   "place per list is met only over many users (batch export).")
+    return {"column": column, "value": value, "membership": membership, "target": float(target),
+            "strength": float(strength), "catalogue_share": share}
 
 
 def explained(ctx: RunContext, user: str, item_id: str) -> dict:
@@ -248,6 +297,7 @@ def main() -> None:
                                         help="Near-duplicate guard: at most one item per product title (colour and "
                                              "size variants of one article count as one; the best-scored stays).")
         selections, ranges = filters(ctx)
+        exposure = exposure_controls(ctx)
 
     mask = None
     if any(selections.values()) or ranges:
@@ -258,7 +308,9 @@ def main() -> None:
         multi = [c for c, r in ctx.data.roles.items() if r == "multi_label"]
         mask = filter_mask(ctx.aligned, categories=selections, price=price, multi_label_columns=multi,
                            separator=ctx.data.separator)
-    ranked = ranked_items(ctx, user, k, diversity, exclude_seen, mask, one_per_product)
+    steer = exposure is not None and exposure["strength"] > 0
+    ranked = ranked_items(ctx, user, k, diversity, exclude_seen, mask, one_per_product,
+                          (exposure["membership"], exposure["target"], exposure["strength"]) if steer else None)
     signature = (ctx.run_dir, user, tuple(ranked))
     if st.session_state.get("rec_signature") != signature:  # another list: close the open explanations
         for key in [key for key in st.session_state if str(key).startswith("rec_why_")]:
@@ -278,6 +330,12 @@ def main() -> None:
     st.markdown(f"#### :material/recommend: Top {k} for {md_text(user)}")
     if diversity > 0:
         st.caption(f"Re-ranked for variety (diversity {diversity:.2f}).")
+    if steer and ranked:
+        positions = ctx.aligned.index.get_indexer([item_id for item_id, _ in ranked])
+        in_list = float(exposure["membership"][positions[positions >= 0]].sum() / len(ranked))
+        st.caption(f"Exposure: “{md_text(exposure['value'])}” ({md_text(exposure['column'])}) is {in_list:.1%} of "
+                   f"this list — target {exposure['target']:.1%} (catalogue share {exposure['catalogue_share']:.1%}, "
+                   f"strength {exposure['strength']:.2f}).")
     if not ranked:
         empty_state("No item passes these filters for this user — widen the filters above.",
                     icon=":material/filter_alt_off:")

@@ -86,6 +86,27 @@ def test_recommendations_page_shows_cards_with_explanations(app, trained_workspa
     assert len(at.get("plotly_chart")) == 1  # the modality attention / share chart
 
 
+def test_recommendations_page_steers_a_group_s_exposure(app, trained_workspace):
+    at = open_page(app, "app_pages/recommendations.py")
+    assert_clean(at)
+    assert "of this list — target" not in texts(at)  # strength 0: off
+    column = at.selectbox(key="rec_exposure_column").value
+    value = at.selectbox(key=f"rec_exposure_value_{column}").value
+    target = at.number_input(key=f"rec_exposure_target_{column}_{value}")
+    assert 0 < target.value < 1  # the group's catalogue share
+    assert "of the catalogue" in texts(at)
+    at.slider(key="rec_exposure_strength").set_value(1.0)
+    target.set_value(0.5)
+    at.run()
+    assert_clean(at)
+    shown = texts(at)
+    caption = next(c.value for c in at.caption if "of this list — target" in c.value)
+    assert "target 50.0%" in caption and "strength 1.00" in caption
+    assert "Top 10 for" in shown
+    share = float(caption.split(" is ")[1].split("%")[0])
+    assert abs(share - 50.0) <= 10.0  # half of the 10 places, as far as the candidates allow
+
+
 def test_attention_page_draws_charts(app, trained_workspace):
     at = open_page(app, "app_pages/attention.py")
     assert_clean(at)

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..stopping import interruptible
+from ..stopping import check, interruptible
 
 __all__ = ["ease_inverse", "ease_weights", "ease_scores_without_rows", "choose_ease_l2", "behaviour_columns",
            "DEFAULT_L2_GRID"]
@@ -43,10 +43,18 @@ def _binary(train: sp.spmatrix) -> sp.csr_matrix:
     return sp.csr_matrix((sp.csr_matrix(train) != 0).astype(np.float64))
 
 
-def _gram(train: sp.spmatrix) -> np.ndarray:
+def _gram(train: sp.spmatrix, block_rows: int = 8192) -> np.ndarray:
+    """``X^T X`` (dense float64), summed over blocks of users: scipy's sparse product holds the GIL, so one
+    product over a million interactions would hold a stop request (and every other thread) for seconds;
+    between blocks :func:`recsys.stopping.check` can act."""
     x = _binary(train)
-    gram = x.T @ x
-    return np.asarray(gram.toarray() if sp.issparse(gram) else gram, dtype=np.float64)
+    gram = np.zeros((x.shape[1], x.shape[1]), dtype=np.float64)
+    for start in range(0, x.shape[0], block_rows):
+        check("the EASE Gram matrix")
+        block = x[start:start + block_rows]
+        product = block.T @ block
+        gram += product.toarray() if sp.issparse(product) else product
+    return gram
 
 
 def ease_inverse(train: sp.spmatrix, l2: float, gram: np.ndarray | None = None) -> np.ndarray:

@@ -318,6 +318,16 @@ def list_all_runs() -> list[RunRecord]:
     return list_workspace_runs(get_workspace())
 
 
+def forgotten_users(run: RunRecord, users: list[str]) -> set[str]:
+    """Those of ``users`` (of ``run``'s model) forgotten from its dataset since it was trained (none for an
+    unflagged run): the pages do not list them."""
+    if not run.needs_retrain_for_privacy:
+        return set()
+    from recsys.privacy import forgotten_in
+
+    return forgotten_in(run.path, get_workspace().root, users)
+
+
 def privacy_retrain_panel(key: str) -> None:
     """The runs that still hold users forgotten from their dataset, each with a one-click **Retrain** (a new run
     with the same configuration, which excludes them). Shown on the Train and Experiments pages."""

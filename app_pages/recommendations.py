@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, chart, damaged_models_notice, empty_state, gallery,
+from app_pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, chart, damaged_models_notice, forgotten_users, empty_state, gallery,
                               item_caption,
                               md_text, model_runs, page_header, run_page, usable_context, run_picker, show_error, style_figure)
 from recsys.explain import explain
@@ -278,8 +278,13 @@ def main() -> None:
     ctx = usable_context(run)
     if ctx is None:
         return
-    options = ctx.user_options[:MAX_USER_OPTIONS]
-    if st.session_state.get("rec_user") not in ctx.activity:
+    forgotten = forgotten_users(run, list(ctx.activity))
+    if forgotten:
+        st.warning(f"This run was trained before {len(forgotten)} user(s) were forgotten from its dataset: they are "
+                   "not listed here, but the model still holds them until the run is retrained (Experiments page).",
+                   icon=":material/privacy_tip:")
+    options = [u for u in ctx.user_options if u not in forgotten][:MAX_USER_OPTIONS]
+    if st.session_state.get("rec_user") not in ctx.activity or st.session_state.get("rec_user") in forgotten:
         st.session_state.pop("rec_user", None)
     elif st.session_state["rec_user"] not in options:
         options = [st.session_state["rec_user"], *options]

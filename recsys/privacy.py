@@ -117,5 +117,19 @@ def run_holds_user(run_dir: str | os.PathLike, key: bytes, stored_id: Any) -> bo
     return marker_hash(key, stored_id) in set(marker.get("user_hashes") or [])
 
 
+def forgotten_in(run_dir: str | os.PathLike, workspace_root: str | os.PathLike, user_ids: Iterable[Any]) -> set[str]:
+    """Which of ``user_ids`` (as the run's model stores them) the run's marker lists as forgotten since it was
+    trained. The saved model still knows them until it is retrained; the app, ``export`` and ``serve`` use this to
+    stop showing or serving them in the meantime. Empty for a run without a marker (no key is created)."""
+    marker = read_marker(run_dir) or {}
+    hashes = set(marker.get("user_hashes") or [])
+    if not hashes:
+        return set()
+    key = workspace_key(workspace_root, create=False)
+    if key is None:
+        return set()
+    return {str(user) for user in user_ids if marker_hash(key, user) in hashes}
+
+
 def _utc(at: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))

@@ -135,6 +135,7 @@ class ServedRun:
 
     def __init__(self, workspace: Any, run_id: str):
         from .explain.commands import _context, load_run
+        from .privacy import forgotten_in
         from .train.commands import run_titles
 
         started = time.perf_counter()
@@ -142,6 +143,8 @@ class ServedRun:
         self.run_id = self.run_dir.name
         self.context = _context(self.model, self.bundle)
         self.titles, self.groups = run_titles(self.model, self.bundle)
+        # people forgotten since the run was trained: its model still knows them, the API does not serve them
+        self.forgotten = forgotten_in(self.run_dir, workspace.root, [str(u) for u in self.model.user_ids])
         self.lock = threading.Lock()
         self._vectors = None
         self.loaded_seconds = round(time.perf_counter() - started, 3)
@@ -166,6 +169,9 @@ def _finite(value: float) -> float | None:
 
 
 def _known_user(served: ServedRun, user: str) -> None:
+    if user in served.forgotten:
+        raise HTTPException(404, f"user '{user}' was forgotten from the dataset after run {served.run_id} was "
+                                 "trained; retrain the run")
     try:
         served.model.user_index(user)
     except KeyError:

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..stopping import check
+
 __all__ = [
     "deduplicate",
     "k_core_filter",
@@ -97,6 +99,7 @@ def k_core_filter(df: pd.DataFrame, k: int = 5) -> pd.DataFrame:
     if k <= 1:
         return out.copy()
     while len(out):
+        check("the k-core filter")  # each round is seconds on millions of rows
         user_n = out[USER].map(out[USER].value_counts())
         item_n = out[ITEM].map(out[ITEM].value_counts())
         keep = (user_n >= k).to_numpy() & (item_n >= k).to_numpy()

@@ -339,6 +339,15 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
             raise CommandError(f"{len(unknown)} user(s) of {args.users_file} are not in run {run_dir.name}'s "
                                f"model (first: {', '.join(unknown[:3])})", {"unknown_users": len(unknown)})
         rows = [index[u] for u in wanted]
+    from ..privacy import forgotten_in
+
+    # people forgotten since the run was trained: the model still knows them, the export does not list them
+    forgotten = forgotten_in(run_dir, _workspace(args).root, [str(u) for u in model.user_ids])
+    if forgotten:
+        rows = [r for r in (range(len(model.user_ids)) if rows is None else rows)
+                if str(model.user_ids[r]) not in forgotten]
+        print(f"warning: left out {len(forgotten)} user(s) forgotten since run {run_dir.name} was trained; retrain "
+              "the run so that its model no longer holds them", file=sys.stderr)
     exposure = None
     if args.exposure_group:
         dataset = read_run_config(run_dir)["dataset"]  # RunDamaged names a damaged config.json
@@ -358,7 +367,7 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
         summary.exposure = {"group": args.exposure_group, **summary.exposure}
         _say(args, f"{args.exposure_group}: {summary.exposure['share']:.4f} of the exported slots (target "
                    f"{summary.exposure['target']:.4f}, strength {summary.exposure['strength']:g})")
-    return {"run_id": run_dir.name, **summary.to_dict()}
+    return {"run_id": run_dir.name, **summary.to_dict(), "forgotten_users_left_out": len(forgotten)}
 
 
 def _fairness_arguments(p: argparse.ArgumentParser) -> None:

@@ -184,7 +184,10 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
     else:
         parts = p1_split(split_source, seed=seed)
     check("the split")
-    matrices = {name: interactions_to_csr(parts[name], user_index, item_index) for name in ("train", "valid", "test")}
+    matrices = {}
+    for name in ("train", "valid", "test"):
+        check("the split")
+        matrices[name] = interactions_to_csr(parts[name], user_index, item_index)
     ratings = test_ratings = None
     if rating_column:
         ratings = _values_csr(parts["train"], user_index, item_index)

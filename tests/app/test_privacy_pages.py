@@ -12,7 +12,7 @@ from recsys.train.run import RunConfig, train_run
 from recsys.workspace import Workspace
 from tests.app.conftest import assert_clean
 from tests.conftest import write_bundle
-from tests.data.test_privacy import GONE, shop_bundle
+from tests.data.test_privacy import ALSO_GONE, GONE, shop_bundle
 
 
 def test_experiments_and_train_pages_offer_to_retrain_a_run_holding_forgotten_users(app, tmp_path, monkeypatch):
@@ -33,6 +33,16 @@ def test_experiments_and_train_pages_offer_to_retrain_a_run_holding_forgotten_us
         app.run()
         assert_clean(app)
         assert "must be retrained" in " ".join(m.value for m in app.markdown)
+    # the Recommendations page does not offer the forgotten user, and says why the run still holds them
+    app.switch_page("app_pages/recommendations.py")
+    app.run()
+    assert_clean(app)
+    assert "forgotten" in " ".join(w.value for w in app.warning)
+    options = [str(o) for o in app.selectbox(key="rec_user").options]
+    assert options and not any(GONE in o for o in options)
+    assert any(ALSO_GONE in o for o in options)  # the others are still offered
+    app.switch_page("app_pages/experiments.py")
+    app.run()
     button = app.button(key="exp_retrain_old-run")
     button.click().run()
     assert [c.dataset for c in started] == ["shop"] and started[0].model == "mostpop"

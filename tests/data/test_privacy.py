@@ -110,6 +110,23 @@ def test_forget_removes_every_trace_from_the_dataset_and_flags_older_runs(shop, 
     code, listed = cli(capsys, "runs", "--workspace", str(workspace.root))
     assert listed["runs"][0]["needs_retrain_for_privacy"] is True and listed["runs"][0]["forgotten_users"] == 1
 
+    # until it is retrained, what serves the flagged run leaves them out: export skips them, the API says why
+    from fastapi.testclient import TestClient
+
+    from recsys.privacy import forgotten_in
+    from recsys.serve import create_app
+
+    assert forgotten_in(run.path, workspace.root, [GONE, ALSO_GONE]) == {GONE}
+    out = workspace.root.parent / "recs.parquet"
+    code, exported = cli(capsys, "export", "before", "--k", "3", "--out", str(out), "--workspace", str(workspace.root))
+    assert code == 0 and exported["forgotten_users_left_out"] == 1
+    exported_users = set(pd.read_parquet(out)["user_id"].astype(str))
+    assert GONE not in exported_users and ALSO_GONE in exported_users
+    client = TestClient(create_app(workspace, "before"))
+    refused = client.get("/recommend", params={"user": GONE})
+    assert refused.status_code == 404 and "forgotten" in refused.json()["detail"]
+    assert client.get("/recommend", params={"user": ALSO_GONE}).status_code == 200
+
     # a new run on the forgotten dataset excludes them and is not flagged
     train_run(workspace, RunConfig(dataset="shop", **MOSTPOP), run_id="after")
     after = next(r for r in list_runs(workspace) if r.run_id == "after")

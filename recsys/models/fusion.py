@@ -656,6 +656,7 @@ class FusionRecommender(Recommender):
         rng = np.random.default_rng(int(config["seed"]))
         self.device = select_device(config["device"])
         train = _binary_rows(data.train)
+        check("the model's data")
         # check(): each of these steps takes minutes on a million interactions; a stop gives up the fit
         self._prepare_items(ContentArrays.from_features(data.item_features, data.n_items), train)
         check("the content experts")

@@ -208,6 +208,7 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
     everything_users = np.array(sorted(everything_index, key=everything_index.get), dtype=str)
     everything = interactions_to_csr(known, everything_index, item_index)
     everything.data[:] = 1.0
+    check("the split")
     summary = {"protocol": protocol, "seed": seed, "k_core": k_core if k_core > 1 and protocol != "sparse" else 0,
                "users": len(user_ids), "items": len(item_ids),
                "items_with_interactions": int(frame["item_id"].nunique()),

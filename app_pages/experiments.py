@@ -181,7 +181,9 @@ def fairness(runs: list[RunRecord]) -> None:
         style_figure(fig, height=320, legend=False, title=f"NDCG@{k} by {gap.by}")
         chart(fig, key=f"exp_fair_users_{name}")
         if gap.best is not None:
-            verdict = "a clear gap" if gap.clear else "within the noise: the interval includes 0"
+            verdict = (f"a clear gap (permutation p = {gap.p_value:.3f})" if gap.clear else
+                       f"within the noise (permutation p = {gap.p_value:.3f}: random groups of these sizes often "
+                       "spread as far)")
             st.caption(f"Gap {md_text(gap.best)} − {md_text(gap.worst)}: {gap.gap:+.4f} (95 % interval "
                        f"{gap.gap_low:+.4f} to {gap.gap_high:+.4f}, {gap.n_boot} bootstrap resamples of the users): "
                        f"{verdict}." + (f" Groups of fewer than {gap.min_users} users are left out of the gap."

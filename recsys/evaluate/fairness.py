@@ -152,7 +152,10 @@ class GroupQuality:
 @dataclass
 class QualityGap:
     """NDCG@K per user group, and the best minus the worst group's mean with its bootstrap 95 % interval
-    (the same two groups in every resample). ``clear`` when the interval excludes 0."""
+    (the same two groups in every resample) and a permutation p-value. ``clear`` when the interval excludes 0
+    *and* p < 0.05: the best and the worst of many groups are picked after the fact, so two groups of a
+    dozen users each drawn from one distribution often have an interval that excludes 0; the permutation
+    test asks how often groups of these sizes, dealt at random, spread as far."""
 
     by: str
     groups: list[GroupQuality]
@@ -163,10 +166,12 @@ class QualityGap:
     gap_high: float = float("nan")
     n_boot: int = 0
     min_users: int = 1  # groups with fewer users are listed but left out of the gap
+    p_value: float = float("nan")  # share of random relabellings whose best - worst gap is at least this one
 
     @property
     def clear(self) -> bool:
-        return bool(np.isfinite(self.gap_low) and (self.gap_low > 0 or self.gap_high < 0))
+        separated = bool(np.isfinite(self.gap_low) and (self.gap_low > 0 or self.gap_high < 0))
+        return separated and bool(np.isfinite(self.p_value) and self.p_value < 0.05)
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "clear": self.clear}
@@ -205,7 +210,23 @@ def group_gap(values: Any, groups: Sequence[Any], by: str = "group", n_boot: int
         if n_boot:
             diffs = boot[best.group] - boot[worst.group]
             result.gap_low, result.gap_high = (float(x) for x in np.percentile(diffs, [2.5, 97.5]))
+            result.p_value = _permutation_p(values, groups, [g.group for g in big], result.gap, n_boot, rng)
     return result
+
+
+def _permutation_p(values: np.ndarray, groups: np.ndarray, names: list[str], gap: float, n_perm: int,
+                   rng: np.random.Generator) -> float:
+    """How often dealing the users of ``names`` into groups of the same sizes at random gives a best - worst
+    spread of the means at least ``gap`` (with the +1 correction, never exactly 0)."""
+    keep = np.isin(groups, names)
+    v, g = values[keep], groups[keep]
+    codes = np.searchsorted(np.asarray(sorted(names), dtype=object), g)
+    sizes = np.bincount(codes, minlength=len(names)).astype(np.float64)
+    hits = 0
+    for _ in range(n_perm):
+        means = np.bincount(codes, weights=rng.permutation(v), minlength=len(names)) / sizes
+        hits += bool(means.max() - means.min() >= gap - 1e-12)
+    return (hits + 1) / (n_perm + 1)
 
 
 @dataclass
@@ -424,7 +445,9 @@ class FairnessReport:
             for g in gap.groups:
                 lines.append(f"  {g.group[:30]:<30} {g.n_users:>6} {g.ndcg:>7.4f}  [{g.low:.4f}, {g.high:.4f}]")
             if gap.best is not None:
-                verdict = "a clear gap" if gap.clear else "within the noise (the interval includes 0)"
+                verdict = (f"a clear gap (permutation p = {gap.p_value:.3f})" if gap.clear else
+                           f"within the noise (permutation p = {gap.p_value:.3f}: random groups of these sizes "
+                           "often spread as far)")
                 if any(g.n_users < gap.min_users for g in gap.groups):
                     verdict += f"; groups of fewer than {gap.min_users} users left out"
                 lines.append(f"  gap {gap.best} - {gap.worst}: {gap.gap:+.4f} [{gap.gap_low:+.4f}, "

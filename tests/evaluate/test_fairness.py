@@ -221,3 +221,21 @@ def test_recommend_cli_with_exposure_group(trained_root, capsys):  # noqa: F811
     code = main(["recommend", FINISHED, "--workspace", str(trained_root), "--user", user,
                  "--exposure-group", "category", "--quiet"])
     assert code == 1 and "COLUMN=VALUE" in capsys.readouterr().err
+
+
+def test_the_best_and_worst_of_many_small_groups_from_one_distribution_is_not_called_a_gap():
+    """Picking the best and the worst of six groups of 12 after the fact makes their bootstrap interval exclude 0
+    far more often than 5 %; the permutation p-value keeps such a gap from being called clear."""
+    rng = np.random.default_rng(0)
+    separated = called = 0
+    for trial in range(40):
+        values = rng.random(72)  # every user from the same distribution
+        groups = [f"g{i % 6}" for i in range(72)]
+        result = group_gap(values, groups, n_boot=300, seed=trial)
+        separated += result.gap_low > 0
+        called += result.clear
+        assert 0 < result.p_value <= 1
+    assert separated >= 8  # the interval alone would often call it a gap
+    assert called <= 4  # about the 5 % a test at that level allows
+    strong = group_gap(np.r_[rng.random(60), rng.random(60) + 0.5], ["a"] * 60 + ["b"] * 60, n_boot=300)
+    assert strong.clear and strong.p_value < 0.01

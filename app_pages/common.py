@@ -348,8 +348,11 @@ def privacy_retrain_panel(key: str) -> None:
             cols[0].markdown(f"**{md_text(run_label(run))}** · `{md_text(run.run_id)}` — holds "
                              f"{run.forgotten_users:,} forgotten user{'s' if run.forgotten_users != 1 else ''}"
                              + (f"; retrained as `{md_text(replaced[-1])}`" if replaced else ""))
-            if cols[1].button("Retrain", icon=":material/replay:", key=f"{key}_retrain_{run.run_id}",
-                              disabled=run.active, width="stretch"):
+            # once a replacement was started, a second click would train a duplicate: the label says so
+            if cols[1].button("Retrain again" if replaced else "Retrain", icon=":material/replay:",
+                              key=f"{key}_retrain_{run.run_id}", disabled=run.active, width="stretch",
+                              help=f"already retrained as {replaced[-1]}; delete this run once that one has finished"
+                              if replaced else None):
                 try:
                     new_id = retrain_run(get_workspace(), run.run_id)
                 except Exception as exc:

@@ -344,6 +344,8 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
         ended = status.get("ended")
         elapsed = (ended or summary.get("last_time") or started or 0) - (started or 0) if started else None
         details = [f"started {fmt_time(started)}"]
+        if status.get("resumed"):
+            details.append(f"resumed {fmt_time(status['resumed'])}")
         if elapsed:
             details.append(f"{'took' if ended else 'running for'} {fmt_duration(elapsed)}")
         encoder_bits = []

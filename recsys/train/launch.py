@@ -327,9 +327,14 @@ def summarize_progress(events: list[dict[str, Any]], now: float | None = None) -
                            "best_epoch": None, "data": None, "last_time": None, "loss": None, "feature_rates": {}}
     best = -1.0
     feature_first: dict[str, tuple[float | None, int]] = {}  # stage -> (time, done) of its first count
+    session_epochs: list[dict[str, Any]] = []  # the epochs of the latest process (a resume starts a new one)
     for event in events:
         kind = event.get("type")
         out["last_time"] = event.get("time", out["last_time"])
+        if kind != "end" and out["ended"] is not None:  # a resumed run: the earlier end (a stop) is history
+            out["ended"] = None
+            feature_first.clear()
+            session_epochs.clear()  # the time per epoch is measured within this process, not across the pause
         if kind == "stage":
             out["stage"] = event.get("stage")
             if event.get("stage") == "data":
@@ -354,6 +359,7 @@ def summarize_progress(events: list[dict[str, Any]], now: float | None = None) -
                     out["current_epoch"] = int(event["epoch"])
         elif kind == "epoch":
             out["epochs"].append(event)
+            session_epochs.append(event)
             out["epoch"] = int(event.get("epoch", len(out["epochs"]) - 1)) + 1
             out["max_epochs"] = event.get("max_epochs", out["max_epochs"])
             out["step"], out["steps"] = 0, 0
@@ -372,9 +378,9 @@ def summarize_progress(events: list[dict[str, Any]], now: float | None = None) -
         within = out["step"] / out["steps"] if out["steps"] and out.get("current_epoch", -1) == out["epoch"] else 0.0
         out["fraction"] = min(1.0, (out["epoch"] + within) / float(max_epochs))
         if epochs:
-            first, last = epochs[0], epochs[-1]
-            if len(epochs) >= 2:
-                per_epoch = (last["time"] - first["time"]) / (len(epochs) - 1)
+            first, last = (session_epochs or epochs)[0], epochs[-1]
+            if len(session_epochs) >= 2:
+                per_epoch = (last["time"] - first["time"]) / (len(session_epochs) - 1)
             else:
                 per_epoch = float(last.get("seconds") or 0.0)
             remaining = max(0.0, (float(max_epochs) - out["epoch"] - within)) * per_epoch

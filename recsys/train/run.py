@@ -289,8 +289,12 @@ def _train_locked(workspace: Workspace, config: RunConfig, run_id: str, run_dir:
     if lock.taken_over is not None:
         log.write("stage", stage="lock", message=f"took over the stale lock of pid {lock.taken_over.get('pid')} "
                                                  "(that process is gone)")
-    write_status(run_dir, state="running", pid=os.getpid(), started=time.time(), run_id=run_id,
-                 dataset=config.dataset, model=config.model)
+    # a resume keeps the first start (the run's age) and clears what the previous process's end left
+    earlier = read_status(run_dir) if resume else {}
+    now = time.time()
+    write_status(run_dir, state="running", pid=os.getpid(), started=earlier.get("started") or now,
+                 resumed=now if resume else None, ended=None, stopped_during=None, error=None, traceback=None,
+                 run_id=run_id, dataset=config.dataset, model=config.model)
     callbacks = _TrainingCallbacks(run_dir, log, lambda model: _save_model(model, run_dir / "model", "best"))
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 

@@ -210,3 +210,20 @@ def test_a_picture_over_the_pixel_cap_is_not_sent_to_the_browser(tmp_path, monke
     assert image_file(tmp_path, "images/broken.png") == PLACEHOLDER
     assert image_file(tmp_path, "images/small.png") == str(tmp_path / "images" / "small.png")
     assert image_file(tmp_path, "../outside.png") == PLACEHOLDER
+
+
+def test_a_resumed_run_is_not_reported_as_ended_and_its_pause_is_not_an_epoch():
+    events = [
+        {"type": "stage", "time": 0.0, "stage": "fit"},
+        {"type": "epoch", "time": 10.0, "epoch": 0, "valid_ndcg@20": 0.1, "max_epochs": 5},
+        {"type": "epoch", "time": 20.0, "epoch": 1, "valid_ndcg@20": 0.2, "max_epochs": 5},
+        {"type": "end", "time": 21.0, "state": "stopped"},
+        {"type": "stage", "time": 1000.0, "stage": "resume", "epoch": 1},  # resumed much later
+        {"type": "epoch", "time": 1010.0, "epoch": 2, "valid_ndcg@20": 0.25, "max_epochs": 5},
+        {"type": "epoch", "time": 1020.0, "epoch": 3, "valid_ndcg@20": 0.26, "max_epochs": 5},
+    ]
+    stopped = summarize_progress(events[:4])
+    assert stopped["ended"]["state"] == "stopped" and stopped["eta_seconds"] == 0.0
+    resumed = summarize_progress(events)
+    assert resumed["ended"] is None and resumed["fraction"] == pytest.approx(0.8)
+    assert resumed["eta_seconds"] == pytest.approx(10.0)  # one epoch left at this session's 10 s per epoch

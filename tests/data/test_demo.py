@@ -292,3 +292,16 @@ def test_pictures_draw_the_topic_in_the_style():
                 for rows in corner:  # the style's motifs and background are untouched by the object
                     for cols in corner:
                         assert not differs[rows, cols].any(), (style, a, b)
+
+
+def test_no_pictures_writes_no_image_column_and_same_tables(small, tmp_path):
+    bare = generate_demo_bundle(tmp_path / "bare", seed=7, pictures=False, **SMALL)
+    assert not (bare / "images").exists()
+    items = _read(bare, "items.csv")
+    assert "image_file" not in items.columns
+    assert list(items.columns) == [c for c in _read(small, "items.csv").columns if c != "image_file"]
+    schema = json.loads((bare / "schema.json").read_text())
+    assert "image_file" not in schema["items"] and schema["interactions"] == DEMO_SCHEMA["interactions"]
+    for name in ("interactions.csv", "users.csv", "ground_truth/users.csv", "ground_truth/items.csv"):
+        assert (bare / name).read_bytes() == (small / name).read_bytes(), name
+    assert "image_file" not in (bare / "README.md").read_text().split("| interactions.csv")[0]

@@ -86,11 +86,30 @@ class FaultInjector:
         self.durations["train"] = self._timed(_recsys("train", "--workspace", str(self.workspace), "--data", "shop",
                                                       "--run-id", "base", *SMALL_RUN))
         self.durations["resume"] = self.durations["train"]
+        self._interrupted_run("interrupted-0")  # so that the first resume has a run to resume, whatever the timing
         self._import_spare()
         self.durations["forget"] = self._timed(_recsys("forget", "spare", "--user", self._a_user("spare"),
                                                        "--workspace", str(self.workspace), "--quiet"))
         self.durations["delete"] = self._timed(_python("ws.delete_dataset('spare')", self.workspace))
         Workspace(self.workspace)
+
+    def _interrupted_run(self, run_id: str) -> None:
+        """A training SIGKILLed once it is under way (its status says running): a run for ``resume`` kills."""
+        process = subprocess.Popen(_recsys("train", "--workspace", str(self.workspace), "--data", "shop",
+                                           "--run-id", run_id, *SMALL_RUN), cwd=REPO_ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        status = self.workspace / "runs" / run_id / "status.json"
+        deadline = time.time() + 600
+        while time.time() < deadline and process.poll() is None:
+            try:
+                if json.loads(status.read_text()).get("state") == "running":
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.2)
+        time.sleep(self.rng.uniform(0.0, 1.0))
+        process.kill()
+        process.wait()
 
     def _timed(self, command: list[str]) -> float:
         started = time.perf_counter()

@@ -187,12 +187,16 @@ def damaged_datasets_notice() -> None:
 
 
 def damaged_models_notice() -> None:
-    """A warning per ended run whose saved model has a file that cannot be read (such runs are not offered)."""
+    """A warning per ended run whose saved model has a file that cannot be read (such runs are not offered), and
+    per run whose metrics.json cannot be read (it is listed without metrics)."""
     for run in list_all_runs():
         problem = run.model_damaged
         if problem:
             st.warning(f"**The model of run {md_text(run.run_id)} could not be loaded.** {md_text(problem)}.",
                        icon=":material/broken_image:")
+        if run.metrics_damaged:
+            st.warning(f"**The metrics of run {md_text(run.run_id)} could not be read.** "
+                       f"{md_text(run.metrics_damaged)}.", icon=":material/broken_image:")
 
 
 def dataset_stamp(name: str) -> str:

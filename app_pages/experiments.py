@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages.common import (STATE_STYLE, chart, empty_state, fairness_rankings, fmt_time, get_workspace,
+from app_pages.common import (STATE_STYLE, chart, damaged_models_notice, empty_state, fairness_rankings, fmt_time, get_workspace,
                               list_all_runs, md_text, page_header, plain_error, privacy_retrain_panel, run_label,
                               run_page, show_error, style_figure)
 from recsys.train.launch import RunBusyError, delete_run, model_zip
@@ -246,6 +246,7 @@ def main() -> None:
         empty_state("No runs yet — train a model on the Train page.", page="train", label="Train a model")
         return
     privacy_retrain_panel("exp")
+    damaged_models_notice()
     table = runs_frame(runs)
     number = st.column_config.NumberColumn(format="%.4f")
     st.dataframe(table, hide_index=True, width="stretch",

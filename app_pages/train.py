@@ -411,8 +411,16 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
     if state not in ACTIVE_STATES and metrics_file.is_file():
         import json
 
-        metrics = json.loads(metrics_file.read_text())
-        table = metrics_table(metrics)
+        try:
+            metrics = json.loads(metrics_file.read_text())
+            if not isinstance(metrics, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            st.warning(f"**The metrics of this run could not be read**: runs/{md_text(run_dir.name)}/metrics.json "
+                       f"({md_text(exc)}). Evaluate it again with `--resume {md_text(run_dir.name)} --force`, or "
+                       "delete the run.", icon=":material/broken_image:")
+            metrics = None
+        table = metrics_table(metrics) if metrics else []
         if len(table):
             st.markdown("##### Test metrics against the baselines")
             split = metrics.get("split") or {}

@@ -37,6 +37,7 @@ class RunRecord:
     status: dict[str, Any]
     metrics: dict[str, Any] | None = None
     privacy: dict[str, Any] | None = None  # privacy.json: users since forgotten from its dataset (recsys.privacy)
+    metrics_damaged: str | None = None  # a metrics.json that cannot be read: the file and what to do
 
     @property
     def dataset(self) -> str | None:
@@ -144,7 +145,7 @@ def read_run_record(folder: Path, status: dict[str, Any]) -> RunRecord | None:
 
     A folder without config.json, or with one that is not a JSON object with a ``config`` object (damaged
     by hand or by a full disk: the trainer writes it atomically), is left out rather than failing the
-    whole listing. A metrics.json that cannot be read counts as no metrics yet.
+    whole listing. A metrics.json that cannot be read counts as no metrics yet, and ``metrics_damaged`` names it.
     """
     try:
         config = json.loads((folder / "config.json").read_text())["config"]
@@ -152,15 +153,23 @@ def read_run_record(folder: Path, status: dict[str, Any]) -> RunRecord | None:
         return None
     if not isinstance(config, dict):
         return None
-    metrics = None
+    metrics, damaged = None, None
     try:
         metrics = json.loads((folder / "metrics.json").read_text())
-    except (OSError, ValueError):
+        if not isinstance(metrics, dict):
+            raise ValueError("not a JSON object")
+    except FileNotFoundError:
         pass
+    except (OSError, ValueError) as exc:
+        from ..models.base import _reason
+
+        metrics = None
+        damaged = (f"runs/{folder.name}/metrics.json {_reason(exc)}; evaluate it again with python -m recsys train "
+                   f"--resume {folder.name} --force, or delete the run")
     from ..privacy import read_marker
 
-    return RunRecord(run_id=folder.name, path=folder, config=config, status=status,
-                     metrics=metrics if isinstance(metrics, dict) else None, privacy=read_marker(folder))
+    return RunRecord(run_id=folder.name, path=folder, config=config, status=status, metrics=metrics,
+                     privacy=read_marker(folder), metrics_damaged=damaged)
 
 
 def _resume_advice(run_id: str) -> str:

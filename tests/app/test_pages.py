@@ -207,3 +207,27 @@ def test_catalogue_text_is_shown_as_text_never_as_markdown(app, trained_workspac
     shown = [m.value for m in at.markdown] + [c.value for c in at.caption]
     assert any("track" in value for value in shown)
     assert not any("![x](" in value or "[link](" in value for value in shown)
+
+
+@pytest.mark.parametrize("page", [None, "app_pages/data.py", "app_pages/train.py", "app_pages/recommendations.py",
+                                  "app_pages/attention.py", "app_pages/experiments.py"])
+def test_a_damaged_metrics_file_of_one_run_leaves_every_page_working(app, trained_workspace, page):
+    import shutil
+
+    from tests.app.conftest import the_run
+
+    run = the_run(trained_workspace)
+    torn = run.with_name("20200101-000000-demo-fusion-torn")
+    shutil.copytree(run, torn, ignore=shutil.ignore_patterns(".lock"))
+    metrics = torn / "metrics.json"
+    metrics.write_bytes(metrics.read_bytes()[:len(metrics.read_bytes()) // 2])  # torn, as a full disk leaves it
+    at = open_page(app, page)
+    assert_clean(at)
+    if page == "app_pages/experiments.py":
+        warnings = " ".join(w.value for w in at.warning)
+        assert f"runs/{torn.name}/metrics.json cannot be read" in warnings
+        assert run.name in " ".join(str(df.value) for df in at.dataframe)  # the intact run is still listed
+    if page == "app_pages/train.py":  # watching the torn run: its card says so, the page stays up
+        at.selectbox(key="train_watch").set_value(torn.name).run()
+        assert_clean(at)
+        assert "metrics of this run could not be read" in " ".join(w.value for w in at.warning)

@@ -12,7 +12,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import (PRIMARY, chart, damaged_datasets_notice, dataset_info, dataset_names,
+from app_pages.common import (PRIMARY, chart, damaged_datasets_notice, dataset_info, dataset_names, dataset_stamp,
                               dataset_picker, digest, empty_state, md_text, ensure_demo, gallery, get_workspace, image_file,
                               item_caption, load_dataset_frames, page_header, run_page, show_error, style_figure,
                               set_active_dataset, upload_limit_mb, workspace_root)
@@ -361,7 +361,7 @@ def explore_section() -> None:
         return
     info = dataset_info(name)
     data = load_dataset_frames(name)
-    summary = dataset_statistics(workspace_root(), name, info.manifest.get("imported_at", ""))
+    summary = dataset_statistics(workspace_root(), name, dataset_stamp(name))
     ov = summary["overview"]
     origin = str(info.manifest.get("source", "?"))
     origin = "the built-in demo generator" if "recsys-demo-" in origin else ("an upload" if origin == "upload" else

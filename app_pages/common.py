@@ -355,7 +355,8 @@ def privacy_retrain_panel(key: str) -> None:
             # once a replacement was started, a second click would train a duplicate: the label says so
             if cols[1].button("Retrain again" if replaced else "Retrain", icon=":material/replay:",
                               key=f"{key}_retrain_{run.run_id}", disabled=run.active, width="stretch",
-                              help=f"already retrained as {replaced[-1]}; delete this run once that one has finished"
+                              help=f"already retrained as {md_text(replaced[-1])}; delete this run once that one "
+                                   "has finished"
                               if replaced else None):
                 try:
                     new_id = retrain_run(get_workspace(), run.run_id)

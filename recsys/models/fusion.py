@@ -964,8 +964,14 @@ class FusionRecommender(Recommender):
                     behaviour_raw[np.ix_(part, columns)] = ease_scores_without_rows(
                         inverse, train[users[part]][:, columns], visible[part][:, columns])
             behaviour_raw = torch.as_tensor(behaviour_raw, device=self.device)
-        with torch.no_grad():
-            experts = self._expert_z(visible, behaviour_raw)
+        with torch.no_grad():  # in blocks of users (every expert is per user): a stop acts between blocks
+            parts = []
+            for start in range(0, size, 1024):
+                check("the cloze sample")
+                parts.append(self._expert_z(visible[start:start + 1024],
+                                            None if behaviour_raw is None else behaviour_raw[start:start + 1024]))
+            experts = Experts(torch.cat([p.z for p in parts]), torch.cat([p.evidence for p in parts]),
+                              torch.cat([p.length for p in parts]))
         return {"experts": experts,
                 "visible": torch.as_tensor(visible.toarray() > 0, device=self.device),
                 "hidden": torch.as_tensor(hidden.toarray(), device=self.device)}

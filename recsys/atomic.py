@@ -152,12 +152,6 @@ def clean_leftovers(folder: str | os.PathLike, stale_after_s: float = 3600.0, te
     return done
 
 
-def recover_directory(target: str | os.PathLike, stale_after_s: float = 3600.0) -> None:
-    """Undo what an interrupted :func:`atomic_directory` left in ``target``'s folder (see
-    :func:`clean_leftovers`)."""
-    clean_leftovers(Path(target).parent, stale_after_s)
-
-
 def _mtime(path: Path) -> float | None:
     try:
         return path.lstat().st_mtime

@@ -26,6 +26,18 @@ PAGES = {"home": "", "data": "data", "train": "train", "recommendations": "recom
          "attention": "attention", "experiments": "experiments"}
 
 
+def require_chromium() -> None:
+    """Skip the calling test module when Debian's Chromium or the playwright package is missing."""
+    import pytest
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("the playwright package is not installed (pip install -r requirements-dev.txt)")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

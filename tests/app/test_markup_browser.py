@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.browser import CHROMIUM, chromium_page, open_page, screenshot, streamlit_server, wait_idle
+from tests.app.browser import chromium_page, open_page, require_chromium, screenshot, streamlit_server, wait_idle
 from tests.app.conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -31,12 +31,7 @@ N_ITEMS = 40  # the Recommendations page shows up to 40: with seen items shown, 
 
 @pytest.fixture(scope="module", autouse=True)
 def needs_chromium():
-    if not CHROMIUM.exists():
-        pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        pytest.skip("the playwright package is not installed (pip install -r requirements-dev.txt)")
+    require_chromium()
 
 
 class Listener:

@@ -211,7 +211,9 @@ def export_recommendations(model: Any, out: str | os.PathLike, k: int = 50, user
     out = Path(out)
     if out.is_dir():
         raise IsADirectoryError(f"{out} is a folder; give a file name such as {out / 'recs.parquet'}")
-    rows = np.arange(model.n_users, dtype=np.int64) if user_rows is None else np.asarray(user_rows, dtype=np.int64)
+    # every user, in the order of their ids (a model's rows follow its users' histories, see users_in_history_order)
+    rows = (np.argsort(np.asarray(model.user_ids).astype(str), kind="stable").astype(np.int64) if user_rows is None
+            else np.asarray(user_rows, dtype=np.int64))
     fmt = "csv" if out.suffix.lower() == ".csv" else "parquet"
     names = ["user_id", "rank", "item_id", "score"] + (share_columns(model) if shares else [])
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -27,10 +27,12 @@ from .split import (
     p1_split,
     prepare_p1,
     temporal_leave_last_out,
+    users_in_history_order,
 )
 
 __all__ = [
     "leave_last_out",
+    "users_in_history_order",
     "build_index",
     "catalogue_coverage",
     "cold_item_split",

@@ -9,15 +9,17 @@ P1 (see docs/DESIGN.md): deduplicate (user, item) -> iterative 5-core ->
 per-user random 80/10/10 split with seed 2026 (users with < 10 interactions:
 1 valid, 1 test, rest train). ``prepare_p1`` chains the three.
 
-Determinism: every random split orders rows by (user_id, item_id) (stable, so
-duplicates keep their input order), then draws one uniform key per row, in that
-order, from ``numpy.random.default_rng(seed)``; i.e. users are visited in sorted
-order and each user's rows are shuffled by their keys. The result depends only on
-the rows and the seed, never on the input row order.
+Determinism: every random split orders each user's rows by a key that depends only on the seed, the
+row's item and the user's whole set of items (a keyed 64-bit hash of the three); ties (duplicate rows)
+keep their input order after a stable sort by (user_id, item_id). Nothing depends on the user's id or
+on where the user sorts among the others, so renaming users (``import --pseudonymise``) or reordering the
+input rows leaves every user's split unchanged. ``users_in_history_order`` gives the matching user order
+for a model's rows, so a model trained on renamed users is the same model up to the renaming.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,7 @@ __all__ = [
     "hold_out_valid",
     "prepare_p1",
     "leave_last_out",
+    "users_in_history_order",
 ]
 
 USER = "user_id"
@@ -53,17 +56,69 @@ def _round_half_up(x: np.ndarray) -> np.ndarray:
     return np.floor(np.asarray(x, dtype=float) + 0.5).astype(np.int64)
 
 
+_SEED_STEP = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a bijection of uint64 that spreads every input bit over the output."""
+    x = np.asarray(x, dtype=np.uint64).copy()
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def _item_hashes(items: pd.Series) -> np.ndarray:
+    """A 64-bit hash of each row's item id (blake2b of its text: the same on every machine and version)."""
+    codes, uniques = pd.factorize(items.astype(str))
+    table = np.fromiter((int.from_bytes(hashlib.blake2b(str(u).encode(), digest_size=8).digest(), "little")
+                         for u in uniques), dtype=np.uint64, count=len(uniques))
+    return _mix64(table[codes])
+
+
+def _history_fingerprints(base: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """For rows sorted by user: (each row's item hash, its user's fingerprint). The fingerprint is the wrapping
+    sum of the user's item hashes, so it names the user's set of items whatever the user is called."""
+    item_hash = _item_hashes(base[ITEM])
+    user_codes = pd.factorize(base[USER], sort=True)[0]
+    if len(base) == 0:
+        return item_hash, item_hash
+    starts = np.flatnonzero(np.r_[True, user_codes[1:] != user_codes[:-1]])
+    with np.errstate(over="ignore"):
+        per_user = np.add.reduceat(item_hash, starts)
+    return item_hash, per_user[user_codes]
+
+
+def users_in_history_order(df: pd.DataFrame) -> np.ndarray:
+    """The distinct user ids ordered by their history's fingerprint (then by id, for equal histories).
+
+    A model's user rows follow this order so that everything drawn per user row (the gate's cloze sample,
+    its mini-batches) depends on what users did, not on their names: a pseudonymised import trains the
+    same model. Users with the same set of items have identical rows, so their relative order is moot."""
+    _check_columns(df, USER, ITEM)
+    base = df[[USER, ITEM]].sort_values([USER, ITEM], kind="stable").reset_index(drop=True)
+    _, fingerprint = _history_fingerprints(base)
+    first = np.flatnonzero(np.r_[True, base[USER].to_numpy()[1:] != base[USER].to_numpy()[:-1]]) if len(base) else []
+    users = base[USER].to_numpy()[first]
+    return users[np.lexsort((users.astype(str), fingerprint[first]))]
+
+
 def _shuffled_by_user(df: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Rows ordered by user (sorted), each user's rows in a seeded random order.
 
     Returns (frame, position of each row within its user's shuffled list, size of
-    that user's list), all aligned row by row.
+    that user's list), all aligned row by row. The order within a user is keyed by the seed, the item and
+    the user's set of items, never by the user's id (see the module's note).
     """
     base = df.sort_values([USER, ITEM], kind="stable").reset_index(drop=True)
-    rng = np.random.default_rng(seed)
-    keys = rng.random(len(base))
+    item_hash, fingerprint = _history_fingerprints(base)
+    with np.errstate(over="ignore"):
+        keys = _mix64(fingerprint ^ _mix64(item_hash ^ (np.uint64(int(seed) % 2**64) * _SEED_STEP)))
     user_codes = pd.factorize(base[USER], sort=True)[0]
-    order = np.lexsort((keys, user_codes))  # by user, then by random key
+    order = np.lexsort((keys, user_codes))  # by user, then by random key (stable: duplicates keep their order)
     shuffled = base.iloc[order].reset_index(drop=True)
     codes = pd.Series(user_codes[order])
     position = codes.groupby(codes, sort=False).cumcount().to_numpy()

@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..evaluate import build_index, cold_item_split, deduplicate, interactions_to_csr, k_core_filter, p1_split
+from ..evaluate import (build_index, cold_item_split, deduplicate, interactions_to_csr, k_core_filter, p1_split,
+                        users_in_history_order)
 from ..evaluate.split import hold_out_valid, kfold_user_split, leave_last_out, temporal_leave_last_out
 from ..models.base import TrainData
 from ..stopping import check
@@ -157,7 +158,8 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
     if frame.empty:
         raise ValueError(f"no interactions are left after the {k_core}-core filter: every user and item needs "
                          f"at least {k_core} interactions; try a smaller k-core")
-    user_index = build_index(frame["user_id"])
+    # user rows in an order set by what users did, not by their ids: a pseudonymised import trains the same model
+    user_index = {user: row for row, user in enumerate(users_in_history_order(frame).tolist())}
     if catalogue_ids is not None:
         # the whole catalogue: items nobody chose yet (or too few for the k-core) are scored from content
         item_index = build_index(pd.Series(np.asarray(catalogue_ids).astype(str)))
@@ -204,7 +206,7 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
     check("the split")
     # every user's every interaction: the final model's data, and what the product hides from a user
     known = unfiltered[unfiltered["item_id"].isin(item_index)]
-    everything_index = build_index(known["user_id"])
+    everything_index = {user: row for row, user in enumerate(users_in_history_order(known).tolist())}
     everything_users = np.array(sorted(everything_index, key=everything_index.get), dtype=str)
     everything = interactions_to_csr(known, everything_index, item_index)
     everything.data[:] = 1.0

@@ -16,6 +16,7 @@ from recsys.evaluate.split import (
     p1_split,
     prepare_p1,
     temporal_leave_last_out,
+    users_in_history_order,
 )
 
 # the `shared` folder beside the repository root
@@ -139,6 +140,29 @@ def test_p1_split_is_deterministic_and_order_independent():
         pd.testing.assert_frame_equal(a[part], b[part])
     assert pairs(a["test"]) != pairs(c["test"])
 
+
+
+def test_renamed_users_get_the_same_split_and_the_same_row_order():
+    """What a user's rows are split into, and where the user sits among a model's rows, follows from what
+    the user did: renaming users (a pseudonymised import) changes neither, though it changes their sort order."""
+    df = deduplicate(synthetic(5, n_users=60))
+    rng = np.random.default_rng(1)
+    new_names = dict(zip(range(60), (f"u_{x:016x}" for x in rng.integers(0, 2**62, 60))))
+    renamed = df.assign(user_id=df["user_id"].map(new_names))
+    assert sorted(new_names, key=new_names.get) != sorted(new_names)  # the renaming reorders the users
+    for seed in (2026, 7):
+        a, b = p1_split(df, seed=seed), p1_split(renamed, seed=seed)
+        for part in ("train", "valid", "test"):
+            assert {(new_names[u], i) for u, i in pairs(a[part])} == pairs(b[part]), (seed, part)
+    folds_a, folds_b = kfold_user_split(df, k=3), kfold_user_split(renamed, k=3)
+    for fa, fb in zip(folds_a, folds_b):
+        assert {(new_names[u], i) for u, i in pairs(fa["test"])} == pairs(fb["test"])
+    order = users_in_history_order(df)
+    assert [new_names[u] for u in order] == list(users_in_history_order(renamed))
+    assert sorted(order) == sorted(df["user_id"].unique())
+    # the within-user order still varies between users: the same item is not always held out first
+    held_first = p1_split(df, seed=2026)["test"]
+    assert held_first["item_id"].nunique() > 20
 
 # --------------------------------------------------------------------------- other splits
 def test_temporal_leave_last_out():

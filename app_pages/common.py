@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from recsys.modalities import MODALITY_NAMES  # noqa: F401 (the pages import it from here)
 from recsys.train.records import RunRecord
 from recsys.train.report import METRIC_COLUMNS
 from recsys.workspace import ENV_VAR, DEFAULT_ROOT, Workspace, ensure_demo_dataset
@@ -52,7 +53,6 @@ STATE_STYLE = {  # state -> (label, badge colour, material icon)
     "unknown": ("Unknown", "gray", ":material/help:"),
 }
 MODALITY_COLOURS = {"behaviour": "#4C6EF5", "text": "#12B886", "image": "#FAB005", "attributes": "#E64980"}
-MODALITY_NAMES = {"behaviour": "Behaviour", "text": "Text", "image": "Picture", "attributes": "Attributes"}
 
 
 # ----------------------------------------------------------------------------- page frame

@@ -19,13 +19,13 @@ from .attention import (SEGMENT_MODALITY, attention_by_category, dominant_modali
                         user_weights_frame)
 from .coldstart import (evaluate_by_history_length, evaluate_cold_start, evaluate_short_histories,
                         recommend_for_history, recommend_for_text, recommend_users_for_item)
-from .evidence import MODALITY_LABELS, item_vectors, price_bands, similar_items
+from .evidence import item_vectors, price_bands, similar_items
 from .explainer import ExplainContext, Explanation, build_sentence, explain, explain_many
 from .faithfulness import faithfulness_check
 from .narrator import Narration, Narrator, narrate
 
 __all__ = [
-    "MODALITY_LABELS", "item_vectors", "similar_items", "price_bands", "has_attention",
+    "item_vectors", "similar_items", "price_bands", "has_attention",
     "top_items_attention", "attention_by_category", "pca_2d",
     "ground_truth_comparison", "user_weights_frame", "dominant_modality", "segment_recovery", "SEGMENT_MODALITY",
     "explain", "explain_many", "Explanation", "ExplainContext", "build_sentence", "faithfulness_check",

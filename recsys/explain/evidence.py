@@ -2,8 +2,7 @@
 
 ``item_vectors`` is the space "items like this one" is measured in (the fusion model's own item
 representation, or an SVD of the interactions for models without one); ``price_bands`` cuts a
-price-like column into terciles for the shared-evidence lists. Modality labels are the words the
-sentences and pages use for each modality.
+price-like column into terciles for the shared-evidence lists.
 """
 
 from __future__ import annotations
@@ -13,20 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["MODALITY_LABELS", "item_vectors", "similar_items", "price_bands"]
-
-MODALITY_LABELS = {
-    "behaviour": "behaviour",
-    "text": "text",
-    "image": "picture",
-    "attributes": "attributes",
-}
-_REASON_WORDS = {
-    "behaviour": "what people with similar taste chose",
-    "text": "its description",
-    "image": "its picture",
-    "attributes": "its attributes",
-}
+__all__ = ["item_vectors", "similar_items", "price_bands"]
 
 
 def item_vectors(model: Any, dim: int = 32) -> np.ndarray:  # noqa: ARG001 (dim kept for callers)

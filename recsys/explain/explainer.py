@@ -35,17 +35,12 @@ import numpy as np
 import pandas as pd
 
 from ..data import schema as S
+from ..modalities import MODALITY_PHRASES
 from .facts import STOPWORDS, tokenize
 
 __all__ = ["Explanation", "ExplainContext", "explain", "explain_many", "build_sentence", "MODALITY_PHRASES",
            "history_contributions"]
 
-MODALITY_PHRASES = {
-    "behaviour": "the choices of people with similar taste",
-    "text": "its description",
-    "image": "its picture",
-    "attributes": "its attributes",
-}
 _PRICE_NAME = re.compile(r"(price|cost|amount|msrp|fee)", re.I)
 _TITLE_NAME = re.compile(r"^(title|name|product_name|item_name|headline)$", re.I)
 _SALIENT_MIN_LENGTH = 3

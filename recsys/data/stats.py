@@ -250,11 +250,12 @@ def category_breakdown(items: pd.DataFrame, column: str, role: str = S.CATEGORIC
     return frame
 
 
-def price_column(items: pd.DataFrame, roles: Mapping[str, str]) -> str | None:
-    """A numeric column named like a price (price, cost, amount, msrp), if there is one."""
+def price_column(items: pd.DataFrame, roles: Mapping[str, str], min_values: int = 1) -> str | None:
+    """A numeric column named like a price (price, cost, amount, msrp) with at least ``min_values`` numbers,
+    if there is one."""
     for column, role in roles.items():
         if role == S.NUMERIC and column in items.columns and _PRICE_NAME.search(column):
-            if pd.to_numeric(items[column], errors="coerce").notna().any():
+            if pd.to_numeric(items[column], errors="coerce").notna().sum() >= min_values:
                 return column
     return None
 

@@ -26,7 +26,6 @@ Build an :class:`ExplainContext` once and pass it as ``context=`` to explain man
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
@@ -35,14 +34,13 @@ import numpy as np
 import pandas as pd
 
 from ..data import schema as S
+from ..data import stats
 from ..modalities import MODALITY_PHRASES
 from .facts import STOPWORDS, tokenize
 
 __all__ = ["Explanation", "ExplainContext", "explain", "explain_many", "build_sentence", "MODALITY_PHRASES",
            "history_contributions"]
 
-_PRICE_NAME = re.compile(r"(price|cost|amount|msrp|fee)", re.I)
-_TITLE_NAME = re.compile(r"^(title|name|product_name|item_name|headline)$", re.I)
 _SALIENT_MIN_LENGTH = 3
 _MAX_DF = 0.05  # a word in more than 5 % of the catalogue's texts is not salient
 
@@ -132,9 +130,8 @@ class ExplainContext:
         self.roles = {c: r for c, r in dict(schema_roles).items() if c in self.items.columns}
         self.label_columns = [(c, r) for c, r in self.roles.items() if r in (S.CATEGORICAL, S.MULTI_LABEL)]
         self.text_columns = [c for c, r in self.roles.items() if r == S.TEXT]
-        self.title_column = self._title_column()
-        self.price_column = next((c for c, r in self.roles.items() if r == S.NUMERIC and _PRICE_NAME.search(c)
-                                  and pd.to_numeric(self.items[c], errors="coerce").notna().sum() >= 3), None)
+        self.title_column = stats.title_column(self.roles, self.items)
+        self.price_column = stats.price_column(self.items, self.roles, min_values=3)
         self.model_ids = np.asarray(model.item_ids).astype(str)
         self.model_index = {v: i for i, v in enumerate(self.model_ids)}
         seen = model.seen
@@ -154,14 +151,6 @@ class ExplainContext:
                            if self.rating_column else None)
 
     # --- columns
-    def _title_column(self) -> str:
-        for column in self.text_columns:
-            if _TITLE_NAME.match(column):
-                return column
-        if self.text_columns:
-            return min(self.text_columns, key=lambda c: self.items[c].astype(str).str.len().mean())
-        return "item_id"
-
     def title(self, item_id: str) -> str:
         if item_id in self.items.index and self.title_column in self.items.columns:
             value = self.items.at[item_id, self.title_column]

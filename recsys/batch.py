@@ -1,6 +1,6 @@
 """Batch recommendations: top-K for many users at once, and the streamed export of a whole run.
 
-:func:`top_k_rows` is the one ranking rule shared with :meth:`Recommender.recommend` (through
+:func:`top_k_rows` (from :mod:`recsys.topk`) is the one ranking rule shared with :meth:`Recommender.recommend` (through
 :func:`recsys.models.rerank.mmr_rerank` at diversity 0): highest score first, ties by the lower item
 index, ``-inf`` / NaN never chosen. :func:`recommend_batch` applies it to a block of users with each
 user's known (training) items masked, the same mask ``recommend`` uses. :func:`export_recommendations`
@@ -21,35 +21,10 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from .atomic import temp_prefix
+from .topk import top_k_rows
 
 Progress = Callable[[str, int, int], None]
 MAX_K = int(np.iinfo(np.int16).max)  # ranks are stored as int16
-
-
-def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(items [n, k'], values [n, k'])`` of each row's best ``k' = min(k, n_items)`` scores, best first,
-    ties by the lower index; non-finite scores are never chosen (their places hold item -1 and ``-inf``)."""
-    s = np.array(scores, dtype=np.float64, ndmin=2)  # a copy
-    n, m = s.shape
-    kk = int(min(max(k, 0), m))
-    if kk == 0 or n == 0:
-        return np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0), dtype=np.float64)
-    neg = -s
-    neg[~np.isfinite(neg)] = np.inf  # -inf, +inf and NaN all rank last and are dropped below
-    part = np.argpartition(neg, kk - 1, axis=1)[:, :kk] if kk < m else np.tile(np.arange(m), (n, 1))
-    kth = np.take_along_axis(neg, part, 1).max(axis=1)
-    # rows with more items tied at the boundary than places: take the lowest indices among the tied ones
-    for r in np.flatnonzero((neg <= kth[:, None]).sum(axis=1) > kk):
-        candidates = np.flatnonzero(neg[r] <= kth[r])
-        part[r] = candidates[np.lexsort((candidates, neg[r, candidates]))][:kk]
-    values = np.take_along_axis(neg, part, 1)
-    order = np.lexsort((part, values), axis=-1)
-    items = np.take_along_axis(part, order, 1).astype(np.int64)
-    values = -np.take_along_axis(values, order, 1)
-    dropped = ~np.isfinite(values)
-    items[dropped] = -1
-    values[dropped] = -np.inf
-    return items, values
 
 
 def seen_block_mask(model: Any, user_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import schema as S
+from ..topk import k_largest
 
 __all__ = ["has_attention", "top_items_attention", "attention_by_category",
            "pca_2d", "ground_truth_comparison", "user_weights_frame", "dominant_modality",
@@ -53,7 +54,7 @@ def top_items_attention(model: Any, k: int = 20, max_users: int | None = 2000, s
         if seen is not None:
             block = seen[rows]
             scores[block.nonzero()] = -np.inf
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        top = k_largest(scores, k, axis=1)
         top_scores = np.take_along_axis(scores, top, axis=1)
         order = np.argsort(-top_scores, axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)

@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..topk import by_score, k_largest
+
 __all__ = ["history_scores", "recommend_for_history", "encode_query", "query_similarities", "text_neighbours", "recommend_for_text",
            "is_new_item", "recommend_users_for_item", "evaluate_cold_start", "evaluate_by_history_length",
            "evaluate_short_histories", "query_encoder_for_run"]
@@ -48,8 +50,7 @@ def _ranked(model: Any, scores: np.ndarray, k: int, exclude: np.ndarray | None, 
     k = int(min(k, finite.sum()))
     if k <= 0:
         return []
-    top = np.argpartition(-scores, k - 1)[:k]
-    top = top[np.lexsort((top, -scores[top]))]
+    top = by_score(k_largest(scores, k), scores)
     return [(str(model.item_ids[i]), float(scores[i])) for i in top]
 
 
@@ -144,7 +145,7 @@ def text_neighbours(model: Any, query_vector: np.ndarray, n: int = 20, item_text
     n = int(min(n, np.isfinite(sims).sum()))
     if n <= 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    top = np.argpartition(-sims, n - 1)[:n]
+    top = k_largest(sims, n)
     top = top[np.argsort(-sims[top], kind="stable")]
     return top.astype(np.int64), sims[top].astype(np.float64)
 

@@ -17,6 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..topk import k_largest
+
 __all__ = ["faithfulness_check", "masked_scores", "recommended_pairs"]
 
 
@@ -40,7 +42,7 @@ def recommended_pairs(model: Any, k: int = 10, max_users: int | None = 300, seed
         if model.seen is not None:
             scores[model.seen[rows].nonzero()] = -np.inf
         kk = int(min(k, model.n_items))
-        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        top = k_largest(scores, kk, axis=1)
         for r, row in enumerate(rows):
             for item in top[r]:
                 if np.isfinite(scores[r, item]):

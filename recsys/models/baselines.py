@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..stopping import check, interruptible
+from ..topk import k_largest
 from .base import Recommender, TrainData
 from .bpr import BPRMF, LightGCN
 from .common import _csr_restore, _csr_state, _dense, _Fitted, _history, _rows, _sink_cold, _warm_mask
@@ -97,7 +98,7 @@ class ItemKNN(Recommender):
                 sim[np.arange(start, stop), np.arange(stop - start)] = 0.0  # no self-similarity
                 if k <= 0:
                     continue
-                top = np.argpartition(-sim, k - 1, axis=0)[:k] if k < n_items else np.argsort(-sim, axis=0)
+                top = k_largest(sim, k, axis=0) if k < n_items else np.argsort(-sim, axis=0)
                 top_vals = np.take_along_axis(sim, top, axis=0)
                 keep = top_vals > 0
                 rows.append(top[keep])

@@ -64,6 +64,7 @@ from torch.nn import functional as F
 
 from .. import stopping
 from ..stopping import check
+from ..topk import k_largest
 from .base import Recommender, TrainData
 
 MODALITIES = ("behaviour", "text", "image", "attributes")
@@ -1206,7 +1207,7 @@ def _cosine_neighbours(train: sp.csr_matrix, k: int, block: int = 2048) -> sp.cs
         sims = np.asarray((x[start:start + block] @ x.T).toarray(), np.float32)
         sims[np.arange(len(sims)), np.arange(start, start + len(sims))] = 0.0
         kk = min(k, n - 1)
-        top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+        top = k_largest(sims, kk, axis=1)
         values = np.take_along_axis(sims, top, axis=1)
         keep = values > 0
         rows.append(np.repeat(np.arange(start, start + len(sims)), kk)[keep.ravel()])

@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..topk import by_score, k_largest
+
 __all__ = ["mmr_rerank", "exposure_rerank", "ExposureBalancer", "group_membership", "select_top", "variant_groups", "rerank_users", "category_mask", "price_mask", "seen_mask", "filter_mask",
            "catalogue_coverage", "intra_list_diversity", "novelty", "long_tail_share", "beyond_accuracy",
            "normalise_rows"]
@@ -67,12 +69,10 @@ def mmr_rerank(scores: np.ndarray, item_vectors: np.ndarray, k: int, diversity: 
         return np.zeros(0, dtype=np.int64)
     diversity = float(min(max(diversity, 0.0), 1.0))
     if diversity <= 0.0 or k == 1:  # the plain ranking: the rule batch export shares (score, then lower index)
-        from ..batch import top_k_rows
+        from ..topk import top_k_rows
 
         return top_k_rows(scores, k)[0][0]
-    pool = int(min(len(finite), pool or max(5 * k, 50)))
-    best = finite[np.argpartition(-scores[finite], pool - 1)[:pool]] if pool < len(finite) else finite
-    best = best[np.lexsort((best, -scores[best]))]  # by score, ties by index
+    best, _ = _pool(scores, k, pool)  # by score, ties by index
     relevance = scores[best]
     low, high = relevance.min(), relevance.max()
     relevance = (relevance - low) / (high - low) if high > low else np.ones_like(relevance)
@@ -99,8 +99,8 @@ def _pool(scores: np.ndarray, k: int, pool: int | None) -> tuple[np.ndarray, int
     if k <= 0:
         return np.zeros(0, dtype=np.int64), 0
     size = int(min(len(finite), pool or max(5 * k, 50)))
-    best = finite[np.argpartition(-scores[finite], size - 1)[:size]] if size < len(finite) else finite
-    return best[np.lexsort((best, -scores[best]))].astype(np.int64), k
+    best = finite[k_largest(scores[finite], size)] if size < len(finite) else finite
+    return by_score(best, scores).astype(np.int64), k
 
 
 def exposure_rerank(scores: np.ndarray, membership: np.ndarray, k: int, target: float, strength: float = 0.0,

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..evaluate.metrics import catalogue_coverage as _coverage
 from ..topk import by_score, k_largest
 
 __all__ = ["mmr_rerank", "exposure_rerank", "ExposureBalancer", "group_membership", "select_top", "variant_groups", "rerank_users", "category_mask", "price_mask", "seen_mask", "filter_mask",
@@ -366,10 +367,9 @@ def _lists(recommendations: Any) -> np.ndarray:
 
 
 def catalogue_coverage(recommendations: Any, n_items: int) -> float:
-    """Share of the catalogue recommended to at least one user."""
-    lists = _lists(recommendations)
-    items = lists[lists >= 0]
-    return float(np.unique(items).size / n_items) if n_items else float("nan")
+    """Share of the catalogue recommended to at least one user (NaN for an empty catalogue): the evaluation's
+    :func:`recsys.evaluate.metrics.catalogue_coverage` over whole lists."""
+    return _coverage(_lists(recommendations), n_items) if n_items else float("nan")
 
 
 def intra_list_diversity(recommendations: Any, item_vectors: np.ndarray) -> float:

@@ -1,4 +1,7 @@
-"""Top-k selection: one home for the two rules the engine ranks by.
+"""Top-k selection: one home for the rules the engine ranks by.
+
+:func:`topk_from_scores` is the evaluation's top-k (``[n_users, k]``, padded with -1, an optional sparse
+``exclude``, NaN as -inf; :mod:`recsys.evaluate.metrics` re-exports it).
 
 :func:`top_k_rows` is the ranking rule of recommendations (``recommend``, the batch export, MMR at diversity
 0): highest score first, ties by the lower item index, non-finite scores never chosen.
@@ -11,11 +14,13 @@ their results were fitted and checked with exactly this pick.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
-__all__ = ["top_k_rows", "k_largest", "by_score"]
+__all__ = ["top_k_rows", "topk_from_scores", "k_largest", "by_score"]
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,3 +57,64 @@ def k_largest(values: Any, k: int, axis: int = -1) -> np.ndarray:
 def by_score(indices: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """``indices`` (1-D) ordered by ``scores[indices]``, highest first, ties by the lower index."""
     return indices[np.lexsort((indices, -scores[indices]))]
+
+
+def _to_numpy_scores(scores: Any) -> np.ndarray:
+    torch = sys.modules.get("torch")  # a tensor can only exist if torch is already imported
+    if torch is not None and isinstance(scores, torch.Tensor):
+        if scores.dtype in (torch.float16, torch.bfloat16):
+            scores = scores.float()
+        scores = scores.detach().cpu().numpy()
+    arr = np.asarray(scores)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise ValueError(f"scores must be 2-D [n_users, n_items], got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
+    return np.array(arr, copy=True)  # we write -inf into it
+
+
+def topk_from_scores(scores: Any, k: int, exclude: Any = None) -> np.ndarray:
+    """Top-``k`` item indices per row, best first (``argpartition`` then a sort of the k).
+
+    ``scores``: numpy array or torch tensor ``[n_users, n_items]`` (not modified).
+    ``exclude``: optional sparse matrix ``[n_users, n_items]``; its stored entries are set
+    to -inf before ranking (e.g. the user's train items). NaN scores count as -inf.
+    Ties are broken by the lower item index. Ranks that only an excluded / -inf item
+    could fill (fewer than k rankable items) are ``-1``, as are ranks beyond n_items:
+    the result is always ``[n_users, k]`` int64.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    s = _to_numpy_scores(scores)
+    n_users, n_items = s.shape
+    s[np.isnan(s)] = -np.inf
+    if exclude is not None:
+        ex = sp.csr_matrix(exclude)
+        if ex.shape != s.shape:
+            raise ValueError(f"exclude has shape {ex.shape}, scores {s.shape}")
+        rows = np.repeat(np.arange(n_users), np.diff(ex.indptr))
+        s[rows, ex.indices] = -np.inf
+    kk = min(k, n_items)
+    out = np.full((n_users, k), -1, dtype=np.int64)
+    if kk == 0 or n_users == 0:
+        return out
+    neg = -s
+    if kk < n_items:
+        cand = np.argpartition(neg, kk - 1, axis=1)[:, :kk]
+        cand = np.sort(cand, axis=1)  # lower index first, so the stable sort below breaks ties by index
+        vals = np.take_along_axis(neg, cand, axis=1)
+        order = np.take_along_axis(cand, np.argsort(vals, axis=1, kind="stable"), axis=1)
+        # rows where items tied with the k-th score were left outside the partition:
+        # redo those rows with a full stable sort so ties always go to the lower index
+        kth = vals.max(axis=1, keepdims=True)
+        outside = (neg == kth).sum(axis=1) > (vals == kth).sum(axis=1)
+        redo = np.flatnonzero(outside & (kth[:, 0] != np.inf))  # ties among -inf become -1 anyway
+        if redo.size:
+            order[redo] = np.argsort(neg[redo], axis=1, kind="stable")[:, :kk]
+    else:
+        order = np.argsort(neg, axis=1, kind="stable")
+    top_scores = np.take_along_axis(s, order, axis=1)
+    out[:, :kk] = np.where(np.isneginf(top_scores), -1, order)
+    return out

@@ -29,12 +29,13 @@ is relevant, and R = number of relevant items of the user:
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import Any, Union
 
 import numpy as np
 import scipy.sparse as sp
+
+from ..topk import topk_from_scores
 
 __all__ = [
     "recall_at_k",
@@ -232,65 +233,3 @@ def mae(y_true: Any, y_pred: Any) -> float:
     """Mean absolute error; NaN for empty input."""
     t, p = _pair(y_true, y_pred)
     return float(np.mean(np.abs(t - p))) if t.size else float("nan")
-
-
-# --------------------------------------------------------------------------- ranking
-def _to_numpy_scores(scores: Any) -> np.ndarray:
-    torch = sys.modules.get("torch")  # a tensor can only exist if torch is already imported
-    if torch is not None and isinstance(scores, torch.Tensor):
-        if scores.dtype in (torch.float16, torch.bfloat16):
-            scores = scores.float()
-        scores = scores.detach().cpu().numpy()
-    arr = np.asarray(scores)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2:
-        raise ValueError(f"scores must be 2-D [n_users, n_items], got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float64)
-    return np.array(arr, copy=True)  # we write -inf into it
-
-
-def topk_from_scores(scores: Any, k: int, exclude: Any = None) -> np.ndarray:
-    """Top-``k`` item indices per row, best first (``argpartition`` then a sort of the k).
-
-    ``scores``: numpy array or torch tensor ``[n_users, n_items]`` (not modified).
-    ``exclude``: optional sparse matrix ``[n_users, n_items]``; its stored entries are set
-    to -inf before ranking (e.g. the user's train items). NaN scores count as -inf.
-    Ties are broken by the lower item index. Ranks that only an excluded / -inf item
-    could fill (fewer than k rankable items) are ``-1``, as are ranks beyond n_items:
-    the result is always ``[n_users, k]`` int64.
-    """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    s = _to_numpy_scores(scores)
-    n_users, n_items = s.shape
-    s[np.isnan(s)] = -np.inf
-    if exclude is not None:
-        ex = sp.csr_matrix(exclude)
-        if ex.shape != s.shape:
-            raise ValueError(f"exclude has shape {ex.shape}, scores {s.shape}")
-        rows = np.repeat(np.arange(n_users), np.diff(ex.indptr))
-        s[rows, ex.indices] = -np.inf
-    kk = min(k, n_items)
-    out = np.full((n_users, k), -1, dtype=np.int64)
-    if kk == 0 or n_users == 0:
-        return out
-    neg = -s
-    if kk < n_items:
-        cand = np.argpartition(neg, kk - 1, axis=1)[:, :kk]
-        cand = np.sort(cand, axis=1)  # lower index first, so the stable sort below breaks ties by index
-        vals = np.take_along_axis(neg, cand, axis=1)
-        order = np.take_along_axis(cand, np.argsort(vals, axis=1, kind="stable"), axis=1)
-        # rows where items tied with the k-th score were left outside the partition:
-        # redo those rows with a full stable sort so ties always go to the lower index
-        kth = vals.max(axis=1, keepdims=True)
-        outside = (neg == kth).sum(axis=1) > (vals == kth).sum(axis=1)
-        redo = np.flatnonzero(outside & (kth[:, 0] != np.inf))  # ties among -inf become -1 anyway
-        if redo.size:
-            order[redo] = np.argsort(neg[redo], axis=1, kind="stable")[:, :kk]
-    else:
-        order = np.argsort(neg, axis=1, kind="stable")
-    top_scores = np.take_along_axis(s, order, axis=1)
-    out[:, :kk] = np.where(np.isneginf(top_scores), -1, order)
-    return out

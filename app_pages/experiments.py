@@ -45,10 +45,10 @@ def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
             "Recall@20": test.get("recall@20"),
             "Best baseline (NDCG@20)": f"{best[0]} {best[1]:.4f}" if best and best[1] is not None else "–",
             "Modalities": ", ".join(modalities) if fusion_model else "–",
-            "Fusion": config.get("fusion") if run.model == "fusion" else "–",
+            "Fusion": run.fusion_option("fusion") if run.model == "fusion" else "–",
             "Protocol": (metrics.get("split") or {}).get("protocol") or config.get("protocol") or "–",
             "Encoders": ", ".join(encoders) if fusion_model and encoders else "–",
-            "Epochs": f"{len(history.get('epochs') or [])} / {config.get('epochs')}"
+            "Epochs": f"{len(history.get('epochs') or [])} / {run.fusion_option('epochs')}"
             if run.model == "fusion" and history else "–",
             "Minutes": round((ended - started) / 60, 1) if started and ended else None,
             "NDCG@10": test.get("ndcg@10"),
@@ -92,7 +92,7 @@ def comparison(runs: list[RunRecord]) -> None:
     fig.update_layout(legend=dict(orientation="v", x=1.01, xanchor="left", y=1, yanchor="top"), margin=dict(t=30))
     chart(fig, key="exp_compare_chart")
 
-    configs = {labels[r]: next(x for x in with_metrics if x.run_id == r).config for r in picked}
+    configs = {labels[r]: next(x for x in with_metrics if x.run_id == r).flat_config for r in picked}
     options = sorted({k for c in configs.values() for k in c})
     table = pd.DataFrame({label: [str(c.get(o, "–")) for o in options] for label, c in configs.items()}, index=options)
     differing = table.nunique(axis=1) > 1

@@ -7,25 +7,59 @@ other sessions never stop it; this page only polls the run folder.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import (PRIMARY, chart, damaged_datasets_notice, dataset_names, dataset_picker, empty_state, fmt_duration, fmt_time,
-                              get_workspace, list_all_runs, load_dataset_frames, metric_column_config,
-                              md_text, page_header, privacy_retrain_panel, run_label, run_page, show_error, state_badge,
-                              style_figure)
-from recsys.train.launch import (ACTIVE_STATES, read_log_tail, resume_run, run_state, start_run, stop_run,
-                                 summarize_progress)
-from recsys.train.lock import RunRefused
+from app_pages.common import (
+    PRIMARY,
+    chart,
+    damaged_datasets_notice,
+    dataset_names,
+    dataset_picker,
+    empty_state,
+    fmt_duration,
+    fmt_time,
+    get_workspace,
+    list_all_runs,
+    load_dataset_frames,
+    md_text,
+    metric_column_config,
+    page_header,
+    privacy_retrain_panel,
+    run_label,
+    run_page,
+    show_error,
+    state_badge,
+    style_figure,
+)
+from recsys.models.config import (
+    BASELINE_CONFIGS,
+    FusionConfig,
+    field_default,
+    field_types,
+)
 from recsys.train.data import PROTOCOL_LABELS as ENGINE_PROTOCOL_LABELS
+from recsys.train.launch import (
+    ACTIVE_STATES,
+    read_log_tail,
+    resume_run,
+    run_state,
+    start_run,
+    stop_run,
+    summarize_progress,
+)
+from recsys.train.lock import RunRefused
 from recsys.train.report import METRIC_COLUMNS, metrics_table
-from recsys.train.run import RunConfig, read_progress
+from recsys.train.run import SHARED_FUSION_OPTIONS, RunConfig, read_progress
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+FUSION_FIELDS = {f.name: f for f in dataclasses.fields(FusionConfig)}
 DEFAULTS = RunConfig()
+FUSION_DEFAULTS = DEFAULTS.fusion_options
 MODEL_NAMES = {"fusion": "Multimodal fusion", "mostpop": "MostPop (popularity)",
                "itemknn": "ItemKNN", "bpr": "BPR-MF", "ease": "EASE", "lightgcn": "LightGCN",
                "content": "Content only"}
@@ -51,10 +85,10 @@ STAGES = {
 }
 
 
-def helptext(name: str) -> str:
-    item = FIELDS[name]
-    default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
-    return f"{item.metadata.get('help', '')} (default: {default})"
+def helptext(name: str, fields: dict[str, dataclasses.Field] | None = None) -> str:
+    """The option's one-line help from its dataclass field (RunConfig's, or ``fields``), with its default."""
+    item = (fields or FIELDS)[name]
+    return f"{item.metadata.get('help', '')} (default: {field_default(item)})"
 
 
 @st.cache_data(ttl=120, show_spinner=False)
@@ -97,26 +131,54 @@ def dataset_modalities(name: str) -> list[str]:
     return found
 
 
-HANDLED = {"dataset", "model", "modalities", "fusion", "loss", "epochs", "patience", "lr", "ease_l2", "final_model",
-           "popularity_prior", "text_encoder", "image_encoder", "protocol", "cold_start", "k_core",
-           "folds", "seed", "baselines", "device"}
+HANDLED = {"dataset", "model", "modalities", "final_model", "text_encoder", "image_encoder", "protocol", "cold_start",
+           "k_core", "folds", "seed", "baselines", "device"}
+# the fusion options with a widget of their own above "Advanced model options"
+FUSION_HANDLED = {"fusion", "loss", "epochs", "patience", "lr", "ease_l2", "popularity_prior", *SHARED_FUSION_OPTIONS}
 
 
-def generic_field(name: str) -> Any:
-    """A widget for a RunConfig option this page has no special widget for, typed by its default."""
-    default = getattr(DEFAULTS, name)
+def generic_field(name: str, cls: type = RunConfig, prefix: str = "") -> Any:
+    """A widget for an option of the config dataclass ``cls`` (RunConfig, FusionConfig, a baseline's), typed
+    by its annotation, with the field's help text."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kind, default = field_types(cls)[name], field_default(fields[name])
     label = name.replace("_", " ").capitalize()
-    key = f"train_opt_{name}"
-    if isinstance(default, bool):
-        return st.toggle(label, default, key=key, help=helptext(name))
-    if isinstance(default, int):
-        return int(st.number_input(label, value=default, step=1, key=key, help=helptext(name)))
-    if isinstance(default, float):
-        return float(st.number_input(label, value=default, format="%.4g", key=key, help=helptext(name)))
+    key = f"train_opt_{prefix}{name}"
+    help_text = helptext(name, fields)
+    if typing.get_origin(kind) is typing.Literal:
+        choices = list(typing.get_args(kind))
+        return st.selectbox(label, choices, index=_index(choices, default), key=key, help=help_text)
+    if kind is bool:
+        return st.toggle(label, default, key=key, help=help_text)
+    if kind is int:
+        return int(st.number_input(label, value=default, step=1, key=key, help=help_text))
+    if kind is float:
+        return float(st.number_input(label, value=float(default), format="%.4g", key=key, help=help_text))
     if isinstance(default, list):
-        text = st.text_input(label, " ".join(map(str, default)), key=key, help=helptext(name) + " — separate by spaces")
-        return text.split()
-    return st.text_input(label, str(default), key=key, help=helptext(name)).strip() or default
+        text = st.text_input(label, " ".join(map(str, default)), key=key, help=help_text + " — separate by spaces")
+        item_type = (typing.get_args(kind) or (str,))[0]
+        return [item_type(v) for v in text.split()]
+    return st.text_input(label, str(default), key=key, help=help_text).strip() or default
+
+
+def model_option_fields(options: dict[str, Any], model: str, baselines: list[str]) -> None:
+    """"Advanced model options": every option of the fusion model without a widget above and every
+    hyperparameter of the chosen baselines, generated from their config dataclasses (their help as help)."""
+    groups = [("fusion", FusionConfig, [n for n in FUSION_FIELDS if n not in FUSION_HANDLED])] if model == "fusion" else []
+    for name in dict.fromkeys([model, *baselines]):
+        cls = BASELINE_CONFIGS.get(name)
+        if cls is not None and dataclasses.fields(cls):
+            groups.append((name, cls, [f.name for f in dataclasses.fields(cls)]))
+    if not groups:
+        return
+    with st.expander("Advanced model options"):
+        for name, cls, names in groups:
+            st.caption(MODEL_NAMES.get(name, name))
+            values = options.setdefault(f"{name}_options", {})
+            row = st.columns(4)
+            for position, option_name in enumerate(names):
+                with row[position % 4]:
+                    values[option_name] = generic_field(option_name, cls, prefix=f"{name}_")
 
 
 def _index(options: list, value: Any) -> int:
@@ -176,6 +238,7 @@ def config_form() -> None:
         top[2].caption(f"Detected: {detected}")
 
         options: dict[str, Any] = {"dataset": dataset, "model": model, "device": device}
+        fusion: dict[str, Any] = {}  # the fusion model's options (RunConfig.fusion_options)
         if model in ("fusion", "content"):
             available = dataset_modalities(dataset)
             missing = [m for m in MODALITY_OPTIONS if m not in available]
@@ -191,8 +254,8 @@ def config_form() -> None:
             encoders = encoder_options()
             row = st.columns(3)
             if model == "fusion":
-                options["fusion"] = row[0].selectbox("Fusion", list(FUSION_NAMES), key="train_fusion",
-                                                     format_func=FUSION_NAMES.get, help=helptext("fusion"))
+                fusion["fusion"] = row[0].selectbox("Fusion", list(FUSION_NAMES), key="train_fusion",
+                                                    format_func=FUSION_NAMES.get, help=helptext("fusion", FUSION_FIELDS))
             options["text_encoder"] = row[1].selectbox(
                 "Text encoder", encoders["text"]["available"], key="train_text_encoder", help=helptext("text_encoder"),
                 index=_index(encoders["text"]["available"], DEFAULTS.text_encoder),
@@ -207,20 +270,22 @@ def config_form() -> None:
                                help="Not available offline: " + ", ".join(unavailable))
         if model == "fusion":
             row = st.columns(5)
-            options["epochs"] = row[0].number_input("Rounds (at most)", 1, 2000, DEFAULTS.epochs, key="train_epochs",
-                                                    help=helptext("epochs"))
-            options["lr"] = row[1].number_input("Learning rate", 1e-5, 1.0, DEFAULTS.lr, format="%.4f", step=0.001,
-                                                key="train_lr", help=helptext("lr"))
-            options["ease_l2"] = row[2].text_input("Behaviour L2", DEFAULTS.ease_l2, key="train_ease_l2",
-                                                   help=helptext("ease_l2")).strip() or "auto"
-            options["loss"] = row[3].selectbox("Loss", ["softmax", "bpr"], key="train_loss", help=helptext("loss"))
+            fusion["epochs"] = row[0].number_input("Rounds (at most)", 1, 2000, FUSION_DEFAULTS.epochs,
+                                                   key="train_epochs", help=helptext("epochs", FUSION_FIELDS))
+            fusion["lr"] = row[1].number_input("Learning rate", 1e-5, 1.0, FUSION_DEFAULTS.lr, format="%.4f", step=0.001,
+                                               key="train_lr", help=helptext("lr", FUSION_FIELDS))
+            fusion["ease_l2"] = row[2].text_input("Behaviour L2", str(FUSION_DEFAULTS.ease_l2), key="train_ease_l2",
+                                                  help=helptext("ease_l2", FUSION_FIELDS)).strip() or "auto"
+            fusion["loss"] = row[3].selectbox("Loss", list(typing.get_args(field_types(FusionConfig)["loss"])),
+                                              key="train_loss", help=helptext("loss", FUSION_FIELDS))
             with row[4]:
-                options["popularity_prior"] = st.toggle("Popularity prior", DEFAULTS.popularity_prior,
-                                                        key="train_popularity_prior", help=helptext("popularity_prior"))
+                fusion["popularity_prior"] = st.toggle("Popularity prior", FUSION_DEFAULTS.popularity_prior,
+                                                       key="train_popularity_prior",
+                                                       help=helptext("popularity_prior", FUSION_FIELDS))
             with st.expander("More options"):
                 row = st.columns(4)
-                options["patience"] = row[0].number_input("Patience (rounds)", 1, 500, DEFAULTS.patience,
-                                                          key="train_patience", help=helptext("patience"))
+                fusion["patience"] = row[0].number_input("Patience (rounds)", 1, 500, FUSION_DEFAULTS.patience,
+                                                         key="train_patience", help=helptext("patience", FUSION_FIELDS))
                 options["folds"] = row[2].number_input("Folds (K-fold protocol)", 2, 20, DEFAULTS.folds,
                                                        key="train_folds", help=helptext("folds"))
                 options["seed"] = row[3].number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, key="train_seed",
@@ -237,7 +302,7 @@ def config_form() -> None:
                 with row[3]:
                     options["final_model"] = st.toggle("Final model on all data", DEFAULTS.final_model,
                                                        key="train_final_model", help=helptext("final_model"))
-                extra = [name for name in FIELDS if name not in HANDLED]
+                extra = [name for name in FIELDS if name not in HANDLED and not FIELDS[name].metadata.get("nested")]
                 if extra:  # options added to RunConfig later appear here with their own help text
                     row = st.columns(4)
                     for position, name in enumerate(extra):
@@ -247,6 +312,8 @@ def config_form() -> None:
         options["baselines"] = st.multiselect(
             "Baselines trained beside it", baseline_options, default=[b for b in DEFAULTS.baselines if b != model],
             key=f"train_baselines_{model}", help=helptext("baselines"), format_func=lambda m: MODEL_NAMES.get(m, m))
+        options["fusion_options"] = fusion
+        model_option_fields(options, model, options["baselines"])
 
         feasible = preflight_panel(dataset, options.get("protocol", DEFAULTS.protocol),
                                    int(options.get("k_core", DEFAULTS.k_core)))

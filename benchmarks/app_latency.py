@@ -37,7 +37,7 @@ def ensure_run(workspace_dir: Path) -> None:
         return
     ensure_demo_dataset(workspace)
     print("training a demo run for the measurement (a few minutes on a CPU)...", flush=True)
-    train_run(workspace, RunConfig(dataset="demo", epochs=10, text_encoder="tfidf", baselines=["mostpop"]))
+    train_run(workspace, RunConfig(dataset="demo", fusion_options={"epochs": 10}, text_encoder="tfidf", baselines=["mostpop"]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,7 +46,7 @@ def ensure_run(workspace, data: str, run_id: str, epochs: int, text_encoder: str
         dataset = name
     if not (workspace.runs_dir / run_id / "model" / "config.json").is_file():
         print(f"training run {run_id} on {dataset} ({epochs} epochs)...", file=sys.stderr)
-        train_run(workspace, RunConfig(dataset=dataset, epochs=epochs, baselines=["mostpop"],
+        train_run(workspace, RunConfig(dataset=dataset, fusion_options={"epochs": epochs}, baselines=["mostpop"],
                                        text_encoder=text_encoder), run_id=run_id)
     return load_run(workspace, run_id)
 

@@ -39,7 +39,7 @@ def served_root(tmp_path_factory):
     bundle = generate_demo_bundle(root / "bundle", n_users=120, n_items=80, n_interactions=2500, seed=7)
     workspace = Workspace(root / "ws")
     assert workspace.import_bundle(bundle, name="demo").ok
-    train_run(workspace, RunConfig(dataset="demo", epochs=2, text_encoder="tfidf", device="cpu", baselines=[],
+    train_run(workspace, RunConfig(dataset="demo", fusion_options={"epochs": 2}, text_encoder="tfidf", device="cpu", baselines=[],
                                    modalities=["behaviour", "text", "attributes"], final_model=False), run_id=RUN)
     return workspace.root
 

@@ -66,48 +66,10 @@ from .. import stopping
 from ..stopping import check
 from ..topk import k_largest
 from .base import Recommender, TrainData
+from .config import FUSIONS, LOSSES, MODALITIES, FusionConfig
 
-MODALITIES = ("behaviour", "text", "image", "attributes")
-FUSIONS = ("attention", "mean", "item_gate", "concat")
-LOSSES = ("softmax", "bpr")
-
-DEFAULTS: dict[str, Any] = {
-    "modalities": list(MODALITIES),  # which experts exist (a modality without data is dropped)
-    "fusion": "attention",          # attention (per-user gate) | mean | item_gate | concat
-    "loss": "softmax",              # softmax over the catalogue (cloze) | bpr (sampled negatives)
-    "epochs": 30,                   # gate-training rounds; each ends with a validation NDCG@20
-    "steps_per_epoch": 10,          # optimiser steps per round (each on cloze_batch users)
-    "patience": 4,                  # rounds without a valid NDCG@20 gain before stopping
-    "lr": 0.05,                     # Adam on the gate's few parameters
-    "gate_l2": 1e-3,                # L2 on the gate's weights (pulls every user toward the population)
-    "cloze_ratio": 0.2,             # share of a cloze user's history hidden and predicted
-    "short_history_share": 0.3,     # cloze users who keep only 1-3 visible items (new-user regime)
-    "gate_users": 4000,             # at most this many users in the cloze sample
-    "cloze_batch": 128,             # cloze users per optimiser step
-    "cloze_budget": 40_000_000,     # at most users x modalities x items floats in the cloze tensors
-    "folds": 5,                     # behaviour expert out-of-fold for the cloze users
-    "ease_l2": "auto",              # a number, or "auto": chosen on validation from ease_l2_grid
-    "ease_l2_grid": [50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0],
-    "fallback_l2": 250.0,           # "auto" without validation data
-    "max_dense_items": 20_000,      # above (items with behaviour): sparse item-item neighbours instead of EASE
-    "ease_max_items": 5_000,        # EASE covers at most this many items (the most interacted; the rest: content)
-    "neighbours": 200,              # item-item neighbours kept per item in the sparse case
-    "popularity_prior": True,       # the popularity term in the behaviour share (short histories)
-    "rank_weighted": True,          # cloze loss weighted by the DCG discount of each hidden item's rank
-    "behaviour_scales": [0.5, 1.0, 1.5, 2.5, 4.0, 8.0],  # tried on validation after training (_calibrate_on_valid)
-    # extra popularity for users known by 1-3 items, chosen on validation (a large value ~ MostPop for them)
-    "short_history_boosts": [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
-    "renormalise_missing": True,    # an item lacking a modality spreads its weight over the others
-    # ridge of each user's conditional-logit fit over the content experts (the gate's second evidence):
-    # pulls a short history's coefficients toward 0 (no preference between modalities)
-    "choice_ridge": 3.0,
-    # items outside the behaviour expert (nobody chose them, or beyond ease_max_items): each content expert
-    # orders them through a ridge map from the modality's vectors to the behaviour expert's item-item
-    # weights, learned on the items it covers (0: plain cosine for them too)
-    "projection_ridge": 1.0,
-    "seed": 2026,
-    "device": "auto",
-}
+# every option, its type, default and help: recsys.models.config.FusionConfig (self.config is its dict)
+DEFAULTS: dict[str, Any] = FusionConfig().to_dict()
 
 
 # ----------------------------------------------------------------------------- content arrays
@@ -397,18 +359,7 @@ class FusionRecommender(Recommender):
     format_version = 4  # 4: the gate also reads each user's conditional-logit coefficients; 3: mixture of experts
 
     def __init__(self, **config: Any):
-        unknown = set(config) - set(DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown fusion options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-        merged = {**DEFAULTS, **config}
-        if merged["fusion"] not in FUSIONS:
-            raise ValueError(f"fusion must be one of {FUSIONS}, not {merged['fusion']!r}")
-        if merged["loss"] not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, not {merged['loss']!r} (the fusion model ranks; "
-                             "rating prediction is not one of its losses)")
-        merged["modalities"] = [m for m in MODALITIES if m in merged["modalities"]]
-        if not merged["modalities"]:
-            raise ValueError(f"choose at least one modality of {MODALITIES}")
+        merged = FusionConfig.from_dict(config, "fusion").to_dict()  # ValueError: unknown or bad option
         super().__init__(**merged)
         self.gate: ExpertGate | None = None
         self.history: dict[str, Any] = {"epochs": []}

@@ -7,12 +7,24 @@ import dataclasses
 import json
 import sys
 import time
+import types
+import typing
+from pathlib import Path
 from typing import Any
 
 from ..cli import CommandError, TqdmProgress, _say, _workspace, command
+from ..models.config import FusionConfig, field_default, field_types
 from .lock import RunRefused
-from .run import RunConfig, list_runs, read_progress, read_status, train_run
 from .records import read_run_config
+from .run import (
+    FLAT_FUSION_OPTIONS,
+    SHARED_FUSION_OPTIONS,
+    RunConfig,
+    list_runs,
+    read_progress,
+    read_status,
+    train_run,
+)
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,24 +36,92 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
                    "(refused while it is still training, and for a finished run unless --force)")
     p.add_argument("--force", action="store_true", help="with --resume: train a finished run again "
                    "(its model and metrics are replaced)")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="a run's config.json (or a JSON object of RunConfig options) to train with; the other "
+                        "options given override it (the app's launcher starts every run this way)")
+    for flag, aliases, dest, item, kind in config_flags():
+        kw = _argument_kind(kind)
+        if "action" not in kw and "choices" not in kw:
+            kw.setdefault("metavar", dest.rsplit(".", 1)[-1].upper())
+        shown = field_default(item)
+        help_text = f"{item.metadata['help']} (default: {' '.join(map(str, shown)) if isinstance(shown, list) else shown})"
+        p.add_argument(flag, *aliases, dest=dest, default=None, help=help_text.replace("%", "%%"), **kw)
+
+
+def config_flags() -> list[tuple[str, list[str], str, dataclasses.Field, Any]]:
+    """``(flag, aliases, dest, field, type)`` for every RunConfig option, generated from the dataclass
+    fields: ``--name`` for the run's own options and ``--model.name`` for the nested model options
+    (``--fusion.epochs``, ``--ease.l2``, ``--itemknn.k-neighbors``). The fusion options that were run options
+    before they were nested keep their old flags as aliases (``--epochs``, ``--lr``, ``--ease-l2``, ...); the
+    fusion options the run sets itself (modalities, seed, device) have none of their own."""
+    flags = []
+    types = field_types(RunConfig)
     for item in dataclasses.fields(RunConfig):
+        cls = item.metadata.get("nested")
         if item.name == "dataset":
             continue
-        flag = "--" + item.name.replace("_", "-")
-        help_text = f"{item.metadata['help']} (default: {item.default if item.default is not dataclasses.MISSING else item.default_factory()})".replace("%", "%%")
-        if isinstance(item.default, bool):
-            p.add_argument(flag, dest=item.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif item.default is dataclasses.MISSING:  # lists
-            p.add_argument(flag, dest=item.name, nargs="*", default=None, help=help_text)
+        if cls is None:
+            flags.append(("--" + item.name.replace("_", "-"), [], item.name, item, types[item.name]))
+            continue
+        prefix = item.name.removesuffix("_options")
+        sub_types = field_types(cls)
+        for sub in dataclasses.fields(cls):
+            if cls is FusionConfig and sub.name in SHARED_FUSION_OPTIONS:
+                continue
+            aliases = ["--" + sub.name.replace("_", "-")] if cls is FusionConfig and sub.name in FLAT_FUSION_OPTIONS else []
+            flags.append((f"--{prefix}.{sub.name.replace('_', '-')}", aliases, f"{item.name}.{sub.name}", sub,
+                          sub_types[sub.name]))
+    return flags
+
+
+def _auto_or_float(text: str) -> float | str:
+    return "auto" if text == "auto" else float(text)
+
+
+def _argument_kind(kind: Any) -> dict[str, Any]:
+    """argparse keywords for a field's type: bool -> --x/--no-x, list[T] -> nargs, Literal -> choices."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if origin is list:
+        return {"nargs": "*", "type": args[0] if args else str}
+    if origin is typing.Literal:
+        return {"choices": list(args)}
+    if origin in (typing.Union, types.UnionType):  # a number or "auto"
+        return {"type": _auto_or_float, "metavar": "{auto,NUMBER}"}
+    return {"type": kind}
+
+
+def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The RunConfig options of ``--config FILE`` (if given) with the flags given on top, as a dict."""
+    options: dict[str, Any] = {}
+    if args.config:
+        try:
+            data = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"cannot read --config {args.config}: {exc}") from exc
+        data = data.get("config", data) if isinstance(data, dict) else data
+        if not isinstance(data, dict):
+            raise CommandError(f"--config {args.config} is not a JSON object of run options")
+        try:
+            options = RunConfig.from_dict(data).to_dict()
+        except (TypeError, ValueError) as exc:
+            raise CommandError(f"--config {args.config}: {exc}") from exc
+    for _, _, dest, _, _ in config_flags():
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        if "." in dest:
+            group, name = dest.split(".", 1)
+            options.setdefault(group, {})[name] = value
         else:
-            p.add_argument(flag, dest=item.name, type=type(item.default), default=None, help=help_text)
+            options[dest] = value
+    return options
 
 
 @command("train", "train a model (and its baselines) on a dataset and evaluate it on held-out interactions",
          _train_arguments)
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
-    from pathlib import Path
-
     from ..workspace import DatasetDamaged, validate_name
 
     workspace = _workspace(args)
@@ -53,9 +133,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     if args.resume:
         config = None
     else:
-        options = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
-                   if f.name != "dataset" and getattr(args, f.name) is not None}
-        dataset = args.dataset or "demo"
+        options = _config_from_args(args)
+        dataset = args.dataset or options.pop("dataset", None) or "demo"
         if Path(dataset).exists():  # a bundle on disk: import it first, then train on it
             imported = workspace.import_bundle(dataset)
             if not imported.ok:

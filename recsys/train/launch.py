@@ -1,21 +1,20 @@
 """Start a training run as a detached process, watch it, stop it, delete it.
 
 The app never trains in its own process: :func:`start_run` spawns the same entry point as the
-command line (``python -m recsys train --workspace WS --data NAME --run-id ID --flag value ...``)
+command line (``python -m recsys train --workspace WS --run-id ID --config runs/.launch/ID.config.json``)
 in a new session, so a page rerun, a closed tab, a second browser session or even a restart of
 the app server does not stop it. The run folder is the only channel back (see
 :mod:`recsys.train.run`); :func:`stop_run` sends SIGTERM, on which the trainer ends its current batch,
 keeps the best model and the checkpoint (resume evaluates them) and marks the run "stopped".
 
 Launch records live in ``runs/.launch/<run id>.json`` (pid, command, start time) beside the
-process output ``runs/.launch/<run id>.log``: the trainer refuses a run folder that already
+configuration the process reads (``<run id>.config.json``) and its output ``runs/.launch/<run id>.log``: the trainer refuses a run folder that already
 holds files, and for the first seconds (imports) there is no run folder yet, so the record is what
 tells "starting" from "never started" (:func:`run_state`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -37,7 +36,7 @@ from .run import RunConfig, list_runs, new_run_id, read_status
 
 __all__ = [
     "start_run", "retrain_run", "resume_run", "stop_run", "delete_run", "run_state", "log_path", "read_log_tail",
-    "training_command", "summarize_progress", "model_zip", "list_all_runs", "ACTIVE_STATES", "RunBusyError",
+    "training_command", "launch_config_path", "summarize_progress", "model_zip", "list_all_runs", "ACTIVE_STATES", "RunBusyError",
     "RunFinishedError",
 ]
 
@@ -52,22 +51,16 @@ def _launch_dir(workspace_or_runs: Workspace | Path) -> Path:
     return folder
 
 
-def training_command(workspace: Workspace, config: RunConfig, run_id: str) -> list[str]:
-    """The command line of a run: ``python -m recsys train`` with one flag per RunConfig field."""
-    command = [sys.executable, "-m", "recsys", "train", "--quiet", "--workspace", str(workspace.root),
-               "--data", config.dataset, "--run-id", run_id]
-    for item in dataclasses.fields(RunConfig):
-        if item.name == "dataset":
-            continue
-        value = getattr(config, item.name)
-        flag = "--" + item.name.replace("_", "-")
-        if isinstance(value, bool):
-            command.append(flag if value else "--no-" + item.name.replace("_", "-"))
-        elif isinstance(value, (list, tuple)):
-            command += [flag, *[str(v) for v in value]]
-        else:
-            command += [flag, str(value)]
-    return command
+def launch_config_path(workspace_or_runs: Workspace | Path, run_id: str) -> Path:
+    """Where :func:`start_run` writes the configuration the training process reads (``--config``)."""
+    return _launch_dir(workspace_or_runs) / f"{run_id}.config.json"
+
+
+def training_command(workspace: Workspace, config_file: str | Path, run_id: str) -> list[str]:
+    """The command line of a run: ``python -m recsys train --config FILE``, the run's configuration being the
+    file (:meth:`RunConfig.to_dict`, as the run's config.json will hold it), not flags."""
+    return [sys.executable, "-m", "recsys", "train", "--quiet", "--workspace", str(workspace.root),
+            "--run-id", run_id, "--config", str(config_file)]
 
 
 def _spawn(workspace: Workspace, run_id: str, command: list[str]) -> int:
@@ -114,7 +107,9 @@ def start_run(workspace: Workspace, config: RunConfig, run_id: str | None = None
     run_id = run_id or new_run_id(config)
     if workspace.run_path(run_id).exists() or (_launch_dir(workspace) / f"{run_id}.json").exists():
         raise FileExistsError(f"a run named {run_id} already exists")
-    _spawn(workspace, run_id, training_command(workspace, config, run_id))
+    config_file = launch_config_path(workspace, run_id)
+    atomic_write_json(config_file, {"run_id": run_id, "config": config.to_dict()})
+    _spawn(workspace, run_id, training_command(workspace, config_file, run_id))
     return run_id
 
 
@@ -212,7 +207,7 @@ def list_all_runs(workspace: Workspace) -> list[RunRecord]:
     launch = workspace.runs_dir / ".launch"
     for record_file in sorted(launch.glob("*.json")) if launch.is_dir() else []:
         run_id = record_file.stem
-        if run_id in known:
+        if run_id in known or run_id.endswith(".config"):  # <run id>.config.json: the run's configuration
             continue
         try:
             command = json.loads(record_file.read_text()).get("command") or []
@@ -220,11 +215,21 @@ def list_all_runs(workspace: Workspace) -> list[RunRecord]:
             continue
         if not isinstance(command, list):
             command = []
-        config = {"dataset": _flag_value(command, "--data", "?"), "model": _flag_value(command, "--model", "fusion")}
+        config = _launch_config(launch, run_id) or {  # launch records before --config named them as flags
+            "dataset": _flag_value(command, "--data", "?"), "model": _flag_value(command, "--model", "fusion")}
         run_dir = workspace.runs_dir / run_id
         runs.append(RunRecord(run_id=run_id, path=run_dir, config=config, status=run_state(run_dir)))
     runs.sort(key=lambda run: run.run_id, reverse=True)
     return runs
+
+
+def _launch_config(launch: Path, run_id: str) -> dict[str, Any] | None:
+    """``dataset`` and ``model`` of the configuration a launched run was given (None when unreadable)."""
+    try:
+        config = json.loads(launch_config_path(launch.parent, run_id).read_text())["config"]
+        return {"dataset": str(config.get("dataset", "?")), "model": str(config.get("model", "fusion"))}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _flag_value(command: list[Any], flag: str, default: str) -> str:
@@ -287,7 +292,7 @@ def delete_run(workspace: Workspace, run_id: str) -> None:
         trash = run_dir.with_name(leftover_name("deleted", run_id, str(int(time.time() * 1000))))
         os.replace(run_dir, trash)  # one rename: readers never see half a folder
         shutil.rmtree(trash, ignore_errors=True)
-    for suffix in (".json", ".log"):
+    for suffix in (".json", ".log", ".config.json"):
         (workspace.runs_dir / ".launch" / f"{run_id}{suffix}").unlink(missing_ok=True)
 
 

@@ -49,12 +49,28 @@ class RunRecord:
         """The model it trains: fusion, or a baseline's name (mostpop, ease, ...)."""
         return self.config.get("model")
 
+    def fusion_option(self, name: str) -> Any:
+        """An option of the fusion model (``fusion_options``; None when the configuration does not say)."""
+        options = self.config.get("fusion_options")
+        return options.get(name) if isinstance(options, dict) else None
+
+    @property
+    def flat_config(self) -> dict[str, Any]:
+        """The configuration with the nested model options as ``fusion.epochs``, ``ease.l2``, ... (for tables)."""
+        flat: dict[str, Any] = {}
+        for key, value in self.config.items():
+            if key.endswith("_options") and isinstance(value, dict):
+                flat |= {f"{key.removesuffix('_options')}.{name}": v for name, v in value.items()}
+            else:
+                flat[key] = value
+        return flat
+
     @property
     def model_label(self) -> str:
         """The model's name with the fusion variant when it is not the default attention one, so that
         runs of the ablation variants can be told apart in pickers: ``fusion (mean)``."""
         model = self.model or "?"
-        variant = self.config.get("fusion")
+        variant = self.fusion_option("fusion")
         if model == "fusion" and variant not in (None, "attention"):
             return f"fusion ({variant})"
         return model
@@ -140,6 +156,21 @@ class RunRecord:
         return name, scores[name]
 
 
+# the fusion model's options that run configs held at the top level before they were nested in fusion_options
+FLAT_FUSION_OPTIONS = ("fusion", "loss", "epochs", "patience", "lr", "ease_l2", "popularity_prior")
+
+
+def nest_flat_options(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's config as written before the model options were nested (``epochs``, ``lr``, ... at the top
+    level) in today's form: those keys moved into ``fusion_options``. Today's form is returned unchanged."""
+    flat = {name: config[name] for name in FLAT_FUSION_OPTIONS if name in config}
+    if not flat:
+        return config
+    nested = config.get("fusion_options")
+    nested = nested if isinstance(nested, dict) else {}
+    return {k: v for k, v in config.items() if k not in flat} | {"fusion_options": {**nested, **flat}}
+
+
 def read_run_record(folder: Path, status: dict[str, Any]) -> RunRecord | None:
     """The record of one run folder with the given status, or None when the folder holds no readable run.
 
@@ -153,6 +184,7 @@ def read_run_record(folder: Path, status: dict[str, Any]) -> RunRecord | None:
         return None
     if not isinstance(config, dict):
         return None
+    config = nest_flat_options(config)
     metrics, damaged = None, None
     try:
         metrics = json.loads((folder / "metrics.json").read_text())
@@ -240,7 +272,7 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
         reason = _reason(exc) if not isinstance(exc, (KeyError, TypeError)) else "cannot be read (not a run's config)"
         shown = f"runs/{run_dir.name}/config.json"
         raise RunDamaged(f"{shown} {reason}; delete the run (Experiments page) and train it again") from None
-    return config
+    return nest_flat_options(config)
 
 
 def load_run_model(run_dir: Path) -> Any:

@@ -37,7 +37,7 @@ import signal
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,48 +45,77 @@ import numpy as np
 
 from .. import stopping
 from ..atomic import atomic_directory, atomic_write_json, clean_leftovers
-from ..models.fusion import DEFAULTS as FUSION
+from ..features.registry import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
+from ..models.config import (
+    BPRConfig,
+    EASEConfig,
+    FusionConfig,
+    ItemKNNConfig,
+    LightGCNConfig,
+    nested,
+    option,
+)
 from ..workspace import Workspace, validate_name
-from .lock import LOCK_NAME, RunBusyError, RunFinishedError, RunLock, acquire_run_lock, busy_message, pid_alive
-from .records import MODEL_STAGE, RunRecord, read_model_stage, read_run_record, run_complete
+from .lock import (
+    LOCK_NAME,
+    RunBusyError,
+    RunFinishedError,
+    RunLock,
+    acquire_run_lock,
+    busy_message,
+    pid_alive,
+)
+from .records import (
+    FLAT_FUSION_OPTIONS,
+    MODEL_STAGE,
+    RunRecord,
+    nest_flat_options,
+    read_model_stage,
+    read_run_record,
+    run_complete,
+)
 
 STATES = ("running", "finished", "stopped", "failed", "interrupted")
 
 
-def _option(default: Any, help_text: str, **kw: Any) -> Any:
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help_text, **kw})
-    return field(default=default, metadata={"help": help_text, **kw})
+# FLAT_FUSION_OPTIONS: the fusion options older run configs held at the top level (their flags still exist:
+# --fusion, --loss, --epochs, --patience, --lr, --ease-l2, --popularity-prior)
+# options of the run that the fusion model also takes: the run's value is the model's (the nested copy follows it)
+SHARED_FUSION_OPTIONS = ("modalities", "seed", "device")
 
 
 @dataclass
 class RunConfig:
-    """Every option of a training run, in one place, each with a default and a one-line description."""
+    """Every option of a training run, in one place, each with a default and a one-line description.
 
-    dataset: str = _option("demo", "dataset name in the workspace")
-    model: str = _option("fusion", "fusion, or a baseline: mostpop, itemknn, bpr, ease, lightgcn, content")
-    modalities: list = _option(["behaviour", "text", "image", "attributes"], "modality tokens the fusion model uses")
-    fusion: str = _option("attention", "attention (a per-user gate over the modality experts), mean, item_gate or concat")
-    loss: str = _option(FUSION["loss"], "softmax over the catalogue (cloze) or bpr (sampled negatives)")
-    epochs: int = _option(FUSION["epochs"], "maximum gate-training rounds (early stopping on valid NDCG@20 usually ends sooner)")
-    patience: int = _option(FUSION["patience"], "rounds without a valid NDCG@20 gain before stopping")
-    lr: float = _option(FUSION["lr"], "learning rate of the gate (Adam)")
-    ease_l2: str = _option(str(FUSION["ease_l2"]), "L2 of the behaviour expert (EASE): a number, or auto = chosen on valid")
-    popularity_prior: bool = _option(FUSION["popularity_prior"], "blend in popularity for users with short histories")
-    text_encoder: str = _option("minilm", "text encoder (python -m recsys encoders)")
-    image_encoder: str = _option("efficientnet-lite0", "image encoder")
-    protocol: str = _option("auto", "auto (P1 when its k-core filter keeps enough of the data, else sparse), p1 "
-                                    "(k-core, random 80/10/10 per user), temporal (leave last out), sparse "
-                                    "(leave last out for users with 3+ interactions, no filter, every item kept), "
-                                    "kfold (per-user K-fold cross-validation: mean and std of every metric)")
-    folds: int = _option(5, "number of folds of the kfold protocol")
-    cold_start: bool = _option(False, "also evaluate on the P1 cold-start split (10 % of items held out)")
-    k_core: int = _option(5, "keep users and items with at least this many interactions")
-    seed: int = _option(2026, "random seed for the split and the model")
-    baselines: list = _option(["mostpop", "ease"], "baselines trained and evaluated beside the model")
-    final_model: bool = _option(True, "after evaluation, refit the model on every interaction (train, valid and "
-                                      "test) with the settings chosen on validation; the app recommends with it")
-    device: str = _option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    The options of the models are nested: ``fusion_options`` (:class:`FusionConfig`) and one field per
+    baseline (``ease_options``, ``itemknn_options``, ...): the model trained as ``model`` and the baselines
+    beside it take theirs. ``config.json`` of a run holds this as :meth:`to_dict`; :meth:`from_dict` also
+    reads the flat form written before the options were nested (``epochs``, ``lr``, ... at the top level).
+    """
+
+    dataset: str = option("demo", "dataset name in the workspace")
+    model: str = option("fusion", "fusion, or a baseline: mostpop, itemknn, bpr, ease, lightgcn, content")
+    modalities: list[str] = option(["behaviour", "text", "image", "attributes"], "modality tokens the fusion model uses")
+    text_encoder: str = option(DEFAULT_TEXT_ENCODER, "text encoder (python -m recsys encoders)")
+    image_encoder: str = option(DEFAULT_IMAGE_ENCODER, "image encoder")
+    protocol: str = option("auto", "auto (P1 when its k-core filter keeps enough of the data, else sparse), p1 "
+                                   "(k-core, random 80/10/10 per user), temporal (leave last out), sparse "
+                                   "(leave last out for users with 3+ interactions, no filter, every item kept), "
+                                   "kfold (per-user K-fold cross-validation: mean and std of every metric)")
+    folds: int = option(5, "number of folds of the kfold protocol")
+    cold_start: bool = option(False, "also evaluate on the P1 cold-start split (10 % of items held out)")
+    k_core: int = option(5, "keep users and items with at least this many interactions")
+    seed: int = option(2026, "random seed for the split and the model")
+    baselines: list[str] = option(["mostpop", "ease"], "baselines trained and evaluated beside the model")
+    final_model: bool = option(True, "after evaluation, refit the model on every interaction (train, valid and "
+                                     "test) with the settings chosen on validation; the app recommends with it")
+    device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    fusion_options: FusionConfig = nested(FusionConfig, "options of the fusion model")
+    itemknn_options: ItemKNNConfig = nested(ItemKNNConfig, "options of the ItemKNN baseline")
+    ease_options: EASEConfig = nested(EASEConfig, "options of the EASE baseline")
+    bpr_options: BPRConfig = nested(BPRConfig, "options of the BPR matrix factorisation baseline")
+    lightgcn_options: LightGCNConfig = nested(LightGCNConfig, "options of the LightGCN baseline")
 
     def __post_init__(self) -> None:
         from .data import PROTOCOLS
@@ -95,22 +124,21 @@ class RunConfig:
             raise ValueError(f"protocol must be auto or one of {', '.join(PROTOCOLS)}, not {self.protocol!r}")
         if int(self.folds) < 2:
             raise ValueError(f"folds must be 2 or more, not {self.folds}")
-        if str(self.ease_l2) != "auto":
-            try:
-                value = float(self.ease_l2)
-            except ValueError:
-                value = -1.0
-            if not value > 0:
-                raise ValueError(f"ease_l2 must be 'auto' or a positive number, not {self.ease_l2!r}")
-            self.ease_l2 = str(value)
+        for item in dataclasses.fields(self):
+            cls = item.metadata.get("nested")
+            if cls is not None:
+                setattr(self, item.name, cls.from_dict(getattr(self, item.name), item.name))
+        shared = {name: getattr(self, name) for name in SHARED_FUSION_OPTIONS}
+        if any(getattr(self.fusion_options, name) != value for name, value in shared.items()):
+            self.fusion_options = dataclasses.replace(self.fusion_options, **shared)
 
-    def model_options(self) -> dict[str, Any]:
-        if self.model != "fusion":
-            return {}
-        ease_l2 = self.ease_l2 if str(self.ease_l2) == "auto" else float(self.ease_l2)
-        return {"modalities": list(self.modalities), "fusion": self.fusion, "loss": self.loss,
-                "epochs": self.epochs, "patience": self.patience, "lr": self.lr, "seed": self.seed,
-                "ease_l2": ease_l2, "popularity_prior": bool(self.popularity_prior), "device": self.device}
+    def model_options(self, name: str | None = None) -> dict[str, Any]:
+        """The options of model ``name`` (default: the run's model), as its constructor takes them."""
+        name = name or self.model
+        if name == "fusion":
+            return self.fusion_options.to_dict()
+        options = getattr(self, f"{name}_options", None)
+        return options.to_dict() if options is not None else {}
 
     def needs_content(self) -> bool:
         content_models = {"fusion", "content"}
@@ -119,6 +147,10 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """A RunConfig from :meth:`to_dict`'s form, or from the flat form of older runs (the fusion model's
+        options at the top level): those move into ``fusion_options``. Unknown options: ``ValueError``."""
+        if isinstance(data.get("fusion_options", {}), dict):
+            data = nest_flat_options(data)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -350,9 +382,7 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
     from ..evaluate import evaluate_ranking
     from ..models import get_model
     from .checkpoint import load_checkpoint, remove_checkpoint
-    from .data import prepare_data
-
-    from .data import preflight, resolve_protocol
+    from .data import preflight, prepare_data, resolve_protocol
 
     bundle = workspace.load_dataset(config.dataset)
     # before anything expensive: what the protocol keeps, and refuse one that keeps nothing
@@ -424,7 +454,7 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
         if name == config.model or name in metrics["baselines"]:
             continue
         log.write("stage", stage="baseline", model=name)
-        baseline = get_model(name)
+        baseline = get_model(name, **config.model_options(name))
         baseline.fit(prepared.data)
         metrics["baselines"][name] = _evaluate(baseline, prepared, evaluate_ranking)
         log.write("result", model=name, test=metrics["baselines"][name]["test"])
@@ -436,7 +466,7 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
         log.write("stage", stage="cold_start")
         cold = prepare("cold")
         for name in [config.model, *[b for b in config.baselines if b != config.model]]:
-            cold_model = get_model(name, **(config.model_options() if name == config.model else {}))
+            cold_model = get_model(name, **config.model_options(name))
             cold_model.fit(cold.data)
             result = evaluate_ranking(cold_model.score, cold.data.train, cold.cold_test, ks=(10, 20),
                                       candidate_items=cold.cold_items)
@@ -509,7 +539,7 @@ def _cross_validate(bundle: Any, features: Any, config: RunConfig, check: dict[s
             if callbacks.stop_requested:
                 break
             log.write("stage", stage="fit" if name == config.model else "baseline", model=name, fold=fold + 1)
-            fitted = get_model(name, **(config.model_options() if name == config.model else {}))
+            fitted = get_model(name, **config.model_options(name))
             try:
                 if name == "fusion":
                     fitted.fit(prepared_fold.data, callbacks=[callbacks])

@@ -31,7 +31,7 @@ def trained_template(tmp_path_factory) -> Path:
     bundle = generate_demo_bundle(root / "bundle", n_users=150, n_items=120, n_interactions=3000)
     result = workspace.import_bundle(bundle, name="demo")
     assert result.ok, result.report.format()
-    train_run(workspace, RunConfig(dataset="demo", epochs=3, text_encoder="tfidf", baselines=["mostpop"]))
+    train_run(workspace, RunConfig(dataset="demo", fusion_options={"epochs": 3}, text_encoder="tfidf", baselines=["mostpop"]))
     return workspace.root
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sys
 import zipfile
 
@@ -73,22 +74,22 @@ def test_pca_2d_finds_the_main_direction():
     assert pca_2d(np.zeros((0, 3))).shape == (0, 2)
 
 
-def test_training_command_has_one_flag_per_option():
-    config = RunConfig(dataset="shop", epochs=3, baselines=[], cold_start=True, modalities=["behaviour", "text"])
-    command = training_command(type("W", (), {"root": "/tmp/ws"})(), config, "run-1")
+def test_training_command_passes_the_config_file(tmp_path):
+    config = RunConfig(dataset="shop", fusion_options={"epochs": 3}, baselines=[], cold_start=True,
+                       modalities=["behaviour", "text"], ease_options={"l2": 500})
+    config_file = tmp_path / "run-1.config.json"
+    config_file.write_text(json.dumps({"run_id": "run-1", "config": config.to_dict()}))
+    command = training_command(type("W", (), {"root": "/tmp/ws"})(), config_file, "run-1")
     assert command[:4] == [sys.executable, "-m", "recsys", "train"]
-    assert command[command.index("--data") + 1] == "shop" and command[command.index("--run-id") + 1] == "run-1"
-    assert command[command.index("--epochs") + 1] == "3"
-    assert "--cold-start" in command
-    position = command.index("--modalities")
-    assert command[position + 1:position + 3] == ["behaviour", "text"]
-    assert command[command.index("--baselines") + 1].startswith("--")  # an empty list: the flag alone
+    assert command[command.index("--run-id") + 1] == "run-1"
+    assert command[command.index("--config") + 1] == str(config_file)
+    assert "--epochs" not in command and "--data" not in command  # the options travel in the file, not as flags
 
-    import recsys.train.commands  # noqa: F401  (registers the train command)
-    from recsys.cli import build_parser  # the command line parses it back into the same options
+    from recsys.cli import build_parser  # the command line reads the file back into the same options
+    from recsys.train.commands import _config_from_args
 
     args = build_parser().parse_args(command[3:])
-    assert args.epochs == 3 and args.baselines == [] and args.cold_start is True and args.dataset == "shop"
+    assert RunConfig.from_dict(_config_from_args(args)) == config
 
 
 def test_summarize_progress_gives_epochs_features_and_time_left():

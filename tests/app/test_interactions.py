@@ -231,7 +231,7 @@ def _start_long_run(workspace, kill_leftovers) -> tuple[str, int]:
     from recsys.train.run import RunConfig
     from recsys.workspace import Workspace
 
-    config = RunConfig(dataset="demo", epochs=400, patience=400, text_encoder="tfidf", baselines=[])
+    config = RunConfig(dataset="demo", fusion_options={"epochs": 400, "patience": 400}, text_encoder="tfidf", baselines=[])
     run_id = start_run(Workspace(workspace), config)
     pid = read_json(workspace / "runs" / ".launch" / f"{run_id}.json")["pid"]
     kill_leftovers.append(pid)
@@ -296,7 +296,8 @@ def test_a_failed_training_is_explained(app, trained_workspace, kill_leftovers):
     from recsys.train.run import RunConfig
     from recsys.workspace import Workspace
 
-    config = RunConfig(dataset="demo", epochs=2, fusion="no-such-fusion", text_encoder="tfidf", baselines=[])
+    config = RunConfig(dataset="demo", fusion_options={"epochs": 2}, text_encoder="tfidf", baselines=[])
+    config.fusion_options.fusion = "no-such-fusion"  # past the form's checks: the training process refuses it
     run_id = start_run(Workspace(trained_workspace), config)
     kill_leftovers.append(read_json(trained_workspace / "runs" / ".launch" / f"{run_id}.json")["pid"])
     run_dir = trained_workspace / "runs" / run_id

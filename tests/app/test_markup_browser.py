@@ -108,7 +108,7 @@ def build_markup_workspace(root: Path, host: str) -> Path:
     workspace = Workspace(root / "workspace")
     result = workspace.import_bundle(bundle, name="markup")
     assert result.ok, result.report.format()
-    train_run(workspace, RunConfig(dataset="markup", epochs=2, text_encoder="tfidf", baselines=["mostpop"]))
+    train_run(workspace, RunConfig(dataset="markup", fusion_options={"epochs": 2}, text_encoder="tfidf", baselines=["mostpop"]))
     return workspace.root
 
 

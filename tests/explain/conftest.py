@@ -19,7 +19,7 @@ def demo_run(tmp_path_factory):
     workspace = Workspace(root / "workspace")
     imported = workspace.import_bundle(bundle_dir, name="demo")
     assert imported.ok, imported.report.format()
-    config = RunConfig(dataset="demo", epochs=15, text_encoder="tfidf", baselines=[])
+    config = RunConfig(dataset="demo", fusion_options={"epochs": 15}, text_encoder="tfidf", baselines=[])
     run_dir = train_run(workspace, config, run_id="fusion")
     _, model, bundle, _ = load_run(workspace, "fusion")
     users_truth, items_truth = demo_ground_truth(bundle_dir)

@@ -77,7 +77,7 @@ def test_a_stop_during_feature_extraction_ends_the_run_at_once_and_resume_finish
     def stop_at_the_first_batch(stage, done, total):
         stopping.current().request()  # what the SIGTERM handler does
 
-    run_dir = train_run(workspace, RunConfig(**SMALL, epochs=2), run_id="stop-in-features",
+    run_dir = train_run(workspace, RunConfig(**SMALL, fusion_options={"epochs": 2}), run_id="stop-in-features",
                         progress=stop_at_the_first_batch)
     status = read_status(run_dir)
     assert status["state"] == "stopped", status
@@ -87,7 +87,7 @@ def test_a_stop_during_feature_extraction_ends_the_run_at_once_and_resume_finish
     end = read_progress(run_dir)[-1]
     assert end["type"] == "end" and "resume the run to continue" in end["message"]
 
-    train_run(workspace, RunConfig(**SMALL, epochs=2), run_id="stop-in-features", resume=True)
+    train_run(workspace, RunConfig(**SMALL, fusion_options={"epochs": 2}), run_id="stop-in-features", resume=True)
     assert read_status(run_dir)["state"] == "finished"
     assert (run_dir / "metrics.json").is_file()
 
@@ -104,7 +104,7 @@ def test_a_stop_during_the_ease_search_does_not_wait_for_the_other_solves(worksp
         return original(*args, **kwargs)
 
     monkeypatch.setattr(ease, "ease_inverse", solve_then_stop)
-    run_dir = train_run(workspace, RunConfig(**SMALL, epochs=2), run_id="stop-in-ease")
+    run_dir = train_run(workspace, RunConfig(**SMALL, fusion_options={"epochs": 2}), run_id="stop-in-ease")
     status = read_status(run_dir)
     assert status["state"] == "stopped", status  # during the solve's validation or before the next solve
     assert len(solves) == 1  # the grid has several values; only the one under way was finished

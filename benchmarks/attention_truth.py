@@ -38,6 +38,7 @@ from recsys.data.demo import demo_ground_truth, generate_demo_bundle  # noqa: E4
 from recsys.evaluate import evaluate_ranking  # noqa: E402
 from recsys.explain import SEGMENT_MODALITY, segment_recovery, user_weights_frame  # noqa: E402
 from recsys.features.extract import extract_item_features  # noqa: E402
+from recsys.features.registry import DEFAULT_TEXT_ENCODER  # noqa: E402
 from recsys.models import get_model  # noqa: E402
 from recsys.models.fusion import ContentArrays  # noqa: E402
 from recsys.train.data import prepare_data  # noqa: E402
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--items", type=int, default=800)
     parser.add_argument("--interactions", type=int, default=30000)
-    parser.add_argument("--text-encoder", default="minilm")
+    parser.add_argument("--text-encoder", default=DEFAULT_TEXT_ENCODER)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 

@@ -31,11 +31,13 @@ if str(REPO_ROOT) not in sys.path:
 DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 
 
-def ensure_run(workspace, data: str, run_id: str, epochs: int, text_encoder: str = "minilm"):
+def ensure_run(workspace, data: str, run_id: str, epochs: int, text_encoder: str | None = None):
     """(run folder, model, bundle, run config dict): the run is trained first when it is missing."""
     from recsys.explain.commands import load_run
+    from recsys.features.registry import DEFAULT_TEXT_ENCODER
     from recsys.train.run import RunConfig, train_run
 
+    text_encoder = text_encoder or DEFAULT_TEXT_ENCODER
     dataset = data
     if Path(data).exists():
         name = Path(data).name

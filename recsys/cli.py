@@ -226,9 +226,13 @@ def cmd_encoders(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _features_arguments(p: argparse.ArgumentParser) -> None:
+    from .features.registry import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
+
     p.add_argument("dataset", help="dataset name in the workspace")
-    p.add_argument("--text-encoder", default="minilm", help="text encoder name (see `encoders`), default minilm")
-    p.add_argument("--image-encoder", default="efficientnet-lite0", help="image encoder name, default efficientnet-lite0")
+    p.add_argument("--text-encoder", default=DEFAULT_TEXT_ENCODER,
+                   help=f"text encoder name (see `encoders`), default {DEFAULT_TEXT_ENCODER}")
+    p.add_argument("--image-encoder", default=DEFAULT_IMAGE_ENCODER,
+                   help=f"image encoder name, default {DEFAULT_IMAGE_ENCODER}")
     p.add_argument("--modalities", nargs="+", default=["text", "image", "attributes"],
                    choices=["text", "image", "attributes"], help="which modalities to extract")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..features.registry import DEFAULT_TEXT_ENCODER
 from ..topk import by_score, k_largest
 
 __all__ = ["history_scores", "recommend_for_history", "encode_query", "query_similarities", "text_neighbours", "recommend_for_text",
@@ -76,7 +77,7 @@ def recommend_for_history(model: Any, item_ids: Sequence[int | str], k: int = 10
 
 # ----------------------------------------------------------------------------- text queries
 
-def encode_query(query: str, encoder: Any = "minilm", *, items_frame: pd.DataFrame | None = None,
+def encode_query(query: str, encoder: Any = DEFAULT_TEXT_ENCODER, *, items_frame: pd.DataFrame | None = None,
                  roles: Mapping[str, str] | None = None, separator: str = "|") -> np.ndarray:
     """The query's text feature vector, in the same space as the catalogue's text features.
 
@@ -159,7 +160,7 @@ def _standardise(scores: np.ndarray) -> np.ndarray:
 
 
 def recommend_for_text(model: Any, query: str, k: int = 10, history: Sequence[int | str] | None = None,
-                       blend: float = 0.5, encoder: Any = "minilm", *, items_frame: pd.DataFrame | None = None,
+                       blend: float = 0.5, encoder: Any = DEFAULT_TEXT_ENCODER, *, items_frame: pd.DataFrame | None = None,
                        roles: Mapping[str, str] | None = None, n_neighbours: int = 20, user: int | str | None = None,
                        exclude: Sequence[int | str] | None = None, filters: np.ndarray | None = None,
                        item_text: np.ndarray | None = None, query_vector: np.ndarray | None = None,
@@ -210,7 +211,7 @@ def query_encoder_for_run(run_dir: Any) -> str:
     from pathlib import Path
 
     config = json.loads((Path(run_dir) / "config.json").read_text())["config"]
-    return str(config.get("text_encoder") or "minilm")
+    return str(config.get("text_encoder") or DEFAULT_TEXT_ENCODER)
 
 
 # ----------------------------------------------------------------------------- new items

@@ -19,7 +19,7 @@ import pytest
 
 from recsys.data.demo import generate_demo_bundle
 from recsys.train.launch import list_all_runs
-from recsys.train.records import RunRecord
+from recsys.train.records import RunRecord, nest_flat_options
 from recsys.train.run import RunConfig, list_runs, train_run
 from recsys.workspace import Workspace
 
@@ -84,6 +84,18 @@ def test_a_run_still_starting_comes_from_its_launch_record(workspace):
     assert runs[1].state == "finished"
 
 
+def test_a_run_started_with_a_config_file_is_listed_from_it(workspace):
+    from recsys.train.launch import launch_config_path
+
+    starting = "20260102-000000-shop-bpr-file"
+    config = RunConfig(dataset="shop", model="bpr", bpr_options={"dim": 8})
+    launch_config_path(workspace, starting).write_text(json.dumps({"run_id": starting, "config": config.to_dict()}))
+    write_launch_record(workspace, starting, os.getpid(), "--config", str(launch_config_path(workspace, starting)))
+    runs = list_all_runs(workspace)
+    assert [r.run_id for r in runs] == [starting, FINISHED]  # the config file is not a launch record of its own
+    assert (runs[0].dataset, runs[0].model, runs[0].state) == ("shop", "bpr", "starting")
+
+
 def test_a_launch_whose_process_ended_without_a_folder_reads_as_failed(workspace):
     probe = subprocess.Popen([sys.executable, "-c", "pass"])
     probe.wait()
@@ -117,12 +129,13 @@ def test_damaged_metrics_and_status_read_as_unknown(workspace):
 
 
 def test_the_model_label_names_the_fusion_variant():
-    def record(**config):
-        return RunRecord(run_id="r", path=Path("r"), config=config, status={})
+    def record(**config):  # a flat config, as older runs wrote it, read as the listing reads it (nested)
+        return RunRecord(run_id="r", path=Path("r"), config=nest_flat_options(config), status={})
 
     assert record(model="fusion", fusion="attention").model_label == "fusion"
     assert record(model="fusion").model_label == "fusion"
     assert record(model="fusion", fusion="mean").model_label == "fusion (mean)"
+    assert record(model="fusion", fusion_options={"fusion": "concat"}).model_label == "fusion (concat)"
     assert record(model="ease", fusion="mean").model_label == "ease"
     assert record().model_label == "?" and record().state == "unknown"
 

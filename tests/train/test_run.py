@@ -49,7 +49,7 @@ def wait_for_epoch(run_dir, process, count=1, timeout=600):
 
 def test_finished_run_folder(workspace):
     run_dir = train_run(workspace, RunConfig(dataset="demo", modalities=["behaviour", "text", "attributes"],
-                                             text_encoder="tfidf", epochs=4, baselines=["mostpop", "ease"],
+                                             text_encoder="tfidf", fusion_options={"epochs": 4}, baselines=["mostpop", "ease"],
                                              device="cpu"), run_id="complete")
     status = read_status(run_dir)
     assert status["state"] == "finished"
@@ -70,7 +70,7 @@ def test_p1_evaluates_the_k_core_but_the_product_covers_every_item_and_user(work
     bundle = workspace.load_dataset("demo")
     catalogue = bundle.items["item_id"].astype(str)
     run_dir = train_run(workspace, RunConfig(dataset="demo", modalities=["behaviour", "text", "attributes"],
-                                             text_encoder="tfidf", epochs=3, k_core=12, protocol="p1",
+                                             text_encoder="tfidf", fusion_options={"epochs": 3}, k_core=12, protocol="p1",
                                              baselines=["ease"], device="cpu"), run_id="whole-catalogue")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     split = metrics["split"]

@@ -206,7 +206,12 @@ def test_start_a_tiny_training_from_the_train_page(app, trained_workspace, kill_
     assert_clean(at)
     at.number_input(key="train_epochs").set_value(2)
     at.selectbox(key="train_text_encoder").set_value("tfidf")
-    at.multiselect(key="train_baselines_fusion").set_value(["mostpop"])
+    at.multiselect(key="train_baselines_fusion").set_value(["mostpop", "itemknn"])
+    at.run()
+    # the advanced options are generated from the config dataclasses, with the fields' help
+    neighbours = at.number_input(key="train_opt_itemknn_k_neighbors")
+    assert neighbours.help.startswith("most similar items kept per item")
+    neighbours.set_value(7)
     at.run()
     at.button(key="train_start").click()
     at.run()
@@ -219,8 +224,9 @@ def test_start_a_tiny_training_from_the_train_page(app, trained_workspace, kill_
                      what="the training to end")
     assert state["state"] == "finished", state
     metrics = read_json(run_dir / "metrics.json")
-    assert set(metrics["baselines"]) == {"mostpop"}
-    assert read_json(run_dir / "config.json")["config"]["epochs"] == 2
+    assert set(metrics["baselines"]) == {"mostpop", "itemknn"}
+    config = read_json(run_dir / "config.json")["config"]
+    assert config["fusion_options"]["epochs"] == 2 and config["itemknn_options"]["k_neighbors"] == 7
     at.run()
     assert_clean(at)
     assert "Test metrics against the baselines" in texts(at)

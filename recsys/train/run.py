@@ -46,34 +46,11 @@ import numpy as np
 from .. import stopping
 from ..atomic import atomic_directory, atomic_write_json, clean_leftovers
 from ..features.registry import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
-from ..models.config import (
-    BPRConfig,
-    EASEConfig,
-    FusionConfig,
-    ItemKNNConfig,
-    LightGCNConfig,
-    nested,
-    option,
-)
+from ..models.config import BPRConfig, EASEConfig, FusionConfig, ItemKNNConfig, LightGCNConfig, nested, option
 from ..workspace import Workspace, validate_name
-from .lock import (
-    LOCK_NAME,
-    RunBusyError,
-    RunFinishedError,
-    RunLock,
-    acquire_run_lock,
-    busy_message,
-    pid_alive,
-)
-from .records import (
-    FLAT_FUSION_OPTIONS,
-    MODEL_STAGE,
-    RunRecord,
-    nest_flat_options,
-    read_model_stage,
-    read_run_record,
-    run_complete,
-)
+from .lock import LOCK_NAME, RunBusyError, RunFinishedError, RunLock, acquire_run_lock, busy_message, pid_alive
+from .records import (FLAT_FUSION_OPTIONS, MODEL_STAGE, RunRecord, nest_flat_options, read_model_stage, read_run_record,
+                      run_complete)
 
 STATES = ("running", "finished", "stopped", "failed", "interrupted")
 

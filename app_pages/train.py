@@ -21,6 +21,7 @@ from app_pages.common import (PRIMARY, chart, damaged_datasets_notice, dataset_n
 from recsys.train.launch import (ACTIVE_STATES, read_log_tail, resume_run, run_state, start_run, stop_run,
                                  summarize_progress)
 from recsys.train.lock import RunRefused
+from recsys.train.records import nest_flat_options
 from recsys.train.data import PROTOCOL_LABELS as ENGINE_PROTOCOL_LABELS
 from recsys.train.report import METRIC_COLUMNS, metrics_table
 from recsys.models.config import BASELINE_CONFIGS, FusionConfig, field_default, field_types
@@ -338,6 +339,12 @@ def _curves(summary: dict[str, Any]) -> None:
         chart(fig)
 
 
+def _fusion_option(config: dict[str, Any], name: str) -> Any:
+    """An option of the fusion model in a run's config dict (nested, or flat as older runs wrote it)."""
+    options = nest_flat_options(config).get("fusion_options")
+    return options.get(name) if isinstance(options, dict) else None
+
+
 def _progress(summary: dict[str, Any], status: dict[str, Any], config: dict[str, Any]) -> None:
     stage = summary.get("stage")
     label = STAGES.get(stage or "", "Starting")
@@ -361,7 +368,7 @@ def _progress(summary: dict[str, Any], status: dict[str, Any], config: dict[str,
                 text += f" · {rate['items_per_second']:,.0f} items/s · about {fmt_duration(rate['eta_seconds'])} left"
             st.progress(min(1.0, done / max(total, 1)), text=text)
     if summary.get("max_epochs") or stage in ("fit", "resume"):
-        max_epochs = summary.get("max_epochs") or config.get("epochs")
+        max_epochs = summary.get("max_epochs") or _fusion_option(config, "epochs")
         text = f"Epoch {min(summary['epoch'] + (1 if summary['steps'] else 0), max_epochs or 0)} of {max_epochs}"
         if summary["steps"]:
             text += f" · step {summary['step']} of {summary['steps']}"
@@ -390,8 +397,8 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
             mods = config.get("modalities") or []
             if mods:  # a run still starting may not have written its configuration yet
                 encoder_bits.append("modalities " + ", ".join(mods))
-            if config.get("model") == "fusion" and config.get("fusion"):
-                encoder_bits.append(f"{config.get('fusion')} fusion")
+            if config.get("model") == "fusion" and _fusion_option(config, "fusion"):
+                encoder_bits.append(f"{_fusion_option(config, 'fusion')} fusion")
             if "text" in mods:
                 encoder_bits.append(f"text: {config.get('text_encoder')}")
             if "image" in mods:

@@ -66,7 +66,7 @@ from .. import stopping
 from ..stopping import check
 from ..topk import k_largest
 from .base import Recommender, TrainData
-from .config import FUSIONS, LOSSES, MODALITIES, FusionConfig
+from .config import MODALITIES, FusionConfig
 
 # every option, its type, default and help: recsys.models.config.FusionConfig (self.config is its dict)
 DEFAULTS: dict[str, Any] = FusionConfig().to_dict()

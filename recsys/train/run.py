@@ -49,14 +49,12 @@ from ..features.registry import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from ..models.config import BPRConfig, EASEConfig, FusionConfig, ItemKNNConfig, LightGCNConfig, nested, option
 from ..workspace import Workspace, validate_name
 from .lock import LOCK_NAME, RunBusyError, RunFinishedError, RunLock, acquire_run_lock, busy_message, pid_alive
-from .records import (FLAT_FUSION_OPTIONS, MODEL_STAGE, RunRecord, nest_flat_options, read_model_stage, read_run_record,
+from .records import (MODEL_STAGE, RunRecord, nest_flat_options, read_model_stage, read_run_record,
                       run_complete)
 
 STATES = ("running", "finished", "stopped", "failed", "interrupted")
 
 
-# FLAT_FUSION_OPTIONS: the fusion options older run configs held at the top level (their flags still exist:
-# --fusion, --loss, --epochs, --patience, --lr, --ease-l2, --popularity-prior)
 # options of the run that the fusion model also takes: the run's value is the model's (the nested copy follows it)
 SHARED_FUSION_OPTIONS = ("modalities", "seed", "device")
 

@@ -232,7 +232,8 @@ def test_pseudonymised_import_stores_no_raw_id_and_recommends_the_same(tmp_path,
     # splits and model rows are keyed by what users did, never by their ids (users_in_history_order), so every
     # model, the fusion model's sampled gate training included, comes out the same up to the renaming
     configs = {"mostpop": dict(model="mostpop", baselines=[]), "ease": dict(model="ease", baselines=[]),
-               "fusion": dict(model="fusion", baselines=["ease"], modalities=["behaviour", "text"], epochs=3)}
+               "fusion": dict(model="fusion", baselines=["ease"], modalities=["behaviour", "text"],
+                             fusion_options={"epochs": 3})}
     for name, config in configs.items():
         for workspace in (plain, private):
             train_run(workspace, RunConfig(dataset="shop", device="cpu", seed=7, **config), run_id=f"{name}-run")

@@ -1,4 +1,9 @@
-"""Shared fixtures: the real datasets beside the checkout, small bundles written on the fly."""
+"""Shared fixtures: the real datasets beside the checkout, small bundles written on the fly, one trained demo
+workspace per session; and the two test tiers.
+
+``pytest`` runs the fast tier: tests marked ``slow`` or ``browser`` are deselected. ``pytest --all`` runs
+everything; ``pytest -m "slow or browser"`` (or any ``-m``) selects by the markers instead.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,28 @@ SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 # nothing in the test-suite may reach a model hub
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--all", action="store_true", default=False,
+                     help="also run the tests marked slow or browser (deselected by default)")
+
+
+def pytest_collection_modifyitems(config, items):
+    # an explicit -m is the user's own selection; --all keeps everything
+    if config.getoption("--all") or config.getoption("markexpr"):
+        return
+    kept, deselected = [], []
+    for item in items:
+        (deselected if item.get_closest_marker("slow") or item.get_closest_marker("browser") else kept).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
+def pytest_report_header(config):
+    if not (config.getoption("--all") or config.getoption("markexpr")):
+        return 'fast tier: slow and browser tests deselected (run everything with --all, or -m "slow or browser")'
 
 
 def shared_dataset(name: str) -> Path:

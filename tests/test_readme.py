@@ -19,9 +19,21 @@ def test_readme_has_exactly_two_setup_commands():
     assert "pytest" in commands[1]
 
 
-def test_ci_runs_the_readme_test_command_verbatim():
+def slow_tier_command() -> str:
+    text = (REPO_ROOT / "README.md").read_text()
+    [command] = re.findall(r"```bash\n(\.venv/bin/python -m pytest -m [^\n]+)\n```", text)
+    return command
+
+
+def test_ci_runs_the_readme_test_commands_verbatim():
     ci = (REPO_ROOT / ".ci" / "run").read_text().splitlines()
     assert readme_commands()[1] in ci
+    assert slow_tier_command() in ci  # the fast tier, then the slow tier: the full suite
+
+
+def test_ci_fails_without_chromium():
+    ci = (REPO_ROOT / ".ci" / "run").read_text()
+    assert "RECSYS_REQUIRE_BROWSER=1" in ci and "exit 1" in ci
 
 
 def test_requirements_pin_torch_exactly():

@@ -98,23 +98,38 @@ def chromium_page(width: int = 1440, height: int = 1000):
             browser.close()
 
 
+_QUIET_FOR = """([settle, key]) => {
+    const app = document.querySelector('.stApp');
+    const busy = !app || app.getAttribute('data-test-script-state') !== 'notRunning'
+        || document.querySelector('[data-testid="stSkeleton"]') !== null;
+    const now = performance.now();
+    if (busy) { window[key] = null; return false; }
+    if (window[key] == null) window[key] = now;
+    return now - window[key] >= settle;
+}"""
+
+_STILL_FOR = """([settle, key]) => {
+    // the sizes of the main area and of every chart: unchanged for `settle` ms means the layout is done
+    const parts = [...document.querySelectorAll('[data-testid="stMain"], canvas, svg.marks, .js-plotly-plot')];
+    const shape = parts.map(e => { const r = e.getBoundingClientRect(); return `${r.width}x${r.height}`; }).join();
+    const now = performance.now();
+    const last = window[key];
+    if (!last || last.shape !== shape) { window[key] = {shape, since: now}; return false; }
+    return now - last.since >= settle;
+}"""
+
+
 def wait_idle(page, settle: float = 1.0, timeout: float = 150.0) -> None:
     """Wait until the app has finished running its script (``notRunning`` for ``settle`` seconds)."""
     page.wait_for_selector('[data-testid="stMain"]', timeout=timeout * 1000)
-    deadline = time.monotonic() + timeout
-    quiet_since = None
-    while time.monotonic() < deadline:
-        state = page.evaluate("() => { const a = document.querySelector('.stApp');"
-                              " return a ? a.getAttribute('data-test-script-state') : null; }")
-        busy = state != "notRunning" or page.locator('[data-testid="stSkeleton"]').count() > 0
-        if busy:
-            quiet_since = None
-        elif quiet_since is None:
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since >= settle:
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"the app was still running after {timeout:.0f} s")
+    page.evaluate("() => { window.__recsysQuiet = null; }")
+    page.wait_for_function(_QUIET_FOR, arg=[settle * 1000, "__recsysQuiet"], polling=100, timeout=timeout * 1000)
+
+
+def wait_layout(page, settle: float = 0.3, timeout: float = 30.0) -> None:
+    """Wait until the page's layout (main area, charts) has stopped changing size, e.g. after a resize."""
+    page.evaluate("() => { window.__recsysShape = null; }")
+    page.wait_for_function(_STILL_FOR, arg=[settle * 1000, "__recsysShape"], polling=100, timeout=timeout * 1000)
 
 
 def open_page(page, url: str, name: str) -> None:
@@ -132,7 +147,7 @@ def screenshot(page, path: Path, full: bool = True, max_height: int = 7000) -> P
             " return Math.ceil(Math.max(b ? b.scrollHeight + 120 : 0, m ? m.scrollHeight : 0, window.innerHeight)); }")
         size = page.viewport_size
         page.set_viewport_size({"width": size["width"], "height": min(int(height), max_height)})
-        time.sleep(1.0)  # charts re-layout to the new size
+        wait_layout(page)  # charts re-layout to the new size
         page.screenshot(path=str(path))
         page.set_viewport_size(size)
     else:
@@ -157,15 +172,16 @@ def main() -> None:
                 page.set_viewport_size({"width": size["width"], "height": 1250})
                 # the card's top near the top of the window, so the popover opens downwards
                 button.evaluate("b => b.closest('[data-testid=\"stVerticalBlock\"]').scrollIntoView({block: 'start'})")
-                time.sleep(0.5)
+                wait_layout(page)
                 button.click()
                 page.get_by_text("How much each modality weighs").first.wait_for(timeout=120_000)
                 wait_idle(page)
-                time.sleep(1.0)
+                wait_layout(page)
                 screenshot(page, out / "recommendations-why.png", full=False)
                 page.keyboard.press("Escape")
+                page.get_by_text("How much each modality weighs").first.wait_for(state="hidden", timeout=30_000)
                 page.set_viewport_size(size)
-                time.sleep(0.5)
+                wait_layout(page)
             screenshot(page, out / f"{name}.png")
             print(f"saved {out / (name + '.png')}")
             if name == "data" and args.import_folder:

@@ -6,13 +6,13 @@ Screenshots of each page go to ``test-artifacts/`` (gitignored). The server runs
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.app.browser import chromium_page, open_page, require_chromium, screenshot, streamlit_server, wait_idle
-from tests.app.conftest import ARTIFACTS
+from tests.app.browser import (chromium_page, open_page, require_chromium, screenshot, streamlit_server, wait_idle,
+                               wait_layout)
+from tests.app.conftest import ARTIFACTS, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -28,14 +28,14 @@ def wait_for_a_run_on(workspace: Path, dataset: str, timeout: float) -> Path:
 
     from recsys.train.run import read_status
 
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    def ended():
         for config in (workspace / "runs").glob("*/config.json"):
             if json.loads(config.read_text())["config"]["dataset"] == dataset:
                 if read_status(config.parent)["state"] not in ("running", "unknown"):
                     return config.parent
-        time.sleep(2)
-    raise AssertionError(f"no run on {dataset} ended within {timeout:.0f} s")
+        return None
+
+    return wait_for(ended, timeout=timeout, every=1.0, what=f"a run on {dataset} to end")
 
 
 def visible(page, text: str, timeout: float = 60.0) -> None:
@@ -91,7 +91,7 @@ def test_every_page_in_a_real_browser(trained_workspace, tmp_path):
             assert cards.count() == 10
             cards.first.locator("button").click()
             visible(page, "How much each modality weighs")
-            time.sleep(1.0)
+            wait_layout(page)
             screenshot(page, out / "recommendations-why.png", full=False)
             page.keyboard.press("Escape")
             screenshot(page, out / "recommendations.png")

@@ -8,6 +8,7 @@ everything; ``pytest -m "slow or browser"`` (or any ``-m``) selects by the marke
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+DEMO_RUN = "20260101-000000-demo-fusion-test"  # the demo template's run (shaped like a generated id)
 
 # nothing in the test-suite may reach a model hub
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -110,6 +112,34 @@ def huge_png(width: int, height: int) -> bytes:
     parts.append(compressor.flush())
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory) -> Path:
+    """The root of a small demo workspace with one trained run, built once per session and shared by every
+    test that only reads a trained model: the demo catalog (150 users, 120 items, 3000 interactions, with
+    pictures) imported as "demo", one fusion run (3 epochs, TF-IDF text, all four modalities) with MostPop
+    beside it. Never write into it: a test that changes the workspace takes ``demo_copy``."""
+    from recsys.data.demo import generate_demo_bundle
+    from recsys.train.run import RunConfig, train_run
+    from recsys.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("demo-template")
+    workspace = Workspace(root / "workspace")
+    bundle = generate_demo_bundle(root / "bundle", n_users=150, n_items=120, n_interactions=3000)
+    result = workspace.import_bundle(bundle, name="demo")
+    assert result.ok, result.report.format()
+    train_run(workspace, RunConfig(dataset="demo", fusion_options={"epochs": 3}, text_encoder="tfidf", baselines=["mostpop"]),
+              run_id=DEMO_RUN)
+    return workspace.root
+
+
+@pytest.fixture
+def demo_copy(demo_template, tmp_path) -> Path:
+    """A private copy of the demo template (a test may add, damage or delete runs and datasets)."""
+    target = tmp_path / "demo-workspace"
+    shutil.copytree(demo_template, target)
+    return target
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,6 @@ import pytest
 
 from recsys.batch import export_recommendations, recommend_batch, top_k_rows
 from recsys.cli import main
-from recsys.data.demo import generate_demo_bundle
 from recsys.models.rerank import mmr_rerank
 from recsys.train.records import load_run_model
 from recsys.train.run import RunConfig, train_run
@@ -21,14 +21,12 @@ RUN = "ease-run"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny demo workspace with one EASE run (no baselines: about a second on a CPU)."""
-    root = tmp_path_factory.mktemp("export")
-    bundle = generate_demo_bundle(root / "bundle", n_users=60, n_items=40, n_interactions=800, seed=5)
-    workspace = Workspace(root / "ws")
-    assert workspace.import_bundle(bundle, name="demo").ok
-    train_run(workspace, RunConfig(dataset="demo", model="ease", baselines=[], device="cpu"), run_id=RUN)
-    return workspace.root
+def trained(demo_template, tmp_path_factory):
+    """The session's demo workspace, copied, with one EASE run added (no baselines: about a second on a CPU)."""
+    root = tmp_path_factory.mktemp("export") / "ws"
+    shutil.copytree(demo_template, root)
+    train_run(Workspace(root), RunConfig(dataset="demo", model="ease", baselines=[], device="cpu"), run_id=RUN)
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -87,14 +85,15 @@ def test_export_matches_recommend_for_sampled_users(trained, model, tmp_path):
 
 def test_every_user_gets_k_rows_or_all_unknown_items_and_never_a_known_one(trained, model, tmp_path):
     out = tmp_path / "all.parquet"
-    code, result = run_cli(trained, "export", RUN, "--k", "50", "--out", str(out))  # k above the 40 items
+    k = model.n_items + 10  # above the number of items: every user gets all the items they do not know
+    code, result = run_cli(trained, "export", RUN, "--k", str(k), "--out", str(out))
     assert code == 0
     frame = pd.read_parquet(out)
     assert set(frame["user_id"]) == set(model.user_ids)
     for row, user in enumerate(model.user_ids):
         mine = frame[frame["user_id"] == user]
         seen = known(model, row)
-        assert len(mine) == min(50, model.n_items - len(seen))
+        assert len(mine) == min(k, model.n_items - len(seen))
         assert list(mine["rank"]) == list(range(1, len(mine) + 1))
         assert not seen & set(mine["item_id"])
         assert mine["score"].is_monotonic_decreasing
@@ -172,8 +171,8 @@ def test_csv_output_is_spreadsheet_safe_and_equal_to_parquet(model, tmp_path):
 
     tricky = copy.copy(model)
     tricky.item_ids = np.array(["=HYPERLINK(\"x\")" if i == 0 else str(v) for i, v in enumerate(model.item_ids)])
-    export_recommendations(tricky, tmp_path / "r.csv", k=40, chunk_size=16)
-    export_recommendations(tricky, tmp_path / "r.parquet", k=40, chunk_size=16)
+    export_recommendations(tricky, tmp_path / "r.csv", k=model.n_items, chunk_size=16)
+    export_recommendations(tricky, tmp_path / "r.parquet", k=model.n_items, chunk_size=16)
     text = pd.read_csv(tmp_path / "r.csv", dtype={"user_id": str, "item_id": str})
     parquet = pd.read_parquet(tmp_path / "r.parquet")
     assert "=HYPERLINK(\"x\")" in set(parquet["item_id"])

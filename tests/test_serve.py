@@ -1,7 +1,7 @@
 """The HTTP API (``python -m recsys serve``): in-process with FastAPI's TestClient, then end to end as a process.
 
-One small fusion run (behaviour, text, attributes; two epochs, TF-IDF text) is trained once for the module:
-seconds on a CPU, and it answers every endpoint (attention shares for the explanations, text for queries).
+The session's demo run (tests/conftest.py: fusion on all four modalities, TF-IDF text) answers every endpoint
+(attention shares for the explanations, text for queries).
 """
 
 from __future__ import annotations
@@ -21,27 +21,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import DEMO_RUN, REPO_ROOT
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")  # FastAPI's TestClient
 
-RUN = "served"
+RUN = DEMO_RUN
 
 
 @pytest.fixture(scope="module")
-def served_root(tmp_path_factory):
-    from recsys.data.demo import generate_demo_bundle
-    from recsys.train.run import RunConfig, train_run
-    from recsys.workspace import Workspace
-
-    root = tmp_path_factory.mktemp("serve")
-    bundle = generate_demo_bundle(root / "bundle", n_users=120, n_items=80, n_interactions=2500, seed=7)
-    workspace = Workspace(root / "ws")
-    assert workspace.import_bundle(bundle, name="demo").ok
-    train_run(workspace, RunConfig(dataset="demo", fusion_options={"epochs": 2}, text_encoder="tfidf", device="cpu", baselines=[],
-                                   modalities=["behaviour", "text", "attributes"], final_model=False), run_id=RUN)
-    return workspace.root
+def served_root(demo_template):
+    return demo_template  # only read: a test that damages it copies it first
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +95,7 @@ def test_recommend_with_explanations_and_diversity(client, ids):
         assert explanation["item_id"] == row["item_id"] and explanation["user_id"] == ids["user"]
         assert explanation["sentence"] and explanation["has_attention"]
         shares = [m for m in explanation["modalities"] if not m["missing"]]
-        assert {m["modality"] for m in explanation["modalities"]} <= {"behaviour", "text", "attributes"}
+        assert {m["modality"] for m in explanation["modalities"]} <= {"behaviour", "text", "image", "attributes"}
         assert sum(m["share"] for m in shares) == pytest.approx(explanation["score"], rel=1e-3, abs=1e-4)
     diverse = client.get("/recommend", params={"user": ids["user"], "k": 5, "diversity": 0.9})
     assert diverse.status_code == 200 and len(diverse.json()["recommendations"]) == 5

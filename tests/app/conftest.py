@@ -1,7 +1,7 @@
 """Fixtures for the app tests: an empty workspace, and a small demo workspace with one trained run.
 
-The trained run is built once per test session (a 150-user / 120-item demo catalog, 3 epochs, TF-IDF
-text features, MostPop beside it) and copied for each test that needs it, so a test may start,
+The trained run is the session's ``demo_template`` (tests/conftest.py: a 150-user / 120-item demo catalog,
+3 epochs, TF-IDF text features, MostPop beside it), copied for each test that needs it, so a test may start,
 stop, kill or delete runs without disturbing the others. ``RECSYS_WORKSPACE`` points at the copy.
 """
 
@@ -21,18 +21,8 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 
 
 @pytest.fixture(scope="session")
-def trained_template(tmp_path_factory) -> Path:
-    from recsys.data.demo import generate_demo_bundle
-    from recsys.train.run import RunConfig, train_run
-    from recsys.workspace import Workspace
-
-    root = tmp_path_factory.mktemp("trained")
-    workspace = Workspace(root / "workspace")
-    bundle = generate_demo_bundle(root / "bundle", n_users=150, n_items=120, n_interactions=3000)
-    result = workspace.import_bundle(bundle, name="demo")
-    assert result.ok, result.report.format()
-    train_run(workspace, RunConfig(dataset="demo", fusion_options={"epochs": 3}, text_encoder="tfidf", baselines=["mostpop"]))
-    return workspace.root
+def trained_template(demo_template) -> Path:
+    return demo_template  # the session's demo workspace (tests/conftest.py), shared with the engine tests
 
 
 @pytest.fixture

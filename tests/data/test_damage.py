@@ -9,13 +9,13 @@ has a truncated file is not usable, and ``recommend`` names the file instead of 
 from __future__ import annotations
 
 import json
-import shutil
 
 import pandas as pd
 import pytest
 
 from recsys.cli import main
 from recsys.workspace import DatasetDamaged, Workspace
+from tests.conftest import DEMO_RUN as RUN
 from tests.conftest import write_bundle
 
 
@@ -126,27 +126,11 @@ def test_an_unexpected_error_still_ends_with_one_json_object(two_datasets, capsy
 
 # ----------------------------------------------------------------------------- saved models
 
-RUN = "20260101-000000-demo-mostpop-tiny"
-
-
-@pytest.fixture(scope="module")
-def trained_root(tmp_path_factory):
-    """A tiny demo workspace with one finished MostPop run (seconds on a CPU)."""
-    from recsys.data.demo import generate_demo_bundle
-    from recsys.train.run import RunConfig, train_run
-
-    root = tmp_path_factory.mktemp("damage")
-    bundle = generate_demo_bundle(root / "bundle", n_users=40, n_items=30, n_interactions=500, seed=3)
-    workspace = Workspace(root / "ws")
-    assert workspace.import_bundle(bundle, name="demo").ok
-    train_run(workspace, RunConfig(dataset="demo", model="mostpop", baselines=[], device="cpu"), run_id=RUN)
-    return workspace.root
 
 
 @pytest.fixture
-def trained(trained_root, tmp_path) -> Workspace:
-    shutil.copytree(trained_root, tmp_path / "ws")
-    return Workspace(tmp_path / "ws")
+def trained(demo_copy) -> Workspace:
+    return Workspace(demo_copy)  # the session's demo run, copied: each test damages a file of it
 
 
 def a_user(workspace: Workspace) -> str:

@@ -17,32 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from recsys.data.demo import generate_demo_bundle
 from recsys.train.launch import list_all_runs
 from recsys.train.records import RunRecord, nest_flat_options
-from recsys.train.run import RunConfig, list_runs, train_run
+from recsys.train.run import RunConfig, list_runs
 from recsys.workspace import Workspace
+from tests.conftest import DEMO_RUN
 
-FINISHED = "20260101-000000-demo-mostpop-done"
-
-
-@pytest.fixture(scope="module")
-def trained_root(tmp_path_factory):
-    """A tiny demo workspace with one finished run (MostPop beside EASE: seconds on a CPU)."""
-    root = tmp_path_factory.mktemp("records")
-    bundle = generate_demo_bundle(root / "bundle", n_users=60, n_items=40, n_interactions=800, seed=5)
-    workspace = Workspace(root / "ws")
-    assert workspace.import_bundle(bundle, name="demo").ok
-    train_run(workspace, RunConfig(dataset="demo", model="mostpop", baselines=["ease"], device="cpu"),
-              run_id=FINISHED)
-    return workspace.root
+FINISHED = DEMO_RUN
 
 
 @pytest.fixture
-def workspace(trained_root, tmp_path):
-    """A private copy, so that each test may add launch records and damaged folders."""
-    shutil.copytree(trained_root, tmp_path / "ws")
-    return Workspace(tmp_path / "ws")
+def workspace(demo_copy):
+    """The session's demo workspace, copied, so that each test may add launch records and damaged folders."""
+    return Workspace(demo_copy)
 
 
 def write_launch_record(workspace: Workspace, run_id: str, pid: int, *flags: str) -> None:
@@ -58,13 +45,13 @@ def test_a_finished_run_is_a_typed_record(workspace):
     [run] = list_runs(workspace)
     assert isinstance(run, RunRecord)
     assert run.run_id == FINISHED and run.path == workspace.runs_dir / FINISHED
-    assert (run.dataset, run.model, run.model_label) == ("demo", "mostpop", "mostpop")
+    assert (run.dataset, run.model, run.model_label) == ("demo", "fusion", "fusion")
     assert run.state == "finished" and not run.active
     assert run.started and run.ended and run.ended >= run.started
     assert run.has_model and run.usable and run.has_test_metrics
     assert 0 < run.test_metrics["ndcg@20"] <= 1
     name, score = run.best_baseline
-    assert name == "ease" and score == run.baseline_metrics["ease"]["test"]["ndcg@20"]
+    assert name == "mostpop" and score == run.baseline_metrics["mostpop"]["test"]["ndcg@20"]
     assert list_all_runs(workspace) == [run]  # no launch record: the same run, the same state
 
 

@@ -60,6 +60,19 @@ def cli(*args: str, workspace) -> subprocess.CompletedProcess:
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
 
 
+def cli_in_process(*args: str, workspace) -> subprocess.CompletedProcess:
+    """The same command through ``recsys.cli.main`` in this process (no 10 s interpreter and torch start)."""
+    import contextlib
+    import io
+
+    from recsys.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([*args, "--workspace", str(workspace)])
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
 # ----------------------------------------------------------------------------- in process
 
 def test_health_names_the_run_and_its_size(client, app):
@@ -77,7 +90,7 @@ def test_recommend_lists_the_same_items_as_the_cli(client, served_root, ids):
     rows = data["recommendations"]
     assert [r["rank"] for r in rows] == list(range(1, 8))
     assert all(isinstance(r["score"], float) and r["title"] for r in rows) and "explanation" not in rows[0]
-    done = cli("recommend", RUN, "--user", ids["user"], "--k", "7", "--json", workspace=served_root)
+    done = cli_in_process("recommend", RUN, "--user", ids["user"], "--k", "7", "--json", workspace=served_root)
     assert done.returncode == 0, done.stderr
     expected = json.loads(done.stdout.strip().splitlines()[-1])["recommendations"]
     assert [r["item_id"] for r in rows] == [r["item_id"] for r in expected]
@@ -115,7 +128,7 @@ def test_recommend_new_from_likes_and_from_a_query(client, ids, served_root):
     data = client.post("/recommend-new", json={"like": liked, "k": 5}).json()
     assert data["like"] == liked and len(data["recommendations"]) == 5
     assert not set(liked) & {r["item_id"] for r in data["recommendations"]}
-    done = cli("recommend-new", RUN, "--like", *liked, "--k", "5", "--json", workspace=served_root)
+    done = cli_in_process("recommend-new", RUN, "--like", *liked, "--k", "5", "--json", workspace=served_root)
     assert done.returncode == 0, done.stderr
     expected = json.loads(done.stdout.strip().splitlines()[-1])["recommendations"]
     assert [r["item_id"] for r in data["recommendations"]] == [r["item_id"] for r in expected]
@@ -204,6 +217,7 @@ def test_create_app_refuses_a_missing_run_and_a_path(served_root):
 
 # ----------------------------------------------------------------------------- the command
 
+@pytest.mark.slow  # three interpreters start (about 20 s each on 2 busy cores)
 def test_serve_refuses_a_damaged_or_missing_run_with_exit_1(served_root, tmp_path):
     workspace = tmp_path / "ws"
     shutil.copytree(served_root, workspace)
@@ -235,6 +249,7 @@ def fetch(url: str, body: dict | None = None) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
+@pytest.mark.slow  # a real server process
 def test_serve_end_to_end_and_stops_on_sigterm(served_root, ids):
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -11,8 +11,24 @@ import scipy.sparse as sp
 from recsys.evaluate.fairness import (NONE_LABEL, calibration_kl, fairness_arrays, gini, group_gap, group_shares,
                                       history_buckets, label_matrix, popularity_percentile)
 from recsys.models.rerank import exposure_rerank, group_membership, select_top
-# the cheapest trained run of the suite (MostPop beside EASE on a 60-user demo: seconds), reused, not retrained
-from tests.train.test_records import FINISHED, trained_root  # noqa: F401
+
+FINISHED = "20260101-000000-demo-mostpop-done"
+
+
+@pytest.fixture(scope="module")
+def trained_root(demo_template, tmp_path_factory):
+    """The session's demo workspace, copied, with a MostPop run beside EASE added (under a second: the
+    report refits the run's model, cheap for MostPop)."""
+    import shutil
+
+    from recsys.train.run import RunConfig, train_run
+    from recsys.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("fairness") / "ws"
+    shutil.copytree(demo_template, root)
+    train_run(Workspace(root), RunConfig(dataset="demo", model="mostpop", baselines=["ease"], device="cpu"),
+              run_id=FINISHED)
+    return root
 
 
 # ----------------------------------------------------------------------------- item side
@@ -172,7 +188,7 @@ def test_group_membership_splits_multi_label_items():
 
 
 # ----------------------------------------------------------------------------- a run, through the CLI
-def test_fairness_cli_on_a_trained_run(trained_root, capsys):  # noqa: F811
+def test_fairness_cli_on_a_trained_run(trained_root, capsys):
     from recsys.cli import main
 
     code = main(["fairness", FINISHED, "--workspace", str(trained_root), "--item-column", "category",
@@ -196,7 +212,7 @@ def test_fairness_cli_on_a_trained_run(trained_root, capsys):  # noqa: F811
     assert code == 1 and "not a categorical item column" in capsys.readouterr().err
 
 
-def test_recommend_cli_with_exposure_group(trained_root, capsys):  # noqa: F811
+def test_recommend_cli_with_exposure_group(trained_root, capsys):
     import pandas as pd
 
     from recsys.cli import main

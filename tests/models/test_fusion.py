@@ -16,6 +16,7 @@ from recsys.models.ease import ease_inverse, ease_scores_without_rows, ease_weig
 from recsys.models.fusion import FusionRecommender
 from recsys.train.data import prepare_data
 from recsys.workspace import Workspace
+from tests.conftest import DEMO_RUN
 
 FAST = dict(epochs=6, patience=6, device="cpu")
 
@@ -47,8 +48,17 @@ def trained(demo):
     return model, losses
 
 
-def test_user_weights_sum_to_one_and_items_renormalise_over_what_they_have(trained):
-    model, _ = trained
+@pytest.fixture(params=["demo-run", pytest.param("catalogue", marks=pytest.mark.slow)])
+def any_trained(request):
+    """The model mechanics hold for any trained fusion model: the session's small demo run (fast tier) and this
+    module's model (slow tier)."""
+    if request.param == "demo-run":
+        return Recommender.load(request.getfixturevalue("demo_template") / "runs" / DEMO_RUN / "model")
+    return request.getfixturevalue("trained")[0]
+
+
+def test_user_weights_sum_to_one_and_items_renormalise_over_what_they_have(any_trained):
+    model = any_trained
     assert model.explains_by_modality()
     assert model.modalities == ["behaviour", "text", "image", "attributes"]
     weights = model.user_modality_weights(np.arange(20))
@@ -64,14 +74,14 @@ def test_user_weights_sum_to_one_and_items_renormalise_over_what_they_have(train
     np.testing.assert_allclose(per_item[:, full], weights, atol=1e-5)
 
 
-def test_users_get_different_weights(trained):
-    model, _ = trained
+def test_users_get_different_weights(any_trained):
+    model = any_trained
     weights = model.user_modality_weights()
     assert weights.std(axis=0).min() > 0.01  # not one set of weights for everybody
 
 
-def test_shares_add_up_to_the_score(trained):
-    model, _ = trained
+def test_shares_add_up_to_the_score(any_trained):
+    model = any_trained
     user = model.user_ids[3]
     items = list(model.item_ids[:50])
     parts = model.explain_scores(user, items)
@@ -81,6 +91,7 @@ def test_shares_add_up_to_the_score(trained):
     np.testing.assert_allclose(parts["user_weights"], model.user_modality_weights([3])[0], atol=1e-6)
 
 
+@pytest.mark.slow  # the module's catalogue: real MiniLM and EfficientNet features, 15 epochs
 def test_masking_a_modality_removes_exactly_its_share_when_nothing_is_renormalised(demo):
     model = FusionRecommender(**FAST, renormalise_missing=False).fit(demo["prepared"].data)
     items = np.arange(30)
@@ -92,8 +103,8 @@ def test_masking_a_modality_removes_exactly_its_share_when_nothing_is_renormalis
     np.testing.assert_allclose(base - masked, parts["shares"][:, image], atol=1e-4)
 
 
-def test_each_expert_reads_only_its_own_modality(trained):
-    model, _ = trained
+def test_each_expert_reads_only_its_own_modality(any_trained):
+    model = any_trained
     history = sp.csr_matrix(model.seen[:5])
     before = model._expert_z(history).z.clone()
     saved = model._vectors["image"].clone()
@@ -108,6 +119,7 @@ def test_each_expert_reads_only_its_own_modality(trained):
     assert all(changed[m] == 0 for m in range(len(model.modalities)) if m != image)
 
 
+@pytest.mark.slow  # the module's catalogue: real MiniLM and EfficientNet features, 15 epochs
 def test_training_lowers_the_loss_and_beats_mostpop_and_ease(demo, trained):
     model, losses = trained
     assert losses[-1] < losses[0]
@@ -120,6 +132,7 @@ def test_training_lowers_the_loss_and_beats_mostpop_and_ease(demo, trained):
         assert ours["ndcg@20"] > theirs["ndcg@20"], name
 
 
+@pytest.mark.slow  # the module's catalogue: real MiniLM and EfficientNet features, 15 epochs
 def test_weights_recover_the_planted_segments(demo, trained):
     """The demo plants each user's taste segment; the arg-max of the centred weights should find it."""
     model, _ = trained
@@ -129,6 +142,7 @@ def test_weights_recover_the_planted_segments(demo, trained):
     assert recovery["segment_accuracy"] >= 0.7, recovery
 
 
+@pytest.mark.slow  # the module's catalogue: real MiniLM and EfficientNet features, 15 epochs
 def test_new_users_with_one_to_three_items_beat_mostpop(demo, trained):
     from recsys.explain import evaluate_short_histories
 
@@ -142,8 +156,8 @@ def test_new_users_with_one_to_three_items_beat_mostpop(demo, trained):
         assert mine["ndcg@20"] >= theirs["ndcg@20"], (ours, pop)
 
 
-def test_save_and_load_give_identical_scores(trained, tmp_path):
-    model, _ = trained
+def test_save_and_load_give_identical_scores(any_trained, tmp_path):
+    model = any_trained
     model.save(tmp_path / "model")
     loaded = Recommender.load(tmp_path / "model")
     assert isinstance(loaded, FusionRecommender)
@@ -153,6 +167,7 @@ def test_save_and_load_give_identical_scores(trained, tmp_path):
     assert loaded.recommend(model.user_ids[0], k=5) == model.recommend(model.user_ids[0], k=5)
 
 
+@pytest.mark.slow  # the module's catalogue: real MiniLM and EfficientNet features, 15 epochs
 def test_cold_items_get_content_scores(demo, tmp_path):
     bundle = demo["bundle"]
     prepared = prepare_data(bundle.interactions, protocol="cold", item_features=demo["features"],
@@ -177,6 +192,7 @@ def test_cold_items_get_content_scores(demo, tmp_path):
 
 
 @pytest.mark.parametrize("fusion", ["mean", "item_gate", "concat"])
+@pytest.mark.slow  # the module's catalogue: real MiniLM and EfficientNet features, 15 epochs
 def test_fusion_variants_train_and_score(demo, fusion):
     model = FusionRecommender(**{**FAST, "epochs": 2, "fusion": fusion}).fit(demo["prepared"].data)
     scores = model.score(np.arange(5))
@@ -186,6 +202,7 @@ def test_fusion_variants_train_and_score(demo, fusion):
         np.testing.assert_allclose(model.user_modality_weights(np.arange(5)), 0.25, atol=1e-6)
 
 
+@pytest.mark.slow  # the module's catalogue: real MiniLM and EfficientNet features, 15 epochs
 def test_bpr_trains_and_rating_losses_are_refused_plainly(demo):
     model = FusionRecommender(**{**FAST, "epochs": 2, "loss": "bpr"}).fit(demo["prepared"].data)
     assert np.isfinite(model.score(np.arange(5))).all()
@@ -193,6 +210,7 @@ def test_bpr_trains_and_rating_losses_are_refused_plainly(demo):
         FusionRecommender(loss="mse")
 
 
+@pytest.mark.slow  # the module's catalogue: real MiniLM and EfficientNet features, 15 epochs
 def test_sparse_neighbours_for_catalogues_too_large_for_ease(demo, tmp_path):
     model = FusionRecommender(**{**FAST, "epochs": 2, "max_dense_items": 10, "neighbours": 20}).fit(
         demo["prepared"].data)
@@ -238,12 +256,12 @@ def test_choice_coefficients_recover_the_weights_a_user_chose_by():
     assert float(shrunk.abs().mean()) < 0.5 * float(fitted.abs().mean())
 
 
-def test_batch_export_shares_add_up_to_the_score(trained, tmp_path):
+def test_batch_export_shares_add_up_to_the_score(any_trained, tmp_path):
     import pandas as pd
 
     from recsys.batch import export_recommendations
 
-    model, _ = trained
+    model = any_trained
     summary = export_recommendations(model, tmp_path / "recs.parquet", k=5, user_rows=np.arange(12), chunk_size=5,
                                      shares=True)
     frame = pd.read_parquet(summary.path)

@@ -88,6 +88,7 @@ def test_p1_evaluates_the_k_core_but_the_product_covers_every_item_and_user(work
         assert not recommended & had[user], user
 
 
+@pytest.mark.slow  # real training subprocesses
 def test_sigterm_stops_cleanly_and_keeps_the_best_checkpoint(workspace):
     process = start_training(workspace, "stopped", "--epochs", "40", "--patience", "500")
     run_dir = workspace.runs_dir / "stopped"
@@ -112,6 +113,7 @@ def test_sigterm_stops_cleanly_and_keeps_the_best_checkpoint(workspace):
     assert (run_dir / "metrics.json").is_file()
 
 
+@pytest.mark.slow  # real training subprocesses
 def test_killed_training_leaves_the_workspace_readable(workspace):
     process = start_training(workspace, "killed", "--epochs", "500", "--patience", "500")
     run_dir = workspace.runs_dir / "killed"
@@ -139,6 +141,7 @@ def test_checkpoint_roundtrip_without_pickle(tmp_path):
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["structure.json", "tensors.safetensors"]
 
 
+@pytest.mark.slow  # real training subprocesses
 def test_cli_train_evaluate_recommend(workspace):
     def cli(*args):
         done = subprocess.run([sys.executable, "-m", "recsys", *args, "--workspace", str(workspace.root), "--json"],
@@ -164,6 +167,7 @@ def test_cli_train_evaluate_recommend(workspace):
     assert done.returncode == 1 and "no dataset named 'no-such-dataset'" in done.stderr
 
 
+@pytest.mark.slow  # real training subprocesses
 def test_kfold_cross_validation_reports_mean_std_and_paired_differences(workspace):
     done = subprocess.run([sys.executable, "-m", "recsys", "train", "--workspace", str(workspace.root), "--data", "demo",
                            "--run-id", "kfold", *SMALL_RUN, "--protocol", "kfold", "--folds", "3", "--epochs", "3",

@@ -52,6 +52,7 @@ def test_an_infeasible_protocol_is_refused_before_feature_extraction(shop):
     assert "features" not in stages  # refused before the expensive step
 
 
+@pytest.mark.slow  # default settings: pretrained text and picture encoders, every epoch
 def test_default_settings_train_to_the_end_and_every_item_is_scorable(shop):
     run_dir = train_run(shop, RunConfig(dataset="shop", device="cpu"), run_id="defaults")
     assert read_status(run_dir)["state"] == "finished"
@@ -99,6 +100,7 @@ def test_sparse_split_keeps_every_item_and_evaluates_users_with_three_or_more(sh
     assert (counts[tested] >= 3).all() and tested.sum() == (counts >= 3).sum()
 
 
+@pytest.mark.slow  # trains on a real dataset
 def test_amazon_giftcards_every_item_is_recommendable_and_nothing_a_user_had_comes_back(giftcards, tmp_path):
     workspace = Workspace(tmp_path / "ws")
     assert workspace.import_bundle(giftcards, name="giftcards").ok

@@ -228,6 +228,7 @@ def test_invalid_arguments(tmp_path):
         demo_ground_truth(tmp_path)
 
 
+@pytest.mark.slow  # the full-size demo catalog (about 30 s on 2 cores)
 def test_default_size(tmp_path):
     # generation time is measured in benchmarks/, never asserted here (shared, noisy machines)
     out = generate_demo_bundle(tmp_path / "default")

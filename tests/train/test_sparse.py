@@ -75,6 +75,7 @@ def test_default_settings_train_to_the_end_and_every_item_is_scorable(shop):
         assert not recommended & had[user], user
 
 
+@pytest.mark.slow  # an interpreter with torch starts (about 30 s on 2 busy cores)
 def test_import_check_reports_what_each_protocol_keeps(shop, tmp_path):
     import subprocess
     import sys

@@ -1,6 +1,6 @@
 """Built-in demo catalog: a seeded, download-free multimodal catalog bundle with known ground truth.
 
-``generate_demo_bundle(out_dir)`` writes a catalog bundle (see docs/DESIGN.md) whose interactions were
+``generate_demo_bundle(out_dir)`` writes a catalog bundle (see docs/ARCHITECTURE.md, "Bundles") whose interactions were
 produced by a known generative story, so that a model's modality weights can be checked against the
 truth:
 

@@ -1,6 +1,6 @@
 """Evaluation layer: splits (protocol P1), metrics and full-ranking evaluation.
 
-Plain functions over frames and arrays; see docs/DESIGN.md, "Evaluation protocol P1".
+Plain functions over frames and arrays; see docs/ARCHITECTURE.md, "Evaluation protocols and metrics".
 """
 
 from .evaluator import build_index, evaluate_ranking, interactions_to_csr, summarise_folds

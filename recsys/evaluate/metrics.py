@@ -15,7 +15,7 @@ Per-user metrics (``recall_at_k``, ``precision_at_k``, ``ndcg_at_k``, ``hit_rate
 item; average them with :func:`mean_over_users`, which ignores NaN (P1 averages over
 users with at least one test item).
 
-Definitions (P1, see docs/DESIGN.md), with hit_r = 1 if the item at rank r (1-based)
+Definitions (P1, see docs/ARCHITECTURE.md, "Evaluation protocols and metrics"), with hit_r = 1 if the item at rank r (1-based)
 is relevant, and R = number of relevant items of the user:
 
 * recall@k    = sum_{r<=k} hit_r / R        (denominator |test|, not min(|test|, k):

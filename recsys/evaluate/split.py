@@ -5,7 +5,7 @@ columns (``timestamp`` where a function says so). Every function returns new
 frames with a fresh ``RangeIndex`` and all the input's columns; none of them
 modifies its input.
 
-P1 (see docs/DESIGN.md): deduplicate (user, item) -> iterative 5-core ->
+P1 (see docs/ARCHITECTURE.md, "Evaluation protocols and metrics"): deduplicate (user, item) -> iterative 5-core ->
 per-user random 80/10/10 split with seed 2026 (users with < 10 interactions:
 1 valid, 1 test, rest train). ``prepare_p1`` chains the three.
 

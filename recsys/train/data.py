@@ -1,6 +1,6 @@
 """From a dataset's interactions (and item features) to indexed train/valid/test matrices.
 
-The protocols come from ``recsys.evaluate.split`` (DESIGN.md, "Evaluation protocol P1"):
+The protocols come from ``recsys.evaluate.split`` (docs/ARCHITECTURE.md, "Evaluation protocols and metrics"):
 ``p1`` (dedup, 5-core, per-user random 80/10/10), ``temporal`` (leave last out) and ``cold``
 (10 % of items held out entirely; the rest split as P1), and ``sparse`` for real catalogues where a
 5-core filter keeps almost nothing (per-user leave-last-out for users with 3 or more interactions, no

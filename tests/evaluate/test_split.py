@@ -219,7 +219,7 @@ def test_kfold_covers_every_interaction_once():
 # --------------------------------------------------------------------------- real data
 def test_movielens_p1_counts(movielens_interactions):
     out = prepare_p1(movielens_interactions, seed=2026, k_core=5)
-    # the DESIGN.md figures
+    # the figures in docs/ARCHITECTURE.md
     assert (out["n_users"], out["n_items"], out["n_interactions"]) == (610, 3650, 90_274)
     filtered = out["interactions"]
     assert filtered.groupby("user_id").size().min() >= 5

@@ -1,0 +1,209 @@
+"""Item content as arrays aligned with the model's items, and what is computed from it alone.
+
+:class:`ContentArrays` gathers text, image and attribute features; ``centred_unit_rows`` turns a modality
+into the unit vectors the content experts compare; ``cosine_neighbours`` is the behaviour expert of
+catalogues too large for EASE; ``fit_projections`` / ``order_by_projection`` order the items the behaviour
+expert cannot score by what their content predicts it would say (CB2CF in closed form).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ...topk import k_largest
+
+
+@dataclass
+class ContentArrays:
+    """Item content as plain arrays aligned with the model's items."""
+
+    text: np.ndarray | None
+    text_mask: np.ndarray | None
+    image: np.ndarray | None
+    image_mask: np.ndarray | None
+    cat_index: np.ndarray | None  # int64 [N, C], 0 = none; columns offset into one table
+    n_cat: int
+    multi: sp.csr_matrix | None  # [N, V] row-normalised multi-hot
+    numeric: np.ndarray | None  # float32 [N, F] values and missing indicators
+    attr_mask: np.ndarray | None
+    numeric_buckets: np.ndarray | None = None  # int64 [N, F'] quantile buckets, 0 = missing
+
+    @classmethod
+    def from_features(cls, features: Any, n_items: int) -> ContentArrays:
+        if features is None:
+            return cls(None, None, None, None, None, 0, None, None, None)
+        if isinstance(features, np.ndarray):  # plain matrix: treat it as text-like content
+            return cls(features.astype(np.float32), np.ones(n_items, bool), None, None, None, 0, None, None, None)
+        text = getattr(features, "text", None)
+        image = getattr(features, "image", None)
+        cat_index, n_cat, multi, numeric, attr_mask, buckets = None, 0, None, None, None, None
+        columns: list[np.ndarray] = []
+        attributes = getattr(features, "attributes", None)
+        if attributes is not None:
+            present = np.zeros(n_items, dtype=bool)
+            offset = 0
+            for name, index in attributes.categorical.items():
+                index = np.asarray(index, dtype=np.int64)
+                columns.append(np.where(index > 0, index + offset, 0))
+                present |= index > 0
+                offset += len(attributes.categorical_vocab[name]) + 1
+            if columns:
+                cat_index, n_cat = np.stack(columns, axis=1), offset + 1
+            blocks = [sp.csr_matrix(m, dtype=np.float32) for m in attributes.multi_label.values()]
+            if blocks:
+                multi = sp.hstack(blocks).tocsr()
+                counts = np.asarray(multi.sum(axis=1)).ravel()
+                present |= counts > 0
+                multi = sp.diags(1.0 / np.maximum(counts, 1)).dot(multi).tocsr().astype(np.float32)
+            if attributes.numeric is not None and attributes.numeric.size:
+                missing = np.asarray(attributes.numeric_missing, dtype=bool)
+                numeric = np.concatenate([np.nan_to_num(attributes.numeric).astype(np.float32),
+                                          missing.astype(np.float32)], axis=1)
+                present |= ~missing.all(axis=1)
+                raw_buckets = np.asarray(getattr(attributes, "numeric_buckets", np.zeros((0, 0))), dtype=np.int64)
+                if raw_buckets.ndim == 2 and raw_buckets.shape[0] == n_items and raw_buckets.size:
+                    buckets = raw_buckets
+            attr_mask = present if (columns or blocks or numeric is not None) else None
+        return cls(
+            None if text is None else np.asarray(text, np.float32),
+            None if text is None else np.asarray(features.text_mask, bool),
+            None if image is None else np.asarray(image, np.float32),
+            None if image is None else np.asarray(features.image_mask, bool),
+            cat_index, n_cat, multi, numeric, attr_mask, buckets)
+
+    def attribute_matrix(self) -> np.ndarray | None:
+        """One row per item: IDF-weighted one-hots of the categorical values, the multi-label shares and
+        the standardised numbers, each block weighted equally."""
+        if self.attr_mask is None:
+            return None
+        n = len(self.attr_mask)
+        blocks = []
+        if self.cat_index is not None:
+            rows = np.repeat(np.arange(n), self.cat_index.shape[1])
+            cols = self.cat_index.ravel()
+            keep = cols > 0
+            onehot = sp.csr_matrix((np.ones(keep.sum(), np.float32), (rows[keep], cols[keep])),
+                                   shape=(n, max(self.n_cat, 1)))
+            blocks.append(onehot)
+        if self.multi is not None:
+            blocks.append(sp.csr_matrix(self.multi > 0, dtype=np.float32))
+        weighted = []
+        for block in blocks:
+            df = np.asarray(block.sum(axis=0)).ravel()
+            idf = np.where(df > 0, np.log((1 + n) / (1 + df)) + 1.0, 0.0).astype(np.float32)
+            block = (block @ sp.diags(idf)).tocsr()
+            norms = np.sqrt(np.asarray(block.multiply(block).sum(axis=1)).ravel())
+            weighted.append(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ block)
+        dense = [np.asarray(b.toarray(), np.float32) for b in weighted if b.shape[1] <= 20_000]
+        if self.numeric_buckets is not None:
+            # quantile buckets with a soft neighbourhood: a price in the next bucket is still close
+            for column in self.numeric_buckets.T:
+                levels = np.arange(1, int(column.max()) + 1)
+                if len(levels) == 0:
+                    continue
+                soft = np.exp(-np.abs(column[:, None] - levels[None, :]).astype(np.float32))
+                soft[column == 0] = 0.0
+                norms = np.linalg.norm(soft, axis=1, keepdims=True)
+                dense.append((soft / np.maximum(norms, 1e-12)).astype(np.float32))
+        elif self.numeric is not None:
+            values = self.numeric.astype(np.float64)
+            std = values.std(axis=0)
+            standard = np.where(std > 0, (values - values.mean(axis=0)) / np.where(std > 0, std, 1), 0.0)
+            norms = np.linalg.norm(standard, axis=1, keepdims=True)
+            dense.append((standard / np.maximum(norms, 1e-12)).astype(np.float32))
+        if not dense:
+            return None
+        return np.concatenate(dense, axis=1)
+
+
+def centre(matrix: np.ndarray, present: np.ndarray) -> np.ndarray:
+    matrix = np.where(np.isfinite(matrix), matrix, 0.0).astype(np.float32)
+    return matrix[present].mean(axis=0) if present.any() else np.zeros(matrix.shape[1], np.float32)
+
+
+def centred_unit_rows(matrix: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Rows centred on the catalogue's mean (of present items) and scaled to unit length; missing rows 0.
+
+    Centring matters for sentence and CNN embeddings: their raw cosines are all high (one shared
+    direction), which would make every history look coherent.
+    """
+    matrix = np.where(np.isfinite(matrix), matrix, 0.0).astype(np.float32)
+    out = np.zeros_like(matrix)
+    if present.any():
+        centred = matrix[present] - matrix[present].mean(axis=0, keepdims=True)
+        norms = np.linalg.norm(centred, axis=1, keepdims=True)
+        out[present] = centred / np.maximum(norms, 1e-12)
+    return out
+
+
+def binary_rows(matrix: sp.spmatrix) -> sp.csr_matrix:
+    return sp.csr_matrix((sp.csr_matrix(matrix) != 0).astype(np.float32))
+
+
+def cosine_neighbours(train: sp.csr_matrix, k: int, block: int = 2048) -> sp.csr_matrix:
+    """Sparse item-item cosine similarities, the ``k`` largest per item, zero diagonal (huge catalogues)."""
+    x = binary_rows(train).T.tocsr()  # items x users
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+    x = sp.diags(1.0 / np.maximum(norms, 1e-12)) @ x
+    n = x.shape[0]
+    rows, cols, vals = [], [], []
+    for start in range(0, n, block):
+        sims = np.asarray((x[start:start + block] @ x.T).toarray(), np.float32)
+        sims[np.arange(len(sims)), np.arange(start, start + len(sims))] = 0.0
+        kk = min(k, n - 1)
+        top = k_largest(sims, kk, axis=1)
+        values = np.take_along_axis(sims, top, axis=1)
+        keep = values > 0
+        rows.append(np.repeat(np.arange(start, start + len(sims)), kk)[keep.ravel()])
+        cols.append(top.ravel()[keep.ravel()])
+        vals.append(values.ravel()[keep.ravel()])
+    # score(u) = x_u S with S[i, j] = sim(i, j): row i = a history item, column j = the candidate
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+
+
+def fit_projections(vectors: dict[str, torch.Tensor], behaviour: torch.Tensor, covered: torch.Tensor,
+                    outside: torch.Tensor, ridge: float) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per content modality, the ridge map ``W_m [D, A]`` from an item's vector to its column of the
+    behaviour expert's weights ``behaviour [A, A]`` (how the covered items' histories predict it), fitted on
+    the ``covered`` items; returned transposed ``[A, D]`` beside the vectors ``[D, O]`` of the ``outside``
+    items, which are then ordered by what their content predicts their behaviour would be."""
+    projections = {}
+    for modality, modality_vectors in vectors.items():
+        features = modality_vectors[covered]  # [A, D]
+        gram = features.T @ features + ridge * torch.eye(features.shape[1], device=features.device)
+        weights = torch.linalg.solve(gram, (behaviour @ features).T)  # [D, A]
+        # only the items outside are ever scored this way: keep their vectors beside the map
+        projections[modality] = (weights.T.contiguous(), modality_vectors[outside].T.contiguous())
+    return projections
+
+
+def order_by_projection(raw: torch.Tensor, h: torch.Tensor, projection: tuple[torch.Tensor, torch.Tensor],
+                        outside_behaviour: torch.Tensor, behaviour_items: torch.Tensor | None, mask: torch.Tensor
+                        ) -> torch.Tensor:
+    """Raw scores ``[B, N]`` of a content expert where the items without behaviour are *ordered* by the
+    projection: what the behaviour expert would say of them, predicted from the modality's vectors
+    (``h_A W_m`` maps the user's history ``h [B, N]`` into the modality's space).
+
+    The projection decides only the order among those items; they keep the values the cosine gave
+    them (the k-th best by projection gets the k-th best cosine score), so against the items with
+    behaviour they weigh exactly as before: in a catalogue where most items were never chosen, the
+    projection reorders the untried tail and cannot flood the top of a list with it."""
+    outside = outside_behaviour & mask
+    if not outside.any():
+        return raw
+    covered = h if behaviour_items is None else h[:, behaviour_items]
+    weights, outside_vectors = projection
+    projected = (covered @ weights) @ outside_vectors  # [B, O] over outside_behaviour
+    projected = projected[:, outside[outside_behaviour]]
+    columns = torch.nonzero(outside).squeeze(1)
+    cosine_values = torch.sort(raw[:, columns], dim=1).values  # ascending
+    order = torch.argsort(projected, dim=1)  # ascending
+    reordered = torch.empty_like(cosine_values).scatter_(1, order, cosine_values)
+    out = raw.clone()
+    out[:, columns] = reordered
+    return out

@@ -1,0 +1,283 @@
+"""The modality experts: how each scores every item from a user's history, and the evidence of how
+well each modality fits that history (coherence, and the user's conditional-logit choice coefficients).
+
+:class:`ExpertScoring` is the part of :class:`~recsys.models.fusion.model.FusionRecommender` that builds
+the experts from the training data (``_prepare_items``, ``_fit_behaviour``, ``_fit_projections``,
+``_fit_evidence_stats``) and turns histories into standardised expert scores (``_expert_z``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ... import stopping
+from ...stopping import check
+from ..config import MODALITIES
+from .content import (
+    ContentArrays,
+    centre,
+    centred_unit_rows,
+    cosine_neighbours,
+    fit_projections,
+    order_by_projection,
+)
+
+
+@dataclass
+class Experts:
+    """What the experts say about a batch of users: standardised scores of every item, and how well each
+    modality fits the user's own history (the gate's evidence)."""
+
+    z: torch.Tensor  # [B, M, N]
+    # [B, 2M] how well each modality fits the user's own history, standardised over users: the history's
+    # coherence in the modality (behaviour: leave-one-out AUC), then the user's conditional-logit
+    # coefficient of the modality's expert (content only; the behaviour slot is 0)
+    evidence: torch.Tensor
+    length: torch.Tensor  # [B] history length
+
+
+def choice_coefficients(features: torch.Tensor, chosen: torch.Tensor, ridge: float, iterations: int = 10
+                         ) -> torch.Tensor:
+    """Per-row conditional-logit coefficients ``[B, K]``: the ridge-penalised maximum likelihood of the
+    ``chosen [B, N]`` items as draws from ``softmax(beta . features[:, :, i])`` (``features [B, K, N]``).
+
+    Damped Newton steps on all rows at once (K is a handful, so each Hessian is tiny): the objective is
+    concave and the ridge keeps it strictly so; each step is capped at unit length so that a row with
+    two items cannot jump far on its first step."""
+    b, k, _ = features.shape
+    beta = torch.zeros(b, k, device=features.device, dtype=features.dtype)
+    count = chosen.sum(1)
+    observed = torch.bmm(features, chosen.unsqueeze(2)).squeeze(2)  # [B, K]
+    eye = torch.eye(k, device=features.device, dtype=features.dtype)
+    for _ in range(iterations):
+        p = torch.softmax(torch.bmm(beta.unsqueeze(1), features).squeeze(1), dim=1)  # [B, N]
+        expected = torch.bmm(features, p.unsqueeze(2)).squeeze(2)  # [B, K]
+        second = torch.bmm(features * p.unsqueeze(1), features.transpose(1, 2))  # [B, K, K]
+        covariance = second - expected.unsqueeze(2) * expected.unsqueeze(1)
+        gradient = observed - count.unsqueeze(1) * expected - 2.0 * ridge * beta
+        hessian = count.view(-1, 1, 1) * covariance + 2.0 * ridge * eye
+        step = torch.linalg.solve(hessian, gradient.unsqueeze(2)).squeeze(2)
+        beta = beta + step / step.norm(dim=1, keepdim=True).clamp(min=1.0)
+    return beta
+
+
+class ExpertScoring:
+    """The experts' half of the fusion recommender (a mixin: it reads the model's config and item arrays)."""
+
+    config: dict[str, Any]
+    n_items: int
+    device: torch.device
+    chosen_l2: float | None
+    l2_table: dict[float, float]
+    _modalities: list[str]
+    _vectors: dict[str, torch.Tensor]
+    _centres: dict[str, torch.Tensor]
+    _present: torch.Tensor
+    _behaviour: torch.Tensor | sp.csr_matrix | None
+    _behaviour_items: torch.Tensor | None
+    _popularity: torch.Tensor
+    _popularity_z_all: torch.Tensor
+    _evidence_stats: tuple[torch.Tensor, torch.Tensor] | None
+    _outside_behaviour: torch.Tensor
+    _projections: dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+    def _prepare_items(self, content: ContentArrays, train: sp.csr_matrix) -> None:
+        n = train.shape[1]
+        wanted = self.config["modalities"]
+        counts = np.asarray(train.sum(axis=0)).ravel()
+        warm = counts > 0
+        sources = {
+            "text": (content.text, content.text_mask),
+            "image": (content.image, content.image_mask),
+            "attributes": (content.attribute_matrix(), content.attr_mask),
+        }
+        modalities, masks = [], []
+        self._vectors, self._centres = {}, {}
+        for modality in MODALITIES:
+            if modality not in wanted:
+                continue
+            if modality == "behaviour":
+                modalities.append(modality)
+                masks.append(warm)
+                continue
+            matrix, mask = sources[modality]
+            if matrix is None or mask is None or not np.asarray(mask).any():
+                continue
+            mask = np.asarray(mask, bool) & (np.abs(matrix).sum(axis=1) > 0)
+            self._vectors[modality] = torch.as_tensor(centred_unit_rows(matrix, mask), device=self.device)
+            self._centres[modality] = torch.as_tensor(centre(matrix, mask), device=self.device)
+            modalities.append(modality)
+            masks.append(mask)
+        if not modalities:
+            raise ValueError(f"none of the requested modalities {wanted} has data")
+        self._modalities = modalities
+        self._present = torch.as_tensor(np.stack(masks, axis=1), device=self.device)
+        log_pop = np.log1p(counts)
+        popularity = np.zeros(n, np.float32)
+        if warm.sum() > 1 and log_pop[warm].std() > 0:
+            # an item nobody chose is the least popular: its z is that of a count of 0 (not the mean),
+            # so the popularity prior never lifts the untried part of a large catalogue over the bestsellers
+            popularity = ((log_pop - log_pop[warm].mean()) / log_pop[warm].std()).astype(np.float32)
+        self._popularity = torch.as_tensor(popularity, device=self.device)
+        self._popularity_z_all = torch.as_tensor((log_pop - log_pop.mean()) / max(log_pop.std(), 1e-6),
+                                                 dtype=torch.float32, device=self.device)
+
+    def _behaviour_outside_mask(self, train: sp.csr_matrix | None = None) -> torch.Tensor:
+        """``[N]`` bool: items the behaviour expert gives no score (never chosen, or beyond its cap)."""
+        outside = torch.ones(self.n_items, dtype=torch.bool, device=self.device)
+        if "behaviour" not in self._modalities or self._behaviour is None:
+            return outside
+        if self._behaviour_items is not None:
+            outside[self._behaviour_items] = False
+        else:
+            outside = ~self._present[:, self._modalities.index("behaviour")]
+        return outside
+
+    def _fit_behaviour(self, train: sp.csr_matrix, valid: sp.csr_matrix | None,
+                       log: Any = None) -> np.ndarray | None:
+        """EASE weights (L2 on validation) over the items with behaviour, or, for huge catalogues, sparse
+        cosine neighbours. Returns EASE's inverse over those items (for the out-of-fold cloze scores)."""
+        from ..ease import behaviour_columns, choose_ease_l2, ease_inverse, ease_weights
+
+        self._behaviour_items = None
+        if "behaviour" not in self._modalities:
+            return None
+        config = self.config
+        if len(behaviour_columns(train)) > int(config["max_dense_items"]):
+            self._behaviour = cosine_neighbours(train, int(config["neighbours"]))
+            return None
+        columns = behaviour_columns(train, int(config["ease_max_items"]))
+        train = train[:, columns]
+        valid = valid[:, columns] if valid is not None else None
+        l2 = config["ease_l2"]
+        if l2 == "auto" and valid is not None and valid.nnz:
+            l2, self.l2_table, inverse = choose_ease_l2(train, valid, config["ease_l2_grid"], log=log)
+        else:
+            l2 = float(config["fallback_l2"] if l2 == "auto" else l2)
+            inverse = stopping.interruptible("the EASE solve", ease_inverse, train, l2)
+        self.chosen_l2 = float(l2)
+        self._behaviour = torch.as_tensor(ease_weights(inverse), device=self.device)
+        if len(columns) < self.n_items:
+            self._behaviour_items = torch.as_tensor(columns, device=self.device)
+        return inverse
+
+    # ------------------------------------------------------------------ scoring
+    def _expert_z(self, history: sp.csr_matrix, behaviour_raw: torch.Tensor | None = None,
+                  raw_evidence: bool = False) -> Experts:
+        """Every expert's standardised scores for the users of ``history`` (binary rows), and the evidence
+        of how well each modality fits each user's own history."""
+        device = self.device
+        present = self._present
+        # dense [B, N] rows: a dense product with B or the item vectors is far faster on CPUs than torch's
+        # sparse-dense product, and a batch of rows is small
+        hist_dense = torch.as_tensor(sp.csr_matrix(history).toarray() > 0, device=device)
+        h = hist_dense.float()
+        length = hist_dense.sum(1).float()
+        zs, evidence, choices = [], [], []
+        for m, modality in enumerate(self._modalities):
+            mask = present[:, m]
+            counted = hist_dense & mask.unsqueeze(0)
+            n_counted = counted.float().sum(1)
+            if modality == "behaviour":
+                raw = behaviour_raw if behaviour_raw is not None else self._behaviour_scores(history, h)
+            else:
+                profile = h @ self._vectors[modality]  # sum of the history's unit vectors
+                raw = profile @ self._vectors[modality].T  # [B, N]
+                if modality in self._projections:
+                    raw = self._with_projection(raw, h, modality, mask)
+            count = mask.float().sum().clamp(min=1)
+            mean = (raw * mask).sum(1, keepdim=True) / count
+            std = (((raw - mean) ** 2) * mask).sum(1, keepdim=True).div(count).sqrt().clamp(min=1e-8)
+            zs.append(((raw - mean) / std).masked_fill(~mask.unsqueeze(0), 0.0))
+            if modality != "behaviour":
+                # the same scores with each history item's similarity to itself (1) taken out: what the rest
+                # of the history says about it, the input of the user's choice model below
+                choices.append(zs[-1] - counted.float() / std)
+            if modality == "behaviour":
+                # where each history item ranks among the warm items by the item-item score of the rest of
+                # the history (B has a zero diagonal, so this is leave-one-out), as an AUC in [-1, 1]; ranks
+                # are robust to the heavy tail of item-item scores
+                ordered = torch.sort(raw.masked_fill(~mask.unsqueeze(0), float("inf")), dim=1).values
+                position = torch.searchsorted(ordered.contiguous(), raw.contiguous()).float()
+                fit = ((2.0 * position / count - 1.0) * counted).sum(1) / n_counted.clamp(min=1)
+            else:
+                # how coherent the history is in this modality: the mean pairwise cosine of its items
+                # (centred vectors, so unrelated items give about 0) = (||sum||^2 - n) / (n (n - 1))
+                fit = (profile.pow(2).sum(1) - n_counted) / (n_counted * (n_counted - 1)).clamp(min=1)
+            evidence.append(torch.where(n_counted >= 2, fit, torch.full_like(fit, float("nan"))))
+        evidence = torch.stack(evidence, dim=1)
+        evidence = torch.cat([evidence, self._choice_evidence(choices, hist_dense, evidence)], dim=1)
+        if raw_evidence:
+            return Experts(torch.stack(zs, dim=1), evidence, length)
+        if self._evidence_stats is not None:
+            mean, std = self._evidence_stats
+            evidence = (evidence - mean) / std
+        # no evidence (fewer than two history items with the modality): the population's weight
+        return Experts(torch.stack(zs, dim=1), torch.nan_to_num(evidence, nan=0.0), length)
+
+    def _with_projection(self, raw: torch.Tensor, h: torch.Tensor, modality: str, mask: torch.Tensor
+                         ) -> torch.Tensor:
+        """The content expert's raw scores with the items outside behaviour ordered by the projection."""
+        return order_by_projection(raw, h, self._projections[modality], self._outside_behaviour,
+                                   self._behaviour_items, mask)
+
+    def _fit_projections(self) -> None:
+        """Per content modality, the map that orders the items the behaviour expert does not score
+        (:func:`~recsys.models.fusion.content.fit_projections`); none without a dense behaviour expert."""
+        self._projections = {}
+        ridge = float(self.config["projection_ridge"])
+        if ridge <= 0 or not isinstance(self._behaviour, torch.Tensor) or not self._outside_behaviour.any():
+            return
+        covered = (torch.arange(self.n_items, device=self.device) if self._behaviour_items is None
+                   else self._behaviour_items)
+        self._projections = fit_projections(self._vectors, self._behaviour, covered, self._outside_behaviour, ridge)
+
+    def _choice_evidence(self, choices: list[torch.Tensor], history: torch.Tensor, coherence: torch.Tensor
+                         ) -> torch.Tensor:
+        """``[B, M]``: each user's conditional-logit coefficients of the content experts (behaviour: NaN).
+
+        The user's items are taken as draws from ``softmax(sum_m beta_m x_m + beta_pop popularity)`` over the
+        catalogue, ``x_m`` the content expert's leave-one-out scores; ``beta`` is fitted per user (ridge,
+        Newton steps). Unlike coherence, the coefficients are *partial*: when two modalities agree (a
+        category that follows the description's topic) the one that explains the choices beyond the other
+        gets the weight. NaN where coherence is (fewer than two history items with the modality)."""
+        out = torch.full_like(coherence, float("nan"))
+        if not choices:
+            return out
+        features = torch.stack(choices + [self._popularity.expand_as(choices[0])], dim=1)  # [B, K, N]
+        beta = choice_coefficients(features, history.float(), float(self.config["choice_ridge"]))
+        content = [m for m, modality in enumerate(self._modalities) if modality != "behaviour"]
+        out[:, content] = torch.where(torch.isnan(coherence[:, content]), coherence[:, content], beta[:, :-1])
+        return out
+
+    def _fit_evidence_stats(self, train: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and spread of the evidence over users: the gate reads how much more a user's history
+        coheres in a modality than other users' histories do."""
+        self._evidence_stats = None
+        users = np.flatnonzero(np.diff(train.indptr) >= 2)
+        if len(users) > 5000:
+            users = np.sort(np.random.default_rng(0).choice(users, 5000, replace=False))
+        raw = []
+        with torch.no_grad():
+            for start in range(0, len(users), 256):
+                check("the gate's evidence")
+                raw.append(self._expert_z(train[users[start:start + 256]], raw_evidence=True).evidence)
+        raw = torch.cat(raw) if raw else torch.zeros(0, len(self._modalities), device=self.device)
+        mean = torch.nan_to_num(torch.nanmean(raw, dim=0), nan=0.0)
+        spread = torch.sqrt(torch.nan_to_num(torch.nanmean((raw - mean) ** 2, dim=0), nan=1.0)).clamp(min=1e-6)
+        return mean, spread
+
+    def _behaviour_scores(self, history: sp.csr_matrix, h: torch.Tensor | None = None) -> torch.Tensor:
+        if isinstance(self._behaviour, sp.spmatrix):  # sparse neighbours (huge catalogues)
+            return torch.as_tensor(np.asarray((history @ self._behaviour).toarray(), np.float32), device=self.device)
+        h = torch.as_tensor(sp.csr_matrix(history).toarray(), device=self.device) if h is None else h
+        if self._behaviour_items is None:
+            return h @ self._behaviour
+        scores = torch.zeros_like(h)
+        scores[:, self._behaviour_items] = h[:, self._behaviour_items] @ self._behaviour
+        return scores

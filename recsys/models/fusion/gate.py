@@ -1,0 +1,147 @@
+"""The gate: the dozen learned parameters that mix the experts, and the mixture equation itself.
+
+:meth:`ExpertGate.mix` is the one statement of the mixture (see the package docstring for the
+equations): the scores, the per-item weights and the additive shares the explanations show all come
+from it, so the shares add up to the score exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class ExpertGate(nn.Module):
+    """The few learned parameters: the gate, the popularity prior, a temperature (and the concat MLP)."""
+
+    def __init__(self, n_modalities: int, fusion: str, has_behaviour: bool):
+        super().__init__()
+        m = n_modalities
+        self.fusion = fusion
+        self.has_behaviour = has_behaviour
+        # population weights = softmax(bias). Start from "trust behaviour" (about 0.8 of the weight when
+        # there are four modalities): a strong collaborative ranking is the floor, and content has to
+        # earn its weight on the cloze loss while validation NDCG watches (early stopping keeps the best)
+        self.bias = nn.Parameter(torch.zeros(m))  # item_gate's population weights
+        # how decisive each expert's standardised scores are (one constant per modality, shared by all
+        # users). Global importance lives here, so the user weights below carry only what differs
+        # between users; behaviour starts decisive, so the first ranking is close to EASE's
+        scale = torch.zeros(m)
+        if has_behaviour and m > 1:
+            scale[0] = math.log(3.0)
+        self.log_expert_scale = nn.Parameter(scale)
+        # evidence -> logits through non-negative slopes: a modality's weight rises with how much more the
+        # user's history coheres in it than other users' histories do, and with nothing else. The content
+        # modalities share one slope (their evidence is the same statistic, on one scale), so the order
+        # of a user's content weights is the order of the evidence; behaviour has its own. Slopes:
+        # behaviour's evidence, content coherence, content choice coefficients
+        self.slope_raw = nn.Parameter(torch.full((3,), math.log(math.expm1(1.0))))
+        self.kappa_raw = nn.Parameter(torch.tensor(math.log(math.expm1(3.0))))  # shrinkage, in items
+        # c(n) = exp(a0) * k / (k + n), k = softplus(a1): popularity counts for new users and fades as the
+        # history grows (a history of 1-3 items says little; a long one says what the user likes)
+        self.popularity_raw = nn.Parameter(torch.tensor([0.0, math.log(math.expm1(5.0))]))
+        # how much a history of n items is worth against the population: the experts' scores are scaled
+        # by n / (n + confidence), so for a user with one or two items the popularity prior leads
+        self.confidence_raw = nn.Parameter(torch.tensor(math.log(math.expm1(1.0))))
+        self.item_popularity_weight = nn.Parameter(torch.zeros(m))  # item_gate variant
+        self.log_temperature = nn.Parameter(torch.tensor(0.0))
+        self.mlp = nn.Sequential(nn.Linear(2 * m, 16), nn.GELU(), nn.Linear(16, 1)) if fusion == "concat" else None
+        # chosen on validation after training (not learned): the cloze likelihood rewards content that
+        # lifts long-tail items, validation NDCG@20 says how much of that the top of the list can take
+        # (a scale of the behaviour expert's scores, so the users' weights keep their meaning)
+        self.register_buffer("behaviour_scale", torch.tensor(1.0))
+        # extra popularity for users known by one to three items, chosen on validation new-user NDCG@20
+        self.register_buffer("short_history_boost", torch.tensor(0.0))
+
+    def population(self) -> torch.Tensor:
+        if self.fusion == "item_gate":
+            return torch.softmax(self.bias, dim=0)
+        m = self.bias.shape[0]
+        return torch.full((m,), 1.0 / m, device=self.bias.device)
+
+    def expert_scales(self) -> torch.Tensor:
+        scales = torch.exp(self.log_expert_scale)
+        if self.has_behaviour:
+            scales = torch.cat([scales[:1] * self.behaviour_scale, scales[1:]])
+        return scales
+
+    def slopes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-modality slopes of the two evidence blocks (coherence, choice coefficient), each ``[M]``."""
+        m = self.bias.shape[0]
+        slopes = F.softplus(self.slope_raw)
+        if self.has_behaviour:
+            coherence = torch.cat([slopes[:1], slopes[1:2].expand(m - 1)])
+            choice = torch.cat([torch.zeros_like(slopes[:1]), slopes[2:3].expand(m - 1)])
+            return coherence, choice
+        return slopes[1:2].expand(m), slopes[2:3].expand(m)
+
+    def user_weights(self, evidence: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        """Gate ``[B, M]`` (rows sum to 1) from standardised evidence ``[B, 2M]`` and history lengths ``[B]``.
+
+        ``attention``: ``softmax((slope_c * coherence + slope_b * choice) * n / (n + kappa))``, so a user
+        with no or a short history sits near the population's weights and a long, consistent history
+        decides them.
+        """
+        b, m = evidence.shape[0], self.bias.shape[0]
+        if self.fusion == "mean":
+            return torch.full((b, m), 1.0 / m, device=evidence.device)
+        if self.fusion in ("item_gate", "concat"):
+            return self.population().expand(b, m)
+        shrink = (length / (length + F.softplus(self.kappa_raw))).unsqueeze(1)
+        coherence, choice = self.slopes()
+        logits = coherence * evidence[:, :m] + choice * evidence[:, m:]
+        return torch.softmax(logits * shrink, dim=1)
+
+    def popularity_weight(self, length: torch.Tensor) -> torch.Tensor:
+        a0, a1 = self.popularity_raw
+        k = F.softplus(a1)
+        short = (2.0 / (1.0 + length)) ** 2  # 1 for one item, 0.44 for two, 0.25 for three, ~0 for long histories
+        return torch.exp(a0) * k / (k + length) + self.short_history_boost * short
+
+    def mix(self, z: torch.Tensor, present: torch.Tensor, gate: torch.Tensor, popularity: torch.Tensor | None,
+            length: torch.Tensor, item_popularity_z: torch.Tensor, renormalise: bool, with_parts: bool = False):
+        """Scores ``[B, N]`` from standardised expert scores ``z [B, M, N]``, item presence ``[N, M]``.
+
+        With ``with_parts``: also the per-item weights ``[B, N, M]`` and the shares ``[B, N, M]``.
+        """
+        presence = present.T.unsqueeze(0).float()  # [1, M, N]
+        if self.fusion == "concat":
+            features = torch.cat([z * presence, presence.expand_as(z)], dim=1).transpose(1, 2)  # [B, N, 2M]
+            scores = self.mlp(features).squeeze(-1)
+            if popularity is not None:
+                scores = scores + self.popularity_weight(length).unsqueeze(1) * popularity.unsqueeze(0)
+            return (scores, None, None) if with_parts else scores
+        if self.fusion == "item_gate":
+            logits = self.bias.unsqueeze(1) + self.item_popularity_weight.unsqueeze(1) * item_popularity_z.unsqueeze(0)
+            weights = torch.softmax(logits, dim=0).unsqueeze(0) * presence  # [1, M, N]
+            if renormalise:
+                weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-12)
+        elif self.fusion == "attention":
+            # the user's weights, modulated by how much behaviour evidence the item has: a rarely chosen
+            # item's co-occurrence score is noise, its description is not (one slope per modality, shared
+            # by all users and items; behaviour's is 0 so the user's weights keep their meaning)
+            item = torch.exp(self.item_popularity_weight.unsqueeze(1) * item_popularity_z.unsqueeze(0))  # [M, N]
+            if self.has_behaviour:
+                item = torch.cat([torch.ones_like(item[:1]), item[1:]])
+            raw = gate.unsqueeze(2) * item.unsqueeze(0)  # [B, M, N]
+            weights = raw * presence
+            total = weights.sum(dim=1, keepdim=True) if renormalise else raw.sum(dim=1, keepdim=True)
+            weights = weights / total.clamp(min=1e-12)
+        else:
+            weights = gate.unsqueeze(2) * presence  # [B, M, N]
+            if renormalise:
+                weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-12)
+        confidence = (length / (length + F.softplus(self.confidence_raw))).view(-1, 1, 1)
+        shares = weights * z * (self.expert_scales().view(1, -1, 1) * confidence)
+        if popularity is not None and self.has_behaviour:
+            prior = self.popularity_weight(length).unsqueeze(1) * popularity.unsqueeze(0)  # [B, N]
+            # every item, also one nobody chose (whose popularity is that of a count of 0): otherwise a
+            # short history would lift the untried tail of a large catalogue over the bestsellers
+            shares = torch.cat([shares[:, :1] + prior.unsqueeze(1), shares[:, 1:]], dim=1)
+        scores = shares.sum(dim=1)
+        if with_parts:
+            return scores, weights.expand_as(z).transpose(1, 2), shares.transpose(1, 2)
+        return scores

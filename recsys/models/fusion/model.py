@@ -1,0 +1,599 @@
+"""The fusion recommender itself: fitting in named steps, scoring, explanations, save and load.
+
+The experts come from :mod:`.experts` (via :class:`~.experts.ExpertScoring`), the mixture from
+:mod:`.gate`, the cloze objective from :mod:`.losses`; see the package docstring for the model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ... import stopping
+from ...stopping import check
+from ..base import Recommender, TrainData
+from ..config import MODALITIES, FusionConfig
+from .content import ContentArrays, binary_rows
+from .experts import Experts, ExpertScoring
+from .gate import ExpertGate
+from .losses import bpr_cloze_loss, cloze_batch, softmax_cloze_loss
+
+# every option, its type, default and help: recsys.models.config.FusionConfig (self.config is its dict)
+DEFAULTS: dict[str, Any] = FusionConfig().to_dict()
+
+
+def stop_requested_any(callbacks: Sequence[Any]) -> bool:
+    return stopping.requested() or any(getattr(callback, "stop_requested", False) for callback in callbacks)
+
+
+class FusionRecommender(ExpertScoring, Recommender):
+    """Mixture of modality experts with a per-user gate (see the module docstring)."""
+
+    name = "fusion"
+    scores_cold_items = True
+    format_version = 4  # 4: the gate also reads each user's conditional-logit coefficients; 3: mixture of experts
+
+    def __init__(self, **config: Any):
+        merged = FusionConfig.from_dict(config, "fusion").to_dict()  # ValueError: unknown or bad option
+        super().__init__(**merged)
+        self.gate: ExpertGate | None = None
+        self.history: dict[str, Any] = {"epochs": []}
+        self.device = torch.device("cpu")
+        self.chosen_l2: float | None = None
+        self.l2_table: dict[float, float] = {}
+        self._modalities: list[str] = []
+        self._vectors: dict[str, torch.Tensor] = {}  # content modality -> [N, D] centred unit rows
+        self._centres: dict[str, torch.Tensor] = {}  # content modality -> the catalogue mean it was centred on
+        self._present: torch.Tensor | None = None  # [N, M] bool
+        self._behaviour: torch.Tensor | sp.csr_matrix | None = None  # dense EASE B [A, A], or sparse neighbours
+        self._behaviour_items: torch.Tensor | None = None  # the A items EASE covers (None: all)
+        self._expert_memo: dict | None = None  # set only while calibration re-mixes the same histories
+        self._popularity_z_all: torch.Tensor | None = None  # [N] z of log(1 + count) over all items
+        self._popularity: torch.Tensor | None = None  # [N] z of log(1 + count), mean and sd of the warm items
+        self._evidence_stats: tuple[torch.Tensor, torch.Tensor] | None = None  # standardises the evidence
+        self._outside_behaviour: torch.Tensor | None = None  # [N] items the behaviour expert does not score
+        # content modality -> (weights [A, D], vectors of the items outside [D, O]): see _fit_projections
+        self._projections: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # ------------------------------------------------------------------ capabilities
+    @property
+    def modalities(self) -> list[str]:
+        return list(self._modalities)
+
+    def explains_by_modality(self) -> bool:
+        return self.gate is not None and self.config["fusion"] != "concat"
+
+    def item_presence(self) -> np.ndarray:
+        """``[n_items, M]`` bool: which modalities each item has (behaviour = seen in training)."""
+        return self._present.cpu().numpy().astype(bool)
+
+    def user_modality_weights(self, users: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """The gate ``[n, M]`` (rows sum to 1) for user rows; what the scores actually use."""
+        users = np.arange(self.n_users) if users is None else np.asarray(users, dtype=np.int64)
+        out = np.empty((len(users), len(self._modalities)), np.float32)
+        with torch.no_grad():
+            for start in range(0, len(users), 256):
+                rows = users[start:start + 256]
+                experts = self._expert_z(binary_rows(self.seen[rows]))
+                out[start:start + len(rows)] = self.gate.user_weights(experts.evidence, experts.length).cpu().numpy()
+        return out
+
+    def modality_vectors(self, modality: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(vectors [N, D], present [N], centre [D])`` of a content modality: the items' features centred on
+        ``centre`` and L2-normalised (centre a query's raw features the same way to compare), or None."""
+        if modality not in self._vectors:
+            return None
+        m = self._modalities.index(modality)
+        return (self._vectors[modality].cpu().numpy(), self._present[:, m].cpu().numpy().astype(bool),
+                self._centres[modality].cpu().numpy())
+
+    def population_weights(self) -> np.ndarray:
+        """The weights of a user with no history (the population's)."""
+        with torch.no_grad():
+            return self.gate.population().cpu().numpy()
+
+    def item_embeddings(self) -> np.ndarray:
+        """Items in the fused space: each modality's unit vectors scaled by the population's weight for it
+        (behaviour: an SVD of the interactions), concatenated and L2-normalised."""
+        from ..base import svd_item_vectors
+
+        population = self.population_weights()
+        blocks = []
+        for m, modality in enumerate(self._modalities):
+            if modality == "behaviour":
+                block = svd_item_vectors(self.seen, 32)
+                norms = np.linalg.norm(block, axis=1, keepdims=True)
+                block = block / np.maximum(norms, 1e-12)
+            else:
+                block = self._vectors[modality].cpu().numpy()
+            blocks.append(block * math.sqrt(float(population[m])))
+        vectors = np.concatenate(blocks, axis=1)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+    # ------------------------------------------------------------------ mixing
+    def _mix(self, experts: Experts, with_parts: bool = False, items: torch.Tensor | None = None,
+             present: torch.Tensor | None = None, hide_prior: torch.Tensor | None = None):
+        """Scores (and, ``with_parts``, weights and shares) of ``items`` (default: all) for these users;
+        ``hide_prior`` (bool per item) drops the popularity prior where behaviour is hidden."""
+        gate = self.gate.user_weights(experts.evidence, experts.length)
+        z = experts.z if items is None else experts.z[:, :, items]
+        if present is None:
+            present = self._present if items is None else self._present[items]
+        popularity = None
+        if self.config["popularity_prior"] and "behaviour" in self._modalities:
+            popularity = self._popularity if items is None else self._popularity[items]
+            if hide_prior is not None:
+                popularity = popularity * (~hide_prior).to(popularity.dtype)
+        item_popularity = self._popularity_z_all if items is None else self._popularity_z_all[items]
+        return self.gate.mix(z, present, gate, popularity, experts.length, item_popularity,
+                             bool(self.config["renormalise_missing"]), with_parts=with_parts)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, data: TrainData, callbacks: Sequence[Any] = (), resume_state: dict[str, Any] | None = None
+            ) -> FusionRecommender:
+        from ...device import select_device
+
+        started = time.perf_counter()
+        self._remember(data)
+        config = self.config
+        torch.manual_seed(int(config["seed"]))
+        rng = np.random.default_rng(int(config["seed"]))
+        self.device = select_device(config["device"])
+        train = binary_rows(data.train)
+        check("the model's data")
+        # check(): each of these steps takes minutes on a million interactions; a stop gives up the fit
+        inverse = self._fit_experts(data, train, callbacks)
+        cloze = self._prepare_gate(train, inverse, rng, callbacks)
+        del inverse
+        has_valid = data.valid is not None and data.valid.nnz > 0
+        # the validation users' experts, computed once: training and calibration only re-mix them
+        valid_scores = self._validation_scorer(train, data.valid) if has_valid else None
+        best = self._train_gate(cloze, rng, train, data.valid if has_valid else None, valid_scores, callbacks,
+                                resume_state)
+        if best["state"] is not None:
+            self.gate.load_state_dict(best["state"])
+        if has_valid and not stop_requested_any(callbacks):
+            self._calibrate_on_valid(train, data.valid, valid_scores)
+        self.history["best_epoch"] = best["epoch"]
+        self.history["best_valid_ndcg@20"] = best["ndcg@20"]
+        self.history["ease_l2"] = self.chosen_l2
+        self.history["ease_l2_valid"] = {str(k): v for k, v in self.l2_table.items()}
+        self.fit_seconds = time.perf_counter() - started
+        return self
+
+    def _fit_experts(self, data: TrainData, train: sp.csr_matrix, callbacks: Sequence[Any]) -> np.ndarray | None:
+        """Step 1: the content vectors, the behaviour expert and the cold-item projections. Returns EASE's
+        inverse (for the cloze sample's out-of-fold behaviour scores), or None."""
+        self._prepare_items(ContentArrays.from_features(data.item_features, data.n_items), train)
+        check("the content experts")
+        inverse = self._fit_behaviour(train, data.valid, log=lambda message: self._stage(callbacks, message))
+        check("the behaviour expert")
+        self._outside_behaviour = self._behaviour_outside_mask(train)
+        self._fit_projections()
+        self._stage(callbacks, "experts ready")
+        check("the experts")
+        return inverse
+
+    def _prepare_gate(self, train: sp.csr_matrix, inverse: np.ndarray | None, rng: np.random.Generator,
+                      callbacks: Sequence[Any]) -> dict[str, Any]:
+        """Step 2: a fresh gate, the evidence's standardisation and the cloze sample it learns from."""
+        self.gate = ExpertGate(len(self._modalities), self.config["fusion"], self._modalities[0] == "behaviour"
+                               ).to(self.device)
+        self._evidence_stats = self._fit_evidence_stats(train)
+        check("the gate's evidence")
+        cloze = self._cloze_tensors(train, inverse, rng)
+        self._stage(callbacks, "cloze sample ready")
+        check("the cloze sample")
+        return cloze
+
+    def _train_gate(self, cloze: dict[str, Any], rng: np.random.Generator, train: sp.csr_matrix,
+                    valid: sp.csr_matrix | None, valid_scores: Any, callbacks: Sequence[Any],
+                    resume_state: dict[str, Any] | None) -> dict[str, Any]:
+        """Step 3: rounds of cloze steps, each validated; stops after ``patience`` rounds without a better
+        validation NDCG@20 (or on a stop). Returns the best round: its NDCG@20, epoch and gate state."""
+        config = self.config
+        optimiser = torch.optim.Adam(self.gate.parameters(), lr=float(config["lr"]))
+        best: dict[str, Any] = {"ndcg@20": -1.0, "epoch": -1, "state": None}
+        start_epoch = 0
+        if resume_state is not None:
+            self.gate.load_state_dict(resume_state["network"])
+            optimiser.load_state_dict(resume_state["optimiser"])
+            start_epoch = int(resume_state["epoch"]) + 1
+            best = resume_state.get("best", best)
+            self.history = resume_state.get("history", self.history)
+        bad_epochs = 0
+        for epoch in range(start_epoch, int(config["epochs"])):
+            record, stop_requested = self._gate_round(cloze, rng, optimiser, epoch, callbacks)
+            improved = False
+            # a partial round is not validated: a stop must not wait for a full evaluation
+            metrics = None
+            if valid is not None and not stop_requested:
+                metrics = self._validate_round(valid_scores, train, valid)
+                stop_requested = metrics is None
+            if metrics is not None:
+                record.update({f"valid_{k}": v for k, v in metrics.items() if k != "n_users_evaluated"})
+                if metrics["ndcg@20"] > best["ndcg@20"] + 1e-5:
+                    best = {"ndcg@20": metrics["ndcg@20"], "epoch": epoch, "state": self._gate_state()}
+                    improved, bad_epochs = True, 0
+                else:
+                    bad_epochs += 1
+            elif valid is None:
+                best = {"ndcg@20": float("nan"), "epoch": epoch, "state": self._gate_state()}
+                improved = True
+            record["improved"] = improved
+            self.history["epochs"].append(record)
+            stop = bad_epochs >= int(config["patience"]) or stop_requested
+            if self._end_round(callbacks, record, improved, optimiser, epoch, best):
+                stop = True
+            if stop:
+                break
+        return best
+
+    def _gate_round(self, cloze: dict[str, Any], rng: np.random.Generator, optimiser: torch.optim.Optimizer,
+                    epoch: int, callbacks: Sequence[Any]) -> tuple[dict[str, Any], bool]:
+        """One round of ``steps_per_epoch`` Adam steps on the cloze loss; its record, and whether a stop
+        was asked for (the round is then partial)."""
+        steps = int(self.config["steps_per_epoch"])
+        epoch_started, total = time.perf_counter(), 0.0
+        stop_requested = False
+        for step in range(steps):
+            loss = self._cloze_loss(cloze, rng)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach())
+            for callback in callbacks:
+                if hasattr(callback, "on_step"):
+                    callback.on_step(epoch=epoch, step=step + 1, steps=steps, loss=float(loss.detach()))
+            if stop_requested_any(callbacks):
+                stop_requested = True
+                break
+        record: dict[str, Any] = {"epoch": epoch, "loss": total / max(step + 1, 1),
+                                  "seconds": time.perf_counter() - epoch_started,
+                                  "steps": step + 1, "partial": stop_requested}
+        return record, stop_requested
+
+    @staticmethod
+    def _validate_round(valid_scores: Any, train: sp.csr_matrix, valid: sp.csr_matrix) -> dict[str, float] | None:
+        """Validation metrics of the current gate; None when a stop was asked for during the evaluation."""
+        from ...evaluate import evaluate_ranking
+
+        try:
+            return evaluate_ranking(valid_scores, train, valid, ks=(10, 20))
+        except stopping.StopRequested:  # keep the round unscored
+            return None
+
+    def _end_round(self, callbacks: Sequence[Any], record: dict[str, Any], improved: bool,
+                   optimiser: torch.optim.Optimizer, epoch: int, best: dict[str, Any]) -> bool:
+        """Tell the callbacks a round ended (with a way to checkpoint it); True if one asks to stop."""
+        stop = False
+        for callback in callbacks:
+            if hasattr(callback, "on_epoch_end"):
+                callback.on_epoch_end(model=self, record=record, improved=improved,
+                                      resume_state=lambda: {"network": self.gate.state_dict(),
+                                                            "optimiser": optimiser.state_dict(),
+                                                            "epoch": epoch, "best": best,
+                                                            "history": self.history})
+            if getattr(callback, "stop_requested", False):
+                stop = True
+        return stop
+
+    @torch.no_grad()
+    def adopt_calibration(self, other: FusionRecommender) -> None:
+        """Take the validation-chosen calibration of ``other`` (a refit on all data has no validation)."""
+        self.gate.behaviour_scale.copy_(other.gate.behaviour_scale)
+        self.gate.short_history_boost.copy_(other.gate.short_history_boost)
+        if "calibration" in other.history:
+            self.history["calibration"] = {**other.history["calibration"], "adopted": True}
+
+    @torch.no_grad()
+    def _calibrate_on_valid(self, train: sp.csr_matrix, valid: sp.csr_matrix, scorer: Any = None) -> None:
+        """Choose how sharp the behaviour expert's scores should be against the content experts' (a scale of
+        its standardised scores) on validation NDCG@20 (ties keep the smaller change). The users' weights
+        are not touched: they stay what the evidence in each user's history says."""
+        from ...evaluate import evaluate_ranking
+
+        gate = self.gate
+        shifts = self.config["behaviour_scales"] if gate.has_behaviour and self.config["fusion"] != "concat" \
+            else [1.0]
+        table = {}
+        for scale in shifts:
+            gate.behaviour_scale.fill_(float(scale))
+            table[float(scale)] = evaluate_ranking(scorer or self.score, train, valid, ks=(20,))["ndcg@20"]
+        best = max(table, key=lambda scale: (round(table[scale], 6), -abs(math.log(scale))))
+        gate.behaviour_scale.fill_(best)
+        self.history["calibration"] = {"behaviour_scale": best, "valid_ndcg@20": table[best],
+                                       "table": {f"behaviour x{k:g}": v for k, v in table.items()}}
+        if self.config["popularity_prior"] and gate.has_behaviour:
+            self._calibrate_short_histories(train, valid)
+
+    @torch.no_grad()
+    def _calibrate_short_histories(self, train: sp.csr_matrix, valid: sp.csr_matrix) -> None:
+        """How much extra popularity a user known by one to three items gets: validation users are reduced
+        to 1, 2, 3 random training items (the new-user path) and the mean NDCG@20 on their validation items
+        decides. The term fades as (2 / (1 + n))^2, so long histories are not affected."""
+        from ...explain.coldstart import evaluate_short_histories
+
+        table = {}
+        self._expert_memo = {}  # the boost only changes the mix: each history's experts are computed once
+        try:
+            for boost in self.config["short_history_boosts"]:
+                self.gate.short_history_boost.fill_(float(boost))
+                rows = evaluate_short_histories(self, train, valid, lengths=(1, 2, 3), max_users=200, seed=1,
+                                                ks=(20,))
+                table[float(boost)] = float(np.mean([r["ndcg@20"] for r in rows]))
+        finally:
+            self._expert_memo = None
+        best = max(table, key=lambda b: (round(table[b], 6), -b))
+        self.gate.short_history_boost.fill_(best)
+        self.history["calibration"]["short_history_boost"] = best
+        self.history["calibration"]["short_history_valid_ndcg@20"] = {f"boost {b:g}": v for b, v in table.items()}
+
+    def _validation_scorer(self, train: sp.csr_matrix, valid: sp.csr_matrix) -> Any:
+        """A score function for the validation users that computes the experts once: during training only
+        the gate changes, so each round's validation is a re-mix, not a re-scoring (within a memory budget)."""
+        users = np.flatnonzero(np.diff(sp.csr_matrix(valid).indptr) > 0)
+        if len(users) * len(self._modalities) * self.n_items > int(self.config["cloze_budget"]):
+            return self.score
+        with torch.no_grad():
+            parts = []
+            for start in range(0, len(users), 256):
+                check("the validation experts")
+                parts.append(self._expert_z(train[users[start:start + 256]]))
+        cached = Experts(torch.cat([p.z for p in parts]), torch.cat([p.evidence for p in parts]),
+                         torch.cat([p.length for p in parts]))
+        position = np.full(train.shape[0], -1, np.int64)
+        position[users] = np.arange(len(users))
+
+        @torch.no_grad()
+        def score(rows: np.ndarray) -> np.ndarray:
+            rows = np.asarray(rows, dtype=np.int64)
+            at = position[rows]
+            if (at < 0).any():
+                return self.score(rows)
+            index = torch.as_tensor(at, device=self.device)
+            part = Experts(cached.z[index], cached.evidence[index], cached.length[index])
+            return self._mix(part).cpu().numpy()
+
+        return score
+
+    @staticmethod
+    def _stage(callbacks: Sequence[Any], message: str) -> None:
+        for callback in callbacks:
+            if hasattr(callback, "on_stage"):
+                callback.on_stage(message)
+
+    def _gate_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.gate.state_dict().items()}
+
+    # ------------------------------------------------------------------ cloze training data
+    def _cloze_tensors(self, train: sp.csr_matrix, inverse: np.ndarray | None, rng: np.random.Generator
+                       ) -> dict[str, Any]:
+        """Hide part of sampled users' histories; expert scores from the visible part (behaviour out-of-fold)."""
+        from ..ease import ease_scores_without_rows
+
+        config = self.config
+        n_items = train.shape[1]
+        lengths = np.diff(train.indptr)
+        eligible = np.flatnonzero(lengths >= 2)
+        if len(eligible) == 0:
+            raise ValueError("no user has two or more training interactions: nothing to learn the gate from")
+        budget = int(config["cloze_budget"]) // max(1, len(self._modalities) * n_items)
+        size = int(min(len(eligible), int(config["gate_users"]), max(64, budget)))
+        users = np.sort(rng.choice(eligible, size=size, replace=False))
+        vis_rows, vis_cols, hid_rows, hid_cols = [], [], [], []
+        short = rng.random(size) < float(config["short_history_share"])
+        for r, user in enumerate(users):
+            items = train.indices[train.indptr[user]:train.indptr[user + 1]]
+            items = rng.permutation(items)
+            if short[r] and len(items) >= 3:
+                n_visible = int(rng.integers(1, min(3, len(items) - 1) + 1))
+            else:
+                n_hidden = max(1, round(len(items) * float(config["cloze_ratio"])))
+                n_visible = len(items) - n_hidden
+            vis_rows += [r] * n_visible
+            vis_cols += items[:n_visible].tolist()
+            hid_rows += [r] * (len(items) - n_visible)
+            hid_cols += items[n_visible:].tolist()
+        visible = sp.csr_matrix((np.ones(len(vis_rows), np.float32), (vis_rows, vis_cols)), shape=(size, n_items))
+        hidden = sp.csr_matrix((np.ones(len(hid_rows), np.float32), (hid_rows, hid_cols)), shape=(size, n_items))
+        behaviour_raw = None
+        if inverse is not None:
+            # EASE's inverse covers only the items with behaviour: the others score 0
+            behaviour_raw = np.zeros((size, n_items), np.float32)
+            columns = (np.arange(n_items) if self._behaviour_items is None
+                       else self._behaviour_items.cpu().numpy())
+            fold = rng.permutation(size) % max(1, int(config["folds"]))
+            fold_size = max(1, math.ceil(size / 600))  # keep each removed block small (m x m solves)
+            for f in range(int(fold.max()) + 1):
+                rows = np.flatnonzero(fold == f)
+                for start in range(0, len(rows), math.ceil(len(rows) / fold_size)):
+                    check("the cloze sample")
+                    part = rows[start:start + math.ceil(len(rows) / fold_size)]
+                    # remove these users' *whole* training rows, score their visible part
+                    behaviour_raw[np.ix_(part, columns)] = ease_scores_without_rows(
+                        inverse, train[users[part]][:, columns], visible[part][:, columns])
+            behaviour_raw = torch.as_tensor(behaviour_raw, device=self.device)
+        with torch.no_grad():  # in blocks of users (every expert is per user): a stop acts between blocks
+            parts = []
+            for start in range(0, size, 1024):
+                check("the cloze sample")
+                parts.append(self._expert_z(visible[start:start + 1024],
+                                            None if behaviour_raw is None else behaviour_raw[start:start + 1024]))
+            experts = Experts(torch.cat([p.z for p in parts]), torch.cat([p.evidence for p in parts]),
+                              torch.cat([p.length for p in parts]))
+        return {"experts": experts,
+                "visible": torch.as_tensor(visible.toarray() > 0, device=self.device),
+                "hidden": torch.as_tensor(hidden.toarray(), device=self.device)}
+
+    def _cloze_loss(self, cloze: dict[str, Any], rng: np.random.Generator) -> torch.Tensor:
+        """The cloze loss on a random mini-batch of the cloze users (the pieces: :mod:`.losses`)."""
+        gate = self.gate
+        experts = cloze["experts"]
+        index = cloze_batch(experts.z.shape[0], int(self.config["cloze_batch"]), rng, self.device)
+        part = Experts(experts.z[index], experts.evidence[index], experts.length[index])
+        scores = self._mix(part) / torch.exp(gate.log_temperature)
+        hidden = cloze["hidden"][index]
+        if self.config["loss"] == "bpr":
+            loss = bpr_cloze_loss(scores, hidden, rng)
+        else:
+            loss = softmax_cloze_loss(scores, hidden, cloze["visible"][index], bool(self.config["rank_weighted"]))
+        # a ridge on the items' popularity slopes (item_gate's weights, attention's item factor)
+        return loss + float(self.config["gate_l2"]) * gate.item_popularity_weight.pow(2).sum()
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def score(self, users: Sequence[int] | np.ndarray, batch_size: int = 256) -> np.ndarray:
+        users = np.asarray(users, dtype=np.int64)
+        out = np.empty((len(users), self.n_items), dtype=np.float32)
+        for start in range(0, len(users), batch_size):
+            rows = users[start:start + batch_size]
+            out[start:start + len(rows)] = self._mix(self._expert_z(binary_rows(self.seen[rows]))).cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def score_history(self, items: Sequence[int], weights: Sequence[float] | None = None) -> np.ndarray:
+        """Scores ``[n_items]`` for a user known only by ``items`` (a new user; no retraining).
+
+        The history is a set: items with a positive weight are in it."""
+        items = np.asarray(items, dtype=np.int64)
+        if len(items) == 0:
+            raise ValueError("a history needs at least one item")
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            items = items[w > 0] if (w > 0).any() else items
+        row = sp.csr_matrix((np.ones(len(items), np.float32), (np.zeros(len(items), np.int64), items)),
+                            shape=(1, self.n_items))
+        return self._mix(self._expert_z(binary_rows(row))).cpu().numpy()[0].astype(np.float64)
+
+    @torch.no_grad()
+    def score_histories(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        """One batched pass for many histories (rows of the output), e.g. leave-one-out variants."""
+        rows, cols = [], []
+        for r, items in enumerate(histories):
+            items = np.unique(np.asarray(items, dtype=np.int64))
+            rows += [r] * len(items)
+            cols += items.tolist()
+        matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(histories), self.n_items))
+        out = np.empty((len(histories), self.n_items), np.float64)
+        memo = self._expert_memo
+        for start in range(0, len(histories), 256):
+            chunk = matrix[start:start + 256]
+            if memo is None:
+                experts = self._expert_z(chunk)
+            else:  # calibration re-mixes the same histories under several settings: experts once
+                key = (chunk.shape, chunk.indptr.tobytes(), chunk.indices.tobytes())
+                experts = memo[key] if key in memo else memo.setdefault(key, self._expert_z(chunk))
+            out[start:start + 256] = self._mix(experts).cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def explain_scores(self, user: int | str, items: Sequence[int | str]) -> dict[str, Any]:
+        """Per-item modality weights and additive shares for (user, items); shares sum to the score."""
+        row = self.user_index(user)
+        index = np.array([self.item_index(i) for i in items], dtype=np.int64)
+        experts = self._expert_z(binary_rows(self.seen[[row]]))
+        items_t = torch.as_tensor(index, device=self.device)
+        scores, weights, shares = self._mix(experts, with_parts=True, items=items_t)
+        out = {"modalities": self.modalities, "items": [str(self.item_ids[i]) for i in index],
+               "score": scores[0].cpu().numpy(), "present": self._present[items_t].cpu().numpy(),
+               "user_weights": self.gate.user_weights(experts.evidence, experts.length)[0].cpu().numpy(),
+               "attention": None, "shares": None}
+        if weights is not None:
+            out["attention"] = weights[0].cpu().numpy()
+            out["shares"] = shares[0].cpu().numpy()
+            if self.config["popularity_prior"] and "behaviour" in self._modalities:
+                prior = self.gate.popularity_weight(experts.length) * self._popularity[items_t]
+                out["popularity_share"] = prior.cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def masked_scores(self, user: int, items: Sequence[int], masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores of ``items`` as they are and with the modalities in ``masks [k, M]`` hidden (the item
+        re-mixed over the rest). Hiding behaviour hides the popularity prior too (it is behaviour)."""
+        index = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.device)
+        experts = self._expert_z(binary_rows(self.seen[[int(user)]]))
+        present = self._present[index]
+        base = self._mix(experts, items=index)[0]
+        hide = torch.as_tensor(np.asarray(masks, dtype=bool), device=self.device)
+        hide_prior = hide[:, self._modalities.index("behaviour")] if "behaviour" in self._modalities else None
+        masked = self._mix(experts, items=index, present=present & ~hide, hide_prior=hide_prior)[0]
+        return base.float().cpu().numpy(), masked.float().cpu().numpy()
+
+    def attention_matrix(self, users: Sequence[int], items: Sequence[int] | None = None) -> np.ndarray:
+        """Per-item modality weights ``[len(users), len(items), M]`` (0 where an item lacks a modality)."""
+        index = np.arange(self.n_items) if items is None else np.asarray(items, dtype=np.int64)
+        users = np.asarray(users, dtype=np.int64)
+        gate = torch.as_tensor(self.user_modality_weights(users), device=self.device)
+        presence = self._present[torch.as_tensor(index, device=self.device)].float()  # [k, M]
+        weights = gate.unsqueeze(1) * presence.unsqueeze(0)
+        if self.config["renormalise_missing"]:
+            weights = weights / weights.sum(-1, keepdim=True).clamp(min=1e-12)
+        return weights.cpu().numpy()
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> dict[str, np.ndarray]:
+        state = {f"gate.{k}": v.detach().float().cpu().numpy() for k, v in self.gate.state_dict().items()}
+        for modality, vectors in self._vectors.items():
+            state[f"vectors.{modality}"] = vectors.cpu().numpy()
+            state[f"centre.{modality}"] = self._centres[modality].cpu().numpy()
+        state["present"] = self._present.cpu().numpy().astype(np.uint8)
+        state["popularity"] = self._popularity.cpu().numpy()
+        state["popularity_all"] = self._popularity_z_all.cpu().numpy()
+        state["evidence_stats"] = torch.stack(self._evidence_stats).cpu().numpy()
+        for modality, (weights, basis) in self._projections.items():
+            state[f"projection.{modality}"] = weights.cpu().numpy()
+            state[f"projection_vectors.{modality}"] = basis.cpu().numpy()
+        state["chosen_l2"] = np.array([np.nan if self.chosen_l2 is None else self.chosen_l2])
+        if self._behaviour is not None:
+            if isinstance(self._behaviour, sp.spmatrix):
+                state["behaviour.indptr"] = self._behaviour.indptr.astype(np.int64)
+                state["behaviour.indices"] = self._behaviour.indices.astype(np.int64)
+                state["behaviour.data"] = self._behaviour.data.astype(np.float32)
+            else:
+                state["behaviour"] = self._behaviour.cpu().numpy()
+                if self._behaviour_items is not None:
+                    state["behaviour.items"] = self._behaviour_items.cpu().numpy().astype(np.int64)
+        return state
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        from ...device import select_device
+
+        self.device = select_device(self.config.get("device", "auto"))
+        present = state["present"].astype(bool)
+        self._modalities = [m for m in MODALITIES if m in self.config["modalities"]
+                            and (m == "behaviour" or f"vectors.{m}" in state)]
+        self._present = torch.as_tensor(present, device=self.device)
+        self._vectors = {m: torch.as_tensor(state[f"vectors.{m}"], device=self.device)
+                         for m in self._modalities if m != "behaviour"}
+        self._centres = {m: torch.as_tensor(state[f"centre.{m}"], device=self.device) for m in self._vectors}
+        self._popularity = torch.as_tensor(state["popularity"], device=self.device)
+        self._popularity_z_all = torch.as_tensor(state["popularity_all"], device=self.device)
+        stats = torch.as_tensor(state["evidence_stats"], device=self.device)
+        self._evidence_stats = (stats[0], stats[1])
+        chosen = float(state["chosen_l2"][0])
+        self.chosen_l2 = None if math.isnan(chosen) else chosen
+        self._behaviour_items = None
+        if "behaviour" in state:
+            self._behaviour = torch.as_tensor(state["behaviour"], device=self.device)
+            if "behaviour.items" in state:
+                self._behaviour_items = torch.as_tensor(state["behaviour.items"], device=self.device)
+        elif "behaviour.indptr" in state:
+            n = len(self.item_ids)
+            self._behaviour = sp.csr_matrix((state["behaviour.data"], state["behaviour.indices"],
+                                             state["behaviour.indptr"]), shape=(n, n))
+        self._outside_behaviour = self._behaviour_outside_mask()
+        self._projections = {m: (torch.as_tensor(state[f"projection.{m}"], device=self.device),
+                                 torch.as_tensor(state[f"projection_vectors.{m}"], device=self.device))
+                             for m in self._vectors if f"projection.{m}" in state}
+        self.gate = ExpertGate(len(self._modalities), self.config["fusion"], self._modalities[0] == "behaviour"
+                               ).to(self.device)
+        self.gate.load_state_dict({k[len("gate."):]: torch.from_numpy(v.copy())
+                                   for k, v in state.items() if k.startswith("gate.")})

@@ -87,6 +87,8 @@ class ExpertScoring:
     _projections: dict[str, tuple[torch.Tensor, torch.Tensor]]
 
     def _prepare_items(self, content: ContentArrays, train: sp.csr_matrix) -> None:
+        """The modalities that have data, each content modality's centred unit vectors, which items have
+        which modality, and the items' popularity z-scores (the prior's and the item gate's)."""
         n = train.shape[1]
         wanted = self.config["modalities"]
         counts = np.asarray(train.sum(axis=0)).ravel()

@@ -105,7 +105,9 @@ class ExpertGate(nn.Module):
             length: torch.Tensor, item_popularity_z: torch.Tensor, renormalise: bool, with_parts: bool = False):
         """Scores ``[B, N]`` from standardised expert scores ``z [B, M, N]``, item presence ``[N, M]``.
 
-        With ``with_parts``: also the per-item weights ``[B, N, M]`` and the shares ``[B, N, M]``.
+        ``share[u, i, m] = w[u, i, m] * s_m * z[u, i, m] * n_u / (n_u + c)`` (``w``: :meth:`item_weights`),
+        the popularity prior added to behaviour's share; ``score = sum_m share``. With ``with_parts``: also
+        the per-item weights ``[B, N, M]`` and the shares ``[B, N, M]`` (what the explanations show).
         """
         presence = present.T.unsqueeze(0).float()  # [1, M, N]
         if self.fusion == "concat":
@@ -114,6 +116,23 @@ class ExpertGate(nn.Module):
             if popularity is not None:
                 scores = scores + self.popularity_weight(length).unsqueeze(1) * popularity.unsqueeze(0)
             return (scores, None, None) if with_parts else scores
+        weights = self.item_weights(presence, gate, item_popularity_z, renormalise)
+        confidence = (length / (length + F.softplus(self.confidence_raw))).view(-1, 1, 1)
+        shares = weights * z * (self.expert_scales().view(1, -1, 1) * confidence)
+        if popularity is not None and self.has_behaviour:
+            prior = self.popularity_weight(length).unsqueeze(1) * popularity.unsqueeze(0)  # [B, N]
+            # every item, also one nobody chose (whose popularity is that of a count of 0): otherwise a
+            # short history would lift the untried tail of a large catalogue over the bestsellers
+            shares = torch.cat([shares[:, :1] + prior.unsqueeze(1), shares[:, 1:]], dim=1)
+        scores = shares.sum(dim=1)
+        if with_parts:
+            return scores, weights.expand_as(z).transpose(1, 2), shares.transpose(1, 2)
+        return scores
+
+    def item_weights(self, presence: torch.Tensor, gate: torch.Tensor, item_popularity_z: torch.Tensor,
+                     renormalise: bool) -> torch.Tensor:
+        """``w[u, i, m]`` ``[B or 1, M, N]``: the user's gate ``[B, M]`` spread over the items present
+        (``presence [1, M, N]``), per variant; ``renormalise`` re-spreads a missing modality's weight."""
         if self.fusion == "item_gate":
             logits = self.bias.unsqueeze(1) + self.item_popularity_weight.unsqueeze(1) * item_popularity_z.unsqueeze(0)
             weights = torch.softmax(logits, dim=0).unsqueeze(0) * presence  # [1, M, N]
@@ -134,14 +153,4 @@ class ExpertGate(nn.Module):
             weights = gate.unsqueeze(2) * presence  # [B, M, N]
             if renormalise:
                 weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-12)
-        confidence = (length / (length + F.softplus(self.confidence_raw))).view(-1, 1, 1)
-        shares = weights * z * (self.expert_scales().view(1, -1, 1) * confidence)
-        if popularity is not None and self.has_behaviour:
-            prior = self.popularity_weight(length).unsqueeze(1) * popularity.unsqueeze(0)  # [B, N]
-            # every item, also one nobody chose (whose popularity is that of a count of 0): otherwise a
-            # short history would lift the untried tail of a large catalogue over the bestsellers
-            shares = torch.cat([shares[:, :1] + prior.unsqueeze(1), shares[:, 1:]], dim=1)
-        scores = shares.sum(dim=1)
-        if with_parts:
-            return scores, weights.expand_as(z).transpose(1, 2), shares.transpose(1, 2)
-        return scores
+        return weights

@@ -1,14 +1,16 @@
 """The gate's cloze objective, one small function per piece.
 
-A mini-batch of the cloze users (:func:`cloze_batch`) is scored with part of each history hidden; the
-hidden items are then predicted either by a softmax over the catalogue (:func:`softmax_cloze_loss`,
-each hidden item optionally weighted by the DCG discount of its current rank, :func:`rank_discount`)
-or by BPR against one random item each (:func:`bpr_cloze_loss`).
+:func:`hide_items` draws the cloze sample: part of each sampled user's history hidden. Each step scores a
+mini-batch of those users (:func:`cloze_batch`) from the visible part; the hidden items are then
+predicted either by a softmax over the catalogue (:func:`softmax_cloze_loss`, each hidden item
+optionally weighted by the DCG discount of its current rank, :func:`rank_discount`) or by BPR against
+one random item each (:func:`bpr_cloze_loss`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 
@@ -54,3 +56,29 @@ def bpr_cloze_loss(scores: torch.Tensor, hidden: torch.Tensor, rng: np.random.Ge
     pos_rows, pos_cols = hidden.nonzero(as_tuple=True)
     negatives = torch.as_tensor(rng.integers(0, scores.shape[1], len(pos_rows)), device=scores.device)
     return -F.logsigmoid(scores[pos_rows, pos_cols] - scores[pos_rows, negatives]).mean()
+
+
+def hide_items(train: sp.csr_matrix, eligible: np.ndarray, size: int, short_history_share: float,
+               cloze_ratio: float, rng: np.random.Generator) -> tuple[np.ndarray, sp.csr_matrix, sp.csr_matrix]:
+    """The cloze sample: ``size`` of the ``eligible`` users (sorted), each history split at random into
+    ``visible`` and ``hidden`` rows ``[size, N]``. A ``short_history_share`` of the users keep only 1-3
+    visible items (so the gate learns what short histories are worth); the others hide ``cloze_ratio``."""
+    n_items = train.shape[1]
+    users = np.sort(rng.choice(eligible, size=size, replace=False))
+    vis_rows, vis_cols, hid_rows, hid_cols = [], [], [], []
+    short = rng.random(size) < short_history_share
+    for r, user in enumerate(users):
+        items = train.indices[train.indptr[user]:train.indptr[user + 1]]
+        items = rng.permutation(items)
+        if short[r] and len(items) >= 3:
+            n_visible = int(rng.integers(1, min(3, len(items) - 1) + 1))
+        else:
+            n_hidden = max(1, round(len(items) * cloze_ratio))
+            n_visible = len(items) - n_hidden
+        vis_rows += [r] * n_visible
+        vis_cols += items[:n_visible].tolist()
+        hid_rows += [r] * (len(items) - n_visible)
+        hid_cols += items[n_visible:].tolist()
+    visible = sp.csr_matrix((np.ones(len(vis_rows), np.float32), (vis_rows, vis_cols)), shape=(size, n_items))
+    hidden = sp.csr_matrix((np.ones(len(hid_rows), np.float32), (hid_rows, hid_cols)), shape=(size, n_items))
+    return users, visible, hidden

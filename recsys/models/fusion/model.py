@@ -22,7 +22,7 @@ from ..config import MODALITIES, FusionConfig
 from .content import ContentArrays, binary_rows
 from .experts import Experts, ExpertScoring
 from .gate import ExpertGate
-from .losses import bpr_cloze_loss, cloze_batch, softmax_cloze_loss
+from .losses import bpr_cloze_loss, cloze_batch, hide_items, softmax_cloze_loss
 
 # every option, its type, default and help: recsys.models.config.FusionConfig (self.config is its dict)
 DEFAULTS: dict[str, Any] = FusionConfig().to_dict()
@@ -387,23 +387,8 @@ class FusionRecommender(ExpertScoring, Recommender):
             raise ValueError("no user has two or more training interactions: nothing to learn the gate from")
         budget = int(config["cloze_budget"]) // max(1, len(self._modalities) * n_items)
         size = int(min(len(eligible), int(config["gate_users"]), max(64, budget)))
-        users = np.sort(rng.choice(eligible, size=size, replace=False))
-        vis_rows, vis_cols, hid_rows, hid_cols = [], [], [], []
-        short = rng.random(size) < float(config["short_history_share"])
-        for r, user in enumerate(users):
-            items = train.indices[train.indptr[user]:train.indptr[user + 1]]
-            items = rng.permutation(items)
-            if short[r] and len(items) >= 3:
-                n_visible = int(rng.integers(1, min(3, len(items) - 1) + 1))
-            else:
-                n_hidden = max(1, round(len(items) * float(config["cloze_ratio"])))
-                n_visible = len(items) - n_hidden
-            vis_rows += [r] * n_visible
-            vis_cols += items[:n_visible].tolist()
-            hid_rows += [r] * (len(items) - n_visible)
-            hid_cols += items[n_visible:].tolist()
-        visible = sp.csr_matrix((np.ones(len(vis_rows), np.float32), (vis_rows, vis_cols)), shape=(size, n_items))
-        hidden = sp.csr_matrix((np.ones(len(hid_rows), np.float32), (hid_rows, hid_cols)), shape=(size, n_items))
+        users, visible, hidden = hide_items(train, eligible, size, float(config["short_history_share"]),
+                                            float(config["cloze_ratio"]), rng)
         behaviour_raw = None
         if inverse is not None:
             # EASE's inverse covers only the items with behaviour: the others score 0

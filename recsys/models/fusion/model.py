@@ -513,15 +513,22 @@ class FusionRecommender(ExpertScoring, Recommender):
         return base.float().cpu().numpy(), masked.float().cpu().numpy()
 
     def attention_matrix(self, users: Sequence[int], items: Sequence[int] | None = None) -> np.ndarray:
-        """Per-item modality weights ``[len(users), len(items), M]`` (0 where an item lacks a modality)."""
-        index = np.arange(self.n_items) if items is None else np.asarray(items, dtype=np.int64)
+        """Per-item modality weights ``[len(users), len(items), M]`` (0 where an item lacks a modality): the
+        ``w[u, i, m]`` the scores are mixed with (:meth:`ExpertGate.item_weights`, the same call as scoring),
+        so the Attention page shows what ranked each item, item-level modulation included."""
+        index = torch.as_tensor(np.arange(self.n_items) if items is None else np.asarray(items, dtype=np.int64),
+                                device=self.device)
         users = np.asarray(users, dtype=np.int64)
-        gate = torch.as_tensor(self.user_modality_weights(users), device=self.device)
-        presence = self._present[torch.as_tensor(index, device=self.device)].float()  # [k, M]
-        weights = gate.unsqueeze(1) * presence.unsqueeze(0)
-        if self.config["renormalise_missing"]:
-            weights = weights / weights.sum(-1, keepdim=True).clamp(min=1e-12)
-        return weights.cpu().numpy()
+        gate = torch.as_tensor(self.user_modality_weights(users), device=self.device, dtype=torch.float32)
+        presence = self._present[index].T.unsqueeze(0).float()  # [1, M, k]
+        renormalise = bool(self.config["renormalise_missing"])
+        if self.gate.fusion == "concat":  # no weights in the score: the gate spread over what each item has
+            weights = gate.unsqueeze(2) * presence
+            if renormalise:
+                weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-12)
+        else:
+            weights = self.gate.item_weights(presence, gate, self._popularity_z_all[index], renormalise)
+        return weights.detach().expand(len(users), -1, -1).transpose(1, 2).float().cpu().numpy()
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, np.ndarray]:

@@ -8,9 +8,22 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages.common import (ASSETS, active_dataset, damaged_datasets_notice, dataset_names, ensure_demo, fmt_metric,
-                              fmt_time, get_workspace, list_all_runs, load_dataset_frames, md_text, run_page,
-                              set_active_dataset, state_badge)
+from app_pages.common import (
+    ASSETS,
+    active_dataset,
+    damaged_datasets_notice,
+    dataset_names,
+    ensure_demo,
+    fmt_metric,
+    fmt_time,
+    get_workspace,
+    list_all_runs,
+    load_dataset_frames,
+    md_text,
+    run_page,
+    set_active_dataset,
+    state_badge,
+)
 
 QUICK_START = {"baselines": ["mostpop", "ease"]}  # otherwise the Train form's defaults: the same model
 

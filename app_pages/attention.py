@@ -11,11 +11,31 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, chart, damaged_models_notice, empty_state,
-                              gallery, item_caption,
-                              model_runs, page_header, run_page, usable_context, run_picker, style_figure)
-from recsys.explain import (attention_by_category, ground_truth_comparison, has_attention, pca_2d,
-                            segment_recovery, top_items_attention, user_weights_frame)
+from app_pages.common import (
+    MODALITY_COLOURS,
+    MODALITY_NAMES,
+    RunContext,
+    chart,
+    damaged_models_notice,
+    empty_state,
+    gallery,
+    item_caption,
+    model_runs,
+    page_header,
+    run_page,
+    run_picker,
+    style_figure,
+    usable_context,
+)
+from recsys.explain import (
+    attention_by_category,
+    ground_truth_comparison,
+    has_attention,
+    pca_2d,
+    segment_recovery,
+    top_items_attention,
+    user_weights_frame,
+)
 
 TOP_K = 20
 MAP_POINTS = 5000

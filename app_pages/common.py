@@ -17,9 +17,10 @@ import os
 import re
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,7 @@ import streamlit as st
 from recsys.modalities import MODALITY_NAMES  # noqa: F401 (the pages import it from here)
 from recsys.train.records import RunRecord
 from recsys.train.report import METRIC_COLUMNS
-from recsys.workspace import ENV_VAR, DEFAULT_ROOT, Workspace, ensure_demo_dataset
+from recsys.workspace import DEFAULT_ROOT, ENV_VAR, Workspace, ensure_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "assets"

@@ -12,13 +12,34 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import (PRIMARY, chart, damaged_datasets_notice, dataset_info, dataset_names, dataset_stamp,
-                              dataset_picker, digest, empty_state, md_text, ensure_demo, gallery, get_workspace, image_file,
-                              item_caption, load_dataset_frames, page_header, run_page, show_error, style_figure,
-                              set_active_dataset, upload_limit_mb, workspace_root)
+from app_pages.common import (
+    PRIMARY,
+    chart,
+    damaged_datasets_notice,
+    dataset_info,
+    dataset_names,
+    dataset_picker,
+    dataset_stamp,
+    digest,
+    empty_state,
+    ensure_demo,
+    gallery,
+    get_workspace,
+    image_file,
+    item_caption,
+    load_dataset_frames,
+    md_text,
+    page_header,
+    run_page,
+    set_active_dataset,
+    show_error,
+    style_figure,
+    upload_limit_mb,
+    workspace_root,
+)
 from recsys.data import stats
-from recsys.data.upload import UploadError, assemble_bundle_zip, zip_entry_examples
 from recsys.data.schema import ROLES
+from recsys.data.upload import UploadError, assemble_bundle_zip, zip_entry_examples
 
 SOURCES = ["Upload files", "Upload a .zip bundle", "Built-in demo catalog", "Folder on disk"]
 TABLE_TYPES = ["csv", "parquet", "jsonl", "ndjson"]

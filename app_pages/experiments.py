@@ -8,9 +8,24 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages.common import (STATE_STYLE, chart, damaged_models_notice, empty_state, fairness_rankings, fmt_time, get_workspace,
-                              list_all_runs, md_text, page_header, plain_error, privacy_retrain_panel, run_label,
-                              run_page, show_error, style_figure)
+from app_pages.common import (
+    STATE_STYLE,
+    chart,
+    damaged_models_notice,
+    empty_state,
+    fairness_rankings,
+    fmt_time,
+    get_workspace,
+    list_all_runs,
+    md_text,
+    page_header,
+    plain_error,
+    privacy_retrain_panel,
+    run_label,
+    run_page,
+    show_error,
+    style_figure,
+)
 from recsys.train.launch import RunBusyError, delete_run, model_zip
 from recsys.train.records import RunRecord
 

@@ -7,9 +7,25 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import (MODALITY_COLOURS, MODALITY_NAMES, RunContext, chart, damaged_models_notice, forgotten_users, empty_state, gallery,
-                              item_caption,
-                              md_text, model_runs, page_header, run_page, usable_context, run_picker, show_error, style_figure)
+from app_pages.common import (
+    MODALITY_COLOURS,
+    MODALITY_NAMES,
+    RunContext,
+    chart,
+    damaged_models_notice,
+    empty_state,
+    forgotten_users,
+    gallery,
+    item_caption,
+    md_text,
+    model_runs,
+    page_header,
+    run_page,
+    run_picker,
+    show_error,
+    style_figure,
+    usable_context,
+)
 from recsys.explain import explain
 from recsys.models.rerank import filter_mask, group_membership
 

@@ -14,17 +14,42 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import (PRIMARY, chart, damaged_datasets_notice, dataset_names, dataset_picker, empty_state, fmt_duration, fmt_time,
-                              get_workspace, list_all_runs, load_dataset_frames, metric_column_config,
-                              md_text, page_header, privacy_retrain_panel, run_label, run_page, show_error, state_badge,
-                              style_figure)
-from recsys.train.launch import (ACTIVE_STATES, read_log_tail, resume_run, run_state, start_run, stop_run,
-                                 summarize_progress)
+from app_pages.common import (
+    PRIMARY,
+    chart,
+    damaged_datasets_notice,
+    dataset_names,
+    dataset_picker,
+    empty_state,
+    fmt_duration,
+    fmt_time,
+    get_workspace,
+    list_all_runs,
+    load_dataset_frames,
+    md_text,
+    metric_column_config,
+    page_header,
+    privacy_retrain_panel,
+    run_label,
+    run_page,
+    show_error,
+    state_badge,
+    style_figure,
+)
+from recsys.models.config import BASELINE_CONFIGS, FusionConfig, field_default, field_types
+from recsys.train.data import PROTOCOL_LABELS as ENGINE_PROTOCOL_LABELS
+from recsys.train.launch import (
+    ACTIVE_STATES,
+    read_log_tail,
+    resume_run,
+    run_state,
+    start_run,
+    stop_run,
+    summarize_progress,
+)
 from recsys.train.lock import RunRefused
 from recsys.train.records import nest_flat_options
-from recsys.train.data import PROTOCOL_LABELS as ENGINE_PROTOCOL_LABELS
 from recsys.train.report import METRIC_COLUMNS, metrics_table
-from recsys.models.config import BASELINE_CONFIGS, FusionConfig, field_default, field_types
 from recsys.train.run import SHARED_FUSION_OPTIONS, RunConfig, read_progress
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}

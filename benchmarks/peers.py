@@ -22,8 +22,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -74,7 +75,7 @@ class CornacRunner:
         self.name, self.config, self.seed = name, dict(config), seed
         self.fit_seconds: float | None = None
 
-    def fit(self, train: sp.csr_matrix) -> "CornacRunner":
+    def fit(self, train: sp.csr_matrix) -> CornacRunner:
         import cornac
         from cornac.data import Dataset
 

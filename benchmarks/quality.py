@@ -85,7 +85,7 @@ def _vbpr_peer():
             super().__init__("cornac-vbpr", config)
             self.image = image
 
-        def fit(self, train: sp.csr_matrix) -> "VBPRPeer":
+        def fit(self, train: sp.csr_matrix) -> VBPRPeer:
             import cornac
             from cornac.data import ImageModality
             from cornac.eval_methods import BaseMethod

@@ -12,8 +12,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .atomic import _json_default
 
@@ -83,7 +84,6 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
 @command("demo", "write the built-in demo catalog as a bundle folder (and optionally import it)", _demo_arguments)
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     from .data.demo import DEMO_DATASET_NAME, generate_demo_bundle
-
     from .workspace import validate_name
 
     if args.do_import and args.name is not None:
@@ -118,7 +118,6 @@ def _import_arguments(p: argparse.ArgumentParser) -> None:
 @command("import", "validate a bundle (folder or .zip) and import it into the workspace", _import_arguments)
 def cmd_import(args: argparse.Namespace) -> dict[str, Any]:
     from .data.schema import Schema, SchemaError
-
     from .workspace import validate_name
 
     if args.name is not None:

@@ -20,8 +20,9 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .atomic import atomic_write_json
 

@@ -22,9 +22,10 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -583,8 +584,9 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
 
 def ensure_demo_dataset(workspace: Workspace, progress: Callable[[str, int, int], None] | None = None) -> str:
     """Generate and import the built-in demo catalog once (again when it is damaged); return its dataset name."""
-    from .data.demo import DEMO_DATASET_NAME, generate_demo_bundle
     import tempfile
+
+    from .data.demo import DEMO_DATASET_NAME, generate_demo_bundle
 
     if workspace.has_dataset(DEMO_DATASET_NAME) and not workspace.dataset_damage(DEMO_DATASET_NAME):
         return DEMO_DATASET_NAME  # a damaged demo is generated again: it replaces the damaged folder

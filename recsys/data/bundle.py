@@ -15,9 +15,10 @@ import stat
 import tempfile
 import weakref
 import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -282,7 +283,7 @@ def read_table(path: Path, report: ValidationReport) -> pd.DataFrame | None:
             frame = pd.read_parquet(path)
         else:
             frame = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
-    except (pd.errors.EmptyDataError,) as exc:
+    except pd.errors.EmptyDataError as exc:
         report.error("empty_file", f"the file has no header or rows ({exc})", name)
         return None
     except (pd.errors.ParserError, ValueError, OSError) as exc:

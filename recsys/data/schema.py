@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -174,7 +175,7 @@ def _drop_duplicate_codes(frame: pd.DataFrame, guesses: dict[str, RoleGuess]) ->
     return guesses
 
 
-def visible_users(users: pd.DataFrame | None, schema: "Schema | Mapping[str, Any]") -> pd.DataFrame | None:
+def visible_users(users: pd.DataFrame | None, schema: Schema | Mapping[str, Any]) -> pd.DataFrame | None:
     """The users table without the columns the schema marks ``ignore``: such a column (an e-mail, another
     system's id) is not a feature, so nothing has a reason to show it. The one filter every page reads users
     through (``app_pages.common.load_dataset_frames``); ``user_id`` always stays."""
@@ -217,7 +218,7 @@ class Schema:
         columns = self.columns_with("interactions", TIMESTAMP)
         return columns[0] if columns else None
 
-    def merged(self, overrides: "Mapping[str, Any] | Schema | None") -> "Schema":
+    def merged(self, overrides: Mapping[str, Any] | Schema | None) -> Schema:
         """A copy with ``overrides`` (same shape as ``schema.json``) applied over these roles."""
         if overrides is None:
             return Schema(items=dict(self.items), interactions=dict(self.interactions), users=dict(self.users),
@@ -256,7 +257,7 @@ class Schema:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Schema":
+    def from_dict(cls, data: Mapping[str, Any]) -> Schema:
         check_schema_dict(data)
         return cls(
             items=dict(data.get("items") or {}),
@@ -267,7 +268,7 @@ class Schema:
         )
 
     @classmethod
-    def read(cls, path: str | Path) -> "Schema":
+    def read(cls, path: str | Path) -> Schema:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -325,7 +326,7 @@ def run_rankings(workspace: Any, run_id: str, k: int = 20, batch_size: int = 512
     refitted on the train split with the run's settings and seed. Masks as ``evaluate_ranking`` at test
     time: train items and valid items."""
     from ..models import Recommender, get_model
-    from ..train.data import prepare_data, preflight, resolve_protocol
+    from ..train.data import preflight, prepare_data, resolve_protocol
     from ..train.run import RunConfig
 
     say = progress or (lambda message: None)

@@ -30,7 +30,7 @@ is relevant, and R = number of relevant items of the user:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -52,7 +52,7 @@ __all__ = [
     "hit_matrix",
 ]
 
-Relevant = Union[Sequence[np.ndarray], sp.spmatrix, sp.sparray]
+Relevant = Sequence[np.ndarray] | sp.spmatrix | sp.sparray
 
 
 # --------------------------------------------------------------------------- helpers

@@ -14,11 +14,25 @@ Everything works on any :class:`recsys.models.Recommender`; attention-specific f
 plainly (``has_attention``) for models without it.
 """
 
-from .attention import (SEGMENT_MODALITY, attention_by_category, dominant_modality,
-                        ground_truth_comparison, has_attention, pca_2d, segment_recovery, top_items_attention,
-                        user_weights_frame)
-from .coldstart import (evaluate_by_history_length, evaluate_cold_start, evaluate_short_histories,
-                        recommend_for_history, recommend_for_text, recommend_users_for_item)
+from .attention import (
+    SEGMENT_MODALITY,
+    attention_by_category,
+    dominant_modality,
+    ground_truth_comparison,
+    has_attention,
+    pca_2d,
+    segment_recovery,
+    top_items_attention,
+    user_weights_frame,
+)
+from .coldstart import (
+    evaluate_by_history_length,
+    evaluate_cold_start,
+    evaluate_short_histories,
+    recommend_for_history,
+    recommend_for_text,
+    recommend_users_for_item,
+)
 from .evidence import item_vectors, price_bands, similar_items
 from .explainer import ExplainContext, Explanation, build_sentence, explain, explain_many
 from .faithfulness import faithfulness_check

@@ -8,7 +8,8 @@ no text) has no weight there: it is NaN, not 0, so averages are over items that 
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

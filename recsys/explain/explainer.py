@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..data import schema as S
-from ..data import stats
+from ..data import schema as S, stats
 from ..modalities import MODALITY_PHRASES
 from .facts import STOPWORDS, tokenize
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 __all__ = ["STOPWORDS", "GENERIC_WORDS", "tokenize", "evidence_strings", "evidence_vocabulary",
            "unsupported_facts", "mentions_evidence"]
@@ -71,7 +72,7 @@ def tokenize(text: str) -> list[str]:
 
 def _walk(value: Any) -> Iterable[Any]:
     if isinstance(value, Mapping):
-        for key, item in value.items():
+        for item in value.values():
             yield from _walk(item)
     elif isinstance(value, (list, tuple, set, frozenset)):
         for item in value:

@@ -13,7 +13,8 @@ fusion); others raise ``ValueError``.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -146,7 +147,7 @@ class AttributeFeatures:
         n_buckets: int = 10,
         scaling: str = "robust",
         clip: float | None = 5.0,
-    ) -> "AttributeFeatures":
+    ) -> AttributeFeatures:
         """Learn vocabularies/statistics from ``items`` and encode them."""
         if scaling not in ("robust", "standard"):
             raise ValueError("scaling must be 'robust' or 'standard'.")
@@ -182,7 +183,7 @@ class AttributeFeatures:
         return feats
 
     # -- encoding -------------------------------------------------------------------------
-    def encode_new(self, items: pd.DataFrame) -> "AttributeFeatures":
+    def encode_new(self, items: pd.DataFrame) -> AttributeFeatures:
         """Encode other items with this object's vocabularies and statistics (values never seen
         become unknown = 0). Columns missing from ``items`` are treated as all-missing."""
         out = AttributeFeatures(
@@ -196,7 +197,7 @@ class AttributeFeatures:
         self._encode_into(items, out)
         return out
 
-    def _encode_into(self, items: pd.DataFrame, out: "AttributeFeatures") -> None:
+    def _encode_into(self, items: pd.DataFrame, out: AttributeFeatures) -> None:
         n = len(items)
         empty = pd.Series([None] * n, index=items.index, dtype=object)
         for column, vocab in self.categorical_vocab.items():
@@ -282,7 +283,7 @@ class AttributeFeatures:
         return arrays, meta
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> "AttributeFeatures":
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> AttributeFeatures:
         n = int(meta["n_items"])
         categorical = {c: np.asarray(arrays[f"categorical.{j}"]) for j, c in enumerate(meta["categorical_columns"])}
         multi_label = {}

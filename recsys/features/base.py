@@ -4,8 +4,8 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 __all__ = [
     "EncoderUnavailableError",

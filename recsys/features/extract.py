@@ -15,9 +15,10 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -343,7 +344,7 @@ class ItemFeatures:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ItemFeatures":
+    def load(cls, path: str | os.PathLike) -> ItemFeatures:
         with np.load(Path(path), allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
         meta = json.loads(str(arrays.pop("meta_json")))

@@ -13,8 +13,8 @@ any Hugging Face model available offline (local directory or the local Hugging F
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 from .base import Encoder
 

@@ -13,9 +13,9 @@ import math
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -384,7 +384,7 @@ class TfidfTextEncoder(Encoder):
         norms[norms == 0] = 1.0
         return sp.csr_matrix(sp.diags(1.0 / norms) @ matrix)
 
-    def fit(self, texts: Sequence[str]) -> "TfidfTextEncoder":
+    def fit(self, texts: Sequence[str]) -> TfidfTextEncoder:
         docs = [_tokenize(_as_text(t)) for t in texts]
         n = len(docs)
         df = Counter()
@@ -464,7 +464,7 @@ class TfidfTextEncoder(Encoder):
             {"version": self.version, "terms": terms},
         )
 
-    def load_state(self, arrays: dict[str, np.ndarray], meta: dict) -> "TfidfTextEncoder":
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict) -> TfidfTextEncoder:
         self.vocabulary_ = {t: i for i, t in enumerate(meta["terms"])}
         self.idf_ = np.asarray(arrays["idf"], dtype=np.float64)
         self.components_ = np.asarray(arrays["components"], dtype=np.float64)

@@ -1,7 +1,15 @@
 """Recommenders behind one interface (see ``base.Recommender``)."""
 
-from .base import (MODEL_REGISTRY, ModelDamaged, Recommender, TrainData, batched_scores, check_saved_model, get_model,
-                   list_models)
+from .base import (
+    MODEL_REGISTRY,
+    ModelDamaged,
+    Recommender,
+    TrainData,
+    batched_scores,
+    check_saved_model,
+    get_model,
+    list_models,
+)
 
 __all__ = ["MODEL_REGISTRY", "ModelDamaged", "Recommender", "TrainData", "batched_scores", "check_saved_model",
            "get_model", "list_models"]

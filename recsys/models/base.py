@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..atomic import atomic_write_json
 
-MODEL_REGISTRY: dict[str, type["Recommender"]] = {}
+MODEL_REGISTRY: dict[str, type[Recommender]] = {}
 MODEL_FILES = ("config.json", "ids.json", "weights.safetensors")
 
 
@@ -138,7 +139,7 @@ class Recommender(ABC):
 
     # ------------------------------------------------------------------ to implement
     @abstractmethod
-    def fit(self, data: TrainData) -> "Recommender":
+    def fit(self, data: TrainData) -> Recommender:
         """Learn from ``data``; must call :meth:`_remember` so ids and seen items are known."""
 
     @abstractmethod
@@ -149,7 +150,7 @@ class Recommender(ABC):
         """Arrays to save (safetensors). Override in models with parameters."""
         return {}
 
-    def _restore(self, state: dict[str, np.ndarray]) -> None:
+    def _restore(self, state: dict[str, np.ndarray]) -> None:  # noqa: B027 (an optional hook: models without parameters keep it empty)
         """Inverse of :meth:`_state`."""
 
     # ------------------------------------------------------------------ capabilities
@@ -283,7 +284,7 @@ class Recommender(ABC):
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Recommender":
+    def load(cls, folder: str | Path) -> Recommender:
         """Load any saved model; the class comes from ``config.json`` (no code is unpickled)."""
         from safetensors.numpy import load_file
 

@@ -20,7 +20,8 @@ model completely; the defaults were chosen on the P1 *validation* split of movie
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,7 +45,7 @@ class MostPop(Recommender):
         super().__init__(**config)
         self.popularity: np.ndarray | None = None
 
-    def fit(self, data: TrainData) -> "MostPop":
+    def fit(self, data: TrainData) -> MostPop:
         self._remember(data)
         with _Fitted(self):
             self.popularity = np.asarray((data.train != 0).sum(axis=0), dtype=np.float32).ravel()
@@ -80,7 +81,7 @@ class ItemKNN(Recommender):
         self.similarity: sp.csr_matrix | None = None
         self.warm: np.ndarray | None = None
 
-    def fit(self, data: TrainData) -> "ItemKNN":
+    def fit(self, data: TrainData) -> ItemKNN:
         self._remember(data)
         with _Fitted(self):
             x = sp.csc_matrix((data.train != 0).astype(np.float32))
@@ -155,7 +156,7 @@ class EASE(Recommender):
         self.chosen_l2: float | None = None
         self.l2_table: dict[float, float] = {}
 
-    def fit(self, data: TrainData) -> "EASE":
+    def fit(self, data: TrainData) -> EASE:
         from .ease import behaviour_columns, choose_ease_l2, ease_inverse, ease_weights
 
         # items nobody chose have zero weights: only the active block is inverted (same scores)
@@ -253,7 +254,7 @@ class ContentOnly(Recommender):
         super().__init__(**config)
         self.item_vectors: np.ndarray | None = None
 
-    def fit(self, data: TrainData) -> "ContentOnly":
+    def fit(self, data: TrainData) -> ContentOnly:
         self._remember(data)
         with _Fitted(self):
             vectors = content_matrix(data.item_features, data.n_items)

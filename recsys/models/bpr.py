@@ -6,7 +6,8 @@ NDCG@20, and the symmetric sparse product LightGCN propagates with. :mod:`.basel
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -51,7 +52,7 @@ class _BPRTrained(Recommender):
         raise NotImplementedError
 
     # -- shared
-    def fit(self, data: TrainData) -> "_BPRTrained":
+    def fit(self, data: TrainData) -> _BPRTrained:
         import torch
 
         from ..device import select_device
@@ -328,7 +329,7 @@ class LightGCN(_BPRTrained):
                + emb.index_select(0, n + neg).pow(2).sum(-1))
         return 0.5 * reg.mean()
 
-    def fit(self, data: TrainData) -> "LightGCN":
+    def fit(self, data: TrainData) -> LightGCN:
         try:
             return super().fit(data)
         finally:

@@ -4,7 +4,8 @@ scores for cold items, sparse state, fit timing."""
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -62,7 +63,7 @@ class _Fitted:
     def __init__(self, model: Recommender):
         self.model = model
 
-    def __enter__(self) -> "_Fitted":
+    def __enter__(self) -> _Fitted:
         self.start = time.perf_counter()
         return self
 

@@ -7,7 +7,7 @@ and the weights "without these users" (for out-of-fold training signals) by a lo
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp

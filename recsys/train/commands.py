@@ -15,8 +15,8 @@ from typing import Any
 from ..cli import CommandError, TqdmProgress, _say, _workspace, command
 from ..models.config import FusionConfig, field_default, field_types
 from .lock import RunRefused
-from .run import SHARED_FUSION_OPTIONS, RunConfig, list_runs, read_progress, read_status, train_run
 from .records import FLAT_FUSION_OPTIONS, read_run_config
+from .run import SHARED_FUSION_OPTIONS, RunConfig, list_runs, read_progress, read_status, train_run
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:

@@ -27,8 +27,15 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..evaluate import (build_index, cold_item_split, deduplicate, interactions_to_csr, k_core_filter, p1_split,
-                        users_in_history_order)
+from ..evaluate import (
+    build_index,
+    cold_item_split,
+    deduplicate,
+    interactions_to_csr,
+    k_core_filter,
+    p1_split,
+    users_in_history_order,
+)
 from ..evaluate.split import hold_out_valid, kfold_user_split, leave_last_out, temporal_leave_last_out
 from ..models.base import TrainData
 from ..stopping import check

@@ -127,7 +127,7 @@ class RunLock:
         if holder and holder.get("token") == self.token:
             (self.run_dir / LOCK_NAME).unlink(missing_ok=True)
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self
 
     def __exit__(self, *exc: Any) -> None:

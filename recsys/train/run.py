@@ -37,9 +37,10 @@ import signal
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -49,8 +50,7 @@ from ..features.registry import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from ..models.config import BPRConfig, EASEConfig, FusionConfig, ItemKNNConfig, LightGCNConfig, nested, option
 from ..workspace import Workspace, validate_name
 from .lock import LOCK_NAME, RunBusyError, RunFinishedError, RunLock, acquire_run_lock, busy_message, pid_alive
-from .records import (MODEL_STAGE, RunRecord, nest_flat_options, read_model_stage, read_run_record,
-                      run_complete)
+from .records import MODEL_STAGE, RunRecord, nest_flat_options, read_model_stage, read_run_record, run_complete
 
 STATES = ("running", "finished", "stopped", "failed", "interrupted")
 
@@ -121,7 +121,7 @@ class RunConfig:
         return bool(wanted) and any(m in self.modalities for m in ("text", "image", "attributes"))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         """A RunConfig from :meth:`to_dict`'s form, or from the flat form of older runs (the fusion model's
         options at the top level): those move into ``fusion_options``. Unknown options: ``ValueError``."""
         if isinstance(data.get("fusion_options", {}), dict):

@@ -122,8 +122,8 @@ def test_summarize_progress_gives_epochs_features_and_time_left():
 
 
 def test_assembled_uploads_become_one_bundle_and_unsafe_pictures_are_refused(tmp_path):
-    from recsys.data.upload import UploadError, assemble_bundle_zip
     from recsys.data.bundle import load_bundle
+    from recsys.data.upload import UploadError, assemble_bundle_zip
     from tests.conftest import png_bytes
 
     items = b"item_id,title,image_file\na,Red kettle,images/a.png\nb,Blue boots,images/b.png\n"
@@ -146,14 +146,14 @@ def test_assembled_uploads_become_one_bundle_and_unsafe_pictures_are_refused(tmp
                                               evil.getvalue()))
     assert not refused.ok and "archive_path_escape" in refused.report.codes()
 
-    with pytest.raises(UploadError, match="not a readable .zip"):
+    with pytest.raises(UploadError, match=r"not a readable \.zip"):
         assemble_bundle_zip({"items": ("i.csv", items)}, b"not a zip")
     with pytest.raises(UploadError, match=r"\.csv, \.parquet or \.jsonl"):
         assemble_bundle_zip({"items": ("items.xlsx", items)})
     clash = io.BytesIO()
     with zipfile.ZipFile(clash, "w") as archive:
         archive.writestr("items.csv", items)
-    with pytest.raises(UploadError, match="already holds items.csv"):
+    with pytest.raises(UploadError, match=r"already holds items\.csv"):
         assemble_bundle_zip({"items": ("i.csv", items)}, clash.getvalue())
 
 

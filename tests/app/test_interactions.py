@@ -14,7 +14,6 @@ import pytest
 
 from tests.app.conftest import assert_clean, read_json, texts, the_run, wait_for
 
-
 # ----------------------------------------------------------------------------- helpers
 
 def shop_tables(bad_rating: bool = False, duplicate_item: bool = False) -> tuple[bytes, bytes]:
@@ -340,7 +339,7 @@ def test_delete_a_run_with_confirmation(app, trained_workspace):
 
 @pytest.mark.slow
 def test_a_running_training_cannot_be_deleted(trained_workspace, kill_leftovers):
-    from recsys.train.launch import RunBusyError, delete_run, stop_run, run_state
+    from recsys.train.launch import RunBusyError, delete_run, run_state, stop_run
     from recsys.workspace import Workspace
 
     run_id, _ = _start_long_run(trained_workspace, kill_leftovers)

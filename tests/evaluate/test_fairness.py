@@ -8,8 +8,17 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys.evaluate.fairness import (NONE_LABEL, calibration_kl, fairness_arrays, gini, group_gap, group_shares,
-                                      history_buckets, label_matrix, popularity_percentile)
+from recsys.evaluate.fairness import (
+    NONE_LABEL,
+    calibration_kl,
+    fairness_arrays,
+    gini,
+    group_gap,
+    group_shares,
+    history_buckets,
+    label_matrix,
+    popularity_percentile,
+)
 from recsys.models.rerank import exposure_rerank, group_membership, select_top
 
 FINISHED = "20260101-000000-demo-mostpop-done"

@@ -5,9 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsys.explain.coldstart import (evaluate_by_history_length, evaluate_cold_start, evaluate_short_histories,
-                                      history_scores, is_new_item, recommend_for_history, recommend_for_text,
-                                      recommend_users_for_item)
+from recsys.explain.coldstart import (
+    evaluate_by_history_length,
+    evaluate_cold_start,
+    evaluate_short_histories,
+    history_scores,
+    is_new_item,
+    recommend_for_history,
+    recommend_for_text,
+    recommend_users_for_item,
+)
 
 pytestmark = pytest.mark.slow  # the session fixture trains 15 epochs and fits four models on the cold split
 

@@ -7,9 +7,19 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recsys.models.rerank import (beyond_accuracy, catalogue_coverage, category_mask, filter_mask,
-                                  intra_list_diversity, long_tail_share, mmr_rerank, novelty, price_mask, select_top,
-                                  variant_groups)
+from recsys.models.rerank import (
+    beyond_accuracy,
+    catalogue_coverage,
+    category_mask,
+    filter_mask,
+    intra_list_diversity,
+    long_tail_share,
+    mmr_rerank,
+    novelty,
+    price_mask,
+    select_top,
+    variant_groups,
+)
 
 
 def test_mmr_without_diversity_is_the_ranking():

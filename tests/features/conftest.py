@@ -8,12 +8,12 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
-from recsys.features.base import Encoder  # noqa: E402
+from recsys.features.base import Encoder
 
 DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 POSTERS = DATASETS / "movielens-small-mm" / "images"

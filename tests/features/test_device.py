@@ -19,7 +19,7 @@ def test_cpu_is_always_honoured():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 @pytest.mark.parametrize("request_", ["cuda", "cuda:1", "CUDA"])
 def test_cuda_request_without_gpu_is_a_clear_error(request_):
-    with pytest.raises(ValueError, match="CUDA was requested .*torch sees no GPU"):
+    with pytest.raises(ValueError, match=r"CUDA was requested .*torch sees no GPU"):
         select_device(request_)
 
 

@@ -55,7 +55,7 @@ def test_hf_missing_directory_is_a_clear_error(tmp_path):
     with pytest.raises(EncoderUnavailableError, match="not available offline"):
         get_encoder(f"hf:{tmp_path / 'nothing-here'}")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(EncoderUnavailableError, match="no config.json"):
+    with pytest.raises(EncoderUnavailableError, match=r"no config\.json"):
         get_encoder(f"hf:{tmp_path / 'empty'}")
 
 

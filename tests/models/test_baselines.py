@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from recsys.evaluate import evaluate_ranking
 from recsys.models import MODEL_REGISTRY, Recommender, TrainData, get_model, list_models
-from recsys.models.baselines import EASE, BPRMF, ContentOnly, ItemKNN, LightGCN, MostPop, content_matrix
+from recsys.models.baselines import BPRMF, EASE, ContentOnly, ItemKNN, LightGCN, MostPop, content_matrix
 
 N_USERS, N_BLOCKS, BLOCK, N_POPULAR, N_COLD = 60, 4, 9, 4, 2
 N_ITEMS = N_BLOCKS * BLOCK + N_POPULAR + N_COLD  # 42

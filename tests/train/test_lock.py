@@ -14,10 +14,9 @@ import pytest
 from recsys.cli import main
 from recsys.data.demo import generate_demo_bundle
 from recsys.train import launch
-from recsys.train.lock import (LOCK_NAME, RunBusyError, RunFinishedError, acquire_run_lock, lock_holder,
-                               read_lock)
+from recsys.train.lock import LOCK_NAME, RunBusyError, RunFinishedError, acquire_run_lock, lock_holder, read_lock
 from recsys.train.run import RunConfig, read_progress, read_status, train_run
-from recsys.workspace import Workspace
+from recsys.workspace import DatasetNotFound, Workspace
 
 FINISHED = "20260101-000000-demo-mostpop-done"
 TINY = dict(dataset="demo", model="mostpop", baselines=[], final_model=False, device="cpu")
@@ -124,7 +123,7 @@ def test_resume_of_a_finished_run_needs_force(workspace):
 
 
 def test_a_failed_training_releases_its_lock(workspace):
-    with pytest.raises(Exception):
+    with pytest.raises(DatasetNotFound):
         train_run(workspace, RunConfig(**{**TINY, "dataset": "nosuch"}), run_id="fails")
     run_dir = workspace.run_path("fails")
     assert read_status(run_dir)["state"] == "failed" and not (run_dir / LOCK_NAME).exists()

@@ -11,22 +11,22 @@ from recsys.workspace import InvalidName, validate_name
 
 @pytest.mark.parametrize("run_id", ["../../x", "/abs/x", ".x"])
 def test_training_and_the_launcher_refuse_a_path_as_run_id(workspace, run_id, tmp_path):
-    with pytest.raises(InvalidName, match="run id .* is not allowed: use letters, digits"):
+    with pytest.raises(InvalidName, match=r"run id .* is not allowed: use letters, digits"):
         train_run(workspace, RunConfig(dataset="demo"), run_id=run_id)
-    with pytest.raises(InvalidName, match="run id .* is not allowed"):
+    with pytest.raises(InvalidName, match=r"run id .* is not allowed"):
         train_run(workspace, RunConfig(dataset="demo"), run_id=run_id, resume=True)
     for call in (launch.resume_run, launch.delete_run):
-        with pytest.raises(InvalidName, match="run id .* is not allowed"):
+        with pytest.raises(InvalidName, match=r"run id .* is not allowed"):
             call(workspace, run_id)
     assert sorted(p.name for p in tmp_path.rglob("*") if p.name in ("x", ".x")) == []
     assert list(workspace.runs_dir.iterdir()) == []
 
 
 def test_the_launcher_refuses_a_path_as_dataset_name_or_run_id(workspace, small_bundle):
-    with pytest.raises(InvalidName, match="dataset name '../data' is not allowed"):
+    with pytest.raises(InvalidName, match=r"dataset name '\.\./data' is not allowed"):
         launch.start_run(workspace, RunConfig(dataset="../data"))
     assert workspace.import_bundle(small_bundle, name="shop").ok
-    with pytest.raises(InvalidName, match="run id '../x' is not allowed"):  # refused before any process starts
+    with pytest.raises(InvalidName, match=r"run id '\.\./x' is not allowed"):  # refused before any process starts
         launch.start_run(workspace, RunConfig(dataset="shop"), run_id="../x")
     assert not (workspace.runs_dir / ".launch").exists() or not any((workspace.runs_dir / ".launch").iterdir())
 

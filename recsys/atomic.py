@@ -124,6 +124,7 @@ def clean_leftovers(folder: str | os.PathLike, stale_after_s: float = 3600.0, te
     entries.sort(key=lambda p: _mtime(p) or 0.0, reverse=True)
     for path in entries:
         match = _LEFTOVER.fullmatch(path.name) or _TEMP_FILE.fullmatch(path.name)
+        assert match is not None  # entries were chosen by these very patterns
         pid = match.group("pid")
         kind = match.groupdict().get("kind")
         if not everything:

@@ -22,7 +22,7 @@ import secrets
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from .atomic import atomic_write_json
 
@@ -35,6 +35,10 @@ PSEUDONYM_HEX = 16  # 64 bits: collisions are checked at import, and none is exp
 _MARKER_DOMAIN = b"recsys-forgotten-user\0"
 
 
+@overload
+def workspace_key(root: str | os.PathLike, create: Literal[True] = True) -> bytes: ...
+@overload
+def workspace_key(root: str | os.PathLike, create: bool) -> bytes | None: ...
 def workspace_key(root: str | os.PathLike, create: bool = True) -> bytes | None:
     """The workspace's secret key (32 random bytes), created on first use with mode 0600; None when there is
     none and ``create`` is False."""

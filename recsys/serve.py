@@ -27,10 +27,13 @@ import math
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Body, FastAPI, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_K = 1000
 MAX_LIKES = 1000
@@ -146,7 +149,7 @@ class ServedRun:
         # people forgotten since the run was trained: its model still knows them, the API does not serve them
         self.forgotten = forgotten_in(self.run_dir, workspace.root, [str(u) for u in self.model.user_ids])
         self.lock = threading.Lock()
-        self._vectors = None
+        self._vectors: np.ndarray | None = None  # item vectors for similar(), computed on first use
         self.loaded_seconds = round(time.perf_counter() - started, 3)
 
     def call(self, func, *args: Any, **kwargs: Any) -> Any:

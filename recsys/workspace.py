@@ -195,7 +195,7 @@ class Workspace:
     def _check_dataset(self, folder: Path) -> tuple[dict[str, Any], str | None]:
         """(the manifest, or {} when it cannot be read; what is damaged, or None). Cached per Workspace by the
         files' size and modification time: the app lists datasets several times per page."""
-        signature = []
+        signature: list[tuple[int, int] | None] = []  # (mtime, size) per file, None where it is missing
         for file in (*_JSON_FILES, *_TABLE_FILES):
             try:
                 stat = (folder / file).stat()
@@ -514,7 +514,8 @@ class Workspace:
             atomic_write_json(staging / "manifest.json", manifest)
         self._checked.pop(name, None)
         return ForgetResult(name, len(forget), int(len(bundle.interactions) - len(interactions)),
-                            0 if users is None else int(len(bundle.users) - len(users)), marked, dropped,
+                            0 if users is None or bundle.users is None else int(len(bundle.users) - len(users)),
+                            marked, dropped,
                             pseudonymised, at)
 
 

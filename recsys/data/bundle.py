@@ -468,32 +468,39 @@ def _load_from_folder(folder: Path, report: ValidationReport, overrides: Any, na
             if frame is None or column not in frame.columns:
                 if frame is not None:
                     report.warning("schema_unknown_column", f"the schema names column '{column}', which the file lacks",
-                                   files[table].name if files[table] else table, column)
+                                   _file_name(files, table), column)
                 schema.table(table).pop(column)
 
-    items = _validate_items(tables["items"], schema, report, files["items"].name)
-    interactions = _validate_interactions(tables["interactions"], schema, report, files["interactions"].name)
+    items = _validate_items(tables["items"], schema, report, _file_name(files, "items"))
+    interactions = _validate_interactions(tables["interactions"], schema, report, _file_name(files, "interactions"))
     users = None
     if tables["users"] is not None:
-        users = _validate_users(tables["users"], schema, report, files["users"].name)
+        users = _validate_users(tables["users"], schema, report, _file_name(files, "users"))
     if items is None or interactions is None:
         return None
-    interactions = _check_references(items, interactions, report, files["interactions"].name)
+    interactions = _check_references(items, interactions, report, _file_name(files, "interactions"))
     if users is not None:
         unknown_users = ~users["user_id"].isin(set(interactions["user_id"]))
         if unknown_users.any():
             report.warning("users_without_interactions",
-                           f"{int(unknown_users.sum())} users have no interactions", files["users"].name, "user_id",
+                           f"{int(unknown_users.sum())} users have no interactions",
+                           _file_name(files, "users"), "user_id",
                            _row_numbers(unknown_users))
     bundle = CatalogBundle(items, interactions, users, schema, folder, name,
                            {t: p.name for t, p in files.items() if p is not None})
     if check_images and schema.image_column:
-        _check_images(bundle, report, files["items"].name, progress)
+        _check_images(bundle, report, _file_name(files, "items"), progress)
     for link, outside in bundle.extra_files()[1]:
         report.warning("link_not_copied", "a symbolic link that points outside the bundle; it is not "
                        "copied" if outside else "a symbolic link to a folder; it is not copied", link)
     report.counts = bundle.counts() if report.ok else {}
     return bundle if report.ok else None
+
+
+def _file_name(files: dict[str, Path | None], table: str) -> str:
+    """The name of the file a table came from (the table's name when it has none)."""
+    path = files.get(table)
+    return path.name if path else table
 
 
 def _apply_column_mapping(tables: dict[str, pd.DataFrame | None], schema: S.Schema, report: ValidationReport,
@@ -504,7 +511,7 @@ def _apply_column_mapping(tables: dict[str, pd.DataFrame | None], schema: S.Sche
         frame = tables.get(table)
         if frame is None:
             continue
-        file = files[table].name if files.get(table) else table
+        file = _file_name(files, table)
         for source, target in list(mapping.items()):
             if source == target:
                 continue

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -435,7 +436,9 @@ def _rotated(points, angle: float, about: tuple[float, float] = (0.0, 0.0)):
 
 
 def _guitar() -> list:
-    parts = [("ellipse", 1, (0.0, 0.42, 0.44, 0.42)), ("ellipse", 1, (0.0, -0.08, 0.33, 0.3)),
+    # (kind, value, geometry): an ellipse's (cx, cy, rx, ry) or a polygon's points
+    parts: list[tuple[str, int, Any]] = [
+             ("ellipse", 1, (0.0, 0.42, 0.44, 0.42)), ("ellipse", 1, (0.0, -0.08, 0.33, 0.3)),
              ("poly", 1, _box(-0.07, -0.95, 0.07, -0.2)), ("poly", 1, _box(-0.12, -1.0, 0.12, -0.82)),
              ("ellipse", 0, (0.0, 0.12, 0.12, 0.12)), ("poly", 0, _box(-0.14, 0.5, 0.14, 0.56))]
     out = []
@@ -729,7 +732,10 @@ def _make_interactions(n_interactions: int, seed: int, user_ids: list[str], item
     z = (utility - utility.mean(1, keepdims=True)) / (utility.std(1, keepdims=True) + 1e-12)
     user_bias = rng.normal(0.0, 0.35, n_users)
 
-    rows_u, rows_i, rows_r, rows_t = [], [], [], []
+    rows_u: list[str] = []
+    rows_i: list[str] = []
+    rows_r: list[np.ndarray] = []
+    rows_t: list[np.ndarray] = []
     span = _T_END - _T0
     for u in range(n_users):
         k = int(counts[u])

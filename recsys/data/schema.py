@@ -358,7 +358,7 @@ def infer_column_mapping(tables: Mapping[str, pd.DataFrame | None]
 
     item_in_interactions = "item_id" if "item_id" in interactions.columns else None
     if "item_id" not in items.columns:
-        best = (0.0, None, None)
+        best: tuple[float, Any, Any] = (0.0, None, None)  # (share, items column, interactions column)
         sample = interactions.head(20_000)
         for column in items.columns:
             series = items[column]
@@ -384,7 +384,7 @@ def infer_column_mapping(tables: Mapping[str, pd.DataFrame | None]
             known = values(users["user_id"])
             shares = {c: interactions[c].head(20_000).astype(str).isin(known).mean() for c in candidates}
             if shares and max(shares.values()) >= 0.5:
-                chosen = max(shares, key=shares.get)
+                chosen = max(shares, key=shares.__getitem__)
                 reason = f"used as user_id: {shares[chosen]:.0%} of its values are users.user_id"
         named = [c for c in candidates if _USER_NAME.search(str(c))]
         if chosen is None and len(named) == 1:

@@ -50,7 +50,7 @@ def overview(items: pd.DataFrame, interactions: pd.DataFrame, users: pd.DataFram
     density = n_pairs / (n_users * n_items) if n_users and n_items else 0.0
     per_user = activity_counts(interactions, "user")
     per_item = activity_counts(interactions, "item")
-    out = {
+    out: dict[str, Any] = {
         "users": n_users,
         "items": n_items,
         "interactions": int(len(interactions)),

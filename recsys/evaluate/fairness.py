@@ -178,7 +178,7 @@ class QualityGap:
         return {**dataclasses.asdict(self), "clear": self.clear}
 
 
-def group_gap(values: Any, groups: Sequence[Any], by: str = "group", n_boot: int = 500, seed: int = 2026,
+def group_gap(values: Any, groups: Sequence[Any] | np.ndarray, by: str = "group", n_boot: int = 500, seed: int = 2026,
               order: Sequence[str] | None = None, min_users: int = 1) -> QualityGap:
     """Mean of ``values`` per group (NaN values, e.g. users without a test item, are left out), the gap
     between the best and the worst group, and bootstrap 95 % intervals: users are resampled with
@@ -189,15 +189,15 @@ def group_gap(values: Any, groups: Sequence[Any], by: str = "group", n_boot: int
     max - min of each resample, which is above 0 by construction. Groups of fewer than ``min_users`` users
     are listed but not candidates for the gap (one user's NDCG is no group's)."""
     values = np.asarray(values, dtype=np.float64)
-    groups = np.asarray([str(g) for g in groups], dtype=object)
+    group_of = np.asarray([str(g) for g in groups], dtype=object)
     ok = ~np.isnan(values)
-    values, groups = values[ok], groups[ok]
-    names = [g for g in (order or sorted(set(groups))) if (groups == g).any()]
+    values, group_of = values[ok], group_of[ok]
+    names = [g for g in (order or sorted(set(group_of))) if (group_of == g).any()]
     rng = np.random.default_rng(seed)
     boot: dict[str, np.ndarray] = {}
     out: list[GroupQuality] = []
     for name in names:
-        v = values[groups == name]
+        v = values[group_of == name]
         draws = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1) if n_boot else np.zeros(0)
         boot[name] = draws
         low, high = (np.percentile(draws, [2.5, 97.5]) if n_boot else (np.nan, np.nan))
@@ -211,7 +211,7 @@ def group_gap(values: Any, groups: Sequence[Any], by: str = "group", n_boot: int
         if n_boot:
             diffs = boot[best.group] - boot[worst.group]
             result.gap_low, result.gap_high = (float(x) for x in np.percentile(diffs, [2.5, 97.5]))
-            result.p_value = _permutation_p(values, groups, [g.group for g in big], result.gap, n_boot, rng)
+            result.p_value = _permutation_p(values, group_of, [g.group for g in big], result.gap, n_boot, rng)
     return result
 
 
@@ -365,7 +365,8 @@ def run_rankings(workspace: Any, run_id: str, k: int = 20, batch_size: int = 512
     model = None
     if use_saved:
         model = Recommender.load(saved)
-        if not (np.array_equal(model.user_ids, data.user_ids) and np.array_equal(model.item_ids, data.item_ids)):
+        if not (model.user_ids is not None and model.item_ids is not None  # a loaded model has both
+                and np.array_equal(model.user_ids, data.user_ids) and np.array_equal(model.item_ids, data.item_ids)):
             model = None  # not the model of this split after all (the dataset changed): refit
     source = "saved"
     if model is None:
@@ -443,8 +444,8 @@ class FairnessReport:
                   f"calibration: mean KL(history mix || list mix) {self.calibration_kl:.4f}"]
         for gap in self.user_groups.values():
             lines += ["", f"NDCG@{self.k} by {gap.by}: {'users':>6} {'ndcg':>7}  95 % interval"]
-            for g in gap.groups:
-                lines.append(f"  {g.group[:30]:<30} {g.n_users:>6} {g.ndcg:>7.4f}  [{g.low:.4f}, {g.high:.4f}]")
+            for q in gap.groups:
+                lines.append(f"  {q.group[:30]:<30} {q.n_users:>6} {q.ndcg:>7.4f}  [{q.low:.4f}, {q.high:.4f}]")
             if gap.best is not None:
                 verdict = (f"a clear gap (permutation p = {gap.p_value:.3f})" if gap.clear else
                            f"within the noise (permutation p = {gap.p_value:.3f}: random groups of these sizes "
@@ -456,7 +457,7 @@ class FairnessReport:
         return "\n".join(lines)
 
 
-def item_labels(bundle: Any, item_ids: Sequence[str], column: str) -> tuple[sp.csr_matrix, list[str]]:
+def item_labels(bundle: Any, item_ids: Sequence[str] | np.ndarray, column: str) -> tuple[sp.csr_matrix, list[str]]:
     """:func:`label_matrix` of ``column`` for ``item_ids`` (split on the bundle's separator when the schema
     says the column is multi-label). Only categorical and multi-label columns are groups."""
     from ..data.schema import CATEGORICAL, MULTI_LABEL

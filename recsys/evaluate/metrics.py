@@ -30,7 +30,7 @@ is relevant, and R = number of relevant items of the user:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
@@ -52,7 +52,7 @@ __all__ = [
     "hit_matrix",
 ]
 
-Relevant = Sequence[np.ndarray] | sp.spmatrix | sp.sparray
+Relevant: TypeAlias = Sequence[np.ndarray] | sp.spmatrix | sp.sparray
 
 
 # --------------------------------------------------------------------------- helpers
@@ -133,7 +133,7 @@ def _nan_where_empty(values: np.ndarray, n_rel: np.ndarray) -> np.ndarray:
 
 def _metrics_from_hits(hits: np.ndarray, n_rel: np.ndarray, k: int) -> dict[str, np.ndarray]:
     h = hits[:, :k]
-    n_hit = h.sum(axis=1).astype(np.float64)
+    n_hit: np.ndarray = h.sum(axis=1).astype(np.float64)  # [n_users] (numpy's stub also allows a scalar)
     safe_rel = np.maximum(n_rel, 1).astype(np.float64)
     disc = _discounts(k)
     dcg = h.astype(np.float64) @ disc
@@ -145,7 +145,7 @@ def _metrics_from_hits(hits: np.ndarray, n_rel: np.ndarray, k: int) -> dict[str,
         "recall": _nan_where_empty(n_hit / safe_rel, n_rel),
         "precision": _nan_where_empty(n_hit / k, n_rel),
         "ndcg": _nan_where_empty(dcg / np.where(idcg > 0, idcg, 1.0), n_rel),
-        "hit": _nan_where_empty(h.any(axis=1).astype(np.float64), n_rel),
+        "hit": _nan_where_empty(np.asarray(h.any(axis=1), dtype=np.float64), n_rel),
         "mrr": _nan_where_empty(mrr, n_rel),
     }
 

@@ -51,7 +51,7 @@ def _check_columns(df: pd.DataFrame, *cols: str) -> None:
         raise ValueError(f"interactions are missing column(s) {missing}; got {list(df.columns)}")
 
 
-def _round_half_up(x: np.ndarray) -> np.ndarray:
+def _round_half_up(x: np.ndarray | float) -> np.ndarray:
     """Round half away from zero (for x >= 0), unlike numpy's round-half-to-even."""
     return np.floor(np.asarray(x, dtype=float) + 0.5).astype(np.int64)
 
@@ -101,6 +101,7 @@ def users_in_history_order(df: pd.DataFrame) -> np.ndarray:
     _check_columns(df, USER, ITEM)
     base = df[[USER, ITEM]].sort_values([USER, ITEM], kind="stable").reset_index(drop=True)
     _, fingerprint = _history_fingerprints(base)
+    first: np.ndarray | list[int]
     first = np.flatnonzero(np.r_[True, base[USER].to_numpy()[1:] != base[USER].to_numpy()[:-1]]) if len(base) else []
     users = base[USER].to_numpy()[first]
     return users[np.lexsort((users.astype(str), fingerprint[first]))]

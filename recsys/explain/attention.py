@@ -31,7 +31,7 @@ def has_attention(model: Any) -> bool:
 
 
 def top_items_attention(model: Any, k: int = 20, max_users: int | None = 2000, seed: int = 0,
-                        users: Sequence[int] | None = None, batch_size: int = 256) -> pd.DataFrame:
+                        users: Sequence[int] | np.ndarray | None = None, batch_size: int = 256) -> pd.DataFrame:
     """Attention over each user's top-``k`` items: one row per (user, item).
 
     Columns ``user_row``, ``user_id``, ``rank`` (1 = best), ``item_index``, ``item_id``, ``score``,
@@ -41,9 +41,10 @@ def top_items_attention(model: Any, k: int = 20, max_users: int | None = 2000, s
     """
     modalities = list(model.modalities)
     if users is None:
-        users = np.arange(model.n_users)
-        if max_users is not None and len(users) > max_users:
-            users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
+        picked = np.arange(model.n_users)
+        if max_users is not None and len(picked) > max_users:
+            picked = np.sort(np.random.default_rng(seed).choice(picked, size=max_users, replace=False))
+        users = picked
     users = np.asarray(users, dtype=np.int64)
     present_all = model.item_presence()
     seen = model.seen

@@ -56,7 +56,8 @@ def _ranked(model: Any, scores: np.ndarray, k: int, exclude: np.ndarray | None, 
     return [(str(model.item_ids[i]), float(scores[i])) for i in top]
 
 
-def history_scores(model: Any, item_indices: Sequence[int], weights: Sequence[float] | None = None) -> np.ndarray:
+def history_scores(model: Any, item_indices: Sequence[int] | np.ndarray,
+                   weights: Sequence[float] | None = None) -> np.ndarray:
     """Scores ``[n_items]`` for a user known only by ``item_indices`` (optionally weighted): the model's
     own new-user path, :meth:`Recommender.score_history`."""
     return np.asarray(model.score_history(np.asarray(item_indices, dtype=np.int64), weights), dtype=np.float64)

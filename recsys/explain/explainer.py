@@ -148,7 +148,7 @@ class ExplainContext:
         self.rating_column = rating_column if interactions is not None and rating_column in (
             interactions.columns if interactions is not None else ()) else None
         self.max_rating = (float(pd.to_numeric(interactions[self.rating_column], errors="coerce").max())
-                           if self.rating_column else None)
+                           if self.rating_column and interactions is not None else None)
 
     # --- columns
     def title(self, item_id: str) -> str:
@@ -233,6 +233,7 @@ class ExplainContext:
         if not self.rating_column:
             return {}
         if self._ratings is None:
+            assert self.interactions is not None  # rating_column is only set with interactions
             frame = self.interactions[["user_id", "item_id", self.rating_column]].copy()
             frame["user_id"] = frame["user_id"].astype(str)
             frame["item_id"] = frame["item_id"].astype(str)
@@ -285,14 +286,14 @@ def history_contributions(model: Any, row: int, item_index: int, history: np.nda
 
 def _label_evidence(ctx: ExplainContext, item_id: str, top_ids: Sequence[str], history_ids: Sequence[str]
                     ) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for column, role in ctx.label_columns:
         series = ctx.labels(column)
         mine = series.get(item_id, frozenset())
         if not mine:
             continue
         top_labels = {t: series.get(t, frozenset()) for t in top_ids}
-        history_counts = Counter()
+        history_counts: Counter[str] = Counter()
         for other in history_ids:
             history_counts.update(series.get(other, frozenset()) & mine)
         shared_top = {label: [t for t in top_ids if label in top_labels[t]] for label in mine}
@@ -528,7 +529,7 @@ def explain(model: Any, user: str | int, item: str | int, *, items_frame: pd.Dat
         order = np.argsort(-ranked, kind="stable")
         top = [int(history[j]) for j in order[:max(int(k_history), 0)] if ranked[j] > 0]
         lookup = dict(zip(history.tolist(), contributions.tolist()))
-    history_rows = []
+    history_rows: list[dict[str, Any]] = []
     for j in top:
         hid = str(model.item_ids[j])
         rating = ratings.get(hid)

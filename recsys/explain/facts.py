@@ -87,7 +87,7 @@ def evidence_strings(evidence: Any) -> list[str]:
 
 
 def _number_forms(value: float) -> set[str]:
-    forms = set()
+    forms: set[str] = set()
     if not math.isfinite(value):
         return forms
     for x in (value, value * 100.0) if abs(value) <= 1.0 else (value,):

@@ -30,12 +30,13 @@ def _require_shares(model: Any) -> None:
 
 
 def recommended_pairs(model: Any, k: int = 10, max_users: int | None = 300, seed: int = 0,
-                      users: Sequence[int] | None = None) -> list[tuple[int, int]]:
+                      users: Sequence[int] | np.ndarray | None = None) -> list[tuple[int, int]]:
     """(user row, item index) for each sampled user's top-``k`` unseen items."""
     if users is None:
-        users = np.arange(model.n_users)
-        if max_users is not None and len(users) > max_users:
-            users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
+        picked = np.arange(model.n_users)
+        if max_users is not None and len(picked) > max_users:
+            picked = np.sort(np.random.default_rng(seed).choice(picked, size=max_users, replace=False))
+        users = picked
     pairs = []
     for start in range(0, len(users), 256):
         rows = np.asarray(users[start:start + 256], dtype=np.int64)
@@ -74,7 +75,10 @@ def faithfulness_check(model: Any, pairs: Sequence[tuple[int | str, int | str]] 
     for user, item in pairs:
         by_user.setdefault(model.user_index(user), []).append(model.item_index(item))
     modalities = list(model.modalities)
-    wins, drops_large, drops_small, largest_of = [], [], [], []
+    wins: list[bool] = []
+    drops_large: list[float] = []
+    drops_small: list[float] = []
+    largest_of: list[str] = []
     skipped = 0
     for user, items in by_user.items():
         parts = model.explain_scores(user, items)

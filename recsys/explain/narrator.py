@@ -129,8 +129,8 @@ class Narrator:
         self.max_new_tokens = int(max_new_tokens)
         self.max_prompt_tokens = int(max_prompt_tokens)
         self.device = device
-        self._model = None
-        self._tokenizer = None
+        self._model: Any = None  # a transformers causal LM and its tokenizer, loaded lazily by _load
+        self._tokenizer: Any = None
 
     def _load(self) -> None:
         if self._model is not None:
@@ -142,7 +142,8 @@ class Narrator:
                 from transformers import AutoModelForCausalLM, AutoTokenizer
 
                 tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
-                model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), local_files_only=True)
+                # Any: transformers types Module.to on this class as the PreTrainedModel wrapper's, wrongly
+                model: Any = AutoModelForCausalLM.from_pretrained(str(self.model_dir), local_files_only=True)
             except Exception as exc:  # missing files, unknown architecture, no tokenizer...
                 raise NarratorUnavailable(f"cannot load the language model in {self.model_dir} offline: {exc}") from exc
             model.to(self.device).eval()
@@ -188,6 +189,7 @@ def narrate(explanation: Any, model_dir: str | Path | None = None, *, narrator: 
     if narrator is None and model_dir is None:
         return Narration(explanation.sentence, "sentence", "no narrator model was given")
     if narrator is None:
+        assert model_dir is not None  # returned above when both are missing
         key = str(Path(model_dir).expanduser().resolve())
         try:
             narrator = _NARRATORS.get(key) or _NARRATORS.setdefault(key, Narrator(model_dir))

@@ -201,7 +201,7 @@ class AttributeFeatures:
         n = len(items)
         empty = pd.Series([None] * n, index=items.index, dtype=object)
         for column, vocab in self.categorical_vocab.items():
-            index = {v: i + 1 for i, v in enumerate(vocab)}
+            index: dict[str | None, int] = {v: i + 1 for i, v in enumerate(vocab)}  # a missing cell's None finds 0
             cells = items[column] if column in items.columns else empty
             out.categorical[column] = np.fromiter(
                 (index.get(category_value(v), 0) for v in cells), dtype=np.int64, count=n

@@ -142,7 +142,8 @@ class FeatureCache:
         sidecar = {"format": _FORMAT, "key": key, "created": time.time(),
                    "created_iso": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         sidecar.update(dict(meta or {}))
-        self._atomic_write(npz, lambda fh: np.savez(fh, **clean))
+        # numpy's stub fears **clean could carry savez's allow_pickle: bool (the keys are array names)
+        self._atomic_write(npz, lambda fh: np.savez(fh, **clean))  # type: ignore[arg-type]
         self._atomic_write(
             meta_path, lambda fh: fh.write(json.dumps(sidecar, indent=1, sort_keys=True, default=str).encode("utf-8"))
         )

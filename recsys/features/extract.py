@@ -335,7 +335,8 @@ class ItemFeatures:
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix(Path(path)), suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
+                # numpy's stub fears **arrays could carry savez's allow_pickle: bool (the keys are array names)
+                np.savez(fh, **arrays)  # type: ignore[arg-type]
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,8 +100,8 @@ class TransformerTextEncoder(Encoder):
         self.source = source or str(model_dir)
         self.max_length = int(max_length)
         self.device = select_device(device)
-        self._model = None
-        self._tokenizer = None
+        self._model: Any = None  # a transformers model and tokenizer, imported lazily below
+        self._tokenizer: Any = None
         try:
             from transformers import AutoConfig
 
@@ -368,6 +369,7 @@ class TfidfTextEncoder(Encoder):
         import scipy.sparse as sp
 
         vocab = self.vocabulary_
+        assert vocab is not None  # set by fit (or load_state) before any TF-IDF is computed
         rows, cols, vals = [], [], []
         for r, tokens in enumerate(docs):
             counts = Counter(t for t in tokens if t in vocab)
@@ -387,7 +389,7 @@ class TfidfTextEncoder(Encoder):
     def fit(self, texts: Sequence[str]) -> TfidfTextEncoder:
         docs = [_tokenize(_as_text(t)) for t in texts]
         n = len(docs)
-        df = Counter()
+        df: Counter[str] = Counter()
         for tokens in docs:
             df.update(set(tokens))
         limit = self.max_df * n if n >= 50 else float("inf")
@@ -437,6 +439,7 @@ class TfidfTextEncoder(Encoder):
         if n == 0 or not self.vocabulary_:
             return out
         matrix = self._tfidf([_tokenize(_as_text(t)) for t in texts])
+        assert self.components_ is not None  # fitted together with vocabulary_
         reduced = np.asarray(matrix @ self.components_.T)  # [n, k]
         k = reduced.shape[1]
         norms = np.linalg.norm(reduced, axis=1, keepdims=True)
@@ -456,9 +459,9 @@ class TfidfTextEncoder(Encoder):
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         """The fitted state as (arrays, JSON-able meta), for saving without pickle."""
-        if self.vocabulary_ is None:
+        if self.vocabulary_ is None or self.idf_ is None or self.components_ is None:
             raise RuntimeError("TF-IDF encoder is not fitted.")
-        terms = sorted(self.vocabulary_, key=self.vocabulary_.get)
+        terms = sorted(self.vocabulary_, key=self.vocabulary_.__getitem__)
         return (
             {"idf": self.idf_, "components": self.components_},
             {"version": self.version, "terms": terms},

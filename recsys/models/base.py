@@ -167,12 +167,12 @@ class Recommender(ABC):
         one-row history for models whose score is a function of the user's history row."""
         import copy
 
-        items = np.asarray(items, dtype=np.int64)
-        if len(items) == 0:
+        history = np.asarray(items, dtype=np.int64)
+        if len(history) == 0:
             raise ValueError("a history needs at least one item")
-        w = _history_weights(items, weights)
+        w = _history_weights(history, weights)
         clone = copy.copy(self)
-        clone.seen = sp.csr_matrix((w.astype(np.float32), (np.zeros(len(items), dtype=np.int64), items)),
+        clone.seen = sp.csr_matrix((w.astype(np.float32), (np.zeros(len(history), dtype=np.int64), history)),
                                    shape=(1, self.n_items))
         return np.asarray(clone.score(np.array([0]))[0], dtype=np.float64)
 
@@ -245,6 +245,7 @@ class Recommender(ABC):
         if diversity > 0 and item_vectors is None:
             item_vectors = self.item_embeddings()
         top = select_top(scores, k, keep, diversity, item_vectors, groups, exposure)
+        assert self.item_ids is not None  # user_index above has refused an unfitted model
         return [(str(self.item_ids[i]), float(scores[i])) for i in top]
 
     def _keep_mask(self, row: int, exclude_seen: bool, filters: Any, candidates: np.ndarray | None) -> np.ndarray:
@@ -268,6 +269,7 @@ class Recommender(ABC):
         """Write ``config.json``, ``ids.json`` and ``weights.safetensors`` into ``folder``."""
         from safetensors.numpy import save_file
 
+        assert self.user_ids is not None and self.item_ids is not None, "only a fitted model can be saved"
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: np.ascontiguousarray(v) for k, v in self._state().items()}

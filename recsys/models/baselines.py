@@ -53,10 +53,12 @@ class MostPop(Recommender):
 
     def score(self, users: Sequence[int] | np.ndarray) -> np.ndarray:
         rows = _rows(users)
+        assert self.popularity is not None, "MostPop is not fitted"
         # cold items have popularity 0, below every warm item: nothing to sink
         return np.broadcast_to(self.popularity, (rows.size, self.popularity.size)).astype(np.float32, copy=True)
 
     def _state(self) -> dict[str, np.ndarray]:
+        assert self.popularity is not None, "only a fitted model has a state"
         return {"popularity": self.popularity}
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:
@@ -120,6 +122,7 @@ class ItemKNN(Recommender):
         return _sink_cold(scores, self.warm)
 
     def _state(self) -> dict[str, np.ndarray]:
+        assert self.warm is not None, "only a fitted model has a state"
         return _csr_state("similarity", self.similarity) | {"warm": self.warm.astype(np.uint8)}
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:
@@ -195,6 +198,8 @@ class EASE(Recommender):
         return _sink_cold(scores, self.warm)
 
     def _state(self) -> dict[str, np.ndarray]:
+        assert self.weights is not None and self.warm is not None and self.columns is not None, \
+            "only a fitted model has a state"
         return {"weights": self.weights, "warm": self.warm.astype(np.uint8), "columns": self.columns,
                 "chosen_l2": np.array([self.chosen_l2 or np.nan], dtype=np.float64)}
 
@@ -269,12 +274,15 @@ class ContentOnly(Recommender):
         profile = np.asarray(history @ self.item_vectors) / np.maximum(counts, 1.0)
         norms = np.linalg.norm(profile, axis=1, keepdims=True)
         profile = np.divide(profile, norms, out=np.zeros_like(profile), where=norms > 0)
+        assert self.item_vectors is not None  # the product above has failed on an unfitted model
         return np.ascontiguousarray(profile @ self.item_vectors.T, dtype=np.float32)
 
     def item_embeddings(self) -> np.ndarray:
+        assert self.item_vectors is not None, "only a fitted model has item embeddings"
         return self.item_vectors.astype(np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:
+        assert self.item_vectors is not None, "only a fitted model has a state"
         return {"item_vectors": self.item_vectors}
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:

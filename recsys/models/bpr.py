@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -52,7 +52,7 @@ class _BPRTrained(Recommender):
         raise NotImplementedError
 
     # -- shared
-    def fit(self, data: TrainData) -> _BPRTrained:
+    def fit(self, data: TrainData) -> Self:
         import torch
 
         from ..device import select_device
@@ -124,7 +124,7 @@ class _BPRTrained(Recommender):
                 self.user_factors, self.item_factors, self.item_bias = best_state
             else:
                 self._export(params)
-                self.best_epoch = self.history[-1]["epoch"] if self.history else 0
+                self.best_epoch = int(self.history[-1]["epoch"]) if self.history else 0
         return self
 
     @staticmethod
@@ -158,11 +158,12 @@ class _BPRTrained(Recommender):
         """A new user as the weighted mean of the history items' factors (folding in)."""
         from .base import _history_weights
 
-        items = np.asarray(items, dtype=np.int64)
-        if len(items) == 0:
+        history = np.asarray(items, dtype=np.int64)
+        if len(history) == 0:
             raise ValueError("a history needs at least one item")
-        w = _history_weights(items, weights)
-        user = (w[:, None] * self.item_factors[items]).sum(0) / len(items)
+        assert self.item_factors is not None, f"{type(self).__name__} is not fitted"
+        w = _history_weights(history, weights)
+        user = (w[:, None] * self.item_factors[history]).sum(0) / len(history)
         scores = self.item_factors @ user
         if self.item_bias is not None:
             scores = scores + self.item_bias
@@ -171,6 +172,7 @@ class _BPRTrained(Recommender):
         return scores.astype(np.float64)
 
     def item_embeddings(self) -> np.ndarray:
+        assert self.item_factors is not None, f"{type(self).__name__} is not fitted"
         norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
         return (self.item_factors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
@@ -181,7 +183,7 @@ class _BPRTrained(Recommender):
         return float(result["ndcg@20"])
 
     def score(self, users: Sequence[int] | np.ndarray) -> np.ndarray:
-        if self.user_factors is None:
+        if self.user_factors is None or self.item_factors is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() or Recommender.load() first")
         rows = _rows(users)
         scores = self.user_factors[rows] @ self.item_factors.T
@@ -190,6 +192,8 @@ class _BPRTrained(Recommender):
         return _sink_cold(np.ascontiguousarray(scores, dtype=np.float32), self.warm)
 
     def _state(self) -> dict[str, np.ndarray]:
+        assert self.user_factors is not None and self.item_factors is not None and self.warm is not None, \
+            "only a fitted model has a state"
         state = {"user_factors": self.user_factors, "item_factors": self.item_factors,
                  "warm": self.warm.astype(np.uint8)}
         if self.item_bias is not None:
@@ -291,6 +295,8 @@ class LightGCN(_BPRTrained):
                  "init_std": 0.1, "eval_every": 10, "patience": 5, "seed": 2026, "device": "auto",
                  "verbose": False}
 
+    _adjacency: Any = None  # the normalised graph as a torch sparse CSR tensor, while fitting
+
     def _build(self, data: TrainData, generator: Any, device: Any) -> Any:
         import torch
 
@@ -329,7 +335,7 @@ class LightGCN(_BPRTrained):
                + emb.index_select(0, n + neg).pow(2).sum(-1))
         return 0.5 * reg.mean()
 
-    def fit(self, data: TrainData) -> LightGCN:
+    def fit(self, data: TrainData) -> Self:
         try:
             return super().fit(data)
         finally:

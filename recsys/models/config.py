@@ -46,10 +46,13 @@ def field_types(cls: type) -> dict[str, Any]:
 def field_default(item: dataclasses.Field) -> Any:
     if item.default is not dataclasses.MISSING:
         return item.default
-    return item.default_factory()  # type: ignore[misc]
+    factory = item.default_factory
+    if not callable(factory):  # dataclasses.MISSING: the field has no default at all
+        raise TypeError(f"option {item.name!r} has no default")
+    return factory()
 
 
-def l2_value(value: Any, name: str) -> float | str:
+def l2_value(value: Any, name: str) -> float | Auto:
     """``"auto"`` or a positive float; ``ValueError`` naming ``name`` otherwise."""
     if str(value) == "auto":
         return "auto"

@@ -127,7 +127,7 @@ def choose_ease_l2(train: sp.spmatrix, valid: sp.spmatrix, grid: Sequence[float]
     if train.shape[1] <= 3000:  # small catalogues: every value (cheap, and no unimodality assumed)
         for position in range(len(grid)):
             value(position)
-        best = max(table, key=table.get)
+        best = max(table, key=table.__getitem__)
         return best, table, inverses[best]
     position = int(np.argmin([abs(np.log(v / start)) for v in grid]))
     while True:

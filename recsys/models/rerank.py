@@ -47,12 +47,13 @@ def normalise_rows(vectors: np.ndarray) -> np.ndarray:
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
 
-def mmr_rerank(scores: np.ndarray, item_vectors: np.ndarray, k: int, diversity: float = 0.0,
+def mmr_rerank(scores: np.ndarray, item_vectors: np.ndarray | None, k: int, diversity: float = 0.0,
                candidates: np.ndarray | Sequence[int] | None = None, pool: int | None = None) -> np.ndarray:
     """Top-``k`` item indices of one user after MMR re-ranking.
 
     ``scores``: ``[n_items]`` (``-inf`` = never recommend, e.g. seen or filtered out).
     ``item_vectors``: ``[n_items, d]`` (cosine is taken on the rows, normalised here).
+    ``None`` only with ``diversity`` 0 (the plain ranking needs no vectors).
     ``candidates``: item indices or a boolean mask restricting the choice. ``pool``: MMR looks at
     the ``pool`` best-scored candidates only (default ``max(5 k, 50)``); ``diversity`` in [0, 1].
     """
@@ -257,7 +258,8 @@ def variant_groups(titles: Sequence[Any]) -> np.ndarray:
     return out
 
 
-def rerank_users(model: Any, users: Sequence[int], k: int, item_vectors: np.ndarray, diversity: float = 0.0,
+def rerank_users(model: Any, users: Sequence[int] | np.ndarray, k: int, item_vectors: np.ndarray,
+                 diversity: float = 0.0,
                  exclude: sp.spmatrix | None = None, mask: np.ndarray | None = None, pool: int | None = None,
                  batch_size: int = 256) -> np.ndarray:
     """``[len(users), k]`` recommended item indices (``-1`` padding) with training items (and

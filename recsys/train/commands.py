@@ -46,7 +46,7 @@ def config_flags() -> list[tuple[str, list[str], str, dataclasses.Field, Any]]:
     (``--fusion.epochs``, ``--ease.l2``, ``--itemknn.k-neighbors``). The fusion options that were run options
     before they were nested keep their old flags as aliases (``--epochs``, ``--lr``, ``--ease-l2``, ...); the
     fusion options the run sets itself (modalities, seed, device) have none of their own."""
-    flags = []
+    flags: list[tuple[str, list[str], str, dataclasses.Field, Any]] = []
     types = field_types(RunConfig)
     for item in dataclasses.fields(RunConfig):
         cls = item.metadata.get("nested")

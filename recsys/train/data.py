@@ -202,8 +202,8 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
         ratings = _values_csr(parts["train"], user_index, item_index)
         test_ratings = _values_csr(parts["test"], user_index, item_index)
     times = _values_csr(parts["train"], user_index, item_index, "timestamp") if timestamp_column else None
-    user_ids = np.array(sorted(user_index, key=user_index.get), dtype=str)
-    item_ids = np.array(sorted(item_index, key=item_index.get), dtype=str)
+    user_ids = np.array(sorted(user_index, key=user_index.__getitem__), dtype=str)
+    item_ids = np.array(sorted(item_index, key=item_index.__getitem__), dtype=str)
     features = None
     if item_features is not None:
         features = subset_item_features(item_features, catalogue_ids if catalogue_ids is not None
@@ -214,7 +214,7 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
     # every user's every interaction: the final model's data, and what the product hides from a user
     known = unfiltered[unfiltered["item_id"].isin(item_index)]
     everything_index = {user: row for row, user in enumerate(users_in_history_order(known).tolist())}
-    everything_users = np.array(sorted(everything_index, key=everything_index.get), dtype=str)
+    everything_users = np.array(sorted(everything_index, key=everything_index.__getitem__), dtype=str)
     everything = interactions_to_csr(known, everything_index, item_index)
     everything.data[:] = 1.0
     check("the split")
@@ -226,6 +226,7 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
     if protocol == "kfold":
         summary |= {"fold": fold, "folds": folds}
     if cold_items is not None:
+        assert cold_test_matrix is not None  # made with cold_items
         summary |= {"cold_items": int(len(cold_items)), "cold_test": int(cold_test_matrix.nnz)}
     return PreparedData(data, matrices["test"], matrices["valid"], cold_items, cold_test_matrix, test_ratings, summary,
                         everything, everything_users)

@@ -383,9 +383,9 @@ def summarize_progress(events: list[dict[str, Any]], now: float | None = None) -
         within = out["step"] / out["steps"] if out["steps"] and out.get("current_epoch", -1) == out["epoch"] else 0.0
         out["fraction"] = min(1.0, (out["epoch"] + within) / float(max_epochs))
         if epochs:
-            first, last = (session_epochs or epochs)[0], epochs[-1]
+            first_epoch, last = (session_epochs or epochs)[0], epochs[-1]
             if len(session_epochs) >= 2:
-                per_epoch = (last["time"] - first["time"]) / (len(session_epochs) - 1)
+                per_epoch = (last["time"] - first_epoch["time"]) / (len(session_epochs) - 1)
             else:
                 per_epoch = float(last.get("seconds") or 0.0)
             remaining = max(0.0, (float(max_epochs) - out["epoch"] - within)) * per_epoch

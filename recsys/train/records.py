@@ -219,7 +219,7 @@ def model_damage(run_dir: Path) -> str | None:
     from ..models.base import MODEL_FILES, ModelDamaged, check_saved_model
 
     folder = Path(run_dir) / "model"
-    signature = []
+    signature: list[tuple[int, int] | None] = []  # (mtime, size) per file, None where it is missing
     for name in MODEL_FILES:
         try:
             stat = (folder / name).stat()

@@ -386,6 +386,7 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
     metrics: dict[str, Any] = {"split": prepared.summary, "baselines": {}, "cold_start": {},
                                "preflight": {**check, "chosen": protocol}}
     saved = _saved_model(run_dir, config, prepared, log) if resume and reuse_model else None
+    model: Any  # duck-typed by config.model: the fusion model also takes callbacks and resume_state
     if saved is not None:  # the fit had ended: what the killed run had evaluated is kept, the rest is done
         model, stage, fit, previous = saved
         metrics |= {key: previous[key] for key in ("model", "final_model", "baselines", "cold_start")
@@ -471,7 +472,7 @@ def _saved_model(run_dir: Path, config: RunConfig, prepared: Any, log: ProgressL
     if stage == "final" and "model" not in previous:
         return None  # the final model saw the test split: it cannot stand in for the evaluated one
     try:
-        model = Recommender.load(run_dir / "model")
+        model: Any = Recommender.load(run_dir / "model")  # duck-typed: models with a history get it back
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.write("stage", stage="fit", message=f"the saved model could not be read ({exc}); fitting again")
         return None
@@ -495,11 +496,12 @@ def _cross_validate(bundle: Any, features: Any, config: RunConfig, check: dict[s
     from ..evaluate import evaluate_ranking
     from ..models import get_model
     from .checkpoint import remove_checkpoint
-    from .data import prepare_data
+    from .data import PreparedData, prepare_data
 
     names = [config.model, *[b for b in config.baselines if b != config.model]]
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    model = prepared = None
+    model: Any = None  # the main model of the first complete fold (duck-typed: its history, if any)
+    prepared: PreparedData | None = None
     for fold in range(config.folds):
         if callbacks.stop_requested:
             break
@@ -514,7 +516,7 @@ def _cross_validate(bundle: Any, features: Any, config: RunConfig, check: dict[s
             if callbacks.stop_requested:
                 break
             log.write("stage", stage="fit" if name == config.model else "baseline", model=name, fold=fold + 1)
-            fitted = get_model(name, **config.model_options(name))
+            fitted: Any = get_model(name, **config.model_options(name))  # the fusion model takes callbacks
             try:
                 if name == "fusion":
                     fitted.fit(prepared_fold.data, callbacks=[callbacks])
@@ -532,6 +534,7 @@ def _cross_validate(bundle: Any, features: Any, config: RunConfig, check: dict[s
     complete = min(len(r) for r in results.values())
     if complete == 0:
         raise stopping.StopRequested("the first fold (no fold was complete: nothing to report)")
+    assert model is not None and prepared is not None  # set with the first fold's results
     metrics: dict[str, Any] = {"split": {**prepared.summary, "fold": None, "folds_completed": complete},
                                "preflight": {**check, "chosen": "kfold"}, "cold_start": {}, "baselines": {},
                                "model": {**fold_summary(results[config.model][:complete]), "name": config.model}}
@@ -627,7 +630,7 @@ def _final_model(model: Any, config: RunConfig, prepared: Any) -> Any:
                     "epochs": max(1, int(model.history.get("best_epoch", 0)) + 1)}
     elif getattr(model, "chosen_l2", None) is not None:
         options |= {"l2": model.chosen_l2}
-    final = get_model(config.model, **options)
+    final: Any = get_model(config.model, **options)  # duck-typed: the fusion model adopts the calibration
     final.fit(dataclasses.replace(data, user_ids=user_ids, train=everything, valid=None, ratings=None,
                                   timestamps=None))
     if config.model == "fusion":
@@ -686,7 +689,7 @@ def list_runs(workspace: Workspace,
     :func:`recsys.train.launch.list_all_runs` adds them.
     """
     read_state = read_state or read_status
-    runs = []
+    runs: list[RunRecord] = []
     if not workspace.runs_dir.is_dir():
         return runs
     for folder in sorted(workspace.runs_dir.iterdir(), reverse=True):

@@ -10,8 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.browser import (chromium_page, open_page, require_chromium, screenshot, streamlit_server, wait_idle,
-                               wait_layout)
+from tests.app.browser import (
+    chromium_page,
+    open_page,
+    require_chromium,
+    screenshot,
+    streamlit_server,
+    wait_idle,
+    wait_layout,
+)
 from tests.app.conftest import ARTIFACTS, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -15,8 +15,7 @@ import pytest
 
 from recsys.cli import main
 from recsys.workspace import DatasetDamaged, Workspace
-from tests.conftest import DEMO_RUN as RUN
-from tests.conftest import write_bundle
+from tests.conftest import DEMO_RUN as RUN, write_bundle
 
 
 def truncate(path, keep: float = 0.5) -> None:

@@ -36,6 +36,7 @@ from app_pages.common import (
     state_badge,
     style_figure,
 )
+from recsys.modalities import MODALITY_NAMES
 from recsys.models.config import BASELINE_CONFIGS, FusionConfig, field_default, field_types
 from recsys.train.data import PROTOCOL_LABELS as ENGINE_PROTOCOL_LABELS
 from recsys.train.launch import (
@@ -240,8 +241,7 @@ def config_form() -> None:
             missing = [m for m in MODALITY_OPTIONS if m not in available]
             modalities = st.pills("Modalities", available, selection_mode="multi", default=available,
                                   key=f"train_modalities_{dataset}", help=helptext("modalities"),
-                                  format_func=lambda m: {"behaviour": "Behaviour", "text": "Text", "image": "Pictures",
-                                                         "attributes": "Attributes"}[m])
+                                  format_func=lambda m: MODALITY_NAMES[m])
             if missing:
                 st.caption(f"Not in this dataset: {', '.join(missing)}.")
             if not modalities:

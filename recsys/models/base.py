@@ -95,7 +95,6 @@ class TrainData:
     ratings: sp.csr_matrix | None = None  # explicit values on the same pattern, when the data has them
     valid: sp.csr_matrix | None = None  # validation positives, for early stopping / model selection
     item_features: Any = None  # recsys.features.extract.ItemFeatures aligned with item_ids, or None
-    timestamps: sp.csr_matrix | None = None  # interaction times on the train pattern, when known
 
     @property
     def n_users(self) -> int:

@@ -201,7 +201,6 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
     if rating_column:
         ratings = _values_csr(parts["train"], user_index, item_index)
         test_ratings = _values_csr(parts["test"], user_index, item_index)
-    times = _values_csr(parts["train"], user_index, item_index, "timestamp") if timestamp_column else None
     user_ids = np.array(sorted(user_index, key=user_index.__getitem__), dtype=str)
     item_ids = np.array(sorted(item_index, key=item_index.__getitem__), dtype=str)
     features = None
@@ -209,7 +208,7 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
         features = subset_item_features(item_features, catalogue_ids if catalogue_ids is not None
                                         else item_features.item_ids, item_ids)
     data = TrainData(user_ids, item_ids, matrices["train"], ratings=ratings, valid=matrices["valid"],
-                     item_features=features, timestamps=times)
+                     item_features=features)
     check("the split")
     # every user's every interaction: the final model's data, and what the product hides from a user
     known = unfiltered[unfiltered["item_id"].isin(item_index)]

@@ -52,9 +52,6 @@ from ..workspace import Workspace, validate_name
 from .lock import LOCK_NAME, RunBusyError, RunFinishedError, RunLock, acquire_run_lock, busy_message, pid_alive
 from .records import MODEL_STAGE, RunRecord, nest_flat_options, read_model_stage, read_run_record, run_complete
 
-STATES = ("running", "finished", "stopped", "failed", "interrupted")
-
-
 # options of the run that the fusion model also takes: the run's value is the model's (the nested copy follows it)
 SHARED_FUSION_OPTIONS = ("modalities", "seed", "device")
 
@@ -631,8 +628,7 @@ def _final_model(model: Any, config: RunConfig, prepared: Any) -> Any:
     elif getattr(model, "chosen_l2", None) is not None:
         options |= {"l2": model.chosen_l2}
     final: Any = get_model(config.model, **options)  # duck-typed: the fusion model adopts the calibration
-    final.fit(dataclasses.replace(data, user_ids=user_ids, train=everything, valid=None, ratings=None,
-                                  timestamps=None))
+    final.fit(dataclasses.replace(data, user_ids=user_ids, train=everything, valid=None, ratings=None))
     if config.model == "fusion":
         final.adopt_calibration(model)
     return final

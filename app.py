@@ -59,9 +59,11 @@ def home() -> None:
         if active:
             counts = load_dataset_frames(active).manifest.get("counts", {})
             st.subheader(active, anchor=False)
-            st.caption(f"{counts.get('users', 0):,} users · {counts.get('items', 0):,} items · "
-                       f"{counts.get('interactions', 0):,} interactions · "
-                       f"{counts.get('items_with_image', 0):,} pictures")
+            st.caption(
+                f"{counts.get('users', 0):,} users · {counts.get('items', 0):,} items · "
+                f"{counts.get('interactions', 0):,} interactions · "
+                f"{counts.get('items_with_image', 0):,} pictures"
+            )
             st.page_link("app_pages/data.py", label="Explore or import data", icon=":material/arrow_forward:")
         else:
             st.write("No dataset yet.")
@@ -76,7 +78,9 @@ def home() -> None:
             best = latest.best_baseline
             line = f"Started {fmt_time(latest.started)}"
             if test:
-                line += f" · NDCG@20 **{fmt_metric(test.get('ndcg@20'))}** · Recall@20 {fmt_metric(test.get('recall@20'))}"
+                line += (
+                    f" · NDCG@20 **{fmt_metric(test.get('ndcg@20'))}** · Recall@20 {fmt_metric(test.get('recall@20'))}"
+                )
             if best:
                 line += f" · best baseline {best[0]} {fmt_metric(best[1])}"
             st.caption(line)
@@ -88,20 +92,35 @@ def home() -> None:
         st.markdown("**:material/memory: Device**")
         description, accelerated = _device_description()
         st.subheader("GPU" if accelerated else "CPU", anchor=False)
-        st.caption(f"{description} · " + ("training and feature extraction run on the GPU" if accelerated
-                                          else "no GPU detected: training runs on the CPU (small catalogs train in minutes)"))
+        st.caption(
+            f"{description} · "
+            + (
+                "training and feature extraction run on the GPU"
+                if accelerated
+                else "no GPU detected: training runs on the CPU (small catalogs train in minutes)"
+            )
+        )
 
     st.subheader("Quick start", anchor=False)
     with st.container(border=True):
         active_runs = [r for r in runs if r.active]
-        st.write("One click prepares the built-in demo catalog (if needed) and trains the multimodal model with the "
-                 "Train page's default settings beside two baselines, MostPop and EASE. It runs in the background: "
-                 "you can switch pages or close the tab meanwhile.")
-        clicked = st.button("Train on the demo catalog", type="primary", icon=":material/rocket_launch:",
-                            key="home_quick_start", disabled=bool(active_runs))
+        st.write(
+            "One click prepares the built-in demo catalog (if needed) and trains the multimodal model with the "
+            "Train page's default settings beside two baselines, MostPop and EASE. It runs in the background: "
+            "you can switch pages or close the tab meanwhile."
+        )
+        clicked = st.button(
+            "Train on the demo catalog",
+            type="primary",
+            icon=":material/rocket_launch:",
+            key="home_quick_start",
+            disabled=bool(active_runs),
+        )
         if active_runs:
-            st.info(f"A training run is in progress ({md_text(active_runs[0].run_id)}): follow it on the Train page.",
-                    icon=":material/autorenew:")
+            st.info(
+                f"A training run is in progress ({md_text(active_runs[0].run_id)}): follow it on the Train page.",
+                icon=":material/autorenew:",
+            )
         if clicked:
             from recsys.train.launch import start_run
             from recsys.train.run import RunConfig
@@ -113,22 +132,52 @@ def home() -> None:
             st.session_state["train_watch"] = run_id
             set_active_dataset(name)
         if st.session_state.get("home_started"):
-            st.success(f"Training started (run {st.session_state['home_started']}). Watch its progress on the Train "
-                       "page; when it has finished, see what it recommends on the Recommendations page.",
-                       icon=":material/check_circle:")
+            st.success(
+                f"Training started (run {st.session_state['home_started']}). Watch its progress on the Train "
+                "page; when it has finished, see what it recommends on the Recommendations page.",
+                icon=":material/check_circle:",
+            )
             links = st.columns(2)
             links[0].page_link("app_pages/train.py", label="Watch the training", icon=":material/monitoring:")
             links[1].page_link("app_pages/recommendations.py", label="See recommendations", icon=":material/recommend:")
 
     st.subheader("What you can do here", anchor=False)
     steps = st.columns(5)
-    for col, (page, label, icon, text) in zip(steps, [
-        ("app_pages/data.py", "Data", ":material/database:", "Import items, interactions and pictures; check roles and quality."),
-        ("app_pages/train.py", "Train", ":material/model_training:", "Pick modalities, encoders and options; watch live curves."),
-        ("app_pages/recommendations.py", "Recommendations", ":material/recommend:", "Top items for any user, each with a reason."),
-        ("app_pages/attention.py", "Attention", ":material/visibility:", "How much each modality weighs, by user and category."),
-        ("app_pages/experiments.py", "Experiments", ":material/science:", "Compare runs and baselines; download models."),
-    ]):
+    for col, (page, label, icon, text) in zip(
+        steps,
+        [
+            (
+                "app_pages/data.py",
+                "Data",
+                ":material/database:",
+                "Import items, interactions and pictures; check roles and quality.",
+            ),
+            (
+                "app_pages/train.py",
+                "Train",
+                ":material/model_training:",
+                "Pick modalities, encoders and options; watch live curves.",
+            ),
+            (
+                "app_pages/recommendations.py",
+                "Recommendations",
+                ":material/recommend:",
+                "Top items for any user, each with a reason.",
+            ),
+            (
+                "app_pages/attention.py",
+                "Attention",
+                ":material/visibility:",
+                "How much each modality weighs, by user and category.",
+            ),
+            (
+                "app_pages/experiments.py",
+                "Experiments",
+                ":material/science:",
+                "Compare runs and baselines; download models.",
+            ),
+        ],
+    ):
         with col.container(border=True, height="stretch"):
             st.page_link(page, label=label, icon=icon)
             st.caption(text)
@@ -141,14 +190,16 @@ def home_page() -> None:
 def main() -> None:
     st.set_page_config(page_title="Recommender studio", page_icon=str(ASSETS / "icon.svg"), layout="wide")
     st.logo(str(ASSETS / "logo.svg"), icon_image=str(ASSETS / "icon.svg"), size="large")
-    navigation = st.navigation([
-        st.Page(home_page, title="Home", icon=":material/home:", default=True),
-        st.Page("app_pages/data.py", title="Data", icon=":material/database:"),
-        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("app_pages/recommendations.py", title="Recommendations", icon=":material/recommend:"),
-        st.Page("app_pages/attention.py", title="Attention", icon=":material/visibility:"),
-        st.Page("app_pages/experiments.py", title="Experiments", icon=":material/science:"),
-    ])
+    navigation = st.navigation(
+        [
+            st.Page(home_page, title="Home", icon=":material/home:", default=True),
+            st.Page("app_pages/data.py", title="Data", icon=":material/database:"),
+            st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+            st.Page("app_pages/recommendations.py", title="Recommendations", icon=":material/recommend:"),
+            st.Page("app_pages/attention.py", title="Attention", icon=":material/visibility:"),
+            st.Page("app_pages/experiments.py", title="Experiments", icon=":material/science:"),
+        ]
+    )
     navigation.run()
 
 

@@ -58,8 +58,14 @@ def map_frame(run_dir: str, model_stamp: str, _ctx: RunContext) -> pd.DataFrame:
     frame["title"] = [_ctx.title(i) for i in frame["item_id"]]
     column = _ctx.category_columns[0] if _ctx.category_columns else None
     if column:
-        frame[column] = _ctx.aligned[column].astype("string").fillna("(none)").str.split(
-            _ctx.data.separator, regex=False).str[0].to_numpy()
+        frame[column] = (
+            _ctx.aligned[column]
+            .astype("string")
+            .fillna("(none)")
+            .str.split(_ctx.data.separator, regex=False)
+            .str[0]
+            .to_numpy()
+        )
     if len(frame) > MAP_POINTS:
         frame = frame.sample(MAP_POINTS, random_state=0)
     return frame
@@ -68,12 +74,22 @@ def map_frame(run_dir: str, model_stamp: str, _ctx: RunContext) -> pd.DataFrame:
 def distribution(weights: pd.DataFrame, modalities: list[str]) -> None:
     cols = st.columns(len(modalities))
     for col, modality in zip(cols, modalities):
-        col.metric(f"{MODALITY_NAMES.get(modality, modality)} — mean weight", f"{weights[modality].mean():.0%}",
-                   help="The mean over users of the weight the model gives this modality when it scores for them.")
+        col.metric(
+            f"{MODALITY_NAMES.get(modality, modality)} — mean weight",
+            f"{weights[modality].mean():.0%}",
+            help="The mean over users of the weight the model gives this modality when it scores for them.",
+        )
     long = weights.melt(id_vars=["user_id"], value_vars=modalities, var_name="modality", value_name="weight")
-    fig = px.box(long, x="modality", y="weight", color="modality", points=False,
-                 category_orders={"modality": modalities}, color_discrete_map=MODALITY_COLOURS,
-                 labels={"weight": "weight", "modality": ""})
+    fig = px.box(
+        long,
+        x="modality",
+        y="weight",
+        color="modality",
+        points=False,
+        category_orders={"modality": modalities},
+        color_discrete_map=MODALITY_COLOURS,
+        labels={"weight": "weight", "modality": ""},
+    )
     fig.update_xaxes(ticktext=[MODALITY_NAMES.get(m, m) for m in modalities], tickvals=modalities)
     fig.update_yaxes(tickformat=".0%", range=[0, 1])
     style_figure(fig, height=340, legend=False, title=f"Each user's weight per modality ({len(weights):,} users)")
@@ -83,11 +99,20 @@ def distribution(weights: pd.DataFrame, modalities: list[str]) -> None:
 def dominant_groups(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) -> None:
     """Users grouped by the modality they lean to most (relative to other users); pick one to look at."""
     counts = weights["dominant"].value_counts().reindex(modalities, fill_value=0)
-    fig = px.bar(x=[MODALITY_NAMES.get(m, m) for m in modalities], y=counts.to_numpy(),
-                 color=modalities, color_discrete_map=MODALITY_COLOURS, labels={"x": "", "y": "users"},
-                 text=counts.to_numpy())
-    style_figure(fig, height=300, legend=False,
-                 title="Users by the modality they lean to most (their weight minus the average user's)")
+    fig = px.bar(
+        x=[MODALITY_NAMES.get(m, m) for m in modalities],
+        y=counts.to_numpy(),
+        color=modalities,
+        color_discrete_map=MODALITY_COLOURS,
+        labels={"x": "", "y": "users"},
+        text=counts.to_numpy(),
+    )
+    style_figure(
+        fig,
+        height=300,
+        legend=False,
+        title="Users by the modality they lean to most (their weight minus the average user's)",
+    )
     left, right = st.columns([3, 2])
     with left:
         chart(fig, key="att_dominant")
@@ -98,9 +123,12 @@ def dominant_groups(ctx: RunContext, weights: pd.DataFrame, modalities: list[str
             st.caption("No user leans to this modality.")
             return
         shown = members.head(200)
-        user = st.selectbox(f"User ({len(members):,} in this group, strongest first)", shown["user_id"].tolist(),
-                            key="att_group_user",
-                            format_func=lambda u: f"{u} · {int(ctx.activity.get(u, 0))} items")
+        user = st.selectbox(
+            f"User ({len(members):,} in this group, strongest first)",
+            shown["user_id"].tolist(),
+            key="att_group_user",
+            format_func=lambda u: f"{u} · {int(ctx.activity.get(u, 0))} items",
+        )
         row = members[members["user_id"] == user].iloc[0]
         st.caption(" · ".join(f"{MODALITY_NAMES.get(m, m)} {row[m]:.0%}" for m in modalities))
         if st.button("Open this user's recommendations", key="att_open_user", icon=":material/arrow_forward:"):
@@ -114,19 +142,37 @@ def category_heatmap(ctx: RunContext, frame: pd.DataFrame, modalities: list[str]
         st.caption("No categorical column to break attention down by.")
         return
     column = st.selectbox("Item column", ctx.category_columns, key="att_category_column")
-    table = attention_by_category(frame, ctx.items_by_id, column, modalities, ctx.data.roles.get(column, "categorical"),
-                                  ctx.data.separator, top=15)
+    table = attention_by_category(
+        frame,
+        ctx.items_by_id,
+        column,
+        modalities,
+        ctx.data.roles.get(column, "categorical"),
+        ctx.data.separator,
+        top=15,
+    )
     if table.empty:
         st.caption("No values to show.")
         return
     values = table[modalities]
-    fig = px.imshow(values.to_numpy(), x=[MODALITY_NAMES.get(m, m) for m in modalities], y=list(values.index),
-                    color_continuous_scale="Blues", zmin=0, zmax=float(np.nanmax(values.to_numpy())) or 1,
-                    text_auto=".0%", aspect="auto")
+    fig = px.imshow(
+        values.to_numpy(),
+        x=[MODALITY_NAMES.get(m, m) for m in modalities],
+        y=list(values.index),
+        color_continuous_scale="Blues",
+        zmin=0,
+        zmax=float(np.nanmax(values.to_numpy())) or 1,
+        text_auto=".0%",
+        aspect="auto",
+    )
     fig.update_traces(hovertemplate="%{y} · %{x}: %{z:.1%}<extra></extra>")
     fig.update_coloraxes(showscale=False)
-    style_figure(fig, height=max(300, 26 * len(values) + 80), legend=False,
-                 title=f"Mean attention by {column.replace('_', ' ')} and modality")
+    style_figure(
+        fig,
+        height=max(300, 26 * len(values) + 80),
+        legend=False,
+        title=f"Mean attention by {column.replace('_', ' ')} and modality",
+    )
     chart(fig, key="att_category_heatmap")
 
 
@@ -141,14 +187,27 @@ def history_length(summary: pd.DataFrame, modalities: list[str]) -> None:
     centers = grouped["history_length"].median().to_numpy()
     fig = go.Figure()
     for modality in modalities:
-        fig.add_trace(go.Scatter(x=data["history_length"], y=data[modality], mode="markers", showlegend=False,
-                                 marker=dict(color=MODALITY_COLOURS.get(modality), size=4, opacity=0.15),
-                                 hoverinfo="skip"))
+        fig.add_trace(
+            go.Scatter(
+                x=data["history_length"],
+                y=data[modality],
+                mode="markers",
+                showlegend=False,
+                marker=dict(color=MODALITY_COLOURS.get(modality), size=4, opacity=0.15),
+                hoverinfo="skip",
+            )
+        )
     for modality in modalities:
-        fig.add_trace(go.Scatter(x=centers, y=binned[modality], mode="lines+markers",
-                                 name=MODALITY_NAMES.get(modality, modality),
-                                 line=dict(color=MODALITY_COLOURS.get(modality), width=3),
-                                 hovertemplate="history ≈ %{x:.0f} items: %{y:.1%}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=centers,
+                y=binned[modality],
+                mode="lines+markers",
+                name=MODALITY_NAMES.get(modality, modality),
+                line=dict(color=MODALITY_COLOURS.get(modality), width=3),
+                hovertemplate="history ≈ %{x:.0f} items: %{y:.1%}<extra></extra>",
+            )
+        )
     fig.update_xaxes(type="log", dtick=1, title="user's training history (items, log scale)")
     fig.update_yaxes(tickformat=".0%", title="mean weight")
     style_figure(fig, height=360, title="Weights vs. history length (dots: users, lines: binned means)")
@@ -160,19 +219,32 @@ def user_heatmap(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) 
     if st.session_state.get("att_user") not in users:
         st.session_state.pop("att_user", None)
     cols = st.columns([2, 1])
-    user = cols[0].selectbox("User", users, key="att_user",
-                             format_func=lambda u: f"{u} · {int(ctx.activity.get(u, 0))} items")
+    user = cols[0].selectbox(
+        "User", users, key="att_user", format_func=lambda u: f"{u} · {int(ctx.activity.get(u, 0))} items"
+    )
     k = cols[1].slider("Top items", 5, TOP_K, 10, key="att_user_k")
     row = int(weights.loc[weights["user_id"] == user, "user_row"].iloc[0])
     rows = top_items_attention(ctx.model, k=k, users=[row])
     labels = [f"{r}. {ctx.title(i)[:48]}" for r, i in zip(rows["rank"], rows["item_id"])]
-    fig = px.imshow(rows[modalities].to_numpy(dtype=float), x=[MODALITY_NAMES.get(m, m) for m in modalities],
-                    y=labels, color_continuous_scale="Blues", zmin=0, zmax=1, text_auto=".0%", aspect="auto")
+    fig = px.imshow(
+        rows[modalities].to_numpy(dtype=float),
+        x=[MODALITY_NAMES.get(m, m) for m in modalities],
+        y=labels,
+        color_continuous_scale="Blues",
+        zmin=0,
+        zmax=1,
+        text_auto=".0%",
+        aspect="auto",
+    )
     fig.update_traces(hovertemplate="%{y} · %{x}: %{z:.1%}<extra></extra>")
     fig.update_coloraxes(showscale=False)
-    style_figure(fig, height=max(300, 28 * len(rows) + 80), legend=False,
-                 title=f"{user}'s weights on each of their top {len(rows)} items (an item lacking a modality "
-                       "spreads its weight over the others; blank: missing)")
+    style_figure(
+        fig,
+        height=max(300, 28 * len(rows) + 80),
+        legend=False,
+        title=f"{user}'s weights on each of their top {len(rows)} items (an item lacking a modality "
+        "spreads its weight over the others; blank: missing)",
+    )
     chart(fig, key="att_user_heatmap")
 
 
@@ -190,23 +262,43 @@ def ground_truth(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) 
     comparison["modality"] = comparison["modality"].map(lambda m: MODALITY_NAMES.get(m, m))
     left, right = st.columns([3, 1])
     with right:
-        st.metric("Segment found", f"{recovery['segment_accuracy']:.0%}",
-                  help="Share of users whose most-leaned-to modality (weight minus the average user's) is their "
-                       "planted segment's. Chance: 25 %.")
+        st.metric(
+            "Segment found",
+            f"{recovery['segment_accuracy']:.0%}",
+            help="Share of users whose most-leaned-to modality (weight minus the average user's) is their "
+            "planted segment's. Chance: 25 %.",
+        )
         st.caption("Per segment: " + ", ".join(f"{k} {v:.0%}" for k, v in recovery["per_segment"].items()))
-        st.caption("Rank correlation of learned and true weight over users: "
-                   + ", ".join(f"{MODALITY_NAMES.get(k, k).lower()} {v:.2f}" for k, v in recovery["spearman"].items()))
+        st.caption(
+            "Rank correlation of learned and true weight over users: "
+            + ", ".join(f"{MODALITY_NAMES.get(k, k).lower()} {v:.2f}" for k, v in recovery["spearman"].items())
+        )
     with left:
-        st.caption("Each demo user belongs to a segment that weights one modality most (the true weights come from "
-                   "the generator). Learned: the mean of those users' weights in the model — the weights its scores "
-                   "use. Matching shapes mean the model found what drives each segment.")
-        long = comparison.melt(id_vars=["segment", "modality", "users"], value_vars=["learned", "true"],
-                               var_name="source", value_name="weight")
-        fig = px.bar(long, x="modality", y="weight", color="source", barmode="group", facet_col="segment",
-                     color_discrete_map={"learned": "#4C6EF5", "true": "#ADB5BD"},
-                     labels={"weight": "weight", "modality": ""}, hover_data={"users": True})
-        fig.for_each_annotation(lambda a: a.update(text=f"<b>{a.text.split('=')[-1]}</b> segment", y=-0.16,
-                                                   yanchor="top"))
+        st.caption(
+            "Each demo user belongs to a segment that weights one modality most (the true weights come from "
+            "the generator). Learned: the mean of those users' weights in the model — the weights its scores "
+            "use. Matching shapes mean the model found what drives each segment."
+        )
+        long = comparison.melt(
+            id_vars=["segment", "modality", "users"],
+            value_vars=["learned", "true"],
+            var_name="source",
+            value_name="weight",
+        )
+        fig = px.bar(
+            long,
+            x="modality",
+            y="weight",
+            color="source",
+            barmode="group",
+            facet_col="segment",
+            color_discrete_map={"learned": "#4C6EF5", "true": "#ADB5BD"},
+            labels={"weight": "weight", "modality": ""},
+            hover_data={"users": True},
+        )
+        fig.for_each_annotation(
+            lambda a: a.update(text=f"<b>{a.text.split('=')[-1]}</b> segment", y=-0.16, yanchor="top")
+        )
         fig.update_yaxes(tickformat=".0%", range=[0, 1])
         style_figure(fig, height=380)
         fig.update_layout(margin=dict(b=60))
@@ -217,17 +309,30 @@ def embedding_map(ctx: RunContext) -> None:
     st.markdown("#### :material/scatter_plot: Item map")
     frame = map_frame(ctx.run_dir, str(ctx.stamp), ctx)
     column = ctx.category_columns[0] if ctx.category_columns else None
-    source = "its text, picture and attribute vectors and who interacted with it" if has_attention(ctx.model) \
+    source = (
+        "its text, picture and attribute vectors and who interacted with it"
+        if has_attention(ctx.model)
         else "the model's item vectors"
-    st.caption(f"Each dot is an item, placed by the first two principal components of its vector ({source}); "
-               "close items look alike to the model. Select points (click, box or lasso) to see their pictures.")
-    fig = px.scatter(frame, x="x", y="y", color=column, hover_name="title", custom_data=["item_id"],
-                     color_discrete_sequence=px.colors.qualitative.Set2 + px.colors.qualitative.Pastel,
-                     labels={"x": "component 1", "y": "component 2"})
+    )
+    st.caption(
+        f"Each dot is an item, placed by the first two principal components of its vector ({source}); "
+        "close items look alike to the model. Select points (click, box or lasso) to see their pictures."
+    )
+    fig = px.scatter(
+        frame,
+        x="x",
+        y="y",
+        color=column,
+        hover_name="title",
+        custom_data=["item_id"],
+        color_discrete_sequence=px.colors.qualitative.Set2 + px.colors.qualitative.Pastel,
+        labels={"x": "component 1", "y": "component 2"},
+    )
     fig.update_traces(marker=dict(size=7, opacity=0.8, line=dict(width=0)))
     style_figure(fig, height=520)
-    event = chart(fig, key="att_map", on_select="rerun", selection_mode=("points", "box", "lasso"),
-                  config={"displaylogo": False})
+    event = chart(
+        fig, key="att_map", on_select="rerun", selection_mode=("points", "box", "lasso"), config={"displaylogo": False}
+    )
     points = []
     try:
         points = event.selection.points if event is not None else []
@@ -240,16 +345,31 @@ def embedding_map(ctx: RunContext) -> None:
             selected.append(str(data[0] if isinstance(data, (list, tuple)) else data))
     if selected:
         selected = list(dict.fromkeys(selected))
-        st.caption(f"{len(selected)} item{'s' if len(selected) > 1 else ''} selected"
-                   + (" — showing 12" if len(selected) > 12 else ""))
-        gallery([{"picture": ctx.picture(i), "title": ctx.title(i),
-                  "caption": item_caption(ctx.items_by_id.loc[i], ctx.category_columns, ctx.price_column)
-                  if i in ctx.items_by_id.index else ""} for i in selected[:12]], per_row=6)
+        st.caption(
+            f"{len(selected)} item{'s' if len(selected) > 1 else ''} selected"
+            + (" — showing 12" if len(selected) > 12 else "")
+        )
+        gallery(
+            [
+                {
+                    "picture": ctx.picture(i),
+                    "title": ctx.title(i),
+                    "caption": item_caption(ctx.items_by_id.loc[i], ctx.category_columns, ctx.price_column)
+                    if i in ctx.items_by_id.index
+                    else "",
+                }
+                for i in selected[:12]
+            ],
+            per_row=6,
+        )
 
 
 def main() -> None:
-    page_header("Attention", "How much the fusion model listens to behaviour, text, pictures and attributes — for "
-                             "every user, category and item.")
+    page_header(
+        "Attention",
+        "How much the fusion model listens to behaviour, text, pictures and attributes — for "
+        "every user, category and item.",
+    )
     damaged_models_notice()
     runs = model_runs()
     if not runs:
@@ -262,11 +382,17 @@ def main() -> None:
     model = ctx.model
     if not has_attention(model):
         fusion = (getattr(model, "config", {}) or {}).get("fusion")
-        what = "fusion model with concat fusion (an MLP, no weights per modality)" if fusion == "concat" else \
-            f"{model.name} baseline"
-        st.info(f"**Attention exists only for the fusion model** (attention, mean or item-gate fusion). This run "
-                f"trained a {what}, so there are no modality weights to show. Pick a fusion run above, or train one "
-                "on the Train page.", icon=":material/info:")
+        what = (
+            "fusion model with concat fusion (an MLP, no weights per modality)"
+            if fusion == "concat"
+            else f"{model.name} baseline"
+        )
+        st.info(
+            f"**Attention exists only for the fusion model** (attention, mean or item-gate fusion). This run "
+            f"trained a {what}, so there are no modality weights to show. Pick a fusion run above, or train one "
+            "on the Train page.",
+            icon=":material/info:",
+        )
         st.page_link("app_pages/train.py", label="Train a fusion model", icon=":material/arrow_forward:")
         embedding_map(ctx)
         return
@@ -275,10 +401,12 @@ def main() -> None:
     if weights.empty:
         empty_state("This model has no users to show weights for.")
         return
-    st.caption("A user's weights are what the model multiplies each modality's score by when it ranks items for "
-               "that user: they come from how coherent the user's own history is in each modality, pulled toward "
-               "the average user's for short histories. An item lacking a modality (no picture) spreads that "
-               "weight over the modalities it has.")
+    st.caption(
+        "A user's weights are what the model multiplies each modality's score by when it ranks items for "
+        "that user: they come from how coherent the user's own history is in each modality, pulled toward "
+        "the average user's for short histories. An item lacking a modality (no picture) spreads that "
+        "weight over the modalities it has."
+    )
     distribution(weights, modalities)
     dominant_groups(ctx, weights, modalities)
     ground_truth(ctx, weights, modalities)

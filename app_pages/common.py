@@ -58,6 +58,7 @@ MODALITY_COLOURS = {"behaviour": "#4C6EF5", "text": "#12B886", "image": "#FAB005
 
 # ----------------------------------------------------------------------------- page frame
 
+
 def run_page(body: Callable[[], None]) -> None:
     """Draw a page; any error is explained in words, with the details folded away (never a raw traceback)."""
     try:
@@ -69,8 +70,11 @@ def run_page(body: Callable[[], None]) -> None:
 def show_error(headline: str, exc: BaseException | str, details: str | None = None) -> None:
     message = plain_error(exc)
     st.error(f"**{headline}.** {md_text(message)}", icon=":material/error:")
-    trace = details if details is not None else (
-        "".join(traceback.format_exception(exc)) if isinstance(exc, BaseException) else "")
+    trace = (
+        details
+        if details is not None
+        else ("".join(traceback.format_exception(exc)) if isinstance(exc, BaseException) else "")
+    )
     if trace:
         with st.expander("Technical details"):
             st.code(trace, language=None)
@@ -152,6 +156,7 @@ def fmt_metric(value: Any) -> str:
 
 # ----------------------------------------------------------------------------- workspace
 
+
 def workspace_root() -> str:
     return str(Path(os.environ.get(ENV_VAR) or DEFAULT_ROOT).resolve())
 
@@ -183,8 +188,10 @@ def damaged_datasets_notice() -> None:
     """A warning per damaged dataset, naming the file and what to do; the other datasets work as usual."""
     for info in get_workspace().list_datasets():
         if info.damaged:
-            st.warning(f"**Dataset {md_text(info.name)} cannot be used.** {md_text(info.damaged)}.",
-                       icon=":material/broken_image:")
+            st.warning(
+                f"**Dataset {md_text(info.name)} cannot be used.** {md_text(info.damaged)}.",
+                icon=":material/broken_image:",
+            )
 
 
 def damaged_models_notice() -> None:
@@ -193,11 +200,15 @@ def damaged_models_notice() -> None:
     for run in list_all_runs():
         problem = run.model_damaged
         if problem:
-            st.warning(f"**The model of run {md_text(run.run_id)} could not be loaded.** {md_text(problem)}.",
-                       icon=":material/broken_image:")
+            st.warning(
+                f"**The model of run {md_text(run.run_id)} could not be loaded.** {md_text(problem)}.",
+                icon=":material/broken_image:",
+            )
         if run.metrics_damaged:
-            st.warning(f"**The metrics of run {md_text(run.run_id)} could not be read.** "
-                       f"{md_text(run.metrics_damaged)}.", icon=":material/broken_image:")
+            st.warning(
+                f"**The metrics of run {md_text(run.run_id)} could not be read.** {md_text(run.metrics_damaged)}.",
+                icon=":material/broken_image:",
+            )
 
 
 def dataset_stamp(name: str) -> str:
@@ -316,6 +327,7 @@ def _displayable(path: str, mtime_ns: int, size: int) -> bool:  # noqa: ARG001 -
 
 # ----------------------------------------------------------------------------- runs
 
+
 def list_all_runs() -> list[RunRecord]:
     """Every run of the workspace (newest first) with a fresh state, including runs that are still starting."""
     from recsys.train.launch import list_all_runs as list_workspace_runs
@@ -342,23 +354,33 @@ def privacy_retrain_panel(key: str) -> None:
     if not flagged:
         return
     with st.container(border=True):
-        st.markdown(f"#### :material/privacy_tip: {len(flagged)} run{'s' if len(flagged) > 1 else ''} must be "
-                    "retrained")
-        st.caption("Users were forgotten from these runs' datasets after they were trained: their saved models "
-                   "still hold those people. Retrain each one (a new run with the same settings, without them), "
-                   "then delete the old run on the Experiments page.")
+        st.markdown(
+            f"#### :material/privacy_tip: {len(flagged)} run{'s' if len(flagged) > 1 else ''} must be retrained"
+        )
+        st.caption(
+            "Users were forgotten from these runs' datasets after they were trained: their saved models "
+            "still hold those people. Retrain each one (a new run with the same settings, without them), "
+            "then delete the old run on the Experiments page."
+        )
         for run in flagged:
             cols = st.columns([4, 1], vertical_alignment="center")
             replaced = run.retrained_as
-            cols[0].markdown(f"**{md_text(run_label(run))}** · `{md_text(run.run_id)}` — holds "
-                             f"{run.forgotten_users:,} forgotten user{'s' if run.forgotten_users != 1 else ''}"
-                             + (f"; retrained as `{md_text(replaced[-1])}`" if replaced else ""))
+            cols[0].markdown(
+                f"**{md_text(run_label(run))}** · `{md_text(run.run_id)}` — holds "
+                f"{run.forgotten_users:,} forgotten user{'s' if run.forgotten_users != 1 else ''}"
+                + (f"; retrained as `{md_text(replaced[-1])}`" if replaced else "")
+            )
             # once a replacement was started, a second click would train a duplicate: the label says so
-            if cols[1].button("Retrain again" if replaced else "Retrain", icon=":material/replay:",
-                              key=f"{key}_retrain_{run.run_id}", disabled=run.active, width="stretch",
-                              help=f"already retrained as {md_text(replaced[-1])}; delete this run once that one "
-                                   "has finished"
-                              if replaced else None):
+            if cols[1].button(
+                "Retrain again" if replaced else "Retrain",
+                icon=":material/replay:",
+                key=f"{key}_retrain_{run.run_id}",
+                disabled=run.active,
+                width="stretch",
+                help=f"already retrained as {md_text(replaced[-1])}; delete this run once that one has finished"
+                if replaced
+                else None,
+            ):
                 try:
                     new_id = retrain_run(get_workspace(), run.run_id)
                 except Exception as exc:
@@ -378,8 +400,9 @@ def run_label(run: RunRecord) -> str:
     """How pickers name a run: model (with its fusion variant) on dataset, start, test NDCG@20, state."""
     ndcg = run.test_metrics.get("ndcg@20")
     score = f" · NDCG@20 {ndcg:.3f}" if ndcg is not None else ""
-    state_note = "" if run.state == "finished" else \
-        f" · {STATE_STYLE.get(run.state, STATE_STYLE['unknown'])[0].lower()}"
+    state_note = (
+        "" if run.state == "finished" else f" · {STATE_STYLE.get(run.state, STATE_STYLE['unknown'])[0].lower()}"
+    )
     return f"{run.model_label} on {run.dataset or '?'} · {fmt_time(run.started)}{score}{state_note}"
 
 
@@ -423,13 +446,15 @@ def _load_model(model_dir: str, stamp: float):
     except ModelDamaged as exc:  # names the file and the command that retrains the run
         raise ModelUnavailable(str(exc)) from exc
     except FileNotFoundError as exc:
-        raise ModelUnavailable(f"this run's model files are incomplete ({exc}); train it again on the Train page") \
-            from exc
+        raise ModelUnavailable(
+            f"this run's model files are incomplete ({exc}); train it again on the Train page"
+        ) from exc
     except Exception as exc:  # torch/safetensors errors: shape or key mismatches, damaged files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelUnavailable("this run's model could not be loaded — it was probably saved by an older version "
-                               f"of the studio ({first}). Train it again on the Train page, or pick another run") \
-            from exc
+        raise ModelUnavailable(
+            "this run's model could not be loaded — it was probably saved by an older version "
+            f"of the studio ({first}). Train it again on the Train page, or pick another run"
+        ) from exc
 
 
 @dataclass
@@ -487,14 +512,31 @@ def _run_context(run_dir: str, model_stamp: float, dataset: str, data_stamp: str
     title_column = stats.title_column(data.roles, items)
     titles = aligned[title_column] if title_column in aligned.columns else pd.Series([None] * len(aligned))
     return RunContext(
-        run_id=Path(run_dir).name, run_dir=str(run_dir), stamp=model_stamp, model=model, data=data, items_by_id=items_by_id, aligned=aligned,
-        vectors=item_vectors(model), variant_groups=variant_groups(titles.tolist()), title_column=title_column,
-        image_column=data.image_column, price_column=price,
-        category_columns=stats.category_columns(items, data.roles)[:3], user_options=users,
+        run_id=Path(run_dir).name,
+        run_dir=str(run_dir),
+        stamp=model_stamp,
+        model=model,
+        data=data,
+        items_by_id=items_by_id,
+        aligned=aligned,
+        vectors=item_vectors(model),
+        variant_groups=variant_groups(titles.tolist()),
+        title_column=title_column,
+        image_column=data.image_column,
+        price_column=price,
+        category_columns=stats.category_columns(items, data.roles)[:3],
+        user_options=users,
         activity={str(model.user_ids[i]): int(counts[i]) for i in range(len(counts))},
         user_rows=data.interactions.groupby(data.interactions["user_id"].astype(str)).indices,
-        explain_context=ExplainContext(model, data.items, data.roles, separator=data.separator,
-                                       interactions=data.interactions, rating_column=data.rating_column))
+        explain_context=ExplainContext(
+            model,
+            data.items,
+            data.roles,
+            separator=data.separator,
+            interactions=data.interactions,
+            rating_column=data.rating_column,
+        ),
+    )
 
 
 def run_context(run: RunRecord) -> RunContext:
@@ -505,8 +547,10 @@ def run_context(run: RunRecord) -> RunContext:
     if info is not None and info.damaged:
         raise LookupError(f"the dataset '{dataset}' this run was trained on is damaged: {info.damaged}")
     if not dataset or dataset not in dataset_names():
-        raise LookupError(f"the dataset '{dataset}' this run was trained on is no longer in the workspace; "
-                          "import it again on the Data page")
+        raise LookupError(
+            f"the dataset '{dataset}' this run was trained on is no longer in the workspace; "
+            "import it again on the Data page"
+        )
     return _run_context(str(run_dir), _model_stamp(run_dir), dataset, dataset_stamp(dataset), workspace_root())
 
 
@@ -539,11 +583,14 @@ def fairness_rankings(run: RunRecord, k: int = 20):
 def metric_column_config() -> dict[str, Any]:
     config = {label: st.column_config.NumberColumn(label, format="%.4f") for _, label in METRIC_COLUMNS}
     config["Fit time"] = st.column_config.NumberColumn("Fit time", format="%.1f s")
-    config["± NDCG@20"] = st.column_config.NumberColumn("± NDCG@20", format="%.4f", help="standard deviation over folds")
+    config["± NDCG@20"] = st.column_config.NumberColumn(
+        "± NDCG@20", format="%.4f", help="standard deviation over folds"
+    )
     return config
 
 
 # ----------------------------------------------------------------------------- uploads
+
 
 def digest(data: bytes | str) -> str:
     return hashlib.sha1(data if isinstance(data, bytes) else data.encode()).hexdigest()[:16]
@@ -557,6 +604,7 @@ def upload_limit_mb() -> int:
 
 
 # ----------------------------------------------------------------------------- drawing items
+
 
 def item_caption(row: pd.Series | dict, columns: list[str], price_column: str | None = None, limit: int = 3) -> str:
     parts = []
@@ -580,7 +628,7 @@ def gallery(entries: list[dict[str, Any]], per_row: int = 6) -> None:
     """Pictures with a title and a caption line, ``per_row`` to a row. Entries: picture, title, caption."""
     for start in range(0, len(entries), per_row):
         cols = st.columns(per_row)
-        for col, entry in zip(cols, entries[start:start + per_row]):
+        for col, entry in zip(cols, entries[start : start + per_row]):
             with col:
                 st.image(entry["picture"], width="stretch")
                 st.markdown(f"**{md_text(_short(entry['title'], 60))}**")
@@ -602,12 +650,16 @@ def style_figure(fig, height: int = 320, legend: bool = True, title: str | None 
     """One look for every chart: white background, small margins, title top left, legend under the title."""
     top = (38 if title else 8) + (28 if legend else 0)
     fig.update_layout(
-        template="plotly_white", height=height, margin=dict(l=10, r=10, t=top, b=10),
+        template="plotly_white",
+        height=height,
+        margin=dict(l=10, r=10, t=top, b=10),
         title=dict(text=title, x=0, xanchor="left", y=1.0, yanchor="top", pad=dict(t=8), font=dict(size=15))
-        if title else None,
+        if title
+        else None,
         showlegend=legend,
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0, title=None),
-        font=dict(size=12), hoverlabel=dict(bgcolor="white"),
+        font=dict(size=12),
+        hoverlabel=dict(bgcolor="white"),
     )
     return fig
 
@@ -641,6 +693,9 @@ def plain_chart_text(fig):
 
 
 def chart(fig, key: str | None = None, **kwargs):
-    config = kwargs.pop("config", None) or ({"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
-                                            if not kwargs.get("on_select") else {"displaylogo": False})
+    config = kwargs.pop("config", None) or (
+        {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+        if not kwargs.get("on_select")
+        else {"displaylogo": False}
+    )
     return st.plotly_chart(plain_chart_text(fig), key=key, config=config, **kwargs)

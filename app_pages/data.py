@@ -43,12 +43,15 @@ from recsys.data.upload import UploadError, assemble_bundle_zip, zip_entry_examp
 
 SOURCES = ["Upload files", "Upload a .zip bundle", "Built-in demo catalog", "Folder on disk"]
 TABLE_TYPES = ["csv", "parquet", "jsonl", "ndjson"]
-ROLE_HELP = ("id: identifier · text: titles, descriptions · categorical: one label (brand) · multi_label: "
-             "several labels joined by '|' (genres) · numeric: numbers (price) · image: picture path · timestamp · "
-             "rating · ignore: not used")
+ROLE_HELP = (
+    "id: identifier · text: titles, descriptions · categorical: one label (brand) · multi_label: "
+    "several labels joined by '|' (genres) · numeric: numbers (price) · image: picture path · timestamp · "
+    "rating · ignore: not used"
+)
 
 
 # ----------------------------------------------------------------------------- import
+
 
 def _session_cache(name: str) -> dict:
     return st.session_state.setdefault(name, {})
@@ -75,16 +78,30 @@ def _validate(key: str, source: Any, overrides: dict[str, Any]) -> dict[str, Any
             try:
                 result = load_bundle(source, schema=overrides or None)
             except Exception as exc:  # a bug, not bad data: say so plainly
-                return {"ok": False, "errors": [{"message": f"the bundle could not be checked: {exc}", "file": None,
-                                                 "column": None, "rows": [], "code": "internal"}],
-                        "warnings": [], "counts": {}}
+                return {
+                    "ok": False,
+                    "errors": [
+                        {
+                            "message": f"the bundle could not be checked: {exc}",
+                            "file": None,
+                            "column": None,
+                            "rows": [],
+                            "code": "internal",
+                        }
+                    ],
+                    "warnings": [],
+                    "counts": {},
+                }
             report = result.report.to_dict()
             if result.ok:  # what each evaluation protocol would keep: known before anything trains
                 from recsys.train.data import preflight
 
                 bundle = result.bundle
-                report["protocols"] = preflight(bundle.interactions, catalogue_items=len(bundle.items),
-                                                has_timestamp=bundle.schema.timestamp_column is not None)
+                report["protocols"] = preflight(
+                    bundle.interactions,
+                    catalogue_items=len(bundle.items),
+                    has_timestamp=bundle.schema.timestamp_column is not None,
+                )
             discard_bundle(result.bundle)
         cache[cache_key] = report
     return cache[cache_key]
@@ -92,9 +109,14 @@ def _validate(key: str, source: Any, overrides: dict[str, Any]) -> dict[str, Any
 
 def _issue_text(issue: dict[str, Any]) -> str:
     code = lambda name: "`" + str(name).replace("`", "'") + "`"  # noqa: E731  (a code span shows text as is)
-    where = " · ".join(part for part in (code(issue["file"]) if issue.get("file") else None,
-                                         f"column {code(issue['column'])}" if issue.get("column") else None)
-                       if part)
+    where = " · ".join(
+        part
+        for part in (
+            code(issue["file"]) if issue.get("file") else None,
+            f"column {code(issue['column'])}" if issue.get("column") else None,
+        )
+        if part
+    )
     rows = issue.get("rows") or []
     example = ""
     if rows:
@@ -108,38 +130,62 @@ def _draw_protocols(check: dict[str, Any]) -> None:
     """What each evaluation protocol keeps of this bundle, and which one training will use by default."""
     from recsys.train.data import PROTOCOL_LABELS as names
 
-    st.info(f"**Evaluation: {names.get(check['auto'], check['auto'])}** will be chosen automatically — "
-            f"{check['reason']}. Median {check['median_interactions_per_user']:g} interactions per user.",
-            icon=":material/fact_check:")
-    rows = [{"Protocol": names.get(p, p), "Users": k["users"], "Items": k["items"], "Interactions": k["interactions"],
-             "Users evaluated": k["evaluated_users"]} for p, k in check["protocols"].items()]
+    st.info(
+        f"**Evaluation: {names.get(check['auto'], check['auto'])}** will be chosen automatically — "
+        f"{check['reason']}. Median {check['median_interactions_per_user']:g} interactions per user.",
+        icon=":material/fact_check:",
+    )
+    rows = [
+        {
+            "Protocol": names.get(p, p),
+            "Users": k["users"],
+            "Items": k["items"],
+            "Interactions": k["interactions"],
+            "Users evaluated": k["evaluated_users"],
+        }
+        for p, k in check["protocols"].items()
+    ]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
 def _draw_report(report: dict[str, Any], hint_entries: list[str] | None = None) -> None:
     errors, warnings = report.get("errors", []), report.get("warnings", [])
     if errors:
-        st.error(f"**{len(errors)} problem{'s' if len(errors) > 1 else ''} block{'' if len(errors) > 1 else 's'} "
-                 "the import.** Fix them in your files (or change a column's role above) and try again.",
-                 icon=":material/block:")
+        st.error(
+            f"**{len(errors)} problem{'s' if len(errors) > 1 else ''} block{'' if len(errors) > 1 else 's'} "
+            "the import.** Fix them in your files (or change a column's role above) and try again.",
+            icon=":material/block:",
+        )
         for issue in errors:
             st.markdown(f":red[:material/error:] {_issue_text(issue)}")
     if warnings:
-        with st.expander(f"{len(warnings)} warning{'s' if len(warnings) > 1 else ''} — the import can go ahead",
-                         expanded=not errors, icon=":material/warning:"):
+        with st.expander(
+            f"{len(warnings)} warning{'s' if len(warnings) > 1 else ''} — the import can go ahead",
+            expanded=not errors,
+            icon=":material/warning:",
+        ):
             for issue in warnings:
                 st.markdown(f":orange[:material/warning:] {_issue_text(issue)}")
                 if issue.get("code") == "missing_images" and hint_entries:
-                    st.caption("Pictures are looked up at the paths the items table names, relative to the bundle "
-                               f"(e.g. `images/42.jpg`). Your pictures zip holds paths like "
-                               f"{', '.join(f'`{e}`' for e in hint_entries)}.")
+                    st.caption(
+                        "Pictures are looked up at the paths the items table names, relative to the bundle "
+                        f"(e.g. `images/42.jpg`). Your pictures zip holds paths like "
+                        f"{', '.join(f'`{e}`' for e in hint_entries)}."
+                    )
     if not errors and not warnings:
         st.success("No problems found: the bundle is ready to import.", icon=":material/check_circle:")
     counts = report.get("counts") or {}
     if counts:
         cols = st.columns(4)
-        for col, (label, key) in zip(cols, [("Users", "users"), ("Items", "items"), ("Interactions", "interactions"),
-                                            ("Items with a picture", "items_with_image")]):
+        for col, (label, key) in zip(
+            cols,
+            [
+                ("Users", "users"),
+                ("Items", "items"),
+                ("Interactions", "interactions"),
+                ("Items with a picture", "items_with_image"),
+            ],
+        ):
             col.metric(label, f"{counts.get(key, 0):,}")
 
 
@@ -150,17 +196,20 @@ def _column_mapping(tables: dict[str, Any], schema_json: dict[str, Any] | None, 
     needs_attention = any(column is None or column != name for ids in found.values() for name, column in ids.items())
     changes: dict[str, dict[str, str]] = {}
     with st.expander("Column mapping: which columns are the ids", expanded=needs_attention):
-        st.caption("The studio needs an item id in the items table and a user id and an item id in the interactions. "
-                   "When the files name them otherwise (article_id, customer_id…), choose them here; "
-                   "the choice is kept in the dataset's schema.json.")
+        st.caption(
+            "The studio needs an item id in the items table and a user id and an item id in the interactions. "
+            "When the files name them otherwise (article_id, customer_id…), choose them here; "
+            "the choice is kept in the dataset's schema.json."
+        )
         cols = st.columns(sum(len(ids) for ids in found.values()) or 1)
         position = 0
         for table, ids in found.items():
             options = ["—", *[str(c) for c in tables[table].columns]]
             for name, column in ids.items():
                 current = column or "—"
-                choice = cols[position].selectbox(f"{table}: {name}", options, index=options.index(current),
-                                                  key=f"data_map_{key}_{table}_{name}")
+                choice = cols[position].selectbox(
+                    f"{table}: {name}", options, index=options.index(current), key=f"data_map_{key}_{table}_{name}"
+                )
                 position += 1
                 if choice != current:
                     if column and column != name:
@@ -173,15 +222,24 @@ def _column_mapping(tables: dict[str, Any], schema_json: dict[str, Any] | None, 
 def _review_and_import(source: Any, key: str, default_name: str, hint_entries: list[str] | None = None) -> None:
     tables, schema_json, problems = _preview(key, source)
     if not tables:
-        st.error("**The bundle could not be read.** " + ("; ".join(problems) or "no items or interactions table found")
-                 + ". Nothing was imported.", icon=":material/error:")
+        st.error(
+            "**The bundle could not be read.** "
+            + ("; ".join(problems) or "no items or interactions table found")
+            + ". Nothing was imported.",
+            icon=":material/error:",
+        )
         return
     base = stats.role_table(tables, schema_json)
     st.markdown("##### Column roles")
-    st.caption("Each column's role was inferred from its name and values (the reason is shown). Change a role "
-               "if it is wrong: the bundle is checked again at once.")
+    st.caption(
+        "Each column's role was inferred from its name and values (the reason is shown). Change a role "
+        "if it is wrong: the bundle is checked again at once."
+    )
     edited = st.data_editor(
-        base, key=f"data_roles_{key}", hide_index=True, width="stretch",
+        base,
+        key=f"data_roles_{key}",
+        hide_index=True,
+        width="stretch",
         disabled=["table", "column", "reason", "example"],
         column_config={
             "table": st.column_config.TextColumn("Table", width="small"),
@@ -189,7 +247,8 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
             "role": st.column_config.SelectboxColumn("Role", options=list(ROLES), required=True, help=ROLE_HELP),
             "reason": st.column_config.TextColumn("Why this role", width="medium"),
             "example": st.column_config.TextColumn("Example value", width="medium"),
-        })
+        },
+    )
     overrides = stats.roles_from_table(edited, base)
     if overrides:
         changed = ", ".join(f"{c} → {r}" for t in overrides.values() for c, r in t.items())
@@ -207,29 +266,43 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
     from recsys.workspace import InvalidName, dataset_name, validate_name
 
     pseudonymise = st.checkbox(
-        "Pseudonymise user ids", key=f"data_pseudonymise_{key}",
+        "Pseudonymise user ids",
+        key=f"data_pseudonymise_{key}",
         help="Store each user id as a keyed hash (u_ + 16 hex digits) made with this workspace's secret key: the "
-             "same person gets the same pseudonym in every import here, and the raw ids are never written. "
-             "`python -m recsys forget` still takes the raw id.")
+        "same person gets the same pseudonym in every import here, and the raw ids are never written. "
+        "`python -m recsys forget` still takes the raw id.",
+    )
     cols = st.columns([2, 1], vertical_alignment="bottom")
     # the suggestion is derived from the file name and always valid ("My Shop (2)" -> my-shop-2); what is typed
     # is checked as typed, never silently renamed
-    name = cols[0].text_input("Dataset name", value=dataset_name(default_name), key=f"data_name_{key}",
-                              help="Letters, digits, '.', '_' and '-' (no leading dot, at most 100 characters).")
+    name = cols[0].text_input(
+        "Dataset name",
+        value=dataset_name(default_name),
+        key=f"data_name_{key}",
+        help="Letters, digits, '.', '_' and '-' (no leading dot, at most 100 characters).",
+    )
     final = name.strip()
     try:
         validate_name("dataset name", final)
         name_error = None
     except InvalidName as exc:
         name_error = str(exc)
-    clicked = cols[1].button("Import dataset", type="primary", icon=":material/download:", key=f"data_import_{key}",
-                             disabled=not report.get("ok") or name_error is not None, width="stretch")
+    clicked = cols[1].button(
+        "Import dataset",
+        type="primary",
+        icon=":material/download:",
+        key=f"data_import_{key}",
+        disabled=not report.get("ok") or name_error is not None,
+        width="stretch",
+    )
     if name_error:
         st.error(f"**Choose another name**: {md_text(name_error)}.", icon=":material/edit:")
         return
     if get_workspace().has_dataset(final):  # a damaged one too: the import replaces it
-        st.caption(f":material/info: A dataset named **{final}** exists; importing replaces it only if this bundle "
-                   "has no errors.")
+        st.caption(
+            f":material/info: A dataset named **{final}** exists; importing replaces it only if this bundle "
+            "has no errors."
+        )
     if clicked:
         workspace = get_workspace()
         bar = st.progress(0.0, text="Importing…")
@@ -238,8 +311,9 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
             bar.progress(min(1.0, done / max(total, 1)), text=f"Importing: {stage} {done:,}/{total:,}")
 
         try:
-            result = workspace.import_bundle(source, name=final, schema=overrides or None, progress=progress,
-                                             pseudonymise=pseudonymise)
+            result = workspace.import_bundle(
+                source, name=final, schema=overrides or None, progress=progress, pseudonymise=pseudonymise
+            )
         except Exception as exc:
             bar.empty()
             show_error("The import failed; nothing in the workspace changed", exc)
@@ -251,30 +325,50 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
             _session_cache("data_validation_cache").clear()
             st.rerun()
         else:
-            previous = "the dataset already stored under that name is unchanged" if get_workspace().has_dataset(final) \
+            previous = (
+                "the dataset already stored under that name is unchanged"
+                if get_workspace().has_dataset(final)
                 else "nothing was added to the workspace"
+            )
             st.error(f"**The import was refused**: {previous}.", icon=":material/block:")
             _draw_report(result.report.to_dict(), hint_entries)
 
 
 def _uploads() -> None:
     limit = upload_limit_mb()
-    st.caption(f"Tables as CSV (UTF-8), Parquet or JSON Lines; pictures as one .zip whose paths match the items' "
-               f"picture column (e.g. `images/42.jpg`). **Up to {limit:,} MB per file**: a larger file is refused "
-               "(it shows a red mark) — import it from **Folder on disk** instead, or raise `server.maxUploadSize` "
-               "in `.streamlit/config.toml`.")
+    st.caption(
+        f"Tables as CSV (UTF-8), Parquet or JSON Lines; pictures as one .zip whose paths match the items' "
+        f"picture column (e.g. `images/42.jpg`). **Up to {limit:,} MB per file**: a larger file is refused "
+        "(it shows a red mark) — import it from **Folder on disk** instead, or raise `server.maxUploadSize` "
+        "in `.streamlit/config.toml`."
+    )
     left, right = st.columns(2)
-    items = left.file_uploader("Items (required)", type=TABLE_TYPES, key="data_items_file",
-                               help="`item_id` plus any columns: title, description, category, brand, price, image_file…")
-    interactions = right.file_uploader("Interactions (required)", type=TABLE_TYPES, key="data_interactions_file",
-                                       help="`user_id`, `item_id`; optional `rating`, `timestamp`.")
-    users = left.file_uploader("Users (optional)", type=TABLE_TYPES, key="data_users_file",
-                               help="`user_id` plus attributes.")
-    images = right.file_uploader("Pictures (.zip, optional)", type=["zip"], key="data_images_file",
-                                 help="The pictures named in the items table, at the same relative paths.")
+    items = left.file_uploader(
+        "Items (required)",
+        type=TABLE_TYPES,
+        key="data_items_file",
+        help="`item_id` plus any columns: title, description, category, brand, price, image_file…",
+    )
+    interactions = right.file_uploader(
+        "Interactions (required)",
+        type=TABLE_TYPES,
+        key="data_interactions_file",
+        help="`user_id`, `item_id`; optional `rating`, `timestamp`.",
+    )
+    users = left.file_uploader(
+        "Users (optional)", type=TABLE_TYPES, key="data_users_file", help="`user_id` plus attributes."
+    )
+    images = right.file_uploader(
+        "Pictures (.zip, optional)",
+        type=["zip"],
+        key="data_images_file",
+        help="The pictures named in the items table, at the same relative paths.",
+    )
     if not items or not interactions:
-        empty_state("Upload at least an **items** file and an **interactions** file to check them here.",
-                    icon=":material/upload_file:")
+        empty_state(
+            "Upload at least an **items** file and an **interactions** file to check them here.",
+            icon=":material/upload_file:",
+        )
         return
     files = {"items": items, "interactions": interactions, **({"users": users} if users else {})}
     ids = "|".join(f"{t}:{f.file_id}" for t, f in files.items()) + (f"|images:{images.file_id}" if images else "")
@@ -282,24 +376,27 @@ def _uploads() -> None:
     if ids not in cache:
         cache.clear()
         try:
-            cache[ids] = assemble_bundle_zip({t: (f.name, f.getvalue()) for t, f in files.items()},
-                                             images.getvalue() if images else None)
+            cache[ids] = assemble_bundle_zip(
+                {t: (f.name, f.getvalue()) for t, f in files.items()}, images.getvalue() if images else None
+            )
         except UploadError as exc:
-            st.error(f"**These files cannot be imported**: {md_text(exc)}. Nothing was imported.",
-                     icon=":material/error:")
+            st.error(
+                f"**These files cannot be imported**: {md_text(exc)}. Nothing was imported.", icon=":material/error:"
+            )
             return
     data = cache[ids]
     hint = zip_entry_examples(images.getvalue()) if images else None
-    _review_and_import(data, digest(ids), Path(items.name).stem.replace("items", "").strip("-_ ") or "my-catalog",
-                       hint)
+    _review_and_import(data, digest(ids), Path(items.name).stem.replace("items", "").strip("-_ ") or "my-catalog", hint)
 
 
 def _zip_bundle() -> None:
     limit = upload_limit_mb()
-    st.caption("One .zip holding `items.*`, `interactions.*`, optionally `users.*`, `schema.json` and the pictures "
-               f"folder (a single top-level folder inside the zip is fine). **Up to {limit:,} MB**: a larger file is "
-               "refused (it shows a red mark) — import it from **Folder on disk** instead, or raise "
-               "`server.maxUploadSize` in `.streamlit/config.toml`.")
+    st.caption(
+        "One .zip holding `items.*`, `interactions.*`, optionally `users.*`, `schema.json` and the pictures "
+        f"folder (a single top-level folder inside the zip is fine). **Up to {limit:,} MB**: a larger file is "
+        "refused (it shows a red mark) — import it from **Folder on disk** instead, or raise "
+        "`server.maxUploadSize` in `.streamlit/config.toml`."
+    )
     bundle = st.file_uploader("Bundle (.zip)", type=["zip"], key="data_bundle_file")
     if not bundle:
         empty_state("Upload a bundle .zip to check it here.", icon=":material/folder_zip:")
@@ -308,16 +405,21 @@ def _zip_bundle() -> None:
 
 
 def _demo() -> None:
-    st.write("A generated catalog of 800 products (titles, descriptions, categories, brands, prices, tags and "
-             "pictures) and 1,000 shoppers with 30,000 ratings. Its users follow known tastes — some look at "
-             "pictures, some read descriptions, some follow brands and prices, some follow the crowd — so the "
-             "Attention page can compare what the model learned with the truth.")
+    st.write(
+        "A generated catalog of 800 products (titles, descriptions, categories, brands, prices, tags and "
+        "pictures) and 1,000 shoppers with 30,000 ratings. Its users follow known tastes — some look at "
+        "pictures, some read descriptions, some follow brands and prices, some follow the crowd — so the "
+        "Attention page can compare what the model learned with the truth."
+    )
     exists = "demo" in dataset_names()
     if exists:
-        st.success("The demo catalog is in the workspace as **demo**: explore it in the Explore tab.",
-                   icon=":material/check_circle:")
-    if st.button("Import the demo catalog", type="primary", icon=":material/download:", key="data_demo_import",
-                 disabled=exists):
+        st.success(
+            "The demo catalog is in the workspace as **demo**: explore it in the Explore tab.",
+            icon=":material/check_circle:",
+        )
+    if st.button(
+        "Import the demo catalog", type="primary", icon=":material/download:", key="data_demo_import", disabled=exists
+    ):
         with st.spinner("Generating and importing the demo catalog…"):
             name = ensure_demo()
         set_active_dataset(name)
@@ -334,8 +436,9 @@ def _folder() -> None:
         return
     folder = Path(path.strip()).expanduser()
     if not folder.exists():
-        st.error(f"**`{folder}` does not exist** on this machine. Check the path and try again.",
-                 icon=":material/error:")
+        st.error(
+            f"**`{folder}` does not exist** on this machine. Check the path and try again.", icon=":material/error:"
+        )
         return
     if not (folder.is_dir() or folder.suffix.lower() == ".zip"):
         st.error("**A bundle is a folder or a .zip file.** This path is neither.", icon=":material/error:")
@@ -347,16 +450,24 @@ def _folder() -> None:
 def import_section() -> None:
     imported = st.session_state.pop("data_imported", None)
     if imported:
-        st.success(f"Imported **{imported}**. Explore it in the Explore tab, then train a model on the Train page.",
-                   icon=":material/check_circle:")
+        st.success(
+            f"Imported **{imported}**. Explore it in the Explore tab, then train a model on the Train page.",
+            icon=":material/check_circle:",
+        )
         st.page_link("app_pages/train.py", label="Train a model on it", icon=":material/arrow_forward:")
-    source = st.segmented_control("Where is your catalog?", SOURCES, default=SOURCES[0], key="data_source",
-                                  required=True)
-    {"Upload files": _uploads, "Upload a .zip bundle": _zip_bundle, "Built-in demo catalog": _demo,
-     "Folder on disk": _folder}[source or SOURCES[0]]()
+    source = st.segmented_control(
+        "Where is your catalog?", SOURCES, default=SOURCES[0], key="data_source", required=True
+    )
+    {
+        "Upload files": _uploads,
+        "Upload a .zip bundle": _zip_bundle,
+        "Built-in demo catalog": _demo,
+        "Folder on disk": _folder,
+    }[source or SOURCES[0]]()
 
 
 # ----------------------------------------------------------------------------- explore
+
 
 @st.cache_data(show_spinner="Computing statistics…", max_entries=8)
 def dataset_statistics(root: str, name: str, stamp: str) -> dict[str, Any]:
@@ -385,46 +496,79 @@ def explore_section() -> None:
     summary = dataset_statistics(workspace_root(), name, dataset_stamp(name))
     ov = summary["overview"]
     origin = str(info.manifest.get("source", "?"))
-    origin = "the built-in demo generator" if "recsys-demo-" in origin else ("an upload" if origin == "upload" else
-                                                                          f"`{origin}`")
+    origin = (
+        "the built-in demo generator"
+        if "recsys-demo-" in origin
+        else ("an upload" if origin == "upload" else f"`{origin}`")
+    )
     st.caption(f"Imported {info.manifest.get('imported_at', '?').replace('T', ' ').rstrip('Z')} UTC from {origin}")
     cols = st.columns(6)
     cols[0].metric("Users", f"{ov['users']:,}")
     cols[1].metric("Items", f"{ov['items']:,}")
     cols[2].metric("Interactions", f"{ov['interactions']:,}")
-    cols[3].metric("Density", f"{ov['density']:.2%}", help=f"Sparsity {ov['sparsity']:.2%}: the share of "
-                   "user × item pairs without an interaction.")
+    cols[3].metric(
+        "Density",
+        f"{ov['density']:.2%}",
+        help=f"Sparsity {ov['sparsity']:.2%}: the share of user × item pairs without an interaction.",
+    )
     cols[4].metric("Median items per user", f"{ov['median_per_user']:,.0f}")
     cols[5].metric("Median users per item", f"{ov['median_per_item']:,.0f}")
 
     left, right = st.columns(2)
     with left:
         curve = summary["items_curve"]
-        fig = go.Figure(go.Scatter(x=curve["rank"], y=curve["count"], mode="lines", line=dict(color=PRIMARY, width=2),
-                                   fill="tozeroy", fillcolor="rgba(76,110,245,0.12)",
-                                   hovertemplate="item rank %{x}<br>%{y} users<extra></extra>"))
+        fig = go.Figure(
+            go.Scatter(
+                x=curve["rank"],
+                y=curve["count"],
+                mode="lines",
+                line=dict(color=PRIMARY, width=2),
+                fill="tozeroy",
+                fillcolor="rgba(76,110,245,0.12)",
+                hovertemplate="item rank %{x}<br>%{y} users<extra></extra>",
+            )
+        )
         fig.update_yaxes(type="log", dtick=1, title="users per item (log)")
         fig.update_xaxes(title="items, most popular first")
-        style_figure(fig, title=f"Interactions per item — the 20 % most popular items take "
-                                f"{ov['top20_item_share']:.0%}", legend=False)
+        style_figure(
+            fig,
+            title=f"Interactions per item — the 20 % most popular items take {ov['top20_item_share']:.0%}",
+            legend=False,
+        )
         chart(fig, key="data_items_curve")
     with right:
         curve = summary["users_curve"]
-        fig = go.Figure(go.Scatter(x=curve["rank"], y=curve["count"], mode="lines", line=dict(color="#12B886", width=2),
-                                   fill="tozeroy", fillcolor="rgba(18,184,134,0.12)",
-                                   hovertemplate="user rank %{x}<br>%{y} items<extra></extra>"))
+        fig = go.Figure(
+            go.Scatter(
+                x=curve["rank"],
+                y=curve["count"],
+                mode="lines",
+                line=dict(color="#12B886", width=2),
+                fill="tozeroy",
+                fillcolor="rgba(18,184,134,0.12)",
+                hovertemplate="user rank %{x}<br>%{y} items<extra></extra>",
+            )
+        )
         fig.update_yaxes(type="log", dtick=1, title="items per user (log)")
         fig.update_xaxes(title="users, most active first")
-        style_figure(fig, title=f"Interactions per user — median {ov['median_per_user']:,.0f}, "
-                                f"most active {ov['max_per_user']:,}", legend=False)
+        style_figure(
+            fig,
+            title=f"Interactions per user — median {ov['median_per_user']:,.0f}, most active {ov['max_per_user']:,}",
+            legend=False,
+        )
         chart(fig, key="data_users_curve")
 
     left, right = st.columns(2)
     with left:
         ratings = summary["ratings"]
         if len(ratings):
-            fig = px.bar(ratings, x=ratings["rating"].astype(str), y="count", color_discrete_sequence=[PRIMARY],
-                         hover_data={"share": ":.1%"})
+            fig = px.bar(
+                ratings,
+                x=ratings["rating"].astype(str),
+                y="count",
+                color_discrete_sequence=[PRIMARY],
+                hover_data={"share": ":.1%"},
+            )
             fig.update_xaxes(title="rating", type="category")
             fig.update_yaxes(title="interactions")
             style_figure(fig, title=f"Ratings — mean {ov.get('mean_rating') or 0:.2f}", legend=False)
@@ -432,59 +576,115 @@ def explore_section() -> None:
         else:
             with st.container(border=True):
                 st.markdown("**Ratings**")
-                st.caption("This dataset has no rating column: every interaction counts as a positive "
-                           "(implicit feedback).")
+                st.caption(
+                    "This dataset has no rating column: every interaction counts as a positive (implicit feedback)."
+                )
     with right:
         coverage = summary["coverage"]
         if len(coverage):
             frame = coverage.iloc[::-1]
             colours = [PRIMARY if kind == "modality" else "#ADB5BD" for kind in frame["kind"]]
-            labels = [f"{n} ({r})" if k == "column" else f"{n.upper()}" for n, r, k in
-                      zip(frame["name"], frame["role"], frame["kind"])]
-            fig = go.Figure(go.Bar(x=frame["share"], y=labels, orientation="h", marker_color=colours,
-                                   text=[f"{s:.0%}" for s in frame["share"]], textposition="outside",
-                                   hovertemplate="%{y}: %{x:.1%} of items<extra></extra>"))
+            labels = [
+                f"{n} ({r})" if k == "column" else f"{n.upper()}"
+                for n, r, k in zip(frame["name"], frame["role"], frame["kind"])
+            ]
+            fig = go.Figure(
+                go.Bar(
+                    x=frame["share"],
+                    y=labels,
+                    orientation="h",
+                    marker_color=colours,
+                    text=[f"{s:.0%}" for s in frame["share"]],
+                    textposition="outside",
+                    hovertemplate="%{y}: %{x:.1%} of items<extra></extra>",
+                )
+            )
             fig.update_xaxes(range=[0, 1.15], tickformat=".0%", title="share of items")
-            style_figure(fig, height=max(260, 28 * len(frame) + 60),
-                         title="Modality coverage — share of items with each modality and column", legend=False)
+            style_figure(
+                fig,
+                height=max(260, 28 * len(frame) + 60),
+                title="Modality coverage — share of items with each modality and column",
+                legend=False,
+            )
             chart(fig, key="data_coverage")
 
     categories = summary["categories"]
     if categories:
         column = st.selectbox("Break the catalog down by", categories, key="data_category_column")
-        breakdown = stats.category_breakdown(data.items, column, data.roles.get(column, "categorical"),
-                                             data.separator, data.interactions)
+        breakdown = stats.category_breakdown(
+            data.items, column, data.roles.get(column, "categorical"), data.separator, data.interactions
+        )
         breakdown = breakdown.iloc[::-1]
         from plotly.subplots import make_subplots
 
-        fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.03,
-                            subplot_titles=("items", "interactions with them"))
-        fig.add_trace(go.Bar(y=breakdown["value"], x=breakdown["items"], orientation="h", marker_color=PRIMARY,
-                             hovertemplate="%{y}: %{x:,} items<extra></extra>"), row=1, col=1)
-        fig.add_trace(go.Bar(y=breakdown["value"], x=breakdown["interactions"], orientation="h",
-                             marker_color="#FAB005", hovertemplate="%{y}: %{x:,} interactions<extra></extra>"),
-                      row=1, col=2)
+        fig = make_subplots(
+            rows=1,
+            cols=2,
+            shared_yaxes=True,
+            horizontal_spacing=0.03,
+            subplot_titles=("items", "interactions with them"),
+        )
+        fig.add_trace(
+            go.Bar(
+                y=breakdown["value"],
+                x=breakdown["items"],
+                orientation="h",
+                marker_color=PRIMARY,
+                hovertemplate="%{y}: %{x:,} items<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Bar(
+                y=breakdown["value"],
+                x=breakdown["interactions"],
+                orientation="h",
+                marker_color="#FAB005",
+                hovertemplate="%{y}: %{x:,} interactions<extra></extra>",
+            ),
+            row=1,
+            col=2,
+        )
         style_figure(fig, height=max(300, 26 * len(breakdown) + 90), legend=False)
         fig.update_layout(margin=dict(t=40))
         chart(fig, key="data_categories")
 
     st.markdown("##### A look at the catalog")
     seed = st.session_state.get("data_gallery_seed", 0)
-    sample = stats.sample_items(data.items, data.roles, data.root, n=12, seed=seed,
-                                category=categories[0] if categories else None)
+    sample = stats.sample_items(
+        data.items, data.roles, data.root, n=12, seed=seed, category=categories[0] if categories else None
+    )
     caption_columns = [c for c in categories[:2]]
-    gallery([{"picture": image_file(data.root, row.get(data.image_column)) if data.image_column else image_file("", None),
-              "title": row.get(summary["title"], row["item_id"]),
-              "caption": item_caption(row, caption_columns, summary["price"])} for _, row in sample.iterrows()])
+    gallery(
+        [
+            {
+                "picture": image_file(data.root, row.get(data.image_column))
+                if data.image_column
+                else image_file("", None),
+                "title": row.get(summary["title"], row["item_id"]),
+                "caption": item_caption(row, caption_columns, summary["price"]),
+            }
+            for _, row in sample.iterrows()
+        ]
+    )
     if st.button("Show other items", icon=":material/shuffle:", key="data_gallery_shuffle"):
         st.session_state["data_gallery_seed"] = seed + 1
         st.rerun()
 
     with st.expander("Column roles and import warnings"):
-        roles = pd.DataFrame([{"table": table, "column": column, "role": role,
-                               "why": (info.manifest.get("reasons", {}).get(table, {}) or {}).get(column, "")}
-                              for table in ("items", "interactions", "users")
-                              for column, role in (data.schema.get(table) or {}).items()])
+        roles = pd.DataFrame(
+            [
+                {
+                    "table": table,
+                    "column": column,
+                    "role": role,
+                    "why": (info.manifest.get("reasons", {}).get(table, {}) or {}).get(column, ""),
+                }
+                for table in ("items", "interactions", "users")
+                for column, role in (data.schema.get(table) or {}).items()
+            ]
+        )
         st.dataframe(roles, hide_index=True, width="stretch")
         warnings = info.manifest.get("warnings") or []
         if warnings:
@@ -494,8 +694,11 @@ def explore_section() -> None:
 
 
 def main() -> None:
-    page_header("Data", "Import a catalog — items with text, pictures and attributes, and who interacted with what "
-                        "— check it, and see what it holds.")
+    page_header(
+        "Data",
+        "Import a catalog — items with text, pictures and attributes, and who interacted with what "
+        "— check it, and see what it holds.",
+    )
     damaged_datasets_notice()
     has_data = bool(dataset_names())
     labels = [":material/insights: Explore", ":material/upload: Import"]

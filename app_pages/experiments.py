@@ -48,28 +48,37 @@ def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
         started, ended = run.started, run.ended
         fusion_model = run.model in ("fusion", "content")
         modalities = config.get("modalities") or []
-        encoders = [e for e in (config.get("text_encoder") if "text" in modalities else None,
-                                config.get("image_encoder") if "image" in modalities else None) if e]
-        rows.append({
-            "Started": fmt_time(started),
-            "State": STATE_STYLE.get(run.state, STATE_STYLE["unknown"])[0],
-            "Privacy": f"retrain: holds {run.forgotten_users} forgotten" if run.needs_retrain_for_privacy else "",
-            "Dataset": run.dataset,
-            "Model": run.model,
-            "NDCG@20": test.get("ndcg@20"),
-            "Recall@20": test.get("recall@20"),
-            "Best baseline (NDCG@20)": f"{best[0]} {best[1]:.4f}" if best and best[1] is not None else "–",
-            "Modalities": ", ".join(modalities) if fusion_model else "–",
-            "Fusion": run.fusion_option("fusion") if run.model == "fusion" else "–",
-            "Protocol": (metrics.get("split") or {}).get("protocol") or config.get("protocol") or "–",
-            "Encoders": ", ".join(encoders) if fusion_model and encoders else "–",
-            "Epochs": f"{len(history.get('epochs') or [])} / {run.fusion_option('epochs')}"
-            if run.model == "fusion" and history else "–",
-            "Minutes": round((ended - started) / 60, 1) if started and ended else None,
-            "NDCG@10": test.get("ndcg@10"),
-            "Recall@10": test.get("recall@10"),
-            "Run": run.run_id,
-        })
+        encoders = [
+            e
+            for e in (
+                config.get("text_encoder") if "text" in modalities else None,
+                config.get("image_encoder") if "image" in modalities else None,
+            )
+            if e
+        ]
+        rows.append(
+            {
+                "Started": fmt_time(started),
+                "State": STATE_STYLE.get(run.state, STATE_STYLE["unknown"])[0],
+                "Privacy": f"retrain: holds {run.forgotten_users} forgotten" if run.needs_retrain_for_privacy else "",
+                "Dataset": run.dataset,
+                "Model": run.model,
+                "NDCG@20": test.get("ndcg@20"),
+                "Recall@20": test.get("recall@20"),
+                "Best baseline (NDCG@20)": f"{best[0]} {best[1]:.4f}" if best and best[1] is not None else "–",
+                "Modalities": ", ".join(modalities) if fusion_model else "–",
+                "Fusion": run.fusion_option("fusion") if run.model == "fusion" else "–",
+                "Protocol": (metrics.get("split") or {}).get("protocol") or config.get("protocol") or "–",
+                "Encoders": ", ".join(encoders) if fusion_model and encoders else "–",
+                "Epochs": f"{len(history.get('epochs') or [])} / {run.fusion_option('epochs')}"
+                if run.model == "fusion" and history
+                else "–",
+                "Minutes": round((ended - started) / 60, 1) if started and ended else None,
+                "NDCG@10": test.get("ndcg@10"),
+                "Recall@10": test.get("recall@10"),
+                "Run": run.run_id,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -77,12 +86,20 @@ def comparison(runs: list[RunRecord]) -> None:
     with_metrics = [r for r in runs if r.has_test_metrics]
     st.markdown("#### :material/compare_arrows: Compare runs")
     if not with_metrics:
-        empty_state("No run has test metrics yet — they appear when a training finishes.", icon=":material/hourglass_empty:")
+        empty_state(
+            "No run has test metrics yet — they appear when a training finishes.", icon=":material/hourglass_empty:"
+        )
         return
     labels = {r.run_id: short_label(r) for r in with_metrics}
     ids = list(labels)
-    picked = st.multiselect("Runs", ids, default=ids[:3], key="exp_compare", format_func=labels.get,
-                            help="The model of each run beside the baselines trained with it, on the test split.")
+    picked = st.multiselect(
+        "Runs",
+        ids,
+        default=ids[:3],
+        key="exp_compare",
+        format_func=labels.get,
+        help="The model of each run beside the baselines trained with it, on the test split.",
+    )
     if not picked:
         st.caption("Pick runs to compare.")
         return
@@ -94,12 +111,26 @@ def comparison(runs: list[RunRecord]) -> None:
         entries += [(name, result) for name, result in (metrics.get("baselines") or {}).items()]
         for name, result in entries:
             for key, label in COMPARED:
-                rows.append({"run": labels[run_id], "model": name, "metric": label,
-                             "value": (result.get("test") or {}).get(key)})
+                rows.append(
+                    {
+                        "run": labels[run_id],
+                        "model": name,
+                        "metric": label,
+                        "value": (result.get("test") or {}).get(key),
+                    }
+                )
     frame = pd.DataFrame(rows).dropna(subset=["value"])
-    fig = px.bar(frame, x="run", y="value", color="model", barmode="group", facet_col="metric", text_auto=".3f",
-                 color_discrete_sequence=["#4C6EF5", "#ADB5BD", "#FAB005", "#12B886", "#E64980", "#7950F2", "#868E96"],
-                 labels={"value": "", "run": ""})
+    fig = px.bar(
+        frame,
+        x="run",
+        y="value",
+        color="model",
+        barmode="group",
+        facet_col="metric",
+        text_auto=".3f",
+        color_discrete_sequence=["#4C6EF5", "#ADB5BD", "#FAB005", "#12B886", "#E64980", "#7950F2", "#868E96"],
+        labels={"value": "", "run": ""},
+    )
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
     fig.update_traces(textposition="outside", textfont_size=10)
     fig.update_yaxes(matches=None, showticklabels=True)
@@ -112,8 +143,12 @@ def comparison(runs: list[RunRecord]) -> None:
     table = pd.DataFrame({label: [str(c.get(o, "–")) for o in options] for label, c in configs.items()}, index=options)
     differing = table.nunique(axis=1) > 1
     with st.expander(f"Configurations side by side ({int(differing.sum())} options differ)"):
-        st.dataframe(table.style.apply(lambda row: ["background-color: #EDF2FF" if differing[row.name] else ""
-                                                    for _ in row], axis=1), width="stretch")
+        st.dataframe(
+            table.style.apply(
+                lambda row: ["background-color: #EDF2FF" if differing[row.name] else "" for _ in row], axis=1
+            ),
+            width="stretch",
+        )
 
 
 def fairness(runs: list[RunRecord]) -> None:
@@ -130,8 +165,13 @@ def fairness(runs: list[RunRecord]) -> None:
     ids = list(labels)
     if st.session_state.get("exp_fair_run") not in ids:
         st.session_state.pop("exp_fair_run", None)
-    run_id = st.selectbox("Run", ids, key="exp_fair_run", format_func=labels.get,
-                          help="The report ranks the catalogue for every test user, as the evaluation did.")
+    run_id = st.selectbox(
+        "Run",
+        ids,
+        key="exp_fair_run",
+        format_func=labels.get,
+        help="The report ranks the catalogue for every test user, as the evaluation did.",
+    )
     run = usable[ids.index(run_id)]
     try:
         bundle = get_workspace().load_dataset(run.dataset)
@@ -144,14 +184,20 @@ def fairness(runs: list[RunRecord]) -> None:
         return
     cols = st.columns(3)
     item_column = cols[0].selectbox("Group items by", item_columns, key="exp_fair_items")
-    user_column = cols[1].selectbox("Group users by (besides history length)", [None, *user_columns],
-                                    key="exp_fair_users", format_func=lambda c: "—" if c is None else c)
+    user_column = cols[1].selectbox(
+        "Group users by (besides history length)",
+        [None, *user_columns],
+        key="exp_fair_users",
+        format_func=lambda c: "—" if c is None else c,
+    )
     k = int(cols[2].number_input("List length K", min_value=1, max_value=100, value=20, key="exp_fair_k"))
     computed = st.session_state.get("exp_fair_done") == (run_id, k)
     if not computed:
         if not st.button("Compute the fairness report", icon=":material/balance:", key="exp_fair_go"):
-            st.caption("Ranks the catalogue for every test user of the run (and refits the model on the train split "
-                       "when the saved one was refitted on everything).")
+            st.caption(
+                "Ranks the catalogue for every test user of the run (and refits the model on the train split "
+                "when the saved one was refitted on everything)."
+            )
             return
         st.session_state["exp_fair_done"] = (run_id, k)
     try:
@@ -161,51 +207,118 @@ def fairness(runs: list[RunRecord]) -> None:
         show_error("The fairness report could not be computed", exc)
         return
     metric = st.columns(4)
-    metric[0].metric(f"NDCG@{k}", f"{report.ndcg:.4f}", help=f"{report.n_users:,} test users; model "
-                     f"{report.model_source}" + (f" (stored: {report.stored_ndcg:.4f})" if report.stored_ndcg else ""))
-    metric[1].metric("Gini of item exposure", f"{report.gini:.3f}",
-                     help=f"0 = every item shown equally often; {report.items_recommended:,} of {report.n_items:,} "
-                          "items recommended at least once")
-    metric[2].metric("Popularity percentile", f"{report.popularity['recommended']:.3f}",
-                     f"{report.popularity['lift']:+.3f} vs history", delta_color="off",
-                     help="Mean popularity percentile of recommended items (0 = least, 1 = most popular), against "
-                          "that of the users' history items")
-    metric[3].metric("Calibration (KL)", f"{report.calibration_kl:.3f}",
-                     help="Mean KL divergence of each list's group mix from the user's history mix (0 = the same)")
-    groups = pd.DataFrame([{"Group": g.group, "Items": g.items, "Catalogue share": g.catalogue_share,
-                            "Interaction share": g.interaction_share, "Exposure share": g.exposure_share,
-                            "Exposure / catalogue": g.exposure_ratio} for g in report.groups])
+    metric[0].metric(
+        f"NDCG@{k}",
+        f"{report.ndcg:.4f}",
+        help=f"{report.n_users:,} test users; model "
+        f"{report.model_source}" + (f" (stored: {report.stored_ndcg:.4f})" if report.stored_ndcg else ""),
+    )
+    metric[1].metric(
+        "Gini of item exposure",
+        f"{report.gini:.3f}",
+        help=f"0 = every item shown equally often; {report.items_recommended:,} of {report.n_items:,} "
+        "items recommended at least once",
+    )
+    metric[2].metric(
+        "Popularity percentile",
+        f"{report.popularity['recommended']:.3f}",
+        f"{report.popularity['lift']:+.3f} vs history",
+        delta_color="off",
+        help="Mean popularity percentile of recommended items (0 = least, 1 = most popular), against "
+        "that of the users' history items",
+    )
+    metric[3].metric(
+        "Calibration (KL)",
+        f"{report.calibration_kl:.3f}",
+        help="Mean KL divergence of each list's group mix from the user's history mix (0 = the same)",
+    )
+    groups = pd.DataFrame(
+        [
+            {
+                "Group": g.group,
+                "Items": g.items,
+                "Catalogue share": g.catalogue_share,
+                "Interaction share": g.interaction_share,
+                "Exposure share": g.exposure_share,
+                "Exposure / catalogue": g.exposure_ratio,
+            }
+            for g in report.groups
+        ]
+    )
     groups = groups.sort_values("Exposure share", ascending=False, kind="stable")
     shown = groups.head(25)
-    long = shown.melt(id_vars="Group", value_vars=["Exposure share", "Catalogue share", "Interaction share"],
-                      var_name="share", value_name="value")
-    fig = px.bar(long, x="Group", y="value", color="share", barmode="group", labels={"value": "", "Group": ""},
-                 color_discrete_sequence=["#4C6EF5", "#ADB5BD", "#FAB005"])
-    style_figure(fig, height=380, title=f"Top-{k} exposure against the catalogue, by {item_column}"
-                 + (f" (the {len(shown)} most exposed of {len(groups)})" if len(groups) > len(shown) else ""))
+    long = shown.melt(
+        id_vars="Group",
+        value_vars=["Exposure share", "Catalogue share", "Interaction share"],
+        var_name="share",
+        value_name="value",
+    )
+    fig = px.bar(
+        long,
+        x="Group",
+        y="value",
+        color="share",
+        barmode="group",
+        labels={"value": "", "Group": ""},
+        color_discrete_sequence=["#4C6EF5", "#ADB5BD", "#FAB005"],
+    )
+    style_figure(
+        fig,
+        height=380,
+        title=f"Top-{k} exposure against the catalogue, by {item_column}"
+        + (f" (the {len(shown)} most exposed of {len(groups)})" if len(groups) > len(shown) else ""),
+    )
     chart(fig, key="exp_fair_exposure")
     share = st.column_config.NumberColumn(format="%.3f")
-    st.dataframe(groups, hide_index=True, width="stretch",
-                 column_config={c: share for c in groups.columns if c not in ("Group", "Items")})
+    st.dataframe(
+        groups,
+        hide_index=True,
+        width="stretch",
+        column_config={c: share for c in groups.columns if c not in ("Group", "Items")},
+    )
     for name, gap in report.user_groups.items():
-        frame = pd.DataFrame([{"Group": g.group, "Users": g.n_users, f"NDCG@{k}": g.ndcg, "Low (95 %)": g.low,
-                               "High (95 %)": g.high} for g in gap.groups])
-        fig = px.bar(frame, x="Group", y=f"NDCG@{k}", error_y=frame["High (95 %)"] - frame[f"NDCG@{k}"],
-                     error_y_minus=frame[f"NDCG@{k}"] - frame["Low (95 %)"], labels={"Group": ""},
-                     color_discrete_sequence=["#4C6EF5"])
+        frame = pd.DataFrame(
+            [
+                {"Group": g.group, "Users": g.n_users, f"NDCG@{k}": g.ndcg, "Low (95 %)": g.low, "High (95 %)": g.high}
+                for g in gap.groups
+            ]
+        )
+        fig = px.bar(
+            frame,
+            x="Group",
+            y=f"NDCG@{k}",
+            error_y=frame["High (95 %)"] - frame[f"NDCG@{k}"],
+            error_y_minus=frame[f"NDCG@{k}"] - frame["Low (95 %)"],
+            labels={"Group": ""},
+            color_discrete_sequence=["#4C6EF5"],
+        )
         style_figure(fig, height=320, legend=False, title=f"NDCG@{k} by {gap.by}")
         chart(fig, key=f"exp_fair_users_{name}")
         if gap.best is not None:
-            verdict = (f"a clear gap (permutation p = {gap.p_value:.3f})" if gap.clear else
-                       f"within the noise (permutation p = {gap.p_value:.3f}: random groups of these sizes often "
-                       "spread as far)")
-            st.caption(f"Gap {md_text(gap.best)} − {md_text(gap.worst)}: {gap.gap:+.4f} (95 % interval "
-                       f"{gap.gap_low:+.4f} to {gap.gap_high:+.4f}, {gap.n_boot} bootstrap resamples of the users): "
-                       f"{verdict}." + (f" Groups of fewer than {gap.min_users} users are left out of the gap."
-                                        if any(g.n_users < gap.min_users for g in gap.groups) else ""))
-        st.dataframe(frame, hide_index=True, width="stretch",
-                     column_config={c: st.column_config.NumberColumn(format="%.4f")
-                                    for c in (f"NDCG@{k}", "Low (95 %)", "High (95 %)")})
+            verdict = (
+                f"a clear gap (permutation p = {gap.p_value:.3f})"
+                if gap.clear
+                else f"within the noise (permutation p = {gap.p_value:.3f}: random groups of these sizes often "
+                "spread as far)"
+            )
+            st.caption(
+                f"Gap {md_text(gap.best)} − {md_text(gap.worst)}: {gap.gap:+.4f} (95 % interval "
+                f"{gap.gap_low:+.4f} to {gap.gap_high:+.4f}, {gap.n_boot} bootstrap resamples of the users): "
+                f"{verdict}."
+                + (
+                    f" Groups of fewer than {gap.min_users} users are left out of the gap."
+                    if any(g.n_users < gap.min_users for g in gap.groups)
+                    else ""
+                )
+            )
+        st.dataframe(
+            frame,
+            hide_index=True,
+            width="stretch",
+            column_config={
+                c: st.column_config.NumberColumn(format="%.4f") for c in (f"NDCG@{k}", "Low (95 %)", "High (95 %)")
+            },
+        )
 
 
 def manage(runs: list[RunRecord]) -> None:
@@ -218,9 +331,15 @@ def manage(runs: list[RunRecord]) -> None:
     run = runs[ids.index(run_id)]
     cols = st.columns([1, 1, 2], vertical_alignment="center")
     if run.has_model:
-        cols[0].download_button("Download the model (.zip)", data=lambda: model_zip(run.path),
-                                file_name=f"{run_id}-model.zip", mime="application/zip", icon=":material/download:",
-                                key="exp_download", width="stretch")
+        cols[0].download_button(
+            "Download the model (.zip)",
+            data=lambda: model_zip(run.path),
+            file_name=f"{run_id}-model.zip",
+            mime="application/zip",
+            icon=":material/download:",
+            key="exp_download",
+            width="stretch",
+        )
     else:
         cols[0].caption("This run has no saved model to download.")
     busy = run.active
@@ -251,8 +370,10 @@ def manage(runs: list[RunRecord]) -> None:
 
 
 def main() -> None:
-    page_header("Experiments", "Every training run with its configuration and held-out test metrics, beside "
-                               "the baselines trained with it.")
+    page_header(
+        "Experiments",
+        "Every training run with its configuration and held-out test metrics, beside the baselines trained with it.",
+    )
     deleted = st.session_state.pop("exp_deleted", None)
     if deleted:
         st.success(f"Deleted run {deleted}.", icon=":material/check_circle:")
@@ -264,10 +385,19 @@ def main() -> None:
     damaged_models_notice()
     table = runs_frame(runs)
     number = st.column_config.NumberColumn(format="%.4f")
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={"NDCG@20": number, "Recall@20": number, "NDCG@10": number, "Recall@10": number,
-                                "Minutes": st.column_config.NumberColumn("Minutes", format="%.1f"),
-                                "Run": st.column_config.TextColumn("Run id")})
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "NDCG@20": number,
+            "Recall@20": number,
+            "NDCG@10": number,
+            "Recall@10": number,
+            "Minutes": st.column_config.NumberColumn("Minutes", format="%.1f"),
+            "Run": st.column_config.TextColumn("Run id"),
+        },
+    )
     comparison(runs)
     fairness(runs)
     manage(runs)

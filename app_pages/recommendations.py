@@ -70,16 +70,42 @@ def modality_chart(explanation: dict) -> go.Figure | None:
     colours = [MODALITY_COLOURS.get(m["modality"], "#868E96") for m in rows]
     attention = [m["attention"] for m in rows]
     shares = [m["share"] for m in rows]
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.08,
-                        subplot_titles=("attention weight", "contribution to the score"))
-    fig.add_trace(go.Bar(y=names, x=attention, orientation="h", marker_color=colours,
-                         text=[f"{a:.0%}" for a in attention], textposition="auto", cliponaxis=False,
-                         hovertemplate="%{y}: attention %{x:.1%}<extra></extra>"), row=1, col=1)
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        shared_yaxes=True,
+        horizontal_spacing=0.08,
+        subplot_titles=("attention weight", "contribution to the score"),
+    )
+    fig.add_trace(
+        go.Bar(
+            y=names,
+            x=attention,
+            orientation="h",
+            marker_color=colours,
+            text=[f"{a:.0%}" for a in attention],
+            textposition="auto",
+            cliponaxis=False,
+            hovertemplate="%{y}: attention %{x:.1%}<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
     fig.update_xaxes(tickformat=".0%", range=[0, 1], row=1, col=1)
-    fig.add_trace(go.Bar(y=names, x=shares, orientation="h",
-                         marker_color=["#4C6EF5" if v >= 0 else "#FA5252" for v in shares],
-                         text=[f"{v:+.2f}" if abs(v) >= 0.005 else "0" for v in shares], textposition="auto",
-                         cliponaxis=False, hovertemplate="%{y}: %{x:+.3f} of the score<extra></extra>"), row=1, col=2)
+    fig.add_trace(
+        go.Bar(
+            y=names,
+            x=shares,
+            orientation="h",
+            marker_color=["#4C6EF5" if v >= 0 else "#FA5252" for v in shares],
+            text=[f"{v:+.2f}" if abs(v) >= 0.005 else "0" for v in shares],
+            textposition="auto",
+            cliponaxis=False,
+            hovertemplate="%{y}: %{x:+.3f} of the score<extra></extra>",
+        ),
+        row=1,
+        col=2,
+    )
     low, high = min(0.0, min(shares)), max(0.0, max(shares))
     pad = 0.1 * (high - low or 1.0)
     fig.update_xaxes(range=[low - pad, high + pad], zeroline=True, zerolinecolor="#868E96", row=1, col=2)
@@ -98,28 +124,43 @@ def evidence_lines(explanation: dict) -> list[str]:
         if shared:
             values = ", ".join(f"“{md_text(v)}”" for v in shared[:3])
             others = label.get("shared_with") or []
-            also = f"“{md_text(others[0])}”" + (f" and {len(others) - 1} more" if len(others) > 1 else "") if others else ""
+            also = (
+                f"“{md_text(others[0])}”" + (f" and {len(others) - 1} more" if len(others) > 1 else "")
+                if others
+                else ""
+            )
             lines.append(f"**{md_text(label['column_label'])}** {values}" + (f" — also on {also}" if also else ""))
         else:
             top = (label.get("history_counts") or [{}])[0]
             if top.get("count"):
-                lines.append(f"**{md_text(label['column_label'])}** “{md_text(top['value'])}” — {top['count']} of the "
-                             f"{label['history_size']} items in the history")
+                lines.append(
+                    f"**{md_text(label['column_label'])}** “{md_text(top['value'])}” — {top['count']} of the "
+                    f"{label['history_size']} items in the history"
+                )
     words = evidence.get("words") or []
     if words:
-        lines.append("**words** " + ", ".join(f"“{md_text(w['word'])}”" for w in words[:5]) + " — also in the texts above")
+        lines.append(
+            "**words** " + ", ".join(f"“{md_text(w['word'])}”" for w in words[:5]) + " — also in the texts above"
+        )
     price = evidence.get("price") or {}
     if price.get("band"):
-        lines.append(f"**price band** {md_text(price['band'])} — {price.get('history_share_pct', 0)}% of the history is in it")
+        lines.append(
+            f"**price band** {md_text(price['band'])} — {price.get('history_share_pct', 0)}% of the history is in it"
+        )
     visual = evidence.get("visual") or {}
     if visual.get("percentile") is not None:
-        lines.append(f"**picture** looks like “{md_text(visual['title'])}” (closer than {visual['percentile']}% of the "
-                     "catalogue)")
+        lines.append(
+            f"**picture** looks like “{md_text(visual['title'])}” (closer than {visual['percentile']}% of the "
+            "catalogue)"
+        )
     popularity = evidence.get("popularity") or {}
     if popularity:
-        lines.append("**popularity** new: no one has it yet" if popularity.get("new_item") else
-                     f"**popularity** {popularity.get('count', 0):,} users: more popular than "
-                     f"{popularity.get('percentile', 0)}% of the catalogue")
+        lines.append(
+            "**popularity** new: no one has it yet"
+            if popularity.get("new_item")
+            else f"**popularity** {popularity.get('count', 0):,} users: more popular than "
+            f"{popularity.get('percentile', 0)}% of the catalogue"
+        )
     return lines
 
 
@@ -130,12 +171,16 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
     st.markdown(md_text(explanation["sentence"]))
     fig = modality_chart(explanation)
     if fig is not None:
-        st.caption(f"How much each modality weighs for this user and item, and what it adds to the score "
-                   f"({explanation['score']:.2f} in total):")
+        st.caption(
+            f"How much each modality weighs for this user and item, and what it adds to the score "
+            f"({explanation['score']:.2f} in total):"
+        )
         chart(fig, width=560, config={"displayModeBar": False})
     else:
-        st.caption(f"This model ({explanation.get('model')}) has no modality attention: the evidence comes from the "
-                   "user's history.")
+        st.caption(
+            f"This model ({explanation.get('model')}) has no modality attention: the evidence comes from the "
+            "user's history."
+        )
     history = explanation.get("history") or []
     if history:
         st.markdown("**The history items behind it**")
@@ -151,15 +196,29 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
         st.markdown("\n".join(f"- {line}" for line in lines))
 
 
-def ranked_items(ctx: RunContext, user: str, k: int, diversity: float, exclude_seen: bool,
-                 mask: np.ndarray | None, one_per_product: bool = True,
-                 exposure: tuple[np.ndarray, float, float] | None = None) -> list[tuple[str, float]]:
+def ranked_items(
+    ctx: RunContext,
+    user: str,
+    k: int,
+    diversity: float,
+    exclude_seen: bool,
+    mask: np.ndarray | None,
+    one_per_product: bool = True,
+    exposure: tuple[np.ndarray, float, float] | None = None,
+) -> list[tuple[str, float]]:
     """Top-``k`` (item_id, score) from the engine: seen items and filters masked, at most one variant of a
     product (``one_per_product``), MMR at ``diversity``, then ``exposure = (membership, target, strength)``
     (the engine's exposure-aware re-ranking of this one list)."""
-    return ctx.model.recommend(user, k=k, exclude_seen=exclude_seen, filters=mask, diversity=diversity,
-                               item_vectors=ctx.vectors, groups=ctx.variant_groups if one_per_product else None,
-                               exposure=exposure)
+    return ctx.model.recommend(
+        user,
+        k=k,
+        exclude_seen=exclude_seen,
+        filters=mask,
+        diversity=diversity,
+        item_vectors=ctx.vectors,
+        groups=ctx.variant_groups if one_per_product else None,
+        exposure=exposure,
+    )
 
 
 def group_columns(ctx: RunContext) -> list[str]:
@@ -183,29 +242,56 @@ def exposure_controls(ctx: RunContext) -> dict | None:
         return None
     with st.expander("Exposure", icon=":material/balance:"):
         row = st.columns([1, 2, 1, 1], vertical_alignment="bottom")
-        column = row[0].selectbox("Item column", columns, key="rec_exposure_column",
-                                  format_func=lambda c: c.replace("_", " ").capitalize())
+        column = row[0].selectbox(
+            "Item column", columns, key="rec_exposure_column", format_func=lambda c: c.replace("_", " ").capitalize()
+        )
         values = group_values(ctx, column)
         if not values:
             st.caption("This column has no values in the catalogue.")
             return None
-        value = row[1].selectbox("Group", values, key=f"rec_exposure_value_{column}",
-                                 format_func=lambda v: v if len(v) <= 80 else v[:79] + "…")
-        membership = group_membership(ctx.aligned, column, value, ctx.data.roles.get(column) == "multi_label",
-                                      ctx.data.separator)
+        value = row[1].selectbox(
+            "Group",
+            values,
+            key=f"rec_exposure_value_{column}",
+            format_func=lambda v: v if len(v) <= 80 else v[:79] + "…",
+        )
+        membership = group_membership(
+            ctx.aligned, column, value, ctx.data.roles.get(column) == "multi_label", ctx.data.separator
+        )
         share = float(membership.mean())
-        strength = row[2].slider("Strength", 0.0, 1.0, 0.0, 0.05, key="rec_exposure_strength",
-                                 help="Moves the group's share of the list toward the target: 0 = off (pure "
-                                      "relevance), 1 = follow the target as closely as the candidates allow.")
-        target = row[3].number_input("Target share", 0.0, 1.0, round(share, 4), 0.01, format="%.3f",
-                                     key=f"rec_exposure_target_{column}_{value}",
-                                     help="The wanted share of the list; by default the group's share of the "
-                                          "catalogue.")
-        st.caption(f"“{md_text(value)}” is {share:.1%} of the catalogue ({md_text(column)}); target "
-                   f"{target:.1%} of the list. A single list is balanced to whole places: a target below half a "
-                   "place per list is met only over many users (batch export).")
-    return {"column": column, "value": value, "membership": membership, "target": float(target),
-            "strength": float(strength), "catalogue_share": share}
+        strength = row[2].slider(
+            "Strength",
+            0.0,
+            1.0,
+            0.0,
+            0.05,
+            key="rec_exposure_strength",
+            help="Moves the group's share of the list toward the target: 0 = off (pure "
+            "relevance), 1 = follow the target as closely as the candidates allow.",
+        )
+        target = row[3].number_input(
+            "Target share",
+            0.0,
+            1.0,
+            round(share, 4),
+            0.01,
+            format="%.3f",
+            key=f"rec_exposure_target_{column}_{value}",
+            help="The wanted share of the list; by default the group's share of the catalogue.",
+        )
+        st.caption(
+            f"“{md_text(value)}” is {share:.1%} of the catalogue ({md_text(column)}); target "
+            f"{target:.1%} of the list. A single list is balanced to whole places: a target below half a "
+            "place per list is met only over many users (batch export)."
+        )
+    return {
+        "column": column,
+        "value": value,
+        "membership": membership,
+        "target": float(target),
+        "strength": float(strength),
+        "catalogue_share": share,
+    }
 
 
 def explained(ctx: RunContext, user: str, item_id: str) -> dict:
@@ -231,8 +317,9 @@ def card(ctx: RunContext, user: str, rank: int, item_id: str, score: float) -> N
         st.caption(md_text(caption or item_id))
         st.caption(f"score {score:.3f}")
         # the explanation is computed only when its popover opens: the list itself stays fast
-        with st.popover("Why this?", icon=":material/lightbulb:", width="stretch", key=f"rec_why_{rank}",
-                        on_change="rerun") as popover:
+        with st.popover(
+            "Why this?", icon=":material/lightbulb:", width="stretch", key=f"rec_why_{rank}", on_change="rerun"
+        ) as popover:
             if popover.open:
                 explanation_body(ctx, explained(ctx, user, item_id))
 
@@ -267,14 +354,16 @@ def filters(ctx: RunContext) -> tuple[dict, dict]:
         if ctx.data.roles.get(column) == "multi_label":
             values = values.str.split(ctx.data.separator, regex=False).explode().str.strip()
         options = values[values != ""].value_counts().index.tolist()
-        selections[column] = col.multiselect(column.replace("_", " ").capitalize(), options, key=f"rec_filter_{column}",
-                                             placeholder="any")
+        selections[column] = col.multiselect(
+            column.replace("_", " ").capitalize(), options, key=f"rec_filter_{column}", placeholder="any"
+        )
     if ctx.price_column:
         prices = pd.to_numeric(ctx.items_by_id[ctx.price_column], errors="coerce").dropna()
         if len(prices) and prices.min() < prices.max():
             low, high = float(np.floor(prices.min())), float(np.ceil(prices.max()))
-            chosen = cols[-1].slider(ctx.price_column.replace("_", " ").capitalize(), low, high, (low, high),
-                                     key=f"rec_price_{ctx.run_id}")
+            chosen = cols[-1].slider(
+                ctx.price_column.replace("_", " ").capitalize(), low, high, (low, high), key=f"rec_price_{ctx.run_id}"
+            )
             if chosen != (low, high):
                 ranges[ctx.price_column] = chosen
     return selections, ranges
@@ -285,8 +374,11 @@ def main() -> None:
     damaged_models_notice()
     runs = model_runs()
     if not runs:
-        empty_state("No model trained yet — train one on the Train page (the quick start on Home takes a few "
-                    "minutes).", page="train", label="Train a model")
+        empty_state(
+            "No model trained yet — train one on the Train page (the quick start on Home takes a few minutes).",
+            page="train",
+            label="Train a model",
+        )
         return
     top = st.columns([3, 2])
     with top[0]:
@@ -296,27 +388,44 @@ def main() -> None:
         return
     forgotten = forgotten_users(run, list(ctx.activity))
     if forgotten:
-        st.warning(f"This run was trained before {len(forgotten)} user(s) were forgotten from its dataset: they are "
-                   "not listed here, but the model still holds them until the run is retrained (Experiments page).",
-                   icon=":material/privacy_tip:")
+        st.warning(
+            f"This run was trained before {len(forgotten)} user(s) were forgotten from its dataset: they are "
+            "not listed here, but the model still holds them until the run is retrained (Experiments page).",
+            icon=":material/privacy_tip:",
+        )
     options = [u for u in ctx.user_options if u not in forgotten][:MAX_USER_OPTIONS]
     if st.session_state.get("rec_user") not in ctx.activity or st.session_state.get("rec_user") in forgotten:
         st.session_state.pop("rec_user", None)
     elif st.session_state["rec_user"] not in options:
         options = [st.session_state["rec_user"], *options]
-    user = top[1].selectbox("User", options, key="rec_user", format_func=lambda u: f"{u} · {ctx.activity[u]} items",
-                            help="Type to search. Users are listed most active first; the count is their training "
-                                 "items.")
+    user = top[1].selectbox(
+        "User",
+        options,
+        key="rec_user",
+        format_func=lambda u: f"{u} · {ctx.activity[u]} items",
+        help="Type to search. Users are listed most active first; the count is their training items.",
+    )
     with st.container(border=True):
         row = st.columns([1, 2, 1, 1], vertical_alignment="center")
         k = row[0].slider("How many", 5, 40, 10, 5, key="rec_k")
-        diversity = row[1].slider("Diversity", 0.0, 1.0, 0.0, 0.05, key="rec_diversity",
-                                  help="Re-ranks the list for variety (maximal marginal relevance over item vectors): "
-                                       "0 = pure relevance, higher = fewer look-alikes.")
+        diversity = row[1].slider(
+            "Diversity",
+            0.0,
+            1.0,
+            0.0,
+            0.05,
+            key="rec_diversity",
+            help="Re-ranks the list for variety (maximal marginal relevance over item vectors): "
+            "0 = pure relevance, higher = fewer look-alikes.",
+        )
         exclude_seen = row[2].toggle("Hide items the user already has", True, key="rec_exclude_seen")
-        one_per_product = row[3].toggle("One per product", True, key="rec_one_per_product",
-                                        help="Near-duplicate guard: at most one item per product title (colour and "
-                                             "size variants of one article count as one; the best-scored stays).")
+        one_per_product = row[3].toggle(
+            "One per product",
+            True,
+            key="rec_one_per_product",
+            help="Near-duplicate guard: at most one item per product title (colour and "
+            "size variants of one article count as one; the best-scored stays).",
+        )
         selections, ranges = filters(ctx)
         exposure = exposure_controls(ctx)
 
@@ -327,11 +436,20 @@ def main() -> None:
             column, (low, high) = next(iter(ranges.items()))
             price = (column, low, high)
         multi = [c for c, r in ctx.data.roles.items() if r == "multi_label"]
-        mask = filter_mask(ctx.aligned, categories=selections, price=price, multi_label_columns=multi,
-                           separator=ctx.data.separator)
+        mask = filter_mask(
+            ctx.aligned, categories=selections, price=price, multi_label_columns=multi, separator=ctx.data.separator
+        )
     steer = exposure is not None and exposure["strength"] > 0
-    ranked = ranked_items(ctx, user, k, diversity, exclude_seen, mask, one_per_product,
-                          (exposure["membership"], exposure["target"], exposure["strength"]) if steer else None)
+    ranked = ranked_items(
+        ctx,
+        user,
+        k,
+        diversity,
+        exclude_seen,
+        mask,
+        one_per_product,
+        (exposure["membership"], exposure["target"], exposure["strength"]) if steer else None,
+    )
     signature = (ctx.run_dir, user, tuple(ranked))
     if st.session_state.get("rec_signature") != signature:  # another list: close the open explanations
         for key in [key for key in st.session_state if str(key).startswith("rec_why_")]:
@@ -342,11 +460,18 @@ def main() -> None:
     st.markdown(f"#### :material/history: History of {md_text(user)}")
     rating = ctx.data.rating_column
     shown = history.head(12)
-    st.caption(f"{len(history):,} interactions" + (", best rated first" if rating else "") +
-               (f" — showing {len(shown)}" if len(history) > len(shown) else ""))
-    gallery([{"picture": ctx.picture(str(i)), "title": ctx.title(str(i)),
-              "caption": stars(r) if rating else ""}
-             for i, r in zip(shown["item_id"], shown[rating] if rating else [None] * len(shown))], per_row=6)
+    st.caption(
+        f"{len(history):,} interactions"
+        + (", best rated first" if rating else "")
+        + (f" — showing {len(shown)}" if len(history) > len(shown) else "")
+    )
+    gallery(
+        [
+            {"picture": ctx.picture(str(i)), "title": ctx.title(str(i)), "caption": stars(r) if rating else ""}
+            for i, r in zip(shown["item_id"], shown[rating] if rating else [None] * len(shown))
+        ],
+        per_row=6,
+    )
 
     st.markdown(f"#### :material/recommend: Top {k} for {md_text(user)}")
     if diversity > 0:
@@ -354,23 +479,31 @@ def main() -> None:
     if steer and ranked:
         positions = ctx.aligned.index.get_indexer([item_id for item_id, _ in ranked])
         in_list = float(exposure["membership"][positions[positions >= 0]].sum() / len(ranked))
-        st.caption(f"Exposure: “{md_text(exposure['value'])}” ({md_text(exposure['column'])}) is {in_list:.1%} of "
-                   f"this list — target {exposure['target']:.1%} (catalogue share {exposure['catalogue_share']:.1%}, "
-                   f"strength {exposure['strength']:.2f}).")
+        st.caption(
+            f"Exposure: “{md_text(exposure['value'])}” ({md_text(exposure['column'])}) is {in_list:.1%} of "
+            f"this list — target {exposure['target']:.1%} (catalogue share {exposure['catalogue_share']:.1%}, "
+            f"strength {exposure['strength']:.2f})."
+        )
     if not ranked:
-        empty_state("No item passes these filters for this user — widen the filters above.",
-                    icon=":material/filter_alt_off:")
+        empty_state(
+            "No item passes these filters for this user — widen the filters above.", icon=":material/filter_alt_off:"
+        )
         return
     per_row = 5
     for start in range(0, len(ranked), per_row):
         cols = st.columns(per_row)
-        for offset, (col, (item_id, score)) in enumerate(zip(cols, ranked[start:start + per_row])):
+        for offset, (col, (item_id, score)) in enumerate(zip(cols, ranked[start : start + per_row])):
             with col:
                 card(ctx, user, start + offset + 1, item_id, score)
-    st.download_button("Download this list (CSV)", lambda: csv_export(ctx, user, ranked),
-                       file_name=f"recommendations-{user}.csv", mime="text/csv", icon=":material/download:",
-                       key="rec_download", help="With each item's modality shares and explanation (computed now, "
-                                               "which takes a moment).")
+    st.download_button(
+        "Download this list (CSV)",
+        lambda: csv_export(ctx, user, ranked),
+        file_name=f"recommendations-{user}.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        key="rec_download",
+        help="With each item's modality shares and explanation (computed now, which takes a moment).",
+    )
 
 
 run_page(main)

@@ -57,13 +57,23 @@ FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 FUSION_FIELDS = {f.name: f for f in dataclasses.fields(FusionConfig)}
 DEFAULTS = RunConfig()
 FUSION_DEFAULTS = DEFAULTS.fusion_options
-MODEL_NAMES = {"fusion": "Multimodal fusion", "mostpop": "MostPop (popularity)",
-               "itemknn": "ItemKNN", "bpr": "BPR-MF", "ease": "EASE", "lightgcn": "LightGCN",
-               "content": "Content only"}
+MODEL_NAMES = {
+    "fusion": "Multimodal fusion",
+    "mostpop": "MostPop (popularity)",
+    "itemknn": "ItemKNN",
+    "bpr": "BPR-MF",
+    "ease": "EASE",
+    "lightgcn": "LightGCN",
+    "content": "Content only",
+}
 BASELINES = ["mostpop", "itemknn", "bpr", "ease", "lightgcn", "content"]
 PROTOCOL_LABELS = {**ENGINE_PROTOCOL_LABELS, "auto": "auto (chosen for the data)"}
-FUSION_NAMES = {"attention": "per-user gate (the user's history decides the weights)", "concat": "concat + MLP",
-                "mean": "mean (equal weights)", "item_gate": "item gate (same weights for every user)"}
+FUSION_NAMES = {
+    "attention": "per-user gate (the user's history decides the weights)",
+    "concat": "concat + MLP",
+    "mean": "mean (equal weights)",
+    "item_gate": "item gate (same weights for every user)",
+}
 MODALITY_OPTIONS = ["behaviour", "text", "image", "attributes"]
 STAGES = {
     "features": "Extracting item features",
@@ -95,8 +105,10 @@ def encoder_options() -> dict[str, dict[str, list[str]]]:
     out: dict[str, dict[str, list[str]]] = {}
     for modality in ("text", "image"):
         infos = list_encoders(modality)
-        out[modality] = {"available": [e.name for e in infos if e.available],
-                         "missing": [e.name for e in infos if not e.available]}
+        out[modality] = {
+            "available": [e.name for e in infos if e.available],
+            "missing": [e.name for e in infos if not e.available],
+        }
     return out
 
 
@@ -128,8 +140,21 @@ def dataset_modalities(name: str) -> list[str]:
     return found
 
 
-HANDLED = {"dataset", "model", "modalities", "final_model", "text_encoder", "image_encoder", "protocol", "cold_start",
-           "k_core", "folds", "seed", "baselines", "device"}
+HANDLED = {
+    "dataset",
+    "model",
+    "modalities",
+    "final_model",
+    "text_encoder",
+    "image_encoder",
+    "protocol",
+    "cold_start",
+    "k_core",
+    "folds",
+    "seed",
+    "baselines",
+    "device",
+}
 # the fusion options with a widget of their own above "Advanced model options"
 FUSION_HANDLED = {"fusion", "loss", "epochs", "patience", "lr", "ease_l2", "popularity_prior", *SHARED_FUSION_OPTIONS}
 
@@ -159,9 +184,11 @@ def generic_field(name: str, cls: type = RunConfig, prefix: str = "") -> Any:
 
 
 def model_option_fields(options: dict[str, Any], model: str, baselines: list[str]) -> None:
-    """"Advanced model options": every option of the fusion model without a widget above and every
+    """ "Advanced model options": every option of the fusion model without a widget above and every
     hyperparameter of the chosen baselines, generated from their config dataclasses (their help as help)."""
-    groups = [("fusion", FusionConfig, [n for n in FUSION_FIELDS if n not in FUSION_HANDLED])] if model == "fusion" else []
+    groups = (
+        [("fusion", FusionConfig, [n for n in FUSION_FIELDS if n not in FUSION_HANDLED])] if model == "fusion" else []
+    )
     for name in dict.fromkeys([model, *baselines]):
         cls = BASELINE_CONFIGS.get(name)
         if cls is not None and dataclasses.fields(cls):
@@ -184,13 +211,18 @@ def _index(options: list, value: Any) -> int:
 
 # ----------------------------------------------------------------------------- the form
 
+
 @st.cache_data(ttl=300, show_spinner="Checking what the evaluation protocol keeps…", max_entries=16)
 def dataset_preflight(dataset: str, k_core: int, stamp: str) -> dict[str, Any]:
     from recsys.train.data import preflight
 
     bundle = get_workspace().load_dataset(dataset)
-    return preflight(bundle.interactions, k_core=k_core, has_timestamp=bundle.schema.timestamp_column is not None,
-                     catalogue_items=len(bundle.items))
+    return preflight(
+        bundle.interactions,
+        k_core=k_core,
+        has_timestamp=bundle.schema.timestamp_column is not None,
+        catalogue_items=len(bundle.items),
+    )
 
 
 def preflight_panel(dataset: str, protocol: str, k_core: int) -> bool:
@@ -211,25 +243,36 @@ def preflight_panel(dataset: str, protocol: str, k_core: int) -> bool:
     total = check["total"]
     label = PROTOCOL_LABELS.get(chosen, chosen)
     why = f" — chosen automatically: {check['reason']}" if protocol == "auto" else ""
-    st.info(f"**Evaluation: {label}**{why}. The model trains on {kept['users']:,} of {total['users']:,} users and "
-            f"{kept['items']:,} of {total['items']:,} items ({kept['interactions']:,} interactions); "
-            f"{kept['evaluated_users']:,} users are evaluated.", icon=":material/fact_check:")
+    st.info(
+        f"**Evaluation: {label}**{why}. The model trains on {kept['users']:,} of {total['users']:,} users and "
+        f"{kept['items']:,} of {total['items']:,} items ({kept['interactions']:,} interactions); "
+        f"{kept['evaluated_users']:,} users are evaluated.",
+        icon=":material/fact_check:",
+    )
     return True
 
 
 def config_form() -> None:
     damaged_datasets_notice()
     if not dataset_names():
-        empty_state("No dataset yet — import one on the Data page (or use the quick start on Home) and come back "
-                    "to train a model on it.", page="data")
+        empty_state(
+            "No dataset yet — import one on the Data page (or use the quick start on Home) and come back "
+            "to train a model on it.",
+            page="data",
+        )
         return
     with st.container(border=True):
         st.markdown("#### :material/tune: New training run")
         top = st.columns(3)
         with top[0]:
             dataset = dataset_picker("Dataset", "train_dataset", help=FIELDS["dataset"].metadata["help"])
-        model = top[1].selectbox("Model", list(MODEL_NAMES), key="train_model", help=helptext("model"),
-                                 format_func=lambda m: MODEL_NAMES.get(m, m))
+        model = top[1].selectbox(
+            "Model",
+            list(MODEL_NAMES),
+            key="train_model",
+            help=helptext("model"),
+            format_func=lambda m: MODEL_NAMES.get(m, m),
+        )
         devices, detected = device_options()
         device = top[2].selectbox("Device", devices, key="train_device", help=helptext("device"))
         top[2].caption(f"Detected: {detected}")
@@ -239,9 +282,15 @@ def config_form() -> None:
         if model in ("fusion", "content"):
             available = dataset_modalities(dataset)
             missing = [m for m in MODALITY_OPTIONS if m not in available]
-            modalities = st.pills("Modalities", available, selection_mode="multi", default=available,
-                                  key=f"train_modalities_{dataset}", help=helptext("modalities"),
-                                  format_func=lambda m: MODALITY_NAMES[m])
+            modalities = st.pills(
+                "Modalities",
+                available,
+                selection_mode="multi",
+                default=available,
+                key=f"train_modalities_{dataset}",
+                help=helptext("modalities"),
+                format_func=lambda m: MODALITY_NAMES[m],
+            )
             if missing:
                 st.caption(f"Not in this dataset: {', '.join(missing)}.")
             if not modalities:
@@ -250,54 +299,120 @@ def config_form() -> None:
             encoders = encoder_options()
             row = st.columns(3)
             if model == "fusion":
-                fusion["fusion"] = row[0].selectbox("Fusion", list(FUSION_NAMES), key="train_fusion",
-                                                    format_func=FUSION_NAMES.get, help=helptext("fusion", FUSION_FIELDS))
+                fusion["fusion"] = row[0].selectbox(
+                    "Fusion",
+                    list(FUSION_NAMES),
+                    key="train_fusion",
+                    format_func=FUSION_NAMES.get,
+                    help=helptext("fusion", FUSION_FIELDS),
+                )
             options["text_encoder"] = row[1].selectbox(
-                "Text encoder", encoders["text"]["available"], key="train_text_encoder", help=helptext("text_encoder"),
+                "Text encoder",
+                encoders["text"]["available"],
+                key="train_text_encoder",
+                help=helptext("text_encoder"),
                 index=_index(encoders["text"]["available"], DEFAULTS.text_encoder),
-                disabled="text" not in options["modalities"])
+                disabled="text" not in options["modalities"],
+            )
             options["image_encoder"] = row[2].selectbox(
-                "Image encoder", encoders["image"]["available"], key="train_image_encoder",
-                help=helptext("image_encoder"), index=_index(encoders["image"]["available"], DEFAULTS.image_encoder),
-                disabled="image" not in options["modalities"])
+                "Image encoder",
+                encoders["image"]["available"],
+                key="train_image_encoder",
+                help=helptext("image_encoder"),
+                index=_index(encoders["image"]["available"], DEFAULTS.image_encoder),
+                disabled="image" not in options["modalities"],
+            )
             unavailable = encoders["text"]["missing"] + encoders["image"]["missing"]
             if unavailable:
-                row[2].caption(f"{len(unavailable)} more encoders need weights that are not on this machine.",
-                               help="Not available offline: " + ", ".join(unavailable))
+                row[2].caption(
+                    f"{len(unavailable)} more encoders need weights that are not on this machine.",
+                    help="Not available offline: " + ", ".join(unavailable),
+                )
         if model == "fusion":
             row = st.columns(5)
-            fusion["epochs"] = row[0].number_input("Rounds (at most)", 1, 2000, FUSION_DEFAULTS.epochs,
-                                                   key="train_epochs", help=helptext("epochs", FUSION_FIELDS))
-            fusion["lr"] = row[1].number_input("Learning rate", 1e-5, 1.0, FUSION_DEFAULTS.lr, format="%.4f", step=0.001,
-                                               key="train_lr", help=helptext("lr", FUSION_FIELDS))
-            fusion["ease_l2"] = row[2].text_input("Behaviour L2", str(FUSION_DEFAULTS.ease_l2), key="train_ease_l2",
-                                                  help=helptext("ease_l2", FUSION_FIELDS)).strip() or "auto"
-            fusion["loss"] = row[3].selectbox("Loss", list(typing.get_args(field_types(FusionConfig)["loss"])),
-                                              key="train_loss", help=helptext("loss", FUSION_FIELDS))
+            fusion["epochs"] = row[0].number_input(
+                "Rounds (at most)",
+                1,
+                2000,
+                FUSION_DEFAULTS.epochs,
+                key="train_epochs",
+                help=helptext("epochs", FUSION_FIELDS),
+            )
+            fusion["lr"] = row[1].number_input(
+                "Learning rate",
+                1e-5,
+                1.0,
+                FUSION_DEFAULTS.lr,
+                format="%.4f",
+                step=0.001,
+                key="train_lr",
+                help=helptext("lr", FUSION_FIELDS),
+            )
+            fusion["ease_l2"] = (
+                row[2]
+                .text_input(
+                    "Behaviour L2",
+                    str(FUSION_DEFAULTS.ease_l2),
+                    key="train_ease_l2",
+                    help=helptext("ease_l2", FUSION_FIELDS),
+                )
+                .strip()
+                or "auto"
+            )
+            fusion["loss"] = row[3].selectbox(
+                "Loss",
+                list(typing.get_args(field_types(FusionConfig)["loss"])),
+                key="train_loss",
+                help=helptext("loss", FUSION_FIELDS),
+            )
             with row[4]:
-                fusion["popularity_prior"] = st.toggle("Popularity prior", FUSION_DEFAULTS.popularity_prior,
-                                                       key="train_popularity_prior",
-                                                       help=helptext("popularity_prior", FUSION_FIELDS))
+                fusion["popularity_prior"] = st.toggle(
+                    "Popularity prior",
+                    FUSION_DEFAULTS.popularity_prior,
+                    key="train_popularity_prior",
+                    help=helptext("popularity_prior", FUSION_FIELDS),
+                )
             with st.expander("More options"):
                 row = st.columns(4)
-                fusion["patience"] = row[0].number_input("Patience (rounds)", 1, 500, FUSION_DEFAULTS.patience,
-                                                         key="train_patience", help=helptext("patience", FUSION_FIELDS))
-                options["folds"] = row[2].number_input("Folds (K-fold protocol)", 2, 20, DEFAULTS.folds,
-                                                       key="train_folds", help=helptext("folds"))
-                options["seed"] = row[3].number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, key="train_seed",
-                                                      help=helptext("seed"))
+                fusion["patience"] = row[0].number_input(
+                    "Patience (rounds)",
+                    1,
+                    500,
+                    FUSION_DEFAULTS.patience,
+                    key="train_patience",
+                    help=helptext("patience", FUSION_FIELDS),
+                )
+                options["folds"] = row[2].number_input(
+                    "Folds (K-fold protocol)", 2, 20, DEFAULTS.folds, key="train_folds", help=helptext("folds")
+                )
+                options["seed"] = row[3].number_input(
+                    "Seed", 0, 2**31 - 1, DEFAULTS.seed, key="train_seed", help=helptext("seed")
+                )
                 row = st.columns(4)
-                options["protocol"] = row[0].selectbox("Evaluation protocol", ["auto", "p1", "temporal", "sparse", "kfold"],
-                                                       key="train_protocol", help=helptext("protocol"),
-                                                       format_func=lambda p: PROTOCOL_LABELS.get(p, p))
-                options["k_core"] = row[1].number_input("k-core", 1, 100, DEFAULTS.k_core, key="train_k_core",
-                                                        help=helptext("k_core"))
+                options["protocol"] = row[0].selectbox(
+                    "Evaluation protocol",
+                    ["auto", "p1", "temporal", "sparse", "kfold"],
+                    key="train_protocol",
+                    help=helptext("protocol"),
+                    format_func=lambda p: PROTOCOL_LABELS.get(p, p),
+                )
+                options["k_core"] = row[1].number_input(
+                    "k-core", 1, 100, DEFAULTS.k_core, key="train_k_core", help=helptext("k_core")
+                )
                 with row[2]:
-                    options["cold_start"] = st.toggle("Cold-start evaluation", DEFAULTS.cold_start,
-                                                      key="train_cold_start", help=helptext("cold_start"))
+                    options["cold_start"] = st.toggle(
+                        "Cold-start evaluation",
+                        DEFAULTS.cold_start,
+                        key="train_cold_start",
+                        help=helptext("cold_start"),
+                    )
                 with row[3]:
-                    options["final_model"] = st.toggle("Final model on all data", DEFAULTS.final_model,
-                                                       key="train_final_model", help=helptext("final_model"))
+                    options["final_model"] = st.toggle(
+                        "Final model on all data",
+                        DEFAULTS.final_model,
+                        key="train_final_model",
+                        help=helptext("final_model"),
+                    )
                 extra = [name for name in FIELDS if name not in HANDLED and not FIELDS[name].metadata.get("nested")]
                 if extra:  # options added to RunConfig later appear here with their own help text
                     row = st.columns(4)
@@ -306,21 +421,34 @@ def config_form() -> None:
                             options[name] = generic_field(name)
         baseline_options = [b for b in BASELINES if b != model]
         options["baselines"] = st.multiselect(
-            "Baselines trained beside it", baseline_options, default=[b for b in DEFAULTS.baselines if b != model],
-            key=f"train_baselines_{model}", help=helptext("baselines"), format_func=lambda m: MODEL_NAMES.get(m, m))
+            "Baselines trained beside it",
+            baseline_options,
+            default=[b for b in DEFAULTS.baselines if b != model],
+            key=f"train_baselines_{model}",
+            help=helptext("baselines"),
+            format_func=lambda m: MODEL_NAMES.get(m, m),
+        )
         options["fusion_options"] = fusion
         model_option_fields(options, model, options["baselines"])
 
-        feasible = preflight_panel(dataset, options.get("protocol", DEFAULTS.protocol),
-                                   int(options.get("k_core", DEFAULTS.k_core)))
+        feasible = preflight_panel(
+            dataset, options.get("protocol", DEFAULTS.protocol), int(options.get("k_core", DEFAULTS.k_core))
+        )
         active = [r for r in list_all_runs() if r.active]
         cols = st.columns([1, 3], vertical_alignment="center")
-        start = cols[0].button("Start training", type="primary", icon=":material/play_arrow:", key="train_start",
-                               disabled=(model in ("fusion", "content") and not options.get("modalities"))
-                               or not feasible, width="stretch")
+        start = cols[0].button(
+            "Start training",
+            type="primary",
+            icon=":material/play_arrow:",
+            key="train_start",
+            disabled=(model in ("fusion", "content") and not options.get("modalities")) or not feasible,
+            width="stretch",
+        )
         if active:
-            cols[1].caption(f":material/info: {len(active)} run{'s are' if len(active) > 1 else ' is'} already "
-                            "training; another one will share the machine with it.")
+            cols[1].caption(
+                f":material/info: {len(active)} run{'s are' if len(active) > 1 else ' is'} already "
+                "training; another one will share the machine with it."
+            )
         else:
             cols[1].caption("The run trains in the background: you can switch pages or close the tab.")
         if start:
@@ -337,6 +465,7 @@ def config_form() -> None:
 
 # ----------------------------------------------------------------------------- watching a run
 
+
 def _curves(summary: dict[str, Any]) -> None:
     epochs = summary["epochs"]
     if not epochs:
@@ -344,8 +473,15 @@ def _curves(summary: dict[str, Any]) -> None:
     x = [e.get("epoch", i) + 1 for i, e in enumerate(epochs)]
     left, right = st.columns(2)
     with left:
-        fig = go.Figure(go.Scatter(x=x, y=[e.get("loss") for e in epochs], mode="lines+markers",
-                                   line=dict(color=PRIMARY, width=2), name="training loss"))
+        fig = go.Figure(
+            go.Scatter(
+                x=x,
+                y=[e.get("loss") for e in epochs],
+                mode="lines+markers",
+                line=dict(color=PRIMARY, width=2),
+                name="training loss",
+            )
+        )
         fig.update_xaxes(title="epoch", dtick=max(1, len(x) // 10))
         fig.update_yaxes(title="loss")
         style_figure(fig, height=280, title="Training loss", legend=False)
@@ -353,11 +489,23 @@ def _curves(summary: dict[str, Any]) -> None:
     with right:
         fig = go.Figure()
         for key, name, colour in (("valid_ndcg@20", "NDCG@20", PRIMARY), ("valid_recall@20", "Recall@20", "#12B886")):
-            fig.add_trace(go.Scatter(x=x, y=[e.get(key) for e in epochs], mode="lines+markers", name=name,
-                                     line=dict(color=colour, width=2)))
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=[e.get(key) for e in epochs],
+                    mode="lines+markers",
+                    name=name,
+                    line=dict(color=colour, width=2),
+                )
+            )
         if summary.get("best_epoch") is not None:
-            fig.add_vline(x=summary["best_epoch"] + 1, line_dash="dot", line_color="#868E96",
-                          annotation_text="best", annotation_position="bottom right")
+            fig.add_vline(
+                x=summary["best_epoch"] + 1,
+                line_dash="dot",
+                line_color="#868E96",
+                annotation_text="best",
+                annotation_position="bottom right",
+            )
         fig.update_xaxes(title="epoch", dtick=max(1, len(x) // 10))
         fig.update_yaxes(title="validation")
         style_figure(fig, height=280, title="Validation metrics")
@@ -382,8 +530,10 @@ def _progress(summary: dict[str, Any], status: dict[str, Any], config: dict[str,
     st.markdown(f"**{label}**")
     if summary.get("data") and stage not in ("features",):
         d = summary["data"]
-        st.caption(f"{d.get('users', 0):,} users · {d.get('items', 0):,} items · {d.get('train', 0):,} training, "
-                   f"{d.get('valid', 0):,} validation and {d.get('test', 0):,} test interactions")
+        st.caption(
+            f"{d.get('users', 0):,} users · {d.get('items', 0):,} items · {d.get('train', 0):,} training, "
+            f"{d.get('valid', 0):,} validation and {d.get('test', 0):,} test interactions"
+        )
     for name, (done, total) in summary["features"].items():
         if stage in ("features",) or done < total:
             kind = name.split(":", 1)[1]
@@ -430,17 +580,26 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
                 encoder_bits.append(f"pictures: {config.get('image_encoder')}")
         st.caption(" · ".join(details + encoder_bits))
     if state in ACTIVE_STATES:
-        if head[1].button("Stop", icon=":material/stop:", key=f"train_stop_{run_dir.name}", width="stretch",
-                          help="Stops within a few seconds: keeps the best model so far and a checkpoint to resume from."):
+        if head[1].button(
+            "Stop",
+            icon=":material/stop:",
+            key=f"train_stop_{run_dir.name}",
+            width="stretch",
+            help="Stops within a few seconds: keeps the best model so far and a checkpoint to resume from.",
+        ):
             if stop_run(run_dir):
                 st.session_state.setdefault("train_stopping", set()).add(run_dir.name)
-                st.toast("Stop requested: the trainer finishes the current step and keeps its best checkpoint.",
-                         icon=":material/stop_circle:")
+                st.toast(
+                    "Stop requested: the trainer finishes the current step and keeps its best checkpoint.",
+                    icon=":material/stop_circle:",
+                )
             else:
                 st.toast("The run is not training any more.", icon=":material/info:")
         if run_dir.name in st.session_state.get("train_stopping", set()):
-            st.info("Stopping: the trainer ends its current batch and keeps the best model so far.",
-                    icon=":material/hourglass_top:")
+            st.info(
+                "Stopping: the trainer ends its current batch and keeps the best model so far.",
+                icon=":material/hourglass_top:",
+            )
     if state == "starting":
         st.info("Starting the training process (loading libraries)…", icon=":material/hourglass_top:")
     if state in ACTIVE_STATES or summary["epochs"]:
@@ -449,24 +608,42 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
         _curves(summary)
 
     if state == "failed":
-        show_error("The training failed", status.get("error") or "the process ended with an error",
-                   details=status.get("traceback") or read_log_tail(run_dir, 40))
+        show_error(
+            "The training failed",
+            status.get("error") or "the process ended with an error",
+            details=status.get("traceback") or read_log_tail(run_dir, 40),
+        )
     elif state in ("interrupted", "stopped"):
         has_model = (run_dir / "model" / "config.json").is_file()
-        kept = ("The best model saved before that is kept and usable on the Recommendations page. " if has_model
-                else "No model was saved before that. ")
+        kept = (
+            "The best model saved before that is kept and usable on the Recommendations page. "
+            if has_model
+            else "No model was saved before that. "
+        )
         if state == "interrupted":
-            st.warning("**Interrupted**: the training process ended without finishing (it was killed, or the "
-                       "machine restarted). " + kept + "You can resume it from its last checkpoint.",
-                       icon=":material/warning:")
+            st.warning(
+                "**Interrupted**: the training process ended without finishing (it was killed, or the "
+                "machine restarted). " + kept + "You can resume it from its last checkpoint.",
+                icon=":material/warning:",
+            )
         else:
             best = summary.get("best_epoch")
             during = status.get("stopped_during")
-            st.info("**Stopped on request**" + (f" during {md_text(during)}. " if during else ". ")
-                    + (kept if best is None or not has_model else
-                       f"The best model so far (epoch {best + 1}) is kept and usable on the Recommendations page. ")
-                    + ("It has not been evaluated: resume the run to continue training and evaluate it."
-                       if not (run_dir / "metrics.json").is_file() else ""), icon=":material/stop_circle:")
+            st.info(
+                "**Stopped on request**"
+                + (f" during {md_text(during)}. " if during else ". ")
+                + (
+                    kept
+                    if best is None or not has_model
+                    else f"The best model so far (epoch {best + 1}) is kept and usable on the Recommendations page. "
+                )
+                + (
+                    "It has not been evaluated: resume the run to continue training and evaluate it."
+                    if not (run_dir / "metrics.json").is_file()
+                    else ""
+                ),
+                icon=":material/stop_circle:",
+            )
         if st.button("Resume training", icon=":material/replay:", key=f"train_resume_{run_dir.name}"):
             try:
                 resume_run(get_workspace(), run_dir.name)
@@ -485,25 +662,34 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
             if not isinstance(metrics, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
-            st.warning(f"**The metrics of this run could not be read**: runs/{md_text(run_dir.name)}/metrics.json "
-                       f"({md_text(exc)}). Evaluate it again with `--resume {md_text(run_dir.name)} --force`, or "
-                       "delete the run.", icon=":material/broken_image:")
+            st.warning(
+                f"**The metrics of this run could not be read**: runs/{md_text(run_dir.name)}/metrics.json "
+                f"({md_text(exc)}). Evaluate it again with `--resume {md_text(run_dir.name)} --force`, or "
+                "delete the run.",
+                icon=":material/broken_image:",
+            )
             metrics = None
         table = metrics_table(metrics) if metrics else []
         if len(table):
             st.markdown("##### Test metrics against the baselines")
             split = metrics.get("split") or {}
-            st.caption(f"Protocol {PROTOCOL_LABELS.get(split.get('protocol'), split.get('protocol') or 'P1')}: full "
-                       "ranking over all items, the user's training items masked"
-                       + (f"; {split.get('users', 0):,} users, {split.get('items', 0):,} items." if split else ".")
-                       + (" The model the app recommends with was then refitted on every interaction."
-                          if metrics.get("final_model") else ""))
+            st.caption(
+                f"Protocol {PROTOCOL_LABELS.get(split.get('protocol'), split.get('protocol') or 'P1')}: full "
+                "ranking over all items, the user's training items masked"
+                + (f"; {split.get('users', 0):,} users, {split.get('items', 0):,} items." if split else ".")
+                + (
+                    " The model the app recommends with was then refitted on every interaction."
+                    if metrics.get("final_model")
+                    else ""
+                )
+            )
             st.dataframe(styled_metrics(table), hide_index=True, width="stretch", column_config=metric_column_config())
             if metrics.get("kfold"):
                 cross_validation_tables(metrics)
             if state == "finished":
-                st.page_link("app_pages/recommendations.py", label="See what it recommends",
-                             icon=":material/arrow_forward:")
+                st.page_link(
+                    "app_pages/recommendations.py", label="See what it recommends", icon=":material/arrow_forward:"
+                )
     from recsys.train.launch import log_path
 
     if log_path(run_dir).is_file():
@@ -516,15 +702,26 @@ def cross_validation_tables(metrics: dict[str, Any]) -> None:
 
     kfold = metrics["kfold"]
     st.markdown(f"##### Cross-validation: {kfold['completed']} of {kfold['folds']} folds")
-    st.caption(f"Each fold tests on a different 1/{kfold['folds']} of every user's interactions; the model and the "
-               "baselines are fitted on the same folds, so their differences are paired. A difference is clear when "
-               "its 95 % interval (paired t over folds) excludes 0.")
+    st.caption(
+        f"Each fold tests on a different 1/{kfold['folds']} of every user's interactions; the model and the "
+        "baselines are fitted on the same folds, so their differences are paired. A difference is clear when "
+        "its 95 % interval (paired t over folds) excludes 0."
+    )
     cols = st.columns([2, 3])
-    cols[0].dataframe(fold_table(metrics), hide_index=True, width="stretch",
-                      column_config={c: st.column_config.NumberColumn(c, format="%.4f")
-                                     for c in fold_table(metrics).columns if c != "Fold"})
-    cols[1].dataframe(paired_table(metrics), hide_index=True, width="stretch",
-                      column_config={"Mean difference": st.column_config.NumberColumn(format="%+.4f")})
+    cols[0].dataframe(
+        fold_table(metrics),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            c: st.column_config.NumberColumn(c, format="%.4f") for c in fold_table(metrics).columns if c != "Fold"
+        },
+    )
+    cols[1].dataframe(
+        paired_table(metrics),
+        hide_index=True,
+        width="stretch",
+        column_config={"Mean difference": st.column_config.NumberColumn(format="%+.4f")},
+    )
 
 
 def styled_metrics(table):
@@ -534,11 +731,14 @@ def styled_metrics(table):
 
     def highlight(column):
         best = column[test].max()
-        return ["font-weight: 700; background-color: #EDF2FF" if is_test and value == best else ""
-                for value, is_test in zip(column, test)]
+        return [
+            "font-weight: 700; background-color: #EDF2FF" if is_test and value == best else ""
+            for value, is_test in zip(column, test)
+        ]
 
-    return table.style.apply(highlight, subset=labels).format({label: "{:.4f}" for label in labels} |
-                                                             {"Fit time": "{:.1f} s"}, na_rep="–")
+    return table.style.apply(highlight, subset=labels).format(
+        {label: "{:.4f}" for label in labels} | {"Fit time": "{:.1f} s"}, na_rep="–"
+    )
 
 
 @st.fragment(run_every=2.0)
@@ -564,8 +764,9 @@ def monitor() -> None:
     st.markdown("#### :material/monitoring: Runs")
     runs = list_all_runs()
     if not runs:
-        empty_state("No training run yet — set one up above and press **Start training**.",
-                    icon=":material/model_training:")
+        empty_state(
+            "No training run yet — set one up above and press **Start training**.", icon=":material/model_training:"
+        )
         return
     ids = [r.run_id for r in runs]
     if st.session_state.get("train_watch") not in ids:
@@ -582,8 +783,11 @@ def monitor() -> None:
 
 
 def main() -> None:
-    page_header("Train", "Choose what the model looks at and how it learns; it trains in the background and is "
-                         "evaluated against baselines under a protocol chosen for the data.")
+    page_header(
+        "Train",
+        "Choose what the model looks at and how it learns; it trains in the background and is "
+        "evaluated against baselines under a protocol chosen for the data.",
+    )
     privacy_retrain_panel("train")
     config_form()
     monitor()

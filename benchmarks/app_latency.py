@@ -37,7 +37,9 @@ def ensure_run(workspace_dir: Path) -> None:
         return
     ensure_demo_dataset(workspace)
     print("training a demo run for the measurement (a few minutes on a CPU)...", flush=True)
-    train_run(workspace, RunConfig(dataset="demo", fusion_options={"epochs": 10}, text_encoder="tfidf", baselines=["mostpop"]))
+    train_run(
+        workspace, RunConfig(dataset="demo", fusion_options={"epochs": 10}, text_encoder="tfidf", baselines=["mostpop"])
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,11 +69,15 @@ def main(argv: list[str] | None = None) -> int:
         if app.exception:
             raise SystemExit(f"the page raised: {app.exception}")
     base, switch = statistics.median(unchanged), statistics.median(switched)
-    print(f"rerun without a change: median {base:.3f} s; switching user: median {switch:.3f} s "
-          f"(max {max(switched):.3f} s); ratio {switch / base:.2f}x over {args.switches} switches")
+    print(
+        f"rerun without a change: median {base:.3f} s; switching user: median {switch:.3f} s "
+        f"(max {max(switched):.3f} s); ratio {switch / base:.2f}x over {args.switches} switches"
+    )
     why, csv = explanation_latency(6)
-    print(f"'Why this?': median {statistics.median(why):.3f} s per card (max {max(why):.3f} s, {len(why)} cards); "
-          f"CSV of a 10-item list: median {statistics.median(csv):.3f} s (max {max(csv):.3f} s)")
+    print(
+        f"'Why this?': median {statistics.median(why):.3f} s per card (max {max(why):.3f} s, {len(why)} cards); "
+        f"CSV of a 10-item list: median {statistics.median(csv):.3f} s (max {max(csv):.3f} s)"
+    )
     started = time.perf_counter()
     app.switch_page("app_pages/attention.py").run()
     attention_first = time.perf_counter() - started
@@ -84,10 +90,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         import json
 
-        print(json.dumps({"rerun_s": base, "user_switch_s": switch, "user_switch_max_s": max(switched),
-                          "why_this_s": statistics.median(why), "why_this_max_s": max(why),
-                          "csv_s": statistics.median(csv), "attention_first_s": attention_first,
-                          "attention_rerun_s": attention_again}))
+        print(
+            json.dumps(
+                {
+                    "rerun_s": base,
+                    "user_switch_s": switch,
+                    "user_switch_max_s": max(switched),
+                    "why_this_s": statistics.median(why),
+                    "why_this_max_s": max(why),
+                    "csv_s": statistics.median(csv),
+                    "attention_first_s": attention_first,
+                    "attention_rerun_s": attention_again,
+                }
+            )
+        )
     return 0
 
 
@@ -106,8 +122,14 @@ def explanation_latency(n_users: int) -> tuple[list[float], list[float]]:
     run = next(r for r in list_runs(workspace) if r.state == "finished")
     model = Recommender.load(run.path / "model")
     bundle = workspace.load_dataset(run.dataset)
-    context = ExplainContext(model, bundle.items, bundle.schema.items, separator=bundle.schema.multi_label_separator,
-                             interactions=bundle.interactions, rating_column=bundle.schema.rating_column)
+    context = ExplainContext(
+        model,
+        bundle.items,
+        bundle.schema.items,
+        separator=bundle.schema.multi_label_separator,
+        interactions=bundle.interactions,
+        rating_column=bundle.schema.rating_column,
+    )
     why, csv = [], []
     users = [str(u) for u in model.user_ids[:: max(1, model.n_users // n_users)][:n_users]]
     for n, user in enumerate(users):
@@ -119,9 +141,15 @@ def explanation_latency(n_users: int) -> tuple[list[float], list[float]]:
                 why.append(time.perf_counter() - started)
         else:  # the CSV of the whole list
             started = time.perf_counter()
-            rows = [{"rank": r, "item_id": item, "score": score,
-                     "why": explain(model, user, item, context=context).to_dict().get("sentence", "")}
-                    for r, (item, score) in enumerate(ranked, start=1)]
+            rows = [
+                {
+                    "rank": r,
+                    "item_id": item,
+                    "score": score,
+                    "why": explain(model, user, item, context=context).to_dict().get("sentence", ""),
+                }
+                for r, (item, score) in enumerate(ranked, start=1)
+            ]
             csv_bytes(pd.DataFrame(rows))
             csv.append(time.perf_counter() - started)
     return why, csv

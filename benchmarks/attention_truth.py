@@ -49,8 +49,11 @@ CONTENT = ("text", "image", "attributes")
 
 def coherence_reference(train, content: ContentArrays, truth: pd.DataFrame) -> dict[str, Any]:
     """Training-free: per content modality, mean pairwise cosine of the history minus the catalogue's."""
-    spaces = {"text": (content.text, content.text_mask), "image": (content.image, content.image_mask),
-              "attributes": (content.attribute_matrix(), content.attr_mask)}
+    spaces = {
+        "text": (content.text, content.text_mask),
+        "image": (content.image, content.image_mask),
+        "attributes": (content.attribute_matrix(), content.attr_mask),
+    }
     columns, names = [], []
     for name in CONTENT:
         matrix, mask = spaces[name]
@@ -64,7 +67,7 @@ def coherence_reference(train, content: ContentArrays, truth: pd.DataFrame) -> d
         catalogue = (total @ total - n) / (n * (n - 1))
         values = []
         for user in range(train.shape[0]):
-            items = train.indices[train.indptr[user]:train.indptr[user + 1]]
+            items = train.indices[train.indptr[user] : train.indptr[user + 1]]
             items = items[mask[items]]
             if len(items) < 2:
                 values.append(np.nan)
@@ -78,8 +81,10 @@ def coherence_reference(train, content: ContentArrays, truth: pd.DataFrame) -> d
     predicted = np.asarray(names)[scores.argmax(axis=1)]
     expected = truth["segment"].map(SEGMENT_MODALITY).to_numpy()
     content_users = np.isin(expected, CONTENT)
-    return {"content_segment_accuracy": float((predicted[content_users] == expected[content_users]).mean()),
-            "modalities": names}
+    return {
+        "content_segment_accuracy": float((predicted[content_users] == expected[content_users]).mean()),
+        "modalities": names,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -104,10 +109,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if not result.ok:
             raise SystemExit(result.report.format())
     bundle = workspace.load_dataset(name)
-    features = extract_item_features(bundle.items, bundle.schema.items, bundle.root, workspace.features_dir,
-                                     text_encoder=args.text_encoder)
-    prepared = prepare_data(bundle.interactions, item_features=features,
-                            catalogue_ids=bundle.items["item_id"].to_numpy(str))
+    features = extract_item_features(
+        bundle.items, bundle.schema.items, bundle.root, workspace.features_dir, text_encoder=args.text_encoder
+    )
+    prepared = prepare_data(
+        bundle.interactions, item_features=features, catalogue_ids=bundle.items["item_id"].to_numpy(str)
+    )
     data = prepared.data
     truth_users, _ = demo_ground_truth(bundle_dir)
     truth = truth_users.set_index("user_id").reindex(data.user_ids).reset_index()
@@ -121,8 +128,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out["fusion"] = segment_recovery(weights, truth, model.modalities)
     by_segment = weights.merge(truth[["user_id", "segment"]], on="user_id").groupby("segment")[model.modalities].mean()
     out["fusion"]["mean_weights_by_segment"] = by_segment.round(3).to_dict(orient="index")
-    out["reference"] = coherence_reference(data.train, ContentArrays.from_features(data.item_features, data.n_items),
-                                           truth)
+    out["reference"] = coherence_reference(
+        data.train, ContentArrays.from_features(data.item_features, data.n_items), truth
+    )
 
     def test_ndcg(fitted) -> dict[str, float]:
         test = evaluate_ranking(fitted.score, data.train, prepared.test, exclude=prepared.valid, ks=(20,))
@@ -133,19 +141,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ease = get_model("ease").fit(data)
     ease_s = time.perf_counter() - started
     out["accuracy"] = {"fusion": test_ndcg(model), "ease": {**test_ndcg(ease), "l2": ease.chosen_l2, "fit_s": ease_s}}
-    out["accuracy"]["fusion_over_ease"] = out["accuracy"]["fusion"]["test_ndcg@20"] / out["accuracy"]["ease"]["test_ndcg@20"]
+    out["accuracy"]["fusion_over_ease"] = (
+        out["accuracy"]["fusion"]["test_ndcg@20"] / out["accuracy"]["ease"]["test_ndcg@20"]
+    )
 
     fusion = out["fusion"]
-    print(f"segment accuracy (4 segments): {fusion['segment_accuracy']:.3f}; content segments: "
-          f"{fusion['content_segment_accuracy']:.3f} vs coherence reference {out['reference']['content_segment_accuracy']:.3f}")
+    print(
+        f"segment accuracy (4 segments): {fusion['segment_accuracy']:.3f}; content segments: "
+        f"{fusion['content_segment_accuracy']:.3f} vs coherence reference {out['reference']['content_segment_accuracy']:.3f}"
+    )
     print("per segment:", {k: round(v, 3) for k, v in fusion["per_segment"].items()})
     print("Spearman(learned, true):", {k: round(v, 3) for k, v in fusion["spearman"].items()})
-    print(f"calibration: {model.history.get('calibration', {}).get('behaviour_scale')}, best round "
-          f"{model.history.get('best_epoch')}")
+    print(
+        f"calibration: {model.history.get('calibration', {}).get('behaviour_scale')}, best round "
+        f"{model.history.get('best_epoch')}"
+    )
     print("mean weights by segment:", fusion["mean_weights_by_segment"])
     acc = out["accuracy"]
-    print(f"test NDCG@20 fusion {acc['fusion']['test_ndcg@20']:.4f} vs EASE (l2 {acc['ease']['l2']:g}, chosen on valid) "
-          f"{acc['ease']['test_ndcg@20']:.4f} = {acc['fusion_over_ease']:.3f}x; fusion fit {out['fusion_fit_s']:.1f} s")
+    print(
+        f"test NDCG@20 fusion {acc['fusion']['test_ndcg@20']:.4f} vs EASE (l2 {acc['ease']['l2']:g}, chosen on valid) "
+        f"{acc['ease']['test_ndcg@20']:.4f} = {acc['fusion_over_ease']:.3f}x; fusion fit {out['fusion_fit_s']:.1f} s"
+    )
     if args.json:
         print(json.dumps(out))
     if temporary:

@@ -12,6 +12,7 @@ reports NDCG@k / Recall@k, intra-list diversity in the model's space (ILD) and i
 catalogue coverage and long-tail share (items outside the 20 % most popular). With ``--json`` the
 last line printed is one JSON object with every number.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,13 @@ def ensure_run(workspace, data: str, run_id: str, epochs: int, text_encoder: str
         dataset = name
     if not (workspace.runs_dir / run_id / "model" / "config.json").is_file():
         print(f"training run {run_id} on {dataset} ({epochs} epochs)...", file=sys.stderr)
-        train_run(workspace, RunConfig(dataset=dataset, fusion_options={"epochs": epochs}, baselines=["mostpop"],
-                                       text_encoder=text_encoder), run_id=run_id)
+        train_run(
+            workspace,
+            RunConfig(
+                dataset=dataset, fusion_options={"epochs": epochs}, baselines=["mostpop"], text_encoder=text_encoder
+            ),
+            run_id=run_id,
+        )
     return load_run(workspace, run_id)
 
 
@@ -57,9 +63,15 @@ def prepared_split(bundle, config, features=None, protocol="p1"):
     from recsys.train.data import prepare_data
 
     schema = bundle.schema
-    return prepare_data(bundle.interactions, protocol=protocol, seed=config["seed"], k_core=config["k_core"],
-                        rating_column=schema.rating_column, item_features=features,
-                        catalogue_ids=bundle.items["item_id"].to_numpy(str))
+    return prepare_data(
+        bundle.interactions,
+        protocol=protocol,
+        seed=config["seed"],
+        k_core=config["k_core"],
+        rating_column=schema.rating_column,
+        item_features=features,
+        catalogue_ids=bundle.items["item_id"].to_numpy(str),
+    )
 
 
 def genre_vectors(bundle, item_ids):
@@ -74,8 +86,12 @@ def genre_vectors(bundle, item_ids):
     items = bundle.items.assign(item_id=bundle.items["item_id"].astype(str)).drop_duplicates("item_id")
     cells = items.set_index("item_id")[column].reindex(item_ids).astype("string").fillna("")
     separator = bundle.schema.multi_label_separator
-    labels = [set(filter(None, (p.strip() for p in v.split(separator)))) if roles[column] == "multi_label"
-              else ({v.strip()} if v.strip() else set()) for v in cells]
+    labels = [
+        set(filter(None, (p.strip() for p in v.split(separator))))
+        if roles[column] == "multi_label"
+        else ({v.strip()} if v.strip() else set())
+        for v in cells
+    ]
     vocab = sorted(set().union(*labels))
     index = {v: i for i, v in enumerate(vocab)}
     matrix = np.zeros((len(item_ids), len(vocab)), dtype=np.float32)
@@ -120,29 +136,49 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         lists = rerank_users(model, users, args.k, vectors, weight, exclude=prepared.valid)
         relevant = test[users]
-        row = {"diversity": weight,
-               f"ndcg@{args.k}": float(np.nanmean(ndcg_at_k(lists, relevant, args.k))),
-               f"recall@{args.k}": float(np.nanmean(recall_at_k(lists, relevant, args.k))),
-               **beyond_accuracy(lists, prepared.data.train, vectors)}
+        row = {
+            "diversity": weight,
+            f"ndcg@{args.k}": float(np.nanmean(ndcg_at_k(lists, relevant, args.k))),
+            f"recall@{args.k}": float(np.nanmean(recall_at_k(lists, relevant, args.k))),
+            **beyond_accuracy(lists, prepared.data.train, vectors),
+        }
         if genres is not None:
             row["ild_genres"] = intra_list_diversity(lists, genres)
         row["seconds"] = round(time.perf_counter() - started, 2)
         rows.append(row)
-        print(f"diversity {weight:.1f}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "diversity"),
-              file=sys.stderr)
+        print(
+            f"diversity {weight:.1f}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "diversity"),
+            file=sys.stderr,
+        )
 
-    print(f"\nMMR trade-off on {config['dataset']} (run {run_dir.name}, {len(users)} test users, top {args.k}; "
-          f"ILD genres over '{genre_column}')")
-    head = f"{'weight':>6} {'NDCG@' + str(args.k):>8} {'Recall':>7} {'ILD':>6} {'ILD gen':>7} {'novelty':>7} " \
-           f"{'coverage':>8} {'long-tail':>9}"
+    print(
+        f"\nMMR trade-off on {config['dataset']} (run {run_dir.name}, {len(users)} test users, top {args.k}; "
+        f"ILD genres over '{genre_column}')"
+    )
+    head = (
+        f"{'weight':>6} {'NDCG@' + str(args.k):>8} {'Recall':>7} {'ILD':>6} {'ILD gen':>7} {'novelty':>7} "
+        f"{'coverage':>8} {'long-tail':>9}"
+    )
     print(head)
     for row in rows:
-        print(f"{row['diversity']:>6.1f} {row[f'ndcg@{args.k}']:>8.4f} {row[f'recall@{args.k}']:>7.4f} "
-              f"{row['ild']:>6.3f} {row.get('ild_genres', float('nan')):>7.3f} {row['novelty']:>7.2f} "
-              f"{row['coverage']:>8.3f} {row['long_tail']:>9.3f}")
+        print(
+            f"{row['diversity']:>6.1f} {row[f'ndcg@{args.k}']:>8.4f} {row[f'recall@{args.k}']:>7.4f} "
+            f"{row['ild']:>6.3f} {row.get('ild_genres', float('nan')):>7.3f} {row['novelty']:>7.2f} "
+            f"{row['coverage']:>8.3f} {row['long_tail']:>9.3f}"
+        )
     if args.json:
-        print(json.dumps({"run_id": run_dir.name, "dataset": config["dataset"], "k": args.k, "users": int(len(users)),
-                          "genre_column": genre_column, "rows": rows}))
+        print(
+            json.dumps(
+                {
+                    "run_id": run_dir.name,
+                    "dataset": config["dataset"],
+                    "k": args.k,
+                    "users": int(len(users)),
+                    "genre_column": genre_column,
+                    "rows": rows,
+                }
+            )
+        )
     return 0
 
 

@@ -15,6 +15,7 @@
 The run ``--run`` is trained first (``--epochs``) when it does not exist. Features come from the
 workspace cache. With ``--json`` the last line printed is one JSON object with every number.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,11 @@ METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 
 
 def _row(name: str, metrics: dict) -> str:
-    return f"{name:<14} " + " ".join(f"{metrics.get(m, float('nan')):>9.4f}" for m in METRICS) + \
-        f" {metrics.get('users', metrics.get('n_users_evaluated', 0)):>6}"
+    return (
+        f"{name:<14} "
+        + " ".join(f"{metrics.get(m, float('nan')):>9.4f}" for m in METRICS)
+        + f" {metrics.get('users', metrics.get('n_users_evaluated', 0)):>6}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,17 +77,25 @@ def main(argv: list[str] | None = None) -> int:
     faith = faithfulness_check(model, k=10, max_users=None)
     faith["seconds"] = round(time.perf_counter() - started, 2)
     out["faithfulness"] = faith
-    print(f"faithfulness: masking the largest share lowers the score more in {faith['rate']:.1%} of "
-          f"{faith['pairs']} (user, top-10 item) pairs ({faith['skipped']} single-modality items skipped); "
-          f"mean drop {faith['mean_drop_largest']:.3f} vs {faith['mean_drop_smallest']:.3f}")
+    print(
+        f"faithfulness: masking the largest share lowers the score more in {faith['rate']:.1%} of "
+        f"{faith['pairs']} (user, top-10 item) pairs ({faith['skipped']} single-modality items skipped); "
+        f"mean drop {faith['mean_drop_largest']:.3f} vs {faith['mean_drop_smallest']:.3f}"
+    )
     for modality, part in faith["by_largest"].items():
         if part["pairs"]:
             print(f"  largest share = {modality:<11} {part['pairs']:>6} pairs, rate {part['rate']:.1%}")
 
     # 2. examples
     schema = bundle.schema
-    context = ExplainContext(model, bundle.items, schema.items, separator=schema.multi_label_separator,
-                             interactions=bundle.interactions, rating_column=schema.rating_column)
+    context = ExplainContext(
+        model,
+        bundle.items,
+        schema.items,
+        separator=schema.multi_label_separator,
+        interactions=bundle.interactions,
+        rating_column=schema.rating_column,
+    )
     examples = []
     for row in (0, model.n_users // 2, model.n_users - 1):
         item, _ = model.recommend(row, k=1)[0]
@@ -93,10 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     out["examples"] = examples
 
     # 3. cold start (P1 cold protocol)
-    features = extract_item_features(bundle.items, schema.items, bundle.root, workspace.features_dir,
-                                     text_encoder=config["text_encoder"], image_encoder=config["image_encoder"],
-                                     modalities=tuple(m for m in ("text", "image", "attributes")
-                                                      if m in config["modalities"]))
+    features = extract_item_features(
+        bundle.items,
+        schema.items,
+        bundle.root,
+        workspace.features_dir,
+        text_encoder=config["text_encoder"],
+        image_encoder=config["image_encoder"],
+        modalities=tuple(m for m in ("text", "image", "attributes") if m in config["modalities"]),
+    )
     if not args.skip_cold:
         cold = prepared_split(bundle, config, features, protocol="cold")
         from recsys.train.run import RunConfig
@@ -110,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  cold start: fitted {name} in {seconds[name]} s", file=sys.stderr)
         results = evaluate_cold_start(fitted, cold)
         out["cold_start"] = {"split": cold.summary, "results": results, "fit_seconds": seconds}
-        print(f"\ncold start (P1: {cold.summary['cold_items']} held-out items, {cold.summary['cold_test']} "
-              f"interactions)")
+        print(
+            f"\ncold start (P1: {cold.summary['cold_items']} held-out items, {cold.summary['cold_test']} interactions)"
+        )
         print(f"{'model':<14} " + " ".join(f"{m:>9}" for m in METRICS) + f" {'users':>6}")
         for name, metrics in results.items():
             print(_row(name, metrics))
@@ -123,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     buckets = ((1, 3), (4, 10), (11, 30), (31, 100), (101, None))
     out["by_history_length"] = {
         "fusion": evaluate_by_history_length(model, train, test, exclude=valid, buckets=buckets),
-        "mostpop": evaluate_by_history_length(popular, train, test, exclude=valid, buckets=buckets)}
+        "mostpop": evaluate_by_history_length(popular, train, test, exclude=valid, buckets=buckets),
+    }
     print("\nknown users by number of training items (P1 test)")
     print(f"{'bucket':<14} " + " ".join(f"{m:>9}" for m in METRICS) + f" {'users':>6}")
     for name, rows in out["by_history_length"].items():
@@ -131,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             print(_row(f"{name} {row['bucket']}", row))
     out["short_histories"] = {
         name: evaluate_short_histories(m, train, test, exclude=valid, lengths=(1, 2, 3), max_users=args.short_users)
-        for name, m in (("fusion", model), ("mostpop", popular))}
+        for name, m in (("fusion", model), ("mostpop", popular))
+    }
     print(f"\nnew-user path: users reduced to n liked items (up to {args.short_users} users, P1 test items)")
     for name, rows in out["short_histories"].items():
         for row in rows:

@@ -23,6 +23,7 @@ After every kill a fresh ``Workspace`` is opened (its start-up clean-up runs) an
 The last line printed is one JSON object (counts per operation, failures); the exit code is 1 on any failure.
 :func:`run_faults` is what ``tests/test_faults.py`` runs with fewer kills.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,14 +42,31 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-SMALL_RUN = ["--modalities", "behaviour", "text", "attributes", "--text-encoder", "tfidf", "--device", "cpu",
-             "--epochs", "3", "--baselines", "mostpop", "--quiet"]
+SMALL_RUN = [
+    "--modalities",
+    "behaviour",
+    "text",
+    "attributes",
+    "--text-encoder",
+    "tfidf",
+    "--device",
+    "cpu",
+    "--epochs",
+    "3",
+    "--baselines",
+    "mostpop",
+    "--quiet",
+]
 LEFTOVER_PREFIXES = (".staging-", ".trash-", ".deleted-")
 
 
 def _python(code: str, workspace: Path) -> list[str]:
-    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
-            f"from recsys.workspace import Workspace; ws = Workspace({str(workspace)!r}); {code}"]
+    return [
+        sys.executable,
+        "-c",
+        f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
+        f"from recsys.workspace import Workspace; ws = Workspace({str(workspace)!r}); {code}",
+    ]
 
 
 def _recsys(*args: str) -> list[str]:
@@ -74,30 +92,40 @@ class FaultInjector:
         from recsys.data.demo import generate_demo_bundle
         from recsys.workspace import Workspace
 
-        self.bundles["a"] = generate_demo_bundle(self.root / "bundle-a", n_users=150, n_items=100,
-                                                 n_interactions=3500, seed=5)
-        self.bundles["b"] = generate_demo_bundle(self.root / "bundle-b", n_users=120, n_items=90,
-                                                 n_interactions=2600, seed=6)
+        self.bundles["a"] = generate_demo_bundle(
+            self.root / "bundle-a", n_users=150, n_items=100, n_interactions=3500, seed=5
+        )
+        self.bundles["b"] = generate_demo_bundle(
+            self.root / "bundle-b", n_users=120, n_items=90, n_interactions=2600, seed=6
+        )
         for key in ("b", "a"):  # b first to learn its stored size; a is the dataset at the start
-            self.durations["import"] = self._timed(_recsys("import", str(self.bundles[key]), "--name", "shop",
-                                                           "--workspace", str(self.workspace), "--quiet"))
+            self.durations["import"] = self._timed(
+                _recsys(
+                    "import", str(self.bundles[key]), "--name", "shop", "--workspace", str(self.workspace), "--quiet"
+                )
+            )
             self.sizes[key] = self._stored_size("shop")
         assert self.sizes["a"] != self.sizes["b"], "the two bundles must differ in size"
-        self.durations["train"] = self._timed(_recsys("train", "--workspace", str(self.workspace), "--data", "shop",
-                                                      "--run-id", "base", *SMALL_RUN))
+        self.durations["train"] = self._timed(
+            _recsys("train", "--workspace", str(self.workspace), "--data", "shop", "--run-id", "base", *SMALL_RUN)
+        )
         self.durations["resume"] = self.durations["train"]
         self._interrupted_run("interrupted-0")  # so that the first resume has a run to resume, whatever the timing
         self._import_spare()
-        self.durations["forget"] = self._timed(_recsys("forget", "spare", "--user", self._a_user("spare"),
-                                                       "--workspace", str(self.workspace), "--quiet"))
+        self.durations["forget"] = self._timed(
+            _recsys("forget", "spare", "--user", self._a_user("spare"), "--workspace", str(self.workspace), "--quiet")
+        )
         self.durations["delete"] = self._timed(_python("ws.delete_dataset('spare')", self.workspace))
         Workspace(self.workspace)
 
     def _interrupted_run(self, run_id: str) -> None:
         """A training SIGKILLed once it is under way (its status says running): a run for ``resume`` kills."""
-        process = subprocess.Popen(_recsys("train", "--workspace", str(self.workspace), "--data", "shop",
-                                           "--run-id", run_id, *SMALL_RUN), cwd=REPO_ROOT,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            _recsys("train", "--workspace", str(self.workspace), "--data", "shop", "--run-id", run_id, *SMALL_RUN),
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         status = self.workspace / "runs" / run_id / "status.json"
         deadline = time.time() + 600
         while time.time() < deadline and process.poll() is None:
@@ -131,8 +159,12 @@ class FaultInjector:
         return self.rng.choice(sorted(users.unique()))
 
     def _import_spare(self) -> None:
-        subprocess.run(_recsys("import", str(self.bundles["a"]), "--name", "spare", "--workspace",
-                               str(self.workspace), "--quiet"), cwd=REPO_ROOT, capture_output=True, timeout=900)
+        subprocess.run(
+            _recsys("import", str(self.bundles["a"]), "--name", "spare", "--workspace", str(self.workspace), "--quiet"),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            timeout=900,
+        )
 
     # ------------------------------------------------------------------ one kill
     def _operation(self, kind: str) -> list[str] | None:
@@ -142,31 +174,49 @@ class FaultInjector:
         workspace = Workspace(self.workspace)
         if kind == "import":
             self.current = "b" if self.current == "a" else "a"
-            return _recsys("import", str(self.bundles[self.current]), "--name", "shop", "--workspace",
-                           str(self.workspace), "--quiet")
+            return _recsys(
+                "import",
+                str(self.bundles[self.current]),
+                "--name",
+                "shop",
+                "--workspace",
+                str(self.workspace),
+                "--quiet",
+            )
         if kind == "train":
             self.run_counter += 1
-            return _recsys("train", "--workspace", str(self.workspace), "--data", "shop",
-                           "--run-id", f"r{self.run_counter}", *SMALL_RUN)
+            return _recsys(
+                "train",
+                "--workspace",
+                str(self.workspace),
+                "--data",
+                "shop",
+                "--run-id",
+                f"r{self.run_counter}",
+                *SMALL_RUN,
+            )
         runs = list_all_runs(workspace)
         if kind == "resume":
             candidates = [r.run_id for r in runs if r.state in ("interrupted", "stopped", "failed")]
             if not candidates:
                 return None
-            return _recsys("train", "--workspace", str(self.workspace), "--resume", self.rng.choice(candidates),
-                           "--quiet")
+            return _recsys(
+                "train", "--workspace", str(self.workspace), "--resume", self.rng.choice(candidates), "--quiet"
+            )
         if kind == "forget":
             if not workspace.has_dataset("spare"):
                 self._import_spare()
-            return _recsys("forget", "spare", "--user", self._a_user("spare"), "--workspace",
-                           str(self.workspace), "--quiet")
+            return _recsys(
+                "forget", "spare", "--user", self._a_user("spare"), "--workspace", str(self.workspace), "--quiet"
+            )
         if kind == "delete":
             # runs that ended are deleted; interrupted ones are kept for the resume kills
             deletable = [r.run_id for r in runs if r.state in ("finished", "failed") and r.run_id != "base"]
             if deletable and self.rng.random() < 0.6:
                 run_id = self.rng.choice(deletable)
-                return _python("from recsys.train.launch import delete_run; "
-                               f"delete_run(ws, {run_id!r})", self.workspace)
+                return _python(
+                    f"from recsys.train.launch import delete_run; delete_run(ws, {run_id!r})", self.workspace
+                )
             if not workspace.has_dataset("spare"):
                 self._import_spare()
             return _python("ws.delete_dataset('spare')", self.workspace)
@@ -241,8 +291,13 @@ class FaultInjector:
                 except ModelDamaged as exc:
                     problems.append(f"run {record.run_id} is listed usable but its model is damaged: {exc}")
         if deep:
-            done = subprocess.run(_recsys("runs", "--workspace", str(self.workspace), "--json"), cwd=REPO_ROOT,
-                                  capture_output=True, text=True, timeout=300)
+            done = subprocess.run(
+                _recsys("runs", "--workspace", str(self.workspace), "--json"),
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             try:
                 assert done.returncode == 0 and json.loads(done.stdout.strip().splitlines()[-1])["ok"]
             except (AssertionError, IndexError, ValueError, KeyError):
@@ -258,17 +313,26 @@ def run_faults(root: Path, kills: int = 60, seed: int = 7, log=print) -> dict[st
     kinds = ["import", "train", "resume", "delete", "forget"]
     for index in range(kills):
         injector.kill_once(kinds[index % len(kinds)] if index < len(kinds) else injector.rng.choice(kinds))
-    return {"kills": sum(injector.counts.get(k, 0) for k in kinds), "counts": injector.counts,
-            "durations_s": {k: round(v, 2) for k, v in injector.durations.items()},
-            "failures": injector.failures, "seconds": round(time.perf_counter() - started, 1), "seed": seed}
+    return {
+        "kills": sum(injector.counts.get(k, 0) for k in kinds),
+        "counts": injector.counts,
+        "durations_s": {k: round(v, 2) for k, v in injector.durations.items()},
+        "failures": injector.failures,
+        "seconds": round(time.perf_counter() - started, 1),
+        "seed": seed,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=60)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--root", type=Path, default=None, help="folder for the bundles and the workspace "
-                        "(default: a temporary folder, removed at the end)")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="folder for the bundles and the workspace (default: a temporary folder, removed at the end)",
+    )
     parser.add_argument("--json", action="store_true", help="print only the JSON summary")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

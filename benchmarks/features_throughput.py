@@ -16,6 +16,7 @@ while the model runs) measured in the same warm state as the raw passes, right a
 pipeline's own overhead, without the one-off costs (target >= 0.9). With ``--json`` the last line printed is one JSON object with
 every number.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,8 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         def run():
             t0 = time.perf_counter()
             feats = extract_item_features(
-                items, ROLES, image_root=DATASET, cache_dir=cache_dir,
-                device=str(device), batch_size=args.batch_size,
+                items,
+                ROLES,
+                image_root=DATASET,
+                cache_dir=cache_dir,
+                device=str(device),
+                batch_size=args.batch_size,
             )
             return feats, time.perf_counter() - t0
 
@@ -118,14 +123,22 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ("text", "image"):
         pipeline, model_only = result[f"{kind}_items_per_s"], raw.get(f"raw_{kind}_items_per_s")
         result[f"{kind}_pipeline_vs_raw"] = round(pipeline / model_only, 3) if pipeline and model_only else None
-    print(f"text : {n_text} texts in {t['text']:.1f} s -> {result['text_items_per_s']} items/s ({cold.text_encoder['name']})")
-    print(f"image: {n_images} pictures ({n_img_ok} read) in {t['image']:.1f} s -> {result['image_items_per_s']} items/s ({cold.image_encoder['name']})")
+    print(
+        f"text : {n_text} texts in {t['text']:.1f} s -> {result['text_items_per_s']} items/s ({cold.text_encoder['name']})"
+    )
+    print(
+        f"image: {n_images} pictures ({n_img_ok} read) in {t['image']:.1f} s -> {result['image_items_per_s']} items/s ({cold.image_encoder['name']})"
+    )
     print(f"attributes: {t['attributes']:.2f} s")
     for kind in ("text", "image"):
-        print(f"raw {kind} encoder: {raw.get(f'raw_{kind}_items_per_s')} items/s -> cold pipeline / raw "
-              f"= {result[f'{kind}_pipeline_vs_raw']}; warm encode / raw = {raw.get(f'{kind}_encode_vs_raw')}")
-    print(f"cold {cold_s:.1f} s, warm {warm_s:.2f} s (cached: text={result['warm_text_cached']}, "
-          f"image={result['warm_image_cached']}) -> ratio {result['cold_warm_ratio']}x")
+        print(
+            f"raw {kind} encoder: {raw.get(f'raw_{kind}_items_per_s')} items/s -> cold pipeline / raw "
+            f"= {result[f'{kind}_pipeline_vs_raw']}; warm encode / raw = {raw.get(f'{kind}_encode_vs_raw')}"
+        )
+    print(
+        f"cold {cold_s:.1f} s, warm {warm_s:.2f} s (cached: text={result['warm_text_cached']}, "
+        f"image={result['warm_image_cached']}) -> ratio {result['cold_warm_ratio']}x"
+    )
     ok = result["cold_warm_ratio"] is not None and result["cold_warm_ratio"] >= 10
     print("cache speed-up >= 10x:", "OK" if ok else "FAILED")
     if args.json:
@@ -149,8 +162,13 @@ def raw_encoder_throughput(items, device, batch_size: int) -> dict:
     started = time.perf_counter()
     with torch.inference_mode():
         for s in range(0, len(texts), batch_size):
-            batch = text_encoder._tokenizer(texts[s:s + batch_size], padding=True, truncation=True,
-                                            max_length=text_encoder.max_length, return_tensors="pt")
+            batch = text_encoder._tokenizer(
+                texts[s : s + batch_size],
+                padding=True,
+                truncation=True,
+                max_length=text_encoder.max_length,
+                return_tensors="pt",
+            )
             hidden = text_encoder._model(**{k: v.to(device) for k, v in batch.items()}).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.device, hidden.dtype)
             torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1).cpu()
@@ -169,7 +187,7 @@ def raw_encoder_throughput(items, device, batch_size: int) -> dict:
     started = time.perf_counter()
     with torch.inference_mode():
         for s in range(0, len(prepared), batch_size):
-            image_encoder._forward(image_encoder._collate(prepared[s:s + batch_size]).to(device)).float().cpu()
+            image_encoder._forward(image_encoder._collate(prepared[s : s + batch_size]).to(device)).float().cpu()
     seconds = time.perf_counter() - started
     out["raw_image_items_per_s"] = round(len(prepared) / seconds, 1) if seconds > 0 else None
     started = time.perf_counter()

@@ -61,10 +61,16 @@ def load_p1(dataset: str = "movielens-small-mm") -> dict[str, Any]:
     p1 = prepare_p1(frame)
     user_index = build_index(p1["interactions"]["user_id"])
     item_index = build_index(p1["interactions"]["item_id"])
-    mats = {part: interactions_to_csr(p1[part], user_index, item_index, drop_unknown=False)
-            for part in ("train", "valid", "test")}
-    data = TrainData(user_ids=np.array(list(user_index)), item_ids=np.array(list(item_index)),
-                     train=mats["train"], valid=mats["valid"])
+    mats = {
+        part: interactions_to_csr(p1[part], user_index, item_index, drop_unknown=False)
+        for part in ("train", "valid", "test")
+    }
+    data = TrainData(
+        user_ids=np.array(list(user_index)),
+        item_ids=np.array(list(item_index)),
+        train=mats["train"],
+        valid=mats["valid"],
+    )
     return {"p1": p1, "user_index": user_index, "item_index": item_index, "data": data, **mats}
 
 
@@ -146,28 +152,48 @@ def run_model(name: str, split: dict[str, Any], overrides: dict[str, Any]) -> di
             config["best_epoch"] = model.best_epoch
     valid_res = evaluate_ranking(score, train, valid, ks=(20,))
     test_res = evaluate_ranking(score, train, test, exclude=valid, ks=(10, 20))
-    return {"model": name, "recall@10": test_res["recall@10"], "recall@20": test_res["recall@20"],
-            "ndcg@10": test_res["ndcg@10"], "ndcg@20": test_res["ndcg@20"],
-            "valid_ndcg@20": valid_res["ndcg@20"], "fit_seconds": fit_seconds,
-            "n_users_evaluated": test_res["n_users_evaluated"], "config": config}
+    return {
+        "model": name,
+        "recall@10": test_res["recall@10"],
+        "recall@20": test_res["recall@20"],
+        "ndcg@10": test_res["ndcg@10"],
+        "ndcg@20": test_res["ndcg@20"],
+        "valid_ndcg@20": valid_res["ndcg@20"],
+        "fit_seconds": fit_seconds,
+        "n_users_evaluated": test_res["n_users_evaluated"],
+        "config": config,
+    }
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     head = f"{'model':<13}{'R@10':>8}{'R@20':>8}{'N@10':>8}{'N@20':>8}{'fit s':>9}{'valid N@20':>12}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['model']:<13}{r['recall@10']:>8.4f}{r['recall@20']:>8.4f}{r['ndcg@10']:>8.4f}"
-                     f"{r['ndcg@20']:>8.4f}{r['fit_seconds']:>9.2f}{r['valid_ndcg@20']:>12.4f}")
+        lines.append(
+            f"{r['model']:<13}{r['recall@10']:>8.4f}{r['recall@20']:>8.4f}{r['ndcg@10']:>8.4f}"
+            f"{r['ndcg@20']:>8.4f}{r['fit_seconds']:>9.2f}{r['valid_ndcg@20']:>12.4f}"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=list(ALL_MODELS), choices=ALL_MODELS, metavar="MODEL",
-                        help=f"models to run (default: all of {', '.join(ALL_MODELS)})")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=list(ALL_MODELS),
+        choices=ALL_MODELS,
+        metavar="MODEL",
+        help=f"models to run (default: all of {', '.join(ALL_MODELS)})",
+    )
     parser.add_argument("--dataset", default="movielens-small-mm", help="a dataset folder under shared/datasets")
-    parser.add_argument("--set", action="append", default=[], metavar="MODEL.OPTION=VALUE",
-                        help="override a model option, e.g. bpr.lr=0.01 (repeatable; value parsed as JSON)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="MODEL.OPTION=VALUE",
+        help="override a model option, e.g. bpr.lr=0.01 (repeatable; value parsed as JSON)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
@@ -182,20 +208,36 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--set names model(s) not being run: {sorted(unknown)}")
     split = load_p1(args.dataset)
     p1 = split["p1"]
-    print(f"{args.dataset}, P1: {p1['n_users']:,} users, {p1['n_items']:,} items, "
-          f"{p1['n_interactions']:,} interactions (train {split['train'].nnz:,}, valid {split['valid'].nnz:,}, "
-          f"test {split['test'].nnz:,})", flush=True)
+    print(
+        f"{args.dataset}, P1: {p1['n_users']:,} users, {p1['n_items']:,} items, "
+        f"{p1['n_interactions']:,} interactions (train {split['train'].nnz:,}, valid {split['valid'].nnz:,}, "
+        f"test {split['test'].nnz:,})",
+        flush=True,
+    )
     rows = []
     for name in args.models:
         row = run_model(name, split, overrides.get(name, {}))
         rows.append(row)
-        print(f"  {name}: test ndcg@20 {row['ndcg@20']:.4f}, valid ndcg@20 {row['valid_ndcg@20']:.4f}, "
-              f"fit {row['fit_seconds']:.1f} s", flush=True)
+        print(
+            f"  {name}: test ndcg@20 {row['ndcg@20']:.4f}, valid ndcg@20 {row['valid_ndcg@20']:.4f}, "
+            f"fit {row['fit_seconds']:.1f} s",
+            flush=True,
+        )
     print()
     print(format_table(rows))
     if args.json:
-        print(json.dumps({"dataset": args.dataset, "protocol": "P1", "n_users": p1["n_users"],
-                          "n_items": p1["n_items"], "n_interactions": p1["n_interactions"], "results": rows}))
+        print(
+            json.dumps(
+                {
+                    "dataset": args.dataset,
+                    "protocol": "P1",
+                    "n_users": p1["n_users"],
+                    "n_items": p1["n_items"],
+                    "n_interactions": p1["n_interactions"],
+                    "results": rows,
+                }
+            )
+        )
     return 0
 
 

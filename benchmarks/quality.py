@@ -56,8 +56,11 @@ def load(workspace: Workspace, dataset: str = DATASET) -> tuple[Any, Any]:
     bundle = workspace.load_dataset(dataset)
     started = time.perf_counter()
     features = extract_item_features(bundle.items, bundle.schema.items, bundle.root, workspace.features_dir)
-    print(f"features ready in {time.perf_counter() - started:.1f} s (cached: text "
-          f"{features.timings.get('text_cached')}, image {features.timings.get('image_cached')})", flush=True)
+    print(
+        f"features ready in {time.perf_counter() - started:.1f} s (cached: text "
+        f"{features.timings.get('text_cached')}, image {features.timings.get('image_cached')})",
+        flush=True,
+    )
     return bundle, features
 
 
@@ -94,8 +97,14 @@ def _vbpr_peer():
             triplets = list(zip(coo.row.astype(str), coo.col.astype(str), np.ones(coo.nnz)))
             self.n_items = train.shape[1]
             modality = ImageModality(features=self.image, ids=[str(i) for i in range(self.n_items)], normalized=True)
-            method = BaseMethod.from_splits(train_data=triplets, test_data=triplets[:1], item_image=modality,
-                                            exclude_unknowns=True, verbose=False, seed=self.seed)
+            method = BaseMethod.from_splits(
+                train_data=triplets,
+                test_data=triplets[:1],
+                item_image=modality,
+                exclude_unknowns=True,
+                verbose=False,
+                seed=self.seed,
+            )
             self.model = cornac.models.VBPR(verbose=False, seed=self.seed, **self.config)
             started = time.perf_counter()
             self.model.fit(method.train_set)
@@ -151,18 +160,24 @@ def cold_start_table(bundle, features, catalogue, with_peers: bool) -> dict[str,
     cold_data = prepare_data(bundle.interactions, protocol="cold", item_features=features, catalogue_ids=catalogue)
     for name in ("fusion", "content", "mostpop"):
         model, seconds = fit_ours(name, cold_data)
-        result = evaluate_ranking(model.score, cold_data.data.train, cold_data.cold_test, ks=(20,),
-                                  candidate_items=cold_data.cold_items)
+        result = evaluate_ranking(
+            model.score, cold_data.data.train, cold_data.cold_test, ks=(20,), candidate_items=cold_data.cold_items
+        )
         cold[name] = {"recall@20": result["recall@20"], "ndcg@20": result["ndcg@20"], "fit_s": seconds}
         print("cold", name, cold[name], flush=True)
     if with_peers:
         both = content_features(features, catalogue, cold_data.data.item_ids)
-        vbpr = _vbpr_peer()(both, k=10, k2=10, n_epochs=20, batch_size=256, learning_rate=0.005,
-                            lambda_w=0.01, lambda_b=0.01).fit(cold_data.data.train)
-        result = evaluate_ranking(vbpr.score, cold_data.data.train, cold_data.cold_test, ks=(20,),
-                                  candidate_items=cold_data.cold_items)
-        cold["cornac-vbpr (text+image)"] = {"recall@20": result["recall@20"], "ndcg@20": result["ndcg@20"],
-                                            "fit_s": vbpr.fit_seconds}
+        vbpr = _vbpr_peer()(
+            both, k=10, k2=10, n_epochs=20, batch_size=256, learning_rate=0.005, lambda_w=0.01, lambda_b=0.01
+        ).fit(cold_data.data.train)
+        result = evaluate_ranking(
+            vbpr.score, cold_data.data.train, cold_data.cold_test, ks=(20,), candidate_items=cold_data.cold_items
+        )
+        cold["cornac-vbpr (text+image)"] = {
+            "recall@20": result["recall@20"],
+            "ndcg@20": result["ndcg@20"],
+            "fit_s": vbpr.fit_seconds,
+        }
         print("cold cornac-vbpr (text+image)", cold["cornac-vbpr (text+image)"], flush=True)
     return cold
 
@@ -173,8 +188,9 @@ def new_user_table(models: dict[str, Any], prepared) -> dict[str, dict[str, floa
 
     out: dict[str, dict[str, float]] = {}
     for name, model in models.items():
-        rows = evaluate_short_histories(model, prepared.data.train, prepared.test, exclude=prepared.valid,
-                                        lengths=(1, 2, 3), seed=2026)
+        rows = evaluate_short_histories(
+            model, prepared.data.train, prepared.test, exclude=prepared.valid, lengths=(1, 2, 3), seed=2026
+        )
         out[name] = {str(r["history_items"]): r["ndcg@20"] for r in rows}
         print("new users", name, out[name], flush=True)
     return out
@@ -212,12 +228,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     scores = fusion.score(np.arange(prepared.data.n_users))
     speed["fusion_items_scored_per_s"] = scores.size / (time.perf_counter() - started)
-    rows["fusion"] = {**evaluate(fusion.score, prepared), "fit_s": seconds, "best_epoch": fusion.history["best_epoch"],
-                      "ease_l2": fusion.chosen_l2}
+    rows["fusion"] = {
+        **evaluate(fusion.score, prepared),
+        "fit_s": seconds,
+        "best_epoch": fusion.history["best_epoch"],
+        "ease_l2": fusion.chosen_l2,
+    }
     print("fusion", rows["fusion"], flush=True)
 
     fitted = {}
-    for name in (("mostpop", "ease") if args.quick else OURS):
+    for name in ("mostpop", "ease") if args.quick else OURS:
         model, seconds = fit_ours(name, prepared)
         fitted[name] = model
         rows[name] = {**evaluate(model.score, prepared), "fit_s": seconds}
@@ -231,13 +251,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_peers:
         from peers import CORNAC_CONFIG, CornacRunner
 
-        for name in (("cornac-ease",) if args.quick else ("cornac-ease", "cornac-bpr")):
+        for name in ("cornac-ease",) if args.quick else ("cornac-ease", "cornac-bpr"):
             runner = CornacRunner(name, CORNAC_CONFIG[name]).fit(prepared.data.train)
             peers[name] = {**evaluate(runner.score, prepared), "fit_s": runner.fit_seconds}
             print(name, peers[name], flush=True)
         both = content_features(features, catalogue, prepared.data.item_ids)
-        vbpr = _vbpr_peer()(both, k=10, k2=10, n_epochs=20, batch_size=256, learning_rate=0.005,
-                            lambda_w=0.01, lambda_b=0.01).fit(prepared.data.train)
+        vbpr = _vbpr_peer()(
+            both, k=10, k2=10, n_epochs=20, batch_size=256, learning_rate=0.005, lambda_w=0.01, lambda_b=0.01
+        ).fit(prepared.data.train)
         peers["cornac-vbpr (text+image)"] = {**evaluate(vbpr.score, prepared), "fit_s": vbpr.fit_seconds}
         speed["fusion_fit_over_vbpr_fit"] = rows["fusion"]["fit_s"] / vbpr.fit_seconds
         print("cornac-vbpr", peers["cornac-vbpr (text+image)"], flush=True)
@@ -265,8 +286,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{title}")
         print(f"{'model':<28} {'R@10':>7} {'R@20':>7} {'N@10':>7} {'N@20':>7} {'valid N@20':>10} {'fit s':>8}")
         for name, r in entries.items():
-            print(f"{name:<28} {r['recall@10']:>7.4f} {r['recall@20']:>7.4f} {r['ndcg@10']:>7.4f} "
-                  f"{r['ndcg@20']:>7.4f} {r['valid_ndcg@20']:>10.4f} {r['fit_s']:>8.1f}")
+            print(
+                f"{name:<28} {r['recall@10']:>7.4f} {r['recall@20']:>7.4f} {r['ndcg@10']:>7.4f} "
+                f"{r['ndcg@20']:>7.4f} {r['valid_ndcg@20']:>10.4f} {r['fit_s']:>8.1f}"
+            )
 
     table(f"P1 test, {args.dataset} (ours)", rows)
     if peers:
@@ -285,9 +308,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fusion test NDCG@20 / best peer ({best_peer}) = {ratio:.3f}")
     print("speed:", {k: round(v, 2) for k, v in speed.items()})
     if args.json:
-        print(json.dumps({"ours": rows, "peers": peers, "ablation": ablation, "cold_start": cold, "speed": speed,
-                          "new_users": new_users, "ratio_to_ease": ratio_to_ease, "best_peer": best_peer,
-                          "ratio_to_best_peer": ratio, "split": prepared.summary}))
+        print(
+            json.dumps(
+                {
+                    "ours": rows,
+                    "peers": peers,
+                    "ablation": ablation,
+                    "cold_start": cold,
+                    "speed": speed,
+                    "new_users": new_users,
+                    "ratio_to_ease": ratio_to_ease,
+                    "best_peer": best_peer,
+                    "ratio_to_best_peer": ratio,
+                    "split": prepared.summary,
+                }
+            )
+        )
     return 0
 
 

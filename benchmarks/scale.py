@@ -106,6 +106,7 @@ def _tree_rss_mb(pid: int) -> float:
 # Catalogue
 # --------------------------------------------------------------------------------------------------
 
+
 def make_catalogue(out: Path, n_items: int, n_interactions: int, n_users: int, seed: int = 2026) -> str:
     """Write a picture-free demo bundle into ``out``; return how ("generate_demo_bundle" or "blocks of N users").
 
@@ -118,8 +119,9 @@ def make_catalogue(out: Path, n_items: int, n_interactions: int, n_users: int, s
     from recsys.data import demo
 
     if n_users * n_items <= DENSE_CELLS_MAX:
-        demo.generate_demo_bundle(out, n_users=n_users, n_items=n_items, n_interactions=n_interactions,
-                                  seed=seed, pictures=False)
+        demo.generate_demo_bundle(
+            out, n_users=n_users, n_items=n_items, n_interactions=n_interactions, seed=seed, pictures=False
+        )
         return "generate_demo_bundle"
 
     import pandas as pd
@@ -154,12 +156,14 @@ def make_catalogue(out: Path, n_items: int, n_interactions: int, n_users: int, s
 # Stage runner: one fresh subprocess per stage
 # --------------------------------------------------------------------------------------------------
 
+
 def run_stage(cmd: list[str], log: Path, timeout: float, cap_mb: float, env: dict) -> dict:
     """Run ``cmd``; return seconds, peak RSS (MB, from wait4's ru_maxrss), status and the last JSON line."""
     t0 = time.perf_counter()
     with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=str(ROOT), env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=str(ROOT), env=env, start_new_session=True
+        )
     status, seen_rss = "ok", 0.0
     while True:
         pid, wstatus, ru = os.wait4(proc.pid, os.WNOHANG)
@@ -217,9 +221,17 @@ def latency_worker(workspace: str, run_id: str, n_users: int, k: int) -> None:
         t = time.perf_counter()
         model.recommend(u, k=k)
         times.append((time.perf_counter() - t) * 1000)
-    print(json.dumps({"load_s": round(load_s, 3), "users": len(times), "k": k,
-                      "p50_ms": round(float(np.percentile(times, 50)), 3),
-                      "p99_ms": round(float(np.percentile(times, 99)), 3)}))
+    print(
+        json.dumps(
+            {
+                "load_s": round(load_s, 3),
+                "users": len(times),
+                "k": k,
+                "p50_ms": round(float(np.percentile(times, 50)), 3),
+                "p99_ms": round(float(np.percentile(times, 99)), 3),
+            }
+        )
+    )
 
 
 def bench_size(n_items: int, n_inter: int, args, root: Path, env: dict) -> dict:
@@ -239,19 +251,50 @@ def bench_size(n_items: int, n_inter: int, args, root: Path, env: dict) -> dict:
     print(f"[{label}] generating ({n_users} users)", flush=True)
     stages["generate"] = run_stage(
         [py, str(Path(__file__).resolve()), "--_generate", str(bundle), str(n_items), str(n_inter), str(n_users)],
-        here / "generate.log", args.stage_timeout, cap, env)
+        here / "generate.log",
+        args.stage_timeout,
+        cap,
+        env,
+    )
     gen = stages["generate"]["json"] or {}
     res["generator"] = gen.get("how")
 
     plan = [
         ("import", base + ["import", str(bundle), "--name", name] + common),
-        ("features", base + ["features", name, "--text-encoder", "tfidf", "--modalities", "text", "attributes",
-                             "--device", "cpu"] + common),
-        ("train", base + ["train", "--data", name, "--run-id", run_id, "--text-encoder", "tfidf",
-                          "--modalities", "behaviour", "text", "attributes", "--epochs", "1", "--baselines",
-                          "--no-final-model", "--device", "cpu"] + common),
-        ("recommend", [py, str(Path(__file__).resolve()), "--_latency", str(ws), run_id,
-                       str(args.latency_users), "10"]),
+        (
+            "features",
+            base
+            + ["features", name, "--text-encoder", "tfidf", "--modalities", "text", "attributes", "--device", "cpu"]
+            + common,
+        ),
+        (
+            "train",
+            base
+            + [
+                "train",
+                "--data",
+                name,
+                "--run-id",
+                run_id,
+                "--text-encoder",
+                "tfidf",
+                "--modalities",
+                "behaviour",
+                "text",
+                "attributes",
+                "--epochs",
+                "1",
+                "--baselines",
+                "--no-final-model",
+                "--device",
+                "cpu",
+            ]
+            + common,
+        ),
+        (
+            "recommend",
+            [py, str(Path(__file__).resolve()), "--_latency", str(ws), run_id, str(args.latency_users), "10"],
+        ),
         ("export", base + ["export", run_id, "--k", "10", "--out", str(here / "recs.parquet")] + common),
     ]
     failed = stages["generate"]["status"] != "ok"
@@ -293,8 +336,7 @@ def growth(results: list[dict]) -> dict:
     the smallest and the largest size at which the stage finished."""
     out = {}
     for stage in STAGES:
-        ok = [(r["items"], r["stages"][stage]["peak_rss_mb"]) for r in results
-              if r["stages"][stage]["status"] == "ok"]
+        ok = [(r["items"], r["stages"][stage]["peak_rss_mb"]) for r in results if r["stages"][stage]["status"] == "ok"]
         if len(ok) >= 2 and ok[-1][0] > ok[0][0]:
             (ia, ra), (ib, rb) = ok[0], ok[-1]
             out[stage] = round((rb / ra) ** (1.0 / math.log10(ib / ia)), 2)
@@ -313,17 +355,30 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", nargs="+", type=parse_size, default=[parse_size(s) for s in DEFAULT_SIZES],
-                    help="ITEMS:INTERACTIONS, e.g. 10k:100k 100k:1M (default: %s)" % " ".join(DEFAULT_SIZES))
-    ap.add_argument("--interactions-per-user", type=int, default=20,
-                    help="users = interactions / this (default 20)")
-    ap.add_argument("--stage-timeout", type=float, default=900.0,
-                    help="seconds after which a stage is killed and recorded as unfinished (default 900)")
-    ap.add_argument("--memory-cap-mb", type=float, default=None,
-                    help="kill a stage whose RSS passes this (default: 80%% of MemAvailable at start)")
+    ap.add_argument(
+        "--sizes",
+        nargs="+",
+        type=parse_size,
+        default=[parse_size(s) for s in DEFAULT_SIZES],
+        help="ITEMS:INTERACTIONS, e.g. 10k:100k 100k:1M (default: %s)" % " ".join(DEFAULT_SIZES),
+    )
+    ap.add_argument("--interactions-per-user", type=int, default=20, help="users = interactions / this (default 20)")
+    ap.add_argument(
+        "--stage-timeout",
+        type=float,
+        default=900.0,
+        help="seconds after which a stage is killed and recorded as unfinished (default 900)",
+    )
+    ap.add_argument(
+        "--memory-cap-mb",
+        type=float,
+        default=None,
+        help="kill a stage whose RSS passes this (default: 80%% of MemAvailable at start)",
+    )
     ap.add_argument("--latency-users", type=int, default=50)
-    ap.add_argument("--threads", type=int, default=None,
-                    help="OMP/MKL/torch threads of every stage (default: leave as is)")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="OMP/MKL/torch threads of every stage (default: leave as is)"
+    )
     ap.add_argument("--workdir", default=None, help="where the bundles and workspaces go (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the bundles, workspaces and logs")
     args = ap.parse_args(argv)
@@ -337,8 +392,11 @@ def main(argv: list[str] | None = None) -> int:
             env[var] = str(args.threads)
     root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="recsys-scale-"))
     root.mkdir(parents=True, exist_ok=True)
-    print(f"workdir {root}; stage timeout {args.stage_timeout:g} s; memory cap {args.memory_cap_mb:.0f} MB; "
-          f"{os.cpu_count()} CPUs", flush=True)
+    print(
+        f"workdir {root}; stage timeout {args.stage_timeout:g} s; memory cap {args.memory_cap_mb:.0f} MB; "
+        f"{os.cpu_count()} CPUs",
+        flush=True,
+    )
 
     results = []
     for n_items, n_inter in args.sizes:
@@ -352,18 +410,29 @@ def main(argv: list[str] | None = None) -> int:
     for row in [head] + rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
     for r in results:
-        print(f"{r['size']}: recommend p50 {r['recommend_p50_ms']} ms, p99 {r['recommend_p99_ms']} ms "
-              f"(model load {r['model_load_s']} s); export {r.get('export_users_per_s')} users/s "
-              f"({r.get('export_users_per_s_incl_startup')} with process start); "
-              f"generator: {r.get('generator')}")
+        print(
+            f"{r['size']}: recommend p50 {r['recommend_p50_ms']} ms, p99 {r['recommend_p99_ms']} ms "
+            f"(model load {r['model_load_s']} s); export {r.get('export_users_per_s')} users/s "
+            f"({r.get('export_users_per_s_incl_startup')} with process start); "
+            f"generator: {r.get('generator')}"
+        )
     g = growth(results)
     if g:
         print("peak RSS growth per 10x items: " + ", ".join(f"{k} x{v}" for k, v in g.items()))
     for r in results:
         for s in r["stages"].values():
             s.pop("json", None)
-    print(json.dumps({"benchmark": "scale", "results": results, "rss_growth_per_10x_items": g,
-                      "stage_timeout_s": args.stage_timeout, "memory_cap_mb": round(args.memory_cap_mb)}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "scale",
+                "results": results,
+                "rss_growth_per_10x_items": g,
+                "stage_timeout_s": args.stage_timeout,
+                "memory_cap_mb": round(args.memory_cap_mb),
+            }
+        )
+    )
     return 0
 
 

@@ -14,6 +14,7 @@ the figures are a floor for what a separate client would see.
 
 The last line printed is one JSON object with every row; the table above it is for people.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,22 @@ def demo_run(root: Path, epochs: int) -> tuple[Path, str]:
     """A demo catalogue (the CLI's default size) trained by the fusion model with TF-IDF text."""
     workspace = root / "ws"
     recsys("demo", "--out", str(root / "bundle"), "--import", "--workspace", str(workspace), "--quiet")
-    recsys("train", "--workspace", str(workspace), "--run-id", "bench-serve", "--text-encoder", "tfidf",
-           "--epochs", str(epochs), "--baselines", "--no-final-model", "--device", "cpu", "--quiet")
+    recsys(
+        "train",
+        "--workspace",
+        str(workspace),
+        "--run-id",
+        "bench-serve",
+        "--text-encoder",
+        "tfidf",
+        "--epochs",
+        str(epochs),
+        "--baselines",
+        "--no-final-model",
+        "--device",
+        "cpu",
+        "--quiet",
+    )
     return workspace, "bench-serve"
 
 
@@ -95,9 +110,15 @@ def level(base: str, users: list[str], clients: int, seconds: float, k: int, exp
         thread.join()
     wall = time.perf_counter() - started
     every = [x for per in latencies for x in per]
-    return {"clients": clients, "requests": len(every), "errors": sum(errors), "seconds": round(wall, 2),
-            "requests_per_s": round(len(every) / wall, 1), "p50_ms": round(percentile(every, 50) * 1000, 2),
-            "p99_ms": round(percentile(every, 99) * 1000, 2)}
+    return {
+        "clients": clients,
+        "requests": len(every),
+        "errors": sum(errors),
+        "seconds": round(wall, 2),
+        "requests_per_s": round(len(every) / wall, 1),
+        "p50_ms": round(percentile(every, 50) * 1000, 2),
+        "p99_ms": round(percentile(every, 99) * 1000, 2),
+    }
 
 
 def main() -> None:
@@ -124,9 +145,25 @@ def main() -> None:
         users = [str(u) for u in ids["user_ids"]]
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen([sys.executable, "-m", "recsys", "serve", run, "--port", str(port), "--workspace",
-                                   str(workspace), "--log-level", "warning"], cwd=REPO_ROOT,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "recsys",
+                "serve",
+                run,
+                "--port",
+                str(port),
+                "--workspace",
+                str(workspace),
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + 180
             while True:
@@ -152,15 +189,32 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 server.kill()
 
-    print(f"run {health['run_id']} ({health['model']}, {health['items']:,} items, {health['users']:,} users), "
-          f"GET /recommend k={args.k}{' explain=true' if args.explain else ''}, {os.cpu_count()} CPUs")
+    print(
+        f"run {health['run_id']} ({health['model']}, {health['items']:,} items, {health['users']:,} users), "
+        f"GET /recommend k={args.k}{' explain=true' if args.explain else ''}, {os.cpu_count()} CPUs"
+    )
     print(f"{'clients':>8} {'requests':>9} {'errors':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for row in rows:
-        print(f"{row['clients']:>8} {row['requests']:>9} {row['errors']:>7} {row['requests_per_s']:>8} "
-              f"{row['p50_ms']:>8} {row['p99_ms']:>8}")
-    print(json.dumps({"benchmark": "serve", "run": health["run_id"], "model": health["model"],
-                      "items": health["items"], "users": health["users"], "k": args.k, "explain": args.explain,
-                      "cpus": os.cpu_count(), "server_exit": server.returncode, "levels": rows}))
+        print(
+            f"{row['clients']:>8} {row['requests']:>9} {row['errors']:>7} {row['requests_per_s']:>8} "
+            f"{row['p50_ms']:>8} {row['p99_ms']:>8}"
+        )
+    print(
+        json.dumps(
+            {
+                "benchmark": "serve",
+                "run": health["run_id"],
+                "model": health["model"],
+                "items": health["items"],
+                "users": health["users"],
+                "k": args.k,
+                "explain": args.explain,
+                "cpus": os.cpu_count(),
+                "server_exit": server.returncode,
+                "levels": rows,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

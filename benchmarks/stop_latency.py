@@ -12,6 +12,7 @@ Every training runs alone (timings taken beside other CPU work would measure the
 
 The last line printed is one JSON object with every row; the table above it is for people.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def recsys(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recsys", *args], cwd=REPO_ROOT, text=True,
-                          capture_output=True, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "recsys", *args], cwd=REPO_ROOT, text=True, capture_output=True, **kwargs
+    )
 
 
 def last_stage(run_dir: Path) -> str:
@@ -58,15 +60,36 @@ def measure(workspace: Path, dataset: str, delay: float, extra: list[str]) -> di
     run_id = f"stop-latency-{int(delay)}s"
     run_dir = workspace / "runs" / run_id
     shutil.rmtree(run_dir, ignore_errors=True)
-    process = subprocess.Popen([sys.executable, "-m", "recsys", "train", "--workspace", str(workspace),
-                                "--data", dataset, "--run-id", run_id, "--quiet", *extra],
-                               cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "recsys",
+            "train",
+            "--workspace",
+            str(workspace),
+            "--data",
+            dataset,
+            "--run-id",
+            run_id,
+            "--quiet",
+            *extra,
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     started = time.perf_counter()
     while time.perf_counter() - started < delay and process.poll() is None:
         time.sleep(0.1)
     if process.poll() is not None:
-        return {"delay_s": delay, "stage": "(ended before the signal)", "latency_s": None,
-                "exit_code": process.returncode}
+        return {
+            "delay_s": delay,
+            "stage": "(ended before the signal)",
+            "latency_s": None,
+            "exit_code": process.returncode,
+        }
     stage = last_stage(run_dir)
     sent = time.perf_counter()
     process.send_signal(signal.SIGTERM)
@@ -80,9 +103,16 @@ def measure(workspace: Path, dataset: str, delay: float, extra: list[str]) -> di
         status = json.loads((run_dir / "status.json").read_text())
     except (OSError, ValueError):
         status = {}
-    row = {"delay_s": delay, "stage": stage, "latency_s": round(latency, 2), "exit_code": process.returncode,
-           "state": status.get("state"), "stopped_during": status.get("stopped_during"),
-           "model_kept": (run_dir / "model").is_dir(), "resumable": (run_dir / "checkpoint").is_dir()}
+    row = {
+        "delay_s": delay,
+        "stage": stage,
+        "latency_s": round(latency, 2),
+        "exit_code": process.returncode,
+        "state": status.get("state"),
+        "stopped_during": status.get("stopped_during"),
+        "model_kept": (run_dir / "model").is_dir(),
+        "resumable": (run_dir / "checkpoint").is_dir(),
+    }
     shutil.rmtree(run_dir, ignore_errors=True)
     return row
 
@@ -93,15 +123,33 @@ def main() -> None:
     parser.add_argument("--dataset", default="big")
     parser.add_argument("--generate", type=int, nargs=3, metavar=("USERS", "ITEMS", "INTERACTIONS"), default=None)
     parser.add_argument("--delays", type=float, nargs="+", default=[3, 15, 30, 60, 90, 120, 180, 240, 300])
-    parser.add_argument("--train-args", default="--text-encoder tfidf --modalities behaviour text attributes",
-                        help="extra arguments of every training (default: TF-IDF text, no pictures)")
+    parser.add_argument(
+        "--train-args",
+        default="--text-encoder tfidf --modalities behaviour text attributes",
+        help="extra arguments of every training (default: TF-IDF text, no pictures)",
+    )
     args = parser.parse_args()
     if args.generate:
         users, items, interactions = args.generate
         bundle = args.workspace.parent / f"{args.dataset}-bundle"
-        done = recsys("demo", "--out", str(bundle), "--users", str(users), "--items", str(items),
-                      "--interactions", str(interactions), "--import", "--name", args.dataset,
-                      "--workspace", str(args.workspace), "--quiet", "--json")
+        done = recsys(
+            "demo",
+            "--out",
+            str(bundle),
+            "--users",
+            str(users),
+            "--items",
+            str(items),
+            "--interactions",
+            str(interactions),
+            "--import",
+            "--name",
+            args.dataset,
+            "--workspace",
+            str(args.workspace),
+            "--quiet",
+            "--json",
+        )
         if done.returncode:
             sys.exit(done.stderr)
     import pandas as pd
@@ -114,8 +162,17 @@ def main() -> None:
         rows.append(row)
         print(f"{delay:6.0f}s  {str(row['latency_s']):>7}s  {row.get('state') or '-':8}  {row['stage']}", flush=True)
     latencies = [r["latency_s"] for r in rows if r["latency_s"] is not None]
-    print(json.dumps({"dataset": args.dataset, "interactions": interactions, "rows": rows,
-                      "max_latency_s": max(latencies) if latencies else None, "cpus": os.cpu_count()}))
+    print(
+        json.dumps(
+            {
+                "dataset": args.dataset,
+                "interactions": interactions,
+                "rows": rows,
+                "max_latency_s": max(latencies) if latencies else None,
+                "cpus": os.cpu_count(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

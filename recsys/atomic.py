@@ -99,8 +99,9 @@ _LEFTOVER = re.compile(r"\.(?P<kind>staging|trash|deleted)-(?P<name>.+?)(?:\+(?P
 _TEMP_FILE = re.compile(r"\..+?(?:\+(?P<pid>\d+)-)?[^+]*\.tmp")
 
 
-def clean_leftovers(folder: str | os.PathLike, stale_after_s: float = 3600.0, temp_files: bool = False,
-                    everything: bool = False) -> list[str]:
+def clean_leftovers(
+    folder: str | os.PathLike, stale_after_s: float = 3600.0, temp_files: bool = False, everything: bool = False
+) -> list[str]:
     """Undo what interrupted atomic writes left in ``folder``; returns one line per leftover handled.
 
     A ``.trash-`` folder whose target is missing is put back (a crash between the two renames of
@@ -115,8 +116,11 @@ def clean_leftovers(folder: str | os.PathLike, stale_after_s: float = 3600.0, te
     folder = Path(folder)
     done: list[str] = []
     try:
-        entries = [p for p in folder.glob(".*") if _LEFTOVER.fullmatch(p.name)
-                   or (temp_files and p.is_file() and _TEMP_FILE.fullmatch(p.name))]
+        entries = [
+            p
+            for p in folder.glob(".*")
+            if _LEFTOVER.fullmatch(p.name) or (temp_files and p.is_file() and _TEMP_FILE.fullmatch(p.name))
+        ]
     except OSError:
         return done
     now = time.time()
@@ -141,8 +145,7 @@ def clean_leftovers(folder: str | os.PathLike, stale_after_s: float = 3600.0, te
                 except OSError:
                     continue
                 done.append(f"restored {path.name} as {match.group('name')}")
-                log.warning("put back %s from %s (a replace was interrupted)", folder / match.group("name"),
-                            path.name)
+                log.warning("put back %s from %s (a replace was interrupted)", folder / match.group("name"), path.name)
                 continue
         size = _size(path)
         if path.is_dir() and not path.is_symlink():

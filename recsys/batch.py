@@ -37,8 +37,9 @@ def seen_block_mask(model: Any, user_rows: np.ndarray) -> tuple[np.ndarray, np.n
     return positions, block.indices.astype(np.int64)
 
 
-def recommend_batch(model: Any, user_rows: Sequence[int] | np.ndarray, k: int,
-                    exclude_seen: bool = True, exposure: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def recommend_batch(
+    model: Any, user_rows: Sequence[int] | np.ndarray, k: int, exclude_seen: bool = True, exposure: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` ``(items [n, k'], scores [n, k'])`` for user rows, as :meth:`Recommender.recommend` ranks them
     at diversity 0 without groups (known items masked when ``exclude_seen``); a row with fewer than ``k``
     rankable items is padded with item -1 / score ``-inf``.
@@ -68,8 +69,8 @@ def recommend_batch(model: Any, user_rows: Sequence[int] | np.ndarray, k: int,
     values = np.full((len(rows), kk), -np.inf, dtype=np.float64)
     for r in range(len(rows)):
         top = balancer.rerank(scores[r], kk)
-        items[r, :len(top)] = top
-        values[r, :len(top)] = scores[r, top]
+        items[r, : len(top)] = top
+        values[r, : len(top)] = scores[r, top]
     return items, values
 
 
@@ -87,9 +88,17 @@ class ExportSummary:
     exposure: dict[str, float] | None = None  # with exposure re-ranking: target, strength, share of the slots
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"path": str(self.path), "users": self.users, "rows": self.rows, "k": self.k, "chunks": self.chunks,
-               "chunk_size": self.chunk_size, "format": self.format, "seconds": round(self.seconds, 3),
-               "columns": self.columns}
+        out = {
+            "path": str(self.path),
+            "users": self.users,
+            "rows": self.rows,
+            "k": self.k,
+            "chunks": self.chunks,
+            "chunk_size": self.chunk_size,
+            "format": self.format,
+            "seconds": round(self.seconds, 3),
+            "columns": self.columns,
+        }
         if self.exposure is not None:
             out["exposure"] = self.exposure
         return out
@@ -99,18 +108,23 @@ def share_columns(model: Any) -> list[str]:
     return [f"share_{m}" for m in list(model.modalities)]
 
 
-def _chunk_frames(model: Any, user_rows: np.ndarray, k: int, chunk_size: int, shares: bool,
-                  exclude_seen: bool, balancer: Any = None) -> Iterator[dict[str, np.ndarray]]:
+def _chunk_frames(
+    model: Any, user_rows: np.ndarray, k: int, chunk_size: int, shares: bool, exclude_seen: bool, balancer: Any = None
+) -> Iterator[dict[str, np.ndarray]]:
     user_ids = np.asarray(model.user_ids).astype(str)
     item_ids = np.asarray(model.item_ids).astype(str)
     for start in range(0, len(user_rows), chunk_size):
-        rows = user_rows[start:start + chunk_size]
+        rows = user_rows[start : start + chunk_size]
         items, scores = recommend_batch(model, rows, k, exclude_seen, exposure=balancer)
         valid = items >= 0
         counts = valid.sum(axis=1)
         ranks = np.tile(np.arange(1, items.shape[1] + 1, dtype=np.int16), (len(rows), 1))
-        columns = {"user_id": np.repeat(user_ids[rows], counts), "rank": ranks[valid],
-                   "item_id": item_ids[items[valid]], "score": scores[valid].astype(np.float32)}
+        columns = {
+            "user_id": np.repeat(user_ids[rows], counts),
+            "rank": ranks[valid],
+            "item_id": item_ids[items[valid]],
+            "score": scores[valid].astype(np.float32),
+        }
         if shares:
             modalities = list(model.modalities)
             block = np.zeros((int(counts.sum()), len(modalities)), dtype=np.float32)
@@ -119,7 +133,7 @@ def _chunk_frames(model: Any, user_rows: np.ndarray, k: int, chunk_size: int, sh
                 if count:
                     parts = model.explain_scores(int(row), row_items[:count].tolist())
                     if parts.get("shares") is not None:
-                        block[at:at + count] = np.asarray(parts["shares"], dtype=np.float32)
+                        block[at : at + count] = np.asarray(parts["shares"], dtype=np.float32)
                 at += count
             for m, name in enumerate(share_columns(model)):
                 columns[name] = block[:, m]
@@ -166,10 +180,17 @@ class _CsvSink:
         self.handle.close()
 
 
-def export_recommendations(model: Any, out: str | os.PathLike, k: int = 50, user_rows: Sequence[int] | None = None,
-                           chunk_size: int = 2048, shares: bool = False, exclude_seen: bool = True,
-                           progress: Progress | None = None,
-                           exposure: tuple[np.ndarray, float, float] | None = None) -> ExportSummary:
+def export_recommendations(
+    model: Any,
+    out: str | os.PathLike,
+    k: int = 50,
+    user_rows: Sequence[int] | None = None,
+    chunk_size: int = 2048,
+    shares: bool = False,
+    exclude_seen: bool = True,
+    progress: Progress | None = None,
+    exposure: tuple[np.ndarray, float, float] | None = None,
+) -> ExportSummary:
     """Write top-``k`` for ``user_rows`` (default: every user of the model) to ``out`` (``.csv``: CSV with
     spreadsheet-safe text; anything else: Parquet), ``chunk_size`` users at a time. Columns: ``user_id``,
     ``rank`` (int16, from 1), ``item_id``, ``score`` (float32) and, with ``shares`` (models that explain by
@@ -182,14 +203,19 @@ def export_recommendations(model: Any, out: str | os.PathLike, k: int = 50, user
     if int(chunk_size) < 1:
         raise ValueError(f"chunk size must be at least 1, not {chunk_size}")
     if shares and not (hasattr(model, "explains_by_modality") and model.explains_by_modality()):
-        raise ValueError(f"modality shares need a model that explains by modality (the attention fusion model); "
-                         f"this one is {getattr(model, 'name', type(model).__name__)}")
+        raise ValueError(
+            f"modality shares need a model that explains by modality (the attention fusion model); "
+            f"this one is {getattr(model, 'name', type(model).__name__)}"
+        )
     out = Path(out)
     if out.is_dir():
         raise IsADirectoryError(f"{out} is a folder; give a file name such as {out / 'recs.parquet'}")
     # every user, in the order of their ids (a model's rows follow its users' histories, see users_in_history_order)
-    rows = (np.argsort(np.asarray(model.user_ids).astype(str), kind="stable").astype(np.int64) if user_rows is None
-            else np.asarray(user_rows, dtype=np.int64))
+    rows = (
+        np.argsort(np.asarray(model.user_ids).astype(str), kind="stable").astype(np.int64)
+        if user_rows is None
+        else np.asarray(user_rows, dtype=np.int64)
+    )
     fmt = "csv" if out.suffix.lower() == ".csv" else "parquet"
     names = ["user_id", "rank", "item_id", "score"] + (share_columns(model) if shares else [])
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -227,11 +253,20 @@ def export_recommendations(model: Any, out: str | os.PathLike, k: int = 50, user
                 pass
         tmp.unlink(missing_ok=True)
         raise
-    return ExportSummary(path=out.resolve(), users=len(rows), rows=total_rows, k=int(k), chunks=chunks,
-                         chunk_size=int(chunk_size), format=fmt, seconds=time.perf_counter() - started,
-                         columns=names,
-                         exposure=None if balancer is None else {"target": balancer.target, "strength": balancer.strength,
-                                                                 "share": balancer.share})
+    return ExportSummary(
+        path=out.resolve(),
+        users=len(rows),
+        rows=total_rows,
+        k=int(k),
+        chunks=chunks,
+        chunk_size=int(chunk_size),
+        format=fmt,
+        seconds=time.perf_counter() - started,
+        columns=names,
+        exposure=None
+        if balancer is None
+        else {"target": balancer.target, "strength": balancer.strength, "share": balancer.share},
+    )
 
 
 def read_user_ids(path: str | os.PathLike) -> list[str]:

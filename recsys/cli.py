@@ -32,9 +32,11 @@ class CommandError(RuntimeError):
 
 def command(name: str, help_text: str, arguments: Callable[[argparse.ArgumentParser], None] | None = None):
     """Register ``func(args) -> dict`` as a sub-command; ``arguments`` adds its options."""
+
     def register(func):
         _COMMANDS[name] = (func, help_text, arguments)
         return func
+
     return register
 
 
@@ -65,6 +67,7 @@ class TqdmProgress:
 
 # ----------------------------------------------------------------------------- commands
 
+
 def _workspace(args: argparse.Namespace):
     from .workspace import Workspace
 
@@ -90,8 +93,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
         validate_name("dataset name", args.name)  # before minutes of generating: main prints it plainly
     started = time.perf_counter()
     out = Path(args.out)
-    generate_demo_bundle(out, n_users=args.users, n_items=args.items, n_interactions=args.interactions,
-                         seed=args.seed)
+    generate_demo_bundle(out, n_users=args.users, n_items=args.items, n_interactions=args.interactions, seed=args.seed)
     result: dict[str, Any] = {"bundle": str(out.resolve()), "seconds": round(time.perf_counter() - started, 2)}
     if args.do_import:
         imported = _workspace(args).import_bundle(out, name=args.name or DEMO_DATASET_NAME)
@@ -99,20 +101,31 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
         if not imported.ok:
             raise CommandError("the demo bundle failed validation:\n" + imported.report.format(), result)
         result["counts"] = imported.report.counts
-    _say(args, f"demo catalog written to {result['bundle']} in {result['seconds']} s"
-         + (f" and imported as '{args.name or DEMO_DATASET_NAME}'" if args.do_import else ""))
+    _say(
+        args,
+        f"demo catalog written to {result['bundle']} in {result['seconds']} s"
+        + (f" and imported as '{args.name or DEMO_DATASET_NAME}'" if args.do_import else ""),
+    )
     return result
 
 
 def _import_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="bundle folder or .zip")
-    p.add_argument("--name", default=None, help="dataset name: letters, digits, '.', '_', '-' (default: derived from "
-                   "the folder or zip name, e.g. 'My Shop (2).zip' -> my-shop-2)")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="dataset name: letters, digits, '.', '_', '-' (default: derived from "
+        "the folder or zip name, e.g. 'My Shop (2).zip' -> my-shop-2)",
+    )
     p.add_argument("--schema", default=None, help="JSON file with column roles overriding the inferred ones")
     p.add_argument("--check", action="store_true", help="validate only; write nothing to the workspace")
-    p.add_argument("--pseudonymise", action="store_true", help="store every user id as a keyed hash (u_ + 16 hex "
-                   "digits, HMAC-SHA256 with the workspace's secret key in .secret/): the same id gets the same "
-                   "pseudonym in every import of this workspace; `forget --user` still takes the raw id")
+    p.add_argument(
+        "--pseudonymise",
+        action="store_true",
+        help="store every user id as a keyed hash (u_ + 16 hex "
+        "digits, HMAC-SHA256 with the workspace's secret key in .secret/): the same id gets the same "
+        "pseudonym in every import of this workspace; `forget --user` still takes the raw id",
+    )
 
 
 @command("import", "validate a bundle (folder or .zip) and import it into the workspace", _import_arguments)
@@ -139,34 +152,53 @@ def cmd_import(args: argparse.Namespace) -> dict[str, Any]:
         name = args.name or (loaded.bundle.name if loaded.bundle else None)
         bundle = loaded.bundle
     else:
-        imported = workspace.import_bundle(args.source, name=args.name, schema=schema, progress=progress,
-                                           pseudonymise=args.pseudonymise)
+        imported = workspace.import_bundle(
+            args.source, name=args.name, schema=schema, progress=progress, pseudonymise=args.pseudonymise
+        )
         report, ok, path, name = imported.report, imported.ok, imported.path, imported.name
         bundle = workspace.load_dataset(name) if ok else None
     progress.close()
-    result = {"dataset": name, "path": str(path) if path else None, "imported": bool(path),
-              "pseudonymised": bool(path) and args.pseudonymise,
-              "seconds": round(time.perf_counter() - started, 2), **report.to_dict()}
+    result = {
+        "dataset": name,
+        "path": str(path) if path else None,
+        "imported": bool(path),
+        "pseudonymised": bool(path) and args.pseudonymise,
+        "seconds": round(time.perf_counter() - started, 2),
+        **report.to_dict(),
+    }
     if not ok:
-        raise CommandError(f"the bundle has {len(report.errors)} error(s); nothing was imported:\n" + report.format(),
-                           result)
+        raise CommandError(
+            f"the bundle has {len(report.errors)} error(s); nothing was imported:\n" + report.format(), result
+        )
     counts = report.counts
     _say(args, report.format())
     if bundle is not None and getattr(bundle, "interactions", None) is not None:
         from .train.data import preflight
 
-        check = preflight(bundle.interactions, has_timestamp=bundle.schema.timestamp_column is not None,
-                          catalogue_items=len(bundle.items))
-        result["protocols"] = {**check["protocols"], "auto": check["auto"], "reason": check["reason"],
-                               "median_interactions_per_user": check["median_interactions_per_user"]}
+        check = preflight(
+            bundle.interactions,
+            has_timestamp=bundle.schema.timestamp_column is not None,
+            catalogue_items=len(bundle.items),
+        )
+        result["protocols"] = {
+            **check["protocols"],
+            "auto": check["auto"],
+            "reason": check["reason"],
+            "median_interactions_per_user": check["median_interactions_per_user"],
+        }
         for protocol, kept in check["protocols"].items():
-            _say(args, f"protocol {protocol:<9} keeps {kept['users']:,} users, {kept['items']:,} items, "
-                       f"{kept['interactions']:,} interactions; evaluates {kept['evaluated_users']:,} users")
+            _say(
+                args,
+                f"protocol {protocol:<9} keeps {kept['users']:,} users, {kept['items']:,} items, "
+                f"{kept['interactions']:,} interactions; evaluates {kept['evaluated_users']:,} users",
+            )
         _say(args, f"auto -> {check['auto']}: {check['reason']}")
-    _say(args, f"{'checked' if args.check else 'imported'} '{name}': {counts.get('users', 0):,} users, "
-               f"{counts.get('items', 0):,} items, {counts.get('interactions', 0):,} interactions, "
-               f"{counts.get('items_with_image', 0):,} items with a picture"
-               + (f" -> {path}" if path else ""))
+    _say(
+        args,
+        f"{'checked' if args.check else 'imported'} '{name}': {counts.get('users', 0):,} users, "
+        f"{counts.get('items', 0):,} items, {counts.get('interactions', 0):,} interactions, "
+        f"{counts.get('items_with_image', 0):,} items with a picture" + (f" -> {path}" if path else ""),
+    )
     return result
 
 
@@ -178,8 +210,11 @@ def cmd_datasets(args: argparse.Namespace) -> dict[str, Any]:
         if info.damaged:  # listed all the same: one bad file must not hide the other datasets
             _say(args, f"{info.name:<28} DAMAGED: {info.damaged}")
             continue
-        _say(args, f"{info.name:<28} {counts.get('users', 0):>7,} users {counts.get('items', 0):>8,} items "
-                   f"{counts.get('interactions', 0):>10,} interactions")
+        _say(
+            args,
+            f"{info.name:<28} {counts.get('users', 0):>7,} users {counts.get('items', 0):>8,} items "
+            f"{counts.get('interactions', 0):>10,} interactions",
+        )
     if not infos:
         _say(args, "no datasets yet: run `python -m recsys demo --import` or `python -m recsys import BUNDLE`")
     return {"datasets": [info.to_dict() for info in infos]}
@@ -187,12 +222,22 @@ def cmd_datasets(args: argparse.Namespace) -> dict[str, Any]:
 
 def _forget_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", help="dataset name in the workspace")
-    p.add_argument("--user", dest="users", action="append", required=True, metavar="ID",
-                   help="a user to forget (repeat for several); on a pseudonymised dataset, the raw id")
+    p.add_argument(
+        "--user",
+        dest="users",
+        action="append",
+        required=True,
+        metavar="ID",
+        help="a user to forget (repeat for several); on a pseudonymised dataset, the raw id",
+    )
 
 
-@command("forget", "remove users' interactions and user rows from a dataset for good, and mark the runs that "
-                   "still hold them for retraining", _forget_arguments)
+@command(
+    "forget",
+    "remove users' interactions and user rows from a dataset for good, and mark the runs that "
+    "still hold them for retraining",
+    _forget_arguments,
+)
 def cmd_forget(args: argparse.Namespace) -> dict[str, Any]:
     from .workspace import DatasetNotFound, UnknownUsers, validate_name
 
@@ -202,8 +247,11 @@ def cmd_forget(args: argparse.Namespace) -> dict[str, Any]:
     except (DatasetNotFound, UnknownUsers, ValueError) as exc:
         raise CommandError(str(exc)) from exc
     # the ids are not echoed: the output may end up in logs
-    _say(args, f"forgot {result.users} user(s) from '{result.dataset}': {result.interactions_removed:,} interactions "
-               f"and {result.user_rows_removed:,} user rows removed")
+    _say(
+        args,
+        f"forgot {result.users} user(s) from '{result.dataset}': {result.interactions_removed:,} interactions "
+        f"and {result.user_rows_removed:,} user rows removed",
+    )
     for run_id in result.runs_marked:
         _say(args, f"run {run_id} still holds them in its model: retrain it (a new run) and delete it")
     for file in result.files_dropped:
@@ -219,8 +267,11 @@ def cmd_encoders(args: argparse.Namespace) -> dict[str, Any]:
     for info in list_encoders():
         row = {k: getattr(info, k) for k in ("name", "modality", "dim", "available", "description")}
         rows.append(row)
-        _say(args, f"{row['name']:<24} {row['modality']:<6} {str(row['dim']):>6}  "
-                   f"{'available' if row['available'] else 'not available offline':<22} {row['description']}")
+        _say(
+            args,
+            f"{row['name']:<24} {row['modality']:<6} {str(row['dim']):>6}  "
+            f"{'available' if row['available'] else 'not available offline':<22} {row['description']}",
+        )
     return {"encoders": rows}
 
 
@@ -228,12 +279,21 @@ def _features_arguments(p: argparse.ArgumentParser) -> None:
     from .features.registry import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 
     p.add_argument("dataset", help="dataset name in the workspace")
-    p.add_argument("--text-encoder", default=DEFAULT_TEXT_ENCODER,
-                   help=f"text encoder name (see `encoders`), default {DEFAULT_TEXT_ENCODER}")
-    p.add_argument("--image-encoder", default=DEFAULT_IMAGE_ENCODER,
-                   help=f"image encoder name, default {DEFAULT_IMAGE_ENCODER}")
-    p.add_argument("--modalities", nargs="+", default=["text", "image", "attributes"],
-                   choices=["text", "image", "attributes"], help="which modalities to extract")
+    p.add_argument(
+        "--text-encoder",
+        default=DEFAULT_TEXT_ENCODER,
+        help=f"text encoder name (see `encoders`), default {DEFAULT_TEXT_ENCODER}",
+    )
+    p.add_argument(
+        "--image-encoder", default=DEFAULT_IMAGE_ENCODER, help=f"image encoder name, default {DEFAULT_IMAGE_ENCODER}"
+    )
+    p.add_argument(
+        "--modalities",
+        nargs="+",
+        default=["text", "image", "attributes"],
+        choices=["text", "image", "attributes"],
+        help="which modalities to extract",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     p.add_argument("--batch-size", type=int, default=64, help="encoder batch size (default 64)")
 
@@ -258,23 +318,37 @@ def cmd_features(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         features = extract_item_features(
-            bundle.items, bundle.schema.items, bundle.root, workspace.features_dir,
-            text_encoder=args.text_encoder, image_encoder=args.image_encoder,
-            modalities=tuple(args.modalities), device=str(device), batch_size=args.batch_size, progress=progress)
+            bundle.items,
+            bundle.schema.items,
+            bundle.root,
+            workspace.features_dir,
+            text_encoder=args.text_encoder,
+            image_encoder=args.image_encoder,
+            modalities=tuple(args.modalities),
+            device=str(device),
+            batch_size=args.batch_size,
+            progress=progress,
+        )
     except RuntimeError as exc:  # EncoderUnavailableError and friends carry plain messages
         raise CommandError(str(exc)) from exc
     finally:
         progress.close()
     seconds = time.perf_counter() - started
     result = {
-        "dataset": bundle.name, "device": str(device), "items": int(len(bundle.items)),
-        "seconds": round(seconds, 3), "timings": features.timings,
+        "dataset": bundle.name,
+        "device": str(device),
+        "items": int(len(bundle.items)),
+        "seconds": round(seconds, 3),
+        "timings": features.timings,
         "text": _modality_summary(features.text, features.text_mask),
         "image": _modality_summary(features.image, features.image_mask),
         "cache_dir": str(workspace.features_dir),
     }
-    _say(args, f"features for {result['items']:,} items of '{bundle.name}' on {device} in {seconds:.1f} s: "
-               f"text {result['text']}, image {result['image']}")
+    _say(
+        args,
+        f"features for {result['items']:,} items of '{bundle.name}' on {device} in {seconds:.1f} s: "
+        f"text {result['text']}, image {result['image']}",
+    )
     return result
 
 
@@ -286,6 +360,7 @@ def _modality_summary(matrix: Any, mask: Any) -> dict[str, Any] | None:
 
 # ----------------------------------------------------------------------------- plumbing
 
+
 def _say(args: argparse.Namespace, text: str) -> None:
     if not getattr(args, "quiet", False):
         print(text)
@@ -294,8 +369,9 @@ def _say(args: argparse.Namespace, text: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON object as the last line of output")
-    common.add_argument("--workspace", default=None,
-                        help="workspace folder (default: $RECSYS_WORKSPACE or ./workspace)")
+    common.add_argument(
+        "--workspace", default=None, help="workspace folder (default: $RECSYS_WORKSPACE or ./workspace)"
+    )
     common.add_argument("--quiet", action="store_true", help="no progress bars or messages (the JSON still prints)")
 
     parser = argparse.ArgumentParser(prog="python -m recsys", description="Multimodal recommender studio engine.")
@@ -334,7 +410,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = {"command": args.command, "ok": True, **func(args)}
         code = EXIT_OK
-    except (CommandError, InvalidName, RunRefused, DatasetDamaged, ModelDamaged, RunDamaged) as exc:  # InvalidName: a run id
+    except (
+        CommandError,
+        InvalidName,
+        RunRefused,
+        DatasetDamaged,
+        ModelDamaged,
+        RunDamaged,
+    ) as exc:  # InvalidName: a run id
         # or dataset name that is a path; RunRefused: a run still training, or finished (resume without --force);
         # *Damaged: a stored file that cannot be read, named with what to do
         print(f"error: {exc}", file=sys.stderr)
@@ -351,8 +434,12 @@ def main(argv: list[str] | None = None) -> int:
         import traceback
 
         traceback.print_exc(file=sys.stderr)
-        result = {"command": args.command, "ok": False, "error": str(exc) or type(exc).__name__,
-                  "error_type": type(exc).__name__}
+        result = {
+            "command": args.command,
+            "ok": False,
+            "error": str(exc) or type(exc).__name__,
+            "error_type": type(exc).__name__,
+        }
         code = EXIT_FAILED
     if args.json:
         sys.stdout.flush()

@@ -4,6 +4,7 @@
 (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``) is honoured or refused with a plain
 ``ValueError`` that says why, never silently replaced by another device.
 """
+
 from __future__ import annotations
 
 import torch
@@ -40,9 +41,7 @@ def select_device(preference: str | torch.device | None = "auto") -> torch.devic
 
     kind, _, index_text = text.partition(":")
     if kind not in _KINDS:
-        raise ValueError(
-            f"Unknown device {preference!r}: use one of 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
-        )
+        raise ValueError(f"Unknown device {preference!r}: use one of 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
     index: int | None = None
     if index_text:
         if not index_text.isdigit():

@@ -84,8 +84,9 @@ def read_marker(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def mark_run(run_dir: str | os.PathLike, key: bytes, dataset: str, stored_ids: Iterable[Any],
-             at: float | None = None) -> dict[str, Any]:
+def mark_run(
+    run_dir: str | os.PathLike, key: bytes, dataset: str, stored_ids: Iterable[Any], at: float | None = None
+) -> dict[str, Any]:
     """Record in ``run_dir/privacy.json`` that the run was trained with users since forgotten from ``dataset``.
     Idempotent per user: forgetting the same person twice (an interrupted forget run again) counts them once."""
     at = time.time() if at is None else at
@@ -95,15 +96,17 @@ def mark_run(run_dir: str | os.PathLike, key: bytes, dataset: str, stored_ids: I
     events = list(marker.get("forgets") or [])
     if fresh:
         events.append({"dataset": dataset, "at": at, "at_utc": _utc(at), "users": len(fresh)})
-    marker.update({
-        "needs_retrain": True,
-        "forgotten_users": len(known) + len(fresh),
-        "forgets": events,
-        "user_hashes": sorted(known | set(fresh)),
-        "note": "users were forgotten from this run's dataset after it was trained: its saved model (model/) still "
-                "embeds them until the run is retrained as a new run (the retrained run excludes them); delete "
-                "this run once its replacement has finished",
-    })
+    marker.update(
+        {
+            "needs_retrain": True,
+            "forgotten_users": len(known) + len(fresh),
+            "forgets": events,
+            "user_hashes": sorted(known | set(fresh)),
+            "note": "users were forgotten from this run's dataset after it was trained: its saved model (model/) still "
+            "embeds them until the run is retrained as a new run (the retrained run excludes them); delete "
+            "this run once its replacement has finished",
+        }
+    )
     atomic_write_json(Path(run_dir) / MARKER, marker)
     return marker
 

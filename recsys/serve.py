@@ -42,6 +42,7 @@ MAX_QUERY_CHARS = 2000
 
 # ----------------------------------------------------------------------------- typed payloads
 
+
 class Health(BaseModel):
     status: str = "ok"
     run_id: str
@@ -65,6 +66,7 @@ class Modality(BaseModel):
 class Explanation(BaseModel):
     """What the ``explain`` command prints: modality shares (attention models), the history items that
     raise the score most, evidence from the catalogue and one sentence built from that evidence."""
+
     model_config = ConfigDict(extra="allow")
     user_id: str
     item_id: str
@@ -105,10 +107,12 @@ class SimilarResponse(BaseModel):
 
 class NewUserRequest(BaseModel):
     """A new user known by a few liked items and/or a text query (the ``recommend-new`` command)."""
+
     model_config = ConfigDict(extra="forbid")
     like: list[str] = Field(default_factory=list, max_length=MAX_LIKES, description="item ids the user liked")
-    query: str | None = Field(default=None, max_length=MAX_QUERY_CHARS,
-                              description="a text query, encoded with the run's text encoder")
+    query: str | None = Field(
+        default=None, max_length=MAX_QUERY_CHARS, description="a text query, encoded with the run's text encoder"
+    )
     user: str | None = Field(default=None, description="a known user to blend the query with")
     blend: float = Field(default=0.5, ge=0.0, le=1.0, description="weight of the query against the history")
     k: int = Field(default=10, ge=1, le=MAX_K)
@@ -131,6 +135,7 @@ class ErrorResponse(BaseModel):
 
 
 # ----------------------------------------------------------------------------- the served run
+
 
 class ServedRun:
     """One run's model, dataset titles and explanation context, loaded once; every engine call goes
@@ -173,8 +178,9 @@ def _finite(value: float) -> float | None:
 
 def _known_user(served: ServedRun, user: str) -> None:
     if user in served.forgotten:
-        raise HTTPException(404, f"user '{user}' was forgotten from the dataset after run {served.run_id} was "
-                                 "trained; retrain the run")
+        raise HTTPException(
+            404, f"user '{user}' was forgotten from the dataset after run {served.run_id} was trained; retrain the run"
+        )
     try:
         served.model.user_index(user)
     except KeyError:
@@ -206,49 +212,61 @@ def create_app(workspace: Any, run_id: str, served: ServedRun | None = None) -> 
 
             workspace = Workspace(workspace)
         served = ServedRun(workspace, run_id)
-    app = FastAPI(title=f"recsys: run {served.run_id}",
-                  description="Recommendations, similar items, cold start and explanations from one trained run.",
-                  responses={404: {"model": ErrorResponse, "description": "unknown user or item"}})
+    app = FastAPI(
+        title=f"recsys: run {served.run_id}",
+        description="Recommendations, similar items, cold start and explanations from one trained run.",
+        responses={404: {"model": ErrorResponse, "description": "unknown user or item"}},
+    )
     app.state.served = served
     s = served
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
-        return Health(run_id=s.run_id, model=str(s.config.get("model") or s.model.name),
-                      dataset=s.config.get("dataset"), items=s.model.n_items, users=s.model.n_users,
-                      loaded_seconds=s.loaded_seconds)
+        return Health(
+            run_id=s.run_id,
+            model=str(s.config.get("model") or s.model.name),
+            dataset=s.config.get("dataset"),
+            items=s.model.n_items,
+            users=s.model.n_users,
+            loaded_seconds=s.loaded_seconds,
+        )
 
     @app.get("/recommend", response_model=RecommendResponse, response_model_exclude_none=True)
-    def recommend(user: str = Query(..., min_length=1, description="user id"),
-                  k: int = Query(10, ge=1, le=MAX_K, description="how many items"),
-                  diversity: float = Query(0.0, ge=0.0, le=1.0, description="MMR diversity weight"),
-                  explain: bool = Query(False, description="add each item's explanation"),
-                  include_seen: bool = Query(False, description="do not exclude items the user already has"),
-                  ) -> RecommendResponse:
+    def recommend(
+        user: str = Query(..., min_length=1, description="user id"),
+        k: int = Query(10, ge=1, le=MAX_K, description="how many items"),
+        diversity: float = Query(0.0, ge=0.0, le=1.0, description="MMR diversity weight"),
+        explain: bool = Query(False, description="add each item's explanation"),
+        include_seen: bool = Query(False, description="do not exclude items the user already has"),
+    ) -> RecommendResponse:
         _known_user(s, user)
 
         def run() -> list[dict[str, Any]]:
-            items = s.model.recommend(user, k=k, exclude_seen=not include_seen, diversity=diversity,
-                                      groups=s.groups)
-            rows = [{"rank": r + 1, "item_id": item, "score": _finite(score), "title": s.title(item)}
-                    for r, (item, score) in enumerate(items)]
+            items = s.model.recommend(user, k=k, exclude_seen=not include_seen, diversity=diversity, groups=s.groups)
+            rows = [
+                {"rank": r + 1, "item_id": item, "score": _finite(score), "title": s.title(item)}
+                for r, (item, score) in enumerate(items)
+            ]
             if explain:
                 for row in rows:
                     row["explanation"] = _explanation(s, user, row["item_id"])
             return rows
 
-        return RecommendResponse(run_id=s.run_id, user=user, k=k, diversity=diversity,
-                                 recommendations=s.call(run))
+        return RecommendResponse(run_id=s.run_id, user=user, k=k, diversity=diversity, recommendations=s.call(run))
 
     @app.get("/similar", response_model=SimilarResponse, response_model_exclude_none=True)
-    def similar(item: str = Query(..., min_length=1, description="item id"),
-                k: int = Query(10, ge=1, le=MAX_K, description="how many items")) -> SimilarResponse:
+    def similar(
+        item: str = Query(..., min_length=1, description="item id"),
+        k: int = Query(10, ge=1, le=MAX_K, description="how many items"),
+    ) -> SimilarResponse:
         from .explain.evidence import similar_items
 
         _known_item(s, item)
         items = s.call(lambda: similar_items(s.model, item, k, vectors=s.vectors()))
-        rows = [Recommendation(rank=r + 1, item_id=i, score=_finite(score), title=s.title(i))
-                for r, (i, score) in enumerate(items)]
+        rows = [
+            Recommendation(rank=r + 1, item_id=i, score=_finite(score), title=s.title(i))
+            for r, (i, score) in enumerate(items)
+        ]
         return SimilarResponse(run_id=s.run_id, item=item, title=s.title(item), k=k, similar=rows)
 
     @app.post("/recommend-new", response_model=NewUserResponse, response_model_exclude_none=True)
@@ -265,24 +283,34 @@ def create_app(workspace: Any, run_id: str, served: ServedRun | None = None) -> 
 
         def run() -> list[tuple[str, float]]:
             if query:
-                return recommend_for_text(s.model, query, k=request.k, history=request.like or None,
-                                          blend=request.blend, encoder=query_encoder_for_run(s.run_dir),
-                                          user=request.user,
-                                          items_frame=s.bundle.items if s.bundle is not None else None,
-                                          roles=s.bundle.schema.items if s.bundle is not None else None)
+                return recommend_for_text(
+                    s.model,
+                    query,
+                    k=request.k,
+                    history=request.like or None,
+                    blend=request.blend,
+                    encoder=query_encoder_for_run(s.run_dir),
+                    user=request.user,
+                    items_frame=s.bundle.items if s.bundle is not None else None,
+                    roles=s.bundle.schema.items if s.bundle is not None else None,
+                )
             return recommend_for_history(s.model, request.like, k=request.k)
 
         try:
             items = s.call(run)
         except (ValueError, RuntimeError) as exc:  # a query with no text features, an encoder not installed
             raise HTTPException(422, str(exc.args[0]) if exc.args else str(exc)) from exc
-        rows = [Recommendation(rank=r + 1, item_id=i, score=_finite(score), title=s.title(i))
-                for r, (i, score) in enumerate(items)]
+        rows = [
+            Recommendation(rank=r + 1, item_id=i, score=_finite(score), title=s.title(i))
+            for r, (i, score) in enumerate(items)
+        ]
         return NewUserResponse(run_id=s.run_id, like=request.like, query=query, recommendations=rows)
 
     @app.get("/explain", response_model=ExplainResponse, response_model_exclude_none=True)
-    def explain(user: str = Query(..., min_length=1, description="user id"),
-                item: str = Query(..., min_length=1, description="item id")) -> ExplainResponse:
+    def explain(
+        user: str = Query(..., min_length=1, description="user id"),
+        item: str = Query(..., min_length=1, description="item id"),
+    ) -> ExplainResponse:
         _known_user(s, user)
         _known_item(s, item)
         return ExplainResponse(run_id=s.run_id, explanation=s.call(_explanation, s, user, item))

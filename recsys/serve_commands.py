@@ -1,6 +1,6 @@
 """CLI command of the serving layer: ``serve`` (the API itself is :mod:`recsys.serve`, imported only here).
 
-    python -m recsys serve RUN [--host 127.0.0.1] [--port 8000] [--workspace WS]
+python -m recsys serve RUN [--host 127.0.0.1] [--port 8000] [--workspace WS]
 """
 
 from __future__ import annotations
@@ -15,18 +15,30 @@ from .cli import CommandError, _say, _workspace, command
 
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run id (folder name under workspace/runs)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)",
+    )
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
-                   help="uvicorn's log level (default info; debug also logs each request)")
-    p.add_argument("--torch-threads", type=int, default=1,
-                   help="torch intra-op threads (default 1: requests are scored one at a time and are small, and "
-                        "more threads spin against the server's own; 1 is 5-8x faster per request on 2 cores)")
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="uvicorn's log level (default info; debug also logs each request)",
+    )
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: requests are scored one at a time and are small, and "
+        "more threads spin against the server's own; 1 is 5-8x faster per request on 2 cores)",
+    )
 
 
-@command("serve", "serve a trained run over HTTP (FastAPI): recommend, similar, recommend-new, explain",
-         _serve_arguments)
+@command(
+    "serve", "serve a trained run over HTTP (FastAPI): recommend, similar, recommend-new, explain", _serve_arguments
+)
 def cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
     if not 0 < args.port < 65536:
         raise CommandError(f"--port must be between 1 and 65535, not {args.port}")
@@ -46,27 +58,40 @@ def cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
     check_servable(workspace, args.run)
     served = ServedRun(workspace, args.run)  # CommandError / ModelDamaged before any port is bound
     app = create_app(workspace, args.run, served=served)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
-                                           access_log=args.log_level == "debug"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.log_level == "debug"
+        )
+    )
     host = f"[{args.host}]" if ":" in args.host else args.host
-    _say(args, f"serving run {served.run_id} ({served.model.name}, {served.model.n_items:,} items, "
-               f"{served.model.n_users:,} users) at http://{host}:{args.port}  (API docs: /docs; stop: Ctrl-C)")
+    _say(
+        args,
+        f"serving run {served.run_id} ({served.model.name}, {served.model.n_items:,} items, "
+        f"{served.model.n_users:,} users) at http://{host}:{args.port}  (API docs: /docs; stop: Ctrl-C)",
+    )
     # uvicorn stops on SIGINT/SIGTERM (stops accepting, finishes the requests in flight) and then raises the
     # signal again with the handlers it found: these record it, so that a stop is an ordinary exit 0
     stopped_by: list[str] = []
-    previous = {sig: signal.signal(sig, lambda number, _frame: stopped_by.append(signal.Signals(number).name))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        sig: signal.signal(sig, lambda number, _frame: stopped_by.append(signal.Signals(number).name))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     started = time.perf_counter()
     try:
         server.run()
     except SystemExit as exc:  # uvicorn exits 1 when it cannot bind (port in use, address not here)
-        raise CommandError(f"could not serve on {args.host}:{args.port} (port in use, or not an address of this "
-                           f"machine?)") from exc
+        raise CommandError(
+            f"could not serve on {args.host}:{args.port} (port in use, or not an address of this machine?)"
+        ) from exc
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not server.started:
         raise CommandError(f"could not serve on {args.host}:{args.port}")
     _say(args, f"stopped ({stopped_by[0] if stopped_by else 'shut down'})")
-    return {"run_id": served.run_id, "url": f"http://{host}:{args.port}", "stopped_by": stopped_by[0] if stopped_by
-            else None, "seconds": round(time.perf_counter() - started, 2)}
+    return {
+        "run_id": served.run_id,
+        "url": f"http://{host}:{args.port}",
+        "stopped_by": stopped_by[0] if stopped_by else None,
+        "seconds": round(time.perf_counter() - started, 2),
+    }

@@ -95,8 +95,12 @@ class ImportResult:
         return self.path is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "dataset": self.name, "path": str(self.path) if self.path else None,
-                **self.report.to_dict()}
+        return {
+            "ok": self.ok,
+            "dataset": self.name,
+            "path": str(self.path) if self.path else None,
+            **self.report.to_dict(),
+        }
 
 
 class DatasetNotFound(LookupError):
@@ -127,10 +131,16 @@ class ForgetResult:
     at: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "forgotten_users": self.users,
-                "interactions_removed": self.interactions_removed, "user_rows_removed": self.user_rows_removed,
-                "runs_marked": self.runs_marked, "files_dropped": self.files_dropped,
-                "pseudonymised": self.pseudonymised, "at": self.at}
+        return {
+            "dataset": self.dataset,
+            "forgotten_users": self.users,
+            "interactions_removed": self.interactions_removed,
+            "user_rows_removed": self.user_rows_removed,
+            "runs_marked": self.runs_marked,
+            "files_dropped": self.files_dropped,
+            "pseudonymised": self.pseudonymised,
+            "at": self.at,
+        }
 
 
 class DatasetDamaged(RuntimeError):
@@ -245,8 +255,10 @@ class Workspace:
             reason = f"cannot be read ({first[:160].rstrip('.')})"
         relative = folder.relative_to(self.root).as_posix()
         # there is no delete command for datasets: importing again under the same name replaces the folder
-        return (f"{relative}/{file} {reason}. Import it again (python -m recsys import BUNDLE --name {folder.name}) "
-                f"or delete the folder {relative}")
+        return (
+            f"{relative}/{file} {reason}. Import it again (python -m recsys import BUNDLE --name {folder.name}) "
+            f"or delete the folder {relative}"
+        )
 
     def _recover(self) -> list[str]:
         """Put back datasets an import interrupted between its two renames, and remove the staging copies,
@@ -289,10 +301,16 @@ class Workspace:
             raise DatasetNotFound(f"no dataset named '{name}' in {self.datasets_dir}")
         atomic_write_json(self.root / "active.json", {"dataset": name})
 
-    def import_bundle(self, source: Any, *, name: str | None = None,
-                      schema: Mapping[str, Any] | S.Schema | None = None,
-                      progress: Callable[[str, int, int], None] | None = None,
-                      pseudonymise: bool = False, **load_options: Any) -> ImportResult:
+    def import_bundle(
+        self,
+        source: Any,
+        *,
+        name: str | None = None,
+        schema: Mapping[str, Any] | S.Schema | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+        pseudonymise: bool = False,
+        **load_options: Any,
+    ) -> ImportResult:
         """Validate ``source`` and, only if it has no errors, store it as dataset ``name``.
 
         A bundle with errors changes nothing in the workspace; the report says why. A ``name`` given
@@ -302,8 +320,7 @@ class Workspace:
         """
         if name is not None:
             validate_name("dataset name", name)
-        result: LoadResult = load_bundle(source, schema=schema, name=name, progress=progress,
-                                         **load_options)
+        result: LoadResult = load_bundle(source, schema=schema, name=name, progress=progress, **load_options)
         final_name = name or dataset_name(result.bundle.name if result.bundle else "upload")
         if not result.ok:
             discard_bundle(result.bundle)
@@ -319,8 +336,16 @@ class Workspace:
         self.set_active_dataset(final_name)
         return ImportResult(result.report, final_name, target)
 
-    def _write_dataset(self, bundle: CatalogBundle, folder: Path, name: str, report: ValidationReport, source: Any,
-                       progress: Callable[[str, int, int], None] | None, pseudonymise: bool = False) -> None:
+    def _write_dataset(
+        self,
+        bundle: CatalogBundle,
+        folder: Path,
+        name: str,
+        report: ValidationReport,
+        source: Any,
+        progress: Callable[[str, int, int], None] | None,
+        pseudonymise: bool = False,
+    ) -> None:
         items = bundle.items.copy()
         interactions, users = bundle.interactions, bundle.users
         warnings = [issue.format() for issue in report.warnings]
@@ -329,8 +354,11 @@ class Workspace:
             from .privacy import pseudonym, workspace_key
 
             key = workspace_key(self.root)
-            raw = pd.unique(pd.concat([interactions["user_id"], users["user_id"] if users is not None else
-                                       pd.Series([], dtype=object)]).astype(str))
+            raw = pd.unique(
+                pd.concat(
+                    [interactions["user_id"], users["user_id"] if users is not None else pd.Series([], dtype=object)]
+                ).astype(str)
+            )
             mapping = {user: pseudonym(key, user) for user in raw}
             if len(set(mapping.values())) != len(mapping):  # 64-bit pseudonyms: never expected, but never silent
                 raise RuntimeError("two user ids got the same pseudonym; import without --pseudonymise")
@@ -374,8 +402,10 @@ class Workspace:
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(bundle.root / relative, destination)
             if mapping is not None:  # extra tables keyed by user (the demo's ground truth) get the pseudonyms too
-                _rewrite_user_table(destination, lambda frame: frame.assign(
-                    user_id=frame["user_id"].astype(str).map(lambda u: mapping.get(u, u))))
+                _rewrite_user_table(
+                    destination,
+                    lambda frame: frame.assign(user_id=frame["user_id"].astype(str).map(lambda u: mapping.get(u, u))),
+                )
         manifest = {
             "name": name,
             "source": str(source) if isinstance(source, (str, os.PathLike)) else "upload",
@@ -493,8 +523,7 @@ class Workspace:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if relative.parts[0] in ("images",) or relative.as_posix() in ("items.parquet", "schema.json"):
                     _link_or_copy(path, target)  # holds no user id
-                elif _rewrite_user_table(path, lambda frame: frame[~frame["user_id"].astype(str).isin(forget)],
-                                         target):
+                elif _rewrite_user_table(path, lambda frame: frame[~frame["user_id"].astype(str).isin(forget)], target):
                     continue  # an extra table keyed by user (the demo's ground truth): their rows dropped
                 elif any(needle in path.read_bytes() for needle in needles):
                     dropped.append(relative.as_posix())  # extra material naming them that cannot be edited
@@ -504,19 +533,36 @@ class Workspace:
             if users is not None:
                 _write_parquet(users, staging / "users.parquet")
             history = [entry for entry in manifest.get("forgotten") or [] if isinstance(entry, dict)]
-            history.append({"at": at, "at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)),
-                            "users": len(forget), "interactions": int(len(bundle.interactions) - len(interactions)),
-                            **({"files_dropped": dropped} if dropped else {})})
+            history.append(
+                {
+                    "at": at,
+                    "at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)),
+                    "users": len(forget),
+                    "interactions": int(len(bundle.interactions) - len(interactions)),
+                    **({"files_dropped": dropped} if dropped else {}),
+                }
+            )
             counts = dict(manifest.get("counts") or {})
             counts.update({"users": int(interactions["user_id"].nunique()), "interactions": int(len(interactions))})
-            manifest.update({"counts": counts, "forgotten": history,
-                             "warnings": _scrub_texts(list(manifest.get("warnings") or []), forget | set(requested))})
+            manifest.update(
+                {
+                    "counts": counts,
+                    "forgotten": history,
+                    "warnings": _scrub_texts(list(manifest.get("warnings") or []), forget | set(requested)),
+                }
+            )
             atomic_write_json(staging / "manifest.json", manifest)
         self._checked.pop(name, None)
-        return ForgetResult(name, len(forget), int(len(bundle.interactions) - len(interactions)),
-                            0 if users is None or bundle.users is None else int(len(bundle.users) - len(users)),
-                            marked, dropped,
-                            pseudonymised, at)
+        return ForgetResult(
+            name,
+            len(forget),
+            int(len(bundle.interactions) - len(interactions)),
+            0 if users is None or bundle.users is None else int(len(bundle.users) - len(users)),
+            marked,
+            dropped,
+            pseudonymised,
+            at,
+        )
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -537,8 +583,11 @@ def _rewrite_user_table(path: Path, change: Callable[[pd.DataFrame], pd.DataFram
     if path.suffix.lower() not in _USER_TABLES:
         return False
     try:
-        frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, dtype=str,
-                                                                                              keep_default_na=False)
+        frame = (
+            pd.read_parquet(path)
+            if path.suffix.lower() == ".parquet"
+            else pd.read_csv(path, dtype=str, keep_default_na=False)
+        )
     except Exception:  # not a table after all: the caller treats it as an opaque file
         return False
     if "user_id" not in frame.columns:

@@ -24,8 +24,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def pytest_addoption(parser):
-    parser.addoption("--all", action="store_true", default=False,
-                     help="also run the tests marked slow or browser (deselected by default)")
+    parser.addoption(
+        "--all",
+        action="store_true",
+        default=False,
+        help="also run the tests marked slow or browser (deselected by default)",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -69,8 +73,13 @@ def workspace(tmp_path):
     return Workspace(tmp_path / "workspace")
 
 
-def write_bundle(folder: Path, items: pd.DataFrame | None = None, interactions: pd.DataFrame | None = None,
-                 users: pd.DataFrame | None = None, images: dict[str, bytes] | None = None) -> Path:
+def write_bundle(
+    folder: Path,
+    items: pd.DataFrame | None = None,
+    interactions: pd.DataFrame | None = None,
+    users: pd.DataFrame | None = None,
+    images: dict[str, bytes] | None = None,
+) -> Path:
     """Write a small bundle as CSV files (pass None to leave a table out)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in (("items", items), ("interactions", interactions), ("users", users)):
@@ -129,8 +138,11 @@ def demo_template(tmp_path_factory) -> Path:
     bundle = generate_demo_bundle(root / "bundle", n_users=150, n_items=120, n_interactions=3000)
     result = workspace.import_bundle(bundle, name="demo")
     assert result.ok, result.report.format()
-    train_run(workspace, RunConfig(dataset="demo", fusion_options={"epochs": 3}, text_encoder="tfidf", baselines=["mostpop"]),
-              run_id=DEMO_RUN)
+    train_run(
+        workspace,
+        RunConfig(dataset="demo", fusion_options={"epochs": 3}, text_encoder="tfidf", baselines=["mostpop"]),
+        run_id=DEMO_RUN,
+    )
     return workspace.root
 
 
@@ -145,21 +157,29 @@ def demo_copy(demo_template, tmp_path) -> Path:
 @pytest.fixture
 def small_bundle(tmp_path) -> Path:
     """A valid 3-item bundle with pictures, ratings and a multi-label column."""
-    items = pd.DataFrame({
-        "item_id": ["a", "b", "c"],
-        "title": ["Red kettle for the kitchen", "Blue hiking boots", "Green garden hose, 20 m"],
-        "genres": ["Home|Kitchen", "Outdoor|Shoes", "Garden"],
-        "price": ["$12.50", "89", "1,299.00"],
-        "image_file": ["images/a.png", "images/b.png", ""],
-    })
-    interactions = pd.DataFrame({
-        "user_id": ["u1", "u1", "u2", "u2", "u3"],
-        "item_id": ["a", "b", "b", "c", "a"],
-        "rating": [5, 3, 4, 2, 1],
-        "timestamp": [1000, 2000, 1500, 1600, 1700],
-    })
-    return write_bundle(tmp_path / "small", items, interactions,
-                        images={"images/a.png": png_bytes(), "images/b.png": png_bytes((0, 0, 200))})
+    items = pd.DataFrame(
+        {
+            "item_id": ["a", "b", "c"],
+            "title": ["Red kettle for the kitchen", "Blue hiking boots", "Green garden hose, 20 m"],
+            "genres": ["Home|Kitchen", "Outdoor|Shoes", "Garden"],
+            "price": ["$12.50", "89", "1,299.00"],
+            "image_file": ["images/a.png", "images/b.png", ""],
+        }
+    )
+    interactions = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u2", "u2", "u3"],
+            "item_id": ["a", "b", "b", "c", "a"],
+            "rating": [5, 3, 4, 2, 1],
+            "timestamp": [1000, 2000, 1500, 1600, 1700],
+        }
+    )
+    return write_bundle(
+        tmp_path / "small",
+        items,
+        interactions,
+        images={"images/a.png": png_bytes(), "images/b.png": png_bytes((0, 0, 200))},
+    )
 
 
 def write_sparse_shop_bundle(folder: Path, n_users: int = 300, n_items: int = 240, seed: int = 7) -> Path:
@@ -170,8 +190,14 @@ def write_sparse_shop_bundle(folder: Path, n_users: int = 300, n_items: int = 24
 
     rng = np.random.default_rng(seed)
     types = ["Trousers", "Dress", "Sweater", "T-shirt", "Jacket", "Skirt", "Shorts", "Blouse"]
-    colours = {"Black": (20, 20, 20), "White": (235, 235, 235), "Dark Blue": (20, 40, 110), "Red": (190, 30, 40),
-               "Beige": (210, 190, 150), "Green": (40, 120, 60)}
+    colours = {
+        "Black": (20, 20, 20),
+        "White": (235, 235, 235),
+        "Dark Blue": (20, 40, 110),
+        "Red": (190, 30, 40),
+        "Beige": (210, 190, 150),
+        "Green": (40, 120, 60),
+    }
     departments = {1010: "Ladieswear", 2020: "Menswear", 3030: "Divided", 4040: "Sport"}
     colour_names = list(colours)
     rows, images = [], {}
@@ -181,14 +207,22 @@ def write_sparse_shop_bundle(folder: Path, n_users: int = 300, n_items: int = 24
         department = list(departments)[rng.integers(len(departments))]
         item_id = f"0{700000000 + i * 7919}"
         has_picture = rng.random() > 0.33
-        rows.append({"item_id": item_id, "prod_name": f"{kind} {['Slim', 'Relaxed', 'Basic', 'Premium'][i % 4]} {i}",
-                     "product_type_name": kind, "colour_group_code": 10 + colour_names.index(colour),
-                     "colour_group_name": colour, "department_no": department,
-                     "department_name": departments[department], "graphical_appearance_no": 1010016 + (i % 3),
-                     "index_code": "ABCD"[department // 1000 - 1],
-                     "detail_desc": f"A {colour.lower()} {kind.lower()} from {departments[department]}.",
-                     "price": round(float(rng.uniform(5, 80)), 2),
-                     "image_file": f"images/{item_id}.png" if has_picture else ""})
+        rows.append(
+            {
+                "item_id": item_id,
+                "prod_name": f"{kind} {['Slim', 'Relaxed', 'Basic', 'Premium'][i % 4]} {i}",
+                "product_type_name": kind,
+                "colour_group_code": 10 + colour_names.index(colour),
+                "colour_group_name": colour,
+                "department_no": department,
+                "department_name": departments[department],
+                "graphical_appearance_no": 1010016 + (i % 3),
+                "index_code": "ABCD"[department // 1000 - 1],
+                "detail_desc": f"A {colour.lower()} {kind.lower()} from {departments[department]}.",
+                "price": round(float(rng.uniform(5, 80)), 2),
+                "image_file": f"images/{item_id}.png" if has_picture else "",
+            }
+        )
         if has_picture:
             images[f"images/{item_id}.png"] = png_bytes(colours[colour])
     items = pd.DataFrame(rows)
@@ -200,6 +234,12 @@ def write_sparse_shop_bundle(folder: Path, n_users: int = 300, n_items: int = 24
             pool = [j for j in range(n_items) if j % len(types) == taste] if rng.random() < 0.6 else range(n_items)
             j = int(rng.choice(list(pool)))
             day = 1 + int(rng.integers(0, 700))
-            interactions.append({"user_id": f"c{u:05d}", "item_id": rows[j]["item_id"],
-                                 "t_dat": f"2019-{1 + day // 60 % 12:02d}-{1 + day % 28:02d}", "timestamp": day})
+            interactions.append(
+                {
+                    "user_id": f"c{u:05d}",
+                    "item_id": rows[j]["item_id"],
+                    "t_dat": f"2019-{1 + day // 60 % 12:02d}-{1 + day % 28:02d}",
+                    "timestamp": day,
+                }
+            )
     return write_bundle(folder, items, pd.DataFrame(interactions), images=images)

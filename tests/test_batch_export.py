@@ -45,7 +45,7 @@ def run_cli(trained, *argv) -> tuple[int, dict]:
 
 
 def known(model, row: int) -> set[str]:
-    return {str(model.item_ids[i]) for i in model.seen.indices[model.seen.indptr[row]:model.seen.indptr[row + 1]]}
+    return {str(model.item_ids[i]) for i in model.seen.indices[model.seen.indptr[row] : model.seen.indptr[row + 1]]}
 
 
 def test_top_k_rows_is_the_ranking_of_recommend():
@@ -65,8 +65,12 @@ def test_export_matches_recommend_for_sampled_users(trained, model, tmp_path):
     assert code == 0 and result["ok"] and result["users"] == model.n_users and result["rows"] == 10 * model.n_users
     assert result["chunks"] == -(-model.n_users // 7)
     table = pq.read_table(out)
-    assert [(f.name, str(f.type)) for f in table.schema] == [("user_id", "string"), ("rank", "int16"),
-                                                             ("item_id", "string"), ("score", "float")]
+    assert [(f.name, str(f.type)) for f in table.schema] == [
+        ("user_id", "string"),
+        ("rank", "int16"),
+        ("item_id", "string"),
+        ("score", "float"),
+    ]
     assert pq.ParquetFile(out).num_row_groups == result["chunks"]
     frame = table.to_pandas()
     rng = np.random.default_rng(1)
@@ -170,13 +174,13 @@ def test_csv_output_is_spreadsheet_safe_and_equal_to_parquet(model, tmp_path):
     import copy
 
     tricky = copy.copy(model)
-    tricky.item_ids = np.array(["=HYPERLINK(\"x\")" if i == 0 else str(v) for i, v in enumerate(model.item_ids)])
+    tricky.item_ids = np.array(['=HYPERLINK("x")' if i == 0 else str(v) for i, v in enumerate(model.item_ids)])
     export_recommendations(tricky, tmp_path / "r.csv", k=model.n_items, chunk_size=16)
     export_recommendations(tricky, tmp_path / "r.parquet", k=model.n_items, chunk_size=16)
     text = pd.read_csv(tmp_path / "r.csv", dtype={"user_id": str, "item_id": str})
     parquet = pd.read_parquet(tmp_path / "r.parquet")
-    assert "=HYPERLINK(\"x\")" in set(parquet["item_id"])
-    assert "'=HYPERLINK(\"x\")" in set(text["item_id"]) and "=HYPERLINK(\"x\")" not in set(text["item_id"])
+    assert '=HYPERLINK("x")' in set(parquet["item_id"])
+    assert '\'=HYPERLINK("x")' in set(text["item_id"]) and '=HYPERLINK("x")' not in set(text["item_id"])
     assert len(text) == len(parquet) and list(text["rank"]) == list(parquet["rank"])
 
 
@@ -193,7 +197,9 @@ def test_export_with_exposure_moves_the_group_toward_its_target(trained, model, 
     from recsys.models.rerank import group_membership
 
     items = Workspace(trained).load_dataset("demo").items.drop_duplicates("item_id")
-    aligned = items.set_index(items["item_id"].astype(str).to_numpy()).reindex(pd.Index([str(i) for i in model.item_ids]))
+    aligned = items.set_index(items["item_id"].astype(str).to_numpy()).reindex(
+        pd.Index([str(i) for i in model.item_ids])
+    )
     plain_out = tmp_path / "plain.parquet"
     assert run_cli(trained, "export", RUN, "--k", "5", "--out", str(plain_out))[0] == 0
     plain = pd.read_parquet(plain_out)
@@ -211,8 +217,21 @@ def test_export_with_exposure_moves_the_group_toward_its_target(trained, model, 
     shares = {}
     for strength in ("0", "0.5", "1"):
         out = tmp_path / f"exposure-{strength}.parquet"
-        code, result = run_cli(trained, "export", RUN, "--k", "5", "--out", str(out), "--chunk-size", "7",
-                               "--exposure-group", f"brand={brand}", "--exposure-strength", strength)
+        code, result = run_cli(
+            trained,
+            "export",
+            RUN,
+            "--k",
+            "5",
+            "--out",
+            str(out),
+            "--chunk-size",
+            "7",
+            "--exposure-group",
+            f"brand={brand}",
+            "--exposure-strength",
+            strength,
+        )
         assert code == 0 and result["exposure"]["group"] == f"brand={brand}"
         frame = pd.read_parquet(out)
         assert result["exposure"]["target"] == pytest.approx(target)

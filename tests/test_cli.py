@@ -12,8 +12,13 @@ from tests.conftest import REPO_ROOT
 
 
 def run_cli(*args: str, workspace) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recsys", *args, "--workspace", str(workspace)],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "recsys", *args, "--workspace", str(workspace)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def last_json(stdout: str) -> dict:
@@ -47,8 +52,20 @@ def test_check_only_writes_nothing(tmp_path, small_bundle):
 
 
 def test_demo_command_writes_and_imports(tmp_path):
-    done = run_cli("demo", "--out", str(tmp_path / "demo"), "--users", "60", "--items", "40",
-                   "--interactions", "900", "--import", "--json", workspace=tmp_path / "ws")
+    done = run_cli(
+        "demo",
+        "--out",
+        str(tmp_path / "demo"),
+        "--users",
+        "60",
+        "--items",
+        "40",
+        "--interactions",
+        "900",
+        "--import",
+        "--json",
+        workspace=tmp_path / "ws",
+    )
     assert done.returncode == 0, done.stderr
     result = last_json(done.stdout)
     assert result["counts"]["users"] == 60 and result["counts"]["items"] == 40
@@ -89,19 +106,22 @@ def _other_workspace_run(tmp_path):
     return run
 
 
-@pytest.mark.parametrize("argv", [
-    ["recommend", "{run}", "--user", "u1"],
-    ["evaluate", "{run}"],
-    ["explain", "{run}", "--user", "u1", "--item", "i1"],
-    ["recommend-explained", "{run}", "--user", "u1"],
-    ["recommend-new", "{run}", "--like", "i1"],
-    ["train", "--resume", "{run}"],
-    ["train", "--data", "../nowhere"],
-    ["import", "{bundle}", "--name", "../../etc"],
-    ["import", "{bundle}", "--name", "/tmp/abs", "--check"],
-    ["demo", "--out", "{tmp}/demo", "--import", "--name", "a/b"],
-    ["features", "../demo"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["recommend", "{run}", "--user", "u1"],
+        ["evaluate", "{run}"],
+        ["explain", "{run}", "--user", "u1", "--item", "i1"],
+        ["recommend-explained", "{run}", "--user", "u1"],
+        ["recommend-new", "{run}", "--like", "i1"],
+        ["train", "--resume", "{run}"],
+        ["train", "--data", "../nowhere"],
+        ["import", "{bundle}", "--name", "../../etc"],
+        ["import", "{bundle}", "--name", "/tmp/abs", "--check"],
+        ["demo", "--out", "{tmp}/demo", "--import", "--name", "a/b"],
+        ["features", "../demo"],
+    ],
+)
 def test_every_command_refuses_a_path_where_a_name_belongs(argv, tmp_path, small_bundle, capsys):
     from recsys.cli import main
 

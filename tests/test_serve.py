@@ -56,8 +56,13 @@ def ids(app):
 
 
 def cli(*args: str, workspace) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recsys", *args, "--workspace", str(workspace)],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "recsys", *args, "--workspace", str(workspace)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def cli_in_process(*args: str, workspace) -> subprocess.CompletedProcess:
@@ -74,6 +79,7 @@ def cli_in_process(*args: str, workspace) -> subprocess.CompletedProcess:
 
 
 # ----------------------------------------------------------------------------- in process
+
 
 def test_health_names_the_run_and_its_size(client, app):
     data = client.get("/health").json()
@@ -145,11 +151,14 @@ def test_explain_one_pair(client, ids):
     assert explanation["modalities"] and explanation["model"] == "fusion"
 
 
-@pytest.mark.parametrize("path, params, named", [
-    ("/recommend", {"user": "nobody-42"}, "nobody-42"),
-    ("/explain", {"user": "nobody-42", "item": "D0001"}, "nobody-42"),
-    ("/similar", {"item": "no-such-item"}, "no-such-item"),
-])
+@pytest.mark.parametrize(
+    "path, params, named",
+    [
+        ("/recommend", {"user": "nobody-42"}, "nobody-42"),
+        ("/explain", {"user": "nobody-42", "item": "D0001"}, "nobody-42"),
+        ("/similar", {"item": "no-such-item"}, "no-such-item"),
+    ],
+)
 def test_unknown_ids_are_404_naming_them(client, path, params, named):
     response = client.get(path, params=params)
     assert response.status_code == 404 and named in response.json()["detail"]
@@ -162,15 +171,36 @@ def test_unknown_items_in_explain_and_recommend_new_are_404(client, ids):
     assert response.status_code == 404 and "gone-7" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("params", [{"k": 0}, {"k": -3}, {"k": 1001}, {"k": "ten"}, {"diversity": 1.5},
-                                    {"diversity": -0.1}, {"diversity": "nan"}, {"explain": "perhaps"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"k": 0},
+        {"k": -3},
+        {"k": 1001},
+        {"k": "ten"},
+        {"diversity": 1.5},
+        {"diversity": -0.1},
+        {"diversity": "nan"},
+        {"explain": "perhaps"},
+    ],
+)
 def test_bad_parameters_are_422(client, ids, params):
     response = client.get("/recommend", params={"user": ids["user"], **params})
     assert response.status_code == 422 and response.json()["detail"]
 
 
-@pytest.mark.parametrize("body", [{}, {"like": []}, {"query": "   "}, {"like": ["D0001"], "k": 0},
-                                  {"query": "x", "blend": 2}, {"likes": ["D0001"]}, "not an object"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"like": []},
+        {"query": "   "},
+        {"like": ["D0001"], "k": 0},
+        {"query": "x", "blend": 2},
+        {"likes": ["D0001"]},
+        "not an object",
+    ],
+)
 def test_bad_new_user_requests_are_422(client, body):
     response = client.post("/recommend-new", json=body)
     assert response.status_code == 422 and response.json()["detail"]
@@ -217,6 +247,7 @@ def test_create_app_refuses_a_missing_run_and_a_path(served_root):
 
 # ----------------------------------------------------------------------------- the command
 
+
 @pytest.mark.slow  # three interpreters start (about 20 s each on 2 busy cores)
 def test_serve_refuses_a_damaged_or_missing_run_with_exit_1(served_root, tmp_path):
     workspace = tmp_path / "ws"
@@ -253,9 +284,14 @@ def fetch(url: str, body: dict | None = None) -> tuple[int, dict]:
 def test_serve_end_to_end_and_stops_on_sigterm(served_root, ids):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen([sys.executable, "-m", "recsys", "serve", RUN, "--port", str(port), "--json",
-                                "--workspace", str(served_root)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "recsys", "serve", RUN, "--port", str(port), "--json", "--workspace", str(served_root)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         deadline = time.monotonic() + 120
         while True:

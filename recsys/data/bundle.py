@@ -140,6 +140,7 @@ def _unsafe_path(value: Any) -> bool:
 
 # ----------------------------------------------------------------------------- opening sources
 
+
 class _Extracted:
     """A zip's contents unpacked into a private temporary folder, removed on close."""
 
@@ -156,38 +157,58 @@ class _Extracted:
 def _check_zip(archive: zipfile.ZipFile, report: ValidationReport, name: str, max_bytes: int) -> bool:
     entries = archive.infolist()
     if len(entries) > DEFAULT_MAX_ARCHIVE_ENTRIES:
-        report.error("archive_too_many_entries",
-                     f"the archive holds {len(entries):,} entries; the limit is {DEFAULT_MAX_ARCHIVE_ENTRIES:,}", name)
+        report.error(
+            "archive_too_many_entries",
+            f"the archive holds {len(entries):,} entries; the limit is {DEFAULT_MAX_ARCHIVE_ENTRIES:,}",
+            name,
+        )
         return False
     escaping = [e.filename for e in entries if safe_relative_path(e.filename) is None and e.filename.strip("/")]
     if escaping:
-        report.error("archive_path_escape",
-                     f"{len(escaping)} entries would be written outside the bundle folder (absolute paths or '..'); "
-                     "the archive was not unpacked", name, rows=escaping)
+        report.error(
+            "archive_path_escape",
+            f"{len(escaping)} entries would be written outside the bundle folder (absolute paths or '..'); "
+            "the archive was not unpacked",
+            name,
+            rows=escaping,
+        )
         return False
     links = [e.filename for e in entries if stat.S_ISLNK(e.external_attr >> 16)]
     if links:
-        report.error("archive_symlink", f"{len(links)} entries are symbolic links, which bundles may not contain",
-                     name, rows=links)
+        report.error(
+            "archive_symlink",
+            f"{len(links)} entries are symbolic links, which bundles may not contain",
+            name,
+            rows=links,
+        )
         return False
     total = sum(e.file_size for e in entries)
     if total > max_bytes:
-        report.error("archive_too_large",
-                     f"the archive unpacks to {total / 1e6:,.1f} MB, over the limit of {max_bytes / 1e6:,.0f} MB",
-                     name)
+        report.error(
+            "archive_too_large",
+            f"the archive unpacks to {total / 1e6:,.1f} MB, over the limit of {max_bytes / 1e6:,.0f} MB",
+            name,
+        )
         return False
-    bombs = [e.filename for e in entries
-             if e.compress_size > 0 and e.file_size > 10_000_000 and e.file_size / e.compress_size > MAX_COMPRESSION_RATIO]
+    bombs = [
+        e.filename
+        for e in entries
+        if e.compress_size > 0 and e.file_size > 10_000_000 and e.file_size / e.compress_size > MAX_COMPRESSION_RATIO
+    ]
     if bombs:
-        report.error("archive_suspicious_compression",
-                     "entries compress more than any real data does (a 'zip bomb'); the archive was not unpacked",
-                     name, rows=bombs)
+        report.error(
+            "archive_suspicious_compression",
+            "entries compress more than any real data does (a 'zip bomb'); the archive was not unpacked",
+            name,
+            rows=bombs,
+        )
         return False
     return True
 
 
-def _open_source(source: str | os.PathLike | bytes | io.IOBase, report: ValidationReport,
-                 max_archive_bytes: int) -> _Extracted | None:
+def _open_source(
+    source: str | os.PathLike | bytes | io.IOBase, report: ValidationReport, max_archive_bytes: int
+) -> _Extracted | None:
     if isinstance(source, (bytes, bytearray)) or hasattr(source, "read"):
         data = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
         return _unzip(data, "upload.zip", report, max_archive_bytes)
@@ -199,9 +220,12 @@ def _open_source(source: str | os.PathLike | bytes | io.IOBase, report: Validati
         return _Extracted(_find_root(path), None)
     if path.suffix.lower() == ".zip":
         if path.stat().st_size > max_archive_bytes:
-            report.error("archive_too_large",
-                         f"the archive is {path.stat().st_size / 1e6:,.1f} MB, over the limit of "
-                         f"{max_archive_bytes / 1e6:,.0f} MB", path.name)
+            report.error(
+                "archive_too_large",
+                f"the archive is {path.stat().st_size / 1e6:,.1f} MB, over the limit of "
+                f"{max_archive_bytes / 1e6:,.0f} MB",
+                path.name,
+            )
             return None
         with open(path, "rb") as handle:
             return _unzip(handle, path.name, report, max_archive_bytes)
@@ -239,8 +263,9 @@ def _find_root(folder: Path) -> Path:
     """The folder holding the tables: the given one, or its single sub-folder (zips often wrap one)."""
     if _find_table(folder, "items") or _find_table(folder, "interactions"):
         return folder
-    children = [c for c in folder.iterdir()
-                if c.is_dir() and not c.is_symlink() and not c.name.startswith((".", "__MACOSX"))]
+    children = [
+        c for c in folder.iterdir() if c.is_dir() and not c.is_symlink() and not c.name.startswith((".", "__MACOSX"))
+    ]
     if len(children) == 1:
         return _find_root(children[0])
     return folder
@@ -256,6 +281,7 @@ def _find_table(folder: Path, table: str) -> Path | None:
 
 # ----------------------------------------------------------------------------- reading tables
 
+
 def read_table(path: Path, report: ValidationReport) -> pd.DataFrame | None:
     """Read one table; identifiers and text stay strings. Problems go into the report."""
     name = path.name
@@ -270,9 +296,13 @@ def read_table(path: Path, report: ValidationReport) -> pd.DataFrame | None:
                 text = raw.decode("utf-8-sig")
             except UnicodeDecodeError as exc:
                 line = raw[: exc.start].count(b"\n") + 1
-                report.error("wrong_encoding",
-                             f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
-                             "save it as UTF-8 (in Excel: 'CSV UTF-8') and upload it again", name, rows=[line])
+                report.error(
+                    "wrong_encoding",
+                    f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
+                    "save it as UTF-8 (in Excel: 'CSV UTF-8') and upload it again",
+                    name,
+                    rows=[line],
+                )
                 return None
             if not _check_field_counts(raw, text, name, report):
                 return None
@@ -311,13 +341,13 @@ def _ragged_lines_unquoted(raw: bytes, limit: int = 10) -> tuple[int, list[tuple
         ends = np.append(ends, len(data))
     starts = np.concatenate(([0], ends[:-1] + 1))
     fields = np.diff(np.searchsorted(np.flatnonzero(data == 44), np.concatenate(([-1], ends)))) + 1
-    if not len(fields) or not raw[starts[0]:ends[0]].strip():
+    if not len(fields) or not raw[starts[0] : ends[0]].strip():
         return None  # no lines, or a blank first line: leave it to the csv module
     expected = int(fields[0])
     examples: list[tuple[int, int]] = []
     count = 0
     for index in np.flatnonzero(fields != expected):
-        if fields[index] == 1 and not raw[starts[index]:ends[index]].strip():
+        if fields[index] == 1 and not raw[starts[index] : ends[index]].strip():
             continue  # a blank line
         count += 1
         if len(examples) < limit:
@@ -366,13 +396,20 @@ def _check_field_counts(raw: bytes, text: str, name: str, report: ValidationRepo
     if not count:
         return True
     line, fields = examples[0]
-    cause = ("an unquoted comma in a text field? quote it" if fields > expected else
-             "a value left out without its comma, or a line break in an unquoted text field? keep one comma per "
-             "column and quote text fields")
+    cause = (
+        "an unquoted comma in a text field? quote it"
+        if fields > expected
+        else "a value left out without its comma, or a line break in an unquoted text field? keep one comma per "
+        "column and quote text fields"
+    )
     others = count - 1
     more = f"; {others:,} more line{'s have' if others > 1 else ' has'} a different number of fields" if others else ""
-    report.error("ragged_rows", f"line {line} has {fields} field{'s' if fields != 1 else ''}, the header has "
-                                f"{expected} ({cause}){more}", name, rows=[e[0] for e in examples])
+    report.error(
+        "ragged_rows",
+        f"line {line} has {fields} field{'s' if fields != 1 else ''}, the header has {expected} ({cause}){more}",
+        name,
+        rows=[e[0] for e in examples],
+    )
     return False
 
 
@@ -383,9 +420,16 @@ def _row_numbers(mask: pd.Series | np.ndarray) -> list[int]:
 
 # ----------------------------------------------------------------------------- the loader
 
-def load_bundle(source: str | os.PathLike | bytes | io.IOBase, *, schema: Mapping[str, Any] | S.Schema | None = None,
-                name: str | None = None, max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
-                check_images: bool = True, progress: ProgressFn | None = None) -> LoadResult:
+
+def load_bundle(
+    source: str | os.PathLike | bytes | io.IOBase,
+    *,
+    schema: Mapping[str, Any] | S.Schema | None = None,
+    name: str | None = None,
+    max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
+    check_images: bool = True,
+    progress: ProgressFn | None = None,
+) -> LoadResult:
     """Load, normalise and validate a bundle.
 
     ``schema`` overrides roles (same shape as ``schema.json``, which is read from the bundle too).
@@ -422,18 +466,25 @@ def _default_name(source: Any) -> str:
     return "upload"
 
 
-def _load_from_folder(folder: Path, report: ValidationReport, overrides: Any, name: str, check_images: bool,
-                      progress: ProgressFn | None) -> CatalogBundle | None:
+def _load_from_folder(
+    folder: Path, report: ValidationReport, overrides: Any, name: str, check_images: bool, progress: ProgressFn | None
+) -> CatalogBundle | None:
     files = {table: _find_table(folder, table) for table in S.TABLES}
     for table in ("items", "interactions"):
         if files[table] is None:
-            report.error("missing_file",
-                         f"no {table} table found: the bundle needs {table}.csv, {table}.parquet or {table}.jsonl",
-                         f"{table}.*")
+            report.error(
+                "missing_file",
+                f"no {table} table found: the bundle needs {table}.csv, {table}.parquet or {table}.jsonl",
+                f"{table}.*",
+            )
     for extra in ("schema.json", *(p.name for p in files.values() if p is not None)):
         if (folder / extra).exists() and not resolves_inside(folder, folder / extra):
-            report.error("file_outside_bundle", "the file is a symbolic link that points outside the bundle; copy "
-                         "the file itself into the bundle folder", extra)
+            report.error(
+                "file_outside_bundle",
+                "the file is a symbolic link that points outside the bundle; copy "
+                "the file itself into the bundle folder",
+                extra,
+            )
     if not report.ok:
         return None
     tables: dict[str, pd.DataFrame | None] = {}
@@ -450,9 +501,15 @@ def _load_from_folder(folder: Path, report: ValidationReport, overrides: Any, na
         except (ValueError, UnicodeDecodeError) as exc:
             report.error("bad_schema", f"schema.json is not valid: {exc}", "schema.json")
             return None
-    separator = (overrides.multi_label_separator if isinstance(overrides, S.Schema) else
-                 (overrides or {}).get("multi_label_separator")) or (bundle_schema or {}).get(
-                     "multi_label_separator") or S.DEFAULT_SEPARATOR
+    separator = (
+        (
+            overrides.multi_label_separator
+            if isinstance(overrides, S.Schema)
+            else (overrides or {}).get("multi_label_separator")
+        )
+        or (bundle_schema or {}).get("multi_label_separator")
+        or S.DEFAULT_SEPARATOR
+    )
     inferred = S.infer_schema(tables, separator)
     try:
         schema = inferred.merged(bundle_schema).merged(overrides)
@@ -467,8 +524,12 @@ def _load_from_folder(folder: Path, report: ValidationReport, overrides: Any, na
         for column in list(schema.table(table)):
             if frame is None or column not in frame.columns:
                 if frame is not None:
-                    report.warning("schema_unknown_column", f"the schema names column '{column}', which the file lacks",
-                                   _file_name(files, table), column)
+                    report.warning(
+                        "schema_unknown_column",
+                        f"the schema names column '{column}', which the file lacks",
+                        _file_name(files, table),
+                        column,
+                    )
                 schema.table(table).pop(column)
 
     items = _validate_items(tables["items"], schema, report, _file_name(files, "items"))
@@ -482,17 +543,26 @@ def _load_from_folder(folder: Path, report: ValidationReport, overrides: Any, na
     if users is not None:
         unknown_users = ~users["user_id"].isin(set(interactions["user_id"]))
         if unknown_users.any():
-            report.warning("users_without_interactions",
-                           f"{int(unknown_users.sum())} users have no interactions",
-                           _file_name(files, "users"), "user_id",
-                           _row_numbers(unknown_users))
-    bundle = CatalogBundle(items, interactions, users, schema, folder, name,
-                           {t: p.name for t, p in files.items() if p is not None})
+            report.warning(
+                "users_without_interactions",
+                f"{int(unknown_users.sum())} users have no interactions",
+                _file_name(files, "users"),
+                "user_id",
+                _row_numbers(unknown_users),
+            )
+    bundle = CatalogBundle(
+        items, interactions, users, schema, folder, name, {t: p.name for t, p in files.items() if p is not None}
+    )
     if check_images and schema.image_column:
         _check_images(bundle, report, _file_name(files, "items"), progress)
     for link, outside in bundle.extra_files()[1]:
-        report.warning("link_not_copied", "a symbolic link that points outside the bundle; it is not "
-                       "copied" if outside else "a symbolic link to a folder; it is not copied", link)
+        report.warning(
+            "link_not_copied",
+            "a symbolic link that points outside the bundle; it is not copied"
+            if outside
+            else "a symbolic link to a folder; it is not copied",
+            link,
+        )
     report.counts = bundle.counts() if report.ok else {}
     return bundle if report.ok else None
 
@@ -503,8 +573,9 @@ def _file_name(files: dict[str, Path | None], table: str) -> str:
     return path.name if path else table
 
 
-def _apply_column_mapping(tables: dict[str, pd.DataFrame | None], schema: S.Schema, report: ValidationReport,
-                          files: dict[str, Path | None]) -> bool:
+def _apply_column_mapping(
+    tables: dict[str, pd.DataFrame | None], schema: S.Schema, report: ValidationReport, files: dict[str, Path | None]
+) -> bool:
     """Rename the columns the schema maps to ``item_id`` / ``user_id`` (``article_id`` -> ``item_id``), saying
     so; False (with an error) when a mapping cannot apply."""
     for table, mapping in schema.columns.items():
@@ -516,12 +587,20 @@ def _apply_column_mapping(tables: dict[str, pd.DataFrame | None], schema: S.Sche
             if source == target:
                 continue
             if source not in frame.columns:
-                report.error("mapping_unknown_column", f"the column mapping names '{source}' as {target}, but the file "
-                             "has no such column", file, source)
+                report.error(
+                    "mapping_unknown_column",
+                    f"the column mapping names '{source}' as {target}, but the file has no such column",
+                    file,
+                    source,
+                )
                 return False
             if target in frame.columns:
-                report.error("mapping_conflict", f"'{source}' cannot be used as {target}: the file already has a "
-                             f"'{target}' column", file, source)
+                report.error(
+                    "mapping_conflict",
+                    f"'{source}' cannot be used as {target}: the file already has a '{target}' column",
+                    file,
+                    source,
+                )
                 return False
             frame = frame.rename(columns={source: target})
             roles = schema.table(table)
@@ -537,11 +616,15 @@ def _apply_column_mapping(tables: dict[str, pd.DataFrame | None], schema: S.Sche
 def _require_columns(frame: pd.DataFrame, table: str, report: ValidationReport, file: str) -> bool:
     missing = [c for c in S.REQUIRED_COLUMNS[table] if c not in frame.columns]
     if missing:
-        report.error("missing_column",
-                     f"required column(s) {', '.join(repr(m) for m in missing)} missing; found "
-                     f"{', '.join(repr(c) for c in frame.columns[:12])}. If one of those is the {missing[0]}, map it "
-                     f"(the Data page's column mapping, or schema.json: "
-                     f"{{\"columns\": {{\"{table}\": {{\"<column>\": \"{missing[0]}\"}}}}}})", file, missing[0])
+        report.error(
+            "missing_column",
+            f"required column(s) {', '.join(repr(m) for m in missing)} missing; found "
+            f"{', '.join(repr(c) for c in frame.columns[:12])}. If one of those is the {missing[0]}, map it "
+            f"(the Data page's column mapping, or schema.json: "
+            f'{{"columns": {{"{table}": {{"<column>": "{missing[0]}"}}}}}})',
+            file,
+            missing[0],
+        )
         return False
     return True
 
@@ -560,17 +643,22 @@ def _blank_ids(frame: pd.DataFrame, column: str, report: ValidationReport, file:
     return frame
 
 
-def _normalise_feature_columns(frame: pd.DataFrame, roles: dict[str, str], report: ValidationReport,
-                               file: str) -> pd.DataFrame:
+def _normalise_feature_columns(
+    frame: pd.DataFrame, roles: dict[str, str], report: ValidationReport, file: str
+) -> pd.DataFrame:
     for column, role in roles.items():
         if role == S.NUMERIC:
             parsed = S.parse_numeric(frame[column])
             given = frame[column].astype("string").str.strip().fillna("") != ""
             bad = given & parsed.isna()
             if bad.any():
-                report.warning("non_numeric_values",
-                               f"{int(bad.sum())} values are not numbers and are treated as missing", file, column,
-                               _row_numbers(bad))
+                report.warning(
+                    "non_numeric_values",
+                    f"{int(bad.sum())} values are not numbers and are treated as missing",
+                    file,
+                    column,
+                    _row_numbers(bad),
+                )
             frame[column] = parsed
         elif role in (S.TEXT, S.CATEGORICAL, S.MULTI_LABEL, S.IMAGE):
             frame[column] = frame[column].astype("string").fillna("").str.strip().astype(object)
@@ -586,10 +674,14 @@ def _validate_items(frame: pd.DataFrame, schema: S.Schema, report: ValidationRep
     duplicated = frame["item_id"].duplicated(keep=False) & (frame["item_id"] != "")
     if duplicated.any():
         examples = frame.loc[duplicated, "item_id"].unique()[:5]
-        report.error("duplicate_item_ids",
-                     f"{int(frame['item_id'].duplicated().sum())} item ids appear more than once "
-                     f"(e.g. {', '.join(map(str, examples))}); each item needs exactly one row", file, "item_id",
-                     _row_numbers(duplicated))
+        report.error(
+            "duplicate_item_ids",
+            f"{int(frame['item_id'].duplicated().sum())} item ids appear more than once "
+            f"(e.g. {', '.join(map(str, examples))}); each item needs exactly one row",
+            file,
+            "item_id",
+            _row_numbers(duplicated),
+        )
     frame = _normalise_feature_columns(frame, schema.items, report, file)
     for column in schema.columns_with("items", S.TEXT, S.CATEGORICAL, S.MULTI_LABEL, S.IMAGE, S.NUMERIC):
         if S.coverage(frame[column]) == 0:
@@ -597,8 +689,9 @@ def _validate_items(frame: pd.DataFrame, schema: S.Schema, report: ValidationRep
     return frame
 
 
-def _validate_interactions(frame: pd.DataFrame, schema: S.Schema, report: ValidationReport,
-                           file: str) -> pd.DataFrame | None:
+def _validate_interactions(
+    frame: pd.DataFrame, schema: S.Schema, report: ValidationReport, file: str
+) -> pd.DataFrame | None:
     if not _require_columns(frame, "interactions", report, file):
         return None
     frame = frame.copy()
@@ -613,26 +706,40 @@ def _validate_interactions(frame: pd.DataFrame, schema: S.Schema, report: Valida
         bad = given & parsed.isna()
         if bad.any():
             examples = frame.loc[bad, rating].astype(str).unique()[:3]
-            report.error("non_numeric_ratings",
-                         f"{int(bad.sum())} ratings are not numbers (e.g. {', '.join(repr(e) for e in examples)}); "
-                         "fix them, or set this column's role to 'ignore' to treat the data as implicit feedback",
-                         file, rating, _row_numbers(bad))
+            report.error(
+                "non_numeric_ratings",
+                f"{int(bad.sum())} ratings are not numbers (e.g. {', '.join(repr(e) for e in examples)}); "
+                "fix them, or set this column's role to 'ignore' to treat the data as implicit feedback",
+                file,
+                rating,
+                _row_numbers(bad),
+            )
         frame[rating] = parsed
     stamp = schema.timestamp_column
     if stamp:
         parsed = S.parse_timestamp(frame[stamp])
         bad = parsed.isna() & (frame[stamp].astype("string").str.strip().fillna("") != "")
         if bad.any():
-            report.warning("bad_timestamps", f"{int(bad.sum())} timestamps could not be read and are left empty",
-                           file, stamp, _row_numbers(bad))
+            report.warning(
+                "bad_timestamps",
+                f"{int(bad.sum())} timestamps could not be read and are left empty",
+                file,
+                stamp,
+                _row_numbers(bad),
+            )
         frame[stamp] = parsed
     frame = _normalise_feature_columns(
-        frame, {c: r for c, r in schema.interactions.items() if c not in ("user_id", "item_id")}, report, file)
+        frame, {c: r for c, r in schema.interactions.items() if c not in ("user_id", "item_id")}, report, file
+    )
     duplicates = frame.duplicated(["user_id", "item_id"], keep="first")
     if duplicates.any():
-        report.warning("duplicate_interactions",
-                       f"{int(duplicates.sum())} (user, item) pairs repeat; training counts each pair once",
-                       file, None, _row_numbers(duplicates))
+        report.warning(
+            "duplicate_interactions",
+            f"{int(duplicates.sum())} (user, item) pairs repeat; training counts each pair once",
+            file,
+            None,
+            _row_numbers(duplicates),
+        )
     return frame
 
 
@@ -643,23 +750,36 @@ def _validate_users(frame: pd.DataFrame, schema: S.Schema, report: ValidationRep
     frame["user_id"] = _ids(frame["user_id"])
     duplicated = frame["user_id"].duplicated(keep=False)
     if duplicated.any():
-        report.error("duplicate_user_ids", f"{int(frame['user_id'].duplicated().sum())} user ids appear more than once",
-                     file, "user_id", _row_numbers(duplicated))
+        report.error(
+            "duplicate_user_ids",
+            f"{int(frame['user_id'].duplicated().sum())} user ids appear more than once",
+            file,
+            "user_id",
+            _row_numbers(duplicated),
+        )
     return _normalise_feature_columns(frame, schema.users, report, file)
 
 
-def _check_references(items: pd.DataFrame, interactions: pd.DataFrame, report: ValidationReport,
-                      file: str) -> pd.DataFrame:
+def _check_references(
+    items: pd.DataFrame, interactions: pd.DataFrame, report: ValidationReport, file: str
+) -> pd.DataFrame:
     unknown = ~interactions["item_id"].isin(set(items["item_id"])) & (interactions["item_id"] != "")
     if not unknown.any():
         return interactions
     share = float(unknown.mean())
     examples = interactions.loc[unknown, "item_id"].unique()[:5]
-    message = (f"{int(unknown.sum()):,} interactions ({share:.1%}) point at items that are not in the items table "
-               f"(e.g. {', '.join(map(str, examples))})")
+    message = (
+        f"{int(unknown.sum()):,} interactions ({share:.1%}) point at items that are not in the items table "
+        f"(e.g. {', '.join(map(str, examples))})"
+    )
     if share > 0.01:
-        report.error("unknown_items", message + "; check that both files use the same item ids", file, "item_id",
-                     _row_numbers(unknown))
+        report.error(
+            "unknown_items",
+            message + "; check that both files use the same item ids",
+            file,
+            "item_id",
+            _row_numbers(unknown),
+        )
         return interactions
     report.warning("unknown_items", message + "; these rows are dropped", file, "item_id", _row_numbers(unknown))
     return interactions.loc[~unknown].reset_index(drop=True)
@@ -671,10 +791,14 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
     values = bundle.items[column]
     escaping = values.map(_unsafe_path)
     if escaping.any():
-        report.error("image_path_escape",
-                     f"{int(escaping.sum())} picture paths leave the bundle folder (absolute paths or '..'); "
-                     "paths must be relative to the bundle, like images/123.jpg", file, column,
-                     _row_numbers(escaping))
+        report.error(
+            "image_path_escape",
+            f"{int(escaping.sum())} picture paths leave the bundle folder (absolute paths or '..'); "
+            "paths must be relative to the bundle, like images/123.jpg",
+            file,
+            column,
+            _row_numbers(escaping),
+        )
     missing, unreadable, outside, too_large = [], [], [], []
     total = len(values)
     for position, value in enumerate(values):
@@ -701,34 +825,63 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
     if outside:
         names = [name for _, name in outside]
         if len(outside) == 1:
-            message = (f"{names[0]} points outside the bundle (symbolic link); it is ignored and the item is "
-                       "treated as having no picture")
+            message = (
+                f"{names[0]} points outside the bundle (symbolic link); it is ignored and the item is "
+                "treated as having no picture"
+            )
         else:
-            message = (f"{len(outside)} pictures point outside the bundle (symbolic links), e.g. "
-                       f"{', '.join(names[:3])}; they are ignored and those items are treated as having no picture")
+            message = (
+                f"{len(outside)} pictures point outside the bundle (symbolic links), e.g. "
+                f"{', '.join(names[:3])}; they are ignored and those items are treated as having no picture"
+            )
         report.warning("image_outside_bundle", message, file, column, [p + 2 for p, _ in outside])
     if too_large:
         limit = too_large[0][1].limit
         if len(too_large) == 1:
             message = f"{too_large[0][1]}; it is ignored (not decoded) and the item is treated as having no picture"
         else:
-            examples = ", ".join(f"{e.name} ({e.size[0]}x{e.size[1]} pixels)" if e.size else
-                                 f"{e.name} ({describe_size(None, e.pixels)})" for _, e in too_large[:3])
-            message = (f"{len(too_large)} pictures are over the limit of {megapixels(limit)}, e.g. {examples}; they "
-                       "are ignored (not decoded) and those items are treated as having no picture")
-        report.warning("image_too_large", message + f"; the limit is set by {MAX_IMAGE_PIXELS_ENV}", file, column,
-                       [p + 2 for p, _ in too_large])
+            examples = ", ".join(
+                f"{e.name} ({e.size[0]}x{e.size[1]} pixels)"
+                if e.size
+                else f"{e.name} ({describe_size(None, e.pixels)})"
+                for _, e in too_large[:3]
+            )
+            message = (
+                f"{len(too_large)} pictures are over the limit of {megapixels(limit)}, e.g. {examples}; they "
+                "are ignored (not decoded) and those items are treated as having no picture"
+            )
+        report.warning(
+            "image_too_large",
+            message + f"; the limit is set by {MAX_IMAGE_PIXELS_ENV}",
+            file,
+            column,
+            [p + 2 for p, _ in too_large],
+        )
     if missing:
-        report.warning("missing_images",
-                       f"{len(missing)} pictures named in the items table are not in the bundle; those items are "
-                       "treated as having no picture", file, column, [p + 2 for p in missing])
+        report.warning(
+            "missing_images",
+            f"{len(missing)} pictures named in the items table are not in the bundle; those items are "
+            "treated as having no picture",
+            file,
+            column,
+            [p + 2 for p in missing],
+        )
     if unreadable:
-        report.warning("unreadable_images",
-                       f"{len(unreadable)} pictures could not be read as images; those items are treated as having "
-                       "no picture", file, column, [p + 2 for p in unreadable])
+        report.warning(
+            "unreadable_images",
+            f"{len(unreadable)} pictures could not be read as images; those items are treated as having no picture",
+            file,
+            column,
+            [p + 2 for p in unreadable],
+        )
     # blank out what cannot be used so later stages see "no picture" rather than a broken path
-    bad = (set(missing) | set(unreadable) | {p for p, _ in outside} | {p for p, _ in too_large}
-           | set(np.flatnonzero(escaping.to_numpy())))
+    bad = (
+        set(missing)
+        | set(unreadable)
+        | {p for p, _ in outside}
+        | {p for p, _ in too_large}
+        | set(np.flatnonzero(escaping.to_numpy()))
+    )
     if bad:
         cleaned = values.copy()
         cleaned.iloc[sorted(bad)] = ""

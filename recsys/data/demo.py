@@ -99,13 +99,15 @@ _VOCABULARY: dict = json.loads(Path(__file__).with_name("demo_vocabulary.json").
 _TOPIC_DATA: dict[str, dict] = _VOCABULARY["topics"]
 TOPICS: tuple[str, ...] = tuple(_TOPIC_DATA)
 # Every category value "<department> > <sub-category>", topic by topic; (topic index, sub-category spec).
-_CATEGORIES: tuple[str, ...] = tuple(f"{d['department']} > {sub}" for d in _TOPIC_DATA.values()
-                                     for sub in d["subcategories"])
+_CATEGORIES: tuple[str, ...] = tuple(
+    f"{d['department']} > {sub}" for d in _TOPIC_DATA.values() for sub in d["subcategories"]
+)
 _CATEGORY_TOPIC: tuple[int, ...] = tuple(t for t, d in enumerate(_TOPIC_DATA.values()) for _ in d["subcategories"])
 _CATEGORY_SPEC: tuple[dict, ...] = tuple(spec for d in _TOPIC_DATA.values() for spec in d["subcategories"].values())
 # Public views: topic -> its categories, category -> the product nouns its titles use.
 TOPIC_CATEGORIES: dict[str, tuple[str, ...]] = {
-    topic: tuple(c for c, t in zip(_CATEGORIES, _CATEGORY_TOPIC) if t == k) for k, topic in enumerate(TOPICS)}
+    topic: tuple(c for c, t in zip(_CATEGORIES, _CATEGORY_TOPIC) if t == k) for k, topic in enumerate(TOPICS)
+}
 CATEGORY_NOUNS: dict[str, tuple[str, ...]] = {c: tuple(spec["nouns"]) for c, spec in zip(_CATEGORIES, _CATEGORY_SPEC)}
 
 _GENERIC_ADJECTIVES: list[str] = _VOCABULARY["generic_adjectives"]
@@ -117,35 +119,51 @@ VISUAL_STYLES: dict[str, dict] = {
     "sunset": dict(
         bg=[(255, 94, 58), (255, 149, 0), (255, 204, 0), (230, 80, 110)],
         fg=[(120, 20, 60), (255, 240, 200), (90, 30, 20)],
-        pattern="gradient", shape="circle"),
+        pattern="gradient",
+        shape="circle",
+    ),
     "ocean": dict(
         bg=[(0, 105, 148), (0, 168, 204), (72, 202, 228), (0, 62, 110)],
         fg=[(240, 250, 255), (255, 220, 120), (0, 30, 60)],
-        pattern="stripes", shape="triangle"),
+        pattern="stripes",
+        shape="triangle",
+    ),
     "forest": dict(
         bg=[(34, 85, 51), (76, 133, 60), (139, 166, 84), (60, 100, 40)],
         fg=[(101, 67, 33), (230, 220, 170), (200, 120, 40)],
-        pattern="dots", shape="star"),
+        pattern="dots",
+        shape="star",
+    ),
     "candy": dict(
         bg=[(255, 105, 180), (255, 182, 193), (218, 112, 214), (255, 228, 240)],
         fg=[(199, 21, 133), (255, 255, 255), (120, 40, 160)],
-        pattern="checks", shape="diamond"),
+        pattern="checks",
+        shape="diamond",
+    ),
     "monochrome": dict(
         bg=[(20, 20, 20), (90, 90, 90), (170, 170, 170), (240, 240, 240)],
         fg=[(0, 0, 0), (255, 255, 255), (128, 128, 128)],
-        pattern="diagonal", shape="square"),
+        pattern="diagonal",
+        shape="square",
+    ),
     "neon": dict(
         bg=[(12, 12, 30), (30, 10, 45), (5, 25, 35), (20, 20, 20)],
         fg=[(57, 255, 20), (255, 0, 255), (0, 255, 255), (255, 255, 0)],
-        pattern="grid", shape="ring"),
+        pattern="grid",
+        shape="ring",
+    ),
     "earth": dict(
         bg=[(204, 119, 34), (194, 178, 128), (160, 82, 45), (222, 184, 135)],
         fg=[(85, 107, 47), (92, 64, 51), (245, 235, 215)],
-        pattern="plain", shape="hexagon"),
+        pattern="plain",
+        shape="hexagon",
+    ),
     "pastel": dict(
         bg=[(179, 229, 252), (200, 230, 201), (255, 224, 178), (225, 190, 231), (255, 249, 196)],
         fg=[(150, 170, 230), (240, 150, 170), (120, 200, 170)],
-        pattern="waves", shape="cross"),
+        pattern="waves",
+        shape="cross",
+    ),
 }
 _STYLE_NAMES: tuple[str, ...] = tuple(VISUAL_STYLES)
 
@@ -197,6 +215,7 @@ def _price_band(price: float) -> str:
 # Items
 # --------------------------------------------------------------------------------------------------
 
+
 def _a(word: str) -> str:
     return ("an " if word[:1].lower() in "aeiou" else "a ") + word
 
@@ -205,8 +224,10 @@ _SMALL_WORDS = frozenset({"a", "an", "and", "the", "of", "for", "in", "on", "wit
 
 
 def _title_case(text: str) -> str:
-    return " ".join(w if (w[:1].isupper() or not w[:1].isalpha() or w in _SMALL_WORDS) else w[:1].upper() + w[1:]
-                    for w in text.split(" "))
+    return " ".join(
+        w if (w[:1].isupper() or not w[:1].isalpha() or w in _SMALL_WORDS) else w[:1].upper() + w[1:]
+        for w in text.split(" ")
+    )
 
 
 def _pick(rng: np.random.Generator, seq, k: int | None = None):
@@ -325,32 +346,39 @@ def _make_items(n_items: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, di
             tg.append(_pick(trng, ["gift idea", "eco-friendly", "new arrival", "limited edition"]))
         tags.append("|".join(tg))
 
-    items = pd.DataFrame({
-        "item_id": item_ids,
-        "title": titles,
-        "description": descs,
-        "category": category,
-        "brand": [_BRAND_NAMES[b] for b in brand_idx],
-        "price": price,
-        "tags": tags,
-        "image_file": ["" if no_image[i] else f"images/{item_ids[i]}.png" for i in range(n_items)],
-    })
-    gt = pd.DataFrame({
-        "item_id": item_ids,
-        "topic": [TOPICS[t] for t in topic],
-        "visual_style": [_STYLE_NAMES[s] for s in style],
-        "pattern": [VISUAL_STYLES[_STYLE_NAMES[s]]["pattern"] for s in style],
-        "shape": [VISUAL_STYLES[_STYLE_NAMES[s]]["shape"] for s in style],
-        "price_band": band,
-        "brand": [_BRAND_NAMES[b] for b in brand_idx],
-        "category": category,
-        "behaviour_cluster": cluster,
-        "popularity": np.round(popularity, 4),
-        "has_image": ~no_image,
-        "has_description": ~no_desc,
-    })
+    items = pd.DataFrame(
+        {
+            "item_id": item_ids,
+            "title": titles,
+            "description": descs,
+            "category": category,
+            "brand": [_BRAND_NAMES[b] for b in brand_idx],
+            "price": price,
+            "tags": tags,
+            "image_file": ["" if no_image[i] else f"images/{item_ids[i]}.png" for i in range(n_items)],
+        }
+    )
+    gt = pd.DataFrame(
+        {
+            "item_id": item_ids,
+            "topic": [TOPICS[t] for t in topic],
+            "visual_style": [_STYLE_NAMES[s] for s in style],
+            "pattern": [VISUAL_STYLES[_STYLE_NAMES[s]]["pattern"] for s in style],
+            "shape": [VISUAL_STYLES[_STYLE_NAMES[s]]["shape"] for s in style],
+            "price_band": band,
+            "brand": [_BRAND_NAMES[b] for b in brand_idx],
+            "category": category,
+            "behaviour_cluster": cluster,
+            "popularity": np.round(popularity, 4),
+            "has_image": ~no_image,
+            "has_description": ~no_desc,
+        }
+    )
     latent = dict(
-        topic=topic, style=style, cluster=cluster, brand=brand_idx,
+        topic=topic,
+        style=style,
+        cluster=cluster,
+        brand=brand_idx,
         band=np.array([PRICE_BANDS.index(b) for b in band]),
         category=category_idx,
         log_pop=log_pop,
@@ -361,6 +389,7 @@ def _make_items(n_items: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, di
 # --------------------------------------------------------------------------------------------------
 # Images
 # --------------------------------------------------------------------------------------------------
+
 
 def _jitter(rng: np.random.Generator, color, amount: int = 12) -> np.ndarray:
     return np.clip(np.asarray(color, float) + rng.integers(-amount, amount + 1, 3), 0, 255)
@@ -387,8 +416,20 @@ def _shape_points(shape: str, cx: float, cy: float, r: float, rot: float) -> lis
         return poly(5, [r, r * 0.42])
     if shape == "cross":
         a, b = r, r * 0.36
-        base = [(-b, -a), (b, -a), (b, -b), (a, -b), (a, b), (b, b), (b, a), (-b, a), (-b, b), (-a, b),
-                (-a, -b), (-b, -b)]
+        base = [
+            (-b, -a),
+            (b, -a),
+            (b, -b),
+            (a, -b),
+            (a, b),
+            (b, b),
+            (b, a),
+            (-b, a),
+            (-b, b),
+            (-a, b),
+            (-a, -b),
+            (-b, -b),
+        ]
         c, s = math.cos(rot), math.sin(rot)
         return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in base]
     raise ValueError(shape)
@@ -406,15 +447,20 @@ def _box(x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, float]
     return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
 
 
-def _bar(a: tuple[float, float], b: tuple[float, float], wa: float,
-         wb: float | None = None) -> list[tuple[float, float]]:
+def _bar(
+    a: tuple[float, float], b: tuple[float, float], wa: float, wb: float | None = None
+) -> list[tuple[float, float]]:
     """A quadrilateral along the segment a -> b, wa wide at a and wb at b."""
     wb = wa if wb is None else wb
     dx, dy = b[0] - a[0], b[1] - a[1]
     n = math.hypot(dx, dy) or 1.0
     px, py = -dy / n, dx / n
-    return [(a[0] + px * wa / 2, a[1] + py * wa / 2), (b[0] + px * wb / 2, b[1] + py * wb / 2),
-            (b[0] - px * wb / 2, b[1] - py * wb / 2), (a[0] - px * wa / 2, a[1] - py * wa / 2)]
+    return [
+        (a[0] + px * wa / 2, a[1] + py * wa / 2),
+        (b[0] + px * wb / 2, b[1] + py * wb / 2),
+        (b[0] - px * wb / 2, b[1] - py * wb / 2),
+        (a[0] - px * wa / 2, a[1] - py * wa / 2),
+    ]
 
 
 def _leaf(base: tuple[float, float], tip: tuple[float, float], width: float, n: int = 12) -> list[tuple[float, float]]:
@@ -431,16 +477,22 @@ def _leaf(base: tuple[float, float], tip: tuple[float, float], width: float, n: 
 
 def _rotated(points, angle: float, about: tuple[float, float] = (0.0, 0.0)):
     c, s = math.cos(angle), math.sin(angle)
-    return [(about[0] + (x - about[0]) * c - (y - about[1]) * s, about[1] + (x - about[0]) * s + (y - about[1]) * c)
-            for x, y in points]
+    return [
+        (about[0] + (x - about[0]) * c - (y - about[1]) * s, about[1] + (x - about[0]) * s + (y - about[1]) * c)
+        for x, y in points
+    ]
 
 
 def _guitar() -> list:
     # (kind, value, geometry): an ellipse's (cx, cy, rx, ry) or a polygon's points
     parts: list[tuple[str, int, Any]] = [
-             ("ellipse", 1, (0.0, 0.42, 0.44, 0.42)), ("ellipse", 1, (0.0, -0.08, 0.33, 0.3)),
-             ("poly", 1, _box(-0.07, -0.95, 0.07, -0.2)), ("poly", 1, _box(-0.12, -1.0, 0.12, -0.82)),
-             ("ellipse", 0, (0.0, 0.12, 0.12, 0.12)), ("poly", 0, _box(-0.14, 0.5, 0.14, 0.56))]
+        ("ellipse", 1, (0.0, 0.42, 0.44, 0.42)),
+        ("ellipse", 1, (0.0, -0.08, 0.33, 0.3)),
+        ("poly", 1, _box(-0.07, -0.95, 0.07, -0.2)),
+        ("poly", 1, _box(-0.12, -1.0, 0.12, -0.82)),
+        ("ellipse", 0, (0.0, 0.12, 0.12, 0.12)),
+        ("poly", 0, _box(-0.14, 0.5, 0.14, 0.56)),
+    ]
     out = []
     for kind, value, geo in parts:  # tilted 35 degrees, like a guitar leaning on a wall
         pts = _ellipse_pts(*geo) if kind == "ellipse" else geo
@@ -473,9 +525,25 @@ _SILHOUETTES: dict[str, list] = {
         ("ellipse", 1, (0.0, -0.3, 0.12, 0.12)),
     ],
     "fashion": [  # a t-shirt
-        ("poly", 1, [(-0.3, -0.8), (-0.95, -0.5), (-0.75, -0.08), (-0.55, -0.18), (-0.55, 0.88), (0.55, 0.88),
-                     (0.55, -0.18), (0.75, -0.08), (0.95, -0.5), (0.3, -0.8), (0.16, -0.64), (0.0, -0.6),
-                     (-0.16, -0.64)]),
+        (
+            "poly",
+            1,
+            [
+                (-0.3, -0.8),
+                (-0.95, -0.5),
+                (-0.75, -0.08),
+                (-0.55, -0.18),
+                (-0.55, 0.88),
+                (0.55, 0.88),
+                (0.55, -0.18),
+                (0.75, -0.08),
+                (0.95, -0.5),
+                (0.3, -0.8),
+                (0.16, -0.64),
+                (0.0, -0.6),
+                (-0.16, -0.64),
+            ],
+        ),
     ],
     "gaming": [  # a game controller with a d-pad and four buttons
         ("poly", 1, _box(-0.62, -0.42, 0.62, 0.22)),
@@ -502,9 +570,14 @@ _SILHOUETTES: dict[str, list] = {
     ],
     "music": _guitar(),
     "fitness": [  # a dumbbell, tilted
-        ("poly", 1, _rotated(p, math.radians(-20))) for p in (
-            _box(-0.62, -0.07, 0.62, 0.07), _box(-0.82, -0.45, -0.56, 0.45), _box(-0.98, -0.3, -0.82, 0.3),
-            _box(0.56, -0.45, 0.82, 0.45), _box(0.82, -0.3, 0.98, 0.3))
+        ("poly", 1, _rotated(p, math.radians(-20)))
+        for p in (
+            _box(-0.62, -0.07, 0.62, 0.07),
+            _box(-0.82, -0.45, -0.56, 0.45),
+            _box(-0.98, -0.3, -0.82, 0.3),
+            _box(0.56, -0.45, 0.82, 0.45),
+            _box(0.82, -0.3, 0.98, 0.3),
+        )
     ],
     "books": [  # an open book with lines of text
         ("poly", 1, [(-0.98, -0.58), (-0.5, -0.68), (-0.04, -0.5), (-0.04, 0.72), (-0.5, 0.56), (-0.98, 0.62)]),
@@ -629,6 +702,7 @@ def _write_images(out: Path, items: pd.DataFrame, gt: pd.DataFrame, seed: int, i
 # Users and interactions
 # --------------------------------------------------------------------------------------------------
 
+
 def _allocate_counts(rng: np.random.Generator, n_users: int, total: int, cap: int) -> np.ndarray:
     """Heavy-tailed per-user activity: min 5, lognormal body, sums exactly to ``total``."""
     raw = rng.lognormal(0.0, 0.85, n_users)
@@ -686,29 +760,41 @@ def _make_users(n_users: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, di
 
     width = max(4, len(str(n_users)))
     user_ids = [f"U{u + 1:0{width}d}" for u in range(n_users)]
-    users = pd.DataFrame({
-        "user_id": user_ids,
-        "age_band": [_AGE_BANDS[i] for i in rng.choice(len(_AGE_BANDS), size=n_users, p=_AGE_SHARES)],
-        "country": [_COUNTRIES[i] for i in rng.integers(len(_COUNTRIES), size=n_users)],
-    })
-    gt = pd.DataFrame({
-        "user_id": user_ids,
-        "segment": [SEGMENTS[s] for s in segment],
-        **{f"w_{m}": weights[:, k] for k, m in enumerate(MODALITIES)},
-        "pref_topic": [TOPICS[t] for t in pref_topic],
-        "pref_visual_style": [_STYLE_NAMES[s] for s in pref_style],
-        "pref_price_band": [PRICE_BANDS[b] for b in pref_band],
-        "pref_brands": ["|".join(_BRAND_NAMES[b] for b in pb) for pb in pref_brands],
-        "pref_category": [_CATEGORIES[c] for c in pref_category],
-        "pref_behaviour_cluster": pref_cluster,
-    })
-    latent = dict(weights=weights, topic=pref_topic, style=pref_style, cluster=pref_cluster,
-                  band=pref_band, brands=pref_brands, category=pref_category)
+    users = pd.DataFrame(
+        {
+            "user_id": user_ids,
+            "age_band": [_AGE_BANDS[i] for i in rng.choice(len(_AGE_BANDS), size=n_users, p=_AGE_SHARES)],
+            "country": [_COUNTRIES[i] for i in rng.integers(len(_COUNTRIES), size=n_users)],
+        }
+    )
+    gt = pd.DataFrame(
+        {
+            "user_id": user_ids,
+            "segment": [SEGMENTS[s] for s in segment],
+            **{f"w_{m}": weights[:, k] for k, m in enumerate(MODALITIES)},
+            "pref_topic": [TOPICS[t] for t in pref_topic],
+            "pref_visual_style": [_STYLE_NAMES[s] for s in pref_style],
+            "pref_price_band": [PRICE_BANDS[b] for b in pref_band],
+            "pref_brands": ["|".join(_BRAND_NAMES[b] for b in pb) for pb in pref_brands],
+            "pref_category": [_CATEGORIES[c] for c in pref_category],
+            "pref_behaviour_cluster": pref_cluster,
+        }
+    )
+    latent = dict(
+        weights=weights,
+        topic=pref_topic,
+        style=pref_style,
+        cluster=pref_cluster,
+        band=pref_band,
+        brands=pref_brands,
+        category=pref_category,
+    )
     return users, gt, latent
 
 
-def _make_interactions(n_interactions: int, seed: int, user_ids: list[str], item_ids: list[str],
-                       ul: dict, il: dict) -> tuple[pd.DataFrame, np.ndarray]:
+def _make_interactions(
+    n_interactions: int, seed: int, user_ids: list[str], item_ids: list[str], ul: dict, il: dict
+) -> tuple[pd.DataFrame, np.ndarray]:
     rng = _rng(seed, _STREAM_INTERACTIONS)
     n_users, n_items = len(user_ids), len(item_ids)
     cap = max(5, min(n_items - 1, n_items // 2))
@@ -718,14 +804,18 @@ def _make_interactions(n_interactions: int, seed: int, user_ids: list[str], item
     pop_pct = np.argsort(np.argsort(il["log_pop"])) / max(1, n_items - 1)
     m_text = (ul["topic"][:, None] == il["topic"][None, :]).astype(float)
     m_image = (ul["style"][:, None] == il["style"][None, :]).astype(float)
-    m_attr = (0.5 * (ul["band"][:, None] == il["band"][None, :])
-              + 0.3 * ((ul["brands"][:, :1] == il["brand"][None, :]) | (ul["brands"][:, 1:] == il["brand"][None, :]))
-              + 0.2 * (ul["category"][:, None] == il["category"][None, :]))
+    m_attr = (
+        0.5 * (ul["band"][:, None] == il["band"][None, :])
+        + 0.3 * ((ul["brands"][:, :1] == il["brand"][None, :]) | (ul["brands"][:, 1:] == il["brand"][None, :]))
+        + 0.2 * (ul["category"][:, None] == il["category"][None, :])
+    )
     m_beh = 0.75 * (ul["cluster"][:, None] == il["cluster"][None, :]) + 0.25 * pop_pct[None, :]
     w = ul["weights"]
-    utility = (_UTILITY_SCALE * (w[:, 0:1] * m_text + w[:, 1:2] * m_image + w[:, 2:3] * m_attr + w[:, 3:4] * m_beh)
-               + _POPULARITY_COEF * pop_z[None, :]
-               + rng.normal(0.0, _UTILITY_NOISE, (n_users, n_items)))
+    utility = (
+        _UTILITY_SCALE * (w[:, 0:1] * m_text + w[:, 1:2] * m_image + w[:, 2:3] * m_attr + w[:, 3:4] * m_beh)
+        + _POPULARITY_COEF * pop_z[None, :]
+        + rng.normal(0.0, _UTILITY_NOISE, (n_users, n_items))
+    )
     # Sampling without replacement from softmax(utility) == top-k of utility + Gumbel noise.
     keys = utility + rng.gumbel(0.0, 1.0, (n_users, n_items))
     order = np.argsort(-keys, axis=1, kind="stable")
@@ -740,8 +830,9 @@ def _make_interactions(n_interactions: int, seed: int, user_ids: list[str], item
     for u in range(n_users):
         k = int(counts[u])
         chosen = rng.permutation(order[u, :k])  # the time order is not the preference order
-        rating = np.clip(np.round(_RATING_BASE + _RATING_SLOPE * z[u, chosen] + user_bias[u]
-                                  + rng.normal(0, 0.6, k)), 1, 5)
+        rating = np.clip(
+            np.round(_RATING_BASE + _RATING_SLOPE * z[u, chosen] + user_bias[u] + rng.normal(0, 0.6, k)), 1, 5
+        )
         gap_mean = rng.lognormal(math.log(4 * 86400), 0.8)
         gap_mean = min(gap_mean, 0.9 * span / k)
         gaps = np.floor(rng.exponential(gap_mean, k)).astype(np.int64) + 60
@@ -752,12 +843,14 @@ def _make_interactions(n_interactions: int, seed: int, user_ids: list[str], item
         rows_i.extend(item_ids[j] for j in chosen)
         rows_r.append(rating.astype(int))
         rows_t.append(start + np.cumsum(gaps))
-    inter = pd.DataFrame({
-        "user_id": rows_u,
-        "item_id": rows_i,
-        "rating": np.concatenate(rows_r),
-        "timestamp": np.concatenate(rows_t).astype(np.int64),
-    })
+    inter = pd.DataFrame(
+        {
+            "user_id": rows_u,
+            "item_id": rows_i,
+            "rating": np.concatenate(rows_r),
+            "timestamp": np.concatenate(rows_t).astype(np.int64),
+        }
+    )
     return inter, counts
 
 
@@ -765,8 +858,10 @@ def _make_interactions(n_interactions: int, seed: int, user_ids: list[str], item
 # READMEs
 # --------------------------------------------------------------------------------------------------
 
-def _bundle_readme(n_users: int, n_items: int, n_inter: int, n_img: int, n_desc: int, seed: int, size: int,
-                   pictures: bool = True) -> str:
+
+def _bundle_readme(
+    n_users: int, n_items: int, n_inter: int, n_img: int, n_desc: int, seed: int, size: int, pictures: bool = True
+) -> str:
     text = f"""# Demo catalog ("{DEMO_DATASET_NAME}")
 
 A synthetic multimodal shop catalog generated by `recsys.data.demo.generate_demo_bundle` (seed {seed}).
@@ -792,15 +887,16 @@ No download, no third-party material: every title, description and picture was c
         text = text.replace(
             f"- `images/<item_id>.png`: {n_img} pictures, {size}x{size} pixels; {n_items - n_img} items have no picture\n"
             "  (empty `image_file`).\n",
-            "- No pictures: generated with `pictures=False` (no `image_file` column, no `images/` folder).\n")
+            "- No pictures: generated with `pictures=False` (no `image_file` column, no `images/` folder).\n",
+        )
     return text
 
 
 def _ground_truth_readme(seg_counts: dict[str, int]) -> str:
     styles = "\n".join(
-        f"| {name} | {spec['pattern']} | {spec['shape']} | "
-        + ", ".join("#%02x%02x%02x" % c for c in spec["bg"]) + " |"
-        for name, spec in VISUAL_STYLES.items())
+        f"| {name} | {spec['pattern']} | {spec['shape']} | " + ", ".join("#%02x%02x%02x" % c for c in spec["bg"]) + " |"
+        for name, spec in VISUAL_STYLES.items()
+    )
     categories = "\n".join(f"| {topic} | " + "; ".join(cats) + " |" for topic, cats in TOPIC_CATEGORIES.items())
     brands = ", ".join(f"{n} (~{p:.0f})" for n, p, _ in BRANDS)
     segs = ", ".join(f"{s}: {seg_counts.get(s, 0)}" for s in SEGMENTS)
@@ -820,7 +916,7 @@ Each item has latent factors, drawn independently of each other unless stated:
 
   | topic | categories |
   |---|---|
-{chr(10).join('  ' + line for line in categories.splitlines())}
+{chr(10).join("  " + line for line in categories.splitlines())}
 
 - `visual_style` (one of {len(VISUAL_STYLES)}): drives the look of the picture: background palette and
   pattern, the colours of the object and of its outline, and a small motif (the style's `shape`) in a
@@ -831,7 +927,7 @@ Each item has latent factors, drawn independently of each other unless stated:
 
   | style | pattern | shape (motif) | background palette |
   |---|---|---|---|
-{chr(10).join('  ' + line for line in styles.splitlines())}
+{chr(10).join("  " + line for line in styles.splitlines())}
 
 - `brand` (20 made-up brands, each with a typical price and two focus topics; 75 % of an item's brand is
   one focusing on its topic): {brands}. `price` is lognormal (sd 0.3 in log space) around the brand's
@@ -880,12 +976,21 @@ the time order carries no preference information.
 # Public API
 # --------------------------------------------------------------------------------------------------
 
+
 def _write_csv(df: pd.DataFrame, path: Path, float_format: str | None = None) -> None:
     df.to_csv(path, index=False, lineterminator="\n", float_format=float_format, encoding="utf-8")
 
 
-def generate_demo_bundle(out_dir, *, n_users: int = 1000, n_items: int = 800, n_interactions: int = 30000,
-                         seed: int = 2026, image_size: int = 96, pictures: bool = True) -> Path:
+def generate_demo_bundle(
+    out_dir,
+    *,
+    n_users: int = 1000,
+    n_items: int = 800,
+    n_interactions: int = 30000,
+    seed: int = 2026,
+    image_size: int = 96,
+    pictures: bool = True,
+) -> Path:
     """Write the demo catalog bundle into ``out_dir`` (created if needed) and return its path.
 
     The total number of interactions is exactly ``n_interactions``; every user has at least 5 and at most
@@ -902,7 +1007,8 @@ def generate_demo_bundle(out_dir, *, n_users: int = 1000, n_items: int = 800, n_
     if not 5 * n_users <= n_interactions <= cap * n_users:
         raise ValueError(
             f"n_interactions must be between {5 * n_users} (5 per user) and {cap * n_users} "
-            f"(half the catalog per user) for {n_users} users and {n_items} items, got {n_interactions}")
+            f"(half the catalog per user) for {n_users} users and {n_items} items, got {n_interactions}"
+        )
     if image_size < 16:
         raise ValueError(f"image_size must be at least 16 pixels, got {image_size}")
 
@@ -931,7 +1037,8 @@ def generate_demo_bundle(out_dir, *, n_users: int = 1000, n_items: int = 800, n_
 
     n_desc = int((items["description"] != "").sum())
     (out / "README.md").write_text(
-        _bundle_readme(n_users, n_items, len(inter), n_img, n_desc, seed, image_size, pictures), encoding="utf-8")
+        _bundle_readme(n_users, n_items, len(inter), n_img, n_desc, seed, image_size, pictures), encoding="utf-8"
+    )
     seg_counts = users_gt["segment"].value_counts().to_dict()
     (out / "ground_truth" / "README.md").write_text(_ground_truth_readme(seg_counts), encoding="utf-8")
     return out

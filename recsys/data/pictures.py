@@ -35,8 +35,9 @@ def _setting() -> int:
     except ValueError:
         value = 0
     if value <= 0:
-        log.warning("%s=%r is not a positive number of pixels; using %d", MAX_IMAGE_PIXELS_ENV, text,
-                    DEFAULT_MAX_IMAGE_PIXELS)
+        log.warning(
+            "%s=%r is not a positive number of pixels; using %d", MAX_IMAGE_PIXELS_ENV, text, DEFAULT_MAX_IMAGE_PIXELS
+        )
         return DEFAULT_MAX_IMAGE_PIXELS
     return value
 

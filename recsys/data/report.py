@@ -42,12 +42,14 @@ class ValidationReport:
     def ok(self) -> bool:
         return not self.errors
 
-    def error(self, code: str, message: str, file: str | None = None, column: str | None = None,
-              rows: Sequence[Any] = ()) -> None:
+    def error(
+        self, code: str, message: str, file: str | None = None, column: str | None = None, rows: Sequence[Any] = ()
+    ) -> None:
         self.issues.append(Issue(ERROR, code, message, file, column, list(rows)[:10]))
 
-    def warning(self, code: str, message: str, file: str | None = None, column: str | None = None,
-                rows: Sequence[Any] = ()) -> None:
+    def warning(
+        self, code: str, message: str, file: str | None = None, column: str | None = None, rows: Sequence[Any] = ()
+    ) -> None:
         self.issues.append(Issue(WARNING, code, message, file, column, list(rows)[:10]))
 
     def codes(self, level: str | None = None) -> list[str]:

@@ -47,7 +47,9 @@ _TIME_NAME = re.compile(r"(^|_)(timestamp|time|date|datetime|dat|dt|day|ts|creat
 _RATING_NAME = re.compile(r"^(rating|ratings|score|stars|star_rating|overall|label)$", re.I)
 _CATEGORY_NAME = re.compile(
     r"(brand|categor|genre|type|colou?r|author|artist|director|publisher|manufacturer|maker|country|language|"
-    r"segment|band|department|style|material|size|gender|occupation|city|region)", re.I)
+    r"segment|band|department|style|material|size|gender|occupation|city|region)",
+    re.I,
+)
 _ID_NAME = re.compile(r"(^id$|_id$|^id_|uuid|asin|sku|isbn)", re.I)
 _NUMBER = re.compile(r"^\s*[-+]?[$€£¥]?\s*[-+]?(\d{1,3}(,\d{3})+|\d+)?(\.\d+)?([eE][-+]?\d+)?\s*%?\s*$")
 
@@ -119,16 +121,27 @@ def infer_role(name: str, series: pd.Series, table: str, separator: str = DEFAUL
     has_space = text_values.str.contains(r"\s", regex=True).mean()
     if _ID_NAME.search(lowered) and unique_ratio > 0.5:
         return RoleGuess(IGNORE, "an identifier of another system (not a feature)")
-    if pd.api.types.is_bool_dtype(series) or set(text_values.str.lower().unique()) <= {"true", "false", "0", "1", "yes", "no"}:
+    if pd.api.types.is_bool_dtype(series) or set(text_values.str.lower().unique()) <= {
+        "true",
+        "false",
+        "0",
+        "1",
+        "yes",
+        "no",
+    }:
         return RoleGuess(CATEGORICAL, "two values (yes/no)")
     if numeric_share > 0.95:
         whole = bool((numeric == numeric.round()).all())
         if unique_ratio > 0.98 and n > 50 and whole and not has_space:
             return RoleGuess(IGNORE, "unique whole numbers: looks like an identifier")
         if whole and _CODE_NAME.search(lowered):
-            return RoleGuess(CATEGORICAL, f"whole numbers named like a code ('{name}'): labels, not amounts; "
-                                          f"{values.nunique()} distinct values")
-        return RoleGuess(NUMERIC, "numbers" if numeric_share == 1.0 else "numbers (currency or thousands separators parsed)")
+            return RoleGuess(
+                CATEGORICAL,
+                f"whole numbers named like a code ('{name}'): labels, not amounts; {values.nunique()} distinct values",
+            )
+        return RoleGuess(
+            NUMERIC, "numbers" if numeric_share == 1.0 else "numbers (currency or thousands separators parsed)"
+        )
     if separator and text_values.str.contains(re.escape(separator), regex=True).mean() > 0.02:
         tokens = text_values.str.split(re.escape(separator), regex=True).explode().str.strip()
         tokens = tokens[tokens != ""]
@@ -167,8 +180,7 @@ def _drop_duplicate_codes(frame: pd.DataFrame, guesses: dict[str, RoleGuess]) ->
             pair = sample[[code, name]].dropna().astype(str)
             if pair.empty or pair[code].nunique() < 2:
                 continue
-            one_to_one = (pair.groupby(code)[name].nunique().max() == 1
-                          and pair.groupby(name)[code].nunique().max() == 1)
+            one_to_one = pair.groupby(code)[name].nunique().max() == 1 and pair.groupby(name)[code].nunique().max() == 1
             longer = pair[name].str.len().mean() > pair[code].str.len().mean()
             if one_to_one and longer:
                 guesses[code] = RoleGuess(IGNORE, f"the same information as '{name}' (one-to-one): kept once")
@@ -221,10 +233,14 @@ class Schema:
     def merged(self, overrides: Mapping[str, Any] | Schema | None) -> Schema:
         """A copy with ``overrides`` (same shape as ``schema.json``) applied over these roles."""
         if overrides is None:
-            return Schema(items=dict(self.items), interactions=dict(self.interactions), users=dict(self.users),
-                          multi_label_separator=self.multi_label_separator,
-                          reasons={t: dict(r) for t, r in self.reasons.items()},
-                          columns={t: dict(m) for t, m in self.columns.items()})
+            return Schema(
+                items=dict(self.items),
+                interactions=dict(self.interactions),
+                users=dict(self.users),
+                multi_label_separator=self.multi_label_separator,
+                reasons={t: dict(r) for t, r in self.reasons.items()},
+                columns={t: dict(m) for t, m in self.columns.items()},
+            )
         if isinstance(overrides, Schema):
             overrides = overrides.to_dict()
         check_schema_dict(overrides)
@@ -279,29 +295,37 @@ class SchemaError(ValueError):
 def check_schema_dict(data: Mapping[str, Any]) -> None:
     """Raise :class:`SchemaError` with a plain message if a schema mapping is malformed."""
     if not isinstance(data, Mapping):
-        raise SchemaError("schema must be a JSON object like {\"items\": {\"title\": \"text\"}}")
+        raise SchemaError('schema must be a JSON object like {"items": {"title": "text"}}')
     unknown_keys = set(data) - set(TABLES) - {"multi_label_separator", "columns"}
     if unknown_keys:
-        raise SchemaError(f"schema has unknown keys {sorted(unknown_keys)}; expected {list(TABLES)}, "
-                          "'multi_label_separator' and 'columns'")
+        raise SchemaError(
+            f"schema has unknown keys {sorted(unknown_keys)}; expected {list(TABLES)}, "
+            "'multi_label_separator' and 'columns'"
+        )
     columns = data.get("columns") or {}
     if not isinstance(columns, Mapping) or set(columns) - set(TABLES):
-        raise SchemaError("schema['columns'] must map a table to {column in the file: id name}, e.g. "
-                          "{\"items\": {\"article_id\": \"item_id\"}}")
+        raise SchemaError(
+            "schema['columns'] must map a table to {column in the file: id name}, e.g. "
+            '{"items": {"article_id": "item_id"}}'
+        )
     for table, mapping in columns.items():
         if not isinstance(mapping, Mapping):
             raise SchemaError(f"schema['columns']['{table}'] must map column names to id names")
         for column, target in mapping.items():
             if target and target not in REQUIRED_COLUMNS[table]:
-                raise SchemaError(f"schema['columns']['{table}']['{column}'] = {target!r}: a column of {table} can be "
-                                  f"mapped to {' or '.join(REQUIRED_COLUMNS[table])}")
+                raise SchemaError(
+                    f"schema['columns']['{table}']['{column}'] = {target!r}: a column of {table} can be "
+                    f"mapped to {' or '.join(REQUIRED_COLUMNS[table])}"
+                )
     for table in TABLES:
         roles = data.get(table) or {}
         if not isinstance(roles, Mapping):
             raise SchemaError(f"schema['{table}'] must map column names to roles")
         for column, role in roles.items():
             if role not in ROLES:
-                raise SchemaError(f"schema['{table}']['{column}'] = {role!r} is not a role; choose one of {', '.join(ROLES)}")
+                raise SchemaError(
+                    f"schema['{table}']['{column}'] = {role!r} is not a role; choose one of {', '.join(ROLES)}"
+                )
 
 
 def infer_schema(tables: Mapping[str, pd.DataFrame | None], separator: str = DEFAULT_SEPARATOR) -> Schema:
@@ -331,8 +355,9 @@ def _one_time_column(frame: pd.DataFrame, guesses: dict[str, RoleGuess]) -> dict
     kept = max(times, key=lambda c: (parse_timestamp(frame[c]).notna().mean(), -times.index(c)))
     for column in times:
         if column == kept:
-            guesses[column] = RoleGuess(TIMESTAMP, f"{guesses[column].reason}; the time column used (of "
-                                                   f"{', '.join(times)})")
+            guesses[column] = RoleGuess(
+                TIMESTAMP, f"{guesses[column].reason}; the time column used (of {', '.join(times)})"
+            )
         else:
             guesses[column] = RoleGuess(IGNORE, f"another time column: '{kept}' is the one used")
     return guesses
@@ -341,8 +366,9 @@ def _one_time_column(frame: pd.DataFrame, guesses: dict[str, RoleGuess]) -> dict
 _USER_NAME = re.compile(r"(user|customer|client|member|visitor|account|buyer|shopper|reader|person)", re.I)
 
 
-def infer_column_mapping(tables: Mapping[str, pd.DataFrame | None]
-                         ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+def infer_column_mapping(
+    tables: Mapping[str, pd.DataFrame | None],
+) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
     """Which columns are ``item_id`` / ``user_id`` when the tables use other names: the items column that is
     unique per row and whose values the interactions reference most (and that interactions column), then
     the interactions column named like a user (or, with a users table, sharing its ids). Returns
@@ -365,14 +391,15 @@ def infer_column_mapping(tables: Mapping[str, pd.DataFrame | None]
             if series.isna().any() or not series.astype(str).is_unique:
                 continue
             known = values(series)
-            for other in ([item_in_interactions] if item_in_interactions else sample.columns):
+            for other in [item_in_interactions] if item_in_interactions else sample.columns:
                 share = sample[other].astype(str).str.strip().str.replace(r"\.0+$", "", regex=True).isin(known).mean()
                 if share > best[0]:
                     best = (share, column, other)
         if best[0] >= 0.5:
             mapping.setdefault("items", {})[best[1]] = "item_id"
-            reasons.setdefault("items", {})[best[1]] = (f"used as item_id: one value per item, and "
-                                                        f"{best[0]:.0%} of the interactions refer to it")
+            reasons.setdefault("items", {})[best[1]] = (
+                f"used as item_id: one value per item, and {best[0]:.0%} of the interactions refer to it"
+            )
             item_in_interactions = best[2]
             if best[2] != "item_id":
                 mapping.setdefault("interactions", {})[best[2]] = "item_id"
@@ -408,6 +435,17 @@ def coverage(series: pd.Series) -> float:
 
 
 __all__ = [
-    "ROLES", "TABLES", "REQUIRED_COLUMNS", "RoleGuess", "Schema", "SchemaError", "infer_role", "infer_roles",
-    "infer_schema", "parse_numeric", "parse_timestamp", "coverage", "check_schema_dict",
+    "ROLES",
+    "TABLES",
+    "REQUIRED_COLUMNS",
+    "RoleGuess",
+    "Schema",
+    "SchemaError",
+    "infer_role",
+    "infer_roles",
+    "infer_schema",
+    "parse_numeric",
+    "parse_timestamp",
+    "coverage",
+    "check_schema_dict",
 ]

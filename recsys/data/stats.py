@@ -27,9 +27,20 @@ import pandas as pd
 from . import schema as S
 
 __all__ = [
-    "overview", "activity_counts", "long_tail_curve", "activity_histogram", "rating_distribution",
-    "modality_coverage", "category_columns", "category_breakdown", "price_column", "title_column",
-    "sample_items", "read_bundle_tables", "role_table", "roles_from_table",
+    "overview",
+    "activity_counts",
+    "long_tail_curve",
+    "activity_histogram",
+    "rating_distribution",
+    "modality_coverage",
+    "category_columns",
+    "category_breakdown",
+    "price_column",
+    "title_column",
+    "sample_items",
+    "read_bundle_tables",
+    "role_table",
+    "roles_from_table",
 ]
 
 CONTENT_ROLES = (S.TEXT, S.IMAGE, S.CATEGORICAL, S.MULTI_LABEL, S.NUMERIC)
@@ -40,8 +51,10 @@ _CATEGORY_FIRST = re.compile(r"(categor|genre|department|type|section)", re.I)
 
 # ----------------------------------------------------------------------------- counts
 
-def overview(items: pd.DataFrame, interactions: pd.DataFrame, users: pd.DataFrame | None = None,
-             rating_column: str | None = None) -> dict[str, Any]:
+
+def overview(
+    items: pd.DataFrame, interactions: pd.DataFrame, users: pd.DataFrame | None = None, rating_column: str | None = None
+) -> dict[str, Any]:
     """Headline numbers: counts, density/sparsity of the user x item matrix, activity medians."""
     n_users = int(interactions["user_id"].nunique()) if len(interactions) else 0
     n_items = int(len(items))
@@ -98,8 +111,9 @@ def long_tail_curve(interactions: pd.DataFrame, by: str = "item", max_points: in
     counts = activity_counts(interactions, by).sort_values(ascending=False).to_numpy()
     if len(counts) == 0:
         return pd.DataFrame({"rank": [], "count": [], "cumulative_share": []})
-    frame = pd.DataFrame({"rank": np.arange(1, len(counts) + 1), "count": counts,
-                          "cumulative_share": np.cumsum(counts) / counts.sum()})
+    frame = pd.DataFrame(
+        {"rank": np.arange(1, len(counts) + 1), "count": counts, "cumulative_share": np.cumsum(counts) / counts.sum()}
+    )
     if len(frame) > max_points:
         keep = np.unique(np.geomspace(1, len(frame), max_points).astype(int) - 1)
         frame = frame.iloc[keep]
@@ -134,8 +148,9 @@ def rating_distribution(interactions: pd.DataFrame, rating_column: str | None) -
     if values.nunique() > 20:
         binned = pd.cut(values, bins=20)
         counts = binned.value_counts(sort=False)
-        frame = pd.DataFrame({"rating": [f"{iv.left:.3g}–{iv.right:.3g}" for iv in counts.index],
-                              "count": counts.to_numpy()})
+        frame = pd.DataFrame(
+            {"rating": [f"{iv.left:.3g}–{iv.right:.3g}" for iv in counts.index], "count": counts.to_numpy()}
+        )
     else:
         counts = values.value_counts().sort_index()
         frame = pd.DataFrame({"rating": counts.index.to_numpy(), "count": counts.to_numpy()})
@@ -145,6 +160,7 @@ def rating_distribution(interactions: pd.DataFrame, rating_column: str | None) -
 
 # ----------------------------------------------------------------------------- content
 
+
 def _present(series: pd.Series) -> pd.Series:
     """Boolean: the cell holds a value (not NaN, not blank text)."""
     if pd.api.types.is_numeric_dtype(series):
@@ -153,8 +169,9 @@ def _present(series: pd.Series) -> pd.Series:
     return text.notna() & (text != "") & ~text.str.lower().isin(["nan", "none", "null"])
 
 
-def modality_coverage(items: pd.DataFrame, roles: Mapping[str, str], root: str | os.PathLike | None = None,
-                      image_exists: bool = True) -> pd.DataFrame:
+def modality_coverage(
+    items: pd.DataFrame, roles: Mapping[str, str], root: str | os.PathLike | None = None, image_exists: bool = True
+) -> pd.DataFrame:
     """Share of items that have each modality and each attribute.
 
     Rows: ``text`` (any text column), ``image`` (a picture file that exists under ``root`` when
@@ -177,8 +194,9 @@ def modality_coverage(items: pd.DataFrame, roles: Mapping[str, str], root: str |
             base = Path(root)
             present = np.array([bool(p) and _image_file(base, v) for p, v in zip(present, items[column])])
         rows.append({"name": "image", "kind": "modality", "role": S.IMAGE, "items": int(present.sum())})
-    attribute_columns = [c for c, r in roles.items() if r in (S.CATEGORICAL, S.MULTI_LABEL, S.NUMERIC)
-                         and c in items.columns]
+    attribute_columns = [
+        c for c, r in roles.items() if r in (S.CATEGORICAL, S.MULTI_LABEL, S.NUMERIC) and c in items.columns
+    ]
     if attribute_columns:
         any_attribute = np.zeros(len(items), dtype=bool)
         for column in attribute_columns:
@@ -224,8 +242,14 @@ def _labels(series: pd.Series, role: str, separator: str) -> pd.Series:
     return text[text != ""]
 
 
-def category_breakdown(items: pd.DataFrame, column: str, role: str = S.CATEGORICAL, separator: str = "|",
-                       interactions: pd.DataFrame | None = None, top: int = 25) -> pd.DataFrame:
+def category_breakdown(
+    items: pd.DataFrame,
+    column: str,
+    role: str = S.CATEGORICAL,
+    separator: str = "|",
+    interactions: pd.DataFrame | None = None,
+    top: int = 25,
+) -> pd.DataFrame:
     """Items (and interactions, when given) per value of a categorical or multi-label column.
 
     Columns ``value``, ``items``, ``interactions``; the ``top`` largest values, the rest summed
@@ -233,8 +257,9 @@ def category_breakdown(items: pd.DataFrame, column: str, role: str = S.CATEGORIC
     """
     labels = _labels(items[column], role, separator)
     item_ids = items["item_id"].astype(str).to_numpy()
-    pairs = pd.DataFrame({"item_id": item_ids[labels.index.to_numpy()] if len(labels) else [],
-                          "value": labels.to_numpy()})
+    pairs = pd.DataFrame(
+        {"item_id": item_ids[labels.index.to_numpy()] if len(labels) else [], "value": labels.to_numpy()}
+    )
     frame = pairs.groupby("value").size().rename("items").to_frame()
     if interactions is not None and len(interactions):
         per_item = interactions.groupby("item_id").size()
@@ -245,9 +270,21 @@ def category_breakdown(items: pd.DataFrame, column: str, role: str = S.CATEGORIC
     frame = frame.sort_values(["items", "interactions"], ascending=False).reset_index()
     if len(frame) > top:
         rest = frame.iloc[top:]
-        frame = pd.concat([frame.iloc[:top], pd.DataFrame([{"value": "(other)", "items": int(rest["items"].sum()),
-                                                            "interactions": int(rest["interactions"].sum())}])],
-                          ignore_index=True)
+        frame = pd.concat(
+            [
+                frame.iloc[:top],
+                pd.DataFrame(
+                    [
+                        {
+                            "value": "(other)",
+                            "items": int(rest["items"].sum()),
+                            "interactions": int(rest["interactions"].sum()),
+                        }
+                    ]
+                ),
+            ],
+            ignore_index=True,
+        )
     return frame
 
 
@@ -273,8 +310,14 @@ def title_column(roles: Mapping[str, str], items: pd.DataFrame | None = None) ->
     return text_columns[0] if text_columns else "item_id"
 
 
-def sample_items(items: pd.DataFrame, roles: Mapping[str, str], root: str | os.PathLike | None = None,
-                 n: int = 12, seed: int = 0, category: str | None = None) -> pd.DataFrame:
+def sample_items(
+    items: pd.DataFrame,
+    roles: Mapping[str, str],
+    root: str | os.PathLike | None = None,
+    n: int = 12,
+    seed: int = 0,
+    category: str | None = None,
+) -> pd.DataFrame:
     """A seeded sample of items for a gallery, preferring items with a picture (and spreading over
     the values of ``category`` when given)."""
     if len(items) == 0:
@@ -292,8 +335,9 @@ def sample_items(items: pd.DataFrame, roles: Mapping[str, str], root: str | os.P
     if category and category in pool.columns:
         # round-robin over categories so the gallery shows the breadth of the catalog
         groups = [rng.permutation(g.index.to_numpy()) for _, g in pool.groupby(pool[category].astype(str), sort=True)]
-        order = [idx for tier in range(max(len(g) for g in groups)) for g in groups if tier < len(g)
-                 for idx in [g[tier]]]
+        order = [
+            idx for tier in range(max(len(g) for g in groups)) for g in groups if tier < len(g) for idx in [g[tier]]
+        ]
         return pool.loc[order[:n]]
     take = rng.choice(len(pool), size=min(n, len(pool)), replace=False)
     return pool.iloc[np.sort(take)]
@@ -305,7 +349,9 @@ _TABLE_FILE = re.compile(r"^(items|interactions|users)\.(csv|parquet|jsonl|ndjso
 _MAX_TABLE_BYTES = 2 * 1024**3
 
 
-def read_bundle_tables(source: str | os.PathLike | bytes) -> tuple[dict[str, pd.DataFrame], dict[str, Any] | None, list[str]]:
+def read_bundle_tables(
+    source: str | os.PathLike | bytes,
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any] | None, list[str]]:
     """The raw tables of a bundle (folder, ``.zip`` path or zip bytes), read as the loader reads them.
 
     Returns ``(tables, schema_json, problems)``: only the ``items`` / ``interactions`` / ``users``
@@ -330,7 +376,7 @@ def read_bundle_tables(source: str | os.PathLike | bytes) -> tuple[dict[str, pd.
                 names = [i for i in archive.infolist() if not i.is_dir()]
                 prefix = _zip_root(names)
                 for info in names:
-                    relative = info.filename[len(prefix):]
+                    relative = info.filename[len(prefix) :]
                     if "/" in relative or ".." in relative:
                         continue
                     if _TABLE_FILE.match(relative) or relative == "schema.json":
@@ -369,7 +415,7 @@ def _zip_root(entries: list[zipfile.ZipInfo]) -> str:
     names = [e.filename for e in entries if not e.filename.startswith("__MACOSX")]
     prefix = ""
     while True:
-        level = [n[len(prefix):] for n in names if n.startswith(prefix)]
+        level = [n[len(prefix) :] for n in names if n.startswith(prefix)]
         if any(_TABLE_FILE.match(n) for n in level):
             return prefix
         tops = {n.split("/", 1)[0] for n in level if "/" in n}
@@ -385,8 +431,11 @@ def _folder_root(folder: Path) -> Path:
     return _folder_root(children[0]) if len(children) == 1 else folder
 
 
-def role_table(tables: Mapping[str, pd.DataFrame | None], schema_json: Mapping[str, Any] | None = None,
-               separator: str = S.DEFAULT_SEPARATOR) -> pd.DataFrame:
+def role_table(
+    tables: Mapping[str, pd.DataFrame | None],
+    schema_json: Mapping[str, Any] | None = None,
+    separator: str = S.DEFAULT_SEPARATOR,
+) -> pd.DataFrame:
     """One row per column of each table: ``table``, ``column``, ``role`` (inferred, then the bundle's
     ``schema.json``), ``reason`` and an ``example`` value. Editable in the app; see
     :func:`roles_from_table`."""
@@ -409,15 +458,21 @@ def role_table(tables: Mapping[str, pd.DataFrame | None], schema_json: Mapping[s
             role = inferred.table(table).get(str(column), S.IGNORE)
             if table == "users" and role == S.IGNORE:
                 example = ""  # an ignored user column is never shown (see schema.visible_users), not even here
-            rows.append({"table": table, "column": str(column),
-                         "role": role,
-                         "reason": inferred.reasons.get(table, {}).get(str(column), ""),
-                         "example": example[:80] + ("…" if len(example) > 80 else "")})
+            rows.append(
+                {
+                    "table": table,
+                    "column": str(column),
+                    "role": role,
+                    "reason": inferred.reasons.get(table, {}).get(str(column), ""),
+                    "example": example[:80] + ("…" if len(example) > 80 else ""),
+                }
+            )
     return pd.DataFrame(rows, columns=["table", "column", "role", "reason", "example"])
 
 
-def id_columns(tables: Mapping[str, pd.DataFrame | None], schema_json: Mapping[str, Any] | None = None
-               ) -> dict[str, dict[str, str | None]]:
+def id_columns(
+    tables: Mapping[str, pd.DataFrame | None], schema_json: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, str | None]]:
     """For each table, which column serves as each id it needs (``{"interactions": {"user_id": "customer_id",
     "item_id": "article_id"}}``): the column with the standard name, else the bundle's or the inferred
     mapping, else None. The Data page's column mapping starts from it."""

@@ -42,8 +42,10 @@ def assemble_bundle_zip(tables: dict[str, tuple[str, bytes]], images_zip: bytes 
         roots = {name.strip("/").split("/")[-1].lower() for name in archive.namelist() if "/" not in name.strip("/")}
         clash = sorted(n for n in roots if n.split(".")[0] in allowed and Path(n).suffix in TABLE_EXTENSIONS)
         if clash:
-            raise UploadError(f"the pictures .zip already holds {', '.join(clash)}: upload it as a whole bundle "
-                              "(the '.zip bundle' option) instead")
+            raise UploadError(
+                f"the pictures .zip already holds {', '.join(clash)}: upload it as a whole bundle "
+                "(the '.zip bundle' option) instead"
+            )
         for table, (filename, data) in tables.items():
             archive.writestr(f"{table}{Path(filename).suffix.lower()}", data)
     return buffer.getvalue()

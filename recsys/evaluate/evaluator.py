@@ -57,9 +57,7 @@ def interactions_to_csr(
         raise KeyError(f"{int((~known).sum())} interactions have an unknown user or item, e.g. {bad}")
     rows = users.to_numpy()[known].astype(np.int64)
     cols = items.to_numpy()[known].astype(np.int64)
-    mat = sp.csr_matrix(
-        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(user_index), len(item_index))
-    )
+    mat = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(user_index), len(item_index)))
     mat.sum_duplicates()
     mat.data[:] = 1.0
     return mat

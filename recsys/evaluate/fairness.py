@@ -40,9 +40,25 @@ import scipy.sparse as sp
 
 from .metrics import ranking_metrics, topk_from_scores
 
-__all__ = ["gini", "label_matrix", "group_shares", "popularity_percentile", "calibration_kl", "history_buckets",
-           "group_gap", "exposure_sweep", "item_labels", "item_group_columns", "user_group_columns", "RunRankings", "run_rankings", "FairnessReport", "fairness_report", "fairness_arrays",
-           "NONE_LABEL"]
+__all__ = [
+    "gini",
+    "label_matrix",
+    "group_shares",
+    "popularity_percentile",
+    "calibration_kl",
+    "history_buckets",
+    "group_gap",
+    "exposure_sweep",
+    "item_labels",
+    "item_group_columns",
+    "user_group_columns",
+    "RunRankings",
+    "run_rankings",
+    "FairnessReport",
+    "fairness_report",
+    "fairness_arrays",
+    "NONE_LABEL",
+]
 
 NONE_LABEL = "(none)"  # items without a value in the chosen column
 UNKNOWN_USER = "(unknown)"  # users without a row / value in the users table
@@ -50,6 +66,7 @@ SMOOTHING = 0.01
 
 
 # ----------------------------------------------------------------------------- metrics on plain arrays
+
 
 def gini(values: Any) -> float:
     """Gini coefficient of non-negative ``values`` (e.g. how often each catalogue item was recommended).
@@ -64,8 +81,9 @@ def gini(values: Any) -> float:
     return float(((2 * ranks - n - 1) * x).sum() / (n * total))
 
 
-def label_matrix(values: Sequence[Any], multi_label: bool = False,
-                 separator: str = "|") -> tuple[sp.csr_matrix, list[str]]:
+def label_matrix(
+    values: Sequence[Any], multi_label: bool = False, separator: str = "|"
+) -> tuple[sp.csr_matrix, list[str]]:
     """``(M [n_items, n_groups], group names)``: ``M[i, g]`` = the share of item i in group g (1 for a single
     value, ``1 / n`` for each of n labels, so every row sums to 1). Empty cells go to ``(none)``."""
     rows, cols, data = [], [], []
@@ -80,9 +98,13 @@ def label_matrix(values: Sequence[Any], multi_label: bool = False,
             data.append(1.0 / len(labels))
     ordered = sorted(names, key=lambda n: (n == NONE_LABEL, n))  # alphabetical, (none) last
     remap = np.array([ordered.index(n) for n in names], dtype=np.int64)
-    matrix = sp.csr_matrix((np.array(data), (np.array(rows, dtype=np.int64), remap[np.array(cols, dtype=np.int64)]
-                                             if cols else np.zeros(0, np.int64))),
-                           shape=(len(values), len(ordered)))
+    matrix = sp.csr_matrix(
+        (
+            np.array(data),
+            (np.array(rows, dtype=np.int64), remap[np.array(cols, dtype=np.int64)] if cols else np.zeros(0, np.int64)),
+        ),
+        shape=(len(values), len(ordered)),
+    )
     return matrix, ordered
 
 
@@ -178,8 +200,15 @@ class QualityGap:
         return {**dataclasses.asdict(self), "clear": self.clear}
 
 
-def group_gap(values: Any, groups: Sequence[Any] | np.ndarray, by: str = "group", n_boot: int = 500, seed: int = 2026,
-              order: Sequence[str] | None = None, min_users: int = 1) -> QualityGap:
+def group_gap(
+    values: Any,
+    groups: Sequence[Any] | np.ndarray,
+    by: str = "group",
+    n_boot: int = 500,
+    seed: int = 2026,
+    order: Sequence[str] | None = None,
+    min_users: int = 1,
+) -> QualityGap:
     """Mean of ``values`` per group (NaN values, e.g. users without a test item, are left out), the gap
     between the best and the worst group, and bootstrap 95 % intervals: users are resampled with
     replacement within each group (group sizes fixed), ``n_boot`` times with ``default_rng(seed)``.
@@ -200,7 +229,7 @@ def group_gap(values: Any, groups: Sequence[Any] | np.ndarray, by: str = "group"
         v = values[group_of == name]
         draws = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1) if n_boot else np.zeros(0)
         boot[name] = draws
-        low, high = (np.percentile(draws, [2.5, 97.5]) if n_boot else (np.nan, np.nan))
+        low, high = np.percentile(draws, [2.5, 97.5]) if n_boot else (np.nan, np.nan)
         out.append(GroupQuality(name, int(len(v)), float(v.mean()), float(low), float(high)))
     result = QualityGap(by=by, groups=out, n_boot=int(n_boot), min_users=int(min_users))
     big = [g for g in out if g.n_users >= min_users]
@@ -215,8 +244,9 @@ def group_gap(values: Any, groups: Sequence[Any] | np.ndarray, by: str = "group"
     return result
 
 
-def _permutation_p(values: np.ndarray, groups: np.ndarray, names: list[str], gap: float, n_perm: int,
-                   rng: np.random.Generator) -> float:
+def _permutation_p(
+    values: np.ndarray, groups: np.ndarray, names: list[str], gap: float, n_perm: int, rng: np.random.Generator
+) -> float:
     """How often dealing the users of ``names`` into groups of the same sizes at random gives a best - worst
     spread of the means at least ``gap`` (with the +1 correction, never exactly 0)."""
     keep = np.isin(groups, names)
@@ -244,8 +274,9 @@ class GroupExposure:
         return self.exposure_share / self.catalogue_share if self.catalogue_share > 0 else float("nan")
 
 
-def fairness_arrays(topk: np.ndarray, train: sp.spmatrix, membership: sp.spmatrix, group_names: Sequence[str],
-                    history_rows: np.ndarray) -> dict[str, Any]:
+def fairness_arrays(
+    topk: np.ndarray, train: sp.spmatrix, membership: sp.spmatrix, group_names: Sequence[str], history_rows: np.ndarray
+) -> dict[str, Any]:
     """The item-side figures from plain arrays.
 
     ``topk``: ``[n_users, K]`` item indices (``-1`` padding) of the evaluated users; ``train``: the
@@ -263,8 +294,10 @@ def fairness_arrays(topk: np.ndarray, train: sp.spmatrix, membership: sp.spmatri
     interactions = group_shares(popularity, membership)
     exposed = group_shares(exposure, membership)
     items_in = np.asarray((membership > 0).sum(axis=0)).ravel()
-    groups = [GroupExposure(str(name), int(items_in[g]), float(catalogue[g]), float(interactions[g]),
-                            float(exposed[g])) for g, name in enumerate(group_names)]
+    groups = [
+        GroupExposure(str(name), int(items_in[g]), float(catalogue[g]), float(interactions[g]), float(exposed[g]))
+        for g, name in enumerate(group_names)
+    ]
     percentile = popularity_percentile(popularity)
     history = sp.csr_matrix(train[np.asarray(history_rows, dtype=np.int64)])
     history.data[:] = 1.0
@@ -272,18 +305,21 @@ def fairness_arrays(topk: np.ndarray, train: sp.spmatrix, membership: sp.spmatri
     hist_pct = float(percentile[history.indices].mean()) if history.nnz else float("nan")
     rows = np.repeat(np.arange(len(topk)), topk.shape[1] if topk.ndim == 2 else 0)
     valid = topk.ravel() >= 0
-    lists = sp.csr_matrix((np.ones(int(valid.sum())), (rows[valid], topk.ravel()[valid])),
-                          shape=(len(topk), n_items))
+    lists = sp.csr_matrix((np.ones(int(valid.sum())), (rows[valid], topk.ravel()[valid])), shape=(len(topk), n_items))
     p, q = _mix(history, membership), _mix(lists, membership)
     has_both = (p.sum(axis=1) > 0) & (q.sum(axis=1) > 0)
     kl = calibration_kl(p[has_both], q[has_both])
-    return {"groups": groups, "gini": gini(exposure),
-            "popularity": {"recommended": rec_pct, "history": hist_pct, "lift": rec_pct - hist_pct},
-            "calibration_kl": float(kl.mean()) if kl.size else float("nan"),
-            "items_recommended": int((exposure > 0).sum())}
+    return {
+        "groups": groups,
+        "gini": gini(exposure),
+        "popularity": {"recommended": rec_pct, "history": hist_pct, "lift": rec_pct - hist_pct},
+        "calibration_kl": float(kl.mean()) if kl.size else float("nan"),
+        "items_recommended": int((exposure > 0).sum()),
+    }
 
 
 # ----------------------------------------------------------------------------- a run's test rankings
+
 
 @dataclass
 class RunRankings:
@@ -318,8 +354,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def run_rankings(workspace: Any, run_id: str, k: int = 20, batch_size: int = 512,
-                 progress: Callable[[str], None] | None = None) -> RunRankings:
+def run_rankings(
+    workspace: Any, run_id: str, k: int = 20, batch_size: int = 512, progress: Callable[[str], None] | None = None
+) -> RunRankings:
     """Rebuild the test split of a run (its protocol, seed and k-core) and rank the catalogue for every test
     user with the model the evaluator scored: the run's saved model when it is that model, else (the saved
     one was refitted on every interaction, test included, for the app: ``final_model``) the same model
@@ -339,8 +376,13 @@ def run_rankings(workspace: Any, run_id: str, k: int = 20, batch_size: int = 512
     config = RunConfig.from_dict(stored)
     metrics = _read_json(run_dir / "metrics.json")
     bundle = workspace.load_dataset(config.dataset)
-    check = preflight(bundle.interactions, k_core=config.k_core, seed=config.seed,
-                      has_timestamp=bundle.schema.timestamp_column is not None, catalogue_items=len(bundle.items))
+    check = preflight(
+        bundle.interactions,
+        k_core=config.k_core,
+        seed=config.seed,
+        has_timestamp=bundle.schema.timestamp_column is not None,
+        catalogue_items=len(bundle.items),
+    )
     protocol = (metrics.get("split") or {}).get("protocol") or resolve_protocol(config.protocol, check)
     options: dict[str, Any] = {"k_core": config.k_core}
     if protocol == "kfold":  # the model kept before the final refit is the last fold's
@@ -353,20 +395,37 @@ def run_rankings(workspace: Any, run_id: str, k: int = 20, batch_size: int = 512
 
         say("extracting (or reading cached) item features")
         modalities = tuple(m for m in ("text", "image", "attributes") if m in config.modalities)
-        features = extract_item_features(bundle.items, bundle.schema.items, bundle.root, workspace.features_dir,
-                                         text_encoder=config.text_encoder, image_encoder=config.image_encoder,
-                                         modalities=modalities, device=config.device)
+        features = extract_item_features(
+            bundle.items,
+            bundle.schema.items,
+            bundle.root,
+            workspace.features_dir,
+            text_encoder=config.text_encoder,
+            image_encoder=config.image_encoder,
+            modalities=modalities,
+            device=config.device,
+        )
     say(f"rebuilding the {protocol} split")
-    prepared = prepare_data(bundle.interactions, protocol=protocol, seed=config.seed,
-                            rating_column=bundle.schema.rating_column,
-                            timestamp_column=bundle.schema.timestamp_column if protocol == "temporal" else None,
-                            item_features=features, catalogue_ids=bundle.items["item_id"].to_numpy(str), **options)
+    prepared = prepare_data(
+        bundle.interactions,
+        protocol=protocol,
+        seed=config.seed,
+        rating_column=bundle.schema.rating_column,
+        timestamp_column=bundle.schema.timestamp_column if protocol == "temporal" else None,
+        item_features=features,
+        catalogue_ids=bundle.items["item_id"].to_numpy(str),
+        **options,
+    )
     data = prepared.data
     model = None
     if use_saved:
         model = Recommender.load(saved)
-        if not (model.user_ids is not None and model.item_ids is not None  # a loaded model has both
-                and np.array_equal(model.user_ids, data.user_ids) and np.array_equal(model.item_ids, data.item_ids)):
+        if not (
+            model.user_ids is not None
+            and model.item_ids is not None  # a loaded model has both
+            and np.array_equal(model.user_ids, data.user_ids)
+            and np.array_equal(model.item_ids, data.item_ids)
+        ):
             model = None  # not the model of this split after all (the dataset changed): refit
     source = "saved"
     if model is None:
@@ -383,18 +442,32 @@ def run_rankings(workspace: Any, run_id: str, k: int = 20, batch_size: int = 512
     say(f"ranking the catalogue for {len(users):,} test users")
     topk = np.full((len(users), k), -1, dtype=np.int64)
     for start in range(0, len(users), batch_size):
-        rows = users[start:start + batch_size]
-        topk[start:start + len(rows)] = topk_from_scores(np.asarray(model.score(rows), dtype=np.float64), k,
-                                                         exclude=mask[rows])
+        rows = users[start : start + batch_size]
+        topk[start : start + len(rows)] = topk_from_scores(
+            np.asarray(model.score(rows), dtype=np.float64), k, exclude=mask[rows]
+        )
     stored_ndcg = ((metrics.get("model") or {}).get("test") or {}).get(f"ndcg@{k}")
-    return RunRankings(run_id=run_dir.name, dataset=config.dataset, model=config.model, protocol=protocol, k=k,
-                       user_ids=data.user_ids, item_ids=data.item_ids, users=users, topk=topk, train=train,
-                       test=test, exclude=exclude, model_source=source,
-                       stored_ndcg=float(stored_ndcg) if stored_ndcg is not None else None,
-                       recommender=model)
+    return RunRankings(
+        run_id=run_dir.name,
+        dataset=config.dataset,
+        model=config.model,
+        protocol=protocol,
+        k=k,
+        user_ids=data.user_ids,
+        item_ids=data.item_ids,
+        users=users,
+        topk=topk,
+        train=train,
+        test=test,
+        exclude=exclude,
+        model_source=source,
+        stored_ndcg=float(stored_ndcg) if stored_ndcg is not None else None,
+        recommender=model,
+    )
 
 
 # ----------------------------------------------------------------------------- the report
+
 
 @dataclass
 class FairnessReport:
@@ -420,40 +493,54 @@ class FairnessReport:
     user_groups: dict[str, QualityGap] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name not in ("groups", "user_groups")}
+        out = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("groups", "user_groups")
+        }
         out["groups"] = [{**dataclasses.asdict(g), "exposure_ratio": g.exposure_ratio} for g in self.groups]
         out["user_groups"] = {name: gap.to_dict() for name, gap in self.user_groups.items()}
         return out
 
     def table(self) -> str:
         """The report as plain text (the CLI prints it)."""
-        lines = [f"run {self.run_id}: {self.model} on {self.dataset} ({self.protocol}), top-{self.k} for "
-                 f"{self.n_users:,} test users, model {self.model_source}",
-                 f"NDCG@{self.k} {self.ndcg:.4f}" + (f" (stored: {self.stored_ndcg:.4f})"
-                                                      if self.stored_ndcg is not None else ""),
-                 "", f"{self.item_column[:28]:<28} {'catalogue':>9} {'interact.':>9} {'exposure':>9} {'ratio':>6}"]
+        lines = [
+            f"run {self.run_id}: {self.model} on {self.dataset} ({self.protocol}), top-{self.k} for "
+            f"{self.n_users:,} test users, model {self.model_source}",
+            f"NDCG@{self.k} {self.ndcg:.4f}"
+            + (f" (stored: {self.stored_ndcg:.4f})" if self.stored_ndcg is not None else ""),
+            "",
+            f"{self.item_column[:28]:<28} {'catalogue':>9} {'interact.':>9} {'exposure':>9} {'ratio':>6}",
+        ]
         for g in sorted(self.groups, key=lambda g: -g.exposure_share):
-            lines.append(f"{g.group[:28]:<28} {g.catalogue_share:>9.3f} {g.interaction_share:>9.3f} "
-                         f"{g.exposure_share:>9.3f} {g.exposure_ratio:>6.2f}")
+            lines.append(
+                f"{g.group[:28]:<28} {g.catalogue_share:>9.3f} {g.interaction_share:>9.3f} "
+                f"{g.exposure_share:>9.3f} {g.exposure_ratio:>6.2f}"
+            )
         pop = self.popularity
-        lines += ["", f"Gini of item exposure {self.gini:.3f} ({self.items_recommended:,} of {self.n_items:,} items "
-                      "recommended at least once)",
-                  f"popularity percentile: recommended {pop['recommended']:.3f}, history {pop['history']:.3f} "
-                  f"(lift {pop['lift']:+.3f})",
-                  f"calibration: mean KL(history mix || list mix) {self.calibration_kl:.4f}"]
+        lines += [
+            "",
+            f"Gini of item exposure {self.gini:.3f} ({self.items_recommended:,} of {self.n_items:,} items "
+            "recommended at least once)",
+            f"popularity percentile: recommended {pop['recommended']:.3f}, history {pop['history']:.3f} "
+            f"(lift {pop['lift']:+.3f})",
+            f"calibration: mean KL(history mix || list mix) {self.calibration_kl:.4f}",
+        ]
         for gap in self.user_groups.values():
             lines += ["", f"NDCG@{self.k} by {gap.by}: {'users':>6} {'ndcg':>7}  95 % interval"]
             for q in gap.groups:
                 lines.append(f"  {q.group[:30]:<30} {q.n_users:>6} {q.ndcg:>7.4f}  [{q.low:.4f}, {q.high:.4f}]")
             if gap.best is not None:
-                verdict = (f"a clear gap (permutation p = {gap.p_value:.3f})" if gap.clear else
-                           f"within the noise (permutation p = {gap.p_value:.3f}: random groups of these sizes "
-                           "often spread as far)")
+                verdict = (
+                    f"a clear gap (permutation p = {gap.p_value:.3f})"
+                    if gap.clear
+                    else f"within the noise (permutation p = {gap.p_value:.3f}: random groups of these sizes "
+                    "often spread as far)"
+                )
                 if any(g.n_users < gap.min_users for g in gap.groups):
                     verdict += f"; groups of fewer than {gap.min_users} users left out"
-                lines.append(f"  gap {gap.best} - {gap.worst}: {gap.gap:+.4f} [{gap.gap_low:+.4f}, "
-                             f"{gap.gap_high:+.4f}]: {verdict}")
+                lines.append(
+                    f"  gap {gap.best} - {gap.worst}: {gap.gap:+.4f} [{gap.gap_low:+.4f}, "
+                    f"{gap.gap_high:+.4f}]: {verdict}"
+                )
         return "\n".join(lines)
 
 
@@ -491,17 +578,34 @@ def user_group_columns(bundle: Any) -> list[str]:
 def user_labels(bundle: Any, user_ids: Sequence[str], column: str) -> np.ndarray:
     if column not in user_group_columns(bundle):
         options = user_group_columns(bundle)
-        raise ValueError(f"'{column}' is not a categorical user column; choose one of "
-                         f"{', '.join(options) or 'none (the dataset has no users table)'}")
+        raise ValueError(
+            f"'{column}' is not a categorical user column; choose one of "
+            f"{', '.join(options) or 'none (the dataset has no users table)'}"
+        )
     users = bundle.users.drop_duplicates("user_id")
     values = users.set_index(users["user_id"].astype(str))[column]
     mapped = values.reindex(pd.Index(np.asarray(user_ids).astype(str)))
-    return np.array([UNKNOWN_USER if v is None or (isinstance(v, float) and np.isnan(v)) or not str(v).strip()
-                     else str(v).strip() for v in mapped.tolist()], dtype=object)
+    return np.array(
+        [
+            UNKNOWN_USER
+            if v is None or (isinstance(v, float) and np.isnan(v)) or not str(v).strip()
+            else str(v).strip()
+            for v in mapped.tolist()
+        ],
+        dtype=object,
+    )
 
 
-def fairness_report(rankings: RunRankings, bundle: Any, item_column: str, user_column: str | None = None,
-                    n_boot: int = 500, seed: int = 2026, n_buckets: int = 4, min_users: int = 5) -> FairnessReport:
+def fairness_report(
+    rankings: RunRankings,
+    bundle: Any,
+    item_column: str,
+    user_column: str | None = None,
+    n_boot: int = 500,
+    seed: int = 2026,
+    n_buckets: int = 4,
+    min_users: int = 5,
+) -> FairnessReport:
     """The report of one run's rankings (:func:`run_rankings`) for ``item_column`` (and ``user_column``)."""
     membership, names = item_labels(bundle, rankings.item_ids, item_column)
     item_side = fairness_arrays(rankings.topk, rankings.train, membership, names, rankings.users)
@@ -509,23 +613,42 @@ def fairness_report(rankings: RunRankings, bundle: Any, item_column: str, user_c
     lengths = np.diff(rankings.train.indptr)[rankings.users]
     buckets = history_buckets(lengths, n_buckets)
     order = sorted(set(buckets), key=lambda label: int(str(label).split()[0].split("-")[0]))
-    user_groups = {"history_length": group_gap(ndcg, buckets, "history length (train items)", n_boot, seed, order,
-                                                min_users)}
+    user_groups = {
+        "history_length": group_gap(ndcg, buckets, "history length (train items)", n_boot, seed, order, min_users)
+    }
     if user_column:
         labels = user_labels(bundle, rankings.user_ids[rankings.users], user_column)
         user_groups[user_column] = group_gap(ndcg, labels, user_column, n_boot, seed, min_users=min_users)
-    return FairnessReport(run_id=rankings.run_id, dataset=rankings.dataset, model=rankings.model,
-                          protocol=rankings.protocol, k=rankings.k, item_column=item_column, user_column=user_column,
-                          n_users=int(len(rankings.users)), n_items=int(len(rankings.item_ids)),
-                          ndcg=float(np.nanmean(ndcg)) if len(ndcg) else float("nan"),
-                          stored_ndcg=rankings.stored_ndcg, model_source=rankings.model_source,
-                          groups=item_side["groups"], gini=item_side["gini"], popularity=item_side["popularity"],
-                          calibration_kl=item_side["calibration_kl"],
-                          items_recommended=item_side["items_recommended"], user_groups=user_groups)
+    return FairnessReport(
+        run_id=rankings.run_id,
+        dataset=rankings.dataset,
+        model=rankings.model,
+        protocol=rankings.protocol,
+        k=rankings.k,
+        item_column=item_column,
+        user_column=user_column,
+        n_users=int(len(rankings.users)),
+        n_items=int(len(rankings.item_ids)),
+        ndcg=float(np.nanmean(ndcg)) if len(ndcg) else float("nan"),
+        stored_ndcg=rankings.stored_ndcg,
+        model_source=rankings.model_source,
+        groups=item_side["groups"],
+        gini=item_side["gini"],
+        popularity=item_side["popularity"],
+        calibration_kl=item_side["calibration_kl"],
+        items_recommended=item_side["items_recommended"],
+        user_groups=user_groups,
+    )
 
 
-def exposure_sweep(rankings: RunRankings, membership: np.ndarray, strengths: Sequence[float], target: float | None = None,
-                   batch_size: int = 512, carry: bool = True) -> list[dict[str, float]]:
+def exposure_sweep(
+    rankings: RunRankings,
+    membership: np.ndarray,
+    strengths: Sequence[float],
+    target: float | None = None,
+    batch_size: int = 512,
+    carry: bool = True,
+) -> list[dict[str, float]]:
     """For each strength: the group's exposure share in the re-ranked test lists (membership-weighted slots),
     the target, and NDCG@k, with the same masking as the rankings. ``target`` defaults to the group's
     catalogue share (the mean membership). With ``carry`` (the default) the users' lists are ranked one after
@@ -539,19 +662,28 @@ def exposure_sweep(rankings: RunRankings, membership: np.ndarray, strengths: Seq
     lists = {s: np.full((len(rankings.users), rankings.k), -1, dtype=np.int64) for s in strengths}
     balancers = {s: ExposureBalancer(membership, target, s) for s in strengths}
     for start in range(0, len(rankings.users), batch_size):
-        rows = rankings.users[start:start + batch_size]
+        rows = rankings.users[start : start + batch_size]
         scores = np.asarray(rankings.recommender.score(rows), dtype=np.float64)
         scores[mask[rows].nonzero()] = -np.inf
         for r in range(len(rows)):
             for s in strengths:
-                top = balancers[s].rerank(scores[r], rankings.k) if carry else \
-                    exposure_rerank(scores[r], membership, rankings.k, target, s)
-                lists[s][start + r, :len(top)] = top
+                top = (
+                    balancers[s].rerank(scores[r], rankings.k)
+                    if carry
+                    else exposure_rerank(scores[r], membership, rankings.k, target, s)
+                )
+                lists[s][start + r, : len(top)] = top
     out = []
     for s in strengths:
         top = lists[s]
         share = float(membership[top[top >= 0]].sum() / max((top >= 0).sum(), 1))
         ndcg = ranking_metrics(top, rankings.test[rankings.users], ks=(rankings.k,))[f"ndcg@{rankings.k}"]
-        out.append({"strength": float(s), "exposure_share": share, "target": target,
-                    f"ndcg@{rankings.k}": float(np.nanmean(ndcg))})
+        out.append(
+            {
+                "strength": float(s),
+                "exposure_share": share,
+                "target": target,
+                f"ndcg@{rankings.k}": float(np.nanmean(ndcg)),
+            }
+        )
     return out

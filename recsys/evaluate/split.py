@@ -74,8 +74,11 @@ def _mix64(x: np.ndarray) -> np.ndarray:
 def _item_hashes(items: pd.Series) -> np.ndarray:
     """A 64-bit hash of each row's item id (blake2b of its text: the same on every machine and version)."""
     codes, uniques = pd.factorize(items.astype(str))
-    table = np.fromiter((int.from_bytes(hashlib.blake2b(str(u).encode(), digest_size=8).digest(), "little")
-                         for u in uniques), dtype=np.uint64, count=len(uniques))
+    table = np.fromiter(
+        (int.from_bytes(hashlib.blake2b(str(u).encode(), digest_size=8).digest(), "little") for u in uniques),
+        dtype=np.uint64,
+        count=len(uniques),
+    )
     return _mix64(table[codes])
 
 
@@ -302,8 +305,10 @@ def hold_out_valid(df: pd.DataFrame, share: float = 0.1, seed: int = 2026) -> di
     shuffled, pos, n = _shuffled_by_user(df, seed)
     n_valid = np.where(n >= 3, np.maximum(1, _round_half_up(n * share)), 0)
     is_valid = pos < n_valid
-    return {"train": shuffled.loc[~is_valid].reset_index(drop=True),
-            "valid": shuffled.loc[is_valid].reset_index(drop=True)}
+    return {
+        "train": shuffled.loc[~is_valid].reset_index(drop=True),
+        "valid": shuffled.loc[is_valid].reset_index(drop=True),
+    }
 
 
 def prepare_p1(interactions: pd.DataFrame, seed: int = 2026, k_core: int = 5) -> dict[str, Any]:

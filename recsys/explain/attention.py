@@ -17,9 +17,17 @@ import pandas as pd
 from ..data import schema as S
 from ..topk import k_largest
 
-__all__ = ["has_attention", "top_items_attention", "attention_by_category",
-           "pca_2d", "ground_truth_comparison", "user_weights_frame", "dominant_modality",
-           "segment_recovery", "SEGMENT_MODALITY"]
+__all__ = [
+    "has_attention",
+    "top_items_attention",
+    "attention_by_category",
+    "pca_2d",
+    "ground_truth_comparison",
+    "user_weights_frame",
+    "dominant_modality",
+    "segment_recovery",
+    "SEGMENT_MODALITY",
+]
 
 #: The demo generator's taste segments and the modality each one weights most.
 SEGMENT_MODALITY = {"visual": "image", "text": "text", "attributes": "attributes", "behaviour": "behaviour"}
@@ -30,8 +38,14 @@ def has_attention(model: Any) -> bool:
     return bool(model.explains_by_modality())
 
 
-def top_items_attention(model: Any, k: int = 20, max_users: int | None = 2000, seed: int = 0,
-                        users: Sequence[int] | np.ndarray | None = None, batch_size: int = 256) -> pd.DataFrame:
+def top_items_attention(
+    model: Any,
+    k: int = 20,
+    max_users: int | None = 2000,
+    seed: int = 0,
+    users: Sequence[int] | np.ndarray | None = None,
+    batch_size: int = 256,
+) -> pd.DataFrame:
     """Attention over each user's top-``k`` items: one row per (user, item).
 
     Columns ``user_row``, ``user_id``, ``rank`` (1 = best), ``item_index``, ``item_id``, ``score``,
@@ -51,7 +65,7 @@ def top_items_attention(model: Any, k: int = 20, max_users: int | None = 2000, s
     frames = []
     k = int(min(k, model.n_items))
     for start in range(0, len(users), batch_size):
-        rows = users[start:start + batch_size]
+        rows = users[start : start + batch_size]
         scores = model.score(rows).astype(np.float64)
         if seen is not None:
             block = seen[rows]
@@ -67,12 +81,14 @@ def top_items_attention(model: Any, k: int = 20, max_users: int | None = 2000, s
         picked = weights[np.arange(len(rows))[:, None], inverse]  # [B, k, M]
         if present_all is not None:
             picked = np.where(present_all[top], picked, np.nan)
-        frame = pd.DataFrame({
-            "user_row": np.repeat(rows, k),
-            "rank": np.tile(np.arange(1, k + 1), len(rows)),
-            "item_index": top.ravel(),
-            "score": top_scores.ravel(),
-        })
+        frame = pd.DataFrame(
+            {
+                "user_row": np.repeat(rows, k),
+                "rank": np.tile(np.arange(1, k + 1), len(rows)),
+                "item_index": top.ravel(),
+                "score": top_scores.ravel(),
+            }
+        )
         for m, name in enumerate(modalities):
             frame[name] = picked[:, :, m].ravel()
         frames.append(frame)
@@ -85,9 +101,15 @@ def top_items_attention(model: Any, k: int = 20, max_users: int | None = 2000, s
     return out.reset_index(drop=True)
 
 
-def attention_by_category(frame: pd.DataFrame, items: pd.DataFrame, column: str, modalities: Sequence[str],
-                          role: str = S.CATEGORICAL, separator: str = S.DEFAULT_SEPARATOR,
-                          top: int = 20) -> pd.DataFrame:
+def attention_by_category(
+    frame: pd.DataFrame,
+    items: pd.DataFrame,
+    column: str,
+    modalities: Sequence[str],
+    role: str = S.CATEGORICAL,
+    separator: str = S.DEFAULT_SEPARATOR,
+    top: int = 20,
+) -> pd.DataFrame:
     """Mean attention per value of an item column (rows) and modality (columns), plus ``pairs``
     (how many (user, item) pairs each mean is over). ``items`` is indexed by item id. The ``top``
     most frequent values are kept."""
@@ -146,9 +168,15 @@ def ground_truth_comparison(summary: pd.DataFrame, truth: pd.DataFrame, modaliti
     for segment, index in merged.groupby("segment").groups.items():
         positions = merged.index.get_indexer(index)
         for j, modality in enumerate(shared):
-            rows.append({"segment": segment, "modality": modality,
-                         "learned": float(np.nanmean(learned.iloc[positions, j])),
-                         "true": float(true[positions, j].mean()), "users": int(len(positions))})
+            rows.append(
+                {
+                    "segment": segment,
+                    "modality": modality,
+                    "learned": float(np.nanmean(learned.iloc[positions, j])),
+                    "true": float(true[positions, j].mean()),
+                    "users": int(len(positions)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -204,8 +232,12 @@ def segment_recovery(weights_frame: pd.DataFrame, truth: pd.DataFrame, modalitie
         "users": int(len(merged)),
         "segment_accuracy": float(hit.mean()),
         "content_segment_accuracy": float(hit[content].mean()) if content.any() else float("nan"),
-        "per_segment": {segment: float(hit[expected == modality].mean())
-                        for segment, modality in SEGMENT_MODALITY.items() if (expected == modality).any()},
-        "spearman": {m: _spearman(merged[m].to_numpy(), merged[f"w_{m}"].to_numpy())
-                     for m in shared if f"w_{m}" in merged},
+        "per_segment": {
+            segment: float(hit[expected == modality].mean())
+            for segment, modality in SEGMENT_MODALITY.items()
+            if (expected == modality).any()
+        },
+        "spearman": {
+            m: _spearman(merged[m].to_numpy(), merged[f"w_{m}"].to_numpy()) for m in shared if f"w_{m}" in merged
+        },
     }

@@ -30,9 +30,20 @@ import scipy.sparse as sp
 from ..features.registry import DEFAULT_TEXT_ENCODER
 from ..topk import by_score, k_largest
 
-__all__ = ["history_scores", "recommend_for_history", "encode_query", "query_similarities", "text_neighbours", "recommend_for_text",
-           "is_new_item", "recommend_users_for_item", "evaluate_cold_start", "evaluate_by_history_length",
-           "evaluate_short_histories", "query_encoder_for_run"]
+__all__ = [
+    "history_scores",
+    "recommend_for_history",
+    "encode_query",
+    "query_similarities",
+    "text_neighbours",
+    "recommend_for_text",
+    "is_new_item",
+    "recommend_users_for_item",
+    "evaluate_cold_start",
+    "evaluate_by_history_length",
+    "evaluate_short_histories",
+    "query_encoder_for_run",
+]
 
 # baselines whose score() reads the user's history from ``model.seen`` (scored from a one-row history)
 
@@ -41,8 +52,9 @@ def _indices(model: Any, items: Sequence[int | str]) -> np.ndarray:
     return np.asarray([model.item_index(i) for i in items], dtype=np.int64)
 
 
-def _ranked(model: Any, scores: np.ndarray, k: int, exclude: np.ndarray | None, filters: np.ndarray | None
-            ) -> list[tuple[str, float]]:
+def _ranked(
+    model: Any, scores: np.ndarray, k: int, exclude: np.ndarray | None, filters: np.ndarray | None
+) -> list[tuple[str, float]]:
     scores = np.asarray(scores, dtype=np.float64).copy()
     if exclude is not None and len(exclude):
         scores[np.asarray(exclude, dtype=np.int64)] = -np.inf
@@ -56,16 +68,22 @@ def _ranked(model: Any, scores: np.ndarray, k: int, exclude: np.ndarray | None, 
     return [(str(model.item_ids[i]), float(scores[i])) for i in top]
 
 
-def history_scores(model: Any, item_indices: Sequence[int] | np.ndarray,
-                   weights: Sequence[float] | None = None) -> np.ndarray:
+def history_scores(
+    model: Any, item_indices: Sequence[int] | np.ndarray, weights: Sequence[float] | None = None
+) -> np.ndarray:
     """Scores ``[n_items]`` for a user known only by ``item_indices`` (optionally weighted): the model's
     own new-user path, :meth:`Recommender.score_history`."""
     return np.asarray(model.score_history(np.asarray(item_indices, dtype=np.int64), weights), dtype=np.float64)
 
 
-def recommend_for_history(model: Any, item_ids: Sequence[int | str], k: int = 10,
-                          exclude: Sequence[int | str] | None = None, filters: np.ndarray | None = None,
-                          weights: Sequence[float] | None = None) -> list[tuple[str, float]]:
+def recommend_for_history(
+    model: Any,
+    item_ids: Sequence[int | str],
+    k: int = 10,
+    exclude: Sequence[int | str] | None = None,
+    filters: np.ndarray | None = None,
+    weights: Sequence[float] | None = None,
+) -> list[tuple[str, float]]:
     """Top-``k`` (item_id, score) for a new user who liked ``item_ids`` (no retraining).
 
     ``exclude``: item ids never to recommend (default: the liked items themselves); ``filters``:
@@ -79,8 +97,15 @@ def recommend_for_history(model: Any, item_ids: Sequence[int | str], k: int = 10
 
 # ----------------------------------------------------------------------------- text queries
 
-def encode_query(query: str, encoder: Any = DEFAULT_TEXT_ENCODER, *, items_frame: pd.DataFrame | None = None,
-                 roles: Mapping[str, str] | None = None, separator: str = "|") -> np.ndarray:
+
+def encode_query(
+    query: str,
+    encoder: Any = DEFAULT_TEXT_ENCODER,
+    *,
+    items_frame: pd.DataFrame | None = None,
+    roles: Mapping[str, str] | None = None,
+    separator: str = "|",
+) -> np.ndarray:
     """The query's text feature vector, in the same space as the catalogue's text features.
 
     ``encoder``: a registry name (``"minilm"``, ``"tfidf"``, ``"hf:..."``), an encoder object, or
@@ -96,12 +121,15 @@ def encode_query(query: str, encoder: Any = DEFAULT_TEXT_ENCODER, *, items_frame
         return np.asarray(encoder([query]), dtype=np.float32)[0]
     if getattr(encoder, "row_independent", True) is False:
         if items_frame is None or roles is None:
-            raise ValueError(f"the {getattr(encoder, 'name', 'text')} encoder is fitted on the catalogue's texts: "
-                             "pass items_frame and roles")
+            raise ValueError(
+                f"the {getattr(encoder, 'name', 'text')} encoder is fitted on the catalogue's texts: "
+                "pass items_frame and roles"
+            )
         from ..features import build_item_text
 
-        texts = [t for t in build_item_text(items_frame.reset_index(drop=True), roles, separator=separator)
-                 if t.strip()]
+        texts = [
+            t for t in build_item_text(items_frame.reset_index(drop=True), roles, separator=separator) if t.strip()
+        ]
         encoder.fit(texts)
         return np.asarray(encoder.transform([query]), dtype=np.float32)[0]
     return np.asarray(encoder.encode([query]), dtype=np.float32)[0]
@@ -113,8 +141,10 @@ def _text_matrix(model: Any, item_text: np.ndarray | None) -> tuple[np.ndarray, 
         return matrix, np.linalg.norm(matrix, axis=1) > 0
     space = model.modality_vectors("text") if hasattr(model, "modality_vectors") else None
     if space is None:
-        raise ValueError(f"the {getattr(model, 'name', 'model')} model holds no text features: pass item_text "
-                         "(the catalogue's text features aligned with the model's items)")
+        raise ValueError(
+            f"the {getattr(model, 'name', 'model')} model holds no text features: pass item_text "
+            "(the catalogue's text features aligned with the model's items)"
+        )
     return space[0], space[1]
 
 
@@ -132,8 +162,10 @@ def query_similarities(model: Any, query_vector: np.ndarray, item_text: np.ndarr
     matrix, mask = _text_matrix(model, item_text)
     q = np.asarray(query_vector, dtype=np.float32).ravel()
     if q.shape[0] != matrix.shape[1]:
-        raise ValueError(f"the query vector has {q.shape[0]} dimensions but the item text features have "
-                         f"{matrix.shape[1]}: encode the query with the run's text encoder")
+        raise ValueError(
+            f"the query vector has {q.shape[0]} dimensions but the item text features have "
+            f"{matrix.shape[1]}: encode the query with the run's text encoder"
+        )
     centre = _text_centre(model, item_text)
     if centre is not None:  # the model's text space is centred on the catalogue mean
         q = q - centre
@@ -141,8 +173,9 @@ def query_similarities(model: Any, query_vector: np.ndarray, item_text: np.ndarr
     return np.where(mask & (norms > 0), matrix @ q / np.where(norms > 0, norms, 1.0), -np.inf).astype(np.float64)
 
 
-def text_neighbours(model: Any, query_vector: np.ndarray, n: int = 20, item_text: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def text_neighbours(
+    model: Any, query_vector: np.ndarray, n: int = 20, item_text: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices and cosine similarities of the ``n`` items whose text is most like the query."""
     sims = query_similarities(model, query_vector, item_text)
     n = int(min(n, np.isfinite(sims).sum()))
@@ -161,12 +194,24 @@ def _standardise(scores: np.ndarray) -> np.ndarray:
     return np.where(finite, (scores - mean) / (std if std > 0 else 1.0), scores)
 
 
-def recommend_for_text(model: Any, query: str, k: int = 10, history: Sequence[int | str] | None = None,
-                       blend: float = 0.5, encoder: Any = DEFAULT_TEXT_ENCODER, *, items_frame: pd.DataFrame | None = None,
-                       roles: Mapping[str, str] | None = None, n_neighbours: int = 20, user: int | str | None = None,
-                       exclude: Sequence[int | str] | None = None, filters: np.ndarray | None = None,
-                       item_text: np.ndarray | None = None, query_vector: np.ndarray | None = None,
-                       direct: float = 0.5) -> list[tuple[str, float]]:
+def recommend_for_text(
+    model: Any,
+    query: str,
+    k: int = 10,
+    history: Sequence[int | str] | None = None,
+    blend: float = 0.5,
+    encoder: Any = DEFAULT_TEXT_ENCODER,
+    *,
+    items_frame: pd.DataFrame | None = None,
+    roles: Mapping[str, str] | None = None,
+    n_neighbours: int = 20,
+    user: int | str | None = None,
+    exclude: Sequence[int | str] | None = None,
+    filters: np.ndarray | None = None,
+    item_text: np.ndarray | None = None,
+    query_vector: np.ndarray | None = None,
+    direct: float = 0.5,
+) -> list[tuple[str, float]]:
     """Top-``k`` (item_id, score) for a text query such as "a cosy mystery set in Paris".
 
     The ``n_neighbours`` items most like the query (cosine of raw text features) form a pseudo-
@@ -201,7 +246,7 @@ def recommend_for_text(model: Any, query: str, k: int = 10, history: Sequence[in
         row = model.user_index(user)
         own = np.asarray(model.score(np.array([row]))[0], dtype=np.float64)
         if model.seen is not None:
-            excluded += model.seen.indices[model.seen.indptr[row]:model.seen.indptr[row + 1]].tolist()
+            excluded += model.seen.indices[model.seen.indptr[row] : model.seen.indptr[row + 1]].tolist()
     if own is not None:
         scores = blend * scores + (1.0 - blend) * _standardise(own)
     return _ranked(model, scores, k, np.asarray(excluded, dtype=np.int64), filters)
@@ -218,6 +263,7 @@ def query_encoder_for_run(run_dir: Any) -> str:
 
 # ----------------------------------------------------------------------------- new items
 
+
 def is_new_item(model: Any, item: int | str) -> bool:
     """True when ``item`` had no training interaction (it is scored from content alone)."""
     index = model.item_index(item)
@@ -225,8 +271,9 @@ def is_new_item(model: Any, item: int | str) -> bool:
     return seen is None or seen[:, index].nnz == 0
 
 
-def recommend_users_for_item(model: Any, item: int | str, k: int = 10, exclude_seen: bool = True,
-                             batch_size: int = 512) -> list[tuple[str, float]]:
+def recommend_users_for_item(
+    model: Any, item: int | str, k: int = 10, exclude_seen: bool = True, batch_size: int = 512
+) -> list[tuple[str, float]]:
     """The ``k`` users for whom ``item`` stands out most (who to show a new item to).
 
     Scores are comparable within a user, not across users (a heavy user's scores sit on another
@@ -252,6 +299,7 @@ def recommend_users_for_item(model: Any, item: int | str, k: int = 10, exclude_s
 
 # ----------------------------------------------------------------------------- evaluation
 
+
 def evaluate_cold_start(models: Mapping[str, Any], prepared: Any, ks: Sequence[int] = (10, 20)) -> dict[str, dict]:
     """P1 cold-start metrics of fitted ``models`` on a ``prepare_data(..., protocol="cold")`` split.
 
@@ -262,18 +310,26 @@ def evaluate_cold_start(models: Mapping[str, Any], prepared: Any, ks: Sequence[i
 
     if prepared.cold_items is None:
         raise ValueError("prepared data is not a cold-start split: use prepare_data(..., protocol='cold')")
-    return {name: evaluate_ranking(model.score, prepared.data.train, prepared.cold_test, ks=ks,
-                                   candidate_items=prepared.cold_items)
-            for name, model in models.items()}
+    return {
+        name: evaluate_ranking(
+            model.score, prepared.data.train, prepared.cold_test, ks=ks, candidate_items=prepared.cold_items
+        )
+        for name, model in models.items()
+    }
 
 
 def _bucket_label(low: int, high: int | None) -> str:
     return f"{low}+" if high is None else (f"{low}" if low == high else f"{low}-{high}")
 
 
-def evaluate_by_history_length(model: Any, train: sp.spmatrix, test: sp.spmatrix, exclude: sp.spmatrix | None = None,
-                               buckets: Sequence[tuple[int, int | None]] = ((1, 3), (4, 10), (11, 50), (51, None)),
-                               ks: Sequence[int] = (10, 20)) -> list[dict[str, Any]]:
+def evaluate_by_history_length(
+    model: Any,
+    train: sp.spmatrix,
+    test: sp.spmatrix,
+    exclude: sp.spmatrix | None = None,
+    buckets: Sequence[tuple[int, int | None]] = ((1, 3), (4, 10), (11, 50), (51, None)),
+    ks: Sequence[int] = (10, 20),
+) -> list[dict[str, Any]]:
     """Test metrics of known users grouped by their number of training items (1-3 = very short).
 
     One row per bucket: ``bucket``, ``low``, ``high``, ``users`` (evaluated) and the metrics of
@@ -294,14 +350,28 @@ def evaluate_by_history_length(model: Any, train: sp.spmatrix, test: sp.spmatrix
             rows.append({"bucket": _bucket_label(low, high), "low": low, "high": high, "users": 0})
             continue
         metrics = evaluate_ranking(model.score, train, test_bucket, exclude=exclude, ks=ks)
-        rows.append({"bucket": _bucket_label(low, high), "low": low, "high": high,
-                     "users": metrics.pop("n_users_evaluated"), **metrics})
+        rows.append(
+            {
+                "bucket": _bucket_label(low, high),
+                "low": low,
+                "high": high,
+                "users": metrics.pop("n_users_evaluated"),
+                **metrics,
+            }
+        )
     return rows
 
 
-def evaluate_short_histories(model: Any, train: sp.spmatrix, test: sp.spmatrix, exclude: sp.spmatrix | None = None,
-                             lengths: Sequence[int] = (1, 2, 3), max_users: int | None = 500, seed: int = 2026,
-                             ks: Sequence[int] = (10, 20)) -> list[dict[str, Any]]:
+def evaluate_short_histories(
+    model: Any,
+    train: sp.spmatrix,
+    test: sp.spmatrix,
+    exclude: sp.spmatrix | None = None,
+    lengths: Sequence[int] = (1, 2, 3),
+    max_users: int | None = 500,
+    seed: int = 2026,
+    ks: Sequence[int] = (10, 20),
+) -> list[dict[str, Any]]:
     """Users reduced to ``n`` random liked training items, scored through the new-user path.
 
     For each ``n`` in ``lengths``: up to ``max_users`` users with a test item keep ``n`` random
@@ -321,8 +391,10 @@ def evaluate_short_histories(model: Any, train: sp.spmatrix, test: sp.spmatrix, 
         users = np.flatnonzero((counts >= n) & (np.diff(test.indptr) > 0))
         if max_users is not None and len(users) > max_users:
             users = np.sort(rng.choice(users, size=max_users, replace=False))
-        kept = {int(u): rng.choice(train.indices[train.indptr[u]:train.indptr[u + 1]], size=n, replace=False)
-                for u in users}
+        kept = {
+            int(u): rng.choice(train.indices[train.indptr[u] : train.indptr[u + 1]], size=n, replace=False)
+            for u in users
+        }
         keep_rows = np.zeros(train.shape[0], dtype=np.float32)
         keep_rows[users] = 1.0
         test_rows = sp.csr_matrix(sp.diags(keep_rows) @ test)

@@ -1,8 +1,8 @@
 """CLI commands of the explanation layer: ``explain``, ``recommend-explained``, ``recommend-new``.
 
-    python -m recsys explain RUN --user ID --item ID [--json]
-    python -m recsys recommend-explained RUN --user ID --k 10 [--diversity 0.2] [--json]
-    python -m recsys recommend-new RUN --like ID ID ... | --query "text" [--user ID] [--json]
+python -m recsys explain RUN --user ID --item ID [--json]
+python -m recsys recommend-explained RUN --user ID --k 10 [--diversity 0.2] [--json]
+python -m recsys recommend-new RUN --like ID ID ... | --query "text" [--user ID] [--json]
 """
 
 from __future__ import annotations
@@ -41,8 +41,14 @@ def _context(model: Any, bundle: Any) -> Any:
 
         return ExplainContext(model, pd.DataFrame({"item_id": np.asarray(model.item_ids).astype(str)}), {})
     schema = bundle.schema
-    return ExplainContext(model, bundle.items, schema.items, separator=schema.multi_label_separator,
-                          interactions=bundle.interactions, rating_column=schema.rating_column)
+    return ExplainContext(
+        model,
+        bundle.items,
+        schema.items,
+        separator=schema.multi_label_separator,
+        interactions=bundle.interactions,
+        rating_column=schema.rating_column,
+    )
 
 
 def explanations_for(model: Any, bundle: Any, user: str, item_ids: list[str], k_history: int = 3) -> list[dict]:
@@ -66,8 +72,12 @@ def _explain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user", required=True, help="user id")
     p.add_argument("--item", required=True, help="item id")
     p.add_argument("--k-history", type=int, default=3, help="history items to show (default 3)")
-    p.add_argument("--narrator", default=None, metavar="DIR",
-                   help="a local Hugging Face causal LM folder that rephrases the evidence (optional)")
+    p.add_argument(
+        "--narrator",
+        default=None,
+        metavar="DIR",
+        help="a local Hugging Face causal LM folder that rephrases the evidence (optional)",
+    )
 
 
 def _print_explanation(args: argparse.Namespace, data: dict[str, Any], rank: int | None = None) -> None:
@@ -76,8 +86,11 @@ def _print_explanation(args: argparse.Namespace, data: dict[str, Any], rank: int
     _say(args, f"{head}{data['item_id']}  {data['title']}" + (f"  (score {score:.4f})" if score is not None else ""))
     _say(args, f"     {data['sentence']}")
     for modality in data.get("modalities", []):
-        state = "missing" if modality["missing"] else (f"attention {modality['attention']:.2f}  "
-                                                        f"share {modality['share']:+.4f}")
+        state = (
+            "missing"
+            if modality["missing"]
+            else (f"attention {modality['attention']:.2f}  share {modality['share']:+.4f}")
+        )
         _say(args, f"       {modality['modality']:<11} {state}")
     for item in data.get("history", []):
         _say(args, f"       like {item['item_id']} {item['title']}  (+{item['contribution']:.4f})")
@@ -87,8 +100,7 @@ def _print_explanation(args: argparse.Namespace, data: dict[str, Any], rank: int
         _say(args, f"     narrator ({data['narration']['source']}): {data['narration']['text']}")
 
 
-@command("explain", "why a run's model recommends an item to a user: modalities, history, evidence",
-         _explain_arguments)
+@command("explain", "why a run's model recommends an item to a user: modalities, history, evidence", _explain_arguments)
 def cmd_explain(args: argparse.Namespace) -> dict[str, Any]:
     from .explainer import explain
 
@@ -114,9 +126,16 @@ def _recommend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--narrator", default=None, metavar="DIR", help="optional local causal LM folder")
 
 
-def recommend_with_explanations(model: Any, user: str, k: int = 10, diversity: float = 0.0,
-                                exclude_seen: bool = True, context: Any = None, k_history: int = 3,
-                                mask: Any = None) -> list[dict[str, Any]]:
+def recommend_with_explanations(
+    model: Any,
+    user: str,
+    k: int = 10,
+    diversity: float = 0.0,
+    exclude_seen: bool = True,
+    context: Any = None,
+    k_history: int = 3,
+    mask: Any = None,
+) -> list[dict[str, Any]]:
     """Top-``k`` for ``user`` (MMR at ``diversity``), each with its explanation as a dict."""
     import numpy as np
 
@@ -146,16 +165,18 @@ def cmd_recommend_explained(args: argparse.Namespace) -> dict[str, Any]:
     if not 0.0 <= args.diversity <= 1.0:
         raise CommandError("--diversity must be between 0 and 1")
     try:
-        rows = recommend_with_explanations(model, args.user, args.k, args.diversity, not args.include_seen, context,
-                                           args.k_history)
+        rows = recommend_with_explanations(
+            model, args.user, args.k, args.diversity, not args.include_seen, context, args.k_history
+        )
     except KeyError as exc:
         raise CommandError(str(exc.args[0])) from exc
     if args.narrator:
         from .explainer import explain
 
         for row in rows:
-            row["narration"] = _narrate(explain(model, args.user, row["item_id"], context=context), args.narrator,
-                                        context)
+            row["narration"] = _narrate(
+                explain(model, args.user, row["item_id"], context=context), args.narrator, context
+            )
     for row in rows:
         _print_explanation(args, row, row["rank"])
     return {"run_id": run_dir.name, "user": args.user, "diversity": args.diversity, "recommendations": rows}
@@ -179,10 +200,17 @@ def cmd_recommend_new(args: argparse.Namespace) -> dict[str, Any]:
     run_dir, model, bundle, config = load_run(_workspace(args), args.run)
     try:
         if args.query:
-            items = recommend_for_text(model, args.query, k=args.k, history=args.like, blend=args.blend,
-                                       encoder=query_encoder_for_run(run_dir), user=args.user,
-                                       items_frame=bundle.items if bundle is not None else None,
-                                       roles=bundle.schema.items if bundle is not None else None)
+            items = recommend_for_text(
+                model,
+                args.query,
+                k=args.k,
+                history=args.like,
+                blend=args.blend,
+                encoder=query_encoder_for_run(run_dir),
+                user=args.user,
+                items_frame=bundle.items if bundle is not None else None,
+                roles=bundle.schema.items if bundle is not None else None,
+            )
         else:
             items = recommend_for_history(model, args.like, k=args.k)
     except (KeyError, ValueError, RuntimeError) as exc:
@@ -191,8 +219,10 @@ def cmd_recommend_new(args: argparse.Namespace) -> dict[str, Any]:
     if bundle is not None:
         context = _context(model, bundle)
         titles = {item: context.title(item) for item, _ in items}
-    rows = [{"rank": r + 1, "item_id": item, "score": score, "title": titles.get(item)}
-            for r, (item, score) in enumerate(items)]
+    rows = [
+        {"rank": r + 1, "item_id": item, "score": score, "title": titles.get(item)}
+        for r, (item, score) in enumerate(items)
+    ]
     for row in rows:
         _say(args, f"{row['rank']:>3}. {row['item_id']:<12} {row['score']:>9.4f}  {row['title'] or ''}")
     return {"run_id": run_dir.name, "like": args.like, "query": args.query, "recommendations": rows}

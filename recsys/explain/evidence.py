@@ -22,8 +22,9 @@ def item_vectors(model: Any, dim: int = 32) -> np.ndarray:  # noqa: ARG001 (dim 
     return np.asarray(model.item_embeddings(), dtype=np.float32)
 
 
-def similar_items(model: Any, item: int | str, k: int = 10, vectors: np.ndarray | None = None
-                  ) -> list[tuple[str, float]]:
+def similar_items(
+    model: Any, item: int | str, k: int = 10, vectors: np.ndarray | None = None
+) -> list[tuple[str, float]]:
     """The ``k`` items nearest to ``item`` in :func:`item_vectors` (pass ``vectors`` to reuse them): (item id,
     cosine), best first, ties by catalogue order; the item itself and items without a vector are left out
     (an item without a vector has no neighbours). ``KeyError`` names an unknown item."""
@@ -38,7 +39,7 @@ def similar_items(model: Any, item: int | str, k: int = 10, vectors: np.ndarray 
     keep = norms > 0
     keep[index] = False
     candidates = np.flatnonzero(keep)
-    order = candidates[np.lexsort((candidates, -cosine[candidates]))][:max(int(k), 0)]
+    order = candidates[np.lexsort((candidates, -cosine[candidates]))][: max(int(k), 0)]
     return [(str(model.item_ids[i]), float(cosine[i])) for i in order]
 
 
@@ -48,6 +49,7 @@ def price_bands(values: pd.Series) -> pd.Series:
     if numbers.notna().sum() < 3:
         return pd.Series([""] * len(values), index=values.index, dtype=object)
     low, high = numbers.quantile([1 / 3, 2 / 3])
-    bands = np.where(numbers.isna(), "", np.where(numbers <= low, "budget", np.where(numbers <= high, "mid-range",
-                                                                                          "premium")))
+    bands = np.where(
+        numbers.isna(), "", np.where(numbers <= low, "budget", np.where(numbers <= high, "mid-range", "premium"))
+    )
     return pd.Series(bands, index=values.index, dtype=object)

@@ -38,8 +38,15 @@ from ..data import schema as S, stats
 from ..modalities import MODALITY_PHRASES
 from .facts import STOPWORDS, tokenize
 
-__all__ = ["Explanation", "ExplainContext", "explain", "explain_many", "build_sentence", "MODALITY_PHRASES",
-           "history_contributions"]
+__all__ = [
+    "Explanation",
+    "ExplainContext",
+    "explain",
+    "explain_many",
+    "build_sentence",
+    "MODALITY_PHRASES",
+    "history_contributions",
+]
 
 _SALIENT_MIN_LENGTH = 3
 _MAX_DF = 0.05  # a word in more than 5 % of the catalogue's texts is not salient
@@ -69,8 +76,10 @@ class Explanation:
             "item": {"item_id": self.item_id, "title": self.title},
             "model": self.model,
             "has_attention": self.has_attention,
-            "modalities": [{k: m[k] for k in ("modality", "label", "present", "share_pct", "attention_pct")}
-                           for m in self.modalities],
+            "modalities": [
+                {k: m[k] for k in ("modality", "label", "present", "share_pct", "attention_pct")}
+                for m in self.modalities
+            ],
             "history": [{k: h[k] for k in ("item_id", "title", "rating", "rated_highly")} for h in self.history],
             **self.evidence,
         }
@@ -98,6 +107,7 @@ def _jsonable(value: Any) -> Any:
 
 # ----------------------------------------------------------------------------- context
 
+
 def _cell_labels(value: Any, role: str, separator: str) -> frozenset[str]:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return frozenset()
@@ -112,16 +122,26 @@ def _cell_labels(value: Any, role: str, separator: str) -> frozenset[str]:
 
 
 def _salient_tokens(text: str) -> list[str]:
-    return [w for w in tokenize(text) if len(w) >= _SALIENT_MIN_LENGTH and w not in STOPWORDS
-            and not any(ch.isdigit() for ch in w)]
+    return [
+        w
+        for w in tokenize(text)
+        if len(w) >= _SALIENT_MIN_LENGTH and w not in STOPWORDS and not any(ch.isdigit() for ch in w)
+    ]
 
 
 class ExplainContext:
     """Per (model, catalogue) state shared by many explanations: labels, TF-IDF, bands, popularity."""
 
-    def __init__(self, model: Any, items_frame: pd.DataFrame, schema_roles: Mapping[str, str], *,
-                 separator: str = S.DEFAULT_SEPARATOR, interactions: pd.DataFrame | None = None,
-                 rating_column: str | None = None):
+    def __init__(
+        self,
+        model: Any,
+        items_frame: pd.DataFrame,
+        schema_roles: Mapping[str, str],
+        *,
+        separator: str = S.DEFAULT_SEPARATOR,
+        interactions: pd.DataFrame | None = None,
+        rating_column: str | None = None,
+    ):
         self.model = model
         self.separator = separator
         items = items_frame.copy()
@@ -135,8 +155,11 @@ class ExplainContext:
         self.model_ids = np.asarray(model.item_ids).astype(str)
         self.model_index = {v: i for i, v in enumerate(self.model_ids)}
         seen = model.seen
-        self.counts = (np.asarray((seen != 0).sum(axis=0)).ravel().astype(np.int64) if seen is not None
-                       else np.zeros(len(self.model_ids), dtype=np.int64))
+        self.counts = (
+            np.asarray((seen != 0).sum(axis=0)).ravel().astype(np.int64)
+            if seen is not None
+            else np.zeros(len(self.model_ids), dtype=np.int64)
+        )
         self._sorted_counts = np.sort(self.counts)
         self._labels: dict[str, pd.Series] = {}
         self._idf: dict[str, float] | None = None
@@ -145,10 +168,16 @@ class ExplainContext:
         self._vectors: np.ndarray | None = None
         self._ratings: dict[str, dict[str, float]] | None = None
         self.interactions = interactions
-        self.rating_column = rating_column if interactions is not None and rating_column in (
-            interactions.columns if interactions is not None else ()) else None
-        self.max_rating = (float(pd.to_numeric(interactions[self.rating_column], errors="coerce").max())
-                           if self.rating_column and interactions is not None else None)
+        self.rating_column = (
+            rating_column
+            if interactions is not None and rating_column in (interactions.columns if interactions is not None else ())
+            else None
+        )
+        self.max_rating = (
+            float(pd.to_numeric(interactions[self.rating_column], errors="coerce").max())
+            if self.rating_column and interactions is not None
+            else None
+        )
 
     # --- columns
     def title(self, item_id: str) -> str:
@@ -219,8 +248,11 @@ class ExplainContext:
         count = int(self.counts[index]) if 0 <= index < len(self.counts) else 0
         below = int(np.searchsorted(self._sorted_counts, count, side="left"))
         # floor: the most popular item is "more popular than 99 %", never 100 %
-        return {"count": count, "percentile": int(math.floor(100.0 * below / max(len(self.counts), 1))),
-                "new_item": count == 0}
+        return {
+            "count": count,
+            "percentile": int(math.floor(100.0 * below / max(len(self.counts), 1))),
+            "new_item": count == 0,
+        }
 
     def vectors(self) -> np.ndarray:
         if self._vectors is None:
@@ -245,9 +277,15 @@ class ExplainContext:
 
 # ----------------------------------------------------------------------------- history contributions
 
-def history_contributions(model: Any, row: int, item_index: int, history: np.ndarray,
-                          context: ExplainContext | None = None, max_candidates: int = 30
-                          ) -> tuple[np.ndarray, str, float | None]:
+
+def history_contributions(
+    model: Any,
+    row: int,
+    item_index: int,
+    history: np.ndarray,
+    context: ExplainContext | None = None,
+    max_candidates: int = 30,
+) -> tuple[np.ndarray, str, float | None]:
     """How much each history item raises the score of ``item_index`` (leave-one-out).
 
     ``contribution[j] = s(history) - s(history without j)``, both scored through the model's own
@@ -284,8 +322,10 @@ def history_contributions(model: Any, row: int, item_index: int, history: np.nda
 
 # ----------------------------------------------------------------------------- evidence
 
-def _label_evidence(ctx: ExplainContext, item_id: str, top_ids: Sequence[str], history_ids: Sequence[str]
-                    ) -> list[dict[str, Any]]:
+
+def _label_evidence(
+    ctx: ExplainContext, item_id: str, top_ids: Sequence[str], history_ids: Sequence[str]
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for column, role in ctx.label_columns:
         series = ctx.labels(column)
@@ -300,18 +340,29 @@ def _label_evidence(ctx: ExplainContext, item_id: str, top_ids: Sequence[str], h
         shared_top = {k: v for k, v in shared_top.items() if v}
         if not shared_top and not history_counts:
             continue
-        values = sorted(set(shared_top) | set(history_counts),
-                        key=lambda v: (-len(shared_top.get(v, [])), -history_counts.get(v, 0), v))
-        out.append({
-            "column": column, "column_label": str(column).replace("_", " "), "role": role,
-            "values": values[:4],
-            "shared_values": [v for v in values if shared_top.get(v)][:4],
-            "shared_with": [ctx.title(t) for t in top_ids if any(v in top_labels[t] for v in values[:4])],
-            "history_counts": [{"value": v, "count": int(history_counts.get(v, 0))} for v in values[:4]],
-            "history_size": len(history_ids),
-        })
-    out.sort(key=lambda e: (-len(e["shared_with"]), -max(c["count"] for c in e["history_counts"]),
-                            e["role"] != S.CATEGORICAL))
+        values = sorted(
+            set(shared_top) | set(history_counts),
+            key=lambda v: (-len(shared_top.get(v, [])), -history_counts.get(v, 0), v),
+        )
+        out.append(
+            {
+                "column": column,
+                "column_label": str(column).replace("_", " "),
+                "role": role,
+                "values": values[:4],
+                "shared_values": [v for v in values if shared_top.get(v)][:4],
+                "shared_with": [ctx.title(t) for t in top_ids if any(v in top_labels[t] for v in values[:4])],
+                "history_counts": [{"value": v, "count": int(history_counts.get(v, 0))} for v in values[:4]],
+                "history_size": len(history_ids),
+            }
+        )
+    out.sort(
+        key=lambda e: (
+            -len(e["shared_with"]),
+            -max(c["count"] for c in e["history_counts"]),
+            e["role"] != S.CATEGORICAL,
+        )
+    )
     return out
 
 
@@ -332,8 +383,9 @@ def _word_evidence(ctx: ExplainContext, item_id: str, top_ids: Sequence[str], li
     return [{"word": w, "weight": round(scores[w], 4), "shared_with": holders[w]} for w in best]
 
 
-def _price_evidence(ctx: ExplainContext, item_id: str, top_ids: Sequence[str], history_ids: Sequence[str]
-                    ) -> dict[str, Any] | None:
+def _price_evidence(
+    ctx: ExplainContext, item_id: str, top_ids: Sequence[str], history_ids: Sequence[str]
+) -> dict[str, Any] | None:
     bands = ctx.bands()
     if bands is None or item_id not in bands.index:
         return None
@@ -342,9 +394,13 @@ def _price_evidence(ctx: ExplainContext, item_id: str, top_ids: Sequence[str], h
         return None
     value = pd.to_numeric(pd.Series([ctx.items.at[item_id, ctx.price_column]]), errors="coerce").iloc[0]
     in_band = [h for h in history_ids if bands.get(h, "") == band]
-    return {"column": ctx.price_column, "value": None if pd.isna(value) else float(value), "band": band,
-            "shared_with": [ctx.title(t) for t in top_ids if bands.get(t, "") == band],
-            "history_share_pct": int(round(100.0 * len(in_band) / max(len(history_ids), 1)))}
+    return {
+        "column": ctx.price_column,
+        "value": None if pd.isna(value) else float(value),
+        "band": band,
+        "shared_with": [ctx.title(t) for t in top_ids if bands.get(t, "") == band],
+        "history_share_pct": int(round(100.0 * len(in_band) / max(len(history_ids), 1))),
+    }
 
 
 def _visual_evidence(ctx: ExplainContext, index: int, top_indices: Sequence[int]) -> dict[str, Any] | None:
@@ -367,13 +423,18 @@ def _visual_evidence(ctx: ExplainContext, index: int, top_indices: Sequence[int]
     all_sims = (features[pictured] @ candidate) / (np.linalg.norm(features[pictured], axis=1).clip(min=1e-12) * norm)
     best = int(np.argmax(sims))
     percentile = int(math.floor(100.0 * float((all_sims < sims[best]).mean()))) if len(all_sims) else None
-    return {"similarity": round(float(sims[best]), 3), "title": ctx.title(ctx.model_ids[with_picture[best]]),
-            "percentile": percentile,
-            "per_item": [{"title": ctx.title(ctx.model_ids[j]), "similarity": round(float(s), 3)}
-                         for j, s in zip(with_picture, sims)]}
+    return {
+        "similarity": round(float(sims[best]), 3),
+        "title": ctx.title(ctx.model_ids[with_picture[best]]),
+        "percentile": percentile,
+        "per_item": [
+            {"title": ctx.title(ctx.model_ids[j]), "similarity": round(float(s), 3)} for j, s in zip(with_picture, sims)
+        ],
+    }
 
 
 # ----------------------------------------------------------------------------- sentence
+
 
 def _quote(values: Sequence[str], limit: int = 2) -> str:
     quoted = [f"“{v}”" for v in list(values)[:limit]]
@@ -392,7 +453,9 @@ def build_sentence(facts: Mapping[str, Any]) -> str:
     modalities.sort(key=lambda m: -m["share_pct"])
     if facts.get("has_attention") and modalities:
         # "of what raised its score": the chart beside it shows the weights, which are another number
-        lead = f"Recommended mainly for {modalities[0]['label']} ({modalities[0]['share_pct']}% of what raised its score)"
+        lead = (
+            f"Recommended mainly for {modalities[0]['label']} ({modalities[0]['share_pct']}% of what raised its score)"
+        )
         if len(modalities) > 1 and modalities[1]["share_pct"] >= 20:
             lead += f" and {modalities[1]['label']} ({modalities[1]['share_pct']}%)"
     elif facts.get("has_attention"):
@@ -416,20 +479,22 @@ def build_sentence(facts: Mapping[str, Any]) -> str:
         first = labels[0]
         clauses.append(f"it shares {first['column_label']} {_quote(first['shared_values'] or first['values'], 2)}")
     else:
-        wide = [e for e in facts.get("labels", [])
-                if e["history_counts"] and e["history_counts"][0]["count"] >= 2]
+        wide = [e for e in facts.get("labels", []) if e["history_counts"] and e["history_counts"][0]["count"] >= 2]
         if wide:
             first = wide[0]
             top = first["history_counts"][0]
-            clauses.append(f"{top['count']} of the {first['history_size']} items in your history share its "
-                           f"{first['column_label']} {_quote([top['value']], 1)}")
+            clauses.append(
+                f"{top['count']} of the {first['history_size']} items in your history share its "
+                f"{first['column_label']} {_quote([top['value']], 1)}"
+            )
     words = facts.get("words", [])
     if words and len(clauses) < 2:
         clauses.append(f"its text shares the words {_quote([w['word'] for w in words], 3)}")
     visual = facts.get("visual")
     if visual and visual.get("percentile") is not None and visual["percentile"] >= 80 and len(clauses) < 2:
-        clauses.append(f"its picture looks like “{visual['title']}” (closer than {visual['percentile']}% "
-                       f"of the catalogue)")
+        clauses.append(
+            f"its picture looks like “{visual['title']}” (closer than {visual['percentile']}% of the catalogue)"
+        )
     price = facts.get("price")
     if price and price.get("shared_with") and len(clauses) < 2:
         clauses.append(f"it is in the same {price['band']} price band as {_quote(price['shared_with'], 1)}")
@@ -438,11 +503,11 @@ def build_sentence(facts: Mapping[str, Any]) -> str:
         if popularity.get("new_item"):
             clauses.append("it is new (no one has it yet), so its content alone scored it")
         elif popularity.get("percentile", 50) >= 90:
-            clauses.append(f"it is one of the most popular items (more popular than {popularity['percentile']}% "
-                           f"of the catalogue)")
+            clauses.append(
+                f"it is one of the most popular items (more popular than {popularity['percentile']}% of the catalogue)"
+            )
         elif popularity.get("percentile", 50) < 30:
-            clauses.append(f"it is a niche pick (more popular than only {popularity['percentile']}% "
-                           f"of the catalogue)")
+            clauses.append(f"it is a niche pick (more popular than only {popularity['percentile']}% of the catalogue)")
 
     if not like and not clauses:
         return lead + "."
@@ -458,10 +523,20 @@ def build_sentence(facts: Mapping[str, Any]) -> str:
 
 # ----------------------------------------------------------------------------- public API
 
-def explain(model: Any, user: str | int, item: str | int, *, items_frame: pd.DataFrame | None = None,
-            schema_roles: Mapping[str, str] | None = None, k_history: int = 3,
-            context: ExplainContext | None = None, interactions: pd.DataFrame | None = None,
-            rating_column: str | None = None, separator: str = S.DEFAULT_SEPARATOR) -> Explanation:
+
+def explain(
+    model: Any,
+    user: str | int,
+    item: str | int,
+    *,
+    items_frame: pd.DataFrame | None = None,
+    schema_roles: Mapping[str, str] | None = None,
+    k_history: int = 3,
+    context: ExplainContext | None = None,
+    interactions: pd.DataFrame | None = None,
+    rating_column: str | None = None,
+    separator: str = S.DEFAULT_SEPARATOR,
+) -> Explanation:
     """Explain why ``model`` scores ``item`` for ``user`` (see the module docstring).
 
     ``items_frame``/``schema_roles`` (the dataset's items table and its column roles) give the
@@ -471,8 +546,14 @@ def explain(model: Any, user: str | int, item: str | int, *, items_frame: pd.Dat
     if context is None:
         if items_frame is None:
             items_frame = pd.DataFrame({"item_id": np.asarray(model.item_ids).astype(str)})
-        context = ExplainContext(model, items_frame, schema_roles or {}, separator=separator,
-                                 interactions=interactions, rating_column=rating_column)
+        context = ExplainContext(
+            model,
+            items_frame,
+            schema_roles or {},
+            separator=separator,
+            interactions=interactions,
+            rating_column=rating_column,
+        )
     ctx = context
     row = model.user_index(user)
     index = model.item_index(item)
@@ -480,8 +561,11 @@ def explain(model: Any, user: str | int, item: str | int, *, items_frame: pd.Dat
         raise KeyError(f"item index {item} out of range (0..{model.n_items - 1})")
     user_id, item_id = str(model.user_ids[row]), str(model.item_ids[index])
     seen = model.seen
-    history = (seen.indices[seen.indptr[row]:seen.indptr[row + 1]].astype(np.int64) if seen is not None
-               else np.zeros(0, dtype=np.int64))
+    history = (
+        seen.indices[seen.indptr[row] : seen.indptr[row + 1]].astype(np.int64)
+        if seen is not None
+        else np.zeros(0, dtype=np.int64)
+    )
     history = history[history != index]
     notes: list[str] = []
 
@@ -500,14 +584,18 @@ def explain(model: Any, user: str | int, item: str | int, *, items_frame: pd.Dat
             positive = np.clip(np.where(present, shares, 0.0), 0.0, None)
             total_positive = positive.sum()
             for m, name in enumerate(parts["modalities"]):
-                modalities.append({
-                    "modality": name, "label": MODALITY_PHRASES.get(name, name), "present": bool(present[m]),
-                    "missing": not bool(present[m]),
-                    "attention": float(attention[m]) if present[m] else 0.0,
-                    "attention_pct": int(round(100 * attention[m])) if present[m] else 0,
-                    "share": float(shares[m]) if present[m] else 0.0,
-                    "share_pct": int(round(100 * positive[m] / total_positive)) if total_positive > 0 else 0,
-                })
+                modalities.append(
+                    {
+                        "modality": name,
+                        "label": MODALITY_PHRASES.get(name, name),
+                        "present": bool(present[m]),
+                        "missing": not bool(present[m]),
+                        "attention": float(attention[m]) if present[m] else 0.0,
+                        "attention_pct": int(round(100 * attention[m])) if present[m] else 0,
+                        "share": float(shares[m]) if present[m] else 0.0,
+                        "share_pct": int(round(100 * positive[m] / total_positive)) if total_positive > 0 else 0,
+                    }
+                )
             gap = abs(sum(m["share"] for m in modalities) - score)
             if gap > 1e-4:
                 notes.append(f"the modality shares miss the score by {gap:.2e}")
@@ -527,15 +615,22 @@ def explain(model: Any, user: str | int, item: str | int, *, items_frame: pd.Dat
     if len(history):
         ranked = np.where(np.isfinite(contributions), contributions, -np.inf)
         order = np.argsort(-ranked, kind="stable")
-        top = [int(history[j]) for j in order[:max(int(k_history), 0)] if ranked[j] > 0]
+        top = [int(history[j]) for j in order[: max(int(k_history), 0)] if ranked[j] > 0]
         lookup = dict(zip(history.tolist(), contributions.tolist()))
     history_rows: list[dict[str, Any]] = []
     for j in top:
         hid = str(model.item_ids[j])
         rating = ratings.get(hid)
-        high = (rating is not None and ctx.max_rating is not None and rating >= 0.8 * ctx.max_rating)
-        history_rows.append({"item_id": hid, "title": ctx.title(hid), "contribution": float(lookup[j]),
-                             "rating": None if rating is None else float(rating), "rated_highly": bool(high)})
+        high = rating is not None and ctx.max_rating is not None and rating >= 0.8 * ctx.max_rating
+        history_rows.append(
+            {
+                "item_id": hid,
+                "title": ctx.title(hid),
+                "contribution": float(lookup[j]),
+                "rating": None if rating is None else float(rating),
+                "rated_highly": bool(high),
+            }
+        )
     top_ids = [h["item_id"] for h in history_rows]
     history_ids = [str(model.item_ids[j]) for j in history]
 
@@ -547,16 +642,34 @@ def explain(model: Any, user: str | int, item: str | int, *, items_frame: pd.Dat
         "popularity": ctx.popularity(index),
     }
     explanation = Explanation(
-        user_id=user_id, item_id=item_id, title=ctx.title(item_id), model=str(getattr(model, "name", "model")),
-        score=score, has_attention=has_attention, modalities=modalities, history=history_rows,
-        history_method=method, history_remainder=remainder, evidence=evidence, notes=notes)
+        user_id=user_id,
+        item_id=item_id,
+        title=ctx.title(item_id),
+        model=str(getattr(model, "name", "model")),
+        score=score,
+        has_attention=has_attention,
+        modalities=modalities,
+        history=history_rows,
+        history_method=method,
+        history_remainder=remainder,
+        evidence=evidence,
+        notes=notes,
+    )
     explanation.sentence = build_sentence(explanation.facts())
     return explanation
 
 
-def explain_many(model: Any, user: str | int, items: Sequence[str | int], *, items_frame: pd.DataFrame | None = None,
-                 schema_roles: Mapping[str, str] | None = None, k_history: int = 3,
-                 context: ExplainContext | None = None, **context_options: Any) -> list[Explanation]:
+def explain_many(
+    model: Any,
+    user: str | int,
+    items: Sequence[str | int],
+    *,
+    items_frame: pd.DataFrame | None = None,
+    schema_roles: Mapping[str, str] | None = None,
+    k_history: int = 3,
+    context: ExplainContext | None = None,
+    **context_options: Any,
+) -> list[Explanation]:
     """:func:`explain` for several items of one user, sharing one context."""
     if context is None:
         if items_frame is None:

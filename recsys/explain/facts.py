@@ -24,11 +24,19 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["STOPWORDS", "GENERIC_WORDS", "tokenize", "evidence_strings", "evidence_vocabulary",
-           "unsupported_facts", "mentions_evidence"]
+__all__ = [
+    "STOPWORDS",
+    "GENERIC_WORDS",
+    "tokenize",
+    "evidence_strings",
+    "evidence_vocabulary",
+    "unsupported_facts",
+    "mentions_evidence",
+]
 
 # English stopwords (function words): never salient, never facts.
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 a about above after again against all almost also am an and any are aren't as at be because been before being
 below between both but by can cannot could couldn't did didn't do does doesn't doing don't down during each
 either else ever every few for from further get gets got had hadn't has hasn't have haven't having he he'd
@@ -40,10 +48,12 @@ themselves then there there's these they they'd they'll they're they've this tho
 too under until up upon us very was wasn't we we'd we'll we're we've were weren't what what's when when's
 where where's whether which while who who's whom whose why why's will with within without won't would
 wouldn't yet you you'd you'll you're you've your yours yourself yourselves
-""".split())
+""".split()
+)
 
 # Plain words a rephrasing may use (capitalised at a sentence start, or anywhere): not facts.
-GENERIC_WORDS = frozenset("""
+GENERIC_WORDS = frozenset(
+    """
 recommended recommend recommends recommending recommendation suggested suggest suggests picked pick chosen
 choose like likes liked similar similarly resembles resemble resembling alike much mainly mostly partly
 because since given based so also too and but this that it its you your yours we our here there these
@@ -57,7 +67,8 @@ score scores percent per cent model fits fit match matches matching close closel
 strongly what with for from in on of to by about out into is are was were be been being has have had
 do does did not no yes just only even still yet again other others another new newer chose chosen choice
 similar-taste perhaps maybe might could would should will can may sure definitely probably
-""".split())
+""".split()
+)
 
 _WORD = re.compile(r"[^\W\d_][\w'’-]*", re.UNICODE)
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:[.,]\d+)?(?![\w])")

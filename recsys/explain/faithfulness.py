@@ -25,12 +25,15 @@ __all__ = ["faithfulness_check", "masked_scores", "recommended_pairs"]
 
 def _require_shares(model: Any) -> None:
     if not model.explains_by_modality():
-        raise ValueError(f"{getattr(model, 'name', type(model).__name__)} has no modality shares to check "
-                         "(only the fusion model with attention, mean or item-gate fusion has them)")
+        raise ValueError(
+            f"{getattr(model, 'name', type(model).__name__)} has no modality shares to check "
+            "(only the fusion model with attention, mean or item-gate fusion has them)"
+        )
 
 
-def recommended_pairs(model: Any, k: int = 10, max_users: int | None = 300, seed: int = 0,
-                      users: Sequence[int] | np.ndarray | None = None) -> list[tuple[int, int]]:
+def recommended_pairs(
+    model: Any, k: int = 10, max_users: int | None = 300, seed: int = 0, users: Sequence[int] | np.ndarray | None = None
+) -> list[tuple[int, int]]:
     """(user row, item index) for each sampled user's top-``k`` unseen items."""
     if users is None:
         picked = np.arange(model.n_users)
@@ -39,7 +42,7 @@ def recommended_pairs(model: Any, k: int = 10, max_users: int | None = 300, seed
         users = picked
     pairs = []
     for start in range(0, len(users), 256):
-        rows = np.asarray(users[start:start + 256], dtype=np.int64)
+        rows = np.asarray(users[start : start + 256], dtype=np.int64)
         scores = model.score(rows).astype(np.float64)
         if model.seen is not None:
             scores[model.seen[rows].nonzero()] = -np.inf
@@ -58,8 +61,14 @@ def masked_scores(model: Any, user: int, items: Sequence[int], masks: np.ndarray
     return model.masked_scores(int(user), np.asarray(items, dtype=np.int64), np.asarray(masks, dtype=bool))
 
 
-def faithfulness_check(model: Any, pairs: Sequence[tuple[int | str, int | str]] | None = None, *, k: int = 10,
-                       max_users: int | None = 300, seed: int = 0) -> dict[str, Any]:
+def faithfulness_check(
+    model: Any,
+    pairs: Sequence[tuple[int | str, int | str]] | None = None,
+    *,
+    k: int = 10,
+    max_users: int | None = 300,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Mask the largest-share and the smallest-share modality of each pair; compare the score drops.
 
     ``pairs``: (user, item) ids or indices; default: the top-``k`` recommendations of up to
@@ -106,9 +115,13 @@ def faithfulness_check(model: Any, pairs: Sequence[tuple[int | str, int | str]] 
         largest_of.extend(modalities[m] for m in large)
     wins_arr = np.asarray(wins, dtype=bool)
     largest_arr = np.asarray(largest_of)
-    by_largest = {m: {"pairs": int((largest_arr == m).sum()),
-                      "rate": float(wins_arr[largest_arr == m].mean()) if (largest_arr == m).any() else None}
-                  for m in modalities}
+    by_largest = {
+        m: {
+            "pairs": int((largest_arr == m).sum()),
+            "rate": float(wins_arr[largest_arr == m].mean()) if (largest_arr == m).any() else None,
+        }
+        for m in modalities
+    }
     return {
         "rate": float(wins_arr.mean()) if len(wins_arr) else float("nan"),
         "pairs": int(len(wins_arr)),

@@ -24,8 +24,7 @@ from typing import Any
 
 from .facts import mentions_evidence, unsupported_facts
 
-__all__ = ["Narration", "Narrator", "NarratorUnavailable", "narrate", "build_prompt", "check_narration",
-           "key_facts"]
+__all__ = ["Narration", "Narrator", "NarratorUnavailable", "narrate", "build_prompt", "check_narration", "key_facts"]
 
 _MIN_CHARS, _MAX_CHARS = 20, 500
 
@@ -43,8 +42,13 @@ class Narration:
     problems: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "source": self.source, "reason": self.reason, "raw": self.raw,
-                "problems": list(self.problems)}
+        return {
+            "text": self.text,
+            "source": self.source,
+            "reason": self.reason,
+            "raw": self.raw,
+            "problems": list(self.problems),
+        }
 
 
 def key_facts(explanation: Any) -> list[str]:
@@ -55,8 +59,11 @@ def key_facts(explanation: Any) -> list[str]:
     for label in facts.get("labels", []):
         out += list(label.get("values", []))
     out += [w["word"] for w in facts.get("words", [])]
-    out += [m["label"].replace("its ", "").replace("the ", "") for m in facts.get("modalities", [])
-            if m.get("share_pct", 0) > 0]
+    out += [
+        m["label"].replace("its ", "").replace("the ", "")
+        for m in facts.get("modalities", [])
+        if m.get("share_pct", 0) > 0
+    ]
     if facts.get("visual"):
         out.append(facts["visual"]["title"])
     return [f for f in out if f]
@@ -65,8 +72,7 @@ def key_facts(explanation: Any) -> list[str]:
 def build_prompt(explanation: Any) -> str:
     """The structured evidence as plain lines, and the instruction to use nothing else."""
     facts = explanation.facts()
-    lines = ["Facts about a recommendation (use only these facts):",
-             f"- recommended item: {facts['item']['title']}"]
+    lines = ["Facts about a recommendation (use only these facts):", f"- recommended item: {facts['item']['title']}"]
     for m in facts.get("modalities", []):
         if m.get("present") and m.get("share_pct", 0) > 0:
             lines.append(f"- {m['share_pct']}% of the score came from {m['label']}")
@@ -119,12 +125,15 @@ class Narrator:
 
     _lock = threading.Lock()
 
-    def __init__(self, model_dir: str | Path, *, max_new_tokens: int = 60, device: str = "cpu",
-                 max_prompt_tokens: int = 384):
+    def __init__(
+        self, model_dir: str | Path, *, max_new_tokens: int = 60, device: str = "cpu", max_prompt_tokens: int = 384
+    ):
         path = Path(model_dir).expanduser()
         if not path.is_dir() or not (path / "config.json").is_file():
-            raise NarratorUnavailable(f"no local language model at {path}: give a folder with config.json, the "
-                                      "weights and the tokenizer (nothing is downloaded)")
+            raise NarratorUnavailable(
+                f"no local language model at {path}: give a folder with config.json, the "
+                "weights and the tokenizer (nothing is downloaded)"
+            )
         self.model_dir = path
         self.max_new_tokens = int(max_new_tokens)
         self.max_prompt_tokens = int(max_prompt_tokens)
@@ -156,15 +165,21 @@ class Narrator:
         self._load()
         tokenizer, model = self._tokenizer, self._model
         encoded = tokenizer(prompt, return_tensors="pt")
-        input_ids = encoded["input_ids"][:, -self.max_prompt_tokens:].to(self.device)
+        input_ids = encoded["input_ids"][:, -self.max_prompt_tokens :].to(self.device)
         attention = encoded.get("attention_mask")
-        attention = (torch.ones_like(input_ids) if attention is None
-                     else attention[:, -self.max_prompt_tokens:].to(self.device))
+        attention = (
+            torch.ones_like(input_ids) if attention is None else attention[:, -self.max_prompt_tokens :].to(self.device)
+        )
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         with torch.no_grad():
-            output = model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=self.max_new_tokens,
-                                    do_sample=False, pad_token_id=pad if pad is not None else 0)
-        return tokenizer.decode(output[0, input_ids.shape[1]:], skip_special_tokens=True)
+            output = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad if pad is not None else 0,
+            )
+        return tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True)
 
     def narrate(self, explanation: Any, catalogue_terms: Iterable[str] = ()) -> Narration:
         """A checked rephrasing of ``explanation``, or its plain sentence with the reason."""
@@ -175,16 +190,26 @@ class Narrator:
         text = _clean(raw)
         problems = check_narration(text, explanation, catalogue_terms)
         if problems:
-            return Narration(explanation.sentence, "sentence", "the narration was refused: " + "; ".join(problems),
-                             raw=raw, problems=problems)
+            return Narration(
+                explanation.sentence,
+                "sentence",
+                "the narration was refused: " + "; ".join(problems),
+                raw=raw,
+                problems=problems,
+            )
         return Narration(text, "narrator", None, raw=raw)
 
 
 _NARRATORS: dict[str, Narrator] = {}
 
 
-def narrate(explanation: Any, model_dir: str | Path | None = None, *, narrator: Narrator | None = None,
-            catalogue_terms: Iterable[str] = ()) -> Narration:
+def narrate(
+    explanation: Any,
+    model_dir: str | Path | None = None,
+    *,
+    narrator: Narrator | None = None,
+    catalogue_terms: Iterable[str] = (),
+) -> Narration:
     """Rephrase with the narrator in ``model_dir`` (cached per folder), or return the plain sentence."""
     if narrator is None and model_dir is None:
         return Narration(explanation.sentence, "sentence", "no narrator model was given")

@@ -8,6 +8,7 @@ Public API::
         AttributeFeatures, build_attribute_features, FeatureCache,
     )
 """
+
 from .attributes import ROLES, AttributeFeatures, build_attribute_features, normalize_roles
 from .base import Encoder, EncoderUnavailableError
 from .cache import FeatureCache, cache_key, hash_files, hash_texts

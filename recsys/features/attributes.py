@@ -16,6 +16,7 @@ Roles (``{column: role}``) are among ``ROLES``; ``"multi-label"`` is accepted fo
 Vocabularies and statistics are kept, so ``encode_new(items_df)`` encodes new items exactly the
 same way; ``to_arrays()`` / ``from_arrays()`` save and restore without pickle.
 """
+
 from __future__ import annotations
 
 import math

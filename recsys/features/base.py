@@ -1,4 +1,5 @@
 """Shared pieces of the encoders: the error type, a base class and file fingerprints."""
+
 from __future__ import annotations
 
 import hashlib

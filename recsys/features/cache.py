@@ -9,6 +9,7 @@ Entries are read with ``np.load(..., allow_pickle=False)``; a damaged entry coun
 Per-row content hashes are stored with each entry, so a row-independent encoder can reuse the
 rows of an earlier entry when only a few inputs changed (see ``FeatureCache.find_rows``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -139,8 +140,12 @@ class FeatureCache:
             if value.dtype == object:
                 raise TypeError(f"Array {name!r} has dtype object; the cache stores no pickles.")
             clean[name] = value
-        sidecar = {"format": _FORMAT, "key": key, "created": time.time(),
-                   "created_iso": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        sidecar = {
+            "format": _FORMAT,
+            "key": key,
+            "created": time.time(),
+            "created_iso": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         sidecar.update(dict(meta or {}))
         # numpy's stub fears **clean could carry savez's allow_pickle: bool (the keys are array names)
         self._atomic_write(npz, lambda fh: np.savez(fh, **clean))  # type: ignore[arg-type]

@@ -6,6 +6,7 @@
 The second extraction over the same items, with the same encoders, reads the cache and loads
 no model at all.
 """
+
 from __future__ import annotations
 
 import json
@@ -181,7 +182,9 @@ def _cached_encode(
             features[i] = row
             mask[i] = ok
     todo = [i for i in range(n) if i not in reused]
-    failures: list[tuple[int, str]] = [(i, "failed in an earlier extraction (cached)") for i, (_, ok) in reused.items() if not ok]
+    failures: list[tuple[int, str]] = [
+        (i, "failed in an earlier extraction (cached)") for i, (_, ok) in reused.items() if not ok
+    ]
     if todo:
         offset = len(reused)
         reported = [0]
@@ -258,7 +261,10 @@ def encode_images(
     the files' bytes. ``info["failures"]`` lists ``[row, reason]`` of unreadable pictures."""
     if cache is not None and not isinstance(cache, FeatureCache):
         cache = FeatureCache(cache)
-    paths = [None if p is None or (isinstance(p, float) and math.isnan(p)) or (isinstance(p, str) and not p.strip()) else p for p in paths]
+    paths = [
+        None if p is None or (isinstance(p, float) and math.isnan(p)) or (isinstance(p, str) and not p.strip()) else p
+        for p in paths
+    ]
     content_hash, row_hashes = hash_files(paths)
     enc = _resolve_encoder(encoder, device)
 
@@ -352,7 +358,7 @@ class ItemFeatures:
         attributes = None
         if meta.get("attributes") is not None:
             prefix = "attributes."
-            attr_arrays = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+            attr_arrays = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
             attributes = AttributeFeatures.from_arrays(attr_arrays, meta["attributes"])
         return cls(
             item_ids=arrays["item_ids"],

@@ -11,6 +11,7 @@ row that callers must not use. Failures never raise; they are logged and kept in
 Pictures are decoded by a small thread pool (PIL releases the GIL while decoding), one batch
 ahead of the model, so decoding overlaps inference.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -172,7 +173,11 @@ class ImageEncoder(Encoder):
         if self.failures:
             log.warning(
                 "%s: %d of %d pictures could not be read (first: %s -> %s)",
-                self.name, len(self.failures), n, self.failures[0][1], self.failures[0][2],
+                self.name,
+                len(self.failures),
+                n,
+                self.failures[0][1],
+                self.failures[0][2],
             )
         return features, mask
 
@@ -323,8 +328,7 @@ class TorchvisionImageEncoder(ImageEncoder):
         super().__init__(device=device, num_workers=num_workers)
         if model_name not in TORCHVISION_MODELS:
             raise EncoderUnavailableError(
-                f"Image encoder {model_name!r} is not supported; choose one of "
-                f"{', '.join(sorted(TORCHVISION_MODELS))}."
+                f"Image encoder {model_name!r} is not supported; choose one of {', '.join(sorted(TORCHVISION_MODELS))}."
             )
         weights, path = torchvision_weights_file(model_name)
         if weights is None:

@@ -10,6 +10,7 @@
 Besides registered names, ``get_encoder("hf:<model id or local dir>")`` builds a text encoder from
 any Hugging Face model available offline (local directory or the local Hugging Face cache).
 """
+
 from __future__ import annotations
 
 import threading
@@ -133,7 +134,7 @@ def get_encoder(name: str, **kwargs) -> Encoder:
     if stripped.lower().startswith(HF_PREFIX):
         from .text import make_hf_encoder
 
-        return make_hf_encoder(stripped[len(HF_PREFIX):], **kwargs)
+        return make_hf_encoder(stripped[len(HF_PREFIX) :], **kwargs)
     key = _resolve(stripped)
     entry = _REGISTRY.get(key)
     if entry is None:
@@ -179,8 +180,7 @@ def _register_builtins() -> None:
             "tfidf",
             "text",
             256,
-            "TF-IDF (sublinear tf) fitted on the catalog, reduced to 256-d by truncated SVD. "
-            "No model, fast.",
+            "TF-IDF (sublinear tf) fitted on the catalog, reduced to 256-d by truncated SVD. No model, fast.",
         ),
     )
     register_encoder(
@@ -199,7 +199,7 @@ def _register_builtins() -> None:
     for tv_name, (dim, _) in image.TORCHVISION_MODELS.items():
         register_encoder(
             tv_name,
-            (lambda n: (lambda **kw: image.TorchvisionImageEncoder(n, **kw)))(tv_name),
+            (lambda n: lambda **kw: image.TorchvisionImageEncoder(n, **kw))(tv_name),
             EncoderInfo(
                 tv_name,
                 "image",
@@ -207,7 +207,7 @@ def _register_builtins() -> None:
                 f"torchvision {tv_name} ImageNet features ({dim}-d); only when its weights are "
                 "already in the local torch hub cache.",
             ),
-            is_available=(lambda n: (lambda: image.torchvision_weights_file(n)[0] is not None))(tv_name),
+            is_available=(lambda n: lambda: image.torchvision_weights_file(n)[0] is not None)(tv_name),
         )
 
 

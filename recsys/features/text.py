@@ -4,6 +4,7 @@ Every encoder's ``encode(texts, batch_size=64, progress=None)`` returns a float3
 ``[n, dim]`` whose rows are L2-normalised (an empty text gives a valid vector for transformers and
 a zero row for TF-IDF; callers mask empty texts themselves).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -124,9 +125,7 @@ class TransformerTextEncoder(Encoder):
                 "(no hidden_size / d_model)."
             )
         self.dim = dim
-        self.version = (
-            f"{version_prefix}{_dir_version(self.model_dir)}|pool=mean|maxlen={self.max_length}|l2"
-        )
+        self.version = f"{version_prefix}{_dir_version(self.model_dir)}|pool=mean|maxlen={self.max_length}|l2"
 
     # -- loading --------------------------------------------------------------------------
     def _load(self) -> None:
@@ -149,9 +148,7 @@ class TransformerTextEncoder(Encoder):
         if tokenizer.pad_token is None:
             fallback = tokenizer.eos_token or tokenizer.unk_token or tokenizer.sep_token
             if fallback is None:
-                raise EncoderUnavailableError(
-                    f"Text encoder {self.source!r}: its tokenizer has no padding token."
-                )
+                raise EncoderUnavailableError(f"Text encoder {self.source!r}: its tokenizer has no padding token.")
             tokenizer.pad_token = fallback
         limit = getattr(tokenizer, "model_max_length", None)
         if isinstance(limit, int) and 0 < limit < self.max_length:
@@ -170,9 +167,7 @@ class TransformerTextEncoder(Encoder):
         return contextlib.nullcontext()
 
     # -- encoding -------------------------------------------------------------------------
-    def encode(
-        self, texts: Sequence[str], batch_size: int = 64, progress: ProgressFn | None = None
-    ) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: ProgressFn | None = None) -> np.ndarray:
         import torch
 
         texts = [_as_text(t) for t in texts]
@@ -187,12 +182,16 @@ class TransformerTextEncoder(Encoder):
         done = 0
 
         def tokenize(idx):
-            return self._tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                   max_length=self.max_length, return_tensors="pt")
+            return self._tokenizer(
+                [texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            )
 
         # the fast tokenizer releases the GIL: the next batch is tokenised while the model runs this one
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize") as pool, \
-                torch.inference_mode(), self._autocast():
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize") as pool,
+            torch.inference_mode(),
+            self._autocast(),
+        ):
             pending = pool.submit(tokenize, chunks[0])
             for c, idx in enumerate(chunks):
                 batch = pending.result()
@@ -447,9 +446,7 @@ class TfidfTextEncoder(Encoder):
         out[:, :k] = (reduced / norms).astype(np.float32)
         return out
 
-    def encode(
-        self, texts: Sequence[str], batch_size: int = 64, progress: ProgressFn | None = None
-    ) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: ProgressFn | None = None) -> np.ndarray:
         texts = [_as_text(t) for t in texts]
         self.fit(texts)
         out = self.transform(texts)

@@ -11,5 +11,13 @@ from .base import (
     list_models,
 )
 
-__all__ = ["MODEL_REGISTRY", "ModelDamaged", "Recommender", "TrainData", "batched_scores", "check_saved_model",
-           "get_model", "list_models"]
+__all__ = [
+    "MODEL_REGISTRY",
+    "ModelDamaged",
+    "Recommender",
+    "TrainData",
+    "batched_scores",
+    "check_saved_model",
+    "get_model",
+    "list_models",
+]

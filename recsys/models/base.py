@@ -64,11 +64,13 @@ def check_safetensors(path: Path) -> None:
             header = json.loads(handle.read(length))
         ends = [int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"]
     except (OSError, ValueError, struct.error, KeyError, TypeError, IndexError, AttributeError) as exc:
-        raise ModelDamaged(path, _reason(exc) if not isinstance(exc, struct.error)
-                           else "cannot be read (shorter than a header)") from exc
+        raise ModelDamaged(
+            path, _reason(exc) if not isinstance(exc, struct.error) else "cannot be read (shorter than a header)"
+        ) from exc
     if 8 + length + max(ends, default=0) > size:
-        raise ModelDamaged(path, f"cannot be read (truncated: {size} bytes, the header promises "
-                                 f"{8 + length + max(ends)})")
+        raise ModelDamaged(
+            path, f"cannot be read (truncated: {size} bytes, the header promises {8 + length + max(ends)})"
+        )
 
 
 def check_saved_model(folder: str | Path) -> None:
@@ -171,15 +173,15 @@ class Recommender(ABC):
             raise ValueError("a history needs at least one item")
         w = _history_weights(history, weights)
         clone = copy.copy(self)
-        clone.seen = sp.csr_matrix((w.astype(np.float32), (np.zeros(len(history), dtype=np.int64), history)),
-                                   shape=(1, self.n_items))
+        clone.seen = sp.csr_matrix(
+            (w.astype(np.float32), (np.zeros(len(history), dtype=np.int64), history)), shape=(1, self.n_items)
+        )
         return np.asarray(clone.score(np.array([0]))[0], dtype=np.float64)
 
     def score_histories(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
         """Scores ``[len(histories), n_items]``, one row per history (a set of item indices); models with a
         batched new-user path override this (the explainer's leave-one-out asks for many at once)."""
-        return np.stack([self.score_history(h) for h in histories]) if len(histories) else \
-            np.zeros((0, self.n_items))
+        return np.stack([self.score_history(h) for h in histories]) if len(histories) else np.zeros((0, self.n_items))
 
     def item_embeddings(self) -> np.ndarray:
         """L2-normalised item vectors ``[n_items, d]`` ("items like this one", maps, diversity). The default
@@ -222,11 +224,18 @@ class Recommender(ABC):
         except KeyError:
             raise KeyError(f"unknown item '{item}'") from None
 
-    def recommend(self, user: int | str, k: int = 10, exclude_seen: bool = True,
-                  filters: np.ndarray | Iterable[Filter] | None = None,
-                  candidates: np.ndarray | None = None, diversity: float = 0.0,
-                  item_vectors: np.ndarray | None = None, groups: np.ndarray | None = None,
-                  exposure: tuple[np.ndarray, float, float] | None = None) -> list[tuple[str, float]]:
+    def recommend(
+        self,
+        user: int | str,
+        k: int = 10,
+        exclude_seen: bool = True,
+        filters: np.ndarray | Iterable[Filter] | None = None,
+        candidates: np.ndarray | None = None,
+        diversity: float = 0.0,
+        item_vectors: np.ndarray | None = None,
+        groups: np.ndarray | None = None,
+        exposure: tuple[np.ndarray, float, float] | None = None,
+    ) -> list[tuple[str, float]]:
         """Top-``k`` (item_id, score) for one user.
 
         ``filters`` is a boolean keep-mask over items or callables returning one; ``candidates``
@@ -253,7 +262,7 @@ class Recommender(ABC):
             keep[:] = False
             keep[np.asarray(candidates, dtype=np.int64)] = True
         if exclude_seen and self.seen is not None:
-            keep[self.seen.indices[self.seen.indptr[row]:self.seen.indptr[row + 1]]] = False
+            keep[self.seen.indices[self.seen.indptr[row] : self.seen.indptr[row + 1]]] = False
         if filters is not None:
             if isinstance(filters, np.ndarray):
                 keep &= filters.astype(bool)
@@ -278,10 +287,19 @@ class Recommender(ABC):
         tmp = folder / ".weights.safetensors.tmp"
         save_file(state, str(tmp))
         tmp.replace(folder / "weights.safetensors")
-        atomic_write_json(folder / "ids.json", {"user_ids": [str(u) for u in self.user_ids],
-                                                "item_ids": [str(i) for i in self.item_ids]})
-        atomic_write_json(folder / "config.json", {"model": self.name, "format_version": self.format_version,
-                                                   "config": self.config, "fit_seconds": self.fit_seconds})
+        atomic_write_json(
+            folder / "ids.json",
+            {"user_ids": [str(u) for u in self.user_ids], "item_ids": [str(i) for i in self.item_ids]},
+        )
+        atomic_write_json(
+            folder / "config.json",
+            {
+                "model": self.name,
+                "format_version": self.format_version,
+                "config": self.config,
+                "fit_seconds": self.fit_seconds,
+            },
+        )
         return folder
 
     @classmethod
@@ -301,8 +319,10 @@ class Recommender(ABC):
             raise TypeError(f"{folder} holds a {meta['model']} model, not a {cls.name}")
         saved_version = int(meta.get("format_version", 1))
         if saved_version != model_cls.format_version:
-            raise ValueError(f"{folder} holds a {meta['model']} model saved in format {saved_version}; this version of "
-                             f"the studio reads format {model_cls.format_version}. Train the model again.")
+            raise ValueError(
+                f"{folder} holds a {meta['model']} model saved in format {saved_version}; this version of "
+                f"the studio reads format {model_cls.format_version}. Train the model again."
+            )
         model = model_cls(**meta["config"])
         ids = _read_json_object(folder / "ids.json")
         if not isinstance(ids.get("user_ids"), list) or not isinstance(ids.get("item_ids"), list):
@@ -318,8 +338,10 @@ class Recommender(ABC):
             raise ModelDamaged(folder / "weights.safetensors", _reason(exc)) from exc
         if "_seen.indptr" in state:
             indptr, indices = state.pop("_seen.indptr"), state.pop("_seen.indices")
-            model.seen = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr),
-                                       shape=(len(model.user_ids), len(model.item_ids)))
+            model.seen = sp.csr_matrix(
+                (np.ones(len(indices), dtype=np.float32), indices, indptr),
+                shape=(len(model.user_ids), len(model.item_ids)),
+            )
         model.fit_seconds = meta.get("fit_seconds")
         model._restore(state)
         return model
@@ -377,13 +399,23 @@ def _import_all_models() -> None:
                 raise
 
 
-def batched_scores(model: Recommender, users: np.ndarray, batch_size: int = 1024) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+def batched_scores(
+    model: Recommender, users: np.ndarray, batch_size: int = 1024
+) -> Iterable[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(user_rows, scores)`` in batches so memory stays bounded on big catalogues."""
     users = np.asarray(users, dtype=np.int64)
     for start in range(0, len(users), batch_size):
-        rows = users[start:start + batch_size]
+        rows = users[start : start + batch_size]
         yield rows, model.score(rows)
 
 
-__all__ = ["TrainData", "Recommender", "MODEL_REGISTRY", "ModelDamaged", "check_saved_model", "get_model", "list_models",
-           "batched_scores"]
+__all__ = [
+    "TrainData",
+    "Recommender",
+    "MODEL_REGISTRY",
+    "ModelDamaged",
+    "check_saved_model",
+    "get_model",
+    "list_models",
+    "batched_scores",
+]

@@ -144,15 +144,27 @@ class EASE(Recommender):
     # movielens P1 valid NDCG@20 by l2: 25 .2205, 50 .2317, 100 .2392, 150 .2396, 250 .2373, 500 .2353,
     # 1000 .2255, 2000 .2138, 5000 .1980; positive_only (l2 500) .2236. Flat around 100-250.
 
-    def __init__(self, l2: float | str = "auto", positive_only: bool = False, max_items: int = 20000,
-                 l2_grid: Sequence[float] | None = None, fallback_l2: float = 250.0, **config: Any):
+    def __init__(
+        self,
+        l2: float | str = "auto",
+        positive_only: bool = False,
+        max_items: int = 20000,
+        l2_grid: Sequence[float] | None = None,
+        fallback_l2: float = 250.0,
+        **config: Any,
+    ):
         from .ease import DEFAULT_L2_GRID
 
         if l2 != "auto":
             l2 = float(l2)
-        super().__init__(l2=l2, positive_only=bool(positive_only), max_items=int(max_items),
-                         l2_grid=[float(v) for v in (l2_grid or DEFAULT_L2_GRID)], fallback_l2=float(fallback_l2),
-                         **config)
+        super().__init__(
+            l2=l2,
+            positive_only=bool(positive_only),
+            max_items=int(max_items),
+            l2_grid=[float(v) for v in (l2_grid or DEFAULT_L2_GRID)],
+            fallback_l2=float(fallback_l2),
+            **config,
+        )
         self.weights: np.ndarray | None = None
         self.columns: np.ndarray | None = None  # the items with behaviour (EASE covers only those)
         self.warm: np.ndarray | None = None
@@ -169,15 +181,17 @@ class EASE(Recommender):
             raise ValueError(
                 f"EASE inverts a dense {n:,} x {n:,} matrix, which is too large "
                 f"(limit max_items={self.config['max_items']:,}: about "
-                f"{8 * n ** 2 / 2 ** 30:.1f} GiB per copy in float64). Use 'itemknn', 'bpr' "
-                "or 'lightgcn' for a catalogue this size, or raise max_items if the machine can take it.")
+                f"{8 * n**2 / 2**30:.1f} GiB per copy in float64). Use 'itemknn', 'bpr' "
+                "or 'lightgcn' for a catalogue this size, or raise max_items if the machine can take it."
+            )
         self._remember(data)
         with _Fitted(self):
             l2 = self.config["l2"]
             train = sp.csr_matrix(data.train)[:, columns]
             if l2 == "auto" and data.valid is not None and data.valid.nnz:
-                l2, self.l2_table, inverse = choose_ease_l2(train, sp.csr_matrix(data.valid)[:, columns],
-                                                            self.config["l2_grid"])
+                l2, self.l2_table, inverse = choose_ease_l2(
+                    train, sp.csr_matrix(data.valid)[:, columns], self.config["l2_grid"]
+                )
             else:
                 l2 = self.config["fallback_l2"] if l2 == "auto" else float(l2)
                 inverse = interruptible("the EASE solve", ease_inverse, train, l2)
@@ -198,10 +212,15 @@ class EASE(Recommender):
         return _sink_cold(scores, self.warm)
 
     def _state(self) -> dict[str, np.ndarray]:
-        assert self.weights is not None and self.warm is not None and self.columns is not None, \
+        assert self.weights is not None and self.warm is not None and self.columns is not None, (
             "only a fitted model has a state"
-        return {"weights": self.weights, "warm": self.warm.astype(np.uint8), "columns": self.columns,
-                "chosen_l2": np.array([self.chosen_l2 or np.nan], dtype=np.float64)}
+        )
+        return {
+            "weights": self.weights,
+            "warm": self.warm.astype(np.uint8),
+            "columns": self.columns,
+            "chosen_l2": np.array([self.chosen_l2 or np.nan], dtype=np.float64),
+        }
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:
         self.weights = state["weights"].astype(np.float32)

@@ -89,7 +89,7 @@ class _BPRTrained(Recommender):
                 total = torch.zeros((), device=device)
                 for start in range(0, n_pairs, batch_size):
                     check("the training epoch")  # per batch: an epoch of millions of pairs takes minutes
-                    idx = order[start:start + batch_size]
+                    idx = order[start : start + batch_size]
                     u, i = users_all[idx], items_all[idx]
                     j = self._negatives(u, pos_keys, n_items, sample_gen)
                     user_vec, item_vec, bias = self._embed(params)
@@ -192,10 +192,14 @@ class _BPRTrained(Recommender):
         return _sink_cold(np.ascontiguousarray(scores, dtype=np.float32), self.warm)
 
     def _state(self) -> dict[str, np.ndarray]:
-        assert self.user_factors is not None and self.item_factors is not None and self.warm is not None, \
+        assert self.user_factors is not None and self.item_factors is not None and self.warm is not None, (
             "only a fitted model has a state"
-        state = {"user_factors": self.user_factors, "item_factors": self.item_factors,
-                 "warm": self.warm.astype(np.uint8)}
+        )
+        state = {
+            "user_factors": self.user_factors,
+            "item_factors": self.item_factors,
+            "warm": self.warm.astype(np.uint8),
+        }
         if self.item_bias is not None:
             state["item_bias"] = self.item_bias
         return state
@@ -219,9 +223,20 @@ class BPRMF(_BPRTrained):
     name = "bpr"
     # movielens P1 valid NDCG@20: weight_decay is what matters (1e-5..1e-3: ~.174, 1e-2: .198, 2e-2 with
     # lr 2e-3: .212 at epoch 200, 3e-2: .202, 1e-1: .163); dim 128 or no item bias change little.
-    _defaults = {"dim": 64, "lr": 0.002, "weight_decay": 0.02, "epochs": 300, "batch_size": 4096,
-                 "use_bias": True, "init_std": 0.1, "eval_every": 5, "patience": 8, "seed": 2026,
-                 "device": "auto", "verbose": False}
+    _defaults = {
+        "dim": 64,
+        "lr": 0.002,
+        "weight_decay": 0.02,
+        "epochs": 300,
+        "batch_size": 4096,
+        "use_bias": True,
+        "init_std": 0.1,
+        "eval_every": 5,
+        "patience": 8,
+        "seed": 2026,
+        "device": "auto",
+        "verbose": False,
+    }
 
     def _build(self, data: TrainData, generator: Any, device: Any) -> Any:
         import torch
@@ -240,8 +255,11 @@ class BPRMF(_BPRTrained):
 
     def _penalty(self, params: Any, users: Any, pos: Any, neg: Any) -> Any:
         item = params["item"]
-        reg = (params["user"].index_select(0, users).pow(2).sum(-1) + item.index_select(0, pos).pow(2).sum(-1)
-               + item.index_select(0, neg).pow(2).sum(-1))
+        reg = (
+            params["user"].index_select(0, users).pow(2).sum(-1)
+            + item.index_select(0, pos).pow(2).sum(-1)
+            + item.index_select(0, neg).pow(2).sum(-1)
+        )
         if "bias" in params:
             reg = reg + params["bias"].index_select(0, pos).pow(2) + params["bias"].index_select(0, neg).pow(2)
         return 0.5 * reg.mean()
@@ -291,9 +309,20 @@ class LightGCN(_BPRTrained):
     name = "lightgcn"
     # movielens P1 valid NDCG@20: (lr, weight_decay) (5e-3, 1e-4) .208, (5e-3, 1e-3) .2145 but 320 epochs,
     # (1e-2, 1e-3) .2143 at epoch 170, (2e-2, 1e-3) .2105, (1e-2, 3e-3) .2084, (5e-3, 1e-2) .177.
-    _defaults = {"dim": 64, "layers": 3, "lr": 0.01, "weight_decay": 1e-3, "epochs": 300, "batch_size": 8192,
-                 "init_std": 0.1, "eval_every": 10, "patience": 5, "seed": 2026, "device": "auto",
-                 "verbose": False}
+    _defaults = {
+        "dim": 64,
+        "layers": 3,
+        "lr": 0.01,
+        "weight_decay": 1e-3,
+        "epochs": 300,
+        "batch_size": 8192,
+        "init_std": 0.1,
+        "eval_every": 10,
+        "patience": 5,
+        "seed": 2026,
+        "device": "auto",
+        "verbose": False,
+    }
 
     _adjacency: Any = None  # the normalised graph as a torch sparse CSR tensor, while fitting
 
@@ -311,12 +340,19 @@ class LightGCN(_BPRTrained):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
             self._adjacency = torch.sparse_csr_tensor(
-                torch.as_tensor(norm.indptr.astype(np.int64)), torch.as_tensor(norm.indices.astype(np.int64)),
-                torch.as_tensor(norm.data), size=norm.shape, check_invariants=False).to(device)
+                torch.as_tensor(norm.indptr.astype(np.int64)),
+                torch.as_tensor(norm.indices.astype(np.int64)),
+                torch.as_tensor(norm.data),
+                size=norm.shape,
+                check_invariants=False,
+            ).to(device)
         self._n_users = n_users
         dim, std = int(self.config["dim"]), float(self.config["init_std"])
-        return {"embedding": torch.nn.Parameter(
-            torch.randn(n_users + n_items, dim, generator=generator).mul_(std).to(device))}
+        return {
+            "embedding": torch.nn.Parameter(
+                torch.randn(n_users + n_items, dim, generator=generator).mul_(std).to(device)
+            )
+        }
 
     def _embed(self, params: Any) -> tuple[Any, Any, Any]:
 
@@ -326,13 +362,16 @@ class LightGCN(_BPRTrained):
             layer = _SymmetricSparseMM.apply(self._adjacency, layer)
             total = total + layer
         final = total / (int(self.config["layers"]) + 1)
-        return final[:self._n_users], final[self._n_users:], None
+        return final[: self._n_users], final[self._n_users :], None
 
     def _penalty(self, params: Any, users: Any, pos: Any, neg: Any) -> Any:
         emb = params["embedding"]
         n = self._n_users
-        reg = (emb.index_select(0, users).pow(2).sum(-1) + emb.index_select(0, n + pos).pow(2).sum(-1)
-               + emb.index_select(0, n + neg).pow(2).sum(-1))
+        reg = (
+            emb.index_select(0, users).pow(2).sum(-1)
+            + emb.index_select(0, n + pos).pow(2).sum(-1)
+            + emb.index_select(0, n + neg).pow(2).sum(-1)
+        )
         return 0.5 * reg.mean()
 
     def fit(self, data: TrainData) -> Self:

@@ -37,14 +37,17 @@ def _sink_cold(scores: np.ndarray, warm: np.ndarray | None) -> np.ndarray:
 
 def _csr_state(prefix: str, mat: sp.csr_matrix) -> dict[str, np.ndarray]:
     mat = sp.csr_matrix(mat)
-    return {f"{prefix}.indptr": mat.indptr.astype(np.int64), f"{prefix}.indices": mat.indices.astype(np.int64),
-            f"{prefix}.data": mat.data.astype(np.float32), f"{prefix}.shape": np.asarray(mat.shape, dtype=np.int64)}
+    return {
+        f"{prefix}.indptr": mat.indptr.astype(np.int64),
+        f"{prefix}.indices": mat.indices.astype(np.int64),
+        f"{prefix}.data": mat.data.astype(np.float32),
+        f"{prefix}.shape": np.asarray(mat.shape, dtype=np.int64),
+    }
 
 
 def _csr_restore(prefix: str, state: dict[str, np.ndarray]) -> sp.csr_matrix:
     shape = tuple(int(x) for x in state[f"{prefix}.shape"])
-    return sp.csr_matrix((state[f"{prefix}.data"], state[f"{prefix}.indices"], state[f"{prefix}.indptr"]),
-                         shape=shape)
+    return sp.csr_matrix((state[f"{prefix}.data"], state[f"{prefix}.indices"], state[f"{prefix}.indptr"]), shape=shape)
 
 
 def _history(model: Recommender, rows: np.ndarray) -> sp.csr_matrix:

@@ -89,8 +89,9 @@ class FusionConfig(_Config):
     """Every option of the fusion recommender (see :mod:`recsys.models.fusion`)."""
 
     modalities: list[str] = option(list(MODALITIES), "which experts exist (a modality without data is dropped)")
-    fusion: FusionVariant = option("attention", "attention (a per-user gate over the modality experts), mean, "
-                                                "item_gate or concat")
+    fusion: FusionVariant = option(
+        "attention", "attention (a per-user gate over the modality experts), mean, item_gate or concat"
+    )
     loss: FusionLoss = option("softmax", "softmax over the catalogue (cloze) or bpr (sampled negatives)")
     epochs: int = option(30, "maximum gate-training rounds (early stopping on valid NDCG@20 usually ends sooner)")
     steps_per_epoch: int = option(10, "optimiser steps per round (each on cloze_batch users)")
@@ -103,26 +104,36 @@ class FusionConfig(_Config):
     cloze_batch: int = option(128, "cloze users per optimiser step")
     cloze_budget: int = option(40_000_000, "at most users x modalities x items floats in the cloze tensors")
     folds: int = option(5, "behaviour expert out-of-fold for the cloze users")
-    ease_l2: float | Auto = option("auto", "L2 of the behaviour expert (EASE): a number, or auto = chosen "
-                                                 "on valid from ease_l2_grid")
+    ease_l2: float | Auto = option(
+        "auto", "L2 of the behaviour expert (EASE): a number, or auto = chosen on valid from ease_l2_grid"
+    )
     ease_l2_grid: list[float] = option(list(DEFAULT_L2_GRID), "L2 values tried on validation when ease_l2 is auto")
     fallback_l2: float = option(250.0, "the behaviour L2 of auto without validation data")
-    max_dense_items: int = option(20_000, "above this many items with behaviour: sparse item-item neighbours "
-                                          "instead of EASE")
+    max_dense_items: int = option(
+        20_000, "above this many items with behaviour: sparse item-item neighbours instead of EASE"
+    )
     ease_max_items: int = option(5_000, "EASE covers at most this many items (the most interacted; the rest: content)")
     neighbours: int = option(200, "item-item neighbours kept per item in the sparse case")
     popularity_prior: bool = option(True, "blend in popularity for users with short histories")
     rank_weighted: bool = option(True, "cloze loss weighted by the DCG discount of each hidden item's rank")
-    behaviour_scales: list[float] = option([0.5, 1.0, 1.5, 2.5, 4.0, 8.0],
-                                           "multipliers of the behaviour expert tried on validation after training")
-    short_history_boosts: list[float] = option([0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
-                                               "extra popularity for users known by 1-3 items, chosen on "
-                                               "validation (a large value ~ MostPop for them)")
+    behaviour_scales: list[float] = option(
+        [0.5, 1.0, 1.5, 2.5, 4.0, 8.0], "multipliers of the behaviour expert tried on validation after training"
+    )
+    short_history_boosts: list[float] = option(
+        [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
+        "extra popularity for users known by 1-3 items, chosen on validation (a large value ~ MostPop for them)",
+    )
     renormalise_missing: bool = option(True, "an item lacking a modality spreads its weight over the others")
-    choice_ridge: float = option(3.0, "ridge of each user's conditional-logit fit over the content experts "
-                                      "(pulls a short history's coefficients toward 0)")
-    projection_ridge: float = option(1.0, "ridge of the map from a modality's vectors to the behaviour expert's "
-                                          "weights that orders items outside it (0: plain cosine for them too)")
+    choice_ridge: float = option(
+        3.0,
+        "ridge of each user's conditional-logit fit over the content experts "
+        "(pulls a short history's coefficients toward 0)",
+    )
+    projection_ridge: float = option(
+        1.0,
+        "ridge of the map from a modality's vectors to the behaviour expert's "
+        "weights that orders items outside it (0: plain cosine for them too)",
+    )
     seed: int = option(2026, "random seed")
     device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
 
@@ -130,8 +141,10 @@ class FusionConfig(_Config):
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, not {self.fusion!r}")
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, not {self.loss!r} (the fusion model ranks; "
-                             "rating prediction is not one of its losses)")
+            raise ValueError(
+                f"loss must be one of {LOSSES}, not {self.loss!r} (the fusion model ranks; "
+                "rating prediction is not one of its losses)"
+            )
         self.modalities = [m for m in MODALITIES if m in self.modalities]
         if not self.modalities:
             raise ValueError(f"choose at least one modality of {MODALITIES}")
@@ -207,8 +220,14 @@ class LightGCNConfig(_Config):
     verbose: bool = option(False, "print the loss of each epoch")
 
 
-BASELINE_CONFIGS: dict[str, type] = {"mostpop": MostPopConfig, "itemknn": ItemKNNConfig, "ease": EASEConfig,
-                                     "bpr": BPRConfig, "lightgcn": LightGCNConfig, "content": ContentConfig}
+BASELINE_CONFIGS: dict[str, type] = {
+    "mostpop": MostPopConfig,
+    "itemknn": ItemKNNConfig,
+    "ease": EASEConfig,
+    "bpr": BPRConfig,
+    "lightgcn": LightGCNConfig,
+    "content": ContentConfig,
+}
 MODEL_CONFIGS: dict[str, type] = {"fusion": FusionConfig, **BASELINE_CONFIGS}
 
 __all__ = [

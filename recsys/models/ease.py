@@ -15,8 +15,14 @@ import torch
 
 from ..stopping import check, interruptible
 
-__all__ = ["ease_inverse", "ease_weights", "ease_scores_without_rows", "choose_ease_l2", "behaviour_columns",
-           "DEFAULT_L2_GRID"]
+__all__ = [
+    "ease_inverse",
+    "ease_weights",
+    "ease_scores_without_rows",
+    "choose_ease_l2",
+    "behaviour_columns",
+    "DEFAULT_L2_GRID",
+]
 
 #: The L2 values tried when the L2 is chosen on validation (EASE's optimum moves with density and size).
 DEFAULT_L2_GRID = (50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
@@ -51,7 +57,7 @@ def _gram(train: sp.spmatrix, block_rows: int = 8192) -> np.ndarray:
     gram = np.zeros((x.shape[1], x.shape[1]), dtype=np.float64)
     for start in range(0, x.shape[0], block_rows):
         check("the EASE Gram matrix")
-        block = x[start:start + block_rows]
+        block = x[start : start + block_rows]
         product = block.T @ block
         gram += product.toarray() if sp.issparse(product) else product
     return gram
@@ -93,9 +99,14 @@ def ease_scores_without_rows(inverse: np.ndarray, removed: sp.spmatrix, history:
     return np.asarray(v.toarray() - vp_new / diag_new[None, :], dtype=np.float32)
 
 
-def choose_ease_l2(train: sp.spmatrix, valid: sp.spmatrix, grid: Sequence[float] = DEFAULT_L2_GRID,
-                   metric: str = "ndcg@20", start: float = 250.0, log: Callable[[str], None] | None = None
-                   ) -> tuple[float, dict[float, float], np.ndarray]:
+def choose_ease_l2(
+    train: sp.spmatrix,
+    valid: sp.spmatrix,
+    grid: Sequence[float] = DEFAULT_L2_GRID,
+    metric: str = "ndcg@20",
+    start: float = 250.0,
+    log: Callable[[str], None] | None = None,
+) -> tuple[float, dict[float, float], np.ndarray]:
     """The L2 of ``grid`` with the best validation ``metric``; returns ``(l2, {l2: metric}, P at that l2)``.
 
     Up to 3,000 items every value is tried. Above, where each inversion is O(N^3), the search starts at

@@ -35,9 +35,25 @@ import scipy.sparse as sp
 from ..evaluate.metrics import catalogue_coverage as _coverage
 from ..topk import by_score, k_largest
 
-__all__ = ["mmr_rerank", "exposure_rerank", "ExposureBalancer", "group_membership", "select_top", "variant_groups", "rerank_users", "category_mask", "price_mask", "seen_mask", "filter_mask",
-           "catalogue_coverage", "intra_list_diversity", "novelty", "long_tail_share", "beyond_accuracy",
-           "normalise_rows"]
+__all__ = [
+    "mmr_rerank",
+    "exposure_rerank",
+    "ExposureBalancer",
+    "group_membership",
+    "select_top",
+    "variant_groups",
+    "rerank_users",
+    "category_mask",
+    "price_mask",
+    "seen_mask",
+    "filter_mask",
+    "catalogue_coverage",
+    "intra_list_diversity",
+    "novelty",
+    "long_tail_share",
+    "beyond_accuracy",
+    "normalise_rows",
+]
 
 
 def normalise_rows(vectors: np.ndarray) -> np.ndarray:
@@ -47,8 +63,14 @@ def normalise_rows(vectors: np.ndarray) -> np.ndarray:
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
 
-def mmr_rerank(scores: np.ndarray, item_vectors: np.ndarray | None, k: int, diversity: float = 0.0,
-               candidates: np.ndarray | Sequence[int] | None = None, pool: int | None = None) -> np.ndarray:
+def mmr_rerank(
+    scores: np.ndarray,
+    item_vectors: np.ndarray | None,
+    k: int,
+    diversity: float = 0.0,
+    candidates: np.ndarray | Sequence[int] | None = None,
+    pool: int | None = None,
+) -> np.ndarray:
     """Top-``k`` item indices of one user after MMR re-ranking.
 
     ``scores``: ``[n_items]`` (``-inf`` = never recommend, e.g. seen or filtered out).
@@ -106,8 +128,15 @@ def _pool(scores: np.ndarray, k: int, pool: int | None) -> tuple[np.ndarray, int
     return by_score(best, scores).astype(np.int64), k
 
 
-def exposure_rerank(scores: np.ndarray, membership: np.ndarray, k: int, target: float, strength: float = 0.0,
-                    pool: int | None = None, carry: float = 0.0) -> np.ndarray:
+def exposure_rerank(
+    scores: np.ndarray,
+    membership: np.ndarray,
+    k: int,
+    target: float,
+    strength: float = 0.0,
+    pool: int | None = None,
+    carry: float = 0.0,
+) -> np.ndarray:
     """Top-``k`` item indices of one user, re-ranked so that one item group's share of the list moves toward
     ``target``.
 
@@ -200,9 +229,15 @@ class ExposureBalancer:
         self.carry = float(min(max(left, -self.limit), self.limit))
 
 
-def select_top(scores: np.ndarray, k: int, keep: np.ndarray | None = None, diversity: float = 0.0,
-               item_vectors: np.ndarray | None = None, groups: np.ndarray | None = None,
-               exposure: tuple[np.ndarray, float, float] | None = None) -> np.ndarray:
+def select_top(
+    scores: np.ndarray,
+    k: int,
+    keep: np.ndarray | None = None,
+    diversity: float = 0.0,
+    item_vectors: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    exposure: tuple[np.ndarray, float, float] | None = None,
+) -> np.ndarray:
     """Top-``k`` item indices of one user's ``scores``: ``keep`` (a boolean mask) applied, at most one item
     per ``groups`` value (the best-scored one stands for its group), then MMR at ``diversity`` (needs
     ``item_vectors``; 0 = by score), then, with ``exposure = (membership, target, strength)``, the
@@ -233,11 +268,13 @@ def select_top(scores: np.ndarray, k: int, keep: np.ndarray | None = None, diver
 
 
 #: Words that name a variant of an article rather than the article (the guard sets them aside).
-_VARIANT_WORDS = frozenset("""
+_VARIANT_WORDS = frozenset(
+    """
 black white grey gray silver gold red blue navy green olive khaki beige brown tan cream ivory pink purple
 violet lilac yellow orange turquoise teal burgundy maroon coral mint multicolour multicolor multi dark light
 pale bright neon matt matte xxs xs s m l xl xxl xxxl small medium large size colour color pack
-""".split())
+""".split()
+)
 
 
 def variant_groups(titles: Sequence[Any]) -> np.ndarray:
@@ -258,10 +295,17 @@ def variant_groups(titles: Sequence[Any]) -> np.ndarray:
     return out
 
 
-def rerank_users(model: Any, users: Sequence[int] | np.ndarray, k: int, item_vectors: np.ndarray,
-                 diversity: float = 0.0,
-                 exclude: sp.spmatrix | None = None, mask: np.ndarray | None = None, pool: int | None = None,
-                 batch_size: int = 256) -> np.ndarray:
+def rerank_users(
+    model: Any,
+    users: Sequence[int] | np.ndarray,
+    k: int,
+    item_vectors: np.ndarray,
+    diversity: float = 0.0,
+    exclude: sp.spmatrix | None = None,
+    mask: np.ndarray | None = None,
+    pool: int | None = None,
+    batch_size: int = 256,
+) -> np.ndarray:
     """``[len(users), k]`` recommended item indices (``-1`` padding) with training items (and
     ``exclude``) masked, ``mask`` (keep-mask over items) applied and MMR at ``diversity``."""
     users = np.asarray(users, dtype=np.int64)
@@ -269,7 +313,7 @@ def rerank_users(model: Any, users: Sequence[int] | np.ndarray, k: int, item_vec
     seen = model.seen.tocsr() if model.seen is not None else None
     exclude = sp.csr_matrix(exclude) if exclude is not None else None
     for start in range(0, len(users), batch_size):
-        rows = users[start:start + batch_size]
+        rows = users[start : start + batch_size]
         scores = np.asarray(model.score(rows), dtype=np.float64)
         if seen is not None:
             scores[seen[rows].nonzero()] = -np.inf
@@ -279,11 +323,12 @@ def rerank_users(model: Any, users: Sequence[int] | np.ndarray, k: int, item_vec
             scores[:, ~np.asarray(mask, dtype=bool)] = -np.inf
         for r in range(len(rows)):
             top = mmr_rerank(scores[r], item_vectors, k, diversity, pool=pool)
-            out[start + r, :len(top)] = top
+            out[start + r, : len(top)] = top
     return out
 
 
 # ----------------------------------------------------------------------------- filters
+
 
 def _labels(series: pd.Series, multi_label: bool, separator: str) -> list[set[str]]:
     out = []
@@ -296,8 +341,9 @@ def _labels(series: pd.Series, multi_label: bool, separator: str) -> list[set[st
     return out
 
 
-def category_mask(items: pd.DataFrame, column: str, values: Sequence[str], multi_label: bool = False,
-                  separator: str = "|") -> np.ndarray:
+def category_mask(
+    items: pd.DataFrame, column: str, values: Sequence[str], multi_label: bool = False, separator: str = "|"
+) -> np.ndarray:
     """Items whose ``column`` (any label of it, for multi-label columns) is among ``values``.
 
     An empty ``values`` keeps every item; a missing column keeps nothing.
@@ -310,8 +356,9 @@ def category_mask(items: pd.DataFrame, column: str, values: Sequence[str], multi
     return np.array([bool(labels & wanted) for labels in _labels(items[column], multi_label, separator)], dtype=bool)
 
 
-def group_membership(items: pd.DataFrame, column: str, value: str, multi_label: bool = False,
-                     separator: str = "|") -> np.ndarray:
+def group_membership(
+    items: pd.DataFrame, column: str, value: str, multi_label: bool = False, separator: str = "|"
+) -> np.ndarray:
     """``[len(items)]`` share of each item that belongs to the group ``column == value``: 1 or 0 for a plain
     category; ``1 / number of labels`` of the item for a multi-label column (a film that is Drama and Crime
     is half Drama), the same split the fairness report uses, so that shares add up to 1 over the labels."""
@@ -326,8 +373,11 @@ def group_membership(items: pd.DataFrame, column: str, value: str, multi_label: 
 
 def price_mask(items: pd.DataFrame, column: str, low: float | None = None, high: float | None = None) -> np.ndarray:
     """Items with ``low <= price <= high`` (inclusive; items without a price are dropped)."""
-    values = pd.to_numeric(items[column], errors="coerce").to_numpy(dtype=float) if column in items.columns \
+    values = (
+        pd.to_numeric(items[column], errors="coerce").to_numpy(dtype=float)
+        if column in items.columns
         else np.full(len(items), np.nan)
+    )
     keep = ~np.isnan(values)
     if low is not None:
         keep &= values >= low
@@ -341,14 +391,19 @@ def seen_mask(model: Any, user: int | str) -> np.ndarray:
     keep = np.ones(model.n_items, dtype=bool)
     if model.seen is not None:
         row = model.user_index(user)
-        keep[model.seen.indices[model.seen.indptr[row]:model.seen.indptr[row + 1]]] = False
+        keep[model.seen.indices[model.seen.indptr[row] : model.seen.indptr[row + 1]]] = False
     return keep
 
 
-def filter_mask(items: pd.DataFrame, categories: Mapping[str, Sequence[str]] | None = None,
-                price: tuple[str, float | None, float | None] | None = None,
-                multi_label_columns: Sequence[str] = (), separator: str = "|",
-                model: Any = None, user: int | str | None = None) -> np.ndarray:
+def filter_mask(
+    items: pd.DataFrame,
+    categories: Mapping[str, Sequence[str]] | None = None,
+    price: tuple[str, float | None, float | None] | None = None,
+    multi_label_columns: Sequence[str] = (),
+    separator: str = "|",
+    model: Any = None,
+    user: int | str | None = None,
+) -> np.ndarray:
     """All filters at once: ``categories`` (column -> allowed values), ``price`` ``(column, low, high)``
     and, with ``model`` and ``user``, the user's seen items excluded. ``items`` must be aligned with
     the model's items (row i = item i)."""
@@ -363,6 +418,7 @@ def filter_mask(items: pd.DataFrame, categories: Mapping[str, Sequence[str]] | N
 
 
 # ----------------------------------------------------------------------------- metrics
+
 
 def _lists(recommendations: Any) -> np.ndarray:
     arr = np.asarray(recommendations, dtype=np.int64)
@@ -422,7 +478,9 @@ def long_tail_share(recommendations: Any, train: sp.spmatrix, head: float = 0.2)
 def beyond_accuracy(recommendations: Any, train: sp.spmatrix, item_vectors: np.ndarray) -> dict[str, float]:
     """Coverage, intra-list diversity, novelty and long-tail share of a set of lists."""
     train = sp.csr_matrix(train)
-    return {"coverage": catalogue_coverage(recommendations, train.shape[1]),
-            "ild": intra_list_diversity(recommendations, item_vectors),
-            "novelty": novelty(recommendations, train),
-            "long_tail": long_tail_share(recommendations, train)}
+    return {
+        "coverage": catalogue_coverage(recommendations, train.shape[1]),
+        "ild": intra_list_diversity(recommendations, item_vectors),
+        "novelty": novelty(recommendations, train),
+        "long_tail": long_tail_share(recommendations, train),
+    }

@@ -20,23 +20,45 @@ from .run import SHARED_FUSION_OPTIONS, RunConfig, list_runs, read_progress, rea
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", dest="dataset", default=None,
-                   help="dataset name in the workspace, or a bundle folder/.zip to import first (default: demo)")
-    p.add_argument("--run-id", default=None, help="name of the run folder under workspace/runs: letters, digits, "
-                   "'.', '_', '-' (default: time-dataset-model-xxxx)")
-    p.add_argument("--resume", default=None, metavar="RUN_ID", help="continue a stopped or interrupted run "
-                   "(refused while it is still training, and for a finished run unless --force)")
-    p.add_argument("--force", action="store_true", help="with --resume: train a finished run again "
-                   "(its model and metrics are replaced)")
-    p.add_argument("--config", default=None, metavar="FILE",
-                   help="a run's config.json (or a JSON object of RunConfig options) to train with; the other "
-                        "options given override it (the app's launcher starts every run this way)")
+    p.add_argument(
+        "--data",
+        dest="dataset",
+        default=None,
+        help="dataset name in the workspace, or a bundle folder/.zip to import first (default: demo)",
+    )
+    p.add_argument(
+        "--run-id",
+        default=None,
+        help="name of the run folder under workspace/runs: letters, digits, "
+        "'.', '_', '-' (default: time-dataset-model-xxxx)",
+    )
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_ID",
+        help="continue a stopped or interrupted run "
+        "(refused while it is still training, and for a finished run unless --force)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="with --resume: train a finished run again (its model and metrics are replaced)",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="a run's config.json (or a JSON object of RunConfig options) to train with; the other "
+        "options given override it (the app's launcher starts every run this way)",
+    )
     for flag, aliases, dest, item, kind in config_flags():
         kw = _argument_kind(kind)
         if "action" not in kw and "choices" not in kw:
             kw.setdefault("metavar", dest.rsplit(".", 1)[-1].upper())
         shown = field_default(item)
-        help_text = f"{item.metadata['help']} (default: {' '.join(map(str, shown)) if isinstance(shown, list) else shown})"
+        help_text = (
+            f"{item.metadata['help']} (default: {' '.join(map(str, shown)) if isinstance(shown, list) else shown})"
+        )
         p.add_argument(flag, *aliases, dest=dest, default=None, help=help_text.replace("%", "%%"), **kw)
 
 
@@ -60,9 +82,18 @@ def config_flags() -> list[tuple[str, list[str], str, dataclasses.Field, Any]]:
         for sub in dataclasses.fields(cls):
             if cls is FusionConfig and sub.name in SHARED_FUSION_OPTIONS:
                 continue
-            aliases = ["--" + sub.name.replace("_", "-")] if cls is FusionConfig and sub.name in FLAT_FUSION_OPTIONS else []
-            flags.append((f"--{prefix}.{sub.name.replace('_', '-')}", aliases, f"{item.name}.{sub.name}", sub,
-                          sub_types[sub.name]))
+            aliases = (
+                ["--" + sub.name.replace("_", "-")] if cls is FusionConfig and sub.name in FLAT_FUSION_OPTIONS else []
+            )
+            flags.append(
+                (
+                    f"--{prefix}.{sub.name.replace('_', '-')}",
+                    aliases,
+                    f"{item.name}.{sub.name}",
+                    sub,
+                    sub_types[sub.name],
+                )
+            )
     return flags
 
 
@@ -111,8 +142,9 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-@command("train", "train a model (and its baselines) on a dataset and evaluate it on held-out interactions",
-         _train_arguments)
+@command(
+    "train", "train a model (and its baselines) on a dataset and evaluate it on held-out interactions", _train_arguments
+)
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     from ..workspace import DatasetDamaged, validate_name
 
@@ -130,8 +162,9 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         if Path(dataset).exists():  # a bundle on disk: import it first, then train on it
             imported = workspace.import_bundle(dataset)
             if not imported.ok:
-                raise CommandError("the bundle has errors; nothing was trained:\n" + imported.report.format(),
-                                   imported.to_dict())
+                raise CommandError(
+                    "the bundle has errors; nothing was trained:\n" + imported.report.format(), imported.to_dict()
+                )
             dataset = imported.name
         else:
             validate_name("dataset name", dataset)
@@ -152,10 +185,11 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     progress = TqdmProgress(not args.quiet)
     started = time.perf_counter()
     try:
-        run_dir = train_run(workspace, config, run_id=args.resume or args.run_id, resume=bool(args.resume),
-                            progress=progress) if config else train_run(workspace, RunConfig(), run_id=args.resume,
-                                                                          resume=True, progress=progress,
-                                                                          force=args.force)
+        run_dir = (
+            train_run(workspace, config, run_id=args.resume or args.run_id, resume=bool(args.resume), progress=progress)
+            if config
+            else train_run(workspace, RunConfig(), run_id=args.resume, resume=True, progress=progress, force=args.force)
+        )
     except RunRefused as exc:  # still training, or finished without --force: a plain message, no traceback
         raise CommandError(str(exc), exc.details) from exc
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError, KeyError) as exc:
@@ -170,11 +204,19 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         _print_metrics(args, metrics)
     _say(args, f"run {run_dir.name} {status['state']} in {time.perf_counter() - started:.1f} s -> {run_dir}")
     if status["state"] == "stopped":
-        _say(args, f"stopped during {status.get('stopped_during') or 'training'}; continue it with: "
-                   f"python -m recsys train --resume {run_dir.name}")
-    return {"run_id": run_dir.name, "run_dir": str(run_dir), "state": status["state"],
-            "stopped_during": status.get("stopped_during"),
-            "seconds": round(time.perf_counter() - started, 2), "metrics": _compact(metrics) if metrics else {}}
+        _say(
+            args,
+            f"stopped during {status.get('stopped_during') or 'training'}; continue it with: "
+            f"python -m recsys train --resume {run_dir.name}",
+        )
+    return {
+        "run_id": run_dir.name,
+        "run_dir": str(run_dir),
+        "state": status["state"],
+        "stopped_during": status.get("stopped_during"),
+        "seconds": round(time.perf_counter() - started, 2),
+        "metrics": _compact(metrics) if metrics else {},
+    }
 
 
 def _compact(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -185,8 +227,10 @@ def _compact(metrics: dict[str, Any]) -> dict[str, Any]:
     if "kfold" in metrics:
         out["kfold"] = metrics["kfold"]
         out["model"].pop("folds", None)
-        out["per_fold"] = {name: result.get("folds", []) for name, result in
-                           [(out["model"].get("name", "model"), metrics["model"]), *metrics["baselines"].items()]}
+        out["per_fold"] = {
+            name: result.get("folds", [])
+            for name, result in [(out["model"].get("name", "model"), metrics["model"]), *metrics["baselines"].items()]
+        }
     return out
 
 
@@ -195,24 +239,39 @@ def _print_metrics(args: argparse.Namespace, metrics: dict[str, Any]) -> None:
     _say(args, f"{'model':<12} {'recall@10':>9} {'recall@20':>9} {'ndcg@10':>8} {'ndcg@20':>8} {'fit s':>7}")
     for name, result in rows:
         test = result["test"]
-        _say(args, f"{name:<12} {test['recall@10']:>9.4f} {test['recall@20']:>9.4f} {test['ndcg@10']:>8.4f} "
-                   f"{test['ndcg@20']:>8.4f} {result.get('fit_seconds') or 0:>7.1f}")
+        _say(
+            args,
+            f"{name:<12} {test['recall@10']:>9.4f} {test['recall@20']:>9.4f} {test['ndcg@10']:>8.4f} "
+            f"{test['ndcg@20']:>8.4f} {result.get('fit_seconds') or 0:>7.1f}",
+        )
         if "test_std" in result:
             std = result["test_std"]
-            _say(args, f"{'  ± std':<12} {std['recall@10']:>9.4f} {std['recall@20']:>9.4f} {std['ndcg@10']:>8.4f} "
-                       f"{std['ndcg@20']:>8.4f}")
+            _say(
+                args,
+                f"{'  ± std':<12} {std['recall@10']:>9.4f} {std['recall@20']:>9.4f} {std['ndcg@10']:>8.4f} "
+                f"{std['ndcg@20']:>8.4f}",
+            )
     kfold = metrics.get("kfold")
     if kfold:
         _say(args, f"{kfold['completed']} of {kfold['folds']} folds; the table shows the mean (± std over folds)")
         for name, paired in kfold["paired"].items():
             d = paired["ndcg@20"]
-            verdict = ("a clear difference (the 95 % interval excludes 0)" if d["clear_at_95"]
-                       else "within the fold-to-fold noise")
-            _say(args, f"ndcg@20 minus {name}: {d['mean_difference']:+.4f} (95 % interval {d['interval_95'][0]:+.4f} "
-                       f"to {d['interval_95'][1]:+.4f}; better on {d['folds_better']} of {d['folds']} folds): {verdict}")
+            verdict = (
+                "a clear difference (the 95 % interval excludes 0)"
+                if d["clear_at_95"]
+                else "within the fold-to-fold noise"
+            )
+            _say(
+                args,
+                f"ndcg@20 minus {name}: {d['mean_difference']:+.4f} (95 % interval {d['interval_95'][0]:+.4f} "
+                f"to {d['interval_95'][1]:+.4f}; better on {d['folds_better']} of {d['folds']} folds): {verdict}",
+            )
     for name, result in metrics.get("cold_start", {}).items():
-        _say(args, f"cold start {name:<12} recall@20 {result['test']['recall@20']:.4f} "
-                   f"ndcg@20 {result['test']['ndcg@20']:.4f}")
+        _say(
+            args,
+            f"cold start {name:<12} recall@20 {result['test']['recall@20']:.4f} "
+            f"ndcg@20 {result['test']['ndcg@20']:.4f}",
+        )
 
 
 def _run_argument(p: argparse.ArgumentParser) -> None:
@@ -236,8 +295,9 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         from .records import _resume_advice
 
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CommandError(f"runs/{run_dir.name}/metrics.json cannot be read ({first}); "
-                           f"{_resume_advice(run_dir.name)}") from exc
+        raise CommandError(
+            f"runs/{run_dir.name}/metrics.json cannot be read ({first}); {_resume_advice(run_dir.name)}"
+        ) from exc
     return {"run_id": run_dir.name, "state": status["state"], "metrics": compact}
 
 
@@ -255,8 +315,11 @@ def _recommend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user", required=True, help="user id")
     p.add_argument("--k", type=int, default=10, help="how many items (default 10)")
     p.add_argument("--include-seen", action="store_true", help="do not exclude items the user already has")
-    p.add_argument("--allow-variants", action="store_true",
-                   help="allow several variants of one product (same title but colour/size) in the list")
+    p.add_argument(
+        "--allow-variants",
+        action="store_true",
+        help="allow several variants of one product (same title but colour/size) in the list",
+    )
     p.add_argument("--diversity", type=float, default=0.0, help="MMR re-ranking for variety, 0 to 1 (default 0)")
     p.add_argument("--explain", action="store_true", help="add each item's explanation (modality shares, evidence)")
     _exposure_arguments(p)
@@ -264,12 +327,24 @@ def _recommend_arguments(p: argparse.ArgumentParser) -> None:
 
 def _exposure_arguments(p: argparse.ArgumentParser, lists: str = "the list") -> None:
     """``--exposure-group/-strength/-target`` (recommend and export; read by :func:`_exposure_option`)."""
-    p.add_argument("--exposure-group", default=None, metavar="COLUMN=VALUE",
-                   help=f"exposure-aware re-ranking: the item group whose share of {lists} to steer, e.g. genres=Drama")
-    p.add_argument("--exposure-strength", type=float, default=0.5,
-                   help="with --exposure-group: 0 = plain ranking, 1 = follow the target share closely (default 0.5)")
-    p.add_argument("--exposure-target", type=float, default=None,
-                   help=f"with --exposure-group: the wanted share of {lists} (default: the group's catalogue share)")
+    p.add_argument(
+        "--exposure-group",
+        default=None,
+        metavar="COLUMN=VALUE",
+        help=f"exposure-aware re-ranking: the item group whose share of {lists} to steer, e.g. genres=Drama",
+    )
+    p.add_argument(
+        "--exposure-strength",
+        type=float,
+        default=0.5,
+        help="with --exposure-group: 0 = plain ranking, 1 = follow the target share closely (default 0.5)",
+    )
+    p.add_argument(
+        "--exposure-target",
+        type=float,
+        default=None,
+        help=f"with --exposure-group: the wanted share of {lists} (default: the group's catalogue share)",
+    )
 
 
 def run_titles(model: Any, bundle: Any) -> tuple[dict[str, str], Any]:
@@ -305,12 +380,20 @@ def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
         raise CommandError(f"--diversity must be between 0 and 1, not {args.diversity}")
     exposure = _exposure_option(args, workspace, dataset, model) if args.exposure_group else None
     try:
-        items = model.recommend(args.user, k=args.k, exclude_seen=not args.include_seen, diversity=args.diversity,
-                                groups=groups, exposure=exposure)
+        items = model.recommend(
+            args.user,
+            k=args.k,
+            exclude_seen=not args.include_seen,
+            diversity=args.diversity,
+            groups=groups,
+            exposure=exposure,
+        )
     except KeyError as exc:
         raise CommandError(str(exc.args[0])) from exc
-    rows = [{"rank": r + 1, "item_id": item, "score": score, "title": titles.get(item)}
-            for r, (item, score) in enumerate(items)]
+    rows = [
+        {"rank": r + 1, "item_id": item, "score": score, "title": titles.get(item)}
+        for r, (item, score) in enumerate(items)
+    ]
     if args.explain:
         from ..explain.commands import explanations_for
 
@@ -324,10 +407,16 @@ def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
     if exposure is not None:
         membership = exposure[0]
         share = float(sum(membership[model.item_index(r["item_id"])] for r in rows) / max(len(rows), 1))
-        result["exposure"] = {"group": args.exposure_group, "target": exposure[1], "strength": exposure[2],
-                              "share_in_list": share}
-        _say(args, f"{args.exposure_group}: {share:.2f} of this list (target {exposure[1]:.2f}, "
-                   f"strength {exposure[2]:g})")
+        result["exposure"] = {
+            "group": args.exposure_group,
+            "target": exposure[1],
+            "strength": exposure[2],
+            "share_in_list": share,
+        }
+        _say(
+            args,
+            f"{args.exposure_group}: {share:.2f} of this list (target {exposure[1]:.2f}, strength {exposure[2]:g})",
+        )
     return result
 
 
@@ -365,19 +454,33 @@ def _exposure_option(args: argparse.Namespace, workspace: Any, dataset: str, mod
 def _export_arguments(p: argparse.ArgumentParser) -> None:
     _run_argument(p)
     p.add_argument("--k", type=int, default=50, help="items per user (default 50; at most 32767)")
-    p.add_argument("--out", required=True, help="file to write: Parquet, or CSV when it ends in .csv (text cells "
-                   "made spreadsheet-safe); written beside itself under a temporary name and renamed at the end")
-    p.add_argument("--users-file", default=None, metavar="FILE",
-                   help="only these users: a text file with one user id a line (default: every user of the run)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="file to write: Parquet, or CSV when it ends in .csv (text cells "
+        "made spreadsheet-safe); written beside itself under a temporary name and renamed at the end",
+    )
+    p.add_argument(
+        "--users-file",
+        default=None,
+        metavar="FILE",
+        help="only these users: a text file with one user id a line (default: every user of the run)",
+    )
     p.add_argument("--chunk-size", type=int, default=2048, help="users scored and written at a time (default 2048)")
-    p.add_argument("--shares", action="store_true",
-                   help="add share_<modality> columns (the attention fusion model's additive modality shares)")
+    p.add_argument(
+        "--shares",
+        action="store_true",
+        help="add share_<modality> columns (the attention fusion model's additive modality shares)",
+    )
     p.add_argument("--include-seen", action="store_true", help="do not exclude items the user already has")
     _exposure_arguments(p, "the exported lists (the leftover carried from each user's list to the next)")
 
 
-@command("export", "top-K recommendations for every user of a run, streamed in chunks to a Parquet (or CSV) file",
-         _export_arguments)
+@command(
+    "export",
+    "top-K recommendations for every user of a run, streamed in chunks to a Parquet (or CSV) file",
+    _export_arguments,
+)
 def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
@@ -396,8 +499,10 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
         raise CommandError(f"run {args.run} has no saved model yet (state: {read_status(run_dir)['state']})")
     model = load_run_model(run_dir)  # ModelDamaged names the file (main prints it plainly)
     if args.shares and not model.explains_by_modality():
-        raise CommandError(f"--shares needs a model with modality shares (the attention fusion model); run "
-                           f"{run_dir.name} holds a {model.name} model")
+        raise CommandError(
+            f"--shares needs a model with modality shares (the attention fusion model); run "
+            f"{run_dir.name} holds a {model.name} model"
+        )
     rows = None
     if args.users_file:
         try:
@@ -407,44 +512,68 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
         index = {str(u): i for i, u in enumerate(model.user_ids)}
         unknown = [u for u in wanted if u not in index]
         if unknown:
-            raise CommandError(f"{len(unknown)} user(s) of {args.users_file} are not in run {run_dir.name}'s "
-                               f"model (first: {', '.join(unknown[:3])})", {"unknown_users": len(unknown)})
+            raise CommandError(
+                f"{len(unknown)} user(s) of {args.users_file} are not in run {run_dir.name}'s "
+                f"model (first: {', '.join(unknown[:3])})",
+                {"unknown_users": len(unknown)},
+            )
         rows = [index[u] for u in wanted]
     from ..privacy import forgotten_in
 
     # people forgotten since the run was trained: the model still knows them, the export does not list them
     forgotten = forgotten_in(run_dir, _workspace(args).root, [str(u) for u in model.user_ids])
     if forgotten:
-        rows = [r for r in (range(len(model.user_ids)) if rows is None else rows)
-                if str(model.user_ids[r]) not in forgotten]
-        print(f"warning: left out {len(forgotten)} user(s) forgotten since run {run_dir.name} was trained; retrain "
-              "the run so that its model no longer holds them", file=sys.stderr)
+        rows = [
+            r for r in (range(len(model.user_ids)) if rows is None else rows) if str(model.user_ids[r]) not in forgotten
+        ]
+        print(
+            f"warning: left out {len(forgotten)} user(s) forgotten since run {run_dir.name} was trained; retrain "
+            "the run so that its model no longer holds them",
+            file=sys.stderr,
+        )
     exposure = None
     if args.exposure_group:
         dataset = read_run_config(run_dir)["dataset"]  # RunDamaged names a damaged config.json
         exposure = _exposure_option(args, _workspace(args), dataset, model)
     progress = TqdmProgress(not args.quiet)
     try:
-        summary = export_recommendations(model, out, k=args.k, user_rows=rows, chunk_size=args.chunk_size,
-                                         shares=args.shares, exclude_seen=not args.include_seen, progress=progress,
-                                         exposure=exposure)
+        summary = export_recommendations(
+            model,
+            out,
+            k=args.k,
+            user_rows=rows,
+            chunk_size=args.chunk_size,
+            shares=args.shares,
+            exclude_seen=not args.include_seen,
+            progress=progress,
+            exposure=exposure,
+        )
     except (OSError, ValueError) as exc:
         raise CommandError(f"export failed: {exc}") from exc
     finally:
         progress.close()
-    _say(args, f"wrote top-{summary.k} for {summary.users:,} users ({summary.rows:,} rows, {summary.chunks} chunks) "
-               f"to {summary.path} in {summary.seconds:.1f} s")
+    _say(
+        args,
+        f"wrote top-{summary.k} for {summary.users:,} users ({summary.rows:,} rows, {summary.chunks} chunks) "
+        f"to {summary.path} in {summary.seconds:.1f} s",
+    )
     if summary.exposure is not None:
         summary.exposure = {"group": args.exposure_group, **summary.exposure}
-        _say(args, f"{args.exposure_group}: {summary.exposure['share']:.4f} of the exported slots (target "
-                   f"{summary.exposure['target']:.4f}, strength {summary.exposure['strength']:g})")
+        _say(
+            args,
+            f"{args.exposure_group}: {summary.exposure['share']:.4f} of the exported slots (target "
+            f"{summary.exposure['target']:.4f}, strength {summary.exposure['strength']:g})",
+        )
     return {"run_id": run_dir.name, **summary.to_dict(), "forgotten_users_left_out": len(forgotten)}
 
 
 def _fairness_arguments(p: argparse.ArgumentParser) -> None:
     _run_argument(p)
-    p.add_argument("--item-column", required=True,
-                   help="categorical or multi-label item column that groups items (e.g. genres, category, brand)")
+    p.add_argument(
+        "--item-column",
+        required=True,
+        help="categorical or multi-label item column that groups items (e.g. genres, category, brand)",
+    )
     p.add_argument("--user-column", default=None, help="categorical column of the users table that groups users")
     p.add_argument("--k", type=int, default=20, help="length of the lists (default 20)")
     p.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples of the users (default 500)")
@@ -468,19 +597,25 @@ def cmd_fairness(args: argparse.Namespace) -> dict[str, Any]:
     from ..evaluate.fairness import item_group_columns, user_group_columns
 
     if args.item_column not in item_group_columns(bundle):
-        raise CommandError(f"'{args.item_column}' is not a categorical item column of '{dataset}'; choose one of "
-                           f"{', '.join(item_group_columns(bundle)) or 'none'}")
+        raise CommandError(
+            f"'{args.item_column}' is not a categorical item column of '{dataset}'; choose one of "
+            f"{', '.join(item_group_columns(bundle)) or 'none'}"
+        )
     if args.user_column and args.user_column not in user_group_columns(bundle):
-        raise CommandError(f"'{args.user_column}' is not a categorical user column of '{dataset}'; choose one of "
-                           f"{', '.join(user_group_columns(bundle)) or 'none (the dataset has no users table)'}")
+        raise CommandError(
+            f"'{args.user_column}' is not a categorical user column of '{dataset}'; choose one of "
+            f"{', '.join(user_group_columns(bundle)) or 'none (the dataset has no users table)'}"
+        )
     started = time.perf_counter()
     try:
-        rankings = run_rankings(workspace, run_dir.name, k=args.k,
-                                progress=None if args.quiet else (lambda m: print(m, file=sys.stderr)))
+        rankings = run_rankings(
+            workspace, run_dir.name, k=args.k, progress=None if args.quiet else (lambda m: print(m, file=sys.stderr))
+        )
     except (ValueError, FileNotFoundError, RuntimeError, KeyError) as exc:
         raise CommandError(str(exc)) from exc
-    report = fairness_report(rankings, bundle, args.item_column, args.user_column, n_boot=args.bootstrap,
-                             seed=args.seed)
+    report = fairness_report(
+        rankings, bundle, args.item_column, args.user_column, n_boot=args.bootstrap, seed=args.seed
+    )
     _say(args, report.table())
     return {**report.to_dict(), "seconds": round(time.perf_counter() - started, 2)}
 
@@ -491,13 +626,23 @@ def cmd_runs(args: argparse.Namespace) -> dict[str, Any]:
     out = []
     for run in runs:
         score = run.test_metrics.get("ndcg@20")
-        out.append({"run_id": run.run_id, "state": run.state, "dataset": run.dataset, "model": run.model,
-                    "ndcg@20": score, "needs_retrain_for_privacy": run.needs_retrain_for_privacy,
-                    "forgotten_users": run.forgotten_users})
+        out.append(
+            {
+                "run_id": run.run_id,
+                "state": run.state,
+                "dataset": run.dataset,
+                "model": run.model,
+                "ndcg@20": score,
+                "needs_retrain_for_privacy": run.needs_retrain_for_privacy,
+                "forgotten_users": run.forgotten_users,
+            }
+        )
         ndcg = f"{score:.4f}" if score is not None else "-"
-        _say(args, f"{run.run_id:<48} {run.state:<11} ndcg@20 {ndcg}"
-                   + (f"  RETRAIN: holds {run.forgotten_users} forgotten user(s)" if run.needs_retrain_for_privacy
-                      else ""))
+        _say(
+            args,
+            f"{run.run_id:<48} {run.state:<11} ndcg@20 {ndcg}"
+            + (f"  RETRAIN: holds {run.forgotten_users} forgotten user(s)" if run.needs_retrain_for_privacy else ""),
+        )
     if not runs:
         _say(args, "no runs yet: python -m recsys train --data demo")
     return {"runs": out, "progress_events": {r.run_id: len(read_progress(r.path)) for r in runs[:1]}}

@@ -42,26 +42,41 @@ from ..stopping import check
 
 PROTOCOLS = ("p1", "temporal", "cold", "sparse", "kfold")
 #: How the app and the CLI name each protocol.
-PROTOCOL_LABELS = {"p1": "P1 (k-core, random 80/10/10 per user)", "temporal": "temporal (leave-last-out by time)",
-                   "cold": "cold items (10 % of items held out)", "sparse": "sparse (leave-last-out, no filter)",
-                   "kfold": "K-fold cross-validation (mean ± std over folds)"}
+PROTOCOL_LABELS = {
+    "p1": "P1 (k-core, random 80/10/10 per user)",
+    "temporal": "temporal (leave-last-out by time)",
+    "cold": "cold items (10 % of items held out)",
+    "sparse": "sparse (leave-last-out, no filter)",
+    "kfold": "K-fold cross-validation (mean ± std over folds)",
+}
 #: ``auto`` keeps P1 while its k-core filter leaves at least this share of the interactions and users.
 AUTO_MIN_KEPT = 0.5
 AUTO_MIN_USERS = 20
 
 
-def preflight(interactions: pd.DataFrame, k_core: int = 5, seed: int = 2026, has_timestamp: bool = False,
-              catalogue_items: int | None = None) -> dict[str, Any]:
+def preflight(
+    interactions: pd.DataFrame,
+    k_core: int = 5,
+    seed: int = 2026,
+    has_timestamp: bool = False,
+    catalogue_items: int | None = None,
+) -> dict[str, Any]:
     """What each protocol keeps (users, items, interactions, evaluated users) and which one ``auto``
     chooses, with the reason; cheap (no features, no model). ``catalogue_items``: the catalogue's size
     (the sparse protocol keeps every item, also those nobody interacted with)."""
     frame = deduplicate(interactions[["user_id", "item_id"]].copy())
-    total = {"users": int(frame["user_id"].nunique()),
-             "items": int(catalogue_items if catalogue_items is not None else frame["item_id"].nunique()),
-             "interactions": int(len(frame))}
+    total = {
+        "users": int(frame["user_id"].nunique()),
+        "items": int(catalogue_items if catalogue_items is not None else frame["item_id"].nunique()),
+        "interactions": int(len(frame)),
+    }
     core = k_core_filter(frame, k_core) if k_core > 1 else frame
-    p1 = {"users": int(core["user_id"].nunique()), "items": int(core["item_id"].nunique()),
-          "interactions": int(len(core)), "evaluated_users": int((core.groupby("user_id").size() >= 2).sum())}
+    p1 = {
+        "users": int(core["user_id"].nunique()),
+        "items": int(core["item_id"].nunique()),
+        "interactions": int(len(core)),
+        "evaluated_users": int((core.groupby("user_id").size() >= 2).sum()),
+    }
     counts = frame.groupby("user_id").size()
     sparse = {**total, "evaluated_users": int((counts >= 3).sum())}
     protocols = {"p1": p1, "sparse": sparse}
@@ -70,19 +85,37 @@ def preflight(interactions: pd.DataFrame, k_core: int = 5, seed: int = 2026, has
     kept = p1["interactions"] / max(total["interactions"], 1)
     kept_users = p1["users"] / max(total["users"], 1)
     p1_fits = p1["users"] >= AUTO_MIN_USERS and kept >= AUTO_MIN_KEPT and kept_users >= AUTO_MIN_KEPT
-    protocols["kfold"] = {**(p1 if p1_fits else total),
-                          "evaluated_users": int(((core if p1_fits else frame).groupby("user_id").size() >= 2).sum()),
-                          "k_core": k_core if p1_fits else 0}
+    protocols["kfold"] = {
+        **(p1 if p1_fits else total),
+        "evaluated_users": int(((core if p1_fits else frame).groupby("user_id").size() >= 2).sum()),
+        "k_core": k_core if p1_fits else 0,
+    }
     if p1_fits:
-        chosen, reason = "p1", (f"the {k_core}-core filter keeps {_share(kept)} of the interactions and "
-                                f"{_share(kept_users)} of the users")
+        chosen, reason = (
+            "p1",
+            (
+                f"the {k_core}-core filter keeps {_share(kept)} of the interactions and "
+                f"{_share(kept_users)} of the users"
+            ),
+        )
     else:
-        chosen, reason = "sparse", (f"the {k_core}-core filter would keep only {_share(kept)} of the interactions "
-                                    f"and {_share(kept_users)} of the users ({p1['items']:,} of {total['items']:,} items): "
-                                    "leave-last-out per user with 3+ interactions, every item kept")
+        chosen, reason = (
+            "sparse",
+            (
+                f"the {k_core}-core filter would keep only {_share(kept)} of the interactions "
+                f"and {_share(kept_users)} of the users ({p1['items']:,} of {total['items']:,} items): "
+                "leave-last-out per user with 3+ interactions, every item kept"
+            ),
+        )
     median = float(counts.median()) if len(counts) else 0.0
-    return {"total": total, "protocols": protocols, "auto": chosen, "reason": reason, "k_core": k_core,
-            "median_interactions_per_user": median}
+    return {
+        "total": total,
+        "protocols": protocols,
+        "auto": chosen,
+        "reason": reason,
+        "k_core": k_core,
+        "median_interactions_per_user": median,
+    }
 
 
 def _share(value: float) -> str:
@@ -95,9 +128,11 @@ def resolve_protocol(protocol: str, check: dict[str, Any]) -> str:
     chosen = check["auto"] if protocol == "auto" else protocol
     kept = check["protocols"].get("p1" if chosen in ("p1", "temporal", "cold") else chosen, {})
     if not kept.get("interactions"):
-        raise ValueError(f"the {chosen} protocol keeps no interactions: the {check['k_core']}-core filter removes "
-                         f"every user and item (median {check['median_interactions_per_user']:g} interactions per "
-                         "user). Choose the 'sparse' protocol (or 'auto'), or a smaller k-core.")
+        raise ValueError(
+            f"the {chosen} protocol keeps no interactions: the {check['k_core']}-core filter removes "
+            f"every user and item (median {check['median_interactions_per_user']:g} interactions per "
+            "user). Choose the 'sparse' protocol (or 'auto'), or a smaller k-core."
+        )
     if not kept.get("evaluated_users"):
         raise ValueError(f"the {chosen} protocol leaves no user to evaluate (each needs at least 3 interactions)")
     return chosen
@@ -137,18 +172,29 @@ def subset_item_features(features: Any, catalogue_ids: np.ndarray, wanted_ids: n
             categorical={k: np.asarray(v)[rows] for k, v in attributes.categorical.items()},
             multi_label={k: sp.csr_matrix(v)[rows] for k, v in attributes.multi_label.items()},
             numeric=np.asarray(attributes.numeric)[rows] if np.asarray(attributes.numeric).size else attributes.numeric,
-            numeric_missing=np.asarray(attributes.numeric_missing)[rows] if np.asarray(attributes.numeric_missing).size
+            numeric_missing=np.asarray(attributes.numeric_missing)[rows]
+            if np.asarray(attributes.numeric_missing).size
             else attributes.numeric_missing,
-            numeric_buckets=np.asarray(attributes.numeric_buckets)[rows] if np.asarray(attributes.numeric_buckets).size
+            numeric_buckets=np.asarray(attributes.numeric_buckets)[rows]
+            if np.asarray(attributes.numeric_buckets).size
             else attributes.numeric_buckets,
         )
     return dataclasses.replace(features, **changes)
 
 
-def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int = 2026, k_core: int = 5,
-                 rating_column: str | None = None, timestamp_column: str | None = None,
-                 item_features: Any = None, catalogue_ids: np.ndarray | None = None, fold: int = 0,
-                 folds: int = 5) -> PreparedData:
+def prepare_data(
+    interactions: pd.DataFrame,
+    *,
+    protocol: str = "p1",
+    seed: int = 2026,
+    k_core: int = 5,
+    rating_column: str | None = None,
+    timestamp_column: str | None = None,
+    item_features: Any = None,
+    catalogue_ids: np.ndarray | None = None,
+    fold: int = 0,
+    folds: int = 5,
+) -> PreparedData:
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
     frame = interactions[["user_id", "item_id"]].copy()
@@ -163,8 +209,10 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
         frame = k_core_filter(frame, k_core)
         check("the split")
     if frame.empty:
-        raise ValueError(f"no interactions are left after the {k_core}-core filter: every user and item needs "
-                         f"at least {k_core} interactions; try a smaller k-core")
+        raise ValueError(
+            f"no interactions are left after the {k_core}-core filter: every user and item needs "
+            f"at least {k_core} interactions; try a smaller k-core"
+        )
     # user rows in an order set by what users did, not by their ids: a pseudonymised import trains the same model
     user_index = {user: row for row, user in enumerate(users_in_history_order(frame).tolist())}
     if catalogue_ids is not None:
@@ -205,10 +253,12 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
     item_ids = np.array(sorted(item_index, key=item_index.__getitem__), dtype=str)
     features = None
     if item_features is not None:
-        features = subset_item_features(item_features, catalogue_ids if catalogue_ids is not None
-                                        else item_features.item_ids, item_ids)
-    data = TrainData(user_ids, item_ids, matrices["train"], ratings=ratings, valid=matrices["valid"],
-                     item_features=features)
+        features = subset_item_features(
+            item_features, catalogue_ids if catalogue_ids is not None else item_features.item_ids, item_ids
+        )
+    data = TrainData(
+        user_ids, item_ids, matrices["train"], ratings=ratings, valid=matrices["valid"], item_features=features
+    )
     check("the split")
     # every user's every interaction: the final model's data, and what the product hides from a user
     known = unfiltered[unfiltered["item_id"].isin(item_index)]
@@ -217,18 +267,34 @@ def prepare_data(interactions: pd.DataFrame, *, protocol: str = "p1", seed: int 
     everything = interactions_to_csr(known, everything_index, item_index)
     everything.data[:] = 1.0
     check("the split")
-    summary = {"protocol": protocol, "seed": seed, "k_core": k_core if k_core > 1 and protocol != "sparse" else 0,
-               "users": len(user_ids), "items": len(item_ids),
-               "items_with_interactions": int(frame["item_id"].nunique()),
-               "interactions": int(len(frame)), "train": int(matrices["train"].nnz),
-               "valid": int(matrices["valid"].nnz), "test": int(matrices["test"].nnz)}
+    summary = {
+        "protocol": protocol,
+        "seed": seed,
+        "k_core": k_core if k_core > 1 and protocol != "sparse" else 0,
+        "users": len(user_ids),
+        "items": len(item_ids),
+        "items_with_interactions": int(frame["item_id"].nunique()),
+        "interactions": int(len(frame)),
+        "train": int(matrices["train"].nnz),
+        "valid": int(matrices["valid"].nnz),
+        "test": int(matrices["test"].nnz),
+    }
     if protocol == "kfold":
         summary |= {"fold": fold, "folds": folds}
     if cold_items is not None:
         assert cold_test_matrix is not None  # made with cold_items
         summary |= {"cold_items": int(len(cold_items)), "cold_test": int(cold_test_matrix.nnz)}
-    return PreparedData(data, matrices["test"], matrices["valid"], cold_items, cold_test_matrix, test_ratings, summary,
-                        everything, everything_users)
+    return PreparedData(
+        data,
+        matrices["test"],
+        matrices["valid"],
+        cold_items,
+        cold_test_matrix,
+        test_ratings,
+        summary,
+        everything,
+        everything_users,
+    )
 
 
 def _values_csr(frame: pd.DataFrame, user_index: dict, item_index: dict, column: str = "rating") -> sp.csr_matrix:

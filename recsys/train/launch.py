@@ -35,8 +35,21 @@ from .records import ACTIVE_STATES, RunRecord
 from .run import RunConfig, list_runs, new_run_id, read_status
 
 __all__ = [
-    "start_run", "retrain_run", "resume_run", "stop_run", "delete_run", "run_state", "log_path", "read_log_tail",
-    "training_command", "launch_config_path", "summarize_progress", "model_zip", "list_all_runs", "ACTIVE_STATES", "RunBusyError",
+    "start_run",
+    "retrain_run",
+    "resume_run",
+    "stop_run",
+    "delete_run",
+    "run_state",
+    "log_path",
+    "read_log_tail",
+    "training_command",
+    "launch_config_path",
+    "summarize_progress",
+    "model_zip",
+    "list_all_runs",
+    "ACTIVE_STATES",
+    "RunBusyError",
     "RunFinishedError",
 ]
 
@@ -59,8 +72,19 @@ def launch_config_path(workspace_or_runs: Workspace | Path, run_id: str) -> Path
 def training_command(workspace: Workspace, config_file: str | Path, run_id: str) -> list[str]:
     """The command line of a run: ``python -m recsys train --config FILE``, the run's configuration being the
     file (:meth:`RunConfig.to_dict`, as the run's config.json will hold it), not flags."""
-    return [sys.executable, "-m", "recsys", "train", "--quiet", "--workspace", str(workspace.root),
-            "--run-id", run_id, "--config", str(config_file)]
+    return [
+        sys.executable,
+        "-m",
+        "recsys",
+        "train",
+        "--quiet",
+        "--workspace",
+        str(workspace.root),
+        "--run-id",
+        run_id,
+        "--config",
+        str(config_file),
+    ]
 
 
 def _spawn(workspace: Workspace, run_id: str, command: list[str]) -> int:
@@ -75,10 +99,19 @@ def _spawn(workspace: Workspace, run_id: str, command: list[str]) -> int:
     else:
         options["start_new_session"] = True
     with open(log_file, "ab") as log:
-        process = subprocess.Popen(command, cwd=str(PROJECT_ROOT), env=env, stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=subprocess.STDOUT, close_fds=True, **options)
-    atomic_write_json(launch / f"{run_id}.json", {"run_id": run_id, "pid": process.pid, "command": command,
-                                                  "launched": time.time()})
+        process = subprocess.Popen(
+            command,
+            cwd=str(PROJECT_ROOT),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            close_fds=True,
+            **options,
+        )
+    atomic_write_json(
+        launch / f"{run_id}.json", {"run_id": run_id, "pid": process.pid, "command": command, "launched": time.time()}
+    )
     # reap the child when it ends (a zombie would look alive to os.kill); daemon: never blocks exit
     _CHILDREN[process.pid] = process
     threading.Thread(target=_reap, args=(process,), daemon=True, name=f"reap-{run_id}").start()
@@ -128,6 +161,7 @@ def retrain_run(workspace: Workspace, run_id: str) -> str:
     note_retrain(run_dir, new_id)
     return new_id
 
+
 def resume_run(workspace: Workspace, run_id: str, force: bool = False) -> str:
     """Continue a stopped, interrupted or failed run from its last checkpoint, in a detached process.
 
@@ -139,10 +173,21 @@ def resume_run(workspace: Workspace, run_id: str, force: bool = False) -> str:
         raise FileNotFoundError(f"no run {run_id} to resume")
     _refuse_if_busy(run_dir, run_id, "stop it first")
     if run_state(run_dir)["state"] == "finished" and not force:
-        raise RunFinishedError(f"run {run_id} has finished; use --force to train it again",
-                               {"reason": "finished", "run_id": run_id})
-    command = [sys.executable, "-m", "recsys", "train", "--quiet", "--workspace", str(workspace.root),
-               "--resume", run_id, *(["--force"] if force else [])]
+        raise RunFinishedError(
+            f"run {run_id} has finished; use --force to train it again", {"reason": "finished", "run_id": run_id}
+        )
+    command = [
+        sys.executable,
+        "-m",
+        "recsys",
+        "train",
+        "--quiet",
+        "--workspace",
+        str(workspace.root),
+        "--resume",
+        run_id,
+        *(["--force"] if force else []),
+    ]
     _spawn(workspace, run_id, command)
     return run_id
 
@@ -151,12 +196,16 @@ def _refuse_if_busy(run_dir: Path, run_id: str, action: str) -> None:
     """:class:`RunBusyError` while a process holds the run's lock, or the launcher sees it running/starting."""
     holder = lock_holder(run_dir)
     if holder is not None:
-        raise RunBusyError(busy_message(run_id, holder.get("pid", "unknown"), action),
-                           {"reason": "busy", "run_id": run_id, "pid": holder.get("pid")})
+        raise RunBusyError(
+            busy_message(run_id, holder.get("pid", "unknown"), action),
+            {"reason": "busy", "run_id": run_id, "pid": holder.get("pid")},
+        )
     state = run_state(run_dir)
     if state["state"] in ACTIVE_STATES:
-        raise RunBusyError(busy_message(run_id, state.get("pid", "unknown"), action),
-                           {"reason": "busy", "run_id": run_id, "pid": state.get("pid")})
+        raise RunBusyError(
+            busy_message(run_id, state.get("pid", "unknown"), action),
+            {"reason": "busy", "run_id": run_id, "pid": state.get("pid")},
+        )
 
 
 def _launch_record(run_dir: Path) -> dict[str, Any] | None:
@@ -180,8 +229,12 @@ def run_state(run_dir: str | Path) -> dict[str, Any]:
     if record is not None:
         launched_pid = record.get("pid")
         # a resumed run: the status still names the previous pid until the new process writes its own
-        if status.get("state") in ("interrupted", "stopped", "failed") and launched_pid != status.get("pid") \
-                and pid_alive(launched_pid) and record.get("launched", 0) > status.get("started", 0):
+        if (
+            status.get("state") in ("interrupted", "stopped", "failed")
+            and launched_pid != status.get("pid")
+            and pid_alive(launched_pid)
+            and record.get("launched", 0) > status.get("started", 0)
+        ):
             return status | {"state": "starting", "pid": launched_pid}
     if status.get("state") != "unknown":
         return status
@@ -191,8 +244,13 @@ def run_state(run_dir: str | Path) -> dict[str, Any]:
         return {"state": "starting", "pid": record.get("pid"), "started": record.get("launched")}
     tail = read_log_tail(run_dir, 20).strip()
     last = tail.splitlines()[-1] if tail else "the training process ended before it wrote anything"
-    return {"state": "failed", "pid": record.get("pid"), "started": record.get("launched"),
-            "error": f"the training process did not start: {last}", "traceback": tail}
+    return {
+        "state": "failed",
+        "pid": record.get("pid"),
+        "started": record.get("launched"),
+        "error": f"the training process did not start: {last}",
+        "traceback": tail,
+    }
 
 
 def list_all_runs(workspace: Workspace) -> list[RunRecord]:
@@ -216,7 +274,9 @@ def list_all_runs(workspace: Workspace) -> list[RunRecord]:
         if not isinstance(command, list):
             command = []
         config = _launch_config(launch, run_id) or {  # launch records before --config named them as flags
-            "dataset": _flag_value(command, "--data", "?"), "model": _flag_value(command, "--model", "fusion")}
+            "dataset": _flag_value(command, "--data", "?"),
+            "model": _flag_value(command, "--model", "fusion"),
+        }
         run_dir = workspace.runs_dir / run_id
         runs.append(RunRecord(run_id=run_id, path=run_dir, config=config, status=run_state(run_dir)))
     runs.sort(key=lambda run: run.run_id, reverse=True)
@@ -315,6 +375,7 @@ def model_zip(run_dir: str | Path) -> bytes:
 
 # ----------------------------------------------------------------------------- progress
 
+
 def summarize_progress(events: list[dict[str, Any]], now: float | None = None) -> dict[str, Any]:
     """What a progress display needs, from the events of ``progress.jsonl``.
 
@@ -327,9 +388,24 @@ def summarize_progress(events: list[dict[str, Any]], now: float | None = None) -
     ({model: test metrics}), ``ended`` (end event or None), ``best_epoch``.
     """
     now = time.time() if now is None else now
-    out: dict[str, Any] = {"stage": None, "features": {}, "epoch": 0, "max_epochs": None, "step": 0, "steps": 0,
-                           "fraction": 0.0, "eta_seconds": None, "epochs": [], "results": {}, "ended": None,
-                           "best_epoch": None, "data": None, "last_time": None, "loss": None, "feature_rates": {}}
+    out: dict[str, Any] = {
+        "stage": None,
+        "features": {},
+        "epoch": 0,
+        "max_epochs": None,
+        "step": 0,
+        "steps": 0,
+        "fraction": 0.0,
+        "eta_seconds": None,
+        "epochs": [],
+        "results": {},
+        "ended": None,
+        "best_epoch": None,
+        "data": None,
+        "last_time": None,
+        "loss": None,
+        "feature_rates": {},
+    }
     best = -1.0
     feature_first: dict[str, tuple[float | None, int]] = {}  # stage -> (time, done) of its first count
     session_epochs: list[dict[str, Any]] = []  # the epochs of the latest process (a resume starts a new one)
@@ -355,8 +431,10 @@ def summarize_progress(events: list[dict[str, Any]], now: float | None = None) -
                 first = feature_first.setdefault(stage, (event.get("time"), done))
                 if event.get("time") and first[0] and event["time"] > first[0] and done > first[1]:
                     rate = (done - first[1]) / (event["time"] - first[0])
-                    out["feature_rates"][stage] = {"items_per_second": rate,
-                                                   "eta_seconds": max(0.0, (total - done) / rate)}
+                    out["feature_rates"][stage] = {
+                        "items_per_second": rate,
+                        "eta_seconds": max(0.0, (total - done) / rate),
+                    }
             else:
                 out["step"], out["steps"] = int(event.get("step", 0)), int(event.get("steps", 0))
                 out["loss"] = event.get("loss")

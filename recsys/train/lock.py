@@ -143,8 +143,15 @@ def acquire_run_lock(run_dir: str | Path, run_id: str | None = None) -> RunLock:
     pid = os.getpid()
     token = uuid.uuid4().hex
     taken_over = None
-    content = json.dumps({"pid": pid, "host": socket.gethostname(), "started": time.time(),
-                          "proc_start": _process_start(pid), "token": token})
+    content = json.dumps(
+        {
+            "pid": pid,
+            "host": socket.gethostname(),
+            "started": time.time(),
+            "proc_start": _process_start(pid),
+            "token": token,
+        }
+    )
     for _ in range(5):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -153,8 +160,10 @@ def acquire_run_lock(run_dir: str | Path, run_id: str | None = None) -> RunLock:
             if holder is None:  # removed meanwhile: try again
                 continue
             if _is_live(run_dir, holder):
-                raise RunBusyError(busy_message(run_id, holder.get("pid", "unknown")),
-                                   {"reason": "busy", "run_id": run_id, "pid": holder.get("pid")}) from None
+                raise RunBusyError(
+                    busy_message(run_id, holder.get("pid", "unknown")),
+                    {"reason": "busy", "run_id": run_id, "pid": holder.get("pid")},
+                ) from None
             if _take_over(run_dir, holder, run_id):
                 taken_over = holder
             continue
@@ -163,8 +172,10 @@ def acquire_run_lock(run_dir: str | Path, run_id: str | None = None) -> RunLock:
             handle.flush()
             os.fsync(handle.fileno())
         return RunLock(run_dir, token, taken_over)
-    raise RunBusyError(f"run {run_id} is locked by another process that keeps taking it; try again",
-                       {"reason": "busy", "run_id": run_id})
+    raise RunBusyError(
+        f"run {run_id} is locked by another process that keeps taking it; try again",
+        {"reason": "busy", "run_id": run_id},
+    )
 
 
 def _take_over(run_dir: Path, stale: dict[str, Any], run_id: str) -> bool:

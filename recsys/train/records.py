@@ -196,17 +196,28 @@ def read_run_record(folder: Path, status: dict[str, Any]) -> RunRecord | None:
         from ..models.base import _reason
 
         metrics = None
-        damaged = (f"runs/{folder.name}/metrics.json {_reason(exc)}; evaluate it again with python -m recsys train "
-                   f"--resume {folder.name} --force, or delete the run")
+        damaged = (
+            f"runs/{folder.name}/metrics.json {_reason(exc)}; evaluate it again with python -m recsys train "
+            f"--resume {folder.name} --force, or delete the run"
+        )
     from ..privacy import read_marker
 
-    return RunRecord(run_id=folder.name, path=folder, config=config, status=status, metrics=metrics,
-                     privacy=read_marker(folder), metrics_damaged=damaged)
+    return RunRecord(
+        run_id=folder.name,
+        path=folder,
+        config=config,
+        status=status,
+        metrics=metrics,
+        privacy=read_marker(folder),
+        metrics_damaged=damaged,
+    )
 
 
 def _resume_advice(run_id: str) -> str:
-    return (f"train the run again: python -m recsys train --resume {run_id} (add --force for a finished run), "
-            "or start a new run")
+    return (
+        f"train the run again: python -m recsys train --resume {run_id} (add --force for a finished run), "
+        "or start a new run"
+    )
 
 
 # run folder -> (the model files' size and modification time, what model_damage found); listings run often

@@ -9,8 +9,14 @@ import pandas as pd
 
 __all__ = ["METRIC_COLUMNS", "metrics_table", "fold_table", "paired_table"]
 
-METRIC_COLUMNS = [("recall@10", "Recall@10"), ("recall@20", "Recall@20"), ("ndcg@10", "NDCG@10"),
-                  ("ndcg@20", "NDCG@20"), ("hit@10", "Hit@10"), ("hit@20", "Hit@20")]
+METRIC_COLUMNS = [
+    ("recall@10", "Recall@10"),
+    ("recall@20", "Recall@20"),
+    ("ndcg@10", "NDCG@10"),
+    ("ndcg@20", "NDCG@20"),
+    ("hit@10", "Hit@10"),
+    ("hit@20", "Hit@20"),
+]
 
 
 def metrics_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
@@ -25,15 +31,24 @@ def metrics_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
         named.append((f"{model.get('name', 'model')} (this run)", model))
     named += list((metrics.get("baselines") or {}).items())
     for name, result in named:
-        row = {"Model": name, "Split": "test" if "test_std" not in result else "test (mean of folds)",
-               **{label: result["test"].get(key) for key, label in METRIC_COLUMNS}, "Fit time": result.get("fit_seconds")}
+        row = {
+            "Model": name,
+            "Split": "test" if "test_std" not in result else "test (mean of folds)",
+            **{label: result["test"].get(key) for key, label in METRIC_COLUMNS},
+            "Fit time": result.get("fit_seconds"),
+        }
         if "test_std" in result:
             row["± NDCG@20"] = result["test_std"].get("ndcg@20")
         rows.append(row)
     for name, result in (metrics.get("cold_start") or {}).items():
-        rows.append({"Model": name, "Split": "cold-start items",
-                     **{label: result["test"].get(key) for key, label in METRIC_COLUMNS},
-                     "Fit time": result.get("fit_seconds")})
+        rows.append(
+            {
+                "Model": name,
+                "Split": "cold-start items",
+                **{label: result["test"].get(key) for key, label in METRIC_COLUMNS},
+                "Fit time": result.get("fit_seconds"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -45,8 +60,12 @@ def fold_table(metrics: dict[str, Any] | None, metric: str = "ndcg@20") -> pd.Da
     columns = {f"{model.get('name', 'model')} (this run)": model.get("folds", [])}
     columns |= {name: result.get("folds", []) for name, result in metrics.get("baselines", {}).items()}
     n = min(len(v) for v in columns.values())
-    return pd.DataFrame({"Fold": list(range(1, n + 1)),
-                         **{name: [fold[metric] for fold in folds[:n]] for name, folds in columns.items()}})
+    return pd.DataFrame(
+        {
+            "Fold": list(range(1, n + 1)),
+            **{name: [fold[metric] for fold in folds[:n]] for name, folds in columns.items()},
+        }
+    )
 
 
 def paired_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
@@ -56,11 +75,22 @@ def paired_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
     rows = []
     for name, by_metric in metrics["kfold"]["paired"].items():
         for metric, d in by_metric.items():
-            verdict = ("clearly better" if d["clear_at_95"] and d["mean_difference"] > 0 else
-                       "clearly worse" if d["clear_at_95"] else "within fold-to-fold noise")
-            rows.append({"Against": name, "Metric": metric, "Mean difference": d["mean_difference"],
-                         "95 % interval": f"{d['interval_95'][0]:+.4f} to {d['interval_95'][1]:+.4f}",
-                         "Folds better": f"{d['folds_better']} of {d['folds']}",
-                         "Larger than the fold spread": "yes" if d["larger_than_fold_spread"] else "no",
-                         "Verdict": verdict})
+            verdict = (
+                "clearly better"
+                if d["clear_at_95"] and d["mean_difference"] > 0
+                else "clearly worse"
+                if d["clear_at_95"]
+                else "within fold-to-fold noise"
+            )
+            rows.append(
+                {
+                    "Against": name,
+                    "Metric": metric,
+                    "Mean difference": d["mean_difference"],
+                    "95 % interval": f"{d['interval_95'][0]:+.4f} to {d['interval_95'][1]:+.4f}",
+                    "Folds better": f"{d['folds_better']} of {d['folds']}",
+                    "Larger than the fold spread": "yes" if d["larger_than_fold_spread"] else "no",
+                    "Verdict": verdict,
+                }
+            )
     return pd.DataFrame(rows)

@@ -68,20 +68,28 @@ class RunConfig:
 
     dataset: str = option("demo", "dataset name in the workspace")
     model: str = option("fusion", "fusion, or a baseline: mostpop, itemknn, bpr, ease, lightgcn, content")
-    modalities: list[str] = option(["behaviour", "text", "image", "attributes"], "modality tokens the fusion model uses")
+    modalities: list[str] = option(
+        ["behaviour", "text", "image", "attributes"], "modality tokens the fusion model uses"
+    )
     text_encoder: str = option(DEFAULT_TEXT_ENCODER, "text encoder (python -m recsys encoders)")
     image_encoder: str = option(DEFAULT_IMAGE_ENCODER, "image encoder")
-    protocol: str = option("auto", "auto (P1 when its k-core filter keeps enough of the data, else sparse), p1 "
-                                   "(k-core, random 80/10/10 per user), temporal (leave last out), sparse "
-                                   "(leave last out for users with 3+ interactions, no filter, every item kept), "
-                                   "kfold (per-user K-fold cross-validation: mean and std of every metric)")
+    protocol: str = option(
+        "auto",
+        "auto (P1 when its k-core filter keeps enough of the data, else sparse), p1 "
+        "(k-core, random 80/10/10 per user), temporal (leave last out), sparse "
+        "(leave last out for users with 3+ interactions, no filter, every item kept), "
+        "kfold (per-user K-fold cross-validation: mean and std of every metric)",
+    )
     folds: int = option(5, "number of folds of the kfold protocol")
     cold_start: bool = option(False, "also evaluate on the P1 cold-start split (10 % of items held out)")
     k_core: int = option(5, "keep users and items with at least this many interactions")
     seed: int = option(2026, "random seed for the split and the model")
     baselines: list[str] = option(["mostpop", "ease"], "baselines trained and evaluated beside the model")
-    final_model: bool = option(True, "after evaluation, refit the model on every interaction (train, valid and "
-                                     "test) with the settings chosen on validation; the app recommends with it")
+    final_model: bool = option(
+        True,
+        "after evaluation, refit the model on every interaction (train, valid and "
+        "test) with the settings chosen on validation; the app recommends with it",
+    )
     device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     fusion_options: FusionConfig = nested(FusionConfig, "options of the fusion model")
     itemknn_options: ItemKNNConfig = nested(ItemKNNConfig, "options of the ItemKNN baseline")
@@ -134,6 +142,7 @@ class RunConfig:
 
 
 # ----------------------------------------------------------------------------- run folder I/O
+
 
 class ProgressLog:
     """Appends one JSON object per line; each line is flushed so a poller never sees half of one."""
@@ -204,12 +213,15 @@ def _id_part(text: Any, limit: int) -> str:
 
 def new_run_id(config: RunConfig) -> str:
     """``time-dataset-model-xxxx``, always a valid run id (see :func:`recsys.workspace.validate_name`)."""
-    run_id = (f"{time.strftime('%Y%m%d-%H%M%S')}-{_id_part(config.dataset, 48)}-{_id_part(config.model, 24)}-"
-              f"{uuid.uuid4().hex[:4]}")
+    run_id = (
+        f"{time.strftime('%Y%m%d-%H%M%S')}-{_id_part(config.dataset, 48)}-{_id_part(config.model, 24)}-"
+        f"{uuid.uuid4().hex[:4]}"
+    )
     return validate_name("run id", run_id)
 
 
 # ----------------------------------------------------------------------------- the run
+
 
 class _TrainingCallbacks:
     """Connects the model's training loop to the run folder and to stop signals."""
@@ -236,16 +248,21 @@ class _TrainingCallbacks:
     def on_epoch_end(self, model: Any, record: dict[str, Any], improved: bool, resume_state: Callable) -> None:
         from .checkpoint import save_checkpoint
 
-        self.log.write("epoch", **record, max_epochs=model.config.get("epochs"),
-                       elapsed=time.time() - self._started)
+        self.log.write("epoch", **record, max_epochs=model.config.get("epochs"), elapsed=time.time() - self._started)
         if improved and time.time() - self._last_save >= self.save_every_s:
             self.save_best(model)
             self._last_save = time.time()
         save_checkpoint(self.run_dir / "checkpoint", resume_state())
 
 
-def train_run(workspace: Workspace, config: RunConfig, run_id: str | None = None, resume: bool = False,
-              progress: Callable[[str, int, int], None] | None = None, force: bool = False) -> Path:
+def train_run(
+    workspace: Workspace,
+    config: RunConfig,
+    run_id: str | None = None,
+    resume: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+    force: bool = False,
+) -> Path:
     """Execute a run end to end; returns its folder. Installs SIGTERM/SIGINT handlers while running.
 
     The run folder's lock (:mod:`recsys.train.lock`) is held from the start to the end, so a second
@@ -262,11 +279,15 @@ def train_run(workspace: Workspace, config: RunConfig, run_id: str | None = None
             status = read_status(run_dir)
             retrain = status.get("state") == "finished"  # only with force: the saved model is not reused
             if status.get("state") == "running" and status.get("pid") != os.getpid():  # an older trainer, no lock
-                raise RunBusyError(busy_message(run_id, status.get("pid")),
-                                   {"reason": "busy", "run_id": run_id, "pid": status.get("pid")})
+                raise RunBusyError(
+                    busy_message(run_id, status.get("pid")),
+                    {"reason": "busy", "run_id": run_id, "pid": status.get("pid")},
+                )
             if status.get("state") == "finished" and not force:
-                raise RunFinishedError(f"run {run_id} has finished; use --force to train it again",
-                                       {"reason": "finished", "run_id": run_id})
+                raise RunFinishedError(
+                    f"run {run_id} has finished; use --force to train it again",
+                    {"reason": "finished", "run_id": run_id},
+                )
             config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())["config"])
         except BaseException:
             lock.release()
@@ -287,18 +308,40 @@ def train_run(workspace: Workspace, config: RunConfig, run_id: str | None = None
         lock.release()
 
 
-def _train_locked(workspace: Workspace, config: RunConfig, run_id: str, run_dir: Path, resume: bool,
-                  progress: Callable[[str, int, int], None] | None, lock: RunLock, reuse_model: bool = False) -> Path:
+def _train_locked(
+    workspace: Workspace,
+    config: RunConfig,
+    run_id: str,
+    run_dir: Path,
+    resume: bool,
+    progress: Callable[[str, int, int], None] | None,
+    lock: RunLock,
+    reuse_model: bool = False,
+) -> Path:
     log = ProgressLog(run_dir)
     if lock.taken_over is not None:
-        log.write("stage", stage="lock", message=f"took over the stale lock of pid {lock.taken_over.get('pid')} "
-                                                 "(that process is gone)")
+        log.write(
+            "stage",
+            stage="lock",
+            message=f"took over the stale lock of pid {lock.taken_over.get('pid')} (that process is gone)",
+        )
     # a resume keeps the first start (the run's age) and clears what the previous process's end left
     earlier = read_status(run_dir) if resume else {}
     now = time.time()
-    write_status(run_dir, state="running", pid=os.getpid(), started=earlier.get("started") or now,
-                 resumed=now if resume else None, ended=None, stopped_during=None, error=None, traceback=None,
-                 run_id=run_id, dataset=config.dataset, model=config.model)
+    write_status(
+        run_dir,
+        state="running",
+        pid=os.getpid(),
+        started=earlier.get("started") or now,
+        resumed=now if resume else None,
+        ended=None,
+        stopped_during=None,
+        error=None,
+        traceback=None,
+        run_id=run_id,
+        dataset=config.dataset,
+        model=config.model,
+    )
     callbacks = _TrainingCallbacks(run_dir, log, lambda model: _save_model(model, run_dir / "model", "best"))
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
@@ -324,8 +367,13 @@ def _train_locked(workspace: Workspace, config: RunConfig, run_id: str, run_dir:
         write_status(run_dir, state="stopped", ended=time.time(), stopped_during=str(stop))
         log.write("end", state="stopped", message=f"stopped during {stop}; {kept}; resume the run to continue")
     except Exception as exc:
-        write_status(run_dir, state="failed", ended=time.time(), error=f"{type(exc).__name__}: {exc}",
-                     traceback=traceback.format_exc(limit=8))
+        write_status(
+            run_dir,
+            state="failed",
+            ended=time.time(),
+            error=f"{type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc(limit=8),
+        )
         log.write("end", state="failed", error=str(exc))
         raise
     finally:
@@ -344,13 +392,21 @@ def _save_model(model: Any, folder: Path, stage: str = "fitted", fit: str | None
     rename as the model, so that a resume can trust it; ``fit`` ties it to the metrics of that fit."""
     with atomic_directory(folder) as staging:
         model.save(staging)
-        atomic_write_json(staging / MODEL_STAGE, {"stage": stage, "fit": fit,
-                                                  "history": getattr(model, "history", None)})
+        atomic_write_json(
+            staging / MODEL_STAGE, {"stage": stage, "fit": fit, "history": getattr(model, "history", None)}
+        )
 
 
-def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: ProgressLog, callbacks: _TrainingCallbacks,
-             resume: bool, progress: Callable[[str, int, int], None] | None,
-             reuse_model: bool = False) -> dict[str, Any]:
+def _execute(
+    workspace: Workspace,
+    config: RunConfig,
+    run_dir: Path,
+    log: ProgressLog,
+    callbacks: _TrainingCallbacks,
+    resume: bool,
+    progress: Callable[[str, int, int], None] | None,
+    reuse_model: bool = False,
+) -> dict[str, Any]:
     from ..evaluate import evaluate_ranking
     from ..models import get_model
     from .checkpoint import load_checkpoint, remove_checkpoint
@@ -358,12 +414,23 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
 
     bundle = workspace.load_dataset(config.dataset)
     # before anything expensive: what the protocol keeps, and refuse one that keeps nothing
-    check = preflight(bundle.interactions, k_core=config.k_core, seed=config.seed,
-                      has_timestamp=bundle.schema.timestamp_column is not None, catalogue_items=len(bundle.items))
+    check = preflight(
+        bundle.interactions,
+        k_core=config.k_core,
+        seed=config.seed,
+        has_timestamp=bundle.schema.timestamp_column is not None,
+        catalogue_items=len(bundle.items),
+    )
     protocol = resolve_protocol(config.protocol, check)
-    log.write("stage", stage="preflight", protocol=protocol, requested=config.protocol, reason=check["reason"],
-              kept=check["protocols"].get("p1" if protocol in ("p1", "temporal", "cold") else protocol),
-              total=check["total"])
+    log.write(
+        "stage",
+        stage="preflight",
+        protocol=protocol,
+        requested=config.protocol,
+        reason=check["reason"],
+        kept=check["protocols"].get("p1" if protocol in ("p1", "temporal", "cold") else protocol),
+        total=check["total"],
+    )
     if protocol == "kfold" and resume:
         raise ValueError("a cross-validation run cannot be resumed: start it again")
     features = None
@@ -373,21 +440,31 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
     if protocol == "kfold":
         return _cross_validate(bundle, features, config, check, run_dir, log, callbacks)
     prepare = lambda protocol: prepare_data(  # noqa: E731
-        bundle.interactions, protocol=protocol, seed=config.seed, k_core=config.k_core,
+        bundle.interactions,
+        protocol=protocol,
+        seed=config.seed,
+        k_core=config.k_core,
         rating_column=bundle.schema.rating_column,
         timestamp_column=bundle.schema.timestamp_column if protocol == "temporal" else None,
-        item_features=features, catalogue_ids=bundle.items["item_id"].to_numpy(str))
+        item_features=features,
+        catalogue_ids=bundle.items["item_id"].to_numpy(str),
+    )
     prepared = prepare(protocol)
     log.write("stage", stage="data", **prepared.summary)
 
-    metrics: dict[str, Any] = {"split": prepared.summary, "baselines": {}, "cold_start": {},
-                               "preflight": {**check, "chosen": protocol}}
+    metrics: dict[str, Any] = {
+        "split": prepared.summary,
+        "baselines": {},
+        "cold_start": {},
+        "preflight": {**check, "chosen": protocol},
+    }
     saved = _saved_model(run_dir, config, prepared, log) if resume and reuse_model else None
     model: Any  # duck-typed by config.model: the fusion model also takes callbacks and resume_state
     if saved is not None:  # the fit had ended: what the killed run had evaluated is kept, the rest is done
         model, stage, fit, previous = saved
-        metrics |= {key: previous[key] for key in ("model", "final_model", "baselines", "cold_start")
-                    if key in previous}
+        metrics |= {
+            key: previous[key] for key in ("model", "final_model", "baselines", "cold_start") if key in previous
+        }
         remove_checkpoint(run_dir / "checkpoint")
     else:
         model = get_model(config.model, **config.model_options())
@@ -441,8 +518,9 @@ def _execute(workspace: Workspace, config: RunConfig, run_dir: Path, log: Progre
         for name in [config.model, *[b for b in config.baselines if b != config.model]]:
             cold_model = get_model(name, **config.model_options(name))
             cold_model.fit(cold.data)
-            result = evaluate_ranking(cold_model.score, cold.data.train, cold.cold_test, ks=(10, 20),
-                                      candidate_items=cold.cold_items)
+            result = evaluate_ranking(
+                cold_model.score, cold.data.train, cold.cold_test, ks=(10, 20), candidate_items=cold.cold_items
+            )
             metrics["cold_start"][name] = {"test": result, "fit_seconds": cold_model.fit_seconds}
             log.write("result", model=name, cold_start=result)
         atomic_write_json(run_dir / "metrics.json", metrics)
@@ -474,19 +552,31 @@ def _saved_model(run_dir: Path, config: RunConfig, prepared: Any, log: ProgressL
         log.write("stage", stage="fit", message=f"the saved model could not be read ({exc}); fitting again")
         return None
     data = prepared.data
-    if model.name != config.model or (stage == "fitted" and (
+    if model.name != config.model or (
+        stage == "fitted"
+        and (
             list(model.user_ids) != [str(u) for u in data.user_ids]
-            or list(model.item_ids) != [str(i) for i in data.item_ids])):
+            or list(model.item_ids) != [str(i) for i in data.item_ids]
+        )
+    ):
         return None  # not the model of this split (data changed since): fitting again is the honest answer
     if info.get("history") is not None:
         model.history = info["history"]
-    log.write("stage", stage="evaluate_saved", model_stage=stage,
-              message="resuming from the saved model: evaluation only")
+    log.write(
+        "stage", stage="evaluate_saved", model_stage=stage, message="resuming from the saved model: evaluation only"
+    )
     return model, stage, info["fit"], previous
 
 
-def _cross_validate(bundle: Any, features: Any, config: RunConfig, check: dict[str, Any], run_dir: Path,
-                    log: ProgressLog, callbacks: _TrainingCallbacks) -> dict[str, Any]:
+def _cross_validate(
+    bundle: Any,
+    features: Any,
+    config: RunConfig,
+    check: dict[str, Any],
+    run_dir: Path,
+    log: ProgressLog,
+    callbacks: _TrainingCallbacks,
+) -> dict[str, Any]:
     """K-fold cross-validation: the model and each baseline fitted and tested on every fold; mean and std
     of every metric, the per-fold table, and the paired difference to each baseline. The product model is
     then refitted on every interaction with what the last fold's validation chose."""
@@ -504,9 +594,16 @@ def _cross_validate(bundle: Any, features: Any, config: RunConfig, check: dict[s
             break
         log.write("stage", stage="fold", fold=fold + 1, folds=config.folds)
         prepared_fold = prepare_data(
-            bundle.interactions, protocol="kfold", fold=fold, folds=config.folds, seed=config.seed,
-            k_core=check["protocols"]["kfold"]["k_core"], rating_column=bundle.schema.rating_column,
-            item_features=features, catalogue_ids=bundle.items["item_id"].to_numpy(str))
+            bundle.interactions,
+            protocol="kfold",
+            fold=fold,
+            folds=config.folds,
+            seed=config.seed,
+            k_core=check["protocols"]["kfold"]["k_core"],
+            rating_column=bundle.schema.rating_column,
+            item_features=features,
+            catalogue_ids=bundle.items["item_id"].to_numpy(str),
+        )
         if fold == 0:
             log.write("stage", stage="data", **prepared_fold.summary)
         for name in names:
@@ -532,16 +629,24 @@ def _cross_validate(bundle: Any, features: Any, config: RunConfig, check: dict[s
     if complete == 0:
         raise stopping.StopRequested("the first fold (no fold was complete: nothing to report)")
     assert model is not None and prepared is not None  # set with the first fold's results
-    metrics: dict[str, Any] = {"split": {**prepared.summary, "fold": None, "folds_completed": complete},
-                               "preflight": {**check, "chosen": "kfold"}, "cold_start": {}, "baselines": {},
-                               "model": {**fold_summary(results[config.model][:complete]), "name": config.model}}
+    metrics: dict[str, Any] = {
+        "split": {**prepared.summary, "fold": None, "folds_completed": complete},
+        "preflight": {**check, "chosen": "kfold"},
+        "cold_start": {},
+        "baselines": {},
+        "model": {**fold_summary(results[config.model][:complete]), "name": config.model},
+    }
     if getattr(model, "history", None):
         metrics["model"]["history"] = model.history
     for name in names[1:]:
         metrics["baselines"][name] = fold_summary(results[name][:complete])
-    metrics["kfold"] = {"folds": config.folds, "completed": complete,
-                        "paired": {name: paired_difference(results[config.model][:complete], results[name][:complete])
-                                   for name in names[1:]}}
+    metrics["kfold"] = {
+        "folds": config.folds,
+        "completed": complete,
+        "paired": {
+            name: paired_difference(results[config.model][:complete], results[name][:complete]) for name in names[1:]
+        },
+    }
     fit = metrics["fit"] = uuid.uuid4().hex[:12]
     atomic_write_json(run_dir / "metrics.json", metrics)
     _save_model(model, run_dir / "model", "fitted", fit)
@@ -569,8 +674,9 @@ def fold_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def paired_difference(model: list[dict[str, Any]], baseline: list[dict[str, Any]],
-                      metrics: tuple[str, ...] = ("ndcg@20", "recall@20")) -> dict[str, dict[str, Any]]:
+def paired_difference(
+    model: list[dict[str, Any]], baseline: list[dict[str, Any]], metrics: tuple[str, ...] = ("ndcg@20", "recall@20")
+) -> dict[str, dict[str, Any]]:
     """Model minus baseline on the same folds: mean and std of the per-fold differences, how many folds the
     model wins, the 95 % interval of the mean difference (paired t over folds), and whether the mean
     difference is larger than the model's own fold-to-fold spread."""
@@ -586,15 +692,27 @@ def paired_difference(model: list[dict[str, Any]], baseline: list[dict[str, Any]
         half = float(stats.t.ppf(0.975, n - 1) * std / np.sqrt(n)) if n > 1 else float("nan")
         spread = float(ours.std(ddof=1)) if n > 1 else float("nan")
         mean = float(diff.mean())
-        out[metric] = {"mean_difference": mean, "std_difference": std, "folds_better": int((diff > 0).sum()),
-                       "folds": n, "interval_95": [mean - half, mean + half],
-                       "clear_at_95": bool(n > 1 and abs(mean) > half),
-                       "larger_than_fold_spread": bool(n > 1 and abs(mean) > spread)}
+        out[metric] = {
+            "mean_difference": mean,
+            "std_difference": std,
+            "folds_better": int((diff > 0).sum()),
+            "folds": n,
+            "interval_95": [mean - half, mean + half],
+            "clear_at_95": bool(n > 1 and abs(mean) > half),
+            "larger_than_fold_spread": bool(n > 1 and abs(mean) > spread),
+        }
     return out
 
 
-def _save_final_model(model: Any, config: RunConfig, prepared: Any, run_dir: Path, log: ProgressLog,
-                      metrics: dict[str, Any], fit: str | None = None) -> None:
+def _save_final_model(
+    model: Any,
+    config: RunConfig,
+    prepared: Any,
+    run_dir: Path,
+    log: ProgressLog,
+    metrics: dict[str, Any],
+    fit: str | None = None,
+) -> None:
     """Refit the product model on everything, save it as the run's model and say so in ``metrics.json``."""
     log.write("stage", stage="final", model=config.model)
     final = _final_model(model, config, prepared)
@@ -604,8 +722,12 @@ def _save_final_model(model: Any, config: RunConfig, prepared: Any, run_dir: Pat
 
 
 def _final_summary(final: Any) -> dict[str, Any]:
-    return {"interactions": int(final.seen.nnz), "fit_seconds": final.fit_seconds,
-            "users": int(final.n_users), "items": int(final.n_items)}
+    return {
+        "interactions": int(final.seen.nnz),
+        "fit_seconds": final.fit_seconds,
+        "users": int(final.n_users),
+        "items": int(final.n_items),
+    }
 
 
 def _final_model(model: Any, config: RunConfig, prepared: Any) -> Any:
@@ -623,8 +745,10 @@ def _final_model(model: Any, config: RunConfig, prepared: Any) -> Any:
         everything.data[:] = 1.0
     options = config.model_options()
     if config.model == "fusion":
-        options |= {"ease_l2": model.chosen_l2 if model.chosen_l2 is not None else "auto",
-                    "epochs": max(1, int(model.history.get("best_epoch", 0)) + 1)}
+        options |= {
+            "ease_l2": model.chosen_l2 if model.chosen_l2 is not None else "auto",
+            "epochs": max(1, int(model.history.get("best_epoch", 0)) + 1),
+        }
     elif getattr(model, "chosen_l2", None) is not None:
         options |= {"l2": model.chosen_l2}
     final: Any = get_model(config.model, **options)  # duck-typed: the fusion model adopts the calibration
@@ -643,8 +767,12 @@ def _evaluate(model: Any, prepared: Any, evaluate_ranking: Callable) -> dict[str
     test = evaluate_ranking(model.score, data.train, prepared.test, exclude=prepared.valid, ks=(10, 20))
     scoring_seconds = time.perf_counter() - started
     valid = evaluate_ranking(model.score, data.train, prepared.valid, ks=(10, 20))
-    result = {"test": test, "valid": valid, "fit_seconds": model.fit_seconds,
-              "items_scored_per_second": float(test["n_users_evaluated"] * data.n_items / max(scoring_seconds, 1e-9))}
+    result = {
+        "test": test,
+        "valid": valid,
+        "fit_seconds": model.fit_seconds,
+        "items_scored_per_second": float(test["n_users_evaluated"] * data.n_items / max(scoring_seconds, 1e-9)),
+    }
     if model.config.get("loss") == "mse" and prepared.test_ratings is not None:
         coo = prepared.test_ratings.tocoo()
         predicted = np.concatenate([model.score(np.array([u]))[0, [i]] for u, i in zip(coo.row, coo.col)])
@@ -652,8 +780,13 @@ def _evaluate(model: Any, prepared: Any, evaluate_ranking: Callable) -> dict[str
     return result
 
 
-def _extract_features(workspace: Workspace, bundle: Any, config: RunConfig, log: ProgressLog,
-                      progress: Callable[[str, int, int], None] | None) -> Any:
+def _extract_features(
+    workspace: Workspace,
+    bundle: Any,
+    config: RunConfig,
+    log: ProgressLog,
+    progress: Callable[[str, int, int], None] | None,
+) -> Any:
     from ..features.extract import extract_item_features
 
     modalities = tuple(m for m in ("text", "image", "attributes") if m in config.modalities)
@@ -668,15 +801,22 @@ def _extract_features(workspace: Workspace, bundle: Any, config: RunConfig, log:
             progress(stage, done, total)
         stopping.check(f"{stage} feature extraction")  # per batch; the cache keeps only finished encoders
 
-    features = extract_item_features(bundle.items, bundle.schema.items, bundle.root, workspace.features_dir,
-                                     text_encoder=config.text_encoder, image_encoder=config.image_encoder,
-                                     modalities=modalities, device=config.device, progress=report)
+    features = extract_item_features(
+        bundle.items,
+        bundle.schema.items,
+        bundle.root,
+        workspace.features_dir,
+        text_encoder=config.text_encoder,
+        image_encoder=config.image_encoder,
+        modalities=modalities,
+        device=config.device,
+        progress=report,
+    )
     log.write("stage", stage="features_done", timings=features.timings)
     return features
 
 
-def list_runs(workspace: Workspace,
-              read_state: Callable[[Path], dict[str, Any]] | None = None) -> list[RunRecord]:
+def list_runs(workspace: Workspace, read_state: Callable[[Path], dict[str, Any]] | None = None) -> list[RunRecord]:
     """Every run folder as a :class:`RunRecord`, newest first.
 
     The status is :func:`read_status` unless ``read_state`` says otherwise (the launcher passes its

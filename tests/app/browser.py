@@ -22,8 +22,14 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("RECSYS_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-PAGES = {"home": "", "data": "data", "train": "train", "recommendations": "recommendations",
-         "attention": "attention", "experiments": "experiments"}
+PAGES = {
+    "home": "",
+    "data": "data",
+    "train": "train",
+    "recommendations": "recommendations",
+    "attention": "attention",
+    "experiments": "experiments",
+}
 
 
 def require_chromium() -> None:
@@ -47,17 +53,31 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(workspace: Path, log_file: Path, extra_args: list[str] | None = None,
-                     timeout: float = 120.0) -> Iterator[str]:
+def streamlit_server(
+    workspace: Path, log_file: Path, extra_args: list[str] | None = None, timeout: float = 120.0
+) -> Iterator[str]:
     """Run the app on a free local port with ``RECSYS_WORKSPACE=workspace``; yield its URL; stop it by PID."""
     port = free_port()
     env = dict(os.environ, RECSYS_WORKSPACE=str(workspace), PYTHONUNBUFFERED="1")
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.address", "127.0.0.1", "--server.port", str(port), *(extra_args or [])]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        *(extra_args or []),
+    ]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "wb") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -144,7 +164,8 @@ def screenshot(page, path: Path, full: bool = True, max_height: int = 7000) -> P
         height = page.evaluate(
             "() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
             " const b = m && m.querySelector('[data-testid=\"stMainBlockContainer\"]');"
-            " return Math.ceil(Math.max(b ? b.scrollHeight + 120 : 0, m ? m.scrollHeight : 0, window.innerHeight)); }")
+            " return Math.ceil(Math.max(b ? b.scrollHeight + 120 : 0, m ? m.scrollHeight : 0, window.innerHeight)); }"
+        )
         size = page.viewport_size
         page.set_viewport_size({"width": size["width"], "height": min(int(height), max_height)})
         wait_layout(page)  # charts re-layout to the new size

@@ -75,8 +75,7 @@ def read_json(path: Path) -> dict:
 def texts(at) -> str:
     """Every piece of text an AppTest run drew (markdown, captions, alerts, titles), joined."""
     parts = []
-    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error", "success",
-                 "text"):
+    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error", "success", "text"):
         for element in getattr(at, kind):
             value = getattr(element, "value", None)
             if value is not None:

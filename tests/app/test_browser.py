@@ -51,15 +51,23 @@ def visible(page, text: str, timeout: float = 60.0) -> None:
 
 def test_every_page_in_a_real_browser(trained_workspace, tmp_path):
     out = ARTIFACTS / "browser"
-    with streamlit_server(trained_workspace, out / "server.log", ["--server.maxUploadSize", "1"]) as url, \
-            chromium_page() as page:
+    with (
+        streamlit_server(trained_workspace, out / "server.log", ["--server.maxUploadSize", "1"]) as url,
+        chromium_page() as page,
+    ):
         try:
             # a deep link as the very first request still goes through app.py's navigation
             open_page(page, url, "data")
             visible(page, "Interactions per item")
             nav = page.locator('[data-testid="stSidebarNavLink"]').all_inner_texts()
-            assert [n.split()[-1] for n in nav] == ["Home", "Data", "Train", "Recommendations", "Attention",
-                                                   "Experiments"], nav
+            assert [n.split()[-1] for n in nav] == [
+                "Home",
+                "Data",
+                "Train",
+                "Recommendations",
+                "Attention",
+                "Experiments",
+            ], nav
             assert page.locator('[data-testid="stImage"]').count() >= 12
             screenshot(page, out / "data.png")
             # an upload over the configured limit is refused with a clear message, and nothing breaks

@@ -16,13 +16,15 @@ from recsys.explain.evidence import price_bands
 from recsys.train.launch import summarize_progress, training_command
 from recsys.train.run import RunConfig
 
-ITEMS = pd.DataFrame({
-    "item_id": ["a", "b", "c", "d"],
-    "title": ["Tent", "Stove", "Kettle", "Boots"],
-    "category": ["Outdoor", "Outdoor", "Kitchen", "Outdoor"],
-    "tags": ["camping|hiking", "camping", "cooking", "hiking|shoes"],
-    "price": [200.0, 40.0, 30.0, 120.0],
-}).set_index("item_id", drop=False)
+ITEMS = pd.DataFrame(
+    {
+        "item_id": ["a", "b", "c", "d"],
+        "title": ["Tent", "Stove", "Kettle", "Boots"],
+        "category": ["Outdoor", "Outdoor", "Kitchen", "Outdoor"],
+        "tags": ["camping|hiking", "camping", "cooking", "hiking|shoes"],
+        "price": [200.0, 40.0, 30.0, 120.0],
+    }
+).set_index("item_id", drop=False)
 ROLES = {"item_id": "id", "title": "text", "category": "categorical", "tags": "multi_label", "price": "numeric"}
 
 
@@ -49,16 +51,30 @@ def test_item_vectors_fall_back_to_interactions_for_models_without_content():
 
 
 def test_attention_aggregates_and_ground_truth():
-    frame = pd.DataFrame({"user_row": [0, 0, 1], "user_id": ["u1", "u1", "u2"], "rank": [1, 2, 1],
-                          "item_id": ["a", "c", "b"], "behaviour": [0.6, 0.2, 0.5], "text": [0.4, np.nan, 0.5],
-                          "image": [0.0, 0.8, 0.0]})
+    frame = pd.DataFrame(
+        {
+            "user_row": [0, 0, 1],
+            "user_id": ["u1", "u1", "u2"],
+            "rank": [1, 2, 1],
+            "item_id": ["a", "c", "b"],
+            "behaviour": [0.6, 0.2, 0.5],
+            "text": [0.4, np.nan, 0.5],
+            "image": [0.0, 0.8, 0.0],
+        }
+    )
     table = attention_by_category(frame, ITEMS, "tags", ["behaviour", "text", "image"], "multi_label")
     assert table.loc["camping", "pairs"] == 2 and table.loc["camping", "behaviour"] == pytest.approx(0.55)
     assert table.loc["cooking", "text"] != table.loc["cooking", "text"]  # NaN: the item has no text
-    summary = pd.DataFrame({"user_row": [0, 1], "user_id": ["u1", "u2"], "behaviour": [0.8, 0.2],
-                            "text": [0.2, 0.8]})
-    truth = pd.DataFrame({"user_id": ["u1", "u2"], "segment": ["behaviour", "text"], "w_behaviour": [0.7, 0.1],
-                          "w_text": [0.1, 0.7], "w_image": [0.2, 0.2]})
+    summary = pd.DataFrame({"user_row": [0, 1], "user_id": ["u1", "u2"], "behaviour": [0.8, 0.2], "text": [0.2, 0.8]})
+    truth = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2"],
+            "segment": ["behaviour", "text"],
+            "w_behaviour": [0.7, 0.1],
+            "w_text": [0.1, 0.7],
+            "w_image": [0.2, 0.2],
+        }
+    )
     comparison = ground_truth_comparison(summary, truth, ["behaviour", "text"]).set_index(["segment", "modality"])
     assert comparison.loc[("behaviour", "behaviour"), "learned"] == pytest.approx(0.8)
     assert comparison.loc[("behaviour", "behaviour"), "true"] == pytest.approx(0.875)  # renormalised over 2
@@ -75,8 +91,14 @@ def test_pca_2d_finds_the_main_direction():
 
 
 def test_training_command_passes_the_config_file(tmp_path):
-    config = RunConfig(dataset="shop", fusion_options={"epochs": 3}, baselines=[], cold_start=True,
-                       modalities=["behaviour", "text"], ease_options={"l2": 500})
+    config = RunConfig(
+        dataset="shop",
+        fusion_options={"epochs": 3},
+        baselines=[],
+        cold_start=True,
+        modalities=["behaviour", "text"],
+        ease_options={"l2": 500},
+    )
     config_file = tmp_path / "run-1.config.json"
     config_file.write_text(json.dumps({"run_id": "run-1", "config": config.to_dict()}))
     command = training_command(type("W", (), {"root": "/tmp/ws"})(), config_file, "run-1")
@@ -114,9 +136,13 @@ def test_summarize_progress_gives_epochs_features_and_time_left():
     ended = summarize_progress(events + [{"type": "end", "time": 40.0, "state": "finished"}])
     assert ended["fraction"] == 1.0 and ended["eta_seconds"] == 0.0
     assert summarize_progress([])["stage"] is None
-    extracting = summarize_progress(events[:1] + [
-        {"type": "step", "time": 10.0, "stage": "features:image", "done": 100, "total": 1000},
-        {"type": "step", "time": 14.0, "stage": "features:image", "done": 300, "total": 1000}])
+    extracting = summarize_progress(
+        events[:1]
+        + [
+            {"type": "step", "time": 10.0, "stage": "features:image", "done": 100, "total": 1000},
+            {"type": "step", "time": 14.0, "stage": "features:image", "done": 300, "total": 1000},
+        ]
+    )
     rate = extracting["feature_rates"]["features:image"]
     assert rate["items_per_second"] == pytest.approx(50.0) and rate["eta_seconds"] == pytest.approx(14.0)
 
@@ -132,8 +158,9 @@ def test_assembled_uploads_become_one_bundle_and_unsafe_pictures_are_refused(tmp
     with zipfile.ZipFile(pictures, "w") as archive:
         archive.writestr("images/a.png", png_bytes())
         archive.writestr("images/b.png", png_bytes((0, 0, 200)))
-    data = assemble_bundle_zip({"items": ("my items.CSV", items), "interactions": ("log.csv", interactions)},
-                               pictures.getvalue())
+    data = assemble_bundle_zip(
+        {"items": ("my items.CSV", items), "interactions": ("log.csv", interactions)}, pictures.getvalue()
+    )
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert sorted(archive.namelist()) == ["images/a.png", "images/b.png", "interactions.csv", "items.csv"]
     result = load_bundle(data)
@@ -142,8 +169,9 @@ def test_assembled_uploads_become_one_bundle_and_unsafe_pictures_are_refused(tmp
     evil = io.BytesIO()
     with zipfile.ZipFile(evil, "w") as archive:
         archive.writestr("../../etc/evil.png", png_bytes())
-    refused = load_bundle(assemble_bundle_zip({"items": ("i.csv", items), "interactions": ("x.csv", interactions)},
-                                              evil.getvalue()))
+    refused = load_bundle(
+        assemble_bundle_zip({"items": ("i.csv", items), "interactions": ("x.csv", interactions)}, evil.getvalue())
+    )
     assert not refused.ok and "archive_path_escape" in refused.report.codes()
 
     with pytest.raises(UploadError, match=r"not a readable \.zip"):
@@ -178,9 +206,15 @@ def test_chart_labels_from_the_catalogue_are_text_not_plotly_markup():
 
     from app_pages.common import plain_chart_text
 
-    frame = pd.DataFrame({"x": [1.0, 2.0], "y": [3.0, 4.0], "item_id": ["i<1>", "i2"],
-                          "title": ['<a href="http://127.0.0.1:9/x">t</a>', "Tom & Jerry"],
-                          "category": ["<b>cat</b>", "plain"]})
+    frame = pd.DataFrame(
+        {
+            "x": [1.0, 2.0],
+            "y": [3.0, 4.0],
+            "item_id": ["i<1>", "i2"],
+            "title": ['<a href="http://127.0.0.1:9/x">t</a>', "Tom & Jerry"],
+            "category": ["<b>cat</b>", "plain"],
+        }
+    )
     fig = px.scatter(frame, x="x", y="y", color="category", hover_name="title", custom_data=["item_id"])
     fig.add_annotation(text="<b>ours</b>")
     safe = plain_chart_text(fig)

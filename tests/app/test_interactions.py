@@ -16,13 +16,16 @@ from tests.app.conftest import assert_clean, read_json, texts, the_run, wait_for
 
 # ----------------------------------------------------------------------------- helpers
 
+
 def shop_tables(bad_rating: bool = False, duplicate_item: bool = False) -> tuple[bytes, bytes]:
-    items = pd.DataFrame({
-        "item_id": [f"i{n}" for n in range(30)],
-        "title": [f"Product number {n} for the garden" for n in range(30)],
-        "category": [["Garden", "Kitchen", "Toys"][n % 3] for n in range(30)],
-        "price": [f"{5 + n}.99" for n in range(30)],
-    })
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{n}" for n in range(30)],
+            "title": [f"Product number {n} for the garden" for n in range(30)],
+            "category": [["Garden", "Kitchen", "Toys"][n % 3] for n in range(30)],
+            "price": [f"{5 + n}.99" for n in range(30)],
+        }
+    )
     if duplicate_item:
         items.loc[5, "item_id"] = "i4"
     rows = [(f"u{u}", f"i{(u * 7 + k) % 30}", str(1 + (u + k) % 5)) for u in range(12) for k in range(8)]
@@ -56,6 +59,7 @@ def card_titles(at) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- data
+
 
 def test_the_dataset_name_is_derived_valid_and_a_typed_path_is_refused(app, empty_workspace):
     at = open_data_page(app)
@@ -165,6 +169,7 @@ def test_import_a_bundle_folder_from_disk(app, trained_workspace, small_bundle):
 
 # ----------------------------------------------------------------------------- recommendations
 
+
 def test_switching_users_and_filtering(app, trained_workspace):
     app.switch_page("app_pages/recommendations.py")
     at = app.run()
@@ -196,6 +201,7 @@ def test_switching_users_and_filtering(app, trained_workspace):
 
 # ----------------------------------------------------------------------------- training
 
+
 @pytest.mark.slow
 def test_start_a_tiny_training_from_the_train_page(app, trained_workspace, kill_leftovers):
     from recsys.train.launch import run_state
@@ -219,8 +225,10 @@ def test_start_a_tiny_training_from_the_train_page(app, trained_workspace, kill_
     run_dir = trained_workspace / "runs" / run_id
     record = read_json(trained_workspace / "runs" / ".launch" / f"{run_id}.json")
     kill_leftovers.append(record["pid"])
-    state = wait_for(lambda: run_state(run_dir)["state"] not in ("starting", "running") and run_state(run_dir),
-                     what="the training to end")
+    state = wait_for(
+        lambda: run_state(run_dir)["state"] not in ("starting", "running") and run_state(run_dir),
+        what="the training to end",
+    )
     assert state["state"] == "finished", state
     metrics = read_json(run_dir / "metrics.json")
     assert set(metrics["baselines"]) == {"mostpop", "itemknn"}
@@ -236,7 +244,9 @@ def _start_long_run(workspace, kill_leftovers) -> tuple[str, int]:
     from recsys.train.run import RunConfig
     from recsys.workspace import Workspace
 
-    config = RunConfig(dataset="demo", fusion_options={"epochs": 400, "patience": 400}, text_encoder="tfidf", baselines=[])
+    config = RunConfig(
+        dataset="demo", fusion_options={"epochs": 400, "patience": 400}, text_encoder="tfidf", baselines=[]
+    )
     run_id = start_run(Workspace(workspace), config)
     pid = read_json(workspace / "runs" / ".launch" / f"{run_id}.json")["pid"]
     kill_leftovers.append(pid)
@@ -259,8 +269,10 @@ def test_stop_a_running_training_from_the_ui(app, trained_workspace, kill_leftov
     at.button(key=f"train_stop_{run_id}").click()
     at.run()
     assert not at.exception
-    state = wait_for(lambda: run_state(run_dir)["state"] not in ("starting", "running") and run_state(run_dir),
-                     what="the run to stop")
+    state = wait_for(
+        lambda: run_state(run_dir)["state"] not in ("starting", "running") and run_state(run_dir),
+        what="the run to stop",
+    )
     assert state["state"] == "stopped", state
     list_models()
     model = Recommender.load(run_dir / "model")
@@ -319,6 +331,7 @@ def test_a_failed_training_is_explained(app, trained_workspace, kill_leftovers):
 
 
 # ----------------------------------------------------------------------------- experiments
+
 
 def test_delete_a_run_with_confirmation(app, trained_workspace):
     run_dir = the_run(trained_workspace)

@@ -108,7 +108,10 @@ def build_markup_workspace(root: Path, host: str) -> Path:
     workspace = Workspace(root / "workspace")
     result = workspace.import_bundle(bundle, name="markup")
     assert result.ok, result.report.format()
-    train_run(workspace, RunConfig(dataset="markup", fusion_options={"epochs": 2}, text_encoder="tfidf", baselines=["mostpop"]))
+    train_run(
+        workspace,
+        RunConfig(dataset="markup", fusion_options={"epochs": 2}, text_encoder="tfidf", baselines=["mostpop"]),
+    )
     return workspace.root
 
 
@@ -263,5 +266,6 @@ def test_catalogue_markup_is_text_on_every_page(markup_workspace, listener):
     assert seen_requests, "Playwright's request log is empty"
     planted = [u for u in seen_requests if host in u]
     assert not planted, planted
-    assert all(u.startswith((url, "data:", "blob:")) for u in seen_requests), \
-        [u for u in seen_requests if not u.startswith((url, "data:", "blob:"))]
+    assert all(u.startswith((url, "data:", "blob:")) for u in seen_requests), [
+        u for u in seen_requests if not u.startswith((url, "data:", "blob:"))
+    ]

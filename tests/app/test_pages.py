@@ -6,8 +6,13 @@ import pytest
 
 from tests.app.conftest import assert_clean, texts
 
-PAGES = ["app_pages/data.py", "app_pages/train.py", "app_pages/recommendations.py", "app_pages/attention.py",
-         "app_pages/experiments.py"]
+PAGES = [
+    "app_pages/data.py",
+    "app_pages/train.py",
+    "app_pages/recommendations.py",
+    "app_pages/attention.py",
+    "app_pages/experiments.py",
+]
 
 EMPTY_STATES = {
     "app_pages/data.py": "Upload at least an **items** file",
@@ -213,8 +218,17 @@ def test_catalogue_text_is_shown_as_text_never_as_markdown(app, trained_workspac
     assert not any("![x](" in value or "[link](" in value for value in shown)
 
 
-@pytest.mark.parametrize("page", [None, "app_pages/data.py", "app_pages/train.py", "app_pages/recommendations.py",
-                                  "app_pages/attention.py", "app_pages/experiments.py"])
+@pytest.mark.parametrize(
+    "page",
+    [
+        None,
+        "app_pages/data.py",
+        "app_pages/train.py",
+        "app_pages/recommendations.py",
+        "app_pages/attention.py",
+        "app_pages/experiments.py",
+    ],
+)
 def test_a_damaged_metrics_file_of_one_run_leaves_every_page_working(app, trained_workspace, page):
     import shutil
 
@@ -224,7 +238,7 @@ def test_a_damaged_metrics_file_of_one_run_leaves_every_page_working(app, traine
     torn = run.with_name("20200101-000000-demo-fusion-torn")
     shutil.copytree(run, torn, ignore=shutil.ignore_patterns(".lock"))
     metrics = torn / "metrics.json"
-    metrics.write_bytes(metrics.read_bytes()[:len(metrics.read_bytes()) // 2])  # torn, as a full disk leaves it
+    metrics.write_bytes(metrics.read_bytes()[: len(metrics.read_bytes()) // 2])  # torn, as a full disk leaves it
     at = open_page(app, page)
     assert_clean(at)
     if page == "app_pages/experiments.py":

@@ -51,8 +51,9 @@ def test_experiments_and_train_pages_offer_to_retrain_a_run_holding_forgotten_us
 
 
 def test_user_columns_marked_ignore_are_never_shown(tmp_path):
-    users = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "email": ["a@x.org", "b@x.org", "c@x.org"],
-                          "city": ["Lyon", "Oslo", "Lyon"]})
+    users = pd.DataFrame(
+        {"user_id": ["u1", "u2", "u3"], "email": ["a@x.org", "b@x.org", "c@x.org"], "city": ["Lyon", "Oslo", "Lyon"]}
+    )
     items = pd.DataFrame({"item_id": ["a", "b"], "title": ["Kettle", "Boots"]})
     interactions = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "item_id": ["a", "b", "a"]})
     bundle = write_bundle(tmp_path / "b", items, interactions, users)
@@ -69,7 +70,8 @@ def test_user_columns_marked_ignore_are_never_shown(tmp_path):
 
     frames = _load_frames(str(workspace.root), "shop", "stamp")
     assert "email" not in frames[2].columns and "city" in frames[2].columns
-    table = stats.role_table({"items": items, "interactions": interactions, "users": users},
-                             {"users": {"email": "ignore"}})
+    table = stats.role_table(
+        {"items": items, "interactions": interactions, "users": users}, {"users": {"email": "ignore"}}
+    )
     row = table[(table["table"] == "users") & (table["column"] == "email")].iloc[0]
     assert row["role"] == "ignore" and row["example"] == ""

@@ -12,22 +12,33 @@ import pytest
 from recsys.data import stats
 from tests.conftest import png_bytes, write_bundle
 
-ITEMS = pd.DataFrame({
-    "item_id": ["a", "b", "c", "d"],
-    "title": ["Red kettle", "Blue boots", "", "Green hose"],
-    "description": ["A long text about a kettle for the kitchen", "", "", "Twenty metres of hose"],
-    "category": ["Kitchen", "Outdoor", "Kitchen", ""],
-    "tags": ["home|red", "shoes", "", "garden|home"],
-    "price": [12.5, 89.0, np.nan, 20.0],
-    "image_file": ["images/a.png", "images/missing.png", "", "../escape.png"],
-})
-ROLES = {"item_id": "id", "title": "text", "description": "text", "category": "categorical", "tags": "multi_label",
-         "price": "numeric", "image_file": "image"}
-INTERACTIONS = pd.DataFrame({
-    "user_id": ["u1", "u1", "u1", "u2", "u2", "u3", "u3"],
-    "item_id": ["a", "b", "a", "a", "c", "a", "b"],  # u1-a twice: one pair
-    "rating": [5, 3, 4, 4, 2, 1, 5],
-})
+ITEMS = pd.DataFrame(
+    {
+        "item_id": ["a", "b", "c", "d"],
+        "title": ["Red kettle", "Blue boots", "", "Green hose"],
+        "description": ["A long text about a kettle for the kitchen", "", "", "Twenty metres of hose"],
+        "category": ["Kitchen", "Outdoor", "Kitchen", ""],
+        "tags": ["home|red", "shoes", "", "garden|home"],
+        "price": [12.5, 89.0, np.nan, 20.0],
+        "image_file": ["images/a.png", "images/missing.png", "", "../escape.png"],
+    }
+)
+ROLES = {
+    "item_id": "id",
+    "title": "text",
+    "description": "text",
+    "category": "categorical",
+    "tags": "multi_label",
+    "price": "numeric",
+    "image_file": "image",
+}
+INTERACTIONS = pd.DataFrame(
+    {
+        "user_id": ["u1", "u1", "u1", "u2", "u2", "u3", "u3"],
+        "item_id": ["a", "b", "a", "a", "c", "a", "b"],  # u1-a twice: one pair
+        "rating": [5, 3, 4, 4, 2, 1, 5],
+    }
+)
 
 
 def test_overview_counts_density_and_tail():
@@ -104,8 +115,13 @@ def test_price_and_title_columns():
     assert stats.price_column(ITEMS, ROLES) == "price"
     assert stats.price_column(ITEMS, {**ROLES, "price": "categorical"}) is None
     assert stats.title_column(ROLES, ITEMS) == "title"
-    assert stats.title_column({"item_id": "id", "blurb": "text", "name2": "text"},
-                              pd.DataFrame({"blurb": ["a long long text"], "name2": ["short"]})) == "name2"
+    assert (
+        stats.title_column(
+            {"item_id": "id", "blurb": "text", "name2": "text"},
+            pd.DataFrame({"blurb": ["a long long text"], "name2": ["short"]}),
+        )
+        == "name2"
+    )
     assert stats.title_column({"item_id": "id"}) == "item_id"
 
 
@@ -116,8 +132,12 @@ def test_sample_items_prefers_pictures_and_is_seeded(tmp_path):
     assert sample["item_id"].tolist() == ["a"]
     spread = stats.sample_items(ITEMS, {"item_id": "id", "category": "categorical"}, n=3, seed=1, category="category")
     assert len(spread) == 3 and spread["category"].nunique() == 3
-    assert spread["item_id"].tolist() == stats.sample_items(ITEMS, {"item_id": "id", "category": "categorical"},
-                                                            n=3, seed=1, category="category")["item_id"].tolist()
+    assert (
+        spread["item_id"].tolist()
+        == stats.sample_items(ITEMS, {"item_id": "id", "category": "categorical"}, n=3, seed=1, category="category")[
+            "item_id"
+        ].tolist()
+    )
 
 
 def test_role_table_from_a_bundle_folder_and_overrides(small_bundle):

@@ -73,8 +73,7 @@ def test_interactions_pointing_at_unknown_items(tmp_path):
 
 
 def test_few_unknown_items_are_a_warning_and_dropped(tmp_path):
-    interactions = pd.DataFrame({"user_id": [f"u{i}" for i in range(200)],
-                                 "item_id": ["a"] * 199 + ["missing-item"]})
+    interactions = pd.DataFrame({"user_id": [f"u{i}" for i in range(200)], "item_id": ["a"] * 199 + ["missing-item"]})
     result = load_bundle(write_bundle(tmp_path / "b", ITEMS, interactions))
     assert result.ok and "unknown_items" in result.report.codes("warning")
     assert len(result.bundle.interactions) == 199
@@ -82,8 +81,12 @@ def test_few_unknown_items_are_a_warning_and_dropped(tmp_path):
 
 def test_missing_and_unreadable_images(tmp_path):
     items = ITEMS.assign(image_file=["images/a.png", "images/gone.png", "images/broken.jpg"])
-    bundle = write_bundle(tmp_path / "b", items, INTERACTIONS,
-                          images={"images/a.png": png_bytes(), "images/broken.jpg": b"not a jpeg at all"})
+    bundle = write_bundle(
+        tmp_path / "b",
+        items,
+        INTERACTIONS,
+        images={"images/a.png": png_bytes(), "images/broken.jpg": b"not a jpeg at all"},
+    )
     result = load_bundle(bundle)
     assert result.ok  # a missing picture is a missing modality, not a broken bundle
     warnings = {issue.code: issue for issue in result.report.warnings}
@@ -149,8 +152,9 @@ def test_zip_entries_outside_root_are_rejected(tmp_path, evil):
 
 def test_oversized_archive(tmp_path):
     archive = tmp_path / "bundle.zip"
-    archive.write_bytes(_zip({"items.csv": _csv(ITEMS), "interactions.csv": _csv(INTERACTIONS),
-                              "images/big.bin": b"\0" * 50_000}))
+    archive.write_bytes(
+        _zip({"items.csv": _csv(ITEMS), "interactions.csv": _csv(INTERACTIONS), "images/big.bin": b"\0" * 50_000})
+    )
     issue = only_error(load_bundle(archive, max_archive_bytes=20_000), "archive_too_large")
     assert "over the limit" in issue.message
 
@@ -163,8 +167,9 @@ def test_not_a_zip(tmp_path):
 
 def test_zip_with_wrapper_folder_and_pictures(tmp_path):
     items = ITEMS.assign(image_file=["images/a.png", "", ""])
-    data = _zip({"shop/items.csv": _csv(items), "shop/interactions.csv": _csv(INTERACTIONS),
-                 "shop/images/a.png": png_bytes()})
+    data = _zip(
+        {"shop/items.csv": _csv(items), "shop/interactions.csv": _csv(INTERACTIONS), "shop/images/a.png": png_bytes()}
+    )
     result = load_bundle(data)  # bytes, as an upload arrives
     assert result.ok, result.report.format()
     assert result.bundle.counts()["items_with_image"] == 1
@@ -208,11 +213,24 @@ def test_role_inference_on_movielens(movielens):
     result = load_bundle(movielens)
     assert result.ok, result.report.format()
     roles = result.bundle.schema.items
-    assert roles == {"item_id": "id", "title": "text", "genres": "multi_label", "description": "text",
-                     "directors": "multi_label", "cast_top5": "multi_label", "user_tags": "multi_label",
-                     "imdb_id": "ignore", "tmdb_id": "ignore", "image_file": "image"}
-    assert result.bundle.schema.interactions == {"user_id": "id", "item_id": "id", "rating": "rating",
-                                                 "timestamp": "timestamp"}
+    assert roles == {
+        "item_id": "id",
+        "title": "text",
+        "genres": "multi_label",
+        "description": "text",
+        "directors": "multi_label",
+        "cast_top5": "multi_label",
+        "user_tags": "multi_label",
+        "imdb_id": "ignore",
+        "tmdb_id": "ignore",
+        "image_file": "image",
+    }
+    assert result.bundle.schema.interactions == {
+        "user_id": "id",
+        "item_id": "id",
+        "rating": "rating",
+        "timestamp": "timestamp",
+    }
     # the counts in the dataset's README
     assert result.report.counts == {"users": 610, "items": 9742, "interactions": 100836, "items_with_image": 2947}
 
@@ -232,20 +250,27 @@ def test_role_inference_on_amazon_giftcards(giftcards):
 
 
 def test_id_columns_with_other_names_are_mapped_and_the_time_column_used_is_named(tmp_path):
-    items = pd.DataFrame({"article_id": ["0101", "0102", "0103"], "prod_name": ["Jeans", "Dress", "Shirt"],
-                          "price": [10.0, 20.0, 5.0]})
-    interactions = pd.DataFrame({"customer_id": ["c1", "c1", "c2", "c2", "c3"],
-                                 "article_id": ["0101", "0102", "0103", "0101", "0102"],
-                                 "t_dat": ["2019-01-01", "2019-01-02", "2019-02-01", "2019-02-02", "2019-03-01"],
-                                 "timestamp": [1, 2, 3, 4, 5]})
+    items = pd.DataFrame(
+        {"article_id": ["0101", "0102", "0103"], "prod_name": ["Jeans", "Dress", "Shirt"], "price": [10.0, 20.0, 5.0]}
+    )
+    interactions = pd.DataFrame(
+        {
+            "customer_id": ["c1", "c1", "c2", "c2", "c3"],
+            "article_id": ["0101", "0102", "0103", "0101", "0102"],
+            "t_dat": ["2019-01-01", "2019-01-02", "2019-02-01", "2019-02-02", "2019-03-01"],
+            "timestamp": [1, 2, 3, 4, 5],
+        }
+    )
     folder = write_bundle(tmp_path / "fashion", items, interactions)
     result = load_bundle(folder)
     assert result.ok, result.report.format()
     bundle = result.bundle
     assert bundle.items["item_id"].tolist() == ["0101", "0102", "0103"]  # codes keep their leading zeros
     assert set(bundle.interactions["user_id"]) == {"c1", "c2", "c3"}
-    assert bundle.schema.columns == {"items": {"article_id": "item_id"},
-                                     "interactions": {"article_id": "item_id", "customer_id": "user_id"}}
+    assert bundle.schema.columns == {
+        "items": {"article_id": "item_id"},
+        "interactions": {"article_id": "item_id", "customer_id": "user_id"},
+    }
     assert "mapped_column" in result.report.codes("warning")
     assert bundle.schema.timestamp_column == "t_dat" and bundle.schema.interactions["timestamp"] == "ignore"
     assert "'t_dat' is the one used" in bundle.schema.reasons["interactions"]["timestamp"]
@@ -325,9 +350,16 @@ def test_decompression_bombs_are_masked_before_decoding(tmp_path):
     # 30000x30000 is over twice PIL's own limit (PIL raises DecompressionBombError on open); 12000x12000 is
     # between PIL's limit and twice it (PIL only warns, and decoding would take ~1 GB); both are over the cap
     items = ITEMS.assign(image_file=["images/ok.png", "images/bomb.png", "images/big.png"])
-    bundle = write_bundle(tmp_path / "b", items, INTERACTIONS,
-                          images={"images/ok.png": png_bytes(), "images/bomb.png": huge_png(30000, 30000),
-                                  "images/big.png": huge_png(12000, 12000)})
+    bundle = write_bundle(
+        tmp_path / "b",
+        items,
+        INTERACTIONS,
+        images={
+            "images/ok.png": png_bytes(),
+            "images/bomb.png": huge_png(30000, 30000),
+            "images/big.png": huge_png(12000, 12000),
+        },
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)  # a warning that escaped would fail here
         result = load_bundle(bundle)
@@ -344,14 +376,18 @@ def test_the_pixel_cap_is_one_setting(tmp_path, monkeypatch):
     from recsys.data import pictures
 
     items = ITEMS.assign(image_file=["images/small.png", "images/larger.png", ""])
-    bundle = write_bundle(tmp_path / "b", items, INTERACTIONS,
-                          images={"images/small.png": png_bytes(size=(10, 10)),
-                                  "images/larger.png": png_bytes(size=(16, 16))})
+    bundle = write_bundle(
+        tmp_path / "b",
+        items,
+        INTERACTIONS,
+        images={"images/small.png": png_bytes(size=(10, 10)), "images/larger.png": png_bytes(size=(16, 16))},
+    )
     assert load_bundle(bundle).report.codes() == []  # 40 megapixels by default
     monkeypatch.setattr(pictures, "MAX_IMAGE_PIXELS", 200)
     issue = next(i for i in load_bundle(bundle).report.warnings if i.code == "image_too_large")
-    assert issue.message.startswith("images/larger.png is 16x16 pixels (256 pixels), over the limit of 200 pixels; "
-                                    "it is ignored") and issue.rows == [3]
+    assert issue.message.startswith(
+        "images/larger.png is 16x16 pixels (256 pixels), over the limit of 200 pixels; it is ignored"
+    ) and issue.rows == [3]
     assert pictures.DEFAULT_MAX_IMAGE_PIXELS == 40_000_000
     monkeypatch.setenv("RECSYS_MAX_IMAGE_PIXELS", "25_000_000")
     assert pictures._setting() == 25_000_000
@@ -373,8 +409,10 @@ def test_a_row_with_an_unquoted_comma_is_named_not_read_shifted(tmp_path, quoted
     issue = only_error(result, "ragged_rows")
     assert issue.file == "items.csv" and issue.rows == [3]
     assert issue.message == "line 3 has 4 fields, the header has 3 (an unquoted comma in a text field? quote it)"
-    assert issue.format() == ("[error] items.csv: line 3 has 4 fields, the header has 3 (an unquoted comma in a "
-                              "text field? quote it) (e.g. rows 3)")
+    assert issue.format() == (
+        "[error] items.csv: line 3 has 4 fields, the header has 3 (an unquoted comma in a "
+        "text field? quote it) (e.g. rows 3)"
+    )
     assert "unknown_items" not in result.report.codes()
 
 
@@ -385,8 +423,10 @@ def test_the_first_data_row_too_long_is_caught_and_short_rows_too(tmp_path, quot
     title = '"Alpha"' if quoted else "Alpha"
     (bundle / "items.csv").write_text(f"item_id,title\r\na,{title},x\r\nb,Beta,y\r\n\r\nc\r\nd,Delta")
     issue = only_error(load_bundle(bundle), "ragged_rows")
-    assert issue.message == ("line 2 has 3 fields, the header has 2 (an unquoted comma in a text field? quote it); "
-                             "2 more lines have a different number of fields")
+    assert issue.message == (
+        "line 2 has 3 fields, the header has 2 (an unquoted comma in a text field? quote it); "
+        "2 more lines have a different number of fields"
+    )
     assert issue.rows == [2, 3, 5]  # the blank line 4 is skipped, as pandas skips it
     (bundle / "items.csv").write_text(f"item_id,title,price\na,{title},1\nb Beta 2\n")
     issue = only_error(load_bundle(bundle), "ragged_rows")
@@ -395,11 +435,9 @@ def test_the_first_data_row_too_long_is_caught_and_short_rows_too(tmp_path, quot
 
 def test_quoted_commas_line_breaks_and_blank_lines_are_fine(tmp_path):
     bundle = write_bundle(tmp_path / "b", None, pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["a", "c"]}))
-    (bundle / "items.csv").write_text('\ufeffitem_id,title,price\n'
-                                      'a,"Kettle, red",3\n'
-                                      'b,"Two\nlines, and ""quotes""",4\n'
-                                      '   \n'
-                                      'c,Hose,\n')
+    (bundle / "items.csv").write_text(
+        '\ufeffitem_id,title,price\na,"Kettle, red",3\nb,"Two\nlines, and ""quotes""",4\n   \nc,Hose,\n'
+    )
     result = load_bundle(bundle)
     assert result.ok, result.report.format()
     assert result.bundle.items["title"].tolist() == ["Kettle, red", 'Two\nlines, and "quotes"', "Hose"]

@@ -67,7 +67,7 @@ def test_a_damaged_dataset_is_listed_as_damaged_and_refuses_to_load(two_datasets
 def test_a_table_damaged_past_its_footer_is_named_when_loaded(two_datasets):
     path = two_datasets.datasets_dir / "shop" / "items.parquet"
     data = bytearray(path.read_bytes())
-    data[4:len(data) // 2] = b"\0" * (len(data) // 2 - 4)  # the listing reads the footer only
+    data[4 : len(data) // 2] = b"\0" * (len(data) // 2 - 4)  # the listing reads the footer only
     path.write_bytes(bytes(data))
     with pytest.raises(DatasetDamaged, match=r"datasets/shop/items\.parquet"):
         two_datasets.load_dataset("shop")
@@ -104,8 +104,9 @@ def test_the_command_line_names_a_damaged_dataset(two_datasets, file, capsys):
 
 def test_importing_a_damaged_folder_fails_plainly(two_datasets, capsys):
     truncate(two_datasets.datasets_dir / "shop" / "items.parquet")
-    code, out, err = cli(capsys, "import", str(two_datasets.datasets_dir / "shop"), "--name", "copy", "--json",
-                         workspace=two_datasets)
+    code, out, err = cli(
+        capsys, "import", str(two_datasets.datasets_dir / "shop"), "--name", "copy", "--json", workspace=two_datasets
+    )
     assert code == 1 and "Traceback" not in err
     assert last_json(out)["ok"] is False
     assert not two_datasets.has_dataset("copy")
@@ -124,7 +125,6 @@ def test_an_unexpected_error_still_ends_with_one_json_object(two_datasets, capsy
 
 
 # ----------------------------------------------------------------------------- saved models
-
 
 
 @pytest.fixture
@@ -180,8 +180,7 @@ def test_a_damaged_run_config_is_named_by_every_command_that_reads_it(trained, c
     user = a_user(trained)
     truncate(trained.run_path(RUN) / "config.json")
     named = f"runs/{RUN}/config.json cannot be read"
-    for argv in (["recommend", RUN, "--user", user], ["explain", RUN, "--user", user, "--item", "x"],
-                 ["serve", RUN]):
+    for argv in (["recommend", RUN, "--user", user], ["explain", RUN, "--user", user, "--item", "x"], ["serve", RUN]):
         code, out, err = cli(capsys, *argv, "--json", workspace=trained)
         assert code == 1, (argv, err)
         assert named in err and "Traceback" not in err, argv

@@ -35,8 +35,11 @@ def _read(bundle: Path, name: str) -> pd.DataFrame:
 
 
 def _hashes(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +56,16 @@ def joined(small):
 
 def test_layout_and_schema(small):
     assert DEMO_DATASET_NAME == "demo"
-    for name in ["items.csv", "interactions.csv", "users.csv", "schema.json", "README.md",
-                 "ground_truth/users.csv", "ground_truth/items.csv", "ground_truth/README.md"]:
+    for name in [
+        "items.csv",
+        "interactions.csv",
+        "users.csv",
+        "schema.json",
+        "README.md",
+        "ground_truth/users.csv",
+        "ground_truth/items.csv",
+        "ground_truth/README.md",
+    ]:
         assert (small / name).is_file(), name
     assert (small / "images").is_dir()
     schema = json.loads((small / "schema.json").read_text())
@@ -199,7 +210,7 @@ def test_words_separate_topics(small):
     for i in range(len(docs)):  # leave-one-out nearest centroid
         best, best_s = None, -np.inf
         for t in set(topics):
-            mask = (topics == t)
+            mask = topics == t
             mask[i] = False
             centroid = x[mask].mean(0)
             s = x[i] @ centroid / (np.linalg.norm(centroid) + 1e-9)
@@ -260,13 +271,21 @@ def test_title_category_and_tags_agree(small):
         assert category.split(" > ")[0] == TOPIC_CATEGORIES[topic][0].split(" > ")[0]
         spans = {n: m.span() for n, pattern in patterns.items() if (m := pattern.search(title))}
         # a noun inside a longer one ("hammock" in "cat hammock") is that one's
-        found = {n for n, (a, b) in spans.items()
-                 if not any(o != n and oa <= a and b <= ob for o, (oa, ob) in spans.items())}
+        found = {
+            n for n, (a, b) in spans.items() if not any(o != n and oa <= a and b <= ob for o, (oa, ob) in spans.items())
+        }
         assert found, title
         assert found <= set(CATEGORY_NOUNS[category]), (title, category, found)
     # tags: the category's own tags, plus merchandising labels shared by all categories
-    merchandising = {"bestseller", "budget pick", "premium", "gift idea", "eco-friendly", "new arrival",
-                     "limited edition"}
+    merchandising = {
+        "bestseller",
+        "budget pick",
+        "premium",
+        "gift idea",
+        "eco-friendly",
+        "new arrival",
+        "limited edition",
+    }
     category_tags = {c: set(spec["tags"]) for c, spec in zip(_CATEGORIES, _CATEGORY_SPEC)}
     for tags, category in zip(items["tags"], items["category"]):
         labels = set(tags.split("|"))
@@ -289,7 +308,7 @@ def test_pictures_draw_the_topic_in_the_style():
                 if a >= b:
                     continue
                 differs = np.abs(pictures[a] - pictures[b]).sum(-1) > 30
-                assert differs[size // 4:3 * size // 4, size // 4:3 * size // 4].mean() > 0.05, (style, a, b)
+                assert differs[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4].mean() > 0.05, (style, a, b)
                 for rows in corner:  # the style's motifs and background are untouched by the object
                     for cols in corner:
                         assert not differs[rows, cols].any(), (style, a, b)

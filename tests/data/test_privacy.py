@@ -32,31 +32,40 @@ ALSO_GONE = "user-zz-428"
 MOSTPOP = dict(model="mostpop", baselines=[], device="cpu")
 
 
-def shop_bundle(folder: Path, n_users: int = 40, n_items: int = 30, per_user: int = 8, seed: int = 3,
-                extras: bool = True) -> Path:
+def shop_bundle(
+    folder: Path, n_users: int = 40, n_items: int = 30, per_user: int = 8, seed: int = 3, extras: bool = True
+) -> Path:
     """A small shop whose users include GONE and ALSO_GONE, with a users table, pictures and extra material."""
     rng = np.random.default_rng(seed)
     users = [f"user-{i:05d}" for i in range(n_users - 2)] + [GONE, ALSO_GONE]
     rows = {(u, f"item-{int(rng.integers(0, n_items)):04d}") for u in users for _ in range(per_user)}
     interactions = pd.DataFrame(sorted(rows), columns=["user_id", "item_id"])
     interactions["rating"] = rng.integers(1, 6, len(interactions))
-    items = pd.DataFrame({"item_id": [f"item-{i:04d}" for i in range(n_items)],
-                          "title": [f"Thing number {i} in the shop" for i in range(n_items)],
-                          "image_file": [f"images/{i}.png" if i < 3 else "" for i in range(n_items)]})
+    items = pd.DataFrame(
+        {
+            "item_id": [f"item-{i:04d}" for i in range(n_items)],
+            "title": [f"Thing number {i} in the shop" for i in range(n_items)],
+            "image_file": [f"images/{i}.png" if i < 3 else "" for i in range(n_items)],
+        }
+    )
     people = pd.DataFrame({"user_id": users, "city": [["Lyon", "Oslo"][i % 2] for i in range(n_users)]})
     write_bundle(folder, items, interactions, people, images={f"images/{i}.png": png_bytes() for i in range(3)})
     if extras:  # the demo carries a ground-truth table keyed by user, and notes that may name people
         (folder / "ground_truth").mkdir()
-        pd.DataFrame({"user_id": users, "taste": ["text"] * n_users}).to_csv(folder / "ground_truth" / "users.csv",
-                                                                            index=False)
+        pd.DataFrame({"user_id": users, "taste": ["text"] * n_users}).to_csv(
+            folder / "ground_truth" / "users.csv", index=False
+        )
         (folder / "README.md").write_text(f"Collected in 2025; {GONE} asked to be left out.\n")
     return folder
 
 
 def files_with(root: Path, needle: str) -> list[str]:
     """Every file under ``root`` (hidden ones too, Parquet included) whose bytes contain ``needle``."""
-    return [p.relative_to(root).as_posix() for p in sorted(root.rglob("*"))
-            if p.is_file() and needle.encode() in p.read_bytes()]
+    return [
+        p.relative_to(root).as_posix()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and needle.encode() in p.read_bytes()
+    ]
 
 
 def cli(capsys, *argv: str) -> tuple[int, dict]:
@@ -73,6 +82,7 @@ def shop(tmp_path) -> tuple[Workspace, Path]:
 
 
 # ----------------------------------------------------------------------------- forget
+
 
 def test_forget_removes_every_trace_from_the_dataset_and_flags_older_runs(shop, capsys):
     workspace, _ = shop
@@ -147,8 +157,9 @@ def test_an_unknown_user_changes_nothing(shop, capsys):
     train_run(workspace, RunConfig(dataset="shop", **MOSTPOP), run_id="before")
     folder = workspace.dataset_path("shop")
     snapshot = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-    code, result = cli(capsys, "forget", "shop", "--user", GONE, "--user", "nobody-xx-1",
-                       "--workspace", str(workspace.root))
+    code, result = cli(
+        capsys, "forget", "shop", "--user", GONE, "--user", "nobody-xx-1", "--workspace", str(workspace.root)
+    )
     assert code == 1 and not result["ok"]
     assert "nobody-xx-1" in result["error"] and "nothing was forgotten" in result["error"]
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == snapshot
@@ -173,8 +184,14 @@ print(time.perf_counter() - started, flush=True)
 
 def _forget_in_subprocess(root: Path, user: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    process = subprocess.Popen([sys.executable, "-c", _FORGET_SCRIPT, str(root), user], cwd=str(REPO_ROOT), env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _FORGET_SCRIPT, str(root), user],
+        cwd=str(REPO_ROOT),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert process.stdout.readline().strip() == "ready"
     return process
 
@@ -217,23 +234,29 @@ def test_a_sigkill_during_forget_leaves_the_old_or_the_new_dataset(tmp_path):
 
 # ----------------------------------------------------------------------------- pseudonymise
 
+
 def test_pseudonymised_import_stores_no_raw_id_and_recommends_the_same(tmp_path, capsys):
     bundle = shop_bundle(tmp_path / "bundle", extras=True)
     (bundle / "README.md").unlink()  # an opaque note is copied as it is (see the docs): keep the check about ids
     raw_ids = list(pd.read_csv(bundle / "interactions.csv")["user_id"].unique())
     plain, private = Workspace(tmp_path / "plain"), Workspace(tmp_path / "private")
     assert plain.import_bundle(bundle, name="shop").ok
-    code, result = cli(capsys, "import", str(bundle), "--name", "shop", "--pseudonymise",
-                       "--workspace", str(private.root))
+    code, result = cli(
+        capsys, "import", str(bundle), "--name", "shop", "--pseudonymise", "--workspace", str(private.root)
+    )
     assert code == 0 and result["pseudonymised"] is True
     key_file = private.root / ".secret" / "pseudonym.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     key = key_file.read_bytes()
     # splits and model rows are keyed by what users did, never by their ids (users_in_history_order), so every
     # model, the fusion model's sampled gate training included, comes out the same up to the renaming
-    configs = {"mostpop": dict(model="mostpop", baselines=[]), "ease": dict(model="ease", baselines=[]),
-               "fusion": dict(model="fusion", baselines=["ease"], modalities=["behaviour", "text"],
-                             fusion_options={"epochs": 3})}
+    configs = {
+        "mostpop": dict(model="mostpop", baselines=[]),
+        "ease": dict(model="ease", baselines=[]),
+        "fusion": dict(
+            model="fusion", baselines=["ease"], modalities=["behaviour", "text"], fusion_options={"epochs": 3}
+        ),
+    }
     for name, config in configs.items():
         for workspace in (plain, private):
             train_run(workspace, RunConfig(dataset="shop", device="cpu", seed=7, **config), run_id=f"{name}-run")
@@ -246,7 +269,8 @@ def test_pseudonymised_import_stores_no_raw_id_and_recommends_the_same(tmp_path,
     assert json.loads((private.dataset_path("shop") / "manifest.json").read_text())["pseudonymised"]
     for run in list_runs(private):
         assert not files_with(run.path, key.hex()) and key not in b"".join(
-            p.read_bytes() for p in run.path.rglob("*") if p.is_file())
+            p.read_bytes() for p in run.path.rglob("*") if p.is_file()
+        )
 
     # the same raw id gets the same pseudonym in a second import of this workspace
     assert private.import_bundle(bundle, name="again", pseudonymise=True).ok
@@ -267,8 +291,9 @@ def test_pseudonymised_import_stores_no_raw_id_and_recommends_the_same(tmp_path,
         assert plain_metrics["model"]["test"] == private_metrics["model"]["test"], name  # same split, same evaluation
 
     # forget takes the raw id on a pseudonymised dataset (and the pseudonym itself)
-    code, result = cli(capsys, "forget", "shop", "--user", GONE, "--user", pseudonym(key, ALSO_GONE),
-                       "--workspace", str(private.root))
+    code, result = cli(
+        capsys, "forget", "shop", "--user", GONE, "--user", pseudonym(key, ALSO_GONE), "--workspace", str(private.root)
+    )
     assert code == 0 and result["forgotten_users"] == 2 and result["pseudonymised"] is True
     left = set(private.load_dataset("shop").interactions["user_id"])
     assert pseudonym(key, GONE) not in left and pseudonym(key, ALSO_GONE) not in left

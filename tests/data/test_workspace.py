@@ -22,8 +22,11 @@ def test_import_roundtrip(workspace, small_bundle):
 def test_invalid_bundle_leaves_existing_dataset_untouched(workspace, small_bundle, tmp_path):
     assert workspace.import_bundle(small_bundle, name="shop").ok
     before = {p.relative_to(workspace.root): p.read_bytes() for p in workspace.root.rglob("*") if p.is_file()}
-    broken = write_bundle(tmp_path / "broken", pd.DataFrame({"item_id": ["x", "x"], "title": ["a b", "c d"]}),
-                          pd.DataFrame({"user_id": ["u"], "item_id": ["x"]}))
+    broken = write_bundle(
+        tmp_path / "broken",
+        pd.DataFrame({"item_id": ["x", "x"], "title": ["a b", "c d"]}),
+        pd.DataFrame({"user_id": ["u"], "item_id": ["x"]}),
+    )
     result = workspace.import_bundle(broken, name="shop")
     assert not result.ok and result.path is None
     assert "duplicate_item_ids" in result.report.codes("error")
@@ -105,10 +108,19 @@ def test_import_copies_nothing_from_outside_a_folder_bundle(workspace, tmp_path)
     (tmp_path / "private").mkdir()
     (tmp_path / "private" / "secret.png").write_bytes(secret)
     (tmp_path / "private" / "notes.txt").write_text("do not copy")
-    items = pd.DataFrame({"item_id": ["a", "b", "c"], "title": ["A one", "B two", "C three"],
-                          "image_file": ["images/a.png", "images/leak.png", "linked/secret.png"]})
-    bundle = write_bundle(tmp_path / "b", items, pd.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["a", "b", "c"]}),
-                          images={"images/a.png": png_bytes(), "ground_truth/truth.csv": b"item_id\na\n"})
+    items = pd.DataFrame(
+        {
+            "item_id": ["a", "b", "c"],
+            "title": ["A one", "B two", "C three"],
+            "image_file": ["images/a.png", "images/leak.png", "linked/secret.png"],
+        }
+    )
+    bundle = write_bundle(
+        tmp_path / "b",
+        items,
+        pd.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["a", "b", "c"]}),
+        images={"images/a.png": png_bytes(), "ground_truth/truth.csv": b"item_id\na\n"},
+    )
     try:
         os.symlink(tmp_path / "private" / "secret.png", bundle / "images" / "leak.png")
         os.symlink(tmp_path / "private", bundle / "linked")
@@ -121,8 +133,14 @@ def test_import_copies_nothing_from_outside_a_folder_bundle(workspace, tmp_path)
     result = workspace.import_bundle(bundle, name="shop")
     assert result.ok, result.report.format()
     stored = sorted(p.relative_to(result.path).as_posix() for p in result.path.rglob("*") if p.is_file())
-    assert stored == ["ground_truth/truth.csv", "images/a.png", "interactions.parquet", "items.parquet",
-                      "manifest.json", "schema.json"]
+    assert stored == [
+        "ground_truth/truth.csv",
+        "images/a.png",
+        "interactions.parquet",
+        "items.parquet",
+        "manifest.json",
+        "schema.json",
+    ]
     assert not [p for p in result.path.rglob("*") if p.is_symlink()]
     assert workspace.load_dataset("shop").items["image_file"].tolist() == ["images/a.png", "", ""]
     messages = {issue.file: issue.message for issue in result.report.warnings if issue.code == "link_not_copied"}
@@ -134,10 +152,15 @@ def test_import_copies_nothing_from_outside_a_folder_bundle(workspace, tmp_path)
 def test_importing_a_decompression_bomb_masks_the_picture(workspace, tmp_path):
     from tests.conftest import huge_png, png_bytes
 
-    items = pd.DataFrame({"item_id": ["a", "b"], "title": ["A one", "B two"],
-                          "image_file": ["images/a.png", "images/bomb.png"]})
-    bundle = write_bundle(tmp_path / "b", items, pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["a", "b"]}),
-                          images={"images/a.png": png_bytes(), "images/bomb.png": huge_png(30000, 30000)})
+    items = pd.DataFrame(
+        {"item_id": ["a", "b"], "title": ["A one", "B two"], "image_file": ["images/a.png", "images/bomb.png"]}
+    )
+    bundle = write_bundle(
+        tmp_path / "b",
+        items,
+        pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["a", "b"]}),
+        images={"images/a.png": png_bytes(), "images/bomb.png": huge_png(30000, 30000)},
+    )
     result = workspace.import_bundle(bundle, name="shop")  # was: a DecompressionBombError traceback
     assert result.ok, result.report.format()
     assert "image_too_large" in result.report.codes("warning")
@@ -166,8 +189,12 @@ def test_plain_names_pass(value):
 
 def test_workspace_maps_only_valid_names_to_folders(workspace, small_bundle, tmp_path):
     outside = tmp_path / "outside"
-    for call in (workspace.dataset_path, workspace.load_dataset, workspace.delete_dataset,
-                 workspace.set_active_dataset):
+    for call in (
+        workspace.dataset_path,
+        workspace.load_dataset,
+        workspace.delete_dataset,
+        workspace.set_active_dataset,
+    ):
         with pytest.raises(InvalidName, match=r"dataset name '\.\./outside' is not allowed"):
             call("../outside")
     with pytest.raises(InvalidName, match="run id '/abs/run' is not allowed"):

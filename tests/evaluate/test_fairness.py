@@ -35,8 +35,9 @@ def trained_root(demo_template, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("fairness") / "ws"
     shutil.copytree(demo_template, root)
-    train_run(Workspace(root), RunConfig(dataset="demo", model="mostpop", baselines=["ease"], device="cpu"),
-              run_id=FINISHED)
+    train_run(
+        Workspace(root), RunConfig(dataset="demo", model="mostpop", baselines=["ease"], device="cpu"), run_id=FINISHED
+    )
     return root
 
 
@@ -200,8 +201,22 @@ def test_group_membership_splits_multi_label_items():
 def test_fairness_cli_on_a_trained_run(trained_root, capsys):
     from recsys.cli import main
 
-    code = main(["fairness", FINISHED, "--workspace", str(trained_root), "--item-column", "category",
-                 "--user-column", "age_band", "--bootstrap", "100", "--json", "--quiet"])
+    code = main(
+        [
+            "fairness",
+            FINISHED,
+            "--workspace",
+            str(trained_root),
+            "--item-column",
+            "category",
+            "--user-column",
+            "age_band",
+            "--bootstrap",
+            "100",
+            "--json",
+            "--quiet",
+        ]
+    )
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["ok"] and result["k"] == 20
@@ -232,9 +247,26 @@ def test_recommend_cli_with_exposure_group(trained_root, capsys):
     category = bundle.items["category"].value_counts().index[-1]  # a small category
     shares = []
     for strength in ("0", "1"):
-        code = main(["recommend", FINISHED, "--workspace", str(trained_root), "--user", user, "--k", "10",
-                     "--exposure-group", f"category={category}", "--exposure-target", "0.3",
-                     "--exposure-strength", strength, "--json", "--quiet"])
+        code = main(
+            [
+                "recommend",
+                FINISHED,
+                "--workspace",
+                str(trained_root),
+                "--user",
+                user,
+                "--k",
+                "10",
+                "--exposure-group",
+                f"category={category}",
+                "--exposure-target",
+                "0.3",
+                "--exposure-strength",
+                strength,
+                "--json",
+                "--quiet",
+            ]
+        )
         assert code == 0
         result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         shares.append(result["exposure"]["share_in_list"])
@@ -243,8 +275,19 @@ def test_recommend_cli_with_exposure_group(trained_root, capsys):
         assert result["exposure"]["share_in_list"] == pytest.approx(in_group)
     assert shares[1] >= shares[0]
     assert pd.notna(shares[0])
-    code = main(["recommend", FINISHED, "--workspace", str(trained_root), "--user", user,
-                 "--exposure-group", "category", "--quiet"])
+    code = main(
+        [
+            "recommend",
+            FINISHED,
+            "--workspace",
+            str(trained_root),
+            "--user",
+            user,
+            "--exposure-group",
+            "category",
+            "--quiet",
+        ]
+    )
     assert code == 1 and "COLUMN=VALUE" in capsys.readouterr().err
 
 

@@ -73,9 +73,7 @@ def test_deduplicate_without_timestamp_keeps_last_row():
 def test_k_core_is_iterative():
     # k = 2: item c has 1 row -> (3, c) goes; then user 3 has 1 row -> (3, a) goes too.
     # A single pass would have kept (3, a).
-    df = pd.DataFrame(
-        {"user_id": [1, 1, 2, 2, 3, 3], "item_id": ["a", "b", "a", "b", "a", "c"]}
-    )
+    df = pd.DataFrame({"user_id": [1, 1, 2, 2, 3, 3], "item_id": ["a", "b", "a", "b", "a", "c"]})
     out = k_core_filter(df, k=2)
     assert pairs(out) == {(1, "a"), (1, "b"), (2, "a"), (2, "b")}
 
@@ -93,9 +91,7 @@ def test_k_core_property_holds():
 def test_p1_split_counts_per_user():
     # users with n rows: n < 10 -> 1/1/rest; n >= 10 -> round(0.1 n) valid and test (half up)
     sizes = {0: 3, 1: 5, 2: 9, 3: 10, 4: 15, 5: 24, 6: 25, 7: 100}
-    df = pd.DataFrame(
-        [(u, i) for u, n in sizes.items() for i in range(n)], columns=["user_id", "item_id"]
-    )
+    df = pd.DataFrame([(u, i) for u, n in sizes.items() for i in range(n)], columns=["user_id", "item_id"])
     sp = p1_split(df, seed=2026)
     expected = {  # (train, valid, test)
         0: (1, 1, 1),
@@ -141,7 +137,6 @@ def test_p1_split_is_deterministic_and_order_independent():
     assert pairs(a["test"]) != pairs(c["test"])
 
 
-
 def test_renamed_users_get_the_same_split_and_the_same_row_order():
     """What a user's rows are split into, and where the user sits among a model's rows, follows from what
     the user did: renaming users (a pseudonymised import) changes neither, though it changes their sort order."""
@@ -163,6 +158,7 @@ def test_renamed_users_get_the_same_split_and_the_same_row_order():
     # the within-user order still varies between users: the same item is not always held out first
     held_first = p1_split(df, seed=2026)["test"]
     assert held_first["item_id"].nunique() > 20
+
 
 # --------------------------------------------------------------------------- other splits
 def test_temporal_leave_last_out():
@@ -210,9 +206,7 @@ def test_kfold_covers_every_interaction_once():
             seen[p] = seen.get(p, 0) + 1
     assert set(seen) == pairs(df) and set(seen.values()) == {1}
     # round-robin: each user's fold sizes differ by at most one
-    sizes = pd.DataFrame(
-        {f: fold["test"].groupby("user_id").size() for f, fold in enumerate(folds)}
-    ).fillna(0)
+    sizes = pd.DataFrame({f: fold["test"].groupby("user_id").size() for f, fold in enumerate(folds)}).fillna(0)
     assert ((sizes.max(axis=1) - sizes.min(axis=1)) <= 1).all()
 
 

@@ -23,9 +23,17 @@ def demo_run(tmp_path_factory):
     run_dir = train_run(workspace, config, run_id="fusion")
     _, model, bundle, _ = load_run(workspace, "fusion")
     users_truth, items_truth = demo_ground_truth(bundle_dir)
-    return SimpleNamespace(root=root, bundle_dir=bundle_dir, workspace=workspace, run_dir=run_dir, model=model,
-                           bundle=bundle, config=config, users_truth=users_truth,
-                           items_truth=items_truth.set_index("item_id"))
+    return SimpleNamespace(
+        root=root,
+        bundle_dir=bundle_dir,
+        workspace=workspace,
+        run_dir=run_dir,
+        model=model,
+        bundle=bundle,
+        config=config,
+        users_truth=users_truth,
+        items_truth=items_truth.set_index("item_id"),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -33,8 +41,13 @@ def demo_context(demo_run):
     from recsys.explain.explainer import ExplainContext
 
     bundle = demo_run.bundle
-    return ExplainContext(demo_run.model, bundle.items, bundle.schema.items, interactions=bundle.interactions,
-                          rating_column=bundle.schema.rating_column)
+    return ExplainContext(
+        demo_run.model,
+        bundle.items,
+        bundle.schema.items,
+        interactions=bundle.interactions,
+        rating_column=bundle.schema.rating_column,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -43,8 +56,14 @@ def demo_features(demo_run):
     from recsys.features import extract_item_features
 
     bundle = demo_run.bundle
-    return extract_item_features(bundle.items, bundle.schema.items, bundle.root, demo_run.workspace.features_dir,
-                                 text_encoder="tfidf", image_encoder=demo_run.config.image_encoder)
+    return extract_item_features(
+        bundle.items,
+        bundle.schema.items,
+        bundle.root,
+        demo_run.workspace.features_dir,
+        text_encoder="tfidf",
+        image_encoder=demo_run.config.image_encoder,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +73,13 @@ def cold_split(demo_run, demo_features):
     from recsys.train.data import prepare_data
 
     bundle = demo_run.bundle
-    prepared = prepare_data(bundle.interactions, protocol="cold", seed=2026, item_features=demo_features,
-                            catalogue_ids=bundle.items["item_id"].to_numpy(str))
+    prepared = prepare_data(
+        bundle.interactions,
+        protocol="cold",
+        seed=2026,
+        item_features=demo_features,
+        catalogue_ids=bundle.items["item_id"].to_numpy(str),
+    )
     models = {}
     for name in ("fusion", "mostpop", "bpr", "content"):
         options = demo_run.config.model_options() if name == "fusion" else {}

@@ -92,7 +92,7 @@ def test_new_user_with_three_items_of_one_visual_style(demo_run):
 def test_new_user_path_matches_known_users_without_their_embedding(demo_run):
     model = demo_run.model
     row = 5
-    history = model.seen.indices[model.seen.indptr[row]:model.seen.indptr[row + 1]]
+    history = model.seen.indices[model.seen.indptr[row] : model.seen.indptr[row + 1]]
     scores = history_scores(model, history)
     known = model.score(np.array([row]))[0]
     # same history, no learned user embedding: strongly correlated, not identical
@@ -115,19 +115,30 @@ def test_new_user_path_for_baselines(cold_split, name):
 
 def test_text_query_finds_the_topic(demo_run):
     model, truth, bundle = demo_run.model, demo_run.items_truth.reindex(demo_run.model.item_ids), demo_run.bundle
-    queries = {"space": "a telescope for stargazing and backyard astronomy",
-               "kitchen": "a nonstick skillet for cooking weeknight dinners",
-               "pets": "a cosy bed for my dog and toys for the cat"}
+    queries = {
+        "space": "a telescope for stargazing and backyard astronomy",
+        "kitchen": "a nonstick skillet for cooking weeknight dinners",
+        "pets": "a cosy bed for my dog and toys for the cat",
+    }
     shares = []
     for topic, query in queries.items():
-        recommended = recommend_for_text(model, query, k=10, encoder="tfidf", items_frame=bundle.items,
-                                         roles=bundle.schema.items)
+        recommended = recommend_for_text(
+            model, query, k=10, encoder="tfidf", items_frame=bundle.items, roles=bundle.schema.items
+        )
         shares.append(np.mean([truth.at[i, "topic"] == topic for i, _ in recommended]))
     assert np.mean(shares) > 0.4, shares  # chance is 0.1
     # blended with a known user's history: still a valid, history-free list
     user = str(model.user_ids[0])
-    blended = recommend_for_text(model, queries["space"], k=10, user=user, blend=0.5, encoder="tfidf",
-                                 items_frame=bundle.items, roles=bundle.schema.items)
+    blended = recommend_for_text(
+        model,
+        queries["space"],
+        k=10,
+        user=user,
+        blend=0.5,
+        encoder="tfidf",
+        items_frame=bundle.items,
+        roles=bundle.schema.items,
+    )
     seen = set(model.item_ids[model.seen[0].indices])
     assert len(blended) == 10 and not seen & {i for i, _ in blended}
 
@@ -135,17 +146,20 @@ def test_text_query_finds_the_topic(demo_run):
 def test_metrics_by_history_length(cold_split):
     model, prepared = cold_split.models["fusion"], cold_split.prepared
     data = prepared.data
-    rows = evaluate_by_history_length(model, data.train, prepared.test, exclude=prepared.valid,
-                                      buckets=((1, 3), (4, 10), (11, None)))
+    rows = evaluate_by_history_length(
+        model, data.train, prepared.test, exclude=prepared.valid, buckets=((1, 3), (4, 10), (11, None))
+    )
     assert [r["bucket"] for r in rows] == ["1-3", "4-10", "11+"]
     from recsys.evaluate import evaluate_ranking
 
     overall = evaluate_ranking(model.score, data.train, prepared.test, exclude=prepared.valid)
     assert sum(r["users"] for r in rows) == overall["n_users_evaluated"]
-    short = evaluate_short_histories(model, data.train, prepared.test, exclude=prepared.valid, lengths=(1, 3),
-                                     max_users=100)
+    short = evaluate_short_histories(
+        model, data.train, prepared.test, exclude=prepared.valid, lengths=(1, 3), max_users=100
+    )
     assert [r["history_items"] for r in short] == [1, 3]
-    popular = evaluate_short_histories(cold_split.models["mostpop"], data.train, prepared.test,
-                                       exclude=prepared.valid, lengths=(3,), max_users=100)
+    popular = evaluate_short_histories(
+        cold_split.models["mostpop"], data.train, prepared.test, exclude=prepared.valid, lengths=(3,), max_users=100
+    )
     assert short[1]["users"] == popular[0]["users"] > 0
     assert short[1]["ndcg@20"] > 0

@@ -41,7 +41,7 @@ def test_history_contributions_are_leave_one_out(demo_run):
     model = demo_run.model
     for user, item in _pairs(model, users=4, k=2):
         row, index = model.user_index(user), model.item_index(item)
-        history = model.seen.indices[model.seen.indptr[row]:model.seen.indptr[row + 1]]
+        history = model.seen.indices[model.seen.indptr[row] : model.seen.indptr[row + 1]]
         contributions, method, _ = history_contributions(model, row, index, history, max_candidates=len(history))
         assert "leave-one-out" in method and np.isfinite(contributions).all()
         best = int(np.argmax(contributions))
@@ -58,7 +58,7 @@ def test_ease_contributions_are_its_item_item_weights(demo_run):
 
     model = get_model("ease").fit(prepare_data(demo_run.bundle.interactions).data)
     row = 7
-    history = model.seen.indices[model.seen.indptr[row]:model.seen.indptr[row + 1]]
+    history = model.seen.indices[model.seen.indptr[row] : model.seen.indptr[row + 1]]
     item = model.item_index(model.recommend(row, k=1)[0][0])
     contributions, _, _ = history_contributions(model, row, item, history, max_candidates=len(history))
     assert np.allclose(contributions, model.weights[history, item], atol=1e-4)
@@ -163,24 +163,52 @@ def test_cli_explain_and_recommend_explained(demo_run, capsys):
     code, data = _cli(["explain", "fusion", "--user", user, "--item", item, "--json", "--workspace", workspace], capsys)
     assert code == 0 and data["ok"]
     assert data["explanation"]["item_id"] == item and data["explanation"]["sentence"]
-    code, data = _cli(["recommend-explained", "fusion", "--user", user, "--k", "4", "--diversity", "0.3", "--json",
-                       "--workspace", workspace], capsys)
+    code, data = _cli(
+        [
+            "recommend-explained",
+            "fusion",
+            "--user",
+            user,
+            "--k",
+            "4",
+            "--diversity",
+            "0.3",
+            "--json",
+            "--workspace",
+            workspace,
+        ],
+        capsys,
+    )
     assert code == 0 and len(data["recommendations"]) == 4
     assert all(r["sentence"] for r in data["recommendations"])
-    code, data = _cli(["explain", "fusion", "--user", "nobody", "--item", item, "--json", "--workspace", workspace],
-                      capsys)
+    code, data = _cli(
+        ["explain", "fusion", "--user", "nobody", "--item", item, "--json", "--workspace", workspace], capsys
+    )
     assert code == 1 and not data["ok"] and "nobody" in data["error"]
 
 
 def test_cli_recommend_new(demo_run, capsys):
     workspace = str(demo_run.workspace.root)
     liked = [str(i) for i in demo_run.model.item_ids[:3]]
-    code, data = _cli(["recommend-new", "fusion", "--like", *liked, "--k", "5", "--json", "--workspace", workspace],
-                      capsys)
+    code, data = _cli(
+        ["recommend-new", "fusion", "--like", *liked, "--k", "5", "--json", "--workspace", workspace], capsys
+    )
     assert code == 0 and len(data["recommendations"]) == 5
     assert not set(liked) & {r["item_id"] for r in data["recommendations"]}
-    code, data = _cli(["recommend-new", "fusion", "--query", "telescope for stargazing", "--k", "5", "--json",
-                       "--workspace", workspace], capsys)
+    code, data = _cli(
+        [
+            "recommend-new",
+            "fusion",
+            "--query",
+            "telescope for stargazing",
+            "--k",
+            "5",
+            "--json",
+            "--workspace",
+            workspace,
+        ],
+        capsys,
+    )
     assert code == 0 and len(data["recommendations"]) == 5
 
 

@@ -41,8 +41,17 @@ def test_mmr_trades_relevance_for_difference():
 
 
 def test_variant_groups_join_colour_and_size_variants_of_one_title():
-    titles = ["Slim Jeans (Black)", "slim jeans - Dark Blue", "Slim Jeans XL", "Slim Jeans 2", "Relaxed Jeans",
-              "", None, "Black", "Black"]
+    titles = [
+        "Slim Jeans (Black)",
+        "slim jeans - Dark Blue",
+        "Slim Jeans XL",
+        "Slim Jeans 2",
+        "Relaxed Jeans",
+        "",
+        None,
+        "Black",
+        "Black",
+    ]
     groups = variant_groups(titles)
     assert groups[0] == groups[1] == groups[2]
     assert len({groups[0], groups[3], groups[4]}) == 3  # a model number or another cut is another product
@@ -87,8 +96,14 @@ def test_metrics_by_hand():
 
 
 def test_filters():
-    items = pd.DataFrame({"item_id": list("abcd"), "category": ["Home", "Garden", "Home", None],
-                          "tags": ["x|y", "y", "", "z"], "price": [10, 25, "n/a", 40]})
+    items = pd.DataFrame(
+        {
+            "item_id": list("abcd"),
+            "category": ["Home", "Garden", "Home", None],
+            "tags": ["x|y", "y", "", "z"],
+            "price": [10, 25, "n/a", 40],
+        }
+    )
     assert category_mask(items, "category", ["Home"]).tolist() == [True, False, True, False]
     assert category_mask(items, "tags", ["y"], multi_label=True).tolist() == [True, True, False, False]
     assert category_mask(items, "tags", []).all()

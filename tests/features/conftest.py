@@ -1,4 +1,5 @@
 """Shared fixtures of the feature tests. Everything runs offline."""
+
 from __future__ import annotations
 
 import hashlib

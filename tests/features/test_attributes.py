@@ -6,16 +6,24 @@ import pytest
 
 from recsys.features import AttributeFeatures, build_attribute_features
 
-ITEMS = pd.DataFrame({
-    "item_id": ["a", "b", "c", "d", "e", "f"],
-    "brand": ["Acme", "Zeta", "Acme", None, "Beta", "Zeta"],
-    "genres": ["Action|Comedy", " Comedy | Drama ", "", None, "Action|Rare", "Comedy|Comedy"],
-    "price": [10.0, 20.0, None, 40.0, 1000.0, 30.0],
-    "year": ["1999", "2001", "abc", "2005", "2010", "2011"],
-    "title": ["x", "y", "z", "w", "v", "u"],
-})
-ROLES = {"item_id": "id", "brand": "categorical", "genres": "multi-label", "price": "numeric",
-         "year": "numeric", "title": "text"}
+ITEMS = pd.DataFrame(
+    {
+        "item_id": ["a", "b", "c", "d", "e", "f"],
+        "brand": ["Acme", "Zeta", "Acme", None, "Beta", "Zeta"],
+        "genres": ["Action|Comedy", " Comedy | Drama ", "", None, "Action|Rare", "Comedy|Comedy"],
+        "price": [10.0, 20.0, None, 40.0, 1000.0, 30.0],
+        "year": ["1999", "2001", "abc", "2005", "2010", "2011"],
+        "title": ["x", "y", "z", "w", "v", "u"],
+    }
+)
+ROLES = {
+    "item_id": "id",
+    "brand": "categorical",
+    "genres": "multi-label",
+    "price": "numeric",
+    "year": "numeric",
+    "title": "text",
+}
 
 
 def test_categorical_vocab_order_and_unknown():
@@ -65,8 +73,14 @@ def test_numeric_normalised_with_missing_indicator_and_buckets():
 
 def test_encode_new_uses_the_same_vocabularies():
     feats = build_attribute_features(ITEMS, ROLES)
-    new = pd.DataFrame({"item_id": ["n1", "n2"], "brand": ["Zeta", "Brand new"],
-                        "genres": ["Drama|Unheard", None], "price": [20.0, None]})  # no 'year' column
+    new = pd.DataFrame(
+        {
+            "item_id": ["n1", "n2"],
+            "brand": ["Zeta", "Brand new"],
+            "genres": ["Drama|Unheard", None],
+            "price": [20.0, None],
+        }
+    )  # no 'year' column
     enc = feats.encode_new(new)
     assert enc.categorical["brand"].tolist() == [2, 0]
     dense = enc.multi_label["genres"].toarray()

@@ -13,8 +13,16 @@ from recsys.features import (
     resolve_image_path,
 )
 
-ROLES = {"item_id": "id", "title": "text", "plot": "text", "brand": "categorical",
-         "genres": "multi_label", "price": "numeric", "picture": "image", "sku": "ignore"}
+ROLES = {
+    "item_id": "id",
+    "title": "text",
+    "plot": "text",
+    "brand": "categorical",
+    "genres": "multi_label",
+    "price": "numeric",
+    "picture": "image",
+    "sku": "ignore",
+}
 
 
 @pytest.fixture
@@ -25,16 +33,18 @@ def catalog(tmp_path):
     (root / "images" / "b.img").write_bytes(b"IMG-bb")
     (root / "images" / "bad.img").write_bytes(b"garbage")
     (tmp_path / "outside.img").write_bytes(b"IMG-outside")
-    items = pd.DataFrame({
-        "item_id": [1, 2, 3, 4, 5, 6],
-        "sku": ["s1", "s2", "s3", "s4", "s5", "s6"],
-        "title": ["Red kettle", "Blue  boots\n", None, "Hose", "", "Lamp"],
-        "plot": ["Boils water.", None, None, "Long and green", None, None],
-        "brand": ["Acme", None, None, "Zeta", None, None],
-        "genres": ["Home|Kitchen", "Outdoor", None, None, None, None],
-        "price": [12.5, 89, None, 5, None, 3],
-        "picture": ["images/a.img", "images/b.img", "../outside.img", "images/bad.img", None, "/etc/passwd"],
-    })
+    items = pd.DataFrame(
+        {
+            "item_id": [1, 2, 3, 4, 5, 6],
+            "sku": ["s1", "s2", "s3", "s4", "s5", "s6"],
+            "title": ["Red kettle", "Blue  boots\n", None, "Hose", "", "Lamp"],
+            "plot": ["Boils water.", None, None, "Long and green", None, None],
+            "brand": ["Acme", None, None, "Zeta", None, None],
+            "genres": ["Home|Kitchen", "Outdoor", None, None, None, None],
+            "price": [12.5, 89, None, 5, None, 3],
+            "picture": ["images/a.img", "images/b.img", "../outside.img", "images/bad.img", None, "/etc/passwd"],
+        }
+    )
     return items, root
 
 
@@ -47,8 +57,9 @@ def test_build_item_text_order_and_format(catalog):
     assert texts[3] == "Title: Hose. Plot: Long and green. Brand: Zeta."
 
 
-@pytest.mark.parametrize("value", ["../x.jpg", "a/../../x.jpg", "/etc/passwd", "C:\\x.jpg", "..\\x.jpg",
-                                   "http://example.com/x.jpg"])
+@pytest.mark.parametrize(
+    "value", ["../x.jpg", "a/../../x.jpg", "/etc/passwd", "C:\\x.jpg", "..\\x.jpg", "http://example.com/x.jpg"]
+)
 def test_escaping_image_paths_are_rejected(tmp_path, value):
     path, reason = resolve_image_path(tmp_path, value)
     assert path is None and reason and "rejected" in reason
@@ -77,9 +88,16 @@ def test_extract_masks_and_cache_hit(catalog, tmp_path, counting_text, counting_
     items, root = catalog
     cache_dir = tmp_path / "cache"
     events = []
-    feats = extract_item_features(items, ROLES, root, cache_dir, text_encoder=counting_text,
-                                  image_encoder=counting_image, device="cpu",
-                                  progress=lambda stage, done, total: events.append((stage, done, total)))
+    feats = extract_item_features(
+        items,
+        ROLES,
+        root,
+        cache_dir,
+        text_encoder=counting_text,
+        image_encoder=counting_image,
+        device="cpu",
+        progress=lambda stage, done, total: events.append((stage, done, total)),
+    )
     assert feats.item_ids.tolist() == ["1", "2", "3", "4", "5", "6"]
     assert feats.text.shape == (6, 8) and feats.text.dtype == np.float32
     assert feats.text_mask.tolist() == [True, True, False, True, False, True]
@@ -94,8 +112,9 @@ def test_extract_masks_and_cache_hit(catalog, tmp_path, counting_text, counting_
     assert feats.timings["text_cached"] is False and feats.timings["image_cached"] is False
     assert counting_text.calls == 1 and counting_image.calls == 1
 
-    again = extract_item_features(items, ROLES, root, cache_dir, text_encoder=counting_text,
-                                  image_encoder=counting_image, device="cpu")
+    again = extract_item_features(
+        items, ROLES, root, cache_dir, text_encoder=counting_text, image_encoder=counting_image, device="cpu"
+    )
     assert counting_text.calls == 1 and counting_image.calls == 1  # served by the cache
     assert again.timings["text_cached"] and again.timings["image_cached"]
     assert np.array_equal(again.text, feats.text) and np.array_equal(again.image_mask, feats.image_mask)
@@ -114,13 +133,27 @@ def test_extract_masks_and_cache_hit(catalog, tmp_path, counting_text, counting_
 def test_changed_inputs_miss_and_reuse_rows(catalog, tmp_path, counting_text, counting_image):
     items, root = catalog
     cache_dir = tmp_path / "cache"
-    extract_item_features(items, ROLES, root, cache_dir, text_encoder=counting_text,
-                          image_encoder=counting_image, modalities=("text", "image"))
+    extract_item_features(
+        items,
+        ROLES,
+        root,
+        cache_dir,
+        text_encoder=counting_text,
+        image_encoder=counting_image,
+        modalities=("text", "image"),
+    )
     changed = items.copy()
     changed.loc[0, "title"] = "Red kettle, 2 litres"
     (root / "images" / "b.img").write_bytes(b"IMG-new-bytes")  # same path, new content
-    feats = extract_item_features(changed, ROLES, root, cache_dir, text_encoder=counting_text,
-                                  image_encoder=counting_image, modalities=("text", "image"))
+    feats = extract_item_features(
+        changed,
+        ROLES,
+        root,
+        cache_dir,
+        text_encoder=counting_text,
+        image_encoder=counting_image,
+        modalities=("text", "image"),
+    )
     assert counting_text.calls == 2 and counting_text.rows == 4 + 1  # only the changed text
     assert counting_image.calls == 2 and counting_image.rows == 3 + 1  # only the changed picture
     assert feats.timings["text_cached"] is False and feats.timings["text_reused_rows"] == 3
@@ -162,8 +195,9 @@ def test_cache_never_stores_pickles(tmp_path):
 
 def test_item_features_save_load(catalog, tmp_path, counting_text, counting_image):
     items, root = catalog
-    feats = extract_item_features(items, ROLES, root, tmp_path / "cache", text_encoder=counting_text,
-                                  image_encoder=counting_image)
+    feats = extract_item_features(
+        items, ROLES, root, tmp_path / "cache", text_encoder=counting_text, image_encoder=counting_image
+    )
     path = feats.save(tmp_path / "out" / "features.npz")
     with np.load(path, allow_pickle=False) as data:  # loads without pickle
         assert "item_ids" in data.files
@@ -180,11 +214,13 @@ def test_item_features_save_load(catalog, tmp_path, counting_text, counting_imag
 def test_extract_with_real_encoders(tmp_path, posters):
     """The defaults end to end on a tiny catalog: real MiniLM and EfficientNet-Lite0."""
     root = posters[0].parent.parent
-    items = pd.DataFrame({
-        "item_id": ["p0", "p1", "x"],
-        "title": ["Toy Story", "Jumanji", "No picture"],
-        "image_file": [f"images/{posters[0].name}", f"images/{posters[1].name}", "images/does-not-exist.jpg"],
-    })
+    items = pd.DataFrame(
+        {
+            "item_id": ["p0", "p1", "x"],
+            "title": ["Toy Story", "Jumanji", "No picture"],
+            "image_file": [f"images/{posters[0].name}", f"images/{posters[1].name}", "images/does-not-exist.jpg"],
+        }
+    )
     roles = {"item_id": "id", "title": "text", "image_file": "image"}
     feats = extract_item_features(items, roles, root, tmp_path / "cache", device="cpu", batch_size=2)
     assert feats.text.shape == (3, 384) and feats.text_mask.all()

@@ -69,8 +69,14 @@ def tiny_bert_dir(tmp_path_factory):
     vocab = folder / "vocab.txt"
     vocab.write_text("\n".join(words) + "\n", encoding="utf-8")
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(words),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     BertModel(config).save_pretrained(folder)
     BertTokenizer(vocab_file=str(vocab)).save_pretrained(folder)
     return folder
@@ -167,7 +173,11 @@ def test_torchvision_without_local_weights_is_unavailable():
 def test_register_custom_encoder(counting_text):
     from recsys.features import EncoderInfo, register_encoder
 
-    register_encoder("counting-test", lambda **kw: counting_text,
-                     EncoderInfo("counting-test", "text", 8, "test only"), overwrite=True)
+    register_encoder(
+        "counting-test",
+        lambda **kw: counting_text,
+        EncoderInfo("counting-test", "text", 8, "test only"),
+        overwrite=True,
+    )
     assert get_encoder("Counting-Test") is counting_text
     assert any(e.name == "counting-test" for e in list_encoders("text"))

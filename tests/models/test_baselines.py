@@ -29,10 +29,25 @@ FAST = {
     "mostpop": {},
     "itemknn": {"k_neighbors": 20},
     "ease": {"l2": 10.0},
-    "bpr": {"dim": 16, "lr": 0.1, "weight_decay": 1e-3, "epochs": 30, "batch_size": 1024, "eval_every": 10,
-            "patience": 2, "device": "cpu"},
-    "lightgcn": {"dim": 16, "lr": 0.05, "epochs": 30, "batch_size": 1024, "eval_every": 10, "patience": 2,
-                 "device": "cpu"},
+    "bpr": {
+        "dim": 16,
+        "lr": 0.1,
+        "weight_decay": 1e-3,
+        "epochs": 30,
+        "batch_size": 1024,
+        "eval_every": 10,
+        "patience": 2,
+        "device": "cpu",
+    },
+    "lightgcn": {
+        "dim": 16,
+        "lr": 0.05,
+        "epochs": 30,
+        "batch_size": 1024,
+        "eval_every": 10,
+        "patience": 2,
+        "device": "cpu",
+    },
     "content": {},
 }
 COLLABORATIVE = ["itemknn", "ease", "bpr", "lightgcn"]
@@ -47,7 +62,7 @@ def _block_features(rng: np.random.Generator) -> np.ndarray:
     """Content that knows the blocks: one-hot block + noise (popular and cold items get their own noise)."""
     feats = rng.normal(0, 0.1, size=(N_ITEMS, N_BLOCKS + 3)).astype(np.float32)
     for b in range(N_BLOCKS):
-        feats[b * BLOCK:(b + 1) * BLOCK, b] += 1.0
+        feats[b * BLOCK : (b + 1) * BLOCK, b] += 1.0
     feats[COLD, COLD - COLD[0]] += 1.0  # the cold items look like blocks 0 and 1
     return feats
 
@@ -74,8 +89,13 @@ def block_data() -> dict:
         valid.append((u, int(items[6])))
         test += [(u, int(i)) for i in items[7:9]]
         train += [(u, int(i)) for i in POPULAR if rng.random() < 0.6]
-    data = TrainData(user_ids=[f"u{u}" for u in range(N_USERS)], item_ids=[f"i{i}" for i in range(N_ITEMS)],
-                     train=_matrix(train), valid=_matrix(valid), item_features=_block_features(rng))
+    data = TrainData(
+        user_ids=[f"u{u}" for u in range(N_USERS)],
+        item_ids=[f"i{i}" for i in range(N_ITEMS)],
+        train=_matrix(train),
+        valid=_matrix(valid),
+        item_features=_block_features(rng),
+    )
     return {"data": data, "test": _matrix(test), "valid": _matrix(valid)}
 
 
@@ -138,8 +158,10 @@ def test_recommend_excludes_seen_and_applies_filters(name, fitted, block_data):
         assert ids and all(i % 2 == 0 for i in ids) and not seen & set(ids)
         assert len(ids) == int((mask & ~np.isin(np.arange(N_ITEMS), list(seen))).sum())
         # callable filters combine
-        ids = [int(i[1:]) for i, _ in model.recommend(user, k=5, filters=[lambda items: items < 20,
-                                                                        lambda items: items % 3 == 0])]
+        ids = [
+            int(i[1:])
+            for i, _ in model.recommend(user, k=5, filters=[lambda items: items < 20, lambda items: items % 3 == 0])
+        ]
         assert all(i < 20 and i % 3 == 0 for i in ids)
     # without exclusion, seen items may come back
     everything = model.recommend(0, k=N_ITEMS, exclude_seen=False)
@@ -280,8 +302,11 @@ def test_content_needs_features(block_data):
     with pytest.raises(ValueError, match="item features"):
         ContentOnly().fit(TrainData(user_ids=d.user_ids, item_ids=d.item_ids, train=d.train))
     with pytest.raises(ValueError, match="shape"):
-        ContentOnly().fit(TrainData(user_ids=d.user_ids, item_ids=d.item_ids, train=d.train,
-                                    item_features=np.ones((3, 2), dtype=np.float32)))
+        ContentOnly().fit(
+            TrainData(
+                user_ids=d.user_ids, item_ids=d.item_ids, train=d.train, item_features=np.ones((3, 2), dtype=np.float32)
+            )
+        )
 
 
 def test_unfitted_model_says_so():

@@ -16,11 +16,28 @@ from recsys.train.records import nest_flat_options
 from recsys.train.run import RunConfig
 
 # a run's config.json as written before the model options were nested (flat fusion options)
-FLAT_CONFIG = {"dataset": "shop", "model": "fusion", "modalities": ["behaviour", "text", "attributes"],
-               "fusion": "mean", "loss": "bpr", "epochs": 7, "patience": 2, "lr": 0.01, "ease_l2": "500.0",
-               "popularity_prior": False, "text_encoder": "tfidf", "image_encoder": "efficientnet-lite0",
-               "protocol": "p1", "folds": 5, "cold_start": False, "k_core": 5, "seed": 11,
-               "baselines": ["mostpop", "ease"], "final_model": True, "device": "cpu"}
+FLAT_CONFIG = {
+    "dataset": "shop",
+    "model": "fusion",
+    "modalities": ["behaviour", "text", "attributes"],
+    "fusion": "mean",
+    "loss": "bpr",
+    "epochs": 7,
+    "patience": 2,
+    "lr": 0.01,
+    "ease_l2": "500.0",
+    "popularity_prior": False,
+    "text_encoder": "tfidf",
+    "image_encoder": "efficientnet-lite0",
+    "protocol": "p1",
+    "folds": 5,
+    "cold_start": False,
+    "k_core": 5,
+    "seed": 11,
+    "baselines": ["mostpop", "ease"],
+    "final_model": True,
+    "device": "cpu",
+}
 
 
 def test_every_option_has_a_type_a_default_and_help():
@@ -54,8 +71,15 @@ def test_fusion_config_validates_choices():
 def test_old_flat_config_json_migrates_into_the_nested_options():
     config = RunConfig.from_dict(FLAT_CONFIG)
     options = config.fusion_options
-    assert (options.fusion, options.loss, options.epochs, options.patience, options.lr, options.ease_l2,
-            options.popularity_prior) == ("mean", "bpr", 7, 2, 0.01, 500.0, False)
+    assert (
+        options.fusion,
+        options.loss,
+        options.epochs,
+        options.patience,
+        options.lr,
+        options.ease_l2,
+        options.popularity_prior,
+    ) == ("mean", "bpr", 7, 2, 0.01, 500.0, False)
     # the run's own modalities, seed and device are the model's
     assert (options.modalities, options.seed, options.device) == (["behaviour", "text", "attributes"], 11, "cpu")
     assert config.model_options()["epochs"] == 7 and config.model_options("ease") == EASEConfig().to_dict()
@@ -67,8 +91,14 @@ def test_old_flat_config_json_migrates_into_the_nested_options():
 
 
 def test_config_json_round_trip():
-    config = RunConfig(dataset="shop", model="ease", baselines=["itemknn", "bpr"], fusion_options={"epochs": 3},
-                       ease_options={"l2": 500, "positive_only": True}, itemknn_options={"k_neighbors": 20})
+    config = RunConfig(
+        dataset="shop",
+        model="ease",
+        baselines=["itemknn", "bpr"],
+        fusion_options={"epochs": 3},
+        ease_options={"l2": 500, "positive_only": True},
+        itemknn_options={"k_neighbors": 20},
+    )
     text = json.dumps({"run_id": "r", "config": config.to_dict()})
     loaded = RunConfig.from_dict(json.loads(text)["config"])
     assert loaded == config
@@ -82,8 +112,22 @@ def test_cli_flag_for_a_baseline_hyperparameter_reaches_the_model():
     from recsys.cli import build_parser
     from recsys.train.commands import _config_from_args
 
-    args = build_parser().parse_args(["train", "--model", "ease", "--ease.l2", "500", "--no-ease.positive-only",
-                                      "--itemknn.k-neighbors", "20", "--epochs", "3", "--fusion.gate-l2", "0.01"])
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--model",
+            "ease",
+            "--ease.l2",
+            "500",
+            "--no-ease.positive-only",
+            "--itemknn.k-neighbors",
+            "20",
+            "--epochs",
+            "3",
+            "--fusion.gate-l2",
+            "0.01",
+        ]
+    )
     config = RunConfig.from_dict({"dataset": "shop", **_config_from_args(args)})
     model = get_model(config.model, **config.model_options())
     assert model.config["l2"] == 500.0 and model.config["positive_only"] is False

@@ -29,10 +29,12 @@ def demo(tmp_path_factory):
     workspace = Workspace(root / "ws")
     assert workspace.import_bundle(bundle_dir, name="demo").ok
     bundle = workspace.load_dataset("demo")
-    features = extract_item_features(bundle.items, bundle.schema.items, bundle.root, workspace.features_dir,
-                                     text_encoder="minilm", device="cpu")
-    prepared = prepare_data(bundle.interactions, item_features=features,
-                            catalogue_ids=bundle.items["item_id"].to_numpy(str))
+    features = extract_item_features(
+        bundle.items, bundle.schema.items, bundle.root, workspace.features_dir, text_encoder="minilm", device="cpu"
+    )
+    prepared = prepare_data(
+        bundle.interactions, item_features=features, catalogue_ids=bundle.items["item_id"].to_numpy(str)
+    )
     return {"bundle": bundle, "bundle_dir": bundle_dir, "features": features, "prepared": prepared}
 
 
@@ -175,25 +177,32 @@ def test_save_and_load_give_identical_scores(any_trained, tmp_path):
 @pytest.mark.slow  # the module's catalogue: real MiniLM and EfficientNet features, 15 epochs
 def test_cold_items_get_content_scores(demo, tmp_path):
     bundle = demo["bundle"]
-    prepared = prepare_data(bundle.interactions, protocol="cold", item_features=demo["features"],
-                            catalogue_ids=bundle.items["item_id"].to_numpy(str))
+    prepared = prepare_data(
+        bundle.interactions,
+        protocol="cold",
+        item_features=demo["features"],
+        catalogue_ids=bundle.items["item_id"].to_numpy(str),
+    )
     model = FusionRecommender(**FAST).fit(prepared.data)
     assert not model.item_presence()[prepared.cold_items, 0].any()  # no behaviour for cold items
     scores = model.score(np.arange(model.n_users))[:, prepared.cold_items]
     assert np.isfinite(scores).all() and scores.std() > 0
-    fusion = evaluate_ranking(model.score, prepared.data.train, prepared.cold_test, ks=(3,),
-                              candidate_items=prepared.cold_items)
+    fusion = evaluate_ranking(
+        model.score, prepared.data.train, prepared.cold_test, ks=(3,), candidate_items=prepared.cold_items
+    )
     mostpop = get_model("mostpop").fit(prepared.data)
-    pop = evaluate_ranking(mostpop.score, prepared.data.train, prepared.cold_test, ks=(3,),
-                           candidate_items=prepared.cold_items)
+    pop = evaluate_ranking(
+        mostpop.score, prepared.data.train, prepared.cold_test, ks=(3,), candidate_items=prepared.cold_items
+    )
     assert fusion["ndcg@3"] > pop["ndcg@3"]
     # the cold items are scored through the learned projection, and it survives saving
     plain = FusionRecommender(**FAST, projection_ridge=0.0).fit(prepared.data)
     users = np.arange(20)
     assert not np.allclose(plain.score(users)[:, prepared.cold_items], scores[:20], atol=1e-3)
     model.save(tmp_path / "cold-model")
-    np.testing.assert_allclose(Recommender.load(tmp_path / "cold-model").score(users), model.score(users),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        Recommender.load(tmp_path / "cold-model").score(users), model.score(users), rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("fusion", ["mean", "item_gate", "concat"])
@@ -218,7 +227,8 @@ def test_bpr_trains_and_rating_losses_are_refused_plainly(demo):
 @pytest.mark.slow  # the module's catalogue: real MiniLM and EfficientNet features, 15 epochs
 def test_sparse_neighbours_for_catalogues_too_large_for_ease(demo, tmp_path):
     model = FusionRecommender(**{**FAST, "epochs": 2, "max_dense_items": 10, "neighbours": 20}).fit(
-        demo["prepared"].data)
+        demo["prepared"].data
+    )
     assert sp.issparse(model._behaviour)
     scores = model.score(np.arange(5))
     assert np.isfinite(scores).all()
@@ -267,8 +277,9 @@ def test_batch_export_shares_add_up_to_the_score(any_trained, tmp_path):
     from recsys.batch import export_recommendations
 
     model = any_trained
-    summary = export_recommendations(model, tmp_path / "recs.parquet", k=5, user_rows=np.arange(12), chunk_size=5,
-                                     shares=True)
+    summary = export_recommendations(
+        model, tmp_path / "recs.parquet", k=5, user_rows=np.arange(12), chunk_size=5, shares=True
+    )
     frame = pd.read_parquet(summary.path)
     columns = [f"share_{m}" for m in model.modalities]
     assert summary.columns[4:] == columns and len(frame) == 60

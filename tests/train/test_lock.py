@@ -71,8 +71,10 @@ def test_a_live_lock_refuses_resume_and_delete(workspace):
 
 def test_a_lock_held_by_another_live_process_refuses_delete(workspace):
     run_dir = workspace.run_path(FINISHED)
-    code = ("import sys, time; from recsys.train.lock import acquire_run_lock; acquire_run_lock(sys.argv[1]); "
-            "print('locked', flush=True); time.sleep(60)")
+    code = (
+        "import sys, time; from recsys.train.lock import acquire_run_lock; acquire_run_lock(sys.argv[1]); "
+        "print('locked', flush=True); time.sleep(60)"
+    )
     child = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "locked"
@@ -101,8 +103,7 @@ def test_a_recycled_pid_does_not_keep_a_lock_alive(tmp_path):
     if not os.path.exists(f"/proc/{os.getpid()}/stat"):
         pytest.skip("needs /proc")
     # the pid is alive (this process) but started at another time: a pid the system gave to someone else
-    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename,
-                                                  "proc_start": "1"}))
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "proc_start": "1"}))
     assert lock_holder(tmp_path) is None
     acquire_run_lock(tmp_path).release()
 

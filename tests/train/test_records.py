@@ -35,10 +35,10 @@ def workspace(demo_copy):
 def write_launch_record(workspace: Workspace, run_id: str, pid: int, *flags: str) -> None:
     launch = workspace.runs_dir / ".launch"
     launch.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "recsys", "train", "--workspace", str(workspace.root), "--run-id", run_id,
-               *flags]
-    (launch / f"{run_id}.json").write_text(json.dumps({"run_id": run_id, "pid": pid, "command": command,
-                                                       "launched": time.time()}))
+    command = [sys.executable, "-m", "recsys", "train", "--workspace", str(workspace.root), "--run-id", run_id, *flags]
+    (launch / f"{run_id}.json").write_text(
+        json.dumps({"run_id": run_id, "pid": pid, "command": command, "launched": time.time()})
+    )
 
 
 def test_a_finished_run_is_a_typed_record(workspace):
@@ -125,4 +125,3 @@ def test_the_model_label_names_the_fusion_variant():
     assert record(model="fusion", fusion_options={"fusion": "concat"}).model_label == "fusion (concat)"
     assert record(model="ease", fusion="mean").model_label == "ease"
     assert record().model_label == "?" and record().state == "unknown"
-

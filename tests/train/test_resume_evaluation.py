@@ -16,8 +16,13 @@ from recsys.train.lock import LOCK_NAME
 from recsys.train.run import RunConfig, list_runs, read_progress, read_status, train_run
 from recsys.workspace import Workspace
 
-SMALL = dict(dataset="demo", modalities=["behaviour", "text", "attributes"], text_encoder="tfidf", fusion_options={"epochs": 3},
-             device="cpu")
+SMALL = dict(
+    dataset="demo",
+    modalities=["behaviour", "text", "attributes"],
+    text_encoder="tfidf",
+    fusion_options={"epochs": 3},
+    device="cpu",
+)
 
 
 class Killed(BaseException):

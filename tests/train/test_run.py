@@ -31,8 +31,22 @@ def workspace(tmp_path_factory):
 
 
 def start_training(workspace, run_id, *extra):
-    command = [sys.executable, "-m", "recsys", "train", "--workspace", str(workspace.root), "--data", "demo",
-               "--run-id", run_id, *SMALL_RUN, "--baselines", "mostpop", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "recsys",
+        "train",
+        "--workspace",
+        str(workspace.root),
+        "--data",
+        "demo",
+        "--run-id",
+        run_id,
+        *SMALL_RUN,
+        "--baselines",
+        "mostpop",
+        *extra,
+    ]
     return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -48,9 +62,18 @@ def wait_for_epoch(run_dir, process, count=1, timeout=600):
 
 
 def test_finished_run_folder(workspace):
-    run_dir = train_run(workspace, RunConfig(dataset="demo", modalities=["behaviour", "text", "attributes"],
-                                             text_encoder="tfidf", fusion_options={"epochs": 4}, baselines=["mostpop", "ease"],
-                                             device="cpu"), run_id="complete")
+    run_dir = train_run(
+        workspace,
+        RunConfig(
+            dataset="demo",
+            modalities=["behaviour", "text", "attributes"],
+            text_encoder="tfidf",
+            fusion_options={"epochs": 4},
+            baselines=["mostpop", "ease"],
+            device="cpu",
+        ),
+        run_id="complete",
+    )
     status = read_status(run_dir)
     assert status["state"] == "finished"
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -69,9 +92,20 @@ def test_p1_evaluates_the_k_core_but_the_product_covers_every_item_and_user(work
     whole catalogue (content for the rare items) and never recommends anything a user had, in any split."""
     bundle = workspace.load_dataset("demo")
     catalogue = bundle.items["item_id"].astype(str)
-    run_dir = train_run(workspace, RunConfig(dataset="demo", modalities=["behaviour", "text", "attributes"],
-                                             text_encoder="tfidf", fusion_options={"epochs": 3}, k_core=12, protocol="p1",
-                                             baselines=["ease"], device="cpu"), run_id="whole-catalogue")
+    run_dir = train_run(
+        workspace,
+        RunConfig(
+            dataset="demo",
+            modalities=["behaviour", "text", "attributes"],
+            text_encoder="tfidf",
+            fusion_options={"epochs": 3},
+            k_core=12,
+            protocol="p1",
+            baselines=["ease"],
+            device="cpu",
+        ),
+        run_id="whole-catalogue",
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     split = metrics["split"]
     assert split["items"] == len(catalogue) > split["items_with_interactions"]  # the 12-core dropped some
@@ -101,9 +135,13 @@ def test_sigterm_stops_cleanly_and_keeps_the_best_checkpoint(workspace):
     assert not (run_dir / "metrics.json").exists()  # a stop does not wait for an evaluation: resume does it
     assert (run_dir / "checkpoint" / "structure.json").is_file()  # resumable
 
-    resumed = subprocess.run([sys.executable, "-m", "recsys", "train", "--workspace", str(workspace.root),
-                              "--resume", "stopped", "--json"], cwd=REPO_ROOT, capture_output=True, text=True,
-                             timeout=900)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "recsys", "train", "--workspace", str(workspace.root), "--resume", "stopped", "--json"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     # the stopped run continues from its checkpoint up to its 40-epoch limit
     assert resumed.returncode == 0, resumed.stderr
     events = read_progress(run_dir)
@@ -130,9 +168,15 @@ def test_killed_training_leaves_the_workspace_readable(workspace):
 def test_checkpoint_roundtrip_without_pickle(tmp_path):
     import torch
 
-    state = {"network": {"w": torch.arange(6.0).reshape(2, 3)}, "optimiser": {"state": {0: {"step": torch.tensor(3.0)}},
-             "param_groups": [{"lr": 0.01, "betas": [0.9, 0.999], "params": [0]}]}, "epoch": 4,
-             "best": {"ndcg@20": float("nan"), "epoch": -1, "state": None}}
+    state = {
+        "network": {"w": torch.arange(6.0).reshape(2, 3)},
+        "optimiser": {
+            "state": {0: {"step": torch.tensor(3.0)}},
+            "param_groups": [{"lr": 0.01, "betas": [0.9, 0.999], "params": [0]}],
+        },
+        "epoch": 4,
+        "best": {"ndcg@20": float("nan"), "epoch": -1, "state": None},
+    }
     save_checkpoint(tmp_path / "ckpt", state)
     loaded = load_checkpoint(tmp_path / "ckpt")
     assert torch.equal(loaded["network"]["w"], state["network"]["w"])
@@ -144,8 +188,13 @@ def test_checkpoint_roundtrip_without_pickle(tmp_path):
 @pytest.mark.slow  # real training subprocesses
 def test_cli_train_evaluate_recommend(workspace):
     def cli(*args):
-        done = subprocess.run([sys.executable, "-m", "recsys", *args, "--workspace", str(workspace.root), "--json"],
-                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+        done = subprocess.run(
+            [sys.executable, "-m", "recsys", *args, "--workspace", str(workspace.root), "--json"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         return done, json.loads(done.stdout.strip().splitlines()[-1])
 
     done, result = cli("train", "--data", "demo", "--model", "ease", "--baselines", "mostpop", "--run-id", "ease-run")
@@ -169,10 +218,36 @@ def test_cli_train_evaluate_recommend(workspace):
 
 @pytest.mark.slow  # real training subprocesses
 def test_kfold_cross_validation_reports_mean_std_and_paired_differences(workspace):
-    done = subprocess.run([sys.executable, "-m", "recsys", "train", "--workspace", str(workspace.root), "--data", "demo",
-                           "--run-id", "kfold", *SMALL_RUN, "--protocol", "kfold", "--folds", "3", "--epochs", "3",
-                           "--baselines", "mostpop", "ease", "--json", "--quiet"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "recsys",
+            "train",
+            "--workspace",
+            str(workspace.root),
+            "--data",
+            "demo",
+            "--run-id",
+            "kfold",
+            *SMALL_RUN,
+            "--protocol",
+            "kfold",
+            "--folds",
+            "3",
+            "--epochs",
+            "3",
+            "--baselines",
+            "mostpop",
+            "ease",
+            "--json",
+            "--quiet",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])["metrics"]
     assert result["split"]["protocol"] == "kfold" and result["kfold"]["completed"] == 3
@@ -183,7 +258,9 @@ def test_kfold_cross_validation_reports_mean_std_and_paired_differences(workspac
         assert row["test"]["ndcg@20"] == pytest.approx(np.mean([f["ndcg@20"] for f in folds]))
         assert row["test_std"]["ndcg@20"] == pytest.approx(np.std([f["ndcg@20"] for f in folds], ddof=1))
     paired = result["kfold"]["paired"]["ease"]["ndcg@20"]
-    differences = [a["ndcg@20"] - b["ndcg@20"] for a, b in zip(result["per_fold"]["fusion"], result["per_fold"]["ease"])]
+    differences = [
+        a["ndcg@20"] - b["ndcg@20"] for a, b in zip(result["per_fold"]["fusion"], result["per_fold"]["ease"])
+    ]
     assert paired["mean_difference"] == pytest.approx(np.mean(differences))
     low, high = paired["interval_95"]
     assert low <= paired["mean_difference"] <= high
@@ -193,8 +270,12 @@ def test_kfold_cross_validation_reports_mean_std_and_paired_differences(workspac
 
     metrics = json.loads((workspace.runs_dir / "kfold" / "metrics.json").read_text())
     assert len(fold_table(metrics)) == 3 and set(paired_table(metrics)["Against"]) == {"mostpop", "ease"}
-    printed = subprocess.run([sys.executable, "-m", "recsys", "evaluate", "kfold", "--workspace", str(workspace.root)],
-                             cwd=REPO_ROOT, capture_output=True, text=True)
+    printed = subprocess.run(
+        [sys.executable, "-m", "recsys", "evaluate", "kfold", "--workspace", str(workspace.root)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert "± std" in printed.stdout and "ndcg@20 minus ease" in printed.stdout
 
 

@@ -83,8 +83,22 @@ def test_import_check_reports_what_each_protocol_keeps(shop, tmp_path):
     from tests.conftest import REPO_ROOT
 
     bundle = write_sparse_shop_bundle(tmp_path / "again")
-    done = subprocess.run([sys.executable, "-m", "recsys", "import", str(bundle), "--check", "--json",
-                           "--workspace", str(tmp_path / "ws")], cwd=REPO_ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "recsys",
+            "import",
+            str(bundle),
+            "--check",
+            "--json",
+            "--workspace",
+            str(tmp_path / "ws"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     protocols = json.loads(done.stdout.strip().splitlines()[-1])["protocols"]
     assert protocols["auto"] == "sparse" and protocols["p1"]["interactions"] == 0
@@ -93,8 +107,7 @@ def test_import_check_reports_what_each_protocol_keeps(shop, tmp_path):
 
 def test_sparse_split_keeps_every_item_and_evaluates_users_with_three_or_more(shop):
     bundle = shop.load_dataset("shop")
-    prepared = prepare_data(bundle.interactions, protocol="sparse",
-                            catalogue_ids=bundle.items["item_id"].to_numpy(str))
+    prepared = prepare_data(bundle.interactions, protocol="sparse", catalogue_ids=bundle.items["item_id"].to_numpy(str))
     assert prepared.data.n_items == len(bundle.items)
     counts = np.diff(prepared.data.train.indptr) + np.diff(prepared.test.indptr) + np.diff(prepared.valid.indptr)
     tested = np.diff(prepared.test.indptr) > 0
@@ -106,9 +119,17 @@ def test_amazon_giftcards_every_item_is_recommendable_and_nothing_a_user_had_com
     workspace = Workspace(tmp_path / "ws")
     assert workspace.import_bundle(giftcards, name="giftcards").ok
     bundle = workspace.load_dataset("giftcards")
-    run_dir = train_run(workspace, RunConfig(dataset="giftcards", modalities=["behaviour", "text", "attributes"],
-                                             text_encoder="tfidf", baselines=["ease"], device="cpu"),
-                        run_id="giftcards")
+    run_dir = train_run(
+        workspace,
+        RunConfig(
+            dataset="giftcards",
+            modalities=["behaviour", "text", "attributes"],
+            text_encoder="tfidf",
+            baselines=["ease"],
+            device="cpu",
+        ),
+        run_id="giftcards",
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["split"]["items"] == len(bundle.items) == 148  # the 5-core filter drops one item: it stays
     model = Recommender.load(run_dir / "model")

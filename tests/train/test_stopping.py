@@ -14,8 +14,13 @@ from recsys.evaluate import evaluate_ranking
 from recsys.train.run import RunConfig, read_progress, read_status, train_run
 from recsys.workspace import Workspace
 
-SMALL = dict(dataset="demo", modalities=["behaviour", "text", "attributes"], text_encoder="tfidf", device="cpu",
-             baselines=["mostpop"])
+SMALL = dict(
+    dataset="demo",
+    modalities=["behaviour", "text", "attributes"],
+    text_encoder="tfidf",
+    device="cpu",
+    baselines=["mostpop"],
+)
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +82,12 @@ def test_a_stop_during_feature_extraction_ends_the_run_at_once_and_resume_finish
     def stop_at_the_first_batch(stage, done, total):
         stopping.current().request()  # what the SIGTERM handler does
 
-    run_dir = train_run(workspace, RunConfig(**SMALL, fusion_options={"epochs": 2}), run_id="stop-in-features",
-                        progress=stop_at_the_first_batch)
+    run_dir = train_run(
+        workspace,
+        RunConfig(**SMALL, fusion_options={"epochs": 2}),
+        run_id="stop-in-features",
+        progress=stop_at_the_first_batch,
+    )
     status = read_status(run_dir)
     assert status["state"] == "stopped", status
     assert "feature extraction" in status["stopped_during"]

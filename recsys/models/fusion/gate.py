@@ -17,6 +17,10 @@ from torch.nn import functional as F
 class ExpertGate(nn.Module):
     """The few learned parameters: the gate, the popularity prior, a temperature (and the concat MLP)."""
 
+    # buffers (register_buffer below): declared here, as nn.Module's attribute lookup types them loosely
+    behaviour_scale: torch.Tensor
+    short_history_boost: torch.Tensor
+
     def __init__(self, n_modalities: int, fusion: str, has_behaviour: bool):
         super().__init__()
         m = n_modalities
@@ -48,7 +52,7 @@ class ExpertGate(nn.Module):
         self.confidence_raw = nn.Parameter(torch.tensor(math.log(math.expm1(1.0))))
         self.item_popularity_weight = nn.Parameter(torch.zeros(m))  # item_gate variant
         self.log_temperature = nn.Parameter(torch.tensor(0.0))
-        self.mlp = nn.Sequential(nn.Linear(2 * m, 16), nn.GELU(), nn.Linear(16, 1)) if fusion == "concat" else None
+        self.mlp: nn.Sequential | None = nn.Sequential(nn.Linear(2 * m, 16), nn.GELU(), nn.Linear(16, 1)) if fusion == "concat" else None
         # chosen on validation after training (not learned): the cloze likelihood rewards content that
         # lifts long-tail items, validation NDCG@20 says how much of that the top of the list can take
         # (a scale of the behaviour expert's scores, so the users' weights keep their meaning)
@@ -112,6 +116,7 @@ class ExpertGate(nn.Module):
         presence = present.T.unsqueeze(0).float()  # [1, M, N]
         if self.fusion == "concat":
             features = torch.cat([z * presence, presence.expand_as(z)], dim=1).transpose(1, 2)  # [B, N, 2M]
+            assert self.mlp is not None  # built whenever fusion == "concat"
             scores = self.mlp(features).squeeze(-1)
             if popularity is not None:
                 scores = scores + self.popularity_weight(length).unsqueeze(1) * popularity.unsqueeze(0)

@@ -9,7 +9,7 @@ the experts from the training data (``_prepare_items``, ``_fit_behaviour``, ``_f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,6 +26,15 @@ from .content import (
     fit_projections,
     order_by_projection,
 )
+
+T = TypeVar("T")
+
+
+def fitted(value: T | None) -> T:
+    """``value``, which fit() or Recommender.load() sets; a clear error on a model that has neither."""
+    if value is None:
+        raise RuntimeError("the fusion model is not fitted: call fit() or Recommender.load() first")
+    return value
 
 
 @dataclass
@@ -77,13 +86,14 @@ class ExpertScoring:
     _modalities: list[str]
     _vectors: dict[str, torch.Tensor]
     _centres: dict[str, torch.Tensor]
-    _present: torch.Tensor
+    # None until fit() or Recommender.load() sets them (read them through fitted())
+    _present: torch.Tensor | None  # [N, M] bool
     _behaviour: torch.Tensor | sp.csr_matrix | None
     _behaviour_items: torch.Tensor | None
-    _popularity: torch.Tensor
-    _popularity_z_all: torch.Tensor
+    _popularity: torch.Tensor | None
+    _popularity_z_all: torch.Tensor | None
     _evidence_stats: tuple[torch.Tensor, torch.Tensor] | None
-    _outside_behaviour: torch.Tensor
+    _outside_behaviour: torch.Tensor | None
     _projections: dict[str, tuple[torch.Tensor, torch.Tensor]]
 
     def _prepare_items(self, content: ContentArrays, train: sp.csr_matrix) -> None:
@@ -137,7 +147,7 @@ class ExpertScoring:
         if self._behaviour_items is not None:
             outside[self._behaviour_items] = False
         else:
-            outside = ~self._present[:, self._modalities.index("behaviour")]
+            outside = ~fitted(self._present)[:, self._modalities.index("behaviour")]
         return outside
 
     def _fit_behaviour(self, train: sp.csr_matrix, valid: sp.csr_matrix | None,
@@ -174,13 +184,13 @@ class ExpertScoring:
         """Every expert's standardised scores for the users of ``history`` (binary rows), and the evidence
         of how well each modality fits each user's own history."""
         device = self.device
-        present = self._present
+        present = fitted(self._present)
         # dense [B, N] rows: a dense product with B or the item vectors is far faster on CPUs than torch's
         # sparse-dense product, and a batch of rows is small
         hist_dense = torch.as_tensor(sp.csr_matrix(history).toarray() > 0, device=device)
         h = hist_dense.float()
         length = hist_dense.sum(1).float()
-        zs, evidence, choices = [], [], []
+        zs, fits, choices = [], [], []
         for m, modality in enumerate(self._modalities):
             mask = present[:, m]
             counted = hist_dense & mask.unsqueeze(0)
@@ -211,8 +221,8 @@ class ExpertScoring:
                 # how coherent the history is in this modality: the mean pairwise cosine of its items
                 # (centred vectors, so unrelated items give about 0) = (||sum||^2 - n) / (n (n - 1))
                 fit = (profile.pow(2).sum(1) - n_counted) / (n_counted * (n_counted - 1)).clamp(min=1)
-            evidence.append(torch.where(n_counted >= 2, fit, torch.full_like(fit, float("nan"))))
-        evidence = torch.stack(evidence, dim=1)
+            fits.append(torch.where(n_counted >= 2, fit, torch.full_like(fit, float("nan"))))
+        evidence = torch.stack(fits, dim=1)
         evidence = torch.cat([evidence, self._choice_evidence(choices, hist_dense, evidence)], dim=1)
         if raw_evidence:
             return Experts(torch.stack(zs, dim=1), evidence, length)
@@ -225,7 +235,7 @@ class ExpertScoring:
     def _with_projection(self, raw: torch.Tensor, h: torch.Tensor, modality: str, mask: torch.Tensor
                          ) -> torch.Tensor:
         """The content expert's raw scores with the items outside behaviour ordered by the projection."""
-        return order_by_projection(raw, h, self._projections[modality], self._outside_behaviour,
+        return order_by_projection(raw, h, self._projections[modality], fitted(self._outside_behaviour),
                                    self._behaviour_items, mask)
 
     def _fit_projections(self) -> None:
@@ -233,11 +243,13 @@ class ExpertScoring:
         (:func:`~recsys.models.fusion.content.fit_projections`); none without a dense behaviour expert."""
         self._projections = {}
         ridge = float(self.config["projection_ridge"])
-        if ridge <= 0 or not isinstance(self._behaviour, torch.Tensor) or not self._outside_behaviour.any():
+        outside = self._outside_behaviour
+        assert outside is not None  # _behaviour_outside_mask() has run: fit's step 1 sets it just before
+        if ridge <= 0 or not isinstance(self._behaviour, torch.Tensor) or not outside.any():
             return
         covered = (torch.arange(self.n_items, device=self.device) if self._behaviour_items is None
                    else self._behaviour_items)
-        self._projections = fit_projections(self._vectors, self._behaviour, covered, self._outside_behaviour, ridge)
+        self._projections = fit_projections(self._vectors, self._behaviour, covered, outside, ridge)
 
     def _choice_evidence(self, choices: list[torch.Tensor], history: torch.Tensor, coherence: torch.Tensor
                          ) -> torch.Tensor:
@@ -251,7 +263,7 @@ class ExpertScoring:
         out = torch.full_like(coherence, float("nan"))
         if not choices:
             return out
-        features = torch.stack(choices + [self._popularity.expand_as(choices[0])], dim=1)  # [B, K, N]
+        features = torch.stack(choices + [fitted(self._popularity).expand_as(choices[0])], dim=1)  # [B, K, N]
         beta = choice_coefficients(features, history.float(), float(self.config["choice_ridge"]))
         content = [m for m, modality in enumerate(self._modalities) if modality != "behaviour"]
         out[:, content] = torch.where(torch.isnan(coherence[:, content]), coherence[:, content], beta[:, :-1])
@@ -264,12 +276,12 @@ class ExpertScoring:
         users = np.flatnonzero(np.diff(train.indptr) >= 2)
         if len(users) > 5000:
             users = np.sort(np.random.default_rng(0).choice(users, 5000, replace=False))
-        raw = []
+        blocks = []
         with torch.no_grad():
             for start in range(0, len(users), 256):
                 check("the gate's evidence")
-                raw.append(self._expert_z(train[users[start:start + 256]], raw_evidence=True).evidence)
-        raw = torch.cat(raw) if raw else torch.zeros(0, len(self._modalities), device=self.device)
+                blocks.append(self._expert_z(train[users[start:start + 256]], raw_evidence=True).evidence)
+        raw = torch.cat(blocks) if blocks else torch.zeros(0, len(self._modalities), device=self.device)
         mean = torch.nan_to_num(torch.nanmean(raw, dim=0), nan=0.0)
         spread = torch.sqrt(torch.nan_to_num(torch.nanmean((raw - mean) ** 2, dim=0), nan=1.0)).clamp(min=1e-6)
         return mean, spread
@@ -277,9 +289,12 @@ class ExpertScoring:
     def _behaviour_scores(self, history: sp.csr_matrix, h: torch.Tensor | None = None) -> torch.Tensor:
         if isinstance(self._behaviour, sp.spmatrix):  # sparse neighbours (huge catalogues)
             return torch.as_tensor(np.asarray((history @ self._behaviour).toarray(), np.float32), device=self.device)
+        behaviour = self._behaviour
+        # dense EASE weights (fit/load set them whenever behaviour is a modality; the sparse case returned above)
+        assert isinstance(behaviour, torch.Tensor)
         h = torch.as_tensor(sp.csr_matrix(history).toarray(), device=self.device) if h is None else h
         if self._behaviour_items is None:
-            return h @ self._behaviour
+            return h @ behaviour
         scores = torch.zeros_like(h)
-        scores[:, self._behaviour_items] = h[:, self._behaviour_items] @ self._behaviour
+        scores[:, self._behaviour_items] = h[:, self._behaviour_items] @ behaviour
         return scores

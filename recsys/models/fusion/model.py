@@ -20,7 +20,7 @@ from ...stopping import check
 from ..base import Recommender, TrainData
 from ..config import MODALITIES, FusionConfig
 from .content import ContentArrays, binary_rows
-from .experts import Experts, ExpertScoring
+from .experts import Experts, ExpertScoring, fitted
 from .gate import ExpertGate
 from .losses import bpr_cloze_loss, cloze_batch, hide_items, softmax_cloze_loss
 
@@ -45,21 +45,22 @@ class FusionRecommender(ExpertScoring, Recommender):
         self.gate: ExpertGate | None = None
         self.history: dict[str, Any] = {"epochs": []}
         self.device = torch.device("cpu")
-        self.chosen_l2: float | None = None
-        self.l2_table: dict[float, float] = {}
-        self._modalities: list[str] = []
-        self._vectors: dict[str, torch.Tensor] = {}  # content modality -> [N, D] centred unit rows
-        self._centres: dict[str, torch.Tensor] = {}  # content modality -> the catalogue mean it was centred on
-        self._present: torch.Tensor | None = None  # [N, M] bool
-        self._behaviour: torch.Tensor | sp.csr_matrix | None = None  # dense EASE B [A, A], or sparse neighbours
-        self._behaviour_items: torch.Tensor | None = None  # the A items EASE covers (None: all)
+        # the experts' attributes (their types: ExpertScoring's declarations)
+        self.chosen_l2 = None
+        self.l2_table = {}
+        self._modalities = []
+        self._vectors = {}  # content modality -> [N, D] centred unit rows
+        self._centres = {}  # content modality -> the catalogue mean it was centred on
+        self._present = None  # [N, M] bool
+        self._behaviour = None  # dense EASE B [A, A], or sparse neighbours
+        self._behaviour_items = None  # the A items EASE covers (None: all)
         self._expert_memo: dict | None = None  # set only while calibration re-mixes the same histories
-        self._popularity_z_all: torch.Tensor | None = None  # [N] z of log(1 + count) over all items
-        self._popularity: torch.Tensor | None = None  # [N] z of log(1 + count), mean and sd of the warm items
-        self._evidence_stats: tuple[torch.Tensor, torch.Tensor] | None = None  # standardises the evidence
-        self._outside_behaviour: torch.Tensor | None = None  # [N] items the behaviour expert does not score
+        self._popularity_z_all = None  # [N] z of log(1 + count) over all items
+        self._popularity = None  # [N] z of log(1 + count), mean and sd of the warm items
+        self._evidence_stats = None  # standardises the evidence
+        self._outside_behaviour = None  # [N] items the behaviour expert does not score
         # content modality -> (weights [A, D], vectors of the items outside [D, O]): see _fit_projections
-        self._projections: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._projections = {}
 
     # ------------------------------------------------------------------ capabilities
     @property
@@ -71,7 +72,7 @@ class FusionRecommender(ExpertScoring, Recommender):
 
     def item_presence(self) -> np.ndarray:
         """``[n_items, M]`` bool: which modalities each item has (behaviour = seen in training)."""
-        return self._present.cpu().numpy().astype(bool)
+        return fitted(self._present).cpu().numpy().astype(bool)
 
     def user_modality_weights(self, users: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """The gate ``[n, M]`` (rows sum to 1) for user rows; what the scores actually use."""
@@ -80,8 +81,8 @@ class FusionRecommender(ExpertScoring, Recommender):
         with torch.no_grad():
             for start in range(0, len(users), 256):
                 rows = users[start:start + 256]
-                experts = self._expert_z(binary_rows(self.seen[rows]))
-                out[start:start + len(rows)] = self.gate.user_weights(experts.evidence, experts.length).cpu().numpy()
+                experts = self._expert_z(binary_rows(fitted(self.seen)[rows]))
+                out[start:start + len(rows)] = fitted(self.gate).user_weights(experts.evidence, experts.length).cpu().numpy()
         return out
 
     def modality_vectors(self, modality: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -90,13 +91,13 @@ class FusionRecommender(ExpertScoring, Recommender):
         if modality not in self._vectors:
             return None
         m = self._modalities.index(modality)
-        return (self._vectors[modality].cpu().numpy(), self._present[:, m].cpu().numpy().astype(bool),
+        return (self._vectors[modality].cpu().numpy(), fitted(self._present)[:, m].cpu().numpy().astype(bool),
                 self._centres[modality].cpu().numpy())
 
     def population_weights(self) -> np.ndarray:
         """The weights of a user with no history (the population's)."""
         with torch.no_grad():
-            return self.gate.population().cpu().numpy()
+            return fitted(self.gate).population().cpu().numpy()
 
     def item_embeddings(self) -> np.ndarray:
         """Items in the fused space: each modality's unit vectors scaled by the population's weight for it
@@ -122,18 +123,22 @@ class FusionRecommender(ExpertScoring, Recommender):
              present: torch.Tensor | None = None, hide_prior: torch.Tensor | None = None):
         """Scores (and, ``with_parts``, weights and shares) of ``items`` (default: all) for these users;
         ``hide_prior`` (bool per item) drops the popularity prior where behaviour is hidden."""
-        gate = self.gate.user_weights(experts.evidence, experts.length)
+        mixer = fitted(self.gate)
+        gate = mixer.user_weights(experts.evidence, experts.length)
         z = experts.z if items is None else experts.z[:, :, items]
         if present is None:
-            present = self._present if items is None else self._present[items]
+            all_present = fitted(self._present)
+            present = all_present if items is None else all_present[items]
         popularity = None
         if self.config["popularity_prior"] and "behaviour" in self._modalities:
-            popularity = self._popularity if items is None else self._popularity[items]
+            all_popularity = fitted(self._popularity)
+            popularity = all_popularity if items is None else all_popularity[items]
             if hide_prior is not None:
                 popularity = popularity * (~hide_prior).to(popularity.dtype)
-        item_popularity = self._popularity_z_all if items is None else self._popularity_z_all[items]
-        return self.gate.mix(z, present, gate, popularity, experts.length, item_popularity,
-                             bool(self.config["renormalise_missing"]), with_parts=with_parts)
+        popularity_z_all = fitted(self._popularity_z_all)
+        item_popularity = popularity_z_all if items is None else popularity_z_all[items]
+        return mixer.mix(z, present, gate, popularity, experts.length, item_popularity,
+                         bool(self.config["renormalise_missing"]), with_parts=with_parts)
 
     # ------------------------------------------------------------------ fit
     def fit(self, data: TrainData, callbacks: Sequence[Any] = (), resume_state: dict[str, Any] | None = None
@@ -158,7 +163,7 @@ class FusionRecommender(ExpertScoring, Recommender):
         best = self._train_gate(cloze, rng, train, data.valid if has_valid else None, valid_scores, callbacks,
                                 resume_state)
         if best["state"] is not None:
-            self.gate.load_state_dict(best["state"])
+            fitted(self.gate).load_state_dict(best["state"])
         if has_valid and not stop_requested_any(callbacks):
             self._calibrate_on_valid(train, data.valid, valid_scores)
         self.history["best_epoch"] = best["epoch"]
@@ -199,11 +204,13 @@ class FusionRecommender(ExpertScoring, Recommender):
         """Step 3: rounds of cloze steps, each validated; stops after ``patience`` rounds without a better
         validation NDCG@20 (or on a stop). Returns the best round: its NDCG@20, epoch and gate state."""
         config = self.config
-        optimiser = torch.optim.Adam(self.gate.parameters(), lr=float(config["lr"]))
+        gate = self.gate
+        assert gate is not None  # made by _prepare_gate (step 2)
+        optimiser = torch.optim.Adam(gate.parameters(), lr=float(config["lr"]))
         best: dict[str, Any] = {"ndcg@20": -1.0, "epoch": -1, "state": None}
         start_epoch = 0
         if resume_state is not None:
-            self.gate.load_state_dict(resume_state["network"])
+            gate.load_state_dict(resume_state["network"])
             optimiser.load_state_dict(resume_state["optimiser"])
             start_epoch = int(resume_state["epoch"]) + 1
             best = resume_state.get("best", best)
@@ -277,7 +284,7 @@ class FusionRecommender(ExpertScoring, Recommender):
         for callback in callbacks:
             if hasattr(callback, "on_epoch_end"):
                 callback.on_epoch_end(model=self, record=record, improved=improved,
-                                      resume_state=lambda: {"network": self.gate.state_dict(),
+                                      resume_state=lambda: {"network": fitted(self.gate).state_dict(),
                                                             "optimiser": optimiser.state_dict(),
                                                             "epoch": epoch, "best": best,
                                                             "history": self.history})
@@ -288,8 +295,9 @@ class FusionRecommender(ExpertScoring, Recommender):
     @torch.no_grad()
     def adopt_calibration(self, other: FusionRecommender) -> None:
         """Take the validation-chosen calibration of ``other`` (a refit on all data has no validation)."""
-        self.gate.behaviour_scale.copy_(other.gate.behaviour_scale)
-        self.gate.short_history_boost.copy_(other.gate.short_history_boost)
+        gate, other_gate = fitted(self.gate), fitted(other.gate)
+        gate.behaviour_scale.copy_(other_gate.behaviour_scale)
+        gate.short_history_boost.copy_(other_gate.short_history_boost)
         if "calibration" in other.history:
             self.history["calibration"] = {**other.history["calibration"], "adopted": True}
 
@@ -300,7 +308,7 @@ class FusionRecommender(ExpertScoring, Recommender):
         are not touched: they stay what the evidence in each user's history says."""
         from ...evaluate import evaluate_ranking
 
-        gate = self.gate
+        gate = fitted(self.gate)
         shifts = self.config["behaviour_scales"] if gate.has_behaviour and self.config["fusion"] != "concat" \
             else [1.0]
         table = {}
@@ -321,18 +329,19 @@ class FusionRecommender(ExpertScoring, Recommender):
         decides. The term fades as (2 / (1 + n))^2, so long histories are not affected."""
         from ...explain.coldstart import evaluate_short_histories
 
+        gate = fitted(self.gate)
         table = {}
         self._expert_memo = {}  # the boost only changes the mix: each history's experts are computed once
         try:
             for boost in self.config["short_history_boosts"]:
-                self.gate.short_history_boost.fill_(float(boost))
+                gate.short_history_boost.fill_(float(boost))
                 rows = evaluate_short_histories(self, train, valid, lengths=(1, 2, 3), max_users=200, seed=1,
                                                 ks=(20,))
                 table[float(boost)] = float(np.mean([r["ndcg@20"] for r in rows]))
         finally:
             self._expert_memo = None
         best = max(table, key=lambda b: (round(table[b], 6), -b))
-        self.gate.short_history_boost.fill_(best)
+        gate.short_history_boost.fill_(best)
         self.history["calibration"]["short_history_boost"] = best
         self.history["calibration"]["short_history_valid_ndcg@20"] = {f"boost {b:g}": v for b, v in table.items()}
 
@@ -371,7 +380,7 @@ class FusionRecommender(ExpertScoring, Recommender):
                 callback.on_stage(message)
 
     def _gate_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.gate.state_dict().items()}
+        return {k: v.detach().clone() for k, v in fitted(self.gate).state_dict().items()}
 
     # ------------------------------------------------------------------ cloze training data
     def _cloze_tensors(self, train: sp.csr_matrix, inverse: np.ndarray | None, rng: np.random.Generator
@@ -392,7 +401,7 @@ class FusionRecommender(ExpertScoring, Recommender):
         behaviour_raw = None
         if inverse is not None:
             # EASE's inverse covers only the items with behaviour: the others score 0
-            behaviour_raw = np.zeros((size, n_items), np.float32)
+            behaviour_np = np.zeros((size, n_items), np.float32)
             columns = (np.arange(n_items) if self._behaviour_items is None
                        else self._behaviour_items.cpu().numpy())
             fold = rng.permutation(size) % max(1, int(config["folds"]))
@@ -403,9 +412,9 @@ class FusionRecommender(ExpertScoring, Recommender):
                     check("the cloze sample")
                     part = rows[start:start + math.ceil(len(rows) / fold_size)]
                     # remove these users' *whole* training rows, score their visible part
-                    behaviour_raw[np.ix_(part, columns)] = ease_scores_without_rows(
+                    behaviour_np[np.ix_(part, columns)] = ease_scores_without_rows(
                         inverse, train[users[part]][:, columns], visible[part][:, columns])
-            behaviour_raw = torch.as_tensor(behaviour_raw, device=self.device)
+            behaviour_raw = torch.as_tensor(behaviour_np, device=self.device)
         with torch.no_grad():  # in blocks of users (every expert is per user): a stop acts between blocks
             parts = []
             for start in range(0, size, 1024):
@@ -420,7 +429,7 @@ class FusionRecommender(ExpertScoring, Recommender):
 
     def _cloze_loss(self, cloze: dict[str, Any], rng: np.random.Generator) -> torch.Tensor:
         """The cloze loss on a random mini-batch of the cloze users (the pieces: :mod:`.losses`)."""
-        gate = self.gate
+        gate = fitted(self.gate)
         experts = cloze["experts"]
         index = cloze_batch(experts.z.shape[0], int(self.config["cloze_batch"]), rng, self.device)
         part = Experts(experts.z[index], experts.evidence[index], experts.length[index])
@@ -440,7 +449,7 @@ class FusionRecommender(ExpertScoring, Recommender):
         out = np.empty((len(users), self.n_items), dtype=np.float32)
         for start in range(0, len(users), batch_size):
             rows = users[start:start + batch_size]
-            out[start:start + len(rows)] = self._mix(self._expert_z(binary_rows(self.seen[rows]))).cpu().numpy()
+            out[start:start + len(rows)] = self._mix(self._expert_z(binary_rows(fitted(self.seen)[rows]))).cpu().numpy()
         return out
 
     @torch.no_grad()
@@ -448,13 +457,13 @@ class FusionRecommender(ExpertScoring, Recommender):
         """Scores ``[n_items]`` for a user known only by ``items`` (a new user; no retraining).
 
         The history is a set: items with a positive weight are in it."""
-        items = np.asarray(items, dtype=np.int64)
-        if len(items) == 0:
+        index = np.asarray(items, dtype=np.int64)
+        if len(index) == 0:
             raise ValueError("a history needs at least one item")
         if weights is not None:
             w = np.asarray(weights, dtype=np.float64)
-            items = items[w > 0] if (w > 0).any() else items
-        row = sp.csr_matrix((np.ones(len(items), np.float32), (np.zeros(len(items), np.int64), items)),
+            index = index[w > 0] if (w > 0).any() else index
+        row = sp.csr_matrix((np.ones(len(index), np.float32), (np.zeros(len(index), np.int64), index)),
                             shape=(1, self.n_items))
         return self._mix(self._expert_z(binary_rows(row))).cpu().numpy()[0].astype(np.float64)
 
@@ -463,9 +472,9 @@ class FusionRecommender(ExpertScoring, Recommender):
         """One batched pass for many histories (rows of the output), e.g. leave-one-out variants."""
         rows, cols = [], []
         for r, items in enumerate(histories):
-            items = np.unique(np.asarray(items, dtype=np.int64))
-            rows += [r] * len(items)
-            cols += items.tolist()
+            unique = np.unique(np.asarray(items, dtype=np.int64))
+            rows += [r] * len(unique)
+            cols += unique.tolist()
         matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(histories), self.n_items))
         out = np.empty((len(histories), self.n_items), np.float64)
         memo = self._expert_memo
@@ -484,18 +493,19 @@ class FusionRecommender(ExpertScoring, Recommender):
         """Per-item modality weights and additive shares for (user, items); shares sum to the score."""
         row = self.user_index(user)
         index = np.array([self.item_index(i) for i in items], dtype=np.int64)
-        experts = self._expert_z(binary_rows(self.seen[[row]]))
+        gate, item_ids = fitted(self.gate), fitted(self.item_ids)
+        experts = self._expert_z(binary_rows(fitted(self.seen)[[row]]))
         items_t = torch.as_tensor(index, device=self.device)
         scores, weights, shares = self._mix(experts, with_parts=True, items=items_t)
-        out = {"modalities": self.modalities, "items": [str(self.item_ids[i]) for i in index],
-               "score": scores[0].cpu().numpy(), "present": self._present[items_t].cpu().numpy(),
-               "user_weights": self.gate.user_weights(experts.evidence, experts.length)[0].cpu().numpy(),
+        out = {"modalities": self.modalities, "items": [str(item_ids[i]) for i in index],
+               "score": scores[0].cpu().numpy(), "present": fitted(self._present)[items_t].cpu().numpy(),
+               "user_weights": gate.user_weights(experts.evidence, experts.length)[0].cpu().numpy(),
                "attention": None, "shares": None}
         if weights is not None:
             out["attention"] = weights[0].cpu().numpy()
             out["shares"] = shares[0].cpu().numpy()
             if self.config["popularity_prior"] and "behaviour" in self._modalities:
-                prior = self.gate.popularity_weight(experts.length) * self._popularity[items_t]
+                prior = gate.popularity_weight(experts.length) * fitted(self._popularity)[items_t]
                 out["popularity_share"] = prior.cpu().numpy()
         return out
 
@@ -504,8 +514,8 @@ class FusionRecommender(ExpertScoring, Recommender):
         """Scores of ``items`` as they are and with the modalities in ``masks [k, M]`` hidden (the item
         re-mixed over the rest). Hiding behaviour hides the popularity prior too (it is behaviour)."""
         index = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.device)
-        experts = self._expert_z(binary_rows(self.seen[[int(user)]]))
-        present = self._present[index]
+        experts = self._expert_z(binary_rows(fitted(self.seen)[[int(user)]]))
+        present = fitted(self._present)[index]
         base = self._mix(experts, items=index)[0]
         hide = torch.as_tensor(np.asarray(masks, dtype=bool), device=self.device)
         hide_prior = hide[:, self._modalities.index("behaviour")] if "behaviour" in self._modalities else None
@@ -518,28 +528,29 @@ class FusionRecommender(ExpertScoring, Recommender):
         so the Attention page shows what ranked each item, item-level modulation included."""
         index = torch.as_tensor(np.arange(self.n_items) if items is None else np.asarray(items, dtype=np.int64),
                                 device=self.device)
-        users = np.asarray(users, dtype=np.int64)
-        gate = torch.as_tensor(self.user_modality_weights(users), device=self.device, dtype=torch.float32)
-        presence = self._present[index].T.unsqueeze(0).float()  # [1, M, k]
+        rows = np.asarray(users, dtype=np.int64)
+        mixer = fitted(self.gate)
+        gate = torch.as_tensor(self.user_modality_weights(rows), device=self.device, dtype=torch.float32)
+        presence = fitted(self._present)[index].T.unsqueeze(0).float()  # [1, M, k]
         renormalise = bool(self.config["renormalise_missing"])
-        if self.gate.fusion == "concat":  # no weights in the score: the gate spread over what each item has
+        if mixer.fusion == "concat":  # no weights in the score: the gate spread over what each item has
             weights = gate.unsqueeze(2) * presence
             if renormalise:
                 weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-12)
         else:
-            weights = self.gate.item_weights(presence, gate, self._popularity_z_all[index], renormalise)
-        return weights.detach().expand(len(users), -1, -1).transpose(1, 2).float().cpu().numpy()
+            weights = mixer.item_weights(presence, gate, fitted(self._popularity_z_all)[index], renormalise)
+        return weights.detach().expand(len(rows), -1, -1).transpose(1, 2).float().cpu().numpy()
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, np.ndarray]:
-        state = {f"gate.{k}": v.detach().float().cpu().numpy() for k, v in self.gate.state_dict().items()}
+        state = {f"gate.{k}": v.detach().float().cpu().numpy() for k, v in fitted(self.gate).state_dict().items()}
         for modality, vectors in self._vectors.items():
             state[f"vectors.{modality}"] = vectors.cpu().numpy()
             state[f"centre.{modality}"] = self._centres[modality].cpu().numpy()
-        state["present"] = self._present.cpu().numpy().astype(np.uint8)
-        state["popularity"] = self._popularity.cpu().numpy()
-        state["popularity_all"] = self._popularity_z_all.cpu().numpy()
-        state["evidence_stats"] = torch.stack(self._evidence_stats).cpu().numpy()
+        state["present"] = fitted(self._present).cpu().numpy().astype(np.uint8)
+        state["popularity"] = fitted(self._popularity).cpu().numpy()
+        state["popularity_all"] = fitted(self._popularity_z_all).cpu().numpy()
+        state["evidence_stats"] = torch.stack(fitted(self._evidence_stats)).cpu().numpy()
         for modality, (weights, basis) in self._projections.items():
             state[f"projection.{modality}"] = weights.cpu().numpy()
             state[f"projection_vectors.{modality}"] = basis.cpu().numpy()
@@ -578,7 +589,7 @@ class FusionRecommender(ExpertScoring, Recommender):
             if "behaviour.items" in state:
                 self._behaviour_items = torch.as_tensor(state["behaviour.items"], device=self.device)
         elif "behaviour.indptr" in state:
-            n = len(self.item_ids)
+            n = len(fitted(self.item_ids))  # load() restores the ids before the state
             self._behaviour = sp.csr_matrix((state["behaviour.data"], state["behaviour.indices"],
                                              state["behaviour.indptr"]), shape=(n, n))
         self._outside_behaviour = self._behaviour_outside_mask()

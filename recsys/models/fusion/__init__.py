@@ -56,11 +56,11 @@ package registers the model (``recsys.models.base`` imports it by name).
 """
 
 from .content import (
-           ContentArrays,
-           binary_rows,
-           centre,
-           centred_unit_rows,
-           cosine_neighbours,
+    ContentArrays,
+    binary_rows,
+    centre,
+    centred_unit_rows,
+    cosine_neighbours,
 )
 from .experts import Experts, ExpertScoring, choice_coefficients
 from .gate import ExpertGate
@@ -75,6 +75,18 @@ _choice_coefficients = choice_coefficients
 _cosine_neighbours = cosine_neighbours
 _ranks = ranks
 
-__all__ = ["DEFAULTS", "ContentArrays", "ExpertGate", "ExpertScoring", "Experts", "FusionRecommender",
-           "binary_rows", "centre", "centred_unit_rows", "choice_coefficients", "cosine_neighbours", "ranks",
-           "stop_requested_any"]
+__all__ = [
+    "DEFAULTS",
+    "ContentArrays",
+    "ExpertGate",
+    "ExpertScoring",
+    "Experts",
+    "FusionRecommender",
+    "binary_rows",
+    "centre",
+    "centred_unit_rows",
+    "choice_coefficients",
+    "cosine_neighbours",
+    "ranks",
+    "stop_requested_any",
+]

@@ -62,8 +62,9 @@ class ContentArrays:
                 multi = sp.diags(1.0 / np.maximum(counts, 1)).dot(multi).tocsr().astype(np.float32)
             if attributes.numeric is not None and attributes.numeric.size:
                 missing = np.asarray(attributes.numeric_missing, dtype=bool)
-                numeric = np.concatenate([np.nan_to_num(attributes.numeric).astype(np.float32),
-                                          missing.astype(np.float32)], axis=1)
+                numeric = np.concatenate(
+                    [np.nan_to_num(attributes.numeric).astype(np.float32), missing.astype(np.float32)], axis=1
+                )
                 present |= ~missing.all(axis=1)
                 raw_buckets = np.asarray(getattr(attributes, "numeric_buckets", np.zeros((0, 0))), dtype=np.int64)
                 if raw_buckets.ndim == 2 and raw_buckets.shape[0] == n_items and raw_buckets.size:
@@ -74,7 +75,13 @@ class ContentArrays:
             None if text is None else np.asarray(features.text_mask, bool),
             None if image is None else np.asarray(image, np.float32),
             None if image is None else np.asarray(features.image_mask, bool),
-            cat_index, n_cat, multi, numeric, attr_mask, buckets)
+            cat_index,
+            n_cat,
+            multi,
+            numeric,
+            attr_mask,
+            buckets,
+        )
 
     def attribute_matrix(self) -> np.ndarray | None:
         """One row per item: IDF-weighted one-hots of the categorical values, the multi-label shares and
@@ -87,8 +94,9 @@ class ContentArrays:
             rows = np.repeat(np.arange(n), self.cat_index.shape[1])
             cols = self.cat_index.ravel()
             keep = cols > 0
-            onehot = sp.csr_matrix((np.ones(keep.sum(), np.float32), (rows[keep], cols[keep])),
-                                   shape=(n, max(self.n_cat, 1)))
+            onehot = sp.csr_matrix(
+                (np.ones(keep.sum(), np.float32), (rows[keep], cols[keep])), shape=(n, max(self.n_cat, 1))
+            )
             blocks.append(onehot)
         if self.multi is not None:
             blocks.append(sp.csr_matrix(self.multi > 0, dtype=np.float32))
@@ -153,7 +161,7 @@ def cosine_neighbours(train: sp.csr_matrix, k: int, block: int = 2048) -> sp.csr
     n = x.shape[0]
     rows, cols, vals = [], [], []
     for start in range(0, n, block):
-        sims = np.asarray((x[start:start + block] @ x.T).toarray(), np.float32)
+        sims = np.asarray((x[start : start + block] @ x.T).toarray(), np.float32)
         sims[np.arange(len(sims)), np.arange(start, start + len(sims))] = 0.0
         kk = min(k, n - 1)
         top = k_largest(sims, kk, axis=1)
@@ -166,8 +174,13 @@ def cosine_neighbours(train: sp.csr_matrix, k: int, block: int = 2048) -> sp.csr
     return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
 
 
-def fit_projections(vectors: dict[str, torch.Tensor], behaviour: torch.Tensor, covered: torch.Tensor,
-                    outside: torch.Tensor, ridge: float) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def fit_projections(
+    vectors: dict[str, torch.Tensor],
+    behaviour: torch.Tensor,
+    covered: torch.Tensor,
+    outside: torch.Tensor,
+    ridge: float,
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Per content modality, the ridge map ``W_m [D, A]`` from an item's vector to its column of the
     behaviour expert's weights ``behaviour [A, A]`` (how the covered items' histories predict it), fitted on
     the ``covered`` items; returned transposed ``[A, D]`` beside the vectors ``[D, O]`` of the ``outside``
@@ -182,9 +195,14 @@ def fit_projections(vectors: dict[str, torch.Tensor], behaviour: torch.Tensor, c
     return projections
 
 
-def order_by_projection(raw: torch.Tensor, h: torch.Tensor, projection: tuple[torch.Tensor, torch.Tensor],
-                        outside_behaviour: torch.Tensor, behaviour_items: torch.Tensor | None, mask: torch.Tensor
-                        ) -> torch.Tensor:
+def order_by_projection(
+    raw: torch.Tensor,
+    h: torch.Tensor,
+    projection: tuple[torch.Tensor, torch.Tensor],
+    outside_behaviour: torch.Tensor,
+    behaviour_items: torch.Tensor | None,
+    mask: torch.Tensor,
+) -> torch.Tensor:
     """Raw scores ``[B, N]`` of a content expert where the items without behaviour are *ordered* by the
     projection: what the behaviour expert would say of them, predicted from the modality's vectors
     (``h_A W_m`` maps the user's history ``h [B, N]`` into the modality's space).

@@ -50,8 +50,9 @@ class Experts:
     length: torch.Tensor  # [B] history length
 
 
-def choice_coefficients(features: torch.Tensor, chosen: torch.Tensor, ridge: float, iterations: int = 10
-                         ) -> torch.Tensor:
+def choice_coefficients(
+    features: torch.Tensor, chosen: torch.Tensor, ridge: float, iterations: int = 10
+) -> torch.Tensor:
     """Per-row conditional-logit coefficients ``[B, K]``: the ridge-penalised maximum likelihood of the
     ``chosen [B, N]`` items as draws from ``softmax(beta . features[:, :, i])`` (``features [B, K, N]``).
 
@@ -136,8 +137,9 @@ class ExpertScoring:
             # so the popularity prior never lifts the untried part of a large catalogue over the bestsellers
             popularity = ((log_pop - log_pop[warm].mean()) / log_pop[warm].std()).astype(np.float32)
         self._popularity = torch.as_tensor(popularity, device=self.device)
-        self._popularity_z_all = torch.as_tensor((log_pop - log_pop.mean()) / max(log_pop.std(), 1e-6),
-                                                 dtype=torch.float32, device=self.device)
+        self._popularity_z_all = torch.as_tensor(
+            (log_pop - log_pop.mean()) / max(log_pop.std(), 1e-6), dtype=torch.float32, device=self.device
+        )
 
     def _behaviour_outside_mask(self, train: sp.csr_matrix | None = None) -> torch.Tensor:
         """``[N]`` bool: items the behaviour expert gives no score (never chosen, or beyond its cap)."""
@@ -150,8 +152,7 @@ class ExpertScoring:
             outside = ~fitted(self._present)[:, self._modalities.index("behaviour")]
         return outside
 
-    def _fit_behaviour(self, train: sp.csr_matrix, valid: sp.csr_matrix | None,
-                       log: Any = None) -> np.ndarray | None:
+    def _fit_behaviour(self, train: sp.csr_matrix, valid: sp.csr_matrix | None, log: Any = None) -> np.ndarray | None:
         """EASE weights (L2 on validation) over the items with behaviour, or, for huge catalogues, sparse
         cosine neighbours. Returns EASE's inverse over those items (for the out-of-fold cloze scores)."""
         from ..ease import behaviour_columns, choose_ease_l2, ease_inverse, ease_weights
@@ -179,8 +180,9 @@ class ExpertScoring:
         return inverse
 
     # ------------------------------------------------------------------ scoring
-    def _expert_z(self, history: sp.csr_matrix, behaviour_raw: torch.Tensor | None = None,
-                  raw_evidence: bool = False) -> Experts:
+    def _expert_z(
+        self, history: sp.csr_matrix, behaviour_raw: torch.Tensor | None = None, raw_evidence: bool = False
+    ) -> Experts:
         """Every expert's standardised scores for the users of ``history`` (binary rows), and the evidence
         of how well each modality fits each user's own history."""
         device = self.device
@@ -232,11 +234,11 @@ class ExpertScoring:
         # no evidence (fewer than two history items with the modality): the population's weight
         return Experts(torch.stack(zs, dim=1), torch.nan_to_num(evidence, nan=0.0), length)
 
-    def _with_projection(self, raw: torch.Tensor, h: torch.Tensor, modality: str, mask: torch.Tensor
-                         ) -> torch.Tensor:
+    def _with_projection(self, raw: torch.Tensor, h: torch.Tensor, modality: str, mask: torch.Tensor) -> torch.Tensor:
         """The content expert's raw scores with the items outside behaviour ordered by the projection."""
-        return order_by_projection(raw, h, self._projections[modality], fitted(self._outside_behaviour),
-                                   self._behaviour_items, mask)
+        return order_by_projection(
+            raw, h, self._projections[modality], fitted(self._outside_behaviour), self._behaviour_items, mask
+        )
 
     def _fit_projections(self) -> None:
         """Per content modality, the map that orders the items the behaviour expert does not score
@@ -247,12 +249,14 @@ class ExpertScoring:
         assert outside is not None  # _behaviour_outside_mask() has run: fit's step 1 sets it just before
         if ridge <= 0 or not isinstance(self._behaviour, torch.Tensor) or not outside.any():
             return
-        covered = (torch.arange(self.n_items, device=self.device) if self._behaviour_items is None
-                   else self._behaviour_items)
+        covered = (
+            torch.arange(self.n_items, device=self.device) if self._behaviour_items is None else self._behaviour_items
+        )
         self._projections = fit_projections(self._vectors, self._behaviour, covered, outside, ridge)
 
-    def _choice_evidence(self, choices: list[torch.Tensor], history: torch.Tensor, coherence: torch.Tensor
-                         ) -> torch.Tensor:
+    def _choice_evidence(
+        self, choices: list[torch.Tensor], history: torch.Tensor, coherence: torch.Tensor
+    ) -> torch.Tensor:
         """``[B, M]``: each user's conditional-logit coefficients of the content experts (behaviour: NaN).
 
         The user's items are taken as draws from ``softmax(sum_m beta_m x_m + beta_pop popularity)`` over the
@@ -280,7 +284,7 @@ class ExpertScoring:
         with torch.no_grad():
             for start in range(0, len(users), 256):
                 check("the gate's evidence")
-                blocks.append(self._expert_z(train[users[start:start + 256]], raw_evidence=True).evidence)
+                blocks.append(self._expert_z(train[users[start : start + 256]], raw_evidence=True).evidence)
         raw = torch.cat(blocks) if blocks else torch.zeros(0, len(self._modalities), device=self.device)
         mean = torch.nan_to_num(torch.nanmean(raw, dim=0), nan=0.0)
         spread = torch.sqrt(torch.nan_to_num(torch.nanmean((raw - mean) ** 2, dim=0), nan=1.0)).clamp(min=1e-6)

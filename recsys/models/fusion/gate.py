@@ -52,7 +52,9 @@ class ExpertGate(nn.Module):
         self.confidence_raw = nn.Parameter(torch.tensor(math.log(math.expm1(1.0))))
         self.item_popularity_weight = nn.Parameter(torch.zeros(m))  # item_gate variant
         self.log_temperature = nn.Parameter(torch.tensor(0.0))
-        self.mlp: nn.Sequential | None = nn.Sequential(nn.Linear(2 * m, 16), nn.GELU(), nn.Linear(16, 1)) if fusion == "concat" else None
+        self.mlp: nn.Sequential | None = (
+            nn.Sequential(nn.Linear(2 * m, 16), nn.GELU(), nn.Linear(16, 1)) if fusion == "concat" else None
+        )
         # chosen on validation after training (not learned): the cloze likelihood rewards content that
         # lifts long-tail items, validation NDCG@20 says how much of that the top of the list can take
         # (a scale of the behaviour expert's scores, so the users' weights keep their meaning)
@@ -105,8 +107,17 @@ class ExpertGate(nn.Module):
         short = (2.0 / (1.0 + length)) ** 2  # 1 for one item, 0.44 for two, 0.25 for three, ~0 for long histories
         return torch.exp(a0) * k / (k + length) + self.short_history_boost * short
 
-    def mix(self, z: torch.Tensor, present: torch.Tensor, gate: torch.Tensor, popularity: torch.Tensor | None,
-            length: torch.Tensor, item_popularity_z: torch.Tensor, renormalise: bool, with_parts: bool = False):
+    def mix(
+        self,
+        z: torch.Tensor,
+        present: torch.Tensor,
+        gate: torch.Tensor,
+        popularity: torch.Tensor | None,
+        length: torch.Tensor,
+        item_popularity_z: torch.Tensor,
+        renormalise: bool,
+        with_parts: bool = False,
+    ):
         """Scores ``[B, N]`` from standardised expert scores ``z [B, M, N]``, item presence ``[N, M]``.
 
         ``share[u, i, m] = w[u, i, m] * s_m * z[u, i, m] * n_u / (n_u + c)`` (``w``: :meth:`item_weights`),
@@ -134,8 +145,9 @@ class ExpertGate(nn.Module):
             return scores, weights.expand_as(z).transpose(1, 2), shares.transpose(1, 2)
         return scores
 
-    def item_weights(self, presence: torch.Tensor, gate: torch.Tensor, item_popularity_z: torch.Tensor,
-                     renormalise: bool) -> torch.Tensor:
+    def item_weights(
+        self, presence: torch.Tensor, gate: torch.Tensor, item_popularity_z: torch.Tensor, renormalise: bool
+    ) -> torch.Tensor:
         """``w[u, i, m]`` ``[B or 1, M, N]``: the user's gate ``[B, M]`` spread over the items present
         (``presence [1, M, N]``), per variant; ``renormalise`` re-spreads a missing modality's weight."""
         if self.fusion == "item_gate":

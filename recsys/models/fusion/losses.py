@@ -18,8 +18,9 @@ from torch.nn import functional as F
 def cloze_batch(size: int, batch: int, rng: np.random.Generator, device: torch.device) -> torch.Tensor:
     """Sorted rows of a random mini-batch of ``batch`` of the ``size`` cloze users (all when fewer); a dozen
     parameters need no full pass."""
-    return torch.as_tensor(np.sort(rng.choice(size, size=batch, replace=False)) if size > batch
-                           else np.arange(size), device=device)
+    return torch.as_tensor(
+        np.sort(rng.choice(size, size=batch, replace=False)) if size > batch else np.arange(size), device=device
+    )
 
 
 def ranks(scores: torch.Tensor) -> torch.Tensor:
@@ -40,8 +41,9 @@ def rank_discount(masked: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
     return hidden / torch.log2(rank + 2.0)
 
 
-def softmax_cloze_loss(scores: torch.Tensor, hidden: torch.Tensor, visible: torch.Tensor, rank_weighted: bool
-                       ) -> torch.Tensor:
+def softmax_cloze_loss(
+    scores: torch.Tensor, hidden: torch.Tensor, visible: torch.Tensor, rank_weighted: bool
+) -> torch.Tensor:
     """Mean over users of the (weighted) negative log-likelihood of the hidden items under a softmax over
     the catalogue less the visible items."""
     masked = scores.masked_fill(visible, float("-inf"))
@@ -58,8 +60,14 @@ def bpr_cloze_loss(scores: torch.Tensor, hidden: torch.Tensor, rng: np.random.Ge
     return -F.logsigmoid(scores[pos_rows, pos_cols] - scores[pos_rows, negatives]).mean()
 
 
-def hide_items(train: sp.csr_matrix, eligible: np.ndarray, size: int, short_history_share: float,
-               cloze_ratio: float, rng: np.random.Generator) -> tuple[np.ndarray, sp.csr_matrix, sp.csr_matrix]:
+def hide_items(
+    train: sp.csr_matrix,
+    eligible: np.ndarray,
+    size: int,
+    short_history_share: float,
+    cloze_ratio: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, sp.csr_matrix, sp.csr_matrix]:
     """The cloze sample: ``size`` of the ``eligible`` users (sorted), each history split at random into
     ``visible`` and ``hidden`` rows ``[size, N]``. A ``short_history_share`` of the users keep only 1-3
     visible items (so the gate learns what short histories are worth); the others hide ``cloze_ratio``."""
@@ -68,7 +76,7 @@ def hide_items(train: sp.csr_matrix, eligible: np.ndarray, size: int, short_hist
     vis_rows, vis_cols, hid_rows, hid_cols = [], [], [], []
     short = rng.random(size) < short_history_share
     for r, user in enumerate(users):
-        items = train.indices[train.indptr[user]:train.indptr[user + 1]]
+        items = train.indices[train.indptr[user] : train.indptr[user + 1]]
         items = rng.permutation(items)
         if short[r] and len(items) >= 3:
             n_visible = int(rng.integers(1, min(3, len(items) - 1) + 1))

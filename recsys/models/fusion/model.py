@@ -80,9 +80,11 @@ class FusionRecommender(ExpertScoring, Recommender):
         out = np.empty((len(users), len(self._modalities)), np.float32)
         with torch.no_grad():
             for start in range(0, len(users), 256):
-                rows = users[start:start + 256]
+                rows = users[start : start + 256]
                 experts = self._expert_z(binary_rows(fitted(self.seen)[rows]))
-                out[start:start + len(rows)] = fitted(self.gate).user_weights(experts.evidence, experts.length).cpu().numpy()
+                out[start : start + len(rows)] = (
+                    fitted(self.gate).user_weights(experts.evidence, experts.length).cpu().numpy()
+                )
         return out
 
     def modality_vectors(self, modality: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -91,8 +93,11 @@ class FusionRecommender(ExpertScoring, Recommender):
         if modality not in self._vectors:
             return None
         m = self._modalities.index(modality)
-        return (self._vectors[modality].cpu().numpy(), fitted(self._present)[:, m].cpu().numpy().astype(bool),
-                self._centres[modality].cpu().numpy())
+        return (
+            self._vectors[modality].cpu().numpy(),
+            fitted(self._present)[:, m].cpu().numpy().astype(bool),
+            self._centres[modality].cpu().numpy(),
+        )
 
     def population_weights(self) -> np.ndarray:
         """The weights of a user with no history (the population's)."""
@@ -119,8 +124,14 @@ class FusionRecommender(ExpertScoring, Recommender):
         return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
     # ------------------------------------------------------------------ mixing
-    def _mix(self, experts: Experts, with_parts: bool = False, items: torch.Tensor | None = None,
-             present: torch.Tensor | None = None, hide_prior: torch.Tensor | None = None):
+    def _mix(
+        self,
+        experts: Experts,
+        with_parts: bool = False,
+        items: torch.Tensor | None = None,
+        present: torch.Tensor | None = None,
+        hide_prior: torch.Tensor | None = None,
+    ):
         """Scores (and, ``with_parts``, weights and shares) of ``items`` (default: all) for these users;
         ``hide_prior`` (bool per item) drops the popularity prior where behaviour is hidden."""
         mixer = fitted(self.gate)
@@ -137,12 +148,21 @@ class FusionRecommender(ExpertScoring, Recommender):
                 popularity = popularity * (~hide_prior).to(popularity.dtype)
         popularity_z_all = fitted(self._popularity_z_all)
         item_popularity = popularity_z_all if items is None else popularity_z_all[items]
-        return mixer.mix(z, present, gate, popularity, experts.length, item_popularity,
-                         bool(self.config["renormalise_missing"]), with_parts=with_parts)
+        return mixer.mix(
+            z,
+            present,
+            gate,
+            popularity,
+            experts.length,
+            item_popularity,
+            bool(self.config["renormalise_missing"]),
+            with_parts=with_parts,
+        )
 
     # ------------------------------------------------------------------ fit
-    def fit(self, data: TrainData, callbacks: Sequence[Any] = (), resume_state: dict[str, Any] | None = None
-            ) -> FusionRecommender:
+    def fit(
+        self, data: TrainData, callbacks: Sequence[Any] = (), resume_state: dict[str, Any] | None = None
+    ) -> FusionRecommender:
         from ...device import select_device
 
         started = time.perf_counter()
@@ -160,8 +180,9 @@ class FusionRecommender(ExpertScoring, Recommender):
         has_valid = data.valid is not None and data.valid.nnz > 0
         # the validation users' experts, computed once: training and calibration only re-mix them
         valid_scores = self._validation_scorer(train, data.valid) if has_valid else None
-        best = self._train_gate(cloze, rng, train, data.valid if has_valid else None, valid_scores, callbacks,
-                                resume_state)
+        best = self._train_gate(
+            cloze, rng, train, data.valid if has_valid else None, valid_scores, callbacks, resume_state
+        )
         if best["state"] is not None:
             fitted(self.gate).load_state_dict(best["state"])
         if has_valid and not stop_requested_any(callbacks):
@@ -186,11 +207,13 @@ class FusionRecommender(ExpertScoring, Recommender):
         check("the experts")
         return inverse
 
-    def _prepare_gate(self, train: sp.csr_matrix, inverse: np.ndarray | None, rng: np.random.Generator,
-                      callbacks: Sequence[Any]) -> dict[str, Any]:
+    def _prepare_gate(
+        self, train: sp.csr_matrix, inverse: np.ndarray | None, rng: np.random.Generator, callbacks: Sequence[Any]
+    ) -> dict[str, Any]:
         """Step 2: a fresh gate, the evidence's standardisation and the cloze sample it learns from."""
-        self.gate = ExpertGate(len(self._modalities), self.config["fusion"], self._modalities[0] == "behaviour"
-                               ).to(self.device)
+        self.gate = ExpertGate(len(self._modalities), self.config["fusion"], self._modalities[0] == "behaviour").to(
+            self.device
+        )
         self._evidence_stats = self._fit_evidence_stats(train)
         check("the gate's evidence")
         cloze = self._cloze_tensors(train, inverse, rng)
@@ -198,9 +221,16 @@ class FusionRecommender(ExpertScoring, Recommender):
         check("the cloze sample")
         return cloze
 
-    def _train_gate(self, cloze: dict[str, Any], rng: np.random.Generator, train: sp.csr_matrix,
-                    valid: sp.csr_matrix | None, valid_scores: Any, callbacks: Sequence[Any],
-                    resume_state: dict[str, Any] | None) -> dict[str, Any]:
+    def _train_gate(
+        self,
+        cloze: dict[str, Any],
+        rng: np.random.Generator,
+        train: sp.csr_matrix,
+        valid: sp.csr_matrix | None,
+        valid_scores: Any,
+        callbacks: Sequence[Any],
+        resume_state: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         """Step 3: rounds of cloze steps, each validated; stops after ``patience`` rounds without a better
         validation NDCG@20 (or on a stop). Returns the best round: its NDCG@20, epoch and gate state."""
         config = self.config
@@ -243,8 +273,14 @@ class FusionRecommender(ExpertScoring, Recommender):
                 break
         return best
 
-    def _gate_round(self, cloze: dict[str, Any], rng: np.random.Generator, optimiser: torch.optim.Optimizer,
-                    epoch: int, callbacks: Sequence[Any]) -> tuple[dict[str, Any], bool]:
+    def _gate_round(
+        self,
+        cloze: dict[str, Any],
+        rng: np.random.Generator,
+        optimiser: torch.optim.Optimizer,
+        epoch: int,
+        callbacks: Sequence[Any],
+    ) -> tuple[dict[str, Any], bool]:
         """One round of ``steps_per_epoch`` Adam steps on the cloze loss; its record, and whether a stop
         was asked for (the round is then partial)."""
         steps = int(self.config["steps_per_epoch"])
@@ -262,9 +298,13 @@ class FusionRecommender(ExpertScoring, Recommender):
             if stop_requested_any(callbacks):
                 stop_requested = True
                 break
-        record: dict[str, Any] = {"epoch": epoch, "loss": total / max(step + 1, 1),
-                                  "seconds": time.perf_counter() - epoch_started,
-                                  "steps": step + 1, "partial": stop_requested}
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "loss": total / max(step + 1, 1),
+            "seconds": time.perf_counter() - epoch_started,
+            "steps": step + 1,
+            "partial": stop_requested,
+        }
         return record, stop_requested
 
     @staticmethod
@@ -277,17 +317,31 @@ class FusionRecommender(ExpertScoring, Recommender):
         except stopping.StopRequested:  # keep the round unscored
             return None
 
-    def _end_round(self, callbacks: Sequence[Any], record: dict[str, Any], improved: bool,
-                   optimiser: torch.optim.Optimizer, epoch: int, best: dict[str, Any]) -> bool:
+    def _end_round(
+        self,
+        callbacks: Sequence[Any],
+        record: dict[str, Any],
+        improved: bool,
+        optimiser: torch.optim.Optimizer,
+        epoch: int,
+        best: dict[str, Any],
+    ) -> bool:
         """Tell the callbacks a round ended (with a way to checkpoint it); True if one asks to stop."""
         stop = False
         for callback in callbacks:
             if hasattr(callback, "on_epoch_end"):
-                callback.on_epoch_end(model=self, record=record, improved=improved,
-                                      resume_state=lambda: {"network": fitted(self.gate).state_dict(),
-                                                            "optimiser": optimiser.state_dict(),
-                                                            "epoch": epoch, "best": best,
-                                                            "history": self.history})
+                callback.on_epoch_end(
+                    model=self,
+                    record=record,
+                    improved=improved,
+                    resume_state=lambda: {
+                        "network": fitted(self.gate).state_dict(),
+                        "optimiser": optimiser.state_dict(),
+                        "epoch": epoch,
+                        "best": best,
+                        "history": self.history,
+                    },
+                )
             if getattr(callback, "stop_requested", False):
                 stop = True
         return stop
@@ -309,16 +363,18 @@ class FusionRecommender(ExpertScoring, Recommender):
         from ...evaluate import evaluate_ranking
 
         gate = fitted(self.gate)
-        shifts = self.config["behaviour_scales"] if gate.has_behaviour and self.config["fusion"] != "concat" \
-            else [1.0]
+        shifts = self.config["behaviour_scales"] if gate.has_behaviour and self.config["fusion"] != "concat" else [1.0]
         table = {}
         for scale in shifts:
             gate.behaviour_scale.fill_(float(scale))
             table[float(scale)] = evaluate_ranking(scorer or self.score, train, valid, ks=(20,))["ndcg@20"]
         best = max(table, key=lambda scale: (round(table[scale], 6), -abs(math.log(scale))))
         gate.behaviour_scale.fill_(best)
-        self.history["calibration"] = {"behaviour_scale": best, "valid_ndcg@20": table[best],
-                                       "table": {f"behaviour x{k:g}": v for k, v in table.items()}}
+        self.history["calibration"] = {
+            "behaviour_scale": best,
+            "valid_ndcg@20": table[best],
+            "table": {f"behaviour x{k:g}": v for k, v in table.items()},
+        }
         if self.config["popularity_prior"] and gate.has_behaviour:
             self._calibrate_short_histories(train, valid)
 
@@ -335,8 +391,7 @@ class FusionRecommender(ExpertScoring, Recommender):
         try:
             for boost in self.config["short_history_boosts"]:
                 gate.short_history_boost.fill_(float(boost))
-                rows = evaluate_short_histories(self, train, valid, lengths=(1, 2, 3), max_users=200, seed=1,
-                                                ks=(20,))
+                rows = evaluate_short_histories(self, train, valid, lengths=(1, 2, 3), max_users=200, seed=1, ks=(20,))
                 table[float(boost)] = float(np.mean([r["ndcg@20"] for r in rows]))
         finally:
             self._expert_memo = None
@@ -355,9 +410,12 @@ class FusionRecommender(ExpertScoring, Recommender):
             parts = []
             for start in range(0, len(users), 256):
                 check("the validation experts")
-                parts.append(self._expert_z(train[users[start:start + 256]]))
-        cached = Experts(torch.cat([p.z for p in parts]), torch.cat([p.evidence for p in parts]),
-                         torch.cat([p.length for p in parts]))
+                parts.append(self._expert_z(train[users[start : start + 256]]))
+        cached = Experts(
+            torch.cat([p.z for p in parts]),
+            torch.cat([p.evidence for p in parts]),
+            torch.cat([p.length for p in parts]),
+        )
         position = np.full(train.shape[0], -1, np.int64)
         position[users] = np.arange(len(users))
 
@@ -383,8 +441,9 @@ class FusionRecommender(ExpertScoring, Recommender):
         return {k: v.detach().clone() for k, v in fitted(self.gate).state_dict().items()}
 
     # ------------------------------------------------------------------ cloze training data
-    def _cloze_tensors(self, train: sp.csr_matrix, inverse: np.ndarray | None, rng: np.random.Generator
-                       ) -> dict[str, Any]:
+    def _cloze_tensors(
+        self, train: sp.csr_matrix, inverse: np.ndarray | None, rng: np.random.Generator
+    ) -> dict[str, Any]:
         """Hide part of sampled users' histories; expert scores from the visible part (behaviour out-of-fold)."""
         from ..ease import ease_scores_without_rows
 
@@ -396,36 +455,46 @@ class FusionRecommender(ExpertScoring, Recommender):
             raise ValueError("no user has two or more training interactions: nothing to learn the gate from")
         budget = int(config["cloze_budget"]) // max(1, len(self._modalities) * n_items)
         size = int(min(len(eligible), int(config["gate_users"]), max(64, budget)))
-        users, visible, hidden = hide_items(train, eligible, size, float(config["short_history_share"]),
-                                            float(config["cloze_ratio"]), rng)
+        users, visible, hidden = hide_items(
+            train, eligible, size, float(config["short_history_share"]), float(config["cloze_ratio"]), rng
+        )
         behaviour_raw = None
         if inverse is not None:
             # EASE's inverse covers only the items with behaviour: the others score 0
             behaviour_np = np.zeros((size, n_items), np.float32)
-            columns = (np.arange(n_items) if self._behaviour_items is None
-                       else self._behaviour_items.cpu().numpy())
+            columns = np.arange(n_items) if self._behaviour_items is None else self._behaviour_items.cpu().numpy()
             fold = rng.permutation(size) % max(1, int(config["folds"]))
             fold_size = max(1, math.ceil(size / 600))  # keep each removed block small (m x m solves)
             for f in range(int(fold.max()) + 1):
                 rows = np.flatnonzero(fold == f)
                 for start in range(0, len(rows), math.ceil(len(rows) / fold_size)):
                     check("the cloze sample")
-                    part = rows[start:start + math.ceil(len(rows) / fold_size)]
+                    part = rows[start : start + math.ceil(len(rows) / fold_size)]
                     # remove these users' *whole* training rows, score their visible part
                     behaviour_np[np.ix_(part, columns)] = ease_scores_without_rows(
-                        inverse, train[users[part]][:, columns], visible[part][:, columns])
+                        inverse, train[users[part]][:, columns], visible[part][:, columns]
+                    )
             behaviour_raw = torch.as_tensor(behaviour_np, device=self.device)
         with torch.no_grad():  # in blocks of users (every expert is per user): a stop acts between blocks
             parts = []
             for start in range(0, size, 1024):
                 check("the cloze sample")
-                parts.append(self._expert_z(visible[start:start + 1024],
-                                            None if behaviour_raw is None else behaviour_raw[start:start + 1024]))
-            experts = Experts(torch.cat([p.z for p in parts]), torch.cat([p.evidence for p in parts]),
-                              torch.cat([p.length for p in parts]))
-        return {"experts": experts,
-                "visible": torch.as_tensor(visible.toarray() > 0, device=self.device),
-                "hidden": torch.as_tensor(hidden.toarray(), device=self.device)}
+                parts.append(
+                    self._expert_z(
+                        visible[start : start + 1024],
+                        None if behaviour_raw is None else behaviour_raw[start : start + 1024],
+                    )
+                )
+            experts = Experts(
+                torch.cat([p.z for p in parts]),
+                torch.cat([p.evidence for p in parts]),
+                torch.cat([p.length for p in parts]),
+            )
+        return {
+            "experts": experts,
+            "visible": torch.as_tensor(visible.toarray() > 0, device=self.device),
+            "hidden": torch.as_tensor(hidden.toarray(), device=self.device),
+        }
 
     def _cloze_loss(self, cloze: dict[str, Any], rng: np.random.Generator) -> torch.Tensor:
         """The cloze loss on a random mini-batch of the cloze users (the pieces: :mod:`.losses`)."""
@@ -448,8 +517,10 @@ class FusionRecommender(ExpertScoring, Recommender):
         users = np.asarray(users, dtype=np.int64)
         out = np.empty((len(users), self.n_items), dtype=np.float32)
         for start in range(0, len(users), batch_size):
-            rows = users[start:start + batch_size]
-            out[start:start + len(rows)] = self._mix(self._expert_z(binary_rows(fitted(self.seen)[rows]))).cpu().numpy()
+            rows = users[start : start + batch_size]
+            out[start : start + len(rows)] = (
+                self._mix(self._expert_z(binary_rows(fitted(self.seen)[rows]))).cpu().numpy()
+            )
         return out
 
     @torch.no_grad()
@@ -463,8 +534,9 @@ class FusionRecommender(ExpertScoring, Recommender):
         if weights is not None:
             w = np.asarray(weights, dtype=np.float64)
             index = index[w > 0] if (w > 0).any() else index
-        row = sp.csr_matrix((np.ones(len(index), np.float32), (np.zeros(len(index), np.int64), index)),
-                            shape=(1, self.n_items))
+        row = sp.csr_matrix(
+            (np.ones(len(index), np.float32), (np.zeros(len(index), np.int64), index)), shape=(1, self.n_items)
+        )
         return self._mix(self._expert_z(binary_rows(row))).cpu().numpy()[0].astype(np.float64)
 
     @torch.no_grad()
@@ -479,13 +551,13 @@ class FusionRecommender(ExpertScoring, Recommender):
         out = np.empty((len(histories), self.n_items), np.float64)
         memo = self._expert_memo
         for start in range(0, len(histories), 256):
-            chunk = matrix[start:start + 256]
+            chunk = matrix[start : start + 256]
             if memo is None:
                 experts = self._expert_z(chunk)
             else:  # calibration re-mixes the same histories under several settings: experts once
                 key = (chunk.shape, chunk.indptr.tobytes(), chunk.indices.tobytes())
                 experts = memo[key] if key in memo else memo.setdefault(key, self._expert_z(chunk))
-            out[start:start + 256] = self._mix(experts).cpu().numpy()
+            out[start : start + 256] = self._mix(experts).cpu().numpy()
         return out
 
     @torch.no_grad()
@@ -497,10 +569,15 @@ class FusionRecommender(ExpertScoring, Recommender):
         experts = self._expert_z(binary_rows(fitted(self.seen)[[row]]))
         items_t = torch.as_tensor(index, device=self.device)
         scores, weights, shares = self._mix(experts, with_parts=True, items=items_t)
-        out = {"modalities": self.modalities, "items": [str(item_ids[i]) for i in index],
-               "score": scores[0].cpu().numpy(), "present": fitted(self._present)[items_t].cpu().numpy(),
-               "user_weights": gate.user_weights(experts.evidence, experts.length)[0].cpu().numpy(),
-               "attention": None, "shares": None}
+        out = {
+            "modalities": self.modalities,
+            "items": [str(item_ids[i]) for i in index],
+            "score": scores[0].cpu().numpy(),
+            "present": fitted(self._present)[items_t].cpu().numpy(),
+            "user_weights": gate.user_weights(experts.evidence, experts.length)[0].cpu().numpy(),
+            "attention": None,
+            "shares": None,
+        }
         if weights is not None:
             out["attention"] = weights[0].cpu().numpy()
             out["shares"] = shares[0].cpu().numpy()
@@ -526,8 +603,9 @@ class FusionRecommender(ExpertScoring, Recommender):
         """Per-item modality weights ``[len(users), len(items), M]`` (0 where an item lacks a modality): the
         ``w[u, i, m]`` the scores are mixed with (:meth:`ExpertGate.item_weights`, the same call as scoring),
         so the Attention page shows what ranked each item, item-level modulation included."""
-        index = torch.as_tensor(np.arange(self.n_items) if items is None else np.asarray(items, dtype=np.int64),
-                                device=self.device)
+        index = torch.as_tensor(
+            np.arange(self.n_items) if items is None else np.asarray(items, dtype=np.int64), device=self.device
+        )
         rows = np.asarray(users, dtype=np.int64)
         mixer = fitted(self.gate)
         gate = torch.as_tensor(self.user_modality_weights(rows), device=self.device, dtype=torch.float32)
@@ -571,11 +649,13 @@ class FusionRecommender(ExpertScoring, Recommender):
 
         self.device = select_device(self.config.get("device", "auto"))
         present = state["present"].astype(bool)
-        self._modalities = [m for m in MODALITIES if m in self.config["modalities"]
-                            and (m == "behaviour" or f"vectors.{m}" in state)]
+        self._modalities = [
+            m for m in MODALITIES if m in self.config["modalities"] and (m == "behaviour" or f"vectors.{m}" in state)
+        ]
         self._present = torch.as_tensor(present, device=self.device)
-        self._vectors = {m: torch.as_tensor(state[f"vectors.{m}"], device=self.device)
-                         for m in self._modalities if m != "behaviour"}
+        self._vectors = {
+            m: torch.as_tensor(state[f"vectors.{m}"], device=self.device) for m in self._modalities if m != "behaviour"
+        }
         self._centres = {m: torch.as_tensor(state[f"centre.{m}"], device=self.device) for m in self._vectors}
         self._popularity = torch.as_tensor(state["popularity"], device=self.device)
         self._popularity_z_all = torch.as_tensor(state["popularity_all"], device=self.device)
@@ -590,13 +670,21 @@ class FusionRecommender(ExpertScoring, Recommender):
                 self._behaviour_items = torch.as_tensor(state["behaviour.items"], device=self.device)
         elif "behaviour.indptr" in state:
             n = len(fitted(self.item_ids))  # load() restores the ids before the state
-            self._behaviour = sp.csr_matrix((state["behaviour.data"], state["behaviour.indices"],
-                                             state["behaviour.indptr"]), shape=(n, n))
+            self._behaviour = sp.csr_matrix(
+                (state["behaviour.data"], state["behaviour.indices"], state["behaviour.indptr"]), shape=(n, n)
+            )
         self._outside_behaviour = self._behaviour_outside_mask()
-        self._projections = {m: (torch.as_tensor(state[f"projection.{m}"], device=self.device),
-                                 torch.as_tensor(state[f"projection_vectors.{m}"], device=self.device))
-                             for m in self._vectors if f"projection.{m}" in state}
-        self.gate = ExpertGate(len(self._modalities), self.config["fusion"], self._modalities[0] == "behaviour"
-                               ).to(self.device)
-        self.gate.load_state_dict({k[len("gate."):]: torch.from_numpy(v.copy())
-                                   for k, v in state.items() if k.startswith("gate.")})
+        self._projections = {
+            m: (
+                torch.as_tensor(state[f"projection.{m}"], device=self.device),
+                torch.as_tensor(state[f"projection_vectors.{m}"], device=self.device),
+            )
+            for m in self._vectors
+            if f"projection.{m}" in state
+        }
+        self.gate = ExpertGate(len(self._modalities), self.config["fusion"], self._modalities[0] == "behaviour").to(
+            self.device
+        )
+        self.gate.load_state_dict(
+            {k[len("gate.") :]: torch.from_numpy(v.copy()) for k, v in state.items() if k.startswith("gate.")}
+        )

@@ -48,3 +48,10 @@ def test_readme_cli_commands_exist():
     text = (REPO_ROOT / "README.md").read_text()
     for name in re.findall(r"python -m recsys (\w+)", text):
         assert name in _COMMANDS, f"README mentions `python -m recsys {name}`, which does not exist"
+
+
+def test_ci_runs_lint_format_and_type_checks():
+    ci = (REPO_ROOT / ".ci" / "run").read_text().splitlines()
+    assert ".venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy" in ci
+    hooks = (REPO_ROOT / ".pre-commit-config.yaml").read_text()
+    assert "ruff check" in hooks and "ruff format --check" in hooks and "mypy" in hooks

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -11,14 +13,23 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 
-def run_cli(*args: str, workspace) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "recsys", *args, "--workspace", str(workspace)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def run_cli(*args: str, workspace, in_process: bool = True) -> subprocess.CompletedProcess:
+    """``python -m recsys ARGS --workspace WS``: by default ``recsys.cli.main`` in this process (an interpreter
+    start with torch costs seconds per call); ``in_process=False`` starts the real entry point."""
+    argv = [*args, "--workspace", str(workspace)]
+    if not in_process:
+        return subprocess.run(
+            [sys.executable, "-m", "recsys", *argv], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
+        )
+    from recsys.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as stop:  # argparse: --help, or a usage error
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
+    return subprocess.CompletedProcess(["recsys", *argv], code, out.getvalue(), err.getvalue())
 
 
 def last_json(stdout: str) -> dict:
@@ -26,7 +37,8 @@ def last_json(stdout: str) -> dict:
 
 
 def test_import_prints_counts_as_json(tmp_path, small_bundle):
-    done = run_cli("import", str(small_bundle), "--json", workspace=tmp_path / "ws")
+    # the real entry point (python -m recsys) once; the other tests call recsys.cli.main in process
+    done = run_cli("import", str(small_bundle), "--json", workspace=tmp_path / "ws", in_process=False)
     assert done.returncode == 0, done.stderr
     result = last_json(done.stdout)
     assert result["ok"] and result["imported"] and result["counts"]["items"] == 3

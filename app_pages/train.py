@@ -159,12 +159,16 @@ HANDLED = {
 FUSION_HANDLED = {"fusion", "loss", "epochs", "patience", "lr", "ease_l2", "popularity_prior", *SHARED_FUSION_OPTIONS}
 
 
+ACRONYMS = {"ease": "EASE", "l2": "L2", "knn": "KNN", "bpr": "BPR", "lightgcn": "LightGCN"}
+
+
 def generic_field(name: str, cls: type = RunConfig, prefix: str = "") -> Any:
     """A widget for an option of the config dataclass ``cls`` (RunConfig, FusionConfig, a baseline's), typed
     by its annotation, with the field's help text."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kind, default = field_types(cls)[name], field_default(fields[name])
-    label = name.replace("_", " ").capitalize()
+    words = name.replace("_", " ").capitalize().split(" ")
+    label = " ".join(ACRONYMS.get(w.lower(), w) for w in words)  # "EASE L2 grid", not "Ease l2 grid"
     key = f"train_opt_{prefix}{name}"
     help_text = helptext(name, fields)
     if typing.get_origin(kind) is typing.Literal:

@@ -364,7 +364,7 @@ def run_rankings(
     time: train items and valid items."""
     from ..models import Recommender, get_model
     from ..train.data import preflight, prepare_data, resolve_protocol
-    from ..train.run import RunConfig
+    from ..train.run import RunConfig, run_item_features
 
     say = progress or (lambda message: None)
     if k < 1:
@@ -391,20 +391,8 @@ def run_rankings(
     use_saved = (saved / "config.json").is_file() and "final_model" not in metrics and metrics.get("model")
     features = None
     if not use_saved and config.needs_content():
-        from ..features.extract import extract_item_features
-
         say("extracting (or reading cached) item features")
-        modalities = tuple(m for m in ("text", "image", "attributes") if m in config.modalities)
-        features = extract_item_features(
-            bundle.items,
-            bundle.schema.items,
-            bundle.root,
-            workspace.features_dir,
-            text_encoder=config.text_encoder,
-            image_encoder=config.image_encoder,
-            modalities=modalities,
-            device=config.device,
-        )
+        features = run_item_features(workspace, bundle, config)
     say(f"rebuilding the {protocol} split")
     prepared = prepare_data(
         bundle.interactions,

@@ -787,10 +787,8 @@ def _extract_features(
     log: ProgressLog,
     progress: Callable[[str, int, int], None] | None,
 ) -> Any:
-    from ..features.extract import extract_item_features
-
-    modalities = tuple(m for m in ("text", "image", "attributes") if m in config.modalities)
-    log.write("stage", stage="features", modalities=list(modalities))
+    modalities = [m for m in ("text", "image", "attributes") if m in config.modalities]
+    log.write("stage", stage="features", modalities=modalities)
 
     def report(stage: str, done: int, total: int) -> None:
         if done >= total:  # the last count always lands (steps are otherwise written at most once a second)
@@ -801,19 +799,29 @@ def _extract_features(
             progress(stage, done, total)
         stopping.check(f"{stage} feature extraction")  # per batch; the cache keeps only finished encoders
 
-    features = extract_item_features(
+    features = run_item_features(workspace, bundle, config, progress=report)
+    log.write("stage", stage="features_done", timings=features.timings)
+    return features
+
+
+def run_item_features(
+    workspace: Workspace, bundle: Any, config: RunConfig, progress: Callable[[str, int, int], None] | None = None
+) -> Any:
+    """The item features a run with ``config`` uses: its content modalities through its encoders, from the
+    workspace's cache when extracted before (the run itself, and whatever rebuilds a run's data later)."""
+    from ..features.extract import extract_item_features
+
+    return extract_item_features(
         bundle.items,
         bundle.schema.items,
         bundle.root,
         workspace.features_dir,
         text_encoder=config.text_encoder,
         image_encoder=config.image_encoder,
-        modalities=modalities,
+        modalities=tuple(m for m in ("text", "image", "attributes") if m in config.modalities),
         device=config.device,
-        progress=report,
+        progress=progress,
     )
-    log.write("stage", stage="features_done", timings=features.timings)
-    return features
 
 
 def list_runs(workspace: Workspace, read_state: Callable[[Path], dict[str, Any]] | None = None) -> list[RunRecord]:

@@ -72,19 +72,12 @@ def launch_config_path(workspace_or_runs: Workspace | Path, run_id: str) -> Path
 def training_command(workspace: Workspace, config_file: str | Path, run_id: str) -> list[str]:
     """The command line of a run: ``python -m recsys train --config FILE``, the run's configuration being the
     file (:meth:`RunConfig.to_dict`, as the run's config.json will hold it), not flags."""
-    return [
-        sys.executable,
-        "-m",
-        "recsys",
-        "train",
-        "--quiet",
-        "--workspace",
-        str(workspace.root),
-        "--run-id",
-        run_id,
-        "--config",
-        str(config_file),
-    ]
+    return _train_argv(workspace, "--run-id", run_id, "--config", str(config_file))
+
+
+def _train_argv(workspace: Workspace, *arguments: str) -> list[str]:
+    """``python -m recsys train --quiet --workspace WS ARGUMENTS`` with this interpreter."""
+    return [sys.executable, "-m", "recsys", "train", "--quiet", "--workspace", str(workspace.root), *arguments]
 
 
 def _spawn(workspace: Workspace, run_id: str, command: list[str]) -> int:
@@ -176,19 +169,7 @@ def resume_run(workspace: Workspace, run_id: str, force: bool = False) -> str:
         raise RunFinishedError(
             f"run {run_id} has finished; use --force to train it again", {"reason": "finished", "run_id": run_id}
         )
-    command = [
-        sys.executable,
-        "-m",
-        "recsys",
-        "train",
-        "--quiet",
-        "--workspace",
-        str(workspace.root),
-        "--resume",
-        run_id,
-        *(["--force"] if force else []),
-    ]
-    _spawn(workspace, run_id, command)
+    _spawn(workspace, run_id, _train_argv(workspace, "--resume", run_id, *(["--force"] if force else [])))
     return run_id
 
 

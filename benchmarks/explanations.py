@@ -87,15 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  largest share = {modality:<11} {part['pairs']:>6} pairs, rate {part['rate']:.1%}")
 
     # 2. examples
-    schema = bundle.schema
-    context = ExplainContext(
-        model,
-        bundle.items,
-        schema.items,
-        separator=schema.multi_label_separator,
-        interactions=bundle.interactions,
-        rating_column=schema.rating_column,
-    )
+    context = ExplainContext.from_bundle(model, bundle)
     examples = []
     for row in (0, model.n_users // 2, model.n_users - 1):
         item, _ = model.recommend(row, k=1)[0]
@@ -107,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     # 3. cold start (P1 cold protocol)
     features = extract_item_features(
         bundle.items,
-        schema.items,
+        bundle.schema.items,
         bundle.root,
         workspace.features_dir,
         text_encoder=config["text_encoder"],

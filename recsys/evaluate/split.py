@@ -82,17 +82,18 @@ def _item_hashes(items: pd.Series) -> np.ndarray:
     return _mix64(table[codes])
 
 
-def _history_fingerprints(base: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """For rows sorted by user: (each row's item hash, its user's fingerprint). The fingerprint is the wrapping
-    sum of the user's item hashes, so it names the user's set of items whatever the user is called."""
+def _history_fingerprints(base: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For rows sorted by user: each row's item hash, its user's fingerprint and its user's code (users in
+    sorted order), and where each user's rows start. The fingerprint is the wrapping sum of the user's item
+    hashes, so it names the user's set of items whatever the user is called."""
     item_hash = _item_hashes(base[ITEM])
     user_codes = pd.factorize(base[USER], sort=True)[0]
+    starts = np.flatnonzero(np.r_[True, user_codes[1:] != user_codes[:-1]]) if len(base) else np.zeros(0, np.int64)
     if len(base) == 0:
-        return item_hash, item_hash
-    starts = np.flatnonzero(np.r_[True, user_codes[1:] != user_codes[:-1]])
+        return item_hash, item_hash, user_codes, starts
     with np.errstate(over="ignore"):
         per_user = np.add.reduceat(item_hash, starts)
-    return item_hash, per_user[user_codes]
+    return item_hash, per_user[user_codes], user_codes, starts
 
 
 def users_in_history_order(df: pd.DataFrame) -> np.ndarray:
@@ -103,11 +104,9 @@ def users_in_history_order(df: pd.DataFrame) -> np.ndarray:
     same model. Users with the same set of items have identical rows, so their relative order is moot."""
     _check_columns(df, USER, ITEM)
     base = df[[USER, ITEM]].sort_values([USER, ITEM], kind="stable").reset_index(drop=True)
-    _, fingerprint = _history_fingerprints(base)
-    first: np.ndarray | list[int]
-    first = np.flatnonzero(np.r_[True, base[USER].to_numpy()[1:] != base[USER].to_numpy()[:-1]]) if len(base) else []
-    users = base[USER].to_numpy()[first]
-    return users[np.lexsort((users.astype(str), fingerprint[first]))]
+    _, fingerprint, _, starts = _history_fingerprints(base)
+    users = base[USER].to_numpy()[starts]
+    return users[np.lexsort((users.astype(str), fingerprint[starts]))]
 
 
 def _shuffled_by_user(df: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -118,10 +117,9 @@ def _shuffled_by_user(df: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, np.nda
     the user's set of items, never by the user's id (see the module's note).
     """
     base = df.sort_values([USER, ITEM], kind="stable").reset_index(drop=True)
-    item_hash, fingerprint = _history_fingerprints(base)
+    item_hash, fingerprint, user_codes, _ = _history_fingerprints(base)
     with np.errstate(over="ignore"):
         keys = _mix64(fingerprint ^ _mix64(item_hash ^ (np.uint64(int(seed) % 2**64) * _SEED_STEP)))
-    user_codes = pd.factorize(base[USER], sort=True)[0]
     order = np.lexsort((keys, user_codes))  # by user, then by random key (stable: duplicates keep their order)
     shuffled = base.iloc[order].reset_index(drop=True)
     codes = pd.Series(user_codes[order])

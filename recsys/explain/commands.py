@@ -40,15 +40,7 @@ def _context(model: Any, bundle: Any) -> Any:
         import pandas as pd
 
         return ExplainContext(model, pd.DataFrame({"item_id": np.asarray(model.item_ids).astype(str)}), {})
-    schema = bundle.schema
-    return ExplainContext(
-        model,
-        bundle.items,
-        schema.items,
-        separator=schema.multi_label_separator,
-        interactions=bundle.interactions,
-        rating_column=schema.rating_column,
-    )
+    return ExplainContext.from_bundle(model, bundle)
 
 
 def explanations_for(model: Any, bundle: Any, user: str, item_ids: list[str], k_history: int = 3) -> list[dict]:

@@ -132,6 +132,20 @@ def _salient_tokens(text: str) -> list[str]:
 class ExplainContext:
     """Per (model, catalogue) state shared by many explanations: labels, TF-IDF, bands, popularity."""
 
+    @classmethod
+    def from_bundle(cls, model: Any, bundle: Any) -> ExplainContext:
+        """The context of a stored dataset (:class:`recsys.data.bundle.Bundle`): its items, roles, separator,
+        interactions and rating column."""
+        schema = bundle.schema
+        return cls(
+            model,
+            bundle.items,
+            schema.items,
+            separator=schema.multi_label_separator,
+            interactions=bundle.interactions,
+            rating_column=schema.rating_column,
+        )
+
     def __init__(
         self,
         model: Any,

@@ -71,6 +71,28 @@ def evaluate(model_score, prepared) -> dict[str, float]:
     return {**{k: test[k] for k in ("recall@10", "recall@20", "ndcg@10", "ndcg@20")}, "valid_ndcg@20": valid["ndcg@20"]}
 
 
+def per_user_test_ndcg(model_score, prepared, k: int = 20) -> np.ndarray:
+    """NDCG@k of every user with test items (same masking as :func:`evaluate`: train and valid hidden)."""
+    from recsys.evaluate.metrics import ndcg_at_k
+    from recsys.topk import topk_from_scores
+
+    data = prepared.data
+    users = np.flatnonzero(np.diff(sp.csr_matrix(prepared.test).indptr) > 0)
+    exclude = sp.csr_matrix(data.train)[users] + sp.csr_matrix(prepared.valid)[users]
+    top = topk_from_scores(model_score(users), k, exclude=exclude)
+    return np.asarray(ndcg_at_k(top, sp.csr_matrix(prepared.test)[users], k), dtype=np.float64)
+
+
+def paired_ratio_interval(ours: np.ndarray, theirs: np.ndarray, resamples: int = 2000, seed: int = 0) -> dict:
+    """95 % paired bootstrap interval (users resampled) of mean(ours) / mean(theirs), and the share of
+    resamples in which ours is ahead: how much of a ratio is the test split's luck."""
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(ours), size=(resamples, len(ours)))
+    ratios = ours[index].mean(axis=1) / np.maximum(theirs[index].mean(axis=1), 1e-12)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return {"low": float(low), "high": float(high), "ours_ahead": float((ratios > 1).mean()), "users": len(ours)}
+
+
 def fit_ours(name: str, prepared, **config) -> tuple[Any, float]:
     model = get_model(name, **config)
     started = time.perf_counter()
@@ -246,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         print(name, rows[name], flush=True)
     speed["fusion_fit_over_ease_fit"] = rows["fusion"]["fit_s"] / rows["ease"]["fit_s"]
     ratio_to_ease = rows["fusion"]["ndcg@20"] / rows["ease"]["ndcg@20"]
+    ratio_interval = paired_ratio_interval(
+        per_user_test_ndcg(fusion.score, prepared), per_user_test_ndcg(fitted["ease"].score, prepared)
+    )
 
     peers: dict[str, dict[str, Any]] = {}
     if not args.skip_peers:
@@ -303,7 +328,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\ncold start (10 % of items held out; ranking only those)")
         for name, r in cold.items():
             print(f"{name:<28} recall@20 {r['recall@20']:.4f}  ndcg@20 {r['ndcg@20']:.4f}")
-    print(f"\nfusion test NDCG@20 / EASE (L2 {rows['ease'].get('l2')}, chosen on valid) = {ratio_to_ease:.3f}")
+    print(
+        f"\nfusion test NDCG@20 / EASE (L2 {rows['ease'].get('l2')}, chosen on valid) = {ratio_to_ease:.3f} "
+        f"(95 % paired bootstrap over {ratio_interval['users']} test users: {ratio_interval['low']:.3f}-"
+        f"{ratio_interval['high']:.3f}; fusion ahead in {ratio_interval['ours_ahead']:.0%} of resamples)"
+    )
     if ratio is not None:
         print(f"fusion test NDCG@20 / best peer ({best_peer}) = {ratio:.3f}")
     print("speed:", {k: round(v, 2) for k, v in speed.items()})
@@ -318,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                     "speed": speed,
                     "new_users": new_users,
                     "ratio_to_ease": ratio_to_ease,
+                    "ratio_to_ease_interval": ratio_interval,
                     "best_peer": best_peer,
                     "ratio_to_best_peer": ratio,
                     "split": prepared.summary,

@@ -10,17 +10,20 @@
 ties at the k-th value resolved as ``argpartition`` leaves them; :func:`by_score` orders a set of indices by
 score, ties by the lower index. Neighbour lists (item-kNN, cosine neighbours) and candidate pools use these:
 their results were fitted and checked with exactly this pick.
+
+:func:`places_in_rows` says where chosen entries fall among their row's values (a rank without building the
+rank permutation): the fusion model's rank-weighted loss and its history evidence use it.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["top_k_rows", "topk_from_scores", "k_largest", "by_score"]
+__all__ = ["top_k_rows", "topk_from_scores", "k_largest", "by_score", "places_in_rows"]
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,3 +121,27 @@ def topk_from_scores(scores: Any, k: int, exclude: Any = None) -> np.ndarray:
     top_scores = np.take_along_axis(s, order, axis=1)
     out[:, :kk] = np.where(np.isneginf(top_scores), -1, order)
     return out
+
+
+def places_in_rows(scores: Any, chosen: Any, side: Literal["left", "right"]) -> Any:
+    """``[B, N]`` float tensor: for each non-zero entry of ``chosen``, how many entries of its row of ``scores``
+    are strictly lower (``side="left"``) or at most equal (``side="right"``); 0 elsewhere. ``N - places(right)``
+    is the 0-based rank from the top, ties sharing the best.
+
+    On a CPU the rows are sorted by NumPy (a vectorised sort, several times torch's argsort) and each chosen
+    entry is placed by binary search; on an accelerator by torch's sort and searchsorted."""
+    import torch
+
+    if scores.device.type != "cpu":
+        ordered_rows = torch.sort(scores, dim=1).values
+        places = torch.searchsorted(ordered_rows, scores.contiguous(), right=side == "right")
+        return places.float() * (chosen != 0)
+    values: np.ndarray = scores.detach().numpy()
+    ordered = np.sort(values, axis=1)
+    out = np.zeros(values.shape, np.float32)
+    rows, columns = np.nonzero(chosen.detach().numpy())
+    starts = np.searchsorted(rows, np.arange(values.shape[0] + 1))
+    for row in np.flatnonzero(np.diff(starts)):
+        cols = columns[starts[row] : starts[row + 1]]
+        out[row, cols] = np.searchsorted(ordered[row], values[row, cols], side=side)
+    return torch.from_numpy(out)

@@ -204,7 +204,7 @@ def dominant_modality(weights: np.ndarray, modalities: Sequence[str]) -> np.ndar
     return np.asarray(modalities, dtype=object)[centred.argmax(axis=1)]
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+def spearman_rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
     if len(ra) < 3 or ra.std() == 0 or rb.std() == 0:
         return float("nan")
@@ -238,6 +238,8 @@ def segment_recovery(weights_frame: pd.DataFrame, truth: pd.DataFrame, modalitie
             if (expected == modality).any()
         },
         "spearman": {
-            m: _spearman(merged[m].to_numpy(), merged[f"w_{m}"].to_numpy()) for m in shared if f"w_{m}" in merged
+            m: spearman_rank_correlation(merged[m].to_numpy(), merged[f"w_{m}"].to_numpy())
+            for m in shared
+            if f"w_{m}" in merged
         },
     }

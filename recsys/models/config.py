@@ -134,6 +134,11 @@ class FusionConfig(_Config):
         "ridge of the map from a modality's vectors to the behaviour expert's "
         "weights that orders items outside it (0: plain cosine for them too)",
     )
+    content_max_dim: int = option(
+        512,
+        "a content modality wider than this (e.g. thousands of tags) is reduced to its leading principal "
+        "directions first (0: never)",
+    )
     seed: int = option(2026, "random seed")
     device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
 

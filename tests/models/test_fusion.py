@@ -288,3 +288,27 @@ def test_batch_export_shares_add_up_to_the_score(any_trained, tmp_path):
     mine = frame[frame["user_id"] == user]
     parts = model.explain_scores(user, list(mine["item_id"]))
     np.testing.assert_allclose(mine[columns].to_numpy(), parts["shares"], atol=1e-6)
+
+
+def test_a_modality_wider_than_content_max_dim_is_reduced_and_keeps_its_query_space(demo_template, tmp_path):
+    """content_max_dim below the features' widths: every content modality is held on its principal
+    directions, the text query path still compares in the encoder's own space, and save/load is exact."""
+    from recsys.explain.coldstart import query_similarities
+    from recsys.train.run import RunConfig, run_item_features
+
+    workspace = Workspace(demo_template)
+    bundle = workspace.load_dataset("demo")
+    features = run_item_features(workspace, bundle, RunConfig(dataset="demo", text_encoder="tfidf"))
+    prepared = prepare_data(
+        bundle.interactions, item_features=features, catalogue_ids=bundle.items["item_id"].to_numpy(str)
+    )
+    model = FusionRecommender(epochs=2, content_max_dim=16, device="cpu").fit(prepared.data)
+    for modality in ("text", "image", "attributes"):
+        assert model._vectors[modality].shape[1] == 16
+    vectors, present, centre = model.modality_vectors("text")
+    assert vectors.shape[1] == centre.shape[0] == features.text.shape[1] > 16
+    similarities = query_similarities(model, features.text[np.flatnonzero(present)[0]])
+    assert np.isfinite(similarities[present]).all() and np.argmax(similarities) == np.flatnonzero(present)[0]
+    model.save(tmp_path / "model")
+    loaded = Recommender.load(tmp_path / "model")
+    np.testing.assert_allclose(loaded.score(np.arange(5)), model.score(np.arange(5)), rtol=1e-5, atol=1e-5)

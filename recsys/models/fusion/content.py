@@ -83,9 +83,10 @@ class ContentArrays:
             buckets,
         )
 
-    def attribute_matrix(self) -> np.ndarray | None:
-        """One row per item: IDF-weighted one-hots of the categorical values, the multi-label shares and
-        the standardised numbers, each block weighted equally."""
+    def attribute_matrix(self) -> sp.csr_matrix | None:
+        """One sparse row per item: IDF-weighted one-hots of the categorical values, the multi-label shares
+        and the standardised numbers, each block weighted equally. Sparse because tags make it wide (5,722
+        columns on movielens, 0.06 % of them non-zero); :func:`content_unit_rows` decides how it is used."""
         if self.attr_mask is None:
             return None
         n = len(self.attr_mask)
@@ -100,14 +101,13 @@ class ContentArrays:
             blocks.append(onehot)
         if self.multi is not None:
             blocks.append(sp.csr_matrix(self.multi > 0, dtype=np.float32))
-        weighted = []
+        weighted: list[Any] = []
         for block in blocks:
             df = np.asarray(block.sum(axis=0)).ravel()
             idf = np.where(df > 0, np.log((1 + n) / (1 + df)) + 1.0, 0.0).astype(np.float32)
             block = (block @ sp.diags(idf)).tocsr()
             norms = np.sqrt(np.asarray(block.multiply(block).sum(axis=1)).ravel())
-            weighted.append(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ block)
-        dense = [np.asarray(b.toarray(), np.float32) for b in weighted if b.shape[1] <= 20_000]
+            weighted.append(sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ block, dtype=np.float32))
         if self.numeric_buckets is not None:
             # quantile buckets with a soft neighbourhood: a price in the next bucket is still close
             for column in self.numeric_buckets.T:
@@ -117,16 +117,68 @@ class ContentArrays:
                 soft = np.exp(-np.abs(column[:, None] - levels[None, :]).astype(np.float32))
                 soft[column == 0] = 0.0
                 norms = np.linalg.norm(soft, axis=1, keepdims=True)
-                dense.append((soft / np.maximum(norms, 1e-12)).astype(np.float32))
+                weighted.append(sp.csr_matrix((soft / np.maximum(norms, 1e-12)).astype(np.float32)))
         elif self.numeric is not None:
             values = self.numeric.astype(np.float64)
             std = values.std(axis=0)
             standard = np.where(std > 0, (values - values.mean(axis=0)) / np.where(std > 0, std, 1), 0.0)
             norms = np.linalg.norm(standard, axis=1, keepdims=True)
-            dense.append((standard / np.maximum(norms, 1e-12)).astype(np.float32))
-        if not dense:
+            weighted.append(sp.csr_matrix((standard / np.maximum(norms, 1e-12)).astype(np.float32)))
+        if not weighted:
             return None
-        return np.concatenate(dense, axis=1)
+        return sp.hstack(weighted, format="csr", dtype=np.float32)
+
+
+def content_unit_rows(
+    matrix: np.ndarray | sp.spmatrix, present: np.ndarray, max_dim: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(vectors [N, d], centre [D], basis [D, d] or None)``: a modality's rows centred on the catalogue's
+    mean ``centre`` and scaled to unit length (:func:`centred_unit_rows`). A modality wider than ``max_dim``
+    (tags: thousands of sparse columns) is expressed on its ``max_dim`` leading principal directions
+    ``basis`` instead (:func:`principal_rows`, rows scaled back to unit length), so every expert product
+    costs ``max_dim`` per item, not the width; ``(raw - centre) @ basis`` maps a raw row there."""
+    if matrix.shape[1] <= max_dim or max_dim <= 0 or int(present.sum()) <= max_dim:
+        dense = sp.csr_matrix(matrix).toarray() if sp.issparse(matrix) else np.asarray(matrix)
+        return centred_unit_rows(dense, present), centre(dense, present), None
+    coordinates, basis, mean = principal_rows(matrix, present, max_dim, seed)
+    norms = np.linalg.norm(coordinates, axis=1, keepdims=True)
+    return (coordinates / np.maximum(norms, 1e-12)).astype(np.float32), mean, basis
+
+
+def principal_rows(
+    matrix: np.ndarray | sp.spmatrix, present: np.ndarray, rank: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(coordinates [N, rank], basis [D, rank], mean [D])``: the present rows centred on their ``mean`` and
+    scaled to unit length, on their ``rank`` leading principal directions ``basis`` (absent rows 0). A
+    randomized SVD (Halko et al., two power iterations) that never densifies a sparse matrix: the centring
+    and scaling are applied implicitly."""
+    rows = np.flatnonzero(present)
+    x: Any = (
+        sp.csr_matrix(matrix, dtype=np.float32)[rows] if sp.issparse(matrix) else np.asarray(matrix, np.float32)[rows]
+    )
+    mean = np.asarray(x.mean(axis=0), np.float32).ravel()
+    squared = np.asarray(x.multiply(x).sum(axis=1) if sp.issparse(x) else (x * x).sum(axis=1)).ravel()
+    # ||x - mean||^2 = ||x||^2 - 2 x.mean + ||mean||^2
+    norms = np.sqrt(np.maximum(squared - 2.0 * np.asarray(x @ mean).ravel() + float(mean @ mean), 1e-24))
+    scale = (1.0 / norms).astype(np.float32)
+
+    def times(block: np.ndarray) -> np.ndarray:  # A @ block, A = diag(scale) (x - 1 mean^T)
+        return scale[:, None] * (np.asarray(x @ block) - (mean @ block)[None, :])
+
+    def transposed_times(block: np.ndarray) -> np.ndarray:  # A^T @ block
+        weighted = scale[:, None] * block
+        return np.asarray(x.T @ weighted) - np.outer(mean, weighted.sum(axis=0))
+
+    oversampled = min(rank + 16, min(x.shape))
+    sketch = times(np.random.default_rng(seed).standard_normal((x.shape[1], oversampled)).astype(np.float32))
+    for _ in range(2):
+        sketch = times(transposed_times(np.linalg.qr(sketch)[0]))
+    sketch = np.linalg.qr(sketch)[0]  # [n, q], orthonormal
+    _, values, right = np.linalg.svd(transposed_times(sketch).T, full_matrices=False)  # of sketch^T A [q, D]
+    basis = np.ascontiguousarray(right[:rank].T, dtype=np.float32)  # [D, rank]
+    out = np.zeros((len(present), rank), np.float32)
+    out[rows] = times(basis)
+    return out, basis, mean
 
 
 def centre(matrix: np.ndarray, present: np.ndarray) -> np.ndarray:

@@ -17,11 +17,11 @@ import torch
 
 from ... import stopping
 from ...stopping import check
+from ...topk import places_in_rows
 from ..config import MODALITIES
 from .content import (
     ContentArrays,
-    centre,
-    centred_unit_rows,
+    content_unit_rows,
     cosine_neighbours,
     fit_projections,
     order_by_projection,
@@ -87,6 +87,7 @@ class ExpertScoring:
     _modalities: list[str]
     _vectors: dict[str, torch.Tensor]
     _centres: dict[str, torch.Tensor]
+    _bases: dict[str, torch.Tensor]  # content modality -> [D, d] principal directions (a wide modality only)
     # None until fit() or Recommender.load() sets them (read them through fitted())
     _present: torch.Tensor | None  # [N, M] bool
     _behaviour: torch.Tensor | sp.csr_matrix | None
@@ -110,7 +111,7 @@ class ExpertScoring:
             "attributes": (content.attribute_matrix(), content.attr_mask),
         }
         modalities, masks = [], []
-        self._vectors, self._centres = {}, {}
+        self._vectors, self._centres, self._bases = {}, {}, {}
         for modality in MODALITIES:
             if modality not in wanted:
                 continue
@@ -121,9 +122,14 @@ class ExpertScoring:
             matrix, mask = sources[modality]
             if matrix is None or mask is None or not np.asarray(mask).any():
                 continue
-            mask = np.asarray(mask, bool) & (np.abs(matrix).sum(axis=1) > 0)
-            self._vectors[modality] = torch.as_tensor(centred_unit_rows(matrix, mask), device=self.device)
-            self._centres[modality] = torch.as_tensor(centre(matrix, mask), device=self.device)
+            mask = np.asarray(mask, bool) & (np.asarray(abs(matrix).sum(axis=1)).ravel() > 0)
+            vectors, mean, basis = content_unit_rows(
+                matrix, mask, int(self.config["content_max_dim"]), int(self.config["seed"])
+            )
+            self._vectors[modality] = torch.as_tensor(vectors, device=self.device)
+            self._centres[modality] = torch.as_tensor(mean, device=self.device)
+            if basis is not None:
+                self._bases[modality] = torch.as_tensor(basis, device=self.device)
             modalities.append(modality)
             masks.append(mask)
         if not modalities:
@@ -216,8 +222,7 @@ class ExpertScoring:
                 # where each history item ranks among the warm items by the item-item score of the rest of
                 # the history (B has a zero diagonal, so this is leave-one-out), as an AUC in [-1, 1]; ranks
                 # are robust to the heavy tail of item-item scores
-                ordered = torch.sort(raw.masked_fill(~mask.unsqueeze(0), float("inf")), dim=1).values
-                position = torch.searchsorted(ordered.contiguous(), raw.contiguous()).float()
+                position = places_in_rows(raw.masked_fill(~mask.unsqueeze(0), float("inf")), counted, "left")
                 fit = ((2.0 * position / count - 1.0) * counted).sum(1) / n_counted.clamp(min=1)
             else:
                 # how coherent the history is in this modality: the mean pairwise cosine of its items

@@ -51,6 +51,7 @@ class FusionRecommender(ExpertScoring, Recommender):
         self._modalities = []
         self._vectors = {}  # content modality -> [N, D] centred unit rows
         self._centres = {}  # content modality -> the catalogue mean it was centred on
+        self._bases = {}  # content modality -> its principal directions [D, d], when it was reduced
         self._present = None  # [N, M] bool
         self._behaviour = None  # dense EASE B [A, A], or sparse neighbours
         self._behaviour_items = None  # the A items EASE covers (None: all)
@@ -93,8 +94,11 @@ class FusionRecommender(ExpertScoring, Recommender):
         if modality not in self._vectors:
             return None
         m = self._modalities.index(modality)
+        vectors = self._vectors[modality]
+        if modality in self._bases:  # reduced to principal directions: back in the features' own space
+            vectors = vectors @ self._bases[modality].T
         return (
-            self._vectors[modality].cpu().numpy(),
+            vectors.cpu().numpy(),
             fitted(self._present)[:, m].cpu().numpy().astype(bool),
             self._centres[modality].cpu().numpy(),
         )
@@ -625,6 +629,8 @@ class FusionRecommender(ExpertScoring, Recommender):
         for modality, vectors in self._vectors.items():
             state[f"vectors.{modality}"] = vectors.cpu().numpy()
             state[f"centre.{modality}"] = self._centres[modality].cpu().numpy()
+            if modality in self._bases:
+                state[f"basis.{modality}"] = self._bases[modality].cpu().numpy()
         state["present"] = fitted(self._present).cpu().numpy().astype(np.uint8)
         state["popularity"] = fitted(self._popularity).cpu().numpy()
         state["popularity_all"] = fitted(self._popularity_z_all).cpu().numpy()
@@ -657,6 +663,9 @@ class FusionRecommender(ExpertScoring, Recommender):
             m: torch.as_tensor(state[f"vectors.{m}"], device=self.device) for m in self._modalities if m != "behaviour"
         }
         self._centres = {m: torch.as_tensor(state[f"centre.{m}"], device=self.device) for m in self._vectors}
+        self._bases = {
+            m: torch.as_tensor(state[f"basis.{m}"], device=self.device) for m in self._vectors if f"basis.{m}" in state
+        }
         self._popularity = torch.as_tensor(state["popularity"], device=self.device)
         self._popularity_z_all = torch.as_tensor(state["popularity_all"], device=self.device)
         stats = torch.as_tensor(state["evidence_stats"], device=self.device)

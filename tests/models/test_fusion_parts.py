@@ -1,0 +1,75 @@
+"""The fusion model's numerical parts: the rank placement of the loss and evidence, and the principal
+reduction of wide content modalities."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from recsys.models.fusion.content import centred_unit_rows, content_unit_rows, principal_rows
+from recsys.models.fusion.losses import rank_discount, ranks
+from recsys.topk import places_in_rows
+
+
+def test_places_in_rows_give_the_ranks_of_the_chosen_entries():
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn(16, 500, generator=generator)
+    scores[:, :20] = float("-inf")  # masked items (the visible history) sit at the bottom
+    chosen = (torch.rand(16, 500, generator=generator) < 0.05) & (torch.arange(500) >= 20)
+    from_top = scores.shape[1] - places_in_rows(scores, chosen, "right")
+    assert torch.equal(from_top * chosen, ranks(scores) * chosen)
+    below = places_in_rows(scores, chosen, "left")
+    assert torch.equal(below, (scores.shape[1] - 1 - ranks(scores)) * chosen)
+    assert float(below[~chosen].abs().sum()) == 0.0
+
+
+def test_places_in_rows_ties_share_the_best_rank():
+    scores = torch.tensor([[3.0, 1.0, 3.0, 2.0, 3.0]])
+    chosen = torch.tensor([[1, 1, 1, 1, 0]])
+    from_top = scores.shape[1] - places_in_rows(scores, chosen, "right")
+    assert from_top.tolist() == [[0.0, 4.0, 0.0, 3.0, 5.0]]  # the unchosen entry is not placed
+    weights = rank_discount(scores, chosen.float())
+    assert weights[0, 0] == weights[0, 2] == 1.0 and weights[0, 4] == 0.0
+
+
+def test_principal_rows_are_exact_when_the_modality_has_low_rank():
+    rng = np.random.default_rng(0)
+    low_rank = rng.standard_normal((300, 10)) @ rng.standard_normal((10, 1500))
+    present = np.ones(300, bool)
+    present[:15] = False  # items without the modality stay zero
+    matrix = sp.csr_matrix(np.where(present[:, None], low_rank, 0.0).astype(np.float32))
+    exact = centred_unit_rows(matrix.toarray(), present)
+    reduced, _, _ = content_unit_rows(matrix, present, max_dim=32, seed=1)
+    assert reduced.shape == (300, 32)
+    assert np.allclose(reduced[~present], 0.0)
+    assert np.allclose(reduced @ reduced.T, exact @ exact.T, atol=1e-3)
+
+
+def test_principal_rows_keep_the_themes_of_a_wide_sparse_modality():
+    """Tag-like rows (a few of thousands of tags, each tag owned by one of 12 themes): reduced to 64
+    coordinates, every item's nearest other item is still one of its own theme."""
+    rng = np.random.default_rng(0)
+    n, width, themes = 600, 3000, 12
+    theme = rng.integers(0, themes, n)
+    per_theme = width // themes
+    rows = np.repeat(np.arange(n), 4)
+    cols = np.concatenate([t * per_theme + rng.choice(per_theme, 4, replace=False) for t in theme])
+    matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, width))
+    present = np.ones(n, bool)
+    reduced, _, _ = content_unit_rows(matrix, present, max_dim=64, seed=1)
+    similarity = reduced @ reduced.T
+    np.fill_diagonal(similarity, -np.inf)
+    assert (theme[similarity.argmax(axis=1)] == theme).mean() > 0.95
+
+
+def test_narrow_modalities_are_not_reduced():
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((200, 40)).astype(np.float32)
+    present = np.ones(200, bool)
+    vectors, mean, basis = content_unit_rows(matrix, present, max_dim=64, seed=0)
+    assert basis is None
+    assert np.array_equal(vectors, centred_unit_rows(matrix, present))
+    assert np.allclose(mean, matrix.mean(axis=0), atol=1e-6)
+    coordinates, basis, _ = principal_rows(matrix, present, 8, seed=0)
+    assert coordinates.shape == (200, 8) and basis.shape == (40, 8)

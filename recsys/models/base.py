@@ -117,6 +117,20 @@ class TrainData:
 Filter = Callable[[np.ndarray], np.ndarray]  # item indices -> bool keep-mask
 
 
+@dataclass(frozen=True)
+class RetrievalVectors:
+    """A model's score as an inner product, for an ANN retrieval stage (:mod:`recsys.retrieval`).
+
+    ``score(u, i) == users(u) . items[i]`` (up to float rounding) for every item ``i`` with ``indexed[i]``;
+    the model ranks the other items (e.g. cold items of a collaborative model) below every indexed one, so
+    the index holds only the indexed items. ``users`` maps user rows to vectors ``[n, D]`` on demand (a
+    content profile is computed from the history, not stored for every user)."""
+
+    items: np.ndarray  # float32 [n_items, D]
+    users: Callable[[np.ndarray], np.ndarray]  # user rows -> float32 [n, D]
+    indexed: np.ndarray | None = None  # bool [n_items]; None: every item
+
+
 class Recommender(ABC):
     """Base class. Subclasses set ``name`` and implement ``fit`` and ``score`` (and state I/O)."""
 
@@ -132,6 +146,7 @@ class Recommender(ABC):
         self.item_ids: np.ndarray | None = None
         self.seen: sp.csr_matrix | None = None  # training interactions, masked in recommend()
         self.fit_seconds: float | None = None
+        self.retrieval: Any = None  # a recsys.retrieval.RetrievalIndex that recommend() goes through, or None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -189,6 +204,26 @@ class Recommender(ABC):
         vectors = svd_item_vectors(self.seen, 32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+    def retrieval_vectors(self) -> RetrievalVectors | None:
+        """The score as a user . item inner product (:class:`RetrievalVectors`), for the ANN retrieval stage;
+        ``None`` (the default) when the score is not one. Only models whose score *is* that product say so."""
+        return None
+
+    def score_items(self, user: int, items: np.ndarray) -> np.ndarray:
+        """Scores ``float64 [len(items)]`` of one user row for the item indices ``items``: exactly what
+        ``score`` gives them (the re-scoring of retrieved candidates). The default scores the whole row."""
+        return np.asarray(self.score(np.array([user]))[0], dtype=np.float64)[np.asarray(items, dtype=np.int64)]
+
+    def use_retrieval(self, config: Any = None) -> Any:
+        """Build an ANN index over :meth:`retrieval_vectors` (``config``: a
+        :class:`recsys.retrieval.RetrievalConfig`) and make :meth:`recommend` retrieve through it; returns the
+        :class:`recsys.retrieval.RetrievalIndex`. ``ValueError`` for a model without retrieval vectors,
+        ``ImportError`` (saying what to install) without faiss. ``model.retrieval = None`` turns it off."""
+        from ..retrieval import RetrievalIndex
+
+        self.retrieval = RetrievalIndex.build(self, config)
+        return self.retrieval
 
     # ------------------------------------------------------------------ shared behaviour
     def _remember(self, data: TrainData) -> None:
@@ -248,8 +283,12 @@ class Recommender(ABC):
         from .rerank import select_top
 
         row = self.user_index(user)
-        scores = np.asarray(self.score(np.array([row]))[0], dtype=np.float64)
         keep = self._keep_mask(row, exclude_seen, filters, candidates)
+        if self.retrieval is not None:  # the ANN stage, then exact scores of its candidates; None: too few of them
+            found = self.retrieval.recommend(self, row, k, keep, diversity, item_vectors, groups, exposure)
+            if found is not None:
+                return found
+        scores = np.asarray(self.score(np.array([row]))[0], dtype=np.float64)
         if diversity > 0 and item_vectors is None:
             item_vectors = self.item_embeddings()
         top = select_top(scores, k, keep, diversity, item_vectors, groups, exposure)
@@ -412,6 +451,7 @@ def batched_scores(
 __all__ = [
     "TrainData",
     "Recommender",
+    "RetrievalVectors",
     "MODEL_REGISTRY",
     "ModelDamaged",
     "check_saved_model",

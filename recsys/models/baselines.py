@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from ..stopping import check, interruptible
 from ..topk import k_largest
-from .base import Recommender, TrainData
+from .base import Recommender, RetrievalVectors, TrainData
 from .bpr import BPRMF, LightGCN
 from .common import _csr_restore, _csr_state, _dense, _Fitted, _history, _rows, _sink_cold, _warm_mask
 
@@ -287,14 +287,28 @@ class ContentOnly(Recommender):
         return self
 
     def score(self, users: Sequence[int] | np.ndarray) -> np.ndarray:
-        rows = _rows(users)
-        history = sp.csr_matrix(_history(self, rows) != 0, dtype=np.float32)
+        profile = self._profiles(users)
+        assert self.item_vectors is not None  # the profile has failed on an unfitted model
+        return np.ascontiguousarray(profile @ self.item_vectors.T, dtype=np.float32)
+
+    def _profiles(self, users: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The users' L2-normalised mean history vectors (zero without a history)."""
+        history = sp.csr_matrix(_history(self, _rows(users)) != 0, dtype=np.float32)
         counts = np.asarray(history.sum(axis=1), dtype=np.float32)
         profile = np.asarray(history @ self.item_vectors) / np.maximum(counts, 1.0)
         norms = np.linalg.norm(profile, axis=1, keepdims=True)
-        profile = np.divide(profile, norms, out=np.zeros_like(profile), where=norms > 0)
-        assert self.item_vectors is not None  # the product above has failed on an unfitted model
-        return np.ascontiguousarray(profile @ self.item_vectors.T, dtype=np.float32)
+        return np.divide(profile, norms, out=np.zeros_like(profile), where=norms > 0)
+
+    def retrieval_vectors(self) -> RetrievalVectors:
+        """The score is the profile . item vector: exact, for every item (cold ones too)."""
+        assert self.item_vectors is not None, "only a fitted model has retrieval vectors"
+        return RetrievalVectors(np.ascontiguousarray(self.item_vectors, dtype=np.float32), self._profiles)
+
+    def score_items(self, user: int, items: np.ndarray) -> np.ndarray:
+        assert self.item_vectors is not None, "only a fitted model has scores"
+        items = np.asarray(items, dtype=np.int64)
+        scores = self.item_vectors[items] @ self._profiles(np.array([user]))[0]
+        return np.asarray(scores, dtype=np.float32).astype(np.float64)
 
     def item_embeddings(self) -> np.ndarray:
         assert self.item_vectors is not None, "only a fitted model has item embeddings"

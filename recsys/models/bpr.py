@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..stopping import check
-from .base import Recommender, TrainData
+from .base import Recommender, RetrievalVectors, TrainData
 from .common import _Fitted, _rows, _sink_cold, _warm_mask
 
 __all__ = ["BPRMF", "LightGCN"]
@@ -190,6 +190,36 @@ class _BPRTrained(Recommender):
         if self.item_bias is not None:
             scores = scores + self.item_bias[None, :]
         return _sink_cold(np.ascontiguousarray(scores, dtype=np.float32), self.warm)
+
+    def retrieval_vectors(self) -> RetrievalVectors:
+        """The score is ``user . item + bias``: the item vector carries the bias as one more dimension and the
+        user vector a 1 there. Cold items are ranked below every warm one (``_sink_cold``), so only warm items
+        are indexed (all items when none is warm)."""
+        if self.user_factors is None or self.item_factors is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() or Recommender.load() first")
+        users, items = self.user_factors, self.item_factors
+        if self.item_bias is not None:
+            items = np.hstack([items, self.item_bias[:, None]])
+        with_bias = self.item_bias is not None
+
+        def user_vectors(rows: np.ndarray) -> np.ndarray:
+            vectors = users[_rows(rows)]
+            return np.hstack([vectors, np.ones((len(vectors), 1), dtype=vectors.dtype)]) if with_bias else vectors
+
+        warm = self.warm if self.warm is not None and self.warm.any() else None
+        return RetrievalVectors(np.ascontiguousarray(items, dtype=np.float32), user_vectors, warm)
+
+    def score_items(self, user: int, items: np.ndarray) -> np.ndarray:
+        """``score`` for a few items without the whole row (cold items among them: from the whole row)."""
+        items = np.asarray(items, dtype=np.int64)
+        if self.user_factors is None or self.item_factors is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() or Recommender.load() first")
+        if self.warm is not None and not self.warm[items].all():
+            return super().score_items(user, items)
+        scores = self.item_factors[items] @ self.user_factors[int(user)]
+        if self.item_bias is not None:
+            scores = scores + self.item_bias[items]
+        return np.asarray(scores, dtype=np.float32).astype(np.float64)
 
     def _state(self) -> dict[str, np.ndarray]:
         assert self.user_factors is not None and self.item_factors is not None and self.warm is not None, (

@@ -31,7 +31,9 @@ import numpy as np
 if TYPE_CHECKING:
     from .models.base import Recommender, RetrievalVectors
 
-__all__ = ["RetrievalConfig", "RetrievalIndex", "import_faiss", "recall_at"]
+__all__ = ["ANN_MODES", "RetrievalConfig", "RetrievalIndex", "attach_retrieval", "import_faiss", "recall_at"]
+
+ANN_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,30 @@ class RetrievalIndex:
             "build_seconds": round(self.build_seconds, 3),
             "config": self.config.to_dict(),
         }
+
+
+def attach_retrieval(model: Recommender, mode: str = "auto", config: RetrievalConfig | None = None) -> Any:
+    """Attach an index to ``model`` by ``mode`` (the ``serve --ann`` option) and return it, or ``None``:
+
+    * ``off``: none; ``on``: always (``ValueError`` for a model without retrieval vectors, ``ImportError``
+      without faiss);
+    * ``auto``: only where it pays, for a model with retrieval vectors and at least ``config.exact_below`` items
+      (below that an exact scan takes well under a millisecond and the flat index would give the same list);
+      faiss missing then means no index, not an error."""
+    if mode not in ANN_MODES:
+        raise ValueError(f"unknown ANN mode {mode!r}: {', '.join(ANN_MODES)}")
+    config = config or RetrievalConfig()
+    model.retrieval = None
+    if mode == "off":
+        return None
+    if mode == "auto":
+        if model.n_items < config.exact_below or model.retrieval_vectors() is None:
+            return None
+        try:
+            import_faiss()
+        except ImportError:
+            return None
+    return model.use_retrieval(config)
 
 
 def recall_at(found: np.ndarray, exact: np.ndarray) -> float:

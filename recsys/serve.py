@@ -51,6 +51,7 @@ class Health(BaseModel):
     items: int
     users: int
     loaded_seconds: float
+    retrieval: dict[str, Any] | None = None  # the ANN index /recommend retrieves through (serve --ann), or None
 
 
 class Modality(BaseModel):
@@ -141,13 +142,21 @@ class ServedRun:
     """One run's model, dataset titles and explanation context, loaded once; every engine call goes
     through :meth:`call`, which holds the lock."""
 
-    def __init__(self, workspace: Any, run_id: str):
+    def __init__(self, workspace: Any, run_id: str, ann: str = "auto"):
+        from .cli import CommandError
         from .explain.commands import _context, load_run
         from .privacy import forgotten_in
+        from .retrieval import attach_retrieval
         from .train.commands import run_titles
 
         started = time.perf_counter()
         self.run_dir, self.model, self.bundle, self.config = load_run(workspace, run_id)
+        # an ANN index over the item vectors (built here, not saved: recsys.retrieval), for models whose score is
+        # a user . item product: with `auto` only from RetrievalConfig.exact_below items
+        try:
+            self.retrieval = attach_retrieval(self.model, ann)
+        except (ValueError, ImportError) as exc:  # --ann on: no retrieval vectors, or faiss is not installed
+            raise CommandError(str(exc)) from exc
         self.run_id = self.run_dir.name
         self.context = _context(self.model, self.bundle)
         self.titles, self.groups = run_titles(self.model, self.bundle)
@@ -229,6 +238,7 @@ def create_app(workspace: Any, run_id: str, served: ServedRun | None = None) -> 
             items=s.model.n_items,
             users=s.model.n_users,
             loaded_seconds=s.loaded_seconds,
+            retrieval=s.retrieval.describe() if s.retrieval is not None else None,
         )
 
     @app.get("/recommend", response_model=RecommendResponse, response_model_exclude_none=True)

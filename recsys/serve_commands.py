@@ -1,6 +1,6 @@
 """CLI command of the serving layer: ``serve`` (the API itself is :mod:`recsys.serve`, imported only here).
 
-python -m recsys serve RUN [--host 127.0.0.1] [--port 8000] [--workspace WS]
+python -m recsys serve RUN [--host 127.0.0.1] [--port 8000] [--ann auto|on|off] [--workspace WS]
 """
 
 from __future__ import annotations
@@ -26,6 +26,13 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
         default="info",
         choices=("critical", "error", "warning", "info", "debug"),
         help="uvicorn's log level (default info; debug also logs each request)",
+    )
+    p.add_argument(
+        "--ann",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="ANN retrieval stage for /recommend (faiss; exact scores of its candidates): auto = for models whose "
+        "score is a user . item product (BPR-MF, LightGCN, content) from 20,000 items; on = always; off = never",
     )
     p.add_argument(
         "--torch-threads",
@@ -56,7 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.torch_threads)
     workspace = _workspace(args)
     check_servable(workspace, args.run)
-    served = ServedRun(workspace, args.run)  # CommandError / ModelDamaged before any port is bound
+    served = ServedRun(workspace, args.run, ann=args.ann)  # CommandError / ModelDamaged before any port is bound
     app = create_app(workspace, args.run, served=served)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -69,6 +76,12 @@ def cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
         f"serving run {served.run_id} ({served.model.name}, {served.model.n_items:,} items, "
         f"{served.model.n_users:,} users) at http://{host}:{args.port}  (API docs: /docs; stop: Ctrl-C)",
     )
+    if served.retrieval is not None:
+        index = served.retrieval
+        _say(
+            args,
+            f"ANN retrieval: {index.kind} index over {index.n_indexed:,} items, built in {index.build_seconds:.1f} s",
+        )
     # uvicorn stops on SIGINT/SIGTERM (stops accepting, finishes the requests in flight) and then raises the
     # signal again with the handlers it found: these record it, so that a stop is an ordinary exit 0
     stopped_by: list[str] = []

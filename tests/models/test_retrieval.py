@@ -168,3 +168,65 @@ def test_faiss_missing_is_a_plain_import_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)
     with pytest.raises(ImportError, match="pip install faiss-cpu"):
         import_faiss()
+
+
+def test_attach_modes():
+    from recsys.retrieval import attach_retrieval
+
+    data = _data(30, 300, seed=12)
+    model = _factor_model(BPRMF, data, seed=13)
+    assert attach_retrieval(model, "auto") is None and model.retrieval is None  # below exact_below: exact scan
+    assert attach_retrieval(model, "auto", RetrievalConfig(exact_below=100)).kind == "hnsw"
+    assert model.retrieval is not None
+    assert attach_retrieval(model, "off") is None and model.retrieval is None
+    assert attach_retrieval(model, "on").kind == "flat"
+    ease = EASE(l2=50.0).fit(data)
+    assert attach_retrieval(ease, "auto", RetrievalConfig(exact_below=1)) is None
+    with pytest.raises(ValueError, match="inner product"):
+        attach_retrieval(ease, "on")
+    with pytest.raises(ValueError, match="unknown ANN mode"):
+        attach_retrieval(model, "always")
+
+
+def test_served_bpr_run_recommends_through_the_index(tmp_path):
+    """``serve --ann on`` over a small BPR-MF run: /health names the index, /recommend lists what the exact path
+    lists; ``--ann on`` for a model without retrieval vectors is refused plainly."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from recsys.cli import CommandError
+    from recsys.data.demo import generate_demo_bundle
+    from recsys.serve import ServedRun, create_app
+    from recsys.train.run import RunConfig, train_run
+    from recsys.workspace import Workspace
+
+    workspace = Workspace(tmp_path / "ws")
+    bundle = generate_demo_bundle(tmp_path / "bundle", n_users=80, n_items=60, n_interactions=1200, pictures=False)
+    assert workspace.import_bundle(bundle, name="demo").ok
+    config = RunConfig(
+        dataset="demo",
+        model="bpr",
+        modalities=["behaviour"],
+        baselines=[],
+        final_model=False,
+        bpr_options={"epochs": 3, "eval_every": 1},
+    )
+    train_run(workspace, config, run_id="bpr-run")
+    served = ServedRun(workspace, "bpr-run", ann="on")
+    assert served.retrieval is not None and served.model.retrieval is served.retrieval
+    with TestClient(create_app(workspace, "bpr-run", served=served)) as client:
+        assert client.get("/health").json()["retrieval"]["kind"] == "flat"
+        for user in served.model.user_ids[:5]:
+            got = client.get("/recommend", params={"user": user, "k": 5}).json()["recommendations"]
+            served.model.retrieval = None
+            exact = served.model.recommend(user, k=5, groups=served.groups)
+            served.model.retrieval = served.retrieval
+            assert [r["item_id"] for r in got] == [i for i, _ in exact]
+    assert ServedRun(workspace, "bpr-run", ann="auto").retrieval is None  # 60 items: the exact scan
+    train_run(
+        workspace,
+        RunConfig(dataset="demo", model="mostpop", modalities=["behaviour"], baselines=[], final_model=False),
+        run_id="pop-run",
+    )
+    with pytest.raises(CommandError, match="inner product"):
+        ServedRun(workspace, "pop-run", ann="on")

@@ -3,6 +3,7 @@ user with the ANN stage and with an exact scan, on generated catalogues of 10k a
 
     python benchmarks/ann.py                                # 10k and 100k items, BPR-MF trained briefly
     python benchmarks/ann.py --sizes 100000 --factors clustered --users 300
+    python benchmarks/ann.py --sizes 10000 --kind hnsw       # HNSW where auto would build the flat index
 
 For each size an interaction matrix is generated (``--users-per-item`` users per item, ~``--per-user``
 interactions each, drawn from a few preferred of ``--clusters`` item clusters with a Zipf popularity inside
@@ -121,7 +122,7 @@ def run_size(n_items: int, args: argparse.Namespace) -> dict:
     train = interactions(n_items, args.users_per_item, args.per_user, args.clusters, args.seed)
     model, fit_seconds = factor_model(train, args.factors, args.dim, args.epochs, args.seed)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    config = RetrievalConfig(build_threads=args.build_threads)
+    config = RetrievalConfig(kind=args.kind, build_threads=args.build_threads)
     index = model.use_retrieval(config)
     faiss.omp_set_num_threads(1)
     vectors = index.vectors
@@ -214,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clusters", type=int, default=200, help="item clusters of the generated catalogue")
     parser.add_argument("--users", type=int, default=300, help="query users timed and scored per size")
     parser.add_argument("--k", type=int, default=10, help="list length of the latency measurement")
-    parser.add_argument("--ef-search", type=int, nargs="*", default=[128, 256, 512], help="HNSW efSearch sweep")
+    parser.add_argument(
+        "--kind", choices=("auto", "flat", "hnsw"), default="auto", help="index kind (auto: flat below 20k items)"
+    )
+    parser.add_argument("--ef-search", type=int, nargs="*", default=[128, 256, 512, 1024], help="HNSW efSearch sweep")
     parser.add_argument("--build-threads", type=int, default=os.cpu_count() or 1, help="faiss threads while building")
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args(argv)

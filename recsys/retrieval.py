@@ -44,7 +44,7 @@ class RetrievalConfig:
     exact_below: int = 20_000  # catalogue size from which `auto` builds HNSW instead of the exact flat index
     hnsw_m: int = 48  # HNSW links per node (more: better recall, more memory and build time)
     ef_construction: int = 100  # HNSW candidate list while building
-    ef_search: int = 256  # HNSW candidate list while searching (at least the number of candidates asked for)
+    ef_search: int = 512  # HNSW candidate list while searching (at least the number of candidates asked for)
     candidate_factor: int = 4  # candidates = factor x the items needed + the user's seen items
     build_threads: int = 0  # faiss OpenMP threads while building (0: faiss's default, all cores)
 

@@ -279,6 +279,8 @@ class Recommender(ABC):
         guard. ``diversity`` > 0 re-ranks by MMR over ``item_vectors`` (default: the model's own).
         ``exposure = (membership [n_items] in [0, 1], target share, strength in [0, 1])`` then moves one item
         group's share of the list toward the target (:func:`recsys.models.rerank.exposure_rerank`).
+        With an index attached (:meth:`use_retrieval`) the items are ranked among the index's candidates, scored
+        exactly (:mod:`recsys.retrieval`); the exact scan when the index cannot supply enough of them.
         """
         from .rerank import select_top
 

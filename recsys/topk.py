@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["top_k_rows", "topk_from_scores", "k_largest", "by_score", "places_in_rows"]
+__all__ = ["top_k_rows", "topk_from_scores", "k_largest", "by_score", "places_in_rows", "sorted_rows"]
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,6 +121,16 @@ def topk_from_scores(scores: Any, k: int, exclude: Any = None) -> np.ndarray:
     top_scores = np.take_along_axis(s, order, axis=1)
     out[:, :kk] = np.where(np.isneginf(top_scores), -1, order)
     return out
+
+
+def sorted_rows(values: Any) -> Any:
+    """Each row of a ``[B, N]`` tensor sorted ascending (values only): NumPy's vectorised sort on a CPU
+    (several times torch's there), torch's elsewhere."""
+    import torch
+
+    if values.device.type != "cpu":
+        return torch.sort(values, dim=1).values
+    return torch.from_numpy(np.sort(values.detach().numpy(), axis=1))
 
 
 def places_in_rows(scores: Any, chosen: Any, side: Literal["left", "right"]) -> Any:

@@ -73,3 +73,29 @@ def test_narrow_modalities_are_not_reduced():
     assert np.allclose(mean, matrix.mean(axis=0), atol=1e-6)
     coordinates, basis, _ = principal_rows(matrix, present, 8, seed=0)
     assert coordinates.shape == (200, 8) and basis.shape == (40, 8)
+
+
+def test_the_factored_mix_equals_the_sum_of_the_shares():
+    """Scoring takes the factored path (no [B, M, N] shares); explanations sum the shares: the same scores
+    for every variant, with and without renormalisation."""
+    from recsys.models.fusion.gate import ExpertGate
+
+    generator = torch.Generator().manual_seed(0)
+    z = torch.randn(6, 4, 50, generator=generator)
+    present = torch.rand(50, 4, generator=generator) > 0.3
+    popularity, popularity_z = torch.randn(50, generator=generator), torch.randn(50, generator=generator)
+    length = torch.tensor([1.0, 2.0, 3.0, 8.0, 20.0, 60.0])
+    gate = torch.softmax(torch.randn(6, 4, generator=generator), dim=1)
+    for fusion in ("attention", "mean", "item_gate"):
+        mixer = ExpertGate(4, fusion, has_behaviour=True)
+        with torch.no_grad():
+            mixer.item_popularity_weight.copy_(torch.tensor([0.0, 0.3, -0.2, 0.5]))
+            mixer.bias.copy_(torch.tensor([0.5, -0.1, 0.2, 0.0]))
+        for renormalise in (True, False):
+            fast = mixer.mix(z, present, gate, popularity, length, popularity_z, renormalise)
+            scores, weights, shares = mixer.mix(
+                z, present, gate, popularity, length, popularity_z, renormalise, with_parts=True
+            )
+            torch.testing.assert_close(fast, scores, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(shares.sum(-1), scores, atol=1e-5, rtol=1e-5)
+            assert float(weights[:, ~present].abs().max()) == 0.0  # no weight on a modality an item lacks

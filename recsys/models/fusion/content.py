@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ...topk import k_largest
+from ...topk import k_largest, sorted_rows
 
 
 @dataclass
@@ -146,36 +146,42 @@ def content_unit_rows(
 
 
 def principal_rows(
-    matrix: np.ndarray | sp.spmatrix, present: np.ndarray, rank: int, seed: int
+    matrix: np.ndarray | sp.spmatrix, present: np.ndarray, rank: int, seed: int, power_iterations: int = 2
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(coordinates [N, rank], basis [D, rank], mean [D])``: the present rows centred on their ``mean`` and
     scaled to unit length, on their ``rank`` leading principal directions ``basis`` (absent rows 0). A
-    randomized SVD (Halko et al., two power iterations) that never densifies a sparse matrix: the centring
-    and scaling are applied implicitly."""
+    randomized SVD (Halko et al.) that never densifies a sparse matrix: the centring and scaling are
+    applied implicitly."""
     rows = np.flatnonzero(present)
-    x: Any = (
-        sp.csr_matrix(matrix, dtype=np.float32)[rows] if sp.issparse(matrix) else np.asarray(matrix, np.float32)[rows]
-    )
+    sparse = sp.issparse(matrix)
+    x: Any = sp.csr_matrix(matrix, dtype=np.float32)[rows] if sparse else np.asarray(matrix, np.float32)[rows]
+    x_t: Any = x.T.tocsr() if sparse else np.ascontiguousarray(x.T)
     mean = np.asarray(x.mean(axis=0), np.float32).ravel()
-    squared = np.asarray(x.multiply(x).sum(axis=1) if sp.issparse(x) else (x * x).sum(axis=1)).ravel()
+    squared = np.asarray(x.multiply(x).sum(axis=1) if sparse else (x * x).sum(axis=1)).ravel()
     # ||x - mean||^2 = ||x||^2 - 2 x.mean + ||mean||^2
     norms = np.sqrt(np.maximum(squared - 2.0 * np.asarray(x @ mean).ravel() + float(mean @ mean), 1e-24))
     scale = (1.0 / norms).astype(np.float32)
 
+    # C-ordered blocks: scipy copies any other layout before a sparse x dense product
     def times(block: np.ndarray) -> np.ndarray:  # A @ block, A = diag(scale) (x - 1 mean^T)
+        block = np.ascontiguousarray(block, dtype=np.float32)
         return scale[:, None] * (np.asarray(x @ block) - (mean @ block)[None, :])
 
     def transposed_times(block: np.ndarray) -> np.ndarray:  # A^T @ block
-        weighted = scale[:, None] * block
-        return np.asarray(x.T @ weighted) - np.outer(mean, weighted.sum(axis=0))
+        weighted = np.ascontiguousarray(scale[:, None] * block, dtype=np.float32)
+        return np.asarray(x_t @ weighted) - np.outer(mean, weighted.sum(axis=0))
 
     oversampled = min(rank + 16, min(x.shape))
     sketch = times(np.random.default_rng(seed).standard_normal((x.shape[1], oversampled)).astype(np.float32))
-    for _ in range(2):
+    for _ in range(power_iterations):
         sketch = times(transposed_times(np.linalg.qr(sketch)[0]))
     sketch = np.linalg.qr(sketch)[0]  # [n, q], orthonormal
-    _, values, right = np.linalg.svd(transposed_times(sketch).T, full_matrices=False)  # of sketch^T A [q, D]
-    basis = np.ascontiguousarray(right[:rank].T, dtype=np.float32)  # [D, rank]
+    small = transposed_times(sketch)  # [D, q] = A^T sketch
+    # its right singular vectors from the q x q Gram (q is small): the principal directions of A
+    values, vectors = np.linalg.eigh(small.T.astype(np.float64) @ small.astype(np.float64))
+    order = np.argsort(values)[::-1][:rank]
+    basis = small.astype(np.float64) @ (vectors[:, order] / np.sqrt(np.maximum(values[order], 1e-30)))
+    basis = np.ascontiguousarray(basis, dtype=np.float32)  # [D, rank], orthonormal columns
     out = np.zeros((len(present), rank), np.float32)
     out[rows] = times(basis)
     return out, basis, mean
@@ -271,7 +277,7 @@ def order_by_projection(
     projected = (covered @ weights) @ outside_vectors  # [B, O] over outside_behaviour
     projected = projected[:, outside[outside_behaviour]]
     columns = torch.nonzero(outside).squeeze(1)
-    cosine_values = torch.sort(raw[:, columns], dim=1).values  # ascending
+    cosine_values = sorted_rows(raw[:, columns])  # ascending
     order = torch.argsort(projected, dim=1)  # ascending
     reordered = torch.empty_like(cosine_values).scatter_(1, order, cosine_values)
     out = raw.clone()

@@ -73,6 +73,8 @@ def choice_coefficients(
         hessian = count.view(-1, 1, 1) * covariance + 2.0 * ridge * eye
         step = torch.linalg.solve(hessian, gradient.unsqueeze(2)).squeeze(2)
         beta = beta + step / step.norm(dim=1, keepdim=True).clamp(min=1.0)
+        if float(step.abs().max()) < 1e-6:  # Newton has converged for every row
+            break
     return beta
 
 
@@ -278,22 +280,40 @@ class ExpertScoring:
         out[:, content] = torch.where(torch.isnan(coherence[:, content]), coherence[:, content], beta[:, :-1])
         return out
 
-    def _fit_evidence_stats(self, train: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
+    def _fit_evidence_stats(
+        self, train: sp.csr_matrix, keep: np.ndarray | None = None
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], Experts | None]:
         """Mean and spread of the evidence over users: the gate reads how much more a user's history
-        coheres in a modality than other users' histories do."""
+        coheres in a modality than other users' histories do. The same pass also returns the experts (raw
+        evidence) of the ``keep`` users' histories, so that validation does not score them a second time."""
         self._evidence_stats = None
         users = np.flatnonzero(np.diff(train.indptr) >= 2)
         if len(users) > 5000:
             users = np.sort(np.random.default_rng(0).choice(users, 5000, replace=False))
-        blocks = []
+        scored = users if keep is None else np.union1d(users, keep)
+        parts = []
         with torch.no_grad():
-            for start in range(0, len(users), 256):
+            for start in range(0, len(scored), 256):
                 check("the gate's evidence")
-                blocks.append(self._expert_z(train[users[start : start + 256]], raw_evidence=True).evidence)
-        raw = torch.cat(blocks) if blocks else torch.zeros(0, len(self._modalities), device=self.device)
+                part = self._expert_z(train[scored[start : start + 256]], raw_evidence=True)
+                parts.append(part if keep is not None else Experts(part.z[:0], part.evidence, part.length))
+        if not parts:
+            empty = torch.zeros(0, 2 * len(self._modalities), device=self.device)
+            return (
+                torch.zeros(empty.shape[1], device=self.device),
+                torch.ones(empty.shape[1], device=self.device),
+            ), None
+        evidence = torch.cat([p.evidence for p in parts])
+        raw = evidence[torch.as_tensor(np.isin(scored, users), device=self.device)]
         mean = torch.nan_to_num(torch.nanmean(raw, dim=0), nan=0.0)
         spread = torch.sqrt(torch.nan_to_num(torch.nanmean((raw - mean) ** 2, dim=0), nan=1.0)).clamp(min=1e-6)
-        return mean, spread
+        if keep is None:
+            return (mean, spread), None
+        index = torch.as_tensor(np.searchsorted(scored, keep), device=self.device)
+        kept = Experts(
+            torch.cat([p.z for p in parts])[index], evidence[index], torch.cat([p.length for p in parts])[index]
+        )
+        return (mean, spread), kept
 
     def _behaviour_scores(self, history: sp.csr_matrix, h: torch.Tensor | None = None) -> torch.Tensor:
         if isinstance(self._behaviour, sp.spmatrix):  # sparse neighbours (huge catalogues)

@@ -132,42 +132,56 @@ class ExpertGate(nn.Module):
             if popularity is not None:
                 scores = scores + self.popularity_weight(length).unsqueeze(1) * popularity.unsqueeze(0)
             return (scores, None, None) if with_parts else scores
-        weights = self.item_weights(presence, gate, item_popularity_z, renormalise)
         confidence = (length / (length + F.softplus(self.confidence_raw))).view(-1, 1, 1)
-        shares = weights * z * (self.expert_scales().view(1, -1, 1) * confidence)
+        prior = None
         if popularity is not None and self.has_behaviour:
-            prior = self.popularity_weight(length).unsqueeze(1) * popularity.unsqueeze(0)  # [B, N]
             # every item, also one nobody chose (whose popularity is that of a count of 0): otherwise a
             # short history would lift the untried tail of a large catalogue over the bestsellers
+            prior = self.popularity_weight(length).unsqueeze(1) * popularity.unsqueeze(0)  # [B, N]
+        if not with_parts:
+            # the same sum without building the [B, M, N] weights and shares: sum_m g f s z / d in one
+            # batched product (scoring, the cloze steps and validation re-mixes take this path)
+            user, factors, denominator = self.weight_factors(presence, gate, item_popularity_z, renormalise)
+            scaled = z * (factors * self.expert_scales().view(-1, 1)).unsqueeze(0)  # [B, M, N]
+            mixed = torch.bmm(user.expand(z.shape[0], -1).unsqueeze(1), scaled).squeeze(1)  # [B, N]
+            if denominator is not None:
+                mixed = mixed / denominator
+            scores = mixed * confidence.view(-1, 1)
+            return scores if prior is None else scores + prior
+        weights = self.item_weights(presence, gate, item_popularity_z, renormalise)
+        shares = weights * z * (self.expert_scales().view(1, -1, 1) * confidence)
+        if prior is not None:
             shares = torch.cat([shares[:, :1] + prior.unsqueeze(1), shares[:, 1:]], dim=1)
         scores = shares.sum(dim=1)
-        if with_parts:
-            return scores, weights.expand_as(z).transpose(1, 2), shares.transpose(1, 2)
-        return scores
+        return scores, weights.expand_as(z).transpose(1, 2), shares.transpose(1, 2)
 
     def item_weights(
         self, presence: torch.Tensor, gate: torch.Tensor, item_popularity_z: torch.Tensor, renormalise: bool
     ) -> torch.Tensor:
         """``w[u, i, m]`` ``[B or 1, M, N]``: the user's gate ``[B, M]`` spread over the items present
         (``presence [1, M, N]``), per variant; ``renormalise`` re-spreads a missing modality's weight."""
+        user, factors, denominator = self.weight_factors(presence, gate, item_popularity_z, renormalise)
+        weights = user.unsqueeze(2) * factors.unsqueeze(0)
+        return weights if denominator is None else weights / denominator.unsqueeze(1)
+
+    def weight_factors(
+        self, presence: torch.Tensor, gate: torch.Tensor, item_popularity_z: torch.Tensor, renormalise: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The per-item weights in factored form: ``w[u, m, i] = user[u, m] * factors[m, i] / denominator[u, i]``
+        (``user [B or 1, M]``, ``factors [M, N]``, ``denominator [B or 1, N]`` or None for 1)."""
+        present = presence[0]  # [M, N]
         if self.fusion == "item_gate":
             logits = self.bias.unsqueeze(1) + self.item_popularity_weight.unsqueeze(1) * item_popularity_z.unsqueeze(0)
-            weights = torch.softmax(logits, dim=0).unsqueeze(0) * presence  # [1, M, N]
-            if renormalise:
-                weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-12)
-        elif self.fusion == "attention":
+            factors = torch.softmax(logits, dim=0) * present
+            user = torch.ones(1, factors.shape[0], device=factors.device, dtype=factors.dtype)
+            return user, factors, factors.sum(dim=0, keepdim=True).clamp(min=1e-12) if renormalise else None
+        if self.fusion == "attention":
             # the user's weights, modulated by how much behaviour evidence the item has: a rarely chosen
             # item's co-occurrence score is noise, its description is not (one slope per modality, shared
             # by all users and items; behaviour's is 0 so the user's weights keep their meaning)
             item = torch.exp(self.item_popularity_weight.unsqueeze(1) * item_popularity_z.unsqueeze(0))  # [M, N]
             if self.has_behaviour:
                 item = torch.cat([torch.ones_like(item[:1]), item[1:]])
-            raw = gate.unsqueeze(2) * item.unsqueeze(0)  # [B, M, N]
-            weights = raw * presence
-            total = weights.sum(dim=1, keepdim=True) if renormalise else raw.sum(dim=1, keepdim=True)
-            weights = weights / total.clamp(min=1e-12)
-        else:
-            weights = gate.unsqueeze(2) * presence  # [B, M, N]
-            if renormalise:
-                weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-12)
-        return weights
+            factors = item * present
+            return gate, factors, (gate @ (factors if renormalise else item)).clamp(min=1e-12)
+        return gate, present, (gate @ present).clamp(min=1e-12) if renormalise else None

@@ -179,11 +179,14 @@ class FusionRecommender(ExpertScoring, Recommender):
         check("the model's data")
         # check(): each of these steps takes minutes on a million interactions; a stop gives up the fit
         inverse = self._fit_experts(data, train, callbacks)
-        cloze = self._prepare_gate(train, inverse, rng, callbacks)
-        del inverse
         has_valid = data.valid is not None and data.valid.nnz > 0
+        valid_users = np.flatnonzero(np.diff(sp.csr_matrix(data.valid).indptr) > 0) if has_valid else None
+        if valid_users is not None and not self._fits_budget(len(valid_users)):
+            valid_users = None  # validation then scores users as it goes (see _validation_scorer)
+        cloze, valid_experts = self._prepare_gate(train, inverse, rng, callbacks, valid_users)
+        del inverse
         # the validation users' experts, computed once: training and calibration only re-mix them
-        valid_scores = self._validation_scorer(train, data.valid) if has_valid else None
+        valid_scores = self._validation_scorer(train, data.valid, valid_experts) if has_valid else None
         best = self._train_gate(
             cloze, rng, train, data.valid if has_valid else None, valid_scores, callbacks, resume_state
         )
@@ -212,18 +215,28 @@ class FusionRecommender(ExpertScoring, Recommender):
         return inverse
 
     def _prepare_gate(
-        self, train: sp.csr_matrix, inverse: np.ndarray | None, rng: np.random.Generator, callbacks: Sequence[Any]
-    ) -> dict[str, Any]:
-        """Step 2: a fresh gate, the evidence's standardisation and the cloze sample it learns from."""
+        self,
+        train: sp.csr_matrix,
+        inverse: np.ndarray | None,
+        rng: np.random.Generator,
+        callbacks: Sequence[Any],
+        valid_users: np.ndarray | None = None,
+    ) -> tuple[dict[str, Any], Experts | None]:
+        """Step 2: a fresh gate, the evidence's standardisation and the cloze sample it learns from; also the
+        ``valid_users``' experts (raw evidence), computed in the same pass as the standardisation."""
         self.gate = ExpertGate(len(self._modalities), self.config["fusion"], self._modalities[0] == "behaviour").to(
             self.device
         )
-        self._evidence_stats = self._fit_evidence_stats(train)
+        self._evidence_stats, valid_experts = self._fit_evidence_stats(train, valid_users)
         check("the gate's evidence")
         cloze = self._cloze_tensors(train, inverse, rng)
         self._stage(callbacks, "cloze sample ready")
         check("the cloze sample")
-        return cloze
+        return cloze, valid_experts
+
+    def _fits_budget(self, users: int) -> bool:
+        """Whether ``users`` x modalities x items floats fit the cloze budget (tensors kept for the fit)."""
+        return users * len(self._modalities) * self.n_items <= int(self.config["cloze_budget"])
 
     def _train_gate(
         self,
@@ -404,22 +417,27 @@ class FusionRecommender(ExpertScoring, Recommender):
         self.history["calibration"]["short_history_boost"] = best
         self.history["calibration"]["short_history_valid_ndcg@20"] = {f"boost {b:g}": v for b, v in table.items()}
 
-    def _validation_scorer(self, train: sp.csr_matrix, valid: sp.csr_matrix) -> Any:
+    def _validation_scorer(self, train: sp.csr_matrix, valid: sp.csr_matrix, raw: Experts | None = None) -> Any:
         """A score function for the validation users that computes the experts once: during training only
-        the gate changes, so each round's validation is a re-mix, not a re-scoring (within a memory budget)."""
+        the gate changes, so each round's validation is a re-mix, not a re-scoring (within a memory budget).
+        ``raw``: those users' experts with raw evidence, when the evidence statistics' pass computed them."""
         users = np.flatnonzero(np.diff(sp.csr_matrix(valid).indptr) > 0)
-        if len(users) * len(self._modalities) * self.n_items > int(self.config["cloze_budget"]):
+        if not self._fits_budget(len(users)):
             return self.score
-        with torch.no_grad():
-            parts = []
-            for start in range(0, len(users), 256):
-                check("the validation experts")
-                parts.append(self._expert_z(train[users[start : start + 256]]))
-        cached = Experts(
-            torch.cat([p.z for p in parts]),
-            torch.cat([p.evidence for p in parts]),
-            torch.cat([p.length for p in parts]),
-        )
+        if raw is not None:
+            mean, std = fitted(self._evidence_stats)
+            cached = Experts(raw.z, torch.nan_to_num((raw.evidence - mean) / std, nan=0.0), raw.length)
+        else:
+            with torch.no_grad():
+                parts = []
+                for start in range(0, len(users), 256):
+                    check("the validation experts")
+                    parts.append(self._expert_z(train[users[start : start + 256]]))
+            cached = Experts(
+                torch.cat([p.z for p in parts]),
+                torch.cat([p.evidence for p in parts]),
+                torch.cat([p.length for p in parts]),
+            )
         position = np.full(train.shape[0], -1, np.int64)
         position[users] = np.arange(len(users))
 

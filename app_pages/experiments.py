@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pandas as pd
 import plotly.express as px
@@ -27,7 +28,7 @@ from app_pages.common import (
     style_figure,
 )
 from recsys.train.launch import RunBusyError, delete_run, model_zip
-from recsys.train.records import RunRecord
+from recsys.train.records import ACTIVE_STATES, RunRecord
 
 COMPARED = [("ndcg@20", "NDCG@20"), ("recall@20", "Recall@20")]
 
@@ -35,6 +36,19 @@ COMPARED = [("ndcg@20", "NDCG@20"), ("recall@20", "Recall@20")]
 def short_label(run: RunRecord) -> str:
     when = time.strftime("%m-%d %H:%M", time.localtime(run.started)) if run.started else run.run_id[:13]
     return f"{run.model or '?'} · {run.dataset or '?'} · {when} ({run.run_id[-4:]})"
+
+
+def config_value(value: Any) -> str:
+    """An option's value as a reader writes it: lists as "a, b", absent as "–" (not Python's repr)."""
+    if value is None:
+        return "–"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(config_value(v) for v in value) or "–"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {config_value(v)}" for k, v in value.items()) or "–"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
@@ -73,7 +87,10 @@ def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
                 "Epochs": f"{len(history.get('epochs') or [])} / {run.fusion_option('epochs')}"
                 if run.model == "fusion" and history
                 else "–",
-                "Minutes": round((ended - started) / 60, 1) if started and ended else None,
+                # a run still going shows its minutes so far
+                "Minutes": round(((ended or time.time()) - started) / 60, 1)
+                if started and (ended or run.state in ACTIVE_STATES)
+                else None,
                 "NDCG@10": test.get("ndcg@10"),
                 "Recall@10": test.get("recall@10"),
                 "Run": run.run_id,
@@ -140,7 +157,9 @@ def comparison(runs: list[RunRecord]) -> None:
 
     configs = {labels[r]: next(x for x in with_metrics if x.run_id == r).flat_config for r in picked}
     options = sorted({k for c in configs.values() for k in c})
-    table = pd.DataFrame({label: [str(c.get(o, "–")) for o in options] for label, c in configs.items()}, index=options)
+    table = pd.DataFrame(
+        {label: [config_value(c.get(o)) for o in options] for label, c in configs.items()}, index=options
+    )
     differing = table.nunique(axis=1) > 1
     with st.expander(f"Configurations side by side ({int(differing.sum())} options differ)"):
         st.dataframe(

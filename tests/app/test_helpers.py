@@ -262,3 +262,14 @@ def test_a_resumed_run_is_not_reported_as_ended_and_its_pause_is_not_an_epoch():
     resumed = summarize_progress(events)
     assert resumed["ended"] is None and resumed["fraction"] == pytest.approx(0.8)
     assert resumed["eta_seconds"] == pytest.approx(10.0)  # one epoch left at this session's 10 s per epoch
+
+
+def test_configurations_side_by_side_read_as_values_not_python():
+    from app_pages.experiments import config_value
+
+    assert config_value(["behaviour", "text"]) == "behaviour, text"
+    assert config_value(None) == "–"
+    assert config_value([]) == "–"
+    assert config_value(0.05) == "0.05"
+    assert config_value({"epochs": 3, "modalities": ["text"]}) == "epochs: 3, modalities: text"
+    assert config_value("attention") == "attention"

@@ -112,7 +112,11 @@ class UnknownUsers(LookupError):
 
     def __init__(self, dataset: str, unknown: list[str]):
         shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        super().__init__(f"dataset '{dataset}' has no user {shown}; nothing was forgotten")
+        # the workspace keeps no record of who was forgotten, so it cannot tell "already forgotten" apart
+        super().__init__(
+            f"dataset '{dataset}' has no user {shown} (never in it, or already forgotten: the workspace keeps "
+            "no list of forgotten ids); nothing was changed"
+        )
         self.dataset = dataset
         self.unknown = unknown
 

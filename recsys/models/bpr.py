@@ -12,7 +12,8 @@ from typing import Any, Self
 import numpy as np
 import scipy.sparse as sp
 
-from ..stopping import check
+from .. import distributed
+from ..stopping import StopRequested, check, requested
 from .base import Recommender, RetrievalVectors, TrainData
 from .common import _Fitted, _rows, _sink_cold, _warm_mask
 
@@ -75,7 +76,11 @@ class _BPRTrained(Recommender):
             n_pairs = int(users_all.numel())
 
             params = self._build(data, init_gen, device)
-            optimiser = torch.optim.Adam([p for p in params.values() if p.requires_grad], lr=float(cfg["lr"]))
+            trainable = [p for p in params.values() if p.requires_grad]
+            # under torchrun: rank 0's initial values everywhere (the same seed gives them anyway)
+            world = distributed.world_size()
+            distributed.broadcast_tensors(trainable)
+            optimiser = torch.optim.Adam(trainable, lr=float(cfg["lr"]))
             batch_size = int(cfg["batch_size"])
             valid = data.valid if data.valid is not None and data.valid.nnz > 0 else None
             best, best_state, bad = -np.inf, None, 0
@@ -88,25 +93,42 @@ class _BPRTrained(Recommender):
                 order = torch.randperm(n_pairs, generator=sample_gen, device=device)
                 total = torch.zeros((), device=device)
                 for start in range(0, n_pairs, batch_size):
-                    check("the training epoch")  # per batch: an epoch of millions of pairs takes minutes
+                    if world == 1:
+                        check("the training epoch")  # per batch: an epoch of millions of pairs takes minutes
                     idx = order[start : start + batch_size]
                     u, i = users_all[idx], items_all[idx]
-                    j = self._negatives(u, pos_keys, n_items, sample_gen)
-                    user_vec, item_vec, bias = self._embed(params)
-                    vu = user_vec.index_select(0, u)
-                    diff = (vu * (item_vec.index_select(0, i) - item_vec.index_select(0, j))).sum(-1)
-                    if bias is not None:
-                        diff = diff + bias.index_select(0, i) - bias.index_select(0, j)
-                    loss = -torch.nn.functional.logsigmoid(diff).mean()
-                    loss = loss + float(cfg["weight_decay"]) * self._penalty(params, u, i, j)
+                    j = self._negatives(u, pos_keys, n_items, sample_gen)  # the whole batch: generators in step
+                    if world > 1:  # data parallel: this rank's slice, weighted by its share of the batch
+                        u, i, j = distributed.shard(u), distributed.shard(i), distributed.shard(j)
                     optimiser.zero_grad(set_to_none=True)
-                    loss.backward()
+                    if u.numel():
+                        user_vec, item_vec, bias = self._embed(params)
+                        vu = user_vec.index_select(0, u)
+                        diff = (vu * (item_vec.index_select(0, i) - item_vec.index_select(0, j))).sum(-1)
+                        if bias is not None:
+                            diff = diff + bias.index_select(0, i) - bias.index_select(0, j)
+                        loss = -torch.nn.functional.logsigmoid(diff).mean()
+                        loss = loss + float(cfg["weight_decay"]) * self._penalty(params, u, i, j)
+                        loss = loss * (u.numel() / idx.numel())
+                        loss.backward()
+                        part = loss.detach()
+                    else:  # a last batch smaller than the number of ranks: nothing here, zeros to the sum
+                        part = torch.zeros((), device=device)
+                    if world > 1:
+                        # one all-reduce: the summed gradient is the whole batch's; the stop is decided together
+                        part_sum, stops = distributed.sum_gradients(trainable, [float(part), float(requested())])
+                        part = torch.tensor(part_sum, device=device)
+                        if stops:
+                            raise StopRequested("the training epoch")
                     optimiser.step()
-                    total += loss.detach() * idx.numel()
+                    total += part * idx.numel()
                 record = {"epoch": epoch, "loss": float(total) / n_pairs}
                 if valid is not None and (epoch % int(cfg["eval_every"]) == 0 or epoch == int(cfg["epochs"])):
                     self._export(params)
-                    ndcg = self._valid_ndcg(data.train, valid)
+                    # the same parameters on every rank: rank 0 evaluates, every rank takes its decision
+                    ndcg = distributed.broadcast_object(
+                        self._valid_ndcg(data.train, valid) if distributed.is_primary() else 0.0
+                    )
                     record["valid_ndcg@20"] = ndcg
                     if ndcg > best:
                         best, bad, self.best_epoch = ndcg, 0, epoch

@@ -142,13 +142,11 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-@command(
-    "train", "train a model (and its baselines) on a dataset and evaluate it on held-out interactions", _train_arguments
-)
-def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+def _train_config(args: argparse.Namespace, workspace: Any) -> RunConfig | None:
+    """The run's config from the command line (None for --resume); imports a bundle given as a path and
+    makes the demo dataset when it is asked for and missing."""
     from ..workspace import DatasetDamaged, validate_name
 
-    workspace = _workspace(args)
     for kind, value in (("run id", args.run_id), ("run id", args.resume)):
         if value is not None:
             validate_name(kind, value)  # a run id, never a path (InvalidName: main prints it plainly)
@@ -182,6 +180,29 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             config = RunConfig.from_dict({"dataset": dataset, **options})
         except (TypeError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
+    return config
+
+
+@command(
+    "train", "train a model (and its baselines) on a dataset and evaluate it on held-out interactions", _train_arguments
+)
+def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    from .. import distributed
+
+    # under torchrun (``torchrun --nproc_per_node N -m recsys train ...``): one process group for the command
+    with distributed.session():
+        return _train_command(args, distributed)
+
+
+def _train_command(args: argparse.Namespace, distributed: Any) -> dict[str, Any]:
+    workspace = _workspace(args)
+    if not distributed.is_primary():
+        args.quiet = True  # rank 0 speaks for the run (--json still ends each rank's output with its object)
+    # the dataset is imported (or the demo made) by rank 0 alone; the others receive its config
+    try:
+        config = distributed.on_primary(lambda: _train_config(args, workspace))
+    except distributed.PrimaryFailed as exc:
+        raise CommandError(str(exc)) from exc
     progress = TqdmProgress(not args.quiet)
     started = time.perf_counter()
     try:

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import stopping
+from .. import distributed, stopping
 from ..atomic import atomic_directory, atomic_write_json, clean_leftovers
 from ..features.registry import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from ..models.config import BPRConfig, EASEConfig, FusionConfig, ItemKNNConfig, LightGCNConfig, nested, option
@@ -269,6 +269,12 @@ def train_run(
     writer is refused (:class:`RunBusyError`). Resuming a finished run is refused
     (:class:`RunFinishedError`) unless ``force``: that trains it again and replaces its model and metrics.
     """
+    if distributed.world_size() > 1:
+        if resume:
+            raise ValueError("a run cannot be resumed under torchrun: resume it in a single process")
+        run_id = distributed.broadcast_object(run_id or new_run_id(config))  # rank 0's id, on every rank
+        if not distributed.is_primary():
+            return _train_replica(workspace, config, run_id)
     run_id = run_id or new_run_id(config)
     run_dir = workspace.run_path(run_id)  # InvalidName (a ValueError) for a path or an odd name
     if resume:
@@ -308,6 +314,34 @@ def train_run(
         lock.release()
 
 
+def _train_replica(workspace: Workspace, config: RunConfig, run_id: str) -> Path:
+    """A rank other than 0 under torchrun: the same steps as rank 0 (its share of every distributed gradient
+    step, the same decisions), with everything it would write going to a scratch folder outside the
+    workspace, removed at the end. Returns the run folder rank 0 writes."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=f"recsys-rank{distributed.rank()}-") as scratch:
+        folder = Path(scratch)
+        log = ProgressLog(folder)
+        callbacks = _TrainingCallbacks(folder, log, lambda model: None)
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for sig in previous:  # torchrun passes a stop on to every rank: the steps decide it together
+                signal.signal(sig, lambda signum, frame: callbacks.stop_signal.request())
+        except ValueError:
+            previous = {}
+        try:
+            with stopping.watching(callbacks.stop_signal):
+                _execute(workspace, config, folder, log, callbacks, False, None)
+        except stopping.StopRequested:
+            pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    distributed.barrier()  # rank 0 has written its last file
+    return workspace.run_path(run_id)
+
+
 def _train_locked(
     workspace: Workspace,
     config: RunConfig,
@@ -341,6 +375,7 @@ def _train_locked(
         run_id=run_id,
         dataset=config.dataset,
         model=config.model,
+        **({"distributed": distributed.describe()} if distributed.world_size() > 1 else {}),
     )
     callbacks = _TrainingCallbacks(run_dir, log, lambda model: _save_model(model, run_dir / "model", "best"))
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -362,10 +397,12 @@ def _train_locked(
         state = "stopped" if callbacks.stop_requested else "finished"
         write_status(run_dir, state=state, ended=time.time(), metrics_summary=_summary(metrics))
         log.write("end", state=state)
+        distributed.barrier()  # under torchrun: the other ranks return once the run folder is complete
     except stopping.StopRequested as stop:  # a long step gave up at once: what was saved before it stays
         kept = "the model saved so far is kept" if (run_dir / "model").is_dir() else "no model was saved yet"
         write_status(run_dir, state="stopped", ended=time.time(), stopped_during=str(stop))
         log.write("end", state="stopped", message=f"stopped during {stop}; {kept}; resume the run to continue")
+        distributed.barrier()
     except Exception as exc:
         write_status(
             run_dir,
@@ -435,7 +472,8 @@ def _execute(
         raise ValueError("a cross-validation run cannot be resumed: start it again")
     features = None
     if config.needs_content():
-        features = _extract_features(workspace, bundle, config, log, progress)
+        # under torchrun rank 0 extracts into the workspace's cache; the others wait, then read it
+        features = distributed.primary_first(lambda: _extract_features(workspace, bundle, config, log, progress))
     log.write("stage", stage="split", protocol=protocol)
     if protocol == "kfold":
         return _cross_validate(bundle, features, config, check, run_dir, log, callbacks)

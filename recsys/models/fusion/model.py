@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ... import stopping
+from ... import distributed, stopping
 from ...stopping import check
 from ..base import Recommender, TrainData
 from ..config import MODALITIES, FusionConfig
@@ -270,6 +270,7 @@ class FusionRecommender(ExpertScoring, Recommender):
             metrics = None
             if valid is not None and not stop_requested:
                 metrics = self._validate_round(valid_scores, train, valid)
+                metrics = distributed.broadcast_object(metrics)  # under torchrun: rank 0's decision, everywhere
                 stop_requested = metrics is None
             if metrics is not None:
                 record.update({f"valid_{k}": v for k, v in metrics.items() if k != "n_users_evaluated"})
@@ -307,12 +308,16 @@ class FusionRecommender(ExpertScoring, Recommender):
             loss = self._cloze_loss(cloze, rng)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
+            # under torchrun: the gradients (and losses) of the ranks' slices summed, the stop decided together
+            step_loss, stop_flag = distributed.sum_gradients(
+                list(fitted(self.gate).parameters()), [float(loss.detach()), float(stop_requested_any(callbacks))]
+            )
             optimiser.step()
-            total += float(loss.detach())
+            total += step_loss
             for callback in callbacks:
                 if hasattr(callback, "on_step"):
-                    callback.on_step(epoch=epoch, step=step + 1, steps=steps, loss=float(loss.detach()))
-            if stop_requested_any(callbacks):
+                    callback.on_step(epoch=epoch, step=step + 1, steps=steps, loss=step_loss)
+            if stop_flag:
                 stop_requested = True
                 break
         record: dict[str, Any] = {
@@ -523,6 +528,12 @@ class FusionRecommender(ExpertScoring, Recommender):
         gate = fitted(self.gate)
         experts = cloze["experts"]
         index = cloze_batch(experts.z.shape[0], int(self.config["cloze_batch"]), rng, self.device)
+        # under torchrun this rank's slice of the batch, weighted by its share (the BPR loss draws from rng by
+        # the batch's size, so it keeps the whole batch on every rank and a 1/world weight)
+        whole, world = index.numel(), distributed.world_size()
+        if world > 1 and self.config["loss"] != "bpr" and whole >= world:
+            index = distributed.shard(index)
+        weight = index.numel() / whole if index.numel() < whole else 1.0 / world
         part = Experts(experts.z[index], experts.evidence[index], experts.length[index])
         scores = self._mix(part) / torch.exp(gate.log_temperature)
         hidden = cloze["hidden"][index]
@@ -531,7 +542,7 @@ class FusionRecommender(ExpertScoring, Recommender):
         else:
             loss = softmax_cloze_loss(scores, hidden, cloze["visible"][index], bool(self.config["rank_weighted"]))
         # a ridge on the items' popularity slopes (item_gate's weights, attention's item factor)
-        return loss + float(self.config["gate_l2"]) * gate.item_popularity_weight.pow(2).sum()
+        return weight * (loss + float(self.config["gate_l2"]) * gate.item_popularity_weight.pow(2).sum())
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()

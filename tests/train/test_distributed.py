@@ -135,6 +135,24 @@ def test_fusion_and_lightgcn_under_torchrun_match_one_process(workspace, tmp_pat
     assert len(ours) == len(theirs) > 0
     assert ours == pytest.approx(theirs, rel=LOSS_TOLERANCE)
 
+    # a resume under torchrun is refused plainly, and the run folder is left as it was
+    before = {p: p.stat().st_mtime_ns for p in (workspace.root / "runs" / "fusion-ddp").rglob("*")}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port"]
+    command += [
+        str(_free_port()),
+        "-m",
+        "recsys",
+        "train",
+        "--workspace",
+        str(workspace.root),
+        "--resume",
+        "fusion-ddp",
+    ]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=_env(tmp_path / "three"), capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "cannot be resumed under torchrun" in done.stderr
+    assert before == {p: p.stat().st_mtime_ns for p in (workspace.root / "runs" / "fusion-ddp").rglob("*")}
+
 
 def test_single_process_is_a_no_op():
     """Outside torchrun nothing is initialised and the helpers return what they are given."""

@@ -312,3 +312,28 @@ def test_a_modality_wider_than_content_max_dim_is_reduced_and_keeps_its_query_sp
     model.save(tmp_path / "model")
     loaded = Recommender.load(tmp_path / "model")
     np.testing.assert_allclose(loaded.score(np.arange(5)), model.score(np.arange(5)), rtol=1e-5, atol=1e-5)
+
+
+def test_validation_too_large_for_the_budget_is_a_fixed_sample_of_users(demo_template):
+    """Above the cloze budget the gate rounds and the calibration use a seeded sample of validation users (so a
+    round re-mixes cached experts instead of scoring every validation user); the fit still trains, the sample
+    is the same every time, and the caller's validation matrix is left as it was."""
+    from recsys.train.run import RunConfig, run_item_features
+
+    workspace = Workspace(demo_template)
+    bundle = workspace.load_dataset("demo")
+    features = run_item_features(workspace, bundle, RunConfig(dataset="demo", text_encoder="tfidf"))
+    data = prepare_data(
+        bundle.interactions, item_features=features, catalogue_ids=bundle.items["item_id"].to_numpy(str)
+    ).data
+    valid_before = sp.csr_matrix(data.valid).copy()
+    n_valid = int((np.diff(valid_before.indptr) > 0).sum())
+    budget = (n_valid // 3) * 4 * data.train.shape[1]  # four modalities: room for a third of the users
+    first = FusionRecommender(epochs=2, cloze_budget=budget, device="cpu").fit(data)
+    assert first.history["validation_users"] == {"used": n_valid // 3, "of": n_valid}
+    assert np.isfinite(first.history["best_valid_ndcg@20"]) and np.isfinite(first.score(np.arange(5))).all()
+    assert (sp.csr_matrix(data.valid) != valid_before).nnz == 0
+    again = FusionRecommender(epochs=2, cloze_budget=budget, device="cpu").fit(data)
+    np.testing.assert_allclose(again.score(np.arange(5)), first.score(np.arange(5)), atol=1e-5)
+    whole = FusionRecommender(epochs=2, device="cpu").fit(data)
+    assert whole.history["validation_users"] == {"used": n_valid, "of": n_valid}

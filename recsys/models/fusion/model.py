@@ -180,20 +180,20 @@ class FusionRecommender(ExpertScoring, Recommender):
         # check(): each of these steps takes minutes on a million interactions; a stop gives up the fit
         inverse = self._fit_experts(data, train, callbacks)
         has_valid = data.valid is not None and data.valid.nnz > 0
-        valid_users = np.flatnonzero(np.diff(sp.csr_matrix(data.valid).indptr) > 0) if has_valid else None
-        if valid_users is not None and not self._fits_budget(len(valid_users)):
-            valid_users = None  # validation then scores users as it goes (see _validation_scorer)
+        # the validation users the gate's rounds and the calibration are scored on: all of them, or a fixed
+        # random sample when their experts would not fit the budget (each round and each calibration value
+        # then re-mixes cached experts instead of scoring every validation user again)
+        valid = self._validation_sample(sp.csr_matrix(data.valid)) if has_valid else None
+        valid_users = None if valid is None else np.flatnonzero(np.diff(valid.indptr) > 0)
         cloze, valid_experts = self._prepare_gate(train, inverse, rng, callbacks, valid_users)
         del inverse
         # the validation users' experts, computed once: training and calibration only re-mix them
-        valid_scores = self._validation_scorer(train, data.valid, valid_experts) if has_valid else None
-        best = self._train_gate(
-            cloze, rng, train, data.valid if has_valid else None, valid_scores, callbacks, resume_state
-        )
+        valid_scores = self._validation_scorer(train, valid, valid_experts) if valid is not None else None
+        best = self._train_gate(cloze, rng, train, valid, valid_scores, callbacks, resume_state)
         if best["state"] is not None:
             fitted(self.gate).load_state_dict(best["state"])
-        if has_valid and not stop_requested_any(callbacks):
-            self._calibrate_on_valid(train, data.valid, valid_scores)
+        if valid is not None and not stop_requested_any(callbacks):
+            self._calibrate_on_valid(train, valid, valid_scores)
         self.history["best_epoch"] = best["epoch"]
         self.history["best_valid_ndcg@20"] = best["ndcg@20"]
         self.history["ease_l2"] = self.chosen_l2
@@ -233,6 +233,19 @@ class FusionRecommender(ExpertScoring, Recommender):
         self._stage(callbacks, "cloze sample ready")
         check("the cloze sample")
         return cloze, valid_experts
+
+    def _validation_sample(self, valid: sp.csr_matrix) -> sp.csr_matrix:
+        """``valid`` itself, or its rows of a fixed random sample of its users (seeded) as many as the cloze
+        budget holds; the sample's size is recorded in the history."""
+        users = np.flatnonzero(np.diff(valid.indptr) > 0)
+        room = int(self.config["cloze_budget"]) // max(1, len(self._modalities) * self.n_items)
+        self.history["validation_users"] = {"used": int(min(len(users), max(room, 1))), "of": int(len(users))}
+        if len(users) <= room:
+            return valid
+        kept = np.zeros(valid.shape[0], bool)
+        kept[np.random.default_rng(int(self.config["seed"])).choice(users, size=max(room, 1), replace=False)] = True
+        # row selection builds new arrays: the caller's matrix is left as it was
+        return sp.csr_matrix(sp.diags(kept.astype(valid.dtype)) @ valid)
 
     def _fits_budget(self, users: int) -> bool:
         """Whether ``users`` x modalities x items floats fit the cloze budget (tensors kept for the fit)."""

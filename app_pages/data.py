@@ -220,6 +220,16 @@ def _column_mapping(tables: dict[str, Any], schema_json: dict[str, Any] | None, 
 
 
 def _review_and_import(source: Any, key: str, default_name: str, hint_entries: list[str] | None = None) -> None:
+    imported_as = _session_cache("data_imported_sources").get(key)
+    if imported_as is not None:
+        # the files are still in the uploader after an import: say what became of them instead of offering
+        # the same review (and a "replaces it" import) again; one click brings the review back
+        cols = st.columns([3, 1], vertical_alignment="center")
+        cols[0].caption(f":material/check_circle: These files were imported as **{md_text(imported_as)}**.")
+        if cols[1].button("Review them again", key=f"data_review_again_{key}", width="stretch"):
+            _session_cache("data_imported_sources").pop(key, None)
+            st.rerun()
+        return
     tables, schema_json, problems = _preview(key, source)
     if not tables:
         st.error(
@@ -322,6 +332,7 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
         if result.ok:
             st.session_state["data_dataset"] = result.name
             st.session_state["data_imported"] = result.name
+            _session_cache("data_imported_sources")[key] = result.name
             _session_cache("data_validation_cache").clear()
             st.rerun()
         else:

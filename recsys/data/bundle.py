@@ -857,11 +857,22 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
             column,
             [p + 2 for p, _ in too_large],
         )
+    item_ids = bundle.items["item_id"] if "item_id" in bundle.items else None
+
+    def named(positions: list[int]) -> str:
+        """e.g. 'item 17 (images/17.jpg), item 23 (images/23.jpg) and 5 more': what a user can look for."""
+        shown = [
+            f"item {item_ids.iloc[p]} ({values.iloc[p]})" if item_ids is not None else str(values.iloc[p])
+            for p in positions[:3]
+        ]
+        more = f" and {len(positions) - 3} more" if len(positions) > 3 else ""
+        return ", ".join(shown) + more
+
     if missing:
         report.warning(
             "missing_images",
-            f"{len(missing)} pictures named in the items table are not in the bundle; those items are "
-            "treated as having no picture",
+            f"{len(missing)} pictures named in the items table are not in the bundle ({named(missing)}); those "
+            "items are treated as having no picture",
             file,
             column,
             [p + 2 for p in missing],
@@ -869,7 +880,8 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
     if unreadable:
         report.warning(
             "unreadable_images",
-            f"{len(unreadable)} pictures could not be read as images; those items are treated as having no picture",
+            f"{len(unreadable)} pictures could not be read as images ({named(unreadable)}); those items are "
+            "treated as having no picture",
             file,
             column,
             [p + 2 for p in unreadable],

@@ -109,6 +109,15 @@ def test_upload_with_a_bad_rating_is_blocked_until_the_role_is_changed(app, trai
     assert "Imported **shop**" in texts(at)
     schema = read_json(trained_workspace / "datasets" / "shop" / "schema.json")
     assert schema["interactions"]["rating"] == "ignore"
+    # the files stay in the uploader: the page says what became of them rather than offering the review again
+    assert "These files were imported as **shop**" in texts(at)
+    assert not [b for b in at.button if (b.key or "").startswith("data_import_")]
+    [again] = [b for b in at.button if (b.key or "").startswith("data_review_again_")]
+    again.click()
+    at.run()
+    assert not at.exception and "These files were imported" not in texts(at)
+    # the review is back from the inferred roles (the role change applied to the import made)
+    assert import_button(at).disabled and "ratings are not numbers" in texts(at)
 
 
 def test_a_failed_upload_leaves_the_previous_dataset_in_place(app, trained_workspace):

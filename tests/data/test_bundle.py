@@ -92,6 +92,10 @@ def test_missing_and_unreadable_images(tmp_path):
     warnings = {issue.code: issue for issue in result.report.warnings}
     assert warnings["missing_images"].rows == [3] and warnings["unreadable_images"].rows == [4]
     assert "treated as having no picture" in warnings["missing_images"].message
+    # the user is told which items and files, not only row numbers
+    gone, broken = ITEMS["item_id"].iloc[1], ITEMS["item_id"].iloc[2]
+    assert f"item {gone} (images/gone.png)" in warnings["missing_images"].message
+    assert f"item {broken} (images/broken.jpg)" in warnings["unreadable_images"].message
     assert result.bundle.items["image_file"].tolist() == ["images/a.png", "", ""]
 
 

@@ -225,6 +225,14 @@ class FeatureCache:
                     found[i] = (feats[r].copy(), bool(mask[r]) if mask is not None else True)
         return found
 
+    def discard(self, key: str) -> None:
+        """Remove the entry ``key`` if there is one."""
+        for path in self._paths(key):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
     def clear(self) -> int:
         """Delete every entry; return how many files were removed."""
         removed = 0

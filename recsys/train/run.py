@@ -835,7 +835,7 @@ def _extract_features(
             log.step(stage=f"features:{stage}", done=done, total=total)
         if progress is not None:
             progress(stage, done, total)
-        stopping.check(f"{stage} feature extraction")  # per batch; the cache keeps only finished encoders
+        stopping.check(f"{stage} feature extraction")  # per batch; the cache keeps the finished chunks
 
     features = run_item_features(workspace, bundle, config, progress=report)
     log.write("stage", stage="features_done", timings=features.timings)

@@ -229,3 +229,29 @@ def test_extract_with_real_encoders(tmp_path, posters):
     again = extract_item_features(items, roles, root, tmp_path / "cache", device="cpu")
     assert again.timings["text_cached"] and again.timings["image_cached"]
     assert np.array_equal(again.image, feats.image)
+
+
+def test_a_stopped_extraction_keeps_its_finished_chunks(tmp_path, counting_text, monkeypatch):
+    """A stop in the middle of an extraction (the progress callback raises, as a run's stop check does) keeps
+    every finished chunk in the cache: the next extraction encodes only the rest, and gives the same vectors."""
+    from recsys.features import extract
+    from recsys.features.extract import encode_texts
+    from recsys.stopping import StopRequested
+
+    monkeypatch.setattr(extract, "CHECKPOINT_ROWS", 10)
+    texts = [f"item number {i}" for i in range(35)]
+    cache = FeatureCache(tmp_path / "cache")
+
+    def stop_after_two_chunks(done: int, total: int) -> None:
+        if done >= 25:
+            raise StopRequested("text feature extraction")
+
+    with pytest.raises(StopRequested):
+        encode_texts(counting_text, texts, cache, progress=stop_after_two_chunks)
+    assert counting_text.rows == 30  # chunks of 10; the third was encoded when the stop came
+    features, info = encode_texts(counting_text, texts, cache)
+    assert info["reused_rows"] == 20 and info["encoded_rows"] == 15 and counting_text.rows == 30 + 15
+    fresh, _ = encode_texts(type(counting_text)(), texts, None)
+    np.testing.assert_allclose(features, fresh)
+    # the finished extraction's whole entry replaces the unfinished one
+    assert [m.get("unfinished", False) for m in cache.entries()] == [False]

@@ -280,8 +280,18 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
         key=f"data_pseudonymise_{key}",
         help="Store each user id as a keyed hash (u_ + 16 hex digits) made with this workspace's secret key: the "
         "same person gets the same pseudonym in every import here, and the raw ids are never written. "
+        "Columns of the users and interactions tables whose role is ignore are not stored at all. "
         "`python -m recsys forget` still takes the raw id.",
     )
+    if pseudonymise:
+        # only the ids are hashed: say which other user columns are stored as they are, and how to drop them
+        described = edited[(edited["table"] == "users") & ~edited["role"].isin(["id", "ignore"])]["column"]
+        if len(described):
+            st.caption(
+                ":material/info: Only the user ids are pseudonymised; these user columns are stored as they "
+                f"are: {md_text(', '.join(map(str, described)))}. A column whose role is ignore (set it above) "
+                "is not stored."
+            )
     cols = st.columns([2, 1], vertical_alignment="bottom")
     # the suggestion is derived from the file name and always valid ("My Shop (2)" -> my-shop-2); what is typed
     # is checked as typed, never silently renamed

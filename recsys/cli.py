@@ -124,7 +124,8 @@ def _import_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="store every user id as a keyed hash (u_ + 16 hex "
         "digits, HMAC-SHA256 with the workspace's secret key in .secret/): the same id gets the same "
-        "pseudonym in every import of this workspace; `forget --user` still takes the raw id",
+        "pseudonym in every import of this workspace; users/interactions columns with the role ignore are not "
+        "stored; `forget --user` still takes the raw id",
     )
 
 

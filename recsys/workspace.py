@@ -369,6 +369,11 @@ class Workspace:
             interactions = interactions.assign(user_id=interactions["user_id"].astype(str).map(mapping))
             if users is not None:
                 users = users.assign(user_id=users["user_id"].astype(str).map(mapping))
+            # a column marked ignore in the users or interactions table (an e-mail, a name, an IP) is no feature:
+            # with pseudonyms asked for it is not stored at all, so the raw identity does not sit beside them
+            users = S.visible_users(users, bundle.schema)
+            ignored = bundle.schema.columns_with("interactions", S.IGNORE)
+            interactions = interactions.drop(columns=[c for c in ignored if c in interactions and c != "user_id"])
             # a warning may quote a raw id (e.g. a user with no interactions): such warnings are not stored
             warnings = _scrub_texts(warnings, set(mapping))
         image_column = bundle.schema.image_column

@@ -305,3 +305,23 @@ def test_pseudonymised_import_stores_no_raw_id_and_recommends_the_same(tmp_path,
     runs = [r for r in list_runs(private) if r.dataset == "shop"]
     assert len(runs) == len(configs)
     assert all(r.needs_retrain_for_privacy and run_holds_user(r.path, key, pseudonym(key, GONE)) for r in runs)
+
+
+def test_a_pseudonymised_import_does_not_store_ignored_user_columns(tmp_path):
+    """Pseudonyms beside a raw e-mail would be no pseudonyms: with pseudonymise on, a users or interactions
+    column marked ignore is not written (kept columns are, and the dataset loads and trains as before)."""
+    bundle = shop_bundle(tmp_path / "bundle", extras=False)
+    people = pd.read_csv(bundle / "users.csv")
+    people["email"] = [f"{u}@example.org" for u in people["user_id"]]
+    people.to_csv(bundle / "users.csv", index=False)
+    schema = {"users": {"email": "ignore"}, "interactions": {"rating": "ignore"}}
+    plain, private = Workspace(tmp_path / "plain"), Workspace(tmp_path / "private")
+    assert plain.import_bundle(bundle, name="shop", schema=schema).ok
+    assert private.import_bundle(bundle, name="shop", schema=schema, pseudonymise=True).ok
+    assert "email" in pd.read_parquet(plain.dataset_path("shop") / "users.parquet").columns  # hidden, stored
+    stored = private.load_dataset("shop")
+    assert "email" not in stored.users.columns and "city" in stored.users.columns
+    assert "rating" not in stored.interactions.columns
+    assert files_with(private.root, "@example.org") == []
+    train_run(private, RunConfig(dataset="shop", model="mostpop", baselines=[], device="cpu"), run_id="after")
+    assert json.loads((private.run_path("after") / "status.json").read_text())["state"] == "finished"

@@ -133,6 +133,16 @@ def sorted_rows(values: Any) -> Any:
     return torch.from_numpy(np.sort(values.detach().numpy(), axis=1))
 
 
+def argsort_rows(values: Any) -> Any:
+    """Each row's ascending order (column indices) of a ``[B, N]`` tensor: NumPy's argsort on a CPU (about
+    4-5x torch's there on 25k columns), torch's elsewhere. Ties in an order that is fixed but unspecified."""
+    import torch
+
+    if values.device.type != "cpu":
+        return torch.argsort(values, dim=1)
+    return torch.from_numpy(np.argsort(values.detach().numpy(), axis=1))
+
+
 def places_in_rows(scores: Any, chosen: Any, side: Literal["left", "right"]) -> Any:
     """``[B, N]`` float tensor: for each non-zero entry of ``chosen``, how many entries of its row of ``scores``
     are strictly lower (``side="left"``) or at most equal (``side="right"``); 0 elsewhere. ``N - places(right)``

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ...topk import k_largest, sorted_rows
+from ...topk import argsort_rows, k_largest, sorted_rows
 
 
 @dataclass
@@ -278,7 +278,7 @@ def order_by_projection(
     projected = projected[:, outside[outside_behaviour]]
     columns = torch.nonzero(outside).squeeze(1)
     cosine_values = sorted_rows(raw[:, columns])  # ascending
-    order = torch.argsort(projected, dim=1)  # ascending
+    order = argsort_rows(projected)  # ascending
     reordered = torch.empty_like(cosine_values).scatter_(1, order, cosine_values)
     out = raw.clone()
     out[:, columns] = reordered

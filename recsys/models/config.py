@@ -23,6 +23,7 @@ FUSIONS = ("attention", "mean", "item_gate", "concat")
 LOSSES = ("softmax", "bpr")
 FusionVariant = Literal["attention", "mean", "item_gate", "concat"]
 FusionLoss = Literal["softmax", "bpr"]
+BehaviourPrior = Literal["ease", "cosine"]
 Auto = Literal["auto"]
 
 
@@ -68,12 +69,16 @@ def l2_value(value: Any, name: str) -> float | Auto:
 class _Config:
     """Shared helpers: ``from_dict`` refuses unknown keys, ``to_dict`` gives plain JSON values."""
 
+    retired: typing.ClassVar[frozenset[str]] = frozenset()
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], what: str | None = None) -> Any:
         if isinstance(data, cls):
             return data
         if not isinstance(data, dict):
             raise ValueError(f"{what or cls.__name__} must be an object of options, not {data!r}")
+        # options earlier versions had and saved in their config.json: read, and dropped
+        data = {key: value for key, value in data.items() if key not in cls.retired}
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = set(data) - known
         if unknown:
@@ -87,6 +92,10 @@ class _Config:
 @dataclass
 class FusionConfig(_Config):
     """Every option of the fusion recommender (see :mod:`recsys.models.fusion`)."""
+
+    # max_dense_items (until 2026-12): the item count above which cosine neighbours replaced EASE; capped EASE
+    # measured better at every size tried, so the choice is behaviour_prior now
+    retired: typing.ClassVar[frozenset[str]] = frozenset({"max_dense_items"})
 
     modalities: list[str] = option(list(MODALITIES), "which experts exist (a modality without data is dropped)")
     fusion: FusionVariant = option(
@@ -109,11 +118,14 @@ class FusionConfig(_Config):
     )
     ease_l2_grid: list[float] = option(list(DEFAULT_L2_GRID), "L2 values tried on validation when ease_l2 is auto")
     fallback_l2: float = option(250.0, "the behaviour L2 of auto without validation data")
-    max_dense_items: int = option(
-        20_000, "above this many items with behaviour: sparse item-item neighbours instead of EASE"
+    behaviour_prior: BehaviourPrior = option(
+        "ease",
+        "ease = EASE over the ease_max_items most interacted items, the rest ordered by content (any catalogue "
+        "size); cosine = sparse item-item cosine neighbours over every item (measured worse: "
+        "benchmarks/large_prior.py)",
     )
     ease_max_items: int = option(5_000, "EASE covers at most this many items (the most interacted; the rest: content)")
-    neighbours: int = option(200, "item-item neighbours kept per item in the sparse case")
+    neighbours: int = option(200, "item-item neighbours kept per item with behaviour_prior = cosine")
     popularity_prior: bool = option(True, "blend in popularity for users with short histories")
     rank_weighted: bool = option(True, "cloze loss weighted by the DCG discount of each hidden item's rank")
     behaviour_scales: list[float] = option(
@@ -149,6 +161,10 @@ class FusionConfig(_Config):
             raise ValueError(
                 f"loss must be one of {LOSSES}, not {self.loss!r} (the fusion model ranks; "
                 "rating prediction is not one of its losses)"
+            )
+        if self.behaviour_prior not in typing.get_args(BehaviourPrior):
+            raise ValueError(
+                f"behaviour_prior must be one of {typing.get_args(BehaviourPrior)}, not {self.behaviour_prior!r}"
             )
         self.modalities = [m for m in MODALITIES if m in self.modalities]
         if not self.modalities:

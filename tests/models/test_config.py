@@ -66,6 +66,14 @@ def test_fusion_config_validates_choices():
     with pytest.raises(ValueError, match="ease_l2 must be 'auto' or a positive number"):
         FusionConfig(ease_l2="-3")
     assert FusionConfig(modalities=["text", "behaviour"]).modalities == ["behaviour", "text"]
+    with pytest.raises(ValueError, match="behaviour_prior must be one of"):
+        FusionConfig(behaviour_prior="dense")
+
+
+def test_a_retired_fusion_option_in_an_older_config_is_read_and_dropped():
+    """Models and runs saved before behaviour_prior carry max_dense_items in their config.json: they still load."""
+    config = FusionConfig.from_dict({"max_dense_items": 20_000, "epochs": 3})
+    assert config.epochs == 3 and config.behaviour_prior == "ease" and "max_dense_items" not in config.to_dict()
 
 
 def test_old_flat_config_json_migrates_into_the_nested_options():

@@ -226,7 +226,7 @@ def test_bpr_trains_and_rating_losses_are_refused_plainly(demo):
 
 @pytest.mark.slow  # the module's catalogue: real MiniLM and EfficientNet features, 15 epochs
 def test_sparse_neighbours_for_catalogues_too_large_for_ease(demo, tmp_path):
-    model = FusionRecommender(**{**FAST, "epochs": 2, "max_dense_items": 10, "neighbours": 20}).fit(
+    model = FusionRecommender(**{**FAST, "epochs": 2, "behaviour_prior": "cosine", "neighbours": 20}).fit(
         demo["prepared"].data
     )
     assert sp.issparse(model._behaviour)

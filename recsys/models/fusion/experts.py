@@ -161,15 +161,15 @@ class ExpertScoring:
         return outside
 
     def _fit_behaviour(self, train: sp.csr_matrix, valid: sp.csr_matrix | None, log: Any = None) -> np.ndarray | None:
-        """EASE weights (L2 on validation) over the items with behaviour, or, for huge catalogues, sparse
-        cosine neighbours. Returns EASE's inverse over those items (for the out-of-fold cloze scores)."""
+        """EASE weights (L2 on validation) over the ``ease_max_items`` most interacted items, or (behaviour_prior
+        = cosine) sparse cosine neighbours over every item. Returns EASE's inverse over those items (for the out-of-fold cloze scores)."""
         from ..ease import behaviour_columns, choose_ease_l2, ease_inverse, ease_weights
 
         self._behaviour_items = None
         if "behaviour" not in self._modalities:
             return None
         config = self.config
-        if len(behaviour_columns(train)) > int(config["max_dense_items"]):
+        if config["behaviour_prior"] == "cosine":
             self._behaviour = cosine_neighbours(train, int(config["neighbours"]))
             return None
         columns = behaviour_columns(train, int(config["ease_max_items"]))

@@ -9,7 +9,7 @@ see :func:`make_catalogue`), and every stage runs in a fresh subprocess so that 
 * ``import``    python -m recsys import BUNDLE --name scale-N
 * ``features``  python -m recsys features scale-N --text-encoder tfidf --modalities text attributes
 * ``train``     python -m recsys train --data scale-N --text-encoder tfidf --modalities behaviour text attributes
-                --epochs 1 --baselines --no-final-model --device cpu
+                --epochs 1 --baselines --no-final-model --eval-users 5000 --device cpu
 * ``recommend`` a subprocess loads the run's model once (recsys.train.records.load_run_model) and times
                 ``model.recommend(user, k=10)`` for ``--latency-users`` users: p50 / p99 ms
 * ``export``    python -m recsys export RUN --k 10 --out recs.parquet: users/s
@@ -286,6 +286,8 @@ def bench_size(n_items: int, n_inter: int, args, root: Path, env: dict) -> dict:
                 "1",
                 "--baselines",
                 "--no-final-model",
+                "--eval-users",
+                str(args.eval_users),
                 "--device",
                 "cpu",
             ]
@@ -376,6 +378,12 @@ def main(argv: list[str] | None = None) -> int:
         help="kill a stage whose RSS passes this (default: 80%% of MemAvailable at start)",
     )
     ap.add_argument("--latency-users", type=int, default=50)
+    ap.add_argument(
+        "--eval-users",
+        type=int,
+        default=5000,
+        help="the train stage evaluates on a seeded sample of this many users (0 = all; default 5000)",
+    )
     ap.add_argument(
         "--threads", type=int, default=None, help="OMP/MKL/torch threads of every stage (default: leave as is)"
     )

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from .. import distributed, stopping
 from ..atomic import atomic_directory, atomic_write_json, clean_leftovers
@@ -85,6 +86,11 @@ class RunConfig:
     k_core: int = option(5, "keep users and items with at least this many interactions")
     seed: int = option(2026, "random seed for the split and the model")
     baselines: list[str] = option(["mostpop", "ease"], "baselines trained and evaluated beside the model")
+    eval_users: int = option(
+        0,
+        "evaluate on a fixed random sample of at most this many users (seeded; the same sample for the model "
+        "and every baseline; 0 = every user): full ranking of a large catalogue costs minutes per 10k users",
+    )
     final_model: bool = option(
         True,
         "after evaluation, refit the model on every interaction (train, valid and "
@@ -523,7 +529,7 @@ def _execute(
         remove_checkpoint(run_dir / "checkpoint")
     metrics["fit"] = fit
     if "model" not in metrics:
-        metrics["model"] = _evaluate(model, prepared, evaluate_ranking)
+        metrics["model"] = _evaluate(model, prepared, evaluate_ranking, evaluation_sample(prepared, config))
         metrics["model"]["name"] = config.model
         if getattr(model, "history", None):
             metrics["model"]["history"] = model.history
@@ -544,7 +550,9 @@ def _execute(
         log.write("stage", stage="baseline", model=name)
         baseline = get_model(name, **config.model_options(name))
         baseline.fit(prepared.data)
-        metrics["baselines"][name] = _evaluate(baseline, prepared, evaluate_ranking)
+        metrics["baselines"][name] = _evaluate(
+            baseline, prepared, evaluate_ranking, evaluation_sample(prepared, config)
+        )
         log.write("result", model=name, test=metrics["baselines"][name]["test"])
         atomic_write_json(run_dir / "metrics.json", metrics)
 
@@ -796,15 +804,36 @@ def _final_model(model: Any, config: RunConfig, prepared: Any) -> Any:
     return final
 
 
-def _evaluate(model: Any, prepared: Any, evaluate_ranking: Callable) -> dict[str, Any]:
-    """Valid metrics (for selection) and test metrics (train masked, valid excluded at test time)."""
+def _evaluated_rows(matrix: Any, users: np.ndarray | None) -> Any:
+    """``matrix`` with only the rows of ``users`` kept (all when None): the evaluator skips empty rows."""
+    if users is None:
+        return matrix
+    kept = np.zeros(matrix.shape[0], dtype=matrix.dtype)
+    kept[users] = 1
+    return sp.csr_matrix(sp.diags(kept) @ sp.csr_matrix(matrix))
+
+
+def evaluation_sample(prepared: Any, config: RunConfig) -> np.ndarray | None:
+    """The users a run evaluates when ``config.eval_users`` is below the users with test items: a seeded
+    sample of them (None = every user)."""
+    limit = int(config.eval_users)
+    users = np.flatnonzero(np.diff(sp.csr_matrix(prepared.test).indptr) > 0)
+    if limit <= 0 or len(users) <= limit:
+        return None
+    return np.sort(np.random.default_rng(config.seed).choice(users, size=limit, replace=False))
+
+
+def _evaluate(model: Any, prepared: Any, evaluate_ranking: Callable, users: np.ndarray | None = None) -> dict[str, Any]:
+    """Valid metrics (for selection) and test metrics (train masked, valid excluded at test time), over
+    ``users`` only when given (a sample: see ``RunConfig.eval_users``)."""
     from ..evaluate import mae, rmse
 
     data = prepared.data
+    test_rows, valid_rows = _evaluated_rows(prepared.test, users), _evaluated_rows(prepared.valid, users)
     started = time.perf_counter()
-    test = evaluate_ranking(model.score, data.train, prepared.test, exclude=prepared.valid, ks=(10, 20))
+    test = evaluate_ranking(model.score, data.train, test_rows, exclude=prepared.valid, ks=(10, 20))
     scoring_seconds = time.perf_counter() - started
-    valid = evaluate_ranking(model.score, data.train, prepared.valid, ks=(10, 20))
+    valid = evaluate_ranking(model.score, data.train, valid_rows, ks=(10, 20))
     result = {
         "test": test,
         "valid": valid,

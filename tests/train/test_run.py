@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -294,3 +295,35 @@ def test_kfold_folds_test_every_interaction_exactly_once(workspace):
         tested += list(zip(users[coo.row], ids[coo.col]))
     pairs = set(map(tuple, interactions[["user_id", "item_id"]].astype(str).drop_duplicates().to_numpy()))
     assert len(tested) == len(set(tested)) == len(pairs) and set(tested) == pairs
+
+
+def test_eval_users_evaluates_the_model_and_its_baselines_on_one_seeded_sample(workspace):
+    """A large catalogue's full-ranking evaluation is sampled: the model and every baseline on the same users,
+    and a sample of everyone is the full evaluation."""
+    from recsys.train.data import prepare_data
+    from recsys.train.run import evaluation_sample
+
+    config = RunConfig(
+        dataset="demo",
+        model="ease",
+        baselines=["mostpop"],
+        eval_users=40,
+        final_model=False,
+        modalities=["behaviour"],
+        device="cpu",
+    )
+
+    def metrics_of(run_dir):
+        return json.loads((run_dir / "metrics.json").read_text())
+
+    metrics = metrics_of(train_run(workspace, config, run_id="sampled"))
+    assert metrics["model"]["test"]["n_users_evaluated"] == 40
+    assert metrics["baselines"]["mostpop"]["test"]["n_users_evaluated"] == 40
+    everyone = metrics_of(train_run(workspace, dataclasses.replace(config, eval_users=0), run_id="everyone"))
+    assert everyone["model"]["test"]["n_users_evaluated"] > 40
+    whole = metrics_of(train_run(workspace, dataclasses.replace(config, eval_users=10_000), run_id="whole"))
+    assert whole["model"]["test"] == everyone["model"]["test"]
+    bundle = workspace.load_dataset("demo")
+    prepared = prepare_data(bundle.interactions)
+    first, again = evaluation_sample(prepared, config), evaluation_sample(prepared, config)
+    assert len(first) == 40 and np.array_equal(first, again)

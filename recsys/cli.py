@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -349,6 +350,93 @@ def cmd_features(args: argparse.Namespace) -> dict[str, Any]:
         args,
         f"features for {result['items']:,} items of '{bundle.name}' on {device} in {seconds:.1f} s: "
         f"text {result['text']}, image {result['image']}",
+    )
+    return result
+
+
+def _finetune_arguments(p: argparse.ArgumentParser) -> None:
+    from .features.finetune import FinetuneSettings
+
+    defaults = FinetuneSettings()
+    p.add_argument("dataset", help="dataset name in the workspace")
+    p.add_argument("--base", default="minilm", help="the transformer text encoder to adapt (default minilm)")
+    p.add_argument("--layers", type=int, default=defaults.layers, help="last N transformer layers trained")
+    p.add_argument("--steps", type=int, default=defaults.steps, help="optimiser steps")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="co-interaction pairs per step")
+    p.add_argument("--lr", type=float, default=defaults.lr, help="AdamW learning rate (default 2e-5)")
+    p.add_argument(
+        "--protocol",
+        default="p1",
+        choices=["p1", "sparse", "temporal", "cold"],
+        help="the pairs come from this split's training part (seed 2026, 5-core), the split a run with the "
+        "same protocol evaluates on, so its validation and test interactions are never seen",
+    )
+    p.add_argument("--name", default=None, help="folder name under workspace/encoders/ (default DATASET-BASE-ft)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+
+
+@command(
+    "finetune-text",
+    "adapt the text encoder's last layers to a dataset's behaviour (items chosen by the same user pulled "
+    "together); writes a model folder to use as --text-encoder hf:FOLDER",
+    _finetune_arguments,
+)
+def cmd_finetune_text(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
+    from .features.extract import build_item_text
+    from .features.finetune import FinetuneSettings, co_interaction_pairs, finetune_text_encoder
+    from .features.registry import get_encoder
+    from .train.data import prepare_data
+    from .workspace import DatasetNotFound, validate_name
+
+    workspace = _workspace(args)
+    validate_name("dataset name", args.dataset)
+    # hf:/some/folder/model -> "model"; a registry name as it is
+    base_label = re.sub(r"[^A-Za-z0-9._-]+", "-", args.base.split(":", 1)[-1].rstrip("/").rsplit("/", 1)[-1])
+    name = args.name or f"{args.dataset}-{base_label.strip('-.') or 'text'}-ft"
+    validate_name("encoder folder name", name)
+    try:
+        bundle = workspace.load_dataset(args.dataset)
+    except DatasetNotFound as exc:
+        raise CommandError(str(exc)) from exc
+    try:
+        encoder = get_encoder(args.base, device=args.device)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
+    settings = FinetuneSettings(layers=args.layers, steps=args.steps, batch_size=args.batch_size, lr=args.lr)
+    texts = build_item_text(bundle.items, bundle.schema.items)
+    prepared = prepare_data(
+        bundle.interactions, protocol=args.protocol, catalogue_ids=bundle.items["item_id"].to_numpy(str)
+    )
+    usable = np.array([bool(text.strip()) for text in texts])
+    pairs = co_interaction_pairs(prepared.data.train, settings.pairs, settings.seed, usable)
+    out_dir = workspace.root / "encoders" / name
+    bar = TqdmProgress(not args.quiet)
+    started = time.perf_counter()
+    try:
+        finetune_text_encoder(
+            encoder, texts, pairs, out_dir, settings, progress=lambda step, steps, loss: bar("fine-tuning", step, steps)
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        bar.close()
+    report = json.loads((out_dir / "finetune.json").read_text(encoding="utf-8"))
+    result = {
+        "dataset": bundle.name,
+        "encoder": f"hf:{out_dir}",
+        "folder": str(out_dir),
+        "seconds": round(time.perf_counter() - started, 1),
+        "loss": [report["loss_first_10"], report["loss_last_10"]],
+        "pairs": int(len(pairs)),
+        "protocol": args.protocol,
+    }
+    _say(
+        args,
+        f"fine-tuned {args.base} on {len(pairs):,} co-interaction pairs of '{bundle.name}' in "
+        f"{result['seconds']:.0f} s (loss {result['loss'][0]:.2f} -> {result['loss'][1]:.2f}); train with "
+        f"--text-encoder hf:{out_dir} --protocol {args.protocol}",
     )
     return result
 

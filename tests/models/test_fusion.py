@@ -314,7 +314,7 @@ def test_a_modality_wider_than_content_max_dim_is_reduced_and_keeps_its_query_sp
     np.testing.assert_allclose(loaded.score(np.arange(5)), model.score(np.arange(5)), rtol=1e-5, atol=1e-5)
 
 
-def test_validation_too_large_for_the_budget_is_a_fixed_sample_of_users(demo_template):
+def test_validation_too_large_for_the_budget_is_a_fixed_sample_of_users(demo_template, monkeypatch):
     """Above the cloze budget the gate rounds and the calibration use a seeded sample of validation users (so a
     round re-mixes cached experts instead of scoring every validation user); the fit still trains, the sample
     is the same every time, and the caller's validation matrix is left as it was."""
@@ -329,6 +329,7 @@ def test_validation_too_large_for_the_budget_is_a_fixed_sample_of_users(demo_tem
     valid_before = sp.csr_matrix(data.valid).copy()
     n_valid = int((np.diff(valid_before.indptr) > 0).sum())
     budget = (n_valid // 3) * 4 * data.train.shape[1]  # four modalities: room for a third of the users
+    monkeypatch.setattr("recsys.models.fusion.model.MIN_VALIDATION_USERS", 1)
     first = FusionRecommender(epochs=2, cloze_budget=budget, device="cpu").fit(data)
     assert first.history["validation_users"] == {"used": n_valid // 3, "of": n_valid}
     assert np.isfinite(first.history["best_valid_ndcg@20"]) and np.isfinite(first.score(np.arange(5))).all()
@@ -337,3 +338,8 @@ def test_validation_too_large_for_the_budget_is_a_fixed_sample_of_users(demo_tem
     np.testing.assert_allclose(again.score(np.arange(5)), first.score(np.arange(5)), atol=1e-5)
     whole = FusionRecommender(epochs=2, device="cpu").fit(data)
     assert whole.history["validation_users"] == {"used": n_valid, "of": n_valid}
+    # never fewer than the minimum: above the budget those users are scored as the rounds go
+    monkeypatch.setattr("recsys.models.fusion.model.MIN_VALIDATION_USERS", n_valid // 2)
+    floor = FusionRecommender(epochs=2, cloze_budget=budget, device="cpu").fit(data)
+    assert floor.history["validation_users"] == {"used": n_valid // 2, "of": n_valid}
+    assert np.isfinite(floor.history["best_valid_ndcg@20"]) and np.isfinite(floor.score(np.arange(5))).all()

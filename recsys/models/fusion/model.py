@@ -32,6 +32,10 @@ def stop_requested_any(callbacks: Sequence[Any]) -> bool:
     return stopping.requested() or any(getattr(callback, "stop_requested", False) for callback in callbacks)
 
 
+# the fewest validation users the gate's rounds and the calibration choose on (when there are that many)
+MIN_VALIDATION_USERS = 1000
+
+
 class FusionRecommender(ExpertScoring, Recommender):
     """Mixture of modality experts with a per-user gate (see the module docstring)."""
 
@@ -185,6 +189,8 @@ class FusionRecommender(ExpertScoring, Recommender):
         # then re-mixes cached experts instead of scoring every validation user again)
         valid = self._validation_sample(sp.csr_matrix(data.valid)) if has_valid else None
         valid_users = None if valid is None else np.flatnonzero(np.diff(valid.indptr) > 0)
+        if valid_users is not None and not self._fits_budget(len(valid_users)):
+            valid_users = None  # the minimum sample is scored as it goes (see _validation_scorer)
         cloze, valid_experts = self._prepare_gate(train, inverse, rng, callbacks, valid_users)
         del inverse
         # the validation users' experts, computed once: training and calibration only re-mix them
@@ -235,15 +241,19 @@ class FusionRecommender(ExpertScoring, Recommender):
         return cloze, valid_experts
 
     def _validation_sample(self, valid: sp.csr_matrix) -> sp.csr_matrix:
-        """``valid`` itself, or its rows of a fixed random sample of its users (seeded) as many as the cloze
-        budget holds; the sample's size is recorded in the history."""
+        """``valid`` itself, or its rows of a fixed random sample of its users (seeded): as many as the cloze
+        budget holds, and at least ``MIN_VALIDATION_USERS``; the sample's size is recorded in the history."""
         users = np.flatnonzero(np.diff(valid.indptr) > 0)
         room = int(self.config["cloze_budget"]) // max(1, len(self._modalities) * self.n_items)
-        self.history["validation_users"] = {"used": int(min(len(users), max(room, 1))), "of": int(len(users))}
-        if len(users) <= room:
+        # never fewer than MIN_VALIDATION_USERS: on a large sparse catalogue a few hundred users give an NDCG of
+        # 0 in most rounds, and early stopping and calibration would choose on noise (those are then scored as
+        # the rounds go instead of cached)
+        size = int(min(len(users), max(room, MIN_VALIDATION_USERS)))
+        self.history["validation_users"] = {"used": size, "of": int(len(users))}
+        if size == len(users):
             return valid
         kept = np.zeros(valid.shape[0], bool)
-        kept[np.random.default_rng(int(self.config["seed"])).choice(users, size=max(room, 1), replace=False)] = True
+        kept[np.random.default_rng(int(self.config["seed"])).choice(users, size=size, replace=False)] = True
         # row selection builds new arrays: the caller's matrix is left as it was
         return sp.csr_matrix(sp.diags(kept.astype(valid.dtype)) @ valid)
 

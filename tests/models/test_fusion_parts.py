@@ -99,3 +99,39 @@ def test_the_factored_mix_equals_the_sum_of_the_shares():
             torch.testing.assert_close(fast, scores, atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(shares.sum(-1), scores, atol=1e-5, rtol=1e-5)
             assert float(weights[:, ~present].abs().max()) == 0.0  # no weight on a modality an item lacks
+
+
+def test_choice_model_over_sampled_alternatives_agrees_with_the_full_softmax(demo_template, monkeypatch):
+    """Above CHOICE_ALTERNATIVES items the users' conditional logits run over a fixed uniform sample of items
+    plus the batch's history items; the coefficients stay close to the full-catalogue ones (IIA)."""
+    from recsys.models import Recommender
+    from recsys.models.fusion import experts
+    from recsys.workspace import Workspace
+    from tests.conftest import DEMO_RUN
+
+    model = Recommender.load(demo_template / "runs" / DEMO_RUN / "model")
+    interactions = Workspace(demo_template).load_dataset("demo").interactions
+    index = {item: i for i, item in enumerate(model.item_ids)}
+    users = {user: u for u, user in enumerate(sorted(set(interactions["user_id"])))}
+    history = sp.csr_matrix(
+        (
+            np.ones(len(interactions), np.float32),
+            ([users[u] for u in interactions["user_id"]], [index[i] for i in interactions["item_id"]]),
+        ),
+        shape=(len(users), model.n_items),
+    )
+    history.data[:] = 1.0
+    history = history[:80]
+    full = model._expert_z(history, raw_evidence=True).evidence
+    monkeypatch.setattr(experts, "CHOICE_ALTERNATIVES", model.n_items // 2)
+    hist = torch.as_tensor(history.toarray() > 0)
+    columns = model._choice_set(hist)
+    assert columns is not None and len(columns) < model.n_items
+    assert set(np.flatnonzero(hist.any(0).numpy())) <= set(columns.tolist())  # every chosen item is an alternative
+    sampled = model._expert_z(history, raw_evidence=True).evidence
+    m = len(model._modalities)
+    for column in range(m, 2 * m):
+        a, b = full[:, column].numpy(), sampled[:, column].numpy()
+        ok = np.isfinite(a) & np.isfinite(b)
+        if ok.sum() > 10:
+            assert np.corrcoef(a[ok], b[ok])[0, 1] > 0.9, column

@@ -37,6 +37,10 @@ def fitted(value: T | None) -> T:
     return value
 
 
+# above this many items the users' choice models run over a sample of alternatives (see _choice_set)
+CHOICE_ALTERNATIVES = 16_384
+
+
 @dataclass
 class Experts:
     """What the experts say about a batch of users: standardised scores of every item, and how well each
@@ -275,10 +279,30 @@ class ExpertScoring:
         if not choices:
             return out
         features = torch.stack(choices + [fitted(self._popularity).expand_as(choices[0])], dim=1)  # [B, K, N]
-        beta = choice_coefficients(features, history.float(), float(self.config["choice_ridge"]))
+        chosen = history.float()
+        columns = self._choice_set(history)
+        if columns is not None:
+            features, chosen = features[:, :, columns], chosen[:, columns]
+        beta = choice_coefficients(features, chosen, float(self.config["choice_ridge"]))
         content = [m for m, modality in enumerate(self._modalities) if modality != "behaviour"]
         out[:, content] = torch.where(torch.isnan(coherence[:, content]), coherence[:, content], beta[:, :-1])
         return out
+
+    def _choice_set(self, history: torch.Tensor) -> torch.Tensor | None:
+        """The items the choice model's softmax runs over: every item up to ``CHOICE_ALTERNATIVES``; above, a
+        fixed uniform sample of that many plus every item of the batch's histories (None = all).
+
+        Sampling the alternatives keeps a conditional logit's coefficients consistent (McFadden's result for
+        uniform sampling, which IIA makes exact up to a constant), and the Newton steps over [B, K, N] are
+        the hot spot of scoring a 100k-item catalogue (memory-bound: each pass reads B x K x N floats)."""
+        if self.n_items <= CHOICE_ALTERNATIVES:
+            return None
+        sample = np.random.default_rng(int(self.config["seed"])).choice(
+            self.n_items, size=CHOICE_ALTERNATIVES, replace=False
+        )
+        keep = torch.zeros(self.n_items, dtype=torch.bool, device=history.device)
+        keep[torch.as_tensor(sample, device=history.device)] = True
+        return torch.nonzero(keep | history.any(0)).squeeze(1)
 
     def _fit_evidence_stats(
         self, train: sp.csr_matrix, keep: np.ndarray | None = None

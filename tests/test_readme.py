@@ -46,7 +46,7 @@ def test_readme_cli_commands_exist():
 
     _load_command_modules()
     text = (REPO_ROOT / "README.md").read_text()
-    for name in re.findall(r"python -m recsys (\w+)", text):
+    for name in re.findall(r"python -m recsys ([\w-]+)", text):
         assert name in _COMMANDS, f"README mentions `python -m recsys {name}`, which does not exist"
 
 

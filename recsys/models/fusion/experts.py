@@ -315,12 +315,16 @@ class ExpertScoring:
         if len(users) > 5000:
             users = np.sort(np.random.default_rng(0).choice(users, 5000, replace=False))
         scored = users if keep is None else np.union1d(users, keep)
+        kept_rows = np.zeros(len(scored), dtype=bool) if keep is None else np.isin(scored, keep)
         parts = []
         with torch.no_grad():
             for start in range(0, len(scored), 256):
                 check("the gate's evidence")
                 part = self._expert_z(train[scored[start : start + 256]], raw_evidence=True)
-                parts.append(part if keep is not None else Experts(part.z[:0], part.evidence, part.length))
+                # only the kept users' expert scores stay: [users, M, N] of the 5,000 statistics users would be
+                # gigabytes on a large catalogue (the evidence is [users, 2M])
+                mine = torch.as_tensor(kept_rows[start : start + 256], device=self.device)
+                parts.append(Experts(part.z[mine], part.evidence, part.length[mine]))
         if not parts:
             empty = torch.zeros(0, 2 * len(self._modalities), device=self.device)
             return (
@@ -333,10 +337,10 @@ class ExpertScoring:
         spread = torch.sqrt(torch.nan_to_num(torch.nanmean((raw - mean) ** 2, dim=0), nan=1.0)).clamp(min=1e-6)
         if keep is None:
             return (mean, spread), None
+        # keep is sorted and unique (np.flatnonzero): the rows stored above are keep's, in its order
+        assert np.array_equal(scored[kept_rows], keep)
         index = torch.as_tensor(np.searchsorted(scored, keep), device=self.device)
-        kept = Experts(
-            torch.cat([p.z for p in parts])[index], evidence[index], torch.cat([p.length for p in parts])[index]
-        )
+        kept = Experts(torch.cat([p.z for p in parts]), evidence[index], torch.cat([p.length for p in parts]))
         return (mean, spread), kept
 
     def _behaviour_scores(self, history: sp.csr_matrix, h: torch.Tensor | None = None) -> torch.Tensor:

@@ -224,21 +224,25 @@ def _cached_encode(
     failures.sort()
     info.update(reused_rows=len(reused), encoded_rows=len(todo), failures=[list(f) for f in failures])
     if cache is not None:
-        meta = {
-            "encoder": encoder.name,
-            "version": encoder.version,
-            "modality": encoder.modality,
-            "n": n,
-            "dim": int(encoder.dim),
-            "failures": info["failures"],
-        }
-        meta.update(dict(extra_meta or {}))
+        meta = _entry_meta(encoder, n) | {"failures": info["failures"]} | dict(extra_meta or {})
         try:
             cache.put(key, {"features": features, "mask": mask, "row_hashes": np.asarray(row_hashes, dtype=str)}, meta)
             cache.discard(unfinished_key)  # the whole entry holds its rows now
         except OSError as exc:  # a full/readonly disk must not lose the computed features
             log.warning("could not write the feature cache (%s)", exc)
     return features, mask, info
+
+
+def _entry_meta(encoder: Encoder, n: int) -> dict[str, Any]:
+    """What a cache entry's sidecar says of the encoder that made its ``n`` rows (``entries``/``find_rows`` filter
+    on ``encoder`` and ``version``)."""
+    return {
+        "encoder": encoder.name,
+        "version": encoder.version,
+        "modality": encoder.modality,
+        "n": n,
+        "dim": int(encoder.dim),
+    }
 
 
 def _keep_unfinished(
@@ -256,14 +260,7 @@ def _keep_unfinished(
         cache.put(
             key,
             {"features": features[kept], "mask": mask[kept], "row_hashes": np.asarray(row_hashes, dtype=str)[kept]},
-            {
-                "encoder": encoder.name,
-                "version": encoder.version,
-                "modality": encoder.modality,
-                "n": len(kept),
-                "dim": int(encoder.dim),
-                "unfinished": True,
-            },
+            _entry_meta(encoder, len(kept)) | {"unfinished": True},
         )
         log.info("kept %d rows of an unfinished %s extraction in the feature cache", len(kept), encoder.name)
     except OSError as exc:

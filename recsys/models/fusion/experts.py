@@ -297,12 +297,22 @@ class ExpertScoring:
         the hot spot of scoring a 100k-item catalogue (memory-bound: each pass reads B x K x N floats)."""
         if self.n_items <= CHOICE_ALTERNATIVES:
             return None
-        sample = np.random.default_rng(int(self.config["seed"])).choice(
-            self.n_items, size=CHOICE_ALTERNATIVES, replace=False
-        )
-        keep = torch.zeros(self.n_items, dtype=torch.bool, device=history.device)
-        keep[torch.as_tensor(sample, device=history.device)] = True
-        return torch.nonzero(keep | history.any(0)).squeeze(1)
+        return torch.nonzero(self._sampled_alternatives(history.device) | history.any(0)).squeeze(1)
+
+    def _sampled_alternatives(self, device: torch.device) -> torch.Tensor:
+        """``[N]`` bool: the fixed uniform sample of ``_choice_set``, drawn once per model (it depends only on the
+        seed and the catalogue size, so a loaded model draws the same)."""
+        key = (self.n_items, CHOICE_ALTERNATIVES, str(device))
+        cached = getattr(self, "_alternatives_cache", None)
+        if cached is None or cached[0] != key:
+            sample = np.random.default_rng(int(self.config["seed"])).choice(
+                self.n_items, size=CHOICE_ALTERNATIVES, replace=False
+            )
+            keep = torch.zeros(self.n_items, dtype=torch.bool, device=device)
+            keep[torch.as_tensor(sample, device=device)] = True
+            cached = (key, keep)
+            self._alternatives_cache = cached
+        return cached[1]
 
     def _fit_evidence_stats(
         self, train: sp.csr_matrix, keep: np.ndarray | None = None

@@ -316,6 +316,8 @@ def card(ctx: RunContext, user: str, rank: int, item_id: str, score: float) -> N
         caption = item_caption(row, ctx.category_columns, ctx.price_column) if len(row) else ""
         st.caption(md_text(caption or item_id))
         st.caption(f"score {score:.3f}")
+        # cards of a row share one height: the button sits at the bottom whatever the title's length
+        st.space("stretch")
         # the explanation is computed only when its popover opens: the list itself stays fast
         with st.popover(
             "Why this?", icon=":material/lightbulb:", width="stretch", key=f"rec_why_{rank}", on_change="rerun"

@@ -215,23 +215,37 @@ def latency_worker(workspace: str, run_id: str, n_users: int, k: int) -> None:
     users = [str(u) for u in model.user_ids]
     rng = np.random.default_rng(0)
     pick = [users[i] for i in rng.choice(len(users), size=min(n_users, len(users)), replace=False)]
-    model.recommend(pick[0], k=k)  # warm-up (lazy caches), not timed
-    times = []
-    for u in pick:
-        t = time.perf_counter()
-        model.recommend(u, k=k)
-        times.append((time.perf_counter() - t) * 1000)
-    print(
-        json.dumps(
-            {
-                "load_s": round(load_s, 3),
-                "users": len(times),
-                "k": k,
-                "p50_ms": round(float(np.percentile(times, 50)), 3),
-                "p99_ms": round(float(np.percentile(times, 99)), 3),
-            }
+
+    def timed() -> tuple[list[float], list[list[str]]]:
+        model.recommend(pick[0], k=k)  # warm-up (lazy caches), not timed
+        times, lists = [], []
+        for u in pick:
+            t = time.perf_counter()
+            lists.append([item for item, _ in model.recommend(u, k=k)])
+            times.append((time.perf_counter() - t) * 1000)
+        return times, lists
+
+    times, exact_lists = timed()
+    out = {
+        "load_s": round(load_s, 3),
+        "users": len(times),
+        "k": k,
+        "p50_ms": round(float(np.percentile(times, 50)), 3),
+        "p99_ms": round(float(np.percentile(times, 99)), 3),
+    }
+    if model.retrieval_vectors() is not None:  # an inner-product model: the same users through the ANN index
+        t0 = time.perf_counter()
+        index = model.use_retrieval()
+        out["index_build_s"] = round(time.perf_counter() - t0, 2)
+        out["index_kind"] = getattr(index, "kind", type(index).__name__)
+        ann_times, ann_lists = timed()
+        out["ann_p50_ms"] = round(float(np.percentile(ann_times, 50)), 3)
+        out["ann_p99_ms"] = round(float(np.percentile(ann_times, 99)), 3)
+        # share of the exact top-k the ANN path returns (same users)
+        out["ann_recall_at_k"] = round(
+            float(np.mean([len(set(a) & set(e)) / max(len(e), 1) for a, e in zip(ann_lists, exact_lists)])), 4
         )
-    )
+    print(json.dumps(out))
 
 
 def bench_size(n_items: int, n_inter: int, args, root: Path, env: dict) -> dict:
@@ -240,7 +254,7 @@ def bench_size(n_items: int, n_inter: int, args, root: Path, env: dict) -> dict:
     name = f"scale-{_label(n_items).lower()}"
     here = root / name
     here.mkdir(parents=True, exist_ok=True)
-    ws, bundle, run_id = here / "workspace", here / "bundle", f"{name}-fusion"
+    ws, bundle, run_id = here / "workspace", here / "bundle", f"{name}-{args.model}"
     res: dict = {"size": label, "items": n_items, "interactions": n_inter, "users": n_users, "stages": {}}
     py = sys.executable
     stages = res["stages"]
@@ -276,10 +290,12 @@ def bench_size(n_items: int, n_inter: int, args, root: Path, env: dict) -> dict:
                 name,
                 "--run-id",
                 run_id,
+                "--model",
+                args.model,
                 "--text-encoder",
                 "tfidf",
                 "--modalities",
-                "behaviour",
+                *(["behaviour"] if args.model == "fusion" else []),
                 "text",
                 "attributes",
                 "--epochs",
@@ -301,6 +317,9 @@ def bench_size(n_items: int, n_inter: int, args, root: Path, env: dict) -> dict:
     ]
     failed = stages["generate"]["status"] != "ok"
     for stage, cmd in plan:
+        if stage in args.skip:
+            stages[stage] = {"seconds": None, "peak_rss_mb": None, "status": "not run (--skip)", "json": None}
+            continue
         if failed:
             stages[stage] = {"seconds": None, "peak_rss_mb": None, "status": "skipped", "json": None}
             continue
@@ -312,6 +331,9 @@ def bench_size(n_items: int, n_inter: int, args, root: Path, env: dict) -> dict:
     rec = stages["recommend"].get("json") or {}
     res["recommend_p50_ms"], res["recommend_p99_ms"] = rec.get("p50_ms"), rec.get("p99_ms")
     res["model_load_s"] = rec.get("load_s")
+    for key in ("index_kind", "index_build_s", "ann_p50_ms", "ann_p99_ms", "ann_recall_at_k"):
+        if key in rec:
+            res[key] = rec[key]
     exp = stages["export"]
     if exp["status"] == "ok" and exp["seconds"]:
         info = exp.get("json") or {}
@@ -328,8 +350,8 @@ def bench_size(n_items: int, n_inter: int, args, root: Path, env: dict) -> dict:
 def _fmt(stage: dict) -> str:
     if stage["status"] == "ok":
         return f"{stage['seconds']:.1f} s / {stage['peak_rss_mb']:.0f} MB"
-    if stage["status"] == "skipped":
-        return "skipped"
+    if stage["status"] == "skipped" or stage["peak_rss_mb"] is None:
+        return stage["status"]
     return f"{stage['status'][:60]} (RSS {stage['peak_rss_mb']:.0f} MB)"
 
 
@@ -387,6 +409,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--threads", type=int, default=None, help="OMP/MKL/torch threads of every stage (default: leave as is)"
     )
+    ap.add_argument(
+        "--model",
+        choices=("fusion", "content"),
+        default="fusion",
+        help="the model the train stage fits (content: training-free, an inner product, so the recommend "
+        "stage also times its ANN index; for catalogues where the fusion fit does not fit on a CPU)",
+    )
+    ap.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        choices=("recommend", "export"),
+        help="stages not to run (e.g. export at 1M items: every user scored against every item)",
+    )
     ap.add_argument("--workdir", default=None, help="where the bundles and workspaces go (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the bundles, workspaces and logs")
     args = ap.parse_args(argv)
@@ -424,6 +460,11 @@ def main(argv: list[str] | None = None) -> int:
             f"({r.get('export_users_per_s_incl_startup')} with process start); "
             f"generator: {r.get('generator')}"
         )
+        if r.get("ann_p50_ms") is not None:
+            print(
+                f"{r['size']}: ANN ({r['index_kind']}, built in {r['index_build_s']} s) p50 {r['ann_p50_ms']} ms, "
+                f"p99 {r['ann_p99_ms']} ms, top-10 recall vs exact {r['ann_recall_at_k']}"
+            )
     g = growth(results)
     if g:
         print("peak RSS growth per 10x items: " + ", ".join(f"{k} x{v}" for k, v in g.items()))

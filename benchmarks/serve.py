@@ -129,6 +129,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each level (default 10)")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=180.0,
+        help="seconds the server may take to load the model and build its ANN index (default 180)",
+    )
     parser.add_argument("--explain", action="store_true", help="ask for explanations too (much slower)")
     args = parser.parse_args()
     if (args.workspace is None) != (args.run is None):
@@ -165,7 +171,7 @@ def main() -> None:
             text=True,
         )
         try:
-            deadline = time.monotonic() + 180
+            deadline = time.monotonic() + args.startup_timeout
             while True:
                 if server.poll() is not None:
                     sys.exit(f"the server exited:\n{server.stderr.read()[-3000:]}")
@@ -175,7 +181,7 @@ def main() -> None:
                 except (urllib.error.URLError, ConnectionError):
                     pass
                 if time.monotonic() > deadline:
-                    sys.exit("the server did not come up in 3 minutes")
+                    sys.exit(f"the server did not come up in {args.startup_timeout:g} s")
                 time.sleep(0.2)
             with urllib.request.urlopen(base + "/health") as response:
                 health = json.loads(response.read())

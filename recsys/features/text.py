@@ -308,6 +308,7 @@ def make_hf_encoder(spec: str, device: str = "auto", max_length: int = 256) -> T
 # --------------------------------------------------------------------------------------------
 
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
+TRANSFORM_CHUNK = 16_384  # documents tokenised and weighted at a time by TfidfTextEncoder.transform
 
 
 def _tokenize(text: str) -> list[str]:
@@ -328,7 +329,10 @@ class TfidfTextEncoder(Encoder):
       the corpus has fewer than ``dim`` documents/terms the remaining columns are zero.
 
     ``encode(texts)`` fits on ``texts`` and returns their vectors; ``transform(texts)`` encodes new
-    texts with the last fit (``fit`` is also available on its own).
+    texts with the last fit (``fit`` is also available on its own). A corpus larger than ``fit_sample``
+    documents is fitted (vocabulary, idf, SVD) on a fixed-seed sample of that many, then transformed in
+    chunks: the fit's cost stops growing with the catalogue and memory stays flat (the SVD's
+    orthogonalisations are ``n x dim^2`` and the token lists of a million documents take gigabytes).
     """
 
     modality = "text"
@@ -344,6 +348,7 @@ class TfidfTextEncoder(Encoder):
         min_df: int = 1,
         max_df: float = 0.9,
         seed: int = 2026,
+        fit_sample: int = 100_000,
         device: str | None = None,  # accepted for a uniform factory signature; unused
         **_ignored,
     ) -> None:
@@ -355,9 +360,10 @@ class TfidfTextEncoder(Encoder):
         self.min_df = int(min_df)
         self.max_df = float(max_df)
         self.seed = int(seed)
+        self.fit_sample = int(fit_sample)
         self.version = (
             f"tfidf-v1|dim={self.dim}|method={method}|maxf={self.max_features}|min_df={self.min_df}"
-            f"|max_df={self.max_df}|seed={self.seed}|sublinear|smooth-idf|l2"
+            f"|max_df={self.max_df}|seed={self.seed}|fit_sample={self.fit_sample}|sublinear|smooth-idf|l2"
         )
         self.vocabulary_: dict[str, int] | None = None
         self.idf_: np.ndarray | None = None
@@ -386,6 +392,9 @@ class TfidfTextEncoder(Encoder):
         return sp.csr_matrix(sp.diags(1.0 / norms) @ matrix)
 
     def fit(self, texts: Sequence[str]) -> TfidfTextEncoder:
+        if len(texts) > self.fit_sample:
+            keep = np.sort(np.random.default_rng(self.seed).choice(len(texts), self.fit_sample, replace=False))
+            texts = [texts[i] for i in keep]
         docs = [_tokenize(_as_text(t)) for t in texts]
         n = len(docs)
         df: Counter[str] = Counter()
@@ -437,13 +446,15 @@ class TfidfTextEncoder(Encoder):
         out = np.zeros((n, self.dim), dtype=np.float32)
         if n == 0 or not self.vocabulary_:
             return out
-        matrix = self._tfidf([_tokenize(_as_text(t)) for t in texts])
         assert self.components_ is not None  # fitted together with vocabulary_
-        reduced = np.asarray(matrix @ self.components_.T)  # [n, k]
-        k = reduced.shape[1]
-        norms = np.linalg.norm(reduced, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
-        out[:, :k] = (reduced / norms).astype(np.float32)
+        for start in range(0, n, TRANSFORM_CHUNK):
+            chunk = texts[start : start + TRANSFORM_CHUNK]
+            matrix = self._tfidf([_tokenize(_as_text(t)) for t in chunk])
+            reduced = np.asarray(matrix @ self.components_.T)  # [chunk, k]
+            k = reduced.shape[1]
+            norms = np.linalg.norm(reduced, axis=1, keepdims=True)
+            norms[norms == 0] = 1.0
+            out[start : start + len(chunk), :k] = (reduced / norms).astype(np.float32)
         return out
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress: ProgressFn | None = None) -> np.ndarray:

@@ -144,6 +144,30 @@ def test_tfidf_transform_new_texts_and_random_projection():
     assert new.shape == (1, 8) and abs(np.linalg.norm(new[0]) - 1) < 1e-5
 
 
+def test_tfidf_on_a_corpus_larger_than_its_fit_sample_fits_on_a_fixed_sample_and_transforms_in_chunks(
+    monkeypatch,
+):
+    import recsys.features.text as text_module
+
+    corpus = [f"{CORPUS[i % 4]} item{i} batch{i % 7}" for i in range(60)]
+    sampled = TfidfTextEncoder(dim=8, fit_sample=25)
+    v = sampled.encode(corpus)
+    assert sum(1 for t in sampled.vocabulary_ if t.startswith("item")) == 25  # from the 25 sampled docs only
+    # the same fit as an encoder given only the sample; every document transformed with it
+    keep = np.sort(np.random.default_rng(sampled.seed).choice(len(corpus), 25, replace=False))
+    reference = TfidfTextEncoder(dim=8, fit_sample=25).fit([corpus[i] for i in keep])
+    assert reference.vocabulary_ == sampled.vocabulary_
+    assert np.allclose(v, reference.transform(corpus), atol=1e-6)
+    # chunked transform = one-piece transform; the cache key tells the two fits apart
+    monkeypatch.setattr(text_module, "TRANSFORM_CHUNK", 7)
+    assert np.allclose(sampled.transform(corpus), v, atol=1e-6)
+    assert sampled.version != TfidfTextEncoder(dim=8).version
+    # a corpus within the sample is fitted on all of it, as before
+    whole = TfidfTextEncoder(dim=8, fit_sample=1000)
+    whole.fit(corpus)
+    assert sum(1 for t in whole.vocabulary_ if t.startswith("item")) == 60
+
+
 # -- registry ----------------------------------------------------------------------------
 
 

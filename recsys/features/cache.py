@@ -6,6 +6,9 @@ order. An entry is ``<key>.npz`` (written with ``np.savez`` to a temporary name,
 ``os.replace`` - atomic) and ``<key>.json`` (encoder name, version, n, dim, created time, ...).
 Entries are read with ``np.load(..., allow_pickle=False)``; a damaged entry counts as a miss.
 
+Dense features are stored as float16 when every value fits it (``recsys.features.extract``: half the disk;
+callers get them back as float32, rounded the same way on the first extraction, so fresh = cached).
+
 Per-row content hashes are stored with each entry, so a row-independent encoder can reuse the
 rows of an earlier entry when only a few inputs changed (see ``FeatureCache.find_rows``).
 """

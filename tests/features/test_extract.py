@@ -228,7 +228,28 @@ def test_extract_with_real_encoders(tmp_path, posters):
     assert feats.image_failures and feats.image_failures[0]["item_id"] == "x"
     again = extract_item_features(items, roles, root, tmp_path / "cache", device="cpu")
     assert again.timings["text_cached"] and again.timings["image_cached"]
-    assert np.array_equal(again.image, feats.image)
+    assert np.array_equal(again.image, feats.image) and np.array_equal(again.text, feats.text)
+    # the cache holds float16 (half the disk); what a model gets is float32, within float16's rounding of
+    # the encoder's own output, and the same fresh or cached
+    stored = [np.load(path)["features"] for path in (tmp_path / "cache").glob("*.npz")]
+    assert {a.dtype for a in stored} == {np.dtype(np.float16)}
+    assert feats.text.dtype == np.float32 and feats.image.dtype == np.float32
+    from recsys.features import get_encoder
+
+    raw_text = get_encoder("minilm", device="cpu").encode(build_item_text(items, roles))
+    assert np.abs(feats.text - raw_text).max() <= 1e-3 * max(1.0, float(np.abs(raw_text).max()))
+    cosines = (feats.text @ feats.text.T) - (raw_text @ raw_text.T)
+    assert np.abs(cosines).max() < 1e-3
+
+
+def test_features_too_large_for_float16_are_cached_as_float32(tmp_path):
+    from recsys.features.extract import _half_precision, _storage
+
+    big = np.array([[1.0, 70_000.0]], dtype=np.float32)
+    assert _storage(big).dtype == np.float32 and np.array_equal(_half_precision(big), big)
+    small = np.array([[0.1234567, -0.5]], dtype=np.float32)
+    assert _storage(small).dtype == np.float16
+    assert np.abs(_half_precision(small) - small).max() < 1e-4
 
 
 def test_a_stopped_extraction_keeps_its_finished_chunks(tmp_path, counting_text, monkeypatch):

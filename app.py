@@ -105,9 +105,9 @@ def home() -> None:
     with st.container(border=True):
         active_runs = [r for r in runs if r.active]
         st.write(
-            "One click prepares the built-in demo catalog (if needed) and trains the multimodal model with the "
-            "Train page's default settings beside two baselines, MostPop and EASE. It runs in the background: "
-            "you can switch pages or close the tab meanwhile."
+            "One click prepares the built-in demo catalog (if needed), makes it the active dataset and trains the "
+            "multimodal model with the Train page's default settings beside two baselines, MostPop and EASE. It "
+            "runs in the background: you can switch pages or close the tab meanwhile."
         )
         clicked = st.button(
             "Train on the demo catalog",
@@ -130,11 +130,20 @@ def home() -> None:
                 run_id = start_run(workspace, RunConfig(dataset=name, **QUICK_START))
             st.session_state["home_started"] = run_id
             st.session_state["train_watch"] = run_id
+            # the pages follow the run's dataset; say so when that replaces the user's own active dataset
+            st.session_state["home_switched_from"] = active if active and active != name else None
             set_active_dataset(name)
         if st.session_state.get("home_started"):
+            switched = st.session_state.get("home_switched_from")
+            note = (
+                f" The demo catalog is now the active dataset (it was “{md_text(switched)}”): choose yours again "
+                "on the Data page."
+                if switched
+                else ""
+            )
             st.success(
                 f"Training started (run {st.session_state['home_started']}). Watch its progress on the Train "
-                "page; when it has finished, see what it recommends on the Recommendations page.",
+                f"page; when it has finished, see what it recommends on the Recommendations page.{note}",
                 icon=":material/check_circle:",
             )
             links = st.columns(2)

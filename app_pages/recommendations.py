@@ -327,7 +327,8 @@ def card(ctx: RunContext, user: str, rank: int, item_id: str, score: float) -> N
 
 
 def csv_export(ctx: RunContext, user: str, ranked: list[tuple[str, float]]) -> bytes:
-    """The list with attributes, modality shares and the explanation sentence (computed on download)."""
+    """The list with attributes, each modality's weight and contribution to the score, and the explanation
+    sentence (computed on download)."""
     rows = []
     for rank, (item_id, score) in enumerate(ranked, start=1):
         explanation = explained(ctx, user, item_id)
@@ -335,8 +336,10 @@ def csv_export(ctx: RunContext, user: str, ranked: list[tuple[str, float]]) -> b
         for column in ctx.category_columns + ([ctx.price_column] if ctx.price_column else []):
             row[column] = ctx.items_by_id[column].get(item_id, "")
         for part in explanation.get("modalities") or []:
-            row[f"{part['modality']} attention"] = round(part["attention"], 4)
-            row[f"{part['modality']} share"] = round(part["share"], 4)
+            # the weight the user's gate gives the modality for this item (0-1), and its part of the score
+            # (the parts add up to the score; negative when the modality counts against the item)
+            row[f"{part['modality']} weight"] = round(part["attention"], 4)
+            row[f"{part['modality']} contribution"] = round(part["share"], 4)
         row["why"] = explanation.get("sentence", "")
         rows.append(row)
     from recsys.export import csv_bytes

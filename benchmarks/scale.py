@@ -48,6 +48,8 @@ STAGES = ("generate", "import", "features", "train", "recommend", "export")
 DEFAULT_SIZES = ("10k:100k", "50k:500k", "100k:1M")
 DENSE_CELLS_MAX = 20_000_000  # users x items above which the catalogue is generated in user blocks
 BLOCK_CELLS = 10_000_000
+CANDIDATES_ABOVE = 200_000  # items above which each user block draws from a sample of the catalogue
+BLOCK_CANDIDATES = 50_000
 
 
 def _count(text: str) -> int:
@@ -124,12 +126,15 @@ def make_catalogue(out: Path, n_items: int, n_interactions: int, n_users: int, s
         )
         return "generate_demo_bundle"
 
+    import numpy as np
     import pandas as pd
 
     out.mkdir(parents=True, exist_ok=True)
     items, _, il = demo._make_items(n_items, seed)
     users, _, ul = demo._make_users(n_users, seed)
-    block = max(len(demo.SEGMENTS), BLOCK_CELLS // n_items)
+    block = max(
+        len(demo.SEGMENTS), BLOCK_CELLS // min(n_items, BLOCK_CANDIDATES if n_items > CANDIDATES_ABOVE else n_items)
+    )
     user_ids, item_ids = list(users["user_id"]), list(items["item_id"])
     bounds = list(range(0, n_users, block)) + [n_users]
     # Interactions split across blocks in proportion to their users (the last block takes the rounding).
@@ -138,7 +143,16 @@ def make_catalogue(out: Path, n_items: int, n_interactions: int, n_users: int, s
     parts = []
     for j, (b0, b1) in enumerate(zip(bounds[:-1], bounds[1:])):
         sl = {key: value[b0:b1] for key, value in ul.items()}
-        inter, _ = demo._make_interactions(shares[j], seed + 7919 * (j + 1), user_ids[b0:b1], item_ids, sl, il)
+        block_items, block_il = item_ids, il
+        if n_items > CANDIDATES_ABOVE:
+            # users x items random draws cost ~1e10 cells at a million items: each block of users chooses
+            # among its own popularity-weighted sample of the catalogue (the same story on fewer items)
+            rng = np.random.default_rng(seed + 104729 * (j + 1))
+            weight = np.exp(il["log_pop"] - il["log_pop"].max())
+            pick = np.sort(rng.choice(n_items, BLOCK_CANDIDATES, replace=False, p=weight / weight.sum()))
+            block_items = [item_ids[i] for i in pick]
+            block_il = {key: value[pick] for key, value in il.items()}
+        inter, _ = demo._make_interactions(shares[j], seed + 7919 * (j + 1), user_ids[b0:b1], block_items, sl, block_il)
         parts.append(inter)
     inter = pd.concat(parts, ignore_index=True)
     assert len(inter) == n_interactions, (len(inter), n_interactions)
@@ -149,7 +163,10 @@ def make_catalogue(out: Path, n_items: int, n_interactions: int, n_users: int, s
     demo._write_csv(inter, out / "interactions.csv")
     demo._write_csv(users, out / "users.csv")
     (out / "schema.json").write_text(json.dumps(schema, indent=2) + "\n", encoding="utf-8")
-    return f"blocks of {block} users"
+    sampled = (
+        f", each drawing from {BLOCK_CANDIDATES:,} popularity-weighted items" if n_items > CANDIDATES_ABOVE else ""
+    )
+    return f"blocks of {block} users{sampled}"
 
 
 # --------------------------------------------------------------------------------------------------

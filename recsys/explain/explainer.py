@@ -80,7 +80,9 @@ class Explanation:
                 {k: m[k] for k in ("modality", "label", "present", "share_pct", "attention_pct")}
                 for m in self.modalities
             ],
-            "history": [{k: h[k] for k in ("item_id", "title", "rating", "rated_highly")} for h in self.history],
+            "history": [
+                {k: h.get(k) for k in ("item_id", "title", "rating", "rated_highly", "rated_low")} for h in self.history
+            ],
             **self.evidence,
         }
 
@@ -477,7 +479,8 @@ def build_sentence(facts: Mapping[str, Any]) -> str:
     else:
         lead = f"Recommended by the {facts.get('model', 'model')} model, which has no per-modality attention"
 
-    history = facts.get("history", [])
+    # a history item the user rated low is not offered as a reason (it stays in the history list beside it)
+    history = [h for h in facts.get("history", []) if not h.get("rated_low")]
     like = ""
     if history:
         like = "like " + _quote([h["title"] for h in history], 2)
@@ -487,13 +490,22 @@ def build_sentence(facts: Mapping[str, Any]) -> str:
         else:
             like += ","
 
+    # a modality's evidence is not a reason when that modality's part of the score is not positive
+    lowered = {
+        m["modality"] for m in facts.get("modalities", []) if m.get("present") and not (m.get("share_pct") or 0) > 0
+    }
+
+    def counts(modality: str) -> bool:
+        return not facts.get("has_attention") or modality not in lowered
+
     clauses: list[str] = []
-    labels = [e for e in facts.get("labels", []) if e.get("shared_values")]
+    all_labels = facts.get("labels", []) if counts("attributes") else []
+    labels = [e for e in all_labels if e.get("shared_values")]
     if labels:
         first = labels[0]
         clauses.append(f"it shares {first['column_label']} {_quote(first['shared_values'] or first['values'], 2)}")
     else:
-        wide = [e for e in facts.get("labels", []) if e["history_counts"] and e["history_counts"][0]["count"] >= 2]
+        wide = [e for e in all_labels if e["history_counts"] and e["history_counts"][0]["count"] >= 2]
         if wide:
             first = wide[0]
             top = first["history_counts"][0]
@@ -501,15 +513,16 @@ def build_sentence(facts: Mapping[str, Any]) -> str:
                 f"{top['count']} of the {first['history_size']} items in your history share its "
                 f"{first['column_label']} {_quote([top['value']], 1)}"
             )
-    words = facts.get("words", [])
+    words = facts.get("words", []) if counts("text") else []
     if words and len(clauses) < 2:
-        clauses.append(f"its text shares the words {_quote([w['word'] for w in words], 3)}")
-    visual = facts.get("visual")
+        noun = "word" if len(words) == 1 else "words"
+        clauses.append(f"its text shares the {noun} {_quote([w['word'] for w in words], 3)}")
+    visual = facts.get("visual") if counts("image") else None
     if visual and visual.get("percentile") is not None and visual["percentile"] >= 80 and len(clauses) < 2:
         clauses.append(
             f"its picture looks like “{visual['title']}” (closer than {visual['percentile']}% of the catalogue)"
         )
-    price = facts.get("price")
+    price = facts.get("price") if counts("attributes") else None
     if price and price.get("shared_with") and len(clauses) < 2:
         clauses.append(f"it is in the same {price['band']} price band as {_quote(price['shared_with'], 1)}")
     popularity = facts.get("popularity") or {}
@@ -636,6 +649,7 @@ def explain(
         hid = str(model.item_ids[j])
         rating = ratings.get(hid)
         high = rating is not None and ctx.max_rating is not None and rating >= 0.8 * ctx.max_rating
+        low = rating is not None and ctx.max_rating is not None and rating <= 0.4 * ctx.max_rating
         history_rows.append(
             {
                 "item_id": hid,
@@ -643,6 +657,7 @@ def explain(
                 "contribution": float(lookup[j]),
                 "rating": None if rating is None else float(rating),
                 "rated_highly": bool(high),
+                "rated_low": bool(low),
             }
         )
     top_ids = [h["item_id"] for h in history_rows]

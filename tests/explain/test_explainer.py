@@ -112,6 +112,33 @@ def test_the_sentence_mentions_only_evidence(demo_run, demo_context):
     assert {"Comedy", "1987", "casablanca"} <= set(problems)
 
 
+def test_the_sentence_gives_no_reason_that_lowered_the_score():
+    """Evidence of a modality whose part of the score is not positive, and a history item the user rated
+    low, are not offered as reasons (the popover still shows both)."""
+    facts = {
+        "has_attention": True,
+        "modalities": [
+            {"modality": "behaviour", "label": "what similar people chose", "present": True, "share_pct": 100},
+            {"modality": "text", "label": "its description", "present": True, "share_pct": 0},
+            {"modality": "attributes", "label": "its attributes", "present": True, "share_pct": 0},
+        ],
+        "history": [
+            {"item_id": "a", "title": "Water Filter", "rating": 2.0, "rated_highly": False, "rated_low": True},
+            {"item_id": "b", "title": "Bookends", "rating": 5.0, "rated_highly": True, "rated_low": False},
+        ],
+        "labels": [{"column_label": "tags", "shared_values": ["bestseller"], "values": ["bestseller"]}],
+        "words": [{"word": "shovel"}],
+    }
+    sentence = build_sentence(facts)
+    assert "Water Filter" not in sentence and "Bookends" in sentence
+    assert "bestseller" not in sentence and "shovel" not in sentence
+    # the same evidence is a reason once its modality raised the score; one word is "the word"
+    for modality in facts["modalities"][1:]:
+        modality["share_pct"] = 30
+    sentence = build_sentence(facts)
+    assert "bestseller" in sentence and "the word “shovel”" in sentence
+
+
 def test_the_check_also_refuses_lower_case_labels(demo_run, demo_context):
     model = demo_run.model
     user, item = _pairs(model, users=1, k=1)[0]

@@ -135,7 +135,7 @@ def test_the_plain_sentence_is_made_of_evidence():
         "Recommended mainly for its description (52% of what raised its score) and its "
         "picture (31%): like "
         "“Alien (1979)” and “Blade Runner (1982)”, which you rated highly, it shares "
-        "genres “Sci-Fi” and “Thriller” and its text shares the words “crew”."
+        "genres “Sci-Fi” and “Thriller” and its text shares the word “crew”."
     )
     assert check_narration(explanation.sentence, explanation, TERMS) == []
 

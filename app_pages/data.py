@@ -174,6 +174,8 @@ def _draw_report(report: dict[str, Any], hint_entries: list[str] | None = None) 
                     )
     if not errors and not warnings:
         st.success("No problems found: the bundle is ready to import.", icon=":material/check_circle:")
+    for issue in report.get("notes", []):  # what the import will do, not a problem (a column used as an id)
+        st.caption(f":material/info: {_issue_text(issue)}")
     counts = report.get("counts") or {}
     if counts:
         cols = st.columns(4)
@@ -711,7 +713,7 @@ def explore_section() -> None:
         if warnings:
             st.markdown("**Warnings at import**")
             for warning in warnings:
-                st.caption(warning)
+                st.caption(md_text(str(warning).removeprefix("[warning] ")))
 
 
 def main() -> None:

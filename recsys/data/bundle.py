@@ -608,7 +608,7 @@ def _apply_column_mapping(
             roles[target] = S.ID
             reason = schema.reasons.get(table, {}).pop(source, None)
             schema.reasons.setdefault(table, {})[target] = reason or f"mapped from '{source}'"
-            report.warning("mapped_column", f"column '{source}' is used as {target}", file, source)
+            report.note("mapped_column", f"column '{source}' is used as {target}", file, source)
         tables[table] = frame
     return True
 

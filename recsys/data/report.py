@@ -1,4 +1,5 @@
-"""Validation report: errors block an import, warnings don't. Each names file, column and rows."""
+"""Validation report: errors block an import, warnings don't, notes only say what the import will do (a column
+used as the item id). Each names file, column and rows."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from typing import Any
 
 ERROR = "error"
 WARNING = "warning"
+NOTE = "note"
 
 
 @dataclass
 class Issue:
-    level: str  # "error" or "warning"
+    level: str  # "error", "warning" or "note"
     code: str  # stable machine-readable name, e.g. "duplicate_item_ids"
     message: str  # one plain sentence a person can act on
     file: str | None = None
@@ -39,6 +41,10 @@ class ValidationReport:
         return [issue for issue in self.issues if issue.level == WARNING]
 
     @property
+    def notes(self) -> list[Issue]:
+        return [issue for issue in self.issues if issue.level == NOTE]
+
+    @property
     def ok(self) -> bool:
         return not self.errors
 
@@ -52,11 +58,14 @@ class ValidationReport:
     ) -> None:
         self.issues.append(Issue(WARNING, code, message, file, column, list(rows)[:10]))
 
+    def note(self, code: str, message: str, file: str | None = None, column: str | None = None) -> None:
+        self.issues.append(Issue(NOTE, code, message, file, column))
+
     def codes(self, level: str | None = None) -> list[str]:
         return [issue.code for issue in self.issues if level is None or issue.level == level]
 
     def format(self) -> str:
-        lines = [issue.format() for issue in self.errors + self.warnings]
+        lines = [issue.format() for issue in self.errors + self.warnings + self.notes]
         if not lines:
             lines = ["no problems found"]
         return "\n".join(lines)
@@ -66,6 +75,7 @@ class ValidationReport:
             "ok": self.ok,
             "errors": [asdict(issue) for issue in self.errors],
             "warnings": [asdict(issue) for issue in self.warnings],
+            "notes": [asdict(issue) for issue in self.notes],
             "counts": dict(self.counts),
         }
 

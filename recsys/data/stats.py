@@ -456,6 +456,8 @@ def role_table(
             present = values[_present(values)]
             example = str(present.iloc[0]) if len(present) else ""
             role = inferred.table(table).get(str(column), S.IGNORE)
+            if str(column) in inferred.columns.get(table, {}):
+                role = S.ID  # mapped to an id column (``sku`` -> item_id): what the import stores it as
             if table == "users" and role == S.IGNORE:
                 example = ""  # an ignored user column is never shown (see schema.visible_users), not even here
             rows.append(

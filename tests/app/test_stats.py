@@ -155,6 +155,20 @@ def test_role_table_from_a_bundle_folder_and_overrides(small_bundle):
     assert stats.roles_from_table(table, table) == {}
 
 
+def test_role_table_shows_a_column_mapped_to_an_id_as_an_id():
+    """``sku`` and ``customer_id`` stand for item_id / user_id: the review shows them as ids (the import stores
+    them so), not as ignore or categorical."""
+    items = pd.DataFrame({"sku": ["SKU-1", "SKU-2", "SKU-3"], "title": ["Shovel", "Gloves", "Rake"]})
+    inter = pd.DataFrame({"customer_id": ["C1", "C2", "C1"], "sku": ["SKU-1", "SKU-2", "SKU-3"]})
+    tables = {"items": items, "interactions": inter}
+    mapped = stats.id_columns(tables)
+    assert mapped["items"]["item_id"] == "sku" and mapped["interactions"]["user_id"] == "customer_id"
+    roles = {(r.table, r.column): r.role for r in stats.role_table(tables).itertuples()}
+    assert roles[("items", "sku")] == "id"
+    assert roles[("interactions", "sku")] == "id" and roles[("interactions", "customer_id")] == "id"
+    assert roles[("items", "title")] != "id"
+
+
 def test_read_bundle_tables_from_a_wrapped_zip_reads_only_the_tables(tmp_path):
     items = pd.DataFrame({"item_id": ["a"], "title": ["x"]}).to_csv(index=False).encode()
     inter = pd.DataFrame({"user_id": ["u"], "item_id": ["a"]}).to_csv(index=False).encode()

@@ -71,14 +71,21 @@ def map_frame(run_dir: str, model_stamp: str, _ctx: RunContext) -> pd.DataFrame:
     return frame
 
 
-def distribution(weights: pd.DataFrame, modalities: list[str]) -> None:
+def distribution(weights: pd.DataFrame, modalities: list[str], presence: np.ndarray | None = None) -> None:
     cols = st.columns(len(modalities))
-    for col, modality in zip(cols, modalities):
+    for m, (col, modality) in enumerate(zip(cols, modalities)):
         col.metric(
             f"{MODALITY_NAMES.get(modality, modality)} — mean weight",
             f"{weights[modality].mean():.0%}",
-            help="The mean over users of the weight the model gives this modality when it scores for them.",
+            help="The mean over users of the weight the model gives this modality when it scores for them. "
+            "It applies only to items that have the modality: on an item without it, the weight is spread over "
+            "the item's other modalities.",
         )
+        if presence is not None and presence.shape[0]:
+            have, total = int(presence[:, m].sum()), presence.shape[0]
+            # a user's weight on a modality few items have moves few scores: say how many it can reach
+            what = "were seen in training" if modality == "behaviour" else "have it"
+            col.caption(f"{have:,} of {total:,} items {what} ({have / total:.0%})")
     long = weights.melt(id_vars=["user_id"], value_vars=modalities, var_name="modality", value_name="weight")
     fig = px.box(
         long,
@@ -174,6 +181,11 @@ def category_heatmap(ctx: RunContext, frame: pd.DataFrame, modalities: list[str]
         title=f"Mean attention by {column.replace('_', ' ')} and modality",
     )
     chart(fig, key="att_category_heatmap")
+    if values.isna().to_numpy().any():
+        st.caption(
+            "A blank cell: no item of that group in the users' top lists has the modality (no picture, for "
+            "instance), so it carries no weight there."
+        )
 
 
 def history_length(summary: pd.DataFrame, modalities: list[str]) -> None:
@@ -407,7 +419,8 @@ def main() -> None:
         "the average user's for short histories. An item lacking a modality (no picture) spreads that "
         "weight over the modalities it has."
     )
-    distribution(weights, modalities)
+    presence = model.item_presence() if hasattr(model, "item_presence") else None
+    distribution(weights, modalities, presence)
     dominant_groups(ctx, weights, modalities)
     ground_truth(ctx, weights, modalities)
     left, right = st.columns(2)

@@ -396,12 +396,16 @@ def model_runs() -> list[RunRecord]:
     return [run for run in list_all_runs() if run.usable]
 
 
-def run_label(run: RunRecord) -> str:
-    """How pickers name a run: model (with its fusion variant) on dataset, start, test NDCG@20, state."""
+def run_label(run: RunRecord, with_state: bool = True) -> str:
+    """How pickers name a run: model (with its fusion variant) on dataset, start, test NDCG@20, state
+    (``with_state=False`` where the state is drawn live beside the picker: a label keeps what it said when
+    the page drew it, so it would still say "starting" under a run that has finished)."""
     ndcg = run.test_metrics.get("ndcg@20")
     score = f" · NDCG@20 {ndcg:.3f}" if ndcg is not None else ""
     state_note = (
-        "" if run.state == "finished" else f" · {STATE_STYLE.get(run.state, STATE_STYLE['unknown'])[0].lower()}"
+        ""
+        if run.state == "finished" or not with_state
+        else f" · {STATE_STYLE.get(run.state, STATE_STYLE['unknown'])[0].lower()}"
     )
     return f"{run.model_label} on {run.dataset or '?'} · {fmt_time(run.started)}{score}{state_note}"
 

@@ -776,7 +776,8 @@ def monitor() -> None:
     if st.session_state.get("train_watch") not in ids:
         active = [r.run_id for r in runs if r.active]
         st.session_state["train_watch"] = active[0] if active else ids[0]
-    labels = {r.run_id: run_label(r) for r in runs}
+    # the run's state is the live badge below the picker (the label would keep the state it had when drawn)
+    labels = {r.run_id: run_label(r, with_state=False) for r in runs}
     watch = st.selectbox("Run", ids, key="train_watch", format_func=lambda i: f"{labels[i]} · {i}")
     run = runs[ids.index(watch)]
     with st.container(border=True):

@@ -161,7 +161,9 @@ def comparison(runs: list[RunRecord]) -> None:
         {label: [config_value(c.get(o)) for o in options] for label, c in configs.items()}, index=options
     )
     differing = table.nunique(axis=1) > 1
-    with st.expander(f"Configurations side by side ({int(differing.sum())} options differ)"):
+    n_differ = int(differing.sum())
+    differ = "no option differs" if n_differ == 0 else f"{n_differ} option{'s differ' if n_differ > 1 else ' differs'}"
+    with st.expander(f"Configurations side by side ({differ})"):
         st.dataframe(
             table.style.apply(
                 lambda row: ["background-color: #EDF2FF" if differing[row.name] else "" for _ in row], axis=1

@@ -423,7 +423,12 @@ def main() -> None:
             help="Re-ranks the list for variety (maximal marginal relevance over item vectors): "
             "0 = pure relevance, higher = fewer look-alikes.",
         )
-        exclude_seen = row[2].toggle("Hide items the user already has", True, key="rec_exclude_seen")
+        exclude_seen = row[2].toggle(
+            "Hide seen items",
+            True,
+            key="rec_exclude_seen",
+            help="Leave out the items already in the user's history.",
+        )
         one_per_product = row[3].toggle(
             "One per product",
             True,

@@ -69,7 +69,7 @@ MODEL_NAMES = {
 BASELINES = ["mostpop", "itemknn", "bpr", "ease", "lightgcn", "content"]
 PROTOCOL_LABELS = {**ENGINE_PROTOCOL_LABELS, "auto": "auto (chosen for the data)"}
 FUSION_NAMES = {
-    "attention": "per-user gate (the user's history decides the weights)",
+    "attention": "attention (per-user weights)",  # the name runs and Experiments use; help says the rest
     "concat": "concat + MLP",
     "mean": "mean (equal weights)",
     "item_gate": "item gate (same weights for every user)",

@@ -217,7 +217,7 @@ def test_catalogue_markup_is_text_on_every_page(markup_workspace, listener):
             visible(page, "Top 10 for")
             check_page(page, "recommendations-top10", host, [])
             # every item on the page: the user's own items too, and the longest list
-            page.get_by_text("Hide items the user already has").first.click()
+            page.get_by_text("Hide seen items").first.click()
             wait_idle(page)
             page.get_by_text("One per product").first.click()
             wait_idle(page)

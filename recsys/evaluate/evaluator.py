@@ -23,6 +23,7 @@ from .metrics import _metrics_from_hits, hit_matrix, topk_from_scores
 __all__ = ["build_index", "interactions_to_csr", "evaluate_ranking", "summarise_folds"]
 
 METRIC_NAMES = ("recall", "ndcg", "precision", "hit", "mrr")
+SCORE_CELLS = 1 << 26  # users x items scored per evaluation batch at most (256 MB of float32)
 
 
 def build_index(ids: Iterable[Any]) -> dict[Any, int]:
@@ -117,6 +118,9 @@ def evaluate_ranking(
         raise ValueError(f"ks must be positive integers, got {ks}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    # a batch's scores are [batch, n_items] floats (plus the masked copy top-k makes): at a million items,
+    # 1,024 users would be 4 GB a copy; the batch shrinks so that it stays near SCORE_CELLS (same results)
+    batch_size = max(1, min(batch_size, SCORE_CELLS // max(n_items, 1)))
     max_k = max(ks)
 
     n_rankable = n_items

@@ -3,7 +3,7 @@
 Plain functions over frames and arrays; see docs/ARCHITECTURE.md, "Evaluation protocols and metrics".
 """
 
-from .evaluator import build_index, evaluate_ranking, interactions_to_csr, summarise_folds
+from .evaluator import build_index, evaluate_ranking, interactions_to_csr, per_user_metric, summarise_folds
 from .metrics import (
     catalogue_coverage,
     hit_matrix,
@@ -38,6 +38,7 @@ __all__ = [
     "cold_item_split",
     "deduplicate",
     "evaluate_ranking",
+    "per_user_metric",
     "hit_matrix",
     "hit_rate_at_k",
     "interactions_to_csr",

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from ..stopping import check
 from .metrics import _metrics_from_hits, hit_matrix, topk_from_scores
 
-__all__ = ["build_index", "interactions_to_csr", "evaluate_ranking", "summarise_folds"]
+__all__ = ["build_index", "interactions_to_csr", "evaluate_ranking", "per_user_metric", "summarise_folds"]
 
 METRIC_NAMES = ("recall", "ndcg", "precision", "hit", "mrr")
 SCORE_CELLS = 1 << 26  # users x items scored per evaluation batch at most (256 MB of float32)
@@ -165,6 +165,36 @@ def evaluate_ranking(
         out[f"coverage@{k}"] = float(seen[k].sum() / n_rankable) if n_rankable else float("nan")
     out["n_users_evaluated"] = int(users.size)
     return out
+
+
+def per_user_metric(
+    score_fn: Callable[[np.ndarray], Any],
+    train: sp.spmatrix,
+    test: sp.spmatrix,
+    metric: str = "ndcg",
+    k: int = 20,
+    exclude: sp.spmatrix | None = None,
+    batch_size: int = 1024,
+) -> np.ndarray:
+    """``metric@k`` of every user with test items, in user order (the same ranking and masking as
+    :func:`evaluate_ranking`, whose ``metric@k`` is this array's mean): what a paired comparison of two
+    scorers on the same users needs."""
+    test_m = sp.csr_matrix(test)
+    n_users, n_items = test_m.shape
+    test_m = _binary(test_m, (n_users, n_items), "test")
+    mask = _binary(train, (n_users, n_items), "train")
+    if exclude is not None:
+        mask = _binary(mask + _binary(exclude, (n_users, n_items), "exclude"), (n_users, n_items), "mask")
+    users = np.flatnonzero(np.diff(test_m.indptr) > 0)
+    batch_size = max(1, min(batch_size, SCORE_CELLS // max(n_items, 1)))
+    parts = []
+    for start in range(0, users.size, batch_size):
+        check("evaluation")
+        batch = users[start : start + batch_size]
+        topk = topk_from_scores(_as_scores(score_fn(batch), batch.size, n_items), k, exclude=mask[batch])
+        hits, n_rel = hit_matrix(topk, test_m[batch])
+        parts.append(_metrics_from_hits(hits, n_rel, k)[metric])
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def summarise_folds(results: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:

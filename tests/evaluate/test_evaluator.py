@@ -10,7 +10,13 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from recsys.evaluate.evaluator import build_index, evaluate_ranking, interactions_to_csr, summarise_folds
+from recsys.evaluate.evaluator import (
+    build_index,
+    evaluate_ranking,
+    interactions_to_csr,
+    per_user_metric,
+    summarise_folds,
+)
 
 L2_3 = math.log2(3)
 N_ITEMS = 6
@@ -122,6 +128,26 @@ def test_batching_and_score_fn_contract():
     # torch scores give the same numbers
     as_torch = evaluate_ranking(lambda u: torch.from_numpy(table[u]), train, test, ks=(5, 10))
     assert as_torch == pytest.approx(whole)
+
+
+def test_per_user_metric_is_the_array_whose_mean_evaluate_ranking_reports(monkeypatch):
+    import recsys.evaluate.evaluator as evaluator
+
+    values = per_user_metric(score_fn, TRAIN, TEST, "ndcg", 2, exclude=VALID)
+    # user 0: ranked [1, 2] (0 is in train): hit at 1 of test {1, 3} -> 1 / (1 + 1/log2 3); user 2: [1, 3] -> 0
+    assert np.allclose(values, [1 / (1 + 1 / L2_3), 0.0])
+    assert np.isclose(values.mean(), evaluate_ranking(score_fn, TRAIN, TEST, exclude=VALID, ks=(2,))["ndcg@2"])
+    # a catalogue too wide for a batch of 1,024 users' scores is scored in smaller batches, same values
+    calls = []
+    monkeypatch.setattr(evaluator, "SCORE_CELLS", N_ITEMS)  # one user a batch
+
+    def counted(users):
+        calls.append(len(users))
+        return score_fn(users)
+
+    assert np.allclose(per_user_metric(counted, TRAIN, TEST, "ndcg", 2, exclude=VALID), values)
+    assert calls == [1, 1]
+    assert evaluate_ranking(counted, TRAIN, TEST, exclude=VALID, ks=(2,))["ndcg@2"] == pytest.approx(values.mean())
 
 
 def test_score_fn_wrong_shape_raises():

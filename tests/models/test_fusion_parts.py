@@ -9,7 +9,35 @@ import torch
 
 from recsys.models.fusion.content import centred_unit_rows, content_unit_rows, principal_rows
 from recsys.models.fusion.losses import rank_discount, ranks
+from recsys.models.fusion.model import one_standard_error_choice
 from recsys.topk import places_in_rows
+
+
+def test_one_standard_error_rule_keeps_the_smaller_change_unless_the_gain_is_beyond_noise():
+    rng = np.random.default_rng(0)
+    base = rng.random(400)
+    closeness = lambda scale: abs(np.log(scale))  # noqa: E731 (x1 is no change)
+    # x4 is ahead by a hair that the users' noise swamps: x1 stays
+    noisy = {1.0: base, 4.0: base + rng.normal(0.002, 0.2, 400)}
+    means = {k: float(v.mean()) for k, v in noisy.items()}
+    assert means[4.0] > means[1.0]
+    assert one_standard_error_choice(noisy, means, closeness) == 1.0
+    # x4 is ahead for nearly every user: taken
+    clear = {1.0: base, 4.0: base + 0.05 + rng.normal(0, 0.01, 400)}
+    means = {k: float(v.mean()) for k, v in clear.items()}
+    assert one_standard_error_choice(clear, means, closeness) == 4.0
+
+    # of several within the error, the closest to no change; the best itself when it is x1
+    def centred_noise() -> np.ndarray:  # standard error of its mean ~0.01
+        noise = rng.normal(0, 0.2, 400)
+        return noise - noise.mean()
+
+    close = {0.5: base + 0.005 + centred_noise(), 1.5: base + 0.003 + centred_noise(), 1.0: base}
+    means = {k: float(v.mean()) for k, v in close.items()}
+    assert max(means, key=means.get) != 1.0 and one_standard_error_choice(close, means, closeness) == 1.0
+    # without noise any gain is real
+    exact = {1.0: base, 2.5: base + 0.001}
+    assert one_standard_error_choice(exact, {k: float(v.mean()) for k, v in exact.items()}, closeness) == 2.5
 
 
 def test_places_in_rows_give_the_ranks_of_the_chosen_entries():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,22 @@ def stop_requested_any(callbacks: Sequence[Any]) -> bool:
 
 # the fewest validation users the gate's rounds and the calibration choose on (when there are that many)
 MIN_VALIDATION_USERS = 1000
+
+
+def one_standard_error_choice(
+    per_user: dict[float, np.ndarray], means: dict[float, float], closeness: Callable[[float], float]
+) -> float:
+    """The value to take from a validation table: of those whose mean is within one standard error of the
+    best's (the paired difference over the same users), the one ``closeness`` ranks first (smallest change)."""
+    best = max(means, key=lambda value: (means[value], -closeness(value)))
+    within = []
+    for value, scores in per_user.items():
+        difference = per_user[best] - scores
+        difference = difference[np.isfinite(difference)]
+        error = float(difference.std(ddof=1) / math.sqrt(len(difference))) if len(difference) > 1 else 0.0
+        if means[best] - means[value] <= error + 1e-12:
+            within.append(value)
+    return min(within, key=lambda value: (closeness(value), -means[value]))
 
 
 class FusionRecommender(ExpertScoring, Recommender):
@@ -403,22 +419,27 @@ class FusionRecommender(ExpertScoring, Recommender):
     @torch.no_grad()
     def _calibrate_on_valid(self, train: sp.csr_matrix, valid: sp.csr_matrix, scorer: Any = None) -> None:
         """Choose how sharp the behaviour expert's scores should be against the content experts' (a scale of
-        its standardised scores) on validation NDCG@20 (ties keep the smaller change). The users' weights
-        are not touched: they stay what the evidence in each user's history says."""
-        from ...evaluate import evaluate_ranking
+        its standardised scores) on validation NDCG@20, by the one-standard-error rule: of the scales whose
+        mean is within one paired standard error of the best one's, the smallest change (closest to x1).
+        A value that wins by less than the validation users' noise is not taken (on a large sparse catalogue
+        with a sample of validation users, the plain maximum chose on noise). The users' weights are not
+        touched: they stay what the evidence in each user's history says."""
+        from ...evaluate import per_user_metric
 
         gate = fitted(self.gate)
         shifts = self.config["behaviour_scales"] if gate.has_behaviour and self.config["fusion"] != "concat" else [1.0]
-        table = {}
+        per_user = {}
         for scale in shifts:
             gate.behaviour_scale.fill_(float(scale))
-            table[float(scale)] = evaluate_ranking(scorer or self.score, train, valid, ks=(20,))["ndcg@20"]
-        best = max(table, key=lambda scale: (round(table[scale], 6), -abs(math.log(scale))))
+            per_user[float(scale)] = per_user_metric(scorer or self.score, train, valid, "ndcg", 20)
+        table = {scale: float(np.nanmean(values)) if len(values) else 0.0 for scale, values in per_user.items()}
+        best = one_standard_error_choice(per_user, table, closeness=lambda scale: abs(math.log(scale)))
         gate.behaviour_scale.fill_(best)
         self.history["calibration"] = {
             "behaviour_scale": best,
             "valid_ndcg@20": table[best],
             "table": {f"behaviour x{k:g}": v for k, v in table.items()},
+            "rule": "one standard error (paired, over validation users) from the best, smallest change",
         }
         if self.config["popularity_prior"] and gate.has_behaviour:
             self._calibrate_short_histories(train, valid)

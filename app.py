@@ -84,6 +84,14 @@ def home() -> None:
             if best:
                 line += f" · best baseline {best[0]} {fmt_metric(best[1])}"
             st.caption(line)
+            finished = next((r for r in runs if r.state == "finished"), None)
+            if not test and finished is not None and finished is not latest:
+                # a stopped or failed run has no metrics: name the last one that has them
+                ndcg = finished.test_metrics.get("ndcg@20")
+                st.caption(
+                    f"Last finished: {md_text(finished.model_label)} on {md_text(finished.dataset or '?')}, "
+                    f"{fmt_time(finished.started)}" + (f" · NDCG@20 **{fmt_metric(ndcg)}**" if ndcg is not None else "")
+                )
             st.page_link("app_pages/train.py", label="Follow or start training", icon=":material/arrow_forward:")
         else:
             st.write("No model trained yet — use the quick start below or the Train page.")

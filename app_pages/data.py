@@ -361,7 +361,8 @@ def _uploads() -> None:
     limit = upload_limit_mb()
     st.caption(
         f"Tables as CSV (UTF-8), Parquet or JSON Lines; pictures as one .zip whose paths match the items' "
-        f"picture column (e.g. `images/42.jpg`). **Up to {limit:,} MB per file**: a larger file is refused "
+        f"picture column (e.g. `images/42.jpg`). A whole bundle in one .zip goes under **Upload a .zip "
+        f"bundle** above. **Up to {limit:,} MB per file**: a larger file is refused "
         "(it shows a red mark) — import it from **Folder on disk** instead, or raise `server.maxUploadSize` "
         "in `.streamlit/config.toml`."
     )
@@ -559,6 +560,12 @@ def explore_section() -> None:
             legend=False,
         )
         chart(fig, key="data_items_curve")
+        with_interactions = int(curve["rank"].max()) if len(curve) else 0
+        if ov["items"] > with_interactions:
+            st.caption(
+                f"{ov['items'] - with_interactions:,} of {ov['items']:,} items have no interaction yet and are not "
+                "on the curve (a log axis has no 0); the model still scores them from their content."
+            )
     with right:
         curve = summary["users_curve"]
         fig = go.Figure(

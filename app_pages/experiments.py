@@ -120,6 +120,14 @@ def comparison(runs: list[RunRecord]) -> None:
     if not picked:
         st.caption("Pick runs to compare.")
         return
+    chosen = [next(r for r in with_metrics if r.run_id == run_id) for run_id in picked]
+    settings = {(r.dataset, (r.metrics.get("split") or {}).get("protocol")) for r in chosen}
+    if len(settings) > 1:  # a metric is comparable only on the same data and the same test split
+        described = "; ".join(sorted(f"{md_text(d or '?')} ({p or '?'})" for d, p in settings))
+        st.caption(
+            f":material/warning: These runs were tested on different data or protocols ({described}): their "
+            "figures are not comparable across those groups, only within each."
+        )
     rows = []
     for run_id in picked:
         run = next(r for r in with_metrics if r.run_id == run_id)

@@ -315,7 +315,8 @@ def card(ctx: RunContext, user: str, rank: int, item_id: str, score: float) -> N
         st.markdown(f"**{rank}. {md_text(ctx.title(item_id))}**")
         caption = item_caption(row, ctx.category_columns, ctx.price_column) if len(row) else ""
         st.caption(md_text(caption or item_id))
-        st.caption(f"score {score:.3f}")
+        # the id tells apart items that share a title (variants, re-listings) and matches the CSV and the CLI
+        st.caption(f"{md_text(item_id)} · score {score:.3f}" if caption else f"score {score:.3f}")
         # cards of a row share one height: the button sits at the bottom whatever the title's length
         st.space("stretch")
         # the explanation is computed only when its popover opens: the list itself stays fast

@@ -58,9 +58,13 @@ class RunRecord:
     def flat_config(self) -> dict[str, Any]:
         """The configuration with the nested model options as ``fusion.epochs``, ``ease.l2``, ... (for tables)."""
         flat: dict[str, Any] = {}
+        used = {self.model, *(self.config.get("baselines") or [])}
         for key, value in self.config.items():
             if key.endswith("_options") and isinstance(value, dict):
-                flat |= {f"{key.removesuffix('_options')}.{name}": v for name, v in value.items()}
+                model = key.removesuffix("_options")
+                if model not in used:  # the options of a model this run did not train say nothing about it
+                    continue
+                flat |= {f"{model}.{name}": v for name, v in value.items()}
             else:
                 flat[key] = value
         return flat

@@ -89,7 +89,7 @@ def run_dataset(workspace: Workspace, name: str, root: Path, settings: FinetuneS
     rows = []
     for split, protocol in (("warm", "p1"), ("cold", "cold")):
         plain = prepare_data(bundle.interactions, protocol=protocol, catalogue_ids=catalogue)
-        pairs = co_interaction_pairs(plain.data.train, settings.pairs, settings.seed, usable)
+        pairs = co_interaction_pairs(plain.data.train, settings.pairs, settings.seed, usable, settings.keep_associated)
         out_dir = workspace.root / "encoders" / f"{name}-{protocol}-minilm-ft{settings.layers}-{settings.steps}"
         started = time.perf_counter()
         if not (out_dir / "finetune.json").is_file():

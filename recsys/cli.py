@@ -365,6 +365,13 @@ def _finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="co-interaction pairs per step")
     p.add_argument("--lr", type=float, default=defaults.lr, help="AdamW learning rate (default 2e-5)")
     p.add_argument(
+        "--keep-associated",
+        type=float,
+        default=defaults.keep_associated,
+        help="share of the drawn co-interaction pairs kept as positives, the most associated first "
+        "(co-occurrence cosine; 1 = every pair)",
+    )
+    p.add_argument(
         "--protocol",
         default="p1",
         choices=["p1", "sparse", "temporal", "cold"],
@@ -404,13 +411,21 @@ def cmd_finetune_text(args: argparse.Namespace) -> dict[str, Any]:
         encoder = get_encoder(args.base, device=args.device)
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
-    settings = FinetuneSettings(layers=args.layers, steps=args.steps, batch_size=args.batch_size, lr=args.lr)
+    if not 0 < args.keep_associated <= 1:
+        raise CommandError("--keep-associated must be in (0, 1]")
+    settings = FinetuneSettings(
+        layers=args.layers,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        keep_associated=args.keep_associated,
+    )
     texts = build_item_text(bundle.items, bundle.schema.items)
     prepared = prepare_data(
         bundle.interactions, protocol=args.protocol, catalogue_ids=bundle.items["item_id"].to_numpy(str)
     )
     usable = np.array([bool(text.strip()) for text in texts])
-    pairs = co_interaction_pairs(prepared.data.train, settings.pairs, settings.seed, usable)
+    pairs = co_interaction_pairs(prepared.data.train, settings.pairs, settings.seed, usable, settings.keep_associated)
     out_dir = workspace.root / "encoders" / name
     bar = TqdmProgress(not args.quiet)
     started = time.perf_counter()

@@ -58,6 +58,24 @@ def test_pairs_are_two_different_items_of_one_users_training_history():
     assert co_interaction_pairs(sp.csr_matrix((4, 3), dtype=np.float32), 10, seed=0).shape == (0, 2)
 
 
+def test_associated_pairs_keep_the_items_chosen_together_most_often():
+    """Items 0 and 1 are chosen by the same 20 users; every other pair shares about one user: the kept
+    quarter of the drawn pairs is made of (0, 1) more than the draw itself is."""
+    rng = np.random.default_rng(0)
+    dense = (rng.random((200, 30)) < 0.05).astype(np.float32)
+    dense[:20, [0, 1]] = 1.0
+    train = sp.csr_matrix(dense)
+    everything = co_interaction_pairs(train, 4000, seed=1)
+    kept = co_interaction_pairs(train, 4000, seed=1, keep_associated=0.25)
+    assert len(kept) == 1000 and (kept[:, 0] != kept[:, 1]).all()
+
+    def share_of_the_couple(pairs: np.ndarray) -> float:
+        return float(np.mean([sorted(pair) == [0, 1] for pair in pairs.tolist()]))
+
+    assert share_of_the_couple(kept) > 2 * share_of_the_couple(everything)
+    assert {tuple(pair) for pair in kept.tolist()} <= {tuple(pair) for pair in everything.tolist()}
+
+
 def test_finetuning_trains_only_the_last_layers_and_gives_an_hf_encoder(tiny_bert, tmp_path):
     base = get_encoder(f"hf:{tiny_bert}", device="cpu")
     pairs = np.array([[i, (i + 5) % len(TEXTS)] for i in range(len(TEXTS))])

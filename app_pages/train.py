@@ -7,6 +7,7 @@ other sessions never stop it; this page only polls the run folder.
 from __future__ import annotations
 
 import dataclasses
+import time
 import typing
 from pathlib import Path
 from typing import Any
@@ -565,7 +566,10 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
         state_badge(state)
         started = status.get("started")
         ended = status.get("ended")
-        elapsed = (ended or summary.get("last_time") or started or 0) - (started or 0) if started else None
+        # a live run's clock runs on between its progress events (the first can be a minute of feature
+        # extraction away); an ended one stops at its end (or its last event when the end was not written)
+        now = time.time() if state in ACTIVE_STATES else None
+        elapsed = (ended or now or summary.get("last_time") or started or 0) - (started or 0) if started else None
         details = [f"started {fmt_time(started)}"]
         if status.get("resumed"):
             details.append(f"resumed {fmt_time(status['resumed'])}")

@@ -20,7 +20,9 @@ Settings are not tuned on test: the defaults of ``FinetuneSettings`` are used as
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -92,7 +94,10 @@ def run_dataset(workspace: Workspace, name: str, root: Path, settings: FinetuneS
         pairs = co_interaction_pairs(plain.data.train, settings.pairs, settings.seed, usable, settings.keep_associated)
         out_dir = workspace.root / "encoders" / f"{name}-{protocol}-minilm-ft{settings.layers}-{settings.steps}"
         started = time.perf_counter()
-        if not (out_dir / "finetune.json").is_file():
+        done = out_dir / "finetune.json"
+        # an encoder tuned earlier is reused only when it was tuned with these very settings
+        if not done.is_file() or json.loads(done.read_text()).get("settings") != dataclasses.asdict(settings):
+            shutil.rmtree(out_dir, ignore_errors=True)
             encoder = get_encoder("minilm", device="cpu")
 
             def report(step: int, steps: int, loss: float, where: str = f"{name} {split}") -> None:

@@ -371,6 +371,7 @@ def evaluate_short_histories(
     max_users: int | None = 500,
     seed: int = 2026,
     ks: Sequence[int] = (10, 20),
+    per_user_ndcg: int | None = None,
 ) -> list[dict[str, Any]]:
     """Users reduced to ``n`` random liked training items, scored through the new-user path.
 
@@ -378,9 +379,10 @@ def evaluate_short_histories(
     training items; :func:`history_scores` ranks the catalogue from them alone (no user embedding);
     all their training items and ``exclude`` items are masked, and the test items are the
     positives. (The model was trained with these users' full histories, so this measures the
-    new-user path, not a strict new-user protocol.)
+    new-user path, not a strict new-user protocol.) ``per_user_ndcg=k`` adds each row's users' NDCG@k
+    (``"per_user_ndcg"``, an array) for paired comparisons.
     """
-    from ..evaluate import evaluate_ranking
+    from ..evaluate import evaluate_ranking, per_user_metric
 
     train = sp.csr_matrix(train)
     test = sp.csr_matrix(test)
@@ -404,5 +406,10 @@ def evaluate_short_histories(
             return np.asarray(model.score_histories([kept[int(u)] for u in batch]), dtype=np.float32)
 
         metrics = evaluate_ranking(score_fn, train, test_rows, exclude=exclude, ks=ks, batch_size=256)
-        out.append({"history_items": int(n), "users": metrics.pop("n_users_evaluated"), **metrics})
+        row: dict[str, Any] = {"history_items": int(n), "users": metrics.pop("n_users_evaluated"), **metrics}
+        if per_user_ndcg is not None:
+            row["per_user_ndcg"] = per_user_metric(
+                score_fn, train, test_rows, "ndcg", int(per_user_ndcg), exclude=exclude, batch_size=256
+            )
+        out.append(row)
     return out

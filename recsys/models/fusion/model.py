@@ -447,21 +447,27 @@ class FusionRecommender(ExpertScoring, Recommender):
     @torch.no_grad()
     def _calibrate_short_histories(self, train: sp.csr_matrix, valid: sp.csr_matrix) -> None:
         """How much extra popularity a user known by one to three items gets: validation users are reduced
-        to 1, 2, 3 random training items (the new-user path) and the mean NDCG@20 on their validation items
-        decides. The term fades as (2 / (1 + n))^2, so long histories are not affected."""
+        to 1, 2, 3 random training items (the new-user path) and their NDCG@20 on their validation items
+        decides, by the one-standard-error rule (the smallest boost within one paired standard error of the
+        best). The term fades as (2 / (1 + n))^2, so long histories are not affected."""
         from ...explain.coldstart import evaluate_short_histories
 
         gate = fitted(self.gate)
-        table = {}
+        table, per_user = {}, {}
         self._expert_memo = {}  # the boost only changes the mix: each history's experts are computed once
         try:
             for boost in self.config["short_history_boosts"]:
                 gate.short_history_boost.fill_(float(boost))
-                rows = evaluate_short_histories(self, train, valid, lengths=(1, 2, 3), max_users=200, seed=1, ks=(20,))
+                rows = evaluate_short_histories(
+                    self, train, valid, lengths=(1, 2, 3), max_users=200, seed=1, ks=(20,), per_user_ndcg=20
+                )
                 table[float(boost)] = float(np.mean([r["ndcg@20"] for r in rows]))
+                per_user[float(boost)] = np.concatenate([r["per_user_ndcg"] for r in rows])
         finally:
             self._expert_memo = None
-        best = max(table, key=lambda b: (round(table[b], 6), -b))
+        # the same one-standard-error rule as the behaviour scale: the smallest boost within the noise of the best
+        means = {boost: float(np.mean(values)) if len(values) else 0.0 for boost, values in per_user.items()}
+        best = one_standard_error_choice(per_user, means, closeness=lambda boost: boost)
         gate.short_history_boost.fill_(best)
         self.history["calibration"]["short_history_boost"] = best
         self.history["calibration"]["short_history_valid_ndcg@20"] = {f"boost {b:g}": v for b, v in table.items()}

@@ -73,14 +73,9 @@ def evaluate(model_score, prepared) -> dict[str, float]:
 
 def per_user_test_ndcg(model_score, prepared, k: int = 20) -> np.ndarray:
     """NDCG@k of every user with test items (same masking as :func:`evaluate`: train and valid hidden)."""
-    from recsys.evaluate.metrics import ndcg_at_k
-    from recsys.topk import topk_from_scores
+    from recsys.evaluate import per_user_metric
 
-    data = prepared.data
-    users = np.flatnonzero(np.diff(sp.csr_matrix(prepared.test).indptr) > 0)
-    exclude = sp.csr_matrix(data.train)[users] + sp.csr_matrix(prepared.valid)[users]
-    top = topk_from_scores(model_score(users), k, exclude=exclude)
-    return np.asarray(ndcg_at_k(top, sp.csr_matrix(prepared.test)[users], k), dtype=np.float64)
+    return per_user_metric(model_score, prepared.data.train, prepared.test, "ndcg", k, exclude=prepared.valid)
 
 
 def paired_ratio_interval(ours: np.ndarray, theirs: np.ndarray, resamples: int = 2000, seed: int = 0) -> dict:

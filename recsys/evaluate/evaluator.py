@@ -84,6 +84,25 @@ def _as_scores(raw: Any, n_rows: int, n_items: int) -> np.ndarray:
     return scores
 
 
+def _relevant_and_masked(
+    train: sp.spmatrix, test: sp.spmatrix, exclude: sp.spmatrix | None
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """The binary test matrix and the items ranked out of the way (``train``, plus ``exclude``)."""
+    test_m = sp.csr_matrix(test)
+    shape = test_m.shape
+    test_m = _binary(test_m, shape, "test")
+    mask = _binary(train, shape, "train")
+    if exclude is not None:
+        mask = _binary(mask + _binary(exclude, shape, "exclude"), shape, "mask")
+    return test_m, mask
+
+
+def _bounded_batch(batch_size: int, n_items: int) -> int:
+    """A batch's scores are [batch, n_items] floats (plus the masked copy top-k makes): at a million items
+    1,024 users would be 4 GB a copy, so the batch shrinks to stay near SCORE_CELLS (same results)."""
+    return max(1, min(batch_size, SCORE_CELLS // max(n_items, 1)))
+
+
 def evaluate_ranking(
     score_fn: Callable[[np.ndarray], Any],
     train: sp.spmatrix,
@@ -107,20 +126,14 @@ def evaluate_ranking(
     in anyone's top k / number of rankable items: n_items, or len(candidate_items)) and
     ``n_users_evaluated``. With no user to evaluate the metrics are NaN.
     """
-    test_m = sp.csr_matrix(test)
+    test_m, mask = _relevant_and_masked(train, test, exclude)
     n_users, n_items = test_m.shape
-    test_m = _binary(test_m, (n_users, n_items), "test")
-    mask = _binary(train, (n_users, n_items), "train")
-    if exclude is not None:
-        mask = _binary(mask + _binary(exclude, (n_users, n_items), "exclude"), (n_users, n_items), "mask")
     ks = tuple(int(k) for k in ks)
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be positive integers, got {ks}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    # a batch's scores are [batch, n_items] floats (plus the masked copy top-k makes): at a million items,
-    # 1,024 users would be 4 GB a copy; the batch shrinks so that it stays near SCORE_CELLS (same results)
-    batch_size = max(1, min(batch_size, SCORE_CELLS // max(n_items, 1)))
+    batch_size = _bounded_batch(batch_size, n_items)
     max_k = max(ks)
 
     n_rankable = n_items
@@ -179,14 +192,10 @@ def per_user_metric(
     """``metric@k`` of every user with test items, in user order (the same ranking and masking as
     :func:`evaluate_ranking`, whose ``metric@k`` is this array's mean): what a paired comparison of two
     scorers on the same users needs."""
-    test_m = sp.csr_matrix(test)
-    n_users, n_items = test_m.shape
-    test_m = _binary(test_m, (n_users, n_items), "test")
-    mask = _binary(train, (n_users, n_items), "train")
-    if exclude is not None:
-        mask = _binary(mask + _binary(exclude, (n_users, n_items), "exclude"), (n_users, n_items), "mask")
+    test_m, mask = _relevant_and_masked(train, test, exclude)
+    n_items = test_m.shape[1]
     users = np.flatnonzero(np.diff(test_m.indptr) > 0)
-    batch_size = max(1, min(batch_size, SCORE_CELLS // max(n_items, 1)))
+    batch_size = _bounded_batch(batch_size, n_items)
     parts = []
     for start in range(0, users.size, batch_size):
         check("evaluation")

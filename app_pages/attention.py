@@ -20,6 +20,7 @@ from app_pages.common import (
     empty_state,
     gallery,
     item_caption,
+    log_axis_ticks,
     model_runs,
     page_header,
     run_page,
@@ -220,7 +221,9 @@ def history_length(summary: pd.DataFrame, modalities: list[str]) -> None:
                 hovertemplate="history ≈ %{x:.0f} items: %{y:.1%}<extra></extra>",
             )
         )
-    fig.update_xaxes(type="log", dtick=1, title="user's training history (items, log scale)")
+    fig.update_xaxes(
+        type="log", title="user's training history (items, log scale)", **log_axis_ticks(data["history_length"])
+    )
     fig.update_yaxes(tickformat=".0%", title="mean weight")
     style_figure(fig, height=360, title="Weights vs. history length (dots: users, lines: binned means)")
     chart(fig, key="att_history")

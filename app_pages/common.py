@@ -668,6 +668,25 @@ def style_figure(fig, height: int = 320, legend: bool = True, title: str | None 
     return fig
 
 
+def log_axis_ticks(values: Any) -> dict[str, Any]:
+    """Tick options (``tickvals``, ``ticktext``) for a log axis over ``values``: powers of ten when they span
+    two decades or more, otherwise 1-2-5 steps (a range inside one decade shows a single tick by default,
+    and plotly's own 1-2-5 mode labels "2" and "5" without their decade)."""
+    positive = np.asarray([v for v in np.ravel(np.asarray(values, dtype=float)) if np.isfinite(v) and v > 0])
+    if len(positive) == 0:
+        return {}
+    low, high = float(positive.min()), float(positive.max())
+    steps = (1,) if np.log10(high / low) >= 2 else (1, 2, 5)
+    first, last = int(np.floor(np.log10(low))), int(np.ceil(np.log10(high)))
+    ticks = [m * 10.0**e for e in range(first, last + 1) for m in steps]
+    inside = [t for t in ticks if low / 1.01 <= t <= high * 1.01]
+    if len(inside) < 2:  # add the steps just outside a narrow range
+        below = max([t for t in ticks if t <= low], default=ticks[0])
+        above = min([t for t in ticks if t >= high], default=ticks[-1])
+        inside = sorted({below, *inside, above})
+    return {"tickvals": inside, "ticktext": [f"{t:,.0f}" if t >= 1 else f"{t:g}" for t in inside]}
+
+
 # trace attributes that can carry catalogue values (titles, categories, group names) as labels
 _CHART_TEXT_FIELDS = ("x", "y", "text", "hovertext", "labels", "name")
 

@@ -28,6 +28,7 @@ from app_pages.common import (
     image_file,
     item_caption,
     load_dataset_frames,
+    log_axis_ticks,
     md_text,
     page_header,
     run_page,
@@ -552,7 +553,7 @@ def explore_section() -> None:
                 hovertemplate="item rank %{x}<br>%{y} users<extra></extra>",
             )
         )
-        fig.update_yaxes(type="log", dtick=1, title="users per item (log)")
+        fig.update_yaxes(type="log", title="users per item (log)", **log_axis_ticks(curve["count"]))
         fig.update_xaxes(title="items, most popular first")
         style_figure(
             fig,
@@ -579,7 +580,7 @@ def explore_section() -> None:
                 hovertemplate="user rank %{x}<br>%{y} items<extra></extra>",
             )
         )
-        fig.update_yaxes(type="log", dtick=1, title="items per user (log)")
+        fig.update_yaxes(type="log", title="items per user (log)", **log_axis_ticks(curve["count"]))
         fig.update_xaxes(title="users, most active first")
         style_figure(
             fig,

@@ -84,14 +84,15 @@ def modality_chart(explanation: dict) -> go.Figure | None:
             orientation="h",
             marker_color=colours,
             text=[f"{a:.0%}" for a in attention],
-            textposition="auto",
+            textposition="outside",
+            textangle=0,  # a narrow bar's label stays level beside it (auto would turn it sideways inside)
             cliponaxis=False,
             hovertemplate="%{y}: attention %{x:.1%}<extra></extra>",
         ),
         row=1,
         col=1,
     )
-    fig.update_xaxes(tickformat=".0%", range=[0, 1], row=1, col=1)
+    fig.update_xaxes(tickformat=".0%", range=[0, 1.15], tickvals=[0, 0.5, 1], row=1, col=1)
     fig.add_trace(
         go.Bar(
             y=names,
@@ -100,6 +101,7 @@ def modality_chart(explanation: dict) -> go.Figure | None:
             marker_color=["#4C6EF5" if v >= 0 else "#FA5252" for v in shares],
             text=[f"{v:+.2f}" if abs(v) >= 0.005 else "0" for v in shares],
             textposition="auto",
+            textangle=0,
             cliponaxis=False,
             hovertemplate="%{y}: %{x:+.3f} of the score<extra></extra>",
         ),

@@ -503,14 +503,26 @@ def _curves(summary: dict[str, Any]) -> None:
                     line=dict(color=colour, width=2),
                 )
             )
-        if summary.get("best_epoch") is not None:
-            fig.add_vline(
-                x=summary["best_epoch"] + 1,
-                line_dash="dot",
-                line_color="#868E96",
-                annotation_text="best",
-                annotation_position="bottom right",
-            )
+        best = summary.get("best_epoch")
+        if best is not None:
+            fig.add_vline(x=best + 1, line_dash="dot", line_color="#868E96")
+            kept = [e for i, e in enumerate(epochs) if e.get("epoch", i) == best]
+            best_ndcg = kept[0].get("valid_ndcg@20") if kept else None
+            if best_ndcg is not None:
+                # the label sits on the kept round's own point, above it (a label at the axis ran into the lines)
+                fig.add_trace(
+                    go.Scatter(
+                        x=[best + 1],
+                        y=[best_ndcg],
+                        mode="markers+text",
+                        marker=dict(symbol="star", size=13, color=PRIMARY),
+                        text=["best"],
+                        textposition="top right",
+                        cliponaxis=False,
+                        showlegend=False,
+                        hovertemplate="kept round %{x}: NDCG@20 %{y:.4f}<extra></extra>",
+                    )
+                )
         fig.update_xaxes(title="epoch", dtick=max(1, len(x) // 10))
         fig.update_yaxes(title="validation")
         style_figure(fig, height=280, title="Validation metrics")

@@ -36,7 +36,7 @@ import pandas as pd
 
 from ..data import schema as S, stats
 from ..modalities import MODALITY_PHRASES
-from .facts import STOPWORDS, tokenize
+from .facts import GENERIC_WORDS, STOPWORDS, tokenize
 
 __all__ = [
     "Explanation",
@@ -50,6 +50,15 @@ __all__ = [
 
 _SALIENT_MIN_LENGTH = 3
 _MAX_DF = 0.05  # a word in more than 5 % of the catalogue's texts is not salient
+# words that two descriptions share without saying anything about the items ("good", "people", "great"):
+# the rephrasing's generic words, and a few vague ones that a small catalogue's document frequency lets through
+_VAGUE_WORDS = GENERIC_WORDS | frozenset(
+    """
+best better bad nice fine perfect excellent awesome amazing wonderful lovely love loved loves fun real
+really very lot lots thing things stuff way ways make makes made making use used uses using get gets got
+getting time times everyone everything someone something anyone anything nothing person
+""".split()
+)
 
 
 @dataclass
@@ -127,7 +136,10 @@ def _salient_tokens(text: str) -> list[str]:
     return [
         w
         for w in tokenize(text)
-        if len(w) >= _SALIENT_MIN_LENGTH and w not in STOPWORDS and not any(ch.isdigit() for ch in w)
+        if len(w) >= _SALIENT_MIN_LENGTH
+        and w not in STOPWORDS
+        and w not in _VAGUE_WORDS
+        and not any(ch.isdigit() for ch in w)
     ]
 
 

@@ -273,3 +273,18 @@ def test_configurations_side_by_side_read_as_values_not_python():
     assert config_value(0.05) == "0.05"
     assert config_value({"epochs": 3, "modalities": ["text"]}) == "epochs: 3, modalities: text"
     assert config_value("attention") == "attention"
+
+
+def test_log_axis_ticks_label_every_range_with_its_decade():
+    from app_pages.common import log_axis_ticks
+
+    # two decades or more: powers of ten
+    assert log_axis_ticks([1, 40, 300])["tickvals"] == [1, 10, 100]
+    # less than two: 1-2-5 steps, each label a whole number (plotly's own "D2" mode writes "2" for 20)
+    assert log_axis_ticks([5, 230]) == {
+        "tickvals": [5, 10, 20, 50, 100, 200],
+        "ticktext": ["5", "10", "20", "50", "100", "200"],
+    }
+    # inside one step: the steps either side, so the axis still has a scale
+    assert log_axis_ticks([12, 14])["tickvals"] == [10, 20]
+    assert log_axis_ticks([0, float("nan")]) == {}

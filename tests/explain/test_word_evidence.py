@@ -1,0 +1,27 @@
+"""The shared words an explanation cites: salient catalogue words, never vague ones ("good", "people")."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys.data import schema as S
+from recsys.explain.explainer import ExplainContext, _word_evidence
+
+
+def _context(descriptions: list[str]) -> ExplainContext:
+    ids = [f"I{k}" for k in range(len(descriptions))]
+    items = pd.DataFrame({"item_id": ids, "title": [f"Item {k}" for k in range(len(ids))], "text": descriptions})
+    model = SimpleNamespace(item_ids=ids, seen=sp.csr_matrix((1, len(ids))))
+    return ExplainContext(model, items, {"item_id": S.ID, "title": S.TEXT, "text": S.TEXT})
+
+
+def test_vague_words_are_not_cited_but_specific_ones_are():
+    # each word of the two items is rare in the catalogue (the filler below is unrelated), so document
+    # frequency alone would let "good" and "people" through as shared evidence
+    filler = [f"unrelated{k} gadget{k} widget{k}" for k in range(40)]
+    ctx = _context(["good people love this telescope", "a telescope good people use"] + filler)
+    words = [entry["word"] for entry in _word_evidence(ctx, "I0", ["I1"])]
+    assert words == ["telescope"]

@@ -1,11 +1,13 @@
 """Does fine-tuning the text encoder on the catalogue's behaviour help? Frozen MiniLM against MiniLM with its
-last layers adapted on co-interaction pairs (``recsys.features.finetune``), warm and cold items.
+last layers adapted to the behaviour (``recsys.features.finetune``; ``--objective``), warm and cold items.
 
 For each dataset (the demo and movielens-small-mm by default) and each split — P1 (warm: test NDCG@20 /
 Recall@20) and the cold-item split (10 % of items held out of training, ranked among themselves) — one process:
 
-1. the split's *training* interactions give the co-interaction pairs (validation and test never do);
-2. MiniLM is fine-tuned on them (``--layers``, ``--steps``; AdamW 2e-5) into ``WORKSPACE/encoders/``;
+1. the split's *training* interactions give the behaviour targets (or the co-interaction pairs); validation
+   and test never do;
+2. MiniLM is fine-tuned on them (``--layers``, ``--steps``, ``--lr``, ``--temperature``; the defaults of
+   ``FinetuneSettings``) into ``WORKSPACE/encoders/``; the step kept is chosen on held-out training items;
 3. text features are extracted with the frozen and with the tuned encoder (text only, so the text expert is
    the one thing that differs);
 4. the fusion model (behaviour + text) and the content model (text alone) are fitted on each and evaluated on
@@ -39,7 +41,12 @@ from quality import SHARED, evaluate, fit_ours  # noqa: E402
 
 from recsys.evaluate import evaluate_ranking  # noqa: E402
 from recsys.features.extract import build_item_text, extract_item_features  # noqa: E402
-from recsys.features.finetune import FinetuneSettings, co_interaction_pairs, finetune_text_encoder  # noqa: E402
+from recsys.features.finetune import (  # noqa: E402
+    FinetuneSettings,
+    behaviour_targets,
+    co_interaction_pairs,
+    finetune_text_encoder,
+)
 from recsys.features.registry import get_encoder  # noqa: E402
 from recsys.train.data import prepare_data  # noqa: E402
 from recsys.workspace import Workspace  # noqa: E402
@@ -74,7 +81,9 @@ def _scores(prepared: Any, split: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def run_dataset(workspace: Workspace, name: str, root: Path, settings: FinetuneSettings) -> list[dict]:
+def run_dataset(
+    workspace: Workspace, name: str, root: Path, settings: FinetuneSettings, splits: tuple[str, ...] = ("warm", "cold")
+) -> list[dict]:
     bundle = _bundle(workspace, name, root)
     catalogue = bundle.items["item_id"].to_numpy(str)
     texts = build_item_text(bundle.items, bundle.schema.items)
@@ -90,9 +99,21 @@ def run_dataset(workspace: Workspace, name: str, root: Path, settings: FinetuneS
     )
     rows = []
     for split, protocol in (("warm", "p1"), ("cold", "cold")):
+        if split not in splits:
+            continue
         plain = prepare_data(bundle.interactions, protocol=protocol, catalogue_ids=catalogue)
-        pairs = co_interaction_pairs(plain.data.train, settings.pairs, settings.seed, usable, settings.keep_associated)
-        out_dir = workspace.root / "encoders" / f"{name}-{protocol}-minilm-ft{settings.layers}-{settings.steps}"
+        pairs = targets = None
+        if settings.objective == "pairs":
+            pairs = co_interaction_pairs(
+                plain.data.train, settings.pairs, settings.seed, usable, settings.keep_associated
+            )
+        else:
+            targets = behaviour_targets(plain.data.train, settings.behaviour_dim, usable)
+        out_dir = (
+            workspace.root
+            / "encoders"
+            / f"{name}-{protocol}-minilm-{settings.objective}-ft{settings.layers}-{settings.steps}-{settings.lr:g}"
+        )
         started = time.perf_counter()
         done = out_dir / "finetune.json"
         # an encoder tuned earlier is reused only when it was tuned with these very settings
@@ -104,9 +125,11 @@ def run_dataset(workspace: Workspace, name: str, root: Path, settings: FinetuneS
                 if step == 1 or step % 25 == 0 or step == steps:
                     print(f"  [{where}] step {step}/{steps} loss {loss:.3f}", flush=True)
 
-            finetune_text_encoder(encoder, texts, pairs, out_dir, settings, progress=report)
+            finetune_text_encoder(encoder, texts, pairs, out_dir, settings, progress=report, targets=targets)
         tune_s = time.perf_counter() - started
         info = json.loads((out_dir / "finetune.json").read_text())
+        if info.get("held_out_loss"):
+            print(f"  held-out loss by step {info['held_out_loss']}; step kept {info.get('kept_step')}", flush=True)
         tuned = extract_item_features(
             bundle.items,
             bundle.schema.items,
@@ -134,7 +157,10 @@ def run_dataset(workspace: Workspace, name: str, root: Path, settings: FinetuneS
                 / max(results["frozen"][model]["recall@20"], 1e-12),
                 "finetune_s": round(tune_s, 1),
                 "loss": [info["loss_first_10"], info["loss_last_10"]],
-                "pairs": len(pairs),
+                "objective": settings.objective,
+                "held_out_loss": info.get("held_out_loss"),
+                "kept_step": info.get("kept_step"),
+                "pairs": 0 if pairs is None else len(pairs),
             }
             rows.append(row)
             print(
@@ -152,14 +178,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", default=["demo", "movielens-small-mm"])
     parser.add_argument("--layers", type=int, default=FinetuneSettings.layers)
     parser.add_argument("--steps", type=int, default=FinetuneSettings.steps)
+    parser.add_argument("--lr", type=float, default=FinetuneSettings.lr)
+    parser.add_argument("--temperature", type=float, default=FinetuneSettings.temperature)
+    parser.add_argument("--objective", choices=("behaviour", "pairs"), default=FinetuneSettings.objective)
+    parser.add_argument("--splits", nargs="+", choices=("warm", "cold"), default=["warm", "cold"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     root = Path(args.workspace or tempfile.mkdtemp(prefix="finetune-text-"))
     workspace = Workspace(root / "workspace")
-    settings = FinetuneSettings(layers=args.layers, steps=args.steps)
+    settings = FinetuneSettings(
+        layers=args.layers, steps=args.steps, objective=args.objective, lr=args.lr, temperature=args.temperature
+    )
     rows = []
     for name in args.datasets:
-        rows += run_dataset(workspace, name, root, settings)
+        rows += run_dataset(workspace, name, root, settings, tuple(args.splits))
     if args.json:
         print(json.dumps({"benchmark": "finetune_text", "settings": vars(args), "rows": rows}))
     return 0

@@ -362,8 +362,18 @@ def _finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", default="minilm", help="the transformer text encoder to adapt (default minilm)")
     p.add_argument("--layers", type=int, default=defaults.layers, help="last N transformer layers trained")
     p.add_argument("--steps", type=int, default=defaults.steps, help="optimiser steps")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="co-interaction pairs per step")
-    p.add_argument("--lr", type=float, default=defaults.lr, help="AdamW learning rate (default 2e-5)")
+    p.add_argument(
+        "--objective",
+        choices=["behaviour", "pairs"],
+        default=defaults.objective,
+        help="behaviour: each item's text pulled toward the item's place in the behaviour space, the step kept "
+        "chosen on held-out items (the frozen encoder when none beats it); pairs: two items of one user's "
+        "history pulled together",
+    )
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="items (or pairs) per step")
+    p.add_argument(
+        "--lr", type=float, default=defaults.lr, help="AdamW learning rate of the trained layers (default 1e-4)"
+    )
     p.add_argument(
         "--keep-associated",
         type=float,
@@ -384,15 +394,16 @@ def _finetune_arguments(p: argparse.ArgumentParser) -> None:
 
 @command(
     "finetune-text",
-    "adapt the text encoder's last layers to a dataset's behaviour (items chosen by the same user pulled "
-    "together); writes a model folder to use as --text-encoder hf:FOLDER",
+    "adapt the text encoder's last layers to a dataset's behaviour (each item's text pulled toward its place "
+    "among the items users chose; the step kept is chosen on held-out items); writes a model folder to use as "
+    "--text-encoder hf:FOLDER",
     _finetune_arguments,
 )
 def cmd_finetune_text(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
     from .features.extract import build_item_text
-    from .features.finetune import FinetuneSettings, co_interaction_pairs, finetune_text_encoder
+    from .features.finetune import FinetuneSettings, behaviour_targets, co_interaction_pairs, finetune_text_encoder
     from .features.registry import get_encoder
     from .train.data import prepare_data
     from .workspace import DatasetNotFound, validate_name
@@ -419,19 +430,32 @@ def cmd_finetune_text(args: argparse.Namespace) -> dict[str, Any]:
         batch_size=args.batch_size,
         lr=args.lr,
         keep_associated=args.keep_associated,
+        objective=args.objective,
     )
     texts = build_item_text(bundle.items, bundle.schema.items)
     prepared = prepare_data(
         bundle.interactions, protocol=args.protocol, catalogue_ids=bundle.items["item_id"].to_numpy(str)
     )
     usable = np.array([bool(text.strip()) for text in texts])
-    pairs = co_interaction_pairs(prepared.data.train, settings.pairs, settings.seed, usable, settings.keep_associated)
+    pairs = targets = None
+    if settings.objective == "pairs":
+        pairs = co_interaction_pairs(
+            prepared.data.train, settings.pairs, settings.seed, usable, settings.keep_associated
+        )
+    else:
+        targets = behaviour_targets(prepared.data.train, settings.behaviour_dim, usable)
     out_dir = workspace.root / "encoders" / name
     bar = TqdmProgress(not args.quiet)
     started = time.perf_counter()
     try:
         finetune_text_encoder(
-            encoder, texts, pairs, out_dir, settings, progress=lambda step, steps, loss: bar("fine-tuning", step, steps)
+            encoder,
+            texts,
+            pairs,
+            out_dir,
+            settings,
+            progress=lambda step, steps, loss: bar("fine-tuning", step, steps),
+            targets=targets,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
@@ -444,14 +468,30 @@ def cmd_finetune_text(args: argparse.Namespace) -> dict[str, Any]:
         "folder": str(out_dir),
         "seconds": round(time.perf_counter() - started, 1),
         "loss": [report["loss_first_10"], report["loss_last_10"]],
-        "pairs": int(len(pairs)),
+        "objective": settings.objective,
+        "pairs": 0 if pairs is None else int(len(pairs)),
+        "target_items": report.get("target_items", 0),
+        "held_out_loss": report.get("held_out_loss", []),
+        "kept_step": report.get("kept_step"),
         "protocol": args.protocol,
     }
+    if settings.objective == "pairs":
+        what = f"{result['pairs']:,} co-interaction pairs"
+        kept = ""
+    else:
+        what = f"the behaviour of {result['target_items']:,} items"
+        kept = (
+            f"; step kept {result['kept_step']} of {settings.steps} (held-out 1 - AUC by step: "
+            + ", ".join(f"{step}: {value:.3f}" for step, value in result["held_out_loss"])
+            + ")"
+        )
+        if result["kept_step"] == 0:
+            kept += "; no step beat the frozen encoder on the held-out items, so the folder holds its weights"
     _say(
         args,
-        f"fine-tuned {args.base} on {len(pairs):,} co-interaction pairs of '{bundle.name}' in "
-        f"{result['seconds']:.0f} s (loss {result['loss'][0]:.2f} -> {result['loss'][1]:.2f}); train with "
-        f"--text-encoder hf:{out_dir} --protocol {args.protocol}",
+        f"fine-tuned {args.base} on {what} of '{bundle.name}' in {result['seconds']:.0f} s (loss "
+        f"{result['loss'][0]:.2f} -> {result['loss'][1]:.2f}){kept}; train with --text-encoder hf:{out_dir} "
+        f"--protocol {args.protocol}",
     )
     return result
 

@@ -1,4 +1,4 @@
-"""Fine-tuning the text encoder on co-interaction pairs: the pairs, the tuned folder, and the command."""
+"""Fine-tuning the text encoder on the catalogue's behaviour: the targets and pairs, the tuned folder, the command."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from recsys.features.finetune import FinetuneSettings, co_interaction_pairs, finetune_text_encoder
+from recsys.features.finetune import (
+    FinetuneSettings,
+    behaviour_targets,
+    co_interaction_pairs,
+    finetune_text_encoder,
+)
 from recsys.features.registry import get_encoder
 from recsys.features.text import minilm_available, minilm_model_dir
 
@@ -80,7 +85,11 @@ def test_finetuning_trains_only_the_last_layers_and_gives_an_hf_encoder(tiny_ber
     base = get_encoder(f"hf:{tiny_bert}", device="cpu")
     pairs = np.array([[i, (i + 5) % len(TEXTS)] for i in range(len(TEXTS))])
     out = finetune_text_encoder(
-        base, TEXTS, pairs, tmp_path / "tuned", FinetuneSettings(layers=1, steps=4, batch_size=8, lr=1e-3)
+        base,
+        TEXTS,
+        pairs,
+        tmp_path / "tuned",
+        FinetuneSettings(layers=1, steps=4, batch_size=8, lr=1e-3, objective="pairs"),
     )
     report = json.loads((out / "finetune.json").read_text())
     assert report["tuned_layers"] == 1 and report["settings"]["steps"] == 4
@@ -95,6 +104,45 @@ def test_finetuning_trains_only_the_last_layers_and_gives_an_hf_encoder(tiny_ber
     assert not np.allclose(base.encode(TEXTS), vectors)
 
 
+def test_behaviour_targets_are_the_items_place_in_the_behaviour_space():
+    """Items 0-4 share one group of users, items 5-9 another: each item's target is closer to the items of
+    its own group; an item without text, or chosen by fewer than two users, has none."""
+    rng = np.random.default_rng(0)
+    dense = np.zeros((60, 12), dtype=np.float32)
+    dense[:30, :5] = rng.random((30, 5)) < 0.6
+    dense[30:, 5:10] = rng.random((30, 5)) < 0.6
+    dense[0, 10] = 1.0  # one user only
+    train = sp.csr_matrix(dense)
+    usable = np.ones(12, dtype=bool)
+    usable[3] = False
+    items, vectors = behaviour_targets(train, dim=4, usable=usable)
+    assert list(items) == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    similarity = vectors @ vectors.T
+    group = items < 5
+    same = similarity[np.ix_(group, group)].mean(), similarity[np.ix_(~group, ~group)].mean()
+    assert min(same) > similarity[np.ix_(group, ~group)].mean() + 0.5
+
+
+def test_behaviour_objective_keeps_the_step_the_held_out_items_choose(tiny_bert, tmp_path):
+    base = get_encoder(f"hf:{tiny_bert}", device="cpu")
+    topic = np.arange(len(TEXTS)) % 5  # the texts' topic decides the target: something the text can learn
+    targets = (np.arange(len(TEXTS)), np.eye(5, dtype=np.float32)[topic])
+    settings = FinetuneSettings(layers=1, steps=6, batch_size=8, lr=1e-3, eval_every=2, holdout=0.4)
+    out = finetune_text_encoder(base, TEXTS, None, tmp_path / "tuned", settings, targets=targets)
+    report = json.loads((out / "finetune.json").read_text())
+    checks = report["held_out_loss"]
+    assert [step for step, _ in checks] == [0, 2, 4, 6] and report["held_out_items"] == 8
+    assert all(0.0 <= value <= 1.0 for _, value in checks)
+    best = min(checks, key=lambda check: check[1])  # the first of the best: a later tie is not an improvement
+    assert report["kept_step"] == best[0]
+    tuned = get_encoder(f"hf:{out}", device="cpu")
+    if report["kept_step"] == 0:  # no step beat the frozen layers: the folder holds them
+        np.testing.assert_allclose(tuned.encode(TEXTS), base.encode(TEXTS), atol=1e-6)
+    with pytest.raises(ValueError, match="behaviour targets"):
+        finetune_text_encoder(base, TEXTS, None, tmp_path / "none", settings, targets=(np.arange(3), np.eye(3)))
+
+
 def test_finetune_text_command_writes_an_encoder_a_run_can_use(tiny_bert, demo_copy, capsys):
     from recsys.cli import main
     from recsys.train.run import RunConfig, train_run
@@ -105,7 +153,8 @@ def test_finetune_text_command_writes_an_encoder_a_run_can_use(tiny_bert, demo_c
         + ["--workspace", str(demo_copy), "--json", "--quiet", "--device", "cpu"]
     )
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert code == 0 and result["ok"] and result["pairs"] > 0
+    assert code == 0 and result["ok"] and result["objective"] == "behaviour" and result["target_items"] > 0
+    assert result["held_out_loss"][0][0] == 0 and result["kept_step"] in [step for step, _ in result["held_out_loss"]]
     assert result["folder"] == str(demo_copy / "encoders" / f"demo-{tiny_bert.name}-ft")
     workspace = Workspace(demo_copy)
     config = RunConfig(

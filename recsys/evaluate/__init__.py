@@ -18,6 +18,7 @@ from .metrics import (
     rmse,
     topk_from_scores,
 )
+from .selection import one_standard_error_choice
 from .split import (
     cold_item_split,
     deduplicate,
@@ -31,6 +32,7 @@ from .split import (
 )
 
 __all__ = [
+    "one_standard_error_choice",
     "leave_last_out",
     "users_in_history_order",
     "build_index",

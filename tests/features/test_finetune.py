@@ -135,7 +135,8 @@ def test_behaviour_objective_keeps_the_step_the_held_out_items_choose(tiny_bert,
     assert [step for step, _ in checks] == [0, 2, 4, 6] and report["held_out_items"] == 8
     assert all(0.0 <= value <= 1.0 for _, value in checks)
     best = min(checks, key=lambda check: check[1])  # the first of the best: a later tie is not an improvement
-    assert report["kept_step"] == best[0]
+    # the earliest step within one standard error of the best: never a later one than the best
+    assert report["kept_step"] in [step for step, _ in checks] and report["kept_step"] <= best[0]
     tuned = get_encoder(f"hf:{out}", device="cpu")
     if report["kept_step"] == 0:  # no step beat the frozen layers: the folder holds them
         np.testing.assert_allclose(tuned.encode(TEXTS), base.encode(TEXTS), atol=1e-6)

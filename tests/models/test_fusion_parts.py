@@ -7,9 +7,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recsys.evaluate import one_standard_error_choice
 from recsys.models.fusion.content import centred_unit_rows, content_unit_rows, principal_rows
 from recsys.models.fusion.losses import rank_discount, ranks
-from recsys.models.fusion.model import one_standard_error_choice
 from recsys.topk import places_in_rows
 
 

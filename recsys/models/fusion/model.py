@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ import scipy.sparse as sp
 import torch
 
 from ... import distributed, stopping
+from ...evaluate.selection import one_standard_error_choice
 from ...stopping import check
 from ..base import Recommender, TrainData
 from ..config import MODALITIES, FusionConfig
@@ -34,22 +35,6 @@ def stop_requested_any(callbacks: Sequence[Any]) -> bool:
 
 # the fewest validation users the gate's rounds and the calibration choose on (when there are that many)
 MIN_VALIDATION_USERS = 1000
-
-
-def one_standard_error_choice(
-    per_user: dict[float, np.ndarray], means: dict[float, float], closeness: Callable[[float], float]
-) -> float:
-    """The value to take from a validation table: of those whose mean is within one standard error of the
-    best's (the paired difference over the same users), the one ``closeness`` ranks first (smallest change)."""
-    best = max(means, key=lambda value: (means[value], -closeness(value)))
-    within = []
-    for value, scores in per_user.items():
-        difference = per_user[best] - scores
-        difference = difference[np.isfinite(difference)]
-        error = float(difference.std(ddof=1) / math.sqrt(len(difference))) if len(difference) > 1 else 0.0
-        if means[best] - means[value] <= error + 1e-12:
-            within.append(value)
-    return min(within, key=lambda value: (closeness(value), -means[value]))
 
 
 class FusionRecommender(ExpertScoring, Recommender):

@@ -106,6 +106,7 @@ def test_every_page_in_a_real_browser(trained_workspace, tmp_path):
             assert cards.count() == 10
             cards.first.locator("button").click()
             visible(page, "How much each modality weighs")
+            page.locator(".main-svg text", has_text="attention weight").first.wait_for(timeout=120_000)
             wait_layout(page)
             screenshot(page, out / "recommendations-why.png", full=False)
             page.keyboard.press("Escape")
@@ -175,6 +176,9 @@ def test_a_sparse_catalogue_uploaded_in_the_browser_trains_with_defaults(trained
             assert "fusion on shop" in page.locator('[data-testid="stSelectbox"] input').first.input_value()
             page.locator('[data-testid="stPopover"]').first.locator("button").click()
             visible(page, "How much each modality weighs", timeout=120)
+            # the per-modality chart itself draws in the popover (not only its caption)
+            page.locator(".main-svg text", has_text="attention weight").first.wait_for(timeout=120_000)
+            wait_layout(page)
             screenshot(page, out / "recommendations-why.png", full=False)
             page.keyboard.press("Escape")
 

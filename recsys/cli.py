@@ -481,12 +481,16 @@ def cmd_finetune_text(args: argparse.Namespace) -> dict[str, Any]:
     else:
         what = f"the behaviour of {result['target_items']:,} items"
         kept = (
-            f"; step kept {result['kept_step']} of {settings.steps} (held-out 1 - AUC by step: "
+            f"; step kept {result['kept_step']} of {settings.steps} (share of held-out behaviour neighbours the "
+            "text ranks below other items, 0.5 = chance, by step: "
             + ", ".join(f"{step}: {value:.3f}" for step, value in result["held_out_loss"])
             + ")"
         )
         if result["kept_step"] == 0:
-            kept += "; no step beat the frozen encoder on the held-out items, so the folder holds its weights"
+            kept += (
+                "; no step beat the frozen encoder on the held-out items, so the folder holds its weights "
+                f"(--text-encoder {args.base} gives the same features without extracting them again)"
+            )
     _say(
         args,
         f"fine-tuned {args.base} on {what} of '{bundle.name}' in {result['seconds']:.0f} s (loss "

@@ -41,12 +41,7 @@ from quality import SHARED, evaluate, fit_ours  # noqa: E402
 
 from recsys.evaluate import evaluate_ranking  # noqa: E402
 from recsys.features.extract import build_item_text, extract_item_features  # noqa: E402
-from recsys.features.finetune import (  # noqa: E402
-    FinetuneSettings,
-    behaviour_targets,
-    co_interaction_pairs,
-    finetune_text_encoder,
-)
+from recsys.features.finetune import FinetuneSettings, finetune_text_encoder, training_signal  # noqa: E402
 from recsys.features.registry import get_encoder  # noqa: E402
 from recsys.train.data import prepare_data  # noqa: E402
 from recsys.workspace import Workspace  # noqa: E402
@@ -102,13 +97,7 @@ def run_dataset(
         if split not in splits:
             continue
         plain = prepare_data(bundle.interactions, protocol=protocol, catalogue_ids=catalogue)
-        pairs = targets = None
-        if settings.objective == "pairs":
-            pairs = co_interaction_pairs(
-                plain.data.train, settings.pairs, settings.seed, usable, settings.keep_associated
-            )
-        else:
-            targets = behaviour_targets(plain.data.train, settings.behaviour_dim, usable)
+        pairs, targets = training_signal(plain.data.train, usable, settings)
         out_dir = (
             workspace.root
             / "encoders"

@@ -403,7 +403,7 @@ def cmd_finetune_text(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
     from .features.extract import build_item_text
-    from .features.finetune import FinetuneSettings, behaviour_targets, co_interaction_pairs, finetune_text_encoder
+    from .features.finetune import FinetuneSettings, finetune_text_encoder, training_signal
     from .features.registry import get_encoder
     from .train.data import prepare_data
     from .workspace import DatasetNotFound, validate_name
@@ -437,13 +437,7 @@ def cmd_finetune_text(args: argparse.Namespace) -> dict[str, Any]:
         bundle.interactions, protocol=args.protocol, catalogue_ids=bundle.items["item_id"].to_numpy(str)
     )
     usable = np.array([bool(text.strip()) for text in texts])
-    pairs = targets = None
-    if settings.objective == "pairs":
-        pairs = co_interaction_pairs(
-            prepared.data.train, settings.pairs, settings.seed, usable, settings.keep_associated
-        )
-    else:
-        targets = behaviour_targets(prepared.data.train, settings.behaviour_dim, usable)
+    pairs, targets = training_signal(prepared.data.train, usable, settings)
     out_dir = workspace.root / "encoders" / name
     bar = TqdmProgress(not args.quiet)
     started = time.perf_counter()

@@ -140,6 +140,16 @@ def behaviour_targets(
     return items[usable_rows], (vectors / np.maximum(norms, 1e-12))[usable_rows]
 
 
+def training_signal(
+    train: sp.csr_matrix, usable: np.ndarray, settings: FinetuneSettings
+) -> tuple[np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:
+    """``(pairs, targets)`` for :func:`finetune_text_encoder` from a split's training interactions: the
+    co-interaction pairs for ``settings.objective`` "pairs", the behaviour targets otherwise (the other None)."""
+    if settings.objective == "pairs":
+        return co_interaction_pairs(train, settings.pairs, settings.seed, usable, settings.keep_associated), None
+    return None, behaviour_targets(train, settings.behaviour_dim, usable)
+
+
 def finetune_text_encoder(
     encoder: Any,
     texts: Sequence[str],
@@ -217,7 +227,7 @@ def finetune_text_encoder(
     head: torch.nn.Linear | None = None
     groups: list[dict[str, Any]] = [{"params": trainable, "lr": settings.lr}]
     held: np.ndarray = np.zeros(0, dtype=np.int64)
-    held_targets = fit_items = fit_targets = None
+    held_targets = fit_items = fit_targets = positives = negatives = None
     if behaviour:
         assert targets is not None
         items, vectors = np.asarray(targets[0], dtype=np.int64), np.asarray(targets[1], dtype=np.float32)
@@ -237,11 +247,6 @@ def finetune_text_encoder(
         with torch.no_grad():
             head.weight.copy_(weights.T.float())
         groups.append({"params": list(head.parameters()), "lr": settings.head_lr})
-    optimiser = torch.optim.AdamW(groups, weight_decay=settings.weight_decay)
-
-    positives = negatives = None
-    if behaviour:
-        assert held_targets is not None
         # each held-out item's nearest held-out items in the behaviour space: the neighbours its text should find
         k = max(1, min(10, (len(held) - 1) // 10))
         behaviour_similarity = held_targets @ held_targets.T
@@ -250,6 +255,7 @@ def finetune_text_encoder(
         negatives = torch.ones_like(behaviour_similarity, dtype=torch.bool)
         negatives.scatter_(1, positives, False)
         negatives.fill_diagonal_(False)
+    optimiser = torch.optim.AdamW(groups, weight_decay=settings.weight_decay)
 
     def held_out_loss() -> np.ndarray:
         """Per held-out item, 1 - AUC in the text space itself: the share of (behaviour neighbour, other item)

@@ -269,6 +269,9 @@ def test_choice_coefficients_recover_the_weights_a_user_chose_by():
     fitted = _choice_coefficients(features, chosen, ridge=0.1, iterations=20)
     assert float((fitted - true).abs().max()) < 0.35
     assert np.corrcoef(fitted.ravel().numpy(), true.ravel().numpy())[0, 1] > 0.97
+    # rows leave the batch once converged: the same coefficients as every row taking every step
+    every_step = _choice_coefficients(features, chosen, ridge=0.1, iterations=20, tolerance=0.0)
+    assert float((fitted - every_step).abs().max()) < 1e-3
     few = torch.zeros(users, n).scatter_add_(1, draws[:, :2], torch.ones(users, 2))
     shrunk = _choice_coefficients(features, few, ridge=3.0)
     assert float(shrunk.abs().mean()) < 0.5 * float(fitted.abs().mean())

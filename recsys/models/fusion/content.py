@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 import torch
 
@@ -174,8 +175,8 @@ def principal_rows(
     oversampled = min(rank + 16, min(x.shape))
     sketch = times(np.random.default_rng(seed).standard_normal((x.shape[1], oversampled)).astype(np.float32))
     for _ in range(power_iterations):
-        sketch = times(transposed_times(np.linalg.qr(sketch)[0]))
-    sketch = np.linalg.qr(sketch)[0]  # [n, q], orthonormal
+        sketch = times(transposed_times(orthonormal_columns(sketch)))
+    sketch = orthonormal_columns(sketch)  # [n, q]
     small = transposed_times(sketch)  # [D, q] = A^T sketch
     # its right singular vectors from the q x q Gram (q is small): the principal directions of A
     values, vectors = np.linalg.eigh(small.T.astype(np.float64) @ small.astype(np.float64))
@@ -185,6 +186,12 @@ def principal_rows(
     out = np.zeros((len(present), rank), np.float32)
     out[rows] = times(basis)
     return out, basis, mean
+
+
+def orthonormal_columns(matrix: np.ndarray) -> np.ndarray:
+    """An orthonormal basis of ``matrix``'s columns (thin Householder QR) in the matrix's own precision:
+    numpy's ``qr`` computes float32 in float64, ~3x slower for the same span."""
+    return scipy.linalg.qr(matrix, mode="economic", check_finite=False)[0]
 
 
 def centre(matrix: np.ndarray, present: np.ndarray) -> np.ndarray:

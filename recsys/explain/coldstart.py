@@ -380,7 +380,8 @@ def evaluate_short_histories(
     all their training items and ``exclude`` items are masked, and the test items are the
     positives. (The model was trained with these users' full histories, so this measures the
     new-user path, not a strict new-user protocol.) ``per_user_ndcg=k`` adds each row's users' NDCG@k
-    (``"per_user_ndcg"``, an array) for paired comparisons.
+    (``"per_user_ndcg"``, an array) for paired comparisons; with ``ks=()`` only that is computed (the
+    catalogue is then scored once per row, not twice).
     """
     from ..evaluate import evaluate_ranking, per_user_metric
 
@@ -405,11 +406,15 @@ def evaluate_short_histories(
         def score_fn(batch: np.ndarray, kept: dict = kept) -> np.ndarray:
             return np.asarray(model.score_histories([kept[int(u)] for u in batch]), dtype=np.float32)
 
-        metrics = evaluate_ranking(score_fn, train, test_rows, exclude=exclude, ks=ks, batch_size=256)
-        row: dict[str, Any] = {"history_items": int(n), "users": metrics.pop("n_users_evaluated"), **metrics}
+        row: dict[str, Any] = {"history_items": int(n)}
+        if ks:
+            metrics = evaluate_ranking(score_fn, train, test_rows, exclude=exclude, ks=ks, batch_size=256)
+            row.update(users=metrics.pop("n_users_evaluated"), **metrics)
         if per_user_ndcg is not None:
-            row["per_user_ndcg"] = per_user_metric(
+            per_user = per_user_metric(
                 score_fn, train, test_rows, "ndcg", int(per_user_ndcg), exclude=exclude, batch_size=256
             )
+            row["per_user_ndcg"] = per_user
+            row.setdefault("users", int(len(per_user)))
         out.append(row)
     return out

@@ -349,3 +349,36 @@ def test_validation_too_large_for_the_budget_is_a_fixed_sample_of_users(demo_tem
     floor = FusionRecommender(epochs=2, cloze_budget=budget, device="cpu").fit(data)
     assert floor.history["validation_users"] == {"used": n_valid // 2, "of": n_valid}
     assert np.isfinite(floor.history["best_valid_ndcg@20"]) and np.isfinite(floor.score(np.arange(5))).all()
+
+
+def test_gate_adam_takes_torch_adams_steps_and_shares_its_checkpoints():
+    """The gate's Adam (no torch.optim import) matches torch.optim.Adam step for step, and a state saved by
+    either one resumes in the other (checkpoints of earlier runs stay resumable)."""
+    from recsys.models.fusion.optimiser import GateAdam
+
+    def parameters():
+        generator = torch.Generator().manual_seed(3)
+        return [
+            torch.nn.Parameter(torch.randn(4, 3, generator=generator)),
+            torch.nn.Parameter(torch.randn(5, generator=generator)),
+        ]
+
+    def loss(params, step):
+        return sum(((p - step * 0.1) ** 2).sum() * (i + 1) for i, p in enumerate(params))
+
+    ours, theirs = parameters(), parameters()
+    mine, reference = GateAdam(ours, lr=0.05), torch.optim.Adam(theirs, lr=0.05)
+    for step in range(25):
+        for optimiser, params in ((mine, ours), (reference, theirs)):
+            optimiser.zero_grad(set_to_none=True)
+            loss(params, step).backward()
+            optimiser.step()
+        if step == 12:  # hand each one's state to a fresh instance of the other kind
+            saved_mine, saved_reference = mine.state_dict(), reference.state_dict()
+            reference = torch.optim.Adam(theirs, lr=0.05)
+            reference.load_state_dict(saved_mine)
+            mine = GateAdam(ours, lr=0.05)
+            mine.load_state_dict(saved_reference)
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
+    assert not torch.allclose(ours[0], parameters()[0])  # it did move

@@ -288,14 +288,23 @@ class ExpertScoring:
         out = torch.full_like(coherence, float("nan"))
         if not choices:
             return out
-        features = torch.stack(choices + [fitted(self._popularity).expand_as(choices[0])], dim=1)  # [B, K, N]
-        chosen = history.float()
-        columns = self._choice_set(history)
+        content = [m for m, modality in enumerate(self._modalities) if modality != "behaviour"]
+        # only the rows whose coefficients are kept: a history with fewer than two items in every content
+        # modality has NaN coherence there, and NaN coefficients (new users' one-item histories, the short
+        # cloze histories)
+        rows = torch.nonzero(~torch.isnan(coherence[:, content]).all(dim=1)).squeeze(1)
+        if rows.numel() == 0:
+            return out
+        features = torch.stack([c[rows] for c in choices] + [fitted(self._popularity).expand(len(rows), -1)], dim=1)
+        chosen = history[rows].float()  # [R, N]; features [R, K, N]
+        columns = self._choice_set(history[rows])
         if columns is not None:
             features, chosen = features[:, :, columns], chosen[:, columns]
         beta = choice_coefficients(features, chosen, float(self.config["choice_ridge"]))
-        content = [m for m, modality in enumerate(self._modalities) if modality != "behaviour"]
-        out[:, content] = torch.where(torch.isnan(coherence[:, content]), coherence[:, content], beta[:, :-1])
+        kept = coherence[rows][:, content]
+        out[rows.unsqueeze(1), torch.as_tensor(content, device=out.device)] = torch.where(
+            torch.isnan(kept), kept, beta[:, :-1]
+        )
         return out
 
     def _choice_set(self, history: torch.Tensor) -> torch.Tensor | None:

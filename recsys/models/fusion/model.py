@@ -24,6 +24,7 @@ from .content import ContentArrays, binary_rows
 from .experts import Experts, ExpertScoring, fitted
 from .gate import ExpertGate
 from .losses import bpr_cloze_loss, cloze_batch, hide_items, softmax_cloze_loss
+from .optimiser import GateAdam
 
 # every option, its type, default and help: recsys.models.config.FusionConfig (self.config is its dict)
 DEFAULTS: dict[str, Any] = FusionConfig().to_dict()
@@ -277,7 +278,7 @@ class FusionRecommender(ExpertScoring, Recommender):
         config = self.config
         gate = self.gate
         assert gate is not None  # made by _prepare_gate (step 2)
-        optimiser = torch.optim.Adam(gate.parameters(), lr=float(config["lr"]))
+        optimiser = GateAdam(gate.parameters(), lr=float(config["lr"]))
         best: dict[str, Any] = {"ndcg@20": -1.0, "epoch": -1, "state": None}
         start_epoch = 0
         if resume_state is not None:
@@ -319,7 +320,7 @@ class FusionRecommender(ExpertScoring, Recommender):
         self,
         cloze: dict[str, Any],
         rng: np.random.Generator,
-        optimiser: torch.optim.Optimizer,
+        optimiser: GateAdam,
         epoch: int,
         callbacks: Sequence[Any],
     ) -> tuple[dict[str, Any], bool]:
@@ -368,7 +369,7 @@ class FusionRecommender(ExpertScoring, Recommender):
         callbacks: Sequence[Any],
         record: dict[str, Any],
         improved: bool,
-        optimiser: torch.optim.Optimizer,
+        optimiser: GateAdam,
         epoch: int,
         best: dict[str, Any],
     ) -> bool:
@@ -444,9 +445,10 @@ class FusionRecommender(ExpertScoring, Recommender):
             for boost in self.config["short_history_boosts"]:
                 gate.short_history_boost.fill_(float(boost))
                 rows = evaluate_short_histories(
-                    self, train, valid, lengths=(1, 2, 3), max_users=200, seed=1, ks=(20,), per_user_ndcg=20
+                    self, train, valid, lengths=(1, 2, 3), max_users=200, seed=1, ks=(), per_user_ndcg=20
                 )
-                table[float(boost)] = float(np.mean([r["ndcg@20"] for r in rows]))
+                # the mean over the three lengths' users (each length's mean NDCG@20, averaged)
+                table[float(boost)] = float(np.mean([np.nanmean(r["per_user_ndcg"]) for r in rows]))
                 per_user[float(boost)] = np.concatenate([r["per_user_ndcg"] for r in rows])
         finally:
             self._expert_memo = None

@@ -55,3 +55,14 @@ def test_ci_runs_lint_format_and_type_checks():
     assert ".venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy" in ci
     hooks = (REPO_ROOT / ".pre-commit-config.yaml").read_text()
     assert "ruff check" in hooks and "ruff format --check" in hooks and "mypy" in hooks
+
+
+def test_ci_stops_when_a_step_inside_an_and_list_fails():
+    """``set -e`` does not stop on a failed command inside an ``&&`` list (only on its last command): a failed
+    install would let the later tiers run, and a failed ``ruff check`` would be masked by a green slow tier.
+    Each such line of .ci/run is followed by a check of the list's status."""
+    ci = (REPO_ROOT / ".ci" / "run").read_text().splitlines()
+    chained = [i for i, line in enumerate(ci) if "&&" in line and not line.lstrip().startswith(("#", "if "))]
+    assert chained
+    for i in chained:
+        assert ci[i + 1].startswith('status=$?; [ "$status" -eq 0 ] ||'), ci[i]

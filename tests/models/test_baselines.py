@@ -314,3 +314,18 @@ def test_unfitted_model_says_so():
         EASE().score(np.array([0]))
     with pytest.raises(RuntimeError, match="not fitted"):
         BPRMF().score(np.array([0]))
+
+
+@pytest.mark.parametrize(
+    "users, items, per_user",
+    [(40, 30, 12), (3000, 400, 3)],  # few long histories: the dense product; many short ones: the sparse one
+)
+def test_ease_gram_is_exact_on_either_product(users, items, per_user):
+    from recsys.models.ease import _gram
+
+    rng = np.random.default_rng(0)
+    rows = np.repeat(np.arange(users), per_user)
+    cols = np.concatenate([rng.choice(items, per_user, replace=False) for _ in range(users)])
+    x = sp.csr_matrix((np.full(len(rows), 2.0), (rows, cols)), shape=(users, items))  # any value counts as 1
+    binary = (x.toarray() != 0).astype(np.float64)
+    np.testing.assert_array_equal(_gram(x, block_rows=17), binary.T @ binary)

@@ -78,6 +78,7 @@ FUSION_NAMES = {
 MODALITY_OPTIONS = ["behaviour", "text", "image", "attributes"]
 STAGES = {
     "features": "Extracting item features",
+    "features_sharded": "Assembling the features the processes encoded",
     "features_done": "Features ready",
     "preflight": "Checking what the protocol keeps",
     "split": "Splitting the data",

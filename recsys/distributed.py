@@ -187,6 +187,32 @@ def primary_first(function: Callable[[], T]) -> T:
     return function()
 
 
+def every_rank(function: Callable[[], float], what: str) -> list[float]:
+    """``function()`` run on every rank at once (each does its own share of a step, e.g. its slice of the
+    items to encode); returns every rank's number, by rank. A failure (or a stop) on any rank is raised on
+    every rank: there as itself, on the others as :class:`PrimaryFailed` naming the rank and ``what``, so no
+    rank waits for one that has given up."""
+    world = world_size()
+    if world <= 1 or not _active():
+        return [float(function())]
+    mine = rank()
+    failure: BaseException | None = None
+    value = 0.0
+    try:
+        value = float(function())
+    except BaseException as exc:  # a stop too: the others must hear of it before anyone leaves
+        failure = exc
+    slots = [0.0] * (2 * world)  # [values by rank, failed flags by rank], summed over the ranks
+    slots[mine], slots[world + mine] = value, float(failure is not None)
+    summed = sum_gradients([], slots)
+    if failure is not None:
+        raise failure
+    failed = [r for r in range(world) if summed[world + r] > 0]
+    if failed:
+        raise PrimaryFailed(f"rank {failed[0]} failed during {what}")
+    return summed[:world]
+
+
 def on_primary(function: Callable[[], T]) -> T:
     """``function()`` run on rank 0 only, its result sent to every rank (picklable); a failure on rank 0 is
     raised there and as :class:`PrimaryFailed` naming it on the others."""

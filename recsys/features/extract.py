@@ -16,6 +16,7 @@ import os
 import re
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,9 +164,19 @@ def _cached_encode(
     cache: FeatureCache | None,
     progress: Callable[[int, int], None] | None,
     extra_meta: Mapping[str, Any] | None = None,
+    shard: tuple[int, int] | None = None,
+    shards: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Shared cache logic: whole-entry hit, else reuse single rows (row-independent encoders),
-    encode the rest and store. ``run(rows, progress)`` -> (features, mask, failures)."""
+    encode the rest and store. ``run(rows, progress)`` -> (features, mask, failures).
+
+    Sharded across processes (torchrun): with ``shard = (rank, world)`` a row-independent encoder encodes only
+    the missing rows whose hash falls to ``rank`` and stores them as an entry of their own (its rows that
+    failed are left out, so the assembly meets them again with their reason); the returned arrays are then
+    partial. The assembly is the plain call on rank 0 with ``shards = world``: it finds every shard's rows
+    (``find_rows``), encodes what is still missing, stores the whole entry and discards the shards' entries.
+    A rank's share is chosen by row hash, not position, so it does not depend on what another rank has
+    already stored."""
     n = len(row_hashes)
     info: dict[str, Any] = {"cached": False, "reused_rows": 0, "encoded_rows": 0, "failures": []}
     key = cache_key(encoder.name, encoder.version, content_hash)
@@ -181,12 +192,17 @@ def _cached_encode(
     features = np.zeros((n, encoder.dim), dtype=np.float32)
     mask = np.zeros(n, dtype=bool)
     reused: dict[int, tuple[np.ndarray, bool]] = {}
+    if shard is not None and (cache is None or not encoder.row_independent):
+        info["shard_rows"] = 0  # a corpus-fitted encoder (TF-IDF) is fitted and run by rank 0 alone
+        return features, mask, info
     if cache is not None and encoder.row_independent and n:
-        reused = cache.find_rows(encoder.name, encoder.version, row_hashes)
+        reused = cache.find_rows(encoder.name, encoder.version, row_hashes, max_entries=4 + shards)
         for i, (row, ok) in reused.items():
             features[i] = row
             mask[i] = ok
     todo = [i for i in range(n) if i not in reused]
+    if shard is not None:
+        todo = [i for i in todo if zlib.crc32(row_hashes[i].encode()) % shard[1] == shard[0]]
     failures: list[tuple[int, str]] = [
         (i, "failed in an earlier extraction (cached)") for i, (_, ok) in reused.items() if not ok
     ]
@@ -223,6 +239,15 @@ def _cached_encode(
         progress(n, n)
     failures.sort()
     info.update(reused_rows=len(reused), encoded_rows=len(todo), failures=[list(f) for f in failures])
+    if shard is not None:
+        assert cache is not None  # returned above without one
+        done = [i for i in todo if mask[i]] if todo else []
+        if done:
+            _keep_unfinished(
+                cache, _shard_key(encoder, content_hash, shard[0]), encoder, features, mask, row_hashes, done
+            )
+        info["shard_rows"] = len(todo)
+        return features, mask, info
     features = _half_precision(features)  # what the cache gives back next time, so fresh = cached
     if cache is not None:
         meta = _entry_meta(encoder, n) | {"failures": info["failures"]} | dict(extra_meta or {})
@@ -230,6 +255,8 @@ def _cached_encode(
             stored = {"features": _storage(features), "mask": mask, "row_hashes": np.asarray(row_hashes, dtype=str)}
             cache.put(key, stored, meta)
             cache.discard(unfinished_key)  # the whole entry holds its rows now
+            for rank in range(shards):
+                cache.discard(_shard_key(encoder, content_hash, rank))
         except OSError as exc:  # a full/readonly disk must not lose the computed features
             log.warning("could not write the feature cache (%s)", exc)
     return features, mask, info
@@ -267,6 +294,10 @@ def _entry_meta(encoder: Encoder, n: int) -> dict[str, Any]:
     }
 
 
+def _shard_key(encoder: Encoder, content_hash: str, rank: int) -> str:
+    return cache_key(encoder.name, encoder.version, f"{content_hash}:shard-{rank}")
+
+
 def _keep_unfinished(
     cache: FeatureCache,
     key: str,
@@ -301,9 +332,11 @@ def encode_texts(
     batch_size: int = 64,
     device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
+    shard: tuple[int, int] | None = None,
+    shards: int = 0,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Encode texts through the cache: ``(features [n, dim], info)``; ``info["cached"]`` says
-    whether it was a whole-entry hit (no model was loaded)."""
+    whether it was a whole-entry hit (no model was loaded). ``shard`` / ``shards``: see :func:`_cached_encode`."""
     if cache is not None and not isinstance(cache, FeatureCache):
         cache = FeatureCache(cache)
     texts = ["" if t is None else str(t) for t in texts]
@@ -314,7 +347,7 @@ def encode_texts(
         feats = enc.encode([texts[i] for i in rows], batch_size=batch_size, progress=sub_progress)
         return feats, np.ones(len(rows), dtype=bool), []
 
-    features, _, info = _cached_encode(enc, row_hashes, content_hash, run, cache, progress)
+    features, _, info = _cached_encode(enc, row_hashes, content_hash, run, cache, progress, shard=shard, shards=shards)
     info.update(encoder=enc.name, version=enc.version, dim=int(enc.dim))
     return features, info
 
@@ -327,9 +360,12 @@ def encode_images(
     batch_size: int = 64,
     device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
+    shard: tuple[int, int] | None = None,
+    shards: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Encode pictures through the cache: ``(features, mask, info)``; the content hash is over
-    the files' bytes. ``info["failures"]`` lists ``[row, reason]`` of unreadable pictures."""
+    the files' bytes. ``info["failures"]`` lists ``[row, reason]`` of unreadable pictures. ``shard`` /
+    ``shards``: see :func:`_cached_encode`."""
     if cache is not None and not isinstance(cache, FeatureCache):
         cache = FeatureCache(cache)
     paths = [
@@ -344,7 +380,9 @@ def encode_images(
         failures = [(j, reason) for j, _, reason in getattr(enc, "failures", [])]
         return feats, mask, failures
 
-    features, mask, info = _cached_encode(enc, row_hashes, content_hash, run, cache, progress)
+    features, mask, info = _cached_encode(
+        enc, row_hashes, content_hash, run, cache, progress, shard=shard, shards=shards
+    )
     info.update(encoder=enc.name, version=enc.version, dim=int(enc.dim))
     return features, mask, info
 
@@ -479,6 +517,8 @@ def extract_item_features(
     progress: StageProgress | None = None,
     *,
     attribute_options: Mapping[str, Any] | None = None,
+    shard: tuple[int, int] | None = None,
+    shards: int = 0,
 ) -> ItemFeatures:
     """Extract the requested modalities for every row of ``items``.
 
@@ -490,6 +530,11 @@ def extract_item_features(
     ``image_failures``. ``progress(stage, done, total)`` is called with stage ``"text"`` or
     ``"image"``. ``attribute_options`` go to ``AttributeFeatures.fit`` (min_count, separator,
     n_buckets, scaling, clip).
+
+    Under torchrun every rank first calls this with ``shard = (rank, world)``: each encodes its share of the
+    text and picture rows the cache lacks and stores it (the result is then partial and only its
+    ``timings["text_shard_rows"]`` / ``["image_shard_rows"]`` count); rank 0 then calls it with ``shards =
+    world``, which assembles the shares into the cache's whole entries (and fits the attributes).
     """
     t_start = time.perf_counter()
     unknown = set(modalities) - {"text", "image", "attributes"}
@@ -516,7 +561,13 @@ def extract_item_features(
         rows = np.flatnonzero(present)
         enc = _resolve_encoder(text_encoder, device)
         sub, info = encode_texts(
-            enc, [texts[i] for i in rows], cache, batch_size=batch_size, progress=stage_progress("text")
+            enc,
+            [texts[i] for i in rows],
+            cache,
+            batch_size=batch_size,
+            progress=stage_progress("text"),
+            shard=shard,
+            shards=shards,
         )
         features = np.zeros((n, enc.dim), dtype=np.float32)
         features[rows] = sub
@@ -526,6 +577,8 @@ def extract_item_features(
         timings["text_cached"] = bool(info["cached"])
         timings["text_reused_rows"] = int(info["reused_rows"])
         timings["text_encoded_rows"] = int(info["encoded_rows"])
+        if shard is not None:
+            timings["text_shard_rows"] = int(info.get("shard_rows", 0))
 
     if "image" in modalities:
         t0 = time.perf_counter()
@@ -550,7 +603,13 @@ def extract_item_features(
             rows = np.asarray([i for i, p in enumerate(paths) if p is not None], dtype=np.int64)
             sub_paths = [paths[i] for i in rows]
             sub, sub_mask, info = encode_images(
-                enc, sub_paths, cache, batch_size=batch_size, progress=stage_progress("image")
+                enc,
+                sub_paths,
+                cache,
+                batch_size=batch_size,
+                progress=stage_progress("image"),
+                shard=shard,
+                shards=shards,
             )
             features[rows] = sub
             mask[rows] = sub_mask
@@ -568,8 +627,10 @@ def extract_item_features(
         timings["image_cached"] = bool(info["cached"])
         timings["image_reused_rows"] = int(info["reused_rows"])
         timings["image_encoded_rows"] = int(info["encoded_rows"])
+        if shard is not None:
+            timings["image_shard_rows"] = int(info.get("shard_rows", 0))
 
-    if "attributes" in modalities:
+    if "attributes" in modalities and shard is None:  # cheap: rank 0 fits them while assembling
         t0 = time.perf_counter()
         result.attributes = AttributeFeatures.fit(items, norm, **dict(attribute_options or {}))
         timings["attributes"] = time.perf_counter() - t0

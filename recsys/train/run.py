@@ -479,7 +479,7 @@ def _execute(
     features = None
     if config.needs_content():
         # under torchrun rank 0 extracts into the workspace's cache; the others wait, then read it
-        features = distributed.primary_first(lambda: _extract_features(workspace, bundle, config, log, progress))
+        features = _extract_features_on_every_rank(workspace, bundle, config, log, progress)
     log.write("stage", stage="split", protocol=protocol)
     if protocol == "kfold":
         return _cross_validate(bundle, features, config, check, run_dir, log, callbacks)
@@ -847,16 +847,34 @@ def _evaluate(model: Any, prepared: Any, evaluate_ranking: Callable, users: np.n
     return result
 
 
-def _extract_features(
+def _extract_features_on_every_rank(
     workspace: Workspace,
     bundle: Any,
     config: RunConfig,
     log: ProgressLog,
     progress: Callable[[str, int, int], None] | None,
 ) -> Any:
-    modalities = [m for m in ("text", "image", "attributes") if m in config.modalities]
-    log.write("stage", stage="features", modalities=modalities)
+    """The run's item features. Under torchrun the ranks share the encoding: each encodes the rows the cache
+    lacks whose hash falls to it (its share, stored in the cache), then rank 0 assembles the shares into the
+    cache's entries while the others wait, and they read them (one process: a plain extraction)."""
+    world = distributed.world_size()
+    if world > 1:
+        modalities = [m for m in ("text", "image", "attributes") if m in config.modalities]
+        log.write("stage", stage="features", modalities=modalities, sharded_over=world)
 
+        def my_share() -> float:
+            partial = run_item_features(workspace, bundle, config, progress=_feature_report(log, progress), shard=world)
+            return float(partial.timings.get("text_shard_rows", 0) + partial.timings.get("image_shard_rows", 0))
+
+        rows = distributed.every_rank(my_share, "feature extraction")
+        log.write("stage", stage="features_sharded", rows_by_rank=[int(r) for r in rows])
+    shards = world if world > 1 else 0
+    return distributed.primary_first(lambda: _extract_features(workspace, bundle, config, log, progress, shards))
+
+
+def _feature_report(
+    log: ProgressLog, progress: Callable[[str, int, int], None] | None
+) -> Callable[[str, int, int], None]:
     def report(stage: str, done: int, total: int) -> None:
         if done >= total:  # the last count always lands (steps are otherwise written at most once a second)
             log.write("step", stage=f"features:{stage}", done=done, total=total)
@@ -866,16 +884,39 @@ def _extract_features(
             progress(stage, done, total)
         stopping.check(f"{stage} feature extraction")  # per batch; the cache keeps the finished chunks
 
-    features = run_item_features(workspace, bundle, config, progress=report)
+    return report
+
+
+def _extract_features(
+    workspace: Workspace,
+    bundle: Any,
+    config: RunConfig,
+    log: ProgressLog,
+    progress: Callable[[str, int, int], None] | None,
+    shards: int = 0,
+) -> Any:
+    modalities = [m for m in ("text", "image", "attributes") if m in config.modalities]
+    if not shards:
+        log.write("stage", stage="features", modalities=modalities)
+
+    features = run_item_features(workspace, bundle, config, progress=_feature_report(log, progress), shards=shards)
     log.write("stage", stage="features_done", timings=features.timings)
     return features
 
 
 def run_item_features(
-    workspace: Workspace, bundle: Any, config: RunConfig, progress: Callable[[str, int, int], None] | None = None
+    workspace: Workspace,
+    bundle: Any,
+    config: RunConfig,
+    progress: Callable[[str, int, int], None] | None = None,
+    shard: int = 0,
+    shards: int = 0,
 ) -> Any:
     """The item features a run with ``config`` uses: its content modalities through its encoders, from the
-    workspace's cache when extracted before (the run itself, and whatever rebuilds a run's data later)."""
+    workspace's cache when extracted before (the run itself, and whatever rebuilds a run's data later).
+
+    ``shard = world`` (every rank, under torchrun): only this rank's share of the encoding, into the cache;
+    ``shards = world`` (rank 0, after): assemble the shares (see :func:`recsys.features.extract_item_features`)."""
     from ..features.extract import extract_item_features
 
     return extract_item_features(
@@ -888,6 +929,8 @@ def run_item_features(
         modalities=tuple(m for m in ("text", "image", "attributes") if m in config.modalities),
         device=config.device,
         progress=progress,
+        shard=(distributed.rank(), shard) if shard > 1 else None,
+        shards=shards if shards > 1 else 0,
     )
 
 

@@ -168,3 +168,83 @@ def test_single_process_is_a_no_op():
     assert distributed.on_primary(lambda: 7) == 7 and distributed.primary_first(lambda: 8) == 8
     with distributed.session():
         assert not torch.distributed.is_initialized()
+
+
+def _every_rank_worker(rank: int, port: int, results) -> None:
+    """One of two gloo processes: rank 1's share fails; both must return (no rank left waiting)."""
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        ok = distributed.every_rank(lambda: 10.0 + rank, "a step that works")
+
+        def share() -> float:
+            if rank == 1:
+                raise ValueError("picture 7 is unreadable")
+            return 1.0
+
+        try:
+            distributed.every_rank(share, "feature extraction")
+            outcome = "no error"
+        except distributed.PrimaryFailed as exc:
+            outcome = f"PrimaryFailed: {exc}"
+        except ValueError as exc:
+            outcome = f"ValueError: {exc}"
+        results[rank] = (ok, outcome)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_every_rank_gathers_each_ranks_number_and_raises_a_failure_on_every_rank():
+    import torch.multiprocessing as mp
+
+    if not torch.distributed.is_gloo_available():
+        pytest.skip("gloo is not available")
+    results = mp.Manager().dict()
+    mp.spawn(_every_rank_worker, args=(_free_port(), results), nprocs=2, join=True)
+    assert results[0][0] == results[1][0] == [10.0, 11.0]
+    assert results[1][1] == "ValueError: picture 7 is unreadable"
+    assert results[0][1] == "PrimaryFailed: rank 1 failed during feature extraction"
+    assert distributed.every_rank(lambda: 3.0, "one process") == [3.0]  # outside a group: just the call
+
+
+@pytest.mark.slow
+def test_feature_extraction_is_shared_by_the_ranks(workspace, tmp_path):
+    """Under torchrun each rank encodes its share of the pictures (EfficientNet, the real default encoder);
+    rank 0 assembles the shares into one cache entry without encoding any row again, the shares' entries are
+    removed, and the features are those of one process."""
+    import numpy as np
+
+    from recsys.features.cache import FeatureCache
+
+    options = [
+        "--data", "demo", "--model", "fusion", "--modalities", "behaviour", "image", "--baselines",
+        "--fusion.epochs", "2", "--device", "cpu", "--no-final-model",
+    ]  # fmt: skip
+    features_dir = workspace.root / "features"
+
+    def image_entries() -> list[dict]:
+        return [m for m in FeatureCache(features_dir).entries() if m.get("encoder") == "efficientnet-lite0"]
+
+    for entry in features_dir.iterdir():
+        entry.unlink()
+    _train(workspace, "shard-one", options, tmp_path / "one")
+    [single] = image_entries()
+    with np.load(features_dir / f"{single['key']}.npz", allow_pickle=False) as data:
+        expected = {h: row for h, row in zip(data["row_hashes"].tolist(), data["features"].astype(np.float32))}
+
+    for entry in features_dir.iterdir():
+        entry.unlink()
+    _train(workspace, "shard-ddp", options, tmp_path / "two", processes=2)
+    events = [json.loads(line) for line in (workspace.root / "runs" / "shard-ddp" / "progress.jsonl").open()]
+    [shares] = [e for e in events if e.get("stage") == "features_sharded"]
+    [done] = [e for e in events if e.get("stage") == "features_done"]
+    pictures = done["timings"]["image_reused_rows"] + done["timings"]["image_encoded_rows"]
+    assert len(shares["rows_by_rank"]) == 2 and min(shares["rows_by_rank"]) > 0  # both ranks encoded
+    assert sum(shares["rows_by_rank"]) == pictures
+    assert done["timings"]["image_encoded_rows"] == 0  # rank 0 assembled: nothing encoded twice
+    [whole] = image_entries()  # the shares' entries are gone
+    assert not whole.get("unfinished")
+    with np.load(features_dir / f"{whole['key']}.npz", allow_pickle=False) as data:
+        got = {h: row for h, row in zip(data["row_hashes"].tolist(), data["features"].astype(np.float32))}
+    assert got.keys() == expected.keys()
+    for h, row in expected.items():
+        np.testing.assert_allclose(got[h], row, atol=2e-3, rtol=2e-2)

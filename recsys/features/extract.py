@@ -207,6 +207,8 @@ def _cached_encode(
         (i, "failed in an earlier extraction (cached)") for i, (_, ok) in reused.items() if not ok
     ]
     unfinished_key = cache_key(encoder.name, encoder.version, content_hash + ":unfinished")
+    if shard is not None:  # a stopped share keeps its finished chunks under its own key (ranks write at once)
+        unfinished_key = _shard_key(encoder, content_hash, shard[0])
     if todo:
         reported = [0]
         # a row-independent encoder runs in chunks so that a stop (or an error) keeps every finished chunk in

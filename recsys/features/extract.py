@@ -243,7 +243,7 @@ def _cached_encode(
     info.update(reused_rows=len(reused), encoded_rows=len(todo), failures=[list(f) for f in failures])
     if shard is not None:
         assert cache is not None  # returned above without one
-        done = [i for i in todo if mask[i]] if todo else []
+        done = [i for i in todo if mask[i]]
         if done:
             _keep_unfinished(
                 cache, _shard_key(encoder, content_hash, shard[0]), encoder, features, mask, row_hashes, done

@@ -478,7 +478,6 @@ def _execute(
         raise ValueError("a cross-validation run cannot be resumed: start it again")
     features = None
     if config.needs_content():
-        # under torchrun rank 0 extracts into the workspace's cache; the others wait, then read it
         features = _extract_features_on_every_rank(workspace, bundle, config, log, progress)
     log.write("stage", stage="split", protocol=protocol)
     if protocol == "kfold":
@@ -858,18 +857,24 @@ def _extract_features_on_every_rank(
     lacks whose hash falls to it (its share, stored in the cache), then rank 0 assembles the shares into the
     cache's entries while the others wait, and they read them (one process: a plain extraction)."""
     world = distributed.world_size()
+    modalities = [m for m in ("text", "image", "attributes") if m in config.modalities]
+    log.write("stage", stage="features", modalities=modalities, **({"sharded_over": world} if world > 1 else {}))
+    report = _feature_report(log, progress)
     if world > 1:
-        modalities = [m for m in ("text", "image", "attributes") if m in config.modalities]
-        log.write("stage", stage="features", modalities=modalities, sharded_over=world)
 
         def my_share() -> float:
-            partial = run_item_features(workspace, bundle, config, progress=_feature_report(log, progress), shard=world)
+            partial = run_item_features(workspace, bundle, config, progress=report, shard_world=world)
             return float(partial.timings.get("text_shard_rows", 0) + partial.timings.get("image_shard_rows", 0))
 
         rows = distributed.every_rank(my_share, "feature extraction")
         log.write("stage", stage="features_sharded", rows_by_rank=[int(r) for r in rows])
-    shards = world if world > 1 else 0
-    return distributed.primary_first(lambda: _extract_features(workspace, bundle, config, log, progress, shards))
+
+    def assemble() -> Any:
+        features = run_item_features(workspace, bundle, config, progress=report, shards=world)
+        log.write("stage", stage="features_done", timings=features.timings)
+        return features
+
+    return distributed.primary_first(assemble)
 
 
 def _feature_report(
@@ -887,35 +892,18 @@ def _feature_report(
     return report
 
 
-def _extract_features(
-    workspace: Workspace,
-    bundle: Any,
-    config: RunConfig,
-    log: ProgressLog,
-    progress: Callable[[str, int, int], None] | None,
-    shards: int = 0,
-) -> Any:
-    modalities = [m for m in ("text", "image", "attributes") if m in config.modalities]
-    if not shards:
-        log.write("stage", stage="features", modalities=modalities)
-
-    features = run_item_features(workspace, bundle, config, progress=_feature_report(log, progress), shards=shards)
-    log.write("stage", stage="features_done", timings=features.timings)
-    return features
-
-
 def run_item_features(
     workspace: Workspace,
     bundle: Any,
     config: RunConfig,
     progress: Callable[[str, int, int], None] | None = None,
-    shard: int = 0,
+    shard_world: int = 0,
     shards: int = 0,
 ) -> Any:
     """The item features a run with ``config`` uses: its content modalities through its encoders, from the
     workspace's cache when extracted before (the run itself, and whatever rebuilds a run's data later).
 
-    ``shard = world`` (every rank, under torchrun): only this rank's share of the encoding, into the cache;
+    ``shard_world = world`` (every rank, under torchrun): only this rank's share of the encoding, into the cache;
     ``shards = world`` (rank 0, after): assemble the shares (see :func:`recsys.features.extract_item_features`)."""
     from ..features.extract import extract_item_features
 
@@ -929,7 +917,7 @@ def run_item_features(
         modalities=tuple(m for m in ("text", "image", "attributes") if m in config.modalities),
         device=config.device,
         progress=progress,
-        shard=(distributed.rank(), shard) if shard > 1 else None,
+        shard=(distributed.rank(), shard_world) if shard_world > 1 else None,
         shards=shards if shards > 1 else 0,
     )
 

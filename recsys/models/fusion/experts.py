@@ -296,8 +296,9 @@ class ExpertScoring:
         if rows.numel() == 0:
             return out
         features = torch.stack([c[rows] for c in choices] + [fitted(self._popularity).expand(len(rows), -1)], dim=1)
-        chosen = history[rows].float()  # [R, N]; features [R, K, N]
-        columns = self._choice_set(history[rows])
+        their_history = history[rows]
+        chosen = their_history.float()  # [R, N]; features [R, K, N]
+        columns = self._choice_set(their_history)
         if columns is not None:
             features, chosen = features[:, :, columns], chosen[:, columns]
         beta = choice_coefficients(features, chosen, float(self.config["choice_ridge"]))

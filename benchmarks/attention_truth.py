@@ -11,6 +11,9 @@ measures, from ``model.user_modality_weights`` (the gate the scores use):
   content modality (mean pairwise cosine of the history items' MiniLM / EfficientNet / attribute vectors,
   minus the catalogue's mean pairwise cosine, z-scored over users), arg-max over the three content
   modalities, scored on the users of the three content segments (chance 33 %);
+* two bounds on the recovery, beside it: a *supervised* linear read-out of the gate's own evidence (trained
+  on the truth, 5-fold CV: does the evidence or the gate's form limit it?) and the generator's own
+  posterior mean of the weights from the same histories, every latent value known (what the choices hold);
 * the model's accuracy beside EASE with its L2 chosen on valid (test NDCG@20, ratio).
 
     python benchmarks/attention_truth.py [--workspace DIR] [--users N --items N --interactions N] [--json]
@@ -30,11 +33,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from recsys.data.demo import demo_ground_truth, generate_demo_bundle  # noqa: E402
+from recsys.data.demo import (  # noqa: E402
+    MODALITIES as DEMO_MODALITIES,
+    demo_ground_truth,
+    demo_posterior_weights,
+    generate_demo_bundle,
+)
 from recsys.evaluate import evaluate_ranking  # noqa: E402
 from recsys.explain import SEGMENT_MODALITY, segment_recovery, user_weights_frame  # noqa: E402
 from recsys.explain.attention import spearman_rank_correlation  # noqa: E402
@@ -116,6 +125,62 @@ def spearman_ceilings(truth: pd.DataFrame, modalities: list[str], seed: int = 0)
     return out
 
 
+def _recovery(estimate: np.ndarray, truth: pd.DataFrame, modalities: list[str]) -> dict[str, Any]:
+    """Segment accuracy (arg-max of the centred estimate) and Spearman per modality of ``estimate [U, M]``."""
+    expected = truth["segment"].map(SEGMENT_MODALITY).map(modalities.index).to_numpy()
+    centred = estimate - estimate.mean(axis=0)
+    return {
+        "segment_accuracy": float((centred.argmax(axis=1) == expected).mean()),
+        "spearman": {
+            m: spearman_rank_correlation(estimate[:, k], truth[f"w_{m}"].to_numpy()) for k, m in enumerate(modalities)
+        },
+    }
+
+
+def generator_posterior(train, truth: pd.DataFrame, truth_items: pd.DataFrame, item_ids, modalities) -> dict[str, Any]:
+    """The generator's own posterior mean of the weights from the same training histories, knowing every
+    latent value (:func:`recsys.data.demo.demo_posterior_weights`): what the choices hold at best."""
+    items = truth_items.set_index("item_id").reindex(item_ids).reset_index()
+    posterior = demo_posterior_weights(truth, items, train.tocsr())
+    columns = [DEMO_MODALITIES.index(m) for m in modalities]
+    return _recovery(posterior[:, columns], truth, modalities)
+
+
+def evidence_read_out(model, truth: pd.DataFrame, folds: int = 5, seed: int = 0) -> dict[str, Any]:
+    """The best a *supervised* linear read-out of the gate's own inputs does: a multinomial logistic
+    regression from each user's evidence (and log history length) to the planted segment, trained on the
+    truth with ``folds``-fold cross-validation; a user's weights are then the segments' mean true weights
+    under its predicted probabilities. A diagnostic, never a model: it shows whether the gate's evidence
+    or the gate's form limits the recovery."""
+    modalities = model.modalities
+    evidence, lengths = model.gate_evidence()
+    x = np.concatenate([evidence, np.log(np.maximum(lengths, 1.0))[:, None]], axis=1)
+    x = x[:, x.std(axis=0) > 0]
+    x = torch.as_tensor((x - x.mean(axis=0)) / x.std(axis=0), dtype=torch.float32)
+    segment = truth["segment"].map(SEGMENT_MODALITY).map(modalities.index).to_numpy()
+    weights = truth[[f"w_{m}" for m in modalities]].to_numpy()
+    labels = torch.as_tensor(segment)
+    fold = np.random.default_rng(seed).integers(folds, size=len(segment))
+    estimate = np.zeros_like(weights)
+    torch.manual_seed(seed)
+    for f in range(folds):
+        train_rows, test_rows = torch.as_tensor(fold != f), torch.as_tensor(fold == f)
+        linear = torch.nn.Linear(x.shape[1], len(modalities))
+        optimiser = torch.optim.LBFGS(linear.parameters(), max_iter=200)
+
+        def closure(linear=linear, optimiser=optimiser, rows=train_rows):
+            optimiser.zero_grad()
+            loss = torch.nn.functional.cross_entropy(linear(x[rows]), labels[rows]) + 1e-3 * linear.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        optimiser.step(closure)
+        means = np.stack([weights[(fold != f) & (segment == s)].mean(axis=0) for s in range(len(modalities))])
+        with torch.no_grad():
+            estimate[fold == f] = torch.softmax(linear(x[test_rows]), dim=1).numpy() @ means
+    return _recovery(estimate, truth, modalities)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workspace", type=Path, default=None, help="workspace (default: a temporary one)")
@@ -145,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         bundle.interactions, item_features=features, catalogue_ids=bundle.items["item_id"].to_numpy(str)
     )
     data = prepared.data
-    truth_users, _ = demo_ground_truth(bundle_dir)
+    truth_users, truth_items = demo_ground_truth(bundle_dir)
     truth = truth_users.set_index("user_id").reindex(data.user_ids).reset_index()
     truth["user_id"] = truth["user_id"].astype(str)
 
@@ -161,6 +226,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         data.train, ContentArrays.from_features(data.item_features, data.n_items), truth
     )
     out["spearman_ceilings"] = spearman_ceilings(truth, model.modalities)
+    out["evidence_read_out"] = evidence_read_out(model, truth)
+    started = time.perf_counter()
+    out["generator_posterior"] = generator_posterior(data.train, truth, truth_items, data.item_ids, model.modalities)
+    out["generator_posterior"]["seconds"] = time.perf_counter() - started
 
     def test_ndcg(fitted) -> dict[str, float]:
         test = evaluate_ranking(fitted.score, data.train, prepared.test, exclude=prepared.valid, ks=(20,))
@@ -187,6 +256,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(
             f"Spearman of a perfect segment classifier, {kind.replace('_', ' ')}:",
             {k: round(v, 3) for k, v in values.items()},
+        )
+    for key, label in (
+        ("evidence_read_out", "a linear read-out of the gate's evidence trained on the truth (5-fold CV)"),
+        ("generator_posterior", "the generator's own posterior (every latent value known)"),
+    ):
+        print(
+            f"{label}: segment accuracy {out[key]['segment_accuracy']:.3f}, Spearman",
+            {k: round(v, 3) for k, v in out[key]["spearman"].items()},
         )
     print(
         f"calibration: {model.history.get('calibration', {}).get('behaviour_scale')}, best round "

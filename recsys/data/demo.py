@@ -45,6 +45,7 @@ __all__ = [
     "DEMO_SCHEMA",
     "generate_demo_bundle",
     "demo_ground_truth",
+    "demo_posterior_weights",
 ]
 
 DEMO_DATASET_NAME = "demo"
@@ -792,15 +793,10 @@ def _make_users(n_users: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, di
     return users, gt, latent
 
 
-def _make_interactions(
-    n_interactions: int, seed: int, user_ids: list[str], item_ids: list[str], ul: dict, il: dict
-) -> tuple[pd.DataFrame, np.ndarray]:
-    rng = _rng(seed, _STREAM_INTERACTIONS)
-    n_users, n_items = len(user_ids), len(item_ids)
-    cap = max(5, min(n_items - 1, n_items // 2))
-    counts = _allocate_counts(rng, n_users, n_interactions, cap)
-
-    pop_z = (il["log_pop"] - il["log_pop"].mean()) / (il["log_pop"].std() + 1e-12)
+def _match_features(ul: dict, il: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``match_m(u, i)`` in [0, 1], ``[U, N]`` each, for (text, image, attributes, behaviour): how well item
+    ``i``'s latent values meet user ``u``'s preferred ones in each modality."""
+    n_items = len(il["log_pop"])
     pop_pct = np.argsort(np.argsort(il["log_pop"])) / max(1, n_items - 1)
     m_text = (ul["topic"][:, None] == il["topic"][None, :]).astype(float)
     m_image = (ul["style"][:, None] == il["style"][None, :]).astype(float)
@@ -810,6 +806,72 @@ def _make_interactions(
         + 0.2 * (ul["category"][:, None] == il["category"][None, :])
     )
     m_beh = 0.75 * (ul["cluster"][:, None] == il["cluster"][None, :]) + 0.25 * pop_pct[None, :]
+    return m_text, m_image, m_attr, m_beh
+
+
+def demo_posterior_weights(
+    users: pd.DataFrame, items: pd.DataFrame, histories: Any, samples: int = 4000, seed: int = 0
+) -> np.ndarray:
+    """The generator's own posterior mean of each user's modality weights ``[U, 4]`` (``MODALITIES`` order).
+
+    ``users`` / ``items``: the ground-truth frames (:func:`demo_ground_truth`), in the row and column order of
+    ``histories`` (a binary ``[U, N]`` CSR matrix: what a model is given, e.g. the training split). The
+    weights' prior (the segments' shares and Dirichlet jitter) is sampled, and each sample is weighted by
+    the likelihood of the user's items as draws from the generator's softmax over the catalogue, with every
+    user's preferred values and every item's latent values known. A reference, not a model: it knows
+    everything except the weights, so it bounds what any estimator that reads the same choices could
+    recover (the Gaussian taste noise is left out of the likelihood and draws are taken as independent)."""
+    rng = np.random.default_rng(seed)
+    prior = []
+    for segment, share in zip(SEGMENTS, _SEGMENT_SHARES, strict=True):
+        base = np.full(len(MODALITIES), (1 - _MAIN_WEIGHT) / (len(MODALITIES) - 1))
+        base[MODALITIES.index(_SEGMENT_MAIN_MODALITY[segment])] = _MAIN_WEIGHT
+        prior.append(rng.dirichlet(base * _WEIGHT_CONCENTRATION, max(1, int(round(samples * share)))))
+    weights = np.concatenate(prior).astype(np.float32)  # [S, 4]
+    brands = {name: b for b, name in enumerate(_BRAND_NAMES)}
+    pref_brands = users["pref_brands"].astype(str).str.split("|")
+    ul = dict(
+        topic=users["pref_topic"].map(TOPICS.index).to_numpy(),
+        style=users["pref_visual_style"].map(_STYLE_NAMES.index).to_numpy(),
+        band=users["pref_price_band"].map(PRICE_BANDS.index).to_numpy(),
+        brands=np.array([[brands[b[0]], brands[b[-1]]] for b in pref_brands]),
+        category=users["pref_category"].map(_CATEGORIES.index).to_numpy(),
+        cluster=users["pref_behaviour_cluster"].to_numpy(int),
+    )
+    log_pop = np.log(items["popularity"].to_numpy(float))
+    il = dict(
+        topic=items["topic"].map(TOPICS.index).to_numpy(),
+        style=items["visual_style"].map(_STYLE_NAMES.index).to_numpy(),
+        band=items["price_band"].map(PRICE_BANDS.index).to_numpy(),
+        brand=items["brand"].map(brands).to_numpy(),
+        category=items["category"].map(_CATEGORIES.index).to_numpy(),
+        cluster=items["behaviour_cluster"].to_numpy(int),
+        log_pop=log_pop,
+    )
+    match = np.stack(_match_features(ul, il), axis=1).astype(np.float32)  # [U, 4, N]
+    pop_term = (_POPULARITY_COEF * (log_pop - log_pop.mean()) / (log_pop.std() + 1e-12)).astype(np.float32)
+    out = np.zeros((len(users), len(MODALITIES)))
+    for u in range(len(users)):
+        chosen = histories.indices[histories.indptr[u] : histories.indptr[u + 1]]
+        utility = _UTILITY_SCALE * (weights @ match[u]) + pop_term  # [S, N]
+        top = utility.max(axis=1, keepdims=True)
+        log_norm = top[:, 0] + np.log(np.exp(utility - top).sum(axis=1))
+        log_likelihood = utility[:, chosen].sum(axis=1) - len(chosen) * log_norm
+        posterior = np.exp(log_likelihood - log_likelihood.max())
+        out[u] = (posterior / posterior.sum()) @ weights
+    return out
+
+
+def _make_interactions(
+    n_interactions: int, seed: int, user_ids: list[str], item_ids: list[str], ul: dict, il: dict
+) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = _rng(seed, _STREAM_INTERACTIONS)
+    n_users, n_items = len(user_ids), len(item_ids)
+    cap = max(5, min(n_items - 1, n_items // 2))
+    counts = _allocate_counts(rng, n_users, n_interactions, cap)
+
+    pop_z = (il["log_pop"] - il["log_pop"].mean()) / (il["log_pop"].std() + 1e-12)
+    m_text, m_image, m_attr, m_beh = _match_features(ul, il)
     w = ul["weights"]
     utility = (
         _UTILITY_SCALE * (w[:, 0:1] * m_text + w[:, 1:2] * m_image + w[:, 2:3] * m_attr + w[:, 3:4] * m_beh)

@@ -81,6 +81,18 @@ def test_user_weights_sum_to_one_and_items_renormalise_over_what_they_have(any_t
     assert np.corrcoef(per_item[:, full, 0], weights[:, 0])[0, 1] > 0.9
 
 
+def test_gate_evidence_is_what_the_weights_are_computed_from(any_trained):
+    model = any_trained
+    users = np.arange(12)
+    evidence, lengths = model.gate_evidence(users)
+    assert evidence.shape == (12, 2 * len(model.modalities)) and np.isfinite(evidence).all()
+    np.testing.assert_array_equal(lengths, np.diff(sp.csr_matrix(model.seen).indptr)[:12])
+    with torch.no_grad():
+        weights = model.gate.user_weights(torch.as_tensor(evidence), torch.as_tensor(lengths)).numpy()
+    np.testing.assert_allclose(weights, model.user_modality_weights(users), atol=1e-6)
+    assert evidence.std(axis=0)[: len(model.modalities)].min() > 0  # every modality's coherence varies
+
+
 def test_users_get_different_weights(any_trained):
     model = any_trained
     weights = model.user_modality_weights()

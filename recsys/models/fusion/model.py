@@ -94,6 +94,21 @@ class FusionRecommender(ExpertScoring, Recommender):
                 )
         return out
 
+    def gate_evidence(self, users: Sequence[int] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """What the gate reads for user rows: ``evidence [n, 2M]`` (per modality how coherent the history is,
+        behaviour's the leave-one-out AUC; then the user's choice coefficient of each content expert;
+        standardised over users, 0 = no evidence) and the history lengths ``[n]``."""
+        users = np.arange(self.n_users) if users is None else np.asarray(users, dtype=np.int64)
+        evidence = np.empty((len(users), 2 * len(self._modalities)), np.float32)
+        lengths = np.empty(len(users), np.float32)
+        with torch.no_grad():
+            for start in range(0, len(users), 256):
+                rows = users[start : start + 256]
+                experts = self._expert_z(binary_rows(fitted(self.seen)[rows]))
+                evidence[start : start + len(rows)] = experts.evidence.cpu().numpy()
+                lengths[start : start + len(rows)] = experts.length.cpu().numpy()
+        return evidence, lengths
+
     def modality_vectors(self, modality: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """``(vectors [N, D], present [N], centre [D])`` of a content modality: the items' features centred on
         ``centre`` and L2-normalised (centre a query's raw features the same way to compare), or None."""

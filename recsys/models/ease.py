@@ -86,7 +86,9 @@ def ease_inverse(train: sp.spmatrix, l2: float, gram: np.ndarray | None = None) 
     matrix = torch.from_numpy(gram.astype(np.float32))
     matrix.diagonal().add_(float(l2))
     factor = torch.linalg.cholesky(matrix)
-    return torch.cholesky_inverse(factor).numpy()
+    # LAPACK hands the inverse back column-major: C order, or every sparse @ P after this (the L2 search's
+    # scores, the cloze sample's Woodbury updates, scoring) copies the N x N matrix first (~20x slower)
+    return np.ascontiguousarray(torch.cholesky_inverse(factor).numpy())
 
 
 def ease_weights(inverse: np.ndarray) -> np.ndarray:

@@ -261,6 +261,18 @@ def test_out_of_fold_ease_scores_equal_a_refit_without_those_users():
     np.testing.assert_allclose(fast, expected, atol=1e-4)
 
 
+def test_ease_inverse_is_row_major_and_symmetric():
+    # scipy copies a column-major right-hand side before every sparse @ dense product: an N x N copy per
+    # scoring batch and per Woodbury update (LAPACK returns the inverse column-major)
+    rng = np.random.default_rng(1)
+    train = sp.csr_matrix((rng.random((60, 30)) < 0.3).astype(np.float32))
+    inverse = ease_inverse(train, 5.0)
+    assert inverse.flags["C_CONTIGUOUS"] and ease_weights(inverse).flags["C_CONTIGUOUS"]
+    np.testing.assert_allclose(inverse, inverse.T, atol=1e-6)
+    gram = (train.T @ train).toarray() + 5.0 * np.eye(30)
+    np.testing.assert_allclose(inverse @ gram, np.eye(30), atol=1e-4)
+
+
 def test_unknown_option_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown fusion options"):
         FusionRecommender(dimension=3)

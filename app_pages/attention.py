@@ -257,10 +257,13 @@ def user_heatmap(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) 
         fig,
         height=max(300, 28 * len(rows) + 80),
         legend=False,
-        title=f"{user}'s weights on each of their top {len(rows)} items (an item lacking a modality "
-        "spreads its weight over the others; blank: missing)",
+        title=f"{user}'s weights on each of their top {len(rows)} items (blank: the item lacks it)",
     )
     chart(fig, key="att_user_heatmap")
+    st.caption(
+        "Per item, each content modality's weight is also scaled by how often the item was chosen, and an item "
+        "lacking a modality spreads its weight over the others: so these can differ from the user's weights."
+    )
 
 
 def ground_truth(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) -> None:
@@ -419,8 +422,10 @@ def main() -> None:
     st.caption(
         "A user's weights are what the model multiplies each modality's score by when it ranks items for "
         "that user: they come from how coherent the user's own history is in each modality, pulled toward "
-        "the average user's for short histories. An item lacking a modality (no picture) spreads that "
-        "weight over the modalities it has."
+        "the average user's for short histories. On each item, each content modality's weight is then "
+        "scaled by a learned factor of how often the item was chosen (co-occurrence says little about a rarely "
+        "chosen item), so an item's weights can differ from the user's; an item lacking a modality (no picture) "
+        "spreads that weight over the modalities it has."
     )
     presence = model.item_presence() if hasattr(model, "item_presence") else None
     distribution(weights, modalities, presence)

@@ -161,7 +161,9 @@ def _draw_report(report: dict[str, Any], hint_entries: list[str] | None = None) 
             st.markdown(f":red[:material/error:] {_issue_text(issue)}")
     if warnings:
         with st.expander(
-            f"{len(warnings)} warning{'s' if len(warnings) > 1 else ''} — the import can go ahead",
+            f"{len(warnings)} warning{'s' if len(warnings) > 1 else ''}"
+            # with a blocking problem above, the import cannot go ahead whatever the warnings say
+            + (" as well" if errors else " — the import can go ahead"),
             expanded=not errors,
             icon=":material/warning:",
         ):

@@ -145,7 +145,8 @@ def evidence_lines(explanation: dict) -> list[str]:
             "**words** " + ", ".join(f"“{md_text(w['word'])}”" for w in words[:5]) + " — also in the texts above"
         )
     price = evidence.get("price") or {}
-    if price.get("band"):
+    # shared evidence only: a band none of the history is in says nothing about why (it stays in the JSON)
+    if price.get("band") and price.get("history_share_pct", 0) > 0:
         lines.append(
             f"**price band** {md_text(price['band'])} — {price.get('history_share_pct', 0)}% of the history is in it"
         )

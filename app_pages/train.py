@@ -698,6 +698,7 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
                 f"Protocol {PROTOCOL_LABELS.get(split.get('protocol'), split.get('protocol') or 'P1')}: full "
                 "ranking over all items, the user's training items masked"
                 + (f"; {split.get('users', 0):,} users, {split.get('items', 0):,} items." if split else ".")
+                + _evaluated_users_text(metrics)
                 + (
                     " The model the app recommends with was then refitted on every interaction."
                     if metrics.get("final_model")
@@ -716,6 +717,19 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
     if log_path(run_dir).is_file():
         with st.expander("Process output"):
             st.code(read_log_tail(run_dir, 40) or "(nothing written yet)", language=None)
+
+
+def _evaluated_users_text(metrics: dict[str, Any]) -> str:
+    """How many users the test figures average over (those with a test item), and what that means when few."""
+    model = metrics.get("model") if isinstance(metrics.get("model"), dict) else {}
+    evaluated = (model.get("test") or {}).get("n_users_evaluated") if isinstance(model, dict) else None
+    if not isinstance(evaluated, int | float) or evaluated <= 0:
+        return ""
+    text = f" The test figures average over the {int(evaluated):,} users with a test item"
+    if evaluated < 500:
+        # a mean NDCG over a few hundred users moves by several percent from one split to another
+        text += " (few: differences of a few percent between models are within the noise)"
+    return text + "."
 
 
 def cross_validation_tables(metrics: dict[str, Any]) -> None:

@@ -211,7 +211,9 @@ def _open_source(
 ) -> _Extracted | None:
     if isinstance(source, (bytes, bytearray)) or hasattr(source, "read"):
         data = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
-        return _unzip(data, "upload.zip", report, max_archive_bytes)
+        # messages name the file the user chose (an upload's name; shown as text, never opened as a path)
+        label = Path(str(getattr(source, "name", "") or "upload.zip")).name or "upload.zip"
+        return _unzip(data, label, report, max_archive_bytes)
     path = Path(source)
     if not path.exists():
         report.error("not_found", f"'{path}' does not exist", str(path))

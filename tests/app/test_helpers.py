@@ -288,3 +288,25 @@ def test_log_axis_ticks_label_every_range_with_its_decade():
     # inside one step: the steps either side, so the axis still has a scale
     assert log_axis_ticks([12, 14])["tickvals"] == [10, 20]
     assert log_axis_ticks([0, float("nan")]) == {}
+
+
+def test_shared_evidence_lists_a_price_band_only_when_the_history_is_in_it():
+    # "Shared evidence" once listed "price band mid-range — 0% of the history is in it"
+    from app_pages.recommendations import evidence_lines
+
+    def lines(share: int) -> list[str]:
+        price = {"band": "mid-range", "history_share_pct": share, "shared_with": []}
+        return evidence_lines({"evidence": {"price": price}})
+
+    assert not any("price band" in line for line in lines(0))
+    assert any("40% of the history" in line for line in lines(40))
+
+
+def test_test_metrics_say_how_many_users_they_average_over():
+    from app_pages.train import _evaluated_users_text
+
+    few = _evaluated_users_text({"model": {"test": {"n_users_evaluated": 68}}})
+    assert "68 users" in few and "noise" in few
+    many = _evaluated_users_text({"model": {"test": {"n_users_evaluated": 610}}})
+    assert "610 users" in many and "noise" not in many
+    assert _evaluated_users_text({}) == "" and _evaluated_users_text({"model": None}) == ""

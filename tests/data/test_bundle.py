@@ -450,3 +450,16 @@ def test_quoted_commas_line_breaks_and_blank_lines_are_fine(tmp_path):
     with open(bundle / "items.csv", "a") as handle:
         handle.write("d,Rake, steel,9\n")
     assert only_error(load_bundle(bundle), "ragged_rows").rows == [7]
+
+
+def test_an_uploaded_archive_is_named_by_its_own_file_name():
+    # a browser upload arrives as a file-like object with the chosen file's name: messages say that name
+    # (only its last part: it is text for the message, never a path that is opened)
+    class Upload(io.BytesIO):
+        name = "../shop/evil.zip"
+
+    upload = Upload(_zip({"items.csv": _csv(ITEMS), "interactions.csv": _csv(INTERACTIONS), "../evil.csv": b"x"}))
+    issue = only_error(load_bundle(upload), "archive_path_escape")
+    assert issue.file == "evil.zip"
+    bare = only_error(load_bundle(io.BytesIO(upload.getvalue())), "archive_path_escape")
+    assert bare.file == "upload.zip"

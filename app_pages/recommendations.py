@@ -187,6 +187,10 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
     history = explanation.get("history") or []
     if history:
         st.markdown("**The history items behind it**")
+        st.caption(
+            "“adds”: how much lower the score would be without that one item in the history. Each item is "
+            "taken out on its own, so the amounts overlap and need not add up to the total."
+        )
         cols = st.columns(3)
         for col, item in zip(cols, history):
             with col:
@@ -411,7 +415,7 @@ def main() -> None:
         "User",
         options,
         key="rec_user",
-        format_func=lambda u: f"{u} · {ctx.activity[u]} items",
+        format_func=lambda u: f"{u} · {ctx.activity[u]} item{'s' if ctx.activity[u] != 1 else ''}",
         help="Type to search. Users are listed most active first; the count is their training items.",
     )
     with st.container(border=True):
@@ -474,8 +478,11 @@ def main() -> None:
     st.markdown(f"#### :material/history: History of {md_text(user)}")
     rating = ctx.data.rating_column
     shown = history.head(12)
+    distinct = int(history["item_id"].nunique())
     st.caption(
-        f"{len(history):,} interactions"
+        f"{len(history):,} interaction{'s' if len(history) != 1 else ''}"
+        # the picker counts distinct items: say so when the same item was chosen more than once
+        + (f" with {distinct:,} different item{'s' if distinct != 1 else ''}" if distinct != len(history) else "")
         + (", best rated first" if rating else "")
         + (f" — showing {len(shown)}" if len(history) > len(shown) else "")
     )

@@ -561,11 +561,29 @@ def run_context(run: RunRecord) -> RunContext:
 def usable_context(run: RunRecord) -> RunContext | None:
     """:func:`run_context`, or a plain warning (and None) when the run's model or dataset cannot be used."""
     try:
-        return run_context(run)
+        context = run_context(run)
     except (ModelUnavailable, LookupError) as exc:
         st.warning(f"**This run cannot be shown.** {md_text(plain_error(exc))}.", icon=":material/warning:")
         st.page_link(PAGES["train"], label="Go to the Train page", icon=":material/arrow_forward:")
         return None
+    replaced_dataset_notice(run)
+    return context
+
+
+def replaced_dataset_notice(run: RunRecord) -> None:
+    """Say so when the run's dataset was imported again (same name) after the run trained on it."""
+    trained_on = run.dataset_imported_at
+    info = dataset_info(run.dataset) if run.dataset else None
+    current = info.manifest.get("imported_at") if info is not None else None
+    if trained_on and current and str(current) != trained_on:
+        st.info(
+            f"**Dataset {md_text(run.dataset)} was imported again after this run trained on it** (the run used "
+            f"the import of {trained_on[:16].replace('T', ' ')} UTC; the current one is of "
+            f"{str(current)[:16].replace('T', ' ')} UTC). Titles, pictures and attributes shown are the current "
+            "import's; items and users added since are unknown to this model, and its test metrics were measured "
+            "on the earlier data. Train again to use the new data.",
+            icon=":material/history:",
+        )
 
 
 @st.cache_resource(show_spinner="Ranking the test users' catalogue…", max_entries=4)

@@ -82,7 +82,7 @@ def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
                 "Best baseline (NDCG@20)": f"{best[0]} {best[1]:.4f}" if best and best[1] is not None else "–",
                 "Modalities": ", ".join(modalities) if fusion_model else "–",
                 "Fusion": run.fusion_option("fusion") if run.model == "fusion" else "–",
-                "Protocol": (metrics.get("split") or {}).get("protocol") or config.get("protocol") or "–",
+                "Protocol": protocol_name((metrics.get("split") or {}).get("protocol") or config.get("protocol")),
                 "Encoders": ", ".join(encoders) if fusion_model and encoders else "–",
                 "Epochs": f"{len(history.get('epochs') or [])} / {run.fusion_option('epochs')}"
                 if run.model == "fusion" and history
@@ -97,6 +97,11 @@ def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def protocol_name(protocol: str | None) -> str:
+    """A protocol as the other pages write it (P1, not p1)."""
+    return "P1" if protocol == "p1" else (protocol or "–")
 
 
 def comparison(runs: list[RunRecord]) -> None:
@@ -121,9 +126,17 @@ def comparison(runs: list[RunRecord]) -> None:
         st.caption("Pick runs to compare.")
         return
     chosen = [next(r for r in with_metrics if r.run_id == run_id) for run_id in picked]
-    settings = {(r.dataset, (r.metrics.get("split") or {}).get("protocol")) for r in chosen}
-    if len(settings) > 1:  # a metric is comparable only on the same data and the same test split
-        described = "; ".join(sorted(f"{md_text(d or '?')} ({p or '?'})" for d, p in settings))
+    # a metric is comparable only on the same data (the same import of it) and the same test split
+    settings = {(r.dataset, (r.metrics.get("split") or {}).get("protocol"), r.dataset_imported_at) for r in chosen}
+    if len(settings) > 1:
+        imports = {(d, i) for d, _, i in settings}
+        replaced = len(imports) > len({d for d, _ in imports})  # one dataset name, two imports
+
+        def describe(dataset: str | None, protocol: str | None, imported: str | None) -> str:
+            when = f", import of {imported[:16].replace('T', ' ')} UTC" if replaced and imported else ""
+            return f"{md_text(dataset or '?')} ({protocol_name(protocol)}{when})"
+
+        described = "; ".join(sorted(describe(*s) for s in settings))
         st.caption(
             f":material/warning: These runs were tested on different data or protocols ({described}): their "
             "figures are not comparable across those groups, only within each."

@@ -429,6 +429,16 @@ class Workspace:
             manifest["pseudonymised"] = {"method": "HMAC-SHA256, workspace key", "prefix": "u_", "hex_digits": 16}
         atomic_write_json(folder / "manifest.json", manifest)
 
+    def dataset_imported_at(self, name: str) -> str | None:
+        """When the stored dataset ``name`` was imported (its manifest's UTC time), or None if unknown: a
+        re-import under the same name changes it, so a run can tell whether its dataset was replaced."""
+        try:
+            manifest = json.loads((self.dataset_path(name) / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return None
+        value = manifest.get("imported_at") if isinstance(manifest, dict) else None
+        return str(value) if value else None
+
     def load_dataset(self, name: str) -> CatalogBundle:
         """The stored dataset as a :class:`CatalogBundle` whose pictures live in its folder;
         :class:`DatasetDamaged` (naming the file) when one of its files cannot be read."""

@@ -45,6 +45,13 @@ class RunRecord:
         return self.config.get("dataset")
 
     @property
+    def dataset_imported_at(self) -> str | None:
+        """When the import of the dataset the run trained on was made (None for runs from before this was
+        recorded): a different time from the dataset's current one means it was replaced since."""
+        value = self.status.get("dataset_imported_at")
+        return str(value) if value else None
+
+    @property
     def model(self) -> str | None:
         """The model it trains: fusion, or a baseline's name (mostpop, ease, ...)."""
         return self.config.get("model")

@@ -456,6 +456,9 @@ def _execute(
     from .data import preflight, prepare_data, resolve_protocol
 
     bundle = workspace.load_dataset(config.dataset)
+    # which import of the dataset the run trains on: a later import under the same name replaces it, and the
+    # pages then say the run predates it (the titles and pictures they show are the new import's)
+    write_status(run_dir, dataset_imported_at=workspace.dataset_imported_at(config.dataset))
     # before anything expensive: what the protocol keeps, and refuse one that keeps nothing
     check = preflight(
         bundle.interactions,

@@ -249,3 +249,24 @@ def test_a_damaged_metrics_file_of_one_run_leaves_every_page_working(app, traine
         at.selectbox(key="train_watch").set_value(torn.name).run()
         assert_clean(at)
         assert "metrics of this run could not be read" in " ".join(w.value for w in at.warning)
+
+
+@pytest.mark.parametrize("page", ["app_pages/recommendations.py", "app_pages/attention.py"])
+def test_a_run_trained_on_an_earlier_import_of_its_dataset_says_so(app, trained_workspace, page):
+    import json
+
+    from tests.app.conftest import the_run
+
+    run = the_run(trained_workspace)
+    status = json.loads((run / "status.json").read_text())
+    at = open_page(app, page)
+    assert_clean(at)
+    assert status.get("dataset_imported_at") and not [i for i in at.info if "imported again" in i.value]
+    # the dataset imported again under the same name, as the Data page does
+    manifest_file = trained_workspace / "datasets" / status["dataset"] / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest_file.write_text(json.dumps(manifest | {"imported_at": "2031-05-04T03:02:01Z"}))
+    at = open_page(app, page)
+    assert_clean(at)
+    notes = " ".join(i.value for i in at.info)
+    assert "was imported again after this run trained on it" in notes and "2031-05-04 03:02" in notes

@@ -77,6 +77,8 @@ def test_finished_run_folder(workspace):
     )
     status = read_status(run_dir)
     assert status["state"] == "finished"
+    # which import of the dataset it trained on (a later import under the same name replaces it)
+    assert status["dataset_imported_at"] == workspace.dataset_imported_at("demo") is not None
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["baselines"]) == {"mostpop", "ease"}
     assert 0 < metrics["model"]["test"]["ndcg@20"] < 1

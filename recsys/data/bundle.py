@@ -774,10 +774,11 @@ def _check_references(
         f"{int(unknown.sum()):,} interactions ({share:.1%}) point at items that are not in the items table "
         f"(e.g. {', '.join(map(str, examples))})"
     )
+    hint = _stripped_zeros_hint(items["item_id"], interactions.loc[unknown, "item_id"])
     if share > 0.01:
         report.error(
             "unknown_items",
-            message + "; check that both files use the same item ids",
+            message + "; check that both files use the same item ids" + hint,
             file,
             "item_id",
             _row_numbers(unknown),
@@ -785,6 +786,23 @@ def _check_references(
         return interactions
     report.warning("unknown_items", message + "; these rows are dropped", file, "item_id", _row_numbers(unknown))
     return interactions.loc[~unknown].reset_index(drop=True)
+
+
+def _stripped_zeros_hint(catalogue: pd.Series, unknown: pd.Series) -> str:
+    """A hint when most unknown ids are catalogue ids without their leading zeros (``15`` for ``000015``): a
+    spreadsheet that read the ids as numbers, the commonest cause of this error; '' otherwise."""
+    padded = catalogue.astype(str)
+    by_number = {i.lstrip("0"): i for i in padded[padded.str.fullmatch(r"0+\d+")]}
+    values = pd.Series(unknown.astype(str).unique())
+    found = values[values.map(lambda v: v.lstrip("0") in by_number)]  # unknown ids: none is in the catalogue
+    if len(values) == 0 or len(found) < 0.5 * len(values):
+        return ""
+    example = found.iloc[0]
+    original = by_number[example.lstrip("0")]
+    return (
+        f": they look like the items' ids without their leading zeros (“{example}” for “{original}”), as a "
+        "spreadsheet writes ids it read as numbers; save the id columns as text"
+    )
 
 
 def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, progress: ProgressFn | None) -> None:

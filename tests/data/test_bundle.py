@@ -463,3 +463,14 @@ def test_an_uploaded_archive_is_named_by_its_own_file_name():
     assert issue.file == "evil.zip"
     bare = only_error(load_bundle(io.BytesIO(upload.getvalue())), "archive_path_escape")
     assert bare.file == "upload.zip"
+
+
+def test_ids_that_lost_their_leading_zeros_are_diagnosed(tmp_path):
+    # a spreadsheet reads "000015" as the number 15: the error says so, and only then
+    items = pd.DataFrame({"item_id": ["000015", "000033", "000087", "A12"], "title": ["a", "b", "c", "d"]})
+    stripped = pd.DataFrame({"user_id": ["u1", "u1", "u2", "u2"], "item_id": ["15", "33", "87", "A12"]})
+    issue = only_error(load_bundle(write_bundle(tmp_path / "a", items, stripped)), "unknown_items")
+    assert "leading zeros" in issue.message and "000015" in issue.message and "as text" in issue.message
+    other = stripped.assign(item_id=["x1", "x2", "x3", "A12"])
+    issue = only_error(load_bundle(write_bundle(tmp_path / "b", items, other)), "unknown_items")
+    assert "leading zeros" not in issue.message and "same item ids" in issue.message

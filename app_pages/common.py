@@ -570,16 +570,19 @@ def usable_context(run: RunRecord) -> RunContext | None:
     return context
 
 
+def import_time(stamp: str) -> str:
+    """A dataset import's manifest time (ISO, UTC) as the pages write it: ``2026-12-02 15:04 UTC``."""
+    return f"{stamp[:16].replace('T', ' ')} UTC"
+
+
 def replaced_dataset_notice(run: RunRecord) -> None:
     """Say so when the run's dataset was imported again (same name) after the run trained on it."""
     trained_on = run.dataset_imported_at
-    info = dataset_info(run.dataset) if run.dataset else None
-    current = info.manifest.get("imported_at") if info is not None else None
-    if trained_on and current and str(current) != trained_on:
+    current = get_workspace().dataset_imported_at(run.dataset) if run.dataset else None
+    if trained_on and current and current != trained_on:
         st.info(
             f"**Dataset {md_text(run.dataset)} was imported again after this run trained on it** (the run used "
-            f"the import of {trained_on[:16].replace('T', ' ')} UTC; the current one is of "
-            f"{str(current)[:16].replace('T', ' ')} UTC). Titles, pictures and attributes shown are the current "
+            f"the import of {import_time(trained_on)}; the current one is of {import_time(current)}). Titles, pictures and attributes shown are the current "
             "import's; items and users added since are unknown to this model, and its test metrics were measured "
             "on the earlier data. Train again to use the new data.",
             icon=":material/history:",

@@ -17,6 +17,7 @@ from app_pages.common import (
     fairness_rankings,
     fmt_time,
     get_workspace,
+    import_time,
     list_all_runs,
     md_text,
     page_header,
@@ -133,7 +134,7 @@ def comparison(runs: list[RunRecord]) -> None:
         replaced = len(imports) > len({d for d, _ in imports})  # one dataset name, two imports
 
         def describe(dataset: str | None, protocol: str | None, imported: str | None) -> str:
-            when = f", import of {imported[:16].replace('T', ' ')} UTC" if replaced and imported else ""
+            when = f", import of {import_time(imported)}" if replaced and imported else ""
             return f"{md_text(dataset or '?')} ({protocol_name(protocol)}{when})"
 
         described = "; ".join(sorted(describe(*s) for s in settings))

@@ -721,7 +721,7 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
 
 def _evaluated_users_text(metrics: dict[str, Any]) -> str:
     """How many users the test figures average over (those with a test item), and what that means when few."""
-    model = metrics.get("model") if isinstance(metrics.get("model"), dict) else {}
+    model = metrics.get("model")
     evaluated = (model.get("test") or {}).get("n_users_evaluated") if isinstance(model, dict) else None
     if not isinstance(evaluated, int | float) or evaluated <= 0:
         return ""

@@ -774,8 +774,8 @@ def _check_references(
         f"{int(unknown.sum()):,} interactions ({share:.1%}) point at items that are not in the items table "
         f"(e.g. {', '.join(map(str, examples))})"
     )
-    hint = _stripped_zeros_hint(items["item_id"], interactions.loc[unknown, "item_id"])
     if share > 0.01:
+        hint = _stripped_zeros_hint(items["item_id"], interactions.loc[unknown, "item_id"])
         report.error(
             "unknown_items",
             message + "; check that both files use the same item ids" + hint,

@@ -83,16 +83,12 @@ class FusionRecommender(ExpertScoring, Recommender):
 
     def user_modality_weights(self, users: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """The gate ``[n, M]`` (rows sum to 1) for user rows; what the scores actually use."""
-        users = np.arange(self.n_users) if users is None else np.asarray(users, dtype=np.int64)
-        out = np.empty((len(users), len(self._modalities)), np.float32)
+        evidence, lengths = self.gate_evidence(users)
         with torch.no_grad():
-            for start in range(0, len(users), 256):
-                rows = users[start : start + 256]
-                experts = self._expert_z(binary_rows(fitted(self.seen)[rows]))
-                out[start : start + len(rows)] = (
-                    fitted(self.gate).user_weights(experts.evidence, experts.length).cpu().numpy()
-                )
-        return out
+            weights = fitted(self.gate).user_weights(
+                torch.as_tensor(evidence, device=self.device), torch.as_tensor(lengths, device=self.device)
+            )
+        return weights.cpu().numpy()
 
     def gate_evidence(self, users: Sequence[int] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """What the gate reads for user rows: ``evidence [n, 2M]`` (per modality how coherent the history is,

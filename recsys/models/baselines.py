@@ -31,6 +31,7 @@ from ..topk import k_largest
 from .base import Recommender, RetrievalVectors, TrainData
 from .bpr import BPRMF, LightGCN
 from .common import _csr_restore, _csr_state, _dense, _Fitted, _history, _rows, _sink_cold, _warm_mask
+from .products import sparse_times
 
 __all__ = ["MostPop", "ItemKNN", "EASE", "BPRMF", "LightGCN", "ContentOnly"]
 
@@ -208,7 +209,7 @@ class EASE(Recommender):
         rows = _rows(users)
         history = sp.csr_matrix(_history(self, rows))
         scores = np.zeros((len(rows), self.n_items), dtype=np.float32)
-        scores[:, self.columns] = np.asarray(history[:, self.columns] @ self.weights, dtype=np.float32)
+        scores[:, self.columns] = sparse_times(history[:, self.columns], self.weights)
         return _sink_cold(scores, self.warm)
 
     def _state(self) -> dict[str, np.ndarray]:

@@ -110,7 +110,7 @@ class FusionConfig(_Config):
     cloze_ratio: float = option(0.2, "share of a cloze user's history hidden and predicted")
     short_history_share: float = option(0.3, "cloze users who keep only 1-3 visible items (new-user regime)")
     gate_users: int = option(4000, "at most this many users in the cloze sample")
-    cloze_batch: int = option(128, "cloze users per optimiser step")
+    cloze_batch: int = option(64, "cloze users per optimiser step")
     cloze_budget: int = option(40_000_000, "at most users x modalities x items floats in the cloze tensors")
     folds: int = option(5, "behaviour expert out-of-fold for the cloze users")
     ease_l2: float | Auto = option(

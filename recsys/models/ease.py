@@ -14,6 +14,7 @@ import scipy.sparse as sp
 import torch
 
 from ..stopping import check, interruptible
+from .products import sparse_times
 
 __all__ = [
     "ease_inverse",
@@ -86,9 +87,12 @@ def ease_inverse(train: sp.spmatrix, l2: float, gram: np.ndarray | None = None) 
     matrix = torch.from_numpy(gram.astype(np.float32))
     matrix.diagonal().add_(float(l2))
     factor = torch.linalg.cholesky(matrix)
-    # LAPACK hands the inverse back column-major: C order, or every sparse @ P after this (the L2 search's
-    # scores, the cloze sample's Woodbury updates, scoring) copies the N x N matrix first (~20x slower)
-    return np.ascontiguousarray(torch.cholesky_inverse(factor).numpy())
+    # LAPACK hands the inverse back column-major, and every sparse @ P after this (the L2 search's scores, the
+    # cloze sample's Woodbury updates, scoring) would copy the N x N matrix first (~20x slower). P is exactly
+    # symmetric (LAPACK computes one triangle and mirrors it), so its transpose is the same matrix, row-major,
+    # without a copy
+    inverse = torch.cholesky_inverse(factor).numpy()
+    return inverse if inverse.flags.c_contiguous else np.ascontiguousarray(inverse.T)
 
 
 def ease_weights(inverse: np.ndarray) -> np.ndarray:
@@ -112,10 +116,10 @@ def ease_scores_without_rows(inverse: np.ndarray, removed: sp.spmatrix, history:
     dtype = inverse.dtype
     xf = _binary(removed).astype(dtype)
     v = _binary(history).astype(dtype)
-    q = np.asarray(xf @ inverse)  # [m, N]  Xf P
+    q = sparse_times(xf, inverse)  # [m, N]  Xf P
     inner = np.eye(xf.shape[0], dtype=dtype) - np.asarray(q @ xf.T.toarray())  # I - Xf P Xf^T (positive definite)
     k = np.linalg.solve(inner, q)  # K Xf P
-    vp = np.asarray(v @ inverse)  # V P
+    vp = sparse_times(v, inverse)  # V P
     vp_new = vp + np.asarray(vp @ xf.T.toarray()) @ k
     diag_new = np.diag(inverse) + (q * k).sum(axis=0)
     return np.asarray(v.toarray() - vp_new / diag_new[None, :], dtype=np.float32)
@@ -148,7 +152,7 @@ def choose_ease_l2(
         if l2 not in table:
             inverse = interruptible("the EASE L2 search", ease_inverse, train, l2, gram)
             weights = ease_weights(inverse)
-            result = evaluate_ranking(lambda rows: np.asarray(history[rows] @ weights), train, valid, ks=(20,))
+            result = evaluate_ranking(lambda rows: sparse_times(history[rows], weights), train, valid, ks=(20,))
             if not table or float(result[metric]) > max(table.values()):
                 inverses.clear()  # keep only the best so far: each is N x N float32
                 inverses[l2] = inverse

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 import scipy.sparse as sp
 import torch
 
 from ...topk import argsort_rows, k_largest, sorted_rows
+from ..products import sparse_times
 
 
 @dataclass
@@ -190,8 +190,9 @@ def principal_rows(
 
 def orthonormal_columns(matrix: np.ndarray) -> np.ndarray:
     """An orthonormal basis of ``matrix``'s columns (thin Householder QR) in the matrix's own precision:
-    numpy's ``qr`` computes float32 in float64, ~3x slower for the same span."""
-    return scipy.linalg.qr(matrix, mode="economic", check_finite=False)[0]
+    numpy's ``qr`` computes float32 in float64, ~3x slower for the same span, and torch's reduced QR takes
+    ~3/4 of scipy's time on a 10,000 x 528 sketch (it forms only the thin factor)."""
+    return torch.linalg.qr(torch.from_numpy(np.ascontiguousarray(matrix)), mode="reduced").Q.numpy()
 
 
 def centre(matrix: np.ndarray, present: np.ndarray) -> np.ndarray:
@@ -260,17 +261,30 @@ def fit_projections(
     return projections
 
 
+def history_times(
+    history: sp.csr_matrix, h: torch.Tensor, matrix: torch.Tensor, columns: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``h[:, columns] @ matrix`` for binary history rows ``h [B, N]`` (``history``: the same rows, sparse).
+
+    On a CPU the product runs sparse (:func:`~recsys.models.products.sparse_times`): a history holds ~1 % of
+    a catalogue, and a dense product multiplies every zero (4-5x slower at 500 users x 10,000 items). On an
+    accelerator the dense product is the fast one."""
+    if matrix.device.type != "cpu":
+        return (h if columns is None else h[:, columns]) @ matrix
+    return sparse_times(history if columns is None else history[:, columns.numpy()], matrix)
+
+
 def order_by_projection(
     raw: torch.Tensor,
-    h: torch.Tensor,
+    history_mapped: torch.Tensor,
     projection: tuple[torch.Tensor, torch.Tensor],
     outside_behaviour: torch.Tensor,
-    behaviour_items: torch.Tensor | None,
     mask: torch.Tensor,
 ) -> torch.Tensor:
     """Raw scores ``[B, N]`` of a content expert where the items without behaviour are *ordered* by the
     projection: what the behaviour expert would say of them, predicted from the modality's vectors
-    (``h_A W_m`` maps the user's history ``h [B, N]`` into the modality's space).
+    (``history_mapped = h_A W_m`` ``[B, D]``: the user's history over the covered items ``h_A`` mapped into
+    the modality's space by the projection's ``W_m``, see :meth:`ExpertScoring._with_projection`).
 
     The projection decides only the order among those items; they keep the values the cosine gave
     them (the k-th best by projection gets the k-th best cosine score), so against the items with
@@ -279,9 +293,7 @@ def order_by_projection(
     outside = outside_behaviour & mask
     if not outside.any():
         return raw
-    covered = h if behaviour_items is None else h[:, behaviour_items]
-    weights, outside_vectors = projection
-    projected = (covered @ weights) @ outside_vectors  # [B, O] over outside_behaviour
+    projected = history_mapped @ projection[1]  # [B, O] over outside_behaviour
     projected = projected[:, outside[outside_behaviour]]
     columns = torch.nonzero(outside).squeeze(1)
     cosine_values = sorted_rows(raw[:, columns])  # ascending

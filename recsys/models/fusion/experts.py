@@ -21,9 +21,11 @@ from ...topk import places_in_rows
 from ..config import MODALITIES
 from .content import (
     ContentArrays,
+    binary_rows,
     content_unit_rows,
     cosine_neighbours,
     fit_projections,
+    history_times,
     order_by_projection,
 )
 
@@ -211,7 +213,8 @@ class ExpertScoring:
         present = fitted(self._present)
         # dense [B, N] rows: a dense product with B or the item vectors is far faster on CPUs than torch's
         # sparse-dense product, and a batch of rows is small
-        hist_dense = torch.as_tensor(sp.csr_matrix(history).toarray() > 0, device=device)
+        history = binary_rows(history)
+        hist_dense = torch.as_tensor(history.toarray() > 0, device=device)
         h = hist_dense.float()
         length = hist_dense.sum(1).float()
         zs, fits, choices = [], [], []
@@ -222,10 +225,10 @@ class ExpertScoring:
             if modality == "behaviour":
                 raw = behaviour_raw if behaviour_raw is not None else self._behaviour_scores(history, h)
             else:
-                profile = h @ self._vectors[modality]  # sum of the history's unit vectors
+                profile = history_times(history, h, self._vectors[modality])  # sum of the history's unit vectors
                 raw = profile @ self._vectors[modality].T  # [B, N]
                 if modality in self._projections:
-                    raw = self._with_projection(raw, h, modality, mask)
+                    raw = self._with_projection(raw, history, h, modality, mask)
             count = mask.float().sum().clamp(min=1)
             mean = (raw * mask).sum(1, keepdim=True) / count
             std = (((raw - mean) ** 2) * mask).sum(1, keepdim=True).div(count).sqrt().clamp(min=1e-8)
@@ -255,11 +258,13 @@ class ExpertScoring:
         # no evidence (fewer than two history items with the modality): the population's weight
         return Experts(torch.stack(zs, dim=1), torch.nan_to_num(evidence, nan=0.0), length)
 
-    def _with_projection(self, raw: torch.Tensor, h: torch.Tensor, modality: str, mask: torch.Tensor) -> torch.Tensor:
+    def _with_projection(
+        self, raw: torch.Tensor, history: sp.csr_matrix, h: torch.Tensor, modality: str, mask: torch.Tensor
+    ) -> torch.Tensor:
         """The content expert's raw scores with the items outside behaviour ordered by the projection."""
-        return order_by_projection(
-            raw, h, self._projections[modality], fitted(self._outside_behaviour), self._behaviour_items, mask
-        )
+        projection = self._projections[modality]
+        mapped = history_times(history, h, projection[0], self._behaviour_items)  # h_A W_m
+        return order_by_projection(raw, mapped, projection, fitted(self._outside_behaviour), mask)
 
     def _fit_projections(self) -> None:
         """Per content modality, the map that orders the items the behaviour expert does not score
@@ -379,9 +384,10 @@ class ExpertScoring:
         behaviour = self._behaviour
         # dense EASE weights (fit/load set them whenever behaviour is a modality; the sparse case returned above)
         assert isinstance(behaviour, torch.Tensor)
-        h = torch.as_tensor(sp.csr_matrix(history).toarray(), device=self.device) if h is None else h
+        history = binary_rows(history)
+        h = torch.as_tensor(history.toarray(), device=self.device) if h is None else h
         if self._behaviour_items is None:
-            return h @ behaviour
+            return history_times(history, h, behaviour)
         scores = torch.zeros_like(h)
-        scores[:, self._behaviour_items] = h[:, self._behaviour_items] @ behaviour
+        scores[:, self._behaviour_items] = history_times(history, h, behaviour, self._behaviour_items)
         return scores

@@ -375,6 +375,25 @@ def test_validation_too_large_for_the_budget_is_a_fixed_sample_of_users(demo_tem
     assert np.isfinite(floor.history["best_valid_ndcg@20"]) and np.isfinite(floor.score(np.arange(5))).all()
 
 
+def test_scores_are_affine_in_the_calibrated_scale_and_boost(demo_template):
+    """The calibration tries each behaviour scale (and short-history boost) as base + value x slope from two
+    scorings: that is exact because the mixture is affine in both, and it leaves the gate as it was."""
+    from recsys.models.fusion.model import affine_scores
+
+    model = Recommender.load(demo_template / "runs" / DEMO_RUN / "model")
+    gate = model.gate
+    rows = np.arange(30)
+    for parameter in (gate.behaviour_scale, gate.short_history_boost):
+        before = float(parameter)
+        at = affine_scores(model.score, parameter)
+        for value in (0.5, 2.5, 8.0):
+            shortcut = at(rows, value)
+            assert float(parameter) == before  # untouched by the two scorings
+            parameter.fill_(value)
+            np.testing.assert_allclose(shortcut, model.score(rows), rtol=1e-4, atol=1e-4)
+            parameter.fill_(before)
+
+
 def test_gate_adam_takes_torch_adams_steps_and_shares_its_checkpoints():
     """The gate's Adam (no torch.optim import) matches torch.optim.Adam step for step, and a state saved by
     either one resumes in the other (checkpoints of earlier runs stay resumable)."""

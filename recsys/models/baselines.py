@@ -208,6 +208,8 @@ class EASE(Recommender):
     def score(self, users: Sequence[int] | np.ndarray) -> np.ndarray:
         rows = _rows(users)
         history = sp.csr_matrix(_history(self, rows))
+        if self.weights is None:  # fit() and load() set it with the history
+            raise RuntimeError("EASE is not fitted: call fit() or Recommender.load() first")
         scores = np.zeros((len(rows), self.n_items), dtype=np.float32)
         scores[:, self.columns] = sparse_times(history[:, self.columns], self.weights)
         return _sink_cold(scores, self.warm)

@@ -167,8 +167,12 @@ def _check_zip(archive: zipfile.ZipFile, report: ValidationReport, name: str, ma
     if escaping:
         report.error(
             "archive_path_escape",
-            f"{len(escaping)} entries would be written outside the bundle folder (absolute paths or '..'); "
-            "the archive was not unpacked",
+            (
+                f"{len(escaping)} entries would be written outside the bundle folder (absolute paths or '..')"
+                if len(escaping) > 1
+                else f"1 entry would be written outside the bundle folder ({escaping[0]})"
+            )
+            + "; the archive was not unpacked",
             name,
             rows=escaping,
         )
@@ -177,7 +181,9 @@ def _check_zip(archive: zipfile.ZipFile, report: ValidationReport, name: str, ma
     if links:
         report.error(
             "archive_symlink",
-            f"{len(links)} entries are symbolic links, which bundles may not contain",
+            f"{len(links)} entries are symbolic links, which bundles may not contain"
+            if len(links) > 1
+            else f"1 entry is a symbolic link ({links[0]}), which bundles may not contain",
             name,
             rows=links,
         )
@@ -892,7 +898,10 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
         report.warning(
             "missing_images",
             f"{len(missing)} pictures named in the items table are not in the bundle ({named(missing)}); those "
-            "items are treated as having no picture",
+            "items are treated as having no picture"
+            if len(missing) > 1
+            else f"1 picture named in the items table is not in the bundle ({named(missing)}); that item is "
+            "treated as having no picture",
             file,
             column,
             [p + 2 for p in missing],
@@ -901,7 +910,10 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
         report.warning(
             "unreadable_images",
             f"{len(unreadable)} pictures could not be read as images ({named(unreadable)}); those items are "
-            "treated as having no picture",
+            "treated as having no picture"
+            if len(unreadable) > 1
+            else f"1 picture could not be read as an image ({named(unreadable)}); that item is treated as having "
+            "no picture",
             file,
             column,
             [p + 2 for p in unreadable],

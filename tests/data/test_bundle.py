@@ -96,6 +96,10 @@ def test_missing_and_unreadable_images(tmp_path):
     gone, broken = ITEMS["item_id"].iloc[1], ITEMS["item_id"].iloc[2]
     assert f"item {gone} (images/gone.png)" in warnings["missing_images"].message
     assert f"item {broken} (images/broken.jpg)" in warnings["unreadable_images"].message
+    # one of each: told in the singular
+    assert warnings["missing_images"].message.startswith("1 picture named in the items table is not in the bundle")
+    assert warnings["unreadable_images"].message.startswith("1 picture could not be read as an image")
+    assert "that item is treated as having no picture" in warnings["unreadable_images"].message
     assert result.bundle.items["image_file"].tolist() == ["images/a.png", "", ""]
 
 

@@ -141,6 +141,7 @@ def home() -> None:
             # the pages follow the run's dataset; say so when that replaces the user's own active dataset
             st.session_state["home_switched_from"] = active if active and active != name else None
             set_active_dataset(name)
+            st.rerun()  # the cards above were drawn before the run existed: draw them again with it
         if st.session_state.get("home_started"):
             switched = st.session_state.get("home_switched_from")
             note = (

@@ -48,6 +48,27 @@ def test_home_on_an_empty_workspace_prepares_the_demo(app, empty_workspace):
     assert at.button(key="home_quick_start").disabled is False
 
 
+def test_home_quick_start_shows_the_run_it_started(app, empty_workspace):
+    """The quick start launches a real training run; the page is drawn again at once, so the "Latest run" card
+    names it (not "No model trained yet") beside the confirmation. The run is stopped straight after."""
+    from recsys.train.launch import list_all_runs, stop_run
+    from recsys.workspace import Workspace
+
+    at = open_page(app, None)
+    assert "No model trained yet" in texts(at)
+    at.button(key="home_quick_start").click().run()
+    try:
+        assert_clean(at)
+        shown = texts(at)
+        assert "Training started" in shown
+        assert "No model trained yet" not in shown
+        assert "fusion on demo" in shown
+        assert at.button(key="home_quick_start").disabled  # one run at a time from here
+    finally:
+        for run in list_all_runs(Workspace(empty_workspace)):
+            stop_run(run.path)
+
+
 def test_home_with_a_trained_run(app, trained_workspace):
     at = open_page(app, None)
     assert_clean(at)

@@ -605,8 +605,21 @@ def fairness_rankings(run: RunRecord, k: int = 20):
     return _fairness_rankings(workspace_root(), run.run_id, _model_stamp(run.path), dataset_stamp(dataset), k)
 
 
+METRIC_HELP = {
+    "recall": "share of each user's held-out items found in their top {k}, averaged over users (0 to 1)",
+    "ndcg": "like Recall@{k}, but a held-out item counts more the higher it is placed: 1 = every held-out item "
+    "at the very top, 0 = none in the top {k} (averaged over users)",
+    "hit": "share of users with at least one held-out item in their top {k}",
+}
+
+
 def metric_column_config() -> dict[str, Any]:
-    config = {label: st.column_config.NumberColumn(label, format="%.4f") for _, label in METRIC_COLUMNS}
+    config = {
+        label: st.column_config.NumberColumn(
+            label, format="%.4f", help=METRIC_HELP[key.split("@")[0]].format(k=key.split("@")[1])
+        )
+        for key, label in METRIC_COLUMNS
+    }
     config["Fit time"] = st.column_config.NumberColumn("Fit time", format="%.1f s")
     config["± NDCG@20"] = st.column_config.NumberColumn(
         "± NDCG@20", format="%.4f", help="standard deviation over folds"

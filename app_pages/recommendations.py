@@ -510,6 +510,10 @@ def main() -> None:
             "No item passes these filters for this user — widen the filters above.", icon=":material/filter_alt_off:"
         )
         return
+    st.caption(
+        "Each card's score is what ranks it for this user: higher comes first. Scores compare the items of one "
+        "list; they are not probabilities and do not compare across users or models."
+    )
     per_row = 5
     for start in range(0, len(ranked), per_row):
         cols = st.columns(per_row)

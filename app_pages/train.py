@@ -706,6 +706,11 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
                 )
             )
             st.dataframe(styled_metrics(table), hide_index=True, width="stretch", column_config=metric_column_config())
+            st.caption(
+                "Recall@20: the share of a user's held-out items found in their top 20. NDCG@20: the same, counting "
+                "an item more the higher it is placed (1 = all of them at the top). Both averaged over users; "
+                "higher is better."
+            )
             if metrics.get("kfold"):
                 cross_validation_tables(metrics)
             if state == "finished":

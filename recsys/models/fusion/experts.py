@@ -211,8 +211,8 @@ class ExpertScoring:
         of how well each modality fits each user's own history."""
         device = self.device
         present = fitted(self._present)
-        # dense [B, N] rows: a dense product with B or the item vectors is far faster on CPUs than torch's
-        # sparse-dense product, and a batch of rows is small
+        # dense [B, N] rows for the per-item work (masks, counts, ranks); the products with item matrices take
+        # the sparse rows on a CPU (history_times)
         history = binary_rows(history)
         hist_dense = torch.as_tensor(history.toarray() > 0, device=device)
         h = hist_dense.float()

@@ -302,9 +302,16 @@ def exposure_controls(ctx: RunContext) -> dict | None:
     }
 
 
-def explained(ctx: RunContext, user: str, item_id: str) -> dict:
-    """The engine's explanation of (user, item), computed once per session and model."""
-    cache = st.session_state.setdefault("rec_explained", {})
+def explanation_cache() -> dict:
+    """This session's explanations, keyed by (run, model version, user, item)."""
+    return st.session_state.setdefault("rec_explained", {})
+
+
+def explained(ctx: RunContext, user: str, item_id: str, cache: dict | None = None) -> dict:
+    """The engine's explanation of (user, item), computed once per session and model. ``cache``: the session's
+    :func:`explanation_cache`, taken beforehand by code that runs outside the page's script (the CSV download
+    is built in the server's thread, where the session state cannot be read)."""
+    cache = explanation_cache() if cache is None else cache
     key = (ctx.run_dir, ctx.stamp, user, item_id)
     if key not in cache:
         if len(cache) > 100:
@@ -335,12 +342,13 @@ def card(ctx: RunContext, user: str, rank: int, item_id: str, score: float) -> N
                 explanation_body(ctx, explained(ctx, user, item_id))
 
 
-def csv_export(ctx: RunContext, user: str, ranked: list[tuple[str, float]]) -> bytes:
+def csv_export(ctx: RunContext, user: str, ranked: list[tuple[str, float]], cache: dict) -> bytes:
     """The list with attributes, each modality's weight and contribution to the score, and the explanation
-    sentence (computed on download)."""
+    sentence (computed on download, in the server's thread: no Streamlit call in here; ``cache`` is the
+    session's :func:`explanation_cache`)."""
     rows = []
     for rank, (item_id, score) in enumerate(ranked, start=1):
-        explanation = explained(ctx, user, item_id)
+        explanation = explained(ctx, user, item_id, cache)
         row = {"rank": rank, "item_id": item_id, "title": ctx.title(item_id), "score": round(score, 5)}
         for column in ctx.category_columns + ([ctx.price_column] if ctx.price_column else []):
             row[column] = ctx.items_by_id[column].get(item_id, "")
@@ -521,9 +529,10 @@ def main() -> None:
         for offset, (col, (item_id, score)) in enumerate(zip(cols, ranked[start : start + per_row])):
             with col:
                 card(ctx, user, start + offset + 1, item_id, score)
+    cache = explanation_cache()  # taken now: the CSV is built outside this script, when the button is clicked
     st.download_button(
         "Download this list (CSV)",
-        lambda: csv_export(ctx, user, ranked),
+        lambda: csv_export(ctx, user, ranked, cache),
         file_name=f"recommendations-{user}.csv",
         mime="text/csv",
         icon=":material/download:",

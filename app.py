@@ -124,7 +124,8 @@ def home() -> None:
             key="home_quick_start",
             disabled=bool(active_runs),
         )
-        if active_runs:
+        if active_runs and st.session_state.get("home_started") != active_runs[0].run_id:
+            # (the run started here is confirmed below, with links)
             st.info(
                 f"A training run is in progress ({md_text(active_runs[0].run_id)}): follow it on the Train page.",
                 icon=":material/autorenew:",
@@ -160,7 +161,8 @@ def home() -> None:
             links[1].page_link("app_pages/recommendations.py", label="See recommendations", icon=":material/recommend:")
 
     st.subheader("What you can do here", anchor=False)
-    steps = st.columns(5)
+    # widths by label length: a page link does not wrap, and "Recommendations" was cut off in an equal fifth
+    steps = st.columns([1, 1, 1.45, 1.05, 1.15])
     for col, (page, label, icon, text) in zip(
         steps,
         [

@@ -64,6 +64,7 @@ def test_home_quick_start_shows_the_run_it_started(app, empty_workspace):
         assert "No model trained yet" not in shown
         assert "fusion on demo" in shown
         assert at.button(key="home_quick_start").disabled  # one run at a time from here
+        assert "A training run is in progress" not in shown  # the confirmation above already says so
     finally:
         for run in list_all_runs(Workspace(empty_workspace)):
             stop_run(run.path)

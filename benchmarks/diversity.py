@@ -33,7 +33,13 @@ DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 
 
 def ensure_run(workspace, data: str, run_id: str, epochs: int, text_encoder: str | None = None):
-    """(run folder, model, bundle, run config dict): the run is trained first when it is missing."""
+    """(run folder, model, bundle, run config dict): the run is trained first when it is missing.
+
+    The run keeps the model fitted on the P1 split (no final refit): the figures below are measured on P1's
+    test items, which a model refitted on every interaction has trained on. A run that holds such a model
+    is refused."""
+    import json
+
     from recsys.explain.commands import load_run
     from recsys.features.registry import DEFAULT_TEXT_ENCODER
     from recsys.train.run import RunConfig, train_run
@@ -52,9 +58,20 @@ def ensure_run(workspace, data: str, run_id: str, epochs: int, text_encoder: str
         train_run(
             workspace,
             RunConfig(
-                dataset=dataset, fusion_options={"epochs": epochs}, baselines=["mostpop"], text_encoder=text_encoder
+                dataset=dataset,
+                fusion_options={"epochs": epochs},
+                baselines=["mostpop"],
+                text_encoder=text_encoder,
+                final_model=False,
             ),
             run_id=run_id,
+        )
+    metrics = workspace.runs_dir / run_id / "metrics.json"
+    if metrics.is_file() and "final_model" in json.loads(metrics.read_text(encoding="utf-8")):
+        raise SystemExit(
+            f"run {run_id} holds a model refitted on every interaction, test items included: its P1 test "
+            "figures would be measured on what it trained on. Pass another --run (it is trained without a "
+            "final refit)."
         )
     return load_run(workspace, run_id)
 

@@ -176,8 +176,10 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
     if fig is not None:
         st.caption(
             f"How much each modality weighs for this user and item (left; the weights add up to 100 %), and what "
-            f"each one adds to the score (right; {explanation['score']:.2f} in total). The percentages in the "
-            "sentence above are of the right-hand side: each modality's part of the positive contributions."
+            f"each one adds to the score (right; {explanation['score']:.2f} in total): what the score loses "
+            "without it, averaged over which other modalities the item keeps (its Shapley value). The "
+            "percentages in the sentence above are of the right-hand side: each modality's part of the positive "
+            "contributions."
         )
         chart(fig, width=560, config={"displayModeBar": False})
     else:

@@ -163,3 +163,46 @@ def test_choice_model_over_sampled_alternatives_agrees_with_the_full_softmax(dem
         ok = np.isfinite(a) & np.isfinite(b)
         if ok.sum() > 10:
             assert np.corrcoef(a[ok], b[ok])[0, 1] > 0.9, column
+
+
+def test_shares_are_the_shapley_values_of_masking_modalities():
+    """The shares, checked against an independent computation: for every ordering of the modalities, the
+    score change as each joins (the item re-mixed over the modalities present so far through ``mix`` itself,
+    the popularity prior with behaviour), averaged over the orderings. A modality an item lacks gets 0."""
+    from itertools import permutations
+
+    from recsys.models.fusion.gate import ExpertGate
+
+    generator = torch.Generator().manual_seed(1)
+    z = torch.randn(3, 4, 40, generator=generator)
+    present = torch.rand(40, 4, generator=generator) > 0.3
+    popularity, popularity_z = torch.randn(40, generator=generator), torch.randn(40, generator=generator)
+    length = torch.tensor([1.0, 5.0, 30.0])
+    gate = torch.softmax(torch.randn(3, 4, generator=generator), dim=1)
+    for fusion in ("attention", "mean", "item_gate"):
+        mixer = ExpertGate(4, fusion, has_behaviour=True)
+        with torch.no_grad():
+            mixer.item_popularity_weight.copy_(torch.tensor([0.0, 0.3, -0.2, 0.5]))
+
+        def coalition_score(members: tuple[int, ...], mixer: ExpertGate = mixer) -> torch.Tensor:
+            held = torch.zeros(4, dtype=torch.bool)
+            held[list(members)] = True
+            shown = present & held
+            prior = popularity if 0 in members else torch.zeros_like(popularity)
+            return mixer.mix(z, shown, gate, prior, length, popularity_z, True)
+
+        with torch.no_grad():
+            _, _, shares = mixer.mix(z, present, gate, popularity, length, popularity_z, True, with_parts=True)
+            expected = torch.zeros_like(shares)
+            orderings = list(permutations(range(4)))
+            for ordering in orderings:
+                before = torch.zeros(3, 40)
+                for position, modality in enumerate(ordering):
+                    after = coalition_score(ordering[: position + 1])
+                    expected[:, :, modality] += (after - before) / len(orderings)
+                    before = after
+        torch.testing.assert_close(shares, expected, atol=1e-5, rtol=1e-5)
+        # null player: a content modality the item lacks gets 0 (behaviour keeps the popularity prior, which
+        # masking behaviour removes even where the item has no behaviour scores)
+        content_shares, content_present = shares[:, :, 1:], present[:, 1:]
+        assert float(content_shares[:, ~content_present].abs().max()) < 1e-6

@@ -18,8 +18,9 @@ scaled by one learned constant per expert (``s_m``: how decisive its scores are)
 
     g[u]         = softmax( (slope_c * coherence[u] + slope_b * choice[u]) * n_u / (n_u + kappa) )   [M]
     w[u, i, m]   = g[u, m] * r[i, m] * present[i, m] / sum_m' (same)                      (per item)
-    share[u,i,m] = w[u, i, m] * s_m * z[u, i, m] * n_u / (n_u + c)   (+ popularity prior, behaviour share)
-    score(u, i)  = sum_m share[u, i, m]
+    v[u, i, m]   = s_m * z[u, i, m] * n_u / (n_u + c)                    (what expert m says of the item)
+    score(u, i)  = sum_m w[u, i, m] * v[u, i, m]   (+ popularity prior p[u, i], with behaviour)
+    share[u,i,m] = the Shapley value of m in that mixture (sum_m share[u, i, m] = score(u, i))
 
 ``evidence[u, m]`` is how well modality ``m`` fits the user's *own* history: for content, the mean
 pairwise cosine of the history items (how coherent the history is in that space); for behaviour, the
@@ -44,7 +45,12 @@ validation NDCG@20 (early stopping keeps the best); then a multiplier of the beh
 and the short-history boost are chosen on validation. Training is seconds to a minute, not many minutes.
 
 Because ``g[u]`` is what the score uses, the weights the Attention page shows are the weights that
-drive the ranking, and the shares add up to the score exactly. Variants for ablation: ``mean``
+drive the ranking. An item lacking a modality is re-mixed over the ones it has, and the explanations'
+shares are the Shapley values of that game: a coalition of modalities scores the item re-mixed over its
+members (plus the prior with behaviour), so a share says what the score loses without the modality,
+averaged over which others the item keeps, and the shares add up to the score exactly. (``w * v`` would
+not do: a heavily weighted modality whose expert says less than the others' average raises the score
+when it is removed, its weight going to them.) Variants for ablation: ``mean``
 (equal weights), ``item_gate`` (weights from the item's popularity, the same for every user) and
 ``concat`` (an MLP over the experts' scores; no additive shares).
 

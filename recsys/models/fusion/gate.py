@@ -148,12 +148,16 @@ class ExpertGate(nn.Module):
                 mixed = mixed / denominator
             scores = mixed * confidence.view(-1, 1)
             return scores if prior is None else scores + prior
-        weights = self.item_weights(presence, gate, item_popularity_z, renormalise)
-        shares = weights * z * (self.expert_scales().view(1, -1, 1) * confidence)
-        if prior is not None:
-            shares = torch.cat([shares[:, :1] + prior.unsqueeze(1), shares[:, 1:]], dim=1)
+        weights = self.item_weights(presence, gate, item_popularity_z, renormalise).expand_as(z)
+        values = z * (self.expert_scales().view(1, -1, 1) * confidence)  # what each expert says, [B, M, N]
+        if renormalise:
+            shares = shapley_shares(weights, values, presence.expand_as(z) > 0, prior, self.has_behaviour)
+        else:  # nothing is re-spread when a modality is missing: the game is linear, its Shapley values w * v
+            shares = weights * values
+            if prior is not None:
+                shares = torch.cat([shares[:, :1] + prior.unsqueeze(1), shares[:, 1:]], dim=1)
         scores = shares.sum(dim=1)
-        return scores, weights.expand_as(z).transpose(1, 2), shares.transpose(1, 2)
+        return scores, weights.transpose(1, 2), shares.transpose(1, 2)
 
     def item_weights(
         self, presence: torch.Tensor, gate: torch.Tensor, item_popularity_z: torch.Tensor, renormalise: bool
@@ -185,3 +189,45 @@ class ExpertGate(nn.Module):
             factors = item * present
             return gate, factors, (gate @ (factors if renormalise else item)).clamp(min=1e-12)
         return gate, present, (gate @ present).clamp(min=1e-12) if renormalise else None
+
+
+def shapley_shares(
+    weights: torch.Tensor,
+    values: torch.Tensor,
+    present: torch.Tensor,
+    prior: torch.Tensor | None,
+    has_behaviour: bool,
+) -> torch.Tensor:
+    """Each modality's Shapley value ``[B, M, N]`` in the game the model itself plays when modalities are
+    missing: a coalition ``S`` scores ``sum_{m in S} w_m v_m / sum_{m in S} w_m`` (the item re-mixed over the
+    modalities it keeps, as :meth:`ExpertGate.mix` does for an item that lacks one), plus the popularity
+    prior when behaviour (index 0) is in ``S``; the empty coalition scores 0. The values add up to the
+    score exactly (efficiency), a modality the item lacks gets 0 (null player), and a modality gets
+    credit for what its removal would cost.
+
+    Why not ``w_m v_m``: with renormalisation, removing a modality re-spreads its weight over the others,
+    so a heavily weighted modality whose expert says less than the others' average *raises* the score
+    when it is removed; ``w_m v_m`` would still call it the largest contribution (on the demo, 77 % of the
+    items whose largest ``w_m v_m`` was text failed that masking test). ``2^M`` coalitions, ``M <= 4``."""
+    m = weights.shape[1]
+    # every coalition's score, one [B, N] slice each; coalition c holds modality j when bit j of c is set
+    coalition_scores = []
+    for coalition in range(1 << m):
+        members = torch.tensor([(coalition >> j) & 1 for j in range(m)], dtype=torch.bool, device=weights.device)
+        held = (present & members.view(1, -1, 1)).to(weights.dtype)
+        total = (weights * held).sum(dim=1)
+        mixed = (weights * values * held).sum(dim=1) / total.clamp(min=1e-12)
+        mixed = torch.where(total > 0, mixed, torch.zeros_like(mixed))
+        if prior is not None and has_behaviour and coalition & 1:
+            mixed = mixed + prior
+        coalition_scores.append(mixed)
+    shares = torch.zeros_like(values)
+    for j in range(m):
+        for coalition in range(1 << m):
+            if coalition >> j & 1:
+                continue
+            size = bin(coalition).count("1")
+            # |S|! (M - |S| - 1)! / M!: the share of orderings in which j joins right after S
+            coefficient = math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
+            shares[:, j] += coefficient * (coalition_scores[coalition | 1 << j] - coalition_scores[coalition])
+    return shares

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -38,25 +39,25 @@ def stop_requested_any(callbacks: Sequence[Any]) -> bool:
 MIN_VALIDATION_USERS = 1000
 
 
-def affine_scores(scorer: Any, parameter: torch.Tensor) -> Any:
+def affine_scores(scorer: Any, parameter: torch.Tensor, key: Any = None) -> Any:
     """``at(rows, value)``: ``scorer(rows)`` with the scalar ``parameter`` set to ``value``, for a parameter the
     scores are affine in (the behaviour scale, the short-history boost). Each batch of rows is scored twice,
     at 0 and at 1, and kept; every value tried after that costs an add, not a re-mix of the experts. The
-    parameter is left as it was."""
-    memo: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+    parameter is left as it was. ``key(rows)``: what identifies a batch (default: the row indices)."""
+    memo: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
 
-    def at(rows: np.ndarray, value: float) -> np.ndarray:
-        key = np.asarray(rows, dtype=np.int64).tobytes()
-        if key not in memo:
+    def at(rows: Any, value: float) -> np.ndarray:
+        key_of = key(rows) if key is not None else np.asarray(rows, dtype=np.int64).tobytes()
+        if key_of not in memo:
             saved = parameter.clone()
             try:
                 parameter.fill_(0.0)
                 base = np.asarray(scorer(rows), dtype=np.float32)
                 parameter.fill_(1.0)
-                memo[key] = (base, np.asarray(scorer(rows), dtype=np.float32) - base)
+                memo[key_of] = (base, np.asarray(scorer(rows), dtype=np.float32) - base)
             finally:
                 parameter.copy_(saved)
-        base, slope = memo[key]
+        base, slope = memo[key_of]
         return base + np.float32(value) * slope
 
     return at
@@ -482,11 +483,18 @@ class FusionRecommender(ExpertScoring, Recommender):
         gate = fitted(self.gate)
         table, per_user = {}, {}
         self._expert_memo = {}  # the boost only changes the mix: each history's experts are computed once
+        # and the scores are affine in the boost: two mixes per batch of histories, an add per boost
+        at = affine_scores(
+            self.score_histories,
+            gate.short_history_boost,
+            key=lambda histories: tuple(np.asarray(h, dtype=np.int64).tobytes() for h in histories),
+        )
         try:
             for boost in self.config["short_history_boosts"]:
                 gate.short_history_boost.fill_(float(boost))
+                scorer = SimpleNamespace(score_histories=lambda histories, value=float(boost): at(histories, value))
                 rows = evaluate_short_histories(
-                    self, train, valid, lengths=(1, 2, 3), max_users=200, seed=1, ks=(), per_user_ndcg=20
+                    scorer, train, valid, lengths=(1, 2, 3), max_users=200, seed=1, ks=(), per_user_ndcg=20
                 )
                 # the mean over the three lengths' users (each length's mean NDCG@20, averaged)
                 table[float(boost)] = float(np.mean([np.nanmean(r["per_user_ndcg"]) for r in rows]))

@@ -74,6 +74,28 @@ def test_principal_rows_are_exact_when_the_modality_has_low_rank():
     assert np.allclose(reduced @ reduced.T, exact @ exact.T, atol=1e-3)
 
 
+def test_dense_and_sparse_paths_find_the_same_principal_directions():
+    """A dense modality of moderate width takes the exact covariance path, a sparse one the randomized
+    sketch; on the same rows (a decaying spectrum, some items absent) both give the leading subspace of
+    the centred, unit-length rows, and the same coordinates up to each direction's sign."""
+    rng = np.random.default_rng(3)
+    dense = (rng.standard_normal((400, 60)) * np.geomspace(10.0, 0.01, 60)) @ np.linalg.qr(
+        rng.standard_normal((60, 60))
+    )[0]
+    present = np.ones(400, bool)
+    present[::9] = False
+    dense = np.where(present[:, None], dense, 0.0).astype(np.float32)
+    exact, exact_basis, _ = principal_rows(dense, present, 12, seed=0)
+    sketched, sketched_basis, _ = principal_rows(sp.csr_matrix(dense), present, 12, seed=0)
+    centred = centred_unit_rows(dense, present)[present]
+    truth = np.linalg.svd(centred, full_matrices=False)[2][:12].T  # [60, 12]
+    for basis in (exact_basis, sketched_basis):
+        assert np.allclose(basis @ basis.T, truth @ truth.T, atol=1e-3)  # the same subspace
+    signs = np.sign((exact * sketched).sum(axis=0))
+    assert np.allclose(exact, sketched * signs, atol=1e-3)
+    assert np.allclose(exact[~present], 0.0)
+
+
 def test_principal_rows_keep_the_themes_of_a_wide_sparse_modality():
     """Tag-like rows (a few of thousands of tags, each tag owned by one of 12 themes): reduced to 64
     coordinates, every item's nearest other item is still one of its own theme."""

@@ -146,13 +146,17 @@ def content_unit_rows(
     return (coordinates / np.maximum(norms, 1e-12)).astype(np.float32), mean, basis
 
 
+# up to this width a dense modality's principal directions are computed exactly (covariance eigenvectors)
+EXACT_PCA_MAX_WIDTH = 2048
+
+
 def principal_rows(
     matrix: np.ndarray | sp.spmatrix, present: np.ndarray, rank: int, seed: int, power_iterations: int = 2
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(coordinates [N, rank], basis [D, rank], mean [D])``: the present rows centred on their ``mean`` and
-    scaled to unit length, on their ``rank`` leading principal directions ``basis`` (absent rows 0). A
-    randomized SVD (Halko et al.) that never densifies a sparse matrix: the centring and scaling are
-    applied implicitly."""
+    scaled to unit length, on their ``rank`` leading principal directions ``basis`` (absent rows 0). Dense
+    and at most ``EXACT_PCA_MAX_WIDTH`` wide: the exact directions; otherwise a randomized SVD (Halko et
+    al.) that never densifies a sparse matrix: the centring and scaling are applied implicitly."""
     rows = np.flatnonzero(present)
     sparse = sp.issparse(matrix)
     x: Any = sp.csr_matrix(matrix, dtype=np.float32)[rows] if sparse else np.asarray(matrix, np.float32)[rows]
@@ -172,6 +176,16 @@ def principal_rows(
         weighted = np.ascontiguousarray(scale[:, None] * block, dtype=np.float32)
         return np.asarray(x_t @ weighted) - np.outer(mean, weighted.sum(axis=0))
 
+    if not sparse and x.shape[1] <= EXACT_PCA_MAX_WIDTH:
+        # a dense modality of moderate width (a CNN's 1,280 dimensions): the exact directions, from the
+        # eigenvectors of the D x D covariance, cost less than the sketch's products and QRs (~0.6 s
+        # against ~1.6 s for 3,000 pictures on two cores)
+        centred = scale[:, None] * (x - mean[None, :])
+        values, vectors = torch.linalg.eigh(torch.from_numpy(np.ascontiguousarray(centred.T @ centred)))
+        basis = np.ascontiguousarray(vectors.numpy()[:, ::-1][:, :rank], dtype=np.float32)  # largest first
+        out = np.zeros((len(present), rank), np.float32)
+        out[rows] = centred @ basis
+        return out, basis, mean
     oversampled = min(rank + 16, min(x.shape))
     sketch = times(np.random.default_rng(seed).standard_normal((x.shape[1], oversampled)).astype(np.float32))
     for _ in range(power_iterations):

@@ -2,9 +2,10 @@
 
 ``explain(model, user, item, items_frame=..., schema_roles=...)`` gathers:
 
-* **modalities**: each modality's attention weight and additive share of the score, straight from
-  ``model.explain_scores`` (the shares add up to the score); a modality the item lacks is marked
-  ``present=False`` (weight and share 0). Models without attention (the baselines, the ``concat``
+* **modalities**: each modality's attention weight and share of the score (its Shapley value), straight
+  from ``model.explain_scores`` (the shares add up to the score); a modality the item lacks is marked
+  ``present=False`` (weight 0, share 0; behaviour's share keeps the popularity prior of an item nobody
+  chose). Models without attention (the baselines, the ``concat``
   fusion) say so in ``notes`` and have no modality rows; the rest of the evidence is still there.
 * **history**: the 1-3 items of the user's training history that raise the score most, by
   leave-one-out through the model's own new-user path (``history_contributions``): the score with
@@ -631,7 +632,9 @@ def explain(
                         "missing": not bool(present[m]),
                         "attention": float(attention[m]) if present[m] else 0.0,
                         "attention_pct": int(round(100 * attention[m])) if present[m] else 0,
-                        "share": float(shares[m]) if present[m] else 0.0,
+                        # an item without behaviour scores (nobody chose it) has no behaviour weight, but the
+                        # popularity prior is behaviour evidence and in its share; content the item lacks shares 0
+                        "share": float(shares[m]),
                         "share_pct": int(round(100 * positive[m] / total_positive)) if total_positive > 0 else 0,
                     }
                 )
@@ -640,7 +643,11 @@ def explain(
                 notes.append(f"the modality shares miss the score by {gap:.2e}")
             missing = [m["modality"] for m in modalities if m["missing"]]
             if missing:
-                notes.append("missing modalities (no weight, no share): " + ", ".join(missing))
+                notes.append("missing modalities (no weight): " + ", ".join(missing))
+            if any(m["missing"] and m["modality"] == "behaviour" and m["share"] != 0.0 for m in modalities):
+                notes.append(
+                    "behaviour has no co-occurrence score for this item: its share is the popularity prior alone"
+                )
         else:
             notes.append("this fusion variant (concat) has no per-modality weights")
     else:

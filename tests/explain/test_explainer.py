@@ -248,3 +248,40 @@ def test_explanations_for_helper(demo_run):
     rows = explanations_for(model, demo_run.bundle, user, items)
     assert [r["item_id"] for r in rows] == items and all(r["sentence"] for r in rows)
     json.dumps(rows)
+
+
+def test_shares_add_up_for_items_lacking_a_modality(demo_run, demo_context):
+    """An item without a picture, or one nobody chose (no behaviour scores, but the popularity prior in
+    behaviour's share): the shown shares still add up to the score, and a content modality it lacks shows 0."""
+    model = demo_run.model
+    presence = model.item_presence()
+    lacking = np.flatnonzero(~presence.all(axis=1))
+    assert len(lacking) > 0  # the demo catalog has items without pictures
+    user = str(model.user_ids[0])
+    for index in lacking[:10]:
+        explanation = explain(model, user, str(model.item_ids[index]), context=demo_context)
+        assert abs(sum(m["share"] for m in explanation.modalities) - explanation.score) < 1e-4
+        for m in explanation.modalities:
+            if m["missing"] and m["modality"] != "behaviour":
+                assert m["share"] == 0.0 and m["attention"] == 0.0
+
+
+def test_an_item_nobody_chose_keeps_the_popularity_prior_in_behaviours_share(demo_run, cold_split):
+    """The cold-start split holds 10 % of the items out of training: they have no behaviour scores (no
+    weight), but the popularity prior, behaviour evidence, is part of the score; it shows as behaviour's
+    share, so the shares still add up to the score, and a note says what that share is."""
+    from recsys.explain.explainer import ExplainContext
+
+    model = cold_split.models["fusion"]
+    bundle = demo_run.bundle
+    context = ExplainContext(model, bundle.items, bundle.schema.items)
+    unchosen = np.flatnonzero(~model.item_presence()[:, model.modalities.index("behaviour")])
+    assert len(unchosen) > 0
+    user = str(model.user_ids[0])
+    for index in unchosen[:5]:
+        explanation = explain(model, user, str(model.item_ids[index]), context=context)
+        assert abs(sum(m["share"] for m in explanation.modalities) - explanation.score) < 1e-4
+        behaviour = next(m for m in explanation.modalities if m["modality"] == "behaviour")
+        assert behaviour["missing"] and behaviour["attention"] == 0.0
+        assert behaviour["share"] != 0.0
+        assert any("popularity prior alone" in note for note in explanation.notes)

@@ -202,8 +202,8 @@ def shapley_shares(
     missing: a coalition ``S`` scores ``sum_{m in S} w_m v_m / sum_{m in S} w_m`` (the item re-mixed over the
     modalities it keeps, as :meth:`ExpertGate.mix` does for an item that lacks one), plus the popularity
     prior when behaviour (index 0) is in ``S``; the empty coalition scores 0. The values add up to the
-    score exactly (efficiency), a modality the item lacks gets 0 (null player), and a modality gets
-    credit for what its removal would cost.
+    score exactly (efficiency), a content modality the item lacks gets 0 (null player; behaviour keeps the
+    prior), and a modality gets credit for what its removal would cost.
 
     Why not ``w_m v_m``: with renormalisation, removing a modality re-spreads its weight over the others,
     so a heavily weighted modality whose expert says less than the others' average *raises* the score

@@ -160,7 +160,6 @@ def principal_rows(
     rows = np.flatnonzero(present)
     sparse = sp.issparse(matrix)
     x: Any = sp.csr_matrix(matrix, dtype=np.float32)[rows] if sparse else np.asarray(matrix, np.float32)[rows]
-    x_t: Any = x.T.tocsr() if sparse else np.ascontiguousarray(x.T)
     mean = np.asarray(x.mean(axis=0), np.float32).ravel()
     squared = np.asarray(x.multiply(x).sum(axis=1) if sparse else (x * x).sum(axis=1)).ravel()
     # ||x - mean||^2 = ||x||^2 - 2 x.mean + ||mean||^2
@@ -186,6 +185,7 @@ def principal_rows(
         out = np.zeros((len(present), rank), np.float32)
         out[rows] = centred @ basis
         return out, basis, mean
+    x_t: Any = x.T.tocsr() if sparse else np.ascontiguousarray(x.T)  # only the sketch multiplies by x^T
     oversampled = min(rank + 16, min(x.shape))
     sketch = times(np.random.default_rng(seed).standard_normal((x.shape[1], oversampled)).astype(np.float32))
     for _ in range(power_iterations):

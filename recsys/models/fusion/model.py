@@ -491,7 +491,7 @@ class FusionRecommender(ExpertScoring, Recommender):
         )
         try:
             for boost in self.config["short_history_boosts"]:
-                gate.short_history_boost.fill_(float(boost))
+                # at() sets the boost while it scores: the gate is left as it was
                 scorer = SimpleNamespace(score_histories=lambda histories, value=float(boost): at(histories, value))
                 rows = evaluate_short_histories(
                     scorer, train, valid, lengths=(1, 2, 3), max_users=200, seed=1, ks=(), per_user_ndcg=20

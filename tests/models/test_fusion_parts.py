@@ -1,15 +1,16 @@
-"""The fusion model's numerical parts: the rank placement of the loss and evidence, and the principal
+"""The fusion model's numerical parts: the rank placement of the loss and evidence, the cloze loss, and the principal
 reduction of wide content modalities."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 import torch
 
 from recsys.evaluate import one_standard_error_choice
 from recsys.models.fusion.content import centred_unit_rows, content_unit_rows, principal_rows
-from recsys.models.fusion.losses import rank_discount, ranks
+from recsys.models.fusion.losses import hidden_ranks, softmax_cloze_loss
 from recsys.topk import places_in_rows
 
 
@@ -40,6 +41,14 @@ def test_one_standard_error_rule_keeps_the_smaller_change_unless_the_gain_is_bey
     assert one_standard_error_choice(exact, {k: float(v.mean()) for k, v in exact.items()}, closeness) == 2.5
 
 
+def ranks(scores: torch.Tensor) -> torch.Tensor:
+    """0-based rank of every entry within its row (highest = 0), ties by position: the permutation itself."""
+    order = torch.argsort(scores, dim=1, descending=True, stable=True)
+    out = torch.empty_like(order)
+    out.scatter_(1, order, torch.arange(scores.shape[1]).expand_as(order))
+    return out.float()
+
+
 def test_places_in_rows_give_the_ranks_of_the_chosen_entries():
     generator = torch.Generator().manual_seed(0)
     scores = torch.randn(16, 500, generator=generator)
@@ -57,8 +66,35 @@ def test_places_in_rows_ties_share_the_best_rank():
     chosen = torch.tensor([[1, 1, 1, 1, 0]])
     from_top = scores.shape[1] - places_in_rows(scores, chosen, "right")
     assert from_top.tolist() == [[0.0, 4.0, 0.0, 3.0, 5.0]]  # the unchosen entry is not placed
-    weights = rank_discount(scores, chosen.float())
-    assert weights[0, 0] == weights[0, 2] == 1.0 and weights[0, 4] == 0.0
+    rows, columns = torch.nonzero(chosen, as_tuple=True)
+    assert hidden_ranks(scores, rows, scores[rows, columns]).tolist() == [0.0, 4.0, 0.0, 3.0]
+
+
+@pytest.mark.parametrize("rank_weighted", [True, False])
+def test_the_cloze_loss_on_hidden_entries_equals_the_dense_softmax_form(rank_weighted):
+    """The loss reads only the hidden entries; it must equal, with its gradient, the plain dense form:
+    log-softmax over the catalogue less the visible items, each hidden item weighted by the DCG discount
+    of its rank (ties sharing the best), a mean over users (one without hidden items counts 0)."""
+    generator = torch.Generator().manual_seed(3)
+    scores = (3 * torch.randn(12, 400, generator=generator, dtype=torch.float64)).round(decimals=1)  # ties
+    visible = torch.rand(12, 400, generator=generator) < 0.05
+    hidden = ((torch.rand(12, 400, generator=generator) < 0.04) & ~visible).double()
+    hidden[4] = 0.0
+    sparse_form = scores.clone().requires_grad_()
+    dense_form = scores.clone().requires_grad_()
+    loss = softmax_cloze_loss(sparse_form, hidden, visible, rank_weighted)
+    masked = dense_form.masked_fill(visible, float("-inf"))
+    log_probs = torch.log_softmax(masked, dim=1)
+    weight = hidden
+    if rank_weighted:
+        higher = (masked.unsqueeze(1) > masked.unsqueeze(2)).sum(2)  # entries strictly above each entry
+        weight = hidden / torch.log2(higher.double() + 2.0)
+    per_user = -(log_probs.masked_fill(hidden == 0, 0.0) * weight).sum(1) / weight.sum(1).clamp(min=1e-9)
+    expected = per_user.mean()
+    loss.backward()
+    expected.backward()
+    assert torch.allclose(loss, expected, atol=1e-12)
+    assert torch.allclose(sparse_form.grad, dense_form.grad, atol=1e-12)
 
 
 def test_principal_rows_are_exact_when_the_modality_has_low_rank():
@@ -148,7 +184,7 @@ def test_the_factored_mix_equals_the_sum_of_the_shares():
             )
             torch.testing.assert_close(fast, scores, atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(shares.sum(-1), scores, atol=1e-5, rtol=1e-5)
-            assert float(weights[:, ~present].abs().max()) == 0.0  # no weight on a modality an item lacks
+            assert float(weights[:, ~present].detach().abs().max()) == 0.0  # no weight on a modality an item lacks
 
 
 def test_choice_model_over_sampled_alternatives_agrees_with_the_full_softmax(demo_template, monkeypatch):

@@ -70,7 +70,6 @@ from .content import (
 )
 from .experts import Experts, ExpertScoring, choice_coefficients
 from .gate import ExpertGate
-from .losses import ranks
 from .model import DEFAULTS, FusionRecommender, stop_requested_any
 
 # the names these had when fusion was one module (tests and benchmarks import some of them)
@@ -79,7 +78,6 @@ _centre = centre
 _centred_unit_rows = centred_unit_rows
 _choice_coefficients = choice_coefficients
 _cosine_neighbours = cosine_neighbours
-_ranks = ranks
 
 __all__ = [
     "DEFAULTS",
@@ -93,6 +91,5 @@ __all__ = [
     "centred_unit_rows",
     "choice_coefficients",
     "cosine_neighbours",
-    "ranks",
     "stop_requested_any",
 ]

@@ -3,7 +3,7 @@
 :func:`hide_items` draws the cloze sample: part of each sampled user's history hidden. Each step scores a
 mini-batch of those users (:func:`cloze_batch`) from the visible part; the hidden items are then
 predicted either by a softmax over the catalogue (:func:`softmax_cloze_loss`, each hidden item
-optionally weighted by the DCG discount of its current rank, :func:`rank_discount`) or by BPR against
+optionally weighted by the DCG discount of its current rank, :func:`hidden_ranks`) or by BPR against
 one random item each (:func:`bpr_cloze_loss`).
 """
 
@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 
-from ...topk import places_in_rows
+from ...topk import sorted_rows
 
 
 def cloze_batch(size: int, batch: int, rng: np.random.Generator, device: torch.device) -> torch.Tensor:
@@ -25,35 +25,45 @@ def cloze_batch(size: int, batch: int, rng: np.random.Generator, device: torch.d
     )
 
 
-def ranks(scores: torch.Tensor) -> torch.Tensor:
-    """0-based rank of every entry within its row (highest score = 0); ties broken by position."""
-    order = torch.argsort(scores, dim=1, descending=True)
-    out = torch.empty_like(order)
-    out.scatter_(1, order, torch.arange(scores.shape[1], device=scores.device).expand_as(order))
-    return out.float()
-
-
-def rank_discount(masked: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-    """``hidden`` weighted by the DCG discount of each item's current rank in ``masked``.
-
-    What the metric rewards is the top of the list: a content signal that lifts an item from rank 900
-    to 600 should not outweigh one that pushes a good item out of the top 20."""
-    with torch.no_grad():
-        # 0-based rank of each hidden item (ties share the best), without building the rank permutation
-        rank = masked.shape[1] - places_in_rows(masked, hidden, "right")
-    return hidden / torch.log2(rank + 2.0)
-
-
 def softmax_cloze_loss(
     scores: torch.Tensor, hidden: torch.Tensor, visible: torch.Tensor, rank_weighted: bool
 ) -> torch.Tensor:
     """Mean over users of the (weighted) negative log-likelihood of the hidden items under a softmax over
-    the catalogue less the visible items."""
+    the catalogue less the visible items (users without hidden items count 0).
+
+    Computed on the hidden entries only (a few dozen per user of a catalogue of thousands): a
+    log-sum-exp per row and the hidden items' scores, never the ``[B, N]`` log-probabilities and weights
+    (the same loss and gradient as the dense form in half the time of a training step's loss)."""
     masked = scores.masked_fill(visible, float("-inf"))
-    log_probs = torch.log_softmax(masked, dim=1)
-    weight = rank_discount(masked, hidden) if rank_weighted else hidden
-    per_user = -(log_probs.masked_fill(hidden == 0, 0.0) * weight).sum(1) / weight.sum(1).clamp(min=1e-9)
-    return per_user.mean()
+    rows, columns = torch.nonzero(hidden, as_tuple=True)
+    picked = masked[rows, columns]
+    log_probs = picked - torch.logsumexp(masked, dim=1)[rows]
+    weight = hidden[rows, columns]
+    if rank_weighted:
+        # what the metric rewards is the top of the list: a content signal that lifts an item from rank 900
+        # to 600 should not outweigh one that pushes a good item out of the top 20 (the DCG discount)
+        weight = weight / torch.log2(hidden_ranks(masked, rows, picked) + 2.0)
+    users = scores.shape[0]
+    total = torch.zeros(users, dtype=scores.dtype, device=scores.device).index_add_(0, rows, -log_probs * weight)
+    mass = torch.zeros(users, dtype=scores.dtype, device=scores.device).index_add_(0, rows, weight)
+    return (total / mass.clamp(min=1e-9)).mean()
+
+
+@torch.no_grad()
+def hidden_ranks(masked: torch.Tensor, rows: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
+    """0-based rank from the top of each hidden entry (row ``rows[j]``, score ``picked[j]``, ``rows`` sorted)
+    within its row of ``masked``, ties sharing the best: the entries strictly above it, counted by a binary
+    search in the sorted row (one vectorised search for every row, the hidden scores padded to a rectangle)."""
+    users, n_items = masked.shape
+    if rows.numel() == 0:
+        return torch.zeros(0, device=masked.device)
+    ordered = sorted_rows(masked.detach()).to(masked.device)  # ascending
+    counts = torch.bincount(rows, minlength=users)
+    slot = torch.arange(rows.numel(), device=rows.device) - (torch.cumsum(counts, 0) - counts)[rows]
+    queries = torch.full((users, int(counts.max())), float("inf"), dtype=masked.dtype, device=masked.device)
+    queries[rows, slot] = picked.detach()
+    at_most = torch.searchsorted(ordered, queries, right=True)  # entries scoring at most the hidden item's
+    return (n_items - at_most[rows, slot]).to(masked.dtype)
 
 
 def bpr_cloze_loss(scores: torch.Tensor, hidden: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:

@@ -538,8 +538,14 @@ class FusionRecommender(ExpertScoring, Recommender):
             at = position[rows]
             if (at < 0).any():
                 return self.score(rows)
-            index = torch.as_tensor(at, device=self.device)
-            part = Experts(cached.z[index], cached.evidence[index], cached.length[index])
+            if len(at) and np.array_equal(at, np.arange(at[0], at[0] + len(at))):
+                # consecutive cached users (the usual case: an evaluation batch holds them all): a view, not a
+                # copy of [users, M, N] floats per round
+                window = slice(int(at[0]), int(at[0]) + len(at))
+                part = Experts(cached.z[window], cached.evidence[window], cached.length[window])
+            else:
+                index = torch.as_tensor(at, device=self.device)
+                part = Experts(cached.z[index], cached.evidence[index], cached.length[index])
             return self._mix(part).cpu().numpy()
 
         return score

@@ -713,6 +713,8 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
             )
             if metrics.get("kfold"):
                 cross_validation_tables(metrics)
+            elif metrics.get("paired"):
+                user_paired_tables(metrics)
             if state == "finished":
                 st.page_link(
                     "app_pages/recommendations.py", label="See what it recommends", icon=":material/arrow_forward:"
@@ -735,6 +737,28 @@ def _evaluated_users_text(metrics: dict[str, Any]) -> str:
         # a mean NDCG over a few hundred users moves by several percent from one split to another
         text += " (few: differences of a few percent between models are within the noise)"
     return text + "."
+
+
+def user_paired_tables(metrics: dict[str, Any]) -> None:
+    """The model minus each baseline on the same test users, with bootstrap intervals and a plain verdict."""
+    from recsys.train.report import user_paired_table
+
+    table = user_paired_table(metrics)
+    if not len(table):
+        return
+    st.markdown("##### Is the difference real?")
+    st.caption(
+        "The model and each baseline ranked the same test users. The difference of their means, with its 95 % "
+        "interval from 1,000 bootstrap resamples of those users: a difference is clear when the interval "
+        "excludes 0. Otherwise another split could order the models the other way; the cross-validation "
+        "protocol (k-fold), which tests on every interaction, separates them better."
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={"Difference": st.column_config.NumberColumn(format="%+.4f")},
+    )
 
 
 def cross_validation_tables(metrics: dict[str, Any]) -> None:

@@ -3,7 +3,15 @@
 Plain functions over frames and arrays; see docs/ARCHITECTURE.md, "Evaluation protocols and metrics".
 """
 
-from .evaluator import build_index, evaluate_ranking, interactions_to_csr, per_user_metric, summarise_folds
+from .evaluator import (
+    build_index,
+    evaluate_ranking,
+    evaluate_ranking_by_user,
+    interactions_to_csr,
+    paired_bootstrap,
+    per_user_metric,
+    summarise_folds,
+)
 from .metrics import (
     catalogue_coverage,
     hit_matrix,
@@ -32,6 +40,8 @@ from .split import (
 )
 
 __all__ = [
+    "evaluate_ranking_by_user",
+    "paired_bootstrap",
     "one_standard_error_choice",
     "leave_last_out",
     "users_in_history_order",

@@ -16,6 +16,7 @@ from ..cli import CommandError, TqdmProgress, _say, _workspace, command
 from ..models.config import FusionConfig, field_default, field_types
 from .lock import RunRefused
 from .records import FLAT_FUSION_OPTIONS, read_run_config
+from .report import user_paired_verdict
 from .run import SHARED_FUSION_OPTIONS, RunConfig, list_runs, read_progress, read_status, train_run
 
 
@@ -245,6 +246,10 @@ def _compact(metrics: dict[str, Any]) -> dict[str, Any]:
     out["baselines"] = metrics.get("baselines", {})
     out["cold_start"] = metrics.get("cold_start", {})
     out["split"] = metrics.get("split", {})
+    if metrics.get(
+        "paired"
+    ):  # one split's test users, model minus each baseline (see recsys.evaluate.paired_bootstrap)
+        out["paired"] = metrics["paired"]
     if "kfold" in metrics:
         out["kfold"] = metrics["kfold"]
         out["model"].pop("folds", None)
@@ -286,6 +291,15 @@ def _print_metrics(args: argparse.Namespace, metrics: dict[str, Any]) -> None:
                 args,
                 f"ndcg@20 minus {name}: {d['mean_difference']:+.4f} (95 % interval {d['interval_95'][0]:+.4f} "
                 f"to {d['interval_95'][1]:+.4f}; better on {d['folds_better']} of {d['folds']} folds): {verdict}",
+            )
+    if not kfold:
+        for name, paired in (metrics.get("paired") or {}).items():
+            d = paired["ndcg@20"]
+            _say(
+                args,
+                f"ndcg@20 minus {name}: {d['mean_difference']:+.4f} (x{d['ratio']:.3f}; 95 % interval "
+                f"{d['interval_95'][0]:+.4f} to {d['interval_95'][1]:+.4f} over {d['resamples']:,} bootstrap "
+                f"resamples of the {d['users']:,} test users): {user_paired_verdict(d)}",
             )
     for name, result in metrics.get("cold_start", {}).items():
         _say(

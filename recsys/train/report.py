@@ -1,5 +1,6 @@
-"""A run's metrics as tables (for the app, the CLI and notebooks): the model against its baselines, and for
-cross-validated runs the per-fold table and the paired differences to each baseline."""
+"""A run's metrics as tables (for the app, the CLI and notebooks): the model against its baselines, the paired
+differences to each baseline (user by user on one split's test users, or fold by fold for cross-validated
+runs), and for cross-validated runs the per-fold table."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["METRIC_COLUMNS", "metrics_table", "fold_table", "paired_table"]
+__all__ = ["METRIC_COLUMNS", "metrics_table", "fold_table", "paired_table", "user_paired_table", "user_paired_verdict"]
 
 METRIC_COLUMNS = [
     ("recall@10", "Recall@10"),
@@ -91,6 +92,36 @@ def paired_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
                     "Folds better": f"{d['folds_better']} of {d['folds']}",
                     "Larger than the fold spread": "yes" if d["larger_than_fold_spread"] else "no",
                     "Verdict": verdict,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def user_paired_verdict(d: dict[str, Any]) -> str:
+    """A plain reading of one user-paired comparison (:func:`recsys.evaluate.paired_bootstrap`)."""
+    if d["clear_at_95"]:
+        return "clearly better" if d["mean_difference"] > 0 else "clearly worse"
+    return "within the test users' noise"
+
+
+def user_paired_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
+    """The model minus each baseline on the same test users of one split (P1, temporal, sparse): the mean
+    difference and ratio, their 95 % bootstrap intervals over users, and a plain verdict (empty otherwise)."""
+    if not metrics or "kfold" in metrics or not metrics.get("paired"):
+        return pd.DataFrame()
+    rows = []
+    for name, by_metric in metrics["paired"].items():
+        for metric, d in by_metric.items():
+            rows.append(
+                {
+                    "Against": name,
+                    "Metric": metric,
+                    "Difference": d["mean_difference"],
+                    "95 % interval": f"{d['interval_95'][0]:+.4f} to {d['interval_95'][1]:+.4f}",
+                    "Ratio": f"x{d['ratio']:.3f} ({d['ratio_interval_95'][0]:.3f} to {d['ratio_interval_95'][1]:.3f})",
+                    "Resamples ahead": f"{100 * d['share_of_resamples_ahead']:.0f} %",
+                    "Users": d["users"],
+                    "Verdict": user_paired_verdict(d),
                 }
             )
     return pd.DataFrame(rows)

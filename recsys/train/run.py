@@ -450,7 +450,7 @@ def _execute(
     progress: Callable[[str, int, int], None] | None,
     reuse_model: bool = False,
 ) -> dict[str, Any]:
-    from ..evaluate import evaluate_ranking
+    from ..evaluate import evaluate_ranking, paired_bootstrap
     from ..models import get_model
     from .checkpoint import load_checkpoint, remove_checkpoint
     from .data import preflight, prepare_data, resolve_protocol
@@ -509,7 +509,9 @@ def _execute(
     if saved is not None:  # the fit had ended: what the killed run had evaluated is kept, the rest is done
         model, stage, fit, previous = saved
         metrics |= {
-            key: previous[key] for key in ("model", "final_model", "baselines", "cold_start") if key in previous
+            key: previous[key]
+            for key in ("model", "final_model", "baselines", "cold_start", "paired")
+            if key in previous
         }
         remove_checkpoint(run_dir / "checkpoint")
     else:
@@ -530,8 +532,11 @@ def _execute(
             raise stopping.StopRequested("training")
         remove_checkpoint(run_dir / "checkpoint")
     metrics["fit"] = fit
+    # the model's per-user test values, for the paired comparison with each baseline (only when the model is
+    # evaluated in this process: a resumed run that had evaluated it has no pairs for the baselines left)
+    model_per_user: dict[str, np.ndarray] | None = None
     if "model" not in metrics:
-        metrics["model"] = _evaluate(model, prepared, evaluate_ranking, evaluation_sample(prepared, config))
+        metrics["model"], model_per_user = _evaluate_by_user(model, prepared, evaluation_sample(prepared, config))
         metrics["model"]["name"] = config.model
         if getattr(model, "history", None):
             metrics["model"]["history"] = model.history
@@ -552,9 +557,14 @@ def _execute(
         log.write("stage", stage="baseline", model=name)
         baseline = get_model(name, **config.model_options(name))
         baseline.fit(prepared.data)
-        metrics["baselines"][name] = _evaluate(
-            baseline, prepared, evaluate_ranking, evaluation_sample(prepared, config)
+        metrics["baselines"][name], baseline_per_user = _evaluate_by_user(
+            baseline, prepared, evaluation_sample(prepared, config)
         )
+        if model_per_user is not None:
+            metrics.setdefault("paired", {})[name] = {
+                metric: paired_bootstrap(model_per_user[metric], baseline_per_user[metric], seed=config.seed)
+                for metric in PAIRED_METRICS
+            }
         log.write("result", model=name, test=metrics["baselines"][name]["test"])
         atomic_write_json(run_dir / "metrics.json", metrics)
 
@@ -628,7 +638,6 @@ def _cross_validate(
     """K-fold cross-validation: the model and each baseline fitted and tested on every fold; mean and std
     of every metric, the per-fold table, and the paired difference to each baseline. The product model is
     then refitted on every interaction with what the last fold's validation chose."""
-    from ..evaluate import evaluate_ranking
     from ..models import get_model
     from .checkpoint import remove_checkpoint
     from .data import PreparedData, prepare_data
@@ -666,7 +675,7 @@ def _cross_validate(
                     fitted.fit(prepared_fold.data)
                 if callbacks.stop_requested:  # a fold cut short is not reported beside complete ones
                     break
-                results[name].append(_evaluate(fitted, prepared_fold, evaluate_ranking))
+                results[name].append(_evaluate(fitted, prepared_fold))
             except stopping.StopRequested:  # the folds already complete are still reported
                 break
             log.write("result", model=name, fold=fold + 1, test=results[name][-1]["test"])
@@ -825,15 +834,28 @@ def evaluation_sample(prepared: Any, config: RunConfig) -> np.ndarray | None:
     return np.sort(np.random.default_rng(config.seed).choice(users, size=limit, replace=False))
 
 
-def _evaluate(model: Any, prepared: Any, evaluate_ranking: Callable, users: np.ndarray | None = None) -> dict[str, Any]:
+# the test metrics a P1 run compares user by user between the model and each baseline (as k-fold's pairs)
+PAIRED_METRICS = ("ndcg@20", "recall@20")
+
+
+def _evaluate(model: Any, prepared: Any, users: np.ndarray | None = None) -> dict[str, Any]:
     """Valid metrics (for selection) and test metrics (train masked, valid excluded at test time), over
     ``users`` only when given (a sample: see ``RunConfig.eval_users``)."""
-    from ..evaluate import mae, rmse
+    return _evaluate_by_user(model, prepared, users)[0]
+
+
+def _evaluate_by_user(
+    model: Any, prepared: Any, users: np.ndarray | None = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """:func:`_evaluate`'s metrics and each test user's value of ``PAIRED_METRICS`` (in user order)."""
+    from ..evaluate import evaluate_ranking, evaluate_ranking_by_user, mae, rmse
 
     data = prepared.data
     test_rows, valid_rows = _evaluated_rows(prepared.test, users), _evaluated_rows(prepared.valid, users)
     started = time.perf_counter()
-    test = evaluate_ranking(model.score, data.train, test_rows, exclude=prepared.valid, ks=(10, 20))
+    test, per_user = evaluate_ranking_by_user(
+        model.score, data.train, test_rows, exclude=prepared.valid, ks=(10, 20), per_user=PAIRED_METRICS
+    )
     scoring_seconds = time.perf_counter() - started
     valid = evaluate_ranking(model.score, data.train, valid_rows, ks=(10, 20))
     result = {
@@ -846,7 +868,7 @@ def _evaluate(model: Any, prepared: Any, evaluate_ranking: Callable, users: np.n
         coo = prepared.test_ratings.tocoo()
         predicted = np.concatenate([model.score(np.array([u]))[0, [i]] for u, i in zip(coo.row, coo.col)])
         result["test"] |= {"rmse": rmse(coo.data, predicted), "mae": mae(coo.data, predicted)}
-    return result
+    return result, per_user
 
 
 def _extract_features_on_every_rank(

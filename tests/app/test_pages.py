@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from tests.app.conftest import assert_clean, texts
+from tests.app.conftest import assert_clean, texts, the_run
 
 PAGES = [
     "app_pages/data.py",
@@ -93,7 +95,13 @@ def test_train_page_shows_the_finished_run(app, trained_workspace):
     assert_clean(at)
     shown = texts(at)
     assert "Test metrics against the baselines" in shown
-    assert len(at.dataframe) == 1
+    # and, user by user, whether the model's difference to each baseline is more than the test users' noise
+    assert "Is the difference real?" in shown
+    assert len(at.dataframe) == 2
+    paired = at.dataframe[1].value
+    metrics = json.loads((the_run(trained_workspace) / "metrics.json").read_text())
+    assert set(paired["Against"]) == set(metrics["baselines"])
+    assert set(paired["Verdict"]) <= {"clearly better", "clearly worse", "within the test users' noise"}
     assert at.selectbox(key="train_text_encoder").options  # only available encoders are offered
 
 

@@ -13,7 +13,9 @@ import torch
 from recsys.evaluate.evaluator import (
     build_index,
     evaluate_ranking,
+    evaluate_ranking_by_user,
     interactions_to_csr,
+    paired_bootstrap,
     per_user_metric,
     summarise_folds,
 )
@@ -148,6 +150,39 @@ def test_per_user_metric_is_the_array_whose_mean_evaluate_ranking_reports(monkey
     assert np.allclose(per_user_metric(counted, TRAIN, TEST, "ndcg", 2, exclude=VALID), values)
     assert calls == [1, 1]
     assert evaluate_ranking(counted, TRAIN, TEST, exclude=VALID, ks=(2,))["ndcg@2"] == pytest.approx(values.mean())
+
+
+def test_evaluate_ranking_by_user_keeps_the_values_whose_means_it_reports():
+    means, per_user = evaluate_ranking_by_user(
+        score_fn, TRAIN, TEST, exclude=VALID, ks=(1, 2), per_user=("ndcg@2", "recall@1")
+    )
+    assert means == evaluate_ranking(score_fn, TRAIN, TEST, exclude=VALID, ks=(1, 2))
+    assert np.allclose(per_user["ndcg@2"], per_user_metric(score_fn, TRAIN, TEST, "ndcg", 2, exclude=VALID))
+    assert per_user["recall@1"].mean() == pytest.approx(means["recall@1"])
+    with pytest.raises(ValueError, match="not computed"):
+        evaluate_ranking_by_user(score_fn, TRAIN, TEST, ks=(2,), per_user=("ndcg@20",))
+
+
+def test_paired_bootstrap_says_when_a_difference_is_within_the_users_noise():
+    rng = np.random.default_rng(0)
+    theirs = rng.random(400)
+    same = paired_bootstrap(theirs, theirs.copy())
+    assert same["mean_difference"] == 0.0 and same["interval_95"] == [0.0, 0.0] and not same["clear_at_95"]
+    # a small lift buried in per-user noise: not clear; the same lift on every user: clear
+    noisy = theirs + 0.01 + rng.normal(0, 0.3, 400)
+    verdict = paired_bootstrap(noisy, theirs)
+    assert verdict["interval_95"][0] < 0 < verdict["interval_95"][1] and not verdict["clear_at_95"]
+    lifted = paired_bootstrap(theirs + 0.05, theirs)
+    assert lifted["clear_at_95"] and lifted["interval_95"][0] > 0
+    assert lifted["ratio"] == pytest.approx((theirs.mean() + 0.05) / theirs.mean())
+    assert lifted["ratio_interval_95"][0] < lifted["ratio"] < lifted["ratio_interval_95"][1]
+    assert lifted["share_of_resamples_ahead"] == 1.0 and lifted["users"] == 400
+    worse = paired_bootstrap(theirs, theirs + 0.05)
+    assert worse["clear_at_95"] and worse["interval_95"][1] < 0
+    # the same seed resamples the same users; different users cannot be paired
+    assert paired_bootstrap(noisy, theirs) == verdict
+    with pytest.raises(ValueError, match="different users"):
+        paired_bootstrap(theirs, theirs[:-1])
 
 
 def test_score_fn_wrong_shape_raises():

@@ -203,6 +203,12 @@ def test_cli_train_evaluate_recommend(workspace):
     done, result = cli("train", "--data", "demo", "--model", "ease", "--baselines", "mostpop", "--run-id", "ease-run")
     assert done.returncode == 0, done.stderr
     assert result["metrics"]["model"]["test"]["ndcg@20"] > result["metrics"]["baselines"]["mostpop"]["test"]["ndcg@20"]
+    # the two compared user by user: the means of the table, their ratio, an interval around the difference
+    paired = result["metrics"]["paired"]["mostpop"]["ndcg@20"]
+    assert paired["ours"] == pytest.approx(result["metrics"]["model"]["test"]["ndcg@20"])
+    assert paired["theirs"] == pytest.approx(result["metrics"]["baselines"]["mostpop"]["test"]["ndcg@20"])
+    assert paired["ratio"] == pytest.approx(paired["ours"] / paired["theirs"])
+    assert paired["interval_95"][0] <= paired["mean_difference"] <= paired["interval_95"][1]
     done, result = cli("evaluate", "ease-run")
     assert done.returncode == 0 and result["state"] == "finished"
     model = Recommender.load(workspace.runs_dir / "ease-run" / "model")
@@ -321,6 +327,13 @@ def test_eval_users_evaluates_the_model_and_its_baselines_on_one_seeded_sample(w
     metrics = metrics_of(train_run(workspace, config, run_id="sampled"))
     assert metrics["model"]["test"]["n_users_evaluated"] == 40
     assert metrics["baselines"]["mostpop"]["test"]["n_users_evaluated"] == 40
+    # the model and each baseline compared user by user on those same users
+    paired = metrics["paired"]["mostpop"]["ndcg@20"]
+    assert paired["users"] == 40
+    assert paired["ours"] == pytest.approx(metrics["model"]["test"]["ndcg@20"])
+    assert paired["theirs"] == pytest.approx(metrics["baselines"]["mostpop"]["test"]["ndcg@20"])
+    low, high = paired["interval_95"]
+    assert low <= paired["mean_difference"] <= high
     everyone = metrics_of(train_run(workspace, dataclasses.replace(config, eval_users=0), run_id="everyone"))
     assert everyone["model"]["test"]["n_users_evaluated"] > 40
     whole = metrics_of(train_run(workspace, dataclasses.replace(config, eval_users=10_000), run_id="whole"))

@@ -81,6 +81,7 @@ def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
                 "NDCG@20": test.get("ndcg@20"),
                 "Recall@20": test.get("recall@20"),
                 "Best baseline (NDCG@20)": f"{best[0]} {best[1]:.4f}" if best and best[1] is not None else "–",
+                "Against it": run.verdict_against_best_baseline or "–",
                 "Modalities": ", ".join(modalities) if fusion_model else "–",
                 "Fusion": run.fusion_option("fusion") if run.model == "fusion" else "–",
                 "Protocol": protocol_name((metrics.get("split") or {}).get("protocol") or config.get("protocol")),
@@ -439,6 +440,12 @@ def main() -> None:
             "Recall@10": number,
             "Minutes": st.column_config.NumberColumn("Minutes", format="%.1f"),
             "Run": st.column_config.TextColumn("Run id"),
+            "Against it": st.column_config.TextColumn(
+                "Against it",
+                help="Whether the model's NDCG@20 differs from the best baseline's by more than the noise: the 95 % "
+                "interval of the difference (bootstrap over the test users, or paired over folds under k-fold) "
+                "excludes 0.",
+            ),
         },
     )
     comparison(runs)

@@ -166,6 +166,21 @@ class RunRecord:
         name = max(scores, key=lambda n: scores[n] or 0)
         return name, scores[name]
 
+    @property
+    def verdict_against_best_baseline(self) -> str | None:
+        """Whether the model's test NDCG@20 differs from the best baseline's by more than the noise: "clearly
+        better", "clearly worse" or "within the noise" (user by user on one split, fold by fold under k-fold);
+        None when the run has no such comparison (no baseline, or a run from before they were recorded)."""
+        best = self.best_baseline
+        metrics = self.metrics or {}
+        pairs = (metrics.get("kfold") or {}).get("paired") if "kfold" in metrics else metrics.get("paired")
+        paired = ((pairs or {}).get(best[0]) or {}).get("ndcg@20") if best else None
+        if not isinstance(paired, dict) or "clear_at_95" not in paired:
+            return None
+        if not paired["clear_at_95"]:
+            return "within the noise"
+        return "clearly better" if paired["mean_difference"] > 0 else "clearly worse"
+
 
 # the fusion model's options that run configs held at the top level before they were nested in fusion_options
 FLAT_FUSION_OPTIONS = ("fusion", "loss", "epochs", "patience", "lr", "ease_l2", "popularity_prior")

@@ -52,6 +52,12 @@ def test_a_finished_run_is_a_typed_record(workspace):
     assert 0 < run.test_metrics["ndcg@20"] <= 1
     name, score = run.best_baseline
     assert name == "mostpop" and score == run.baseline_metrics["mostpop"]["test"]["ndcg@20"]
+    # the model against that baseline, user by user: the verdict its paired interval gives
+    paired = run.metrics["paired"]["mostpop"]["ndcg@20"]
+    expected = "within the noise"
+    if paired["interval_95"][0] > 0 or paired["interval_95"][1] < 0:
+        expected = "clearly better" if paired["mean_difference"] > 0 else "clearly worse"
+    assert run.verdict_against_best_baseline == expected
     assert list_all_runs(workspace) == [run]  # no launch record: the same run, the same state
 
 
@@ -67,6 +73,7 @@ def test_a_run_still_starting_comes_from_its_launch_record(workspace):
     assert (run.dataset, run.model, run.state) == ("demo", "ease", "starting")
     assert run.active and not run.has_model and not run.usable
     assert run.metrics is None and run.test_metrics == {} and run.best_baseline is None
+    assert run.verdict_against_best_baseline is None
     assert run.path == workspace.runs_dir / starting
     assert runs[1].state == "finished"
 

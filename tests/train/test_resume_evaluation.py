@@ -71,7 +71,7 @@ def kill_on(monkeypatch, name: str) -> None:
 
 def test_a_kill_during_evaluation_resumes_with_evaluation_only(workspace, monkeypatch):
     with monkeypatch.context() as patch:
-        kill_on(patch, "_evaluate")
+        kill_on(patch, "_evaluate_by_user")
         with pytest.raises(Killed):
             train_run(workspace, RunConfig(**SMALL, baselines=["mostpop"], final_model=False), run_id="eval-kill")
     run_dir = workspace.run_path("eval-kill")
@@ -89,6 +89,7 @@ def test_a_kill_during_evaluation_resumes_with_evaluation_only(workspace, monkey
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["complete"] is True and 0 < metrics["model"]["test"]["ndcg@20"] < 1
     assert metrics["model"]["history"]["best_epoch"] >= 0 and set(metrics["baselines"]) == {"mostpop"}
+    assert set(metrics["paired"]) == {"mostpop"}  # evaluated in this process: paired user by user
     assert read_status(run_dir)["state"] == "finished"
 
 
@@ -141,7 +142,7 @@ def test_metrics_written_before_the_complete_flag_are_judged_by_the_config(works
 
 def test_a_leftover_checkpoint_staging_is_gone_after_a_resume(workspace, monkeypatch):
     with monkeypatch.context() as patch:
-        kill_on(patch, "_evaluate")
+        kill_on(patch, "_evaluate_by_user")
         with pytest.raises(Killed):
             train_run(workspace, RunConfig(**SMALL, baselines=[], final_model=False), run_id="staging")
     run_dir = workspace.run_path("staging")

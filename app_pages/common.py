@@ -86,6 +86,7 @@ _MARKDOWN_INLINE = re.compile(r"([\\`*_{}\[\]<>|~$:])")
 # ``@`` keeps it text that reads the same
 _WORD_JOINER = "\u2060"
 _AUTOLINK_LITERAL = re.compile(r"(?i)(\b(?:https?|ftp):(?=//)|\bwww(?=\.)|@)")
+_ICON_CODE = re.compile(r"(?i):(?=material/|streamlit:)")
 
 
 def md_text(value: Any) -> str:
@@ -94,6 +95,9 @@ def md_text(value: Any) -> str:
     emoji shortcode or a heading); dots and parentheses mid-line stay as they are, and a bare URL or e-mail
     address gets an invisible word joiner (U+2060) so that it is not made a link."""
     text = _AUTOLINK_LITERAL.sub(r"\1" + _WORD_JOINER, str(value))
+    # Streamlit draws ``:material/home:`` as an icon even with its colons escaped: a word joiner after the
+    # first colon keeps the code as the characters it is
+    text = _ICON_CODE.sub(":" + _WORD_JOINER, text)
     text = _MARKDOWN_INLINE.sub(r"\\\1", text)
     text = re.sub(r"(?m)^(\s*)(\d+)\.", r"\1\2\\.", text)  # "1. " would start a list
     return re.sub(r"(?m)^(\s*)([#>+\-=])", r"\1\\\2", text)  # headings, quotes, bullets

@@ -69,6 +69,17 @@ class TqdmProgress:
 # ----------------------------------------------------------------------------- commands
 
 
+def positive_int(text: str) -> int:
+    """An argparse type for counts such as ``--k``: a whole number of 1 or more (0 or -5 is refused plainly)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def _workspace(args: argparse.Namespace):
     from .workspace import Workspace
 

@@ -164,3 +164,11 @@ def test_import_derives_a_valid_name_from_the_zip_name(tmp_path, small_bundle, c
     code = main(["import", str(archive), "--json", "--quiet", "--workspace", str(tmp_path / "ws")])
     assert code == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["dataset"] == "my-shop-2"
+
+
+@pytest.mark.parametrize("command", [["recommend", "some-run", "--user", "u"], ["recommend-new", "some-run"]])
+@pytest.mark.parametrize("k", ["0", "-5", "ten"])
+def test_a_list_length_below_one_is_refused_plainly(tmp_path, command, k):
+    done = run_cli(*command, "--k", k, workspace=tmp_path / "ws")
+    assert done.returncode == 2
+    assert "argument --k: must be" in done.stderr and "Traceback" not in done.stderr

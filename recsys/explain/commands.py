@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..cli import CommandError, _say, _workspace, command
+from ..cli import CommandError, _say, _workspace, command, positive_int
 from ..train.records import read_run_config
 
 
@@ -111,7 +111,7 @@ def cmd_explain(args: argparse.Namespace) -> dict[str, Any]:
 def _recommend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run id (folder name under workspace/runs)")
     p.add_argument("--user", required=True, help="user id")
-    p.add_argument("--k", type=int, default=10, help="how many items (default 10)")
+    p.add_argument("--k", type=positive_int, default=10, help="how many items (default 10)")
     p.add_argument("--diversity", type=float, default=0.0, help="MMR diversity weight in [0, 1] (default 0)")
     p.add_argument("--include-seen", action="store_true", help="do not exclude items the user already has")
     p.add_argument("--k-history", type=int, default=3, help="history items per explanation (default 3)")
@@ -180,7 +180,7 @@ def _new_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--query", default=None, help="a text query (encoded with the run's text encoder)")
     p.add_argument("--user", default=None, help="a known user to blend the query with")
     p.add_argument("--blend", type=float, default=0.5, help="weight of the query against the history (default 0.5)")
-    p.add_argument("--k", type=int, default=10, help="how many items (default 10)")
+    p.add_argument("--k", type=positive_int, default=10, help="how many items (default 10)")
 
 
 @command("recommend-new", "cold start: recommendations from a few liked items or a text query", _new_arguments)

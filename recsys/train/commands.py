@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from ..cli import CommandError, TqdmProgress, _say, _workspace, command
+from ..cli import CommandError, TqdmProgress, _say, _workspace, command, positive_int
 from ..models.config import FusionConfig, field_default, field_types
 from .lock import RunRefused
 from .records import FLAT_FUSION_OPTIONS, read_run_config
@@ -348,7 +348,7 @@ def _run_dir(args: argparse.Namespace):
 def _recommend_arguments(p: argparse.ArgumentParser) -> None:
     _run_argument(p)
     p.add_argument("--user", required=True, help="user id")
-    p.add_argument("--k", type=int, default=10, help="how many items (default 10)")
+    p.add_argument("--k", type=positive_int, default=10, help="how many items (default 10)")
     p.add_argument("--include-seen", action="store_true", help="do not exclude items the user already has")
     p.add_argument(
         "--allow-variants",
@@ -488,7 +488,7 @@ def _exposure_option(args: argparse.Namespace, workspace: Any, dataset: str, mod
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
     _run_argument(p)
-    p.add_argument("--k", type=int, default=50, help="items per user (default 50; at most 32767)")
+    p.add_argument("--k", type=positive_int, default=50, help="items per user (default 50; at most 32767)")
     p.add_argument(
         "--out",
         required=True,
@@ -610,7 +610,7 @@ def _fairness_arguments(p: argparse.ArgumentParser) -> None:
         help="categorical or multi-label item column that groups items (e.g. genres, category, brand)",
     )
     p.add_argument("--user-column", default=None, help="categorical column of the users table that groups users")
-    p.add_argument("--k", type=int, default=20, help="length of the lists (default 20)")
+    p.add_argument("--k", type=positive_int, default=20, help="length of the lists (default 20)")
     p.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples of the users (default 500)")
     p.add_argument("--seed", type=int, default=2026, help="seed of the bootstrap (default 2026)")
 

@@ -83,7 +83,7 @@ def category_plants(host: str) -> list[str]:
         f"<img src=//{host}/c-img.png>",
         "<script>window.__pwned=2</script>",
         "[c](javascript:alert(2))",
-        "**cat**",
+        "**cat** :material/home: :red[x]",  # Streamlit's icon and colour codes
         f'=HYPERLINK("http://{host}/c")',
     ]
 

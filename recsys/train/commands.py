@@ -488,7 +488,7 @@ def _exposure_option(args: argparse.Namespace, workspace: Any, dataset: str, mod
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
     _run_argument(p)
-    p.add_argument("--k", type=positive_int, default=50, help="items per user (default 50; at most 32767)")
+    p.add_argument("--k", type=int, default=50, help="items per user (default 50; at most 32767)")
     p.add_argument(
         "--out",
         required=True,

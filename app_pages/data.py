@@ -122,7 +122,12 @@ def _issue_text(issue: dict[str, Any]) -> str:
     example = ""
     if rows:
         shown = ", ".join(str(r) for r in rows[:6])
-        example = f" — e.g. {'rows' if all(isinstance(r, int) for r in rows) else 'entries'} {shown}"
+        numbers = all(isinstance(r, int) for r in rows)
+        # row numbers count as a spreadsheet does (the header is row 1; a quoted multi-line text is one row)
+        if len(rows) == 1:
+            example = f" — {'row' if numbers else 'entry'} {shown}"
+        else:
+            example = f" — e.g. {'rows' if numbers else 'entries'} {shown}"
     message = md_text(issue["message"][0].upper() + issue["message"][1:])
     return f"{'**' + where + '**: ' if where else ''}{message}{md_text(example)}."
 

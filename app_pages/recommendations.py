@@ -83,7 +83,8 @@ def modality_chart(explanation: dict) -> go.Figure | None:
             x=attention,
             orientation="h",
             marker_color=colours,
-            text=[f"{a:.0%}" for a in attention],
+            # whole percentages that add up to 100 (rounded one by one, 33.5/33.5/33 would read 101 %)
+            text=[f"{m.get('attention_pct', round(100 * m['attention']))}%" for m in rows],
             textposition="outside",
             textangle=0,  # a narrow bar's label stays level beside it (auto would turn it sideways inside)
             cliponaxis=False,

@@ -26,7 +26,7 @@ from PIL import UnidentifiedImageError
 
 from . import schema as S
 from .pictures import MAX_IMAGE_PIXELS_ENV, PictureTooLarge, describe_size, megapixels, open_picture
-from .report import BundleError, ValidationReport
+from .report import BundleError, ValidationReport, counted
 
 TABLE_EXTENSIONS = (".csv", ".parquet", ".jsonl", ".ndjson")
 DEFAULT_MAX_ARCHIVE_BYTES = 2 * 1024**3  # uncompressed; MovieLens-small with posters is ~30 MB
@@ -421,6 +421,22 @@ def _check_field_counts(raw: bytes, text: str, name: str, report: ValidationRepo
     return False
 
 
+def _have(mask: pd.Series | np.ndarray) -> str:
+    return "has" if int(np.asarray(mask).sum()) == 1 else "have"
+
+
+def _be(mask: pd.Series | np.ndarray) -> str:
+    return "is" if int(np.asarray(mask).sum()) == 1 else "are"
+
+
+def _numbers(mask: pd.Series | np.ndarray) -> str:
+    return "a number" if int(np.asarray(mask).sum()) == 1 else "numbers"
+
+
+def _appear(mask: pd.Series | np.ndarray) -> str:
+    return "appears" if int(np.asarray(mask).sum()) == 1 else "appear"
+
+
 def _row_numbers(mask: pd.Series | np.ndarray) -> list[int]:
     # row 1 is the header in a spreadsheet, so data row i (0-based) is line i + 2
     return [int(i) + 2 for i in np.flatnonzero(np.asarray(mask))[:10]]
@@ -553,7 +569,7 @@ def _load_from_folder(
         if unknown_users.any():
             report.warning(
                 "users_without_interactions",
-                f"{int(unknown_users.sum())} users have no interactions",
+                f"{counted(int(unknown_users.sum()), 'user')} {_have(unknown_users)} no interactions",
                 _file_name(files, "users"),
                 "user_id",
                 _row_numbers(unknown_users),
@@ -647,7 +663,13 @@ def _ids(series: pd.Series) -> pd.Series:
 def _blank_ids(frame: pd.DataFrame, column: str, report: ValidationReport, file: str) -> pd.DataFrame:
     blank = frame[column] == ""
     if blank.any():
-        report.error("missing_id", f"{int(blank.sum())} rows have no {column}", file, column, _row_numbers(blank))
+        report.error(
+            "missing_id",
+            f"{counted(int(blank.sum()), 'row')} {_have(blank)} no {column}",
+            file,
+            column,
+            _row_numbers(blank),
+        )
     return frame
 
 
@@ -662,7 +684,7 @@ def _normalise_feature_columns(
             if bad.any():
                 report.warning(
                     "non_numeric_values",
-                    f"{int(bad.sum())} values are not numbers and are treated as missing",
+                    f"{counted(int(bad.sum()), 'value')} {_be(bad)} not {_numbers(bad)} and {_be(bad)} treated as missing",
                     file,
                     column,
                     _row_numbers(bad),
@@ -684,7 +706,7 @@ def _validate_items(frame: pd.DataFrame, schema: S.Schema, report: ValidationRep
         examples = frame.loc[duplicated, "item_id"].unique()[:5]
         report.error(
             "duplicate_item_ids",
-            f"{int(frame['item_id'].duplicated().sum())} item ids appear more than once "
+            f"{counted(int(frame['item_id'].duplicated().sum()), 'item id')} {_appear(frame['item_id'].duplicated())} more than once "
             f"(e.g. {', '.join(map(str, examples))}); each item needs exactly one row",
             file,
             "item_id",
@@ -716,7 +738,7 @@ def _validate_interactions(
             examples = frame.loc[bad, rating].astype(str).unique()[:3]
             report.error(
                 "non_numeric_ratings",
-                f"{int(bad.sum())} ratings are not numbers (e.g. {', '.join(repr(e) for e in examples)}); "
+                f"{counted(int(bad.sum()), 'rating')} {_be(bad)} not {_numbers(bad)} (e.g. {', '.join(repr(e) for e in examples)}); "
                 "fix them, or set this column's role to 'ignore' to treat the data as implicit feedback",
                 file,
                 rating,
@@ -730,7 +752,7 @@ def _validate_interactions(
         if bad.any():
             report.warning(
                 "bad_timestamps",
-                f"{int(bad.sum())} timestamps could not be read and are left empty",
+                f"{counted(int(bad.sum()), 'timestamp')} could not be read and {_be(bad)} left empty",
                 file,
                 stamp,
                 _row_numbers(bad),
@@ -743,7 +765,7 @@ def _validate_interactions(
     if duplicates.any():
         report.warning(
             "duplicate_interactions",
-            f"{int(duplicates.sum())} (user, item) pairs repeat; training counts each pair once",
+            f"{counted(int(duplicates.sum()), '(user, item) pair')} {'repeats' if int(duplicates.sum()) == 1 else 'repeat'}; training counts each pair once",
             file,
             None,
             _row_numbers(duplicates),
@@ -760,7 +782,7 @@ def _validate_users(frame: pd.DataFrame, schema: S.Schema, report: ValidationRep
     if duplicated.any():
         report.error(
             "duplicate_user_ids",
-            f"{int(frame['user_id'].duplicated().sum())} user ids appear more than once",
+            f"{counted(int(frame['user_id'].duplicated().sum()), 'user id')} {_appear(frame['user_id'].duplicated())} more than once",
             file,
             "user_id",
             _row_numbers(duplicated),
@@ -777,7 +799,7 @@ def _check_references(
     share = float(unknown.mean())
     examples = interactions.loc[unknown, "item_id"].unique()[:5]
     message = (
-        f"{int(unknown.sum()):,} interactions ({share:.1%}) point at items that are not in the items table "
+        f"{counted(int(unknown.sum()), 'interaction')} ({share:.1%}) {'points' if int(unknown.sum()) == 1 else 'point'} at items that are not in the items table "
         f"(e.g. {', '.join(map(str, examples))})"
     )
     if share > 0.01:
@@ -819,7 +841,7 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
     if escaping.any():
         report.error(
             "image_path_escape",
-            f"{int(escaping.sum())} picture paths leave the bundle folder (absolute paths or '..'); "
+            f"{counted(int(escaping.sum()), 'picture path')} {'leaves' if int(escaping.sum()) == 1 else 'leave'} the bundle folder (absolute paths or '..'); "
             "paths must be relative to the bundle, like images/123.jpg",
             file,
             column,

@@ -7,6 +7,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+
+def counted(number: int, noun: str, plural: str | None = None) -> str:
+    """``"1 row"``, ``"2 rows"``, ``"1,024 rows"``: a count with its noun in the right number."""
+    return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
+
+
 ERROR = "error"
 WARNING = "warning"
 NOTE = "note"
@@ -23,7 +29,11 @@ class Issue:
 
     def format(self) -> str:
         where = ", ".join(part for part in (self.file, f"column '{self.column}'" if self.column else None) if part)
-        rows = f" (e.g. rows {', '.join(map(str, self.rows[:5]))})" if self.rows else ""
+        rows = ""
+        if len(self.rows) == 1:
+            rows = f" (row {self.rows[0]})"
+        elif self.rows:
+            rows = f" (e.g. rows {', '.join(map(str, self.rows[:5]))})"
         return f"[{self.level}] {where + ': ' if where else ''}{self.message}{rows}"
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "build_sentence",
     "MODALITY_PHRASES",
     "history_contributions",
+    "whole_percentages",
 ]
 
 _SALIENT_MIN_LENGTH = 3
@@ -465,6 +466,23 @@ def _visual_evidence(ctx: ExplainContext, index: int, top_indices: Sequence[int]
 # ----------------------------------------------------------------------------- sentence
 
 
+def whole_percentages(values: Sequence[float] | np.ndarray) -> list[int]:
+    """``values`` (non-negative) as whole percentages of their sum that add up to exactly 100 (largest
+    remainder: each is rounded down, and the points left go to the largest fractions), so a chart's labels
+    never read 101 %; all zeros when the sum is 0."""
+    array = np.clip(np.asarray(values, dtype=np.float64), 0.0, None)
+    total = array.sum()
+    if not len(array) or total <= 0:
+        return [0] * len(array)
+    exact = 100.0 * array / total
+    whole = np.floor(exact).astype(np.int64)
+    left = 100 - int(whole.sum())
+    # ties go to the earlier value (a stable order), so the same input always rounds the same way
+    for position in np.argsort(-(exact - whole), kind="stable")[:left]:
+        whole[position] += 1
+    return [int(v) for v in whole]
+
+
 def _quote(values: Sequence[str], limit: int = 2) -> str:
     quoted = [f"“{v}”" for v in list(values)[:limit]]
     if len(quoted) <= 1:
@@ -606,8 +624,14 @@ def explain(
         if seen is not None
         else np.zeros(0, dtype=np.int64)
     )
-    history = history[history != index]
     notes: list[str] = []
+    if (history == index).any():
+        # the item is among the user's own items: lists leave it out unless asked to include seen items
+        notes.append(
+            "the user already has this item (it is in their history): recommendation lists leave it out unless "
+            "seen items are included; it is left out of the history below"
+        )
+    history = history[history != index]
 
     # modalities
     modalities: list[dict[str, Any]] = []
@@ -622,7 +646,8 @@ def explain(
             attention = np.asarray(parts["attention"], dtype=np.float64)[0]
             present = np.asarray(parts["present"], dtype=bool)[0]
             positive = np.clip(np.where(present, shares, 0.0), 0.0, None)
-            total_positive = positive.sum()
+            share_pct = whole_percentages(positive)
+            attention_pct = whole_percentages(np.where(present, attention, 0.0))
             for m, name in enumerate(parts["modalities"]):
                 modalities.append(
                     {
@@ -631,11 +656,11 @@ def explain(
                         "present": bool(present[m]),
                         "missing": not bool(present[m]),
                         "attention": float(attention[m]) if present[m] else 0.0,
-                        "attention_pct": int(round(100 * attention[m])) if present[m] else 0,
+                        "attention_pct": attention_pct[m],
                         # an item without behaviour scores (nobody chose it) has no behaviour weight, but the
                         # popularity prior is behaviour evidence and in its share; content the item lacks shares 0
                         "share": float(shares[m]),
-                        "share_pct": int(round(100 * positive[m] / total_positive)) if total_positive > 0 else 0,
+                        "share_pct": share_pct[m],
                     }
                 )
             gap = abs(sum(m["share"] for m in modalities) - score)

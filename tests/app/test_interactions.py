@@ -87,7 +87,8 @@ def test_upload_with_a_bad_rating_is_blocked_until_the_role_is_changed(app, trai
     at.run()
     assert not at.exception
     shown = texts(at)
-    assert "ratings are not numbers" in shown and "interactions.csv" in shown and "column `rating`" in shown
+    assert "1 rating is not a number" in shown and "interactions.csv" in shown and "column `rating`" in shown
+    assert "— row 5." in shown  # one row is named alone: the 4th data row is spreadsheet row 5
     assert import_button(at).disabled
 
     editor = at.data_editor[0]
@@ -97,7 +98,7 @@ def test_upload_with_a_bad_rating_is_blocked_until_the_role_is_changed(app, trai
     at.session_state[editor.key] = {"edited_rows": {row: {"role": "ignore"}}, "added_rows": [], "deleted_rows": []}
     at.run()
     assert not at.exception
-    assert "ratings are not numbers" not in texts(at)
+    assert "1 rating is not a number" not in texts(at)
     button = import_button(at)
     assert not button.disabled
     name_input = [t for t in at.text_input if (t.key or "").startswith("data_name_")][0]
@@ -117,7 +118,7 @@ def test_upload_with_a_bad_rating_is_blocked_until_the_role_is_changed(app, trai
     at.run()
     assert not at.exception and "These files were imported" not in texts(at)
     # the review is back from the inferred roles (the role change applied to the import made)
-    assert import_button(at).disabled and "ratings are not numbers" in texts(at)
+    assert import_button(at).disabled and "1 rating is not a number" in texts(at)
 
 
 def test_a_failed_upload_leaves_the_previous_dataset_in_place(app, trained_workspace):
@@ -132,8 +133,9 @@ def test_a_failed_upload_leaves_the_previous_dataset_in_place(app, trained_works
     at.run()
     assert not at.exception
     shown = texts(at)
-    assert "item ids appear more than once" in shown and "column `item_id`" in shown
-    assert "e.g. rows" in shown
+    assert "1 item id appears more than once" in shown and "column `item_id`" in shown
+    # both rows that hold the id are named, counted as a spreadsheet does (the header is row 1)
+    assert "each item needs exactly one row — e.g. rows 6, 7." in shown
     assert import_button(at).disabled
     assert read_json(trained_workspace / "datasets" / "demo" / "manifest.json") == before
 

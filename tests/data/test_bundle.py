@@ -418,8 +418,7 @@ def test_a_row_with_an_unquoted_comma_is_named_not_read_shifted(tmp_path, quoted
     assert issue.file == "items.csv" and issue.rows == [3]
     assert issue.message == "line 3 has 4 fields, the header has 3 (an unquoted comma in a text field? quote it)"
     assert issue.format() == (
-        "[error] items.csv: line 3 has 4 fields, the header has 3 (an unquoted comma in a "
-        "text field? quote it) (e.g. rows 3)"
+        "[error] items.csv: line 3 has 4 fields, the header has 3 (an unquoted comma in a text field? quote it) (row 3)"
     )
     assert "unknown_items" not in result.report.codes()
 

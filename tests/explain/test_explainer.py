@@ -35,6 +35,20 @@ def test_shares_add_up_to_the_score(demo_run, demo_context):
         assert all(not m["missing"] for m in present)
 
 
+def test_the_whole_percentages_add_up_to_100_and_an_item_the_user_has_is_said_to_be_theirs(demo_run, demo_context):
+    model = demo_run.model
+    for user, item in _pairs(model):
+        explanation = explain(model, user, item, context=demo_context)
+        assert sum(m["attention_pct"] for m in explanation.modalities) == 100
+        assert sum(m["share_pct"] for m in explanation.modalities) in (0, 100)
+        assert not any("already has this item" in note for note in explanation.notes)
+    row = 0
+    owned = int(model.seen.indices[model.seen.indptr[row]])
+    explanation = explain(model, row, owned, context=demo_context)
+    assert any("already has this item" in note for note in explanation.notes)
+    assert str(model.item_ids[owned]) not in [h["item_id"] for h in explanation.history]
+
+
 def test_history_contributions_are_leave_one_out(demo_run):
     from recsys.explain.coldstart import history_scores
 

@@ -197,3 +197,20 @@ def test_without_a_model_the_sentence_is_used(tmp_path):
     assert narrate(explanation).source == "sentence"
     missing = narrate(explanation, tmp_path / "no-such-model")
     assert missing.source == "sentence" and "no local language model" in missing.reason
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ([1 / 3, 1 / 3, 1 / 3], [34, 33, 33]),  # rounded one by one: 33 + 33 + 33 = 99
+        ([0.127, 0.196, 0.555, 0.122], [13, 20, 55, 12]),  # one by one: 13 + 20 + 56 + 12 = 101
+        ([0.0, 2.0, 0.0], [0, 100, 0]),
+        ([0.0, 0.0], [0, 0]),
+        ([-1.0, 3.0, 1.0], [0, 75, 25]),  # negative values count as 0
+    ],
+)
+def test_whole_percentages_add_up_to_exactly_100(values, expected):
+    from recsys.explain.explainer import whole_percentages
+
+    assert whole_percentages(values) == expected
+    assert sum(whole_percentages(values)) in (0, 100)

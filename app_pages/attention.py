@@ -3,6 +3,7 @@ history lengths and items. The per-user weights are the gate the scores use (``u
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from app_pages.common import (
     usable_context,
 )
 from recsys.explain import (
+    SEGMENT_MODALITY,
     attention_by_category,
     ground_truth_comparison,
     has_attention,
@@ -240,7 +242,9 @@ def user_heatmap(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) 
     k = cols[1].slider("Top items", 5, TOP_K, 10, key="att_user_k")
     row = int(weights.loc[weights["user_id"] == user, "user_row"].iloc[0])
     rows = top_items_attention(ctx.model, k=k, users=[row])
-    labels = [f"{r}. {ctx.title(i)[:48]}" for r, i in zip(rows["rank"], rows["item_id"])]
+    titles = [f"{r}. {ctx.title(i)}" for r, i in zip(rows["rank"], rows["item_id"])]
+    # a long title is cut on the axis (with an ellipsis) and given whole on hover
+    labels = [t if len(t) <= 48 else t[:47] + "…" for t in titles]
     fig = px.imshow(
         rows[modalities].to_numpy(dtype=float),
         x=[MODALITY_NAMES.get(m, m) for m in modalities],
@@ -251,7 +255,13 @@ def user_heatmap(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) 
         text_auto=".0%",
         aspect="auto",
     )
-    fig.update_traces(hovertemplate="%{y} · %{x}: %{z:.1%}<extra></extra>")
+    fig.update_traces(
+        # customdata is not escaped by chart() (it carries raw ids elsewhere): the titles are escaped here
+        customdata=np.repeat(
+            np.array([html.escape(t, quote=False) for t in titles], dtype=object)[:, None], len(modalities), axis=1
+        ),
+        hovertemplate="%{customdata} · %{x}: %{z:.1%}<extra></extra>",
+    )
     fig.update_coloraxes(showscale=False)
     style_figure(
         fig,
@@ -266,6 +276,12 @@ def user_heatmap(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) 
     )
 
 
+def segment_name(segment: str) -> str:
+    """A demo segment by the modality it leans to, named as the rest of the page names it ("visual" users are
+    the "Picture" segment)."""
+    return MODALITY_NAMES.get(SEGMENT_MODALITY.get(segment, segment), segment)
+
+
 def ground_truth(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) -> None:
     path = Path(ctx.data.root) / "ground_truth" / "users.csv"
     if not path.is_file():
@@ -278,6 +294,7 @@ def ground_truth(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) 
         return
     comparison = ground_truth_comparison(weights, truth, modalities)
     comparison["modality"] = comparison["modality"].map(lambda m: MODALITY_NAMES.get(m, m))
+    comparison["segment"] = comparison["segment"].map(segment_name)
     left, right = st.columns([3, 1])
     with right:
         st.metric(
@@ -286,7 +303,10 @@ def ground_truth(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) 
             help="Share of users whose most-leaned-to modality (weight minus the average user's) is their "
             "planted segment's. Chance: 25 %.",
         )
-        st.caption("Per segment: " + ", ".join(f"{k} {v:.0%}" for k, v in recovery["per_segment"].items()))
+        st.caption(
+            "Per segment: "
+            + ", ".join(f"{segment_name(k).lower()} {v:.0%}" for k, v in recovery["per_segment"].items())
+        )
         st.caption(
             "Rank correlation of learned and true weight over users: "
             + ", ".join(f"{MODALITY_NAMES.get(k, k).lower()} {v:.2f}" for k, v in recovery["spearman"].items())
@@ -297,30 +317,30 @@ def ground_truth(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) 
             "the generator). Learned: the mean of those users' weights in the model — the weights its scores "
             "use. Matching shapes mean the model found what drives each segment."
         )
-        long = comparison.melt(
-            id_vars=["segment", "modality", "users"],
-            value_vars=["learned", "true"],
-            var_name="source",
-            value_name="weight",
-        )
-        fig = px.bar(
-            long,
-            x="modality",
-            y="weight",
-            color="source",
-            barmode="group",
-            facet_col="segment",
-            color_discrete_map={"learned": "#4C6EF5", "true": "#ADB5BD"},
-            labels={"weight": "weight", "modality": ""},
-            hover_data={"users": True},
-        )
-        fig.for_each_annotation(
-            lambda a: a.update(text=f"<b>{a.text.split('=')[-1]}</b> segment", y=-0.16, yanchor="top")
-        )
-        fig.update_yaxes(tickformat=".0%", range=[0, 1])
-        style_figure(fig, height=380)
-        fig.update_layout(margin=dict(b=60))
-        chart(fig, key="att_ground_truth")
+    long = comparison.melt(
+        id_vars=["segment", "modality", "users"],
+        value_vars=["learned", "true"],
+        var_name="source",
+        value_name="weight",
+    )
+    fig = px.bar(
+        long,
+        x="modality",
+        y="weight",
+        color="source",
+        barmode="group",
+        facet_col="segment",
+        color_discrete_map={"learned": "#4C6EF5", "true": "#ADB5BD"},
+        labels={"weight": "weight", "modality": ""},
+        hover_data={"users": True},
+    )
+    fig.for_each_annotation(lambda a: a.update(text=f"<b>{a.text.split('=')[-1]}</b> segment", y=-0.16, yanchor="top"))
+    fig.update_yaxes(tickformat=".0%", range=[0, 1])
+    # the chart takes the page's width so the modality names fit level under their bars
+    fig.update_xaxes(tickangle=0)
+    style_figure(fig, height=380)
+    fig.update_layout(margin=dict(b=60))
+    chart(fig, key="att_ground_truth")
 
 
 def embedding_map(ctx: RunContext) -> None:

@@ -648,14 +648,23 @@ def upload_limit_mb() -> int:
 # ----------------------------------------------------------------------------- drawing items
 
 
+def _reads_alone(text: str) -> bool:
+    """Whether an attribute value says what it is without its column's name: it holds a word of three or more
+    letters ("Garden", "Home & Kitchen"). Codes and numbers ("12", "A12", "cat_7", "XL") do not."""
+    return any(len(word) >= 3 and word.isalpha() for word in text.replace("|", " ").split())
+
+
 def item_caption(row: pd.Series | dict, columns: list[str], price_column: str | None = None, limit: int = 3) -> str:
+    """A card's line of attributes: up to ``limit`` of ``columns`` and the price. A value that is a code or a
+    number is named by its column ("store 12"), since "12" alone says nothing."""
     parts = []
     for column in columns[:limit]:
         value = row.get(column) if hasattr(row, "get") else None
         if value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == "":
             continue
         text = str(value).replace("|", " · ")
-        parts.append(text if len(text) <= 40 else text[:38] + "…")
+        text = text if len(text) <= 40 else text[:38] + "…"
+        parts.append(text if _reads_alone(text) else f"{str(column).replace('_', ' ')} {text}")
     if price_column:
         value = row.get(price_column)
         try:

@@ -428,12 +428,17 @@ def main() -> None:
     privacy_retrain_panel("exp")
     damaged_models_notice()
     table = runs_frame(runs)
+    if not table["Privacy"].any():  # a column of blanks only widens the table
+        table = table.drop(columns="Privacy")
     number = st.column_config.NumberColumn(format="%.4f")
     st.dataframe(
         table,
         hide_index=True,
         width="stretch",
         column_config={
+            # the table is wider than most windows: when and which model stay in view as it scrolls sideways
+            "Started": st.column_config.TextColumn("Started", pinned=True),
+            "Model": st.column_config.TextColumn("Model", pinned=True),
             "NDCG@20": number,
             "Recall@20": number,
             "NDCG@10": number,

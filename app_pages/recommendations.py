@@ -194,13 +194,20 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
         st.caption(
             "“adds”: how much lower the score would be without that one item in the history. Each item is "
             "taken out on its own, so the amounts overlap and need not add up to the total."
+            + (
+                " The model counts every interaction as interest, whatever its rating, so an item the user rated "
+                "low can still add to the score; the sentence above names only items they did not rate low."
+                if any(item.get("rated_low") for item in history)
+                else ""
+            )
         )
         cols = st.columns(3)
         for col, item in zip(cols, history):
             with col:
                 st.image(ctx.picture(item["item_id"]), width=96)
                 rating = f" · {stars(item['rating'])}" if item.get("rating") is not None else ""
-                st.caption(f"{md_text(item['title'])} · adds {item['contribution']:+.2f}{rating}")
+                low = " (rated low)" if item.get("rated_low") else ""
+                st.caption(f"{md_text(item['title'])} · adds {item['contribution']:+.2f}{rating}{low}")
     lines = evidence_lines(explanation)
     if lines:
         st.markdown("**Shared evidence**")

@@ -310,3 +310,13 @@ def test_test_metrics_say_how_many_users_they_average_over():
     many = _evaluated_users_text({"model": {"test": {"n_users_evaluated": 610}}})
     assert "610 users" in many and "noise" not in many
     assert _evaluated_users_text({}) == "" and _evaluated_users_text({"model": None}) == ""
+
+
+def test_a_card_names_the_column_of_a_value_that_is_a_code_or_a_number():
+    from app_pages.common import item_caption
+
+    row = {"category": "Home & Kitchen", "store_id": "12", "size": "XL", "genres": "Action|Comedy", "price": "9.5"}
+    caption = item_caption(row, ["category", "store_id", "size"], "price")
+    assert caption == "Home & Kitchen · store id 12 · size XL · price 9.50"
+    assert item_caption(row, ["genres"]) == "Action · Comedy"
+    assert item_caption({"brand": "cat_7"}, ["brand"]) == "brand cat_7"

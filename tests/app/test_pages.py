@@ -121,6 +121,27 @@ def test_recommendations_page_shows_cards_with_explanations(app, trained_workspa
     assert len(at.get("plotly_chart")) == 1  # the modality attention / share chart
 
 
+def test_a_low_rated_history_item_behind_a_card_is_marked_and_explained(app, trained_workspace):
+    # the model counts every interaction as interest: an item the user rated low may still lift a card, and the
+    # page says so rather than showing it among the reasons unmarked
+    at = open_page(app, "app_pages/recommendations.py")
+    users = [option.split(" · ")[0] for option in at.selectbox(key="rec_user").options]
+    for user in users[:30]:
+        at.session_state["rec_user"] = user
+        at.run()
+        for rank in range(1, 11):
+            at.session_state[f"rec_why_{rank}"] = True
+        at.run()
+        assert_clean(at)
+        marked = [c.value for c in at.caption if c.value.endswith("(rated low)")]
+        if marked:
+            break
+    else:
+        pytest.fail("no card of the first 30 users rests on a history item rated low")
+    assert "★" in marked[0]  # the rating is shown beside the mark
+    assert "counts every interaction as interest, whatever its rating" in texts(at)
+
+
 def test_recommendations_page_steers_a_group_s_exposure(app, trained_workspace):
     at = open_page(app, "app_pages/recommendations.py")
     assert_clean(at)

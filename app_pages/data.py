@@ -44,6 +44,9 @@ from recsys.data.upload import UploadError, assemble_bundle_zip, zip_entry_examp
 
 SOURCES = ["Upload files", "Upload a .zip bundle", "Built-in demo catalog", "Folder on disk"]
 TABLE_TYPES = ["csv", "parquet", "jsonl", "ndjson"]
+# the table boxes also take the files people drop there by mistake, so the engine's message can say what they
+# are and where they go (the uploader's own refusal says only that the type is not allowed)
+UPLOAD_TYPES = [*TABLE_TYPES, "zip", "xlsx", "xls", "json", "tsv"]
 ROLE_HELP = (
     "id: identifier · text: titles, descriptions · categorical: one label (brand) · multi_label: "
     "several labels joined by '|' (genres) · numeric: numbers (price) · image: picture path · timestamp · "
@@ -377,18 +380,18 @@ def _uploads() -> None:
     left, right = st.columns(2)
     items = left.file_uploader(
         "Items (required)",
-        type=TABLE_TYPES,
+        type=UPLOAD_TYPES,
         key="data_items_file",
         help="`item_id` plus any columns: title, description, category, brand, price, image_file…",
     )
     interactions = right.file_uploader(
         "Interactions (required)",
-        type=TABLE_TYPES,
+        type=UPLOAD_TYPES,
         key="data_interactions_file",
         help="`user_id`, `item_id`; optional `rating`, `timestamp`.",
     )
     users = left.file_uploader(
-        "Users (optional)", type=TABLE_TYPES, key="data_users_file", help="`user_id` plus attributes."
+        "Users (optional)", type=UPLOAD_TYPES, key="data_users_file", help="`user_id` plus attributes."
     )
     images = right.file_uploader(
         "Pictures (.zip, optional)",
@@ -412,8 +415,15 @@ def _uploads() -> None:
                 {t: (f.name, f.getvalue()) for t, f in files.items()}, images.getvalue() if images else None
             )
         except UploadError as exc:
+            where = (
+                " A whole bundle in one .zip goes under **Upload a .zip bundle** above; pictures go in the "
+                "**Pictures** box."
+                if any(f.name.lower().endswith(".zip") for f in files.values())
+                else ""
+            )
             st.error(
-                f"**These files cannot be imported**: {md_text(exc)}. Nothing was imported.", icon=":material/error:"
+                f"**These files cannot be imported**: {md_text(exc)}. Nothing was imported.{where}",
+                icon=":material/error:",
             )
             return
     data = cache[ids]

@@ -162,7 +162,7 @@ def evidence_read_out(model, truth: pd.DataFrame, folds: int = 5, seed: int = 0)
     x = torch.as_tensor((x - x.mean(axis=0)) / x.std(axis=0), dtype=torch.float32)
     segment = truth["segment"].map(SEGMENT_MODALITY).map(modalities.index).to_numpy()
     weights = truth[[f"w_{m}" for m in modalities]].to_numpy()
-    labels = torch.as_tensor(segment)
+    labels = torch.tensor(segment)  # a copy: pandas may hand back a read-only array
     fold = np.random.default_rng(seed).integers(folds, size=len(segment))
     estimate = np.zeros_like(weights)
     torch.manual_seed(seed)

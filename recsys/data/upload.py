@@ -28,8 +28,9 @@ def assemble_bundle_zip(tables: dict[str, tuple[str, bytes]], images_zip: bytes 
     for table, (filename, _) in tables.items():
         if table not in allowed:
             raise UploadError(f"unknown table {table!r}")
-        if Path(filename).suffix.lower() not in TABLE_EXTENSIONS:
-            raise UploadError(f"{filename}: the {table} file must be .csv, .parquet or .jsonl")
+        suffix = Path(filename).suffix.lower()
+        if suffix not in TABLE_EXTENSIONS:
+            raise UploadError(f"{filename}: the {table} file must be .csv, .parquet or .jsonl{_why_not(suffix)}")
     if images_zip is not None:
         try:  # append mode would silently start a new archive after anything that is not a zip
             with zipfile.ZipFile(io.BytesIO(images_zip)) as probe:
@@ -49,6 +50,18 @@ def assemble_bundle_zip(tables: dict[str, tuple[str, bytes]], images_zip: bytes 
         for table, (filename, data) in tables.items():
             archive.writestr(f"{table}{Path(filename).suffix.lower()}", data)
     return buffer.getvalue()
+
+
+def _why_not(suffix: str) -> str:
+    """What a file of the wrong kind most likely is, and what to do with it (empty when there is no hint)."""
+    hints = {
+        ".zip": "; this is a .zip archive: an archive holds the pictures, or a whole bundle with its tables",
+        ".xlsx": "; this is a spreadsheet workbook: save the sheet as CSV (in Excel: Save As, 'CSV UTF-8')",
+        ".xls": "; this is a spreadsheet workbook: save the sheet as CSV (in Excel: Save As, 'CSV UTF-8')",
+        ".json": "; JSON is read as JSON Lines, one object per line: name the file .jsonl if it is that",
+        ".tsv": "; a tab-separated file: save it with commas as CSV",
+    }
+    return hints.get(suffix, "")
 
 
 def zip_entry_examples(data: bytes, limit: int = 3) -> list[str]:

@@ -176,8 +176,10 @@ def test_assembled_uploads_become_one_bundle_and_unsafe_pictures_are_refused(tmp
 
     with pytest.raises(UploadError, match=r"not a readable \.zip"):
         assemble_bundle_zip({"items": ("i.csv", items)}, b"not a zip")
-    with pytest.raises(UploadError, match=r"\.csv, \.parquet or \.jsonl"):
+    with pytest.raises(UploadError, match=r"\.csv, \.parquet or \.jsonl; this is a spreadsheet workbook: save"):
         assemble_bundle_zip({"items": ("items.xlsx", items)})
+    with pytest.raises(UploadError, match=r"this is a \.zip archive: an archive holds the pictures, or a whole"):
+        assemble_bundle_zip({"items": ("shop.zip", pictures.getvalue())})
     clash = io.BytesIO()
     with zipfile.ZipFile(clash, "w") as archive:
         archive.writestr("items.csv", items)

@@ -376,3 +376,21 @@ def test_a_running_training_cannot_be_deleted(trained_workspace, kill_leftovers)
     delete_run(Workspace(trained_workspace), run_id)
     assert not run_dir.exists()
     assert json.dumps(os.listdir(trained_workspace / "runs" / ".launch")).count(run_id) == 0
+
+
+def test_a_zip_dropped_in_a_table_box_is_named_and_sent_where_it_belongs(app, trained_workspace):
+    before = read_json(trained_workspace / "datasets" / "demo" / "manifest.json")
+    at = open_data_page(app)
+    items, interactions = shop_tables()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("items.csv", items)
+        bundle.writestr("interactions.csv", interactions)
+    at.file_uploader(key="data_items_file").set_value(("shop.zip", archive.getvalue(), "application/zip"))
+    at.file_uploader(key="data_interactions_file").set_value(("interactions.csv", interactions, "text/csv"))
+    at.run()
+    assert not at.exception
+    [error] = [e.value.replace("\\", "") for e in at.error]  # Markdown escapes
+    assert "shop.zip: the items file must be .csv, .parquet or .jsonl; this is a .zip archive" in error
+    assert "goes under **Upload a .zip bundle** above" in error and "Nothing was imported" in error
+    assert read_json(trained_workspace / "datasets" / "demo" / "manifest.json") == before

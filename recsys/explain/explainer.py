@@ -704,14 +704,17 @@ def explain(
                 "rated_low": bool(low),
             }
         )
-    top_ids = [h["item_id"] for h in history_rows]
+    # the evidence names and quotes only history items the user did not rate low: the sentence offers them as
+    # reasons, and an item rated one star is no reason (it stays in the history list, marked)
+    named = [j for j, row_ in zip(top, history_rows) if not row_["rated_low"]]
+    top_ids = [str(model.item_ids[j]) for j in named]
     history_ids = [str(model.item_ids[j]) for j in history]
 
     evidence = {
         "labels": _label_evidence(ctx, item_id, top_ids, history_ids),
         "words": _word_evidence(ctx, item_id, top_ids),
         "price": _price_evidence(ctx, item_id, top_ids, history_ids),
-        "visual": _visual_evidence(ctx, index, top),
+        "visual": _visual_evidence(ctx, index, named),
         "popularity": ctx.popularity(index),
     }
     explanation = Explanation(

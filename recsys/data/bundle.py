@@ -421,20 +421,9 @@ def _check_field_counts(raw: bytes, text: str, name: str, report: ValidationRepo
     return False
 
 
-def _have(mask: pd.Series | np.ndarray) -> str:
-    return "has" if int(np.asarray(mask).sum()) == 1 else "have"
-
-
-def _be(mask: pd.Series | np.ndarray) -> str:
-    return "is" if int(np.asarray(mask).sum()) == 1 else "are"
-
-
-def _numbers(mask: pd.Series | np.ndarray) -> str:
-    return "a number" if int(np.asarray(mask).sum()) == 1 else "numbers"
-
-
-def _appear(mask: pd.Series | np.ndarray) -> str:
-    return "appears" if int(np.asarray(mask).sum()) == 1 else "appear"
+def _agree(mask: pd.Series | np.ndarray, one: str, many: str) -> str:
+    """``one`` when ``mask`` marks exactly one row, else ``many``: a message's verb agrees with its count."""
+    return one if int(np.asarray(mask).sum()) == 1 else many
 
 
 def _row_numbers(mask: pd.Series | np.ndarray) -> list[int]:
@@ -569,7 +558,7 @@ def _load_from_folder(
         if unknown_users.any():
             report.warning(
                 "users_without_interactions",
-                f"{counted(int(unknown_users.sum()), 'user')} {_have(unknown_users)} no interactions",
+                f"{counted(int(unknown_users.sum()), 'user')} {_agree(unknown_users, 'has', 'have')} no interactions",
                 _file_name(files, "users"),
                 "user_id",
                 _row_numbers(unknown_users),
@@ -665,7 +654,7 @@ def _blank_ids(frame: pd.DataFrame, column: str, report: ValidationReport, file:
     if blank.any():
         report.error(
             "missing_id",
-            f"{counted(int(blank.sum()), 'row')} {_have(blank)} no {column}",
+            f"{counted(int(blank.sum()), 'row')} {_agree(blank, 'has', 'have')} no {column}",
             file,
             column,
             _row_numbers(blank),
@@ -684,7 +673,7 @@ def _normalise_feature_columns(
             if bad.any():
                 report.warning(
                     "non_numeric_values",
-                    f"{counted(int(bad.sum()), 'value')} {_be(bad)} not {_numbers(bad)} and {_be(bad)} treated as missing",
+                    f"{counted(int(bad.sum()), 'value')} {_agree(bad, 'is', 'are')} not {_agree(bad, 'a number', 'numbers')} and {_agree(bad, 'is', 'are')} treated as missing",
                     file,
                     column,
                     _row_numbers(bad),
@@ -706,7 +695,7 @@ def _validate_items(frame: pd.DataFrame, schema: S.Schema, report: ValidationRep
         examples = frame.loc[duplicated, "item_id"].unique()[:5]
         report.error(
             "duplicate_item_ids",
-            f"{counted(int(frame['item_id'].duplicated().sum()), 'item id')} {_appear(frame['item_id'].duplicated())} more than once "
+            f"{counted(int(frame['item_id'].duplicated().sum()), 'item id')} {_agree(frame['item_id'].duplicated(), 'appears', 'appear')} more than once "
             f"(e.g. {', '.join(map(str, examples))}); each item needs exactly one row",
             file,
             "item_id",
@@ -738,7 +727,7 @@ def _validate_interactions(
             examples = frame.loc[bad, rating].astype(str).unique()[:3]
             report.error(
                 "non_numeric_ratings",
-                f"{counted(int(bad.sum()), 'rating')} {_be(bad)} not {_numbers(bad)} (e.g. {', '.join(repr(e) for e in examples)}); "
+                f"{counted(int(bad.sum()), 'rating')} {_agree(bad, 'is', 'are')} not {_agree(bad, 'a number', 'numbers')} (e.g. {', '.join(repr(e) for e in examples)}); "
                 "fix them, or set this column's role to 'ignore' to treat the data as implicit feedback",
                 file,
                 rating,
@@ -752,7 +741,7 @@ def _validate_interactions(
         if bad.any():
             report.warning(
                 "bad_timestamps",
-                f"{counted(int(bad.sum()), 'timestamp')} could not be read and {_be(bad)} left empty",
+                f"{counted(int(bad.sum()), 'timestamp')} could not be read and {_agree(bad, 'is', 'are')} left empty",
                 file,
                 stamp,
                 _row_numbers(bad),
@@ -765,7 +754,7 @@ def _validate_interactions(
     if duplicates.any():
         report.warning(
             "duplicate_interactions",
-            f"{counted(int(duplicates.sum()), '(user, item) pair')} {'repeats' if int(duplicates.sum()) == 1 else 'repeat'}; training counts each pair once",
+            f"{counted(int(duplicates.sum()), '(user, item) pair')} {_agree(duplicates, 'repeats', 'repeat')}; training counts each pair once",
             file,
             None,
             _row_numbers(duplicates),
@@ -782,7 +771,7 @@ def _validate_users(frame: pd.DataFrame, schema: S.Schema, report: ValidationRep
     if duplicated.any():
         report.error(
             "duplicate_user_ids",
-            f"{counted(int(frame['user_id'].duplicated().sum()), 'user id')} {_appear(frame['user_id'].duplicated())} more than once",
+            f"{counted(int(frame['user_id'].duplicated().sum()), 'user id')} {_agree(frame['user_id'].duplicated(), 'appears', 'appear')} more than once",
             file,
             "user_id",
             _row_numbers(duplicated),

@@ -38,6 +38,7 @@ from recsys.explain import (
     segment_recovery,
     top_items_attention,
     user_weights_frame,
+    whole_percentages,
 )
 
 TOP_K = 20
@@ -172,10 +173,11 @@ def category_heatmap(ctx: RunContext, frame: pd.DataFrame, modalities: list[str]
         color_continuous_scale="Blues",
         zmin=0,
         zmax=float(np.nanmax(values.to_numpy())) or 1,
-        text_auto=".0%",
         aspect="auto",
     )
-    fig.update_traces(hovertemplate="%{y} · %{x}: %{z:.1%}<extra></extra>")
+    # whole percentages by largest remainder, so each row's labels add up to 100 as the caption says
+    labels = [[f"{p}%" for p in whole_percentages(row)] for row in values.to_numpy()]
+    fig.update_traces(text=labels, texttemplate="%{text}", hovertemplate="%{y} · %{x}: %{z:.1%}<extra></extra>")
     fig.update_coloraxes(showscale=False)
     style_figure(
         fig,
@@ -184,11 +186,11 @@ def category_heatmap(ctx: RunContext, frame: pd.DataFrame, modalities: list[str]
         title=f"Mean attention by {column.replace('_', ' ')} and modality",
     )
     chart(fig, key="att_category_heatmap")
-    if values.isna().to_numpy().any():
-        st.caption(
-            "A blank cell: no item of that group in the users' top lists has the modality (no picture, for "
-            "instance), so it carries no weight there."
-        )
+    st.caption(
+        f"Each row adds up to 100 %: the mean share of the score that each modality carries in the users' top "
+        f"{TOP_K} items of that group. An item without a picture (or text) gets none of its score from it, and "
+        "counts 0 % there."
+    )
 
 
 def history_length(summary: pd.DataFrame, modalities: list[str]) -> None:

@@ -579,18 +579,25 @@ def import_time(stamp: str) -> str:
     return f"{stamp[:16].replace('T', ' ')} UTC"
 
 
-def replaced_dataset_notice(run: RunRecord) -> None:
-    """Say so when the run's dataset was imported again (same name) after the run trained on it."""
+SHOWN_FROM_CURRENT_IMPORT = (
+    "Titles, pictures and attributes shown are the current import's; items and users added since are unknown to "
+    "this model, and its test metrics were measured on the earlier data. Train again to use the new data."
+)
+
+
+def replaced_dataset_notice(run: RunRecord, consequence: str = SHOWN_FROM_CURRENT_IMPORT) -> bool:
+    """Say so (and what it means here: ``consequence``) when the run's dataset was imported again (same name)
+    after the run trained on it. True when it was."""
     trained_on = run.dataset_imported_at
     current = get_workspace().dataset_imported_at(run.dataset) if run.dataset else None
-    if trained_on and current and current != trained_on:
-        st.info(
-            f"**Dataset {md_text(run.dataset)} was imported again after this run trained on it** (the run used "
-            f"the import of {import_time(trained_on)}; the current one is of {import_time(current)}). Titles, pictures and attributes shown are the current "
-            "import's; items and users added since are unknown to this model, and its test metrics were measured "
-            "on the earlier data. Train again to use the new data.",
-            icon=":material/history:",
-        )
+    if not (trained_on and current and current != trained_on):
+        return False
+    st.info(
+        f"**Dataset {md_text(run.dataset)} was imported again after this run trained on it** (the run used "
+        f"the import of {import_time(trained_on)}; the current one is of {import_time(current)}). {consequence}",
+        icon=":material/history:",
+    )
+    return True
 
 
 @st.cache_resource(show_spinner="Ranking the test users' catalogue…", max_entries=4)

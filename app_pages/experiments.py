@@ -23,6 +23,7 @@ from app_pages.common import (
     page_header,
     plain_error,
     privacy_retrain_panel,
+    replaced_dataset_notice,
     run_label,
     run_page,
     show_error,
@@ -217,6 +218,12 @@ def fairness(runs: list[RunRecord]) -> None:
         help="The report ranks the catalogue for every test user, as the evaluation did.",
     )
     run = usable[ids.index(run_id)]
+    replaced_dataset_notice(
+        run,
+        "This report rebuilds the test split from the current import, so its users, items and NDCG are not the "
+        "ones the run was measured on (its stored test metrics are of the earlier data). Train again to compare "
+        "like with like.",
+    )
     try:
         bundle = get_workspace().load_dataset(run.dataset)
     except Exception as exc:
@@ -339,12 +346,7 @@ def fairness(runs: list[RunRecord]) -> None:
         style_figure(fig, height=320, legend=False, title=f"NDCG@{k} by {gap.by}")
         chart(fig, key=f"exp_fair_users_{name}")
         if gap.best is not None:
-            verdict = (
-                f"a clear gap (permutation p = {gap.p_value:.3f})"
-                if gap.clear
-                else f"within the noise (permutation p = {gap.p_value:.3f}: random groups of these sizes often "
-                "spread as far)"
-            )
+            verdict = gap.verdict
             st.caption(
                 f"Gap {md_text(gap.best)} − {md_text(gap.worst)}: {gap.gap:+.4f} (95 % interval "
                 f"{gap.gap_low:+.4f} to {gap.gap_high:+.4f}, {gap.n_boot} bootstrap resamples of the users): "

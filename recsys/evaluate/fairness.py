@@ -192,9 +192,30 @@ class QualityGap:
     p_value: float = float("nan")  # share of random relabellings whose best - worst gap is at least this one
 
     @property
+    def separated(self) -> bool:
+        """The bootstrap interval of the gap excludes 0."""
+        return bool(np.isfinite(self.gap_low) and (self.gap_low > 0 or self.gap_high < 0))
+
+    @property
     def clear(self) -> bool:
-        separated = bool(np.isfinite(self.gap_low) and (self.gap_low > 0 or self.gap_high < 0))
-        return separated and bool(np.isfinite(self.p_value) and self.p_value < 0.05)
+        return self.separated and bool(np.isfinite(self.p_value) and self.p_value < 0.05)
+
+    @property
+    def verdict(self) -> str:
+        """One sentence that says which test decides, so an interval that excludes 0 next to "within the
+        noise" never reads as a contradiction."""
+        p = f"permutation p = {self.p_value:.3f}"
+        if self.clear:
+            return f"a clear gap: the interval excludes 0 and random groups of these sizes spread this far in {self.p_value:.1%} of deals ({p})"
+        if self.separated:
+            return (
+                "within the noise: the interval excludes 0, but these two groups were picked as the best and the "
+                f"worst after the fact, and random groups of these sizes spread this far in {self.p_value:.0%} of "
+                f"deals ({p}); a gap is called clear only when both tests agree"
+            )
+        if np.isfinite(self.p_value) and self.p_value < 0.05:
+            return f"not clear: random groups rarely spread this far ({p}), but the interval includes 0"
+        return f"within the noise: the interval includes 0 and random groups of these sizes often spread as far ({p})"
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "clear": self.clear}
@@ -517,12 +538,7 @@ class FairnessReport:
             for q in gap.groups:
                 lines.append(f"  {q.group[:30]:<30} {q.n_users:>6} {q.ndcg:>7.4f}  [{q.low:.4f}, {q.high:.4f}]")
             if gap.best is not None:
-                verdict = (
-                    f"a clear gap (permutation p = {gap.p_value:.3f})"
-                    if gap.clear
-                    else f"within the noise (permutation p = {gap.p_value:.3f}: random groups of these sizes "
-                    "often spread as far)"
-                )
+                verdict = gap.verdict
                 if any(g.n_users < gap.min_users for g in gap.groups):
                     verdict += f"; groups of fewer than {gap.min_users} users left out"
                 lines.append(

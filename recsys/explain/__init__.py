@@ -34,12 +34,13 @@ from .coldstart import (
     recommend_users_for_item,
 )
 from .evidence import item_vectors, price_bands, similar_items
-from .explainer import ExplainContext, Explanation, build_sentence, explain, explain_many
+from .explainer import ExplainContext, Explanation, build_sentence, explain, explain_many, whole_percentages
 from .faithfulness import faithfulness_check
 from .narrator import Narration, Narrator, narrate
 
 __all__ = [
     "item_vectors",
+    "whole_percentages",
     "similar_items",
     "price_bands",
     "has_attention",

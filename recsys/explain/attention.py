@@ -112,9 +112,14 @@ def attention_by_category(
 ) -> pd.DataFrame:
     """Mean attention per value of an item column (rows) and modality (columns), plus ``pairs``
     (how many (user, item) pairs each mean is over). ``items`` is indexed by item id. The ``top``
-    most frequent values are kept."""
+    most frequent values are kept.
+
+    An item lacking a modality counts 0 for it here (not NaN, as in ``frame``): a row answers "how much of
+    the score of this group's recommended items does each modality carry", so it adds up to 1. Averaging
+    each modality over only the items that have it gave rows of 105-109 % on a catalogue with missing
+    pictures, which read as a mistake."""
     values = items[column].reindex(frame["item_id"]).astype("string").fillna("").str.strip().to_numpy()
-    data = frame[list(modalities)].copy()
+    data = frame[list(modalities)].fillna(0.0)
     data["value"] = values
     if role == S.MULTI_LABEL:
         data["value"] = data["value"].str.split(re.escape(separator), regex=True)

@@ -64,7 +64,8 @@ def test_attention_aggregates_and_ground_truth():
     )
     table = attention_by_category(frame, ITEMS, "tags", ["behaviour", "text", "image"], "multi_label")
     assert table.loc["camping", "pairs"] == 2 and table.loc["camping", "behaviour"] == pytest.approx(0.55)
-    assert table.loc["cooking", "text"] != table.loc["cooking", "text"]  # NaN: the item has no text
+    assert table.loc["cooking", "text"] == 0.0  # the item has no text: none of its score comes from text
+    assert np.allclose(table[["behaviour", "text", "image"]].sum(axis=1), 1.0)  # each row is a distribution
     summary = pd.DataFrame({"user_row": [0, 1], "user_id": ["u1", "u2"], "behaviour": [0.8, 0.2], "text": [0.2, 0.8]})
     truth = pd.DataFrame(
         {

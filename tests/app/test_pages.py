@@ -302,7 +302,7 @@ def test_a_damaged_metrics_file_of_one_run_leaves_every_page_working(app, traine
         assert "metrics of this run could not be read" in " ".join(w.value for w in at.warning)
 
 
-@pytest.mark.parametrize("page", ["app_pages/recommendations.py", "app_pages/attention.py"])
+@pytest.mark.parametrize("page", ["app_pages/recommendations.py", "app_pages/attention.py", "app_pages/experiments.py"])
 def test_a_run_trained_on_an_earlier_import_of_its_dataset_says_so(app, trained_workspace, page):
     import json
 
@@ -321,3 +321,5 @@ def test_a_run_trained_on_an_earlier_import_of_its_dataset_says_so(app, trained_
     assert_clean(at)
     notes = " ".join(i.value for i in at.info)
     assert "was imported again after this run trained on it" in notes and "2031-05-04 03:02" in notes
+    if page == "app_pages/experiments.py":  # the fairness report rebuilds the split from the current import
+        assert "rebuilds the test split from the current import" in notes

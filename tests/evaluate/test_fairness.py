@@ -307,3 +307,21 @@ def test_the_best_and_worst_of_many_small_groups_from_one_distribution_is_not_ca
     assert called <= 4  # about the 5 % a test at that level allows
     strong = group_gap(np.r_[rng.random(60), rng.random(60) + 0.5], ["a"] * 60 + ["b"] * 60, n_boot=300)
     assert strong.clear and strong.p_value < 0.01
+
+
+def test_the_verdict_says_which_test_decides_when_the_interval_and_the_permutation_test_disagree():
+    """A printed interval that excludes 0 beside "within the noise" read as a contradiction to a user: the
+    verdict names the after-the-fact pick and that both tests must agree."""
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        result = group_gap(rng.random(72), [f"g{i % 6}" for i in range(72)], n_boot=300, seed=trial)
+        if result.separated and not result.clear:
+            break
+    else:
+        raise AssertionError("no trial with an interval that excludes 0 and a large permutation p")
+    assert result.verdict.startswith("within the noise: the interval excludes 0, but")
+    assert "after the fact" in result.verdict and f"{result.p_value:.3f}" in result.verdict
+    strong = group_gap(np.r_[rng.random(60), rng.random(60) + 0.5], ["a"] * 60 + ["b"] * 60, n_boot=300)
+    assert strong.verdict.startswith("a clear gap: the interval excludes 0")
+    same = group_gap(np.tile([0.0, 1.0], 50), ["a", "b"] * 25 + ["b", "a"] * 25, n_boot=300, seed=3)
+    assert same.verdict.startswith("within the noise: the interval includes 0")

@@ -39,6 +39,7 @@ from app_pages.common import (
     workspace_root,
 )
 from recsys.data import stats
+from recsys.data.report import replacement_losses
 from recsys.data.schema import ROLES
 from recsys.data.upload import UploadError, assemble_bundle_zip, zip_entry_examples
 
@@ -332,10 +333,27 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
         st.error(f"**Choose another name**: {md_text(name_error)}.", icon=":material/edit:")
         return
     if get_workspace().has_dataset(final):  # a damaged one too: the import replaces it
-        st.caption(
-            f":material/info: A dataset named **{final}** exists; importing replaces it only if this bundle "
-            "has no errors."
-        )
+        current = dataset_info(final)
+        losses = replacement_losses(current.counts if current else {}, report.get("counts") or {})
+        if losses:
+            pictures_lost = any(loss.startswith("pictures") for loss in losses)
+            st.warning(
+                f"**Importing replaces the dataset {md_text(final)}, and this bundle has less**: "
+                + "; ".join(losses)  # numbers and fixed words: no Markdown to escape
+                + "."
+                + (
+                    " Upload the pictures .zip too (or check that its paths match the picture column) to keep them."
+                    if pictures_lost
+                    else ""
+                )
+                + " Choose another name to keep both.",
+                icon=":material/warning:",
+            )
+        else:
+            st.caption(
+                f":material/info: A dataset named **{md_text(final)}** exists; importing replaces it only if this bundle "
+                "has no errors."
+            )
     if clicked:
         workspace = get_workspace()
         bar = st.progress(0.0, text="Importing…")

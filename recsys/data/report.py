@@ -13,6 +13,32 @@ def counted(number: int, noun: str, plural: str | None = None) -> str:
     return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
 
 
+# what an import counts (``CatalogBundle.counts``), in the order a replacement's losses are listed
+COUNTED = (
+    ("items", "item"),
+    ("users", "user"),
+    ("interactions", "interaction"),
+    ("items_with_image", "item with a picture"),
+)
+
+
+def replacement_losses(current: dict[str, Any], incoming: dict[str, Any]) -> list[str]:
+    """What importing a bundle with ``incoming`` counts over a stored dataset with ``current`` counts (its
+    manifest's) takes away: one phrase per count that falls, e.g. ``"pictures: 720 items have one now, 0 in
+    this bundle"``. Empty when nothing falls. A re-import that forgot the pictures .zip, or a trimmed export,
+    replaces a good dataset silently otherwise."""
+    losses = []
+    for key, noun in COUNTED:
+        now, then = current.get(key), incoming.get(key)
+        if not isinstance(now, int) or not isinstance(then, int) or then >= now:
+            continue
+        if key == "items_with_image":
+            losses.append(f"pictures: {counted(now, noun, 'items with a picture')} now, {then:,} in this bundle")
+        else:
+            losses.append(f"{counted(now, noun)} now, {then:,} in this bundle")
+    return losses
+
+
 ERROR = "error"
 WARNING = "warning"
 NOTE = "note"

@@ -121,6 +121,33 @@ def test_upload_with_a_bad_rating_is_blocked_until_the_role_is_changed(app, trai
     assert import_button(at).disabled and "1 rating is not a number" in texts(at)
 
 
+def test_replacing_a_dataset_with_a_smaller_bundle_says_what_it_loses_before_the_import(app, trained_workspace):
+    """Re-importing under the same name without the pictures .zip dropped every picture silently."""
+    before = read_json(trained_workspace / "datasets" / "demo" / "manifest.json")
+    assert before["counts"]["items_with_image"] > 0
+    at = open_data_page(app)
+    items, interactions = shop_tables()
+    at.file_uploader(key="data_items_file").set_value(("items.csv", items, "text/csv"))
+    at.file_uploader(key="data_interactions_file").set_value(("interactions.csv", interactions, "text/csv"))
+    at.run()
+    [name_input] = [t for t in at.text_input if (t.key or "").startswith("data_name_")]
+    name_input.set_value("demo")
+    at.run()
+    assert not at.exception
+    warning = " ".join(w.value for w in at.warning)
+    assert "Importing replaces the dataset demo, and this bundle has less" in warning
+    n_pictures = before["counts"]["items_with_image"]
+    assert f"pictures: {n_pictures:,} items with a picture now, 0 in this bundle" in warning
+    assert f"{before['counts']['items']:,} items now, 30 in this bundle" in warning
+    assert "Upload the pictures .zip too" in warning
+    assert not import_button(at).disabled  # a warning, not a refusal: replacing is the user's call
+    [name_input] = [t for t in at.text_input if (t.key or "").startswith("data_name_")]
+    name_input.set_value("shop")
+    at.run()
+    assert "this bundle has less" not in " ".join(w.value for w in at.warning)
+    assert read_json(trained_workspace / "datasets" / "demo" / "manifest.json") == before
+
+
 def test_a_failed_upload_leaves_the_previous_dataset_in_place(app, trained_workspace):
     before = read_json(trained_workspace / "datasets" / "demo" / "manifest.json")
     at = open_data_page(app)

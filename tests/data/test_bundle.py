@@ -477,3 +477,21 @@ def test_ids_that_lost_their_leading_zeros_are_diagnosed(tmp_path):
     other = stripped.assign(item_id=["x1", "x2", "x3", "A12"])
     issue = only_error(load_bundle(write_bundle(tmp_path / "b", items, other)), "unknown_items")
     assert "leading zeros" not in issue.message and "same item ids" in issue.message
+
+
+def test_replacement_losses_name_each_count_that_falls():
+    from recsys.data.report import replacement_losses
+
+    current = {"users": 1000, "items": 800, "interactions": 30000, "items_with_image": 720, "images_copied": 720}
+    assert replacement_losses(current, dict(current)) == []
+    assert replacement_losses(current, {**current, "items": 900, "users": 1200}) == []  # more is no loss
+    losses = replacement_losses(current, {"users": 1000, "items": 799, "interactions": 29000, "items_with_image": 0})
+    assert losses == [
+        "800 items now, 799 in this bundle",
+        "30,000 interactions now, 29,000 in this bundle",
+        "pictures: 720 items with a picture now, 0 in this bundle",
+    ]
+    assert replacement_losses({"items_with_image": 1}, {"items_with_image": 0}) == [
+        "pictures: 1 item with a picture now, 0 in this bundle"
+    ]
+    assert replacement_losses({}, {"items": 3}) == [] and replacement_losses({"items": "x"}, {"items": 1}) == []

@@ -105,7 +105,7 @@ def topk_from_scores(scores: Any, k: int, exclude: Any = None) -> np.ndarray:
         return out
     neg = -s
     if kk < n_items:
-        cand = np.argpartition(neg, kk - 1, axis=1)[:, :kk]
+        cand = _largest_k(s, kk)
         cand = np.sort(cand, axis=1)  # lower index first, so the stable sort below breaks ties by index
         vals = np.take_along_axis(neg, cand, axis=1)
         order = np.take_along_axis(cand, np.argsort(vals, axis=1, kind="stable"), axis=1)
@@ -121,6 +121,17 @@ def topk_from_scores(scores: Any, k: int, exclude: Any = None) -> np.ndarray:
     top_scores = np.take_along_axis(s, order, axis=1)
     out[:, :kk] = np.where(np.isneginf(top_scores), -1, order)
     return out
+
+
+def _largest_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """The column indices of each row's ``k`` largest scores, in no particular order (ties at the k-th score:
+    any of them; :func:`topk_from_scores` redoes such rows). torch's top-k selection is about 10x NumPy's
+    ``argpartition`` on a CPU (610 x 9,742 float32, k = 20: 7 ms against 83 ms), and a fit ranks the
+    validation users dozens of times."""
+    import torch
+
+    chosen = torch.topk(torch.from_numpy(scores), k, dim=1, largest=True, sorted=False).indices
+    return chosen.numpy().astype(np.int64, copy=False)
 
 
 def sorted_rows(values: Any) -> Any:

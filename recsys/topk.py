@@ -134,24 +134,56 @@ def _largest_k(scores: np.ndarray, k: int) -> np.ndarray:
     return chosen.numpy().astype(np.int64, copy=False)
 
 
+# below this many entries a sort is split no further: a thread's start costs more than it saves
+_PARALLEL_MIN_ENTRIES = 200_000
+_sort_pool: Any = None
+
+
+def _by_row_blocks(sort: Any, values: np.ndarray, dtype: Any) -> np.ndarray:
+    """``sort(values)`` (a row-wise NumPy sort) computed on blocks of rows in as many threads as torch may
+    use. NumPy's sorts run on one core and release the GIL, so two cores sort twice as fast (610 x 6,100
+    float32: argsort 126 ms -> 63 ms); the results are the same, row by row."""
+    global _sort_pool
+    import torch
+
+    threads = min(max(1, torch.get_num_threads()), len(values))
+    if threads < 2 or values.size < _PARALLEL_MIN_ENTRIES:
+        return sort(values)
+    if _sort_pool is None or _sort_pool._max_workers < threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _sort_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="recsys-sort")
+    out = np.empty(values.shape, dtype=dtype)
+    edges = np.linspace(0, len(values), threads + 1).astype(int)
+
+    def block(start: int, stop: int) -> None:
+        out[start:stop] = sort(values[start:stop])
+
+    for future in [_sort_pool.submit(block, a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]:
+        future.result()
+    return out
+
+
 def sorted_rows(values: Any) -> Any:
     """Each row of a ``[B, N]`` tensor sorted ascending (values only): NumPy's vectorised sort on a CPU
-    (several times torch's there), torch's elsewhere."""
+    (several times torch's there, on blocks of rows in parallel), torch's elsewhere."""
     import torch
 
     if values.device.type != "cpu":
         return torch.sort(values, dim=1).values
-    return torch.from_numpy(np.sort(values.detach().numpy(), axis=1))
+    array = values.detach().numpy()
+    return torch.from_numpy(_by_row_blocks(lambda block: np.sort(block, axis=1), array, array.dtype))
 
 
 def argsort_rows(values: Any) -> Any:
     """Each row's ascending order (column indices) of a ``[B, N]`` tensor: NumPy's argsort on a CPU (about
-    4-5x torch's there on 25k columns), torch's elsewhere. Ties in an order that is fixed but unspecified."""
+    4-5x torch's there on 25k columns; blocks of rows in parallel), torch's elsewhere. Ties in an order that
+    is fixed but unspecified."""
     import torch
 
     if values.device.type != "cpu":
         return torch.argsort(values, dim=1)
-    return torch.from_numpy(np.argsort(values.detach().numpy(), axis=1))
+    return torch.from_numpy(_by_row_blocks(lambda block: np.argsort(block, axis=1), values.detach().numpy(), np.int64))
 
 
 def places_in_rows(scores: Any, chosen: Any, side: Literal["left", "right"]) -> Any:
@@ -168,7 +200,7 @@ def places_in_rows(scores: Any, chosen: Any, side: Literal["left", "right"]) -> 
         places = torch.searchsorted(ordered_rows, scores.contiguous(), right=side == "right")
         return places.float() * (chosen != 0)
     values: np.ndarray = scores.detach().numpy()
-    ordered = np.sort(values, axis=1)
+    ordered = _by_row_blocks(lambda block: np.sort(block, axis=1), values, values.dtype)
     out = np.zeros(values.shape, np.float32)
     rows, columns = np.nonzero(chosen.detach().numpy())
     starts = np.searchsorted(rows, np.arange(values.shape[0] + 1))

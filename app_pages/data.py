@@ -178,7 +178,14 @@ def _draw_report(report: dict[str, Any], hint_entries: list[str] | None = None) 
         ):
             for issue in warnings:
                 st.markdown(f":orange[:material/warning:] {_issue_text(issue)}")
-                if issue.get("code") == "missing_images" and hint_entries:
+                found = int((report.get("counts") or {}).get("items_with_image") or 0)
+                if issue.get("code") == "missing_images" and found:
+                    # some pictures were found, so the paths have the right form: these files are just absent
+                    st.caption(
+                        f"{found:,} other pictures were found at the paths the items table names, so the paths "
+                        "have the right form: the files of the rows listed are not in the bundle."
+                    )
+                elif issue.get("code") == "missing_images" and hint_entries:
                     st.caption(
                         "Pictures are looked up at the paths the items table names, relative to the bundle "
                         f"(e.g. `images/42.jpg`). Your pictures zip holds paths like "

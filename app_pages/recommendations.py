@@ -207,7 +207,10 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
                 st.image(ctx.picture(item["item_id"]), width=96)
                 rating = f" · {stars(item['rating'])}" if item.get("rating") is not None else ""
                 low = " (rated low)" if item.get("rated_low") else ""
-                st.caption(f"{md_text(item['title'])} · adds {item['contribution']:+.2f}{rating}{low}")
+                named = md_text(item["title"]) + (
+                    f" ({md_text(item['item_id'])})" if str(item["title"]) != str(item["item_id"]) else ""
+                )
+                st.caption(f"{named} · adds {item['contribution']:+.2f}{rating}{low}")
     lines = evidence_lines(explanation)
     if lines:
         st.markdown("**Shared evidence**")
@@ -507,7 +510,14 @@ def main() -> None:
     )
     gallery(
         [
-            {"picture": ctx.picture(str(i)), "title": ctx.title(str(i)), "caption": stars(r) if rating else ""}
+            {
+                "picture": ctx.picture(str(i)),
+                "title": ctx.title(str(i)),
+                # the id, as on the recommendation cards: it tells apart items that share a title
+                "caption": " · ".join(
+                    part for part in (str(i) if ctx.title(str(i)) != str(i) else "", stars(r) if rating else "") if part
+                ),
+            }
             for i, r in zip(shown["item_id"], shown[rating] if rating else [None] * len(shown))
         ],
         per_row=6,

@@ -626,6 +626,18 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
     if state in ACTIVE_STATES or summary["epochs"]:
         if state in ACTIVE_STATES:
             _progress(summary, status, config)
+            if summary["epochs"] and summary.get("stage") in ("baseline", "cold_start", "final"):
+                # the heading names the stage now running; the curves below are of the fit that ended
+                st.caption(
+                    f"The curves below are the rounds of the {MODEL_NAMES.get(config.get('model'), 'model')} fit "
+                    "that was validated (on the train split). "
+                    + (
+                        "The final refit on every interaction has no validation data: it keeps what validation "
+                        "chose there (for the fusion model, the number of rounds and the calibration)."
+                        if summary.get("stage") == "final"
+                        else ""
+                    )
+                )
         _curves(summary)
 
     if state == "failed":

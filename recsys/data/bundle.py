@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -805,20 +806,40 @@ def _check_references(
     return interactions.loc[~unknown].reset_index(drop=True)
 
 
+def _id_key(value: str) -> str:
+    """An id as people mistype it the same way: lower case, no spaces, no leading zeros in its digit runs
+    (``" sku-762"`` and ``"SKU-00762"`` share a key)."""
+    return re.sub(r"(?<!\d)0+(?=\d)", "", re.sub(r"\s+", "", value).lower())
+
+
 def _stripped_zeros_hint(catalogue: pd.Series, unknown: pd.Series) -> str:
-    """A hint when most unknown ids are catalogue ids without their leading zeros (``15`` for ``000015``): a
-    spreadsheet that read the ids as numbers, the commonest cause of this error; '' otherwise."""
+    """A hint when most unknown ids are catalogue ids written another way: without their leading zeros (``15``
+    for ``000015``, a spreadsheet that read the ids as numbers, the commonest cause of this error), or in
+    another case, with spaces, or with a code's number unpadded (``sku-762`` for ``SKU-00762``); '' otherwise."""
     padded = catalogue.astype(str)
     by_number = {i.lstrip("0"): i for i in padded[padded.str.fullmatch(r"0+\d+")]}
     values = pd.Series(unknown.astype(str).unique())
-    found = values[values.map(lambda v: v.lstrip("0") in by_number)]  # unknown ids: none is in the catalogue
-    if len(values) == 0 or len(found) < 0.5 * len(values):
+    if len(values) == 0:
         return ""
-    example = found.iloc[0]
-    original = by_number[example.lstrip("0")]
+    found = values[values.map(lambda v: v.lstrip("0") in by_number)]  # unknown ids: none is in the catalogue
+    if len(found) >= 0.5 * len(values):
+        example = found.iloc[0]
+        original = by_number[example.lstrip("0")]
+        return (
+            f": they look like the items' ids without their leading zeros (“{example}” for “{original}”), as a "
+            "spreadsheet writes ids it read as numbers; save the id columns as text"
+        )
+    by_key: dict[str, str] = {}
+    for identifier in padded:
+        by_key.setdefault(_id_key(identifier), identifier)
+    near = values[values.map(lambda v: _id_key(v) in by_key)]
+    if len(near) < 0.5 * len(values):
+        return ""
+    example = near.iloc[0]
     return (
-        f": they look like the items' ids without their leading zeros (“{example}” for “{original}”), as a "
-        "spreadsheet writes ids it read as numbers; save the id columns as text"
+        f": they look like the items' ids written another way (“{example}” for “{by_key[_id_key(example)]}”: "
+        "the case, spaces or zeros inside differ); ids must match exactly, so export both files with the ids "
+        "as the items table writes them"
     )
 
 

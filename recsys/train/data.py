@@ -102,8 +102,8 @@ def preflight(
         chosen, reason = (
             "sparse",
             (
-                f"the {k_core}-core filter would keep only {_share(kept)} of the interactions "
-                f"and {_share(kept_users)} of the users ({p1['items']:,} of {total['items']:,} items): "
+                f"the {k_core}-core filter would keep only {_share(kept)} of the interactions, "
+                f"{_share(kept_users)} of the users and {p1['items']:,} of the {total['items']:,} items: "
                 "leave-last-out per user with 3+ interactions, every item kept"
             ),
         )

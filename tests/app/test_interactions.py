@@ -148,6 +148,32 @@ def test_replacing_a_dataset_with_a_smaller_bundle_says_what_it_loses_before_the
     assert read_json(trained_workspace / "datasets" / "demo" / "manifest.json") == before
 
 
+def test_missing_pictures_are_explained_by_what_was_found(app, empty_workspace):
+    """When most pictures are found, the paths have the right form: the hint about the zip's paths (meant for
+    a zip whose layout does not match) would send the user looking for a mismatch that is not there."""
+    from PIL import Image
+
+    items, interactions = shop_tables()
+    table = pd.read_csv(io.BytesIO(items))
+    table["picture"] = [f"images/{n}.png" for n in range(30)]
+    pictures = io.BytesIO()
+    with zipfile.ZipFile(pictures, "w") as archive:
+        for n in range(25):  # the last five are missing
+            png = io.BytesIO()
+            Image.new("RGB", (8, 8), (n * 9, 80, 120)).save(png, format="PNG")
+            archive.writestr(f"images/{n}.png", png.getvalue())
+    at = open_data_page(app)
+    at.file_uploader(key="data_items_file").set_value(("items.csv", table.to_csv(index=False).encode(), "text/csv"))
+    at.file_uploader(key="data_interactions_file").set_value(("interactions.csv", interactions, "text/csv"))
+    at.file_uploader(key="data_images_file").set_value(("pictures.zip", pictures.getvalue(), "application/zip"))
+    at.run()
+    assert not at.exception
+    shown = texts(at)
+    assert "5 pictures named in the items table are not in the bundle" in shown
+    assert "25 other pictures were found at the paths the items table names" in shown
+    assert "Your pictures zip holds paths like" not in shown
+
+
 def test_a_failed_upload_leaves_the_previous_dataset_in_place(app, trained_workspace):
     before = read_json(trained_workspace / "datasets" / "demo" / "manifest.json")
     at = open_data_page(app)

@@ -119,6 +119,10 @@ def test_recommendations_page_shows_cards_with_explanations(app, trained_workspa
     shown = texts(at)
     assert "How much each modality weighs" in shown
     assert len(at.get("plotly_chart")) == 1  # the modality attention / share chart
+    # history items carry their ids, as the cards do: titles can repeat, ids match the CSV and the CLI
+    import re
+
+    assert any(re.search(r" \(\S+\) · adds [+-]\d", c.value) for c in at.caption)
 
 
 def test_a_low_rated_history_item_behind_a_card_is_marked_and_explained(app, trained_workspace):
@@ -323,3 +327,29 @@ def test_a_run_trained_on_an_earlier_import_of_its_dataset_says_so(app, trained_
     assert "was imported again after this run trained on it" in notes and "2031-05-04 03:02" in notes
     if page == "app_pages/experiments.py":  # the fairness report rebuilds the split from the current import
         assert "rebuilds the test split from the current import" in notes
+
+
+def test_a_run_refitting_its_final_model_says_whose_curves_are_shown(app, trained_workspace):
+    """The heading names the stage running now ("Refitting the final model…"); the epoch curves under it are the
+    validated fit's, which a user read as the refit's own."""
+    import json
+    import os
+    import shutil
+
+    from tests.app.conftest import the_run
+
+    run = the_run(trained_workspace)
+    live = run.with_name("20300101-000000-demo-fusion-live")
+    shutil.copytree(run, live, ignore=shutil.ignore_patterns(".lock"))
+    status = json.loads((live / "status.json").read_text())
+    status.update(state="running", pid=os.getpid(), ended=None)  # this test's process stands for the trainer
+    (live / "status.json").write_text(json.dumps(status))
+    with (live / "progress.jsonl").open("a") as progress:
+        progress.write(json.dumps({"type": "stage", "stage": "final", "time": status["started"] + 1}) + "\n")
+    at = open_page(app, "app_pages/train.py")
+    at.selectbox(key="train_watch").set_value(live.name).run()
+    assert not at.exception
+    shown = " ".join(str(m.value) for m in at.markdown) + " ".join(c.value for c in at.caption)
+    assert "Refitting the final model on every interaction" in shown
+    assert "The curves below are the rounds of the" in shown and "fit that was validated" in shown
+    assert "The final refit on every interaction has no validation data" in shown

@@ -495,3 +495,14 @@ def test_replacement_losses_name_each_count_that_falls():
         "pictures: 1 item with a picture now, 0 in this bundle"
     ]
     assert replacement_losses({}, {"items": 3}) == [] and replacement_losses({"items": "x"}, {"items": 1}) == []
+
+
+def test_ids_written_another_way_are_diagnosed_with_an_example(tmp_path):
+    # codes retyped or re-exported: another case, a space, the number's zero padding dropped
+    items = pd.DataFrame({"item_id": ["SKU-00762", "SKU-00015", "SKU-01200", "A12"], "title": ["a", "b", "c", "d"]})
+    retyped = pd.DataFrame({"user_id": ["u1", "u1", "u2", "u2"], "item_id": ["sku-762", "SKU-15", "SKU- 1200", "A12"]})
+    issue = only_error(load_bundle(write_bundle(tmp_path / "a", items, retyped)), "unknown_items")
+    assert "written another way" in issue.message and "“sku-762” for “SKU-00762”" in issue.message
+    other = retyped.assign(item_id=["x1", "x2", "x3", "A12"])
+    issue = only_error(load_bundle(write_bundle(tmp_path / "b", items, other)), "unknown_items")
+    assert "written another way" not in issue.message and "same item ids" in issue.message

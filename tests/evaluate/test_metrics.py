@@ -199,3 +199,30 @@ def test_topk_matches_full_stable_sort_reference():
         ref = np.argsort(-masked, axis=1, kind="stable")[:, :k]
         ref = np.where(np.isneginf(np.take_along_axis(masked, ref, axis=1)), -1, ref)
         assert np.array_equal(topk_from_scores(scores, k, exclude=ex), ref)
+
+
+def test_row_sorts_in_threads_match_numpy_and_survive_a_fork():
+    """The CPU row sorts split big arrays over threads; the result is NumPy's, row by row, and a forked child
+    (which inherits the pool object but not its threads) sorts too instead of waiting forever."""
+    import multiprocessing
+
+    import torch
+
+    from recsys.topk import argsort_rows, places_in_rows, sorted_rows
+
+    rng = np.random.default_rng(3)
+    values = torch.from_numpy(rng.standard_normal((300, 2000)).astype(np.float32))  # above the threading size
+    assert np.array_equal(sorted_rows(values).numpy(), np.sort(values.numpy(), axis=1))
+    order = argsort_rows(values).numpy()
+    assert np.array_equal(np.take_along_axis(values.numpy(), order, 1), np.sort(values.numpy(), axis=1))
+    chosen = torch.zeros_like(values)
+    chosen[:, :5] = 1
+    places = places_in_rows(values, chosen, "left").numpy()
+    assert np.array_equal(places[:, :5], (values.numpy()[:, None, :] < values.numpy()[:, :5, None]).sum(2))
+    child = multiprocessing.get_context("fork").Process(target=sorted_rows, args=(values,))
+    child.start()
+    child.join(timeout=60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive and child.exitcode == 0

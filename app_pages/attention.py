@@ -187,8 +187,9 @@ def category_heatmap(ctx: RunContext, frame: pd.DataFrame, modalities: list[str]
     )
     chart(fig, key="att_category_heatmap")
     st.caption(
-        f"Each row adds up to 100 %: the mean share of the score that each modality carries in the users' top "
-        f"{TOP_K} items of that group. An item without a picture (or text) gets none of its score from it, and "
+        f"Each row adds up to 100 %: the mean attention weight of each modality over the users' top {TOP_K} "
+        "items of that group (weights, not shares of the score: a modality's share also depends on how far its "
+        "expert's score is from the user's average). An item without a picture (or text) gives it no weight, and "
         "counts 0 % there."
     )
 

@@ -163,7 +163,8 @@ def _draw_report(report: dict[str, Any], hint_entries: list[str] | None = None) 
     if errors:
         st.error(
             f"**{len(errors)} problem{'s' if len(errors) > 1 else ''} block{'' if len(errors) > 1 else 's'} "
-            "the import.** Fix them in your files (or change a column's role above) and try again.",
+            f"the import.** Fix {'them' if len(errors) > 1 else 'it'} in your files (or change a column's role "
+            "above) and try again.",
             icon=":material/block:",
         )
         for issue in errors:

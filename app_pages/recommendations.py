@@ -162,7 +162,8 @@ def evidence_lines(explanation: dict) -> list[str]:
         lines.append(
             "**popularity** new: no one has it yet"
             if popularity.get("new_item")
-            else f"**popularity** {popularity.get('count', 0):,} users: more popular than "
+            else f"**popularity** chosen by {popularity.get('count', 0):,} "
+            f"user{'' if popularity.get('count', 0) == 1 else 's'}: more popular than "
             f"{popularity.get('percentile', 0)}% of the catalogue"
         )
     return lines

@@ -585,19 +585,18 @@ SHOWN_FROM_CURRENT_IMPORT = (
 )
 
 
-def replaced_dataset_notice(run: RunRecord, consequence: str = SHOWN_FROM_CURRENT_IMPORT) -> bool:
+def replaced_dataset_notice(run: RunRecord, consequence: str = SHOWN_FROM_CURRENT_IMPORT) -> None:
     """Say so (and what it means here: ``consequence``) when the run's dataset was imported again (same name)
-    after the run trained on it. True when it was."""
+    after the run trained on it."""
     trained_on = run.dataset_imported_at
     current = get_workspace().dataset_imported_at(run.dataset) if run.dataset else None
     if not (trained_on and current and current != trained_on):
-        return False
+        return
     st.info(
         f"**Dataset {md_text(run.dataset)} was imported again after this run trained on it** (the run used "
         f"the import of {import_time(trained_on)}; the current one is of {import_time(current)}). {consequence}",
         icon=":material/history:",
     )
-    return True
 
 
 @st.cache_resource(show_spinner="Ranking the test users' catalogue…", max_entries=4)

@@ -177,9 +177,9 @@ def _draw_report(report: dict[str, Any], hint_entries: list[str] | None = None) 
             expanded=not errors,
             icon=":material/warning:",
         ):
+            found = int((report.get("counts") or {}).get("items_with_image") or 0)  # pictures that were found
             for issue in warnings:
                 st.markdown(f":orange[:material/warning:] {_issue_text(issue)}")
-                found = int((report.get("counts") or {}).get("items_with_image") or 0)
                 if issue.get("code") == "missing_images" and found:
                     # some pictures were found, so the paths have the right form: these files are just absent
                     st.caption(

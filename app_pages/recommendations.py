@@ -509,20 +509,13 @@ def main() -> None:
         + (", best rated first" if rating else "")
         + (f" — showing {len(shown)}" if len(history) > len(shown) else "")
     )
-    gallery(
-        [
-            {
-                "picture": ctx.picture(str(i)),
-                "title": ctx.title(str(i)),
-                # the id, as on the recommendation cards: it tells apart items that share a title
-                "caption": " · ".join(
-                    part for part in (str(i) if ctx.title(str(i)) != str(i) else "", stars(r) if rating else "") if part
-                ),
-            }
-            for i, r in zip(shown["item_id"], shown[rating] if rating else [None] * len(shown))
-        ],
-        per_row=6,
-    )
+    entries = []
+    for item_id, value in zip(shown["item_id"].astype(str), shown[rating] if rating else [None] * len(shown)):
+        title = ctx.title(item_id)
+        # the id, as on the recommendation cards: it tells apart items that share a title
+        parts = (item_id if title != item_id else "", stars(value) if rating else "")
+        entries.append({"picture": ctx.picture(item_id), "title": title, "caption": " · ".join(p for p in parts if p)})
+    gallery(entries, per_row=6)
 
     st.markdown(f"#### :material/recommend: Top {k} for {md_text(user)}")
     if diversity > 0:

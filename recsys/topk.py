@@ -137,14 +137,16 @@ def _largest_k(scores: np.ndarray, k: int) -> np.ndarray:
 # below this many entries a sort is split no further: a thread's start costs more than it saves
 _PARALLEL_MIN_ENTRIES = 200_000
 _sort_pool: Any = None
-_sort_pool_pid = 0  # a forked child inherits the pool object but not its threads: it makes its own
+# (process, threads) the pool was made for: a forked child inherits the pool object but not its threads, so it
+# makes its own
+_sort_pool_owner = (0, 0)
 
 
 def _by_row_blocks(sort: Any, values: np.ndarray, dtype: Any) -> np.ndarray:
     """``sort(values)`` (a row-wise NumPy sort) computed on blocks of rows in as many threads as torch may
     use. NumPy's sorts run on one core and release the GIL, so two cores sort twice as fast (610 x 6,100
     float32: argsort 126 ms -> 63 ms); the results are the same, row by row."""
-    global _sort_pool, _sort_pool_pid
+    global _sort_pool, _sort_pool_owner
     import os
 
     import torch
@@ -152,11 +154,11 @@ def _by_row_blocks(sort: Any, values: np.ndarray, dtype: Any) -> np.ndarray:
     threads = min(max(1, torch.get_num_threads()), len(values))
     if threads < 2 or values.size < _PARALLEL_MIN_ENTRIES:
         return sort(values)
-    if _sort_pool is None or _sort_pool._max_workers < threads or _sort_pool_pid != os.getpid():
+    if _sort_pool is None or _sort_pool_owner[0] != os.getpid() or _sort_pool_owner[1] < threads:
         from concurrent.futures import ThreadPoolExecutor
 
         _sort_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="recsys-sort")
-        _sort_pool_pid = os.getpid()
+        _sort_pool_owner = (os.getpid(), threads)
     out = np.empty(values.shape, dtype=dtype)
     edges = np.linspace(0, len(values), threads + 1).astype(int)
 

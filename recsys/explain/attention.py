@@ -114,8 +114,8 @@ def attention_by_category(
     (how many (user, item) pairs each mean is over). ``items`` is indexed by item id. The ``top``
     most frequent values are kept.
 
-    An item lacking a modality counts 0 for it here (not NaN, as in ``frame``): a row answers "how much of
-    the score of this group's recommended items does each modality carry", so it adds up to 1. Averaging
+    An item lacking a modality counts 0 for it here (not NaN, as in ``frame``): a row is the mean attention
+    weight over this group's recommended items, each item's weights adding up to 1, so the row does too. Averaging
     each modality over only the items that have it gave rows of 105-109 % on a catalogue with missing
     pictures, which read as a mistake."""
     values = items[column].reindex(frame["item_id"]).astype("string").fillna("").str.strip().to_numpy()

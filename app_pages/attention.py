@@ -275,8 +275,33 @@ def user_heatmap(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) 
     chart(fig, key="att_user_heatmap")
     st.caption(
         "Per item, each content modality's weight is also scaled by how often the item was chosen, and an item "
-        "lacking a modality spreads its weight over the others: so these can differ from the user's weights."
+        "lacking a modality spreads its weight over the others: so these can differ from the user's weights. "
+        + tilt_sentence(ctx.model.popularity_tilt())
     )
+
+
+def tilt_sentence(tilt: dict[str, float], negligible: float = 0.05) -> str:
+    """What this run learned about popularity and the per-item weights, in words (the direction is learned,
+    not assumed: a run can give content more weight on bestsellers or on the long tail)."""
+    if not tilt:
+        return ""
+
+    def names(values: list[str]) -> str:
+        words = [MODALITY_NAMES.get(m, m) for m in values]
+        return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+    def weigh(values: list[str]) -> str:
+        return f"{names(values)} weigh{'s' if len(values) == 1 else ''} more"
+
+    more_popular = [m for m, slope in tilt.items() if slope > negligible]
+    more_rare = [m for m, slope in tilt.items() if slope < -negligible]
+    if more_popular and more_rare:
+        return f"In this run {weigh(more_popular)} on often chosen items; {weigh(more_rare)} on rarely chosen ones."
+    if more_popular:
+        return f"In this run {weigh(more_popular)} on often chosen items (so Behaviour weighs less there)."
+    if more_rare:
+        return f"In this run {weigh(more_rare)} on rarely chosen items (so Behaviour weighs more on bestsellers)."
+    return "In this run that factor is close to 1 for every item."
 
 
 def segment_name(segment: str) -> str:
@@ -446,9 +471,9 @@ def main() -> None:
         "A user's weights are what the model multiplies each modality's score by when it ranks items for "
         "that user: they come from how coherent the user's own history is in each modality, pulled toward "
         "the average user's for short histories. On each item, each content modality's weight is then "
-        "scaled by a learned factor of how often the item was chosen (co-occurrence says little about a rarely "
-        "chosen item), so an item's weights can differ from the user's; an item lacking a modality (no picture) "
-        "spreads that weight over the modalities it has."
+        "scaled by a learned factor of how often the item was chosen, so an item's weights can differ from the "
+        "user's; an item lacking a modality (no picture) spreads that weight over the modalities it has. "
+        + tilt_sentence(model.popularity_tilt())
     )
     presence = model.item_presence() if hasattr(model, "item_presence") else None
     distribution(weights, modalities, presence)

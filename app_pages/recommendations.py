@@ -84,7 +84,11 @@ def modality_chart(explanation: dict) -> go.Figure | None:
             orientation="h",
             marker_color=colours,
             # whole percentages that add up to 100 (rounded one by one, 33.5/33.5/33 would read 101 %)
-            text=[f"{m.get('attention_pct', round(100 * m['attention']))}%" for m in rows],
+            # popularity is added by history length, not by the gate: no weight to show
+            text=[
+                f"{m.get('attention_pct', round(100 * m['attention']))}%" if m.get("weighted", True) else "no weight"
+                for m in rows
+            ],
             textposition="outside",
             textangle=0,  # a narrow bar's label stays level beside it (auto would turn it sideways inside)
             cliponaxis=False,
@@ -182,6 +186,12 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
             "without it, averaged over which other modalities the item keeps (its Shapley value). The "
             "percentages in the sentence above are of the right-hand side: each modality's part of the positive "
             "contributions."
+            + (
+                " Popularity is not a modality: the model adds it to every user's scores, more for a short "
+                "history, and no attention weight scales it."
+                if any(not m.get("weighted", True) for m in explanation.get("modalities") or [])
+                else ""
+            )
         )
         chart(fig, width=560, config={"displayModeBar": False})
     else:

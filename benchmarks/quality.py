@@ -48,9 +48,9 @@ DATASET = "movielens-small-mm"
 OURS = ("mostpop", "itemknn", "bpr", "lightgcn", "ease", "content")
 
 
-def load(workspace: Workspace, dataset: str = DATASET) -> tuple[Any, Any]:
+def load(workspace: Workspace, dataset: str = DATASET, bundle_dir: Path | None = None) -> tuple[Any, Any]:
     if not workspace.has_dataset(dataset):
-        result = workspace.import_bundle(SHARED / dataset, name=dataset)
+        result = workspace.import_bundle(bundle_dir or SHARED / dataset, name=dataset)
         if not result.ok:
             raise SystemExit(result.report.format())
     bundle = workspace.load_dataset(dataset)
@@ -216,6 +216,9 @@ def new_user_table(models: dict[str, Any], prepared) -> dict[str, dict[str, floa
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=DATASET, help="a bundle under shared/datasets (default: %(default)s)")
+    parser.add_argument(
+        "--bundle", type=Path, default=None, help="a bundle directory anywhere (e.g. benchmarks/sparse_shop.py's)"
+    )
     parser.add_argument("--workspace", default=str(REPO_ROOT / "workspace"))
     parser.add_argument("--quick", action="store_true", help="fewer models: fusion, ease, mostpop, peers' EASE")
     parser.add_argument("--skip-peers", action="store_true", help="do not run Cornac")
@@ -226,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     workspace = Workspace(args.workspace)
-    bundle, features = load(workspace, args.dataset)
+    if args.bundle is not None:
+        args.dataset = args.bundle.name
+    bundle, features = load(workspace, args.dataset, args.bundle)
     catalogue = bundle.items["item_id"].to_numpy(str)
     if args.only_cold:
         cold = cold_start_table(bundle, features, catalogue, not args.skip_peers)

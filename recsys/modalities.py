@@ -3,10 +3,20 @@ never name the same modality differently."""
 
 from __future__ import annotations
 
-__all__ = ["MODALITY_NAMES", "MODALITY_PHRASES"]
+__all__ = ["MODALITY_NAMES", "MODALITY_PHRASES", "POPULARITY"]
+
+#: Not a modality but a part of the fusion score: the popularity prior, added to every user's scores (more
+#: for short histories) and not weighted by the attention gate. Explanations list it beside the modalities.
+POPULARITY = "popularity"
 
 #: Display names (chart axes, metrics, legends).
-MODALITY_NAMES = {"behaviour": "Behaviour", "text": "Text", "image": "Picture", "attributes": "Attributes"}
+MODALITY_NAMES = {
+    "behaviour": "Behaviour",
+    "text": "Text",
+    "image": "Picture",
+    "attributes": "Attributes",
+    POPULARITY: "Popularity",
+}
 
 #: What the explanation sentences say a recommendation draws on.
 MODALITY_PHRASES = {
@@ -14,4 +24,5 @@ MODALITY_PHRASES = {
     "text": "its description",
     "image": "its picture",
     "attributes": "its attributes",
+    POPULARITY: "how popular it is",
 }

@@ -62,6 +62,9 @@ class Modality(BaseModel):
     missing: bool | None = None
     attention: float | None = None
     share: float | None = None
+    weighted: bool | None = Field(
+        default=None, description="false for the popularity prior: part of the score, scaled by no attention weight"
+    )
 
 
 class Explanation(BaseModel):

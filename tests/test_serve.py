@@ -114,7 +114,13 @@ def test_recommend_with_explanations_and_diversity(client, ids):
         assert explanation["item_id"] == row["item_id"] and explanation["user_id"] == ids["user"]
         assert explanation["sentence"] and explanation["has_attention"]
         shares = [m for m in explanation["modalities"] if not m["missing"]]
-        assert {m["modality"] for m in explanation["modalities"]} <= {"behaviour", "text", "image", "attributes"}
+        assert {m["modality"] for m in explanation["modalities"]} <= {
+            "behaviour",
+            "text",
+            "image",
+            "attributes",
+            "popularity",
+        }
         assert sum(m["share"] for m in shares) == pytest.approx(explanation["score"], rel=1e-3, abs=1e-4)
     diverse = client.get("/recommend", params={"user": ids["user"], "k": 5, "diversity": 0.9})
     assert diverse.status_code == 200 and len(diverse.json()["recommendations"]) == 5

@@ -81,7 +81,11 @@ def _print_explanation(args: argparse.Namespace, data: dict[str, Any], rank: int
         state = (
             "missing"
             if modality["missing"]
-            else (f"attention {modality['attention']:.2f}  share {modality['share']:+.4f}")
+            else (
+                f"attention {modality['attention']:.2f}  share {modality['share']:+.4f}"
+                if modality.get("weighted", True)
+                else f"(no weight)      share {modality['share']:+.4f}"
+            )
         )
         _say(args, f"       {modality['modality']:<11} {state}")
     for item in data.get("history", []):

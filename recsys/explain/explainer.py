@@ -4,8 +4,10 @@
 
 * **modalities**: each modality's attention weight and share of the score (its Shapley value), straight
   from ``model.explain_scores`` (the shares add up to the score); a modality the item lacks is marked
-  ``present=False`` (weight 0, share 0; behaviour's share keeps the popularity prior of an item nobody
-  chose). Models without attention (the baselines, the ``concat``
+  ``present=False`` (weight 0, share 0). The fusion model's popularity prior, which the model counts in
+  behaviour's Shapley value (hiding behaviour hides it) but which no attention weight scales, is its own
+  row (``modality="popularity"``, ``weighted=False``), taken out of behaviour's share: the rows still add
+  up to the score. Models without attention (the baselines, the ``concat``
   fusion) say so in ``notes`` and have no modality rows; the rest of the evidence is still there.
 * **history**: the 1-3 items of the user's training history that raise the score most, by
   leave-one-out through the model's own new-user path (``history_contributions``): the score with
@@ -36,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import schema as S, stats
-from ..modalities import MODALITY_PHRASES
+from ..modalities import MODALITY_PHRASES, POPULARITY
 from .facts import GENERIC_WORDS, STOPWORDS, tokenize
 
 __all__ = [
@@ -642,13 +644,23 @@ def explain(
         score = float(np.asarray(parts["score"]).ravel()[0])
         if parts.get("shares") is not None and parts.get("attention") is not None:
             has_attention = True
-            shares = np.asarray(parts["shares"], dtype=np.float64)[0]
+            shares = np.asarray(parts["shares"], dtype=np.float64)[0].copy()
             attention = np.asarray(parts["attention"], dtype=np.float64)[0]
             present = np.asarray(parts["present"], dtype=bool)[0]
+            names = list(parts["modalities"])
+            # the popularity prior sits in behaviour's share (hiding behaviour hides it) but no attention
+            # weight scales it: shown as its own part, a behaviour weight of 2 % never sits beside a
+            # behaviour share that is all popularity
+            prior = parts.get("popularity_share")
+            popularity = float(np.asarray(prior, dtype=np.float64).ravel()[0]) if prior is not None else None
+            if popularity is not None and "behaviour" in names:
+                shares[names.index("behaviour")] -= popularity
             positive = np.clip(np.where(present, shares, 0.0), 0.0, None)
-            share_pct = whole_percentages(positive)
+            share_pct = whole_percentages(
+                np.append(positive, max(popularity, 0.0)) if popularity is not None else positive
+            )
             attention_pct = whole_percentages(np.where(present, attention, 0.0))
-            for m, name in enumerate(parts["modalities"]):
+            for m, name in enumerate(names):
                 modalities.append(
                     {
                         "modality": name,
@@ -657,10 +669,24 @@ def explain(
                         "missing": not bool(present[m]),
                         "attention": float(attention[m]) if present[m] else 0.0,
                         "attention_pct": attention_pct[m],
-                        # an item without behaviour scores (nobody chose it) has no behaviour weight, but the
-                        # popularity prior is behaviour evidence and in its share; content the item lacks shares 0
+                        # content the item lacks shares 0 (and so does behaviour for an item nobody chose)
                         "share": float(shares[m]),
                         "share_pct": share_pct[m],
+                        "weighted": True,
+                    }
+                )
+            if popularity is not None:
+                modalities.append(
+                    {
+                        "modality": POPULARITY,
+                        "label": MODALITY_PHRASES[POPULARITY],
+                        "present": True,
+                        "missing": False,
+                        "attention": 0.0,
+                        "attention_pct": 0,
+                        "share": popularity,
+                        "share_pct": share_pct[-1],
+                        "weighted": False,  # added by history length, not by the attention gate
                     }
                 )
             gap = abs(sum(m["share"] for m in modalities) - score)
@@ -669,10 +695,6 @@ def explain(
             missing = [m["modality"] for m in modalities if m["missing"]]
             if missing:
                 notes.append("missing modalities (no weight): " + ", ".join(missing))
-            if any(m["missing"] and m["modality"] == "behaviour" and m["share"] != 0.0 for m in modalities):
-                notes.append(
-                    "behaviour has no co-occurrence score for this item: its share is the popularity prior alone"
-                )
         else:
             notes.append("this fusion variant (concat) has no per-modality weights")
     else:

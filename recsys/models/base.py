@@ -176,6 +176,12 @@ class Recommender(ABC):
         ``masked_scores``, ``item_presence`` and ``attention_matrix``)."""
         return False
 
+    def popularity_tilt(self) -> dict[str, float]:
+        """Per content modality, how its per-item weight leans with the item's popularity (a slope against
+        the item's standardised log count: above 0, more weight on often chosen items). Empty for models
+        whose weights do not depend on the item."""
+        return {}
+
     def score_history(self, items: Sequence[int], weights: Sequence[float] | None = None) -> np.ndarray:
         """Scores ``[n_items]`` for a user known only by the item indices ``items`` (no retraining).
 

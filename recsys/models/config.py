@@ -131,6 +131,10 @@ class FusionConfig(_Config):
     behaviour_scales: list[float] = option(
         [0.5, 1.0, 1.5, 2.5, 4.0, 8.0], "multipliers of the behaviour expert tried on validation after training"
     )
+    popularity_floors: list[float] = option(
+        [0.0, 0.1, 0.2, 0.4, 0.8],
+        "popularity kept by every user whatever the history's length, chosen on validation (0: the fitted fade)",
+    )
     short_history_boosts: list[float] = option(
         [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
         "extra popularity for users known by 1-3 items, chosen on validation (a large value ~ MostPop for them)",

@@ -323,3 +323,36 @@ def test_a_card_names_the_column_of_a_value_that_is_a_code_or_a_number():
     assert caption == "Home & Kitchen · store id 12 · size XL · price 9.50"
     assert item_caption(row, ["genres"]) == "Action · Comedy"
     assert item_caption({"brand": "cat_7"}, ["brand"]) == "brand cat_7"
+
+
+def test_the_tilt_sentence_says_the_direction_each_run_learned():
+    from app_pages.attention import tilt_sentence
+
+    assert tilt_sentence({}) == ""
+    assert tilt_sentence({"text": 0.3, "image": 0.2, "attributes": 0.01}) == (
+        "In this run Text and Picture weigh more on often chosen items (so Behaviour weighs less there)."
+    )
+    assert tilt_sentence({"text": 0.4, "image": -0.8, "attributes": -0.45}) == (
+        "In this run Text weighs more on often chosen items; Picture and Attributes weigh more on rarely chosen ones."
+    )
+    assert tilt_sentence({"text": -0.2}).startswith("In this run Text weighs more on rarely chosen items")
+    assert tilt_sentence({"text": 0.01, "image": -0.02}) == "In this run that factor is close to 1 for every item."
+
+
+def test_the_why_this_chart_gives_the_popularity_row_a_contribution_and_no_weight():
+    from app_pages.recommendations import modality_chart
+
+    row = dict(present=True, missing=False, weighted=True)
+    explanation = {
+        "has_attention": True,
+        "modalities": [
+            {**row, "modality": "behaviour", "attention": 0.02, "attention_pct": 2, "share": 0.4},
+            {**row, "modality": "text", "attention": 0.98, "attention_pct": 98, "share": -0.7},
+            {**row, "modality": "popularity", "attention": 0.0, "attention_pct": 0, "share": 6.2, "weighted": False},
+        ],
+    }
+    fig = modality_chart(explanation)
+    weights, shares = fig.data
+    assert list(weights.y) == ["Popularity", "Text", "Behaviour"]
+    assert list(weights.text) == ["no weight", "98%", "2%"]
+    assert list(shares.text) == ["+6.20", "-0.70", "+0.40"]

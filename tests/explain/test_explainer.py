@@ -280,10 +280,10 @@ def test_shares_add_up_for_items_lacking_a_modality(demo_run, demo_context):
                 assert m["share"] == 0.0 and m["attention"] == 0.0
 
 
-def test_an_item_nobody_chose_keeps_the_popularity_prior_in_behaviours_share(demo_run, cold_split):
+def test_an_item_nobody_chose_has_no_behaviour_share_and_its_popularity_prior_is_its_own_row(demo_run, cold_split):
     """The cold-start split holds 10 % of the items out of training: they have no behaviour scores (no
-    weight), but the popularity prior, behaviour evidence, is part of the score; it shows as behaviour's
-    share, so the shares still add up to the score, and a note says what that share is."""
+    weight, no share), but the popularity prior is part of the score: it shows as its own unweighted row, so
+    the rows still add up to the score."""
     from recsys.explain.explainer import ExplainContext
 
     model = cold_split.models["fusion"]
@@ -296,9 +296,25 @@ def test_an_item_nobody_chose_keeps_the_popularity_prior_in_behaviours_share(dem
         explanation = explain(model, user, str(model.item_ids[index]), context=context)
         assert abs(sum(m["share"] for m in explanation.modalities) - explanation.score) < 1e-4
         behaviour = next(m for m in explanation.modalities if m["modality"] == "behaviour")
-        assert behaviour["missing"] and behaviour["attention"] == 0.0
-        assert behaviour["share"] != 0.0
-        assert any("popularity prior alone" in note for note in explanation.notes)
+        assert behaviour["missing"] and behaviour["attention"] == 0.0 and behaviour["share"] == 0.0
+        popularity = next(m for m in explanation.modalities if m["modality"] == "popularity")
+        assert popularity["share"] != 0.0 and not popularity["weighted"] and popularity["attention"] == 0.0
+
+
+def test_the_popularity_prior_is_taken_out_of_behaviours_share(demo_run, demo_context):
+    """Behaviour's row is the co-occurrence expert's part alone: its share plus the popularity row's is the
+    share the model gives behaviour (the Shapley value, which counts the prior as behaviour evidence)."""
+    model = demo_run.model
+    for user, item in _pairs(model)[:4]:
+        explanation = explain(model, user, item, context=demo_context)
+        parts = model.explain_scores(model.user_index(user), [model.item_index(item)])
+        rows = {m["modality"]: m for m in explanation.modalities}
+        behaviour = model.modalities.index("behaviour")
+        assert rows["behaviour"]["share"] + rows["popularity"]["share"] == pytest.approx(
+            float(parts["shares"][0][behaviour]), abs=1e-5
+        )
+        assert rows["popularity"]["share"] == pytest.approx(float(parts["popularity_share"][0]), abs=1e-6)
+        assert sum(m["share_pct"] for m in explanation.modalities) in (0, 100)
 
 
 def test_the_evidence_never_names_a_history_item_the_user_rated_low(demo_run, demo_context):

@@ -375,7 +375,7 @@ def test_validation_too_large_for_the_budget_is_a_fixed_sample_of_users(demo_tem
     assert np.isfinite(floor.history["best_valid_ndcg@20"]) and np.isfinite(floor.score(np.arange(5))).all()
 
 
-def test_scores_are_affine_in_the_calibrated_scale_and_boost(demo_template):
+def test_scores_are_affine_in_the_calibrated_scale_boost_and_floor(demo_template):
     """The calibration tries each behaviour scale (and short-history boost) as base + value x slope from two
     scorings: that is exact because the mixture is affine in both, and it leaves the gate as it was."""
     from recsys.models.fusion.model import affine_scores
@@ -383,7 +383,7 @@ def test_scores_are_affine_in_the_calibrated_scale_and_boost(demo_template):
     model = Recommender.load(demo_template / "runs" / DEMO_RUN / "model")
     gate = model.gate
     rows = np.arange(30)
-    for parameter in (gate.behaviour_scale, gate.short_history_boost):
+    for parameter in (gate.behaviour_scale, gate.short_history_boost, gate.popularity_floor):
         before = float(parameter)
         at = affine_scores(model.score, parameter)
         for value in (0.5, 2.5, 8.0):
@@ -425,3 +425,54 @@ def test_gate_adam_takes_torch_adams_steps_and_shares_its_checkpoints():
     for a, b in zip(ours, theirs, strict=True):
         assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
     assert not torch.allclose(ours[0], parameters()[0])  # it did move
+
+
+def test_the_popularity_floor_is_chosen_on_validation_and_a_model_saved_without_one_loads(demo_template, tmp_path):
+    """Every floor tried has its validation NDCG@20 in the history; the one kept is within one paired standard
+    error of the best and no larger than needed (the one-standard-error rule: the first floor of the grid whose
+    mean is within that of the best). A model saved before the floor existed loads with a floor of 0 and
+    scores as it did."""
+    from safetensors.numpy import load_file, save_file
+
+    from recsys.train.run import RunConfig, run_item_features
+
+    workspace = Workspace(demo_template)
+    bundle = workspace.load_dataset("demo")
+    features = run_item_features(workspace, bundle, RunConfig(dataset="demo", text_encoder="tfidf"))
+    data = prepare_data(
+        bundle.interactions, item_features=features, catalogue_ids=bundle.items["item_id"].to_numpy(str)
+    ).data
+    model = FusionRecommender(epochs=2, device="cpu").fit(data)
+    calibration = model.history["calibration"]
+    table = calibration["popularity_floor_valid_ndcg@20"]
+    assert list(table) == [f"floor {f:g}" for f in model.config["popularity_floors"]]
+    chosen = calibration["popularity_floor"]
+    assert chosen in model.config["popularity_floors"]
+    assert float(model.gate.popularity_floor) == chosen
+    best = max(table.values())
+    assert table[f"floor {chosen:g}"] <= best
+    # a smaller floor was passed over only because it was more than a standard error below the best
+    assert all(table[f"floor {f:g}"] < best for f in model.config["popularity_floors"] if f < chosen)
+
+    model.gate.popularity_floor.fill_(0.0)
+    model.save(tmp_path / "model")
+    weights = load_file(str(tmp_path / "model" / "weights.safetensors"))
+    del weights["gate.popularity_floor"]
+    save_file(weights, str(tmp_path / "model" / "weights.safetensors"))
+    older = Recommender.load(tmp_path / "model")
+    assert float(older.gate.popularity_floor) == 0.0
+    np.testing.assert_allclose(older.score(np.arange(10)), model.score(np.arange(10)), rtol=1e-5, atol=1e-5)
+
+
+def test_popularity_tilt_reads_the_learned_item_factor(demo_template):
+    """The per-item factor of a content modality is exp(slope x popularity z): the capability returns those
+    slopes, one per content modality, and a larger one does give that modality more weight on a popular item."""
+    model = Recommender.load(demo_template / "runs" / DEMO_RUN / "model")
+    tilt = model.popularity_tilt()
+    assert set(tilt) == set(model.modalities) - {"behaviour"}
+    assert all(np.isfinite(v) for v in tilt.values())
+    with torch.no_grad():
+        model.gate.item_popularity_weight.fill_(0.0)
+        model.gate.item_popularity_weight[model.modalities.index("text")] = 1.0
+    assert model.popularity_tilt()["text"] == pytest.approx(1.0)
+    assert get_model("ease").popularity_tilt() == {}

@@ -106,6 +106,16 @@ class FusionRecommender(ExpertScoring, Recommender):
         """``[n_items, M]`` bool: which modalities each item has (behaviour = seen in training)."""
         return fitted(self._present).cpu().numpy().astype(bool)
 
+    def popularity_tilt(self) -> dict[str, float]:
+        """Per content modality, the learned slope of its per-item weight factor, ``exp(slope * z)``, against
+        the item's standardised log popularity ``z`` (attention fusion; empty otherwise): above 0 the
+        modality weighs more on often chosen items (and behaviour less), below 0 more on rarely chosen ones."""
+        gate = fitted(self.gate)
+        if self.config["fusion"] != "attention":
+            return {}
+        slopes = gate.item_popularity_weight.detach().cpu().numpy()
+        return {m: float(slopes[i]) for i, m in enumerate(self.modalities) if m != "behaviour"}
+
     def user_modality_weights(self, users: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """The gate ``[n, M]`` (rows sum to 1) for user rows; what the scores actually use."""
         evidence, lengths = self.gate_evidence(users)
@@ -435,6 +445,7 @@ class FusionRecommender(ExpertScoring, Recommender):
         gate, other_gate = fitted(self.gate), fitted(other.gate)
         gate.behaviour_scale.copy_(other_gate.behaviour_scale)
         gate.short_history_boost.copy_(other_gate.short_history_boost)
+        gate.popularity_floor.copy_(other_gate.popularity_floor)
         if "calibration" in other.history:
             self.history["calibration"] = {**other.history["calibration"], "adopted": True}
 
@@ -470,7 +481,33 @@ class FusionRecommender(ExpertScoring, Recommender):
             "rule": "one standard error (paired, over validation users) from the best, smallest change",
         }
         if self.config["popularity_prior"] and gate.has_behaviour:
+            self._calibrate_popularity_floor(train, valid, scorer)
             self._calibrate_short_histories(train, valid)
+
+    @torch.no_grad()
+    def _calibrate_popularity_floor(self, train: sp.csr_matrix, valid: sp.csr_matrix, scorer: Any) -> None:
+        """How much popularity every user keeps, however long the history: validation NDCG@20 decides by the
+        one-standard-error rule (the smallest floor within one paired standard error of the best), after the
+        behaviour scale and before the short-history boost (which adds to it for 1-3 items)."""
+        from ...evaluate import per_user_metric
+
+        gate = fitted(self.gate)
+        floors = [float(value) for value in self.config["popularity_floors"]]
+        if len(floors) < 2:
+            gate.popularity_floor.fill_(floors[0] if floors else 0.0)
+            return
+        users = int((np.diff(valid.indptr) > 0).sum())
+        at = affine_scores(scorer, gate.popularity_floor) if self._fits_budget(users) else None
+        per_user = {}
+        for floor in floors:
+            gate.popularity_floor.fill_(floor)
+            scores = scorer if at is None else (lambda rows, value=floor: at(rows, value))
+            per_user[floor] = per_user_metric(scores, train, valid, "ndcg", 20)
+        table = {floor: float(np.nanmean(values)) if len(values) else 0.0 for floor, values in per_user.items()}
+        best = one_standard_error_choice(per_user, table, closeness=lambda floor: floor)
+        gate.popularity_floor.fill_(best)
+        self.history["calibration"]["popularity_floor"] = best
+        self.history["calibration"]["popularity_floor_valid_ndcg@20"] = {f"floor {f:g}": v for f, v in table.items()}
 
     @torch.no_grad()
     def _calibrate_short_histories(self, train: sp.csr_matrix, valid: sp.csr_matrix) -> None:
@@ -815,6 +852,7 @@ class FusionRecommender(ExpertScoring, Recommender):
         self.gate = ExpertGate(len(self._modalities), self.config["fusion"], self._modalities[0] == "behaviour").to(
             self.device
         )
-        self.gate.load_state_dict(
-            {k[len("gate.") :]: torch.from_numpy(v.copy()) for k, v in state.items() if k.startswith("gate.")}
-        )
+        gate_state = {k[len("gate.") :]: torch.from_numpy(v.copy()) for k, v in state.items() if k.startswith("gate.")}
+        # a model saved before the popularity floor existed had none (0 keeps its scores as they were)
+        gate_state.setdefault("popularity_floor", torch.tensor(0.0))
+        self.gate.load_state_dict(gate_state)

@@ -87,6 +87,7 @@ def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
                 "Fusion": run.fusion_option("fusion") if run.model == "fusion" else "–",
                 "Protocol": protocol_name((metrics.get("split") or {}).get("protocol") or config.get("protocol")),
                 "Encoders": ", ".join(encoders) if fusion_model and encoders else "–",
+                "Attribute columns": attribute_columns(history.get("attribute_weights")),
                 "Epochs": f"{len(history.get('epochs') or [])} / {run.fusion_option('epochs')}"
                 if run.model == "fusion" and history
                 else "–",
@@ -100,6 +101,17 @@ def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def attribute_columns(weights: dict[str, float] | None) -> str:
+    """The attribute columns the fusion model listened to, and the ones whose values users' histories share
+    no more than chance (weight 0): "category · ignored: brand, tags"."""
+    if not weights:
+        return "–"
+    used = [name for name, weight in weights.items() if weight > 0]
+    ignored = [name for name, weight in weights.items() if weight <= 0]
+    text = " · ".join(f"{name}" if weights[name] >= 0.995 else f"{name} ({weights[name]:.0%})" for name in used)
+    return text + (f" · ignored: {', '.join(ignored)}" if ignored else "")
 
 
 def protocol_name(protocol: str | None) -> str:

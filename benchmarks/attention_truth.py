@@ -191,6 +191,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--items", type=int, default=800)
     parser.add_argument("--interactions", type=int, default=30000)
     parser.add_argument("--text-encoder", default=DEFAULT_TEXT_ENCODER)
+    parser.add_argument(
+        "--fusion", action="append", default=[], metavar="OPTION=VALUE", help="a fusion option (JSON value), repeatable"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
@@ -219,7 +222,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     out: dict[str, Any] = {"dataset": name, "users": int(data.n_users), "items": int(data.n_items)}
     started = time.perf_counter()
-    model = get_model("fusion").fit(data)
+    options = {key: json.loads(value) for key, value in (option.split("=", 1) for option in args.fusion)}
+    model = get_model("fusion", **options).fit(data)
     out["fusion_fit_s"] = time.perf_counter() - started
     weights = user_weights_frame(model)
     out["fusion"] = segment_recovery(weights, truth, model.modalities)

@@ -24,6 +24,7 @@ LOSSES = ("softmax", "bpr")
 FusionVariant = Literal["attention", "mean", "item_gate", "concat"]
 FusionLoss = Literal["softmax", "bpr"]
 BehaviourPrior = Literal["ease", "cosine"]
+AttributeWeighting = Literal["behaviour", "equal"]
 Auto = Literal["auto"]
 
 
@@ -150,6 +151,11 @@ class FusionConfig(_Config):
         "ridge of the map from a modality's vectors to the behaviour expert's "
         "weights that orders items outside it (0: plain cosine for them too)",
     )
+    attribute_weighting: AttributeWeighting = option(
+        "behaviour",
+        "behaviour = each attribute column weighted by how much more than chance users' histories share its "
+        "values (a column nobody is loyal to counts 0); equal = every column the same",
+    )
     content_max_dim: int = option(
         512,
         "a content modality wider than this (e.g. thousands of tags) is reduced to its leading principal "
@@ -169,6 +175,11 @@ class FusionConfig(_Config):
         if self.behaviour_prior not in typing.get_args(BehaviourPrior):
             raise ValueError(
                 f"behaviour_prior must be one of {typing.get_args(BehaviourPrior)}, not {self.behaviour_prior!r}"
+            )
+        if self.attribute_weighting not in typing.get_args(AttributeWeighting):
+            raise ValueError(
+                f"attribute_weighting must be one of {typing.get_args(AttributeWeighting)}, "
+                f"not {self.attribute_weighting!r}"
             )
         self.modalities = [m for m in MODALITIES if m in self.modalities]
         if not self.modalities:

@@ -356,3 +356,11 @@ def test_the_why_this_chart_gives_the_popularity_row_a_contribution_and_no_weigh
     assert list(weights.y) == ["Popularity", "Text", "Behaviour"]
     assert list(weights.text) == ["no weight", "98%", "2%"]
     assert list(shares.text) == ["+6.20", "-0.70", "+0.40"]
+
+
+def test_the_runs_table_names_the_attribute_columns_used_and_ignored():
+    from app_pages.experiments import attribute_columns
+
+    assert attribute_columns(None) == "–" and attribute_columns({}) == "–"
+    assert attribute_columns({"category": 1.0, "brand": 0.0, "tags": 0.0}) == "category · ignored: brand, tags"
+    assert attribute_columns({"brand": 1.0, "price": 0.5}) == "brand · price (50%)"

@@ -264,3 +264,62 @@ def test_shares_are_the_shapley_values_of_masking_modalities():
         # masking behaviour removes even where the item has no behaviour scores)
         content_shares, content_present = shares[:, :, 1:], present[:, 1:]
         assert float(content_shares[:, ~content_present].abs().max()) < 1e-6
+
+
+def _shop(loyal_to_category: bool, seed: int = 0):
+    """200 items with a category (8 values) and a brand (8 values, independent of it); 300 users who each buy
+    6 items: of one category when ``loyal_to_category``, else at random."""
+    from recsys.models.fusion.content import ContentArrays
+
+    rng = np.random.default_rng(seed)
+    n_items, n_users = 200, 300
+    category, brand = rng.integers(0, 8, n_items), rng.integers(0, 8, n_items)
+    rows, cols = [], []
+    for u in range(n_users):
+        pool = np.flatnonzero(category == rng.integers(8)) if loyal_to_category else np.arange(n_items)
+        chosen = rng.choice(pool, 6, replace=False)
+        rows += [u] * 6
+        cols += chosen.tolist()
+    train = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
+    cat_index = np.stack([category + 1, brand + 1 + 9], axis=1)  # 0 = missing; brand's values after category's
+    content = ContentArrays(
+        None, None, None, None, cat_index, 19, None, None, np.ones(n_items, bool),
+        column_names={"categorical": ["category", "brand"], "multi_label": [], "numeric": []},
+    )  # fmt: skip
+    return content, train
+
+
+def test_attribute_columns_are_weighted_by_how_much_histories_share_them():
+    """A column users are loyal to keeps its weight; one they share only by chance (brand, drawn independently)
+    gets 0; with no loyalty at all every column keeps the same weight."""
+    from recsys.models.fusion.content import attribute_lifts, behaviour_block_weights
+
+    content, train = _shop(loyal_to_category=True)
+    blocks = content.attribute_blocks()
+    assert [name for name, _ in blocks] == ["category", "brand"]
+    weights = behaviour_block_weights([block for _, block in blocks], train)
+    lifts = attribute_lifts([block for _, block in blocks], train)
+    assert lifts[0] > 3.0 and lifts[1] <= 1.0  # one category of 8: about 8x chance; brand: chance
+    assert weights[0] == pytest.approx(1.0) and weights[1] == pytest.approx(0.0)
+    # the weighted matrix: two items of one category and different brands are as close as can be
+    matrix = content.attribute_matrix(weights)
+    category = content.cat_index[:, 0]
+    a, b = np.flatnonzero(category == category[0])[:2]
+    rows = matrix[[a, b]].toarray()
+    cosine = rows[0] @ rows[1] / np.linalg.norm(rows[0]) / np.linalg.norm(rows[1])
+    assert cosine == pytest.approx(1.0, abs=1e-5)
+
+    content, train = _shop(loyal_to_category=False)
+    weights = behaviour_block_weights([block for _, block in content.attribute_blocks()], train)
+    np.testing.assert_allclose(weights, [1.0, 1.0])
+
+
+def test_equal_attribute_weighting_is_the_matrix_of_before():
+    """``attribute_weighting="equal"``: every block weight 1, the unit blocks side by side."""
+    content, _ = _shop(loyal_to_category=True)
+    matrix = content.attribute_matrix().toarray()
+    np.testing.assert_allclose(np.square(matrix).sum(axis=1), 2.0, rtol=1e-5)  # two unit blocks per item
+    with pytest.raises(ValueError, match="attribute_weighting"):
+        from recsys.models.fusion import FusionRecommender
+
+        FusionRecommender(attribute_weighting="columns")

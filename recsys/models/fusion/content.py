@@ -8,6 +8,8 @@ expert cannot score by what their content predicts it would say (CB2CF in closed
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,7 @@ class ContentArrays:
     numeric: np.ndarray | None  # float32 [N, F] values and missing indicators
     attr_mask: np.ndarray | None
     numeric_buckets: np.ndarray | None = None  # int64 [N, F'] quantile buckets, 0 = missing
+    column_names: dict[str, list[str]] | None = None  # categorical / multi_label / numeric column names
 
     @classmethod
     def from_features(cls, features: Any, n_items: int) -> ContentArrays:
@@ -71,6 +74,13 @@ class ContentArrays:
                 if raw_buckets.ndim == 2 and raw_buckets.shape[0] == n_items and raw_buckets.size:
                     buckets = raw_buckets
             attr_mask = present if (columns or blocks or numeric is not None) else None
+        names = None
+        if attributes is not None:
+            names = {
+                "categorical": [str(c) for c in attributes.categorical],
+                "multi_label": [str(c) for c in attributes.multi_label],
+                "numeric": [str(c) for c in getattr(attributes, "numeric_columns", [])],
+            }
         return cls(
             None if text is None else np.asarray(text, np.float32),
             None if text is None else np.asarray(features.text_mask, bool),
@@ -82,52 +92,118 @@ class ContentArrays:
             numeric,
             attr_mask,
             buckets,
+            names,
         )
 
-    def attribute_matrix(self) -> sp.csr_matrix | None:
-        """One sparse row per item: IDF-weighted one-hots of the categorical values, the multi-label shares
-        and the standardised numbers, each block weighted equally. Sparse because tags make it wide (5,722
-        columns on movielens, 0.06 % of them non-zero); :func:`content_unit_rows` decides how it is used."""
+    def attribute_blocks(self) -> list[tuple[str, sp.csr_matrix]]:
+        """The attribute columns as named unit-row blocks, one per column: IDF-weighted one-hots of each
+        categorical column, the multi-label columns' labels (one block), soft quantile buckets of each
+        number (or, without buckets, the standardised numbers as one block)."""
         if self.attr_mask is None:
-            return None
+            return []
+        known = self.column_names or {}
+        names, multi_names, numeric_names = (
+            known.get("categorical", []),
+            known.get("multi_label", []),
+            known.get("numeric", []),
+        )
         n = len(self.attr_mask)
-        blocks = []
+        raw: list[tuple[str, sp.csr_matrix]] = []
         if self.cat_index is not None:
-            rows = np.repeat(np.arange(n), self.cat_index.shape[1])
-            cols = self.cat_index.ravel()
-            keep = cols > 0
-            onehot = sp.csr_matrix(
-                (np.ones(keep.sum(), np.float32), (rows[keep], cols[keep])), shape=(n, max(self.n_cat, 1))
-            )
-            blocks.append(onehot)
+            for j in range(self.cat_index.shape[1]):
+                cols = self.cat_index[:, j]
+                keep = cols > 0
+                onehot = sp.csr_matrix(
+                    (np.ones(keep.sum(), np.float32), (np.flatnonzero(keep), cols[keep])), shape=(n, max(self.n_cat, 1))
+                )
+                raw.append((names[j] if j < len(names) else f"categorical {j + 1}", onehot))
         if self.multi is not None:
-            blocks.append(sp.csr_matrix(self.multi > 0, dtype=np.float32))
-        weighted: list[Any] = []
-        for block in blocks:
+            raw.append((" + ".join(multi_names) or "labels", sp.csr_matrix(self.multi > 0, dtype=np.float32)))
+        blocks: list[tuple[str, sp.csr_matrix]] = []
+        for name, block in raw:
             df = np.asarray(block.sum(axis=0)).ravel()
             idf = np.where(df > 0, np.log((1 + n) / (1 + df)) + 1.0, 0.0).astype(np.float32)
             block = (block @ sp.diags(idf)).tocsr()
-            norms = np.sqrt(np.asarray(block.multiply(block).sum(axis=1)).ravel())
-            weighted.append(sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ block, dtype=np.float32))
+            blocks.append((name, unit_rows(block)))
         if self.numeric_buckets is not None:
             # quantile buckets with a soft neighbourhood: a price in the next bucket is still close
-            for column in self.numeric_buckets.T:
+            for j, column in enumerate(self.numeric_buckets.T):
                 levels = np.arange(1, int(column.max()) + 1)
                 if len(levels) == 0:
                     continue
                 soft = np.exp(-np.abs(column[:, None] - levels[None, :]).astype(np.float32))
                 soft[column == 0] = 0.0
-                norms = np.linalg.norm(soft, axis=1, keepdims=True)
-                weighted.append(sp.csr_matrix((soft / np.maximum(norms, 1e-12)).astype(np.float32)))
+                name = numeric_names[j] if j < len(numeric_names) else f"number {j + 1}"
+                blocks.append((name, unit_rows(sp.csr_matrix(soft))))
         elif self.numeric is not None:
             values = self.numeric.astype(np.float64)
             std = values.std(axis=0)
             standard = np.where(std > 0, (values - values.mean(axis=0)) / np.where(std > 0, std, 1), 0.0)
-            norms = np.linalg.norm(standard, axis=1, keepdims=True)
-            weighted.append(sp.csr_matrix((standard / np.maximum(norms, 1e-12)).astype(np.float32)))
-        if not weighted:
+            blocks.append(("numbers", unit_rows(sp.csr_matrix(standard.astype(np.float32)))))
+        return blocks
+
+    def attribute_matrix(self, weights: Sequence[float] | np.ndarray | None = None) -> sp.csr_matrix | None:
+        """One sparse row per item: the :meth:`attribute_blocks` side by side, each scaled by its weight
+        (default: all 1, the columns weighted equally). Sparse because tags make it wide (5,722 columns on
+        movielens, 0.06 % of them non-zero); :func:`content_unit_rows` decides how it is used."""
+        blocks = self.attribute_blocks()
+        if not blocks:
             return None
-        return sp.hstack(weighted, format="csr", dtype=np.float32)
+        scales = np.ones(len(blocks)) if weights is None else np.asarray(weights, dtype=np.float64)
+        return sp.hstack([block * float(w) for (_, block), w in zip(blocks, scales)], format="csr", dtype=np.float32)
+
+
+#: the lift at which an attribute column gets its whole weight (histories share its values 5 % more often
+#: than chance); below it the weight falls with the log lift to 0 at chance. Low on purpose: a column that
+#: matters to one group of users has a small lift over all of them (the demo's price band: 1.09)
+FULL_WEIGHT_LIFT = 1.05
+
+
+def unit_rows(block: sp.csr_matrix) -> sp.csr_matrix:
+    norms = np.sqrt(np.asarray(block.multiply(block).sum(axis=1)).ravel())
+    return sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ block, dtype=np.float32)
+
+
+def attribute_lifts(blocks: Sequence[sp.csr_matrix], train: sp.csr_matrix) -> np.ndarray:
+    """How much more than chance users' histories share each attribute column's values, from the training rows.
+
+    For a block of unit rows ``x_i``: the mean similarity ``x_i . x_j`` of two different items one user chose
+    (``sum_u ||sum_H x||^2 - sum_H ||x||^2`` over ``sum_u n (n - 1)``), over that of two interactions drawn
+    independently (``||p^T X||^2``, ``p`` the items' shares of the interactions). 1 = chance; NaN when no user
+    has two items."""
+    binary = sp.csr_matrix(train, dtype=np.float32, copy=True)
+    binary.data[:] = 1.0
+    lengths = np.asarray(binary.sum(axis=1)).ravel()
+    pairs = float((lengths * (lengths - 1)).sum())
+    counts = np.asarray(binary.sum(axis=0)).ravel()
+    if pairs <= 0 or counts.sum() <= 0:
+        return np.full(len(blocks), np.nan)
+    shares = counts / counts.sum()
+    lifts = []
+    for block in blocks:
+        summed = binary @ block  # [users, columns]
+        self_similarity = np.asarray(block.multiply(block).sum(axis=1)).ravel()
+        together = float(summed.multiply(summed).sum()) - float((binary @ self_similarity).sum())
+        chance = float(np.square(block.T @ shares).sum())
+        lifts.append((together / pairs) / chance if chance > 0 else np.nan)
+    return np.asarray(lifts, dtype=np.float64)
+
+
+def behaviour_block_weights(
+    blocks: Sequence[sp.csr_matrix], train: sp.csr_matrix, full_lift: float = FULL_WEIGHT_LIFT
+) -> np.ndarray:
+    """Each attribute column's weight from its :func:`attribute_lifts`: 0 at chance (a brand nobody is loyal
+    to, a price band histories do not share), rising with the log lift to 1 at ``full_lift`` and 1 above.
+    Columns that say something keep equal weights: a column shared mostly by one group of users (a price
+    band some users keep to) is not traded for one that everyone's histories share for another reason (a
+    category that follows the topics of the texts), which would blur what the attribute modality adds (on
+    the demo, weights growing with the log lift took the segment recovery from 84 % to 75 %).
+    All 1 when no column beats chance or nothing can be measured."""
+    lifts = attribute_lifts(blocks, train)
+    if not len(lifts) or np.isnan(lifts).all():
+        return np.ones(len(blocks))
+    weights = np.clip(np.log(np.where(np.isnan(lifts), 1.0, lifts)) / math.log(full_lift), 0.0, 1.0)
+    return weights if weights.sum() > 0 else np.ones(len(blocks))
 
 
 def content_unit_rows(

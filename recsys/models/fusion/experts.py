@@ -21,6 +21,7 @@ from ...topk import places_in_rows
 from ..config import MODALITIES
 from .content import (
     ContentArrays,
+    behaviour_block_weights,
     binary_rows,
     content_unit_rows,
     cosine_neighbours,
@@ -102,6 +103,7 @@ class ExpertScoring:
     device: torch.device
     chosen_l2: float | None
     l2_table: dict[float, float]
+    history: dict[str, Any]
     _modalities: list[str]
     _vectors: dict[str, torch.Tensor]
     _centres: dict[str, torch.Tensor]
@@ -123,10 +125,21 @@ class ExpertScoring:
         wanted = self.config["modalities"]
         counts = np.asarray(train.sum(axis=0)).ravel()
         warm = counts > 0
+        attribute_matrix = None
+        if "attributes" in wanted:
+            blocks = content.attribute_blocks()
+            weights = None
+            if blocks and self.config["attribute_weighting"] == "behaviour":
+                weights = behaviour_block_weights([block for _, block in blocks], train)
+            # kept in the run's metrics: which columns the attribute expert listens to
+            self.history["attribute_weights"] = {
+                name: 1.0 if weights is None else float(weights[j]) for j, (name, _) in enumerate(blocks)
+            }
+            attribute_matrix = content.attribute_matrix(weights)
         sources = {
             "text": (content.text, content.text_mask),
             "image": (content.image, content.image_mask),
-            "attributes": (content.attribute_matrix(), content.attr_mask),
+            "attributes": (attribute_matrix, content.attr_mask),
         }
         modalities, masks = [], []
         self._vectors, self._centres, self._bases = {}, {}, {}

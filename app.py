@@ -13,6 +13,7 @@ from app_pages.common import (
     active_dataset,
     damaged_datasets_notice,
     dataset_names,
+    earlier_import,
     ensure_demo,
     fmt_metric,
     fmt_time,
@@ -84,6 +85,11 @@ def home() -> None:
             if best:
                 line += f" · best baseline {best[0]} {fmt_metric(best[1])}"
             st.caption(line)
+            if latest.state == "finished" and earlier_import(latest):
+                st.caption(
+                    f":material/history: Trained on an earlier import of {md_text(latest.dataset or '?')}: "
+                    "train again to use the current data."
+                )
             finished = next((r for r in runs if r.state == "finished"), None)
             if not test and finished is not None and finished is not latest:
                 # a stopped or failed run has no metrics: name the last one that has them

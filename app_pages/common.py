@@ -585,13 +585,21 @@ SHOWN_FROM_CURRENT_IMPORT = (
 )
 
 
+def earlier_import(run: RunRecord) -> tuple[str, str] | None:
+    """(the import the run trained on, the current one) when the run's dataset was imported again (same name)
+    after the run trained on it; else None."""
+    trained_on = run.dataset_imported_at
+    current = get_workspace().dataset_imported_at(run.dataset) if run.dataset else None
+    return (trained_on, current) if trained_on and current and current != trained_on else None
+
+
 def replaced_dataset_notice(run: RunRecord, consequence: str = SHOWN_FROM_CURRENT_IMPORT) -> None:
     """Say so (and what it means here: ``consequence``) when the run's dataset was imported again (same name)
     after the run trained on it."""
-    trained_on = run.dataset_imported_at
-    current = get_workspace().dataset_imported_at(run.dataset) if run.dataset else None
-    if not (trained_on and current and current != trained_on):
+    imports = earlier_import(run)
+    if imports is None:
         return
+    trained_on, current = imports
     st.info(
         f"**Dataset {md_text(run.dataset)} was imported again after this run trained on it** (the run used "
         f"the import of {import_time(trained_on)}; the current one is of {import_time(current)}). {consequence}",

@@ -329,17 +329,18 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
         name_error = None
     except InvalidName as exc:
         name_error = str(exc)
-    clicked = cols[1].button(
-        "Import dataset",
-        type="primary",
-        icon=":material/download:",
-        key=f"data_import_{key}",
-        disabled=not report.get("ok") or name_error is not None,
-        width="stretch",
-    )
     if name_error:
+        cols[1].button(
+            "Import dataset",
+            type="primary",
+            icon=":material/download:",
+            key=f"data_import_{key}",
+            disabled=True,
+            width="stretch",
+        )
         st.error(f"**Choose another name**: {md_text(name_error)}.", icon=":material/edit:")
         return
+    confirmed = True
     if get_workspace().has_dataset(final):  # a damaged one too: the import replaces it
         current = dataset_info(final)
         losses = replacement_losses(current.counts if current else {}, report.get("counts") or {})
@@ -357,11 +358,24 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
                 + " Choose another name to keep both.",
                 icon=":material/warning:",
             )
+            # the button waits for this: a smaller bundle never replaces a dataset by a single click
+            confirmed = st.checkbox(
+                f"Replace {md_text(final)} with this smaller bundle", key=f"data_replace_{key}_{final}", value=False
+            )
         else:
             st.caption(
                 f":material/info: A dataset named **{md_text(final)}** exists; importing replaces it only if this bundle "
                 "has no errors."
             )
+    clicked = cols[1].button(
+        "Import dataset",
+        type="primary",
+        icon=":material/download:",
+        key=f"data_import_{key}",
+        disabled=not report.get("ok") or not confirmed,
+        help=None if confirmed else "Tick the box below to replace the existing dataset with this bundle.",
+        width="stretch",
+    )
     if clicked:
         workspace = get_workspace()
         bar = st.progress(0.0, text="Importing…")

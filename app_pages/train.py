@@ -31,6 +31,7 @@ from app_pages.common import (
     metric_column_config,
     page_header,
     privacy_retrain_panel,
+    replaced_dataset_notice,
     run_label,
     run_page,
     show_error,
@@ -50,7 +51,7 @@ from recsys.train.launch import (
     summarize_progress,
 )
 from recsys.train.lock import RunRefused
-from recsys.train.records import nest_flat_options
+from recsys.train.records import nest_flat_options, read_run_record
 from recsys.train.report import METRIC_COLUMNS, metrics_table
 from recsys.train.run import SHARED_FUSION_OPTIONS, RunConfig, read_progress
 
@@ -705,6 +706,11 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
         table = metrics_table(metrics) if metrics else []
         if len(table):
             st.markdown("##### Test metrics against the baselines")
+            record = read_run_record(run_dir, status)
+            if record is not None:
+                replaced_dataset_notice(
+                    record, "These metrics were measured on the earlier data. Train again to use the current data."
+                )
             split = metrics.get("split") or {}
             st.caption(
                 f"Protocol {PROTOCOL_LABELS.get(split.get('protocol'), split.get('protocol') or 'P1')}: full "

@@ -140,11 +140,19 @@ def test_replacing_a_dataset_with_a_smaller_bundle_says_what_it_loses_before_the
     assert f"pictures: {n_pictures:,} items with a picture now, 0 in this bundle" in warning
     assert f"{before['counts']['items']:,} items now, 30 in this bundle" in warning
     assert "Upload the pictures .zip too" in warning
-    assert not import_button(at).disabled  # a warning, not a refusal: replacing is the user's call
+    # replacing is the user's call, but not a single click: the button waits for the box to be ticked
+    assert import_button(at).disabled
+    [confirm] = [c for c in at.checkbox if (c.key or "").startswith("data_replace_")]
+    assert confirm.label == "Replace demo with this smaller bundle" and not confirm.value
+    confirm.check()
+    at.run()
+    assert not import_button(at).disabled
     [name_input] = [t for t in at.text_input if (t.key or "").startswith("data_name_")]
     name_input.set_value("shop")
     at.run()
     assert "this bundle has less" not in " ".join(w.value for w in at.warning)
+    assert not [c for c in at.checkbox if (c.key or "").startswith("data_replace_")]
+    assert not import_button(at).disabled  # a new name replaces nothing
     assert read_json(trained_workspace / "datasets" / "demo" / "manifest.json") == before
 
 

@@ -306,7 +306,10 @@ def test_a_damaged_metrics_file_of_one_run_leaves_every_page_working(app, traine
         assert "metrics of this run could not be read" in " ".join(w.value for w in at.warning)
 
 
-@pytest.mark.parametrize("page", ["app_pages/recommendations.py", "app_pages/attention.py", "app_pages/experiments.py"])
+@pytest.mark.parametrize(
+    "page",
+    [None, "app_pages/train.py", "app_pages/recommendations.py", "app_pages/attention.py", "app_pages/experiments.py"],
+)
 def test_a_run_trained_on_an_earlier_import_of_its_dataset_says_so(app, trained_workspace, page):
     import json
 
@@ -317,14 +320,20 @@ def test_a_run_trained_on_an_earlier_import_of_its_dataset_says_so(app, trained_
     at = open_page(app, page)
     assert_clean(at)
     assert status.get("dataset_imported_at") and not [i for i in at.info if "imported again" in i.value]
+    assert not [c for c in at.caption if "earlier import" in c.value]
     # the dataset imported again under the same name, as the Data page does
     manifest_file = trained_workspace / "datasets" / status["dataset"] / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
     manifest_file.write_text(json.dumps(manifest | {"imported_at": "2031-05-04T03:02:01Z"}))
     at = open_page(app, page)
     assert_clean(at)
+    if page is None:  # Home's latest-run card: one line
+        assert "Trained on an earlier import of demo: train again" in " ".join(c.value for c in at.caption)
+        return
     notes = " ".join(i.value for i in at.info)
     assert "was imported again after this run trained on it" in notes and "2031-05-04 03:02" in notes
+    if page == "app_pages/train.py":
+        assert "These metrics were measured on the earlier data" in notes
     if page == "app_pages/experiments.py":  # the fairness report rebuilds the split from the current import
         assert "rebuilds the test split from the current import" in notes
 

@@ -24,6 +24,7 @@ from app_pages.common import (
     log_axis_ticks,
     model_runs,
     page_header,
+    part_percent,
     run_page,
     run_picker,
     style_figure,
@@ -89,7 +90,7 @@ def distribution(weights: pd.DataFrame, modalities: list[str], presence: np.ndar
             have, total = int(presence[:, m].sum()), presence.shape[0]
             # a user's weight on a modality few items have moves few scores: say how many it can reach
             what = "were seen in training" if modality == "behaviour" else "have it"
-            col.caption(f"{have:,} of {total:,} items {what} ({have / total:.0%})")
+            col.caption(f"{have:,} of {total:,} items {what} ({part_percent(have, total)})")
     long = weights.melt(id_vars=["user_id"], value_vars=modalities, var_name="modality", value_name="weight")
     fig = px.box(
         long,

@@ -574,6 +574,19 @@ def usable_context(run: RunRecord) -> RunContext | None:
     return context
 
 
+def part_percent(part: int, whole: int) -> str:
+    """``part`` of ``whole`` as a whole percentage that never reads 100 % while something is left out (398 of
+    400 is ">99%") nor 0 % while something is in ("<1%")."""
+    if whole <= 0:
+        return "–"
+    share = part / whole
+    if 0 < share < 0.01:
+        return "<1%"
+    if 0.99 < share < 1:
+        return ">99%"
+    return f"{share:.0%}"
+
+
 def import_time(stamp: str) -> str:
     """A dataset import's manifest time (ISO, UTC) as the pages write it: ``2026-12-02 15:04 UTC``."""
     return f"{stamp[:16].replace('T', ' ')} UTC"

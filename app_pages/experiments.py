@@ -250,6 +250,7 @@ def fairness(runs: list[RunRecord]) -> None:
     user_column = cols[1].selectbox(
         "Group users by (besides history length)",
         [None, *user_columns],
+        index=1 if user_columns else 0,  # a users table with a group column is what this report is for
         key="exp_fair_users",
         format_func=lambda c: "—" if c is None else c,
     )

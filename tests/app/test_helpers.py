@@ -364,3 +364,11 @@ def test_the_runs_table_names_the_attribute_columns_used_and_ignored():
     assert attribute_columns(None) == "–" and attribute_columns({}) == "–"
     assert attribute_columns({"category": 1.0, "brand": 0.0, "tags": 0.0}) == "category · ignored: brand, tags"
     assert attribute_columns({"brand": 1.0, "price": 0.5}) == "brand · price (50%)"
+
+
+def test_a_part_of_a_whole_never_reads_all_or_nothing_unless_it_is():
+    from app_pages.common import part_percent
+
+    assert part_percent(398, 400) == ">99%" and part_percent(400, 400) == "100%"
+    assert part_percent(1, 400) == "<1%" and part_percent(0, 400) == "0%"
+    assert part_percent(1010, 1500) == "67%" and part_percent(3, 0) == "–"

@@ -440,6 +440,9 @@ def main() -> None:
             icon=":material/privacy_tip:",
         )
     options = [u for u in ctx.user_options if u not in forgotten][:MAX_USER_OPTIONS]
+    # Streamlit drops a widget's value when another page is shown: the user chosen comes back with the page
+    if "rec_user" not in st.session_state and st.session_state.get("rec_user_kept") is not None:
+        st.session_state["rec_user"] = st.session_state["rec_user_kept"]
     if st.session_state.get("rec_user") not in ctx.activity or st.session_state.get("rec_user") in forgotten:
         st.session_state.pop("rec_user", None)
     elif st.session_state["rec_user"] not in options:
@@ -451,6 +454,7 @@ def main() -> None:
         format_func=lambda u: f"{u} · {ctx.activity[u]} item{'s' if ctx.activity[u] != 1 else ''}",
         help="Type to search. Users are listed most active first; the count is their training items.",
     )
+    st.session_state["rec_user_kept"] = user
     with st.container(border=True):
         row = st.columns([1, 2, 1, 1], vertical_alignment="center")
         k = row[0].slider("How many", 5, 40, 10, 5, key="rec_k")

@@ -727,7 +727,8 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
             st.caption(
                 "Recall@20: the share of a user's held-out items found in their top 20. NDCG@20: the same, counting "
                 "an item more the higher it is placed (1 = all of them at the top). Both averaged over users; "
-                "higher is better."
+                "higher is better. Fit time: each model's own training; the run's time above also counts the "
+                "feature extraction, the evaluation and any refit."
             )
             if metrics.get("kfold"):
                 cross_validation_tables(metrics)

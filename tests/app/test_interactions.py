@@ -242,6 +242,23 @@ def test_import_a_bundle_folder_from_disk(app, trained_workspace, small_bundle):
 # ----------------------------------------------------------------------------- recommendations
 
 
+def test_the_user_chosen_is_still_chosen_after_another_page(app, trained_workspace):
+    """Streamlit forgets a widget's value while another page is shown: coming back to Recommendations
+    showed the most active user again instead of the one being looked at."""
+    app.switch_page("app_pages/recommendations.py")
+    at = app.run()
+    other = at.selectbox(key="rec_user").options[3].split(" · ")[0]
+    at.selectbox(key="rec_user").set_value(other)
+    at.run()
+    at.switch_page("app_pages/attention.py")
+    at.run()
+    assert_clean(at)
+    at.switch_page("app_pages/recommendations.py")
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="rec_user").value == other and f"Top 10 for {other}" in texts(at)
+
+
 def test_switching_users_and_filtering(app, trained_workspace):
     app.switch_page("app_pages/recommendations.py")
     at = app.run()

@@ -25,6 +25,7 @@ from app_pages.common import (
     set_active_dataset,
     state_badge,
 )
+from recsys.train.report import model_name
 
 QUICK_START = {"baselines": ["mostpop", "ease"]}  # otherwise the Train form's defaults: the same model
 
@@ -83,7 +84,7 @@ def home() -> None:
                     f" · NDCG@20 **{fmt_metric(test.get('ndcg@20'))}** · Recall@20 {fmt_metric(test.get('recall@20'))}"
                 )
             if best:
-                line += f" · best baseline {best[0]} {fmt_metric(best[1])}"
+                line += f" · best baseline {model_name(best[0])} {fmt_metric(best[1])}"
             st.caption(line)
             if latest.state == "finished" and earlier_import(latest):
                 st.caption(

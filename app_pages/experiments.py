@@ -31,6 +31,7 @@ from app_pages.common import (
 )
 from recsys.train.launch import RunBusyError, delete_run, model_zip
 from recsys.train.records import ACTIVE_STATES, RunRecord
+from recsys.train.report import model_name
 
 COMPARED = [("ndcg@20", "NDCG@20"), ("recall@20", "Recall@20")]
 
@@ -81,7 +82,9 @@ def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
                 "Model": run.model,
                 "NDCG@20": test.get("ndcg@20"),
                 "Recall@20": test.get("recall@20"),
-                "Best baseline (NDCG@20)": f"{best[0]} {best[1]:.4f}" if best and best[1] is not None else "–",
+                "Best baseline (NDCG@20)": f"{model_name(best[0])} {best[1]:.4f}"
+                if best and best[1] is not None
+                else "–",
                 "Against it": run.verdict_against_best_baseline or "–",
                 "Modalities": ", ".join(modalities) if fusion_model else "–",
                 "Fusion": run.fusion_option("fusion") if run.model == "fusion" else "–",

@@ -654,7 +654,9 @@ def explain(
             prior = parts.get("popularity_share")
             popularity = float(np.asarray(prior, dtype=np.float64).ravel()[0]) if prior is not None else None
             if popularity is not None and "behaviour" in names:
-                shares[names.index("behaviour")] -= popularity
+                behaviour = names.index("behaviour")
+                # an item nobody chose has no co-occurrence part: its behaviour share was the prior alone
+                shares[behaviour] = shares[behaviour] - popularity if present[behaviour] else 0.0
             positive = np.clip(np.where(present, shares, 0.0), 0.0, None)
             share_pct = whole_percentages(
                 np.append(positive, max(popularity, 0.0)) if popularity is not None else positive

@@ -8,7 +8,33 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["METRIC_COLUMNS", "metrics_table", "fold_table", "paired_table", "user_paired_table", "user_paired_verdict"]
+__all__ = [
+    "METRIC_COLUMNS",
+    "MODEL_NAMES",
+    "model_name",
+    "metrics_table",
+    "fold_table",
+    "paired_table",
+    "user_paired_table",
+    "user_paired_verdict",
+]
+
+#: how tables and pages write the registry's model names (the CLI's options keep the registry's)
+MODEL_NAMES = {
+    "fusion": "Fusion",
+    "mostpop": "MostPop",
+    "itemknn": "ItemKNN",
+    "bpr": "BPR-MF",
+    "ease": "EASE",
+    "lightgcn": "LightGCN",
+    "content": "Content",
+}
+
+
+def model_name(name: str) -> str:
+    """A model as the tables write it (MostPop, EASE); an unknown name as it is."""
+    return MODEL_NAMES.get(name, name)
+
 
 METRIC_COLUMNS = [
     ("recall@10", "Recall@10"),
@@ -29,11 +55,11 @@ def metrics_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
     model = metrics.get("model") or {}
     named = []
     if model.get("test"):
-        named.append((f"{model.get('name', 'model')} (this run)", model))
+        named.append((f"{model_name(model.get('name', 'model'))} (this run)", model))
     named += list((metrics.get("baselines") or {}).items())
     for name, result in named:
         row = {
-            "Model": name,
+            "Model": model_name(name),
             "Split": "test" if "test_std" not in result else "test (mean of folds)",
             **{label: result["test"].get(key) for key, label in METRIC_COLUMNS},
             "Fit time": result.get("fit_seconds"),
@@ -44,7 +70,7 @@ def metrics_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
     for name, result in (metrics.get("cold_start") or {}).items():
         rows.append(
             {
-                "Model": name,
+                "Model": model_name(name),
                 "Split": "cold-start items",
                 **{label: result["test"].get(key) for key, label in METRIC_COLUMNS},
                 "Fit time": result.get("fit_seconds"),
@@ -58,8 +84,8 @@ def fold_table(metrics: dict[str, Any] | None, metric: str = "ndcg@20") -> pd.Da
     if not metrics or "kfold" not in metrics:
         return pd.DataFrame()
     model = metrics["model"]
-    columns = {f"{model.get('name', 'model')} (this run)": model.get("folds", [])}
-    columns |= {name: result.get("folds", []) for name, result in metrics.get("baselines", {}).items()}
+    columns = {f"{model_name(model.get('name', 'model'))} (this run)": model.get("folds", [])}
+    columns |= {model_name(name): result.get("folds", []) for name, result in metrics.get("baselines", {}).items()}
     n = min(len(v) for v in columns.values())
     return pd.DataFrame(
         {
@@ -85,7 +111,7 @@ def paired_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
             )
             rows.append(
                 {
-                    "Against": name,
+                    "Against": model_name(name),
                     "Metric": metric,
                     "Mean difference": d["mean_difference"],
                     "95 % interval": f"{d['interval_95'][0]:+.4f} to {d['interval_95'][1]:+.4f}",
@@ -114,7 +140,7 @@ def user_paired_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
         for metric, d in by_metric.items():
             rows.append(
                 {
-                    "Against": name,
+                    "Against": model_name(name),
                     "Metric": metric,
                     "Difference": d["mean_difference"],
                     "95 % interval": f"{d['interval_95'][0]:+.4f} to {d['interval_95'][1]:+.4f}",

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from recsys.train.report import model_name
 from tests.app.conftest import assert_clean, texts, the_run
 
 PAGES = [
@@ -100,7 +101,7 @@ def test_train_page_shows_the_finished_run(app, trained_workspace):
     assert len(at.dataframe) == 2
     paired = at.dataframe[1].value
     metrics = json.loads((the_run(trained_workspace) / "metrics.json").read_text())
-    assert set(paired["Against"]) == set(metrics["baselines"])
+    assert set(paired["Against"]) == {model_name(name) for name in metrics["baselines"]}
     assert set(paired["Verdict"]) <= {"clearly better", "clearly worse", "within the test users' noise"}
     assert at.selectbox(key="train_text_encoder").options  # only available encoders are offered
 

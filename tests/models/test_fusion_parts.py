@@ -291,15 +291,17 @@ def _shop(loyal_to_category: bool, seed: int = 0):
 
 def test_attribute_columns_are_weighted_by_how_much_histories_share_them():
     """A column users are loyal to keeps its weight; one they share only by chance (brand, drawn independently)
-    gets 0; with no loyalty at all every column keeps the same weight."""
+    gets 0; with no loyalty at all every column keeps the same weight. Chance is two *different* items drawn
+    by popularity, so a column nobody is loyal to has a lift near 1, not below it."""
     from recsys.models.fusion.content import attribute_lifts, behaviour_block_weights
 
     content, train = _shop(loyal_to_category=True)
     blocks = content.attribute_blocks()
     assert [name for name, _ in blocks] == ["category", "brand"]
     weights = behaviour_block_weights([block for _, block in blocks], train)
-    lifts = attribute_lifts([block for _, block in blocks], train)
-    assert lifts[0] > 3.0 and lifts[1] <= 1.0  # one category of 8: about 8x chance; brand: chance
+    lifts, z_scores = attribute_lifts([block for _, block in blocks], train)
+    assert lifts[0] > 3.0 and z_scores[0] > 4.0  # one category of 8: several times chance, far beyond the noise
+    assert abs(lifts[1] - 1.0) < 0.1 and z_scores[1] < 2.0  # brand: chance, within the noise
     assert weights[0] == pytest.approx(1.0) and weights[1] == pytest.approx(0.0)
     # the weighted matrix: two items of one category and different brands are as close as can be
     matrix = content.attribute_matrix(weights)
@@ -315,10 +317,21 @@ def test_attribute_columns_are_weighted_by_how_much_histories_share_them():
 
 
 def test_equal_attribute_weighting_is_the_matrix_of_before():
-    """``attribute_weighting="equal"``: every block weight 1, the unit blocks side by side."""
+    """``attribute_weighting="equal"`` (every weight 1) keeps the matrix the model always had: the categorical
+    columns' IDF-weighted one-hots in one unit block; a weight scales a column's entries inside that block."""
     content, _ = _shop(loyal_to_category=True)
-    matrix = content.attribute_matrix().toarray()
-    np.testing.assert_allclose(np.square(matrix).sum(axis=1), 2.0, rtol=1e-5)  # two unit blocks per item
+    n = len(content.attr_mask)
+    onehot = np.zeros((n, content.n_cat), np.float32)
+    for j in range(content.cat_index.shape[1]):
+        onehot[np.arange(n), content.cat_index[:, j]] = 1.0
+    df = onehot.sum(axis=0)
+    before = onehot * np.where(df > 0, np.log((1 + n) / (1 + df)) + 1.0, 0.0)
+    before /= np.linalg.norm(before, axis=1, keepdims=True)
+    np.testing.assert_allclose(content.attribute_matrix().toarray(), before, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(content.attribute_matrix([1.0, 1.0]).toarray(), before, rtol=1e-5, atol=1e-6)
+    halved = content.attribute_matrix([1.0, 0.5]).toarray()
+    brand_columns = np.unique(content.cat_index[:, 1])
+    assert np.square(halved[:, brand_columns]).sum(axis=1).max() < np.square(before[:, brand_columns]).sum(axis=1).min()
     with pytest.raises(ValueError, match="attribute_weighting"):
         from recsys.models.fusion import FusionRecommender
 

@@ -278,7 +278,7 @@ def test_kfold_cross_validation_reports_mean_std_and_paired_differences(workspac
     from recsys.train.report import fold_table, paired_table
 
     metrics = json.loads((workspace.runs_dir / "kfold" / "metrics.json").read_text())
-    assert len(fold_table(metrics)) == 3 and set(paired_table(metrics)["Against"]) == {"mostpop", "ease"}
+    assert len(fold_table(metrics)) == 3 and set(paired_table(metrics)["Against"]) == {"MostPop", "EASE"}
     printed = subprocess.run(
         [sys.executable, "-m", "recsys", "evaluate", "kfold", "--workspace", str(workspace.root)],
         cwd=REPO_ROOT,

@@ -255,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         "fit_s": seconds,
         "best_epoch": fusion.history["best_epoch"],
         "ease_l2": fusion.chosen_l2,
+        "popularity_floor": (fusion.history.get("calibration") or {}).get("popularity_floor"),
+        "attribute_weights": fusion.history.get("attribute_weights"),
     }
     print("fusion", rows["fusion"], flush=True)
 

@@ -140,13 +140,19 @@ def dominant_groups(ctx: RunContext, weights: pd.DataFrame, modalities: list[str
             shown["user_id"].tolist(),
             key="att_group_user",
             format_func=lambda u: f"{u} · {int(ctx.activity.get(u, 0))} items",
+            on_change=_follow_group_user,
         )
         row = members[members["user_id"] == user].iloc[0]
         st.caption(" · ".join(f"{MODALITY_NAMES.get(m, m)} {row[m]:.0%}" for m in modalities))
         if st.button("Open this user's recommendations", key="att_open_user", icon=":material/arrow_forward:"):
             st.session_state["rec_user"] = user
             st.switch_page("app_pages/recommendations.py")
-        st.session_state["att_user"] = user
+        # "One user" below starts on this user and follows a new pick here, but keeps a user chosen there
+        st.session_state.setdefault("att_user", user)
+
+
+def _follow_group_user() -> None:
+    st.session_state["att_user"] = st.session_state.get("att_group_user")
 
 
 def category_heatmap(ctx: RunContext, frame: pd.DataFrame, modalities: list[str]) -> None:

@@ -180,6 +180,25 @@ def test_attention_page_draws_charts(app, trained_workspace):
     assert "true weights" in texts(at)
 
 
+def test_the_one_user_heatmap_keeps_the_user_chosen_there(app, trained_workspace):
+    """"One user" starts on the group's user and follows a new pick in the group, but a user chosen in it
+    stays chosen (it snapped back to the group's user on every rerun)."""
+    at = open_page(app, "app_pages/attention.py")
+    group_user = at.selectbox(key="att_group_user").value
+    assert at.selectbox(key="att_user").value == group_user
+    other = next(u for u in at.selectbox(key="att_user").options if not u.startswith(group_user + " "))
+    other = other.split(" · ")[0]
+    at.selectbox(key="att_user").set_value(other).run()
+    assert_clean(at)
+    assert at.selectbox(key="att_user").value == other
+    at.slider(key="att_user_k").set_value(5).run()  # another rerun
+    assert at.selectbox(key="att_user").value == other
+    another = at.selectbox(key="att_group_user").options[1].split(" · ")[0]
+    at.selectbox(key="att_group_user").set_value(another).run()
+    assert_clean(at)
+    assert at.selectbox(key="att_user").value == another
+
+
 def test_experiments_page_lists_the_run(app, trained_workspace):
     at = open_page(app, "app_pages/experiments.py")
     assert_clean(at)

@@ -184,6 +184,10 @@ class ExplainContext:
         self.text_columns = [c for c, r in self.roles.items() if r == S.TEXT]
         self.title_column = stats.title_column(self.roles, self.items)
         self.price_column = stats.price_column(self.items, self.roles, min_values=3)
+        # attribute columns the model gives no weight (their values are shared by histories no more than
+        # chance): not offered as evidence, since they are not why the model ranks anything
+        weights = model.attribute_weights() if hasattr(model, "attribute_weights") else {}
+        self.unused_columns = {column for name, w in weights.items() if w <= 0 for column in name.split(" + ")}
         self.model_ids = np.asarray(model.item_ids).astype(str)
         self.model_index = {v: i for i, v in enumerate(self.model_ids)}
         seen = model.seen
@@ -360,6 +364,8 @@ def _label_evidence(
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for column, role in ctx.label_columns:
+        if column in ctx.unused_columns:
+            continue
         series = ctx.labels(column)
         mine = series.get(item_id, frozenset())
         if not mine:
@@ -419,7 +425,7 @@ def _price_evidence(
     ctx: ExplainContext, item_id: str, top_ids: Sequence[str], history_ids: Sequence[str]
 ) -> dict[str, Any] | None:
     bands = ctx.bands()
-    if bands is None or item_id not in bands.index:
+    if bands is None or item_id not in bands.index or ctx.price_column in ctx.unused_columns:
         return None
     band = bands.get(item_id, "")
     if not band:

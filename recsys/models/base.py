@@ -169,12 +169,24 @@ class Recommender(ABC):
     def _restore(self, state: dict[str, np.ndarray]) -> None:  # noqa: B027 (an optional hook: models without parameters keep it empty)
         """Inverse of :meth:`_state`."""
 
+    def _learned(self) -> dict[str, Any]:
+        """What the fit chose that is not an array (plain JSON, saved in ``config.json``). Override to add."""
+        return {}
+
+    def _restore_learned(self, learned: dict[str, Any]) -> None:  # noqa: B027 (optional, as _restore)
+        """Inverse of :meth:`_learned` (an older model's is empty)."""
+
     # ------------------------------------------------------------------ capabilities
     def explains_by_modality(self) -> bool:
         """True when the model has per-user modality weights and exact additive shares per modality
         (then it also answers ``modalities``, ``user_modality_weights``, ``explain_scores``,
         ``masked_scores``, ``item_presence`` and ``attention_matrix``)."""
         return False
+
+    def attribute_weights(self) -> dict[str, float]:
+        """The weight the model gives each attribute column (a multi-label block is named by its columns
+        joined with " + "); 0 = the column is not used. Empty for models that do not weigh columns."""
+        return {}
 
     def popularity_tilt(self) -> dict[str, float]:
         """Per content modality, how its per-item weight leans with the item's popularity (a slope against
@@ -345,6 +357,7 @@ class Recommender(ABC):
                 "format_version": self.format_version,
                 "config": self.config,
                 "fit_seconds": self.fit_seconds,
+                "learned": self._learned(),
             },
         )
         return folder
@@ -390,6 +403,8 @@ class Recommender(ABC):
                 shape=(len(model.user_ids), len(model.item_ids)),
             )
         model.fit_seconds = meta.get("fit_seconds")
+        learned = meta.get("learned")
+        model._restore_learned(learned if isinstance(learned, dict) else {})
         model._restore(state)
         return model
 

@@ -331,3 +331,30 @@ def test_the_evidence_never_names_a_history_item_the_user_rated_low(demo_run, de
         named_checked += bool(low)
         assert not (named & (low - kept)), (user, item, named, low)
     assert named_checked  # some explanations did have a low-rated item behind them
+
+
+def test_a_column_the_model_gives_no_weight_is_never_offered_as_evidence(demo_run, tmp_path):
+    """The fusion model drops attribute columns whose values histories share no more than chance; the
+    explanations cited them anyway ("shares brand Verde", "same price band"), as reasons the model did not use."""
+    from recsys.explain.explainer import ExplainContext
+    from recsys.models import Recommender
+
+    model = demo_run.model
+    bundle = demo_run.bundle
+    weights = model.attribute_weights()
+    assert weights and all(w > 0 for w in weights.values())  # the demo: every column says something
+    pairs = _pairs(model, users=6, k=4)
+    context = ExplainContext(model, bundle.items, bundle.schema.items)
+    cited = {e["column"] for user, item in pairs for e in explain(model, user, item, context=context).evidence["labels"]}
+    assert "brand" in cited and any(explain(model, u, i, context=context).evidence["price"] for u, i in pairs)
+
+    model.save(tmp_path / "model")
+    copy = Recommender.load(tmp_path / "model")
+    assert copy.attribute_weights() == weights  # saved with the model
+    copy._restore_learned({"attribute_weights": {**weights, "brand": 0.0, "price": 0.0}})
+    context = ExplainContext(copy, bundle.items, bundle.schema.items)
+    for user, item in pairs:
+        explanation = explain(copy, user, item, context=context)
+        assert "brand" not in {e["column"] for e in explanation.evidence["labels"]}
+        assert explanation.evidence["price"] is None
+        assert "price band" not in explanation.sentence

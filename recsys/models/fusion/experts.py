@@ -104,6 +104,7 @@ class ExpertScoring:
     chosen_l2: float | None
     l2_table: dict[float, float]
     history: dict[str, Any]
+    _attribute_weights: dict[str, float]
     _modalities: list[str]
     _vectors: dict[str, torch.Tensor]
     _centres: dict[str, torch.Tensor]
@@ -132,9 +133,10 @@ class ExpertScoring:
             if blocks and self.config["attribute_weighting"] == "behaviour":
                 weights = behaviour_block_weights([block for _, block in blocks], train)
             # kept in the run's metrics: which columns the attribute expert listens to
-            self.history["attribute_weights"] = {
+            self._attribute_weights = {
                 name: 1.0 if weights is None else float(weights[j]) for j, (name, _) in enumerate(blocks)
             }
+            self.history["attribute_weights"] = dict(self._attribute_weights)
             attribute_matrix = content.attribute_matrix(weights)
         sources = {
             "text": (content.text, content.text_mask),

@@ -79,6 +79,7 @@ class FusionRecommender(ExpertScoring, Recommender):
         # the experts' attributes (their types: ExpertScoring's declarations)
         self.chosen_l2 = None
         self.l2_table = {}
+        self._attribute_weights = {}  # attribute column -> weight, from the training histories
         self._modalities = []
         self._vectors = {}  # content modality -> [N, D] centred unit rows
         self._centres = {}  # content modality -> the catalogue mean it was centred on
@@ -105,6 +106,17 @@ class FusionRecommender(ExpertScoring, Recommender):
     def item_presence(self) -> np.ndarray:
         """``[n_items, M]`` bool: which modalities each item has (behaviour = seen in training)."""
         return fitted(self._present).cpu().numpy().astype(bool)
+
+    def attribute_weights(self) -> dict[str, float]:
+        return dict(self._attribute_weights)
+
+    def _learned(self) -> dict[str, Any]:
+        return {"attribute_weights": dict(self._attribute_weights)}
+
+    def _restore_learned(self, learned: dict[str, Any]) -> None:
+        weights = learned.get("attribute_weights")
+        if isinstance(weights, dict):
+            self._attribute_weights = {str(k): float(v) for k, v in weights.items() if isinstance(v, (int, float))}
 
     def popularity_tilt(self) -> dict[str, float]:
         """Per content modality, the learned slope of its per-item weight factor, ``exp(slope * z)``, against

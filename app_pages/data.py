@@ -39,7 +39,7 @@ from app_pages.common import (
     workspace_root,
 )
 from recsys.data import stats
-from recsys.data.report import replacement_losses
+from recsys.data.report import replacement_losses, used_columns
 from recsys.data.schema import ROLES
 from recsys.data.upload import UploadError, assemble_bundle_zip, zip_entry_examples
 
@@ -102,6 +102,7 @@ def _validate(key: str, source: Any, overrides: dict[str, Any]) -> dict[str, Any
                 from recsys.train.data import preflight
 
                 bundle = result.bundle
+                report["columns"] = used_columns(bundle.schema.to_dict())
                 report["protocols"] = preflight(
                     bundle.interactions,
                     catalogue_items=len(bundle.items),
@@ -110,6 +111,15 @@ def _validate(key: str, source: Any, overrides: dict[str, Any]) -> dict[str, Any
             discard_bundle(result.bundle)
         cache[cache_key] = report
     return cache[cache_key]
+
+
+def read_schema(dataset_dir: Path) -> dict[str, Any]:
+    """A stored dataset's ``schema.json`` (empty when it cannot be read: the loss check then has no columns)."""
+    try:
+        schema = json.loads((Path(dataset_dir) / "schema.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return schema if isinstance(schema, dict) else {}
 
 
 def _issue_text(issue: dict[str, Any]) -> str:
@@ -314,6 +324,8 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
                 f"are: {md_text(', '.join(map(str, described)))}. A column whose role is ignore (set it above) "
                 "is not stored."
             )
+    # what an import under the name typed below would replace and lose: above the name and the button
+    replacing = st.container()
     cols = st.columns([2, 1], vertical_alignment="bottom")
     # the suggestion is derived from the file name and always valid ("My Shop (2)" -> my-shop-2); what is typed
     # is checked as typed, never silently renamed
@@ -343,10 +355,15 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
     confirmed = True
     if get_workspace().has_dataset(final):  # a damaged one too: the import replaces it
         current = dataset_info(final)
-        losses = replacement_losses(current.counts if current else {}, report.get("counts") or {})
+        losses = replacement_losses(
+            current.counts if current else {},
+            report.get("counts") or {},
+            used_columns(read_schema(current.path)) if current else None,
+            report.get("columns"),
+        )
         if losses:
             pictures_lost = any(loss.startswith("pictures") for loss in losses)
-            st.warning(
+            replacing.warning(
                 f"**Importing replaces the dataset {md_text(final)}, and this bundle has less**: "
                 + "; ".join(losses)  # numbers and fixed words: no Markdown to escape
                 + "."
@@ -359,11 +376,11 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
                 icon=":material/warning:",
             )
             # the button waits for this: a smaller bundle never replaces a dataset by a single click
-            confirmed = st.checkbox(
+            confirmed = replacing.checkbox(
                 f"Replace {md_text(final)} with this smaller bundle", key=f"data_replace_{key}_{final}", value=False
             )
         else:
-            st.caption(
+            replacing.caption(
                 f":material/info: A dataset named **{md_text(final)}** exists; importing replaces it only if this bundle "
                 "has no errors."
             )
@@ -373,7 +390,7 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
         icon=":material/download:",
         key=f"data_import_{key}",
         disabled=not report.get("ok") or not confirmed,
-        help=None if confirmed else "Tick the box below to replace the existing dataset with this bundle.",
+        help=None if confirmed else "Tick the box above to replace the existing dataset with this bundle.",
         width="stretch",
     )
     if clicked:

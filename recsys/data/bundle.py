@@ -929,7 +929,7 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
     if missing:
         report.warning(
             "missing_images",
-            f"{len(missing)} pictures named in the items table are not in the bundle ({named(missing)}); those "
+            f"{len(missing):,} pictures named in the items table are not in the bundle ({named(missing)}); those "
             "items are treated as having no picture"
             if len(missing) > 1
             else f"1 picture named in the items table is not in the bundle ({named(missing)}); that item is "
@@ -941,7 +941,7 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
     if unreadable:
         report.warning(
             "unreadable_images",
-            f"{len(unreadable)} pictures could not be read as images ({named(unreadable)}); those items are "
+            f"{len(unreadable):,} pictures could not be read as images ({named(unreadable)}); those items are "
             "treated as having no picture"
             if len(unreadable) > 1
             else f"1 picture could not be read as an image ({named(unreadable)}); that item is treated as having "

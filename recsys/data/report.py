@@ -22,11 +22,18 @@ COUNTED = (
 )
 
 
-def replacement_losses(current: dict[str, Any], incoming: dict[str, Any]) -> list[str]:
+def replacement_losses(
+    current: dict[str, Any],
+    incoming: dict[str, Any],
+    current_columns: dict[str, list[str]] | None = None,
+    incoming_columns: dict[str, list[str]] | None = None,
+) -> list[str]:
     """What importing a bundle with ``incoming`` counts over a stored dataset with ``current`` counts (its
     manifest's) takes away: one phrase per count that falls, e.g. ``"pictures: 720 items have one now, 0 in
-    this bundle"``. Empty when nothing falls. A re-import that forgot the pictures .zip, or a trimmed export,
-    replaces a good dataset silently otherwise."""
+    this bundle"``, and, given each side's used columns per table (``{"users": ["age_band"], ...}``), one per
+    table that loses columns (a users.csv left out drops the columns the fairness report groups by, with the
+    same number of users). Empty when nothing is lost. A re-import that forgot the pictures .zip, or a
+    trimmed export, replaces a good dataset silently otherwise."""
     losses = []
     for key, noun in COUNTED:
         now, then = current.get(key), incoming.get(key)
@@ -36,7 +43,24 @@ def replacement_losses(current: dict[str, Any], incoming: dict[str, Any]) -> lis
             losses.append(f"pictures: {counted(now, noun, 'items with a picture')} now, {then:,} in this bundle")
         else:
             losses.append(f"{counted(now, noun)} now, {then:,} in this bundle")
+    for table in ("items", "interactions", "users"):
+        before = (current_columns or {}).get(table) or []
+        after = set((incoming_columns or {}).get(table) or [])
+        gone = [column for column in before if column not in after]
+        if gone and incoming_columns is not None:
+            what = "the users table" if table == "users" and not after else f"the {table} table's columns"
+            losses.append(f"{what} ({', '.join(gone)}) not in this bundle")
     return losses
+
+
+def used_columns(schema: dict[str, Any]) -> dict[str, list[str]]:
+    """The columns a schema (``schema.json``'s form) uses per table, ids and ignored columns left out."""
+    out: dict[str, list[str]] = {}
+    for table in ("items", "interactions", "users"):
+        roles = schema.get(table)
+        if isinstance(roles, dict):
+            out[table] = [str(c) for c, r in roles.items() if r not in ("id", "ignore")]
+    return out
 
 
 ERROR = "error"

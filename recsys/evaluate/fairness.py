@@ -209,7 +209,7 @@ class QualityGap:
             return f"a clear gap: the interval excludes 0 and random groups of these sizes spread this far in {self.p_value:.1%} of deals ({p})"
         if self.separated:
             return (
-                "within the noise: the interval excludes 0, but these two groups were picked as the best and the "
+                "not clear: the interval excludes 0, but these two groups were picked as the best and the "
                 f"worst after the fact, and random groups of these sizes spread this far in {self.p_value:.0%} of "
                 f"deals ({p}); a gap is called clear only when both tests agree"
             )

@@ -564,6 +564,7 @@ def build_sentence(facts: Mapping[str, Any]) -> str:
     price = facts.get("price") if counts("attributes") else None
     if price and price.get("shared_with") and len(clauses) < 2:
         clauses.append(f"it is in the same {price['band']} price band as {_quote(price['shared_with'], 1)}")
+    from_content = len(clauses)  # the clauses before popularity's say how the item is like the history
     popularity = facts.get("popularity") or {}
     if len(clauses) < 2 and popularity:
         if popularity.get("new_item"):
@@ -578,7 +579,8 @@ def build_sentence(facts: Mapping[str, Any]) -> str:
     if not like and not clauses:
         return lead + "."
     body = " and ".join(clauses)
-    if like and body and body.startswith("it "):
+    # "like X, it is one of the most popular items" ties the history to popularity: keep them apart
+    if like and body and body.startswith("it ") and from_content:
         return f"{lead}: {like} {body}."
     if like and body:
         return f"{lead}: it is {like.rstrip(',')}; {body}."

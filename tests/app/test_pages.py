@@ -181,7 +181,7 @@ def test_attention_page_draws_charts(app, trained_workspace):
 
 
 def test_the_one_user_heatmap_keeps_the_user_chosen_there(app, trained_workspace):
-    """"One user" starts on the group's user and follows a new pick in the group, but a user chosen in it
+    """ "One user" starts on the group's user and follows a new pick in the group, but a user chosen in it
     stays chosen (it snapped back to the group's user on every rerun)."""
     at = open_page(app, "app_pages/attention.py")
     group_user = at.selectbox(key="att_group_user").value

@@ -497,6 +497,29 @@ def test_replacement_losses_name_each_count_that_falls():
     assert replacement_losses({}, {"items": 3}) == [] and replacement_losses({"items": "x"}, {"items": 1}) == []
 
 
+def test_replacement_losses_name_the_columns_a_bundle_drops():
+    from recsys.data.report import replacement_losses, used_columns
+
+    schema = {
+        "items": {"item_id": "id", "title": "text", "brand": "categorical", "notes": "ignore"},
+        "users": {"user_id": "id", "age_band": "categorical", "region": "categorical"},
+        "interactions": {"user_id": "id", "item_id": "id", "rating": "rating"},
+    }
+    columns = used_columns(schema)
+    assert columns == {"items": ["title", "brand"], "interactions": ["rating"], "users": ["age_band", "region"]}
+    counts = {"users": 10, "items": 5}
+    assert replacement_losses(counts, counts, columns, columns) == []
+    without_users = {**columns, "users": []}
+    assert replacement_losses(counts, counts, columns, without_users) == [
+        "the users table (age_band, region) not in this bundle"
+    ]
+    fewer = {**columns, "items": ["title"], "users": ["age_band", "region", "city"]}  # a new column is no loss
+    assert replacement_losses(counts, counts, columns, fewer) == [
+        "the items table's columns (brand) not in this bundle"
+    ]
+    assert replacement_losses(counts, counts, columns, None) == []  # nothing known of the bundle's columns
+
+
 def test_ids_written_another_way_are_diagnosed_with_an_example(tmp_path):
     # codes retyped or re-exported: another case, a space, the number's zero padding dropped
     items = pd.DataFrame({"item_id": ["SKU-00762", "SKU-00015", "SKU-01200", "A12"], "title": ["a", "b", "c", "d"]})

@@ -319,7 +319,7 @@ def test_the_verdict_says_which_test_decides_when_the_interval_and_the_permutati
             break
     else:
         raise AssertionError("no trial with an interval that excludes 0 and a large permutation p")
-    assert result.verdict.startswith("within the noise: the interval excludes 0, but")
+    assert result.verdict.startswith("not clear: the interval excludes 0, but")
     assert "after the fact" in result.verdict and f"{result.p_value:.3f}" in result.verdict
     strong = group_gap(np.r_[rng.random(60), rng.random(60) + 0.5], ["a"] * 60 + ["b"] * 60, n_boot=300)
     assert strong.verdict.startswith("a clear gap: the interval excludes 0")

@@ -153,6 +153,24 @@ def test_the_sentence_gives_no_reason_that_lowered_the_score():
     assert "bestseller" in sentence and "the word “shovel”" in sentence
 
 
+def test_a_history_item_is_not_tied_to_a_popularity_clause():
+    """ "like “Red T-shirt”, which you rated highly, it is one of the most popular items" read as if the
+    history item made the recommendation popular: with popularity the only clause, the two are kept apart."""
+    facts = {
+        "has_attention": True,
+        "modalities": [{"modality": "popularity", "label": "how popular it is", "present": True, "share_pct": 100}],
+        "history": [{"item_id": "a", "title": "Red T-shirt", "rating": 5.0, "rated_highly": True, "rated_low": False}],
+        "popularity": {"percentile": 97, "count": 300},
+    }
+    sentence = build_sentence(facts)
+    assert sentence == (
+        "Recommended mainly for how popular it is (100% of what raised its score): it is like “Red T-shirt”, which "
+        "you rated highly; it is one of the most popular items (more popular than 97% of the catalogue)."
+    )
+    facts["labels"] = [{"column_label": "category", "shared_values": ["C11"], "values": ["C11"]}]
+    assert "like “Red T-shirt”, which you rated highly, it shares category “C11”" in build_sentence(facts)
+
+
 def test_the_check_also_refuses_lower_case_labels(demo_run, demo_context):
     model = demo_run.model
     user, item = _pairs(model, users=1, k=1)[0]
@@ -345,7 +363,9 @@ def test_a_column_the_model_gives_no_weight_is_never_offered_as_evidence(demo_ru
     assert weights and all(w > 0 for w in weights.values())  # the demo: every column says something
     pairs = _pairs(model, users=6, k=4)
     context = ExplainContext(model, bundle.items, bundle.schema.items)
-    cited = {e["column"] for user, item in pairs for e in explain(model, user, item, context=context).evidence["labels"]}
+    cited = {
+        e["column"] for user, item in pairs for e in explain(model, user, item, context=context).evidence["labels"]
+    }
     assert "brand" in cited and any(explain(model, u, i, context=context).evidence["price"] for u, i in pairs)
 
     model.save(tmp_path / "model")

@@ -23,6 +23,7 @@ from app_pages.common import (
     item_caption,
     log_axis_ticks,
     model_runs,
+    no_model_message,
     page_header,
     part_percent,
     run_page,
@@ -84,8 +85,12 @@ def distribution(weights: pd.DataFrame, modalities: list[str], presence: np.ndar
             f"{weights[modality].mean():.0%}",
             help="The mean over users of the weight the model gives this modality when it scores for them. "
             "It applies only to items that have the modality: on an item without it, the weight is spread over "
-            "the item's other modalities.",
+            "the item's other modalities. The weights carry what differs between users; how much a modality "
+            "counts for everyone is in its expert's learned scale, so the means stay near an even split and "
+            "the spread (the middle half of the users, below) is what tells users apart.",
         )
+        low, high = np.percentile(weights[modality], [25, 75])
+        col.caption(f"middle half of the users: {low:.0%}–{high:.0%}")
         if presence is not None and presence.shape[0]:
             have, total = int(presence[:, m].sum()), presence.shape[0]
             # a user's weight on a modality few items have moves few scores: say how many it can reach
@@ -446,7 +451,7 @@ def main() -> None:
     damaged_models_notice()
     runs = model_runs()
     if not runs:
-        empty_state("No model trained yet — train one on the Train page.", page="train", label="Train a model")
+        empty_state(no_model_message("its attention weights"), page="train", label="Go to the Train page")
         return
     run = run_picker("Model", "att_run", runs)
     ctx = usable_context(run)

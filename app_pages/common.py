@@ -400,6 +400,17 @@ def model_runs() -> list[RunRecord]:
     return [run for run in list_all_runs() if run.usable]
 
 
+def no_model_message(what: str) -> str:
+    """What a page without a usable model says: a run in progress is named (the page fills when it ends)."""
+    active = [run for run in list_all_runs() if run.active]
+    if active:
+        return (
+            f"A model is training ({md_text(active[0].model_label)} on {md_text(active[0].dataset or '?')}): "
+            f"{what} appear here when it finishes. Follow it on the Train page."
+        )
+    return "No model trained yet — train one on the Train page (the quick start on Home takes a few minutes)."
+
+
 def run_label(run: RunRecord, with_state: bool = True) -> str:
     """How pickers name a run: model (with its fusion variant) on dataset, start, test NDCG@20, state
     (``with_state=False`` where the state is drawn live beside the picker: a label keeps what it said when

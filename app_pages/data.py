@@ -428,7 +428,8 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
 def _uploads() -> None:
     limit = upload_limit_mb()
     st.caption(
-        f"Tables as CSV (UTF-8), Parquet or JSON Lines; pictures as one .zip whose paths match the items' "
+        f"Tables as CSV (UTF-8), Parquet or JSON Lines (a spreadsheet or other file is taken only to say how "
+        f"to convert it); pictures as one .zip whose paths match the items' "
         f"picture column (e.g. `images/42.jpg`). A whole bundle in one .zip goes under **Upload a .zip "
         f"bundle** above. **Up to {limit:,} MB per file**: a larger file is refused "
         "(it shows a red mark) — import it from **Folder on disk** instead, or raise `server.maxUploadSize` "

@@ -19,6 +19,7 @@ from app_pages.common import (
     item_caption,
     md_text,
     model_runs,
+    no_model_message,
     page_header,
     run_page,
     run_picker,
@@ -420,11 +421,7 @@ def main() -> None:
     damaged_models_notice()
     runs = model_runs()
     if not runs:
-        empty_state(
-            "No model trained yet — train one on the Train page (the quick start on Home takes a few minutes).",
-            page="train",
-            label="Train a model",
-        )
+        empty_state(no_model_message("its recommendations"), page="train", label="Go to the Train page")
         return
     top = st.columns([3, 2])
     with top[0]:

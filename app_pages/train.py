@@ -729,6 +729,11 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
                 "an item more the higher it is placed (1 = all of them at the top). Both averaged over users; "
                 "higher is better. Fit time: each model's own training; the run's time above also counts the "
                 "feature extraction, the evaluation and any refit."
+                + (
+                    " Each user has one held-out item under this protocol, so Recall@k equals Hit@k."
+                    if split.get("protocol") == "sparse"
+                    else ""
+                )
             )
             if metrics.get("kfold"):
                 cross_validation_tables(metrics)

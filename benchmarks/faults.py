@@ -118,26 +118,34 @@ class FaultInjector:
         self.durations["delete"] = self._timed(_python("ws.delete_dataset('spare')", self.workspace))
         Workspace(self.workspace)
 
-    def _interrupted_run(self, run_id: str) -> None:
-        """A training SIGKILLed once it is under way (its status says running): a run for ``resume`` kills."""
-        process = subprocess.Popen(
-            _recsys("train", "--workspace", str(self.workspace), "--data", "shop", "--run-id", run_id, *SMALL_RUN),
-            cwd=REPO_ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        status = self.workspace / "runs" / run_id / "status.json"
-        deadline = time.time() + 600
-        while time.time() < deadline and process.poll() is None:
+    def _interrupted_run(self, run_id: str, attempts: int = 3) -> None:
+        """A training SIGKILLed once it is under way (its status says running): a run for ``resume`` kills. A
+        small run can finish in the moment before the signal: then another is started (another run id)."""
+        for attempt in range(attempts):
+            name = run_id if attempt == 0 else f"{run_id}-{attempt}"
+            process = subprocess.Popen(
+                _recsys("train", "--workspace", str(self.workspace), "--data", "shop", "--run-id", name, *SMALL_RUN),
+                cwd=REPO_ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            status = self.workspace / "runs" / name / "status.json"
+            deadline = time.time() + 600
+            while time.time() < deadline and process.poll() is None:
+                try:
+                    if json.loads(status.read_text()).get("state") == "running":
+                        break
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.2)
+            time.sleep(self.rng.uniform(0.0, 0.5 if attempt == 0 else 0.0))
+            process.kill()
+            process.wait()
             try:
-                if json.loads(status.read_text()).get("state") == "running":
-                    break
+                if json.loads(status.read_text()).get("state") != "finished":
+                    return
             except (OSError, ValueError):
-                pass
-            time.sleep(0.2)
-        time.sleep(self.rng.uniform(0.0, 1.0))
-        process.kill()
-        process.wait()
+                return
 
     def _timed(self, command: list[str]) -> float:
         started = time.perf_counter()

@@ -168,7 +168,9 @@ def _draw_protocols(check: dict[str, Any]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
-def _draw_report(report: dict[str, Any], hint_entries: list[str] | None = None) -> None:
+def _draw_report(
+    report: dict[str, Any], hint_entries: list[str] | None = None, pictures_uploaded: bool | None = None
+) -> None:
     errors, warnings = report.get("errors", []), report.get("warnings", [])
     if errors:
         st.error(
@@ -195,6 +197,12 @@ def _draw_report(report: dict[str, Any], hint_entries: list[str] | None = None) 
                     st.caption(
                         f"{found:,} other pictures were found at the paths the items table names, so the paths "
                         "have the right form: the files of the rows listed are not in the bundle."
+                    )
+                elif issue.get("code") == "missing_images" and pictures_uploaded is False:
+                    # separate files without the pictures .zip: nothing is wrong with the paths
+                    st.caption(
+                        "No pictures .zip was uploaded: add it beside the tables (its paths matching the picture "
+                        "column) to import the pictures; without it the items import with no picture."
                     )
                 elif issue.get("code") == "missing_images" and hint_entries:
                     st.caption(
@@ -251,7 +259,13 @@ def _column_mapping(tables: dict[str, Any], schema_json: dict[str, Any] | None, 
     return changes
 
 
-def _review_and_import(source: Any, key: str, default_name: str, hint_entries: list[str] | None = None) -> None:
+def _review_and_import(
+    source: Any,
+    key: str,
+    default_name: str,
+    hint_entries: list[str] | None = None,
+    pictures_uploaded: bool | None = None,
+) -> None:
     imported_as = _session_cache("data_imported_sources").get(key)
     if imported_as is not None:
         # the files are still in the uploader after an import: say what became of them instead of offering
@@ -301,7 +315,7 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
 
     st.markdown("##### Validation")
     report = _validate(key, source, overrides)
-    _draw_report(report, hint_entries)
+    _draw_report(report, hint_entries, pictures_uploaded)
     if report.get("protocols"):
         _draw_protocols(report["protocols"])
 
@@ -422,7 +436,7 @@ def _review_and_import(source: Any, key: str, default_name: str, hint_entries: l
                 else "nothing was added to the workspace"
             )
             st.error(f"**The import was refused**: {previous}.", icon=":material/block:")
-            _draw_report(result.report.to_dict(), hint_entries)
+            _draw_report(result.report.to_dict(), hint_entries, pictures_uploaded)
 
 
 def _uploads() -> None:
@@ -486,7 +500,8 @@ def _uploads() -> None:
             return
     data = cache[ids]
     hint = zip_entry_examples(images.getvalue()) if images else None
-    _review_and_import(data, digest(ids), Path(items.name).stem.replace("items", "").strip("-_ ") or "my-catalog", hint)
+    name = Path(items.name).stem.replace("items", "").strip("-_ ") or "my-catalog"
+    _review_and_import(data, digest(ids), name, hint, pictures_uploaded=images is not None)
 
 
 def _zip_bundle() -> None:

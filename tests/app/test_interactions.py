@@ -121,6 +121,22 @@ def test_upload_with_a_bad_rating_is_blocked_until_the_role_is_changed(app, trai
     assert import_button(at).disabled and "1 rating is not a number" in texts(at)
 
 
+def test_pictures_named_without_a_pictures_zip_say_the_zip_was_not_uploaded(app, trained_workspace):
+    """Items naming pictures, uploaded without the pictures .zip: the warning listed the missing files as if
+    their paths were wrong; it now says what to add."""
+    items, interactions = shop_tables()
+    frame = pd.read_csv(io.BytesIO(items))
+    frame["picture"] = [f"images/{n}.jpg" for n in range(len(frame))]
+    at = open_data_page(app)
+    at.file_uploader(key="data_items_file").set_value(("items.csv", frame.to_csv(index=False).encode(), "text/csv"))
+    at.file_uploader(key="data_interactions_file").set_value(("interactions.csv", interactions, "text/csv"))
+    at.run()
+    assert_clean(at)
+    shown = texts(at)
+    assert "30 pictures named in the items table are not in the bundle" in shown
+    assert "No pictures .zip was uploaded: add it beside the tables" in " ".join(c.value for c in at.caption)
+
+
 def test_replacing_a_dataset_with_a_smaller_bundle_says_what_it_loses_before_the_import(app, trained_workspace):
     """Re-importing under the same name without the pictures .zip dropped every picture silently."""
     before = read_json(trained_workspace / "datasets" / "demo" / "manifest.json")

@@ -38,7 +38,7 @@ COMPARED = [("ndcg@20", "NDCG@20"), ("recall@20", "Recall@20")]
 
 def short_label(run: RunRecord) -> str:
     when = time.strftime("%m-%d %H:%M", time.localtime(run.started)) if run.started else run.run_id[:13]
-    return f"{run.model or '?'} · {run.dataset or '?'} · {when} ({run.run_id[-4:]})"
+    return f"{model_name(run.model or '?')} · {run.dataset or '?'} · {when} ({run.run_id[-4:]})"
 
 
 def config_value(value: Any) -> str:
@@ -79,7 +79,7 @@ def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
                 "State": STATE_STYLE.get(run.state, STATE_STYLE["unknown"])[0],
                 "Privacy": f"retrain: holds {run.forgotten_users} forgotten" if run.needs_retrain_for_privacy else "",
                 "Dataset": run.dataset,
-                "Model": run.model,
+                "Model": model_name(run.model or "?"),
                 "NDCG@20": test.get("ndcg@20"),
                 "Recall@20": test.get("recall@20"),
                 "Best baseline (NDCG@20)": f"{model_name(best[0])} {best[1]:.4f}"

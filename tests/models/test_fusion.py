@@ -344,18 +344,23 @@ def test_a_modality_wider_than_content_max_dim_is_reduced_and_keeps_its_query_sp
     np.testing.assert_allclose(loaded.score(np.arange(5)), model.score(np.arange(5)), rtol=1e-5, atol=1e-5)
 
 
-def test_validation_too_large_for_the_budget_is_a_fixed_sample_of_users(demo_template, monkeypatch):
-    """Above the cloze budget the gate rounds and the calibration use a seeded sample of validation users (so a
-    round re-mixes cached experts instead of scoring every validation user); the fit still trains, the sample
-    is the same every time, and the caller's validation matrix is left as it was."""
+def _template_data(demo_template):
+    """The session's demo dataset split as training splits it, with TF-IDF text (fast to build)."""
     from recsys.train.run import RunConfig, run_item_features
 
     workspace = Workspace(demo_template)
     bundle = workspace.load_dataset("demo")
     features = run_item_features(workspace, bundle, RunConfig(dataset="demo", text_encoder="tfidf"))
-    data = prepare_data(
+    return prepare_data(
         bundle.interactions, item_features=features, catalogue_ids=bundle.items["item_id"].to_numpy(str)
     ).data
+
+
+def test_validation_too_large_for_the_budget_is_a_fixed_sample_of_users(demo_template, monkeypatch):
+    """Above the cloze budget the gate rounds and the calibration use a seeded sample of validation users (so a
+    round re-mixes cached experts instead of scoring every validation user); the fit still trains, the sample
+    is the same every time, and the caller's validation matrix is left as it was."""
+    data = _template_data(demo_template)
     valid_before = sp.csr_matrix(data.valid).copy()
     n_valid = int((np.diff(valid_before.indptr) > 0).sum())
     budget = (n_valid // 3) * 4 * data.train.shape[1]  # four modalities: room for a third of the users
@@ -434,14 +439,7 @@ def test_the_popularity_floor_is_chosen_on_validation_and_a_model_saved_without_
     scores as it did."""
     from safetensors.numpy import load_file, save_file
 
-    from recsys.train.run import RunConfig, run_item_features
-
-    workspace = Workspace(demo_template)
-    bundle = workspace.load_dataset("demo")
-    features = run_item_features(workspace, bundle, RunConfig(dataset="demo", text_encoder="tfidf"))
-    data = prepare_data(
-        bundle.interactions, item_features=features, catalogue_ids=bundle.items["item_id"].to_numpy(str)
-    ).data
+    data = _template_data(demo_template)
     model = FusionRecommender(epochs=2, device="cpu").fit(data)
     calibration = model.history["calibration"]
     table = calibration["popularity_floor_valid_ndcg@20"]

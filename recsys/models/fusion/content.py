@@ -142,13 +142,18 @@ class ContentArrays:
             blocks.append(("numbers", unit_rows(sp.csr_matrix(standard.astype(np.float32)))))
         return blocks
 
-    def attribute_matrix(self, weights: Sequence[float] | np.ndarray | None = None) -> sp.csr_matrix | None:
+    def attribute_matrix(
+        self,
+        weights: Sequence[float] | np.ndarray | None = None,
+        blocks: list[tuple[str, sp.csr_matrix]] | None = None,
+    ) -> sp.csr_matrix | None:
         """One sparse row per item: the categorical columns' IDF-weighted one-hots in one unit block (each
         column's entries scaled by its weight inside it), then the labels' block and each number's block,
         each scaled by its weight; ``weights`` follow :meth:`attribute_blocks` (default all 1: the columns
         as they were before they were weighted). Sparse because tags make it wide (5,722 columns on
-        movielens, 0.06 % of them non-zero); :func:`content_unit_rows` decides how it is used."""
-        blocks = self.attribute_blocks()
+        movielens, 0.06 % of them non-zero); :func:`content_unit_rows` decides how it is used. ``blocks``:
+        :meth:`attribute_blocks` when the caller has them already."""
+        blocks = self.attribute_blocks() if blocks is None else blocks
         if not blocks:
             return None
         scales = np.ones(len(blocks)) if weights is None else np.asarray(weights, dtype=np.float64)

@@ -137,7 +137,7 @@ class ExpertScoring:
                 name: 1.0 if weights is None else float(weights[j]) for j, (name, _) in enumerate(blocks)
             }
             self.history["attribute_weights"] = dict(self._attribute_weights)
-            attribute_matrix = content.attribute_matrix(weights)
+            attribute_matrix = content.attribute_matrix(weights, blocks)
         sources = {
             "text": (content.text, content.text_mask),
             "image": (content.image, content.image_mask),

@@ -469,23 +469,12 @@ class FusionRecommender(ExpertScoring, Recommender):
         A value that wins by less than the validation users' noise is not taken (on a large sparse catalogue
         with a sample of validation users, the plain maximum chose on noise). The users' weights are not
         touched: they stay what the evidence in each user's history says."""
-        from ...evaluate import per_user_metric
-
         gate = fitted(self.gate)
         shifts = self.config["behaviour_scales"] if gate.has_behaviour and self.config["fusion"] != "concat" else [1.0]
         scorer = scorer or self.score
-        users = int((np.diff(valid.indptr) > 0).sum())
-        # the scores are affine in the scale: two mixes per user, then an add per value tried (when both fit
-        # the budget; a large validation sample is re-scored per value instead)
-        at = affine_scores(scorer, gate.behaviour_scale) if len(shifts) > 1 and self._fits_budget(users) else None
-        per_user = {}
-        for scale in shifts:
-            gate.behaviour_scale.fill_(float(scale))
-            scores = scorer if at is None else (lambda rows, value=float(scale): at(rows, value))
-            per_user[float(scale)] = per_user_metric(scores, train, valid, "ndcg", 20)
-        table = {scale: float(np.nanmean(values)) if len(values) else 0.0 for scale, values in per_user.items()}
-        best = one_standard_error_choice(per_user, table, closeness=lambda scale: abs(math.log(scale)))
-        gate.behaviour_scale.fill_(best)
+        best, table = self._choose_on_valid(
+            gate.behaviour_scale, [float(s) for s in shifts], lambda scale: abs(math.log(scale)), scorer, train, valid
+        )
         self.history["calibration"] = {
             "behaviour_scale": best,
             "valid_ndcg@20": table[best],
@@ -497,27 +486,45 @@ class FusionRecommender(ExpertScoring, Recommender):
             self._calibrate_short_histories(train, valid)
 
     @torch.no_grad()
+    def _choose_on_valid(
+        self,
+        parameter: torch.Tensor,
+        values: list[float],
+        closeness: Any,
+        scorer: Any,
+        train: sp.csr_matrix,
+        valid: sp.csr_matrix,
+    ) -> tuple[float, dict[float, float]]:
+        """Set the gate's scalar ``parameter`` to the value of ``values`` validation NDCG@20 picks by the
+        one-standard-error rule (of the values within one paired standard error of the best mean, the one
+        ``closeness`` ranks first); return it and each value's mean. The scores are affine in the parameter:
+        two mixes per user, then an add per value tried (when they fit the budget; a large validation sample
+        is re-scored per value instead)."""
+        from ...evaluate import per_user_metric
+
+        users = int((np.diff(valid.indptr) > 0).sum())
+        at = affine_scores(scorer, parameter) if len(values) > 1 and self._fits_budget(users) else None
+        per_user = {}
+        for value in values:
+            parameter.fill_(value)
+            scores = scorer if at is None else (lambda rows, value=value: at(rows, value))
+            per_user[value] = per_user_metric(scores, train, valid, "ndcg", 20)
+        table = {value: float(np.nanmean(ndcg)) if len(ndcg) else 0.0 for value, ndcg in per_user.items()}
+        best = one_standard_error_choice(per_user, table, closeness=closeness)
+        parameter.fill_(best)
+        return best, table
+
+    @torch.no_grad()
     def _calibrate_popularity_floor(self, train: sp.csr_matrix, valid: sp.csr_matrix, scorer: Any) -> None:
         """How much popularity every user keeps, however long the history: validation NDCG@20 decides by the
         one-standard-error rule (the smallest floor within one paired standard error of the best), after the
         behaviour scale and before the short-history boost (which adds to it for 1-3 items)."""
-        from ...evaluate import per_user_metric
-
         gate = fitted(self.gate)
         floors = [float(value) for value in self.config["popularity_floors"]]
         if len(floors) < 2:
             gate.popularity_floor.fill_(floors[0] if floors else 0.0)
             return
-        users = int((np.diff(valid.indptr) > 0).sum())
-        at = affine_scores(scorer, gate.popularity_floor) if self._fits_budget(users) else None
-        per_user = {}
-        for floor in floors:
-            gate.popularity_floor.fill_(floor)
-            scores = scorer if at is None else (lambda rows, value=floor: at(rows, value))
-            per_user[floor] = per_user_metric(scores, train, valid, "ndcg", 20)
-        table = {floor: float(np.nanmean(values)) if len(values) else 0.0 for floor, values in per_user.items()}
-        best = one_standard_error_choice(per_user, table, closeness=lambda floor: floor)
-        gate.popularity_floor.fill_(best)
+        best, table = self._choose_on_valid(gate.popularity_floor, floors, lambda floor: floor, scorer, train, valid)
         self.history["calibration"]["popularity_floor"] = best
         self.history["calibration"]["popularity_floor_valid_ndcg@20"] = {f"floor {f:g}": v for f, v in table.items()}
 

@@ -122,6 +122,11 @@ def read_schema(dataset_dir: Path) -> dict[str, Any]:
     return schema if isinstance(schema, dict) else {}
 
 
+def escaped_columns(columns: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+    """``used_columns`` with each name escaped for Markdown (compared escaped on both sides, so alike)."""
+    return None if columns is None else {table: [md_text(c) for c in names] for table, names in columns.items()}
+
+
 def _issue_text(issue: dict[str, Any]) -> str:
     code = lambda name: "`" + str(name).replace("`", "'") + "`"  # noqa: E731  (a code span shows text as is)
     where = " · ".join(
@@ -372,14 +377,15 @@ def _review_and_import(
         losses = replacement_losses(
             current.counts if current else {},
             report.get("counts") or {},
-            used_columns(read_schema(current.path)) if current else None,
-            report.get("columns"),
+            # column names are the catalogue's text and go into the warning's Markdown: escaped here
+            escaped_columns(used_columns(read_schema(current.path))) if current else None,
+            escaped_columns(report.get("columns")),
         )
         if losses:
             pictures_lost = any(loss.startswith("pictures") for loss in losses)
             replacing.warning(
                 f"**Importing replaces the dataset {md_text(final)}, and this bundle has less**: "
-                + "; ".join(losses)  # numbers and fixed words: no Markdown to escape
+                + "; ".join(losses)  # numbers, fixed words and escaped column names
                 + "."
                 + (
                     " Upload the pictures .zip too (or check that its paths match the picture column) to keep them."

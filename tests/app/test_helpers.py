@@ -372,3 +372,15 @@ def test_a_part_of_a_whole_never_reads_all_or_nothing_unless_it_is():
     assert part_percent(398, 400) == ">99%" and part_percent(400, 400) == "100%"
     assert part_percent(1, 400) == "<1%" and part_percent(0, 400) == "0%"
     assert part_percent(1010, 1500) == "67%" and part_percent(3, 0) == "–"
+
+
+def test_column_names_in_the_replacement_warning_are_escaped():
+    """The names come from the catalogue and go into a Markdown warning: a column named like an image link
+    must show as those characters."""
+    from app_pages.data import escaped_columns
+    from recsys.data.report import replacement_losses
+
+    before = {"users": ["age_band", "![x](http://host/p.png)"]}
+    [loss] = replacement_losses({}, {}, escaped_columns(before), escaped_columns({"users": []}))
+    assert "![" not in loss and "\\[x\\]" in loss  # "[" escaped: no image, no link
+    assert escaped_columns(None) is None

@@ -159,7 +159,10 @@ def test_replacing_a_dataset_with_a_smaller_bundle_says_what_it_loses_before_the
     # no users.csv: the users table's columns go too, with as many users as before (a count cannot see it)
     users_columns = [c for c, r in read_json(trained_workspace / "datasets" / "demo" / "schema.json")["users"].items()
                      if r not in ("id", "ignore")]  # fmt: skip
-    assert users_columns and f"the users table ({', '.join(users_columns)}) not in this bundle" in warning
+    from app_pages.common import md_text
+
+    shown = ", ".join(md_text(c) for c in users_columns)  # catalogue text, escaped for Markdown
+    assert users_columns and f"the users table ({shown}) not in this bundle" in warning
     # replacing is the user's call, but not a single click: the button waits for the box to be ticked
     assert import_button(at).disabled
     [confirm] = [c for c in at.checkbox if (c.key or "").startswith("data_replace_")]

@@ -13,7 +13,8 @@ scores the item from the user's history in that modality alone:
   form). They keep the cosine's values, so the projection reorders them among themselves (by what is
   chosen together, not only by likeness) without changing how they weigh against items with behaviour.
 
-Each expert's scores are standardised per user over the items that have the modality (``z``) and
+Each expert's scores are standardised per user over the items that have the modality (``z``; for
+behaviour, those not in the user's history, so the expert ranks as EASE does however long the history) and
 scaled by one learned constant per expert (``s_m``: how decisive its scores are). A user gate mixes them::
 
     g[u]         = softmax( (slope_c * coherence[u] + slope_b * choice[u]) * n_u / (n_u + kappa) )   [M]

@@ -510,3 +510,37 @@ def test_the_behaviour_expert_ranks_a_long_history_as_ease_does(demo_template):
     by_ease = np.argsort(-expected, kind="stable")[:10]
     assert (expected[by_ease] > 0).all()  # the best items left, all ahead of the items without behaviour
     np.testing.assert_array_equal(np.argsort(-z, kind="stable")[:10], by_ease)
+
+
+def test_the_projections_outside_vectors_are_rebuilt_on_load_and_older_files_still_load(demo_template, tmp_path):
+    """The vectors of the items outside behaviour beside each projection are a copy of the modality's vectors:
+    they are not saved, the loaded model rebuilds them and scores as the fitted one; a file from before (that
+    carries them) loads the same."""
+    import dataclasses
+
+    from safetensors.numpy import load_file, save_file
+
+    data = _template_data(demo_template)
+    warm = np.flatnonzero(np.diff(sp.csc_matrix(data.train).indptr) > 0)
+    keep = np.ones(data.n_items, np.float32)
+    keep[warm[::10]] = 0.0  # items nobody chose: ordered by the projections
+    train = sp.csr_matrix(data.train @ sp.diags(keep))
+    train.eliminate_zeros()
+    model = FusionRecommender(epochs=1, patience=1, device="cpu").fit(
+        dataclasses.replace(data, train=train, ratings=None)
+    )
+    assert model._projections, "the fit has items outside behaviour, so it has projections"
+    model.save(tmp_path / "model")
+    saved = load_file(str(tmp_path / "model" / "weights.safetensors"))
+    assert not [k for k in saved if k.startswith("projection_vectors.")]
+    loaded = Recommender.load(tmp_path / "model")
+    for modality, (weights, outside_vectors) in model._projections.items():
+        torch.testing.assert_close(loaded._projections[modality][1], outside_vectors)
+        torch.testing.assert_close(loaded._projections[modality][0], weights)
+    np.testing.assert_allclose(loaded.score(np.arange(8)), model.score(np.arange(8)), rtol=1e-5, atol=1e-5)
+    # an older file: the same model with the copies in it
+    older = {**saved, **{f"projection_vectors.{m}": v.numpy() for m, (_, v) in model._projections.items()}}
+    save_file(older, str(tmp_path / "model" / "weights.safetensors"))
+    np.testing.assert_allclose(
+        Recommender.load(tmp_path / "model").score(np.arange(8)), model.score(np.arange(8)), rtol=1e-5, atol=1e-5
+    )

@@ -7,7 +7,8 @@ this script redraws the split with ``--seeds`` seeds and fits both models on eac
 test NDCG@20 of each model and the test ratio; then the mean ratio, the ratio of the means, how many
 splits the fusion model is ahead on, and whether validation (what a user would choose by) agreed with
 test on each split. Choices inside each fit (EASE's L2, the fusion model's calibration) use that split's
-validation only; test is read once per model and split.
+validation only; test is read once per model and split. The splits redraw the same log, so they are not
+independent samples: the standard error over splits understates the uncertainty (read it as a lower bound).
 
     python benchmarks/split_seeds.py [--dataset NAME | --bundle DIR] [--workspace DIR] [--seeds 2026 2027 ...]
         [--fusion OPTION=VALUE ...] [--json]

@@ -251,11 +251,10 @@ class ExpertScoring:
             # recommend: those sank below the items without behaviour (z = 0), and the behaviour expert no
             # longer ranked as EASE does (4 of 5 movielens splits below EASE; validation chose this over
             # leaving the history out of the content experts' statistics too)
-            counted_in = mask.unsqueeze(0).expand_as(hist_dense)
+            weight = mask.float().unsqueeze(0)  # [1, N]: the same items for every user
             if modality == "behaviour":
-                candidates = counted_in & ~hist_dense
-                counted_in = torch.where(candidates.any(1, keepdim=True), candidates, counted_in)
-            weight = counted_in.float()
+                candidates = mask.unsqueeze(0) & ~hist_dense  # [B, N]
+                weight = torch.where(candidates.any(1, keepdim=True), candidates, mask.unsqueeze(0)).float()
             n_counted_in = weight.sum(1, keepdim=True).clamp(min=1)
             mean = (raw * weight).sum(1, keepdim=True) / n_counted_in
             std = (((raw - mean) ** 2) * weight).sum(1, keepdim=True).div(n_counted_in).sqrt().clamp(min=1e-8)

@@ -40,7 +40,7 @@ from app_pages.common import (
 )
 from recsys.data import stats
 from recsys.data.report import replacement_losses, used_columns
-from recsys.data.schema import ROLES
+from recsys.data.schema import ROLES, Schema
 from recsys.data.upload import UploadError, assemble_bundle_zip, zip_entry_examples
 
 SOURCES = ["Upload files", "Upload a .zip bundle", "Built-in demo catalog", "Folder on disk"]
@@ -116,10 +116,9 @@ def _validate(key: str, source: Any, overrides: dict[str, Any]) -> dict[str, Any
 def read_schema(dataset_dir: Path) -> dict[str, Any]:
     """A stored dataset's ``schema.json`` (empty when it cannot be read: the loss check then has no columns)."""
     try:
-        schema = json.loads((Path(dataset_dir) / "schema.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return Schema.read(Path(dataset_dir) / "schema.json").to_dict()
+    except (OSError, ValueError):  # SchemaError is a ValueError
         return {}
-    return schema if isinstance(schema, dict) else {}
 
 
 def escaped_columns(columns: dict[str, list[str]] | None) -> dict[str, list[str]] | None:

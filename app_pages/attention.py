@@ -32,6 +32,8 @@ from app_pages.common import (
     usable_context,
 )
 from recsys.explain import (
+    LEAN_MARGIN,
+    NO_LEAN,
     SEGMENT_MODALITY,
     attention_by_category,
     ground_truth_comparison,
@@ -44,6 +46,7 @@ from recsys.explain import (
 )
 
 TOP_K = 20
+CATEGORY_ROWS = 15  # rows of the category heatmap: the groups most often in the users' lists
 MAP_POINTS = 5000
 
 
@@ -114,13 +117,20 @@ def distribution(weights: pd.DataFrame, modalities: list[str], presence: np.ndar
 
 
 def dominant_groups(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) -> None:
-    """Users grouped by the modality they lean to most (relative to other users); pick one to look at."""
-    counts = weights["dominant"].value_counts().reindex(modalities, fill_value=0)
+    """Users grouped by the modality they lean to most (relative to other users), and those who lean to none
+    (their weights all within a point of the average: most often users known by one item, whose history has
+    no evidence to read); pick one to look at."""
+    groups = [*modalities, NO_LEAN]
+    names = {**{m: MODALITY_NAMES.get(m, m) for m in modalities}, NO_LEAN: "No clear lean"}
+    counts = weights["dominant"].value_counts().reindex(groups, fill_value=0)
+    if counts[NO_LEAN] == 0:
+        groups = modalities
+        counts = counts.reindex(groups)
     fig = px.bar(
-        x=[MODALITY_NAMES.get(m, m) for m in modalities],
+        x=[names[g] for g in groups],
         y=counts.to_numpy(),
-        color=modalities,
-        color_discrete_map=MODALITY_COLOURS,
+        color=groups,
+        color_discrete_map={**MODALITY_COLOURS, NO_LEAN: "#ADB5BD"},
         labels={"x": "", "y": "users"},
         text=counts.to_numpy(),
     )
@@ -133,15 +143,23 @@ def dominant_groups(ctx: RunContext, weights: pd.DataFrame, modalities: list[str
     left, right = st.columns([3, 2])
     with left:
         chart(fig, key="att_dominant")
+        if NO_LEAN in groups:
+            st.caption(
+                f"No clear lean: no weight is {LEAN_MARGIN:.0%} or more above the average user's. A user known by "
+                "a single item has no evidence for the model to read, and gets the population's weights."
+            )
     with right:
-        group = st.selectbox("Group", modalities, key="att_group", format_func=lambda m: MODALITY_NAMES.get(m, m))
-        members = weights[weights["dominant"] == group].sort_values(group, ascending=False)
+        group = st.selectbox("Group", groups, key="att_group", format_func=names.__getitem__)
+        members = weights[weights["dominant"] == group]
+        # strongest lean first; the no-lean group by history length, longest first
+        members = members.sort_values("history_length" if group == NO_LEAN else group, ascending=False)
         if members.empty:
             st.caption("No user leans to this modality.")
             return
         shown = members.head(200)
         user = st.selectbox(
-            f"User ({len(members):,} in this group, strongest first)",
+            f"User ({len(members):,} in this group, "
+            + ("longest history first)" if group == NO_LEAN else "strongest lean first)"),
             shown["user_id"].tolist(),
             key="att_group_user",
             format_func=lambda u: f"{u} · {int(ctx.activity.get(u, 0))} items",
@@ -172,11 +190,13 @@ def category_heatmap(ctx: RunContext, frame: pd.DataFrame, modalities: list[str]
         modalities,
         ctx.data.roles.get(column, "categorical"),
         ctx.data.separator,
-        top=15,
+        top=len(ctx.aligned),  # every group, so that the caption can say how many are left out
     )
     if table.empty:
         st.caption("No values to show.")
         return
+    groups = len(table)
+    table = table.head(CATEGORY_ROWS)
     values = table[modalities]
     fig = px.imshow(
         values.to_numpy(),
@@ -203,6 +223,11 @@ def category_heatmap(ctx: RunContext, frame: pd.DataFrame, modalities: list[str]
         "items of that group (weights, not shares of the score: a modality's share also depends on how far its "
         "expert's score is from the user's average). An item without a picture (or text) gives it no weight, and "
         "counts 0 % there."
+        + (
+            f" The {len(table)} groups most often in those lists are shown, of the {groups} that appear in them."
+            if groups > len(table)
+            else ""
+        )
     )
 
 
@@ -335,27 +360,29 @@ def ground_truth(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) 
     comparison = ground_truth_comparison(weights, truth, modalities)
     comparison["modality"] = comparison["modality"].map(lambda m: MODALITY_NAMES.get(m, m))
     comparison["segment"] = comparison["segment"].map(segment_name)
-    left, right = st.columns([3, 1])
-    with right:
+    st.caption(
+        "Each demo user belongs to a segment that weights one modality most (the true weights come from "
+        "the generator). Learned: the mean of those users' weights in the model — the weights its scores "
+        "use. Matching shapes mean the model found what drives each segment."
+    )
+    # the figures in one row above the chart (beside a short caption they left a tall gap before it)
+    found, per_segment, spearman = st.columns([1, 2, 2])
+    with found:
         st.metric(
             "Segment found",
             f"{recovery['segment_accuracy']:.0%}",
             help="Share of users whose most-leaned-to modality (weight minus the average user's) is their "
             "planted segment's. Chance: 25 %.",
         )
+    with per_segment:
         st.caption(
             "Per segment: "
             + ", ".join(f"{segment_name(k).lower()} {v:.0%}" for k, v in recovery["per_segment"].items())
         )
+    with spearman:
         st.caption(
             "Rank correlation of learned and true weight over users: "
             + ", ".join(f"{MODALITY_NAMES.get(k, k).lower()} {v:.2f}" for k, v in recovery["spearman"].items())
-        )
-    with left:
-        st.caption(
-            "Each demo user belongs to a segment that weights one modality most (the true weights come from "
-            "the generator). Learned: the mean of those users' weights in the model — the weights its scores "
-            "use. Matching shapes mean the model found what drives each segment."
         )
     long = comparison.melt(
         id_vars=["segment", "modality", "users"],

@@ -15,11 +15,14 @@ plainly (``has_attention``) for models without it.
 """
 
 from .attention import (
+    LEAN_MARGIN,
+    NO_LEAN,
     SEGMENT_MODALITY,
     attention_by_category,
     dominant_modality,
     ground_truth_comparison,
     has_attention,
+    leaning_modality,
     pca_2d,
     segment_recovery,
     top_items_attention,
@@ -50,6 +53,9 @@ __all__ = [
     "ground_truth_comparison",
     "user_weights_frame",
     "dominant_modality",
+    "leaning_modality",
+    "NO_LEAN",
+    "LEAN_MARGIN",
     "segment_recovery",
     "SEGMENT_MODALITY",
     "explain",

@@ -25,6 +25,9 @@ __all__ = [
     "ground_truth_comparison",
     "user_weights_frame",
     "dominant_modality",
+    "leaning_modality",
+    "NO_LEAN",
+    "LEAN_MARGIN",
     "segment_recovery",
     "SEGMENT_MODALITY",
 ]
@@ -188,7 +191,8 @@ def ground_truth_comparison(summary: pd.DataFrame, truth: pd.DataFrame, modaliti
 def user_weights_frame(model: Any, users: Sequence[int] | None = None) -> pd.DataFrame:
     """Per user: the model's modality weights (``model.user_modality_weights``, what the scores use),
     ``history_length`` (training items) and ``dominant`` (the modality the user weights most *relative
-    to other users*: the arg-max of the weights minus each modality's mean over users)."""
+    to other users*: the arg-max of the weights minus each modality's mean over users; ``NO_LEAN`` when no
+    weight is ``LEAN_MARGIN`` above its mean, see :func:`leaning_modality`)."""
     modalities = list(model.modalities)
     rows = np.arange(model.n_users) if users is None else np.asarray(users, dtype=np.int64)
     weights = np.asarray(model.user_modality_weights(rows), dtype=np.float64)
@@ -196,8 +200,37 @@ def user_weights_frame(model: Any, users: Sequence[int] | None = None) -> pd.Dat
     frame.insert(0, "user_id", np.asarray(model.user_ids)[rows].astype(str))
     frame.insert(1, "user_row", rows)
     frame["history_length"] = np.diff(model.seen.indptr)[rows] if model.seen is not None else np.nan
-    frame["dominant"] = dominant_modality(weights, modalities)
+    frame["dominant"] = leaning_modality(weights, modalities, model.population_weights())
     return frame
+
+
+#: ``user_weights_frame``'s ``dominant`` of a user whose weights are all within ``LEAN_MARGIN`` of the average
+NO_LEAN = "none"
+#: how far above the average user's weight a user's weight must be to count as leaning to that modality
+LEAN_MARGIN = 0.01
+
+
+def leaning_modality(
+    weights: np.ndarray,
+    modalities: Sequence[str],
+    population: np.ndarray | None = None,
+    margin: float = LEAN_MARGIN,
+) -> np.ndarray:
+    """:func:`dominant_modality`, or ``NO_LEAN`` where no weight exceeds its modality's mean by ``margin``,
+    or where the user's weights are those of a user with no history (``population``, within ``margin``).
+
+    A user the model knows nothing about (one item: no evidence to read) gets the population's weights; the
+    plain arg-max puts every such user in whichever modality the other users weigh less on average (on a
+    sparse shop, two thirds of the users were "leaning to pictures" by 0.15 points)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    leaning = dominant_modality(weights, modalities)
+    if len(weights):
+        lean = (weights - weights.mean(axis=0, keepdims=True)).max(axis=1)
+        leaning[lean < margin] = NO_LEAN
+        if population is not None:
+            uninformed = np.abs(weights - np.asarray(population, dtype=np.float64)[None, :]).max(axis=1) < margin
+            leaning[uninformed] = NO_LEAN
+    return leaning
 
 
 def dominant_modality(weights: np.ndarray, modalities: Sequence[str]) -> np.ndarray:

@@ -179,8 +179,8 @@ class Recommender(ABC):
     # ------------------------------------------------------------------ capabilities
     def explains_by_modality(self) -> bool:
         """True when the model has per-user modality weights and exact additive shares per modality
-        (then it also answers ``modalities``, ``user_modality_weights``, ``explain_scores``,
-        ``masked_scores``, ``item_presence`` and ``attention_matrix``)."""
+        (then it also answers ``modalities``, ``user_modality_weights``, ``population_weights`` (a user with
+        no history), ``explain_scores``, ``masked_scores``, ``item_presence`` and ``attention_matrix``)."""
         return False
 
     def attribute_weights(self) -> dict[str, float]:

@@ -476,6 +476,11 @@ def _load_model(model_dir: str, stamp: float):
         ) from exc
 
 
+def title_or_id(value: Any, item_id: Any) -> str:
+    """An item's title as cards show it: its id when the title is missing or blank."""
+    return value if isinstance(value, str) and value.strip() else str(item_id)
+
+
 @dataclass
 class RunContext:
     """A trained model with everything the pages need around it, built once per model version."""
@@ -497,12 +502,13 @@ class RunContext:
     activity: dict[str, int]
     user_rows: dict[str, np.ndarray]  # user id -> row positions in data.interactions
     explain_context: Any  # recsys.explain.ExplainContext: labels, TF-IDF, bands, popularity, built once
+    # the model's items still in the current import (None: all are): a later import can drop some, and those
+    # are not recommended (recsys.train.commands.in_current_catalogue, as the CLI and the HTTP API do)
+    in_catalogue: np.ndarray | None = None
 
     def title(self, item_id: str) -> str:
         if item_id in self.items_by_id.index and self.title_column in self.items_by_id.columns:
-            value = self.items_by_id.at[item_id, self.title_column]
-            if isinstance(value, str) and value.strip():
-                return value
+            return title_or_id(self.items_by_id.at[item_id, self.title_column], item_id)
         return str(item_id)
 
     def picture(self, item_id: str) -> str:
@@ -530,7 +536,9 @@ def _run_context(run_dir: str, model_stamp: float, dataset: str, data_stamp: str
     users = [str(model.user_ids[i]) for i in order]
     title_column = stats.title_column(data.roles, items)
     titles = aligned[title_column] if title_column in aligned.columns else pd.Series([None] * len(aligned))
+    present = aligned["item_id"].notna().to_numpy()
     return RunContext(
+        in_catalogue=None if present.all() else present,
         run_id=Path(run_dir).name,
         run_dir=str(run_dir),
         stamp=model_stamp,
@@ -581,7 +589,16 @@ def usable_context(run: RunRecord) -> RunContext | None:
         st.warning(f"**This run cannot be shown.** {md_text(plain_error(exc))}.", icon=":material/warning:")
         st.page_link(PAGES["train"], label="Go to the Train page", icon=":material/arrow_forward:")
         return None
-    replaced_dataset_notice(run)
+    dropped = 0 if context.in_catalogue is None else int((~context.in_catalogue).sum())
+    replaced_dataset_notice(
+        run,
+        SHOWN_FROM_CURRENT_IMPORT
+        + (
+            f" {dropped:,} of the run's items are no longer in the catalogue: they are not recommended."
+            if dropped
+            else ""
+        ),
+    )
     return context
 
 
@@ -688,8 +705,15 @@ def upload_limit_mb() -> int:
 
 def _reads_alone(text: str) -> bool:
     """Whether an attribute value says what it is without its column's name: it holds a word of three or more
-    letters ("Garden", "Home & Kitchen"). Codes and numbers ("12", "A12", "cat_7", "XL") do not."""
-    return any(len(word) >= 3 and word.isalpha() for word in text.replace("|", " ").split())
+    letters, joining marks aside ("Garden", "Home & Kitchen", "Bolt&Co", "O'Neill"). Codes and numbers ("12",
+    "A12", "cat_7", "SKU-0017", "XL") do not."""
+    words = (word.translate(_JOINING_MARKS) for word in text.replace("|", " ").split())
+    return any(len(word) >= 3 and word.isalpha() for word in words)
+
+
+# marks that join the parts of a name ("Bolt&Co", "Smith-Jones", "O'Neill", "St."); an underscore or a digit
+# makes a code
+_JOINING_MARKS = str.maketrans("", "", "&'’.-+")
 
 
 def item_caption(row: pd.Series | dict, columns: list[str], price_column: str | None = None, limit: int = 3) -> str:

@@ -35,6 +35,7 @@ from app_pages.common import (
     set_active_dataset,
     show_error,
     style_figure,
+    title_or_id,
     upload_limit_mb,
     workspace_root,
 )
@@ -658,9 +659,11 @@ def explore_section() -> None:
         chart(fig, key="data_items_curve")
         with_interactions = int(curve["rank"].max()) if len(curve) else 0
         if ov["items"] > with_interactions:
+            idle = ov["items"] - with_interactions
             st.caption(
-                f"{ov['items'] - with_interactions:,} of {ov['items']:,} items have no interaction yet and are not "
-                "on the curve (a log axis has no 0); the model still scores them from their content."
+                f"{idle:,} of {ov['items']:,} items {'has' if idle == 1 else 'have'} no interaction yet and "
+                f"{'is' if idle == 1 else 'are'} not on the curve (a log axis has no 0); the model still scores "
+                f"{'it' if idle == 1 else 'them'} from {'its' if idle == 1 else 'their'} content."
             )
     with right:
         curve = summary["users_curve"]
@@ -788,7 +791,7 @@ def explore_section() -> None:
                 "picture": image_file(data.root, row.get(data.image_column))
                 if data.image_column
                 else image_file("", None),
-                "title": row.get(summary["title"], row["item_id"]),
+                "title": title_or_id(row.get(summary["title"]), row["item_id"]),
                 "caption": item_caption(row, caption_columns, summary["price"]),
             }
             for _, row in sample.iterrows()

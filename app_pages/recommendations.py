@@ -186,7 +186,9 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
             f"each one adds to the score (right; {explanation['score']:.2f} in total): what the score loses "
             "without it, averaged over which other modalities the item keeps (its Shapley value). The "
             "percentages in the sentence above are of the right-hand side: each modality's part of the positive "
-            "contributions."
+            "contributions. A large weight is not a large push: the weight multiplies how this item scores in "
+            "that modality against the user's other candidates, so a heavily weighted modality in which the item "
+            "is below average counts against it (a red bar)."
             + (
                 " Popularity is not a modality: the model adds it to every user's scores, more for a short "
                 "history, and no attention weight scales it."
@@ -241,7 +243,10 @@ def ranked_items(
 ) -> list[tuple[str, float]]:
     """Top-``k`` (item_id, score) from the engine: seen items and filters masked, at most one variant of a
     product (``one_per_product``), MMR at ``diversity``, then ``exposure = (membership, target, strength)``
-    (the engine's exposure-aware re-ranking of this one list)."""
+    (the engine's exposure-aware re-ranking of this one list). Items a later import of the dataset dropped are
+    never recommended."""
+    if ctx.in_catalogue is not None:
+        mask = ctx.in_catalogue if mask is None else mask & ctx.in_catalogue
     return ctx.model.recommend(
         user,
         k=k,
@@ -519,6 +524,13 @@ def main() -> None:
         + (f" with {distinct:,} different item{'s' if distinct != 1 else ''}" if distinct != len(history) else "")
         + (", best rated first" if rating else "")
         + (f" — showing {len(shown)}" if len(history) > len(shown) else "")
+        # the user picker counts what the model was trained on: say so when the current import differs (a
+        # dataset imported again, or a run trained on a split)
+        + (
+            f". The model was trained on {known:,} item{'s' if known != 1 else ''} of this user."
+            if (known := int(ctx.activity.get(user, 0))) != distinct
+            else ""
+        )
     )
     entries = []
     for item_id, value in zip(shown["item_id"].astype(str), shown[rating] if rating else [None] * len(shown)):

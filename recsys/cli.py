@@ -181,7 +181,11 @@ def cmd_import(args: argparse.Namespace) -> dict[str, Any]:
     }
     if not ok:
         raise CommandError(
-            f"the bundle has {len(report.errors)} error(s); nothing was imported:\n" + report.format(), result
+            f"the bundle has {len(report.errors)} error(s)"
+            + ("" if args.check else "; nothing was imported")
+            + ":\n"
+            + report.format(),
+            result,
         )
     counts = report.counts
     _say(args, report.format())

@@ -150,7 +150,7 @@ class ServedRun:
         from .explain.commands import _context, load_run
         from .privacy import forgotten_in
         from .retrieval import attach_retrieval
-        from .train.commands import run_titles
+        from .train.commands import in_current_catalogue, run_titles
 
         started = time.perf_counter()
         self.run_dir, self.model, self.bundle, self.config = load_run(workspace, run_id)
@@ -163,6 +163,8 @@ class ServedRun:
         self.run_id = self.run_dir.name
         self.context = _context(self.model, self.bundle)
         self.titles, self.groups = run_titles(self.model, self.bundle)
+        # items dropped by a later import of the dataset are not recommended (None: every item is still there)
+        self.in_catalogue = in_current_catalogue(self.model, self.bundle)
         # people forgotten since the run was trained: its model still knows them, the API does not serve them
         self.forgotten = forgotten_in(self.run_dir, workspace.root, [str(u) for u in self.model.user_ids])
         self.lock = threading.Lock()
@@ -255,7 +257,9 @@ def create_app(workspace: Any, run_id: str, served: ServedRun | None = None) -> 
         _known_user(s, user)
 
         def run() -> list[dict[str, Any]]:
-            items = s.model.recommend(user, k=k, exclude_seen=not include_seen, diversity=diversity, groups=s.groups)
+            items = s.model.recommend(
+                user, k=k, exclude_seen=not include_seen, diversity=diversity, groups=s.groups, filters=s.in_catalogue
+            )
             rows = [
                 {"rank": r + 1, "item_id": item, "score": _finite(score), "title": s.title(item)}
                 for r, (item, score) in enumerate(items)

@@ -75,7 +75,9 @@ def _explain_arguments(p: argparse.ArgumentParser) -> None:
 def _print_explanation(args: argparse.Namespace, data: dict[str, Any], rank: int | None = None) -> None:
     head = f"{rank:>3}. " if rank is not None else ""
     score = data.get("score")
-    _say(args, f"{head}{data['item_id']}  {data['title']}" + (f"  (score {score:.4f})" if score is not None else ""))
+    # an item without a title is named by its id (the explanation's title): printed once
+    title = "" if data["title"] == data["item_id"] else f"  {data['title']}"
+    _say(args, f"{head}{data['item_id']}{title}" + (f"  (score {score:.4f})" if score is not None else ""))
     _say(args, f"     {data['sentence']}")
     for modality in data.get("modalities", []):
         state = (
@@ -89,7 +91,8 @@ def _print_explanation(args: argparse.Namespace, data: dict[str, Any], rank: int
         )
         _say(args, f"       {modality['modality']:<11} {state}")
     for item in data.get("history", []):
-        _say(args, f"       like {item['item_id']} {item['title']}  (+{item['contribution']:.4f})")
+        named = "" if item["title"] == item["item_id"] else f" {item['title']}"
+        _say(args, f"       like {item['item_id']}{named}  (+{item['contribution']:.4f})")
     for note in data.get("notes", []):
         _say(args, f"       note: {note}")
     if data.get("narration"):

@@ -392,9 +392,24 @@ def run_titles(model: Any, bundle: Any) -> tuple[dict[str, str], Any]:
     if bundle is not None:
         text_columns = bundle.schema.columns_with("items", "text")
         if text_columns:
-            titles = dict(zip(bundle.items["item_id"].astype(str), bundle.items[text_columns[0]].astype(str)))
+            # an item without a title has none here (not "nan"): the lists show its id alone
+            named = bundle.items[["item_id", text_columns[0]]].dropna()
+            named = named[named[text_columns[0]].astype(str).str.strip() != ""]
+            titles = dict(zip(named["item_id"].astype(str), named[text_columns[0]].astype(str)))
     groups = variant_groups([titles.get(str(i)) for i in model.item_ids]) if titles else None
     return titles, groups
+
+
+def in_current_catalogue(model: Any, bundle: Any) -> Any:
+    """``[n_items]`` bool over the model's items: True for those still in ``bundle`` (the run's dataset as it is
+    imported now), or None when all are (or the dataset is gone: nothing to compare with). A dataset imported
+    again under its name can drop items the run was trained on: they are not recommended any more."""
+    import numpy as np
+
+    if bundle is None:
+        return None
+    present = np.isin(np.asarray(model.item_ids).astype(str), bundle.items["item_id"].astype(str).to_numpy())
+    return None if present.all() else present
 
 
 @command("recommend", "top-K recommendations for a user from a trained run", _recommend_arguments)
@@ -414,6 +429,7 @@ def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
     if not 0.0 <= args.diversity <= 1.0:
         raise CommandError(f"--diversity must be between 0 and 1, not {args.diversity}")
     exposure = _exposure_option(args, workspace, dataset, model) if args.exposure_group else None
+    in_catalogue = in_current_catalogue(model, bundle)
     try:
         items = model.recommend(
             args.user,
@@ -422,6 +438,7 @@ def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
             diversity=args.diversity,
             groups=groups,
             exposure=exposure,
+            filters=in_catalogue,
         )
     except KeyError as exc:
         raise CommandError(str(exc.args[0])) from exc
@@ -439,6 +456,13 @@ def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
         if row.get("explanation", {}).get("sentence"):
             _say(args, f"     {row['explanation']['sentence']}")
     result: dict[str, Any] = {"run_id": run_dir.name, "user": args.user, "recommendations": rows}
+    if in_catalogue is not None:
+        result["items_no_longer_in_catalogue"] = int((~in_catalogue).sum())
+        _say(
+            args,
+            f"({result['items_no_longer_in_catalogue']:,} of this run's items are no longer in dataset {dataset}: "
+            "not recommended; train again to use the dataset as it is now)",
+        )
     if exposure is not None:
         membership = exposure[0]
         share = float(sum(membership[model.item_index(r["item_id"])] for r in rows) / max(len(rows), 1))

@@ -323,6 +323,10 @@ def test_a_card_names_the_column_of_a_value_that_is_a_code_or_a_number():
     assert caption == "Home & Kitchen · store id 12 · size XL · price 9.50"
     assert item_caption(row, ["genres"]) == "Action · Comedy"
     assert item_caption({"brand": "cat_7"}, ["brand"]) == "brand cat_7"
+    assert item_caption({"sku": "SKU-00017"}, ["sku"]) == "sku SKU-00017"
+    # a name joined by "&" or an apostrophe reads alone, as the other brands do
+    assert item_caption({"brand": "Bolt&Co"}, ["brand"]) == "Bolt&Co"
+    assert item_caption({"brand": "O'Neill"}, ["brand"]) == "O'Neill"
 
 
 def test_the_tilt_sentence_says_the_direction_each_run_learned():

@@ -388,3 +388,43 @@ def test_a_run_refitting_its_final_model_says_whose_curves_are_shown(app, traine
     assert "Refitting the final model on every interaction" in shown
     assert "The curves below are the rounds of the" in shown and "fit that was validated" in shown
     assert "The final refit on every interaction has no validation data" in shown
+
+
+def test_items_a_later_import_dropped_are_not_recommended(app, trained_workspace, tmp_path):
+    """A shop that re-imports its catalogue without discontinued items must not see them recommended by a run
+    trained before: the Recommendations page, the CLI and the HTTP API leave them out and say how many."""
+    import shutil
+
+    from recsys.train.records import load_run_model
+    from recsys.workspace import Workspace
+    from tests.test_cli import last_json, run_cli
+
+    run = the_run(trained_workspace)
+    dataset = json.loads((run / "status.json").read_text())["dataset"]
+    workspace = Workspace(trained_workspace)
+    bundle = workspace.load_dataset(dataset)
+    model = load_run_model(run)
+    user = str(model.user_ids[0])
+    dropped = {item for item, _ in model.recommend(user, k=5)}
+    # the catalogue exported as a bundle without those items (and their interactions), imported under its name
+    folder = tmp_path / "again"
+    folder.mkdir()
+    bundle.items[~bundle.items["item_id"].astype(str).isin(dropped)].to_csv(folder / "items.csv", index=False)
+    kept = ~bundle.interactions["item_id"].astype(str).isin(dropped)
+    bundle.interactions[kept].to_csv(folder / "interactions.csv", index=False)
+    stored = trained_workspace / "datasets" / dataset
+    shutil.copytree(stored / "images", folder / "images")
+    shutil.copy(stored / "schema.json", folder / "schema.json")
+    assert workspace.import_bundle(folder, name=dataset).ok
+
+    result = run_cli("recommend", run.name, "--user", user, "--k", "10", "--json", workspace=trained_workspace)
+    assert result.returncode == 0, result.stderr
+    answer = last_json(result.stdout)
+    listed = [row["item_id"] for row in answer["recommendations"]]
+    assert len(listed) == 10 and not dropped & set(listed)
+    assert answer["items_no_longer_in_catalogue"] == len(dropped)
+
+    at = open_page(app, "app_pages/recommendations.py")
+    assert_clean(at)
+    notes = " ".join(i.value for i in at.info)
+    assert f"{len(dropped)} of the run's items are no longer in the catalogue: they are not recommended" in notes

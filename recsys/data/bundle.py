@@ -703,9 +703,22 @@ def _validate_items(frame: pd.DataFrame, schema: S.Schema, report: ValidationRep
             _row_numbers(duplicated),
         )
     frame = _normalise_feature_columns(frame, schema.items, report, file)
+    partly_empty = []
     for column in schema.columns_with("items", S.TEXT, S.CATEGORICAL, S.MULTI_LABEL, S.IMAGE, S.NUMERIC):
-        if S.coverage(frame[column]) == 0:
+        share = S.coverage(frame[column])
+        if share == 0:
             report.warning("empty_column", "the column is empty in every row and is ignored", file, column)
+        elif share < 1 and schema.items.get(column) != S.IMAGE:  # pictures: the image checks say how many
+            partly_empty.append(f"{column} ({round((1 - share) * len(frame)):,})")
+    if partly_empty:
+        # not a problem (a missing value is a missing modality or attribute for that item), but said: a user
+        # reading the statistics later should know which of their columns have holes
+        report.note(
+            "partly_empty_columns",
+            f"some items have no value in {', '.join(partly_empty)} (items without one, of {len(frame):,}); "
+            "they are imported, and the model uses what each item has",
+            file,
+        )
     return frame
 
 
@@ -735,6 +748,16 @@ def _validate_interactions(
                 _row_numbers(bad),
             )
         frame[rating] = parsed
+        blank = int((~given).sum())
+        if blank:
+            report.note(
+                "blank_ratings",
+                f"{counted(blank, 'interaction')} ({blank / max(len(frame), 1):.0%}) {'has' if blank == 1 else 'have'} "
+                "no rating: kept as interactions (the models learn from who chose what); the rating "
+                "statistics leave them out",
+                file,
+                rating,
+            )
     stamp = schema.timestamp_column
     if stamp:
         parsed = S.parse_timestamp(frame[stamp])
@@ -879,7 +902,7 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
                 except Exception:  # a PIL plugin's own error on a damaged file: unreadable, never a crash
                     unreadable.append(position)
         if progress is not None and (position % 500 == 0 or position == total - 1):
-            progress("images", position + 1, total)
+            progress("items checked for a picture", position + 1, total)
     if outside:
         names = [name for _, name in outside]
         if len(outside) == 1:

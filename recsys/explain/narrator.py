@@ -150,9 +150,12 @@ class Narrator:
             try:
                 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-                tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
-                # Any: transformers types Module.to on this class as the PreTrainedModel wrapper's, wrongly
-                model: Any = AutoModelForCausalLM.from_pretrained(str(self.model_dir), local_files_only=True)
+                from ..features.text import quiet_transformers_loading
+
+                with quiet_transformers_loading():
+                    tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
+                    # Any: transformers types Module.to on this class as the PreTrainedModel wrapper's, wrongly
+                    model: Any = AutoModelForCausalLM.from_pretrained(str(self.model_dir), local_files_only=True)
             except Exception as exc:  # missing files, unknown architecture, no tokenizer...
                 raise NarratorUnavailable(f"cannot load the language model in {self.model_dir} offline: {exc}") from exc
             model.to(self.device).eval()

@@ -75,6 +75,21 @@ def _dir_version(path: Path) -> str:
     return f"files:{digest.hexdigest()[:16]}"
 
 
+@contextlib.contextmanager
+def quiet_transformers_loading() -> Any:
+    """transformers' own "Loading weights 0%..100%" bar switched off while a model loads: it went to the CLI's
+    terminal and the Train page's process output, between our progress lines, saying nothing a user needs."""
+    from transformers.utils import logging as transformers_logging
+
+    was_on = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            transformers_logging.enable_progress_bar()
+
+
 class TransformerTextEncoder(Encoder):
     """A transformers ``AutoModel`` + ``AutoTokenizer`` loaded offline, mean-pooled, L2-normalised.
 
@@ -135,8 +150,9 @@ class TransformerTextEncoder(Encoder):
             import torch  # noqa: F401
             from transformers import AutoModel, AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
-            model = AutoModel.from_pretrained(str(self.model_dir), local_files_only=True)
+            with quiet_transformers_loading():
+                tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
+                model = AutoModel.from_pretrained(str(self.model_dir), local_files_only=True)
         except Exception as exc:
             raise EncoderUnavailableError(
                 f"Text encoder {self.source!r} could not be loaded offline from {self.model_dir} "

@@ -529,3 +529,27 @@ def test_ids_written_another_way_are_diagnosed_with_an_example(tmp_path):
     other = retyped.assign(item_id=["x1", "x2", "x3", "A12"])
     issue = only_error(load_bundle(write_bundle(tmp_path / "b", items, other)), "unknown_items")
     assert "written another way" not in issue.message and "same item ids" in issue.message
+
+
+def test_blank_values_are_imported_and_said(tmp_path):
+    """Blank ratings and item columns with holes do not block an import, but the report says so (they used to
+    pass in silence, and the rating chart's mean was over fewer rows than the user thought)."""
+    items = pd.DataFrame(
+        {
+            "item_id": ["a", "b", "c", "d"],
+            "title": ["Alpha one", "", "Gamma three", "Delta four"],
+            "price": ["9.99", "", "", "4.50"],
+        }
+    )
+    interactions = pd.DataFrame(
+        {"user_id": ["u1", "u1", "u2", "u3"], "item_id": ["a", "b", "c", "d"], "rating": ["5", "", "3", ""]}
+    )
+    result = load_bundle(write_bundle(tmp_path / "holes", items, interactions))
+    assert result.ok and not result.report.warnings, result.report.format()
+    notes = {note.code: note for note in result.report.notes}
+    assert "title (1), price (2)" in notes["partly_empty_columns"].message
+    assert notes["blank_ratings"].message.startswith("2 interactions (50%) have no rating: kept")
+    assert len(result.bundle.interactions) == 4
+    # a complete bundle gets neither note
+    full = load_bundle(write_bundle(tmp_path / "full", ITEMS, INTERACTIONS))
+    assert not full.report.notes, full.report.format()

@@ -21,6 +21,7 @@ from app_pages.common import (
     list_all_runs,
     load_dataset_frames,
     md_text,
+    run_name,
     run_page,
     set_active_dataset,
     state_badge,
@@ -74,7 +75,7 @@ def home() -> None:
         st.markdown("**:material/model_training: Latest run**")
         if runs:
             latest = runs[0]
-            st.subheader(f"{latest.model_label} on {latest.dataset or '?'}", anchor=False)
+            st.subheader(f"{run_name(latest)} on {latest.dataset or '?'}", anchor=False)
             state_badge(latest.state)
             test = latest.test_metrics
             best = latest.best_baseline
@@ -96,7 +97,7 @@ def home() -> None:
                 # a stopped or failed run has no metrics: name the last one that has them
                 ndcg = finished.test_metrics.get("ndcg@20")
                 st.caption(
-                    f"Last finished: {md_text(finished.model_label)} on {md_text(finished.dataset or '?')}, "
+                    f"Last finished: {md_text(run_name(finished))} on {md_text(finished.dataset or '?')}, "
                     f"{fmt_time(finished.started)}" + (f" · NDCG@20 **{fmt_metric(ndcg)}**" if ndcg is not None else "")
                 )
             st.page_link("app_pages/train.py", label="Follow or start training", icon=":material/arrow_forward:")

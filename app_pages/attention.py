@@ -52,7 +52,7 @@ MAP_POINTS = 5000
 
 @st.cache_data(show_spinner="Computing attention over every user's top items…", max_entries=4)
 def attention_frame(run_dir: str, model_stamp: str, k: int, _ctx: RunContext) -> pd.DataFrame:
-    return top_items_attention(_ctx.model, k=k, max_users=500)
+    return top_items_attention(_ctx.model, k=k, max_users=500, keep=_ctx.in_catalogue)
 
 
 @st.cache_data(show_spinner="Reading every user's modality weights…", max_entries=4)
@@ -75,6 +75,8 @@ def map_frame(run_dir: str, model_stamp: str, _ctx: RunContext) -> pd.DataFrame:
             .str[0]
             .to_numpy()
         )
+    if _ctx.in_catalogue is not None:  # items a later import dropped: no longer part of the catalogue shown
+        frame = frame[_ctx.in_catalogue]
     if len(frame) > MAP_POINTS:
         frame = frame.sample(MAP_POINTS, random_state=0)
     return frame
@@ -145,8 +147,9 @@ def dominant_groups(ctx: RunContext, weights: pd.DataFrame, modalities: list[str
         chart(fig, key="att_dominant")
         if NO_LEAN in groups:
             st.caption(
-                f"No clear lean: no weight is {LEAN_MARGIN:.0%} or more above the average user's. A user known by "
-                "a single item has no evidence for the model to read, and gets the population's weights."
+                f"No clear lean: no weight is {100 * LEAN_MARGIN:g} percentage point or more above the average "
+                "user's, or the weights are the population's: a user known by a single item has no evidence for "
+                "the model to read."
             )
     with right:
         group = st.selectbox("Group", groups, key="att_group", format_func=names.__getitem__)
@@ -281,7 +284,7 @@ def user_heatmap(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) 
     )
     k = cols[1].slider("Top items", 5, TOP_K, 10, key="att_user_k")
     row = int(weights.loc[weights["user_id"] == user, "user_row"].iloc[0])
-    rows = top_items_attention(ctx.model, k=k, users=[row])
+    rows = top_items_attention(ctx.model, k=k, users=[row], keep=ctx.in_catalogue)
     titles = [f"{r}. {ctx.title(i)}" for r, i in zip(rows["rank"], rows["item_id"])]
     # a long title is cut on the axis (with an ellipsis) and given whole on hover
     labels = [t if len(t) <= 48 else t[:47] + "…" for t in titles]

@@ -405,10 +405,19 @@ def no_model_message(what: str) -> str:
     active = [run for run in list_all_runs() if run.active]
     if active:
         return (
-            f"A model is training ({md_text(active[0].model_label)} on {md_text(active[0].dataset or '?')}): "
+            f"A model is training ({md_text(run_name(active[0]))} on {md_text(active[0].dataset or '?')}): "
             f"{what} appear here when it finishes. Follow it on the Train page."
         )
     return "No model trained yet — train one on the Train page (the quick start on Home takes a few minutes)."
+
+
+def run_name(run: RunRecord) -> str:
+    """A run's model as every page writes it: the tables' name (Fusion, EASE, MostPop) with the fusion variant
+    when it is not the default one, "Fusion (mean)"."""
+    from recsys.train.report import model_name
+
+    base, _, variant = run.model_label.partition(" (")
+    return model_name(base) + (f" ({variant}" if variant else "")
 
 
 def run_label(run: RunRecord, with_state: bool = True) -> str:
@@ -422,7 +431,7 @@ def run_label(run: RunRecord, with_state: bool = True) -> str:
         if run.state == "finished" or not with_state
         else f" · {STATE_STYLE.get(run.state, STATE_STYLE['unknown'])[0].lower()}"
     )
-    return f"{run.model_label} on {run.dataset or '?'} · {fmt_time(run.started)}{score}{state_note}"
+    return f"{run_name(run)} on {run.dataset or '?'} · {fmt_time(run.started)}{score}{state_note}"
 
 
 def run_picker(label: str, key: str, runs: list[RunRecord]) -> RunRecord | None:

@@ -25,6 +25,7 @@ from app_pages.common import (
     privacy_retrain_panel,
     replaced_dataset_notice,
     run_label,
+    run_name,
     run_page,
     show_error,
     style_figure,
@@ -37,8 +38,10 @@ COMPARED = [("ndcg@20", "NDCG@20"), ("recall@20", "Recall@20")]
 
 
 def short_label(run: RunRecord) -> str:
-    when = time.strftime("%m-%d %H:%M", time.localtime(run.started)) if run.started else run.run_id[:13]
-    return f"{model_name(run.model or '?')} · {run.dataset or '?'} · {when} ({run.run_id[-4:]})"
+    """A run in a chart's legend: as the pickers name it (:func:`run_label`), with the end of its id (two runs
+    started in the same minute differ there) instead of the metrics the chart shows."""
+    when = fmt_time(run.started) if run.started else run.run_id[:13]
+    return f"{run_name(run)} on {run.dataset or '?'} · {when} ({run.run_id[-4:]})"
 
 
 def config_value(value: Any) -> str:
@@ -163,8 +166,8 @@ def comparison(runs: list[RunRecord]) -> None:
     for run_id in picked:
         run = next(r for r in with_metrics if r.run_id == run_id)
         metrics = run.metrics
-        entries = [(f"{metrics['model'].get('name', 'model')} (model)", metrics["model"])]
-        entries += [(name, result) for name, result in (metrics.get("baselines") or {}).items()]
+        entries = [(f"{model_name(metrics['model'].get('name', 'model'))} (the run's model)", metrics["model"])]
+        entries += [(model_name(name), result) for name, result in (metrics.get("baselines") or {}).items()]
         for name, result in entries:
             for key, label in COMPARED:
                 rows.append(

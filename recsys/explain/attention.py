@@ -48,13 +48,15 @@ def top_items_attention(
     seed: int = 0,
     users: Sequence[int] | np.ndarray | None = None,
     batch_size: int = 256,
+    keep: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Attention over each user's top-``k`` items: one row per (user, item).
 
     Columns ``user_row``, ``user_id``, ``rank`` (1 = best), ``item_index``, ``item_id``, ``score``,
     then one column per modality (weights summing to 1 over the item's present modalities; NaN
     where the item lacks the modality). At most ``max_users`` users (a seeded sample) unless
-    ``users`` lists the rows.
+    ``users`` lists the rows. ``keep`` (``[n_items]`` bool): only those items are ranked (e.g. the items
+    still in the catalogue); ``k`` is then at most their number.
     """
     modalities = list(model.modalities)
     if users is None:
@@ -66,10 +68,14 @@ def top_items_attention(
     present_all = model.item_presence()
     seen = model.seen
     frames = []
-    k = int(min(k, model.n_items))
+    k = int(min(k, model.n_items if keep is None else int(np.sum(keep))))
+    if k <= 0:  # nothing left to rank (every item dropped by the catalogue): no rows
+        users = users[:0]
     for start in range(0, len(users), batch_size):
         rows = users[start : start + batch_size]
         scores = model.score(rows).astype(np.float64)
+        if keep is not None:
+            scores[:, ~np.asarray(keep, dtype=bool)] = -np.inf
         if seen is not None:
             block = seen[rows]
             scores[block.nonzero()] = -np.inf

@@ -82,7 +82,7 @@ def test_every_page_in_a_real_browser(trained_workspace, tmp_path):
 
             open_page(page, url, "home")
             visible(page, "Multimodal recommender studio")
-            visible(page, "fusion on demo")
+            visible(page, "Fusion on demo")
             screenshot(page, out / "home.png")
 
             open_page(page, url, "train")
@@ -173,7 +173,7 @@ def test_a_sparse_catalogue_uploaded_in_the_browser_trains_with_defaults(trained
 
             open_page(page, url, "recommendations")  # the latest run on the active dataset
             visible(page, "Top 10 for", timeout=120)
-            assert "fusion on shop" in page.locator('[data-testid="stSelectbox"] input').first.input_value()
+            assert "Fusion on shop" in page.locator('[data-testid="stSelectbox"] input').first.input_value()
             page.locator('[data-testid="stPopover"]').first.locator("button").click()
             visible(page, "How much each modality weighs", timeout=120)
             # the per-modality chart itself draws in the popover (not only its caption)

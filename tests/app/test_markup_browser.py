@@ -201,7 +201,7 @@ def test_catalogue_markup_is_text_on_every_page(markup_workspace, listener):
         page.context.on("request", lambda request: seen_requests.append(request.url))
         try:
             open_page(page, url, "home")
-            visible(page, "fusion on markup")
+            visible(page, "Fusion on markup")
             check_page(page, "home", host, [])
 
             # Explore: a gallery of 12 spread over the 6 categories (2 each) shows every title and category plant

@@ -65,14 +65,14 @@ def test_home_quick_start_shows_the_run_it_started(app, empty_workspace):
         shown = texts(at)
         assert "Training started" in shown
         assert "No model trained yet" not in shown
-        assert "fusion on demo" in shown
+        assert "Fusion on demo" in shown
         assert at.button(key="home_quick_start").disabled  # one run at a time from here
         assert "A training run is in progress" not in shown  # the confirmation above already says so
         # the pages that need a model say one is on its way, not "No model trained yet"
         at.switch_page("app_pages/recommendations.py").run()
         assert_clean(at)
         shown = texts(at)
-        assert "A model is training (fusion on demo): its recommendations appear here when it finishes" in shown
+        assert "A model is training (Fusion on demo): its recommendations appear here when it finishes" in shown
         assert "No model trained yet" not in shown
     finally:
         for run in list_all_runs(Workspace(empty_workspace)):
@@ -83,7 +83,7 @@ def test_home_with_a_trained_run(app, trained_workspace):
     at = open_page(app, None)
     assert_clean(at)
     shown = texts(at)
-    assert "fusion on demo" in shown
+    assert "Fusion on demo" in shown
     assert "NDCG@20" in shown
     assert "CPU" in shown or "GPU" in shown
 

@@ -39,3 +39,21 @@ def test_a_lean_just_above_the_margin_counts_and_one_below_does_not() -> None:
     weights = np.vstack([above, 2 * mean - above, below, 2 * mean - below])
     assert list(leaning_modality(weights, MODALITIES)) == ["text", "behaviour", NO_LEAN, NO_LEAN]
     assert len(leaning_modality(np.zeros((0, 4)), MODALITIES)) == 0
+
+
+def test_top_items_attention_ranks_only_the_items_kept(demo_run) -> None:
+    from recsys.explain import top_items_attention
+
+    model = demo_run.model
+    everything = top_items_attention(model, k=10, users=[0, 1, 2])
+    # the items a later import dropped: here, every item any of these users had in the top 3
+    dropped = np.zeros(model.n_items, dtype=bool)
+    dropped[everything.loc[everything["rank"] <= 3, "item_index"].to_numpy()] = True
+    kept = top_items_attention(model, k=10, users=[0, 1, 2], keep=~dropped)
+    assert len(kept) == 30 and not dropped[kept["item_index"].to_numpy()].any()
+    # the rest keep their order: each user's list is the old one without the dropped items, then new ones
+    for user, old in everything.groupby("user_row"):
+        new = kept[kept["user_row"] == user]["item_index"].tolist()
+        survivors = [i for i in old["item_index"] if not dropped[i]]
+        assert new[: len(survivors)] == survivors
+    assert top_items_attention(model, k=10, users=[0], keep=np.zeros(model.n_items, dtype=bool)).empty

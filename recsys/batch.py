@@ -38,7 +38,12 @@ def seen_block_mask(model: Any, user_rows: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def recommend_batch(
-    model: Any, user_rows: Sequence[int] | np.ndarray, k: int, exclude_seen: bool = True, exposure: Any = None
+    model: Any,
+    user_rows: Sequence[int] | np.ndarray,
+    k: int,
+    exclude_seen: bool = True,
+    exposure: Any = None,
+    keep: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` ``(items [n, k'], scores [n, k'])`` for user rows, as :meth:`Recommender.recommend` ranks them
     at diversity 0 without groups (known items masked when ``exclude_seen``); a row with fewer than ``k``
@@ -48,9 +53,12 @@ def recommend_batch(
     ``recommend`` takes it) or a :class:`recsys.models.rerank.ExposureBalancer` to keep across calls. Either
     way the rows are ranked one after the other with the group's leftover slots carried from one user's list
     to the next (a target of 0.2 slots per list gets a slot in about every fifth list), not balanced per list
-    as a single ``recommend`` is. Strength 0 is the plain ranking."""
+    as a single ``recommend`` is. Strength 0 is the plain ranking. ``keep`` (``[n_items]`` bool): only those items
+    are ranked (``recommend``'s keep-mask filter; e.g. the items still in the catalogue)."""
     rows = np.asarray(user_rows, dtype=np.int64)
     scores = np.asarray(model.score(rows), dtype=np.float64)
+    if keep is not None:
+        scores[:, ~np.asarray(keep, dtype=bool)] = -np.inf
     if exclude_seen:
         positions, items = seen_block_mask(model, rows)
         scores[positions, items] = -np.inf
@@ -109,13 +117,20 @@ def share_columns(model: Any) -> list[str]:
 
 
 def _chunk_frames(
-    model: Any, user_rows: np.ndarray, k: int, chunk_size: int, shares: bool, exclude_seen: bool, balancer: Any = None
+    model: Any,
+    user_rows: np.ndarray,
+    k: int,
+    chunk_size: int,
+    shares: bool,
+    exclude_seen: bool,
+    balancer: Any = None,
+    keep: np.ndarray | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     user_ids = np.asarray(model.user_ids).astype(str)
     item_ids = np.asarray(model.item_ids).astype(str)
     for start in range(0, len(user_rows), chunk_size):
         rows = user_rows[start : start + chunk_size]
-        items, scores = recommend_batch(model, rows, k, exclude_seen, exposure=balancer)
+        items, scores = recommend_batch(model, rows, k, exclude_seen, exposure=balancer, keep=keep)
         valid = items >= 0
         counts = valid.sum(axis=1)
         ranks = np.tile(np.arange(1, items.shape[1] + 1, dtype=np.int16), (len(rows), 1))
@@ -190,6 +205,7 @@ def export_recommendations(
     exclude_seen: bool = True,
     progress: Progress | None = None,
     exposure: tuple[np.ndarray, float, float] | None = None,
+    keep: np.ndarray | None = None,
 ) -> ExportSummary:
     """Write top-``k`` for ``user_rows`` (default: every user of the model) to ``out`` (``.csv``: CSV with
     spreadsheet-safe text; anything else: Parquet), ``chunk_size`` users at a time. Columns: ``user_id``,
@@ -197,7 +213,8 @@ def export_recommendations(
     modality), ``share_<modality>``. Written to a temporary file beside ``out``, renamed at the end.
     ``exposure = (membership, target, strength)``: exposure-aware re-ranking with the group's leftover
     carried from each user's list to the next, over every chunk (:func:`recommend_batch`); the summary then
-    gives the group's share of the exported slots."""
+    gives the group's share of the exported slots. ``keep``: only those items are exported (see
+    :func:`recommend_batch`)."""
     if not 1 <= int(k) <= MAX_K:
         raise ValueError(f"k must be between 1 and {MAX_K}, not {k}")
     if int(chunk_size) < 1:
@@ -235,7 +252,7 @@ def export_recommendations(
         sink = (_CsvSink if fmt == "csv" else _ParquetSink)(tmp, names)
         if progress:
             progress("export", 0, len(rows))
-        for columns in _chunk_frames(model, rows, int(k), int(chunk_size), shares, exclude_seen, balancer):
+        for columns in _chunk_frames(model, rows, int(k), int(chunk_size), shares, exclude_seen, balancer, keep):
             sink.write(columns)
             chunks += 1
             total_rows += len(columns["user_id"])

@@ -590,10 +590,18 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
             "the run so that its model no longer holds them",
             file=sys.stderr,
         )
-    exposure = None
-    if args.exposure_group:
-        dataset = read_run_config(run_dir)["dataset"]  # RunDamaged names a damaged config.json
-        exposure = _exposure_option(args, _workspace(args), dataset, model)
+    dataset = read_run_config(run_dir)["dataset"]  # RunDamaged names a damaged config.json
+    exposure = _exposure_option(args, _workspace(args), dataset, model) if args.exposure_group else None
+    workspace = _workspace(args)
+    in_catalogue = in_current_catalogue(
+        model, workspace.load_dataset(dataset) if workspace.has_dataset(dataset) else None
+    )
+    if in_catalogue is not None:
+        print(
+            f"note: {int((~in_catalogue).sum()):,} of run {run_dir.name}'s items are no longer in dataset {dataset} "
+            "and are not exported; train again to use the dataset as it is now",
+            file=sys.stderr,
+        )
     progress = TqdmProgress(not args.quiet)
     try:
         summary = export_recommendations(
@@ -606,6 +614,7 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
             exclude_seen=not args.include_seen,
             progress=progress,
             exposure=exposure,
+            keep=in_catalogue,
         )
     except (OSError, ValueError) as exc:
         raise CommandError(f"export failed: {exc}") from exc
@@ -623,7 +632,12 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
             f"{args.exposure_group}: {summary.exposure['share']:.4f} of the exported slots (target "
             f"{summary.exposure['target']:.4f}, strength {summary.exposure['strength']:g})",
         )
-    return {"run_id": run_dir.name, **summary.to_dict(), "forgotten_users_left_out": len(forgotten)}
+    return {
+        "run_id": run_dir.name,
+        **summary.to_dict(),
+        "forgotten_users_left_out": len(forgotten),
+        "items_no_longer_in_catalogue": 0 if in_catalogue is None else int((~in_catalogue).sum()),
+    }
 
 
 def _fairness_arguments(p: argparse.ArgumentParser) -> None:

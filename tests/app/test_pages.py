@@ -423,6 +423,15 @@ def test_items_a_later_import_dropped_are_not_recommended(app, trained_workspace
     listed = [row["item_id"] for row in answer["recommendations"]]
     assert len(listed) == 10 and not dropped & set(listed)
     assert answer["items_no_longer_in_catalogue"] == len(dropped)
+    out = tmp_path / "recs.parquet"
+    result = run_cli("export", run.name, "--k", "10", "--out", str(out), "--json", workspace=trained_workspace)
+    assert result.returncode == 0, result.stderr
+    assert last_json(result.stdout)["items_no_longer_in_catalogue"] == len(dropped)
+    assert "are no longer in dataset" in result.stderr
+    import pandas as pd
+
+    exported = pd.read_parquet(out)
+    assert len(exported) == 10 * model.n_users and not dropped & set(exported["item_id"].astype(str))
 
     at = open_page(app, "app_pages/recommendations.py")
     assert_clean(at)

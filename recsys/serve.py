@@ -310,8 +310,9 @@ def create_app(workspace: Any, run_id: str, served: ServedRun | None = None) -> 
                     user=request.user,
                     items_frame=s.bundle.items if s.bundle is not None else None,
                     roles=s.bundle.schema.items if s.bundle is not None else None,
+                    filters=s.in_catalogue,
                 )
-            return recommend_for_history(s.model, request.like, k=request.k)
+            return recommend_for_history(s.model, request.like, k=request.k, filters=s.in_catalogue)
 
         try:
             items = s.call(run)

@@ -196,7 +196,10 @@ def cmd_recommend_new(args: argparse.Namespace) -> dict[str, Any]:
 
     if not args.like and not args.query:
         raise CommandError("give --like ITEM ... (a new user's liked items) or --query TEXT")
+    from ..train.commands import in_current_catalogue
+
     run_dir, model, bundle, config = load_run(_workspace(args), args.run)
+    in_catalogue = in_current_catalogue(model, bundle)  # items a later import dropped are not recommended
     try:
         if args.query:
             items = recommend_for_text(
@@ -209,9 +212,10 @@ def cmd_recommend_new(args: argparse.Namespace) -> dict[str, Any]:
                 user=args.user,
                 items_frame=bundle.items if bundle is not None else None,
                 roles=bundle.schema.items if bundle is not None else None,
+                filters=in_catalogue,
             )
         else:
-            items = recommend_for_history(model, args.like, k=args.k)
+            items = recommend_for_history(model, args.like, k=args.k, filters=in_catalogue)
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CommandError(str(exc.args[0]) if exc.args else str(exc)) from exc
     titles = {}

@@ -433,6 +433,15 @@ def test_items_a_later_import_dropped_are_not_recommended(app, trained_workspace
     exported = pd.read_parquet(out)
     assert len(exported) == 10 * model.n_users and not dropped & set(exported["item_id"].astype(str))
 
+    # a new user who liked what this user has: the model alone would recommend dropped items to them
+    from recsys.explain import recommend_for_history
+
+    liked = [str(model.item_ids[i]) for i in model.seen[model.user_index(user)].indices]
+    assert dropped & {item for item, _ in recommend_for_history(model, liked, k=10)}
+    result = run_cli("recommend-new", run.name, "--like", *liked, "--k", "10", "--json", workspace=trained_workspace)
+    assert result.returncode == 0, result.stderr
+    assert not dropped & {row["item_id"] for row in last_json(result.stdout)["recommendations"]}
+
     at = open_page(app, "app_pages/recommendations.py")
     assert_clean(at)
     notes = " ".join(i.value for i in at.info)

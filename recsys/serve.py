@@ -279,7 +279,7 @@ def create_app(workspace: Any, run_id: str, served: ServedRun | None = None) -> 
         from .explain.evidence import similar_items
 
         _known_item(s, item)
-        items = s.call(lambda: similar_items(s.model, item, k, vectors=s.vectors()))
+        items = s.call(lambda: similar_items(s.model, item, k, vectors=s.vectors(), keep=s.in_catalogue))
         rows = [
             Recommendation(rank=r + 1, item_id=i, score=_finite(score), title=s.title(i))
             for r, (i, score) in enumerate(items)

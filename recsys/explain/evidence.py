@@ -23,11 +23,12 @@ def item_vectors(model: Any, dim: int = 32) -> np.ndarray:  # noqa: ARG001 (dim 
 
 
 def similar_items(
-    model: Any, item: int | str, k: int = 10, vectors: np.ndarray | None = None
+    model: Any, item: int | str, k: int = 10, vectors: np.ndarray | None = None, keep: np.ndarray | None = None
 ) -> list[tuple[str, float]]:
     """The ``k`` items nearest to ``item`` in :func:`item_vectors` (pass ``vectors`` to reuse them): (item id,
     cosine), best first, ties by catalogue order; the item itself and items without a vector are left out
-    (an item without a vector has no neighbours). ``KeyError`` names an unknown item."""
+    (an item without a vector has no neighbours), and with ``keep`` (``[n_items]`` bool) the items it excludes.
+    ``KeyError`` names an unknown item."""
     index = model.item_index(item)
     if not 0 <= index < model.n_items:
         raise KeyError(f"item index {item} out of range (0..{model.n_items - 1})")
@@ -36,9 +37,9 @@ def similar_items(
     if norms[index] == 0:
         return []
     cosine = (vectors @ vectors[index]).astype(np.float64) / np.where(norms > 0, norms * norms[index], 1.0)
-    keep = norms > 0
-    keep[index] = False
-    candidates = np.flatnonzero(keep)
+    kept = norms > 0 if keep is None else (norms > 0) & np.asarray(keep, dtype=bool)
+    kept[index] = False
+    candidates = np.flatnonzero(kept)
     order = candidates[np.lexsort((candidates, -cosine[candidates]))][: max(int(k), 0)]
     return [(str(model.item_ids[i]), float(cosine[i])) for i in order]
 

@@ -378,3 +378,16 @@ def test_a_column_the_model_gives_no_weight_is_never_offered_as_evidence(demo_ru
         assert "brand" not in {e["column"] for e in explanation.evidence["labels"]}
         assert explanation.evidence["price"] is None
         assert "price band" not in explanation.sentence
+
+
+def test_similar_items_leave_out_the_items_not_kept(demo_run) -> None:
+    import numpy as np
+
+    from recsys.explain import similar_items
+
+    model = demo_run.model
+    nearest = [item for item, _ in similar_items(model, 0, k=10)]
+    keep = np.ones(model.n_items, dtype=bool)
+    keep[[model.item_index(item) for item in nearest[:4]]] = False
+    kept = [item for item, _ in similar_items(model, 0, k=6, keep=keep)]
+    assert kept == nearest[4:10]

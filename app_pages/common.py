@@ -514,6 +514,7 @@ class RunContext:
     # the model's items still in the current import (None: all are): a later import can drop some, and those
     # are not recommended (recsys.train.commands.in_current_catalogue, as the CLI and the HTTP API do)
     in_catalogue: np.ndarray | None = None
+    gone_users: frozenset[str] = frozenset()  # the model's users the current import no longer has
 
     def title(self, item_id: str) -> str:
         if item_id in self.items_by_id.index and self.title_column in self.items_by_id.columns:
@@ -546,8 +547,12 @@ def _run_context(run_dir: str, model_stamp: float, dataset: str, data_stamp: str
     title_column = stats.title_column(data.roles, items)
     titles = aligned[title_column] if title_column in aligned.columns else pd.Series([None] * len(aligned))
     present = aligned["item_id"].notna().to_numpy()
+    known_users = set(data.interactions["user_id"].astype(str))
+    if data.users is not None and "user_id" in data.users.columns:
+        known_users |= set(data.users["user_id"].astype(str))
     return RunContext(
         in_catalogue=None if present.all() else present,
+        gone_users=frozenset(str(u) for u in model.user_ids if str(u) not in known_users),
         run_id=Path(run_dir).name,
         run_dir=str(run_dir),
         stamp=model_stamp,

@@ -441,6 +441,13 @@ def main() -> None:
             "not listed here, but the model still holds them until the run is retrained (Experiments page).",
             icon=":material/privacy_tip:",
         )
+    gone = set(ctx.gone_users) - forgotten
+    if gone:
+        st.caption(
+            f"{len(gone):,} of this run's users are no longer in the dataset (imported again since): they are "
+            "not listed."
+        )
+    forgotten = forgotten | gone
     options = [u for u in ctx.user_options if u not in forgotten][:MAX_USER_OPTIONS]
     # Streamlit drops a widget's value when another page is shown: the user chosen comes back with the page
     if "rec_user" not in st.session_state and st.session_state.get("rec_user_kept") is not None:

@@ -52,6 +52,9 @@ class Health(BaseModel):
     users: int
     loaded_seconds: float
     retrieval: dict[str, Any] | None = None  # the ANN index /recommend retrieves through (serve --ann), or None
+    # a dataset imported again after the run was trained: the run's items and users it no longer has (not served)
+    items_no_longer_in_catalogue: int = 0
+    users_no_longer_in_dataset: int = 0
 
 
 class Modality(BaseModel):
@@ -150,7 +153,7 @@ class ServedRun:
         from .explain.commands import _context, load_run
         from .privacy import forgotten_in
         from .retrieval import attach_retrieval
-        from .train.commands import in_current_catalogue, run_titles
+        from .train.commands import in_current_catalogue, run_titles, users_gone_from_dataset
 
         started = time.perf_counter()
         self.run_dir, self.model, self.bundle, self.config = load_run(workspace, run_id)
@@ -165,6 +168,8 @@ class ServedRun:
         self.titles, self.groups = run_titles(self.model, self.bundle)
         # items dropped by a later import of the dataset are not recommended (None: every item is still there)
         self.in_catalogue = in_current_catalogue(self.model, self.bundle)
+        # people a later import of the dataset no longer has: not served either
+        self.gone_users = users_gone_from_dataset(self.model, self.bundle)
         # people forgotten since the run was trained: its model still knows them, the API does not serve them
         self.forgotten = forgotten_in(self.run_dir, workspace.root, [str(u) for u in self.model.user_ids])
         self.lock = threading.Lock()
@@ -195,6 +200,10 @@ def _known_user(served: ServedRun, user: str) -> None:
         raise HTTPException(
             404, f"user '{user}' was forgotten from the dataset after run {served.run_id} was trained; retrain the run"
         )
+    if user in served.gone_users:
+        raise HTTPException(
+            404, f"user '{user}' is no longer in the dataset (imported again after run {served.run_id} was trained)"
+        )
     try:
         served.model.user_index(user)
     except KeyError:
@@ -203,9 +212,13 @@ def _known_user(served: ServedRun, user: str) -> None:
 
 def _known_item(served: ServedRun, item: str) -> None:
     try:
-        served.model.item_index(item)
+        index = served.model.item_index(item)
     except KeyError:
         raise HTTPException(404, f"unknown item '{item}': not in the catalogue of run {served.run_id}") from None
+    if served.in_catalogue is not None and not served.in_catalogue[index]:
+        raise HTTPException(
+            404, f"item '{item}' is no longer in the catalogue (imported again after run {served.run_id} was trained)"
+        )
 
 
 def _explanation(served: ServedRun, user: str, item: str) -> dict[str, Any]:
@@ -244,6 +257,8 @@ def create_app(workspace: Any, run_id: str, served: ServedRun | None = None) -> 
             users=s.model.n_users,
             loaded_seconds=s.loaded_seconds,
             retrieval=s.retrieval.describe() if s.retrieval is not None else None,
+            items_no_longer_in_catalogue=0 if s.in_catalogue is None else int((~s.in_catalogue).sum()),
+            users_no_longer_in_dataset=len(s.gone_users),
         )
 
     @app.get("/recommend", response_model=RecommendResponse, response_model_exclude_none=True)

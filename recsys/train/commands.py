@@ -400,6 +400,21 @@ def run_titles(model: Any, bundle: Any) -> tuple[dict[str, str], Any]:
     return titles, groups
 
 
+def users_gone_from_dataset(model: Any, bundle: Any) -> set[str]:
+    """The model's users that ``bundle`` (the run's dataset as it is imported now) no longer has: neither an
+    interaction nor a users row. A dataset imported again without some people: the run still knows them, and
+    ``recommend``, ``export``, the HTTP API and the Recommendations page do not serve them (empty when the
+    dataset is gone: nothing to compare with)."""
+    import numpy as np
+
+    if bundle is None:
+        return set()
+    known = set(bundle.interactions["user_id"].astype(str))
+    if getattr(bundle, "users", None) is not None and "user_id" in bundle.users.columns:
+        known |= set(bundle.users["user_id"].astype(str))
+    return {str(u) for u in np.asarray(model.user_ids).astype(str) if u not in known}
+
+
 def in_current_catalogue(model: Any, bundle: Any) -> Any:
     """``[n_items]`` bool over the model's items: True for those still in ``bundle`` (the run's dataset as it is
     imported now), or None when all are (or the dataset is gone: nothing to compare with). A dataset imported
@@ -430,6 +445,11 @@ def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
         raise CommandError(f"--diversity must be between 0 and 1, not {args.diversity}")
     exposure = _exposure_option(args, workspace, dataset, model) if args.exposure_group else None
     in_catalogue = in_current_catalogue(model, bundle)
+    if str(args.user) in users_gone_from_dataset(model, bundle):
+        raise CommandError(
+            f"user {args.user} is no longer in dataset {dataset} (it was imported again after run {run_dir.name} "
+            "was trained); train again"
+        )
     try:
         items = model.recommend(
             args.user,
@@ -593,9 +613,17 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     dataset = read_run_config(run_dir)["dataset"]  # RunDamaged names a damaged config.json
     exposure = _exposure_option(args, _workspace(args), dataset, model) if args.exposure_group else None
     workspace = _workspace(args)
-    in_catalogue = in_current_catalogue(
-        model, workspace.load_dataset(dataset) if workspace.has_dataset(dataset) else None
-    )
+    bundle = workspace.load_dataset(dataset) if workspace.has_dataset(dataset) else None
+    in_catalogue = in_current_catalogue(model, bundle)
+    # people a later import of the dataset no longer has: left out like the forgotten ones
+    gone = users_gone_from_dataset(model, bundle) - forgotten
+    if gone:
+        rows = [r for r in (range(len(model.user_ids)) if rows is None else rows) if str(model.user_ids[r]) not in gone]
+        print(
+            f"note: left out {len(gone):,} user(s) no longer in dataset {dataset} (imported again since run "
+            f"{run_dir.name} was trained)",
+            file=sys.stderr,
+        )
     if in_catalogue is not None:
         print(
             f"note: {int((~in_catalogue).sum()):,} of run {run_dir.name}'s items are no longer in dataset {dataset} "
@@ -637,6 +665,7 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
         **summary.to_dict(),
         "forgotten_users_left_out": len(forgotten),
         "items_no_longer_in_catalogue": 0 if in_catalogue is None else int((~in_catalogue).sum()),
+        "users_no_longer_in_dataset_left_out": len(gone),
     }
 
 

@@ -442,7 +442,71 @@ def test_items_a_later_import_dropped_are_not_recommended(app, trained_workspace
     assert result.returncode == 0, result.stderr
     assert not dropped & {row["item_id"] for row in last_json(result.stdout)["recommendations"]}
 
+    # the HTTP API: lists without them, refuses them as input, and says how many in /health
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from recsys.serve import create_app
+
+    with TestClient(create_app(trained_workspace, run.name)) as client:
+        assert client.get("/health").json()["items_no_longer_in_catalogue"] == len(dropped)
+        listed = {row["item_id"] for row in client.get("/recommend", params={"user": user}).json()["recommendations"]}
+        assert len(listed) == 10 and not dropped & listed
+        gone_item = sorted(dropped)[0]
+        answer = client.get("/similar", params={"item": gone_item})
+        assert answer.status_code == 404 and "no longer in the catalogue" in answer.json()["detail"]
+
     at = open_page(app, "app_pages/recommendations.py")
     assert_clean(at)
     notes = " ".join(i.value for i in at.info)
     assert f"{len(dropped)} of the run's items are no longer in the catalogue: they are not recommended" in notes
+
+
+def test_users_a_later_import_dropped_are_not_served(app, trained_workspace, tmp_path):
+    """People left out of a later import of the dataset are not recommended to, exported or listed by a run
+    trained before (the run still holds them until it is trained again)."""
+    import shutil
+
+    import pandas as pd
+
+    from recsys.train.records import load_run_model
+    from recsys.workspace import Workspace
+    from tests.test_cli import last_json, run_cli
+
+    run = the_run(trained_workspace)
+    dataset = json.loads((run / "status.json").read_text())["dataset"]
+    workspace = Workspace(trained_workspace)
+    bundle = workspace.load_dataset(dataset)
+    model = load_run_model(run)
+    import numpy as np
+
+    # the three most active users: the first of the page's user list, were they still listed
+    gone = {str(model.user_ids[i]) for i in np.argsort(-np.diff(model.seen.indptr), kind="stable")[:3]}
+    folder = tmp_path / "again"
+    folder.mkdir()
+    bundle.items.to_csv(folder / "items.csv", index=False)
+    bundle.interactions[~bundle.interactions["user_id"].astype(str).isin(gone)].to_csv(
+        folder / "interactions.csv", index=False
+    )
+    if bundle.users is not None:
+        bundle.users[~bundle.users["user_id"].astype(str).isin(gone)].to_csv(folder / "users.csv", index=False)
+    stored = trained_workspace / "datasets" / dataset
+    shutil.copytree(stored / "images", folder / "images")
+    shutil.copy(stored / "schema.json", folder / "schema.json")
+    assert workspace.import_bundle(folder, name=dataset).ok
+
+    user = sorted(gone)[0]
+    result = run_cli("recommend", run.name, "--user", user, "--json", workspace=trained_workspace)
+    assert result.returncode != 0 and f"user {user} is no longer in dataset {dataset}" in result.stderr
+    out = tmp_path / "recs.parquet"
+    result = run_cli("export", run.name, "--k", "5", "--out", str(out), "--json", workspace=trained_workspace)
+    assert result.returncode == 0, result.stderr
+    assert last_json(result.stdout)["users_no_longer_in_dataset_left_out"] == 3
+    exported = set(pd.read_parquet(out)["user_id"].astype(str))
+    assert not gone & exported and len(exported) == model.n_users - 3
+
+    at = open_page(app, "app_pages/recommendations.py")
+    assert_clean(at)
+    assert "3 of this run's users are no longer in the dataset" in " ".join(c.value for c in at.caption)
+    listed = {str(option).split(" · ")[0] for option in at.selectbox(key="rec_user").options}
+    assert listed and not gone & listed

@@ -21,6 +21,7 @@ from app_pages.common import (
     empty_state,
     gallery,
     item_caption,
+    label_separators,
     log_axis_ticks,
     model_runs,
     no_model_message,
@@ -462,7 +463,12 @@ def embedding_map(ctx: RunContext) -> None:
                 {
                     "picture": ctx.picture(i),
                     "title": ctx.title(i),
-                    "caption": item_caption(ctx.items_by_id.loc[i], ctx.category_columns, ctx.price_column)
+                    "caption": item_caption(
+                        ctx.items_by_id.loc[i],
+                        ctx.category_columns,
+                        ctx.price_column,
+                        labels=label_separators(ctx.data),
+                    )
                     if i in ctx.items_by_id.index
                     else "",
                 }

@@ -485,6 +485,11 @@ def _load_model(model_dir: str, stamp: float):
         ) from exc
 
 
+def label_separators(data: DatasetFrames) -> dict[str, str]:
+    """The dataset's multi-label item columns and their separator (what ``item_caption`` lists apart)."""
+    return {column: data.separator for column, role in data.roles.items() if role == "multi_label"}
+
+
 def title_or_id(value: Any, item_id: Any) -> str:
     """An item's title as cards show it: its id when the title is missing or blank."""
     return value if isinstance(value, str) and value.strip() else str(item_id)
@@ -721,7 +726,7 @@ def _reads_alone(text: str) -> bool:
     """Whether an attribute value says what it is without its column's name: it holds a word of three or more
     letters, joining marks aside ("Garden", "Home & Kitchen", "Bolt&Co", "O'Neill"). Codes and numbers ("12",
     "A12", "cat_7", "SKU-0017", "XL") do not."""
-    words = (word.translate(_JOINING_MARKS) for word in text.replace("|", " ").split())
+    words = (word.translate(_JOINING_MARKS) for word in text.replace("|", " ").replace("·", " ").split())
     return any(len(word) >= 3 and word.isalpha() for word in words)
 
 
@@ -730,15 +735,24 @@ def _reads_alone(text: str) -> bool:
 _JOINING_MARKS = str.maketrans("", "", "&'’.-+")
 
 
-def item_caption(row: pd.Series | dict, columns: list[str], price_column: str | None = None, limit: int = 3) -> str:
+def item_caption(
+    row: pd.Series | dict,
+    columns: list[str],
+    price_column: str | None = None,
+    limit: int = 3,
+    labels: dict[str, str] | None = None,
+) -> str:
     """A card's line of attributes: up to ``limit`` of ``columns`` and the price. A value that is a code or a
-    number is named by its column ("store 12"), since "12" alone says nothing."""
+    number is named by its column ("store 12"), since "12" alone says nothing. ``labels``: the multi-label
+    columns and their separator, whose labels are listed apart ("Action · Comedy"); any other value is shown
+    whole, a "|" in it included."""
     parts = []
     for column in columns[:limit]:
         value = row.get(column) if hasattr(row, "get") else None
         if value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == "":
             continue
-        text = str(value).replace("|", " · ")
+        separator = (labels or {}).get(column)
+        text = " · ".join(v.strip() for v in str(value).split(separator)) if separator else str(value)
         text = text if len(text) <= 40 else text[:38] + "…"
         parts.append(text if _reads_alone(text) else f"{str(column).replace('_', ' ')} {text}")
     if price_column:

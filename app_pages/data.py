@@ -27,6 +27,7 @@ from app_pages.common import (
     get_workspace,
     image_file,
     item_caption,
+    label_separators,
     load_dataset_frames,
     log_axis_ticks,
     md_text,
@@ -792,7 +793,7 @@ def explore_section() -> None:
                 if data.image_column
                 else image_file("", None),
                 "title": title_or_id(row.get(summary["title"]), row["item_id"]),
-                "caption": item_caption(row, caption_columns, summary["price"]),
+                "caption": item_caption(row, caption_columns, summary["price"], labels=label_separators(data)),
             }
             for _, row in sample.iterrows()
         ]

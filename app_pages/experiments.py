@@ -35,6 +35,15 @@ from recsys.train.records import ACTIVE_STATES, RunRecord
 from recsys.train.report import model_name
 
 COMPARED = [("ndcg@20", "NDCG@20"), ("recall@20", "Recall@20")]
+MODEL_COLOURS = {
+    "Fusion": "#4C6EF5",
+    "MostPop": "#ADB5BD",
+    "EASE": "#FAB005",
+    "ItemKNN": "#12B886",
+    "BPR-MF": "#E64980",
+    "LightGCN": "#7950F2",
+    "Content": "#868E96",
+}
 
 
 def short_label(run: RunRecord) -> str:
@@ -166,8 +175,13 @@ def comparison(runs: list[RunRecord]) -> None:
     for run_id in picked:
         run = next(r for r in with_metrics if r.run_id == run_id)
         metrics = run.metrics
-        entries = [(f"{model_name(metrics['model'].get('name', 'model'))} (the run's model)", metrics["model"])]
-        entries += [(model_name(name), result) for name, result in (metrics.get("baselines") or {}).items()]
+        own = model_name(metrics["model"].get("name", "model"))
+        entries = [(own, metrics["model"])]
+        entries += [
+            (model_name(name), result)
+            for name, result in (metrics.get("baselines") or {}).items()
+            if model_name(name) != own  # a baseline of the run's own kind: the run's model is the one shown
+        ]
         for name, result in entries:
             for key, label in COMPARED:
                 rows.append(
@@ -187,7 +201,8 @@ def comparison(runs: list[RunRecord]) -> None:
         barmode="group",
         facet_col="metric",
         text_auto=".3f",
-        color_discrete_sequence=["#4C6EF5", "#ADB5BD", "#FAB005", "#12B886", "#E64980", "#7950F2", "#868E96"],
+        # one colour per kind of model in every run's group (it followed the order models appeared in)
+        color_discrete_map=MODEL_COLOURS,
         labels={"value": "", "run": ""},
     )
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
@@ -414,7 +429,11 @@ def manage(runs: list[RunRecord]) -> None:
         cols[2].caption(":material/info: This run is still training: stop it on the Train page before deleting it.")
     if st.session_state.get("exp_confirm_delete") == run_id:
         with st.container(border=True):
-            st.warning(f"Delete run **{run_id}** — its model, metrics and logs — for good?", icon=":material/delete:")
+            st.warning(
+                f"Delete run **{md_text(run_label(run, with_state=False))}** ({md_text(run_id)}) — its model, "
+                "metrics and logs — for good?",
+                icon=":material/delete:",
+            )
             confirm = st.columns([1, 1, 3])
             if confirm[0].button("Yes, delete it", type="primary", key="exp_delete_yes", width="stretch"):
                 try:

@@ -17,6 +17,7 @@ from app_pages.common import (
     forgotten_users,
     gallery,
     item_caption,
+    label_separators,
     md_text,
     model_runs,
     no_model_message,
@@ -358,7 +359,11 @@ def card(ctx: RunContext, user: str, rank: int, item_id: str, score: float) -> N
     with st.container(border=True, height="stretch"):
         st.image(ctx.picture(item_id), width="stretch")
         st.markdown(f"**{rank}. {md_text(ctx.title(item_id))}**")
-        caption = item_caption(row, ctx.category_columns, ctx.price_column) if len(row) else ""
+        caption = (
+            item_caption(row, ctx.category_columns, ctx.price_column, labels=label_separators(ctx.data))
+            if len(row)
+            else ""
+        )
         st.caption(md_text(caption or item_id))
         # the id tells apart items that share a title (variants, re-listings) and matches the CSV and the CLI
         st.caption(f"{md_text(item_id)} · score {score:.3f}" if caption else f"score {score:.3f}")
@@ -523,14 +528,16 @@ def main() -> None:
     history = user_history(ctx, user)
     st.markdown(f"#### :material/history: History of {md_text(user)}")
     rating = ctx.data.rating_column
-    shown = history.head(12)
+    times = history["item_id"].astype(str).value_counts()
+    # one card per item (its best-rated, latest interaction first): a repeat purchase took a second slot
+    shown = history.drop_duplicates("item_id").head(12)
     distinct = int(history["item_id"].nunique())
     st.caption(
         f"{len(history):,} interaction{'s' if len(history) != 1 else ''}"
         # the picker counts distinct items: say so when the same item was chosen more than once
         + (f" with {distinct:,} different item{'s' if distinct != 1 else ''}" if distinct != len(history) else "")
         + (", best rated first" if rating else "")
-        + (f" — showing {len(shown)}" if len(history) > len(shown) else "")
+        + (f" — showing {len(shown)}" if distinct > len(shown) else "")
         # the user picker counts what the model was trained on: say so when the current import differs (a
         # dataset imported again, or a run trained on a split)
         + (
@@ -543,7 +550,12 @@ def main() -> None:
     for item_id, value in zip(shown["item_id"].astype(str), shown[rating] if rating else [None] * len(shown)):
         title = ctx.title(item_id)
         # the id, as on the recommendation cards: it tells apart items that share a title
-        parts = (item_id if title != item_id else "", stars(value) if rating else "")
+        repeated = int(times.get(item_id, 1))
+        parts = (
+            item_id if title != item_id else "",
+            stars(value) if rating else "",
+            f"×{repeated}" if repeated > 1 else "",
+        )
         entries.append({"picture": ctx.picture(item_id), "title": title, "caption": " · ".join(p for p in parts if p)})
     gallery(entries, per_row=6)
 

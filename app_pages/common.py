@@ -517,7 +517,7 @@ class RunContext:
     user_rows: dict[str, np.ndarray]  # user id -> row positions in data.interactions
     explain_context: Any  # recsys.explain.ExplainContext: labels, TF-IDF, bands, popularity, built once
     # the model's items still in the current import (None: all are): a later import can drop some, and those
-    # are not recommended (recsys.train.commands.in_current_catalogue, as the CLI and the HTTP API do)
+    # are not recommended (recsys.train.records.in_current_catalogue, as the CLI and the HTTP API do)
     in_catalogue: np.ndarray | None = None
     gone_users: frozenset[str] = frozenset()  # the model's users the current import no longer has
 
@@ -537,6 +537,7 @@ def _run_context(run_dir: str, model_stamp: float, dataset: str, data_stamp: str
     from recsys.data import stats
     from recsys.explain import ExplainContext, item_vectors
     from recsys.models.rerank import variant_groups
+    from recsys.train.records import in_current_catalogue, users_gone_from_dataset
 
     model = _load_model(str(Path(run_dir) / "model"), model_stamp)
     data = load_dataset_frames(dataset)
@@ -551,13 +552,10 @@ def _run_context(run_dir: str, model_stamp: float, dataset: str, data_stamp: str
     users = [str(model.user_ids[i]) for i in order]
     title_column = stats.title_column(data.roles, items)
     titles = aligned[title_column] if title_column in aligned.columns else pd.Series([None] * len(aligned))
-    present = aligned["item_id"].notna().to_numpy()
-    known_users = set(data.interactions["user_id"].astype(str))
-    if data.users is not None and "user_id" in data.users.columns:
-        known_users |= set(data.users["user_id"].astype(str))
     return RunContext(
-        in_catalogue=None if present.all() else present,
-        gone_users=frozenset(str(u) for u in model.user_ids if str(u) not in known_users),
+        # the engine's comparison of a run with its dataset as imported now, as the CLI and the HTTP API use it
+        in_catalogue=in_current_catalogue(model, data),
+        gone_users=frozenset(users_gone_from_dataset(model, data)),
         run_id=Path(run_dir).name,
         run_dir=str(run_dir),
         stamp=model_stamp,

@@ -153,7 +153,8 @@ class ServedRun:
         from .explain.commands import _context, load_run
         from .privacy import forgotten_in
         from .retrieval import attach_retrieval
-        from .train.commands import in_current_catalogue, run_titles, users_gone_from_dataset
+        from .train.commands import run_titles
+        from .train.records import in_current_catalogue, users_gone_from_dataset
 
         started = time.perf_counter()
         self.run_dir, self.model, self.bundle, self.config = load_run(workspace, run_id)

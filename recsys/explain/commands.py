@@ -196,7 +196,7 @@ def cmd_recommend_new(args: argparse.Namespace) -> dict[str, Any]:
 
     if not args.like and not args.query:
         raise CommandError("give --like ITEM ... (a new user's liked items) or --query TEXT")
-    from ..train.commands import in_current_catalogue
+    from ..train.records import in_current_catalogue
 
     run_dir, model, bundle, config = load_run(_workspace(args), args.run)
     in_catalogue = in_current_catalogue(model, bundle)  # items a later import dropped are not recommended

@@ -400,36 +400,9 @@ def run_titles(model: Any, bundle: Any) -> tuple[dict[str, str], Any]:
     return titles, groups
 
 
-def users_gone_from_dataset(model: Any, bundle: Any) -> set[str]:
-    """The model's users that ``bundle`` (the run's dataset as it is imported now) no longer has: neither an
-    interaction nor a users row. A dataset imported again without some people: the run still knows them, and
-    ``recommend``, ``export``, the HTTP API and the Recommendations page do not serve them (empty when the
-    dataset is gone: nothing to compare with)."""
-    import numpy as np
-
-    if bundle is None:
-        return set()
-    known = set(bundle.interactions["user_id"].astype(str))
-    if getattr(bundle, "users", None) is not None and "user_id" in bundle.users.columns:
-        known |= set(bundle.users["user_id"].astype(str))
-    return {str(u) for u in np.asarray(model.user_ids).astype(str) if u not in known}
-
-
-def in_current_catalogue(model: Any, bundle: Any) -> Any:
-    """``[n_items]`` bool over the model's items: True for those still in ``bundle`` (the run's dataset as it is
-    imported now), or None when all are (or the dataset is gone: nothing to compare with). A dataset imported
-    again under its name can drop items the run was trained on: they are not recommended any more."""
-    import numpy as np
-
-    if bundle is None:
-        return None
-    present = np.isin(np.asarray(model.item_ids).astype(str), bundle.items["item_id"].astype(str).to_numpy())
-    return None if present.all() else present
-
-
 @command("recommend", "top-K recommendations for a user from a trained run", _recommend_arguments)
 def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
-    from .records import load_run_model
+    from .records import in_current_catalogue, load_run_model, users_gone_from_dataset
 
     run_dir = _run_dir(args)
     if not (run_dir / "model" / "config.json").is_file():
@@ -443,7 +416,7 @@ def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
         groups = None
     if not 0.0 <= args.diversity <= 1.0:
         raise CommandError(f"--diversity must be between 0 and 1, not {args.diversity}")
-    exposure = _exposure_option(args, workspace, dataset, model) if args.exposure_group else None
+    exposure = _exposure_option(args, bundle, dataset, model) if args.exposure_group else None
     in_catalogue = in_current_catalogue(model, bundle)
     if str(args.user) in users_gone_from_dataset(model, bundle):
         raise CommandError(
@@ -499,8 +472,9 @@ def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _exposure_option(args: argparse.Namespace, workspace: Any, dataset: str, model: Any) -> tuple[Any, float, float]:
-    """``--exposure-group COLUMN=VALUE`` -> (membership over the model's items, target share, strength)."""
+def _exposure_option(args: argparse.Namespace, bundle: Any, dataset: str, model: Any) -> tuple[Any, float, float]:
+    """``--exposure-group COLUMN=VALUE`` -> (membership over the model's items, target share, strength);
+    ``bundle``: the run's dataset, loaded by the caller (None when it is gone)."""
     import numpy as np
     import pandas as pd
 
@@ -514,9 +488,8 @@ def _exposure_option(args: argparse.Namespace, workspace: Any, dataset: str, mod
         raise CommandError(f"--exposure-strength must be between 0 and 1, not {args.exposure_strength}")
     if args.exposure_target is not None and not 0.0 <= args.exposure_target <= 1.0:
         raise CommandError(f"--exposure-target must be between 0 and 1, not {args.exposure_target}")
-    if not workspace.has_dataset(dataset):
+    if bundle is None:
         raise CommandError(f"the run's dataset '{dataset}' is no longer in the workspace")
-    bundle = workspace.load_dataset(dataset)
     role = bundle.schema.items.get(column)
     if column not in bundle.items.columns or role not in (CATEGORICAL, MULTI_LABEL):
         options = bundle.schema.columns_with("items", CATEGORICAL, MULTI_LABEL)
@@ -564,7 +537,7 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
     from ..batch import MAX_K, export_recommendations, read_user_ids
-    from .records import load_run_model
+    from .records import in_current_catalogue, load_run_model, users_gone_from_dataset
 
     if not 1 <= args.k <= MAX_K:
         raise CommandError(f"--k must be between 1 and {MAX_K}, not {args.k}")
@@ -599,26 +572,27 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
         rows = [index[u] for u in wanted]
     from ..privacy import forgotten_in
 
-    # people forgotten since the run was trained: the model still knows them, the export does not list them
-    forgotten = forgotten_in(run_dir, _workspace(args).root, [str(u) for u in model.user_ids])
-    if forgotten:
+    workspace = _workspace(args)
+    dataset = read_run_config(run_dir)["dataset"]  # RunDamaged names a damaged config.json
+    bundle = workspace.load_dataset(dataset) if workspace.has_dataset(dataset) else None
+    exposure = _exposure_option(args, bundle, dataset, model) if args.exposure_group else None
+    in_catalogue = in_current_catalogue(model, bundle)
+    # people forgotten since the run was trained, and people a later import of the dataset no longer has: the
+    # model still knows them, the export does not list them
+    forgotten = forgotten_in(run_dir, workspace.root, [str(u) for u in model.user_ids])
+    gone = users_gone_from_dataset(model, bundle) - forgotten
+    if forgotten or gone:
+        left_out = forgotten | gone
         rows = [
-            r for r in (range(len(model.user_ids)) if rows is None else rows) if str(model.user_ids[r]) not in forgotten
+            r for r in (range(len(model.user_ids)) if rows is None else rows) if str(model.user_ids[r]) not in left_out
         ]
+    if forgotten:
         print(
             f"warning: left out {len(forgotten)} user(s) forgotten since run {run_dir.name} was trained; retrain "
             "the run so that its model no longer holds them",
             file=sys.stderr,
         )
-    dataset = read_run_config(run_dir)["dataset"]  # RunDamaged names a damaged config.json
-    exposure = _exposure_option(args, _workspace(args), dataset, model) if args.exposure_group else None
-    workspace = _workspace(args)
-    bundle = workspace.load_dataset(dataset) if workspace.has_dataset(dataset) else None
-    in_catalogue = in_current_catalogue(model, bundle)
-    # people a later import of the dataset no longer has: left out like the forgotten ones
-    gone = users_gone_from_dataset(model, bundle) - forgotten
     if gone:
-        rows = [r for r in (range(len(model.user_ids)) if rows is None else rows) if str(model.user_ids[r]) not in gone]
         print(
             f"note: left out {len(gone):,} user(s) no longer in dataset {dataset} (imported again since run "
             f"{run_dir.name} was trained)",

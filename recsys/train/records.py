@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ACTIVE_STATES = ("starting", "running")
 # a run in one of these states trains no more; its model/ folder, if any, is the best checkpoint it kept
 ENDED_STATES = ("finished", "stopped", "interrupted")
@@ -363,3 +365,29 @@ def _metrics_complete(metrics: dict[str, Any], config: dict[str, Any]) -> bool:
         return False
     protocol = (metrics.get("split") or {}).get("protocol")
     return not (config.get("cold_start") and protocol not in ("sparse", "kfold") and not metrics.get("cold_start"))
+
+
+# ----------------------------------------------------------------------------- a run against its dataset now
+
+
+def users_gone_from_dataset(model: Any, bundle: Any) -> set[str]:
+    """The model's users that ``bundle`` (the run's dataset as it is imported now) no longer has: neither an
+    interaction nor a users row. A dataset imported again without some people: the run still knows them, and
+    ``recommend``, ``export``, the HTTP API and the Recommendations page do not serve them (empty when the
+    dataset is gone: nothing to compare with)."""
+    if bundle is None:
+        return set()
+    known = set(bundle.interactions["user_id"].astype(str))
+    if getattr(bundle, "users", None) is not None and "user_id" in bundle.users.columns:
+        known |= set(bundle.users["user_id"].astype(str))
+    return {str(u) for u in np.asarray(model.user_ids).astype(str) if u not in known}
+
+
+def in_current_catalogue(model: Any, bundle: Any) -> Any:
+    """``[n_items]`` bool over the model's items: True for those still in ``bundle`` (the run's dataset as it is
+    imported now), or None when all are (or the dataset is gone: nothing to compare with). A dataset imported
+    again under its name can drop items the run was trained on: they are not recommended any more."""
+    if bundle is None:
+        return None
+    present = np.isin(np.asarray(model.item_ids).astype(str), bundle.items["item_id"].astype(str).to_numpy())
+    return None if present.all() else present

@@ -399,12 +399,14 @@ def csv_export(ctx: RunContext, user: str, ranked: list[tuple[str, float]], cach
     return csv_bytes(pd.DataFrame(rows))
 
 
-def filters(ctx: RunContext) -> tuple[dict, dict]:
+def filters(ctx: RunContext) -> tuple[dict, dict, bool]:
+    """The category selections, the price range (only when narrowed) and whether items without a price stay."""
     selections: dict[str, list[str]] = {}
     ranges: dict[str, tuple[float, float]] = {}
+    keep_unpriced = False
     columns = ctx.category_columns
     if not columns and not ctx.price_column:
-        return selections, ranges
+        return selections, ranges, keep_unpriced
     cols = st.columns(len(columns) + (1 if ctx.price_column else 0))
     for col, column in zip(cols, columns):
         values = ctx.items_by_id[column].astype("string").fillna("")
@@ -415,7 +417,8 @@ def filters(ctx: RunContext) -> tuple[dict, dict]:
             column.replace("_", " ").capitalize(), options, key=f"rec_filter_{column}", placeholder="any"
         )
     if ctx.price_column:
-        prices = pd.to_numeric(ctx.items_by_id[ctx.price_column], errors="coerce").dropna()
+        all_prices = pd.to_numeric(ctx.items_by_id[ctx.price_column], errors="coerce")
+        prices = all_prices.dropna()
         if len(prices) and prices.min() < prices.max():
             low, high = float(np.floor(prices.min())), float(np.ceil(prices.max()))
             chosen = cols[-1].slider(
@@ -423,7 +426,15 @@ def filters(ctx: RunContext) -> tuple[dict, dict]:
             )
             if chosen != (low, high):
                 ranges[ctx.price_column] = chosen
-    return selections, ranges
+                unpriced = int(all_prices.isna().sum())
+                if unpriced:  # a range says nothing about them: the user decides, and sees how many are at stake
+                    keep_unpriced = cols[-1].checkbox(
+                        f"Also items without a price ({unpriced:,})",
+                        False,
+                        key=f"rec_unpriced_{ctx.run_id}",
+                        help="The price range hides every item whose price is missing; tick to keep them.",
+                    )
+    return selections, ranges, keep_unpriced
 
 
 def main() -> None:
@@ -495,7 +506,7 @@ def main() -> None:
             help="Near-duplicate guard: at most one item per product title (colour and "
             "size variants of one article count as one; the best-scored stays).",
         )
-        selections, ranges = filters(ctx)
+        selections, ranges, keep_unpriced = filters(ctx)
         exposure = exposure_controls(ctx)
 
     mask = None
@@ -506,7 +517,12 @@ def main() -> None:
             price = (column, low, high)
         multi = [c for c, r in ctx.data.roles.items() if r == "multi_label"]
         mask = filter_mask(
-            ctx.aligned, categories=selections, price=price, multi_label_columns=multi, separator=ctx.data.separator
+            ctx.aligned,
+            categories=selections,
+            price=price,
+            multi_label_columns=multi,
+            separator=ctx.data.separator,
+            keep_unpriced=keep_unpriced,
         )
     steer = exposure is not None and exposure["strength"] > 0
     ranked = ranked_items(

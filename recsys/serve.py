@@ -120,7 +120,9 @@ class NewUserRequest(BaseModel):
     query: str | None = Field(
         default=None, max_length=MAX_QUERY_CHARS, description="a text query, encoded with the run's text encoder"
     )
-    user: str | None = Field(default=None, description="a known user to blend the query with")
+    user: str | None = Field(
+        default=None, description="a known user to blend the query with (not with 'like': the likes are the history)"
+    )
     blend: float = Field(default=0.5, ge=0.0, le=1.0, description="weight of the query against the history")
     k: int = Field(default=10, ge=1, le=MAX_K)
 
@@ -304,13 +306,22 @@ def create_app(workspace: Any, run_id: str, served: ServedRun | None = None) -> 
 
     @app.post("/recommend-new", response_model=NewUserResponse, response_model_exclude_none=True)
     def recommend_new(request: NewUserRequest = Body(...)) -> NewUserResponse:
-        from .explain.coldstart import query_encoder_for_run, recommend_for_history, recommend_for_text
+        from .explain.coldstart import (
+            check_new_user_request,
+            query_encoder_for_run,
+            recommend_for_history,
+            recommend_for_text,
+        )
 
         query = (request.query or "").strip() or None
         if not request.like and not query:
             raise HTTPException(422, "give 'like' (item ids a new user liked) and/or 'query' (a text)")
         for item in request.like:
             _known_item(s, item)
+        try:  # a user the request would ignore (with likes, or without a query) is refused, not dropped
+            check_new_user_request(request.like, query, request.user)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from exc
         if request.user is not None:
             _known_user(s, request.user)
 

@@ -148,6 +148,22 @@ def test_recommend_new_from_likes_and_from_a_query(client, ids, served_root):
     assert query.status_code == 200 and len(query.json()["recommendations"]) == 4
     both = client.post("/recommend-new", json={"query": "headphones", "like": liked, "k": 3, "blend": 0.3})
     assert both.status_code == 200 and len(both.json()["recommendations"]) == 3
+    # a known user blends with a query; the user's own items are not recommended back
+    blended = client.post("/recommend-new", json={"query": "headphones", "user": ids["user"], "k": 5})
+    assert blended.status_code == 200 and len(blended.json()["recommendations"]) == 5
+
+
+def test_a_user_the_new_user_path_would_ignore_is_refused(client, ids, served_root):
+    """With likes (the likes are the whole history) or without a query, a user would be silently dropped."""
+    for body in ({"like": ids["items"][:1], "user": ids["user"]}, {"user": ids["user"], "query": "  "}):
+        response = client.post("/recommend-new", json=body)
+        assert response.status_code == 422, body
+    detail = client.post("/recommend-new", json={"like": ids["items"][:1], "user": ids["user"]}).json()["detail"]
+    assert "liked items" in detail
+    done = cli_in_process(
+        "recommend-new", RUN, "--like", ids["items"][0], "--user", ids["user"], "--json", workspace=served_root
+    )
+    assert done.returncode != 0 and "--user" in done.stderr and "liked items" in done.stderr
 
 
 def test_explain_one_pair(client, ids):

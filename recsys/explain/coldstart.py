@@ -43,6 +43,7 @@ __all__ = [
     "evaluate_by_history_length",
     "evaluate_short_histories",
     "query_encoder_for_run",
+    "check_new_user_request",
 ]
 
 # baselines whose score() reads the user's history from ``model.seen`` (scored from a one-row history)
@@ -192,6 +193,25 @@ def _standardise(scores: np.ndarray) -> np.ndarray:
         return scores
     mean, std = scores[finite].mean(), scores[finite].std()
     return np.where(finite, (scores - mean) / (std if std > 0 else 1.0), scores)
+
+
+def check_new_user_request(like: Sequence[Any] | None, query: str | None, user: str | None) -> None:
+    """Refuse a cold-start request whose ``user`` would be ignored (ValueError, the message for the caller).
+
+    A known ``user`` only blends a text ``query`` with that user's own ranking; with liked items the likes
+    are the whole history (the user would not be read, and the user's own items not hidden)."""
+    if user is None:
+        return
+    if like:
+        raise ValueError(
+            "a known user cannot be combined with liked items: the liked items are the whole history of a new "
+            "user. Give the likes alone, or the user with a text query (or a known user's own list: recommend)"
+        )
+    if not query:
+        raise ValueError(
+            "a known user blends a text query with that user's history: give a query too "
+            "(or, for the user's own list, use recommend)"
+        )
 
 
 def recommend_for_text(

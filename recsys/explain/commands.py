@@ -185,17 +185,23 @@ def _new_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run id (folder name under workspace/runs)")
     p.add_argument("--like", nargs="+", default=None, metavar="ITEM", help="item ids a new user liked")
     p.add_argument("--query", default=None, help="a text query (encoded with the run's text encoder)")
-    p.add_argument("--user", default=None, help="a known user to blend the query with")
+    p.add_argument(
+        "--user", default=None, help="a known user to blend --query with (not with --like: likes are the history)"
+    )
     p.add_argument("--blend", type=float, default=0.5, help="weight of the query against the history (default 0.5)")
     p.add_argument("--k", type=positive_int, default=10, help="how many items (default 10)")
 
 
 @command("recommend-new", "cold start: recommendations from a few liked items or a text query", _new_arguments)
 def cmd_recommend_new(args: argparse.Namespace) -> dict[str, Any]:
-    from .coldstart import query_encoder_for_run, recommend_for_history, recommend_for_text
+    from .coldstart import check_new_user_request, query_encoder_for_run, recommend_for_history, recommend_for_text
 
     if not args.like and not args.query:
         raise CommandError("give --like ITEM ... (a new user's liked items) or --query TEXT")
+    try:  # a --user the request would ignore is refused (the HTTP API's rule)
+        check_new_user_request(args.like, args.query, args.user)
+    except ValueError as exc:
+        raise CommandError(f"--user: {exc}") from exc
     from ..train.records import in_current_catalogue
 
     run_dir, model, bundle, config = load_run(_workspace(args), args.run)

@@ -371,8 +371,15 @@ def group_membership(
     return out
 
 
-def price_mask(items: pd.DataFrame, column: str, low: float | None = None, high: float | None = None) -> np.ndarray:
-    """Items with ``low <= price <= high`` (inclusive; items without a price are dropped)."""
+def price_mask(
+    items: pd.DataFrame,
+    column: str,
+    low: float | None = None,
+    high: float | None = None,
+    keep_unpriced: bool = False,
+) -> np.ndarray:
+    """Items with ``low <= price <= high`` (inclusive); items without a price are dropped unless
+    ``keep_unpriced`` (a range says nothing about them: the caller decides, and should say which)."""
     values = (
         pd.to_numeric(items[column], errors="coerce").to_numpy(dtype=float)
         if column in items.columns
@@ -383,7 +390,7 @@ def price_mask(items: pd.DataFrame, column: str, low: float | None = None, high:
         keep &= values >= low
     if high is not None:
         keep &= values <= high
-    return keep
+    return keep | np.isnan(values) if keep_unpriced else keep
 
 
 def seen_mask(model: Any, user: int | str) -> np.ndarray:
@@ -403,15 +410,16 @@ def filter_mask(
     separator: str = "|",
     model: Any = None,
     user: int | str | None = None,
+    keep_unpriced: bool = False,
 ) -> np.ndarray:
     """All filters at once: ``categories`` (column -> allowed values), ``price`` ``(column, low, high)``
-    and, with ``model`` and ``user``, the user's seen items excluded. ``items`` must be aligned with
+    (items without a price kept only with ``keep_unpriced``) and, with ``model`` and ``user``, the user's seen items excluded. ``items`` must be aligned with
     the model's items (row i = item i)."""
     keep = np.ones(len(items), dtype=bool)
     for column, values in (categories or {}).items():
         keep &= category_mask(items, column, values, column in multi_label_columns, separator)
     if price is not None:
-        keep &= price_mask(items, *price)
+        keep &= price_mask(items, *price, keep_unpriced=keep_unpriced)
     if model is not None and user is not None:
         keep &= seen_mask(model, user)
     return keep

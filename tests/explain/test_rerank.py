@@ -110,6 +110,10 @@ def test_filters():
     assert price_mask(items, "price", 20, 40).tolist() == [False, True, False, True]
     keep = filter_mask(items, {"category": ["Home", "Garden"]}, ("price", None, 30))
     assert keep.tolist() == [True, True, False, False]
+    # an item without a price stays only when asked (the page offers it beside the range, with the count)
+    assert price_mask(items, "price", 20, 40, keep_unpriced=True).tolist() == [False, True, True, True]
+    keep = filter_mask(items, {"category": ["Home"]}, ("price", None, 30), keep_unpriced=True)
+    assert keep.tolist() == [True, False, True, False]
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import pandas as pd
@@ -46,11 +47,17 @@ MODEL_COLOURS = {
 }
 
 
-def short_label(run: RunRecord) -> str:
-    """A run in a chart's legend: as the pickers name it (:func:`run_label`), with the end of its id (two runs
-    started in the same minute differ there) instead of the metrics the chart shows."""
-    when = fmt_time(run.started) if run.started else run.run_id[:13]
-    return f"{run_name(run)} on {run.dataset or '?'} · {when} ({run.run_id[-4:]})"
+def short_labels(runs: list[RunRecord]) -> dict[str, str]:
+    """Runs in a chart's legend and its pickers, by run id: as the pickers name them (:func:`run_label`) without
+    the metrics the chart shows; two runs that would read the same (started in the same minute) get their run
+    id after the label, so each names one run whatever its id looks like."""
+    plain = {
+        run.run_id: f"{run_name(run)} on {run.dataset or '?'} · "
+        + (fmt_time(run.started) if run.started else run.run_id[:13])
+        for run in runs
+    }
+    counts = Counter(plain.values())
+    return {run_id: label if counts[label] == 1 else f"{label} ({run_id})" for run_id, label in plain.items()}
 
 
 def config_value(value: Any) -> str:
@@ -142,7 +149,7 @@ def comparison(runs: list[RunRecord]) -> None:
             "No run has test metrics yet — they appear when a training finishes.", icon=":material/hourglass_empty:"
         )
         return
-    labels = {r.run_id: short_label(r) for r in with_metrics}
+    labels = short_labels(with_metrics)
     ids = list(labels)
     picked = st.multiselect(
         "Runs",
@@ -239,7 +246,7 @@ def fairness(runs: list[RunRecord]) -> None:
     if not usable:
         empty_state("No finished run with a model and test metrics yet.", icon=":material/hourglass_empty:")
         return
-    labels = {r.run_id: short_label(r) for r in usable}
+    labels = short_labels(usable)
     ids = list(labels)
     if st.session_state.get("exp_fair_run") not in ids:
         st.session_state.pop("exp_fair_run", None)

@@ -390,3 +390,16 @@ def test_column_names_in_the_replacement_warning_are_escaped():
     [loss] = replacement_losses({}, {}, escaped_columns(before), escaped_columns({"users": []}))
     assert "![" not in loss and "\\[x\\]" in loss  # "[" escaped: no image, no link
     assert escaped_columns(None) is None
+
+
+def test_chart_labels_name_each_run_once_and_add_the_run_id_only_to_tell_two_apart(tmp_path):
+    from app_pages.experiments import short_labels
+    from recsys.train.records import RunRecord
+
+    def run(run_id: str, started: float) -> RunRecord:
+        return RunRecord(run_id, tmp_path / run_id, {"dataset": "shop", "model": "fusion"}, {"started": started})
+
+    labels = short_labels([run("shop-fusion", 1.8e9), run("a", 1.8e9 + 7200), run("b", 1.8e9 + 7210)])
+    assert labels["shop-fusion"].startswith("Fusion on shop · ") and "(" not in labels["shop-fusion"]
+    # "a" and "b" started in the same minute: their labels would read the same, so each ends with its id
+    assert labels["a"].endswith(" (a)") and labels["b"].endswith(" (b)") and labels["a"][:-4] == labels["b"][:-4]

@@ -156,8 +156,7 @@ def cmd_import(args: argparse.Namespace) -> dict[str, Any]:
             raise CommandError(f"cannot read schema file {args.schema}: {exc}") from exc
     started = time.perf_counter()
     progress = TqdmProgress(not args.quiet)
-    workspace = _workspace(args)
-    if args.check:
+    if args.check:  # no Workspace(): opening one creates its folders, and --check writes nothing
         from .data.bundle import load_bundle
 
         loaded = load_bundle(args.source, schema=schema, name=args.name, progress=progress)
@@ -165,6 +164,7 @@ def cmd_import(args: argparse.Namespace) -> dict[str, Any]:
         name = args.name or (loaded.bundle.name if loaded.bundle else None)
         bundle = loaded.bundle
     else:
+        workspace = _workspace(args)
         imported = workspace.import_bundle(
             args.source, name=args.name, schema=schema, progress=progress, pseudonymise=args.pseudonymise
         )
@@ -189,6 +189,16 @@ def cmd_import(args: argparse.Namespace) -> dict[str, Any]:
         )
     counts = report.counts
     _say(args, report.format())
+    if bundle is not None and getattr(bundle, "schema", None) is not None:
+        # the role each column got and why (what the Data page shows): a CLI user can check that price is numeric
+        result["columns"] = {}
+        for table in ("items", "interactions", "users"):
+            roles = bundle.schema.table(table)
+            if not roles:
+                continue
+            reasons = bundle.schema.reasons.get(table, {})
+            result["columns"][table] = {c: {"role": r, "reason": reasons.get(c, "")} for c, r in roles.items()}
+            _say(args, f"{table} columns: " + ", ".join(f"{c} -> {r}" for c, r in roles.items()))
     if bundle is not None and getattr(bundle, "interactions", None) is not None:
         from .train.data import preflight
 

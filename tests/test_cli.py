@@ -60,7 +60,11 @@ def test_failing_import_exits_non_zero_with_message(tmp_path):
 def test_check_only_writes_nothing(tmp_path, small_bundle):
     done = run_cli("import", str(small_bundle), "--check", "--json", workspace=tmp_path / "ws")
     assert done.returncode == 0 and last_json(done.stdout)["imported"] is False
-    assert not any((tmp_path / "ws" / "datasets").iterdir())
+    assert not (tmp_path / "ws").exists()  # not even the workspace's empty folders
+    # the role each column got, with the reason (what the app's Data page shows)
+    columns = last_json(done.stdout)["columns"]
+    assert columns["items"]["item_id"]["role"] == "id" and columns["items"]["item_id"]["reason"]
+    assert "items columns: item_id -> id" in done.stdout
 
 
 def test_demo_command_writes_and_imports(tmp_path):

@@ -262,6 +262,17 @@ def _compact(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _print_metrics(args: argparse.Namespace, metrics: dict[str, Any]) -> None:
     rows = [(metrics["model"].get("name", "model"), metrics["model"])] + list(metrics.get("baselines", {}).items())
+    split = metrics.get("split") or {}
+    if split.get("protocol"):  # which protocol the figures are under (auto picks one from the data)
+        counts = (
+            f"; {split['train']:,} train / {split['valid']:,} valid / {split['test']:,} test interactions"
+            if all(isinstance(split.get(part), int) for part in ("train", "valid", "test"))
+            else ""
+        )
+        _say(
+            args,
+            f"protocol {split['protocol']}: {split.get('users', 0):,} users, {split.get('items', 0):,} items{counts}",
+        )
     _say(args, f"{'model':<12} {'recall@10':>9} {'recall@20':>9} {'ndcg@10':>8} {'ndcg@20':>8} {'fit s':>7}")
     for name, result in rows:
         test = result["test"]

@@ -203,6 +203,7 @@ def test_cli_train_evaluate_recommend(workspace):
     done, result = cli("train", "--data", "demo", "--model", "ease", "--baselines", "mostpop", "--run-id", "ease-run")
     assert done.returncode == 0, done.stderr
     assert result["metrics"]["model"]["test"]["ndcg@20"] > result["metrics"]["baselines"]["mostpop"]["test"]["ndcg@20"]
+    assert f"protocol {result['metrics']['split']['protocol']}: " in done.stdout  # which split the table is on
     # the two compared user by user: the means of the table, their ratio, an interval around the difference
     paired = result["metrics"]["paired"]["mostpop"]["ndcg@20"]
     assert paired["ours"] == pytest.approx(result["metrics"]["model"]["test"]["ndcg@20"])

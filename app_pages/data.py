@@ -478,6 +478,13 @@ def _uploads() -> None:
         key="data_images_file",
         help="The pictures named in the items table, at the same relative paths.",
     )
+    zipped = [f.name for f in (items, interactions, users) if f is not None and f.name.lower().endswith(".zip")]
+    if zipped and not (items and interactions):  # the error below names it too, once both tables are given
+        st.warning(
+            f"{md_text(zipped[0])} is a .zip in a table's box: a whole bundle in one .zip goes under **Upload a "
+            ".zip bundle** above; pictures go in the **Pictures** box.",
+            icon=":material/folder_zip:",
+        )
     if not items or not interactions:
         empty_state(
             "Upload at least an **items** file and an **interactions** file to check them here.",

@@ -488,6 +488,10 @@ def test_a_zip_dropped_in_a_table_box_is_named_and_sent_where_it_belongs(app, tr
         bundle.writestr("items.csv", items)
         bundle.writestr("interactions.csv", interactions)
     at.file_uploader(key="data_items_file").set_value(("shop.zip", archive.getvalue(), "application/zip"))
+    at.run()  # the zip alone: sent where it belongs at once, not only asked for the interactions
+    assert not at.exception
+    [warning] = [w.value.replace("\\", "") for w in at.warning]
+    assert "shop.zip is a .zip in a table's box" in warning and "Upload a .zip bundle" in warning
     at.file_uploader(key="data_interactions_file").set_value(("interactions.csv", interactions, "text/csv"))
     at.run()
     assert not at.exception

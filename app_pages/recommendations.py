@@ -60,6 +60,28 @@ def user_history(ctx: RunContext, user: str) -> pd.DataFrame:
     return history.sort_values(order, ascending=False) if order else history
 
 
+def history_order(ctx: RunContext) -> str:
+    """How :func:`user_history` orders a history, for the caption above it ("" when it keeps the file's order)."""
+    stamp = any(r == "timestamp" for r in ctx.data.schema.get("interactions", {}).values())
+    if ctx.data.rating_column:
+        return ", best rated first" + (" (then latest)" if stamp else "")
+    return ", latest first" if stamp else ""
+
+
+def whole_history_table(ctx: RunContext, history: pd.DataFrame, times: pd.Series) -> None:
+    """Every item of a history, one row each in the history's order: title, id, rating, how many times.
+    A table, not Markdown; the cells go through spreadsheet_safe, as its download button exports them."""
+    from recsys.export import spreadsheet_safe
+
+    distinct = history.drop_duplicates("item_id")
+    ids = distinct["item_id"].astype(str)
+    frame = pd.DataFrame({"Title": [ctx.title(i) for i in ids], "Item": ids.to_numpy()})
+    if ctx.data.rating_column:
+        frame["Rating"] = distinct[ctx.data.rating_column].to_numpy()
+    frame["Times"] = [int(times.get(i, 1)) for i in ids]
+    st.dataframe(spreadsheet_safe(frame), hide_index=True, width="stretch")
+
+
 def modality_chart(explanation: dict) -> go.Figure | None:
     """Two panels per modality: its attention weight, and its contribution to the score (can be negative)."""
     from plotly.subplots import make_subplots
@@ -552,7 +574,7 @@ def main() -> None:
         f"{len(history):,} interaction{'s' if len(history) != 1 else ''}"
         # the picker counts distinct items: say so when the same item was chosen more than once
         + (f" with {distinct:,} different item{'s' if distinct != 1 else ''}" if distinct != len(history) else "")
-        + (", best rated first" if rating else "")
+        + history_order(ctx)
         + (f" — showing {len(shown)}" if distinct > len(shown) else "")
         # the user picker counts what the model was trained on: say so when the current import differs (a
         # dataset imported again, or a run trained on a split)
@@ -574,6 +596,9 @@ def main() -> None:
         )
         entries.append({"picture": ctx.picture(item_id), "title": title, "caption": " · ".join(p for p in parts if p)})
     gallery(entries, per_row=6)
+    if distinct > len(shown):  # the cards show the first dozen; the whole history is one click away, as text
+        with st.expander(f"All {distinct:,} items of this history"):
+            whole_history_table(ctx, history, times)
 
     st.markdown(f"#### :material/recommend: Top {k} for {md_text(user)}")
     if diversity > 0:

@@ -113,6 +113,8 @@ def test_train_page_shows_the_finished_run(app, trained_workspace):
 
 
 def test_recommendations_page_shows_cards_with_explanations(app, trained_workspace):
+    import re
+
     at = open_page(app, "app_pages/recommendations.py")
     assert_clean(at)
     user = at.selectbox(key="rec_user").value
@@ -120,6 +122,13 @@ def test_recommendations_page_shows_cards_with_explanations(app, trained_workspa
     assert f"Top 10 for {user}" in shown
     assert "How much each modality weighs" not in shown  # explanations are computed when a popover opens
     assert len(at.get("download_button")) == 1
+    # the cards show a dozen history items; the whole history is a table in an expander, one row per item
+    [caption] = [c.value for c in at.caption if "showing 12" in c.value]  # "N interactions[ with M different items]"
+    numbers = re.findall(r"([\d,]+) (?:interactions|different items)", caption)
+    count = int(numbers[-1].replace(",", ""))  # the distinct items when some repeat
+    [whole] = [e for e in at.expander if e.label.startswith("All ")]
+    assert whole.label == f"All {count:,} items of this history"
+    assert len(whole.dataframe[0].value) == count
     at.session_state["rec_why_1"] = True  # open the first card's "Why this?"
     at.run()
     assert_clean(at)
@@ -127,8 +136,6 @@ def test_recommendations_page_shows_cards_with_explanations(app, trained_workspa
     assert "How much each modality weighs" in shown
     assert len(at.get("plotly_chart")) == 1  # the modality attention / share chart
     # history items carry their ids, as the cards do: titles can repeat, ids match the CSV and the CLI
-    import re
-
     assert any(re.search(r" \(\S+\) · adds [+-]\d", c.value) for c in at.caption)
 
 

@@ -205,7 +205,10 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
     fig = modality_chart(explanation)
     if fig is not None:
         st.caption(
-            f"How much each modality weighs for this user and item (left; the weights add up to 100 %), and what "
+            f"How much each modality weighs for this user and item (left; the weights add up to 100 %): the "
+            "user's own weights (the Attention page's), adjusted for the item by how often it was chosen — a "
+            "rarely chosen item's co-occurrence score says little, so for it the model leans on the modalities "
+            "that hold up (a learned adjustment, the same for every user) — and what "
             f"each one adds to the score (right; {explanation['score']:.2f} in total): what the score loses "
             "without it, averaged over which other modalities the item keeps (its Shapley value). The "
             "percentages in the sentence above are of the right-hand side: each modality's part of the positive "

@@ -389,6 +389,13 @@ def _label_evidence(
                 "role": role,
                 "values": values[:4],
                 "shared_values": [v for v in values if shared_top.get(v)][:4],
+                # the history items that carry the values a sentence quotes (the first two shared ones): the
+                # sentence names them, so a category is never pinned on history items that lack it
+                "shared_by": [
+                    ctx.title(t)
+                    for t in top_ids
+                    if any(v in top_labels[t] for v in [v for v in values if shared_top.get(v)][:2])
+                ],
                 "shared_with": [ctx.title(t) for t in top_ids if any(v in top_labels[t] for v in values[:4])],
                 "history_counts": [{"value": v, "count": int(history_counts.get(v, 0))} for v in values[:4]],
                 "history_size": len(history_ids),
@@ -542,7 +549,13 @@ def build_sentence(facts: Mapping[str, Any]) -> str:
     labels = [e for e in all_labels if e.get("shared_values")]
     if labels:
         first = labels[0]
-        clauses.append(f"it shares {first['column_label']} {_quote(first['shared_values'] or first['values'], 2)}")
+        clause = f"it shares {first['column_label']} {_quote(first['shared_values'] or first['values'], 2)}"
+        quoted = [h["title"] for h in history[:2]]
+        carriers = first.get("shared_by")
+        if carriers is not None and quoted != carriers[:2]:
+            # "like A and B, it shares category X" reads as A and B having X: say which history items do
+            clause += f" with {_quote(carriers, 2)}" if carriers else ""
+        clauses.append(clause)
     else:
         wide = [e for e in all_labels if e["history_counts"] and e["history_counts"][0]["count"] >= 2]
         if wide:

@@ -171,6 +171,30 @@ def test_a_history_item_is_not_tied_to_a_popularity_clause():
     assert "like “Red T-shirt”, which you rated highly, it shares category “C11”" in build_sentence(facts)
 
 
+def test_a_shared_category_is_pinned_only_on_the_history_items_that_have_it():
+    """ "like “XL Jigsaw” and “Pro Chef Knife”, it shares category “Office > Paper”" read as if the jigsaw and
+    the knife were paper: the sentence names the history items that carry the value when they are others."""
+    facts = {
+        "has_attention": True,
+        "modalities": [{"modality": "behaviour", "label": "people", "present": True, "share_pct": 100}],
+        "history": [
+            {"item_id": "a", "title": "XL Jigsaw", "rated_highly": False, "rated_low": False},
+            {"item_id": "b", "title": "Pro Chef Knife", "rated_highly": False, "rated_low": False},
+        ],
+        "labels": [
+            {
+                "column_label": "category",
+                "shared_values": ["Office > Paper"],
+                "values": ["Office > Paper"],
+                "shared_by": ["A4 Notebook"],
+            }
+        ],
+    }
+    assert "it shares category “Office > Paper” with “A4 Notebook”" in build_sentence(facts)
+    facts["labels"][0]["shared_by"] = ["XL Jigsaw", "Pro Chef Knife"]  # the quoted items carry it: no repeat
+    assert build_sentence(facts).endswith("it shares category “Office > Paper”.")
+
+
 def test_the_check_also_refuses_lower_case_labels(demo_run, demo_context):
     model = demo_run.model
     user, item = _pairs(model, users=1, k=1)[0]

@@ -438,15 +438,22 @@ def run_picker(label: str, key: str, runs: list[RunRecord]) -> RunRecord | None:
     if not runs:
         return None
     ids = [r.run_id for r in runs]
-    if key in st.session_state and st.session_state[key] not in ids:
-        del st.session_state[key]
     preferred = st.session_state.get("app_run")
+    if preferred is not None and preferred not in ids:  # deleted (in another tab, or from the CLI) since
+        st.info(
+            "The run you had open has been deleted: showing another one.",
+            icon=":material/info:",
+        )
     if preferred not in ids:  # first visit: the newest run on the active dataset, else the newest run
         active = get_workspace().active_dataset()
         preferred = next((r.run_id for r in runs if r.dataset == active), ids[0])
     index = ids.index(preferred)
     labels = {r.run_id: run_label(r) for r in runs}
-    choice = st.selectbox(label, ids, index=index, key=key, format_func=lambda i: labels[i])
+    # the widget is keyed by the list it offers: a browser tab keeps a select's shown value across reruns, so
+    # after a run was deleted elsewhere it went on naming that run over another run's page. A new list is a
+    # new widget, opened at the run chosen last (app_run), so a run added while a page is open changes nothing
+    digest = hashlib.blake2b("\n".join(ids).encode(), digest_size=4).hexdigest()
+    choice = st.selectbox(label, ids, index=index, key=f"{key}_{digest}", format_func=lambda i: labels[i])
     st.session_state["app_run"] = choice
     return runs[ids.index(choice)]
 

@@ -160,6 +160,18 @@ def test_a_low_rated_history_item_behind_a_card_is_marked_and_explained(app, tra
     assert "counts every interaction as interest, whatever its rating" in texts(at)
 
 
+def test_a_run_deleted_while_it_was_open_is_said_and_another_shown(app, trained_workspace):
+    at = open_page(app, "app_pages/recommendations.py")
+    shown = at.session_state["app_run"]
+    at.session_state["app_run"] = "deleted-elsewhere"  # what a tab holds after the run was deleted elsewhere
+    at.run()
+    assert_clean(at)
+    assert any("The run you had open has been deleted" in i.value for i in at.info)
+    assert at.session_state["app_run"] == shown
+    at.run()  # said once
+    assert not any("has been deleted" in i.value for i in at.info)
+
+
 def test_recommendations_page_steers_a_group_s_exposure(app, trained_workspace):
     at = open_page(app, "app_pages/recommendations.py")
     assert_clean(at)

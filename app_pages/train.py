@@ -804,8 +804,15 @@ def cross_validation_tables(metrics: dict[str, Any]) -> None:
             c: st.column_config.NumberColumn(c, format="%.4f") for c in fold_table(metrics).columns if c != "Fold"
         },
     )
+    paired = paired_table(metrics)
+    if not len(paired):  # stopped after one fold: no fold-to-fold spread to judge a difference by
+        cols[1].caption(
+            "Whether the model differs from the baselines by more than the noise needs at least two folds; "
+            "this run was stopped after one, so its figures are that fold's alone."
+        )
+        return
     cols[1].dataframe(
-        paired_table(metrics),
+        paired,
         hide_index=True,
         width="stretch",
         column_config={"Mean difference": st.column_config.NumberColumn(format="%+.4f")},

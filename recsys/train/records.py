@@ -175,6 +175,8 @@ class RunRecord:
         None when the run has no such comparison (no baseline, or a run from before they were recorded)."""
         best = self.best_baseline
         metrics = self.metrics or {}
+        if "kfold" in metrics and int((metrics.get("kfold") or {}).get("completed") or 0) < 2:
+            return None  # a cross-validation stopped after one fold: no spread to judge a difference by
         pairs = (metrics.get("kfold") or {}).get("paired") if "kfold" in metrics else metrics.get("paired")
         paired = ((pairs or {}).get(best[0]) or {}).get("ndcg@20") if best else None
         if not isinstance(paired, dict) or "clear_at_95" not in paired:

@@ -57,14 +57,24 @@ def metrics_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
     if model.get("test"):
         named.append((f"{model_name(model.get('name', 'model'))} (this run)", model))
     named += list((metrics.get("baselines") or {}).items())
+    kfold = metrics.get("kfold") or {}
+    # a cross-validation stopped after its first fold has one fold's figures: no mean, no spread
+    one_fold = bool(kfold) and int(kfold.get("completed") or 0) < 2
     for name, result in named:
+        folded = "test_std" in result and not one_fold
         row = {
             "Model": model_name(name),
-            "Split": "test" if "test_std" not in result else "test (mean of folds)",
+            "Split": (
+                f"test (fold 1 of {kfold.get('folds', '?')} only)"
+                if one_fold
+                else "test (mean of folds)"
+                if folded
+                else "test"
+            ),
             **{label: result["test"].get(key) for key, label in METRIC_COLUMNS},
             "Fit time": result.get("fit_seconds"),
         }
-        if "test_std" in result:
+        if folded:
             row["± NDCG@20"] = result["test_std"].get("ndcg@20")
         rows.append(row)
     for name, result in (metrics.get("cold_start") or {}).items():
@@ -97,8 +107,8 @@ def fold_table(metrics: dict[str, Any] | None, metric: str = "ndcg@20") -> pd.Da
 
 def paired_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
     """The model minus each baseline over the same folds, with the 95 % interval and a plain verdict."""
-    if not metrics or "kfold" not in metrics:
-        return pd.DataFrame()
+    if not metrics or "kfold" not in metrics or int(metrics["kfold"].get("completed") or 0) < 2:
+        return pd.DataFrame()  # one fold has no fold-to-fold spread to compare a difference with
     rows = []
     for name, by_metric in metrics["kfold"]["paired"].items():
         for metric, d in by_metric.items():

@@ -132,3 +132,29 @@ def test_the_model_label_names_the_fusion_variant():
     assert record(model="fusion", fusion_options={"fusion": "concat"}).model_label == "fusion (concat)"
     assert record(model="ease", fusion="mean").model_label == "ease"
     assert record().model_label == "?" and record().state == "unknown"
+
+
+def test_a_cross_validation_stopped_after_one_fold_reads_as_that_fold_alone(tmp_path):
+    """One fold has no mean and no spread: no "± 0", no nan interval, no "within the noise" verdict."""
+    from recsys.train.records import RunRecord
+    from recsys.train.report import metrics_table, paired_table
+    from recsys.train.run import fold_summary, paired_difference
+
+    def fold(ndcg: float) -> dict:
+        test = {"recall@10": 0.1, "recall@20": 0.2, "ndcg@10": ndcg, "ndcg@20": ndcg, "hit@10": 0.5, "hit@20": 0.6}
+        return {"test": test, "valid": dict(test), "fit_seconds": 1.0, "items_scored_per_second": 1e6}
+
+    ours, theirs = [fold(0.36)], [fold(0.30)]
+    metrics = {
+        "model": {**fold_summary(ours), "name": "fusion"},
+        "baselines": {"ease": fold_summary(theirs)},
+        "kfold": {"folds": 5, "completed": 1, "paired": {"ease": paired_difference(ours, theirs)}},
+    }
+    table = metrics_table(metrics)
+    assert set(table["Split"]) == {"test (fold 1 of 5 only)"} and "± NDCG@20" not in table.columns
+    assert paired_table(metrics).empty
+    run = RunRecord("r", tmp_path, {"dataset": "d", "model": "fusion"}, {"state": "stopped"}, metrics)
+    assert run.verdict_against_best_baseline is None
+    # two folds: the mean, its spread and the verdict are back
+    metrics["kfold"]["completed"] = 2
+    assert "± NDCG@20" in metrics_table(metrics).columns

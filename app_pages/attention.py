@@ -25,8 +25,10 @@ from app_pages.common import (
     log_axis_ticks,
     model_runs,
     no_model_message,
+    open_run,
     page_header,
     part_percent,
+    run_label,
     run_page,
     run_picker,
     style_figure,
@@ -478,6 +480,11 @@ def embedding_map(ctx: RunContext) -> None:
         )
 
 
+def per_user_weight_runs(runs: list) -> list:
+    """The runs whose model learns weights per user (fusion with attention), newest first as listed."""
+    return [r for r in runs if r.model == "fusion" and r.fusion_option("fusion") in (None, "attention")]
+
+
 def main() -> None:
     page_header(
         "Attention",
@@ -494,6 +501,14 @@ def main() -> None:
     if ctx is None:
         return
     model = ctx.model
+    # a run with per-user weights to offer when this one has none: on the same dataset first
+    learned = sorted(per_user_weight_runs(runs), key=lambda r: r.dataset != run.dataset) if run else []
+
+    def open_learned() -> None:
+        if learned and st.button(f"Open {run_label(learned[0])}", key="att_open_learned"):
+            open_run(learned[0].run_id)
+            st.rerun()
+
     if not has_attention(model):
         fusion = (getattr(model, "config", {}) or {}).get("fusion")
         what = (
@@ -507,9 +522,22 @@ def main() -> None:
             "on the Train page.",
             icon=":material/info:",
         )
+        open_learned()
         st.page_link("app_pages/train.py", label="Train a fusion model", icon=":material/arrow_forward:")
         embedding_map(ctx)
         return
+    if run is not None and run not in learned:  # mean or item-gate fusion: weights, but not per user
+        fixed = (
+            "item-gate fusion learns weights per item, the same for every user"
+            if run.fusion_option("fusion") == "item_gate"
+            else "mean fusion gives every user the same fixed weights (equal over what an item has)"
+        )
+        st.info(
+            f"**No per-user weights in this run**: {fixed}. The per-user views below need a fusion run with "
+            "attention (the default)" + (", such as the one this button opens." if learned else "."),
+            icon=":material/info:",
+        )
+        open_learned()
     modalities = list(model.modalities)
     weights = weights_frame(ctx.run_dir, str(ctx.stamp), ctx)
     if weights.empty:

@@ -434,6 +434,16 @@ def run_label(run: RunRecord, with_state: bool = True) -> str:
     return f"{run_name(run)} on {run.dataset or '?'} · {fmt_time(run.started)}{score}{state_note}"
 
 
+RUN_PICKER_KEYS = ("rec_run_", "att_run_")  # run_picker's widget keys: these prefixes and a digest of the list
+
+
+def open_run(run_id: str) -> None:
+    """Make ``run_id`` the run every picker shows from the next rerun on (a picker otherwise keeps its own pick)."""
+    st.session_state["app_run"] = run_id
+    for key in [k for k in st.session_state if str(k).startswith(RUN_PICKER_KEYS)]:
+        del st.session_state[key]
+
+
 def run_picker(label: str, key: str, runs: list[RunRecord]) -> RunRecord | None:
     if not runs:
         return None

@@ -403,3 +403,16 @@ def test_chart_labels_name_each_run_once_and_add_the_run_id_only_to_tell_two_apa
     assert labels["shop-fusion"].startswith("Fusion on shop · ") and "(" not in labels["shop-fusion"]
     # "a" and "b" started in the same minute: their labels would read the same, so each ends with its id
     assert labels["a"].endswith(" (a)") and labels["b"].endswith(" (b)") and labels["a"][:-4] == labels["b"][:-4]
+
+
+def test_the_attention_page_offers_only_runs_with_weights_per_user(tmp_path):
+    from app_pages.attention import per_user_weight_runs
+    from recsys.train.records import RunRecord
+
+    def run(run_id: str, model: str, fusion: str | None) -> RunRecord:
+        options = {"fusion_options": {"fusion": fusion}} if fusion else {}
+        return RunRecord(run_id, tmp_path / run_id, {"dataset": "shop", "model": model, **options}, {})
+
+    runs = [run("m", "fusion", "mean"), run("g", "fusion", "item_gate"), run("c", "fusion", "concat")]
+    runs += [run("e", "ease", None), run("a", "fusion", "attention"), run("old", "fusion", None)]
+    assert [r.run_id for r in per_user_weight_runs(runs)] == ["a", "old"]  # "old": before the option was written

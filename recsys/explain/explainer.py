@@ -505,6 +505,14 @@ def _quote(values: Sequence[str], limit: int = 2) -> str:
     return ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
+def _model_label(model: Any) -> str:
+    """The model's name, with the fusion variant when it has no attention ("fusion (concat)"): "the fusion
+    model, which has no per-modality attention" contradicted every page that shows the fusion model's."""
+    name = str(getattr(model, "name", "model"))
+    variant = (getattr(model, "config", None) or {}).get("fusion") if name == "fusion" else None
+    return f"{name} ({variant})" if variant == "concat" else name
+
+
 def build_sentence(facts: Mapping[str, Any]) -> str:
     """One plain sentence from :meth:`Explanation.facts` (and nothing else).
 
@@ -766,7 +774,7 @@ def explain(
         user_id=user_id,
         item_id=item_id,
         title=ctx.title(item_id),
-        model=str(getattr(model, "name", "model")),
+        model=_model_label(model),
         score=score,
         has_attention=has_attention,
         modalities=modalities,

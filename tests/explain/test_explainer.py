@@ -415,3 +415,15 @@ def test_similar_items_leave_out_the_items_not_kept(demo_run) -> None:
     keep[[model.item_index(item) for item in nearest[:4]]] = False
     kept = [item for item, _ in similar_items(model, 0, k=6, keep=keep)]
     assert kept == nearest[4:10]
+
+
+def test_a_concat_fusion_is_named_as_such_where_it_has_no_attention():
+    from types import SimpleNamespace
+
+    from recsys.explain.explainer import _model_label
+
+    assert _model_label(SimpleNamespace(name="fusion", config={"fusion": "concat"})) == "fusion (concat)"
+    assert _model_label(SimpleNamespace(name="fusion", config={"fusion": "attention"})) == "fusion"
+    assert _model_label(SimpleNamespace(name="ease")) == "ease"
+    facts = {"has_attention": False, "model": "fusion (concat)", "modalities": []}
+    assert build_sentence(facts).startswith("Recommended by the fusion (concat) model, which has no per-modality")

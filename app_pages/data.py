@@ -286,7 +286,7 @@ def _review_and_import(
     if not tables:
         st.error(
             "**The bundle could not be read.** "
-            + ("; ".join(problems) or "no items or interactions table found")
+            + md_text(sentence_case("; ".join(problems) or "no items or interactions table found"))
             + ". Nothing was imported.",
             icon=":material/error:",
         )
@@ -444,6 +444,11 @@ def _review_and_import(
             )
             st.error(f"**The import was refused**: {previous}.", icon=":material/block:")
             _draw_report(result.report.to_dict(), hint_entries, pictures_uploaded)
+
+
+def sentence_case(text: str) -> str:
+    """``text`` with its first letter capitalised (the engine's messages start lower case, as clauses)."""
+    return text[:1].upper() + text[1:]
 
 
 def _uploads() -> None:

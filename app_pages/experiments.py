@@ -114,7 +114,7 @@ def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
                 if run.model == "fusion" and history
                 else "–",
                 # a run still going shows its minutes so far
-                "Minutes": round(((ended or time.time()) - started) / 60, 1)
+                "Minutes": round(((ended or time.time()) - started - run.paused_seconds) / 60, 1)
                 if started and (ended or run.state in ACTIVE_STATES)
                 else None,
                 "NDCG@10": test.get("ndcg@10"),

@@ -583,7 +583,13 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
         # a live run's clock runs on between its progress events (the first can be a minute of feature
         # extraction away); an ended one stops at its end (or its last event when the end was not written)
         now = time.time() if state in ACTIVE_STATES else None
-        elapsed = (ended or now or summary.get("last_time") or started or 0) - (started or 0) if started else None
+        elapsed = (
+            (ended or now or summary.get("last_time") or started or 0)
+            - started
+            - float(status.get("paused_seconds") or 0)
+            if started
+            else None
+        )  # a resumed run: the time it sat stopped is not counted
         details = [f"started {fmt_time(started)}"]
         if status.get("resumed"):
             details.append(f"resumed {fmt_time(status['resumed'])}")

@@ -99,6 +99,11 @@ class RunRecord:
         return self.status.get("started")
 
     @property
+    def paused_seconds(self) -> float:
+        """How long the run sat stopped before it was resumed (0 for a run never resumed)."""
+        return float(self.status.get("paused_seconds") or 0.0)
+
+    @property
     def ended(self) -> float | None:
         """When it ended (None while it is starting or training)."""
         return self.status.get("ended")

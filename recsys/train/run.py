@@ -377,6 +377,9 @@ def _train_locked(
         pid=os.getpid(),
         started=earlier.get("started") or now,
         resumed=now if resume else None,
+        # the time the run sat stopped before this resume: its duration counts the work, not the pause
+        paused_seconds=float(earlier.get("paused_seconds") or 0.0)
+        + (max(0.0, now - float(earlier["ended"])) if resume and earlier.get("ended") else 0.0),
         ended=None,
         stopped_during=None,
         error=None,

@@ -96,9 +96,13 @@ def test_a_stop_during_feature_extraction_ends_the_run_at_once_and_resume_finish
     end = read_progress(run_dir)[-1]
     assert end["type"] == "end" and "resume the run to continue" in end["message"]
 
+    stopped_at = status["ended"]
     train_run(workspace, RunConfig(**SMALL, fusion_options={"epochs": 2}), run_id="stop-in-features", resume=True)
-    assert read_status(run_dir)["state"] == "finished"
+    status = read_status(run_dir)
+    assert status["state"] == "finished"
     assert (run_dir / "metrics.json").is_file()
+    # the time it sat stopped is recorded, so the run's duration counts the work and not the pause
+    assert status["paused_seconds"] == pytest.approx(status["resumed"] - stopped_at)
 
 
 def test_a_stop_during_the_ease_search_does_not_wait_for_the_other_solves(workspace, monkeypatch):

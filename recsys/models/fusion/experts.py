@@ -55,6 +55,31 @@ class Experts:
     # coefficient of the modality's expert (content only; the behaviour slot is 0)
     evidence: torch.Tensor
     length: torch.Tensor  # [B] history length
+    # [B, M] how far each modality's evidence is to be trusted against the whole history's (see
+    # evidence_reliability); set on raw evidence, whose standardisation applies it (None: already applied)
+    reliability: torch.Tensor | None = None
+
+
+# a modality's evidence from n_m of a history's n items is trusted as n_m / (n_m + c) against the history's
+# n / (n + c) (the gate's own shrinkage works on n): two pictured items of eight say less than eight
+EVIDENCE_RELIABILITY_ITEMS = 3.0
+
+
+def evidence_reliability(counts: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+    """``[B, M]`` in (0, 1]: ``(n_m / (n_m + c)) / (n / (n + c))`` for ``counts [B, M]`` (history items with
+    each modality) and ``length [B]``; 1 where every history item has the modality."""
+    c = EVIDENCE_RELIABILITY_ITEMS
+    whole = (length / (length + c)).unsqueeze(1).clamp(min=1e-12)
+    return ((counts / (counts + c)) / whole).clamp(max=1.0)
+
+
+def standardised_evidence(
+    raw: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None, reliability: torch.Tensor
+) -> torch.Tensor:
+    """Raw evidence ``[B, 2M]`` standardised over users (``stats``), each modality's two entries scaled by its
+    reliability, and 0 (the population's weight) where there is none."""
+    evidence = raw if stats is None else (raw - stats[0]) / stats[1]
+    return torch.nan_to_num(evidence * reliability.repeat(1, 2), nan=0.0)
 
 
 def choice_coefficients(
@@ -232,11 +257,12 @@ class ExpertScoring:
         hist_dense = torch.as_tensor(history.toarray() > 0, device=device)
         h = hist_dense.float()
         length = hist_dense.sum(1).float()
-        zs, fits, choices = [], [], []
+        zs, fits, choices, counts = [], [], [], []
         for m, modality in enumerate(self._modalities):
             mask = present[:, m]
             counted = hist_dense & mask.unsqueeze(0)
             n_counted = counted.float().sum(1)
+            counts.append(n_counted)
             if modality == "behaviour":
                 raw = behaviour_raw if behaviour_raw is not None else self._behaviour_scores(history, h)
             else:
@@ -276,13 +302,13 @@ class ExpertScoring:
             fits.append(torch.where(n_counted >= 2, fit, torch.full_like(fit, float("nan"))))
         evidence = torch.stack(fits, dim=1)
         evidence = torch.cat([evidence, self._choice_evidence(choices, hist_dense, evidence)], dim=1)
+        reliability = evidence_reliability(torch.stack(counts, dim=1), length)
         if raw_evidence:
-            return Experts(torch.stack(zs, dim=1), evidence, length)
-        if self._evidence_stats is not None:
-            mean, std = self._evidence_stats
-            evidence = (evidence - mean) / std
+            return Experts(torch.stack(zs, dim=1), evidence, length, reliability)
         # no evidence (fewer than two history items with the modality): the population's weight
-        return Experts(torch.stack(zs, dim=1), torch.nan_to_num(evidence, nan=0.0), length)
+        return Experts(
+            torch.stack(zs, dim=1), standardised_evidence(evidence, self._evidence_stats, reliability), length
+        )
 
     def _with_projection(
         self, raw: torch.Tensor, history: sp.csr_matrix, h: torch.Tensor, modality: str, mask: torch.Tensor
@@ -385,7 +411,7 @@ class ExpertScoring:
                 # only the kept users' expert scores stay: [users, M, N] of the 5,000 statistics users would be
                 # gigabytes on a large catalogue (the evidence is [users, 2M])
                 mine = torch.as_tensor(kept_rows[start : start + 256], device=self.device)
-                parts.append(Experts(part.z[mine], part.evidence, part.length[mine]))
+                parts.append(Experts(part.z[mine], part.evidence, part.length[mine], part.reliability))
         if not parts:
             empty = torch.zeros(0, 2 * len(self._modalities), device=self.device)
             return (
@@ -401,7 +427,10 @@ class ExpertScoring:
         # keep is sorted and unique (np.flatnonzero): the rows stored above are keep's, in its order
         assert np.array_equal(scored[kept_rows], keep)
         index = torch.as_tensor(np.searchsorted(scored, keep), device=self.device)
-        kept = Experts(torch.cat([p.z for p in parts]), evidence[index], torch.cat([p.length for p in parts]))
+        reliability = torch.cat([fitted(p.reliability) for p in parts])
+        kept = Experts(
+            torch.cat([p.z for p in parts]), evidence[index], torch.cat([p.length for p in parts]), reliability[index]
+        )
         return (mean, spread), kept
 
     def _behaviour_scores(self, history: sp.csr_matrix, h: torch.Tensor | None = None) -> torch.Tensor:

@@ -22,7 +22,7 @@ from ...stopping import check
 from ..base import Recommender, TrainData
 from ..config import MODALITIES, FusionConfig
 from .content import ContentArrays, binary_rows
-from .experts import Experts, ExpertScoring, fitted
+from .experts import Experts, ExpertScoring, fitted, standardised_evidence
 from .gate import ExpertGate
 from .losses import bpr_cloze_loss, cloze_batch, hide_items, softmax_cloze_loss
 from .optimiser import GateAdam
@@ -573,7 +573,9 @@ class FusionRecommender(ExpertScoring, Recommender):
             return self.score
         if raw is not None:
             mean, std = fitted(self._evidence_stats)
-            cached = Experts(raw.z, torch.nan_to_num((raw.evidence - mean) / std, nan=0.0), raw.length)
+            cached = Experts(
+                raw.z, standardised_evidence(raw.evidence, (mean, std), fitted(raw.reliability)), raw.length
+            )
         else:
             with torch.no_grad():
                 parts = []

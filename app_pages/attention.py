@@ -23,6 +23,7 @@ from app_pages.common import (
     item_caption,
     label_separators,
     log_axis_ticks,
+    md_text,
     model_runs,
     no_model_message,
     open_run,
@@ -505,7 +506,8 @@ def main() -> None:
     learned = sorted(per_user_weight_runs(runs), key=lambda r: r.dataset != run.dataset) if run else []
 
     def open_learned() -> None:
-        if learned and st.button(f"Open {run_label(learned[0])}", key="att_open_learned"):
+        # a button label is Markdown: the dataset's name (underscores) is escaped
+        if learned and st.button(f"Open {md_text(run_label(learned[0]))}", key="att_open_learned"):
             open_run(learned[0].run_id)
             st.rerun()
 

@@ -434,13 +434,13 @@ def run_label(run: RunRecord, with_state: bool = True) -> str:
     return f"{run_name(run)} on {run.dataset or '?'} · {fmt_time(run.started)}{score}{state_note}"
 
 
-RUN_PICKER_KEYS = ("rec_run_", "att_run_")  # run_picker's widget keys: these prefixes and a digest of the list
+RUN_PICKER_KEY = "run_picker_"  # every run_picker widget's key: this, the page's key and a digest of the list
 
 
 def open_run(run_id: str) -> None:
     """Make ``run_id`` the run every picker shows from the next rerun on (a picker otherwise keeps its own pick)."""
     st.session_state["app_run"] = run_id
-    for key in [k for k in st.session_state if str(k).startswith(RUN_PICKER_KEYS)]:
+    for key in [k for k in st.session_state if str(k).startswith(RUN_PICKER_KEY)]:
         del st.session_state[key]
 
 
@@ -463,7 +463,9 @@ def run_picker(label: str, key: str, runs: list[RunRecord]) -> RunRecord | None:
     # after a run was deleted elsewhere it went on naming that run over another run's page. A new list is a
     # new widget, opened at the run chosen last (app_run), so a run added while a page is open changes nothing
     digest = hashlib.blake2b("\n".join(ids).encode(), digest_size=4).hexdigest()
-    choice = st.selectbox(label, ids, index=index, key=f"{key}_{digest}", format_func=lambda i: labels[i])
+    choice = st.selectbox(
+        label, ids, index=index, key=f"{RUN_PICKER_KEY}{key}_{digest}", format_func=lambda i: labels[i]
+    )
     st.session_state["app_run"] = choice
     return runs[ids.index(choice)]
 

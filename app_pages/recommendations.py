@@ -45,35 +45,36 @@ def stars(value) -> str:
     return "★" * full + "☆" * (5 - full) if value <= 5 else f"rating {value:g}"
 
 
+def history_sort(ctx: RunContext) -> tuple[str | None, str | None]:
+    """The rating and the timestamp column a history is sorted by (best rated, then latest, first)."""
+    data = ctx.data
+    stamp = next((c for c, r in data.schema.get("interactions", {}).items() if r == "timestamp"), None)
+    return data.rating_column, stamp
+
+
 def user_history(ctx: RunContext, user: str) -> pd.DataFrame:
     data = ctx.data
     rows = ctx.user_rows.get(user)
     if rows is None:
         return data.interactions.head(0)
     history = data.interactions.iloc[rows]
-    order = []
-    if data.rating_column:
-        order.append(data.rating_column)
-    stamp = next((c for c, r in data.schema.get("interactions", {}).items() if r == "timestamp"), None)
-    if stamp:
-        order.append(stamp)
+    order = [column for column in history_sort(ctx) if column]
     return history.sort_values(order, ascending=False) if order else history
 
 
 def history_order(ctx: RunContext) -> str:
     """How :func:`user_history` orders a history, for the caption above it ("" when it keeps the file's order)."""
-    stamp = any(r == "timestamp" for r in ctx.data.schema.get("interactions", {}).values())
-    if ctx.data.rating_column:
+    rating, stamp = history_sort(ctx)
+    if rating:
         return ", best rated first" + (" (then latest)" if stamp else "")
     return ", latest first" if stamp else ""
 
 
-def whole_history_table(ctx: RunContext, history: pd.DataFrame, times: pd.Series) -> None:
-    """Every item of a history, one row each in the history's order: title, id, rating, how many times.
-    A table, not Markdown; the cells go through spreadsheet_safe, as its download button exports them."""
+def whole_history_table(ctx: RunContext, distinct: pd.DataFrame, times: pd.Series) -> None:
+    """Every item of a history (``distinct``: one row per item, in the history's order): title, id, rating, how
+    many times. A table, not Markdown; the cells go through spreadsheet_safe, as its download button exports."""
     from recsys.export import spreadsheet_safe
 
-    distinct = history.drop_duplicates("item_id")
     ids = distinct["item_id"].astype(str)
     frame = pd.DataFrame({"Title": [ctx.title(i) for i in ids], "Item": ids.to_numpy()})
     if ctx.data.rating_column:
@@ -571,8 +572,9 @@ def main() -> None:
     rating = ctx.data.rating_column
     times = history["item_id"].astype(str).value_counts()
     # one card per item (its best-rated, latest interaction first): a repeat purchase took a second slot
-    shown = history.drop_duplicates("item_id").head(12)
-    distinct = int(history["item_id"].nunique())
+    one_per_item = history.drop_duplicates("item_id")
+    shown = one_per_item.head(12)
+    distinct = len(one_per_item)
     st.caption(
         f"{len(history):,} interaction{'s' if len(history) != 1 else ''}"
         # the picker counts distinct items: say so when the same item was chosen more than once
@@ -601,7 +603,7 @@ def main() -> None:
     gallery(entries, per_row=6)
     if distinct > len(shown):  # the cards show the first dozen; the whole history is one click away, as text
         with st.expander(f"All {distinct:,} items of this history"):
-            whole_history_table(ctx, history, times)
+            whole_history_table(ctx, one_per_item, times)
 
     st.markdown(f"#### :material/recommend: Top {k} for {md_text(user)}")
     if diversity > 0:

@@ -382,20 +382,17 @@ def _label_evidence(
             set(shared_top) | set(history_counts),
             key=lambda v: (-len(shared_top.get(v, [])), -history_counts.get(v, 0), v),
         )
+        shared_values = [v for v in values if shared_top.get(v)][:4]
         out.append(
             {
                 "column": column,
                 "column_label": str(column).replace("_", " "),
                 "role": role,
                 "values": values[:4],
-                "shared_values": [v for v in values if shared_top.get(v)][:4],
+                "shared_values": shared_values,
                 # the history items that carry the values a sentence quotes (the first two shared ones): the
                 # sentence names them, so a category is never pinned on history items that lack it
-                "shared_by": [
-                    ctx.title(t)
-                    for t in top_ids
-                    if any(v in top_labels[t] for v in [v for v in values if shared_top.get(v)][:2])
-                ],
+                "shared_by": [ctx.title(t) for t in top_ids if top_labels[t] & set(shared_values[:2])],
                 "shared_with": [ctx.title(t) for t in top_ids if any(v in top_labels[t] for v in values[:4])],
                 "history_counts": [{"value": v, "count": int(history_counts.get(v, 0))} for v in values[:4]],
                 "history_size": len(history_ids),

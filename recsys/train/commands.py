@@ -15,7 +15,7 @@ from typing import Any
 from ..cli import CommandError, TqdmProgress, _say, _workspace, command, positive_int
 from ..models.config import FusionConfig, field_default, field_types
 from .lock import RunRefused
-from .records import FLAT_FUSION_OPTIONS, read_run_config
+from .records import FLAT_FUSION_OPTIONS, read_run_config, single_fold
 from .report import user_paired_verdict
 from .run import SHARED_FUSION_OPTIONS, RunConfig, list_runs, read_progress, read_status, train_run
 
@@ -281,7 +281,7 @@ def _print_metrics(args: argparse.Namespace, metrics: dict[str, Any]) -> None:
             f"{name:<12} {test['recall@10']:>9.4f} {test['recall@20']:>9.4f} {test['ndcg@10']:>8.4f} "
             f"{test['ndcg@20']:>8.4f} {result.get('fit_seconds') or 0:>7.1f}",
         )
-        if "test_std" in result and (metrics.get("kfold") or {}).get("completed", 2) >= 2:
+        if "test_std" in result and not single_fold(metrics):
             std = result["test_std"]
             _say(
                 args,
@@ -289,7 +289,7 @@ def _print_metrics(args: argparse.Namespace, metrics: dict[str, Any]) -> None:
                 f"{std['ndcg@20']:>8.4f}",
             )
     kfold = metrics.get("kfold")
-    if kfold and kfold["completed"] < 2:  # stopped after the first fold: its figures alone, nothing to judge by
+    if kfold and single_fold(metrics):
         _say(args, f"1 of {kfold['folds']} folds (stopped): the table shows that fold alone; no comparison")
     elif kfold:
         _say(args, f"{kfold['completed']} of {kfold['folds']} folds; the table shows the mean (± std over folds)")

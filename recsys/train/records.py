@@ -23,6 +23,13 @@ ENDED_STATES = ("finished", "stopped", "interrupted")
 MODEL_STAGE = ".stage.json"  # in model/: which model it is, written in the same rename as the model
 
 
+def single_fold(metrics: dict[str, Any] | None) -> bool:
+    """A cross-validation stopped after its first fold: one fold's figures, with no mean, no spread and no
+    fold-to-fold comparison to judge a difference by."""
+    kfold = (metrics or {}).get("kfold")
+    return isinstance(kfold, dict) and int(kfold.get("completed") or 0) < 2
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """One run as listed: its id and folder, its configuration, its status and (once evaluated) its metrics.
@@ -180,8 +187,8 @@ class RunRecord:
         None when the run has no such comparison (no baseline, or a run from before they were recorded)."""
         best = self.best_baseline
         metrics = self.metrics or {}
-        if "kfold" in metrics and int((metrics.get("kfold") or {}).get("completed") or 0) < 2:
-            return None  # a cross-validation stopped after one fold: no spread to judge a difference by
+        if single_fold(metrics):
+            return None
         pairs = (metrics.get("kfold") or {}).get("paired") if "kfold" in metrics else metrics.get("paired")
         paired = ((pairs or {}).get(best[0]) or {}).get("ndcg@20") if best else None
         if not isinstance(paired, dict) or "clear_at_95" not in paired:

@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from .records import single_fold
+
 __all__ = [
     "METRIC_COLUMNS",
     "MODEL_NAMES",
@@ -58,8 +60,7 @@ def metrics_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
         named.append((f"{model_name(model.get('name', 'model'))} (this run)", model))
     named += list((metrics.get("baselines") or {}).items())
     kfold = metrics.get("kfold") or {}
-    # a cross-validation stopped after its first fold has one fold's figures: no mean, no spread
-    one_fold = bool(kfold) and int(kfold.get("completed") or 0) < 2
+    one_fold = single_fold(metrics)
     for name, result in named:
         folded = "test_std" in result and not one_fold
         row = {
@@ -107,8 +108,8 @@ def fold_table(metrics: dict[str, Any] | None, metric: str = "ndcg@20") -> pd.Da
 
 def paired_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
     """The model minus each baseline over the same folds, with the 95 % interval and a plain verdict."""
-    if not metrics or "kfold" not in metrics or int(metrics["kfold"].get("completed") or 0) < 2:
-        return pd.DataFrame()  # one fold has no fold-to-fold spread to compare a difference with
+    if not metrics or "kfold" not in metrics or single_fold(metrics):
+        return pd.DataFrame()
     rows = []
     for name, by_metric in metrics["kfold"]["paired"].items():
         for metric, d in by_metric.items():

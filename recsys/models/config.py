@@ -105,7 +105,7 @@ class FusionConfig(_Config):
     loss: FusionLoss = option("softmax", "softmax over the catalogue (cloze) or bpr (sampled negatives)")
     epochs: int = option(30, "maximum gate-training rounds (early stopping on valid NDCG@20 usually ends sooner)")
     steps_per_epoch: int = option(10, "optimiser steps per round (each on cloze_batch users)")
-    patience: int = option(4, "rounds without a valid NDCG@20 gain before stopping")
+    patience: int = option(3, "rounds without a valid NDCG@20 gain before stopping")
     lr: float = option(0.05, "learning rate of the gate (Adam)")
     gate_l2: float = option(1e-3, "L2 on the gate's weights (pulls every user toward the population)")
     cloze_ratio: float = option(0.2, "share of a cloze user's history hidden and predicted")
@@ -157,7 +157,7 @@ class FusionConfig(_Config):
         "values (a column nobody is loyal to counts 0); equal = every column the same",
     )
     content_max_dim: int = option(
-        512,
+        256,
         "a content modality wider than this (e.g. thousands of tags) is reduced to its leading principal "
         "directions first (0: never)",
     )

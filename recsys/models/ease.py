@@ -51,31 +51,41 @@ def _binary(train: sp.spmatrix) -> sp.csr_matrix:
 
 
 def _gram(train: sp.spmatrix, block_rows: int = 8192) -> np.ndarray:
-    """``X^T X`` (dense float64), summed over blocks of users: scipy's sparse product holds the GIL, so one
+    """``X^T X`` (dense float32: the inverse is computed in float32, and the entries are co-occurrence counts,
+    exact in float32 below 2^24), summed over blocks of users: scipy's sparse product holds the GIL, so one
     product over a million interactions would hold a stop request (and every other thread) for seconds;
     between blocks :func:`recsys.stopping.check` can act.
 
     Where the dense product is the cheaper one (few users with long histories: its ``users x items^2``
     multiply-adds against the sparse product's ``sum of squared history lengths``, at ~1000x the rate
-    through BLAS) the blocks are multiplied dense, in float32: the entries are co-occurrence counts,
-    exact in float32 below 2^24."""
+    through BLAS) the blocks are multiplied dense, in float32."""
     x = _binary(train)
     n_rows, n_items = x.shape
     lengths = np.diff(x.indptr).astype(np.float64)
     dense = float(n_rows) * n_items * n_items < 1000.0 * float((lengths**2).sum())
     if dense:  # blocks of at most ~16M floats
         block_rows = max(1, min(block_rows, 16_000_000 // max(1, n_items)))
-    gram = np.zeros((n_items, n_items), dtype=np.float64)
+    # the sparse products' sum in float64 (a count can pass 2^24 over millions of users before the float32
+    # rounding of the inverse's input); the dense blocks' in float32
+    gram: np.ndarray | None = None
     for start in range(0, n_rows, block_rows):
         check("the EASE Gram matrix")
         block = x[start : start + block_rows]
         if dense:
             rows = block.toarray().astype(np.float32)
-            gram += rows.T @ rows
-            continue
-        product = block.T @ block
-        gram += product.toarray() if sp.issparse(product) else product
-    return gram
+            # the transpose made contiguous first: BLAS multiplies a C-ordered [items, users] by [users, items]
+            # ~1.7x faster than through a transposed view (610 x 3,650: 100 ms against 170 ms)
+            product = np.ascontiguousarray(rows.T) @ rows
+        else:
+            sparse_product = block.T @ block
+            product = sparse_product.toarray() if sp.issparse(sparse_product) else np.asarray(sparse_product)
+        if gram is None:  # the first block's product is the sum so far (one block: the whole Gram matrix)
+            gram = product if dense else np.asarray(product, dtype=np.float64)
+        else:
+            gram += product
+    if gram is None:
+        return np.zeros((n_items, n_items), dtype=np.float32)
+    return gram.astype(np.float32, copy=False)
 
 
 def ease_inverse(train: sp.spmatrix, l2: float, gram: np.ndarray | None = None) -> np.ndarray:

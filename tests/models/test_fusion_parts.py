@@ -9,9 +9,15 @@ import scipy.sparse as sp
 import torch
 
 from recsys.evaluate import one_standard_error_choice
-from recsys.models.fusion.content import centred_unit_rows, content_unit_rows, principal_rows
+from recsys.models.fusion.content import (
+    centred_unit_rows,
+    content_unit_rows,
+    order_by_projection,
+    principal_rows,
+    reorder_top,
+)
 from recsys.models.fusion.losses import hidden_ranks, softmax_cloze_loss
-from recsys.topk import places_in_rows
+from recsys.topk import argsort_rows, places_in_rows, sorted_rows
 
 
 def test_one_standard_error_rule_keeps_the_smaller_change_unless_the_gain_is_beyond_noise():
@@ -95,6 +101,55 @@ def test_the_cloze_loss_on_hidden_entries_equals_the_dense_softmax_form(rank_wei
     expected.backward()
     assert torch.allclose(loss, expected, atol=1e-12)
     assert torch.allclose(sparse_form.grad, dense_form.grad, atol=1e-12)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_reorder_top_places_the_largest_values_on_the_chosen_entries_and_permutes_the_row(ties):
+    generator = torch.Generator().manual_seed(7)
+    values = torch.randn(6, 300, generator=generator)
+    if ties:
+        values = torch.round(values * 2) / 2
+    by = torch.randn(6, 300, generator=generator)
+    top = 25
+    out = reorder_top(values, by, top)
+    # the full ordering: the k-th best by ``by`` gets the k-th largest value
+    full = torch.empty_like(values).scatter_(1, argsort_rows(by), sorted_rows(values))
+    for row in range(len(values)):
+        assert torch.equal(torch.sort(out[row]).values, torch.sort(values[row]).values)  # a permutation
+        chosen = torch.topk(by[row], top).indices
+        assert torch.equal(out[row, chosen], full[row, chosen])
+        holders = set(torch.topk(values[row], top).indices.tolist())
+        untouched = [i for i in range(300) if i not in holders and i not in set(chosen.tolist())]
+        assert torch.equal(out[row, untouched], values[row, untouched])
+        # the holders that lost their values take what is left over, in their own order
+        displaced = torch.tensor(sorted(holders - set(chosen.tolist())), dtype=torch.long)
+        before, after = values[row, displaced], out[row, displaced]
+        higher = before.unsqueeze(1) > before.unsqueeze(0)  # i held a larger value than j ...
+        assert bool((after.unsqueeze(1) >= after.unsqueeze(0))[higher].all())  # ... and still does
+
+
+def test_order_by_projection_orders_the_untried_items_by_the_projection_at_the_top():
+    generator = torch.Generator().manual_seed(3)
+    n_items, dim = 1200, 8
+    outside = torch.zeros(n_items, dtype=torch.bool)
+    outside[200:] = True  # 1,000 items without behaviour
+    raw = torch.randn(4, n_items, generator=generator)
+    mapped = torch.randn(4, dim, generator=generator)
+    vectors = torch.randn(dim, int(outside.sum()), generator=generator)
+    mask = torch.ones(n_items, dtype=torch.bool)
+    out = order_by_projection(raw, mapped, (torch.zeros(1), vectors), outside, mask, top=50)
+    assert torch.equal(out[:, :200], raw[:, :200])  # the items with behaviour keep their scores
+    projected = mapped @ vectors
+    for row in range(4):
+        best = torch.topk(projected[row], 50).indices + 200
+        assert torch.equal(out[row, best], torch.topk(raw[row, 200:], 50).values)
+    # few untried items: every one of them is ordered by the projection
+    small = torch.zeros(n_items, dtype=torch.bool)
+    small[-60:] = True
+    out = order_by_projection(raw, mapped, (torch.zeros(1), vectors[:, -60:]), small, mask, top=50)
+    order = torch.argsort(mapped @ vectors[:, -60:], dim=1)
+    for row in range(4):
+        assert torch.equal(out[row, -60:][order[row]], torch.sort(raw[row, -60:]).values)
 
 
 def test_principal_rows_are_exact_when_the_modality_has_low_rank():

@@ -444,12 +444,21 @@ def open_run(run_id: str) -> None:
         del st.session_state[key]
 
 
+def run_exists(run_id: str) -> bool:
+    """Whether the workspace still has a folder for ``run_id`` (False for a name that is not a run id)."""
+    try:
+        return get_workspace().run_path(run_id).is_dir()
+    except ValueError:
+        return False
+
+
 def run_picker(label: str, key: str, runs: list[RunRecord]) -> RunRecord | None:
     if not runs:
         return None
     ids = [r.run_id for r in runs]
     preferred = st.session_state.get("app_run")
-    if preferred is not None and preferred not in ids:  # deleted (in another tab, or from the CLI) since
+    if preferred is not None and preferred not in ids and not run_exists(preferred):  # deleted since (another
+        # tab, the CLI); a run this page does not list (one still training) is not
         st.info(
             "The run you had open has been deleted: showing another one.",
             icon=":material/info:",

@@ -172,6 +172,16 @@ def test_a_run_deleted_while_it_was_open_is_said_and_another_shown(app, trained_
     assert not any("has been deleted" in i.value for i in at.info)
 
 
+def test_a_run_the_page_does_not_list_is_not_called_deleted(app, trained_workspace):
+    """The Train page makes a run it starts the open one; the model pages do not list it until it ends."""
+    at = open_page(app, "app_pages/recommendations.py")
+    (trained_workspace / "runs" / "20990101-000000-still-training").mkdir()  # a private copy of the workspace
+    at.session_state["app_run"] = "20990101-000000-still-training"
+    at.run()
+    assert_clean(at)
+    assert not any("has been deleted" in i.value for i in at.info)
+
+
 def test_recommendations_page_steers_a_group_s_exposure(app, trained_workspace):
     at = open_page(app, "app_pages/recommendations.py")
     assert_clean(at)

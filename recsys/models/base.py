@@ -363,6 +363,12 @@ class Recommender(ABC):
         return folder
 
     @classmethod
+    def upgrade_saved_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """A saved ``config.json``'s options as this version reads them: an option added after the model was
+        saved gets the value the model was fitted with, not today's default (the base class adds none)."""
+        return config
+
+    @classmethod
     def load(cls, folder: str | Path) -> Recommender:
         """Load any saved model; the class comes from ``config.json`` (no code is unpickled)."""
         from safetensors.numpy import load_file
@@ -383,7 +389,7 @@ class Recommender(ABC):
                 f"{folder} holds a {meta['model']} model saved in format {saved_version}; this version of "
                 f"the studio reads format {model_cls.format_version}. Train the model again."
             )
-        model = model_cls(**meta["config"])
+        model = model_cls(**model_cls.upgrade_saved_config(dict(meta["config"])))
         ids = _read_json_object(folder / "ids.json")
         if not isinstance(ids.get("user_ids"), list) or not isinstance(ids.get("item_ids"), list):
             raise ModelDamaged(folder / "ids.json", "cannot be read (no user or item ids)")

@@ -156,6 +156,11 @@ class FusionConfig(_Config):
         "behaviour = each attribute column weighted by how much more than chance users' histories share its "
         "values (a column nobody is loyal to counts 0); equal = every column the same",
     )
+    choice_alternatives: int = option(
+        4096,
+        "above this many items, each user's choice model (the content coefficients the gate reads) runs over a "
+        "fixed random sample of this many items plus the histories' own (saved with the model)",
+    )
     content_max_dim: int = option(
         256,
         "a content modality wider than this (e.g. thousands of tags) is reduced to its leading principal "
@@ -185,6 +190,8 @@ class FusionConfig(_Config):
         if not self.modalities:
             raise ValueError(f"choose at least one modality of {MODALITIES}")
         self.ease_l2 = l2_value(self.ease_l2, "ease_l2")
+        if self.choice_alternatives < 64:
+            raise ValueError(f"choice_alternatives must be at least 64, not {self.choice_alternatives}")
 
 
 @dataclass

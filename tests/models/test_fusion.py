@@ -544,3 +544,35 @@ def test_the_projections_outside_vectors_are_rebuilt_on_load_and_older_files_sti
     np.testing.assert_allclose(
         Recommender.load(tmp_path / "model").score(np.arange(8)), model.score(np.arange(8)), rtol=1e-5, atol=1e-5
     )
+
+
+def test_the_choice_set_is_saved_with_the_model_and_an_older_model_loads_with_the_one_it_was_fitted_with(
+    demo_template, tmp_path
+):
+    """The choice models' sample size is an option saved in config.json: a model fitted with a sample (here
+    60 of 120 items) loads with it and scores as it did, whatever today's default. A model saved before the
+    option existed loads with the count it was fitted with: 16,384 (every item of this catalogue), or 4,096
+    for one saved with that default's companion content_max_dim of 256. A count too small is refused."""
+    import json
+
+    data = _template_data(demo_template)
+    model = FusionRecommender(epochs=1, device="cpu", choice_alternatives=64).fit(data)
+    assert model._choice_set(torch.ones(1, model.n_items, dtype=torch.bool)) is not None  # it sampled
+    model.save(tmp_path / "model")
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert saved["config"]["choice_alternatives"] == 64
+    loaded = Recommender.load(tmp_path / "model")
+    assert loaded.config["choice_alternatives"] == 64
+    np.testing.assert_allclose(loaded.score(np.arange(20)), model.score(np.arange(20)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.user_modality_weights(np.arange(20)), model.user_modality_weights(np.arange(20)), atol=1e-6
+    )
+
+    for content_max_dim, expected in ((512, 16_384), (256, 4096)):
+        older = dict(saved, config={k: v for k, v in saved["config"].items() if k != "choice_alternatives"})
+        older["config"]["content_max_dim"] = content_max_dim
+        (tmp_path / "model" / "config.json").write_text(json.dumps(older))
+        assert Recommender.load(tmp_path / "model").config["choice_alternatives"] == expected
+
+    with pytest.raises(ValueError, match="choice_alternatives"):
+        FusionRecommender(choice_alternatives=10)

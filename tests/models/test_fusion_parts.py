@@ -242,11 +242,10 @@ def test_the_factored_mix_equals_the_sum_of_the_shares():
             assert float(weights[:, ~present].detach().abs().max()) == 0.0  # no weight on a modality an item lacks
 
 
-def test_choice_model_over_sampled_alternatives_agrees_with_the_full_softmax(demo_template, monkeypatch):
-    """Above CHOICE_ALTERNATIVES items the users' conditional logits run over a fixed uniform sample of items
+def test_choice_model_over_sampled_alternatives_agrees_with_the_full_softmax(demo_template):
+    """Above choice_alternatives items the users' conditional logits run over a fixed uniform sample of items
     plus the batch's history items; the coefficients stay close to the full-catalogue ones (IIA)."""
     from recsys.models import Recommender
-    from recsys.models.fusion import experts
     from recsys.workspace import Workspace
     from tests.conftest import DEMO_RUN
 
@@ -264,7 +263,7 @@ def test_choice_model_over_sampled_alternatives_agrees_with_the_full_softmax(dem
     history.data[:] = 1.0
     history = history[:80]
     full = model._expert_z(history, raw_evidence=True).evidence
-    monkeypatch.setattr(experts, "CHOICE_ALTERNATIVES", model.n_items // 2)
+    model.config["choice_alternatives"] = model.n_items // 2
     hist = torch.as_tensor(history.toarray() > 0)
     columns = model._choice_set(hist)
     assert columns is not None and len(columns) < model.n_items

@@ -40,9 +40,20 @@ def fitted(value: T | None) -> T:
     return value
 
 
-# above this many items the users' choice models run over a sample of alternatives (see _choice_set): on
-# movielens-small-mm (9,742 items) 4,096 changed no test metric and took ~0.6 s off a 10 s fit
-CHOICE_ALTERNATIVES = 4096
+# the fusion option choice_alternatives: above this many items the users' choice models run over a sample of
+# alternatives (see _choice_set). On movielens-small-mm (9,742 items) 4,096 changed no test metric and took
+# ~0.6 s off a 10 s fit. A model saved before the option existed ran over every item up to 16,384 and over
+# 16,384 sampled ones above: see legacy_choice_alternatives
+LEGACY_CHOICE_ALTERNATIVES = 16_384
+
+
+def legacy_choice_alternatives(saved_config: dict[str, Any]) -> int:
+    """The choice set of a fusion model saved before ``choice_alternatives`` was an option: 16,384, except
+    for the models saved in the short while (2026-12-04) the default was already 4,096 but not yet saved.
+    Those are told apart by ``content_max_dim``, whose default went from 512 to 256 in the same change (a
+    user who set it by hand to the other default gets the other count: the coefficients are then estimated
+    on another sample of items, consistently, and the gate's weights move within their noise)."""
+    return 4096 if saved_config.get("content_max_dim") == 256 else LEGACY_CHOICE_ALTERNATIVES
 
 
 @dataclass
@@ -367,25 +378,24 @@ class ExpertScoring:
         return out
 
     def _choice_set(self, history: torch.Tensor) -> torch.Tensor | None:
-        """The items the choice model's softmax runs over: every item up to ``CHOICE_ALTERNATIVES``; above, a
+        """The items the choice model's softmax runs over: every item up to ``choice_alternatives``; above, a
         fixed uniform sample of that many plus every item of the batch's histories (None = all).
 
         Sampling the alternatives keeps a conditional logit's coefficients consistent (McFadden's result for
         uniform sampling, which IIA makes exact up to a constant), and the Newton steps over [B, K, N] are
         the hot spot of scoring a 100k-item catalogue (memory-bound: each pass reads B x K x N floats)."""
-        if self.n_items <= CHOICE_ALTERNATIVES:
+        if self.n_items <= int(self.config["choice_alternatives"]):
             return None
         return torch.nonzero(self._sampled_alternatives(history.device) | history.any(0)).squeeze(1)
 
     def _sampled_alternatives(self, device: torch.device) -> torch.Tensor:
         """``[N]`` bool: the fixed uniform sample of ``_choice_set``, drawn once per model (it depends only on the
         seed and the catalogue size, so a loaded model draws the same)."""
-        key = (self.n_items, CHOICE_ALTERNATIVES, str(device))
+        size = int(self.config["choice_alternatives"])
+        key = (self.n_items, size, str(device))
         cached = getattr(self, "_alternatives_cache", None)
         if cached is None or cached[0] != key:
-            sample = np.random.default_rng(int(self.config["seed"])).choice(
-                self.n_items, size=CHOICE_ALTERNATIVES, replace=False
-            )
+            sample = np.random.default_rng(int(self.config["seed"])).choice(self.n_items, size=size, replace=False)
             keep = torch.zeros(self.n_items, dtype=torch.bool, device=device)
             keep[torch.as_tensor(sample, device=device)] = True
             cached = (key, keep)

@@ -22,7 +22,7 @@ from ...stopping import check
 from ..base import Recommender, TrainData
 from ..config import MODALITIES, FusionConfig
 from .content import ContentArrays, binary_rows
-from .experts import Experts, ExpertScoring, fitted, standardised_evidence
+from .experts import Experts, ExpertScoring, fitted, legacy_choice_alternatives, standardised_evidence
 from .gate import ExpertGate
 from .losses import bpr_cloze_loss, cloze_batch, hide_items, softmax_cloze_loss
 from .optimiser import GateAdam
@@ -94,6 +94,13 @@ class FusionRecommender(ExpertScoring, Recommender):
         self._outside_behaviour = None  # [N] items the behaviour expert does not score
         # content modality -> (weights [A, D], vectors of the items outside [D, O]): see _fit_projections
         self._projections = {}
+
+    @classmethod
+    def upgrade_saved_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        # choice_alternatives became an option (and is saved) after models had been saved without it
+        if "choice_alternatives" not in config:
+            config = {**config, "choice_alternatives": legacy_choice_alternatives(config)}
+        return config
 
     # ------------------------------------------------------------------ capabilities
     @property

@@ -798,14 +798,15 @@ def gallery(entries: list[dict[str, Any]], per_row: int = 6) -> None:
         for col, entry in zip(cols, entries[start : start + per_row]):
             with col:
                 st.image(entry["picture"], width="stretch")
-                st.markdown(f"**{md_text(_short(entry['title'], 60))}**")
+                st.markdown(f"**{md_text(short_text(entry['title'], 60))}**")
                 if entry.get("caption"):
                     st.caption(md_text(entry["caption"]))
 
 
-def _short(text: str, n: int) -> str:
+def short_text(text: Any, n: int) -> str:
+    """``text`` cut to ``n`` characters with an ellipsis (a catalogue title can be a paragraph long)."""
     text = str(text)
-    return text if len(text) <= n else text[: n - 1] + "…"
+    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
 
 
 # ----------------------------------------------------------------------------- charts

@@ -24,6 +24,7 @@ from app_pages.common import (
     page_header,
     run_page,
     run_picker,
+    short_text,
     show_error,
     style_figure,
     usable_context,
@@ -32,6 +33,8 @@ from recsys.explain import explain
 from recsys.models.rerank import filter_mask, group_membership
 
 MAX_USER_OPTIONS = 5000
+# a card's title is cut at this many characters (about four lines of a five-card row)
+CARD_TITLE_CHARACTERS = 90
 
 
 def stars(value) -> str:
@@ -384,7 +387,10 @@ def card(ctx: RunContext, user: str, rank: int, item_id: str, score: float) -> N
     row = ctx.items_by_id.loc[item_id] if item_id in ctx.items_by_id.index else pd.Series(dtype=object)
     with st.container(border=True, height="stretch"):
         st.image(ctx.picture(item_id), width="stretch")
-        st.markdown(f"**{rank}. {md_text(ctx.title(item_id))}**")
+        # a title a paragraph long would stretch every card of its row: cut, whole in the tooltip (as text)
+        title = ctx.title(item_id)
+        shown = short_text(title, CARD_TITLE_CHARACTERS)
+        st.markdown(f"**{rank}. {md_text(shown)}**", help=md_text(title) if shown != title else None)
         caption = (
             item_caption(row, ctx.category_columns, ctx.price_column, labels=label_separators(ctx.data))
             if len(row)

@@ -328,6 +328,30 @@ def test_catalogue_text_is_shown_as_text_never_as_markdown(app, trained_workspac
     assert not any("![x](" in value or "[link](" in value for value in shown)
 
 
+def test_a_paragraph_long_title_is_cut_on_the_cards_and_whole_in_their_tooltip(app, trained_workspace):
+    # one item's title would otherwise stretch every card of its row to a column of words
+    import pandas as pd
+
+    from app_pages.recommendations import CARD_TITLE_CHARACTERS
+
+    long_title = "Extra long superlative " + "ultra premium handcrafted artisanal " * 12 + "**Mug**"
+    items_file = trained_workspace / "datasets" / "demo" / "items.parquet"
+    items = pd.read_parquet(items_file)
+    items.loc[:, "title"] = long_title
+    items.to_parquet(items_file)
+    import streamlit as st
+
+    st.cache_data.clear()  # the page's frames are cached by the dataset's import stamp, which this edit keeps
+    st.cache_resource.clear()
+    at = open_page(app, "app_pages/recommendations.py")
+    assert_clean(at)
+    cards = [m for m in at.markdown if m.value.startswith("**1. ")]
+    assert len(cards) == 1
+    shown = cards[0].value
+    assert shown.endswith("…**") and len(shown) < CARD_TITLE_CHARACTERS + 30  # ** marks and escapes aside
+    assert cards[0].proto.help.replace("\\", "").endswith("**Mug**")  # the whole title, as text
+
+
 @pytest.mark.parametrize(
     "page",
     [

@@ -51,7 +51,7 @@ from recsys.train.launch import (
     summarize_progress,
 )
 from recsys.train.lock import RunRefused
-from recsys.train.records import nest_flat_options, read_run_record
+from recsys.train.records import nest_flat_options, read_run_record, resume_refusal
 from recsys.train.report import METRIC_COLUMNS, metrics_table
 from recsys.train.run import SHARED_FUSION_OPTIONS, RunConfig, read_progress
 
@@ -660,10 +660,14 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
             if has_model
             else "No model was saved before that. "
         )
+        # a cross-validation keeps no checkpoint of its folds: it is started again, not resumed
+        refusal = resume_refusal(config)
         if state == "interrupted":
             st.warning(
                 "**Interrupted**: the training process ended without finishing (it was killed, or the "
-                "machine restarted). " + kept + "You can resume it from its last checkpoint.",
+                "machine restarted). "
+                + kept
+                + ("You can resume it from its last checkpoint." if refusal is None else ""),
                 icon=":material/warning:",
             )
         else:
@@ -679,12 +683,14 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
                 )
                 + (
                     "It has not been evaluated: resume the run to continue training and evaluate it."
-                    if not (run_dir / "metrics.json").is_file()
+                    if not (run_dir / "metrics.json").is_file() and refusal is None
                     else ""
                 ),
                 icon=":material/stop_circle:",
             )
-        if st.button("Resume training", icon=":material/replay:", key=f"train_resume_{run_dir.name}"):
+        if refusal is not None:
+            st.caption(md_text(refusal[0].upper() + refusal[1:]) + ".")
+        elif st.button("Resume training", icon=":material/replay:", key=f"train_resume_{run_dir.name}"):
             try:
                 resume_run(get_workspace(), run_dir.name)
                 st.toast("Resuming the run…", icon=":material/replay:")

@@ -30,8 +30,8 @@ from typing import Any
 
 from ..atomic import atomic_write_json, leftover_name
 from ..workspace import DatasetDamaged, Workspace
-from .lock import RunBusyError, RunFinishedError, busy_message, lock_holder, pid_alive
-from .records import ACTIVE_STATES, RunRecord
+from .lock import RunBusyError, RunFinishedError, RunNotResumable, busy_message, lock_holder, pid_alive
+from .records import ACTIVE_STATES, RunRecord, resume_refusal
 from .run import RunConfig, list_runs, new_run_id, read_status
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "ACTIVE_STATES",
     "RunBusyError",
     "RunFinishedError",
+    "RunNotResumable",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -155,16 +156,29 @@ def retrain_run(workspace: Workspace, run_id: str) -> str:
     return new_id
 
 
+def _saved_config(run_dir: Path) -> dict[str, Any]:
+    """The run's config.json configuration as a dict ({} when it cannot be read: the trainer then says so)."""
+    try:
+        config = json.loads((run_dir / "config.json").read_text()).get("config")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def resume_run(workspace: Workspace, run_id: str, force: bool = False) -> str:
     """Continue a stopped, interrupted or failed run from its last checkpoint, in a detached process.
 
-    Refuses (before any process starts) a run that is still training (:class:`RunBusyError`) and a
-    finished one (:class:`RunFinishedError`) unless ``force``, which trains it again.
+    Refuses (before any process starts) a run that is still training (:class:`RunBusyError`), one that
+    cannot be continued (:class:`RunNotResumable`: a cross-validation) and a finished one
+    (:class:`RunFinishedError`) unless ``force``, which trains it again.
     """
     run_dir = workspace.run_path(run_id)
     if not (run_dir / "config.json").is_file():
         raise FileNotFoundError(f"no run {run_id} to resume")
     _refuse_if_busy(run_dir, run_id, "stop it first")
+    refusal = resume_refusal(_saved_config(run_dir))
+    if refusal is not None:  # refused here, before a process would mark the run failed
+        raise RunNotResumable(f"run {run_id}: {refusal}", {"reason": "not_resumable", "run_id": run_id})
     if run_state(run_dir)["state"] == "finished" and not force:
         raise RunFinishedError(
             f"run {run_id} has finished; use --force to train it again", {"reason": "finished", "run_id": run_id}

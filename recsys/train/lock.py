@@ -34,6 +34,10 @@ class RunBusyError(RunRefused):
     """The run is still training: stop it first."""
 
 
+class RunNotResumable(RunRefused):
+    """The run cannot be continued from where it stopped (a cross-validation): start it again instead."""
+
+
 class RunFinishedError(RunRefused):
     """The run has finished: resuming it would train it again (only with ``force``)."""
 

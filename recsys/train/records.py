@@ -23,6 +23,14 @@ ENDED_STATES = ("finished", "stopped", "interrupted")
 MODEL_STAGE = ".stage.json"  # in model/: which model it is, written in the same rename as the model
 
 
+def resume_refusal(config: dict[str, Any]) -> str | None:
+    """Why a run with this configuration (a RunConfig dict) cannot be resumed, or None when it can: a
+    cross-validation keeps no checkpoint of its folds to continue from."""
+    if config.get("protocol") == "kfold":
+        return "a cross-validation run cannot be resumed: start a new run with the same settings"
+    return None
+
+
 def single_fold(metrics: dict[str, Any] | None) -> bool:
     """A cross-validation stopped after its first fold: one fold's figures, with no mean, no spread and no
     fold-to-fold comparison to judge a difference by."""

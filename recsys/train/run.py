@@ -50,8 +50,25 @@ from ..atomic import atomic_directory, atomic_write_json, clean_leftovers
 from ..features.registry import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from ..models.config import BPRConfig, EASEConfig, FusionConfig, ItemKNNConfig, LightGCNConfig, nested, option
 from ..workspace import Workspace, validate_name
-from .lock import LOCK_NAME, RunBusyError, RunFinishedError, RunLock, acquire_run_lock, busy_message, pid_alive
-from .records import MODEL_STAGE, RunRecord, nest_flat_options, read_model_stage, read_run_record, run_complete
+from .lock import (
+    LOCK_NAME,
+    RunBusyError,
+    RunFinishedError,
+    RunLock,
+    RunNotResumable,
+    acquire_run_lock,
+    busy_message,
+    pid_alive,
+)
+from .records import (
+    MODEL_STAGE,
+    RunRecord,
+    nest_flat_options,
+    read_model_stage,
+    read_run_record,
+    resume_refusal,
+    run_complete,
+)
 
 # options of the run that the fusion model also takes: the run's value is the model's (the nested copy follows it)
 SHARED_FUSION_OPTIONS = ("modalities", "seed", "device")
@@ -304,6 +321,9 @@ def train_run(
                     {"reason": "finished", "run_id": run_id},
                 )
             config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())["config"])
+            refusal = resume_refusal(config.to_dict())
+            if refusal is not None:  # before the status is touched: the stopped run stays as it was
+                raise RunNotResumable(f"run {run_id}: {refusal}", {"reason": "not_resumable", "run_id": run_id})
         except BaseException:
             lock.release()
             raise

@@ -328,6 +328,29 @@ def test_catalogue_text_is_shown_as_text_never_as_markdown(app, trained_workspac
     assert not any("![x](" in value or "[link](" in value for value in shown)
 
 
+def test_a_stopped_cross_validation_offers_no_resume(app, trained_workspace):
+    # resuming one failed at once and turned the stopped run into a failed one: the page says to start again
+    import json
+    import shutil
+
+    from recsys.train.run import write_status
+    from tests.app.conftest import the_run
+
+    run = the_run(trained_workspace)
+    stopped = run.with_name("20200101-000000-demo-fusion-cv")
+    shutil.copytree(run, stopped, ignore=shutil.ignore_patterns(".lock"))
+    saved = json.loads((stopped / "config.json").read_text())
+    saved["config"]["protocol"] = "kfold"
+    (stopped / "config.json").write_text(json.dumps(saved))
+    write_status(stopped, state="stopped")
+    at = open_page(app, "app_pages/train.py")
+    at.selectbox(key="train_watch").set_value(stopped.name).run()
+    assert_clean(at)
+    assert "Stopped on request" in texts(at)
+    assert not [b for b in at.button if b.key == f"train_resume_{stopped.name}"]
+    assert "A cross-validation run cannot be resumed" in texts(at)
+
+
 def test_a_paragraph_long_title_is_cut_on_the_cards_and_whole_in_their_tooltip(app, trained_workspace):
     # one item's title would otherwise stretch every card of its row to a column of words
     import pandas as pd

@@ -289,6 +289,28 @@ def test_kfold_cross_validation_reports_mean_std_and_paired_differences(workspac
     assert "± std" in printed.stdout and "ndcg@20 minus ease" in printed.stdout
 
 
+def test_a_stopped_cross_validation_is_refused_a_resume_and_stays_stopped(workspace):
+    # a cross-validation keeps no checkpoint of its folds: resuming one used to start a process that failed at
+    # once and left the run "failed" (its partial model then hidden); both the launcher and the trainer now
+    # refuse it before the status is touched
+    from recsys.atomic import atomic_write_json
+    from recsys.train.launch import RunNotResumable, resume_run
+    from recsys.train.run import write_status
+
+    run_id = "kfold-stopped"
+    run_dir = workspace.runs_dir / run_id
+    run_dir.mkdir(parents=True)
+    config = RunConfig(dataset="demo", protocol="kfold", folds=3)
+    atomic_write_json(run_dir / "config.json", {"run_id": run_id, "config": config.to_dict()})
+    write_status(run_dir, state="stopped", started=time.time() - 60, ended=time.time())
+    with pytest.raises(RunNotResumable, match="cross-validation run cannot be resumed"):
+        resume_run(workspace, run_id)
+    with pytest.raises(RunNotResumable, match="cross-validation run cannot be resumed"):
+        train_run(workspace, config, run_id=run_id, resume=True)
+    assert read_status(run_dir)["state"] == "stopped"
+    assert not (workspace.runs_dir / ".launch" / f"{run_id}.json").exists()  # no process was started
+
+
 def test_kfold_folds_test_every_interaction_exactly_once(workspace):
     from recsys.train.data import prepare_data
 

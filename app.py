@@ -86,6 +86,8 @@ def home() -> None:
                 )
             if best:
                 line += f" · best baseline {model_name(best[0])} {fmt_metric(best[1])}"
+            if test and latest.partial_folds:  # a stopped cross-validation: the mean of the folds it did
+                line += f" · {latest.partial_folds} only"
             st.caption(line)
             if latest.state == "finished" and earlier_import(latest):
                 st.caption(

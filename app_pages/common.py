@@ -426,6 +426,8 @@ def run_label(run: RunRecord, with_state: bool = True) -> str:
     the page drew it, so it would still say "starting" under a run that has finished)."""
     ndcg = run.test_metrics.get("ndcg@20")
     score = f" · NDCG@20 {ndcg:.3f}" if ndcg is not None else ""
+    if score and run.partial_folds:
+        score += f" ({run.partial_folds})"
     state_note = (
         ""
         if run.state == "finished" or not with_state

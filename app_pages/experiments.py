@@ -6,6 +6,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -73,6 +74,16 @@ def config_value(value: Any) -> str:
     return str(value)
 
 
+def number_cell(value: Any, digits: int = 4) -> str:
+    """A figure of the runs table as text, "–" where there is none (a stopped run that was not evaluated): an
+    empty number cell reads "None". With fixed decimals the metrics (all below 1) sort in order as text."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    return f"{number:.{digits}f}" if np.isfinite(number) else "–"
+
+
 def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
     rows = []
     for run in runs:
@@ -99,26 +110,27 @@ def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
                 "Privacy": f"retrain: holds {run.forgotten_users} forgotten" if run.needs_retrain_for_privacy else "",
                 "Dataset": run.dataset,
                 "Model": model_name(run.model or "?"),
-                "NDCG@20": test.get("ndcg@20"),
-                "Recall@20": test.get("recall@20"),
+                "NDCG@20": number_cell(test.get("ndcg@20")),
+                "Recall@20": number_cell(test.get("recall@20")),
                 "Best baseline (NDCG@20)": f"{model_name(best[0])} {best[1]:.4f}"
                 if best and best[1] is not None
                 else "–",
                 "Against it": run.verdict_against_best_baseline or "–",
                 "Modalities": ", ".join(modalities) if fusion_model else "–",
                 "Fusion": run.fusion_option("fusion") if run.model == "fusion" else "–",
-                "Protocol": protocol_name((metrics.get("split") or {}).get("protocol") or config.get("protocol")),
+                "Protocol": protocol_name((metrics.get("split") or {}).get("protocol") or config.get("protocol"))
+                + (f" ({run.partial_folds}: partial)" if run.partial_folds else ""),
                 "Encoders": ", ".join(encoders) if fusion_model and encoders else "–",
                 "Attribute columns": attribute_columns(history.get("attribute_weights")),
                 "Epochs": f"{len(history.get('epochs') or [])} / {run.fusion_option('epochs')}"
                 if run.model == "fusion" and history
                 else "–",
                 # a run still going shows its minutes so far
-                "Minutes": round(((ended or time.time()) - started - run.paused_seconds) / 60, 1)
+                "Minutes": number_cell(((ended or time.time()) - started - run.paused_seconds) / 60, 1)
                 if started and (ended or run.state in ACTIVE_STATES)
-                else None,
-                "NDCG@10": test.get("ndcg@10"),
-                "Recall@10": test.get("recall@10"),
+                else "–",
+                "NDCG@10": number_cell(test.get("ndcg@10")),
+                "Recall@10": number_cell(test.get("recall@10")),
                 "Run": run.run_id,
             }
         )
@@ -477,7 +489,6 @@ def main() -> None:
     table = runs_frame(runs)
     if not table["Privacy"].any():  # a column of blanks only widens the table
         table = table.drop(columns="Privacy")
-    number = st.column_config.NumberColumn(format="%.4f")
     st.dataframe(
         table,
         hide_index=True,
@@ -486,11 +497,6 @@ def main() -> None:
             # the table is wider than most windows: when and which model stay in view as it scrolls sideways
             "Started": st.column_config.TextColumn("Started", pinned=True),
             "Model": st.column_config.TextColumn("Model", pinned=True),
-            "NDCG@20": number,
-            "Recall@20": number,
-            "NDCG@10": number,
-            "Recall@10": number,
-            "Minutes": st.column_config.NumberColumn("Minutes", format="%.1f"),
             "Run": st.column_config.TextColumn("Run id"),
             "Against it": st.column_config.TextColumn(
                 "Against it",

@@ -170,6 +170,19 @@ class RunRecord:
         return ((self.metrics or {}).get("model") or {}).get("test") or {}
 
     @property
+    def partial_folds(self) -> str | None:
+        """ "2 of 5 folds" for a cross-validation stopped before its last fold (its figures are the mean of the
+        folds done, not comparable with a finished one's as they stand), None otherwise."""
+        kfold = (self.metrics or {}).get("kfold")
+        if not isinstance(kfold, dict):
+            return None
+        try:
+            done, folds = int(kfold.get("completed") or 0), int(kfold.get("folds") or 0)
+        except (TypeError, ValueError):
+            return None
+        return f"{done} of {folds} folds" if 0 < folds and done < folds else None
+
+    @property
     def has_test_metrics(self) -> bool:
         """The run evaluated its model (metrics.json has a model entry): comparable with other runs."""
         return bool((self.metrics or {}).get("model"))

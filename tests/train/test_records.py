@@ -158,3 +158,15 @@ def test_a_cross_validation_stopped_after_one_fold_reads_as_that_fold_alone(tmp_
     # two folds: the mean, its spread and the verdict are back
     metrics["kfold"]["completed"] = 2
     assert "± NDCG@20" in metrics_table(metrics).columns
+    assert run.partial_folds == "2 of 5 folds"  # pickers, Home and the runs table say the figures are partial
+    metrics["kfold"]["completed"] = 5
+    assert run.partial_folds is None
+    plain = RunRecord("p", tmp_path, {"dataset": "d", "model": "fusion"}, {"state": "finished"}, {"model": {}})
+    assert plain.partial_folds is None
+
+
+def test_the_runs_table_writes_a_missing_figure_as_a_dash_not_none():
+    from app_pages.experiments import number_cell
+
+    assert number_cell(None) == "–" and number_cell(float("nan")) == "–" and number_cell("x") == "–"
+    assert number_cell(0.21804) == "0.2180" and number_cell(12.345, 1) == "12.3"

@@ -171,7 +171,8 @@ def generic_field(name: str, cls: type = RunConfig, prefix: str = "") -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kind, default = field_types(cls)[name], field_default(fields[name])
     words = name.replace("_", " ").capitalize().split(" ")
-    label = " ".join(ACRONYMS.get(w.lower(), w) for w in words)  # "EASE L2 grid", not "Ease l2 grid"
+    # a field may name its widget (metadata "label"): the fusion model's folds are not the protocol's folds
+    label = fields[name].metadata.get("label") or " ".join(ACRONYMS.get(w.lower(), w) for w in words)
     key = f"train_opt_{prefix}{name}"
     help_text = helptext(name, fields)
     if typing.get_origin(kind) is typing.Literal:

@@ -113,7 +113,11 @@ class FusionConfig(_Config):
     gate_users: int = option(4000, "at most this many users in the cloze sample")
     cloze_batch: int = option(64, "cloze users per optimiser step")
     cloze_budget: int = option(40_000_000, "at most users x modalities x items floats in the cloze tensors")
-    folds: int = option(5, "behaviour expert out-of-fold for the cloze users")
+    folds: int = option(
+        5,
+        "the behaviour expert's scores of the cloze users come from this many folds (out-of-fold)",
+        label="Cloze folds",
+    )
     ease_l2: float | Auto = option(
         "auto", "L2 of the behaviour expert (EASE): a number, or auto = chosen on valid from ease_l2_grid"
     )

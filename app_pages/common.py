@@ -465,9 +465,20 @@ def run_picker(label: str, key: str, runs: list[RunRecord]) -> RunRecord | None:
             "The run you had open has been deleted: showing another one.",
             icon=":material/info:",
         )
-    if preferred not in ids:  # first visit: the newest run on the active dataset, else the newest run
+    if preferred not in ids:
+        # first visit: the newest finished run on the active dataset (a stopped one's figures may be partial),
+        # else its newest run, else the newest run, said to be on another dataset
         active = get_workspace().active_dataset()
-        preferred = next((r.run_id for r in runs if r.dataset == active), ids[0])
+        on_active = [r for r in runs if r.dataset == active]
+        preferred = next((r.run_id for r in on_active if r.state == "finished"), None) or (
+            on_active[0].run_id if on_active else ids[0]
+        )
+        if active and not on_active:
+            st.info(
+                f"No model has been trained on the active dataset “{md_text(active)}” yet: showing one trained on "
+                f"“{md_text(runs[ids.index(preferred)].dataset or '?')}”. Train one on the Train page.",
+                icon=":material/info:",
+            )
     index = ids.index(preferred)
     labels = {r.run_id: run_label(r) for r in runs}
     # the widget is keyed by the list it offers: a browser tab keeps a select's shown value across reruns, so

@@ -328,6 +328,17 @@ def test_catalogue_text_is_shown_as_text_never_as_markdown(app, trained_workspac
     assert not any("![x](" in value or "[link](" in value for value in shown)
 
 
+def test_a_page_showing_a_model_of_another_dataset_says_so(app, trained_workspace, small_bundle):
+    # the active dataset (imported last) has no model yet: the page opens the demo's, and says it is the demo's
+    from recsys.workspace import Workspace
+
+    Workspace(trained_workspace).import_bundle(small_bundle, name="shop")
+    at = open_page(app, "app_pages/recommendations.py")
+    assert_clean(at)
+    notes = " ".join(i.value for i in at.info)
+    assert "No model has been trained on the active dataset “shop” yet" in notes and "“demo”" in notes
+
+
 def test_a_stopped_cross_validation_offers_no_resume(app, trained_workspace):
     # resuming one failed at once and turned the stopped run into a failed one: the page says to start again
     import json

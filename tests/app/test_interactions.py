@@ -137,6 +137,39 @@ def test_pictures_named_without_a_pictures_zip_say_the_zip_was_not_uploaded(app,
     assert "No pictures .zip was uploaded: add it beside the tables" in " ".join(c.value for c in at.caption)
 
 
+def test_a_bundle_nothing_can_be_evaluated_on_is_not_called_problem_free(app, trained_workspace):
+    # two interactions per user: it imports, but the protocol training chooses by default keeps 0 users to test
+    # on (the Train page refuses it), so the report warns before the import instead of "No problems found"
+    items, _ = shop_tables()
+    rows = [(f"u{u}", f"i{(u * 7 + k) % 30}", "5") for u in range(12) for k in range(2)]
+    interactions = pd.DataFrame(rows, columns=["user_id", "item_id", "rating"]).to_csv(index=False).encode()
+    at = open_data_page(app)
+    at.file_uploader(key="data_items_file").set_value(("items.csv", items, "text/csv"))
+    at.file_uploader(key="data_interactions_file").set_value(("interactions.csv", interactions, "text/csv"))
+    at.run()
+    assert_clean(at)
+    shown = texts(at)
+    assert "No problems found" not in shown
+    assert "keeps no user to test on" in shown and "(it tests 12 users)" in shown  # k-fold tests every user
+    assert not import_button(at).disabled  # a warning: it can still be imported
+
+
+def test_the_evaluation_warning_names_a_protocol_that_can_test_or_says_none_can():
+    from app_pages.data import evaluation_warning
+    from recsys.train.data import preflight
+
+    two_each = pd.DataFrame(
+        [(f"u{u}", f"i{u + k}") for u in range(12) for k in range(2)], columns=["user_id", "item_id"]
+    )
+    assert "K-fold" in evaluation_warning(preflight(two_each))["message"]
+    one_each = two_each.drop_duplicates("user_id")
+    assert "check that the user and item id columns" in evaluation_warning(preflight(one_each))["message"]
+    many = pd.DataFrame(
+        [(f"u{u}", f"i{(u + k) % 40}") for u in range(60) for k in range(8)], columns=["user_id", "item_id"]
+    )
+    assert evaluation_warning(preflight(many)) is None
+
+
 def test_replacing_a_dataset_with_a_smaller_bundle_says_what_it_loses_before_the_import(app, trained_workspace):
     """Re-importing under the same name without the pictures .zip dropped every picture silently."""
     before = read_json(trained_workspace / "datasets" / "demo" / "manifest.json")

@@ -119,28 +119,12 @@ def _validate(key: str, source: Any, overrides: dict[str, Any]) -> dict[str, Any
 
 
 def evaluation_warning(check: dict[str, Any]) -> dict[str, Any] | None:
-    """A warning for the report when the protocol training chooses by default keeps no user to test on (the
-    Train page would refuse it), naming a protocol that does, if one does; None when it keeps some."""
-    from recsys.train.data import PROTOCOL_LABELS
+    """The report's warning when the default protocol keeps no user to test on
+    (:func:`recsys.train.data.default_protocol_problem`); None when it keeps some."""
+    from recsys.train.data import default_protocol_problem
 
-    protocols = check["protocols"]
-    if protocols.get(check["auto"], {}).get("evaluated_users"):
-        return None
-    usable = [(name, kept["evaluated_users"]) for name, kept in protocols.items() if kept.get("evaluated_users")]
-    if usable:
-        name, users = max(usable, key=lambda pair: pair[1])
-        advice = (
-            f"choose {PROTOCOL_LABELS.get(name, name)} on the Train page (it tests {users:,} users), or add "
-            "interactions"
-        )
-    else:
-        advice = "add interactions, or check that the user and item id columns are the right ones"
-    return {
-        "code": "nothing_to_evaluate",
-        "file": "interactions",
-        "message": f"the evaluation chosen by default ({PROTOCOL_LABELS.get(check['auto'], check['auto'])}) keeps "
-        f"no user to test on (each needs at least 3 interactions), so training with it would be refused: {advice}",
-    }
+    problem = default_protocol_problem(check)
+    return None if problem is None else {"code": "nothing_to_evaluate", "file": "interactions", "message": problem}
 
 
 def read_schema(dataset_dir: Path) -> dict[str, Any]:

@@ -123,6 +123,28 @@ def _share(value: float) -> str:
     return f"{value:.0%}" if value in (0.0, 1.0) or 0.01 <= value <= 0.99 else f"{value:.1%}"
 
 
+def default_protocol_problem(check: dict[str, Any]) -> str | None:
+    """What is wrong when the protocol ``auto`` chooses (a :func:`preflight` ``check``) keeps no user to test on,
+    so that training with it would be refused, naming a protocol that does test some, if one does; None when
+    it keeps some."""
+    protocols = check["protocols"]
+    if protocols.get(check["auto"], {}).get("evaluated_users"):
+        return None
+    usable = [(name, kept["evaluated_users"]) for name, kept in protocols.items() if kept.get("evaluated_users")]
+    if usable:
+        name, users = max(usable, key=lambda pair: pair[1])
+        advice = (
+            f"choose {PROTOCOL_LABELS.get(name, name)} on the Train page (it tests {users:,} users), or add "
+            "interactions"
+        )
+    else:
+        advice = "add interactions, or check that the user and item id columns are the right ones"
+    return (
+        f"the evaluation chosen by default ({PROTOCOL_LABELS.get(check['auto'], check['auto'])}) keeps no user "
+        f"to test on (each needs at least 3 interactions), so training with it would be refused: {advice}"
+    )
+
+
 def resolve_protocol(protocol: str, check: dict[str, Any]) -> str:
     """``auto`` -> the pre-flight's choice; an explicit protocol that keeps nothing is refused plainly."""
     chosen = check["auto"] if protocol == "auto" else protocol

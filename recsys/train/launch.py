@@ -31,7 +31,7 @@ from typing import Any
 from ..atomic import atomic_write_json, leftover_name
 from ..workspace import DatasetDamaged, Workspace
 from .lock import RunBusyError, RunFinishedError, RunNotResumable, busy_message, lock_holder, pid_alive
-from .records import ACTIVE_STATES, RunRecord, resume_refusal
+from .records import ACTIVE_STATES, RunRecord, read_run_record, refuse_resume
 from .run import RunConfig, list_runs, new_run_id, read_status
 
 __all__ = [
@@ -156,15 +156,6 @@ def retrain_run(workspace: Workspace, run_id: str) -> str:
     return new_id
 
 
-def _saved_config(run_dir: Path) -> dict[str, Any]:
-    """The run's config.json configuration as a dict ({} when it cannot be read: the trainer then says so)."""
-    try:
-        config = json.loads((run_dir / "config.json").read_text()).get("config")
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return config if isinstance(config, dict) else {}
-
-
 def resume_run(workspace: Workspace, run_id: str, force: bool = False) -> str:
     """Continue a stopped, interrupted or failed run from its last checkpoint, in a detached process.
 
@@ -176,10 +167,11 @@ def resume_run(workspace: Workspace, run_id: str, force: bool = False) -> str:
     if not (run_dir / "config.json").is_file():
         raise FileNotFoundError(f"no run {run_id} to resume")
     _refuse_if_busy(run_dir, run_id, "stop it first")
-    refusal = resume_refusal(_saved_config(run_dir))
-    if refusal is not None:  # refused here, before a process would mark the run failed
-        raise RunNotResumable(f"run {run_id}: {refusal}", {"reason": "not_resumable", "run_id": run_id})
-    if run_state(run_dir)["state"] == "finished" and not force:
+    status = run_state(run_dir)
+    record = read_run_record(run_dir, status)
+    # refused here, before a process would mark the run failed (an unreadable config: the trainer says so)
+    refuse_resume(run_id, record.config if record is not None else {})
+    if status["state"] == "finished" and not force:
         raise RunFinishedError(
             f"run {run_id} has finished; use --force to train it again", {"reason": "finished", "run_id": run_id}
         )

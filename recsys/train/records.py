@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .lock import RunNotResumable
+
 ACTIVE_STATES = ("starting", "running")
 # a run in one of these states trains no more; its model/ folder, if any, is the best checkpoint it kept
 ENDED_STATES = ("finished", "stopped", "interrupted")
@@ -29,6 +31,14 @@ def resume_refusal(config: dict[str, Any]) -> str | None:
     if config.get("protocol") == "kfold":
         return "a cross-validation run cannot be resumed: start a new run with the same settings"
     return None
+
+
+def refuse_resume(run_id: str, config: dict[str, Any]) -> None:
+    """:class:`~recsys.train.lock.RunNotResumable` when :func:`resume_refusal` has a reason (the launcher and
+    the trainer ask before anything about the run changes)."""
+    refusal = resume_refusal(config)
+    if refusal is not None:
+        raise RunNotResumable(f"run {run_id}: {refusal}", {"reason": "not_resumable", "run_id": run_id})
 
 
 def single_fold(metrics: dict[str, Any] | None) -> bool:

@@ -55,7 +55,6 @@ from .lock import (
     RunBusyError,
     RunFinishedError,
     RunLock,
-    RunNotResumable,
     acquire_run_lock,
     busy_message,
     pid_alive,
@@ -66,7 +65,7 @@ from .records import (
     nest_flat_options,
     read_model_stage,
     read_run_record,
-    resume_refusal,
+    refuse_resume,
     run_complete,
 )
 
@@ -321,9 +320,7 @@ def train_run(
                     {"reason": "finished", "run_id": run_id},
                 )
             config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())["config"])
-            refusal = resume_refusal(config.to_dict())
-            if refusal is not None:  # before the status is touched: the stopped run stays as it was
-                raise RunNotResumable(f"run {run_id}: {refusal}", {"reason": "not_resumable", "run_id": run_id})
+            refuse_resume(run_id, config.to_dict())  # before the status is touched: a stopped run stays so
         except BaseException:
             lock.release()
             raise
@@ -503,8 +500,6 @@ def _execute(
         kept=check["protocols"].get("p1" if protocol in ("p1", "temporal", "cold") else protocol),
         total=check["total"],
     )
-    if protocol == "kfold" and resume:
-        raise ValueError("a cross-validation run cannot be resumed: start it again")
     features = None
     if config.needs_content():
         features = _extract_features_on_every_rank(workspace, bundle, config, log, progress)

@@ -117,7 +117,7 @@ def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
                 else "–",
                 "Against it": run.verdict_against_best_baseline or "–",
                 "Modalities": ", ".join(modalities) if fusion_model else "–",
-                "Fusion": run.fusion_option("fusion") if run.model == "fusion" else "–",
+                "Fusion": (run.fusion_option("fusion") or "–") if run.model == "fusion" else "–",
                 "Protocol": protocol_name((metrics.get("split") or {}).get("protocol") or config.get("protocol"))
                 + (f" ({run.partial_folds}: partial)" if run.partial_folds else ""),
                 "Encoders": ", ".join(encoders) if fusion_model and encoders else "–",

@@ -170,3 +170,12 @@ def test_the_runs_table_writes_a_missing_figure_as_a_dash_not_none():
 
     assert number_cell(None) == "–" and number_cell(float("nan")) == "–" and number_cell("x") == "–"
     assert number_cell(0.21804) == "0.2180" and number_cell(12.345, 1) == "12.3"
+
+
+def test_the_runs_table_has_no_none_for_a_run_that_failed_before_its_options_were_written(tmp_path):
+    from app_pages.experiments import runs_frame
+
+    failed = RunRecord("f", tmp_path, {"dataset": "d", "model": "fusion"}, {"state": "failed", "started": 1.0})
+    row = runs_frame([failed]).iloc[0]
+    assert row["Fusion"] == "–" and row["NDCG@20"] == "–"
+    assert not any(value is None for value in row.to_dict().values())

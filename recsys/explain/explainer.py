@@ -11,7 +11,8 @@
   fusion) say so in ``notes`` and have no modality rows; the rest of the evidence is still there.
 * **history**: the 1-3 items of the user's training history that raise the score most, by
   leave-one-out through the model's own new-user path (``history_contributions``): the score with
-  the whole history minus the score without that item. It holds for any model (for EASE it equals
+  the whole history minus the score without that item, both with the whole history's user-level
+  weighting (``mixing_history``). It holds for any model (for EASE it equals
   the item-item weight, for ItemKNN the similarity) and never assumes how the model pools a
   history; long histories are first narrowed to the 30 items nearest the candidate in the model's
   item space (``recsys.explain.item_vectors``: the mean of the fusion model's modality tokens, or an
@@ -326,7 +327,9 @@ def history_contributions(
 
     ``contribution[j] = s(history) - s(history without j)``, both scored through the model's own
     new-user path (``model.score_histories``, batched: the fusion model's experts over the shorter
-    history, a one-row history for the history-based baselines, folded-in factors for BPR/LightGCN). Histories longer than ``max_candidates`` are first narrowed to the
+    history with the whole history's gate, confidence and popularity blend, a one-row history for the
+    history-based baselines, folded-in factors for BPR/LightGCN). Histories longer than ``max_candidates``
+    are first narrowed to the
     items most similar to the candidate (cosine of :func:`recsys.explain.item_vectors`); the others
     get NaN. Returns ``(contributions [len(history)], method, None)``.
     """
@@ -349,9 +352,12 @@ def history_contributions(
         scores = history_scores(model, history)
         out[0] = float(scores[item_index]) - float(np.mean(scores))  # the item against the average item
         return out, "the history item's effect on the score (single item: against the catalogue average)", None
-    # the full history and each leave-one-out variant, scored in one batch by the model's new-user path
+    # the full history and each leave-one-out variant, scored in one batch by the model's new-user path,
+    # all with the whole history's user-level weighting: a shorter history is trusted less and leans more
+    # on popularity, which would make every item of a 2-3 item history look as if it lowered the score of
+    # a popular candidate, when what the question asks is what the item itself adds
     variants = [history] + [np.delete(history, position) for position in candidates]
-    scores = model.score_histories(variants)[:, item_index]
+    scores = model.score_histories(variants, mixing_history=history)[:, item_index]
     out[candidates] = float(scores[0]) - scores[1:]
     return out, "leave-one-out: score with the user's history minus the score without this item", None
 

@@ -211,9 +211,15 @@ class Recommender(ABC):
         )
         return np.asarray(clone.score(np.array([0]))[0], dtype=np.float64)
 
-    def score_histories(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+    def score_histories(
+        self, histories: Sequence[Sequence[int]], mixing_history: Sequence[int] | None = None
+    ) -> np.ndarray:
         """Scores ``[len(histories), n_items]``, one row per history (a set of item indices); models with a
-        batched new-user path override this (the explainer's leave-one-out asks for many at once)."""
+        batched new-user path override this (the explainer's leave-one-out asks for many at once).
+
+        ``mixing_history``: for a model whose user-level weighting depends on the whole history (how far
+        it trusts it, how much popularity it blends in), score every row with the weighting this history
+        gets, so that rows differ only by their items. Models without such a weighting ignore it."""
         return np.stack([self.score_history(h) for h in histories]) if len(histories) else np.zeros((0, self.n_items))
 
     def item_embeddings(self) -> np.ndarray:

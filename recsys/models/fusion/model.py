@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -724,14 +725,26 @@ class FusionRecommender(ExpertScoring, Recommender):
         if weights is not None:
             w = np.asarray(weights, dtype=np.float64)
             index = index[w > 0] if (w > 0).any() else index
-        row = sp.csr_matrix(
+        return self._mix(self._expert_z(binary_rows(self._history_row(index)))).cpu().numpy()[0].astype(np.float64)
+
+    def _history_row(self, items: Sequence[int] | np.ndarray) -> sp.csr_matrix:
+        index = np.unique(np.asarray(items, dtype=np.int64))
+        return sp.csr_matrix(
             (np.ones(len(index), np.float32), (np.zeros(len(index), np.int64), index)), shape=(1, self.n_items)
         )
-        return self._mix(self._expert_z(binary_rows(row))).cpu().numpy()[0].astype(np.float64)
 
     @torch.no_grad()
-    def score_histories(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
-        """One batched pass for many histories (rows of the output), e.g. leave-one-out variants."""
+    def score_histories(
+        self, histories: Sequence[Sequence[int]], mixing_history: Sequence[int] | None = None
+    ) -> np.ndarray:
+        """One batched pass for many histories (rows of the output), e.g. leave-one-out variants.
+
+        ``mixing_history``: score every row with the user-level mixing this history gets (the gate's
+        modality weights, the confidence in the history and the popularity blend, all of which move with
+        the history's length), so that only the experts see the rows' own items."""
+        held = None
+        if mixing_history is not None:
+            held = self._expert_z(binary_rows(self._history_row(mixing_history)))
         rows, cols = [], []
         for r, items in enumerate(histories):
             unique = np.unique(np.asarray(items, dtype=np.int64))
@@ -747,6 +760,9 @@ class FusionRecommender(ExpertScoring, Recommender):
             else:  # calibration re-mixes the same histories under several settings: experts once
                 key = (chunk.shape, chunk.indptr.tobytes(), chunk.indices.tobytes())
                 experts = memo[key] if key in memo else memo.setdefault(key, self._expert_z(chunk))
+            if held is not None:
+                size = experts.z.shape[0]
+                experts = replace(experts, evidence=held.evidence.expand(size, -1), length=held.length.expand(size))
             out[start : start + 256] = self._mix(experts).cpu().numpy()
         return out
 

@@ -74,14 +74,20 @@ def config_value(value: Any) -> str:
     return str(value)
 
 
-def number_cell(value: Any, digits: int = 4) -> str:
-    """A figure of the runs table as text, "–" where there is none (a stopped run that was not evaluated): an
-    empty number cell reads "None". With fixed decimals the metrics (all below 1) sort in order as text."""
+def number_cell(value: Any) -> float:
+    """A figure of the runs table as a number, NaN where there is none (a stopped run that was not evaluated):
+    the table shows NaN as "–" (``MISSING_CELL``) and still sorts the column as numbers."""
     try:
         number = float(value)
     except (TypeError, ValueError):
-        return "–"
-    return f"{number:.{digits}f}" if np.isfinite(number) else "–"
+        return float("nan")
+    return number if np.isfinite(number) else float("nan")
+
+
+MISSING_CELL = "–"
+
+
+METRIC_COLUMNS = ("NDCG@20", "Recall@20", "NDCG@10", "Recall@10")
 
 
 def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
@@ -126,9 +132,9 @@ def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
                 if run.model == "fusion" and history
                 else "–",
                 # a run still going shows its minutes so far
-                "Minutes": number_cell(((ended or time.time()) - started - run.paused_seconds) / 60, 1)
+                "Minutes": number_cell(((ended or time.time()) - started - run.paused_seconds) / 60)
                 if started and (ended or run.state in ACTIVE_STATES)
-                else "–",
+                else number_cell(None),
                 "NDCG@10": number_cell(test.get("ndcg@10")),
                 "Recall@10": number_cell(test.get("recall@10")),
                 "Run": run.run_id,
@@ -493,7 +499,10 @@ def main() -> None:
         table,
         hide_index=True,
         width="stretch",
+        placeholder=MISSING_CELL,  # a figure a run never measured, not "None"
         column_config={
+            **{name: st.column_config.NumberColumn(name, format="%.4f") for name in METRIC_COLUMNS},
+            "Minutes": st.column_config.NumberColumn("Minutes", format="%.1f"),
             # the table is wider than most windows: when and which model stay in view as it scrolls sideways
             "Started": st.column_config.TextColumn("Started", pinned=True),
             "Model": st.column_config.TextColumn("Model", pinned=True),

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recsys.train.launch import list_all_runs
@@ -165,11 +166,11 @@ def test_a_cross_validation_stopped_after_one_fold_reads_as_that_fold_alone(tmp_
     assert plain.partial_folds is None
 
 
-def test_the_runs_table_writes_a_missing_figure_as_a_dash_not_none():
+def test_the_runs_table_keeps_its_figures_numbers_and_a_missing_one_is_nan_not_none():
     from app_pages.experiments import number_cell
 
-    assert number_cell(None) == "–" and number_cell(float("nan")) == "–" and number_cell("x") == "–"
-    assert number_cell(0.21804) == "0.2180" and number_cell(12.345, 1) == "12.3"
+    assert all(np.isnan(number_cell(value)) for value in (None, float("nan"), "x", float("inf")))
+    assert number_cell(0.21804) == 0.21804 and number_cell("12.5") == 12.5
 
 
 def test_the_runs_table_has_no_none_for_a_run_that_failed_before_its_options_were_written(tmp_path):
@@ -177,5 +178,5 @@ def test_the_runs_table_has_no_none_for_a_run_that_failed_before_its_options_wer
 
     failed = RunRecord("f", tmp_path, {"dataset": "d", "model": "fusion"}, {"state": "failed", "started": 1.0})
     row = runs_frame([failed]).iloc[0]
-    assert row["Fusion"] == "–" and row["NDCG@20"] == "–"
+    assert row["Fusion"] == "–" and np.isnan(row["NDCG@20"]) and np.isnan(row["Minutes"])
     assert not any(value is None for value in row.to_dict().values())

@@ -64,6 +64,16 @@ def weights_frame(run_dir: str, model_stamp: str, _ctx: RunContext) -> pd.DataFr
     return user_weights_frame(_ctx.model)
 
 
+MAP_PALETTE = px.colors.qualitative.Bold[:10]  # its 11th is a grey, like the rest's
+MAP_COLOURS = len(MAP_PALETTE) + 1  # with a grey for the rest
+OTHER_COLOUR = "#CED4DA"
+
+
+def map_legend_order(values: pd.Series) -> list[str]:
+    counts = values.value_counts()
+    return sorted(counts.index, key=lambda name: (str(name).startswith("other ("), -counts[name], str(name)))
+
+
 @st.cache_data(show_spinner=False, max_entries=4)
 def map_frame(run_dir: str, model_stamp: str, _ctx: RunContext) -> pd.DataFrame:
     coords = pca_2d(_ctx.vectors)
@@ -83,7 +93,20 @@ def map_frame(run_dir: str, model_stamp: str, _ctx: RunContext) -> pd.DataFrame:
         frame = frame[_ctx.in_catalogue]
     if len(frame) > MAP_POINTS:
         frame = frame.sample(MAP_POINTS, random_state=0)
+    if column:
+        frame[column] = largest_groups(frame[column], MAP_COLOURS)
     return frame
+
+
+def largest_groups(values: pd.Series, keep: int) -> pd.Series:
+    """The ``keep - 1`` most frequent values as they are and every other one as "other (N values)", when there
+    are more than ``keep``: a palette has a dozen colours an eye tells apart, and 29 categories drawn from it
+    repeat colours, so two categories would look like one."""
+    counts = values.value_counts()
+    if len(counts) <= keep:
+        return values
+    kept = set(counts.index[: keep - 1])
+    return values.where(values.isin(kept), f"other ({len(counts) - len(kept)} values)")
 
 
 def distribution(weights: pd.DataFrame, modalities: list[str], presence: np.ndarray | None = None) -> None:
@@ -426,9 +449,15 @@ def embedding_map(ctx: RunContext) -> None:
         if has_attention(ctx.model)
         else "the model's item vectors"
     )
+    grouped = column is not None and frame[column].str.startswith("other (").any()
     st.caption(
         f"Each dot is an item, placed by the first two principal components of its vector ({source}); "
         "close items look alike to the model. Select points (click, box or lasso) to see their pictures."
+        + (
+            f" Coloured by {md_text(column)}: its {MAP_COLOURS - 1} largest values, the rest in grey."
+            if grouped
+            else (f" Coloured by {md_text(column)}." if column else "")
+        )
     )
     fig = px.scatter(
         frame,
@@ -437,7 +466,12 @@ def embedding_map(ctx: RunContext) -> None:
         color=column,
         hover_name="title",
         custom_data=["item_id"],
-        color_discrete_sequence=px.colors.qualitative.Set2 + px.colors.qualitative.Pastel,
+        color_discrete_sequence=MAP_PALETTE,
+        # the largest groups first in the legend, the "other" group last and grey
+        category_orders={column: map_legend_order(frame[column])} if column else None,
+        color_discrete_map={name: OTHER_COLOUR for name in frame[column].unique() if name.startswith("other (")}
+        if column
+        else None,
         labels={"x": "component 1", "y": "component 2"},
     )
     fig.update_traces(marker=dict(size=7, opacity=0.8, line=dict(width=0)))

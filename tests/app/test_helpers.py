@@ -416,3 +416,20 @@ def test_the_attention_page_offers_only_runs_with_weights_per_user(tmp_path):
     runs = [run("m", "fusion", "mean"), run("g", "fusion", "item_gate"), run("c", "fusion", "concat")]
     runs += [run("e", "ease", None), run("a", "fusion", "attention"), run("old", "fusion", None)]
     assert [r.run_id for r in per_user_weight_runs(runs)] == ["a", "old"]  # "old": before the option was written
+
+
+def test_the_item_map_colours_the_largest_categories_and_greys_the_rest():
+    import pandas as pd
+
+    from app_pages.attention import MAP_COLOURS, largest_groups, map_legend_order
+
+    few = pd.Series(["a", "b", "a"])
+    assert largest_groups(few, MAP_COLOURS).tolist() == ["a", "b", "a"]
+    # 29 categories, as the demo has: a palette repeats colours, so only the largest keep their own
+    many = pd.Series([f"c{n:02d}" for n in range(29) for _ in range(30 - n)])
+    grouped = largest_groups(many, MAP_COLOURS)
+    assert grouped.nunique() == MAP_COLOURS
+    assert set(grouped.unique()) == {f"c{n:02d}" for n in range(MAP_COLOURS - 1)} | {"other (19 values)"}
+    assert (grouped == "c00").sum() == 30  # a kept category keeps all its items
+    order = map_legend_order(grouped)
+    assert order[0] == "c00" and order[-1] == "other (19 values)"

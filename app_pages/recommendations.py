@@ -208,25 +208,13 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
     st.markdown(md_text(explanation["sentence"]))
     fig = modality_chart(explanation)
     if fig is not None:
-        st.caption(
-            f"How much each modality weighs for this user and item (left; the weights add up to 100 %): the "
-            "user's own weights (the Attention page's), adjusted for the item by how often it was chosen — a "
-            "rarely chosen item's co-occurrence score says little, so for it the model leans on the modalities "
-            "that hold up (a learned adjustment, the same for every user) — and what "
-            f"each one adds to the score (right; {explanation['score']:.2f} in total): what the score loses "
-            "without it, averaged over which other modalities the item keeps (its Shapley value). The "
-            "percentages in the sentence above are of the right-hand side: each modality's part of the positive "
-            "contributions. A large weight is not a large push: the weight multiplies how this item scores in "
-            "that modality against the user's other candidates, so a heavily weighted modality in which the item "
-            "is below average counts against it (a red bar)."
-            + (
-                " Popularity is not a modality: the model adds it to every user's scores, more for a short "
-                "history, and no attention weight scales it."
-                if any(not m.get("weighted", True) for m in explanation.get("modalities") or [])
-                else ""
-            )
-        )
+        # the chart first, in a line; how to read it in detail at the end, for whoever wants it
         chart(fig, width=560, config={"displayModeBar": False})
+        st.caption(
+            "How much each modality weighs for this user and item (left; 100 % in all) and what each adds to the "
+            f"score (right; {explanation['score']:.2f} in total, a red bar counts against the item). More under "
+            "“Reading the chart” below."
+        )
     else:
         st.caption(
             f"This model ({explanation.get('model')}) has no modality attention: the evidence comes from the "
@@ -259,6 +247,24 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
     if lines:
         st.markdown("**Shared evidence**")
         st.markdown("\n".join(f"- {line}" for line in lines))
+    if fig is not None:
+        st.markdown("**Reading the chart**")
+        st.caption(
+            "The weights (left) are the user's own (the Attention page's), adjusted for the item by how often it "
+            "was chosen — a rarely chosen item's co-occurrence score says little, so for it the model leans on "
+            "the modalities that hold up (a learned adjustment, the same for every user). What each modality "
+            "adds (right) is what the score loses without it, averaged over which other modalities the item "
+            "keeps (its Shapley value). The percentages in the sentence above are of the right-hand side: each "
+            "modality's part of the positive contributions. A large weight is not a large push: the weight "
+            "multiplies how this item scores in that modality against the user's other candidates, so a heavily "
+            "weighted modality in which the item is below average counts against it."
+            + (
+                " Popularity is not a modality: the model adds it to every user's scores, more for a short "
+                "history, and no attention weight scales it."
+                if any(not m.get("weighted", True) for m in explanation.get("modalities") or [])
+                else ""
+            )
+        )
 
 
 def ranked_items(

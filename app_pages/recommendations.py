@@ -1,4 +1,5 @@
-"""Recommendations: a user's history and their top-K items, each with the evidence behind it."""
+"""Recommendations: a user's history and their top-K items, each with the evidence behind it; or, for a new
+visitor known only by a few items picked here, what the model recommends from them at once (no retraining)."""
 
 from __future__ import annotations
 
@@ -30,9 +31,14 @@ from app_pages.common import (
     usable_context,
 )
 from recsys.explain import explain
+from recsys.explain.coldstart import recommend_for_history
+from recsys.explain.explainer import NEW_VISITOR
 from recsys.models.rerank import filter_mask, group_membership
 
 MAX_USER_OPTIONS = 5000
+MAX_ITEM_OPTIONS = 5000  # the new visitor's item picker lists the most chosen items first
+MAX_LIKED = 20
+KNOWN_USER_MODE, VISITOR_MODE = "A user in the data", "A new visitor"
 # a card's title is cut at this many characters (about four lines of a five-card row)
 CARD_TITLE_CHARACTERS = 90
 
@@ -221,11 +227,13 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
             "user's history."
         )
     history = explanation.get("history") or []
+    visitor = explanation.get("user_id") == NEW_VISITOR
     if history:
-        st.markdown("**The history items behind it**")
+        st.markdown("**The liked items behind it**" if visitor else "**The history items behind it**")
         st.caption(
-            "“adds”: how much lower the score would be without that one item in the history. Each item is "
-            "taken out on its own, so the amounts overlap and need not add up to the total."
+            f"“adds”: how much lower the score would be without that one item among the "
+            f"{'liked items' if visitor else 'history'}. Each item is taken out on its own, so the amounts "
+            "overlap and need not add up to the total."
             + (
                 " The model counts every interaction as interest, whatever its rating, so an item the user rated "
                 "low can still add to the score; the sentence above names only items they did not rate low."
@@ -373,23 +381,28 @@ def explanation_cache() -> dict:
     return st.session_state.setdefault("rec_explained", {})
 
 
-def explained(ctx: RunContext, user: str, item_id: str, cache: dict | None = None) -> dict:
-    """The engine's explanation of (user, item), computed once per session and model. ``cache``: the session's
+def explained(
+    ctx: RunContext, user: str | None, item_id: str, cache: dict | None = None, liked: tuple[str, ...] | None = None
+) -> dict:
+    """The engine's explanation of (user, item), computed once per session and model; with ``liked``, of the
+    item for a new visitor known by those items (``user`` is then None). ``cache``: the session's
     :func:`explanation_cache`, taken beforehand by code that runs outside the page's script (the CSV download
     is built in the server's thread, where the session state cannot be read)."""
     cache = explanation_cache() if cache is None else cache
-    key = (ctx.run_dir, ctx.stamp, user, item_id)
+    key = (ctx.run_dir, ctx.stamp, user, item_id, liked)
     if key not in cache:
         if len(cache) > 100:
             cache.clear()
         try:
-            cache[key] = explain(ctx.model, user, item_id, context=ctx.explain_context).to_dict()
+            cache[key] = explain(ctx.model, user, item_id, context=ctx.explain_context, visitor_history=liked).to_dict()
         except Exception as exc:  # the card stays; its "Why this?" says what went wrong
             cache[key] = {"error": exc}
     return cache[key]
 
 
-def card(ctx: RunContext, user: str, rank: int, item_id: str, score: float) -> None:
+def card(
+    ctx: RunContext, user: str | None, rank: int, item_id: str, score: float, liked: tuple[str, ...] | None = None
+) -> None:
     row = ctx.items_by_id.loc[item_id] if item_id in ctx.items_by_id.index else pd.Series(dtype=object)
     with st.container(border=True, height="stretch"):
         st.image(ctx.picture(item_id), width="stretch")
@@ -412,16 +425,22 @@ def card(ctx: RunContext, user: str, rank: int, item_id: str, score: float) -> N
             "Why this?", icon=":material/lightbulb:", width="stretch", key=f"rec_why_{rank}", on_change="rerun"
         ) as popover:
             if popover.open:
-                explanation_body(ctx, explained(ctx, user, item_id))
+                explanation_body(ctx, explained(ctx, user, item_id, liked=liked))
 
 
-def csv_export(ctx: RunContext, user: str, ranked: list[tuple[str, float]], cache: dict) -> bytes:
+def csv_export(
+    ctx: RunContext,
+    user: str | None,
+    ranked: list[tuple[str, float]],
+    cache: dict,
+    liked: tuple[str, ...] | None = None,
+) -> bytes:
     """The list with attributes, each modality's weight and contribution to the score, and the explanation
     sentence (computed on download, in the server's thread: no Streamlit call in here; ``cache`` is the
     session's :func:`explanation_cache`)."""
     rows = []
     for rank, (item_id, score) in enumerate(ranked, start=1):
-        explanation = explained(ctx, user, item_id, cache)
+        explanation = explained(ctx, user, item_id, cache, liked)
         row = {"rank": rank, "item_id": item_id, "title": ctx.title(item_id), "score": round(score, 5)}
         for column in ctx.category_columns + ([ctx.price_column] if ctx.price_column else []):
             row[column] = ctx.items_by_id[column].get(item_id, "")
@@ -475,6 +494,172 @@ def filters(ctx: RunContext) -> tuple[dict, dict, bool]:
     return selections, ranges, keep_unpriced
 
 
+def list_controls(
+    ctx: RunContext, visitor: bool = False
+) -> tuple[int, float, bool, bool, np.ndarray | None, dict | None]:
+    """The list's controls (how many, diversity, hide the history, one per product, filters, exposure):
+    ``(k, diversity, exclude_history, one_per_product, keep-mask or None, exposure or None)``."""
+    with st.container(border=True):
+        row = st.columns([1, 2, 1, 1], vertical_alignment="center")
+        k = row[0].slider("How many", 5, 40, 10, 5, key="rec_k")
+        diversity = row[1].slider(
+            "Diversity",
+            0.0,
+            1.0,
+            0.0,
+            0.05,
+            key="rec_diversity",
+            help="Re-ranks the list for variety (maximal marginal relevance over item vectors): "
+            "0 = pure relevance, higher = fewer look-alikes.",
+        )
+        exclude_seen = row[2].toggle(
+            "Hide liked items" if visitor else "Hide seen items",
+            True,
+            key="rec_exclude_seen",
+            help="Leave out the items the visitor likes."
+            if visitor
+            else "Leave out the items already in the user's history.",
+        )
+        one_per_product = row[3].toggle(
+            "One per product",
+            True,
+            key="rec_one_per_product",
+            help="Near-duplicate guard: at most one item per product title (colour and "
+            "size variants of one article count as one; the best-scored stays).",
+        )
+        selections, ranges, keep_unpriced = filters(ctx)
+        exposure = exposure_controls(ctx)
+    mask = None
+    if any(selections.values()) or ranges:
+        price = None
+        if ranges:
+            column, (low, high) = next(iter(ranges.items()))
+            price = (column, low, high)
+        multi = [c for c, r in ctx.data.roles.items() if r == "multi_label"]
+        mask = filter_mask(
+            ctx.aligned,
+            categories=selections,
+            price=price,
+            multi_label_columns=multi,
+            separator=ctx.data.separator,
+            keep_unpriced=keep_unpriced,
+        )
+    return k, diversity, exclude_seen, one_per_product, mask, exposure
+
+
+def cards(
+    ctx: RunContext,
+    user: str | None,
+    ranked: list[tuple[str, float]],
+    file_name: str,
+    liked: tuple[str, ...] | None = None,
+) -> None:
+    """The list as rows of cards, each with its "Why this?", and the list as a CSV download."""
+    st.caption(
+        f"Each card's score is what ranks it for this {'user' if liked is None else 'visitor'}: higher comes "
+        "first. Scores compare the items of one list; they are not probabilities and do not compare across users "
+        "or models."
+    )
+    per_row = 5
+    for start in range(0, len(ranked), per_row):
+        cols = st.columns(per_row)
+        for offset, (col, (item_id, score)) in enumerate(zip(cols, ranked[start : start + per_row])):
+            with col:
+                card(ctx, user, start + offset + 1, item_id, score, liked)
+    cache = explanation_cache()  # taken now: the CSV is built outside this script, when the button is clicked
+    st.download_button(
+        "Download this list (CSV)",
+        lambda: csv_export(ctx, user, ranked, cache, liked),
+        file_name=file_name,
+        mime="text/csv",
+        icon=":material/download:",
+        key="rec_download",
+        help="With each item's modality shares and explanation (computed now, which takes a moment).",
+    )
+
+
+def item_options(ctx: RunContext, picked: list[str]) -> list[str]:
+    """The new visitor's item picker: the catalogue's items most chosen first (the ones a visitor is likeliest
+    to know), at most ``MAX_ITEM_OPTIONS``, and the items already picked."""
+    counts = np.asarray(ctx.explain_context.counts)
+    order = np.argsort(-counts, kind="stable")
+    if ctx.in_catalogue is not None:
+        order = order[ctx.in_catalogue[order]]
+    ids = [str(ctx.model.item_ids[i]) for i in order[:MAX_ITEM_OPTIONS]]
+    listed = set(ids)
+    return [i for i in picked if i not in listed] + ids
+
+
+def item_label(ctx: RunContext, item_id: str) -> str:
+    title = ctx.title(item_id)
+    label = short_text(title, 80)
+    return label if title == item_id else f"{label} · {item_id}"
+
+
+def visitor_page(ctx: RunContext) -> None:
+    """Recommendations for a visitor the model has never seen, from the items picked for them."""
+    if "rec_liked" not in st.session_state and st.session_state.get("rec_liked_kept"):
+        st.session_state["rec_liked"] = st.session_state["rec_liked_kept"]
+    known = set(str(i) for i in ctx.model.item_ids)
+    picked = [i for i in st.session_state.get("rec_liked", []) if i in known]
+    st.session_state["rec_liked"] = picked  # a pick from another run's catalogue is dropped, not kept silently
+    liked = st.multiselect(
+        "Items the visitor likes",
+        item_options(ctx, picked),
+        key="rec_liked",
+        format_func=lambda i: item_label(ctx, i),
+        max_selections=MAX_LIKED,
+        placeholder="Type to search the catalogue by title or id",
+        select_all=False,
+        help=f"Up to {MAX_LIKED} items; the most chosen items are listed first.",
+    )
+    st.session_state["rec_liked_kept"] = list(liked)
+    k, diversity, exclude_liked, one_per_product, mask, exposure = list_controls(ctx, visitor=True)
+    if not liked:
+        empty_state(
+            "Pick one or more items the visitor likes: the model recommends from them at once, without retraining.",
+            icon=":material/person_add:",
+        )
+        return
+    liked_tuple = tuple(liked)
+    if ctx.in_catalogue is not None:
+        mask = ctx.in_catalogue if mask is None else mask & ctx.in_catalogue
+    steer = exposure is not None and exposure["strength"] > 0
+    ranked = recommend_for_history(
+        ctx.model,
+        liked,
+        k=k,
+        exclude=None if exclude_liked else [],
+        filters=mask,
+        diversity=diversity,
+        item_vectors=ctx.vectors,
+        groups=ctx.variant_groups if one_per_product else None,
+        exposure=(exposure["membership"], exposure["target"], exposure["strength"]) if steer else None,
+    )
+    signature = (ctx.run_dir, liked_tuple, tuple(ranked))
+    if st.session_state.get("rec_signature") != signature:  # another list: close the open explanations
+        for key in [key for key in st.session_state if str(key).startswith("rec_why_")]:
+            del st.session_state[key]
+        st.session_state["rec_signature"] = signature
+    st.markdown(f"#### :material/person_add: The visitor likes {len(liked)} item{'s' if len(liked) != 1 else ''}")
+    gallery(
+        [{"picture": ctx.picture(i), "title": ctx.title(i), "caption": i if ctx.title(i) != i else ""} for i in liked],
+        per_row=6,
+    )
+    st.markdown(f"#### :material/recommend: Top {k} for the visitor")
+    if not ranked:
+        empty_state(
+            "No item passes these filters for this visitor — widen the filters above.",
+            icon=":material/filter_alt_off:",
+        )
+        return
+    st.caption(
+        "Scored through the model's new-user path: the same model, given only these items as a history. With one "
+        "to three items the model leans more on what is popular, as it does for its short-history users."
+    )
+    cards(ctx, None, ranked, "recommendations-new-visitor.csv", liked_tuple)
+
+
 def main() -> None:
     page_header("Recommendations", "What a trained model recommends to each user — and why.")
     damaged_models_notice()
@@ -482,11 +667,27 @@ def main() -> None:
     if not runs:
         empty_state(no_model_message("its recommendations"), page="train", label="Go to the Train page")
         return
-    top = st.columns([3, 2])
+    top = st.columns([3, 2, 2], vertical_alignment="bottom")
     with top[0]:
         run = run_picker("Model", "rec_run", runs)
     ctx = usable_context(run)
     if ctx is None:
+        return
+    # Streamlit drops a widget's value when another page is shown: the mode chosen comes back with the page
+    if "rec_mode" not in st.session_state and st.session_state.get("rec_mode_kept") is not None:
+        st.session_state["rec_mode"] = st.session_state["rec_mode_kept"]
+    mode = top[1].segmented_control(
+        "Recommend for",
+        [KNOWN_USER_MODE, VISITOR_MODE],
+        default=KNOWN_USER_MODE,
+        required=True,
+        key="rec_mode",
+        help="A new visitor is known only by the items you pick for them: the model recommends from those at "
+        "once, through the same path as the `recommend-new` command (no retraining).",
+    )
+    st.session_state["rec_mode_kept"] = mode
+    if mode == VISITOR_MODE:
+        visitor_page(ctx)
         return
     forgotten = forgotten_users(run, list(ctx.activity))
     if forgotten:
@@ -510,7 +711,7 @@ def main() -> None:
         st.session_state.pop("rec_user", None)
     elif st.session_state["rec_user"] not in options:
         options = [st.session_state["rec_user"], *options]
-    user = top[1].selectbox(
+    user = top[2].selectbox(
         "User",
         options,
         key="rec_user",
@@ -518,50 +719,7 @@ def main() -> None:
         help="Type to search. Users are listed most active first; the count is their training items.",
     )
     st.session_state["rec_user_kept"] = user
-    with st.container(border=True):
-        row = st.columns([1, 2, 1, 1], vertical_alignment="center")
-        k = row[0].slider("How many", 5, 40, 10, 5, key="rec_k")
-        diversity = row[1].slider(
-            "Diversity",
-            0.0,
-            1.0,
-            0.0,
-            0.05,
-            key="rec_diversity",
-            help="Re-ranks the list for variety (maximal marginal relevance over item vectors): "
-            "0 = pure relevance, higher = fewer look-alikes.",
-        )
-        exclude_seen = row[2].toggle(
-            "Hide seen items",
-            True,
-            key="rec_exclude_seen",
-            help="Leave out the items already in the user's history.",
-        )
-        one_per_product = row[3].toggle(
-            "One per product",
-            True,
-            key="rec_one_per_product",
-            help="Near-duplicate guard: at most one item per product title (colour and "
-            "size variants of one article count as one; the best-scored stays).",
-        )
-        selections, ranges, keep_unpriced = filters(ctx)
-        exposure = exposure_controls(ctx)
-
-    mask = None
-    if any(selections.values()) or ranges:
-        price = None
-        if ranges:
-            column, (low, high) = next(iter(ranges.items()))
-            price = (column, low, high)
-        multi = [c for c, r in ctx.data.roles.items() if r == "multi_label"]
-        mask = filter_mask(
-            ctx.aligned,
-            categories=selections,
-            price=price,
-            multi_label_columns=multi,
-            separator=ctx.data.separator,
-            keep_unpriced=keep_unpriced,
-        )
+    k, diversity, exclude_seen, one_per_product, mask, exposure = list_controls(ctx)
     steer = exposure is not None and exposure["strength"] > 0
     ranked = ranked_items(
         ctx,
@@ -633,26 +791,7 @@ def main() -> None:
             "No item passes these filters for this user — widen the filters above.", icon=":material/filter_alt_off:"
         )
         return
-    st.caption(
-        "Each card's score is what ranks it for this user: higher comes first. Scores compare the items of one "
-        "list; they are not probabilities and do not compare across users or models."
-    )
-    per_row = 5
-    for start in range(0, len(ranked), per_row):
-        cols = st.columns(per_row)
-        for offset, (col, (item_id, score)) in enumerate(zip(cols, ranked[start : start + per_row])):
-            with col:
-                card(ctx, user, start + offset + 1, item_id, score)
-    cache = explanation_cache()  # taken now: the CSV is built outside this script, when the button is clicked
-    st.download_button(
-        "Download this list (CSV)",
-        lambda: csv_export(ctx, user, ranked, cache),
-        file_name=f"recommendations-{user}.csv",
-        mime="text/csv",
-        icon=":material/download:",
-        key="rec_download",
-        help="With each item's modality shares and explanation (computed now, which takes a moment).",
-    )
+    cards(ctx, user, ranked, f"recommendations-{user}.csv")
 
 
 run_page(main)

@@ -84,16 +84,31 @@ def recommend_for_history(
     exclude: Sequence[int | str] | None = None,
     filters: np.ndarray | None = None,
     weights: Sequence[float] | None = None,
+    *,
+    diversity: float = 0.0,
+    item_vectors: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    exposure: tuple[np.ndarray, float, float] | None = None,
 ) -> list[tuple[str, float]]:
     """Top-``k`` (item_id, score) for a new user who liked ``item_ids`` (no retraining).
 
     ``exclude``: item ids never to recommend (default: the liked items themselves); ``filters``:
-    a boolean keep-mask over the model's items.
+    a boolean keep-mask over the model's items. ``diversity``, ``item_vectors``, ``groups`` and ``exposure``
+    re-rank as :meth:`Recommender.recommend` does for a known user (:func:`recsys.models.rerank.select_top`).
     """
     items = _indices(model, item_ids)
     scores = history_scores(model, items, weights)
     excluded = items if exclude is None else _indices(model, exclude)
-    return _ranked(model, scores, k, excluded, filters)
+    if diversity <= 0 and groups is None and exposure is None:
+        return _ranked(model, scores, k, excluded, filters)
+    from ..models.rerank import select_top
+
+    keep = np.ones(model.n_items, dtype=bool) if filters is None else np.asarray(filters, dtype=bool).copy()
+    keep[np.asarray(excluded, dtype=np.int64)] = False
+    if diversity > 0 and item_vectors is None:
+        item_vectors = model.item_embeddings()
+    top = select_top(scores, k, keep, diversity, item_vectors, groups, exposure)
+    return [(str(model.item_ids[i]), float(scores[i])) for i in top]
 
 
 # ----------------------------------------------------------------------------- text queries

@@ -53,6 +53,7 @@ __all__ = [
     "whole_percentages",
 ]
 
+NEW_VISITOR = "(new visitor)"  # the user id of an explanation for a history with no user behind it
 _SALIENT_MIN_LENGTH = 3
 _MAX_DF = 0.05  # a word in more than 5 % of the catalogue's texts is not salient
 # words that two descriptions share without saying anything about the items ("good", "people", "great"):
@@ -317,7 +318,7 @@ class ExplainContext:
 
 def history_contributions(
     model: Any,
-    row: int,
+    row: int | None,
     item_index: int,
     history: np.ndarray,
     context: ExplainContext | None = None,
@@ -628,12 +629,17 @@ def explain(
     interactions: pd.DataFrame | None = None,
     rating_column: str | None = None,
     separator: str = S.DEFAULT_SEPARATOR,
+    visitor_history: Sequence[str | int] | None = None,
 ) -> Explanation:
     """Explain why ``model`` scores ``item`` for ``user`` (see the module docstring).
 
     ``items_frame``/``schema_roles`` (the dataset's items table and its column roles) give the
     evidence; pass ``context`` instead to reuse one :class:`ExplainContext`. ``interactions`` with
     a ``rating_column`` let the sentence say "which you rated highly" when it is true.
+
+    ``visitor_history`` (item ids or indices): explain for a new visitor known only by these items, scored through
+    the model's new-user path (``user`` is then ignored and may be None): what the app's "a new visitor"
+    mode and ``recommend-new`` recommend.
     """
     if context is None:
         if items_frame is None:
@@ -647,17 +653,28 @@ def explain(
             rating_column=rating_column,
         )
     ctx = context
-    row = model.user_index(user)
     index = model.item_index(item)
     if not 0 <= index < model.n_items:
         raise KeyError(f"item index {item} out of range (0..{model.n_items - 1})")
-    user_id, item_id = str(model.user_ids[row]), str(model.item_ids[index])
-    seen = model.seen
-    history = (
-        seen.indices[seen.indptr[row] : seen.indptr[row + 1]].astype(np.int64)
-        if seen is not None
-        else np.zeros(0, dtype=np.int64)
-    )
+    item_id = str(model.item_ids[index])
+    visitor = visitor_history is not None
+    history: np.ndarray
+    row: int | None = None
+    if visitor:
+        liked = np.unique(np.array([model.item_index(i) for i in visitor_history or ()], dtype=np.int64))
+        if not len(liked):
+            raise ValueError("a new visitor's history needs at least one item")
+        user_id, history = NEW_VISITOR, liked
+    else:
+        row = model.user_index(user)
+        user_id = str(model.user_ids[row])
+        seen = model.seen
+        history = (
+            seen.indices[seen.indptr[row] : seen.indptr[row + 1]].astype(np.int64)
+            if seen is not None
+            else np.zeros(0, dtype=np.int64)
+        )
+    scored_history = history  # what the model scores with (the item itself included, if it is there)
     notes: list[str] = []
     if (history == index).any():
         # the item is among the user's own items: lists leave it out unless asked to include seen items
@@ -672,7 +689,7 @@ def explain(
     score = None
     has_attention = False
     if hasattr(model, "explain_scores"):
-        parts = model.explain_scores(row, [index])
+        parts = model.explain_scores(row, [index], history=scored_history if visitor else None)
         score = float(np.asarray(parts["score"]).ravel()[0])
         if parts.get("shares") is not None and parts.get("attention") is not None:
             has_attention = True
@@ -732,12 +749,16 @@ def explain(
         else:
             notes.append("this fusion variant (concat) has no per-modality weights")
     else:
-        score = float(np.asarray(model.score(np.array([row])))[0, index])
+        score = (
+            float(model.score_history(scored_history)[index])
+            if visitor
+            else float(np.asarray(model.score(np.array([row])))[0, index])
+        )
         notes.append(f"the {model.name} model has no attention: no per-modality weights or shares")
 
     # history items that contribute most
     contributions, method, remainder = history_contributions(model, row, index, history, ctx)
-    ratings = ctx.user_ratings(user_id)
+    ratings = {} if visitor else ctx.user_ratings(user_id)
     top = []
     if len(history):
         ranked = np.where(np.isfinite(contributions), contributions, -np.inf)

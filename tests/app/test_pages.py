@@ -139,6 +139,47 @@ def test_recommendations_page_shows_cards_with_explanations(app, trained_workspa
     assert any(re.search(r" \(\S+\) · adds [+-]\d", c.value) for c in at.caption)
 
 
+def test_a_new_visitor_gets_recommendations_and_explanations_from_the_items_picked(app, trained_workspace):
+    import re
+
+    import numpy as np
+
+    from recsys.explain.coldstart import recommend_for_history
+    from recsys.train.records import load_run_model
+
+    at = open_page(app, "app_pages/recommendations.py")
+    at.session_state["rec_mode"] = "A new visitor"
+    at.run()
+    assert_clean(at)
+    assert "Pick one or more items the visitor likes" in texts(at)
+    picker = at.multiselect(key="rec_liked")
+    liked = list(picker.options[:2])  # the picker lists the most chosen items first
+    model = load_run_model(the_run(trained_workspace))
+    counts = np.asarray(model.seen.sum(axis=0)).ravel()
+    assert counts[model.item_index(liked[0].split(" · ")[-1])] == counts.max()
+    ids = [option.split(" · ")[-1] for option in liked]
+    picker.set_value(liked)
+    at.toggle(key="rec_one_per_product").set_value(False)  # the engine's list as it is, no variant guard
+    at.run()
+    assert_clean(at)
+    shown = texts(at)
+    assert "The visitor likes 2 items" in shown and "Top 10 for the visitor" in shown
+    # the cards are the engine's new-user list for those items, in its order, the liked items left out
+    expected = recommend_for_history(model, ids, k=10)
+    on_cards = [m.group(1) for c in at.caption if (m := re.fullmatch(r"(\S+) · score -?[\d.]+", c.value))]
+    assert on_cards == [item for item, _ in expected] and not set(ids) & set(on_cards)
+    at.session_state["rec_why_1"] = True
+    at.run()
+    assert_clean(at)
+    shown = texts(at)
+    assert "How much each modality weighs" in shown and "The liked items behind it" in shown
+    # another page and back: the mode and the picked items are still there
+    at.switch_page("app_pages/experiments.py").run()
+    at.switch_page("app_pages/recommendations.py").run()
+    assert_clean(at)
+    assert at.session_state["rec_mode"] == "A new visitor" and "The visitor likes 2 items" in texts(at)
+
+
 def test_a_low_rated_history_item_behind_a_card_is_marked_and_explained(app, trained_workspace):
     # the model counts every interaction as interest: an item the user rated low may still lift a card, and the
     # page says so rather than showing it among the reasons unmarked

@@ -94,6 +94,32 @@ def test_a_short_history_names_the_items_behind_a_recommendation(demo_run):
     assert agrees >= 0.6 * pairs, f"the most similar history item leads in only {agrees} of {pairs}"
 
 
+def test_a_new_visitor_with_a_users_items_gets_that_users_explanation(demo_run, demo_context):
+    from recsys.explain.coldstart import recommend_for_history
+    from recsys.explain.explainer import NEW_VISITOR
+
+    model = demo_run.model
+    for user, item in _pairs(model, users=3, k=2):
+        row = model.user_index(user)
+        liked = [
+            str(model.item_ids[j]) for j in model.seen.indices[model.seen.indptr[row] : model.seen.indptr[row + 1]]
+        ]
+        known = explain(model, user, item, context=demo_context)
+        visitor = explain(model, None, item, context=demo_context, visitor_history=liked)
+        assert visitor.user_id == NEW_VISITOR
+        assert abs(visitor.score - known.score) < 1e-5
+        assert [round(m["share"], 5) for m in visitor.modalities] == [round(m["share"], 5) for m in known.modalities]
+        assert [h["item_id"] for h in visitor.history] == [h["item_id"] for h in known.history]
+        assert abs(sum(m["share"] for m in visitor.modalities) - visitor.score) < 1e-4
+    two = [str(model.item_ids[j]) for j in (3, 40)]
+    top = recommend_for_history(model, two, k=1)[0][0]
+    short = explain(model, None, top, context=demo_context, visitor_history=two)
+    assert short.history and {h["item_id"] for h in short.history} <= set(two)
+    assert short.history[0]["title"] in short.sentence  # the sentence names the liked item behind it
+    with pytest.raises(ValueError, match="at least one item"):
+        explain(model, None, 0, context=demo_context, visitor_history=[])
+
+
 def test_ease_contributions_are_its_item_item_weights(demo_run):
     from recsys.models import get_model
     from recsys.train.data import prepare_data

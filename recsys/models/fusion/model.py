@@ -767,12 +767,18 @@ class FusionRecommender(ExpertScoring, Recommender):
         return out
 
     @torch.no_grad()
-    def explain_scores(self, user: int | str, items: Sequence[int | str]) -> dict[str, Any]:
-        """Per-item modality weights and additive shares for (user, items); shares sum to the score."""
-        row = self.user_index(user)
+    def explain_scores(
+        self, user: int | str | None, items: Sequence[int | str], history: Sequence[int] | np.ndarray | None = None
+    ) -> dict[str, Any]:
+        """Per-item modality weights and additive shares for (user, items); shares sum to the score.
+        ``history`` (item indices): for a new user known only by these items instead (``user`` ignored)."""
         index = np.array([self.item_index(i) for i in items], dtype=np.int64)
         gate, item_ids = fitted(self.gate), fitted(self.item_ids)
-        experts = self._expert_z(binary_rows(fitted(self.seen)[[row]]))
+        if history is not None:
+            experts = self._expert_z(binary_rows(self._history_row(history)))
+        else:
+            assert user is not None, "explain_scores needs a user or a history"
+            experts = self._expert_z(binary_rows(fitted(self.seen)[[self.user_index(user)]]))
         items_t = torch.as_tensor(index, device=self.device)
         scores, weights, shares = self._mix(experts, with_parts=True, items=items_t)
         out = {

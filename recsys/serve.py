@@ -9,7 +9,7 @@
 * ``GET /similar?item=&k=10``: the items nearest to one item in the model's item space
   (:func:`recsys.explain.evidence.similar_items`);
 * ``POST /recommend-new``: cold start from liked item ids and/or a text query (the ``recommend-new``
-  command's calls);
+  command's calls); with ``"explain": true`` and likes only, each item's explanation for that new user;
 * ``GET /explain?user=&item=``: one explanation (the ``explain`` command's call).
 
 Bad input is a 4xx with a JSON ``{"detail": ...}``: 404 names the unknown user or item, 422 a
@@ -125,6 +125,9 @@ class NewUserRequest(BaseModel):
     )
     blend: float = Field(default=0.5, ge=0.0, le=1.0, description="weight of the query against the history")
     k: int = Field(default=10, ge=1, le=MAX_K)
+    explain: bool = Field(
+        default=False, description="add each item's explanation (the liked items behind it); with 'like' only"
+    )
 
 
 class NewUserResponse(BaseModel):
@@ -224,10 +227,11 @@ def _known_item(served: ServedRun, item: str) -> None:
         )
 
 
-def _explanation(served: ServedRun, user: str, item: str) -> dict[str, Any]:
+def _explanation(served: ServedRun, user: str | None, item: str, liked: list[str] | None = None) -> dict[str, Any]:
+    """The ``explain`` command's dict for (user, item), or with ``liked`` for a new user known by those items."""
     from .explain.explainer import explain
 
-    return explain(served.model, user, item, context=served.context).to_dict()
+    return explain(served.model, user, item, context=served.context, visitor_history=liked).to_dict()
 
 
 def create_app(workspace: Any, run_id: str, served: ServedRun | None = None) -> FastAPI:
@@ -324,6 +328,8 @@ def create_app(workspace: Any, run_id: str, served: ServedRun | None = None) -> 
             raise HTTPException(422, str(exc)) from exc
         if request.user is not None:
             _known_user(s, request.user)
+        if request.explain and query:  # text similarity is blended into those scores: no explanation covers it
+            raise HTTPException(422, "'explain' explains lists from 'like' items only, not from a 'query'")
 
         def run() -> list[tuple[str, float]]:
             if query:
@@ -345,8 +351,17 @@ def create_app(workspace: Any, run_id: str, served: ServedRun | None = None) -> 
             items = s.call(run)
         except (ValueError, RuntimeError) as exc:  # a query with no text features, an encoder not installed
             raise HTTPException(422, str(exc.args[0]) if exc.args else str(exc)) from exc
+        explanations: dict[str, dict[str, Any]] = {}
+        if request.explain:
+            explanations = s.call(lambda: {i: _explanation(s, None, i, request.like) for i, _ in items})
         rows = [
-            Recommendation(rank=r + 1, item_id=i, score=_finite(score), title=s.title(i))
+            Recommendation(
+                rank=r + 1,
+                item_id=i,
+                score=_finite(score),
+                title=s.title(i),
+                explanation=explanations.get(i),  # type: ignore[arg-type]  # pydantic validates the dict
+            )
             for r, (i, score) in enumerate(items)
         ]
         return NewUserResponse(run_id=s.run_id, like=request.like, query=query, recommendations=rows)

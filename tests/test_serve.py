@@ -153,6 +153,32 @@ def test_recommend_new_from_likes_and_from_a_query(client, ids, served_root):
     assert blended.status_code == 200 and len(blended.json()["recommendations"]) == 5
 
 
+def test_recommend_new_explains_each_item_by_the_liked_items(client, ids, served_root):
+    liked = ids["items"][:2]
+    data = client.post("/recommend-new", json={"like": liked, "k": 3, "explain": True}).json()
+    plain = client.post("/recommend-new", json={"like": liked, "k": 3}).json()
+    assert [r["item_id"] for r in data["recommendations"]] == [r["item_id"] for r in plain["recommendations"]]
+    for row in data["recommendations"]:
+        explanation = row["explanation"]
+        assert explanation["item_id"] == row["item_id"] and explanation["sentence"]
+        assert abs(explanation["score"] - row["score"]) < 1e-4  # the explanation is of the score listed
+        assert {h["item_id"] for h in explanation["history"]} <= set(liked)
+        assert abs(sum(m["share"] for m in explanation["modalities"]) - row["score"]) < 1e-4
+    assert any(r["explanation"]["history"] for r in data["recommendations"])
+    refused = client.post("/recommend-new", json={"query": "headphones", "explain": True})
+    assert refused.status_code == 422 and "like" in refused.json()["detail"]
+    done = cli_in_process(
+        "recommend-new", RUN, "--like", *liked, "--k", "3", "--explain", "--json", workspace=served_root
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout.strip().splitlines()[-1])["recommendations"]
+    assert [r["explanation"]["sentence"] for r in rows] == [
+        r["explanation"]["sentence"] for r in data["recommendations"]
+    ]
+    done = cli_in_process("recommend-new", RUN, "--query", "lamp", "--explain", workspace=served_root)
+    assert done.returncode != 0 and "--like items only" in done.stderr
+
+
 def test_a_user_the_new_user_path_would_ignore_is_refused(client, ids, served_root):
     """With likes (the likes are the whole history) or without a query, a user would be silently dropped."""
     for body in ({"like": ids["items"][:1], "user": ids["user"]}, {"user": ids["user"], "query": "  "}):

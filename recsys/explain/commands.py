@@ -190,6 +190,11 @@ def _new_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--blend", type=float, default=0.5, help="weight of the query against the history (default 0.5)")
     p.add_argument("--k", type=positive_int, default=10, help="how many items (default 10)")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="each item with its explanation (the liked items behind it, modality shares); with --like only",
+    )
 
 
 @command("recommend-new", "cold start: recommendations from a few liked items or a text query", _new_arguments)
@@ -198,6 +203,9 @@ def cmd_recommend_new(args: argparse.Namespace) -> dict[str, Any]:
 
     if not args.like and not args.query:
         raise CommandError("give --like ITEM ... (a new user's liked items) or --query TEXT")
+    if args.explain and args.query:
+        # a query's list blends text similarity into the scores, which no explanation of the model's accounts for
+        raise CommandError("--explain explains lists from --like items only, not from a --query")
     try:  # a --user the request would ignore is refused (the HTTP API's rule)
         check_new_user_request(args.like, args.query, args.user)
     except ValueError as exc:
@@ -225,13 +233,21 @@ def cmd_recommend_new(args: argparse.Namespace) -> dict[str, Any]:
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CommandError(str(exc.args[0]) if exc.args else str(exc)) from exc
     titles = {}
-    if bundle is not None:
-        context = _context(model, bundle)
+    context = _context(model, bundle) if bundle is not None or args.explain else None
+    if bundle is not None and context is not None:
         titles = {item: context.title(item) for item, _ in items}
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"rank": r + 1, "item_id": item, "score": score, "title": titles.get(item)}
         for r, (item, score) in enumerate(items)
     ]
+    if args.explain:
+        from .explainer import explain
+
+        for row in rows:
+            data = explain(model, None, row["item_id"], context=context, visitor_history=args.like).to_dict()
+            row["explanation"] = data
+            _print_explanation(args, data, row["rank"])
+        return {"run_id": run_dir.name, "like": args.like, "query": args.query, "recommendations": rows}
     for row in rows:
         _say(args, f"{row['rank']:>3}. {row['item_id']:<12} {row['score']:>9.4f}  {row['title'] or ''}")
     return {"run_id": run_dir.name, "like": args.like, "query": args.query, "recommendations": rows}

@@ -619,7 +619,7 @@ def build_sentence(facts: Mapping[str, Any]) -> str:
 
 def explain(
     model: Any,
-    user: str | int,
+    user: str | int | None,
     item: str | int,
     *,
     items_frame: pd.DataFrame | None = None,
@@ -666,6 +666,8 @@ def explain(
             raise ValueError("a new visitor's history needs at least one item")
         user_id, history = NEW_VISITOR, liked
     else:
+        if user is None:
+            raise ValueError("explain needs a user, or visitor_history for a new visitor")
         row = model.user_index(user)
         user_id = str(model.user_ids[row])
         seen = model.seen

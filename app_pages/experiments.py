@@ -96,7 +96,7 @@ def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
         config = run.config
         metrics = run.metrics or {}
         test = run.test_metrics
-        history = (metrics.get("model") or {}).get("history") or {}
+        history = run.model_history
         best = run.best_baseline
         started, ended = run.started, run.ended
         fusion_model = run.model in ("fusion", "content")

@@ -474,10 +474,11 @@ def config_form() -> None:
 # ----------------------------------------------------------------------------- watching a run
 
 
-def _curves(summary: dict[str, Any]) -> None:
+def _curves(summary: dict[str, Any], active: bool = False) -> None:
     epochs = summary["epochs"]
     if not epochs:
         return
+    validated = any(e.get("valid_ndcg@20") is not None or e.get("valid_recall@20") is not None for e in epochs)
     x = [e.get("epoch", i) + 1 for i, e in enumerate(epochs)]
     left, right = st.columns(2)
     with left:
@@ -495,6 +496,13 @@ def _curves(summary: dict[str, Any]) -> None:
         style_figure(fig, height=280, title="Training loss", legend=False)
         chart(fig)
     with right:
+        if not validated:  # an empty chart with a legend (and an axis up to 4) says nothing
+            st.caption(
+                "No validation round has run yet."
+                if active
+                else "No validation round ran before the run ended: there are no validation figures to show."
+            )
+            return
         fig = go.Figure()
         for key, name, colour in (("valid_ndcg@20", "NDCG@20", PRIMARY), ("valid_recall@20", "Recall@20", "#12B886")):
             fig.add_trace(
@@ -504,6 +512,7 @@ def _curves(summary: dict[str, Any]) -> None:
                     mode="lines+markers",
                     name=name,
                     line=dict(color=colour, width=2),
+                    connectgaps=True,  # BPR-MF validates every few epochs
                 )
             )
         best = summary.get("best_epoch")
@@ -576,6 +585,10 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
     state = status.get("state", "unknown")
     events = read_progress(run_dir)
     summary = summarize_progress(events)
+    if not summary["epochs"] and state not in ACTIVE_STATES:
+        # BPR-MF and LightGCN report no epochs while they fit: their curves come from the saved history
+        record = read_run_record(run_dir, status)
+        summary["epochs"] = (record.model_history.get("epochs") or []) if record is not None else []
     head = st.columns([5, 1], vertical_alignment="center")
     with head[0]:
         state_badge(state)
@@ -646,7 +659,7 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
                         else ""
                     )
                 )
-        _curves(summary)
+        _curves(summary, active=state in ACTIVE_STATES)
 
     if state == "failed":
         show_error(

@@ -180,6 +180,25 @@ class RunRecord:
         return ((self.metrics or {}).get("model") or {}).get("test") or {}
 
     @property
+    def model_history(self) -> dict[str, Any]:
+        """The model's training history, as a dict: the fusion model saves one (``epochs``, the attribute
+        weights, the chosen L2...); BPR-MF and LightGCN save their per-epoch records as a list, numbered from
+        1, given here as ``{"epochs": records}`` numbered from 0 as the fusion model's. ``{}`` when there is
+        none."""
+        history = ((self.metrics or {}).get("model") or {}).get("history")
+        if isinstance(history, dict):
+            return history
+        if isinstance(history, list):
+            records = [record for record in history if isinstance(record, dict)]
+            return {
+                "epochs": [
+                    {**record, "epoch": record["epoch"] - 1} if isinstance(record.get("epoch"), int) else record
+                    for record in records
+                ]
+            }
+        return {}
+
+    @property
     def partial_folds(self) -> str | None:
         """ "2 of 5 folds" for a cross-validation stopped before its last fold (its figures are the mean of the
         folds done, not comparable with a finished one's as they stand), None otherwise."""

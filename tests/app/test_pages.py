@@ -286,6 +286,25 @@ def test_experiments_page_lists_the_run(app, trained_workspace):
     assert runs.value["Minutes"].dtype.kind == "f" and runs.value["NDCG@20"].dtype.kind == "f"
 
 
+def test_a_bpr_run_is_listed_and_its_curves_drawn(app, trained_workspace):
+    """BPR-MF saves its history as a list of epochs: one such run used to take the whole Experiments page down,
+    and its Train page showed no curves (it reports no epochs while it fits)."""
+    from recsys.train.run import RunConfig, train_run
+    from recsys.workspace import Workspace
+
+    config = RunConfig(dataset="demo", model="bpr", bpr_options={"epochs": 10, "eval_every": 2}, baselines=[])
+    run_dir = train_run(Workspace(trained_workspace), config, run_id="bpr-run")
+    at = open_page(app, "app_pages/experiments.py")
+    assert_clean(at)
+    assert set(at.dataframe[0].value["Run"]) >= {"bpr-run", the_run(trained_workspace).name}
+    at.switch_page("app_pages/train.py")
+    at.session_state["train_watch"] = run_dir.name
+    at.run()
+    assert_clean(at)
+    specs = " ".join(str(c.proto.spec) for c in at.get("plotly_chart"))
+    assert "Training loss" in specs and "Validation metrics" in specs
+
+
 def test_experiments_page_shows_the_fairness_report_on_demand(app, trained_workspace):
     at = open_page(app, "app_pages/experiments.py")
     assert_clean(at)

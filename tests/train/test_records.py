@@ -180,3 +180,18 @@ def test_the_runs_table_has_no_none_for_a_run_that_failed_before_its_options_wer
     row = runs_frame([failed]).iloc[0]
     assert row["Fusion"] == "–" and np.isnan(row["NDCG@20"]) and np.isnan(row["Minutes"])
     assert not any(value is None for value in row.to_dict().values())
+
+
+def test_a_run_whose_model_saved_its_history_as_a_list_is_listed(tmp_path):
+    """BPR-MF and LightGCN save a list of per-epoch records where the fusion model saves a dict: one such run
+    in the workspace took the whole Experiments page down ('list' object has no attribute 'get')."""
+    from app_pages.experiments import runs_frame
+
+    records = [{"epoch": 1, "loss": 0.71}, {"epoch": 5, "loss": 0.69, "valid_ndcg@20": 0.05}]
+    metrics = {"model": {"name": "bpr", "test": {"ndcg@20": 0.2}, "history": records}}
+    bpr = RunRecord("b", tmp_path, {"dataset": "d", "model": "bpr"}, {"state": "finished", "started": 1.0}, metrics)
+    assert bpr.model_history == {"epochs": [{**records[0], "epoch": 0}, {**records[1], "epoch": 4}]}
+    fusion = RunRecord("f", tmp_path, {"dataset": "d"}, {}, {"model": {"history": {"epochs": [], "ease_l2": 50}}})
+    assert fusion.model_history["ease_l2"] == 50 and RunRecord("n", tmp_path, {}, {}).model_history == {}
+    row = runs_frame([bpr]).iloc[0]
+    assert row["NDCG@20"] == 0.2 and row["Attribute columns"] == "–"

@@ -74,6 +74,13 @@ def map_legend_order(values: pd.Series) -> list[str]:
     return sorted(counts.index, key=lambda name: (str(name).startswith("other ("), -counts[name], str(name)))
 
 
+def map_labels(values: pd.Series, separator: str) -> pd.Series:
+    """An item's group on the map: the first label of the column's cell, "(none)" for a missing or empty one
+    (an empty cell drawn as its own trace is named "" and has no legend entry)."""
+    first = values.astype("string").str.split(separator, regex=False).str[0].str.strip()
+    return first.fillna("(none)").replace("", "(none)")
+
+
 @st.cache_data(show_spinner=False, max_entries=4)
 def map_frame(run_dir: str, model_stamp: str, _ctx: RunContext) -> pd.DataFrame:
     coords = pca_2d(_ctx.vectors)
@@ -81,14 +88,7 @@ def map_frame(run_dir: str, model_stamp: str, _ctx: RunContext) -> pd.DataFrame:
     frame["title"] = [_ctx.title(i) for i in frame["item_id"]]
     column = _ctx.category_columns[0] if _ctx.category_columns else None
     if column:
-        frame[column] = (
-            _ctx.aligned[column]
-            .astype("string")
-            .fillna("(none)")
-            .str.split(_ctx.data.separator, regex=False)
-            .str[0]
-            .to_numpy()
-        )
+        frame[column] = map_labels(_ctx.aligned[column], _ctx.data.separator).to_numpy()
     if _ctx.in_catalogue is not None:  # items a later import dropped: no longer part of the catalogue shown
         frame = frame[_ctx.in_catalogue]
     if len(frame) > MAP_POINTS:

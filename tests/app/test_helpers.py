@@ -433,3 +433,12 @@ def test_the_item_map_colours_the_largest_categories_and_greys_the_rest():
     assert (grouped == "c00").sum() == 30  # a kept category keeps all its items
     order = map_legend_order(grouped)
     assert order[0] == "c00" and order[-1] == "other (19 values)"
+
+
+def test_an_item_without_a_category_is_drawn_as_none_on_the_map():
+    import pandas as pd
+
+    from app_pages.attention import map_labels
+
+    values = pd.Series(["Toys|Games", "", "  ", None, float("nan"), "Books"], dtype=object)
+    assert map_labels(values, "|").tolist() == ["Toys", "(none)", "(none)", "(none)", "(none)", "Books"]

@@ -53,6 +53,8 @@ __all__ = [
     "whole_percentages",
 ]
 
+# a history item is named as a reason only if it adds at least this fraction of what the leading one adds
+NAMED_FRACTION = 0.25
 NEW_VISITOR = "(new visitor)"  # the user id of an explanation for a history with no user behind it
 _SALIENT_MIN_LENGTH = 3
 _MAX_DF = 0.05  # a word in more than 5 % of the catalogue's texts is not salient
@@ -785,7 +787,14 @@ def explain(
         )
     # the evidence names and quotes only history items the user did not rate low: the sentence offers them as
     # reasons, and an item rated one star is no reason (it stays in the history list, marked)
-    named = [j for j, row_ in zip(top, history_rows) if not row_["rated_low"]]
+    # nor an item that adds a sliver of what the leading one adds: "it is like X" must mean X counts (a flask
+    # adding .04 was named for a game controller once the controller that added 1.12 was rated low)
+    leading = max((float(lookup[j]) for j in top), default=0.0)
+    named = [
+        j
+        for j, row_ in zip(top, history_rows)
+        if not row_["rated_low"] and float(lookup[j]) >= NAMED_FRACTION * leading
+    ]
     top_ids = [str(model.item_ids[j]) for j in named]
     history_ids = [str(model.item_ids[j]) for j in history]
 

@@ -429,6 +429,29 @@ def test_the_evidence_never_names_a_history_item_the_user_rated_low(demo_run, de
     assert named_checked  # some explanations did have a low-rated item behind them
 
 
+def test_the_evidence_names_only_items_that_add_a_real_part_of_the_score(demo_run, demo_context):
+    """"It is like X" names X as a reason: an item adding a sliver of what the leading history item adds is
+    listed with its figure but not named (a flask adding .04 was named for a game controller)."""
+    from recsys.explain.explainer import NAMED_FRACTION
+
+    model = demo_run.model
+    checked = 0
+    for user, item in _pairs(model, users=40, k=5):
+        explanation = explain(model, user, item, context=demo_context)
+        adds = {h["title"]: h["contribution"] for h in explanation.history}
+        if not adds:
+            continue
+        leading = max(adds.values())
+        price = explanation.evidence.get("price") or {}
+        visual = explanation.evidence.get("visual") or {}
+        named = set(price.get("shared_with") or []) | ({visual["title"]} if visual.get("title") else set())
+        for label in explanation.evidence.get("labels") or []:
+            named |= set(label["shared_with"])
+        assert all(adds[title] >= NAMED_FRACTION * leading for title in named if title in adds), (user, item)
+        checked += len(named)
+    assert checked
+
+
 def test_a_column_the_model_gives_no_weight_is_never_offered_as_evidence(demo_run, tmp_path):
     """The fusion model drops attribute columns whose values histories share no more than chance; the
     explanations cited them anyway ("shares brand Verde", "same price band"), as reasons the model did not use."""

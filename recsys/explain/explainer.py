@@ -30,6 +30,7 @@ Build an :class:`ExplainContext` once and pass it as ``context=`` to explain man
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -58,6 +59,7 @@ NAMED_FRACTION = 0.25
 NEW_VISITOR = "(new visitor)"  # the user id of an explanation for a history with no user behind it
 _SALIENT_MIN_LENGTH = 3
 _MAX_DF = 0.05  # a word in more than 5 % of the catalogue's texts is not salient
+_COMMON_LABEL_SHARE = 0.5  # a label on more than half the catalogue's items is not evidence
 # words that two descriptions share without saying anything about the items ("good", "people", "great"):
 # the rephrasing's generic words, and a few vague ones that a small catalogue's document frequency lets through
 _VAGUE_WORDS = GENERIC_WORDS | frozenset(
@@ -140,10 +142,14 @@ def _cell_labels(value: Any, role: str, separator: str) -> frozenset[str]:
     return frozenset(p for p in parts if p and p.lower() not in ("nan", "none", "(no genres listed)"))
 
 
+# web addresses in descriptions ("visit Amazon.com/yourorders"): their pieces are not words an item shares
+_ADDRESS = re.compile(r"(?:https?://|www\.)\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|co|io|de|fr|uk)\b(?:/\S*)?", re.I)
+
+
 def _salient_tokens(text: str) -> list[str]:
     return [
         w
-        for w in tokenize(text)
+        for w in tokenize(_ADDRESS.sub(" ", str(text)))
         if len(w) >= _SALIENT_MIN_LENGTH
         and w not in STOPWORDS
         and w not in _VAGUE_WORDS
@@ -202,6 +208,7 @@ class ExplainContext:
         )
         self._sorted_counts = np.sort(self.counts)
         self._labels: dict[str, pd.Series] = {}
+        self._common_labels: dict[str, frozenset[str]] = {}
         self._idf: dict[str, float] | None = None
         self._doc_cache: dict[str, Counter] = {}
         self._bands: pd.Series | None = None
@@ -233,6 +240,18 @@ class ExplainContext:
             role = self.roles[column]
             self._labels[column] = self.items[column].map(lambda v: _cell_labels(v, role, self.separator))
         return self._labels[column]
+
+    def common_labels(self, column: str) -> frozenset[str]:
+        """The column's labels that more than half the catalogue carries ("Gift Cards" on a shop of gift cards):
+        sharing one says nothing about why this item, so they are never offered as evidence."""
+        if column not in self._common_labels:
+            counts: Counter[str] = Counter()
+            series = self.labels(column)
+            for labels in series:
+                counts.update(labels)
+            limit = _COMMON_LABEL_SHARE * max(len(series), 1)
+            self._common_labels[column] = frozenset(label for label, n in counts.items() if n > limit)
+        return self._common_labels[column]
 
     def catalogue_terms(self) -> set[str]:
         """Lower-cased words of every label in the catalogue (genres, categories, tags, brands...)."""
@@ -376,7 +395,7 @@ def _label_evidence(
         if column in ctx.unused_columns:
             continue
         series = ctx.labels(column)
-        mine = series.get(item_id, frozenset())
+        mine = series.get(item_id, frozenset()) - ctx.common_labels(column)
         if not mine:
             continue
         top_labels = {t: series.get(t, frozenset()) for t in top_ids}
@@ -525,6 +544,8 @@ def build_sentence(facts: Mapping[str, Any]) -> str:
     Percentages are each modality's part of the *positive* shares (negative shares, which pull the
     score down, are not reasons for a recommendation), so they add up to 100 over the modalities.
     """
+    from ..train.report import model_name  # as the pages and tables write it (BPR-MF, not bpr)
+
     modalities = [m for m in facts.get("modalities", []) if m.get("present") and (m.get("share_pct") or 0) > 0]
     modalities.sort(key=lambda m: -m["share_pct"])
     if facts.get("has_attention") and modalities:
@@ -537,7 +558,7 @@ def build_sentence(facts: Mapping[str, Any]) -> str:
     elif facts.get("has_attention"):
         lead = "Recommended by the model's overall score for you"
     else:
-        lead = f"Recommended by the {facts.get('model', 'model')} model, which has no per-modality attention"
+        lead = f"Recommended by the {model_name(str(facts.get('model', 'model')))} model, which has no per-modality attention"
 
     # a history item the user rated low is not offered as a reason (it stays in the history list beside it)
     history = [h for h in facts.get("history", []) if not h.get("rated_low")]

@@ -430,7 +430,7 @@ def test_the_evidence_never_names_a_history_item_the_user_rated_low(demo_run, de
 
 
 def test_the_evidence_names_only_items_that_add_a_real_part_of_the_score(demo_run, demo_context):
-    """"It is like X" names X as a reason: an item adding a sliver of what the leading history item adds is
+    """ "It is like X" names X as a reason: an item adding a sliver of what the leading history item adds is
     listed with its figure but not named (a flask adding .04 was named for a game controller)."""
     from recsys.explain.explainer import NAMED_FRACTION
 

@@ -25,3 +25,31 @@ def test_vague_words_are_not_cited_but_specific_ones_are():
     ctx = _context(["good people love this telescope", "a telescope good people use"] + filler)
     words = [entry["word"] for entry in _word_evidence(ctx, "I0", ["I1"])]
     assert words == ["telescope"]
+
+
+def test_pieces_of_a_web_address_are_not_words_items_share():
+    # "visit Amazon.com/yourorders" in every gift card's description: "yourorders" was cited as shared text
+    filler = [f"unrelated{k} gadget{k} widget{k}" for k in range(40)]
+    ctx = _context(
+        ["santa tin card, see Amazon.com/yourorders", "santa tin gift, visit https://shop.example.org/yourorders"]
+        + filler
+    )
+    words = {entry["word"] for entry in _word_evidence(ctx, "I0", ["I1"])}
+    assert "santa" in words and not words & {"yourorders", "amazon", "com", "example", "shop"}
+
+
+def test_a_label_most_of_the_catalogue_carries_is_not_evidence():
+    from recsys.explain.explainer import _label_evidence
+
+    ids = [f"I{k}" for k in range(10)]
+    items = pd.DataFrame(
+        {
+            "item_id": ids,
+            "main_cat": ["Gift Cards"] * 9 + ["Toys"],  # a column that is one value almost everywhere
+            "brand": ["Acme", "Acme"] + [f"B{k}" for k in range(8)],
+        }
+    )
+    model = SimpleNamespace(item_ids=ids, seen=sp.csr_matrix((1, len(ids))))
+    ctx = ExplainContext(model, items, {"item_id": S.ID, "main_cat": S.CATEGORICAL, "brand": S.CATEGORICAL})
+    cited = {entry["column"]: entry["values"] for entry in _label_evidence(ctx, "I0", ["I1"], ["I1"])}
+    assert cited == {"brand": ["Acme"]}  # "shares main cat Gift Cards" says nothing about why this item

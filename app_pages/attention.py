@@ -48,6 +48,7 @@ from recsys.explain import (
     user_weights_frame,
     whole_percentages,
 )
+from recsys.train.report import model_name
 
 TOP_K = 20
 CATEGORY_ROWS = 15  # rows of the category heatmap: the groups most often in the users' lists
@@ -531,7 +532,7 @@ def main() -> None:
     if not runs:
         empty_state(no_model_message("its attention weights"), page="train", label="Go to the Train page")
         return
-    run = run_picker("Model", "att_run", runs)
+    run = run_picker("Model", "att_run", runs, prefer=lambda r: r in per_user_weight_runs([r]))
     ctx = usable_context(run)
     if ctx is None:
         return
@@ -550,7 +551,7 @@ def main() -> None:
         what = (
             "fusion model with concat fusion (an MLP, no weights per modality)"
             if fusion == "concat"
-            else f"{model.name} baseline"
+            else f"{model_name(model.name)} model"
         )
         st.info(
             f"**Attention exists only for the fusion model** (attention, mean or item-gate fusion). This run "

@@ -454,7 +454,11 @@ def run_exists(run_id: str) -> bool:
         return False
 
 
-def run_picker(label: str, key: str, runs: list[RunRecord]) -> RunRecord | None:
+def run_picker(
+    label: str, key: str, runs: list[RunRecord], prefer: Callable[[RunRecord], bool] | None = None
+) -> RunRecord | None:
+    """The run the page shows (shared by the pages: the one chosen last). ``prefer``: on a first visit, the
+    runs this page is for (the Attention page's: those with per-user weights) come before the others."""
     if not runs:
         return None
     ids = [r.run_id for r in runs]
@@ -470,6 +474,8 @@ def run_picker(label: str, key: str, runs: list[RunRecord]) -> RunRecord | None:
         # else its newest run, else the newest run, said to be on another dataset
         active = get_workspace().active_dataset()
         on_active = [r for r in runs if r.dataset == active]
+        if prefer is not None:  # stable: newest first within each group
+            on_active = sorted(on_active, key=lambda r: not prefer(r))
         preferred = next((r.run_id for r in on_active if r.state == "finished"), None) or (
             on_active[0].run_id if on_active else ids[0]
         )

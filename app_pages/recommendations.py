@@ -653,10 +653,7 @@ def visitor_page(ctx: RunContext) -> None:
             icon=":material/filter_alt_off:",
         )
         return
-    st.caption(
-        "Scored through the model's new-user path: the same model, given only these items as a history. With one "
-        "to three items the model leans more on what is popular, as it does for its short-history users."
-    )
+    st.caption("Scored through the model's new-user path: the same model, given only these items as a history.")
     cards(ctx, None, ranked, "recommendations-new-visitor.csv", liked_tuple)
 
 

@@ -305,6 +305,24 @@ def test_a_bpr_run_is_listed_and_its_curves_drawn(app, trained_workspace):
     assert "Training loss" in specs and "Validation metrics" in specs
 
 
+def test_attention_opens_on_a_run_with_per_user_weights_before_a_newer_baseline(app, trained_workspace):
+    from recsys.train.run import RunConfig, train_run
+    from recsys.workspace import Workspace
+
+    fusion = the_run(trained_workspace).name
+    config = RunConfig(dataset="demo", model="bpr", bpr_options={"epochs": 4, "eval_every": 2}, baselines=[])
+    train_run(Workspace(trained_workspace), config, run_id="zz-bpr-newer")
+    at = open_page(app, "app_pages/attention.py")
+    assert_clean(at)
+    assert at.session_state["app_run"] == fusion  # a first visit: the run this page is for
+    at.switch_page("app_pages/experiments.py").run()
+    at.session_state["app_run"] = "zz-bpr-newer"  # the pages share the run chosen last
+    at.switch_page("app_pages/attention.py").run()
+    assert_clean(at)
+    shown = texts(at)
+    assert "This run trained a BPR-MF model" in shown and "baseline" not in shown.split("This run trained")[1][:40]
+
+
 def test_experiments_page_shows_the_fairness_report_on_demand(app, trained_workspace):
     at = open_page(app, "app_pages/experiments.py")
     assert_clean(at)

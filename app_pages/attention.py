@@ -127,7 +127,11 @@ def distribution(weights: pd.DataFrame, modalities: list[str], presence: np.ndar
         if presence is not None and presence.shape[0]:
             have, total = int(presence[:, m].sum()), presence.shape[0]
             # a user's weight on a modality few items have moves few scores: say how many it can reach
-            what = "were seen in training" if modality == "behaviour" else "have it"
+            what = {
+                "behaviour": "were seen in training",
+                # the Data page counts any attribute column; the model only those it gives weight
+                "attributes": "have a value in an attribute column the model uses",
+            }.get(modality, "have it")
             col.caption(f"{have:,} of {total:,} items {what} ({part_percent(have, total)})")
     long = weights.melt(id_vars=["user_id"], value_vars=modalities, var_name="modality", value_name="weight")
     fig = px.box(

@@ -664,7 +664,8 @@ def main() -> None:
     if not runs:
         empty_state(no_model_message("its recommendations"), page="train", label="Go to the Train page")
         return
-    top = st.columns([3, 2, 2], vertical_alignment="bottom")
+    # the model's label is long (model, dataset, time, NDCG@20): its own wide column, the mode beside it
+    top = st.columns([5, 3], vertical_alignment="bottom")
     with top[0]:
         run = run_picker("Model", "rec_run", runs)
     ctx = usable_context(run)
@@ -708,7 +709,7 @@ def main() -> None:
         st.session_state.pop("rec_user", None)
     elif st.session_state["rec_user"] not in options:
         options = [st.session_state["rec_user"], *options]
-    user = top[2].selectbox(
+    user = st.columns([5, 3])[0].selectbox(
         "User",
         options,
         key="rec_user",

@@ -75,11 +75,19 @@ def map_legend_order(values: pd.Series) -> list[str]:
     return sorted(counts.index, key=lambda name: (str(name).startswith("other ("), -counts[name], str(name)))
 
 
-def map_labels(values: pd.Series, separator: str) -> pd.Series:
+BREADCRUMB = " > "  # "Home & Kitchen > Bakeware": a category path, its first level a coarser category
+
+
+def map_labels(values: pd.Series, separator: str, keep: int | None = None) -> pd.Series:
     """An item's group on the map: the first label of the column's cell, "(none)" for a missing or empty one
-    (an empty cell drawn as its own trace is named "" and has no legend entry)."""
+    (an empty cell drawn as its own trace is named "" and has no legend entry). With more than ``keep`` values
+    that are category paths ("Home & Kitchen > Bakeware"), their first level: a dozen colours tell a dozen
+    departments apart, where 29 sub-categories would mostly end up in one grey "other"."""
     first = values.astype("string").str.split(separator, regex=False).str[0].str.strip()
-    return first.fillna("(none)").replace("", "(none)")
+    first = first.fillna("(none)").replace("", "(none)")
+    if keep is not None and first.nunique() > keep and first.str.contains(BREADCRUMB, regex=False).mean() >= 0.8:
+        first = first.str.split(BREADCRUMB, regex=False).str[0].str.strip()
+    return first
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -89,7 +97,7 @@ def map_frame(run_dir: str, model_stamp: str, _ctx: RunContext) -> pd.DataFrame:
     frame["title"] = [_ctx.title(i) for i in frame["item_id"]]
     column = _ctx.category_columns[0] if _ctx.category_columns else None
     if column:
-        frame[column] = map_labels(_ctx.aligned[column], _ctx.data.separator).to_numpy()
+        frame[column] = map_labels(_ctx.aligned[column], _ctx.data.separator, MAP_COLOURS).to_numpy()
     if _ctx.in_catalogue is not None:  # items a later import dropped: no longer part of the catalogue shown
         frame = frame[_ctx.in_catalogue]
     if len(frame) > MAP_POINTS:
@@ -455,13 +463,16 @@ def embedding_map(ctx: RunContext) -> None:
         else "the model's item vectors"
     )
     grouped = column is not None and frame[column].str.startswith("other (").any()
+    coarse = column is not None and not frame[column].str.contains(BREADCRUMB, regex=False).any()
+    coarse = coarse and bool(ctx.aligned[column].astype("string").str.contains(BREADCRUMB, regex=False).any())
+    named = md_text(column) + (" (its first level)" if coarse else "") if column else ""
     st.caption(
         f"Each dot is an item, placed by the first two principal components of its vector ({source}); "
         "close items look alike to the model. Select points (click, box or lasso) to see their pictures."
         + (
-            f" Coloured by {md_text(column)}: its {MAP_COLOURS - 1} largest values, the rest in grey."
+            f" Coloured by {named}: its {MAP_COLOURS - 1} largest values, the rest in grey."
             if grouped
-            else (f" Coloured by {md_text(column)}." if column else "")
+            else (f" Coloured by {named}." if column else "")
         )
     )
     fig = px.scatter(

@@ -442,3 +442,14 @@ def test_an_item_without_a_category_is_drawn_as_none_on_the_map():
 
     values = pd.Series(["Toys|Games", "", "  ", None, float("nan"), "Books"], dtype=object)
     assert map_labels(values, "|").tolist() == ["Toys", "(none)", "(none)", "(none)", "(none)", "Books"]
+
+
+def test_the_map_colours_a_long_list_of_category_paths_by_their_first_level():
+    import pandas as pd
+
+    from app_pages.attention import MAP_COLOURS, map_labels
+
+    paths = pd.Series([f"Dept {d} > Aisle {a}" for d in range(5) for a in range(6)])  # 30 sub-categories
+    assert set(map_labels(paths, "|", MAP_COLOURS)) == {f"Dept {d}" for d in range(5)}
+    few = pd.Series(["Dept 1 > Aisle 1", "Dept 1 > Aisle 2", "Dept 2 > Aisle 1"])
+    assert map_labels(few, "|", MAP_COLOURS).tolist() == few.tolist()  # few enough to keep as they are

@@ -60,6 +60,10 @@ class RoleGuess:
     reason: str
 
 
+def _distinct(count: int) -> str:
+    return f"{count} distinct value{'s' if count != 1 else ''}"
+
+
 def parse_numeric(series: pd.Series) -> pd.Series:
     """Parse numbers written as text ("$40.00", "1,299", "12%") into floats; unparseable -> NaN."""
     if pd.api.types.is_bool_dtype(series):
@@ -137,7 +141,7 @@ def infer_role(name: str, series: pd.Series, table: str, separator: str = DEFAUL
         if whole and _CODE_NAME.search(lowered):
             return RoleGuess(
                 CATEGORICAL,
-                f"whole numbers named like a code ('{name}'): labels, not amounts; {values.nunique()} distinct values",
+                f"whole numbers named like a code ('{name}'): labels, not amounts; {_distinct(values.nunique())}",
             )
         return RoleGuess(
             NUMERIC, "numbers" if numeric_share == 1.0 else "numbers (currency or thousands separators parsed)"
@@ -154,9 +158,9 @@ def infer_role(name: str, series: pd.Series, table: str, separator: str = DEFAUL
         return RoleGuess(IGNORE, "unique codes without spaces: looks like an identifier")
     distinct = values.nunique()
     if _CATEGORY_NAME.search(lowered) and mean_words <= 6:
-        return RoleGuess(CATEGORICAL, f"named like an attribute; {distinct} distinct values")
+        return RoleGuess(CATEGORICAL, f"named like an attribute; {_distinct(distinct)}")
     if mean_words <= 4 and (distinct <= 50 or unique_ratio <= 0.2):
-        return RoleGuess(CATEGORICAL, f"{distinct} distinct short values")
+        return RoleGuess(CATEGORICAL, f"{distinct} distinct short value{'s' if distinct != 1 else ''}")
     return RoleGuess(TEXT, "free text")
 
 

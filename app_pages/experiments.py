@@ -128,7 +128,7 @@ def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
                 + (f" ({run.partial_folds}: partial)" if run.partial_folds else ""),
                 "Encoders": ", ".join(encoders) if fusion_model and encoders else "–",
                 "Attribute columns": attribute_columns(history.get("attribute_weights")),
-                "Epochs": f"{len(history.get('epochs') or [])} / {run.fusion_option('epochs')}"
+                "Rounds": f"{len(history.get('epochs') or [])} / {run.fusion_option('epochs')}"
                 if run.model == "fusion" and history
                 else "–",
                 # a run still going shows its minutes so far

@@ -474,7 +474,13 @@ def config_form() -> None:
 # ----------------------------------------------------------------------------- watching a run
 
 
-def _curves(summary: dict[str, Any], active: bool = False) -> None:
+def step_name(config: dict[str, Any]) -> str:
+    """What one pass of the model's training is called: the fusion model's gate trains in rounds (its form
+    field is "Rounds (at most)"), the embedding baselines in epochs."""
+    return "round" if config.get("model", "fusion") == "fusion" else "epoch"
+
+
+def _curves(summary: dict[str, Any], active: bool = False, unit: str = "epoch") -> None:
     epochs = summary["epochs"]
     if not epochs:
         return
@@ -491,7 +497,7 @@ def _curves(summary: dict[str, Any], active: bool = False) -> None:
                 name="training loss",
             )
         )
-        fig.update_xaxes(title="epoch", dtick=max(1, len(x) // 10))
+        fig.update_xaxes(title=unit, dtick=max(1, len(x) // 10))
         fig.update_yaxes(title="loss")
         style_figure(fig, height=280, title="Training loss", legend=False)
         chart(fig)
@@ -535,7 +541,7 @@ def _curves(summary: dict[str, Any], active: bool = False) -> None:
                         hovertemplate="kept round %{x}: NDCG@20 %{y:.4f}<extra></extra>",
                     )
                 )
-        fig.update_xaxes(title="epoch", dtick=max(1, len(x) // 10))
+        fig.update_xaxes(title=unit, dtick=max(1, len(x) // 10))
         fig.update_yaxes(title="validation")
         style_figure(fig, height=280, title="Validation metrics")
         chart(fig)
@@ -573,7 +579,8 @@ def _progress(summary: dict[str, Any], status: dict[str, Any], config: dict[str,
             st.progress(min(1.0, done / max(total, 1)), text=text)
     if summary.get("max_epochs") or stage in ("fit", "resume"):
         max_epochs = summary.get("max_epochs") or _fusion_option(config, "epochs")
-        text = f"Epoch {min(summary['epoch'] + (1 if summary['steps'] else 0), max_epochs or 0)} of {max_epochs}"
+        done = min(summary["epoch"] + (1 if summary["steps"] else 0), max_epochs or 0)
+        text = f"{step_name(config).capitalize()} {done} of {max_epochs}"
         if summary["steps"]:
             text += f" · step {summary['step']} of {summary['steps']}"
         if summary.get("eta_seconds") is not None and status.get("state") in ACTIVE_STATES and stage == "fit":
@@ -659,7 +666,7 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
                         else ""
                     )
                 )
-        _curves(summary, active=state in ACTIVE_STATES)
+        _curves(summary, active=state in ACTIVE_STATES, unit=step_name(config))
 
     if state == "failed":
         show_error(
@@ -693,7 +700,7 @@ def draw_run(run_dir: Path, status: dict[str, Any], config: dict[str, Any]) -> N
                 + (
                     kept
                     if best is None or not has_model
-                    else f"The best model so far (epoch {best + 1}) is kept and usable on the Recommendations page. "
+                    else f"The best model so far ({step_name(config)} {best + 1}) is kept and usable on the Recommendations page. "
                 )
                 + (
                     "It has not been evaluated: resume the run to continue training and evaluate it."

@@ -501,6 +501,12 @@ def _curves(summary: dict[str, Any], active: bool = False, unit: str = "epoch") 
         fig.update_yaxes(title="loss")
         style_figure(fig, height=280, title="Training loss", legend=False)
         chart(fig)
+        if unit == "round":
+            st.caption(
+                "The experts (the item-item score, the content comparisons) are computed in closed form before "
+                "the first round; the rounds train the gate's dozen parameters, so the loss moves little and "
+                "validation, on the right, picks the round kept."
+            )
     with right:
         if not validated:  # an empty chart with a legend (and an axis up to 4) says nothing
             st.caption(

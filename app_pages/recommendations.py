@@ -418,6 +418,8 @@ def card(
         st.caption(md_text(caption or item_id))
         # the id tells apart items that share a title (variants, re-listings) and matches the CSV and the CLI
         st.caption(f"{md_text(item_id)} · score {score:.3f}" if caption else f"score {score:.3f}")
+        if liked is not None and item_id in liked:  # "Hide liked items" off: the visitor's own pick, said so
+            st.caption(":material/favorite: one of the visitor's liked items")
         # cards of a row share one height: the button sits at the bottom whatever the title's length
         st.space("stretch")
         # the explanation is computed only when its popover opens: the list itself stays fast
@@ -492,6 +494,15 @@ def filters(ctx: RunContext) -> tuple[dict, dict, bool]:
                         help="The price range hides every item whose price is missing; tick to keep them.",
                     )
     return selections, ranges, keep_unpriced
+
+
+def list_heading(asked: int, found: int) -> str:
+    """ "Top 10", or "Top 5 (of 10 asked: only 5 items pass the filters)" when fewer came back; none: "Top 10"
+    above the empty state, which says why."""
+    if 0 < found < asked:
+        passes = "items pass" if found != 1 else "item passes"
+        return f"Top {found} (of {asked} asked: only {found} {passes} the filters)"
+    return f"Top {asked}"
 
 
 def list_controls(
@@ -646,7 +657,7 @@ def visitor_page(ctx: RunContext) -> None:
         [{"picture": ctx.picture(i), "title": ctx.title(i), "caption": i if ctx.title(i) != i else ""} for i in liked],
         per_row=6,
     )
-    st.markdown(f"#### :material/recommend: Top {k} for the visitor")
+    st.markdown(f"#### :material/recommend: {list_heading(k, len(ranked))} for the visitor")
     if not ranked:
         empty_state(
             "No item passes these filters for this visitor — widen the filters above.",
@@ -773,7 +784,7 @@ def main() -> None:
         with st.expander(f"All {distinct:,} items of this history"):
             whole_history_table(ctx, one_per_item, times)
 
-    st.markdown(f"#### :material/recommend: Top {k} for {md_text(user)}")
+    st.markdown(f"#### :material/recommend: {list_heading(k, len(ranked))} for {md_text(user)}")
     if diversity > 0:
         st.caption(f"Re-ranked for variety (diversity {diversity:.2f}).")
     if steer and ranked:

@@ -144,6 +144,11 @@ def test_recommend_new_from_likes_and_from_a_query(client, ids, served_root):
     assert done.returncode == 0, done.stderr
     expected = json.loads(done.stdout.strip().splitlines()[-1])["recommendations"]
     assert [r["item_id"] for r in data["recommendations"]] == [r["item_id"] for r in expected]
+    # the flag repeated is the same two likes (it kept only the last one)
+    repeated = cli_in_process(
+        "recommend-new", RUN, "--like", liked[0], "--like", liked[1], "--k", "5", "--json", workspace=served_root
+    )
+    assert json.loads(repeated.stdout.strip().splitlines()[-1])["like"] == liked
     query = client.post("/recommend-new", json={"query": "a book about gardening", "k": 4})
     assert query.status_code == 200 and len(query.json()["recommendations"]) == 4
     both = client.post("/recommend-new", json={"query": "headphones", "like": liked, "k": 3, "blend": 0.3})

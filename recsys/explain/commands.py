@@ -94,6 +94,8 @@ def _print_explanation(args: argparse.Namespace, data: dict[str, Any], rank: int
         named = "" if item["title"] == item["item_id"] else f" {item['title']}"
         _say(args, f"       like {item['item_id']}{named}  (+{item['contribution']:.4f})")
     for note in data.get("notes", []):
+        if note.startswith("missing modalities") and data.get("modalities"):
+            continue  # the modality rows above already say "missing"
         _say(args, f"       note: {note}")
     if data.get("narration"):
         _say(args, f"     narrator ({data['narration']['source']}): {data['narration']['text']}")
@@ -183,7 +185,14 @@ def cmd_recommend_explained(args: argparse.Namespace) -> dict[str, Any]:
 
 def _new_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run id (folder name under workspace/runs)")
-    p.add_argument("--like", nargs="+", default=None, metavar="ITEM", help="item ids a new user liked")
+    p.add_argument(
+        "--like",
+        nargs="+",
+        action="extend",  # "--like A --like B" is A and B, as "--like A B" is (a repeated flag kept only B)
+        default=None,
+        metavar="ITEM",
+        help="item ids a new user liked (--like A B, or --like A --like B)",
+    )
     p.add_argument("--query", default=None, help="a text query (encoded with the run's text encoder)")
     p.add_argument(
         "--user", default=None, help="a known user to blend --query with (not with --like: likes are the history)"

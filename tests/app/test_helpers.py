@@ -453,3 +453,11 @@ def test_the_map_colours_a_long_list_of_category_paths_by_their_first_level():
     assert set(map_labels(paths, "|", MAP_COLOURS)) == {f"Dept {d}" for d in range(5)}
     few = pd.Series(["Dept 1 > Aisle 1", "Dept 1 > Aisle 2", "Dept 2 > Aisle 1"])
     assert map_labels(few, "|", MAP_COLOURS).tolist() == few.tolist()  # few enough to keep as they are
+
+
+def test_the_list_heading_says_when_the_filters_leave_fewer_items_than_asked():
+    from app_pages.recommendations import list_heading
+
+    assert list_heading(10, 10) == "Top 10" and list_heading(10, 0) == "Top 10"
+    assert list_heading(10, 5) == "Top 5 (of 10 asked: only 5 items pass the filters)"
+    assert list_heading(10, 1) == "Top 1 (of 10 asked: only 1 item passes the filters)"

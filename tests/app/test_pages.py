@@ -168,11 +168,15 @@ def test_a_new_visitor_gets_recommendations_and_explanations_from_the_items_pick
     expected = recommend_for_history(model, ids, k=10)
     on_cards = [m.group(1) for c in at.caption if (m := re.fullmatch(r"(\S+) · score -?[\d.]+", c.value))]
     assert on_cards == [item for item, _ in expected] and not set(ids) & set(on_cards)
+    assert "one of the visitor's liked items" not in texts(at)
     at.session_state["rec_why_1"] = True
     at.run()
     assert_clean(at)
     shown = texts(at)
     assert "How much each modality weighs" in shown and "The liked items behind it" in shown
+    at.toggle(key="rec_exclude_seen").set_value(False).run()  # the liked items may come back: marked
+    assert_clean(at)
+    assert "one of the visitor's liked items" in texts(at)
     # another page and back: the mode and the picked items are still there
     at.switch_page("app_pages/experiments.py").run()
     at.switch_page("app_pages/recommendations.py").run()

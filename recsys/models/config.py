@@ -165,6 +165,12 @@ class FusionConfig(_Config):
         "above this many items, each user's choice model (the content coefficients the gate reads) runs over a "
         "fixed random sample of this many items plus the histories' own (saved with the model)",
     )
+    evidence_clip: float = option(
+        4.0,
+        "the gate reads each user's evidence in standard deviations of the training users'; beyond this many it "
+        "is clipped (0: never). A new visitor's few items can lie far outside (two items nobody chose together: "
+        "-38 on a shop), which drove a modality's weight to 1e-10",
+    )
     content_max_dim: int = option(
         256,
         "a content modality wider than this (e.g. thousands of tags) is reduced to its leading principal "
@@ -194,6 +200,8 @@ class FusionConfig(_Config):
         if not self.modalities:
             raise ValueError(f"choose at least one modality of {MODALITIES}")
         self.ease_l2 = l2_value(self.ease_l2, "ease_l2")
+        if self.evidence_clip < 0:
+            raise ValueError(f"evidence_clip must be 0 (no clip) or positive, not {self.evidence_clip}")
         if self.choice_alternatives < 64:
             raise ValueError(f"choice_alternatives must be at least 64, not {self.choice_alternatives}")
 

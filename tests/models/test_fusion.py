@@ -576,3 +576,45 @@ def test_the_choice_set_is_saved_with_the_model_and_an_older_model_loads_with_th
 
     with pytest.raises(ValueError, match="choice_alternatives"):
         FusionRecommender(choice_alternatives=10)
+
+
+def test_evidence_far_outside_the_training_users_is_clipped_so_no_modality_is_switched_off(demo_template, tmp_path):
+    """A new visitor's two items that nobody chose together gave behaviour's evidence -38 standard deviations
+    on a shop, and the gate a behaviour weight of 3e-10 (shown as 0 % beside a share of a fifth of the score).
+    Clipped at ``evidence_clip`` standard deviations, the weight stays within what the training users get."""
+    import json
+
+    from recsys.models.fusion.experts import standardised_evidence
+
+    raw = torch.tensor([[-38.5, 0.2, float("nan"), 9.0]])
+    stats = (torch.zeros(4), torch.ones(4))
+    reliability = torch.ones(1, 2)
+    clipped = standardised_evidence(raw, stats, reliability, clip=4.0)
+    assert clipped.tolist() == [[-4.0, pytest.approx(0.2), 0.0, 4.0]]  # no evidence stays the population's 0
+    assert standardised_evidence(raw, stats, reliability)[0, 0] == pytest.approx(-38.5)  # 0: not clipped
+
+    import scipy.sparse as sp
+
+    from recsys.models.fusion.content import binary_rows
+
+    data = _template_data(demo_template)
+    model = FusionRecommender(epochs=2, device="cpu").fit(data)
+    rng = np.random.default_rng(0)  # new visitors with two random items: most lie far outside the training users
+    rows = binary_rows(sp.vstack([model._history_row(rng.choice(model.n_items, 2, replace=False)) for _ in range(200)]))
+    experts = model._expert_z(rows)
+    assert float(experts.evidence.abs().max()) <= 4.0 + 1e-6
+    clipped = model.gate.user_weights(experts.evidence, experts.length).detach().numpy()
+    model.config["evidence_clip"] = 0.0
+    unclipped_experts = model._expert_z(rows)
+    assert float(unclipped_experts.evidence.abs().max()) > 4.0  # the case the clip is for does occur
+    unclipped = model.gate.user_weights(unclipped_experts.evidence, unclipped_experts.length).detach().numpy()
+    assert clipped.min() > 5 * unclipped.min()
+    model.config["evidence_clip"] = 4.0
+    model.save(tmp_path / "model")
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert saved["config"]["evidence_clip"] == 4.0
+    older = dict(saved, config={k: v for k, v in saved["config"].items() if k != "evidence_clip"})
+    (tmp_path / "model" / "config.json").write_text(json.dumps(older))
+    assert Recommender.load(tmp_path / "model").config["evidence_clip"] == 0.0  # fitted before the clip
+    with pytest.raises(ValueError, match="evidence_clip"):
+        FusionRecommender(evidence_clip=-1)

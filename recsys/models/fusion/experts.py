@@ -86,11 +86,15 @@ def evidence_reliability(counts: torch.Tensor, length: torch.Tensor) -> torch.Te
 
 
 def standardised_evidence(
-    raw: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None, reliability: torch.Tensor
+    raw: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None, reliability: torch.Tensor, clip: float = 0.0
 ) -> torch.Tensor:
-    """Raw evidence ``[B, 2M]`` standardised over users (``stats``), each modality's two entries scaled by its
-    reliability, and 0 (the population's weight) where there is none."""
+    """Raw evidence ``[B, 2M]`` standardised over users (``stats``), clipped to ``[-clip, clip]`` (0: not
+    clipped), each modality's two entries scaled by its reliability, and 0 (the population's weight) where there
+    is none. The clip keeps a history far outside the training users' (a new visitor's two items nobody chose
+    together) from driving a modality's weight to 0."""
     evidence = raw if stats is None else (raw - stats[0]) / stats[1]
+    if clip > 0:
+        evidence = evidence.clamp(-clip, clip)  # NaN (no evidence) stays NaN
     return torch.nan_to_num(evidence * reliability.repeat(1, 2), nan=0.0)
 
 
@@ -319,7 +323,11 @@ class ExpertScoring:
             return Experts(torch.stack(zs, dim=1), evidence, length, reliability)
         # no evidence (fewer than two history items with the modality): the population's weight
         return Experts(
-            torch.stack(zs, dim=1), standardised_evidence(evidence, self._evidence_stats, reliability), length
+            torch.stack(zs, dim=1),
+            standardised_evidence(
+                evidence, self._evidence_stats, reliability, float(self.config.get("evidence_clip", 0.0))
+            ),
+            length,
         )
 
     def _with_projection(

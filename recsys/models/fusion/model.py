@@ -101,6 +101,8 @@ class FusionRecommender(ExpertScoring, Recommender):
         # choice_alternatives became an option (and is saved) after models had been saved without it
         if "choice_alternatives" not in config:
             config = {**config, "choice_alternatives": legacy_choice_alternatives(config)}
+        if "evidence_clip" not in config:  # fitted before the clip: its gate read the evidence unclipped
+            config = {**config, "evidence_clip": 0.0}
         return config
 
     # ------------------------------------------------------------------ capabilities
@@ -582,7 +584,11 @@ class FusionRecommender(ExpertScoring, Recommender):
         if raw is not None:
             mean, std = fitted(self._evidence_stats)
             cached = Experts(
-                raw.z, standardised_evidence(raw.evidence, (mean, std), fitted(raw.reliability)), raw.length
+                raw.z,
+                standardised_evidence(
+                    raw.evidence, (mean, std), fitted(raw.reliability), float(self.config["evidence_clip"])
+                ),
+                raw.length,
             )
         else:
             with torch.no_grad():

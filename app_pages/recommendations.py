@@ -277,20 +277,35 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
 
 def ranked_items(
     ctx: RunContext,
-    user: str,
+    user: str | None,
     k: int,
     diversity: float,
     exclude_seen: bool,
     mask: np.ndarray | None,
     one_per_product: bool = True,
     exposure: tuple[np.ndarray, float, float] | None = None,
+    liked: list[str] | None = None,
 ) -> list[tuple[str, float]]:
     """Top-``k`` (item_id, score) from the engine: seen items and filters masked, at most one variant of a
     product (``one_per_product``), MMR at ``diversity``, then ``exposure = (membership, target, strength)``
     (the engine's exposure-aware re-ranking of this one list). Items a later import of the dataset dropped are
-    never recommended."""
+    never recommended. With ``liked``: for a new visitor known by those items (``user`` None), through the
+    model's new-user path; ``exclude_seen`` then hides the liked items."""
     if ctx.in_catalogue is not None:
         mask = ctx.in_catalogue if mask is None else mask & ctx.in_catalogue
+    if liked is not None:
+        return recommend_for_history(
+            ctx.model,
+            liked,
+            k=k,
+            exclude=None if exclude_seen else [],
+            filters=mask,
+            diversity=diversity,
+            item_vectors=ctx.vectors,
+            groups=ctx.variant_groups if one_per_product else None,
+            exposure=exposure,
+        )
+    assert user is not None, "a known user, or the visitor's liked items"
     return ctx.model.recommend(
         user,
         k=k,
@@ -374,6 +389,14 @@ def exposure_controls(ctx: RunContext) -> dict | None:
         "strength": float(strength),
         "catalogue_share": share,
     }
+
+
+def close_explanations_on_a_new_list(signature: tuple) -> None:
+    """Another list (run, user or visitor, items): the "Why this?" popovers opened on the last one close."""
+    if st.session_state.get("rec_signature") != signature:
+        for key in [key for key in st.session_state if str(key).startswith("rec_why_")]:
+            del st.session_state[key]
+        st.session_state["rec_signature"] = signature
 
 
 def explanation_cache() -> dict:
@@ -633,25 +656,19 @@ def visitor_page(ctx: RunContext) -> None:
         )
         return
     liked_tuple = tuple(liked)
-    if ctx.in_catalogue is not None:
-        mask = ctx.in_catalogue if mask is None else mask & ctx.in_catalogue
     steer = exposure is not None and exposure["strength"] > 0
-    ranked = recommend_for_history(
-        ctx.model,
-        liked,
-        k=k,
-        exclude=None if exclude_liked else [],
-        filters=mask,
-        diversity=diversity,
-        item_vectors=ctx.vectors,
-        groups=ctx.variant_groups if one_per_product else None,
-        exposure=(exposure["membership"], exposure["target"], exposure["strength"]) if steer else None,
+    ranked = ranked_items(
+        ctx,
+        None,
+        k,
+        diversity,
+        exclude_liked,
+        mask,
+        one_per_product,
+        (exposure["membership"], exposure["target"], exposure["strength"]) if steer else None,
+        liked=list(liked),
     )
-    signature = (ctx.run_dir, liked_tuple, tuple(ranked))
-    if st.session_state.get("rec_signature") != signature:  # another list: close the open explanations
-        for key in [key for key in st.session_state if str(key).startswith("rec_why_")]:
-            del st.session_state[key]
-        st.session_state["rec_signature"] = signature
+    close_explanations_on_a_new_list((ctx.run_dir, liked_tuple, tuple(ranked)))
     st.markdown(f"#### :material/person_add: The visitor likes {len(liked)} item{'s' if len(liked) != 1 else ''}")
     gallery(
         [{"picture": ctx.picture(i), "title": ctx.title(i), "caption": i if ctx.title(i) != i else ""} for i in liked],
@@ -740,11 +757,7 @@ def main() -> None:
         one_per_product,
         (exposure["membership"], exposure["target"], exposure["strength"]) if steer else None,
     )
-    signature = (ctx.run_dir, user, tuple(ranked))
-    if st.session_state.get("rec_signature") != signature:  # another list: close the open explanations
-        for key in [key for key in st.session_state if str(key).startswith("rec_why_")]:
-            del st.session_state[key]
-        st.session_state["rec_signature"] = signature
+    close_explanations_on_a_new_list((ctx.run_dir, user, tuple(ranked)))
 
     history = user_history(ctx, user)
     st.markdown(f"#### :material/history: History of {md_text(user)}")

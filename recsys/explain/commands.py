@@ -241,10 +241,8 @@ def cmd_recommend_new(args: argparse.Namespace) -> dict[str, Any]:
             items = recommend_for_history(model, args.like, k=args.k, filters=in_catalogue)
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CommandError(str(exc.args[0]) if exc.args else str(exc)) from exc
-    titles = {}
     context = _context(model, bundle) if bundle is not None or args.explain else None
-    if bundle is not None and context is not None:
-        titles = {item: context.title(item) for item, _ in items}
+    titles = {item: context.title(item) for item, _ in items} if bundle is not None and context else {}
     rows: list[dict[str, Any]] = [
         {"rank": r + 1, "item_id": item, "score": score, "title": titles.get(item)}
         for r, (item, score) in enumerate(items)

@@ -324,9 +324,7 @@ class ExpertScoring:
         # no evidence (fewer than two history items with the modality): the population's weight
         return Experts(
             torch.stack(zs, dim=1),
-            standardised_evidence(
-                evidence, self._evidence_stats, reliability, float(self.config.get("evidence_clip", 0.0))
-            ),
+            standardised_evidence(evidence, self._evidence_stats, reliability, float(self.config["evidence_clip"])),
             length,
         )
 

@@ -502,9 +502,15 @@ def filters(ctx: RunContext) -> tuple[dict, dict, bool]:
         all_prices = pd.to_numeric(ctx.items_by_id[ctx.price_column], errors="coerce")
         prices = all_prices.dropna()
         if len(prices) and prices.min() < prices.max():
-            low, high = float(np.floor(prices.min())), float(np.ceil(prices.max()))
-            chosen = cols[-1].slider(
-                ctx.price_column.replace("_", " ").capitalize(), low, high, (low, high), key=f"rec_price_{ctx.run_id}"
+            steps = price_steps(prices.to_numpy())
+            low, high = steps[0], steps[-1]
+            chosen = cols[-1].select_slider(
+                ctx.price_column.replace("_", " ").capitalize(),
+                options=steps,
+                value=(low, high),
+                format_func=price_label,
+                key=f"rec_price_{ctx.run_id}",
+                help="Steps of 1-2-5 (10, 20, 50, 100, ...): prices spread over orders of magnitude.",
             )
             if chosen != (low, high):
                 ranges[ctx.price_column] = chosen
@@ -517,6 +523,37 @@ def filters(ctx: RunContext) -> tuple[dict, dict, bool]:
                         help="The price range hides every item whose price is missing; tick to keep them.",
                     )
     return selections, ranges, keep_unpriced
+
+
+def price_steps(prices: np.ndarray) -> list[float]:
+    """The price filter's stops for a catalogue's ``prices``: the lowest and highest (rounded out to whole
+    units) and the 1-2-5 series between them (..., 10, 20, 50, 100, ...). A linear slider over $10-1,754
+    left a $50-100 range a few pixels wide; prices spread over orders of magnitude, and so do these stops.
+    The series starts above the smallest positive price (a free item does not start it at cents), and a
+    stop within a fifth of either end is left out (no "9, 10" at the start). A narrow range gets even steps."""
+    prices = np.asarray(prices, dtype=np.float64)
+    low, high = float(np.floor(prices.min())), float(np.ceil(prices.max()))
+    if high <= low:
+        high = low + 1.0
+    positive = prices[prices > 0]
+    smallest = float(positive.min()) if len(positive) else 1.0
+    stops = {low, high}
+    magnitude = 10.0 ** np.floor(np.log10(smallest))
+    while magnitude <= high:
+        for digit in (1.0, 2.0, 5.0):
+            value = round(digit * magnitude, 2)
+            if max(low * 1.2, smallest) < value and value * 1.2 < high:
+                stops.add(value)
+        magnitude *= 10.0
+    if len(stops) < 6:  # a narrow range (12-14): even steps of a round size instead, at most 20 of them
+        step = next(d * 10.0**e for e in range(-2, 12) for d in (1.0, 2.0, 5.0) if (high - low) / (d * 10.0**e) <= 20)
+        stops = {low, high} | {round(v, 2) for v in np.arange(low, high, step)[1:]}
+    return sorted(stops)
+
+
+def price_label(value: float) -> str:
+    """A price stop as the slider shows it: whole units without decimals, others with cents."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
 
 def list_heading(asked: int, found: int) -> str:

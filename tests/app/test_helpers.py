@@ -461,3 +461,18 @@ def test_the_list_heading_says_when_the_filters_leave_fewer_items_than_asked():
     assert list_heading(10, 10) == "Top 10" and list_heading(10, 0) == "Top 10"
     assert list_heading(10, 5) == "Top 5 (of 10 asked: only 5 items pass the filters)"
     assert list_heading(10, 1) == "Top 1 (of 10 asked: only 1 item passes the filters)"
+
+
+def test_price_filter_stops_follow_orders_of_magnitude():
+    from app_pages.recommendations import price_label, price_steps
+
+    # a linear slider over 10-1,754 left a 50-100 range a few pixels wide
+    stops = price_steps(np.array([9.99, 54.0, 120.0, 1753.2]))
+    assert stops[0] == 9 and stops[-1] == 1754
+    assert {20, 50, 100, 200, 500, 1000} <= set(stops)
+    assert stops == sorted(stops) and len(stops) == len(set(stops))
+    # a free item does not start the series at cents; a narrow range gets even, round steps
+    assert price_steps(np.array([0.0, 0.99, 40.0])) == [0, 1, 2, 5, 10, 20, 40]
+    narrow = price_steps(np.array([12.0, 13.5, 14.0]))
+    assert narrow[0] == 12 and narrow[-1] == 14 and 12.5 in narrow and len(narrow) <= 21
+    assert [price_label(v) for v in (9.0, 1000.0, 12.5)] == ["9", "1,000", "12.50"]

@@ -344,6 +344,18 @@ def test_switching_users_and_filtering(app, trained_workspace):
     assert_clean(at)
     assert card_titles(at)
 
+    # the price range: round stops (20, 50, 100, ...) and only items inside the range
+    at.multiselect(key="rec_filter_category").set_value([])
+    price = next(s for s in at.select_slider if s.key.startswith("rec_price_"))
+    assert {"20", "50", "100"} <= set(price.options)  # as the slider labels them
+    price.set_value((20.0, 100.0))
+    at.run()
+    assert_clean(at)
+    titles = card_titles(at)
+    assert titles
+    price_of = dict(zip(items["title"], items["price"]))
+    assert all(20 <= price_of[t] <= 100 for t in titles)
+
 
 # ----------------------------------------------------------------------------- training
 

@@ -56,6 +56,10 @@ __all__ = [
 
 # a history item is named as a reason only if it adds at least this fraction of what the leading one adds
 NAMED_FRACTION = 0.25
+# ... and only if the recommendation is closer to it, in the model's item space, than this share of the
+# catalogue is: a leave-one-out difference can be positive for an unrelated item (a history item moves the
+# scores' standardisation for every item), and "a headphone is like a chef knife" is no reason
+NAMED_CLOSENESS = 0.5
 NEW_VISITOR = "(new visitor)"  # the user id of an explanation for a history with no user behind it
 _SALIENT_MIN_LENGTH = 3
 _MAX_DF = 0.05  # a word in more than 5 % of the catalogue's texts is not salient
@@ -100,7 +104,8 @@ class Explanation:
                 for m in self.modalities
             ],
             "history": [
-                {k: h.get(k) for k in ("item_id", "title", "rating", "rated_highly", "rated_low")} for h in self.history
+                {k: h.get(k) for k in ("item_id", "title", "rating", "rated_highly", "rated_low", "named")}
+                for h in self.history
             ],
             **self.evidence,
         }
@@ -387,6 +392,20 @@ def history_contributions(
 # ----------------------------------------------------------------------------- evidence
 
 
+def closeness(vectors: np.ndarray, anchor: int, item: int) -> float:
+    """The share of the catalogue's other items (with a vector) that are less similar to ``anchor`` than
+    ``item`` is, in ``vectors`` (unit rows): 1 for its nearest neighbour, about 0.5 for a typical item. 1
+    when either has no vector (nothing says they are unlike)."""
+    if not np.any(vectors[anchor]) or not np.any(vectors[item]):
+        return 1.0
+    similarity = vectors @ vectors[anchor]
+    others = np.any(vectors, axis=1)
+    others[[anchor, item]] = False
+    if not others.any():
+        return 1.0
+    return float((similarity[others] < similarity[item]).mean())
+
+
 def _label_evidence(
     ctx: ExplainContext, item_id: str, top_ids: Sequence[str], history_ids: Sequence[str]
 ) -> list[dict[str, Any]]:
@@ -560,8 +579,11 @@ def build_sentence(facts: Mapping[str, Any]) -> str:
     else:
         lead = f"Recommended by the {model_name(str(facts.get('model', 'model')))} model, which has no per-modality attention"
 
-    # a history item the user rated low is not offered as a reason (it stays in the history list beside it)
-    history = [h for h in facts.get("history", []) if not h.get("rated_low")]
+    # only the history items named as reasons (see explain: not rated low, a real part of the score, close to
+    # the item); the others stay in the history list beside it with their figures
+    history = [
+        h for h in facts.get("history", []) if (not h.get("rated_low") if h.get("named") is None else h["named"])
+    ]
     like = ""
     if history:
         like = "like " + _quote([h["title"] for h in history], 2)
@@ -810,12 +832,17 @@ def explain(
     # reasons, and an item rated one star is no reason (it stays in the history list, marked)
     # nor an item that adds a sliver of what the leading one adds: "it is like X" must mean X counts (a flask
     # adding .04 was named for a game controller once the controller that added 1.12 was rated low)
+    # nor an item the recommendation is not even close to (NAMED_CLOSENESS)
     leading = max((float(lookup[j]) for j in top), default=0.0)
     named = [
         j
         for j, row_ in zip(top, history_rows)
-        if not row_["rated_low"] and float(lookup[j]) >= NAMED_FRACTION * leading
+        if not row_["rated_low"]
+        and float(lookup[j]) >= NAMED_FRACTION * leading
+        and closeness(ctx.vectors(), j, index) >= NAMED_CLOSENESS
     ]
+    for j, row_ in zip(top, history_rows):
+        row_["named"] = j in named
     top_ids = [str(model.item_ids[j]) for j in named]
     history_ids = [str(model.item_ids[j]) for j in history]
 

@@ -504,3 +504,39 @@ def test_a_concat_fusion_is_named_as_such_where_it_has_no_attention():
     assert _model_label(SimpleNamespace(name="ease")) == "ease"
     facts = {"has_attention": False, "model": "fusion (concat)", "modalities": []}
     assert build_sentence(facts).startswith("Recommended by the fusion (concat) model, which has no per-modality")
+
+
+def test_an_item_is_named_as_a_reason_only_if_the_recommendation_is_close_to_it(demo_run, demo_context):
+    """A visitor who liked one item, shown items of another department (a category filter): the leave-one-out
+    difference can be positive for items nothing like the liked one, and "a headphone is like a chef knife"
+    was the sentence. Now an item is named only if the recommendation is closer to it than half the
+    catalogue; it stays in the history list with its figure."""
+    from recsys.explain.explainer import NAMED_CLOSENESS, closeness
+
+    model, bundle = demo_run.model, demo_run.bundle
+    departments = (
+        bundle.items.set_index(bundle.items["item_id"].astype(str))
+        .reindex(np.asarray(model.item_ids).astype(str))["category"]
+        .astype(str)
+        .str.split(" > ")
+        .str[0]
+        .to_numpy()
+    )
+    vectors = demo_context.vectors()
+    popular = np.argsort(-np.asarray(model.seen.sum(axis=0)).ravel())[:30]
+    unnamed_far = named = 0
+    for liked in popular:
+        scores = model.score_history([int(liked)])
+        scores[departments == departments[liked]] = -np.inf
+        for item in np.argsort(-scores)[:3]:
+            explanation = explain(model, None, int(item), context=demo_context, visitor_history=[int(liked)])
+            for row in explanation.history:
+                near = closeness(vectors, model.item_index(row["item_id"]), int(item)) >= NAMED_CLOSENESS
+                if row["named"]:
+                    assert near and row["title"] in explanation.sentence, explanation.sentence
+                    named += 1
+                else:
+                    assert f"like “{row['title']}”" not in explanation.sentence
+                    unnamed_far += not near
+    assert unnamed_far, "no far-away item came up: the case this test is for did not occur"
+    assert named or unnamed_far

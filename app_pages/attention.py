@@ -521,6 +521,7 @@ def embedding_map(ctx: RunContext) -> None:
                         ctx.category_columns,
                         ctx.price_column,
                         labels=label_separators(ctx.data),
+                        price_unit=ctx.price_unit,
                     )
                     if i in ctx.items_by_id.index
                     else "",

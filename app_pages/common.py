@@ -249,6 +249,13 @@ class DatasetFrames:
     def image_column(self) -> str | None:
         return next((c for c, r in self.roles.items() if r == "image"), None)
 
+    def unit(self, column: str | None) -> str:
+        """The currency sign the items' ``column`` was written with ("$"), found at import; "" for none."""
+        units = self.manifest.get("units")
+        items = units.get("items") if isinstance(units, dict) else None
+        sign = items.get(column) if isinstance(items, dict) and column else None
+        return str(sign) if sign else ""
+
 
 @st.cache_data(show_spinner="Reading the dataset…", max_entries=8)
 def _load_frames(root: str, name: str, stamp: str) -> tuple:
@@ -558,6 +565,7 @@ class RunContext:
     title_column: str
     image_column: str | None
     price_column: str | None
+    price_unit: str  # the price's currency sign as the file wrote it ("$"), or ""
     category_columns: list[str]
     user_options: list[str]  # user ids, most active first
     activity: dict[str, int]
@@ -615,6 +623,7 @@ def _run_context(run_dir: str, model_stamp: float, dataset: str, data_stamp: str
         title_column=title_column,
         image_column=data.image_column,
         price_column=price,
+        price_unit=data.unit(price),
         category_columns=stats.category_columns(items, data.roles)[:3],
         user_options=users,
         activity={str(model.user_ids[i]): int(counts[i]) for i in range(len(counts))},
@@ -786,11 +795,13 @@ def item_caption(
     price_column: str | None = None,
     limit: int = 3,
     labels: dict[str, str] | None = None,
+    price_unit: str = "",
 ) -> str:
     """A card's line of attributes: up to ``limit`` of ``columns`` and the price. A value that is a code or a
     number is named by its column ("store 12"), since "12" alone says nothing. ``labels``: the multi-label
     columns and their separator, whose labels are listed apart ("Action · Comedy"); any other value is shown
-    whole, a "|" in it included."""
+    whole, a "|" in it included. ``price_unit``: the price's currency sign ("$1,592.24" instead of "price
+    1,592.24")."""
     parts = []
     for column in columns[:limit]:
         value = row.get(column) if hasattr(row, "get") else None
@@ -804,7 +815,8 @@ def item_caption(
         value = row.get(price_column)
         try:
             if value is not None and np.isfinite(float(value)):
-                parts.append(f"{price_column.replace('_', ' ')} {float(value):,.2f}")
+                amount = f"{float(value):,.2f}"
+                parts.append(f"{price_unit}{amount}" if price_unit else f"{price_column.replace('_', ' ')} {amount}")
         except (TypeError, ValueError):
             pass
     return " · ".join(parts)

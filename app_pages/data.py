@@ -817,7 +817,13 @@ def explore_section() -> None:
                 if data.image_column
                 else image_file("", None),
                 "title": title_or_id(row.get(summary["title"]), row["item_id"]),
-                "caption": item_caption(row, caption_columns, summary["price"], labels=label_separators(data)),
+                "caption": item_caption(
+                    row,
+                    caption_columns,
+                    summary["price"],
+                    labels=label_separators(data),
+                    price_unit=data.unit(summary["price"]),
+                ),
             }
             for _, row in sample.iterrows()
         ]

@@ -434,7 +434,13 @@ def card(
         shown = short_text(title, CARD_TITLE_CHARACTERS)
         st.markdown(f"**{rank}. {md_text(shown)}**", help=md_text(title) if shown != title else None)
         caption = (
-            item_caption(row, ctx.category_columns, ctx.price_column, labels=label_separators(ctx.data))
+            item_caption(
+                row,
+                ctx.category_columns,
+                ctx.price_column,
+                labels=label_separators(ctx.data),
+                price_unit=ctx.price_unit,
+            )
             if len(row)
             else ""
         )
@@ -504,11 +510,12 @@ def filters(ctx: RunContext) -> tuple[dict, dict, bool]:
         if len(prices) and prices.min() < prices.max():
             steps = price_steps(prices.to_numpy())
             low, high = steps[0], steps[-1]
+            unit = ctx.price_unit
             chosen = cols[-1].select_slider(
                 ctx.price_column.replace("_", " ").capitalize(),
                 options=steps,
                 value=(low, high),
-                format_func=price_label,
+                format_func=lambda value: unit + price_label(value),
                 key=f"rec_price_{ctx.run_id}",
                 help="Steps of 1-2-5 (10, 20, 50, 100, ...): prices spread over orders of magnitude.",
             )

@@ -424,6 +424,8 @@ class Workspace:
             "warnings": warnings,
             "reasons": bundle.schema.reasons,
         }
+        if any(bundle.schema.units.values()):
+            manifest["units"] = {t: dict(u) for t, u in bundle.schema.units.items() if u}
         if mapping is not None:
             # which key is not said: the one in this workspace's .secret/ folder, never copied anywhere
             manifest["pseudonymised"] = {"method": "HMAC-SHA256, workspace key", "prefix": "u_", "hex_digits": 16}
@@ -456,6 +458,12 @@ class Workspace:
             schema = S.Schema.read(folder / file)
             reasons = manifest.get("reasons", {})
             schema.reasons = reasons if isinstance(reasons, dict) else {}
+            units = manifest.get("units", {})
+            schema.units = (
+                {str(t): {str(c): str(u) for c, u in m.items()} for t, m in units.items() if isinstance(m, dict)}
+                if isinstance(units, dict)
+                else {}
+            )
             tables = {}
             for file in _TABLE_FILES:
                 path = folder / file

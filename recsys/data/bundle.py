@@ -664,10 +664,17 @@ def _blank_ids(frame: pd.DataFrame, column: str, report: ValidationReport, file:
 
 
 def _normalise_feature_columns(
-    frame: pd.DataFrame, roles: dict[str, str], report: ValidationReport, file: str
+    frame: pd.DataFrame,
+    roles: dict[str, str],
+    report: ValidationReport,
+    file: str,
+    units: dict[str, str] | None = None,
 ) -> pd.DataFrame:
+    """Numbers parsed (``units``, when given, gets the currency sign a column was written with), text trimmed."""
     for column, role in roles.items():
         if role == S.NUMERIC:
+            if units is not None and (sign := S.currency_symbol(frame[column])):
+                units[column] = sign
             parsed = S.parse_numeric(frame[column])
             given = frame[column].astype("string").str.strip().fillna("") != ""
             bad = given & parsed.isna()
@@ -702,7 +709,10 @@ def _validate_items(frame: pd.DataFrame, schema: S.Schema, report: ValidationRep
             "item_id",
             _row_numbers(duplicated),
         )
-    frame = _normalise_feature_columns(frame, schema.items, report, file)
+    units: dict[str, str] = {}
+    frame = _normalise_feature_columns(frame, schema.items, report, file, units)
+    if units:
+        schema.units["items"] = units
     partly_empty = []
     for column in schema.columns_with("items", S.TEXT, S.CATEGORICAL, S.MULTI_LABEL, S.IMAGE, S.NUMERIC):
         share = S.coverage(frame[column])

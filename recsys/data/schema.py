@@ -75,6 +75,25 @@ def parse_numeric(series: pd.Series) -> pd.Series:
     return pd.to_numeric(cleaned, errors="coerce").astype(float)
 
 
+_CURRENCY = re.compile(r"[$€£¥]")
+
+
+def currency_symbol(series: pd.Series) -> str | None:
+    """The currency sign a column of numbers was written with ("$40.00", "€ 12"): the one sign found in at
+    least half of the non-empty values, when no other sign appears; None for plain numbers or a mix."""
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return None
+    text = series.astype("string").str.strip()
+    text = text[text.notna() & (text != "")]
+    if text.empty:
+        return None
+    found = text.str.findall(_CURRENCY)
+    signs = {sign for signs in found for sign in signs}
+    if len(signs) != 1 or (found.str.len() > 0).mean() < 0.5:
+        return None
+    return signs.pop()
+
+
 def parse_timestamp(series: pd.Series) -> pd.Series:
     """Unix seconds (float) from epoch numbers (s or ms) or date strings; unparseable -> NaN."""
     numbers = parse_numeric(series)
@@ -212,6 +231,9 @@ class Schema:
     multi_label_separator: str = DEFAULT_SEPARATOR
     reasons: dict[str, dict[str, str]] = field(default_factory=dict)
     columns: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> {column in the file: id name}
+    # table -> {numeric column: the currency sign its values were written with}: found at import (the numbers
+    # are stored parsed), kept in the dataset's manifest beside the reasons, so that pages can write "$12.50"
+    units: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def table(self, name: str) -> dict[str, str]:
         return getattr(self, name)
@@ -244,6 +266,7 @@ class Schema:
                 multi_label_separator=self.multi_label_separator,
                 reasons={t: dict(r) for t, r in self.reasons.items()},
                 columns={t: dict(m) for t, m in self.columns.items()},
+                units={t: dict(u) for t, u in self.units.items()},
             )
         if isinstance(overrides, Schema):
             overrides = overrides.to_dict()
@@ -448,6 +471,7 @@ __all__ = [
     "infer_role",
     "infer_roles",
     "infer_schema",
+    "currency_symbol",
     "parse_numeric",
     "parse_timestamp",
     "coverage",

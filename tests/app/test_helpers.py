@@ -476,3 +476,11 @@ def test_price_filter_stops_follow_orders_of_magnitude():
     narrow = price_steps(np.array([12.0, 13.5, 14.0]))
     assert narrow[0] == 12 and narrow[-1] == 14 and 12.5 in narrow and len(narrow) <= 21
     assert [price_label(v) for v in (9.0, 1000.0, 12.5)] == ["9", "1,000", "12.50"]
+
+
+def test_a_card_writes_the_price_with_its_currency_sign():
+    from app_pages.common import item_caption
+
+    row = {"category": "Knives", "price": 1592.24}
+    assert item_caption(row, ["category"], "price", price_unit="$") == "Knives · $1,592.24"
+    assert item_caption(row, ["category"], "price") == "Knives · price 1,592.24"

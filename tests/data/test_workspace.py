@@ -220,3 +220,41 @@ def test_a_name_derived_from_a_file_is_made_valid(workspace, small_bundle, tmp_p
     assert result.ok and result.name == "my-shop-2"
     assert workspace.load_dataset("my-shop-2").items["item_id"].tolist() == ["a", "b", "c"]
     assert validate_name("dataset name", dataset_name("." * 3 + "é" * 80)) == "dataset"
+
+
+def test_a_price_written_with_a_currency_sign_keeps_its_sign(workspace, tmp_path):
+    """Prices are stored as numbers; the sign they were written with ("$1,592.24") is kept in the manifest,
+    so that the pages write "$1,592.24" rather than "price 1,592.24"."""
+    items = pd.DataFrame(
+        {
+            "item_id": ["a", "b", "c"],
+            "title": ["Knife", "Pan", "Pot"],
+            "price": ["$1,592.24", "$40.00", ""],
+            "weight": ["1.5", "2", "3"],
+        }
+    )
+    interactions = pd.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["a", "b", "c"]})
+    result = workspace.import_bundle(write_bundle(tmp_path / "b", items, interactions), name="shop")
+    assert result.ok, result.report.format()
+    stored = workspace.load_dataset("shop")
+    assert stored.items["price"].tolist()[:2] == [1592.24, 40.0]
+    assert stored.schema.units == {"items": {"price": "$"}}  # plain numbers (weight) have none
+
+    # a manifest whose units are damaged loads with none, not an error
+    manifest = workspace.dataset_path("shop") / "manifest.json"
+    import json
+
+    data = json.loads(manifest.read_text())
+    data["units"] = ["$"]
+    manifest.write_text(json.dumps(data))
+    assert workspace.load_dataset("shop").schema.units == {}
+
+
+def test_currency_signs_are_read_only_when_one_sign_is_used():
+    from recsys.data.schema import currency_symbol
+
+    assert currency_symbol(pd.Series(["$40.00", "$1,299", None, ""])) == "$"
+    assert currency_symbol(pd.Series(["€ 12.50", "13"])) == "€"
+    assert currency_symbol(pd.Series(["$4", "€5"])) is None  # a mix says nothing
+    assert currency_symbol(pd.Series(["4", "5", "$6"])) is None  # one in three
+    assert currency_symbol(pd.Series([4.0, 5.0])) is None

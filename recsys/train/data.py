@@ -43,7 +43,7 @@ from ..stopping import check
 PROTOCOLS = ("p1", "temporal", "cold", "sparse", "kfold")
 #: How the app and the CLI name each protocol.
 PROTOCOL_LABELS = {
-    "p1": "P1 (k-core, random 80/10/10 per user)",
+    "p1": "P1 (k-core, random 80/10/10 per user, at least 1 valid + 1 test)",
     "temporal": "temporal (leave-last-out by time)",
     "cold": "cold items (10 % of items held out)",
     "sparse": "sparse (leave-last-out, no filter)",

@@ -93,7 +93,7 @@ class RunConfig:
     protocol: str = option(
         "auto",
         "auto (P1 when its k-core filter keeps enough of the data, else sparse), p1 "
-        "(k-core, random 80/10/10 per user), temporal (leave last out), sparse "
+        "(k-core, random 80/10/10 per user, at least 1 valid + 1 test), temporal (leave last out), sparse "
         "(leave last out for users with 3+ interactions, no filter, every item kept), "
         "kfold (per-user K-fold cross-validation: mean and std of every metric)",
     )

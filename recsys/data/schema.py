@@ -64,14 +64,28 @@ def _distinct(count: int) -> str:
     return f"{count} distinct value{'s' if count != 1 else ''}"
 
 
+# a number written with a decimal comma ("12,50", "1.299,00") or with a decimal point ("12.50", "1,299.00"),
+# after the currency sign, the percent sign and spaces are taken out
+_DECIMAL_COMMA = re.compile(r"^[-+]?(\d{1,3}(\.\d{3})+|\d+),\d{1,2}$")
+_DECIMAL_POINT = re.compile(r"^[-+]?(\d{1,3}(,\d{3})+|\d+)\.\d+$")
+
+
 def parse_numeric(series: pd.Series) -> pd.Series:
-    """Parse numbers written as text ("$40.00", "1,299", "12%") into floats; unparseable -> NaN."""
+    """Parse numbers written as text ("$40.00", "1,299", "12%", "12,50 €") into floats; unparseable -> NaN.
+
+    A column whose numbers are written with a decimal comma ("12,50 €", "1.299,00") is read so, when more of
+    its values show a decimal comma than a decimal point: read as a thousands separator, "12,50 €" was 1250."""
     if pd.api.types.is_bool_dtype(series):
         return series.astype(float)
     if pd.api.types.is_numeric_dtype(series):
         return series.astype(float)
     text = series.astype("string").str.strip()
-    cleaned = text.str.replace(r"[$€£¥,%\s]", "", regex=True)
+    bare = text.str.replace(r"[$€£¥%\s]", "", regex=True)
+    comma_decimals = int(bare.str.match(_DECIMAL_COMMA).fillna(False).sum())
+    if comma_decimals and comma_decimals > int(bare.str.match(_DECIMAL_POINT).fillna(False).sum()):
+        cleaned = bare.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+    else:
+        cleaned = bare.str.replace(",", "", regex=False)
     return pd.to_numeric(cleaned, errors="coerce").astype(float)
 
 

@@ -553,3 +553,24 @@ def test_blank_values_are_imported_and_said(tmp_path):
     # a complete bundle gets neither note
     full = load_bundle(write_bundle(tmp_path / "full", ITEMS, INTERACTIONS))
     assert not full.report.notes, full.report.format()
+
+
+def test_numbers_written_with_a_decimal_comma_are_read_as_such(tmp_path):
+    """A European shop's export: "12,50 €" was read as 1250 (the comma taken for a thousands separator)."""
+    items = pd.DataFrame(
+        {
+            "item_id": ["a", "b", "c", "d"],
+            "title": ["Knife", "Pan", "Pot", "Lid"],
+            "price": ["12,50 €", "1.299,00 €", "3,99 €", "45 €"],
+        }
+    )
+    interactions = pd.DataFrame(
+        {"user_id": ["u1", "u1", "u2", "u2"], "item_id": ["a", "b", "c", "d"], "rating": ["4,5", "3", "5", "2,5"]}
+    )
+    result = load_bundle(write_bundle(tmp_path / "b", items, interactions))
+    assert result.ok, result.report.format()
+    assert result.bundle.items["price"].tolist() == [12.5, 1299.0, 3.99, 45.0]
+    assert result.bundle.schema.units == {"items": {"price": "€"}}
+    assert result.bundle.interactions["rating"].tolist() == [4.5, 3.0, 5.0, 2.5]
+    # a decimal point, and commas as thousands separators, as before
+    assert S.parse_numeric(pd.Series(["$1,299.00", "$40", "1,299"])).tolist() == [1299.0, 40.0, 1299.0]

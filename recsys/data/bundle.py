@@ -313,11 +313,21 @@ def read_table(path: Path, report: ValidationReport) -> pd.DataFrame | None:
                     rows=[line],
                 )
                 return None
-            if not _check_field_counts(raw, text, name, report):
+            delimiter = csv_delimiter(text)
+            if delimiter != ",":
+                report.note(
+                    "csv_delimiter",
+                    f"read as {_DELIMITER_NAMES[delimiter]}-separated values (the header has no commas between its "
+                    "columns)",
+                    name,
+                )
+            if not _check_field_counts(raw, text, name, report, delimiter):
                 return None
             # index_col=False: never take the first column as the index (pandas does when rows have one more
             # field than the header); the check above has already refused such rows
-            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[], index_col=False)
+            frame = pd.read_csv(
+                io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False, na_values=[], index_col=False
+            )
         elif suffix == ".parquet":
             frame = pd.read_parquet(path)
         else:
@@ -338,7 +348,22 @@ def read_table(path: Path, report: ValidationReport) -> pd.DataFrame | None:
     return frame
 
 
-def _ragged_lines_unquoted(raw: bytes, limit: int = 10) -> tuple[int, list[tuple[int, int]], int] | None:
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
+def csv_delimiter(text: str) -> str:
+    """The field separator of a CSV text: a semicolon (Excel's CSV where the decimal separator is a comma) or
+    a tab when the header line, outside quotes, has more of it than of commas; a comma otherwise."""
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    unquoted = re.sub(r'"[^"]*"', "", header)
+    counts = {d: unquoted.count(d) for d in _DELIMITER_NAMES}
+    best = max((";", "\t"), key=lambda d: counts[d])
+    return best if counts[best] > counts[","] else ","
+
+
+def _ragged_lines_unquoted(
+    raw: bytes, limit: int = 10, delimiter: str = ","
+) -> tuple[int, list[tuple[int, int]], int] | None:
     """:func:`_ragged_records` for a file without quotes, where a record is a line and its fields are its commas
     plus one: counted with numpy on the bytes (ASCII commas and line breaks never occur inside a UTF-8
     character), so a large interactions file costs a fraction of reading it. None when it does not apply."""
@@ -349,7 +374,7 @@ def _ragged_lines_unquoted(raw: bytes, limit: int = 10) -> tuple[int, list[tuple
     if len(data) and data[-1] != 10:
         ends = np.append(ends, len(data))
     starts = np.concatenate(([0], ends[:-1] + 1))
-    fields = np.diff(np.searchsorted(np.flatnonzero(data == 44), np.concatenate(([-1], ends)))) + 1
+    fields = np.diff(np.searchsorted(np.flatnonzero(data == ord(delimiter)), np.concatenate(([-1], ends)))) + 1
     if not len(fields) or not raw[starts[0] : ends[0]].strip():
         return None  # no lines, or a blank first line: leave it to the csv module
     expected = int(fields[0])
@@ -364,12 +389,12 @@ def _ragged_lines_unquoted(raw: bytes, limit: int = 10) -> tuple[int, list[tuple
     return expected, examples, count
 
 
-def _ragged_records(text: str, limit: int = 10) -> tuple[int, list[tuple[int, int]], int]:
+def _ragged_records(text: str, limit: int = 10, delimiter: str = ",") -> tuple[int, list[tuple[int, int]], int]:
     """(fields in the header, the first ``limit`` records whose field count differs as (line, fields), how many
     differ). Lines are physical lines (1 = the header), as an editor numbers them; blank lines are skipped,
     as pandas skips them. Quoting follows pandas' defaults (``"``, doubled to escape), so a quoted comma or
     line break is part of its field."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     expected = 0
     examples: list[tuple[int, int]] = []
     count = 0
@@ -388,15 +413,15 @@ def _ragged_records(text: str, limit: int = 10) -> tuple[int, list[tuple[int, in
     return expected, examples, count
 
 
-def _check_field_counts(raw: bytes, text: str, name: str, report: ValidationReport) -> bool:
+def _check_field_counts(raw: bytes, text: str, name: str, report: ValidationReport, delimiter: str = ",") -> bool:
     """Refuse a CSV with rows of more or fewer fields than its header (read as they are, their values would
     shift into the wrong columns: an item id read as a title, a title as an id). False when it has some."""
-    found = _ragged_lines_unquoted(raw)
+    found = _ragged_lines_unquoted(raw, delimiter=delimiter)
     if found is None:
         limit = csv.field_size_limit()
         csv.field_size_limit(max(limit, 1 << 30))  # long descriptions are fine; the default stops at 128 KB
         try:
-            found = _ragged_records(text)
+            found = _ragged_records(text, delimiter=delimiter)
         except csv.Error:
             return True  # what the csv module cannot split, pandas reports as it always did
         finally:
@@ -405,10 +430,11 @@ def _check_field_counts(raw: bytes, text: str, name: str, report: ValidationRepo
     if not count:
         return True
     line, fields = examples[0]
+    mark = _DELIMITER_NAMES[delimiter]
     cause = (
-        "an unquoted comma in a text field? quote it"
+        f"an unquoted {mark} in a text field? quote it"
         if fields > expected
-        else "a value left out without its comma, or a line break in an unquoted text field? keep one comma per "
+        else f"a value left out without its {mark}, or a line break in an unquoted text field? keep one {mark} per "
         "column and quote text fields"
     )
     others = count - 1

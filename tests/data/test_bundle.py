@@ -574,3 +574,32 @@ def test_numbers_written_with_a_decimal_comma_are_read_as_such(tmp_path):
     assert result.bundle.interactions["rating"].tolist() == [4.5, 3.0, 5.0, 2.5]
     # a decimal point, and commas as thousands separators, as before
     assert S.parse_numeric(pd.Series(["$1,299.00", "$40", "1,299"])).tolist() == [1299.0, 40.0, 1299.0]
+
+
+def test_semicolon_and_tab_separated_files_are_read(tmp_path):
+    """Excel saves CSV with semicolons where the decimal separator is a comma: such a file was refused as
+    "line 2 has 2 fields, the header has 1 (an unquoted comma in a text field?)"."""
+    folder = tmp_path / "eu"
+    folder.mkdir()
+    (folder / "items.csv").write_bytes(
+        "\ufeffitem_id;title;price\na;Messer, scharf;12,50 €\nb;Pfanne;1.299,00 €\nc;Topf;3,99 €\n".encode()
+    )
+    (folder / "interactions.csv").write_text("user_id\titem_id\trating\nu1\ta\t4,5\nu1\tb\t3\nu2\tc\t5\n")
+    result = load_bundle(folder)
+    assert result.ok, result.report.format()
+    assert result.bundle.items["title"].tolist() == ["Messer, scharf", "Pfanne", "Topf"]
+    assert result.bundle.items["price"].tolist() == [12.5, 1299.0, 3.99]
+    assert result.bundle.interactions["rating"].tolist() == [4.5, 3.0, 5.0]
+    assert result.report.codes("note").count("csv_delimiter") == 2  # the report says how each file was read
+
+    # a ragged row is named with the file's own separator
+    (folder / "items.csv").write_text("item_id;title\na;Messer;extra\nb;Pfanne\n")
+    result = load_bundle(folder)
+    assert only_error(result, "ragged_rows")
+    assert "unquoted semicolon" in result.report.errors[0].message
+
+    # a comma-separated file whose quoted header names hold semicolons stays comma-separated
+    (folder / "items.csv").write_text('item_id,"title; short",price\na,Knife,12.50\nb,Pan,4\nc,Pot,3\n')
+    result = load_bundle(folder)
+    assert result.ok, result.report.format()
+    assert list(result.bundle.items.columns)[:3] == ["item_id", "title; short", "price"]

@@ -108,13 +108,33 @@ def currency_symbol(series: pd.Series) -> str | None:
     return signs.pop()
 
 
+_NUMERIC_DATE = re.compile(r"^\s*(\d{1,2})([./-])(\d{1,2})\2\d{2,4}(?!\d)")
+
+
+def _day_first(text: pd.Series) -> bool:
+    """Whether a column's numeric dates (31.12.2023, 12/31/2023) put the day first, decided for the whole
+    column: parsed value by value, "01.02.2024" was 2 January beside "31.12.2023" as 31 December. A first
+    number above 12 somewhere says day first, a second one above 12 says month first; with neither, dots
+    are read day first (31.12.2023) and slashes or dashes month first (12/31/2023)."""
+    found = text.str.extract(_NUMERIC_DATE)
+    if found[0].isna().all():
+        return False
+    first, second = pd.to_numeric(found[0]), pd.to_numeric(found[2])
+    if (first > 12).any() and not (second > 12).any():
+        return True
+    if (second > 12).any() and not (first > 12).any():
+        return False
+    return bool((found[1] == ".").sum() > (found[1].notna().sum() / 2))
+
+
 def parse_timestamp(series: pd.Series) -> pd.Series:
     """Unix seconds (float) from epoch numbers (s or ms) or date strings; unparseable -> NaN."""
     numbers = parse_numeric(series)
     if numbers.notna().mean() > 0.9 and numbers.notna().any():
         # epoch milliseconds are 1000x larger than any plausible epoch second
         return numbers / 1000.0 if numbers.median() > 1e11 else numbers
-    parsed = pd.to_datetime(series.astype("string"), errors="coerce", utc=True, format="mixed")
+    text = series.astype("string")
+    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed", dayfirst=_day_first(text))
     seconds = (parsed - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(seconds=1)
     return seconds.astype(float)
 

@@ -603,3 +603,18 @@ def test_semicolon_and_tab_separated_files_are_read(tmp_path):
     result = load_bundle(folder)
     assert result.ok, result.report.format()
     assert list(result.bundle.items.columns)[:3] == ["item_id", "title; short", "price"]
+
+
+def test_day_first_dates_are_read_day_first_for_the_whole_column():
+    """Parsed value by value, "01.02.2024" became 2 January beside "31.12.2023" read as 31 December: the
+    order of a user's interactions (the temporal protocol's last item) came out wrong, silently."""
+
+    def dates(values):
+        return [str(pd.Timestamp(s, unit="s").date()) for s in S.parse_timestamp(pd.Series(values))]
+
+    assert dates(["31.12.2023", "01.02.2024", "15.03.2024"]) == ["2023-12-31", "2024-02-01", "2024-03-15"]
+    assert dates(["01.02.2024", "03.04.2024"]) == ["2024-02-01", "2024-04-03"]  # dots: day first
+    assert dates(["31/12/2023", "01/02/2024"]) == ["2023-12-31", "2024-02-01"]  # a day above 12 decides
+    assert dates(["12/31/2023", "02/01/2024"]) == ["2023-12-31", "2024-02-01"]  # a month-first column
+    assert dates(["02/01/2024", "03/04/2024"]) == ["2024-02-01", "2024-03-04"]  # slashes alone: month first
+    assert dates(["2023-12-31 10:00", "2024-02-01T10:00:00Z"]) == ["2023-12-31", "2024-02-01"]

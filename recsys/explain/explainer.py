@@ -60,6 +60,9 @@ NAMED_FRACTION = 0.25
 # catalogue is: a leave-one-out difference can be positive for an unrelated item (a history item moves the
 # scores' standardisation for every item), and "a headphone is like a chef knife" is no reason
 NAMED_CLOSENESS = 0.5
+# ... and only if it adds at least this share of what raised the score (the positive modality shares, popularity
+# included): "it is like a desk lamp" was the reason given for a bestselling mug the lamp added +0.02 of 10 to
+NAMED_SCORE_SHARE = 0.01
 NEW_VISITOR = "(new visitor)"  # the user id of an explanation for a history with no user behind it
 _SALIENT_MIN_LENGTH = 3
 _MAX_DF = 0.05  # a word in more than 5 % of the catalogue's texts is not salient
@@ -376,9 +379,13 @@ def history_contributions(
         similarity = vectors[history] @ vectors[item_index]
         candidates = np.argsort(-similarity, kind="stable")[:max_candidates]
     if len(history) == 1:
+        # against the score with no history item at all (the popularity prior, item biases), the whole history's
+        # mixing held: against the catalogue's average, one liked candle "added +11.91" to a bestselling
+        # backpack whose score was all popularity
         scores = history_scores(model, history)
-        out[0] = float(scores[item_index]) - float(np.mean(scores))  # the item against the average item
-        return out, "the history item's effect on the score (single item: against the catalogue average)", None
+        without = model.score_without_history(mixing_history=history)
+        out[0] = float(scores[item_index]) - float(without[item_index])
+        return out, "leave-one-out: score with the user's one history item minus the score with none", None
     # the full history and each leave-one-out variant, scored in one batch by the model's new-user path,
     # all with the whole history's user-level weighting: a shorter history is trusted less and leans more
     # on popularity, which would make every item of a 2-3 item history look as if it lowered the score of
@@ -833,12 +840,14 @@ def explain(
     # nor an item that adds a sliver of what the leading one adds: "it is like X" must mean X counts (a flask
     # adding .04 was named for a game controller once the controller that added 1.12 was rated low)
     # nor an item the recommendation is not even close to (NAMED_CLOSENESS)
+    # nor one that adds a sliver of the score (NAMED_SCORE_SHARE; known where the shares are)
     leading = max((float(lookup[j]) for j in top), default=0.0)
+    raised = sum(max(float(m["share"]), 0.0) for m in modalities)
     named = [
         j
         for j, row_ in zip(top, history_rows)
         if not row_["rated_low"]
-        and float(lookup[j]) >= NAMED_FRACTION * leading
+        and float(lookup[j]) >= max(NAMED_FRACTION * leading, NAMED_SCORE_SHARE * raised)
         and closeness(ctx.vectors(), j, index) >= NAMED_CLOSENESS
     ]
     for j, row_ in zip(top, history_rows):

@@ -211,6 +211,18 @@ class Recommender(ABC):
         )
         return np.asarray(clone.score(np.array([0]))[0], dtype=np.float64)
 
+    def score_without_history(self, mixing_history: Sequence[int] | None = None) -> np.ndarray:
+        """Scores ``[n_items]`` for a user with no history item: the part of every score that no history item
+        accounts for (a popularity prior, item biases; 0 for a model whose score is a sum over the history's
+        items). ``mixing_history`` as in :meth:`score_histories`. The explanations' single-item case: what one
+        liked item adds is its score minus this, not minus the catalogue's average (which credited the item
+        with a bestseller's popularity). The default scores an empty one-row history."""
+        import copy
+
+        clone = copy.copy(self)
+        clone.seen = sp.csr_matrix((1, self.n_items), dtype=np.float32)
+        return np.asarray(clone.score(np.array([0]))[0], dtype=np.float64)
+
     def score_histories(
         self, histories: Sequence[Sequence[int]], mixing_history: Sequence[int] | None = None
     ) -> np.ndarray:

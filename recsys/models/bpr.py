@@ -193,6 +193,13 @@ class _BPRTrained(Recommender):
             scores[~self.warm] = scores[self.warm].min() - 1.0
         return scores.astype(np.float64)
 
+    def score_without_history(self, mixing_history: Sequence[int] | None = None) -> np.ndarray:
+        """A folded-in user with no items has a zero factor: what is left is the item biases (or 0)."""
+        assert self.item_factors is not None, f"{type(self).__name__} is not fitted"
+        if self.item_bias is None:
+            return np.zeros(len(self.item_factors), dtype=np.float64)
+        return np.asarray(self.item_bias, dtype=np.float64).copy()
+
     def item_embeddings(self) -> np.ndarray:
         assert self.item_factors is not None, f"{type(self).__name__} is not fitted"
         norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)

@@ -329,3 +329,21 @@ def test_ease_gram_is_exact_on_either_product(users, items, per_user):
     x = sp.csr_matrix((np.full(len(rows), 2.0), (rows, cols)), shape=(users, items))  # any value counts as 1
     binary = (x.toarray() != 0).astype(np.float64)
     np.testing.assert_array_equal(_gram(x, block_rows=17), binary.T @ binary)
+
+
+@pytest.mark.parametrize("name", list(FAST))
+def test_the_score_without_history_is_what_no_history_item_accounts_for(name, fitted):
+    """score_without_history: the part of a new user's scores that no history item brings (0 for the history
+    sums, popularity for MostPop, the item biases for the factor models); an explanation's one liked item adds
+    its score minus this (against the catalogue's average, a liked candle 'added' a bestseller's popularity)."""
+    model = fitted[name]
+    without = model.score_without_history(mixing_history=[0])
+    assert without.shape == (N_ITEMS,) and np.isfinite(without).all()
+    if name in ("itemknn", "ease", "content"):
+        # every score is a sum over the history's items (cold items are sunk below every warm one, as always)
+        assert np.allclose(without[WARM], 0.0)
+    if name == "mostpop":
+        assert np.allclose(without, model.score_history([0]))  # nothing depends on the history
+    if name in ("bpr", "lightgcn"):
+        bias = model.item_bias if model.item_bias is not None else np.zeros(N_ITEMS)
+        assert np.allclose(without, bias)

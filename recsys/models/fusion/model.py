@@ -740,6 +740,19 @@ class FusionRecommender(ExpertScoring, Recommender):
         )
 
     @torch.no_grad()
+    def score_without_history(self, mixing_history: Sequence[int] | None = None) -> np.ndarray:
+        """The popularity prior alone: every expert sees an empty history (all its scores 0), with the mixing
+        (gate, confidence, popularity blend) of ``mixing_history`` if given, else of a one-item history."""
+        empty = sp.csr_matrix((1, self.n_items), dtype=np.float32)
+        experts = self._expert_z(empty)
+        if mixing_history is not None and len(mixing_history):
+            held = self._expert_z(binary_rows(self._history_row(mixing_history)))
+        else:
+            held = replace(experts, length=torch.ones_like(experts.length))
+        experts = replace(experts, evidence=held.evidence, length=held.length)
+        return self._mix(experts).cpu().numpy()[0].astype(np.float64)
+
+    @torch.no_grad()
     def score_histories(
         self, histories: Sequence[Sequence[int]], mixing_history: Sequence[int] | None = None
     ) -> np.ndarray:

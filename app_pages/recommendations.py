@@ -631,12 +631,20 @@ def cards(
     ranked: list[tuple[str, float]],
     file_name: str,
     liked: tuple[str, ...] | None = None,
+    reranked: bool = False,
 ) -> None:
-    """The list as rows of cards, each with its "Why this?", and the list as a CSV download."""
+    """The list as rows of cards, each with its "Why this?", and the list as a CSV download. ``reranked``: the
+    order also weighs variety or an exposure target (a lower score can come first)."""
+    whom = "user" if liked is None else "visitor"
+    order = (
+        f"the model's score for this {whom}; the order also weighs the re-ranking above, so a lower score can "
+        "come first."
+        if reranked
+        else f"what ranks it for this {whom}: higher comes first."
+    )
     st.caption(
-        f"Each card's score is what ranks it for this {'user' if liked is None else 'visitor'}: higher comes "
-        "first. Scores compare the items of one list; they are not probabilities and do not compare across users "
-        "or models."
+        f"Each card's score is {order} Scores compare the items of one list; they are not probabilities and do "
+        "not compare across users or models."
     )
     per_row = 5
     for start in range(0, len(ranked), per_row):
@@ -672,6 +680,37 @@ def item_label(ctx: RunContext, item_id: str) -> str:
     title = ctx.title(item_id)
     label = short_text(title, 80)
     return label if title == item_id else f"{label} · {item_id}"
+
+
+def reranking_notes(ctx: RunContext, ranked: list[tuple[str, float]], diversity: float, exposure: dict | None) -> bool:
+    """Say how the list was re-ranked (variety, an exposure target and the share it reached); True if it was."""
+    if diversity > 0:
+        st.caption(f"Re-ranked for variety (diversity {diversity:.2f}).")
+    steer = exposure is not None and exposure["strength"] > 0
+    if exposure is not None and steer and ranked:
+        positions = ctx.aligned.index.get_indexer([item_id for item_id, _ in ranked])
+        in_list = float(exposure["membership"][positions[positions >= 0]].sum() / len(ranked))
+        st.caption(
+            f"Exposure: “{md_text(exposure['value'])}” ({md_text(exposure['column'])}) is {in_list:.1%} of "
+            f"this list — target {exposure['target']:.1%} (catalogue share {exposure['catalogue_share']:.1%}, "
+            f"strength {exposure['strength']:.2f})."
+        )
+    return diversity > 0 or steer
+
+
+def popularity_note(ctx: RunContext, liked: list[str], ranked: list[tuple[str, float]]) -> None:
+    """For a visitor whose list is mostly popularity (a history of one or two items, which the model trusts
+    little): say so, or the same bestsellers on every visitor's list look like the page ignoring the picks."""
+    from recsys.explain.coldstart import popularity_share
+
+    share = popularity_share(ctx.model, liked, [item_id for item_id, _ in ranked])
+    if share is not None and share >= 0.5:
+        n = len(liked)
+        st.caption(
+            f"Popularity makes up {share:.0%} of these scores: the model trusts a history of {n} item"
+            f"{'s' if n != 1 else ''} little, and leans on what most people choose. Each liked item adds its own "
+            "evidence (“Why this?”); pick more to see the list follow them."
+        )
 
 
 def visitor_page(ctx: RunContext) -> None:
@@ -726,7 +765,9 @@ def visitor_page(ctx: RunContext) -> None:
         )
         return
     st.caption("Scored through the model's new-user path: the same model, given only these items as a history.")
-    cards(ctx, None, ranked, "recommendations-new-visitor.csv", liked_tuple)
+    reranked = reranking_notes(ctx, ranked, diversity, exposure)
+    popularity_note(ctx, list(liked), ranked)
+    cards(ctx, None, ranked, "recommendations-new-visitor.csv", liked_tuple, reranked=reranked)
 
 
 def main() -> None:
@@ -842,22 +883,13 @@ def main() -> None:
             whole_history_table(ctx, one_per_item, times)
 
     st.markdown(f"#### :material/recommend: {list_heading(k, len(ranked))} for {md_text(user)}")
-    if diversity > 0:
-        st.caption(f"Re-ranked for variety (diversity {diversity:.2f}).")
-    if steer and ranked:
-        positions = ctx.aligned.index.get_indexer([item_id for item_id, _ in ranked])
-        in_list = float(exposure["membership"][positions[positions >= 0]].sum() / len(ranked))
-        st.caption(
-            f"Exposure: “{md_text(exposure['value'])}” ({md_text(exposure['column'])}) is {in_list:.1%} of "
-            f"this list — target {exposure['target']:.1%} (catalogue share {exposure['catalogue_share']:.1%}, "
-            f"strength {exposure['strength']:.2f})."
-        )
+    reranked = reranking_notes(ctx, ranked, diversity, exposure)
     if not ranked:
         empty_state(
             "No item passes these filters for this user — widen the filters above.", icon=":material/filter_alt_off:"
         )
         return
-    cards(ctx, user, ranked, f"recommendations-{user}.csv")
+    cards(ctx, user, ranked, f"recommendations-{user}.csv", reranked=reranked)
 
 
 run_page(main)

@@ -37,6 +37,7 @@ __all__ = [
     "query_similarities",
     "text_neighbours",
     "recommend_for_text",
+    "popularity_share",
     "is_new_item",
     "recommend_users_for_item",
     "evaluate_cold_start",
@@ -109,6 +110,22 @@ def recommend_for_history(
         item_vectors = model.item_embeddings()
     top = select_top(scores, k, keep, diversity, item_vectors, groups, exposure)
     return [(str(model.item_ids[i]), float(scores[i])) for i in top]
+
+
+def popularity_share(model: Any, liked: Sequence[int | str], items: Sequence[int | str]) -> float | None:
+    """How much of the scores of ``items`` for a new user who liked ``liked`` no liked item accounts for
+    (:meth:`Recommender.score_without_history`: a popularity prior, item biases), as a share of those scores
+    summed; None when they do not sum to a positive number. A short history leans on popularity (the model
+    trusts it little): with one liked item the same bestsellers can top every visitor's list, and the page says
+    why."""
+    liked_index, index = _indices(model, liked), _indices(model, items)
+    if not len(liked_index) or not len(index):
+        return None
+    total = float(history_scores(model, liked_index)[index].sum())
+    if total <= 0:
+        return None
+    prior = float(np.asarray(model.score_without_history(mixing_history=liked_index))[index].sum())
+    return float(min(max(prior / total, 0.0), 1.0))
 
 
 # ----------------------------------------------------------------------------- text queries

@@ -169,6 +169,12 @@ def test_a_new_visitor_gets_recommendations_and_explanations_from_the_items_pick
     on_cards = [m.group(1) for c in at.caption if (m := re.fullmatch(r"(\S+) · score -?[\d.]+", c.value))]
     assert on_cards == [item for item, _ in expected] and not set(ids) & set(on_cards)
     assert "one of the visitor's liked items" not in texts(at)
+    # how much of the list is popularity: the engine's figure, said on the page when it is most of it
+    from recsys.explain.coldstart import popularity_share
+
+    share = popularity_share(model, ids, [item for item, _ in expected])
+    assert share is not None and 0 <= share <= 1
+    assert (f"Popularity makes up {share:.0%} of these scores" in texts(at)) == (share >= 0.5)
     at.session_state["rec_why_1"] = True
     at.run()
     assert_clean(at)
@@ -177,6 +183,11 @@ def test_a_new_visitor_gets_recommendations_and_explanations_from_the_items_pick
     at.toggle(key="rec_exclude_seen").set_value(False).run()  # the liked items may come back: marked
     assert_clean(at)
     assert "one of the visitor's liked items" in texts(at)
+    # a re-ranked visitor list says so, as a known user's does, and that a lower score can come first
+    at.slider(key="rec_diversity").set_value(0.5).run()
+    assert_clean(at)
+    assert "Re-ranked for variety (diversity 0.50)." in texts(at) and "a lower score can come first" in texts(at)
+    at.slider(key="rec_diversity").set_value(0.0).run()
     # another page and back: the mode and the picked items are still there
     at.switch_page("app_pages/experiments.py").run()
     at.switch_page("app_pages/recommendations.py").run()

@@ -347,3 +347,13 @@ def test_the_score_without_history_is_what_no_history_item_accounts_for(name, fi
     if name in ("bpr", "lightgcn"):
         bias = model.item_bias if model.item_bias is not None else np.zeros(N_ITEMS)
         assert np.allclose(without, bias)
+
+
+def test_the_popularity_share_of_a_visitors_list(fitted):
+    from recsys.explain.coldstart import popularity_share, recommend_for_history
+
+    liked = ["i0", "i1"]
+    for name, expected in (("mostpop", 1.0), ("ease", 0.0)):
+        items = [item for item, _ in recommend_for_history(fitted[name], liked, k=5)]
+        assert popularity_share(fitted[name], liked, items) == pytest.approx(expected, abs=1e-6), name
+    assert popularity_share(fitted["ease"], liked, []) is None

@@ -352,13 +352,22 @@ _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
 
 
 def csv_delimiter(text: str) -> str:
-    """The field separator of a CSV text: a semicolon (Excel's CSV where the decimal separator is a comma) or
-    a tab when the header line, outside quotes, has more of it than of commas; a comma otherwise."""
-    header = next((line for line in text.splitlines() if line.strip()), "")
-    unquoted = re.sub(r'"[^"]*"', "", header)
-    counts = {d: unquoted.count(d) for d in _DELIMITER_NAMES}
-    best = max((";", "\t"), key=lambda d: counts[d])
-    return best if counts[best] > counts[","] else ","
+    """The field separator of a CSV text: a comma, a semicolon (Excel's CSV where the decimal separator is a
+    comma) or a tab. The one that splits the first data lines into the same number of fields, the header's if
+    several do; with no such one, the one the header line has most of (a comma unless it has more of another).
+    Quoted text is left out of the counts."""
+    lines = [re.sub(r'"[^"]*"', "", line) for line in text.splitlines()[:50] if line.strip()][:21]
+    if not lines:
+        return ","
+    header, rows = lines[0], lines[1:]
+    consistent = [
+        d for d in _DELIMITER_NAMES if rows and len({row.count(d) for row in rows}) == 1 and rows[0].count(d) > 0
+    ]
+    if consistent:
+        matching = [d for d in consistent if header.count(d) == rows[0].count(d)]
+        return max(matching or consistent, key=lambda d: rows[0].count(d))
+    best = max((";", "\t"), key=header.count)
+    return best if header.count(best) > header.count(",") else ","
 
 
 def _ragged_lines_unquoted(

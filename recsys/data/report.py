@@ -78,13 +78,17 @@ class Issue:
     rows: list[Any] = field(default_factory=list)  # example row numbers (1-based, as in a spreadsheet) or values
 
     def format(self) -> str:
+        return f"[{self.level}] {self.describe()}"
+
+    def describe(self) -> str:
+        """The issue as a sentence without its level tag (for a page that says the level its own way)."""
         where = ", ".join(part for part in (self.file, f"column '{self.column}'" if self.column else None) if part)
         rows = ""
         if len(self.rows) == 1:
             rows = f" (row {self.rows[0]})"
         elif self.rows:
             rows = f" (e.g. rows {', '.join(map(str, self.rows[:5]))})"
-        return f"[{self.level}] {where + ': ' if where else ''}{self.message}{rows}"
+        return f"{where + ': ' if where else ''}{self.message}{rows}"
 
 
 @dataclass

@@ -406,7 +406,13 @@ def read_bundle_tables(
                 schema_json = S.Schema.read(files["schema.json"]).to_dict()
             except (ValueError, UnicodeDecodeError) as exc:
                 problems.append(f"schema.json is not valid: {exc}")
-    problems += [issue.format() for issue in report.issues]
+        # a required table with no file at all is a problem too: said beside the others, not after they are fixed
+        for table in ("items", "interactions"):
+            if not any(name.lower().startswith(table + ".") for name in files):
+                problems.append(
+                    f"no {table} table found: the bundle needs {table}.csv, {table}.parquet or {table}.jsonl"
+                )
+    problems += [issue.describe() for issue in report.issues]
     return tables, schema_json, problems
 
 

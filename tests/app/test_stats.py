@@ -192,3 +192,16 @@ def test_read_bundle_tables_reports_unreadable_files(tmp_path):
     tables, _, problems = stats.read_bundle_tables(folder)
     assert "items" in tables and "interactions" not in tables
     assert any("not UTF-8" in p for p in problems)
+
+
+def test_the_preview_names_every_problem_at_once(tmp_path):
+    """A zip of one damaged interactions file: the page said only that its rows were ragged, and the missing
+    items table came up after that was fixed; the level tag "[error]" showed as text."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("interactions.csv", "usr;itm;;rating;ts,,\nU1,S1,4,17\nU2,S2,4,18\n")
+    tables, _, problems = stats.read_bundle_tables(buffer.getvalue())
+    assert tables == {}
+    assert problems[0].startswith("no items table found")
+    assert any(p.startswith("interactions.csv: line 2 has 4 fields, the header has 3") for p in problems)
+    assert not any("[error]" in p for p in problems)

@@ -34,6 +34,7 @@ from app_pages.common import (
     run_picker,
     style_figure,
     usable_context,
+    user_option,
 )
 from recsys.explain import (
     LEAN_MARGIN,
@@ -205,7 +206,7 @@ def dominant_groups(ctx: RunContext, weights: pd.DataFrame, modalities: list[str
             + ("longest history first)" if group == NO_LEAN else "strongest lean first)"),
             shown["user_id"].tolist(),
             key="att_group_user",
-            format_func=lambda u: f"{u} · {int(ctx.activity.get(u, 0))} items",
+            format_func=lambda u: user_option(u, int(ctx.activity.get(u, 0))),
             on_change=_follow_group_user,
         )
         row = members[members["user_id"] == user].iloc[0]
@@ -320,7 +321,7 @@ def user_heatmap(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) 
         st.session_state.pop("att_user", None)
     cols = st.columns([2, 1])
     user = cols[0].selectbox(
-        "User", users, key="att_user", format_func=lambda u: f"{u} · {int(ctx.activity.get(u, 0))} items"
+        "User", users, key="att_user", format_func=lambda u: user_option(u, int(ctx.activity.get(u, 0)))
     )
     k = cols[1].slider("Top items", 5, TOP_K, 10, key="att_user_k")
     row = int(weights.loc[weights["user_id"] == user, "user_row"].iloc[0])

@@ -306,6 +306,11 @@ def dataset_picker(label: str, key: str, names: list[str] | None = None, help: s
     return choice
 
 
+def user_option(user: str, items: int) -> str:
+    """A user as the pickers list them: "U0001 · 12 items" ("1 item")."""
+    return f"{user} · {items:,} item{'s' if items != 1 else ''}"
+
+
 def image_file(root: str | Path, value: Any) -> str:
     """The picture of an item (an absolute path), or the studio's "no picture" placeholder."""
     from recsys.data.bundle import safe_relative_path

@@ -484,3 +484,9 @@ def test_a_card_writes_the_price_with_its_currency_sign():
     row = {"category": "Knives", "price": 1592.24}
     assert item_caption(row, ["category"], "price", price_unit="$") == "Knives · $1,592.24"
     assert item_caption(row, ["category"], "price") == "Knives · price 1,592.24"
+
+
+def test_a_user_with_one_item_is_not_one_items():
+    from app_pages.common import user_option
+
+    assert user_option("U00002", 1) == "U00002 · 1 item" and user_option("U1", 1200) == "U1 · 1,200 items"

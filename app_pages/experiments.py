@@ -243,9 +243,15 @@ def comparison(runs: list[RunRecord]) -> None:
         {label: [config_value(c.get(o)) for o in options] for label, c in configs.items()}, index=options
     )
     differing = table.nunique(axis=1) > 1
+    # the options that differ first (highlighted), then the rest: alphabetical alone, the two that mattered were
+    # somewhere in a scrolled table of every option
+    order = list(table.index[differing]) + list(table.index[~differing])
+    table, differing = table.loc[order], differing.loc[order]
     n_differ = int(differing.sum())
     differ = "no option differs" if n_differ == 0 else f"{n_differ} option{'s differ' if n_differ > 1 else ' differs'}"
     with st.expander(f"Configurations side by side ({differ})"):
+        if n_differ:
+            st.caption("The options that differ come first, highlighted.")
         st.dataframe(
             table.style.apply(
                 lambda row: ["background-color: #EDF2FF" if differing[row.name] else "" for _ in row], axis=1

@@ -312,6 +312,12 @@ def test_a_bpr_run_is_listed_and_its_curves_drawn(app, trained_workspace):
     at = open_page(app, "app_pages/experiments.py")
     assert_clean(at)
     assert set(at.dataframe[0].value["Run"]) >= {"bpr-run", the_run(trained_workspace).name}
+    # the two runs side by side: the options that differ come first (alphabetically they were lost in the table)
+    at.multiselect(key="exp_compare").set_value(["bpr-run", the_run(trained_workspace).name]).run()
+    assert_clean(at)
+    side_by_side = at.dataframe[-1].value
+    differs = side_by_side.nunique(axis=1) > 1
+    assert differs.any() and not differs[: int(differs.sum())].eq(False).any()  # all the differing rows lead
     at.switch_page("app_pages/train.py")
     at.session_state["train_watch"] = run_dir.name
     at.run()

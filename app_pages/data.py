@@ -718,7 +718,8 @@ def explore_section() -> None:
         if len(ratings):
             fig = px.bar(
                 ratings,
-                x=ratings["rating"].astype(str),
+                # whole stars as 1..5, not 1.0..5.0 (ratings are stored as floats)
+                x=ratings["rating"].map(lambda v: f"{v:g}" if isinstance(v, float) else str(v)),
                 y="count",
                 color_discrete_sequence=[PRIMARY],
                 hover_data={"share": ":.1%"},

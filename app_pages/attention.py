@@ -119,7 +119,16 @@ def largest_groups(values: pd.Series, keep: int) -> pd.Series:
     return values.where(values.isin(kept), f"other ({len(counts) - len(kept)} values)")
 
 
-def distribution(weights: pd.DataFrame, modalities: list[str], presence: np.ndarray | None = None) -> None:
+def distribution(
+    weights: pd.DataFrame,
+    modalities: list[str],
+    presence: np.ndarray | None = None,
+    on_top_items: pd.DataFrame | None = None,
+) -> None:
+    """The users' weights per modality (metrics, a box plot); ``on_top_items``: the item-level weights over
+    the users' top items (:func:`recsys.explain.top_items_attention`), whose means are said beside the users':
+    the per-item factor moves them (a user's 45 % on behaviour was 6-17 % on their own top items), and a
+    headline of even 25 % shares read as "balanced" where the items said otherwise."""
     cols = st.columns(len(modalities))
     for m, (col, modality) in enumerate(zip(cols, modalities)):
         col.metric(
@@ -133,6 +142,10 @@ def distribution(weights: pd.DataFrame, modalities: list[str], presence: np.ndar
         )
         low, high = np.percentile(weights[modality], [25, 75])
         col.caption(f"middle half of the users: {low:.0%}–{high:.0%}")
+        if on_top_items is not None and modality in on_top_items.columns and len(on_top_items):
+            # an item lacking the modality gives it no weight: 0, as in the category table below
+            item_level = float(on_top_items[modality].fillna(0.0).mean())
+            col.caption(f"on the users' top {TOP_K} items: {item_level:.0%} (per-item weights, below)")
         if presence is not None and presence.shape[0]:
             have, total = int(presence[:, m].sum()), presence.shape[0]
             # a user's weight on a modality few items have moves few scores: say how many it can reach
@@ -606,12 +619,12 @@ def main() -> None:
         + tilt_sentence(model.popularity_tilt())
     )
     presence = model.item_presence() if hasattr(model, "item_presence") else None
-    distribution(weights, modalities, presence)
+    frame = attention_frame(ctx.run_dir, str(ctx.stamp), TOP_K, ctx)
+    distribution(weights, modalities, presence, frame)
     dominant_groups(ctx, weights, modalities)
     ground_truth(ctx, weights, modalities)
     left, right = st.columns(2)
     with left:
-        frame = attention_frame(ctx.run_dir, str(ctx.stamp), TOP_K, ctx)
         category_heatmap(ctx, frame, modalities)
     with right:
         history_length(weights, modalities)

@@ -269,6 +269,14 @@ def test_attention_page_draws_charts(app, trained_workspace):
     charts = at.get("plotly_chart")
     assert len(charts) >= 5  # distribution, category heatmap, history, one user, ground truth, map
     assert "true weights" in texts(at)
+    # beside each users' mean, the item-level mean over their top items (the per-item factor moves it)
+    from recsys.explain import top_items_attention
+    from recsys.train.records import load_run_model
+
+    model = load_run_model(the_run(trained_workspace))
+    frame = top_items_attention(model, k=20, max_users=500)
+    for modality in model.modalities:
+        assert f"on the users' top 20 items: {frame[modality].fillna(0).mean():.0%}" in texts(at)
 
 
 def test_the_one_user_heatmap_keeps_the_user_chosen_there(app, trained_workspace):

@@ -13,6 +13,7 @@ and the others are ignored.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Mapping
@@ -87,6 +88,20 @@ def parse_numeric(series: pd.Series) -> pd.Series:
     else:
         cleaned = bare.str.replace(",", "", regex=False)
     return pd.to_numeric(cleaned, errors="coerce").astype(float)
+
+
+_TAG = re.compile(r"</?[a-zA-Z][^<>]*>")
+_ENTITY = re.compile(r"&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z][a-zA-Z0-9]{1,7});")
+
+
+def plain_text(text: str) -> str:
+    """Catalogue text without HTML markup (a shop export's "<p>Chef knife&nbsp;&amp; sharpener</p>"): tags become
+    spaces and entities their characters, so that encoders and explanations read words, not "nbsp" and "div".
+    Text with neither is returned as it is. (What the pages show is the text as imported, always as text.)"""
+    if "<" not in text and "&" not in text:
+        return text
+    out = _TAG.sub(" ", text)
+    return html.unescape(out) if _ENTITY.search(out) else out
 
 
 _CURRENCY = re.compile(r"[$€£¥]")
@@ -506,6 +521,7 @@ __all__ = [
     "infer_roles",
     "infer_schema",
     "currency_symbol",
+    "plain_text",
     "parse_numeric",
     "parse_timestamp",
     "coverage",

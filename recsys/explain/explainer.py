@@ -157,7 +157,7 @@ _ADDRESS = re.compile(r"(?:https?://|www\.)\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org
 def _salient_tokens(text: str) -> list[str]:
     return [
         w
-        for w in tokenize(_ADDRESS.sub(" ", str(text)))
+        for w in tokenize(_ADDRESS.sub(" ", S.plain_text(str(text))))
         if len(w) >= _SALIENT_MIN_LENGTH
         and w not in STOPWORDS
         and w not in _VAGUE_WORDS

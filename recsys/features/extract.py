@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import temp_prefix
+from ..data.schema import plain_text
 from .attributes import (
     AttributeFeatures,
     category_value,
@@ -94,7 +95,7 @@ def build_item_text(
                 else:
                     value = category_value(cell) or ""
                     if kind == "text":
-                        value = _SPACES.sub(" ", value).strip()
+                        value = _SPACES.sub(" ", plain_text(value)).strip()
                 if not value:
                     values.append("")
                     continue

@@ -276,3 +276,21 @@ def test_a_stopped_extraction_keeps_its_finished_chunks(tmp_path, counting_text,
     np.testing.assert_allclose(features, fresh)
     # the finished extraction's whole entry replaces the unfinished one
     assert [m.get("unfinished", False) for m in cache.entries()] == [False]
+
+
+def test_html_in_catalogue_text_is_read_as_words():
+    """A shop export's descriptions are HTML: the encoders read "nbsp", "amp" and "div" as words, and an
+    explanation said the text shared "nbsp"."""
+    from recsys.data.schema import plain_text
+    from recsys.explain.explainer import _salient_tokens
+
+    items = pd.DataFrame(
+        {"item_id": ["a"], "title": ["Chef knife"], "plot": ["<p>Forged <b>steel</b>&nbsp;&amp; beech</p><br/>"]}
+    )
+    assert build_item_text(items, {"item_id": "id", "title": "text", "plot": "text"}) == [
+        "Title: Chef knife. Plot: Forged steel & beech."
+    ]
+    assert _salient_tokens("<div class='x'>Forged&nbsp;steel</div>") == ["forged", "steel"]
+    # text without markup is left as it is, a lone "<" or "&" included
+    for text in ("a < b and c > d", "R&D; Tom & Jerry", "plain"):
+        assert plain_text(text) == text

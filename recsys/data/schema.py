@@ -44,8 +44,13 @@ DEFAULT_SEPARATOR = "|"
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 _IMAGE_NAME = re.compile(r"(image|img|picture|photo|poster|thumbnail|cover)", re.I)
-_TIME_NAME = re.compile(r"(^|_)(timestamp|time|date|datetime|dat|dt|day|ts|created|created_at|updated_at)($|_)", re.I)
-_RATING_NAME = re.compile(r"^(rating|ratings|score|stars|star_rating|overall|label)$", re.I)
+_TIME_NAME = re.compile(
+    r"(^|_)(timestamp|time|date|datetime|dat|dt|day|ts|created|created_at|updated_at|datum|zeit|zeitpunkt|fecha)($|_)",
+    re.I,
+)
+_RATING_NAME = re.compile(
+    r"^(rating|ratings|score|stars|star_rating|overall|label|bewertung|sterne|valoracion|puntuacion)$", re.I
+)
 _CATEGORY_NAME = re.compile(
     r"(brand|categor|genre|type|colou?r|author|artist|director|publisher|manufacturer|maker|country|language|"
     r"segment|band|department|style|material|size|gender|occupation|city|region)",
@@ -189,6 +194,9 @@ def infer_role(name: str, series: pd.Series, table: str, separator: str = DEFAUL
         stamps = parse_timestamp(values)
         if stamps.notna().mean() > 0.9:
             return RoleGuess(TIMESTAMP, "named like a time and parses as dates/epoch seconds")
+    elif table == "interactions" and numeric_share < 0.5 and parse_timestamp(values).notna().mean() > 0.9:
+        # dates under a name in no list ("Bestelldatum" aside, "Kaufzeitpunkt", "когда"): their values decide
+        return RoleGuess(TIMESTAMP, "its values are dates")
     unique_ratio = values.nunique() / n
     has_space = text_values.str.contains(r"\s", regex=True).mean()
     if _ID_NAME.search(lowered) and unique_ratio > 0.5:
@@ -439,7 +447,27 @@ def _one_time_column(frame: pd.DataFrame, guesses: dict[str, RoleGuess]) -> dict
     return guesses
 
 
-_USER_NAME = re.compile(r"(user|customer|client|member|visitor|account|buyer|shopper|reader|person)", re.I)
+_USER_NAME = re.compile(
+    r"(user|customer|client|member|visitor|account|buyer|shopper|reader|person|kunde|nutzer|usuario|utilisateur)",
+    re.I,
+)
+
+
+def _looks_like_user_ids(series: pd.Series) -> bool:
+    """An interactions column whose values could be the users: repeated (a user has several interactions),
+    many of them, and neither times nor a rating scale (numbers with a handful of values)."""
+    values = _non_empty(series).astype(str)
+    if len(values) < 2:
+        return False
+    distinct = values.nunique()
+    if distinct == len(values) or distinct < max(2, 0.01 * len(values)):
+        return False
+    numbers = parse_numeric(values)
+    if numbers.notna().mean() > 0.9 and numbers.nunique() <= 20:
+        return False  # a rating or another small scale
+    if numbers.notna().mean() <= 0.9 and parse_timestamp(values).notna().mean() > 0.9:
+        return False  # dates
+    return True
 
 
 def infer_column_mapping(
@@ -492,6 +520,16 @@ def infer_column_mapping(
         named = [c for c in candidates if _USER_NAME.search(str(c))]
         if chosen is None and len(named) == 1:
             chosen, reason = named[0], "used as user_id: named like a user"
+        if chosen is None and not named:
+            # no name to go by (another language's "Kunde"): the one other column whose values repeat like ids
+            sample = interactions.head(20_000)
+            like_ids = [c for c in candidates if _looks_like_user_ids(sample[c])]
+            if len(like_ids) == 1:
+                chosen = like_ids[0]
+                reason = (
+                    "used as user_id: the one other column whose values repeat like ids "
+                    f"({sample[chosen].nunique():,} distinct values)"
+                )
         if chosen is not None:
             mapping.setdefault("interactions", {})[chosen] = "user_id"
             reasons.setdefault("interactions", {})[chosen] = reason

@@ -618,3 +618,25 @@ def test_day_first_dates_are_read_day_first_for_the_whole_column():
     assert dates(["12/31/2023", "02/01/2024"]) == ["2023-12-31", "2024-02-01"]  # a month-first column
     assert dates(["02/01/2024", "03/04/2024"]) == ["2024-02-01", "2024-03-04"]  # slashes alone: month first
     assert dates(["2023-12-31 10:00", "2024-02-01T10:00:00Z"]) == ["2023-12-31", "2024-02-01"]
+
+
+def test_a_shop_export_in_another_language_is_understood(tmp_path):
+    """A German shop's export: 'artikelnummer', 'kunde', 'datum' (31.12.2023), 'bewertung' ('4,5'): the user
+    column, the dates and the rating were not found by their (English) names."""
+    items = pd.DataFrame({"artikelnummer": ["A1", "A2", "A3"], "bezeichnung": ["Messer", "Pfanne", "Topf"]})
+    interactions = pd.DataFrame(
+        {
+            "kaeufer_nr": ["K1", "K1", "K2", "K2", "K3", "K3"],  # a name in no list: its values decide
+            "artikelnummer": ["A1", "A2", "A2", "A3", "A1", "A3"],
+            "wann": ["31.12.2023", "01.02.2024", "15.03.2024", "02.01.2024", "05.05.2024", "06.06.2024"],
+            "bewertung": ["4,5", "3", "5", "2", "4", "1"],
+        }
+    )
+    result = load_bundle(write_bundle(tmp_path / "b", items, interactions))
+    assert result.ok, result.report.format()
+    roles = result.bundle.schema.interactions
+    assert roles["wann"] == "timestamp" and roles["bewertung"] == "rating"
+    assert result.bundle.interactions["user_id"].tolist()[:3] == ["K1", "K1", "K2"]
+    assert "repeat like ids" in result.bundle.schema.reasons["interactions"]["user_id"]
+    stamps = result.bundle.interactions["wann"]
+    assert stamps.iloc[1] > stamps.iloc[0]  # 1 February 2024 after 31 December 2023, read day first

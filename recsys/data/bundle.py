@@ -305,14 +305,30 @@ def read_table(path: Path, report: ValidationReport) -> pd.DataFrame | None:
                 text = raw.decode("utf-8-sig")
             except UnicodeDecodeError as exc:
                 line = raw[: exc.start].count(b"\n") + 1
-                report.error(
-                    "wrong_encoding",
-                    f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
-                    "save it as UTF-8 (in Excel: 'CSV UTF-8') and upload it again",
+                # Excel's plain "CSV" on a Western European Windows is Windows-1252: read it so, and say so (a
+                # file in another code page would read with wrong letters, which the note asks to check); a
+                # byte that code page lacks, or a NUL (not text at all), is still refused
+                try:
+                    fallback = raw.decode("cp1252") if b"\x00" not in raw else None
+                except UnicodeDecodeError:
+                    fallback = None
+                if fallback is None:
+                    report.error(
+                        "wrong_encoding",
+                        f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
+                        "save it as UTF-8 (in Excel: 'CSV UTF-8') and upload it again",
+                        name,
+                        rows=[line],
+                    )
+                    return None
+                text = fallback
+                report.note(
+                    "read_as_windows_1252",
+                    f"the file is not UTF-8 (byte 0x{raw[exc.start]:02x} on line {line}): read as Windows-1252, "
+                    "Excel's 'CSV' on Western European systems. Check that accented letters look right (é, ü, ß); "
+                    "if not, save it as 'CSV UTF-8' and upload it again",
                     name,
-                    rows=[line],
                 )
-                return None
             delimiter = csv_delimiter(text)
             if delimiter != ",":
                 report.note(

@@ -125,9 +125,25 @@ def test_header_only_file(tmp_path):
 
 def test_wrong_encoding(tmp_path):
     bundle = write_bundle(tmp_path / "b", None, INTERACTIONS)
-    (bundle / "items.csv").write_bytes("item_id,title\na,Caf\u00e9 cr\u00e8me\nb,Beta two\nc,Gamma\n".encode("latin-1"))
+    # bytes Windows-1252 lacks (0x81), or a NUL: not text this studio can read, and it says how to fix it
+    (bundle / "items.csv").write_bytes(b"item_id,title\na,Caf\x81\nb,Beta two\nc,Gamma\n")
     issue = only_error(load_bundle(bundle), "wrong_encoding")
     assert issue.file == "items.csv" and "UTF-8" in issue.message and issue.rows == [2]
+    (bundle / "items.csv").write_bytes(b"item_id,title\na,Caf\xe9\x00\nb,Beta two\nc,Gamma\n")
+    only_error(load_bundle(bundle), "wrong_encoding")
+
+
+def test_a_windows_1252_file_is_read_with_a_note(tmp_path):
+    """Excel's plain "CSV" on a Western European Windows is Windows-1252, not UTF-8: refused, a German shop's
+    export needed a second save as "CSV UTF-8"; it is read now, and the report asks to check the letters."""
+    bundle = write_bundle(tmp_path / "b", None, INTERACTIONS)
+    (bundle / "items.csv").write_bytes(
+        "item_id;title\na;Caf\u00e9 cr\u00e8me\nb;Gr\u00fc\u00dfe \u20ac\nc;Gamma\n".encode("cp1252")
+    )
+    result = load_bundle(bundle)
+    assert result.ok, result.report.format()
+    assert result.bundle.items["title"].tolist() == ["Caf\u00e9 cr\u00e8me", "Gr\u00fc\u00dfe \u20ac", "Gamma"]
+    assert "read_as_windows_1252" in result.report.codes("note")
 
 
 @pytest.mark.parametrize("path", ["../outside.png", "/etc/passwd", "images/../../x.png", "C:\\Windows\\x.png"])

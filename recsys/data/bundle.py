@@ -941,9 +941,15 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
             column,
             _row_numbers(escaping),
         )
-    missing, unreadable, outside, too_large = [], [], [], []
+    missing, unreadable, outside, too_large, web = [], [], [], [], []
+    # a shop export names its pictures by web address: nothing is downloaded (offline), and "not in the bundle"
+    # would send the user looking for files they never had
+    is_web = values.astype("string").str.strip().str.match(r"(?i)^(?:https?|ftp)://|^www\.").fillna(False)
     total = len(values)
     for position, value in enumerate(values):
+        if is_web.iloc[position]:
+            web.append(position)
+            continue
         relative = safe_relative_path(value)
         if relative is not None:
             path = bundle.root / relative
@@ -1022,6 +1028,17 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
             column,
             [p + 2 for p in missing],
         )
+    if web:
+        report.warning(
+            "web_images",
+            f"{counted(len(web), 'picture')} {'is a web address' if len(web) == 1 else 'are web addresses'} "
+            f"({named(web)}): the studio works offline and downloads nothing. Put the picture files in the bundle "
+            "(e.g. images/123.jpg) and name them by that path; until then "
+            f"{'that item is' if len(web) == 1 else 'those items are'} treated as having no picture",
+            file,
+            column,
+            [p + 2 for p in web],
+        )
     if unreadable:
         report.warning(
             "unreadable_images",
@@ -1038,6 +1055,7 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
     bad = (
         set(missing)
         | set(unreadable)
+        | set(web)
         | {p for p, _ in outside}
         | {p for p, _ in too_large}
         | set(np.flatnonzero(escaping.to_numpy()))

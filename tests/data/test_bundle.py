@@ -656,3 +656,22 @@ def test_a_shop_export_in_another_language_is_understood(tmp_path):
     assert "repeat like ids" in result.bundle.schema.reasons["interactions"]["user_id"]
     stamps = result.bundle.interactions["wann"]
     assert stamps.iloc[1] > stamps.iloc[0]  # 1 February 2024 after 31 December 2023, read day first
+
+
+def test_pictures_named_by_web_address_are_said_to_be_offline(tmp_path):
+    """A shop export names pictures by URL: the report said they were "not in the bundle" (send the user
+    looking for files they never had); it says nothing is downloaded and what to do."""
+    items = pd.DataFrame(
+        {
+            "item_id": ["a", "b", "c"],
+            "title": ["Knife", "Pan", "Pot"],
+            "image_url": ["https://cdn.example.com/a.jpg", "www.example.com/b.jpg", "images/c.png"],
+        }
+    )
+    interactions = pd.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["a", "b", "c"]})
+    result = load_bundle(write_bundle(tmp_path / "b", items, interactions, images={"images/c.png": png_bytes()}))
+    assert result.ok, result.report.format()
+    web = [issue for issue in result.report.warnings if issue.code == "web_images"]
+    assert len(web) == 1 and "2 pictures are web addresses" in web[0].message and "downloads nothing" in web[0].message
+    assert "missing_images" not in result.report.codes("warning")
+    assert result.bundle.items["image_url"].tolist() == ["", "", "images/c.png"]

@@ -249,6 +249,12 @@ class DatasetFrames:
     def image_column(self) -> str | None:
         return next((c for c, r in self.roles.items() if r == "image"), None)
 
+    def units(self) -> dict[str, str]:
+        """The items' numeric columns written with a currency sign, and the sign ({"preis": "€"})."""
+        units = self.manifest.get("units")
+        items = units.get("items") if isinstance(units, dict) else None
+        return {str(c): str(u) for c, u in items.items() if u} if isinstance(items, dict) else {}
+
     def unit(self, column: str | None) -> str:
         """The currency sign the items' ``column`` was written with ("$"), found at import; "" for none."""
         units = self.manifest.get("units")
@@ -605,7 +611,7 @@ def _run_context(run_dir: str, model_stamp: float, dataset: str, data_stamp: str
     items["item_id"] = items["item_id"].astype(str)
     items_by_id = items.drop_duplicates("item_id").set_index("item_id", drop=False)
     aligned = items_by_id.reindex(pd.Index(model.item_ids, name="item_idx"))
-    price = stats.price_column(items, data.roles)
+    price = stats.price_column(items, data.roles, units=data.units())
     seen = model.seen
     counts = np.diff(seen.indptr) if seen is not None else np.zeros(model.n_users, int)
     order = np.argsort(-counts, kind="stable")

@@ -628,7 +628,7 @@ def dataset_statistics(root: str, name: str, stamp: str) -> dict[str, Any]:
         "coverage": stats.modality_coverage(data.items, roles, data.root),
         "categories": categories,
         "title": stats.title_column(roles, data.items),
-        "price": stats.price_column(data.items, roles),
+        "price": stats.price_column(data.items, roles, units=data.units()),
     }
 
 

@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 CONTENT_ROLES = (S.TEXT, S.IMAGE, S.CATEGORICAL, S.MULTI_LABEL, S.NUMERIC)
-_PRICE_NAME = re.compile(r"(price|cost|amount|msrp|fee)", re.I)
+_PRICE_NAME = re.compile(r"(price|cost|amount|msrp|fee|preis|prix|precio|prezzo|kosten)", re.I)
 _TITLE_NAME = re.compile(r"^(title|name|product_name|item_name|headline)$", re.I)
 _CATEGORY_FIRST = re.compile(r"(categor|genre|department|type|section)", re.I)
 
@@ -288,9 +288,16 @@ def category_breakdown(
     return frame
 
 
-def price_column(items: pd.DataFrame, roles: Mapping[str, str], min_values: int = 1) -> str | None:
-    """A numeric column named like a price (price, cost, amount, msrp) with at least ``min_values`` numbers,
-    if there is one."""
+def price_column(
+    items: pd.DataFrame, roles: Mapping[str, str], min_values: int = 1, units: Mapping[str, str] | None = None
+) -> str | None:
+    """A numeric column written with a currency sign (``units``: the items' columns and their signs, as the
+    import found them), else one named like a price (price, cost, amount, msrp; preis, prix, precio), with at
+    least ``min_values`` numbers, if there is one."""
+    for column in units or {}:
+        if roles.get(column) == S.NUMERIC and column in items.columns:
+            if pd.to_numeric(items[column], errors="coerce").notna().sum() >= min_values:
+                return column
     for column, role in roles.items():
         if role == S.NUMERIC and column in items.columns and _PRICE_NAME.search(column):
             if pd.to_numeric(items[column], errors="coerce").notna().sum() >= min_values:

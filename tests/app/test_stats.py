@@ -205,3 +205,14 @@ def test_the_preview_names_every_problem_at_once(tmp_path):
     assert problems[0].startswith("no items table found")
     assert any(p.startswith("interactions.csv: line 2 has 4 fields, the header has 3") for p in problems)
     assert not any("[error]" in p for p in problems)
+
+
+def test_a_price_is_found_by_its_currency_sign_or_its_name_in_other_languages():
+    """A German export's "preis" ("1.299,00 €") was no price: cards showed none and the price filter was missing."""
+    items = pd.DataFrame({"item_id": ["a", "b"], "preis": [12.5, 1299.0], "gewicht": [1.0, 2.0]})
+    roles = {"item_id": "id", "preis": "numeric", "gewicht": "numeric"}
+    assert stats.price_column(items, roles) == "preis"
+    renamed = items.rename(columns={"preis": "vk"})
+    roles = {"item_id": "id", "vk": "numeric", "gewicht": "numeric"}
+    assert stats.price_column(renamed, roles) is None
+    assert stats.price_column(renamed, roles, units={"vk": "€"}) == "vk"  # the sign it was written with

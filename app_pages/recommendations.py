@@ -51,8 +51,12 @@ def stars(value) -> str:
         return ""
     if not np.isfinite(value):
         return ""
-    full = int(round(min(max(value, 0), 5)))
-    return "★" * full + "☆" * (5 - full) if value <= 5 else f"rating {value:g}"
+    if value > 5:
+        return f"rating {value:g}"
+    # halves round up (round() rounds them to even: 4.5 and 3.5 both showed four stars, 2.5 two), and a rating
+    # that is not whole is also written out
+    full = int(np.floor(max(value, 0) + 0.5))
+    return "★" * full + "☆" * (5 - full) + ("" if float(value).is_integer() else f" {value:g}")
 
 
 def history_sort(ctx: RunContext) -> tuple[str | None, str | None]:
@@ -518,7 +522,7 @@ def filters(ctx: RunContext) -> tuple[dict, dict, bool]:
                 value=(low, high),
                 format_func=lambda value: unit + price_label(value),
                 key=f"rec_price_{ctx.run_id}",
-                help="Steps of 1-2-5 (10, 20, 50, 100, ...): prices spread over orders of magnitude.",
+                help="Round steps: 1-2-5 (10, 20, 50, 100, ...) when prices spread over orders of magnitude, even ones (10, 20, 30, ...) otherwise.",
             )
             if chosen != (low, high):
                 ranges[ctx.price_column] = chosen
@@ -553,9 +557,12 @@ def price_steps(prices: np.ndarray) -> list[float]:
             if max(low * 1.2, smallest) < value and value * 1.2 < high:
                 stops.add(value)
         magnitude *= 10.0
-    if len(stops) < 6:  # a narrow range (12-14): even steps of a round size instead, at most 20 of them
+    # a narrow range (12-14), or one within less than two orders of magnitude (4-180: the 1-2-5 stops left nothing
+    # between 100 and 180): even steps of a round size instead, at most 20 of them
+    if len(stops) < 6 or high < 50 * smallest:
         step = next(d * 10.0**e for e in range(-2, 12) for d in (1.0, 2.0, 5.0) if (high - low) / (d * 10.0**e) <= 20)
-        stops = {low, high} | {round(v, 2) for v in np.arange(low, high, step)[1:]}
+        start = np.floor(low / step) * step + step  # multiples of the step: 10, 20, 30 (not 14, 24)
+        stops = {low, high} | {float(round(v, 2)) for v in np.arange(start, high, step)}
     return sorted(stops)
 
 

@@ -471,8 +471,9 @@ def test_price_filter_stops_follow_orders_of_magnitude():
     assert stops[0] == 9 and stops[-1] == 1754
     assert {20, 50, 100, 200, 500, 1000} <= set(stops)
     assert stops == sorted(stops) and len(stops) == len(set(stops))
-    # a free item does not start the series at cents; a narrow range gets even, round steps
-    assert price_steps(np.array([0.0, 0.99, 40.0])) == [0, 1, 2, 5, 10, 20, 40]
+    # a range within two orders of magnitude gets even, round steps (4-180: nothing between 100 and 180 before)
+    assert price_steps(np.array([4.21, 90.0, 179.76])) == [4, *range(10, 190, 10)]
+    assert price_steps(np.array([0.0, 0.99, 40.0])) == list(range(0, 42, 2))
     narrow = price_steps(np.array([12.0, 13.5, 14.0]))
     assert narrow[0] == 12 and narrow[-1] == 14 and 12.5 in narrow and len(narrow) <= 21
     assert [price_label(v) for v in (9.0, 1000.0, 12.5)] == ["9", "1,000", "12.50"]
@@ -490,3 +491,11 @@ def test_a_user_with_one_item_is_not_one_items():
     from app_pages.common import user_option
 
     assert user_option("U00002", 1) == "U00002 · 1 item" and user_option("U1", 1200) == "U1 · 1,200 items"
+
+
+def test_half_star_ratings_are_told_apart():
+    """round() rounds halves to even: 4.5 and 3.5 both showed four stars, and 2.5 two."""
+    from app_pages.recommendations import stars
+
+    assert [stars(v) for v in (4.5, 3.5, 2.5)] == ["★★★★★ 4.5", "★★★★☆ 3.5", "★★★☆☆ 2.5"]
+    assert stars(4) == "★★★★☆" and stars(7) == "rating 7" and stars(None) == ""

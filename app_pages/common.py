@@ -257,10 +257,7 @@ class DatasetFrames:
 
     def unit(self, column: str | None) -> str:
         """The currency sign the items' ``column`` was written with ("$"), found at import; "" for none."""
-        units = self.manifest.get("units")
-        items = units.get("items") if isinstance(units, dict) else None
-        sign = items.get(column) if isinstance(items, dict) and column else None
-        return str(sign) if sign else ""
+        return self.units().get(column, "") if column else ""
 
 
 @st.cache_data(show_spinner="Reading the dataset…", max_entries=8)

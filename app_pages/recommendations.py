@@ -522,7 +522,8 @@ def filters(ctx: RunContext) -> tuple[dict, dict, bool]:
                 value=(low, high),
                 format_func=lambda value: unit + price_label(value),
                 key=f"rec_price_{ctx.run_id}",
-                help="Round steps: 1-2-5 (10, 20, 50, 100, ...) when prices spread over orders of magnitude, even ones (10, 20, 30, ...) otherwise.",
+                help="Round steps: 1-2-5 (10, 20, 50, 100, ...) when prices spread over orders of magnitude, "
+                "even ones (10, 20, 30, ...) otherwise.",
             )
             if chosen != (low, high):
                 ranges[ctx.price_column] = chosen
@@ -711,7 +712,7 @@ def popularity_note(ctx: RunContext, liked: list[str], ranked: list[tuple[str, f
     little): say so, or the same bestsellers on every visitor's list look like the page ignoring the picks."""
     from recsys.explain.coldstart import popularity_share
 
-    share = popularity_share(ctx.model, liked, [item_id for item_id, _ in ranked])
+    share = popularity_share(ctx.model, liked, [item for item, _ in ranked], [score for _, score in ranked])
     if share is not None and share >= 0.5:
         n = len(liked)
         st.caption(

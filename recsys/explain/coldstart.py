@@ -112,16 +112,22 @@ def recommend_for_history(
     return [(str(model.item_ids[i]), float(scores[i])) for i in top]
 
 
-def popularity_share(model: Any, liked: Sequence[int | str], items: Sequence[int | str]) -> float | None:
+def popularity_share(
+    model: Any,
+    liked: Sequence[int | str],
+    items: Sequence[int | str],
+    scores: Sequence[float] | None = None,
+) -> float | None:
     """How much of the scores of ``items`` for a new user who liked ``liked`` no liked item accounts for
     (:meth:`Recommender.score_without_history`: a popularity prior, item biases), as a share of those scores
-    summed; None when they do not sum to a positive number. A short history leans on popularity (the model
-    trusts it little): with one liked item the same bestsellers can top every visitor's list, and the page says
-    why."""
+    summed; None when they do not sum to a positive number. ``scores``: those items' scores when the caller has
+    them (a list from :func:`recommend_for_history`), so they are not computed again. A short history leans on
+    popularity (the model trusts it little): with one liked item the same bestsellers can top every visitor's
+    list, and the page says why."""
     liked_index, index = _indices(model, liked), _indices(model, items)
     if not len(liked_index) or not len(index):
         return None
-    total = float(history_scores(model, liked_index)[index].sum())
+    total = float(np.sum(scores)) if scores is not None else float(history_scores(model, liked_index)[index].sum())
     if total <= 0:
         return None
     prior = float(np.asarray(model.score_without_history(mixing_history=liked_index))[index].sum())

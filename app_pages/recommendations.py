@@ -428,6 +428,8 @@ def explained(
     return cache[key]
 
 
+# a fragment: opening a card's "Why this?" reruns that card alone, not the page's scoring and filters
+@st.fragment
 def card(
     ctx: RunContext, user: str | None, rank: int, item_id: str, score: float, liked: tuple[str, ...] | None = None
 ) -> None:

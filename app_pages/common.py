@@ -246,6 +246,10 @@ class DatasetFrames:
         return next((c for c, r in self.schema.get("interactions", {}).items() if r == "rating"), None)
 
     @property
+    def timestamp_column(self) -> str | None:
+        return next((c for c, r in self.schema.get("interactions", {}).items() if r == "timestamp"), None)
+
+    @property
     def image_column(self) -> str | None:
         return next((c for c, r in self.roles.items() if r == "image"), None)
 

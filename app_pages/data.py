@@ -625,6 +625,7 @@ def dataset_statistics(root: str, name: str, stamp: str) -> dict[str, Any]:
         "items_curve": stats.long_tail_curve(data.interactions, "item"),
         "users_curve": stats.long_tail_curve(data.interactions, "user"),
         "ratings": stats.rating_distribution(data.interactions, data.rating_column),
+        "over_time": stats.activity_over_time(data.interactions, data.timestamp_column),
         "coverage": stats.modality_coverage(data.items, roles, data.root),
         "categories": categories,
         "title": stats.title_column(roles, data.items),
@@ -762,6 +763,34 @@ def explore_section() -> None:
                 legend=False,
             )
             chart(fig, key="data_coverage")
+
+    over_time = summary["over_time"]
+    if len(over_time):
+        # the dates as imported (day-first exports included): a wrong reading shows here, not only in the split
+        period = over_time.attrs.get("period", "period")
+        first, last = over_time.attrs["first"], over_time.attrs["last"]
+        fig = go.Figure(
+            go.Bar(
+                x=over_time["start"],
+                y=over_time["interactions"],
+                customdata=over_time["users"],
+                marker_color=PRIMARY,
+                hovertemplate=f"{period} of %{{x|%Y-%m-%d}}<br>%{{y:,}} interactions<br>%{{customdata:,}} users"
+                "<extra></extra>",
+            )
+        )
+        fig.update_yaxes(title=f"interactions per {period}")
+        fig.update_xaxes(title=None)
+        style_figure(
+            fig,
+            height=280,
+            title=f"Interactions over time — {first:%Y-%m-%d} to {last:%Y-%m-%d}, per {period}",
+            legend=False,
+        )
+        chart(fig, key="data_over_time")
+        undated = ov["interactions"] - int(over_time["interactions"].sum())
+        if undated > 0:
+            st.caption(f"{undated:,} interactions have no date and are not on the chart.")
 
     categories = summary["categories"]
     if categories:

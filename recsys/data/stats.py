@@ -32,6 +32,7 @@ __all__ = [
     "long_tail_curve",
     "activity_histogram",
     "rating_distribution",
+    "activity_over_time",
     "modality_coverage",
     "category_columns",
     "category_breakdown",
@@ -155,6 +156,38 @@ def rating_distribution(interactions: pd.DataFrame, rating_column: str | None) -
         counts = values.value_counts().sort_index()
         frame = pd.DataFrame({"rating": counts.index.to_numpy(), "count": counts.to_numpy()})
     frame["share"] = frame["count"] / frame["count"].sum()
+    return frame
+
+
+def activity_over_time(interactions: pd.DataFrame, timestamp_column: str | None) -> pd.DataFrame:
+    """Interactions and active users per day, week or month (whichever gives a readable number of bars for
+    the span): columns ``start`` (the period's first day), ``interactions``, ``users``; ``attrs["period"]``
+    names the period. Empty without a timestamp column or with every timestamp on one day.
+
+    Timestamps are the imported frames' unix seconds (UTC); an interaction without one is left out.
+    """
+    empty = pd.DataFrame({"start": pd.to_datetime([]), "interactions": [], "users": []})
+    if not timestamp_column or timestamp_column not in interactions.columns:
+        return empty
+    seconds = pd.to_numeric(interactions[timestamp_column], errors="coerce")
+    dated = interactions.loc[seconds.notna(), ["user_id"]].assign(
+        when=pd.to_datetime(seconds[seconds.notna()], unit="s", utc=True).dt.tz_localize(None)
+    )
+    if len(dated) == 0 or dated["when"].dt.normalize().nunique() < 2:
+        return empty
+    days = (dated["when"].max() - dated["when"].min()).days
+    # about 30-120 bars: days up to four months, weeks (from Monday) up to two years, months beyond
+    period, code = ("day", "D") if days <= 120 else ("week", "W-SUN") if days <= 730 else ("month", "M")
+    starts = dated["when"].dt.to_period(code).dt.start_time
+    grouped = dated.groupby(starts)
+    frame = (
+        pd.DataFrame({"interactions": grouped.size(), "users": grouped["user_id"].nunique()})
+        .rename_axis("start")
+        .reset_index()
+    )
+    frame.attrs["period"] = period
+    frame.attrs["first"] = dated["when"].min()
+    frame.attrs["last"] = dated["when"].max()
     return frame
 
 

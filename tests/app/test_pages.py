@@ -93,7 +93,10 @@ def test_data_page_explores_the_dataset(app, trained_workspace):
     assert_clean(at)
     labels = {m.label: m.value for m in at.metric}
     assert labels["Users"] == "150" and labels["Items"] == "120" and labels["Interactions"] == "3,000"
-    assert len(at.get("plotly_chart")) >= 4  # long tails, ratings, coverage, categories
+    assert len(at.get("plotly_chart")) >= 5  # long tails, ratings, coverage, over time, categories
+    # the demo's dates, read at import, span 2021-2024: shown per month
+    assert "Interactions over time \\u2014 2021-" in " ".join(str(c.proto.spec) for c in at.get("plotly_chart"))
+    assert "per month" in " ".join(str(c.proto.spec) for c in at.get("plotly_chart"))
     assert len(at.get("imgs")) >= 12 or len(at.image) >= 12  # the gallery shows pictures
 
 

@@ -88,6 +88,32 @@ def test_rating_distribution():
     assert len(stats.rating_distribution(continuous, "score")) == 20
 
 
+def test_activity_over_time_picks_a_period_for_the_span():
+    day = 86_400.0
+    start = pd.Timestamp("2024-01-03", tz="UTC").timestamp()  # a Wednesday
+    weekly = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2", "u1", "u3", "u2"],
+            "timestamp": [start, start + day, start + 8 * day, start + 200 * day, None],
+        }
+    )
+    frame = stats.activity_over_time(weekly, "timestamp")
+    assert frame.attrs["period"] == "week"
+    # weeks start on Monday: the Wednesday and the Thursday fall in the week of Monday 1 January
+    assert frame["start"].iloc[0] == pd.Timestamp("2024-01-01")
+    assert frame["interactions"].tolist() == [2, 1, 1]
+    assert frame["users"].tolist() == [2, 1, 1]
+    assert frame["interactions"].sum() == 4  # the undated interaction is left out
+    assert frame.attrs["first"] == pd.Timestamp("2024-01-03")
+    months = weekly.assign(timestamp=[start, start + 400 * day, start + 800 * day, None, None])
+    assert stats.activity_over_time(months, "timestamp").attrs["period"] == "month"
+    days = weekly.assign(timestamp=[start, start + 3 * day, None, None, None])
+    assert stats.activity_over_time(days, "timestamp")["interactions"].tolist() == [1, 1]
+    one_day = weekly.assign(timestamp=[start, start + 60, None, None, None])
+    assert stats.activity_over_time(one_day, "timestamp").empty
+    assert stats.activity_over_time(weekly, None).empty
+
+
 def test_modality_coverage_checks_pictures_on_disk(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.png").write_bytes(png_bytes())

@@ -319,7 +319,7 @@ def _review_and_import(
             "table": st.column_config.TextColumn("Table", width="small"),
             "column": st.column_config.TextColumn("Column"),
             "role": st.column_config.SelectboxColumn("Role", options=list(ROLES), required=True, help=ROLE_HELP),
-            "reason": st.column_config.TextColumn("Why this role", width="medium"),
+            "reason": st.column_config.TextColumn("Why this role", width="large"),
             "example": st.column_config.TextColumn("Example value", width="medium"),
         },
     )

@@ -614,7 +614,9 @@ def list_controls(
             True,
             key="rec_one_per_product",
             help="Near-duplicate guard: at most one item per product title (colour and "
-            "size variants of one article count as one; the best-scored stays).",
+            "size variants of one article count as one; the best-scored stays). With the items "
+            + ("the visitor likes" if visitor else "already seen")
+            + " hidden, their other versions stay out too.",
         )
         selections, ranges, keep_unpriced = filters(ctx)
         exposure = exposure_controls(ctx)

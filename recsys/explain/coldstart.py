@@ -95,7 +95,8 @@ def recommend_for_history(
 
     ``exclude``: item ids never to recommend (default: the liked items themselves); ``filters``:
     a boolean keep-mask over the model's items. ``diversity``, ``item_vectors``, ``groups`` and ``exposure``
-    re-rank as :meth:`Recommender.recommend` does for a known user (:func:`recsys.models.rerank.select_top`).
+    re-rank as :meth:`Recommender.recommend` does for a known user (:func:`recsys.models.rerank.select_top`);
+    with ``groups``, other versions of the excluded items are left out too.
     """
     items = _indices(model, item_ids)
     scores = history_scores(model, items, weights)
@@ -106,6 +107,10 @@ def recommend_for_history(
 
     keep = np.ones(model.n_items, dtype=bool) if filters is None else np.asarray(filters, dtype=bool).copy()
     keep[np.asarray(excluded, dtype=np.int64)] = False
+    if groups is not None:  # other versions of an excluded (liked) article are not new either
+        from ..models.rerank import without_versions_of
+
+        keep = without_versions_of(keep, groups, excluded, k)
     if diversity > 0 and item_vectors is None:
         item_vectors = model.item_embeddings()
     top = select_top(scores, k, keep, diversity, item_vectors, groups, exposure)

@@ -312,7 +312,8 @@ class Recommender(ABC):
         ``filters`` is a boolean keep-mask over items or callables returning one; ``candidates``
         restricts ranking to those item indices. ``groups`` (one id per item, e.g. from
         :func:`recsys.models.rerank.variant_groups`) keeps at most one item per group: the near-duplicate
-        guard. ``diversity`` > 0 re-ranks by MMR over ``item_vectors`` (default: the model's own).
+        guard; with ``exclude_seen`` it also leaves out the groups of the user's own items (another SKU of an
+        article the user has is not a new recommendation), unless fewer than ``k`` items would be left. ``diversity`` > 0 re-ranks by MMR over ``item_vectors`` (default: the model's own).
         ``exposure = (membership [n_items] in [0, 1], target share, strength in [0, 1])`` then moves one item
         group's share of the list toward the target (:func:`recsys.models.rerank.exposure_rerank`).
         With an index attached (:meth:`use_retrieval`) the items are ranked among the index's candidates, scored
@@ -322,6 +323,12 @@ class Recommender(ABC):
 
         row = self.user_index(user)
         keep = self._keep_mask(row, exclude_seen, filters, candidates)
+        if groups is not None and exclude_seen and self.seen is not None:
+            from .rerank import without_versions_of
+
+            keep = without_versions_of(
+                keep, groups, self.seen.indices[self.seen.indptr[row] : self.seen.indptr[row + 1]], k
+            )
         if self.retrieval is not None:  # the ANN stage, then exact scores of its candidates; None: too few of them
             found = self.retrieval.recommend(self, row, k, keep, diversity, item_vectors, groups, exposure)
             if found is not None:

@@ -295,6 +295,24 @@ def variant_groups(titles: Sequence[Any]) -> np.ndarray:
     return out
 
 
+def versions_of(groups: np.ndarray, items: np.ndarray | Sequence[int]) -> np.ndarray:
+    """Boolean mask over items: those in the same :func:`variant_groups` group as any of ``items`` (the items
+    themselves included). A list that hides what the user has hides these too: the same article under another
+    SKU (another size, colour or re-listing) is not a new recommendation."""
+    groups = np.asarray(groups, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    if items.size == 0:
+        return np.zeros(len(groups), dtype=bool)
+    return np.isin(groups, groups[items])
+
+
+def without_versions_of(keep: np.ndarray, groups: np.ndarray, items: np.ndarray | Sequence[int], k: int) -> np.ndarray:
+    """``keep`` less the other versions of ``items`` (:func:`versions_of`), unless that leaves fewer than ``k``
+    items: a catalogue whose titles are generic ("T-shirt" for every shirt) would otherwise lose the whole list."""
+    narrowed = keep & ~versions_of(groups, items)
+    return narrowed if np.count_nonzero(narrowed) >= k else keep
+
+
 def rerank_users(
     model: Any,
     users: Sequence[int] | np.ndarray,

@@ -81,6 +81,37 @@ def test_recommend_applies_the_guard_and_diversity(block_model):
     assert len(model.recommend(user, k=5, diversity=0.5)) == 5
 
 
+def test_the_guard_leaves_out_other_versions_of_what_the_user_has(block_model):
+    from recsys.explain.coldstart import recommend_for_history
+
+    model = block_model
+    user = model.user_ids[0]
+    plain = model.recommend(user, k=5)
+    ids = model.item_ids.tolist()
+    owned = int(model.seen.indices[model.seen.indptr[0]])  # one of the user's own items
+    best = ids.index(plain[0][0])
+    groups = np.arange(model.n_items)
+    groups[best] = groups[owned]  # the best recommendation is another SKU of an item the user has
+    guarded = model.recommend(user, k=5, groups=groups)
+    assert plain[0][0] not in [item for item, _ in guarded] and len(guarded) == 5
+    # showing the user's items again shows their versions again; without the guard, nothing changes
+    assert model.recommend(user, k=5, groups=groups, exclude_seen=False)[0][0] in (plain[0][0], ids[owned])
+    assert model.recommend(user, k=5) == plain
+    # a visitor who liked that item: the same
+    liked = [ids[owned]]
+    visitor = [item for item, _ in recommend_for_history(model, liked, k=5)]
+    groups = np.arange(model.n_items)
+    groups[ids.index(visitor[0])] = groups[owned]
+    guarded = [item for item, _ in recommend_for_history(model, liked, k=5, groups=groups)]
+    assert visitor[0] not in guarded and ids[owned] not in guarded and len(guarded) == 5
+    shown = [item for item, _ in recommend_for_history(model, liked, k=5, exclude=[], groups=groups)]
+    assert ids[owned] in shown or visitor[0] in shown  # liked items on the list: their versions may be too
+    # generic titles (one group for every item): the list is kept, not emptied
+    one_group = np.zeros(model.n_items, dtype=np.int64)
+    assert len(model.recommend(user, k=5, groups=one_group)) == 1
+    assert len(recommend_for_history(model, liked, k=5, groups=one_group)) == 1
+
+
 def test_metrics_by_hand():
     lists = np.array([[0, 1], [0, 2], [3, -1]])
     assert catalogue_coverage(lists, 5) == pytest.approx(4 / 5)

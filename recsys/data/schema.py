@@ -74,13 +74,17 @@ def _distinct(count: int) -> str:
 # after the currency sign, the percent sign and spaces are taken out
 _DECIMAL_COMMA = re.compile(r"^[-+]?(\d{1,3}(\.\d{3})+|\d+),\d{1,2}$")
 _DECIMAL_POINT = re.compile(r"^[-+]?(\d{1,3}(,\d{3})+|\d+)\.\d+$")
+_THOUSANDS_POINT = re.compile(r"^[-+]?\d{1,3}(\.\d{3})+$")
+_SIGN_AFTER = re.compile(r"\d\s*[$€£¥]\s*$")
 
 
 def parse_numeric(series: pd.Series) -> pd.Series:
     """Parse numbers written as text ("$40.00", "1,299", "12%", "12,50 €") into floats; unparseable -> NaN.
 
     A column whose numbers are written with a decimal comma ("12,50 €", "1.299,00") is read so, when more of
-    its values show a decimal comma than a decimal point: read as a thousands separator, "12,50 €" was 1250."""
+    its values show a decimal comma than a decimal point: read as a thousands separator, "12,50 €" was 1250.
+    Whole amounts with the currency sign after them, as European shops write them ("1.299 €", "49 €"), read
+    their points as thousands separators when no value has another number of digits after a point."""
     if pd.api.types.is_bool_dtype(series):
         return series.astype(float)
     if pd.api.types.is_numeric_dtype(series):
@@ -88,7 +92,15 @@ def parse_numeric(series: pd.Series) -> pd.Series:
     text = series.astype("string").str.strip()
     bare = text.str.replace(r"[$€£¥%\s]", "", regex=True)
     comma_decimals = int(bare.str.match(_DECIMAL_COMMA).fillna(False).sum())
-    if comma_decimals and comma_decimals > int(bare.str.match(_DECIMAL_POINT).fillna(False).sum()):
+    point_decimals = bare.str.match(_DECIMAL_POINT).fillna(False)
+    thousands_points = bare.str.match(_THOUSANDS_POINT).fillna(False)
+    european_whole = (
+        comma_decimals == 0
+        and bool(thousands_points.any())
+        and not bool((point_decimals & ~thousands_points).any())
+        and text[bare.fillna("") != ""].str.contains(_SIGN_AFTER).mean() > 0.5
+    )
+    if european_whole or (comma_decimals and comma_decimals > int(point_decimals.sum())):
         cleaned = bare.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
     else:
         cleaned = bare.str.replace(",", "", regex=False)

@@ -590,6 +590,12 @@ def test_numbers_written_with_a_decimal_comma_are_read_as_such(tmp_path):
     assert result.bundle.interactions["rating"].tolist() == [4.5, 3.0, 5.0, 2.5]
     # a decimal point, and commas as thousands separators, as before
     assert S.parse_numeric(pd.Series(["$1,299.00", "$40", "1,299"])).tolist() == [1299.0, 40.0, 1299.0]
+    # whole euros with the sign after them: "1.299 €" is 1299 (it was 1.299); a bare "1.299" stays ambiguous
+    # and is read with a decimal point, as is a column where some point is followed by other than 3 digits
+    whole = pd.Series(["1.299 €", "49 €", "12.500 €", None, ""])
+    assert S.parse_numeric(whole).tolist()[:3] == [1299.0, 49.0, 12500.0]
+    assert S.parse_numeric(pd.Series(["1.299", "49"])).tolist() == [1.299, 49.0]
+    assert S.parse_numeric(pd.Series(["1.299 €", "12.5 €"])).tolist() == [1.299, 12.5]
 
 
 def test_semicolon_and_tab_separated_files_are_read(tmp_path):

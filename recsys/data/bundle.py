@@ -473,6 +473,17 @@ def _check_field_counts(raw: bytes, text: str, name: str, report: ValidationRepo
     return False
 
 
+def _zero_means_unrated(ratings: pd.Series) -> bool:
+    """A 0 on a scale that otherwise starts at 1 (Book-Crossing's 1-10, Goodreads' 1-5) and that is its most
+    common value: an interaction without a score, not the lowest score. Averaged in, a shop's "mean rating
+    2.65" was mostly unrated reads, and explanations took them for books the reader disliked."""
+    values = ratings.dropna()
+    scored = values[values != 0]
+    if len(scored) == 0 or not (values == 0).any() or scored.min() < 1 or scored.max() < 4:
+        return False
+    return bool((values == 0).sum() > scored.value_counts().max())
+
+
 def _agree(mask: pd.Series | np.ndarray, one: str, many: str) -> str:
     """``one`` when ``mask`` marks exactly one row, else ``many``: a message's verb agrees with its count."""
     return one if int(np.asarray(mask).sum()) == 1 else many
@@ -808,6 +819,17 @@ def _validate_interactions(
                 rating,
                 _row_numbers(bad),
             )
+        if _zero_means_unrated(parsed):
+            zeros = int((parsed == 0).sum())
+            report.warning(
+                "zero_ratings",
+                f"{counted(zeros, 'interaction')} ({zeros / max(len(frame), 1):.0%}) {'has' if zeros == 1 else 'have'} "
+                f"rating 0 beside ratings of 1-{parsed.max():g}: read as 'no rating' (as Book-Crossing and Goodreads "
+                "exports write a read without a score), kept as interactions; the rating statistics leave them out",
+                file,
+                rating,
+            )
+            parsed = parsed.mask(parsed == 0)
         frame[rating] = parsed
         blank = int((~given).sum())
         if blank:

@@ -48,8 +48,10 @@ _TIME_NAME = re.compile(
     r"(^|_)(timestamp|time|date|datetime|dat|dt|day|ts|created|created_at|updated_at|datum|zeit|zeitpunkt|fecha)($|_)",
     re.I,
 )
+# a whole name ("rating") or the last word of one ("Book-Rating", "user_score", "review stars")
 _RATING_NAME = re.compile(
-    r"^(rating|ratings|score|stars|star_rating|overall|label|bewertung|sterne|valoracion|puntuacion)$", re.I
+    r"(^|[\W_])(rating|ratings|score|stars|star_rating|bewertung|sterne|valoracion|puntuacion)$|^(overall|label)$",
+    re.I,
 )
 _CATEGORY_NAME = re.compile(
     r"(brand|categor|genre|type|colou?r|author|artist|director|publisher|manufacturer|maker|country|language|"
@@ -199,7 +201,7 @@ def infer_role(name: str, series: pd.Series, table: str, separator: str = DEFAUL
         return RoleGuess(IMAGE, "values are picture file paths")
     if _IMAGE_NAME.search(lowered) and numeric_share < 0.5:
         return RoleGuess(IMAGE, f"named '{name}'")
-    if table == "interactions" and _RATING_NAME.match(lowered) and numeric_share >= 0.5:
+    if table == "interactions" and _RATING_NAME.search(lowered) and numeric_share >= 0.5:
         # mostly numbers: a rating column with a few typos, which validation then points at
         return RoleGuess(RATING, f"named '{name}' and numeric")
     if _TIME_NAME.search(lowered):

@@ -8,7 +8,7 @@ import zipfile
 import pandas as pd
 import pytest
 
-from recsys.data import schema as S
+from recsys.data import bundle as B, schema as S
 from recsys.data.bundle import load_bundle
 from tests.conftest import png_bytes, write_bundle
 
@@ -596,6 +596,29 @@ def test_numbers_written_with_a_decimal_comma_are_read_as_such(tmp_path):
     assert S.parse_numeric(whole).tolist()[:3] == [1299.0, 49.0, 12500.0]
     assert S.parse_numeric(pd.Series(["1.299", "49"])).tolist() == [1.299, 49.0]
     assert S.parse_numeric(pd.Series(["1.299 €", "12.5 €"])).tolist() == [1.299, 12.5]
+
+
+def test_a_book_crossing_export_reads_its_rating_and_its_zeros_as_unrated(tmp_path):
+    """ "Book-Rating" was a plain numeric column (only "rating" itself was a rating's name), so the app said the
+    data had no ratings; read as ratings, its 0s ("read, not rated") averaged in as the lowest score."""
+    items = pd.DataFrame({"ISBN": ["0345391802", "080442957X", "0002005018"], "title": ["A", "B", "C"]})
+    interactions = pd.DataFrame(
+        {
+            "User-ID": ["276725", "276725", "276726", "276727", "276727", "276728"],
+            "ISBN": ["0345391802", "080442957X", "0345391802", "0002005018", "080442957X", "0002005018"],
+            "Book-Rating": [0, 8, 0, 0, 5, 10],
+        }
+    )
+    result = load_bundle(write_bundle(tmp_path / "b", items, interactions))
+    assert result.ok, result.report.format()
+    assert result.bundle.schema.rating_column == "Book-Rating"
+    ratings = result.bundle.interactions["Book-Rating"]
+    assert ratings.isna().sum() == 3 and sorted(ratings.dropna().tolist()) == [5.0, 8.0, 10.0]
+    assert len(result.bundle.interactions) == 6  # kept as interactions
+    assert "zero_ratings" in result.report.codes("warning")
+    # a 0-5 scale whose 0 is a rare real score keeps it
+    assert not B._zero_means_unrated(pd.Series([0, 3, 4, 5, 5, 4, 2, 1]))
+    assert not B._zero_means_unrated(pd.Series([0.0, 0.0, 0.5, 1.0]))  # scores between 0 and 1
 
 
 def test_semicolon_and_tab_separated_files_are_read(tmp_path):

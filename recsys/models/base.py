@@ -313,7 +313,8 @@ class Recommender(ABC):
         restricts ranking to those item indices. ``groups`` (one id per item, e.g. from
         :func:`recsys.models.rerank.variant_groups`) keeps at most one item per group: the near-duplicate
         guard; with ``exclude_seen`` it also leaves out the groups of the user's own items (another SKU of an
-        article the user has is not a new recommendation), unless fewer than ``k`` items would be left. ``diversity`` > 0 re-ranks by MMR over ``item_vectors`` (default: the model's own).
+        article the user has is not a new recommendation), unless fewer than ``k`` items would be left.
+        ``diversity`` > 0 re-ranks by MMR over ``item_vectors`` (default: the model's own).
         ``exposure = (membership [n_items] in [0, 1], target share, strength in [0, 1])`` then moves one item
         group's share of the list toward the target (:func:`recsys.models.rerank.exposure_rerank`).
         With an index attached (:meth:`use_retrieval`) the items are ranked among the index's candidates, scored
@@ -326,9 +327,7 @@ class Recommender(ABC):
         if groups is not None and exclude_seen and self.seen is not None:
             from .rerank import without_versions_of
 
-            keep = without_versions_of(
-                keep, groups, self.seen.indices[self.seen.indptr[row] : self.seen.indptr[row + 1]], k
-            )
+            keep = without_versions_of(keep, groups, self._seen_items(row), k)
         if self.retrieval is not None:  # the ANN stage, then exact scores of its candidates; None: too few of them
             found = self.retrieval.recommend(self, row, k, keep, diversity, item_vectors, groups, exposure)
             if found is not None:
@@ -340,13 +339,18 @@ class Recommender(ABC):
         assert self.item_ids is not None  # user_index above has refused an unfitted model
         return [(str(self.item_ids[i]), float(scores[i])) for i in top]
 
+    def _seen_items(self, row: int) -> np.ndarray:
+        """The item indices in user ``row``'s history (``seen``, which must be set)."""
+        assert self.seen is not None
+        return self.seen.indices[self.seen.indptr[row] : self.seen.indptr[row + 1]]
+
     def _keep_mask(self, row: int, exclude_seen: bool, filters: Any, candidates: np.ndarray | None) -> np.ndarray:
         keep = np.ones(self.n_items, dtype=bool)
         if candidates is not None:
             keep[:] = False
             keep[np.asarray(candidates, dtype=np.int64)] = True
         if exclude_seen and self.seen is not None:
-            keep[self.seen.indices[self.seen.indptr[row] : self.seen.indptr[row + 1]]] = False
+            keep[self._seen_items(row)] = False
         if filters is not None:
             if isinstance(filters, np.ndarray):
                 keep &= filters.astype(bool)

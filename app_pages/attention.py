@@ -532,7 +532,7 @@ def embedding_map(ctx: RunContext) -> None:
                     "title": ctx.title(i),
                     "caption": item_caption(
                         ctx.items_by_id.loc[i],
-                        ctx.category_columns,
+                        ctx.card_columns,
                         ctx.price_column,
                         labels=label_separators(ctx.data),
                         price_unit=ctx.price_unit,

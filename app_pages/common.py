@@ -578,7 +578,9 @@ class RunContext:
     image_column: str | None
     price_column: str | None
     price_unit: str  # the price's currency sign as the file wrote it ("$"), or ""
-    category_columns: list[str]
+    category_columns: list[str]  # the columns charts break down by (at most 200 values each)
+    card_columns: list[str]  # the columns a card shows and the filters offer (a brand or an author included)
+    maker_column: str | None  # who made the item (brand, author): beside the title in the item pickers
     user_options: list[str]  # user ids, most active first
     activity: dict[str, int]
     user_rows: dict[str, np.ndarray]  # user id -> row positions in data.interactions
@@ -637,6 +639,8 @@ def _run_context(run_dir: str, model_stamp: float, dataset: str, data_stamp: str
         price_column=price,
         price_unit=data.unit(price),
         category_columns=stats.category_columns(items, data.roles)[:3],
+        card_columns=stats.card_columns(items, data.roles, data.separator),
+        maker_column=stats.maker_column(items, data.roles),
         user_options=users,
         activity={str(model.user_ids[i]): int(counts[i]) for i in range(len(counts))},
         user_rows=data.interactions.groupby(data.interactions["user_id"].astype(str)).indices,

@@ -628,6 +628,7 @@ def dataset_statistics(root: str, name: str, stamp: str) -> dict[str, Any]:
         "over_time": stats.activity_over_time(data.interactions, data.timestamp_column),
         "coverage": stats.modality_coverage(data.items, roles, data.root),
         "categories": categories,
+        "card_columns": stats.card_columns(data.items, roles, data.separator),
         "title": stats.title_column(roles, data.items),
         "price": stats.price_column(data.items, roles, units=data.units()),
     }
@@ -839,7 +840,7 @@ def explore_section() -> None:
     sample = stats.sample_items(
         data.items, data.roles, data.root, n=12, seed=seed, category=categories[0] if categories else None
     )
-    caption_columns = [c for c in categories[:2]]
+    caption_columns = summary["card_columns"][:2]
     gallery(
         [
             {

@@ -443,7 +443,7 @@ def card(
         caption = (
             item_caption(
                 row,
-                ctx.category_columns,
+                ctx.card_columns,
                 ctx.price_column,
                 labels=label_separators(ctx.data),
                 price_unit=ctx.price_unit,
@@ -480,7 +480,7 @@ def csv_export(
     for rank, (item_id, score) in enumerate(ranked, start=1):
         explanation = explained(ctx, user, item_id, cache, liked)
         row = {"rank": rank, "item_id": item_id, "title": ctx.title(item_id), "score": round(score, 5)}
-        for column in ctx.category_columns + ([ctx.price_column] if ctx.price_column else []):
+        for column in ctx.card_columns + ([ctx.price_column] if ctx.price_column else []):
             row[column] = ctx.items_by_id[column].get(item_id, "")
         for part in explanation.get("modalities") or []:
             # the weight the user's gate gives the modality for this item (0-1), and its part of the score
@@ -499,7 +499,7 @@ def filters(ctx: RunContext) -> tuple[dict, dict, bool]:
     selections: dict[str, list[str]] = {}
     ranges: dict[str, tuple[float, float]] = {}
     keep_unpriced = False
-    columns = ctx.category_columns
+    columns = ctx.card_columns
     if not columns and not ctx.price_column:
         return selections, ranges, keep_unpriced
     cols = st.columns(len(columns) + (1 if ctx.price_column else 0))
@@ -690,8 +690,16 @@ def item_options(ctx: RunContext, picked: list[str]) -> list[str]:
 
 
 def item_label(ctx: RunContext, item_id: str) -> str:
+    """ "Title · maker · id" (the picker searches its labels: typing an author's or a brand's name finds their
+    items); the maker is left out where the item has none."""
     title = ctx.title(item_id)
     label = short_text(title, 80)
+    maker = ctx.maker_column
+    value = ctx.items_by_id.at[item_id, maker] if maker and item_id in ctx.items_by_id.index else None
+    if value is not None and not pd.isna(value) and str(value).strip():
+        separator = label_separators(ctx.data).get(maker)
+        names = [v.strip() for v in str(value).split(separator)] if separator else [str(value).strip()]
+        label += f" · {short_text(', '.join(n for n in names if n), 40)}"
     return label if title == item_id else f"{label} · {item_id}"
 
 
@@ -739,7 +747,11 @@ def visitor_page(ctx: RunContext) -> None:
         key="rec_liked",
         format_func=lambda i: item_label(ctx, i),
         max_selections=MAX_LIKED,
-        placeholder="Type to search the catalogue by title or id",
+        placeholder=(
+            f"Type to search the catalogue by title, {ctx.maker_column.replace('_', ' ').lower()} or id"
+            if ctx.maker_column
+            else "Type to search the catalogue by title or id"
+        ),
         select_all=False,
         help=f"Up to {MAX_LIKED} items; the most chosen items are listed first.",
     )

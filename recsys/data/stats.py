@@ -35,6 +35,8 @@ __all__ = [
     "activity_over_time",
     "modality_coverage",
     "category_columns",
+    "card_columns",
+    "maker_column",
     "category_breakdown",
     "price_column",
     "title_column",
@@ -48,6 +50,13 @@ CONTENT_ROLES = (S.TEXT, S.IMAGE, S.CATEGORICAL, S.MULTI_LABEL, S.NUMERIC)
 _PRICE_NAME = re.compile(r"(price|cost|amount|msrp|fee|preis|prix|precio|prezzo|kosten)", re.I)
 _TITLE_NAME = re.compile(r"^(title|name|product_name|item_name|headline)$", re.I)
 _CATEGORY_FIRST = re.compile(r"(categor|genre|department|type|section)", re.I)
+# who made the item: a brand, an author, a director. Such a column has hundreds or thousands of values in a
+# real catalogue (too many for a chart), yet it is what a shopper reads on a card and filters by
+_MAKER_NAME = re.compile(
+    r"(brand|author|artist|director|publisher|manufactur|maker|studio|creator|designer|composer|writer|"
+    r"vendor|seller|supplier|(?<![a-z])(cast|actor|band|label)(?![a-z]))",
+    re.I,
+)
 
 
 # ----------------------------------------------------------------------------- counts
@@ -265,6 +274,42 @@ def category_columns(items: pd.DataFrame, roles: Mapping[str, str], max_values: 
         if 2 <= distinct <= max_values:
             found.append(column)
     return sorted(found, key=lambda c: (not _CATEGORY_FIRST.search(c), list(roles).index(c)))
+
+
+def card_columns(
+    items: pd.DataFrame, roles: Mapping[str, str], separator: str = "|", limit: int = 3, max_values: int = 200
+) -> list[str]:
+    """The attribute columns an item's card shows and the Recommendations page filters by, at most ``limit``:
+    category-like columns first (genre, department), then who made the item (brand, author, director, cast)
+    whatever their number of values, then the other categorical and multi-label columns of 2..``max_values``
+    values. A maker column is left out only when its values hardly repeat (an identifier of another system)."""
+    chosen: list[tuple[int, int, str]] = []
+    for position, (column, role) in enumerate(roles.items()):
+        if role not in (S.CATEGORICAL, S.MULTI_LABEL) or column not in items.columns:
+            continue
+        values = _labels(items[column], role, separator)
+        distinct = values.nunique()
+        if distinct < 2:
+            continue
+        if _CATEGORY_FIRST.search(column) and distinct <= max_values:
+            rank = 0
+        elif _MAKER_NAME.search(column) and distinct <= 0.9 * len(values):
+            rank = 1
+        elif distinct <= max_values:
+            rank = 2
+        else:
+            continue
+        chosen.append((rank, position, column))
+    return [column for _, _, column in sorted(chosen)][:limit]
+
+
+def maker_column(items: pd.DataFrame, roles: Mapping[str, str]) -> str | None:
+    """The first categorical or multi-label column that names who made the item (brand, author, director),
+    None when there is none: an item picker shows it beside the title, so that a search by it finds the item."""
+    for column, role in roles.items():
+        if role in (S.CATEGORICAL, S.MULTI_LABEL) and column in items.columns and _MAKER_NAME.search(column):
+            return column
+    return None
 
 
 def _labels(series: pd.Series, role: str, separator: str) -> pd.Series:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from recsys.train.report import model_name
@@ -161,6 +162,9 @@ def test_a_new_visitor_gets_recommendations_and_explanations_from_the_items_pick
     counts = np.asarray(model.seen.sum(axis=0)).ravel()
     assert counts[model.item_index(liked[0].split(" · ")[-1])] == counts.max()
     ids = [option.split(" · ")[-1] for option in liked]
+    # "title · brand · id": the picker's search finds an item by its brand as well
+    items = pd.read_parquet(trained_workspace / "datasets" / "demo" / "items.parquet").set_index("item_id")
+    assert liked[0].split(" · ")[1] == items.at[ids[0], "brand"] and "title, brand or id" in picker.placeholder
     picker.set_value(liked)
     at.toggle(key="rec_one_per_product").set_value(False)  # the engine's list as it is, no variant guard
     at.run()

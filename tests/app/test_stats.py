@@ -137,6 +137,47 @@ def test_category_columns_and_breakdown():
     assert top["value"].iloc[-1] == "(other)" and top["items"].sum() == 5
 
 
+def test_cards_show_who_made_the_item_however_many_makers_there_are():
+    """A book shop's author column has hundreds of values: too many for a chart, but what a reader looks for on
+    a card and filters by. Category-like columns still come first; a column named like a maker whose values
+    never repeat is an identifier and stays off."""
+    n = 600
+    books = pd.DataFrame(
+        {
+            "item_id": [f"b{i}" for i in range(n)],
+            "Book-Author": [f"Author {i // 2}" for i in range(n)],  # 300 authors, two books each
+            "Publisher": [f"House {i % 18}" for i in range(n)],
+            "Genre": [("Crime", "Poetry", "Travel")[i % 3] for i in range(n)],
+            "Format": [("paperback", "hardcover")[i % 2] for i in range(n)],
+            "seller_sku": [f"S-{i}" for i in range(n)],  # a maker-like name, one value per item
+            "Year": [1990 + i % 30 for i in range(n)],
+        }
+    )
+    roles = {
+        "item_id": "id",
+        "Book-Author": "categorical",
+        "Publisher": "categorical",
+        "Genre": "categorical",
+        "Format": "categorical",
+        "seller_sku": "categorical",
+        "Year": "numeric",
+    }
+    assert stats.category_columns(books, roles) == ["Genre", "Publisher", "Format"]  # the charts' columns
+    assert stats.card_columns(books, roles) == ["Genre", "Book-Author", "Publisher"]
+    assert stats.card_columns(books, roles, limit=5) == ["Genre", "Book-Author", "Publisher", "Format"]
+    assert stats.maker_column(books, roles) == "Book-Author"
+    # the demo's columns keep their order; a multi-label cast is split on the dataset's separator
+    assert stats.card_columns(ITEMS, ROLES) == ["category", "tags"]
+    films = pd.DataFrame(
+        {"genres": ["Drama;Crime", "Comedy"] * 300, "cast_top5": [f"A{i % 250};B{i}" for i in range(600)]}
+    )
+    film_roles = {"genres": "multi_label", "cast_top5": "multi_label"}
+    assert stats.card_columns(films, film_roles, separator=";") == ["genres", "cast_top5"]
+    assert stats.maker_column(films, film_roles) == "cast_top5"
+    assert stats.maker_column(ITEMS, ROLES) is None
+    assert stats.maker_column(pd.DataFrame({"podcast": ["x"]}), {"podcast": "categorical"}) is None
+
+
 def test_price_and_title_columns():
     assert stats.price_column(ITEMS, ROLES) == "price"
     assert stats.price_column(ITEMS, {**ROLES, "price": "categorical"}) is None

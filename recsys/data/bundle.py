@@ -731,8 +731,13 @@ def _normalise_feature_columns(
     report: ValidationReport,
     file: str,
     units: dict[str, str] | None = None,
+    schema: S.Schema | None = None,
+    table: str = "items",
 ) -> pd.DataFrame:
-    """Numbers parsed (``units``, when given, gets the currency sign a column was written with), text trimmed."""
+    """Numbers parsed (``units``, when given, gets the currency sign a column was written with), text trimmed,
+    and the labels of a multi-label column whose file joins them with another separator ("A; B") joined with
+    the schema's own ("A|B"), which every reader of the dataset splits on."""
+    joined = schema.label_separators.get(table, {}) if schema is not None else {}
     for column, role in roles.items():
         if role == S.NUMERIC:
             if units is not None and (sign := S.currency_symbol(frame[column])):
@@ -751,7 +756,25 @@ def _normalise_feature_columns(
             frame[column] = parsed
         elif role in (S.TEXT, S.CATEGORICAL, S.MULTI_LABEL, S.IMAGE):
             frame[column] = frame[column].astype("string").fillna("").str.strip().astype(object)
+        if role == S.MULTI_LABEL and schema is not None and column in joined:
+            frame[column] = _rejoined_labels(frame[column], joined[column], schema.multi_label_separator)
+            report.note(
+                "labels_joined",
+                f"the labels are joined by '{joined[column]}'; each is used as a label of its own",
+                file,
+                column,
+            )
     return frame
+
+
+def _rejoined_labels(values: pd.Series, separator: str, own: str) -> pd.Series:
+    """``values`` whose labels are joined by ``separator`` ("A; B"), joined by ``own`` instead ("A|B")."""
+    positions = values.reset_index(drop=True)
+    given = positions[positions != ""]
+    # a label holding the dataset's own separator would split in two there: it gets a space instead
+    labels = S.split_labels(given, separator).str.replace(own, " ", regex=False).str.strip()
+    rejoined = labels.groupby(level=0).agg(own.join).reindex(positions.index).fillna("")
+    return pd.Series(rejoined.to_numpy(dtype=object), index=values.index, name=values.name)
 
 
 def _validate_items(frame: pd.DataFrame, schema: S.Schema, report: ValidationReport, file: str) -> pd.DataFrame | None:
@@ -772,7 +795,7 @@ def _validate_items(frame: pd.DataFrame, schema: S.Schema, report: ValidationRep
             _row_numbers(duplicated),
         )
     units: dict[str, str] = {}
-    frame = _normalise_feature_columns(frame, schema.items, report, file, units)
+    frame = _normalise_feature_columns(frame, schema.items, report, file, units, schema, "items")
     if units:
         schema.units["items"] = units
     partly_empty = []
@@ -883,7 +906,7 @@ def _validate_users(frame: pd.DataFrame, schema: S.Schema, report: ValidationRep
             "user_id",
             _row_numbers(duplicated),
         )
-    return _normalise_feature_columns(frame, schema.users, report, file)
+    return _normalise_feature_columns(frame, schema.users, report, file, schema=schema, table="users")
 
 
 def _check_references(

@@ -66,6 +66,34 @@ _NUMBER = re.compile(r"^\s*[-+]?[$€£¥]?\s*[-+]?(\d{1,3}(,\d{3})+|\d+)?(\.\d+
 class RoleGuess:
     role: str
     reason: str
+    # a multi-label column whose file joins its labels with another separator than the dataset's ("A; B"):
+    # that separator (the import rewrites the values with the dataset's own, which everything else splits on)
+    separator: str | None = None
+
+
+# separators a file may join labels with besides the dataset's own: ";" in any attribute column ("Author A;
+# Author B"), "," only in a column named like tags ("cotton, summer, sale"), since a comma also sits inside
+# one value ("King, Stephen", "Paris, France"). Never in a title or a description, which stay text
+_OTHER_SEPARATORS = (";", ",")
+_TAG_NAME = re.compile(r"(tag|keyword|label|topic|theme|schlagw|etiquet)", re.I)
+_PROSE_NAME = re.compile(r"(title|name|desc|text|summary|comment|review|body|content|titel|beschreib)", re.I)
+
+
+def split_labels(values: pd.Series, separator: str) -> pd.Series:
+    """Each value's labels, split on ``separator`` and stripped, one row per label (empty ones dropped),
+    indexed like ``values``; a ";" that ends an HTML escape ("Simon &amp; Schuster", ``_ENTITY``) splits
+    nothing."""
+    text = values.astype(str)
+    if separator == ";":
+        text = text.str.replace(_ENTITY, "&\\1\x00", regex=True)
+    tokens = text.str.split(separator, regex=False).explode().str.strip()
+    if separator == ";":
+        tokens = tokens.str.replace("\x00", ";", regex=False)
+    return tokens[tokens != ""]
+
+
+def _short_labels(tokens: pd.Series) -> bool:
+    return bool(tokens.str.split().str.len().mean() <= 4 and tokens.str.len().mean() <= 40)
 
 
 def _distinct(count: int) -> str:
@@ -243,6 +271,12 @@ def infer_role(name: str, series: pd.Series, table: str, separator: str = DEFAUL
         if mean_words <= 4 and tokens.str.len().mean() <= 40:
             return RoleGuess(MULTI_LABEL, f"short labels joined by '{separator}'")
         return RoleGuess(TEXT, f"long passages joined by '{separator}' (read as text)")
+    for other in _OTHER_SEPARATORS:
+        if other == separator or _PROSE_NAME.search(lowered) or (other == "," and not _TAG_NAME.search(lowered)):
+            continue
+        joined = text_values.str.replace(_ENTITY, "", regex=True).str.contains(other, regex=False).mean()
+        if joined > 0.02 and _short_labels(split_labels(text_values, other)):
+            return RoleGuess(MULTI_LABEL, f"short labels joined by '{other}'", separator=other)
     mean_words = text_values.str.split().str.len().mean()
     if unique_ratio > 0.9 and has_space < 0.05 and n > 20:
         return RoleGuess(IGNORE, "unique codes without spaces: looks like an identifier")
@@ -305,6 +339,9 @@ class Schema:
     # table -> {numeric column: the currency sign its values were written with}: found at import (the numbers
     # are stored parsed), kept in the dataset's manifest beside the reasons, so that pages can write "$12.50"
     units: dict[str, dict[str, str]] = field(default_factory=dict)
+    # table -> {multi-label column: the separator its file joins labels with} where that is not
+    # multi_label_separator (found at import, which rewrites the values with multi_label_separator)
+    label_separators: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def table(self, name: str) -> dict[str, str]:
         return getattr(self, name)
@@ -338,6 +375,7 @@ class Schema:
                 reasons={t: dict(r) for t, r in self.reasons.items()},
                 columns={t: dict(m) for t, m in self.columns.items()},
                 units={t: dict(u) for t, u in self.units.items()},
+                label_separators={t: dict(c) for t, c in self.label_separators.items()},
             )
         if isinstance(overrides, Schema):
             overrides = overrides.to_dict()
@@ -437,6 +475,9 @@ def infer_schema(tables: Mapping[str, pd.DataFrame | None], separator: str = DEF
             guesses = _one_time_column(frame, guesses)
         setattr(schema, table, {col: guess.role for col, guess in guesses.items()})
         schema.reasons[table] = {col: guess.reason for col, guess in guesses.items()}
+        joined = {col: guess.separator for col, guess in guesses.items() if guess.separator}
+        if joined:
+            schema.label_separators[table] = joined
     mapping, reasons = infer_column_mapping(tables)
     for table, found in mapping.items():
         schema.columns[table] = found

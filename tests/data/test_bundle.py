@@ -621,6 +621,47 @@ def test_a_book_crossing_export_reads_its_rating_and_its_zeros_as_unrated(tmp_pa
     assert not B._zero_means_unrated(pd.Series([0.0, 0.0, 0.5, 1.0]))  # scores between 0 and 1
 
 
+def test_labels_joined_by_semicolons_or_commas_in_a_tags_column_are_read_as_labels(tmp_path):
+    """Co-authors written "Agatha Straub; Jean Christie" were one author of their own, and a shop's "cotton,
+    summer, sale" tags were free text: neither was a label a card, a filter or the attribute features could use.
+    A ";" closing an HTML escape ("Simon &amp; Schuster") and a comma outside a tags column join nothing."""
+    n = 60
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{k}" for k in range(n)],
+            "title": [f"Book {k}; a novel" for k in range(n)],  # a title stays text whatever it holds
+            "Book-Author": [f"Author {k % 20}; Author {k % 7}" if k % 4 == 0 else f"Author {k % 20}" for k in range(n)],
+            "Publisher": ["Simon &amp; Schuster" if k % 3 == 0 else f"House {k % 5}" for k in range(n)],
+            "Tags": [("cotton, summer", "wool", "sale, cotton")[k % 3] for k in range(n)],
+            "Writer": [f"Smith {k % 9}, John" for k in range(n)],  # a comma inside one name
+        }
+    )
+    interactions = pd.DataFrame({"user_id": [f"u{k % 10}" for k in range(n)], "item_id": items["item_id"]})
+    result = load_bundle(write_bundle(tmp_path / "b", items, interactions))
+    assert result.ok, result.report.format()
+    bundle = result.bundle
+    roles = bundle.schema.items
+    assert roles["title"] == "text"
+    assert roles["Book-Author"] == roles["Tags"] == "multi_label"
+    assert roles["Publisher"] == roles["Writer"] == "categorical"
+    # stored with the dataset's own separator, which every reader splits on
+    assert bundle.schema.multi_label_separator == "|"
+    assert (
+        bundle.items["Book-Author"].iloc[0] == "Author 0|Author 0" and bundle.items["Book-Author"].iloc[1] == "Author 1"
+    )
+    assert bundle.items["Tags"].iloc[:3].tolist() == ["cotton|summer", "wool", "sale|cotton"]
+    assert bundle.items["Publisher"].iloc[0] == "Simon &amp; Schuster"
+    assert result.report.codes("note").count("labels_joined") == 2
+    assert "short labels joined by ';'" in bundle.schema.reasons["items"]["Book-Author"]
+    # a schema that says the column is one label keeps each value whole
+    kept = load_bundle(write_bundle(tmp_path / "c", items, interactions), schema={"items": {"Tags": "categorical"}})
+    assert kept.ok and kept.bundle.items["Tags"].iloc[0] == "cotton, summer"
+    assert S.split_labels(pd.Series(["Simon &amp; Schuster;Knopf", ""]), ";").tolist() == [
+        "Simon &amp; Schuster",
+        "Knopf",
+    ]
+
+
 def test_semicolon_and_tab_separated_files_are_read(tmp_path):
     """Excel saves CSV with semicolons where the decimal separator is a comma: such a file was refused as
     "line 2 has 2 fields, the header has 1 (an unquoted comma in a text field?)"."""

@@ -484,6 +484,20 @@ def _zero_means_unrated(ratings: pd.Series) -> bool:
     return bool((values == 0).sum() > scored.value_counts().max())
 
 
+_YEAR_NAME = re.compile(r"(year|jahr|ann[ée]e|(?<![a-z])(anno|a[ñn]o)(?![a-z]))", re.I)
+
+
+def _zero_means_unknown_year(name: str, values: pd.Series) -> bool:
+    """A 0 in a column named like a year whose other values are years (Book-Crossing's "Year-Of-Publication"
+    writes 0 for "not known"): read as a year 0, it made a book two thousand years older than the rest and
+    counted as a value the item has."""
+    if not _YEAR_NAME.search(name):
+        return False
+    known = values.dropna()
+    years = known[known != 0]
+    return bool((known == 0).any() and len(years) and years.between(1000, 2200).mean() >= 0.9)
+
+
 def _agree(mask: pd.Series | np.ndarray, one: str, many: str) -> str:
     """``one`` when ``mask`` marks exactly one row, else ``many``: a message's verb agrees with its count."""
     return one if int(np.asarray(mask).sum()) == 1 else many
@@ -753,6 +767,17 @@ def _normalise_feature_columns(
                     column,
                     _row_numbers(bad),
                 )
+            if _zero_means_unknown_year(column, parsed):
+                zeros = parsed == 0
+                report.warning(
+                    "zero_years",
+                    f"{counted(int(zeros.sum()), 'value')} {_agree(zeros, 'is', 'are')} 0 beside years "
+                    f"{parsed[~zeros].min():g}-{parsed[~zeros].max():g}: read as 'year not known' (left empty)",
+                    file,
+                    column,
+                    _row_numbers(zeros),
+                )
+                parsed = parsed.mask(zeros)
             frame[column] = parsed
         elif role in (S.TEXT, S.CATEGORICAL, S.MULTI_LABEL, S.IMAGE):
             frame[column] = frame[column].astype("string").fillna("").str.strip().astype(object)

@@ -662,6 +662,28 @@ def test_labels_joined_by_semicolons_or_commas_in_a_tags_column_are_read_as_labe
     ]
 
 
+def test_a_year_of_0_is_read_as_a_year_not_known(tmp_path):
+    """Book-Crossing writes "Year-Of-Publication" 0 when it is not known: a year 0 made those books two thousand
+    years older than the rest, and counted as a value they have."""
+    items = pd.DataFrame(
+        {
+            "item_id": ["a", "b", "c", "d"],
+            "Year-Of-Publication": ["1994", "0", "2001", "0"],
+            "weight_kg": ["0", "1.5", "2", "0"],  # a 0 that is a real amount stays
+        }
+    )
+    interactions = pd.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["a", "b", "c"]})
+    result = load_bundle(write_bundle(tmp_path / "b", items, interactions))
+    assert result.ok, result.report.format()
+    years = result.bundle.items["Year-Of-Publication"]
+    assert years.isna().tolist() == [False, True, False, True] and years.dropna().tolist() == [1994.0, 2001.0]
+    assert result.bundle.items["weight_kg"].tolist() == [0.0, 1.5, 2.0, 0.0]
+    [warning] = [i for i in result.report.issues if i.code == "zero_years"]
+    assert warning.column == "Year-Of-Publication" and "1994-2001" in warning.message
+    assert not B._zero_means_unknown_year("years_of_warranty", pd.Series([0.0, 1.0, 2.0]))
+    assert not B._zero_means_unknown_year("piano_keys", pd.Series([0.0, 1988.0]))
+
+
 def test_semicolon_and_tab_separated_files_are_read(tmp_path):
     """Excel saves CSV with semicolons where the decimal separator is a comma: such a file was refused as
     "line 2 has 2 fields, the header has 1 (an unquoted comma in a text field?)"."""

@@ -839,13 +839,16 @@ def item_caption(
 
 
 def gallery(entries: list[dict[str, Any]], per_row: int = 6) -> None:
-    """Pictures with a title and a caption line, ``per_row`` to a row. Entries: picture, title, caption."""
+    """Pictures with a title and a caption line, ``per_row`` to a row. Entries: picture, title, caption, and
+    optionally details (the item's attributes, a line above the caption, as on the recommendation cards)."""
     for start in range(0, len(entries), per_row):
         cols = st.columns(per_row)
         for col, entry in zip(cols, entries[start : start + per_row]):
             with col:
                 st.image(entry["picture"], width="stretch")
                 st.markdown(f"**{md_text(short_text(entry['title'], 60))}**")
+                if entry.get("details"):
+                    st.caption(md_text(entry["details"]))
                 if entry.get("caption"):
                     st.caption(md_text(entry["caption"]))
 

@@ -433,24 +433,13 @@ def explained(
 def card(
     ctx: RunContext, user: str | None, rank: int, item_id: str, score: float, liked: tuple[str, ...] | None = None
 ) -> None:
-    row = ctx.items_by_id.loc[item_id] if item_id in ctx.items_by_id.index else pd.Series(dtype=object)
     with st.container(border=True, height="stretch"):
         st.image(ctx.picture(item_id), width="stretch")
         # a title a paragraph long would stretch every card of its row: cut, whole in the tooltip (as text)
         title = ctx.title(item_id)
         shown = short_text(title, CARD_TITLE_CHARACTERS)
         st.markdown(f"**{rank}. {md_text(shown)}**", help=md_text(title) if shown != title else None)
-        caption = (
-            item_caption(
-                row,
-                ctx.card_columns,
-                ctx.price_column,
-                labels=label_separators(ctx.data),
-                price_unit=ctx.price_unit,
-            )
-            if len(row)
-            else ""
-        )
+        caption = attributes_line(ctx, item_id)
         st.caption(md_text(caption or item_id))
         # the id tells apart items that share a title (variants, re-listings) and matches the CSV and the CLI
         st.caption(f"{md_text(item_id)} · score {score:.3f}" if caption else f"score {score:.3f}")
@@ -464,6 +453,19 @@ def card(
         ) as popover:
             if popover.open:
                 explanation_body(ctx, explained(ctx, user, item_id, liked=liked))
+
+
+def attributes_line(ctx: RunContext, item_id: str) -> str:
+    """The item's category, maker and price as a card shows them ("" for an item the catalogue lacks)."""
+    if item_id not in ctx.items_by_id.index:
+        return ""
+    return item_caption(
+        ctx.items_by_id.loc[item_id],
+        ctx.card_columns,
+        ctx.price_column,
+        labels=label_separators(ctx.data),
+        price_unit=ctx.price_unit,
+    )
 
 
 def csv_export(
@@ -779,7 +781,15 @@ def visitor_page(ctx: RunContext) -> None:
     close_explanations_on_a_new_list((ctx.run_dir, liked_tuple, tuple(ranked)))
     st.markdown(f"#### :material/person_add: The visitor likes {len(liked)} item{'s' if len(liked) != 1 else ''}")
     gallery(
-        [{"picture": ctx.picture(i), "title": ctx.title(i), "caption": i if ctx.title(i) != i else ""} for i in liked],
+        [
+            {
+                "picture": ctx.picture(i),
+                "title": ctx.title(i),
+                "details": attributes_line(ctx, i),
+                "caption": i if ctx.title(i) != i else "",
+            }
+            for i in liked
+        ],
         per_row=6,
     )
     st.markdown(f"#### :material/recommend: {list_heading(k, len(ranked))} for the visitor")
@@ -901,7 +911,15 @@ def main() -> None:
             stars(value) if rating else "",
             f"×{repeated}" if repeated > 1 else "",
         )
-        entries.append({"picture": ctx.picture(item_id), "title": title, "caption": " · ".join(p for p in parts if p)})
+        entries.append(
+            {
+                "picture": ctx.picture(item_id),
+                "title": title,
+                # the same attributes as the recommendation cards below: the two read side by side
+                "details": attributes_line(ctx, item_id),
+                "caption": " · ".join(p for p in parts if p),
+            }
+        )
     gallery(entries, per_row=6)
     if distinct > len(shown):  # the cards show the first dozen; the whole history is one click away, as text
         with st.expander(f"All {distinct:,} items of this history"):

@@ -536,6 +536,7 @@ def embedding_map(ctx: RunContext) -> None:
                         ctx.price_column,
                         labels=label_separators(ctx.data),
                         price_unit=ctx.price_unit,
+                        price_style=ctx.price_style,
                     )
                     if i in ctx.items_by_id.index
                     else "",

@@ -263,6 +263,13 @@ class DatasetFrames:
         """The currency sign the items' ``column`` was written with ("$"), found at import; "" for none."""
         return self.units().get(column, "") if column else ""
 
+    def amount_style(self, column: str | None) -> str | None:
+        """How the items' ``column`` writes its amounts when not as "$1,234.56" ("1.234,56 ¤"), else None."""
+        styles = self.manifest.get("amount_styles")
+        items = styles.get("items") if isinstance(styles, dict) else None
+        style = items.get(column) if isinstance(items, dict) and column else None
+        return str(style) if style else None
+
 
 @st.cache_data(show_spinner="Reading the dataset…", max_entries=8)
 def _load_frames(root: str, name: str, stamp: str) -> tuple:
@@ -578,6 +585,7 @@ class RunContext:
     image_column: str | None
     price_column: str | None
     price_unit: str  # the price's currency sign as the file wrote it ("$"), or ""
+    price_style: str | None  # how the file writes amounts when not as "$1,234.56" ("1.234,56 ¤")
     category_columns: list[str]  # the columns charts break down by (at most 200 values each)
     card_columns: list[str]  # the columns a card shows and the filters offer (a brand or an author included)
     maker_column: str | None  # who made the item (brand, author): beside the title in the item pickers
@@ -638,6 +646,7 @@ def _run_context(run_dir: str, model_stamp: float, dataset: str, data_stamp: str
         image_column=data.image_column,
         price_column=price,
         price_unit=data.unit(price),
+        price_style=data.amount_style(price),
         category_columns=stats.category_columns(items, data.roles)[:3],
         card_columns=stats.card_columns(items, data.roles, data.separator),
         maker_column=stats.maker_column(items, data.roles),
@@ -812,12 +821,15 @@ def item_caption(
     limit: int = 3,
     labels: dict[str, str] | None = None,
     price_unit: str = "",
+    price_style: str | None = None,
 ) -> str:
     """A card's line of attributes: up to ``limit`` of ``columns`` and the price. A value that is a code or a
     number is named by its column ("store 12"), since "12" alone says nothing. ``labels``: the multi-label
     columns and their separator, whose labels are listed apart ("Action · Comedy"); any other value is shown
     whole, a "|" in it included. ``price_unit``: the price's currency sign ("$1,592.24" instead of "price
-    1,592.24")."""
+    1,592.24"), written the file's way with ``price_style`` ("1.592,24 €")."""
+    from recsys.data.stats import format_amount
+
     parts = []
     for column in columns[:limit]:
         value = row.get(column) if hasattr(row, "get") else None
@@ -831,8 +843,8 @@ def item_caption(
         value = row.get(price_column)
         try:
             if value is not None and np.isfinite(float(value)):
-                amount = f"{float(value):,.2f}"
-                parts.append(f"{price_unit}{amount}" if price_unit else f"{price_column.replace('_', ' ')} {amount}")
+                amount = format_amount(float(value), price_unit, price_style)
+                parts.append(amount if price_unit else f"{price_column.replace('_', ' ')} {amount}")
         except (TypeError, ValueError):
             pass
     return " · ".join(parts)

@@ -52,7 +52,7 @@ TABLE_TYPES = ["csv", "parquet", "jsonl", "ndjson"]
 UPLOAD_TYPES = [*TABLE_TYPES, "zip", "xlsx", "xls", "json", "tsv"]
 ROLE_HELP = (
     "id: identifier · text: titles, descriptions · categorical: one label (brand) · multi_label: "
-    "several labels joined by '|' (genres) · numeric: numbers (price) · image: picture path · timestamp · "
+    "several labels joined by '|' or ';' (genres, co-authors) · numeric: numbers (price) · image: picture path · timestamp · "
     "rating · ignore: not used"
 )
 
@@ -854,6 +854,7 @@ def explore_section() -> None:
                     summary["price"],
                     labels=label_separators(data),
                     price_unit=data.unit(summary["price"]),
+                    price_style=data.amount_style(summary["price"]),
                 ),
             }
             for _, row in sample.iterrows()

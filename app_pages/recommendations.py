@@ -465,6 +465,7 @@ def attributes_line(ctx: RunContext, item_id: str) -> str:
         ctx.price_column,
         labels=label_separators(ctx.data),
         price_unit=ctx.price_unit,
+        price_style=ctx.price_style,
     )
 
 
@@ -524,7 +525,7 @@ def filters(ctx: RunContext) -> tuple[dict, dict, bool]:
                 ctx.price_column.replace("_", " ").capitalize(),
                 options=steps,
                 value=(low, high),
-                format_func=lambda value: unit + price_label(value),
+                format_func=lambda value: price_label(value, unit, ctx.price_style),
                 key=f"rec_price_{ctx.run_id}",
                 help="Round steps: 1-2-5 (10, 20, 50, 100, ...) when prices spread over orders of magnitude, "
                 "even ones (10, 20, 30, ...) otherwise.",
@@ -571,9 +572,12 @@ def price_steps(prices: np.ndarray) -> list[float]:
     return sorted(stops)
 
 
-def price_label(value: float) -> str:
-    """A price stop as the slider shows it: whole units without decimals, others with cents."""
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+def price_label(value: float, sign: str = "", style: str | None = None) -> str:
+    """A price stop as the slider shows it: whole units without decimals, others with cents; with the
+    currency sign, the file's way ("$1,299", "1.299 €")."""
+    from recsys.data.stats import format_amount
+
+    return format_amount(value, sign, style, decimals=0 if float(value).is_integer() else 2)
 
 
 def list_heading(asked: int, found: int) -> str:

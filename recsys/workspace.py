@@ -426,6 +426,8 @@ class Workspace:
         }
         if any(bundle.schema.units.values()):
             manifest["units"] = {t: dict(u) for t, u in bundle.schema.units.items() if u}
+        if any(bundle.schema.amount_styles.values()):
+            manifest["amount_styles"] = {t: dict(u) for t, u in bundle.schema.amount_styles.items() if u}
         if mapping is not None:
             # which key is not said: the one in this workspace's .secret/ folder, never copied anywhere
             manifest["pseudonymised"] = {"method": "HMAC-SHA256, workspace key", "prefix": "u_", "hex_digits": 16}
@@ -458,12 +460,8 @@ class Workspace:
             schema = S.Schema.read(folder / file)
             reasons = manifest.get("reasons", {})
             schema.reasons = reasons if isinstance(reasons, dict) else {}
-            units = manifest.get("units", {})
-            schema.units = (
-                {str(t): {str(c): str(u) for c, u in m.items()} for t, m in units.items() if isinstance(m, dict)}
-                if isinstance(units, dict)
-                else {}
-            )
+            schema.units = _table_strings(manifest.get("units", {}))
+            schema.amount_styles = _table_strings(manifest.get("amount_styles", {}))
             tables = {}
             for file in _TABLE_FILES:
                 path = folder / file
@@ -590,6 +588,13 @@ class Workspace:
             pseudonymised,
             at,
         )
+
+
+def _table_strings(value: Any) -> dict[str, dict[str, str]]:
+    """A manifest's ``{table: {column: text}}`` entry (units, amount styles) as strings; {} when malformed."""
+    if not isinstance(value, dict):
+        return {}
+    return {str(t): {str(c): str(u) for c, u in m.items()} for t, m in value.items() if isinstance(m, dict)}
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

@@ -756,6 +756,8 @@ def _normalise_feature_columns(
         if role == S.NUMERIC:
             if units is not None and (sign := S.currency_symbol(frame[column])):
                 units[column] = sign
+                if schema is not None and (style := S.amount_style(frame[column])):
+                    schema.amount_styles.setdefault(table, {})[column] = style
             parsed = S.parse_numeric(frame[column])
             given = frame[column].astype("string").str.strip().fillna("") != ""
             bad = given & parsed.isna()

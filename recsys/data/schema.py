@@ -121,6 +121,16 @@ def parse_numeric(series: pd.Series) -> pd.Series:
         return series.astype(float)
     text = series.astype("string").str.strip()
     bare = text.str.replace(r"[$€£¥%\s]", "", regex=True)
+    if _european(text, bare):
+        cleaned = bare.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+    else:
+        cleaned = bare.str.replace(",", "", regex=False)
+    return pd.to_numeric(cleaned, errors="coerce").astype(float)
+
+
+def _european(text: pd.Series, bare: pd.Series) -> bool:
+    """Whether numbers written as ``text`` (``bare``: without signs and spaces) put a comma before the decimals
+    and points between thousands (see :func:`parse_numeric`)."""
     comma_decimals = int(bare.str.match(_DECIMAL_COMMA).fillna(False).sum())
     point_decimals = bare.str.match(_DECIMAL_POINT).fillna(False)
     thousands_points = bare.str.match(_THOUSANDS_POINT).fillna(False)
@@ -130,11 +140,27 @@ def parse_numeric(series: pd.Series) -> pd.Series:
         and not bool((point_decimals & ~thousands_points).any())
         and text[bare.fillna("") != ""].str.contains(_SIGN_AFTER).mean() > 0.5
     )
-    if european_whole or (comma_decimals and comma_decimals > int(point_decimals.sum())):
-        cleaned = bare.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
-    else:
-        cleaned = bare.str.replace(",", "", regex=False)
-    return pd.to_numeric(cleaned, errors="coerce").astype(float)
+    return european_whole or bool(comma_decimals and comma_decimals > int(point_decimals.sum()))
+
+
+def amount_style(series: pd.Series) -> str | None:
+    """How a column of amounts writes them, when not as "$1,234.56": "1.234,56 ¤" (a decimal comma, the
+    currency sign after the number), "1,234.56 ¤" or "¤1.234,56" (¤ stands for the column's sign); None for the
+    English way or plain numbers. The pages write the column's amounts the same way
+    (:func:`recsys.data.stats.format_amount`)."""
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return None
+    text = series.astype("string").str.strip()
+    text = text[text.notna() & (text != "")]
+    if text.empty:
+        return None
+    bare = text.str.replace(r"[$€£¥%\s]", "", regex=True)
+    comma = _european(text, bare)
+    after = bool(text.str.contains(_SIGN_AFTER).mean() > 0.5)
+    if not comma and not after:
+        return None
+    number = "1.234,56" if comma else "1,234.56"
+    return f"{number} ¤" if after else f"¤{number}"
 
 
 _TAG = re.compile(r"</?[a-zA-Z][^<>]*>")
@@ -339,6 +365,8 @@ class Schema:
     # table -> {numeric column: the currency sign its values were written with}: found at import (the numbers
     # are stored parsed), kept in the dataset's manifest beside the reasons, so that pages can write "$12.50"
     units: dict[str, dict[str, str]] = field(default_factory=dict)
+    # table -> {numeric column: how it writes amounts, when not as "$1,234.56" (amount_style: "1.234,56 ¤")}
+    amount_styles: dict[str, dict[str, str]] = field(default_factory=dict)
     # table -> {multi-label column: the separator its file joins labels with} where that is not
     # multi_label_separator (found at import, which rewrites the values with multi_label_separator)
     label_separators: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -375,6 +403,7 @@ class Schema:
                 reasons={t: dict(r) for t, r in self.reasons.items()},
                 columns={t: dict(m) for t, m in self.columns.items()},
                 units={t: dict(u) for t, u in self.units.items()},
+                amount_styles={t: dict(u) for t, u in self.amount_styles.items()},
                 label_separators={t: dict(c) for t, c in self.label_separators.items()},
             )
         if isinstance(overrides, Schema):
@@ -614,6 +643,7 @@ __all__ = [
     "infer_roles",
     "infer_schema",
     "currency_symbol",
+    "amount_style",
     "plain_text",
     "parse_numeric",
     "parse_timestamp",

@@ -39,6 +39,7 @@ __all__ = [
     "maker_column",
     "category_breakdown",
     "price_column",
+    "format_amount",
     "title_column",
     "sample_items",
     "read_bundle_tables",
@@ -381,6 +382,17 @@ def price_column(
             if pd.to_numeric(items[column], errors="coerce").notna().sum() >= min_values:
                 return column
     return None
+
+
+def format_amount(value: float, sign: str = "", style: str | None = None, decimals: int = 2) -> str:
+    """``value`` written as its column writes amounts: "$1,592.24" by default (no sign: "1,592.24"), or in the
+    column's ``style`` (:func:`recsys.data.schema.amount_style`: "1.234,56 ¤" gives "1.592,24 €")."""
+    number = f"{value:,.{decimals}f}"
+    if style and "1.234,56" in style:  # swap the separators: "1,592.24" -> "1.592,24"
+        number = number.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
+    if not sign:
+        return number
+    return f"{number} {sign}" if style and style.endswith("¤") else f"{sign}{number}"
 
 
 def title_column(roles: Mapping[str, str], items: pd.DataFrame | None = None) -> str:

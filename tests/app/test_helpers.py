@@ -477,6 +477,9 @@ def test_price_filter_stops_follow_orders_of_magnitude():
     narrow = price_steps(np.array([12.0, 13.5, 14.0]))
     assert narrow[0] == 12 and narrow[-1] == 14 and 12.5 in narrow and len(narrow) <= 21
     assert [price_label(v) for v in (9.0, 1000.0, 12.5)] == ["9", "1,000", "12.50"]
+    # with the sign, the file's way: a German shop's "1.299 €" and "12,50 €"
+    assert [price_label(v, "€", "1.234,56 ¤") for v in (1299.0, 12.5)] == ["1.299 €", "12,50 €"]
+    assert price_label(1299.0, "$") == "$1,299"
 
 
 def test_a_card_writes_the_price_with_its_currency_sign():

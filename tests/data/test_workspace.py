@@ -239,6 +239,20 @@ def test_a_price_written_with_a_currency_sign_keeps_its_sign(workspace, tmp_path
     stored = workspace.load_dataset("shop")
     assert stored.items["price"].tolist()[:2] == [1592.24, 40.0]
     assert stored.schema.units == {"items": {"price": "$"}}  # plain numbers (weight) have none
+    assert stored.schema.amount_styles == {}  # the English way needs no note
+
+    # a German shop's "1.299,00 €" keeps its way of writing amounts, so that the pages write them so
+    german = items.assign(price=["1.592,24 €", "40,00 €", ""])
+    result = workspace.import_bundle(write_bundle(tmp_path / "de", german, interactions), name="laden")
+    assert result.ok, result.report.format()
+    stored = workspace.load_dataset("laden")
+    assert stored.items["price"].tolist()[:2] == [1592.24, 40.0]
+    assert stored.schema.units == {"items": {"price": "€"}}
+    assert stored.schema.amount_styles == {"items": {"price": "1.234,56 ¤"}}
+    from recsys.data.stats import format_amount
+
+    assert format_amount(1592.24, "€", "1.234,56 ¤") == "1.592,24 €"
+    assert format_amount(1592.24, "$") == "$1,592.24" and format_amount(1592.24) == "1,592.24"
 
     # a manifest whose units are damaged loads with none, not an error
     manifest = workspace.dataset_path("shop") / "manifest.json"
@@ -258,3 +272,14 @@ def test_currency_signs_are_read_only_when_one_sign_is_used():
     assert currency_symbol(pd.Series(["$4", "€5"])) is None  # a mix says nothing
     assert currency_symbol(pd.Series(["4", "5", "$6"])) is None  # one in three
     assert currency_symbol(pd.Series([4.0, 5.0])) is None
+
+
+def test_the_way_a_column_writes_amounts_is_found():
+    from recsys.data.schema import amount_style
+
+    assert amount_style(pd.Series(["$40.00", "$1,299.00", None])) is None  # the English way
+    assert amount_style(pd.Series(["12,50 €", "1.299,00 €"])) == "1.234,56 ¤"
+    assert amount_style(pd.Series(["1.299 €", "49 €"])) == "1.234,56 ¤"  # whole euros, thousands points
+    assert amount_style(pd.Series(["€ 12,50", "€ 3,99"])) == "¤1.234,56"
+    assert amount_style(pd.Series(["12.50 €", "3.99 €"])) == "1,234.56 ¤"
+    assert amount_style(pd.Series([4.0, 5.0])) is None

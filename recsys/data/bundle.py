@@ -739,6 +739,31 @@ def _blank_ids(frame: pd.DataFrame, column: str, report: ValidationReport, file:
     return frame
 
 
+def _blank_interaction_ids(frame: pd.DataFrame, report: ValidationReport, file: str) -> None:
+    """Interactions without a user or an item id: an error above 1 % of the rows (the id column is likely the
+    wrong one); up to 1 %, a warning, and :func:`_check_references` drops them (an orders export's lines for
+    shipping, a tip or a custom item carry no SKU, and refusing the whole file for them helped nobody)."""
+    blank = (frame["user_id"] == "") | (frame["item_id"] == "")
+    if not blank.any():
+        return
+    if blank.mean() > 0.01:
+        _blank_ids(frame, "user_id", report, file)
+        _blank_ids(frame, "item_id", report, file)
+        return
+    for column in ("item_id", "user_id"):
+        missing = frame[column] == ""
+        if missing.any():
+            what = "an order's lines for shipping, a tip or a custom item?" if column == "item_id" else "guest orders?"
+            report.warning(
+                "missing_id",
+                f"{counted(int(missing.sum()), 'row')} ({missing.mean():.1%}) {_agree(missing, 'has', 'have')} no "
+                f"{column} ({what}); these rows are dropped",
+                file,
+                column,
+                _row_numbers(missing),
+            )
+
+
 def _normalise_feature_columns(
     frame: pd.DataFrame,
     roles: dict[str, str],
@@ -852,8 +877,7 @@ def _validate_interactions(
     frame = frame.copy()
     frame["user_id"] = _ids(frame["user_id"])
     frame["item_id"] = _ids(frame["item_id"])
-    _blank_ids(frame, "user_id", report, file)
-    _blank_ids(frame, "item_id", report, file)
+    _blank_interaction_ids(frame, report, file)
     rating = schema.rating_column
     if rating:
         parsed = S.parse_numeric(frame[rating])
@@ -939,9 +963,10 @@ def _validate_users(frame: pd.DataFrame, schema: S.Schema, report: ValidationRep
 def _check_references(
     items: pd.DataFrame, interactions: pd.DataFrame, report: ValidationReport, file: str
 ) -> pd.DataFrame:
+    blank = (interactions["item_id"] == "") | (interactions["user_id"] == "")  # warned about (at most 1 %)
     unknown = ~interactions["item_id"].isin(set(items["item_id"])) & (interactions["item_id"] != "")
     if not unknown.any():
-        return interactions
+        return interactions.loc[~blank].reset_index(drop=True) if blank.any() else interactions
     share = float(unknown.mean())
     examples = interactions.loc[unknown, "item_id"].unique()[:5]
     message = (
@@ -959,7 +984,7 @@ def _check_references(
         )
         return interactions
     report.warning("unknown_items", message + "; these rows are dropped", file, "item_id", _row_numbers(unknown))
-    return interactions.loc[~unknown].reset_index(drop=True)
+    return interactions.loc[~(unknown | blank)].reset_index(drop=True)
 
 
 def _id_key(value: str) -> str:

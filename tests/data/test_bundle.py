@@ -547,6 +547,34 @@ def test_ids_written_another_way_are_diagnosed_with_an_example(tmp_path):
     assert "written another way" not in issue.message and "same item ids" in issue.message
 
 
+def test_a_few_order_lines_without_an_item_are_dropped_many_refuse_the_file(tmp_path):
+    """An orders export's lines for shipping, a tip or a custom item carry no SKU: 47 such lines of 12,000
+    refused the whole import ("47 rows have no item_id"). Up to 1 % are now dropped with a warning; more still
+    refuse it (the id column is likely the wrong one)."""
+    n = 300
+    items = pd.DataFrame({"item_id": [f"i{k}" for k in range(20)], "title": [f"Item {k}" for k in range(20)]})
+    item_ids = [f"i{k % 20}" for k in range(n)]
+    item_ids[7] = ""  # a tip
+    users = [f"u{k % 30}" for k in range(n)]
+    users[11] = ""  # a guest order
+    interactions = pd.DataFrame({"user_id": users, "item_id": item_ids})
+    result = load_bundle(write_bundle(tmp_path / "b", items, interactions))
+    assert result.ok, result.report.format()
+    assert len(result.bundle.interactions) == n - 2
+    assert (result.bundle.interactions[["user_id", "item_id"]] != "").all().all()
+    warnings = [i for i in result.report.issues if i.code == "missing_id"]
+    assert [(w.column, w.rows) for w in warnings] == [("item_id", [9]), ("user_id", [13])]
+    assert "these rows are dropped" in warnings[0].message
+    # with an unknown item beside them, both kinds go
+    interactions.loc[20, "item_id"] = "gone"
+    result = load_bundle(write_bundle(tmp_path / "c", items, interactions))
+    assert result.ok and len(result.bundle.interactions) == n - 3
+    # many: the file is refused
+    interactions.loc[: n // 10, "item_id"] = ""
+    refused = load_bundle(write_bundle(tmp_path / "d", items, interactions))
+    assert not refused.ok and "missing_id" in refused.report.codes("error")
+
+
 def test_blank_values_are_imported_and_said(tmp_path):
     """Blank ratings and item columns with holes do not block an import, but the report says so (they used to
     pass in silence, and the rating chart's mean was over fewer rows than the user thought)."""

@@ -331,6 +331,8 @@ class Workspace:
             return ImportResult(result.report, final_name, None)
         bundle = result.bundle
         assert bundle is not None
+        if not pseudonymise:
+            _warn_of_email_ids(bundle, result.report)
         try:
             target = self.dataset_path(final_name)
             with atomic_directory(target) as staging:
@@ -587,6 +589,20 @@ class Workspace:
             dropped,
             pseudonymised,
             at,
+        )
+
+
+def _warn_of_email_ids(bundle: CatalogBundle, report: ValidationReport) -> None:
+    """Say so when the user ids are e-mail addresses (an orders export without a customers table): every page,
+    list and export would show them; pseudonymised, they are stored as keyed hashes instead."""
+    ids = bundle.interactions["user_id"].drop_duplicates().head(5000).astype(str)
+    if len(ids) and ids.str.match(S.EMAIL_ADDRESS).mean() > 0.5:
+        report.warning(
+            "email_user_ids",
+            "the user ids are e-mail addresses: the pages, exports and saved models will show them. To store "
+            "keyed pseudonyms instead, import again with 'Pseudonymise user ids' ticked (import --pseudonymise)",
+            bundle.files.get("interactions", "interactions"),
+            "user_id",
         )
 
 

@@ -608,6 +608,7 @@ def _load_from_folder(
         return None
     if not _apply_column_mapping(tables, schema, report, files):
         return None
+    _users_by_their_key(tables, schema, report, files)
     # columns a schema names but the tables lack are a mistake the user wants to hear about
     for table in S.TABLES:
         frame = tables.get(table)
@@ -701,6 +702,49 @@ def _apply_column_mapping(
             report.note("mapped_column", f"column '{source}' is used as {target}", file, source)
         tables[table] = frame
     return True
+
+
+def _users_by_their_key(
+    tables: dict[str, pd.DataFrame | None], schema: S.Schema, report: ValidationReport, files: dict[str, Path | None]
+) -> None:
+    """Interactions that name their users by another column of the users table than its id (an orders export's
+    "Email" beside a customers export's "Customer ID" and "Email"): each is replaced by that user's id, so that
+    the two tables meet (and an e-mail address does not become the id every page shows). Only when the users
+    table's column holds one row per value and most interactions' values are in it, and the users' ids are not."""
+    interactions, users = tables.get("interactions"), tables.get("users")
+    if interactions is None or users is None or "user_id" not in interactions.columns or "user_id" not in users.columns:
+        return
+    source = next((c for c, t in schema.columns.get("interactions", {}).items() if t == "user_id"), "user_id")
+    keys = _ids(interactions["user_id"])
+    if keys.isin(set(_ids(users["user_id"]))).mean() >= 0.5:
+        return  # the tables already meet
+    for column in [source, *(c for c in users.columns if c not in (source, "user_id"))]:
+        if column not in users.columns:
+            continue
+        values = _ids(users[column])
+        given = values[values != ""]
+        if len(given) == 0 or given.duplicated().any() or keys.isin(set(given)).mean() < 0.5:
+            continue
+        ids = pd.Series(_ids(users["user_id"]).to_numpy(), index=values.to_numpy())
+        ids = ids[ids.index != ""]
+        found = keys.map(ids)
+        matched = found.notna() & (found != "")
+        interactions["user_id"] = found.where(matched, keys).astype(object)
+        report.note(
+            "users_joined",
+            f"the interactions name their users by '{column}' of {_file_name(files, 'users')}; "
+            f"{matched.mean():.0%} of them are replaced by that user's user_id "
+            f"('{_mapped_from(schema, 'users') or 'user_id'}')"
+            + ("" if matched.all() else f"; {int((~matched).sum()):,} rows of users not in that file keep theirs"),
+            _file_name(files, "interactions"),
+            source,
+        )
+        return
+
+
+def _mapped_from(schema: S.Schema, table: str) -> str | None:
+    """The file's column a table's ``user_id`` was mapped from ("Customer ID"), None when it is its own."""
+    return next((c for c, t in schema.columns.get(table, {}).items() if t == "user_id"), None)
 
 
 def _require_columns(frame: pd.DataFrame, table: str, report: ValidationReport, file: str) -> bool:

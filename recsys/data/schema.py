@@ -237,6 +237,16 @@ def _non_empty(series: pd.Series) -> pd.Series:
 _CODE_NAME = re.compile(r"(_no|_nr|_num|_code|_id|_key)$|^(code|no)_|(^|_)code(_|$)")
 
 
+# a person's name, e-mail, phone or street in a users or an orders table ("First Name", "Billing Name", "Email"):
+# no feature a recommender should learn from, and what a page should not show; an item's "Name" is its title
+_PERSONAL_NAME = re.compile(
+    r"((first|last|full|given|family|billing|shipping|sur|nick|user|customer|vor|nach)[ _-]?name|e-?mail|phone|"
+    r"telefon|mobile|street|stra(ss|ß)e|address[ _-]?(1|2|line))",
+    re.I,
+)
+EMAIL_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.I)
+
+
 def infer_role(name: str, series: pd.Series, table: str, separator: str = DEFAULT_SEPARATOR) -> RoleGuess:
     """Guess the role of one column. Order matters: names first, then values."""
     lowered = name.lower()
@@ -267,6 +277,9 @@ def infer_role(name: str, series: pd.Series, table: str, separator: str = DEFAUL
         return RoleGuess(TIMESTAMP, "its values are dates")
     unique_ratio = values.nunique() / n
     has_space = text_values.str.contains(r"\s", regex=True).mean()
+    personal = _PERSONAL_NAME.search(lowered) or text_values.str.match(EMAIL_ADDRESS).mean() > 0.5
+    if table != "items" and personal and values.nunique() > 2:  # "Accepts Email Marketing" (yes/no) is no one's
+        return RoleGuess(IGNORE, "personal data (a person's name, e-mail, phone or street): not a feature")
     if _ID_NAME.search(lowered) and unique_ratio > 0.5:
         return RoleGuess(IGNORE, "an identifier of another system (not a feature)")
     if pd.api.types.is_bool_dtype(series) or set(text_values.str.lower().unique()) <= {
@@ -532,7 +545,8 @@ def _one_time_column(frame: pd.DataFrame, guesses: dict[str, RoleGuess]) -> dict
 
 
 _USER_NAME = re.compile(
-    r"(user|customer|client|member|visitor|account|buyer|shopper|reader|person|kunde|nutzer|usuario|utilisateur)",
+    r"(user|customer|client|member|visitor|account|buyer|shopper|reader|person|kunde|nutzer|usuario|utilisateur|"
+    r"e-?mail)",
     re.I,
 )
 
@@ -592,6 +606,19 @@ def infer_column_mapping(
             if best[2] != "item_id":
                 mapping.setdefault("interactions", {})[best[2]] = "item_id"
                 reasons.setdefault("interactions", {})[best[2]] = f"used as item_id: the values of items.{best[1]}"
+    elif item_in_interactions is None:  # items.item_id, and the interactions name it otherwise ("Lineitem sku")
+        known = values(items["item_id"])
+        sample = interactions.head(20_000)
+        shares = {
+            c: sample[c].astype(str).str.strip().str.replace(r"\.0+$", "", regex=True).isin(known).mean()
+            for c in sample.columns
+        }
+        if shares and max(shares.values()) >= 0.5:
+            item_in_interactions = max(shares, key=shares.__getitem__)
+            mapping.setdefault("interactions", {})[item_in_interactions] = "item_id"
+            reasons.setdefault("interactions", {})[item_in_interactions] = (
+                f"used as item_id: {shares[item_in_interactions]:.0%} of its values are items.item_id"
+            )
     if "user_id" not in interactions.columns and item_in_interactions:
         candidates = [c for c in interactions.columns if c != item_in_interactions]
         chosen, reason = None, ""

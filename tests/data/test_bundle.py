@@ -547,6 +547,42 @@ def test_ids_written_another_way_are_diagnosed_with_an_example(tmp_path):
     assert "written another way" not in issue.message and "same item ids" in issue.message
 
 
+def test_an_orders_export_meets_its_customers_export_by_email(tmp_path):
+    """Shopify's orders export names the customer by "Email", its customers export by "Customer ID" (and has
+    the e-mail too): the import found no user column ("required column 'user_id' missing"). The orders' e-mail
+    is now the user column, each replaced by the customer's id from the customers table; names, e-mails and
+    streets are no features."""
+    items = pd.DataFrame({"Handle": ["tee", "mug", "cap"], "Title": ["Tee", "Mug", "Cap"]})
+    emails = ["ann@web.de", "bob@mail.com", "cy@x.org", "guest@y.com"]
+    orders = pd.DataFrame(
+        {
+            "Name": ["#1001", "#1001", "#1002", "#1003", "#1004", "#1004"],
+            "Email": [emails[0], emails[0], emails[1], emails[2], emails[3], emails[3]],
+            "Lineitem sku": ["tee", "mug", "cap", "tee", "mug", "cap"],
+            "Billing Name": ["Ann A", "Ann A", "Bob B", "Cy C", "Guest G", "Guest G"],
+        }
+    )
+    customers = pd.DataFrame(
+        {
+            "Customer ID": ["5800001", "5800002", "5800003"],
+            "First Name": ["Ann", "Bob", "Cy"],
+            "Email": emails[:3],
+            "Accepts Email Marketing": ["yes", "no", "yes"],
+            "City": ["Berlin", "Berlin", "Hamburg"],
+        }
+    )
+    result = load_bundle(write_bundle(tmp_path / "shop", items, orders, customers))
+    assert result.ok, result.report.format()
+    bundle = result.bundle
+    assert bundle.interactions["user_id"].tolist() == ["5800001", "5800001", "5800002", "5800003"] + [emails[3]] * 2
+    assert set(bundle.users["user_id"]) == {"5800001", "5800002", "5800003"}
+    [note] = [i for i in result.report.issues if i.code == "users_joined"]
+    assert "by 'Email' of users.csv" in note.message and "2 rows of users not in that file" in note.message
+    roles = bundle.schema
+    assert roles.users["First Name"] == roles.users["Email"] == roles.interactions["Billing Name"] == "ignore"
+    assert roles.users["Accepts Email Marketing"] == "categorical" and roles.users["City"] == "categorical"
+
+
 def test_a_few_order_lines_without_an_item_are_dropped_many_refuse_the_file(tmp_path):
     """An orders export's lines for shipping, a tip or a custom item carry no SKU: 47 such lines of 12,000
     refused the whole import ("47 rows have no item_id"). Up to 1 % are now dropped with a warning; more still

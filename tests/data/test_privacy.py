@@ -332,3 +332,20 @@ def test_a_pseudonymised_import_does_not_store_ignored_user_columns(tmp_path):
     assert files_with(private.root, "@example.org") == []
     train_run(private, RunConfig(dataset="shop", model="mostpop", baselines=[], device="cpu"), run_id="after")
     assert json.loads((private.run_path("after") / "status.json").read_text())["state"] == "finished"
+
+
+def test_e_mail_addresses_as_user_ids_are_warned_of_unless_pseudonymised(tmp_path):
+    """An orders export without a customers table names its users by e-mail: the import says that every page
+    and export would show the addresses, and how to store pseudonyms instead."""
+    items = pd.DataFrame({"item_id": ["a", "b", "c"], "title": ["Tee", "Mug", "Cap"]})
+    orders = pd.DataFrame(
+        {"Email": ["ann@web.de", "ann@web.de", "bob@mail.com", "cy@x.org"], "Lineitem sku": ["a", "b", "c", "a"]}
+    )
+    bundle = write_bundle(tmp_path / "orders", items, orders)
+    workspace = Workspace(tmp_path / "ws")
+    plain = workspace.import_bundle(bundle, name="orders")
+    assert plain.ok and "email_user_ids" in plain.report.codes("warning")
+    assert set(workspace.load_dataset("orders").interactions["user_id"]) == {"ann@web.de", "bob@mail.com", "cy@x.org"}
+    private = workspace.import_bundle(bundle, name="private", pseudonymise=True)
+    assert private.ok and "email_user_ids" not in private.report.codes("warning")
+    assert not any("@" in u for u in workspace.load_dataset("private").interactions["user_id"])

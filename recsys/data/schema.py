@@ -44,6 +44,8 @@ DEFAULT_SEPARATOR = "|"
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 _IMAGE_NAME = re.compile(r"(image|img|picture|photo|poster|thumbnail|cover)", re.I)
+# about a picture, not one: Shopify's "Image Alt Text", "Image Position", "photo credit"
+_NOT_A_PICTURE = re.compile(r"(alt|text|caption|title|desc|credit|position|count|width|height|size)", re.I)
 _TIME_NAME = re.compile(
     r"(^|_)(timestamp|time|date|datetime|dat|dt|day|ts|created|created_at|updated_at|datum|zeit|zeitpunkt|fecha)($|_)",
     re.I,
@@ -263,7 +265,7 @@ def infer_role(name: str, series: pd.Series, table: str, separator: str = DEFAUL
     picture_share = text_values.str.lower().str.endswith(IMAGE_EXTENSIONS).mean()
     if picture_share > 0.5:
         return RoleGuess(IMAGE, "values are picture file paths")
-    if _IMAGE_NAME.search(lowered) and numeric_share < 0.5:
+    if _IMAGE_NAME.search(lowered) and not _NOT_A_PICTURE.search(lowered) and numeric_share < 0.5:
         return RoleGuess(IMAGE, f"named '{name}'")
     if table == "interactions" and _RATING_NAME.search(lowered) and numeric_share >= 0.5:
         # mostly numbers: a rating column with a few typos, which validation then points at
@@ -322,6 +324,9 @@ def infer_role(name: str, series: pd.Series, table: str, separator: str = DEFAUL
     distinct = values.nunique()
     if _CATEGORY_NAME.search(lowered) and mean_words <= 6:
         return RoleGuess(CATEGORICAL, f"named like an attribute; {_distinct(distinct)}")
+    if text_values.str.contains(" > ", regex=False).mean() > 0.5 and (distinct <= 200 or unique_ratio <= 0.2):
+        # a category path of any length ("Apparel & Accessories > Clothing > Shirts & Tops > T-Shirts")
+        return RoleGuess(CATEGORICAL, f"category paths ('A > B'); {_distinct(distinct)}")
     if mean_words <= 4 and (distinct <= 50 or unique_ratio <= 0.2):
         return RoleGuess(CATEGORICAL, f"{distinct} distinct short value{'s' if distinct != 1 else ''}")
     return RoleGuess(TEXT, "free text")

@@ -547,6 +547,30 @@ def test_ids_written_another_way_are_diagnosed_with_an_example(tmp_path):
     assert "written another way" not in issue.message and "same item ids" in issue.message
 
 
+def test_a_shopify_product_export_s_category_paths_and_picture_alt_text(tmp_path):
+    """Shopify's "Product Category" paths run to ten words, so they were free text, and its "Image Alt Text" was
+    taken for a picture column because of its name."""
+    n = 40
+    paths = [
+        "Apparel & Accessories > Clothing > Shirts & Tops > T-Shirts",
+        "Apparel & Accessories > Clothing Accessories > Hats > Beanies",
+        "Home & Garden > Kitchen & Dining > Tableware > Drinkware > Mugs",
+    ]
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{k}" for k in range(n)],
+            "Title": [f"Product number {k}" for k in range(n)],
+            "Product Category": [paths[k % 3] for k in range(n)],
+            "Image Alt Text": [f"A photo of product number {k} on a table" for k in range(n)],
+        }
+    )
+    interactions = pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["i1", "i2"]})
+    result = load_bundle(write_bundle(tmp_path / "b", items, interactions))
+    assert result.ok, result.report.format()
+    roles = result.bundle.schema.items
+    assert roles["Product Category"] == "categorical" and roles["Image Alt Text"] == "text"
+
+
 def test_an_orders_export_meets_its_customers_export_by_email(tmp_path):
     """Shopify's orders export names the customer by "Email", its customers export by "Customer ID" (and has
     the e-mail too): the import found no user column ("required column 'user_id' missing"). The orders' e-mail

@@ -714,7 +714,7 @@ def _users_by_their_key(
     interactions, users = tables.get("interactions"), tables.get("users")
     if interactions is None or users is None or "user_id" not in interactions.columns or "user_id" not in users.columns:
         return
-    source = next((c for c, t in schema.columns.get("interactions", {}).items() if t == "user_id"), "user_id")
+    source = _mapped_from(schema, "interactions") or "user_id"
     keys = _ids(interactions["user_id"])
     if keys.isin(set(_ids(users["user_id"]))).mean() >= 0.5:
         return  # the tables already meet

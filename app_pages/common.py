@@ -641,7 +641,8 @@ def _run_context(run_dir: str, model_stamp: float, dataset: str, data_stamp: str
         items_by_id=items_by_id,
         aligned=aligned,
         vectors=item_vectors(model),
-        variant_groups=variant_groups(titles.tolist()),
+        # one maker's article in several colours is one product; six vendors' "Everyday Hoodie" are six
+        variant_groups=variant_groups(titles.tolist(), maker_values(aligned, stats.maker_column(items, data.roles))),
         title_column=title_column,
         image_column=data.image_column,
         price_column=price,
@@ -662,6 +663,11 @@ def _run_context(run_dir: str, model_stamp: float, dataset: str, data_stamp: str
             rating_column=data.rating_column,
         ),
     )
+
+
+def maker_values(aligned: pd.DataFrame, column: str | None) -> list[Any] | None:
+    """Each item's maker (brand, vendor) in the model's item order, None without a maker column."""
+    return aligned[column].tolist() if column and column in aligned.columns else None
 
 
 def run_context(run: RunRecord) -> RunContext:

@@ -272,25 +272,32 @@ _VARIANT_WORDS = frozenset(
     """
 black white grey gray silver gold red blue navy green olive khaki beige brown tan cream ivory pink purple
 violet lilac yellow orange turquoise teal burgundy maroon coral mint multicolour multicolor multi dark light
-pale bright neon matt matte xxs xs s m l xl xxl xxxl small medium large size colour color pack
+pale bright neon matt matte sand charcoal mustard sage taupe ecru oatmeal camel rust plum indigo heather
+xxs xs s m l xl xxl xxxl small medium large size colour color pack
 """.split()
 )
 
 
-def variant_groups(titles: Sequence[Any]) -> np.ndarray:
+def variant_groups(titles: Sequence[Any], makers: Sequence[Any] | None = None) -> np.ndarray:
     """One group id per item: items whose titles match once lower-cased, with bracketed notes, punctuation,
     colour and size words set aside, share a group (``"Slim Jeans (Black)"``, ``"slim jeans - blue"``).
-    A title that is empty, or made only of such words, is its own group."""
+    A title that is empty, or made only of such words, is its own group. With ``makers`` (each item's brand or
+    vendor), only items of one maker share a group: six vendors' "Everyday Hoodie" are six articles."""
     import unicodedata
+
+    def missing(value: Any) -> bool:
+        return value is None or (isinstance(value, float) and np.isnan(value))
 
     keys: dict[str, int] = {}
     out = np.empty(len(titles), dtype=np.int64)
     for position, title in enumerate(titles):
-        text = "" if title is None or (isinstance(title, float) and np.isnan(title)) else str(title)
+        text = "" if missing(title) else str(title)
         text = unicodedata.normalize("NFKC", text).casefold()
         text = re.sub(r"[\(\[\{][^)\]}]*[\)\]\}]", " ", text)
         words = [w for w in re.findall(r"[^\W_]+", text) if w not in _VARIANT_WORDS]
         key = " ".join(words) or f"\x00{position}"
+        if makers is not None and words and not missing(maker := makers[position]):
+            key += "\x00" + unicodedata.normalize("NFKC", str(maker)).casefold().strip()
         out[position] = keys.setdefault(key, len(keys))
     return out
 

@@ -402,6 +402,7 @@ def run_titles(model: Any, bundle: Any) -> tuple[dict[str, str], Any]:
     """(item id -> title from the dataset's first text column, the variant group of each of the model's items or
     None): what ``recommend`` shows and the near-duplicate guard it applies (``bundle``: the run's dataset, or
     None when it is gone). The HTTP API (:mod:`recsys.serve`) uses the same, so both list the same items."""
+    from ..data import stats
     from ..models.rerank import variant_groups
 
     titles: dict[str, str] = {}
@@ -412,7 +413,15 @@ def run_titles(model: Any, bundle: Any) -> tuple[dict[str, str], Any]:
             named = bundle.items[["item_id", text_columns[0]]].dropna()
             named = named[named[text_columns[0]].astype(str).str.strip() != ""]
             titles = dict(zip(named["item_id"].astype(str), named[text_columns[0]].astype(str)))
-    groups = variant_groups([titles.get(str(i)) for i in model.item_ids]) if titles else None
+    groups = None
+    if titles:
+        makers = None
+        assert bundle is not None
+        maker = stats.maker_column(bundle.items, bundle.schema.items)
+        if maker is not None:  # one maker's article in several colours, not six vendors' "Everyday Hoodie"
+            by_item = dict(zip(bundle.items["item_id"].astype(str), bundle.items[maker]))
+            makers = [by_item.get(str(i)) for i in model.item_ids]
+        groups = variant_groups([titles.get(str(i)) for i in model.item_ids], makers)
     return titles, groups
 
 

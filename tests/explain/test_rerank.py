@@ -58,6 +58,17 @@ def test_variant_groups_join_colour_and_size_variants_of_one_title():
     assert len(set(groups[5:].tolist())) == 4  # an empty title, or one made of variant words only, stands alone
 
 
+def test_variant_groups_keep_apart_the_same_title_from_different_makers():
+    """A Shopify shop had "Everyday Hoodie" from six vendors: grouped by title alone, a customer who bought one
+    never saw the others. "Sand" is a colour too."""
+    titles = ["Everyday Hoodie - Black", "Everyday Hoodie - Sand", "Everyday Hoodie - Grey", "Everyday Hoodie", "Mug"]
+    makers = ["Drift & Co.", "drift & co.", "Willow Works", None, None]
+    groups = variant_groups(titles, makers)
+    assert groups[0] == groups[1]  # one maker's colours (its name's case aside)
+    assert len({groups[0], groups[2], groups[3]}) == 3
+    assert len(set(variant_groups(titles).tolist())) == 2  # without makers: by title alone
+
+
 def test_the_near_duplicate_guard_keeps_the_best_variant_of_each_group():
     scores = np.array([0.9, 0.95, 0.5, 0.8, 0.7])
     groups = np.array([0, 0, 1, 1, 2])

@@ -568,3 +568,30 @@ def test_one_liked_item_adds_the_score_less_popularity(demo_run, demo_context):
                     assert row["contribution"] >= NAMED_SCORE_SHARE * raised
             checked += 1
     assert checked == 18
+
+
+def test_history_items_named_for_behaviour_are_said_to_be_chosen_by_the_same_people():
+    """ "it is like “Lavender Candle”" for a pair of socks: the candle was named because the same people bought
+    both, not because the two look alike. When behaviour leads, the sentence says so."""
+    facts = {
+        "has_attention": True,
+        "modalities": [
+            {
+                "modality": "behaviour",
+                "label": "the choices of people with similar taste",
+                "present": True,
+                "share_pct": 70,
+            },
+            {"modality": "popularity", "label": "how popular it is", "present": True, "share_pct": 30},
+        ],
+        "history": [{"item_id": "a", "title": "Lavender Candle", "rated_highly": False, "rated_low": False}],
+        "popularity": {"percentile": 99, "count": 300},
+    }
+    sentence = build_sentence(facts)
+    assert "like “Lavender Candle”" not in sentence
+    assert sentence.endswith(
+        ": people who chose “Lavender Candle” chose it too; it is one of the most popular items (more popular than "
+        "99% of the catalogue)."
+    )
+    facts["modalities"][0]["modality"] = "text"  # a content modality leads: the items are alike
+    assert "it is like “Lavender Candle”" in build_sentence(facts)

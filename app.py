@@ -122,18 +122,43 @@ def home() -> None:
     st.subheader("Quick start", anchor=False)
     with st.container(border=True):
         active_runs = [r for r in runs if r.active]
+        own = active if active and active != "demo" else None  # the user's own data, once imported, comes first
         st.write(
-            "One click prepares the built-in demo catalog (if needed), makes it the active dataset and trains the "
-            "multimodal model with the Train page's default settings beside two baselines, MostPop and EASE. It "
-            "runs in the background: you can switch pages or close the tab meanwhile."
+            (
+                f"One click trains the multimodal model on **{md_text(own)}**, the active dataset, or on the built-in "
+                "demo catalog,"
+                if own
+                else "One click prepares the built-in demo catalog (if needed), makes it the active dataset and trains "
+                "the multimodal model"
+            )
+            + " with the Train page's default settings beside two baselines, MostPop and EASE. It runs in the "
+            "background: you can switch pages or close the tab meanwhile."
         )
-        clicked = st.button(
-            "Train on the demo catalog",
+        buttons = st.columns([1, 1, 2]) if own else [st.container()]
+        clicked_own = own is not None and buttons[0].button(
+            f"Train on {own}",
             type="primary",
+            icon=":material/rocket_launch:",
+            key="home_quick_start_own",
+            disabled=bool(active_runs),
+        )
+        clicked = buttons[-2 if own else 0].button(
+            "Train on the demo catalog",
+            type="secondary" if own else "primary",
             icon=":material/rocket_launch:",
             key="home_quick_start",
             disabled=bool(active_runs),
         )
+        if clicked_own:
+            from recsys.train.launch import start_run
+            from recsys.train.run import RunConfig
+
+            with st.spinner(f"Starting the training on {own}…"):
+                run_id = start_run(workspace, RunConfig(dataset=own, **QUICK_START))
+            st.session_state["home_started"] = run_id
+            st.session_state["train_watch"] = run_id
+            st.session_state["home_switched_from"] = None
+            st.rerun()
         if active_runs and st.session_state.get("home_started") != active_runs[0].run_id:
             # (the run started here is confirmed below, with links)
             st.info(

@@ -42,6 +42,30 @@ def test_pages_on_an_empty_workspace_say_what_to_do(app, empty_workspace, page):
     assert EMPTY_STATES[page] in texts(at)
 
 
+def test_home_quick_start_trains_on_the_user_s_own_active_dataset(app, empty_workspace, small_bundle):
+    """With a shop imported and active, the big button still read "Train on the demo catalog": the user's data
+    now has the primary button, and the demo stays one click away."""
+    from recsys.train.launch import list_all_runs, stop_run
+    from recsys.workspace import Workspace
+
+    workspace = Workspace(empty_workspace)
+    assert workspace.import_bundle(small_bundle, name="shop").ok  # the import makes it the active dataset
+    at = open_page(app, None)
+    assert_clean(at)
+    own = at.button(key="home_quick_start_own")
+    assert own.label == "Train on shop" and own.proto.type == "primary"
+    assert at.button(key="home_quick_start").proto.type == "secondary"
+    own.click().run()
+    try:
+        assert_clean(at)
+        runs = list_all_runs(workspace)
+        assert [r.dataset for r in runs] == ["shop"] and "Training started" in texts(at)
+        assert "is now the active dataset" not in texts(at)
+    finally:
+        for run in list_all_runs(workspace):
+            stop_run(run.path)
+
+
 def test_home_on_an_empty_workspace_prepares_the_demo(app, empty_workspace):
     at = open_page(app, None)
     assert_clean(at)

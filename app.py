@@ -134,15 +134,15 @@ def home() -> None:
             + " with the Train page's default settings beside two baselines, MostPop and EASE. It runs in the "
             "background: you can switch pages or close the tab meanwhile."
         )
-        buttons = st.columns([1, 1, 2]) if own else [st.container()]
-        clicked_own = own is not None and buttons[0].button(
+        buttons = st.container(horizontal=True)
+        clicked_own = own is not None and buttons.button(
             f"Train on {own}",
             type="primary",
             icon=":material/rocket_launch:",
             key="home_quick_start_own",
             disabled=bool(active_runs),
         )
-        clicked = buttons[-2 if own else 0].button(
+        clicked = buttons.button(
             "Train on the demo catalog",
             type="secondary" if own else "primary",
             icon=":material/rocket_launch:",

@@ -853,7 +853,9 @@ def item_caption(
         try:
             if value is not None and np.isfinite(float(value)):
                 amount = format_amount(float(value), price_unit, price_style)
-                parts.append(amount if price_unit else f"{price_column.replace('_', ' ')} {amount}")
+                # without a sign, the amount is named: "price 36.99" (a "Variant Price" column is still a price)
+                named = "price" if re.search(r"price", price_column, re.I) else price_column.replace("_", " ")
+                parts.append(amount if price_unit else f"{named} {amount}")
         except (TypeError, ValueError):
             pass
     return " · ".join(parts)

@@ -900,13 +900,13 @@ def _validate_items(frame: pd.DataFrame, schema: S.Schema, report: ValidationRep
         if share == 0:
             report.warning("empty_column", "the column is empty in every row and is ignored", file, column)
         elif share < 1 and schema.items.get(column) != S.IMAGE:  # pictures: the image checks say how many
-            partly_empty.append(f"{column} ({round((1 - share) * len(frame)):,})")
+            partly_empty.append(f"{column} ({round((1 - share) * len(frame)):,} of {len(frame):,} items)")
     if partly_empty:
         # not a problem (a missing value is a missing modality or attribute for that item), but said: a user
         # reading the statistics later should know which of their columns have holes
         report.note(
             "partly_empty_columns",
-            f"some items have no value in {', '.join(partly_empty)} (items without one, of {len(frame):,}); "
+            f"some items have no value in {', '.join(partly_empty)}; "
             "they are imported, and the model uses what each item has",
             file,
         )

@@ -651,7 +651,7 @@ def test_blank_values_are_imported_and_said(tmp_path):
     result = load_bundle(write_bundle(tmp_path / "holes", items, interactions))
     assert result.ok and not result.report.warnings, result.report.format()
     notes = {note.code: note for note in result.report.notes}
-    assert "title (1), price (2)" in notes["partly_empty_columns"].message
+    assert "title (1 of 4 items), price (2 of 4 items)" in notes["partly_empty_columns"].message
     assert notes["blank_ratings"].message.startswith("2 interactions (50%) have no rating: kept")
     assert len(result.bundle.interactions) == 4
     # a complete bundle gets neither note

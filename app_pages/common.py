@@ -832,7 +832,7 @@ def item_caption(
     """A card's line of attributes: up to ``limit`` of ``columns`` and the price. A value that is a code or a
     number is named by its column ("store 12"), since "12" alone says nothing. ``labels``: the multi-label
     columns and their separator, whose labels are listed apart ("Action · Comedy"); any other value is shown
-    whole, a "|" in it included, and a category path too long for a card by its last level ("T-Shirts" for
+    whole, a "|" in it included, and a category path by its last level ("T-Shirts" for
     "Apparel & Accessories > Clothing > Shirts & Tops > T-Shirts"). ``price_unit``: the price's currency sign ("$1,592.24" instead of "price
     1,592.24"), written the file's way with ``price_style`` ("1.592,24 €")."""
     from recsys.data.stats import format_amount
@@ -844,8 +844,8 @@ def item_caption(
             continue
         separator = (labels or {}).get(column)
         text = " · ".join(v.strip() for v in str(value).split(separator)) if separator else str(value)
-        if " > " in text and len(text) > 40:  # a long category path: its last level says the most on a card
-            text = text.rsplit(" > ", 1)[1].strip()
+        if " > " in text:  # a category path: its last level says the most on a card, and alike on every card
+            text = text.rsplit(" > ", 1)[1].strip() or text
         text = text if len(text) <= 40 else text[:38] + "…"
         parts.append(text if _reads_alone(text) else f"{str(column).replace('_', ' ')} {text}")
     if price_column:

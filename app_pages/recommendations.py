@@ -161,9 +161,22 @@ def modality_chart(explanation: dict) -> go.Figure | None:
     return fig
 
 
+MODALITY_WORDS = {"attributes": "attributes", "text": "words", "image": "picture's looks"}
+
+
 def evidence_lines(explanation: dict) -> list[str]:
-    """The shared evidence of an explanation, one short line each."""
+    """The shared evidence of an explanation, one short line each; evidence of a modality whose part of the score
+    is not positive says so (a shared "Scarf" beside an attributes bar of -1.81 read as a contradiction)."""
     evidence = explanation.get("evidence") or {}
+    against = {
+        part["modality"]
+        for part in explanation.get("modalities") or []
+        if isinstance(part.get("share"), int | float) and part["share"] <= 0 and part.get("present", True)
+    }
+
+    def lowered(modality: str) -> str:
+        return f" (though its {MODALITY_WORDS[modality]} lower its score overall)" if modality in against else ""
+
     lines = []
     for label in evidence.get("labels") or []:
         shared = label.get("shared_values") or []
@@ -175,30 +188,38 @@ def evidence_lines(explanation: dict) -> list[str]:
                 if others
                 else ""
             )
-            lines.append(f"**{md_text(label['column_label'])}** {values}" + (f" — also on {also}" if also else ""))
+            lines.append(
+                f"**{md_text(label['column_label'])}** {values}"
+                + (f" — also on {also}" if also else "")
+                + lowered("attributes")
+            )
         else:
             top = (label.get("history_counts") or [{}])[0]
             if top.get("count"):
                 lines.append(
                     f"**{md_text(label['column_label'])}** “{md_text(top['value'])}” — {top['count']} of the "
-                    f"{label['history_size']} items in the history"
+                    f"{label['history_size']} items in the history" + lowered("attributes")
                 )
     words = evidence.get("words") or []
     if words:
         lines.append(
-            "**words** " + ", ".join(f"“{md_text(w['word'])}”" for w in words[:5]) + " — also in the texts above"
+            "**words** "
+            + ", ".join(f"“{md_text(w['word'])}”" for w in words[:5])
+            + " — also in the texts above"
+            + lowered("text")
         )
     price = evidence.get("price") or {}
     # shared evidence only: a band none of the history is in says nothing about why (it stays in the JSON)
     if price.get("band") and price.get("history_share_pct", 0) > 0:
         lines.append(
             f"**price band** {md_text(price['band'])} — {price.get('history_share_pct', 0)}% of the history is in it"
+            + lowered("attributes")
         )
     visual = evidence.get("visual") or {}
     if visual.get("percentile") is not None:
         lines.append(
             f"**picture** looks like “{md_text(visual['title'])}” (closer than {visual['percentile']}% of the "
-            "catalogue)"
+            "catalogue)" + lowered("image")
         )
     popularity = evidence.get("popularity") or {}
     if popularity:

@@ -305,6 +305,27 @@ def test_shared_evidence_lists_a_price_band_only_when_the_history_is_in_it():
     assert any("40% of the history" in line for line in lines(40))
 
 
+def test_shared_evidence_of_a_modality_that_lowers_the_score_says_so():
+    """A shared "Scarf" under an attributes bar of -1.81 read as a contradiction: the line says that the
+    attributes lower the score overall."""
+    from app_pages.recommendations import evidence_lines
+
+    explanation = {
+        "modalities": [
+            {"modality": "behaviour", "share": 4.49, "present": True},
+            {"modality": "text", "share": 0.05, "present": True},
+            {"modality": "attributes", "share": -1.81, "present": True},
+        ],
+        "evidence": {
+            "labels": [{"column_label": "Type", "shared_values": ["Scarf"], "shared_with": []}],
+            "words": [{"word": "plaid"}],
+        },
+    }
+    labels, words = evidence_lines(explanation)
+    assert labels == "**Type** “Scarf” (though its attributes lower its score overall)"
+    assert "lower" not in words
+
+
 def test_test_metrics_say_how_many_users_they_average_over():
     from app_pages.train import _evaluated_users_text
 

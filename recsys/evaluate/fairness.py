@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -570,13 +571,21 @@ def item_group_columns(bundle: Any) -> list[str]:
     return [c for c in bundle.schema.columns_with("items", CATEGORICAL, MULTI_LABEL) if c in bundle.items.columns]
 
 
+# who the users are (age, gender, where they live): the groups a fairness report is first asked about, before
+# the other categorical columns a customers export holds ("Accepts Email Marketing", a tag)
+_USER_GROUP_FIRST = re.compile(
+    r"(age|gender|sex|country|region|city|location|language|segment|tier|occupation|land|stadt|alter)", re.I
+)
+
+
 def user_group_columns(bundle: Any) -> list[str]:
-    """Categorical columns of the users table (none without one)."""
+    """Categorical columns of the users table (none without one), those naming who the users are first."""
     from ..data.schema import CATEGORICAL
 
     if bundle.users is None:
         return []
-    return [c for c in bundle.schema.columns_with("users", CATEGORICAL) if c in bundle.users.columns]
+    columns = [c for c in bundle.schema.columns_with("users", CATEGORICAL) if c in bundle.users.columns]
+    return sorted(columns, key=lambda c: not _USER_GROUP_FIRST.search(str(c)))
 
 
 def user_labels(bundle: Any, user_ids: Sequence[str], column: str) -> np.ndarray:

@@ -325,3 +325,28 @@ def test_the_verdict_says_which_test_decides_when_the_interval_and_the_permutati
     assert strong.verdict.startswith("a clear gap: the interval excludes 0")
     same = group_gap(np.tile([0.0, 1.0], 50), ["a", "b"] * 25 + ["b", "a"] * 25, n_boot=300, seed=3)
     assert same.verdict.startswith("within the noise: the interval includes 0")
+
+
+def test_user_groups_that_say_who_the_users_are_come_first():
+    """A customers export's first categorical column was "Accepts Email Marketing": the report's default user
+    group. Columns naming who the users are (country, age) come first."""
+    import types
+
+    import pandas as pd
+
+    from recsys.data.schema import Schema
+    from recsys.evaluate.fairness import user_group_columns
+
+    users = pd.DataFrame(
+        {"user_id": ["u1"], "Accepts Email Marketing": ["yes"], "Tags": ["vip"], "Default Address Country Code": ["DE"]}
+    )
+    schema = Schema(
+        users={
+            "user_id": "id",
+            "Accepts Email Marketing": "categorical",
+            "Tags": "categorical",
+            "Default Address Country Code": "categorical",
+        }
+    )
+    bundle = types.SimpleNamespace(users=users, schema=schema)
+    assert user_group_columns(bundle) == ["Default Address Country Code", "Accepts Email Marketing", "Tags"]

@@ -136,7 +136,7 @@ def home() -> None:
         )
         buttons = st.container(horizontal=True)
         clicked_own = own is not None and buttons.button(
-            f"Train on {own}",
+            f"Train on {md_text(own)}",  # a name such as my_shop_2 is not Markdown emphasis
             type="primary",
             icon=":material/rocket_launch:",
             key="home_quick_start_own",

@@ -20,8 +20,6 @@ from app_pages.common import (
     damaged_models_notice,
     empty_state,
     gallery,
-    item_caption,
-    label_separators,
     log_axis_ticks,
     md_text,
     model_runs,
@@ -530,16 +528,7 @@ def embedding_map(ctx: RunContext) -> None:
                 {
                     "picture": ctx.picture(i),
                     "title": ctx.title(i),
-                    "caption": item_caption(
-                        ctx.items_by_id.loc[i],
-                        ctx.card_columns,
-                        ctx.price_column,
-                        labels=label_separators(ctx.data),
-                        price_unit=ctx.price_unit,
-                        price_style=ctx.price_style,
-                    )
-                    if i in ctx.items_by_id.index
-                    else "",
+                    "caption": ctx.attributes_line(i),
                 }
                 for i in selected[:12]
             ],

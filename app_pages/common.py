@@ -603,6 +603,19 @@ class RunContext:
             return title_or_id(self.items_by_id.at[item_id, self.title_column], item_id)
         return str(item_id)
 
+    def attributes_line(self, item_id: str) -> str:
+        """The item's category, maker and price as a card shows them ("" for an item the catalogue lacks)."""
+        if item_id not in self.items_by_id.index:
+            return ""
+        return item_caption(
+            self.items_by_id.loc[item_id],
+            self.card_columns,
+            self.price_column,
+            labels=label_separators(self.data),
+            price_unit=self.price_unit,
+            price_style=self.price_style,
+        )
+
     def picture(self, item_id: str) -> str:
         if self.image_column and item_id in self.items_by_id.index:
             return image_file(self.data.root, self.items_by_id.at[item_id, self.image_column])

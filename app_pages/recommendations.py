@@ -17,7 +17,6 @@ from app_pages.common import (
     empty_state,
     forgotten_users,
     gallery,
-    item_caption,
     label_separators,
     md_text,
     model_runs,
@@ -460,7 +459,7 @@ def card(
         title = ctx.title(item_id)
         shown = short_text(title, CARD_TITLE_CHARACTERS)
         st.markdown(f"**{rank}. {md_text(shown)}**", help=md_text(title) if shown != title else None)
-        caption = attributes_line(ctx, item_id)
+        caption = ctx.attributes_line(item_id)
         st.caption(md_text(caption or item_id))
         # the id tells apart items that share a title (variants, re-listings) and matches the CSV and the CLI
         st.caption(f"{md_text(item_id)} · score {score:.3f}" if caption else f"score {score:.3f}")
@@ -474,20 +473,6 @@ def card(
         ) as popover:
             if popover.open:
                 explanation_body(ctx, explained(ctx, user, item_id, liked=liked))
-
-
-def attributes_line(ctx: RunContext, item_id: str) -> str:
-    """The item's category, maker and price as a card shows them ("" for an item the catalogue lacks)."""
-    if item_id not in ctx.items_by_id.index:
-        return ""
-    return item_caption(
-        ctx.items_by_id.loc[item_id],
-        ctx.card_columns,
-        ctx.price_column,
-        labels=label_separators(ctx.data),
-        price_unit=ctx.price_unit,
-        price_style=ctx.price_style,
-    )
 
 
 def csv_export(
@@ -810,7 +795,7 @@ def visitor_page(ctx: RunContext) -> None:
             {
                 "picture": ctx.picture(i),
                 "title": ctx.title(i),
-                "details": attributes_line(ctx, i),
+                "details": ctx.attributes_line(i),
                 "caption": i if ctx.title(i) != i else "",
             }
             for i in liked
@@ -941,7 +926,7 @@ def main() -> None:
                 "picture": ctx.picture(item_id),
                 "title": title,
                 # the same attributes as the recommendation cards below: the two read side by side
-                "details": attributes_line(ctx, item_id),
+                "details": ctx.attributes_line(item_id),
                 "caption": " · ".join(p for p in parts if p),
             }
         )

@@ -145,16 +145,23 @@ def _european(text: pd.Series, bare: pd.Series) -> bool:
     return european_whole or bool(comma_decimals and comma_decimals > int(point_decimals.sum()))
 
 
+def _written_values(series: pd.Series) -> pd.Series | None:
+    """A column's non-empty values as the file wrote them (stripped text); None for a column already read as
+    numbers or booleans, or with no value: nothing there to read a sign or a number format from."""
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return None
+    text = series.astype("string").str.strip()
+    text = text[text.notna() & (text != "")]
+    return None if text.empty else text
+
+
 def amount_style(series: pd.Series) -> str | None:
     """How a column of amounts writes them, when not as "$1,234.56": "1.234,56 ¤" (a decimal comma, the
     currency sign after the number), "1,234.56 ¤" or "¤1.234,56" (¤ stands for the column's sign); None for the
     English way or plain numbers. The pages write the column's amounts the same way
     (:func:`recsys.data.stats.format_amount`)."""
-    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
-        return None
-    text = series.astype("string").str.strip()
-    text = text[text.notna() & (text != "")]
-    if text.empty:
+    text = _written_values(series)
+    if text is None:
         return None
     bare = text.str.replace(r"[$€£¥%\s]", "", regex=True)
     comma = _european(text, bare)
@@ -185,11 +192,8 @@ _CURRENCY = re.compile(r"[$€£¥]")
 def currency_symbol(series: pd.Series) -> str | None:
     """The currency sign a column of numbers was written with ("$40.00", "€ 12"): the one sign found in at
     least half of the non-empty values, when no other sign appears; None for plain numbers or a mix."""
-    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
-        return None
-    text = series.astype("string").str.strip()
-    text = text[text.notna() & (text != "")]
-    if text.empty:
+    text = _written_values(series)
+    if text is None:
         return None
     found = text.str.findall(_CURRENCY)
     signs = {sign for signs in found for sign in signs}

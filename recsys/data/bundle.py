@@ -28,6 +28,7 @@ from PIL import UnidentifiedImageError
 from . import schema as S
 from .pictures import MAX_IMAGE_PIXELS_ENV, PictureTooLarge, describe_size, megapixels, open_picture
 from .report import BundleError, ValidationReport, counted
+from .variants import products_from_variant_rows
 
 TABLE_EXTENSIONS = (".csv", ".parquet", ".jsonl", ".ndjson")
 DEFAULT_MAX_ARCHIVE_BYTES = 2 * 1024**3  # uncompressed; MovieLens-small with posters is ~30 MB
@@ -600,6 +601,7 @@ def _load_from_folder(
         or (bundle_schema or {}).get("multi_label_separator")
         or S.DEFAULT_SEPARATOR
     )
+    _read_variant_rows_as_products(tables, report, files, separator, overrides, bundle_schema)
     inferred = S.infer_schema(tables, separator)
     try:
         schema = inferred.merged(bundle_schema).merged(overrides)
@@ -656,6 +658,58 @@ def _load_from_folder(
         )
     report.counts = bundle.counts() if report.ok else {}
     return bundle if report.ok else None
+
+
+def _read_variant_rows_as_products(
+    tables: dict[str, pd.DataFrame | None],
+    report: ValidationReport,
+    files: dict[str, Path | None],
+    separator: str,
+    *schemas: Any,
+) -> None:
+    """An items file written one row per variant (Shopify's products export) becomes one row per product, and
+    an interactions column naming variants names their products (see :mod:`recsys.data.variants`). Not when a
+    schema says which items column is the id: the user has said what an item is."""
+    items = tables.get("items")
+    for given in schemas:
+        columns = given.columns if isinstance(given, S.Schema) else (given or {}).get("columns") or {}
+        if (columns.get("items") or {}) and "item_id" in (columns.get("items") or {}).values():
+            return
+    if items is None:
+        return
+    found = products_from_variant_rows(items, tables.get("interactions"), separator)
+    if found is None:
+        return
+    tables["items"], tables["interactions"] = found.items, found.interactions
+    file = _file_name(files, "items")
+    fields = ", ".join(f"'{c}'" for c in found.product_fields[:3])
+    report.note(
+        "variant_rows",
+        f"the file lists a product on several rows ('{found.product_column}' repeats; {fields} only on its first "
+        f"row): its {found.rows:,} rows are read as {len(found.items):,} products"
+        + (
+            f", leaving out {counted(found.picture_rows, 'row')} that only "
+            f"{'adds' if found.picture_rows == 1 else 'add'} a picture"
+            if found.picture_rows
+            else ""
+        )
+        + (
+            f"; the values its variants differ in ({', '.join(repr(c) for c in found.joined_columns)}) are "
+            "joined as labels"
+            if found.joined_columns
+            else ""
+        ),
+        file,
+        found.product_column,
+    )
+    if found.variant_column and found.interactions_column:
+        report.note(
+            "variants_to_products",
+            f"'{found.interactions_column}' names variants ({found.variants_matched:.0%} of its values are "
+            f"'{found.variant_column}' of {file}): each is read as the product it belongs to",
+            _file_name(files, "interactions"),
+            found.interactions_column,
+        )
 
 
 def _file_name(files: dict[str, Path | None], table: str) -> str:

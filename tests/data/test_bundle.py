@@ -855,3 +855,81 @@ def test_pictures_named_by_web_address_are_said_to_be_offline(tmp_path):
     assert len(web) == 1 and "2 pictures are web addresses" in web[0].message and "downloads nothing" in web[0].message
     assert "missing_images" not in result.report.codes("warning")
     assert result.bundle.items["image_url"].tolist() == ["", "", "images/c.png"]
+
+
+def _shopify_products() -> pd.DataFrame:
+    """Shopify's products export as it is written: one row per variant, the product's own fields on its first
+    row only, and a row per further picture that holds nothing else."""
+    blank = ""
+    rows = [
+        # Handle, Title, Body, Vendor, Option1 Value, Variant SKU, Variant Price, Image Src, Image Position
+        ("oxford-shirt", "Oxford Shirt", "<p>Crisp cotton</p>", "Drift", "S", "OX-S", "49.00", "images/ox.png", "1"),
+        ("oxford-shirt", blank, blank, blank, "M", "OX-M", "49.00", "images/ox-back.png", "2"),
+        ("oxford-shirt", blank, blank, blank, "L", "OX-L", "52.00", blank, blank),
+        ("oxford-shirt", blank, blank, blank, blank, blank, blank, "images/ox-side.png", "3"),
+        ("stoneware-mug", "Stoneware Mug", "<p>Holds 350 ml</p>", "Kiln", "Default Title", "MUG", "18.00", "", ""),
+        ("wool-beanie", "Wool Beanie", "<p>Merino</p>", "Drift", "Grey", "BE-G", "22.00", "images/be.png", "1"),
+        ("wool-beanie", blank, blank, blank, "Navy", "BE-N", "22.00", blank, blank),
+    ]
+    columns = ["Handle", "Title", "Body (HTML)", "Vendor", "Option1 Value", "Variant SKU", "Variant Price"]
+    return pd.DataFrame(rows, columns=[*columns, "Image Src", "Image Position"])
+
+
+def test_a_products_export_with_a_row_per_variant_is_read_as_one_item_per_product(tmp_path):
+    """Shopify writes a product on several rows ("Handle" repeated, the title only on the first, extra pictures
+    on rows of their own), and its orders name the variant's SKU: the import found no item id at all
+    ("required column 'item_id' missing"). Now each product is an item, its variants' sizes are its labels,
+    and an order of "OX-L" is an order of the Oxford shirt."""
+    items = _shopify_products()
+    orders = pd.DataFrame(
+        {
+            "Email": ["ann@web.de", "ann@web.de", "bob@mail.com", "bob@mail.com", "cy@x.org", "cy@x.org"],
+            "Lineitem sku": ["OX-L", "MUG", "OX-S", "BE-N", "BE-G", "MUG"],
+        }
+    )
+    folder = write_bundle(tmp_path / "shop", items, orders)
+    (folder / "images").mkdir()
+    for name in ("ox.png", "ox-back.png", "ox-side.png", "be.png"):
+        (folder / "images" / name).write_bytes(png_bytes())
+    result = load_bundle(folder)
+    assert result.ok, result.report.format()
+    bundle = result.bundle
+    assert bundle.items["item_id"].tolist() == ["oxford-shirt", "stoneware-mug", "wool-beanie"]
+    assert bundle.items["Title"].tolist() == ["Oxford Shirt", "Stoneware Mug", "Wool Beanie"]
+    assert bundle.items["Option1 Value"].tolist() == ["S|M|L", "Default Title", "Grey|Navy"]
+    assert bundle.schema.items["Option1 Value"] == S.MULTI_LABEL
+    assert bundle.items["Variant Price"].tolist()[0] == pytest.approx(49.0)  # the first variant's, as Shopify shows
+    assert bundle.items["Image Src"].tolist()[0] == "images/ox.png"  # the product's first picture
+    assert "Variant SKU" not in bundle.items.columns and "Image Position" not in bundle.items.columns
+    assert bundle.interactions["item_id"].tolist() == [
+        "oxford-shirt",
+        "stoneware-mug",
+        "oxford-shirt",
+        "wool-beanie",
+        "wool-beanie",
+        "stoneware-mug",
+    ]
+    notes = {i.code: i.message for i in result.report.issues}
+    assert "7 rows are read as 3 products, leaving out 1 row that only adds a picture" in notes["variant_rows"]
+    assert "('Option1 Value') are joined as labels" in notes["variant_rows"]
+    assert "'Lineitem sku' names variants (100% of its values are 'Variant SKU'" in notes["variants_to_products"]
+
+
+def test_repeated_values_alone_do_not_make_rows_variants(tmp_path):
+    """A table whose first column repeats (a category) but whose titles are on every row is an ordinary table,
+    and a schema that names the item id keeps the rows as they are."""
+    items = pd.DataFrame(
+        {"shelf": ["a", "a", "b", "b"], "sku": ["1", "2", "3", "4"], "title": ["One", "Two", "Three", "Four"]}
+    )
+    interactions = pd.DataFrame({"user": ["u1", "u1", "u2", "u2"], "sku": ["1", "2", "3", "4"]})
+    result = load_bundle(write_bundle(tmp_path / "plain", items, interactions))
+    assert result.ok, result.report.format()
+    assert len(result.bundle.items) == 4 and "variant_rows" not in {i.code for i in result.report.issues}
+
+    variants = _shopify_products()
+    orders = pd.DataFrame({"customer": ["u1", "u2", "u2"], "Lineitem sku": ["OX-L", "MUG", "BE-N"]})
+    folder = write_bundle(tmp_path / "declared", variants[variants["Variant SKU"] != ""], orders)
+    mapped = {"columns": {"items": {"Variant SKU": "item_id"}, "interactions": {"Lineitem sku": "item_id"}}}
+    result = load_bundle(folder, schema=mapped, check_images=False)
+    assert result.ok, result.report.format()
+    assert len(result.bundle.items) == 6 and "variant_rows" not in {i.code for i in result.report.issues}

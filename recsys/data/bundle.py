@@ -28,7 +28,7 @@ from PIL import UnidentifiedImageError
 from . import schema as S
 from .pictures import MAX_IMAGE_PIXELS_ENV, PictureTooLarge, describe_size, megapixels, open_picture
 from .report import BundleError, ValidationReport, counted
-from .variants import products_from_variant_rows
+from .variants import VariantRows, interactions_by_product_name, products_from_variant_rows
 
 TABLE_EXTENSIONS = (".csv", ".parquet", ".jsonl", ".ndjson")
 DEFAULT_MAX_ARCHIVE_BYTES = 2 * 1024**3  # uncompressed; MovieLens-small with posters is ~30 MB
@@ -601,7 +601,7 @@ def _load_from_folder(
         or (bundle_schema or {}).get("multi_label_separator")
         or S.DEFAULT_SEPARATOR
     )
-    _read_variant_rows_as_products(tables, report, files, separator, overrides, bundle_schema)
+    _read_shop_export_products(tables, report, files, separator, overrides, bundle_schema)
     inferred = S.infer_schema(tables, separator)
     try:
         schema = inferred.merged(bundle_schema).merged(overrides)
@@ -660,15 +660,16 @@ def _load_from_folder(
     return bundle if report.ok else None
 
 
-def _read_variant_rows_as_products(
+def _read_shop_export_products(
     tables: dict[str, pd.DataFrame | None],
     report: ValidationReport,
     files: dict[str, Path | None],
     separator: str,
     *schemas: Any,
 ) -> None:
-    """An items file written one row per variant (Shopify's products export) becomes one row per product, and
-    an interactions column naming variants names their products (see :mod:`recsys.data.variants`). Not when a
+    """An items file written one row per variant (Shopify's products export) becomes one row per product, an
+    interactions column naming variants names their products, and one naming products by their title ("Oxford
+    Shirt - Blue / M", a shop without SKUs) names them by their key (see :mod:`recsys.data.variants`). Not when a
     schema says which items column is the id: the user has said what an item is."""
     items = tables.get("items")
     for given in schemas:
@@ -678,9 +679,34 @@ def _read_variant_rows_as_products(
     if items is None:
         return
     found = products_from_variant_rows(items, tables.get("interactions"), separator)
-    if found is None:
-        return
-    tables["items"], tables["interactions"] = found.items, found.interactions
+    if found is not None:
+        tables["items"], tables["interactions"] = found.items, found.interactions
+        _say_variant_rows(found, report, files)
+    named = interactions_by_product_name(tables["items"], tables.get("interactions"))
+    if named is not None:
+        tables["interactions"] = named.interactions
+        report.note(
+            "items_by_name",
+            f"'{named.interactions_column}' names what was bought by the product's title ({named.matched:.0%} of "
+            f"its values are a '{named.title_column}' of {_file_name(files, 'items')}, or one followed by "
+            f"' - ' and a variant): each is read as that product's '{named.key_column}'"
+            + (
+                f"; {counted(named.shared_titles, 'line')} name a title several products share, and "
+                f"{named.told_apart:,} of them are told apart by "
+                + (
+                    " and ".join(f"'{a}' = '{b}'" for a, b in named.told_apart_by)
+                    if named.told_apart_by
+                    else "nothing (no other column agrees with the products)"
+                )
+                if named.shared_titles
+                else ""
+            ),
+            _file_name(files, "interactions"),
+            named.interactions_column,
+        )
+
+
+def _say_variant_rows(found: VariantRows, report: ValidationReport, files: dict[str, Path | None]) -> None:
     file = _file_name(files, "items")
     fields = ", ".join(f"'{c}'" for c in found.product_fields[:3])
     report.note(

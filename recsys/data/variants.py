@@ -168,3 +168,144 @@ def _point_interactions_at_products(
     interactions[named_by] = np.where(mapped.notna(), mapped, interactions[named_by]).astype(object)
     result.interactions = interactions
     result.variant_column, result.interactions_column, result.variants_matched = column, named_by, share
+
+
+# the items column an order line's name can be: the product's title or name, never its description
+_TITLE_NAME = re.compile(r"(title|name|titel|product)", re.I)
+_NOT_A_TITLE = re.compile(r"(desc|body|text|seo|alt|meta|handle|url|vendor|brand|type|categ)", re.I)
+# Shopify names an order line "<product title> - <variant title>" ("Oxford Shirt - Blue / M")
+_VARIANT_SUFFIX = " - "
+
+
+@dataclass
+class ProductNames:
+    """An interactions column that names products by their title (read by :func:`interactions_by_product_name`)."""
+
+    interactions: pd.DataFrame
+    interactions_column: str  # "Lineitem name"
+    title_column: str  # the items' "Title"
+    key_column: str  # the items column its values are rewritten to ("Handle")
+    matched: float  # share of the column's rows read as a product
+    shared_titles: int = 0  # rows naming a title several products have
+    told_apart: int = 0  # of those, the rows whose product the agreeing columns decided
+    told_apart_by: list[tuple[str, str]] = field(default_factory=list)  # those (items, interactions) columns
+
+
+def _comparable(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _rows_named(name: str, titles: dict[str, list[int]]) -> list[int] | None:
+    """The items rows a line name names: by the whole name, else by the name less its trailing " - <variant>"
+    parts (several rows where products share a title)."""
+    parts = _comparable(name).split(_VARIANT_SUFFIX)
+    for end in range(len(parts), 0, -1):
+        found = titles.get(_VARIANT_SUFFIX.join(parts[:end]))
+        if found is not None:
+            return found
+    return None
+
+
+def _rows_by_title(items: pd.DataFrame, title: str) -> dict[str, list[int]]:
+    """Comparable title -> the positions of the items rows with that title."""
+    names = items[title].astype("string").fillna("").map(_comparable).to_numpy()
+    rows: dict[str, list[int]] = {}
+    for position, name in enumerate(names):
+        if name:
+            rows.setdefault(name, []).append(position)
+    return rows
+
+
+def _agreeing_columns(
+    items: pd.DataFrame, interactions: pd.DataFrame, lines: np.ndarray, products: list[int]
+) -> list[tuple[str, str]]:
+    """The (items column, interactions column) pairs whose values agree on the lines that name one product
+    unambiguously (a product's "Variant Price" and the line's "Lineitem price", "Vendor" and "Lineitem vendor"):
+    what tells apart products that share a title. A pair must agree on 80 % of at least 20 lines, and no value
+    of the items column may be most products'."""
+    if len(lines) < 20:
+        return []
+    item_values = {}
+    for column in items.columns:
+        values = items[column].astype("string").fillna("").map(_comparable)
+        if values.value_counts(normalize=True).iloc[0] <= 0.5:  # a value most products have tells none apart
+            item_values[column] = values.to_numpy()[products]
+    line_values = {
+        c: interactions[c].astype("string").fillna("").map(_comparable).to_numpy()[lines] for c in interactions
+    }
+    pairs = []
+    for a, mine in item_values.items():
+        for b, theirs in line_values.items():
+            given = (mine != "") & (theirs != "")
+            if given.sum() >= 20 and (mine[given] == theirs[given]).mean() >= 0.8:
+                pairs.append((str(a), str(b)))
+    return pairs
+
+
+def interactions_by_product_name(items: pd.DataFrame, interactions: pd.DataFrame | None) -> ProductNames | None:
+    """Orders that name what was bought by the product's title ("Oxford Shirt - Blue / M", from a shop whose
+    products have no SKU), where no interactions column holds an items column's values: that column rewritten to
+    the key of each product it names (the first column that is filled and unique on every row). Where products
+    share a title, the line's product is the one with most values in common with the line (its price, its
+    vendor); values naming no product, or two equally, are kept, and later reported as unknown items. None when
+    nothing fits, or the tables already meet."""
+    if interactions is None or len(interactions) == 0 or "item_id" in items.columns:
+        return None
+    items = items.reset_index(drop=True)
+    blank = _blank(items)
+    unique = [c for c in items.columns if not blank[c].any() and not _keys(items[c]).duplicated().any()]
+    if not unique:
+        return None
+    sample = interactions.head(20_000)
+    sample_keys = {c: _keys(sample[c]) for c in sample.columns}
+    for column in unique:
+        known = set(_keys(items[column]))
+        if any(keys.isin(known).mean() >= 0.5 for keys in sample_keys.values()):
+            return None
+    best: tuple[float, str, str] | None = None  # (share, interactions column, title column)
+    for title in items.columns:
+        if not _TITLE_NAME.search(str(title)) or _NOT_A_TITLE.search(str(title)):
+            continue
+        titles = _rows_by_title(items, str(title))
+        if not titles:
+            continue
+        for column, keys in sample_keys.items():
+            named = {name: _rows_named(name, titles) for name in keys[keys != ""].unique()}
+            share = float(keys.map(named).notna().mean())
+            if share >= 0.5 and (best is None or share > best[0]):
+                best = (share, str(column), str(title))
+    if best is None:
+        return None
+    share, column, title = best
+    key_column = str(unique[0])
+    product_keys = _keys(items[key_column]).to_numpy()
+    titles = _rows_by_title(items, title)
+    written = _keys(interactions[column])
+    named = {name: _rows_named(name, titles) for name in written[written != ""].unique()}
+    rows = written.map(named)
+    products = np.array(
+        [product_keys[r[0]] if isinstance(r, list) and len(r) == 1 else None for r in rows], dtype=object
+    )
+    shared = np.flatnonzero(rows.map(lambda r: isinstance(r, list) and len(r) > 1).to_numpy())
+    if len(shared):
+        single = np.flatnonzero(rows.map(lambda r: isinstance(r, list) and len(r) == 1).to_numpy())[:5000]
+        pairs = _agreeing_columns(items.drop(columns=[title]), interactions, single, [rows.iloc[p][0] for p in single])
+        for position in shared:
+            line = interactions.iloc[position]
+            agree = sorted(
+                (
+                    (sum(_comparable(str(items.at[r, a])) == _comparable(str(line[b])) for a, b in pairs), r)
+                    for r in rows.iloc[position]
+                ),
+                reverse=True,
+            )
+            if agree[0][0] > agree[1][0]:
+                products[position] = product_keys[agree[0][1]]
+    found = pd.Series(products, index=interactions.index)
+    rewritten = interactions.copy()
+    rewritten[column] = np.where(found.notna(), found, interactions[column]).astype(object)
+    result = ProductNames(rewritten, column, title, key_column, float(found.notna().mean()), int(len(shared)))
+    if len(shared):
+        result.told_apart = int(found.iloc[shared].notna().sum())
+        result.told_apart_by = pairs
+    return result

@@ -933,3 +933,38 @@ def test_repeated_values_alone_do_not_make_rows_variants(tmp_path):
     result = load_bundle(folder, schema=mapped, check_images=False)
     assert result.ok, result.report.format()
     assert len(result.bundle.items) == 6 and "variant_rows" not in {i.code for i in result.report.issues}
+
+
+def test_orders_that_name_products_by_title_meet_a_catalogue_without_skus(tmp_path):
+    """A shop whose products have no SKU exports orders naming each line "<title> - <variant>" ("Oxford Shirt -
+    Blue / M") and nothing else the products file has: the import stopped at "required column 'item_id'
+    missing". Each line is now read as the product its title names; where two products share a title, the
+    column that agrees on the other lines (the line's price) tells them apart."""
+    n = 120
+    items = pd.DataFrame(
+        {
+            "Handle": [f"p{k}" for k in range(n)] + ["mug-a", "mug-b"],
+            "Title": [f"Product {k}" for k in range(n)] + ["Stoneware Mug", "Stoneware Mug"],
+            "Variant Price": [f"{10 + k}.00" for k in range(n)] + ["18.00", "24.00"],
+            "Variant Taxable": ["TRUE"] * (n + 2),
+        }
+    )
+    names = [f"Product {k} - Blue / M" if k % 2 else f"Product {k}" for k in range(n)]
+    orders = pd.DataFrame(
+        {
+            "Email": [f"c{k % 7}@shop.de" for k in range(n)] + ["c1@shop.de", "c2@shop.de", "c3@shop.de"],
+            "Lineitem name": names + ["Stoneware Mug", "Stoneware Mug - Default Title", "Gift wrap"],
+            "Lineitem price": [f"{10 + k}.00" for k in range(n)] + ["24.00", "18.00", "2.00"],
+            "Lineitem sku": [""] * (n + 3),
+        }
+    )
+    result = load_bundle(write_bundle(tmp_path / "shop", items, orders))
+    assert result.ok, result.report.format()
+    bought = result.bundle.interactions["item_id"].tolist()
+    assert bought[:4] == ["p0", "p1", "p2", "p3"] and bought[-2:] == ["mug-b", "mug-a"]
+    notes = {i.code: i.message for i in result.report.issues}
+    assert "each is read as that product's 'Handle'" in notes["items_by_name"]
+    assert "2 lines name a title several products share, and 2 of them are told apart by " in notes["items_by_name"]
+    assert "'Variant Price' = 'Lineitem price'" in notes["items_by_name"]
+    assert "Variant Taxable" not in notes["items_by_name"]  # a value every product has tells none apart
+    assert "Gift wrap" in result.report.format()  # the line naming no product is reported, not guessed

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pandas as pd
@@ -1148,6 +1149,43 @@ def _stripped_zeros_hint(catalogue: pd.Series, unknown: pd.Series) -> str:
     )
 
 
+def _web_pictures_in_bundle(
+    bundle: CatalogBundle, values: pd.Series, is_web: pd.Series, report: ValidationReport, file: str, column: str
+) -> tuple[pd.Series, pd.Series]:
+    """Pictures named by web address whose file is in the bundle under its own name (a shop's pictures,
+    downloaded next to its export: "https://cdn.shopify.com/.../oxford-shirt_1234.jpg?v=16" and
+    images/oxford-shirt_1234.jpg) are read from the bundle: the items table names them by that path. A name two
+    files of the bundle have is left alone (which one was meant is not known)."""
+    found: dict[str, str | None] = {}
+    for path in sorted(bundle.root.rglob("*")):
+        if path.is_file() and not path.is_symlink() and path.suffix.lower() in S.IMAGE_EXTENSIONS:
+            relative = path.relative_to(bundle.root).as_posix()
+            found[path.name] = None if path.name in found else relative
+    if not found:
+        return values, is_web
+    values = values.copy()
+    replaced = []
+    for position in np.flatnonzero(is_web.to_numpy()):
+        name = unquote(urlsplit(str(values.iloc[position]).strip()).path).rsplit("/", 1)[-1]
+        local = found.get(name)
+        if local is not None:
+            values.iloc[position] = local
+            replaced.append(position)
+    if replaced:
+        bundle.items[column] = values
+        is_web = is_web.copy()
+        is_web.iloc[replaced] = False
+        report.note(
+            "web_images_in_bundle",
+            f"{counted(len(replaced), 'picture')} named by web address {'is' if len(replaced) == 1 else 'are'} in "
+            f"the bundle under {'its' if len(replaced) == 1 else 'their'} own file name (e.g. "
+            f"{values.iloc[replaced[0]]}) and read from there",
+            file,
+            column,
+        )
+    return values, is_web
+
+
 def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, progress: ProgressFn | None) -> None:
     column = bundle.schema.image_column
     assert column is not None
@@ -1166,6 +1204,8 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
     # a shop export names its pictures by web address: nothing is downloaded (offline), and "not in the bundle"
     # would send the user looking for files they never had
     is_web = values.astype("string").str.strip().str.match(r"(?i)^(?:https?|ftp)://|^www\.").fillna(False)
+    if is_web.any():
+        values, is_web = _web_pictures_in_bundle(bundle, values, is_web, report, file, column)
     total = len(values)
     for position, value in enumerate(values):
         if is_web.iloc[position]:
@@ -1254,7 +1294,8 @@ def _check_images(bundle: CatalogBundle, report: ValidationReport, file: str, pr
             "web_images",
             f"{counted(len(web), 'picture')} {'is a web address' if len(web) == 1 else 'are web addresses'} "
             f"({named(web)}): the studio works offline and downloads nothing. Put the picture files in the bundle "
-            "(e.g. images/123.jpg) and name them by that path; until then "
+            "under their own file names (e.g. images/ beside the table: a web address ending in a file the bundle "
+            "has is read from there), or name them by their path in the bundle; until then "
             f"{'that item is' if len(web) == 1 else 'those items are'} treated as having no picture",
             file,
             column,

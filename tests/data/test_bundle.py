@@ -968,3 +968,28 @@ def test_orders_that_name_products_by_title_meet_a_catalogue_without_skus(tmp_pa
     assert "'Variant Price' = 'Lineitem price'" in notes["items_by_name"]
     assert "Variant Taxable" not in notes["items_by_name"]  # a value every product has tells none apart
     assert "Gift wrap" in result.report.format()  # the line naming no product is reported, not guessed
+
+
+def test_pictures_named_by_web_address_are_read_from_the_bundle_when_their_files_are_there(tmp_path):
+    """A shop export names every picture by its web address, and the studio downloads nothing: every item had
+    no picture. Pictures downloaded into the bundle under their own names are now read from there; a web
+    address with no such file, or one whose name two files share, still counts as no picture."""
+    cdn = "https://cdn.shopify.com/s/files/1/0612/products"
+    items = pd.DataFrame(
+        {
+            "item_id": ["tee", "mug", "cap", "bag"],
+            "title": ["Tee", "Mug", "Cap", "Bag"],
+            "image": [f"{cdn}/tee_1234.png?v=1661627919", f"{cdn}/mug%20blue.png", f"{cdn}/cap.png", f"{cdn}/bag.png"],
+        }
+    )
+    interactions = pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["tee", "mug"]})
+    folder = write_bundle(tmp_path / "shop", items, interactions)
+    for name in ("images/tee_1234.png", "images/mug blue.png", "images/bag.png", "more/bag.png"):
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_bytes(png_bytes())
+    result = load_bundle(folder)
+    assert result.ok, result.report.format()
+    assert result.bundle.items["image"].tolist() == ["images/tee_1234.png", "images/mug blue.png", "", ""]
+    messages = {i.code: i.message for i in result.report.issues}
+    assert messages["web_images_in_bundle"].startswith("2 pictures named by web address are in the bundle")
+    assert "2 pictures are web addresses" in messages["web_images"]

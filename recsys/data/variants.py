@@ -110,7 +110,11 @@ def products_from_variant_rows(
         if values is not None:
             products[column] = values
             result.joined_columns.append(str(column))
-    dropped = [c for c in pictures if _POSITION_NAME.search(str(c))]
+    dropped = [
+        c
+        for c in products.columns
+        if c != product and _PICTURE_ROW_NAME.search(str(c)) and _POSITION_NAME.search(str(c))
+    ]
     if result.variant_column is not None:
         dropped.append(result.variant_column)
     products = products.drop(columns=dropped)

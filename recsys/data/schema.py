@@ -243,11 +243,13 @@ def _non_empty(series: pd.Series) -> pd.Series:
 _CODE_NAME = re.compile(r"(_no|_nr|_num|_code|_id|_key)$|^(code|no)_|(^|_)code(_|$)")
 
 
-# a person's name, e-mail, phone or street in a users or an orders table ("First Name", "Billing Name", "Email"):
-# no feature a recommender should learn from, and what a page should not show; an item's "Name" is its title
+# a person's name, e-mail, phone, street or postcode in a users or an orders table ("First Name", "Billing Name",
+# "Email", "Billing Zip"): no feature a recommender should learn from, and what a page should not show; an item's
+# "Name" is its title. (A postcode read as a number was a "numeric" feature besides.)
 _PERSONAL_NAME = re.compile(
     r"((first|last|full|given|family|billing|shipping|sur|nick|user|customer|vor|nach)[ _-]?name|e-?mail|phone|"
-    r"telefon|mobile|street|stra(ss|ß)e|address[ _-]?(1|2|line))",
+    r"telefon|mobile|street|stra(ss|ß)e|address[ _-]?(1|2|line)|(^|[ _-])zip([ _-]|code|$)|post[ _-]?code|"
+    r"postal|postleitzahl|(^|[ _-])plz($|[ _-]))",
     re.I,
 )
 EMAIL_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.I)

@@ -584,6 +584,7 @@ def test_an_orders_export_meets_its_customers_export_by_email(tmp_path):
             "Email": [emails[0], emails[0], emails[1], emails[2], emails[3], emails[3]],
             "Lineitem sku": ["tee", "mug", "cap", "tee", "mug", "cap"],
             "Billing Name": ["Ann A", "Ann A", "Bob B", "Cy C", "Guest G", "Guest G"],
+            "Billing Zip": ["10115", "10115", "20095", "80331", "50667", "50667"],
         }
     )
     customers = pd.DataFrame(
@@ -593,6 +594,7 @@ def test_an_orders_export_meets_its_customers_export_by_email(tmp_path):
             "Email": emails[:3],
             "Accepts Email Marketing": ["yes", "no", "yes"],
             "City": ["Berlin", "Berlin", "Hamburg"],
+            "Default Address Zip": ["10115", "10117", "20095"],
         }
     )
     result = load_bundle(write_bundle(tmp_path / "shop", items, orders, customers))
@@ -604,6 +606,7 @@ def test_an_orders_export_meets_its_customers_export_by_email(tmp_path):
     assert "by 'Email' of users.csv" in note.message and "2 rows of users not in that file" in note.message
     roles = bundle.schema
     assert roles.users["First Name"] == roles.users["Email"] == roles.interactions["Billing Name"] == "ignore"
+    assert roles.interactions["Billing Zip"] == roles.users["Default Address Zip"] == "ignore"  # a postcode, no number
     assert roles.users["Accepts Email Marketing"] == "categorical" and roles.users["City"] == "categorical"
 
 

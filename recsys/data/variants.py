@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .schema import _PROSE_NAME, parse_numeric
+from .schema import _PROSE_NAME, could_be_ids, parse_numeric
 
 # a picture-only row's other columns: Shopify writes "Image Src", "Image Position" and "Image Alt Text" on it
 _PICTURE_ROW_NAME = re.compile(r"(image|img|picture|photo|(^|[\s_])(alt|src|position)($|[\s_]))", re.I)
@@ -157,7 +157,7 @@ def _point_interactions_at_products(
     best: tuple[float, str | None, str | None] = (0.0, None, None)
     for candidate in candidates:
         names = _keys(variants[candidate])
-        if (names == "").any() or names.duplicated().any():
+        if (names == "").any() or names.duplicated().any() or not could_be_ids(variants[candidate]):
             continue
         known = set(names)
         for other, keys in sample_keys.items():
@@ -285,7 +285,11 @@ def interactions_by_product_name(items: pd.DataFrame, interactions: pd.DataFrame
         return None
     items = items.reset_index(drop=True)
     blank = _blank(items)
-    unique = [c for c in items.columns if not blank[c].any() and not _keys(items[c]).duplicated().any()]
+    unique = [
+        c
+        for c in items.columns
+        if not blank[c].any() and not _keys(items[c]).duplicated().any() and could_be_ids(items[c])
+    ]
     if not unique:
         return None
     sample = interactions.head(20_000)

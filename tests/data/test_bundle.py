@@ -996,3 +996,32 @@ def test_pictures_named_by_web_address_are_read_from_the_bundle_when_their_files
     messages = {i.code: i.message for i in result.report.issues}
     assert messages["web_images_in_bundle"].startswith("2 pictures named by web address are in the bundle")
     assert "2 pictures are web addresses" in messages["web_images"]
+
+
+def test_a_price_one_per_product_is_never_taken_for_the_item_id(tmp_path):
+    """In a shop whose products each have their own price, the price column is unique per product and the order
+    lines repeat it: it was taken for the item id (every line read as "the item 68.10"). Amounts are never ids;
+    the lines are read by the products' titles instead."""
+    n = 150
+    items = pd.DataFrame(
+        {
+            "Handle": [f"p-{k}" for k in range(n)],
+            "Title": [f"Product {k}" for k in range(n)],
+            "Variant Price": [f"{10 + k}.{k % 90 + 10}" for k in range(n)],
+        }
+    )
+    bought = [k % n for k in range(3 * n)]
+    orders = pd.DataFrame(
+        {
+            "Email": [f"c{k % 40}@shop.de" for k in range(3 * n)],
+            "Lineitem name": [f"Product {k} - M" for k in bought],
+            "Lineitem price": [items["Variant Price"][k] for k in bought],
+        }
+    )
+    result = load_bundle(write_bundle(tmp_path / "shop", items, orders))
+    assert result.ok, result.report.format()
+    assert result.bundle.items["item_id"].tolist()[:2] == ["p-0", "p-1"]
+    assert result.bundle.interactions["item_id"].tolist()[:2] == ["p-0", "p-1"]
+    assert not S.could_be_ids(pd.Series(["68.10", "12.50", "9.99"]))
+    assert not S.could_be_ids(pd.Series(["12 €", "13 €", "14 €"]))
+    assert S.could_be_ids(pd.Series(["1001", "1002", "1003.0"])) and S.could_be_ids(pd.Series(["B00X1", "B00X2"]))

@@ -29,7 +29,13 @@ from PIL import UnidentifiedImageError
 from . import schema as S
 from .pictures import MAX_IMAGE_PIXELS_ENV, PictureTooLarge, describe_size, megapixels, open_picture
 from .report import BundleError, ValidationReport, counted
-from .variants import VariantRows, interactions_by_product_name, products_from_variant_rows
+from .variants import (
+    ParentRows,
+    VariantRows,
+    interactions_by_product_name,
+    products_from_parent_rows,
+    products_from_variant_rows,
+)
 
 TABLE_EXTENSIONS = (".csv", ".parquet", ".jsonl", ".ndjson")
 DEFAULT_MAX_ARCHIVE_BYTES = 2 * 1024**3  # uncompressed; MovieLens-small with posters is ~30 MB
@@ -683,6 +689,11 @@ def _read_shop_export_products(
     if found is not None:
         tables["items"], tables["interactions"] = found.items, found.interactions
         _say_variant_rows(found, report, files)
+    else:
+        variations = products_from_parent_rows(items, tables.get("interactions"), separator)
+        if variations is not None:
+            tables["items"], tables["interactions"] = variations.items, variations.interactions
+            _say_parent_rows(variations, report, files)
     named = interactions_by_product_name(tables["items"], tables.get("interactions"))
     if named is not None:
         tables["interactions"] = named.interactions
@@ -704,6 +715,32 @@ def _read_shop_export_products(
             ),
             _file_name(files, "interactions"),
             named.interactions_column,
+        )
+
+
+def _say_parent_rows(found: ParentRows, report: ValidationReport, files: dict[str, Path | None]) -> None:
+    file = _file_name(files, "items")
+    report.note(
+        "variation_rows",
+        f"{counted(found.variations, 'row')} {'is a variation' if found.variations == 1 else 'are variations'} of "
+        f"another row ('{found.parent_column}' names it): the file's {found.rows:,} rows are "
+        f"read as {len(found.items):,} products"
+        + (
+            f"; the values its variations differ in ({', '.join(repr(c) for c in found.joined_columns)}) are "
+            "joined as labels"
+            if found.joined_columns
+            else ""
+        ),
+        file,
+        found.parent_column,
+    )
+    if found.interactions_column:
+        report.note(
+            "variations_to_products",
+            f"'{found.interactions_column}' names variations ({found.variations_matched:.0%} of its values): each "
+            "is read as the product it belongs to",
+            _file_name(files, "interactions"),
+            found.interactions_column,
         )
 
 

@@ -6,6 +6,9 @@ it stands, no column is one value per item and the loader cannot tell what an it
 reads it as one item per product: the first row's product fields, the variants' differing short values joined as
 labels ("S|M|L|XL"), picture-only rows left out; an interactions column that names variants (an orders export's
 "Lineitem sku") is rewritten to the product each variant belongs to, so recommendations are products, not sizes.
+:func:`products_from_parent_rows` does the same for a file whose variations are rows naming their product in a
+"Parent" column (WooCommerce), and :func:`interactions_by_product_name` meets orders that name what was bought
+only by its title.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from .schema import _PROSE_NAME, could_be_ids, parse_numeric
 _PICTURE_ROW_NAME = re.compile(r"(image|img|picture|photo|(^|[\s_])(alt|src|position)($|[\s_]))", re.I)
 # a picture's place in the product's gallery, which says nothing about the product once its first picture is kept
 _POSITION_NAME = re.compile(r"(position|order|rank|index|sort)", re.I)
+# a variant's own code, which no other variant has ("Variant SKU", "Variant Barcode", "GTIN")
+_CODE_NAME = re.compile(r"(sku|barcode|gtin|ean|upc|mpn|isbn|asin|(^|[\s_])id($|[\s_]))", re.I)
 # the variants' differing values of a column are shown as its labels only while they are short (sizes, colours)
 _MAX_LABEL_LENGTH = 30
 
@@ -125,11 +130,14 @@ def products_from_variant_rows(
 def _variant_values(values: pd.Series, keys: pd.Series, first: pd.Series, separator: str) -> pd.Series | None:
     """A variant column's distinct values per product joined as labels (the sizes a product comes in); None
     (the first variant's value stays) where the variants of every product agree, or the values are numbers
-    (Shopify's product price is its first variant's) or long."""
+    (Shopify's product price is its first variant's), long, each variant's own (a SKU) or names."""
     text = values.astype("string").str.strip()
     given = text[text.notna() & (text != "")]
     if given.empty or parse_numeric(given).notna().mean() > 0.9 or given.str.len().max() > _MAX_LABEL_LENGTH:
         return None
+    name = str(values.name)
+    if _CODE_NAME.search(name) or _PROSE_NAME.search(name) or (given.is_unique and given.str.contains(r"\d").all()):
+        return None  # a variant's own SKU or barcode, or its name ("Hoodie - Blue"): no label the product has
     if not given.groupby(keys[given.index].to_numpy(), sort=False).nunique().gt(1).any():
         return None
     joined = given.groupby(keys[given.index].to_numpy(), sort=False).agg(
@@ -336,3 +344,117 @@ def interactions_by_product_name(items: pd.DataFrame, interactions: pd.DataFrame
         result.told_apart = int(found.iloc[shared].notna().sum())
         result.told_apart_by = pairs
     return result
+
+
+# WooCommerce's products export names a variation's product in "Parent" ("id:123", or the product's SKU)
+_PARENT_NAME = re.compile(r"^parent([ _-]?(id|sku|product))?$", re.I)
+
+
+@dataclass
+class ParentRows:
+    """What :func:`products_from_parent_rows` found and did (for the import report)."""
+
+    items: pd.DataFrame
+    interactions: pd.DataFrame | None
+    parent_column: str  # "Parent"
+    key_column: str  # the column its values name ("ID" or "SKU")
+    rows: int
+    variations: int  # rows that are another row's variation
+    joined_columns: list[str] = field(default_factory=list)
+    interactions_column: str | None = None  # an interactions column that named variations ("Variation ID")
+    variations_matched: float = 0.0
+
+
+def products_from_parent_rows(
+    items: pd.DataFrame, interactions: pd.DataFrame | None, separator: str
+) -> ParentRows | None:
+    """A products export whose variations are rows of their own naming their product in a "Parent" column
+    (WooCommerce: "id:123" or the product's SKU, a variation named "Hoodie - Blue"): one item per product, the
+    values its variations differ in joined as labels, and an interactions column naming variations ("Variation
+    ID", a variation's SKU) read as their product's value in the same column. None when there is no such column,
+    or its values do not name other rows (90 % of them must)."""
+    if "item_id" in items.columns or len(items) < 2:
+        return None
+    items = items.reset_index(drop=True)
+    for parent in [c for c in items.columns if _PARENT_NAME.match(str(c).strip())]:
+        named = _keys(items[parent]).str.replace(r"^id:\s*", "", regex=True, case=False)
+        child = (named != "").to_numpy()
+        if not child.any() or child.all():
+            continue
+        # WooCommerce names a product by its SKU where it has one, else by "id:<ID>": any column whose values
+        # are one per product may be the one a variation names
+        row_of: dict[str, int] = {}
+        key = None
+        for column in items.columns:
+            if column == parent:
+                continue
+            own = _keys(items.loc[~child, column])
+            given = own[own != ""]
+            if given.duplicated().any():
+                continue
+            if key is None and len(given) == len(own):
+                key = column
+            for value, row in zip(given, given.index):
+                row_of.setdefault(value, int(row))
+        rows = named[child].map(row_of)
+        if key is None or rows.notna().mean() < 0.9:
+            continue
+        keys = _keys(items[key])
+        product_of = keys.copy()
+        product_of[child] = [keys[int(r)] if pd.notna(r) else "" for r in rows]
+        products = items[~child].copy()
+        result = ParentRows(products, interactions, str(parent), str(key), len(items), int(child.sum()))
+        for column in items.columns:
+            if column in (parent, key):
+                continue
+            values = _variant_values(items.loc[child, column], product_of, products[column], separator)
+            if values is not None:
+                products[column] = values
+                result.joined_columns.append(str(column))
+        result.items = products.drop(columns=[parent]).reset_index(drop=True)
+        if interactions is not None and len(interactions):
+            _point_at_parents(items, child, product_of, keys, interactions, result)
+        return result
+    return None
+
+
+def _point_at_parents(
+    items: pd.DataFrame,
+    child: np.ndarray,
+    product_of: pd.Series,
+    keys: pd.Series,
+    interactions: pd.DataFrame,
+    result: ParentRows,
+) -> None:
+    """Rewrite the interactions column that names variations by an items column (most of its values are the
+    variations' values there) to their products' values in that column; nothing when a column already names
+    products (WooCommerce orders' "Product ID" beside "Variation ID")."""
+    sample = interactions.head(20_000)
+    sample_keys = {c: _keys(sample[c]) for c in sample.columns}
+    parents = items[~child]
+    best: tuple[float, str | None, str | None] = (0.0, None, None)
+    for column in items.columns:
+        values = _keys(items[column])
+        if not could_be_ids(items[column]) or values[~child].duplicated().any():
+            continue
+        products, variations = set(values[~child]) - {""}, set(values[child]) - {""}
+        for other, named in sample_keys.items():
+            if named.isin(products).mean() >= 0.5:
+                return
+            share = float(named.isin(variations).mean())
+            if share > best[0]:
+                best = (share, str(column), str(other))
+    share, column, other = best
+    if column is None or other is None or share < 0.5:
+        return
+    # variation's value in `column` -> its product's value there (a product without one keeps the variation's)
+    own_value = pd.Series(_keys(parents[column]).to_numpy(), index=keys[~child].to_numpy())
+    theirs = product_of[child].map(own_value)
+    mapping = pd.Series(theirs.to_numpy(), index=_keys(items.loc[child, column]).to_numpy())
+    mapping = mapping[(mapping.index != "") & mapping.notna() & (mapping != "")]
+    mapping = mapping[~mapping.index.duplicated()]
+    found = _keys(interactions[other]).map(mapping)
+    rewritten = interactions.copy()
+    rewritten[other] = np.where(found.notna(), found, interactions[other]).astype(object)
+    result.interactions = rewritten
+    result.interactions_column, result.variations_matched = other, share

@@ -1025,3 +1025,39 @@ def test_a_price_one_per_product_is_never_taken_for_the_item_id(tmp_path):
     assert not S.could_be_ids(pd.Series(["68.10", "12.50", "9.99"]))
     assert not S.could_be_ids(pd.Series(["12 €", "13 €", "14 €"]))
     assert S.could_be_ids(pd.Series(["1001", "1002", "1003.0"])) and S.could_be_ids(pd.Series(["B00X1", "B00X2"]))
+
+
+def test_a_woocommerce_export_reads_variations_as_their_product(tmp_path):
+    """WooCommerce writes each variation as a row of its own ("Hoodie - Blue", Type "variation") naming its
+    product in "Parent" ("id:10"), and an orders export names the variation bought: each variation was an item
+    of its own that nobody but its buyers ever saw. Now the hoodie is one item, its colours its labels, and an
+    order of variation 11 an order of product 10."""
+    items = pd.DataFrame(
+        {
+            "ID": ["10", "11", "12", "20", "30", "31", "32"],
+            "Type": ["variable", "variation", "variation", "simple", "variable", "variation", "variation"],
+            "SKU": ["HOOD", "HOOD-B", "HOOD-G", "MUG", "CAP", "CAP-R", "CAP-N"],
+            "Name": ["Hoodie", "Hoodie - Blue", "Hoodie - Green", "Mug", "Cap", "Cap - Red", "Cap - Navy"],
+            "Description": ["Warm fleece", "", "", "Stoneware", "Cotton twill", "", ""],
+            "Regular price": ["49", "49", "52", "18", "22", "22", "22"],
+            "Parent": ["", "id:10", "id:10", "", "", "id:30", "CAP"],
+            "Attribute 1 value(s)": ["Blue, Green", "Blue", "Green", "", "Red, Navy", "Red", "Navy"],
+        }
+    )
+    orders = pd.DataFrame(
+        {
+            "Customer email": ["ann@web.de", "ann@web.de", "bob@mail.com", "bob@mail.com", "cy@x.org"],
+            "Variation ID": ["11", "20", "12", "31", "32"],
+        }
+    )
+    result = load_bundle(write_bundle(tmp_path / "woo", items, orders))
+    assert result.ok, result.report.format()
+    bundle = result.bundle
+    assert bundle.items["item_id"].tolist() == ["10", "20", "30"]
+    assert bundle.items["Name"].tolist() == ["Hoodie", "Mug", "Cap"]
+    assert bundle.items["Attribute 1 value(s)"].tolist() == ["Blue|Green", "", "Red|Navy"]
+    assert bundle.interactions["item_id"].tolist() == ["10", "20", "10", "30", "30"]
+    notes = {i.code: i.message for i in result.report.issues}
+    assert notes["variation_rows"].startswith("4 rows are variations of another row ('Parent' names it)")
+    assert "7 rows are read as 3 products" in notes["variation_rows"]
+    assert "'Variation ID' names variations (80% of its values)" in notes["variations_to_products"]

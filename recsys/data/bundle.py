@@ -32,6 +32,7 @@ from .report import BundleError, ValidationReport, counted
 from .variants import (
     ParentRows,
     VariantRows,
+    cancelled_order_lines,
     interactions_by_product_name,
     products_from_parent_rows,
     products_from_variant_rows,
@@ -694,6 +695,7 @@ def _read_shop_export_products(
         if variations is not None:
             tables["items"], tables["interactions"] = variations.items, variations.interactions
             _say_parent_rows(variations, report, files)
+    _without_cancelled_orders(tables, report, files)
     named = interactions_by_product_name(tables["items"], tables.get("interactions"))
     if named is not None:
         tables["interactions"] = named.interactions
@@ -716,6 +718,32 @@ def _read_shop_export_products(
             _file_name(files, "interactions"),
             named.interactions_column,
         )
+
+
+def _without_cancelled_orders(
+    tables: dict[str, pd.DataFrame | None], report: ValidationReport, files: dict[str, Path | None]
+) -> None:
+    """An orders export's lines of cancelled orders are no purchases: they are left out, with a note."""
+    found = cancelled_order_lines(tables.get("interactions"))
+    interactions = tables.get("interactions")
+    if found is None or interactions is None or found.lines.all():
+        return
+    tables["interactions"] = interactions[~found.lines].reset_index(drop=True)
+    lines = int(found.lines.sum())
+    report.note(
+        "cancelled_orders",
+        f"{counted(lines, 'line')} of "
+        + (counted(found.orders, "cancelled order") if found.order_column else "cancelled orders")
+        + f" {'is' if lines == 1 else 'are'} left out (a cancelled order is no purchase"
+        + (
+            f"; '{found.column}' is written on an order's first line, and '{found.order_column}' says which lines "
+            "are one order)"
+            if found.order_column
+            else f"; '{found.column}')"
+        ),
+        _file_name(files, "interactions"),
+        found.column,
+    )
 
 
 def _say_parent_rows(found: ParentRows, report: ValidationReport, files: dict[str, Path | None]) -> None:

@@ -458,3 +458,57 @@ def _point_at_parents(
     rewritten[other] = np.where(found.notna(), found, interactions[other]).astype(object)
     result.interactions = rewritten
     result.interactions_column, result.variations_matched = other, share
+
+
+# an orders export's cancellation ("Cancelled at", "canceled", "is_cancelled"); Shopify writes it, like every
+# order-level field, on an order's first line only
+_CANCELLED_NAME = re.compile(r"cancel+ed|storniert|annul", re.I)
+_NOT_CANCELLED = {"", "0", "false", "no", "n", "nein", "non", "f", "none", "null", "nan"}
+
+
+@dataclass
+class CancelledLines:
+    """Order lines of cancelled orders (read by :func:`cancelled_order_lines`)."""
+
+    lines: np.ndarray  # bool per interactions row
+    column: str  # "Cancelled at"
+    orders: int  # cancelled orders (lines when no order column was found)
+    order_column: str | None  # "Name", when the cancellation is written on an order's first line only
+
+
+def cancelled_order_lines(interactions: pd.DataFrame | None) -> CancelledLines | None:
+    """The lines of cancelled orders: a column named like a cancellation with a value that is not a no (a time,
+    "yes", "true"), carried to the order's other lines when it is written on first lines only (the order being the
+    first fully filled column whose values repeat, where the cancellation and another column, "Financial Status",
+    are never on a line after the first). None
+    when there is no such column or nothing is cancelled."""
+    if interactions is None or len(interactions) == 0:
+        return None
+    for column in interactions.columns:
+        if not _CANCELLED_NAME.search(str(column)):
+            continue
+        said = interactions[column].astype("string").fillna("").str.strip().str.lower()
+        cancelled = ~said.isin(_NOT_CANCELLED)
+        if not cancelled.any() or cancelled.mean() > 0.5:
+            continue  # nothing cancelled, or a column whose "no" is written otherwise
+        written = said != ""
+        blank = _blank(interactions)
+        for key in interactions.columns:
+            if key == column or blank[key].any():
+                continue
+            keys = _keys(interactions[key])
+            later = keys.duplicated()
+            if not later.any() or keys.nunique() < 2:
+                continue
+            first_only = [
+                c
+                for c in interactions.columns
+                if c not in (key, column) and (~blank.loc[~later, c]).mean() > 0.5 and not (~blank.loc[later, c]).any()
+            ]
+            if not written[later].any() and first_only:
+                # an order-level field: carry each order's value to its other lines
+                orders = keys[cancelled.to_numpy()].nunique()
+                return CancelledLines(keys.isin(set(keys[cancelled])).to_numpy(), str(column), orders, str(key))
+            break
+        return CancelledLines(cancelled.to_numpy(), str(column), int(cancelled.sum()), None)
+    return None

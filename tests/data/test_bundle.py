@@ -1061,3 +1061,32 @@ def test_a_woocommerce_export_reads_variations_as_their_product(tmp_path):
     assert notes["variation_rows"].startswith("4 rows are variations of another row ('Parent' names it)")
     assert "7 rows are read as 3 products" in notes["variation_rows"]
     assert "'Variation ID' names variations (80% of its values)" in notes["variations_to_products"]
+
+
+def test_the_lines_of_cancelled_orders_are_no_purchases(tmp_path):
+    """Shopify's orders export writes "Cancelled at" (like every order-level field) on an order's first line
+    only: the lines of a cancelled order were all read as purchases. They are now left out, every line of the
+    order, with a note; a per-line yes/no column works the same way."""
+    items = pd.DataFrame({"sku": [f"s{k}" for k in range(6)], "title": [f"Item {k}" for k in range(6)]})
+    orders = pd.DataFrame(
+        {
+            "Name": ["#1", "#1", "#2", "#3", "#3", "#3", "#4"],
+            "Email": ["a@x.de", "a@x.de", "b@x.de", "c@x.de", "c@x.de", "c@x.de", "a@x.de"],
+            "Financial Status": ["paid", "", "paid", "voided", "", "", "paid"],
+            "Cancelled at": ["", "", "", "2025-01-03 10:00:00 +0100", "", "", ""],
+            "Lineitem sku": ["s0", "s1", "s2", "s3", "s4", "s5", "s1"],
+        }
+    )
+    result = load_bundle(write_bundle(tmp_path / "shop", items, orders))
+    assert result.ok, result.report.format()
+    assert result.bundle.interactions["item_id"].tolist() == ["s0", "s1", "s2", "s1"]
+    note = next(i.message for i in result.report.issues if i.code == "cancelled_orders")
+    assert note.startswith("3 lines of 1 cancelled order are left out (a cancelled order is no purchase")
+    assert "'Name' says which lines are one order" in note
+
+    per_line = pd.DataFrame(
+        {"user_id": ["a", "a", "b", "b"], "item_id": ["s0", "s1", "s2", "s3"], "canceled": ["no", "yes", "no", "no"]}
+    )
+    result = load_bundle(write_bundle(tmp_path / "lines", items, per_line))
+    assert result.ok, result.report.format()
+    assert result.bundle.interactions["item_id"].tolist() == ["s0", "s2", "s3"]

@@ -609,6 +609,7 @@ def _load_from_folder(
         or (bundle_schema or {}).get("multi_label_separator")
         or S.DEFAULT_SEPARATOR
     )
+    _without_cancelled_orders(tables, report, files)
     _read_shop_export_products(tables, report, files, separator, overrides, bundle_schema)
     inferred = S.infer_schema(tables, separator)
     try:
@@ -695,7 +696,6 @@ def _read_shop_export_products(
         if variations is not None:
             tables["items"], tables["interactions"] = variations.items, variations.interactions
             _say_parent_rows(variations, report, files)
-    _without_cancelled_orders(tables, report, files)
     named = interactions_by_product_name(tables["items"], tables.get("interactions"))
     if named is not None:
         tables["interactions"] = named.interactions

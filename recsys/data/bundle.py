@@ -29,7 +29,7 @@ from PIL import UnidentifiedImageError
 from . import schema as S
 from .pictures import MAX_IMAGE_PIXELS_ENV, PictureTooLarge, describe_size, megapixels, open_picture
 from .report import BundleError, ValidationReport, counted
-from .variants import (
+from .shop_exports import (
     ParentRows,
     VariantRows,
     cancelled_order_lines,
@@ -678,7 +678,7 @@ def _read_shop_export_products(
 ) -> None:
     """An items file written one row per variant (Shopify's products export) becomes one row per product, an
     interactions column naming variants names their products, and one naming products by their title ("Oxford
-    Shirt - Blue / M", a shop without SKUs) names them by their key (see :mod:`recsys.data.variants`). Not when a
+    Shirt - Blue / M", a shop without SKUs) names them by their key (see :mod:`recsys.data.shop_exports`). Not when a
     schema says which items column is the id: the user has said what an item is."""
     items = tables.get("items")
     for given in schemas:

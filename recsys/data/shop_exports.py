@@ -1,14 +1,15 @@
-"""Product exports written one row per variant (Shopify's products CSV, WooCommerce's parent/variation rows).
+"""A shop's own exports, read as the studio's tables: products written one row per variant (Shopify's products
+CSV, WooCommerce's parent/variation rows), orders that name products only by title, cancelled orders.
 
-Such a file repeats a product key ("Handle") on every row of a product, writes the product's own fields (title,
+A Shopify products file repeats a product key ("Handle") on every row of a product, writes the product's own fields (title,
 description, vendor, type) only on its first row, and adds rows that hold nothing but a further picture. Read as
 it stands, no column is one value per item and the loader cannot tell what an item is. :func:`products_from_variant_rows`
 reads it as one item per product: the first row's product fields, the variants' differing short values joined as
 labels ("S|M|L|XL"), picture-only rows left out; an interactions column that names variants (an orders export's
 "Lineitem sku") is rewritten to the product each variant belongs to, so recommendations are products, not sizes.
 :func:`products_from_parent_rows` does the same for a file whose variations are rows naming their product in a
-"Parent" column (WooCommerce), and :func:`interactions_by_product_name` meets orders that name what was bought
-only by its title.
+"Parent" column (WooCommerce), :func:`interactions_by_product_name` meets orders that name what was bought only
+by its title, and :func:`cancelled_order_lines` finds the lines of cancelled orders.
 """
 
 from __future__ import annotations

@@ -296,6 +296,48 @@ def test_import_a_bundle_folder_from_disk(app, trained_workspace, small_bundle):
     assert (trained_workspace / "datasets" / "small" / "images").is_dir()
 
 
+def test_a_shopify_export_uploads_as_one_item_per_product(app, trained_workspace):
+    """Shopify's own exports, uploaded as they come: the products file one row per size (title on the first row
+    only, no SKUs), the orders file naming each line "<title> - <size>". The page says how the rows were read,
+    and the import holds one item per product with every order line on it."""
+    rows = []
+    for n in range(12):
+        for k, size in enumerate(["S", "M", "L"]):
+            rows.append(
+                {
+                    "Handle": f"tee-{n}",
+                    "Title": f"Organic Tee {n}" if k == 0 else "",
+                    "Body (HTML)": f"<p>Soft <strong>cotton</strong>, style {n}</p>" if k == 0 else "",
+                    "Vendor": ["Drift & Co.", "Kiln"][n % 2] if k == 0 else "",
+                    "Option1 Value": size,
+                    "Variant SKU": "",
+                    "Variant Price": f"{20 + n}.00",
+                }
+            )
+    products = pd.DataFrame(rows).to_csv(index=False).encode()
+    lines = [(f"c{u}@shop.de", f"Organic Tee {(u * 5 + k) % 12} - {'SML'[k % 3]}") for u in range(15) for k in range(6)]
+    orders = pd.DataFrame(lines, columns=["Email", "Lineitem name"]).to_csv(index=False).encode()
+    at = open_data_page(app)
+    at.file_uploader(key="data_items_file").set_value(("products_export_1.csv", products, "text/csv"))
+    at.file_uploader(key="data_interactions_file").set_value(("orders_export_1.csv", orders, "text/csv"))
+    at.run()
+    assert_clean(at)
+    shown = texts(at).replace("\\", "")
+    assert "its 36 rows are read as 12 products" in shown
+    assert "names what was bought by the product's title" in shown
+    name_input = [t for t in at.text_input if (t.key or "").startswith("data_name_")][0]
+    name_input.set_value("northwind")
+    at.run()
+    import_button(at).click()
+    at.run()
+    assert_clean(at)
+    assert "Imported **northwind**" in texts(at)
+    items = pd.read_parquet(trained_workspace / "datasets" / "northwind" / "items.parquet")
+    interactions = pd.read_parquet(trained_workspace / "datasets" / "northwind" / "interactions.parquet")
+    assert len(items) == 12 and set(items["Option1 Value"]) == {"S|M|L"}
+    assert len(interactions) == 90 and set(interactions["item_id"]) <= set(items["item_id"])
+
+
 # ----------------------------------------------------------------------------- recommendations
 
 

@@ -30,6 +30,7 @@ from app_pages.common import (
     run_label,
     run_page,
     run_picker,
+    short_label,
     style_figure,
     usable_context,
     user_option,
@@ -233,6 +234,19 @@ def _follow_group_user() -> None:
     st.session_state["att_user"] = st.session_state.get("att_group_user")
 
 
+def axis_labels(values: list[str], limit: int = 32) -> list[str]:
+    """Short, distinct axis labels for ``values``: a category path's last level, at most ``limit`` characters (the
+    long paths left the heatmap's cells a sliver of its half of the page); a value whose short label another
+    shares keeps more of itself (its last two levels, else itself), since a chart's axis merges equal labels."""
+    short = [short_label(v, limit) for v in values]
+    labels = []
+    for label, value in zip(short, values):
+        if short.count(label) > 1:
+            label = short_label(" › ".join(value.split(" > ")[-2:]), limit)
+        labels.append(label)
+    return [label if labels.count(label) == 1 else value for label, value in zip(labels, values)]
+
+
 def category_heatmap(ctx: RunContext, frame: pd.DataFrame, modalities: list[str]) -> None:
     if not ctx.category_columns:
         st.caption("No categorical column to break attention down by.")
@@ -253,10 +267,12 @@ def category_heatmap(ctx: RunContext, frame: pd.DataFrame, modalities: list[str]
     groups = len(table)
     table = table.head(CATEGORY_ROWS)
     values = table[modalities]
+    full = [str(v) for v in values.index]
+    shown = axis_labels(full)
     fig = px.imshow(
         values.to_numpy(),
         x=[MODALITY_NAMES.get(m, m) for m in modalities],
-        y=list(values.index),
+        y=shown,
         color_continuous_scale="Blues",
         zmin=0,
         zmax=float(np.nanmax(values.to_numpy())) or 1,
@@ -264,7 +280,12 @@ def category_heatmap(ctx: RunContext, frame: pd.DataFrame, modalities: list[str]
     )
     # whole percentages by largest remainder, so each row's labels add up to 100 as the caption says
     labels = [[f"{p}%" for p in whole_percentages(row)] for row in values.to_numpy()]
-    fig.update_traces(text=labels, texttemplate="%{text}", hovertemplate="%{y} · %{x}: %{z:.1%}<extra></extra>")
+    fig.update_traces(
+        text=labels,
+        texttemplate="%{text}",
+        customdata=[[name] * len(modalities) for name in full],
+        hovertemplate="%{customdata} · %{x}: %{z:.1%}<extra></extra>",
+    )
     fig.update_coloraxes(showscale=False)
     style_figure(
         fig,

@@ -820,6 +820,15 @@ def upload_limit_mb() -> int:
 # ----------------------------------------------------------------------------- drawing items
 
 
+def short_label(text: str, limit: int = 40) -> str:
+    """A value as a card or a chart's axis shows it: a category path by its last level ("T-Shirts" for
+    "Apparel & Accessories > Clothing > Shirts & Tops > T-Shirts"; it says the most, and alike everywhere), and
+    at most ``limit`` characters."""
+    if " > " in text:
+        text = text.rsplit(" > ", 1)[1].strip() or text
+    return text if len(text) <= limit else text[: limit - 2] + "…"
+
+
 def _reads_alone(text: str) -> bool:
     """Whether an attribute value says what it is without its column's name: it holds a word of three or more
     letters, joining marks aside ("Garden", "Home & Kitchen", "Bolt&Co", "O'Neill"). Codes and numbers ("12",
@@ -857,9 +866,7 @@ def item_caption(
             continue
         separator = (labels or {}).get(column)
         text = " · ".join(v.strip() for v in str(value).split(separator)) if separator else str(value)
-        if " > " in text:  # a category path: its last level says the most on a card, and alike on every card
-            text = text.rsplit(" > ", 1)[1].strip() or text
-        text = text if len(text) <= 40 else text[:38] + "…"
+        text = short_label(text)
         parts.append(text if _reads_alone(text) else f"{str(column).replace('_', ' ')} {text}")
     if price_column:
         value = row.get(price_column)

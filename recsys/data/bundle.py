@@ -31,6 +31,7 @@ from .pictures import MAX_IMAGE_PIXELS_ENV, PictureTooLarge, describe_size, mega
 from .report import BundleError, ValidationReport, counted
 from .shop_exports import (
     ParentRows,
+    ProductNames,
     VariantRows,
     cancelled_order_lines,
     interactions_by_product_name,
@@ -679,14 +680,20 @@ def _read_shop_export_products(
     """An items file written one row per variant (Shopify's products export) becomes one row per product, an
     interactions column naming variants names their products, and one naming products by their title ("Oxford
     Shirt - Blue / M", a shop without SKUs) names them by their key (see :mod:`recsys.data.shop_exports`). Not when a
-    schema says which items column is the id: the user has said what an item is."""
+    schema names as the item id a column that is one value per row of the file: the user has said what an item
+    is (a variant, "Variant SKU"); naming the product key ("Handle", as the Data page's review of the products
+    offers) keeps the products."""
     items = tables.get("items")
-    for given in schemas:
-        columns = given.columns if isinstance(given, S.Schema) else (given or {}).get("columns") or {}
-        if (columns.get("items") or {}) and "item_id" in (columns.get("items") or {}).values():
-            return
     if items is None:
         return
+    for given in schemas:
+        columns = given.columns if isinstance(given, S.Schema) else (given or {}).get("columns") or {}
+        declared = [c for c, target in (columns.get("items") or {}).items() if target == "item_id"]
+        if "item_id" in items.columns or any(
+            c in items.columns and not items[c].isna().any() and items[c].astype(str).str.strip().is_unique
+            for c in declared
+        ):
+            return
     found = products_from_variant_rows(items, tables.get("interactions"), separator)
     if found is not None:
         tables["items"], tables["interactions"] = found.items, found.interactions
@@ -704,20 +711,40 @@ def _read_shop_export_products(
             f"'{named.interactions_column}' names what was bought by the product's title ({named.matched:.0%} of "
             f"its values are a '{named.title_column}' of {_file_name(files, 'items')}, or one followed by "
             f"' - ' and a variant): each is read as that product's '{named.key_column}'"
-            + (
-                f"; {counted(named.shared_titles, 'line')} name a title several products share, and "
-                f"{named.told_apart:,} of them are told apart by "
-                + (
-                    " and ".join(f"'{a}' = '{b}'" for a, b in named.told_apart_by)
-                    if named.told_apart_by
-                    else "nothing (no other column agrees with the products)"
-                )
-                if named.shared_titles
-                else ""
-            ),
+            + (_shared_titles(named) if named.shared_titles else ""),
             _file_name(files, "interactions"),
             named.interactions_column,
         )
+
+
+def _shared_titles(named: ProductNames) -> str:
+    """The import note's words on lines naming a title several products have."""
+    lines = counted(named.shared_titles, "line")
+    if not named.told_apart_by:
+        return f"; {lines} name a title several products share, and nothing else on the line tells which"
+    mine = " and ".join(f"'{a}'" for a, _ in named.told_apart_by)
+    theirs = " and ".join(f"'{b}'" for _, b in named.told_apart_by)
+    left = named.shared_titles - named.told_apart
+    return (
+        f"; {lines} name a title several products share: each is read as the product whose {mine} "
+        f"{'matches' if len(named.told_apart_by) == 1 else 'match'} the line's {theirs}"
+        + (f" ({left:,} match none or several, and stay unmatched)" if left else "")
+    )
+
+
+def tables_as_loaded(
+    tables: Mapping[str, pd.DataFrame | None], schema_json: Mapping[str, Any] | None = None
+) -> dict[str, pd.DataFrame | None]:
+    """The tables as :func:`load_bundle` reads them before inferring roles: cancelled orders left out, a shop's
+    variant rows read as products, orders by title by product key. For a review of the roles and ids before an
+    import (the Data page), so that what it shows is what the import will hold."""
+    read = {table: (None if frame is None else frame.copy()) for table, frame in tables.items()}
+    separator = (schema_json or {}).get("multi_label_separator") or S.DEFAULT_SEPARATOR
+    files: dict[str, Path | None] = dict.fromkeys(read)
+    report = ValidationReport()
+    _without_cancelled_orders(read, report, files)
+    _read_shop_export_products(read, report, files, separator, schema_json)
+    return read
 
 
 def _without_cancelled_orders(

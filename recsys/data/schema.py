@@ -273,6 +273,10 @@ def infer_role(name: str, series: pd.Series, table: str, separator: str = DEFAUL
     n = len(values)
     if n == 0:
         return RoleGuess(IGNORE, "column is empty")
+    if table != "interactions" and n == len(series) > 1 and values.nunique() == 1:
+        # Shopify's "Published" TRUE, "Gift Card" FALSE, "Status" active on every product: a feature and an
+        # explanation ("both are Status: active") that tell nothing apart
+        return RoleGuess(IGNORE, f"the same value on every row ('{str(values.iloc[0])[:40]}'): tells nothing apart")
     text_values = values.astype(str)
     numeric = parse_numeric(values)
     numeric_share = float(numeric.notna().mean())

@@ -449,7 +449,8 @@ _MAX_TABLE_BYTES = 2 * 1024**3
 def read_bundle_tables(
     source: str | os.PathLike | bytes,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any] | None, list[str]]:
-    """The raw tables of a bundle (folder, ``.zip`` path or zip bytes), read as the loader reads them.
+    """The tables of a bundle (folder, ``.zip`` path or zip bytes), read as the loader reads them (a shop's
+    export included: :func:`recsys.data.bundle.tables_as_loaded`).
 
     Returns ``(tables, schema_json, problems)``: only the ``items`` / ``interactions`` / ``users``
     files are read (never pictures), a zip is not unpacked beyond those (at most three) entries,
@@ -510,6 +511,10 @@ def read_bundle_tables(
                     f"no {table} table found: the bundle needs {table}.csv, {table}.parquet or {table}.jsonl"
                 )
     problems += [issue.describe() for issue in report.issues]
+    if "items" in tables:  # a shop's export as the import will read it (variant rows as products, ...)
+        from .bundle import tables_as_loaded
+
+        tables = {t: f for t, f in tables_as_loaded(tables, schema_json).items() if f is not None}
     return tables, schema_json, problems
 
 

@@ -302,7 +302,7 @@ def test_a_shopify_export_uploads_as_one_item_per_product(app, trained_workspace
     and the import holds one item per product with every order line on it."""
     rows = []
     for n in range(12):
-        for k, size in enumerate(["S", "M", "L"]):
+        for k, size in enumerate(["S", "M", "L"] if n % 2 else ["S", "M"]):
             rows.append(
                 {
                     "Handle": f"tee-{n}",
@@ -323,8 +323,14 @@ def test_a_shopify_export_uploads_as_one_item_per_product(app, trained_workspace
     at.run()
     assert_clean(at)
     shown = texts(at).replace("\\", "")
-    assert "its 36 rows are read as 12 products" in shown
+    assert "its 30 rows are read as 12 products" in shown
     assert "names what was bought by the product's title" in shown
+    # the review shows the products as the import will hold them: Handle is the id, the sizes are labels
+    roles = at.data_editor[0].value
+    items_roles = roles[roles["table"] == "items"].set_index("column")["role"]
+    assert items_roles["Handle"] == "id" and items_roles["Option1 Value"] == "multi_label"
+    pickers = {b.key: b.value for b in at.selectbox if (b.key or "").startswith("data_map_")}
+    assert sorted(pickers.values()) == ["Email", "Handle", "Lineitem name"], pickers
     name_input = [t for t in at.text_input if (t.key or "").startswith("data_name_")][0]
     name_input.set_value("northwind")
     at.run()
@@ -334,7 +340,7 @@ def test_a_shopify_export_uploads_as_one_item_per_product(app, trained_workspace
     assert "Imported **northwind**" in texts(at)
     items = pd.read_parquet(trained_workspace / "datasets" / "northwind" / "items.parquet")
     interactions = pd.read_parquet(trained_workspace / "datasets" / "northwind" / "interactions.parquet")
-    assert len(items) == 12 and set(items["Option1 Value"]) == {"S|M|L"}
+    assert len(items) == 12 and set(items["Option1 Value"]) == {"S|M|L", "S|M"}
     assert len(interactions) == 90 and set(interactions["item_id"]) <= set(items["item_id"])
 
 

@@ -362,6 +362,17 @@ def read_table(path: Path, report: ValidationReport) -> pd.DataFrame | None:
         report.error("empty_file", f"the file has no header or rows ({exc})", name)
         return None
     except (pd.errors.ParserError, ValueError, OSError) as exc:
+        unclosed = re.search(r"EOF inside string starting at row (\d+)", str(exc))
+        if unclosed:  # pandas counts records from 0, the header being 0: a spreadsheet's row is one more
+            row = int(unclosed.group(1)) + 1
+            report.error(
+                "ragged_rows",
+                f'row {row} opens a quote (") that is never closed, so the rest of the file reads as one text: was '
+                "the file cut off, or is a closing quote missing?",
+                name,
+                rows=[row],
+            )
+            return None
         report.error("unreadable_file", f"the file could not be parsed: {str(exc).splitlines()[0]}", name)
         return None
     except Exception as exc:  # pyarrow raises its own exception types for broken parquet
@@ -398,7 +409,7 @@ def csv_delimiter(text: str) -> str:
 
 def _ragged_lines_unquoted(
     raw: bytes, limit: int = 10, delimiter: str = ","
-) -> tuple[int, list[tuple[int, int]], int] | None:
+) -> tuple[int, list[tuple[int, int]], int, dict[int, int]] | None:
     """:func:`_ragged_records` for a file without quotes, where a record is a line and its fields are its commas
     plus one: counted with numpy on the bytes (ASCII commas and line breaks never occur inside a UTF-8
     character), so a large interactions file costs a fraction of reading it. None when it does not apply."""
@@ -421,21 +432,28 @@ def _ragged_lines_unquoted(
         count += 1
         if len(examples) < limit:
             examples.append((int(index) + 1, int(fields[index])))
-    return expected, examples, count
+    return expected, examples, count, {}  # a line is a record (blank lines aside, as a spreadsheet shows them)
 
 
-def _ragged_records(text: str, limit: int = 10, delimiter: str = ",") -> tuple[int, list[tuple[int, int]], int]:
+def _ragged_records(
+    text: str, limit: int = 10, delimiter: str = ","
+) -> tuple[int, list[tuple[int, int]], int, dict[int, int]]:
     """(fields in the header, the first ``limit`` records whose field count differs as (line, fields), how many
-    differ). Lines are physical lines (1 = the header), as an editor numbers them; blank lines are skipped,
-    as pandas skips them. Quoting follows pandas' defaults (``"``, doubled to escape), so a quoted comma or
-    line break is part of its field."""
+    differ, and each of those lines' row as a spreadsheet numbers it where the two differ). Lines are physical
+    lines (1 = the header), as an editor numbers them; a spreadsheet counts records instead, and a description
+    with line breaks makes the two apart (line 848 was the 451st product). Blank lines are skipped, as pandas
+    skips them (and counted as rows, as a spreadsheet shows them). Quoting follows pandas' defaults (``"``, doubled to escape), so a quoted comma or line break is
+    part of its field."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     expected = 0
     examples: list[tuple[int, int]] = []
+    spreadsheet_rows: dict[int, int] = {}
     count = 0
+    records = 0
     line = 0  # the last physical line read: the next record starts on the line after it
     for row in reader:
         start, line = line + 1, reader.line_num
+        records += 1  # a spreadsheet shows a blank line as a row
         fields = len(row)
         if fields == 0 or (fields == 1 and not row[0].strip()):
             continue  # a blank line
@@ -445,7 +463,9 @@ def _ragged_records(text: str, limit: int = 10, delimiter: str = ",") -> tuple[i
             count += 1
             if len(examples) < limit:
                 examples.append((start, fields))
-    return expected, examples, count
+                if records != start:
+                    spreadsheet_rows[start] = records
+    return expected, examples, count, spreadsheet_rows
 
 
 def _check_field_counts(raw: bytes, text: str, name: str, report: ValidationReport, delimiter: str = ",") -> bool:
@@ -461,24 +481,33 @@ def _check_field_counts(raw: bytes, text: str, name: str, report: ValidationRepo
             return True  # what the csv module cannot split, pandas reports as it always did
         finally:
             csv.field_size_limit(limit)
-    expected, examples, count = found
+    expected, examples, count, spreadsheet_rows = found
     if not count:
         return True
     line, fields = examples[0]
     mark = _DELIMITER_NAMES[delimiter]
-    cause = (
-        f"an unquoted {mark} in a text field? quote it"
-        if fields > expected
-        else f"a value left out without its {mark}, or a line break in an unquoted text field? keep one {mark} per "
-        "column and quote text fields"
-    )
+    unclosed = text.count('"') % 2 == 1 and count == 1
+    if unclosed:
+        # the csv reader ran from an opening quote to the end of the file: that record is all the rest
+        cause = (
+            'a quote (") opened in this row is never closed, so the rest of the file reads as one text: was the '
+            "file cut off, or is a closing quote missing?"
+        )
+    elif fields > expected:
+        cause = f"an unquoted {mark} in a text field? quote it"
+    else:
+        cause = (
+            f"a value left out without its {mark}, or a line break in an unquoted text field? keep one {mark} per "
+            "column and quote text fields"
+        )
     others = count - 1
     more = f"; {others:,} more line{'s have' if others > 1 else ' has'} a different number of fields" if others else ""
+    where = f"line {line}" + (f" (row {spreadsheet_rows[line]} in a spreadsheet)" if line in spreadsheet_rows else "")
     report.error(
         "ragged_rows",
-        f"line {line} has {fields} field{'s' if fields != 1 else ''}, the header has {expected} ({cause}){more}",
+        f"{where} has {fields} field{'s' if fields != 1 else ''}, the header has {expected} ({cause}){more}",
         name,
-        rows=[e[0] for e in examples],
+        rows=[spreadsheet_rows.get(e[0], e[0]) for e in examples],
     )
     return False
 

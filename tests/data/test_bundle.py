@@ -465,10 +465,27 @@ def test_quoted_commas_line_breaks_and_blank_lines_are_fine(tmp_path):
     assert result.ok, result.report.format()
     assert result.bundle.items["title"].tolist() == ["Kettle, red", 'Two\nlines, and "quotes"', "Hose"]
     assert result.bundle.items["item_id"].tolist() == ["a", "b", "c"]
-    # a line break inside quotes is part of its record: a later bad row is named by its line in an editor
+    # a line break inside quotes is part of its record: a later bad row is named by its line in an editor and
+    # by its row in a spreadsheet, which counts records (the page's "row" is the spreadsheet's)
     with open(bundle / "items.csv", "a") as handle:
         handle.write("d,Rake, steel,9\n")
-    assert only_error(load_bundle(bundle), "ragged_rows").rows == [7]
+    issue = only_error(load_bundle(bundle), "ragged_rows")
+    assert issue.message.startswith("line 7 (row 6 in a spreadsheet) has 4 fields, the header has 3")
+    assert issue.rows == [6]
+
+
+def test_a_file_cut_off_inside_a_quoted_text_says_so(tmp_path):
+    """A products export cut off in the middle of a quoted description was refused as "line 848 has 3 fields
+    (a value left out without its comma…)": the message now says the quote is never closed."""
+    bundle = write_bundle(tmp_path / "b", None, pd.DataFrame({"user_id": ["u1"], "item_id": ["a"]}))
+    (bundle / "items.csv").write_text('item_id,title,description\na,Kettle,"Steel,\nred"\nb,Hose,"Green, 20 m\nlong ho')
+    issue = only_error(load_bundle(bundle), "ragged_rows")
+    assert issue.message.startswith('row 3 opens a quote (") that is never closed') and "cut off" in issue.message
+    # cut off where the last row has fewer fields than the header: the same cause, not "a value left out"
+    (bundle / "items.csv").write_text('item_id,title,description\na,Kettle,"Steel,\nred"\nb,"Hose, green\n20 m')
+    issue = only_error(load_bundle(bundle), "ragged_rows")
+    assert issue.message.startswith("line 4 (row 3 in a spreadsheet) has 2 fields, the header has 3")
+    assert 'a quote (") opened in this row is never closed' in issue.message and "cut off" in issue.message
 
 
 def test_an_uploaded_archive_is_named_by_its_own_file_name():

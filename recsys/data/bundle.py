@@ -802,6 +802,20 @@ def _without_cancelled_orders(
     )
 
 
+def _joined_said(items: pd.DataFrame, joined: list[str], options: list[str], kind: str) -> str:
+    """The import note's words on the values a product's variants differ in (joined as labels) and on its
+    options read as columns ("Option1 Name" Color -> a column "Color")."""
+    kept = [c for c in joined if c in items.columns]
+    said = (
+        f"; the values its {kind} differ in ({', '.join(repr(c) for c in kept)}) are joined as labels" if kept else ""
+    )
+    if options:
+        said += f"; its options are read as columns of their own ({', '.join(repr(c) for c in options)})"
+        if len(kept) < len(joined):
+            said += f", the values its {kind} differ in joined as labels"
+    return said
+
+
 def _say_parent_rows(found: ParentRows, report: ValidationReport, files: dict[str, Path | None]) -> None:
     file = _file_name(files, "items")
     report.note(
@@ -809,12 +823,7 @@ def _say_parent_rows(found: ParentRows, report: ValidationReport, files: dict[st
         f"{counted(found.variations, 'row')} {'is a variation' if found.variations == 1 else 'are variations'} of "
         f"another row ('{found.parent_column}' names it): the file's {found.rows:,} rows are "
         f"read as {len(found.items):,} products"
-        + (
-            f"; the values its variations differ in ({', '.join(repr(c) for c in found.joined_columns)}) are "
-            "joined as labels"
-            if found.joined_columns
-            else ""
-        ),
+        + _joined_said(found.items, found.joined_columns, found.option_columns, "variations"),
         file,
         found.parent_column,
     )
@@ -841,12 +850,7 @@ def _say_variant_rows(found: VariantRows, report: ValidationReport, files: dict[
             if found.picture_rows
             else ""
         )
-        + (
-            f"; the values its variants differ in ({', '.join(repr(c) for c in found.joined_columns)}) are "
-            "joined as labels"
-            if found.joined_columns
-            else ""
-        ),
+        + _joined_said(found.items, found.joined_columns, found.option_columns, "variants"),
         file,
         found.product_column,
     )

@@ -46,6 +46,7 @@ class VariantRows:
     interactions_column: str | None = None  # the interactions column naming variants ("Lineitem sku")
     variants_matched: float = 0.0  # share of that column's values found among the variants
     joined_columns: list[str] = field(default_factory=list)  # columns whose variants' values became labels
+    option_columns: list[str] = field(default_factory=list)  # "Color", "Size": options read as attribute columns
 
 
 def _blank(frame: pd.DataFrame) -> pd.DataFrame:
@@ -83,6 +84,48 @@ def find_variant_rows(items: pd.DataFrame) -> tuple[str, list[str]] | None:
             return str(column), [str(c) for c in fields]
         return None  # only the first such column is the product key: a later repeated one is an attribute
     return None
+
+
+# a product option as a shop export writes it: its name in one column, its value(s) in the next
+# (Shopify's "Option1 Name" / "Option1 Value", WooCommerce's "Attribute 1 name" / "Attribute 1 value(s)")
+_OPTION_NAME = re.compile(r"^(?P<stem>.*?)\s*(?P<number>\d+)\s*name$", re.I)
+_OPTION_VALUE = r"^{stem}\s*{number}\s*value(\(s\)|s)?$"
+# Shopify's option of a product without variants: Option1 Name "Title", Option1 Value "Default Title"
+_NO_OPTION = {"default title"}
+
+
+def options_as_columns(products: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The options of a shop's products as attribute columns named by the option: "Option1 Name" Color and
+    "Option1 Value" Red become a column "Color" holding Red (the sizes a product comes in under "Size"), where
+    products name their options differently in the same column. Explanations then say "Color: Red" rather than
+    "Option1 Name: Color". Returns the table and the new columns; the table unchanged when it has no options."""
+    products = products.copy()
+    created: list[str] = []
+    original = set(products.columns)
+    for name_column in list(products.columns):
+        match = _OPTION_NAME.match(str(name_column).strip())
+        if not match:
+            continue
+        pattern = re.compile(_OPTION_VALUE.format(stem=re.escape(match["stem"]), number=match["number"]), re.I)
+        value_columns = [c for c in products.columns if pattern.match(str(c).strip())]
+        if len(value_columns) != 1:
+            continue
+        value_column = value_columns[0]
+        names = products[name_column].astype("string").fillna("").str.strip()
+        values = products[value_column].astype("string").fillna("").str.strip()
+        real = (names != "") & (values != "") & ~values.str.lower().isin(_NO_OPTION)
+        if not real.any():
+            products = products.drop(columns=[name_column, value_column])
+            continue
+        for option in dict.fromkeys(names[real]):
+            target = option if option not in original else f"{option} (option)"
+            rows = real & (names == option)
+            if target not in products.columns:
+                products[target] = ""
+                created.append(target)
+            products.loc[rows, target] = values[rows].to_numpy()
+        products = products.drop(columns=[name_column, value_column])
+    return products, created
 
 
 def products_from_variant_rows(
@@ -124,6 +167,7 @@ def products_from_variant_rows(
     if result.variant_column is not None:
         dropped.append(result.variant_column)
     products = products.drop(columns=dropped)
+    products, result.option_columns = options_as_columns(products)
     result.items = products.reset_index(drop=True)
     return result
 
@@ -362,6 +406,7 @@ class ParentRows:
     rows: int
     variations: int  # rows that are another row's variation
     joined_columns: list[str] = field(default_factory=list)
+    option_columns: list[str] = field(default_factory=list)
     interactions_column: str | None = None  # an interactions column that named variations ("Variation ID")
     variations_matched: float = 0.0
 
@@ -412,7 +457,8 @@ def products_from_parent_rows(
             if values is not None:
                 products[column] = values
                 result.joined_columns.append(str(column))
-        result.items = products.drop(columns=[parent]).reset_index(drop=True)
+        products, result.option_columns = options_as_columns(products.drop(columns=[parent]))
+        result.items = products.reset_index(drop=True)
         if interactions is not None and len(interactions):
             _point_at_parents(items, child, product_of, keys, interactions, result)
         return result

@@ -1109,3 +1109,24 @@ def test_the_lines_of_cancelled_orders_are_no_purchases(tmp_path):
     result = load_bundle(write_bundle(tmp_path / "lines", items, per_line))
     assert result.ok, result.report.format()
     assert result.bundle.interactions["item_id"].tolist() == ["s0", "s2", "s3"]
+
+
+def test_a_shops_options_become_columns_named_by_the_option():
+    """Shopify names a product's options in "Option1 Name" and gives the value in "Option1 Value", one product
+    "Color", another "Size": read as they were, explanations said "Option1 Name 'Size'". Each option is now a
+    column of its own; Shopify's "Title" / "Default Title" of a product without options is no option."""
+    from recsys.data.shop_exports import options_as_columns
+
+    products = pd.DataFrame(
+        {
+            "Title": ["Tee", "Mug", "Cap"],
+            "Option1 Name": ["Color", "Title", "Size"],
+            "Option1 Value": ["Red", "Default Title", "S|M"],
+            "Option2 Name": ["Size", "", ""],
+            "Option2 Value": ["S|M|L", "", ""],
+        }
+    )
+    read, created = options_as_columns(products)
+    assert created == ["Color", "Size"]
+    assert read.columns.tolist() == ["Title", "Color", "Size"]
+    assert read["Color"].tolist() == ["Red", "", ""] and read["Size"].tolist() == ["S|M|L", "", "S|M"]

@@ -466,9 +466,10 @@ def sentence_case(text: str) -> str:
 def _uploads() -> None:
     limit = upload_limit_mb()
     st.caption(
-        f"Tables as CSV (UTF-8), Parquet or JSON Lines (a spreadsheet or other file is taken only to say how "
-        f"to convert it); pictures as one .zip whose paths match the items' "
-        f"picture column (e.g. `images/42.jpg`). A whole bundle in one .zip goes under **Upload a .zip "
+        f"Tables as CSV (UTF-8; comma-, semicolon- or tab-separated, .tsv too), Parquet or JSON Lines (a "
+        f"spreadsheet or other file is taken only to say how to convert it); a shop's own exports (Shopify, "
+        f"WooCommerce) as they come; pictures as one .zip whose paths (or file names, for pictures named by web "
+        f"address) match the items' picture column (e.g. `images/42.jpg`). A whole bundle in one .zip goes under **Upload a .zip "
         f"bundle** above. **Up to {limit:,} MB per file**: a larger file is refused "
         "(it shows a red mark) — import it from **Folder on disk** instead, or raise `server.maxUploadSize` "
         "in `.streamlit/config.toml`."

@@ -12,6 +12,10 @@ __all__ = ["TABLE_EXTENSIONS", "UploadError", "assemble_bundle_zip", "zip_entry_
 TABLE_EXTENSIONS = (".csv", ".parquet", ".jsonl", ".ndjson")
 
 
+# a tab-separated file is a CSV whose separator the reader finds on its own (`bundle.csv_delimiter`)
+_READ_AS_CSV = (".tsv", ".tab")
+
+
 class UploadError(ValueError):
     pass
 
@@ -29,8 +33,11 @@ def assemble_bundle_zip(tables: dict[str, tuple[str, bytes]], images_zip: bytes 
         if table not in allowed:
             raise UploadError(f"unknown table {table!r}")
         suffix = Path(filename).suffix.lower()
-        if suffix not in TABLE_EXTENSIONS:
-            raise UploadError(f"{filename}: the {table} file must be .csv, .parquet or .jsonl{_why_not(suffix)}")
+        if suffix not in TABLE_EXTENSIONS and suffix not in _READ_AS_CSV:
+            raise UploadError(
+                f"{filename}: the {table} file must be .csv (or tab-separated .tsv), .parquet or .jsonl"
+                f"{_why_not(suffix)}"
+            )
     if images_zip is not None:
         try:  # append mode would silently start a new archive after anything that is not a zip
             with zipfile.ZipFile(io.BytesIO(images_zip)) as probe:
@@ -48,7 +55,8 @@ def assemble_bundle_zip(tables: dict[str, tuple[str, bytes]], images_zip: bytes 
                 "(the '.zip bundle' option) instead"
             )
         for table, (filename, data) in tables.items():
-            archive.writestr(f"{table}{Path(filename).suffix.lower()}", data)
+            suffix = Path(filename).suffix.lower()
+            archive.writestr(f"{table}{'.csv' if suffix in _READ_AS_CSV else suffix}", data)
     return buffer.getvalue()
 
 
@@ -59,7 +67,6 @@ def _why_not(suffix: str) -> str:
         ".xlsx": "; this is a spreadsheet workbook: save the sheet as CSV (in Excel: Save As, 'CSV UTF-8')",
         ".xls": "; this is a spreadsheet workbook: save the sheet as CSV (in Excel: Save As, 'CSV UTF-8')",
         ".json": "; JSON is read as JSON Lines, one object per line: name the file .jsonl if it is that",
-        ".tsv": "; a tab-separated file: save it with commas as CSV",
     }
     return hints.get(suffix, "")
 

@@ -177,8 +177,19 @@ def test_assembled_uploads_become_one_bundle_and_unsafe_pictures_are_refused(tmp
 
     with pytest.raises(UploadError, match=r"not a readable \.zip"):
         assemble_bundle_zip({"items": ("i.csv", items)}, b"not a zip")
-    with pytest.raises(UploadError, match=r"\.csv, \.parquet or \.jsonl; this is a spreadsheet workbook: save"):
+    with pytest.raises(UploadError, match=r"\.parquet or \.jsonl; this is a spreadsheet workbook: save"):
         assemble_bundle_zip({"items": ("items.xlsx", items)})
+    # a tab-separated export is a CSV whose separator the reader finds
+    tabbed = assemble_bundle_zip(
+        {
+            "items": ("items.tsv", items.replace(b",", b"\t")),
+            "interactions": ("log.TSV", interactions.replace(b",", b"\t")),
+        }
+    )
+    with zipfile.ZipFile(io.BytesIO(tabbed)) as archive:
+        assert sorted(archive.namelist()) == ["interactions.csv", "items.csv"]
+    read = load_bundle(tabbed, check_images=False)
+    assert read.ok and read.bundle.items["title"].tolist() == ["Red kettle", "Blue boots"]
     with pytest.raises(UploadError, match=r"this is a \.zip archive: an archive holds the pictures, or a whole"):
         assemble_bundle_zip({"items": ("shop.zip", pictures.getvalue())})
     clash = io.BytesIO()

@@ -590,6 +590,9 @@ def test_a_zip_dropped_in_a_table_box_is_named_and_sent_where_it_belongs(app, tr
     at.run()
     assert not at.exception
     [error] = [e.value.replace("\\", "") for e in at.error]  # Markdown escapes
-    assert "shop.zip: the items file must be .csv, .parquet or .jsonl; this is a .zip archive" in error
+    assert (
+        "shop.zip: the items file must be .csv (or tab-separated .tsv), .parquet or .jsonl; this is a .zip archive"
+        in error
+    )
     assert "goes under **Upload a .zip bundle** above" in error and "Nothing was imported" in error
     assert read_json(trained_workspace / "datasets" / "demo" / "manifest.json") == before

@@ -54,11 +54,12 @@ def recommend_batch(
     way the rows are ranked one after the other with the group's leftover slots carried from one user's list
     to the next (a target of 0.2 slots per list gets a slot in about every fifth list), not balanced per list
     as a single ``recommend`` is. Strength 0 is the plain ranking. ``keep`` (``[n_items]`` bool): only those items
-    are ranked (``recommend``'s keep-mask filter; e.g. the items still in the catalogue)."""
+    are ranked (``recommend``'s keep-mask filter; e.g. the items still in the catalogue), and never one the
+    catalogue marked as not for sale (:meth:`Recommender.for_sale`)."""
     rows = np.asarray(user_rows, dtype=np.int64)
     scores = np.asarray(model.score(rows), dtype=np.float64)
-    if keep is not None:
-        scores[:, ~np.asarray(keep, dtype=bool)] = -np.inf
+    keep = model.for_sale() if keep is None else model.for_sale() & np.asarray(keep, dtype=bool)
+    scores[:, ~keep] = -np.inf
     if exclude_seen:
         positions, items = seen_block_mask(model, rows)
         scores[positions, items] = -np.inf

@@ -35,6 +35,7 @@ from .shop_exports import (
     VariantRows,
     cancelled_order_lines,
     interactions_by_product_name,
+    not_for_sale,
     products_from_parent_rows,
     products_from_variant_rows,
 )
@@ -672,6 +673,18 @@ def _load_from_folder(
     if items is None or interactions is None:
         return None
     interactions = _check_references(items, interactions, report, _file_name(files, "interactions"))
+    off_sale = not_for_sale(items)
+    if off_sale is not None:
+        count = int(off_sale.items.sum())
+        report.note(
+            "not_for_sale",
+            f"{counted(count, 'item')} of {len(items):,} {'is' if count == 1 else 'are'} not for sale "
+            f"('{off_sale.column}': {', '.join(off_sale.values[:4])}): "
+            f"{'it stays' if count == 1 else 'they stay'} in the data and the training, and "
+            f"{'is' if count == 1 else 'are'} never recommended",
+            _file_name(files, "items"),
+            off_sale.column,
+        )
     if users is not None:
         unknown_users = ~users["user_id"].isin(set(interactions["user_id"]))
         if unknown_users.any():

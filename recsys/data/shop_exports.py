@@ -559,3 +559,50 @@ def cancelled_order_lines(interactions: pd.DataFrame | None) -> CancelledLines |
             break
         return CancelledLines(cancelled.to_numpy(), str(column), int(cancelled.sum()), None)
     return None
+
+
+# whether a product is for sale: a status (Shopify's "Status", a generic "state"), a published / active /
+# in-stock flag (WooCommerce's "Published" 1 / 0 / -1, "In stock?"), or a flag saying the opposite
+_STATUS_NAME = re.compile(r"^(product[ _-]?)?(status|state)$", re.I)
+_FOR_SALE_FLAG = re.compile(r"(published|is[ _-]?active|^active$|in[ _-]?stock|available|for[ _-]?sale|visible)", re.I)
+_OFF_SALE_FLAG = re.compile(r"(discontinued|archived|deleted|hidden|unpublished|inactive)", re.I)
+_OFF_SALE_STATUS = {
+    "draft", "archived", "inactive", "discontinued", "deleted", "hidden", "private", "trash", "unpublished",
+    "disabled", "pending", "retired",
+}  # fmt: skip
+_YES = {"true", "yes", "y", "1", "t", "ja", "oui", "si", "sí"}
+_NO = {"false", "no", "n", "0", "-1", "f", "nein", "non"}
+
+
+@dataclass
+class NotForSale:
+    """Items a shop does not sell now (read by :func:`not_for_sale`)."""
+
+    items: np.ndarray  # bool per items row
+    column: str  # "Status"
+    values: list[str]  # the values that say so ("archived", "draft")
+
+
+def not_for_sale(items: pd.DataFrame) -> NotForSale | None:
+    """The products a shop's catalogue marks as not for sale: a status column whose value is a draft, archived,
+    inactive or discontinued one; a yes/no column named published, active, in stock or available that says no
+    (WooCommerce writes -1 for a draft); one named discontinued, archived or hidden that says yes. They stay in the
+    data (the people who bought them bought them) and are never recommended. None when no column says so, or
+    when it would leave nothing for sale."""
+    for column in items.columns:
+        name = str(column).strip()
+        said = items[column].astype("string").fillna("").str.strip().str.lower()
+        given = said[said != ""]
+        if given.empty:
+            continue
+        if _STATUS_NAME.match(name):
+            off = said.isin(_OFF_SALE_STATUS)
+        elif _FOR_SALE_FLAG.search(name) or _OFF_SALE_FLAG.search(name):
+            if not given.isin(_YES | _NO).all():
+                continue  # not a yes/no column ("Available sizes")
+            off = said.isin(_NO) if _FOR_SALE_FLAG.search(name) else said.isin(_YES)
+        else:
+            continue
+        if off.any() and not off.all():
+            return NotForSale(off.to_numpy(), name, sorted(set(items.loc[off.to_numpy(), column].astype(str))))
+    return None

@@ -67,6 +67,8 @@ def top_items_attention(
     users = np.asarray(users, dtype=np.int64)
     present_all = model.item_presence()
     seen = model.seen
+    # the lists users are shown: never an item the catalogue does not sell
+    keep = model.for_sale() if keep is None else model.for_sale() & np.asarray(keep, dtype=bool)
     frames = []
     k = int(min(k, model.n_items if keep is None else int(np.sum(keep))))
     if k <= 0:  # nothing left to rank (every item dropped by the catalogue): no rows

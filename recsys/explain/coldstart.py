@@ -101,6 +101,8 @@ def recommend_for_history(
     items = _indices(model, item_ids)
     scores = history_scores(model, items, weights)
     excluded = items if exclude is None else _indices(model, exclude)
+    # what the catalogue does not sell is never recommended, to a visitor neither
+    filters = model.for_sale() if filters is None else model.for_sale() & np.asarray(filters, dtype=bool)
     if diversity <= 0 and groups is None and exposure is None:
         return _ranked(model, scores, k, excluded, filters)
     from ..models.rerank import select_top

@@ -97,6 +97,9 @@ class TrainData:
     ratings: sp.csr_matrix | None = None  # explicit values on the same pattern, when the data has them
     valid: sp.csr_matrix | None = None  # validation positives, for early stopping / model selection
     item_features: Any = None  # recsys.features.extract.ItemFeatures aligned with item_ids, or None
+    # bool [n_items]: items the catalogue marks as not for sale (a shop's drafts and archived products): learned
+    # from like any other, never recommended
+    not_for_sale: np.ndarray | None = None
 
     @property
     def n_users(self) -> int:
@@ -112,6 +115,10 @@ class TrainData:
         self.train = sp.csr_matrix(self.train, dtype=np.float32)
         if self.train.shape != (self.n_users, self.n_items):
             raise ValueError(f"train matrix is {self.train.shape}, expected ({self.n_users}, {self.n_items})")
+        if self.not_for_sale is not None:
+            self.not_for_sale = np.asarray(self.not_for_sale, dtype=bool)
+            if self.not_for_sale.shape != (self.n_items,):
+                raise ValueError(f"not_for_sale has shape {self.not_for_sale.shape}, expected ({self.n_items},)")
 
 
 Filter = Callable[[np.ndarray], np.ndarray]  # item indices -> bool keep-mask
@@ -145,6 +152,7 @@ class Recommender(ABC):
         self.user_ids: np.ndarray | None = None
         self.item_ids: np.ndarray | None = None
         self.seen: sp.csr_matrix | None = None  # training interactions, masked in recommend()
+        self.not_for_sale: np.ndarray | None = None  # bool [n_items]: never recommended (TrainData.not_for_sale)
         self.fit_seconds: float | None = None
         self.retrieval: Any = None  # a recsys.retrieval.RetrievalIndex that recommend() goes through, or None
 
@@ -266,6 +274,8 @@ class Recommender(ABC):
         self.user_ids = data.user_ids
         self.item_ids = data.item_ids
         self.seen = data.train.tocsr()
+        marked = data.not_for_sale
+        self.not_for_sale = None if marked is None or not marked.any() else np.asarray(marked, dtype=bool).copy()
         self._user_index = {u: i for i, u in enumerate(self.user_ids)}
         self._item_index = {v: i for i, v in enumerate(self.item_ids)}
 
@@ -344,11 +354,20 @@ class Recommender(ABC):
         assert self.seen is not None
         return self.seen.indices[self.seen.indptr[row] : self.seen.indptr[row + 1]]
 
-    def _keep_mask(self, row: int, exclude_seen: bool, filters: Any, candidates: np.ndarray | None) -> np.ndarray:
+    def for_sale(self) -> np.ndarray:
+        """bool ``[n_items]``: the items a list may hold (every one but those the catalogue marked as not for sale
+        when the model was trained: :attr:`TrainData.not_for_sale`). Every recommendation path starts from it."""
         keep = np.ones(self.n_items, dtype=bool)
+        if self.not_for_sale is not None and len(self.not_for_sale) == self.n_items:
+            keep &= ~self.not_for_sale
+        return keep
+
+    def _keep_mask(self, row: int, exclude_seen: bool, filters: Any, candidates: np.ndarray | None) -> np.ndarray:
+        keep = self.for_sale()
         if candidates is not None:
-            keep[:] = False
-            keep[np.asarray(candidates, dtype=np.int64)] = True
+            chosen = np.zeros(self.n_items, dtype=bool)
+            chosen[np.asarray(candidates, dtype=np.int64)] = True
+            keep &= chosen
         if exclude_seen and self.seen is not None:
             keep[self._seen_items(row)] = False
         if filters is not None:
@@ -372,6 +391,8 @@ class Recommender(ABC):
         if self.seen is not None:
             seen = self.seen.tocsr()
             state |= {"_seen.indptr": seen.indptr.astype(np.int64), "_seen.indices": seen.indices.astype(np.int64)}
+        if self.not_for_sale is not None:
+            state["_not_for_sale"] = self.not_for_sale.astype(np.uint8)
         tmp = folder / ".weights.safetensors.tmp"
         save_file(state, str(tmp))
         tmp.replace(folder / "weights.safetensors")
@@ -437,6 +458,8 @@ class Recommender(ABC):
                 (np.ones(len(indices), dtype=np.float32), indices, indptr),
                 shape=(len(model.user_ids), len(model.item_ids)),
             )
+        if "_not_for_sale" in state:
+            model.not_for_sale = state.pop("_not_for_sale").astype(bool)
         model.fit_seconds = meta.get("fit_seconds")
         learned = meta.get("learned")
         model._restore_learned(learned if isinstance(learned, dict) else {})

@@ -20,6 +20,7 @@ is held out per user for validation.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,6 +217,7 @@ def prepare_data(
     catalogue_ids: np.ndarray | None = None,
     fold: int = 0,
     folds: int = 5,
+    not_for_sale_ids: Iterable[str] | None = None,
 ) -> PreparedData:
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
@@ -278,8 +280,15 @@ def prepare_data(
         features = subset_item_features(
             item_features, catalogue_ids if catalogue_ids is not None else item_features.item_ids, item_ids
         )
+    off_sale = set(map(str, not_for_sale_ids or ()))
     data = TrainData(
-        user_ids, item_ids, matrices["train"], ratings=ratings, valid=matrices["valid"], item_features=features
+        user_ids,
+        item_ids,
+        matrices["train"],
+        ratings=ratings,
+        valid=matrices["valid"],
+        item_features=features,
+        not_for_sale=np.isin(item_ids, list(off_sale)) if off_sale else None,
     )
     check("the split")
     # every user's every interaction: the final model's data, and what the product hides from a user

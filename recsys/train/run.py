@@ -453,6 +453,14 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: test.get(k) for k in ("ndcg@20", "recall@20", "ndcg@10", "recall@10")}
 
 
+def not_for_sale_ids(items: Any) -> list[str]:
+    """The ids of the items the catalogue marks as not for sale (:func:`recsys.data.shop_exports.not_for_sale`)."""
+    from ..data.shop_exports import not_for_sale
+
+    found = not_for_sale(items)
+    return [] if found is None else items["item_id"].astype(str)[found.items].tolist()
+
+
 def _save_model(model: Any, folder: Path, stage: str = "fitted", fit: str | None = None) -> None:
     """Save ``model`` with a note of which model it is (see the module's docstring), written in the same
     rename as the model, so that a resume can trust it; ``fit`` ties it to the metrics of that fit."""
@@ -515,6 +523,7 @@ def _execute(
         timestamp_column=bundle.schema.timestamp_column if protocol == "temporal" else None,
         item_features=features,
         catalogue_ids=bundle.items["item_id"].to_numpy(str),
+        not_for_sale_ids=not_for_sale_ids(bundle.items),
     )
     prepared = prepare(protocol)
     log.write("stage", stage="data", **prepared.summary)
@@ -681,6 +690,7 @@ def _cross_validate(
             rating_column=bundle.schema.rating_column,
             item_features=features,
             catalogue_ids=bundle.items["item_id"].to_numpy(str),
+            not_for_sale_ids=not_for_sale_ids(bundle.items),
         )
         if fold == 0:
             log.write("stage", stage="data", **prepared_fold.summary)

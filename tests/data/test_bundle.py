@@ -1130,3 +1130,32 @@ def test_a_shops_options_become_columns_named_by_the_option():
     assert created == ["Color", "Size"]
     assert read.columns.tolist() == ["Title", "Color", "Size"]
     assert read["Color"].tolist() == ["Red", "", ""] and read["Size"].tolist() == ["S|M|L", "", "S|M"]
+
+
+def test_products_not_for_sale_are_found_and_said(tmp_path):
+    """Shopify's "Status" draft / archived, WooCommerce's "Published" -1 (a draft) or 0, an "In stock?" 0, a
+    "discontinued" yes: products no list should offer. The import says which; "Available sizes" is no flag."""
+    from recsys.data.shop_exports import not_for_sale
+
+    def found(column: str, values: list[str]) -> list[bool] | None:
+        result = not_for_sale(pd.DataFrame({"item_id": [str(k) for k in range(len(values))], column: values}))
+        return None if result is None else result.items.tolist()
+
+    assert found("Status", ["active", "draft", "archived", "active"]) == [False, True, True, False]
+    assert found("Published", ["1", "-1", "0", "1"]) == [False, True, True, False]
+    assert found("In stock?", ["1", "0", "1"]) == [False, True, False]
+    assert found("discontinued", ["no", "yes", "no"]) == [False, True, False]
+    assert found("Available sizes", ["S|M", "L", "S"]) is None
+    assert found("Status", ["active", "active"]) is None and found("Status", ["draft", "archived"]) is None
+
+    items = pd.DataFrame(
+        {"item_id": ["a", "b", "c"], "title": ["A", "B", "C"], "Status": ["active", "archived", "active"]}
+    )
+    interactions = pd.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["a", "b", "c"]})
+    result = load_bundle(write_bundle(tmp_path / "shop", items, interactions))
+    assert result.ok and len(result.bundle.items) == 3 and len(result.bundle.interactions) == 3
+    note = next(i.message for i in result.report.issues if i.code == "not_for_sale")
+    assert note == (
+        "1 item of 3 is not for sale ('Status': archived): it stays in the data and the training, and is never "
+        "recommended"
+    )

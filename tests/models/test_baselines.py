@@ -357,3 +357,27 @@ def test_the_popularity_share_of_a_visitors_list(fitted):
         items = [item for item, _ in recommend_for_history(fitted[name], liked, k=5)]
         assert popularity_share(fitted[name], liked, items) == pytest.approx(expected, abs=1e-6), name
     assert popularity_share(fitted["ease"], liked, []) is None
+
+
+def test_items_not_for_sale_are_learned_from_and_never_recommended(block_data, tmp_path):
+    """A shop's drafts and archived products stay in the data (people bought them) but no list may offer them:
+    not the list of a known user, not a visitor's, not after the model is saved and loaded."""
+    import dataclasses
+
+    from recsys.explain.coldstart import recommend_for_history
+
+    data = block_data["data"]
+    off_sale = np.zeros(data.n_items, dtype=bool)
+    off_sale[list(POPULAR)] = True  # the items every list would hold
+    model = get_model("ease", l2=50.0).fit(dataclasses.replace(data, not_for_sale=off_sale))
+    plain = get_model("ease", l2=50.0).fit(data)
+    hidden = {f"i{i}" for i in POPULAR}
+    assert hidden & {item for u in range(5) for item, _ in plain.recommend(u, k=10)}  # they would be offered
+    for user in range(data.n_users):
+        assert not hidden & {item for item, _ in model.recommend(user, k=10)}
+    assert not hidden & {item for item, _ in recommend_for_history(model, ["i0", "i1"], k=10)}
+    assert model.seen.nnz == plain.seen.nnz  # still learned from: the users' histories are whole
+    loaded = Recommender.load(model.save(tmp_path / "model"))
+    assert np.array_equal(loaded.for_sale(), ~off_sale)
+    assert not hidden & {item for item, _ in loaded.recommend(3, k=10)}
+    assert plain.for_sale().all() and Recommender.load(plain.save(tmp_path / "plain")).not_for_sale is None

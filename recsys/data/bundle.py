@@ -752,7 +752,7 @@ def _read_shop_export_products(
             "items_by_name",
             f"'{named.interactions_column}' names what was bought by the product's title ({named.matched:.0%} of "
             f"its values are a '{named.title_column}' of {_file_name(files, 'items')}, or one followed by "
-            f"' - ' and a variant): each is read as that product's '{named.key_column}'"
+            f"' - ' or ' / ' and a variant): each is read as that product's '{named.key_column}'"
             + (_shared_titles(named) if named.shared_titles else ""),
             _file_name(files, "interactions"),
             named.interactions_column,

@@ -230,8 +230,9 @@ def _point_interactions_at_products(
 # the items column an order line's name can be: the product's title or name, never its description
 _TITLE_NAME = re.compile(r"(title|name|titel|product)", re.I)
 _NOT_A_TITLE = re.compile(r"(desc|body|text|seo|alt|meta|handle|url|vendor|brand|type|categ)", re.I)
-# Shopify names an order line "<product title> - <variant title>" ("Oxford Shirt - Blue / M")
-_VARIANT_SUFFIX = " - "
+# Shopify names an order line "<product title> - <variant title>" ("Oxford Shirt - Blue / M"); other exports
+# append the options with " / " ("Oxford Shirt - Blue / M" for a product titled "Oxford Shirt - Blue")
+_VARIANT_CUT = re.compile(r" - | / ")
 
 
 @dataclass
@@ -254,10 +255,13 @@ def _comparable(text: str) -> str:
 
 def _rows_named(name: str, titles: dict[str, list[int]]) -> list[int] | None:
     """The items rows a line name names: by the whole name, else by the name less its trailing " - <variant>"
-    parts (several rows where products share a title)."""
-    parts = _comparable(name).split(_VARIANT_SUFFIX)
-    for end in range(len(parts), 0, -1):
-        found = titles.get(_VARIANT_SUFFIX.join(parts[:end]))
+    or " / <option>" parts, longest first (several rows where products share a title)."""
+    text = _comparable(name)
+    found = titles.get(text)
+    if found is not None:
+        return found
+    for cut in reversed([m.start() for m in _VARIANT_CUT.finditer(text)]):
+        found = titles.get(text[:cut])
         if found is not None:
             return found
     return None

@@ -969,7 +969,7 @@ def test_orders_that_name_products_by_title_meet_a_catalogue_without_skus(tmp_pa
             "Variant Taxable": ["TRUE"] * (n + 2),
         }
     )
-    names = [f"Product {k} - Blue / M" if k % 2 else f"Product {k}" for k in range(n)]
+    names = [[f"Product {k}", f"Product {k} - Blue / M", f"Product {k} / M"][k % 3] for k in range(n)]
     orders = pd.DataFrame(
         {
             "Email": [f"c{k % 7}@shop.de" for k in range(n)] + ["c1@shop.de", "c2@shop.de", "c3@shop.de"],

@@ -139,3 +139,25 @@ def test_amazon_giftcards_every_item_is_recommendable_and_nothing_a_user_had_com
     assert set(model.user_ids) == set(had.index)  # every user, also those the evaluation filtered out
     for user in had.index:
         assert not {item for item, _ in model.recommend(user, k=20)} & had[user], user
+
+
+def test_items_the_catalogue_does_not_sell_reach_the_training_data_marked(shop):
+    """The training run marks the items the catalogue says are not for sale (their ids go from the items table
+    through prepare_data to TrainData.not_for_sale, which the model keeps): a bundle without such a column marks
+    none, one whose "status" archives two items marks exactly those."""
+    from recsys.train.run import not_for_sale_ids
+
+    bundle = shop.load_dataset("shop")
+    assert not_for_sale_ids(bundle.items) == []
+    items = bundle.items.assign(status="active")
+    items.loc[items.index[:2], "status"] = "archived"
+    archived = not_for_sale_ids(items)
+    assert archived == items["item_id"].astype(str).tolist()[:2]
+    prepared = prepare_data(
+        bundle.interactions,
+        protocol="sparse",
+        catalogue_ids=items["item_id"].to_numpy(str),
+        not_for_sale_ids=archived,
+    )
+    marked = prepared.data.not_for_sale
+    assert marked is not None and set(prepared.data.item_ids[marked]) == set(archived)

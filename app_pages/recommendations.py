@@ -667,9 +667,16 @@ def cards(
         if reranked
         else f"what ranks it for this {whom}: higher comes first."
     )
+    off_sale = int((~ctx.model.for_sale()).sum())
     st.caption(
         f"Each card's score is {order} Scores compare the items of one list; they are not probabilities and do "
         "not compare across users or models."
+        + (
+            f" {off_sale:,} {'item' if off_sale == 1 else 'items'} the catalogue marks as not for sale (drafts, "
+            f"archived) {'is' if off_sale == 1 else 'are'} never offered."
+            if off_sale
+            else ""
+        )
     )
     per_row = 5
     for start in range(0, len(ranked), per_row):

@@ -33,7 +33,6 @@ from app_pages.common import (
     short_label,
     style_figure,
     usable_context,
-    user_option,
 )
 from recsys.explain import (
     LEAN_MARGIN,
@@ -218,7 +217,7 @@ def dominant_groups(ctx: RunContext, weights: pd.DataFrame, modalities: list[str
             + ("longest history first)" if group == NO_LEAN else "strongest lean first)"),
             shown["user_id"].tolist(),
             key="att_group_user",
-            format_func=lambda u: user_option(u, int(ctx.activity.get(u, 0))),
+            format_func=ctx.user_option,
             on_change=_follow_group_user,
         )
         row = members[members["user_id"] == user].iloc[0]
@@ -352,9 +351,7 @@ def user_heatmap(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) 
     if st.session_state.get("att_user") not in users:
         st.session_state.pop("att_user", None)
     cols = st.columns([2, 1])
-    user = cols[0].selectbox(
-        "User", users, key="att_user", format_func=lambda u: user_option(u, int(ctx.activity.get(u, 0)))
-    )
+    user = cols[0].selectbox("User", users, key="att_user", format_func=ctx.user_option)
     k = cols[1].slider("Top items", 5, TOP_K, 10, key="att_user_k")
     row = int(weights.loc[weights["user_id"] == user, "user_row"].iloc[0])
     rows = top_items_attention(ctx.model, k=k, users=[row], keep=ctx.in_catalogue)

@@ -320,9 +320,41 @@ def dataset_picker(label: str, key: str, names: list[str] | None = None, help: s
     return choice
 
 
-def user_option(user: str, items: int) -> str:
-    """A user as the pickers list them: "U0001 · 12 items" ("1 item")."""
-    return f"{user} · {items:,} item{'s' if items != 1 else ''}"
+def user_option(user: str, items: int, description: str = "") -> str:
+    """A user as the pickers list them: "U0001 · 12 items" ("1 item"), with what the users table says of who they
+    are when it says something ("5800005970926 · Berlin · DE · 22 items")."""
+    return f"{user}{f' · {description}' if description else ''} · {items:,} item{'s' if items != 1 else ''}"
+
+
+_YES_NO = {"yes", "no", "true", "false", "0", "1", "y", "n"}
+
+
+def describe_users(data: DatasetFrames, columns: int = 2) -> dict[str, str]:
+    """User id -> up to ``columns`` values of the users table's categorical columns that say who they are (city,
+    country, age band, segment first; never a yes/no such as "Accepts Email Marketing", never personal data,
+    which the schema ignores), joined by " · ": a shop owner knows a customer only by an id otherwise."""
+    from recsys.evaluate.fairness import who_they_are_first
+
+    users = data.users
+    roles = data.schema.get("users", {})
+    if users is None or users.empty or "user_id" not in users.columns:
+        return {}
+    picked = []
+    for column in who_they_are_first([c for c, r in roles.items() if r == "categorical" and c in users.columns]):
+        values = users[column].astype("string").fillna("").str.strip()
+        given = values[values != ""]
+        if given.empty or set(given.str.lower().unique()) <= _YES_NO:
+            continue
+        picked.append(values)
+        if len(picked) == columns:
+            break
+    if not picked:
+        return {}
+    joined = picked[0]
+    for values in picked[1:]:
+        joined = joined.str.cat(values, sep=" · ").str.strip(" ·").str.replace(r"( · )+", " · ", regex=True)
+    ids = users["user_id"].astype(str)
+    return {u: short_text(d, 40) for u, d in zip(ids, joined) if d}
 
 
 def image_file(root: str | Path, value: Any) -> str:
@@ -597,6 +629,11 @@ class RunContext:
     # are not recommended (recsys.train.records.in_current_catalogue, as the CLI and the HTTP API do)
     in_catalogue: np.ndarray | None = None
     gone_users: frozenset[str] = frozenset()  # the model's users the current import no longer has
+    user_descriptions: dict[str, str] = field(default_factory=dict)  # user id -> "Berlin · DE" (describe_users)
+
+    def user_option(self, user: str) -> str:
+        """The user as the pickers list them, with who they are where the users table says so."""
+        return user_option(user, int(self.activity.get(user, 0)), self.user_descriptions.get(user, ""))
 
     def title(self, item_id: str) -> str:
         if item_id in self.items_by_id.index and self.title_column in self.items_by_id.columns:
@@ -665,6 +702,7 @@ def _run_context(run_dir: str, model_stamp: float, dataset: str, data_stamp: str
         card_columns=stats.card_columns(items, data.roles, data.separator),
         maker_column=stats.maker_column(items, data.roles),
         user_options=users,
+        user_descriptions=describe_users(data),
         activity={str(model.user_ids[i]): int(counts[i]) for i in range(len(counts))},
         user_rows=data.interactions.groupby(data.interactions["user_id"].astype(str)).indices,
         explain_context=ExplainContext(

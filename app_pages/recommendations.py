@@ -28,7 +28,6 @@ from app_pages.common import (
     show_error,
     style_figure,
     usable_context,
-    user_option,
 )
 from recsys.explain import explain
 from recsys.explain.coldstart import recommend_for_history
@@ -878,7 +877,7 @@ def main() -> None:
         "User",
         options,
         key="rec_user",
-        format_func=lambda u: user_option(u, ctx.activity[u]),
+        format_func=ctx.user_option,
         help="Type to search. Users are listed most active first; the count is their training items.",
     )
     st.session_state["rec_user_kept"] = user

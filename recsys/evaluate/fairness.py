@@ -578,14 +578,20 @@ _USER_GROUP_FIRST = re.compile(
 )
 
 
+def who_they_are_first(columns: Sequence[str]) -> list[str]:
+    """``columns`` with those naming who the users are (country, age, gender, city) first, in order otherwise."""
+    return sorted(columns, key=lambda c: not _USER_GROUP_FIRST.search(str(c)))
+
+
 def user_group_columns(bundle: Any) -> list[str]:
     """Categorical columns of the users table (none without one), those naming who the users are first."""
     from ..data.schema import CATEGORICAL
 
     if bundle.users is None:
         return []
-    columns = [c for c in bundle.schema.columns_with("users", CATEGORICAL) if c in bundle.users.columns]
-    return sorted(columns, key=lambda c: not _USER_GROUP_FIRST.search(str(c)))
+    return who_they_are_first(
+        [c for c in bundle.schema.columns_with("users", CATEGORICAL) if c in bundle.users.columns]
+    )
 
 
 def user_labels(bundle: Any, user_ids: Sequence[str], column: str) -> np.ndarray:

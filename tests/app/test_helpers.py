@@ -539,3 +539,32 @@ def test_half_star_ratings_are_told_apart():
 
     assert [stars(v) for v in (4.5, 3.5, 2.5)] == ["★★★★★ 4.5", "★★★★☆ 3.5", "★★★☆☆ 2.5"]
     assert stars(4) == "★★★★☆" and stars(7) == "rating 7" and stars(None) == ""
+
+
+def test_users_are_listed_with_who_they_are_where_the_users_table_says(tmp_path):
+    """A shop owner knew a customer only by "5800005970926 · 22 items": the pickers now add what the users
+    table says of who they are (city, country first), never a yes/no and never what the schema ignores."""
+    from app_pages.common import DatasetFrames, describe_users, user_option
+
+    users = pd.DataFrame(
+        {
+            "user_id": ["5800001", "5800002", "5800003"],
+            "Accepts Email Marketing": ["yes", "no", "yes"],
+            "Tags": ["VIP", "", "wholesale"],
+            "Default Address Country Code": ["DE", "AT", ""],
+            "Default Address City": ["Berlin", "Wien", ""],
+            "Email": ["a@x.de", "b@x.at", "c@x.ch"],
+        }
+    )
+    roles = {
+        "Accepts Email Marketing": "categorical",
+        "Tags": "categorical",
+        "Default Address Country Code": "categorical",
+        "Default Address City": "categorical",
+        "Email": "ignore",
+    }
+    data = DatasetFrames("shop", pd.DataFrame(), pd.DataFrame(), users, {"users": roles}, str(tmp_path))
+    described = describe_users(data)
+    assert described == {"5800001": "DE · Berlin", "5800002": "AT · Wien"}  # the third says nothing of where
+    assert user_option("5800001", 22, described["5800001"]) == "5800001 · DE · Berlin · 22 items"
+    assert user_option("u9", 1) == "u9 · 1 item"

@@ -1195,13 +1195,29 @@ def _validate_interactions(
         frame, {c: r for c, r in schema.interactions.items() if c not in ("user_id", "item_id")}, report, file
     )
     duplicates = frame.duplicated(["user_id", "item_id"], keep="first")
-    if duplicates.any():
-        report.warning(
-            "duplicate_interactions",
-            f"{counted(int(duplicates.sum()), '(user, item) pair')} {_agree(duplicates, 'repeats', 'repeat')}; training counts each pair once",
+    # a pair again at another time is a repeat purchase (an orders export has many: a note, not a warning); the
+    # same pair at the same time, or with no time to tell, may be a row written twice
+    repeats = (
+        duplicates & ~frame.duplicated(["user_id", "item_id", stamp], keep="first") if stamp else duplicates & False
+    )
+    twice = duplicates & ~repeats
+    if repeats.any():
+        report.note(
+            "repeat_interactions",
+            f"{counted(int(repeats.sum()), 'interaction')} {_agree(repeats, 'repeats', 'repeat')} a (user, item) "
+            "pair at another time (bought, rated or watched again); training counts each pair once",
             file,
             None,
-            _row_numbers(duplicates),
+        )
+    if twice.any():
+        report.warning(
+            "duplicate_interactions",
+            f"{counted(int(twice.sum()), '(user, item) pair')} {_agree(twice, 'repeats', 'repeat')}"
+            + (" at the same time" if stamp else "")
+            + "; training counts each pair once",
+            file,
+            None,
+            _row_numbers(twice),
         )
     return frame
 

@@ -1159,3 +1159,29 @@ def test_products_not_for_sale_are_found_and_said(tmp_path):
         "1 item of 3 is not for sale ('Status': archived): it stays in the data and the training, and is never "
         "recommended"
     )
+
+
+def test_a_pair_again_at_another_time_is_a_repeat_not_a_duplicate_row(tmp_path):
+    """An orders export has many repeat purchases (the same customer and product in another order): they were
+    a warning ("1,156 (user, item) pairs repeat"), as if the file were broken. A pair again at another time is
+    now a note; the same pair at the same time, or with no time, stays a warning."""
+    items = pd.DataFrame({"item_id": ["a", "b"], "title": ["A", "B"]})
+    interactions = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u1", "u2", "u2"],
+            "item_id": ["a", "a", "b", "b", "b"],
+            "timestamp": ["2025-01-01", "2025-03-01", "2025-01-02", "2025-01-05", "2025-01-05"],
+        }
+    )
+    result = load_bundle(write_bundle(tmp_path / "t", items, interactions))
+    assert result.ok, result.report.format()
+    issues = {i.code: (i.level, i.message) for i in result.report.issues}
+    assert issues["repeat_interactions"][0] == "note"
+    assert issues["repeat_interactions"][1].startswith("1 interaction repeats a (user, item) pair at another time")
+    assert issues["duplicate_interactions"] == (
+        "warning",
+        "1 (user, item) pair repeats at the same time; training counts each pair once",
+    )
+    untimed = load_bundle(write_bundle(tmp_path / "u", items, interactions.drop(columns=["timestamp"])))
+    assert "repeat_interactions" not in untimed.report.codes()
+    assert "2 (user, item) pairs repeat; training counts" in untimed.report.format()

@@ -934,17 +934,17 @@ def _users_by_their_key(
     if interactions is None or users is None or "user_id" not in interactions.columns or "user_id" not in users.columns:
         return
     source = _mapped_from(schema, "interactions") or "user_id"
-    keys = _ids(interactions["user_id"])
-    if keys.isin(set(_ids(users["user_id"]))).mean() >= 0.5:
+    keys = S.clean_ids(interactions["user_id"])
+    if keys.isin(set(S.clean_ids(users["user_id"]))).mean() >= 0.5:
         return  # the tables already meet
     for column in [source, *(c for c in users.columns if c not in (source, "user_id"))]:
         if column not in users.columns:
             continue
-        values = _ids(users[column])
+        values = S.clean_ids(users[column])
         given = values[values != ""]
         if len(given) == 0 or given.duplicated().any() or keys.isin(set(given)).mean() < 0.5:
             continue
-        ids = pd.Series(_ids(users["user_id"]).to_numpy(), index=values.to_numpy())
+        ids = pd.Series(S.clean_ids(users["user_id"]).to_numpy(), index=values.to_numpy())
         ids = ids[ids.index != ""]
         found = keys.map(ids)
         matched = found.notna() & (found != "")
@@ -980,13 +980,6 @@ def _require_columns(frame: pd.DataFrame, table: str, report: ValidationReport, 
         )
         return False
     return True
-
-
-def _ids(series: pd.Series) -> pd.Series:
-    """Identifiers as clean strings: 1, 1.0 and ' 1 ' are the same id."""
-    text = series.astype("string").str.strip()
-    text = text.str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
-    return text.fillna("").astype(object)
 
 
 def _blank_ids(frame: pd.DataFrame, column: str, report: ValidationReport, file: str) -> pd.DataFrame:
@@ -1096,7 +1089,7 @@ def _validate_items(frame: pd.DataFrame, schema: S.Schema, report: ValidationRep
     if not _require_columns(frame, "items", report, file):
         return None
     frame = frame.copy()
-    frame["item_id"] = _ids(frame["item_id"])
+    frame["item_id"] = S.clean_ids(frame["item_id"])
     _blank_ids(frame, "item_id", report, file)
     duplicated = frame["item_id"].duplicated(keep=False) & (frame["item_id"] != "")
     if duplicated.any():
@@ -1138,8 +1131,8 @@ def _validate_interactions(
     if not _require_columns(frame, "interactions", report, file):
         return None
     frame = frame.copy()
-    frame["user_id"] = _ids(frame["user_id"])
-    frame["item_id"] = _ids(frame["item_id"])
+    frame["user_id"] = S.clean_ids(frame["user_id"])
+    frame["item_id"] = S.clean_ids(frame["item_id"])
     _blank_interaction_ids(frame, report, file)
     rating = schema.rating_column
     if rating:
@@ -1226,7 +1219,7 @@ def _validate_users(frame: pd.DataFrame, schema: S.Schema, report: ValidationRep
     if not _require_columns(frame, "users", report, file):
         return None
     frame = frame.copy()
-    frame["user_id"] = _ids(frame["user_id"])
+    frame["user_id"] = S.clean_ids(frame["user_id"])
     duplicated = frame["user_id"].duplicated(keep=False)
     if duplicated.any():
         report.error(

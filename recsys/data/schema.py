@@ -242,6 +242,13 @@ def _mostly_dates(values: pd.Series, sample: int = 2_000) -> bool:
     return bool(parse_timestamp(values).notna().mean() > 0.9)
 
 
+def clean_ids(series: pd.Series) -> pd.Series:
+    """Identifiers as clean strings: 1, 1.0 and ' 1 ' are the same id ("" where there is none)."""
+    text = series.astype("string").str.strip()
+    text = text.str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
+    return text.fillna("").astype(object)
+
+
 def _non_empty(series: pd.Series) -> pd.Series:
     if series.dtype == object or pd.api.types.is_string_dtype(series):
         values = series.dropna().astype(str).str.strip()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .schema import _PROSE_NAME, could_be_ids, parse_numeric
+from .schema import _PROSE_NAME, clean_ids, could_be_ids, parse_numeric
 
 # a picture-only row's other columns: Shopify writes "Image Src", "Image Position" and "Image Alt Text" on it
 _PICTURE_ROW_NAME = re.compile(r"(image|img|picture|photo|(^|[\s_])(alt|src|position)($|[\s_]))", re.I)
@@ -53,11 +53,6 @@ def _blank(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.isna() | frame.astype(str).apply(lambda column: column.str.strip() == "")
 
 
-def _keys(series: pd.Series) -> pd.Series:
-    text = series.astype("string").str.strip().str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
-    return text.fillna("").astype(object)
-
-
 def find_variant_rows(items: pd.DataFrame) -> tuple[str, list[str]] | None:
     """``(product column, product fields)`` when ``items`` is written one row per variant, else None.
 
@@ -70,7 +65,7 @@ def find_variant_rows(items: pd.DataFrame) -> tuple[str, list[str]] | None:
     for column in items.columns:
         if blank[column].any():
             continue
-        keys = _keys(items[column])
+        keys = clean_ids(items[column])
         repeated = keys.duplicated()
         if not repeated.any() or keys.nunique() < 2:
             continue
@@ -137,7 +132,7 @@ def products_from_variant_rows(
         return None
     product, fields = found
     items = items.reset_index(drop=True)
-    keys = _keys(items[product])
+    keys = clean_ids(items[product])
     blank = _blank(items)
     others = [c for c in items.columns if c != product and c not in fields]
     pictures = [c for c in others if _PICTURE_ROW_NAME.search(str(c))]
@@ -148,7 +143,7 @@ def products_from_variant_rows(
 
     result = VariantRows(items, interactions, product, fields, len(items), int(picture_only.sum()))
     if interactions is not None and len(interactions):
-        _point_interactions_at_products(variants, variant_keys, interactions.copy(), others, result)
+        _point_interactions_at_products(variants, variant_keys, interactions, others, result)
 
     groups = variants.groupby(variant_keys.to_numpy(), sort=False)
     products = groups.head(1).copy()
@@ -192,6 +187,33 @@ def _variant_values(values: pd.Series, keys: pd.Series, first: pd.Series, separa
     return pd.Series(np.where(labels.notna(), labels, first), index=first.index, dtype=object)
 
 
+def _sampled_keys(interactions: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each interactions column's first 20,000 values as ids (enough to tell which column names what)."""
+    sample = interactions.head(20_000)
+    return {str(c): clean_ids(sample[c]) for c in sample.columns}
+
+
+def _most_referenced(known: dict[str, set[str]], sampled: dict[str, pd.Series]) -> tuple[float, str, str] | None:
+    """``(share, items column, interactions column)``: the pair where the interactions column's values are most
+    often among the items column's ``known`` values, when that is at least half of them; else None."""
+    best: tuple[float, str, str] | None = None
+    for column, values in known.items():
+        for other, keys in sampled.items():
+            share = float(keys.isin(values).mean())
+            if share >= 0.5 and (best is None or share > best[0]):
+                best = (share, column, other)
+    return best
+
+
+def _rewritten(interactions: pd.DataFrame, column: str, mapping: pd.Series) -> pd.DataFrame:
+    """``interactions`` with ``column``'s values mapped through ``mapping`` (an id -> id Series); values it lacks
+    are kept, and later reported as unknown items."""
+    found = clean_ids(interactions[column]).map(mapping)
+    rewritten = interactions.copy()
+    rewritten[column] = np.where(found.notna(), found, interactions[column]).astype(object)
+    return rewritten
+
+
 def _point_interactions_at_products(
     variants: pd.DataFrame,
     variant_keys: pd.Series,
@@ -202,28 +224,20 @@ def _point_interactions_at_products(
     """Find the items column that names one variant per row and the interactions column whose values it holds
     (most of them); rewrite that interactions column to the variants' product keys. Nothing when the
     interactions already name products."""
-    sample = interactions.head(20_000)
-    sample_keys = {c: _keys(sample[c]) for c in sample.columns}
-    product_keys = set(variant_keys)
-    if max((keys.isin(product_keys).mean() for keys in sample_keys.values()), default=0.0) >= 0.5:
+    sampled = _sampled_keys(interactions)
+    if _most_referenced({"products": set(variant_keys)}, sampled) is not None:
         return
-    best: tuple[float, str | None, str | None] = (0.0, None, None)
+    known = {}
     for candidate in candidates:
-        names = _keys(variants[candidate])
-        if (names == "").any() or names.duplicated().any() or not could_be_ids(variants[candidate]):
-            continue
-        known = set(names)
-        for other, keys in sample_keys.items():
-            share = float(keys.isin(known).mean())
-            if share > best[0]:
-                best = (share, candidate, str(other))
-    share, column, named_by = best
-    if column is None or named_by is None or share < 0.5:
+        names = clean_ids(variants[candidate])
+        if not ((names == "").any() or names.duplicated().any() or not could_be_ids(variants[candidate])):
+            known[str(candidate)] = set(names)
+    found = _most_referenced(known, sampled)
+    if found is None:
         return
-    to_product = pd.Series(variant_keys.to_numpy(), index=_keys(variants[column]).to_numpy())
-    mapped = _keys(interactions[named_by]).map(to_product)
-    interactions[named_by] = np.where(mapped.notna(), mapped, interactions[named_by]).astype(object)
-    result.interactions = interactions
+    share, column, named_by = found
+    to_product = pd.Series(variant_keys.to_numpy(), index=clean_ids(variants[column]).to_numpy())
+    result.interactions = _rewritten(interactions, named_by, to_product)
     result.variant_column, result.interactions_column, result.variants_matched = column, named_by, share
 
 
@@ -345,35 +359,32 @@ def interactions_by_product_name(items: pd.DataFrame, interactions: pd.DataFrame
     unique = [
         c
         for c in items.columns
-        if not blank[c].any() and not _keys(items[c]).duplicated().any() and could_be_ids(items[c])
+        if not blank[c].any() and not clean_ids(items[c]).duplicated().any() and could_be_ids(items[c])
     ]
     if not unique:
         return None
-    sample = interactions.head(20_000)
-    sample_keys = {c: _keys(sample[c]) for c in sample.columns}
-    for column in unique:
-        known = set(_keys(items[column]))
-        if any(keys.isin(known).mean() >= 0.5 for keys in sample_keys.values()):
-            return None
-    best: tuple[float, str, str] | None = None  # (share, interactions column, title column)
+    sampled = _sampled_keys(interactions)
+    if _most_referenced({str(c): set(clean_ids(items[c])) for c in unique}, sampled) is not None:
+        return None
+    # (share, interactions column, title column, that column's titles)
+    best: tuple[float, str, str, dict[str, list[int]]] | None = None
     for title in items.columns:
         if not _TITLE_NAME.search(str(title)) or _NOT_A_TITLE.search(str(title)):
             continue
         titles = _rows_by_title(items, str(title))
         if not titles:
             continue
-        for column, keys in sample_keys.items():
+        for column, keys in sampled.items():
             named = {name: _rows_named(name, titles) for name in keys[keys != ""].unique()}
             share = float(keys.map(named).notna().mean())
             if share >= 0.5 and (best is None or share > best[0]):
-                best = (share, str(column), str(title))
+                best = (share, column, str(title), titles)
     if best is None:
         return None
-    share, column, title = best
+    _, column, title, titles = best
     key_column = str(unique[0])
-    product_keys = _keys(items[key_column]).to_numpy()
-    titles = _rows_by_title(items, title)
-    written = _keys(interactions[column])
+    product_keys = clean_ids(items[key_column]).to_numpy()
+    written = clean_ids(interactions[column])
     named = {name: _rows_named(name, titles) for name in written[written != ""].unique()}
     rows = written.map(named)
     products = np.array(
@@ -388,7 +399,8 @@ def interactions_by_product_name(items: pd.DataFrame, interactions: pd.DataFrame
     found = pd.Series(products, index=interactions.index)
     rewritten = interactions.copy()
     rewritten[column] = np.where(found.notna(), found, interactions[column]).astype(object)
-    result = ProductNames(rewritten, column, title, key_column, float(found.notna().mean()), int(len(shared)))
+    matched = float(found.notna().mean())
+    result = ProductNames(rewritten, column, title, key_column, matched, int(len(shared)))
     if len(shared):
         result.told_apart = int(found.iloc[shared].notna().sum())
         result.told_apart_by = pairs
@@ -427,7 +439,7 @@ def products_from_parent_rows(
         return None
     items = items.reset_index(drop=True)
     for parent in [c for c in items.columns if _PARENT_NAME.match(str(c).strip())]:
-        named = _keys(items[parent]).str.replace(r"^id:\s*", "", regex=True, case=False)
+        named = clean_ids(items[parent]).str.replace(r"^id:\s*", "", regex=True, case=False)
         child = (named != "").to_numpy()
         if not child.any() or child.all():
             continue
@@ -438,7 +450,7 @@ def products_from_parent_rows(
         for column in items.columns:
             if column == parent:
                 continue
-            own = _keys(items.loc[~child, column])
+            own = clean_ids(items.loc[~child, column])
             given = own[own != ""]
             if given.duplicated().any():
                 continue
@@ -449,7 +461,7 @@ def products_from_parent_rows(
         rows = named[child].map(row_of)
         if key is None or rows.notna().mean() < 0.9:
             continue
-        keys = _keys(items[key])
+        keys = clean_ids(items[key])
         product_of = keys.copy()
         product_of[child] = [keys[int(r)] if pd.notna(r) else "" for r in rows]
         products = items[~child].copy()
@@ -480,34 +492,24 @@ def _point_at_parents(
     """Rewrite the interactions column that names variations by an items column (most of its values are the
     variations' values there) to their products' values in that column; nothing when a column already names
     products (WooCommerce orders' "Product ID" beside "Variation ID")."""
-    sample = interactions.head(20_000)
-    sample_keys = {c: _keys(sample[c]) for c in sample.columns}
+    sampled = _sampled_keys(interactions)
     parents = items[~child]
-    best: tuple[float, str | None, str | None] = (0.0, None, None)
+    products, variations = {}, {}
     for column in items.columns:
-        values = _keys(items[column])
-        if not could_be_ids(items[column]) or values[~child].duplicated().any():
-            continue
-        products, variations = set(values[~child]) - {""}, set(values[child]) - {""}
-        for other, named in sample_keys.items():
-            if named.isin(products).mean() >= 0.5:
-                return
-            share = float(named.isin(variations).mean())
-            if share > best[0]:
-                best = (share, str(column), str(other))
-    share, column, other = best
-    if column is None or other is None or share < 0.5:
+        values = clean_ids(items[column])
+        if could_be_ids(items[column]) and not values[~child].duplicated().any():
+            products[str(column)] = set(values[~child]) - {""}
+            variations[str(column)] = set(values[child]) - {""}
+    found = None if _most_referenced(products, sampled) is not None else _most_referenced(variations, sampled)
+    if found is None:
         return
+    share, column, other = found
     # variation's value in `column` -> its product's value there (a product without one keeps the variation's)
-    own_value = pd.Series(_keys(parents[column]).to_numpy(), index=keys[~child].to_numpy())
+    own_value = pd.Series(clean_ids(parents[column]).to_numpy(), index=keys[~child].to_numpy())
     theirs = product_of[child].map(own_value)
-    mapping = pd.Series(theirs.to_numpy(), index=_keys(items.loc[child, column]).to_numpy())
+    mapping = pd.Series(theirs.to_numpy(), index=clean_ids(items.loc[child, column]).to_numpy())
     mapping = mapping[(mapping.index != "") & mapping.notna() & (mapping != "")]
-    mapping = mapping[~mapping.index.duplicated()]
-    found = _keys(interactions[other]).map(mapping)
-    rewritten = interactions.copy()
-    rewritten[other] = np.where(found.notna(), found, interactions[other]).astype(object)
-    result.interactions = rewritten
+    result.interactions = _rewritten(interactions, other, mapping[~mapping.index.duplicated()])
     result.interactions_column, result.variations_matched = other, share
 
 
@@ -547,7 +549,7 @@ def cancelled_order_lines(interactions: pd.DataFrame | None) -> CancelledLines |
         for key in interactions.columns:
             if key == column or blank[key].any():
                 continue
-            keys = _keys(interactions[key])
+            keys = clean_ids(interactions[key])
             later = keys.duplicated()
             if not later.any() or keys.nunique() < 2:
                 continue

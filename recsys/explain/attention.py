@@ -70,14 +70,13 @@ def top_items_attention(
     # the lists users are shown: never an item the catalogue does not sell
     keep = model.for_sale() if keep is None else model.for_sale() & np.asarray(keep, dtype=bool)
     frames = []
-    k = int(min(k, model.n_items if keep is None else int(np.sum(keep))))
+    k = int(min(k, int(np.sum(keep))))
     if k <= 0:  # nothing left to rank (every item dropped by the catalogue): no rows
         users = users[:0]
     for start in range(0, len(users), batch_size):
         rows = users[start : start + batch_size]
         scores = model.score(rows).astype(np.float64)
-        if keep is not None:
-            scores[:, ~np.asarray(keep, dtype=bool)] = -np.inf
+        scores[:, ~keep] = -np.inf
         if seen is not None:
             block = seen[rows]
             scores[block.nonzero()] = -np.inf

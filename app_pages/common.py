@@ -626,7 +626,7 @@ class RunContext:
     user_rows: dict[str, np.ndarray]  # user id -> row positions in data.interactions
     explain_context: Any  # recsys.explain.ExplainContext: labels, TF-IDF, bands, popularity, built once
     # the model's items still in the current import (None: all are): a later import can drop some, and those
-    # are not recommended (recsys.train.records.in_current_catalogue, as the CLI and the HTTP API do)
+    # are not recommended (recsys.train.records.follow_current_import, as the CLI and the HTTP API do)
     in_catalogue: np.ndarray | None = None
     gone_users: frozenset[str] = frozenset()  # the model's users the current import no longer has
     user_descriptions: dict[str, str] = field(default_factory=dict)  # user id -> "Berlin · DE" (describe_users)
@@ -664,7 +664,7 @@ def _run_context(run_dir: str, model_stamp: float, dataset: str, data_stamp: str
     from recsys.data import stats
     from recsys.explain import ExplainContext, item_vectors
     from recsys.models.rerank import variant_groups
-    from recsys.train.records import in_current_catalogue, users_gone_from_dataset
+    from recsys.train.records import follow_current_import, users_gone_from_dataset
 
     model = _load_model(str(Path(run_dir) / "model"), model_stamp)
     data = load_dataset_frames(dataset)
@@ -681,7 +681,7 @@ def _run_context(run_dir: str, model_stamp: float, dataset: str, data_stamp: str
     titles = aligned[title_column] if title_column in aligned.columns else pd.Series([None] * len(aligned))
     return RunContext(
         # the engine's comparison of a run with its dataset as imported now, as the CLI and the HTTP API use it
-        in_catalogue=in_current_catalogue(model, data),
+        in_catalogue=follow_current_import(model, data),
         gone_users=frozenset(users_gone_from_dataset(model, data)),
         run_id=Path(run_dir).name,
         run_dir=str(run_dir),
@@ -776,7 +776,8 @@ def import_time(stamp: str) -> str:
 
 
 SHOWN_FROM_CURRENT_IMPORT = (
-    "Titles, pictures and attributes shown are the current import's; items and users added since are unknown to "
+    "Titles, pictures and attributes shown are the current import's, and so is what is for sale (an item it drops or "
+    "marks as not for sale is not recommended); items and users added since are unknown to "
     "this model, and its test metrics were measured on the earlier data. Train again to use the new data."
 )
 

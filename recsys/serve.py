@@ -55,6 +55,7 @@ class Health(BaseModel):
     # a dataset imported again after the run was trained: the run's items and users it no longer has (not served)
     items_no_longer_in_catalogue: int = 0
     users_no_longer_in_dataset: int = 0
+    items_not_for_sale: int = 0  # marked so by the dataset as imported now (follow_current_import): never offered
 
 
 class Modality(BaseModel):
@@ -159,7 +160,7 @@ class ServedRun:
         from .privacy import forgotten_in
         from .retrieval import attach_retrieval
         from .train.commands import run_titles
-        from .train.records import in_current_catalogue, users_gone_from_dataset
+        from .train.records import follow_current_import, users_gone_from_dataset
 
         started = time.perf_counter()
         self.run_dir, self.model, self.bundle, self.config = load_run(workspace, run_id)
@@ -173,7 +174,7 @@ class ServedRun:
         self.context = _context(self.model, self.bundle)
         self.titles, self.groups = run_titles(self.model, self.bundle)
         # items dropped by a later import of the dataset are not recommended (None: every item is still there)
-        self.in_catalogue = in_current_catalogue(self.model, self.bundle)
+        self.in_catalogue = follow_current_import(self.model, self.bundle)
         # people a later import of the dataset no longer has: not served either
         self.gone_users = users_gone_from_dataset(self.model, self.bundle)
         # people forgotten since the run was trained: its model still knows them, the API does not serve them
@@ -266,6 +267,7 @@ def create_app(workspace: Any, run_id: str, served: ServedRun | None = None) -> 
             retrieval=s.retrieval.describe() if s.retrieval is not None else None,
             items_no_longer_in_catalogue=0 if s.in_catalogue is None else int((~s.in_catalogue).sum()),
             users_no_longer_in_dataset=len(s.gone_users),
+            items_not_for_sale=int((~s.model.for_sale()).sum()),
         )
 
     @app.get("/recommend", response_model=RecommendResponse, response_model_exclude_none=True)

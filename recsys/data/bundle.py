@@ -679,11 +679,11 @@ def _load_from_folder(
         report.note(
             "not_for_sale",
             f"{counted(count, 'item')} of {len(items):,} {'is' if count == 1 else 'are'} not for sale "
-            f"('{off_sale.column}': {', '.join(off_sale.values[:4])}): "
+            f"({_said_by(off_sale.columns, off_sale.values[:4])}): "
             f"{'it stays' if count == 1 else 'they stay'} in the data and the training, and "
             f"{'is' if count == 1 else 'are'} never recommended",
             _file_name(files, "items"),
-            off_sale.column,
+            off_sale.columns[0],
         )
     if users is not None:
         unknown_users = ~users["user_id"].isin(set(interactions["user_id"]))
@@ -848,6 +848,11 @@ def _say_parent_rows(found: ParentRows, report: ValidationReport, files: dict[st
             _file_name(files, "interactions"),
             found.interactions_column,
         )
+
+
+def _said_by(columns: list[str], values: list[str]) -> str:
+    """``'Status': archived, draft`` for one column; the values (each with its column) for several."""
+    return f"'{columns[0]}': {', '.join(values)}" if len(columns) == 1 else "; ".join(values)
 
 
 def _say_variant_rows(found: VariantRows, report: ValidationReport, files: dict[str, Path | None]) -> None:

@@ -284,6 +284,11 @@ def infer_role(name: str, series: pd.Series, table: str, separator: str = DEFAUL
         # Shopify's "Published" TRUE, "Gift Card" FALSE, "Status" active on every product: a feature and an
         # explanation ("both are Status: active") that tell nothing apart
         return RoleGuess(IGNORE, f"the same value on every row ('{str(values.iloc[0])[:40]}'): tells nothing apart")
+    if table == "items":
+        from .shop_exports import says_availability  # (shop_exports reads ids through this module)
+
+        if says_availability(name, values):
+            return RoleGuess(IGNORE, "says whether the item is for sale now (items it marks are never recommended)")
     text_values = values.astype(str)
     numeric = parse_numeric(values)
     numeric_share = float(numeric.notna().mean())

@@ -47,6 +47,7 @@ class VariantRows:
     variants_matched: float = 0.0  # share of that column's values found among the variants
     joined_columns: list[str] = field(default_factory=list)  # columns whose variants' values became labels
     option_columns: list[str] = field(default_factory=list)  # "Color", "Size": options read as attribute columns
+    sold_out: int = 0  # products none of whose variants can be bought now (the SOLD_OUT_COLUMN says "yes")
 
 
 def _blank(frame: pd.DataFrame) -> pd.DataFrame:
@@ -162,9 +163,46 @@ def products_from_variant_rows(
     if result.variant_column is not None:
         dropped.append(result.variant_column)
     products = products.drop(columns=dropped)
+    sold_out = _sold_out_products(variants, variant_keys, keys[products.index])
+    if sold_out is not None and SOLD_OUT_COLUMN not in products.columns:
+        products[SOLD_OUT_COLUMN] = np.where(sold_out, "yes", "no")
+        result.sold_out = int(sold_out.sum())
     products, result.option_columns = options_as_columns(products)
     result.items = products.reset_index(drop=True)
     return result
+
+
+# a variant's stock: Shopify's "Variant Inventory Qty", whether the shop counts it ("Variant Inventory Tracker":
+# blank = not tracked, always for sale) and what happens at 0 ("Variant Inventory Policy": continue = it still sells)
+_INVENTORY_QUANTITY = re.compile(r"inventory[ _-]?(qty|quantity)", re.I)
+_INVENTORY_TRACKER = re.compile(r"inventory[ _-]?tracker", re.I)
+_INVENTORY_POLICY = re.compile(r"inventory[ _-]?policy", re.I)
+#: the products column a variant-row export gets when its stock says some products cannot be bought now
+SOLD_OUT_COLUMN = "Sold out"
+
+
+def _sold_out_products(variants: pd.DataFrame, keys: pd.Series, product_keys: pd.Series) -> np.ndarray | None:
+    """bool per product (``product_keys``' order): every variant of it is out of stock (a tracked quantity of 0
+    or less, with no selling on backorder); None when the export has no stock, or none or all are sold out."""
+
+    def first(pattern: re.Pattern[str]) -> str | None:
+        return next((c for c in variants.columns if pattern.search(str(c))), None)
+
+    quantity_column = first(_INVENTORY_QUANTITY)
+    if quantity_column is None:
+        return None
+    quantity = parse_numeric(variants[quantity_column].astype("string").str.strip())
+    if quantity.isna().all():
+        return None
+    out = (quantity <= 0).fillna(False)
+    tracker, policy = first(_INVENTORY_TRACKER), first(_INVENTORY_POLICY)
+    if tracker is not None:
+        out &= variants[tracker].astype("string").fillna("").str.strip() != ""
+    if policy is not None:
+        out &= variants[policy].astype("string").fillna("").str.strip().str.lower() != "continue"
+    every = out.groupby(keys.to_numpy(), sort=False).all()
+    sold_out = product_keys.map(every).fillna(False).to_numpy(dtype=bool)
+    return sold_out if sold_out.any() and not sold_out.all() else None
 
 
 def _variant_values(values: pd.Series, keys: pd.Series, first: pd.Series, separator: str) -> pd.Series | None:
@@ -571,13 +609,31 @@ def cancelled_order_lines(interactions: pd.DataFrame | None) -> CancelledLines |
 # in-stock flag (WooCommerce's "Published" 1 / 0 / -1, "In stock?"), or a flag saying the opposite
 _STATUS_NAME = re.compile(r"^(product[ _-]?)?(status|state)$", re.I)
 _FOR_SALE_FLAG = re.compile(r"(published|is[ _-]?active|^active$|in[ _-]?stock|available|for[ _-]?sale|visible)", re.I)
-_OFF_SALE_FLAG = re.compile(r"(discontinued|archived|deleted|hidden|unpublished|inactive)", re.I)
+_OFF_SALE_FLAG = re.compile(
+    r"(discontinued|archived|deleted|hidden|unpublished|inactive|sold[ _-]?out|out[ _-]?of[ _-]?stock)", re.I
+)
 _OFF_SALE_STATUS = {
     "draft", "archived", "inactive", "discontinued", "deleted", "hidden", "private", "trash", "unpublished",
     "disabled", "pending", "retired",
 }  # fmt: skip
+_ON_SALE_STATUS = {"active", "published", "publish", "live", "enabled", "available", "visible", "public", "on sale"}
 _YES = {"true", "yes", "y", "1", "t", "ja", "oui", "si", "sí"}
 _NO = {"false", "no", "n", "0", "-1", "f", "nein", "non"}
+
+
+def says_availability(name: str, values: pd.Series) -> bool:
+    """Whether an items column says whether a product can be bought now (a status of active / draft / archived, a
+    published or sold-out yes/no): what :func:`not_for_sale` reads, and no feature of the product's (whom it suits
+    does not change when it sells out; the import's schema ignores it)."""
+    said = set(values.astype("string").dropna().str.strip().str.lower()) - {""}
+    if not said:
+        return False
+    name = str(name).strip()
+    if _INVENTORY_QUANTITY.search(name) or _INVENTORY_POLICY.search(name) or _INVENTORY_TRACKER.search(name):
+        return True  # the stock left (Shopify's is the first variant's): whether it sells now, not what it is
+    if _STATUS_NAME.match(name):
+        return said <= _OFF_SALE_STATUS | _ON_SALE_STATUS
+    return bool(_FOR_SALE_FLAG.search(name) or _OFF_SALE_FLAG.search(name)) and said <= _YES | _NO
 
 
 @dataclass
@@ -585,16 +641,20 @@ class NotForSale:
     """Items a shop does not sell now (read by :func:`not_for_sale`)."""
 
     items: np.ndarray  # bool per items row
-    column: str  # "Status"
-    values: list[str]  # the values that say so ("archived", "draft")
+    columns: list[str]  # ["Status"], or every column that says so (["Status", "Sold out"])
+    values: list[str]  # the values that say so ("archived", "draft"; "Status: archived" with several columns)
 
 
 def not_for_sale(items: pd.DataFrame) -> NotForSale | None:
     """The products a shop's catalogue marks as not for sale: a status column whose value is a draft, archived,
     inactive or discontinued one; a yes/no column named published, active, in stock or available that says no
-    (WooCommerce writes -1 for a draft); one named discontinued, archived or hidden that says yes. They stay in the
-    data (the people who bought them bought them) and are never recommended. None when no column says so, or
-    when it would leave nothing for sale."""
+    (WooCommerce writes -1 for a draft); one named discontinued, archived, hidden or sold out that says yes (a
+    variant-row export's stock gives :data:`SOLD_OUT_COLUMN`). Every such column counts (a draft, and an active
+    product sold out). They stay in the data (the people who bought them bought them) and are never
+    recommended. None when no column says so, or when together they would leave nothing for sale."""
+    marked = np.zeros(len(items), dtype=bool)
+    columns: list[str] = []
+    values: list[tuple[str, list[str]]] = []
     for column in items.columns:
         name = str(column).strip()
         said = items[column].astype("string").fillna("").str.strip().str.lower()
@@ -610,5 +670,13 @@ def not_for_sale(items: pd.DataFrame) -> NotForSale | None:
         else:
             continue
         if off.any() and not off.all():
-            return NotForSale(off.to_numpy(), name, sorted(set(items.loc[off.to_numpy(), column].astype(str))))
-    return None
+            marked |= off.to_numpy(dtype=bool)
+            columns.append(name)
+            said_so = sorted(set(items.loc[off.to_numpy(dtype=bool), column].astype(str)))
+            values.append((name, said_so))
+    if not marked.any() or marked.all():
+        return None
+    if len(values) == 1:
+        return NotForSale(marked, columns, values[0][1])
+    # several columns: each value with its column ("Status: archived", "Sold out: yes")
+    return NotForSale(marked, columns, [f"{name}: {value}" for name, said in values for value in said])

@@ -219,10 +219,10 @@ def cmd_recommend_new(args: argparse.Namespace) -> dict[str, Any]:
         check_new_user_request(args.like, args.query, args.user)
     except ValueError as exc:
         raise CommandError(f"--user: {exc}") from exc
-    from ..train.records import in_current_catalogue
+    from ..train.records import follow_current_import
 
     run_dir, model, bundle, config = load_run(_workspace(args), args.run)
-    in_catalogue = in_current_catalogue(model, bundle)  # items a later import dropped are not recommended
+    in_catalogue = follow_current_import(model, bundle)  # what a later import dropped or took off sale is not offered
     try:
         if args.query:
             items = recommend_for_text(

@@ -355,12 +355,26 @@ class Recommender(ABC):
         return self.seen.indices[self.seen.indptr[row] : self.seen.indptr[row + 1]]
 
     def for_sale(self) -> np.ndarray:
-        """bool ``[n_items]``: the items a list may hold (every one but those the catalogue marked as not for sale
-        when the model was trained: :attr:`TrainData.not_for_sale`). Every recommendation path starts from it."""
+        """bool ``[n_items]``: the items a list may hold (every one but those the catalogue marks as not for sale:
+        :attr:`TrainData.not_for_sale` when the model was trained, then :meth:`mark_not_for_sale`'s). Every
+        recommendation path starts from it."""
         keep = np.ones(self.n_items, dtype=bool)
         if self.not_for_sale is not None and len(self.not_for_sale) == self.n_items:
             keep &= ~self.not_for_sale
         return keep
+
+    def mark_not_for_sale(self, marked: np.ndarray | None) -> None:
+        """Replace which items are never recommended (bool ``[n_items]``; None: every item is for sale). What a
+        shop sells changes between imports of its catalogue, what its customers bought does not: a run that
+        serves the catalogue as imported now takes its marks (``recsys.train.records.follow_current_import``)
+        without training again."""
+        if marked is None or not np.asarray(marked).any():
+            self.not_for_sale = None
+            return
+        marked = np.asarray(marked, dtype=bool)
+        if marked.shape != (self.n_items,):
+            raise ValueError(f"not-for-sale marks have shape {marked.shape}, expected ({self.n_items},)")
+        self.not_for_sale = marked.copy()
 
     def _keep_mask(self, row: int, exclude_seen: bool, filters: Any, candidates: np.ndarray | None) -> np.ndarray:
         keep = self.for_sale()

@@ -427,7 +427,7 @@ def run_titles(model: Any, bundle: Any) -> tuple[dict[str, str], Any]:
 
 @command("recommend", "top-K recommendations for a user from a trained run", _recommend_arguments)
 def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
-    from .records import in_current_catalogue, load_run_model, users_gone_from_dataset
+    from .records import follow_current_import, load_run_model, users_gone_from_dataset
 
     run_dir = _run_dir(args)
     if not (run_dir / "model" / "config.json").is_file():
@@ -442,7 +442,7 @@ def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
     if not 0.0 <= args.diversity <= 1.0:
         raise CommandError(f"--diversity must be between 0 and 1, not {args.diversity}")
     exposure = _exposure_option(args, bundle, dataset, model) if args.exposure_group else None
-    in_catalogue = in_current_catalogue(model, bundle)
+    in_catalogue = follow_current_import(model, bundle)
     if str(args.user) in users_gone_from_dataset(model, bundle):
         raise CommandError(
             f"user {args.user} is no longer in dataset {dataset} (it was imported again after run {run_dir.name} "
@@ -473,7 +473,12 @@ def cmd_recommend(args: argparse.Namespace) -> dict[str, Any]:
         _say(args, f"{row['rank']:>3}. {row['item_id']:<12} {row['score']:>9.4f}  {row['title'] or ''}")
         if row.get("explanation", {}).get("sentence"):
             _say(args, f"     {row['explanation']['sentence']}")
-    result: dict[str, Any] = {"run_id": run_dir.name, "user": args.user, "recommendations": rows}
+    result: dict[str, Any] = {
+        "run_id": run_dir.name,
+        "user": args.user,
+        "recommendations": rows,
+        "items_not_for_sale": int((~model.for_sale()).sum()),  # as the dataset imported now marks them
+    }
     if in_catalogue is not None:
         result["items_no_longer_in_catalogue"] = int((~in_catalogue).sum())
         _say(
@@ -562,7 +567,7 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
     from ..batch import MAX_K, export_recommendations, read_user_ids
-    from .records import in_current_catalogue, load_run_model, users_gone_from_dataset
+    from .records import follow_current_import, load_run_model, users_gone_from_dataset
 
     if not 1 <= args.k <= MAX_K:
         raise CommandError(f"--k must be between 1 and {MAX_K}, not {args.k}")
@@ -601,7 +606,7 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     dataset = read_run_config(run_dir)["dataset"]  # RunDamaged names a damaged config.json
     bundle = workspace.load_dataset(dataset) if workspace.has_dataset(dataset) else None
     exposure = _exposure_option(args, bundle, dataset, model) if args.exposure_group else None
-    in_catalogue = in_current_catalogue(model, bundle)
+    in_catalogue = follow_current_import(model, bundle)
     # people forgotten since the run was trained, and people a later import of the dataset no longer has: the
     # model still knows them, the export does not list them
     forgotten = forgotten_in(run_dir, workspace.root, [str(u) for u in model.user_ids])
@@ -664,6 +669,7 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
         **summary.to_dict(),
         "forgotten_users_left_out": len(forgotten),
         "items_no_longer_in_catalogue": 0 if in_catalogue is None else int((~in_catalogue).sum()),
+        "items_not_for_sale": int((~model.for_sale()).sum()),
         "users_no_longer_in_dataset_left_out": len(gone),
     }
 

@@ -447,6 +447,21 @@ def users_gone_from_dataset(model: Any, bundle: Any) -> set[str]:
     return {str(u) for u in np.asarray(model.user_ids).astype(str) if u not in known}
 
 
+def follow_current_import(model: Any, bundle: Any) -> Any:
+    """Bring a loaded run's model in line with its dataset as imported now (``bundle``; None when the dataset is
+    gone: the model stays as trained) and return :func:`in_current_catalogue`'s mask. The items the current
+    import marks as not for sale (:func:`recsys.data.shop_exports.not_for_sale`: a draft, an archived product)
+    become the model's not-for-sale items, so a product archived since training is not offered and one back on
+    sale is, without training again. ``recommend``, ``recommend-new``, ``export``, the HTTP API and the pages
+    load runs through it."""
+    if bundle is not None:
+        from .run import not_for_sale_ids
+
+        marked = set(not_for_sale_ids(bundle.items))
+        model.mark_not_for_sale(np.isin(np.asarray(model.item_ids).astype(str), list(marked)) if marked else None)
+    return in_current_catalogue(model, bundle)
+
+
 def in_current_catalogue(model: Any, bundle: Any) -> Any:
     """``[n_items]`` bool over the model's items: True for those still in ``bundle`` (the run's dataset as it is
     imported now), or None when all are (or the dataset is gone: nothing to compare with). A dataset imported

@@ -695,6 +695,71 @@ def test_items_a_later_import_dropped_are_not_recommended(app, trained_workspace
     assert f"{len(dropped)} of the run's items are no longer in the catalogue: they are not recommended" in notes
 
 
+def test_items_a_later_import_takes_off_sale_are_not_offered(app, trained_workspace, tmp_path):
+    """A shop that re-imports its catalogue with products archived since a run trained must not see them offered,
+    without training again: the Recommendations page, the CLI and the HTTP API take what is for sale from the
+    import as it is now, and say how many are not."""
+    import shutil
+
+    from recsys.train.records import load_run_model
+    from recsys.workspace import Workspace
+    from tests.test_cli import last_json, run_cli
+
+    run = the_run(trained_workspace)
+    dataset = json.loads((run / "status.json").read_text())["dataset"]
+    workspace = Workspace(trained_workspace)
+    bundle = workspace.load_dataset(dataset)
+    model = load_run_model(run)
+    user = str(model.user_ids[0])
+    archived = {item for item, _ in model.recommend(user, k=5)}
+    folder = tmp_path / "again"
+    folder.mkdir()
+    items = bundle.items.copy()
+    items["status"] = ["archived" if item in archived else "active" for item in items["item_id"].astype(str)]
+    items.to_csv(folder / "items.csv", index=False)
+    bundle.interactions.to_csv(folder / "interactions.csv", index=False)  # the people who bought them did
+    stored = trained_workspace / "datasets" / dataset
+    shutil.copytree(stored / "images", folder / "images")
+    assert workspace.import_bundle(folder, name=dataset).ok
+
+    result = run_cli("recommend", run.name, "--user", user, "--k", "10", "--json", workspace=trained_workspace)
+    assert result.returncode == 0, result.stderr
+    answer = last_json(result.stdout)
+    listed = [row["item_id"] for row in answer["recommendations"]]
+    assert len(listed) == 10 and not archived & set(listed)
+    assert answer["items_not_for_sale"] == len(archived)
+    out = tmp_path / "recs.parquet"
+    result = run_cli("export", run.name, "--k", "10", "--out", str(out), "--json", workspace=trained_workspace)
+    assert result.returncode == 0, result.stderr
+    assert last_json(result.stdout)["items_not_for_sale"] == len(archived)
+    import pandas as pd
+
+    assert not archived & set(pd.read_parquet(out)["item_id"].astype(str))
+    liked = [str(model.item_ids[i]) for i in model.seen[model.user_index(user)].indices]
+    result = run_cli("recommend-new", run.name, "--like", *liked, "--k", "10", "--json", workspace=trained_workspace)
+    assert result.returncode == 0, result.stderr
+    assert not archived & {row["item_id"] for row in last_json(result.stdout)["recommendations"]}
+
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from recsys.serve import create_app
+
+    with TestClient(create_app(trained_workspace, run.name)) as client:
+        assert client.get("/health").json()["items_not_for_sale"] == len(archived)
+        listed_now = {
+            row["item_id"] for row in client.get("/recommend", params={"user": user}).json()["recommendations"]
+        }
+        assert len(listed_now) == 10 and not archived & listed_now
+
+    at = open_page(app, "app_pages/recommendations.py")
+    assert_clean(at)
+    captions = " ".join(c.value for c in at.caption)
+    assert f"{len(archived)} items the catalogue marks as not for sale" in captions
+    notes = " ".join(i.value for i in at.info)
+    assert "and so is what is for sale" in notes
+
+
 def test_users_a_later_import_dropped_are_not_served(app, trained_workspace, tmp_path):
     """People left out of a later import of the dataset are not recommended to, exported or listed by a run
     trained before (the run still holds them until it is trained again)."""

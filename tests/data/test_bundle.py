@@ -1161,6 +1161,54 @@ def test_products_not_for_sale_are_found_and_said(tmp_path):
     )
 
 
+def test_a_product_every_variant_of_which_is_out_of_stock_is_not_for_sale(tmp_path):
+    """Shopify's variant rows carry the stock ("Variant Inventory Qty"), whether the shop counts it ("Variant
+    Inventory Tracker", blank: not counted) and whether a variant sells at 0 ("Variant Inventory Policy":
+    continue). A product none of whose variants can be bought is sold out: the products table says so in a
+    "Sold out" column, and it is not offered, like an archived one (both columns count)."""
+    items = _shopify_products()
+    #                    OX-S   OX-M     OX-L   (picture)  MUG      BE-G    BE-N
+    items["Variant Inventory Tracker"] = ["shopify", "shopify", "shopify", "", "", "shopify", "shopify"]
+    items["Variant Inventory Qty"] = ["0", "0", "-2", "", "0", "0", "3"]
+    items["Variant Inventory Policy"] = ["deny", "deny", "deny", "", "deny", "deny", "deny"]
+    items["Status"] = ["active", "", "", "", "active", "active", ""]
+    orders = pd.DataFrame(
+        {"Email": ["ann@web.de", "ann@web.de", "bob@mail.com"], "Lineitem sku": ["OX-L", "MUG", "BE-N"]}
+    )
+    folder = write_bundle(tmp_path / "shop", items, orders)
+    result = load_bundle(folder)
+    assert result.ok, result.report.format()
+    bundle = result.bundle
+    # the shirt: every variant at 0 or less; the mug: not counted (no tracker); the beanie: navy in stock
+    assert bundle.items["Sold out"].tolist() == ["yes", "no", "no"]
+    note = next(i.message for i in result.report.issues if i.code == "not_for_sale")
+    assert note.startswith("1 item of 3 is not for sale ('Sold out': yes)")
+    # what says whether a product sells now is no feature of it: whom it suits does not change when it sells out
+    assert bundle.schema.items["Sold out"] == S.IGNORE and bundle.schema.items["Status"] == S.IGNORE
+    assert bundle.schema.items.get("Variant Inventory Qty", S.IGNORE) == S.IGNORE
+
+    items["Variant Inventory Policy"] = ["continue", "deny", "deny", "", "deny", "deny", "deny"]  # OX-S on backorder
+    items["Status"] = ["active", "", "", "", "archived", "active", ""]
+    result = load_bundle(write_bundle(tmp_path / "shop2", items, orders))
+    assert result.ok, result.report.format()
+    assert "Sold out" not in result.bundle.items.columns  # nothing is sold out: no column
+    from recsys.data.shop_exports import not_for_sale
+
+    marked = pd.DataFrame(
+        {"item_id": ["a", "b", "c"], "Status": ["active", "archived", "active"], "Sold out": ["yes", "no", "no"]}
+    )
+    found = not_for_sale(marked)
+    assert found is not None and found.items.tolist() == [True, True, False]
+    assert found.columns == ["Status", "Sold out"] and found.values == ["Status: archived", "Sold out: yes"]
+    note = next(i.message for i in result.report.issues if i.code == "not_for_sale")
+    assert note.startswith("1 item of 3 is not for sale ('Status': archived)")
+    # the shirt sold out again, and the mug archived: both said
+    items["Variant Inventory Policy"] = ["deny", "deny", "deny", "", "deny", "deny", "deny"]
+    result = load_bundle(write_bundle(tmp_path / "shop3", items, orders))
+    note = next(i.message for i in result.report.issues if i.code == "not_for_sale")
+    assert note.startswith("2 items of 3 are not for sale (Status: archived; Sold out: yes): ")
+
+
 def test_a_pair_again_at_another_time_is_a_repeat_not_a_duplicate_row(tmp_path):
     """An orders export has many repeat purchases (the same customer and product in another order): they were
     a warning ("1,156 (user, item) pairs repeat"), as if the file were broken. A pair again at another time is

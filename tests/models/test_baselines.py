@@ -381,3 +381,36 @@ def test_items_not_for_sale_are_learned_from_and_never_recommended(block_data, t
     assert np.array_equal(loaded.for_sale(), ~off_sale)
     assert not hidden & {item for item, _ in loaded.recommend(3, k=10)}
     assert plain.for_sale().all() and Recommender.load(plain.save(tmp_path / "plain")).not_for_sale is None
+
+
+def test_a_loaded_run_offers_what_the_catalogue_imported_now_sells(block_data):
+    """What a shop sells changes between imports of its catalogue: a product archived since training is not
+    offered, one archived at training and back on sale is, and a dataset that is gone leaves the model as trained."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from recsys.train.records import follow_current_import
+
+    data = block_data["data"]
+    off_sale = np.zeros(data.n_items, dtype=bool)
+    off_sale[list(POPULAR)] = True
+    model = get_model("ease", l2=50.0).fit(dataclasses.replace(data, not_for_sale=off_sale))
+    ids = [str(i) for i in model.item_ids]
+    offered = [item for item, _ in model.recommend(0, k=5)]
+    # the catalogue imported again: the popular items on sale again, this user's list archived
+    status = ["archived" if item in offered else "active" for item in ids]
+    now = SimpleNamespace(items=pd.DataFrame({"item_id": ids, "title": ids, "Status": status}))
+    assert follow_current_import(model, now) is None  # every item is still in the catalogue
+    assert set(np.asarray(ids)[~model.for_sale()]) == set(offered)
+    listed = {item for u in range(data.n_users) for item, _ in model.recommend(u, k=10)}
+    assert not set(offered) & listed and {f"i{i}" for i in POPULAR} & listed
+    # no status column any more: everything is for sale; the dataset gone: the marks stay as they are
+    follow_current_import(model, SimpleNamespace(items=pd.DataFrame({"item_id": ids, "title": ids})))
+    assert model.for_sale().all() and model.not_for_sale is None
+    model.mark_not_for_sale(off_sale)
+    follow_current_import(model, None)
+    assert np.array_equal(model.for_sale(), ~off_sale)
+    with pytest.raises(ValueError, match="shape"):
+        model.mark_not_for_sale(np.ones(3, dtype=bool))

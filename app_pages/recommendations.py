@@ -672,7 +672,7 @@ def cards(
         "not compare across users or models."
         + (
             f" {off_sale:,} {'item' if off_sale == 1 else 'items'} the catalogue marks as not for sale (drafts, "
-            f"archived) {'is' if off_sale == 1 else 'are'} never offered."
+            f"archived, sold out) {'is' if off_sale == 1 else 'are'} never offered."
             if off_sale
             else ""
         )

@@ -23,13 +23,14 @@ is served locally and needs no network.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Body, FastAPI, HTTPException, Query
+from fastapi import Body, Depends, FastAPI, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
@@ -156,14 +157,15 @@ class ServedRun:
 
     def __init__(self, workspace: Any, run_id: str, ann: str = "auto"):
         from .cli import CommandError
-        from .explain.commands import _context, load_run
-        from .privacy import forgotten_in
+        from .explain.commands import load_run
         from .retrieval import attach_retrieval
-        from .train.commands import run_titles
-        from .train.records import follow_current_import, users_gone_from_dataset
 
         started = time.perf_counter()
+        self.workspace = workspace
         self.run_dir, self.model, self.bundle, self.config = load_run(workspace, run_id)
+        dataset = self.config.get("dataset")
+        # the import served from: a later import under the dataset's name is taken up by follow_dataset
+        self.dataset_imported_at = workspace.dataset_imported_at(dataset) if self.bundle is not None else None
         # an ANN index over the item vectors (built here, not saved: recsys.retrieval), for models whose score is
         # a user . item product: with `auto` only from RetrievalConfig.exact_below items
         try:
@@ -171,17 +173,54 @@ class ServedRun:
         except (ValueError, ImportError) as exc:  # --ann on: no retrieval vectors, or faiss is not installed
             raise CommandError(str(exc)) from exc
         self.run_id = self.run_dir.name
-        self.context = _context(self.model, self.bundle)
-        self.titles, self.groups = run_titles(self.model, self.bundle)
-        # items dropped by a later import of the dataset are not recommended (None: every item is still there)
-        self.in_catalogue = follow_current_import(self.model, self.bundle)
-        # people a later import of the dataset no longer has: not served either
-        self.gone_users = users_gone_from_dataset(self.model, self.bundle)
-        # people forgotten since the run was trained: its model still knows them, the API does not serve them
-        self.forgotten = forgotten_in(self.run_dir, workspace.root, [str(u) for u in self.model.user_ids])
+        self._take_dataset(self.bundle)
         self.lock = threading.Lock()
         self._vectors: np.ndarray | None = None  # item vectors for similar(), computed on first use
         self.loaded_seconds = round(time.perf_counter() - started, 3)
+        self.follow_every_s = 1.0  # how often a request looks whether the dataset was imported again
+        self._looked_at = time.monotonic()
+
+    def _take_dataset(self, bundle: Any) -> None:
+        """Titles, explanation context and what may be served, from ``bundle`` (the dataset as imported now)."""
+        from .explain.commands import _context
+        from .privacy import forgotten_in
+        from .train.commands import run_titles
+        from .train.records import follow_current_import, users_gone_from_dataset
+
+        self.bundle = bundle
+        self.context = _context(self.model, bundle)
+        self.titles, self.groups = run_titles(self.model, bundle)
+        # items dropped by a later import of the dataset are not recommended (None: every item is still there),
+        # nor those it marks as not for sale
+        self.in_catalogue = follow_current_import(self.model, bundle)
+        # people a later import of the dataset no longer has: not served either
+        self.gone_users = users_gone_from_dataset(self.model, bundle)
+        # people forgotten since the run was trained: its model still knows them, the API does not serve them
+        self.forgotten = forgotten_in(self.run_dir, self.workspace.root, [str(u) for u in self.model.user_ids])
+
+    def look_due(self) -> bool:
+        return time.monotonic() - self._looked_at >= self.follow_every_s
+
+    def follow_dataset(self) -> None:
+        """Take up a later import of the run's dataset (at most one look every ``follow_every_s``): a shop that
+        imports its catalogue again, with products archived or sold out since, is served what it sells now
+        without restarting. A dataset that cannot be read now leaves the import served as it was."""
+        if not self.look_due():
+            return
+        self._looked_at = time.monotonic()
+        dataset = self.config.get("dataset")
+        current = self.workspace.dataset_imported_at(dataset) if dataset else None
+        if current is None or current == self.dataset_imported_at:
+            return
+        with self.lock:
+            if current == self.dataset_imported_at:  # another request took it up meanwhile
+                return
+            try:
+                bundle = self.workspace.load_dataset(dataset)
+            except Exception:  # damaged or half-replaced: keep serving the import already loaded
+                return
+            self._take_dataset(bundle)
+            self.dataset_imported_at = current
 
     def call(self, func, *args: Any, **kwargs: Any) -> Any:
         with self.lock:
@@ -247,7 +286,15 @@ def create_app(workspace: Any, run_id: str, served: ServedRun | None = None) -> 
 
             workspace = Workspace(workspace)
         served = ServedRun(workspace, run_id)
+
+    async def follow_dataset() -> None:
+        """Before every request (a dependency of the app, not a middleware: those cost a few per cent of the
+        throughput): a clock test on the loop; the look (a file read, maybe a reload) off it."""
+        if served.look_due():
+            await asyncio.to_thread(served.follow_dataset)
+
     app = FastAPI(
+        dependencies=[Depends(follow_dataset)],
         title=f"recsys: run {served.run_id}",
         description="Recommendations, similar items, cold start and explanations from one trained run.",
         responses={404: {"model": ErrorResponse, "description": "unknown user or item"}},

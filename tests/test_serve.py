@@ -384,3 +384,25 @@ def test_serve_end_to_end_and_stops_on_sigterm(served_root, ids):
     assert f"http://127.0.0.1:{port}" in stdout
     result = json.loads(stdout.strip().splitlines()[-1])
     assert result["ok"] and result["stopped_by"] == "SIGTERM"
+
+
+def test_a_dataset_that_cannot_be_read_now_leaves_the_served_import_as_it_was(served_root, monkeypatch):
+    """The API looks for a later import of its dataset; a half-written or damaged one must not take it down:
+    it goes on serving the import it has."""
+    from recsys.serve import ServedRun
+    from recsys.workspace import Workspace
+
+    served = ServedRun(Workspace(served_root), RUN)
+    served.follow_every_s = 0.0
+    before = (served.bundle, served.in_catalogue, served.dataset_imported_at)
+
+    def damaged(name):
+        raise OSError(f"datasets/{name}/items.parquet is damaged")
+
+    monkeypatch.setattr(served.workspace, "dataset_imported_at", lambda name: "2031-01-01T00:00:00Z")
+    monkeypatch.setattr(served.workspace, "load_dataset", damaged)
+    served.follow_dataset()
+    assert (served.bundle, served.in_catalogue, served.dataset_imported_at) == before
+    served.follow_every_s = 3600.0  # not due: no look at all
+    monkeypatch.setattr(served.workspace, "dataset_imported_at", lambda name: pytest.fail("looked too soon"))
+    served.follow_dataset()

@@ -697,8 +697,8 @@ def test_items_a_later_import_dropped_are_not_recommended(app, trained_workspace
 
 def test_items_a_later_import_takes_off_sale_are_not_offered(app, trained_workspace, tmp_path):
     """A shop that re-imports its catalogue with products archived since a run trained must not see them offered,
-    without training again: the Recommendations page, the CLI and the HTTP API take what is for sale from the
-    import as it is now, and say how many are not."""
+    without training again: the Recommendations page, the CLI and the HTTP API (running since before the import)
+    take what is for sale from the import as it is now, and say how many are not."""
     import shutil
 
     from recsys.train.records import load_run_model
@@ -712,6 +712,19 @@ def test_items_a_later_import_takes_off_sale_are_not_offered(app, trained_worksp
     model = load_run_model(run)
     user = str(model.user_ids[0])
     archived = {item for item, _ in model.recommend(user, k=5)}
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from recsys.serve import ServedRun, create_app
+
+    served = ServedRun(Workspace(trained_workspace), run.name)
+    served.follow_every_s = 0.0  # look at every request
+    client = TestClient(create_app(trained_workspace, run.name, served=served))
+    client.__enter__()
+    assert client.get("/health").json()["items_not_for_sale"] == 0
+    assert archived <= {
+        row["item_id"] for row in client.get("/recommend", params={"user": user}).json()["recommendations"]
+    }
     folder = tmp_path / "again"
     folder.mkdir()
     items = bundle.items.copy()
@@ -740,17 +753,11 @@ def test_items_a_later_import_takes_off_sale_are_not_offered(app, trained_worksp
     assert result.returncode == 0, result.stderr
     assert not archived & {row["item_id"] for row in last_json(result.stdout)["recommendations"]}
 
-    pytest.importorskip("httpx")
-    from fastapi.testclient import TestClient
-
-    from recsys.serve import create_app
-
-    with TestClient(create_app(trained_workspace, run.name)) as client:
-        assert client.get("/health").json()["items_not_for_sale"] == len(archived)
-        listed_now = {
-            row["item_id"] for row in client.get("/recommend", params={"user": user}).json()["recommendations"]
-        }
-        assert len(listed_now) == 10 and not archived & listed_now
+    # the HTTP API, started before the import, takes it up without a restart
+    assert client.get("/health").json()["items_not_for_sale"] == len(archived)
+    listed_now = {row["item_id"] for row in client.get("/recommend", params={"user": user}).json()["recommendations"]}
+    assert len(listed_now) == 10 and not archived & listed_now
+    client.__exit__(None, None, None)
 
     at = open_page(app, "app_pages/recommendations.py")
     assert_clean(at)

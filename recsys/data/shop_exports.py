@@ -47,7 +47,6 @@ class VariantRows:
     variants_matched: float = 0.0  # share of that column's values found among the variants
     joined_columns: list[str] = field(default_factory=list)  # columns whose variants' values became labels
     option_columns: list[str] = field(default_factory=list)  # "Color", "Size": options read as attribute columns
-    sold_out: int = 0  # products none of whose variants can be bought now (the SOLD_OUT_COLUMN says "yes")
 
 
 def _blank(frame: pd.DataFrame) -> pd.DataFrame:
@@ -166,7 +165,6 @@ def products_from_variant_rows(
     sold_out = _sold_out_products(variants, variant_keys, keys[products.index])
     if sold_out is not None and SOLD_OUT_COLUMN not in products.columns:
         products[SOLD_OUT_COLUMN] = np.where(sold_out, "yes", "no")
-        result.sold_out = int(sold_out.sum())
     products, result.option_columns = options_as_columns(products)
     result.items = products.reset_index(drop=True)
     return result
@@ -177,6 +175,10 @@ def products_from_variant_rows(
 _INVENTORY_QUANTITY = re.compile(r"inventory[ _-]?(qty|quantity)", re.I)
 _INVENTORY_TRACKER = re.compile(r"inventory[ _-]?tracker", re.I)
 _INVENTORY_POLICY = re.compile(r"inventory[ _-]?policy", re.I)
+# WooCommerce's stock columns ("Stock", "Low stock amount", "Backorders allowed?") and generic stock counts
+_STOCK_NAME = re.compile(
+    r"^(stock([ _-]?(qty|quantity|level|count))?|low[ _-]?stock[ _-]?amount|backorders?[ _-]?allowed\??)$", re.I
+)
 #: the products column a variant-row export gets when its stock says some products cannot be bought now
 SOLD_OUT_COLUMN = "Sold out"
 
@@ -629,7 +631,7 @@ def says_availability(name: str, values: pd.Series) -> bool:
     if not said:
         return False
     name = str(name).strip()
-    if _INVENTORY_QUANTITY.search(name) or _INVENTORY_POLICY.search(name) or _INVENTORY_TRACKER.search(name):
+    if any(p.search(name) for p in (_INVENTORY_QUANTITY, _INVENTORY_POLICY, _INVENTORY_TRACKER, _STOCK_NAME)):
         return True  # the stock left (Shopify's is the first variant's): whether it sells now, not what it is
     if _STATUS_NAME.match(name):
         return said <= _OFF_SALE_STATUS | _ON_SALE_STATUS

@@ -1186,6 +1186,13 @@ def test_a_product_every_variant_of_which_is_out_of_stock_is_not_for_sale(tmp_pa
     # what says whether a product sells now is no feature of it: whom it suits does not change when it sells out
     assert bundle.schema.items["Sold out"] == S.IGNORE and bundle.schema.items["Status"] == S.IGNORE
     assert bundle.schema.items.get("Variant Inventory Qty", S.IGNORE) == S.IGNORE
+    from recsys.data.shop_exports import says_availability
+
+    stock = pd.Series(["0", "12", "3"])
+    assert says_availability("Stock", stock) and says_availability("Backorders allowed?", pd.Series(["0", "1"]))
+    assert not says_availability("Stockholm store", stock) and not says_availability(
+        "Status", pd.Series(["new", "used"])
+    )
 
     items["Variant Inventory Policy"] = ["continue", "deny", "deny", "", "deny", "deny", "deny"]  # OX-S on backorder
     items["Status"] = ["active", "", "", "", "archived", "active", ""]

@@ -92,7 +92,7 @@ def home() -> None:
             if latest.state == "finished" and earlier_import(latest):
                 st.caption(
                     f":material/history: Trained on an earlier import of {md_text(latest.dataset or '?')}: "
-                    "train again to use the current data."
+                    "train again to use the current data (what is for sale already follows it)."
                 )
             finished = next((r for r in runs if r.state == "finished"), None)
             if not test and finished is not None and finished is not latest:

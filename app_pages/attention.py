@@ -386,7 +386,8 @@ def user_heatmap(ctx: RunContext, weights: pd.DataFrame, modalities: list[str]) 
     st.caption(
         "Per item, each content modality's weight is also scaled by how often the item was chosen, and an item "
         "lacking a modality spreads its weight over the others: so these can differ from the user's weights. "
-        + tilt_sentence(ctx.model.popularity_tilt())
+        "These are the model's own top items (what the user has is left out); the Recommendations page's list can "
+        "differ where it keeps one item per product or adds variety. " + tilt_sentence(ctx.model.popularity_tilt())
     )
 
 

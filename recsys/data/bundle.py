@@ -681,7 +681,7 @@ def _load_from_folder(
             f"{counted(count, 'item')} of {len(items):,} {'is' if count == 1 else 'are'} not for sale "
             f"({_said_by(off_sale.columns, off_sale.values[:4])}): "
             f"{'it stays' if count == 1 else 'they stay'} in the data and the training, and "
-            f"{'is' if count == 1 else 'are'} never recommended",
+            f"{'is' if count == 1 else 'are'} never recommended, also by runs trained on an earlier import",
             _file_name(files, "items"),
             off_sale.columns[0],
         )

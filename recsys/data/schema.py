@@ -288,7 +288,7 @@ def infer_role(name: str, series: pd.Series, table: str, separator: str = DEFAUL
         from .shop_exports import says_availability  # (shop_exports reads ids through this module)
 
         if says_availability(name, values):
-            return RoleGuess(IGNORE, "says whether the item is for sale now (items it marks are never recommended)")
+            return RoleGuess(IGNORE, "availability or stock: whether the item can be bought now, no feature of it")
     text_values = values.astype(str)
     numeric = parse_numeric(values)
     numeric_share = float(numeric.notna().mean())

@@ -1157,7 +1157,7 @@ def test_products_not_for_sale_are_found_and_said(tmp_path):
     note = next(i.message for i in result.report.issues if i.code == "not_for_sale")
     assert note == (
         "1 item of 3 is not for sale ('Status': archived): it stays in the data and the training, and is never "
-        "recommended"
+        "recommended, also by runs trained on an earlier import"
     )
 
 

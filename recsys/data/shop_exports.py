@@ -627,15 +627,17 @@ def says_availability(name: str, values: pd.Series) -> bool:
     """Whether an items column says whether a product can be bought now (a status of active / draft / archived, a
     published or sold-out yes/no): what :func:`not_for_sale` reads, and no feature of the product's (whom it suits
     does not change when it sells out; the import's schema ignores it)."""
+    name = str(name).strip()
+    stock = any(p.search(name) for p in (_INVENTORY_QUANTITY, _INVENTORY_POLICY, _INVENTORY_TRACKER, _STOCK_NAME))
+    status = bool(_STATUS_NAME.match(name))
+    if not (stock or status or _FOR_SALE_FLAG.search(name) or _OFF_SALE_FLAG.search(name)):
+        return False  # the name decides first: the schema asks this of every items column
     said = set(values.astype("string").dropna().str.strip().str.lower()) - {""}
     if not said:
         return False
-    name = str(name).strip()
-    if any(p.search(name) for p in (_INVENTORY_QUANTITY, _INVENTORY_POLICY, _INVENTORY_TRACKER, _STOCK_NAME)):
+    if stock:
         return True  # the stock left (Shopify's is the first variant's): whether it sells now, not what it is
-    if _STATUS_NAME.match(name):
-        return said <= _OFF_SALE_STATUS | _ON_SALE_STATUS
-    return bool(_FOR_SALE_FLAG.search(name) or _OFF_SALE_FLAG.search(name)) and said <= _YES | _NO
+    return said <= (_OFF_SALE_STATUS | _ON_SALE_STATUS if status else _YES | _NO)
 
 
 @dataclass

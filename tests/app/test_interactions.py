@@ -49,6 +49,12 @@ def import_button(at):
     return buttons[0]
 
 
+def name_input(at):
+    """The Import tab's dataset-name box (one per upload)."""
+    [box] = [t for t in at.text_input if (t.key or "").startswith("data_name_")]
+    return box
+
+
 def card_titles(at) -> list[str]:
     titles = []
     for element in at.markdown:
@@ -68,9 +74,9 @@ def test_the_dataset_name_is_derived_valid_and_a_typed_path_is_refused(app, empt
     at.file_uploader(key="data_interactions_file").set_value(("interactions.csv", interactions, "text/csv"))
     at.run()
     assert not at.exception
-    name_input = [t for t in at.text_input if (t.key or "").startswith("data_name_")][0]
-    assert name_input.value == "my-shop-2" and not import_button(at).disabled  # derived from the file, valid
-    name_input.set_value("../../outside")
+    box = name_input(at)
+    assert box.value == "my-shop-2" and not import_button(at).disabled  # derived from the file, valid
+    box.set_value("../../outside")
     at.run()
     assert not at.exception
     shown = texts(at).replace("\\", "")  # Markdown escapes
@@ -101,8 +107,7 @@ def test_upload_with_a_bad_rating_is_blocked_until_the_role_is_changed(app, trai
     assert "1 rating is not a number" not in texts(at)
     button = import_button(at)
     assert not button.disabled
-    name_input = [t for t in at.text_input if (t.key or "").startswith("data_name_")][0]
-    name_input.set_value("shop")
+    name_input(at).set_value("shop")
     at.run()
     import_button(at).click()
     at.run()
@@ -179,8 +184,7 @@ def test_replacing_a_dataset_with_a_smaller_bundle_says_what_it_loses_before_the
     at.file_uploader(key="data_items_file").set_value(("items.csv", items, "text/csv"))
     at.file_uploader(key="data_interactions_file").set_value(("interactions.csv", interactions, "text/csv"))
     at.run()
-    [name_input] = [t for t in at.text_input if (t.key or "").startswith("data_name_")]
-    name_input.set_value("demo")
+    name_input(at).set_value("demo")
     at.run()
     assert not at.exception
     warning = " ".join(w.value for w in at.warning)
@@ -203,8 +207,7 @@ def test_replacing_a_dataset_with_a_smaller_bundle_says_what_it_loses_before_the
     confirm.check()
     at.run()
     assert not import_button(at).disabled
-    [name_input] = [t for t in at.text_input if (t.key or "").startswith("data_name_")]
-    name_input.set_value("shop")
+    name_input(at).set_value("shop")
     at.run()
     assert "this bundle has less" not in " ".join(w.value for w in at.warning)
     assert not [c for c in at.checkbox if (c.key or "").startswith("data_replace_")]
@@ -245,8 +248,7 @@ def test_a_failed_upload_leaves_the_previous_dataset_in_place(app, trained_works
     at.file_uploader(key="data_items_file").set_value(("items.csv", items, "text/csv"))
     at.file_uploader(key="data_interactions_file").set_value(("interactions.csv", interactions, "text/csv"))
     at.run()
-    name_input = [t for t in at.text_input if (t.key or "").startswith("data_name_")][0]
-    name_input.set_value("demo")
+    name_input(at).set_value("demo")
     at.run()
     assert not at.exception
     shown = texts(at)
@@ -331,8 +333,7 @@ def test_a_shopify_export_uploads_as_one_item_per_product(app, trained_workspace
     assert items_roles["Handle"] == "id" and items_roles["Option1 Value"] == "multi_label"
     pickers = {b.key: b.value for b in at.selectbox if (b.key or "").startswith("data_map_")}
     assert sorted(pickers.values()) == ["Email", "Handle", "Lineitem name"], pickers
-    name_input = [t for t in at.text_input if (t.key or "").startswith("data_name_")][0]
-    name_input.set_value("northwind")
+    name_input(at).set_value("northwind")
     at.run()
     import_button(at).click()
     at.run()

@@ -623,11 +623,37 @@ def test_a_run_refitting_its_final_model_says_whose_curves_are_shown(app, traine
     assert "The final refit on every interaction has no validation data" in shown
 
 
+def import_again(workspace, trained_workspace, dataset: str, items, interactions, folder, schema: bool) -> None:
+    """The run's dataset exported as a bundle of ``items`` and ``interactions`` (with its pictures, and its
+    schema.json when ``schema``) and imported again under its name, as a shop re-imports its catalogue."""
+    import shutil
+
+    folder.mkdir()
+    items.to_csv(folder / "items.csv", index=False)
+    interactions.to_csv(folder / "interactions.csv", index=False)
+    stored = trained_workspace / "datasets" / dataset
+    shutil.copytree(stored / "images", folder / "images")
+    if schema:
+        shutil.copy(stored / "schema.json", folder / "schema.json")
+    assert workspace.import_bundle(folder, name=dataset).ok
+
+
+def cli_lists(run, user: str, out, workspace) -> tuple[dict, dict, object]:
+    """``recommend --json`` for ``user`` and ``export --json`` to ``out`` of ``run``: both answers, and the export's
+    process (its stderr holds the notes)."""
+    from tests.test_cli import last_json, run_cli
+
+    result = run_cli("recommend", run.name, "--user", user, "--k", "10", "--json", workspace=workspace)
+    assert result.returncode == 0, result.stderr
+    answer = last_json(result.stdout)
+    exported = run_cli("export", run.name, "--k", "10", "--out", str(out), "--json", workspace=workspace)
+    assert exported.returncode == 0, exported.stderr
+    return answer, last_json(exported.stdout), exported
+
+
 def test_items_a_later_import_dropped_are_not_recommended(app, trained_workspace, tmp_path):
     """A shop that re-imports its catalogue without discontinued items must not see them recommended by a run
     trained before: the Recommendations page, the CLI and the HTTP API leave them out and say how many."""
-    import shutil
-
     from recsys.train.records import load_run_model
     from recsys.workspace import Workspace
     from tests.test_cli import last_json, run_cli
@@ -640,28 +666,25 @@ def test_items_a_later_import_dropped_are_not_recommended(app, trained_workspace
     user = str(model.user_ids[0])
     dropped = {item for item, _ in model.recommend(user, k=5)}
     # the catalogue exported as a bundle without those items (and their interactions), imported under its name
-    folder = tmp_path / "again"
-    folder.mkdir()
-    bundle.items[~bundle.items["item_id"].astype(str).isin(dropped)].to_csv(folder / "items.csv", index=False)
-    kept = ~bundle.interactions["item_id"].astype(str).isin(dropped)
-    bundle.interactions[kept].to_csv(folder / "interactions.csv", index=False)
-    stored = trained_workspace / "datasets" / dataset
-    shutil.copytree(stored / "images", folder / "images")
-    shutil.copy(stored / "schema.json", folder / "schema.json")
-    assert workspace.import_bundle(folder, name=dataset).ok
+    items, interactions = bundle.items, bundle.interactions
+    kept = ~interactions["item_id"].astype(str).isin(dropped)
+    import_again(
+        workspace,
+        trained_workspace,
+        dataset,
+        items[~items["item_id"].astype(str).isin(dropped)],
+        interactions[kept],
+        tmp_path / "again",
+        schema=True,
+    )
 
-    result = run_cli("recommend", run.name, "--user", user, "--k", "10", "--json", workspace=trained_workspace)
-    assert result.returncode == 0, result.stderr
-    answer = last_json(result.stdout)
+    out = tmp_path / "recs.parquet"
+    answer, export_answer, result = cli_lists(run, user, out, trained_workspace)
     listed = [row["item_id"] for row in answer["recommendations"]]
     assert len(listed) == 10 and not dropped & set(listed)
     assert answer["items_no_longer_in_catalogue"] == len(dropped)
-    out = tmp_path / "recs.parquet"
-    result = run_cli("export", run.name, "--k", "10", "--out", str(out), "--json", workspace=trained_workspace)
-    assert result.returncode == 0, result.stderr
-    assert last_json(result.stdout)["items_no_longer_in_catalogue"] == len(dropped)
+    assert export_answer["items_no_longer_in_catalogue"] == len(dropped)
     assert "are no longer in dataset" in result.stderr
-    import pandas as pd
 
     exported = pd.read_parquet(out)
     assert len(exported) == 10 * model.n_users and not dropped & set(exported["item_id"].astype(str))
@@ -699,8 +722,6 @@ def test_items_a_later_import_takes_off_sale_are_not_offered(app, trained_worksp
     """A shop that re-imports its catalogue with products archived since a run trained must not see them offered,
     without training again: the Recommendations page, the CLI and the HTTP API (running since before the import)
     take what is for sale from the import as it is now, and say how many are not."""
-    import shutil
-
     from recsys.train.records import load_run_model
     from recsys.workspace import Workspace
     from tests.test_cli import last_json, run_cli
@@ -717,47 +738,36 @@ def test_items_a_later_import_takes_off_sale_are_not_offered(app, trained_worksp
 
     from recsys.serve import ServedRun, create_app
 
+    def api_list(client) -> set[str]:
+        return {row["item_id"] for row in client.get("/recommend", params={"user": user}).json()["recommendations"]}
+
     served = ServedRun(Workspace(trained_workspace), run.name)
     served.follow_every_s = 0.0  # look at every request
-    client = TestClient(create_app(trained_workspace, run.name, served=served))
-    client.__enter__()
-    assert client.get("/health").json()["items_not_for_sale"] == 0
-    assert archived <= {
-        row["item_id"] for row in client.get("/recommend", params={"user": user}).json()["recommendations"]
-    }
-    folder = tmp_path / "again"
-    folder.mkdir()
-    items = bundle.items.copy()
-    items["status"] = ["archived" if item in archived else "active" for item in items["item_id"].astype(str)]
-    items.to_csv(folder / "items.csv", index=False)
-    bundle.interactions.to_csv(folder / "interactions.csv", index=False)  # the people who bought them did
-    stored = trained_workspace / "datasets" / dataset
-    shutil.copytree(stored / "images", folder / "images")
-    assert workspace.import_bundle(folder, name=dataset).ok
+    with TestClient(create_app(trained_workspace, run.name, served=served)) as client:
+        assert client.get("/health").json()["items_not_for_sale"] == 0
+        assert archived <= api_list(client)
+        items = bundle.items.copy()
+        items["status"] = ["archived" if item in archived else "active" for item in items["item_id"].astype(str)]
+        # the people who bought them did: the interactions stay
+        import_again(workspace, trained_workspace, dataset, items, bundle.interactions, tmp_path / "again", False)
 
-    result = run_cli("recommend", run.name, "--user", user, "--k", "10", "--json", workspace=trained_workspace)
-    assert result.returncode == 0, result.stderr
-    answer = last_json(result.stdout)
-    listed = [row["item_id"] for row in answer["recommendations"]]
-    assert len(listed) == 10 and not archived & set(listed)
-    assert answer["items_not_for_sale"] == len(archived)
-    out = tmp_path / "recs.parquet"
-    result = run_cli("export", run.name, "--k", "10", "--out", str(out), "--json", workspace=trained_workspace)
-    assert result.returncode == 0, result.stderr
-    assert last_json(result.stdout)["items_not_for_sale"] == len(archived)
-    import pandas as pd
+        out = tmp_path / "recs.parquet"
+        answer, export_answer, _ = cli_lists(run, user, out, trained_workspace)
+        listed = [row["item_id"] for row in answer["recommendations"]]
+        assert len(listed) == 10 and not archived & set(listed)
+        assert answer["items_not_for_sale"] == export_answer["items_not_for_sale"] == len(archived)
+        assert not archived & set(pd.read_parquet(out)["item_id"].astype(str))
+        liked = [str(model.item_ids[i]) for i in model.seen[model.user_index(user)].indices]
+        result = run_cli(
+            "recommend-new", run.name, "--like", *liked, "--k", "10", "--json", workspace=trained_workspace
+        )
+        assert result.returncode == 0, result.stderr
+        assert not archived & {row["item_id"] for row in last_json(result.stdout)["recommendations"]}
 
-    assert not archived & set(pd.read_parquet(out)["item_id"].astype(str))
-    liked = [str(model.item_ids[i]) for i in model.seen[model.user_index(user)].indices]
-    result = run_cli("recommend-new", run.name, "--like", *liked, "--k", "10", "--json", workspace=trained_workspace)
-    assert result.returncode == 0, result.stderr
-    assert not archived & {row["item_id"] for row in last_json(result.stdout)["recommendations"]}
-
-    # the HTTP API, started before the import, takes it up without a restart
-    assert client.get("/health").json()["items_not_for_sale"] == len(archived)
-    listed_now = {row["item_id"] for row in client.get("/recommend", params={"user": user}).json()["recommendations"]}
-    assert len(listed_now) == 10 and not archived & listed_now
-    client.__exit__(None, None, None)
+        # the HTTP API, started before the import, takes it up without a restart
+        assert client.get("/health").json()["items_not_for_sale"] == len(archived)
+        listed_now = api_list(client)
+        assert len(listed_now) == 10 and not archived & listed_now
 
     at = open_page(app, "app_pages/recommendations.py")
     assert_clean(at)

@@ -653,6 +653,15 @@ class RunContext:
             price_style=self.price_style,
         )
 
+    def not_for_sale(self, item_id: str) -> bool:
+        """Whether the catalogue as imported now marks the item as not for sale (a draft, archived, sold
+        out): such an item is never recommended, but it stays in histories and in the visitor's picker."""
+        marked = self.model.not_for_sale
+        if marked is None:
+            return False
+        position = self.aligned.index.get_indexer([item_id])[0]
+        return bool(position >= 0 and marked[position])
+
     def picture(self, item_id: str) -> str:
         if self.image_column and item_id in self.items_by_id.index:
             return image_file(self.data.root, self.items_by_id.at[item_id, self.image_column])

@@ -712,6 +712,10 @@ def item_label(ctx: RunContext, item_id: str) -> str:
     items); the maker is left out where the item has none."""
     title = ctx.title(item_id)
     label = short_text(title, 80)
+    if ctx.not_for_sale(item_id):
+        # a visitor may well like a product the shop has since archived or sold out: it stays pickable (it
+        # says what they like), marked so it is not taken for something the list could offer
+        label += " (not for sale)"
     maker = ctx.maker_column
     value = ctx.items_by_id.at[item_id, maker] if maker and item_id in ctx.items_by_id.index else None
     if value is not None and not pd.isna(value) and str(value).strip():
@@ -802,7 +806,9 @@ def visitor_page(ctx: RunContext) -> None:
                 "picture": ctx.picture(i),
                 "title": ctx.title(i),
                 "details": ctx.attributes_line(i),
-                "caption": i if ctx.title(i) != i else "",
+                "caption": " · ".join(
+                    p for p in (i if ctx.title(i) != i else "", "not for sale" if ctx.not_for_sale(i) else "") if p
+                ),
             }
             for i in liked
         ],
@@ -926,6 +932,7 @@ def main() -> None:
             item_id if title != item_id else "",
             stars(value) if rating else "",
             f"×{repeated}" if repeated > 1 else "",
+            "not for sale" if ctx.not_for_sale(item_id) else "",
         )
         entries.append(
             {

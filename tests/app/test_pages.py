@@ -776,6 +776,20 @@ def test_items_a_later_import_takes_off_sale_are_not_offered(app, trained_worksp
     notes = " ".join(i.value for i in at.info)
     assert "and so is what is for sale" in notes
 
+    # a visitor may like a product since archived: the picker still offers it, marked, and it is never offered
+    at.session_state["rec_mode"] = "A new visitor"
+    at.run()
+    picker = at.multiselect(key="rec_liked")
+    marked = {option.split(" · ")[-1] for option in picker.options if "(not for sale)" in option}
+    assert marked == archived & {option.split(" · ")[-1] for option in picker.options} and marked
+    liked_label = next(option for option in picker.options if "(not for sale)" in option)
+    picker.set_value([liked_label])
+    at.run()
+    assert_clean(at)
+    assert "not for sale" in " ".join(c.value for c in at.caption)
+    listed = {c.value.split(" · ")[0] for c in at.caption if " · score " in c.value}  # "D0012 · score 1.925"
+    assert len(listed) == 10 and not archived & listed
+
 
 def test_users_a_later_import_dropped_are_not_served(app, trained_workspace, tmp_path):
     """People left out of a later import of the dataset are not recommended to, exported or listed by a run

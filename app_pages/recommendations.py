@@ -447,8 +447,6 @@ def explained(
     return cache[key]
 
 
-# a fragment: opening a card's "Why this?" reruns that card alone, not the page's scoring and filters
-@st.fragment
 def card(
     ctx: RunContext, user: str | None, rank: int, item_id: str, score: float, liked: tuple[str, ...] | None = None
 ) -> None:
@@ -464,14 +462,21 @@ def card(
         st.caption(f"{md_text(item_id)} · score {score:.3f}" if caption else f"score {score:.3f}")
         if liked is not None and item_id in liked:  # "Hide liked items" off: the visitor's own pick, said so
             st.caption(":material/favorite: one of the visitor's liked items")
-        # cards of a row share one height: the button sits at the bottom whatever the title's length
+        # cards of a row share one height: the button sits at the bottom whatever the title's length (the
+        # fragment holds the button alone: around the whole card, its own box kept the card from stretching)
         st.space("stretch")
-        # the explanation is computed only when its popover opens: the list itself stays fast
-        with st.popover(
-            "Why this?", icon=":material/lightbulb:", width="stretch", key=f"rec_why_{rank}", on_change="rerun"
-        ) as popover:
-            if popover.open:
-                explanation_body(ctx, explained(ctx, user, item_id, liked=liked))
+        why_this(ctx, user, rank, item_id, liked)
+
+
+# a fragment: opening a card's "Why this?" reruns that button alone, not the page's scoring and filters
+@st.fragment
+def why_this(ctx: RunContext, user: str | None, rank: int, item_id: str, liked: tuple[str, ...] | None) -> None:
+    # the explanation is computed only when its popover opens: the list itself stays fast
+    with st.popover(
+        "Why this?", icon=":material/lightbulb:", width="stretch", key=f"rec_why_{rank}", on_change="rerun"
+    ) as popover:
+        if popover.open:
+            explanation_body(ctx, explained(ctx, user, item_id, liked=liked))
 
 
 def csv_export(

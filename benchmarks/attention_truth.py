@@ -11,9 +11,12 @@ measures, from ``model.user_modality_weights`` (the gate the scores use):
   content modality (mean pairwise cosine of the history items' MiniLM / EfficientNet / attribute vectors,
   minus the catalogue's mean pairwise cosine, z-scored over users), arg-max over the three content
   modalities, scored on the users of the three content segments (chance 33 %);
-* two bounds on the recovery, beside it: a *supervised* linear read-out of the gate's own evidence (trained
-  on the truth, 5-fold CV: does the evidence or the gate's form limit it?) and the generator's own
-  posterior mean of the weights from the same histories, every latent value known (what the choices hold);
+* three bounds on the recovery, beside it: a *supervised* linear read-out of the gate's own evidence (trained
+  on the truth, 5-fold CV: does the evidence or the gate's form limit it?); the generator's own posterior
+  mean of the weights from the same histories, every latent value known (what the choices hold); and the
+  same posterior with the users' preferred values estimated rather than given (perfect item features and the
+  generator's exact choice model: about what any model could reach, since nothing observable says what a
+  user prefers);
 * the model's accuracy beside EASE with its L2 chosen on valid (test NDCG@20, ratio);
 * the faithfulness of its explanations (:func:`recsys.explain.faithfulness_check`, every user's top 10: the
   share of pairs where masking the largest-share modality lowers the score more than masking the smallest),
@@ -153,11 +156,15 @@ def _recovery(estimate: np.ndarray, truth: pd.DataFrame, modalities: list[str]) 
     }
 
 
-def generator_posterior(train, truth: pd.DataFrame, truth_items: pd.DataFrame, item_ids, modalities) -> dict[str, Any]:
+def generator_posterior(
+    train, truth: pd.DataFrame, truth_items: pd.DataFrame, item_ids, modalities, preferences_known: bool = True
+) -> dict[str, Any]:
     """The generator's own posterior mean of the weights from the same training histories, knowing every
-    latent value (:func:`recsys.data.demo.demo_posterior_weights`): what the choices hold at best."""
+    latent value (:func:`recsys.data.demo.demo_posterior_weights`): what the choices hold at best. With
+    ``preferences_known`` False, the users' preferred values are estimated, not given: what perfect item
+    features and the generator's exact choice model would recover, which no model can exceed by much."""
     items = truth_items.set_index("item_id").reindex(item_ids).reset_index()
-    posterior = demo_posterior_weights(truth, items, train.tocsr())
+    posterior = demo_posterior_weights(truth, items, train.tocsr(), preferences_known=preferences_known)
     columns = [DEMO_MODALITIES.index(m) for m in modalities]
     return _recovery(posterior[:, columns], truth, modalities)
 
@@ -254,6 +261,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     out["generator_posterior"] = generator_posterior(data.train, truth, truth_items, data.item_ids, model.modalities)
     out["generator_posterior"]["seconds"] = time.perf_counter() - started
+    started = time.perf_counter()
+    out["item_latent_posterior"] = generator_posterior(
+        data.train, truth, truth_items, data.item_ids, model.modalities, preferences_known=False
+    )
+    out["item_latent_posterior"]["seconds"] = time.perf_counter() - started
 
     def test_ndcg(fitted) -> dict[str, float]:
         test = evaluate_ranking(fitted.score, data.train, prepared.test, exclude=prepared.valid, ks=(20,))
@@ -293,6 +305,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for key, label in (
         ("evidence_read_out", "a linear read-out of the gate's evidence trained on the truth (5-fold CV)"),
         ("generator_posterior", "the generator's own posterior (every latent value known)"),
+        (
+            "item_latent_posterior",
+            "the generator's posterior with the users' preferred values estimated (perfect item features)",
+        ),
     ):
         print(
             f"{label}: segment accuracy {out[key]['segment_accuracy']:.3f}, Spearman",
@@ -302,7 +318,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"calibration: {model.history.get('calibration', {}).get('behaviour_scale')}, best round "
         f"{model.history.get('best_epoch')}"
     )
-    for key, label in (("fusion", "the model"), ("generator_posterior", "the generator's posterior")):
+    for key, label in (
+        ("fusion", "the model"),
+        ("item_latent_posterior", "perfect item features"),
+        ("generator_posterior", "the generator's posterior"),
+    ):
         print(
             f"Spearman within groups, {label} (the modality's own segment / every other user):",
             {m: f"{v['in_segment']:.3f} / {v['others']:.3f}" for m, v in out[key]["spearman_within"].items()},

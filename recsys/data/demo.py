@@ -810,7 +810,12 @@ def _match_features(ul: dict, il: dict) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def demo_posterior_weights(
-    users: pd.DataFrame, items: pd.DataFrame, histories: Any, samples: int = 4000, seed: int = 0
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    histories: Any,
+    samples: int = 4000,
+    seed: int = 0,
+    preferences_known: bool = True,
 ) -> np.ndarray:
     """The generator's own posterior mean of each user's modality weights ``[U, 4]`` (``MODALITIES`` order).
 
@@ -818,9 +823,16 @@ def demo_posterior_weights(
     ``histories`` (a binary ``[U, N]`` CSR matrix: what a model is given, e.g. the training split). The
     weights' prior (the segments' shares and Dirichlet jitter) is sampled, and each sample is weighted by
     the likelihood of the user's items as draws from the generator's softmax over the catalogue, with every
-    user's preferred values and every item's latent values known. A reference, not a model: it knows
-    everything except the weights, so it bounds what any estimator that reads the same choices could
-    recover (the Gaussian taste noise is left out of the likelihood and draws are taken as independent)."""
+    item's latent values known. A reference, not a model: it bounds what any estimator that reads the same
+    choices could recover (the Gaussian taste noise is left out of the likelihood and draws are taken as
+    independent).
+
+    ``preferences_known``: every user's preferred values (topic, style, price band, brands, category,
+    cluster) are given too. With False they are not: they are estimated per user, alternating with the weights
+    (the values that make the history likeliest at the current weights, starting from the history's most
+    frequent ones, twice), so the bound asks only for perfect *item* features. The preferred values are drawn
+    independently of anything a model observes, so a model cannot know them; the order of a modality's weight
+    among the users for whom it is minor rests on them."""
     rng = np.random.default_rng(seed)
     prior = []
     for segment, share in zip(SEGMENTS, _SEGMENT_SHARES, strict=True):
@@ -829,15 +841,6 @@ def demo_posterior_weights(
         prior.append(rng.dirichlet(base * _WEIGHT_CONCENTRATION, max(1, int(round(samples * share)))))
     weights = np.concatenate(prior).astype(np.float32)  # [S, 4]
     brands = {name: b for b, name in enumerate(_BRAND_NAMES)}
-    pref_brands = users["pref_brands"].astype(str).str.split("|")
-    ul = dict(
-        topic=users["pref_topic"].map(TOPICS.index).to_numpy(),
-        style=users["pref_visual_style"].map(_STYLE_NAMES.index).to_numpy(),
-        band=users["pref_price_band"].map(PRICE_BANDS.index).to_numpy(),
-        brands=np.array([[brands[b[0]], brands[b[-1]]] for b in pref_brands]),
-        category=users["pref_category"].map(_CATEGORIES.index).to_numpy(),
-        cluster=users["pref_behaviour_cluster"].to_numpy(int),
-    )
     log_pop = np.log(items["popularity"].to_numpy(float))
     il = dict(
         topic=items["topic"].map(TOPICS.index).to_numpy(),
@@ -848,17 +851,74 @@ def demo_posterior_weights(
         cluster=items["behaviour_cluster"].to_numpy(int),
         log_pop=log_pop,
     )
-    match = np.stack(_match_features(ul, il), axis=1).astype(np.float32)  # [U, 4, N]
     pop_term = (_POPULARITY_COEF * (log_pop - log_pop.mean()) / (log_pop.std() + 1e-12)).astype(np.float32)
-    out = np.zeros((len(users), len(MODALITIES)))
-    for u in range(len(users)):
-        chosen = histories.indices[histories.indptr[u] : histories.indptr[u + 1]]
-        utility = _UTILITY_SCALE * (weights @ match[u]) + pop_term  # [S, N]
+
+    def log_likelihood(w: np.ndarray, match: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+        utility = _UTILITY_SCALE * (w @ match) + pop_term  # [S, N]
         top = utility.max(axis=1, keepdims=True)
         log_norm = top[:, 0] + np.log(np.exp(utility - top).sum(axis=1))
-        log_likelihood = utility[:, chosen].sum(axis=1) - len(chosen) * log_norm
-        posterior = np.exp(log_likelihood - log_likelihood.max())
-        out[u] = (posterior / posterior.sum()) @ weights
+        return utility[:, chosen].sum(axis=1) - len(chosen) * log_norm
+
+    def posterior_mean(match: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+        ll = log_likelihood(weights, match, chosen)
+        posterior = np.exp(ll - ll.max())
+        return (posterior / posterior.sum()) @ weights
+
+    out = np.zeros((len(users), len(MODALITIES)))
+    if preferences_known:
+        pref_brands = users["pref_brands"].astype(str).str.split("|")
+        ul = dict(
+            topic=users["pref_topic"].map(TOPICS.index).to_numpy(),
+            style=users["pref_visual_style"].map(_STYLE_NAMES.index).to_numpy(),
+            band=users["pref_price_band"].map(PRICE_BANDS.index).to_numpy(),
+            brands=np.array([[brands[b[0]], brands[b[-1]]] for b in pref_brands]),
+            category=users["pref_category"].map(_CATEGORIES.index).to_numpy(),
+            cluster=users["pref_behaviour_cluster"].to_numpy(int),
+        )
+        match = np.stack(_match_features(ul, il), axis=1).astype(np.float32)  # [U, 4, N]
+        for u in range(len(users)):
+            out[u] = posterior_mean(match[u], histories.indices[histories.indptr[u] : histories.indptr[u + 1]])
+        return out
+
+    brand_band = np.array([PRICE_BANDS.index(_price_band(b[1])) for b in BRANDS])
+    sizes = dict(topic=len(TOPICS), style=len(_STYLE_NAMES), band=len(PRICE_BANDS), category=len(_CATEGORIES))
+    sizes["cluster"] = int(il["cluster"].max()) + 1
+
+    def match_of(pref: dict) -> np.ndarray:
+        one = {key: np.array([value]) for key, value in pref.items() if key != "brands"}
+        one["brands"] = np.asarray(pref["brands"])[None, :]
+        return np.stack(_match_features(one, il), axis=1)[0].astype(np.float32)  # [4, N]
+
+    def brands_for(band: int, chosen: np.ndarray) -> list[int]:
+        # the two brands of the band the history holds most of (the generator draws both from the band)
+        pool = np.flatnonzero(brand_band == band)
+        held = np.bincount(il["brand"][chosen], minlength=len(brand_band))[pool]
+        top = pool[np.argsort(-held, kind="stable")[:2]]
+        return [int(top[0]), int(top[-1])]
+
+    for u in range(len(users)):
+        chosen = histories.indices[histories.indptr[u] : histories.indptr[u + 1]]
+        if len(chosen) == 0:
+            out[u] = weights.mean(axis=0)
+            continue
+        pref: dict = {key: int(np.bincount(il[key][chosen], minlength=k).argmax()) for key, k in sizes.items()}
+        pref["brands"] = brands_for(pref["band"], chosen)
+        w = weights.mean(axis=0, keepdims=True)
+        for _ in range(2):
+            for key, k in sizes.items():
+                best, best_ll = pref[key], -np.inf
+                for value in range(k):
+                    candidate = {**pref, key: value}
+                    if key == "band":
+                        candidate["brands"] = brands_for(value, chosen)
+                    ll = float(log_likelihood(w, match_of(candidate), chosen)[0])
+                    if ll > best_ll:
+                        best, best_ll = value, ll
+                pref[key] = best
+                if key == "band":
+                    pref["brands"] = brands_for(best, chosen)
+            w = posterior_mean(match_of(pref), chosen)[None, :]
+        out[u] = w[0]
     return out
 
 

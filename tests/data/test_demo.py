@@ -354,3 +354,12 @@ def test_generator_posterior_finds_the_planted_weights(small):
     )
     noise = demo_posterior_weights(gt_users, gt_items, shuffled, samples=2000)
     assert ((noise - noise.mean(0)).argmax(1) == truth.argmax(1)).mean() < 0.45  # 0.22
+
+    # the users' preferred values estimated, not given (perfect item features): still finds most segments,
+    # no better than knowing them, and nothing in shuffled choices
+    estimated = demo_posterior_weights(gt_users, gt_items, histories, samples=2000, preferences_known=False)
+    np.testing.assert_allclose(estimated.sum(axis=1), 1.0, atol=1e-5)
+    found = ((estimated - estimated.mean(0)).argmax(1) == truth.argmax(1)).mean()
+    assert 0.6 < found <= accuracy + 0.05, (found, accuracy)
+    lost = demo_posterior_weights(gt_users, gt_items, shuffled, samples=2000, preferences_known=False)
+    assert ((lost - lost.mean(0)).argmax(1) == truth.argmax(1)).mean() < 0.5

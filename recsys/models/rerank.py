@@ -11,8 +11,9 @@
   list to the next, so that a target below half a slot per list is met over many lists instead of being
   rounded in each (batch export, the exposure sweep); a single user's ``recommend`` balances its list alone.
 * :func:`variant_groups` — the near-duplicate guard's groups: items whose titles are the same once
-  case, punctuation, bracketed notes, colour and size words are set aside (colour variants of one
-  article) share a group; :func:`select_top` keeps at most one item per group in a list.
+  case, punctuation, bracketed notes, and colour and size words at either end of the title or of a part
+  of it are set aside (colour variants of one article) share a group; a colour inside a name and a
+  bracketed place in a series ("(Book 2)") stay; :func:`select_top` keeps at most one item per group.
 * Filters — boolean keep-masks over the model's items built from an items frame aligned with them:
   :func:`category_mask`, :func:`price_mask`, :func:`seen_mask`, combined by :func:`filter_mask`.
 * Metrics over a set of recommendation lists (``[n_users, k]`` item indices, ``-1`` padding):
@@ -278,23 +279,46 @@ xxs xs s m l xl xxl xxxl small medium large size colour color pack
 )
 
 
+# a bracketed note that places the item in a series ("(Book 2)", "[Vol. III]", "(#4)") names another product,
+# not a variant of one: the guard keeps it in the title
+_SERIES_NOTE = re.compile(
+    r"(\b(book|vol|volume|part|tome|episode|season|series|issue|no|nr|band|teil|tomo|livre)\b\.?\s*#?\s*"
+    r"(\d+|[ivxlc]+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\b)|#\s*\d+"
+)
+_BRACKETED = re.compile(r"[\(\[\{]([^)\]}]*)[\)\]\}]")
+# where a title's variant part starts: "Everyday Hoodie - Sand", "Slim Jeans / Black", "Mug, Large"
+_SEGMENT_BREAK = re.compile(r"\s+[-\u2013\u2014]\s+|[/|:,;]")
+
+
 def variant_groups(titles: Sequence[Any], makers: Sequence[Any] | None = None) -> np.ndarray:
     """One group id per item: items whose titles match once lower-cased, with bracketed notes, punctuation,
-    colour and size words set aside, share a group (``"Slim Jeans (Black)"``, ``"slim jeans - blue"``).
-    A title that is empty, or made only of such words, is its own group. With ``makers`` (each item's brand or
-    vendor), only items of one maker share a group: six vendors' "Everyday Hoodie" are six articles."""
+    and colour and size words at either end of the title or of a part of it set aside, share a group
+    (``"Slim Jeans (Black)"``, ``"slim jeans - blue"``, ``"Black Slim Jeans XL"``). A colour word inside a name
+    stays ("The Red Prince" is not "The Black Prince"), and so does a bracketed place in a series ("1Q84 (Book
+    2)" is not "1Q84 (Book 1)"). A title that is empty, or made only of such words, is its own group. With
+    ``makers`` (each item's brand or vendor), only items of one maker share a group: six vendors' "Everyday
+    Hoodie" are six articles."""
     import unicodedata
 
     def missing(value: Any) -> bool:
         return value is None or (isinstance(value, float) and np.isnan(value))
+
+    def named_words(part: str) -> list[str]:
+        words = re.findall(r"[^\W_]+", part)
+        start, end = 0, len(words)
+        while start < end and words[start] in _VARIANT_WORDS:
+            start += 1
+        while end > start and words[end - 1] in _VARIANT_WORDS:
+            end -= 1
+        return words[start:end]
 
     keys: dict[str, int] = {}
     out = np.empty(len(titles), dtype=np.int64)
     for position, title in enumerate(titles):
         text = "" if missing(title) else str(title)
         text = unicodedata.normalize("NFKC", text).casefold()
-        text = re.sub(r"[\(\[\{][^)\]}]*[\)\]\}]", " ", text)
-        words = [w for w in re.findall(r"[^\W_]+", text) if w not in _VARIANT_WORDS]
+        text = _BRACKETED.sub(lambda note: f" {note.group(1)} " if _SERIES_NOTE.search(note.group(1)) else " , ", text)
+        words = [word for part in _SEGMENT_BREAK.split(text) for word in named_words(part)]
         key = " ".join(words) or f"\x00{position}"
         if makers is not None and words and not missing(maker := makers[position]):
             key += "\x00" + unicodedata.normalize("NFKC", str(maker)).casefold().strip()

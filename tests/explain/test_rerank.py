@@ -58,6 +58,20 @@ def test_variant_groups_join_colour_and_size_variants_of_one_title():
     assert len(set(groups[5:].tolist())) == 4  # an empty title, or one made of variant words only, stands alone
 
 
+def test_variant_groups_keep_apart_the_volumes_of_a_series_and_colours_inside_a_name():
+    """A book shop's walkthrough: "1Q84 (Book 2)" and "(Book 3)" by the author of "(Book 1)" were one product
+    with it, so a reader who owned the first never saw the sequels; "The Red Prince" and "The Black Prince" by
+    one author were one product too. A colour at either end of a title is still a variant's."""
+    titles = [
+        "1Q84 (Book 1)", "1Q84 (Book 2)", "1Q84 [Vol. III]", "Saga (#4)", "Saga (#5)",
+        "The Red Prince", "The Black Prince",
+        "Black Slim Jeans", "Slim Jeans (Black)", "Slim Jeans - Navy", "Mug (Pack of 2)", "Mug, Large", "Mug",
+    ]  # fmt: skip
+    groups = variant_groups(titles, ["Haruki Murakami"] * 3 + ["BKV"] * 2 + ["Iris Murdoch"] * 2 + [None] * 6)
+    assert len(set(groups[:7].tolist())) == 7
+    assert groups[7] == groups[8] == groups[9] and groups[10] == groups[11] == groups[12]
+
+
 def test_variant_groups_keep_apart_the_same_title_from_different_makers():
     """A Shopify shop had "Everyday Hoodie" from six vendors: grouped by title alone, a customer who bought one
     never saw the others. "Sand" is a colour too."""

@@ -847,12 +847,12 @@ def main() -> None:
     if ctx is None:
         return
     # Streamlit drops a widget's value when another page is shown: the mode chosen comes back with the page
-    if "rec_mode" not in st.session_state and st.session_state.get("rec_mode_kept") is not None:
-        st.session_state["rec_mode"] = st.session_state["rec_mode_kept"]
+    # (the value goes in through the session state alone, never also as a default: Streamlit warns at both)
+    if "rec_mode" not in st.session_state:
+        st.session_state["rec_mode"] = st.session_state.get("rec_mode_kept") or KNOWN_USER_MODE
     mode = top[1].segmented_control(
         "Recommend for",
         [KNOWN_USER_MODE, VISITOR_MODE],
-        default=KNOWN_USER_MODE,
         required=True,
         key="rec_mode",
         help="A new visitor is known only by the items you pick for them: the model recommends from those at "

@@ -659,7 +659,10 @@ def build_sentence(facts: Mapping[str, Any]) -> str:
     if like and facts.get("has_attention") and modalities and modalities[0]["modality"] == "behaviour":
         # behaviour leads: the named items were chosen by the same people, they need not look alike ("it is like
         # “Lavender Candle”" for a pair of socks read as nonsense)
-        chosen = "people who chose " + like.removeprefix("like ").rstrip(",") + " chose it too"
+        named = like.removeprefix("like ")
+        # "people who chose “A”, which you rated highly, chose it too": the relative clause keeps both commas
+        named = named if named.endswith(" highly,") else named.rstrip(",")
+        chosen = f"people who chose {named} chose it too"
         return f"{lead}: {chosen}; {body}." if body else f"{lead}: {chosen}."
     # "like X, it is one of the most popular items" ties the history to popularity: keep them apart
     if like and body and body.startswith("it ") and from_content:

@@ -593,5 +593,9 @@ def test_history_items_named_for_behaviour_are_said_to_be_chosen_by_the_same_peo
         ": people who chose “Lavender Candle” chose it too; it is one of the most popular items (more popular than "
         "99% of the catalogue)."
     )
+    # a history item rated highly: the relative clause is closed by a comma before the verb
+    facts["history"][0]["rated_highly"] = True
+    assert "people who chose “Lavender Candle”, which you rated highly, chose it too;" in build_sentence(facts)
+    facts["history"][0]["rated_highly"] = False
     facts["modalities"][0]["modality"] = "text"  # a content modality leads: the items are alike
     assert "it is like “Lavender Candle”" in build_sentence(facts)

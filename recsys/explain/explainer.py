@@ -271,6 +271,21 @@ class ExplainContext:
         return terms
 
     # --- text
+    def text_phrase(self, item_id: str) -> str:
+        """What the text modality read of this item, for a sentence: "its title and description", or "its
+        title" where the description is empty (the text encoder read only what is filled in)."""
+        filled = []
+        if item_id in self.items.index:
+            for column in self.text_columns:
+                value = self.items.at[item_id, column]
+                if isinstance(value, str) and value.strip():
+                    filled.append(str(column).replace("_", " ").strip().lower())
+        if not filled:
+            return MODALITY_PHRASES["text"]
+        if len(filled) <= 2:
+            return "its " + " and ".join(filled)
+        return f"its {filled[0]}, {filled[1]} and other text"
+
     def _document(self, item_id: str) -> Counter:
         if item_id not in self._doc_cache:
             if item_id in self.items.index and self.text_columns:
@@ -777,7 +792,7 @@ def explain(
                 modalities.append(
                     {
                         "modality": name,
-                        "label": MODALITY_PHRASES.get(name, name),
+                        "label": ctx.text_phrase(item_id) if name == "text" else MODALITY_PHRASES.get(name, name),
                         "present": bool(present[m]),
                         "missing": not bool(present[m]),
                         "attention": float(attention[m]) if present[m] else 0.0,

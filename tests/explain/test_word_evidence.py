@@ -53,3 +53,12 @@ def test_a_label_most_of_the_catalogue_carries_is_not_evidence():
     ctx = ExplainContext(model, items, {"item_id": S.ID, "main_cat": S.CATEGORICAL, "brand": S.CATEGORICAL})
     cited = {entry["column"]: entry["values"] for entry in _label_evidence(ctx, "I0", ["I1"], ["I1"])}
     assert cited == {"brand": ["Acme"]}  # "shares main cat Gift Cards" says nothing about why this item
+
+
+def test_the_text_modality_is_named_by_what_the_item_has_filled_in():
+    """A book with no description was "recommended mainly for its description": the text encoder had read only
+    its title."""
+    ctx = _context(["A saga across three generations", "", "   "])
+    assert ctx.text_phrase("I0") == "its title and text"
+    assert ctx.text_phrase("I1") == ctx.text_phrase("I2") == "its title"
+    assert ctx.text_phrase("unknown") == "its description"

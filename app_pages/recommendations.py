@@ -171,9 +171,16 @@ def evidence_lines(explanation: dict) -> list[str]:
         for part in explanation.get("modalities") or []
         if isinstance(part.get("share"), int | float) and part["share"] <= 0 and part.get("present", True)
     }
+    # a visitor has no history: what they like is the items picked for them
+    history = "liked items" if explanation.get("user_id") == NEW_VISITOR else "history"
+    said: set[str] = set()
 
     def lowered(modality: str) -> str:
-        return f" (though its {MODALITY_WORDS[modality]} lower its score overall)" if modality in against else ""
+        # said once per modality, on its first line: three lines each ending the same way read as a stutter
+        if modality not in against or modality in said:
+            return ""
+        said.add(modality)
+        return f" (though its {MODALITY_WORDS[modality]} lower its score overall)"
 
     lines = []
     for label in evidence.get("labels") or []:
@@ -196,7 +203,8 @@ def evidence_lines(explanation: dict) -> list[str]:
             if top.get("count"):
                 lines.append(
                     f"**{md_text(label['column_label'])}** “{md_text(top['value'])}” — {top['count']} of the "
-                    f"{label['history_size']} items in the history" + lowered("attributes")
+                    f"{label['history_size']} {'liked items' if history == 'liked items' else 'items in the history'}"
+                    + lowered("attributes")
                 )
     words = evidence.get("words") or []
     if words:
@@ -210,8 +218,8 @@ def evidence_lines(explanation: dict) -> list[str]:
     # shared evidence only: a band none of the history is in says nothing about why (it stays in the JSON)
     if price.get("band") and price.get("history_share_pct", 0) > 0:
         lines.append(
-            f"**price band** {md_text(price['band'])} — {price.get('history_share_pct', 0)}% of the history is in it"
-            + lowered("attributes")
+            f"**price band** {md_text(price['band'])} — {price.get('history_share_pct', 0)}% of the {history} "
+            f"{'are' if history == 'liked items' else 'is'} in it" + lowered("attributes")
         )
     visual = evidence.get("visual") or {}
     if visual.get("percentile") is not None:
@@ -222,7 +230,7 @@ def evidence_lines(explanation: dict) -> list[str]:
     popularity = evidence.get("popularity") or {}
     if popularity:
         lines.append(
-            "**popularity** new: no one has it yet"
+            "**popularity** no one has chosen it yet"
             if popularity.get("new_item")
             else f"**popularity** chosen by {popularity.get('count', 0):,} "
             f"user{'' if popularity.get('count', 0) == 1 else 's'}: more popular than "
@@ -236,14 +244,15 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
         show_error("The explanation could not be computed", explanation["error"])
         return
     st.markdown(md_text(explanation["sentence"]))
+    visitor = explanation.get("user_id") == NEW_VISITOR
     fig = modality_chart(explanation)
     if fig is not None:
         # the chart first, in a line; how to read it in detail at the end, for whoever wants it
         chart(fig, width=560, config={"displayModeBar": False})
         st.caption(
-            "How much each modality weighs for this user and item (left; 100 % in all) and what each adds to the "
-            f"score (right; {explanation['score']:.2f} in total, a red bar counts against the item). More under "
-            "“Reading the chart” below."
+            f"How much each modality weighs for this {'visitor' if visitor else 'user'} and item (left; 100 % in "
+            f"all) and what each adds to the score (right; {explanation['score']:.2f} in total, a red bar counts "
+            "against the item). More under “Reading the chart” below."
         )
     else:
         st.caption(
@@ -251,7 +260,6 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
             "user's history."
         )
     history = explanation.get("history") or []
-    visitor = explanation.get("user_id") == NEW_VISITOR
     if history:
         st.markdown("**The liked items behind it**" if visitor else "**The history items behind it**")
         st.caption(
@@ -282,14 +290,18 @@ def explanation_body(ctx: RunContext, explanation: dict) -> None:
     if fig is not None:
         st.markdown("**Reading the chart**")
         st.caption(
-            "The weights (left) are the user's own (the Attention page's), adjusted for the item by how often it "
-            "was chosen — a rarely chosen item's co-occurrence score says little, so for it the model leans on "
-            "the modalities that hold up (a learned adjustment, the same for every user). What each modality "
-            "adds (right) is what the score loses without it, averaged over which other modalities the item "
-            "keeps (its Shapley value). The percentages in the sentence above are of the right-hand side: each "
-            "modality's part of the positive contributions. A large weight is not a large push: the weight "
-            "multiplies how this item scores in that modality against the user's other candidates, so a heavily "
-            "weighted modality in which the item is below average counts against it."
+            (
+                "The weights (left) are the visitor's, read from the items picked for them"
+                if visitor
+                else "The weights (left) are the user's own (the Attention page's)"
+            )
+            + ", adjusted for the item by how often it was chosen — a rarely chosen item's co-occurrence score says"
+            " little, so for it the model leans on the modalities that hold up (a learned adjustment, the same "
+            "for every user). What each modality adds (right) is what the score loses without it, averaged over "
+            "which other modalities the item keeps (its Shapley value). The percentages in the sentence above are"
+            " of the right-hand side: each modality's part of the positive contributions. A large weight is not a"
+            " large push: the weight multiplies how this item scores in that modality against the user's other "
+            "candidates, so a heavily weighted modality in which the item is below average counts against it."
             + (
                 " Popularity is not a modality: the model adds it to every user's scores, more for a short "
                 "history, and no attention weight scales it."

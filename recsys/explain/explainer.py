@@ -660,7 +660,7 @@ def build_sentence(facts: Mapping[str, Any]) -> str:
     popularity = facts.get("popularity") or {}
     if len(clauses) < 2 and popularity:
         if popularity.get("new_item"):
-            clauses.append("it is new (no one has it yet), so its content alone scored it")
+            clauses.append("no one has chosen it yet, so its content alone scored it")
         elif popularity.get("percentile", 50) >= 90:
             clauses.append(
                 f"it is one of the most popular items (more popular than {popularity['percentile']}% of the catalogue)"

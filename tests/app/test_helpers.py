@@ -335,6 +335,28 @@ def test_shared_evidence_of_a_modality_that_lowers_the_score_says_so():
     labels, words = evidence_lines(explanation)
     assert labels == "**Type** “Scarf” (though its attributes lower its score overall)"
     assert "lower" not in words
+    # said once per modality: a second attributes line (the price band) does not repeat it
+    explanation["evidence"]["price"] = {"band": "budget", "history_share_pct": 50}
+    lines = evidence_lines(explanation)
+    assert sum("lower its score overall" in line for line in lines) == 1
+
+
+def test_shared_evidence_for_a_visitor_speaks_of_the_liked_items():
+    from app_pages.recommendations import evidence_lines
+    from recsys.explain.explainer import NEW_VISITOR
+
+    price = {"band": "premium", "history_share_pct": 50}
+    counts = {"column_label": "genre", "history_counts": [{"value": "Fantasy", "count": 2}], "history_size": 2}
+    visitor = evidence_lines({"user_id": NEW_VISITOR, "evidence": {"price": price, "labels": [counts]}})
+    assert visitor == [
+        "**genre** “Fantasy” — 2 of the 2 liked items",
+        "**price band** premium — 50% of the liked items are in it",
+    ]
+    user = evidence_lines({"user_id": "u1", "evidence": {"price": price, "labels": [counts]}})
+    assert user == [
+        "**genre** “Fantasy” — 2 of the 2 items in the history",
+        "**price band** premium — 50% of the history is in it",
+    ]
 
 
 def test_test_metrics_say_how_many_users_they_average_over():

@@ -21,6 +21,7 @@ from app_pages.common import (
     list_all_runs,
     load_dataset_frames,
     md_text,
+    metric_decimals,
     run_name,
     run_page,
     set_active_dataset,
@@ -80,12 +81,15 @@ def home() -> None:
             test = latest.test_metrics
             best = latest.best_baseline
             line = f"Started {fmt_time(latest.started)}"
+            # the model's NDCG@20 and the best baseline's at a precision that shows no gap rounding made
+            decimals = metric_decimals(test.get("ndcg@20"), best[1]) if test and best else 3
             if test:
                 line += (
-                    f" · NDCG@20 **{fmt_metric(test.get('ndcg@20'))}** · Recall@20 {fmt_metric(test.get('recall@20'))}"
+                    f" · NDCG@20 **{fmt_metric(test.get('ndcg@20'), decimals)}** · Recall@20 "
+                    f"{fmt_metric(test.get('recall@20'))}"
                 )
             if best:
-                line += f" · best baseline {model_name(best[0])} {fmt_metric(best[1])}"
+                line += f" · best baseline {model_name(best[0])} {fmt_metric(best[1], decimals)}"
             if test and latest.partial_folds:  # a stopped cross-validation: the mean of the folds it did
                 line += f" · {latest.partial_folds} only"
             st.caption(line)

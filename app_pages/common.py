@@ -150,12 +150,25 @@ def fmt_time(stamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
 
 
-def fmt_metric(value: Any) -> str:
+def fmt_metric(value: Any, decimals: int = 3) -> str:
     try:
         value = float(value)
     except (TypeError, ValueError):
         return "–"
-    return "–" if not np.isfinite(value) else f"{value:.3f}"
+    return "–" if not np.isfinite(value) else f"{value:.{decimals}f}"
+
+
+def metric_decimals(a: Any, b: Any) -> int:
+    """Decimals to show two metrics side by side with: 3, or 4 where rounding to 3 would draw a gap of 0.001
+    between two values less than half that apart (0.70450 and 0.70446 read "0.705" against "0.704", a tie
+    shown as a win)."""
+    try:
+        a, b = float(a), float(b)
+    except (TypeError, ValueError):
+        return 3
+    if not (np.isfinite(a) and np.isfinite(b)):
+        return 3
+    return 4 if f"{a:.3f}" != f"{b:.3f}" and abs(a - b) < 0.0005 else 3
 
 
 # ----------------------------------------------------------------------------- workspace

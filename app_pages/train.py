@@ -864,10 +864,13 @@ def styled_metrics(table):
     test = table["Split"].str.startswith("test")
 
     def highlight(column):
-        best = column[test].max()
+        # at the precision shown: values that read the same are tied for best, and each is marked (0.70450
+        # against 0.70446 both read 0.7045; marking one was a tie shown as a win)
+        shown = column.astype(float).round(4)
+        best = shown[test].max()
         return [
             "font-weight: 700; background-color: #EDF2FF" if is_test and value == best else ""
-            for value, is_test in zip(column, test)
+            for value, is_test in zip(shown, test)
         ]
 
     return table.style.apply(highlight, subset=labels).format(

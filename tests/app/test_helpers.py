@@ -590,3 +590,25 @@ def test_users_are_listed_with_who_they_are_where_the_users_table_says(tmp_path)
     assert described == {"5800001": "DE · Berlin", "5800002": "AT · Wien"}  # the third says nothing of where
     assert user_option("5800001", 22, described["5800001"]) == "5800001 · DE · Berlin · 22 items"
     assert user_option("u9", 1) == "u9 · 1 item"
+
+
+def test_a_tie_is_not_shown_as_a_win():
+    """Home read "NDCG@20 0.705 · best baseline MostPop 0.704" for 0.70450 against 0.70446, and the Train table
+    marked the model's cell alone as the best."""
+    import pandas as pd
+
+    from app_pages.common import fmt_metric, metric_decimals
+    from app_pages.train import styled_metrics
+
+    decimals = metric_decimals(0.70450, 0.70446)
+    assert fmt_metric(0.70450, decimals) == fmt_metric(0.70446, decimals) == "0.7045"
+    assert metric_decimals(0.1758, 0.1536) == 3 and metric_decimals(None, 0.2) == 3
+    table = pd.DataFrame(
+        {"Model": ["Fusion (this run)", "MostPop", "EASE"], "Split": ["test"] * 3, "NDCG@20": [0.70450, 0.70446, 0.6]}
+    )
+    import re
+
+    html = styled_metrics(table).to_html()
+    # one CSS rule lists every cell it styles: the two tied cells of the NDCG@20 column, not the third
+    marked = "".join(re.findall(r"([^{}]*)\{[^}]*font-weight: 700", html))
+    assert sorted(re.findall(r"row(\d+)_col2", marked)) == ["0", "1"]

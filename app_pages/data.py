@@ -661,7 +661,11 @@ def explore_section() -> None:
         help=f"Sparsity {ov['sparsity']:.2%}: the share of user × item pairs without an interaction.",
     )
     cols[4].metric("Median items per user", f"{ov['median_per_user']:,.0f}")
-    cols[5].metric("Median users per item", f"{ov['median_per_item']:,.0f}")
+    cols[5].metric(
+        "Median users per item",
+        f"{ov['median_per_item']:,.0f}",
+        help="Over the whole catalogue: an item nobody has chosen yet counts as 0.",
+    )
 
     left, right = st.columns(2)
     with left:

@@ -73,7 +73,12 @@ def overview(
     n_pairs = int(len(pairs))
     density = n_pairs / (n_users * n_items) if n_users and n_items else 0.0
     per_user = activity_counts(interactions, "user")
+    # over the whole catalogue: an item nobody chose is an item with 0 users (a shop with 300 books of which
+    # 88 sold had read "median 3 users per item", the 20 % most popular taking 89 % instead of 99 %)
     per_item = activity_counts(interactions, "item")
+    catalogue = pd.Index(items["item_id"].astype(str).unique()) if "item_id" in items.columns else pd.Index([])
+    per_item = per_item.rename(index=str)
+    per_item = per_item.reindex(catalogue.union(per_item.index), fill_value=0)
     out: dict[str, Any] = {
         "users": n_users,
         "items": n_items,
@@ -88,8 +93,8 @@ def overview(
         "max_per_item": int(per_item.max()) if len(per_item) else 0,
         "user_attributes": int(len(users.columns) - 1) if users is not None else 0,
     }
-    # share of interactions that go to the 20 % most popular items: how long the tail is
-    if len(per_item):
+    # share of interactions that go to the 20 % most popular items of the catalogue: how long the tail is
+    if len(per_item) and per_item.sum() > 0:
         top = per_item.sort_values(ascending=False)
         head = top.iloc[: max(1, int(np.ceil(0.2 * len(top))))].sum()
         out["top20_item_share"] = float(head / top.sum())

@@ -50,7 +50,8 @@ def test_overview_counts_density_and_tail():
     assert ov["items_without_interactions"] == 1  # d
     assert ov["median_per_user"] == 2.0  # u1: a, b; u2: a, c; u3: a, b
     assert ov["max_per_item"] == 3  # a: u1, u2, u3
-    assert ov["top20_item_share"] == pytest.approx(3 / 6)  # the top item (a) of 3 has 3 of 6 pairs
+    assert ov["top20_item_share"] == pytest.approx(3 / 6)  # the top item (a) of the 4 has 3 of 6 pairs
+    assert ov["median_per_item"] == 1.5  # over the catalogue: a 3, b 2, c 1 and d, which nobody chose, 0
     assert ov["mean_rating"] == pytest.approx(24 / 7)
 
 

@@ -914,7 +914,7 @@ def item_caption(
 ) -> str:
     """A card's line of attributes: up to ``limit`` of ``columns`` and the price. A value that is a code or a
     number is named by its column ("store 12"), since "12" alone says nothing. ``labels``: the multi-label
-    columns and their separator, whose labels are listed apart ("Action · Comedy"); any other value is shown
+    columns and their separator, whose labels are listed apart ("Action, Comedy"); any other value is shown
     whole, a "|" in it included, and a category path by its last level ("T-Shirts" for
     "Apparel & Accessories > Clothing > Shirts & Tops > T-Shirts"). ``price_unit``: the price's currency sign ("$1,592.24" instead of "price
     1,592.24"), written the file's way with ``price_style`` ("1.592,24 €")."""
@@ -926,7 +926,9 @@ def item_caption(
         if value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == "":
             continue
         separator = (labels or {}).get(column)
-        text = " · ".join(v.strip() for v in str(value).split(separator)) if separator else str(value)
+        # one column's labels with commas, columns apart with "·": "Tom Tanaka, Ines Brown · Little, Brown"
+        # (with "·" for both, two authors and a publisher read as three of a kind)
+        text = ", ".join(v.strip() for v in str(value).split(separator) if v.strip()) if separator else str(value)
         text = short_label(text)
         parts.append(text if _reads_alone(text) else f"{str(column).replace('_', ' ')} {text}")
     if price_column:

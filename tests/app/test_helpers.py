@@ -375,7 +375,13 @@ def test_a_card_names_the_column_of_a_value_that_is_a_code_or_a_number():
     row = {"category": "Home & Kitchen", "store_id": "12", "size": "XL", "genres": "Action|Comedy", "price": "9.5"}
     caption = item_caption(row, ["category", "store_id", "size"], "price")
     assert caption == "Home & Kitchen · store id 12 · size XL · price 9.50"
-    assert item_caption(row, ["genres"], labels={"genres": "|"}) == "Action · Comedy"
+    assert item_caption(row, ["genres"], labels={"genres": "|"}) == "Action, Comedy"
+    # two authors and a publisher: the column's labels are told apart from the next column
+    book = {"authors": "Tom Tanaka|Ines Brown", "publisher": "Little, Brown"}
+    assert (
+        item_caption(book, ["authors", "publisher"], labels={"authors": "|"})
+        == "Tom Tanaka, Ines Brown · Little, Brown"
+    )
     # a "|" in a value that is not a list of labels is part of the value
     assert item_caption({"category": "Tools|Garden"}, ["category"]) == "Tools|Garden"
     assert item_caption({"brand": "cat_7"}, ["brand"]) == "brand cat_7"

@@ -314,6 +314,9 @@ def _review_and_import(
         key=f"data_roles_{key}",
         hide_index=True,
         width="stretch",
+        # every column in view (the default box shows ten rows: a bundle's interactions columns were below its
+        # fold); a very wide file scrolls within thirty rows
+        height="content" if len(base) <= 30 else 31 * 35 + 3,
         disabled=["table", "column", "reason", "example"],
         column_config={
             "table": st.column_config.TextColumn("Table", width="small"),

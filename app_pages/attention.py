@@ -153,6 +153,19 @@ def distribution(
                 "attributes": "have a value in an attribute column the model uses",
             }.get(modality, "have it")
             col.caption(f"{have:,} of {total:,} items {what} ({part_percent(have, total)})")
+    spreads = [float(np.subtract(*np.percentile(weights[m], [75, 25]))) for m in modalities]
+    if spreads and max(spreads) < 0.05 and "history_length" in weights.columns:
+        # a sparse shop (a median of two items per user): every user near an even split reads as "nothing was
+        # learned"; say what it means, and where the model's weighing shows instead
+        median = float(np.nanmedian(weights["history_length"])) if len(weights) else 0.0
+        st.info(
+            f"Most users' weights sit close together: with a median history of {median:,.0f} item"
+            f"{'' if median == 1 else 's'}, a user's own choices say too little to tell their tastes apart, so the "
+            "model gives most users about the same weights and leans on what holds for everyone. What differs is "
+            "how it weighs each *item* (the per-item weights on the users' top items, below): a modality counts "
+            "more for items whose other signals are thin. Users' weights spread out as their histories grow.",
+            icon=":material/info:",
+        )
     long = weights.melt(id_vars=["user_id"], value_vars=modalities, var_name="modality", value_name="weight")
     fig = px.box(
         long,

@@ -22,6 +22,7 @@ from app_pages.common import (
     import_time,
     list_all_runs,
     md_text,
+    metric_decimals,
     page_header,
     plain_error,
     privacy_retrain_panel,
@@ -218,6 +219,17 @@ def comparison(runs: list[RunRecord]) -> None:
                     }
                 )
     frame = pd.DataFrame(rows).dropna(subset=["value"])
+    # three decimals, or four where three would draw a gap between two values of one metric that rounding
+    # made (0.70450 and 0.70446 labelled 0.705 and 0.704: a tie shown as a win)
+    decimals = max(
+        [
+            metric_decimals(a, b)
+            for _, values in frame.groupby("metric")["value"]
+            for k, a in enumerate(values)
+            for b in list(values)[k + 1 :]
+        ]
+        or [3]
+    )
     fig = px.bar(
         frame,
         x="run",
@@ -225,7 +237,7 @@ def comparison(runs: list[RunRecord]) -> None:
         color="model",
         barmode="group",
         facet_col="metric",
-        text_auto=".3f",
+        text_auto=f".{decimals}f",
         # one colour per kind of model in every run's group (it followed the order models appeared in)
         color_discrete_map=MODEL_COLOURS,
         labels={"value": "", "run": ""},

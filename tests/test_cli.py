@@ -112,6 +112,18 @@ def test_a_path_as_run_id_is_refused_plainly_without_a_traceback(tmp_path):
     assert not (tmp_path / "x").exists() and not any((tmp_path / "ws" / "runs").iterdir())
 
 
+def test_an_unknown_model_or_baseline_is_refused_before_any_training(tmp_path):
+    """A mistyped baseline was found only after the model had trained (minutes), and left a failed run that
+    `runs`, `evaluate` and `recommend` took for a finished one."""
+    for flags, what in ((("--baselines", "mostpop", "nosuch"), "baseline"), (("--model", "nosuch"), "model")):
+        done = run_cli("train", "--data", "demo", *flags, "--json", workspace=tmp_path / "ws")
+        assert done.returncode == 1, done.stderr
+        assert f"unknown {what} 'nosuch'; choose one of" in done.stderr and "Traceback" not in done.stderr
+        assert last_json(done.stdout)["ok"] is False
+    runs = tmp_path / "ws" / "runs"
+    assert not runs.exists() or not any(runs.iterdir())
+
+
 def _other_workspace_run(tmp_path):
     """A run folder (config + saved model files) in another workspace, to be addressed by its path."""
     run = tmp_path / "elsewhere" / "runs" / "r1"

@@ -126,6 +126,14 @@ class RunConfig:
             raise ValueError(f"protocol must be auto or one of {', '.join(PROTOCOLS)}, not {self.protocol!r}")
         if int(self.folds) < 2:
             raise ValueError(f"folds must be 2 or more, not {self.folds}")
+        # checked with the config, before a run folder or any training: a mistyped baseline was found only
+        # after the model had trained, and left a failed run that looked like a finished one
+        from ..models.base import list_models
+
+        known = list_models()
+        for what, name in [("model", self.model), *(("baseline", b) for b in self.baselines)]:
+            if name not in known:
+                raise ValueError(f"unknown {what} {name!r}; choose one of {', '.join(known)}")
         for item in dataclasses.fields(self):
             cls = item.metadata.get("nested")
             if cls is not None:

@@ -196,6 +196,20 @@ class _CsvSink:
         self.handle.close()
 
 
+def export_format(out: str | Path) -> str:
+    """ "csv" for a ``.csv`` file, "parquet" for ``.parquet`` / ``.pq`` or no suffix; anything else is refused
+    (a Parquet file named recs.xlsx opens in no spreadsheet)."""
+    suffix = Path(out).suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in ("", ".parquet", ".pq"):
+        return "parquet"
+    raise ValueError(
+        f"{Path(out).name}: an export is written as Parquet (.parquet) or CSV (.csv), not {suffix}; a spreadsheet "
+        f"opens the CSV ({Path(out).with_suffix('.csv').name})"
+    )
+
+
 def export_recommendations(
     model: Any,
     out: str | os.PathLike,
@@ -228,13 +242,13 @@ def export_recommendations(
     out = Path(out)
     if out.is_dir():
         raise IsADirectoryError(f"{out} is a folder; give a file name such as {out / 'recs.parquet'}")
+    fmt = export_format(out)
     # every user, in the order of their ids (a model's rows follow its users' histories, see users_in_history_order)
     rows = (
         np.argsort(np.asarray(model.user_ids).astype(str), kind="stable").astype(np.int64)
         if user_rows is None
         else np.asarray(user_rows, dtype=np.int64)
     )
-    fmt = "csv" if out.suffix.lower() == ".csv" else "parquet"
     names = ["user_id", "rank", "item_id", "score"] + (share_columns(model) if shares else [])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f"{temp_prefix(out)}{uuid.uuid4().hex[:8]}.tmp"
@@ -297,4 +311,4 @@ def read_user_ids(path: str | os.PathLike) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
-__all__ = ["top_k_rows", "recommend_batch", "export_recommendations", "read_user_ids", "ExportSummary"]
+__all__ = ["top_k_rows", "recommend_batch", "export_format", "export_recommendations", "read_user_ids", "ExportSummary"]

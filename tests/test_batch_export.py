@@ -127,7 +127,10 @@ def test_refusals_exit_1_with_a_json_error(trained, tmp_path):
     assert code == 1 and "--shares" in result["error"] and "ease" in result["error"]
     code, result = run_cli(trained, "export", RUN, "--out", str(tmp_path / "r.parquet"), "--k", "0")
     assert code == 1 and "--k" in result["error"]
-    assert not list(tmp_path.glob("*.parquet"))
+    # a Parquet file named .xlsx opened in no spreadsheet: the formats there are are named instead
+    code, result = run_cli(trained, "export", RUN, "--out", str(tmp_path / "recs.xlsx"))
+    assert code == 1 and "Parquet (.parquet) or CSV (.csv), not .xlsx" in result["error"]
+    assert not list(tmp_path.glob("*.parquet")) and not list(tmp_path.glob("*.xlsx"))
 
 
 def test_chunk_size_does_not_change_the_contents(model, tmp_path):

@@ -566,7 +566,7 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
-    from ..batch import MAX_K, export_recommendations, read_user_ids
+    from ..batch import MAX_K, export_format, export_recommendations, read_user_ids
     from .records import follow_current_import, load_run_model, users_gone_from_dataset
 
     if not 1 <= args.k <= MAX_K:
@@ -576,6 +576,10 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     if out.is_dir():
         raise CommandError(f"--out {out} is a folder; give a file name, e.g. {out / 'recs.parquet'}")
+    try:
+        export_format(out)
+    except ValueError as exc:
+        raise CommandError(f"--out {exc}") from exc
     run_dir = _run_dir(args)
     if not (run_dir / "model" / "config.json").is_file():
         raise CommandError(f"run {args.run} has no saved model yet (state: {read_status(run_dir)['state']})")
@@ -654,7 +658,7 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
         progress.close()
     _say(
         args,
-        f"wrote top-{summary.k} for {summary.users:,} users ({summary.rows:,} rows, {summary.chunks} chunks) "
+        f"wrote top-{summary.k} for {summary.users:,} users ({summary.rows:,} rows, {summary.chunks} chunk{'' if summary.chunks == 1 else 's'}) "
         f"to {summary.path} in {summary.seconds:.1f} s",
     )
     if summary.exposure is not None:

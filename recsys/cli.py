@@ -80,6 +80,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def unit_interval(text: str) -> float:
+    """An argparse type for a weight such as ``--blend``: a number from 0 to 1 (the HTTP API's range; 5 was
+    taken as 1 without a word)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, not {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, not {value:g}")
+    return value
+
+
 def _workspace(args: argparse.Namespace):
     from .workspace import Workspace
 

@@ -188,3 +188,16 @@ def test_a_list_length_below_one_is_refused_plainly(tmp_path, command, k):
     done = run_cli(*command, "--k", k, workspace=tmp_path / "ws")
     assert done.returncode == 2
     assert "argument --k: must be" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("blend", ["5", "-1", "lots"])
+def test_a_blend_outside_0_to_1_is_refused_as_the_api_refuses_it(tmp_path, blend):
+    # 5 was taken as 1 and -1 as 0 without a word, where the HTTP API answers 422
+    done = run_cli("recommend-new", "some-run", "--query", "telescope", "--blend", blend, workspace=tmp_path / "ws")
+    assert done.returncode == 2
+    assert "argument --blend: must be" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_blend_without_a_query_is_refused_not_ignored(tmp_path):
+    done = run_cli("recommend-new", "some-run", "--like", "i1", "--blend", "0.3", "--json", workspace=tmp_path / "ws")
+    assert done.returncode == 1 and "--blend weighs a --query" in done.stderr

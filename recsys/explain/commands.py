@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..cli import CommandError, _say, _workspace, command, positive_int
+from ..cli import CommandError, _say, _workspace, command, positive_int, unit_interval
 from ..train.records import read_run_config
 
 
@@ -197,7 +197,12 @@ def _new_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--user", default=None, help="a known user to blend --query with (not with --like: likes are the history)"
     )
-    p.add_argument("--blend", type=float, default=0.5, help="weight of the query against the history (default 0.5)")
+    p.add_argument(
+        "--blend",
+        type=unit_interval,
+        default=None,
+        help="with --query: weight of the query against the history, 0 to 1 (default 0.5)",
+    )
     p.add_argument("--k", type=positive_int, default=10, help="how many items (default 10)")
     p.add_argument(
         "--explain",
@@ -212,6 +217,8 @@ def cmd_recommend_new(args: argparse.Namespace) -> dict[str, Any]:
 
     if not args.like and not args.query:
         raise CommandError("give --like ITEM ... (a new user's liked items) or --query TEXT")
+    if args.blend is not None and not args.query:
+        raise CommandError("--blend weighs a --query against the history; there is no --query here")
     if args.explain and args.query:
         # a query's list blends text similarity into the scores, which no explanation of the model's accounts for
         raise CommandError("--explain explains lists from --like items only, not from a --query")
@@ -230,7 +237,7 @@ def cmd_recommend_new(args: argparse.Namespace) -> dict[str, Any]:
                 args.query,
                 k=args.k,
                 history=args.like,
-                blend=args.blend,
+                blend=0.5 if args.blend is None else args.blend,
                 encoder=query_encoder_for_run(run_dir),
                 user=args.user,
                 items_frame=bundle.items if bundle is not None else None,

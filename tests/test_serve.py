@@ -406,3 +406,25 @@ def test_a_dataset_that_cannot_be_read_now_leaves_the_served_import_as_it_was(se
     served.follow_every_s = 3600.0  # not due: no look at all
     monkeypatch.setattr(served.workspace, "dataset_imported_at", lambda name: pytest.fail("looked too soon"))
     served.follow_dataset()
+
+
+def test_explain_says_where_the_item_stands_for_the_user(client, ids, served_root):
+    """`explain` of any item said "Recommended mainly for …" of the 766th of 783: it now gives the item's place
+    among what a list for the user could hold, the same order `recommend` lists."""
+    user = ids["user"]
+    listed = [r["item_id"] for r in client.get("/recommend", params={"user": user, "k": 3}).json()["recommendations"]]
+
+    def explained(item: str) -> dict:
+        done = cli_in_process("explain", RUN, "--user", user, "--item", item, "--json", workspace=served_root)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])["explanation"]
+
+    first = explained(listed[0])
+    assert first["rank"] == 1 and first["candidates"] > 3
+    assert "it ranks 1st of the" in " ".join(first["notes"])
+    # in the list's order (one per product may have set a variant aside between them)
+    assert 1 < explained(listed[1])["rank"] < explained(listed[2])["rank"]
+    model = client.app.state.served.model
+    owned = str(model.item_ids[model.seen[model.user_index(user)].indices[0]])
+    mine = explained(owned)
+    assert mine["rank"] is None and any("already has this item" in note for note in mine["notes"])

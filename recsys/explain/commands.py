@@ -113,8 +113,42 @@ def cmd_explain(args: argparse.Namespace) -> dict[str, Any]:
         raise CommandError(str(exc.args[0])) from exc
     data = explanation.to_dict()
     data["narration"] = _narrate(explanation, args.narrator, context)
+    # any item can be explained, and the sentence says what the model weighs; where the item stands for the
+    # user says whether it would be recommended at all ("Recommended mainly for …" of the 766th of 783)
+    from ..train.records import follow_current_import
+
+    in_catalogue = follow_current_import(model, bundle)  # what a list would offer today (the CLI's other lists)
+    data["rank"], data["candidates"] = _rank_among_candidates(model, args.user, args.item, in_catalogue)
+    if data["rank"] is not None:
+        data.setdefault("notes", []).append(
+            f"it ranks {_ordinal(data['rank'])} of the {data['candidates']:,} items this user could be offered"
+        )
     _print_explanation(args, data)
     return {"run_id": run_dir.name, "explanation": data}
+
+
+def _rank_among_candidates(model: Any, user: str, item: str, in_catalogue: Any = None) -> tuple[int | None, int]:
+    """The item's place (1 = first) among the items a list for ``user`` could hold (not theirs already, for
+    sale), by the model's score, and how many those are; None for an item that is not among them."""
+    import numpy as np
+
+    from ..models.rerank import seen_mask
+
+    row, index = model.user_index(user), model.item_index(item)
+    keep = seen_mask(model, row) & model.for_sale()
+    if in_catalogue is not None:
+        keep &= np.asarray(in_catalogue, dtype=bool)
+    if not keep[index]:
+        return None, int(keep.sum())
+    scores = np.asarray(model.score(np.array([row]))[0], dtype=np.float64)
+    # ties broken by the lower item index, as every list is
+    ahead = (scores > scores[index]) | ((scores == scores[index]) & (np.arange(len(scores)) < index))
+    return int((ahead & keep).sum()) + 1, int(keep.sum())
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n:,}{suffix}"
 
 
 def _recommend_arguments(p: argparse.ArgumentParser) -> None:

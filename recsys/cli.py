@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .atomic import _json_default
 
@@ -545,20 +545,41 @@ def _say(args: argparse.Namespace, text: str) -> None:
         print(text)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors still end with one JSON object when ``--json`` was asked for
+    (scripts read the last line: a mistyped flag printed usage only), naming the command whose usage it is."""
+
+    json_requested = False  # set by main() from the command line being parsed
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        if _Parser.json_requested:
+            command = self.prog.split()[-1] if self.prog != PROG else None
+            print(json.dumps({"command": command, "ok": False, "error": message, "error_type": "usage"}))
+        sys.exit(EXIT_USAGE)
+
+
+PROG = "python -m recsys"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON object as the last line of output")
     common.add_argument(
         "--workspace", default=None, help="workspace folder (default: $RECSYS_WORKSPACE or ./workspace)"
     )
     common.add_argument("--quiet", action="store_true", help="no progress bars or messages (the JSON still prints)")
 
-    parser = argparse.ArgumentParser(prog="python -m recsys", description="Multimodal recommender studio engine.")
+    parser = _Parser(prog=PROG, description="Multimodal recommender studio engine.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands: dict[str, argparse.ArgumentParser] = {}
     for name, (_, help_text, arguments) in _COMMANDS.items():
         command_parser = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
         if arguments is not None:
             arguments(command_parser)
+        commands[name] = command_parser
+    parser.set_defaults(_command_parsers=commands)
     return parser
 
 
@@ -576,7 +597,14 @@ def _load_command_modules() -> None:
 def main(argv: list[str] | None = None) -> int:
     _load_command_modules()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _Parser.json_requested = "--json" in argv
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # a flag the command does not have: its own usage, not the top level's list of commands
+        command_parser = args._command_parsers.get(args.command) if args.command else None
+        (command_parser or parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+    del args._command_parsers
     if not args.command:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

@@ -201,3 +201,19 @@ def test_a_blend_outside_0_to_1_is_refused_as_the_api_refuses_it(tmp_path, blend
 def test_a_blend_without_a_query_is_refused_not_ignored(tmp_path):
     done = run_cli("recommend-new", "some-run", "--like", "i1", "--blend", "0.3", "--json", workspace=tmp_path / "ws")
     assert done.returncode == 1 and "--blend weighs a --query" in done.stderr
+
+
+def test_a_usage_error_still_ends_with_one_json_object_and_names_its_command(tmp_path):
+    """Scripts read the last line of `--json`: a wrong flag printed argparse's usage only, and a mistyped flag
+    showed the list of commands instead of the command's own usage."""
+    done = run_cli("recommend", "some-run", "--user", "u", "--k", "0", "--json", workspace=tmp_path / "ws")
+    assert done.returncode == 2
+    assert last_json(done.stdout) == {
+        "command": "recommend",
+        "ok": False,
+        "error": "argument --k: must be 1 or more, not 0",
+        "error_type": "usage",
+    }
+    typo = run_cli("recommend", "some-run", "--user", "u", "--kk", "5", workspace=tmp_path / "ws")
+    assert typo.returncode == 2 and not typo.stdout.strip()  # no JSON unless asked for
+    assert "usage: python -m recsys recommend" in typo.stderr and "unrecognized arguments: --kk 5" in typo.stderr

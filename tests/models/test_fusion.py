@@ -81,6 +81,14 @@ def test_user_weights_sum_to_one_and_items_renormalise_over_what_they_have(any_t
     assert np.corrcoef(per_item[:, full, 0], weights[:, 0])[0, 1] > 0.9
 
 
+def test_weights_are_asked_for_by_user_id_as_well_as_by_row(any_trained):
+    # user_modality_weights(["U0001"]) raised int()'s ValueError, while recommend("U0001") takes ids
+    model = any_trained
+    ids = [str(u) for u in model.user_ids[:3]]
+    np.testing.assert_array_equal(model.user_modality_weights(ids), model.user_modality_weights(np.arange(3)))
+    np.testing.assert_array_equal(model.user_modality_weights(np.array(ids)), model.user_modality_weights([0, 1, 2]))
+
+
 def test_gate_evidence_is_what_the_weights_are_computed_from(any_trained):
     model = any_trained
     users = np.arange(12)

@@ -138,8 +138,8 @@ class FusionRecommender(ExpertScoring, Recommender):
         slopes = gate.item_popularity_weight.detach().cpu().numpy()
         return {m: float(slopes[i]) for i, m in enumerate(self.modalities) if m != "behaviour"}
 
-    def user_modality_weights(self, users: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
-        """The gate ``[n, M]`` (rows sum to 1) for user rows; what the scores actually use."""
+    def user_modality_weights(self, users: Sequence[int | str] | np.ndarray | None = None) -> np.ndarray:
+        """The gate ``[n, M]`` (rows sum to 1) for user rows or ids; what the scores actually use."""
         evidence, lengths = self.gate_evidence(users)
         with torch.no_grad():
             weights = fitted(self.gate).user_weights(
@@ -147,11 +147,16 @@ class FusionRecommender(ExpertScoring, Recommender):
             )
         return weights.cpu().numpy()
 
-    def gate_evidence(self, users: Sequence[int] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def gate_evidence(self, users: Sequence[int | str] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """What the gate reads for user rows: ``evidence [n, 2M]`` (per modality how coherent the history is,
         behaviour's the leave-one-out AUC; then the user's choice coefficient of each content expert;
         standardised over users, 0 = no evidence) and the history lengths ``[n]``."""
-        users = np.arange(self.n_users) if users is None else np.asarray(users, dtype=np.int64)
+        # rows, or user ids as recommend() takes them ("U0001" raised int()'s ValueError)
+        users = (
+            np.arange(self.n_users)
+            if users is None
+            else np.asarray([self.user_index(u) for u in users] if _any_id(users) else users, dtype=np.int64)
+        )
         evidence = np.empty((len(users), 2 * len(self._modalities)), np.float32)
         lengths = np.empty(len(users), np.float32)
         with torch.no_grad():
@@ -930,3 +935,8 @@ class FusionRecommender(ExpertScoring, Recommender):
         # a model saved before the popularity floor existed had none (0 keeps its scores as they were)
         gate_state.setdefault("popularity_floor", torch.tensor(0.0))
         self.gate.load_state_dict(gate_state)
+
+
+def _any_id(users: Any) -> bool:
+    """Whether ``users`` holds a user id (a string) rather than only row numbers."""
+    return any(isinstance(u, str | np.str_) for u in (users.tolist() if isinstance(users, np.ndarray) else users))

@@ -80,6 +80,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def unknown_run(workspace: Any, run_id: str) -> CommandError:
+    """The error for a run id the workspace does not have, with its most recent runs (every command says the
+    same)."""
+    from .train.run import list_runs
+
+    known = ", ".join(r.run_id for r in list_runs(workspace)[:5]) or "none yet"
+    return CommandError(f"no run '{run_id}' in {workspace.runs_dir} (recent: {known})")
+
+
 def unit_interval(text: str) -> float:
     """An argparse type for a weight such as ``--blend``: a number from 0 to 1 (the HTTP API's range; 5 was
     taken as 1 without a word)."""

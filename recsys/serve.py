@@ -438,7 +438,9 @@ def check_servable(workspace: Any, run_id: str) -> Path:
     if record is None and run_dir.is_dir():
         read_run_config(run_dir)  # RunDamaged names a damaged config.json
     if record is None:
-        raise CommandError(f"no run '{run_id}' in {workspace.runs_dir}")
+        from .cli import unknown_run
+
+        raise unknown_run(workspace, run_id)
     if record.active:
         raise CommandError(f"run {run_id} is still training ({record.state}); serve it once it has ended")
     if not record.has_model:

@@ -292,7 +292,7 @@ def test_create_app_refuses_a_missing_run_and_a_path(served_root):
     from recsys.serve import create_app
     from recsys.workspace import InvalidName
 
-    with pytest.raises(CommandError, match="no run 'nope'"):
+    with pytest.raises(CommandError, match=rf"no run 'nope' .* \(recent: {RUN}"):  # as recommend names them
         create_app(served_root, "nope")
     with pytest.raises(InvalidName):
         create_app(served_root, "../ws")

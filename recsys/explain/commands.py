@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..cli import CommandError, _say, _workspace, command, positive_int, unit_interval
+from ..cli import CommandError, _say, _workspace, command, positive_int, unit_interval, unknown_run
 from ..train.records import read_run_config
 
 
@@ -22,7 +22,7 @@ def load_run(workspace: Any, run: str) -> tuple[Path, Any, Any, dict[str, Any]]:
 
     run_dir = workspace.run_path(run)  # a run id, never a path: InvalidName otherwise (the CLI prints it)
     if not (run_dir / "config.json").is_file():
-        raise CommandError(f"no run '{run}' in {workspace.runs_dir}")
+        raise unknown_run(workspace, run)
     if not (run_dir / "model" / "config.json").is_file():
         raise CommandError(f"run {run} has no saved model yet")
     _import_all_models()

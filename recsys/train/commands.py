@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from ..cli import CommandError, TqdmProgress, _say, _workspace, command, positive_int
+from ..cli import CommandError, TqdmProgress, _say, _workspace, command, positive_int, unknown_run
 from ..models.config import FusionConfig, field_default, field_types
 from .lock import RunRefused
 from .records import FLAT_FUSION_OPTIONS, read_run_config, single_fold
@@ -356,8 +356,7 @@ def _run_dir(args: argparse.Namespace):
     workspace = _workspace(args)
     run_dir = workspace.run_path(args.run)  # a run id, never a path (InvalidName: main prints it plainly)
     if not (run_dir / "config.json").is_file():
-        known = ", ".join(r.run_id for r in list_runs(workspace)[:5]) or "none yet"
-        raise CommandError(f"no run '{args.run}' in {workspace.runs_dir} (recent: {known})")
+        raise unknown_run(workspace, args.run)
     return run_dir
 
 

@@ -390,12 +390,13 @@ def cmd_features(args: argparse.Namespace) -> dict[str, Any]:
         "timings": features.timings,
         "text": _modality_summary(features.text, features.text_mask),
         "image": _modality_summary(features.image, features.image_mask),
+        "attributes": _attribute_summary(features.attributes),
         "cache_dir": str(workspace.features_dir),
     }
     _say(
         args,
         f"features for {result['items']:,} items of '{bundle.name}' on {device} in {seconds:.1f} s: "
-        f"text {result['text']}, image {result['image']}",
+        f"text {result['text']}, image {result['image']}, attributes {result['attributes']}",
     )
     return result
 
@@ -538,6 +539,17 @@ def cmd_finetune_text(args: argparse.Namespace) -> dict[str, Any]:
         f"--protocol {args.protocol}",
     )
     return result
+
+
+def _attribute_summary(attributes: Any) -> dict[str, Any] | None:
+    """The attribute features' columns by kind (the third modality the command extracts)."""
+    if attributes is None:
+        return None
+    return {
+        "categorical": sorted(attributes.categorical),
+        "multi_label": sorted(attributes.multi_label),
+        "numeric": list(attributes.numeric_columns),
+    }
 
 
 def _modality_summary(matrix: Any, mask: Any) -> dict[str, Any] | None:

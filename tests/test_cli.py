@@ -85,6 +85,12 @@ def test_demo_command_writes_and_imports(tmp_path):
     assert done.returncode == 0, done.stderr
     result = last_json(done.stdout)
     assert result["counts"]["users"] == 60 and result["counts"]["items"] == 40
+    # the features command reports the attribute features it extracts too, not only text and image
+    features = run_cli("features", "demo", "--modalities", "attributes", "--json", workspace=tmp_path / "ws")
+    assert features.returncode == 0, features.stderr
+    attributes = last_json(features.stdout)["attributes"]
+    assert attributes == {"categorical": ["brand", "category"], "multi_label": ["tags"], "numeric": ["price"]}
+    assert "attributes {'categorical'" in features.stdout
 
 
 @pytest.mark.parametrize("command", ["demo", "import", "datasets", "encoders", "features"])

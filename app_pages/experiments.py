@@ -221,12 +221,12 @@ def comparison(runs: list[RunRecord]) -> None:
     frame = pd.DataFrame(rows).dropna(subset=["value"])
     # three decimals, or four where three would draw a gap between two values of one metric that rounding
     # made (0.70450 and 0.70446 labelled 0.705 and 0.704: a tie shown as a win)
+    # (two such values are neighbours once a metric's values are sorted)
     decimals = max(
         [
             metric_decimals(a, b)
             for _, values in frame.groupby("metric")["value"]
-            for k, a in enumerate(values)
-            for b in list(values)[k + 1 :]
+            for a, b in zip(sorted(values), sorted(values)[1:])
         ]
         or [3]
     )

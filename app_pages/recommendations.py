@@ -172,7 +172,7 @@ def evidence_lines(explanation: dict) -> list[str]:
         if isinstance(part.get("share"), int | float) and part["share"] <= 0 and part.get("present", True)
     }
     # a visitor has no history: what they like is the items picked for them
-    history = "liked items" if explanation.get("user_id") == NEW_VISITOR else "history"
+    visitor = explanation.get("user_id") == NEW_VISITOR
     said: set[str] = set()
 
     def lowered(modality: str) -> str:
@@ -203,7 +203,7 @@ def evidence_lines(explanation: dict) -> list[str]:
             if top.get("count"):
                 lines.append(
                     f"**{md_text(label['column_label'])}** “{md_text(top['value'])}” — {top['count']} of the "
-                    f"{label['history_size']} {'liked items' if history == 'liked items' else 'items in the history'}"
+                    f"{label['history_size']} {'liked items' if visitor else 'items in the history'}"
                     + lowered("attributes")
                 )
     words = evidence.get("words") or []
@@ -218,8 +218,8 @@ def evidence_lines(explanation: dict) -> list[str]:
     # shared evidence only: a band none of the history is in says nothing about why (it stays in the JSON)
     if price.get("band") and price.get("history_share_pct", 0) > 0:
         lines.append(
-            f"**price band** {md_text(price['band'])} — {price.get('history_share_pct', 0)}% of the {history} "
-            f"{'are' if history == 'liked items' else 'is'} in it" + lowered("attributes")
+            f"**price band** {md_text(price['band'])} — {price.get('history_share_pct', 0)}% of the "
+            f"{'liked items are' if visitor else 'history is'} in it" + lowered("attributes")
         )
     visual = evidence.get("visual") or {}
     if visual.get("percentile") is not None:

@@ -638,6 +638,21 @@ def import_again(workspace, trained_workspace, dataset: str, items, interactions
     assert workspace.import_bundle(folder, name=dataset).ok
 
 
+def trained_run_and_top_five(trained_workspace) -> tuple:
+    """The trained run, its dataset's name, the workspace, the dataset as imported, the run's model, its first
+    user and that user's top five (the items a later import then drops or takes off sale)."""
+    from recsys.train.records import load_run_model
+    from recsys.workspace import Workspace
+
+    run = the_run(trained_workspace)
+    dataset = json.loads((run / "status.json").read_text())["dataset"]
+    workspace = Workspace(trained_workspace)
+    model = load_run_model(run)
+    user = str(model.user_ids[0])
+    top = {item for item, _ in model.recommend(user, k=5)}
+    return run, dataset, workspace, workspace.load_dataset(dataset), model, user, top
+
+
 def cli_lists(run, user: str, out, workspace) -> tuple[dict, dict, object]:
     """``recommend --json`` for ``user`` and ``export --json`` to ``out`` of ``run``: both answers, and the export's
     process (its stderr holds the notes)."""
@@ -654,17 +669,9 @@ def cli_lists(run, user: str, out, workspace) -> tuple[dict, dict, object]:
 def test_items_a_later_import_dropped_are_not_recommended(app, trained_workspace, tmp_path):
     """A shop that re-imports its catalogue without discontinued items must not see them recommended by a run
     trained before: the Recommendations page, the CLI and the HTTP API leave them out and say how many."""
-    from recsys.train.records import load_run_model
-    from recsys.workspace import Workspace
     from tests.test_cli import last_json, run_cli
 
-    run = the_run(trained_workspace)
-    dataset = json.loads((run / "status.json").read_text())["dataset"]
-    workspace = Workspace(trained_workspace)
-    bundle = workspace.load_dataset(dataset)
-    model = load_run_model(run)
-    user = str(model.user_ids[0])
-    dropped = {item for item, _ in model.recommend(user, k=5)}
+    run, dataset, workspace, bundle, model, user, dropped = trained_run_and_top_five(trained_workspace)
     # the catalogue exported as a bundle without those items (and their interactions), imported under its name
     items, interactions = bundle.items, bundle.interactions
     kept = ~interactions["item_id"].astype(str).isin(dropped)
@@ -722,17 +729,9 @@ def test_items_a_later_import_takes_off_sale_are_not_offered(app, trained_worksp
     """A shop that re-imports its catalogue with products archived since a run trained must not see them offered,
     without training again: the Recommendations page, the CLI and the HTTP API (running since before the import)
     take what is for sale from the import as it is now, and say how many are not."""
-    from recsys.train.records import load_run_model
-    from recsys.workspace import Workspace
     from tests.test_cli import last_json, run_cli
 
-    run = the_run(trained_workspace)
-    dataset = json.loads((run / "status.json").read_text())["dataset"]
-    workspace = Workspace(trained_workspace)
-    bundle = workspace.load_dataset(dataset)
-    model = load_run_model(run)
-    user = str(model.user_ids[0])
-    archived = {item for item, _ in model.recommend(user, k=5)}
+    run, dataset, workspace, bundle, model, user, archived = trained_run_and_top_five(trained_workspace)
     pytest.importorskip("httpx")
     from fastapi.testclient import TestClient
 
@@ -741,7 +740,7 @@ def test_items_a_later_import_takes_off_sale_are_not_offered(app, trained_worksp
     def api_list(client) -> set[str]:
         return {row["item_id"] for row in client.get("/recommend", params={"user": user}).json()["recommendations"]}
 
-    served = ServedRun(Workspace(trained_workspace), run.name)
+    served = ServedRun(workspace, run.name)
     served.follow_every_s = 0.0  # look at every request
     with TestClient(create_app(trained_workspace, run.name, served=served)) as client:
         assert client.get("/health").json()["items_not_for_sale"] == 0
